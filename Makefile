@@ -1,0 +1,38 @@
+# linefleet: every target sets itself up (virtualenv, packages, broker) on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup test lint typecheck unit demo bench soak clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v mosquitto >/dev/null 2>&1 || bash .ci/install-mosquitto
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	@touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+demo: setup
+	$(BIN)/linefleet demo --state-dir .demo
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from linefleet.cli import main
+
+sys.exit(main())

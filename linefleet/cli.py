@@ -1,0 +1,73 @@
+"""The `linefleet` command: parse, dispatch to one command module, map errors to exit codes.
+
+Every module in `linefleet.commands` exposes `register(subparsers)`, which adds its
+subcommand and sets `run=<function(args) -> int>`. Command modules import their heavy
+dependencies (MQTT, onnxruntime, MLflow) inside `run`, so `linefleet validate` starts fast
+and an edge device without the trainer extra can still run `linefleet edge`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import pkgutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from linefleet import commands
+from linefleet_core.errors import ExitCode, LinefleetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linefleet",
+        description="GitOps for defect-detection models across every line of every plant.",
+        epilog="Exit codes: 0 ok, 1 invalid input, 2 usage, 3 unexpected (see log), "
+        "4 service unavailable, 130 interrupted.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except LinefleetError as exc:
+        print(f"linefleet: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("linefleet: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception:
+        log = _crash_log()
+        print(
+            f"linefleet: unexpected error (a bug); details written to {log}. Please report it.",
+            file=sys.stderr,
+        )
+        return int(ExitCode.UNEXPECTED)
+
+
+def _crash_log() -> Path:
+    folder = Path(os.environ.get("LINEFLEET_LOG_DIR", tempfile.gettempdir()))
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    path = folder / f"linefleet-crash-{stamp}-{os.getpid()}.log"
+    path.write_text(traceback.format_exc(), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`linefleet validate`: the pull-request check (exit 0 valid, 1 invalid, 2 usage)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from linefleet_core.errors import ExitCode, UsageError
+
+
+@dataclass(frozen=True)
+class ValidateArgs:
+    repo: Path
+    base: str | None
+    format: str
+    now: dt.datetime | None
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check every fleet and taxonomy file (schema, references, rollout policy)",
+        description="Validate the fleet repository. Exit 0 valid, 1 invalid, 2 usage error.",
+    )
+    p.add_argument("--repo", type=Path, default=Path(), help="fleet repository (default: .)")
+    p.add_argument("--base", help="git revision to compare with: also checks rollout policy")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--now", help="evaluate freeze windows at this ISO time (default: now)")
+    p.set_defaults(run=run)
+
+
+def parse_now(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--now: {text!r} is not an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def run(ns: argparse.Namespace) -> int:
+    from reconciler.check import validate
+
+    args = ValidateArgs(ns.repo, ns.base, ns.format, parse_now(ns.now))
+    if not args.repo.is_dir():
+        raise UsageError(f"--repo {args.repo}: no such directory")
+    report = validate(args.repo, args.base, args.now)
+    if args.format == "json":
+        doc = {
+            "format_version": 1,
+            "valid": report.ok,
+            "errors": len(report.errors),
+            "warnings": len(report.findings) - len(report.errors),
+            "findings": [f.as_dict() for f in report.findings],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for finding in report.findings:
+            print(finding.render())
+        warnings = len(report.findings) - len(report.errors)
+        verdict = "valid" if report.ok else "invalid"
+        print(
+            f"{verdict}: {len(report.errors)} error(s), {warnings} warning(s) "
+            f"in {report.files} document(s)"
+        )
+    return int(ExitCode.OK if report.ok else ExitCode.INVALID)

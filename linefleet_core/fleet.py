@@ -1,0 +1,199 @@
+"""The fleet: sites, lines with their cameras and rollout, edge devices, and the fleet policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from linefleet_core.model import Header, Strict
+from linefleet_core.refs import Id, VersionedRef
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+LaxDateTime = Annotated[dt.datetime, Field(strict=False)]
+"""ISO 8601 (`2026-12-20` or `2026-12-20T06:00`); naive times are in the site's timezone."""
+
+
+class ProductionWindow(Strict):
+    """When the line runs (local time). Changes may be held back from these windows by policy."""
+
+    days: list[Weekday] = Field(min_length=1)
+    start: ClockTime
+    end: ClockTime
+    """May be earlier than start: the window then runs past midnight."""
+
+
+class FreezePeriod(Strict):
+    """No rollout change may land on the site's lines in [start, end) (rollbacks excepted)."""
+
+    start: LaxDateTime
+    end: LaxDateTime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Site(Header):
+    kind: Literal["Site"]
+    id: Id
+    name: str = Field(min_length=1)
+    timezone: str
+    approvers: list[str] = Field(default_factory=list)
+    """Who must approve changes to this site's fleet files (CODEOWNERS entries)."""
+    production_windows: list[ProductionWindow] = Field(default_factory=list)
+    freeze_periods: list[FreezePeriod] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown IANA timezone {value!r} (for example 'Europe/Berlin')"
+            ) from None
+        return value
+
+
+class Resolution(Strict):
+    width: int = Field(ge=16, le=16384)
+    height: int = Field(ge=16, le=16384)
+
+
+class Lighting(Strict):
+    profile: Id
+    color_temperature_k: int = Field(ge=1000, le=20000)
+    intensity_lux: float = Field(gt=0)
+
+
+class Mount(Strict):
+    angle_deg: float = Field(ge=-90, le=90)
+    height_mm: float = Field(gt=0)
+
+
+class Camera(Strict):
+    id: Id
+    resolution: Resolution
+    lighting: Lighting
+    mount: Mount
+    conveyor_side: Literal["left", "right", "top", "bottom"]
+    fps: float = Field(default=10.0, gt=0, le=1000)
+
+
+class TelemetryPolicy(Strict):
+    """What leaves the edge: defect frames, uncertain frames, disagreements; within a budget."""
+
+    uncertainty_band: list[Probability] = Field(default=[0.35, 0.65], min_length=2, max_length=2)
+    """Top-class confidence in [low, high] counts as uncertain and is kept."""
+    daily_upload_budget_mb: float = Field(default=50.0, gt=0)
+    spool_mb: float = Field(default=500.0, gt=0)
+    keep_defects: bool = True
+    keep_disagreements: bool = True
+
+    @model_validator(mode="after")
+    def _band(self) -> Self:
+        low, high = self.uncertainty_band
+        if low > high:
+            raise ValueError("uncertainty_band must be [low, high] with low <= high")
+        return self
+
+
+class Candidate(Strict):
+    model: VersionedRef
+    stage: Literal["shadow", "canary"]
+    canary_fraction: float | None = Field(default=None, gt=0.0, le=0.5)
+    """Share of frames the candidate decides in canary (0 < f <= 0.5); not set in shadow."""
+
+    @model_validator(mode="after")
+    def _fraction(self) -> Self:
+        if self.stage == "canary" and self.canary_fraction is None:
+            raise ValueError("a canary candidate needs canary_fraction (for example 0.1)")
+        if self.stage == "shadow" and self.canary_fraction is not None:
+            raise ValueError("canary_fraction applies only in stage 'canary'")
+        return self
+
+
+class Rollout(Strict):
+    serving: VersionedRef
+    """The model that decides on this line (production)."""
+    candidate: Candidate | None = None
+    previous: VersionedRef | None = None
+    """The model the line served before `serving`: the rollback target the edge keeps hot."""
+    telemetry: TelemetryPolicy = TelemetryPolicy()
+
+
+class Line(Header):
+    kind: Literal["Line"]
+    id: Id
+    site: Id
+    name: str = ""
+    product: str = Field(min_length=1)
+    taxonomy: VersionedRef
+    cameras: list[Camera] = Field(min_length=1)
+    rollout: Rollout
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.id}"
+
+
+class Serves(Strict):
+    line: Id
+    cameras: list[Id] = Field(min_length=1)
+
+
+class Hardware(Strict):
+    cpu: str = Field(min_length=1)
+    cores: int = Field(ge=1)
+    memory_mb: int = Field(ge=256)
+    disk_mb: int = Field(default=16384, ge=256)
+    accelerator: str | None = None
+
+
+class OnnxCapability(Strict):
+    max_opset: int = Field(ge=7, le=30)
+    execution_providers: list[str] = Field(min_length=1)
+
+
+class EdgeDevice(Header):
+    kind: Literal["EdgeDevice"]
+    id: Id
+    site: Id
+    serves: list[Serves] = Field(min_length=1)
+    hardware: Hardware
+    onnx: OnnxCapability
+
+
+class PromotionPolicy(Strict):
+    metric: Literal["accuracy", "macro_f1", "defect_recall"] = "accuracy"
+    tolerance: float = Field(default=0.01, ge=0, le=0.2)
+    """A candidate may be at most this much worse than the incumbent on a line."""
+    min_holdout_frames: int = Field(default=50, ge=1)
+
+
+class HealthGates(Strict):
+    """Thresholds past which a canary is rolled back (by the edge at once, then in git)."""
+
+    max_error_rate: Probability = 0.01
+    max_latency_p95_ms: float = Field(default=100.0, gt=0)
+    min_shadow_agreement: Probability = 0.9
+    max_defect_rate_jump: float = Field(default=0.05, ge=0)
+    max_drift_score: float = Field(default=0.3, gt=0)
+
+
+class Policy(Header):
+    kind: Literal["Policy"]
+    promotion: PromotionPolicy = PromotionPolicy()
+    max_canary_lines_per_site: int = Field(default=2, ge=1)
+    health_gates: HealthGates = HealthGates()
+    heartbeat_seconds: int = Field(default=60, ge=5)
+    hold_changes_during_production: bool = False
+    """When true, rollout changes to a line are refused while a production window is open."""

@@ -1,0 +1,34 @@
+"""References between fleet objects: `name@version` for models and taxonomies, ids for the rest."""
+
+from __future__ import annotations
+
+from typing import Annotated, NamedTuple
+
+from pydantic import StringConstraints
+
+ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+REF_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?@[1-9][0-9]{0,5}$"
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+"""Lower-case letters, digits and dashes: safe in paths, MQTT topics and git branch names."""
+
+VersionedRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
+"""`name@version`, for example `surface-defects@2` or `surface-cnn@5`."""
+
+
+class Ref(NamedTuple):
+    name: str
+    version: int
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        name, _, version = text.partition("@")
+        return cls(name, int(version))
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def line_key(site: str, line: str) -> str:
+    """The fleet-wide name of a line: `site/line`."""
+    return f"{site}/{line}"

@@ -1,0 +1,238 @@
+"""Checks across files: references, taxonomy compatibility, device capability, migrations.
+
+These hold for any single revision of the fleet. Checks on a *change* between two revisions
+(rollout steps, evidence, freeze windows) are the reconciler's rollout policy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+from linefleet_core.catalogue import ModelFamily, ModelVersion
+from linefleet_core.errors import Finding, Severity
+from linefleet_core.fleet import EdgeDevice, Line
+from linefleet_core.spec import FleetSpec
+from linefleet_core.taxonomy import Taxonomy, class_mapping
+
+Path = tuple[str | int, ...]
+
+
+def check(spec: FleetSpec) -> list[Finding]:
+    """Every cross-file problem of one fleet revision, errors and warnings."""
+    out: list[Finding] = []
+    for taxonomy in spec.taxonomies.values():
+        out.extend(_taxonomy(spec, taxonomy))
+    for family in spec.models.values():
+        out.extend(_model_family(spec, family))
+    for line in spec.lines.values():
+        out.extend(_line(spec, line))
+    out.extend(_devices(spec))
+    out.extend(_canary_limit(spec))
+    return out
+
+
+def _taxonomy(spec: FleetSpec, tax: Taxonomy) -> Iterator[Finding]:
+    doc = spec.located(tax)
+    for cls, count in Counter(tax.class_ids).items():
+        if count > 1:
+            index = tax.class_ids.index(cls, tax.class_ids.index(cls) + 1)
+            yield doc.finding(("classes", index, "id"), f"class {cls!r} is listed twice")
+    if tax.version == 1:
+        if tax.migration:
+            yield doc.finding(("migration",), "version 1 has no previous version to migrate from")
+        return
+    previous = spec.taxonomies.get(f"{tax.name}@{tax.version - 1}")
+    if previous is None:
+        yield doc.finding(
+            ("version",), f"{tax.name}@{tax.version - 1} is missing: versions must be consecutive"
+        )
+        return
+    _, problems = class_mapping(previous, tax)
+    for problem in problems:
+        yield doc.finding(("migration",), problem, code="migration")
+
+
+def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
+    doc = spec.located(family)
+    seen: set[int] = set()
+    for i, mv in enumerate(family.versions):
+        at: Path = ("versions", i)
+        if mv.version in seen:
+            yield doc.finding((*at, "version"), f"version {mv.version} is listed twice")
+        seen.add(mv.version)
+        taxonomy = spec.taxonomies.get(mv.taxonomy)
+        if taxonomy is None:
+            yield doc.finding((*at, "taxonomy"), f"unknown taxonomy version {mv.taxonomy!r}")
+        elif mv.output_classes != taxonomy.class_ids:
+            yield doc.finding(
+                (*at, "output_classes"),
+                f"must be the classes of {mv.taxonomy} in order: {taxonomy.class_ids}",
+                code="taxonomy_mismatch",
+            )
+        channels = 1 if mv.input.color == "gray" else 3
+        if mv.input.shape[0] != 1 or mv.input.shape[1] != channels:
+            yield doc.finding(
+                (*at, "input", "shape"),
+                f"expected [1, {channels}, height, width] for {mv.input.color} input",
+            )
+        for key, evidence in mv.evaluation.items():
+            if key not in spec.lines:
+                yield doc.finding(
+                    (*at, "evaluation", key),
+                    f"evidence for unknown line {key!r}",
+                    key=True,
+                    severity=Severity.WARNING,
+                )
+            if evidence.incumbent_model and spec.model_version(evidence.incumbent_model) is None:
+                yield doc.finding(
+                    (*at, "evaluation", key, "incumbent_model"),
+                    f"unknown model {evidence.incumbent_model!r}",
+                )
+
+
+def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
+    doc = spec.located(line)
+    if line.site not in spec.sites:
+        yield doc.finding(("site",), f"unknown site {line.site!r}", code="reference")
+    taxonomy = spec.taxonomies.get(line.taxonomy)
+    if taxonomy is None:
+        yield doc.finding(
+            ("taxonomy",), f"unknown taxonomy version {line.taxonomy!r}", code="reference"
+        )
+    ids = [c.id for c in line.cameras]
+    for i, cam in enumerate(ids):
+        if ids.index(cam) != i:
+            yield doc.finding(("cameras", i, "id"), f"camera {cam!r} is listed twice")
+    rollout = line.rollout
+    refs: list[tuple[Path, str]] = [(("rollout", "serving"), rollout.serving)]
+    if rollout.candidate:
+        refs.append((("rollout", "candidate", "model"), rollout.candidate.model))
+        if rollout.candidate.model == rollout.serving:
+            yield doc.finding(
+                ("rollout", "candidate", "model"), "the candidate is the serving model already"
+            )
+    if rollout.previous:
+        refs.append((("rollout", "previous"), rollout.previous))
+    for path, ref in refs:
+        mv = spec.model_version(ref)
+        if mv is None:
+            yield doc.finding(
+                path, f"unknown model {ref!r} (not in the model catalogue)", code="reference"
+            )
+            continue
+        if path[-1] == "serving" and mv.taxonomy != line.taxonomy:
+            yield doc.finding(
+                ("taxonomy",),
+                f"the line uses {line.taxonomy} but its serving model {ref} outputs {mv.taxonomy}",
+                code="taxonomy_mismatch",
+            )
+        if path[1] == "candidate" and not _same_or_later(mv.taxonomy, line.taxonomy):
+            yield doc.finding(
+                path,
+                f"candidate {ref} outputs {mv.taxonomy}; the line uses {line.taxonomy} "
+                "(a candidate may move the line to a later version of its taxonomy, not another)",
+                code="taxonomy_mismatch",
+            )
+        for i, camera in enumerate(line.cameras):
+            height, width = mv.input.shape[2], mv.input.shape[3]
+            if camera.resolution.width < width or camera.resolution.height < height:
+                res = camera.resolution
+                yield doc.finding(
+                    ("cameras", i, "resolution"),
+                    f"{res.width}x{res.height} is smaller than the input {width}x{height} of {ref}",
+                    code="capability",
+                )
+
+
+def _same_or_later(model_taxonomy: str, line_taxonomy: str) -> bool:
+    m_name, _, m_ver = model_taxonomy.partition("@")
+    l_name, _, l_ver = line_taxonomy.partition("@")
+    return m_name == l_name and int(m_ver) >= int(l_ver)
+
+
+def _devices(spec: FleetSpec) -> Iterator[Finding]:
+    served_by: dict[tuple[str, str], str] = {}
+    for device in spec.devices.values():
+        yield from _device(spec, device, served_by)
+    for line in spec.lines.values():
+        missing = [c.id for c in line.cameras if (line.key, c.id) not in served_by]
+        if missing:
+            yield spec.located(line).finding(
+                ("cameras",),
+                f"no edge device serves camera(s) {', '.join(missing)}",
+                severity=Severity.WARNING,
+                code="unserved",
+            )
+
+
+def _device(
+    spec: FleetSpec, device: EdgeDevice, served_by: dict[tuple[str, str], str]
+) -> Iterator[Finding]:
+    doc = spec.located(device)
+    if device.site not in spec.sites:
+        yield doc.finding(("site",), f"unknown site {device.site!r}", code="reference")
+    for i, serves in enumerate(device.serves):
+        key = f"{device.site}/{serves.line}"
+        line = spec.lines.get(key)
+        if line is None:
+            yield doc.finding(("serves", i, "line"), f"unknown line {key!r}", code="reference")
+            continue
+        cams = {c.id for c in line.cameras}
+        for j, cam in enumerate(serves.cameras):
+            where: Path = ("serves", i, "cameras", j)
+            if cam not in cams:
+                yield doc.finding(where, f"line {key} has no camera {cam!r}", code="reference")
+            elif (key, cam) in served_by and served_by[(key, cam)] != device.id:
+                yield doc.finding(
+                    where, f"camera {key}/{cam} is already served by {served_by[(key, cam)]}"
+                )
+            else:
+                served_by[(key, cam)] = device.id
+        yield from _capability(spec, device, line, ("serves", i, "line"))
+
+
+def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> Iterator[Finding]:
+    doc = spec.located(device)
+    rollout = line.rollout
+    refs = [
+        rollout.serving,
+        rollout.previous,
+        rollout.candidate.model if rollout.candidate else None,
+    ]
+    for ref in refs:
+        mv: ModelVersion | None = spec.model_version(ref) if ref else None
+        if mv is None:
+            continue
+        if mv.opset > device.onnx.max_opset:
+            yield doc.finding(
+                ("onnx", "max_opset"),
+                f"{ref} (for {line.key}) needs opset {mv.opset}; this device supports up to "
+                f"{device.onnx.max_opset}",
+                code="capability",
+            )
+        if not set(mv.execution_providers) & set(device.onnx.execution_providers):
+            yield doc.finding(
+                ("onnx", "execution_providers"),
+                f"{ref} (for {line.key}) runs on {mv.execution_providers}; the device offers "
+                f"{device.onnx.execution_providers}",
+                code="capability",
+            )
+
+
+def _canary_limit(spec: FleetSpec) -> Iterator[Finding]:
+    limit = spec.policy.max_canary_lines_per_site
+    in_canary: dict[str, list[Line]] = defaultdict(list)
+    for line in spec.lines.values():
+        if line.rollout.candidate and line.rollout.candidate.stage == "canary":
+            in_canary[line.site].append(line)
+    for site, lines in sorted(in_canary.items()):
+        if len(lines) > limit:
+            names = ", ".join(sorted(line.key for line in lines))
+            for line in lines:
+                yield spec.located(line).finding(
+                    ("rollout", "candidate", "stage"),
+                    f"site {site} has {len(lines)} lines in canary ({names}); the policy allows "
+                    f"{limit}",
+                    code="policy",
+                )
