@@ -151,6 +151,13 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
 
 
+_NUMERIC = {
+    "int_type": "expected a whole number",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+}
+
+
 def _message(err: Any) -> str:
     msg: str = err["msg"]
     value = err.get("input")
@@ -159,6 +166,8 @@ def _message(err: Any) -> str:
             f"expected text, but YAML read {value!r} as a {type(value).__name__}; "
             "put the value in quotes"
         )
+    if err["type"] in _NUMERIC and isinstance(value, str):
+        return f"{_NUMERIC[err['type']]}, but {value!r} is quoted text; remove the quotes"
     if err["type"].endswith("_type") and not isinstance(value, (dict, list)):
         return f"{msg} (got {value!r})"
     if msg.startswith("Value error, "):
