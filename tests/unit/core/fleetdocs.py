@@ -1,0 +1,134 @@
+"""A small valid fleet as Python dicts, written to an in-memory source, for table tests."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+SHA = "ab" * 32
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+V1 = ["ok", "scratch", "dent", "contamination"]
+V2 = ["ok", "scratch", "dent", "dust", "oil"]
+
+
+def _model_version(version: int, taxonomy: int, classes: list[str]) -> dict[str, Any]:
+    return {
+        "version": version,
+        "taxonomy": f"surface-defects@{taxonomy}",
+        "output_classes": classes,
+        "artifact": {"url": f"artifacts/v{version}.onnx", "sha256": SHA, "size": 100},
+        "input": {"shape": [1, 3, 64, 64], "color": "rgb"},
+        "opset": 17,
+    }
+
+
+def _camera(cid: str) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "resolution": {"width": 640, "height": 480},
+        "lighting": {"profile": "led-5000k", "color_temperature_k": 5000, "intensity_lux": 800},
+        "mount": {"angle_deg": 10, "height_mm": 600},
+        "conveyor_side": "left",
+    }
+
+
+def baseline() -> dict[str, dict[str, Any]]:
+    header = {"apiVersion": "linefleet.io/v1"}
+    return {
+        "fleet/policy.yaml": {**header, "kind": "Policy", "max_canary_lines_per_site": 1},
+        "fleet/sites/toledo/site.yaml": {
+            **header,
+            "kind": "Site",
+            "id": "toledo",
+            "name": "Toledo",
+            "timezone": "America/New_York",
+        },
+        "fleet/sites/toledo/lines/line-3.yaml": {
+            **header,
+            "kind": "Line",
+            "id": "line-3",
+            "site": "toledo",
+            "product": "door-panel",
+            "taxonomy": "surface-defects@2",
+            "cameras": [_camera("cam-1"), _camera("cam-2")],
+            "rollout": {"serving": "surface-cnn@2"},
+        },
+        "fleet/sites/toledo/lines/line-4.yaml": {
+            **header,
+            "kind": "Line",
+            "id": "line-4",
+            "site": "toledo",
+            "product": "hood",
+            "taxonomy": "surface-defects@2",
+            "cameras": [_camera("cam-1")],
+            "rollout": {"serving": "surface-cnn@2"},
+        },
+        "fleet/sites/toledo/devices/tol-edge-01.yaml": {
+            **header,
+            "kind": "EdgeDevice",
+            "id": "tol-edge-01",
+            "site": "toledo",
+            "serves": [
+                {"line": "line-3", "cameras": ["cam-1", "cam-2"]},
+                {"line": "line-4", "cameras": ["cam-1"]},
+            ],
+            "hardware": {"cpu": "i5-8365UE", "cores": 4, "memory_mb": 8192},
+            "onnx": {"max_opset": 17, "execution_providers": ["CPUExecutionProvider"]},
+        },
+        "fleet/models/surface-cnn.yaml": {
+            **header,
+            "kind": "Model",
+            "name": "surface-cnn",
+            "versions": [
+                _model_version(1, 1, V1),
+                _model_version(2, 2, V2),
+                _model_version(3, 2, V2),
+            ],
+        },
+        "taxonomies/surface-defects/v1.yaml": {
+            **header,
+            "kind": "Taxonomy",
+            "name": "surface-defects",
+            "version": 1,
+            "classes": [{"id": c, "definition": f"{c} defined", "severity": "major"} for c in V1],
+        },
+        "taxonomies/surface-defects/v2.yaml": {
+            **header,
+            "kind": "Taxonomy",
+            "name": "surface-defects",
+            "version": 2,
+            "classes": [{"id": c, "definition": f"{c} defined", "severity": "major"} for c in V2],
+            "migration": [{"split": "contamination", "into": ["dust", "oil"]}],
+        },
+    }
+
+
+@dataclass
+class MemorySource:
+    docs: dict[str, Any] = field(default_factory=baseline)
+    raw: dict[str, bytes] = field(default_factory=dict)
+    label: str = "memory"
+
+    def files(self) -> Iterator[tuple[str, bytes]]:
+        merged = {
+            p: yaml.dump(d, Dumper=_Dumper, sort_keys=False).encode() for p, d in self.docs.items()
+        }
+        merged.update(self.raw)
+        yield from sorted(merged.items())
+
+    def edit(self, path: str) -> dict[str, Any]:
+        """The document at `path`, to change in place before loading."""
+        return self.docs[path]
+
+    def copy(self) -> MemorySource:
+        return MemorySource(copy.deepcopy(self.docs), dict(self.raw))
