@@ -79,6 +79,20 @@ class FleetSpec:
     policy: Policy = field(default_factory=lambda: Policy(kind="Policy"))
     docs: dict[int, yamlsafe.Located] = field(default_factory=dict)  # id(object) -> file
     source: str = ""
+    broken: set[str] = field(default_factory=set)
+    """`kind:key` of documents that failed their schema: references to them are not reported
+    again as unknown (the schema error already says what is wrong)."""
+
+    def exists(self, kind: str, key: str) -> bool:
+        """True when the object is declared, loaded or not (broken ones count as declared)."""
+        table: dict[str, Any] = {
+            "Site": self.sites,
+            "Line": self.lines,
+            "EdgeDevice": self.devices,
+            "Model": self.models,
+            "Taxonomy": self.taxonomies,
+        }[kind]
+        return key in table or f"{kind}:{key}" in self.broken
 
     def located(self, obj: object) -> yamlsafe.Located:
         return self.docs[id(obj)]
@@ -218,12 +232,24 @@ def load(source: Source) -> tuple[FleetSpec, list[Finding]]:
             obj = KINDS[kind].model_validate(data)
         except ValidationError as exc:
             findings.extend(_pydantic_findings(doc, exc))
+            spec.broken.add(f"{kind}:{_key_of(kind, data)}")
             continue
         spec.docs[id(obj)] = doc
         findings.extend(_register(spec, obj, doc, policy_seen))
         if isinstance(obj, Policy):
             policy_seen = doc
     return spec, findings
+
+
+def _key_of(kind: str, data: dict[str, Any]) -> str:
+    """The key a document would be registered under, as far as its raw data tells."""
+    if kind == "Line":
+        return f"{data.get('site')}/{data.get('id')}"
+    if kind == "Model":
+        return str(data.get("name"))
+    if kind == "Taxonomy":
+        return f"{data.get('name')}@{data.get('version')}"
+    return str(data.get("id"))
 
 
 def _register(

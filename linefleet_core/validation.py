@@ -43,6 +43,8 @@ def _taxonomy(spec: FleetSpec, tax: Taxonomy) -> Iterator[Finding]:
             yield doc.finding(("migration",), "version 1 has no previous version to migrate from")
         return
     previous = spec.taxonomies.get(f"{tax.name}@{tax.version - 1}")
+    if previous is None and spec.exists("Taxonomy", f"{tax.name}@{tax.version - 1}"):
+        return  # the previous version's file is broken: its own errors say why
     if previous is None:
         yield doc.finding(
             ("version",), f"{tax.name}@{tax.version - 1} is missing: versions must be consecutive"
@@ -62,9 +64,9 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
             yield doc.finding((*at, "version"), f"version {mv.version} is listed twice")
         seen.add(mv.version)
         taxonomy = spec.taxonomies.get(mv.taxonomy)
-        if taxonomy is None:
+        if not spec.exists("Taxonomy", mv.taxonomy):
             yield doc.finding((*at, "taxonomy"), f"unknown taxonomy version {mv.taxonomy!r}")
-        elif mv.output_classes != taxonomy.class_ids:
+        elif taxonomy is not None and mv.output_classes != taxonomy.class_ids:
             yield doc.finding(
                 (*at, "output_classes"),
                 f"must be the classes of {mv.taxonomy} in order: {taxonomy.class_ids}",
@@ -93,10 +95,9 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
 
 def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
     doc = spec.located(line)
-    if line.site not in spec.sites:
+    if not spec.exists("Site", line.site):
         yield doc.finding(("site",), f"unknown site {line.site!r}", code="reference")
-    taxonomy = spec.taxonomies.get(line.taxonomy)
-    if taxonomy is None:
+    if not spec.exists("Taxonomy", line.taxonomy):
         yield doc.finding(
             ("taxonomy",), f"unknown taxonomy version {line.taxonomy!r}", code="reference"
         )
@@ -116,11 +117,15 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
         refs.append((("rollout", "previous"), rollout.previous))
     for path, ref in refs:
         mv = spec.model_version(ref)
+        family = ref.partition("@")[0]
         if mv is None:
-            yield doc.finding(
-                path, f"unknown model {ref!r} (not in the model catalogue)", code="reference"
-            )
+            if family in spec.models or not spec.exists("Model", family):
+                yield doc.finding(
+                    path, f"unknown model {ref!r} (not in the model catalogue)", code="reference"
+                )
             continue
+        if mv.taxonomy not in spec.taxonomies:
+            continue  # the model's taxonomy is broken or unknown: reported on the model
         if path[-1] == "serving" and mv.taxonomy != line.taxonomy:
             yield doc.finding(
                 ("taxonomy",),
@@ -155,6 +160,8 @@ def _devices(spec: FleetSpec) -> Iterator[Finding]:
     served_by: dict[tuple[str, str], str] = {}
     for device in spec.devices.values():
         yield from _device(spec, device, served_by)
+    if any(b.startswith("EdgeDevice:") for b in spec.broken):
+        return  # a device file is broken: which cameras it serves is unknown
     for line in spec.lines.values():
         missing = [c.id for c in line.cameras if (line.key, c.id) not in served_by]
         if missing:
@@ -170,13 +177,14 @@ def _device(
     spec: FleetSpec, device: EdgeDevice, served_by: dict[tuple[str, str], str]
 ) -> Iterator[Finding]:
     doc = spec.located(device)
-    if device.site not in spec.sites:
+    if not spec.exists("Site", device.site):
         yield doc.finding(("site",), f"unknown site {device.site!r}", code="reference")
     for i, serves in enumerate(device.serves):
         key = f"{device.site}/{serves.line}"
         line = spec.lines.get(key)
         if line is None:
-            yield doc.finding(("serves", i, "line"), f"unknown line {key!r}", code="reference")
+            if not spec.exists("Line", key):
+                yield doc.finding(("serves", i, "line"), f"unknown line {key!r}", code="reference")
             continue
         cams = {c.id for c in line.cameras}
         for j, cam in enumerate(serves.cameras):

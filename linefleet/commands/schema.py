@@ -1,0 +1,102 @@
+"""`linefleet schema --out DIR`: one JSON Schema per fleet file kind, for editors and CI.
+
+The schemas come from the pydantic models (`model_json_schema()`), adjusted where pydantic's
+export and what `linefleet validate` accepts would otherwise disagree:
+- `apiVersion` is required (the loader refuses a file without it);
+- times are ISO 8601 strings as the YAML files write them (`2026-12-20`, `2026-12-20T06:00`),
+  checked by a pattern: `format: date-time` would demand seconds and a UTC offset.
+Output is deterministic (sorted keys, fixed indentation), so `schema/` can be committed and
+a test can tell when it is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from linefleet_core.errors import ExitCode, UsageError
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_FILES = {
+    "Site": "site",
+    "Line": "line",
+    "EdgeDevice": "edge-device",
+    "Model": "model",
+    "Policy": "policy",
+    "Taxonomy": "taxonomy",
+}
+ISO_TIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
+)
+
+
+class _FleetJsonSchema(GenerateJsonSchema):
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": ISO_TIME,
+            "description": "ISO 8601 date or date and time; without an offset, site-local.",
+        }
+
+
+def schema_documents() -> dict[str, str]:
+    """File name -> JSON Schema text for every kind of fleet file."""
+    from linefleet_core.spec import KINDS
+
+    out: dict[str, str] = {}
+    for kind, model in KINDS.items():
+        schema: dict[str, Any] = model.model_json_schema(schema_generator=_FleetJsonSchema)
+        required = schema.setdefault("required", [])
+        if "apiVersion" not in required:
+            required.insert(0, "apiVersion")
+        schema["title"] = kind
+        schema = {"$schema": DRAFT, "$id": f"{SCHEMA_FILES[kind]}.schema.json", **schema}
+        text = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        out[f"{SCHEMA_FILES[kind]}.schema.json"] = text
+    return out
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "schema",
+        help="write the JSON Schemas of every fleet file kind",
+        description="Write one JSON Schema per kind (site, line, edge-device, model, policy, "
+        "taxonomy) into DIR. Editors pick them up through the yaml-language-server modeline "
+        "at the top of each fleet file.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="directory to write (created)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if DIR is missing a schema or holds a stale one",
+    )
+    p.set_defaults(run=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    out: Path = ns.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    documents = schema_documents()
+    if ns.check:
+        stale = [
+            name
+            for name, text in documents.items()
+            if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text
+        ]
+        for name in stale:
+            print(f"{out / name}: stale or missing (run: linefleet schema --out {out})")
+        return int(ExitCode.INVALID if stale else ExitCode.OK)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in documents.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+        print(out / name)
+    return int(ExitCode.OK)

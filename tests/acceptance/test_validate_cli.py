@@ -1,0 +1,122 @@
+"""`linefleet validate` as a user runs it: exit codes, located messages, JSON, hostile input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from linefleet.cli import main
+from tests.hostile.yaml_corpus import CASES, Case
+from tests.unit.core.fleetdocs import MemorySource
+
+LINE = "fleet/sites/toledo/lines/line-3.yaml"
+
+
+def write_fleet(root: Path, src: MemorySource | None = None) -> Path:
+    for rel, raw in (src or MemorySource()).files():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(raw)
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["validate", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_valid_fleet_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--repo", str(write_fleet(tmp_path)))
+    assert code == 0
+    assert out.strip() == "valid: 0 error(s), 0 warning(s) in 8 document(s)"
+
+
+def test_an_invalid_fleet_exits_1_with_every_error_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = MemorySource()
+    src.edit(LINE)["rollout"]["serving"] = "surface-cnn@9"
+    src.edit("fleet/sites/toledo/site.yaml")["timezone"] = "Europe/Toledo"
+    code, out, _ = run(capsys, "--repo", str(write_fleet(tmp_path, src)))
+    assert code == 1
+    assert out.splitlines() == [
+        f"{LINE}:33:12: rollout.serving: unknown model 'surface-cnn@9' (not in the model catalogue)",
+        "fleet/sites/toledo/site.yaml:5:11: timezone: unknown IANA timezone 'Europe/Toledo' "
+        "(for example 'Europe/Berlin')",
+        "invalid: 2 error(s), 0 warning(s) in 7 document(s)",
+    ]
+
+
+def test_json_output_lists_findings_with_the_same_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = MemorySource()
+    src.edit(LINE)["cameras"][0]["fsp"] = 3
+    code, out, _ = run(capsys, "--repo", str(write_fleet(tmp_path, src)), "--format", "json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["format_version"] == 1
+    assert doc["valid"] is False
+    assert doc["findings"] == [
+        {
+            "path": LINE,
+            "line": 20,
+            "col": 3,
+            "field": "cameras[0].fsp",
+            "message": "unknown field 'fsp' (did you mean 'fps'?)",
+            "severity": "error",
+            "code": "unknown",
+        }
+    ]
+
+
+def test_warnings_alone_keep_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = MemorySource()
+    src.edit("fleet/sites/toledo/devices/tol-edge-01.yaml")["serves"].pop()
+    code, out, _ = run(capsys, "--repo", str(write_fleet(tmp_path, src)))
+    assert code == 0
+    assert "warning: cameras: no edge device serves camera(s) cam-1" in out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_yaml_is_refused_with_a_located_reason(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_fleet(tmp_path)
+    (root / "fleet/sites/toledo/hostile.yaml").write_bytes(case.raw)
+    code, out, err = run(capsys, "--repo", str(root))
+    assert code == 1
+    (line,) = [row for row in out.splitlines() if row.startswith("fleet/sites/toledo/hostile.yaml")]
+    assert case.expect in line
+    assert err == ""
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--repo", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "no such directory" in err
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "--format", "xml"])
+    assert info.value.code == 2
+
+
+def test_the_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
+    root = write_fleet(tmp_path)
+    for case in CASES:
+        (root / f"fleet/{case.name}.yaml").write_bytes(case.raw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "linefleet", "validate", "--repo", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    reported = {row.split(":")[0] for row in proc.stdout.splitlines() if row.startswith("fleet/")}
+    assert reported == {f"fleet/{case.name}.yaml" for case in CASES}
