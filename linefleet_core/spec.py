@@ -85,14 +85,14 @@ class FleetSpec:
 
     def exists(self, kind: str, key: str) -> bool:
         """True when the object is declared, loaded or not (broken ones count as declared)."""
-        table: dict[str, Any] = {
+        tables: dict[str, dict[str, Any]] = {
             "Site": self.sites,
             "Line": self.lines,
             "EdgeDevice": self.devices,
             "Model": self.models,
             "Taxonomy": self.taxonomies,
-        }[kind]
-        return key in table or f"{kind}:{key}" in self.broken
+        }
+        return key in tables[kind] or f"{kind}:{key}" in self.broken
 
     def located(self, obj: object) -> yamlsafe.Located:
         return self.docs[id(obj)]
