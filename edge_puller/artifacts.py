@@ -1,0 +1,186 @@
+"""Content-addressed model store: resumable downloads, size and sha256 checks, no traversal.
+
+Files are named by their sha256 only (validated as 64 hex digits before any path is built),
+so nothing in a document can name a path. A download writes `<sha>.part` and resumes it
+(HTTP `Range`, or a seek for `file://`); only `verify` turns a complete, matching part into
+`<sha>` with an atomic rename. The runtime loads only `<sha>`, so a partial or corrupt
+download can never be activated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from edge_puller.atomic import fsync_dir
+from linefleet_core.errors import PermanentError, TemporaryError
+
+CHUNK = 256 * 1024
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+RESERVE_BYTES = 64 * 1024 * 1024
+"""Free space a download must leave behind for the state, outbox and spool."""
+
+
+class ArtifactError(PermanentError):
+    """The artifact is wrong (size, hash, URL): retrying the same document will not help."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DiskFullError(TemporaryError):
+    reason = "disk-full"
+
+
+class ArtifactStore:
+    def __init__(self, root: Path, reserve_bytes: int = RESERVE_BYTES, timeout: float = 30.0):
+        self.root = root
+        self.reserve_bytes = reserve_bytes
+        self.timeout = timeout
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if not SHA256.match(sha256):
+            raise ArtifactError("bad-sha256", f"{sha256!r} is not a sha256 (64 hex digits)")
+        return self.root / sha256
+
+    def part_path(self, sha256: str) -> Path:
+        return self.path(sha256).with_name(f"{sha256}.part")
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def partial_size(self, sha256: str) -> int:
+        part = self.part_path(sha256)
+        return part.stat().st_size if part.exists() else 0
+
+    def present(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.root.iterdir() if SHA256.match(p.name))
+
+    def download(self, url: str, sha256: str, size: int) -> None:
+        """Bring `<sha>.part` to `size` bytes from `url`, resuming what is there."""
+        part = self.part_path(sha256)
+        have = self.partial_size(sha256)
+        if have > size:
+            part.unlink()
+            have = 0
+        if have == size:
+            return
+        free = shutil.disk_usage(self.root).free
+        if free - (size - have) < self.reserve_bytes:
+            raise DiskFullError(
+                f"not enough disk for {sha256[:12]}: {size - have} bytes needed, "
+                f"{free} free, {self.reserve_bytes} reserved",
+                delay=60.0,
+            )
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme == "file":
+            self._copy_file(url, part, have, size)
+        elif scheme in ("http", "https"):
+            self._fetch_http(url, part, have, size)
+        else:
+            raise ArtifactError("bad-url", f"{url}: only file://, http:// and https:// URLs")
+
+    def verify(self, sha256: str, size: int, resumed: bool) -> None:
+        """Promote a complete `<sha>.part` to `<sha>` if its size and sha256 match."""
+        part = self.part_path(sha256)
+        have = self.partial_size(sha256)
+        if have != size:
+            raise TemporaryError(f"{sha256[:12]}: {have} of {size} bytes downloaded")
+        digest = hashlib.sha256()
+        with part.open("rb") as src:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                digest.update(chunk)
+            os.fsync(src.fileno())
+        if digest.hexdigest() != sha256:
+            part.unlink()
+            if resumed:  # a resume may have glued two different files: try once from scratch
+                raise TemporaryError(f"{sha256[:12]}: resumed download did not match; restarting")
+            raise ArtifactError(
+                "hash-mismatch", f"artifact sha256 is {digest.hexdigest()}, expected {sha256}"
+            )
+        part.replace(self.path(sha256))
+        fsync_dir(self.root)
+
+    def prune(self, keep: Iterable[str]) -> list[str]:
+        """Delete stored models and parts not in `keep`; return the sha256s removed."""
+        keep_set = set(keep)
+        removed = []
+        for entry in self.root.iterdir():
+            sha = entry.name.removesuffix(".part")
+            if SHA256.match(sha) and sha not in keep_set:
+                entry.unlink()
+                removed.append(sha)
+        if removed:
+            fsync_dir(self.root)
+        return sorted(set(removed))
+
+    def _copy_file(self, url: str, part: Path, have: int, size: int) -> None:
+        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        try:
+            with source.open("rb") as src:
+                total = os.fstat(src.fileno()).st_size
+                if total != size:
+                    raise ArtifactError(
+                        "size-mismatch", f"{url}: {total} bytes, the document says {size}"
+                    )
+                src.seek(have)
+                _append(src, part, size - have)
+        except FileNotFoundError:
+            raise ArtifactError("not-found", f"{url}: no such file") from None
+        except OSError as exc:
+            raise TemporaryError(f"{url}: {exc}", delay=5.0) from None
+
+    def _fetch_http(self, url: str, part: Path, have: int, size: int) -> None:
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = response.status
+                if status == 200 and have:  # the server ignored Range: start over
+                    part.unlink()
+                    have = 0
+                elif status not in (200, 206):
+                    raise TemporaryError(f"{url}: HTTP {status}", delay=10.0)
+                length = response.headers.get("Content-Length")
+                if length is not None and have + int(length) != size:
+                    raise ArtifactError(
+                        "size-mismatch",
+                        f"{url}: server sends {have + int(length)} bytes, document says {size}",
+                    )
+                _append(response, part, size - have)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416:  # our part is longer than the file: drop it and retry
+                part.unlink(missing_ok=True)
+                raise TemporaryError(f"{url}: range not satisfiable; restarting") from None
+            if exc.code in (404, 410):
+                raise ArtifactError("not-found", f"{url}: HTTP {exc.code}") from None
+            raise TemporaryError(f"{url}: HTTP {exc.code}", delay=10.0) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise TemporaryError(f"{url}: {exc}", delay=5.0) from None
+
+
+def _append(src: BinaryIO, part: Path, remaining: int) -> None:
+    """Append up to `remaining` bytes; fsync what was written even when the source breaks."""
+    with part.open("ab") as out:
+        try:
+            while remaining > 0:
+                chunk = src.read(min(CHUNK, remaining))
+                if not chunk:
+                    break
+                out.write(chunk)
+                remaining -= len(chunk)
+        finally:
+            out.flush()
+            os.fsync(out.fileno())
+    if remaining > 0:
+        raise TemporaryError(f"connection ended with {remaining} bytes still to come", delay=2.0)

@@ -1,0 +1,94 @@
+"""Accept a desired-state payload: verify it (signature, schema, generation), translate it.
+
+Verification is `linefleet_core.signing.verify` (the protocol's rules, shared with every
+receiver); this module adds the edge's own checks (each model's classes match its line's
+taxonomy, input shapes are usable) and turns the wire document into a `Target`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
+from linefleet_core.fleet import HealthGates, TelemetryPolicy
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify
+from linefleet_core.wire import Applied, DesiredState, LineSpec
+from linefleet_core.wire import ModelSpec as WireModel
+
+
+def accept(
+    payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
+) -> tuple[dict[str, Any], Target]:
+    """The document as received and its `Target`, or `VerifyError` with a `Refusal` reason."""
+    doc = verify(payload, keys, device=device, held=held)
+    target = to_target(doc)
+    raw: dict[str, Any] = json.loads(payload)
+    return raw, target
+
+
+def to_target(doc: DesiredState) -> Target:
+    try:
+        lines = {spec.line: _line(spec) for spec in doc.spec.lines}
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
+    return Target(
+        site=doc.site,
+        device=doc.device,
+        generation=doc.generation,
+        commit=doc.commit,
+        content_hash=doc.content_hash,
+        lines=lines,
+    )
+
+
+def _model(spec: WireModel, line: LineSpec, role: str) -> ModelSpec:
+    where = f"spec.lines[{line.line}].{role}"
+    n, c, h, w = spec.input.shape
+    expected_c = 1 if spec.input.color == "gray" else 3
+    if n != 1 or c != expected_c or h < 1 or w < 1:
+        raise VerifyError(
+            Refusal.MALFORMED,
+            f"{where}.input.shape {spec.input.shape} is not [1, {expected_c}, H, W] "
+            f"for color {spec.input.color!r}",
+        )
+    if spec.output_classes != line.taxonomy.classes:
+        raise VerifyError(
+            Refusal.MALFORMED,
+            f"{where}.output_classes {spec.output_classes} differ from the taxonomy "
+            f"{line.taxonomy.ref} classes {line.taxonomy.classes}",
+        )
+    return ModelSpec(
+        ref=spec.ref,
+        sha256=spec.artifact.sha256,
+        size=spec.artifact.size,
+        url=spec.artifact.url,
+        classes=tuple(spec.output_classes),
+        input_shape=(n, c, h, w),
+        color=spec.input.color,
+        reference_stats=dict(spec.reference_stats),
+    )
+
+
+def _line(spec: LineSpec) -> LineTarget:
+    candidate = None
+    if spec.candidate is not None:
+        candidate = CandidateSpec(
+            model=_model(spec.candidate, spec, "candidate"),
+            stage=spec.candidate.stage,
+            canary_fraction=spec.candidate.canary_fraction or 0.0,
+        )
+    telemetry = spec.telemetry.model_dump()
+    return LineTarget(
+        key=spec.line,
+        cameras=tuple(c.id for c in spec.cameras),
+        serving=_model(spec.serving, spec, "serving"),
+        candidate=candidate,
+        previous=_model(spec.previous, spec, "previous") if spec.previous else None,
+        telemetry=TelemetryPolicy.model_validate(telemetry, strict=False),
+        gates=HealthGates.model_validate(spec.health_gates.model_dump(), strict=False),
+    )

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_puller.artifacts import ArtifactError, ArtifactStore, DiskFullError
+from linefleet_core.errors import TemporaryError
+from tests.integration.edge.artifact_server import Files, serve
+
+pytestmark = pytest.mark.integration
+
+DATA = os.urandom(700_000)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+def test_http_download_resumes_after_the_connection_is_cut(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "store", reserve_bytes=0)
+    files = Files({"/m.onnx": DATA}, cut_after=300_000)
+    with serve(files) as base:
+        with pytest.raises(TemporaryError, match="still to come"):
+            store.download(f"{base}/m.onnx", SHA, len(DATA))
+        assert store.partial_size(SHA) == 300_000
+        assert not store.has(SHA)  # a partial download is never a model
+        with pytest.raises(TemporaryError):
+            store.download(f"{base}/m.onnx", SHA, len(DATA))
+        assert store.partial_size(SHA) == 600_000
+        store.download(f"{base}/m.onnx", SHA, len(DATA))
+    assert files.requests[1:] == [("/m.onnx", "bytes=300000-"), ("/m.onnx", "bytes=600000-")]
+    store.verify(SHA, len(DATA), resumed=True)
+    assert store.path(SHA).read_bytes() == DATA
+    assert not store.part_path(SHA).exists()
+
+
+def test_server_that_ignores_range_restarts_the_part(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, reserve_bytes=0)
+    store.part_path(SHA).write_bytes(b"x" * 1000)
+    with serve(Files({"/m": DATA}, ignore_range=True)) as base:
+        store.download(f"{base}/m", SHA, len(DATA))
+    store.verify(SHA, len(DATA), resumed=True)
+    assert store.has(SHA)
+
+
+def test_wrong_hash_is_permanent_and_leaves_nothing(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, reserve_bytes=0)
+    other = "f" * 64
+    with serve(Files({"/m": DATA})) as base:
+        store.download(f"{base}/m", other, len(DATA))
+    with pytest.raises(ArtifactError, match=r"expected f+") as err:
+        store.verify(other, len(DATA), resumed=False)
+    assert err.value.reason == "hash-mismatch"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_size_is_refused_before_downloading(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, reserve_bytes=0)
+    with serve(Files({"/m": DATA})) as base, pytest.raises(ArtifactError) as err:
+        store.download(f"{base}/m", SHA, len(DATA) + 1)
+    assert err.value.reason == "size-mismatch"
+    assert store.partial_size(SHA) == 0
+
+
+def test_missing_url_is_permanent(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, reserve_bytes=0)
+    with serve(Files()) as base, pytest.raises(ArtifactError) as err:
+        store.download(f"{base}/nothing", SHA, 10)
+    assert err.value.reason == "not-found"
+
+
+def test_file_url_download_resumes_from_the_part(tmp_path: Path) -> None:
+    source = tmp_path / "src.onnx"
+    source.write_bytes(DATA)
+    store = ArtifactStore(tmp_path / "store", reserve_bytes=0)
+    store.part_path(SHA).write_bytes(DATA[:1234])
+    store.download(source.as_uri(), SHA, len(DATA))
+    store.verify(SHA, len(DATA), resumed=True)
+    assert store.path(SHA).read_bytes() == DATA
+
+
+def test_not_enough_free_disk_is_checked_first(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, reserve_bytes=2**62)
+    with pytest.raises(DiskFullError, match="not enough disk"):
+        store.download((tmp_path / "x").as_uri(), SHA, 10)
+    assert store.partial_size(SHA) == 0
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "A" * 64, "abc", "0" * 63 + "/"])
+def test_names_that_are_not_sha256_never_become_paths(tmp_path: Path, name: str) -> None:
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(ArtifactError, match="is not a sha256"):
+        store.path(name)
+
+
+def test_unsupported_scheme_is_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path, reserve_bytes=0)
+    with pytest.raises(ArtifactError, match="only file://"):
+        store.download("ftp://example/m", SHA, 10)
+
+
+def test_prune_keeps_only_what_is_asked(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    keep, drop = "a" * 64, "b" * 64
+    store.path(keep).write_bytes(b"1")
+    store.path(drop).write_bytes(b"2")
+    store.part_path(drop).write_bytes(b"3")
+    assert store.prune([keep]) == [drop]
+    assert store.present() == frozenset({keep})
