@@ -1,0 +1,241 @@
+"""Canonical JSON, content hashes and Ed25519 signatures of desired-state documents.
+
+The signature covers the canonical bytes of the whole document *without* its `signature`
+field (unknown fields included, so a newer publisher's additions are protected too). Devices
+pin one or more public keys by `key_id` (the first 16 hex digits of the sha256 of the raw
+32-byte public key), which is how keys rotate without a flag day (see `docs/protocol.md`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
+
+from linefleet_core.errors import PermanentError, UsageError
+from linefleet_core.wire import MAX_DESIRED_BYTES, PROTOCOL, Applied, DesiredState
+
+SIGNING_KEY_ENV = "LINEFLEET_SIGNING_KEY"
+PRIVATE_KEY_FILE = "signing.key"
+PUBLIC_KEY_SUFFIX = ".pub"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8, no NaN/Infinity: the bytes that are hashed and signed."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def content_hash(spec: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of a document's `spec`: what the device must run."""
+    return hashlib.sha256(canonical_json(spec)).hexdigest()
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_pem(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public)
+
+    def sign(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of `document` with its `signature` set (any previous one is replaced)."""
+        body = {k: v for k, v in document.items() if k != "signature"}
+        value = base64.b64encode(self.private.sign(canonical_json(body))).decode("ascii")
+        return {**body, "signature": {"alg": "ed25519", "key_id": self.key_id, "value": value}}
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, pem: bytes, origin: str) -> SigningKey:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{origin}: not an unencrypted PEM private key ({exc})") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise UsageError(f"{origin}: not an Ed25519 private key")
+        return cls(key)
+
+    @classmethod
+    def load(cls, path: Path | None) -> SigningKey:
+        """From `path`, else from the PEM text in $LINEFLEET_SIGNING_KEY."""
+        if path is not None:
+            try:
+                return cls.from_pem(path.read_bytes(), str(path))
+            except OSError as exc:
+                raise UsageError(f"--signing-key {path}: {exc.strerror}") from None
+        pem = os.environ.get(SIGNING_KEY_ENV)
+        if not pem:
+            raise UsageError(
+                f"no signing key: pass --signing-key FILE or set ${SIGNING_KEY_ENV} "
+                "(create one with `linefleet keys generate --out DIR`)"
+            )
+        return cls.from_pem(pem.encode(), f"${SIGNING_KEY_ENV}")
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        """Write `signing.key` (mode 0600) and `<key_id>.pub`; refuse to overwrite a key."""
+        folder.mkdir(parents=True, exist_ok=True)
+        private_path = folder / PRIVATE_KEY_FILE
+        public_path = folder / f"{self.key_id}{PUBLIC_KEY_SUFFIX}"
+        pem = self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise UsageError(f"{private_path} exists; refusing to overwrite a key") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        public_path.write_bytes(public_pem(self.public))
+        return private_path, public_path
+
+
+TrustedKeys = Mapping[str, Ed25519PublicKey]
+
+
+def load_public_key(pem: bytes, origin: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError as exc:
+        raise UsageError(f"{origin}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError(f"{origin}: not an Ed25519 public key")
+    return key
+
+
+def load_trusted_keys(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:
+    """Public keys from `.pub` files, or from every `.pub` file of a directory."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in paths:
+        files = sorted(path.glob(f"*{PUBLIC_KEY_SUFFIX}")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                key = load_public_key(file.read_bytes(), str(file))
+            except OSError as exc:
+                raise UsageError(f"{file}: {exc.strerror}") from None
+            keys[key_id(key)] = key
+    return keys
+
+
+class Refusal(enum.StrEnum):
+    """Why a device refuses a desired-state document (the `reason` of its refused event)."""
+
+    MALFORMED = "malformed"
+    OVERSIZE = "oversize"
+    UNSUPPORTED_PROTOCOL = "unsupported-protocol"
+    UNSIGNED = "unsigned"
+    UNKNOWN_KEY = "unknown-key"
+    BAD_SIGNATURE = "bad-signature"
+    CONTENT_HASH_MISMATCH = "content-hash-mismatch"
+    WRONG_DEVICE = "wrong-device"
+    STALE = "stale-generation"
+    GENERATION_CONFLICT = "generation-conflict"
+
+
+class VerifyError(PermanentError):
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(f"refused desired state ({reason.value}): {message}")
+        self.reason = reason
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def verify(
+    payload: bytes,
+    trusted_keys: TrustedKeys,
+    *,
+    device: str | None = None,
+    held: Applied | None = None,
+) -> DesiredState:
+    """Check a desired-state payload end to end and return it typed, or raise `VerifyError`.
+
+    Order: size, JSON, protocol, signature present, key pinned, signature valid, schema,
+    content hash, addressee (`device`), then freshness against the state the device `held`:
+    an older generation is refused, and so is the same generation with different content.
+    """
+    if len(payload) > MAX_DESIRED_BYTES:
+        raise VerifyError(Refusal.OVERSIZE, f"{len(payload)} bytes > {MAX_DESIRED_BYTES}")
+    try:
+        raw = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise VerifyError(Refusal.MALFORMED, f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise VerifyError(Refusal.MALFORMED, "expected a JSON object")
+    if raw.get("protocol") != PROTOCOL:
+        raise VerifyError(
+            Refusal.UNSUPPORTED_PROTOCOL,
+            f"protocol {raw.get('protocol')!r}; this receiver speaks {PROTOCOL}",
+        )
+    sig = raw.get("signature")
+    if sig is None:
+        raise VerifyError(Refusal.UNSIGNED, "the document has no signature")
+    if not isinstance(sig, dict) or sig.get("alg") != "ed25519":
+        raise VerifyError(Refusal.BAD_SIGNATURE, "signature must be {alg: ed25519, ...}")
+    key = trusted_keys.get(str(sig.get("key_id")))
+    if key is None:
+        pinned = ", ".join(sorted(trusted_keys)) or "none"
+        raise VerifyError(
+            Refusal.UNKNOWN_KEY, f"key_id {sig.get('key_id')!r} is not pinned (pinned: {pinned})"
+        )
+    try:
+        value = base64.b64decode(str(sig.get("value")), validate=True)
+        body = {k: v for k, v in raw.items() if k != "signature"}
+        key.verify(value, canonical_json(body))
+    except (binascii.Error, InvalidSignature, ValueError):
+        raise VerifyError(Refusal.BAD_SIGNATURE, "the signature does not match") from None
+    try:
+        doc = DesiredState.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
+    if content_hash(raw["spec"]) != doc.content_hash:
+        raise VerifyError(Refusal.CONTENT_HASH_MISMATCH, "content_hash does not match spec")
+    if device is not None and doc.device != device:
+        raise VerifyError(Refusal.WRONG_DEVICE, f"addressed to {doc.device!r}, not {device!r}")
+    if held is not None:
+        if doc.generation < held.generation:
+            raise VerifyError(
+                Refusal.STALE, f"generation {doc.generation} is older than {held.generation}"
+            )
+        if doc.generation == held.generation and doc.content_hash != held.content_hash:
+            raise VerifyError(
+                Refusal.GENERATION_CONFLICT,
+                f"generation {doc.generation} with different content than the one held",
+            )
+    return doc

@@ -1,0 +1,368 @@
+"""The MQTT wire protocol between the reconciler and edge devices (see `docs/protocol.md`).
+
+Topics are `linefleet/v1/<site>/<device>/<channel>`; every JSON payload carries
+`"protocol": 1`. Receivers ignore unknown fields (adding an optional field is a compatible
+change) but refuse an unknown `protocol`. Signing and the canonical JSON form live in
+`linefleet_core.signing`; this module only describes the messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+import re
+import struct
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from linefleet_core.refs import ID_PATTERN, Id, VersionedRef
+
+PROTOCOL = 1
+TOPIC_ROOT = "linefleet/v1"
+
+MAX_DESIRED_BYTES = 256 * 1024
+MAX_REPORTED_BYTES = 64 * 1024
+MAX_EVENT_BYTES = 16 * 1024
+MAX_ONLINE_BYTES = 1024
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
+LineKey = Annotated[str, StringConstraints(pattern=ID_PATTERN[:-1] + "/" + ID_PATTERN[1:])]
+Timestamp = Annotated[dt.datetime, Field(strict=False)]
+"""RFC 3339 in UTC, for example `2026-11-21T23:55:34.120Z`."""
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Channel(enum.StrEnum):
+    DESIRED = "desired"  # reconciler -> device, retained, QoS 1, signed
+    REPORTED = "reported"  # device -> reconciler, retained, QoS 1, full snapshot
+    EVENTS = "events"  # device -> reconciler, QoS 1, not retained, `seq` per device
+    ONLINE = "online"  # device birth (retained) and last will, QoS 1
+    FRAMES = "frames"  # device -> centre, QoS 1, not retained, binary envelope
+
+
+MAX_BYTES: dict[Channel, int] = {
+    Channel.DESIRED: MAX_DESIRED_BYTES,
+    Channel.REPORTED: MAX_REPORTED_BYTES,
+    Channel.EVENTS: MAX_EVENT_BYTES,
+    Channel.ONLINE: MAX_ONLINE_BYTES,
+    Channel.FRAMES: MAX_FRAME_BYTES,
+}
+
+
+class Topic(NamedTuple):
+    site: str
+    device: str
+    channel: Channel
+
+    def __str__(self) -> str:
+        return topic(self.site, self.device, self.channel)
+
+
+def topic(site: str, device: str, channel: Channel | str) -> str:
+    return f"{TOPIC_ROOT}/{site}/{device}/{Channel(channel).value}"
+
+
+def topic_filter(channel: Channel | str, site: str = "+", device: str = "+") -> str:
+    """A subscription filter, e.g. `linefleet/v1/+/+/desired` for every device."""
+    return f"{TOPIC_ROOT}/{site}/{device}/{Channel(channel).value}"
+
+
+def parse_topic(name: str) -> Topic | None:
+    """The (site, device, channel) of a linefleet topic, or None for anything else."""
+    parts = name.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+        return None
+    try:
+        channel = Channel(parts[4])
+    except ValueError:
+        return None
+    if not (re.fullmatch(ID_PATTERN, parts[2]) and re.fullmatch(ID_PATTERN, parts[3])):
+        return None
+    return Topic(parts[2], parts[3], channel)
+
+
+def client_id(role: Literal["device", "reconciler"], name: str) -> str:
+    """Stable MQTT client ids: persistent sessions survive reconnects only with these."""
+    return f"linefleet-{role}-{name}"
+
+
+class Wire(BaseModel):
+    """Wire messages are strict about types and tolerant of new fields (forward compatible)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+# --- desired state (reconciler -> device) ---------------------------------------------------
+
+
+class ArtifactRef(Wire):
+    url: str = Field(min_length=1)
+    """Absolute: `file://`, `http://` or `https://`."""
+    sha256: Sha256
+    size: int = Field(gt=0)
+
+
+class ModelInput(Wire):
+    shape: list[int] = Field(min_length=4, max_length=4)
+    color: Literal["rgb", "bgr", "gray"]
+
+
+class ModelSpec(Wire):
+    ref: VersionedRef
+    artifact: ArtifactRef
+    input: ModelInput
+    output_classes: list[str] = Field(min_length=2)
+    opset: int
+    reference_stats: dict[str, float] = Field(default_factory=dict)
+
+
+class CandidateSpec(ModelSpec):
+    stage: Literal["shadow", "canary"]
+    canary_fraction: float | None = None
+
+
+class CameraSpec(Wire):
+    id: Id
+    fps: float = Field(gt=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class TaxonomySpec(Wire):
+    ref: VersionedRef
+    classes: list[str] = Field(min_length=2)
+
+
+class TelemetrySpec(Wire):
+    uncertainty_band: list[Fraction] = Field(min_length=2, max_length=2)
+    daily_upload_budget_mb: float = Field(gt=0)
+    spool_mb: float = Field(gt=0)
+    keep_defects: bool
+    keep_disagreements: bool
+
+
+class HealthGatesSpec(Wire):
+    max_error_rate: float
+    max_latency_p95_ms: float
+    min_shadow_agreement: float
+    max_defect_rate_jump: float
+    max_drift_score: float
+
+
+class LineSpec(Wire):
+    line: LineKey
+    cameras: list[CameraSpec] = Field(min_length=1)
+    taxonomy: TaxonomySpec
+    serving: ModelSpec
+    candidate: CandidateSpec | None = None
+    previous: ModelSpec | None = None
+    """The rollback target the device keeps on disk, ready to switch to."""
+    telemetry: TelemetrySpec
+    health_gates: HealthGatesSpec
+
+
+class DeviceSpec(Wire):
+    """The signed, hashed part of a desired state: what the device must run."""
+
+    heartbeat_seconds: int = Field(ge=1)
+    lines: list[LineSpec] = Field(min_length=1)
+
+
+class Signature(Wire):
+    alg: Literal["ed25519"]
+    key_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+    value: str = Field(min_length=1)
+    """Base64 (standard alphabet, padded) of the 64-byte Ed25519 signature."""
+
+
+class DesiredState(Wire):
+    protocol: Literal[1]
+    kind: Literal["DesiredState"]
+    site: Id
+    device: Id
+    generation: int = Field(ge=1)
+    commit: CommitSha
+    content_hash: Sha256
+    spec: DeviceSpec
+    signature: Signature | None = None
+
+
+# --- reported state, events, online (device -> reconciler) -----------------------------------
+
+
+class Applied(Wire):
+    """Which desired state a device holds or runs: its generation and content hash."""
+
+    generation: int = Field(ge=0)
+    content_hash: Sha256
+    commit: CommitSha | None = None
+
+
+class LineMetrics(Wire):
+    """Rolling window of inference statistics; rates are fractions in [0, 1]."""
+
+    window_seconds: float = Field(ge=0)
+    frames: int = Field(ge=0)
+    error_rate: Fraction = 0.0
+    latency_p95_ms: float = Field(default=0.0, ge=0)
+    defect_rate: Fraction = 0.0
+    drift_score: float = Field(default=0.0, ge=0)
+    candidate_frames: int = Field(default=0, ge=0)
+    candidate_error_rate: Fraction = 0.0
+    candidate_latency_p95_ms: float = Field(default=0.0, ge=0)
+    candidate_defect_rate: Fraction = 0.0
+    shadow_agreement: Fraction | None = None
+    """Share of frames where the candidate agrees with the serving model (shadow and canary)."""
+
+
+LinePhase = Literal["pending", "downloading", "staged", "serving", "rolled_back", "failed"]
+
+
+class LineStatus(Wire):
+    line: LineKey
+    phase: LinePhase
+    serving: VersionedRef | None = None
+    candidate: VersionedRef | None = None
+    stage: Literal["shadow", "canary"] | None = None
+    previous: VersionedRef | None = None
+    message: str = ""
+    metrics: LineMetrics | None = None
+
+
+class ReportedState(Wire):
+    protocol: Literal[1]
+    kind: Literal["ReportedState"]
+    site: Id
+    device: Id
+    at: Timestamp
+    agent: str = ""
+    """Agent name and version, for example `linefleet-edge/0.1.0`."""
+    desired: Applied | None = None
+    """The newest desired state the device accepted (verified and persisted)."""
+    applied: Applied | None = None
+    """The desired state the device has fully converged to (models staged and switched)."""
+    lines: list[LineStatus] = Field(default_factory=list)
+    error: str = ""
+    """Why the device cannot converge, empty when it can."""
+
+
+class EventType(enum.StrEnum):
+    """Known event types; receivers must accept (and count) types they do not know."""
+
+    ACTIVATION = "activation"  # a model started serving a line
+    ROLLBACK = "rollback"  # the device switched a line back to `previous` (health gate)
+    FALLBACK = "fallback"  # a model failed to load; the device kept or restored a working one
+    OVERRIDE = "override"  # an operator overrode the desired state locally
+    REFUSED_DOCUMENT = "refused-document"  # a desired state failed verification
+    DOWNLOAD_FAILED = "download-failed"
+    HEALTH_GATE = "health-gate"  # a metric crossed a threshold
+
+
+class Event(Wire):
+    protocol: Literal[1]
+    kind: Literal["Event"]
+    site: Id
+    device: Id
+    seq: int = Field(ge=1)
+    """Per-device, strictly increasing, persisted on the device; receivers drop `seq <= last`."""
+    at: Timestamp
+    type: str = Field(min_length=1)
+    line: LineKey | None = None
+    generation: int | None = None
+    reason: str = ""
+    message: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Online(Wire):
+    protocol: Literal[1]
+    online: bool
+    agent: str = ""
+
+
+def online_payload(online: bool, agent: str = "") -> bytes:
+    """The retained birth (`online=True`) and last-will (`online=False`) payloads."""
+    body: dict[str, object] = {"protocol": PROTOCOL, "online": online}
+    if agent:
+        body["agent"] = agent
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- frames (device -> centre): a binary envelope ------------------------------------------
+
+
+class FrameMeta(Wire):
+    protocol: Literal[1]
+    kind: Literal["Frame"]
+    site: Id
+    device: Id
+    line: LineKey
+    camera: Id
+    frame_id: str = Field(min_length=1, max_length=128)
+    captured_at: Timestamp
+    reason: Literal["defect", "uncertain", "disagreement", "sample"]
+    model: VersionedRef
+    predicted: str
+    confidence: Fraction
+    candidate: VersionedRef | None = None
+    candidate_predicted: str | None = None
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    sha256: Sha256
+    size: int = Field(gt=0)
+
+
+class FrameError(ValueError):
+    """A frames payload that does not decode; the message says why."""
+
+
+_HEADER = struct.Struct(">I")
+_MAGIC = b"LFF1"
+
+
+def encode_frame(meta: FrameMeta, jpeg: bytes) -> bytes:
+    """`LFF1` + u32 big-endian metadata length + metadata JSON (UTF-8) + the JPEG bytes."""
+    head = json.dumps(meta.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    return _MAGIC + _HEADER.pack(len(head)) + head + jpeg
+
+
+def decode_frame(payload: bytes) -> tuple[FrameMeta, bytes]:
+    if len(payload) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
+    if payload[:4] != _MAGIC or len(payload) < 8:
+        raise FrameError("not a linefleet frame (expected the 'LFF1' magic)")
+    (length,) = _HEADER.unpack_from(payload, 4)
+    if 8 + length > len(payload):
+        raise FrameError("metadata length runs past the end of the payload")
+    try:
+        meta = FrameMeta.model_validate_json(payload[8 : 8 + length])
+    except ValueError as exc:
+        raise FrameError(f"bad frame metadata: {exc}") from None
+    image = payload[8 + length :]
+    if len(image) != meta.size or hashlib.sha256(image).hexdigest() != meta.sha256:
+        raise FrameError("image bytes do not match the metadata's size and sha256")
+    return meta, image
+
+
+WIRE_SCHEMAS: dict[str, type[Wire]] = {
+    "desired-state": DesiredState,
+    "reported-state": ReportedState,
+    "event": Event,
+    "online": Online,
+    "frame-meta": FrameMeta,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema (draft 2020-12) of every JSON message, as committed in `schema/wire/`."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, model in WIRE_SCHEMAS.items():
+        schema = model.model_json_schema(mode="validation")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://linefleet.io/schema/wire/v{PROTOCOL}/{name}.json"
+        out[name] = schema
+    return out
