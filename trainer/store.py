@@ -1,0 +1,240 @@
+"""The label store: frames' provenance and an append-only log of label events (SQLAlchemy 2).
+
+    store = LabelStore.open("sqlite:///state/labels.db", taxonomies)
+    store.register_frame(sha, "toledo", "line-3", "cam-1")
+    store.append([NewEvent(EventKind.ANNOTATION, "ana", frame=sha, cls="scratch",
+                           taxonomy="surface-defects@2")])
+
+Every batch is checked as a whole before anything is written (unknown class, unknown
+taxonomy version, unknown frame, a QA on something that is not an override...): a bad batch
+raises `PermanentError` and writes nothing. Rows are never updated or deleted; the ORM
+refuses to flush an update or delete of an event. Any SQLAlchemy URL works (SQLite by default,
+PostgreSQL in a plant).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, create_engine, event, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from linefleet_core.errors import PermanentError, UsageError
+from linefleet_core.taxonomy import Taxonomy
+from trainer.checks import check_batch
+from trainer.events import Event, EventKind, NewEvent
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FrameRow(Base):
+    __tablename__ = "frames"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(63))
+    line: Mapped[str] = mapped_column(String(63))
+    camera: Mapped[str] = mapped_column(String(63))
+    added_at: Mapped[dt.datetime]
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    frame: Mapped[str | None] = mapped_column(ForeignKey("frames.sha256"), index=True)
+    cls: Mapped[str | None] = mapped_column(String(63))
+    taxonomy: Mapped[str | None] = mapped_column(String(80))
+    target: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    detail: Mapped[str | None] = mapped_column(String(32))
+    model_said: Mapped[str | None] = mapped_column(String(63))
+    model_version: Mapped[str | None] = mapped_column(String(80))
+    source_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class DatasetRow(Base):
+    """A dataset version that was built (its manifest lives in the state folder)."""
+
+    __tablename__ = "dataset_versions"
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    taxonomy: Mapped[str] = mapped_column(String(80))
+    frames: Mapped[int]
+    last_event: Mapped[int]
+    created_at: Mapped[dt.datetime]
+
+
+class RunRow(Base):
+    """A training run started for a dataset version: at most one per version (the key)."""
+
+    __tablename__ = "training_runs"
+    dataset: Mapped[str] = mapped_column(ForeignKey("dataset_versions.hash"), primary_key=True)
+    started_at: Mapped[dt.datetime]
+    reason: Mapped[str] = mapped_column(String(200))
+
+
+@event.listens_for(EventRow, "before_update")
+@event.listens_for(EventRow, "before_delete")
+def _append_only(mapper: Any, connection: Any, target: EventRow) -> None:
+    raise PermanentError(f"label event {target.id} is append-only: it cannot change")
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    sha256: str
+    site: str
+    line: str
+    camera: str
+
+
+def default_url(state: Path) -> str:
+    return f"sqlite:///{(state / 'labels.db').resolve()}"
+
+
+class LabelStore:
+    def __init__(self, engine: Any, taxonomies: Mapping[str, Taxonomy]) -> None:
+        self._engine = engine
+        self.taxonomies = dict(taxonomies)
+
+    @classmethod
+    def open(cls, url: str, taxonomies: Mapping[str, Taxonomy]) -> LabelStore:
+        """Open (and create the tables of) the store at `url`; a clear error if it cannot."""
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_engine(url)
+            Base.metadata.create_all(engine)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise UsageError(f"label store {url}: cannot open ({_reason(exc)})") from None
+        return cls(engine, taxonomies)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def register_frame(self, sha: str, site: str, line: str, camera: str) -> bool:
+        """Record where a frame came from; False if it was known already (first one wins)."""
+        with self._session() as s:
+            if s.get(FrameRow, sha) is not None:
+                return False
+            s.add(FrameRow(sha256=sha, site=site, line=line, camera=camera, added_at=_now()))
+            s.commit()
+            return True
+
+    def frames(self) -> dict[str, FrameInfo]:
+        with self._session() as s:
+            rows = s.scalars(select(FrameRow)).all()
+            return {r.sha256: FrameInfo(r.sha256, r.site, r.line, r.camera) for r in rows}
+
+    # -- events -----------------------------------------------------------------------------
+
+    def append(self, batch: Sequence[NewEvent]) -> list[int]:
+        """Check the whole batch, then write it in one transaction; return the new ids.
+
+        Overrides whose `source_id` is already stored are skipped (re-ingesting is a no-op).
+        """
+        existing = self.events()
+        known_sources = {e.source_id for e in existing if e.source_id}
+        fresh = [e for e in batch if e.source_id is None or e.source_id not in known_sources]
+        check_batch(fresh, existing, self.frames(), self.taxonomies)
+        ids: list[int] = []
+        with self._session() as s:
+            for new in fresh:
+                row = EventRow(
+                    kind=new.kind.value,
+                    at=new.at or _now(),
+                    actor=new.actor,
+                    frame=new.frame,
+                    cls=new.cls,
+                    taxonomy=new.taxonomy,
+                    target=new.target,
+                    detail=new.detail,
+                    model_said=new.model_said,
+                    model_version=new.model_version,
+                    source_id=new.source_id,
+                )
+                s.add(row)
+                s.flush()
+                ids.append(row.id)
+            s.commit()
+        return ids
+
+    def events(self, after: int = 0) -> list[Event]:
+        """Every event with id > `after`, oldest first."""
+        with self._session() as s:
+            query = (
+                select(EventRow, FrameRow)
+                .outerjoin(FrameRow, EventRow.frame == FrameRow.sha256)
+                .where(EventRow.id > after)
+                .order_by(EventRow.id)
+            )
+            return [_to_event(row, frame) for row, frame in s.execute(query).all()]
+
+    # -- dataset versions and runs ----------------------------------------------------------
+
+    def record_dataset(self, digest: str, taxonomy: str, frames: int, last_event: int) -> bool:
+        with self._session() as s:
+            if s.get(DatasetRow, digest) is not None:
+                return False
+            s.add(
+                DatasetRow(
+                    hash=digest,
+                    taxonomy=taxonomy,
+                    frames=frames,
+                    last_event=last_event,
+                    created_at=_now(),
+                )
+            )
+            s.commit()
+            return True
+
+    def claim_run(self, digest: str, reason: str) -> bool:
+        """Claim the one training run of a dataset version; False if it was claimed before."""
+        with self._session() as s:
+            if s.get(RunRow, digest) is not None:
+                return False
+            s.add(RunRow(dataset=digest, started_at=_now(), reason=reason[:200]))
+            try:
+                s.commit()
+            except SQLAlchemyError:
+                return False  # another process claimed it between our read and our write
+            return True
+
+    def _session(self) -> Session:
+        return Session(self._engine, expire_on_commit=False)
+
+
+def _to_event(row: EventRow, frame: FrameRow | None) -> Event:
+    return Event(
+        id=row.id,
+        kind=EventKind(row.kind),
+        at=row.at,
+        actor=row.actor,
+        frame=row.frame,
+        site=frame.site if frame else None,
+        line=frame.line if frame else None,
+        camera=frame.camera if frame else None,
+        cls=row.cls,
+        taxonomy=row.taxonomy,
+        target=row.target,
+        detail=row.detail,
+        model_said=row.model_said,
+        model_version=row.model_version,
+        source_id=row.source_id,
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return text[:200]
