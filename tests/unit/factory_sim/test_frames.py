@@ -1,0 +1,166 @@
+"""The synthetic factory: frames, profiles, drift and the on-disk format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from factory_sim.classes import class_set
+from factory_sim.dataset import Manifest, generate
+from factory_sim.defects import paint
+from factory_sim.profiles import DriftEvent, line_profiles, profile_at
+from factory_sim.render import frame_rng, render, render_frame
+
+CLASSES = ["ok", "scratch", "dent", "dust", "oil", "discoloration", "crack"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    def make(out: Path, seed: int) -> None:
+        generate(out, taxonomy=CLASSES, lines=(2, 1), frames_per_line=6, seed=seed, size=64)
+
+    make(tmp_path / "a", 5)
+    make(tmp_path / "b", 5)
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert len(a) == 2 + 12
+    assert a == b
+    make(tmp_path / "c", 6)
+    c = _tree(tmp_path / "c")
+    assert a["frames/toledo/line-1/cam-1/000000.png"] != c["frames/toledo/line-1/cam-1/000000.png"]
+
+
+def test_manifest_describes_every_frame(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    written = generate(out, taxonomy=CLASSES, lines=(2, 2), frames_per_line=5, seed=1, size=64)
+    manifest = Manifest.read(out)
+    assert manifest.records == written.records
+    assert manifest.lines == ["toledo/line-1", "toledo/line-2", "dresden/line-1", "dresden/line-2"]
+    assert manifest.classes == CLASSES
+    for record in manifest.records:
+        data = manifest.file(record).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record.sha256
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (64, 64, 3)
+        assert record.cls in CLASSES
+    rows = (out / "manifest.jsonl").read_text().splitlines()
+    first = json.loads(rows[0])
+    assert set(first) == {
+        "path", "sha256", "site", "line", "camera", "class", "truth", "taxonomy", "seq",
+        "timestamp", "drift", "nuisance",
+    }  # fmt: skip
+    assert first["timestamp"] == "2026-01-05T06:00:00.000Z"
+    assert [r.seq for r in manifest.for_line("dresden/line-2")] == [0, 1, 2, 3, 4]
+
+
+def test_a_frame_does_not_depend_on_the_others() -> None:
+    profile = line_profiles(1, 1, seed=3)[0]
+    alone = render_frame(profile, "scratch", frame_rng(3, profile, 7), 64)
+    again = render_frame(profile, "scratch", frame_rng(3, profile, 7), 64)
+    assert alone.dtype == np.uint8 and alone.shape == (64, 64, 3)
+    assert np.array_equal(alone, again)
+
+
+def test_lines_differ_in_nuisance_and_dresden_runs_mirrored() -> None:
+    profiles = line_profiles(["toledo", "dresden"], 2, seed=11)
+    assert len({p.nuisance().__repr__() for p in profiles}) == 4
+    assert all(p.optics.mirrored for p in profiles if p.site == "dresden")
+    # drawn from (seed, line): adding a site does not change existing lines
+    assert line_profiles(["toledo", "dresden", "pune"], 2, seed=11)[:4] == profiles
+
+
+@pytest.mark.parametrize("cls", ["scratch", "dent", "dust", "oil", "discoloration", "crack"])
+def test_every_defect_changes_the_surface(cls: str) -> None:
+    rng = np.random.default_rng(0)
+    surface = np.full((128, 128, 3), 0.5, np.float32)
+    painted = surface.copy()
+    truth = paint(painted, cls, rng)
+    diff = np.abs(painted - surface).max(axis=2)
+    assert diff.max() > 0.05, cls
+    assert (diff > 0.02).mean() < 0.25, "a defect is local, not the whole surface"
+    assert truth in {cls, "discolouration"}
+
+
+def test_contamination_records_dust_or_oil_and_unknown_classes_get_a_blob() -> None:
+    truths = set()
+    for i in range(20):
+        img = np.full((64, 64, 3), 0.5, np.float32)
+        truths.add(paint(img, "contamination", np.random.default_rng(i)))
+    assert truths == {"dust", "oil"}
+    classes = class_set(["ok", "scratch", "weld-spatter"])
+    assert classes.warnings == (
+        "class 'weld-spatter' has no dedicated defect painter; it is drawn as a generic blob",
+    )
+    profile = line_profiles(1, 1, seed=0)[0]
+    assert render(profile, "weld-spatter", np.random.default_rng(0), 64).truth == "blob"
+
+
+def test_drift_changes_the_nuisance_from_its_frame_on() -> None:
+    profile = line_profiles(1, 1, seed=2)[0]
+    events = [
+        DriftEvent("camera_bump", profile.key, 10),
+        DriftEvent("lighting_change", profile.key, 20),
+        DriftEvent("supplier_texture", "elsewhere/line-9", 0),
+    ]
+    before, active = profile_at(profile, events, 9, seed=2)
+    assert before == profile and active == []
+    bumped, active = profile_at(profile, events, 10, seed=2)
+    assert [e.kind for e in active] == ["camera_bump"]
+    assert bumped.optics != profile.optics and bumped.lighting == profile.lighting
+    assert bumped.optics.blur_sigma > profile.optics.blur_sigma
+    both, _ = profile_at(profile, events, 25, seed=2)
+    assert both.lighting != profile.lighting and both.optics == bumped.optics
+    supplier = DriftEvent("supplier_texture", profile.key, 0)
+    changed, _ = profile_at(profile, [supplier], 0, seed=2)
+    assert changed.supplier != profile.supplier
+    assert changed.supplier.material == profile.supplier.material
+
+
+def test_drift_is_recorded_in_the_manifest(tmp_path: Path) -> None:
+    event = DriftEvent.parse("lighting_change:toledo/line-1:3")
+    m = generate(
+        tmp_path / "d", taxonomy=CLASSES, lines=(1, 1), frames_per_line=5, seed=0, size=48,
+        events=[event],
+    )  # fmt: skip
+    assert [r.drift for r in m.records] == [(), (), (), (str(event),), (str(event),)]
+    assert m.records[2].nuisance["lighting"] != m.records[3].nuisance["lighting"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("camera_bump:toledo/line-1", "expected KIND:SITE/LINE:FRAME"),
+        ("earthquake:toledo/line-1:3", "unknown drift kind"),
+        ("camera_bump:toledo/line-1:-3", "FRAME must be a non-negative integer"),
+    ],
+)
+def test_bad_drift_events_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DriftEvent.parse(text)
+
+
+def test_bad_arguments_leave_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "x"
+    with pytest.raises(ValueError, match="unknown line 'nowhere/line-1'"):
+        generate(
+            out, taxonomy=CLASSES, lines=(1, 1), frames_per_line=2, seed=0,
+            events=[DriftEvent("camera_bump", "nowhere/line-1", 0)],
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="duplicate class ids: ok"):
+        generate(out, taxonomy=["ok", "ok", "dent"], lines=(1, 1), frames_per_line=2, seed=0)
+    assert list(tmp_path.iterdir()) == []
+    (out / "keep").mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        generate(out, taxonomy=CLASSES, lines=(1, 1), frames_per_line=2, seed=0, size=32)
+    assert (out / "keep").is_dir()
+    generate(out, taxonomy=CLASSES, lines=(1, 1), frames_per_line=2, seed=0, size=32,
+             overwrite=True)  # fmt: skip
+    assert not (out / "keep").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
