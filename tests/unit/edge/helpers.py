@@ -9,7 +9,7 @@ from tests.support.onnx_models import CLASSES, write_model
 
 
 def spec_for(folder: Path, name: str, version: int, **kwargs: object) -> ModelSpec:
-    built = write_model(folder / f"{name}-{version}.onnx", **kwargs)  # type: ignore[arg-type]
+    built = write_model(folder / f"{name}-{version}.onnx", **kwargs)
     return ModelSpec(
         ref=f"{name}@{version}",
         sha256=built.sha256,

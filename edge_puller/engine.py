@@ -1,0 +1,234 @@
+"""The serving engine: which model decides each frame, shadow and canary, instant rollback.
+
+Per line the engine holds an immutable `LineModels` (serving, standby, candidate). Switching
+lines, rolling back and dropping a misbehaving candidate all replace that one reference, so
+the frame loop never waits and never drops a frame: a frame in flight finishes on the models
+it started with. The standby (previous serving model) stays loaded, which makes a rollback a
+pointer swap rather than a reload.
+
+- `shadow`: the serving model decides; the candidate also runs on the same frame.
+- `canary`: the candidate decides a fixed, frame-id-hashed share of frames (the serving model
+  still runs on those frames, so agreement is measured and a candidate error costs nothing).
+- Safety net: a candidate that raises or whose p95 latency exceeds the line's budget is
+  dropped on the spot, and an event says why.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import queue
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from edge_puller.runtime import Frame, LoadedModel, Prediction, Tensor, preprocess
+from edge_puller.target import Stage
+
+MIN_LATENCY_SAMPLES = 20
+LATENCY_WINDOW = 200
+
+
+@dataclass(frozen=True)
+class LineModels:
+    key: str
+    serving: LoadedModel
+    standby: LoadedModel | None = None
+    candidate: LoadedModel | None = None
+    stage: Stage | None = None
+    canary_fraction: float = 0.0
+    latency_budget_ms: float = 100.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    model: str
+    label: str
+    confidence: float
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    line: str
+    camera: str
+    frame_id: str
+    decided_by: Literal["serving", "candidate", "none"]
+    label: str | None
+    confidence: float
+    serving: Outcome | None
+    candidate: Outcome | None = None
+    stage: Stage | None = None
+    error: str = ""
+
+    @property
+    def model(self) -> str | None:
+        chosen = self.candidate if self.decided_by == "candidate" else self.serving
+        return chosen.model if chosen else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "camera": self.camera,
+            "frame_id": self.frame_id,
+            "label": self.label,
+            "defect": self.label is not None and self.label != "ok",
+            "confidence": round(self.confidence, 6),
+            "model": self.model,
+            "decided_by": self.decided_by,
+            "stage": self.stage,
+            "serving": _outcome(self.serving),
+            "candidate": _outcome(self.candidate),
+            "error": self.error,
+        }
+
+
+def _outcome(outcome: Outcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+    return {
+        "model": outcome.model,
+        "label": outcome.label,
+        "confidence": round(outcome.confidence, 6),
+        "latency_ms": round(outcome.latency_ms, 3),
+    }
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """Something the engine did on its own (a fallback), for the outbox and the local state."""
+
+    type: str
+    line: str
+    reason: str
+    message: str
+    model: str
+    sha256: str
+
+
+def in_canary(frame_id: str, fraction: float) -> bool:
+    """Deterministic per frame id: the same frame always goes the same way."""
+    digest = hashlib.blake2b(frame_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < fraction
+
+
+@dataclass
+class _CandidateWatch:
+    latencies: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW)
+    )
+
+
+class Engine:
+    def __init__(self) -> None:
+        self._lines: dict[str, LineModels] = {}
+        self._watch: dict[str, _CandidateWatch] = {}
+        self.events: queue.Queue[EngineEvent] = queue.Queue()
+
+    def lines(self) -> dict[str, LineModels]:
+        return self._lines
+
+    def activate(self, models: LineModels) -> None:
+        """Switch a line to `models` at once (one reference swap; no frame waits)."""
+        self._watch[models.key] = _CandidateWatch()
+        self._lines = {**self._lines, models.key: models}
+
+    def remove(self, line: str) -> None:
+        self._lines = {k: v for k, v in self._lines.items() if k != line}
+
+    def drain_events(self) -> list[EngineEvent]:
+        found = []
+        while True:
+            try:
+                found.append(self.events.get_nowait())
+            except queue.Empty:
+                return found
+
+    def infer(self, line: str, camera: str, frame_id: str, frame: Frame) -> Decision:
+        models = self._lines.get(line)
+        if models is None:
+            return Decision(line, camera, frame_id, "none", None, 0.0, None, error="no model")
+        tensors: dict[tuple[tuple[int, int, int, int], str], Tensor] = {}
+
+        def tensor_for(model: LoadedModel) -> Tensor:
+            key = (model.spec.input_shape, model.spec.color)
+            if key not in tensors:
+                tensors[key] = preprocess(frame, model.spec.input_shape, model.spec.color)
+            return tensors[key]
+
+        try:
+            served = _outcome_of(models.serving, models.serving.predict(tensor_for(models.serving)))
+        except Exception as exc:  # a broken frame or model must not stop inspection
+            return Decision(
+                line,
+                camera,
+                frame_id,
+                "none",
+                None,
+                0.0,
+                None,
+                stage=models.stage,
+                error=f"serving: {exc}",
+            )
+        candidate = models.candidate
+        decides = (
+            models.stage == "canary"
+            and candidate is not None
+            and in_canary(frame_id, models.canary_fraction)
+        )
+        runs_candidate = candidate is not None and (models.stage == "shadow" or decides)
+        tried: Outcome | None = None
+        if candidate is not None and runs_candidate:
+            tried = self._try_candidate(models, candidate, tensor_for)
+            decides = decides and tried is not None
+        chosen = tried if decides and tried is not None else served
+        return Decision(
+            line=line,
+            camera=camera,
+            frame_id=frame_id,
+            decided_by="candidate" if decides else "serving",
+            label=chosen.label,
+            confidence=chosen.confidence,
+            serving=served,
+            candidate=tried,
+            stage=models.stage,
+        )
+
+    def _try_candidate(
+        self, models: LineModels, candidate: LoadedModel, tensor_for: Any
+    ) -> Outcome | None:
+        try:
+            outcome = _outcome_of(candidate, candidate.predict(tensor_for(candidate)))
+        except Exception as exc:
+            self._fall_back(models, "candidate-error", f"{candidate.spec.ref} raised: {exc}")
+            return None
+        watch = self._watch.setdefault(models.key, _CandidateWatch())
+        watch.latencies.append(outcome.latency_ms)
+        if len(watch.latencies) >= MIN_LATENCY_SAMPLES:
+            p95 = float(np.percentile(np.fromiter(watch.latencies, dtype=np.float64), 95))
+            if p95 > models.latency_budget_ms:
+                self._fall_back(
+                    models,
+                    "latency-budget",
+                    f"{candidate.spec.ref} p95 latency {p95:.2f} ms exceeds the "
+                    f"{models.latency_budget_ms:g} ms budget",
+                )
+        return outcome
+
+    def _fall_back(self, models: LineModels, reason: str, message: str) -> None:
+        current = self._lines.get(models.key)
+        if current is None or current.candidate is None:
+            return
+        spec = current.candidate.spec
+        self._lines = {
+            **self._lines,
+            models.key: replace(current, candidate=None, stage=None, canary_fraction=0.0),
+        }
+        self.events.put(EngineEvent("fallback", models.key, reason, message, spec.ref, spec.sha256))
+
+
+def _outcome_of(model: LoadedModel, prediction: Prediction) -> Outcome:
+    return Outcome(
+        model.spec.ref, model.label(prediction), prediction.confidence, prediction.latency_ms
+    )
