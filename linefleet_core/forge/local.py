@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core import gitrepo
-from linefleet_core.errors import PermanentError
+from linefleet_core.errors import PermanentError, UsageError
 from linefleet_core.forge.base import (
     Comment,
     ForgeRefused,
@@ -288,7 +288,10 @@ def _merge_and_push(root: Any, pr: PullRequest) -> str:
     with tempfile.TemporaryDirectory(prefix="linefleet-merge-") as tmp:
         work = git.Repo.clone_from(root.common_dir, tmp, branch=pr.base)
         _merge(work, f"origin/{pr.head}", message, pr)
-        gitrepo.push(work, "origin", f"HEAD:refs/heads/{pr.base}")
+        try:
+            gitrepo.push(work, "origin", f"HEAD:refs/heads/{pr.base}")
+        except UsageError as exc:
+            raise ForgeRefused(f"local forge: merging #{pr.number}: {exc}", status=409) from None
         return str(work.head.commit.hexsha)
 
 
