@@ -21,6 +21,17 @@ from linefleet_core.forge.base import (
 )
 from linefleet_core.forge.http import JsonClient
 
+MAX_COMMENT_CHARS = 65536  # GitHub refuses longer comment bodies with a 422
+TRUNCATED = "\n\n… (truncated: the full text is in the CI log)\n"
+
+
+def fit_comment(text: str, limit: int = MAX_COMMENT_CHARS) -> str:
+    """`text`, cut on a line boundary with a note if it is longer than the forge accepts."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(TRUNCATED)]
+    return cut[: cut.rfind("\n") + 1 or len(cut)] + TRUNCATED
+
 
 class RestForge:
     """A forge behind a GitHub-style REST API at `api` (e.g. https://api.github.com)."""
@@ -93,7 +104,7 @@ class RestForge:
         return [Comment(int(c["id"]), str(c.get("body") or "")) for c in items]
 
     def upsert_comment(self, number: int, marker: str, body: str) -> None:
-        text = with_marker(marker, body)
+        text = fit_comment(with_marker(marker, body))
         existing = find_marked(self.comments(number), marker)
         if existing is None:
             self.client.call("POST", f"{self.prefix}/issues/{number}/comments", {"body": text})

@@ -95,3 +95,15 @@ def test_marker_finds_the_oldest_marked_comment_only() -> None:
 def test_markers_that_would_break_the_html_comment_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="invalid comment marker"):
         marker_tag(bad)
+
+
+def test_long_comments_are_cut_on_a_line_with_a_note() -> None:
+    from linefleet_core.forge.rest import TRUNCATED, fit_comment
+
+    assert fit_comment("short") == "short"
+    text = "".join(f"line {i:05d}\n" for i in range(10_000))  # 110,000 characters
+    fitted = fit_comment(text)
+    assert len(fitted) <= 65536
+    assert fitted.endswith(TRUNCATED)
+    assert fitted.removesuffix(TRUNCATED).endswith("\n")
+    assert text.startswith(fitted.removesuffix(TRUNCATED))
