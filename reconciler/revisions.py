@@ -1,0 +1,50 @@
+"""Read the fleet at two git revisions and plan the change between them.
+
+The executor side of `reconciler.plan`: it touches git (read-only, through git objects: no
+checkout, so a dirty working tree does not matter) and hands plain specs to the pure planner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from linefleet_core.errors import Finding
+from linefleet_core.gitrepo import GitSource, open_repo, resolve
+from linefleet_core.spec import FleetSpec
+from reconciler.check import load_checked
+from reconciler.plan import Plan, Revision, plan
+
+
+def read_revision(
+    git_repo: Any, rev: str, prefix: str
+) -> tuple[Revision, FleetSpec, list[Finding]]:
+    """Load and validate the fleet as it is at `rev`; a UsageError if `rev` does not exist."""
+    commit = resolve(git_repo, rev)
+    spec, findings = load_checked(GitSource(commit, prefix))
+    return Revision(rev, str(commit.hexsha)), spec, findings
+
+
+def plan_revisions(repo: Path, base: str, head: str, now: dt.datetime) -> Plan:
+    """The plan of `base..head` for the fleet repository at `repo` (may be a subfolder)."""
+    git_repo = open_repo(repo)
+    prefix = fleet_prefix(git_repo, repo)
+    base_rev, base_spec, base_findings = read_revision(git_repo, base, prefix)
+    head_rev, head_spec, head_findings = read_revision(git_repo, head, prefix)
+    return plan(
+        base_spec,
+        head_spec,
+        now=now,
+        base_rev=base_rev,
+        head_rev=head_rev,
+        head_findings=head_findings,
+        base_findings=base_findings,
+    )
+
+
+def fleet_prefix(git_repo: Any, repo: Path) -> str:
+    """Where the fleet repository sits inside the git work tree ('' at its root)."""
+    top = Path(str(git_repo.working_tree_dir)).resolve()
+    rel = repo.resolve().relative_to(top).as_posix()
+    return "" if rel == "." else rel
