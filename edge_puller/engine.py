@@ -61,6 +61,7 @@ class Decision:
     candidate: Outcome | None = None
     stage: Stage | None = None
     error: str = ""
+    candidate_error: str = ""
 
     @property
     def model(self) -> str | None:
@@ -81,6 +82,7 @@ class Decision:
             "serving": _outcome(self.serving),
             "candidate": _outcome(self.candidate),
             "error": self.error,
+            "candidate_error": self.candidate_error,
         }
 
 
@@ -179,8 +181,9 @@ class Engine:
         )
         runs_candidate = candidate is not None and (models.stage == "shadow" or decides)
         tried: Outcome | None = None
+        failure = ""
         if candidate is not None and runs_candidate:
-            tried = self._try_candidate(models, candidate, tensor_for)
+            tried, failure = self._try_candidate(models, candidate, tensor_for)
             decides = decides and tried is not None
         chosen = tried if decides and tried is not None else served
         return Decision(
@@ -193,16 +196,18 @@ class Engine:
             serving=served,
             candidate=tried,
             stage=models.stage,
+            candidate_error=failure,
         )
 
     def _try_candidate(
         self, models: LineModels, candidate: LoadedModel, tensor_for: Any
-    ) -> Outcome | None:
+    ) -> tuple[Outcome | None, str]:
         try:
             outcome = _outcome_of(candidate, candidate.predict(tensor_for(candidate)))
         except Exception as exc:
-            self._fall_back(models, "candidate-error", f"{candidate.spec.ref} raised: {exc}")
-            return None
+            message = f"{candidate.spec.ref} raised: {exc}"
+            self._fall_back(models, "candidate-error", message)
+            return None, message
         watch = self._watch.setdefault(models.key, _CandidateWatch())
         watch.latencies.append(outcome.latency_ms)
         if len(watch.latencies) >= MIN_LATENCY_SAMPLES:
@@ -214,7 +219,7 @@ class Engine:
                     f"{candidate.spec.ref} p95 latency {p95:.2f} ms exceeds the "
                     f"{models.latency_budget_ms:g} ms budget",
                 )
-        return outcome
+        return outcome, ""
 
     def _fall_back(self, models: LineModels, reason: str, message: str) -> None:
         current = self._lines.get(models.key)

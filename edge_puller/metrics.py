@@ -1,0 +1,158 @@
+"""Health and drift of each line, as a rolling window that each report takes and restarts.
+
+Per line: frames, frames/s, errors, serving latency p50/p95, defect rate (overall and per
+class), mean confidence; for a candidate: frames, errors, latency p95, defect rate, and its
+agreement with the serving model with a per-class confusion table (serving class → candidate
+class → count). Per camera: input statistics of sampled frames, and their drift score against
+the serving model's `reference_stats`.
+
+Input statistics (all computed on a grey/colour frame downscaled to at most 160 px wide):
+`brightness` = mean grey / 255, `contrast` = std grey / 255, `sharpness` = variance of the
+Laplacian of grey / 255², `red_balance` and `blue_balance` = mean red / mean green and
+mean blue / mean green. The drift score is the mean over the keys present in both the current
+statistics and the reference of min(1, |current - reference| / max(|reference|, 0.05)):
+0 means "looks like training", 1 means "every statistic is far off".
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_puller.engine import Decision
+from edge_puller.runtime import Frame
+
+STATS_WIDTH = 160
+STAT_KEYS = ("brightness", "contrast", "sharpness", "red_balance", "blue_balance")
+
+
+def input_stats(frame: Frame) -> dict[str, float]:
+    height, width = frame.shape[:2]
+    if width > STATS_WIDTH:
+        scale = STATS_WIDTH / width
+        size = (STATS_WIDTH, max(1, int(height * scale)))
+        frame = np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+    blue, green, red = (float(frame[:, :, i].mean()) for i in range(3))
+    green = max(green, 1e-6)
+    return {
+        "brightness": float(grey.mean()),
+        "contrast": float(grey.std()),
+        "sharpness": float(cv2.Laplacian(grey, cv2.CV_32F).var()),
+        "red_balance": red / green,
+        "blue_balance": blue / green,
+    }
+
+
+def drift_score(current: dict[str, float], reference: dict[str, float]) -> float:
+    keys = [k for k in current if k in reference]
+    if not keys:
+        return 0.0
+    parts = [min(1.0, abs(current[k] - reference[k]) / max(abs(reference[k]), 0.05)) for k in keys]
+    return float(sum(parts) / len(parts))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+@dataclass
+class _Camera:
+    frames: int = 0
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0.0))
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.frames for k, v in self.sums.items()} if self.frames else {}
+
+
+@dataclass
+class _Window:
+    started: float
+    frames: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    confidences: float = 0.0
+    decided: Counter[str] = field(default_factory=Counter)
+    candidate_frames: int = 0
+    candidate_errors: int = 0
+    candidate_latencies: list[float] = field(default_factory=list)
+    candidate_defects: int = 0
+    agreements: int = 0
+    confusion: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    cameras: defaultdict[str, _Camera] = field(default_factory=lambda: defaultdict(_Camera))
+
+
+class LineMetrics:
+    """Collects one line's decisions; `snapshot()` returns the window and starts a new one."""
+
+    def __init__(self, line: str, stats_every: int = 10) -> None:
+        self.line = line
+        self.stats_every = stats_every
+        self._window = _Window(time.monotonic())
+
+    def observe(self, decision: Decision, frame: Frame | None = None) -> None:
+        w = self._window
+        w.frames += 1
+        if decision.error or decision.serving is None:
+            w.errors += 1
+        else:
+            w.latencies.append(decision.serving.latency_ms)
+        if decision.label is not None:
+            w.decided[decision.label] += 1
+            w.confidences += decision.confidence
+        if decision.candidate_error:
+            w.candidate_errors += 1
+        elif decision.candidate is not None and decision.serving is not None:
+            w.candidate_frames += 1
+            w.candidate_latencies.append(decision.candidate.latency_ms)
+            w.candidate_defects += decision.candidate.label != "ok"
+            w.agreements += decision.candidate.label == decision.serving.label
+            w.confusion[decision.serving.label][decision.candidate.label] += 1
+        if frame is not None and (w.frames - 1) % self.stats_every == 0:
+            camera = w.cameras[decision.camera]
+            camera.frames += 1
+            for key, value in input_stats(frame).items():
+                camera.sums[key] += value
+
+    def snapshot(self, reference: dict[str, float]) -> dict[str, Any]:
+        """The window as the report's `metrics` (wire `LineMetrics` plus extra fields)."""
+        w, now = self._window, time.monotonic()
+        self._window = _Window(now)
+        seconds = max(now - w.started, 1e-9)
+        decided = sum(w.decided.values())
+        defects = decided - w.decided.get("ok", 0)
+        drifts = {cam: drift_score(c.means(), reference) for cam, c in w.cameras.items()}
+        cameras = {
+            cam: {"frames": c.frames, "stats": c.means(), "drift_score": drifts[cam]}
+            for cam, c in sorted(w.cameras.items())
+        }
+        drift = max(drifts.values(), default=0.0)
+        tried = w.candidate_frames + w.candidate_errors
+        return {
+            "window_seconds": round(seconds, 3),
+            "frames": w.frames,
+            "error_rate": w.errors / w.frames if w.frames else 0.0,
+            "latency_p50_ms": _percentile(w.latencies, 50),
+            "latency_p95_ms": _percentile(w.latencies, 95),
+            "frames_per_second": w.frames / seconds,
+            "defect_rate": defects / decided if decided else 0.0,
+            "defect_rate_by_class": {
+                k: v / decided for k, v in sorted(w.decided.items()) if k != "ok"
+            },
+            "mean_confidence": w.confidences / decided if decided else 0.0,
+            "drift_score": drift,
+            "cameras": cameras,
+            "candidate_frames": w.candidate_frames,
+            "candidate_error_rate": w.candidate_errors / tried if tried else 0.0,
+            "candidate_latency_p95_ms": _percentile(w.candidate_latencies, 95),
+            "candidate_defect_rate": (
+                w.candidate_defects / w.candidate_frames if w.candidate_frames else 0.0
+            ),
+            "shadow_agreement": w.agreements / w.candidate_frames if w.candidate_frames else None,
+            "confusion": {s: dict(sorted(c.items())) for s, c in sorted(w.confusion.items())},
+        }

@@ -1,0 +1,122 @@
+"""The durable outbox: every report and event goes to disk before it goes to the broker.
+
+SQLite in WAL mode with `synchronous=FULL`: a message is on disk when `put` returns, so a
+device that restarts while offline loses nothing. Messages leave in insertion order, one at
+a time, and are deleted only after the broker's PUBACK (`ack`). Events get a per-device
+sequence number from a counter stored in the same transaction, strictly increasing across
+restarts, so the receiver drops duplicates (`seq <= last seen`).
+
+Reports are full snapshots (retained on the broker): a new report replaces any older report
+still waiting, so hours offline do not queue hours of heartbeats. Events are never merged.
+The queue is bounded; past `max_messages` the oldest events are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    kind: str
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Outbox:
+    def __init__(self, path: Path, max_messages: int = 100_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_messages = max_messages
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def put_event(self, topic: str, build: Callable[[int], bytes]) -> int:
+        """Store the event `build(seq)` under the next sequence number; return that number."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT value FROM counters WHERE name='event_seq'").fetchone()
+            seq = (row[0] if row else 0) + 1
+            self._db.execute(
+                "INSERT INTO counters(name, value) VALUES('event_seq', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (seq,),
+            )
+            self._db.execute(
+                "INSERT INTO outbox(kind, topic, payload, retain) VALUES('event', ?, ?, 0)",
+                (topic, build(seq)),
+            )
+            self._trim()
+        return seq
+
+    def put_report(self, topic: str, payload: bytes) -> None:
+        """Store a report snapshot, replacing any report to `topic` not yet delivered."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM outbox WHERE kind='report' AND topic=?", (topic,))
+            self._db.execute(
+                "INSERT INTO outbox(kind, topic, payload, retain) VALUES('report', ?, ?, 1)",
+                (topic, payload),
+            )
+
+    def first(self) -> Message | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, kind, topic, payload, retain FROM outbox ORDER BY id LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return Message(row[0], row[1], row[2], bytes(row[3]), bool(row[4]))
+
+    def ack(self, message_id: int) -> None:
+        """The broker confirmed delivery (PUBACK): forget the message."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id=?", (message_id,))
+
+    def size(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def counter(self, name: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _trim(self) -> None:
+        count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        excess = count - self.max_messages
+        if excess <= 0:
+            return
+        self._db.execute(
+            "DELETE FROM outbox WHERE id IN "
+            "(SELECT id FROM outbox WHERE kind='event' ORDER BY id LIMIT ?)",
+            (excess,),
+        )
+        self._db.execute(
+            "INSERT INTO counters(name, value) VALUES('dropped_events', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+            (excess,),
+        )

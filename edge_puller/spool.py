@@ -1,0 +1,179 @@
+"""Anomaly-native logging: keep only the frames worth a human's look, within budgets.
+
+Per line's telemetry policy a frame is kept when the decided class is a defect
+(`keep_defects`), its top confidence lies inside the uncertainty band, or the shadow/canary
+candidate disagrees with the serving model (`keep_disagreements`). Every other frame is only
+counted. Kept frames are JPEG-encoded into the wire's frame envelope and written to a bounded
+on-disk spool (`spool_mb`; the oldest are evicted first, and evictions are counted). When the
+device is connected, `next_upload` hands out the oldest spooled frame while the day's upload
+(`daily_upload_budget_mb`, UTC days) allows it; `uploaded` deletes it after the broker's PUBACK.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+
+from edge_puller.atomic import clean_temps, write_atomic
+from edge_puller.engine import Decision
+from edge_puller.runtime import Frame
+from linefleet_core.fleet import TelemetryPolicy
+from linefleet_core.wire import FrameMeta, encode_frame
+
+MB = 1024 * 1024
+Reason = Literal["defect", "uncertain", "disagreement"]
+SUFFIX = ".lff"
+
+
+def keep_reason(decision: Decision, policy: TelemetryPolicy) -> Reason | None:
+    """Why this frame is worth keeping (`defect`, `uncertain`, `disagreement`), or None."""
+    if decision.label is None:
+        return None
+    if policy.keep_defects and decision.label != "ok":
+        return "defect"
+    low, high = policy.uncertainty_band
+    if low <= decision.confidence <= high:
+        return "uncertain"
+    if (
+        policy.keep_disagreements
+        and decision.candidate is not None
+        and decision.serving is not None
+        and decision.candidate.label != decision.serving.label
+    ):
+        return "disagreement"
+    return None
+
+
+@dataclass
+class SpoolCounters:
+    seq: int = 0
+    seen: int = 0
+    kept: int = 0
+    evicted: int = 0
+    evicted_bytes: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    day: str = ""
+    bytes_today: int = 0
+
+
+class Spool:
+    def __init__(self, folder: Path, policy: TelemetryPolicy, jpeg_quality: int = 90) -> None:
+        self.folder = folder
+        self.policy = policy
+        self.jpeg_quality = jpeg_quality
+        folder.mkdir(parents=True, exist_ok=True)
+        clean_temps(folder)
+        self._counters_path = folder / "counters.json"
+        self.counters = self._load_counters()
+        self._bytes = sum(p.stat().st_size for p in self._files())
+
+    @property
+    def spooled_bytes(self) -> int:
+        return self._bytes
+
+    def consider(
+        self,
+        decision: Decision,
+        frame: Frame,
+        site: str,
+        device: str,
+        captured_at: dt.datetime,
+    ) -> str | None:
+        """Keep the frame if the policy says so; return the reason it was kept."""
+        self.counters.seen += 1
+        reason = keep_reason(decision, self.policy)
+        if reason is None or decision.serving is None or decision.label is None:
+            return None
+        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            return None
+        jpeg = encoded.tobytes()
+        candidate = decision.candidate
+        meta = FrameMeta(
+            protocol=1,
+            kind="Frame",
+            site=site,
+            device=device,
+            line=decision.line,
+            camera=decision.camera,
+            frame_id=decision.frame_id[:128],
+            captured_at=captured_at,
+            reason=reason,
+            model=decision.model or decision.serving.model,
+            predicted=decision.label,
+            confidence=min(1.0, max(0.0, decision.confidence)),
+            candidate=candidate.model if candidate else None,
+            candidate_predicted=candidate.label if candidate else None,
+            sha256=hashlib.sha256(jpeg).hexdigest(),
+            size=len(jpeg),
+        )
+        self._store(encode_frame(meta, jpeg))
+        return reason
+
+    def next_upload(self, today: dt.date | None = None) -> tuple[Path, bytes] | None:
+        """The oldest spooled frame, if today's upload budget still has room for it."""
+        self._roll_day(today)
+        budget = int(self.policy.daily_upload_budget_mb * MB)
+        for path in self._files():
+            payload = path.read_bytes()
+            if self.counters.bytes_today + len(payload) > budget:
+                return None
+            return path, payload
+        return None
+
+    def uploaded(self, path: Path, size: int, today: dt.date | None = None) -> None:
+        self._roll_day(today)
+        path.unlink(missing_ok=True)
+        self._bytes -= size
+        self.counters.uploaded += 1
+        self.counters.uploaded_bytes += size
+        self.counters.bytes_today += size
+        self.flush()
+
+    def pending(self) -> int:
+        return len(self._files())
+
+    def flush(self) -> None:
+        write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
+
+    def _store(self, payload: bytes) -> None:
+        limit = int(self.policy.spool_mb * MB)
+        if len(payload) > limit:
+            self.counters.evicted += 1
+            self.counters.evicted_bytes += len(payload)
+            return
+        files = self._files()
+        while files and self._bytes + len(payload) > limit:
+            oldest = files.pop(0)
+            size = oldest.stat().st_size
+            oldest.unlink()
+            self._bytes -= size
+            self.counters.evicted += 1
+            self.counters.evicted_bytes += size
+        self.counters.seq += 1
+        self.counters.kept += 1
+        write_atomic(self.folder / f"{self.counters.seq:012d}{SUFFIX}", payload)
+        self._bytes += len(payload)
+        self.flush()
+
+    def _files(self) -> list[Path]:
+        return sorted(self.folder.glob(f"*{SUFFIX}"))
+
+    def _roll_day(self, today: dt.date | None) -> None:
+        day = (today or dt.datetime.now(dt.UTC).date()).isoformat()
+        if day != self.counters.day:
+            self.counters.day = day
+            self.counters.bytes_today = 0
+
+    def _load_counters(self) -> SpoolCounters:
+        try:
+            return SpoolCounters(**json.loads(self._counters_path.read_bytes()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return SpoolCounters()

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from edge_puller.engine import Decision, Outcome
+from edge_puller.metrics import LineMetrics, drift_score, input_stats
+from edge_puller.spool import Spool, keep_reason
+from linefleet_core.fleet import TelemetryPolicy
+from linefleet_core.wire import LineMetrics as WireLineMetrics
+from linefleet_core.wire import decode_frame
+
+LINE = "plant/line-1"
+NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+FRAME = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+
+def _decision(
+    label: str,
+    confidence: float = 0.95,
+    candidate: str | None = None,
+    frame_id: str = "f",
+    candidate_error: str = "",
+) -> Decision:
+    serving = Outcome("inc@1", label, confidence, 2.0)
+    tried = Outcome("cand@2", candidate, 0.9, 3.0) if candidate else None
+    return Decision(
+        LINE,
+        "cam-1",
+        frame_id,
+        "serving",
+        label,
+        confidence,
+        serving,
+        tried,
+        stage="shadow" if candidate or candidate_error else None,
+        candidate_error=candidate_error,
+    )
+
+
+def test_keep_reasons_follow_the_policy() -> None:
+    policy = TelemetryPolicy(uncertainty_band=[0.4, 0.6])
+    assert keep_reason(_decision("scratch"), policy) == "defect"
+    assert keep_reason(_decision("ok", 0.5), policy) == "uncertain"
+    assert keep_reason(_decision("ok", candidate="dent"), policy) == "disagreement"
+    assert keep_reason(_decision("ok", candidate="ok"), policy) is None
+    assert keep_reason(_decision("ok"), policy) is None
+    quiet = TelemetryPolicy(keep_defects=False, keep_disagreements=False)
+    assert keep_reason(_decision("scratch"), quiet) is None
+    assert keep_reason(_decision("ok", candidate="dent"), quiet) is None
+
+
+def test_only_anomalies_are_spooled_and_they_decode(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, TelemetryPolicy())
+    assert spool.consider(_decision("ok"), FRAME, "plant", "dev-1", NOW) is None
+    assert spool.consider(_decision("scratch", frame_id="f2"), FRAME, "plant", "dev-1", NOW)
+    assert (spool.counters.seen, spool.counters.kept, spool.pending()) == (2, 1, 1)
+    upload = spool.next_upload(NOW.date())
+    assert upload is not None
+    meta, jpeg = decode_frame(upload[1])
+    assert (meta.reason, meta.predicted, meta.frame_id, meta.model) == (
+        "defect",
+        "scratch",
+        "f2",
+        "inc@1",
+    )
+    assert jpeg[:2] == b"\xff\xd8"
+
+
+def test_spool_is_bounded_and_evicts_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, TelemetryPolicy(spool_mb=0.02))  # ~20 KB: a few noisy frames
+    for n in range(12):
+        spool.consider(_decision("dent", frame_id=f"f{n}"), FRAME, "plant", "dev-1", NOW)
+    assert spool.counters.evicted > 0
+    assert spool.spooled_bytes <= 0.02 * 1024 * 1024
+    assert spool.counters.kept == 12
+    upload = spool.next_upload(NOW.date())
+    assert upload is not None
+    assert decode_frame(upload[1])[0].frame_id == f"f{spool.counters.evicted}"
+
+
+def test_daily_budget_holds_uploads_until_the_next_day(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, TelemetryPolicy(daily_upload_budget_mb=0.01))  # ~10 KB a day
+    for n in range(3):
+        spool.consider(_decision("dent", frame_id=f"f{n}"), FRAME, "plant", "dev-1", NOW)
+    sent = 0
+    while (upload := spool.next_upload(NOW.date())) is not None:
+        spool.uploaded(upload[0], len(upload[1]), NOW.date())
+        sent += 1
+    assert 0 < sent < 3
+    assert spool.next_upload((NOW + dt.timedelta(days=1)).date()) is not None
+
+
+def test_counters_survive_a_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, TelemetryPolicy())
+    spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    again = Spool(tmp_path, TelemetryPolicy())
+    assert (again.counters.kept, again.pending(), again.spooled_bytes) == (
+        1,
+        1,
+        spool.spooled_bytes,
+    )
+
+
+def test_metrics_window_reports_health_agreement_and_confusion() -> None:
+    metrics = LineMetrics(LINE, stats_every=1)
+    metrics.observe(_decision("ok", candidate="ok"), FRAME)
+    metrics.observe(_decision("scratch", candidate="ok"), FRAME)
+    metrics.observe(_decision("ok", candidate="ok"), FRAME)
+    metrics.observe(_decision("ok", candidate_error="boom"), FRAME)
+    snap = metrics.snapshot(input_stats(FRAME))
+    assert snap["frames"] == 4
+    assert snap["defect_rate"] == 0.25
+    assert snap["defect_rate_by_class"] == {"scratch": 0.25}
+    assert snap["candidate_frames"] == 3
+    assert snap["candidate_error_rate"] == 0.25
+    assert snap["shadow_agreement"] == 2 / 3
+    assert snap["confusion"] == {"ok": {"ok": 2}, "scratch": {"ok": 1}}
+    assert snap["latency_p95_ms"] == 2.0
+    assert snap["cameras"]["cam-1"]["frames"] == 4
+    assert snap["drift_score"] < 1e-6  # the same frames as the reference: no drift
+    WireLineMetrics.model_validate(snap)  # the wire accepts it (extra fields are ignored)
+    assert metrics.snapshot({})["frames"] == 0  # a new window
+
+
+def test_input_stats_and_drift() -> None:
+    dark = np.full((480, 640, 3), 40, dtype=np.uint8)
+    stats = input_stats(dark)
+    assert abs(stats["brightness"] - 40 / 255) < 1e-3
+    assert stats["contrast"] < 1e-3 and stats["sharpness"] < 1e-6
+    assert abs(stats["red_balance"] - 1.0) < 1e-6
+    assert drift_score(stats, stats) == 0.0
+    assert drift_score({"brightness": 0.9}, {"brightness": 0.3}) == 1.0
+    assert abs(drift_score({"brightness": 0.33}, {"brightness": 0.3}) - 0.1) < 1e-9
+    assert drift_score({"brightness": 0.3}, {"contrast": 0.3}) == 0.0  # nothing to compare
