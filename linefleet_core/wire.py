@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from linefleet_core.refs import ID_PATTERN, Id, VersionedRef
 
-PROTOCOL = 1
+PROTOCOL: Literal[1] = 1
 TOPIC_ROOT = "linefleet/v1"
 
 MAX_DESIRED_BYTES = 256 * 1024

@@ -1,0 +1,74 @@
+"""`linefleet publish`: send the fleet's desired state to the broker (only what changed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from linefleet_core.errors import ExitCode, UsageError
+
+
+@dataclass(frozen=True)
+class PublishArgs:
+    broker: str
+    repo: Path
+    rev: str
+    signing_key: Path | None
+    artifact_base: str | None
+    format: str
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "publish",
+        help="compile, sign and publish each device's desired state (retained, QoS 1)",
+        description=(
+            "Publish the fleet at a revision to the broker. Only documents whose content "
+            "differs from what the broker retains are sent; removed devices are cleared. "
+            "Exit 0 ok, 1 invalid fleet, 2 usage, 4 broker unreachable (re-run to finish)."
+        ),
+    )
+    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--repo", type=Path, default=Path(), help="fleet repository (default: .)")
+    p.add_argument("--rev", default="HEAD", help="git revision to publish (default: HEAD)")
+    p.add_argument(
+        "--signing-key", type=Path, help="Ed25519 PEM key (default: $LINEFLEET_SIGNING_KEY)"
+    )
+    p.add_argument(
+        "--artifact-base",
+        help="base URL for repository-relative artifacts (default: file:// URL of the repo)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(run=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    from linefleet_core.signing import SigningKey
+    from reconciler.mqtt import BrokerAddress
+    from reconciler.publish import default_artifact_base, load_revision, publish
+
+    args = PublishArgs(ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format)
+    if not args.repo.is_dir():
+        raise UsageError(f"--repo {args.repo}: no such directory")
+    address = BrokerAddress.parse(args.broker)
+    key = SigningKey.load(args.signing_key)
+    revision = load_revision(args.repo, args.rev)
+    base = args.artifact_base or default_artifact_base(args.repo)
+    result = publish(revision, address, key, base)
+    if args.format == "json":
+        json.dump(result.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for device in result.published_devices:
+            print(f"published {device} (generation {result.generation})")
+        for name in result.pruned_topics:
+            print(f"pruned    {name}")
+        print(
+            f"commit {result.commit[:12]} generation {result.generation}: "
+            f"{result.published} published, {result.unchanged} unchanged, "
+            f"{result.pruned} pruned, {result.devices} device(s)"
+        )
+    return int(ExitCode.OK)

@@ -1,0 +1,236 @@
+"""paho-mqtt plumbing for the reconciler: broker URLs, one session, retained snapshots, PUBACKs.
+
+Callbacks run on paho's network thread and only put messages on a queue; everything else
+happens on the caller's thread, so the reconciler stays single-threaded in its logic.
+A session re-subscribes on every (re)connect. Network failures become `TemporaryError`
+(exit 4), a refused CONNECT (bad credentials, ACL) a `PermanentError`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from linefleet_core.errors import PermanentError, TemporaryError, UsageError
+
+USERNAME_ENV = "LINEFLEET_MQTT_USERNAME"
+PASSWORD_ENV = "LINEFLEET_MQTT_PASSWORD"
+CA_ENV = "LINEFLEET_MQTT_CA"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """`mqtt://HOST[:1883]` or `mqtts://HOST[:8883]`, credentials in the URL or environment."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise UsageError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise UsageError(f"--broker {url!r}: bad port") from None
+        username = unquote(parts.username) if parts.username else os.environ.get(USERNAME_ENV)
+        password = unquote(parts.password) if parts.password else os.environ.get(PASSWORD_ENV)
+        return cls(parts.hostname, port, tls, username, password, os.environ.get(CA_ENV))
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    received: float  # time.time() when it arrived
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = True
+    qos: int = 1
+
+
+class Session:
+    """One MQTT connection. Use as a context manager; messages arrive on `inbox`."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        *,
+        clean_session: bool = True,
+        subscriptions: Sequence[str] = (),
+        keepalive: int = 30,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self.address = address
+        self.subscriptions = list(subscriptions)
+        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._refused: str | None = None
+        self._lock = threading.Lock()
+        self._pending_subs: set[int] = set()
+        self.keepalive = keepalive
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        client.max_inflight_messages_set(0)  # 0: no client-side limit (the broker has none)
+        client.max_queued_messages_set(0)
+        if address.username:
+            client.username_pw_set(address.username, address.password)
+        if address.tls:
+            client.tls_set(ca_certs=address.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.client = client
+
+    # --- paho callbacks (network thread) ---
+
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+            self.connected.set()
+            return
+        self._refused = None
+        self.subscribed.clear()
+        if self.subscriptions:
+            _, mid = client.subscribe([(f, 1) for f in self.subscriptions])
+            with self._lock:
+                self._pending_subs = {mid}
+        else:
+            self.subscribed.set()
+        self.connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+        self.connected.clear()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
+        with self._lock:
+            self._pending_subs.discard(mid)
+            if not self._pending_subs:
+                self.subscribed.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        self.inbox.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
+
+    # --- caller thread ---
+
+    def connect(self, timeout: float = 5.0) -> Session:
+        where = self.address.url
+        try:
+            self.client.connect(self.address.host, self.address.port, self.keepalive)
+        except (OSError, ValueError) as exc:
+            raise TemporaryError(f"broker {where} unreachable: {exc}", delay=2.0) from None
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            self.close()
+            raise TemporaryError(f"broker {where}: no CONNACK within {timeout:g}s", delay=2.0)
+        if self._refused is not None:
+            self.close()
+            raise PermanentError(f"broker {where} refused the connection: {self._refused}")
+        if not self.subscribed.wait(timeout):
+            self.close()
+            raise TemporaryError(f"broker {where}: no SUBACK within {timeout:g}s", delay=2.0)
+        return self
+
+    def close(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def publish_all(self, messages: Iterable[Outgoing], timeout: float = 30.0) -> int:
+        """Publish and wait for every PUBACK; return how many were acknowledged.
+
+        Raises `TemporaryError` naming how many were acknowledged when the broker goes away
+        or does not acknowledge in time, so a caller can say what was half done.
+        """
+        infos = []
+        for msg in messages:
+            infos.append(
+                self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            )
+        deadline = time.monotonic() + timeout
+        done = 0
+        for info in infos:
+            while not _acked(info):
+                if not self.connected.is_set() or time.monotonic() > deadline:
+                    acked = sum(1 for i in infos if _acked(i))
+                    raise TemporaryError(
+                        f"broker {self.address.url} went away: {acked} of {len(infos)} "
+                        "message(s) acknowledged",
+                        delay=2.0,
+                    )
+                time.sleep(0.001)
+            done += 1
+        return done
+
+    def drain(self, quiet: float, limit: float) -> list[Message]:
+        """Messages until none arrived for `quiet` seconds (or `limit` seconds in all)."""
+        out: list[Message] = []
+        end = time.monotonic() + limit
+        while True:
+            wait = min(quiet, end - time.monotonic())
+            if wait <= 0:
+                return out
+            try:
+                out.append(self.inbox.get(timeout=wait))
+            except queue.Empty:
+                return out
+
+
+def _acked(info: Any) -> bool:
+    """PUBACK received; False (not an exception) when paho could not even send it."""
+    try:
+        return bool(info.is_published())
+    except (RuntimeError, ValueError):
+        return False
+
+
+def retained_snapshot(
+    address: BrokerAddress,
+    topic_filter: str,
+    client_id: str,
+    *,
+    quiet: float = 0.5,
+    limit: float = 30.0,
+    timeout: float = 5.0,
+) -> dict[str, Message]:
+    """Every retained message under `topic_filter`, by topic (collected until a quiet period)."""
+    with Session(address, client_id, subscriptions=[topic_filter]) as session:
+        session.connect(timeout)
+        return {m.topic: m for m in session.drain(quiet, limit) if m.retain}

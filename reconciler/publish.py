@@ -1,0 +1,211 @@
+"""Publish the fleet at a commit: compile, sign, compare with what the broker retains, send.
+
+`plan()` is pure: from the signed payloads and the retained snapshot it decides what to
+publish, what is unchanged and which removed devices to prune. `publish()` is the executor:
+it reads the repository and the broker, runs the plan, and waits for every PUBACK.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.signing import SigningKey, canonical_json
+from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
+from reconciler.compile import compile_fleet, document_body
+from reconciler.mqtt import BrokerAddress, Outgoing, Session, retained_snapshot
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A compiled, signed document ready for the wire."""
+
+    site: str
+    device: str
+    generation: int
+    content_hash: str
+    payload: bytes
+
+    @property
+    def topic(self) -> str:
+        return topic(self.site, self.device, Channel.DESIRED)
+
+
+@dataclass(frozen=True)
+class Retained:
+    """What the broker holds on one desired topic, read loosely (it may be anything)."""
+
+    generation: int | None
+    content_hash: str | None
+    key_id: str | None
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Retained:
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            return cls(None, None, None)
+        if not isinstance(doc, dict):
+            return cls(None, None, None)
+        sig = doc.get("signature")
+        generation = doc.get("generation")
+        return cls(
+            generation if isinstance(generation, int) else None,
+            doc.get("content_hash") if isinstance(doc.get("content_hash"), str) else None,
+            sig.get("key_id") if isinstance(sig, dict) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    publish: tuple[Signed, ...]
+    unchanged: tuple[Signed, ...]
+    prune: tuple[str, ...]  # topics of removed devices, cleared with an empty retained payload
+    stale: tuple[tuple[Signed, int], ...] = ()  # (document, newer generation the broker holds)
+
+    def messages(self) -> list[Outgoing]:
+        return [Outgoing(s.topic, s.payload) for s in self.publish] + [
+            Outgoing(t, b"") for t in self.prune
+        ]
+
+
+def plan(signed: dict[str, Signed], retained: dict[str, bytes], key_id: str) -> Plan:
+    """Publish a document when the broker lacks it, holds other content, or another key's
+    signature; leave it when only generation/commit differ (content is what devices run)."""
+    publish: list[Signed] = []
+    unchanged: list[Signed] = []
+    stale: list[tuple[Signed, int]] = []
+    for doc in signed.values():
+        raw = retained.get(doc.topic)
+        held = Retained.parse(raw) if raw else None
+        if held is None or held.content_hash != doc.content_hash or held.key_id != key_id:
+            if (
+                held is not None
+                and held.generation is not None
+                and held.generation > doc.generation
+            ):
+                stale.append((doc, held.generation))
+            publish.append(doc)
+        else:
+            unchanged.append(doc)
+    wanted = {doc.topic for doc in signed.values()}
+    prune = sorted(
+        name
+        for name, payload in retained.items()
+        if payload and name not in wanted and _is_desired(name)
+    )
+    return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale))
+
+
+def _is_desired(name: str) -> bool:
+    parsed = parse_topic(name)
+    return parsed is not None and parsed.channel is Channel.DESIRED
+
+
+def sign_all(docs: dict[str, DesiredState], key: SigningKey) -> dict[str, Signed]:
+    return {
+        device: Signed(
+            doc.site,
+            doc.device,
+            doc.generation,
+            doc.content_hash,
+            canonical_json(key.sign(document_body(doc))),
+        )
+        for device, doc in docs.items()
+    }
+
+
+@dataclass
+class Result:
+    commit: str
+    generation: int
+    devices: int
+    published: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    published_devices: list[str] = field(default_factory=list)
+    pruned_topics: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": 1,
+            "commit": self.commit,
+            "generation": self.generation,
+            "devices": self.devices,
+            "published": self.published,
+            "unchanged": self.unchanged,
+            "pruned": self.pruned,
+            "published_devices": self.published_devices,
+            "pruned_topics": self.pruned_topics,
+        }
+
+
+@dataclass(frozen=True)
+class Revision:
+    spec: FleetSpec
+    commit: str
+    generation: int
+
+
+def load_revision(repo: Path, rev: str) -> Revision:
+    """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
+    from linefleet_core.gitrepo import GitSource, open_repo, resolve
+    from reconciler.check import load_checked
+
+    git_repo = open_repo(repo)
+    commit = resolve(git_repo, rev)
+    top = Path(str(git_repo.working_tree_dir)).resolve()
+    rel = repo.resolve().relative_to(top).as_posix()
+    spec, findings = load_checked(GitSource(commit, "" if rel == "." else rel))
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise FindingsError(errors)
+    generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
+    return Revision(spec, commit.hexsha, generation)
+
+
+def default_artifact_base(repo: Path) -> str:
+    return repo.resolve().as_uri()
+
+
+def publish(
+    revision: Revision,
+    address: BrokerAddress,
+    key: SigningKey,
+    artifact_base: str,
+    *,
+    quiet: float = 0.5,
+    timeout: float = 30.0,
+) -> Result:
+    docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
+    signed = sign_all(docs, key)
+    client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
+    snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
+    the_plan = plan(signed, {t: m.payload for t, m in snapshot.items()}, key.key_id)
+    if the_plan.stale:
+        doc, newer = the_plan.stale[0]
+        raise PermanentError(
+            f"the broker holds generation {newer} for {doc.site}/{doc.device}, newer than "
+            f"{doc.generation} (commit {revision.commit[:12]}); devices would refuse it. "
+            f"Publish a newer revision ({len(the_plan.stale)} device(s) affected)"
+        )
+    result = Result(revision.commit, revision.generation, len(signed))
+    result.unchanged = len(the_plan.unchanged)
+    messages = the_plan.messages()
+    if messages:
+        with Session(address, client_id) as session:
+            session.connect()
+            try:
+                session.publish_all(messages, timeout)
+            except TemporaryError as exc:
+                raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
+    result.published = len(the_plan.publish)
+    result.pruned = len(the_plan.prune)
+    result.published_devices = [f"{s.site}/{s.device}" for s in the_plan.publish]
+    result.pruned_topics = list(the_plan.prune)
+    return result

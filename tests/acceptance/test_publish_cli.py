@@ -1,0 +1,111 @@
+"""`linefleet keys generate` and `linefleet publish` run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from linefleet.cli import main
+from tests.support import minifleet
+from tests.support.mosquitto import Mosquitto, free_port, mosquitto
+
+__all__ = ["mosquitto"]
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "fleet"
+    minifleet.write_minifleet(root)
+    minifleet.init_repo(root)
+    minifleet.commit_all(root, "initial fleet")
+    return root
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert Path(out["public_key"]).name == f"{out['key_id']}.pub"
+    return Path(out["private_key"])
+
+
+def publish(repo: Path, broker: str, key: Path, *extra: str) -> int:
+    return main(
+        ["publish", "--broker", broker, "--repo", str(repo), "--signing-key", str(key), *extra]
+    )
+
+
+def test_publish_twice_json(
+    repo: Path, key_file: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(repo, mosquitto.url, key_file, "--format", "json") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["published"], first["unchanged"], first["pruned"], first["devices"]) == (
+        3,
+        0,
+        0,
+        3,
+    )
+    assert publish(repo, mosquitto.url, key_file, "--format", "json") == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (second["published"], second["unchanged"]) == (0, 3)
+
+
+def test_publish_text_summary(
+    repo: Path, key_file: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(repo, mosquitto.url, key_file) == 0
+    out = capsys.readouterr().out
+    assert "published toledo/toledo-edge-1 (generation 1)" in out
+    assert out.strip().endswith("3 published, 0 unchanged, 0 pruned, 3 device(s)")
+
+
+def test_unreachable_broker_exits_4(
+    repo: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(repo, f"mqtt://127.0.0.1:{free_port()}", key_file) == 4
+    err = capsys.readouterr().err
+    assert "unreachable" in err and "Traceback" not in err
+
+
+def test_invalid_fleet_exits_1_and_names_the_file(
+    repo: Path, key_file: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    minifleet.edit_rollout(repo, "dresden/line-2", serving="surface-cnn@42")
+    minifleet.commit_all(repo, "broken")
+    assert publish(repo, mosquitto.url, key_file) == 1
+    assert "fleet/sites/dresden/lines/line-2.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker", "http://x"], "expected mqtt://"),
+        (["--rev", "no-such-rev"], "unknown git revision"),
+        (["--signing-key", "/nonexistent/key"], "--signing-key"),
+    ],
+)
+def test_usage_errors_exit_2(
+    repo: Path,
+    key_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    base = {"--broker": "mqtt://127.0.0.1:1", "--signing-key": str(key_file), "--rev": "HEAD"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    argv = ["publish", "--repo", str(repo)] + [x for kv in base.items() for x in kv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_keys_generate_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "generate", "--out", str(tmp_path)]) == 0
+    assert "key_id" in capsys.readouterr().out
+    assert main(["keys", "generate", "--out", str(tmp_path)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err

@@ -1,0 +1,120 @@
+"""`reconciler.publish` against a real Mosquitto and a real git repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
+from linefleet_core.signing import SigningKey, verify
+from reconciler.mqtt import BrokerAddress
+from reconciler.publish import Result, load_revision, publish
+from tests.integration.mqtt.conftest import retained
+from tests.support import minifleet
+from tests.support.mosquitto import Mosquitto, free_port
+
+pytestmark = pytest.mark.integration
+DESIRED = "linefleet/v1/+/+/desired"
+
+
+def run(repo: Path, broker: Mosquitto, key: SigningKey, rev: str = "HEAD") -> Result:
+    address = BrokerAddress.parse(broker.url)
+    return publish(load_revision(repo, rev), address, key, repo.resolve().as_uri(), quiet=0.2)
+
+
+def test_publish_then_nothing_the_second_time(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    first = run(fleet_repo, mosquitto, key)
+    assert (first.published, first.unchanged, first.pruned, first.devices) == (3, 0, 0, 3)
+    assert first.generation == 1
+    held = retained(mosquitto, DESIRED)
+    assert set(held) == {
+        "linefleet/v1/toledo/toledo-edge-1/desired",
+        "linefleet/v1/toledo/toledo-edge-2/desired",
+        "linefleet/v1/dresden/dresden-edge-1/desired",
+    }
+    doc = verify(
+        held["linefleet/v1/toledo/toledo-edge-2/desired"],
+        {key.key_id: key.public},
+        device="toledo-edge-2",
+    )
+    assert doc.commit == first.commit
+    artifact = doc.spec.lines[0].serving.artifact.url
+    assert artifact == (fleet_repo.resolve() / "artifacts/surface-cnn-2.onnx").as_uri()
+
+    second = run(fleet_repo, mosquitto, key)
+    assert (second.published, second.unchanged, second.pruned) == (0, 3, 0)
+    assert retained(mosquitto, DESIRED) == held  # byte-identical: nothing was re-sent
+
+
+def test_a_line_change_republishes_only_its_devices_and_removal_prunes(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    run(fleet_repo, mosquitto, key)
+    before = retained(mosquitto, DESIRED)
+    minifleet.edit_rollout(fleet_repo, "toledo/line-2", candidate=None)
+    minifleet.commit_all(fleet_repo, "toledo/line-2: stop shadowing @3")
+    result = run(fleet_repo, mosquitto, key)
+    assert result.published_devices == ["toledo/toledo-edge-1", "toledo/toledo-edge-2"]
+    assert (result.unchanged, result.generation) == (1, 2)
+    after = retained(mosquitto, DESIRED)
+    dresden = "linefleet/v1/dresden/dresden-edge-1/desired"
+    assert after[dresden] == before[dresden]
+    assert json.loads(after[dresden])["generation"] == 1  # untouched devices keep theirs
+    assert json.loads(after["linefleet/v1/toledo/toledo-edge-2/desired"])["generation"] == 2
+
+    minifleet.device_file(fleet_repo, "toledo", "toledo-edge-2").unlink()
+    minifleet.commit_all(fleet_repo, "retire toledo-edge-2")
+    result = run(fleet_repo, mosquitto, key)
+    assert (result.published, result.pruned, result.devices) == (0, 1, 2)
+    assert result.pruned_topics == ["linefleet/v1/toledo/toledo-edge-2/desired"]
+    assert "linefleet/v1/toledo/toledo-edge-2/desired" not in retained(mosquitto, DESIRED)
+
+
+def test_retained_state_survives_a_broker_restart(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    run(fleet_repo, mosquitto, key)
+    mosquitto.restart()
+    assert run(fleet_repo, mosquitto, key).published == 0
+
+
+def test_a_new_signing_key_re_signs_everything(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    run(fleet_repo, mosquitto, key)
+    new = SigningKey.generate()
+    assert run(fleet_repo, mosquitto, new).published == 3
+    for payload in retained(mosquitto, DESIRED).values():
+        verify(payload, {new.key_id: new.public})
+
+
+def test_publishing_an_older_revision_is_refused(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    minifleet.edit_rollout(fleet_repo, "toledo/line-2", candidate=None)
+    minifleet.commit_all(fleet_repo, "change")
+    run(fleet_repo, mosquitto, key)
+    with pytest.raises(PermanentError, match="newer than 1"):
+        run(fleet_repo, mosquitto, key, rev="HEAD~1")
+
+
+def test_an_invalid_fleet_is_never_published(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    minifleet.edit_rollout(fleet_repo, "toledo/line-1", serving="surface-cnn@9")
+    minifleet.commit_all(fleet_repo, "typo")
+    with pytest.raises(FindingsError, match="surface-cnn@9"):
+        run(fleet_repo, mosquitto, key)
+    assert retained(mosquitto, DESIRED) == {}
+
+
+def test_an_unreachable_broker_is_a_temporary_error(
+    fleet_repo: Path, key: SigningKey, tmp_path: Path
+) -> None:
+    nobody = Mosquitto(tmp_path / "none", port=free_port())  # never started
+    with pytest.raises(TemporaryError, match="unreachable"):
+        run(fleet_repo, nobody, key)

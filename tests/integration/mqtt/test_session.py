@@ -1,0 +1,55 @@
+"""The paho session: PUBACK accounting when the broker dies, refused credentials, snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from linefleet_core.errors import PermanentError, TemporaryError
+from reconciler.mqtt import BrokerAddress, Outgoing, Session, retained_snapshot
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+
+def test_publish_all_says_how_much_was_acknowledged_when_the_broker_dies(
+    mosquitto: Mosquitto,
+) -> None:
+    address = BrokerAddress.parse(mosquitto.url)
+    with Session(address, "linefleet-test-dies") as session:
+        session.connect()
+        assert session.publish_all([Outgoing("linefleet/v1/s/a/desired", b"1")]) == 1
+        mosquitto.kill()
+        with pytest.raises(TemporaryError, match=r"of 50 message\(s\) acknowledged"):
+            session.publish_all(
+                [Outgoing(f"linefleet/v1/s/d{i}/desired", b"x" * 1000) for i in range(50)],
+                timeout=5.0,
+            )
+
+
+def test_snapshot_sees_only_retained_messages(mosquitto: Mosquitto) -> None:
+    address = BrokerAddress.parse(mosquitto.url)
+    with Session(address, "linefleet-test-snap") as session:
+        session.connect()
+        session.publish_all(
+            [
+                Outgoing("linefleet/v1/s/a/desired", b"A"),
+                Outgoing("linefleet/v1/s/b/desired", b"B"),
+                Outgoing("linefleet/v1/s/b/events", b"E", retain=False),
+            ]
+        )
+    snap = retained_snapshot(address, "linefleet/v1/+/+/+", "linefleet-test-probe", quiet=0.2)
+    assert {t: m.payload for t, m in snap.items()} == {
+        "linefleet/v1/s/a/desired": b"A",
+        "linefleet/v1/s/b/desired": b"B",
+    }
+
+
+def test_refused_credentials_are_permanent(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwd"
+    passwords.write_text("")
+    with Mosquitto(tmp_path / "b", allow_anonymous=False, password_file=passwords) as broker:
+        address = BrokerAddress.parse(f"mqtt://nobody:wrong@{broker.host}:{broker.port}")
+        with pytest.raises(PermanentError, match="refused"), Session(address, "x") as session:
+            session.connect()
