@@ -135,17 +135,39 @@ class LabelStore:
 
     # -- events -----------------------------------------------------------------------------
 
-    def append(self, batch: Sequence[NewEvent]) -> list[int]:
-        """Check the whole batch, then write it in one transaction; return the new ids.
+    def append(self, batch: Sequence[NewEvent], new_frames: Sequence[FrameInfo] = ()) -> list[int]:
+        """Check the whole batch, then write it (and `new_frames`) in one transaction.
 
-        Overrides whose `source_id` is already stored are skipped (re-ingesting is a no-op).
+        Returns the new event ids. Overrides whose `source_id` is already stored are skipped
+        (ingesting the same edge events twice is a no-op); frames already known keep their
+        first provenance.
         """
         existing = self.events()
         known_sources = {e.source_id for e in existing if e.source_id}
-        fresh = [e for e in batch if e.source_id is None or e.source_id not in known_sources]
-        check_batch(fresh, existing, self.frames(), self.taxonomies)
+        fresh = []
+        for new in batch:
+            if new.source_id is None or new.source_id not in known_sources:
+                fresh.append(new)
+                if new.source_id is not None:
+                    known_sources.add(new.source_id)
+        frames: dict[str, FrameInfo] = {f.sha256: f for f in new_frames}
+        known = self.frames()
+        frames.update(known)
+        check_batch(fresh, existing, frames, self.taxonomies)
         ids: list[int] = []
         with self._session() as s:
+            for info in frames.values():
+                if info.sha256 not in known:
+                    s.add(
+                        FrameRow(
+                            sha256=info.sha256,
+                            site=info.site,
+                            line=info.line,
+                            camera=info.camera,
+                            added_at=_now(),
+                        )
+                    )
+            s.flush()
             for new in fresh:
                 row = EventRow(
                     kind=new.kind.value,

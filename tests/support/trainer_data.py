@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 from linefleet_core.taxonomy import Taxonomy
 
@@ -43,5 +48,73 @@ def png(seed: int, size: int = 32) -> bytes:
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
     ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return bytes(buf)
+
+
+def write_taxonomies(root: Path) -> None:
+    """The three versions as `taxonomies/surface-defects/v<N>.yaml` under `root`."""
+    for tax in taxonomies().values():
+        folder = root / "taxonomies" / tax.name
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = tax.model_dump(mode="json", exclude_defaults=False)
+        doc["migration"] = [
+            {k: v for k, v in step.items() if v is not None} for step in doc["migration"]
+        ]
+        (folder / f"v{tax.version}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def override_event(
+    seq: int, frame_sha: str, label: str, *, device: str = "tol-edge-01", predicted: str = "ok"
+) -> bytes:
+    """An `inspection-override` event as the edge sends it on `.../events`."""
+    doc = {
+        "protocol": 1,
+        "kind": "Event",
+        "site": "toledo",
+        "device": device,
+        "seq": seq,
+        "at": "2026-11-21T23:57:02.001Z",
+        "type": "inspection-override",
+        "line": "toledo/line-1",
+        "details": {
+            "frame_sha256": frame_sha,
+            "camera": "cam-1",
+            "model": "surface-cnn@2",
+            "predicted": predicted,
+            "inspector": "insp-7",
+            "label": label,
+            "taxonomy": "surface-defects@2",
+        },
+    }
+    return json.dumps(doc).encode()
+
+
+def frame_payload(jpeg: bytes, frame_id: str, device: str = "tol-edge-01") -> bytes:
+    """An `LFF1` frames payload carrying `jpeg` from toledo/line-1 cam-1."""
+    from linefleet_core import wire
+
+    meta = wire.FrameMeta(
+        protocol=1,
+        kind="Frame",
+        site="toledo",
+        device=device,
+        line="toledo/line-1",
+        camera="cam-1",
+        frame_id=frame_id,
+        captured_at=dt.datetime(2026, 11, 21, 23, 57, tzinfo=dt.UTC),
+        reason="disagreement",
+        model="surface-cnn@2",
+        predicted="ok",
+        confidence=0.6,
+        sha256=hashlib.sha256(jpeg).hexdigest(),
+        size=len(jpeg),
+    )
+    return wire.encode_frame(meta, jpeg)
+
+
+def jpeg(seed: int, size: int = 32) -> bytes:
+    rng = np.random.default_rng(seed)
+    ok, buf = cv2.imencode(".jpg", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
     assert ok
     return bytes(buf)

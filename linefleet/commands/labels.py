@@ -1,0 +1,271 @@
+"""`linefleet labels …`: the label store (import, tasks, review, QA, overrides, datasets, quality).
+
+Exit codes: 0 ok, 1 refused input (nothing written), 2 usage, 4 broker unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from linefleet_core.errors import ExitCode, UsageError
+
+DEFAULT_STATE = Path(".linefleet/trainer")
+
+
+def add_workspace_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state", type=Path, default=DEFAULT_STATE, help=f"trainer state (default {DEFAULT_STATE})"
+    )
+    p.add_argument("--labels", help="label store SQLAlchemy URL (default: SQLite under --state)")
+    p.add_argument(
+        "--fleet-repo", type=Path, default=Path(), help="fleet repo with taxonomies/ (default .)"
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("labels", help="the label store: import, tasks, review, QA, datasets")
+    cmds = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
+
+    c = cmds.add_parser("import", help="import annotations from a JSON Lines file")
+    c.add_argument("file", type=Path)
+    c.set_defaults(run=run_import)
+
+    c = cmds.add_parser("tasks", help="list open tasks: re-reviews, audits, overrides to QA")
+    c.add_argument("--kind", choices=("review", "audit", "override"))
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(run=run_tasks)
+
+    c = cmds.add_parser("review", help="resolve a re-review task by choosing the class")
+    c.add_argument("task", type=int)
+    c.add_argument("--class", dest="cls", required=True)
+    c.add_argument("--reviewer", required=True)
+    c.set_defaults(run=run_review)
+
+    c = cmds.add_parser("qa", help="confirm or reject an inspector override (or audit a label)")
+    c.add_argument("id", type=int)
+    verdict = c.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--confirm", action="store_true")
+    verdict.add_argument("--reject", action="store_true")
+    c.add_argument("--reviewer", required=True)
+    c.set_defaults(run=run_qa)
+
+    c = cmds.add_parser("migrate", help="move labels to the newest taxonomy versions in git")
+    c.set_defaults(run=run_migrate)
+
+    c = cmds.add_parser("ingest-events", help="queue inspector overrides sent by the edge")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("file", nargs="?", type=Path, help="JSON Lines of edge events")
+    src.add_argument("--broker", help="mqtt://HOST:PORT: read events and frames for a while")
+    c.add_argument("--frames", type=Path, help="folder of LFF1 frame payloads (*.lff)")
+    c.add_argument("--seconds", type=float, default=5.0, help="with --broker: listen this long")
+    c.set_defaults(run=run_ingest)
+
+    c = cmds.add_parser("dataset", help="build and record a dataset version")
+    c.add_argument("--taxonomy", required=True, help="taxonomy version, e.g. surface-defects@2")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(run=run_dataset)
+
+    c = cmds.add_parser("quality", help="annotator agreement (Cohen, Fleiss), audits, drift")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(run=run_quality)
+
+    for action in cmds.choices.values():
+        add_workspace_options(action)
+
+
+def workspace(ns: argparse.Namespace) -> Any:
+    from trainer.workspace import Workspace
+
+    return Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
+
+
+def run_import(ns: argparse.Namespace) -> int:
+    from trainer.imports import import_annotations
+
+    ws = workspace(ns)
+    result = import_annotations(ns.file, ws.open_store(), ws.frames)
+    print(f"imported {result.events} annotation(s), {result.new_frames} new frame(s)")
+    return int(ExitCode.OK)
+
+
+def run_tasks(ns: argparse.Namespace) -> int:
+    from trainer.views import replay
+
+    store = workspace(ns).open_store()
+    tasks = [
+        t
+        for t in replay(store.events(), store.taxonomies).tasks()
+        if ns.kind in (None, t.kind.value)
+    ]
+    if ns.format == "json":
+        doc = [
+            {
+                "id": t.id,
+                "kind": t.kind.value,
+                "frame": t.frame,
+                "line": t.line_key,
+                "summary": t.summary,
+                "choices": list(t.choices),
+            }
+            for t in tasks
+        ]
+        json.dump({"format_version": 1, "tasks": doc}, sys.stdout, indent=2)
+        print()
+        return int(ExitCode.OK)
+    for t in tasks:
+        choices = f"  [{' | '.join(t.choices)}]" if t.choices else ""
+        print(f"{t.id:>6}  {t.kind.value:<8} {t.line_key:<24} {t.frame[:12]}  {t.summary}{choices}")
+    print(f"{len(tasks)} open task(s)")
+    return int(ExitCode.OK)
+
+
+def run_review(ns: argparse.Namespace) -> int:
+    from trainer.events import EventKind, NewEvent
+    from trainer.views import replay
+
+    store = workspace(ns).open_store()
+    state = replay(store.events(), store.taxonomies)
+    pending = state.migrations.get(ns.task)
+    if pending is None:
+        raise UsageError(f"task {ns.task} is not an open re-review task (see `labels tasks`)")
+    label = state.labels[pending[0]]
+    store.append(
+        [
+            NewEvent(
+                EventKind.REVIEW, ns.reviewer, target=ns.task, cls=ns.cls, taxonomy=label.taxonomy
+            )
+        ]
+    )
+    print(f"label {label.id} is now {ns.cls} ({label.taxonomy}); run `labels migrate` to carry on")
+    return int(ExitCode.OK)
+
+
+def run_qa(ns: argparse.Namespace) -> int:
+    from trainer.events import Decision, EventKind, NewEvent
+
+    store = workspace(ns).open_store()
+    decision = Decision.CONFIRM if ns.confirm else Decision.REJECT
+    store.append([NewEvent(EventKind.QA, ns.reviewer, target=ns.id, detail=decision.value)])
+    print(f"event {ns.id}: {decision.value}ed by {ns.reviewer}")
+    return int(ExitCode.OK)
+
+
+def run_migrate(ns: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from trainer.migrations import plan_migrations
+    from trainer.views import replay
+
+    store = workspace(ns).open_store()
+    moved: Counter[str] = Counter()
+    names = sorted({t.name for t in store.taxonomies.values()})
+    for name in names:
+        while plan := plan_migrations(
+            replay(store.events(), store.taxonomies), store.taxonomies, name
+        ):
+            store.append(plan)
+            moved.update(e.detail or "" for e in plan)
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(moved.items())) or "nothing to do"
+    reviews = moved["split"] + moved["deprecated"]
+    print(f"migrated: {summary}; {reviews} label(s) need review (`labels tasks --kind review`)")
+    return int(ExitCode.OK)
+
+
+def run_ingest(ns: argparse.Namespace) -> int:
+    from trainer.overrides import ingest
+
+    ws = workspace(ns)
+    if ns.broker:
+        from trainer.mqtt_listen import listen
+
+        events, frames = listen(ns.broker, ns.seconds)
+    else:
+        try:
+            events = [line.encode() for line in ns.file.read_text("utf-8").splitlines() if line]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{ns.file}: cannot read ({exc})") from None
+        frames = [p.read_bytes() for p in sorted(ns.frames.glob("*.lff"))] if ns.frames else []
+    report = ingest(ws.open_store(), ws.frames, events, frames)
+    for problem in report.invalid:
+        print(f"skipped: {problem}", file=sys.stderr)
+    ignored = sum(report.ignored.values())
+    print(
+        f"queued {report.queued} override(s) for QA, {report.frames} frame(s) stored, "
+        f"{report.duplicates} duplicate(s), {len(report.waiting_for_frame)} waiting for "
+        f"their frame, {len(report.invalid)} invalid, {ignored} other event(s) ignored"
+    )
+    return int(ExitCode.INVALID if report.invalid else ExitCode.OK)
+
+
+def run_dataset(ns: argparse.Namespace) -> int:
+    from trainer.datasets import build
+    from trainer.views import replay
+
+    ws = workspace(ns)
+    store = ws.open_store()
+    taxonomy = store.taxonomies.get(ns.taxonomy)
+    if taxonomy is None:
+        raise UsageError(f"--taxonomy {ns.taxonomy}: no such taxonomy version in {ws.fleet_repo}")
+    version = build(replay(store.events(), store.taxonomies), taxonomy)
+    path = version.write(ws.datasets)
+    store.record_dataset(version.hash, version.taxonomy, len(version.items), version.last_event)
+    if ns.format == "json":
+        doc = {
+            "format_version": 1,
+            "hash": version.hash,
+            "taxonomy": version.taxonomy,
+            "frames": len(version.items),
+            "lines": {
+                key: {"train": len(version.train(key)), "holdout": len(version.holdout(key))}
+                for key in version.lines()
+            },
+            "excluded": version.excluded,
+            "manifest": str(path),
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return int(ExitCode.OK)
+    print(f"dataset {version.short} ({version.taxonomy}): {len(version.items)} frame(s)")
+    for key in version.lines():
+        train, holdout = len(version.train(key)), len(version.holdout(key))
+        print(f"  {key:<24} train {train:>6}  holdout {holdout:>6}")
+    for reason, n in version.excluded.items():
+        print(f"  left out: {n} label(s) {reason}")
+    print(f"manifest: {path}")
+    return int(ExitCode.OK)
+
+
+def run_quality(ns: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from trainer.quality import report
+    from trainer.views import replay
+
+    store = workspace(ns).open_store()
+    rep = report(replay(store.events(), store.taxonomies))
+    if ns.format == "json":
+        json.dump({"format_version": 1, **asdict(rep)}, sys.stdout, indent=2)
+        print()
+        return int(ExitCode.OK)
+
+    def k(value: float | None) -> str:
+        return "  n/a" if value is None else f"{value:5.2f}"
+
+    print(f"double-labelled frames: {rep.double_labelled}")
+    print(f"Fleiss' kappa overall: {k(rep.fleiss)}")
+    for cls, value in sorted(rep.fleiss_per_class.items()):
+        print(f"  {cls:<20} {k(value)}")
+    for pair in rep.pairs:
+        print(f"Cohen's kappa {pair.a} / {pair.b}: {k(pair.kappa)} on {pair.frames} frame(s)")
+    for a in rep.annotators:
+        flag = "  DRIFTING: agreement fell" if a.drifting else ""
+        trend = f"agreement {k(a.agreement_early)} -> {k(a.agreement_recent)}"
+        print(
+            f"{a.name:<16} {a.labels:>6} label(s), audit open {a.audit_open}, "
+            f"rejected {a.audit_rejected}, {trend}{flag}"
+        )
+    return int(ExitCode.OK)

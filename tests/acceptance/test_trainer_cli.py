@@ -1,0 +1,148 @@
+"""The trainer's data commands as a user runs them: `linefleet labels …`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from linefleet.cli import main
+from tests.support.trainer_data import (
+    frame_payload,
+    jpeg,
+    override_event,
+    png,
+    write_taxonomies,
+)
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    write_taxonomies(tmp_path / "fleet-repo")
+    return tmp_path / "fleet-repo"
+
+
+def lf(repo: Path, *args: str) -> int:
+    state = repo.parent / "state"
+    return main(["labels", *args, "--state", str(state), "--fleet-repo", str(repo)])
+
+
+def _write_annotations(folder: Path, rows: list[dict[str, str]]) -> Path:
+    folder.mkdir(exist_ok=True)
+    lines = []
+    for i, row in enumerate(rows):
+        (folder / f"{i}.png").write_bytes(png(i))
+        base = {"image": f"{i}.png", "site": "toledo", "line": "line-1", "camera": "cam-1"}
+        lines.append(json.dumps({**base, "annotator": "ana", **row}))
+    path = folder / "labels.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_import_migrate_review_dataset(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1 = "surface-defects@1"
+    path = _write_annotations(
+        tmp_path / "in",
+        [
+            {"class": "ok", "taxonomy": v1},
+            {"class": "spot", "taxonomy": v1},
+            {"class": "contamination", "taxonomy": v1},
+        ],
+    )
+    assert lf(repo, "import", str(path)) == 0
+    assert "imported 3 annotation(s), 3 new frame(s)" in capsys.readouterr().out
+    assert lf(repo, "migrate") == 0
+    out = capsys.readouterr().out
+    # to the newest version: spot -> pit (renamed) -> deprecated; contamination waits at v2
+    assert "1 deprecated, 1 renamed, 2 same, 1 split; 2 label(s) need review" in out
+
+    assert lf(repo, "tasks", "--kind", "review", "--format", "json") == 0
+    split, deprecated = json.loads(capsys.readouterr().out)["tasks"]
+    assert deprecated["choices"] == ["ok", "scratch", "particle", "dent"]
+    task = split
+    assert task["choices"] == ["dust", "oil"]
+    assert lf(repo, "review", str(task["id"]), "--class", "scratch", "--reviewer", "lead") == 1
+    assert "not a choice" in capsys.readouterr().err
+    assert lf(repo, "review", str(task["id"]), "--class", "oil", "--reviewer", "lead") == 0
+    assert lf(repo, "migrate") == 0
+    capsys.readouterr()
+    assert lf(repo, "dataset", "--taxonomy", "surface-defects@3", "--format", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["frames"] == 2  # ok and oil->particle; pit was deprecated and waits for review
+    assert doc["excluded"] == {"awaiting review": 1}
+    manifest = json.loads(Path(doc["manifest"]).read_text())
+    assert sorted(i["class"] for i in manifest["items"]) == ["ok", "particle"]
+
+
+def test_a_bad_import_is_refused_with_locations_and_writes_nothing(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write_annotations(
+        tmp_path / "in",
+        [
+            {"class": "ok", "taxonomy": "surface-defects@1"},
+            {"class": "rust", "taxonomy": "surface-defects@1"},
+            {"class": "ok", "taxonomy": "surface-defects@7"},
+        ],
+    )
+    (tmp_path / "in" / "0.png").write_bytes(b"truncated")
+    assert lf(repo, "import", str(path)) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:1:1: image:" in err and "not an image" in err
+    assert f"{path}:2:1: class: unknown class 'rust'" in err
+    assert f"{path}:3:1: class: taxonomy version 'surface-defects@7' does not exist" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "state" / "frames").exists()
+    assert lf(repo, "tasks") == 0
+    assert "0 open task(s)" in capsys.readouterr().out
+
+
+def test_overrides_from_the_edge_reach_the_dataset_after_qa(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    frames = tmp_path / "frames-in"
+    frames.mkdir()
+    shas = []
+    for i in range(2):
+        data = jpeg(i)
+        shas.append(hashlib.sha256(data).hexdigest())
+        (frames / f"{i}.lff").write_bytes(frame_payload(data, f"f-{i}"))
+    events = tmp_path / "events.jsonl"
+    lines = [override_event(1, shas[0], "scratch"), override_event(2, shas[1], "oil")]
+    lines.append(override_event(2, shas[1], "oil"))  # redelivered
+    lines.append(override_event(3, "0" * 64, "oil"))  # its frame has not arrived
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    args = ["ingest-events", str(events), "--frames", str(frames)]
+    assert lf(repo, *args) == 0
+    out = capsys.readouterr().out
+    assert "queued 2 override(s)" in out and "1 waiting for their frame" in out
+    assert lf(repo, *args) == 0
+    assert "queued 0 override(s)" in capsys.readouterr().out
+
+    assert lf(repo, "tasks", "--kind", "override", "--format", "json") == 0
+    tasks = json.loads(capsys.readouterr().out)["tasks"]
+    assert [t["line"] for t in tasks] == ["toledo/line-1"] * 2
+    assert lf(repo, "qa", str(tasks[0]["id"]), "--confirm", "--reviewer", "lead") == 0
+    assert lf(repo, "qa", str(tasks[1]["id"]), "--reject", "--reviewer", "lead") == 0
+    assert lf(repo, "qa", str(tasks[1]["id"]), "--confirm", "--reviewer", "lead") == 1
+    assert "already rejected" in capsys.readouterr().err
+    assert lf(repo, "dataset", "--taxonomy", "surface-defects@2", "--format", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    manifest = json.loads(Path(doc["manifest"]).read_text())
+    assert [(i["frame"], i["class"]) for i in manifest["items"]] == [(shas[0], "scratch")]
+
+
+def test_quality_report_and_unknown_fleet_repo(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lf(repo, "quality") == 0
+    assert "double-labelled frames: 0" in capsys.readouterr().out
+    assert lf(tmp_path / "nowhere", "quality") == 2
+    assert "no taxonomies/ folder" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""Listen to the edge's events and frames on a broker for a while (paho-mqtt 2).
+
+A persistent session with a stable client id (`linefleet-trainer-ingest`), so QoS 1 events
+sent while the trainer was away are delivered on the next run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit
+
+from linefleet_core import wire
+from linefleet_core.errors import TemporaryError, UsageError
+
+CLIENT_ID = "linefleet-trainer-ingest"
+
+
+def parse_broker(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT]")
+    return parts.hostname, parts.port or 1883
+
+
+def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
+    """(event payloads, frame payloads) received within `seconds` after subscribing."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = parse_broker(url)
+    events: list[bytes] = []
+    frames: list[bytes] = []
+    subscribed = threading.Event()
+    lock = threading.Lock()
+
+    def on_connect(client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        client.subscribe(
+            [
+                (wire.topic_filter(wire.Channel.EVENTS), 1),
+                (wire.topic_filter(wire.Channel.FRAMES), 1),
+            ]
+        )
+
+    def on_subscribe(*_: object) -> None:
+        subscribed.set()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        topic = wire.parse_topic(msg.topic)
+        if topic is None:
+            return
+        with lock:
+            if topic.channel == wire.Channel.EVENTS:
+                events.append(bytes(msg.payload))
+            elif topic.channel == wire.Channel.FRAMES:
+                frames.append(bytes(msg.payload))
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=CLIENT_ID,
+        clean_session=False,
+        protocol=mqtt.MQTTv311,
+    )
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        raise TemporaryError(f"broker {host}:{port} unreachable: {exc}") from None
+    client.loop_start()
+    try:
+        if not subscribed.wait(10):
+            raise TemporaryError(f"broker {host}:{port}: no SUBACK within 10 s")
+        time.sleep(seconds)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    with lock:
+        return list(events), list(frames)

@@ -1,0 +1,125 @@
+"""Inspector overrides from the edge -> the human-in-the-loop QA queue.
+
+An inspector who disagrees with the model on a frame makes the edge send an event
+(`docs/protocol.md` section 7) of type `inspection-override`:
+
+    {"protocol": 1, "kind": "Event", "site": "toledo", "device": "tol-edge-01", "seq": 7,
+     "at": "...", "type": "inspection-override", "line": "toledo/line-1",
+     "details": {"frame_sha256": "<sha256 of the JPEG sent on .../frames>", "camera": "cam-1",
+                 "model": "surface-cnn@2", "predicted": "ok", "inspector": "insp-7",
+                 "label": "scratch", "taxonomy": "surface-defects@2"}}
+
+The frame itself arrives on `.../frames` (an `LFF1` envelope, checked by
+`linefleet_core.wire.decode_frame`). Events are deduplicated by `device:seq`. An override
+whose frame has not arrived yet is reported as waiting and not written; ingesting again
+later picks it up. Other event types are counted and ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from linefleet_core import wire
+from linefleet_core.refs import Id, VersionedRef
+from trainer.checks import check_class
+from trainer.events import EventKind, NewEvent
+from trainer.frames import FrameStore, UnreadableFrame
+from trainer.store import FrameInfo, LabelStore
+
+OVERRIDE_TYPE = "inspection-override"
+
+
+class OverrideDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    frame_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    camera: Id
+    model: VersionedRef
+    predicted: str
+    inspector: str = Field(min_length=1, max_length=128)
+    label: Id
+    taxonomy: VersionedRef
+
+
+@dataclass
+class IngestReport:
+    queued: int = 0
+    duplicates: int = 0
+    frames: int = 0
+    waiting_for_frame: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
+
+
+def ingest(
+    store: LabelStore,
+    frames: FrameStore,
+    events: Iterable[bytes],
+    frame_payloads: Iterable[bytes] = (),
+) -> IngestReport:
+    """Store the frames, then queue every valid override whose frame is known; one transaction."""
+    report = IngestReport()
+    infos: dict[str, FrameInfo] = {}
+    for payload in frame_payloads:
+        try:
+            meta, jpeg = wire.decode_frame(payload)
+            sha = frames.put(jpeg, f"frame {meta.device}/{meta.frame_id}")
+        except (wire.FrameError, UnreadableFrame, ValueError) as exc:
+            report.invalid.append(f"frames payload: {exc}")
+            continue
+        site, _, line = meta.line.partition("/")
+        infos[sha] = FrameInfo(sha, site, line, meta.camera)
+    report.frames = len(infos)
+    known = {**store.frames(), **infos}
+    batch: list[NewEvent] = []
+    for raw in events:
+        new = _override(raw, store, report)
+        if new is None:
+            continue
+        if new.frame not in known:
+            report.waiting_for_frame.append(new.source_id or "")
+            continue
+        batch.append(new)
+    seen = {e.source_id for e in store.events() if e.source_id}
+    report.duplicates = sum(1 for e in batch if e.source_id in seen)
+    report.queued = len(store.append(batch, new_frames=list(infos.values())))
+    return report
+
+
+def _override(raw: bytes, store: LabelStore, report: IngestReport) -> NewEvent | None:
+    try:
+        event = wire.Event.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        report.invalid.append(f"event: {str(exc).splitlines()[0]}")
+        return None
+    source = f"{event.device}:{event.seq}"
+    if event.type != OVERRIDE_TYPE:
+        report.ignored[event.type] += 1
+        return None
+    try:
+        details = OverrideDetails.model_validate(event.details)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        report.invalid.append(f"event {source}: details.{where}: {err['msg']}")
+        return None
+    if problem := check_class(store.taxonomies, details.taxonomy, details.label):
+        report.invalid.append(f"event {source}: details.label: {problem}")
+        return None
+    return NewEvent(
+        EventKind.OVERRIDE,
+        details.inspector,
+        frame=details.frame_sha256,
+        cls=details.label,
+        taxonomy=details.taxonomy,
+        model_said=details.predicted,
+        model_version=details.model,
+        source_id=source,
+        at=event.at.astimezone(dt.UTC).replace(tzinfo=None) if event.at.tzinfo else event.at,
+    )

@@ -1,0 +1,58 @@
+"""Where the trainer keeps its state, and the fleet repository it reads taxonomies from.
+
+ws = Workspace(state=Path(".linefleet/trainer"), fleet_repo=Path("."))
+store = ws.open_store()            # labels (SQLite under state/ unless --labels URL)
+ws.frames                          # the content-addressed frame store (state/frames)
+ws.datasets                        # dataset manifests (state/datasets)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from linefleet_core.errors import FindingsError, Severity, UsageError
+from linefleet_core.spec import TAXONOMY_DIR, DirectorySource, load
+from linefleet_core.taxonomy import Taxonomy
+from trainer.frames import FrameStore
+from trainer.store import LabelStore, default_url
+
+
+def load_taxonomies(fleet_repo: Path) -> dict[str, Taxonomy]:
+    """Every taxonomy version of the fleet repo; an error naming the file if one is invalid."""
+    if not (fleet_repo / TAXONOMY_DIR).is_dir():
+        raise UsageError(f"{fleet_repo}: no {TAXONOMY_DIR}/ folder (is --fleet-repo right?)")
+    spec, findings = load(DirectorySource(fleet_repo))
+    bad = [
+        f
+        for f in findings
+        if f.severity is Severity.ERROR and f.path.startswith(f"{TAXONOMY_DIR}/")
+    ]
+    if bad:
+        raise FindingsError(bad)
+    return dict(spec.taxonomies)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    state: Path
+    fleet_repo: Path
+    labels_url: str | None = None
+
+    @property
+    def frames(self) -> FrameStore:
+        return FrameStore(self.state / "frames")
+
+    @property
+    def datasets(self) -> Path:
+        return self.state / "datasets"
+
+    @property
+    def url(self) -> str:
+        return self.labels_url or default_url(self.state)
+
+    def taxonomies(self) -> dict[str, Taxonomy]:
+        return load_taxonomies(self.fleet_repo)
+
+    def open_store(self) -> LabelStore:
+        return LabelStore.open(self.url, self.taxonomies())
