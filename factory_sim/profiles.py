@@ -169,7 +169,7 @@ def draw_supplier(rng: np.random.Generator, material: Material | None = None) ->
     chosen: Material = material or MATERIALS[int(rng.integers(len(MATERIALS)))]
     if chosen == "brushed_metal":
         base = _tinted_grey(rng, 0.5, 0.72, 0.04)
-        scale, strength = rng.uniform(0.2, 0.5), rng.uniform(0.05, 0.1)
+        scale, strength = rng.uniform(0.2, 0.5), rng.uniform(0.035, 0.07)
     elif chosen == "painted_panel":
         base = _colour(rng, 0.25, 0.75)
         scale, strength = rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.04)
@@ -241,8 +241,19 @@ def drifted(profile: LineProfile, event: DriftEvent, seed: int) -> LineProfile:
     """The profile after `event` (drawn from the seed and the event: reproducible)."""
     rng = _rng(seed, stable_key(str(event)))
     if event.kind == "supplier_texture":
-        new = draw_supplier(rng, profile.supplier.material)
-        return dataclasses.replace(profile, supplier=new)
+        # same material, another supplier: a coarser or finer, stronger grain, another shade
+        old_sup = profile.supplier
+        shade = np.asarray(old_sup.base_bgr) + rng.choice([-1.0, 1.0]) * rng.uniform(0.06, 0.12)
+        shade += rng.uniform(-0.04, 0.04, 3)
+        b, g, r = (float(v) for v in np.clip(shade, 0.15, 0.9))
+        supplier = dataclasses.replace(
+            old_sup,
+            base_bgr=(round(b, 4), round(g, 4), round(r, 4)),
+            grain_angle_deg=round((old_sup.grain_angle_deg + float(rng.uniform(20, 70))) % 180, 2),
+            grain_scale=round(old_sup.grain_scale * float(rng.choice([0.5, 2.0])), 4),
+            grain_strength=round(old_sup.grain_strength * float(rng.uniform(1.8, 2.5)), 4),
+        )
+        return dataclasses.replace(profile, supplier=supplier)
     if event.kind == "camera_bump":
         old = profile.optics
         tilt = old.tilt + float(rng.choice([-1.0, 1.0]) * rng.uniform(0.12, 0.2))
