@@ -1,0 +1,278 @@
+"""The pure planner: (what the device has, what it should run) -> the ordered steps between.
+
+`plan(observed)` touches nothing: it reads an `Observed` snapshot (the local state, the files
+in the artifact store, the loaded sessions, what the engine serves) and returns frozen steps.
+The loop re-plans on every tick (level-triggered), so a step that failed, a crash or a new
+desired state are all handled the same way: look again, plan again.
+
+Order inside a plan: resume what the state says is active (after a restart the engine starts
+empty), stage every model the target needs (download → verify → load and smoke-test; serving
+models first), switch lines whose models are ready, mark the generation applied, then retire
+lines, unload sessions and prune files nobody needs, and report. The executor stops at the
+first failing step, so nothing after a failed download runs in that tick: the old model keeps
+serving until the new one is fully ready. A model that failed for good at this generation is
+left out: a failed candidate means the line runs without it; a failed serving model means the
+line keeps what it runs and the plan ends with `Wait` until the desired state changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge_puller.state import ActiveLine, Failure
+from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the engine serves on a line, as sha256s (comparable with `ActiveLine`)."""
+
+    serving: str
+    standby: str | None = None
+    candidate: str | None = None
+    stage: str | None = None
+    canary_fraction: float = 0.0
+
+    @classmethod
+    def of(cls, active: ActiveLine) -> Running | None:
+        if active.serving is None:
+            return None
+        candidate = active.candidate
+        return cls(
+            serving=active.serving.sha256,
+            standby=active.standby.sha256 if active.standby else None,
+            candidate=candidate.model.sha256 if candidate else None,
+            stage=candidate.stage if candidate else None,
+            canary_fraction=candidate.canary_fraction if candidate else 0.0,
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    target: Target | None
+    active: dict[str, ActiveLine] = field(default_factory=dict)
+    stored: frozenset[str] = frozenset()
+    partial: dict[str, int] = field(default_factory=dict)
+    loaded: frozenset[str] = frozenset()
+    running: dict[str, Running] = field(default_factory=dict)
+    failures: dict[str, Failure] = field(default_factory=dict)
+    applied_generation: int = 0
+    reported: str = ""
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Serve what the local state says is active (after a restart); no state change."""
+
+    line: str
+    active: ActiveLine
+
+
+@dataclass(frozen=True)
+class Download:
+    model: ModelSpec
+
+
+@dataclass(frozen=True)
+class Verify:
+    model: ModelSpec
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class LoadAndSmokeTest:
+    model: ModelSpec
+
+
+@dataclass(frozen=True)
+class Activate:
+    """Persist the line's new A/B assignment, then switch the engine to it."""
+
+    line: str
+    active: ActiveLine
+    gates_latency_ms: float
+
+
+@dataclass(frozen=True)
+class MarkApplied:
+    generation: int
+
+
+@dataclass(frozen=True)
+class Retire:
+    line: str
+
+
+@dataclass(frozen=True)
+class Unload:
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Prune:
+    keep: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Publish a fresh report (through the outbox); it records what it reported."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+
+
+Step = (
+    Resume
+    | Download
+    | Verify
+    | LoadAndSmokeTest
+    | Activate
+    | MarkApplied
+    | Retire
+    | Unload
+    | Prune
+    | Report
+    | Wait
+)
+
+
+# --- planning --------------------------------------------------------------------------------
+
+
+def fingerprint(observed: Observed) -> str:
+    """What a report says; a new report is due when it changes."""
+    target = observed.target
+    parts = [
+        f"g{target.generation if target else 0}",
+        f"a{observed.applied_generation}",
+        *(
+            f"{line}={r.serving[:12]}/{(r.candidate or '-')[:12]}/{r.stage}"
+            for line, r in sorted(observed.running.items())
+        ),
+        *(f"!{sha[:12]}:{f.reason}" for sha, f in sorted(observed.failures.items())),
+    ]
+    return " ".join(parts)
+
+
+def desired_active(
+    line: LineTarget, current: ActiveLine | None, failures: dict[str, Failure]
+) -> ActiveLine | None:
+    """The A/B assignment a line should have, or None when its serving model failed."""
+    if line.serving.sha256 in failures:
+        return None
+    candidate: CandidateSpec | None = line.candidate
+    if candidate is not None and candidate.model.sha256 in failures:
+        candidate = None
+    standby = line.previous if line.previous and line.previous.sha256 not in failures else None
+    if standby is None and current is not None and current.serving is not None:
+        # No rollback target named: keep the model that served until now hot.
+        if current.serving.sha256 != line.serving.sha256:
+            standby = current.serving
+        else:
+            standby = current.standby
+    if standby is not None and standby.sha256 == line.serving.sha256:
+        standby = None
+    if current is None:
+        return ActiveLine(line.serving, standby, "a", candidate)
+    return current.switched_to(line.serving, standby, candidate)
+
+
+def _active_models(active: ActiveLine) -> list[ModelSpec]:
+    found = [m for m in (active.serving, active.standby) if m is not None]
+    if active.candidate is not None:
+        found.append(active.candidate.model)
+    return found
+
+
+def _stage(model: ModelSpec, observed: Observed, planned: set[str]) -> list[Step]:
+    """Steps that make `model` loaded, given what is stored, partial and loaded."""
+    sha = model.sha256
+    if sha in planned or sha in observed.loaded or sha in observed.failures:
+        return []
+    planned.add(sha)
+    if sha in observed.stored:
+        return [LoadAndSmokeTest(model)]
+    have = observed.partial.get(sha, 0)
+    steps: list[Step] = [] if have == model.size else [Download(model)]
+    return [*steps, Verify(model, resumed=have > 0), LoadAndSmokeTest(model)]
+
+
+def plan(observed: Observed) -> list[Step]:
+    steps: list[Step] = []
+    planned: set[str] = set()
+
+    # 1. After a restart, serve what the state says is active, before anything else.
+    for key, active in sorted(observed.active.items()):
+        runs = Running.of(active)
+        if runs is None or observed.running.get(key) == runs:
+            continue
+        if active.serving is None or active.serving.sha256 not in observed.stored:
+            continue
+        usable = [m for m in _active_models(active) if m.sha256 in observed.stored]
+        for model in usable:
+            if model.sha256 not in observed.loaded and model.sha256 not in planned:
+                planned.add(model.sha256)
+                steps.append(LoadAndSmokeTest(model))
+        steps.append(Resume(key, active))
+
+    target = observed.target
+    if target is None:
+        return _finish(steps, observed, keep=None)
+
+    # 2. Stage: serving models first (they decide), then rollback targets, then candidates.
+    lines = [target.lines[k] for k in sorted(target.lines)]
+    by_role = (
+        [ln.serving for ln in lines]
+        + [ln.previous for ln in lines if ln.previous is not None]
+        + [ln.candidate.model for ln in lines if ln.candidate is not None]
+    )
+    for model in by_role:
+        steps += _stage(model, observed, planned)
+
+    # 3. Switch every line whose assignment differs from what it should be.
+    stalled: list[str] = []
+    converged = True
+    for line in lines:
+        current = observed.active.get(line.key)
+        wanted = desired_active(line, current, observed.failures)
+        if wanted is None:
+            failure = observed.failures[line.serving.sha256]
+            stalled.append(f"{line.key}: {line.serving.ref} {failure.reason}: {failure.message}")
+            converged = False
+            continue
+        if wanted != current:
+            steps.append(Activate(line.key, wanted, line.gates.max_latency_p95_ms))
+    if converged and observed.applied_generation != target.generation:
+        steps.append(MarkApplied(target.generation))
+
+    # 4. Retire lines the target no longer names; keep every model still referenced.
+    for key in sorted(set(observed.active) - set(target.lines)):
+        steps.append(Retire(key))
+    keep = {sha for sha in target.models() if sha not in observed.failures}
+    for key, active in observed.active.items():
+        if key in target.lines:
+            keep.update(m.sha256 for m in _active_models(active))
+    for line in lines:
+        wanted = desired_active(line, observed.active.get(line.key), observed.failures)
+        if wanted is not None:
+            keep.update(m.sha256 for m in _active_models(wanted))
+    steps = _finish(steps, observed, keep=frozenset(keep))
+    if stalled:
+        steps.append(Wait("; ".join(stalled) + " (waiting for a new desired state)"))
+    return steps
+
+
+def _finish(steps: list[Step], observed: Observed, keep: frozenset[str] | None) -> list[Step]:
+    if keep is not None:
+        steps += [Unload(sha) for sha in sorted(observed.loaded - keep)]
+        on_disk = observed.stored | frozenset(observed.partial)
+        if on_disk - keep:
+            steps.append(Prune(keep))
+    if fingerprint(observed) != observed.reported:
+        steps.append(Report())
+    return steps

@@ -1,0 +1,258 @@
+"""Table tests of the pure planner: (observed) -> steps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from edge_puller.planner import (
+    Activate,
+    Download,
+    LoadAndSmokeTest,
+    MarkApplied,
+    Observed,
+    Prune,
+    Report,
+    Resume,
+    Retire,
+    Running,
+    Step,
+    Unload,
+    Verify,
+    Wait,
+    fingerprint,
+    plan,
+)
+from edge_puller.state import ActiveLine, Failure
+from edge_puller.target import CandidateSpec, ModelSpec
+from tests.unit.edge.helpers import target
+
+L = "plant/line-1"
+
+
+def _m(n: int) -> ModelSpec:
+    return ModelSpec(f"m@{n}", f"{n:064x}", 100 * n, f"file:///m{n}", ("ok", "x"), (1, 3, 8, 8))
+
+
+M1, M2, M3 = _m(1), _m(2), _m(3)
+SHADOW = CandidateSpec(M3, "shadow")
+CANARY = CandidateSpec(M3, "canary", 0.1)
+FAIL = Failure("hash-mismatch", "sha256 differs", 1)
+
+
+def _settled(observed: Observed) -> Observed:
+    """The same observation with the engine running the active lines and the report sent."""
+    running = {k: r for k, a in observed.active.items() if (r := Running.of(a)) is not None}
+    settled = replace(observed, running=running)
+    return replace(settled, reported=fingerprint(settled))
+
+
+def _sha(*models: ModelSpec) -> frozenset[str]:
+    return frozenset(m.sha256 for m in models)
+
+
+CASES: list[tuple[str, Observed, list[Step]]] = [
+    ("nothing held: only a first report", Observed(target=None), [Report()]),
+    (
+        "first desired state: download, verify, load, switch, applied",
+        Observed(target=target(M1), reported="x"),
+        [
+            Download(M1),
+            Verify(M1, resumed=False),
+            LoadAndSmokeTest(M1),
+            Activate(L, ActiveLine(M1, None, "a"), 100.0),
+            MarkApplied(1),
+            Report(),
+        ],
+    ),
+    (
+        "complete part file: verify only",
+        _settled(Observed(target=target(M1), partial={M1.sha256: M1.size})),
+        [
+            Verify(M1, resumed=True),
+            LoadAndSmokeTest(M1),
+            Activate(L, ActiveLine(M1, None, "a"), 100.0),
+            MarkApplied(1),
+        ],
+    ),
+    (
+        "interrupted download resumes",
+        _settled(Observed(target=target(M1), partial={M1.sha256: 7})),
+        [
+            Download(M1),
+            Verify(M1, resumed=True),
+            LoadAndSmokeTest(M1),
+            Activate(L, ActiveLine(M1, None, "a"), 100.0),
+            MarkApplied(1),
+        ],
+    ),
+    (
+        "converged: nothing to do",
+        _settled(
+            Observed(
+                target=target(M1),
+                active={L: ActiveLine(M1, None, "a")},
+                stored=_sha(M1),
+                loaded=_sha(M1),
+                applied_generation=1,
+            )
+        ),
+        [],
+    ),
+    (
+        "upgrade: new model into the other slot, old one stays hot as standby",
+        _settled(
+            Observed(
+                target=target(M2, previous=M1, generation=2),
+                active={L: ActiveLine(M1, None, "a")},
+                stored=_sha(M1, M2),
+                loaded=_sha(M1),
+                applied_generation=1,
+            )
+        ),
+        [LoadAndSmokeTest(M2), Activate(L, ActiveLine(M1, M2, "b"), 100.0), MarkApplied(2)],
+    ),
+    (
+        "upgrade without a named previous keeps the old serving model as standby",
+        _settled(
+            Observed(
+                target=target(M2, generation=2),
+                active={L: ActiveLine(M1, None, "a")},
+                stored=_sha(M1, M2),
+                loaded=_sha(M1, M2),
+                applied_generation=1,
+            )
+        ),
+        [Activate(L, ActiveLine(M1, M2, "b"), 100.0), MarkApplied(2)],
+    ),
+    (
+        "rollback: a pointer swap to the loaded standby, nothing downloaded or loaded",
+        _settled(
+            Observed(
+                target=target(M1, previous=M2, generation=3),
+                active={L: ActiveLine(M1, M2, "b")},
+                stored=_sha(M1, M2),
+                loaded=_sha(M1, M2),
+                applied_generation=2,
+            )
+        ),
+        [Activate(L, ActiveLine(M1, M2, "a"), 100.0), MarkApplied(3)],
+    ),
+    (
+        "shadow candidate is staged after the serving model and switched in",
+        _settled(
+            Observed(
+                target=target(M1, candidate=SHADOW, generation=2),
+                active={L: ActiveLine(M1, None, "a")},
+                stored=_sha(M1),
+                loaded=_sha(M1),
+                applied_generation=1,
+            )
+        ),
+        [
+            Download(M3),
+            Verify(M3, resumed=False),
+            LoadAndSmokeTest(M3),
+            Activate(L, ActiveLine(M1, None, "a", SHADOW), 100.0),
+            MarkApplied(2),
+        ],
+    ),
+    (
+        "failed candidate: the line runs without it, the generation still applies",
+        _settled(
+            Observed(
+                target=target(M1, candidate=CANARY, generation=2),
+                active={L: ActiveLine(M1, None, "a", CANARY)},
+                stored=_sha(M1, M3),
+                loaded=_sha(M1, M3),
+                failures={M3.sha256: FAIL},
+                applied_generation=1,
+            )
+        ),
+        [Activate(L, ActiveLine(M1, None, "a"), 100.0), MarkApplied(2)],
+    ),
+    (
+        "next tick: the failed candidate is unloaded and its file pruned",
+        _settled(
+            Observed(
+                target=target(M1, candidate=CANARY, generation=2),
+                active={L: ActiveLine(M1, None, "a")},
+                stored=_sha(M1, M3),
+                loaded=_sha(M1, M3),
+                failures={M3.sha256: FAIL},
+                applied_generation=2,
+            )
+        ),
+        [Unload(M3.sha256), Prune(_sha(M1))],
+    ),
+    (
+        "failed serving model: keep serving the old one and wait",
+        _settled(
+            Observed(
+                target=target(M2, generation=2),
+                active={L: ActiveLine(M1, None, "a")},
+                stored=_sha(M1),
+                loaded=_sha(M1),
+                failures={M2.sha256: FAIL},
+                applied_generation=1,
+            )
+        ),
+        [Wait("plant/line-1: m@2 hash-mismatch: sha256 differs (waiting for a new desired state)")],
+    ),
+    (
+        "after a restart: load and resume the active models first, then converge",
+        replace(
+            _settled(
+                Observed(
+                    target=target(M2, previous=M1, generation=2),
+                    active={L: ActiveLine(M1, None, "a")},
+                    stored=_sha(M1),
+                    applied_generation=1,
+                )
+            ),
+            running={},
+        ),
+        [
+            LoadAndSmokeTest(M1),
+            Resume(L, ActiveLine(M1, None, "a")),
+            Download(M2),
+            Verify(M2, resumed=False),
+            LoadAndSmokeTest(M2),
+            Activate(L, ActiveLine(M1, M2, "b"), 100.0),
+            MarkApplied(2),
+            Report(),
+        ],
+    ),
+    (
+        "a line no longer served is retired and its models unloaded and pruned",
+        _settled(
+            Observed(
+                target=target(M1, line="plant/line-2", generation=2),
+                active={L: ActiveLine(M2, None, "a")},
+                stored=_sha(M1, M2),
+                loaded=_sha(M1, M2),
+                applied_generation=1,
+            )
+        ),
+        [
+            Activate("plant/line-2", ActiveLine(M1, None, "a"), 100.0),
+            MarkApplied(2),
+            Retire(L),
+            Unload(M2.sha256),
+            Prune(_sha(M1)),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_plan(observed: Observed, expected: list[Step]) -> None:
+    assert plan(observed) == expected
+
+
+def test_plan_is_pure_and_deterministic() -> None:
+    observed = Observed(target=target(M2, previous=M1, candidate=CANARY), partial={M3.sha256: 5})
+    assert plan(observed) == plan(observed)
