@@ -1,0 +1,138 @@
+"""`linefleet data generate`, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from linefleet.cli import main
+
+TAXONOMY = """\
+apiVersion: linefleet.io/v1
+kind: Taxonomy
+name: surface-defects
+version: 2
+classes:
+  - {id: ok, definition: no defect, severity: none}
+  - {id: scratch, definition: a thin line, severity: minor}
+  - {id: dust, definition: particles, severity: minor}
+  - {id: oil, definition: a dark smudge, severity: major}
+  - {id: weld-spatter, definition: droplets, severity: major}
+migration:
+  - {split: contamination, into: [dust, oil]}
+  - {add: weld-spatter}
+"""
+
+
+def _generate(*args: str) -> int:
+    return main(["data", "generate", "--quiet", *args])
+
+
+def test_generate_writes_frames_and_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    code = main(["data", "generate", "--out", str(out), "--sites", "2", "--lines", "1",
+                 "--frames", "4", "--seed", "9", "--size", "48"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "wrote 8 frames for 2 lines (toledo/line-1, dresden/line-1)" in captured.out
+    assert "generating frames: 8/8" in captured.err
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["classes"] == ["ok", "scratch", "dent", "contamination", "discoloration"]
+    assert info["taxonomy"] is None and info["seed"] == 9 and info["frames"] == 8
+    rows = [json.loads(r) for r in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 8
+    assert all((out / r["path"]).is_file() for r in rows)
+
+
+def test_taxonomy_by_ref_labels_frames_with_its_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tax = tmp_path / "repo" / "taxonomies" / "surface-defects" / "v2.yaml"
+    tax.parent.mkdir(parents=True)
+    tax.write_text(TAXONOMY)
+    out = tmp_path / "data"
+    code = _generate("--out", str(out), "--sites", "1", "--lines", "1", "--frames", "3",
+                     "--size", "32", "--taxonomy", "surface-defects@2",
+                     "--repo", str(tmp_path / "repo"), "--defect-rate", "1")  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "warning: class 'weld-spatter' has no dedicated defect painter" in captured.err
+    rows = [json.loads(r) for r in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {r["taxonomy"] for r in rows} == {"surface-defects@2"}
+    assert all(r["class"] != "ok" for r in rows)
+
+
+def test_drift_events_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    code = _generate("--out", str(out), "--sites", "1", "--lines", "2", "--frames", "3",
+                     "--size", "32", "--drift", "camera_bump:toledo/line-2:1",
+                     "lighting_change:toledo/line-1:2")  # fmt: skip
+    assert code == 0
+    rows = [json.loads(r) for r in (out / "manifest.jsonl").read_text().splitlines()]
+    drift = {(r["line"], r["seq"]): r["drift"] for r in rows}
+    assert drift[("line-2", 0)] == []
+    assert drift[("line-2", 1)] == ["camera_bump:toledo/line-2:1"]
+    assert drift[("line-1", 2)] == ["lighting_change:toledo/line-1:2"]
+
+
+def test_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    args = ["--out", str(out), "--frames", "2", "--size", "32"]
+    assert _generate(*args) == 2
+    assert "exists and is not empty; use --force" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "keep me"
+    assert _generate(*args, "--force") == 0
+    assert not (out / "precious.txt").exists()
+    assert (out / "manifest.jsonl").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--frames", "0"], 2, "--frames must be >= 1, got 0"),
+        (["--sites", "-1"], 2, "--sites must be >= 1"),
+        (["--defect-rate", "1.5"], 2, "--defect-rate must be between 0 and 1"),
+        (["--size", "8"], 2, "--size must be between 32 and 1024"),
+        (["--drift", "camera_bump:toledo/line-1"], 2, "expected KIND:SITE/LINE:FRAME"),
+        (["--drift", "flood:toledo/line-1:3"], 2, "unknown drift kind"),
+        (["--drift", "camera_bump:atlantis/line-1:3"], 2, "unknown line 'atlantis/line-1'"),
+        (["--classes", "ok,ok,dent"], 2, "duplicate class ids: ok"),
+        (["--classes", "ok"], 2, "at least one defect class"),
+        (["--taxonomy", "nowhere.yaml"], 1, "nowhere.yaml: no such file"),
+        (["--taxonomy", "surface-defects@7"], 1, "no taxonomy file at"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    out = tmp_path / "data"
+    assert _generate("--out", str(out), "--repo", str(tmp_path), *args) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_invalid_taxonomy_file_names_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "v1.yaml"
+    bad.write_text(TAXONOMY.replace("severity: major}", "severity: huge}", 1))
+    assert _generate("--out", str(tmp_path / "data"), "--taxonomy", str(bad)) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:9:52: classes[3].severity:" in err
+
+
+def test_same_seed_same_bytes_from_the_cli(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert _generate("--out", str(tmp_path / name), "--frames", "3", "--size", "40") == 0
+    for name in ("manifest.jsonl", "dataset.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
