@@ -189,8 +189,23 @@ class HealthGates(Strict):
     max_drift_score: float = Field(default=0.3, gt=0)
 
 
+CODE_OWNER_PATTERN = r"^(@[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9_.-]+)?|[^@\s]+@[^@\s]+)$"
+CodeOwner = Annotated[str, StringConstraints(pattern=CODE_OWNER_PATTERN)]
+"""A CODEOWNERS owner: `@user`, `@org/team` or an e-mail address."""
+
+
+class Owners(Strict):
+    """Who must approve changes outside the sites' folders (see `linefleet codeowners`)."""
+
+    fleet_admins: list[CodeOwner] = Field(default_factory=list)
+    """Own the policy, the model catalogue and the workflows; also every site without approvers."""
+    data_team: list[CodeOwner] = Field(default_factory=list)
+    """Own the taxonomies (class definitions and migrations)."""
+
+
 class Policy(Header):
     kind: Literal["Policy"]
+    owners: Owners = Owners()
     promotion: PromotionPolicy = PromotionPolicy()
     max_canary_lines_per_site: int = Field(default=2, ge=1)
     health_gates: HealthGates = HealthGates()
