@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from linefleet_core.errors import Finding, Severity
+from linefleet_core.fleet import Line
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Mapping as ClassMapping
 from linefleet_core.taxonomy import Taxonomy, class_mapping
@@ -182,6 +183,7 @@ def _line(base: FleetSpec, head: FleetSpec, key: str, decision: policy.LineDecis
     changes = diff(
         flatten(before, exclude) if before else {},
         flatten(after, exclude) if after else {},
+        _camera_summaries(before, after),
     )
     if before is not None and after is not None and not changes:
         changes = (FieldChange("cameras", "(order)", "reordered"),)
@@ -203,6 +205,19 @@ def _line(base: FleetSpec, head: FleetSpec, key: str, decision: policy.LineDecis
         verdict=decision.verdict,
         devices=tuple(devices),
     )
+
+
+def _camera_summaries(*lines: Line | None) -> dict[str, str]:
+    """`cameras[cam-3]` -> `1920x1080, left side, lighting ring-white`: a camera in a line."""
+    out = {}
+    for line in lines:
+        for cam in line.cameras if line else ():
+            res = cam.resolution
+            out[f"cameras[{cam.id}]"] = (
+                f"{res.width}x{res.height}, {cam.conveyor_side} side, "
+                f"lighting {cam.lighting.profile}"
+            )
+    return out
 
 
 def _devices(base: FleetSpec, head: FleetSpec, changed_lines: set[str]) -> tuple[DevicePlan, ...]:

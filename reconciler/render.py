@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.plan import Action, Change, DevicePlan, LinePlan, Plan
 from reconciler.policy import Verdict
-from reconciler.specdiff import PRESENT, FieldChange
+from reconciler.specdiff import FieldChange
 
 FORMAT_VERSION = 1
 MARKER = "<!-- linefleet-plan -->"
@@ -171,9 +171,7 @@ def _s(n: int) -> str:
 
 
 def _code(text: str) -> str:
-    if text in ("—", PRESENT):
-        return "—" if text == "—" else f"*{text}*"
-    return f"`{_cell(text)}`"
+    return "—" if text == "—" else f"`{_cell(text)}`"
 
 
 def _cell(text: str) -> str:

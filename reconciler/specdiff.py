@@ -1,9 +1,11 @@
 """Field-level differences between two versions of one fleet object, for the plan.
 
-`flatten()` turns a pydantic model into `{"dotted.field": "rendered value"}`; items of a list
-of mappings are keyed by their identity (`cameras[cam-2].resolution.width`, `serves[line-1]`)
-so that inserting a camera does not show every later camera as changed. `diff()` compares two
-flattenings and collapses an item that appears or disappears as a whole into one change.
+`flatten()` turns a pydantic model into `{"dotted.field": "rendered value"}`. Items of a list
+of mappings are keyed by their identity when they have one (`cameras[cam-2].resolution.width`,
+`serves[line-1].cameras`) so that inserting a camera does not show every later camera as
+changed, and by position otherwise (`freeze_periods[0].end`). `diff()` compares two
+flattenings and reports an item that appears or disappears as a whole as one change whose
+value summarises the item (`end=2027-01-04T00:00:00 reason=inventory`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,12 @@ from typing import Any
 from pydantic import BaseModel
 
 IDENTITY_KEYS = ("id", "line", "version")
-PRESENT = "present"
-"""The value of an item that appears or disappears as a whole (a camera, a served line)."""
 _ITEM = re.compile(r"^(.*?\[[^\]]+\])")
 
 
 @dataclass(frozen=True)
 class FieldChange:
-    """`before` is None for an added field or item; `after` is None for a removed one.
-
-    A whole item (`cameras[cam-3]`) that is added or removed has the value `PRESENT` on the
-    side where it exists.
-    """
+    """`before` is None for an added field or item; `after` is None for a removed one."""
 
     field: str
     before: str | None
@@ -36,19 +32,26 @@ class FieldChange:
 
 
 def flatten(obj: BaseModel, exclude: Iterable[str] = ()) -> dict[str, str]:
-    """Every leaf field of `obj` (defaults included) as dotted path -> rendered value."""
+    """Every set leaf field of `obj` (defaults included) as dotted path -> rendered value."""
     out: dict[str, str] = {}
     data = obj.model_dump(mode="json", exclude=set(exclude))
     _walk(data, "", out)
     return out
 
 
-def diff(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[FieldChange, ...]:
-    """Changes from `before` to `after`, in field order (head order, then removed fields)."""
+def diff(
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    summaries: Mapping[str, str] | None = None,
+) -> tuple[FieldChange, ...]:
+    """Changes from `before` to `after`, in field order (head order, then removed fields).
+
+    `summaries` may give the value shown for a whole item that is added or removed
+    (`{"cameras[cam-3]": "1920x1080, left"}`); by default it lists the item's fields.
+    """
     changes: list[FieldChange] = []
     whole: set[str] = set()
-    keys = list(after) + [k for k in before if k not in after]
-    for key in keys:
+    for key in list(after) + [k for k in before if k not in after]:
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
@@ -56,9 +59,10 @@ def diff(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[FieldChan
         if item is not None and (_absent(item, before) or _absent(item, after)):
             if item not in whole:
                 whole.add(item)
-                added = _absent(item, before)
-                present = (None, PRESENT) if added else (PRESENT, None)
-                changes.append(FieldChange(item, *present))
+                side = after if _absent(item, before) else before
+                text = (summaries or {}).get(item) or _summary(item, side)
+                pair = (None, text) if side is after else (text, None)
+                changes.append(FieldChange(item, *pair))
             continue
         changes.append(FieldChange(key, old, new))
     return tuple(changes)
@@ -92,8 +96,9 @@ def _identity(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     for key in IDENTITY_KEYS:
-        if isinstance(value.get(key), (str, int)) and not isinstance(value.get(key), bool):
-            return str(value[key])
+        found = value.get(key)
+        if isinstance(found, (str, int)) and not isinstance(found, bool):
+            return str(found)
     return None
 
 
@@ -102,5 +107,19 @@ def _item_of(key: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _under(item: str, key: str) -> bool:
+    return key == item or key.startswith((item + ".", item + "["))
+
+
 def _absent(item: str, fields: Mapping[str, str]) -> bool:
-    return not any(k == item or k.startswith((item + ".", item + "[")) for k in fields)
+    return not any(_under(item, k) for k in fields)
+
+
+def _summary(item: str, fields: Mapping[str, str]) -> str:
+    parts = []
+    for key, value in fields.items():
+        if _under(item, key):
+            name = key[len(item) :].lstrip(".")
+            if name not in IDENTITY_KEYS:
+                parts.append(f"{name}={value}" if name else value)
+    return " ".join(parts)

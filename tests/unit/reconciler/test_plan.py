@@ -20,7 +20,7 @@ import pytest
 from reconciler import render
 from reconciler.plan import Action, Plan, Revision, plan
 from reconciler.policy import Verdict
-from reconciler.specdiff import PRESENT, FieldChange, diff, flatten
+from reconciler.specdiff import FieldChange, diff, flatten
 from tests.support.minifleet import documents, line_rel, load_docs
 
 Docs = dict[str, Any]
@@ -180,7 +180,7 @@ def test_big_change_summary_and_verdicts() -> None:
         (
             lambda d: d[line_rel("toledo/line-1")]["cameras"].pop(),
             "toledo/line-1",
-            [FieldChange("cameras[cam-2]", PRESENT, None)],
+            [FieldChange("cameras[cam-2]", "640x480, left side, lighting ring-white", None)],
         ),
         (
             lambda d: d[line_rel("toledo/line-1")]["cameras"].reverse(),
@@ -226,7 +226,7 @@ def test_removed_line_and_device() -> None:
         ("toledo-edge-1", Action.UPDATE),
         ("toledo-edge-2", Action.DELETE),
     ]
-    assert p.devices[0].changes == (FieldChange("serves[line-2]", PRESENT, None),)
+    assert p.devices[0].changes == (FieldChange("serves[line-2]", "cameras=[cam-1]", None),)
     assert p.summary.lines_removed == 1
     assert p.ok
 
@@ -275,4 +275,4 @@ def test_specdiff_keys_list_items_by_identity() -> None:
     flat = flatten(device, ("apiVersion", "kind"))
     assert flat["serves[line-2].cameras"] == "[cam-1]"
     changed = dict(flat, **{"serves[line-3].cameras": "[cam-1]"})
-    assert diff(flat, changed) == (FieldChange("serves[line-3]", None, PRESENT),)
+    assert diff(flat, changed) == (FieldChange("serves[line-3]", None, "cameras=[cam-1]"),)
