@@ -225,9 +225,13 @@ def _devices(base: FleetSpec, head: FleetSpec, changed_lines: set[str]) -> tuple
     for key in sorted(set(base.devices) | set(head.devices)):
         before, after = base.devices.get(key), head.devices.get(key)
         exclude = (*HEADER, "id")
-        changes = diff(
-            flatten(before, exclude) if before else {},
-            flatten(after, exclude) if after else {},
+        changes = (
+            ()
+            if before == after
+            else diff(
+                flatten(before, exclude) if before else {},
+                flatten(after, exclude) if after else {},
+            )
         )
         device = after or before
         assert device is not None

@@ -127,10 +127,10 @@ def _md_line(line: LinePlan) -> list[str]:
     out += [f"> ❌ {f.message}" for f in line.findings]
     if line.findings:
         out.append("")
-    out += _md_table(line.changes)
     if line.steps:
         out += [f"- {step.text}" for step in line.steps]
         out.append("")
+    out += _md_table(line.changes)
     if line.devices:
         out += ["Edge devices: " + ", ".join(f"`{d}`" for d in line.devices), ""]
     return out
