@@ -43,6 +43,7 @@ def to_target(doc: DesiredState) -> Target:
         commit=doc.commit,
         content_hash=doc.content_hash,
         lines=lines,
+        heartbeat_seconds=doc.spec.heartbeat_seconds,
     )
 
 

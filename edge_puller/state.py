@@ -92,7 +92,10 @@ class LocalState:
     generation: int = 0
     """The generation held: documents with a lower or equal generation are refused."""
     applied_generation: int = 0
-    reported_generation: int = 0
+    applied_hash: str = ""
+    applied_commit: str = ""
+    reported: str = ""
+    """Fingerprint of the last report queued (the planner reports again when it changes)."""
     active: dict[str, ActiveLine] = field(default_factory=dict)
     failures: dict[str, Failure] = field(default_factory=dict)
     """Permanent failures by model sha256; cleared when a new generation arrives."""
@@ -117,7 +120,9 @@ class LocalState:
             "target": self.target.to_dict() if self.target else None,
             "generation": self.generation,
             "applied_generation": self.applied_generation,
-            "reported_generation": self.reported_generation,
+            "applied_hash": self.applied_hash,
+            "applied_commit": self.applied_commit,
+            "reported": self.reported,
             "active": {k: v.to_dict() for k, v in sorted(self.active.items())},
             "failures": {
                 sha: {"reason": f.reason, "message": f.message, "generation": f.generation}
@@ -135,7 +140,9 @@ class LocalState:
             target=Target.from_dict(data["target"]) if data.get("target") else None,
             generation=int(data.get("generation", 0)),
             applied_generation=int(data.get("applied_generation", 0)),
-            reported_generation=int(data.get("reported_generation", 0)),
+            applied_hash=str(data.get("applied_hash", "")),
+            applied_commit=str(data.get("applied_commit", "")),
+            reported=str(data.get("reported", "")),
             active={k: ActiveLine.from_dict(v) for k, v in data.get("active", {}).items()},
             failures={
                 sha: Failure(str(f["reason"]), str(f["message"]), int(f["generation"]))

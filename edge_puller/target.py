@@ -133,6 +133,7 @@ class Target:
     commit: str
     content_hash: str
     lines: dict[str, LineTarget]
+    heartbeat_seconds: int = 60
 
     def models(self) -> dict[str, ModelSpec]:
         """Every model any line needs, by sha256."""
@@ -146,6 +147,7 @@ class Target:
             "commit": self.commit,
             "content_hash": self.content_hash,
             "lines": {k: v.to_dict() for k, v in sorted(self.lines.items())},
+            "heartbeat_seconds": self.heartbeat_seconds,
         }
 
     @classmethod
@@ -157,4 +159,5 @@ class Target:
             commit=str(data["commit"]),
             content_hash=str(data["content_hash"]),
             lines={str(k): LineTarget.from_dict(v) for k, v in data["lines"].items()},
+            heartbeat_seconds=int(data.get("heartbeat_seconds", 60)),
         )

@@ -38,7 +38,9 @@ def test_state_round_trips_through_disk(tmp_path: Path) -> None:
         target=t,
         generation=7,
         applied_generation=6,
-        reported_generation=5,
+        applied_hash="ab" * 32,
+        applied_commit="1" * 40,
+        reported="g7 a6",
         active={
             "plant/line-1": ActiveLine(_spec(3), _spec(1), "b", t.lines["plant/line-1"].candidate)
         },

@@ -1,0 +1,396 @@
+"""The edge agent: accepts desired states, converges (level-triggered), serves, reports.
+
+One thread runs `tick()` in a loop: take newly received desired documents (verify, persist,
+then act), fold the engine's own fallbacks into the local state, observe, plan, execute.
+Temporary errors back off (capped, jittered, reset by a new desired state); a model that fails
+for good is recorded against this generation, so the next plan routes around it and nothing
+retries it until the desired state changes. Frames are served from another thread through
+`serve()`, which only reads the engine's current assignment.
+
+Everything that leaves the device goes through the outbox: events at once, reports whenever
+what they say changes and at least every `heartbeat_seconds`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edge_puller.artifacts import ArtifactStore
+from edge_puller.desired import accept
+from edge_puller.engine import Decision, Engine
+from edge_puller.executor import execute
+from edge_puller.metrics import LineMetrics
+from edge_puller.outbox import Outbox
+from edge_puller.planner import (
+    Download,
+    LoadAndSmokeTest,
+    Observed,
+    Running,
+    Step,
+    Verify,
+    fingerprint,
+    plan,
+)
+from edge_puller.runtime import Frame, ModelCache
+from edge_puller.spool import Spool
+from edge_puller.state import Failure, LocalState, StateStore
+from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.signing import TrustedKeys, VerifyError
+from linefleet_core.wire import PROTOCOL, Applied, Channel, ReportedState, topic
+
+AGENT = "linefleet-edge/0.1.0"
+IDLE_TICK = 1.0
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with full jitter in [d/2, d]."""
+
+    base: float = 1.0
+    cap: float = 300.0
+    attempts: int = 0
+
+    def next(self, hint: float = 0.0) -> float:
+        self.attempts += 1
+        delay = min(self.cap, max(hint, self.base * 2.0 ** (self.attempts - 1)))
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Agent:
+    def __init__(
+        self,
+        site: str,
+        device: str,
+        state_dir: Path,
+        trusted_keys: TrustedKeys,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.site = site
+        self.device = device
+        self.state_dir = state_dir
+        self.trusted_keys = trusted_keys
+        self.clock = clock
+        self._state_store = StateStore(state_dir)
+        self.state: LocalState = self._state_store.load()
+        self.store = ArtifactStore(state_dir / "models")
+        self.cache = ModelCache()
+        self.engine = Engine()
+        self.outbox = Outbox(state_dir / "outbox.db")
+        self.metrics: dict[str, LineMetrics] = {}
+        self.spools: dict[str, Spool] = {}
+        self.inbox: queue.Queue[bytes] = queue.Queue()
+        self.wake = threading.Event()
+        self.waiting = ""
+        self.error = ""
+        self.removed = False
+        self.backoff = Backoff()
+        self._last_report = float("-inf")
+        self._lock = threading.Lock()
+
+    # --- inputs from other threads ------------------------------------------------------------
+
+    def offer_desired(self, payload: bytes) -> None:
+        """Called by the MQTT thread: queue a desired-state payload for the loop."""
+        self.inbox.put(payload)
+        self.wake.set()
+
+    def serve(self, camera: str, frame_id: str, frame: Frame, line: str | None = None) -> Decision:
+        """Decide one frame with the line's current models; count it, spool it if anomalous."""
+        lines = self.engine.lines()
+        key = line or (min(lines) if lines else "")
+        decision = self.engine.infer(key, camera, frame_id, frame)
+        with self._lock:
+            metrics = self.metrics.setdefault(key, LineMetrics(key))
+            spool = self._spool(key)
+        metrics.observe(decision, frame)
+        if spool is not None:
+            spool.consider(decision, frame, self.site, self.device, dt.datetime.now(dt.UTC))
+        return decision
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def tick(self) -> float:
+        """One level-triggered pass; returns the seconds to wait before the next one."""
+        self._take_inbox()
+        self._take_engine_events()
+        self.waiting = ""
+        for step in plan(self.observe()):
+            try:
+                execute(self, step)
+            except TemporaryError as exc:
+                self._set_error(str(exc))
+                return self.backoff.next(exc.delay)
+            except PermanentError as exc:
+                sha = _model_of(step)
+                if sha is None:
+                    self._set_error(str(exc))
+                    return self.backoff.next(30.0)
+                self._fail(sha, getattr(exc, "reason", "failed"), str(exc), step)
+                return 0.0
+        self.backoff.reset()
+        self.error = ""
+        target = self.state.target
+        heartbeat = target.heartbeat_seconds if target else 60
+        if self.clock() - self._last_report >= heartbeat:
+            self.report()
+        return IDLE_TICK
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            delay = self.tick()
+            self.wake.wait(delay)
+            self.wake.clear()
+
+    def observe(self) -> Observed:
+        running = {}
+        for key, models in self.engine.lines().items():
+            candidate = models.candidate
+            running[key] = Running(
+                serving=models.serving.spec.sha256,
+                standby=models.standby.spec.sha256 if models.standby else None,
+                candidate=candidate.spec.sha256 if candidate else None,
+                stage=models.stage,
+                canary_fraction=models.canary_fraction,
+            )
+        parts = {}
+        for entry in self.store.root.glob("*.part"):
+            parts[entry.name.removesuffix(".part")] = entry.stat().st_size
+        return Observed(
+            target=self.state.target,
+            active=self.state.active,
+            stored=self.store.present(),
+            partial=parts,
+            loaded=self.cache.loaded(),
+            running=running,
+            failures=self.state.failures,
+            applied_generation=self.state.applied_generation,
+            reported=self.state.reported,
+        )
+
+    # --- the executor's context -----------------------------------------------------------------
+
+    def save(self, state: LocalState) -> None:
+        self._state_store.save(state)
+        self.state = state
+
+    def emit(
+        self,
+        type: str,
+        reason: str,
+        message: str,
+        line: str | None = None,
+        details: dict[str, Any] | None = None,
+        generation: int | None = None,
+    ) -> None:
+        def build(seq: int) -> bytes:
+            event = {
+                "protocol": PROTOCOL,
+                "kind": "Event",
+                "site": self.site,
+                "device": self.device,
+                "seq": seq,
+                "at": _now_iso(),
+                "type": type,
+                "line": line,
+                "generation": generation if generation is not None else self.state.generation,
+                "reason": reason,
+                "message": message[:2000],
+                "details": details or {},
+            }
+            return json.dumps(event, sort_keys=True).encode()
+
+        self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
+
+    def report(self) -> None:
+        document = self.build_report()
+        ReportedState.model_validate_json(document)  # never send what the protocol refuses
+        self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
+        self.save(replace(self.state, reported=fingerprint(self.observe())))
+        self._last_report = self.clock()
+
+    def build_report(self) -> bytes:
+        state, target = self.state, self.state.target
+        desired = applied = None
+        if target is not None:
+            desired = Applied(
+                generation=target.generation, content_hash=target.content_hash, commit=target.commit
+            ).model_dump()
+        if state.applied_generation and state.applied_hash:
+            applied = Applied(
+                generation=state.applied_generation,
+                content_hash=state.applied_hash,
+                commit=state.applied_commit or None,
+            ).model_dump()
+        keys = sorted(set(target.lines if target else ()) | set(state.active))
+        lines = [self._line_status(key) for key in keys]
+        error = self.error or self.waiting
+        if self.removed:
+            error = "removed from the fleet"
+        body = {
+            "protocol": PROTOCOL,
+            "kind": "ReportedState",
+            "site": self.site,
+            "device": self.device,
+            "at": _now_iso(),
+            "agent": AGENT,
+            "desired": desired,
+            "applied": applied,
+            "lines": lines,
+            "error": error[:2000],
+            "outbox": self.outbox.size(),
+        }
+        return json.dumps(body, sort_keys=True).encode()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _line_status(self, key: str) -> dict[str, Any]:
+        target = self.state.target
+        wanted = target.lines.get(key) if target else None
+        active = self.state.active.get(key)
+        running = self.engine.lines().get(key)
+        messages = []
+        phase = "pending"
+        if wanted is not None:
+            failed = {m.sha256: self.state.failures.get(m.sha256) for m in wanted.models()}
+            messages = [f"{sha[:12]} {f.reason}: {f.message}" for sha, f in failed.items() if f]
+            serving_failed = wanted.serving.sha256 in self.state.failures
+            candidate_failed = (
+                wanted.candidate is not None
+                and wanted.candidate.model.sha256 in self.state.failures
+            )
+            if serving_failed:
+                phase = "failed"
+            elif active is not None and active.serving == wanted.serving:
+                phase = "rolled_back" if candidate_failed else "serving"
+            elif self.store.has(wanted.serving.sha256):
+                phase = "staged"
+            elif self.store.partial_size(wanted.serving.sha256):
+                phase = "downloading"
+        elif active is not None:
+            messages = ["no longer in the desired state"]
+        with self._lock:
+            metrics = self.metrics.get(key)
+        reference = active.serving.reference_stats if active and active.serving else {}
+        status: dict[str, Any] = {
+            "line": key,
+            "phase": phase,
+            "serving": running.serving.spec.ref if running else None,
+            "candidate": running.candidate.spec.ref if running and running.candidate else None,
+            "stage": running.stage if running else None,
+            "previous": running.standby.spec.ref if running and running.standby else None,
+            "message": "; ".join(messages)[:1000],
+            "metrics": metrics.snapshot(reference) if metrics else None,
+        }
+        spool = self.spools.get(key)
+        if spool is not None:
+            status["spool"] = {**vars(spool.counters), "pending": spool.pending()}
+        return status
+
+    def _spool(self, key: str) -> Spool | None:
+        target = self.state.target
+        line = target.lines.get(key) if target else None
+        if line is None:
+            return self.spools.get(key)
+        spool = self.spools.get(key)
+        if spool is None:
+            spool = Spool(self.state_dir / "spool" / key.replace("/", "__"), line.telemetry)
+            self.spools[key] = spool
+        spool.policy = line.telemetry
+        return spool
+
+    def _take_inbox(self) -> None:
+        while True:
+            try:
+                payload = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._accept(payload)
+
+    def _accept(self, payload: bytes) -> None:
+        if not payload:
+            self.removed = True
+            self.report()
+            return
+        held = None
+        if self.state.target is not None:
+            held = Applied(
+                generation=self.state.generation, content_hash=self.state.target.content_hash
+            )
+        try:
+            raw, target = accept(payload, self.trusted_keys, self.device, held)
+        except VerifyError as exc:
+            self.emit(
+                "refused-document",
+                exc.reason.value,
+                str(exc),
+                generation=_generation_of(payload),
+            )
+            return
+        self.removed = False
+        if self.state.target is not None and target.content_hash == self.state.target.content_hash:
+            self.save(replace(self.state, last_sync=time.time()))  # a duplicate: nothing to do
+            return
+        self.save(self.state.with_desired(raw, target))  # persist before acting
+        self.backoff.reset()
+
+    def _take_engine_events(self) -> None:
+        for event in self.engine.drain_events():
+            failures = {
+                **self.state.failures,
+                event.sha256: Failure(event.reason, event.message, self.state.generation),
+            }
+            self.save(replace(self.state, failures=failures))
+            self.emit(
+                event.type,
+                event.reason,
+                event.message + "; the incumbent keeps serving",
+                line=event.line,
+                details={"model": event.model},
+            )
+
+    def _fail(self, sha: str, reason: str, message: str, step: Step) -> None:
+        failures = {**self.state.failures, sha: Failure(reason, message, self.state.generation)}
+        self.save(replace(self.state, failures=failures))
+        kind = "fallback" if isinstance(step, LoadAndSmokeTest) else "download-failed"
+        model = getattr(step, "model", None)
+        self.emit(
+            kind,
+            reason,
+            message + "; the incumbent keeps serving",
+            details={"model": model.ref if model else None, "sha256": sha},
+        )
+
+    def _set_error(self, message: str) -> None:
+        if message != self.error:
+            self.error = message
+            self.report()
+
+
+def _model_of(step: Step) -> str | None:
+    if isinstance(step, Download | Verify | LoadAndSmokeTest):
+        return step.model.sha256
+    return None
+
+
+def _generation_of(payload: bytes) -> int | None:
+    try:
+        value = json.loads(payload).get("generation")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

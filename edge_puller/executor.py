@@ -1,0 +1,180 @@
+"""Executors: one function per step kind, the only code that acts (disk, sessions, engine).
+
+`EXECUTORS` maps each step type to its function; `execute` dispatches. Executors raise
+`TemporaryError` (retry later with backoff) or a `PermanentError` subclass with a `reason`
+(the model is recorded as failed for this generation); the loop decides what happens next.
+State changes are persisted before the engine switches, so a crash between the two resumes
+into the new assignment rather than forgetting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from edge_puller.artifacts import ArtifactStore
+from edge_puller.engine import Engine, LineModels
+from edge_puller.planner import (
+    Activate,
+    Download,
+    LoadAndSmokeTest,
+    MarkApplied,
+    Prune,
+    Report,
+    Resume,
+    Retire,
+    Step,
+    Unload,
+    Verify,
+    Wait,
+)
+from edge_puller.runtime import LoadedModel, ModelCache
+from edge_puller.state import ActiveLine, LocalState
+
+
+class Context(Protocol):
+    store: ArtifactStore
+    cache: ModelCache
+    engine: Engine
+    state: LocalState
+    waiting: str
+
+    def save(self, state: LocalState) -> None: ...
+
+    def emit(
+        self,
+        type: str,
+        reason: str,
+        message: str,
+        line: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def report(self) -> None: ...
+
+
+def line_models(ctx: Context, key: str, active: ActiveLine, latency_ms: float) -> LineModels:
+    """The engine's view of an A/B assignment, from sessions already loaded."""
+
+    def session(sha: str | None) -> LoadedModel | None:
+        return ctx.cache.get(sha) if sha else None
+
+    serving = session(active.serving.sha256 if active.serving else None)
+    if serving is None:
+        raise RuntimeError(f"{key}: serving model is not loaded")  # the planner loads it first
+    candidate = active.candidate
+    loaded_candidate = session(candidate.model.sha256) if candidate else None
+    return LineModels(
+        key=key,
+        serving=serving,
+        standby=session(active.standby.sha256 if active.standby else None),
+        candidate=loaded_candidate,
+        stage=candidate.stage if candidate and loaded_candidate else None,
+        canary_fraction=candidate.canary_fraction if candidate and loaded_candidate else 0.0,
+        latency_budget_ms=latency_ms,
+    )
+
+
+def _latency_budget(ctx: Context, line: str) -> float:
+    target = ctx.state.target
+    if target is not None and line in target.lines:
+        return target.lines[line].gates.max_latency_p95_ms
+    return 100.0
+
+
+def resume(ctx: Context, step: Resume) -> None:
+    ctx.engine.activate(line_models(ctx, step.line, step.active, _latency_budget(ctx, step.line)))
+
+
+def download(ctx: Context, step: Download) -> None:
+    ctx.store.download(step.model.url, step.model.sha256, step.model.size)
+
+
+def verify(ctx: Context, step: Verify) -> None:
+    ctx.store.verify(step.model.sha256, step.model.size, step.resumed)
+
+
+def load(ctx: Context, step: LoadAndSmokeTest) -> None:
+    ctx.cache.load(ctx.store.path(step.model.sha256), step.model)
+
+
+def activate(ctx: Context, step: Activate) -> None:
+    before = ctx.state.active.get(step.line)
+    models = line_models(ctx, step.line, step.active, step.gates_latency_ms)
+    ctx.save(replace(ctx.state, active={**ctx.state.active, step.line: step.active}))
+    ctx.engine.activate(models)
+    old = before.serving.ref if before and before.serving else None
+    new = step.active.serving.ref if step.active.serving else None
+    candidate = step.active.candidate
+    from_standby = before is not None and before.standby == step.active.serving
+    ctx.emit(
+        "activation",
+        "standby-switch" if from_standby else "desired-state",
+        f"{step.line}: serving {new}"
+        + (f" (was {old})" if old and old != new else "")
+        + (f", {candidate.stage} {candidate.model.ref}" if candidate else ""),
+        line=step.line,
+        details={
+            "from": old,
+            "to": new,
+            "slot": step.active.serving_slot,
+            "standby": step.active.standby.ref if step.active.standby else None,
+            "candidate": candidate.model.ref if candidate else None,
+            "stage": candidate.stage if candidate else None,
+        },
+    )
+
+
+def mark_applied(ctx: Context, step: MarkApplied) -> None:
+    target = ctx.state.target
+    assert target is not None and target.generation == step.generation
+    ctx.save(
+        replace(
+            ctx.state,
+            applied_generation=target.generation,
+            applied_hash=target.content_hash,
+            applied_commit=target.commit,
+        )
+    )
+
+
+def retire(ctx: Context, step: Retire) -> None:
+    active = {k: v for k, v in ctx.state.active.items() if k != step.line}
+    ctx.save(replace(ctx.state, active=active))
+    ctx.engine.remove(step.line)
+
+
+def unload(ctx: Context, step: Unload) -> None:
+    ctx.cache.unload(step.sha256)
+
+
+def prune(ctx: Context, step: Prune) -> None:
+    ctx.store.prune(step.keep)
+
+
+def report(ctx: Context, step: Report) -> None:
+    ctx.report()
+
+
+def wait(ctx: Context, step: Wait) -> None:
+    ctx.waiting = step.reason
+
+
+EXECUTORS: dict[type[Any], Callable[[Context, Any], None]] = {
+    Resume: resume,
+    Download: download,
+    Verify: verify,
+    LoadAndSmokeTest: load,
+    Activate: activate,
+    MarkApplied: mark_applied,
+    Retire: retire,
+    Unload: unload,
+    Prune: prune,
+    Report: report,
+    Wait: wait,
+}
+
+
+def execute(ctx: Context, step: Step) -> None:
+    EXECUTORS[type(step)](ctx, step)

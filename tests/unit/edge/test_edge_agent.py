@@ -1,0 +1,209 @@
+"""The agent end to end without a broker: real models, real files, signed documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_puller.agent import Agent
+from edge_puller.outbox import Outbox
+from edge_puller.target import ModelSpec
+from linefleet_core.signing import SigningKey
+from linefleet_core.wire import Event, ReportedState
+from tests.unit.edge.documents import LINE, desired, line_doc
+from tests.unit.edge.helpers import spec_for
+
+BRIGHT = np.full((48, 64, 3), 220, dtype=np.uint8)
+KEY = SigningKey.generate()
+
+
+def _agent(state_dir: Path) -> Agent:
+    return Agent("plant", "dev-1", state_dir, {KEY.key_id: KEY.public})
+
+
+def _drain(outbox: Outbox) -> list[tuple[str, dict[str, object]]]:
+    found = []
+    while (message := outbox.first()) is not None:
+        found.append((message.topic.rsplit("/", 1)[1], json.loads(message.payload)))
+        outbox.ack(message.id)
+    return found
+
+
+def _events(agent: Agent) -> list[Event]:
+    return [Event.model_validate(body) for ch, body in _drain(agent.outbox) if ch == "events"]
+
+
+def _converge(agent: Agent, ticks: int = 5) -> None:
+    for _ in range(ticks):
+        agent.tick()
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> dict[str, ModelSpec]:
+    return {
+        "m1": spec_for(tmp_path / "src", "inc", 1),
+        "m2": spec_for(tmp_path / "src", "cand", 2, invert=True),
+        "crashy": spec_for(tmp_path / "src", "crashy", 3, crash_above=0.7),
+    }
+
+
+def test_converges_to_a_signed_desired_state(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    assert agent.serve("cam-1", "f1", BRIGHT).model == "inc@1"
+    assert agent.state.applied_generation == 1
+    messages = _drain(agent.outbox)
+    events = [Event.model_validate(b) for ch, b in messages if ch == "events"]
+    assert [(e.type, e.seq) for e in events] == [("activation", 1)]
+    reports = [ReportedState.model_validate(b) for ch, b in messages if ch == "reported"]
+    last = reports[-1]
+    assert last.applied is not None and last.applied.generation == 1
+    assert [(ln.line, ln.phase, ln.serving) for ln in last.lines] == [(LINE, "serving", "inc@1")]
+
+
+def test_restart_serves_from_local_state_without_any_broker(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    first = _agent(tmp_path / "state")
+    first.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(first)
+    first.outbox.close()
+    again = _agent(tmp_path / "state")  # no desired state offered: offline
+    assert again.serve("cam-1", "f0", BRIGHT).label is None  # nothing loaded yet
+    again.tick()
+    decision = again.serve("cam-1", "f1", BRIGHT)
+    assert (decision.model, decision.label) == ("inc@1", "ok")
+
+
+@pytest.mark.parametrize(
+    ("payload_of", "reason"),
+    [
+        (lambda m: desired(None, 2, line_doc(m)), "unsigned"),
+        (lambda m: desired(SigningKey.generate(), 2, line_doc(m)), "unknown-key"),
+        (lambda m: desired(KEY, 1, line_doc(m), heartbeat_seconds=5), "generation-conflict"),
+        (lambda m: b'{"protocol": 1, "generation": 7', "malformed"),
+        (lambda m: desired(KEY, 2, line_doc(m), device="dev-2"), "wrong-device"),
+    ],
+)
+def test_bad_documents_are_refused_and_the_incumbent_keeps_serving(
+    tmp_path: Path, models: dict[str, ModelSpec], payload_of: object, reason: str
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    _drain(agent.outbox)
+    before = agent.state
+    agent.offer_desired(payload_of(models["m2"]))  # type: ignore[operator]
+    _converge(agent, 2)
+    (event,) = _events(agent)
+    assert (event.type, event.reason) == ("refused-document", reason)
+    assert agent.state.target == before.target and agent.state.generation == 1
+    assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+
+
+def test_forged_signature_is_refused(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
+    agent = _agent(tmp_path / "state")
+    payload = json.loads(desired(KEY, 1, line_doc(models["m1"])))
+    payload["spec"]["heartbeat_seconds"] = 5  # tampered after signing
+    agent.offer_desired(json.dumps(payload).encode())
+    agent.tick()
+    (event,) = _events(agent)
+    assert event.reason == "bad-signature"
+    assert agent.state.target is None
+
+
+def test_replayed_older_generation_is_refused(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
+    agent = _agent(tmp_path / "state")
+    old = desired(KEY, 1, line_doc(models["m1"]))
+    agent.offer_desired(desired(KEY, 2, line_doc(models["m1"]), heartbeat_seconds=30))
+    agent.offer_desired(old)
+    _converge(agent, 2)
+    refused = [e for e in _events(agent) if e.type == "refused-document"]
+    assert [(e.reason, e.generation) for e in refused] == [("stale-generation", 1)]
+    assert agent.state.generation == 2
+
+
+def test_rollback_via_desired_state_swaps_to_the_hot_standby(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    m1, m2 = models["m1"], models["m2"]
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(m1)))
+    _converge(agent)
+    agent.offer_desired(desired(KEY, 2, line_doc(m2, previous=m1)))
+    _converge(agent)
+    assert agent.serve("cam-1", "f", BRIGHT).model == "cand@2"
+    sessions = dict(agent.engine.lines()[LINE].__dict__)
+    _drain(agent.outbox)
+    agent.offer_desired(desired(KEY, 3, line_doc(m1, previous=m2)))
+    agent.tick()
+    line = agent.engine.lines()[LINE]
+    assert line.serving is sessions["standby"] and line.standby is sessions["serving"]
+    assert agent.serve("cam-1", "g", BRIGHT).model == "inc@1"
+    (activation,) = [e for e in _events(agent) if e.type == "activation"]
+    assert activation.reason == "standby-switch"
+    assert activation.details["from"] == "cand@2" and activation.details["to"] == "inc@1"
+
+
+def test_wrong_hash_artifact_is_refused_and_the_incumbent_keeps_serving(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    m1 = models["m1"]
+    bad = ModelSpec(
+        "inc@9", "e" * 64, models["m2"].size, models["m2"].url, m1.classes, m1.input_shape
+    )
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(m1)))
+    _converge(agent)
+    _drain(agent.outbox)
+    agent.offer_desired(desired(KEY, 2, line_doc(bad)))
+    _converge(agent)
+    events = _events(agent)
+    assert [(e.type, e.reason) for e in events] == [("download-failed", "hash-mismatch")]
+    assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+    report = ReportedState.model_validate_json(agent.build_report())
+    assert report.lines[0].phase == "failed" and "hash-mismatch" in report.lines[0].message
+    assert agent.state.applied_generation == 1
+
+
+def test_wrong_class_count_model_falls_back(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
+    two = spec_for(tmp_path / "src", "two", 4, classes=("ok", "scratch"))
+    liar = ModelSpec(  # the document claims 3 classes, the graph outputs 2
+        two.ref, two.sha256, two.size, two.url, models["m1"].classes, two.input_shape
+    )
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"], candidate=liar, stage="shadow")))
+    _converge(agent)
+    events = _events(agent)
+    assert ("fallback", "smoke-failed") in [(e.type, e.reason) for e in events]
+    assert agent.state.applied_generation == 1
+    decision = agent.serve("cam-1", "f", BRIGHT)
+    assert decision.model == "inc@1" and decision.candidate is None
+
+
+def test_candidate_crash_at_runtime_is_recorded_and_survives_restart(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(
+        desired(KEY, 1, line_doc(models["m1"], candidate=models["crashy"], stage="shadow"))
+    )
+    _converge(agent)
+    _drain(agent.outbox)
+    decision = agent.serve("cam-1", "f", BRIGHT)  # bright: the candidate raises
+    assert decision.label == "ok" and decision.candidate_error
+    agent.tick()
+    events = _events(agent)
+    assert [(e.type, e.reason) for e in events] == [
+        ("fallback", "candidate-error"),
+        ("activation", "desired-state"),  # the line, persisted without its candidate
+    ]
+    assert agent.state.active[LINE].candidate is None
+    agent.outbox.close()
+    again = _agent(tmp_path / "state")
+    again.tick()
+    assert again.engine.lines()[LINE].candidate is None  # not re-enabled after a restart
