@@ -223,14 +223,15 @@ def _acked(info: Any) -> bool:
 
 def retained_snapshot(
     address: BrokerAddress,
-    topic_filter: str,
+    topic_filter: str | Sequence[str],
     client_id: str,
     *,
     quiet: float = 0.5,
     limit: float = 30.0,
     timeout: float = 5.0,
 ) -> dict[str, Message]:
-    """Every retained message under `topic_filter`, by topic (collected until a quiet period)."""
-    with Session(address, client_id, subscriptions=[topic_filter]) as session:
+    """Every retained message under the filter(s), by topic (collected until a quiet period)."""
+    filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+    with Session(address, client_id, subscriptions=filters) as session:
         session.connect(timeout)
         return {m.topic: m for m in session.drain(quiet, limit) if m.retain}

@@ -54,3 +54,51 @@ def retained(broker: Mosquitto, topic_filter: str, quiet: float = 0.4) -> dict[s
         client.disconnect()
         client.loop_stop()
     return got
+
+
+def send(broker: Mosquitto, messages: list[tuple[str, bytes, bool]], client_id: str = "") -> None:
+    """Publish (topic, payload, retain) at QoS 1 and wait for every PUBACK."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(t, p, qos=1, retain=r) for t, p, r in messages]
+        for info in infos:
+            info.wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def ack(desired: bytes, *, at: float | None = None, **changes: object) -> bytes:
+    """The reported state of a device that converged to `desired` (a simulated device)."""
+    import datetime as dt
+    import json
+
+    doc = json.loads(desired)
+    applied = {"generation": doc["generation"], "content_hash": doc["content_hash"]}
+    moment = dt.datetime.now(dt.UTC) if at is None else dt.datetime.fromtimestamp(at, dt.UTC)
+    body: dict[str, object] = {
+        "protocol": 1,
+        "kind": "ReportedState",
+        "site": doc["site"],
+        "device": doc["device"],
+        "at": moment.isoformat(),
+        "desired": applied,
+        "applied": applied,
+        "lines": [
+            {"line": ln["line"], "phase": "serving", "serving": ln["serving"]["ref"]}
+            for ln in doc["spec"]["lines"]
+        ],
+    }
+    body.update(changes)
+    return json.dumps(body).encode()
+
+
+def wait_for(predicate: object, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,86 @@
+"""`linefleet reconcile`: the long-running loop (git fetch polling → publish; record reports)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from linefleet_core.errors import ExitCode, UsageError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "reconcile",
+        help="follow the fleet branch: publish new commits, record what devices report",
+        description=(
+            "Poll the repository's branch (git fetch when it has the remote), publish each new "
+            "head, and record reported states, events and rejected messages in --state-dir "
+            "(SQLite) so a restart loses nothing. Stops cleanly on SIGTERM or Ctrl-C (exit 0)."
+        ),
+    )
+    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--repo", type=Path, default=Path(), help="clone of the fleet repository")
+    p.add_argument("--branch", default="main")
+    p.add_argument("--remote", default="origin", help="remote to fetch (skipped if absent)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    p.add_argument("--state-dir", type=Path, default=Path(".linefleet/reconciler"))
+    p.add_argument("--signing-key", type=Path, help="default: $LINEFLEET_SIGNING_KEY")
+    p.add_argument("--artifact-base", help="base URL for repository-relative artifacts")
+    p.add_argument("--name", default="main", help="reconciler name (stable MQTT client id)")
+    p.set_defaults(run=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    from linefleet_core.signing import SigningKey
+    from reconciler.mqtt import BrokerAddress
+    from reconciler.publish import default_artifact_base
+    from reconciler.reconcile import Reconciler, Settings, TickOutcome
+
+    if not ns.repo.is_dir():
+        raise UsageError(f"--repo {ns.repo}: no such directory")
+    if ns.interval <= 0:
+        raise UsageError("--interval must be positive")
+    settings = Settings(
+        repo=ns.repo,
+        address=BrokerAddress.parse(ns.broker),
+        key=SigningKey.load(ns.signing_key),
+        state_dir=ns.state_dir,
+        artifact_base=ns.artifact_base or default_artifact_base(ns.repo),
+        branch=ns.branch,
+        remote=ns.remote or None,
+        interval=ns.interval,
+        name=ns.name,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        print(f"linefleet reconcile: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    last: list[str] = [""]
+
+    def on_tick(outcome: TickOutcome) -> None:
+        if outcome.error:
+            line = f"error at {(outcome.commit or '?')[:12]}: {outcome.error}"
+            if outcome.retry_in:
+                line += f" (retry in {outcome.retry_in:.1f}s)"
+        elif outcome.published is not None:
+            r = outcome.published
+            line = (
+                f"commit {r.commit[:12]} generation {r.generation}: {r.published} published, "
+                f"{r.unchanged} unchanged, {r.pruned} pruned"
+            )
+        else:
+            return
+        if line != last[0] or (outcome.published is not None and outcome.published.published):
+            print(line, flush=True)
+            last[0] = line
+
+    Reconciler.open(settings).run(stop, on_tick)
+    return int(ExitCode.OK)

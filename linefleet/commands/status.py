@@ -1,0 +1,179 @@
+"""`linefleet status`: desired vs reported per site, line and device, with conditions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from linefleet_core.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from reconciler.status import DeviceStatus, FleetStatus, LineRow
+
+
+@dataclass(frozen=True)
+class StatusArgs:
+    broker: str
+    repo: Path | None
+    state_dir: Path | None
+    format: str
+    quiet: float
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "status",
+        help="show each device's condition: Synced, Progressing, Degraded, Failed, Stale",
+        description=(
+            "Read the desired, reported and online state the broker retains (and, with "
+            "--state-dir, what `linefleet reconcile` recorded: events, rejected messages). "
+            "A device not heard from within 3 heartbeats is Stale, never Synced. Exit 0, or "
+            "4 when the broker is unreachable."
+        ),
+    )
+    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--repo", type=Path, help="fleet repository: flags devices not in the fleet")
+    p.add_argument("--state-dir", type=Path, help="state directory of `linefleet reconcile`")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
+    )
+    p.set_defaults(run=run)
+
+
+def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
+    from linefleet_core import spec as fleetspec
+    from linefleet_core.wire import Channel, DesiredState, topic_filter
+    from reconciler.mqtt import BrokerAddress, retained_snapshot
+    from reconciler.observed import Accepted, Observations, classify
+    from reconciler.status import fleet_status
+    from reconciler.store import DB_NAME, Store
+
+    address = BrokerAddress.parse(args.broker)
+    fleet: set[str] | None = None
+    if args.repo is not None:
+        if not args.repo.is_dir():
+            raise UsageError(f"--repo {args.repo}: no such directory")
+        spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
+        fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
+    observations = Observations()
+    if args.state_dir is not None:
+        if not (args.state_dir / DB_NAME).is_file():
+            raise UsageError(f"--state-dir {args.state_dir}: no {DB_NAME} (run reconcile first)")
+        store = Store(args.state_dir)
+        observations = store.load()
+        store.close()
+    filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
+    client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
+    snapshot = retained_snapshot(address, filters, client, quiet=args.quiet)
+    now = time.time()
+    known = None if fleet is None else {(k.partition("/")[0], k.partition("/")[2]) for k in fleet}
+    desired: dict[str, DesiredState] = {}
+    for name, msg in sorted(snapshot.items()):
+        if name.endswith("/desired"):
+            result = classify(name, msg.payload)
+            if isinstance(result, Accepted) and isinstance(result.message, DesiredState):
+                desired[f"{result.site}/{result.device}"] = result.message
+            elif not isinstance(result, Accepted):
+                observations.reject(result)
+        else:
+            observations.ingest(name, msg.payload, now, known, live=False)
+    return fleet_status(desired, observations, now, fleet), now
+
+
+def run(ns: argparse.Namespace) -> int:
+    from reconciler.status import as_json
+
+    args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet)
+    status, now = collect(args)
+    if args.format == "json":
+        json.dump(as_json(status, now), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render_table(status, now))
+    return int(ExitCode.OK)
+
+
+def _gen(dev: DeviceStatus) -> tuple[str, str]:
+    desired = "-" if dev.desired is None else f"g{dev.desired.generation}"
+    rep = None if dev.observation is None else dev.observation.reported
+    applied = "-" if rep is None or rep.applied is None else f"g{rep.applied.generation}"
+    return desired, applied
+
+
+def _model(row: LineRow) -> str:
+    got = None if row.reported is None else row.reported.serving
+    want = row.desired_serving or "-"
+    return want if got in (None, want) else f"{got} -> {want}"
+
+
+def _candidate(row: LineRow) -> str:
+    if row.desired_candidate is None:
+        return "-"
+    text = f"{row.desired_candidate} {row.stage}"
+    metrics = row.metrics
+    if metrics is not None and metrics.shadow_agreement is not None:
+        text += f" agree={metrics.shadow_agreement:.2f}"
+    if metrics is not None and row.stage == "canary":
+        text += (
+            f" err={metrics.candidate_error_rate:.3f} p95={metrics.candidate_latency_p95_ms:.0f}ms"
+        )
+    return text
+
+
+def _seen(dev: DeviceStatus, now: float) -> str:
+    if dev.last_seen is None:
+        return "never"
+    age = max(0.0, now - dev.last_seen)
+    return f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
+
+
+def render_table(status: FleetStatus, now: float) -> str:
+    header = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED", "MODEL", "CANDIDATE")
+    rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
+    for dev in status.devices:
+        desired, applied = _gen(dev)
+        name = dev.device if dev.in_fleet else f"{dev.device} (not in fleet)"
+        for row in dev.lines or ():
+            rows.append(
+                (
+                    dev.site,
+                    name,
+                    row.line,
+                    dev.condition.type.value,
+                    desired,
+                    applied,
+                    _model(row),
+                    _candidate(row),
+                    _seen(dev, now),
+                )
+            )
+        if not dev.lines:
+            cond = dev.condition.type.value
+            rows.append((dev.site, name, "-", cond, desired, applied, "-", "-", _seen(dev, now)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+        for r in rows
+    ]
+    notes = [
+        f"{d.site}/{d.device}: {d.condition.type.value} ({d.condition.reason}): "
+        f"{d.condition.message}"
+        for d in status.devices
+        if d.condition.type.value != "Synced"
+    ]
+    if notes:
+        lines += ["", *notes]
+    counts = ", ".join(f"{n} {c}" for c, n in status.counts().items() if n)
+    lines += ["", f"{len(status.devices)} device(s): {counts or 'none'}"]
+    if status.rejections:
+        bad = ", ".join(f"{n} {r}" for r, n in sorted(status.rejections.items()))
+        lines.append(f"rejected messages: {bad}")
+        lines += [f"  last {r}: {status.last_rejection[r]}" for r in sorted(status.last_rejection)]
+    return "\n".join(lines)

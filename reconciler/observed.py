@@ -1,0 +1,200 @@
+"""What the reconciler learns from devices: classify every message, keep the latest state.
+
+`classify()` is pure and total: any bytes on any topic become either an accepted message or
+a counted rejection (malformed, oversize, unknown protocol, unknown device, topic mismatch)
+— it never raises. `Observations` holds the result in memory; `reconciler.store` persists it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from linefleet_core.wire import (
+    MAX_BYTES,
+    PROTOCOL,
+    Channel,
+    DesiredState,
+    Event,
+    Online,
+    ReportedState,
+    parse_topic,
+)
+
+RECENT_EVENTS = 50
+
+
+class Rejection(enum.StrEnum):
+    MALFORMED = "malformed"
+    OVERSIZE = "oversize"
+    UNKNOWN_PROTOCOL = "unknown_protocol"
+    UNKNOWN_DEVICE = "unknown_device"
+    TOPIC_MISMATCH = "topic_mismatch"
+    FOREIGN_TOPIC = "foreign_topic"
+    DUPLICATE_EVENT = "duplicate_event"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    topic: str
+    reason: Rejection
+    detail: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    site: str
+    device: str
+    channel: Channel
+    message: ReportedState | Event | Online | DesiredState | None  # None: retained cleared
+
+
+def _json(payload: bytes) -> dict[str, object] | str:
+    try:
+        value = json.loads(payload.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"not UTF-8 JSON: {exc}"
+    return value if isinstance(value, dict) else "expected a JSON object"
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_MODELS: dict[Channel, type[ReportedState | Event | Online | DesiredState]] = {
+    Channel.REPORTED: ReportedState,
+    Channel.EVENTS: Event,
+    Channel.ONLINE: Online,
+    Channel.DESIRED: DesiredState,
+}
+
+
+def classify(
+    topic: str, payload: bytes, known: set[tuple[str, str]] | None = None
+) -> Accepted | Rejected:
+    """Parse one message; `known` (site, device) pairs, when given, reject strangers."""
+    where = parse_topic(topic)
+    if where is None or where.channel is Channel.FRAMES:
+        return Rejected(topic, Rejection.FOREIGN_TOPIC, "not a linefleet v1 JSON topic")
+    site, device, channel = where
+    if known is not None and (site, device) not in known:
+        return Rejected(topic, Rejection.UNKNOWN_DEVICE, f"{site}/{device} is not in the fleet")
+    if len(payload) > MAX_BYTES[channel]:
+        return Rejected(
+            topic, Rejection.OVERSIZE, f"{len(payload)} bytes > {MAX_BYTES[channel]} bytes"
+        )
+    if not payload:
+        return Accepted(site, device, channel, None)
+    raw = _json(payload)
+    if isinstance(raw, str):
+        return Rejected(topic, Rejection.MALFORMED, raw)
+    if raw.get("protocol") != PROTOCOL:
+        return Rejected(
+            topic, Rejection.UNKNOWN_PROTOCOL, f"protocol {raw.get('protocol')!r} is not 1"
+        )
+    try:
+        message = _MODELS[channel].model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where_ = ".".join(str(p) for p in first["loc"]) or "(document)"
+        return Rejected(topic, Rejection.MALFORMED, f"{where_}: {first['msg']}")
+    if not isinstance(message, Online) and (message.site, message.device) != (site, device):
+        return Rejected(
+            topic,
+            Rejection.TOPIC_MISMATCH,
+            f"payload is for {message.site}/{message.device}, topic for {site}/{device}",
+        )
+    return Accepted(site, device, channel, message)
+
+
+def utc_seconds(moment: dt.datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+@dataclass
+class DeviceObservation:
+    site: str
+    device: str
+    reported: ReportedState | None = None
+    last_seen: float | None = None  # epoch seconds: the newest of message arrival and `at`
+    online: bool | None = None
+    last_seq: int = 0
+    events: list[Event] = field(default_factory=list)  # newest last, at most RECENT_EVENTS
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.device}"
+
+    def seen(self, when: float) -> None:
+        self.last_seen = when if self.last_seen is None else max(self.last_seen, when)
+
+
+@dataclass
+class Observations:
+    devices: dict[str, DeviceObservation] = field(default_factory=dict)
+    rejections: Counter[str] = field(default_factory=Counter)
+    last_rejection: dict[str, str] = field(default_factory=dict)
+
+    def device(self, site: str, device: str) -> DeviceObservation:
+        key = f"{site}/{device}"
+        if key not in self.devices:
+            self.devices[key] = DeviceObservation(site, device)
+        return self.devices[key]
+
+    def reject(self, rejected: Rejected) -> None:
+        self.rejections[rejected.reason.value] += 1
+        self.last_rejection[rejected.reason.value] = f"{rejected.topic}: {rejected.detail}"
+
+    def apply(self, accepted: Accepted, received: float, *, live: bool = True) -> Rejected | None:
+        """Record one accepted message; `live=False` for a retained replay (arrival is not news).
+
+        Returns a rejection for an event already seen (a store-and-forward duplicate).
+        """
+        obs = self.device(accepted.site, accepted.device)
+        msg = accepted.message
+        if isinstance(msg, ReportedState):
+            obs.reported = msg
+            obs.seen(min(utc_seconds(msg.at), received))
+            if live:
+                obs.seen(received)
+        elif isinstance(msg, Online):
+            obs.online = msg.online
+            if live:
+                obs.seen(received)
+        elif isinstance(msg, Event):
+            if msg.seq <= obs.last_seq:
+                topic = f"{obs.key}/events"
+                return Rejected(topic, Rejection.DUPLICATE_EVENT, f"seq {msg.seq} already seen")
+            obs.last_seq = msg.seq
+            obs.events = [*obs.events, msg][-RECENT_EVENTS:]
+            obs.seen(received)
+        elif msg is None and accepted.channel is Channel.REPORTED:
+            obs.reported = None
+        return None
+
+    def ingest(
+        self,
+        topic: str,
+        payload: bytes,
+        received: float,
+        known: set[tuple[str, str]] | None = None,
+        *,
+        live: bool = True,
+    ) -> Accepted | Rejected:
+        """Classify and record one message; never raises on bad input."""
+        result = classify(topic, payload, known)
+        if isinstance(result, Accepted):
+            duplicate = self.apply(result, received, live=live)
+            if duplicate is not None:
+                self.reject(duplicate)
+                return duplicate
+        else:
+            self.reject(result)
+        return result

@@ -1,0 +1,173 @@
+"""`linefleet reconcile`: follow the branch, publish each new head, record what devices report.
+
+Level-triggered: every tick fetches, resolves the branch head, and publishes it unless it is
+the commit last applied (publishing compares with what the broker retains anyway, so a
+repeated tick sends nothing). Status is kept apart: `last_applied_commit` moves only on
+success, `last_attempted_commit` on every try; an invalid commit is terminal (Stalled until
+the branch moves), an unreachable broker or remote is retried with capped, jittered backoff.
+Device messages arrive on a persistent MQTT session (QoS 1 messages sent while we were down
+are delivered on reconnect) and are persisted before the next tick.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
+from linefleet_core.signing import SigningKey
+from linefleet_core.wire import Channel, client_id, topic_filter
+from reconciler.compile import CompileError
+from reconciler.mqtt import BrokerAddress, Session
+from reconciler.observed import Accepted, Observations
+from reconciler.publish import Result, load_revision, publish
+from reconciler.store import Store
+
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    repo: Path
+    address: BrokerAddress
+    key: SigningKey
+    state_dir: Path
+    artifact_base: str
+    branch: str = "main"
+    remote: str | None = "origin"
+    interval: float = 10.0
+    name: str = "main"
+
+
+@dataclass
+class TickOutcome:
+    commit: str | None = None
+    published: Result | None = None
+    error: str = ""
+    retry_in: float = 0.0
+
+
+@dataclass
+class Reconciler:
+    settings: Settings
+    store: Store
+    observations: Observations = field(default_factory=Observations)
+    failures: int = 0
+    known: set[tuple[str, str]] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Reconciler:
+        store = Store(settings.state_dir)
+        return cls(settings, store, store.load())
+
+    # --- git side -------------------------------------------------------------------------
+
+    def head(self) -> str:
+        from linefleet_core.gitrepo import open_repo, resolve
+
+        repo = open_repo(self.settings.repo)
+        rev = self.settings.branch
+        remote = self.settings.remote
+        if remote and remote in [r.name for r in repo.remotes]:
+            try:
+                repo.remote(remote).fetch(self.settings.branch)
+            except Exception as exc:  # GitCommandError and friends: the remote is away
+                raise TemporaryError(f"git fetch {remote}: {exc}".splitlines()[0]) from None
+            rev = f"{remote}/{self.settings.branch}"
+        return str(resolve(repo, rev).hexsha)
+
+    def tick(self) -> TickOutcome:
+        """One level-triggered pass over git and the broker's desired state."""
+        out = TickOutcome()
+        try:
+            out.commit = self.head()
+            stalled = self.store.get("stalled_commit")
+            if out.commit == stalled:
+                out.error = self.store.get("stalled_message") or "invalid commit"
+                return out
+            self.store.put("last_attempted_commit", out.commit)
+            revision = load_revision(self.settings.repo, out.commit)
+            self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
+            out.published = publish(
+                revision, self.settings.address, self.settings.key, self.settings.artifact_base
+            )
+            self.store.put("last_applied_commit", out.commit)
+            self.store.put("last_result", json.dumps(out.published.as_dict()))
+            self.failures = 0
+        except TemporaryError as exc:
+            self.failures += 1
+            out.error = str(exc)
+            out.retry_in = backoff(self.failures, exc.delay)
+        except (FindingsError, CompileError) as exc:
+            out.error = str(exc)
+            if out.commit is not None:  # terminal for this commit: wait for the branch to move
+                self.store.put("stalled_commit", out.commit)
+                self.store.put("stalled_message", out.error)
+        except LinefleetError as exc:  # refused credentials, older generation: retry next tick
+            out.error = str(exc)
+        self.store.put("last_error", out.error)
+        return out
+
+    # --- device side ----------------------------------------------------------------------
+
+    def absorb(self, session: Session, budget: float) -> int:
+        """Take device messages for up to `budget` seconds; persist them; return how many."""
+        messages = session.drain(quiet=budget, limit=budget)
+        dirty: set[str] = set()
+        before = Counter(self.observations.rejections)
+        for msg in messages:
+            result = self.observations.ingest(
+                msg.topic, msg.payload, msg.received, self.known, live=not msg.retain
+            )
+            if isinstance(result, Accepted):
+                dirty.add(f"{result.site}/{result.device}")
+        added = Counter(self.observations.rejections)
+        added.subtract(before)
+        self.store.save(self.observations, dirty, +added)
+        return len(messages)
+
+    def run(self, stop: threading.Event, on_tick: object = None) -> None:
+        filters = [topic_filter(c) for c in (Channel.REPORTED, Channel.EVENTS, Channel.ONLINE)]
+        session = Session(
+            self.settings.address,
+            client_id("reconciler", self.settings.name),
+            clean_session=False,
+            subscriptions=filters,
+        )
+        connected = False
+        try:
+            while not stop.is_set():
+                outcome = self.tick()
+                if callable(on_tick):
+                    on_tick(outcome)
+                wait = outcome.retry_in or self.settings.interval
+                if not connected:
+                    try:
+                        session.connect()
+                        connected = True
+                    except TemporaryError as exc:
+                        self.store.put("last_error", str(exc))
+                        wait = backoff(self.failures + 1, exc.delay)
+                deadline = time.monotonic() + wait
+                while not stop.is_set() and time.monotonic() < deadline:
+                    if connected:
+                        self.absorb(session, min(0.5, max(0.0, deadline - time.monotonic())))
+                    else:
+                        stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            if connected:
+                self.absorb(session, 0.1)
+        finally:
+            if connected:
+                session.close()
+            self.store.close()
+
+
+def backoff(failures: int, base: float) -> float:
+    """Capped exponential backoff with full jitter on the upper half."""
+    ceiling = min(MAX_BACKOFF, max(base, 1.0) * 2.0 ** min(failures - 1, 10))
+    return float(ceiling / 2 + random.random() * ceiling / 2)
