@@ -60,6 +60,7 @@ class Mosquitto:
         password_file: Path | None = None,
         extra_config: str = "",
         autosave_interval: int = 1,
+        config: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -68,6 +69,7 @@ class Mosquitto:
         self.password_file = password_file
         self.extra_config = extra_config
         self.autosave_interval = autosave_interval
+        self.config = config  # a complete config (e.g. a generated one) used instead of ours
         self.process: subprocess.Popen[bytes] | None = None
         self.data_dir = workdir / "data"
         self.config_path = workdir / "mosquitto.conf"
@@ -78,6 +80,8 @@ class Mosquitto:
         return f"mqtt://{self.host}:{self.port}"
 
     def config_text(self) -> str:
+        if self.config is not None:
+            return self.config + ("user root\n" if os.geteuid() == 0 else "")
         lines = [
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
