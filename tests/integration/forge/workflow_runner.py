@@ -2,7 +2,8 @@
 
 Just enough of Actions for our own workflows: `${{ }}` expressions over `github`, `secrets`
 and `steps` contexts, `if:` with `success()`/`always()`/`!cancelled()`, `&&`, `||`, `==`,
-`!=`, `continue-on-error`, step and job `env`, and `bash -e` as the default shell. `uses:`
+`!=`, `continue-on-error`, step and job `env`, `$GITHUB_ENV`, `$GITHUB_STEP_SUMMARY`,
+`$RUNNER_TEMP`, and `bash -e` as the default shell. `uses:`
 steps are skipped (checkout and setup-python are what the test prepares by hand).
 """
 
@@ -50,6 +51,12 @@ def substitute(text: str, ctx: dict[str, Any]) -> str:
     return EXPR.sub(lambda m: str(evaluate(m.group(1), ctx, True)), text)
 
 
+def _exported(github_env: Path) -> dict[str, str]:
+    """Variables earlier steps appended to $GITHUB_ENV as NAME=value lines."""
+    lines = github_env.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 def run_job(
     workflow: dict[str, Any],
     ctx: dict[str, Any],
@@ -62,8 +69,13 @@ def run_job(
     result = JobRun()
     summary = cwd.parent / "step-summary.md"
     summary.write_text("")
+    github_env = cwd.parent / "github-env"
+    github_env.write_text("")
+    runner_temp = cwd.parent / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
     ctx = {**ctx, "steps": {}}
     base_env = {**os.environ, **env, "GITHUB_STEP_SUMMARY": str(summary)}
+    base_env |= {"GITHUB_ENV": str(github_env), "RUNNER_TEMP": str(runner_temp)}
     base_env |= {k: substitute(str(v), ctx) for k, v in job.get("env", {}).items()}
     for step in job["steps"]:
         key = step.get("id") or step.get("name") or step.get("uses", "")
@@ -77,7 +89,7 @@ def run_job(
             proc = subprocess.run(
                 ["bash", "-e", "-c", substitute(step["run"], ctx)],
                 cwd=cwd,
-                env={**base_env, **step_env},
+                env={**base_env, **_exported(github_env), **step_env},
                 capture_output=True,
                 text=True,
                 timeout=120,
