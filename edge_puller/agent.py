@@ -16,15 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edge_puller.artifacts import ArtifactStore
+from edge_puller.backoff import Backoff
 from edge_puller.desired import accept
 from edge_puller.engine import Decision, Engine
 from edge_puller.executor import execute
@@ -49,23 +49,6 @@ from linefleet_core.wire import PROTOCOL, Applied, Channel, ReportedState, topic
 
 AGENT = "linefleet-edge/0.1.0"
 IDLE_TICK = 1.0
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with full jitter in [d/2, d]."""
-
-    base: float = 1.0
-    cap: float = 300.0
-    attempts: int = 0
-
-    def next(self, hint: float = 0.0) -> float:
-        self.attempts += 1
-        delay = min(self.cap, max(hint, self.base * 2.0 ** (self.attempts - 1)))
-        return delay * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 def _now_iso() -> str:

@@ -1,0 +1,202 @@
+"""The device's MQTT link: its own reconnect loop, the desired subscription, the outbox sender.
+
+- Persistent session (`clean_session=False`) with the stable id `linefleet-device-<id>`.
+- Last will `{"online": false}` (retained, QoS 1) set before connecting; birth
+  `{"online": true}` published after every connect; re-subscribe to `…/desired` every time.
+- Reconnects with capped, jittered exponential backoff (reset after a successful connect).
+- A sender thread delivers the outbox strictly in order, one message in flight, and acks a
+  message only after the broker's PUBACK; when the outbox is empty it uploads spooled frames.
+- Received desired payloads go straight to the agent's inbox; the agent verifies them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from edge_puller.backoff import Backoff
+from edge_puller.outbox import Outbox
+from edge_puller.spool import Spool
+from linefleet_core.errors import UsageError
+from linefleet_core.wire import Channel, client_id, online_payload, topic
+
+USERNAME_ENV = "LINEFLEET_MQTT_USERNAME"
+PASSWORD_ENV = "LINEFLEET_MQTT_PASSWORD"
+CA_ENV = "LINEFLEET_MQTT_CA"
+PUBACK_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        """`mqtt://HOST[:1883]` or `mqtts://HOST[:8883]`; credentials in the URL or environment."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise UsageError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise UsageError(f"--broker {url!r}: bad port") from None
+        username = unquote(parts.username) if parts.username else os.environ.get(USERNAME_ENV)
+        password = unquote(parts.password) if parts.password else os.environ.get(PASSWORD_ENV)
+        return cls(parts.hostname, port, tls, username, password, os.environ.get(CA_ENV))
+
+
+class Link:
+    def __init__(
+        self,
+        broker: Broker,
+        site: str,
+        device: str,
+        on_desired: Callable[[bytes], None],
+        outbox: Outbox,
+        spools: Callable[[], Iterable[Spool]] = lambda: (),
+        keepalive: int = 30,
+        agent: str = "",
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self.broker = broker
+        self.desired_topic = topic(site, device, Channel.DESIRED)
+        self.online_topic = topic(site, device, Channel.ONLINE)
+        self.frames_topic = topic(site, device, Channel.FRAMES)
+        self.on_desired = on_desired
+        self.outbox = outbox
+        self.spools = spools
+        self.keepalive = keepalive
+        self.agent = agent
+        self.connected = threading.Event()
+        self.connects = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._backoff = Backoff(base=0.5, cap=30.0)
+        self._threads: list[threading.Thread] = []
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id("device", device),
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        client.will_set(self.online_topic, online_payload(False), qos=1, retain=True)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(ca_certs=broker.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+        self._mqtt_success = mqtt.MQTT_ERR_SUCCESS
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for target, name in ((self._network, "mqtt-network"), (self._send, "mqtt-sender")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say goodbye (`online: false`), disconnect, and join the threads."""
+        if self.connected.is_set():
+            info = self.client.publish(self.online_topic, online_payload(False), 1, True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout)
+        self._stop.set()
+        self.client.disconnect()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # --- paho callbacks (network thread) --------------------------------------------------
+
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            return
+        self._backoff.reset()
+        self.connects += 1
+        client.subscribe(self.desired_topic, qos=1)
+        client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
+        self.last_error = ""
+        self.connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        if msg.topic == self.desired_topic:
+            self.on_desired(bytes(msg.payload))
+
+    # --- threads --------------------------------------------------------------------------
+
+    def _network(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                if first:
+                    self.client.connect(self.broker.host, self.broker.port, self.keepalive)
+                    first = False
+                else:
+                    self.client.reconnect()
+            except (OSError, ValueError) as exc:
+                first = first and isinstance(exc, ValueError)
+                self.last_error = f"broker {self.broker.host}:{self.broker.port}: {exc}"
+                self._stop.wait(self._backoff.next())
+                continue
+            while not self._stop.is_set():
+                if self.client.loop(timeout=0.1) != self._mqtt_success:
+                    break
+            self.connected.clear()
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff.next())
+
+    def _send(self) -> None:
+        while not self._stop.is_set():
+            if not self.connected.wait(0.2):
+                continue
+            message = self.outbox.first()
+            if message is not None:
+                if self._publish(message.topic, message.payload, message.retain):
+                    self.outbox.ack(message.id)
+                continue
+            if not self._upload_one():
+                self._stop.wait(0.1)
+
+    def _upload_one(self) -> bool:
+        for spool in self.spools():
+            upload = spool.next_upload()
+            if upload is None:
+                continue
+            path, payload = upload
+            if self._publish(self.frames_topic, payload, False):
+                spool.uploaded(path, len(payload))
+            return True
+        return False
+
+    def _publish(self, name: str, payload: bytes, retain: bool) -> bool:
+        """Publish at QoS 1 and wait for the PUBACK; False if it did not come."""
+        info = self.client.publish(name, payload, qos=1, retain=retain)
+        try:
+            info.wait_for_publish(PUBACK_TIMEOUT)
+        except (RuntimeError, ValueError):
+            self._stop.wait(0.2)
+            return False
+        return bool(info.is_published())

@@ -1,0 +1,102 @@
+"""`linefleet edge run`: the agent loop, the MQTT link and the frame loop, until SIGTERM.
+
+Three activities share one `stop` event: the convergence loop (its own thread), the MQTT link
+(two threads) and the frame loop (the calling thread), which decides every frame and writes
+one JSON line per decision to the results sink. SIGTERM or SIGINT sets `stop`; shutdown then
+queues a last report, says `online: false`, and closes the outbox, so nothing is half done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from edge_puller.agent import AGENT, Agent
+from edge_puller.frames import open_source
+from edge_puller.link import Broker, Link
+from linefleet_core.signing import TrustedKeys
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    site: str
+    device: str
+    broker: Broker
+    state_dir: Path
+    frames: str
+    trusted_keys: TrustedKeys
+    results: Path | None
+    line: str | None = None
+    max_frames: int | None = None
+
+
+def run(options: RunOptions, stop: threading.Event | None = None) -> int:
+    stop = stop or threading.Event()
+    agent = Agent(options.site, options.device, options.state_dir, options.trusted_keys)
+    link = Link(
+        options.broker,
+        options.site,
+        options.device,
+        agent.offer_desired,
+        agent.outbox,
+        spools=lambda: list(agent.spools.values()),
+        agent=AGENT,
+    )
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    loop = threading.Thread(target=agent.run, args=(stop,), name="converge", daemon=True)
+    agent.tick()  # serve from the persisted state before the first frame, broker or not
+    loop.start()
+    link.start()
+    sink = _open_sink(options.results)
+    try:
+        _frames(agent, options, sink, stop)
+        stop.wait()
+    finally:
+        stop.set()
+        agent.wake.set()
+        loop.join(10.0)
+        agent.report()
+        link.stop()
+        agent.outbox.close()
+        if sink is not sys.stdout:
+            sink.close()
+    return 0
+
+
+def _frames(agent: Agent, options: RunOptions, sink: IO[str], stop: threading.Event) -> None:
+    for served, (frame_id, frame) in enumerate(open_source(options.frames, stop), start=1):
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        record: dict[str, Any]
+        if frame is None:
+            record = {"frame_id": frame_id, "error": "unreadable frame", "label": None}
+        else:
+            camera = _camera(agent, options.line)
+            record = agent.serve(camera, frame_id, frame, options.line).to_json()
+        sink.write(json.dumps({"at": now, **record}, sort_keys=True) + "\n")
+        sink.flush()
+        if options.max_frames is not None and served >= options.max_frames:
+            return
+
+
+def _camera(agent: Agent, line: str | None) -> str:
+    target = agent.state.target
+    if target is None:
+        return "camera"
+    key = line or min(target.lines, default="")
+    wanted = target.lines.get(key)
+    return wanted.cameras[0] if wanted else "camera"
+
+
+def _open_sink(path: Path | None) -> IO[str]:
+    if path is None or str(path) == "-":
+        return sys.stdout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("a", encoding="utf-8")

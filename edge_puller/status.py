@@ -1,0 +1,86 @@
+"""`linefleet edge status`: the device's own view, from its state directory, with no network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from edge_puller.outbox import Outbox
+from edge_puller.state import StateStore
+
+
+def local_status(state_dir: Path) -> dict[str, Any]:
+    state = StateStore(state_dir).load()
+    target = state.target
+    outbox_path = state_dir / "outbox.db"
+    outbox = events = 0
+    if outbox_path.exists():
+        box = Outbox(outbox_path)
+        outbox, events = box.size(), box.counter("event_seq")
+        box.close()
+    lines = []
+    for key in sorted(set(state.active) | set(target.lines if target else ())):
+        active = state.active.get(key)
+        wanted = target.lines.get(key) if target else None
+        candidate = active.candidate if active else None
+        lines.append(
+            {
+                "line": key,
+                "serving": active.serving.ref if active and active.serving else None,
+                "serving_slot": active.serving_slot if active else None,
+                "standby": active.standby.ref if active and active.standby else None,
+                "candidate": candidate.model.ref if candidate else None,
+                "stage": candidate.stage if candidate else None,
+                "desired_serving": wanted.serving.ref if wanted else None,
+                "in_sync": bool(wanted and active and active.serving == wanted.serving),
+            }
+        )
+    last_sync = (
+        dt.datetime.fromtimestamp(state.last_sync, dt.UTC).isoformat(timespec="seconds")
+        if state.last_sync
+        else None
+    )
+    return {
+        "format_version": 1,
+        "site": target.site if target else None,
+        "device": target.device if target else None,
+        "generation": state.generation,
+        "applied_generation": state.applied_generation,
+        "commit": target.commit if target else None,
+        "last_sync": last_sync,
+        "outbox": outbox,
+        "events_sent_or_queued": events,
+        "lines": lines,
+        "failures": {
+            sha: {"reason": f.reason, "message": f.message, "generation": f.generation}
+            for sha, f in sorted(state.failures.items())
+        },
+    }
+
+
+def render_text(status: dict[str, Any]) -> str:
+    out = [
+        f"device      {status['site'] or '?'}/{status['device'] or '?'}",
+        f"generation  {status['generation']} held, {status['applied_generation']} applied"
+        + (f" (commit {status['commit'][:12]})" if status["commit"] else ""),
+        f"last sync   {status['last_sync'] or 'never'}",
+        f"outbox      {status['outbox']} message(s) waiting",
+    ]
+    if not status["lines"]:
+        out.append("lines       none yet (no desired state received)")
+    for line in status["lines"]:
+        extra = f", {line['stage']} {line['candidate']}" if line["candidate"] else ""
+        sync = "" if line["in_sync"] else f"  [converging to {line['desired_serving']}]"
+        out.append(
+            f"line        {line['line']}: serving {line['serving']} (slot {line['serving_slot']}), "
+            f"standby {line['standby'] or '-'}{extra}{sync}"
+        )
+    for sha, failure in status["failures"].items():
+        out.append(f"failed      {sha[:12]} {failure['reason']}: {failure['message']}")
+    return "\n".join(out)
+
+
+def render_json(status: dict[str, Any]) -> str:
+    return json.dumps(status, indent=2, sort_keys=True)

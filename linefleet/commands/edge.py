@@ -1,0 +1,111 @@
+"""`linefleet edge run|status`: the agent on a factory-floor device, and its local view.
+
+Exit codes: 0 ok (including a clean SIGTERM shutdown), 1 unreadable local state, 2 usage
+(bad arguments, missing trust key, unknown frame source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.refs import ID_PATTERN
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "edge",
+        help="run the edge agent on a device, or show its local state",
+        description="The edge agent: converge to the signed desired state and inspect frames.",
+    )
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    r = verbs.add_parser(
+        "run",
+        help="converge and inspect until SIGTERM",
+        description="Serve from the persisted state at once, converge to the desired state "
+        "received over MQTT, decide every frame, and write one JSON line per decision.",
+    )
+    r.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
+    r.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
+    r.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    r.add_argument("--state-dir", required=True, type=Path, help="local state directory")
+    r.add_argument(
+        "--frames", required=True, help="directory of images, video file, or camera index"
+    )
+    r.add_argument(
+        "--trust-key",
+        required=True,
+        type=Path,
+        action="append",
+        help="pinned public key (.pub) or a directory of them; repeat to pin several",
+    )
+    r.add_argument("--results", type=Path, help="JSON lines of decisions (default: stdout)")
+    r.add_argument("--line", help="line the frames come from (default: the first line served)")
+    r.add_argument("--max-frames", type=int, help="stop reading frames after N (keep running)")
+    r.set_defaults(run=run_agent)
+
+    s = verbs.add_parser(
+        "status",
+        help="show the local view (models, generation, outbox) with no network",
+        description="Read the state directory only: works offline and while the agent runs.",
+    )
+    s.add_argument("--state-dir", required=True, type=Path)
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.set_defaults(run=show_status)
+
+
+def _site_and_device(device: str, site: str | None) -> tuple[str, str]:
+    if "/" in device:
+        site_part, _, device = device.partition("/")
+        if site and site != site_part:
+            raise UsageError(f"--device {site_part}/{device} disagrees with --site {site}")
+        site = site_part
+    if not site:
+        raise UsageError("--device: name the site too: --device SITE/DEVICE or --site SITE")
+    for name, value in (("--site", site), ("--device", device)):
+        if not re.fullmatch(ID_PATTERN, value):
+            raise UsageError(f"{name} {value!r}: lower-case letters, digits and dashes only")
+    return site, device
+
+
+def run_agent(ns: argparse.Namespace) -> int:
+    from edge_puller.link import Broker
+    from edge_puller.runner import RunOptions, run
+    from linefleet_core.signing import load_trusted_keys
+
+    site, device = _site_and_device(ns.device, ns.site)
+    for path in ns.trust_key:
+        if not path.exists():
+            raise UsageError(f"--trust-key {path}: no such file or directory")
+    keys = load_trusted_keys(ns.trust_key)
+    if not keys:
+        raise UsageError(
+            f"--trust-key: no public keys (*.pub) in {', '.join(map(str, ns.trust_key))}"
+        )
+    if ns.max_frames is not None and ns.max_frames < 1:
+        raise UsageError("--max-frames must be at least 1")
+    options = RunOptions(
+        site=site,
+        device=device,
+        broker=Broker.parse(ns.broker),
+        state_dir=ns.state_dir,
+        frames=ns.frames,
+        trusted_keys=keys,
+        results=ns.results,
+        line=ns.line,
+        max_frames=ns.max_frames,
+    )
+    return run(options)
+
+
+def show_status(ns: argparse.Namespace) -> int:
+    from edge_puller.status import local_status, render_json, render_text
+
+    if not ns.state_dir.is_dir():
+        raise UsageError(f"--state-dir {ns.state_dir}: no such directory")
+    status = local_status(ns.state_dir)
+    print(render_json(status) if ns.format == "json" else render_text(status))
+    return int(ExitCode.OK)
