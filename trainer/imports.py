@@ -3,9 +3,12 @@
     {"image": "frames/0001.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
      "class": "scratch", "annotator": "ana", "taxonomy": "surface-defects@2"}
 
-`image` is relative to the file (or absolute); `frame` (a sha256 already in the frame store)
-may be given instead. Every line is read and checked first; any problem -> every problem is
-reported as `FILE:LINE: field: message` and nothing is written (frames included).
+`image` (or `path`, as in `linefleet data generate`'s manifest.jsonl) is relative to the file
+or absolute; `frame` (a sha256 already in the frame store) may be given instead. Other
+fields are ignored. `annotator` and `taxonomy` default to the command's options.
+
+Every line is read and checked first; any problem -> every problem is reported as
+`FILE:LINE: field: message` and nothing is written (frames included).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from linefleet_core.errors import Finding, FindingsError, LinefleetError, UsageError
 from linefleet_core.refs import Id, VersionedRef
@@ -26,16 +29,16 @@ from trainer.store import FrameInfo, LabelStore
 
 
 class AnnotationLine(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    image: str | None = None
+    image: str | None = Field(default=None, validation_alias=AliasChoices("image", "path"))
     frame: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     site: Id
     line: Id
     camera: Id
     cls: Id = Field(alias="class")
-    annotator: str = Field(min_length=1, max_length=128)
-    taxonomy: VersionedRef
+    annotator: str | None = Field(default=None, min_length=1, max_length=128)
+    taxonomy: VersionedRef | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,14 @@ class ImportResult:
     new_frames: int
 
 
-def import_annotations(path: Path, store: LabelStore, frames: FrameStore) -> ImportResult:
+def import_annotations(
+    path: Path,
+    store: LabelStore,
+    frames: FrameStore,
+    *,
+    annotator: str | None = None,
+    taxonomy: str | None = None,
+) -> ImportResult:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -57,6 +67,12 @@ def import_annotations(path: Path, store: LabelStore, frames: FrameStore) -> Imp
         where = f"{path}:{number}"
         row = _parse(raw, str(path), number, findings)
         if row is None:
+            continue
+        row = row.model_copy(
+            update={"annotator": row.annotator or annotator, "taxonomy": row.taxonomy or taxonomy}
+        )
+        if not row.annotator:
+            findings.append(Finding(str(path), number, 1, "annotator", "missing (or --annotator)"))
             continue
         if problem := check_class(store.taxonomies, row.taxonomy, row.cls):
             findings.append(Finding(str(path), number, 1, "class", problem))
@@ -71,7 +87,7 @@ def import_annotations(path: Path, store: LabelStore, frames: FrameStore) -> Imp
         raise FindingsError(findings)
     infos = {sha: FrameInfo(sha, r.site, r.line, r.camera) for r, sha, _ in staged}
     batch = [
-        NewEvent(EventKind.ANNOTATION, r.annotator, frame=sha, cls=r.cls, taxonomy=r.taxonomy)
+        NewEvent(EventKind.ANNOTATION, r.annotator or "", frame=sha, cls=r.cls, taxonomy=r.taxonomy)
         for r, sha, _ in staged
     ]
     known = store.frames()

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
 
     c = cmds.add_parser("import", help="import annotations from a JSON Lines file")
-    c.add_argument("file", type=Path)
+    c.add_argument("file", type=Path, help="JSON Lines (or `linefleet data generate`'s manifest)")
+    c.add_argument("--annotator", help="for rows without an annotator")
+    c.add_argument("--taxonomy", help="for rows without a taxonomy version (name@N)")
     c.set_defaults(run=run_import)
 
     c = cmds.add_parser("tasks", help="list open tasks: re-reviews, audits, overrides to QA")
@@ -87,7 +89,9 @@ def run_import(ns: argparse.Namespace) -> int:
     from trainer.imports import import_annotations
 
     ws = workspace(ns)
-    result = import_annotations(ns.file, ws.open_store(), ws.frames)
+    result = import_annotations(
+        ns.file, ws.open_store(), ws.frames, annotator=ns.annotator, taxonomy=ns.taxonomy
+    )
     print(f"imported {result.events} annotation(s), {result.new_frames} new frame(s)")
     return int(ExitCode.OK)
 

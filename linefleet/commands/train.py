@@ -1,0 +1,88 @@
+"""`linefleet train`: build a dataset version, fit, evaluate per line, log to MLflow, register.
+
+Exit codes: 0 trained, 1 unusable input (too few labels, corrupt MLflow store), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from linefleet.commands.labels import add_workspace_options
+from linefleet_core.errors import ExitCode
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model on the current labels; log it to MLflow as the challenger",
+        description="Train on a new dataset version; metrics per line; ONNX artifact in MLflow.",
+    )
+    add_workspace_options(p)
+    p.add_argument("--model", required=True, help="model family name, e.g. surface-cnn")
+    p.add_argument("--taxonomy", help="taxonomy version (default: newest of the family's)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
+    p.add_argument("--size", type=int, default=64, help="input size in pixels (default 64)")
+    p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
+    p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
+    p.add_argument("--no-register", action="store_true", help="log the run, do not register")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(run=run)
+
+
+def run(ns: argparse.Namespace) -> int:
+    from trainer.run import TrainRequest, train_run
+    from trainer.tracking import default_uri
+    from trainer.train import TrainConfig
+    from trainer.workspace import Workspace
+
+    ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
+    lines = tuple(k.strip() for k in ns.lines.split(",") if k.strip())
+    request = TrainRequest(
+        workspace=ws,
+        model=ns.model,
+        tracking_uri=ns.tracking_uri or default_uri(ns.state),
+        taxonomy=ns.taxonomy,
+        config=TrainConfig(size=ns.size, c=ns.c, lines=lines),
+        register=not ns.no_register,
+    )
+    result = train_run(request)
+    if ns.format == "json":
+        doc = {
+            "format_version": 1,
+            "dataset": result.dataset.hash,
+            "taxonomy": result.dataset.taxonomy,
+            "run_id": result.run_id,
+            "registry_version": result.registry_version,
+            "artifact": {
+                "path": str(result.artifact),
+                "sha256": result.sha256,
+                "size": result.size,
+            },
+            "holdout": {"accuracy": result.overall.accuracy, "frames": result.overall.frames},
+            "lines": {
+                k: {"accuracy": s.accuracy, "macro_f1": s.macro_f1, "frames": s.frames}
+                for k, s in result.per_line.items()
+            },
+            "reference_stats": result.reference_stats,
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return int(ExitCode.OK)
+    ds = result.dataset
+    print(
+        f"dataset {ds.short} ({ds.taxonomy}): {len(ds.items)} frame(s), trained on "
+        f"{result.model.train_frames}"
+    )
+    print(f"holdout accuracy {result.overall.accuracy:.3f} on {result.overall.frames} frame(s)")
+    for key, s in result.per_line.items():
+        print(f"  {key:<24} accuracy {s.accuracy:.3f}  macro-F1 {s.macro_f1:.3f}  ({s.frames})")
+    alias = (
+        f", registered as version {result.registry_version} (challenger)"
+        if (result.registry_version is not None)
+        else ""
+    )
+    print(f"MLflow run {result.run_id}{alias}")
+    print(f"artifact {result.artifact} sha256 {result.sha256[:12]} ({result.size} bytes)")
+    return int(ExitCode.OK)

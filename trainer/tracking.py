@@ -1,0 +1,148 @@
+"""MLflow: one run per training, the ONNX artifact registered with the `challenger` alias.
+
+    tracker = Tracker.open("sqlite:///state/mlflow.db")     # any tracking URI; no network
+    run_id = tracker.log(record)                              # params, metrics, artifacts
+    version = tracker.register("surface-cnn", run_id, "model/surface-cnn-5.onnx")
+
+Metrics: `holdout_accuracy`, `holdout_macro_f1`, `holdout_defect_recall` overall and
+per line (`<metric>.<site>.<line>`). Artifacts: the ONNX model, the dataset manifest, the
+confusion matrices (JSON, per line and overall), the reference input statistics. The
+registry uses aliases (`challenger` for a fresh candidate, `champion` for what serves),
+never the deprecated stages. A store that cannot be read is a clear error, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linefleet_core.errors import PermanentError
+from trainer.metrics import Scores
+
+EXPERIMENT = "linefleet-trainer"
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+def default_uri(state: Path) -> str:
+    return f"sqlite:///{(state / 'mlflow.db').resolve()}"
+
+
+@dataclass
+class RunRecord:
+    params: dict[str, Any]
+    dataset: str
+    taxonomy: str
+    classes: tuple[str, ...]
+    overall: Scores
+    per_line: dict[str, Scores]
+    model_file: Path
+    manifest_file: Path
+    reference_stats: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class Tracker:
+    def __init__(self, client: Any, uri: str, artifact_root: str | None) -> None:
+        self.client = client
+        self.uri = uri
+        self.artifact_root = artifact_root
+
+    @classmethod
+    def open(cls, uri: str) -> Tracker:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from mlflow.tracking import MlflowClient
+
+        artifact_root = None
+        if uri.startswith("sqlite:///"):
+            db = Path(uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            artifact_root = (db.parent / "mlartifacts").resolve().as_uri()
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+        except Exception as exc:  # MLflow raises many kinds: all mean "unusable store"
+            raise PermanentError(
+                f"MLflow tracking store {uri}: unusable ({_reason(exc)})"
+            ) from None
+        return cls(client, uri, artifact_root)
+
+    def experiment(self, name: str = EXPERIMENT) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(self.client.create_experiment(name, artifact_location=self.artifact_root))
+
+    def log(self, record: RunRecord) -> str:
+        from mlflow.entities import Metric, Param
+
+        tags = {"linefleet.dataset": record.dataset, "linefleet.taxonomy": record.taxonomy}
+        run = self.client.create_run(self.experiment(), tags={**tags, **record.tags})
+        run_id: str = run.info.run_id
+        try:
+            params = [Param(k, str(v)) for k, v in sorted(record.params.items())]
+            params += [Param("dataset", record.dataset), Param("taxonomy", record.taxonomy)]
+            metrics = [Metric(k, v, 0, 0) for k, v in _metrics(record).items()]
+            self.client.log_batch(run_id, metrics=metrics, params=params, tags=[])
+            self.client.log_artifact(run_id, str(record.model_file), "model")
+            self.client.log_artifact(run_id, str(record.manifest_file), "dataset")
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, doc in _json_artifacts(record).items():
+                    path = Path(tmp) / name
+                    path.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
+                    folder = "confusion" if name.startswith("confusion") else None
+                    self.client.log_artifact(run_id, str(path), folder)
+            self.client.set_terminated(run_id, "FINISHED")
+        except Exception:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        return run_id
+
+    def register(self, name: str, run_id: str, artifact_path: str, alias: str = CHALLENGER) -> int:
+        """Register the run's artifact as a new version of `name`; point `alias` at it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        run = self.client.get_run(run_id)
+        source = f"{run.info.artifact_uri}/{artifact_path}"
+        version = self.client.create_model_version(name, source, run_id=run_id)
+        self.client.set_registered_model_alias(name, alias, version.version)
+        return int(version.version)
+
+
+def _metrics(record: RunRecord) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, scores in [("", record.overall), *record.per_line.items()]:
+        suffix = f".{key.replace('/', '.')}" if key else ""
+        out[f"holdout_accuracy{suffix}"] = scores.accuracy
+        out[f"holdout_macro_f1{suffix}"] = scores.macro_f1
+        out[f"holdout_defect_recall{suffix}"] = scores.defect_recall
+        out[f"holdout_frames{suffix}"] = float(scores.frames)
+    return out
+
+
+def _json_artifacts(record: RunRecord) -> dict[str, Any]:
+    docs: dict[str, Any] = {"reference_stats.json": record.reference_stats}
+    for key, scores in [("all", record.overall), *record.per_line.items()]:
+        docs[f"confusion-{key.replace('/', '--')}.json"] = {
+            "classes": list(record.classes),
+            "rows": "truth",
+            "columns": "prediction",
+            "matrix": [list(r) for r in scores.confusion],
+        }
+    return docs
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

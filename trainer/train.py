@@ -1,0 +1,165 @@
+"""Fit a classifier on a dataset version and export ONE ONNX artifact that follows the contract.
+
+    model = fit(version, frames, TrainConfig(size=64))
+    model.onnx            # bytes: image [1, 3, S, S] -> probabilities [1, K] (+ label)
+    model.predict(x)      # probabilities from the artifact itself, [N, K]
+
+The features come from `trainer.features.feature_graph`, run with onnxruntime, so training
+sees exactly the numbers the edge will compute. A scikit-learn pipeline (standard scaler +
+logistic regression) is fitted on them, converted with skl2onnx (no ZipMap), appended to the
+feature graph with `onnx.compose.merge_models`, and followed by a fixed MatMul that places
+the classifier's classes in the taxonomy's order (a class absent from training gets
+probability 0, and rows still sum to 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from linefleet_core.errors import PermanentError
+from trainer.datasets import DatasetVersion, Item
+from trainer.features import INPUT, OPSET, extract, feature_graph, to_tensor
+from trainer.frames import FrameStore
+
+PROBABILITIES = "probabilities"
+ML_OPSET = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    size: int = 64
+    c: float = 1.0
+    max_iter: int = 3000
+    seed: int = 0
+    lines: tuple[str, ...] = ()
+    """Train on these lines only (empty: every line). Evaluation always covers every line."""
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "input_size": self.size,
+            "classifier": "StandardScaler+LogisticRegression",
+            "C": self.c,
+            "max_iter": self.max_iter,
+            "seed": self.seed,
+            "train_lines": ",".join(self.lines) or "all",
+        }
+
+
+@dataclass
+class TrainedModel:
+    classes: tuple[str, ...]
+    onnx: bytes
+    pipeline: Any
+    feature_model: Any
+    size: int
+    train_frames: int
+    _session: Any = field(default=None, repr=False)
+
+    def predict(self, images: Any) -> Any:
+        """Probabilities [N, K] from the exported artifact, one frame at a time (as the edge)."""
+        if self._session is None:
+            self._session = session_for(self.onnx)
+        return predict_with(self._session, images)
+
+
+def session_for(model: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def predict_with(session: Any, images: Any) -> Any:
+    name = session.get_inputs()[0].name
+    rows = [session.run([PROBABILITIES], {name: images[i : i + 1]})[0] for i in range(len(images))]
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def load_images(frames: FrameStore, items: Sequence[Item], size: int) -> Any:
+    """The contract tensors of `items`, stacked: float32 [N, 3, size, size]."""
+    if not items:
+        return np.zeros((0, 3, size, size), np.float32)
+    return np.concatenate([to_tensor(frames.load(i.frame), size) for i in items])
+
+
+def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> TrainedModel:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    items = [i for i in version.train() if not config.lines or i.line_key in config.lines]
+    present = sorted({i.cls for i in items}, key=version.classes.index)
+    if len(present) < 2:
+        left_out = "; ".join(f"{n} label(s) {why}" for why, n in version.excluded.items())
+        hint = f" (left out: {left_out}; see `linefleet labels migrate`)" if left_out else ""
+        raise PermanentError(
+            f"dataset {version.short} ({version.taxonomy}) has {len(items)} training frame(s) "
+            f"with {len(present)} class(es); training needs at least two classes{hint}"
+        )
+    features = feature_graph(config.size)
+    x = extract(features, load_images(frames, items, config.size))
+    y = np.array([present.index(i.cls) for i in items])
+    pipeline = make_pipeline(
+        StandardScaler(), LogisticRegression(C=config.c, max_iter=config.max_iter)
+    )
+    pipeline.fit(x, y)
+    artifact = export(features, pipeline, present, version.classes, config.size)
+    return TrainedModel(
+        tuple(version.classes), artifact, pipeline, features, config.size, len(items)
+    )
+
+
+def export(
+    features: Any,
+    pipeline: Any,
+    present: Sequence[str],
+    classes: Sequence[str],
+    size: int,
+) -> bytes:
+    """Feature graph + classifier + class placement, as one model with a batch of one."""
+    from onnx import TensorProto, compose, helper, numpy_helper
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    n_features = features.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    clf = to_onnx(
+        pipeline,
+        initial_types=[("clf_input", FloatTensorType([None, n_features]))],
+        target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+    )
+    clf.ir_version = features.ir_version
+    head = feature_graph(size, batch=1)
+    merged = compose.merge_models(
+        compose.add_prefix(head, "feat_"),
+        compose.add_prefix(clf, "clf_"),
+        io_map=[("feat_features", "clf_clf_input")],
+    )
+    graph = merged.graph
+    placement = np.zeros((len(present), len(classes)), np.float32)
+    for row, cls in enumerate(present):
+        placement[row, list(classes).index(cls)] = 1.0
+    graph.initializer.append(numpy_helper.from_array(placement, "class_placement"))
+    graph.node.append(
+        helper.make_node("MatMul", ["clf_probabilities", "class_placement"], [PROBABILITIES])
+    )
+    graph.input[0].name = INPUT
+    for node in graph.node:
+        node.input[:] = [INPUT if n == "feat_" + INPUT else n for n in node.input]
+    outputs = [o for o in graph.output if o.name == "clf_label"]
+    del graph.output[:]
+    probabilities = helper.make_tensor_value_info(
+        PROBABILITIES, TensorProto.FLOAT, [1, len(classes)]
+    )
+    graph.output.extend([probabilities, *outputs])
+    merged.producer_name = "linefleet-trainer"
+    import onnx
+
+    onnx.checker.check_model(merged, full_check=True)
+    data: bytes = merged.SerializeToString()
+    return data
