@@ -1,0 +1,206 @@
+"""`linefleet edge run` and `linefleet edge status` as a user (or systemd) runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_puller.agent import Agent
+from linefleet.cli import main
+from linefleet_core.signing import SigningKey
+from tests.support.mosquitto import Mosquitto, free_port
+from tests.unit.edge.documents import desired, line_doc
+from tests.unit.edge.helpers import spec_for
+
+pytestmark = pytest.mark.acceptance
+KEY = SigningKey.generate()
+
+
+@pytest.fixture
+def trust_key(tmp_path: Path) -> Path:
+    path = tmp_path / f"{KEY.key_id}.pub"
+    KEY.write(tmp_path / "keys")
+    (tmp_path / "keys" / f"{KEY.key_id}.pub").rename(path)
+    return path
+
+
+@pytest.fixture
+def frames(tmp_path: Path) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for n, level in enumerate([220, 30, 220]):
+        cv2.imwrite(str(folder / f"f{n}.png"), np.full((48, 64, 3), level, dtype=np.uint8))
+    (folder / "f9.png").write_bytes(b"not an image")
+    return folder
+
+
+def _converged_state(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    agent = Agent("plant", "dev-1", state, {KEY.key_id: KEY.public})
+    m1 = spec_for(tmp_path / "src", "inc", 1)
+    m2 = spec_for(tmp_path / "src", "cand", 2, invert=True)
+    agent.offer_desired(desired(KEY, 4, line_doc(m1, candidate=m2, stage="canary", fraction=0.2)))
+    for _ in range(3):
+        agent.tick()
+    agent.outbox.close()
+    return state
+
+
+def _edge_run(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "linefleet", "edge", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = [json.loads(x) for x in path.read_text().splitlines() if x]
+            if len(lines) >= count:
+                return lines
+        time.sleep(0.1)
+    raise AssertionError(f"{path}: fewer than {count} results after {timeout}s")
+
+
+def test_status_of_a_fresh_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "state").mkdir()
+    assert main(["edge", "status", "--state-dir", str(tmp_path / "state")]) == 0
+    out = capsys.readouterr().out
+    assert "generation  0 held, 0 applied" in out
+    assert "none yet (no desired state received)" in out
+
+
+def test_status_shows_models_generation_and_outbox_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = _converged_state(tmp_path)
+    assert main(["edge", "status", "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "device      plant/dev-1" in out
+    assert "generation  4 held, 4 applied" in out
+    assert "plant/line-1: serving inc@1 (slot a), standby -, canary cand@2" in out
+    assert main(["edge", "status", "--state-dir", str(state), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["outbox"] >= 2  # the activation event and a report, never delivered
+    assert doc["lines"][0]["candidate"] == "cand@2" and doc["lines"][0]["in_sync"] is True
+
+
+def test_status_of_a_missing_directory_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["edge", "status", "--state-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "dev-1"], "--device SITE/DEVICE or --site SITE"),
+        (["--device", "Plant/dev-1"], "lower-case letters"),
+        (["--device", "plant/dev-1", "--broker", "http://x"], "expected mqtt://HOST:PORT"),
+        (["--device", "plant/dev-1", "--trust-key", "/nonexistent.pub"], "no such file"),
+    ],
+)
+def test_run_refuses_bad_arguments(
+    tmp_path: Path,
+    trust_key: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    base = {
+        "--broker": "mqtt://127.0.0.1:1",
+        "--state-dir": str(tmp_path / "s"),
+        "--frames": str(tmp_path),
+        "--trust-key": str(trust_key),
+    }
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    argv = ["edge", "run", "--device", base.pop("--device")]
+    for flag, value in base.items():
+        argv += [flag, value]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_serves_from_persisted_state_with_no_broker_and_stops_on_sigterm(
+    tmp_path: Path, trust_key: Path, frames: Path
+) -> None:
+    state = _converged_state(tmp_path)
+    results = tmp_path / "results.jsonl"
+    proc = _edge_run(
+        "--device", "plant/dev-1", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+        "--state-dir", str(state), "--frames", str(frames), "--trust-key", str(trust_key),
+        "--results", str(results),
+    )  # fmt: skip
+    try:
+        lines = _wait_lines(results, 4)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    by_frame = {line["frame_id"]: line for line in lines}
+    assert by_frame["f9.png"]["error"] == "unreadable frame"
+    assert by_frame["f1.png"]["serving"]["label"] == "scratch"  # type: ignore[index]
+    assert {line["model"] for line in lines if line.get("label")} <= {"inc@1", "cand@2"}
+
+
+def test_run_converges_from_the_broker_and_says_goodbye(
+    tmp_path: Path, trust_key: Path, frames: Path
+) -> None:
+    m1 = spec_for(tmp_path / "src", "inc", 1)
+    with Mosquitto(tmp_path / "broker") as broker:
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-publisher")
+        publisher.connect(broker.host, broker.port)
+        publisher.loop_start()
+        publisher.publish(
+            "linefleet/v1/plant/dev-1/desired", desired(KEY, 1, line_doc(m1)), 1, True
+        ).wait_for_publish(5)
+        results = tmp_path / "results.jsonl"
+        proc = _edge_run(
+            "--device", "dev-1", "--site", "plant", "--broker", broker.url,
+            "--state-dir", str(tmp_path / "state"), "--frames", str(frames),
+            "--trust-key", str(trust_key.parent), "--results", str(results),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                (frames / f"g{time.monotonic_ns()}.png").write_bytes(
+                    cv2.imencode(".png", np.full((48, 64, 3), 200, np.uint8))[1].tobytes()
+                )
+                lines = _wait_lines(results, 1)
+                if lines[-1].get("model") == "inc@1":
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("the device never served inc@1")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        seen: list[bytes] = []
+        publisher.on_message = lambda _c, _u, msg: seen.append(bytes(msg.payload))
+        publisher.subscribe("linefleet/v1/plant/dev-1/online", qos=1)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        publisher.loop_stop()
+        assert seen and json.loads(seen[-1])["online"] is False  # the clean goodbye, retained
+    assert main(["edge", "status", "--state-dir", str(tmp_path / "state")]) == 0
