@@ -20,7 +20,7 @@ from linefleet_core.fleet import Line
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Mapping as ClassMapping
 from linefleet_core.taxonomy import Taxonomy, class_mapping
-from reconciler import policy
+from reconciler import policy, published
 from reconciler.specdiff import FieldChange, diff, flatten
 
 HEADER = ("apiVersion", "kind")
@@ -112,6 +112,8 @@ class Plan:
     """Model versions (`surface-cnn@5`) and taxonomy versions (`surface-defects@3`)."""
     settings: tuple[Change, ...]
     """The fleet policy."""
+    catalogue_violations: tuple[Finding, ...] = field(default=())
+    """Policy violations outside lines: a published model version changed in place."""
     validation: tuple[Finding, ...] = field(default=())
     """Problems of the head revision itself (schema, references), errors and warnings."""
     base_errors: int = 0
@@ -122,7 +124,7 @@ class Plan:
 
     @property
     def violations(self) -> tuple[Finding, ...]:
-        return tuple(f for line in self.lines for f in line.findings)
+        return (*(f for line in self.lines for f in line.findings), *self.catalogue_violations)
 
     @property
     def ok(self) -> bool:
@@ -143,7 +145,8 @@ class Plan:
             lines_changed=count(Action.UPDATE),
             lines_removed=count(Action.DELETE),
             devices_affected=len(self.devices),
-            violations=sum(1 for line in self.lines if line.findings),
+            violations=sum(1 for line in self.lines if line.findings)
+            + len(self.catalogue_violations),
             rollbacks=sum(1 for line in self.lines if line.verdict is policy.Verdict.ROLLBACK),
             errors=len(self.errors),
         )
@@ -172,6 +175,7 @@ def plan(
         sites=_objects("site", base.sites, head.sites, exclude=("id",)),
         catalogue=_models(base, head) + _taxonomies(base, head),
         settings=_objects("policy", {"fleet": base.policy}, {"fleet": head.policy}),
+        catalogue_violations=tuple(published.check_catalogue(base, head)),
         validation=tuple(sorted(set(head_findings))),
         base_errors=sum(1 for f in base_findings if f.severity is Severity.ERROR),
     )

@@ -10,7 +10,8 @@ rules it breaks:
   enough holdout frames, scoring at least the incumbent minus the policy tolerance;
 - `rollout.previous` records the model a promotion replaced; only a promotion sets it;
 - nothing but rollbacks and aborts may land during a site freeze, or (if the policy says so)
-  while a production window is open.
+  while a production window is open;
+- a published model version is immutable (`reconciler.published`).
 
 Rollbacks (serving back to `previous`, abort, canary back to shadow, a smaller canary) are
 always allowed. Findings are located in the head revision's line file. This module is pure:
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import Candidate, Line, Site
 from linefleet_core.spec import FleetSpec
-from reconciler import windows
+from reconciler import published, windows
 
 Path = tuple[str | int, ...]
 EPSILON = 1e-9
@@ -85,7 +86,8 @@ class LineDecision:
 
 def check_change(base: FleetSpec, head: FleetSpec, now: dt.datetime) -> list[Finding]:
     """Every policy violation of the change base -> head, located in the head files."""
-    return sorted(f for d in decide(base, head, now).values() for f in d.findings)
+    lines = [f for d in decide(base, head, now).values() for f in d.findings]
+    return sorted(lines + published.check_catalogue(base, head))
 
 
 def decide(base: FleetSpec, head: FleetSpec, now: dt.datetime) -> dict[str, LineDecision]:

@@ -104,6 +104,9 @@ def markdown(plan: Plan) -> str:
     ):
         if group:
             out += [f"### {title}", ""]
+            if group is plan.catalogue and plan.catalogue_violations:
+                out += [f"> ❌ {f.render()}" for f in plan.catalogue_violations]
+                out.append("")
             for change in group:
                 out += _md_change(change)
     out += ["---", f"<sub>{LEGEND}</sub>", ""]
@@ -116,8 +119,7 @@ def _headline(plan: Plan) -> str:
         return f"❌ linefleet plan: the head revision is invalid ({n} error{_s(n)})"
     n = plan.summary.violations
     if n:
-        verb = "breaks" if n == 1 else "break"
-        return f"❌ linefleet plan: {n} line{_s(n)} {verb} the rollout policy"
+        return f"❌ linefleet plan: {n} violation{_s(n)} of the rollout policy"
     return "✅ linefleet plan: valid, the rollout policy allows every change"
 
 
@@ -208,6 +210,10 @@ def text(plan: Plan) -> str:
         out.append(f"  # {change.kind} {change.key} will be {VERB[change.action]}")
         out += _text_changes(change.changes)
         out.append("")
+    for finding in plan.catalogue_violations:
+        out.append(f"  ! {finding.render()}")
+    if plan.catalogue_violations:
+        out.append("")
     out.append(plan.summary.text)
     return "\n".join(out) + "\n"
 
@@ -269,6 +275,7 @@ def as_json(plan: Plan) -> dict[str, Any]:
             for d in plan.devices
         ],
         "catalogue": [_json_change(c) for c in plan.catalogue],
+        "catalogue_violations": [f.as_dict() for f in plan.catalogue_violations],
         "sites": [_json_change(c) for c in plan.sites],
         "policy": [_json_change(c) for c in plan.settings],
         "validation": [f.as_dict() for f in plan.validation],

@@ -166,5 +166,5 @@ def test_the_installed_command(repo: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1, proc.stderr
-    assert "## ❌ linefleet plan: 1 line breaks the rollout policy" in proc.stdout
+    assert "## ❌ linefleet plan: 1 violation of the rollout policy" in proc.stdout
     assert "below surface-cnn@2's 0.940 minus the tolerance 0.010" in proc.stdout

@@ -240,6 +240,11 @@ def test_changed_artifact_of_a_published_version_is_shown() -> None:
     assert (change.key, change.action) == ("surface-cnn@2", Action.UPDATE)
     assert [c.field for c in change.changes] == ["artifact.sha256"]
     assert p.lines == () and p.devices == ()
+    [violation] = p.violations  # every line serving @2 would silently run another network
+    assert violation.field == "versions[1].artifact.sha256"
+    assert not p.ok
+    assert p.summary.text.endswith("policy: 1 violation")
+    assert f"> ❌ {violation.render()}" in render.markdown(p)
 
 
 def test_invalid_head_fails_the_plan() -> None:

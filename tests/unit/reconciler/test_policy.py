@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -508,3 +509,55 @@ def test_freeze_bounds_are_site_local_and_half_open() -> None:
     assert windows.active_freeze(site, at) is not None
     assert windows.active_freeze(site, at - dt.timedelta(minutes=1)) is None
     assert windows.active_freeze(site, dt.datetime(2026, 12, 26, 23, 0, tzinfo=dt.UTC)) is None
+
+
+def _version(docs: Docs, version: int) -> dict[str, Any]:
+    mv: dict[str, Any] = docs[MODELS]["versions"][version - 1]
+    return mv
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: _version(d, 2)["artifact"].update(sha256="f" * 64),
+            [
+                (
+                    "versions[1].artifact.sha256",
+                    "surface-cnn@2 is published, so its artifact may not change (sha256 "
+                    f"{hashlib.sha256(b'surface-cnn@2').hexdigest()[:12]}…, "
+                    "40962 bytes → sha256 ffffffffffff…, 40962 bytes); add it as version 4 "
+                    "instead",
+                )
+            ],
+        ),
+        (lambda d: _version(d, 3).update(opset=15), [("versions[2].opset", None)]),
+        (
+            lambda d: _version(d, 1)["output_classes"].reverse(),
+            [("versions[0].output_classes", None)],
+        ),
+        (lambda d: _version(d, 2)["artifact"].update(url="https://mirror.example/2.onnx"), []),
+        (
+            lambda d: _version(d, 2)["evaluation"].update(
+                {"dresden/line-1": {**evidence(d, 3, "dresden/line-1")}}
+            ),
+            [],
+        ),
+    ],
+    ids=["artifact swapped", "opset", "class order", "artifact moved", "evidence added"],
+)
+def test_published_model_versions_are_immutable(
+    edit: Callable[[Docs], None], expected: list[tuple[str, str | None]]
+) -> None:
+    base, _ = load_docs(documents())
+    docs = documents()
+    edit(docs)
+    head, _ = load_docs(docs)
+
+    findings = policy.check_change(base, head, IN_FREEZE)  # a catalogue change has no calendar
+
+    assert [f.field for f in findings] == [field for field, _ in expected]
+    for finding, (_, message) in zip(findings, expected, strict=True):
+        assert finding.path == MODELS and finding.line > 0 and finding.code == "policy"
+        if message is not None:
+            assert finding.message == message
