@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import queue
 import threading
 import time
@@ -48,6 +49,7 @@ from linefleet_core.signing import TrustedKeys, VerifyError
 from linefleet_core.wire import PROTOCOL, Applied, Channel, ReportedState, topic
 
 AGENT = "linefleet-edge/0.1.0"
+log = logging.getLogger("linefleet.edge")
 IDLE_TICK = 1.0
 
 
@@ -135,10 +137,19 @@ class Agent:
         return IDLE_TICK
 
     def run(self, stop: threading.Event) -> None:
+        """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving."""
         while not stop.is_set():
-            delay = self.tick()
+            try:
+                delay = self.tick()
+            except Exception:
+                log.exception("convergence tick failed; retrying")
+                delay = self.backoff.next(5.0)
             self.wake.wait(delay)
             self.wake.clear()
+
+    def spool_list(self) -> list[Spool]:
+        with self._lock:
+            return list(self.spools.values())
 
     def observe(self) -> Observed:
         running = {}
@@ -198,7 +209,8 @@ class Agent:
             }
             return json.dumps(event, sort_keys=True).encode()
 
-        self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
+        seq = self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
+        log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
     def report(self) -> None:
         document = self.build_report()
@@ -280,7 +292,8 @@ class Agent:
             "message": "; ".join(messages)[:1000],
             "metrics": metrics.snapshot(reference) if metrics else None,
         }
-        spool = self.spools.get(key)
+        with self._lock:
+            spool = self.spools.get(key)
         if spool is not None:
             status["spool"] = {**vars(spool.counters), "pending": spool.pending()}
         return status

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import ssl
 import threading
@@ -30,6 +31,7 @@ USERNAME_ENV = "LINEFLEET_MQTT_USERNAME"
 PASSWORD_ENV = "LINEFLEET_MQTT_PASSWORD"
 CA_ENV = "LINEFLEET_MQTT_CA"
 PUBACK_TIMEOUT = 5.0
+log = logging.getLogger("linefleet.edge")
 
 
 @dataclass(frozen=True)
@@ -133,12 +135,15 @@ class Link:
             return
         self._backoff.reset()
         self.connects += 1
+        log.info("connected to %s:%d", self.broker.host, self.broker.port)
         client.subscribe(self.desired_topic, qos=1)
         client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
         self.last_error = ""
         self.connected.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self.connected.is_set():
+            log.warning("disconnected from the broker (%s); serving continues", reason)
         self.connected.clear()
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
@@ -162,7 +167,11 @@ class Link:
                 self._stop.wait(self._backoff.next())
                 continue
             while not self._stop.is_set():
-                if self.client.loop(timeout=0.1) != self._mqtt_success:
+                try:
+                    if self.client.loop(timeout=0.1) != self._mqtt_success:
+                        break
+                except Exception:
+                    log.exception("MQTT network loop failed; reconnecting")
                     break
             self.connected.clear()
             if not self._stop.is_set():
@@ -170,15 +179,22 @@ class Link:
 
     def _send(self) -> None:
         while not self._stop.is_set():
-            if not self.connected.wait(0.2):
-                continue
-            message = self.outbox.first()
-            if message is not None:
-                if self._publish(message.topic, message.payload, message.retain):
-                    self.outbox.ack(message.id)
-                continue
-            if not self._upload_one():
-                self._stop.wait(0.1)
+            try:
+                self._send_one()
+            except Exception:  # a bug must not stop delivery for good
+                log.exception("sending from the outbox failed; retrying")
+                self._stop.wait(1.0)
+
+    def _send_one(self) -> None:
+        if not self.connected.wait(0.2):
+            return
+        message = self.outbox.first()
+        if message is not None:
+            if self._publish(message.topic, message.payload, message.retain):
+                self.outbox.ack(message.id)
+            return
+        if not self._upload_one():
+            self._stop.wait(0.1)
 
     def _upload_one(self) -> bool:
         for spool in self.spools():

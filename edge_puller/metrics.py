@@ -16,6 +16,7 @@ statistics and the reference of min(1, |current - reference| / max(|reference|, 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -94,8 +95,16 @@ class LineMetrics:
         self.line = line
         self.stats_every = stats_every
         self._window = _Window(time.monotonic())
+        self._lock = threading.Lock()  # the frame loop observes, the agent loop snapshots
 
     def observe(self, decision: Decision, frame: Frame | None = None) -> None:
+        stats = None
+        if frame is not None and self._window.frames % self.stats_every == 0:
+            stats = input_stats(frame)
+        with self._lock:
+            self._observe(decision, stats)
+
+    def _observe(self, decision: Decision, stats: dict[str, float] | None) -> None:
         w = self._window
         w.frames += 1
         if decision.error or decision.serving is None:
@@ -113,16 +122,17 @@ class LineMetrics:
             w.candidate_defects += decision.candidate.label != "ok"
             w.agreements += decision.candidate.label == decision.serving.label
             w.confusion[decision.serving.label][decision.candidate.label] += 1
-        if frame is not None and (w.frames - 1) % self.stats_every == 0:
+        if stats is not None:
             camera = w.cameras[decision.camera]
             camera.frames += 1
-            for key, value in input_stats(frame).items():
+            for key, value in stats.items():
                 camera.sums[key] += value
 
     def snapshot(self, reference: dict[str, float]) -> dict[str, Any]:
         """The window as the report's `metrics` (wire `LineMetrics` plus extra fields)."""
-        w, now = self._window, time.monotonic()
-        self._window = _Window(now)
+        now = time.monotonic()
+        with self._lock:
+            w, self._window = self._window, _Window(now)
         seconds = max(now - w.started, 1e-9)
         decided = sum(w.decided.values())
         defects = decided - w.decided.get("ok", 0)

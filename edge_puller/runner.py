@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import signal
 import sys
 import threading
@@ -38,6 +39,12 @@ class RunOptions:
 
 def run(options: RunOptions, stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     agent = Agent(options.site, options.device, options.state_dir, options.trusted_keys)
     link = Link(
         options.broker,
@@ -45,7 +52,7 @@ def run(options: RunOptions, stop: threading.Event | None = None) -> int:
         options.device,
         agent.offer_desired,
         agent.outbox,
-        spools=lambda: list(agent.spools.values()),
+        spools=agent.spool_list,
         agent=AGENT,
     )
     if threading.current_thread() is threading.main_thread():

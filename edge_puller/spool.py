@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,7 @@ class Spool:
         self._counters_path = folder / "counters.json"
         self.counters = self._load_counters()
         self._bytes = sum(p.stat().st_size for p in self._files())
+        self._lock = threading.Lock()  # the frame loop adds, the MQTT sender uploads
 
     @property
     def spooled_bytes(self) -> int:
@@ -114,28 +116,32 @@ class Spool:
             sha256=hashlib.sha256(jpeg).hexdigest(),
             size=len(jpeg),
         )
-        self._store(encode_frame(meta, jpeg))
+        with self._lock:
+            self._store(encode_frame(meta, jpeg))
         return reason
 
     def next_upload(self, today: dt.date | None = None) -> tuple[Path, bytes] | None:
         """The oldest spooled frame, if today's upload budget still has room for it."""
-        self._roll_day(today)
-        budget = int(self.policy.daily_upload_budget_mb * MB)
-        for path in self._files():
-            payload = path.read_bytes()
-            if self.counters.bytes_today + len(payload) > budget:
-                return None
-            return path, payload
-        return None
+        with self._lock:
+            self._roll_day(today)
+            budget = int(self.policy.daily_upload_budget_mb * MB)
+            for path in self._files():
+                payload = path.read_bytes()
+                if self.counters.bytes_today + len(payload) > budget:
+                    return None
+                return path, payload
+            return None
 
     def uploaded(self, path: Path, size: int, today: dt.date | None = None) -> None:
-        self._roll_day(today)
-        path.unlink(missing_ok=True)
-        self._bytes -= size
-        self.counters.uploaded += 1
-        self.counters.uploaded_bytes += size
-        self.counters.bytes_today += size
-        self.flush()
+        with self._lock:
+            self._roll_day(today)
+            if path.exists():  # it may have been evicted while it was on its way
+                path.unlink()
+                self._bytes -= size
+            self.counters.uploaded += 1
+            self.counters.uploaded_bytes += size
+            self.counters.bytes_today += size
+            self.flush()
 
     def pending(self) -> int:
         return len(self._files())
