@@ -221,6 +221,9 @@ def _acked(info: Any) -> bool:
         return False
 
 
+BARRIER_ROOT = "linefleet/v1/_barrier"
+
+
 def retained_snapshot(
     address: BrokerAddress,
     topic_filter: str | Sequence[str],
@@ -230,8 +233,28 @@ def retained_snapshot(
     limit: float = 30.0,
     timeout: float = 5.0,
 ) -> dict[str, Message]:
-    """Every retained message under the filter(s), by topic (collected until a quiet period)."""
+    """Every retained message under the filter(s), by topic.
+
+    The broker queues a subscription's retained messages before anything published after
+    the SUBACK, so once our own barrier message (published after the SUBACK, on a topic only
+    we subscribe to) comes back, the snapshot is complete. If the barrier never comes back
+    (a broker ACL without `linefleet/v1/_barrier/#`), `quiet` seconds without a message end
+    the snapshot instead.
+    """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
-    with Session(address, client_id, subscriptions=filters) as session:
+    barrier = f"{BARRIER_ROOT}/{client_id}"
+    with Session(address, client_id, subscriptions=[*filters, barrier]) as session:
         session.connect(timeout)
-        return {m.topic: m for m in session.drain(quiet, limit) if m.retain}
+        session.client.publish(barrier, b"", qos=1, retain=False)
+        found: dict[str, Message] = {}
+        end = time.monotonic() + limit
+        while (wait := min(quiet, end - time.monotonic())) > 0:
+            try:
+                msg = session.inbox.get(timeout=wait)
+            except queue.Empty:
+                break
+            if msg.topic == barrier:
+                break
+            if msg.retain:
+                found[msg.topic] = msg
+        return found

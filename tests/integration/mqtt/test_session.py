@@ -53,3 +53,15 @@ def test_refused_credentials_are_permanent(tmp_path: Path) -> None:
         address = BrokerAddress.parse(f"mqtt://nobody:wrong@{broker.host}:{broker.port}")
         with pytest.raises(PermanentError, match="refused"), Session(address, "x") as session:
             session.connect()
+
+
+def test_snapshot_of_a_large_retained_set_is_complete(mosquitto: Mosquitto) -> None:
+    """The barrier, not a quiet period, ends the snapshot: all 2,000 arrive before it."""
+    address = BrokerAddress.parse(mosquitto.url)
+    with Session(address, "linefleet-test-many") as session:
+        session.connect()
+        session.publish_all(
+            [Outgoing(f"linefleet/v1/s/d{i}/desired", b"x" * 200) for i in range(2000)]
+        )
+    snap = retained_snapshot(address, "linefleet/v1/+/+/desired", "linefleet-t-many", quiet=2.0)
+    assert len(snap) == 2000
