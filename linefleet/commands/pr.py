@@ -4,6 +4,8 @@
     linefleet pr show N [--repo DIR] [--format text|json]
     linefleet pr merge N [--repo DIR]          # a real git merge of head into base, pushed
     linefleet pr close N [--repo DIR]
+    linefleet pr open --head BRANCH [--base main] --title T [--body-file FILE|-] [--label L]
+                      [--forge SPEC] [--repo DIR]
     linefleet pr comment --forge SPEC --number N --marker NAME --body-file FILE|-
 
 Exit codes: 0 done, 1 refused by the forge (no such PR, conflict, bad token...),
@@ -53,6 +55,21 @@ def register(sub: Subparsers) -> None:
         run=run_merge
     )
     local("close", "close a pull request without merging").set_defaults(run=run_close)
+
+    q = cmds.add_parser(
+        "open",
+        help="open a pull request for a pushed branch (or update the open one)",
+        description="Open a pull request from --head into --base; if one is already open "
+        "for --head, its title and body are updated. Prints the number.",
+    )
+    q.add_argument("--head", required=True, help="the pushed branch with the change")
+    q.add_argument("--base", default="main", help="the branch to merge into (default: main)")
+    q.add_argument("--title", required=True)
+    q.add_argument("--body-file", help="markdown file with the description ('-' for stdin)")
+    q.add_argument("--label", action="append", default=[], help="label (repeatable)")
+    q.add_argument("--forge", default="local", help="local (default), github://... or gitea://...")
+    q.add_argument("--repo", type=Path, default=Path(), help="repository (for --forge local)")
+    q.set_defaults(run=run_open)
 
     q = cmds.add_parser(
         "comment",
@@ -143,6 +160,27 @@ def run_close(ns: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _read_body(name: str | None) -> str:
+    if name is None:
+        return ""
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--body-file {name}: cannot read: {exc}") from None
+
+
+def run_open(ns: argparse.Namespace) -> int:
+    from linefleet_core.forge import forge_from_spec
+
+    body = _read_body(ns.body_file)
+    forge = forge_from_spec(ns.forge, ns.repo)
+    pr = forge.open_pull_request(ns.head, ns.base, ns.title, body, ns.label)
+    print(f"#{pr.number} {pr.state.value}: {pr.head} -> {pr.base}  {pr.url}")
+    return int(ExitCode.OK)
+
+
 def run_comment(ns: argparse.Namespace) -> int:
     from linefleet_core.forge import forge_from_spec, marker_tag
 
@@ -150,13 +188,7 @@ def run_comment(ns: argparse.Namespace) -> int:
         marker_tag(ns.marker)
     except ValueError as exc:
         raise UsageError(f"--marker: {exc}") from None
-    if ns.body_file == "-":
-        body = sys.stdin.read()
-    else:
-        try:
-            body = Path(ns.body_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--body-file {ns.body_file}: cannot read: {exc}") from None
+    body = _read_body(ns.body_file)
     forge = forge_from_spec(ns.forge, ns.repo)
     forge.upsert_comment(ns.number, ns.marker, body)
     print(f"comment {ns.marker!r} on #{ns.number} is up to date")

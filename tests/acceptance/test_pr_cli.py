@@ -195,3 +195,32 @@ def test_bad_marker_and_missing_body_file_are_usage_errors(
     code, _, err = run(capsys, *base, "--marker", "plan", "--body-file", str(tmp_path / "nope.md"))
     assert code == 2
     assert "--body-file" in err
+
+
+def test_open_from_the_command_line_is_idempotent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin, clone = origin_and_clone(tmp_path)
+    push_branch(clone, "line-3-lighting", {"fleet/a.yaml": "a: 1\n"})
+    body = tmp_path / "body.md"
+    body.write_text("New lighting profile for line 3.\n")
+    args = ["pr", "open", "--head", "line-3-lighting", "--title", "Line 3 lighting"]
+    args += ["--body-file", str(body), "--label", "site:toledo", "--repo", clone.working_tree_dir]
+
+    code, out, _ = run(capsys, *args)
+    assert (code, out) == (
+        0,
+        f"#1 open: line-3-lighting -> main  {origin}/linefleet-forge/pulls/1.json\n",
+    )
+    assert run(capsys, *args)[1] == out
+
+    code, _, err = run(
+        capsys, "pr", "open", "--head", "nope", "--title", "t", "--repo", clone.working_tree_dir
+    )
+    assert code == 1
+    assert "branch 'nope' does not exist" in err
+    pull = LocalForge.for_repo(clone.working_tree_dir).record(1)
+    assert (pull.pr.body, pull.pr.labels) == (
+        "New lighting profile for line 3.\n",
+        ("site:toledo",),
+    )
