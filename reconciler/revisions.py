@@ -1,7 +1,8 @@
 """Read the fleet at two git revisions and plan the change between them.
 
 The executor side of `reconciler.plan`: it touches git (read-only, through git objects: no
-checkout, so a dirty working tree does not matter) and hands plain specs to the pure planner.
+checkout, so a dirty working tree does not matter) or, on request, the working tree itself,
+and hands plain specs to the pure planner.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 
 from linefleet_core.errors import Finding
 from linefleet_core.gitrepo import GitSource, open_repo, resolve
-from linefleet_core.spec import FleetSpec
+from linefleet_core.spec import DirectorySource, FleetSpec
 from reconciler.check import load_checked
 from reconciler.plan import Plan, Revision, plan
+
+WORKTREE = "working tree"
 
 
 def read_revision(
@@ -26,12 +29,24 @@ def read_revision(
     return Revision(rev, str(commit.hexsha)), spec, findings
 
 
-def plan_revisions(repo: Path, base: str, head: str, now: dt.datetime) -> Plan:
-    """The plan of `base..head` for the fleet repository at `repo` (may be a subfolder)."""
+def read_worktree(repo: Path) -> tuple[Revision, FleetSpec, list[Finding]]:
+    """The fleet as it is on disk, uncommitted edits included."""
+    spec, findings = load_checked(DirectorySource(repo))
+    return Revision(WORKTREE), spec, findings
+
+
+def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) -> Plan:
+    """The plan of `base..head` for the fleet repository at `repo` (may be a subfolder).
+
+    `head=None` plans the working tree (uncommitted edits included) against `base`.
+    """
     git_repo = open_repo(repo)
     prefix = fleet_prefix(git_repo, repo)
     base_rev, base_spec, base_findings = read_revision(git_repo, base, prefix)
-    head_rev, head_spec, head_findings = read_revision(git_repo, head, prefix)
+    if head is None:
+        head_rev, head_spec, head_findings = read_worktree(repo)
+    else:
+        head_rev, head_spec, head_findings = read_revision(git_repo, head, prefix)
     return plan(
         base_spec,
         head_spec,

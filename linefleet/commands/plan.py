@@ -23,7 +23,8 @@ FORMATS = ("markdown", "json", "text")
 class PlanArgs:
     repo: Path
     base: str
-    head: str
+    head: str | None
+    """None: the working tree."""
     format: str
     now: dt.datetime
     out: Path | None
@@ -35,13 +36,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="show what a change between two git revisions does to lines and devices",
         description=(
             "Compare the fleet at two git revisions (read from git objects: uncommitted "
-            "changes are not part of the plan; commit them, or use `linefleet validate "
-            "--base REF` on the working tree). Exit 0 when the head is valid and the rollout "
-            "policy passes, 1 when it is invalid or violates the policy, 2 on usage errors."
+            "edits are not part of the plan unless --worktree is given). Exit 0 when the head "
+            "is valid and the rollout policy passes, 1 when it is invalid or violates the "
+            "policy, 2 on usage errors."
         ),
     )
     p.add_argument("--base", required=True, help="git revision the change starts from")
-    p.add_argument("--head", default="HEAD", help="git revision of the change (default: HEAD)")
+    head = p.add_mutually_exclusive_group()
+    # No default here: argparse would not see `--head HEAD --worktree` as a conflict.
+    head.add_argument("--head", help="git revision of the change (default: HEAD)")
+    head.add_argument(
+        "--worktree",
+        action="store_true",
+        help="plan the working tree (uncommitted edits included) instead of --head",
+    )
     p.add_argument("--repo", type=Path, default=Path(), help="fleet repository (default: .)")
     p.add_argument("--format", choices=FORMATS, default="markdown")
     p.add_argument("--now", help="evaluate freeze and production windows at this ISO time")
@@ -56,7 +64,7 @@ def run(ns: argparse.Namespace) -> int:
     args = PlanArgs(
         repo=ns.repo,
         base=ns.base,
-        head=ns.head,
+        head=None if ns.worktree else ns.head or "HEAD",
         format=ns.format,
         now=parse_now(ns.now) or dt.datetime.now(dt.UTC),
         out=ns.out,

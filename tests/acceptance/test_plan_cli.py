@@ -138,6 +138,31 @@ def test_usage_errors_exit_2(
     assert len(err.splitlines()) == 1  # one message, no traceback
 
 
+def test_worktree_plans_uncommitted_edits(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit_rollout(repo, "toledo/line-2", candidate=None)  # not committed
+    args = ("--repo", str(repo), "--base", "HEAD", "--format", "text", "--now", QUIET)
+
+    code, out, _ = run(capsys, *args)
+    assert (code, out.splitlines()[-1]) == (
+        0,
+        "Plan: 0 lines to add, 0 to change, 0 to remove; 0 devices affected; policy: 0 violations",
+    )
+
+    code, out, _ = run(capsys, *args, "--worktree")
+    assert code == 0
+    assert "-> working tree" in out.splitlines()[0]
+    assert "  # toledo/line-2 will be updated  [rollback]" in out
+
+
+def test_head_and_worktree_exclude_each_other(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--repo", str(repo), "--base", "HEAD", "--head", "HEAD", "--worktree"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_not_a_git_repository_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_minifleet(tmp_path)
     code, _, err = run(capsys, "--repo", str(tmp_path), "--base", "main")

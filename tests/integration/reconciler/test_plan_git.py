@@ -78,6 +78,12 @@ def test_uncommitted_changes_are_not_part_of_the_plan(clone: tuple[Path, Any]) -
     plan = plan_revisions(work, "origin/main", "HEAD", NOW)
     assert plan.empty and plan.ok
 
+    worktree = plan_revisions(work, "origin/main", None, NOW)  # linefleet plan --worktree
+    assert worktree.head.ref == "working tree" and worktree.head.sha == ""
+    assert [(line.key, line.verdict) for line in worktree.lines] == [
+        ("toledo/line-1", Verdict.ALLOWED)
+    ]
+
 
 def test_a_fleet_in_a_subfolder_of_the_git_repository(tmp_path: Path) -> None:
     root = tmp_path / "monorepo"
