@@ -30,7 +30,6 @@ VERDICT_WORDS = {
     Verdict.UNCHANGED: "no rollout change",
 }
 VERB = {Action.CREATE: "added", Action.UPDATE: "updated", Action.DELETE: "removed"}
-SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-"}
 LABELS = (
     ("rollout.serving", "serving model"),
     ("rollout.candidate.model", "candidate"),
@@ -96,7 +95,7 @@ def markdown(plan: Plan) -> str:
         out.append("")
         for device in plan.devices:
             if device.changes:
-                out += [f"<b>{device.key}</b>", "", *_md_table(device.changes)]
+                out += [f"**`{device.key}`**", "", *_md_table(device.changes)]
     for title, group in (
         ("Model and taxonomy catalogue", plan.catalogue),
         ("Sites", plan.sites),
@@ -162,10 +161,10 @@ def _md_device_row(device: DevicePlan) -> str:
 
 
 def _md_change(change: Change) -> list[str]:
-    head = f"- {SIGN[change.action]} {change.kind} `{change.key}` will be {VERB[change.action]}"
+    head = f"- {change.kind} `{change.key}` will be {VERB[change.action]}"
     if not change.changes:
         return [head, ""]
-    return [head, "", *("  " + row for row in _md_table(change.changes))]
+    return [head, "", *(f"  {row}" if row else "" for row in _md_table(change.changes))]
 
 
 def _s(n: int) -> str:
