@@ -181,9 +181,12 @@ def publish(
     *,
     quiet: float = 0.5,
     timeout: float = 30.0,
+    signed: dict[str, Signed] | None = None,
 ) -> Result:
-    docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
-    signed = sign_all(docs, key)
+    """Compile and sign `revision` (unless `signed` already holds it), then publish the diff."""
+    if signed is None:
+        docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
+        signed = sign_all(docs, key)
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
     the_plan = plan(signed, {t: m.payload for t, m in snapshot.items()}, key.key_id)

@@ -21,11 +21,13 @@ from pathlib import Path
 
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
 from linefleet_core.signing import SigningKey
-from linefleet_core.wire import Channel, client_id, topic_filter
-from reconciler.compile import CompileError
+from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
+from reconciler import rollback
+from reconciler.compile import CompileError, compile_fleet
 from reconciler.mqtt import BrokerAddress, Session
 from reconciler.observed import Accepted, Observations
-from reconciler.publish import Result, load_revision, publish
+from reconciler.publish import Result, Revision, Signed, load_revision, publish, sign_all
+from reconciler.status import fleet_status
 from reconciler.store import Store
 
 MAX_BACKOFF = 60.0
@@ -42,6 +44,8 @@ class Settings:
     remote: str | None = "origin"
     interval: float = 10.0
     name: str = "main"
+    forge: str | None = None
+    """Open rollback pull requests through this forge (`local`, `github://…`); None: never."""
 
 
 @dataclass
@@ -50,6 +54,7 @@ class TickOutcome:
     published: Result | None = None
     error: str = ""
     retry_in: float = 0.0
+    rollbacks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +64,9 @@ class Reconciler:
     observations: Observations = field(default_factory=Observations)
     failures: int = 0
     known: set[tuple[str, str]] | None = None
+    revision: Revision | None = None
+    signed: dict[str, Signed] | None = None
+    desired: dict[str, DesiredState] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings) -> Reconciler:
@@ -91,14 +99,18 @@ class Reconciler:
                 out.error = self.store.get("stalled_message") or "invalid commit"
                 return out
             self.store.put("last_attempted_commit", out.commit)
-            revision = load_revision(self.settings.repo, out.commit)
-            self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
+            revision = self.load(out.commit)
             out.published = publish(
-                revision, self.settings.address, self.settings.key, self.settings.artifact_base
+                revision,
+                self.settings.address,
+                self.settings.key,
+                self.settings.artifact_base,
+                signed=self.signed,
             )
             self.store.put("last_applied_commit", out.commit)
             self.store.put("last_result", json.dumps(out.published.as_dict()))
             self.failures = 0
+            out.rollbacks = self.guard()
         except TemporaryError as exc:
             self.failures += 1
             out.error = str(exc)
@@ -112,6 +124,39 @@ class Reconciler:
             out.error = str(exc)
         self.store.put("last_error", out.error)
         return out
+
+    def load(self, commit: str) -> Revision:
+        """The revision at `commit`, compiled and signed once (cached until the head moves)."""
+        if self.revision is None or self.revision.commit != commit:
+            revision = load_revision(self.settings.repo, commit)
+            base = self.settings.artifact_base
+            docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
+            self.signed = sign_all(docs, self.settings.key)
+            self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
+            self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
+            self.revision = revision
+        return self.revision
+
+    def guard(self) -> list[str]:
+        """Propose a rollback in git for each line past its health gates (once per head)."""
+        if self.settings.forge is None or self.revision is None:
+            return []
+        from linefleet_core.forge.factory import forge_from_spec
+        from linefleet_core.forge.proposal import remote_url
+
+        status = fleet_status(self.desired, self.observations)
+        done = []
+        for action in rollback.plan(self.revision.spec, status):
+            key, mark = f"rollback:{action.line}", f"{self.revision.commit}:{action.model}"
+            if self.store.get(key) == mark:
+                continue
+            forge = forge_from_spec(self.settings.forge, self.settings.repo)
+            remote = remote_url(self.settings.repo, self.settings.remote or "origin")
+            proposed = rollback.execute(remote, self.settings.branch, action, forge)
+            self.store.put(key, mark)
+            if proposed is not None:
+                done.append(f"{action.summary()}: {proposed.pull.url}")
+        return done
 
     # --- device side ----------------------------------------------------------------------
 

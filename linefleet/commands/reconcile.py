@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--signing-key", type=Path, help="default: $LINEFLEET_SIGNING_KEY")
     p.add_argument("--artifact-base", help="base URL for repository-relative artifacts")
     p.add_argument("--name", default="main", help="reconciler name (stable MQTT client id)")
+    p.add_argument(
+        "--forge",
+        help="open rollback pull requests when a line breaks its health gates: "
+        "local, github://OWNER/REPO or gitea://HOST/OWNER/REPO (default: never)",
+    )
     p.set_defaults(run=run)
 
 
@@ -54,6 +59,7 @@ def run(ns: argparse.Namespace) -> int:
         remote=ns.remote or None,
         interval=ns.interval,
         name=ns.name,
+        forge=ns.forge,
     )
     stop = threading.Event()
 
@@ -66,6 +72,8 @@ def run(ns: argparse.Namespace) -> int:
     last: list[str] = [""]
 
     def on_tick(outcome: TickOutcome) -> None:
+        for proposed in outcome.rollbacks:
+            print(f"proposed {proposed}", flush=True)
         if outcome.error:
             line = f"error at {(outcome.commit or '?')[:12]}: {outcome.error}"
             if outcome.retry_in:

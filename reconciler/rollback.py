@@ -1,0 +1,153 @@
+"""Health gates → rollback written to git, so git and the fleet never fight.
+
+`plan()` is pure: from the fleet and its status it proposes, per line, either dropping a
+canary candidate whose metrics break the health gates (or that a device already rolled
+back), or restoring `previous` when the serving model itself fails its gates. `execute()`
+turns one action into a branch, a one-file commit (a round-trip YAML edit: comments and
+formatting stay) and a pull request through the forge (`linefleet_core.forge.proposal`),
+idempotently: proposing the same rollback twice updates the same pull request.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from linefleet_core.forge.base import Forge
+from linefleet_core.forge.proposal import Proposal, Proposed, propose
+from linefleet_core.spec import FleetSpec
+from reconciler.status import FleetStatus
+
+LABELS = ("linefleet", "rollback")
+
+
+class Kind(enum.StrEnum):
+    DROP_CANDIDATE = "drop-candidate"
+    RESTORE_PREVIOUS = "restore-previous"
+
+
+@dataclass(frozen=True)
+class Action:
+    line: str  # site/line
+    kind: Kind
+    model: str  # the model being rolled back
+    target: str  # the model the line keeps (or returns to)
+    evidence: tuple[str, ...]  # "device: gate value > threshold", sorted
+
+    @property
+    def branch(self) -> str:
+        return f"linefleet/rollback/{self.line.replace('/', '-')}"
+
+    def summary(self) -> str:
+        what = "drop canary" if self.kind is Kind.DROP_CANDIDATE else "restore"
+        return f"rollback({self.line}): {what} {self.model} -> {self.target}"
+
+
+def plan(spec: FleetSpec, status: FleetStatus) -> list[Action]:
+    """One action per line whose model under test failed on at least one device."""
+    evidence: dict[str, list[str]] = {}
+    for dev in status.devices:
+        for row in dev.lines:
+            found = [f"{dev.device}: {v.render()}" for v in row.violations]
+            if row.reported is not None and row.reported.phase == "rolled_back":
+                found.append(f"{dev.device}: rolled back on the device")
+            if found:
+                evidence.setdefault(row.line, []).extend(found)
+    actions = []
+    for key, items in sorted(evidence.items()):
+        line = spec.lines.get(key)
+        if line is None:
+            continue
+        rollout = line.rollout
+        if rollout.candidate is not None and rollout.candidate.stage == "canary":
+            actions.append(
+                Action(
+                    key, Kind.DROP_CANDIDATE, rollout.candidate.model, rollout.serving, tuple(items)
+                )
+            )
+        elif rollout.candidate is None and rollout.previous is not None:
+            actions.append(
+                Action(key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items))
+            )
+    return actions
+
+
+def line_path(line: str) -> str:
+    site, _, line_id = line.partition("/")
+    return f"fleet/sites/{site}/lines/{line_id}.yaml"
+
+
+def _yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 100
+    return yaml
+
+
+def apply(root: Path, action: Action) -> None:
+    """Edit the line file under `root`: only the rollout keys the action names change."""
+    path = root / line_path(action.line)
+    yaml = _yaml()
+    text = path.read_text(encoding="utf-8")
+    indent = _sequence_style(text)
+    yaml.indent(mapping=2, sequence=indent[0], offset=indent[1])
+    doc = yaml.load(text)
+    rollout = doc["rollout"]
+    if action.kind is Kind.DROP_CANDIDATE:
+        rollout.pop("candidate", None)
+    else:
+        rollout["serving"] = action.target
+        rollout.pop("previous", None)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _sequence_style(text: str) -> tuple[int, int]:
+    """Keep the file's list style: `- x` flush with its key (2, 0) or indented (4, 2)."""
+    lines = text.splitlines()
+    for before, line in itertools.pairwise(lines):
+        if line.lstrip().startswith("- ") and before.rstrip().endswith(":"):
+            parent = len(before) - len(before.lstrip())
+            dash = len(line) - len(line.lstrip())
+            return (2, 0) if dash == parent else (dash - parent + 2, dash - parent)
+    return (4, 2)
+
+
+def body(action: Action) -> str:
+    what = (
+        f"Drop the canary candidate `{action.model}`; the line keeps serving `{action.target}`."
+        if action.kind is Kind.DROP_CANDIDATE
+        else f"Serve `{action.target}` again instead of `{action.model}`."
+    )
+    lines = [
+        f"**Automatic rollback of `{action.line}`** by the linefleet reconciler.",
+        "",
+        what,
+        "",
+        "Health-gate evidence reported by the devices:",
+        "",
+        *(f"- {item}" for item in action.evidence),
+        "",
+        "Devices already protect themselves (they switch back at once); merging this makes",
+        "git agree with the fleet. Close it to keep the rollout as it is.",
+    ]
+    return "\n".join(lines)
+
+
+def execute(remote: str, base: str, action: Action, forge: Forge) -> Proposed | None:
+    proposal = Proposal(
+        branch=action.branch,
+        base=base,
+        message=f"{action.summary()}\n\n" + "\n".join(action.evidence),
+        title=action.summary(),
+        body=body(action),
+        labels=LABELS,
+    )
+    return propose(remote, proposal, lambda root: apply(root, action), forge)

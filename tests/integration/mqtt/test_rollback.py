@@ -1,0 +1,75 @@
+"""A canary past its health gates becomes a rollback pull request (local forge, real git)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from linefleet_core.forge.local import LocalForge
+from linefleet_core.signing import SigningKey
+from reconciler.mqtt import BrokerAddress, Session
+from reconciler.reconcile import Reconciler, Settings
+from tests.integration.mqtt.conftest import ack, retained, send
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+DRESDEN = "linefleet/v1/dresden/dresden-edge-1"
+
+
+def test_a_failing_canary_is_rolled_back_in_git_once(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    bare = tmp_path / "remote.git"
+    git.Repo.init(bare, bare=True, initial_branch="main")
+    git.Repo(fleet_repo).create_remote("origin", str(bare)).push("main:main").raise_if_error()
+    clone = tmp_path / "clone"
+    git.Repo.clone_from(str(bare), clone)
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(
+        clone, address, key, tmp_path / "state", "file:///x", interval=0.1, forge="local"
+    )
+    rec = Reconciler.open(settings)
+    first = rec.tick()
+    assert first.error == "" and first.rollbacks == []
+
+    desired = retained(mosquitto, f"{DRESDEN}/desired")[f"{DRESDEN}/desired"]
+    metrics = {
+        "window_seconds": 300.0,
+        "frames": 2000,
+        "candidate_frames": 200,
+        "candidate_error_rate": 0.08,
+        "shadow_agreement": 0.97,
+    }
+    lines = [
+        {"line": "dresden/line-1", "phase": "serving", "serving": "surface-cnn@2",
+         "candidate": "surface-cnn@3", "stage": "canary", "metrics": metrics},
+        {"line": "dresden/line-2", "phase": "serving", "serving": "surface-cnn@1"},
+    ]  # fmt: skip
+    with Session(address, "linefleet-test-rollback", subscriptions=["linefleet/v1/+/+/+"]) as s:
+        s.connect()
+        send(mosquitto, [(f"{DRESDEN}/reported", ack(desired, lines=lines), True)])
+        deadline = time.monotonic() + 5
+        while "dresden/dresden-edge-1" not in rec.observations.devices:
+            assert time.monotonic() < deadline
+            rec.absorb(s, 0.2)
+
+    second = rec.tick()
+    assert second.error == ""
+    assert len(second.rollbacks) == 1
+    assert second.rollbacks[0].startswith(
+        "rollback(dresden/line-1): drop canary surface-cnn@3 -> surface-cnn@2"
+    )
+    pull = LocalForge.for_repo(clone).find_open("linefleet/rollback/dresden-line-1")
+    assert pull is not None and pull.base == "main"
+    assert "max_error_rate: 0.08 > 0.01" in pull.body
+    branch = git.Repo(bare).commit("linefleet/rollback/dresden-line-1")
+    line = (branch.tree / "fleet/sites/dresden/lines/line-1.yaml").data_stream.read().decode()
+    assert "candidate" not in line and "serving: surface-cnn@2" in line
+    assert [p.hexsha for p in branch.parents] == [git.Repo(bare).commit("main").hexsha]
+
+    assert rec.tick().rollbacks == []  # once per head: no second proposal
+    assert len(LocalForge.for_repo(clone).list()) == 1
+    rec.store.close()
