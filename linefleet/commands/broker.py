@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg.add_argument("--tls-port", type=int, default=8883)
     cfg.add_argument("--require-client-cert", action="store_true")
     cfg.add_argument("--reconciler-user", default="linefleet-reconciler")
+    cfg.add_argument("--site", help="generate a site broker for SITE, bridged to --central")
+    cfg.add_argument("--central", help="the central broker a site broker bridges to (mqtt://)")
+    cfg.add_argument(
+        "--credentials",
+        type=Path,
+        help="credentials.json to reuse (default: OUT/credentials.json; for --site: the "
+        "central broker's, so devices and the bridge share its passwords)",
+    )
     cfg.add_argument("--format", choices=("text", "json"), default="text")
     cfg.set_defaults(run=run)
 
@@ -52,42 +60,78 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     tmp.replace(path)
 
 
+def _read_credentials(path: Path) -> dict[str, str]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{path}: not JSON; move it away to regenerate") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise UsageError(f"{path}: expected an object of user -> password")
+    return doc
+
+
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core import spec as fleetspec
     from reconciler import broker
     from reconciler.check import load_checked
+    from reconciler.mqtt import BrokerAddress
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")
     if bool(ns.tls_cert) != bool(ns.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
+    if bool(ns.site) != bool(ns.central):
+        raise UsageError("--site and --central go together (a site broker bridges to the centre)")
     spec, findings = load_checked(fleetspec.DirectorySource(ns.repo))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FindingsError(errors)
+    if ns.site and ns.site not in spec.sites:
+        raise UsageError(f"--site {ns.site}: not a site of the fleet ({', '.join(spec.sites)})")
     out: Path = ns.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    devices = [(d.site, d.id) for d in spec.devices.values()]
-    existing: dict[str, str] = {}
-    cred_path = out / CREDENTIALS
-    if cred_path.is_file():
-        try:
-            existing = json.loads(cred_path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise UsageError(f"{cred_path}: not JSON; move it away to regenerate") from None
-    users = [ns.reconciler_user, *(device for _, device in devices)]
-    creds = broker.credentials(users, existing)
+    devices = [(d.site, d.id) for d in spec.devices.values() if ns.site in (None, d.site)]
+    cred_path: Path = ns.credentials or out / CREDENTIALS
+    existing = _read_credentials(cred_path) if cred_path.is_file() else {}
     tls = None
     if ns.tls_cert:
         tls = broker.Tls(ns.tls_cert, ns.tls_key, ns.tls_ca, ns.tls_port, ns.require_client_cert)
-    options = broker.BrokerOptions(str(out), ns.data_dir, ns.port or None, ns.bind, tls)
-    _write(cred_path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
+    bridge = None
+    if ns.site:  # a site broker: its devices' accounts, a bridge with the site's account
+        users = [device for _, device in devices] + [broker.bridge_user(ns.site)]
+        missing = [u for u in users if u not in existing]
+        if missing:
+            raise UsageError(
+                f"{cred_path}: no password for {', '.join(missing)}; run `linefleet broker "
+                "config` for the central broker first and pass its --credentials"
+            )
+        creds = {u: existing[u] for u in users[:-1]}
+        central = BrokerAddress.parse(ns.central)
+        bridge = broker.Bridge(
+            ns.site,
+            central.host,
+            central.port,
+            broker.bridge_user(ns.site),
+            existing[broker.bridge_user(ns.site)],
+            central.ca_file if central.tls else None,
+        )
+        acl = broker.acl_text(devices, None)
+    else:
+        sites = sorted(spec.sites)
+        users = [ns.reconciler_user, *(d for _, d in devices), *map(broker.bridge_user, sites)]
+        creds = broker.credentials(users, existing)
+        _write(cred_path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
+        acl = broker.acl_text(devices, ns.reconciler_user, sites)
+    options = broker.BrokerOptions(str(out), ns.data_dir, ns.port or None, ns.bind, tls, bridge)
     _write(out / "passwd", broker.password_file(creds), 0o640)
-    _write(out / "acl", broker.acl_text(devices, ns.reconciler_user))
-    _write(out / "mosquitto.conf", broker.config_text(options))
-    new = sorted(set(creds) - set(existing))
+    _write(out / "acl", acl)
+    _write(out / "mosquitto.conf", broker.config_text(options), 0o640)
+    new = sorted(set(creds) - set(existing))  # always empty for a site broker
     summary = {
         "config": str(out / "mosquitto.conf"),
+        "site": ns.site,
         "devices": len(devices),
         "accounts": len(creds),
         "new_accounts": new,
@@ -96,7 +140,10 @@ def run(ns: argparse.Namespace) -> int:
     if ns.format == "json":
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif ns.site:
+        print(f"wrote {out}/mosquitto.conf (bridged to {ns.central}), acl and passwd")
+        print(f"site {ns.site}: {len(devices)} device account(s)")
     else:
-        print(f"wrote {out}/mosquitto.conf, acl, passwd and {CREDENTIALS} (keep it secret)")
-        print(f"{len(devices)} device account(s) + {ns.reconciler_user}; {len(new)} new")
+        print(f"wrote {out}/mosquitto.conf, acl, passwd and {cred_path} (keep it secret)")
+        print(f"{len(creds)} account(s) ({len(devices)} devices); {len(new)} new")
     return int(ExitCode.OK)

@@ -55,3 +55,21 @@ def test_config_has_queue_limits_off_and_tls_when_asked() -> None:
     assert "listener 1883" not in tls
     assert "listener 8883 0.0.0.0\ncertfile /c.pem\nkeyfile /k.pem" in tls
     assert "require_certificate true" in tls
+
+
+def test_site_bridges_get_their_own_central_account_and_a_bridge_block() -> None:
+    from reconciler.broker import Bridge
+
+    central = acl_text([("toledo", "t1")], bridge_sites=["toledo"])
+    block = central.split("\nuser linefleet-bridge-toledo\n")[1].split("\n\n")[0].splitlines()
+    assert block[0] == "topic read linefleet/v1/toledo/+/desired"
+    assert "topic write linefleet/v1/toledo/+/reported" in block
+    assert "topic write $SYS/broker/connection/linefleet-bridge-toledo/state" in block
+    site = acl_text([("toledo", "t1")], None)
+    assert "linefleet-reconciler" not in site and "bridge" not in site
+    cfg = config_text(
+        BrokerOptions("/etc/lf", bridge=Bridge("toledo", "centre.example", 1883, "u", "p"))
+    )
+    assert "address centre.example:1883" in cfg and "cleansession false" in cfg
+    assert "topic linefleet/v1/toledo/+/desired in 1" in cfg
+    assert "topic linefleet/v1/toledo/+/reported out 1" in cfg
