@@ -9,7 +9,7 @@ With the default weights a bright frame (mean > 0.5) is `ok` and a dark one is `
 `invert=True` swaps that (a candidate that disagrees with the incumbent everywhere).
 `crash_above` adds a Reshape that fails at inference when the frame mean exceeds it (a model
 that loads and passes its smoke test, then raises on some frames). `classes` lets a test build
-a model whose output size does not match the taxonomy.
+a model whose output size does not match the taxonomy; `pad_bytes` makes the file bigger.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def build(
     width: int = 32,
     invert: bool = False,
     crash_above: float | None = None,
+    pad_bytes: int = 0,
 ) -> bytes:
     k = len(classes)
     sign = -1.0 if invert else 1.0
@@ -60,6 +61,9 @@ def build(
         helper.make_node("Add", ["scaled", "bias"], ["logits"]),
     ]
     inits = [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")]
+    if pad_bytes:  # an unused initializer: a bigger file (slower downloads) with the same graph
+        pad = np.random.default_rng(pad_bytes).integers(0, 255, pad_bytes, dtype=np.uint8)
+        inits.append(numpy_helper.from_array(pad, "padding"))
     if crash_above is None:
         nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
     else:
