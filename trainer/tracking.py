@@ -120,6 +120,43 @@ class Tracker:
         return int(version.version)
 
 
+@dataclass(frozen=True)
+class FetchedRun:
+    run_id: str
+    model: str
+    onnx: bytes
+    manifest: Path
+    reference_stats: dict[str, float]
+    input_size: int
+
+
+def fetch_run(tracker: Tracker, run_id: str, dest: Path) -> FetchedRun:
+    """Download what a promotion needs from a finished training run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = tracker.client.get_run(run_id)
+    except MlflowException:
+        raise PermanentError(f"MLflow run {run_id!r} not found in {tracker.uri}") from None
+    if run.info.status != "FINISHED":
+        raise PermanentError(f"MLflow run {run_id} is {run.info.status}, not FINISHED")
+    folder = Path(tracker.client.download_artifacts(run_id, "", str(dest)))
+    models = sorted((folder / "model").glob("*.onnx"))
+    manifests = sorted((folder / "dataset").glob("*.json"))
+    if len(models) != 1 or len(manifests) != 1:
+        raise PermanentError(f"MLflow run {run_id}: expected one model and one dataset artifact")
+    stats = json.loads((folder / "reference_stats.json").read_text(encoding="utf-8"))
+    params = run.data.params
+    return FetchedRun(
+        run_id,
+        params.get("model", ""),
+        models[0].read_bytes(),
+        manifests[0],
+        {str(k): float(v) for k, v in stats.items()},
+        int(params.get("input_size", "64")),
+    )
+
+
 def _metrics(record: RunRecord) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, scores in [("", record.overall), *record.per_line.items()]:

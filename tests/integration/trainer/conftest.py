@@ -14,13 +14,22 @@ from trainer.workspace import Workspace
 CLASSES = ["ok", "scratch", "contamination", "spot"]
 
 
-def labelled_workspace(root: Path, frames_per_line: int = 80) -> Workspace:
-    repo = root / "repo"
-    write_taxonomies(repo)
+def labelled_workspace(
+    root: Path,
+    frames_per_line: int = 80,
+    *,
+    repo: Path | None = None,
+    classes: list[str] = CLASSES,
+    taxonomy: str = "surface-defects@1",
+    lines: tuple[int, int] = (1, 2),
+) -> Workspace:
+    if repo is None:
+        repo = root / "repo"
+        write_taxonomies(repo)
     generate(
         root / "sim",
-        taxonomy=CLASSES,
-        lines=(1, 2),
+        taxonomy=classes,
+        lines=lines,
         frames_per_line=frames_per_line,
         seed=3,
         defect_rate=0.6,
@@ -33,7 +42,7 @@ def labelled_workspace(root: Path, frames_per_line: int = 80) -> Workspace:
         store,
         ws.frames,
         annotator="sim",
-        taxonomy="surface-defects@1",
+        taxonomy=taxonomy,
     )
     store.close()
     return ws

@@ -1,0 +1,71 @@
+"""`linefleet trainer …`: promotion pull requests from a training run.
+
+    linefleet trainer promote --run RUN_ID --fleet-repo DIR --forge local
+
+Exit codes: 0 pull request opened or updated, 1 no line qualifies / invalid change / forge
+refused, 2 usage, 4 forge or git remote unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from linefleet.commands.labels import add_workspace_options
+from linefleet_core.errors import ExitCode
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("trainer", help="promotion pull requests from MLflow training runs")
+    cmds = p.add_subparsers(dest="trainer_command", metavar="ACTION", required=True)
+    c = cmds.add_parser(
+        "promote",
+        help="evaluate a run per line against each incumbent; open a promotion PR",
+        description="Evaluate the run's model on every line's holdout against the line's "
+        "incumbent; propose it in shadow where it matches or beats it (policy tolerance).",
+    )
+    add_workspace_options(c)
+    c.add_argument(
+        "--run", dest="run_id", required=True, help="MLflow run id (from `linefleet train`)"
+    )
+    c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
+    c.add_argument("--forge", default="local", help="local | github://O/R | gitea://H/O/R")
+    c.add_argument("--remote", default="origin")
+    c.add_argument("--base", default="main")
+    c.set_defaults(run=run_promote)
+
+
+def run_promote(ns: argparse.Namespace) -> int:
+    from linefleet_core.forge import forge_from_spec
+    from trainer.datasets import load_manifest
+    from trainer.proposal import Proposal, propose
+    from trainer.tracking import Tracker, default_uri, fetch_run
+    from trainer.workspace import Workspace
+
+    ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
+    forge = forge_from_spec(ns.forge, ns.fleet_repo)
+    tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = fetch_run(tracker, ns.run_id, Path(tmp))
+        dataset = load_manifest(run.manifest)
+    proposal = Proposal(
+        repo=ns.fleet_repo,
+        model=run.model,
+        artifact=run.onnx,
+        input_size=run.input_size,
+        dataset=dataset,
+        run_id=run.run_id,
+        reference_stats=run.reference_stats,
+        remote=ns.remote,
+        base=ns.base,
+    )
+    result = propose(proposal, forge, ws.frames, ws.taxonomies())
+    plan = result.plan
+    for d in plan.included:
+        print(f"  proposed  {d.line:<24} {d.reason}")
+    for d in plan.left_out:
+        print(f"  left out  {d.line:<24} {d.reason}")
+    if result.pull is not None:
+        print(f"pull request #{result.pull.number}: {plan.title} ({result.pull.url})")
+    return int(ExitCode.OK)

@@ -1,0 +1,184 @@
+"""The promotion pull request on real git (bare origin + clone) and the local forge."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from factory_sim.onnx_fixtures import build_classifier
+from linefleet.cli import main
+from linefleet_core import gitrepo
+from linefleet_core.errors import PermanentError
+from linefleet_core.forge import forge_from_spec
+from linefleet_core.spec import DirectorySource, load
+from linefleet_core.validation import check
+from reconciler.check import validate
+from tests.support.minifleet import V1, V2, edit_yaml, model_file, write_minifleet
+from trainer.proposal import Proposal, propose
+from trainer.run import TrainRequest, TrainResult, train_run
+from trainer.workspace import Workspace
+
+from .conftest import labelled_workspace
+
+pytestmark = pytest.mark.integration
+
+
+def _real_incumbents(root: Path) -> None:
+    """Replace the mini fleet's placeholder artifacts with real (untrained) ONNX models."""
+
+    def mutate(doc: Any) -> None:
+        for mv in doc["versions"]:
+            classes = V1 if mv["taxonomy"] == "surface-defects@1" else V2
+            built = build_classifier(len(classes), seed=mv["version"])
+            rel = f"fleet/artifacts/surface-cnn-v{mv['version']}.onnx"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(built.data)
+            mv["artifact"]["url"] = rel
+            mv["artifact"]["sha256"] = built.sha256
+            mv["artifact"]["size"] = built.size
+
+    edit_yaml(model_file(root), mutate)
+    edit_yaml(
+        root / "fleet/policy.yaml", lambda d: d["promotion"].__setitem__("min_holdout_frames", 5)
+    )
+    text = model_file(root).read_text()
+    model_file(root).write_text("# the surface model family: reviewed by quality\n" + text)
+    line = root / "fleet/sites/toledo/lines/line-2.yaml"
+    line.write_text(
+        line.read_text().replace("product: door-panel", "product: 'door-panel'  # p/n 4711")
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Workspace, TrainResult]:
+    root = tmp_path_factory.mktemp("promote")
+    origin = root / "origin.git"
+    git.Repo.init(origin, bare=True, initial_branch="main")
+    author = root / "author"
+    write_minifleet(author)
+    _real_incumbents(author)
+    repo = git.Repo.init(author, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "t").set_value("user", "email", "t@example.invalid")
+    repo.git.add("-A")
+    repo.index.commit("fleet")
+    repo.create_remote("origin", str(origin)).push("main")
+    clone = root / "clone"
+    git.Repo.clone_from(str(origin), clone)
+    ws = labelled_workspace(
+        root, 40, repo=clone, classes=V2, taxonomy="surface-defects@2", lines=(2, 2)
+    )
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    result = train_run(TrainRequest(ws, "surface-cnn", uri))
+    return origin, clone, ws, result
+
+
+def _proposal(clone: Path, result: TrainResult) -> Proposal:
+    return Proposal(
+        repo=clone,
+        model="surface-cnn",
+        artifact=result.artifact.read_bytes(),
+        input_size=64,
+        dataset=result.dataset,
+        run_id=result.run_id,
+        reference_stats=result.reference_stats,
+    )
+
+
+def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
+    setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
+) -> None:
+    origin, clone, ws, result = setup
+    forge = forge_from_spec("local", clone)
+    out = propose(_proposal(clone, result), forge, ws.frames, ws.taxonomies())
+    plan = out.plan
+    assert plan.candidate.ref == "surface-cnn@4"
+    included = {d.line for d in plan.included}
+    left = {d.line: d.reason for d in plan.left_out}
+    assert "dresden/line-1" in left and "canary" in left["dresden/line-1"]
+    assert included  # untrained incumbents are easy to beat
+    assert out.pull is not None and out.pull.head == "promote/surface-cnn-4"
+    assert "| `dresden/line-1` |" in out.pull.body and "left out" in out.pull.body
+    assert result.run_id in out.pull.body and result.dataset.hash in out.pull.body
+
+    check_out = tmp_path / "check"
+    branch_repo = git.Repo.clone_from(str(origin), check_out, branch="promote/surface-cnn-4")
+    spec, findings = load(DirectorySource(check_out))
+    errors = [f for f in findings + check(spec) if f.severity.value == "error"]
+    assert errors == []
+    mv = spec.model_version("surface-cnn@4")
+    assert mv is not None and mv.mlflow_run_id == result.run_id
+    assert set(mv.evaluation) == included
+    data = (check_out / mv.artifact.url).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == mv.artifact.sha256
+    for key in included:
+        cand = spec.lines[key].rollout.candidate
+        assert cand is not None and (cand.model, cand.stage) == ("surface-cnn@4", "shadow")
+    assert spec.lines["dresden/line-1"].rollout.candidate.model == "surface-cnn@3"  # type: ignore[union-attr]
+    text = (check_out / "fleet/models/surface-cnn.yaml").read_text()
+    assert text.startswith("# the surface model family: reviewed by quality\n")
+    line2 = (check_out / "fleet/sites/toledo/lines/line-2.yaml").read_text()
+    assert "product: 'door-panel'  # p/n 4711" in line2
+    report = validate(check_out, "origin/main", None)
+    assert report.ok, [f.render() for f in report.findings]
+    assert branch_repo.head.commit.parents[0].hexsha == git.Repo(origin).commit("main").hexsha
+    assert git.Repo(clone).is_dirty(untracked_files=True) is False  # user's checkout untouched
+
+
+def test_base_moved_the_branch_is_recreated_from_the_new_base(
+    setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
+) -> None:
+    origin, clone, ws, result = setup
+    other = git.Repo.clone_from(str(origin), tmp_path / "other")
+    with other.config_writer() as cfg:
+        cfg.set_value("user", "name", "o").set_value("user", "email", "o@example.invalid")
+    readme = tmp_path / "other" / "README.md"
+    readme.write_text("moved\n")
+    other.git.add("README.md")
+    other.index.commit("base moves")
+    other.remote("origin").push("main")
+    forge = forge_from_spec("local", clone)
+    out = propose(_proposal(clone, result), forge, ws.frames, ws.taxonomies())
+    head = git.Repo(origin).commit("promote/surface-cnn-4")
+    assert head.parents[0].hexsha == git.Repo(origin).commit("main").hexsha
+    assert out.pull is not None and len(forge.list()) == 1  # type: ignore[attr-defined]
+
+
+def test_trainer_promote_cli_updates_the_same_pull_request(
+    setup: tuple[Path, Path, Workspace, TrainResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin, clone, ws, result = setup
+    uri = f"sqlite:///{origin.parent / 'mlflow.db'}"
+    args = ["trainer", "promote", "--run", result.run_id, "--tracking-uri", uri]
+    args += ["--state", str(ws.state), "--fleet-repo", str(clone), "--forge", "local"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "left out  dresden/line-1" in out and "pull request #1:" in out
+    assert main([*args[:3], "nope", *args[4:]]) == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_no_qualifying_line_is_an_error_and_nothing_is_pushed(
+    setup: tuple[Path, Path, Workspace, TrainResult],
+) -> None:
+    origin, clone, ws, result = setup
+
+    def strict(doc: Any) -> None:
+        doc["promotion"]["min_holdout_frames"] = 100000
+
+    policy_repo = git.Repo(clone)
+    policy_repo.remote("origin").pull("main")
+    edit_yaml(clone / "fleet/policy.yaml", strict)
+    policy_repo.git.add("-A")
+    policy_repo.index.commit("strict policy")
+    gitrepo.push(policy_repo, "origin", "main")
+    before = {r.name for r in git.Repo(origin).references}
+    with pytest.raises(PermanentError, match="no line qualifies"):
+        propose(
+            _proposal(clone, result), forge_from_spec("local", clone), ws.frames, ws.taxonomies()
+        )
+    assert {r.name for r in git.Repo(origin).references} == before
