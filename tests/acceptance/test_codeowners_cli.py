@@ -143,3 +143,12 @@ def test_unparsable_fleet_file_stops_generation(
     assert code == 1
     assert "fleet/sites/toledo/site.yaml" in err
     assert not (fleet / ".github" / "CODEOWNERS").exists()
+
+
+def test_the_committed_codeowners_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    code, out, err = run(capsys, "codeowners", "--repo", str(repo), "--check")
+    assert (code, err) == (0, ""), out
+    text = (repo / ".github" / "CODEOWNERS").read_text()
+    assert "\n/taxonomies/ " in text
+    assert "\n/fleet/sites/toledo/ " in text
