@@ -40,7 +40,7 @@ class Watcher:
         )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(f"{ROOT}/+", qos=1)
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 2)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 

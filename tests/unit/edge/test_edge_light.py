@@ -1,0 +1,22 @@
+"""The edge extra stays light: running the agent never imports MLflow, scikit-learn or git."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("mlflow", "sklearn", "skl2onnx", "git", "onnx", "reconciler", "trainer", "factory_sim")
+
+
+def test_edge_modules_import_nothing_heavy() -> None:
+    code = (
+        "import json, sys, edge_puller.runner, edge_puller.status, linefleet.commands.edge;"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "onnxruntime" in loaded and "cv2" in loaded  # the check sees real imports
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
