@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +160,16 @@ class Reconciler:
                 done.append(f"{action.summary()}: {proposed.pull.url}")
         return done
 
+    def safe_tick(self) -> TickOutcome:
+        """`tick()`, but a bug in one pass is logged and retried, never the end of the loop."""
+        try:
+            return self.tick()
+        except Exception as exc:
+            self.failures += 1
+            traceback.print_exc(file=sys.stderr)
+            message = f"unexpected {type(exc).__name__}: {exc} (a bug; retrying)"
+            return TickOutcome(error=message, retry_in=backoff(self.failures, 1.0))
+
     # --- device side ----------------------------------------------------------------------
 
     def absorb(self, session: Session, budget: float) -> int:
@@ -187,7 +199,7 @@ class Reconciler:
         connected = False
         try:
             while not stop.is_set():
-                outcome = self.tick()
+                outcome = self.safe_tick()
                 if callable(on_tick):
                     on_tick(outcome)
                 wait = outcome.retry_in or self.settings.interval

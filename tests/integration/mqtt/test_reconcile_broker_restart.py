@@ -1,0 +1,59 @@
+"""The reconcile loop rides out a broker restart: it republishes and keeps listening."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from linefleet_core.signing import SigningKey
+from reconciler.mqtt import BrokerAddress
+from reconciler.reconcile import Reconciler, Settings, TickOutcome
+from tests.integration.mqtt.conftest import ack, retained, send, wait_for
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+TOL1 = "linefleet/v1/toledo/toledo-edge-1"
+
+
+def test_broker_restart_and_wiped_retained_state(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    settings = Settings(
+        fleet_repo,
+        BrokerAddress.parse(mosquitto.url),
+        key,
+        tmp_path / "state",
+        "file:///x",
+        remote=None,
+        interval=0.2,
+    )
+    rec = Reconciler.open(settings)
+    stop = threading.Event()
+    outcomes: list[TickOutcome] = []
+    thread = threading.Thread(target=rec.run, args=(stop, outcomes.append), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: f"{TOL1}/desired" in retained(mosquitto, f"{TOL1}/desired", 0.2))
+        desired = retained(mosquitto, f"{TOL1}/desired")[f"{TOL1}/desired"]
+
+        mosquitto.kill()  # a crash: the loop reports and retries, it does not die
+        wait_for(lambda: any(o.error for o in outcomes[-3:]), what="an error tick")
+        (tmp_path / "mosquitto" / "data" / "mosquitto.db").unlink(missing_ok=True)
+        mosquitto.start()  # comes back empty: the next tick publishes everything again
+        wait_for(lambda: f"{TOL1}/desired" in retained(mosquitto, f"{TOL1}/desired", 0.2))
+        assert retained(mosquitto, f"{TOL1}/desired")[f"{TOL1}/desired"] == desired
+
+        send(mosquitto, [(f"{TOL1}/reported", ack(desired), False)])
+        wait_for(
+            lambda: "toledo/toledo-edge-1" in rec.observations.devices,
+            what="a report after the restart",
+        )
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert outcomes[-1].error == ""
+    assert time.time() - (rec.observations.devices["toledo/toledo-edge-1"].last_seen or 0) < 60
