@@ -1,7 +1,10 @@
 """`linefleet data generate`: write a synthetic multi-line dataset (frames + manifest).
 
-Exit 0 written, 1 unusable taxonomy file, 2 bad arguments or a non-empty --out without
---force. The format is documented in `factory_sim.dataset`.
+Lines are either made up (`--sites N --lines M`: toledo/line-1, ...) or taken from a fleet
+repository (`--fleet REPO [--select SITE/LINE ...]`: one frame stream per declared camera,
+with that camera's lighting, mount angle and conveyor side, labelled with the lines'
+taxonomy). Exit 0 written, 1 an unusable taxonomy or fleet file, 2 bad arguments or a
+non-empty --out without --force. The format is documented in `factory_sim.manifest`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING
 from linefleet_core.errors import ExitCode, PermanentError, UsageError
 
 if TYPE_CHECKING:
+    from linefleet_core.fleet import Line
+    from linefleet_core.spec import FleetSpec
     from linefleet_core.taxonomy import Taxonomy
 
 
@@ -24,6 +29,8 @@ class GenerateArgs:
     out: Path
     sites: int
     lines: int
+    fleet: Path | None
+    select: tuple[str, ...]
     frames: int
     seed: int
     taxonomy: str | None
@@ -46,9 +53,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "camera, conveyor and orientation, plus optional drift events. Same seed, same bytes.",
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--sites", type=int, default=2, help="number of sites (default 2)")
-    p.add_argument("--lines", type=int, default=2, help="lines per site (default 2)")
-    p.add_argument("--frames", type=int, default=200, help="frames per line (default 200)")
+    p.add_argument("--sites", type=int, help="number of made-up sites (default 2)")
+    p.add_argument("--lines", type=int, help="made-up lines per site (default 2)")
+    p.add_argument("--fleet", type=Path, metavar="REPO", help="use the lines of this fleet repo")
+    p.add_argument(
+        "--select",
+        nargs="+",
+        default=[],
+        metavar="SITE/LINE",
+        help="with --fleet: only these lines (default: every line)",
+    )
+    p.add_argument(
+        "--frames", type=int, default=200, help="frames per line and camera (default 200)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     group = p.add_mutually_exclusive_group()
     group.add_argument(
@@ -73,9 +90,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def parse(ns: argparse.Namespace) -> GenerateArgs:
+    if ns.fleet is not None:
+        if ns.sites is not None or ns.lines is not None:
+            raise UsageError("--sites/--lines make up lines; with --fleet, use --select instead")
+        if not ns.fleet.is_dir():
+            raise UsageError(f"--fleet {ns.fleet}: no such directory")
+    elif ns.select:
+        raise UsageError("--select needs --fleet")
     for name in ("sites", "lines", "frames"):
-        if getattr(ns, name) < 1:
-            raise UsageError(f"--{name} must be >= 1, got {getattr(ns, name)}")
+        value = getattr(ns, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be >= 1, got {value}")
     if ns.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {ns.seed}")
     if not 0.0 <= ns.defect_rate <= 1.0:
@@ -89,13 +114,15 @@ def parse(ns: argparse.Namespace) -> GenerateArgs:
             raise UsageError("--classes: give at least one class id")
     return GenerateArgs(
         out=ns.out,
-        sites=ns.sites,
-        lines=ns.lines,
+        sites=2 if ns.sites is None else ns.sites,
+        lines=2 if ns.lines is None else ns.lines,
+        fleet=ns.fleet,
+        select=tuple(ns.select),
         frames=ns.frames,
         seed=ns.seed,
         taxonomy=ns.taxonomy,
         classes=classes,
-        repo=ns.repo,
+        repo=ns.fleet if ns.fleet is not None else ns.repo,
         defect_rate=ns.defect_rate,
         size=ns.size,
         drift=tuple(ns.drift),
@@ -121,28 +148,68 @@ class _ProgressLine:
         sys.stderr.flush()
 
 
-def run(ns: argparse.Namespace) -> int:
+def _taxonomy(
+    args: GenerateArgs, spec: FleetSpec | None, fleet_ref: str | None
+) -> Taxonomy | list[str]:
     from factory_sim.classes import DEFAULT_CLASSES, TaxonomyLoadError, load_taxonomy
+
+    if args.classes is not None:
+        return list(args.classes)
+    wanted = args.taxonomy or fleet_ref
+    if wanted is None:
+        return list(DEFAULT_CLASSES)
+    if spec is not None and wanted in spec.taxonomies:
+        return spec.taxonomies[wanted]
+    try:
+        return load_taxonomy(wanted, args.repo)
+    except TaxonomyLoadError as exc:
+        raise PermanentError(f"--taxonomy {exc}") from None
+
+
+def _fleet(args: GenerateArgs) -> tuple[FleetSpec, list[Line], str | None, str | None]:
+    """The fleet, the selected lines, their taxonomy ref, and a note if they disagree."""
+    from factory_sim.fleetlines import common_taxonomy, select_lines
+    from linefleet_core.errors import FindingsError, Severity
+    from linefleet_core.spec import DirectorySource, load
+
+    assert args.fleet is not None
+    spec, findings = load(DirectorySource(args.fleet))
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise FindingsError(errors)
+    if not spec.lines:
+        raise UsageError(f"--fleet {args.fleet}: the fleet declares no lines")
+    try:
+        lines = select_lines(spec.lines, args.select)
+        ref, note = (None, None) if args.taxonomy or args.classes else common_taxonomy(lines)
+    except ValueError as exc:
+        raise UsageError(f"--select: {exc}") from None
+    return spec, lines, ref, note
+
+
+def run(ns: argparse.Namespace) -> int:
     from factory_sim.dataset import generate
-    from factory_sim.profiles import DriftEvent
+    from factory_sim.fleetlines import fleet_profiles
+    from factory_sim.profiles import DriftEvent, LineProfile
 
     args = parse(ns)
     try:
         events = [DriftEvent.parse(text) for text in args.drift]
     except ValueError as exc:
         raise UsageError(f"--drift {exc}") from None
-    if args.taxonomy is not None:
-        try:
-            source: Taxonomy | list[str] = load_taxonomy(args.taxonomy, args.repo)
-        except TaxonomyLoadError as exc:
-            raise PermanentError(f"--taxonomy {exc}") from None
-    else:
-        source = list(args.classes or DEFAULT_CLASSES)
+    spec, notes = None, []
+    lines: list[LineProfile] | tuple[int, int] = (args.sites, args.lines)
+    fleet_ref = None
+    if args.fleet is not None:
+        spec, fleet_lines, fleet_ref, note = _fleet(args)
+        lines = fleet_profiles(fleet_lines, args.seed)
+        notes += [note] if note else []
+    source = _taxonomy(args, spec, fleet_ref)
     try:
         manifest = generate(
             args.out,
             taxonomy=source,
-            lines=(args.sites, args.lines),
+            lines=lines,
             frames_per_line=args.frames,
             seed=args.seed,
             defect_rate=args.defect_rate,
@@ -157,10 +224,13 @@ def run(ns: argparse.Namespace) -> int:
         ) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for warning in manifest.info["warnings"]:
+    for warning in [*notes, *manifest.info["warnings"]]:
         print(f"warning: {warning}", file=sys.stderr)
+    streams = len(manifest.info["lines"])
+    cameras = "" if streams == len(manifest.lines) else f", {streams} cameras"
+    labels = manifest.info["taxonomy"] or ",".join(manifest.classes)
     print(
-        f"wrote {len(manifest.records)} frames for {len(manifest.lines)} lines "
-        f"({', '.join(manifest.lines)}) to {args.out}"
+        f"wrote {len(manifest.records)} frames for {len(manifest.lines)} lines{cameras} "
+        f"({', '.join(manifest.lines)}) labelled {labels} to {args.out}"
     )
     return int(ExitCode.OK)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from factory_sim import fleetgen
 from linefleet.cli import main
 
 TAXONOMY = """\
@@ -129,6 +130,72 @@ def test_invalid_taxonomy_file_names_file_and_line(
     assert _generate("--out", str(tmp_path / "data"), "--taxonomy", str(bad)) == 1
     err = capsys.readouterr().err
     assert f"{bad}:9:52: classes[3].severity:" in err
+
+
+@pytest.fixture
+def fleet_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "fleet-repo"
+    shape = fleetgen.FleetShape(sites=2, lines_per_site=2, cameras_per_line=2, seed=3)
+    fleetgen.write(fleetgen.generate(shape), repo)
+    return repo
+
+
+def test_generate_for_the_lines_and_cameras_of_a_fleet(
+    fleet_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    code = _generate("--fleet", str(fleet_repo), "--out", str(out), "--frames", "2",
+                     "--size", "32", "--drift", "camera_bump:toledo/line-2:1")  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "for 4 lines, 8 cameras" in captured.out
+    assert "labelled surface-defects@2" in captured.out
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["taxonomy"] == "surface-defects@2"
+    assert info["classes"] == ["ok", "scratch", "dent", "dust", "oil", "discoloration"]
+    rows = [json.loads(r) for r in (out / "manifest.jsonl").read_text().splitlines()]
+    streams = {(r["site"], r["line"], r["camera"]) for r in rows}
+    assert streams == {(s, f"line-{n}", f"cam-{c}") for s in ("dresden", "toledo")
+                       for n in (1, 2) for c in (1, 2)}  # fmt: skip
+    bumped = [r for r in rows if r["line"] == "line-2" and r["site"] == "toledo" and r["seq"] == 1]
+    assert [r["drift"] for r in bumped] == [["camera_bump:toledo/line-2:1"]] * 2
+    out2 = tmp_path / "one"
+    assert _generate("--fleet", str(fleet_repo), "--select", "dresden/line-1", "--out",
+                     str(out2), "--frames", "2", "--size", "32") == 0  # fmt: skip
+    rows = [json.loads(r) for r in (out2 / "manifest.jsonl").read_text().splitlines()]
+    assert {(r["site"], r["line"]) for r in rows} == {("dresden", "line-1")}
+    assert len(rows) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sites", "2"], "with --fleet, use --select instead"),
+        (["--select", "toledo/line-9"], "unknown line(s): toledo/line-9"),
+    ],
+)
+def test_bad_fleet_arguments(
+    fleet_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    out = tmp_path / "data"
+    assert _generate("--fleet", str(fleet_repo), "--out", str(out), *args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_select_needs_a_fleet_and_a_broken_fleet_is_located(
+    fleet_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    assert _generate("--select", "toledo/line-1", "--out", str(out)) == 2
+    assert "--select needs --fleet" in capsys.readouterr().err
+    line = fleet_repo / "fleet" / "sites" / "toledo" / "lines" / "line-1.yaml"
+    line.write_text(line.read_text().replace("conveyor_side:", "conveyor_sid:", 1))
+    assert _generate("--fleet", str(fleet_repo), "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "fleet/sites/toledo/lines/line-1.yaml:" in err and "conveyor_sid" in err
+    assert not out.exists()
 
 
 def test_same_seed_same_bytes_from_the_cli(tmp_path: Path) -> None:
