@@ -70,7 +70,7 @@ def send(broker: Mosquitto, messages: list[tuple[str, bytes, bool]], client_id: 
         client.loop_stop()
 
 
-def ack(desired: bytes, *, at: float | None = None, **changes: object) -> bytes:
+def ack(desired: bytes, /, *, at: float | None = None, **changes: object) -> bytes:
     """The reported state of a device that converged to `desired` (a simulated device)."""
     import datetime as dt
     import json

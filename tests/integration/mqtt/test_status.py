@@ -68,3 +68,50 @@ def test_status_with_an_unreachable_broker_exits_4(
     nobody = Mosquitto(tmp_path / "x")
     assert main(["status", "--broker", nobody.url]) == 4
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_status_reads_what_the_reconciler_recorded(
+    fleet_repo: Path,
+    mosquitto: Mosquitto,
+    key: SigningKey,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from collections import Counter
+
+    from reconciler.observed import Observations
+    from reconciler.store import Store
+
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    desired = retained(mosquitto, f"{T}/+/+/desired")
+    tol2 = json.loads(desired[f"{T}/toledo/toledo-edge-2/desired"])
+    old = {"generation": 0, "content_hash": "0" * 64}
+    refused = {
+        "protocol": 1,
+        "kind": "Event",
+        "site": "toledo",
+        "device": "toledo-edge-2",
+        "seq": 4,
+        "at": "2026-11-21T10:00:00Z",
+        "type": "refused-document",
+        "generation": tol2["generation"],
+        "reason": "unknown-key",
+    }
+    obs = Observations()
+    now = time.time()
+    obs.ingest(f"{T}/toledo/toledo-edge-2/events", json.dumps(refused).encode(), now)
+    report = ack(json.dumps(tol2).encode(), applied=old, desired=old)
+    obs.ingest(f"{T}/toledo/toledo-edge-2/reported", report, now)
+    obs.ingest(f"{T}/toledo/toledo-edge-2/events", b"[]", now)
+    store = Store(tmp_path / "state")
+    store.save(obs, {"toledo/toledo-edge-2"}, Counter(obs.rejections))
+    store.close()
+
+    argv = ["status", "--broker", mosquitto.url, "--state-dir", str(tmp_path / "state")]
+    assert main([*argv, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    dev = next(d for d in out["devices"] if d["device"] == "toledo-edge-2")
+    assert (dev["condition"], dev["reason"]) == ("Failed", "RefusedDocument")
+    assert "unknown-key" in dev["message"]
+    assert out["rejected"] == {"malformed": 1}
+    assert main(["status", "--broker", mosquitto.url, "--state-dir", str(tmp_path / "nope")]) == 2
