@@ -78,3 +78,48 @@ def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
         client.loop_stop()
     with lock:
         return list(events), list(frames)
+
+
+def read_drift(url: str, seconds: float = 1.0) -> dict[str, float]:
+    """The newest drift score per line, from the devices' retained reported states."""
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = parse_broker(url)
+    states: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def on_connect(client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        client.subscribe(wire.topic_filter(wire.Channel.REPORTED), qos=1)
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            states[msg.topic] = bytes(msg.payload)
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{CLIENT_ID}-drift")
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        raise TemporaryError(f"broker {host}:{port} unreachable: {exc}") from None
+    client.loop_start()
+    try:
+        time.sleep(seconds)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    drift: dict[str, float] = {}
+    with lock:
+        payloads = list(states.values())
+    for payload in payloads:
+        try:
+            state = wire.ReportedState.model_validate(json.loads(payload))
+        except ValueError:
+            continue  # not ours to judge here; the reconciler reports bad documents
+        for line in state.lines:
+            if line.metrics is not None:
+                drift[line.line] = max(drift.get(line.line, 0.0), line.metrics.drift_score)
+    return drift

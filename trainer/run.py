@@ -75,12 +75,18 @@ def pick_taxonomy(request: TrainRequest, taxonomies: dict[str, Taxonomy]) -> Tax
     return newest
 
 
-def train_run(request: TrainRequest, store: LabelStore | None = None) -> TrainResult:
+def train_run(
+    request: TrainRequest,
+    store: LabelStore | None = None,
+    version: DatasetVersion | None = None,
+) -> TrainResult:
+    """Train on `version` (default: the dataset version the store holds now)."""
     ws = request.workspace
     store = store or ws.open_store()
-    taxonomy = pick_taxonomy(request, store.taxonomies)
     tracker = Tracker.open(request.tracking_uri)  # fail before the slow part
-    version = build(replay(store.events(), store.taxonomies), taxonomy)
+    if version is None:
+        taxonomy = pick_taxonomy(request, store.taxonomies)
+        version = build(replay(store.events(), store.taxonomies), taxonomy)
     manifest = version.write(ws.datasets)
     store.record_dataset(version.hash, version.taxonomy, len(version.items), version.last_event)
     model = fit(version, ws.frames, request.config)

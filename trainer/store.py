@@ -229,6 +229,17 @@ class LabelStore:
                 return False  # another process claimed it between our read and our write
             return True
 
+    def has_run(self, digest: str) -> bool:
+        with self._session() as s:
+            return s.get(RunRow, digest) is not None
+
+    def last_trained_event(self) -> int:
+        """The newest event a trained dataset version covered (0 before the first run)."""
+        with self._session() as s:
+            query = select(DatasetRow.last_event).join(RunRow, RunRow.dataset == DatasetRow.hash)
+            values = s.scalars(query).all()
+            return max(values, default=0)
+
     def _session(self) -> Session:
         return Session(self._engine, expire_on_commit=False)
 

@@ -1,6 +1,7 @@
-"""`linefleet trainer …`: promotion pull requests from a training run.
+"""`linefleet trainer …`: promotion pull requests, and the watcher that starts training runs.
 
     linefleet trainer promote --run RUN_ID --fleet-repo DIR --forge local
+    linefleet trainer watch --model surface-cnn --min-new-labels 200 --broker mqtt://h:1883
 
 Exit codes: 0 pull request opened or updated, 1 no line qualifies / invalid change / forge
 refused, 2 usage, 4 forge or git remote unreachable.
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--remote", default="origin")
     c.add_argument("--base", default="main")
     c.set_defaults(run=run_promote)
+    register_watch(cmds)
 
 
 def run_promote(ns: argparse.Namespace) -> int:
@@ -69,3 +71,50 @@ def run_promote(ns: argparse.Namespace) -> int:
     if result.pull is not None:
         print(f"pull request #{result.pull.number}: {plan.title} ({result.pull.url})")
     return int(ExitCode.OK)
+
+
+def register_watch(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    c = cmds.add_parser(
+        "watch",
+        help="train when enough new labels arrive or a line drifts (one run per dataset)",
+        description="Level-triggered: every --interval seconds, read the labels (and the "
+        "devices' drift scores with --broker) and train when a trigger holds. A dataset "
+        "version is trained at most once.",
+    )
+    add_workspace_options(c)
+    c.add_argument("--model", required=True)
+    c.add_argument("--taxonomy", help="taxonomy version (default: newest of the family's)")
+    c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
+    c.add_argument("--min-new-labels", type=int, default=200)
+    c.add_argument("--broker", help="mqtt://HOST:PORT: read the lines' drift scores")
+    c.add_argument("--interval", type=float, default=60.0)
+    c.add_argument("--once", action="store_true", help="one pass, then exit")
+    c.set_defaults(run=run_watch)
+
+
+def run_watch(ns: argparse.Namespace) -> int:
+    import time
+
+    from linefleet_core.spec import DirectorySource, load
+    from trainer.mqtt_listen import read_drift
+    from trainer.run import TrainRequest
+    from trainer.tracking import default_uri
+    from trainer.watch import tick
+    from trainer.workspace import Workspace
+
+    ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
+    request = TrainRequest(
+        workspace=ws,
+        model=ns.model,
+        tracking_uri=ns.tracking_uri or default_uri(ns.state),
+        taxonomy=ns.taxonomy,
+    )
+    while True:
+        spec, _ = load(DirectorySource(ns.fleet_repo))
+        drift = read_drift(ns.broker) if ns.broker else {}
+        result = tick(request, ns.min_new_labels, drift, spec.policy.health_gates.max_drift_score)
+        run = f" -> MLflow run {result.run_id}" if result.run_id else ""
+        print(f"{result.decision.verdict.value}: {result.decision.reason}{run}", flush=True)
+        if ns.once:
+            return int(ExitCode.OK)
+        time.sleep(ns.interval)
