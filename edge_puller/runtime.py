@@ -58,6 +58,9 @@ class LoadedModel:
         (probabilities,) = self.session.run([OUTPUT], {self.input_name: tensor})
         latency_ms = (time.perf_counter() - start) * 1000.0
         row = np.asarray(probabilities, dtype=np.float32).reshape(-1)
+        if row.shape != (len(self.spec.classes),) or not np.all(np.isfinite(row)):
+            # argmax over NaN is 0 ("ok" in most taxonomies): never let that pass as a decision
+            raise ValueError(f"{self.spec.ref}: {OUTPUT} is not a finite [1, K] row: {row}")
         return Prediction(row, int(np.argmax(row)), latency_ms)
 
     def label(self, prediction: Prediction) -> str:
@@ -103,9 +106,11 @@ def _smoke_test(model: LoadedModel) -> None:
     outputs = [o.name for o in model.session.get_outputs()]
     if OUTPUT not in outputs:
         raise ModelLoadError("smoke-failed", f"{spec.ref}: no output named {OUTPUT!r} ({outputs})")
-    grey = np.full(spec.input_shape, 0.5, dtype=np.float32)
+    # A seeded noise texture, not a flat frame: some feature graphs divide by the frame's own
+    # variation (the serving path refuses their non-finite outputs per frame instead).
+    texture = np.random.default_rng(0).random(spec.input_shape, dtype=np.float32)
     try:
-        raw: Any = model.session.run([OUTPUT], {model.input_name: grey})[0]
+        raw: Any = model.session.run([OUTPUT], {model.input_name: texture})[0]
     except Exception as exc:
         raise ModelLoadError("smoke-failed", f"{spec.ref}: smoke inference failed: {exc}") from None
     out = np.asarray(raw)

@@ -152,3 +152,37 @@ def test_candidate_over_latency_budget_is_dropped(models: dict[str, LoadedModel]
 def test_no_model_yet_is_an_error_decision_not_an_exception() -> None:
     decision = Engine().infer(LINE, "c", "1", DARK)
     assert decision.label is None and decision.error == "no model"
+
+
+def test_non_finite_output_is_an_error_not_an_ok(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    # probabilities = softmax(mean / mean-variation): NaN on a flat frame, fine on texture
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("ReduceMin", ["image"], ["lo"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("ReduceMax", ["image"], ["hi"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sub", ["hi", "lo"], ["spread"]),
+        helper.make_node("Sub", ["m", "lo"], ["above"]),
+        helper.make_node("Div", ["above", "spread"], ["ratio"]),
+        helper.make_node("Unsqueeze", ["ratio", "axes"], ["col"]),
+        helper.make_node("Concat", ["col", "col", "col"], ["logits"], axis=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ratio",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 3])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "ratio.onnx"
+    path.write_bytes(model.SerializeToString())
+    spec = ModelSpec("ratio@1", "0" * 64, 1, path.as_uri(), CLASSES, (1, 3, 32, 32))
+    loaded = load_model(path, spec)  # the smoke test uses texture: it loads
+    engine = Engine()
+    engine.activate(LineModels(LINE, loaded))
+    decision = engine.infer(LINE, "c", "flat", DARK)  # a flat frame: NaN probabilities
+    assert decision.label is None and "not a finite" in decision.error
