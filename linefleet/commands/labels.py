@@ -71,6 +71,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.set_defaults(run=run_dataset)
 
+    c = cmds.add_parser("queue", help="rank unlabelled frames by model uncertainty")
+    c.add_argument("--model", required=True, type=Path, help="an ONNX artifact (the contract)")
+    c.add_argument(
+        "--strategy", choices=("least-confidence", "margin", "entropy"), default="margin"
+    )
+    c.add_argument("--color", choices=("rgb", "bgr", "gray"), default="rgb")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(run=run_queue)
+
     c = cmds.add_parser("quality", help="annotator agreement (Cohen, Fleiss), audits, drift")
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.set_defaults(run=run_quality)
@@ -272,4 +282,40 @@ def run_quality(ns: argparse.Namespace) -> int:
             f"{a.name:<16} {a.labels:>6} label(s), audit open {a.audit_open}, "
             f"rejected {a.audit_rejected}, {trend}{flag}"
         )
+    return int(ExitCode.OK)
+
+
+def run_queue(ns: argparse.Namespace) -> int:
+    import numpy as np
+
+    from trainer.active import rank
+    from trainer.features import to_tensor
+    from trainer.train import predict_with, session_for
+    from trainer.views import replay
+
+    ws = workspace(ns)
+    store = ws.open_store()
+    state = replay(store.events(), store.taxonomies)
+    busy = {lab.frame for lab in state.labels.values()}
+    busy |= {ov.frame for ov in state.overrides.values() if ov.frame}
+    todo = sorted(sha for sha in store.frames() if sha not in busy)
+    try:
+        session = session_for(ns.model.read_bytes())
+    except Exception as exc:
+        raise UsageError(f"--model {ns.model}: not a loadable ONNX model ({exc})") from None
+    _, _, height, width = session.get_inputs()[0].shape
+    probs = [
+        predict_with(session, to_tensor(ws.frames.load(sha), height, width, ns.color))[0]
+        for sha in todo
+    ]
+    ranked = rank(todo, np.array(probs), ns.strategy)[: ns.limit] if todo else []
+    if ns.format == "json":
+        doc = {"format_version": 1, "strategy": ns.strategy, "unlabelled": len(todo)}
+        doc["queue"] = [{"frame": f, "uncertainty": round(u, 6)} for f, u in ranked]
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return int(ExitCode.OK)
+    for frame, score in ranked:
+        print(f"{score:.4f}  {frame}")
+    print(f"{len(ranked)} of {len(todo)} unlabelled frame(s), most uncertain first ({ns.strategy})")
     return int(ExitCode.OK)

@@ -146,3 +146,26 @@ def test_quality_report_and_unknown_fleet_repo(
     assert "double-labelled frames: 0" in capsys.readouterr().out
     assert lf(tmp_path / "nowhere", "quality") == 2
     assert "no taxonomies/ folder" in capsys.readouterr().err
+
+
+def test_queue_ranks_unlabelled_edge_frames_by_uncertainty(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from factory_sim.onnx_fixtures import build_classifier
+
+    frames = tmp_path / "frames-in"
+    frames.mkdir()
+    for i in range(4):
+        (frames / f"{i}.lff").write_bytes(frame_payload(jpeg(10 + i, 48), f"q-{i}"))
+    events = tmp_path / "none.jsonl"
+    events.write_text("")
+    assert lf(repo, "ingest-events", str(events), "--frames", str(frames)) == 0
+    model = tmp_path / "m.onnx"
+    model.write_bytes(build_classifier(3, seed=1).data)
+    capsys.readouterr()
+    assert lf(repo, "queue", "--model", str(model), "--format", "json", "--limit", "3") == 0
+    doc = json.loads(capsys.readouterr().out)
+    scores = [q["uncertainty"] for q in doc["queue"]]
+    assert doc["unlabelled"] == 4 and len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert lf(repo, "queue", "--model", str(tmp_path / "missing.onnx")) == 2
+    assert "not a loadable ONNX model" in capsys.readouterr().err
