@@ -147,6 +147,8 @@ class Session:
         where = self.address.url
         try:
             self.client.connect(self.address.host, self.address.port, self.keepalive)
+        except ssl.SSLCertVerificationError as exc:  # a configuration problem, not an outage
+            raise PermanentError(f"broker {where}: TLS certificate not trusted: {exc}") from None
         except (OSError, ValueError) as exc:
             raise TemporaryError(f"broker {where} unreachable: {exc}", delay=2.0) from None
         self.client.loop_start()
