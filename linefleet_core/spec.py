@@ -7,8 +7,10 @@ kept so that reference checks can still run on them.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import gc
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -61,10 +63,11 @@ class DirectorySource:
                 continue
             for dirpath, dirnames, filenames in os.walk(base):
                 dirnames.sort()
+                folder = Path(dirpath)
+                rel = folder.relative_to(self.root).as_posix()  # once per folder, not per file
                 for name in sorted(filenames):
                     if name.endswith(YAML_SUFFIXES):
-                        full = Path(dirpath) / name
-                        yield full.relative_to(self.root).as_posix(), full.read_bytes()
+                        yield f"{rel}/{name}", (folder / name).read_bytes()
 
 
 @dataclass
@@ -201,6 +204,33 @@ def _read(path: str, raw: bytes, findings: list[Finding]) -> yamlsafe.Located | 
 
 def load(source: Source) -> tuple[FleetSpec, list[Finding]]:
     """Read and schema-check every file of `source`; return what loaded and every finding."""
+    # Everything built here survives (a tree of documents and frozen models, no cycles), so
+    # cycle collection during the build cannot free anything; on 2,000 files it cost ~20%.
+    with _gc_paused():
+        return _load(source)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause cycle collection; afterwards count what was built as old, not young.
+
+    Re-enabling alone would make the next young-generation collection scan every object
+    built while paused. `freeze()` + `unfreeze()` moves all tracked objects to the oldest
+    generation in O(1) instead; they are still collected by the next full collection.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        gc.enable()
+
+
+def _load(source: Source) -> tuple[FleetSpec, list[Finding]]:
     spec = FleetSpec(source=source.label)
     findings: list[Finding] = []
     policy_seen: yamlsafe.Located | None = None

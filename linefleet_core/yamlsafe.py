@@ -43,6 +43,8 @@ _INF = re.compile(r"[-+]?\.(inf|Inf|INF)")
 _NAN = re.compile(r"\.(nan|NaN|NAN)")
 _NULLS = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
+_MAYBE_NOT_TEXT = frozenset("0123456789-+.~nNtTfF")
+"""First characters of plain scalars that may resolve to something other than text."""
 _FALSE = {"false", "False", "FALSE"}
 
 Path = tuple[str | int, ...]
@@ -126,99 +128,104 @@ def decode(raw: bytes) -> str:
 
 def parse(text: str, *, with_marks: bool = False) -> Parsed:
     """Parse one YAML document into plain Python values; refuse anything unsafe or ambiguous."""
+    # The hot loop of `linefleet validate`: ~100 events per fleet file. The open container
+    # lives in local variables (`container`, `is_dict`, `key`); `stack` keeps its parents.
     out = Parsed(None)
     marks, key_marks = out.marks, out.key_marks
-    # Each frame: [container, path, pending_key or _NOKEY]
-    stack: list[list[Any]] = []
+    stack: list[tuple[Any, bool, Any, Path]] = []
+    container: Any = None  # the open mapping or sequence (None at the top level)
+    is_dict = False
+    nokey: Any = _NOKEY
+    key: Any = nokey  # the open mapping's pending key
+    path: Path = ()  # the open container's path (kept only with marks)
     documents = 0
     loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
-    nokey = _NOKEY
-
-    def attach(value: Any, e: Any) -> None:
-        if not stack:
-            out.data = value
-            return
-        frame = stack[-1]
-        container = frame[0]
-        if type(container) is list:
-            if with_marks:
-                marks[(*frame[1], len(container))] = (
-                    e.start_mark.line + 1,
-                    e.start_mark.column + 1,
-                )
-            container.append(value)
-            return
-        key = frame[2]
-        if key is nokey:
-            if isinstance(value, (dict, list)):
-                raise YamlProblem(
-                    "a mapping key must be a plain value",
-                    e.start_mark.line + 1,
-                    e.start_mark.column + 1,
-                )
-            if value in container:
-                raise YamlProblem(
-                    f"duplicate key {value!r}",
-                    e.start_mark.line + 1,
-                    e.start_mark.column + 1,
-                    _render_path((*frame[1], str(value))),
-                )
-            frame[2] = value
-            if with_marks:
-                key_marks[(*frame[1], value)] = (e.start_mark.line + 1, e.start_mark.column + 1)
-            return
-        if with_marks:
-            marks[(*frame[1], key)] = (e.start_mark.line + 1, e.start_mark.column + 1)
-        container[key] = value
-        frame[2] = nokey
+    get_event = loader.get_event
+    allowed, maybe_not_text, plain = _ALLOWED_TAGS, _MAYBE_NOT_TEXT, _plain
+    scalar_t, alias_t, doc_t = ev.ScalarEvent, ev.AliasEvent, ev.DocumentStartEvent
+    map_t, seq_t = ev.MappingStartEvent, ev.SequenceStartEvent
+    end_ts = (ev.MappingEndEvent, ev.SequenceEndEvent)
 
     try:
         while True:
-            e: Any = loader.get_event()
+            e: Any = get_event()
             if e is None:
                 break
             t = type(e)
-            if t is ev.ScalarEvent:
+            if t is scalar_t:
                 if e.anchor is not None:
                     raise _at(e, "anchors and aliases are not allowed in fleet files")
-                if e.tag not in _ALLOWED_TAGS:
-                    raise _at(e, f"custom tag {e.tag!r} is not allowed")
-                if e.tag is None or e.tag == "!":
-                    value: Any = _plain(e.value) if e.implicit[0] and not e.style else e.value
+                tag = e.tag
+                if tag is None or tag == "!":
+                    value: Any = e.value
+                    if (value[:1] in maybe_not_text or not value) and e.implicit[0] and not e.style:
+                        value = plain(value)
+                elif tag in allowed:
+                    value = _tagged(e.value, tag, e.start_mark.line + 1, e.start_mark.column + 1)
                 else:
-                    value = _tagged(e.value, e.tag, e.start_mark.line + 1, e.start_mark.column + 1)
-                attach(value, e)
-            elif t is ev.MappingStartEvent or t is ev.SequenceStartEvent:
+                    raise _at(e, f"custom tag {tag!r} is not allowed")
+                if is_dict:
+                    if key is nokey:
+                        if value in container:
+                            raise YamlProblem(
+                                f"duplicate key {value!r}",
+                                e.start_mark.line + 1,
+                                e.start_mark.column + 1,
+                                _render_path((*_path_of(stack), str(value))),
+                            )
+                        key = value
+                        if with_marks:
+                            key_marks[(*path, value)] = (
+                                e.start_mark.line + 1,
+                                e.start_mark.column + 1,
+                            )
+                        continue
+                    if with_marks:
+                        marks[(*path, key)] = (e.start_mark.line + 1, e.start_mark.column + 1)
+                    container[key] = value
+                    key = nokey
+                elif container is not None:
+                    if with_marks:
+                        marks[(*path, len(container))] = (
+                            e.start_mark.line + 1,
+                            e.start_mark.column + 1,
+                        )
+                    container.append(value)
+                else:
+                    out.data = value
+            elif t is map_t or t is seq_t:
                 if e.anchor is not None:
                     raise _at(e, "anchors and aliases are not allowed in fleet files")
-                if e.tag not in _ALLOWED_TAGS:
+                if e.tag not in allowed:
                     raise _at(e, f"custom tag {e.tag!r} is not allowed")
-                if len(stack) >= MAX_DEPTH:
+                if len(stack) + (container is not None) >= MAX_DEPTH:
                     raise _at(e, f"nested more than {MAX_DEPTH} levels deep")
-                container: Any = {} if t is ev.MappingStartEvent else []
-                path: Path = ()
-                if stack:
-                    parent = stack[-1]
-                    path = (*parent[1], parent[2] if type(parent[0]) is dict else len(parent[0]))
-                    if type(parent[0]) is dict and parent[2] is nokey:
-                        raise _at(e, "a mapping key must be a plain value")
+                if is_dict and key is nokey:
+                    raise _at(e, "a mapping key must be a plain value")
+                if container is not None:
+                    stack.append((container, is_dict, key, path))
+                    if with_marks:
+                        path = (*path, key if is_dict else len(container))
                 if with_marks:
                     marks[path] = (e.start_mark.line + 1, e.start_mark.column + 1)
-                stack.append([container, path, nokey])
-            elif t is ev.MappingEndEvent or t is ev.SequenceEndEvent:
-                frame = stack.pop()
-                if stack:
-                    parent = stack[-1]
-                    if type(parent[0]) is list:
-                        parent[0].append(frame[0])
-                    else:
-                        parent[0][parent[2]] = frame[0]
-                        parent[2] = nokey
+                is_dict = t is map_t
+                container = {} if is_dict else []
+                key = nokey
+            elif t in end_ts:
+                done = container
+                if not stack:
+                    out.data = done
+                    container, is_dict, key = None, False, nokey
+                    continue
+                container, is_dict, key, path = stack.pop()
+                if is_dict:
+                    container[key] = done
+                    key = nokey
                 else:
-                    out.data = frame[0]
-            elif t is ev.AliasEvent:
+                    container.append(done)
+            elif t is alias_t:
                 raise _at(e, "anchors and aliases are not allowed in fleet files")
-            elif t is ev.DocumentStartEvent:
+            elif t is doc_t:
                 documents += 1
                 if documents > 1:
                     raise _at(e, "only one YAML document per file is allowed")
@@ -235,6 +242,11 @@ def parse(text: str, *, with_marks: bool = False) -> Parsed:
     finally:
         loader.dispose()
     return out
+
+
+def _path_of(stack: list[tuple[Any, bool, Any, Path]]) -> Path:
+    """The path of the open container, rebuilt from its parents (for error messages)."""
+    return tuple(key if is_dict else len(parent) for parent, is_dict, key, _ in stack)
 
 
 class _NoKey:

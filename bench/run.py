@@ -1,0 +1,137 @@
+"""Run the benchmarks and rewrite `docs/benchmarks.md` (what `make bench` calls).
+
+Every `bench/bench_*.py` is a standalone script. The protocol between it and this runner:
+- progress goes to stderr;
+- stdout carries exactly one JSON object:
+    {"benchmark": "validate",            # short name, used for the result file
+     "title": "linefleet validate ...",  # the section heading
+     "command": "...",                   # the exact command(s) that were timed
+     "target": "...", "met": true,       # optional: the goal and whether this run met it
+     "results": {...},                   # numbers (medians, ratios, samples)
+     "markdown": "..."}                  # the section body (tables, notes)
+The runner stores each result in `bench/results/<benchmark>.json` (so running one script
+updates only its section) and renders every stored result into `docs/benchmarks.md`, with
+the machine it ran on and the command that produced it.
+
+Usage: python bench/run.py [NAME ...]   (NAME: `validate` runs bench/bench_validate.py)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+REQUIRED = ("benchmark", "title", "command", "results", "markdown")
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for row in cpuinfo.read_text().splitlines():
+            if row.startswith("model name"):
+                cpu = row.split(":", 1)[1].strip()
+                break
+    memory_gb = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        kib = int(meminfo.read_text().split()[1])
+        memory_gb = round(kib / 1024 / 1024, 1)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def git_commit() -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return proc.stdout.strip() or "unknown"
+
+
+def run_one(script: Path) -> dict[str, Any]:
+    print(f"== {script.name}", file=sys.stderr, flush=True)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{script.name} failed with exit code {proc.returncode}")
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{script.name}: stdout is not one JSON object ({exc})") from None
+    missing = [key for key in REQUIRED if key not in result]
+    if missing:
+        raise SystemExit(f"{script.name}: result lacks {', '.join(missing)}")
+    result["script"] = f"bench/{script.name}"
+    result["machine"] = machine()
+    result["commit"] = git_commit()
+    result["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return result
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python bench/run.py`); do not edit by hand. Each section is",
+        "one `bench/bench_*.py` script; `python bench/run.py NAME` re-runs one of them.",
+        "",
+    ]
+    for result in results:
+        m = result["machine"]
+        verdict = ""
+        if "target" in result:
+            verdict = (
+                f"**Target:** {result['target']} — **{'met' if result.get('met') else 'NOT met'}**"
+            )
+        out += [
+            f"## {result['title']}",
+            "",
+            f"- Script: `{result['script']}`, run {result['date']} at commit `{result['commit']}`",
+            f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
+            f"Python {m['python']}",
+            f"- Command: `{result['command']}`",
+            "",
+        ]
+        if verdict:
+            out += [verdict, ""]
+        out += [result["markdown"].rstrip(), ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    scripts = sorted(BENCH.glob("bench_*.py"))
+    if argv:
+        wanted = {name.removeprefix("bench_").removesuffix(".py") for name in argv}
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
+        if len(scripts) != len(wanted):
+            raise SystemExit(f"unknown benchmark(s); available: {sorted(BENCH.glob('bench_*.py'))}")
+    RESULTS.mkdir(exist_ok=True)
+    for script in scripts:
+        result = run_one(script)
+        path = RESULTS / f"{result['benchmark']}.json"
+        path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    stored = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(render(stored), encoding="utf-8")
+    print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
