@@ -35,7 +35,7 @@ def line_doc(
     doc: dict[str, Any] = {
         "line": line,
         "cameras": [{"id": "cam-1", "fps": 10.0, "width": 64, "height": 48}],
-        "taxonomy": TAXONOMY,
+        "taxonomy": {**TAXONOMY, "classes": list(serving.classes)},
         "serving": model_doc(serving),
         "telemetry": {
             "uncertainty_band": [0.35, 0.65],
