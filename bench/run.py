@@ -53,6 +53,7 @@ def machine() -> dict[str, Any]:
         "memory_gb": memory_gb,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -65,6 +66,7 @@ def git_commit() -> str:
 
 def run_one(script: Path) -> dict[str, Any]:
     print(f"== {script.name}", file=sys.stderr, flush=True)
+    before = machine()
     proc = subprocess.run(
         [sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -78,7 +80,7 @@ def run_one(script: Path) -> dict[str, Any]:
     if missing:
         raise SystemExit(f"{script.name}: result lacks {', '.join(missing)}")
     result["script"] = f"bench/{script.name}"
-    result["machine"] = machine()
+    result["machine"] = before
     result["commit"] = git_commit()
     result["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return result
@@ -104,7 +106,7 @@ def render(results: list[dict[str, Any]]) -> str:
             "",
             f"- Script: `{result['script']}`, run {result['date']} at commit `{result['commit']}`",
             f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
-            f"Python {m['python']}",
+            f"Python {m['python']}, load average {m.get('load_average_1m', '?')} at the start",
             f"- Command: `{result['command']}`",
             "",
         ]
