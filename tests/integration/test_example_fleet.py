@@ -6,6 +6,8 @@ import copy
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,21 @@ def test_each_artifact_matches_its_catalogue_entry_and_runs(version: int) -> Non
     (probs,) = session.run(["probabilities"], {inp.name: frame})
     assert probs.shape == (1, len(classes))
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_check_jsonschema_accepts_the_example_fleet() -> None:
+    """The schemas as an editor or CI reads them: check-jsonschema parses YAML itself."""
+    tool = Path(sys.executable).with_name("check-jsonschema")
+    by_schema: dict[Path, list[str]] = {}
+    for rel in YAML_FILES:
+        by_schema.setdefault(schema_for(rel)[0], []).append(rel)
+    assert len(by_schema) == 6
+    for schema, files in sorted(by_schema.items()):
+        proc = subprocess.run(
+            [str(tool), "--schemafile", str(schema), *files],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{schema.name}: {proc.stdout}{proc.stderr}"
