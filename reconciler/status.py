@@ -19,6 +19,13 @@ from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineStatus
 from reconciler.gates import Violation, violations
 from reconciler.observed import DeviceObservation, Observations
 
+RECONCILER_KEYS = (
+    "last_applied_commit",
+    "last_attempted_commit",
+    "stalled_commit",
+    "stalled_message",
+    "last_error",
+)
 STALE_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 60
 
@@ -73,6 +80,8 @@ class FleetStatus:
     devices: list[DeviceStatus]
     rejections: dict[str, int] = field(default_factory=dict)
     last_rejection: dict[str, str] = field(default_factory=dict)
+    reconciler: dict[str, str] = field(default_factory=dict)
+    """What `linefleet reconcile` recorded: last applied/attempted/stalled commit, last error."""
 
     def counts(self) -> dict[str, int]:
         found = Counter(d.condition.type.value for d in self.devices)
@@ -258,5 +267,8 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
         "counts": status.counts(),
         "rejected": status.rejections,
         "last_rejected": status.last_rejection,
+        "reconciler": {k: status.reconciler.get(k) for k in RECONCILER_KEYS}
+        if status.reconciler
+        else None,
         "devices": devices,
     }

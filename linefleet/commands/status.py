@@ -63,11 +63,13 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
         spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
         fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
     observations = Observations()
+    recorded: dict[str, str] = {}
     if args.state_dir is not None:
         if not (args.state_dir / DB_NAME).is_file():
             raise UsageError(f"--state-dir {args.state_dir}: no {DB_NAME} (run reconcile first)")
         store = Store(args.state_dir)
         observations = store.load()
+        recorded = store.meta()
         store.close()
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
@@ -84,7 +86,9 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
                 observations.reject(result)
         else:
             observations.ingest(name, msg.payload, now, known, live=False)
-    return fleet_status(desired, observations, now, fleet), now
+    status = fleet_status(desired, observations, now, fleet)
+    status.reconciler = recorded
+    return status, now
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -172,6 +176,21 @@ def render_table(status: FleetStatus, now: float) -> str:
         lines += ["", *notes]
     counts = ", ".join(f"{n} {c}" for c, n in status.counts().items() if n)
     lines += ["", f"{len(status.devices)} device(s): {counts or 'none'}"]
+    rec = status.reconciler
+    if rec:
+        short = {
+            k: (rec.get(k) or "-")[:12] for k in ("last_applied_commit", "last_attempted_commit")
+        }
+        lines.append(
+            f"reconciler: applied {short['last_applied_commit']}, "
+            f"attempted {short['last_attempted_commit']}"
+        )
+        if rec.get("stalled_commit") and rec.get("stalled_commit") == rec.get(
+            "last_attempted_commit"
+        ):
+            lines.append(f"  stalled: {rec.get('stalled_message', '')}")
+        if rec.get("last_error"):
+            lines.append(f"  last error: {rec['last_error']}")
     if status.rejections:
         bad = ", ".join(f"{n} {r}" for r, n in sorted(status.rejections.items()))
         lines.append(f"rejected messages: {bad}")

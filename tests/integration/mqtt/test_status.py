@@ -105,6 +105,9 @@ def test_status_reads_what_the_reconciler_recorded(
     obs.ingest(f"{T}/toledo/toledo-edge-2/events", b"[]", now)
     store = Store(tmp_path / "state")
     store.save(obs, {"toledo/toledo-edge-2"}, Counter(obs.rejections))
+    store.put("last_applied_commit", "a" * 40)
+    store.put("last_attempted_commit", "b" * 40)
+    store.put("last_error", "broker mqtt://x:1 unreachable")
     store.close()
 
     argv = ["status", "--broker", mosquitto.url, "--state-dir", str(tmp_path / "state")]
@@ -114,4 +117,10 @@ def test_status_reads_what_the_reconciler_recorded(
     assert (dev["condition"], dev["reason"]) == ("Failed", "RefusedDocument")
     assert "unknown-key" in dev["message"]
     assert out["rejected"] == {"malformed": 1}
+    assert out["reconciler"]["last_applied_commit"] == "a" * 40
+    assert out["reconciler"]["stalled_commit"] is None
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "reconciler: applied aaaaaaaaaaaa, attempted bbbbbbbbbbbb" in table
+    assert "last error: broker mqtt://x:1 unreachable" in table
     assert main(["status", "--broker", mosquitto.url, "--state-dir", str(tmp_path / "nope")]) == 2
