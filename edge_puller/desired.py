@@ -1,8 +1,10 @@
 """Accept a desired-state payload: verify it (signature, schema, generation), translate it.
 
 Verification is `linefleet_core.signing.verify` (the protocol's rules, shared with every
-receiver); this module adds the edge's own checks (each model's classes match its line's
-taxonomy, input shapes are usable) and turns the wire document into a `Target`.
+receiver); this module adds the edge's own check (input shapes are usable) and turns the wire
+document into a `Target`. A model decides in its own `output_classes` (its taxonomy version),
+which may differ from the line's current taxonomy: a `previous` model from before a taxonomy
+migration is still a valid rollback target. The smoke test checks K against those classes.
 """
 
 from __future__ import annotations
@@ -56,12 +58,6 @@ def _model(spec: WireModel, line: LineSpec, role: str) -> ModelSpec:
             Refusal.MALFORMED,
             f"{where}.input.shape {spec.input.shape} is not [1, {expected_c}, H, W] "
             f"for color {spec.input.color!r}",
-        )
-    if spec.output_classes != line.taxonomy.classes:
-        raise VerifyError(
-            Refusal.MALFORMED,
-            f"{where}.output_classes {spec.output_classes} differ from the taxonomy "
-            f"{line.taxonomy.ref} classes {line.taxonomy.classes}",
         )
     return ModelSpec(
         ref=spec.ref,

@@ -1,0 +1,136 @@
+"""Interoperability: `linefleet publish` (the reconciler) → real Mosquitto → the edge agent.
+
+The mini fleet's catalogue gets real ONNX artifacts (tiny models with the right class
+counts); the reconciler compiles, signs and publishes it; the edge agent for
+`toledo/toledo-edge-1` converges, serves `toledo/line-1` with its shadow candidate, and
+`linefleet status` (the reconciler's view of what the device reported) shows it Synced.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_puller.link import Broker
+from edge_puller.runner import RunOptions, run
+from linefleet.cli import main
+from linefleet_core.signing import load_trusted_keys
+from tests.support import minifleet
+from tests.support.mosquitto import Mosquitto
+from tests.support.onnx_models import write_model
+
+pytestmark = pytest.mark.integration
+
+CLASSES = {1: ("ok", "scratch", "contamination"), 2: ("ok", "scratch", "dust", "oil")}
+
+
+def _real_artifacts(root: Path) -> None:
+    def mutate(doc: Any) -> None:
+        for entry in doc["versions"]:
+            version = int(entry["version"])
+            built = write_model(
+                root / "artifacts" / f"surface-cnn-{version}.onnx",
+                classes=tuple(entry["output_classes"]),
+                height=64,
+                width=64,
+                invert=version == 3,
+            )
+            entry["artifact"]["url"] = f"file://artifacts/surface-cnn-{version}.onnx"
+            entry["artifact"]["sha256"] = built.sha256
+            entry["artifact"]["size"] = built.size
+
+    minifleet.edit_yaml(root / "fleet" / "models" / "surface-cnn.yaml", mutate)
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "fleet"
+    minifleet.write_minifleet(root)
+    _real_artifacts(root)
+    minifleet.init_repo(root)
+    minifleet.commit_all(root, "fleet with real artifacts")
+    assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--format", "json"]) == 0
+    keys = json.loads(capsys.readouterr().out)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    results = tmp_path / "results.jsonl"
+    with Mosquitto(tmp_path / "broker") as broker:
+        assert (
+            main(
+                [
+                    "publish",
+                    "--broker",
+                    broker.url,
+                    "--repo",
+                    str(root),
+                    "--signing-key",
+                    keys["private_key"],
+                    "--format",
+                    "json",
+                ]
+            )
+            == 0
+        )
+        capsys.readouterr()
+        stop = threading.Event()
+        options = RunOptions(
+            site="toledo",
+            device="toledo-edge-1",
+            broker=Broker.parse(broker.url),
+            state_dir=tmp_path / "state",
+            frames=str(frames),
+            trusted_keys=load_trusted_keys([Path(keys["public_key"])]),
+            results=results,
+            line="toledo/line-1",
+        )
+        device = threading.Thread(target=run, args=(options, stop), daemon=True)
+        device.start()
+        try:
+            count = 0
+
+            def shadow_decision() -> bool:
+                nonlocal count
+                count += 1
+                image = np.full((480, 640, 3), 200, dtype=np.uint8)
+                cv2.imwrite(str(frames / f"f{count:05d}.png"), image)
+                if not results.exists():
+                    return False
+                last = [json.loads(x) for x in results.read_text().splitlines() if x][-1]
+                return bool(last.get("candidate")) and last["model"] == "surface-cnn@2"
+
+            _wait("a frame served by @2 with @3 in shadow", shadow_decision)
+
+            def synced() -> bool:
+                code = main(
+                    ["status", "--broker", broker.url, "--repo", str(root), "--format", "json"]
+                )
+                out = capsys.readouterr().out
+                if code not in (0, 1):
+                    return False
+                conditions = {d["device"]: d["condition"] for d in json.loads(out)["devices"]}
+                return conditions.get("toledo-edge-1") == "Synced"
+
+            _wait("linefleet status: toledo-edge-1 Synced", synced)
+        finally:
+            stop.set()
+            device.join(15)
+    last = [json.loads(x) for x in results.read_text().splitlines() if x][-1]
+    assert last["serving"]["label"] == "ok" and last["candidate"]["label"] == "scratch"
