@@ -3,8 +3,10 @@
 `EXECUTORS` maps each step type to its function; `execute` dispatches. Executors raise
 `TemporaryError` (retry later with backoff) or a `PermanentError` subclass with a `reason`
 (the model is recorded as failed for this generation); the loop decides what happens next.
-State changes are persisted before the engine switches, so a crash between the two resumes
-into the new assignment rather than forgetting it.
+The desired state is persisted before any step runs. `activate` switches the engine first and
+persists the new A/B assignment right after: a crash in between restarts on the previous
+assignment, and the next plan makes the same switch again (level-triggered), so the switch
+itself never waits for a disk write.
 """
 
 from __future__ import annotations
@@ -102,8 +104,8 @@ def load(ctx: Context, step: LoadAndSmokeTest) -> None:
 def activate(ctx: Context, step: Activate) -> None:
     before = ctx.state.active.get(step.line)
     models = line_models(ctx, step.line, step.active, step.gates_latency_ms)
+    ctx.engine.activate(models)  # the switch first: a rollback waits for no disk write
     ctx.save(replace(ctx.state, active={**ctx.state.active, step.line: step.active}))
-    ctx.engine.activate(models)
     old = before.serving.ref if before and before.serving else None
     new = step.active.serving.ref if step.active.serving else None
     candidate = step.active.candidate
