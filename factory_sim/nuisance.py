@@ -1,7 +1,9 @@
 """The camera's view of a product: orientation, conveyor, perspective, lighting, blur, noise.
 
 `capture(product, profile, rng)` turns a product surface (float32 BGR in [0, 1]) into the
-frame the line's camera records (uint8 BGR). Everything line-specific comes from the
+frame the line's camera records (uint8 BGR): oriented, placed on the belt with a keystone
+warp and a soft shadow, lit (colour temperature, intensity, gradient, vignetting), blurred
+(motion along the belt, defocus) and noisy. Everything line-specific comes from the
 profile; `rng` adds the small frame-to-frame jitter of a real line (position on the belt,
 belt phase, flicker) and the sensor noise.
 """
@@ -94,6 +96,34 @@ def illumination(size: int, lighting: Lighting, flicker: float) -> Array:
     return (lighting.intensity * flicker * (1.0 + 2 * lighting.falloff * grad)).astype(np.float32)
 
 
+def vignette(size: int, strength: float) -> Array:
+    """Radial lens fall-off: 1 at the centre, 1 - strength in the corners."""
+    coords = (np.arange(size, dtype=np.float32) / max(size - 1, 1)) * 2 - 1
+    radius2 = (coords[None, :] ** 2 + coords[:, None] ** 2) / 2
+    out: Array = 1.0 - strength * radius2
+    return out
+
+
+def motion_blur(frame: Array, length: float) -> Array:
+    """Blur along the direction of travel (the frame's vertical axis) over `length` pixels."""
+    taps = round(length)
+    if taps < 2:
+        return frame
+    kernel = np.full((taps, 1), 1.0 / taps, np.float32)
+    out: Array = cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    return out
+
+
+def shadow(cover: Array, size: int, angle_deg: float) -> Array:
+    """The product's soft shadow on the belt, cast away from the light."""
+    a = math.radians(angle_deg)
+    shift = 0.03 * size
+    m = np.array([[1, 0, -math.cos(a) * shift], [0, 1, -math.sin(a) * shift]], np.float32)
+    moved = cv2.warpAffine(cover, m, (size, size), borderMode=cv2.BORDER_CONSTANT)
+    out: Array = cv2.GaussianBlur(moved, (0, 0), max(1.0, 0.02 * size))
+    return out
+
+
 def capture(product: Image, profile: LineProfile, rng: np.random.Generator) -> Array:
     """The frame (uint8 BGR, same size as `product`) that the line's camera records."""
     size = product.shape[0]
@@ -104,10 +134,15 @@ def capture(product: Image, profile: LineProfile, rng: np.random.Generator) -> A
     warped = cv2.warpPerspective(oriented, homography, (size, size), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
         np.ones((size, size), np.float32), homography, (size, size), flags=cv2.INTER_LINEAR
-    )[:, :, None]
-    frame = warped * cover + conveyor_belt(rng, size, profile.conveyor) * (1.0 - cover)
+    )
+    belt = conveyor_belt(rng, size, profile.conveyor)
+    belt *= (1.0 - 0.45 * shadow(cover, size, lighting.falloff_angle_deg))[:, :, None]
+    cover = cover[:, :, None]
+    frame = warped * cover + belt * (1.0 - cover)
     light = illumination(size, lighting, float(rng.normal(1.0, 0.02)))
+    light *= vignette(size, optics.vignetting)
     frame = frame * light[:, :, None] * white_balance_gains(lighting.colour_temp_k)
+    frame = motion_blur(frame, optics.motion_px * size / 128)
     sigma = optics.blur_sigma * size / 128
     if sigma > 0.25:
         frame = cv2.GaussianBlur(frame, (0, 0), sigma)

@@ -9,7 +9,7 @@ does not change the frames of existing lines. It groups what differs between rea
   gradient across the field of view;
 - `Optics`: camera tilt (a keystone perspective warp), product orientation on the conveyor
   (quarter turns and a mirror: Dresden runs the opposite direction), how much of the frame
-  the product covers, blur and sensor noise;
+  the product covers, defocus and motion blur, lens vignetting and sensor noise;
 - `Conveyor`: the belt visible at the frame borders (colour, stripe period and contrast).
 
 `DriftEvent`s change a line's profile from a frame on (`profile_at`): a new material
@@ -74,6 +74,10 @@ class Optics:
     """Gaussian blur in pixels at 128 px (scaled with the frame size)."""
     noise_sigma: float
     """Sensor noise standard deviation, in [0, 1] intensity units."""
+    motion_px: float
+    """Motion blur along the direction of travel, in pixels at 128 px (conveyor speed)."""
+    vignetting: float
+    """Lens fall-off: the corners are darker by this fraction."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,8 @@ def draw_optics(rng: np.random.Generator, *, mirrored: bool) -> Optics:
         coverage=round(float(rng.uniform(0.72, 0.9)), 3),
         blur_sigma=round(float(rng.uniform(0.0, 1.0)), 3),
         noise_sigma=round(float(rng.uniform(0.004, 0.03)), 4),
+        motion_px=round(float(rng.uniform(0.0, 2.5)), 2),
+        vignetting=round(float(rng.uniform(0.0, 0.3)), 3),
     )
 
 

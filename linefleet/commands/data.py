@@ -229,8 +229,10 @@ def run(ns: argparse.Namespace) -> int:
     streams = len(manifest.info["lines"])
     cameras = "" if streams == len(manifest.lines) else f", {streams} cameras"
     labels = manifest.info["taxonomy"] or ",".join(manifest.classes)
+    nlines = len(manifest.lines)
     print(
-        f"wrote {len(manifest.records)} frames for {len(manifest.lines)} lines{cameras} "
+        f"wrote {len(manifest.records)} frames for {nlines} line{'s' if nlines != 1 else ''}"
+        f"{cameras} "
         f"({', '.join(manifest.lines)}) labelled {labels} to {args.out}"
     )
     return int(ExitCode.OK)

@@ -148,7 +148,7 @@ def test_generate_for_the_lines_and_cameras_of_a_fleet(
                      "--size", "32", "--drift", "camera_bump:toledo/line-2:1")  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "for 4 lines, 8 cameras" in captured.out
+    assert "for 4 lines, 8 cameras (" in captured.out
     assert "labelled surface-defects@2" in captured.out
     info = json.loads((out / "dataset.json").read_text())
     assert info["taxonomy"] == "surface-defects@2"
