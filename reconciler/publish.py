@@ -130,6 +130,7 @@ class Result:
     pruned: int = 0
     published_devices: list[str] = field(default_factory=list)
     pruned_topics: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +143,7 @@ class Result:
             "pruned": self.pruned,
             "published_devices": self.published_devices,
             "pruned_topics": self.pruned_topics,
+            "dry_run": self.dry_run,
         }
 
 
@@ -182,8 +184,12 @@ def publish(
     quiet: float = 0.5,
     timeout: float = 30.0,
     signed: dict[str, Signed] | None = None,
+    dry_run: bool = False,
 ) -> Result:
-    """Compile and sign `revision` (unless `signed` already holds it), then publish the diff."""
+    """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
+
+    With `dry_run`, the broker is only read: the result says what would be sent.
+    """
     if signed is None:
         docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
         signed = sign_all(docs, key)
@@ -200,7 +206,8 @@ def publish(
     result = Result(revision.commit, revision.generation, len(signed))
     result.unchanged = len(the_plan.unchanged)
     messages = the_plan.messages()
-    if messages:
+    result.dry_run = dry_run
+    if messages and not dry_run:
         with Session(address, client_id) as session:
             session.connect()
             try:

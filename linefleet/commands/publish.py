@@ -19,6 +19,7 @@ class PublishArgs:
     signing_key: Path | None
     artifact_base: str | None
     format: str
+    dry_run: bool = False
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--artifact-base",
         help="base URL for repository-relative artifacts (default: file:// URL of the repo)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the broker, say what would be sent, send nothing",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
@@ -50,25 +56,29 @@ def run(ns: argparse.Namespace) -> int:
     from reconciler.mqtt import BrokerAddress
     from reconciler.publish import default_artifact_base, load_revision, publish
 
-    args = PublishArgs(ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format)
+    args = PublishArgs(
+        ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format, ns.dry_run
+    )
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
     revision = load_revision(args.repo, args.rev)
     base = args.artifact_base or default_artifact_base(args.repo)
-    result = publish(revision, address, key, base)
+    result = publish(revision, address, key, base, dry_run=args.dry_run)
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
+        would = "would be " if result.dry_run else ""
         for device in result.published_devices:
-            print(f"published {device} (generation {result.generation})")
+            print(f"{would}published {device} (generation {result.generation})")
         for name in result.pruned_topics:
-            print(f"pruned    {name}")
+            print(f"{would}pruned    {name}")
         print(
+            f"{'dry run: ' if result.dry_run else ''}"
             f"commit {result.commit[:12]} generation {result.generation}: "
-            f"{result.published} published, {result.unchanged} unchanged, "
-            f"{result.pruned} pruned, {result.devices} device(s)"
+            f"{result.published} {would}published, {result.unchanged} unchanged, "
+            f"{result.pruned} {would}pruned, {result.devices} device(s)"
         )
     return int(ExitCode.OK)

@@ -63,6 +63,17 @@ def test_publish_text_summary(
     assert out.strip().endswith("3 published, 0 unchanged, 0 pruned, 3 device(s)")
 
 
+def test_dry_run_sends_nothing(
+    repo: Path, key_file: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish(repo, mosquitto.url, key_file, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would be published toledo/toledo-edge-1" in out
+    assert out.strip().startswith("would be") and "dry run: commit" in out
+    assert publish(repo, mosquitto.url, key_file, "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["published"] == 3  # nothing was sent before
+
+
 def test_unreachable_broker_exits_4(
     repo: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
