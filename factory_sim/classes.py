@@ -42,6 +42,8 @@ def class_set(source: Taxonomy | ClassSet | Sequence[str]) -> ClassSet:
     """Normalise a taxonomy or a list of class ids; warn about classes drawn as a blob."""
     if isinstance(source, ClassSet):
         return source
+    if isinstance(source, str):
+        raise TypeError(f"expected a list of class ids or a Taxonomy, got the string {source!r}")
     if isinstance(source, Taxonomy):
         ids, ref = tuple(source.class_ids), source.ref
     else:
