@@ -192,7 +192,7 @@ def verify(
         raise VerifyError(Refusal.OVERSIZE, f"{len(payload)} bytes > {MAX_DESIRED_BYTES}")
     try:
         raw = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nesting too deep
         raise VerifyError(Refusal.MALFORMED, f"not UTF-8 JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise VerifyError(Refusal.MALFORMED, "expected a JSON object")

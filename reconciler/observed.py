@@ -57,7 +57,7 @@ class Accepted:
 def _json(payload: bytes) -> dict[str, object] | str:
     try:
         value = json.loads(payload.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nesting too deep
         return f"not UTF-8 JSON: {exc}"
     return value if isinstance(value, dict) else "expected a JSON object"
 

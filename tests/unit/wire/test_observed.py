@@ -60,6 +60,7 @@ def event(seq: int, **changes: Any) -> bytes:
         ("linefleet/v9/toledo/edge-1/reported", reported(), Rejection.FOREIGN_TOPIC),
         ("linefleet/v1/toledo/edge-1/frames", b"LFF1", Rejection.FOREIGN_TOPIC),
         (EVENTS, event(0), Rejection.MALFORMED),
+        (REPORTED, b"[" * 30_000 + b"]" * 30_000, Rejection.MALFORMED),  # nesting too deep
     ],
 )
 def test_rejections(topic: str, payload: bytes, reason: Rejection) -> None:

@@ -127,6 +127,7 @@ def test_unknown_fields_are_signed_and_ignored() -> None:
         (b"\xff\xfe", Refusal.MALFORMED),
         (b"[1, 2]", Refusal.MALFORMED),
         (b'{"protocol": NaN}', Refusal.MALFORMED),
+        (b'{"a":' * 20_000 + b"1" + b"}" * 20_000, Refusal.MALFORMED),  # nesting too deep
         (b" " * (MAX_DESIRED_BYTES + 1), Refusal.OVERSIZE),
         (canonical_json(document()), Refusal.UNSIGNED),
         (signed(document(protocol=2)), Refusal.UNSUPPORTED_PROTOCOL),
