@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linefleet_core.errors import UsageError
 from linefleet_core.signing import (
@@ -197,3 +199,26 @@ def test_signing_key_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv("LINEFLEET_SIGNING_KEY")
     with pytest.raises(UsageError, match="no signing key"):
         SigningKey.load(None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    junk=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+            lambda kids: (
+                st.lists(kids, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(["protocol", "signature", "spec", "key_id", "alg", "x"]),
+                    kids,
+                    max_size=4,
+                )
+            ),
+            max_leaves=25,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
+def test_verify_never_raises_anything_but_a_refusal(junk: bytes) -> None:
+    with pytest.raises(VerifyError):
+        verify(junk, TRUSTED)
