@@ -163,7 +163,8 @@ def _taxonomy(
     try:
         return load_taxonomy(wanted, args.repo)
     except TaxonomyLoadError as exc:
-        raise PermanentError(f"--taxonomy {exc}") from None
+        option = "--taxonomy" if args.taxonomy else f"--fleet {args.fleet}: the lines' taxonomy"
+        raise PermanentError(f"{option} {exc}") from None
 
 
 def _fleet(args: GenerateArgs) -> tuple[FleetSpec, list[Line], str | None, str | None]:
@@ -181,9 +182,14 @@ def _fleet(args: GenerateArgs) -> tuple[FleetSpec, list[Line], str | None, str |
         raise UsageError(f"--fleet {args.fleet}: the fleet declares no lines")
     try:
         lines = select_lines(spec.lines, args.select)
-        ref, note = (None, None) if args.taxonomy or args.classes else common_taxonomy(lines)
     except ValueError as exc:
         raise UsageError(f"--select: {exc}") from None
+    if args.taxonomy or args.classes:
+        return spec, lines, None, None
+    try:
+        ref, note = common_taxonomy(lines)
+    except ValueError as exc:
+        raise UsageError(f"--fleet {args.fleet}: {exc}") from None
     return spec, lines, ref, note
 
 

@@ -203,3 +203,15 @@ def test_same_seed_same_bytes_from_the_cli(tmp_path: Path) -> None:
         assert _generate("--out", str(tmp_path / name), "--frames", "3", "--size", "40") == 0
     for name in ("manifest.jsonl", "dataset.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_a_fleet_without_its_taxonomy_file(
+    fleet_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path in (fleet_repo / "taxonomies").rglob("v2.yaml"):
+        path.unlink()
+    out = tmp_path / "data"
+    assert _generate("--fleet", str(fleet_repo), "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "the lines' taxonomy surface-defects@2: no taxonomy file at" in err
+    assert not out.exists()
