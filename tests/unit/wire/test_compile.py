@@ -138,3 +138,10 @@ def test_plan_treats_garbage_on_the_broker_as_absent() -> None:
     ours = {"a": _signed("a", "1")}
     result = plan(ours, {"linefleet/v1/s/a/desired": b"\x00not json"}, "k" * 16)
     assert [s.device for s in result.publish] == ["a"]
+
+
+def test_two_publishers_with_one_key_produce_identical_bytes() -> None:
+    key = SigningKey.generate()
+    one = sign_all(compile_fleet(fleet(), COMMIT, 7, BASE), key)
+    two = sign_all(compile_fleet(fleet(), COMMIT, 7, BASE), key)
+    assert {d: s.payload for d, s in one.items()} == {d: s.payload for d, s in two.items()}
