@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,7 +189,10 @@ class Reconciler:
         self.store.save(self.observations, dirty, +added)
         return len(messages)
 
-    def run(self, stop: threading.Event, on_tick: object = None) -> None:
+    def run(
+        self, stop: threading.Event, on_tick: Callable[[TickOutcome], None] | None = None
+    ) -> None:
+        """Tick, then absorb device messages until the next tick, until `stop` is set."""
         filters = [topic_filter(c) for c in (Channel.REPORTED, Channel.EVENTS, Channel.ONLINE)]
         session = Session(
             self.settings.address,
@@ -200,7 +204,7 @@ class Reconciler:
         try:
             while not stop.is_set():
                 outcome = self.safe_tick()
-                if callable(on_tick):
+                if on_tick is not None:
                     on_tick(outcome)
                 wait = outcome.retry_in or self.settings.interval
                 if not connected:
