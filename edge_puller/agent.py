@@ -108,6 +108,14 @@ class Agent:
             spool.consider(decision, frame, self.site, self.device, dt.datetime.now(dt.UTC))
         return decision
 
+    def unreadable(self, line: str | None = None) -> None:
+        """Count a frame that could not be decoded (it is reported, never decided)."""
+        lines = self.engine.lines()
+        key = line or (min(lines) if lines else "")
+        with self._lock:
+            metrics = self.metrics.setdefault(key, LineMetrics(key))
+        metrics.unreadable()
+
     # --- the loop -----------------------------------------------------------------------------
 
     def tick(self) -> float:

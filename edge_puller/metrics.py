@@ -76,6 +76,7 @@ class _Window:
     started: float
     frames: int = 0
     errors: int = 0
+    unreadable: int = 0
     latencies: list[float] = field(default_factory=list)
     confidences: float = 0.0
     decided: Counter[str] = field(default_factory=Counter)
@@ -96,6 +97,11 @@ class LineMetrics:
         self.stats_every = stats_every
         self._window = _Window(time.monotonic())
         self._lock = threading.Lock()  # the frame loop observes, the agent loop snapshots
+
+    def unreadable(self) -> None:
+        """A frame that could not be decoded: counted, never decided."""
+        with self._lock:
+            self._window.unreadable += 1
 
     def observe(self, decision: Decision, frame: Frame | None = None) -> None:
         stats = None
@@ -147,6 +153,7 @@ class LineMetrics:
             "window_seconds": round(seconds, 3),
             "frames": w.frames,
             "error_rate": w.errors / w.frames if w.frames else 0.0,
+            "unreadable_frames": w.unreadable,
             "latency_p50_ms": _percentile(w.latencies, 50),
             "latency_p95_ms": _percentile(w.latencies, 95),
             "frames_per_second": w.frames / seconds,

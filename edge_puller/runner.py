@@ -83,6 +83,7 @@ def _frames(agent: Agent, options: RunOptions, sink: IO[str], stop: threading.Ev
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         record: dict[str, Any]
         if frame is None:
+            agent.unreadable(options.line)
             record = {"frame_id": frame_id, "error": "unreadable frame", "label": None}
         else:
             camera = _camera(agent, options.line)

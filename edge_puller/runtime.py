@@ -83,7 +83,7 @@ def preprocess(frame: Frame, shape: tuple[int, int, int, int], color: Color) -> 
 
 def load_model(path: Path, spec: ModelSpec, threads: int = 1) -> LoadedModel:
     """Open `path` in onnxruntime and smoke-test it against `spec`, or raise `ModelLoadError`."""
-    ort.set_default_logger_severity(3)  # errors reach us as exceptions, not as log spam
+    ort.set_default_logger_severity(4)  # errors reach us as exceptions, not as log spam
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.outbox import Outbox
-from edge_puller.state import StateStore
+from edge_puller.state import Failure, StateStore
+from edge_puller.target import Target
 
 
 def local_status(state_dir: Path) -> dict[str, Any]:
@@ -42,8 +43,13 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         if state.last_sync
         else None
     )
+    condition, reason = _condition(
+        state.generation, state.applied_generation, lines, state.failures, target
+    )
     return {
         "format_version": 1,
+        "condition": condition,
+        "reason": reason,
         "site": target.site if target else None,
         "device": target.device if target else None,
         "generation": state.generation,
@@ -60,8 +66,33 @@ def local_status(state_dir: Path) -> dict[str, Any]:
     }
 
 
+def _condition(
+    held: int,
+    applied: int,
+    lines: list[dict[str, Any]],
+    failures: dict[str, Failure],
+    target: Target | None,
+) -> tuple[str, str]:
+    """One word for the operator: Waiting, Synced, Progressing, Degraded or Stalled."""
+    if target is None:
+        return "Waiting", "no desired state received yet"
+    serving_failed = [
+        ln.serving.ref for ln in target.lines.values() if ln.serving.sha256 in failures
+    ]
+    if serving_failed:
+        return "Stalled", f"{', '.join(serving_failed)} cannot be installed; the old model serves"
+    if held != applied:
+        return "Progressing", f"converging to generation {held} (applied {applied})"
+    if failures:
+        return "Degraded", "a candidate or rollback model failed; the serving model runs"
+    if not all(line["in_sync"] for line in lines):
+        return "Progressing", "switching models"
+    return "Synced", f"running generation {held}"
+
+
 def render_text(status: dict[str, Any]) -> str:
     out = [
+        f"condition   {status['condition']}: {status['reason']}",
         f"device      {status['site'] or '?'}/{status['device'] or '?'}",
         f"generation  {status['generation']} held, {status['applied_generation']} applied"
         + (f" (commit {status['commit'][:12]})" if status["commit"] else ""),

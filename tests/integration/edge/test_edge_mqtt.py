@@ -19,6 +19,7 @@ from edge_puller.link import Broker
 from edge_puller.runner import RunOptions, run
 from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
+from linefleet_core.wire import decode_frame
 from tests.support.mosquitto import Mosquitto
 from tests.unit.edge.documents import desired, line_doc
 from tests.unit.edge.helpers import spec_for
@@ -52,6 +53,10 @@ class Watcher:
         with self.lock:
             return [json.loads(p) for ch, p, _ in self.messages if ch == channel and p]
 
+    def frames(self) -> list[bytes]:
+        with self.lock:
+            return [p for ch, p, _ in self.messages if ch == "frames"]
+
     def publish_desired(self, payload: bytes) -> None:
         self.client.publish(f"{ROOT}/desired", payload, qos=1, retain=True).wait_for_publish(5)
 
@@ -74,7 +79,7 @@ class Device:
 
     def __init__(self, tmp: Path, broker: Mosquitto) -> None:
         self.frames = tmp / "frames"
-        self.frames.mkdir()
+        self.frames.mkdir(exist_ok=True)
         self.results = tmp / "results.jsonl"
         self.stop = threading.Event()
         self.count = 0
@@ -162,6 +167,16 @@ def test_converges_to_a_signed_desired_state_and_reports(
     assert device.decisions()[-1]["label"] == "ok"
     events = watcher.bodies("events")
     assert [(e["type"], e["seq"]) for e in events] == [("activation", 1)]
+    device.show(30)  # dark: a scratch, so the frame is spooled and uploaded
+    wait_for("the defect frame uploaded", lambda: bool(watcher.frames()))
+    meta, jpeg = decode_frame(watcher.frames()[0])
+    assert (meta.reason, meta.predicted, meta.line, meta.model) == (
+        "defect",
+        "scratch",
+        "plant/line-1",
+        "inc@1",
+    )
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
 
 
 def test_refused_document_is_reported_and_the_incumbent_keeps_serving(
@@ -230,3 +245,39 @@ def test_rollback_through_the_desired_state(
         ),
     )
     wait_for("the old model serving again", lambda: device.decided_by("inc@1"))
+
+
+def test_events_queued_offline_survive_a_restart_and_arrive_in_order(
+    tmp_path: Path, models: dict[str, ModelSpec], broker: Mosquitto, watcher: Watcher
+) -> None:
+    doc = line_doc(models["m1"], candidate=models["crashy"], stage="shadow")
+    watcher.publish_desired(desired(KEY, 1, doc))
+    first = Device(tmp_path, broker)
+    try:
+        wait_for("activation", lambda: bool(watcher.bodies("events")))
+        broker.stop()
+        first.show(220)  # the candidate crashes: fallback + re-activation, queued offline
+        wait_for("the bright frame decided", lambda: len(first.decisions()) == 1)
+        time.sleep(0.5)
+    finally:
+        first.close()  # the device restarts while still offline
+    second = Device(tmp_path, broker)
+    second.count = first.count
+    try:
+        second.show(40)
+        wait_for(
+            "serving after the restart",
+            lambda: any(
+                d["frame_id"] == "f00002.png" and d["model"] == "inc@1" for d in second.decisions()
+            ),
+        )
+        broker.start()
+        wait_for("queued events delivered", lambda: len(watcher.bodies("events")) >= 3)
+        events = watcher.bodies("events")
+        assert [(e["seq"], e["type"]) for e in events][:3] == [
+            (1, "activation"),
+            (2, "fallback"),
+            (3, "activation"),
+        ]
+    finally:
+        second.close()

@@ -207,3 +207,29 @@ def test_candidate_crash_at_runtime_is_recorded_and_survives_restart(
     again = _agent(tmp_path / "state")
     again.tick()
     assert again.engine.lines()[LINE].candidate is None  # not re-enabled after a restart
+
+
+def test_removed_from_the_fleet_keeps_serving_and_says_so(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    agent.offer_desired(b"")  # the reconciler cleared the retained desired state
+    agent.tick()
+    report = ReportedState.model_validate_json(agent.build_report())
+    assert report.error == "removed from the fleet"
+    assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+
+
+def test_unreadable_frames_are_counted_in_the_report(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    agent.serve("cam-1", "f1", BRIGHT)
+    agent.unreadable()
+    body = json.loads(agent.build_report())
+    metrics = body["lines"][0]["metrics"]
+    assert (metrics["frames"], metrics["unreadable_frames"]) == (1, 1)
