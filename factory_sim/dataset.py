@@ -27,8 +27,9 @@ import numpy as np
 
 from factory_sim.classes import ClassSet, class_set
 from factory_sim.defects import OK
+from factory_sim.drift import profile_at
 from factory_sim.manifest import FORMAT, FORMAT_VERSION, INFO, MANIFEST, FrameRecord, Manifest
-from factory_sim.profiles import DriftEvent, LineProfile, line_profiles, profile_at
+from factory_sim.profiles import DriftEvent, LineProfile, line_profiles
 from factory_sim.render import MAX_SIZE, MIN_SIZE, frame_rng, render
 from linefleet_core.taxonomy import Taxonomy
 

@@ -12,9 +12,8 @@ does not change the frames of existing lines. It groups what differs between rea
   the product covers, defocus and motion blur, lens vignetting and sensor noise;
 - `Conveyor`: the belt visible at the frame borders (colour, stripe period and contrast).
 
-`DriftEvent`s change a line's profile from a frame on (`profile_at`): a new material
-supplier, a bumped camera, a lighting change. The change itself is drawn from the seed and
-the event, so it is reproducible too.
+`DriftEvent`s change a line's profile from a frame on (see `factory_sim.drift`): a new
+material supplier, a bumped camera, a lighting change.
 """
 
 from __future__ import annotations
@@ -116,33 +115,47 @@ class LineProfile:
 
 @dataclass(frozen=True)
 class DriftEvent:
-    """From frame `at_frame` of line `line` (a `site/line` key) on, the nuisance changes."""
+    """From frame `at_frame` of line `line` (a `site/line` key) on, the nuisance changes.
+
+    With `ramp` > 1 the change blends in over that many frames (a lamp ageing, a mixed batch
+    of material) instead of all at once (a camera knocked out of place).
+    """
 
     kind: DriftKind
     line: str
     at_frame: int
+    ramp: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in DRIFT_KINDS:
             raise ValueError(f"unknown drift kind {self.kind!r}; one of: {', '.join(DRIFT_KINDS)}")
         if self.at_frame < 0:
             raise ValueError(f"at_frame must be >= 0, got {self.at_frame}")
+        if self.ramp < 0:
+            raise ValueError(f"ramp must be >= 0, got {self.ramp}")
 
     @classmethod
     def parse(cls, text: str) -> DriftEvent:
-        """`KIND:SITE/LINE:FRAME`, for example `camera_bump:toledo/line-2:300`."""
+        """`KIND:SITE/LINE:FRAME[:RAMP]`, for example `camera_bump:toledo/line-2:300`."""
         parts = text.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"{text!r}: expected KIND:SITE/LINE:FRAME")
-        kind, line, frame = parts
-        if not frame.isdigit():
-            raise ValueError(f"{text!r}: FRAME must be a non-negative integer")
+        if len(parts) not in (3, 4):
+            raise ValueError(f"{text!r}: expected KIND:SITE/LINE:FRAME[:RAMP]")
+        kind, line, frame = parts[:3]
         if kind not in DRIFT_KINDS:
             raise ValueError(f"{text!r}: unknown drift kind; one of: {', '.join(DRIFT_KINDS)}")
-        return cls(kind, line, int(frame))
+        if not frame.isdigit():
+            raise ValueError(f"{text!r}: FRAME must be a non-negative integer")
+        if len(parts) == 4 and not parts[3].isdigit():
+            raise ValueError(f"{text!r}: RAMP must be a non-negative number of frames")
+        return cls(kind, line, int(frame), int(parts[3]) if len(parts) == 4 else 0)
+
+    @property
+    def key(self) -> str:
+        """What the change itself is drawn from (the ramp only changes how it blends in)."""
+        return f"{self.kind}:{self.line}:{self.at_frame}"
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.line}:{self.at_frame}"
+        return f"{self.key}:{self.ramp}" if self.ramp > 1 else self.key
 
 
 def stable_key(text: str) -> int:
@@ -150,7 +163,7 @@ def stable_key(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def _rng(seed: int, *keys: int) -> np.random.Generator:
+def seeded_rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=keys))
 
 
@@ -221,7 +234,7 @@ def draw_conveyor(rng: np.random.Generator) -> Conveyor:
 
 
 def draw_profile(site: str, line: str, seed: int, camera: str = "cam-1") -> LineProfile:
-    rng = _rng(seed, stable_key(line_key(site, line)))
+    rng = seeded_rng(seed, stable_key(line_key(site, line)))
     return LineProfile(
         site=site,
         line=line,
@@ -241,53 +254,3 @@ def line_profiles(sites: int | Sequence[str], lines_per_site: int, seed: int) ->
     if not names:
         raise ValueError("at least one site is needed")
     return [draw_profile(s, f"line-{i + 1}", seed) for s in names for i in range(lines_per_site)]
-
-
-def drifted(profile: LineProfile, event: DriftEvent, seed: int) -> LineProfile:
-    """The profile after `event` (drawn from the seed and the event: reproducible)."""
-    rng = _rng(seed, stable_key(str(event)))
-    if event.kind == "supplier_texture":
-        # same material, another supplier: a coarser or finer, stronger grain, another shade
-        old_sup = profile.supplier
-        shade = np.asarray(old_sup.base_bgr) + rng.choice([-1.0, 1.0]) * rng.uniform(0.06, 0.12)
-        shade += rng.uniform(-0.04, 0.04, 3)
-        b, g, r = (float(v) for v in np.clip(shade, 0.15, 0.9))
-        supplier = dataclasses.replace(
-            old_sup,
-            base_bgr=(round(b, 4), round(g, 4), round(r, 4)),
-            grain_angle_deg=round((old_sup.grain_angle_deg + float(rng.uniform(20, 70))) % 180, 2),
-            grain_scale=round(old_sup.grain_scale * float(rng.choice([0.5, 2.0])), 4),
-            grain_strength=round(old_sup.grain_strength * float(rng.uniform(1.8, 2.5)), 4),
-        )
-        return dataclasses.replace(profile, supplier=supplier)
-    if event.kind == "camera_bump":
-        old = profile.optics
-        tilt = old.tilt + float(rng.choice([-1.0, 1.0]) * rng.uniform(0.12, 0.2))
-        optics = dataclasses.replace(
-            old,
-            tilt=round(float(np.clip(tilt, -0.35, 0.35)), 3),
-            coverage=round(float(np.clip(old.coverage + rng.uniform(-0.1, 0.1), 0.6, 0.95)), 3),
-            blur_sigma=round(old.blur_sigma + float(rng.uniform(0.6, 1.2)), 3),
-        )
-        return dataclasses.replace(profile, optics=optics)
-    old_light = profile.lighting
-    shift = float(rng.choice([-1.0, 1.0]) * rng.uniform(1500, 2500))
-    lighting = dataclasses.replace(
-        old_light,
-        colour_temp_k=round(float(np.clip(old_light.colour_temp_k + shift, 2500, 9000)), 0),
-        intensity=round(old_light.intensity * float(rng.choice([0.7, 1.3])), 3),
-    )
-    return dataclasses.replace(profile, lighting=lighting)
-
-
-def profile_at(
-    profile: LineProfile, events: Sequence[DriftEvent], frame: int, seed: int
-) -> tuple[LineProfile, list[DriftEvent]]:
-    """The profile in effect at `frame` and the events active by then (in frame order)."""
-    active = sorted(
-        (e for e in events if e.line == profile.key and e.at_frame <= frame),
-        key=lambda e: (e.at_frame, e.kind),
-    )
-    for event in active:
-        profile = drifted(profile, event, seed)
-    return profile, active

@@ -81,8 +81,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--drift",
         nargs="+",
         default=[],
-        metavar="KIND:SITE/LINE:FRAME",
-        help="drift events: supplier_texture, camera_bump or lighting_change",
+        metavar="KIND:SITE/LINE:FRAME[:RAMP]",
+        help="drift events (supplier_texture, camera_bump, lighting_change) from FRAME on, "
+        "blended in over RAMP frames if given",
     )
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress line")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from factory_sim.profiles import DRIFT_KINDS, DriftEvent, LineProfile, line_profiles, profile_at
+from factory_sim.drift import profile_at
+from factory_sim.profiles import DRIFT_KINDS, DriftEvent, LineProfile, line_profiles
 from factory_sim.render import frame_rng, render_frame
 from factory_sim.stats import STAT_KEYS, frame_stats
 

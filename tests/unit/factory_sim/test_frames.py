@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from factory_sim.classes import class_set
 from factory_sim.dataset import Manifest, generate
 from factory_sim.defects import paint
-from factory_sim.profiles import DriftEvent, line_profiles, profile_at
+from factory_sim.drift import profile_at
+from factory_sim.profiles import DriftEvent, line_profiles
 from factory_sim.render import frame_rng, render, render_frame
 
 CLASSES = ["ok", "scratch", "dent", "dust", "oil", "discoloration", "crack"]
@@ -137,6 +139,7 @@ def test_drift_is_recorded_in_the_manifest(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("camera_bump:toledo/line-1", "expected KIND:SITE/LINE:FRAME"),
+        ("camera_bump:toledo/line-1:3:x", "RAMP must be a non-negative number"),
         ("earthquake:toledo/line-1:3", "unknown drift kind"),
         ("camera_bump:toledo/line-1:-3", "FRAME must be a non-negative integer"),
     ],
@@ -164,3 +167,23 @@ def test_bad_arguments_leave_nothing_behind(tmp_path: Path) -> None:
              overwrite=True)  # fmt: skip
     assert not (out / "keep").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_a_ramped_drift_blends_in_over_its_frames() -> None:
+    profile = line_profiles(1, 1, seed=2)[0]
+    event = DriftEvent.parse(f"lighting_change:{profile.key}:10:5")
+    assert (event.at_frame, event.ramp, str(event)) == (
+        10,
+        5,
+        f"lighting_change:{profile.key}:10:5",
+    )
+    abrupt, _ = profile_at(profile, [DriftEvent("lighting_change", profile.key, 10)], 10, 2)
+    kelvins = [
+        profile_at(profile, [event], frame, seed=2)[0].lighting.colour_temp_k
+        for frame in range(9, 16)
+    ]
+    start, end = profile.lighting.colour_temp_k, abrupt.lighting.colour_temp_k
+    assert kelvins[0] == start and kelvins[-2:] == [end, end]
+    steps = [b - a for a, b in itertools.pairwise(kelvins[:5])]
+    assert all(abs(s - (end - start) / 5) < 1 for s in steps), "linear, a fifth per frame"
+    assert profile_at(profile, [event], 11, seed=2)[0].optics == profile.optics
