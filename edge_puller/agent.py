@@ -46,7 +46,14 @@ from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.signing import TrustedKeys, VerifyError
-from linefleet_core.wire import PROTOCOL, Applied, Channel, ReportedState, topic
+from linefleet_core.wire import (
+    MAX_REPORTED_BYTES,
+    PROTOCOL,
+    Applied,
+    Channel,
+    ReportedState,
+    topic,
+)
 
 AGENT = "linefleet-edge/0.1.0"
 log = logging.getLogger("linefleet.edge")
@@ -221,7 +228,7 @@ class Agent:
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
     def report(self) -> None:
-        document = self.build_report()
+        document = _fit(self.build_report())
         ReportedState.model_validate_json(document)  # never send what the protocol refuses
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
         self.save(replace(self.state, reported=fingerprint(self.observe())))
@@ -384,6 +391,20 @@ class Agent:
         if message != self.error:
             self.error = message
             self.report()
+
+
+def _fit(document: bytes) -> bytes:
+    """Keep a report under the protocol's size limit: drop per-camera and confusion details."""
+    if len(document) <= MAX_REPORTED_BYTES:
+        return document
+    body = json.loads(document)
+    for line in body["lines"]:
+        metrics = line.get("metrics") or {}
+        for key in ("cameras", "confusion", "defect_rate_by_class"):
+            metrics.pop(key, None)
+        line.pop("spool", None)
+        line["message"] = line["message"][:200]
+    return json.dumps(body, sort_keys=True).encode()
 
 
 def _model_of(step: Step) -> str | None:

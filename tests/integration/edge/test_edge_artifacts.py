@@ -107,3 +107,34 @@ def test_prune_keeps_only_what_is_asked(tmp_path: Path) -> None:
     store.part_path(drop).write_bytes(b"3")
     assert store.prune([keep]) == [drop]
     assert store.present() == frozenset({keep})
+
+
+def test_agent_converges_through_a_flaky_http_server(tmp_path: Path) -> None:
+    from edge_puller.agent import Agent
+    from edge_puller.target import ModelSpec
+    from linefleet_core.signing import SigningKey
+    from tests.support.onnx_models import CLASSES, build
+    from tests.unit.edge.documents import desired, line_doc
+
+    data = build(pad_bytes=400_000)
+    files = Files({"/m.onnx": data}, cut_after=150_000)
+    key = SigningKey.generate()
+    agent = Agent("plant", "dev-1", tmp_path / "state", {key.key_id: key.public})
+    with serve(files) as base:
+        spec = ModelSpec(
+            "m@1",
+            hashlib.sha256(data).hexdigest(),
+            len(data),
+            f"{base}/m.onnx",
+            CLASSES,
+            (1, 3, 32, 32),
+        )
+        agent.offer_desired(desired(key, 1, line_doc(spec)))
+        for _ in range(10):
+            agent.tick()
+            if agent.state.applied_generation == 1:
+                break
+    assert agent.state.applied_generation == 1
+    ranges = [r for _, r in files.requests]
+    assert ranges[:3] == [None, "bytes=150000-", "bytes=300000-"]
+    assert agent.engine.lines()["plant/line-1"].serving.spec.ref == "m@1"

@@ -233,3 +233,38 @@ def test_unreadable_frames_are_counted_in_the_report(
     body = json.loads(agent.build_report())
     metrics = body["lines"][0]["metrics"]
     assert (metrics["frames"], metrics["unreadable_frames"]) == (1, 1)
+
+
+def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    agent.store.reserve_bytes = 2**62  # no disk can hold this much
+    agent.offer_desired(desired(KEY, 2, line_doc(models["m2"], previous=models["m1"])))
+    delay = agent.tick()
+    assert delay > 0  # retried later with backoff, not in a busy loop
+    report = ReportedState.model_validate_json(agent.build_report())
+    assert "not enough disk" in report.error
+    assert report.applied is not None and report.applied.generation == 1
+    assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+    agent.store.reserve_bytes = 0  # space was freed
+    _converge(agent)
+    assert agent.serve("cam-1", "g", BRIGHT).model == "cand@2"
+
+
+def test_oversize_report_drops_details_to_fit_the_protocol() -> None:
+    from edge_puller.agent import _fit
+    from linefleet_core.wire import MAX_REPORTED_BYTES
+
+    cameras = {f"cam-{n}": {"stats": {"brightness": 0.5}, "drift_score": 0.1} for n in range(4000)}
+    body = {
+        "lines": [
+            {"line": LINE, "message": "x" * 5000, "metrics": {"frames": 3, "cameras": cameras}}
+        ]
+    }
+    fitted = json.loads(_fit(json.dumps(body).encode()))
+    assert len(json.dumps(fitted)) <= MAX_REPORTED_BYTES
+    assert fitted["lines"][0]["metrics"] == {"frames": 3}
+    assert len(fitted["lines"][0]["message"]) == 200
