@@ -6,7 +6,7 @@
                           defect_rate, frames_per_line, classes (model-output order),
                           taxonomy (`name@N` or null), lines (one entry per camera stream:
                           site, line, camera, nuisance),
-                          events (`KIND:SITE/LINE:FRAME`), frames (count), warnings
+                          events (`KIND:SITE/LINE:FRAME[:RAMP]`), frames (count), warnings
     OUT/manifest.jsonl    one JSON object per frame, in line order then `seq` order
     OUT/frames/<site>/<line>/<camera>/<seq:06d>.png     8-bit BGR PNG, size x size
 
@@ -21,7 +21,8 @@ Each manifest line has:
     taxonomy   the taxonomy ref the label belongs to, or null
     seq        frame number on its line (0-based); frames of a line are in time order
     timestamp  ISO 8601 UTC (`start + seq * interval`; the same for every line)
-    drift      drift events active on this frame (`KIND:SITE/LINE:FRAME`), oldest first
+    drift      drift events active on this frame (`KIND:SITE/LINE:FRAME[:RAMP]`), oldest
+               first (a ramped event counts as active from its first frame)
     nuisance   the line's nuisance parameters in effect (supplier, lighting, optics,
                conveyor), after drift
 
