@@ -187,3 +187,20 @@ def test_a_ramped_drift_blends_in_over_its_frames() -> None:
     steps = [b - a for a, b in itertools.pairwise(kelvins[:5])]
     assert all(abs(s - (end - start) / 5) < 1 for s in steps), "linear, a fifth per frame"
     assert profile_at(profile, [event], 11, seed=2)[0].optics == profile.optics
+
+
+def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    def interrupt(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "data", taxonomy=CLASSES, lines=(1, 1), frames_per_line=10,
+                 seed=0, size=32, progress=interrupt)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_something_that_is_not_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "dataset.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="not a linefleet-synthetic-frames v1 dataset"):
+        Manifest.read(tmp_path)
