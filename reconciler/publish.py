@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
-from linefleet_core.signing import SigningKey, canonical_json
+from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
 from reconciler.compile import compile_fleet, document_body
@@ -74,25 +74,33 @@ class Plan:
         ]
 
 
-def plan(signed: dict[str, Signed], retained: dict[str, bytes], key_id: str) -> Plan:
+def plan(
+    signed: dict[str, Signed],
+    retained: dict[str, bytes],
+    key_id: str,
+    trusted: TrustedKeys | None = None,
+) -> Plan:
     """Publish a document when the broker lacks it, holds other content, or another key's
-    signature; leave it when only generation/commit differ (content is what devices run)."""
+    signature; leave it when only generation/commit differ (content is what devices run).
+
+    With `trusted`, a retained document that claims the same content is also verified the
+    way a device would; one that fails (corrupted, forged) is replaced.
+    """
     publish: list[Signed] = []
     unchanged: list[Signed] = []
     stale: list[tuple[Signed, int]] = []
     for doc in signed.values():
         raw = retained.get(doc.topic)
         held = Retained.parse(raw) if raw else None
-        if held is None or held.content_hash != doc.content_hash or held.key_id != key_id:
-            if (
-                held is not None
-                and held.generation is not None
-                and held.generation > doc.generation
-            ):
-                stale.append((doc, held.generation))
-            publish.append(doc)
-        else:
+        ours = held is not None and held.key_id == key_id and trusted is not None
+        if ours and raw and trusted is not None and not _verifies(raw, trusted, doc.device):
+            held = None  # corrupted or forged: devices refuse it, so it counts as absent
+        if held is not None and (held.content_hash, held.key_id) == (doc.content_hash, key_id):
             unchanged.append(doc)
+            continue
+        if held is not None and held.generation is not None and held.generation > doc.generation:
+            stale.append((doc, held.generation))
+        publish.append(doc)
     wanted = {doc.topic for doc in signed.values()}
     prune = sorted(
         name
@@ -100,6 +108,14 @@ def plan(signed: dict[str, Signed], retained: dict[str, bytes], key_id: str) -> 
         if payload and name not in wanted and _is_desired(name)
     )
     return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale))
+
+
+def _verifies(payload: bytes, trusted: TrustedKeys, device: str) -> bool:
+    try:
+        verify(payload, trusted, device=device)
+    except VerifyError:
+        return False
+    return True
 
 
 def _is_desired(name: str) -> bool:
@@ -195,7 +211,8 @@ def publish(
         signed = sign_all(docs, key)
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
-    the_plan = plan(signed, {t: m.payload for t, m in snapshot.items()}, key.key_id)
+    held = {t: m.payload for t, m in snapshot.items()}
+    the_plan = plan(signed, held, key.key_id, {key.key_id: key.public})
     if the_plan.stale:
         doc, newer = the_plan.stale[0]
         raise PermanentError(

@@ -145,3 +145,17 @@ def test_two_publishers_with_one_key_produce_identical_bytes() -> None:
     one = sign_all(compile_fleet(fleet(), COMMIT, 7, BASE), key)
     two = sign_all(compile_fleet(fleet(), COMMIT, 7, BASE), key)
     assert {d: s.payload for d, s in one.items()} == {d: s.payload for d, s in two.items()}
+
+
+def test_plan_replaces_a_retained_document_that_does_not_verify() -> None:
+    key = SigningKey.generate()
+    signed = sign_all(compile_fleet(fleet(), COMMIT, 7, BASE), key)
+    trusted = {key.key_id: key.public}
+    retained = {s.topic: s.payload for s in signed.values()}
+    assert plan(signed, retained, key.key_id, trusted).publish == ()
+    forged = json.loads(signed["toledo-edge-2"].payload)
+    forged["generation"] = 999  # same content hash and key id, broken signature
+    retained[signed["toledo-edge-2"].topic] = canonical_json(forged)
+    result = plan(signed, retained, key.key_id, trusted)
+    assert [s.device for s in result.publish] == ["toledo-edge-2"]
+    assert result.stale == ()  # a forged generation does not block the publish
