@@ -120,3 +120,14 @@ def test_keys_generate_refuses_to_overwrite(
     assert "key_id" in capsys.readouterr().out
     assert main(["keys", "generate", "--out", str(tmp_path)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_keys_show_prints_the_key_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "generate", "--out", str(tmp_path), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for path in (out["private_key"], out["public_key"]):
+        assert main(["keys", "show", path]) == 0
+        assert capsys.readouterr().out.startswith(out["key_id"])
+    (tmp_path / "junk.pub").write_text("not a key")
+    assert main(["keys", "show", str(tmp_path / "junk.pub")]) == 2
+    assert "not a PEM public key" in capsys.readouterr().err
