@@ -1,0 +1,90 @@
+"""What the report shows, as plain frozen data: filled by loaders, rendered by `build_report`.
+
+Loaders translate their sources into these types; the builder knows nothing else, so it can be
+tested with hand-made values. A section that is `None` had no source ("no data" on the page).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONDITIONS = ("Synced", "Progressing", "Degraded", "Failed", "Stale", "Unknown")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One reported metrics window of a line, at `at` (epoch seconds)."""
+
+    at: float
+    latency_p95_ms: float
+    defect_rate: float
+    frames_per_s: float | None
+    drift_score: float
+    shadow_agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The health-gate thresholds drawn on the charts (None: not known)."""
+
+    max_latency_p95_ms: float | None = None
+    min_shadow_agreement: float | None = None
+    max_drift_score: float | None = None
+
+
+@dataclass(frozen=True)
+class LineView:
+    site: str
+    line: str
+    condition: str
+    """One of CONDITIONS (anything else is shown as given, in neutral colours)."""
+    reason: str = ""
+    message: str = ""
+    device: str | None = None
+    serving: str | None = None
+    candidate: str | None = None
+    stage: str | None = None
+    phase: str | None = None
+    last_seen: float | None = None
+    gates: Gates | None = None
+    history: tuple[MetricPoint, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.line}"
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: float
+    commit: str
+    author: str
+    subject: str
+    changes: tuple[str, ...]
+    """Plan-style summaries: `toledo/line-3: surface-cnn@3 shadow → canary`."""
+
+
+@dataclass(frozen=True)
+class LabelQueues:
+    reviews: int
+    """Open re-review tasks (taxonomy splits and deprecations)."""
+    qa: int
+    """Inspector overrides waiting for QA."""
+    audits: int
+    """New annotators' labels waiting for audit."""
+    confirmed_since_dataset: int
+    """Overrides confirmed by QA since the last dataset version was built."""
+    last_dataset_at: float | None = None
+    """When the last dataset version was built (None: never)."""
+
+
+@dataclass(frozen=True)
+class ReportData:
+    generated_at: float
+    sources: tuple[str, ...] = ()
+    """Where the data came from, one phrase each (`fleet repo /x at 1a2b3c4d`)."""
+    lines: tuple[LineView, ...] | None = None
+    timeline: tuple[TimelineEntry, ...] | None = None
+    labels: LabelQueues | None = None
+    notes: tuple[str, ...] = ()
+    """Anything the reader should know about gaps in the data."""

@@ -1,0 +1,139 @@
+"""The fleet map's rows: the reconciler's per-device status joined with the fleet repo (pure).
+
+One `LineView` per (line, device) the status knows, plus one per line the repo declares that
+no device reported (Unknown). Thresholds come from the device's desired state, else from the
+repo's policy. Metrics history gets the current report's window appended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from linefleet.report.data import Gates, LineView
+from linefleet.report.history import History, merge, point
+from linefleet_core.fleet import HealthGates
+from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import HealthGatesSpec
+from reconciler.status import ConditionType, DeviceStatus, FleetStatus, LineRow
+
+
+def gates(found: HealthGatesSpec | HealthGates | None) -> Gates | None:
+    if found is None:
+        return None
+    return Gates(
+        max_latency_p95_ms=float(found.max_latency_p95_ms),
+        min_shadow_agreement=float(found.min_shadow_agreement),
+        max_drift_score=float(found.max_drift_score),
+    )
+
+
+def _row_view(
+    dev: DeviceStatus, row: LineRow, spec: FleetSpec | None, desired_known: bool
+) -> LineView:
+    site, _, line = row.line.partition("/")
+    cond = dev.condition
+    condition, reason, message = cond.type.value, cond.reason, cond.message
+    if not desired_known and dev.desired is None and cond.type is ConditionType.PROGRESSING:
+        condition, reason = ConditionType.UNKNOWN.value, "DesiredNotRead"
+        message = "desired state not read: add --broker to compare it with the report"
+    got = row.reported
+    declared = None if spec is None else spec.lines.get(row.line)
+    serving = row.desired_serving or (got.serving if got else None)
+    candidate, stage = row.desired_candidate, row.stage
+    if serving is None and declared is not None:
+        serving = declared.rollout.serving
+    if candidate is None and got is not None and got.candidate:
+        candidate, stage = got.candidate, got.stage
+    if candidate is None and declared is not None and declared.rollout.candidate is not None:
+        candidate = declared.rollout.candidate.model
+        stage = declared.rollout.candidate.stage
+    found: HealthGatesSpec | HealthGates | None = None
+    if dev.desired is not None:
+        found = next(
+            (ln.health_gates for ln in dev.desired.spec.lines if ln.line == row.line), None
+        )
+    if found is None and spec is not None:
+        found = spec.policy.health_gates
+    return LineView(
+        site=site,
+        line=line,
+        condition=condition,
+        reason=reason,
+        message=message,
+        device=dev.device if dev.in_fleet else f"{dev.device} (not in fleet)",
+        serving=serving,
+        candidate=candidate,
+        stage=stage,
+        phase=None if got is None else got.phase,
+        last_seen=dev.last_seen,
+        gates=gates(found),
+    )
+
+
+def _current(status: FleetStatus) -> History:
+    extra = []
+    for dev in status.devices:
+        rep = None if dev.observation is None else dev.observation.reported
+        if rep is None:
+            continue
+        at = rep.at.timestamp()
+        extra += [(ln.line, point(at, ln.metrics)) for ln in rep.lines if ln.metrics is not None]
+    return merge({}, extra)
+
+
+def line_views(
+    status: FleetStatus | None,
+    spec: FleetSpec | None,
+    history: History,
+    *,
+    desired_known: bool = True,
+) -> tuple[LineView, ...] | None:
+    """None when there is no source at all (no status, no repo, no history)."""
+    if status is None and spec is None and not history:
+        return None
+    if status is not None:
+        history = merge(history, [(k, p) for k, ps in _current(status).items() for p in ps])
+    views: list[LineView] = []
+    seen: set[str] = set()
+    for dev in [] if status is None else status.devices:
+        for row in dev.lines:
+            seen.add(row.line)
+            view = _row_view(dev, row, spec, desired_known)
+            views.append(_with_history(view, history))
+    declared = {} if spec is None else spec.lines
+    devices = {} if spec is None else spec.devices
+    for key in sorted((set(declared) | set(history)) - seen):
+        line = declared.get(key)
+        site, _, line_id = key.partition("/")
+        serving = [
+            d.id
+            for d in devices.values()
+            if d.site == site and any(s.line == line_id for s in d.serves)
+        ]
+        why = "no status source given" if status is None else "no device has reported this line"
+        views.append(
+            _with_history(
+                LineView(
+                    site=site,
+                    line=line_id,
+                    condition=ConditionType.UNKNOWN.value,
+                    reason="NoReport",
+                    message=why,
+                    device=", ".join(sorted(serving)) or None,
+                    serving=None if line is None else line.rollout.serving,
+                    candidate=None
+                    if line is None or line.rollout.candidate is None
+                    else line.rollout.candidate.model,
+                    stage=None
+                    if line is None or line.rollout.candidate is None
+                    else line.rollout.candidate.stage,
+                    gates=None if spec is None else gates(spec.policy.health_gates),
+                ),
+                history,
+            )
+        )
+    return tuple(views)
+
+
+def _with_history(view: LineView, history: History) -> LineView:
+    return replace(view, history=tuple(history.get(view.key, ())))

@@ -1,0 +1,130 @@
+"""Fill `ReportData` from whichever sources were given (each optional), then render it.
+
+    data = collect(Sources(repo=Path("fleet-repo"), broker="mqtt://127.0.0.1:1883"))
+
+Status comes from the broker's retained state (as `linefleet status`), from the reconciler's
+state directory, or both; metrics history from a JSON Lines file (see `history.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from linefleet.report.data import ReportData
+from linefleet.report.fleetview import line_views
+from linefleet.report.history import History, read_history, record
+from linefleet_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from linefleet_core.spec import FleetSpec
+    from reconciler.status import FleetStatus
+
+
+@dataclass(frozen=True)
+class Sources:
+    repo: Path | None = None
+    broker: str | None = None
+    state_dir: Path | None = None
+    labels: str | None = None
+    history: Path | None = None
+    record: bool = False
+    quiet: float = 0.5
+
+
+def _spec(repo: Path) -> FleetSpec:
+    from linefleet_core import spec as fleetspec
+
+    if not repo.is_dir():
+        raise UsageError(f"--repo {repo}: no such directory")
+    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
+    return spec
+
+
+def _status(src: Sources, fleet: set[str] | None) -> tuple[FleetStatus, float]:
+    if src.broker is not None:
+        from linefleet.commands.status import StatusArgs, collect
+
+        return collect(StatusArgs(src.broker, src.repo, src.state_dir, "json", src.quiet))
+    from reconciler.observed import Observations
+    from reconciler.status import fleet_status
+    from reconciler.store import DB_NAME, Store
+
+    assert src.state_dir is not None
+    if not (src.state_dir / DB_NAME).is_file():
+        raise UsageError(f"--state-dir {src.state_dir}: no {DB_NAME} (run reconcile first)")
+    store = Store(src.state_dir)
+    try:
+        observations: Observations = store.load()
+    finally:
+        store.close()
+    now = time.time()
+    return fleet_status({}, observations, now, fleet), now
+
+
+def _record(path: Path, status: FleetStatus, history: History) -> int:
+    known = {(key, p.at) for key, points in history.items() for p in points}
+    fresh = []
+    for dev in status.devices:
+        rep = None if dev.observation is None else dev.observation.reported
+        if rep is None:
+            continue
+        at = rep.at.timestamp()
+        if any((ln.line, at) not in known for ln in rep.lines if ln.metrics is not None):
+            fresh.append(rep)
+    return record(path, fresh)
+
+
+def collect(src: Sources) -> ReportData:
+    from linefleet.report.labels import read_queues, store_url
+
+    sources: list[str] = []
+    notes: list[str] = []
+    spec = None if src.repo is None else _spec(src.repo)
+    if src.record and (src.history is None or (src.broker is None and src.state_dir is None)):
+        raise UsageError("--record needs --history FILE and --broker or --state-dir")
+    history: History = {}
+    if src.history is not None and (src.history.is_file() or not src.record):
+        history = read_history(src.history)
+    status, now = None, time.time()
+    if src.broker is not None or src.state_dir is not None:
+        fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
+        status, now = _status(src, fleet)
+        if src.broker is not None:
+            sources.append(f"broker {src.broker}")
+        if src.state_dir is not None:
+            sources.append(f"reconciler state {src.state_dir}")
+        if src.record and src.history is not None:
+            added = _record(src.history, status, history)
+            notes.append(f"Recorded {added} new device report(s) to {src.history}.")
+    if src.history is not None:
+        sources.append(f"metrics history {src.history}")
+    elif status is not None:
+        notes.append(
+            "Metrics show only the latest report of each device: pass --history FILE "
+            "(with --record to keep adding to it) for metrics over time."
+        )
+    timeline = None
+    if src.repo is not None:
+        from linefleet.report.timeline import read_timeline
+        from linefleet_core.gitrepo import open_repo
+
+        repo = open_repo(src.repo)
+        head = repo.head.commit.hexsha[:10] if repo.head.is_valid() else "no commits"
+        sources.append(f"fleet repo {src.repo} at {head}")
+        timeline = read_timeline(repo) if repo.head.is_valid() else ()
+    labels = None
+    if src.labels is not None:
+        taxonomies = {} if spec is None else dict(spec.taxonomies)
+        labels = read_queues(store_url(src.labels), taxonomies)
+        sources.append("label store")
+    return ReportData(
+        generated_at=now,
+        sources=tuple(sources),
+        lines=line_views(status, spec, history, desired_known=src.broker is not None),
+        timeline=timeline,
+        labels=labels,
+        notes=tuple(notes),
+    )
