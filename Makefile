@@ -9,6 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: setup test lint typecheck unit demo bench soak clean
 
 setup: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 
 $(STAMP): pyproject.toml
 	@command -v mosquitto >/dev/null 2>&1 || bash .ci/install-mosquitto
