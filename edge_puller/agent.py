@@ -144,7 +144,9 @@ class Agent:
                 self._fail(sha, getattr(exc, "reason", "failed"), str(exc), step)
                 return 0.0
         self.backoff.reset()
-        self.error = ""
+        if self.error:  # the problem went away: say so now, not at the next heartbeat
+            self.error = ""
+            self.report()
         target = self.state.target
         heartbeat = target.heartbeat_seconds if target else 60
         if self.clock() - self._last_report >= heartbeat:

@@ -249,9 +249,12 @@ def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
     assert "not enough disk" in report.error
     assert report.applied is not None and report.applied.generation == 1
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+    _drain(agent.outbox)
     agent.store.reserve_bytes = 0  # space was freed
     _converge(agent)
     assert agent.serve("cam-1", "g", BRIGHT).model == "cand@2"
+    reports = [b for ch, b in _drain(agent.outbox) if ch == "reported"]
+    assert reports and reports[-1]["error"] == ""  # the error is cleared at once
 
 
 def test_oversize_report_drops_details_to_fit_the_protocol() -> None:
