@@ -1,0 +1,166 @@
+"""Hostile artifact references against the edge's content-addressed store.
+
+Path traversal cannot happen through names (files are named by a validated sha256), URLs are
+limited to file/http/https, and a size that lies is caught before a byte is trusted: the
+store never writes more than the signed `size`, never activates bytes whose sha256 differs,
+and refuses a download that would eat the disk's reserve.
+
+Open gap (reported, strict xfail below): the puller has no notion of allowed artifact roots,
+so a *signed* `file://` URL may point anywhere on the device (`/etc/passwd`). The bytes are
+only copied under their sha256 and never activated unless they hash to what the signer
+promised, so this leaks nothing off the device; but a signer can make a device read any file
+it can read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from edge_puller.artifacts import ArtifactError, ArtifactStore, DiskFullError
+from linefleet_core.errors import TemporaryError
+from tests.integration.edge.artifact_server import Files, serve
+
+SHA = "ab" * 32
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "models", reserve_bytes=0)
+
+
+def _source(tmp_path: Path, data: bytes) -> tuple[str, str]:
+    path = tmp_path / "src.onnx"
+    path.write_bytes(data)
+    return path.as_uri(), hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd", "..", "/etc/shadow", "AB" * 32, "ab" * 31, "ab" * 32 + "/x", ""],
+)
+def test_a_name_that_is_not_a_sha256_never_becomes_a_path(store: ArtifactStore, name: str) -> None:
+    with pytest.raises(ArtifactError) as refused:
+        store.path(name)
+    assert refused.value.reason == "bad-sha256"
+    assert not any(store.root.iterdir())
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.com/m.onnx", "gopher://x/1", "data:,hello", "jar:file:///m!/x", "m.onnx"],
+)
+def test_only_file_http_and_https_urls(store: ArtifactStore, url: str) -> None:
+    with pytest.raises(ArtifactError) as refused:
+        store.download(url, SHA, 10)
+    assert refused.value.reason == "bad-url"
+
+
+def test_a_file_larger_than_its_signed_size_is_refused(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    url, sha = _source(tmp_path, b"x" * 5000)
+    with pytest.raises(ArtifactError) as refused:
+        store.download(url, sha, 4096)
+    assert refused.value.reason == "size-mismatch"
+    assert "5000 bytes, the document says 4096" in str(refused.value)
+    assert not store.has(sha)
+
+
+def test_a_size_the_disk_cannot_hold_is_refused_before_downloading(
+    tmp_path: Path,
+) -> None:
+    store = ArtifactStore(tmp_path / "models")  # the default 64 MiB reserve
+    url, sha = _source(tmp_path, b"x")
+    with pytest.raises(DiskFullError) as refused:
+        store.download(url, sha, 10**15)  # a petabyte: a lying or absurd size
+    assert "not enough disk" in str(refused.value)
+    assert store.partial_size(sha) == 0
+
+
+def test_bytes_that_do_not_hash_to_the_signed_sha_are_never_activated(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    url, _ = _source(tmp_path, b"not the model")
+    store.download(url, SHA, len(b"not the model"))
+    with pytest.raises(ArtifactError) as refused:
+        store.verify(SHA, len(b"not the model"), resumed=False)
+    assert refused.value.reason == "hash-mismatch"
+    assert not store.has(SHA) and store.partial_size(SHA) == 0
+
+
+def test_an_http_server_that_sends_more_than_it_announces_is_refused(
+    store: ArtifactStore,
+) -> None:
+    data = b"m" * 8192
+    with serve(Files({"/m.onnx": data})) as base, pytest.raises(ArtifactError) as refused:
+        store.download(f"{base}/m.onnx", hashlib.sha256(data[:4096]).hexdigest(), 4096)
+    assert refused.value.reason == "size-mismatch"
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """No Content-Length, then far more bytes than any document declares."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        try:
+            for _ in range(256):
+                self.wfile.write(b"z" * 65536)
+        except OSError:
+            return
+
+
+@pytest.fixture
+def endless() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/m.onnx"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stream_without_length_is_cut_at_the_signed_size(
+    store: ArtifactStore, endless: str
+) -> None:
+    store.download(endless, SHA, 4096)
+    assert store.partial_size(SHA) == 4096  # never a byte more than signed
+    with pytest.raises(ArtifactError):
+        store.verify(SHA, 4096, resumed=False)
+
+
+def test_a_vanished_file_is_permanent_an_unreadable_one_temporary(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    with pytest.raises(ArtifactError) as gone:
+        store.download((tmp_path / "nope.onnx").as_uri(), SHA, 10)
+    assert gone.value.reason == "not-found"
+    folder = tmp_path / "a-directory"
+    folder.mkdir()
+    with pytest.raises(TemporaryError):
+        store.download(folder.as_uri(), SHA, 10)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="no allowed artifact roots on the edge: a signed file:// URL may name any file "
+    "the agent can read (reported to the lead; see docs/security.md)",
+)
+def test_a_file_url_outside_the_artifact_roots_is_refused(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    outside = Path("/etc/hostname")
+    if not outside.is_file():
+        pytest.skip("no /etc/hostname here")
+    data = outside.read_bytes()
+    with pytest.raises(ArtifactError):
+        store.download(outside.as_uri(), hashlib.sha256(data).hexdigest(), len(data))
