@@ -159,3 +159,10 @@ def test_write_creates_a_missing_directory(tmp_path: Path) -> None:
     out = tmp_path / "a" / "fleet-repo"
     write({"fleet/policy.yaml": b"p", "taxonomies/t/v1.yaml": b"t"}, out)
     assert (out / "taxonomies" / "t" / "v1.yaml").read_bytes() == b"t"
+
+
+def test_modelines_name_the_files_the_schema_command_writes() -> None:
+    from linefleet.commands.schema import SCHEMA_FILES, schema_documents
+
+    assert fleetgen.SCHEMA_FILES == SCHEMA_FILES
+    assert {f"{name}.schema.json" for name in SCHEMA_FILES.values()} == set(schema_documents())
