@@ -1,0 +1,76 @@
+"""Plan-style rollout summaries between two versions of a line file (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from linefleet.report.timeline import rollout_changes
+
+KEY = "toledo/line-3"
+
+
+def doc(serving: str, candidate: str | None = None, stage: str = "shadow", **extra: Any) -> Any:
+    fraction = extra.pop("fraction", 0.1)
+    rollout: dict[str, Any] = {"serving": serving, **extra}
+    if candidate is not None:
+        rollout["candidate"] = {"model": candidate, "stage": stage}
+        if stage == "canary":
+            rollout["candidate"]["canary_fraction"] = fraction
+    return {"kind": "Line", "rollout": rollout}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (
+            doc("surface-cnn@2", "surface-cnn@3"),
+            doc("surface-cnn@2", "surface-cnn@3", "canary"),
+            ["toledo/line-3: surface-cnn@3 shadow → canary"],
+        ),
+        (
+            doc("surface-cnn@2"),
+            doc("surface-cnn@2", "surface-cnn@3"),
+            ["toledo/line-3: surface-cnn@3 → shadow (new candidate)"],
+        ),
+        (
+            doc("surface-cnn@2", "surface-cnn@3", "canary"),
+            doc("surface-cnn@3", previous="surface-cnn@2"),
+            ["toledo/line-3: surface-cnn@3 canary → production (was surface-cnn@2)"],
+        ),
+        (
+            doc("surface-cnn@3", previous="surface-cnn@2"),
+            doc("surface-cnn@2", previous="surface-cnn@3"),
+            ["toledo/line-3: rolled back surface-cnn@3 → surface-cnn@2"],
+        ),
+        (
+            doc("surface-cnn@2", "surface-cnn@3", "canary"),
+            doc("surface-cnn@2"),
+            ["toledo/line-3: candidate surface-cnn@3 (canary) withdrawn"],
+        ),
+        (
+            doc("surface-cnn@2", "surface-cnn@3"),
+            doc("surface-cnn@2", "surface-cnn@4"),
+            ["toledo/line-3: candidate surface-cnn@3 shadow → surface-cnn@4 shadow"],
+        ),
+        (None, doc("surface-cnn@2"), ["toledo/line-3: line added, serving surface-cnn@2"]),
+        (doc("surface-cnn@2"), None, ["toledo/line-3: line removed (was serving surface-cnn@2)"]),
+        (doc("surface-cnn@2", name="old"), doc("surface-cnn@2", name="new"), []),
+        (
+            "not: [a mapping",
+            doc("surface-cnn@2"),
+            ["toledo/line-3: line added, serving surface-cnn@2"],
+        ),
+    ],
+)
+def test_rollout_changes(before: Any, after: Any, expected: list[str]) -> None:
+    assert rollout_changes(KEY, before, after) == expected
+
+
+def test_a_canary_share_change_is_named() -> None:
+    before = doc("surface-cnn@2", "surface-cnn@3", "canary", fraction=0.1)
+    after = doc("surface-cnn@2", "surface-cnn@3", "canary", fraction=0.25)
+    assert rollout_changes(KEY, before, after) == [
+        "toledo/line-3: surface-cnn@3 canary share 0.1 → 0.25"
+    ]
