@@ -53,7 +53,7 @@ def _stages(size: int, frames: int = 200) -> dict[str, float]:
         surface = render_surface(rng, size, profile.supplier)
         paint(surface, classes[seq % len(classes)], rng)
         t1 = time.perf_counter()
-        image = capture(surface, profile, rng)
+        image = capture(surface, profile, rng).image
         t2 = time.perf_counter()
         cv2.imencode(".png", image)
         t3 = time.perf_counter()

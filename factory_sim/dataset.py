@@ -91,6 +91,7 @@ def render_record(job: Job, index: int, seq: int) -> tuple[FrameRecord, bytes]:
         cls=cls,
         truth=rendered.truth,
         taxonomy=job.classes.taxonomy,
+        box=rendered.box,
         seq=seq,
         timestamp=_timestamp(job.start, seq, job.interval_s),
         drift=tuple(str(e) for e in active),

@@ -45,7 +45,8 @@ def scratch(img: Image, rng: np.random.Generator) -> None:
     """A thin bright (or dark) line, slightly curved, 25-60% of the surface long."""
     size = img.shape[0]
     start = _point(rng, size)
-    angle = rng.uniform(0, np.pi)
+    to_centre = np.arctan2(size / 2 - start[1], size / 2 - start[0])
+    angle = to_centre + rng.uniform(-1.0, 1.0)  # across the surface, not off its edge
     length = rng.uniform(0.25, 0.6) * size
     direction = np.array([np.cos(angle), np.sin(angle)])
     bend = rng.normal(0, 0.04 * size) * np.array([-direction[1], direction[0]])

@@ -19,6 +19,8 @@ Each manifest line has:
     truth      what was painted: the class, or `dust`/`oil` for `contamination`, `blob`
                for a class the generator has no painter for, `ok`
     taxonomy   the taxonomy ref the label belongs to, or null
+    box        the defect's bounding box in the frame, [x0, y0, x1, y1] in pixels (x1, y1
+               exclusive), or null for `ok`
     seq        frame number on its line (0-based); frames of a line are in time order
     timestamp  ISO 8601 UTC (`start + seq * interval`; the same for every line)
     drift      drift events active on this frame (`KIND:SITE/LINE:FRAME[:RAMP]`), oldest
@@ -54,6 +56,7 @@ class FrameRecord:
     cls: str
     truth: str
     taxonomy: str | None
+    box: tuple[int, int, int, int] | None
     seq: int
     timestamp: str
     drift: tuple[str, ...]
@@ -73,6 +76,7 @@ class FrameRecord:
             "class": self.cls,
             "truth": self.truth,
             "taxonomy": self.taxonomy,
+            "box": None if self.box is None else list(self.box),
             "seq": self.seq,
             "timestamp": self.timestamp,
             "drift": list(self.drift),
@@ -90,6 +94,7 @@ class FrameRecord:
             cls=doc["class"],
             truth=doc["truth"],
             taxonomy=doc["taxonomy"],
+            box=None if doc.get("box") is None else tuple(doc["box"]),
             seq=doc["seq"],
             timestamp=doc["timestamp"],
             drift=tuple(doc["drift"]),

@@ -11,6 +11,7 @@ belt phase, flicker) and the sensor noise.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -124,13 +125,36 @@ def shadow(cover: Array, size: int, angle_deg: float) -> Array:
     return out
 
 
-def capture(product: Image, profile: LineProfile, rng: np.random.Generator) -> Array:
-    """The frame (uint8 BGR, same size as `product`) that the line's camera records."""
+Box = tuple[int, int, int, int]
+"""x0, y0, x1, y1 in frame pixels (x1 and y1 exclusive)."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    image: Array
+    """uint8 BGR, the size of the product surface."""
+    box: Box | None
+    """Where the marked region (the defect) landed in the frame; None if nothing was marked."""
+
+
+def _box(mask: Array, optics: Optics, homography: Array, size: int) -> Box | None:
+    moved = cv2.warpPerspective(orient(mask, optics), homography, (size, size))
+    ys, xs = np.nonzero(moved > 0.5)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def capture(
+    product: Image, profile: LineProfile, rng: np.random.Generator, marks: Array | None = None
+) -> Shot:
+    """What the line's camera records of `product`; `marks` (a mask of the product) gets a box."""
     size = product.shape[0]
     optics, lighting = profile.optics, profile.lighting
     oriented = orient(product, optics)
     src = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float32)
     homography = cv2.getPerspectiveTransform(src, placement(rng, size, optics))
+    box = None if marks is None else _box(marks, optics, homography, size)
     warped = cv2.warpPerspective(oriented, homography, (size, size), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
         np.ones((size, size), np.float32), homography, (size, size), flags=cv2.INTER_LINEAR
@@ -147,5 +171,5 @@ def capture(product: Image, profile: LineProfile, rng: np.random.Generator) -> A
     if sigma > 0.25:
         frame = cv2.GaussianBlur(frame, (0, 0), sigma)
     frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * optics.noise_sigma
-    out: Array = np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
-    return out
+    image: Array = np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+    return Shot(image, box)

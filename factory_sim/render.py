@@ -4,7 +4,7 @@
     image = render_frame(profile, "scratch", rng, size=128)   # uint8 BGR [128, 128, 3]
 
 `render` also returns the truth: what was painted (`contamination` is dust or oil; an
-unknown class is a generic `blob`).
+unknown class is a generic `blob`), and the defect's bounding box in the frame.
 """
 
 from __future__ import annotations
@@ -13,18 +13,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from factory_sim.defects import paint
-from factory_sim.nuisance import capture
+from factory_sim.defects import OK, paint
+from factory_sim.nuisance import Box, capture
 from factory_sim.profiles import LineProfile, stable_key
 from factory_sim.surfaces import Array, render_surface
 
 MIN_SIZE, MAX_SIZE = 32, 1024
+MARK_THRESHOLD = 0.03
+"""A pixel belongs to the defect where painting changed it by more than this (of full scale)."""
 
 
 @dataclass(frozen=True)
 class Rendered:
     image: Array  # uint8 BGR [size, size, 3]
     truth: str
+    box: Box | None = None
+    """The defect's bounding box in the frame (x0, y0, x1, y1; None for `ok`)."""
 
 
 def frame_rng(seed: int, profile: LineProfile, seq: int) -> np.random.Generator:
@@ -37,8 +41,13 @@ def render(profile: LineProfile, cls: str, rng: np.random.Generator, size: int =
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
     surface = render_surface(rng, size, profile.supplier)
+    clean = surface.copy()
     truth = paint(surface, cls, rng)
-    return Rendered(capture(surface, profile, rng), truth)
+    marks = None
+    if truth != OK:
+        marks = (np.abs(surface - clean).max(axis=2) > MARK_THRESHOLD).astype(np.float32)
+    shot = capture(surface, profile, rng, marks)
+    return Rendered(shot.image, truth, shot.box)
 
 
 def render_frame(

@@ -52,10 +52,16 @@ def test_manifest_describes_every_frame(tmp_path: Path) -> None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (64, 64, 3)
         assert record.cls in CLASSES
+        if record.cls == "ok":
+            assert record.box is None
+        else:
+            assert record.box is not None
+            x0, y0, x1, y1 = record.box
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
     rows = (out / "manifest.jsonl").read_text().splitlines()
     first = json.loads(rows[0])
     assert set(first) == {
-        "path", "sha256", "site", "line", "camera", "class", "truth", "taxonomy", "seq",
+        "path", "sha256", "site", "line", "camera", "class", "truth", "taxonomy", "box", "seq",
         "timestamp", "drift", "nuisance",
     }  # fmt: skip
     assert first["timestamp"] == "2026-01-05T06:00:00.000Z"
