@@ -341,9 +341,9 @@ def write(files: dict[str, bytes], out: Path, *, force: bool = False) -> None:
     `taxonomies/`, ...) replace the existing ones; other files in `out` are kept.
     """
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
+        raise FileExistsError("exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} is not empty (use --force to replace its fleet)")
+        raise FileExistsError("not empty (use --force to replace its fleet)")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:

@@ -82,8 +82,9 @@ def run_generate(ns: argparse.Namespace) -> int:
     files.update({f"schema/{name}": text.encode() for name, text in schema_documents().items()})
     try:
         fleetgen.write(files, args.out, force=args.force)
-    except FileExistsError as exc:
-        raise UsageError(f"--out: {exc}") from None
+    except OSError as exc:
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
+        raise UsageError(f"--out {args.out}: {reason}") from None
     if args.git:
         _commit(args.out, shape)
     lines = shape.sites * shape.lines_per_site

@@ -80,7 +80,7 @@ def test_a_non_empty_directory_is_refused_without_force(
     (tmp_path / "README.md").write_text("keep me")
     assert generate(tmp_path) == 2
     err = capsys.readouterr().err
-    assert "is not empty (use --force" in err
+    assert f"--out {tmp_path}: not empty (use --force" in err
     assert "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
     assert generate(tmp_path, "--force", "--sites", "1") == 0
@@ -124,3 +124,14 @@ def test_bad_shapes_are_usage_errors(tmp_path: Path, args: tuple[str, ...], mess
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_an_unwritable_place_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert generate(blocker / "repo") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"linefleet: error: --out {blocker / 'repo'}: ")
+    assert blocker.read_text() == "x"
