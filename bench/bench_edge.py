@@ -48,7 +48,7 @@ from edge_puller.engine import Engine, LineModels  # noqa: E402
 from edge_puller.runtime import load_model  # noqa: E402
 from edge_puller.spool import Spool  # noqa: E402
 from edge_puller.target import ModelSpec  # noqa: E402
-from linefleet_core.fleet import TelemetryPolicy  # noqa: E402
+from linefleet_core.fleet import HealthGates, TelemetryPolicy  # noqa: E402
 from linefleet_core.signing import SigningKey  # noqa: E402
 from linefleet_core.wire import FrameMeta, encode_frame  # noqa: E402
 
@@ -139,7 +139,7 @@ def bench_serving(serving: Any, candidate: Any, frames: list[np.ndarray]) -> dic
                 serving,
                 candidate=candidate if mode == "shadow" else None,
                 stage="shadow" if mode == "shadow" else None,
-                latency_budget_ms=1e9,
+                gates=HealthGates(max_latency_p95_ms=1e9, min_shadow_agreement=0.0),
             )
         )
         for i in range(50):  # warm-up

@@ -9,8 +9,12 @@ pointer swap rather than a reload.
 - `shadow`: the serving model decides; the candidate also runs on the same frame.
 - `canary`: the candidate decides a fixed, frame-id-hashed share of frames (the serving model
   still runs on those frames, so agreement is measured and a candidate error costs nothing).
-- Safety net: a candidate that raises or whose p95 latency exceeds the line's budget is
-  dropped on the spot, and an event says why.
+- Safety net: a candidate that raises is dropped on the spot (`fallback` event). A candidate
+  past a health gate is dropped too (`rollback` event, `reason` = the gate): p95 latency over
+  `max_latency_p95_ms` (shadow and canary: a slow shadow slows every frame), and in canary,
+  after `MIN_GATE_FRAMES` of its frames, agreement with the serving model below
+  `min_shadow_agreement` or a defect rate higher than the serving model's on the same frames
+  by more than `max_defect_rate_jump`. The reconciler then writes the rollback to git.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import numpy as np
 
 from edge_puller.runtime import Frame, LoadedModel, Prediction, Tensor, preprocess
 from edge_puller.target import Stage
+from linefleet_core.fleet import HealthGates
 
 MIN_LATENCY_SAMPLES = 20
 LATENCY_WINDOW = 200
+MIN_GATE_FRAMES = 50
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class LineModels:
     candidate: LoadedModel | None = None
     stage: Stage | None = None
     canary_fraction: float = 0.0
-    latency_budget_ms: float = 100.0
+    gates: HealthGates = field(default_factory=HealthGates)
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,35 @@ class _CandidateWatch:
     latencies: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW)
     )
+    frames: int = 0
+    agreements: int = 0
+    candidate_defects: int = 0
+    serving_defects: int = 0
+
+    def gate(self, models: LineModels, ref: str) -> tuple[str, str] | None:
+        """The first health gate the candidate is past, as (gate, message), or None."""
+        gates = models.gates
+        if len(self.latencies) >= MIN_LATENCY_SAMPLES:
+            p95 = float(np.percentile(np.fromiter(self.latencies, dtype=np.float64), 95))
+            if p95 > gates.max_latency_p95_ms:
+                return "max_latency_p95_ms", (
+                    f"{ref} p95 latency {p95:.2f} ms > {gates.max_latency_p95_ms:g} ms"
+                )
+        if models.stage != "canary" or self.frames < MIN_GATE_FRAMES:
+            return None
+        agreement = self.agreements / self.frames
+        if agreement < gates.min_shadow_agreement:
+            return "min_shadow_agreement", (
+                f"{ref} agrees with the serving model on {agreement:.1%} of {self.frames} "
+                f"frames < {gates.min_shadow_agreement:.0%}"
+            )
+        jump = (self.candidate_defects - self.serving_defects) / self.frames
+        if jump > gates.max_defect_rate_jump:
+            return "max_defect_rate_jump", (
+                f"{ref} defect rate is {jump:.1%} above the serving model's "
+                f"> {gates.max_defect_rate_jump:.1%}"
+            )
+        return None
 
 
 class Engine:
@@ -183,7 +218,7 @@ class Engine:
         tried: Outcome | None = None
         failure = ""
         if candidate is not None and runs_candidate:
-            tried, failure = self._try_candidate(models, candidate, tensor_for)
+            tried, failure = self._try_candidate(models, candidate, served, tensor_for)
             decides = decides and tried is not None
         chosen = tried if decides and tried is not None else served
         return Decision(
@@ -200,28 +235,27 @@ class Engine:
         )
 
     def _try_candidate(
-        self, models: LineModels, candidate: LoadedModel, tensor_for: Any
+        self, models: LineModels, candidate: LoadedModel, served: Outcome, tensor_for: Any
     ) -> tuple[Outcome | None, str]:
         try:
             outcome = _outcome_of(candidate, candidate.predict(tensor_for(candidate)))
         except Exception as exc:
             message = f"{candidate.spec.ref} raised: {exc}"
-            self._fall_back(models, "candidate-error", message)
+            self._drop(models, "fallback", "candidate-error", message)
             return None, message
         watch = self._watch.setdefault(models.key, _CandidateWatch())
         watch.latencies.append(outcome.latency_ms)
-        if len(watch.latencies) >= MIN_LATENCY_SAMPLES:
-            p95 = float(np.percentile(np.fromiter(watch.latencies, dtype=np.float64), 95))
-            if p95 > models.latency_budget_ms:
-                self._fall_back(
-                    models,
-                    "latency-budget",
-                    f"{candidate.spec.ref} p95 latency {p95:.2f} ms exceeds the "
-                    f"{models.latency_budget_ms:g} ms budget",
-                )
+        watch.frames += 1
+        watch.agreements += outcome.label == served.label
+        watch.candidate_defects += outcome.label != "ok"
+        watch.serving_defects += served.label != "ok"
+        crossed = watch.gate(models, candidate.spec.ref)
+        if crossed is not None:
+            self._drop(models, "rollback", *crossed)
         return outcome, ""
 
-    def _fall_back(self, models: LineModels, reason: str, message: str) -> None:
+    def _drop(self, models: LineModels, kind: str, reason: str, message: str) -> None:
+        """Take the candidate off the line at once; the serving model carries on alone."""
         current = self._lines.get(models.key)
         if current is None or current.candidate is None:
             return
@@ -230,7 +264,7 @@ class Engine:
             **self._lines,
             models.key: replace(current, candidate=None, stage=None, canary_fraction=0.0),
         }
-        self.events.put(EngineEvent("fallback", models.key, reason, message, spec.ref, spec.sha256))
+        self.events.put(EngineEvent(kind, models.key, reason, message, spec.ref, spec.sha256))
 
 
 def _outcome_of(model: LoadedModel, prediction: Prediction) -> Outcome:

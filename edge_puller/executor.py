@@ -33,6 +33,7 @@ from edge_puller.planner import (
 )
 from edge_puller.runtime import LoadedModel, ModelCache
 from edge_puller.state import ActiveLine, LocalState
+from linefleet_core.fleet import HealthGates
 
 
 class Context(Protocol):
@@ -56,7 +57,7 @@ class Context(Protocol):
     def report(self) -> None: ...
 
 
-def line_models(ctx: Context, key: str, active: ActiveLine, latency_ms: float) -> LineModels:
+def line_models(ctx: Context, key: str, active: ActiveLine, gates: HealthGates) -> LineModels:
     """The engine's view of an A/B assignment, from sessions already loaded."""
 
     def session(sha: str | None) -> LoadedModel | None:
@@ -74,19 +75,19 @@ def line_models(ctx: Context, key: str, active: ActiveLine, latency_ms: float) -
         candidate=loaded_candidate,
         stage=candidate.stage if candidate and loaded_candidate else None,
         canary_fraction=candidate.canary_fraction if candidate and loaded_candidate else 0.0,
-        latency_budget_ms=latency_ms,
+        gates=gates,
     )
 
 
-def _latency_budget(ctx: Context, line: str) -> float:
+def _gates(ctx: Context, line: str) -> HealthGates:
     target = ctx.state.target
     if target is not None and line in target.lines:
-        return target.lines[line].gates.max_latency_p95_ms
-    return 100.0
+        return target.lines[line].gates
+    return HealthGates()
 
 
 def resume(ctx: Context, step: Resume) -> None:
-    ctx.engine.activate(line_models(ctx, step.line, step.active, _latency_budget(ctx, step.line)))
+    ctx.engine.activate(line_models(ctx, step.line, step.active, _gates(ctx, step.line)))
 
 
 def download(ctx: Context, step: Download) -> None:
@@ -103,7 +104,7 @@ def load(ctx: Context, step: LoadAndSmokeTest) -> None:
 
 def activate(ctx: Context, step: Activate) -> None:
     before = ctx.state.active.get(step.line)
-    models = line_models(ctx, step.line, step.active, step.gates_latency_ms)
+    models = line_models(ctx, step.line, step.active, step.gates)
     ctx.engine.activate(models)  # the switch first: a rollback waits for no disk write
     ctx.save(replace(ctx.state, active={**ctx.state.active, step.line: step.active}))
     old = before.serving.ref if before and before.serving else None

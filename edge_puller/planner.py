@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from edge_puller.state import ActiveLine, Failure
 from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
+from linefleet_core.fleet import HealthGates
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Activate:
 
     line: str
     active: ActiveLine
-    gates_latency_ms: float
+    gates: HealthGates
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def plan(observed: Observed) -> list[Step]:
             converged = False
             continue
         if wanted != current:
-            steps.append(Activate(line.key, wanted, line.gates.max_latency_p95_ms))
+            steps.append(Activate(line.key, wanted, line.gates))
     if converged and observed.applied_generation != target.generation:
         steps.append(MarkApplied(target.generation))
 

@@ -26,6 +26,7 @@ from edge_puller.planner import (
 )
 from edge_puller.state import ActiveLine, Failure
 from edge_puller.target import CandidateSpec, ModelSpec
+from linefleet_core.fleet import HealthGates
 from tests.unit.edge.helpers import target
 
 L = "plant/line-1"
@@ -39,6 +40,7 @@ M1, M2, M3 = _m(1), _m(2), _m(3)
 SHADOW = CandidateSpec(M3, "shadow")
 CANARY = CandidateSpec(M3, "canary", 0.1)
 FAIL = Failure("hash-mismatch", "sha256 differs", 1)
+GATES = HealthGates()
 
 
 def _settled(observed: Observed) -> Observed:
@@ -61,7 +63,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             Download(M1),
             Verify(M1, resumed=False),
             LoadAndSmokeTest(M1),
-            Activate(L, ActiveLine(M1, None, "a"), 100.0),
+            Activate(L, ActiveLine(M1, None, "a"), GATES),
             MarkApplied(1),
             Report(),
         ],
@@ -72,7 +74,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
         [
             Verify(M1, resumed=True),
             LoadAndSmokeTest(M1),
-            Activate(L, ActiveLine(M1, None, "a"), 100.0),
+            Activate(L, ActiveLine(M1, None, "a"), GATES),
             MarkApplied(1),
         ],
     ),
@@ -83,7 +85,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             Download(M1),
             Verify(M1, resumed=True),
             LoadAndSmokeTest(M1),
-            Activate(L, ActiveLine(M1, None, "a"), 100.0),
+            Activate(L, ActiveLine(M1, None, "a"), GATES),
             MarkApplied(1),
         ],
     ),
@@ -111,7 +113,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 applied_generation=1,
             )
         ),
-        [LoadAndSmokeTest(M2), Activate(L, ActiveLine(M1, M2, "b"), 100.0), MarkApplied(2)],
+        [LoadAndSmokeTest(M2), Activate(L, ActiveLine(M1, M2, "b"), GATES), MarkApplied(2)],
     ),
     (
         "upgrade without a named previous keeps the old serving model as standby",
@@ -124,7 +126,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 applied_generation=1,
             )
         ),
-        [Activate(L, ActiveLine(M1, M2, "b"), 100.0), MarkApplied(2)],
+        [Activate(L, ActiveLine(M1, M2, "b"), GATES), MarkApplied(2)],
     ),
     (
         "rollback: a pointer swap to the loaded standby, nothing downloaded or loaded",
@@ -137,7 +139,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 applied_generation=2,
             )
         ),
-        [Activate(L, ActiveLine(M1, M2, "a"), 100.0), MarkApplied(3)],
+        [Activate(L, ActiveLine(M1, M2, "a"), GATES), MarkApplied(3)],
     ),
     (
         "shadow candidate is staged after the serving model and switched in",
@@ -154,7 +156,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             Download(M3),
             Verify(M3, resumed=False),
             LoadAndSmokeTest(M3),
-            Activate(L, ActiveLine(M1, None, "a", SHADOW), 100.0),
+            Activate(L, ActiveLine(M1, None, "a", SHADOW), GATES),
             MarkApplied(2),
         ],
     ),
@@ -170,7 +172,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 applied_generation=1,
             )
         ),
-        [Activate(L, ActiveLine(M1, None, "a"), 100.0), MarkApplied(2)],
+        [Activate(L, ActiveLine(M1, None, "a"), GATES), MarkApplied(2)],
     ),
     (
         "next tick: the failed candidate is unloaded and its file pruned",
@@ -219,7 +221,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             Download(M2),
             Verify(M2, resumed=False),
             LoadAndSmokeTest(M2),
-            Activate(L, ActiveLine(M1, M2, "b"), 100.0),
+            Activate(L, ActiveLine(M1, M2, "b"), GATES),
             MarkApplied(2),
             Report(),
         ],
@@ -236,7 +238,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             )
         ),
         [
-            Activate("plant/line-2", ActiveLine(M1, None, "a"), 100.0),
+            Activate("plant/line-2", ActiveLine(M1, None, "a"), GATES),
             MarkApplied(2),
             Retire(L),
             Unload(M2.sha256),

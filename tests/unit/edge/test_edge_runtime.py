@@ -6,9 +6,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_puller.engine import Engine, LineModels, in_canary
+from edge_puller.engine import MIN_GATE_FRAMES, Engine, LineModels, in_canary
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError, load_model, preprocess
 from edge_puller.target import ModelSpec
+from linefleet_core.fleet import HealthGates
 from tests.support.onnx_models import CLASSES
 from tests.unit.edge.helpers import spec_for
 
@@ -94,6 +95,7 @@ def test_canary_candidate_decides_its_fraction_deterministically(
             candidate=models["cand"],
             stage="canary",
             canary_fraction=0.25,
+            gates=HealthGates(min_shadow_agreement=0.0, max_defect_rate_jump=1.0),
         )
     )
     ids = [f"frame-{i}" for i in range(400)]
@@ -139,14 +141,15 @@ def test_candidate_over_latency_budget_is_dropped(models: dict[str, LoadedModel]
             models["inc"],
             candidate=models["cand"],
             stage="shadow",
-            latency_budget_ms=1e-6,
+            gates=HealthGates(max_latency_p95_ms=1e-6),
         )
     )
     for n in range(30):
         engine.infer(LINE, "c", str(n), DARK)
     assert engine.lines()[LINE].candidate is None
     (event,) = engine.drain_events()
-    assert event.reason == "latency-budget" and "exceeds" in event.message
+    assert (event.type, event.reason) == ("rollback", "max_latency_p95_ms")
+    assert "p95 latency" in event.message
 
 
 def test_no_model_yet_is_an_error_decision_not_an_exception() -> None:
@@ -186,3 +189,32 @@ def test_non_finite_output_is_an_error_not_an_ok(tmp_path: Path) -> None:
     engine.activate(LineModels(LINE, loaded))
     decision = engine.infer(LINE, "c", "flat", DARK)  # a flat frame: NaN probabilities
     assert decision.label is None and "not a finite" in decision.error
+
+
+def test_canary_that_disagrees_is_rolled_back_by_its_gate(models: dict[str, LoadedModel]) -> None:
+    engine = Engine()
+    engine.activate(
+        LineModels(
+            LINE, models["inc"], candidate=models["cand"], stage="canary", canary_fraction=0.5
+        )
+    )
+    decided = 0
+    for n in range(400):
+        decision = engine.infer(LINE, "c", f"f{n}", BRIGHT)
+        decided += decision.decided_by == "candidate"
+        if engine.lines()[LINE].candidate is None:
+            break
+    assert engine.lines()[LINE].candidate is None
+    assert decided == MIN_GATE_FRAMES  # judged on exactly the minimum sample, then dropped
+    (event,) = engine.drain_events()
+    assert (event.type, event.reason) == ("rollback", "min_shadow_agreement")
+    assert "agrees with the serving model on 0.0%" in event.message
+
+
+def test_shadow_disagreement_is_left_to_the_reconciler(models: dict[str, LoadedModel]) -> None:
+    engine = Engine()
+    engine.activate(LineModels(LINE, models["inc"], candidate=models["cand"], stage="shadow"))
+    for n in range(200):
+        engine.infer(LINE, "c", f"f{n}", BRIGHT)
+    assert engine.lines()[LINE].candidate is not None
+    assert engine.drain_events() == []
