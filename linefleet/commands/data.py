@@ -1,4 +1,5 @@
-"""`linefleet data generate`: write a synthetic multi-line dataset (frames + manifest).
+"""`linefleet data generate` writes a synthetic multi-line dataset (frames + manifest);
+`linefleet data summary DIR` shows what one holds.
 
 Lines are either made up (`--sites N --lines M`: toledo/line-1, ...) or taken from a fleet
 repository (`--fleet REPO [--select SITE/LINE ...]`: one frame stream per declared camera,
@@ -88,6 +89,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=run)
+    summary = data_sub.add_parser(
+        "summary",
+        help="frames, class counts and drift events per camera stream of a generated dataset",
+    )
+    summary.add_argument("data", type=Path, metavar="DIR", help="a `data generate` output")
+    summary.add_argument("--format", choices=("text", "json"), default="text")
+    summary.set_defaults(run=run_summary)
 
 
 def parse(ns: argparse.Namespace) -> GenerateArgs:
@@ -242,4 +250,32 @@ def run(ns: argparse.Namespace) -> int:
         f"{cameras} "
         f"({', '.join(manifest.lines)}) labelled {labels} to {args.out}"
     )
+    return int(ExitCode.OK)
+
+
+def run_summary(ns: argparse.Namespace) -> int:
+    import json
+
+    from factory_sim.manifest import Manifest
+    from factory_sim.summary import render_table, summarize
+
+    if not (ns.data / "dataset.json").is_file():
+        raise UsageError(f"{ns.data}: not a generated dataset (no dataset.json)")
+    try:
+        manifest = Manifest.read(ns.data)
+    except (ValueError, KeyError, OSError) as exc:
+        raise PermanentError(f"{ns.data}: unreadable dataset ({exc})") from None
+    streams = summarize(manifest)
+    if ns.format == "json":
+        doc = {
+            "taxonomy": manifest.info["taxonomy"],
+            "classes": manifest.classes,
+            "frames": len(manifest.records),
+            "streams": [s.as_dict() for s in streams],
+        }
+        print(json.dumps(doc, indent=2))
+        return int(ExitCode.OK)
+    print(render_table(streams, manifest.classes))
+    labels = manifest.info["taxonomy"] or "a plain class list"
+    print(f"{len(manifest.records)} frames, {len(streams)} camera streams, labelled {labels}")
     return int(ExitCode.OK)

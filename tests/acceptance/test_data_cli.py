@@ -215,3 +215,39 @@ def test_a_fleet_without_its_taxonomy_file(
     err = capsys.readouterr().err
     assert "the lines' taxonomy surface-defects@2: no taxonomy file at" in err
     assert not out.exists()
+
+
+def test_summary_counts_classes_and_drift_per_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    assert _generate("--out", str(out), "--sites", "1", "--lines", "2", "--frames", "20",
+                     "--size", "32", "--drift", "camera_bump:toledo/line-2:5:3") == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["data", "summary", str(out), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = [json.loads(r) for r in (out / "manifest.jsonl").read_text().splitlines()]
+    assert doc["frames"] == 40 and [s["line"] for s in doc["streams"]] == [
+        "toledo/line-1", "toledo/line-2"
+    ]  # fmt: skip
+    for stream in doc["streams"]:
+        mine = [r["class"] for r in rows if f"{r['site']}/{r['line']}" == stream["line"]]
+        assert stream["classes"] == {c: mine.count(c) for c in doc["classes"]}
+        assert stream["defect_rate"] == pytest.approx(1 - mine.count("ok") / 20)
+    assert doc["streams"][1]["drift"] == ["camera_bump:toledo/line-2:5:3"]
+    assert main(["data", "summary", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split() == [
+        "line", "camera", "frames", "defects", "ok", "scratch", "dent", "contamination",
+        "discoloration", "drift",
+    ]  # fmt: skip
+    assert "camera_bump:toledo/line-2:5:3" in text
+    assert text.rstrip().endswith("40 frames, 2 camera streams, labelled a plain class list")
+
+
+def test_summary_of_something_else(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "summary", str(tmp_path)]) == 2
+    assert "not a generated dataset (no dataset.json)" in capsys.readouterr().err
+    (tmp_path / "dataset.json").write_text('{"format": "other"}')
+    assert main(["data", "summary", str(tmp_path)]) == 1
+    assert "unreadable dataset" in capsys.readouterr().err
