@@ -1,0 +1,145 @@
+"""The demo's fleet repository: a working clone with a bare `origin` (GitPython), and the
+round-trip YAML edits (ruamel.yaml) an engineer would make by hand in a pull request."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# What the demo copies from this checkout's example fleet: the Toledo plant (3 edge devices,
+# 5 lines), the shared policy, the model catalogue with its artifacts, taxonomies and schemas.
+EXAMPLE_PATHS = (
+    "fleet/policy.yaml",
+    "fleet/models",
+    "fleet/artifacts",
+    "fleet/sites/toledo",
+    "taxonomies",
+    "schema",
+)
+AUTHOR = ("linefleet demo", "demo@linefleet.invalid")
+
+
+def create(example: Path, work: Path, origin: Path) -> str:
+    """Copy the example fleet into `work`, commit it, and push it to a new bare `origin`."""
+    import git
+
+    for rel in EXAMPLE_PATHS:
+        source, target = example / rel, work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+    repo = git.Repo.init(work, initial_branch="main")
+    with repo.config_writer() as config:
+        config.set_value("user", "name", AUTHOR[0])
+        config.set_value("user", "email", AUTHOR[1])
+    repo.git.add("--all")
+    repo.index.commit("Toledo plant from the linefleet example fleet")
+    git.Repo.init(origin, bare=True, initial_branch="main")
+    repo.create_remote("origin", str(origin))
+    repo.git.push("--set-upstream", "origin", "main")
+    return repo.head.commit.hexsha
+
+
+def commit_and_push(work: Path, message: str) -> str:
+    """Commit every change in the working tree and push it to origin/main."""
+    import git
+
+    repo = git.Repo(work)
+    repo.git.add("--all")
+    repo.index.commit(message)
+    repo.remote("origin").push("main").raise_if_error()
+    return repo.head.commit.hexsha
+
+
+def pull(work: Path) -> str:
+    import git
+
+    repo = git.Repo(work)
+    repo.git.pull("--ff-only", "origin", "main")
+    return repo.head.commit.hexsha
+
+
+def revert(work: Path, commit: str) -> str:
+    """`git revert` one commit on main and push it."""
+    import git
+
+    repo = git.Repo(work)
+    repo.git.revert("--no-edit", commit)
+    repo.remote("origin").push("main").raise_if_error()
+    return repo.head.commit.hexsha
+
+
+def head(work: Path) -> str:
+    import git
+
+    return git.Repo(work).head.commit.hexsha
+
+
+# round-trip YAML edits ----------------------------------------------------------------------
+def _edit(path: Path, change: Callable[[Any], None]) -> None:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    text = path.read_text(encoding="utf-8")
+    _, indent, offset = load_yaml_guess_indent(text)
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=indent or 2, offset=offset or 0)
+    doc = yaml.load(text)
+    change(doc)
+    with path.open("w", encoding="utf-8") as out:
+        yaml.dump(doc, out)
+
+
+def line_file(work: Path, line: str) -> Path:
+    site, _, name = line.partition("/")
+    return work / "fleet" / "sites" / site / "lines" / f"{name}.yaml"
+
+
+def set_rollout(work: Path, line: str, **fields: Any) -> None:
+    """Set (or, with the value None, remove) keys of a line's `rollout`."""
+
+    def change(doc: Any) -> None:
+        rollout = doc["rollout"]
+        for key, value in fields.items():
+            if value is None:
+                rollout.pop(key, None)
+            else:
+                rollout[key] = value
+
+    _edit(line_file(work, line), change)
+
+
+def rollout(work: Path, line: str) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe").load(line_file(work, line).read_text(encoding="utf-8"))
+    value: dict[str, Any] = doc["rollout"]
+    return value
+
+
+def add_model_version(work: Path, model: str, entry: dict[str, Any]) -> None:
+    def change(doc: Any) -> None:
+        doc["versions"].append(entry)
+
+    _edit(work / "fleet" / "models" / f"{model}.yaml", change)
+
+
+def model_versions(work: Path, model: str) -> list[dict[str, Any]]:
+    from ruamel.yaml import YAML
+
+    path = work / "fleet" / "models" / f"{model}.yaml"
+    doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    versions: list[dict[str, Any]] = doc["versions"]
+    return versions
+
+
+def fetch(work: Path) -> None:
+    import git
+
+    git.Repo(work).remote("origin").fetch()

@@ -1,0 +1,72 @@
+"""Stages 4 and 6: labels -> a trained model -> a promotion pull request, and the loop back
+from inspectors' corrections on the line to a better model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from linefleet.demo import inspector
+from linefleet.demo.context import Demo, StageFailed
+from linefleet.demo.edges import feed_and_wait
+from linefleet.demo.steps import TAXONOMY, Story, promote_and_merge, publish, settle, train
+
+MAX_OVERRIDES_PER_DEVICE = 12
+
+
+def _labels(demo: Demo, *args: str, show: bool = True, limit: int = 6) -> str:
+    done = demo.lf(
+        "labels", *args, "--state", str(demo.trainer), "--fleet-repo", str(demo.repo),
+        show=show, limit=limit,
+    )  # fmt: skip
+    return done.stdout
+
+
+def first_model(demo: Demo, story: Story) -> None:
+    _labels(demo, "import", str(demo.data / "manifest.jsonl"), "--annotator", "line-qa")
+    run_id = train(demo)
+    story.runs.append(run_id)
+    demo.record["pulls_first_model"] = promote_and_merge(demo, run_id)
+
+
+def overrides_and_retrain(demo: Demo, story: Story) -> None:
+    batch = story.batch("shift")
+    frames = 24 if demo.options.quick else 40
+    decided = feed_and_wait(demo, story.agents, frames, batch)
+    queued = 0
+    for agent in story.agents:
+        decisions = [d for d in decided[agent.device] if d.get("model")]
+        pairs = inspector.overrides(agent.camera.shown, decisions, MAX_OVERRIDES_PER_DEVICE)
+        if not pairs:
+            continue
+        folder = demo.root / "inspector" / agent.device.replace("/", "__")
+        events = folder / "events.jsonl"
+        inspector.write(pairs, agent.device, TAXONOMY, events, folder / "frames")
+        demo.console.note(
+            f"inspector on {agent.line} corrected {len(pairs)} of {len(decisions)} decision(s)"
+        )
+        _labels(demo, "ingest-events", str(events), "--frames", str(folder / "frames"), limit=3)
+        queued += len(pairs)
+    demo.record["overrides"] = queued
+    if not queued:
+        raise StageFailed("the inspectors found nothing to correct: no override to learn from")
+    tasks = demo.lf_json(
+        "labels", "tasks", "--kind", "override", "--format", "json",
+        "--state", str(demo.trainer), "--fleet-repo", str(demo.repo),
+    )  # fmt: skip
+    ids = [str(t["id"]) for t in _tasks(tasks)]
+    demo.console.command(["linefleet", "labels", "qa", "ID", "--confirm", "--reviewer", "qa-lead"])
+    for n, task_id in enumerate(ids, start=1):
+        _labels(demo, "qa", task_id, "--confirm", "--reviewer", "qa-lead", show=False)
+        demo.console.progress("overrides QA-confirmed", n, len(ids))
+    demo.record["qa_confirmed"] = len(ids)
+    run_id = train(demo)
+    story.runs.append(run_id)
+    demo.record["pulls_retrained"] = promote_and_merge(demo, run_id)
+    publish(demo)
+    settle(demo, story, 10, "retrained")
+
+
+def _tasks(doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, dict) and isinstance(doc.get("tasks"), list):
+        return list(doc["tasks"])
+    raise StageFailed("`linefleet labels tasks --format json`: unexpected shape", str(doc)[:400])

@@ -1,0 +1,82 @@
+"""Stages 1-3: a clean state directory and broker, the fleet repository, camera frames."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from linefleet.demo import broker, fleetrepo
+from linefleet.demo.context import DEMO_LINES, Demo, StageFailed
+from linefleet.demo.steps import Story
+
+MARKER = ".linefleet-demo"
+OLD_TAXONOMY_MODEL = "surface-cnn@1"  # classes of surface-defects@1
+
+
+def reset_state_dir(path: Path) -> None:
+    """Wipe and recreate the state dir; refuse a non-empty folder the demo did not create."""
+    if path.exists():
+        if any(path.iterdir()) and not (path / MARKER).exists():
+            raise StageFailed(
+                f"{path} is not empty and was not made by `linefleet demo`; "
+                "choose another --state-dir"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text("made by `linefleet demo`; wiped on every run\n")
+
+
+def state_and_broker(demo: Demo, story: Story) -> None:
+    reset_state_dir(demo.root)
+    demo.console.ok(f"state directory {demo.root} (wiped and recreated)")
+    demo.broker_url = broker.start(demo.children, demo.root / "broker")
+    demo.record["broker"] = demo.broker_url
+    demo.console.ok(f"Mosquitto listening on {demo.broker_url} (loopback only)")
+
+
+def fleet_repository(demo: Demo, story: Story) -> None:
+    example = Path(__file__).resolve().parents[2]
+    if not (example / "fleet" / "sites" / "toledo").is_dir():
+        raise StageFailed(f"no example fleet under {example}/fleet (run from a linefleet clone)")
+    fleetrepo.create(example, demo.repo, demo.origin)
+    demo.console.ok(f"{demo.repo} with origin {demo.origin} and the local forge")
+    _demo_settings(demo)
+    demo.lf("validate", "--repo", str(demo.repo), limit=4)
+
+
+def _demo_settings(demo: Demo) -> None:
+    """Two honest adjustments of the example fleet for a small single-machine run."""
+    policy = demo.repo / "fleet" / "policy.yaml"
+    frames = demo.options.frames_per_camera
+    holdout = max(10, frames // 5)
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(text.replace("min_holdout_frames: 200", f"min_holdout_frames: {holdout}"))
+    dropped = []
+    for line in _toledo_lines(demo.repo):
+        if fleetrepo.rollout(demo.repo, line).get("previous") == OLD_TAXONOMY_MODEL:
+            fleetrepo.set_rollout(demo.repo, line, previous=None)
+            dropped.append(line)
+    commit = fleetrepo.commit_and_push(
+        demo.repo,
+        f"Demo settings: min_holdout_frames {holdout}; no surface-defects@1 rollback targets",
+    )
+    demo.console.note(
+        f"committed {commit[:12]}: policy min_holdout_frames 200 -> {holdout} (the demo's "
+        f"dataset is small); rollback target {OLD_TAXONOMY_MODEL} removed from "
+        f"{len(dropped)} line(s): its classes are surface-defects@1, the lines' are @2, "
+        "and the edge refuses such a desired state"
+    )
+
+
+def _toledo_lines(repo: Path) -> list[str]:
+    folder = repo / "fleet" / "sites" / "toledo" / "lines"
+    return sorted(f"toledo/{p.stem}" for p in folder.glob("*.yaml"))
+
+
+def camera_frames(demo: Demo, story: Story) -> None:
+    frames = str(demo.options.frames_per_camera)
+    demo.lf(
+        "data", "generate", "--out", str(demo.data), "--fleet", str(demo.repo),
+        "--select", *DEMO_LINES, "--frames", frames, "--seed", str(demo.options.seed),
+        "--quiet", limit=4,
+    )  # fmt: skip

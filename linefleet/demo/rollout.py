@@ -1,0 +1,148 @@
+"""Stages 5, 7, 8 and 9: signed desired state to the edge, a line walked to production, a
+regression caught twice (on the device, then in git), and the fleet's status."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from linefleet.demo import edges, fleetrepo, regression
+from linefleet.demo.context import (
+    DEMO_DEVICES,
+    REGRESSION_LINE,
+    WALK_LINE,
+    Demo,
+    Skip,
+    StageFailed,
+)
+from linefleet.demo.steps import MODEL, Story, change, publish, settle
+
+
+def publish_and_start_edges(demo: Demo, story: Story) -> None:
+    doc = demo.lf_json("keys", "generate", "--out", str(demo.root / "keys"), "--format", "json")
+    demo.signing_key = Path(doc["private_key"]).resolve()
+    demo.trust_key = Path(doc["public_key"]).resolve()
+    demo.console.ok(f"signing key {doc['key_id']}; devices pin {demo.trust_key.name}")
+    publish(demo)
+    for line, device in DEMO_DEVICES.items():
+        story.agents.append(edges.start(demo, device, line))
+    settle(demo, story, 12, "warmup")
+    _status_table(demo)
+
+
+def _status_table(demo: Demo, *, limit: int = 14) -> None:
+    demo.lf("status", "--broker", demo.broker_url, "--repo", str(demo.repo), limit=limit)
+
+
+def _candidate(work: Path, line: str) -> str:
+    candidate = fleetrepo.rollout(work, line).get("candidate") or {}
+    model = candidate.get("model")
+    if not model:
+        raise StageFailed(f"{line} has no candidate to walk to production")
+    return str(model)
+
+
+def walk_to_production(demo: Demo, story: Story) -> None:
+    model = _candidate(demo.repo, WALK_LINE)
+    canary = {"model": model, "stage": "canary", "canary_fraction": 0.25}
+    change(
+        demo,
+        f"Canary {model} on {WALK_LINE} (25% of frames)",
+        lambda repo: fleetrepo.set_rollout(repo, WALK_LINE, candidate=canary),
+    )
+    settle(demo, story, 16, "canary")
+    serving = str(fleetrepo.rollout(demo.repo, WALK_LINE)["serving"])
+    change(
+        demo,
+        f"Promote {model} to production on {WALK_LINE} ({serving} stays loaded for rollback)",
+        lambda repo: fleetrepo.set_rollout(
+            repo, WALK_LINE, serving=model, previous=serving, candidate=None
+        ),
+    )
+    settle(demo, story, 12, "production")
+    row = _line_row(demo, WALK_LINE)
+    if row.get("reported_serving") != model:
+        raise StageFailed(f"{WALK_LINE} reports {row.get('reported_serving')}, not {model}")
+    demo.record["walked"] = {"line": WALK_LINE, "model": model}
+    demo.console.ok(f"{WALK_LINE} serves {model} in production; {serving} is the rollback target")
+
+
+def _line_row(demo: Demo, line: str) -> dict[str, Any]:
+    doc = edges.status(demo)
+    for device in doc["devices"]:
+        for row in device["lines"]:
+            if row["line"] == line:
+                return {**row, "condition": device["condition"], "message": device["message"]}
+    raise StageFailed(f"`linefleet status` shows no row for {line}")
+
+
+def regression_and_rollbacks(demo: Demo, story: Story) -> None:
+    versions = fleetrepo.model_versions(demo.repo, MODEL)
+    newest = max(versions, key=lambda v: int(v["version"]))
+    number = int(newest["version"]) + 1
+    ref = f"{MODEL}@{number}"
+    artifact = f"fleet/artifacts/{MODEL}-v{number}.onnx"
+    sha, size = regression.build(demo.repo / artifact, len(newest["output_classes"]))
+    entry = {
+        k: copy.deepcopy(v)
+        for k, v in newest.items()
+        if k not in ("evaluation", "mlflow_run_id", "dataset", "reference_stats")
+    }
+    entry.update(
+        version=number,
+        artifact={"url": artifact, "sha256": sha, "size": size},
+        input={"shape": [1, 3, regression.SIZE, regression.SIZE], "color": "rgb"},
+    )
+
+    def inject(repo: Path) -> None:
+        fleetrepo.add_model_version(repo, MODEL, entry)
+        fleetrepo.set_rollout(repo, REGRESSION_LINE, candidate={"model": ref, "stage": "shadow"})
+
+    demo.console.note(f"{ref}: a new model that is correct in form but ~3x too slow for the line")
+    bad = change(demo, f"Try {ref} in shadow on {REGRESSION_LINE}", inject)
+    agent = next(a for a in story.agents if a.line == REGRESSION_LINE)
+    edges.wait_for(demo, "device received it", [agent.device], _applied, 90.0)
+    edges.feed_and_wait(demo, [agent], 30, story.batch("regression"), timeout=180.0)
+    edges.wait_for(demo, "device fell back on its own", [agent.device], _fell_back, 60.0)
+    local = demo.lf("edge", "status", "--state-dir", str(agent.folder / "state"), limit=10)
+    _status_table(demo)
+    demo.record["edge_local_rollback"] = {"line": REGRESSION_LINE, "model": ref}
+    demo.console.ok(f"the device dropped {ref} by itself; {REGRESSION_LINE} kept serving")
+    del local
+
+    demo.console.note("now make git agree: revert the change, publish, converge")
+    demo.console.command(["git", "revert", "--no-edit", bad[:12]])
+    reverted = fleetrepo.revert(demo.repo, bad)
+    demo.lf("plan", "--repo", str(demo.repo), "--base", "HEAD~1", "--format", "text", limit=10)
+    publish(demo)
+    settle(demo, story, 10, "reverted")
+    if (_line_row(demo, REGRESSION_LINE).get("desired_candidate") or "") == ref:
+        raise StageFailed(f"{REGRESSION_LINE} still has {ref} after the revert")
+    demo.record["git_revert"] = reverted
+    demo.console.ok(f"reverted in git ({reverted[:12]}); desired and reported agree again")
+
+
+def _applied(row: dict[str, Any]) -> bool:
+    """The device took the new desired state (a gate may already have it Degraded)."""
+    return edges.converged(row) or row.get("condition") in ("Degraded", "Failed")
+
+
+def _fell_back(row: dict[str, Any]) -> bool:
+    for line in row.get("lines", []):
+        if line["line"] == REGRESSION_LINE:
+            return bool(line.get("phase") == "rolled_back" or row.get("condition") == "Degraded")
+    return False
+
+
+def final_status(demo: Demo, story: Story) -> None:
+    _status_table(demo, limit=30)
+    doc = edges.status(demo)
+    (demo.root / "status.json").write_text(json.dumps(doc, indent=2) + "\n")
+    demo.record["status_counts"] = doc.get("counts", {})
+    if not demo.has_command("report"):
+        raise Skip("the HTML report (`linefleet report`)", 6)
+    out = demo.root / "report.html"
+    demo.lf("report", "--out", str(out), "--broker", demo.broker_url, "--repo", str(demo.repo))
+    demo.record["report"] = str(out)
