@@ -108,7 +108,7 @@ class _Dumper(yaml.CSafeDumper):
 
 def dump(path: str, doc: dict[str, Any]) -> bytes:
     """One fleet file: the schema modeline, then block-style YAML in the document's key order."""
-    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
     return (schema_modeline(path, doc["kind"]) + body).encode("utf-8")
 
 
@@ -152,6 +152,7 @@ def policy_doc() -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "Policy",
+        "owners": {"fleet_admins": ["@acme/fleet-admins"], "data_team": ["@acme/vision-data"]},
         "promotion": {"metric": "accuracy", "tolerance": 0.01, "min_holdout_frames": 200},
         "max_canary_lines_per_site": 2,
         "health_gates": {
