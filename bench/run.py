@@ -64,6 +64,10 @@ def git_commit() -> str:
     return proc.stdout.strip() or "unknown"
 
 
+class BenchFailed(Exception):
+    pass
+
+
 def run_one(script: Path) -> dict[str, Any]:
     print(f"== {script.name}", file=sys.stderr, flush=True)
     before = machine()
@@ -71,14 +75,14 @@ def run_one(script: Path) -> dict[str, Any]:
         [sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     if proc.returncode != 0:
-        raise SystemExit(f"{script.name} failed with exit code {proc.returncode}")
+        raise BenchFailed(f"{script.name} failed with exit code {proc.returncode}")
     try:
         result: dict[str, Any] = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"{script.name}: stdout is not one JSON object ({exc})") from None
+        raise BenchFailed(f"{script.name}: stdout is not one JSON object ({exc})") from None
     missing = [key for key in REQUIRED if key not in result]
     if missing:
-        raise SystemExit(f"{script.name}: result lacks {', '.join(missing)}")
+        raise BenchFailed(f"{script.name}: result lacks {', '.join(missing)}")
     result["script"] = f"bench/{script.name}"
     result["machine"] = before
     result["commit"] = git_commit()
@@ -122,16 +126,26 @@ def main(argv: list[str]) -> int:
         wanted = {name.removeprefix("bench_").removesuffix(".py") for name in argv}
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
         if len(scripts) != len(wanted):
-            raise SystemExit(f"unknown benchmark(s); available: {sorted(BENCH.glob('bench_*.py'))}")
+            names = [s.stem.removeprefix("bench_") for s in sorted(BENCH.glob("bench_*.py"))]
+            raise SystemExit(f"unknown benchmark(s); available: {', '.join(names)}")
     RESULTS.mkdir(exist_ok=True)
+    failed = []
     for script in scripts:
-        result = run_one(script)
+        try:
+            result = run_one(script)
+        except BenchFailed as exc:  # keep going: one broken script must not hide the others
+            print(f"bench: {exc}; its previous result (if any) is kept", file=sys.stderr)
+            failed.append(script.name)
+            continue
         path = RESULTS / f"{result['benchmark']}.json"
         path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     stored = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render(stored), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
