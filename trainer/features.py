@@ -13,7 +13,10 @@ level (median residual, median cell):
   share of pixels above 4x median, the strongest 5x5-cell mean over the median cell;
 - gradient (Sobel) magnitude: p99, max/median;
 - chroma of the centre's cells (colour minus grey) against the median cell: max and mean
-  deviation; grey cells against the median cell: min, max, std.
+  deviation; grey cells against the median cell: min, max, std;
+- blob scale (a 5x5 minus 9x9 band-pass, where dents, oil and stains live and fine grain
+  does not): max/median, p99/median, strongest cell over the median cell; the strongest
+  gradient cell over the median cell.
 
 Everything is plain ONNX opset 17 (Conv, AveragePool, TopK, Reduce*), CPU-friendly: a
 fraction of a millisecond per 64x64 frame.
@@ -33,7 +36,7 @@ INPUT = "image"
 OUTPUT = "features"
 GRID = 4
 CELL = 8
-FEATURE_COUNT = GRID * GRID * 3 + 3 + 15
+FEATURE_COUNT = GRID * GRID * 3 + 3 + 19
 
 
 class _Graph:
@@ -152,6 +155,33 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
     gmed = g.op("Add", [g.kth_largest(mag, pixels // 2 + 1), eps])
     g99 = g.kth_largest(mag, max(1, math.ceil(pixels * 0.01)))
     gmax_ratio = g.op("Div", [g.op("ReduceMax", [mag], axes=[1], keepdims=1), gmed])
+    # blob-scale structure (dents, oil, stains) apart from fine grain: a band-pass image
+    wide = g.op("AveragePool", [blur], kernel_shape=[9, 9], pads=[4] * 4, count_include_pad=0)
+    band = g.op("Abs", [g.op("Sub", [blur, wide])])
+    band_flat = g.flat(band)
+    bmed = g.op("Add", [g.kth_largest(band_flat, pixels // 2 + 1), eps])
+    bmax_ratio = g.op("Div", [g.op("ReduceMax", [band_flat], axes=[1], keepdims=1), bmed])
+    b99_ratio = g.op("Div", [g.kth_largest(band_flat, max(1, math.ceil(pixels * 0.01))), bmed])
+    bcells = g.flat(g.op("AveragePool", [band], kernel_shape=[CELL] * 2, strides=[CELL] * 2))
+    bcell_ratio = g.op(
+        "Div",
+        [
+            g.op("ReduceMax", [bcells], axes=[1], keepdims=1),
+            g.kth_largest(bcells, n_cells // 2 + 1),
+        ],
+    )
+    gcell = g.flat(
+        g.op(
+            "AveragePool",
+            [g.op("Reshape", [mag, g.const(np.array([0, 1, side, side]))])],
+            kernel_shape=[CELL] * 2,
+            strides=[CELL] * 2,
+        )
+    )
+    gcell_ratio = g.op(
+        "Div",
+        [g.op("ReduceMax", [gcell], axes=[1], keepdims=1), g.kth_largest(gcell, n_cells // 2 + 1)],
+    )
     ccells = g.op("AveragePool", [crop], kernel_shape=[CELL] * 2, strides=[CELL] * 2)
     cgrey = g.mean(ccells, [1])  # [N, 1, cells, cells]
     chroma = g.op("Reshape", [g.op("Sub", [ccells, cgrey]), g.const(np.array([0, 3, -1]))])
@@ -182,6 +212,10 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
         gdev_min,
         gdev_max,
         g.flat(gdev_std),
+        bmax_ratio,
+        b99_ratio,
+        bcell_ratio,
+        gcell_ratio,
     ]
     g.nodes.append(helper.make_node("Concat", parts, [OUTPUT], axis=1))
     graph = helper.make_graph(
