@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from factory_sim.fleetgen import MODEL_TAXONOMY
 from factory_sim.onnx_fixtures import build_classifier
 from linefleet.cli import main
 from linefleet_core import yamlsafe
@@ -126,8 +127,8 @@ def test_each_artifact_matches_its_catalogue_entry_and_runs(version: int) -> Non
     assert hashlib.sha256(data).hexdigest() == entry.artifact.sha256
     assert len(data) == entry.artifact.size
     classes = SPEC.taxonomies[entry.taxonomy].class_ids
-    # reproducible: the committed bytes are what the fixture builder makes
-    assert data == build_classifier(len(classes), seed=version, name="surface-cnn").data
+    if version in MODEL_TAXONOMY:  # the fixtures: the committed bytes are what the builder makes
+        assert data == build_classifier(len(classes), seed=version, name="surface-cnn").data
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     assert inp.shape == entry.input.shape
