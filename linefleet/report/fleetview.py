@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from linefleet.report.data import Gates, LineView
-from linefleet.report.history import History, merge, point
+from linefleet.report.history import History, merge, points, series
 from linefleet_core.fleet import HealthGates
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import HealthGatesSpec
-from reconciler.status import ConditionType, DeviceStatus, FleetStatus, LineRow
+from reconciler.status import ConditionType, DeviceStatus, FleetStatus, LineRow, condition
 
 
 def gates(found: HealthGatesSpec | HealthGates | None) -> Gates | None:
@@ -28,13 +28,15 @@ def gates(found: HealthGatesSpec | HealthGates | None) -> Gates | None:
 
 
 def _row_view(
-    dev: DeviceStatus, row: LineRow, spec: FleetSpec | None, desired_known: bool
+    dev: DeviceStatus, row: LineRow, spec: FleetSpec | None, desired_known: bool, now: float
 ) -> LineView:
     site, _, line = row.line.partition("/")
-    cond = dev.condition
-    condition, reason, message = cond.type.value, cond.reason, cond.message
+    # The reconciler's own rules, judged on this line alone: a rollback on one line of a
+    # device does not make its other lines Degraded.
+    cond = condition(dev.desired, dev.observation, [row], now)
+    state, reason, message = cond.type.value, cond.reason, cond.message
     if not desired_known and dev.desired is None and cond.type is ConditionType.PROGRESSING:
-        condition, reason = ConditionType.UNKNOWN.value, "DesiredNotRead"
+        state, reason = ConditionType.UNKNOWN.value, "DesiredNotRead"
         message = "desired state not read: add --broker to compare it with the report"
     got = row.reported
     declared = None if spec is None else spec.lines.get(row.line)
@@ -57,7 +59,7 @@ def _row_view(
     return LineView(
         site=site,
         line=line,
-        condition=condition,
+        condition=state,
         reason=reason,
         message=message,
         device=dev.device if dev.in_fleet else f"{dev.device} (not in fleet)",
@@ -74,10 +76,8 @@ def _current(status: FleetStatus) -> History:
     extra = []
     for dev in status.devices:
         rep = None if dev.observation is None else dev.observation.reported
-        if rep is None:
-            continue
-        at = rep.at.timestamp()
-        extra += [(ln.line, point(at, ln.metrics)) for ln in rep.lines if ln.metrics is not None]
+        if rep is not None:
+            extra += list(points(rep))
     return merge({}, extra)
 
 
@@ -86,6 +86,7 @@ def line_views(
     spec: FleetSpec | None,
     history: History,
     *,
+    now: float,
     desired_known: bool = True,
 ) -> tuple[LineView, ...] | None:
     """None when there is no source at all (no status, no repo, no history)."""
@@ -98,11 +99,11 @@ def line_views(
     for dev in [] if status is None else status.devices:
         for row in dev.lines:
             seen.add(row.line)
-            view = _row_view(dev, row, spec, desired_known)
-            views.append(_with_history(view, history))
+            view = _row_view(dev, row, spec, desired_known, now)
+            views.append(replace(view, history=series(history, row.line, dev.device)))
     declared = {} if spec is None else spec.lines
     devices = {} if spec is None else spec.devices
-    for key in sorted((set(declared) | set(history)) - seen):
+    for key in sorted((set(declared) | {line for line, _ in history}) - seen):
         line = declared.get(key)
         site, _, line_id = key.partition("/")
         serving = [
@@ -112,7 +113,7 @@ def line_views(
         ]
         why = "no status source given" if status is None else "no device has reported this line"
         views.append(
-            _with_history(
+            replace(
                 LineView(
                     site=site,
                     line=line_id,
@@ -129,11 +130,7 @@ def line_views(
                     else line.rollout.candidate.stage,
                     gates=None if spec is None else gates(spec.policy.health_gates),
                 ),
-                history,
+                history=series(history, key),
             )
         )
     return tuple(views)
-
-
-def _with_history(view: LineView, history: History) -> LineView:
-    return replace(view, history=tuple(history.get(view.key, ())))

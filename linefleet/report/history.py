@@ -18,8 +18,10 @@ from linefleet.report.data import MetricPoint
 from linefleet_core.errors import Finding, FindingsError, UsageError
 from linefleet_core.wire import LineMetrics, ReportedState
 
-History = dict[str, list[MetricPoint]]
-"""Points per line key (`site/line`), oldest first."""
+Key = tuple[str, str]
+"""(line key `site/line`, device id): a line served by two devices has two series."""
+History = dict[Key, list[MetricPoint]]
+"""Points per (line, device), oldest first."""
 
 
 def point(at: float, metrics: LineMetrics) -> MetricPoint:
@@ -34,16 +36,24 @@ def point(at: float, metrics: LineMetrics) -> MetricPoint:
     )
 
 
-def points(report: ReportedState) -> Iterable[tuple[str, MetricPoint]]:
+def points(report: ReportedState) -> Iterable[tuple[Key, MetricPoint]]:
     at = report.at.timestamp()
     for line in report.lines:
         if line.metrics is not None:
-            yield line.line, point(at, line.metrics)
+            yield (line.line, report.device), point(at, line.metrics)
 
 
-def merge(history: History, extra: Iterable[tuple[str, MetricPoint]]) -> History:
-    """`history` plus `extra`, one point per (line, time), oldest first."""
-    out: dict[str, dict[float, MetricPoint]] = defaultdict(dict)
+def series(history: History, line: str, device: str | None = None) -> tuple[MetricPoint, ...]:
+    """The points of `line` from `device`, or from the only device that reported it."""
+    if device is not None:
+        return tuple(history.get((line, device), ()))
+    found = [points for (key, _), points in sorted(history.items()) if key == line]
+    return tuple(found[0]) if len(found) == 1 else ()
+
+
+def merge(history: History, extra: Iterable[tuple[Key, MetricPoint]]) -> History:
+    """`history` plus `extra`, one point per (line, device, time), oldest first."""
+    out: dict[Key, dict[float, MetricPoint]] = defaultdict(dict)
     for key, items in history.items():
         for item in items:
             out[key][item.at] = item
@@ -59,7 +69,7 @@ def read_history(path: Path) -> History:
         raise UsageError(f"--history {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--history {path}: cannot read ({exc})") from None
-    found: list[tuple[str, MetricPoint]] = []
+    found: list[tuple[Key, MetricPoint]] = []
     problems: list[Finding] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():

@@ -153,7 +153,9 @@ def _line_metrics(line: LineView) -> str:
     if agreement or line.candidate:
         floor = None if gates is None else gates.min_shadow_agreement
         charts.append(Series("Shadow agreement", "%", agreement, floor, "min"))
-    who = f" — candidate <code>{esc(line.candidate)}</code>" if line.candidate else ""
+    who = f" · {esc(line.device)}" if line.device else ""
+    if line.candidate:
+        who += f" — candidate <code>{esc(line.candidate)}</code>"
     return (
         f'<article class="card"><h3>{esc(line.key)} {badge(line.condition)}{who}</h3>'
         f'<div class="charts">{"".join(_figure(s) for s in charts)}</div></article>'

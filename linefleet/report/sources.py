@@ -72,7 +72,9 @@ def _record(path: Path, status: FleetStatus, history: History) -> int:
         if rep is None:
             continue
         at = rep.at.timestamp()
-        if any((ln.line, at) not in known for ln in rep.lines if ln.metrics is not None):
+        if any(
+            ((ln.line, rep.device), at) not in known for ln in rep.lines if ln.metrics is not None
+        ):
             fresh.append(rep)
     return record(path, fresh)
 
@@ -123,7 +125,7 @@ def collect(src: Sources) -> ReportData:
     return ReportData(
         generated_at=now,
         sources=tuple(sources),
-        lines=line_views(status, spec, history, desired_known=src.broker is not None),
+        lines=line_views(status, spec, history, now=now, desired_known=src.broker is not None),
         timeline=timeline,
         labels=labels,
         notes=tuple(notes),

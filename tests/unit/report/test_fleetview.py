@@ -56,7 +56,7 @@ def observed(*reports: ReportedState) -> Observations:
 def test_a_device_not_heard_from_is_shown_stale_never_synced() -> None:
     old = report("toledo-edge-1", NOW - dt.timedelta(hours=2), ("toledo/line-1", 40.0))
     status = fleet_status({}, observed(old), NOW.timestamp())
-    views = line_views(status, None, {}, desired_known=False)
+    views = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False)
 
     assert views is not None and [(v.key, v.condition) for v in views] == [
         ("toledo/line-1", "Stale")
@@ -70,7 +70,7 @@ def test_a_device_not_heard_from_is_shown_stale_never_synced() -> None:
 def test_without_desired_state_a_fresh_device_is_unknown_not_progressing() -> None:
     fresh = report("toledo-edge-1", NOW, ("toledo/line-1", 40.0))
     status = fleet_status({}, observed(fresh), NOW.timestamp())
-    [view] = line_views(status, None, {}, desired_known=False) or ()
+    [view] = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
     assert (view.condition, view.reason) == ("Unknown", "DesiredNotRead")
     assert view.serving == "surface-cnn@2"
     assert [p.latency_p95_ms for p in view.history] == [40.0]
@@ -81,7 +81,10 @@ def test_repo_lines_nobody_reported_are_unknown_with_their_rollout_and_threshold
     spec, _ = minifleet.load_docs(minifleet.documents())
     fresh = report("toledo-edge-1", NOW, ("toledo/line-1", 40.0))
     status = fleet_status({}, observed(fresh), NOW.timestamp())
-    views = {v.key: v for v in line_views(status, spec, {}, desired_known=False) or ()}
+    views = {
+        v.key: v
+        for v in line_views(status, spec, {}, now=NOW.timestamp(), desired_known=False) or ()
+    }
 
     assert sorted(views) == ["dresden/line-1", "dresden/line-2", "toledo/line-1", "toledo/line-2"]
     canary = views["dresden/line-1"]
@@ -98,7 +101,7 @@ def test_repo_lines_nobody_reported_are_unknown_with_their_rollout_and_threshold
 
 
 def test_no_source_at_all_is_none() -> None:
-    assert line_views(None, None, {}) is None
+    assert line_views(None, None, {}, now=NOW.timestamp()) is None
 
 
 def test_history_round_trip_merges_the_current_report(tmp_path: Path) -> None:
@@ -109,11 +112,11 @@ def test_history_round_trip_merges_the_current_report(tmp_path: Path) -> None:
     ]
     assert record(path, earlier) == 2
     history = read_history(path)
-    assert [p.latency_p95_ms for p in history["toledo/line-1"]] == [50.0, 40.0]
+    assert [p.latency_p95_ms for p in history[("toledo/line-1", "toledo-edge-1")]] == [50.0, 40.0]
 
     now = report("toledo-edge-1", NOW, ("toledo/line-1", 35.0))
     status = fleet_status({}, observed(now), NOW.timestamp())
-    [view] = line_views(status, None, history, desired_known=False) or ()
+    [view] = line_views(status, None, history, now=NOW.timestamp(), desired_known=False) or ()
     assert [p.latency_p95_ms for p in view.history] == [50.0, 40.0, 35.0]
 
 
@@ -126,3 +129,28 @@ def test_a_bad_history_line_is_named_by_number(tmp_path: Path) -> None:
     text = str(caught.value)
     assert f"{path}:3:" in text and "kind" in text
     assert f"{path}:4:" in text
+
+
+def test_a_rollback_degrades_its_own_line_not_the_devices_other_lines() -> None:
+    rep = report("toledo-edge-1", NOW, ("toledo/line-1", 40.0), ("toledo/line-2", 41.0))
+    rolled = rep.model_copy(
+        update={"lines": [rep.lines[0].model_copy(update={"phase": "rolled_back"}), rep.lines[1]]}
+    )
+    status = fleet_status({}, observed(rolled), NOW.timestamp())
+    assert status.devices[0].condition.type.value == "Degraded"  # the device as a whole
+    views = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
+    assert {v.key: v.condition for v in views} == {
+        "toledo/line-1": "Degraded",
+        "toledo/line-2": "Unknown",
+    }
+
+
+def test_two_devices_on_one_line_keep_their_own_series() -> None:
+    one = report("toledo-edge-1", NOW, ("toledo/line-2", 40.0))
+    two = report("toledo-edge-2", NOW, ("toledo/line-2", 90.0))
+    status = fleet_status({}, observed(one, two), NOW.timestamp())
+    views = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
+    assert sorted((v.device, v.history[0].latency_p95_ms) for v in views) == [
+        ("toledo-edge-1", 40.0),
+        ("toledo-edge-2", 90.0),
+    ]
