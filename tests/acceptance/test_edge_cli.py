@@ -72,7 +72,7 @@ def _wait_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict[str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
-            lines = [json.loads(x) for x in path.read_text().splitlines() if x]
+            lines = [json.loads(x) for x in path.read_text().split("\n")[:-1] if x]
             if len(lines) >= count:
                 return lines
         time.sleep(0.1)

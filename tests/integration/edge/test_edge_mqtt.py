@@ -104,7 +104,7 @@ class Device:
     def decisions(self) -> list[dict[str, Any]]:
         if not self.results.exists():
             return []
-        return [json.loads(line) for line in self.results.read_text().splitlines() if line]
+        return [json.loads(line) for line in self.results.read_text().split("\n")[:-1] if line]
 
     def decided_by(self, model: str) -> bool:
         """Show a bright frame now and then until the last decision is `model`'s."""

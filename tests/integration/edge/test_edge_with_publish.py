@@ -113,7 +113,10 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
                 cv2.imwrite(str(frames / f"f{count:05d}.png"), image)
                 if not results.exists():
                     return False
-                last = [json.loads(x) for x in results.read_text().splitlines() if x][-1]
+                decided = [json.loads(x) for x in results.read_text().split("\n")[:-1] if x]
+                if not decided:  # the sink exists from the start; nothing decided yet
+                    return False
+                last = decided[-1]
                 return bool(last.get("candidate")) and last["model"] == "surface-cnn@2"
 
             _wait("a frame served by @2 with @3 in shadow", shadow_decision)
