@@ -113,10 +113,15 @@ def collect(src: Sources) -> ReportData:
         from linefleet.report.timeline import read_timeline
         from linefleet_core.gitrepo import open_repo
 
-        repo = open_repo(src.repo)
-        head = repo.head.commit.hexsha[:10] if repo.head.is_valid() else "no commits"
-        sources.append(f"fleet repo {src.repo} at {head}")
-        timeline = read_timeline(repo) if repo.head.is_valid() else ()
+        try:
+            repo = open_repo(src.repo)
+        except UsageError as exc:
+            sources.append(f"fleet files {src.repo}")
+            notes.append(f"No rollout timeline: {exc}.")
+        else:
+            head = repo.head.commit.hexsha[:10] if repo.head.is_valid() else "no commits"
+            sources.append(f"fleet repo {src.repo} at {head}")
+            timeline = read_timeline(repo) if repo.head.is_valid() else ()
     labels = None
     if src.labels is not None:
         taxonomies = {} if spec is None else dict(spec.taxonomies)

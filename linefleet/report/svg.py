@@ -91,11 +91,17 @@ def line_chart(series: Series) -> str:
             f'<text x="{LEFT - 4}" y="{y(value) + 4:.1f}" class="axis" text-anchor="end">'
             f"{escape(fmt(value, series.unit))}</text>"
         )
-    parts.append(
-        f'<text x="{LEFT}" y="{HEIGHT - 6}" class="axis">{escape(_clock(t0))}</text>'
-        f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" class="axis" text-anchor="end">'
-        f"{escape(_clock(t1))} UTC</text>"
-    )
+    if t1 > t0:
+        parts.append(
+            f'<text x="{LEFT}" y="{HEIGHT - 6}" class="axis">{escape(_clock(t0))}</text>'
+            f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" class="axis" text-anchor="end">'
+            f"{escape(_clock(t1))} UTC</text>"
+        )
+    else:  # one report: one time, under its dot
+        parts.append(
+            f'<text x="{x(t0):.1f}" y="{HEIGHT - 6}" class="axis" text-anchor="middle">'
+            f"{escape(_clock(t0))} UTC</text>"
+        )
     if series.threshold is not None:
         ty = y(series.threshold)
         text = escape(f"{series.threshold_label} {fmt(series.threshold, series.unit)}")
