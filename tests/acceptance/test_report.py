@@ -17,6 +17,7 @@ import os
 import select
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +399,46 @@ def test_the_browser_check_catches_console_errors_and_outside_requests(tmp_path:
     assert "undefinedFn" in found
     assert "external request: https://example.invalid/x.css" in found
     assert "missing.png" in found
+
+
+def test_from_the_reconciler_state_dir_alone(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.observed import Observations
+    from reconciler.store import Store
+
+    obs = Observations()
+    for rep in [
+        reported("toledo-edge-1", "toledo", NOW, [line("toledo/line-1", "surface-cnn@2", 40.0)]),
+        reported("dresden-edge-1", "dresden", NOW - dt.timedelta(hours=5), [
+            line("dresden/line-1", "surface-cnn@2", 40.0),
+        ]),
+    ]:  # fmt: skip
+        item = obs.device(rep.site, rep.device)
+        item.reported, item.last_seen, item.online = rep, rep.at.timestamp(), True
+    store = Store(tmp_path / "state")
+    store.save(obs, set(obs.devices), Counter())
+    store.close()
+    out = tmp_path / "report.html"
+
+    assert (
+        main(
+            [
+                "report",
+                "--out",
+                str(out),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--repo",
+                str(repo),
+            ]
+        )
+        == 0
+    )
+
+    page = out.read_text()
+    assert 'cond-stale">◷ Stale</span>' in page  # dresden-edge-1: 5 h without a report
+    assert "desired state not read: add --broker" in page  # toledo-edge-1: fresh, not judged
+    assert "Synced" not in page.split("<main>")[1].split("<footer>")[0]
+    assert "no device has reported this line" in page  # repo lines nobody reported
+    assert "Metrics show only the latest report of each device" in page
