@@ -135,3 +135,25 @@ def test_an_unwritable_place_is_a_usage_error(
     err = capsys.readouterr().err
     assert err.startswith(f"linefleet: error: --out {blocker / 'repo'}: ")
     assert blocker.read_text() == "x"
+
+
+def test_every_generated_file_passes_its_exported_schema(tmp_path: Path) -> None:
+    import jsonschema  # type: ignore[import-untyped]
+
+    from linefleet_core import yamlsafe
+
+    repo = tmp_path / "repo"
+    assert generate(repo, "--sites", "4", "--lines-per-site", "5", "--seed", "3") == 0
+    validators: dict[str, jsonschema.Draft202012Validator] = {}
+    files = sorted(p for top in ("fleet", "taxonomies") for p in (repo / top).rglob("*.yaml"))
+    for path in files:
+        modeline, _ = path.read_text(encoding="utf-8").split("\n", 1)
+        schema = (path.parent / modeline.split("$schema=", 1)[1]).resolve()
+        if schema.name not in validators:
+            validators[schema.name] = jsonschema.Draft202012Validator(
+                json.loads(schema.read_text())
+            )
+        data = yamlsafe.load(path.name, path.read_bytes()).data
+        validators[schema.name].validate(data)
+    assert len(validators) == 6
+    assert len(files) == 3 + 1 + 1 + 4 * (1 + 5 + 2)
