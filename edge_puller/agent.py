@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,9 @@ from edge_puller.runtime import Frame, ModelCache
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from linefleet_core.errors import PermanentError, TemporaryError
-from linefleet_core.signing import TrustedKeys, VerifyError
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
 from linefleet_core.wire import (
+    MAX_DESIRED_BYTES,
     MAX_REPORTED_BYTES,
     PROTOCOL,
     Applied,
@@ -72,6 +73,7 @@ class Agent:
         state_dir: Path,
         trusted_keys: TrustedKeys,
         clock: Callable[[], float] = time.monotonic,
+        file_roots: Sequence[Path] | None = None,
     ) -> None:
         self.site = site
         self.device = device
@@ -80,7 +82,7 @@ class Agent:
         self.clock = clock
         self._state_store = StateStore(state_dir)
         self.state: LocalState = self._state_store.load()
-        self.store = ArtifactStore(state_dir / "models")
+        self.store = ArtifactStore(state_dir / "models", file_roots=file_roots)
         self.cache = ModelCache()
         self.engine = Engine()
         self.outbox = Outbox(state_dir / "outbox.db")
@@ -347,6 +349,10 @@ class Agent:
             )
         try:
             raw, target = accept(payload, self.trusted_keys, self.device, held)
+        except RecursionError:  # JSON nested deeper than the parser's stack
+            exc = VerifyError(Refusal.MALFORMED, "JSON nested too deeply")
+            self.emit("refused-document", exc.reason.value, str(exc))
+            return
         except VerifyError as exc:
             self.emit(
                 "refused-document",
@@ -416,8 +422,11 @@ def _model_of(step: Step) -> str | None:
 
 
 def _generation_of(payload: bytes) -> int | None:
+    """The generation a refused document claims, if it can be read cheaply and safely."""
+    if len(payload) > MAX_DESIRED_BYTES:
+        return None
     try:
         value = json.loads(payload).get("generation")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None

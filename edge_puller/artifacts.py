@@ -17,7 +17,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,10 +43,18 @@ class DiskFullError(TemporaryError):
 
 
 class ArtifactStore:
-    def __init__(self, root: Path, reserve_bytes: int = RESERVE_BYTES, timeout: float = 30.0):
+    def __init__(
+        self,
+        root: Path,
+        reserve_bytes: int = RESERVE_BYTES,
+        timeout: float = 30.0,
+        file_roots: Sequence[Path] | None = None,
+    ):
+        """`file_roots`: folders `file://` artifacts may come from (None: anywhere)."""
         self.root = root
         self.reserve_bytes = reserve_bytes
         self.timeout = timeout
+        self.file_roots = [p.resolve() for p in file_roots] if file_roots is not None else None
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
@@ -127,6 +135,13 @@ class ArtifactStore:
 
     def _copy_file(self, url: str, part: Path, have: int, size: int) -> None:
         source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        if self.file_roots is not None:
+            real = source.resolve()
+            if not any(real.is_relative_to(r) for r in self.file_roots):
+                allowed = ", ".join(map(str, self.file_roots)) or "none"
+                raise ArtifactError(
+                    "outside-artifact-roots", f"{url}: not under an artifact root ({allowed})"
+                )
         try:
             with source.open("rb") as src:
                 total = os.fstat(src.fileno()).st_size

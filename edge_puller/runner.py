@@ -35,6 +35,7 @@ class RunOptions:
     results: Path | None
     line: str | None = None
     max_frames: int | None = None
+    artifact_roots: tuple[Path, ...] | None = None
 
 
 def run(options: RunOptions, stop: threading.Event | None = None) -> int:
@@ -45,7 +46,13 @@ def run(options: RunOptions, stop: threading.Event | None = None) -> int:
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-    agent = Agent(options.site, options.device, options.state_dir, options.trusted_keys)
+    agent = Agent(
+        options.site,
+        options.device,
+        options.state_dir,
+        options.trusted_keys,
+        file_roots=options.artifact_roots,
+    )
     link = Link(
         options.broker,
         options.site,

@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--results", type=Path, help="JSON lines of decisions (default: stdout)")
     r.add_argument("--line", help="line the frames come from (default: the first line served)")
     r.add_argument("--max-frames", type=int, help="stop reading frames after N (keep running)")
+    r.add_argument(
+        "--artifact-root",
+        type=Path,
+        action="append",
+        help="only accept file:// artifacts under this folder (repeatable; default: anywhere)",
+    )
     r.set_defaults(run=run_agent)
 
     s = verbs.add_parser(
@@ -97,6 +103,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         results=ns.results,
         line=ns.line,
         max_frames=ns.max_frames,
+        artifact_roots=tuple(ns.artifact_root) if ns.artifact_root else None,
     )
     return run(options)
 

@@ -138,3 +138,20 @@ def test_agent_converges_through_a_flaky_http_server(tmp_path: Path) -> None:
     ranges = [r for _, r in files.requests]
     assert ranges[:3] == [None, "bytes=150000-", "bytes=300000-"]
     assert agent.engine.lines()["plant/line-1"].serving.spec.ref == "m@1"
+
+
+def test_file_urls_outside_the_artifact_roots_are_refused(tmp_path: Path) -> None:
+    inside = tmp_path / "artifacts" / "m.onnx"
+    inside.parent.mkdir()
+    inside.write_bytes(DATA)
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes(DATA)
+    link = tmp_path / "artifacts" / "sneaky.onnx"
+    link.symlink_to(outside)
+    store = ArtifactStore(tmp_path / "store", reserve_bytes=0, file_roots=[inside.parent])
+    for url in (outside.as_uri(), link.as_uri(), f"file://{inside.parent}/../elsewhere.onnx"):
+        with pytest.raises(ArtifactError) as refused:
+            store.download(url, SHA, len(DATA))
+        assert refused.value.reason == "outside-artifact-roots"
+    store.download(inside.as_uri(), SHA, len(DATA))
+    assert store.partial_size(SHA) == len(DATA)

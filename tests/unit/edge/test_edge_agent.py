@@ -271,3 +271,30 @@ def test_oversize_report_drops_details_to_fit_the_protocol() -> None:
     assert len(json.dumps(fitted)) <= MAX_REPORTED_BYTES
     assert fitted["lines"][0]["metrics"] == {"frames": 3}
     assert len(fitted["lines"][0]["message"]) == 200
+
+
+def test_deeply_nested_json_is_refused_not_a_crash(tmp_path: Path) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(b"[" * 150_000 + b"]" * 150_000)  # oversize and deeply nested
+    agent.offer_desired(b'{"generation": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+    agent.tick()
+    refused = [(e.type, e.reason) for e in _events(agent)]
+    assert refused == [("refused-document", "oversize"), ("refused-document", "malformed")]
+
+
+def test_artifact_roots_refuse_a_signed_file_url_elsewhere(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = Agent(
+        "plant",
+        "dev-1",
+        tmp_path / "state",
+        {KEY.key_id: KEY.public},
+        file_roots=[tmp_path / "approved"],
+    )
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))  # lives in tmp_path / "src"
+    _converge(agent)
+    assert [(e.type, e.reason) for e in _events(agent)] == [
+        ("download-failed", "outside-artifact-roots")
+    ]
+    assert agent.state.applied_generation == 0
