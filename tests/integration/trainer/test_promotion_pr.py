@@ -162,6 +162,21 @@ def test_trainer_promote_cli_updates_the_same_pull_request(
     assert "not found" in capsys.readouterr().err
 
 
+def test_a_forge_that_refuses_is_a_clear_error(
+    setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
+) -> None:
+    from linefleet_core.forge import ForgeRefused
+
+    _, clone, ws, result = setup
+    elsewhere = git.Repo.init(tmp_path / "elsewhere", initial_branch="main")
+    (tmp_path / "elsewhere" / "README").write_text("x")
+    elsewhere.git.add("README")
+    elsewhere.index.commit("init")
+    forge = forge_from_spec("local", tmp_path / "elsewhere")  # knows no promote/ branch
+    with pytest.raises(ForgeRefused, match="promote/surface-cnn-4"):
+        propose(_proposal(clone, result), forge, ws.frames, ws.taxonomies())
+
+
 def test_no_qualifying_line_is_an_error_and_nothing_is_pushed(
     setup: tuple[Path, Path, Workspace, TrainResult],
 ) -> None:
