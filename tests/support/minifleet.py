@@ -83,7 +83,7 @@ def _model_version(version: int, taxonomy: str, classes: list[str], **extra: Any
     return {
         "version": version,
         "taxonomy": taxonomy,
-        "output_classes": classes,
+        "output_classes": list(classes),  # a copy: tests mutate documents()
         "artifact": {
             "url": f"file://artifacts/surface-cnn-{version}.onnx",
             "sha256": hashlib.sha256(f"surface-cnn@{version}".encode()).hexdigest(),
