@@ -70,6 +70,8 @@ def run_promote(ns: argparse.Namespace) -> int:
         print(f"  left out  {d.line:<24} {d.reason}")
     if result.pull is not None:
         print(f"pull request #{result.pull.number}: {plan.title} ({result.pull.url})")
+        tracker.client.set_tag(run.run_id, "linefleet.proposed", plan.candidate.ref)
+        tracker.client.set_tag(run.run_id, "linefleet.pull_request", str(result.pull.number))
     return int(ExitCode.OK)
 
 

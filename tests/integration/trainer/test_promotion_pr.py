@@ -158,6 +158,10 @@ def test_trainer_promote_cli_updates_the_same_pull_request(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "left out  dresden/line-1" in out and "pull request #1:" in out
+    from trainer.tracking import Tracker
+
+    tags = Tracker.open(uri).client.get_run(result.run_id).data.tags
+    assert (tags["linefleet.proposed"], tags["linefleet.pull_request"]) == ("surface-cnn@4", "1")
     assert main([*args[:3], "nope", *args[4:]]) == 1
     assert "not found" in capsys.readouterr().err
 
