@@ -27,6 +27,10 @@ class Console:
         self.out.write(f"      {explain}\n")
         self.out.flush()
 
+    def done(self, text: str) -> None:
+        self.out.write(f"\n{self._style('Done.', '1;32')} {text}\n")
+        self.out.flush()
+
     def command(self, argv: list[str]) -> None:
         self.out.write(f"  $ {shlex.join(argv)}\n")
         self.out.flush()

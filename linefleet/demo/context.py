@@ -45,6 +45,8 @@ class Options:
         return DEMO_LINES
 
 
+MARKER = ".linefleet-demo"  # marks a state dir the demo made, and may therefore wipe
+
 # The lines the demo runs edge agents for: one per device of the Toledo plant.
 DEMO_DEVICES: dict[str, str] = {
     "toledo/stamping-1": "toledo/toledo-press-edge-1",
@@ -139,7 +141,11 @@ class Demo:
         done = self.children.run(self.argv(*words, "--help"), env=self.env(), timeout=60)
         return done.returncode == 0
 
-    def save_record(self) -> None:
-        """`summary.json`: what the demo did, for people and for the acceptance test."""
+    def save_record(self) -> bool:
+        """`summary.json`: what the demo did, for people and for the acceptance test.
+        Written only into a state dir the demo made (never into someone else's folder)."""
+        if not (self.root / MARKER).exists():
+            return False
         path = self.root / "summary.json"
         path.write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+        return True

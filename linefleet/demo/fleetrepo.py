@@ -130,6 +130,24 @@ def add_model_version(work: Path, model: str, entry: dict[str, Any]) -> None:
     _edit(work / "fleet" / "models" / f"{model}.yaml", change)
 
 
+def keep_evidence_of(work: Path, model: str, site: str) -> int:
+    """Remove catalogue evidence for lines outside `site`; return how many entries went."""
+    removed = 0
+
+    def change(doc: Any) -> None:
+        nonlocal removed
+        for version in doc["versions"]:
+            evaluation = version.get("evaluation") or {}
+            for line in [k for k in evaluation if not str(k).startswith(f"{site}/")]:
+                del evaluation[line]
+                removed += 1
+            if "evaluation" in version and not evaluation:
+                del version["evaluation"]
+
+    _edit(work / "fleet" / "models" / f"{model}.yaml", change)
+    return removed
+
+
 def model_versions(work: Path, model: str) -> list[dict[str, Any]]:
     from ruamel.yaml import YAML
 

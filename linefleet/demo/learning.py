@@ -11,6 +11,7 @@ from linefleet.demo.edges import feed_and_wait
 from linefleet.demo.steps import TAXONOMY, Story, promote_and_merge, publish, settle, train
 
 MAX_OVERRIDES_PER_DEVICE = 12
+QUICK_OVERRIDES_PER_DEVICE = 4
 
 
 def _labels(demo: Demo, *args: str, show: bool = True, limit: int = 6) -> str:
@@ -35,7 +36,8 @@ def overrides_and_retrain(demo: Demo, story: Story) -> None:
     queued = 0
     for agent in story.agents:
         decisions = [d for d in decided[agent.device] if d.get("model")]
-        pairs = inspector.overrides(agent.camera.shown, decisions, MAX_OVERRIDES_PER_DEVICE)
+        limit = QUICK_OVERRIDES_PER_DEVICE if demo.options.quick else MAX_OVERRIDES_PER_DEVICE
+        pairs = inspector.overrides(agent.camera.shown, decisions, limit)
         if not pairs:
             continue
         folder = demo.root / "inspector" / agent.device.replace("/", "__")

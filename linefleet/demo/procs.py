@@ -101,6 +101,9 @@ class Children:
             self.stop(process)
             out, err = process.communicate()
             err += f"\n(stopped after {timeout:g} s)".encode()
+        except BaseException:  # Interrupted (Ctrl-C) while it runs: it stops with the demo
+            self.stop(process)
+            raise
         finally:
             self._live.pop(process.pid, None)
         return Finished(

@@ -76,19 +76,28 @@ STAGES = (
 )
 
 
-def run_demo(options: Options, console: Console | None = None) -> int:
+def run_demo(
+    options: Options,
+    console: Console | None = None,
+    *,
+    stages: tuple[Stage, ...] = STAGES,
+    children: Children | None = None,
+) -> int:
+    """Run the stages in order; 0 done, 1 a stage failed, 130 interrupted."""
     console = console or Console()
-    children = Children()
-    children.install()
+    if children is None:
+        children = Children()
+        children.install()
     demo = Demo(options, console, children)
     story = Story()
     started = time.monotonic()
-    total = len(STAGES)
+    total = len(stages)
     results: dict[str, str] = {}
     demo.record["stages"] = results
     try:
-        for number, stage in enumerate(STAGES, start=1):
+        for number, stage in enumerate(stages, start=1):
             console.heading(number, total, stage.title, stage.explain)
+            began = time.monotonic()
             try:
                 stage.run(demo, story)
             except Skip as skip:
@@ -96,8 +105,11 @@ def run_demo(options: Options, console: Console | None = None) -> int:
                 results[stage.title] = f"skipped: {skip}"
             else:
                 results[stage.title] = "ok"
+            demo.record.setdefault("stage_seconds", {})[stage.title] = round(
+                time.monotonic() - began, 1
+            )
             demo.record["seconds"] = round(time.monotonic() - started, 1)
-            demo.save_record() if demo.root.exists() else None
+            demo.save_record()
     except StageFailed as exc:
         return _failed(demo, number, stage, str(exc), exc.output)
     except Interrupted as exc:
@@ -118,8 +130,7 @@ def _failed(demo: Demo, number: int, stage: Stage, message: str, output: str) ->
     if output.strip():
         demo.console.output(output, limit=40)
     demo.record.setdefault("stages", {})[stage.title] = f"failed: {message}"
-    if demo.root.exists():
-        demo.save_record()
+    if demo.save_record():
         demo.console.note(f"logs and state are kept in {demo.root}")
     return 1
 
@@ -129,7 +140,7 @@ def _summary(demo: Demo, results: dict[str, str], seconds: float) -> None:
     skipped = {t: r for t, r in results.items() if r != "ok"}
     demo.record["seconds"] = round(seconds, 1)
     demo.save_record()
-    console.heading(len(STAGES), len(STAGES), "Done", f"The whole loop ran in {seconds:.0f} s.")
+    console.done(f"The whole loop ran in {seconds:.0f} s.")
     for title, result in skipped.items():
         console.skipped(f"{title}: {result.removeprefix('skipped: ')}")
     console.note(f"everything is in {demo.root} (summary.json, status.json, logs)")

@@ -1,0 +1,145 @@
+"""`linefleet demo --quick` as a user runs it: the whole loop really happens, Ctrl-C stops
+every process it started, and a folder it did not make is never wiped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.acceptance
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+
+
+def _demo(state: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "linefleet", "demo", "--state-dir", str(state), "--quick"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+
+
+def _processes_using(folder: Path) -> list[str]:
+    """Command lines of live processes that name `folder` (the demo's children all do)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if "State:\tZ" in status:
+            continue
+        text = " ".join(a.decode(errors="replace") for a in argv)
+        if str(folder) in text and "linefleet demo" not in text.replace(
+            "-m linefleet", "linefleet"
+        ):
+            found.append(text)
+    return found
+
+
+def _lf_json(*args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "linefleet", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    proc = _demo(state)
+    out, _ = proc.communicate(timeout=280)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    for heading in ("[1/9] Start the control room", "[5/9] Publish the fleet", "[9/9] Fleet"):
+        assert heading in out
+
+    summary = json.loads((state / "summary.json").read_text())
+    for title, result in summary["stages"].items():
+        assert result == "ok" or (
+            result.startswith("skipped: ") and "is not built yet (issue" in result
+        ), title
+        if result != "ok":
+            assert result.removeprefix("skipped: ") in out  # listed in the final summary
+
+    # two promotion pull requests, opened by the trainer and merged in the local forge
+    pulls = _lf_json(
+        "pr", "list", "--repo", str(state / "fleet"), "--state", "all", "--format", "json"
+    )
+    merged = [p for p in pulls["pulls"] if p["state"] == "merged"]
+    assert len(merged) >= 2 and all("promotion" in p["labels"] for p in merged)
+
+    # the walked line serves the retrained model on its device; the regression was reverted
+    walked = summary["walked"]
+    status = json.loads((state / "status.json").read_text())
+    rows = {r["line"]: r for d in status["devices"] for r in d["lines"]}
+    assert rows[walked["line"]]["reported_serving"] == walked["model"]
+    assert status["counts"]["Synced"] >= 2
+    log = subprocess.run(
+        ["git", "-C", str(state / "fleet"), "log", "--format=%s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Promote {walked['model']} to production on {walked['line']}" in log
+    assert 'Revert "Try ' in log
+    assert summary["edge_local_rollback"]["line"] == "toledo/paint-1"
+    assert "p95 latency" in out and "80 ms" in out
+
+    # every edge agent decided frames with a model; the inspectors' overrides were QA-confirmed
+    results = sorted((state / "edge").glob("*/results.jsonl"))
+    assert len(results) == 3
+    for path in results:
+        decided = [json.loads(x) for x in path.read_text().splitlines()]
+        assert sum(1 for d in decided if d["label"] is not None) >= 30
+    assert summary["qa_confirmed"] == summary["overrides"] > 0
+
+    # nothing the demo started is still running
+    assert _processes_using(state) == []
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+    state = tmp_path / "demo"
+    proc = _demo(state)
+    deadline = time.monotonic() + 120
+    try:
+        while not (state / "trainer").exists() or len(_processes_using(state)) < 2:
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the demo never reached the training stage"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert "interrupted (SIGINT); stopped" in out
+    assert _processes_using(state) == []
+
+
+def test_a_folder_it_did_not_make_is_never_wiped(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    proc = _demo(tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "stage 1 (Start the control room)" in out and "was not made by `linefleet demo`" in out
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    assert _processes_using(tmp_path) == []
