@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import ValidationError
 
 from linefleet_core.errors import PermanentError, UsageError
-from linefleet_core.wire import MAX_DESIRED_BYTES, PROTOCOL, Applied, DesiredState
+from linefleet_core.wire import MAX_DESIRED_BYTES, PROTOCOL, Applied, DesiredState, speaks
 
 SIGNING_KEY_ENV = "LINEFLEET_SIGNING_KEY"
 PRIVATE_KEY_FILE = "signing.key"
@@ -196,7 +196,7 @@ def verify(
         raise VerifyError(Refusal.MALFORMED, f"not UTF-8 JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise VerifyError(Refusal.MALFORMED, "expected a JSON object")
-    if raw.get("protocol") != PROTOCOL:
+    if not speaks(raw.get("protocol")):
         raise VerifyError(
             Refusal.UNSUPPORTED_PROTOCOL,
             f"protocol {raw.get('protocol')!r}; this receiver speaks {PROTOCOL}",

@@ -16,7 +16,7 @@ import re
 import struct
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from linefleet_core.refs import ID_PATTERN, Id, VersionedRef
 
@@ -35,6 +35,20 @@ LineKey = Annotated[str, StringConstraints(pattern=ID_PATTERN[:-1] + "/" + ID_PA
 Timestamp = Annotated[dt.datetime, Field(strict=False)]
 """RFC 3339 in UTC, for example `2026-11-21T23:55:34.120Z`."""
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def speaks(value: object) -> bool:
+    """True only for the JSON integer 1 (`true` and `1.0` equal 1 in Python: not a version)."""
+    return type(value) is int and value == PROTOCOL
+
+
+def _protocol(value: object) -> object:
+    if not speaks(value):
+        raise ValueError(f"protocol must be the integer {PROTOCOL}, not {value!r}")
+    return value
+
+
+ProtocolField = Annotated[Literal[1], BeforeValidator(_protocol)]
 
 
 class Channel(enum.StrEnum):
@@ -181,7 +195,7 @@ class Signature(Wire):
 
 
 class DesiredState(Wire):
-    protocol: Literal[1]
+    protocol: ProtocolField
     kind: Literal["DesiredState"]
     site: Id
     device: Id
@@ -235,7 +249,7 @@ class LineStatus(Wire):
 
 
 class ReportedState(Wire):
-    protocol: Literal[1]
+    protocol: ProtocolField
     kind: Literal["ReportedState"]
     site: Id
     device: Id
@@ -264,7 +278,7 @@ class EventType(enum.StrEnum):
 
 
 class Event(Wire):
-    protocol: Literal[1]
+    protocol: ProtocolField
     kind: Literal["Event"]
     site: Id
     device: Id
@@ -280,7 +294,7 @@ class Event(Wire):
 
 
 class Online(Wire):
-    protocol: Literal[1]
+    protocol: ProtocolField
     online: bool
     agent: str = ""
 
@@ -297,7 +311,7 @@ def online_payload(online: bool, agent: str = "") -> bytes:
 
 
 class FrameMeta(Wire):
-    protocol: Literal[1]
+    protocol: ProtocolField
     kind: Literal["Frame"]
     site: Id
     device: Id

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 
 from linefleet_core.wire import (
     MAX_BYTES,
-    PROTOCOL,
     Channel,
     DesiredState,
     Event,
     Online,
     ReportedState,
     parse_topic,
+    speaks,
 )
 
 RECENT_EVENTS = 50
@@ -93,7 +93,7 @@ def classify(
     raw = _json(payload)
     if isinstance(raw, str):
         return Rejected(topic, Rejection.MALFORMED, raw)
-    if raw.get("protocol") != PROTOCOL:
+    if not speaks(raw.get("protocol")):
         return Rejected(
             topic, Rejection.UNKNOWN_PROTOCOL, f"protocol {raw.get('protocol')!r} is not 1"
         )

@@ -112,12 +112,6 @@ def _with_hash(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "content_hash": content_hash(doc["spec"])}
 
 
-PROTOCOL_TRUE = (
-    '`"protocol": true` passes `raw.get("protocol") != 1` (True == 1 in Python) and the '
-    "strict Literal[1]: accepted as protocol 1 (signing.verify, observed.classify)"
-)
-
-
 class DesiredCase(NamedTuple):
     name: str
     payload: bytes
@@ -160,7 +154,6 @@ def _desired_cases() -> list[DesiredCase]:
             "protocol-true",
             signed({**good, "protocol": True}),
             Refusal.UNSUPPORTED_PROTOCOL,
-            known_bug=PROTOCOL_TRUE,
         ),
         DesiredCase(
             "protocol-missing",
@@ -358,7 +351,6 @@ DEVICE_CASES: list[DeviceCase] = [
         ONLINE,
         _b({"protocol": True, "online": True}),
         "unknown_protocol",
-        PROTOCOL_TRUE,
     ),
     DeviceCase("protocol-float", ONLINE, _b({"protocol": 1.5, "online": True}), "unknown_protocol"),
     DeviceCase("seq-zero", EVENTS, _b(event(seq=0)), "malformed"),

@@ -53,6 +53,8 @@ def event(seq: int, **changes: Any) -> bytes:
         (REPORTED, b'{"protocol": 1, "x": NaN}', Rejection.MALFORMED),
         (REPORTED, reported(lines="oops"), Rejection.MALFORMED),
         (REPORTED, reported(protocol=2), Rejection.UNKNOWN_PROTOCOL),
+        (REPORTED, reported(protocol=True), Rejection.UNKNOWN_PROTOCOL),
+        (REPORTED, reported(protocol=1.0), Rejection.UNKNOWN_PROTOCOL),
         (REPORTED, reported(at="yesterday"), Rejection.MALFORMED),
         (REPORTED, b"x" * (64 * 1024 + 1), Rejection.OVERSIZE),
         (REPORTED, reported(device="edge-2"), Rejection.TOPIC_MISMATCH),

@@ -133,6 +133,8 @@ def test_unknown_fields_are_signed_and_ignored() -> None:
         (b" " * (MAX_DESIRED_BYTES + 1), Refusal.OVERSIZE),
         (canonical_json(document()), Refusal.UNSIGNED),
         (signed(document(protocol=2)), Refusal.UNSUPPORTED_PROTOCOL),
+        (signed(document(protocol=True)), Refusal.UNSUPPORTED_PROTOCOL),
+        (signed(document(protocol=1.0)), Refusal.UNSUPPORTED_PROTOCOL),
         (signed(document(), SigningKey.generate()), Refusal.UNKNOWN_KEY),
         (signed(document(content_hash="0" * 64)), Refusal.CONTENT_HASH_MISMATCH),
         (signed(document(generation=0)), Refusal.MALFORMED),

@@ -111,3 +111,9 @@ def test_the_protocol_document_examples_validate_against_the_schemas() -> None:
     for example in examples:
         schema = json.loads((SCHEMA_DIR / f"{by_kind[str(example['kind'])]}.json").read_text())
         jsonschema.validate(example, schema)
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "1", 2])
+def test_models_accept_only_the_integer_protocol(value: object) -> None:
+    with pytest.raises(ValueError, match="protocol"):
+        wire.Online.model_validate({"protocol": value, "online": True})
