@@ -41,6 +41,7 @@ from edge_puller.planner import (
     fingerprint,
     plan,
 )
+from edge_puller.report import build_report, fit, now_iso
 from edge_puller.runtime import Frame, ModelCache
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
@@ -48,7 +49,6 @@ from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
 from linefleet_core.wire import (
     MAX_DESIRED_BYTES,
-    MAX_REPORTED_BYTES,
     PROTOCOL,
     Applied,
     Channel,
@@ -56,13 +56,8 @@ from linefleet_core.wire import (
     topic,
 )
 
-AGENT = "linefleet-edge/0.1.0"
 log = logging.getLogger("linefleet.edge")
 IDLE_TICK = 1.0
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Agent:
@@ -95,7 +90,7 @@ class Agent:
         self.removed = False
         self.backoff = Backoff()
         self._last_report = float("-inf")
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     # --- inputs from other threads ------------------------------------------------------------
 
@@ -109,7 +104,7 @@ class Agent:
         lines = self.engine.lines()
         key = line or (min(lines) if lines else "")
         decision = self.engine.infer(key, camera, frame_id, frame)
-        with self._lock:
+        with self.lock:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
             spool = self._spool(key)
         metrics.observe(decision, frame)
@@ -121,7 +116,7 @@ class Agent:
         """Count a frame that could not be decoded (it is reported, never decided)."""
         lines = self.engine.lines()
         key = line or (min(lines) if lines else "")
-        with self._lock:
+        with self.lock:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
         metrics.unreadable()
 
@@ -167,7 +162,7 @@ class Agent:
             self.wake.clear()
 
     def spool_list(self) -> list[Spool]:
-        with self._lock:
+        with self.lock:
             return list(self.spools.values())
 
     def observe(self) -> Observed:
@@ -218,7 +213,7 @@ class Agent:
                 "site": self.site,
                 "device": self.device,
                 "seq": seq,
-                "at": _now_iso(),
+                "at": now_iso(),
                 "type": type,
                 "line": line,
                 "generation": generation if generation is not None else self.state.generation,
@@ -232,90 +227,13 @@ class Agent:
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
     def report(self) -> None:
-        document = _fit(self.build_report())
+        document = fit(build_report(self))
         ReportedState.model_validate_json(document)  # never send what the protocol refuses
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
         self.save(replace(self.state, reported=fingerprint(self.observe())))
         self._last_report = self.clock()
 
-    def build_report(self) -> bytes:
-        state, target = self.state, self.state.target
-        desired = applied = None
-        if target is not None:
-            desired = Applied(
-                generation=target.generation, content_hash=target.content_hash, commit=target.commit
-            ).model_dump()
-        if state.applied_generation and state.applied_hash:
-            applied = Applied(
-                generation=state.applied_generation,
-                content_hash=state.applied_hash,
-                commit=state.applied_commit or None,
-            ).model_dump()
-        keys = sorted(set(target.lines if target else ()) | set(state.active))
-        lines = [self._line_status(key) for key in keys]
-        error = self.error or self.waiting
-        if self.removed:
-            error = "removed from the fleet"
-        body = {
-            "protocol": PROTOCOL,
-            "kind": "ReportedState",
-            "site": self.site,
-            "device": self.device,
-            "at": _now_iso(),
-            "agent": AGENT,
-            "desired": desired,
-            "applied": applied,
-            "lines": lines,
-            "error": error[:2000],
-            "outbox": self.outbox.size(),
-        }
-        return json.dumps(body, sort_keys=True).encode()
-
     # --- helpers ----------------------------------------------------------------------------
-
-    def _line_status(self, key: str) -> dict[str, Any]:
-        target = self.state.target
-        wanted = target.lines.get(key) if target else None
-        active = self.state.active.get(key)
-        running = self.engine.lines().get(key)
-        messages = []
-        phase = "pending"
-        if wanted is not None:
-            failed = {m.sha256: self.state.failures.get(m.sha256) for m in wanted.models()}
-            messages = [f"{sha[:12]} {f.reason}: {f.message}" for sha, f in failed.items() if f]
-            serving_failed = wanted.serving.sha256 in self.state.failures
-            candidate_failed = (
-                wanted.candidate is not None
-                and wanted.candidate.model.sha256 in self.state.failures
-            )
-            if serving_failed:
-                phase = "failed"
-            elif active is not None and active.serving == wanted.serving:
-                phase = "rolled_back" if candidate_failed else "serving"
-            elif self.store.has(wanted.serving.sha256):
-                phase = "staged"
-            elif self.store.partial_size(wanted.serving.sha256):
-                phase = "downloading"
-        elif active is not None:
-            messages = ["no longer in the desired state"]
-        with self._lock:
-            metrics = self.metrics.get(key)
-        reference = active.serving.reference_stats if active and active.serving else {}
-        status: dict[str, Any] = {
-            "line": key,
-            "phase": phase,
-            "serving": running.serving.spec.ref if running else None,
-            "candidate": running.candidate.spec.ref if running and running.candidate else None,
-            "stage": running.stage if running else None,
-            "previous": running.standby.spec.ref if running and running.standby else None,
-            "message": "; ".join(messages)[:1000],
-            "metrics": metrics.snapshot(reference) if metrics else None,
-        }
-        with self._lock:
-            spool = self.spools.get(key)
-        if spool is not None:
-            status["spool"] = {**vars(spool.counters), "pending": spool.pending()}
-        return status
 
     def _spool(self, key: str) -> Spool | None:
         target = self.state.target
@@ -399,20 +317,6 @@ class Agent:
         if message != self.error:
             self.error = message
             self.report()
-
-
-def _fit(document: bytes) -> bytes:
-    """Keep a report under the protocol's size limit: drop per-camera and confusion details."""
-    if len(document) <= MAX_REPORTED_BYTES:
-        return document
-    body = json.loads(document)
-    for line in body["lines"]:
-        metrics = line.get("metrics") or {}
-        for key in ("cameras", "confusion", "defect_rate_by_class"):
-            metrics.pop(key, None)
-        line.pop("spool", None)
-        line["message"] = line["message"][:200]
-    return json.dumps(body, sort_keys=True).encode()
 
 
 def _model_of(step: Step) -> str | None:

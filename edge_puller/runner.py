@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from edge_puller.agent import AGENT, Agent
+from edge_puller.agent import Agent
 from edge_puller.frames import open_source
 from edge_puller.link import Broker, Link
+from edge_puller.report import AGENT
 from linefleet_core.signing import TrustedKeys
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from edge_puller.agent import Agent
 from edge_puller.outbox import Outbox
+from edge_puller.report import build_report
 from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event, ReportedState
@@ -165,7 +166,7 @@ def test_wrong_hash_artifact_is_refused_and_the_incumbent_keeps_serving(
     events = _events(agent)
     assert [(e.type, e.reason) for e in events] == [("download-failed", "hash-mismatch")]
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
-    report = ReportedState.model_validate_json(agent.build_report())
+    report = ReportedState.model_validate_json(build_report(agent))
     assert report.lines[0].phase == "failed" and "hash-mismatch" in report.lines[0].message
     assert agent.state.applied_generation == 1
 
@@ -217,7 +218,7 @@ def test_removed_from_the_fleet_keeps_serving_and_says_so(
     _converge(agent)
     agent.offer_desired(b"")  # the reconciler cleared the retained desired state
     agent.tick()
-    report = ReportedState.model_validate_json(agent.build_report())
+    report = ReportedState.model_validate_json(build_report(agent))
     assert report.error == "removed from the fleet"
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
 
@@ -230,7 +231,7 @@ def test_unreadable_frames_are_counted_in_the_report(
     _converge(agent)
     agent.serve("cam-1", "f1", BRIGHT)
     agent.unreadable()
-    body = json.loads(agent.build_report())
+    body = json.loads(build_report(agent))
     metrics = body["lines"][0]["metrics"]
     assert (metrics["frames"], metrics["unreadable_frames"]) == (1, 1)
 
@@ -245,7 +246,7 @@ def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
     agent.offer_desired(desired(KEY, 2, line_doc(models["m2"], previous=models["m1"])))
     delay = agent.tick()
     assert delay > 0  # retried later with backoff, not in a busy loop
-    report = ReportedState.model_validate_json(agent.build_report())
+    report = ReportedState.model_validate_json(build_report(agent))
     assert "not enough disk" in report.error
     assert report.applied is not None and report.applied.generation == 1
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
@@ -258,7 +259,7 @@ def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
 
 
 def test_oversize_report_drops_details_to_fit_the_protocol() -> None:
-    from edge_puller.agent import _fit
+    from edge_puller.report import fit as _fit
     from linefleet_core.wire import MAX_REPORTED_BYTES
 
     cameras = {f"cam-{n}": {"stats": {"brightness": 0.5}, "drift_score": 0.1} for n in range(4000)}
