@@ -48,7 +48,7 @@ class Retained:
     def parse(cls, payload: bytes) -> Retained:
         try:
             doc = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
             return cls(None, None, None)
         if not isinstance(doc, dict):
             return cls(None, None, None)

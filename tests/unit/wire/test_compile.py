@@ -136,8 +136,9 @@ def test_plan_flags_a_publish_that_would_go_back_in_generation() -> None:
 
 def test_plan_treats_garbage_on_the_broker_as_absent() -> None:
     ours = {"a": _signed("a", "1")}
-    result = plan(ours, {"linefleet/v1/s/a/desired": b"\x00not json"}, "k" * 16)
-    assert [s.device for s in result.publish] == ["a"]
+    for junk in (b"\x00not json", b"[" * 100_000, b"[1]", b'{"generation": "x"}'):
+        result = plan(ours, {"linefleet/v1/s/a/desired": junk}, "k" * 16)
+        assert [s.device for s in result.publish] == ["a"]
 
 
 def test_two_publishers_with_one_key_produce_identical_bytes() -> None:
