@@ -183,6 +183,13 @@ def desired_active(
     return current.switched_to(line.serving, standby, candidate)
 
 
+def _without_failed_candidate(active: ActiveLine, failures: dict[str, Failure]) -> ActiveLine:
+    """A candidate the engine dropped (or that failed) is never resumed, even for a moment."""
+    if active.candidate is not None and active.candidate.model.sha256 in failures:
+        return ActiveLine(active.slot_a, active.slot_b, active.serving_slot, None)
+    return active
+
+
 def _active_models(active: ActiveLine) -> list[ModelSpec]:
     found = [m for m in (active.serving, active.standby) if m is not None]
     if active.candidate is not None:
@@ -208,7 +215,8 @@ def plan(observed: Observed) -> list[Step]:
     planned: set[str] = set()
 
     # 1. After a restart, serve what the state says is active, before anything else.
-    for key, active in sorted(observed.active.items()):
+    for key, persisted in sorted(observed.active.items()):
+        active = _without_failed_candidate(persisted, observed.failures)
         runs = Running.of(active)
         if runs is None or observed.running.get(key) == runs:
             continue

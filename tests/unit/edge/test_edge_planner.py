@@ -172,7 +172,28 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 applied_generation=1,
             )
         ),
-        [Activate(L, ActiveLine(M1, None, "a"), GATES), MarkApplied(2)],
+        [
+            Resume(L, ActiveLine(M1, None, "a")),  # stop running it at once
+            Activate(L, ActiveLine(M1, None, "a"), GATES),
+            MarkApplied(2),
+        ],
+    ),
+    (
+        "candidate dropped by the engine at runtime: persisted without it, never resumed",
+        replace(
+            _settled(
+                Observed(
+                    target=target(M1, candidate=CANARY, generation=2),
+                    active={L: ActiveLine(M1, None, "a", CANARY)},
+                    stored=_sha(M1, M3),
+                    loaded=_sha(M1, M3),
+                    failures={M3.sha256: FAIL},
+                    applied_generation=2,
+                )
+            ),
+            running={L: Running(M1.sha256)},  # the engine already runs without it
+        ),
+        [Activate(L, ActiveLine(M1, None, "a"), GATES), Report()],
     ),
     (
         "next tick: the failed candidate is unloaded and its file pruned",
