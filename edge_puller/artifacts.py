@@ -120,6 +120,21 @@ class ArtifactStore:
         part.replace(self.path(sha256))
         fsync_dir(self.root)
 
+    def intact(self, sha256: str) -> bool:
+        """Whether the stored `<sha>` still hashes to its name (bit rot, a torn disk)."""
+        digest = hashlib.sha256()
+        try:
+            with self.path(sha256).open("rb") as src:
+                for chunk in iter(lambda: src.read(CHUNK), b""):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == sha256
+
+    def discard(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+        fsync_dir(self.root)
+
     def prune(self, keep: Iterable[str]) -> list[str]:
         """Delete stored models and parts not in `keep`; return the sha256s removed."""
         keep_set = set(keep)

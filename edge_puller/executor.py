@@ -31,8 +31,9 @@ from edge_puller.planner import (
     Verify,
     Wait,
 )
-from edge_puller.runtime import LoadedModel, ModelCache
+from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError
 from edge_puller.state import ActiveLine, LocalState
+from linefleet_core.errors import TemporaryError
 from linefleet_core.fleet import HealthGates
 
 
@@ -99,7 +100,15 @@ def verify(ctx: Context, step: Verify) -> None:
 
 
 def load(ctx: Context, step: LoadAndSmokeTest) -> None:
-    ctx.cache.load(ctx.store.path(step.model.sha256), step.model)
+    try:
+        ctx.cache.load(ctx.store.path(step.model.sha256), step.model)
+    except ModelLoadError:
+        if ctx.store.intact(step.model.sha256):
+            raise  # the model itself is bad: a permanent failure for this generation
+        # The stored copy rotted on disk: drop it, and the next plan downloads it again.
+        ctx.store.discard(step.model.sha256)
+        message = f"{step.model.ref}: stored copy is corrupt; downloading again"
+        raise TemporaryError(message) from None
 
 
 def activate(ctx: Context, step: Activate) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -299,3 +300,19 @@ def test_artifact_roots_refuse_a_signed_file_url_elsewhere(
         ("download-failed", "outside-artifact-roots")
     ]
     assert agent.state.applied_generation == 0
+
+
+def test_a_stored_model_that_rotted_on_disk_is_downloaded_again(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    first = _agent(tmp_path / "state")
+    first.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(first)
+    first.outbox.close()
+    stored = tmp_path / "state" / "models" / models["m1"].sha256
+    stored.write_bytes(b"\0" * stored.stat().st_size)  # bit rot while powered off
+    again = _agent(tmp_path / "state")
+    _converge(again)
+    assert again.serve("cam-1", "f", BRIGHT).model == "inc@1"
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == models["m1"].sha256
+    assert again.state.failures == {}
