@@ -9,8 +9,10 @@ queues a last report, says `online: false`, and closes the outbox, so nothing is
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,6 +24,7 @@ from edge_puller.agent import Agent
 from edge_puller.frames import open_source
 from edge_puller.link import Broker, Link
 from edge_puller.report import AGENT
+from linefleet_core.errors import UsageError
 from linefleet_core.signing import TrustedKeys
 
 
@@ -39,8 +42,28 @@ class RunOptions:
     artifact_roots: tuple[Path, ...] | None = None
 
 
+def lock_state_dir(folder: Path) -> int:
+    """Hold an exclusive lock on the state directory for the life of the process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "agent.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"--state-dir {folder}: another edge agent is running on it") from None
+    return fd
+
+
 def run(options: RunOptions, stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
+    lock = lock_state_dir(options.state_dir)
+    try:
+        return _run(options, stop)
+    finally:
+        os.close(lock)  # closing the descriptor releases the lock
+
+
+def _run(options: RunOptions, stop: threading.Event) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO,

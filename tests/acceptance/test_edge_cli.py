@@ -206,3 +206,21 @@ def test_run_converges_from_the_broker_and_says_goodbye(
         publisher.loop_stop()
         assert seen and json.loads(seen[-1])["online"] is False  # the clean goodbye, retained
     assert main(["edge", "status", "--state-dir", str(tmp_path / "state")]) == 0
+
+
+def test_a_second_agent_on_the_same_state_dir_is_refused(
+    tmp_path: Path, trust_key: Path, frames: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_puller.runner import lock_state_dir
+
+    state = tmp_path / "state"
+    held = lock_state_dir(state)  # as a running agent holds it
+    try:
+        code = main(
+            ["edge", "run", "--device", "plant/dev-1", "--broker", "mqtt://127.0.0.1:1",
+             "--state-dir", str(state), "--frames", str(frames), "--trust-key", str(trust_key)]
+        )  # fmt: skip
+    finally:
+        os.close(held)
+    assert code == 2
+    assert "another edge agent is running on it" in capsys.readouterr().err
