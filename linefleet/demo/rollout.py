@@ -125,15 +125,17 @@ def regression_and_rollbacks(demo: Demo, story: Story) -> None:
 
 
 def _applied(row: dict[str, Any]) -> bool:
-    """The device took the new desired state (a gate may already have it Degraded)."""
-    return edges.converged(row) or row.get("condition") in ("Degraded", "Failed")
+    """The device took the newest desired state (whatever its condition is now)."""
+    applied, desired = row.get("applied") or {}, row.get("desired") or {}
+    return bool(applied) and applied.get("content_hash") == desired.get("content_hash")
 
 
 def _fell_back(row: dict[str, Any]) -> bool:
-    for line in row.get("lines", []):
-        if line["line"] == REGRESSION_LINE:
-            return bool(line.get("phase") == "rolled_back" or row.get("condition") == "Degraded")
-    return False
+    """The device reports the regression line rolled back: it dropped the candidate itself."""
+    return any(
+        line["line"] == REGRESSION_LINE and line.get("phase") == "rolled_back"
+        for line in row.get("lines", [])
+    )
 
 
 def final_status(demo: Demo, story: Story) -> None:

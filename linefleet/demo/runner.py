@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from linefleet.demo import learning, prepare, rollout
 from linefleet.demo.console import Console
@@ -141,6 +142,32 @@ def _summary(demo: Demo, results: dict[str, str], seconds: float) -> None:
     demo.record["seconds"] = round(seconds, 1)
     demo.save_record()
     console.done(f"The whole loop ran in {seconds:.0f} s.")
+    console.output("\n".join(_outcome(demo.record)), limit=20)
     for title, result in skipped.items():
         console.skipped(f"{title}: {result.removeprefix('skipped: ')}")
     console.note(f"everything is in {demo.root} (summary.json, status.json, logs)")
+
+
+def _outcome(record: dict[str, Any]) -> list[str]:
+    """What a plant manager takes away, from what the stages recorded."""
+    lines = []
+    if pulls := record.get("merged_pulls"):
+        numbers = ", ".join(f"#{n}" for n in pulls)
+        lines.append(f"{len(pulls)} promotion pull request(s) merged ({numbers})")
+    if "qa_confirmed" in record:
+        lines.append(
+            f"{record['overrides']} inspector correction(s), {record['qa_confirmed']} "
+            "QA-confirmed, learned by the retrained model"
+        )
+    if walked := record.get("walked"):
+        lines.append(f"{walked['line']} runs {walked['model']} in production")
+    if bad := record.get("edge_local_rollback"):
+        lines.append(
+            f"regression {bad['model']} on {bad['line']}: dropped by the device on its own, "
+            f"then reverted in git ({str(record.get('git_revert', ''))[:12]})"
+        )
+    if counts := record.get("status_counts"):
+        lines.append("fleet: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
+    if report := record.get("report"):
+        lines.append(f"report: {report}")
+    return lines
