@@ -6,7 +6,8 @@ The loop re-plans on every tick (level-triggered), so a step that failed, a cras
 desired state are all handled the same way: look again, plan again.
 
 Order inside a plan: resume what the state says is active (after a restart the engine starts
-empty), stage every model the target needs (download → verify → load and smoke-test; serving
+empty; if the serving model's file is gone, the standby inspects until it is back), stage
+every model the target needs (download → verify → load and smoke-test; serving
 models first), switch lines whose models are ready, mark the generation applied, then retire
 lines, unload sessions and prune files nobody needs, and report. The executor stops at the
 first failing step, so nothing after a failed download runs in that tick: the old model keeps
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edge_puller.state import ActiveLine, Failure
+from edge_puller.state import ActiveLine, Failure, Slot
 from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
 from linefleet_core.fleet import HealthGates
 
@@ -217,10 +218,15 @@ def plan(observed: Observed) -> list[Step]:
     # 1. After a restart, serve what the state says is active, before anything else.
     for key, persisted in sorted(observed.active.items()):
         active = _without_failed_candidate(persisted, observed.failures)
+        if active.serving is None or active.serving.sha256 not in observed.stored:
+            # The serving model's file is gone (rotted and discarded): inspect with the
+            # standby until staging below brings the serving model back.
+            if active.standby is None or active.standby.sha256 not in observed.stored:
+                continue
+            other: Slot = "b" if active.serving_slot == "a" else "a"
+            active = ActiveLine(active.slot_a, active.slot_b, other, None)
         runs = Running.of(active)
         if runs is None or observed.running.get(key) == runs:
-            continue
-        if active.serving is None or active.serving.sha256 not in observed.stored:
             continue
         usable = [m for m in _active_models(active) if m.sha256 in observed.stored]
         for model in usable:

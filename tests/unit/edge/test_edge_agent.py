@@ -316,3 +316,27 @@ def test_a_stored_model_that_rotted_on_disk_is_downloaded_again(
     assert again.serve("cam-1", "f", BRIGHT).model == "inc@1"
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == models["m1"].sha256
     assert again.state.failures == {}
+
+
+def test_the_standby_inspects_while_a_rotted_serving_model_is_fetched_again(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    m1, m2 = models["m1"], models["m2"]
+    first = _agent(tmp_path / "state")
+    first.offer_desired(desired(KEY, 1, line_doc(m1)))
+    _converge(first)
+    first.offer_desired(desired(KEY, 2, line_doc(m2, previous=m1)))
+    _converge(first)
+    first.outbox.close()
+    Path(m2.url.removeprefix("file://")).rename(tmp_path / "away.onnx")  # source unreachable
+    stored = tmp_path / "state" / "models" / m2.sha256
+    stored.write_bytes(b"\0" * stored.stat().st_size)  # and the local copy rotted
+    again = _agent(tmp_path / "state")
+    _converge(again)
+    decision = again.serve("cam-1", "f", BRIGHT)
+    assert decision.model == "inc@1"  # never without a model: the standby inspects
+    assert ("download-failed", "not-found") in [(e.type, e.reason) for e in _events(again)]
+    (tmp_path / "away.onnx").rename(m2.url.removeprefix("file://"))  # the file is back
+    again.offer_desired(desired(KEY, 3, line_doc(m2, previous=m1)))  # and published again
+    _converge(again)
+    assert again.serve("cam-1", "g", BRIGHT).model == "cand@2"

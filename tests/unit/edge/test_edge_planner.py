@@ -248,6 +248,28 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
         ],
     ),
     (
+        "serving file lost while powered off: the standby inspects while it is fetched again",
+        replace(
+            _settled(
+                Observed(
+                    target=target(M2, previous=M1, generation=2),
+                    active={L: ActiveLine(M1, M2, "b")},
+                    stored=_sha(M1),
+                    applied_generation=2,
+                )
+            ),
+            running={},
+        ),
+        [
+            LoadAndSmokeTest(M1),
+            Resume(L, ActiveLine(M1, M2, "a")),
+            Download(M2),
+            Verify(M2, resumed=False),
+            LoadAndSmokeTest(M2),
+            Report(),
+        ],
+    ),
+    (
         "a line no longer served is retired and its models unloaded and pruned",
         _settled(
             Observed(
