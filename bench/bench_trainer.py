@@ -6,7 +6,8 @@
    holdout accuracy (the target is the accuracy of a model trained on the whole pool, minus
    one point). Same features and classifier as `linefleet train`.
 2. An inspector override -> a confirmed label in a new dataset version: ingest the edge
-   event, QA-confirm it, build the dataset version (label store with 2,000 labels).
+   event, QA-confirm it, build the dataset version (label store with ~1,600 labels, then
+   with 50,000 more).
 3. The cross-line experiment: a model trained on one line's data vs one trained on every
    line, each evaluated on every line's holdout (`linefleet train` pipeline end to end).
 """
@@ -148,18 +149,31 @@ def active_learning(ws: Workspace) -> dict[str, Any]:
 # -- 2. override -> dataset latency -----------------------------------------------------------
 
 
-def override_latency(root: Path, ws: Workspace) -> dict[str, Any]:
+def override_latency(root: Path, ws: Workspace, extra: int = 0) -> dict[str, Any]:
+    """Median of 5 override -> dataset round trips, after adding `extra` annotations."""
     from linefleet_core.taxonomy import Taxonomy
+    from trainer.store import FrameInfo
 
     store = ws.open_store()
+    if extra:
+        infos = [
+            FrameInfo(hashlib.sha256(f"bulk-{i}".encode()).hexdigest(), "toledo", "line-1", "c")
+            for i in range(extra)
+        ]
+        store.append(
+            [NewEvent(EventKind.ANNOTATION, "bulk", frame=f.sha256, cls="ok",
+                      taxonomy="surface-defects@2") for f in infos],
+            new_frames=infos,
+        )  # fmt: skip
     tax: Taxonomy = store.taxonomies["surface-defects@2"]
     samples = []
     for n in range(5):
-        data = jpeg(1000 + n)
+        data = jpeg(1000 + n + extra)
         sha = hashlib.sha256(data).hexdigest()
         start = time.perf_counter()
-        report = ingest(store, ws.frames, [override_event(100 + n, sha, "oil")],
-                        [frame_payload(data, f"bench-{n}")])  # fmt: skip
+        seq = 100 + n + extra
+        report = ingest(store, ws.frames, [override_event(seq, sha, "oil")],
+                        [frame_payload(data, f"bench-{seq}")])  # fmt: skip
         (task,) = [t for t in replay(store.events(), store.taxonomies).tasks()
                    if t.kind.value == "override" and t.frame == sha]  # fmt: skip
         store.append([NewEvent(EventKind.QA, "qa-lead", target=task.id, detail="confirm")])
@@ -203,6 +217,8 @@ def main() -> None:
         al = active_learning(ws)
         log("override -> dataset latency")
         lat = override_latency(root, ws)
+        log("override -> dataset latency with 50,000 more labels")
+        lat_big = override_latency(root, ws, 50_000)
         log("cross-line experiment")
         cross = cross_line(ws)
     multi = cross["all lines"]
@@ -213,7 +229,7 @@ def main() -> None:
     lines = sorted(multi)
     rows = "\n".join(f"| `{k}` | {pilot[k]:.3f} | {multi[k]:.3f} |" for k in lines)
     met_al = al["reduction"] >= 0.6
-    met_lat = lat["median_s"] < 60
+    met_lat = max(lat["median_s"], lat_big["median_s"]) < 60
     met_cross = mean - worst <= 0.03
     verdict = {True: "met", False: "not met"}
     markdown = f"""Synthetic frames from `factory_sim` (4 lines x {FRAMES_PER_LINE}, {SIZE} px,
@@ -233,7 +249,9 @@ Reduction: **{al["reduction"]:.0%}** fewer labels (target >= 60%: {verdict[met_a
 
 **Override -> confirmed label in a new dataset version** (ingest the edge event and frame, QA
 confirm, build the dataset version; store with {lat["labels_in_store"]} events): median
-**{lat["median_s"]} s** over 5 runs {lat["samples_s"]} (target < 60 s: {verdict[met_lat]}).
+**{lat["median_s"]} s** over 5 runs {lat["samples_s"]} (target < 60 s: {verdict[met_lat]}); with
+{lat_big["labels_in_store"]} events in the store: median **{lat_big["median_s"]} s**
+{lat_big["samples_s"]}.
 
 **Cross-line**: holdout accuracy per line.
 
@@ -252,7 +270,8 @@ All-lines model: mean {mean:.3f}, worst line {worst:.3f} (gap {mean - worst:.3f}
         "target": ">= 60% fewer labels; override -> dataset < 60 s; multi-line worst line "
                   "within 3 points of its mean",
         "met": met_al and met_lat and met_cross,
-        "results": {"active_learning": al, "override_latency": lat, "cross_line": cross},
+        "results": {"active_learning": al, "override_latency": lat,
+                    "override_latency_50k": lat_big, "cross_line": cross},
         "markdown": markdown,
     }))  # fmt: skip
 

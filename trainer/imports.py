@@ -90,9 +90,9 @@ def import_annotations(
         NewEvent(EventKind.ANNOTATION, r.annotator or "", frame=sha, cls=r.cls, taxonomy=r.taxonomy)
         for r, sha, _ in staged
     ]
-    known = store.frames()
-    try:
-        check_batch(batch, store.events(), {**infos, **known}, store.taxonomies)
+    known = store.frames(infos)
+    try:  # annotations only: checked without replaying the log
+        check_batch(batch, [], {**infos, **known}, store.taxonomies)
     except RefusedEvents as exc:
         raise RefusedEvents([f"{path}: {p}" for p in exc.problems]) from None
     for _, _, data in staged:

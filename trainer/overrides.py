@@ -76,19 +76,17 @@ def ingest(
         site, _, line = meta.line.partition("/")
         infos[sha] = FrameInfo(sha, site, line, meta.camera)
     report.frames = len(infos)
-    known = {**store.frames(), **infos}
+    parsed = [new for raw in events if (new := _override(raw, store, report)) is not None]
+    known = {**store.frames(e.frame for e in parsed if e.frame), **infos}
     batch: list[NewEvent] = []
-    for raw in events:
-        new = _override(raw, store, report)
-        if new is None:
-            continue
+    for new in parsed:
         if new.frame not in known:
             report.waiting_for_frame.append(new.source_id or "")
-            continue
-        batch.append(new)
-    seen = {e.source_id for e in store.events() if e.source_id}
-    report.duplicates = sum(1 for e in batch if e.source_id in seen)
-    report.queued = len(store.append(batch, new_frames=list(infos.values())))
+        else:
+            batch.append(new)
+    ids = store.append(batch, new_frames=list(infos.values()))
+    report.queued = len(ids)
+    report.duplicates = len(batch) - len(ids)
     return report
 
 

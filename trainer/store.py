@@ -15,12 +15,12 @@ PostgreSQL in a plant).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, create_engine, event, select
+from sqlalchemy import ForeignKey, String, create_engine, event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -128,10 +128,17 @@ class LabelStore:
             s.commit()
             return True
 
-    def frames(self) -> dict[str, FrameInfo]:
-        with self._session() as s:
-            rows = s.scalars(select(FrameRow)).all()
-            return {r.sha256: FrameInfo(r.sha256, r.site, r.line, r.camera) for r in rows}
+    def frames(self, only: Iterable[str] | None = None) -> dict[str, FrameInfo]:
+        """Known frames (all of them, or those of `only` that are known)."""
+        t = FrameRow.__table__
+        query = select(t.c.sha256, t.c.site, t.c.line, t.c.camera)
+        wanted = None if only is None else sorted(set(only))
+        out: dict[str, FrameInfo] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                q = query if chunk is None else query.where(t.c.sha256.in_(chunk))
+                out.update({r[0]: FrameInfo(*r) for r in conn.execute(q)})
+        return out
 
     # -- events -----------------------------------------------------------------------------
 
@@ -140,64 +147,85 @@ class LabelStore:
 
         Returns the new event ids. Overrides whose `source_id` is already stored are skipped
         (ingesting the same edge events twice is a no-op); frames already known keep their
-        first provenance.
+        first provenance. Only batches that act on earlier events (QA, review, migration)
+        replay the log to check them; annotations and overrides are checked by lookups.
         """
-        existing = self.events()
-        known_sources = {e.source_id for e in existing if e.source_id}
+        known_sources = self._known_sources([e.source_id for e in batch if e.source_id])
         fresh = []
         for new in batch:
             if new.source_id is None or new.source_id not in known_sources:
                 fresh.append(new)
                 if new.source_id is not None:
                     known_sources.add(new.source_id)
+        referenced = {e.frame for e in fresh if e.frame} | {f.sha256 for f in new_frames}
+        known = self.frames(referenced)
         frames: dict[str, FrameInfo] = {f.sha256: f for f in new_frames}
-        known = self.frames()
         frames.update(known)
-        check_batch(fresh, existing, frames, self.taxonomies)
-        ids: list[int] = []
-        with self._session() as s:
-            for info in frames.values():
-                if info.sha256 not in known:
-                    s.add(
-                        FrameRow(
-                            sha256=info.sha256,
-                            site=info.site,
-                            line=info.line,
-                            camera=info.camera,
-                            added_at=_now(),
-                        )
-                    )
-            s.flush()
-            for new in fresh:
-                row = EventRow(
-                    kind=new.kind.value,
-                    at=new.at or _now(),
-                    actor=new.actor,
-                    frame=new.frame,
-                    cls=new.cls,
-                    taxonomy=new.taxonomy,
-                    target=new.target,
-                    detail=new.detail,
-                    model_said=new.model_said,
-                    model_version=new.model_version,
-                    source_id=new.source_id,
-                )
-                s.add(row)
-                s.flush()
-                ids.append(row.id)
-            s.commit()
-        return ids
+        acts_on_log = any(e.kind in _ACTS_ON_LOG for e in fresh)
+        check_batch(fresh, self.events() if acts_on_log else [], frames, self.taxonomies)
+        added = [f for sha, f in frames.items() if sha not in known]
+        rows = [
+            {
+                "kind": new.kind.value,
+                "at": new.at or _now(),
+                "actor": new.actor,
+                "frame": new.frame,
+                "cls": new.cls,
+                "taxonomy": new.taxonomy,
+                "target": new.target,
+                "detail": new.detail,
+                "model_said": new.model_said,
+                "model_version": new.model_version,
+                "source_id": new.source_id,
+            }
+            for new in fresh
+        ]
+        with self._engine.begin() as conn:
+            if added:
+                now = _now()
+                conn.execute(insert(FrameRow), [{**f.__dict__, "added_at": now} for f in added])
+            if not rows:
+                return []
+            query = insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True)
+            return [int(r[0]) for r in conn.execute(query, rows)]
+
+    def _known_sources(self, sources: list[str]) -> set[str]:
+        t = EventRow.__table__
+        out: set[str] = set()
+        with self._engine.connect() as conn:
+            for chunk in _chunks(sorted(set(sources))):
+                if chunk:
+                    q = select(t.c.source_id).where(t.c.source_id.in_(chunk))
+                    out.update(r[0] for r in conn.execute(q))
+        return out
 
     def events(self, after: int = 0) -> list[Event]:
         """Every event with id > `after`, oldest first."""
-        with self._session() as s:
-            query = (
-                select(EventRow, FrameRow)
-                .outerjoin(FrameRow, EventRow.frame == FrameRow.sha256)
-                .where(EventRow.id > after)
-                .order_by(EventRow.id)
+        e, f = EventRow.__table__, FrameRow.__table__
+        query = (
+            select(
+                e.c.id,
+                e.c.kind,
+                e.c.at,
+                e.c.actor,
+                e.c.frame,
+                f.c.site,
+                f.c.line,
+                f.c.camera,
+                e.c.cls,
+                e.c.taxonomy,
+                e.c.target,
+                e.c.detail,
+                e.c.model_said,
+                e.c.model_version,
+                e.c.source_id,
             )
-            return [_to_event(row, frame) for row, frame in s.execute(query).all()]
+            .select_from(e.outerjoin(f, e.c.frame == f.c.sha256))
+            .where(e.c.id > after)
+            .order_by(e.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [Event(r[0], EventKind(r[1]), *r[2:]) for r in conn.execute(query)]
 
     # -- dataset versions and runs ----------------------------------------------------------
 
@@ -244,24 +272,14 @@ class LabelStore:
         return Session(self._engine, expire_on_commit=False)
 
 
-def _to_event(row: EventRow, frame: FrameRow | None) -> Event:
-    return Event(
-        id=row.id,
-        kind=EventKind(row.kind),
-        at=row.at,
-        actor=row.actor,
-        frame=row.frame,
-        site=frame.site if frame else None,
-        line=frame.line if frame else None,
-        camera=frame.camera if frame else None,
-        cls=row.cls,
-        taxonomy=row.taxonomy,
-        target=row.target,
-        detail=row.detail,
-        model_said=row.model_said,
-        model_version=row.model_version,
-        source_id=row.source_id,
-    )
+_ACTS_ON_LOG = (EventKind.QA, EventKind.REVIEW, EventKind.MIGRATION)
+
+
+def _chunks(items: list[str] | None, size: int = 500) -> list[list[str] | None]:
+    """`None` (no filter) as one chunk, else `items` in slices SQLite's IN () accepts."""
+    if items is None:
+        return [None]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _now() -> dt.datetime:
