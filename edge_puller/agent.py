@@ -280,7 +280,12 @@ class Agent:
             )
             return
         self.removed = False
-        if self.state.target is not None and target.content_hash == self.state.target.content_hash:
+        held_target = self.state.target
+        if (
+            held_target is not None
+            and target.generation == held_target.generation
+            and target.content_hash == held_target.content_hash
+        ):
             self.save(replace(self.state, last_sync=time.time()))  # a duplicate: nothing to do
             return
         self.save(self.state.with_desired(raw, target))  # persist before acting

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edge_puller.state import ActiveLine, Failure, Slot
+from edge_puller.state import ActiveLine, Failure
 from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
 from linefleet_core.fleet import HealthGates
 
@@ -223,8 +223,10 @@ def plan(observed: Observed) -> list[Step]:
             # standby until staging below brings the serving model back.
             if active.standby is None or active.standby.sha256 not in observed.stored:
                 continue
-            other: Slot = "b" if active.serving_slot == "a" else "a"
-            active = ActiveLine(active.slot_a, active.slot_b, other, None)
+            if active.serving_slot == "a":
+                active = ActiveLine(None, active.slot_b, "b")
+            else:
+                active = ActiveLine(active.slot_a, None, "a")
         runs = Running.of(active)
         if runs is None or observed.running.get(key) == runs:
             continue

@@ -262,7 +262,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
         ),
         [
             LoadAndSmokeTest(M1),
-            Resume(L, ActiveLine(M1, M2, "a")),
+            Resume(L, ActiveLine(M1, None, "a")),
             Download(M2),
             Verify(M2, resumed=False),
             LoadAndSmokeTest(M2),
