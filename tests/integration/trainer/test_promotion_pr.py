@@ -90,7 +90,9 @@ def _proposal(clone: Path, result: TrainResult) -> Proposal:
 
 
 def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
-    setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
+    setup: tuple[Path, Path, Workspace, TrainResult],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     origin, clone, ws, result = setup
     forge = forge_from_spec("local", clone)
@@ -125,6 +127,12 @@ def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
     assert "product: 'door-panel'  # p/n 4711" in line2
     report = validate(check_out, "origin/main", None)
     assert report.ok, [f.render() for f in report.findings]
+    plan_args = ["plan", "--repo", str(check_out), "--base", "origin/main", "--format", "text"]
+    assert main([*plan_args, "--now", "2026-11-25T12:00:00+00:00"]) == 0
+    plan_text = capsys.readouterr().out
+    for key in included:
+        assert key in plan_text
+    assert "surface-cnn@4" in plan_text
     assert branch_repo.head.commit.parents[0].hexsha == git.Repo(origin).commit("main").hexsha
     assert git.Repo(clone).is_dirty(untracked_files=True) is False  # user's checkout untouched
 
