@@ -129,7 +129,11 @@ class Children:
         self._live.pop(process.pid, None)
 
     def stop_all(self) -> None:
-        """Stop every live child, newest first (edge agents before their broker)."""
+        """Stop every live child, newest first (edge agents before their broker). Once the
+        demo is stopping, a second Ctrl-C cannot cut the clean-up short."""
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for pid in sorted(self._live, reverse=True):
             entry = self._live.get(pid)
             if entry is not None:

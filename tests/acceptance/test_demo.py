@@ -118,6 +118,9 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     state = tmp_path / "demo"
+    state.mkdir()
+    (state / ".linefleet-demo").write_text("")  # a previous run's state dir: wiped, rerunnable
+    (state / "old-run.txt").write_text("stale")
     proc = _demo(state)
     deadline = time.monotonic() + 120
     try:
@@ -133,6 +136,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     assert proc.returncode == 130, out
     assert "interrupted (SIGINT); stopped" in out
     assert _processes_using(state) == []
+    assert not (state / "old-run.txt").exists()
 
 
 def test_a_folder_it_did_not_make_is_never_wiped(tmp_path: Path) -> None:
