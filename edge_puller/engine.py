@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import queue
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -160,6 +161,7 @@ class _CandidateWatch:
 class Engine:
     def __init__(self) -> None:
         self._lines: dict[str, LineModels] = {}
+        self._swap = threading.Lock()  # writers only; `infer` reads the reference lock-free
         self._watch: dict[str, _CandidateWatch] = {}
         self.events: queue.Queue[EngineEvent] = queue.Queue()
 
@@ -169,10 +171,12 @@ class Engine:
     def activate(self, models: LineModels) -> None:
         """Switch a line to `models` at once (one reference swap; no frame waits)."""
         self._watch[models.key] = _CandidateWatch()
-        self._lines = {**self._lines, models.key: models}
+        with self._swap:
+            self._lines = {**self._lines, models.key: models}
 
     def remove(self, line: str) -> None:
-        self._lines = {k: v for k, v in self._lines.items() if k != line}
+        with self._swap:
+            self._lines = {k: v for k, v in self._lines.items() if k != line}
 
     def drain_events(self) -> list[EngineEvent]:
         found = []
@@ -256,14 +260,15 @@ class Engine:
 
     def _drop(self, models: LineModels, kind: str, reason: str, message: str) -> None:
         """Take the candidate off the line at once; the serving model carries on alone."""
-        current = self._lines.get(models.key)
-        if current is None or current.candidate is None:
-            return
-        spec = current.candidate.spec
-        self._lines = {
-            **self._lines,
-            models.key: replace(current, candidate=None, stage=None, canary_fraction=0.0),
-        }
+        with self._swap:
+            current = self._lines.get(models.key)
+            if current is None or current.candidate is None:
+                return
+            spec = current.candidate.spec
+            self._lines = {
+                **self._lines,
+                models.key: replace(current, candidate=None, stage=None, canary_fraction=0.0),
+            }
         self.events.put(EngineEvent(kind, models.key, reason, message, spec.ref, spec.sha256))
 
 
