@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class Options:
         return DEMO_LINES
 
 
+SLOW_SECONDS = 3.0  # commands that take longer say how long
 MARKER = ".linefleet-demo"  # marks a state dir the demo made, and may therefore wipe
 
 # The lines the demo runs edge agents for: one per device of the Toledo plant.
@@ -113,13 +115,17 @@ class Demo:
         """Run `linefleet ARGS`; a non-zero exit fails the stage with the command's output."""
         if show:
             self.console.command(["linefleet", *args])
+        began = time.monotonic()
         done = self.children.run(self.argv(*args), env=self.env())
+        seconds = time.monotonic() - began
         if done.returncode not in ok:
             raise StageFailed(
                 f"`linefleet {' '.join(args)}` exited with {done.returncode}", done.output
             )
         if show:
             self.console.output(done.output, limit=limit)
+            if seconds >= SLOW_SECONDS:
+                self.console.note(f"  ({seconds:.0f} s)")
         return done
 
     def lf_json(self, *args: str) -> Any:

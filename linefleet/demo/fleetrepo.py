@@ -130,6 +130,19 @@ def add_model_version(work: Path, model: str, entry: dict[str, Any]) -> None:
     _edit(work / "fleet" / "models" / f"{model}.yaml", change)
 
 
+def set_min_holdout_frames(work: Path, frames: int) -> int:
+    """Set the policy's `promotion.min_holdout_frames`; return the value it had."""
+    old = 0
+
+    def change(doc: Any) -> None:
+        nonlocal old
+        old = int(doc["promotion"]["min_holdout_frames"])
+        doc["promotion"]["min_holdout_frames"] = frames
+
+    _edit(work / "fleet" / "policy.yaml", change)
+    return old
+
+
 def keep_evidence_of(work: Path, model: str, site: str) -> int:
     """Remove catalogue evidence for lines outside `site`; return how many entries went."""
     removed = 0

@@ -45,11 +45,8 @@ def fleet_repository(demo: Demo, story: Story) -> None:
 
 def _demo_settings(demo: Demo) -> None:
     """The example fleet, cut down to Toledo and a small dataset; each change is printed."""
-    policy = demo.repo / "fleet" / "policy.yaml"
-    frames = demo.options.frames_per_camera
-    holdout = max(5, frames // 5)
-    text = policy.read_text(encoding="utf-8")
-    policy.write_text(text.replace("min_holdout_frames: 200", f"min_holdout_frames: {holdout}"))
+    holdout = max(5, demo.options.frames_per_camera // 5)
+    was = fleetrepo.set_min_holdout_frames(demo.repo, holdout)
     dropped = []
     for line in _toledo_lines(demo.repo):
         if fleetrepo.rollout(demo.repo, line).get("previous") == OLD_TAXONOMY_MODEL:
@@ -59,13 +56,14 @@ def _demo_settings(demo: Demo) -> None:
         fleetrepo.keep_evidence_of(demo.repo, p.stem, "toledo")
         for p in sorted((demo.repo / "fleet" / "models").glob("*.yaml"))
     )
+    demo.lf("codeowners", "--repo", str(demo.repo), limit=3)
     commit = fleetrepo.commit_and_push(
         demo.repo,
         f"Demo settings: min_holdout_frames {holdout}; no surface-defects@1 rollback targets",
     )
     demo.console.note(f"committed {commit[:12]}: the example fleet, adjusted for one machine:")
     demo.console.output(
-        f"policy min_holdout_frames 200 -> {holdout} (the demo's dataset is small)\n"
+        f"policy min_holdout_frames {was} -> {holdout} (the demo's dataset is small)\n"
         f"rollback target {OLD_TAXONOMY_MODEL} removed from {len(dropped)} line(s): it speaks "
         "surface-defects@1, the lines @2, and the edge refuses such a desired state\n"
         f"{evidence} catalogue evidence entries for lines outside Toledo removed"
