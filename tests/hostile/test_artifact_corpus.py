@@ -164,3 +164,35 @@ def test_a_file_url_outside_the_artifact_roots_is_refused(
     data = outside.read_bytes()
     with pytest.raises(ArtifactError):
         store.download(outside.as_uri(), hashlib.sha256(data).hexdigest(), len(data))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "../../etc/passwd",
+        "file://../../etc/passwd",
+        "artifacts/../../../etc/shadow",
+        "file://artifacts/../../outside.onnx",
+    ],
+)
+def test_relative_catalogue_urls_cannot_leave_the_repository(url: str) -> None:
+    from reconciler.compile import CompileError, resolve_artifact_url
+
+    with pytest.raises(CompileError) as refused:
+        resolve_artifact_url(url, "https://artifacts.example/fleet")
+    assert "leaves the repository" in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/m.onnx", "s3://bucket/m.onnx", "javascript:alert(1)"])
+def test_catalogue_urls_with_other_schemes_are_refused(url: str) -> None:
+    from reconciler.compile import CompileError, resolve_artifact_url
+
+    with pytest.raises(CompileError):
+        resolve_artifact_url(url, "https://artifacts.example/fleet")
+
+
+def test_an_absolute_file_url_in_the_catalogue_is_kept_as_written() -> None:
+    """What a merged pull request can make the reconciler sign (docs/security.md)."""
+    from reconciler.compile import resolve_artifact_url
+
+    assert resolve_artifact_url("file:///etc/shadow", "https://a.example") == "file:///etc/shadow"
