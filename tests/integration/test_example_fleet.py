@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import jsonschema  # type: ignore[import-untyped]
 import numpy as np
 import onnxruntime as ort
 import pytest
+import yaml
 
 from factory_sim.fleetgen import MODEL_TAXONOMY
 from factory_sim.onnx_fixtures import build_classifier
@@ -117,6 +119,20 @@ def test_the_schemas_refuse_what_the_validator_refuses(rel: str, mutate: Any) ->
     mutate(data)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema).validate(data)
+    _, findings = load(OneFile(rel, yaml.safe_dump(data, sort_keys=False).encode()))
+    assert findings, "the validator accepts it: schema and validator disagree"
+
+
+class OneFile:
+    """A fleet source holding one file (only that file's own checks apply)."""
+
+    label = "one file"
+
+    def __init__(self, path: str, raw: bytes) -> None:
+        self.path, self.raw = path, raw
+
+    def files(self) -> Iterator[tuple[str, bytes]]:
+        yield self.path, self.raw
 
 
 @pytest.mark.parametrize("version", [v.version for v in SPEC.models["surface-cnn"].versions])
