@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import PermanentError
+from linefleet_core.spec import FleetSpec
 from trainer.metrics import Scores
 
 EXPERIMENT = "linefleet-trainer"
@@ -183,3 +184,35 @@ def _json_artifacts(record: RunRecord) -> dict[str, Any]:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> int | None:
+    """Point the registry's `champion` alias at what serves: level-triggered, idempotent.
+
+    The champion is the newest catalogue version of `model` that serves on at least one
+    line and names an MLflow run; its registry version is the one made from that run.
+    Returns the registry version, or None when nothing serving came from a tracked run.
+    """
+    serving = sorted(
+        {
+            mv.version: mv
+            for line in spec.lines.values()
+            if (mv := spec.model_version(line.rollout.serving)) is not None
+            and line.rollout.serving.partition("@")[0] == model
+            and mv.mlflow_run_id
+        }.items()
+    )
+    if not serving:
+        return None
+    run_id = serving[-1][1].mlflow_run_id
+    found = [mv for mv in _versions(tracker, model) if mv.run_id == run_id]
+    if not found:
+        return None
+    version = max(int(mv.version) for mv in found)
+    tracker.client.set_registered_model_alias(model, CHAMPION, version)
+    return version
+
+
+def _versions(tracker: Tracker, model: str) -> list[Any]:
+    found: list[Any] = tracker.client.search_model_versions(f"name='{model}'")
+    return found

@@ -36,6 +36,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--base", default="main")
     c.set_defaults(run=run_promote)
     register_watch(cmds)
+    c = cmds.add_parser(
+        "champion",
+        help="point the registry's champion alias at the model version that serves",
+        description="Level-triggered: the newest catalogue version of --model that serves on "
+        "a line and names an MLflow run becomes the registry's `champion`.",
+    )
+    add_workspace_options(c)
+    c.add_argument("--model", required=True)
+    c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
+    c.set_defaults(run=run_champion)
 
 
 def run_promote(ns: argparse.Namespace) -> int:
@@ -120,3 +130,17 @@ def run_watch(ns: argparse.Namespace) -> int:
         if ns.once:
             return int(ExitCode.OK)
         time.sleep(ns.interval)
+
+
+def run_champion(ns: argparse.Namespace) -> int:
+    from linefleet_core.spec import DirectorySource, load
+    from trainer.tracking import Tracker, default_uri, sync_champion
+
+    spec, _ = load(DirectorySource(ns.fleet_repo))
+    tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
+    version = sync_champion(tracker, spec, ns.model)
+    if version is None:
+        print(f"{ns.model}: no serving version comes from a run in {tracker.uri}; unchanged")
+        return int(ExitCode.INVALID)
+    print(f"{ns.model}: champion -> registry version {version}")
+    return int(ExitCode.OK)

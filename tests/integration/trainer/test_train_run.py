@@ -97,3 +97,23 @@ def test_train_cli_json_and_one_line_training(
     args[args.index("--tracking-uri") + 1] = f"sqlite:///{bad}"
     assert main(args) == 1
     assert "unusable" in capsys.readouterr().err
+
+
+def test_champion_follows_the_serving_catalogue_version(
+    trained: TrainResult, labelled: Workspace
+) -> None:
+    from tests.support.minifleet import documents, load_docs
+    from trainer.tracking import sync_champion
+
+    tracker = Tracker.open(f"sqlite:///{labelled.state / 'mlflow.db'}")
+    version = tracker.register("surface-cnn", trained.run_id, f"model/{trained.artifact.name}")
+    docs = documents()
+    spec, _ = load_docs(docs)
+    assert sync_champion(tracker, spec, "surface-cnn") is None  # nothing serving has a run
+    docs["fleet/models/surface-cnn.yaml"]["versions"][1]["mlflow_run_id"] = trained.run_id
+    spec, _ = load_docs(docs)  # surface-cnn@2 serves on three lines
+    assert sync_champion(tracker, spec, "surface-cnn") == version
+    champion = tracker.client.get_model_version_by_alias("surface-cnn", "champion")
+    assert champion.run_id == trained.run_id
+    challenger = tracker.client.get_model_version_by_alias("surface-cnn", "challenger")
+    assert int(challenger.version) == version  # register() set it; champion is separate
