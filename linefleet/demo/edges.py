@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class EdgeAgent:
     line: str  # the line whose camera feeds this agent
     folder: Path
     camera: Camera
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def results(self) -> Path:
@@ -32,6 +34,15 @@ class EdgeAgent:
     def decisions(self) -> list[dict[str, Any]]:
         return results(self.results)
 
+    def check_running(self) -> None:
+        """Fail the stage at once, with the agent's log, if its process has exited."""
+        if self.process is not None and self.process.poll() is not None:
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            raise StageFailed(
+                f"the edge agent of {self.device} exited with {self.process.returncode}",
+                "\n".join(log.splitlines()[-20:]),
+            )
+
 
 def start(demo: Demo, device: str, line: str) -> EdgeAgent:
     assert demo.trust_key is not None
@@ -43,7 +54,9 @@ def start(demo: Demo, device: str, line: str) -> EdgeAgent:
         "--trust-key", str(demo.trust_key), "--results", str(agent.results), "--line", line,
     ]  # fmt: skip
     demo.console.command(["linefleet", *argv[:4], "..."])
-    demo.children.start(f"edge {device}", demo.argv(*argv), agent.log, env=demo.env())
+    agent.process = demo.children.start(
+        f"edge {device}", demo.argv(*argv), agent.log, env=demo.env()
+    )
     return agent
 
 
@@ -76,14 +89,17 @@ def converged(row: dict[str, Any]) -> bool:
 def wait_for(
     demo: Demo,
     label: str,
-    devices: list[str],
+    agents: list[EdgeAgent],
     done: Callable[[dict[str, Any]], bool],
     timeout: float,
 ) -> dict[str, Any]:
-    """Poll `linefleet status` until `done(row)` holds for every device; show a counter."""
+    """Poll `linefleet status` until `done(row)` holds for every agent's device; show a counter."""
+    devices = [a.device for a in agents]
     deadline = time.monotonic() + timeout
     shown = -1
     while True:
+        for agent in agents:
+            agent.check_running()
         doc = status(demo)
         rows = device_rows(doc, devices)
         ready = sum(1 for d in devices if d in rows and done(rows[d]))
@@ -111,6 +127,8 @@ def feed_and_wait(
     deadline = time.monotonic() + timeout
     shown = -1
     while True:
+        for agent in agents:
+            agent.check_running()
         decided = {
             a.device: [r for r in a.decisions() if str(r.get("frame_id", "")).startswith(batch)]
             for a in agents

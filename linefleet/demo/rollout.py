@@ -79,6 +79,14 @@ def _line_row(demo: Demo, line: str) -> dict[str, Any]:
 
 
 def regression_and_rollbacks(demo: Demo, story: Story) -> None:
+    agent = next(a for a in story.agents if a.line == REGRESSION_LINE)
+    ref, bad = _inject_slow_model(demo)
+    _edge_local_rollback(demo, story, agent, ref)
+    _revert_in_git(demo, story, bad, ref)
+
+
+def _inject_slow_model(demo: Demo) -> tuple[str, str]:
+    """Add a too-slow model version to the catalogue and try it in shadow: (ref, commit)."""
     versions = fleetrepo.model_versions(demo.repo, MODEL)
     newest = max(versions, key=lambda v: int(v["version"]))
     number = int(newest["version"]) + 1
@@ -100,18 +108,23 @@ def regression_and_rollbacks(demo: Demo, story: Story) -> None:
         fleetrepo.add_model_version(repo, MODEL, entry)
         fleetrepo.set_rollout(repo, REGRESSION_LINE, candidate={"model": ref, "stage": "shadow"})
 
-    demo.console.note(f"{ref}: a new model that is correct in form but ~3x too slow for the line")
-    bad = change(demo, f"Try {ref} in shadow on {REGRESSION_LINE}", inject)
-    agent = next(a for a in story.agents if a.line == REGRESSION_LINE)
-    edges.wait_for(demo, "device received it", [agent.device], _applied, 90.0)
+    demo.console.note(f"{ref}: correct in form, but too slow for the line's latency budget")
+    return ref, change(demo, f"Try {ref} in shadow on {REGRESSION_LINE}", inject)
+
+
+def _edge_local_rollback(demo: Demo, story: Story, agent: edges.EdgeAgent, ref: str) -> None:
+    """The device measures the candidate's latency on real frames and drops it by itself."""
+    edges.wait_for(demo, "device received it", [agent], _applied, 90.0)
     edges.feed_and_wait(demo, [agent], 30, story.batch("regression"), timeout=180.0)
-    edges.wait_for(demo, "device fell back on its own", [agent.device], _fell_back, 60.0)
-    local = demo.lf("edge", "status", "--state-dir", str(agent.folder / "state"), limit=10)
+    edges.wait_for(demo, "device fell back on its own", [agent], _fell_back, 60.0)
+    demo.lf("edge", "status", "--state-dir", str(agent.folder / "state"), limit=10)
     _status_table(demo)
     demo.record["edge_local_rollback"] = {"line": REGRESSION_LINE, "model": ref}
     demo.console.ok(f"the device dropped {ref} by itself; {REGRESSION_LINE} kept serving")
-    del local
 
+
+def _revert_in_git(demo: Demo, story: Story, bad: str, ref: str) -> None:
+    """Make git agree with the device: revert the change, check it, publish, converge."""
     demo.console.note("now make git agree: revert the change, publish, converge")
     demo.console.command(["git", "revert", "--no-edit", bad[:12]])
     reverted = fleetrepo.revert(demo.repo, bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,7 @@ def publish(demo: Demo) -> None:
 
 def settle(demo: Demo, story: Story, frames: int, name: str, timeout: float = 90.0) -> None:
     """Run frames through every agent, then wait until each device runs what git says."""
-    devices = [a.device for a in story.agents]
-    wait_for(demo, "devices converged", devices, converged, timeout)
+    wait_for(demo, "devices converged", story.agents, converged, timeout)
     feed_and_wait(demo, story.agents, frames, story.batch(name))
 
 
@@ -59,6 +59,7 @@ def train(demo: Demo) -> str:
     """`linefleet train` on the current labels; returns the MLflow run id."""
     args = ("--state", str(demo.trainer), "--fleet-repo", str(demo.repo))
     demo.console.command(["linefleet", "train", "--model", MODEL, "--taxonomy", TAXONOMY, "..."])
+    began = time.monotonic()
     doc: dict[str, Any] = demo.lf_json(
         "train", *args, "--model", MODEL, "--taxonomy", TAXONOMY, "--format", "json"
     )
@@ -72,6 +73,7 @@ def train(demo: Demo) -> str:
                     f"{line}: {m['accuracy']:.1%} on {m['frames']} frames"
                     for line, m in sorted(doc["lines"].items())
                 ),
+                f"({time.monotonic() - began:.0f} s)",
             ]
         )
     )
