@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -35,6 +36,7 @@ def local_status(state_dir: Path) -> dict[str, Any]:
                 "candidate": candidate.model.ref if candidate else None,
                 "stage": candidate.stage if candidate else None,
                 "desired_serving": wanted.serving.ref if wanted else None,
+                "spool": _spool(state_dir, key),
                 "in_sync": bool(wanted and active and active.serving == wanted.serving),
             }
         )
@@ -63,6 +65,22 @@ def local_status(state_dir: Path) -> dict[str, Any]:
             sha: {"reason": f.reason, "message": f.message, "generation": f.generation}
             for sha, f in sorted(state.failures.items())
         },
+    }
+
+
+def _spool(state_dir: Path, key: str) -> dict[str, Any]:
+    """Anomaly frames waiting for upload and the spool's counters (see `spool.py`)."""
+    folder = state_dir / "spool" / key.replace("/", "__")
+    counters: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        counters = json.loads((folder / "counters.json").read_bytes())
+    waiting = list(folder.glob("*.lff")) if folder.is_dir() else []
+    return {
+        "waiting": len(waiting),
+        "waiting_bytes": sum(p.stat().st_size for p in waiting),
+        "kept": counters.get("kept", 0),
+        "evicted": counters.get("evicted", 0),
+        "uploaded": counters.get("uploaded", 0),
     }
 
 
@@ -107,6 +125,11 @@ def render_text(status: dict[str, Any]) -> str:
         out.append(
             f"line        {line['line']}: serving {line['serving']} (slot {line['serving_slot']}), "
             f"standby {line['standby'] or '-'}{extra}{sync}"
+        )
+        spool = line["spool"]
+        out.append(
+            f"spool       {spool['waiting']} frame(s) waiting ({spool['waiting_bytes']} bytes), "
+            f"{spool['kept']} kept, {spool['uploaded']} uploaded, {spool['evicted']} evicted"
         )
     for sha, failure in status["failures"].items():
         out.append(f"failed      {sha[:12]} {failure['reason']}: {failure['message']}")

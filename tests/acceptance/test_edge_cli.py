@@ -53,6 +53,7 @@ def _converged_state(tmp_path: Path) -> Path:
     agent.offer_desired(desired(KEY, 4, line_doc(m1, candidate=m2, stage="canary", fraction=0.2)))
     for _ in range(3):
         agent.tick()
+    agent.serve("cam-1", "dark", np.full((48, 64, 3), 30, dtype=np.uint8))
     agent.outbox.close()
     return state
 
@@ -98,10 +99,12 @@ def test_status_shows_models_generation_and_outbox_offline(
     assert "device      plant/dev-1" in out
     assert "generation  4 held, 4 applied" in out
     assert "plant/line-1: serving inc@1 (slot a), standby -, canary cand@2" in out
+    assert "spool       1 frame(s) waiting" in out  # the dark frame: a scratch, kept
     assert main(["edge", "status", "--state-dir", str(state), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["outbox"] >= 2  # the activation event and a report, never delivered
     assert doc["lines"][0]["candidate"] == "cand@2" and doc["lines"][0]["in_sync"] is True
+    assert doc["lines"][0]["spool"]["kept"] == 1
 
 
 def test_status_of_a_missing_directory_is_a_usage_error(
