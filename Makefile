@@ -35,5 +35,9 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/run.py
 
+# The full soak (docs/reliability.md): 200 simulated devices + 4 real edge processes, faults.
+soak: setup
+	$(BIN)/python -m tests.reliability.soak --devices 200 --edges 4 --cycles 2 --write-doc docs/reliability.md
+
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache

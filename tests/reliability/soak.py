@@ -57,6 +57,7 @@ class Config:
     converge_timeout: float = 180.0
     frame_interval: float = 0.5
     disk_fault_on_edges: bool = True
+    bridged_site: bool = True  # plant-b's devices use a site broker bridged to the central one
     seed: int = 7
 
 
@@ -66,6 +67,8 @@ class Fault:
     detail: str
     devices: int
     reconverge_seconds: float | None = None
+    others_seconds: float | None = None  # the unaffected devices, during the fault
+    others_measured: bool = False
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Result:
             or self.not_converged
             or any(self.without_model.values())
             or any(f.reconverge_seconds is None for f in self.faults)
+            or any(f.others_measured and f.others_seconds is None for f in self.faults)
         )
 
 
@@ -111,6 +115,13 @@ class Soak:
         self.trust = pub
         self.models = fleetdocs.build_artifacts(workdir / "artifacts")
         self.broker = Mosquitto(workdir / "broker").start()
+        self.site_broker: Mosquitto | None = None
+        self.uplink: TcpProxy | None = None
+        if config.bridged_site:
+            self.uplink = TcpProxy(self.broker.port)  # the plant's uplink, cuttable
+            self.site_broker = Mosquitto(
+                workdir / "site-broker", extra_config=site_bridge(SITES[1], self.uplink.port)
+            ).start()
         self.generation = 0
         self.expected: dict[str, str] = {}
         self.result = Result(config)
@@ -124,12 +135,13 @@ class Soak:
         keys = {self.key.key_id: self.key.public}
         for i in range(config.devices):
             site = SITES[i % len(SITES)]
+            local = self.site_broker if site == SITES[1] and self.site_broker else self.broker
             self.sims.append(
                 SimDevice(
                     site,
                     f"sim-{i + 1:04d}",
-                    self.broker.host,
-                    self.broker.port,
+                    local.host,
+                    local.port,
                     keys,
                     config.heartbeat,
                     config.event_every,
@@ -213,8 +225,12 @@ class Soak:
         n = max(1, round(len(self.sims) * fraction))
         return self.rng.sample(self.sims, min(n, len(self.sims)))
 
-    def _fault(self, kind: str, detail: str, devices: int, since: float) -> Fault:
+    def _fault(
+        self, kind: str, detail: str, devices: int, since: float, others: float | None = None
+    ) -> Fault:
         fault = Fault(kind, detail, devices, self.wait_converged(since))
+        if kind in ("offline-shift", "disk-full", "bridge-cut"):
+            fault.others_seconds, fault.others_measured = others, True
         self.result.faults.append(fault)
         print(f"  {kind}: {detail} -> reconverged in {fault.reconverge_seconds}s", flush=True)
         return fault
@@ -254,9 +270,29 @@ class Soak:
         self._fault("publish", day[0].name, len(self.expected), since)
         self.frames_on = True
 
-        since = time.monotonic()
-        self.publish(day[1])
-        self._fault("publish", day[1].name, len(self.expected), since)
+        if self.uplink is None:
+            since = time.monotonic()
+            self.publish(day[1])
+            self._fault("publish", day[1].name, len(self.expected), since)
+        else:  # 0. The plant's uplink is cut: its site broker keeps serving its devices.
+            self.uplink.cut()
+            self.publish(day[1])
+            cut_off = [k for k in self.expected if k.startswith(f"{SITES[1]}/")]
+            rest = [k for k in self.expected if k not in cut_off]
+            others = self.wait_converged(time.monotonic(), rest)
+            time.sleep(self.cfg.shift_seconds / 2)
+            if not self.consumer.converged({k: self.expected[k] for k in cut_off}):
+                raise AssertionError(f"{SITES[1]} converged through a cut bridge")
+            since = time.monotonic()
+            self.uplink.restore()
+            self._fault(
+                "bridge-cut",
+                f"{SITES[1]} uplink cut {self.cfg.shift_seconds / 2:.0f} s while "
+                f"'{day[1].name}' was published",
+                len(cut_off),
+                since,
+                others,
+            )
 
         # 1. The broker restarts (clean stop: persistence saved), then a publish lands.
         self.broker.stop()
@@ -296,7 +332,7 @@ class Soak:
         self.publish(day[4])
         online = [k for k in self.expected if k not in {f"{s.site}/{s.device}" for s in offline}]
         online = [k for k in online if not k.split("/")[1].startswith("edge-")]
-        self.wait_converged(time.monotonic(), online)
+        others = self.wait_converged(time.monotonic(), online)
         time.sleep(self.cfg.shift_seconds)
         since = time.monotonic()
         for sim in offline:
@@ -309,6 +345,7 @@ class Soak:
             f"{self.cfg.shift_seconds:.0f} s while '{day[4].name}' was published",
             len(self.edges) + len(offline),
             since,
+            others,
         )
 
         # 4. A full disk while a new model must be downloaded.
@@ -322,7 +359,7 @@ class Soak:
         self.publish(day[5])
         rest = [k for k in self.expected if k not in {f"{s.site}/{s.device}" for s in full}]
         rest = [k for k in rest if k not in {f"{e.site}/{e.device}" for e in disk_edges}]
-        self.wait_converged(time.monotonic(), rest)
+        others = self.wait_converged(time.monotonic(), rest)
         time.sleep(2.0)
         stuck = [f"{s.site}/{s.device}" for s in full] + [
             f"{e.site}/{e.device}" for e in disk_edges
@@ -341,6 +378,7 @@ class Soak:
             f"{len(disk_edges)} edges + {len(full)} simulated could not store '{day[5].name}'",
             len(disk_edges) + len(full),
             since,
+            others,
         )
 
         since = time.monotonic()
@@ -376,6 +414,10 @@ class Soak:
         for proxy in self.proxies.values():
             proxy.close()
         self.consumer.close()
+        if self.site_broker is not None:
+            self.site_broker.stop()
+        if self.uplink is not None:
+            self.uplink.close()
         self.broker.stop()
 
     # --- the figures ----------------------------------------------------------------------
@@ -431,6 +473,16 @@ class Soak:
         r.load_average = tuple(round(x, 2) for x in _loadavg())  # type: ignore[assignment]
 
 
+def site_bridge(site: str, central_port: int) -> str:
+    """The site broker's bridge exactly as `linefleet broker config --site` generates it
+    (`reconciler.broker.bridge_lines`): desired in; reported, events, online, frames out;
+    QoS 1; `cleansession false`. The central broker here is anonymous, so any password works."""
+    from reconciler.broker import Bridge, bridge_lines
+
+    bridge = Bridge(site, "127.0.0.1", central_port, f"linefleet-bridge-{site}", "soak")
+    return "\n".join(bridge_lines(bridge)) + "\n"
+
+
 def _loadavg() -> tuple[float, float, float]:
     import os
 
@@ -456,12 +508,13 @@ def render(result: Result, command: str) -> str:
         "- Faults by kind: " + ", ".join(f"{k} x{n}" for k, n in sorted(faults.items())),
         f"- Verdict: **{'PASS' if result.ok else 'FAIL'}**",
         "",
-        "| fault | what | devices hit | reconverged after (s) |",
-        "|---|---|---:|---:|",
+        "| fault | what | devices hit | rest of fleet converged during it (s) "
+        "| all reconverged after (s) |",
+        "|---|---|---:|---:|---:|",
     ]
     rows += [
-        f"| {f.kind} | {f.detail} | {f.devices} | "
-        f"{'never' if f.reconverge_seconds is None else f.reconverge_seconds} |"
+        f"| {f.kind} | {f.detail} | {f.devices} | {_seconds(f.others_seconds, f.others_measured)} | "
+        f"{_seconds(f.reconverge_seconds, True)} |"
         for f in result.faults
     ]
     rows += ["", "| messages | count |", "|---|---:|"]
@@ -481,6 +534,12 @@ def render(result: Result, command: str) -> str:
         f"{result.edge_frames} / {result.edge_decisions} |",
     ]
     return "\n".join(rows)
+
+
+def _seconds(value: float | None, measured: bool) -> str:
+    if not measured:
+        return "-"
+    return "never" if value is None else f"{value}"
 
 
 def write_doc(path: Path, text: str) -> None:

@@ -1,7 +1,7 @@
 """The soak's fast subset (part of `make test`): the same day and faults, a small fleet.
 
-12 simulated devices and one real `linefleet edge run` process against a real Mosquitto:
-broker restart, SIGKILL and restart during a publish, a short offline shift, a full disk on
+12 simulated devices and one real `linefleet edge run` process against a real Mosquitto (half
+the simulated devices behind a site broker bridged to it): the bridge cut, broker restart, SIGKILL and restart during a publish, a short offline shift, a full disk on
 the simulated devices (the real edge's disk-full recovery waits out its own 30-60 s backoff,
 so it runs in `make soak` only). The full run is `make soak`; figures in docs/reliability.md.
 """
@@ -32,7 +32,14 @@ def test_a_compressed_day_with_faults_loses_nothing_and_converges(tmp_path: Path
     report = render(result, "test_soak_fast")
     assert result.ok, report
     kinds = {f.kind for f in result.faults}
-    assert kinds == {"publish", "broker-restart", "sigkill-restart", "offline-shift", "disk-full"}
+    assert kinds == {
+        "publish",
+        "bridge-cut",
+        "broker-restart",
+        "sigkill-restart",
+        "offline-shift",
+        "disk-full",
+    }
     assert all(f.reconverge_seconds is not None for f in result.faults), report
     assert result.lost == {"events": 0, "reports (simulated devices)": 0}, report
     assert result.duplicates_to_consumers == 0 and result.out_of_order_to_consumers == 0
