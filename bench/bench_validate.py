@@ -230,9 +230,10 @@ What made it fast (profiled with `python -X importtime` and cProfile on this fle
   (~20% less parse time than the first version; the C parser's events alone are ~2/3).
 - Cycle collection is paused while a fleet loads (everything built survives), and the
   built objects are then counted as old: the collector had cost 0.2-0.5 s of the run.
-- Tried and not adopted: parsing half the files in a forked process (results via a pipe)
-  was slower than one process on this shared 2-core machine (0.56-0.95 s vs 0.50-0.75 s
-  for the parse alone, with the load average at ~4.6), so validate stays single-process."""
+- Tried and not adopted: parsing half the files in a forked process (results sent back
+  through a pipe). For the parse alone it was between 0.06 s faster and 0.2 s slower than
+  one process on this shared 2-core machine (quiet: 0.29-0.42 s vs 0.34-0.50 s; load
+  average ~4.6: 0.56-0.95 s vs 0.50-0.75 s), so validate stays single-process."""
 
 
 def _stats(values: list[float]) -> dict[str, Any]:

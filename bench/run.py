@@ -14,6 +14,7 @@ updates only its section) and renders every stored result into `docs/benchmarks.
 the machine it ran on and the command that produced it.
 
 Usage: python bench/run.py [NAME ...]   (NAME: `validate` runs bench/bench_validate.py)
+       python bench/run.py --render     (rewrite the document from the stored results only)
 """
 
 from __future__ import annotations
@@ -117,12 +118,14 @@ def render(results: list[dict[str, Any]]) -> str:
         if verdict:
             out += [verdict, ""]
         out += [result["markdown"].rstrip(), ""]
-    return "\n".join(out)
+    return "\n".join(out).rstrip() + "\n"
 
 
 def main(argv: list[str]) -> int:
     scripts = sorted(BENCH.glob("bench_*.py"))
-    if argv:
+    if argv == ["--render"]:
+        scripts = []
+    elif argv:
         wanted = {name.removeprefix("bench_").removesuffix(".py") for name in argv}
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
         if len(scripts) != len(wanted):
