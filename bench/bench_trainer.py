@@ -49,7 +49,9 @@ CLASSES = ["ok", "scratch", "contamination", "spot"]
 TAXONOMY = "surface-defects@1"
 FRAMES_PER_LINE = 400
 SIZE = 64
-CAP = 800  # labels; a strategy that has not reached the target by then counts as CAP + 20
+CAP = 800  # labels; a strategy that has not reached the target by then counts as CAP + BATCH
+BATCH = 5  # labels added per round (small batches let margin sampling react; LR fits are cheap)
+SEEDS = 7
 
 
 def log(msg: str) -> None:
@@ -104,12 +106,12 @@ def _curve(x: Any, y: Any, xt: Any, yt: Any, strategy: str, seed: int) -> list[t
         if len(pool) == 0:
             break
         if strategy == "random" or len(set(y[idx].tolist())) < 2:
-            pick = rng.choice(pool, min(20, len(pool)), replace=False)
+            pick = rng.choice(pool, min(BATCH, len(pool)), replace=False)
         else:
             model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
             model.fit(x[idx], y[idx])
             scores = uncertainty(model.predict_proba(x[pool]), "margin")
-            pick = pool[np.argsort(-scores, kind="stable")[:20]]
+            pick = pool[np.argsort(-scores, kind="stable")[:BATCH]]
         labelled.extend(int(i) for i in pick)
     return curve
 
@@ -126,11 +128,11 @@ def active_learning(ws: Workspace) -> dict[str, Any]:
     full = _fit_score(x, y, xt, yt)
     target = full - 0.01
     needed: dict[str, list[int]] = {"random": [], "margin": []}
-    for seed in range(3):
+    for seed in range(SEEDS):
         for strategy in needed:
             curve = _curve(x, y, xt, yt, strategy, seed)
             hit = next((n for n, acc in curve if acc >= target), None)
-            needed[strategy].append(hit if hit is not None else CAP + 20)
+            needed[strategy].append(hit if hit is not None else CAP + BATCH)
             log(f"  {strategy} seed {seed}: {hit} labels")
     rand, marg = statistics.median(needed["random"]), statistics.median(needed["margin"])
     return {
@@ -237,8 +239,8 @@ def main() -> None:
 
 **Active learning (margin) vs random**: pool {al["pool"]} frames, holdout {al["holdout"]};
 target accuracy {al["target_accuracy"]:.3f} (whole pool {al["full_pool_accuracy"]:.3f} minus
-one point); batches of 20 from a random seed set of 20; 3 seeds, median; a run that had not
-reached the target at {CAP} labels counts as {CAP + 20}.
+one point); batches of {BATCH} from a random seed set of 20; {SEEDS} seeds, median; a run
+that had not reached the target at {CAP} labels counts as {CAP + BATCH}.
 
 | strategy | labels to reach the target (per seed) | median |
 |---|---|---|
