@@ -275,6 +275,7 @@ class EventType(enum.StrEnum):
     REFUSED_DOCUMENT = "refused-document"  # a desired state failed verification
     DOWNLOAD_FAILED = "download-failed"
     HEALTH_GATE = "health-gate"  # a metric crossed a threshold
+    INSPECTION_OVERRIDE = "inspection-override"  # an inspector corrected a decision: a label
 
 
 class Event(Wire):

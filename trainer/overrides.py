@@ -32,7 +32,7 @@ from trainer.events import EventKind, NewEvent
 from trainer.frames import FrameStore, UnreadableFrame
 from trainer.store import FrameInfo, LabelStore
 
-OVERRIDE_TYPE = "inspection-override"
+OVERRIDE_TYPE = wire.EventType.INSPECTION_OVERRIDE.value
 
 
 class OverrideDetails(BaseModel):
