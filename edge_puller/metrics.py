@@ -9,9 +9,9 @@ the serving model's `reference_stats`.
 Input statistics (all computed on a grey/colour frame downscaled to at most 160 px wide):
 `brightness` = mean grey / 255, `contrast` = std grey / 255, `sharpness` = variance of the
 Laplacian of grey / 255², `red_balance` and `blue_balance` = mean red / mean green and
-mean blue / mean green. The drift score is the mean over the keys present in both the current
-statistics and the reference of min(1, |current - reference| / max(|reference|, 0.05)):
-0 means "looks like training", 1 means "every statistic is far off".
+mean blue / mean green. The drift score is the largest relative change over the keys present in
+both the current statistics and the reference, min(1, |current - reference| / |reference|) (see
+docs/frame-stats.md): 0 means "looks like training", 1 means "some statistic is far off".
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def drift_score(current: dict[str, float], reference: dict[str, float]) -> float
     keys = [k for k in current if k in reference]
     if not keys:
         return 0.0
-    parts = [min(1.0, abs(current[k] - reference[k]) / max(abs(reference[k]), 0.05)) for k in keys]
-    return float(sum(parts) / len(parts))
+    return max(
+        min(1.0, abs(current[k] - reference[k]) / max(abs(reference[k]), 1e-6)) for k in keys
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:

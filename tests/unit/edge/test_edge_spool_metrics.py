@@ -4,6 +4,7 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge_puller.engine import Decision, Outcome
 from edge_puller.metrics import LineMetrics, drift_score, input_stats
@@ -135,3 +136,10 @@ def test_input_stats_and_drift() -> None:
     assert drift_score({"brightness": 0.9}, {"brightness": 0.3}) == 1.0
     assert abs(drift_score({"brightness": 0.33}, {"brightness": 0.3}) - 0.1) < 1e-9
     assert drift_score({"brightness": 0.3}, {"contrast": 0.3}) == 0.0  # nothing to compare
+
+
+def test_one_statistic_that_moves_is_drift_whatever_its_scale() -> None:
+    reference = {"brightness": 0.5, "contrast": 0.2, "sharpness": 0.004, "red_balance": 1.0}
+    defocused = {**reference, "sharpness": 0.002}  # a bumped camera: sharpness halves
+    assert drift_score(defocused, reference) == 0.5
+    assert drift_score({**reference, "brightness": 0.55}, reference) == pytest.approx(0.1)
