@@ -35,14 +35,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Write taxonomies, the model catalogue with real tiny ONNX artifacts, the "
         "policy, sites, lines and edge devices. Deterministic for a seed.",
     )
-    g.add_argument("--out", type=Path, required=True, help="directory to create")
-    g.add_argument("--sites", type=_positive, default=3)
-    g.add_argument("--lines-per-site", type=_positive, default=4)
-    g.add_argument("--cameras-per-line", type=_positive, default=3)
+    g.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to create")
+    g.add_argument("--sites", type=_positive, default=3, metavar="N", help="default: 3")
+    g.add_argument("--lines-per-site", type=_positive, default=4, metavar="M", help="default: 4")
+    g.add_argument("--cameras-per-line", type=_positive, default=3, metavar="K", help="default: 3")
     g.add_argument(
-        "--devices-per-site", type=_positive, help="edge devices per site (default: lines / 4)"
+        "--devices-per-site",
+        type=_positive,
+        metavar="D",
+        help="edge devices per site, each serving whole lines (default: one per 4 lines)",
     )
-    g.add_argument("--seed", type=int, default=0, help="varies cameras and rollout stages")
+    g.add_argument(
+        "--seed", type=int, default=0, help="varies cameras and rollout stages (default: 0)"
+    )
     g.add_argument("--force", action="store_true", help="replace the fleet in a non-empty --out")
     g.add_argument("--git", action="store_true", help="initialise a git repository and commit")
     g.set_defaults(run=run_generate)
