@@ -10,6 +10,7 @@ consumer, so the harness can count losses, redeliveries, and duplicates or reord
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -34,6 +35,10 @@ class Audit:
     report_redeliveries: int = 0  # dropped by `report_seq` de-duplication
     rejected: Counter[str] = field(default_factory=Counter)
     connects: int = 0
+    raw_reports: dict[str, list[tuple[int, bool]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # (report_seq, retained) in arrival order, before de-duplication: for diagnosis
+    raw_events: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
 
 class Consumer:
@@ -78,6 +83,11 @@ class Consumer:
             self.audit.deliveries[channel] += 1
             if msg.retain:
                 self.audit.retained_replays += 1
+            if channel == "events":
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    seq = json.loads(payload).get("seq")
+                    site, device = msg.topic.split("/")[2:4]
+                    self.audit.raw_events[f"{site}/{device}"].append(int(seq))
             before = self.obs.rejections["duplicate_event"]
             result = self.obs.ingest(msg.topic, payload, time.time(), live=not msg.retain)
             if not isinstance(result, Accepted):
@@ -88,6 +98,10 @@ class Consumer:
                 return
             key = f"{result.site}/{result.device}"
             message = result.message
+            if isinstance(message, ReportedState):
+                seq = json.loads(payload).get("report_seq")
+                if isinstance(seq, int):
+                    self.audit.raw_reports[key].append((seq, bool(msg.retain)))
             if isinstance(message, Event):
                 self.audit.events_delivered[key].append(message.seq)
             elif isinstance(message, ReportedState):

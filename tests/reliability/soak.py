@@ -90,6 +90,7 @@ class Result:
     edge_decisions: int = 0
     edge_frames: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    loss_detail: list[str] = field(default_factory=list)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
@@ -430,12 +431,28 @@ class Soak:
         lost_events = lost_reports = dups = disorder = 0
         for key, n in issued_events.items():
             got = audit.events_delivered.get(key, [])
-            lost_events += len(set(range(1, n + 1)) - set(got))
+            missing = sorted(set(range(1, n + 1)) - set(got))
+            lost_events += len(missing)
+            for seq in missing[:3]:
+                raw = audit.raw_events.get(key, [])
+                at = next((i for i, s in enumerate(raw) if s > seq), len(raw))
+                r.loss_detail.append(
+                    f"{key} event seq {seq} of {n} never handed on; arrivals around it: "
+                    f"{raw[max(0, at - 4) : at + 4]}"
+                )
             dups += len(got) - len(set(got))
             disorder += sum(1 for a, b in itertools.pairwise(got) if b <= a)
         for key, n in issued_reports.items():
             got = audit.reports_delivered.get(key, [])
-            lost_reports += len(set(range(1, n + 1)) - set(got))
+            missing = sorted(set(range(1, n + 1)) - set(got))
+            lost_reports += len(missing)
+            for seq in missing[:3]:
+                raw = audit.raw_reports.get(key, [])
+                at = next((i for i, (s, _) in enumerate(raw) if s > seq), len(raw))
+                r.loss_detail.append(
+                    f"{key} report_seq {seq} never handed on; arrivals (seq, retained) "
+                    f"around it: {raw[max(0, at - 4) : at + 4]}"
+                )
             dups += len(got) - len(set(got))
             disorder += sum(1 for a, b in itertools.pairwise(got) if b <= a)
         r.sent = {
@@ -533,6 +550,8 @@ def render(result: Result, command: str) -> str:
         f"| real-edge frames written / decisions recorded | "
         f"{result.edge_frames} / {result.edge_decisions} |",
     ]
+    if result.loss_detail:
+        rows += ["", "Losses in detail:", ""] + [f"- {line}" for line in result.loss_detail]
     return "\n".join(rows)
 
 
