@@ -5,11 +5,10 @@ limited to file/http/https, and a size that lies is caught before a byte is trus
 store never writes more than the signed `size`, never activates bytes whose sha256 differs,
 and refuses a download that would eat the disk's reserve.
 
-Open gap (reported, strict xfail below): the puller has no notion of allowed artifact roots,
-so a *signed* `file://` URL may point anywhere on the device (`/etc/passwd`). The bytes are
-only copied under their sha256 and never activated unless they hash to what the signer
-promised, so this leaks nothing off the device; but a signer can make a device read any file
-it can read.
+Artifact roots: with `linefleet edge run --artifact-root DIR` the store refuses `file://` URLs
+outside DIR (`outside-artifact-roots`). Without it (the default) a *signed* `file://` URL may
+name any file the agent can read; the bytes are only copied under their sha256 and never
+activated unless they hash to what the signer promised, so nothing leaves the device.
 """
 
 from __future__ import annotations
@@ -150,20 +149,37 @@ def test_a_vanished_file_is_permanent_an_unreadable_one_temporary(
         store.download(folder.as_uri(), SHA, 10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no allowed artifact roots on the edge: a signed file:// URL may name any file "
-    "the agent can read (reported to the lead; see docs/security.md)",
+@pytest.mark.parametrize(
+    "target", ["/etc/hostname", "{root}/../outside.onnx", "{root}/link-out.onnx"]
 )
-def test_a_file_url_outside_the_artifact_roots_is_refused(
-    store: ArtifactStore, tmp_path: Path
+def test_with_artifact_roots_a_file_url_outside_them_is_refused(
+    tmp_path: Path, target: str
 ) -> None:
+    """`linefleet edge run --artifact-root DIR`: `..` and symlinks out of DIR do not help."""
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    (tmp_path / "outside.onnx").write_bytes(b"secret")
+    (root / "link-out.onnx").symlink_to(tmp_path / "outside.onnx")
+    path = Path(target.format(root=root))
+    store = ArtifactStore(tmp_path / "models", reserve_bytes=0, file_roots=[root])
+    with pytest.raises(ArtifactError) as refused:
+        store.download(f"file://{path}", SHA, 6)
+    assert refused.value.reason == "outside-artifact-roots"
+    assert store.partial_size(SHA) == 0
+
+
+def test_without_artifact_roots_a_signed_file_url_may_name_any_readable_file(
+    store: ArtifactStore,
+) -> None:
+    """The default (no --artifact-root): documented as an open gap in docs/security.md."""
     outside = Path("/etc/hostname")
     if not outside.is_file():
         pytest.skip("no /etc/hostname here")
     data = outside.read_bytes()
-    with pytest.raises(ArtifactError):
-        store.download(outside.as_uri(), hashlib.sha256(data).hexdigest(), len(data))
+    sha = hashlib.sha256(data).hexdigest()
+    store.download(outside.as_uri(), sha, len(data))
+    store.verify(sha, len(data), resumed=False)
+    assert store.has(sha)  # copied, though never activated unless it loads as the model
 
 
 @pytest.mark.parametrize(
