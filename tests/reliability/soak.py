@@ -301,7 +301,8 @@ class Soak:
         self.broker.start()
         since = time.monotonic()
         self.publish(day[2])
-        self._fault("broker-restart", f"broker down 2 s, then '{day[2].name}'", 0, since)
+        detail = f"central broker down 2 s, then '{day[2].name}'"
+        self._fault("broker-restart", detail, len(self.expected), since)
 
         # 2. Power cuts: real edges and some simulated devices SIGKILLed; a publish meanwhile.
         victims = self._pick(self.cfg.fault_fraction)
@@ -519,7 +520,12 @@ def render(result: Result, command: str) -> str:
         f"- Started {result.started} (machine clock), ran {result.duration_seconds:.0f} s; "
         f"load average at the end {result.load_average[0]} (2 cores)",
         f"- Devices: {c.devices + c.edges} = {c.edges} real `linefleet edge run` processes "
-        f"+ {c.devices} simulated protocol clients, 2 sites, 1 Mosquitto",
+        f"+ {c.devices} simulated protocol clients, 2 sites; "
+        + (
+            "a central Mosquitto and plant-b's site broker bridged to it"
+            if c.bridged_site
+            else "1 Mosquitto"
+        ),
         f"- {result.generations} generations published ({c.cycles} x the "
         f"{len(fleetdocs.DAY)}-step day: rollout, shadow, canary, promotion, rollback, new model)",
         "- Faults by kind: " + ", ".join(f"{k} x{n}" for k, n in sorted(faults.items())),
