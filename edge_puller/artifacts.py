@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from edge_puller.atomic import fsync_dir
+from linefleet_core.atomic import fsync_dir
 from linefleet_core.errors import PermanentError, TemporaryError
 
 CHUNK = 256 * 1024

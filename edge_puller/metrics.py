@@ -22,41 +22,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge_puller.engine import Decision
 from edge_puller.runtime import Frame
-
-STATS_WIDTH = 160
-STAT_KEYS = ("brightness", "contrast", "sharpness", "red_balance", "blue_balance")
-
-
-def input_stats(frame: Frame) -> dict[str, float]:
-    height, width = frame.shape[:2]
-    if width > STATS_WIDTH:
-        scale = STATS_WIDTH / width
-        size = (STATS_WIDTH, max(1, int(height * scale)))
-        frame = np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
-    blue, green, red = (float(frame[:, :, i].mean()) for i in range(3))
-    green = max(green, 1e-6)
-    return {
-        "brightness": float(grey.mean()),
-        "contrast": float(grey.std()),
-        "sharpness": float(cv2.Laplacian(grey, cv2.CV_32F).var()),
-        "red_balance": red / green,
-        "blue_balance": blue / green,
-    }
-
-
-def drift_score(current: dict[str, float], reference: dict[str, float]) -> float:
-    keys = [k for k in current if k in reference]
-    if not keys:
-        return 0.0
-    return max(
-        min(1.0, abs(current[k] - reference[k]) / max(abs(reference[k]), 1e-6)) for k in keys
-    )
+from linefleet_core.framestats import STAT_KEYS, drift_score, frame_stats
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -107,7 +77,7 @@ class LineMetrics:
     def observe(self, decision: Decision, frame: Frame | None = None) -> None:
         stats = None
         if frame is not None and self._window.frames % self.stats_every == 0:
-            stats = input_stats(frame)
+            stats = frame_stats(frame)
         with self._lock:
             self._observe(decision, stats)
 

@@ -21,9 +21,9 @@ from typing import Literal
 
 import cv2
 
-from edge_puller.atomic import clean_temps, write_atomic
 from edge_puller.engine import Decision
 from edge_puller.runtime import Frame
+from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.fleet import TelemetryPolicy
 from linefleet_core.wire import FrameMeta, encode_frame
 

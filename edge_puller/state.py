@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_puller.atomic import clean_temps, write_atomic
 from edge_puller.target import CandidateSpec, ModelSpec, Target
+from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.errors import PermanentError
 
 STATE_FORMAT = 1

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
+from linefleet_core.atomic import write_atomic
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -44,16 +43,7 @@ def write_atomically(path: Path, text: str) -> None:
     folder = path.parent if str(path.parent) else Path()
     if not folder.is_dir():
         raise UsageError(f"--out {path}: no folder {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"))
 
 
 def run(ns: argparse.Namespace) -> int:

@@ -20,14 +20,13 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from linefleet_core import gitrepo
+from linefleet_core.atomic import write_atomic
 from linefleet_core.errors import PermanentError
 from linefleet_core.forge.base import (
     Comment,
@@ -156,21 +155,7 @@ class LocalForge:
     def _write(self, pull: LocalPull) -> LocalPull:
         path = self._path(pull.pr.number)
         data = json.dumps(pull.as_dict(), indent=2, ensure_ascii=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=self.store, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.store, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data.encode("utf-8"))
         return replace(pull, pr=replace(pull.pr, url=str(path)))
 
     def _now(self) -> str:

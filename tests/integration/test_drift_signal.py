@@ -11,17 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_puller.metrics import STAT_KEYS, drift_score, input_stats
 from factory_sim.drift import profile_at
 from factory_sim.profiles import DRIFT_KINDS, DriftEvent, LineProfile, line_profiles
 from factory_sim.render import frame_rng, render_frame
 from linefleet_core.fleet import HealthGates
+from linefleet_core.framestats import STAT_KEYS, drift_score, frame_stats
 
 GATE = HealthGates().max_drift_score
 
 
 def mean_stats(profile: LineProfile, base: LineProfile, seqs: range) -> dict[str, float]:
-    stats = [input_stats(render_frame(profile, "ok", frame_rng(1, base, i), 96)) for i in seqs]
+    stats = [frame_stats(render_frame(profile, "ok", frame_rng(1, base, i), 96)) for i in seqs]
     return {k: float(np.mean([s[k] for s in stats])) for k in STAT_KEYS}
 
 

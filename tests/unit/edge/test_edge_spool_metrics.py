@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from edge_puller.engine import Decision, Outcome
-from edge_puller.metrics import LineMetrics, drift_score, input_stats
+from edge_puller.metrics import LineMetrics
 from edge_puller.spool import Spool, keep_reason
 from linefleet_core.fleet import TelemetryPolicy
+from linefleet_core.framestats import drift_score, frame_stats
 from linefleet_core.wire import LineMetrics as WireLineMetrics
 from linefleet_core.wire import decode_frame
 
@@ -111,7 +112,7 @@ def test_metrics_window_reports_health_agreement_and_confusion() -> None:
     metrics.observe(_decision("scratch", candidate="ok"), FRAME)
     metrics.observe(_decision("ok", candidate="ok"), FRAME)
     metrics.observe(_decision("ok", candidate_error="boom"), FRAME)
-    snap = metrics.snapshot(input_stats(FRAME))
+    snap = metrics.snapshot(frame_stats(FRAME))
     assert snap["frames"] == 4
     assert snap["defect_rate"] == 0.25
     assert snap["defect_rate_by_class"] == {"scratch": 0.25}
@@ -128,7 +129,7 @@ def test_metrics_window_reports_health_agreement_and_confusion() -> None:
 
 def test_input_stats_and_drift() -> None:
     dark = np.full((480, 640, 3), 40, dtype=np.uint8)
-    stats = input_stats(dark)
+    stats = frame_stats(dark)
     assert abs(stats["brightness"] - 40 / 255) < 1e-3
     assert stats["contrast"] < 1e-3 and stats["sharpness"] < 1e-6
     assert abs(stats["red_balance"] - 1.0) < 1e-6

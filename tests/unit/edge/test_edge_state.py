@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_puller.atomic import clean_temps, write_atomic
 from edge_puller.state import ActiveLine, Failure, LocalState, StateStore
 from edge_puller.target import CandidateSpec, ModelSpec
+from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.errors import PermanentError
 from tests.unit.edge.helpers import target
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.framestats import frame_stats, reference_stats
+from linefleet_core.framestats import frame_stats
+from trainer.framestats import reference_stats
 
 
 def test_stats_of_a_flat_frame_follow_the_documented_formulas() -> None:

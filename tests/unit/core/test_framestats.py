@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from factory_sim.stats import frame_stats
+from linefleet_core.framestats import frame_stats
 
 
 def test_statistics_of_a_plain_frame() -> None:

@@ -1,7 +1,9 @@
 """Crash-safe file writes: temp file, fsync, rename, directory fsync.
 
 A reader sees either the old content or the new one, never a mix, whatever moment the power
-goes. Temp files carry a recognisable suffix so start-up can remove the ones a crash left.
+goes. Temp files carry a recognisable suffix so start-up can remove the ones a crash left
+(`clean_temps`); an exception while writing removes its own temp file. Used by the edge's state
+and spool, the local forge, and every command that writes a file a user keeps.
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
