@@ -121,9 +121,9 @@ LOAD_AT_START = os.getloadavg()[0]
 
 
 def main() -> int:
+    from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
     from reconciler.compile import compile_fleet
-    from reconciler.mqtt import BrokerAddress
     from reconciler.publish import load_revision, publish, sign_all
     from tests.support.mosquitto import Mosquitto
 

@@ -13,56 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import ssl
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from edge_puller.backoff import Backoff
 from edge_puller.outbox import Outbox
 from edge_puller.spool import Spool
-from linefleet_core.errors import UsageError
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.wire import Channel, client_id, online_payload, topic
 
-USERNAME_ENV = "LINEFLEET_MQTT_USERNAME"
-PASSWORD_ENV = "LINEFLEET_MQTT_PASSWORD"
-CA_ENV = "LINEFLEET_MQTT_CA"
 PUBACK_TIMEOUT = 5.0
 log = logging.getLogger("linefleet.edge")
-
-
-@dataclass(frozen=True)
-class Broker:
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> Broker:
-        """`mqtt://HOST[:1883]` or `mqtts://HOST[:8883]`; credentials in the URL or environment."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise UsageError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise UsageError(f"--broker {url!r}: bad port") from None
-        username = unquote(parts.username) if parts.username else os.environ.get(USERNAME_ENV)
-        password = unquote(parts.password) if parts.password else os.environ.get(PASSWORD_ENV)
-        return cls(parts.hostname, port, tls, username, password, os.environ.get(CA_ENV))
 
 
 class Link:
     def __init__(
         self,
-        broker: Broker,
+        broker: BrokerAddress,
         site: str,
         device: str,
         on_desired: Callable[[bytes], None],
@@ -98,10 +66,7 @@ class Link:
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.will_set(self.online_topic, online_payload(False), qos=1, retain=True)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            client.tls_set(ca_certs=broker.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

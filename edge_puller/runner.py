@@ -22,9 +22,10 @@ from typing import IO, Any
 
 from edge_puller.agent import Agent
 from edge_puller.frames import open_source
-from edge_puller.link import Broker, Link
+from edge_puller.link import Link
 from edge_puller.report import AGENT
 from linefleet_core.errors import UsageError
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import TrustedKeys
 
 
@@ -32,7 +33,7 @@ from linefleet_core.signing import TrustedKeys
 class RunOptions:
     site: str
     device: str
-    broker: Broker
+    broker: BrokerAddress
     state_dir: Path
     frames: str
     trusted_keys: TrustedKeys

@@ -8,50 +8,16 @@ A session re-subscribes on every (re)connect. Network failures become `Temporary
 
 from __future__ import annotations
 
-import os
 import queue
 import ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from linefleet_core.errors import PermanentError, TemporaryError, UsageError
-
-USERNAME_ENV = "LINEFLEET_MQTT_USERNAME"
-PASSWORD_ENV = "LINEFLEET_MQTT_PASSWORD"
-CA_ENV = "LINEFLEET_MQTT_CA"
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """`mqtt://HOST[:1883]` or `mqtts://HOST[:8883]`, credentials in the URL or environment."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise UsageError(f"--broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise UsageError(f"--broker {url!r}: bad port") from None
-        username = unquote(parts.username) if parts.username else os.environ.get(USERNAME_ENV)
-        password = unquote(parts.password) if parts.password else os.environ.get(PASSWORD_ENV)
-        return cls(parts.hostname, port, tls, username, password, os.environ.get(CA_ENV))
+from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
 
 
 @dataclass(frozen=True)
@@ -102,10 +68,7 @@ class Session:
         )
         client.max_inflight_messages_set(0)  # 0: no client-side limit (the broker has none)
         client.max_queued_messages_set(0)
-        if address.username:
-            client.username_pw_set(address.username, address.password)
-        if address.tls:
-            client.tls_set(ca_certs=address.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        address.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
 from reconciler.compile import compile_fleet, document_body
-from reconciler.mqtt import BrokerAddress, Outgoing, Session, retained_snapshot
+from reconciler.mqtt import Outgoing, Session, retained_snapshot
 
 
 @dataclass(frozen=True)

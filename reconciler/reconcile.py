@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
 from reconciler import rollback
 from reconciler.compile import CompileError, compile_fleet
-from reconciler.mqtt import BrokerAddress, Session
+from reconciler.mqtt import Session
 from reconciler.observed import Accepted, Observations
 from reconciler.publish import Result, Revision, Signed, load_revision, publish, sign_all
 from reconciler.status import fleet_status

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import threading
 import time
-from urllib.parse import urlsplit
+from typing import Any
 
 from linefleet_core import wire
-from linefleet_core.errors import TemporaryError, UsageError
+from linefleet_core.errors import TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
 
 CLIENT_ID = "linefleet-trainer-ingest"
 
 
-def parse_broker(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT]")
-    return parts.hostname, parts.port or 1883
+def _connect(client: Any, url: str) -> str:
+    """Connect `client` to the broker at `url` (credentials and TLS as every client of ours)."""
+    address = BrokerAddress.parse(url)
+    address.configure(client)
+    try:
+        client.connect(address.host, address.port, keepalive=30)
+    except OSError as exc:
+        raise TemporaryError(f"broker {address.url} unreachable: {exc}") from None
+    return address.url
 
 
 def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
@@ -28,7 +33,6 @@ def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    host, port = parse_broker(url)
     events: list[bytes] = []
     frames: list[bytes] = []
     subscribed = threading.Event()
@@ -64,14 +68,11 @@ def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise TemporaryError(f"broker {host}:{port} unreachable: {exc}") from None
+    where = _connect(client, url)
     client.loop_start()
     try:
         if not subscribed.wait(10):
-            raise TemporaryError(f"broker {host}:{port}: no SUBACK within 10 s")
+            raise TemporaryError(f"broker {where}: no SUBACK within 10 s")
         time.sleep(seconds)
     finally:
         client.disconnect()
@@ -87,7 +88,6 @@ def read_drift(url: str, seconds: float = 1.0) -> dict[str, float]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    host, port = parse_broker(url)
     states: dict[str, bytes] = {}
     lock = threading.Lock()
 
@@ -101,10 +101,7 @@ def read_drift(url: str, seconds: float = 1.0) -> dict[str, float]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{CLIENT_ID}-drift")
     client.on_connect = on_connect
     client.on_message = on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise TemporaryError(f"broker {host}:{port} unreachable: {exc}") from None
+    _connect(client, url)
     client.loop_start()
     try:
         time.sleep(seconds)

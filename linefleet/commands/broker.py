@@ -74,9 +74,9 @@ def _read_credentials(path: Path) -> dict[str, str]:
 
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core import spec as fleetspec
+    from linefleet_core.mqtturl import BrokerAddress
     from reconciler import broker
     from reconciler.check import load_checked
-    from reconciler.mqtt import BrokerAddress
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")

@@ -78,8 +78,8 @@ def _site_and_device(device: str, site: str | None) -> tuple[str, str]:
 
 
 def run_agent(ns: argparse.Namespace) -> int:
-    from edge_puller.link import Broker
     from edge_puller.runner import RunOptions, run
+    from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import load_trusted_keys
 
     site, device = _site_and_device(ns.device, ns.site)
@@ -96,7 +96,7 @@ def run_agent(ns: argparse.Namespace) -> int:
     options = RunOptions(
         site=site,
         device=device,
-        broker=Broker.parse(ns.broker),
+        broker=BrokerAddress.parse(ns.broker),
         state_dir=ns.state_dir,
         frames=ns.frames,
         trusted_keys=keys,

@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
+    from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.mqtt import BrokerAddress
     from reconciler.publish import default_artifact_base
     from reconciler.reconcile import Reconciler, Settings, TickOutcome
 

@@ -49,8 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
     from linefleet_core import spec as fleetspec
+    from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.wire import Channel, DesiredState, topic_filter
-    from reconciler.mqtt import BrokerAddress, retained_snapshot
+    from reconciler.mqtt import retained_snapshot
     from reconciler.observed import Accepted, Observations, classify
     from reconciler.status import fleet_status
     from reconciler.store import DB_NAME, Store

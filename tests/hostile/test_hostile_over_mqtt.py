@@ -22,9 +22,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_puller.link import Broker
 from edge_puller.runner import RunOptions, run
-from reconciler.mqtt import BrokerAddress, Session
+from linefleet_core.mqtturl import BrokerAddress
+from reconciler.mqtt import Session
 from reconciler.observed import Observations
 from tests.hostile import wire_corpus as wc
 from tests.support.mosquitto import Mosquitto
@@ -86,7 +86,7 @@ def _edge_refuses(
     options = RunOptions(
         site=wc.SITE,
         device=wc.DEVICE,
-        broker=Broker.parse(broker.url),
+        broker=BrokerAddress.parse(broker.url),
         state_dir=tmp_path / "state",
         frames=str(tmp_path / "no-frames"),
         trusted_keys={wc.KEY.key_id: wc.KEY.public},

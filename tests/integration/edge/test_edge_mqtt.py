@@ -15,9 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_puller.link import Broker
 from edge_puller.runner import RunOptions, run
 from edge_puller.target import ModelSpec
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import decode_frame
 from tests.support.mosquitto import Mosquitto
@@ -86,7 +86,7 @@ class Device:
         options = RunOptions(
             site="plant",
             device="dev-1",
-            broker=Broker.parse(broker.url),
+            broker=BrokerAddress.parse(broker.url),
             state_dir=tmp / "state",
             frames=str(self.frames),
             trusted_keys={KEY.key_id: KEY.public},

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_puller.link import Broker
 from edge_puller.runner import RunOptions, run
 from linefleet.cli import main
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
@@ -94,7 +94,7 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
         options = RunOptions(
             site="toledo",
             device="toledo-edge-1",
-            broker=Broker.parse(broker.url),
+            broker=BrokerAddress.parse(broker.url),
             state_dir=tmp_path / "state",
             frames=str(frames),
             trusted_keys=load_trusted_keys([Path(keys["public_key"])]),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify
-from reconciler.mqtt import BrokerAddress
 from reconciler.publish import Result, load_revision, publish
 from tests.integration.mqtt.conftest import retained
 from tests.support import minifleet

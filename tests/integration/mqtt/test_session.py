@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from linefleet_core.errors import PermanentError, TemporaryError
-from reconciler.mqtt import BrokerAddress, Outgoing, Session, retained_snapshot
+from linefleet_core.mqtturl import BrokerAddress
+from reconciler.mqtt import Outgoing, Session, retained_snapshot
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,9 @@ from cryptography.x509.oid import NameOID
 
 from linefleet.cli import main
 from linefleet_core.errors import TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.mqtt import BrokerAddress, retained_snapshot
+from reconciler.mqtt import retained_snapshot
 from tests.support.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.mqtt import BrokerAddress
 from reconciler.reconcile import Reconciler, Settings, backoff
 from tests.support import minifleet
 from tests.support.mosquitto import free_port
