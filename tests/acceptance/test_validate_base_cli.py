@@ -8,20 +8,18 @@ from pathlib import Path
 import pytest
 
 from linefleet.cli import main
-from tests.support.minifleet import commit_all, edit_rollout, init_repo, write_minifleet
+from tests.support import minifleet
+from tests.support.minifleet import edit_rollout, write_minifleet
 
 pytestmark = pytest.mark.acceptance
-QUIET = "2026-11-03T12:00:00Z"
-IN_FREEZE = "2026-12-23T12:00:00Z"
-TO_CANARY = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+QUIET = minifleet.QUIET.isoformat()
+IN_FREEZE = minifleet.IN_FREEZE.isoformat()
+TO_CANARY = minifleet.TO_CANARY
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    write_minifleet(tmp_path)
-    init_repo(tmp_path)
-    commit_all(tmp_path, "the mini fleet")
-    return tmp_path
+    return minifleet.committed_minifleet(tmp_path)
 
 
 def run(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> tuple[int, str, str]:

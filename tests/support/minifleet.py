@@ -40,6 +40,12 @@ from linefleet_core.validation import check
 
 API = "linefleet.io/v1"
 FIXED_DATE = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+# Tue 2026-11-03 12:00 UTC = 07:00 in Toledo (no window) and 13:00 in Dresden (window open).
+QUIET = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
+# Inside Toledo's year-end freeze (2026-12-20 -> 2027-01-04).
+IN_FREEZE = dt.datetime(2026, 12, 23, 12, 0, tzinfo=dt.UTC)
+# The next step for a line with surface-cnn@3 in shadow.
+TO_CANARY = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
 
 
 def _camera(cam_id: str, side: str = "top") -> dict[str, Any]:
@@ -332,6 +338,14 @@ def init_repo(root: Path) -> Any:
         cfg.set_value("user", "email", "fleet-tester@example.com")
         cfg.set_value("commit", "gpgsign", "false")
     return repo
+
+
+def committed_minifleet(root: Path) -> Path:
+    """The mini fleet written to `root` as a git repository with one commit."""
+    write_minifleet(root)
+    init_repo(root)
+    commit_all(root, "the mini fleet")
+    return root
 
 
 def commit_all(root: Path, message: str) -> str:

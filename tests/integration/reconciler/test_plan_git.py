@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,26 @@ from reconciler.check import validate
 from reconciler.plan import Action
 from reconciler.policy import Verdict
 from reconciler.revisions import plan_revisions
-from tests.support.minifleet import commit_all, edit_rollout, init_repo, line_file, write_minifleet
+from tests.support.minifleet import (
+    QUIET,
+    TO_CANARY,
+    commit_all,
+    committed_minifleet,
+    edit_rollout,
+    init_repo,
+    line_file,
+    write_minifleet,
+)
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
-TO_CANARY = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+NOW = QUIET
 
 
 @pytest.fixture
 def clone(tmp_path: Path) -> tuple[Path, Any]:
     """A working clone whose `origin/main` holds the mini fleet, like a CI checkout of a PR."""
     seed = tmp_path / "seed"
-    write_minifleet(seed)
-    init_repo(seed)
-    commit_all(seed, "the mini fleet")
+    committed_minifleet(seed)
     remote = tmp_path / "fleet.git"
     git.Repo.clone_from(seed, remote, bare=True)
     work = tmp_path / "work"

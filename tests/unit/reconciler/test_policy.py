@@ -14,14 +14,11 @@ import pytest
 from linefleet_core.fleet import Site
 from reconciler import policy, windows
 from reconciler.policy import Move, Verdict
-from tests.support.minifleet import documents, line_rel, load_docs
+from tests.support.minifleet import IN_FREEZE, QUIET, documents, line_rel, load_docs
 
 Docs = dict[str, Any]
 MODELS = "fleet/models/surface-cnn.yaml"
 POLICY = "fleet/policy.yaml"
-# Tue 2026-11-03 12:00 UTC = 07:00 in Toledo (no window) and 13:00 in Dresden (window open).
-QUIET = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
-IN_FREEZE = dt.datetime(2026, 12, 23, 12, 0, tzinfo=dt.UTC)
 
 
 def rollout(docs: Docs, key: str) -> dict[str, Any]:
