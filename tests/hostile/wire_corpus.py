@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from linefleet_core.signing import Refusal, SigningKey, canonical_json, content_hash
 from linefleet_core.wire import MAX_DESIRED_BYTES, MAX_EVENT_BYTES, MAX_REPORTED_BYTES, Applied
+from tests.support.wiredocs import desired_envelope
 
 SITE, DEVICE, OTHER = "plant", "dev-1", "dev-2"
 KEY = SigningKey.generate()
@@ -65,16 +66,7 @@ def line_spec(
 def document(generation: int = HELD + 1, device: str = DEVICE, **line: Any) -> dict[str, Any]:
     """An unsigned, well-formed desired state (content hash correct)."""
     spec = {"heartbeat_seconds": 60, "lines": [line_spec(**line)]}
-    return {
-        "protocol": 1,
-        "kind": "DesiredState",
-        "site": SITE,
-        "device": device,
-        "generation": generation,
-        "commit": f"{generation:040x}",
-        "content_hash": content_hash(spec),
-        "spec": spec,
-    }
+    return desired_envelope(SITE, device, generation, spec)
 
 
 def signed(doc: dict[str, Any], key: SigningKey = KEY) -> bytes:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linefleet_core.signing import SigningKey, canonical_json, content_hash
+from linefleet_core.signing import SigningKey, canonical_json
 from tests.support.onnx_models import CLASSES, BuiltModel, write_model
+from tests.support.wiredocs import desired_envelope
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,7 @@ def desired(
 ) -> tuple[bytes, str]:
     """The signed payload and its content hash."""
     spec = {"heartbeat_seconds": heartbeat, "lines": [line_spec(site, step, models)]}
-    doc = {
-        "protocol": 1,
-        "kind": "DesiredState",
-        "site": site,
-        "device": device,
-        "generation": generation,
-        "commit": f"{generation:040x}",
-        "content_hash": content_hash(spec),
-        "spec": spec,
-    }
+    doc = desired_envelope(site, device, generation, spec)
     return canonical_json(key.sign(doc)), str(doc["content_hash"])
 
 

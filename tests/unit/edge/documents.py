@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from edge_puller.target import ModelSpec
-from linefleet_core.signing import SigningKey, canonical_json, content_hash
+from linefleet_core.signing import SigningKey, canonical_json
+from tests.support.wiredocs import desired_envelope
 
 LINE = "plant/line-1"
 TAXONOMY = {"ref": "surface-defects@1", "classes": ["ok", "scratch", "dent"]}
@@ -68,14 +69,5 @@ def desired(
     heartbeat_seconds: int = 60,
 ) -> bytes:
     spec = {"heartbeat_seconds": heartbeat_seconds, "lines": list(lines)}
-    doc = {
-        "protocol": 1,
-        "kind": "DesiredState",
-        "site": site,
-        "device": device,
-        "generation": generation,
-        "commit": f"{generation:040x}",
-        "content_hash": content_hash(spec),
-        "spec": spec,
-    }
+    doc = desired_envelope(site, device, generation, spec)
     return canonical_json(key.sign(doc) if key else doc)
