@@ -10,31 +10,23 @@ pointer swap rather than a reload.
 - `canary`: the candidate decides a fixed, frame-id-hashed share of frames (the serving model
   still runs on those frames, so agreement is measured and a candidate error costs nothing).
 - Safety net: a candidate that raises is dropped on the spot (`fallback` event). A candidate
-  past a health gate is dropped too (`rollback` event, `reason` = the gate): p95 latency over
-  `max_latency_p95_ms` (shadow and canary: a slow shadow slows every frame), and in canary,
-  after `MIN_GATE_FRAMES` of its frames, agreement with the serving model below
-  `min_shadow_agreement` or a defect rate higher than the serving model's on the same frames
-  by more than `max_defect_rate_jump`. The reconciler then writes the rollback to git.
+  past a health gate over its rolling window of recent frames (`edge_puller/gates.py`) is
+  dropped too (`rollback` event, `reason` = the gate). The reconciler then writes the
+  rollback to git.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import queue
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import numpy as np
-
+from edge_puller.gates import GateWindow, Sample, judge
 from edge_puller.runtime import Frame, LoadedModel, Prediction, Tensor, preprocess
 from edge_puller.target import Stage
 from linefleet_core.fleet import HealthGates
-
-MIN_LATENCY_SAMPLES = 20
-LATENCY_WINDOW = 200
-MIN_GATE_FRAMES = 50
 
 
 @dataclass(frozen=True)
@@ -122,47 +114,11 @@ def in_canary(frame_id: str, fraction: float) -> bool:
     return int.from_bytes(digest, "big") / 2.0**64 < fraction
 
 
-@dataclass
-class _CandidateWatch:
-    latencies: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW)
-    )
-    frames: int = 0
-    agreements: int = 0
-    candidate_defects: int = 0
-    serving_defects: int = 0
-
-    def gate(self, models: LineModels, ref: str) -> tuple[str, str] | None:
-        """The first health gate the candidate is past, as (gate, message), or None."""
-        gates = models.gates
-        if len(self.latencies) >= MIN_LATENCY_SAMPLES:
-            p95 = float(np.percentile(np.fromiter(self.latencies, dtype=np.float64), 95))
-            if p95 > gates.max_latency_p95_ms:
-                return "max_latency_p95_ms", (
-                    f"{ref} p95 latency {p95:.2f} ms > {gates.max_latency_p95_ms:g} ms"
-                )
-        if models.stage != "canary" or self.frames < MIN_GATE_FRAMES:
-            return None
-        agreement = self.agreements / self.frames
-        if agreement < gates.min_shadow_agreement:
-            return "min_shadow_agreement", (
-                f"{ref} agrees with the serving model on {agreement:.1%} of {self.frames} "
-                f"frames < {gates.min_shadow_agreement:.0%}"
-            )
-        jump = (self.candidate_defects - self.serving_defects) / self.frames
-        if jump > gates.max_defect_rate_jump:
-            return "max_defect_rate_jump", (
-                f"{ref} defect rate is {jump:.1%} above the serving model's "
-                f"> {gates.max_defect_rate_jump:.1%}"
-            )
-        return None
-
-
 class Engine:
     def __init__(self) -> None:
         self._lines: dict[str, LineModels] = {}
         self._swap = threading.Lock()  # writers only; `infer` reads the reference lock-free
-        self._watch: dict[str, _CandidateWatch] = {}
+        self._watch: dict[str, GateWindow] = {}
         self.events: queue.Queue[EngineEvent] = queue.Queue()
 
     def lines(self) -> dict[str, LineModels]:
@@ -170,7 +126,7 @@ class Engine:
 
     def activate(self, models: LineModels) -> None:
         """Switch a line to `models` at once (one reference swap; no frame waits)."""
-        self._watch[models.key] = _CandidateWatch()
+        self._watch[models.key] = GateWindow()
         with self._swap:
             self._lines = {**self._lines, models.key: models}
 
@@ -247,15 +203,18 @@ class Engine:
             message = f"{candidate.spec.ref} raised: {exc}"
             self._drop(models, "fallback", "candidate-error", message)
             return None, message
-        watch = self._watch.setdefault(models.key, _CandidateWatch())
-        watch.latencies.append(outcome.latency_ms)
-        watch.frames += 1
-        watch.agreements += outcome.label == served.label
-        watch.candidate_defects += outcome.label != "ok"
-        watch.serving_defects += served.label != "ok"
-        crossed = watch.gate(models, candidate.spec.ref)
+        window = self._watch.setdefault(models.key, GateWindow())
+        window.add(
+            Sample(
+                latency_ms=outcome.latency_ms,
+                agrees=outcome.label == served.label,
+                candidate_defect=outcome.label != "ok",
+                serving_defect=served.label != "ok",
+            )
+        )
+        crossed = judge(window, models.gates, models.stage, candidate.spec.ref)
         if crossed is not None:
-            self._drop(models, "rollback", *crossed)
+            self._drop(models, "rollback", crossed.gate, crossed.message)
         return outcome, ""
 
     def _drop(self, models: LineModels, kind: str, reason: str, message: str) -> None:

@@ -5,8 +5,9 @@ makes test outcomes predictable:
 
     image [1, C, H, W] --ReduceMean(H, W)--> [1, C] --MatMul W--> +b --Softmax--> probabilities
 
-With the default weights a bright frame (mean > 0.5) is `ok` and a dark one is `scratch`;
-`invert=True` swaps that (a candidate that disagrees with the incumbent everywhere).
+With the default weights a bright frame (mean > `threshold`, 0.5) is `ok` and a dark one is
+`scratch`; `invert=True` swaps that (a candidate that disagrees with the incumbent everywhere),
+another `threshold` moves the boundary (a candidate that disagrees only on some frames).
 `crash_above` adds a Reshape that fails at inference when the frame mean exceeds it (a model
 that loads and passes its smoke test, then raises on some frames). `classes` lets a test build
 a model whose output size does not match the taxonomy; `pad_bytes` makes the file bigger.
@@ -44,17 +45,18 @@ def build(
     height: int = 32,
     width: int = 32,
     invert: bool = False,
+    threshold: float = 0.5,
     crash_above: float | None = None,
     pad_bytes: int = 0,
 ) -> bytes:
     k = len(classes)
     sign = -1.0 if invert else 1.0
-    # logits: ok = 10 (m - 0.5), scratch = -10 (m - 0.5), others fixed low
+    # logits: ok = 10 (m - threshold), scratch = -10 (m - threshold), others fixed low
     weight = np.zeros((channels, k), dtype=np.float32)
     weight[:, 0] = sign * 10.0 / channels
     weight[:, 1] = -sign * 10.0 / channels
     bias = np.full((k,), -3.0, dtype=np.float32)
-    bias[0], bias[1] = -sign * 5.0, sign * 5.0
+    bias[0], bias[1] = -sign * 10.0 * threshold, sign * 10.0 * threshold
     nodes = [
         helper.make_node("ReduceMean", ["image"], ["mean"], axes=[2, 3], keepdims=0),
         helper.make_node("MatMul", ["mean", "weight"], ["scaled"]),

@@ -6,7 +6,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_puller.engine import MIN_GATE_FRAMES, Engine, LineModels, in_canary
+from edge_puller.engine import Engine, LineModels, in_canary
+from edge_puller.gates import MIN_GATE_FRAMES
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError, load_model, preprocess
 from edge_puller.target import ModelSpec
 from linefleet_core.fleet import HealthGates
