@@ -88,6 +88,8 @@ class Agent:
         self.waiting = ""
         self.error = ""
         self.removed = False
+        self.frames_problem = ""  # why no frames come in (a camera gone), "" while they do
+        self._frames_reported = ""
         self.backoff = Backoff()
         self._last_report = float("-inf")
         self.lock = threading.Lock()
@@ -111,6 +113,11 @@ class Agent:
         if spool is not None:
             spool.consider(decision, frame, self.site, self.device, dt.datetime.now(dt.UTC))
         return decision
+
+    def frames_trouble(self, message: str) -> None:
+        """Called by the frame loop: why frames stopped coming in (`""` once they flow again)."""
+        self.frames_problem = message
+        self.wake.set()
 
     def unreadable(self, line: str | None = None) -> None:
         """Count a frame that could not be decoded (it is reported, never decided)."""
@@ -146,7 +153,9 @@ class Agent:
             self.report()
         target = self.state.target
         heartbeat = target.heartbeat_seconds if target else 60
-        if self.clock() - self._last_report >= heartbeat:
+        if self.frames_problem != self._frames_reported or (
+            self.clock() - self._last_report >= heartbeat
+        ):
             self.report()
         return IDLE_TICK
 
@@ -227,6 +236,7 @@ class Agent:
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
     def report(self) -> None:
+        self._frames_reported = self.frames_problem
         document = fit(build_report(self))
         ReportedState.model_validate_json(document)  # never send what the protocol refuses
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)

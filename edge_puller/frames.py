@@ -2,36 +2,58 @@
 
 Each yields `(frame_id, frame)` with `frame` an 8-bit BGR image as OpenCV decodes it. An
 unreadable file is yielded as `(frame_id, None)` so the caller can count and report it; it
-never stops inspection. A directory source keeps watching for new files until stopped; a video
-or camera source ends when the stream does.
+never stops inspection. A directory source keeps watching for new files until stopped.
+
+Cameras and video files share one capture loop over `cv2.VideoCapture`. A video file is
+opened at once (a file OpenCV cannot read is a usage error) and ends with its stream. A
+camera is a device that comes and goes (a USB cable): when it cannot be opened or stops
+delivering frames, the loop says why through `on_problem`, waits (capped backoff) and opens
+it again until stopped, so the agent around it keeps converging and reporting. `on_problem`
+is called once per change of the message, with `""` when frames flow again.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge_puller.backoff import Backoff
 from edge_puller.runtime import Frame
 from linefleet_core.errors import UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
 POLL_SECONDS = 0.2
+CAMERA_RETRY_CAP = 10.0
+log = logging.getLogger("linefleet.edge")
+
+Frames = Iterator[tuple[str, Frame | None]]
+ProblemSink = Callable[[str], None]
 
 
-def open_source(source: str, stop: threading.Event) -> Iterator[tuple[str, Frame | None]]:
+def _ignore(_message: str) -> None:
+    return None
+
+
+def open_source(source: str, stop: threading.Event, on_problem: ProblemSink = _ignore) -> Frames:
     """The frames of SOURCE: a directory, a video file or a camera index."""
     if source.isdigit():
-        return _capture(int(source), f"camera{source}", stop)
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no warning per retry
+        return capture_loop(int(source), f"camera{source}", stop, on_problem, reopen=True)
     path = Path(source)
     if path.is_dir():
         return _directory(path, stop)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        return _capture(str(path), path.stem, stop)
+        video = cv2.VideoCapture(str(path))
+        if not video.isOpened():
+            video.release()
+            raise UsageError(f"--frames {source}: OpenCV cannot read this video file")
+        return capture_loop(str(path), path.stem, stop, on_problem, reopen=False, opened=video)
     if path.is_file():
         raise UsageError(
             f"--frames {source}: not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})"
@@ -48,7 +70,7 @@ def _read_image(path: Path) -> Frame | None:
     return None if image is None else np.asarray(image, dtype=np.uint8)
 
 
-def _directory(folder: Path, stop: threading.Event) -> Iterator[tuple[str, Frame | None]]:
+def _directory(folder: Path, stop: threading.Event) -> Frames:
     seen: set[str] = set()
     while not stop.is_set():
         fresh = sorted(
@@ -63,19 +85,58 @@ def _directory(folder: Path, stop: threading.Event) -> Iterator[tuple[str, Frame
             stop.wait(POLL_SECONDS)
 
 
-def _capture(
-    device: int | str, name: str, stop: threading.Event
-) -> Iterator[tuple[str, Frame | None]]:
-    capture = cv2.VideoCapture(device)
-    if not capture.isOpened():
-        raise UsageError(f"--frames {device}: OpenCV cannot open it")
+def capture_loop(
+    device: int | str,
+    name: str,
+    stop: threading.Event,
+    on_problem: ProblemSink = _ignore,
+    *,
+    reopen: bool,
+    opened: cv2.VideoCapture | None = None,
+    backoff: Backoff | None = None,
+) -> Frames:
+    """Frames read from `cv2.VideoCapture(device)`, named `<name>-<n>` (n counts on across
+    reopenings). With `reopen` (a camera), a failed open or read is reported and retried until
+    `stop`; without it (a video file), the loop ends when the stream does."""
+    retry = backoff or Backoff(base=1.0, cap=CAMERA_RETRY_CAP)
+    capture = opened
+    problem = ""
     index = 0
+
+    def trouble(message: str) -> None:
+        nonlocal problem
+        if message != problem:
+            if message:
+                log.warning("%s", message)
+            else:
+                log.info("frames %s: frames are coming in again", name)
+            problem = message
+            on_problem(message)
+
     try:
         while not stop.is_set():
+            if capture is None:
+                capture = cv2.VideoCapture(device)
+                if not capture.isOpened():
+                    capture.release()
+                    capture = None
+                    trouble(f"frames {name}: OpenCV cannot open {device!r}; retrying")
+                    stop.wait(retry.next())
+                    continue
             ok, frame = capture.read()
-            if not ok:
-                return
+            if not ok or frame is None:
+                capture.release()
+                capture = None
+                if not reopen:
+                    return
+                trouble(f"frames {name}: {device!r} stopped delivering frames; reopening")
+                stop.wait(retry.next())
+                continue
+            if problem:
+                trouble("")
+                retry.reset()
             index += 1
             yield f"{name}-{index:08d}", np.asarray(frame, dtype=np.uint8)
     finally:
-        capture.release()
+        if capture is not None:
+            capture.release()

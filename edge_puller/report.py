@@ -40,7 +40,7 @@ def build_report(agent: Agent) -> bytes:
         ).model_dump()
     keys = sorted(set(target.lines if target else ()) | set(state.active))
     lines = [_line_status(agent, key) for key in keys]
-    error = agent.error or agent.waiting
+    error = "; ".join(text for text in (agent.error or agent.waiting, agent.frames_problem) if text)
     if agent.removed:
         error = "removed from the fleet"
     body = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_puller.agent import Agent
-from edge_puller.frames import open_source
+from edge_puller.frames import Frames, open_source
 from edge_puller.link import Link
 from edge_puller.report import AGENT
 from linefleet_core.errors import UsageError
@@ -78,6 +78,11 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         options.trusted_keys,
         file_roots=options.artifact_roots,
     )
+    try:
+        source = open_source(options.frames, stop, agent.frames_trouble)  # bad ones exit here
+    except UsageError:
+        agent.outbox.close()
+        raise
     link = Link(
         options.broker,
         options.site,
@@ -96,7 +101,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
     link.start()
     sink = _open_sink(options.results)
     try:
-        _frames(agent, options, sink, stop)
+        _frames(agent, options, source, sink)
         stop.wait()
     finally:
         stop.set()
@@ -110,8 +115,8 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
     return 0
 
 
-def _frames(agent: Agent, options: RunOptions, sink: IO[str], stop: threading.Event) -> None:
-    for served, (frame_id, frame) in enumerate(open_source(options.frames, stop), start=1):
+def _frames(agent: Agent, options: RunOptions, source: Frames, sink: IO[str]) -> None:
+    for served, (frame_id, frame) in enumerate(source, start=1):
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         record: dict[str, Any]
         if frame is None:

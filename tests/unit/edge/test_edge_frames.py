@@ -7,8 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_puller.frames import open_source
+from edge_puller.backoff import Backoff
+from edge_puller.frames import capture_loop, open_source
 from linefleet_core.errors import UsageError
+
+
+def write_video(path: Path, levels: list[int]) -> Path:
+    """A real MJPG .avi (OpenCV writes it without a display or codec packs)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for level in levels:
+        writer.write(np.full((24, 32, 3), level, dtype=np.uint8))
+    writer.release()
+    return path
 
 
 def test_directory_yields_images_in_order_and_unreadable_ones_as_none(tmp_path: Path) -> None:
@@ -27,14 +37,72 @@ def test_directory_yields_images_in_order_and_unreadable_ones_as_none(tmp_path: 
 
 
 def test_video_file_yields_every_frame(tmp_path: Path) -> None:
-    path = tmp_path / "shift.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
-    for level in range(5):
-        writer.write(np.full((24, 32, 3), level * 40, dtype=np.uint8))
-    writer.release()
-    frames = list(open_source(str(path), threading.Event()))
+    path = write_video(tmp_path / "shift.avi", [level * 40 for level in range(5)])
+    problems: list[str] = []
+    frames = list(open_source(str(path), threading.Event(), problems.append))
     assert [frame_id for frame_id, _ in frames] == [f"shift-{n:08d}" for n in range(1, 6)]
     assert all(frame is not None and frame.shape == (24, 32, 3) for _, frame in frames)
+    levels = [int(frame.mean()) for _, frame in frames if frame is not None]
+    assert all(abs(got - want * 40) <= 3 for want, got in enumerate(levels))  # MJPG is lossy
+    assert problems == []  # the end of a video is not a problem: the stream is over
+
+
+def test_a_video_file_opencv_cannot_read_is_a_usage_error_at_once(tmp_path: Path) -> None:
+    (tmp_path / "broken.avi").write_bytes(b"RIFF" + b"\x00" * 400)
+    with pytest.raises(UsageError, match="OpenCV cannot read this video file"):
+        open_source(str(tmp_path / "broken.avi"), threading.Event())
+
+
+def test_a_digit_source_is_a_camera_that_keeps_retrying_while_it_cannot_be_opened() -> None:
+    # No camera has index 63 here (the CI machine has none at all): like a USB camera that is
+    # unplugged when the agent starts. The source must not raise: it says why and retries.
+    if Path("/dev/video63").exists():
+        pytest.skip("this machine has a camera at index 63")
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def on_problem(message: str) -> None:
+        problems.append(message)
+        stop.set()  # one report is enough: the loop would otherwise retry until stopped
+
+    assert list(open_source("63", stop, on_problem)) == []
+    assert problems == ["frames camera63: OpenCV cannot open 63; retrying"]
+
+
+def test_the_camera_loop_reopens_a_capture_that_stops_and_resumes_numbering(
+    tmp_path: Path,
+) -> None:
+    # The camera's own loop over a real cv2.VideoCapture; a video file stands in for the
+    # device: the end of its stream is the camera going silent, the file missing is it being
+    # unplugged, the file back is it plugged in again.
+    video = write_video(tmp_path / "cam.avi", [40, 80, 120])
+    away = tmp_path / "unplugged.avi"
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def on_problem(message: str) -> None:
+        problems.append(message)
+        if "stopped delivering" in message:
+            video.rename(away)  # unplug
+        elif "cannot open" in message:
+            away.rename(video)  # plug it back in
+
+    frames = []
+    loop = capture_loop(
+        str(video), "cam", stop, on_problem, reopen=True, backoff=Backoff(0.01, 0.02)
+    )
+    for frame_id, frame in loop:
+        assert frame is not None
+        frames.append((frame_id, int(frame.mean())))
+        if len(frames) == 5:
+            stop.set()
+    assert [f[0] for f in frames] == [f"cam-{n:08d}" for n in range(1, 6)]
+    assert [round(f[1], -1) for f in frames] == [40, 80, 120, 40, 80]
+    assert problems == [
+        f"frames cam: {str(video)!r} stopped delivering frames; reopening",
+        f"frames cam: OpenCV cannot open {str(video)!r}; retrying",
+        "",  # frames flow again
+    ]
 
 
 @pytest.mark.parametrize("source", ["/no/such/place", "README"])
