@@ -166,7 +166,8 @@ def bench_rollback(a: ModelSpec, b: ModelSpec, frames: list[np.ndarray]) -> dict
 
     key = SigningKey.generate()
     with tempfile.TemporaryDirectory() as tmp:
-        agent = Agent("bench", "dev-1", Path(tmp), {key.key_id: key.public})
+        roots = {Path(m.url.removeprefix("file://")).parent for m in (a, b)}
+        agent = Agent("bench", "dev-1", Path(tmp), {key.key_id: key.public}, file_roots=[*roots])
         for generation, doc in (
             (1, line_doc(a, line=LINE)),
             (2, line_doc(b, previous=a, line=LINE)),

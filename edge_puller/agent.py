@@ -68,7 +68,7 @@ class Agent:
         state_dir: Path,
         trusted_keys: TrustedKeys,
         clock: Callable[[], float] = time.monotonic,
-        file_roots: Sequence[Path] | None = None,
+        file_roots: Sequence[Path] = (),
     ) -> None:
         self.site = site
         self.device = device

@@ -5,6 +5,11 @@ so nothing in a document can name a path. A download writes `<sha>.part` and res
 (HTTP `Range`, or a seek for `file://`); only `verify` turns a complete, matching part into
 `<sha>` with an atomic rename. The runtime loads only `<sha>`, so a partial or corrupt
 download can never be activated.
+
+`file://` artifacts are refused unless they lie under one of the store's `file_roots`
+(`linefleet edge run --artifact-root DIR`); with no root, every `file://` URL is refused. The
+path is resolved (symlinks, `..`) before the containment check, and the resolved path is the
+one opened. `http(s)://` artifacts are not affected.
 """
 
 from __future__ import annotations
@@ -48,13 +53,13 @@ class ArtifactStore:
         root: Path,
         reserve_bytes: int = RESERVE_BYTES,
         timeout: float = 30.0,
-        file_roots: Sequence[Path] | None = None,
+        file_roots: Sequence[Path] = (),
     ):
-        """`file_roots`: folders `file://` artifacts may come from (None: anywhere)."""
+        """`file_roots`: the only folders `file://` artifacts may come from (none: refused)."""
         self.root = root
         self.reserve_bytes = reserve_bytes
         self.timeout = timeout
-        self.file_roots = [p.resolve() for p in file_roots] if file_roots is not None else None
+        self.file_roots = tuple(p.resolve() for p in file_roots)
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
@@ -84,6 +89,10 @@ class ArtifactStore:
             have = 0
         if have == size:
             return
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("file", "http", "https"):
+            raise ArtifactError("bad-url", f"{url}: only file://, http:// and https:// URLs")
+        source = self._file_source(url) if scheme == "file" else None
         free = shutil.disk_usage(self.root).free
         if free - (size - have) < self.reserve_bytes:
             raise DiskFullError(
@@ -91,13 +100,10 @@ class ArtifactStore:
                 f"{free} free, {self.reserve_bytes} reserved",
                 delay=60.0,
             )
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme == "file":
-            self._copy_file(url, part, have, size)
-        elif scheme in ("http", "https"):
-            self._fetch_http(url, part, have, size)
+        if source is not None:
+            self._copy_file(url, source, part, have, size)
         else:
-            raise ArtifactError("bad-url", f"{url}: only file://, http:// and https:// URLs")
+            self._fetch_http(url, part, have, size)
 
     def verify(self, sha256: str, size: int, resumed: bool) -> None:
         """Promote a complete `<sha>.part` to `<sha>` if its size and sha256 match."""
@@ -148,15 +154,25 @@ class ArtifactStore:
             fsync_dir(self.root)
         return sorted(set(removed))
 
-    def _copy_file(self, url: str, part: Path, have: int, size: int) -> None:
-        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-        if self.file_roots is not None:
-            real = source.resolve()
-            if not any(real.is_relative_to(r) for r in self.file_roots):
-                allowed = ", ".join(map(str, self.file_roots)) or "none"
-                raise ArtifactError(
-                    "outside-artifact-roots", f"{url}: not under an artifact root ({allowed})"
-                )
+    def _file_source(self, url: str) -> Path:
+        """The resolved local path of a `file://` URL, if it lies under an artifact root."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise ArtifactError("bad-url", f"{url}: a file:// URL must name a local path")
+        if not self.file_roots:
+            raise ArtifactError(
+                "no-artifact-root",
+                f"{url}: file:// artifacts are refused on this device (no --artifact-root given)",
+            )
+        real = Path(urllib.request.url2pathname(parts.path)).resolve()
+        if not any(real.is_relative_to(r) for r in self.file_roots):
+            allowed = ", ".join(map(str, self.file_roots))
+            raise ArtifactError(
+                "outside-artifact-roots", f"{url}: not under an artifact root ({allowed})"
+            )
+        return real
+
+    def _copy_file(self, url: str, source: Path, part: Path, have: int, size: int) -> None:
         try:
             with source.open("rb") as src:
                 total = os.fstat(src.fileno()).st_size

@@ -40,7 +40,8 @@ class RunOptions:
     results: Path | None
     line: str | None = None
     max_frames: int | None = None
-    artifact_roots: tuple[Path, ...] | None = None
+    artifact_roots: tuple[Path, ...] = ()
+    """The only folders `file://` artifacts may come from (none: every `file://` URL refused)."""
 
 
 def lock_state_dir(folder: Path) -> int:

@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--artifact-root",
         type=Path,
         action="append",
-        help="only accept file:// artifacts under this folder (repeatable; default: anywhere)",
+        default=[],
+        help="accept file:// artifacts only under this folder (repeatable; without it every "
+        "file:// artifact is refused, http(s):// ones are not affected)",
     )
     r.set_defaults(run=run_agent)
 
@@ -93,6 +95,9 @@ def run_agent(ns: argparse.Namespace) -> int:
         )
     if ns.max_frames is not None and ns.max_frames < 1:
         raise UsageError("--max-frames must be at least 1")
+    for root in ns.artifact_root:
+        if not root.is_dir():
+            raise UsageError(f"--artifact-root {root}: no such directory")
     options = RunOptions(
         site=site,
         device=device,
@@ -103,7 +108,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         results=ns.results,
         line=ns.line,
         max_frames=ns.max_frames,
-        artifact_roots=tuple(ns.artifact_root) if ns.artifact_root else None,
+        artifact_roots=tuple(ns.artifact_root),
     )
     return run(options)
 

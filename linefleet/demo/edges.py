@@ -52,6 +52,7 @@ def start(demo: Demo, device: str, line: str) -> EdgeAgent:
         "edge", "run", "--device", device, "--broker", demo.broker_url,
         "--state-dir", str(folder / "state"), "--frames", str(agent.camera.folder),
         "--trust-key", str(demo.trust_key), "--results", str(agent.results), "--line", line,
+        "--artifact-root", str(demo.repo / "fleet" / "artifacts"),
     ]  # fmt: skip
     demo.console.command(["linefleet", *argv[:4], "..."])
     agent.process = demo.children.start(

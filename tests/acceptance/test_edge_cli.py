@@ -47,7 +47,8 @@ def frames(tmp_path: Path) -> Path:
 
 def _converged_state(tmp_path: Path) -> Path:
     state = tmp_path / "state"
-    agent = Agent("plant", "dev-1", state, {KEY.key_id: KEY.public})
+    keys = {KEY.key_id: KEY.public}
+    agent = Agent("plant", "dev-1", state, keys, file_roots=[tmp_path / "src"])
     m1 = spec_for(tmp_path / "src", "inc", 1)
     m2 = spec_for(tmp_path / "src", "cand", 2, invert=True)
     agent.offer_desired(desired(KEY, 4, line_doc(m1, candidate=m2, stage="canary", fraction=0.2)))
@@ -121,6 +122,7 @@ def test_status_of_a_missing_directory_is_a_usage_error(
         (["--device", "Plant/dev-1"], "lower-case letters"),
         (["--device", "plant/dev-1", "--broker", "http://x"], "expected mqtt://HOST:PORT"),
         (["--device", "plant/dev-1", "--trust-key", "/nonexistent.pub"], "no such file"),
+        (["--device", "plant/dev-1", "--artifact-root", "/nonexistent"], "no such directory"),
     ],
 )
 def test_run_refuses_bad_arguments(
@@ -153,7 +155,7 @@ def test_run_serves_from_persisted_state_with_no_broker_and_stops_on_sigterm(
     proc = _edge_run(
         "--device", "plant/dev-1", "--broker", f"mqtt://127.0.0.1:{free_port()}",
         "--state-dir", str(state), "--frames", str(frames), "--trust-key", str(trust_key),
-        "--results", str(results),
+        "--results", str(results), "--artifact-root", str(tmp_path / "src"),
     )  # fmt: skip
     try:
         lines = _wait_lines(results, 4)
@@ -183,6 +185,7 @@ def test_run_converges_from_the_broker_and_says_goodbye(
             "--device", "dev-1", "--site", "plant", "--broker", broker.url,
             "--state-dir", str(tmp_path / "state"), "--frames", str(frames),
             "--trust-key", str(trust_key.parent), "--results", str(results),
+            "--artifact-root", str(tmp_path / "src"),
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 30

@@ -5,10 +5,10 @@ limited to file/http/https, and a size that lies is caught before a byte is trus
 store never writes more than the signed `size`, never activates bytes whose sha256 differs,
 and refuses a download that would eat the disk's reserve.
 
-Artifact roots: with `linefleet edge run --artifact-root DIR` the store refuses `file://` URLs
-outside DIR (`outside-artifact-roots`). Without it (the default) a *signed* `file://` URL may
-name any file the agent can read; the bytes are only copied under their sha256 and never
-activated unless they hash to what the signer promised, so nothing leaves the device.
+Artifact roots: `file://` URLs are accepted only under a folder given with `linefleet edge run
+--artifact-root DIR` (`outside-artifact-roots` otherwise, after resolving `..` and symlinks).
+Without any root (the default) every `file://` URL is refused (`no-artifact-root`), so a signed
+document cannot make the agent read an arbitrary file on the device.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ SHA = "ab" * 32
 
 @pytest.fixture
 def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "models", reserve_bytes=0)
+    """A store whose only artifact root is `tmp_path` (where `_source` writes)."""
+    return ArtifactStore(tmp_path / "models", reserve_bytes=0, file_roots=[tmp_path])
 
 
 def _source(tmp_path: Path, data: bytes) -> tuple[str, str]:
@@ -74,7 +75,7 @@ def test_a_file_larger_than_its_signed_size_is_refused(
 def test_a_size_the_disk_cannot_hold_is_refused_before_downloading(
     tmp_path: Path,
 ) -> None:
-    store = ArtifactStore(tmp_path / "models")  # the default 64 MiB reserve
+    store = ArtifactStore(tmp_path / "models", file_roots=[tmp_path])  # 64 MiB reserve
     url, sha = _source(tmp_path, b"x")
     with pytest.raises(DiskFullError) as refused:
         store.download(url, sha, 10**15)  # a petabyte: a lying or absurd size
@@ -150,36 +151,61 @@ def test_a_vanished_file_is_permanent_an_unreadable_one_temporary(
 
 
 @pytest.mark.parametrize(
-    "target", ["/etc/hostname", "{root}/../outside.onnx", "{root}/link-out.onnx"]
+    "target",
+    [
+        "/etc/hostname",
+        "{root}/../outside.onnx",
+        "{root}/link-out.onnx",
+        "{root}/%2e%2e/outside.onnx",
+        "{root}-sibling/m.onnx",
+    ],
 )
-def test_with_artifact_roots_a_file_url_outside_them_is_refused(
-    tmp_path: Path, target: str
-) -> None:
-    """`linefleet edge run --artifact-root DIR`: `..` and symlinks out of DIR do not help."""
+def test_a_file_url_outside_the_artifact_roots_is_refused(tmp_path: Path, target: str) -> None:
+    """`linefleet edge run --artifact-root DIR`: `..`, symlinks and look-alike prefixes fail."""
     root = tmp_path / "artifacts"
     root.mkdir()
     (tmp_path / "outside.onnx").write_bytes(b"secret")
     (root / "link-out.onnx").symlink_to(tmp_path / "outside.onnx")
-    path = Path(target.format(root=root))
+    (tmp_path / "artifacts-sibling").mkdir()
+    (tmp_path / "artifacts-sibling" / "m.onnx").write_bytes(b"secret")
     store = ArtifactStore(tmp_path / "models", reserve_bytes=0, file_roots=[root])
     with pytest.raises(ArtifactError) as refused:
-        store.download(f"file://{path}", SHA, 6)
+        store.download(f"file://{target.format(root=root)}", SHA, 6)
     assert refused.value.reason == "outside-artifact-roots"
     assert store.partial_size(SHA) == 0
 
 
-def test_without_artifact_roots_a_signed_file_url_may_name_any_readable_file(
-    store: ArtifactStore,
+def test_a_file_url_inside_an_artifact_root_is_accepted_even_through_a_symlinked_root(
+    tmp_path: Path,
 ) -> None:
-    """The default (no --artifact-root): documented as an open gap in docs/security.md."""
-    outside = Path("/etc/hostname")
-    if not outside.is_file():
-        pytest.skip("no /etc/hostname here")
-    data = outside.read_bytes()
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real)
+    data = b"model bytes"
+    (real / "m.onnx").write_bytes(data)
     sha = hashlib.sha256(data).hexdigest()
-    store.download(outside.as_uri(), sha, len(data))
+    store = ArtifactStore(tmp_path / "models", reserve_bytes=0, file_roots=[tmp_path / "alias"])
+    store.download((tmp_path / "alias" / "m.onnx").as_uri(), sha, len(data))
     store.verify(sha, len(data), resumed=False)
-    assert store.has(sha)  # copied, though never activated unless it loads as the model
+    assert store.path(sha).read_bytes() == data
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "{tmp}/src.onnx"])
+def test_without_an_artifact_root_every_file_url_is_refused(tmp_path: Path, target: str) -> None:
+    """The default (no --artifact-root): a signed `file://` URL reads nothing on the device."""
+    _, sha = _source(tmp_path, b"model bytes")
+    store = ArtifactStore(tmp_path / "models", reserve_bytes=0)
+    with pytest.raises(ArtifactError) as refused:
+        store.download(f"file://{target.format(tmp=tmp_path)}", sha, 11)
+    assert refused.value.reason == "no-artifact-root"
+    assert "no --artifact-root" in str(refused.value)
+    assert store.partial_size(sha) == 0 and not store.has(sha)
+
+
+def test_a_file_url_with_a_host_is_refused(store: ArtifactStore) -> None:
+    with pytest.raises(ArtifactError) as refused:
+        store.download("file://fileserver/share/m.onnx", SHA, 10)
+    assert refused.value.reason == "bad-url"
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,7 @@ def _edge_refuses(
         frames=str(tmp_path / "no-frames"),
         trusted_keys={wc.KEY.key_id: wc.KEY.public},
         results=tmp_path / "results.jsonl",
+        artifact_roots=(tmp_path,),  # where `m.onnx` lives
     )
     (tmp_path / "no-frames").mkdir()
     device = threading.Thread(target=run, args=(options, stop), daemon=True)

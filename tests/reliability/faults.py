@@ -98,7 +98,13 @@ class TcpProxy:
 
 class EdgeProcess:
     def __init__(
-        self, site: str, device: str, workdir: Path, broker_url: str, trust_key: Path
+        self,
+        site: str,
+        device: str,
+        workdir: Path,
+        broker_url: str,
+        trust_key: Path,
+        artifact_root: Path,
     ) -> None:
         self.site, self.device = site, device
         self.workdir = workdir
@@ -128,6 +134,8 @@ class EdgeProcess:
             str(trust_key),
             "--results",
             str(self.results),
+            "--artifact-root",
+            str(artifact_root),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.frames_written = 0

@@ -155,7 +155,12 @@ class Soak:
             self.proxies[name] = proxy
             self.edges.append(
                 EdgeProcess(
-                    SITES[0], name, workdir / name, f"mqtt://127.0.0.1:{proxy.port}", self.trust
+                    SITES[0],
+                    name,
+                    workdir / name,
+                    f"mqtt://127.0.0.1:{proxy.port}",
+                    self.trust,
+                    artifact_root=workdir / "artifacts",  # where `build_artifacts` writes
                 )
             )
         self.consumer = Consumer(self.broker.host, self.broker.port)

@@ -1,6 +1,6 @@
 """The victim of the power-loss test: an agent converging through endless model changes.
 
-    python -m tests.integration.edge.powerloss_child STATE_DIR MODELS_JSON KEY_PEM
+    python -m tests.integration.edge.powerloss_child STATE_DIR MODELS_JSON KEY_PEM ARTIFACT_ROOT
 
 Every round publishes (to its own inbox) the next generation, rotating the serving model
 through the models in MODELS_JSON with the previous one as rollback target, so each round
@@ -20,10 +20,11 @@ from linefleet_core.signing import SigningKey
 from tests.unit.edge.documents import desired, line_doc
 
 
-def main(state_dir: Path, models_json: Path, key_pem: Path) -> None:
+def main(state_dir: Path, models_json: Path, key_pem: Path, artifact_root: Path) -> None:
     key = SigningKey.from_pem(key_pem.read_bytes(), str(key_pem))
     models = [ModelSpec.from_dict(m) for m in json.loads(models_json.read_text())]
-    agent = Agent("plant", "dev-1", state_dir, {key.key_id: key.public})
+    keys = {key.key_id: key.public}
+    agent = Agent("plant", "dev-1", state_dir, keys, file_roots=[artifact_root])
     generation = agent.state.generation
     print("ready", flush=True)
     while True:
@@ -37,4 +38,4 @@ def main(state_dir: Path, models_json: Path, key_pem: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))

@@ -72,7 +72,7 @@ def test_missing_url_is_permanent(tmp_path: Path) -> None:
 def test_file_url_download_resumes_from_the_part(tmp_path: Path) -> None:
     source = tmp_path / "src.onnx"
     source.write_bytes(DATA)
-    store = ArtifactStore(tmp_path / "store", reserve_bytes=0)
+    store = ArtifactStore(tmp_path / "store", reserve_bytes=0, file_roots=[tmp_path])
     store.part_path(SHA).write_bytes(DATA[:1234])
     store.download(source.as_uri(), SHA, len(DATA))
     store.verify(SHA, len(DATA), resumed=True)
@@ -80,7 +80,7 @@ def test_file_url_download_resumes_from_the_part(tmp_path: Path) -> None:
 
 
 def test_not_enough_free_disk_is_checked_first(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path, reserve_bytes=2**62)
+    store = ArtifactStore(tmp_path, reserve_bytes=2**62, file_roots=[tmp_path])
     with pytest.raises(DiskFullError, match="not enough disk"):
         store.download((tmp_path / "x").as_uri(), SHA, 10)
     assert store.partial_size(SHA) == 0

@@ -91,6 +91,7 @@ class Device:
             frames=str(self.frames),
             trusted_keys={KEY.key_id: KEY.public},
             results=self.results,
+            artifact_roots=(tmp / "src",),  # where the `models` fixture writes
         )
         self.thread = threading.Thread(target=run, args=(options, self.stop), daemon=True)
         self.thread.start()

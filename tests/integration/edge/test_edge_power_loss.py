@@ -73,7 +73,7 @@ def test_sigkill_at_random_moments_never_corrupts_state(tmp_path: Path) -> None:
     for _ in range(KILLS):
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.edge.powerloss_child",
-             str(state_dir), str(catalogue), str(pem)],
+             str(state_dir), str(catalogue), str(pem), str(tmp_path / "src")],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert child.stdout is not None

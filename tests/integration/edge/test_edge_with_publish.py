@@ -100,6 +100,7 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
             trusted_keys=load_trusted_keys([Path(keys["public_key"])]),
             results=results,
             line="toledo/line-1",
+            artifact_roots=(root / "artifacts",),
         )
         device = threading.Thread(target=run, args=(options, stop), daemon=True)
         device.start()

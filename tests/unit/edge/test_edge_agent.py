@@ -23,7 +23,9 @@ KEY = SigningKey.generate()
 
 
 def _agent(state_dir: Path) -> Agent:
-    return Agent("plant", "dev-1", state_dir, {KEY.key_id: KEY.public})
+    """An agent whose only artifact root is `src` next to its state (where `models` live)."""
+    roots = [state_dir.parent / "src"]
+    return Agent("plant", "dev-1", state_dir, {KEY.key_id: KEY.public}, file_roots=roots)
 
 
 def _drain(outbox: Outbox) -> list[tuple[str, dict[str, object]]]:
@@ -284,22 +286,33 @@ def test_deeply_nested_json_is_refused_not_a_crash(tmp_path: Path) -> None:
     assert refused == [("refused-document", "oversize"), ("refused-document", "malformed")]
 
 
-def test_artifact_roots_refuse_a_signed_file_url_elsewhere(
+def test_a_file_url_outside_the_artifact_roots_fails_and_the_incumbent_keeps_serving(
     tmp_path: Path, models: dict[str, ModelSpec]
 ) -> None:
-    agent = Agent(
-        "plant",
-        "dev-1",
-        tmp_path / "state",
-        {KEY.key_id: KEY.public},
-        file_roots=[tmp_path / "approved"],
-    )
-    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))  # lives in tmp_path / "src"
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
     _converge(agent)
-    assert [(e.type, e.reason) for e in _events(agent)] == [
-        ("download-failed", "outside-artifact-roots")
-    ]
+    elsewhere = spec_for(tmp_path / "elsewhere", "other", 7, pad_bytes=16)  # outside `src`
+    agent.offer_desired(desired(KEY, 2, line_doc(elsewhere)))
+    _converge(agent)
+    refused = [(e.type, e.reason) for e in _events(agent) if e.type == "download-failed"]
+    assert refused == [("download-failed", "outside-artifact-roots")]
+    assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+    assert (agent.state.generation, agent.state.applied_generation) == (2, 1)
+
+
+def test_without_an_artifact_root_every_file_url_is_refused(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = Agent("plant", "dev-1", tmp_path / "state", {KEY.key_id: KEY.public})
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    refused = [e for e in _events(agent) if e.type == "download-failed"]
+    assert [e.reason for e in refused] == ["no-artifact-root"]
+    assert "no --artifact-root given" in refused[0].message
     assert agent.state.applied_generation == 0
+    assert not agent.store.has(models["m1"].sha256)
+    assert agent.state.failures[models["m1"].sha256].reason == "no-artifact-root"
 
 
 def test_a_stored_model_that_rotted_on_disk_is_downloaded_again(
