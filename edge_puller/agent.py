@@ -28,6 +28,7 @@ from edge_puller.artifacts import ArtifactStore
 from edge_puller.backoff import Backoff
 from edge_puller.desired import accept
 from edge_puller.engine import Decision, Engine
+from edge_puller.events import event_document
 from edge_puller.executor import execute
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
@@ -41,7 +42,8 @@ from edge_puller.planner import (
     fingerprint,
     plan,
 )
-from edge_puller.report import build_report, fit, now_iso
+from edge_puller.recent import DEFAULT_CAPACITY, RecentDecisions
+from edge_puller.report import build_report, fit
 from edge_puller.runtime import Frame, ModelCache
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
@@ -49,7 +51,6 @@ from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
 from linefleet_core.wire import (
     MAX_DESIRED_BYTES,
-    PROTOCOL,
     Applied,
     Channel,
     ReportedState,
@@ -69,6 +70,7 @@ class Agent:
         trusted_keys: TrustedKeys,
         clock: Callable[[], float] = time.monotonic,
         file_roots: Sequence[Path] = (),
+        recent_frames: int = DEFAULT_CAPACITY,
     ) -> None:
         self.site = site
         self.device = device
@@ -81,6 +83,7 @@ class Agent:
         self.cache = ModelCache()
         self.engine = Engine()
         self.outbox = Outbox(state_dir / "outbox.db")
+        self.recent = RecentDecisions(state_dir, site, device, recent_frames)
         self.metrics: dict[str, LineMetrics] = {}
         self.spools: dict[str, Spool] = {}
         self.inbox: queue.Queue[bytes] = queue.Queue()
@@ -110,8 +113,10 @@ class Agent:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
             spool = self._spool(key)
         metrics.observe(decision, frame)
+        now = dt.datetime.now(dt.UTC)
         if spool is not None:
-            spool.consider(decision, frame, self.site, self.device, dt.datetime.now(dt.UTC))
+            spool.consider(decision, frame, self.site, self.device, now)
+        self.recent.record(decision, frame, now)  # for an inspector's override
         return decision
 
     def frames_trouble(self, message: str) -> None:
@@ -216,21 +221,17 @@ class Agent:
         generation: int | None = None,
     ) -> None:
         def build(seq: int) -> bytes:
-            event = {
-                "protocol": PROTOCOL,
-                "kind": "Event",
-                "site": self.site,
-                "device": self.device,
-                "seq": seq,
-                "at": now_iso(),
-                "type": type,
-                "line": line,
-                "generation": generation if generation is not None else self.state.generation,
-                "reason": reason,
-                "message": message[:2000],
-                "details": details or {},
-            }
-            return json.dumps(event, sort_keys=True).encode()
+            return event_document(
+                site=self.site,
+                device=self.device,
+                seq=seq,
+                type=type,
+                reason=reason,
+                message=message,
+                line=line,
+                generation=generation if generation is not None else self.state.generation,
+                details=details,
+            )
 
         seq = self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)

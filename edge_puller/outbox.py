@@ -8,7 +8,12 @@ restarts, so the receiver drops duplicates (`seq <= last seen`).
 
 Reports are full snapshots (retained on the broker): a new report replaces any older report
 still waiting, so hours offline do not queue hours of heartbeats. Events are never merged.
-The queue is bounded; past `max_messages` the oldest events are dropped and counted.
+An event about a frame (an inspector's override) carries the frame as a message of its own,
+queued just before it. The queue is bounded; past `max_messages` the oldest events (and
+frames) are dropped and counted.
+
+The agent and `linefleet edge override` write to the same file from two processes: SQLite's
+locking (`BEGIN IMMEDIATE`, a busy timeout) keeps the sequence counter strict across both.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.max_messages = max_messages
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=10.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
@@ -54,8 +61,14 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def put_event(self, topic: str, build: Callable[[int], bytes]) -> int:
-        """Store the event `build(seq)` under the next sequence number; return that number."""
+    def put_event(
+        self, topic: str, build: Callable[[int], bytes], frame: tuple[str, bytes] | None = None
+    ) -> int:
+        """Store the event `build(seq)` under the next sequence number; return that number.
+
+        `frame` (topic, `LFF1` payload) is the frame the event is about: stored in the same
+        transaction, just before the event, so it reaches the receiver first.
+        """
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute("SELECT value FROM counters WHERE name='event_seq'").fetchone()
@@ -65,6 +78,11 @@ class Outbox:
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
                 (seq,),
             )
+            if frame is not None:
+                self._db.execute(
+                    "INSERT INTO outbox(kind, topic, payload, retain) VALUES('frame', ?, ?, 0)",
+                    frame,
+                )
             self._db.execute(
                 "INSERT INTO outbox(kind, topic, payload, retain) VALUES('event', ?, ?, 0)",
                 (topic, build(seq)),
@@ -112,7 +130,7 @@ class Outbox:
             return
         self._db.execute(
             "DELETE FROM outbox WHERE id IN "
-            "(SELECT id FROM outbox WHERE kind='event' ORDER BY id LIMIT ?)",
+            "(SELECT id FROM outbox WHERE kind IN ('event', 'frame') ORDER BY id LIMIT ?)",
             (excess,),
         )
         self._db.execute(

@@ -23,6 +23,7 @@ from typing import IO, Any
 from edge_puller.agent import Agent
 from edge_puller.frames import Frames, open_source
 from edge_puller.link import Link
+from edge_puller.recent import DEFAULT_CAPACITY
 from edge_puller.report import AGENT
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
@@ -42,6 +43,8 @@ class RunOptions:
     max_frames: int | None = None
     artifact_roots: tuple[Path, ...] = ()
     """The only folders `file://` artifacts may come from (none: every `file://` URL refused)."""
+    recent_frames: int = DEFAULT_CAPACITY
+    """Decisions kept with their frames for inspector overrides (`edge_puller/recent.py`)."""
 
 
 def lock_state_dir(folder: Path) -> int:
@@ -78,6 +81,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         options.state_dir,
         options.trusted_keys,
         file_roots=options.artifact_roots,
+        recent_frames=options.recent_frames,
     )
     try:
         source = open_source(options.frames, stop, agent.frames_trouble)  # bad ones exit here
@@ -109,6 +113,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         agent.wake.set()
         loop.join(10.0)
         agent.report()
+        agent.recent.close()
         link.stop()
         agent.outbox.close()
         if sink is not sys.stdout:

@@ -29,6 +29,7 @@ from linefleet_core.wire import FrameMeta, encode_frame
 
 MB = 1024 * 1024
 Reason = Literal["defect", "uncertain", "disagreement"]
+FrameReason = Literal["defect", "uncertain", "disagreement", "sample"]
 SUFFIX = ".lff"
 
 
@@ -49,6 +50,44 @@ def keep_reason(decision: Decision, policy: TelemetryPolicy) -> Reason | None:
     ):
         return "disagreement"
     return None
+
+
+def envelope(
+    decision: Decision,
+    frame: Frame,
+    site: str,
+    device: str,
+    captured_at: dt.datetime,
+    reason: FrameReason,
+    jpeg_quality: int = 90,
+) -> bytes | None:
+    """The frame as the wire's `LFF1` envelope (JPEG plus metadata), or None if not decided."""
+    if decision.serving is None or decision.label is None:
+        return None
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        return None
+    jpeg = encoded.tobytes()
+    candidate = decision.candidate
+    meta = FrameMeta(
+        protocol=1,
+        kind="Frame",
+        site=site,
+        device=device,
+        line=decision.line,
+        camera=decision.camera,
+        frame_id=decision.frame_id[:128],
+        captured_at=captured_at,
+        reason=reason,
+        model=decision.model or decision.serving.model,
+        predicted=decision.label,
+        confidence=min(1.0, max(0.0, decision.confidence)),
+        candidate=candidate.model if candidate else None,
+        candidate_predicted=candidate.label if candidate else None,
+        sha256=hashlib.sha256(jpeg).hexdigest(),
+        size=len(jpeg),
+    )
+    return encode_frame(meta, jpeg)
 
 
 @dataclass
@@ -93,31 +132,11 @@ class Spool:
         reason = keep_reason(decision, self.policy)
         if reason is None or decision.serving is None or decision.label is None:
             return None
-        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
+        payload = envelope(decision, frame, site, device, captured_at, reason, self.jpeg_quality)
+        if payload is None:
             return None
-        jpeg = encoded.tobytes()
-        candidate = decision.candidate
-        meta = FrameMeta(
-            protocol=1,
-            kind="Frame",
-            site=site,
-            device=device,
-            line=decision.line,
-            camera=decision.camera,
-            frame_id=decision.frame_id[:128],
-            captured_at=captured_at,
-            reason=reason,
-            model=decision.model or decision.serving.model,
-            predicted=decision.label,
-            confidence=min(1.0, max(0.0, decision.confidence)),
-            candidate=candidate.model if candidate else None,
-            candidate_predicted=candidate.label if candidate else None,
-            sha256=hashlib.sha256(jpeg).hexdigest(),
-            size=len(jpeg),
-        )
         with self._lock:
-            self._store(encode_frame(meta, jpeg))
+            self._store(payload)
         return reason
 
     def next_upload(self, today: dt.date | None = None) -> tuple[Path, bytes] | None:

@@ -101,6 +101,8 @@ class LocalState:
     """Permanent failures by model sha256; cleared when a new generation arrives."""
     last_sync: float | None = None
     """Unix time the device last received or confirmed its desired state from the broker."""
+    removed_at: float | None = None
+    """Unix time the desired state was cleared (removed from the fleet); None while in it."""
 
     def with_desired(self, document: dict[str, Any], target: Target) -> LocalState:
         """Hold a newly verified document: a new generation forgets old failures."""
@@ -129,6 +131,7 @@ class LocalState:
                 for sha, f in sorted(self.failures.items())
             },
             "last_sync": self.last_sync,
+            "removed_at": self.removed_at,
         }
 
     @classmethod
@@ -149,7 +152,16 @@ class LocalState:
                 for sha, f in data.get("failures", {}).items()
             },
             last_sync=data.get("last_sync"),
+            removed_at=_optional_time(data.get("removed_at")),
         )
+
+
+def _optional_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a Unix time or null, not {value!r}")
+    return float(value)
 
 
 class StateStore:

@@ -40,14 +40,17 @@ def local_status(state_dir: Path) -> dict[str, Any]:
                 "in_sync": bool(wanted and active and active.serving == wanted.serving),
             }
         )
-    last_sync = (
-        dt.datetime.fromtimestamp(state.last_sync, dt.UTC).isoformat(timespec="seconds")
-        if state.last_sync
-        else None
-    )
+    last_sync = _iso(state.last_sync)
+    removed_at = _iso(state.removed_at)
     condition, reason = _condition(
         state.generation, state.applied_generation, lines, state.failures, target
     )
+    if removed_at is not None:
+        condition = "Removed"
+        reason = (
+            f"removed from the fleet at {removed_at}; still serving what it ran "
+            f"(generation {state.applied_generation}) until it is added again"
+        )
     return {
         "format_version": 1,
         "condition": condition,
@@ -58,6 +61,7 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         "applied_generation": state.applied_generation,
         "commit": target.commit if target else None,
         "last_sync": last_sync,
+        "removed_at": removed_at,
         "outbox": outbox,
         "events_sent_or_queued": events,
         "lines": lines,
@@ -66,6 +70,12 @@ def local_status(state_dir: Path) -> dict[str, Any]:
             for sha, f in sorted(state.failures.items())
         },
     }
+
+
+def _iso(unix: float | None) -> str | None:
+    if unix is None:
+        return None
+    return dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="seconds")
 
 
 def _spool(state_dir: Path, key: str) -> dict[str, Any]:
@@ -91,7 +101,8 @@ def _condition(
     failures: dict[str, Failure],
     target: Target | None,
 ) -> tuple[str, str]:
-    """One word for the operator: Waiting, Synced, Progressing, Degraded or Stalled."""
+    """One word for the operator: Waiting, Synced, Progressing, Degraded or Stalled (and
+    Removed, set by the caller, when the device was taken out of the fleet)."""
     if target is None:
         return "Waiting", "no desired state received yet"
     serving_failed = [

@@ -1,7 +1,9 @@
-"""`linefleet edge run|status`: the agent on a factory-floor device, and its local view.
+"""`linefleet edge run|status|override`: the agent on a device, its local view, and an
+inspector's correction of a decision.
 
-Exit codes: 0 ok (including a clean SIGTERM shutdown), 1 unreadable local state, 2 usage
-(bad arguments, missing trust key, unknown frame source).
+Exit codes: 0 ok (including a clean SIGTERM shutdown), 1 unreadable local state or an override
+refused by the taxonomy, 2 usage (bad arguments, missing trust key, unknown frame source,
+unknown frame id).
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="accept file:// artifacts only under this folder (repeatable; without it every "
         "file:// artifact is refused, http(s):// ones are not affected)",
     )
+    r.add_argument(
+        "--recent-frames",
+        type=int,
+        metavar="N",
+        help="keep the last N decisions with their frames for inspector overrides "
+        "(default 1000; 0: none)",
+    )
     r.set_defaults(run=run_agent)
 
     s = verbs.add_parser(
@@ -63,6 +72,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--state-dir", required=True, type=Path)
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(run=show_status)
+
+    o = verbs.add_parser(
+        "override",
+        help="an inspector's correction of a decision: queue it for the trainer",
+        description="Look up the device's decision on FRAME_ID, check CLASS against the line's "
+        "taxonomy, and queue an inspection-override event with the frame in the device's "
+        "outbox; the running agent delivers it (works offline and while the agent runs). "
+        "Exit codes: 0 queued, 1 unknown class (or the model said it already), "
+        "2 unknown frame, line or state directory.",
+    )
+    o.add_argument("--state-dir", required=True, type=Path, help="the agent's state directory")
+    o.add_argument("--frame", required=True, metavar="FRAME_ID", help="the frame id decided")
+    o.add_argument("--label", required=True, metavar="CLASS", help="the class it really is")
+    o.add_argument("--inspector", required=True, metavar="NAME", help="who says so")
+    o.add_argument(
+        "--line", metavar="SITE/LINE", help="the line (if frame ids repeat across lines)"
+    )
+    o.add_argument("--note", default="", metavar="TEXT", help="a free-text remark for QA")
+    o.set_defaults(run=queue_override)
 
 
 def _site_and_device(device: str, site: str | None) -> tuple[str, str]:
@@ -95,6 +123,9 @@ def run_agent(ns: argparse.Namespace) -> int:
         )
     if ns.max_frames is not None and ns.max_frames < 1:
         raise UsageError("--max-frames must be at least 1")
+    if ns.recent_frames is not None and ns.recent_frames < 0:
+        raise UsageError("--recent-frames must be 0 or more")
+    recent = {} if ns.recent_frames is None else {"recent_frames": ns.recent_frames}
     for root in ns.artifact_root:
         if not root.is_dir():
             raise UsageError(f"--artifact-root {root}: no such directory")
@@ -109,6 +140,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         line=ns.line,
         max_frames=ns.max_frames,
         artifact_roots=tuple(ns.artifact_root),
+        **recent,
     )
     return run(options)
 
@@ -120,4 +152,18 @@ def show_status(ns: argparse.Namespace) -> int:
         raise UsageError(f"--state-dir {ns.state_dir}: no such directory")
     status = local_status(ns.state_dir)
     print(render_json(status) if ns.format == "json" else render_text(status))
+    return int(ExitCode.OK)
+
+
+def queue_override(ns: argparse.Namespace) -> int:
+    from edge_puller.override import OverrideRequest
+    from edge_puller.override import queue_override as queue
+
+    request = OverrideRequest(ns.frame, ns.label, ns.inspector, ns.line, ns.note)
+    done = queue(ns.state_dir, request)
+    print(
+        f"queued inspection-override #{done.seq} on {done.line}: frame {ns.frame} is "
+        f"{done.label}, not {done.predicted} ({done.model}, {done.taxonomy}); "
+        "the agent sends it with the frame"
+    )
     return int(ExitCode.OK)

@@ -12,6 +12,7 @@ import pytest
 from edge_puller.agent import Agent
 from edge_puller.outbox import Outbox
 from edge_puller.report import build_report
+from edge_puller.status import local_status
 from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event, ReportedState
@@ -224,6 +225,32 @@ def test_removed_from_the_fleet_keeps_serving_and_says_so(
     report = ReportedState.model_validate_json(build_report(agent))
     assert report.error == "removed from the fleet"
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+
+
+def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    first = _agent(tmp_path / "state")
+    first.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(first)
+    first.offer_desired(b"")  # the reconciler cleared the retained desired state
+    first.tick()
+    first.outbox.close()
+    again = _agent(tmp_path / "state")  # restarted; the broker has nothing retained to send
+    again.tick()
+    assert again.removed
+    report = ReportedState.model_validate_json(build_report(again))
+    assert report.error == "removed from the fleet"
+    assert again.serve("cam-1", "f", BRIGHT).model == "inc@1"  # still inspecting
+    status = local_status(tmp_path / "state")
+    assert status["condition"] == "Removed" and status["removed_at"] is not None
+    assert "still serving what it ran (generation 1)" in status["reason"]
+    again.offer_desired(desired(KEY, 2, line_doc(models["m2"])))  # added to the fleet again
+    _converge(again)
+    assert not again.removed and again.state.applied_generation == 2
+    again.outbox.close()
+    assert not _agent(tmp_path / "state").removed
+    assert local_status(tmp_path / "state")["condition"] == "Synced"
 
 
 def test_unreadable_frames_are_counted_in_the_report(

@@ -46,6 +46,7 @@ def test_state_round_trips_through_disk(tmp_path: Path) -> None:
         },
         failures={f"{2:064x}": Failure("load-failed", "boom", 7)},
         last_sync=123.5,
+        removed_at=130.0,
     )
     store.save(state)
     assert store.load() == state
@@ -69,6 +70,17 @@ def test_corrupt_state_is_a_clear_permanent_error(tmp_path: Path) -> None:
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / StateStore.FILE).write_text(json.dumps({"format": 99}))
     with pytest.raises(PermanentError, match="unsupported state format 99"):
+        StateStore(tmp_path).load()
+
+
+def test_removal_is_read_back_and_older_state_files_mean_in_the_fleet(tmp_path: Path) -> None:
+    written = LocalState(generation=3).to_dict()
+    assert written["removed_at"] is None
+    del written["removed_at"]  # a state.json from before removal was persisted
+    (tmp_path / StateStore.FILE).write_text(json.dumps(written))
+    assert StateStore(tmp_path).load().removed_at is None
+    (tmp_path / StateStore.FILE).write_text(json.dumps({**written, "removed_at": "yesterday"}))
+    with pytest.raises(PermanentError, match="expected a Unix time or null"):
         StateStore(tmp_path).load()
 
 
