@@ -96,7 +96,7 @@ class Link:
 
     def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
+            self._problem(f"broker refused the connection: {reason}")
             return
         self._backoff.reset()
         self.connects += 1
@@ -105,6 +105,12 @@ class Link:
         client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
         self.last_error = ""
         self.connected.set()
+
+    def _problem(self, message: str) -> None:
+        """Log why the broker cannot be reached once (not at every retry); serving goes on."""
+        if message != self.last_error:
+            log.warning("%s; serving continues, retrying with backoff", message)
+        self.last_error = message
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if self.connected.is_set():
@@ -128,7 +134,7 @@ class Link:
                     self.client.reconnect()
             except (OSError, ValueError) as exc:
                 first = first and isinstance(exc, ValueError)
-                self.last_error = f"broker {self.broker.host}:{self.broker.port}: {exc}"
+                self._problem(f"broker {self.broker.host}:{self.broker.port}: {exc}")
                 self._stop.wait(self._backoff.next())
                 continue
             while not self._stop.is_set():

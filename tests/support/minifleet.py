@@ -383,3 +383,30 @@ def _dump(doc: Any) -> str:
         doc, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, width=100
     )
     return text
+
+
+def use_real_artifacts(root: Path) -> Path:
+    """Give every catalogue version a real tiny ONNX model under `root/artifacts` (returned).
+
+    The models have the version's output classes and a 64x64 input; version 3 is inverted
+    (it disagrees with the others on every frame). URLs are relative to the repository."""
+    from tests.support.onnx_models import write_model
+
+    folder = root / "artifacts"
+
+    def mutate(doc: Any) -> None:
+        for entry in doc["versions"]:
+            version = int(entry["version"])
+            built = write_model(
+                folder / f"surface-cnn-{version}.onnx",
+                classes=tuple(entry["output_classes"]),
+                height=64,
+                width=64,
+                invert=version == 3,
+            )
+            entry["artifact"]["url"] = f"file://artifacts/surface-cnn-{version}.onnx"
+            entry["artifact"]["sha256"] = built.sha256
+            entry["artifact"]["size"] = built.size
+
+    edit_yaml(model_file(root), mutate)
+    return folder

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -25,29 +24,10 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
-from tests.support.onnx_models import write_model
 
 pytestmark = pytest.mark.integration
 
 CLASSES = {1: ("ok", "scratch", "contamination"), 2: ("ok", "scratch", "dust", "oil")}
-
-
-def _real_artifacts(root: Path) -> None:
-    def mutate(doc: Any) -> None:
-        for entry in doc["versions"]:
-            version = int(entry["version"])
-            built = write_model(
-                root / "artifacts" / f"surface-cnn-{version}.onnx",
-                classes=tuple(entry["output_classes"]),
-                height=64,
-                width=64,
-                invert=version == 3,
-            )
-            entry["artifact"]["url"] = f"file://artifacts/surface-cnn-{version}.onnx"
-            entry["artifact"]["sha256"] = built.sha256
-            entry["artifact"]["size"] = built.size
-
-    minifleet.edit_yaml(root / "fleet" / "models" / "surface-cnn.yaml", mutate)
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -64,7 +44,7 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
 ) -> None:
     root = tmp_path / "fleet"
     minifleet.write_minifleet(root)
-    _real_artifacts(root)
+    minifleet.use_real_artifacts(root)
     minifleet.init_repo(root)
     minifleet.commit_all(root, "fleet with real artifacts")
     assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--format", "json"]) == 0

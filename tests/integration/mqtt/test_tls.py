@@ -1,103 +1,167 @@
-"""TLS: a generated broker config with only a TLS listener; publish over mqtts://."""
+"""TLS: a generated broker config with only a TLS listener; every client over mqtts://.
+
+The CA comes from `$LINEFLEET_MQTT_CA` (no command has a CA option), credentials from the URL
+or `$LINEFLEET_MQTT_USERNAME` / `$LINEFLEET_MQTT_PASSWORD`. A client that does not trust the
+broker's certificate is refused: `publish` and `status` exit 1 (a configuration error,
+retrying does not help) with a one-line reason; the edge agent keeps serving offline, logs
+the reason and keeps retrying.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from linefleet.cli import main
 from linefleet_core.errors import TemporaryError
-from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.mqtturl import CA_ENV, PASSWORD_ENV, USERNAME_ENV, BrokerAddress
 from linefleet_core.signing import SigningKey
 from reconciler.mqtt import retained_snapshot
+from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.pki import write_pki
 
 pytestmark = pytest.mark.integration
+RECONCILER = "linefleet-reconciler"
 
 
-def write_pki(folder: Path) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a server certificate for 127.0.0.1."""
-    folder.mkdir(parents=True)
-    now = dt.datetime.now(dt.UTC)
+class TlsBroker:
+    """A Mosquitto running `linefleet broker config --tls-*` output: TLS listener only."""
 
-    def cert(
-        subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None, signer: object
-    ) -> x509.Certificate:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(issuer or name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-        )
-        if issuer is None:
-            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-        else:
-            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-            builder = builder.add_extension(san, False)
-        return builder.sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+    def __init__(self, repo: Path, folder: Path) -> None:
+        self.ca, cert, key = write_pki(folder / "pki")
+        self.port = free_port()
+        out = folder / "cfg"
+        argv = ["broker", "config", "--out", str(out), "--repo", str(repo), "--port", "0"]
+        argv += ["--bind", "127.0.0.1", "--data-dir", str(folder / "data")]
+        argv += ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-port", str(self.port)]
+        assert main(argv) == 0
+        (folder / "data").mkdir()
+        self.creds: dict[str, str] = json.loads((out / "credentials.json").read_text())
+        config = (out / "mosquitto.conf").read_text()
+        self.broker = Mosquitto(folder / "run", port=self.port, config=config)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = cert("linefleet test CA", ca_key, None, ca_key)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = cert("127.0.0.1", server_key, ca.subject, ca_key)
-    pem = serialization.Encoding.PEM
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(pem))
-    paths[1].write_bytes(server.public_bytes(pem))
-    paths[2].write_bytes(
-        server_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return paths
+    def url(self, user: str = RECONCILER, host: str = "127.0.0.1") -> str:
+        return f"mqtts://{user}:{self.creds[user]}@{host}:{self.port}"
+
+
+@pytest.fixture
+def tls_broker(fleet_repo: Path, tmp_path: Path) -> Iterator[TlsBroker]:
+    tls = TlsBroker(fleet_repo, tmp_path / "tls")
+    tls.broker.start()
+    try:
+        yield tls
+    finally:
+        tls.broker.stop()
 
 
 def test_publish_over_tls(
     fleet_repo: Path,
+    tls_broker: TlsBroker,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ca, server_cert, server_key = write_pki(tmp_path / "pki")
-    port = free_port()
-    out = tmp_path / "cfg"
-    argv = ["broker", "config", "--out", str(out), "--repo", str(fleet_repo), "--port", "0"]
-    argv += ["--bind", "127.0.0.1", "--data-dir", str(tmp_path / "data")]
-    argv += ["--tls-cert", str(server_cert), "--tls-key", str(server_key)]
-    argv += ["--tls-port", str(port)]
-    assert main(argv) == 0
-    (tmp_path / "data").mkdir()
-    creds = json.loads((out / "credentials.json").read_text())
-    broker = Mosquitto(tmp_path / "run", port=port, config=(out / "mosquitto.conf").read_text())
-    broker.start()
-    try:
-        key_dir = tmp_path / "keys"
-        private, _ = SigningKey.generate().write(key_dir)
-        user, password = "linefleet-reconciler", creds["linefleet-reconciler"]
-        url = f"mqtts://{user}:{password}@127.0.0.1:{port}"
-        monkeypatch.setenv("LINEFLEET_MQTT_CA", str(ca))
-        capsys.readouterr()
-        publish = ["publish", "--broker", url, "--repo", str(fleet_repo)]
-        assert main([*publish, "--signing-key", str(private), "--format", "json"]) == 0
-        assert json.loads(capsys.readouterr().out)["published"] == 3
+    private, _ = SigningKey.generate().write(tmp_path / "keys")
+    monkeypatch.setenv(CA_ENV, str(tls_broker.ca))
+    capsys.readouterr()
+    publish = ["publish", "--broker", tls_broker.url(), "--repo", str(fleet_repo)]
+    assert main([*publish, "--signing-key", str(private), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["published"] == 3
 
-        plain = BrokerAddress.parse(f"mqtt://{user}:{password}@127.0.0.1:{port}")
-        with pytest.raises(TemporaryError):
-            retained_snapshot(plain, "linefleet/v1/#", "linefleet-test-plain", timeout=2.0)
-        monkeypatch.delenv("LINEFLEET_MQTT_CA")  # the system CAs do not know our test CA
-        assert main([*publish, "--signing-key", str(private)]) == 1
-        assert "TLS certificate not trusted" in capsys.readouterr().err
-    finally:
-        broker.stop()
+    plain = BrokerAddress.parse(tls_broker.url().replace("mqtts://", "mqtt://"))
+    with pytest.raises(TemporaryError):
+        retained_snapshot(plain, "linefleet/v1/#", "linefleet-test-plain", timeout=2.0)
+    monkeypatch.delenv(CA_ENV)  # the system CAs do not know our test CA
+    assert main([*publish, "--signing-key", str(private)]) == 1
+    assert "TLS certificate not trusted" in capsys.readouterr().err
+
+
+def _edge(
+    tls: TlsBroker, device: str, state: Path, frames: Path, keys: Path, ca: bool
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", USERNAME_ENV: device}
+    env[PASSWORD_ENV] = tls.creds[device]
+    env.pop(CA_ENV, None)
+    if ca:
+        env[CA_ENV] = str(tls.ca)
+    site = device.split("-")[0]
+    return subprocess.Popen(
+        [sys.executable, "-m", "linefleet", "edge", "run", "--device", f"{site}/{device}",
+         "--broker", f"mqtts://localhost:{tls.port}", "--state-dir", str(state),
+         "--frames", str(frames), "--trust-key", str(keys), "--line", f"{site}/line-1",
+         "--results", str(state.parent / f"{device}.jsonl"),
+         "--artifact-root", str(state.parent / "fleet" / "artifacts")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def _models(results: Path) -> set[str | None]:
+    lines = results.read_text().splitlines() if results.exists() else []
+    return {json.loads(line)["model"] for line in lines if line.endswith("}")}
+
+
+def _status(url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    assert main(["status", "--broker", url, "--format", "json"]) == 0
+    return {d["device"]: d["condition"] for d in json.loads(capsys.readouterr().out)["devices"]}
+
+
+def test_publish_edge_and_status_over_tls_and_an_untrusting_client_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "fleet"
+    minifleet.write_minifleet(root)
+    minifleet.use_real_artifacts(root)
+    minifleet.init_repo(root)
+    minifleet.commit_all(root, "fleet with real artifacts")
+    private, public = SigningKey.generate().write(tmp_path / "keys")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    tls = TlsBroker(root, tmp_path / "tls")
+    monkeypatch.setenv(CA_ENV, str(tls.ca))
+    with tls.broker:
+        publish = ["publish", "--broker", tls.url(), "--repo", str(root)]
+        assert main([*publish, "--signing-key", str(private)]) == 0
+        capsys.readouterr()
+        trusting = _edge(tls, "toledo-edge-1", tmp_path / "state-1", frames, public, ca=True)
+        untrusting = _edge(tls, "dresden-edge-1", tmp_path / "state-2", frames, public, ca=False)
+        try:
+            conditions: dict[str, str] = {}
+            models: set[str | None] = set()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (
+                conditions.get("toledo-edge-1") != "Synced" or "surface-cnn@2" not in models
+            ):
+                image = np.full((64, 64, 3), 200, dtype=np.uint8)
+                cv2.imwrite(str(frames / f"f{time.monotonic_ns()}.png"), image)
+                time.sleep(0.5)
+                conditions = _status(tls.url(host="localhost"), capsys)
+                models = _models(tmp_path / "toledo-edge-1.jsonl")
+            assert conditions.get("toledo-edge-1") == "Synced", conditions
+            assert "surface-cnn@2" in models  # it inspects with what came over TLS
+            assert conditions.get("dresden-edge-1") == "Unknown"  # never got through
+            assert trusting.poll() is None and untrusting.poll() is None
+
+            monkeypatch.delenv(CA_ENV)
+            assert main(["status", "--broker", tls.url()]) == 1
+            err = capsys.readouterr().err
+            assert "TLS certificate not trusted" in err and "Traceback" not in err
+        finally:
+            for proc in (trusting, untrusting):
+                proc.send_signal(signal.SIGTERM)
+            outcomes = [proc.communicate(timeout=30) for proc in (trusting, untrusting)]
+    assert trusting.returncode == 0, outcomes[0][1]
+    assert untrusting.returncode == 0, outcomes[1][1]
+    untrusting_log = outcomes[1][1]
+    assert "certificate verify failed" in untrusting_log and "Traceback" not in untrusting_log
+    assert untrusting_log.count("certificate verify failed") == 1  # said once, not per retry

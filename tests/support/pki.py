@@ -1,0 +1,62 @@
+"""A throw-away certificate authority and a server certificate for TLS tests.
+
+    ca, server_cert, server_key = write_pki(tmp_path / "pki")
+
+The server certificate names `127.0.0.1` and `localhost` (subject alternative names), is
+signed by the CA, and is valid from five minutes ago for one day. Keys are P-256, PEM files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    signer: ec.EllipticCurvePrivateKey,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+    else:
+        names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def write_pki(folder: Path) -> tuple[Path, Path, Path]:
+    """Write `ca.pem`, `server.pem` and `server.key` into FOLDER; return their paths."""
+    folder.mkdir(parents=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("linefleet test CA", ca_key, None, ca_key)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("127.0.0.1", server_key, ca.subject, ca_key)
+    pem = serialization.Encoding.PEM
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(server.public_bytes(pem))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
