@@ -24,6 +24,7 @@ class StatusArgs:
     state_dir: Path | None
     format: str
     quiet: float
+    wait: float | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Read the desired, reported and online state the broker retains (and, with "
             "--state-dir, what `linefleet reconcile` recorded: events, rejected messages). "
             "A device not heard from within 3 heartbeats is Stale, never Synced. Exit 0, or "
-            "4 when the broker is unreachable."
+            "4 when the broker is unreachable. With --wait SECONDS (for CI after a publish): "
+            "re-read until every device is Synced, exit 1 if one is not when time runs out."
         ),
     )
     p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
@@ -43,6 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
         "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait until every device is Synced (0: check once); exit 1 if not in time",
     )
     p.set_defaults(run=run)
 
@@ -95,14 +103,42 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
 def run(ns: argparse.Namespace) -> int:
     from reconciler.status import as_json
 
-    args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet)
-    status, now = collect(args)
+    args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait)
+    if args.wait is not None and args.wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
+    status, now = collect(args) if args.wait is None else wait_synced(args)
     if args.format == "json":
         json.dump(as_json(status, now), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(render_table(status, now))
+    if args.wait is not None and not all_synced(status):
+        print(f"not every device is Synced after {args.wait:g}s", file=sys.stderr)
+        return int(ExitCode.INVALID)
     return int(ExitCode.OK)
+
+
+def all_synced(status: FleetStatus) -> bool:
+    """Every device Synced, and at least one device (an empty broker is not a rollout)."""
+    return bool(status.devices) and all(d.condition.type.value == "Synced" for d in status.devices)
+
+
+def wait_synced(args: StatusArgs, poll: float = 1.0) -> tuple[FleetStatus, float]:
+    """Re-read the broker until every device is Synced or `args.wait` seconds have passed;
+    say on stderr what is still outstanding whenever that changes."""
+    deadline = time.monotonic() + (args.wait or 0.0)
+    said = ""
+    while True:
+        status, now = collect(args)
+        if all_synced(status) or time.monotonic() >= deadline:
+            return status, now
+        pending = [d for d in status.devices if d.condition.type.value != "Synced"]
+        summary = ", ".join(f"{d.site}/{d.device} {d.condition.type.value}" for d in pending)
+        line = f"waiting for {len(pending)} device(s): {summary or 'no devices yet'}"
+        if line != said:
+            print(line, file=sys.stderr, flush=True)
+            said = line
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
 
 def _gen(dev: DeviceStatus) -> tuple[str, str]:

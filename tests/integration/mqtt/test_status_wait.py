@@ -1,0 +1,83 @@
+"""`linefleet status --wait SECONDS`: block until every device is Synced, for CI after a publish.
+
+Real Mosquitto; the devices' reports are retained messages written as a converged device
+writes them (`conftest.ack`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from linefleet.cli import main
+from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import SigningKey
+from reconciler.publish import load_revision, publish
+from tests.integration.mqtt.conftest import ack, retained, send
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+T = "linefleet/v1"
+DEVICES = ("toledo/toledo-edge-1", "toledo/toledo-edge-2", "dresden/dresden-edge-1")
+
+
+def _converged(broker: Mosquitto, *devices: str) -> None:
+    desired = retained(broker, f"{T}/+/+/desired")
+    messages = []
+    for device in devices:
+        messages.append((f"{T}/{device}/reported", ack(desired[f"{T}/{device}/desired"]), True))
+        messages.append((f"{T}/{device}/online", b'{"protocol":1,"online":true}', True))
+    send(broker, messages)
+
+
+def test_wait_fails_with_exit_1_naming_the_devices_that_are_not_synced(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    _converged(mosquitto, DEVICES[0])
+    argv = ["status", "--broker", mosquitto.url, "--repo", str(fleet_repo), "--quiet", "0.3"]
+    assert main([*argv, "--wait", "1.5"]) == 1
+    out, err = capsys.readouterr()
+    assert "3 device(s): 1 Synced, 2 Unknown" in out
+    assert (
+        "waiting for 2 device(s): dresden/dresden-edge-1 Unknown, toledo/toledo-edge-2 Unknown"
+        in err
+    )
+    assert err.rstrip().endswith("not every device is Synced after 1.5s")
+    assert err.count("waiting for") == 1  # said again only when what is outstanding changes
+    assert main([*argv, "--wait", "-1"]) == 2
+
+
+def test_wait_returns_0_once_the_last_device_reports_synced(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    _converged(mosquitto, *DEVICES[1:])
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "linefleet", "status", "--broker", mosquitto.url,
+         "--repo", str(fleet_repo), "--wait", "120", "--quiet", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert waiting.stderr is not None
+        first = waiting.stderr.readline()  # it has looked once and is waiting
+        assert first == "waiting for 1 device(s): toledo/toledo-edge-1 Unknown\n"
+        _converged(mosquitto, DEVICES[0])
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert "3 device(s): 3 Synced" in out
+    capsys.readouterr()
+    argv = ["status", "--broker", mosquitto.url, "--quiet", "0.3", "--format", "json"]
+    assert main([*argv, "--wait", "0"]) == 0  # checked once: all Synced
+
+
+def test_an_empty_broker_is_not_a_finished_rollout(
+    mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--broker", mosquitto.url, "--quiet", "0.2", "--wait", "0"]) == 1
+    assert "not every device is Synced" in capsys.readouterr().err
