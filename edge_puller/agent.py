@@ -48,10 +48,10 @@ from edge_puller.runtime import Frame, ModelCache
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.highwater import floor
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
 from linefleet_core.wire import (
     MAX_DESIRED_BYTES,
-    Applied,
     Channel,
     ReportedState,
     topic,
@@ -271,11 +271,7 @@ class Agent:
             self.removed = True
             self.report()
             return
-        held = None
-        if self.state.target is not None:
-            held = Applied(
-                generation=self.state.generation, content_hash=self.state.target.content_hash
-            )
+        held = floor(self.state.marks, self.trusted_keys)  # unpinned keys' marks do not bind
         try:
             raw, target = accept(payload, self.trusted_keys, self.device, held)
         except RecursionError:  # JSON nested deeper than the parser's stack
@@ -297,7 +293,8 @@ class Agent:
             and target.generation == held_target.generation
             and target.content_hash == held_target.content_hash
         ):
-            self.save(replace(self.state, last_sync=time.time()))  # a duplicate: nothing to do
+            # A duplicate (perhaps re-signed with another key): only remember who signed it.
+            self.save(replace(self.state.with_mark(raw, target), last_sync=time.time()))
             return
         self.save(self.state.with_desired(raw, target))  # persist before acting
         self.backoff.reset()

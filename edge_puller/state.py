@@ -19,6 +19,8 @@ from typing import Any, Literal
 from edge_puller.target import CandidateSpec, ModelSpec, Target
 from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.errors import PermanentError
+from linefleet_core.highwater import marked, signer
+from linefleet_core.wire import Applied
 
 STATE_FORMAT = 1
 Slot = Literal["a", "b"]
@@ -103,11 +105,21 @@ class LocalState:
     """Unix time the device last received or confirmed its desired state from the broker."""
     removed_at: float | None = None
     """Unix time the desired state was cleared (removed from the fleet); None while in it."""
+    marks: dict[str, Applied] = field(default_factory=dict)
+    """The newest document accepted per signing key (`linefleet_core.highwater`)."""
+
+    def with_mark(self, document: dict[str, Any], target: Target) -> LocalState:
+        """Remember `target` as the newest document accepted from the key that signed it."""
+        key = signer(document)
+        if key is None:
+            return self
+        mark = Applied(generation=target.generation, content_hash=target.content_hash)
+        return replace(self, marks=marked(self.marks, key, mark))
 
     def with_desired(self, document: dict[str, Any], target: Target) -> LocalState:
         """Hold a newly verified document: a new generation forgets old failures."""
         return replace(
-            self,
+            self.with_mark(document, target),
             document=document,
             target=target,
             generation=target.generation,
@@ -132,6 +144,7 @@ class LocalState:
             },
             "last_sync": self.last_sync,
             "removed_at": self.removed_at,
+            "marks": {k: m.model_dump(mode="json") for k, m in sorted(self.marks.items())},
         }
 
     @classmethod
@@ -153,7 +166,20 @@ class LocalState:
             },
             last_sync=data.get("last_sync"),
             removed_at=_optional_time(data.get("removed_at")),
+            marks=_marks(data),
         )
+
+
+def _marks(data: dict[str, Any]) -> dict[str, Applied]:
+    """The per-key marks; a state written before they existed marks its document's key."""
+    if "marks" in data:
+        return {k: Applied.model_validate(m) for k, m in data["marks"].items()}
+    document, target = data.get("document"), data.get("target")
+    key = signer(document) if isinstance(document, dict) else None
+    if key is None or not target:
+        return {}
+    held = Target.from_dict(target)
+    return {key: Applied(generation=held.generation, content_hash=held.content_hash)}
 
 
 def _optional_time(value: Any) -> float | None:

@@ -85,7 +85,10 @@ def plan(
     signature; leave it when only generation/commit differ (content is what devices run).
 
     With `trusted`, a retained document that claims the same content is also verified the
-    way a device would; one that fails (corrupted, forged) is replaced.
+    way a device would; one that fails (corrupted, forged) is replaced. Only a retained
+    document signed with `key_id` can make a publish `stale` (go back in generation): devices
+    keep a replay floor per signing key, so after a rotation the old key's generations
+    (including a thief's forged huge one) no longer bind them.
     """
     publish: list[Signed] = []
     unchanged: list[Signed] = []
@@ -99,7 +102,12 @@ def plan(
         if held is not None and (held.content_hash, held.key_id) == (doc.content_hash, key_id):
             unchanged.append(doc)
             continue
-        if held is not None and held.generation is not None and held.generation > doc.generation:
+        if (
+            held is not None
+            and held.key_id == key_id  # another key's generation does not bind devices that
+            and held.generation is not None  # unpinned it (e.g. a forgery with a stolen key)
+            and held.generation > doc.generation
+        ):
             stale.append((doc, held.generation))
         publish.append(doc)
     wanted = {doc.topic for doc in signed.values()}

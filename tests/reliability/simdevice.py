@@ -5,7 +5,8 @@ id `linefleet-device-<id>`, last will then birth on every connect, re-subscribe 
 `…/desired`; verify each document (signature, pinned key, content hash, addressee, generation),
 "stage" the serving artifact (read the file, check size and sha256) before switching, and
 never drop the model it serves until the new one checked out. It reports a full snapshot on
-every change and every heartbeat and sends events with a per-device `seq`.
+every change and every heartbeat and sends events with a per-device `seq`. Its replay floor
+is kept per signing key, as the protocol asks (`linefleet_core.highwater`).
 
 Everything that leaves the device goes through its own outbox (kept across a simulated kill,
 as a real device keeps it on disk): a message leaves the outbox only when the broker
@@ -33,6 +34,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from linefleet_core import highwater
 from linefleet_core.signing import TrustedKeys, VerifyError, verify
 from linefleet_core.wire import Applied, DesiredState, client_id, online_payload
 
@@ -67,6 +69,7 @@ class DeviceDisk:
     """What survives a kill: the device's persisted state and outbox."""
 
     held: Applied | None = None
+    marks: dict[str, Applied] = field(default_factory=dict)  # newest accepted, per signing key
     applied_hash: str = ""
     applied_generation: int = 0
     serving_sha: str = ""
@@ -201,14 +204,18 @@ class SimDevice:
             self.report()
             return
         try:
-            doc = verify(payload, self.keys, device=self.device, held=self.disk.held)
+            floor = highwater.floor(self.disk.marks, self.keys)
+            doc = verify(payload, self.keys, device=self.device, held=floor)
         except VerifyError as exc:
             self.counters.refused += 1
             self.event("refused-document", exc.reason.value, str(exc))
             return
+        accepted = Applied(generation=doc.generation, content_hash=doc.content_hash)
+        if doc.signature is not None:
+            self.disk.marks = highwater.marked(self.disk.marks, doc.signature.key_id, accepted)
         if self.disk.held and doc.content_hash == self.disk.held.content_hash:
             return  # a duplicate (QoS 1 redelivery or a retained replay)
-        self.disk.held = Applied(generation=doc.generation, content_hash=doc.content_hash)
+        self.disk.held = accepted
         self._target = doc
         self.disk.pending_sha = doc.spec.lines[0].serving.artifact.sha256
         self._converge()

@@ -134,6 +134,15 @@ def test_plan_flags_a_publish_that_would_go_back_in_generation() -> None:
     assert result.stale == ((ours["a"], 9),)
 
 
+def test_another_keys_huge_generation_does_not_block_the_publish() -> None:
+    """After a rotation the retained forgery of a stolen key must be overwritten, not obeyed."""
+    ours = {"a": _signed("a", "new", generation=4)}
+    forged = _retained("evil", key_id="o" * 16, generation=2**62)
+    result = plan(ours, {"linefleet/v1/s/a/desired": forged}, "k" * 16)
+    assert result.stale == ()
+    assert [s.device for s in result.publish] == ["a"]
+
+
 def test_plan_treats_garbage_on_the_broker_as_absent() -> None:
     ours = {"a": _signed("a", "1")}
     for junk in (b"\x00not json", b"[" * 100_000, b"[1]", b'{"generation": "x"}'):
