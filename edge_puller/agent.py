@@ -90,7 +90,6 @@ class Agent:
         self.wake = threading.Event()
         self.waiting = ""
         self.error = ""
-        self.removed = False
         self.frames_problem = ""  # why no frames come in (a camera gone), "" while they do
         self._frames_reported = ""
         self.backoff = Backoff()
@@ -174,6 +173,11 @@ class Agent:
                 delay = self.backoff.next(5.0)
             self.wake.wait(delay)
             self.wake.clear()
+
+    @property
+    def removed(self) -> bool:
+        """The desired state was cleared: no longer in the fleet (kept in `state.json`)."""
+        return self.state.removed_at is not None
 
     def spool_list(self) -> list[Spool]:
         with self.lock:
@@ -268,7 +272,8 @@ class Agent:
 
     def _accept(self, payload: bytes) -> None:
         if not payload:
-            self.removed = True
+            if self.state.removed_at is None:  # persisted: a restart still knows
+                self.save(replace(self.state, removed_at=time.time()))
             self.report()
             return
         held = floor(self.state.marks, self.trusted_keys)  # unpinned keys' marks do not bind
@@ -286,7 +291,8 @@ class Agent:
                 generation=_generation_of(payload),
             )
             return
-        self.removed = False
+        if self.state.removed_at is not None:  # a verified document: back in the fleet
+            self.save(replace(self.state, removed_at=None))
         held_target = self.state.target
         if (
             held_target is not None
