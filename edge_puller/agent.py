@@ -37,6 +37,7 @@ from edge_puller.planner import (
     LoadAndSmokeTest,
     Observed,
     Running,
+    SpoolView,
     Step,
     Verify,
     fingerprint,
@@ -45,7 +46,7 @@ from edge_puller.planner import (
 from edge_puller.recent import DEFAULT_CAPACITY, RecentDecisions
 from edge_puller.report import build_report, fit
 from edge_puller.runtime import Frame, ModelCache
-from edge_puller.spool import Spool
+from edge_puller.spool import Spool, peek, spooled_lines
 from edge_puller.state import Failure, LocalState, StateStore
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.highwater import floor
@@ -207,7 +208,26 @@ class Agent:
             failures=self.state.failures,
             applied_generation=self.state.applied_generation,
             reported=self.state.reported,
+            spools=self._spool_views(),
+            now=time.time(),
         )
+
+    def _spool_views(self) -> dict[str, SpoolView]:
+        """Spool folders on disk; frames are counted only for lines no longer served."""
+        target = self.state.target
+        served = set(target.lines) if target else set()
+        with self.lock:
+            loaded = dict(self.spools)
+        views = {}
+        for key, folder in spooled_lines(self.state_dir / "spool").items():
+            spool = loaded.get(key)
+            if spool is None:
+                pending, retired_at = peek(folder) if key not in served else (0, None)
+                views[key] = SpoolView(pending, retired_at)
+            else:
+                pending = spool.pending() if key not in served else 0
+                views[key] = SpoolView(pending, spool.counters.retired_at, loaded=True)
+        return views
 
     # --- the executor's context -----------------------------------------------------------------
 

@@ -11,17 +11,22 @@ itself never waits for a disk write.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from edge_puller.artifacts import ArtifactStore
 from edge_puller.engine import Engine, LineModels
 from edge_puller.planner import (
     Activate,
+    DeleteSpool,
     Download,
     LoadAndSmokeTest,
     MarkApplied,
+    MarkSpool,
     Prune,
     Report,
     Resume,
@@ -32,9 +37,11 @@ from edge_puller.planner import (
     Wait,
 )
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError
+from edge_puller.spool import Spool, spool_folder
 from edge_puller.state import ActiveLine, LocalState
 from linefleet_core.errors import TemporaryError
-from linefleet_core.fleet import HealthGates
+from linefleet_core.fleet import HealthGates, TelemetryPolicy
+from linefleet_core.wire import EventType
 
 
 class Context(Protocol):
@@ -43,6 +50,9 @@ class Context(Protocol):
     engine: Engine
     state: LocalState
     waiting: str
+    state_dir: Path
+    spools: dict[str, Spool]
+    lock: threading.Lock
 
     def save(self, state: LocalState) -> None: ...
 
@@ -157,6 +167,38 @@ def retire(ctx: Context, step: Retire) -> None:
     ctx.engine.remove(step.line)
 
 
+def mark_spool(ctx: Context, step: MarkSpool) -> None:
+    target = ctx.state.target
+    line = target.lines.get(step.line) if target else None
+    with ctx.lock:  # the link uploads from the spools it finds here
+        spool = ctx.spools.get(step.line)
+        if spool is None:
+            policy = line.telemetry if line else TelemetryPolicy()  # retired: default budget
+            spool = Spool(spool_folder(ctx.state_dir / "spool", step.line), policy)
+            ctx.spools[step.line] = spool
+    if not step.retired:
+        spool.mark_retired(None)
+    elif spool.counters.retired_at is None:  # kept across restarts: the grace period runs on
+        spool.mark_retired(time.time())
+
+
+def delete_spool(ctx: Context, step: DeleteSpool) -> None:
+    with ctx.lock:
+        spool = ctx.spools.pop(step.line, None)
+    if spool is None:
+        return
+    frames, size = spool.delete()
+    if frames:
+        ctx.emit(
+            EventType.SPOOL_DISCARDED.value,
+            "retired-line",
+            f"{step.line}: no longer served; {frames} spooled frame(s) ({size} bytes) could not "
+            "be uploaded within the grace period and were deleted",
+            line=step.line,
+            details={"frames": frames, "bytes": size},
+        )
+
+
 def unload(ctx: Context, step: Unload) -> None:
     ctx.cache.unload(step.sha256)
 
@@ -181,6 +223,8 @@ EXECUTORS: dict[type[Any], Callable[[Context, Any], None]] = {
     Activate: activate,
     MarkApplied: mark_applied,
     Retire: retire,
+    MarkSpool: mark_spool,
+    DeleteSpool: delete_spool,
     Unload: unload,
     Prune: prune,
     Report: report,

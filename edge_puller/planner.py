@@ -9,7 +9,8 @@ Order inside a plan: resume what the state says is active (after a restart the e
 empty; if the serving model's file is gone, the standby inspects until it is back), stage
 every model the target needs (download → verify → load and smoke-test; serving
 models first), switch lines whose models are ready, mark the generation applied, then retire
-lines, unload sessions and prune files nobody needs, and report. The executor stops at the
+lines, unload sessions and prune files nobody needs, drain or delete the spools of lines no
+longer served, and report. The executor stops at the
 first failing step, so nothing after a failed download runs in that tick: the old model keeps
 serving until the new one is fully ready. A model that failed for good at this generation is
 left out: a failed candidate means the line runs without it; a failed serving model means the
@@ -49,6 +50,19 @@ class Running:
         )
 
 
+RETIRED_SPOOL_GRACE = 14 * 24 * 3600.0
+"""How long a retired line's spool may keep uploading before what is left is discarded."""
+
+
+@dataclass(frozen=True)
+class SpoolView:
+    """A spool folder on disk: frames waiting, when its line was retired, loaded for upload."""
+
+    pending: int
+    retired_at: float | None = None
+    loaded: bool = False
+
+
 @dataclass(frozen=True)
 class Observed:
     target: Target | None
@@ -60,6 +74,9 @@ class Observed:
     failures: dict[str, Failure] = field(default_factory=dict)
     applied_generation: int = 0
     reported: str = ""
+    spools: dict[str, SpoolView] = field(default_factory=dict)
+    now: float = 0.0
+    """Unix time of the observation (for the retired spools' grace period)."""
 
 
 # --- steps -----------------------------------------------------------------------------------
@@ -109,6 +126,22 @@ class Retire:
 
 
 @dataclass(frozen=True)
+class MarkSpool:
+    """Mark a line's spool retired (loaded so its frames keep uploading), or served again."""
+
+    line: str
+    retired: bool
+
+
+@dataclass(frozen=True)
+class DeleteSpool:
+    """Delete a retired line's spool: drained (`left` 0) or past the grace period."""
+
+    line: str
+    left: int
+
+
+@dataclass(frozen=True)
 class Unload:
     sha256: str
 
@@ -136,6 +169,8 @@ Step = (
     | Activate
     | MarkApplied
     | Retire
+    | MarkSpool
+    | DeleteSpool
     | Unload
     | Prune
     | Report
@@ -278,9 +313,26 @@ def plan(observed: Observed) -> list[Step]:
         wanted = desired_active(line, observed.active.get(line.key), observed.failures)
         if wanted is not None:
             keep.update(m.sha256 for m in _active_models(wanted))
+    steps += _spool_steps(observed, target)
     steps = _finish(steps, observed, keep=frozenset(keep))
     if stalled:
         steps.append(Wait("; ".join(stalled) + " (waiting for a new desired state)"))
+    return steps
+
+
+def _spool_steps(observed: Observed, target: Target) -> list[Step]:
+    """A spool outlives its line until its frames are uploaded, or the grace period ends."""
+    steps: list[Step] = []
+    for key, spool in sorted(observed.spools.items()):
+        if key in target.lines:
+            if spool.retired_at is not None:
+                steps.append(MarkSpool(key, retired=False))
+        elif spool.retired_at is None or not spool.loaded:
+            steps.append(MarkSpool(key, retired=True))
+        elif spool.pending == 0:
+            steps.append(DeleteSpool(key, left=0))
+        elif observed.now - spool.retired_at >= RETIRED_SPOOL_GRACE:
+            steps.append(DeleteSpool(key, left=spool.pending))
     return steps
 
 

@@ -7,6 +7,10 @@ counted. Kept frames are JPEG-encoded into the wire's frame envelope and written
 on-disk spool (`spool_mb`; the oldest are evicted first, and evictions are counted). When the
 device is connected, `next_upload` hands out the oldest spooled frame while the day's upload
 (`daily_upload_budget_mb`, UTC days) allows it; `uploaded` deletes it after the broker's PUBACK.
+
+A line the device no longer serves keeps its spool until it is drained: it is marked retired
+(`retired_at` in `counters.json`, so a restart remembers), keeps uploading within its budget,
+and is deleted once empty, or after a grace period with what is left counted (`delete`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +106,8 @@ class SpoolCounters:
     uploaded_bytes: int = 0
     day: str = ""
     bytes_today: int = 0
+    retired_at: float | None = None
+    """Unix time the line stopped being served (its frames still upload); None while served."""
 
 
 class Spool:
@@ -114,6 +121,7 @@ class Spool:
         self.counters = self._load_counters()
         self._bytes = sum(p.stat().st_size for p in self._files())
         self._lock = threading.Lock()  # the frame loop adds, the MQTT sender uploads
+        self._deleted = False
 
     @property
     def spooled_bytes(self) -> int:
@@ -142,6 +150,8 @@ class Spool:
     def next_upload(self, today: dt.date | None = None) -> tuple[Path, bytes] | None:
         """The oldest spooled frame, if today's upload budget still has room for it."""
         with self._lock:
+            if self._deleted:
+                return None
             self._roll_day(today)
             budget = int(self.policy.daily_upload_budget_mb * MB)
             for path in self._files():
@@ -153,6 +163,8 @@ class Spool:
 
     def uploaded(self, path: Path, size: int, today: dt.date | None = None) -> None:
         with self._lock:
+            if self._deleted:  # the spool went away while the frame was on its way
+                return
             self._roll_day(today)
             if path.exists():  # it may have been evicted while it was on its way
                 path.unlink()
@@ -165,10 +177,28 @@ class Spool:
     def pending(self) -> int:
         return len(self._files())
 
+    def mark_retired(self, at: float | None) -> None:
+        """Record when the line stopped being served (None: it is served again)."""
+        with self._lock:
+            if not self._deleted:
+                self.counters.retired_at = at
+                self.flush()
+
+    def delete(self) -> tuple[int, int]:
+        """Remove the spool folder; return the frames and bytes that were still waiting."""
+        with self._lock:
+            self._deleted = True
+            files = self._files()
+            left = (len(files), sum(p.stat().st_size for p in files))
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return left
+
     def flush(self) -> None:
         write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
 
     def _store(self, payload: bytes) -> None:
+        if self._deleted:
+            return
         limit = int(self.policy.spool_mb * MB)
         if len(payload) > limit:
             self.counters.evicted += 1
@@ -202,3 +232,26 @@ class Spool:
             return SpoolCounters(**json.loads(self._counters_path.read_bytes()))
         except (FileNotFoundError, ValueError, TypeError):
             return SpoolCounters()
+
+
+def spool_folder(root: Path, line: str) -> Path:
+    """`spool/<site>__<line>` under the state directory's spool root."""
+    return root / line.replace("/", "__")
+
+
+def spooled_lines(root: Path) -> dict[str, Path]:
+    """The lines that have a spool folder on disk, by line key."""
+    if not root.is_dir():
+        return {}
+    return {p.name.replace("__", "/"): p for p in sorted(root.iterdir()) if p.is_dir()}
+
+
+def peek(folder: Path) -> tuple[int, float | None]:
+    """Frames waiting in a spool folder and its `retired_at`, without opening it as a spool."""
+    retired_at = None
+    try:
+        value = json.loads((folder / "counters.json").read_bytes()).get("retired_at")
+        retired_at = float(value) if isinstance(value, int | float) else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return len(list(folder.glob(f"*{SUFFIX}"))), retired_at

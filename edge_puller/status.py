@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.outbox import Outbox
+from edge_puller.spool import spool_folder, spooled_lines
 from edge_puller.state import Failure, StateStore
 from edge_puller.target import Target
 
@@ -22,7 +23,7 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         box = Outbox(outbox_path)
         outbox, events = box.size(), box.counter("event_seq")
         box.close()
-    lines = []
+    lines: list[dict[str, Any]] = []
     for key in sorted(set(state.active) | set(target.lines if target else ())):
         active = state.active.get(key)
         wanted = target.lines.get(key) if target else None
@@ -65,6 +66,7 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         "outbox": outbox,
         "events_sent_or_queued": events,
         "lines": lines,
+        "retired_spools": _retired_spools(state_dir, {line["line"] for line in lines}),
         "failures": {
             sha: {"reason": f.reason, "message": f.message, "generation": f.generation}
             for sha, f in sorted(state.failures.items())
@@ -80,7 +82,7 @@ def _iso(unix: float | None) -> str | None:
 
 def _spool(state_dir: Path, key: str) -> dict[str, Any]:
     """Anomaly frames waiting for upload and the spool's counters (see `spool.py`)."""
-    folder = state_dir / "spool" / key.replace("/", "__")
+    folder = spool_folder(state_dir / "spool", key)
     counters: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         counters = json.loads((folder / "counters.json").read_bytes())
@@ -92,6 +94,16 @@ def _spool(state_dir: Path, key: str) -> dict[str, Any]:
         "evicted": counters.get("evicted", 0),
         "uploaded": counters.get("uploaded", 0),
     }
+
+
+def _retired_spools(state_dir: Path, served: set[str]) -> list[dict[str, Any]]:
+    """Spools of lines no longer served: still uploading until empty or the grace period ends."""
+    found = []
+    for key in spooled_lines(state_dir / "spool"):
+        if key not in served:
+            spool = _spool(state_dir, key)
+            found.append({"line": key, **spool})
+    return found
 
 
 def _condition(
@@ -141,6 +153,11 @@ def render_text(status: dict[str, Any]) -> str:
         out.append(
             f"spool       {spool['waiting']} frame(s) waiting ({spool['waiting_bytes']} bytes), "
             f"{spool['kept']} kept, {spool['uploaded']} uploaded, {spool['evicted']} evicted"
+        )
+    for spool in status["retired_spools"]:
+        out.append(
+            f"retired     {spool['line']}: no longer served; {spool['waiting']} frame(s) "
+            f"({spool['waiting_bytes']} bytes) still to upload"
         )
     for sha, failure in status["failures"].items():
         out.append(f"failed      {sha[:12]} {failure['reason']}: {failure['message']}")

@@ -276,6 +276,7 @@ class EventType(enum.StrEnum):
     DOWNLOAD_FAILED = "download-failed"
     HEALTH_GATE = "health-gate"  # a metric crossed a threshold
     INSPECTION_OVERRIDE = "inspection-override"  # an inspector corrected a decision: a label
+    SPOOL_DISCARDED = "spool-discarded"  # a retired line's spooled frames deleted unsent
 
 
 class Event(Wire):

@@ -11,8 +11,9 @@ import pytest
 
 from edge_puller.agent import Agent
 from edge_puller.outbox import Outbox
+from edge_puller.planner import RETIRED_SPOOL_GRACE
 from edge_puller.report import build_report
-from edge_puller.status import local_status
+from edge_puller.status import local_status, render_text
 from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event, ReportedState
@@ -380,3 +381,70 @@ def test_the_standby_inspects_while_a_rotted_serving_model_is_fetched_again(
     again.offer_desired(desired(KEY, 3, line_doc(m2, previous=m1)))  # and published again
     _converge(again)
     assert again.serve("cam-1", "g", BRIGHT).model == "cand@2"
+
+
+DARK = np.full((48, 64, 3), 30, dtype=np.uint8)  # decided `scratch`: spooled for upload
+OLD_LINE = "plant/line-2"
+
+
+def _upload_all(agent: Agent) -> int:
+    """What the MQTT link does while connected: upload every spooled frame within budget."""
+    sent = 0
+    for spool in agent.spool_list():
+        while (upload := spool.next_upload()) is not None:
+            spool.uploaded(upload[0], len(upload[1]))
+            sent += 1
+    return sent
+
+
+def _retire_a_line_with_spooled_frames(agent: Agent, models: dict[str, ModelSpec]) -> Path:
+    agent.offer_desired(
+        desired(KEY, 1, line_doc(models["m1"]), line_doc(models["m1"], line=OLD_LINE))
+    )
+    _converge(agent)
+    agent.serve("cam-1", "d1", DARK, OLD_LINE)
+    agent.serve("cam-1", "d2", DARK, OLD_LINE)
+    agent.offer_desired(desired(KEY, 2, line_doc(models["m1"])))  # line-2 leaves the device
+    _converge(agent)
+    return agent.state_dir / "spool" / "plant__line-2"
+
+
+def test_a_retired_lines_spool_uploads_what_it_holds_then_goes_away(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    folder = _retire_a_line_with_spooled_frames(agent, models)
+    assert OLD_LINE not in agent.engine.lines()
+    assert len(list(folder.glob("*.lff"))) == 2  # not lost: still waiting for the link
+    assert _upload_all(agent) == 2
+    _converge(agent, 2)
+    assert not folder.exists()
+    assert [s.folder.name for s in agent.spool_list()] == []
+    assert not [e for e in _events(agent) if e.type == "spool-discarded"]
+
+
+def test_a_retired_spool_keeps_uploading_after_a_restart_and_is_discarded_after_the_grace(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    first = _agent(tmp_path / "state")
+    folder = _retire_a_line_with_spooled_frames(first, models)
+    retired_at = json.loads((folder / "counters.json").read_bytes())["retired_at"]
+    first.outbox.close()
+    again = _agent(tmp_path / "state")  # restarted offline: nothing was uploaded
+    _converge(again, 2)
+    assert [s.folder for s in again.spool_list()] == [folder]  # the link will find it
+    assert json.loads((folder / "counters.json").read_bytes())["retired_at"] == retired_at
+    status = local_status(tmp_path / "state")
+    assert [(r["line"], r["waiting"]) for r in status["retired_spools"]] == [(OLD_LINE, 2)]
+    assert "retired     plant/line-2: no longer served; 2 frame(s)" in render_text(status)
+    counters = json.loads((folder / "counters.json").read_bytes())
+    counters["retired_at"] = retired_at - RETIRED_SPOOL_GRACE  # weeks offline
+    (folder / "counters.json").write_text(json.dumps(counters))
+    again.outbox.close()
+    third = _agent(tmp_path / "state")
+    _converge(third, 3)
+    assert not folder.exists()
+    discarded = [e for e in _events(third) if e.type == "spool-discarded"]
+    assert [(e.line, e.reason, e.details["frames"]) for e in discarded] == [
+        (OLD_LINE, "retired-line", 2)
+    ]

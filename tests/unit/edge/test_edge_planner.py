@@ -7,16 +7,20 @@ from dataclasses import replace
 import pytest
 
 from edge_puller.planner import (
+    RETIRED_SPOOL_GRACE,
     Activate,
+    DeleteSpool,
     Download,
     LoadAndSmokeTest,
     MarkApplied,
+    MarkSpool,
     Observed,
     Prune,
     Report,
     Resume,
     Retire,
     Running,
+    SpoolView,
     Step,
     Unload,
     Verify,
@@ -301,3 +305,51 @@ def test_plan(observed: Observed, expected: list[Step]) -> None:
 def test_plan_is_pure_and_deterministic() -> None:
     observed = Observed(target=target(M2, previous=M1, candidate=CANARY), partial={M3.sha256: 5})
     assert plan(observed) == plan(observed)
+
+
+NOW = 1_800_000_000.0
+OLD = "plant/line-old"
+
+
+@pytest.mark.parametrize(
+    ("spool", "expected"),
+    [
+        (SpoolView(pending=3), [MarkSpool(OLD, retired=True)]),
+        (SpoolView(pending=3, retired_at=NOW - 60), [MarkSpool(OLD, retired=True)]),  # restart
+        (SpoolView(pending=3, retired_at=NOW - 60, loaded=True), []),  # uploading: wait
+        (SpoolView(pending=0, retired_at=NOW - 60, loaded=True), [DeleteSpool(OLD, left=0)]),
+        (
+            SpoolView(pending=3, retired_at=NOW - RETIRED_SPOOL_GRACE, loaded=True),
+            [DeleteSpool(OLD, left=3)],
+        ),
+    ],
+    ids=["just retired", "after a restart", "draining", "drained", "grace period over"],
+)
+def test_the_spool_of_a_line_no_longer_served(spool: SpoolView, expected: list[Step]) -> None:
+    observed = _settled(
+        Observed(
+            target=target(M1),
+            active={L: ActiveLine(M1, None, "a")},
+            stored=_sha(M1),
+            loaded=_sha(M1),
+            applied_generation=1,
+            spools={OLD: spool, L: SpoolView(pending=5, loaded=True)},
+            now=NOW,
+        )
+    )
+    assert plan(observed) == expected
+
+
+def test_a_line_served_again_gets_its_spool_back() -> None:
+    observed = _settled(
+        Observed(
+            target=target(M1),
+            active={L: ActiveLine(M1, None, "a")},
+            stored=_sha(M1),
+            loaded=_sha(M1),
+            applied_generation=1,
+            spools={L: SpoolView(pending=2, retired_at=NOW - 5, loaded=True)},
+            now=NOW,
+        )
+    )
+    assert plan(observed) == [MarkSpool(L, retired=False)]

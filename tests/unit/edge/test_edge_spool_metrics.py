@@ -106,6 +106,23 @@ def test_counters_survive_a_restart(tmp_path: Path) -> None:
     )
 
 
+def test_a_deleted_spool_ignores_an_upload_in_flight_and_keeps_nothing_new(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "spool", TelemetryPolicy())
+    spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    spool.mark_retired(1000.0)
+    assert Spool(tmp_path / "spool", TelemetryPolicy()).counters.retired_at == 1000.0
+    in_flight = spool.next_upload(NOW.date())  # the link took it, then the spool goes
+    assert in_flight is not None
+    frames, size = spool.delete()
+    assert (frames, size) == (1, len(in_flight[1]))
+    spool.uploaded(in_flight[0], len(in_flight[1]), NOW.date())  # the PUBACK comes after
+    spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    assert spool.next_upload(NOW.date()) is None
+    assert not (tmp_path / "spool").exists()
+
+
 def test_metrics_window_reports_health_agreement_and_confusion() -> None:
     metrics = LineMetrics(LINE, stats_every=1)
     metrics.observe(_decision("ok", candidate="ok"), FRAME)
