@@ -25,10 +25,12 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge_puller.engine import Decision
-from edge_puller.runtime import Frame
-from edge_puller.spool import FrameReason, envelope
+if TYPE_CHECKING:  # `linefleet edge override` only reads: it needs neither onnxruntime nor cv2
+    from edge_puller.engine import Decision
+    from edge_puller.runtime import Frame
+    from edge_puller.spool import FrameReason
 
 log = logging.getLogger("linefleet.edge")
 FILE = "recent.db"
@@ -183,6 +185,8 @@ class RecentDecisions:
     def _insert(
         self, db: sqlite3.Connection, items: list[tuple[Decision, Frame, dt.datetime]]
     ) -> None:
+        from edge_puller.spool import envelope
+
         rows = []
         for decision, frame, at in items:
             payload = envelope(decision, frame, self.site, self.device, at, _reason(decision))

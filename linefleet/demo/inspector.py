@@ -1,21 +1,24 @@
 """The inspector station: a person at the line who corrects the model's wrong calls.
 
-The edge agent has no inspector input yet, so the demo plays the station: for frames where the
-edge's decision differs from the frame's true class, it writes the `inspection-override`
-events the edge would send on `.../events` and the `LFF1` frame payloads it would send on
-`.../frames` (docs/protocol.md sections 7 and 9). `linefleet labels ingest-events` reads both.
+The demo knows each frame's true class, so it plays the inspector: for frames where the edge's
+decision differs from the truth, it runs `linefleet edge override` on the device's state
+directory, as an inspector at the line's HMI would. The agent sends each correction with its
+frame (`inspection-override` event, docs/protocol.md sections 7 and 9), and the trainer picks
+them up from the broker (`linefleet labels ingest-events --broker`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
+import re
+import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from linefleet.demo.camera import Shot
+from linefleet.demo.context import Demo, StageFailed
+
+INSPECTOR = "inspector-1"
+USAGE = 2  # `edge override`: the decision is not recorded yet (or the frame is unknown)
 
 
 def overrides(
@@ -31,69 +34,34 @@ def overrides(
     return wrong[:limit]
 
 
-def write(
-    pairs: Sequence[tuple[Shot, dict[str, Any]]],
-    device: str,
-    taxonomy: str,
-    events: Path,
-    frames: Path,
+def correct(
+    demo: Demo, state_dir: str, pairs: Sequence[tuple[Shot, dict[str, Any]]], timeout: float = 10.0
 ) -> int:
-    """Write the events (JSON Lines) and one `.lff` payload per frame; return the count."""
-    import cv2
+    """Run `linefleet edge override` for each pair on the device; return how many were queued."""
+    for n, (shot, decision) in enumerate(pairs, start=1):
+        args = ["edge", "override", "--state-dir", state_dir, "--frame", str(decision["frame_id"]),
+                "--label", shot.truth, "--inspector", INSPECTOR, "--line", shot.line]  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while (done := demo.lf(*args, show=n == 1, limit=2, ok=(0, USAGE))).returncode:
+            if time.monotonic() >= deadline:  # the agent records decisions a moment later
+                raise StageFailed(f"`linefleet {' '.join(args)}` exited with 2", done.output)
+            time.sleep(0.3)
+    return len(pairs)
 
-    from linefleet_core import wire
 
-    site, _, device_id = device.partition("/")
-    frames.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    rows = []
-    for seq, (shot, decision) in enumerate(pairs, start=1):
-        image = cv2.imread(str(shot.source), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"{shot.source}: cannot read the frame")
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise ValueError(f"{shot.source}: cannot encode as JPEG")
-        jpeg = bytes(buf)
-        sha = hashlib.sha256(jpeg).hexdigest()
-        meta = wire.FrameMeta(
-            protocol=1,
-            kind="Frame",
-            site=site,
-            device=device_id,
-            line=shot.line,
-            camera=shot.camera,
-            frame_id=shot.name,
-            captured_at=now,
-            reason="defect" if decision["label"] != "ok" else "sample",
-            model=decision["model"],
-            predicted=decision["label"],
-            confidence=float(decision.get("confidence") or 0.0),
-            sha256=sha,
-            size=len(jpeg),
-        )
-        (frames / f"{seq:05d}.lff").write_bytes(wire.encode_frame(meta, jpeg))
-        rows.append(
-            {
-                "protocol": 1,
-                "kind": "Event",
-                "site": site,
-                "device": device_id,
-                "seq": seq,
-                "at": now.isoformat().replace("+00:00", "Z"),
-                "type": "inspection-override",
-                "line": shot.line,
-                "details": {
-                    "frame_sha256": sha,
-                    "camera": shot.camera,
-                    "model": decision["model"],
-                    "predicted": decision["label"],
-                    "inspector": "inspector-1",
-                    "label": shot.truth,
-                    "taxonomy": taxonomy,
-                },
-            }
-        )
-    events.parent.mkdir(parents=True, exist_ok=True)
-    events.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return len(rows)
+def collect(demo: Demo, expected: int, timeout: float = 60.0) -> int:
+    """Let the trainer listen on the broker until `expected` overrides are queued for QA."""
+    queued = 0
+    deadline = time.monotonic() + timeout
+    ws = ["--state", str(demo.trainer), "--fleet-repo", str(demo.repo)]
+    while queued < expected:
+        args = ["labels", "ingest-events", "--broker", demo.broker_url, "--seconds", "2", *ws]
+        done = demo.lf(*args, show=queued == 0, limit=3)
+        found = re.search(r"queued (\d+) override", done.stdout)
+        queued += int(found.group(1)) if found else 0
+        if queued < expected and time.monotonic() >= deadline:
+            raise StageFailed(
+                f"the trainer received {queued} of {expected} overrides in {timeout:g} s",
+                done.output,
+            )
+    return queued

@@ -8,7 +8,7 @@ from typing import Any
 from linefleet.demo import inspector
 from linefleet.demo.context import Demo, StageFailed
 from linefleet.demo.edges import feed_and_wait
-from linefleet.demo.steps import TAXONOMY, Story, promote_and_merge, publish, settle, train
+from linefleet.demo.steps import Story, promote_and_merge, publish, settle, train
 
 MAX_OVERRIDES_PER_DEVICE = 12
 QUICK_OVERRIDES_PER_DEVICE = 4
@@ -30,6 +30,9 @@ def first_model(demo: Demo, story: Story) -> None:
 
 
 def overrides_and_retrain(demo: Demo, story: Story) -> None:
+    # The trainer's first listen starts its persistent session: from then on the broker keeps
+    # what the devices send for it while it is away.
+    _labels(demo, "ingest-events", "--broker", demo.broker_url, "--seconds", "0.5", limit=2)
     batch = story.batch("shift")
     frames = 24 if demo.options.quick else 40
     decided = feed_and_wait(demo, story.agents, frames, batch)
@@ -40,17 +43,14 @@ def overrides_and_retrain(demo: Demo, story: Story) -> None:
         pairs = inspector.overrides(agent.camera.shown, decisions, limit)
         if not pairs:
             continue
-        folder = demo.root / "inspector" / agent.device.replace("/", "__")
-        events = folder / "events.jsonl"
-        inspector.write(pairs, agent.device, TAXONOMY, events, folder / "frames")
+        queued += inspector.correct(demo, str(agent.folder / "state"), pairs)
         demo.console.note(
             f"inspector on {agent.line} corrected {len(pairs)} of {len(decisions)} decision(s)"
         )
-        _labels(demo, "ingest-events", str(events), "--frames", str(folder / "frames"), limit=3)
-        queued += len(pairs)
     demo.record["overrides"] = queued
     if not queued:
         raise StageFailed("the inspectors found nothing to correct: no override to learn from")
+    inspector.collect(demo, queued)
     tasks = demo.lf_json(
         "labels", "tasks", "--kind", "override", "--format", "json",
         "--state", str(demo.trainer), "--fleet-repo", str(demo.repo),
