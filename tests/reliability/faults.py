@@ -3,6 +3,8 @@
 - `TcpProxy`: a loopback TCP forwarder between one device and the broker. `cut()` drops every
   connection and refuses new ones (the device is offline, yet keeps running and inspecting);
   `restore()` lets it reconnect. When the broker goes away, the proxy closes the device side.
+  `reply_delay` holds the broker's first bytes on a new connection (its CONNACK) that long:
+  a slow reconnect, during which a client may already be publishing.
 - `EdgeProcess`: `linefleet edge run` as a child process (through `edge_child`, which adds a
   fillable disk), with a frames folder the harness feeds. `kill()` is SIGKILL.
 """
@@ -18,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ class TcpProxy:
         self.upstream = upstream_port
         self.port = free_port()
         self.open = True
+        self.reply_delay = 0.0  # seconds the broker's first reply (CONNACK) is held back
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server = socket.create_server((host, self.port))
@@ -61,10 +65,11 @@ class TcpProxy:
             down.settimeout(None)
             with self._lock:
                 self._conns += [down, up]
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, delay in ((down, up, 0.0), (up, down, self.reply_delay)):
+                threading.Thread(target=self._pump, args=(a, b, delay), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
+        time.sleep(delay)
         try:
             while True:
                 data = src.recv(65536)
@@ -201,6 +206,15 @@ class EdgeProcess:
             with contextlib.suppress(ValueError):  # a line cut by SIGKILL mid-write
                 rows.append(json.loads(line))
         return rows
+
+    def events_queued(self) -> int:
+        """Events still in the device's outbox (not yet acknowledged by the broker)."""
+        db = self.state / "outbox.db"
+        if not db.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM outbox WHERE kind='event'").fetchone()
+        return int(row[0])
 
     def events_issued(self) -> int:
         """The event `seq` counter the device persisted (its outbox database)."""

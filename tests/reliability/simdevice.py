@@ -11,7 +11,11 @@ is kept per signing key, as the protocol asks (`linefleet_core.highwater`).
 Everything that leaves the device goes through its own outbox (kept across a simulated kill,
 as a real device keeps it on disk): a message leaves the outbox only when the broker
 acknowledged it, and after a kill every unacknowledged message is sent again, in order (which
-is how duplicates arise; the consumer drops them by `seq`). Reports carry an extra
+is how duplicates arise; the consumer drops them by `seq`). Like the real edge's link, it has
+**one message in flight**: the next leaves only after the previous one's PUBACK. With several
+in flight, paho re-sends the unacknowledged ones only after the CONNACK of a reconnect, while
+a message published in that window goes out at once and overtakes them; the receiver then
+drops the older one as a duplicate of a higher `seq` (`docs/protocol.md` §7). Reports carry an extra
 `report_seq` field (receivers ignore unknown fields) so the consumer can prove exactly-once
 delivery of every snapshot.
 """
@@ -133,8 +137,7 @@ class SimDevice:
                 self.counters.resent += 1
             client.connect_async(self.host, self.port, keepalive=30)
             client.loop_start()
-            for entry in self.disk.outbox:
-                self._send(entry)
+            self._send_next()
 
     def kill(self) -> None:
         """Power cut: the socket dies without DISCONNECT (the broker sends the will)."""
@@ -180,6 +183,7 @@ class SimDevice:
                 acked.add(mid)
         if acked:
             self.disk.outbox = [e for e in self.disk.outbox if e.mid not in acked]
+        self._send_next()
 
     # --- the device's loop (called by the harness) ----------------------------------------
 
@@ -251,13 +255,20 @@ class SimDevice:
     def _put(self, channel: str, body: dict[str, Any], retain: bool) -> None:
         entry = Pending(f"{self.root}/{channel}", json.dumps(body).encode(), retain)
         self.disk.outbox.append(entry)
-        self._send(entry)
+        self._send_next()
 
-    def _send(self, entry: Pending) -> None:
-        if self.client is None:
-            return  # offline (killed): stays in the outbox until start()
-        info = self.client.publish(entry.topic, entry.payload, qos=1, retain=entry.retain)
-        entry.mid = info.mid
+    def _send_next(self) -> None:
+        """Publish the oldest message unless it is already in flight (one at a time, in order).
+
+        Once handed to paho it stays there until its PUBACK, across reconnects (paho re-sends
+        it after the CONNACK), so nothing newer can overtake it.
+        """
+        if self.client is None or not self.disk.outbox:
+            return  # offline (killed): the outbox waits for start()
+        entry = self.disk.outbox[0]
+        if entry.mid is None:
+            info = self.client.publish(entry.topic, entry.payload, qos=1, retain=entry.retain)
+            entry.mid = info.mid
 
     def report(self) -> None:
         self.counters.reports += 1

@@ -407,6 +407,7 @@ class Soak:
             edge.stop()  # SIGTERM: a last report, `online: false`, outbox flushed when connected
         time.sleep(1.0)
         settled, last = time.monotonic(), -1
+        deadline = time.monotonic() + 30.0  # its own bound: a slow drain above must not skip it
         while time.monotonic() - settled < 2.0 and time.monotonic() < deadline:
             total = sum(self.consumer.audit.deliveries.values())
             if total != last:
@@ -435,6 +436,11 @@ class Soak:
         issued_events |= {f"{e.site}/{e.device}": e.events_issued() for e in self.edges}
         issued_reports = {f"{s.site}/{s.device}": s.counters.reports for s in self.sims}
         lost_events = lost_reports = dups = disorder = 0
+        queued = {  # an event still in a real edge's outbox was not lost, only not yet sent
+            f"{e.site}/{e.device}": f" ({n} events still queued in its outbox)"
+            for e in self.edges
+            if (n := e.events_queued())
+        }
         for key, n in issued_events.items():
             got = audit.events_delivered.get(key, [])
             missing = sorted(set(range(1, n + 1)) - set(got))
@@ -444,7 +450,7 @@ class Soak:
                 at = next((i for i, s in enumerate(raw) if s > seq), len(raw))
                 r.loss_detail.append(
                     f"{key} event seq {seq} of {n} never handed on; arrivals around it: "
-                    f"{raw[max(0, at - 4) : at + 4]}"
+                    f"{raw[max(0, at - 4) : at + 4]}{queued.get(key, '')}"
                 )
             dups += len(got) - len(set(got))
             disorder += sum(1 for a, b in itertools.pairwise(got) if b <= a)
