@@ -86,9 +86,10 @@ def test_a_forged_huge_generation_no_longer_binds_after_the_rotation(tmp_path: P
         active = agent.state.active["plant/line-1"].serving
         return active.sha256 if active else ""
 
-    # Rotation step 1: both keys pinned, the reconciler already signs with the new one.
+    # Rotation: both keys pinned; the reconciler re-signs what the device holds with the new key.
     agent = device(OLD, NEW)
-    assert offer(agent, doc(40, good, NEW)) == []
+    assert offer(agent, doc(40, good, OLD)) == []
+    assert offer(agent, doc(40, good, NEW)) == []  # a duplicate: it only marks the new key
     assert offer(agent, doc(2**62, evil, OLD)) == []  # the thief, while the key is trusted
     assert serving(agent) == evil.sha256 and agent.state.applied_generation == 2**62
     assert offer(agent, doc(41, good, NEW)) == [Refusal.STALE.value]
