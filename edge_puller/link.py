@@ -6,6 +6,8 @@
 - Reconnects with capped, jittered exponential backoff (reset after a successful connect).
 - A sender thread delivers the outbox strictly in order, one message in flight, and acks a
   message only after the broker's PUBACK; when the outbox is empty it uploads spooled frames.
+  After a reconnect it starts only once paho has re-sent what it still held unacknowledged
+  (paho does that right after `on_connect`): a newer message sent earlier would overtake it.
 - Received desired payloads go straight to the agent's inbox; the agent verifies them.
 """
 
@@ -52,6 +54,7 @@ class Link:
         self.keepalive = keepalive
         self.agent = agent
         self.connected = threading.Event()
+        self._connack = threading.Event()
         self.connects = 0
         self.last_error = ""
         self._stop = threading.Event()
@@ -104,7 +107,7 @@ class Link:
         client.subscribe(self.desired_topic, qos=1)
         client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
         self.last_error = ""
-        self.connected.set()
+        self._connack.set()  # `connected` once this `loop()` returns: paho re-sends first
 
     def _problem(self, message: str) -> None:
         """Log why the broker cannot be reached once (not at every retry); serving goes on."""
@@ -144,6 +147,10 @@ class Link:
                 except Exception:
                     log.exception("MQTT network loop failed; reconnecting")
                     break
+                if self._connack.is_set():  # the CONNACK is handled, paho's re-sends queued
+                    self._connack.clear()
+                    self.connected.set()
+            self._connack.clear()
             self.connected.clear()
             if not self._stop.is_set():
                 self._stop.wait(self._backoff.next())

@@ -4,7 +4,9 @@
   connection and refuses new ones (the device is offline, yet keeps running and inspecting);
   `restore()` lets it reconnect. When the broker goes away, the proxy closes the device side.
   `reply_delay` holds the broker's first bytes on a new connection (its CONNACK) that long:
-  a slow reconnect, during which a client may already be publishing.
+  a slow reconnect, during which a client may already be publishing. `stall()` makes the
+  current connections a black hole (bytes vanish, no reset): a dead link the client only
+  notices through its keepalive.
 - `EdgeProcess`: `linefleet edge run` as a child process (through `edge_child`, which adds a
   fillable disk), with a frames folder the harness feeds. `kill()` is SIGKILL.
 """
@@ -38,6 +40,7 @@ class TcpProxy:
         self.open = True
         self.reply_delay = 0.0  # seconds the broker's first reply (CONNACK) is held back
         self._conns: list[socket.socket] = []
+        self._stalled: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._server = socket.create_server((host, self.port))
         self._server.settimeout(0.2)
@@ -75,7 +78,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if src not in self._stalled:
+                    dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):
@@ -91,6 +95,10 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+    def stall(self) -> None:
+        with self._lock:
+            self._stalled.update(self._conns)
 
     def restore(self) -> None:
         self.open = True
