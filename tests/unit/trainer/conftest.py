@@ -1,4 +1,8 @@
-"""Fixtures for the trainer's unit tests: three taxonomy versions, a label store, frames."""
+"""Fixtures for the trainer's unit tests: three taxonomy versions, a label store, frames.
+
+The `store` fixture runs each test twice: on SQLite (the default) and on a private PostgreSQL
+(`tests/support/postgres.py`, one server per session, a fresh database per test).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from linefleet_core.taxonomy import Taxonomy
+from tests.support.postgres import Postgres, postgres
 from tests.support.trainer_data import png, taxonomies
 from trainer.frames import FrameStore
 from trainer.store import LabelStore
@@ -23,9 +28,24 @@ def frames(tmp_path: Path) -> FrameStore:
     return FrameStore(tmp_path / "frames")
 
 
+__all__ = ["postgres"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty label store database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'labels.db'}"
+        return
+    server: Postgres = request.getfixturevalue("postgres")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture
-def store(tmp_path: Path, taxes: dict[str, Taxonomy]) -> Iterator[LabelStore]:
-    s = LabelStore.open(f"sqlite:///{tmp_path / 'labels.db'}", taxes)
+def store(store_url: str, taxes: dict[str, Taxonomy]) -> Iterator[LabelStore]:
+    s = LabelStore.open(store_url, taxes)
     yield s
     s.close()
 
