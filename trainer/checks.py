@@ -11,8 +11,8 @@ from typing import Protocol
 
 from linefleet_core.errors import PermanentError
 from linefleet_core.taxonomy import Taxonomy
-from trainer.events import Decision, Event, EventKind, NewEvent
-from trainer.views import LabelState, replay
+from trainer.events import LIMITS, Decision, EventKind, NewEvent
+from trainer.views import LabelState
 
 
 class _Frame(Protocol):
@@ -43,11 +43,11 @@ def check_class(taxonomies: Mapping[str, Taxonomy], taxonomy: str | None, cls: s
 
 def check_batch(
     batch: Sequence[NewEvent],
-    existing: Sequence[Event],
+    state: LabelState,
     frames: Mapping[str, _Frame],
     taxonomies: Mapping[str, Taxonomy],
 ) -> None:
-    state = replay(existing, taxonomies)
+    """Raise `RefusedEvents` listing every problem of `batch` against the current `state`."""
     targeted: set[tuple[EventKind, int]] = set()
     problems: list[str] = []
     for i, new in enumerate(batch):
@@ -71,6 +71,8 @@ def _check_one(
 ) -> list[str]:
     if not new.actor.strip():
         return ["the annotator/inspector/reviewer name is empty"]
+    if too_long := _check_text(new):
+        return too_long
     if new.kind in (EventKind.ANNOTATION, EventKind.OVERRIDE):
         out = []
         if new.frame not in frames:
@@ -89,6 +91,20 @@ def _check_one(
             return [] if new.taxonomy in taxonomies else [f"unknown taxonomy {new.taxonomy!r}"]
         return [p for p in [check_class(taxonomies, new.taxonomy, new.cls)] if p]
     return [f"unknown event kind {new.kind!r}"]
+
+
+def _check_text(new: NewEvent) -> list[str]:
+    """Text a database would refuse or cut: longer than its column, or with a NUL character."""
+    out = []
+    for name, limit in LIMITS.items():
+        value = getattr(new, name)
+        if value is None:
+            continue
+        if len(value) > limit:
+            out.append(f"{name} is {len(value)} characters long (at most {limit})")
+        if "\x00" in value:
+            out.append(f"{name} contains a NUL character")
+    return out
 
 
 def _check_qa(new: NewEvent, state: LabelState) -> list[str]:

@@ -17,6 +17,18 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+LIMITS = {
+    "actor": 128,
+    "frame": 64,
+    "cls": 63,
+    "taxonomy": 80,
+    "detail": 32,
+    "model_said": 63,
+    "model_version": 80,
+    "source_id": 128,
+}
+"""The longest value each text field of an event may hold (the store's column widths)."""
+
 
 class EventKind(enum.StrEnum):
     ANNOTATION = "annotation"

@@ -26,6 +26,7 @@ from trainer.checks import RefusedEvents, check_batch, check_class
 from trainer.events import EventKind, NewEvent
 from trainer.frames import FrameStore, decode, sha256_of
 from trainer.store import FrameInfo, LabelStore
+from trainer.views import LabelState
 
 
 class AnnotationLine(BaseModel):
@@ -92,7 +93,7 @@ def import_annotations(
     ]
     known = store.frames(infos)
     try:  # annotations only: checked without replaying the log
-        check_batch(batch, [], {**infos, **known}, store.taxonomies)
+        check_batch(batch, LabelState(), {**infos, **known}, store.taxonomies)
     except RefusedEvents as exc:
         raise RefusedEvents([f"{path}: {p}" for p in exc.problems]) from None
     for _, _, data in staged:

@@ -24,7 +24,6 @@ from trainer.migrations import latest
 from trainer.store import LabelStore
 from trainer.tracking import CHALLENGER, RunRecord, Tracker
 from trainer.train import TrainConfig, TrainedModel, fit
-from trainer.views import replay
 from trainer.workspace import Workspace
 
 
@@ -86,7 +85,7 @@ def train_run(
     tracker = Tracker.open(request.tracking_uri)  # fail before the slow part
     if version is None:
         taxonomy = pick_taxonomy(request, store.taxonomies)
-        version = build(replay(store.events(), store.taxonomies), taxonomy)
+        version = build(store.state(), taxonomy)
     manifest = version.write(ws.datasets)
     store.record_dataset(version.hash, version.taxonomy, len(version.items), version.last_event)
     model = fit(version, ws.frames, request.config)

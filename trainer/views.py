@@ -1,6 +1,9 @@
-"""Current labels and open tasks: a pure fold over the event log (nothing is stored twice).
+"""Current labels and open tasks: a pure fold over the event log.
 
-`replay(events, taxonomies)` walks the events oldest first and returns a `LabelState`:
+`replay(events, taxonomies)` walks the events oldest first and returns a `LabelState`;
+`fold(state, events, taxonomies)` carries a state on with newer events, so
+`fold(replay(log[:k]), log[k:]) == replay(log)` (the label store keeps a checkpoint of the
+state and folds only what was appended since: `LabelStore.state()`). The state holds:
 
 - `labels`: every live label by its first event's id, with its current class and taxonomy
   version (after migrations and reviews) and the version it was made under;
@@ -11,7 +14,6 @@
 from __future__ import annotations
 
 import enum
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -74,7 +76,23 @@ class LabelState:
     migrations: dict[int, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
     """Pending migration id -> (label id, the classes a reviewer may choose from)."""
     audit_queue: list[int] = field(default_factory=list)
+    annotated: dict[str, int] = field(default_factory=dict)
+    """How many annotations each annotator made (the first AUDIT_FIRST are audited)."""
     last_event: int = 0
+    """The newest event folded in (0: none)."""
+
+    def copy(self) -> LabelState:
+        """An independent copy (the values are immutable, so copying the containers suffices)."""
+        return LabelState(
+            labels=dict(self.labels),
+            rejected=dict(self.rejected),
+            overrides=dict(self.overrides),
+            decided=dict(self.decided),
+            migrations=dict(self.migrations),
+            audit_queue=list(self.audit_queue),
+            annotated=dict(self.annotated),
+            last_event=self.last_event,
+        )
 
     def tasks(self) -> list[Task]:
         out: list[Task] = []
@@ -117,14 +135,22 @@ class LabelState:
 
 
 def replay(events: Iterable[Event], taxonomies: Mapping[str, Taxonomy]) -> LabelState:
-    state = LabelState()
-    annotations_by: dict[str, int] = defaultdict(int)
+    """The state after `events` (the whole log, oldest first)."""
+    return fold(LabelState(), events, taxonomies)
+
+
+def fold(
+    state: LabelState, events: Iterable[Event], taxonomies: Mapping[str, Taxonomy]
+) -> LabelState:
+    """Carry `state` on with `events` newer than its `last_event` (in place; returns it)."""
     for ev in events:
+        if ev.id <= state.last_event:
+            raise ValueError(f"event {ev.id} is not newer than event {state.last_event}")
         state.last_event = ev.id
         if ev.kind is EventKind.ANNOTATION:
             state.labels[ev.id] = _new_label(ev, EventKind.ANNOTATION, ev.actor)
-            annotations_by[ev.actor] += 1
-            if annotations_by[ev.actor] <= AUDIT_FIRST:
+            state.annotated[ev.actor] = state.annotated.get(ev.actor, 0) + 1
+            if state.annotated[ev.actor] <= AUDIT_FIRST:
                 state.audit_queue.append(ev.id)
         elif ev.kind is EventKind.OVERRIDE:
             state.overrides[ev.id] = ev

@@ -97,18 +97,20 @@ def tick(
     """One level-triggered pass: read, decide, maybe claim and train."""
     from trainer.datasets import build
     from trainer.run import pick_taxonomy, train_run
-    from trainer.views import replay
 
     store = request.workspace.open_store()
     try:
-        events = store.events()
+        last_trained = store.last_trained_event()
         taxonomy = pick_taxonomy(request, store.taxonomies)
-        version = build(replay(events, store.taxonomies), taxonomy)
+        version = build(store.state(), taxonomy)
         inputs = WatchInputs(
             dataset=version.hash,
             dataset_frames=len(version.items),
             already_claimed=store.has_run(version.hash),
-            new_labels=new_labels_since(events, store.last_trained_event()),
+            new_labels=new_labels_since(
+                [e for e in store.events(after=last_trained) if e.id <= version.last_event],
+                last_trained,
+            ),
             min_new_labels=min_new_labels,
             drift=drift,
             max_drift=max_drift,

@@ -107,14 +107,8 @@ def run_import(ns: argparse.Namespace) -> int:
 
 
 def run_tasks(ns: argparse.Namespace) -> int:
-    from trainer.views import replay
-
     store = workspace(ns).open_store()
-    tasks = [
-        t
-        for t in replay(store.events(), store.taxonomies).tasks()
-        if ns.kind in (None, t.kind.value)
-    ]
+    tasks = [t for t in store.state().tasks() if ns.kind in (None, t.kind.value)]
     if ns.format == "json":
         doc = [
             {
@@ -139,10 +133,9 @@ def run_tasks(ns: argparse.Namespace) -> int:
 
 def run_review(ns: argparse.Namespace) -> int:
     from trainer.events import EventKind, NewEvent
-    from trainer.views import replay
 
     store = workspace(ns).open_store()
-    state = replay(store.events(), store.taxonomies)
+    state = store.state()
     pending = state.migrations.get(ns.task)
     if pending is None:
         raise UsageError(f"task {ns.task} is not an open re-review task (see `labels tasks`)")
@@ -172,15 +165,12 @@ def run_migrate(ns: argparse.Namespace) -> int:
     from collections import Counter
 
     from trainer.migrations import plan_migrations
-    from trainer.views import replay
 
     store = workspace(ns).open_store()
     moved: Counter[str] = Counter()
     names = sorted({t.name for t in store.taxonomies.values()})
     for name in names:
-        while plan := plan_migrations(
-            replay(store.events(), store.taxonomies), store.taxonomies, name
-        ):
+        while plan := plan_migrations(store.state(), store.taxonomies, name):
             store.append(plan)
             moved.update(e.detail or "" for e in plan)
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(moved.items())) or "nothing to do"
@@ -217,14 +207,13 @@ def run_ingest(ns: argparse.Namespace) -> int:
 
 def run_dataset(ns: argparse.Namespace) -> int:
     from trainer.datasets import build
-    from trainer.views import replay
 
     ws = workspace(ns)
     store = ws.open_store()
     taxonomy = store.taxonomies.get(ns.taxonomy)
     if taxonomy is None:
         raise UsageError(f"--taxonomy {ns.taxonomy}: no such taxonomy version in {ws.fleet_repo}")
-    version = build(replay(store.events(), store.taxonomies), taxonomy)
+    version = build(store.state(), taxonomy)
     path = version.write(ws.datasets)
     store.record_dataset(version.hash, version.taxonomy, len(version.items), version.last_event)
     if ns.format == "json":
@@ -257,10 +246,9 @@ def run_quality(ns: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from trainer.quality import report
-    from trainer.views import replay
 
     store = workspace(ns).open_store()
-    rep = report(replay(store.events(), store.taxonomies))
+    rep = report(store.state())
     if ns.format == "json":
         json.dump({"format_version": 1, **asdict(rep)}, sys.stdout, indent=2)
         print()
@@ -291,11 +279,10 @@ def run_queue(ns: argparse.Namespace) -> int:
     from trainer.active import rank
     from trainer.features import to_tensor
     from trainer.train import predict_with, session_for
-    from trainer.views import replay
 
     ws = workspace(ns)
     store = ws.open_store()
-    state = replay(store.events(), store.taxonomies)
+    state = store.state()
     busy = {lab.frame for lab in state.labels.values()}
     busy |= {ov.frame for ov in state.overrides.values() if ov.frame}
     todo = sorted(sha for sha in store.frames() if sha not in busy)

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from linefleet_core.taxonomy import Taxonomy
+from tests.support.postgres import Postgres
 from trainer.datasets import HOLDOUT_PERCENT, Split, build, load_manifest, split_of
 from trainer.events import EventKind, NewEvent
+from trainer.migrations import plan_migrations
 from trainer.store import LabelStore
 from trainer.views import replay
 
@@ -77,3 +80,27 @@ def test_confirmed_override_wins_ties_are_disputed_and_old_versions_are_left_out
     assert version.excluded == {"disputed (tied annotators)": 1}
     at_v2 = build(state, store.taxonomies["surface-defects@2"])
     assert at_v2.items == () and at_v2.excluded == {"under surface-defects@1": 5}
+
+
+def test_the_same_events_give_the_same_dataset_hash_on_sqlite_and_postgresql(
+    postgres: Postgres, taxes: dict[str, Taxonomy], tmp_path: Path
+) -> None:
+    frames = [f"{i:064x}" for i in range(8)]
+    hashes, manifests = [], []
+    for url in (f"sqlite:///{tmp_path / 'labels.db'}", postgres.create_database()):
+        store = LabelStore.open(url, taxes)
+        for i, sha in enumerate(frames):
+            store.register_frame(sha, "toledo" if i < 4 else "dresden", "line-1", "cam-1")
+        store.append([_ann(f, "contamination" if i % 3 else "ok") for i, f in enumerate(frames)])
+        (ov,) = store.append(
+            [NewEvent(EventKind.OVERRIDE, "insp", frame=frames[0], cls="scratch", taxonomy=V1)]
+        )
+        store.append([NewEvent(EventKind.QA, "lead", target=ov, detail="confirm")])
+        store.append(plan_migrations(store.state(), taxes, "surface-defects", upto=2))
+        version = build(store.state(), taxes["surface-defects@2"])
+        hashes.append(version.hash)
+        manifests.append(version.manifest())
+        store.close()
+    assert hashes[0] == hashes[1]
+    assert manifests[0] == manifests[1]
+    assert manifests[0]["excluded"] == {"awaiting review": 5}

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import re
+import threading
+from pathlib import Path
+
 import pytest
 
 from linefleet_core.errors import LinefleetError, PermanentError
+from tests.support.labelstate import assert_same_state
+from tests.support.trainer_data import frame_payload, jpeg, override_event
 from trainer.checks import RefusedEvents
 from trainer.events import Decision, EventKind, NewEvent
+from trainer.frames import FrameStore
+from trainer.overrides import ingest
 from trainer.store import LabelStore
 from trainer.views import TaskKind, replay
 
@@ -147,3 +157,99 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: object) -> Non
     bad.write_text("this is not sqlite " * 100)
     with pytest.raises(LinefleetError, match="cannot open"):
         LabelStore.open(f"sqlite:///{bad}", {})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("actor", "a" * 129, "actor is 129 characters long (at most 128)"),
+        ("cls", "x" * 64, "cls is 64 characters long (at most 63)"),
+        ("actor", "ana\x00", "actor contains a NUL character"),
+    ],
+)
+def test_text_a_database_would_refuse_or_cut_is_refused_on_every_backend(
+    store: LabelStore, frame_ids: list[str], field: str, value: str, message: str
+) -> None:
+    event = NewEvent(**{**ann(frame_ids[0], "ok").__dict__, field: value})
+    with pytest.raises(RefusedEvents, match=re.escape(message)):
+        store.append([ann(frame_ids[1], "ok"), event])
+    assert store.events() == []
+
+
+def test_times_are_stored_as_utc_whatever_zone_they_came_in(
+    store: LabelStore, frame_ids: list[str]
+) -> None:
+    eastern = dt.timezone(dt.timedelta(hours=-5))
+    at = dt.datetime(2026, 11, 21, 18, 57, 2, 1000, tzinfo=eastern)
+    naive = dt.datetime(2026, 11, 21, 23, 57, 2, 1000)
+    store.append([NewEvent(**{**ann(frame_ids[0], "ok").__dict__, "at": at})])
+    store.append([NewEvent(**{**ann(frame_ids[1], "ok").__dict__, "at": naive})])
+    assert [e.at for e in store.events()] == [naive, naive]
+
+
+def test_override_ingest_dedupes_by_device_and_seq(
+    store: LabelStore, frames: FrameStore, tmp_path: Path
+) -> None:
+    data = jpeg(5)
+    sha = hashlib.sha256(data).hexdigest()
+    events = [override_event(7, sha, "oil"), override_event(7, sha, "oil")]
+    first = ingest(store, frames, events, [frame_payload(data, "f-7")])
+    assert (first.queued, first.duplicates) == (1, 1)
+    again = ingest(store, frames, [override_event(7, sha, "dust")])
+    assert (again.queued, again.duplicates) == (0, 1)
+    (stored,) = store.events()
+    assert (stored.source_id, stored.cls, stored.line_key) == (
+        "tol-edge-01:7",
+        "oil",
+        "toledo/line-1",
+    )
+    assert stored.at == dt.datetime(2026, 11, 21, 23, 57, 2, 1000)  # sent as ...02.001Z
+    # the database itself refuses a second row with the same device:seq
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from trainer.store import EventRow
+
+    row = {
+        "kind": "override",
+        "at": stored.at,
+        "actor": "x",
+        "frame": sha,
+        "source_id": "tol-edge-01:7",
+    }
+    with pytest.raises(IntegrityError), store._engine.begin() as conn:
+        conn.execute(insert(EventRow), [row])
+    assert len(store.events()) == 1
+
+
+def test_concurrent_writers_decide_an_override_once_and_keep_ids_in_order(
+    store: LabelStore, store_url: str, frame_ids: list[str]
+) -> None:
+    override = NewEvent(
+        EventKind.OVERRIDE, "insp", frame=frame_ids[0], cls="spot", taxonomy="surface-defects@1"
+    )
+    (ov,) = store.append([override])
+    writers = [LabelStore.open(store_url, store.taxonomies) for _ in range(4)]
+    outcomes: list[str] = []
+
+    def decide(writer: LabelStore, who: int) -> None:
+        try:
+            writer.append([NewEvent(EventKind.QA, f"qa-{who}", target=ov, detail="confirm")])
+            outcomes.append("written")
+        except RefusedEvents:
+            outcomes.append("refused")
+        for n in range(5):  # and keep appending while the others do
+            writer.append([ann(frame_ids[(who + n) % 6], "ok", who=f"ann-{who}")])
+
+    threads = [threading.Thread(target=decide, args=(w, i)) for i, w in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in writers:
+        w.close()
+    assert sorted(outcomes) == ["refused", "refused", "refused", "written"]
+    events = store.events()
+    assert [e.id for e in events] == sorted(e.id for e in events) and len(events) == 22
+    assert [e.kind for e in events].count(EventKind.QA) == 1
+    assert_same_state(store.state(), replay(events, store.taxonomies))
