@@ -176,10 +176,10 @@ def override_latency(root: Path, ws: Workspace, extra: int = 0) -> dict[str, Any
         seq = 100 + n + extra
         report = ingest(store, ws.frames, [override_event(seq, sha, "oil")],
                         [frame_payload(data, f"bench-{seq}")])  # fmt: skip
-        (task,) = [t for t in replay(store.events(), store.taxonomies).tasks()
+        (task,) = [t for t in store.state().tasks()
                    if t.kind.value == "override" and t.frame == sha]  # fmt: skip
         store.append([NewEvent(EventKind.QA, "qa-lead", target=task.id, detail="confirm")])
-        version = build(replay(store.events(), store.taxonomies), tax)
+        version = build(store.state(), tax)
         elapsed = time.perf_counter() - start
         assert report.queued == 1 and any(i.frame == sha for i in version.items)
         samples.append(elapsed)
