@@ -200,9 +200,17 @@ class StateStore:
         self.path = folder / self.FILE
 
     def load(self) -> LocalState:
-        """Recover: drop half-written temp files, then read the last complete state."""
+        """Recover: drop half-written temp files, then read the last complete state.
+
+        Only the agent, holding the folder's lock, may recover: a temp file may be the
+        running agent's write in progress. Readers beside the agent use `read()`.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         clean_temps(self.folder)
+        return self.read()
+
+    def read(self) -> LocalState:
+        """The last complete state, touching nothing (safe while the agent runs)."""
         if not self.path.exists():
             return LocalState()
         try:

@@ -15,7 +15,7 @@ from edge_puller.target import Target
 
 
 def local_status(state_dir: Path) -> dict[str, Any]:
-    state = StateStore(state_dir).load()
+    state = StateStore(state_dir).read()
     target = state.target
     outbox_path = state_dir / "outbox.db"
     outbox = events = 0

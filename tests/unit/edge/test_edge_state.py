@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edge_puller.state import ActiveLine, Failure, LocalState, StateStore
+from edge_puller.status import local_status
 from edge_puller.target import CandidateSpec, ModelSpec
 from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.errors import PermanentError
@@ -59,6 +60,18 @@ def test_half_written_temp_file_is_ignored_and_removed(tmp_path: Path) -> None:
     torn.write_bytes(b'{"format": 1, "generation": 9')  # a crash mid-write
     assert store.load().generation == 3
     assert not torn.exists()
+
+
+def test_a_reader_beside_the_agent_leaves_its_write_in_progress_alone(tmp_path: Path) -> None:
+    # `edge status` runs while the agent works: a temp file may be the agent's next state.
+    store = StateStore(tmp_path)
+    store.save(LocalState(generation=3))
+    in_progress = tmp_path / f".{StateStore.FILE}.4242.tmp"
+    in_progress.write_bytes(b'{"format": 1, "generation": 4')
+    assert StateStore(tmp_path).read().generation == 3
+    assert in_progress.exists()
+    assert local_status(tmp_path)["generation"] == 3
+    assert in_progress.exists()
 
 
 def test_corrupt_state_is_a_clear_permanent_error(tmp_path: Path) -> None:
