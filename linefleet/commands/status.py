@@ -159,8 +159,9 @@ def _candidate(row: LineRow) -> str:
         return "-"
     text = f"{row.desired_candidate} {row.stage}"
     metrics = row.metrics
-    if metrics is not None and metrics.shadow_agreement is not None:
-        text += f" agree={metrics.shadow_agreement:.2f}"
+    if metrics is not None:  # no shadow comparisons in the window: no value, not 0
+        agreement = metrics.shadow_agreement
+        text += f" agree={'-' if agreement is None else format(agreement, '.2f')}"
     if metrics is not None and row.stage == "canary":
         text += (
             f" err={metrics.candidate_error_rate:.3f} p95={metrics.candidate_latency_p95_ms:.0f}ms"

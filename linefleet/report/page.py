@@ -116,9 +116,12 @@ def _series(
     return [(p.at, v) for p in history for v in [pick(p)] if v is not None]
 
 
-def _figure(series: Series) -> str:
+def _figure(series: Series, absent: str | None = None) -> str:
+    """A chart and its caption; `absent`: why the latest window has no value (no breach then)."""
     latest = f"<b>{esc(fmt(series.points[-1][1], series.unit))}</b> now" if series.points else ""
-    if series.breached and series.threshold is not None:
+    if absent is not None and series.points:
+        latest = f"<b>—</b> now ({esc(absent)})"
+    elif series.breached and series.threshold is not None:
         side = "below" if series.threshold_label == "min" else "above"
         limit = fmt(series.threshold, series.unit)
         latest += f' <span class="breach">— {side} the {esc(limit)} limit</span>'
@@ -149,16 +152,20 @@ def _line_metrics(line: LineView) -> str:
             "max",
         ),
     ]
+    figures = [_figure(s) for s in charts]
     agreement = _series(h, lambda p: p.shadow_agreement)
     if agreement or line.candidate:
         floor = None if gates is None else gates.min_shadow_agreement
-        charts.append(Series("Shadow agreement", "%", agreement, floor, "min"))
+        absent = None
+        if h and h[-1].shadow_agreement is None:  # no shadow comparisons in the latest window
+            absent = "no candidate" if not line.candidate else "no candidate frames yet"
+        figures.append(_figure(Series("Shadow agreement", "%", agreement, floor, "min"), absent))
     who = f" · {esc(line.device)}" if line.device else ""
     if line.candidate:
         who += f" — candidate <code>{esc(line.candidate)}</code>"
     return (
         f'<article class="card"><h3>{esc(line.key)} {badge(line.condition)}{who}</h3>'
-        f'<div class="charts">{"".join(_figure(s) for s in charts)}</div></article>'
+        f'<div class="charts">{"".join(figures)}</div></article>'
     )
 
 

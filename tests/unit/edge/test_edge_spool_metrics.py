@@ -144,6 +144,18 @@ def test_metrics_window_reports_health_agreement_and_confusion() -> None:
     assert metrics.snapshot({})["frames"] == 0  # a new window
 
 
+def test_a_window_without_shadow_comparisons_has_no_agreement_not_zero() -> None:
+    metrics = LineMetrics(LINE)
+    metrics.observe(_decision("ok"), FRAME)  # no candidate
+    metrics.observe(_decision("ok", candidate_error="boom"), FRAME)  # it ran and failed
+    snap = metrics.snapshot({})
+    assert (snap["frames"], snap["candidate_frames"]) == (2, 0)
+    assert snap["shadow_agreement"] is None
+    sent = WireLineMetrics.model_validate(snap)
+    assert sent.shadow_agreement is None
+    assert '"shadow_agreement":null' in sent.model_dump_json()
+
+
 def test_input_stats_and_drift() -> None:
     dark = np.full((480, 640, 3), 40, dtype=np.uint8)
     stats = frame_stats(dark)

@@ -157,6 +157,19 @@ def test_lines_without_metrics_are_named_not_drawn() -> None:
     assert page.count('<svg class="chart"') == 4  # one line: latency, defects, fps, drift
 
 
+def test_agreement_without_shadow_comparisons_is_no_value_not_a_breach() -> None:
+    """The candidate was dropped at 50% agreement; windows since have no comparisons (None)."""
+    gates = Gates(min_shadow_agreement=0.9)
+    dropped = MetricPoint(NOW - 120, 3.0, 0.02, 12.5, 0.01, 0.5)
+    since = tuple(MetricPoint(NOW - 60 + i, 3.0, 0.02, 12.5, 0.01) for i in range(2))
+    page = build_report(ReportData(NOW, ("x",), (line(gates=gates, history=(dropped, *since)),)))
+    assert "below the" not in page
+    assert "<b>—</b> now (no candidate)" in page
+    waiting = line(candidate="surface-cnn@3", stage="shadow", gates=gates, history=since)
+    page = build_report(ReportData(NOW, ("x",), (waiting,)))
+    assert "below the" not in page and "no data" in page  # nothing measured: an empty chart
+
+
 def test_label_queues_are_counted() -> None:
     queues = LabelQueues(reviews=2, qa=5, audits=0, confirmed_since_dataset=7)
     page = build_report(ReportData(NOW, ("x",), None, (), queues))

@@ -151,3 +151,19 @@ def test_json_status_lists_lines_with_desired_and_reported_models() -> None:
 def test_health_gates(stage: str | None, values: dict[str, float], broken: list[str]) -> None:
     found = violations(LineMetrics.model_validate(metrics(**values)), GATES, stage=stage)
     assert sorted(v.gate for v in found) == sorted(broken)
+
+
+def test_no_shadow_comparisons_is_no_agreement_and_breaks_no_gate() -> None:
+    from linefleet.commands.status import _candidate
+    from linefleet_core.wire import LineStatus
+    from reconciler.status import LineRow
+
+    quiet = LineMetrics.model_validate(metrics(candidate_frames=0))  # no shadow_agreement
+    assert quiet.shadow_agreement is None
+    assert violations(quiet, GATES, stage="shadow") == []
+    reported = LineStatus(line="dresden/line-1", phase="serving", metrics=quiet)
+    row = LineRow("dresden/line-1", "surface-cnn@2", "surface-cnn@3", "shadow", reported)
+    assert _candidate(row) == "surface-cnn@3 shadow agree=-"
+    agreed = LineMetrics.model_validate(metrics(shadow_agreement=0.97))
+    measured = reported.model_copy(update={"metrics": agreed})
+    assert "agree=0.97" in _candidate(LineRow("dresden/line-1", "m@2", "m@3", "shadow", measured))
