@@ -143,6 +143,19 @@ def set_min_holdout_frames(work: Path, frames: int) -> int:
     return old
 
 
+def set_heartbeat(work: Path, seconds: int) -> int:
+    """Set the policy's `heartbeat_seconds` (how often devices report); return the old value."""
+    old = 0
+
+    def change(doc: Any) -> None:
+        nonlocal old
+        old = int(doc["heartbeat_seconds"])
+        doc["heartbeat_seconds"] = seconds
+
+    _edit(work / "fleet" / "policy.yaml", change)
+    return old
+
+
 def keep_evidence_of(work: Path, model: str, site: str) -> int:
     """Remove catalogue evidence for lines outside `site`; return how many entries went."""
     removed = 0

@@ -10,6 +10,7 @@ from linefleet.demo.context import DEMO_LINES, MARKER, Demo, StageFailed
 from linefleet.demo.steps import Story
 
 OLD_TAXONOMY_MODEL = "surface-cnn@1"  # classes of surface-defects@1
+HEARTBEAT = 10  # seconds between device reports: several report points per stage
 
 
 def reset_state_dir(path: Path) -> None:
@@ -47,6 +48,7 @@ def _demo_settings(demo: Demo) -> None:
     """The example fleet, cut down to Toledo and a small dataset; each change is printed."""
     holdout = max(5, demo.options.frames_per_camera // 5)
     was = fleetrepo.set_min_holdout_frames(demo.repo, holdout)
+    heartbeat = fleetrepo.set_heartbeat(demo.repo, HEARTBEAT)
     dropped = []
     for line in _toledo_lines(demo.repo):
         if fleetrepo.rollout(demo.repo, line).get("previous") == OLD_TAXONOMY_MODEL:
@@ -59,11 +61,14 @@ def _demo_settings(demo: Demo) -> None:
     demo.lf("codeowners", "--repo", str(demo.repo), limit=3)
     commit = fleetrepo.commit_and_push(
         demo.repo,
-        f"Demo settings: min_holdout_frames {holdout}; no surface-defects@1 rollback targets",
+        f"Demo settings: min_holdout_frames {holdout}; heartbeat {HEARTBEAT} s; "
+        "no surface-defects@1 rollback targets",
     )
     demo.console.note(f"committed {commit[:12]}: the example fleet, adjusted for one machine:")
     demo.console.output(
         f"policy min_holdout_frames {was} -> {holdout} (the demo's dataset is small)\n"
+        f"policy heartbeat_seconds {heartbeat} -> {HEARTBEAT} (devices report often enough "
+        "for the report's charts to show each stage)\n"
         f"rollback target {OLD_TAXONOMY_MODEL} removed from {len(dropped)} line(s): it speaks "
         "surface-defects@1, the lines @2, and the edge refuses such a desired state\n"
         f"{evidence} catalogue evidence entries for lines outside Toledo removed"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from linefleet.demo import edges, fleetrepo, regression
+from linefleet.demo import edges, fleetrepo, history, regression
 from linefleet.demo.context import (
     DEMO_DEVICES,
     REGRESSION_LINE,
@@ -117,6 +117,7 @@ def _edge_local_rollback(demo: Demo, story: Story, agent: edges.EdgeAgent, ref: 
     edges.wait_for(demo, "device received it", [agent], _applied, 90.0)
     edges.feed_and_wait(demo, [agent], 30, story.batch("regression"), timeout=180.0)
     edges.wait_for(demo, "device fell back on its own", [agent], _fell_back, 60.0)
+    history.record(demo)
     demo.lf("edge", "status", "--state-dir", str(agent.folder / "state"), limit=10)
     _status_table(demo)
     demo.record["edge_local_rollback"] = {"line": REGRESSION_LINE, "model": ref}
@@ -159,5 +160,8 @@ def final_status(demo: Demo, story: Story) -> None:
     if not demo.has_command("report"):
         raise Skip("the HTML report (`linefleet report`)", 6)
     out = demo.root / "report.html"
-    demo.lf("report", "--out", str(out), "--broker", demo.broker_url, "--repo", str(demo.repo))
+    demo.lf(
+        "report", "--out", str(out), "--broker", demo.broker_url, "--repo", str(demo.repo),
+        "--history", str(history.history_file(demo)), "--record",
+    )  # fmt: skip
     demo.record["report"] = str(out)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from linefleet.demo import fleetrepo
+from linefleet.demo import fleetrepo, history
 from linefleet.demo.context import Demo, StageFailed
 from linefleet.demo.edges import EdgeAgent, converged, feed_and_wait, wait_for
 
@@ -38,7 +38,9 @@ def publish(demo: Demo) -> None:
 
 
 def settle(demo: Demo, story: Story, frames: int, name: str, timeout: float = 90.0) -> None:
-    """Run frames through every agent, then wait until each device runs what git says."""
+    """Record the devices' reports so far (their metrics of the frames since the last stage),
+    wait until each device runs what git says, then run frames through every agent."""
+    history.record(demo)
     wait_for(demo, "devices converged", story.agents, converged, timeout)
     feed_and_wait(demo, story.agents, frames, story.batch(name))
 
