@@ -75,3 +75,37 @@ def test_exported_artifact_equals_the_pipeline_and_places_absent_classes() -> No
     assert (probs[:, 1] == 0).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert (probs.argmax(axis=1) == np.array([0] * 20 + [2] * 20)).mean() > 0.9
+
+
+def _patch(tint: tuple[float, float, float] | None) -> np.ndarray:
+    """A grey textured frame with a dark patch: a tinted film (oil-like) or a grey blotch."""
+    rng = np.random.default_rng(3)
+    frame = (0.6 + 0.02 * rng.standard_normal((1, 3, 64, 64))).astype(np.float32)
+    if tint is None:
+        frame[:, :, 26:38, 26:38] -= 0.25
+    else:
+        frame[:, :, 26:38, 26:38] *= np.array(tint, np.float32).reshape(1, 3, 1, 1)
+    return frame
+
+
+def test_a_tinted_film_shifts_the_colour_features_and_a_grey_blotch_does_not() -> None:
+    from trainer.defectshape import COUNT
+
+    film, blotch = _patch((0.55, 0.5, 0.42)), _patch(None)  # RGB: the film takes more blue
+    f = extract(feature_graph(64), np.concatenate([film, blotch]))
+    blue_in_dark = FEATURE_COUNT - COUNT + 1  # log B/G shift, weighted by darkening
+    assert f[0, blue_in_dark] < -0.05
+    assert abs(f[1, blue_in_dark]) < 0.02
+
+
+def test_extent_tells_a_line_from_a_cluster_of_points() -> None:
+    rng = np.random.default_rng(4)
+    base = (0.5 + 0.01 * rng.standard_normal((1, 3, 64, 64))).astype(np.float32)
+    line, points = base.copy(), base.copy()
+    for i in range(20):
+        line[:, :, 20 + i, 20 + i] += 0.3
+    for yx in rng.integers(22, 42, (10, 2)):
+        points[:, :, yx[0], yx[1]] += 0.3
+    f = extract(feature_graph(64), np.concatenate([line, points]))
+    elongation = FEATURE_COUNT - 18 + 1  # extent of the fine residual above 3x its median
+    assert f[0, elongation] > 0.8 > f[1, elongation] + 0.3
