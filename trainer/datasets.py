@@ -140,6 +140,8 @@ def build(state: LabelState, taxonomy: Taxonomy) -> DatasetVersion:
 
 
 def _resolve(labels: list[Label]) -> str | None:
+    if len(labels) == 1:  # most frames: one label, an override or a single annotator's
+        return labels[0].cls
     overrides = [lab for lab in labels if lab.origin is EventKind.OVERRIDE]
     if overrides:
         return max(overrides, key=lambda lab: lab.id).cls
