@@ -170,16 +170,19 @@ def retire(ctx: Context, step: Retire) -> None:
 def mark_spool(ctx: Context, step: MarkSpool) -> None:
     target = ctx.state.target
     line = target.lines.get(step.line) if target else None
-    with ctx.lock:  # the link uploads from the spools it finds here
-        spool = ctx.spools.get(step.line)
-        if spool is None:
-            policy = line.telemetry if line else TelemetryPolicy()  # retired: default budget
-            spool = Spool(spool_folder(ctx.state_dir / "spool", step.line), policy)
-            ctx.spools[step.line] = spool
-    if not step.retired:
-        spool.mark_retired(None)
-    elif spool.counters.retired_at is None:  # kept across restarts: the grace period runs on
-        spool.mark_retired(time.time())
+    try:
+        with ctx.lock:  # the link uploads from the spools it finds here
+            spool = ctx.spools.get(step.line)
+            if spool is None:
+                policy = line.telemetry if line else TelemetryPolicy()  # retired: default budget
+                spool = Spool(spool_folder(ctx.state_dir / "spool", step.line), policy)
+                ctx.spools[step.line] = spool
+        if not step.retired:
+            spool.mark_retired(None)
+        elif spool.counters.retired_at is None:  # kept across restarts: the grace period runs
+            spool.mark_retired(time.time())
+    except OSError as exc:
+        raise TemporaryError(f"{step.line}: spool: {exc}", delay=30.0) from None
 
 
 def delete_spool(ctx: Context, step: DeleteSpool) -> None:

@@ -9,8 +9,8 @@ Order inside a plan: resume what the state says is active (after a restart the e
 empty; if the serving model's file is gone, the standby inspects until it is back), stage
 every model the target needs (download → verify → load and smoke-test; serving
 models first), switch lines whose models are ready, mark the generation applied, then retire
-lines, unload sessions and prune files nobody needs, drain or delete the spools of lines no
-longer served, and report. The executor stops at the
+lines, unload sessions and prune files nobody needs, report, and last drain or delete the
+spools of lines no longer served. The executor stops at the
 first failing step, so nothing after a failed download runs in that tick: the old model keeps
 serving until the new one is fully ready. A model that failed for good at this generation is
 left out: a failed candidate means the line runs without it; a failed serving model means the
@@ -313,8 +313,8 @@ def plan(observed: Observed) -> list[Step]:
         wanted = desired_active(line, observed.active.get(line.key), observed.failures)
         if wanted is not None:
             keep.update(m.sha256 for m in _active_models(wanted))
-    steps += _spool_steps(observed, target)
     steps = _finish(steps, observed, keep=frozenset(keep))
+    steps += _spool_steps(observed, target)  # last: a spool problem never holds up the rest
     if stalled:
         steps.append(Wait("; ".join(stalled) + " (waiting for a new desired state)"))
     return steps
