@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from linefleet.cli import main
+from tests.support.postgres import Postgres, postgres
 from tests.support.trainer_data import (
     frame_payload,
     jpeg,
@@ -17,6 +18,7 @@ from tests.support.trainer_data import (
 )
 
 pytestmark = pytest.mark.acceptance
+__all__ = ["postgres"]
 
 
 @pytest.fixture
@@ -25,9 +27,19 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path / "fleet-repo"
 
 
-def lf(repo: Path, *args: str) -> int:
+def lf(repo: Path, *args: str, labels: str | None = None) -> int:
     state = repo.parent / "state"
-    return main(["labels", *args, "--state", str(state), "--fleet-repo", str(repo)])
+    store = [] if labels is None else ["--labels", labels]
+    return main(["labels", *args, "--state", str(state), "--fleet-repo", str(repo), *store])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def labels(request: pytest.FixtureRequest) -> str | None:
+    """The label store: the default SQLite file, or a database on a private PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database()
 
 
 def _write_annotations(folder: Path, rows: list[dict[str, str]]) -> Path:
@@ -43,7 +55,7 @@ def _write_annotations(folder: Path, rows: list[dict[str, str]]) -> Path:
 
 
 def test_import_migrate_review_dataset(
-    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], labels: str | None
 ) -> None:
     v1 = "surface-defects@1"
     path = _write_annotations(
@@ -54,24 +66,42 @@ def test_import_migrate_review_dataset(
             {"class": "contamination", "taxonomy": v1},
         ],
     )
-    assert lf(repo, "import", str(path)) == 0
+    assert lf(repo, "import", str(path), labels=labels) == 0
     assert "imported 3 annotation(s), 3 new frame(s)" in capsys.readouterr().out
-    assert lf(repo, "migrate") == 0
+    assert lf(repo, "migrate", labels=labels) == 0
     out = capsys.readouterr().out
     # to the newest version: spot -> pit (renamed) -> deprecated; contamination waits at v2
     assert "1 deprecated, 1 renamed, 2 same, 1 split; 2 label(s) need review" in out
 
-    assert lf(repo, "tasks", "--kind", "review", "--format", "json") == 0
+    assert lf(repo, "tasks", "--kind", "review", "--format", "json", labels=labels) == 0
     split, deprecated = json.loads(capsys.readouterr().out)["tasks"]
     assert deprecated["choices"] == ["ok", "scratch", "particle", "dent"]
     task = split
     assert task["choices"] == ["dust", "oil"]
-    assert lf(repo, "review", str(task["id"]), "--class", "scratch", "--reviewer", "lead") == 1
+    assert (
+        lf(
+            repo,
+            "review",
+            str(task["id"]),
+            "--class",
+            "scratch",
+            "--reviewer",
+            "lead",
+            labels=labels,
+        )
+        == 1
+    )
     assert "not a choice" in capsys.readouterr().err
-    assert lf(repo, "review", str(task["id"]), "--class", "oil", "--reviewer", "lead") == 0
-    assert lf(repo, "migrate") == 0
+    assert (
+        lf(repo, "review", str(task["id"]), "--class", "oil", "--reviewer", "lead", labels=labels)
+        == 0
+    )
+    assert lf(repo, "migrate", labels=labels) == 0
     capsys.readouterr()
-    assert lf(repo, "dataset", "--taxonomy", "surface-defects@3", "--format", "json") == 0
+    assert (
+        lf(repo, "dataset", "--taxonomy", "surface-defects@3", "--format", "json", labels=labels)
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["frames"] == 2  # ok and oil->particle; pit was deprecated and waits for review
     assert doc["excluded"] == {"awaiting review": 1}
@@ -137,6 +167,17 @@ def test_overrides_from_the_edge_reach_the_dataset_after_qa(
     doc = json.loads(capsys.readouterr().out)
     manifest = json.loads(Path(doc["manifest"]).read_text())
     assert [(i["frame"], i["class"]) for i in manifest["items"]] == [(shas[0], "scratch")]
+
+
+def test_an_unreachable_postgresql_url_is_a_clear_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.mosquitto import free_port
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/labels"
+    assert lf(repo, "tasks", labels=url) == 2
+    err = capsys.readouterr().err
+    assert f"label store {url}: cannot open" in err and "Traceback" not in err
 
 
 def test_quality_report_and_unknown_fleet_repo(
