@@ -1,0 +1,179 @@
+"""Benchmark: `linefleet plan` and `linefleet validate --base` on a 40 x 40 x 4 generated fleet.
+
+The wait of a pull-request check: on every push CI runs `validate --base` (the working tree
+against the target branch) and `plan` (two commits). Both read two revisions of a fleet of
+2,045 YAML files where a change touches one of them.
+
+The fleet repository is a git repository: the generated fleet is committed as `base`, then
+one realistic change is committed on top (a line gets a candidate model in shadow). Each
+command runs in a fresh process (no in-process cache survives), once untimed first (git
+objects and files in the page cache), then REPEAT times, the commands interleaved; we
+report medians and the load average before and after.
+
+With BENCH_PLAN_BASELINE=<a checkout of linefleet> the same commands also run on that
+code (its folder first on PYTHONPATH), interleaved with ours: before/after figures taken
+in the same conditions on this shared machine.
+
+Prints the JSON result for bench/run.py on stdout; progress on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench_validate import _stats, interleaved, log
+
+SITES, LINES, CAMERAS = 40, 40, 4
+REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
+TARGET_S = 2.0
+BIN = Path(sys.executable).parent
+BASELINE = os.environ.get("BENCH_PLAN_BASELINE", "")
+CHANGED = "fleet/sites/curitiba/lines/line-13.yaml"
+CHANGE = "  candidate:\n    model: surface-cnn@3\n    stage: shadow\n"
+EXPECTED = "Plan: 0 lines to add, 1 to change, 0 to remove; 1 device affected; policy: 0 violations"
+COMMANDS = {
+    "plan": ["plan", "--base", "base", "--head", "HEAD"],
+    "validate --base": ["validate", "--base", "base"],
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
+
+
+def make_repo(repo: Path) -> int:
+    """The generated fleet committed as `base`, one line's new shadow candidate as HEAD."""
+    generate = [
+        str(BIN / "linefleet"), "fleet", "generate", "--out", str(repo), "--git",
+        "--sites", str(SITES), "--lines-per-site", str(LINES),
+        "--cameras-per-line", str(CAMERAS),
+    ]  # fmt: skip
+    subprocess.run(generate, check=True, stdout=subprocess.DEVNULL)
+    git(repo, "tag", "base")
+    line = repo / CHANGED
+    text = line.read_text(encoding="utf-8")
+    if "candidate:" in text or not text.endswith("\n"):
+        raise SystemExit(f"{CHANGED}: the generator changed; pick another line to change")
+    line.write_text(text + CHANGE, encoding="utf-8")
+    git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+        "commit", "-q", "-am", "curitiba/line-13: surface-cnn@3 in shadow")  # fmt: skip
+    return len(git(repo, "ls-files", "*.yaml").splitlines())
+
+
+def check_plan(repo: Path, env: dict[str, str] | None = None) -> str:
+    """The plan of the change (at a fixed time): the bench times a plan that says what we expect."""
+    argv = [sys.executable, "-m", "linefleet.cli", *COMMANDS["plan"], "--now", "2026-06-01T12:00"]
+    proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or EXPECTED not in proc.stdout:
+        raise SystemExit(f"unexpected plan ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="linefleet-bench-") as tmp:
+        repo = Path(tmp) / "fleet-repo"
+        log(f"generating {SITES} x {LINES} x {CAMERAS} and committing a one-line change ...")
+        files = make_repo(repo)
+        ours = check_plan(repo)
+        commands = {name: [[str(BIN / "linefleet"), *args]] for name, args in COMMANDS.items()}
+        wrapper = Path(tmp) / "baseline"
+        if BASELINE:
+            # The baseline's code first on the path, ahead of our editable install.
+            env = {**os.environ, "PYTHONPATH": BASELINE}
+            if check_plan(repo, env) != ours:
+                raise SystemExit("the baseline's plan differs from ours")
+            python = f'PYTHONPATH="{BASELINE}" exec "{sys.executable}"'
+            wrapper.write_text(f'#!/bin/sh\n{python} -m linefleet.cli "$@"\n')
+            wrapper.chmod(0o755)
+            for name, args in COMMANDS.items():
+                commands[f"{name} (baseline)"] = [[str(wrapper), *args]]
+        log(f"{files} YAML files; {REPEAT} runs each after a warm-up, interleaved")
+        load_before = os.getloadavg()[0]
+        times = interleaved(commands, repo)
+        load_after = os.getloadavg()[0]
+
+    wall = {name: [w for w, _ in runs] for name, runs in times.items()}
+    cpu = {name: [c for _, c in runs] for name, runs in times.items()}
+    med = {name: statistics.median(values) for name, values in wall.items()}
+    met = med["plan"] < TARGET_S and med["validate --base"] < TARGET_S
+    rows = [
+        f"| `linefleet {' '.join(COMMANDS[name.removesuffix(' (baseline)')])}`"
+        f"{' — baseline' if name.endswith('(baseline)') else ''} | {med[name]:.3f} s | "
+        f"{min(wall[name]):.3f} s | {max(wall[name]):.3f} s | "
+        f"{statistics.median(cpu[name]):.3f} s |"
+        for name in commands
+    ]
+    baseline_note = []
+    if BASELINE:
+        commit = git(Path(BASELINE), "rev-parse", "--short", "HEAD")
+        baseline_note = [
+            "",
+            f"Baseline: the same commands on the code of commit `{commit}` (before this "
+            "benchmark's optimisations), interleaved with ours in the same runs: "
+            + ", ".join(
+                f"`{name}` {med[f'{name} (baseline)'] / med[name]:.1f}x faster now"
+                for name in COMMANDS
+            )
+            + ".",
+        ]
+    markdown = "\n".join(
+        [
+            f"Fleet: `linefleet fleet generate --sites {SITES} --lines-per-site {LINES} "
+            f"--cameras-per-line {CAMERAS} --git` — {SITES * LINES:,} lines, {files:,} YAML "
+            "files — committed and tagged `base`; HEAD adds a shadow candidate to one line "
+            f"(`{CHANGED}`, 3 lines of YAML). `plan` compares two commits (git objects); "
+            "`validate --base` compares the working tree (= HEAD) with `base`. Each command "
+            f"runs in a fresh process, {REPEAT} times after one warm-up, the commands "
+            f"interleaved. Load average (1 min) {load_before:.2f} before, {load_after:.2f} "
+            "after, on 2 shared cores.",
+            "",
+            "| command | wall median | min | max | CPU median |",
+            "|---|---|---|---|---|",
+            *rows,
+            *baseline_note,
+            "",
+            f"**`linefleet plan` takes {med['plan']:.2f} s and `linefleet validate --base` "
+            f"{med['validate --base']:.2f} s** (target: each under {TARGET_S:g} s).",
+            "",
+            NOTES,
+        ]
+    )
+    result: dict[str, Any] = {
+        "benchmark": "plan",
+        "title": f"linefleet plan and validate --base, {SITES} sites x {LINES} lines "
+        f"x {CAMERAS} cameras",
+        "command": "python bench/bench_plan.py (times `linefleet plan --base base --head HEAD` "
+        "and `linefleet validate --base base` in the fleet repository)",
+        "target": f"plan and validate --base each under {TARGET_S:g} s on 1,600 lines",
+        "met": met,
+        "results": {
+            "files": files,
+            "repeat": REPEAT,
+            "load_average_1m": [round(load_before, 2), round(load_after, 2)],
+            **{f"{name.replace(' ', '_')}_s": _stats(values) for name, values in wall.items()},
+            **{f"{name.replace(' ', '_')}_cpu_s": _stats(values) for name, values in cpu.items()},
+        },
+        "markdown": markdown,
+    }
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    log(", ".join(f"{name} {value:.3f} s" for name, value in med.items()))
+    return 0
+
+
+NOTES = """\
+Where the time went (cProfile of `plan_revisions` on this fleet, before): parsing the YAML
+of both revisions (4,090 files, every unchanged file parsed twice), then reading each blob
+through GitPython, one request and reply to `git cat-file` per object."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
