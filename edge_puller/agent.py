@@ -1,11 +1,13 @@
 """The edge agent: accepts desired states, converges (level-triggered), serves, reports.
 
 One thread runs `tick()` in a loop: take newly received desired documents (verify, persist,
-then act), fold the engine's own fallbacks into the local state, observe, plan, execute.
-Temporary errors back off (capped, jittered, reset by a new desired state); a model that fails
-for good is recorded against this generation, so the next plan routes around it and nothing
-retries it until the desired state changes. Frames are served from another thread through
-`serve()`, which only reads the engine's current assignment.
+then act: `edge_puller/intake.py`), fold the engine's own fallbacks into the local state,
+observe (`edge_puller/snapshot.py`), plan (`edge_puller/planner.py`), execute
+(`edge_puller/executor.py`). Temporary errors back off (capped, jittered, reset by a new
+desired state); a model that fails for good is recorded against this generation, so the next
+plan routes around it and nothing retries it until the desired state changes. Frames are
+served from another thread through `serve()`, which only reads the engine's current
+assignment.
 
 Everything that leaves the device goes through the outbox: events at once, reports whenever
 what they say changes and at least every `heartbeat_seconds`.
@@ -14,7 +16,6 @@ what they say changes and at least every `heartbeat_seconds`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import queue
 import threading
@@ -26,37 +27,23 @@ from typing import Any
 
 from edge_puller.artifacts import ArtifactStore
 from edge_puller.backoff import Backoff
-from edge_puller.desired import accept
 from edge_puller.engine import Decision, Engine
-from edge_puller.events import event_document
+from edge_puller.events import event_builder
 from edge_puller.executor import execute
+from edge_puller.intake import take_desired
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
-from edge_puller.planner import (
-    Download,
-    LoadAndSmokeTest,
-    Observed,
-    Running,
-    SpoolView,
-    Step,
-    Verify,
-    fingerprint,
-    plan,
-)
+from edge_puller.planner import fingerprint, plan
 from edge_puller.recent import DEFAULT_CAPACITY, RecentDecisions
 from edge_puller.report import build_report, fit
 from edge_puller.runtime import Frame, ModelCache
-from edge_puller.spool import Spool, peek, spooled_lines
+from edge_puller.snapshot import snapshot
+from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
+from edge_puller.steps import LoadAndSmokeTest, Step, model_of
 from linefleet_core.errors import PermanentError, TemporaryError
-from linefleet_core.highwater import floor
-from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
-from linefleet_core.wire import (
-    MAX_DESIRED_BYTES,
-    Channel,
-    ReportedState,
-    topic,
-)
+from linefleet_core.signing import TrustedKeys
+from linefleet_core.wire import Channel, ReportedState, topic
 
 log = logging.getLogger("linefleet.edge")
 IDLE_TICK = 1.0
@@ -136,17 +123,17 @@ class Agent:
 
     def tick(self) -> float:
         """One level-triggered pass; returns the seconds to wait before the next one."""
-        self._take_inbox()
+        take_desired(self)
         self._take_engine_events()
         self.waiting = ""
-        for step in plan(self.observe()):
+        for step in plan(snapshot(self)):
             try:
                 execute(self, step)
             except TemporaryError as exc:
                 self._set_error(str(exc))
                 return self.backoff.next(exc.delay)
             except PermanentError as exc:
-                sha = _model_of(step)
+                sha = model_of(step)
                 if sha is None:
                     self._set_error(str(exc))
                     return self.backoff.next(30.0)
@@ -184,51 +171,6 @@ class Agent:
         with self.lock:
             return list(self.spools.values())
 
-    def observe(self) -> Observed:
-        running = {}
-        for key, models in self.engine.lines().items():
-            candidate = models.candidate
-            running[key] = Running(
-                serving=models.serving.spec.sha256,
-                standby=models.standby.spec.sha256 if models.standby else None,
-                candidate=candidate.spec.sha256 if candidate else None,
-                stage=models.stage,
-                canary_fraction=models.canary_fraction,
-            )
-        parts = {}
-        for entry in self.store.root.glob("*.part"):
-            parts[entry.name.removesuffix(".part")] = entry.stat().st_size
-        return Observed(
-            target=self.state.target,
-            active=self.state.active,
-            stored=self.store.present(),
-            partial=parts,
-            loaded=self.cache.loaded(),
-            running=running,
-            failures=self.state.failures,
-            applied_generation=self.state.applied_generation,
-            reported=self.state.reported,
-            spools=self._spool_views(),
-            now=time.time(),
-        )
-
-    def _spool_views(self) -> dict[str, SpoolView]:
-        """Spool folders on disk; frames are counted only for lines no longer served."""
-        target = self.state.target
-        served = set(target.lines) if target else set()
-        with self.lock:
-            loaded = dict(self.spools)
-        views = {}
-        for key, folder in spooled_lines(self.state_dir / "spool").items():
-            spool = loaded.get(key)
-            if spool is None:
-                pending, retired_at = peek(folder) if key not in served else (0, None)
-                views[key] = SpoolView(pending, retired_at)
-            else:
-                pending = spool.pending() if key not in served else 0
-                views[key] = SpoolView(pending, spool.counters.retired_at, loaded=True)
-        return views
-
     # --- the executor's context -----------------------------------------------------------------
 
     def save(self, state: LocalState) -> None:
@@ -244,19 +186,16 @@ class Agent:
         details: dict[str, Any] | None = None,
         generation: int | None = None,
     ) -> None:
-        def build(seq: int) -> bytes:
-            return event_document(
-                site=self.site,
-                device=self.device,
-                seq=seq,
-                type=type,
-                reason=reason,
-                message=message,
-                line=line,
-                generation=generation if generation is not None else self.state.generation,
-                details=details,
-            )
-
+        build = event_builder(
+            site=self.site,
+            device=self.device,
+            type=type,
+            reason=reason,
+            message=message,
+            line=line,
+            generation=generation if generation is not None else self.state.generation,
+            details=details,
+        )
         seq = self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
@@ -265,7 +204,7 @@ class Agent:
         document = fit(build_report(self))
         ReportedState.model_validate_json(document)  # never send what the protocol refuses
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
-        self.save(replace(self.state, reported=fingerprint(self.observe())))
+        self.save(replace(self.state, reported=fingerprint(snapshot(self))))
         self._last_report = self.clock()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -281,49 +220,6 @@ class Agent:
             self.spools[key] = spool
         spool.policy = line.telemetry
         return spool
-
-    def _take_inbox(self) -> None:
-        while True:
-            try:
-                payload = self.inbox.get_nowait()
-            except queue.Empty:
-                return
-            self._accept(payload)
-
-    def _accept(self, payload: bytes) -> None:
-        if not payload:
-            if self.state.removed_at is None:  # persisted: a restart still knows
-                self.save(replace(self.state, removed_at=time.time()))
-            self.report()
-            return
-        held = floor(self.state.marks, self.trusted_keys)  # unpinned keys' marks do not bind
-        try:
-            raw, target = accept(payload, self.trusted_keys, self.device, held)
-        except RecursionError:  # JSON nested deeper than the parser's stack
-            exc = VerifyError(Refusal.MALFORMED, "JSON nested too deeply")
-            self.emit("refused-document", exc.reason.value, str(exc))
-            return
-        except VerifyError as exc:
-            self.emit(
-                "refused-document",
-                exc.reason.value,
-                str(exc),
-                generation=_generation_of(payload),
-            )
-            return
-        if self.state.removed_at is not None:  # a verified document: back in the fleet
-            self.save(replace(self.state, removed_at=None))
-        held_target = self.state.target
-        if (
-            held_target is not None
-            and target.generation == held_target.generation
-            and target.content_hash == held_target.content_hash
-        ):
-            # A duplicate (perhaps re-signed with another key): only remember who signed it.
-            self.save(replace(self.state.with_mark(raw, target), last_sync=time.time()))
-            return
-        self.save(self.state.with_desired(raw, target))  # persist before acting
-        self.backoff.reset()
 
     def _take_engine_events(self) -> None:
         for event in self.engine.drain_events():
@@ -356,20 +252,3 @@ class Agent:
         if message != self.error:
             self.error = message
             self.report()
-
-
-def _model_of(step: Step) -> str | None:
-    if isinstance(step, Download | Verify | LoadAndSmokeTest):
-        return step.model.sha256
-    return None
-
-
-def _generation_of(payload: bytes) -> int | None:
-    """The generation a refused document claims, if it can be read cheaply and safely."""
-    if len(payload) > MAX_DESIRED_BYTES:
-        return None
-    try:
-        value = json.loads(payload).get("generation")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,12 +1,14 @@
 """The device's event document (docs/protocol.md section 7), one builder for every sender.
 
 The agent emits events as it converges and serves; `linefleet edge override` emits an
-inspector's correction from another process. Both go through the outbox, which assigns `seq`.
+inspector's correction from another process. Both go through the outbox, which assigns `seq`
+when it stores the event: `event_builder` is the document waiting for that number.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from edge_puller.report import now_iso
@@ -43,3 +45,32 @@ def event_document(
         "details": details or {},
     }
     return json.dumps(event, sort_keys=True).encode()
+
+
+def event_builder(
+    *,
+    site: str,
+    device: str,
+    type: str,
+    reason: str,
+    message: str,
+    line: str | None,
+    generation: int,
+    details: dict[str, Any] | None = None,
+) -> Callable[[int], bytes]:
+    """`seq -> event_document(...)`, for `Outbox.put_event`, which picks the number."""
+
+    def build(seq: int) -> bytes:
+        return event_document(
+            site=site,
+            device=device,
+            seq=seq,
+            type=type,
+            reason=reason,
+            message=message,
+            line=line,
+            generation=generation,
+            details=details,
+        )
+
+    return build

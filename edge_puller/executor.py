@@ -20,7 +20,10 @@ from typing import Any, Protocol
 
 from edge_puller.artifacts import ArtifactStore
 from edge_puller.engine import Engine, LineModels
-from edge_puller.planner import (
+from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError
+from edge_puller.spool import Spool, spool_folder
+from edge_puller.state import ActiveLine, LocalState
+from edge_puller.steps import (
     Activate,
     DeleteSpool,
     Download,
@@ -36,9 +39,6 @@ from edge_puller.planner import (
     Verify,
     Wait,
 )
-from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError
-from edge_puller.spool import Spool, spool_folder
-from edge_puller.state import ActiveLine, LocalState
 from linefleet_core.errors import TemporaryError
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
 from linefleet_core.wire import EventType

@@ -1,7 +1,8 @@
 """The pure planner: (what the device has, what it should run) -> the ordered steps between.
 
-`plan(observed)` touches nothing: it reads an `Observed` snapshot (the local state, the files
-in the artifact store, the loaded sessions, what the engine serves) and returns frozen steps.
+`plan(observed)` touches nothing: it reads an `Observed` snapshot (`edge_puller/observed.py`:
+the local state, the files in the artifact store, the loaded sessions, what the engine serves)
+and returns frozen steps (`edge_puller/steps.py`).
 The loop re-plans on every tick (level-triggered), so a step that failed, a crash or a new
 desired state are all handled the same way: look again, plan again.
 
@@ -10,175 +11,37 @@ empty; if the serving model's file is gone, the standby inspects until it is bac
 every model the target needs (download → verify → load and smoke-test; serving
 models first), switch lines whose models are ready, mark the generation applied, then retire
 lines, unload sessions and prune files nobody needs, report, and last drain or delete the
-spools of lines no longer served. The executor stops at the
-first failing step, so nothing after a failed download runs in that tick: the old model keeps
-serving until the new one is fully ready. A model that failed for good at this generation is
+spools of lines no longer served. The executor stops at the first failing step, so nothing
+after a failed download runs in that tick: the old model keeps serving until the new one is
+fully ready. A model that failed for good at this generation is
 left out: a failed candidate means the line runs without it; a failed serving model means the
 line keeps what it runs and the plan ends with `Wait` until the desired state changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from edge_puller.observed import Observed, Running
 from edge_puller.state import ActiveLine, Failure
+from edge_puller.steps import (
+    Activate,
+    DeleteSpool,
+    Download,
+    LoadAndSmokeTest,
+    MarkApplied,
+    MarkSpool,
+    Prune,
+    Report,
+    Resume,
+    Retire,
+    Step,
+    Unload,
+    Verify,
+    Wait,
+)
 from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
-from linefleet_core.fleet import HealthGates
-
-
-@dataclass(frozen=True)
-class Running:
-    """What the engine serves on a line, as sha256s (comparable with `ActiveLine`)."""
-
-    serving: str
-    standby: str | None = None
-    candidate: str | None = None
-    stage: str | None = None
-    canary_fraction: float = 0.0
-
-    @classmethod
-    def of(cls, active: ActiveLine) -> Running | None:
-        if active.serving is None:
-            return None
-        candidate = active.candidate
-        return cls(
-            serving=active.serving.sha256,
-            standby=active.standby.sha256 if active.standby else None,
-            candidate=candidate.model.sha256 if candidate else None,
-            stage=candidate.stage if candidate else None,
-            canary_fraction=candidate.canary_fraction if candidate else 0.0,
-        )
-
 
 RETIRED_SPOOL_GRACE = 14 * 24 * 3600.0
 """How long a retired line's spool may keep uploading before what is left is discarded."""
-
-
-@dataclass(frozen=True)
-class SpoolView:
-    """A spool folder on disk: frames waiting, when its line was retired, loaded for upload."""
-
-    pending: int
-    retired_at: float | None = None
-    loaded: bool = False
-
-
-@dataclass(frozen=True)
-class Observed:
-    target: Target | None
-    active: dict[str, ActiveLine] = field(default_factory=dict)
-    stored: frozenset[str] = frozenset()
-    partial: dict[str, int] = field(default_factory=dict)
-    loaded: frozenset[str] = frozenset()
-    running: dict[str, Running] = field(default_factory=dict)
-    failures: dict[str, Failure] = field(default_factory=dict)
-    applied_generation: int = 0
-    reported: str = ""
-    spools: dict[str, SpoolView] = field(default_factory=dict)
-    now: float = 0.0
-    """Unix time of the observation (for the retired spools' grace period)."""
-
-
-# --- steps -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Serve what the local state says is active (after a restart); no state change."""
-
-    line: str
-    active: ActiveLine
-
-
-@dataclass(frozen=True)
-class Download:
-    model: ModelSpec
-
-
-@dataclass(frozen=True)
-class Verify:
-    model: ModelSpec
-    resumed: bool
-
-
-@dataclass(frozen=True)
-class LoadAndSmokeTest:
-    model: ModelSpec
-
-
-@dataclass(frozen=True)
-class Activate:
-    """Persist the line's new A/B assignment, then switch the engine to it."""
-
-    line: str
-    active: ActiveLine
-    gates: HealthGates
-
-
-@dataclass(frozen=True)
-class MarkApplied:
-    generation: int
-
-
-@dataclass(frozen=True)
-class Retire:
-    line: str
-
-
-@dataclass(frozen=True)
-class MarkSpool:
-    """Mark a line's spool retired (loaded so its frames keep uploading), or served again."""
-
-    line: str
-    retired: bool
-
-
-@dataclass(frozen=True)
-class DeleteSpool:
-    """Delete a retired line's spool: drained (`left` 0) or past the grace period."""
-
-    line: str
-    left: int
-
-
-@dataclass(frozen=True)
-class Unload:
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Prune:
-    keep: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Report:
-    """Publish a fresh report (through the outbox); it records what it reported."""
-
-
-@dataclass(frozen=True)
-class Wait:
-    reason: str
-
-
-Step = (
-    Resume
-    | Download
-    | Verify
-    | LoadAndSmokeTest
-    | Activate
-    | MarkApplied
-    | Retire
-    | MarkSpool
-    | DeleteSpool
-    | Unload
-    | Prune
-    | Report
-    | Wait
-)
-
-
-# --- planning --------------------------------------------------------------------------------
 
 
 def fingerprint(observed: Observed) -> str:

@@ -6,29 +6,25 @@ from dataclasses import replace
 
 import pytest
 
-from edge_puller.planner import (
-    RETIRED_SPOOL_GRACE,
+from edge_puller.observed import Observed, Running, SpoolView
+from edge_puller.planner import RETIRED_SPOOL_GRACE, fingerprint, plan
+from edge_puller.state import ActiveLine, Failure
+from edge_puller.steps import (
     Activate,
     DeleteSpool,
     Download,
     LoadAndSmokeTest,
     MarkApplied,
     MarkSpool,
-    Observed,
     Prune,
     Report,
     Resume,
     Retire,
-    Running,
-    SpoolView,
     Step,
     Unload,
     Verify,
     Wait,
-    fingerprint,
-    plan,
 )
-from edge_puller.state import ActiveLine, Failure
 from edge_puller.target import CandidateSpec, ModelSpec
 from linefleet_core.fleet import HealthGates
 from tests.unit.edge.helpers import target

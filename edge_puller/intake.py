@@ -1,0 +1,85 @@
+"""Document intake: every desired-state payload is verified, then persisted, before anything
+acts on it.
+
+The MQTT thread only queues payloads (`Agent.offer_desired`); the loop takes them here at the
+start of each tick. An empty payload (the retained `desired` cleared) marks the device removed
+from the fleet. Anything else goes through `edge_puller/desired.py` (size, JSON, protocol,
+pinned key, signature, schema, content hash, addressee, generation against the replay floor of
+each pinned key); a refusal becomes a `refused-document` event and the incumbent keeps
+serving. A verified document that only repeats the one held (perhaps re-signed with another
+key) just records who signed it; a new one is written to `state.json` atomically, and only the
+plan that follows acts on it.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from edge_puller.desired import accept
+from linefleet_core.highwater import floor
+from linefleet_core.signing import Refusal, VerifyError
+from linefleet_core.wire import MAX_DESIRED_BYTES
+
+if TYPE_CHECKING:
+    from edge_puller.agent import Agent
+
+
+def take_desired(agent: Agent) -> None:
+    """Verify and persist every payload received since the last tick, in arrival order."""
+    while True:
+        try:
+            payload = agent.inbox.get_nowait()
+        except queue.Empty:
+            return
+        _accept(agent, payload)
+
+
+def _accept(agent: Agent, payload: bytes) -> None:
+    if not payload:
+        if agent.state.removed_at is None:  # persisted: a restart still knows
+            agent.save(replace(agent.state, removed_at=time.time()))
+        agent.report()
+        return
+    held = floor(agent.state.marks, agent.trusted_keys)  # unpinned keys' marks do not bind
+    try:
+        raw, target = accept(payload, agent.trusted_keys, agent.device, held)
+    except RecursionError:  # JSON nested deeper than the parser's stack
+        exc = VerifyError(Refusal.MALFORMED, "JSON nested too deeply")
+        agent.emit("refused-document", exc.reason.value, str(exc))
+        return
+    except VerifyError as exc:
+        agent.emit(
+            "refused-document",
+            exc.reason.value,
+            str(exc),
+            generation=_generation_of(payload),
+        )
+        return
+    if agent.state.removed_at is not None:  # a verified document: back in the fleet
+        agent.save(replace(agent.state, removed_at=None))
+    held_target = agent.state.target
+    if (
+        held_target is not None
+        and target.generation == held_target.generation
+        and target.content_hash == held_target.content_hash
+    ):
+        # A duplicate (perhaps re-signed with another key): only remember who signed it.
+        agent.save(replace(agent.state.with_mark(raw, target), last_sync=time.time()))
+        return
+    agent.save(agent.state.with_desired(raw, target))  # persist before acting
+    agent.backoff.reset()
+
+
+def _generation_of(payload: bytes) -> int | None:
+    """The generation a refused document claims, if it can be read cheaply and safely."""
+    if len(payload) > MAX_DESIRED_BYTES:
+        return None
+    try:
+        value = json.loads(payload).get("generation")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
