@@ -47,8 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--reviewer", required=True)
     c.set_defaults(run=run_review)
 
-    c = cmds.add_parser("qa", help="confirm or reject an inspector override (or audit a label)")
-    c.add_argument("id", type=int)
+    c = cmds.add_parser(
+        "qa",
+        help="confirm or reject inspector overrides (or audit labels)",
+        description="One verdict for every ID given, written in one transaction: all or none.",
+    )
+    c.add_argument("ids", metavar="ID", type=int, nargs="+")
     verdict = c.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--confirm", action="store_true")
     verdict.add_argument("--reject", action="store_true")
@@ -154,10 +158,16 @@ def run_review(ns: argparse.Namespace) -> int:
 def run_qa(ns: argparse.Namespace) -> int:
     from trainer.events import Decision, EventKind, NewEvent
 
+    twice = sorted({i for i in ns.ids if ns.ids.count(i) > 1})
+    if twice:
+        raise UsageError(f"ID {', '.join(map(str, twice))}: given more than once")
     store = workspace(ns).open_store()
     decision = Decision.CONFIRM if ns.confirm else Decision.REJECT
-    store.append([NewEvent(EventKind.QA, ns.reviewer, target=ns.id, detail=decision.value)])
-    print(f"event {ns.id}: {decision.value}ed by {ns.reviewer}")
+    store.append(
+        [NewEvent(EventKind.QA, ns.reviewer, target=i, detail=decision.value) for i in ns.ids]
+    )
+    for target in ns.ids:
+        print(f"event {target}: {decision.value}ed by {ns.reviewer}")
     return int(ExitCode.OK)
 
 

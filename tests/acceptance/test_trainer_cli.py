@@ -169,6 +169,37 @@ def test_overrides_from_the_edge_reach_the_dataset_after_qa(
     assert [(i["frame"], i["class"]) for i in manifest["items"]] == [(shas[0], "scratch")]
 
 
+def test_qa_of_several_overrides_in_one_call_is_all_or_none(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    frames = tmp_path / "frames-in"
+    frames.mkdir()
+    lines = []
+    for i in range(3):
+        data = jpeg(i)
+        (frames / f"{i}.lff").write_bytes(frame_payload(data, f"f-{i}"))
+        lines.append(override_event(i + 1, hashlib.sha256(data).hexdigest(), "scratch"))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    assert lf(repo, "ingest-events", str(events), "--frames", str(frames)) == 0
+    assert "queued 3 override(s)" in capsys.readouterr().out
+    assert lf(repo, "tasks", "--kind", "override", "--format", "json") == 0
+    a, b, c = (str(t["id"]) for t in json.loads(capsys.readouterr().out)["tasks"])
+
+    assert lf(repo, "qa", a, b, "--confirm", "--reviewer", "lead") == 0
+    out = capsys.readouterr().out
+    assert f"event {a}: confirmed by lead" in out and f"event {b}: confirmed by lead" in out
+    assert lf(repo, "qa", c, a, "--reject", "--reviewer", "lead") == 1  # a: decided already
+    assert "already confirmed" in capsys.readouterr().err
+    assert lf(repo, "qa", c, c, "--reject", "--reviewer", "lead") == 2
+    assert f"ID {c}: given more than once" in capsys.readouterr().err
+    assert lf(repo, "tasks", "--kind", "override", "--format", "json") == 0
+    left = json.loads(capsys.readouterr().out)["tasks"]
+    assert [str(t["id"]) for t in left] == [c]  # nothing of the refused calls was written
+
+
 def test_an_unreachable_postgresql_url_is_a_clear_error(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
