@@ -8,8 +8,6 @@ kept so that reference checks can still run on them.
 from __future__ import annotations
 
 import contextlib
-import difflib
-import functools
 import gc
 import os
 from collections.abc import Iterable, Iterator
@@ -23,6 +21,7 @@ from linefleet_core import API_VERSION, yamlsafe
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import EdgeDevice, Line, Policy, Site
+from linefleet_core.schemafindings import schema_findings
 from linefleet_core.taxonomy import Taxonomy
 
 FLEET_DIR = "fleet"
@@ -111,103 +110,29 @@ class FleetSpec:
         return [line for line in self.lines.values() if line.site == site]
 
 
-def _pydantic_findings(doc: yamlsafe.Located, exc: ValidationError) -> list[Finding]:
-    out = []
-    for err in exc.errors(include_url=False):
-        path, _ = _data_path(doc.data, err["loc"])
-        kind = err["type"]
-        if kind == "missing":
-            message = f"missing required field {str(err['loc'][-1])!r}"
-            out.append(doc.finding(path, message, code="missing"))
-        elif kind == "extra_forbidden":
-            name = str(err["loc"][-1])
-            near = difflib.get_close_matches(name, _vocabulary(), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            out.append(doc.finding(path, f"unknown field {name!r}{hint}", key=True, code="unknown"))
-        else:
-            out.append(doc.finding(path, _message(err), code=kind))
-    return out
+@dataclass(frozen=True)
+class Checked:
+    """One file read and schema-checked: what depends on nothing but its path and bytes."""
+
+    doc: yamlsafe.Located | None
+    obj: BaseModel | None = None
+    findings: tuple[Finding, ...] = ()
+    broken: str = ""
+    """`kind:key` when the document failed its schema."""
 
 
-def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[tuple[str | int, ...], bool]:
-    """Follow pydantic's `loc` through the data, skipping union tags that are not keys."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        in_dict = isinstance(node, dict) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_dict or in_list:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, dict) and not isinstance(part, int) and part == loc[-1]:
-            path.append(part)  # the missing or unknown key itself
-            return tuple(path), False
-    return tuple(path), True
+Checks = dict[tuple[str, bytes], Checked]
+"""Files already checked, by path and content. Two revisions of a fleet share most files:
+loading both with one `Checks` reads, parses and schema-checks each unchanged file once, and
+both specs hold the same (frozen) objects for it, found at the same path."""
 
 
-@functools.cache
-def _vocabulary() -> list[str]:
-    """Every field name of the contract, for "did you mean" hints on unknown keys."""
-    names: set[str] = set()
-    pending: list[type[BaseModel]] = list(KINDS.values())
-    seen: set[type[BaseModel]] = set()
-    while pending:
-        model = pending.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, info in model.model_fields.items():
-            names.add(name)
-            pending.extend(_models_in(info.annotation))
-    return sorted(names)
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
-
-
-_NUMERIC = {
-    "int_type": "expected a whole number",
-    "float_type": "expected a number",
-    "bool_type": "expected true or false",
-}
-
-
-def _message(err: Any) -> str:
-    msg: str = err["msg"]
-    value = err.get("input")
-    if err["type"] == "string_type" and isinstance(value, (int, float, bool)):
-        return (
-            f"expected text, but YAML read {value!r} as a {type(value).__name__}; "
-            "put the value in quotes"
-        )
-    if err["type"] in _NUMERIC and isinstance(value, str):
-        return f"{_NUMERIC[err['type']]}, but {value!r} is quoted text; remove the quotes"
-    if err["type"].endswith("_type") and not isinstance(value, (dict, list)):
-        return f"{msg} (got {value!r})"
-    if msg.startswith("Value error, "):
-        return msg[len("Value error, ") :]
-    return msg
-
-
-def _read(path: str, raw: bytes, findings: list[Finding]) -> yamlsafe.Located | None:
-    try:
-        return yamlsafe.load(path, raw)
-    except yamlsafe.YamlProblem as problem:
-        findings.append(
-            Finding(path, problem.line, problem.col, problem.field, problem.message, code="yaml")
-        )
-        return None
-
-
-def load(source: Source) -> tuple[FleetSpec, list[Finding]]:
+def load(source: Source, checks: Checks | None = None) -> tuple[FleetSpec, list[Finding]]:
     """Read and schema-check every file of `source`; return what loaded and every finding."""
     # Everything built here survives (a tree of documents and frozen models, no cycles), so
     # cycle collection during the build cannot free anything; on 2,000 files it cost ~20%.
     with _gc_paused():
-        return _load(source)
+        return _load(source, {} if checks is None else checks)
 
 
 @contextlib.contextmanager
@@ -230,45 +155,55 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _load(source: Source) -> tuple[FleetSpec, list[Finding]]:
+def _load(source: Source, checks: Checks) -> tuple[FleetSpec, list[Finding]]:
     spec = FleetSpec(source=source.label)
     findings: list[Finding] = []
     policy_seen: yamlsafe.Located | None = None
     for path, raw in source.files():
-        doc = _read(path, raw, findings)
-        if doc is None:
-            continue
-        data = doc.data
-        if not isinstance(data, dict):
-            findings.append(
-                doc.finding((), f"expected a mapping at the top level, got a {type(data).__name__}")
-            )
-            continue
-        kind = data.get("kind")
-        if data.get("apiVersion") != API_VERSION:
-            findings.append(
-                doc.finding(("apiVersion",), f"must be {API_VERSION!r}", code="api_version")
-            )
-            continue
-        if kind not in KINDS:
-            findings.append(
-                doc.finding(("kind",), f"unknown kind {kind!r}; one of: {', '.join(KINDS)}")
-            )
-            continue
-        if not path.startswith(KIND_DIR[kind] + "/"):
-            findings.append(doc.finding(("kind",), f"a {kind} belongs under {KIND_DIR[kind]}/"))
-            continue
-        try:
-            obj = KINDS[kind].model_validate(data)
-        except ValidationError as exc:
-            findings.extend(_pydantic_findings(doc, exc))
-            spec.broken.add(f"{kind}:{_key_of(kind, data)}")
+        checked = checks.get((path, raw))
+        if checked is None:
+            checked = checks[(path, raw)] = check_file(path, raw)
+        findings.extend(checked.findings)
+        if checked.broken:
+            spec.broken.add(checked.broken)
+        obj, doc = checked.obj, checked.doc
+        if obj is None or doc is None:
             continue
         spec.docs[id(obj)] = doc
         findings.extend(_register(spec, obj, doc, policy_seen))
         if isinstance(obj, Policy):
             policy_seen = doc
     return spec, findings
+
+
+def check_file(path: str, raw: bytes) -> Checked:
+    """Parse one file and check it against the schema of its kind (and its folder)."""
+    try:
+        doc = yamlsafe.load(path, raw)
+    except yamlsafe.YamlProblem as problem:
+        where = (path, problem.line, problem.col, problem.field, problem.message)
+        return Checked(None, findings=(Finding(*where, code="yaml"),))
+    data = doc.data
+    if not isinstance(data, dict):
+        kind_of = type(data).__name__
+        return _refused(doc, (), f"expected a mapping at the top level, got a {kind_of}")
+    kind = data.get("kind")
+    if data.get("apiVersion") != API_VERSION:
+        return _refused(doc, ("apiVersion",), f"must be {API_VERSION!r}", code="api_version")
+    if kind not in KINDS:
+        return _refused(doc, ("kind",), f"unknown kind {kind!r}; one of: {', '.join(KINDS)}")
+    if not path.startswith(KIND_DIR[kind] + "/"):
+        return _refused(doc, ("kind",), f"a {kind} belongs under {KIND_DIR[kind]}/")
+    try:
+        obj = KINDS[kind].model_validate(data)
+    except ValidationError as exc:
+        findings = schema_findings(doc, exc, tuple(KINDS.values()))
+        return Checked(doc, findings=tuple(findings), broken=f"{kind}:{_key_of(kind, data)}")
+    return Checked(doc, obj)
+
+
+def _refused(doc: yamlsafe.Located, path: yamlsafe.Path, message: str, **kw: Any) -> Checked:
+    return Checked(doc, findings=(doc.finding(path, message, **kw),))
 
 
 def _key_of(kind: str, data: dict[str, Any]) -> str:
