@@ -1,12 +1,19 @@
-"""Git plumbing shared by the reconciler and the trainer (GitPython, imported lazily).
+"""Git plumbing shared by the reconciler and the trainer.
 
-The edge never needs git, so `import linefleet_core.gitrepo` costs nothing until used.
+Two ways in. `open_repo`/`resolve` give GitPython objects (imported lazily: the edge never
+needs git) for the callers that commit, push or fetch. `GitObjects` reads commits, trees and
+blobs through plain `git` processes, for the hot path of reading a whole fleet at a revision:
+one `git ls-tree` per revision and one `git cat-file --batch` for all of its blobs (GitPython
+asks `git cat-file` one object at a time, a request and a reply per file), with every blob kept
+by id, so a second revision of the same repository reads only the blobs that changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,37 +41,123 @@ def resolve(repo: Any, rev: str) -> Any:
         raise UsageError(f"unknown git revision {rev!r} in {repo.working_tree_dir}") from None
 
 
+@dataclass(frozen=True)
+class Commit:
+    """A commit read through `GitObjects` (GitPython commits have the same `hexsha`)."""
+
+    hexsha: str
+
+
+@dataclass
+class GitObjects:
+    """One repository's commits, trees and blobs, read through plain `git`; blobs kept by id."""
+
+    git_dir: str
+    work_tree: str = ""
+    """The working tree's folder, as the caller spelled its path ('' when not opened by path)."""
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: Path) -> GitObjects:
+        """The repository holding `path` (or a parent), or a UsageError naming the folder."""
+        try:
+            top, git_dir = _git(path, "rev-parse", "--show-toplevel", "--absolute-git-dir")
+        except (subprocess.CalledProcessError, FileNotFoundError, NotADirectoryError, ValueError):
+            raise UsageError(f"{path}: not a git repository") from None
+        return cls(os.fsdecode(git_dir), _as_spelled(path, Path(os.fsdecode(top))))
+
+    def commit(self, rev: str) -> Commit:
+        """The commit for `rev`, or a UsageError naming the revision."""
+        try:
+            (sha,) = self._git("rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+        except (subprocess.CalledProcessError, ValueError):
+            raise UsageError(f"unknown git revision {rev!r} in {self.work_tree}") from None
+        return Commit(sha.decode())
+
+    def fleet_files(self, sha: str, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """(path below `prefix`, content) of every YAML file under fleet/ and taxonomies/."""
+        base = f"{prefix}/" if prefix else ""
+        tops = [f"{base}{top}" for top in (FLEET_DIR, TAXONOMY_DIR)]
+        listing = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", *tops, sep=b"\0")
+        found: dict[str, list[tuple[str, str]]] = {top: [] for top in tops}
+        for row in listing:
+            meta, _, name = row.partition(b"\t")
+            _, kind, blob = meta.split()
+            full = os.fsdecode(name)
+            top = next((t for t in tops if full.startswith(f"{t}/")), None)
+            if kind == b"blob" and top is not None and full.endswith(YAML_SUFFIXES):
+                found[top].append((full[len(base) :], blob.decode()))
+        files = [item for top in tops for item in sorted(found[top])]
+        content = self.read(oid for _, oid in files)
+        for path, oid in files:
+            yield path, content[oid]
+
+    def read(self, oids: Iterable[str]) -> dict[str, bytes]:
+        """The content of each blob, from one `git cat-file --batch` for those not read yet."""
+        wanted = list(dict.fromkeys(oids))
+        missing = [oid for oid in wanted if oid not in self.blobs]
+        if missing:
+            request = "".join(f"{oid}\n" for oid in missing).encode()
+            out = self._run("cat-file", "--batch", "--buffer", stdin=request)
+            at = 0
+            for oid in missing:
+                end = out.index(b"\n", at)
+                header = out[at:end].split()
+                if len(header) != 3 or header[0].decode() != oid:
+                    raise UsageError(f"git cat-file: object {oid} is missing in {self.git_dir}")
+                size = int(header[2])
+                self.blobs[oid] = out[end + 1 : end + 1 + size]
+                at = end + 2 + size  # content, then a newline
+        return {oid: self.blobs[oid] for oid in wanted}
+
+    def _git(self, *args: str, sep: bytes = b"\n") -> list[bytes]:
+        return [row for row in self._run(*args).split(sep) if row]
+
+    def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
+        return _run(["git", f"--git-dir={self.git_dir}", *args], None, stdin)
+
+
 @dataclass
 class GitSource:
     """Fleet files as they are at one commit, read from git objects (no checkout)."""
 
     commit: Any
+    """A GitPython commit, or a `Commit` from `objects.commit()`."""
     prefix: str = ""  # the fleet repository's folder inside the git repository, if not the root
+    objects: GitObjects | None = None
+    """Where to read it (and keep what was read); by default the GitPython commit's repository."""
 
     @property
     def label(self) -> str:
         return f"commit {self.commit.hexsha[:12]}"
 
     def files(self) -> Iterator[tuple[str, bytes]]:
-        root = self.commit.tree
-        if self.prefix:
-            try:
-                root = root / self.prefix
-            except KeyError:
-                return
-        for top in (FLEET_DIR, TAXONOMY_DIR):
-            try:
-                tree = root / top
-            except KeyError:
-                continue
-            blobs = [
-                item
-                for item in tree.traverse()
-                if item.type == "blob" and item.name.endswith(YAML_SUFFIXES)
-            ]
-            for blob in sorted(blobs, key=lambda b: b.path):
-                path = blob.path[len(self.prefix) + 1 :] if self.prefix else blob.path
-                yield path, blob.data_stream.read()
+        objects = self.objects or GitObjects(str(self.commit.repo.git_dir))
+        return objects.fleet_files(str(self.commit.hexsha), self.prefix)
+
+
+def _git(path: Path, *args: str) -> list[bytes]:
+    return [row for row in _run(["git", *args], path).split(b"\n") if row]
+
+
+def _run(argv: list[str], cwd: Path | None, stdin: bytes | None = None) -> bytes:
+    env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1"}  # paths are paths, not patterns
+    try:
+        proc = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, env=env, check=True)
+    except FileNotFoundError as exc:
+        if exc.filename == "git":
+            raise UsageError("git is not installed (or not on PATH)") from None
+        raise
+    return proc.stdout
+
+
+def _as_spelled(path: Path, top: Path) -> str:
+    """`top` as a parent of `path` spelled the caller's way (git resolves symbolic links)."""
+    here = Path(os.path.normpath(Path(path).absolute()))
+    for folder in (here, *here.parents):
+        if folder.exists() and folder.samefile(top):
+            return str(folder)
+    return str(top)
 
 
 def push(repo: Any, remote: str, refspec: str, *, force: bool = False) -> None:

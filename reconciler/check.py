@@ -25,27 +25,28 @@ class Report:
         return not self.errors
 
 
-def load_checked(source: fleetspec.Source) -> tuple[fleetspec.FleetSpec, list[Finding]]:
-    """Load one revision and run every single-revision check on it."""
-    spec, findings = fleetspec.load(source)
+def load_checked(
+    source: fleetspec.Source, checks: fleetspec.Checks | None = None
+) -> tuple[fleetspec.FleetSpec, list[Finding]]:
+    """Load one revision and run every single-revision check on it.
+
+    `checks` shares the per-file work with other revisions loaded with the same one.
+    """
+    spec, findings = fleetspec.load(source, checks)
     findings.extend(validation.check(spec))
     return spec, findings
 
 
 def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None) -> Report:
-    head, findings = load_checked(fleetspec.DirectorySource(repo))
+    checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
+    head, findings = load_checked(fleetspec.DirectorySource(repo), checks)
     if base is not None:
-        from linefleet_core.gitrepo import GitSource, open_repo, resolve
+        from linefleet_core.gitrepo import GitObjects, GitSource
         from reconciler import policy
+        from reconciler.revisions import fleet_prefix
 
-        git_repo = open_repo(repo)
-        prefix = _prefix(git_repo, repo)
-        base_spec, _ = fleetspec.load(GitSource(resolve(git_repo, base), prefix))
+        objects = GitObjects.open(repo)
+        source = GitSource(objects.commit(base), fleet_prefix(objects, repo), objects)
+        base_spec, _ = fleetspec.load(source, checks)
         findings.extend(policy.check_change(base_spec, head, now or dt.datetime.now(dt.UTC)))
     return Report(sorted(set(findings)), files=len(head.docs))
-
-
-def _prefix(git_repo: object, repo: Path) -> str:
-    top = Path(str(getattr(git_repo, "working_tree_dir", repo))).resolve()
-    rel = repo.resolve().relative_to(top).as_posix()
-    return "" if rel == "." else rel

@@ -2,18 +2,18 @@
 
 The executor side of `reconciler.plan`: it touches git (read-only, through git objects: no
 checkout, so a dirty working tree does not matter) or, on request, the working tree itself,
-and hands plain specs to the pure planner.
+and hands plain specs to the pure planner. Both revisions are read through one `GitObjects`
+and one `spec.Checks`, so a file the change did not touch is read, parsed and checked once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 from linefleet_core.errors import Finding
-from linefleet_core.gitrepo import GitSource, open_repo, resolve
-from linefleet_core.spec import DirectorySource, FleetSpec
+from linefleet_core.gitrepo import GitObjects, GitSource
+from linefleet_core.spec import Checks, DirectorySource, FleetSpec
 from reconciler.check import load_checked
 from reconciler.plan import Plan, Revision, plan
 
@@ -21,17 +21,19 @@ WORKTREE = "working tree"
 
 
 def read_revision(
-    git_repo: Any, rev: str, prefix: str
+    objects: GitObjects, rev: str, prefix: str, checks: Checks | None = None
 ) -> tuple[Revision, FleetSpec, list[Finding]]:
     """Load and validate the fleet as it is at `rev`; a UsageError if `rev` does not exist."""
-    commit = resolve(git_repo, rev)
-    spec, findings = load_checked(GitSource(commit, prefix))
-    return Revision(rev, str(commit.hexsha)), spec, findings
+    commit = objects.commit(rev)
+    spec, findings = load_checked(GitSource(commit, prefix, objects), checks)
+    return Revision(rev, commit.hexsha), spec, findings
 
 
-def read_worktree(repo: Path) -> tuple[Revision, FleetSpec, list[Finding]]:
+def read_worktree(
+    repo: Path, checks: Checks | None = None
+) -> tuple[Revision, FleetSpec, list[Finding]]:
     """The fleet as it is on disk, uncommitted edits included."""
-    spec, findings = load_checked(DirectorySource(repo))
+    spec, findings = load_checked(DirectorySource(repo), checks)
     return Revision(WORKTREE), spec, findings
 
 
@@ -40,13 +42,14 @@ def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) ->
 
     `head=None` plans the working tree (uncommitted edits included) against `base`.
     """
-    git_repo = open_repo(repo)
-    prefix = fleet_prefix(git_repo, repo)
-    base_rev, base_spec, base_findings = read_revision(git_repo, base, prefix)
+    objects = GitObjects.open(repo)
+    prefix = fleet_prefix(objects, repo)
+    checks: Checks = {}
+    base_rev, base_spec, base_findings = read_revision(objects, base, prefix, checks)
     if head is None:
-        head_rev, head_spec, head_findings = read_worktree(repo)
+        head_rev, head_spec, head_findings = read_worktree(repo, checks)
     else:
-        head_rev, head_spec, head_findings = read_revision(git_repo, head, prefix)
+        head_rev, head_spec, head_findings = read_revision(objects, head, prefix, checks)
     return plan(
         base_spec,
         head_spec,
@@ -58,8 +61,8 @@ def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) ->
     )
 
 
-def fleet_prefix(git_repo: Any, repo: Path) -> str:
+def fleet_prefix(objects: GitObjects, repo: Path) -> str:
     """Where the fleet repository sits inside the git work tree ('' at its root)."""
-    top = Path(str(git_repo.working_tree_dir)).resolve()
+    top = Path(objects.work_tree).resolve()
     rel = repo.resolve().relative_to(top).as_posix()
     return "" if rel == "." else rel

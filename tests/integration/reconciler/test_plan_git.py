@@ -9,7 +9,9 @@ import git
 import pytest
 
 from linefleet_core.errors import UsageError
-from reconciler.check import validate
+from linefleet_core.gitrepo import GitObjects, GitSource
+from linefleet_core.spec import Checks, DirectorySource
+from reconciler.check import load_checked, validate
 from reconciler.plan import Action
 from reconciler.policy import Verdict
 from reconciler.revisions import plan_revisions
@@ -134,3 +136,75 @@ def test_validate_base_checks_the_working_tree_against_a_revision(
     assert finding.path == "fleet/sites/toledo/lines/line-2.yaml"
     assert finding.code == "policy"
     assert "needs at least 0.930" in finding.message
+
+
+def test_revisions_read_together_share_the_files_the_change_left_alone(tmp_path: Path) -> None:
+    fleet = committed_minifleet(tmp_path / "fleet")
+    base = commit_all(fleet, "nothing new")
+    edit_rollout(fleet, "toledo/line-1", candidate=TO_CANARY)
+    head = commit_all(fleet, "toledo/line-1 to canary")
+    objects = GitObjects.open(fleet)
+    checks: Checks = {}
+
+    base_spec, base_findings = load_checked(GitSource(objects.commit(base), "", objects), checks)
+    read_for_base = len(objects.blobs)
+    head_spec, head_findings = load_checked(GitSource(objects.commit(head), "", objects), checks)
+
+    assert read_for_base == len(base_spec.docs) and len(objects.blobs) == read_for_base + 1
+    assert head_spec.lines["toledo/line-2"] is base_spec.lines["toledo/line-2"]
+    assert head_spec.lines["toledo/line-1"] != base_spec.lines["toledo/line-1"]
+    # The same as each revision read on its own, through GitPython's objects.
+    repo = git.Repo(fleet)
+    for sha, spec, findings in ((base, base_spec, base_findings), (head, head_spec, head_findings)):
+        alone, alone_findings = load_checked(GitSource(repo.commit(sha)))
+        assert (alone.lines, alone.devices, alone.models) == (spec.lines, spec.devices, spec.models)
+        assert sorted(alone_findings) == sorted(findings)
+        assert {p.path for p in alone.docs.values()} == {p.path for p in spec.docs.values()}
+
+
+def test_a_broken_file_is_located_in_each_revision_that_holds_it(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    write_minifleet(fleet)
+    old = line_file(fleet, "dresden/line-2")
+    old.write_text(old.read_text(encoding="utf-8") + "colour: red\n", encoding="utf-8")
+    row = len(old.read_text(encoding="utf-8").splitlines())
+    init_repo(fleet)
+    base = commit_all(fleet, "a line with an unknown key")
+    old.rename(old.with_name("line-9.yaml"))  # the same bytes at another path
+    head = commit_all(fleet, "the broken line moved")
+    objects = GitObjects.open(fleet)
+    checks: Checks = {}
+
+    def unknown_keys(sha: str) -> list[tuple[str, int, int]]:
+        _, findings = load_checked(GitSource(objects.commit(sha), "", objects), checks)
+        return [(f.path, f.line, f.col) for f in findings if f.field == "colour"]
+
+    assert unknown_keys(base) == [("fleet/sites/dresden/lines/line-2.yaml", row, 1)]
+    assert unknown_keys(head) == [("fleet/sites/dresden/lines/line-9.yaml", row, 1)]
+    report = validate(fleet, base, NOW)  # the working tree and the base share the check
+    assert [f.path for f in report.errors if f.field == "colour"] == [
+        "fleet/sites/dresden/lines/line-9.yaml"
+    ]
+    assert plan_revisions(fleet, base, head, NOW).base_errors == 1
+
+
+def test_git_objects_lists_the_fleet_files_of_a_revision_in_order(tmp_path: Path) -> None:
+    root = tmp_path / "monorepo"
+    fleet = root / "ops" / "fleet-repo"
+    write_minifleet(fleet)
+    (fleet / "fleet" / "NOTES.md").write_text("not a fleet file\n", encoding="utf-8")
+    (fleet / "other").mkdir()
+    (fleet / "other" / "stray.yaml").write_text("kind: Line\n", encoding="utf-8")
+    init_repo(root)
+    sha = commit_all(root, "fleet")
+    objects = GitObjects.open(fleet)
+
+    files = list(objects.fleet_files(objects.commit(sha).hexsha, "ops/fleet-repo"))
+
+    on_disk = dict(DirectorySource(fleet).files())
+    assert dict(files) == on_disk
+    paths = [path for path, _ in files]
+    assert paths == sorted(paths, key=lambda p: (not p.startswith("fleet/"), p))  # as before
+    assert objects.work_tree == str(root)
+    with pytest.raises(UsageError, match="unknown git revision '--all'"):
+        objects.commit("--all")
