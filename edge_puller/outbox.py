@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,26 +69,39 @@ class Outbox:
         `frame` (topic, `LFF1` payload) is the frame the event is about: stored in the same
         transaction, just before the event, so it reaches the receiver first.
         """
+        return self.put_events(topic, [(build, frame)])[0]
+
+    def put_events(
+        self,
+        topic: str,
+        events: Sequence[tuple[Callable[[int], bytes], tuple[str, bytes] | None]],
+    ) -> list[int]:
+        """Store several events (each with its frame, as in `put_event`) in one transaction,
+        under consecutive sequence numbers: all of them are queued, or none."""
+        seqs: list[int] = []
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute("SELECT value FROM counters WHERE name='event_seq'").fetchone()
-            seq = (row[0] if row else 0) + 1
+            last = row[0] if row else 0
+            for build, frame in events:
+                last += 1
+                if frame is not None:
+                    self._db.execute(
+                        "INSERT INTO outbox(kind, topic, payload, retain) VALUES('frame', ?, ?, 0)",
+                        frame,
+                    )
+                self._db.execute(
+                    "INSERT INTO outbox(kind, topic, payload, retain) VALUES('event', ?, ?, 0)",
+                    (topic, build(last)),
+                )
+                seqs.append(last)
             self._db.execute(
                 "INSERT INTO counters(name, value) VALUES('event_seq', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-                (seq,),
-            )
-            if frame is not None:
-                self._db.execute(
-                    "INSERT INTO outbox(kind, topic, payload, retain) VALUES('frame', ?, ?, 0)",
-                    frame,
-                )
-            self._db.execute(
-                "INSERT INTO outbox(kind, topic, payload, retain) VALUES('event', ?, ?, 0)",
-                (topic, build(seq)),
+                (last,),
             )
             self._trim()
-        return seq
+        return seqs
 
     def put_report(self, topic: str, payload: bytes) -> None:
         """Store a report snapshot, replacing any report to `topic` not yet delivered."""

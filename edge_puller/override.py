@@ -4,26 +4,29 @@ An inspector at the line's HMI says "frame X is actually class Y". This module l
 the device decided on frame X (`edge_puller/recent.py`: which line and camera, which model,
 what it said, and the frame itself), checks Y against the line's taxonomy in the persisted
 desired state, and queues an `inspection-override` event (docs/protocol.md section 7) in the
-device's outbox together with the frame as an `LFF1` envelope (section 9), frame first. The
-running agent delivers both in order like every other message; with no agent running, or no
-broker, they wait in the outbox. It reads the state directory only and never writes
+device's outbox together with the frame as an `LFF1` envelope (section 9), frame first. A
+batch (`queue_overrides`, read from a file by `edge_puller/corrections.py`) is checked as a
+whole and queued in one transaction, or refused as a whole. The running agent delivers them
+in order like every other message; with no agent running, or no broker, they wait in the
+outbox. It reads the state directory only and never writes
 `state.json`, so it is safe while the agent runs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from edge_puller.events import event_document
+from edge_puller.events import event_builder
 from edge_puller.outbox import Outbox
-from edge_puller.recent import lookup
+from edge_puller.recent import Recorded, lookup
 from edge_puller.state import LocalState, StateStore
-from linefleet_core.errors import PermanentError, UsageError
+from linefleet_core.errors import LinefleetError, PermanentError, UsageError
 from linefleet_core.wire import Channel, DesiredState, EventType, FrameError, decode_frame, topic
 
 MAX_INSPECTOR = 128
@@ -37,6 +40,12 @@ class OverrideRequest:
     inspector: str
     line: str | None = None
     note: str = ""
+    source: str = ""
+    """Where the request came from (`FILE:LINE` for a batch), named in its errors."""
+
+    def names(self, option: str, value: str) -> str:
+        """`--frame f-1` from the command line, `FILE:3: frame f-1` from a batch file."""
+        return f"{self.source}: {option} {value}" if self.source else f"--{option} {value}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,17 @@ class Queued:
     frame_sha256: str
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A request that passed every check: the event's details and the frame it is about."""
+
+    request: OverrideRequest
+    decided: Recorded
+    taxonomy: str
+    frame_sha256: str
+    details: dict[str, Any]
+
+
 def queue_override(state_dir: Path, request: OverrideRequest) -> Queued:
     """Validate `request` against the device's state and queue the event and its frame.
 
@@ -57,9 +77,13 @@ def queue_override(state_dir: Path, request: OverrideRequest) -> Queued:
     `PermanentError` (exit 1): the class is not in the line's taxonomy, or it is what the
     model said already (nothing to correct).
     """
-    inspector = request.inspector.strip()
-    if not inspector or len(inspector) > MAX_INSPECTOR:
-        raise UsageError(f"--inspector: give a name of 1 to {MAX_INSPECTOR} characters")
+    return queue_overrides(state_dir, [request])[0]
+
+
+def queue_overrides(state_dir: Path, requests: Sequence[OverrideRequest]) -> list[Queued]:
+    """Check every request, then queue all of them in one outbox transaction (consecutive
+    `seq`s, each event after its frame), or none: the error lists every refused request, and
+    is a `UsageError` if any of them is one (an unknown frame may just not be recorded yet)."""
     state = _read_state(state_dir)
     target = state.target
     if target is None or state.document is None:
@@ -67,26 +91,101 @@ def queue_override(state_dir: Path, request: OverrideRequest) -> Queued:
             f"--state-dir {state_dir}: no desired state received yet, so no taxonomy to check "
             "the class against"
         )
+    taxonomies = _taxonomies(state.document, state_dir)
+    checked: list[_Checked] = []
+    errors: list[LinefleetError] = []
+    seen: dict[tuple[str, str], OverrideRequest] = {}
+    for request in requests:
+        try:
+            done = _check(request, state, taxonomies, state_dir)
+        except (UsageError, PermanentError) as exc:
+            errors.append(exc)
+            continue
+        first = seen.setdefault((done.decided.line, request.frame_id), request)
+        if first is not request:
+            again = f"{request.names('frame', request.frame_id)}: corrected twice in one batch"
+            errors.append(UsageError(f"{again} (first at {first.source or 'the command line'})"))
+            continue
+        checked.append(done)
+    if errors:
+        kind = UsageError if any(isinstance(e, UsageError) for e in errors) else PermanentError
+        raise kind("\n".join(str(e) for e in errors))
+    builders = [
+        (
+            event_builder(
+                site=target.site,
+                device=target.device,
+                type=EventType.INSPECTION_OVERRIDE.value,
+                reason="inspector",
+                message=f"{c.details['inspector']}: frame {c.request.frame_id} is "
+                f"{c.request.label}, not {c.decided.predicted} ({c.decided.model})",
+                line=c.decided.line,
+                generation=state.generation,
+                details=c.details,
+            ),
+            (topic(target.site, target.device, Channel.FRAMES), c.decided.frame),
+        )
+        for c in checked
+    ]
+    outbox = Outbox(state_dir / "outbox.db")
+    try:
+        seqs = outbox.put_events(topic(target.site, target.device, Channel.EVENTS), builders)
+    finally:
+        outbox.close()
+    return [
+        Queued(
+            seq,
+            c.decided.line,
+            c.decided.model,
+            c.decided.predicted,
+            c.request.label,
+            c.taxonomy,
+            c.frame_sha256,
+        )
+        for seq, c in zip(seqs, checked, strict=True)
+    ]
+
+
+def _check(
+    request: OverrideRequest,
+    state: LocalState,
+    taxonomies: dict[str, tuple[str, list[str]]],
+    state_dir: Path,
+) -> _Checked:
+    """Everything `queue_override` documents as refused, for one request."""
+    inspector = request.inspector.strip()
+    if not inspector or len(inspector) > MAX_INSPECTOR:
+        where = f"{request.source}: inspector" if request.source else "--inspector"
+        raise UsageError(f"{where}: give a name of 1 to {MAX_INSPECTOR} characters")
+    target = state.target
+    assert target is not None  # checked by the caller
     if request.line is not None and request.line not in target.lines:
         served = ", ".join(sorted(target.lines))
-        raise UsageError(f"--line {request.line}: not served by this device (it serves {served})")
+        raise UsageError(
+            f"{request.names('line', request.line)}: not served by this device (it serves {served})"
+        )
     decided = lookup(state_dir, request.frame_id, request.line)
     if decided is None:
         where = f" on {request.line}" if request.line else ""
         raise UsageError(
-            f"--frame {request.frame_id}: no decision on this frame{where} among the device's "
-            f"recent decisions ({state_dir / 'recent.db'})"
+            f"{request.names('frame', request.frame_id)}: no decision on this frame{where} "
+            f"among the device's recent decisions ({state_dir / 'recent.db'})"
         )
-    taxonomy_ref, classes = _taxonomy(state.document, decided.line, state_dir)
+    if decided.line not in taxonomies:
+        raise PermanentError(
+            f"frame's line {decided.line} is no longer in this device's desired state "
+            f"(generation {state.generation}): its taxonomy is unknown"
+        )
+    taxonomy_ref, classes = taxonomies[decided.line]
     if request.label not in classes:
         raise PermanentError(
-            f"--label {request.label}: not a class of {taxonomy_ref} on {decided.line} "
-            f"(classes: {', '.join(classes)})"
+            f"{request.names('label', request.label)}: not a class of {taxonomy_ref} on "
+            f"{decided.line} (classes: {', '.join(classes)})"
         )
     if request.label == decided.predicted:
         raise PermanentError(
-            f"--label {request.label}: {decided.model} already said {decided.predicted} on "
-            f"frame {request.frame_id}; nothing to correct"
+            f"{request.names('label', request.label)}: {decided.model} already said "
+            f"{decided.predicted} on frame {request.frame_id}; nothing to correct"
         )
     try:
         meta, _ = decode_frame(decided.frame)
@@ -108,43 +207,7 @@ def queue_override(state_dir: Path, request: OverrideRequest) -> Queued:
     }
     if request.note:
         details["note"] = request.note[:MAX_NOTE]
-    message = (
-        f"{inspector}: frame {request.frame_id} is {request.label}, "
-        f"not {decided.predicted} ({decided.model})"
-    )
-
-    def build(seq: int) -> bytes:
-        return event_document(
-            site=target.site,
-            device=target.device,
-            seq=seq,
-            type=EventType.INSPECTION_OVERRIDE.value,
-            reason="inspector",
-            message=message,
-            line=decided.line,
-            generation=state.generation,
-            details=details,
-        )
-
-    outbox = Outbox(state_dir / "outbox.db")
-    try:
-        frames_topic = topic(target.site, target.device, Channel.FRAMES)
-        seq = outbox.put_event(
-            topic(target.site, target.device, Channel.EVENTS),
-            build,
-            frame=(frames_topic, decided.frame),
-        )
-    finally:
-        outbox.close()
-    return Queued(
-        seq,
-        decided.line,
-        decided.model,
-        decided.predicted,
-        request.label,
-        taxonomy_ref,
-        meta.sha256,
-    )
+    return _Checked(request, decided, taxonomy_ref, meta.sha256, details)
 
 
 def _read_state(state_dir: Path) -> LocalState:
@@ -160,16 +223,10 @@ def _read_state(state_dir: Path) -> LocalState:
         raise PermanentError(f"{path}: unreadable local state: {exc}") from None
 
 
-def _taxonomy(document: dict[str, Any], line: str, state_dir: Path) -> tuple[str, list[str]]:
-    """The taxonomy ref and classes of `line` in the persisted desired document."""
+def _taxonomies(document: dict[str, Any], state_dir: Path) -> dict[str, tuple[str, list[str]]]:
+    """Per line of the persisted desired document: its taxonomy ref and classes."""
     try:
         desired = DesiredState.model_validate(document)
     except ValidationError as exc:
         raise PermanentError(f"{state_dir / StateStore.FILE}: desired document: {exc}") from None
-    for spec in desired.spec.lines:
-        if spec.line == line:
-            return spec.taxonomy.ref, list(spec.taxonomy.classes)
-    raise PermanentError(
-        f"frame's line {line} is no longer in this device's desired state (generation "
-        f"{desired.generation}): its taxonomy is unknown"
-    )
+    return {s.line: (s.taxonomy.ref, list(s.taxonomy.classes)) for s in desired.spec.lines}

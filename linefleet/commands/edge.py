@@ -75,21 +75,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     o = verbs.add_parser(
         "override",
-        help="an inspector's correction of a decision: queue it for the trainer",
+        help="inspectors' corrections of decisions: queue them for the trainer",
         description="Look up the device's decision on FRAME_ID, check CLASS against the line's "
         "taxonomy, and queue an inspection-override event with the frame in the device's "
         "outbox; the running agent delivers it (works offline and while the agent runs). "
-        "Exit codes: 0 queued, 1 unknown class (or the model said it already), "
-        "2 unknown frame, line or state directory.",
+        "With --from, every correction in the file is checked first and all are queued in "
+        "one transaction, or none. Exit codes: 0 queued, 1 unknown class (or the model said "
+        "it already), 2 unknown frame, line or state directory, or an unreadable --from file.",
     )
     o.add_argument("--state-dir", required=True, type=Path, help="the agent's state directory")
-    o.add_argument("--frame", required=True, metavar="FRAME_ID", help="the frame id decided")
-    o.add_argument("--label", required=True, metavar="CLASS", help="the class it really is")
-    o.add_argument("--inspector", required=True, metavar="NAME", help="who says so")
+    one = o.add_mutually_exclusive_group(required=True)
+    one.add_argument("--frame", metavar="FRAME_ID", help="the frame id decided")
+    one.add_argument(
+        "--from",
+        dest="batch",
+        metavar="FILE",
+        help="JSON Lines of corrections ('-': standard input), one object per line: frame, "
+        "label, and optionally line, note, inspector",
+    )
+    o.add_argument("--label", metavar="CLASS", help="the class it really is (with --frame)")
+    o.add_argument(
+        "--inspector", metavar="NAME", help="who says so (with --from: for rows without one)"
+    )
     o.add_argument(
         "--line", metavar="SITE/LINE", help="the line (if frame ids repeat across lines)"
     )
-    o.add_argument("--note", default="", metavar="TEXT", help="a free-text remark for QA")
+    o.add_argument(
+        "--note", default="", metavar="TEXT", help="a free-text remark for QA (--from: default)"
+    )
     o.set_defaults(run=queue_override)
 
 
@@ -156,14 +169,25 @@ def show_status(ns: argparse.Namespace) -> int:
 
 
 def queue_override(ns: argparse.Namespace) -> int:
-    from edge_puller.override import OverrideRequest
-    from edge_puller.override import queue_override as queue
+    from edge_puller.corrections import read_corrections
+    from edge_puller.override import OverrideRequest, queue_overrides
 
-    request = OverrideRequest(ns.frame, ns.label, ns.inspector, ns.line, ns.note)
-    done = queue(ns.state_dir, request)
-    print(
-        f"queued inspection-override #{done.seq} on {done.line}: frame {ns.frame} is "
-        f"{done.label}, not {done.predicted} ({done.model}, {done.taxonomy}); "
-        "the agent sends it with the frame"
-    )
+    if ns.batch is not None:
+        if ns.label is not None:
+            raise UsageError("--label goes with --frame; with --from each row has its label")
+        requests = read_corrections(ns.batch, inspector=ns.inspector, line=ns.line, note=ns.note)
+    else:
+        if ns.label is None or ns.inspector is None:
+            raise UsageError("--frame needs --label CLASS and --inspector NAME")
+        requests = [OverrideRequest(ns.frame, ns.label, ns.inspector, ns.line, ns.note)]
+    queued = queue_overrides(ns.state_dir, requests)
+    for request, done in zip(requests, queued, strict=True):
+        print(
+            f"queued inspection-override #{done.seq} on {done.line}: frame {request.frame_id} "
+            f"is {done.label}, not {done.predicted} ({done.model}, {done.taxonomy}); "
+            "the agent sends it with the frame"
+        )
+    if len(queued) > 1:
+        seqs = f"#{queued[0].seq}-#{queued[-1].seq}"
+        print(f"{len(queued)} corrections queued in one transaction ({seqs})")
     return int(ExitCode.OK)

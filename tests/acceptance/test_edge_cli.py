@@ -1,4 +1,5 @@
-"""`linefleet edge run` and `linefleet edge status` as a user (or systemd) runs them."""
+"""`linefleet edge run`, `edge status` and `edge override` as a user (or systemd, or a line's
+HMI) runs them."""
 
 from __future__ import annotations
 
@@ -55,6 +56,20 @@ def _converged_state(tmp_path: Path) -> Path:
     for _ in range(3):
         agent.tick()
     agent.serve("cam-1", "dark", np.full((48, 64, 3), 30, dtype=np.uint8))
+    agent.outbox.close()
+    return state
+
+
+def _decided_state(tmp_path: Path) -> Path:
+    """A converged device that decided a bright frame (ok) and a dark one (scratch)."""
+    state = tmp_path / "state"
+    agent = Agent("plant", "dev-1", state, {KEY.key_id: KEY.public}, file_roots=[tmp_path / "src"])
+    agent.offer_desired(desired(KEY, 2, line_doc(spec_for(tmp_path / "src", "inc", 1))))
+    for _ in range(3):
+        agent.tick()
+    agent.serve("cam-1", "f-bright", np.full((48, 64, 3), 220, dtype=np.uint8))
+    agent.serve("cam-1", "f-dark", np.full((48, 64, 3), 30, dtype=np.uint8))
+    agent.recent.close()
     agent.outbox.close()
     return state
 
@@ -230,3 +245,41 @@ def test_a_second_agent_on_the_same_state_dir_is_refused(
         os.close(held)
     assert code == 2
     assert "another edge agent is running on it" in capsys.readouterr().err
+
+
+def test_override_takes_a_batch_of_corrections_from_a_file_or_stdin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = _decided_state(tmp_path)
+    batch = tmp_path / "hmi.jsonl"
+    batch.write_text(
+        '{"frame": "f-bright", "label": "dent", "note": "rim"}\n'
+        '{"frame": "f-dark", "label": "ok", "inspector": "insp-8"}\n'
+    )
+    override = ["edge", "override", "--state-dir", str(state)]
+    assert main([*override, "--from", str(batch)]) == 2  # no inspector for the first row
+    assert f"{batch}:1: inspector: required" in capsys.readouterr().err
+    assert main([*override, "--from", str(batch), "--inspector", "i", "--label", "ok"]) == 2
+    assert "--label goes with --frame" in capsys.readouterr().err
+
+    assert main([*override, "--from", str(batch), "--inspector", "insp-7"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("queued inspection-override #") and "f-bright is dent" in out[0]
+    assert "f-dark is ok, not scratch" in out[1]
+    first = int(out[0].split("#")[1].split()[0])
+    assert out[2] == f"2 corrections queued in one transaction (#{first}-#{first + 1})"
+
+    bad = '{"frame": "f-bright", "label": "rust"}\n{"frame": "f-dark", "label": "scratch"}\n'
+    done = subprocess.run(
+        [sys.executable, "-m", "linefleet", *override, "--from", "-", "--inspector", "insp-7"],
+        input=bad,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "<stdin>:1: label rust: not a class of" in done.stderr
+    assert "<stdin>:2: label scratch: inc@1 already said scratch" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert main(["edge", "status", "--state-dir", str(state), "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["events_sent_or_queued"] == first + 1  # the refused batch queued nothing

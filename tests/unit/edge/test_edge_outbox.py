@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from edge_puller.outbox import Outbox
 
 
@@ -64,3 +66,31 @@ def test_bounded_outbox_drops_oldest_events_and_counts_them(tmp_path: Path) -> N
     assert box.counter("dropped_events") == 2
     first = box.first()
     assert first is not None and json.loads(first.payload) == {"seq": 3}
+
+
+def test_several_events_are_stored_in_one_transaction_or_not_at_all(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box.put_event("t/events", _event)
+
+    def broken(seq: int) -> bytes:
+        raise ValueError("cannot build")
+
+    with pytest.raises(ValueError):
+        box.put_events("t/events", [(_event, ("t/frames", b"f1")), (broken, None)])
+    assert (box.size(), box.counter("event_seq")) == (1, 1)  # nothing stored, no seq used
+
+    seqs = box.put_events(
+        "t/events", [(_event, ("t/frames", b"f1")), (_event, ("t/frames", b"f2"))]
+    )
+    assert seqs == [2, 3]
+    sent = []
+    while (message := box.first()) is not None:
+        sent.append((message.kind, message.payload))
+        box.ack(message.id)
+    assert sent == [
+        ("event", _event(1)),
+        ("frame", b"f1"),
+        ("event", _event(2)),
+        ("frame", b"f2"),
+        ("event", _event(3)),
+    ]

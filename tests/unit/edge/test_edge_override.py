@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edge_puller.agent import Agent
+from edge_puller.corrections import read_corrections
 from edge_puller.outbox import Outbox
-from edge_puller.override import OverrideRequest, queue_override
+from edge_puller.override import OverrideRequest, queue_override, queue_overrides
 from edge_puller.recent import lookup
 from linefleet_core.errors import PermanentError, UsageError
 from linefleet_core.signing import SigningKey
@@ -118,3 +119,97 @@ def test_only_the_last_n_decisions_are_kept(tmp_path: Path) -> None:
     kept = lookup(agent.state_dir, "f4")
     assert kept is not None and (kept.model, kept.predicted) == ("inc@1", "scratch")
     assert lookup(agent.state_dir, "f4", line="plant/other") is None
+
+
+def _two_decisions(tmp_path: Path) -> Agent:
+    agent = _agent(tmp_path)
+    agent.serve("cam-1", "f-bright", BRIGHT)
+    agent.serve("cam-1", "f-dark", DARK)
+    agent.recent.flush()
+    _drain(agent.outbox)
+    return agent
+
+
+def test_a_batch_is_queued_in_one_go_with_consecutive_seqs(tmp_path: Path) -> None:
+    agent = _two_decisions(tmp_path)
+    before = agent.outbox.counter("event_seq")
+    requests = [
+        OverrideRequest("f-bright", "dent", "insp-7", source="hmi.jsonl:1"),
+        OverrideRequest("f-dark", "ok", "insp-8", note="glare", source="hmi.jsonl:2"),
+    ]
+    done = queue_overrides(agent.state_dir, requests)
+
+    assert [d.seq for d in done] == [before + 1, before + 2]
+    assert [(d.predicted, d.label) for d in done] == [("ok", "dent"), ("scratch", "ok")]
+    sent = _drain(agent.outbox)
+    assert [channel for channel, _ in sent] == ["frames", "events", "frames", "events"]
+    events = [Event.model_validate(json.loads(body)) for ch, body in sent if ch == "events"]
+    frames = [decode_frame(body)[0] for ch, body in sent if ch == "frames"]
+    assert [e.seq for e in events] == [d.seq for d in done]
+    assert [e.details["frame_id"] for e in events] == ["f-bright", "f-dark"]
+    assert [e.details["inspector"] for e in events] == ["insp-7", "insp-8"]
+    assert events[1].details["note"] == "glare" and "note" not in events[0].details
+    assert [f.sha256 for f in frames] == [e.details["frame_sha256"] for e in events]
+
+
+def test_a_batch_with_bad_rows_names_each_of_them_and_queues_nothing(tmp_path: Path) -> None:
+    agent = _two_decisions(tmp_path)
+    before = agent.outbox.counter("event_seq")
+    requests = [
+        OverrideRequest("f-bright", "dent", "insp-7", source="hmi.jsonl:1"),
+        OverrideRequest("f-dark", "rust", "insp-7", source="hmi.jsonl:2"),
+        OverrideRequest("f-dark", "scratch", "insp-7", source="hmi.jsonl:3"),
+    ]
+    with pytest.raises(PermanentError) as refused:
+        queue_overrides(agent.state_dir, requests)
+    assert str(refused.value).splitlines() == [
+        f"hmi.jsonl:2: label rust: not a class of {TAXONOMY['ref']} on {LINE} "
+        "(classes: ok, scratch, dent)",
+        "hmi.jsonl:3: label scratch: inc@1 already said scratch on frame f-dark; "
+        "nothing to correct",
+    ]
+    unknown = [*requests[:1], OverrideRequest("f-gone", "dent", "insp-7", source="hmi.jsonl:4")]
+    with pytest.raises(UsageError, match=r"hmi\.jsonl:4: frame f-gone: no decision"):
+        queue_overrides(agent.state_dir, unknown)  # an unknown frame makes it a usage error
+    twice = [requests[0], OverrideRequest("f-bright", "scratch", "insp-8", source="hmi.jsonl:5")]
+    with pytest.raises(
+        UsageError,
+        match=r"hmi\.jsonl:5: frame f-bright: corrected twice in one batch \(first at hmi\.jsonl:1\)",
+    ):
+        queue_overrides(agent.state_dir, twice)
+    assert agent.outbox.size() == 0
+    assert agent.outbox.counter("event_seq") == before  # no sequence number was used up
+
+
+def test_corrections_from_json_lines_take_defaults_and_report_every_bad_row(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hmi.jsonl"
+    path.write_text(
+        '{"frame": "f-1", "label": "dent"}\n'
+        "\n"
+        '{"frame": "f-2", "label": "ok", "inspector": "insp-8", "note": "glare", "line": "a/b"}\n'
+    )
+    first, second = read_corrections(str(path), inspector="insp-7", line="a/c", note="shift 2")
+    assert first == OverrideRequest("f-1", "dent", "insp-7", "a/c", "shift 2", f"{path}:1")
+    assert second == OverrideRequest("f-2", "ok", "insp-8", "a/b", "glare", f"{path}:3")
+
+    path.write_text('{"frame": "f-1"}\n[1]\n{"frame": 7, "label": "x", "camera": "c"}\nnope\n')
+    with pytest.raises(UsageError) as refused:
+        read_corrections(str(path), inspector="insp-7")
+    lines = str(refused.value).splitlines()
+    assert lines[:3] == [
+        f"{path}:1: label: required",
+        f"{path}:2: not a JSON object",
+        f"{path}:3: camera: unknown field (known: frame, label, line, note, inspector); "
+        "frame: must be a string",
+    ]
+    assert lines[3].startswith(f"{path}:4: not JSON")
+    path.write_text('{"frame": "f-1", "label": "dent"}\n')
+    with pytest.raises(UsageError, match=r"hmi.jsonl:1: inspector: required"):
+        read_corrections(str(path))
+    path.write_text("\n\n")
+    with pytest.raises(UsageError, match="no corrections in it"):
+        read_corrections(str(path), inspector="insp-7")
+    with pytest.raises(UsageError, match="cannot read"):
+        read_corrections(str(tmp_path / "missing.jsonl"), inspector="insp-7")
