@@ -27,6 +27,11 @@ class Console:
         self.out.write(f"      {explain}\n")
         self.out.flush()
 
+    def elapsed(self, number: int, seconds: float) -> None:
+        """How long a stage took: said under it, so a slow stage is plain to see."""
+        self.out.write(f"  {self._style(f'stage {number} took {seconds:.1f} s', '2')}\n")
+        self.out.flush()
+
     def done(self, text: str) -> None:
         self.out.write(f"\n{self._style('Done.', '1;32')} {text}\n")
         self.out.flush()

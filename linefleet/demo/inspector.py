@@ -1,17 +1,20 @@
 """The inspector station: a person at the line who corrects the model's wrong calls.
 
 The demo knows each frame's true class, so it plays the inspector: for frames where the edge's
-decision differs from the truth, it runs `linefleet edge override` on the device's state
-directory, as an inspector at the line's HMI would. The agent sends each correction with its
-frame (`inspection-override` event, docs/protocol.md sections 7 and 9), and the trainer picks
-them up from the broker (`linefleet labels ingest-events --broker`).
+decision differs from the truth, it writes the corrections to a file and runs one
+`linefleet edge override --from FILE` on the device's state directory, as the line's HMI
+would. The agent sends each correction with its frame (`inspection-override` event,
+docs/protocol.md sections 7 and 9), and the trainer picks them up from the broker
+(`linefleet labels ingest-events --broker`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from linefleet.demo.camera import Shot
@@ -35,17 +38,25 @@ def overrides(
 
 
 def correct(
-    demo: Demo, state_dir: str, pairs: Sequence[tuple[Shot, dict[str, Any]]], timeout: float = 10.0
+    demo: Demo, state_dir: Path, pairs: Sequence[tuple[Shot, dict[str, Any]]], timeout: float = 10.0
 ) -> int:
-    """Run `linefleet edge override` for each pair on the device; return how many were queued."""
-    for n, (shot, decision) in enumerate(pairs, start=1):
-        args = ["edge", "override", "--state-dir", state_dir, "--frame", str(decision["frame_id"]),
-                "--label", shot.truth, "--inspector", INSPECTOR, "--line", shot.line]  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while (done := demo.lf(*args, show=n == 1, limit=2, ok=(0, USAGE))).returncode:
-            if time.monotonic() >= deadline:  # the agent records decisions a moment later
-                raise StageFailed(f"`linefleet {' '.join(args)}` exited with 2", done.output)
-            time.sleep(0.3)
+    """Send the pairs' corrections in one `linefleet edge override --from FILE` on the device,
+    as the line's HMI would after an inspector's review; return how many were queued."""
+    batch = state_dir.parent / "corrections.jsonl"
+    rows = [
+        {"frame": str(decision["frame_id"]), "label": shot.truth, "line": shot.line}
+        for shot, decision in pairs
+    ]
+    batch.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ["edge", "override", "--state-dir", str(state_dir), "--from", str(batch),
+            "--inspector", INSPECTOR]  # fmt: skip
+    demo.console.command(["linefleet", *args])
+    deadline = time.monotonic() + timeout
+    while (done := demo.lf(*args, show=False, ok=(0, USAGE))).returncode:
+        if time.monotonic() >= deadline:  # the agent records decisions a moment later
+            raise StageFailed(f"`linefleet {' '.join(args)}` exited with 2", done.output)
+        time.sleep(0.3)
+    demo.console.output(done.output, limit=4)
     return len(pairs)
 
 

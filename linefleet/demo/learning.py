@@ -43,7 +43,7 @@ def overrides_and_retrain(demo: Demo, story: Story) -> None:
         pairs = inspector.overrides(agent.camera.shown, decisions, limit)
         if not pairs:
             continue
-        queued += inspector.correct(demo, str(agent.folder / "state"), pairs)
+        queued += inspector.correct(demo, agent.folder / "state", pairs)
         demo.console.note(
             f"inspector on {agent.line} corrected {len(pairs)} of {len(decisions)} decision(s)"
         )
@@ -56,10 +56,13 @@ def overrides_and_retrain(demo: Demo, story: Story) -> None:
         "--state", str(demo.trainer), "--fleet-repo", str(demo.repo),
     )  # fmt: skip
     ids = [str(t["id"]) for t in _tasks(tasks)]
-    demo.console.command(["linefleet", "labels", "qa", "ID", "--confirm", "--reviewer", "qa-lead"])
-    for n, task_id in enumerate(ids, start=1):
-        _labels(demo, "qa", task_id, "--confirm", "--reviewer", "qa-lead", show=False)
-        demo.console.progress("overrides QA-confirmed", n, len(ids))
+    if not ids:
+        raise StageFailed("no override waits for QA", str(tasks)[:400])
+    shown = ids if len(ids) <= 3 else [ids[0], "...", ids[-1]]
+    verdict = ["--confirm", "--reviewer", "qa-lead"]
+    demo.console.command(["linefleet", "labels", "qa", *shown, *verdict])
+    _labels(demo, "qa", *ids, *verdict, show=False)  # one call, one transaction
+    demo.console.progress("overrides QA-confirmed", len(ids), len(ids))
     demo.record["qa_confirmed"] = len(ids)
     run_id = train(demo)
     story.runs.append(run_id)

@@ -106,9 +106,9 @@ def run_demo(
                 results[stage.title] = f"skipped: {skip}"
             else:
                 results[stage.title] = "ok"
-            demo.record.setdefault("stage_seconds", {})[stage.title] = round(
-                time.monotonic() - began, 1
-            )
+            seconds = time.monotonic() - began
+            console.elapsed(number, seconds)
+            demo.record.setdefault("stage_seconds", {})[stage.title] = round(seconds, 1)
             demo.record["seconds"] = round(time.monotonic() - started, 1)
             demo.save_record()
     except StageFailed as exc:

@@ -59,6 +59,20 @@ def test_skipped_stages_are_said_plainly_and_listed_at_the_end(tmp_path: Path) -
     }
 
 
+def test_each_stage_says_how_long_it_took(tmp_path: Path) -> None:
+    code, out = _run(
+        tmp_path,
+        Stage("Start", "a clean folder", _make_state),
+        Stage("Report", "an HTML page", _skip),
+    )
+    assert code == 0
+    first, second = out.split("[2/2] Report")
+    assert "\n  stage 1 took " in first and "stage 2 took" not in first
+    assert "\n  stage 2 took " in second.split("Done.")[0]
+    record = json.loads((tmp_path / "state" / "summary.json").read_text())
+    assert set(record["stage_seconds"]) == {"Start", "Report"}
+
+
 def test_a_failing_step_stops_the_demo_naming_the_stage_and_the_output(tmp_path: Path) -> None:
     code, out = _run(
         tmp_path,
