@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 from linefleet_core.errors import ExitCode, UsageError
-from linefleet_core.refs import ID_PATTERN
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,6 +106,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _site_and_device(device: str, site: str | None) -> tuple[str, str]:
+    from linefleet_core.refs import ID_PATTERN  # pydantic: only for the commands that need it
+
     if "/" in device:
         site_part, _, device = device.partition("/")
         if site and site != site_part:

@@ -19,14 +19,15 @@ import inspect
 import itertools
 import json
 import textwrap
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
+from typing import TYPE_CHECKING, Any
 
 from linefleet_core.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:  # imported when a schema is built: every other command starts without them
+    from pydantic import BaseModel
+    from pydantic.json_schema import GenerateJsonSchema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = {
@@ -43,13 +44,20 @@ ISO_TIME = (
 )
 
 
-class _FleetJsonSchema(GenerateJsonSchema):
-    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
-        return {
-            "type": "string",
-            "pattern": ISO_TIME,
-            "description": "ISO 8601 date or date and time; without an offset, site-local.",
-        }
+@cache
+def _fleet_json_schema() -> type[GenerateJsonSchema]:
+    from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+    from pydantic_core import core_schema
+
+    class FleetJsonSchema(GenerateJsonSchema):
+        def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+            return {
+                "type": "string",
+                "pattern": ISO_TIME,
+                "description": "ISO 8601 date or date and time; without an offset, site-local.",
+            }
+
+    return FleetJsonSchema
 
 
 def schema_documents() -> dict[str, str]:
@@ -58,7 +66,7 @@ def schema_documents() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for kind, model in KINDS.items():
-        schema: dict[str, Any] = model.model_json_schema(schema_generator=_FleetJsonSchema)
+        schema: dict[str, Any] = model.model_json_schema(schema_generator=_fleet_json_schema())
         required = schema.setdefault("required", [])
         if "apiVersion" not in required:
             required.insert(0, "apiVersion")
@@ -88,6 +96,8 @@ def _describe_fields(root: type[BaseModel], schema: dict[str, Any]) -> None:
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    from pydantic import BaseModel
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
@@ -95,6 +105,8 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 def _field_docstrings(model: type[BaseModel]) -> dict[str, str]:
     """`field: type = ...` followed by a string literal, in the class body and its bases."""
+    from pydantic import BaseModel
+
     docs: dict[str, str] = {}
     for cls in reversed(model.__mro__):
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
