@@ -9,9 +9,11 @@ Every `bench/bench_*.py` is a standalone script. The protocol between it and thi
      "target": "...", "met": true,       # optional: the goal and whether this run met it
      "results": {...},                   # numbers (medians, ratios, samples)
      "markdown": "..."}                  # the section body (tables, notes)
-The runner stores each result in `bench/results/<benchmark>.json` (so running one script
-updates only its section) and renders every stored result into `docs/benchmarks.md`, with
-the machine it ran on and the command that produced it.
+The runner stores each result in `bench/results/<benchmark>.json` and renders it into
+`docs/benchmarks.md`, with the machine it ran on and the command that produced it. Running
+named scripts replaces only their sections (found by the `- Script:` line) and leaves the
+rest of the document as it is on disk: engineers re-run their own benchmarks concurrently in
+one working tree, and another's stored result may not be committed yet.
 
 Usage: python bench/run.py [NAME ...]   (NAME: `validate` runs bench/bench_validate.py)
        python bench/run.py --render     (rewrite the document from the stored results only)
@@ -23,6 +25,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,34 +94,57 @@ def run_one(script: Path) -> dict[str, Any]:
     return result
 
 
+HEADER = [
+    "# Benchmarks",
+    "",
+    "Written by `make bench` (`python bench/run.py`); do not edit by hand. Each section is",
+    "one `bench/bench_*.py` script; `python bench/run.py NAME` re-runs one of them.",
+    "",
+]
+SCRIPT_LINE = re.compile(r"^- Script: `(bench/bench_\w+\.py)`", re.MULTILINE)
+
+
 def render(results: list[dict[str, Any]]) -> str:
+    out = [*HEADER]
+    for result in results:
+        out += section(result)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def splice(document: str, results: list[dict[str, Any]]) -> str:
+    """`document` with the sections of `results` replaced (or added in script order)."""
+    head, *parts = re.split(r"^(?=## )", document, flags=re.MULTILINE)
+    sections = {}
+    for part in parts:
+        found = SCRIPT_LINE.search(part)
+        sections[found.group(1) if found else part] = part.rstrip() + "\n"
+    for result in results:
+        sections[result["script"]] = "\n".join(section(result)).rstrip() + "\n"
+    body = "\n".join(sections[key] for key in sorted(sections))
+    return (head.rstrip() if head.strip() else "\n".join(HEADER).rstrip()) + "\n\n" + body
+
+
+def section(result: dict[str, Any]) -> list[str]:
+    """One benchmark's section: heading, where and how it ran, the verdict, its body."""
+    m = result["machine"]
+    verdict = ""
+    if "target" in result:
+        verdict = (
+            f"**Target:** {result['target']} — **{'met' if result.get('met') else 'NOT met'}**"
+        )
     out = [
-        "# Benchmarks",
+        f"## {result['title']}",
         "",
-        "Written by `make bench` (`python bench/run.py`); do not edit by hand. Each section is",
-        "one `bench/bench_*.py` script; `python bench/run.py NAME` re-runs one of them.",
+        f"- Script: `{result['script']}`, run {result['date']} at commit `{result['commit']}`",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
+        f"Python {m['python']}, load average {m.get('load_average_1m', '?')} at the start",
+        f"- Command: `{result['command']}`",
         "",
     ]
-    for result in results:
-        m = result["machine"]
-        verdict = ""
-        if "target" in result:
-            verdict = (
-                f"**Target:** {result['target']} — **{'met' if result.get('met') else 'NOT met'}**"
-            )
-        out += [
-            f"## {result['title']}",
-            "",
-            f"- Script: `{result['script']}`, run {result['date']} at commit `{result['commit']}`",
-            f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
-            f"Python {m['python']}, load average {m.get('load_average_1m', '?')} at the start",
-            f"- Command: `{result['command']}`",
-            "",
-        ]
-        if verdict:
-            out += [verdict, ""]
-        out += [result["markdown"].rstrip(), ""]
-    return "\n".join(out).rstrip() + "\n"
+    if verdict:
+        out += [verdict, ""]
+    out += [result["markdown"].rstrip(), ""]
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -133,6 +159,7 @@ def main(argv: list[str]) -> int:
             raise SystemExit(f"unknown benchmark(s); available: {', '.join(names)}")
     RESULTS.mkdir(exist_ok=True)
     failed = []
+    fresh = []
     for script in scripts:
         try:
             result = run_one(script)
@@ -142,9 +169,13 @@ def main(argv: list[str]) -> int:
             continue
         path = RESULTS / f"{result['benchmark']}.json"
         path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    stored = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+        fresh.append(result)
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(stored), encoding="utf-8")
+    if argv and argv != ["--render"] and DOC.is_file():
+        DOC.write_text(splice(DOC.read_text(encoding="utf-8"), fresh), encoding="utf-8")
+    else:
+        stored = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+        DOC.write_text(render(stored), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     if failed:
         print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
