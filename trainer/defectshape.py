@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from trainer.detectors import line_kernels
 from trainer.onnxgraph import Graph
 
 ORIENTATIONS = 4
@@ -87,15 +88,7 @@ def _index(g: Graph, index: int, axis: int = 1) -> tuple[str, str, str]:
 
 def oriented_kernels() -> np.ndarray:
     """[ORIENTATIONS, 1, 5, 5]: zero-sum line detectors at 0, 45, 90 and 135 degrees."""
-    yy, xx = np.mgrid[-2:3, -2:3].astype(np.float64)
-    kernels = []
-    for theta in np.arange(ORIENTATIONS) * np.pi / ORIENTATIONS:
-        across = -xx * np.sin(theta) + yy * np.cos(theta)
-        along = xx * np.cos(theta) + yy * np.sin(theta)
-        narrow = np.exp(-(across**2) / (2 * 0.7**2) - along**2 / (2 * 1.5**2))
-        wide = np.exp(-(across**2) / (2 * 1.6**2) - along**2 / (2 * 1.5**2))
-        kernels.append(narrow / narrow.sum() - wide / wide.sum())
-    return np.stack(kernels)[:, None].astype(np.float32)
+    return line_kernels(ORIENTATIONS, 1.5, 2)
 
 
 def _col(g: Graph, x: str, index: int) -> str:
@@ -103,10 +96,13 @@ def _col(g: Graph, x: str, index: int) -> str:
     return g.op("Slice", [x, *_index(g, index)])
 
 
-def orientation(g: Graph, grey_margin: str, side: int) -> tuple[list[str], str, str]:
+def orientation(
+    g: Graph, grey_margin: str, side: int, on_product: str
+) -> tuple[list[str], str, str]:
     """Stats of the point and line maps; also both maps stacked ([N, 2, side*side]) and
     their medians ([N, 2, 1])."""
     resp = g.op("Abs", [g.op("Conv", [grey_margin, g.const(oriented_kernels(), "orient")])])
+    resp = g.op("Mul", [resp, on_product])
     point = g.op("ReduceMin", [resp], axes=[1], keepdims=1)
     lines = g.op("Sub", [g.op("ReduceMax", [resp], axes=[1], keepdims=1), point])
     maps = g.op("Concat", [point, lines], axis=1)  # [N, 2, side, side]
@@ -162,6 +158,7 @@ def shape_features(
     medians: tuple[str, str],
     lo: int,
     hi: int,
+    on_product: str,
 ) -> list[str]:
     """Every group above. `grey_of` is the 1x1 luma kernel, `maps` the centre's fine residual
     and band-pass ([N, 1, side, side]) and `medians` their medians ([N, 1])."""
@@ -178,7 +175,7 @@ def shape_features(
     )  # fmt: skip
     grey_margin = g.op("Conv", [margin, grey_of])
     parts = chroma_shift(g, crop, side, FINE) + chroma_shift(g, crop, side, COARSE)
-    stats, oriented, omed = orientation(g, grey_margin, side)
+    stats, oriented, omed = orientation(g, grey_margin, side, on_product)
     shape = g.const(np.array([0, 1, -1], np.int64))
     fine, blobs = (g.op("Reshape", [m, shape]) for m in maps)
     rmed, bmed = (g.op("Reshape", [m, shape]) for m in medians)

@@ -17,12 +17,17 @@ level (median residual, median cell):
 - blob scale (a 5x5 minus 9x9 band-pass, where dents, oil and stains live and fine grain
   does not): max/median, p99/median, strongest cell over the median cell; the strongest
   gradient cell over the median cell;
+- point and line detectors over the whole product (`trainer.detectors`), with the conveyor
+  belt and the product's edge masked out (`trainer.beltmask`): contrast and texture ratios of
+  the strongest responses, and counts of local maxima (dust specks);
 - defect shape (`trainer.defectshape`): log-colour shift of darker/brighter cells (a tinted
   film against a grey blotch), oriented point/line detectors (dust and scratches against
   directional grain), and the spread and elongation of what stands out.
 
-Everything is plain ONNX opset 17 (Conv, AveragePool, TopK, Reduce*), CPU-friendly: a
-couple of milliseconds of CPU per 64x64 frame.
+The residual, band-pass, gradient and oriented maps of the centre are multiplied by the
+product mask too, so on a line whose product leaves the belt visible inside the centre square
+the belt's edge does not pass for a defect. Everything is plain ONNX opset 17 (Conv,
+AveragePool, MaxPool, TopK, Reduce*), CPU-friendly: a few milliseconds of CPU per 64x64 frame.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from trainer.beltmask import product_mask
 from trainer.defectshape import COUNT as SHAPE_COUNT
 from trainer.defectshape import shape_features
+from trainer.detectors import COUNT as DETECTOR_COUNT
+from trainer.detectors import detector_features
 from trainer.onnxgraph import Graph
 
 OPSET = 17
@@ -42,7 +50,7 @@ INPUT = "image"
 OUTPUT = "features"
 GRID = 4
 CELL = 8
-FEATURE_COUNT = GRID * GRID * 3 + 3 + 19 + SHAPE_COUNT
+FEATURE_COUNT = GRID * GRID * 3 + 3 + 19 + DETECTOR_COUNT + SHAPE_COUNT
 
 
 def _centre(size: int) -> tuple[int, int]:
@@ -77,6 +85,13 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
     crop_mean = g.mean(crop, [2, 3])
     luma = np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 3, 1, 1)
     luma_kernel = g.const(luma, "luma")
+    grey_frame = g.op("Conv", [image, luma_kernel])
+    valid = product_mask(g, grey_frame, size, lo, hi)
+    on_product = g.op(
+        "Slice",
+        [valid, g.const(np.array([lo, lo], np.int64)), g.const(np.array([hi, hi], np.int64)),
+         g.const(np.array([2, 3], np.int64))],
+    )  # fmt: skip
     grey = g.op("Conv", [crop, luma_kernel])
     grey_mean = g.mean(grey, [2, 3])
     grey_std = g.std(grey, [2, 3])
@@ -85,7 +100,7 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
     lap_std = g.std(lap, [2, 3])
     lap_var = g.op("Mul", [lap_std, lap_std])
     blur = g.op("AveragePool", [grey], kernel_shape=[5, 5], pads=[2] * 4, count_include_pad=0)
-    resid = g.op("Abs", [g.op("Sub", [grey, blur])])
+    resid = g.op("Mul", [g.op("Abs", [g.op("Sub", [grey, blur])]), on_product])
     resid_flat = g.flat(resid)
     med = g.op("Add", [g.kth_largest(resid_flat, pixels // 2 + 1), eps])
     p99 = g.kth_largest(resid_flat, max(1, math.ceil(pixels * 0.01)))
@@ -105,13 +120,14 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
     sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
     kernels = np.stack([sobel, sobel.T])[:, None, :, :]
     grads = g.op("Conv", [grey, g.const(kernels, "sobel")], pads=[1, 1, 1, 1])
-    mag = g.flat(g.op("Sqrt", [g.op("ReduceSumSquare", [grads], axes=[1], keepdims=1)]))
+    mag = g.op("Sqrt", [g.op("ReduceSumSquare", [grads], axes=[1], keepdims=1)])
+    mag = g.flat(g.op("Mul", [mag, on_product]))
     gmed = g.op("Add", [g.kth_largest(mag, pixels // 2 + 1), eps])
     g99 = g.kth_largest(mag, max(1, math.ceil(pixels * 0.01)))
     gmax_ratio = g.op("Div", [g.op("ReduceMax", [mag], axes=[1], keepdims=1), gmed])
     # blob-scale structure (dents, oil, stains) apart from fine grain: a band-pass image
     wide = g.op("AveragePool", [blur], kernel_shape=[9, 9], pads=[4] * 4, count_include_pad=0)
-    band = g.op("Abs", [g.op("Sub", [blur, wide])])
+    band = g.op("Mul", [g.op("Abs", [g.op("Sub", [blur, wide])]), on_product])
     band_flat = g.flat(band)
     bmed = g.op("Add", [g.kth_largest(band_flat, pixels // 2 + 1), eps])
     bmax_ratio = g.op("Div", [g.op("ReduceMax", [band_flat], axes=[1], keepdims=1), bmed])
@@ -148,6 +164,7 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
     gdev_min = g.op("ReduceMin", [gdev], axes=[1], keepdims=1)
     gdev_max = g.op("ReduceMax", [gdev], axes=[1], keepdims=1)
     gdev_std = g.std(gdev, [1])
+    level = g.op("Add", [grey_mean, eps])
     parts = [
         g.flat(grid),
         g.flat(crop_mean),
@@ -170,7 +187,8 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
         b99_ratio,
         bcell_ratio,
         gcell_ratio,
-        *shape_features(g, image, luma_kernel, (resid, band), (med, bmed), lo, hi),
+        *detector_features(g, grey_frame, valid, level, size, lo, hi),
+        *shape_features(g, image, luma_kernel, (resid, band), (med, bmed), lo, hi, on_product),
     ]
     g.nodes.append(helper.make_node("Concat", parts, [OUTPUT], axis=1))
     graph = helper.make_graph(
