@@ -61,13 +61,15 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def workspace(root: Path, frames: int = FRAMES_PER_LINE, defect_rate: float = 0.6) -> Workspace:
+def workspace(
+    root: Path, frames: int = FRAMES_PER_LINE, defect_rate: float = 0.6, seed: int = 11
+) -> Workspace:
     repo = root / "repo"
     write_taxonomies(repo)
-    log(f"generating {frames} frames x 4 lines, {defect_rate:.0%} defects")
+    log(f"generating {frames} frames x 4 lines, {defect_rate:.0%} defects, seed {seed}")
     generate(
         root / "sim", taxonomy=CLASSES, lines=(2, 2), frames_per_line=frames,
-        seed=11, defect_rate=defect_rate, size=SIZE,
+        seed=seed, defect_rate=defect_rate, size=SIZE,
     )  # fmt: skip
     ws = Workspace(state=root / "state", fleet_repo=repo)
     store = ws.open_store()
@@ -195,23 +197,74 @@ def override_latency(root: Path, ws: Workspace, extra: int = 0) -> dict[str, Any
 
 # -- 3. cross-line --------------------------------------------------------------------------
 
+CROSS_FRAMES = 1500  # per line: a holdout of ~300 frames per line (one frame ~0.3 points)
+CROSS_SEEDS = (11, 12, 13)  # each seed draws other line profiles (materials, cameras, light)
 
-def cross_line(ws: Workspace) -> dict[str, Any]:
+
+def cross_line(root: Path, seed: int) -> dict[str, Any]:
+    """Pilot (first line only) and all-lines models, each scored on every line's holdout."""
+    ws = workspace(root, CROSS_FRAMES, 0.6, seed)
     store = ws.open_store()
     version = build(replay(store.events(), store.taxonomies), store.taxonomies[TAXONOMY])
     lines = version.lines()
-    out: dict[str, dict[str, float]] = {}
-    for name, config in (
-        ("pilot " + lines[0], TrainConfig(lines=(lines[0],))),
-        ("all lines", TrainConfig()),
-    ):
+    out: dict[str, Any] = {"seed": seed, "pilot_line": lines[0],
+                           "holdout": {k: len(version.holdout(k)) for k in lines}}  # fmt: skip
+    for name, config in (("pilot", TrainConfig(lines=(lines[0],))), ("all", TrainConfig())):
         model = fit(version, ws.frames, config)
         under = ModelUnderTest(model.onnx, SIZE, SIZE, "rgb", version.classes, version.taxonomy)
         _, per_line = evaluate(under, version.holdout(), ws.frames, version.classes,
                                version.taxonomy, store.taxonomies)  # fmt: skip
         out[name] = {k: round(s.accuracy, 4) for k, s in per_line.items()}
-        log(f"  {name}: {out[name]}")
+        log(f"  seed {seed} {name}: {out[name]}")
+    multi = out["all"]
+    out["mean"] = round(statistics.mean(multi.values()), 4)
+    out["worst"] = round(min(multi.values()), 4)
+    out["gap"] = round(out["mean"] - out["worst"], 4)
+    out["pilot_others"] = round(
+        statistics.mean(v for k, v in out["pilot"].items() if k != lines[0]), 4
+    )
     return out
+
+
+def _cross_markdown(runs: list[dict[str, Any]], gap: float, met: bool) -> str:
+    rows = []
+    for run in runs:
+        for k in sorted(run["all"]):
+            pilot = "(pilot)" if k == run["pilot_line"] else ""
+            rows.append(f"| {run['seed']} | `{k}` {pilot} | {run['holdout'][k]} | "
+                        f"{run['pilot'][k]:.3f} | {run['all'][k]:.3f} |")  # fmt: skip
+    summary = "\n".join(
+        f"| {r['seed']} | {r['mean']:.3f} | {r['worst']:.3f} | {r['gap']:.3f} | "
+        f"{r['pilot_others']:.3f} |"
+        for r in runs
+    )
+    verdict = "met" if met else "not met"
+    over = [f"seed {r['seed']} ({r['gap']:.3f})" for r in runs if r["gap"] > 0.03]
+    outliers = (
+        f" Outside 3 points in this run: {', '.join(over)}; the target is met on the median."
+        if over and met
+        else ""
+    )
+    return f"""**Cross-line**: a pilot model trained on one line's frames and a model trained on
+every line's frames (the `linefleet train` pipeline end to end), each scored on every line's
+holdout. {len(runs)} factories (data seeds {", ".join(str(r["seed"]) for r in runs)}: each
+seed draws its own four line profiles), 4 lines x {CROSS_FRAMES} frames, 60% defects, so
+each line's holdout has about 300 frames (one frame moves a line's score ~0.3 points; with
+the ~80-frame holdouts used before, one frame moved it ~1.2 points, too coarse for a 3-point
+target).
+
+| seed | line | holdout frames | pilot | all lines |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+| seed | all lines: mean | worst line | gap | pilot on the other lines |
+|---|---|---|---|---|
+{summary}
+
+Median gap between the all-lines model's mean and its worst line: **{gap:.3f}** (target
+<= 0.03: {verdict}).{outliers} The pilots lose on lines they never saw (last column vs the
+all-lines means).
+"""
 
 
 def main() -> None:
@@ -225,21 +278,15 @@ def main() -> None:
         log("override -> dataset latency with 50,000 more labels")
         lat_big = override_latency(root, ws, 50_000)
         log("cross-line experiment")
-        cross = cross_line(ws)
+        cross = [cross_line(root / f"cross-{s}", s) for s in CROSS_SEEDS]
         log(f"active learning vs random at a {REALISTIC_RATE:.0%} defect rate")
         real_root = root / "realistic"
         al_real = active_learning(workspace(real_root, REALISTIC_FRAMES, REALISTIC_RATE))
-    multi = cross["all lines"]
-    mean = statistics.mean(multi.values())
-    worst = min(multi.values())
-    pilot_name = next(k for k in cross if k.startswith("pilot"))
-    pilot = cross[pilot_name]
-    lines = sorted(multi)
-    rows = "\n".join(f"| `{k}` | {pilot[k]:.3f} | {multi[k]:.3f} |" for k in lines)
+    gap = statistics.median(run["gap"] for run in cross)
     met_al = al["reduction"] >= 0.6
     met_al_real = al_real["reduction"] >= 0.6
     met_lat = max(lat["median_s"], lat_big["median_s"]) < 60
-    met_cross = mean - worst <= 0.03
+    met_cross = gap <= 0.03
     verdict = {True: "met", False: "not met"}
     markdown = f"""Synthetic frames from `factory_sim` (4 lines x {FRAMES_PER_LINE}, {SIZE} px,
 60% defects, classes {", ".join(CLASSES)}), the `linefleet train` features and classifier.
@@ -276,16 +323,7 @@ confirm, build the dataset version; store with {lat["labels_in_store"]} events):
 {lat_big["labels_in_store"]} events in the store: median **{lat_big["median_s"]} s**
 {lat_big["samples_s"]}.
 
-**Cross-line**: holdout accuracy per line.
-
-| line | {pilot_name} | all lines |
-|---|---|---|
-{rows}
-
-All-lines model: mean {mean:.3f}, worst line {worst:.3f} (gap {mean - worst:.3f}; target <= 0.03:
-{verdict[met_cross]}). The pilot's mean on the other lines:
-{statistics.mean(v for k, v in pilot.items() if k not in pilot_name):.3f}.
-"""
+""" + _cross_markdown(cross, gap, met_cross)
     print(json.dumps({
         "benchmark": "trainer",
         "title": "Trainer: active learning, override latency, cross-line",
@@ -295,7 +333,8 @@ All-lines model: mean {mean:.3f}, worst line {worst:.3f} (gap {mean - worst:.3f}
         "met": met_al and met_lat and met_cross,
         "results": {"active_learning": al, "active_learning_realistic": al_real,
                     "override_latency": lat,
-                    "override_latency_50k": lat_big, "cross_line": cross},
+                    "override_latency_50k": lat_big, "cross_line": cross,
+                    "cross_line_median_gap": gap},
         "markdown": markdown,
     }))  # fmt: skip
 
