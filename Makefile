@@ -13,6 +13,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@command -v mosquitto >/dev/null 2>&1 || bash .ci/install-mosquitto
+	@command -v docker-registry >/dev/null 2>&1 || bash .ci/install-docker-registry
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'

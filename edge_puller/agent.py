@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from edge_puller.steps import LoadAndSmokeTest, Step, model_of
 from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.oci import Credentials
 from linefleet_core.signing import TrustedKeys
 from linefleet_core.wire import Channel, ReportedState, topic
 
@@ -59,6 +60,7 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         file_roots: Sequence[Path] = (),
         recent_frames: int = DEFAULT_CAPACITY,
+        credentials: Mapping[str, Credentials] | None = None,
     ) -> None:
         self.site = site
         self.device = device
@@ -67,7 +69,9 @@ class Agent:
         self.clock = clock
         self._state_store = StateStore(state_dir)
         self.state: LocalState = self._state_store.load()
-        self.store = ArtifactStore(state_dir / "models", file_roots=file_roots)
+        self.store = ArtifactStore(
+            state_dir / "models", file_roots=file_roots, credentials=credentials
+        )
         self.cache = ModelCache()
         self.engine = Engine()
         self.outbox = Outbox(state_dir / "outbox.db")

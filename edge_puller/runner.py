@@ -16,7 +16,8 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +28,7 @@ from edge_puller.recent import DEFAULT_CAPACITY
 from edge_puller.report import AGENT
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.oci import Credentials
 from linefleet_core.signing import TrustedKeys
 
 
@@ -45,6 +47,8 @@ class RunOptions:
     """The only folders `file://` artifacts may come from (none: every `file://` URL refused)."""
     recent_frames: int = DEFAULT_CAPACITY
     """Decisions kept with their frames for inspector overrides (`edge_puller/recent.py`)."""
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    """Registry credentials by `HOST[:PORT]` (`--registry-credentials`), for `oci://` models."""
 
 
 def lock_state_dir(folder: Path) -> int:
@@ -82,6 +86,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         options.trusted_keys,
         file_roots=options.artifact_roots,
         recent_frames=options.recent_frames,
+        credentials=options.credentials,
     )
     try:
         source = open_source(options.frames, stop, agent.frames_trouble)  # bad ones exit here

@@ -14,7 +14,8 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 class Artifact(Strict):
     url: str = Field(min_length=1)
-    """`file://`, `http://` or `https://`; relative file paths resolve against the repository."""
+    """`oci://HOST/REPO@sha256:…` (a registry blob, `linefleet artifacts push`), `https://`,
+    `http://`, `file://`; relative file paths resolve against the repository."""
     sha256: Sha256
     size: int = Field(gt=0)
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import PermanentError
 from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, TelemetryPolicy
+from linefleet_core.oci import OciError, is_oci, parse_ref
 from linefleet_core.refs import line_key
 from linefleet_core.signing import content_hash
 from linefleet_core.spec import FleetSpec
@@ -36,13 +37,21 @@ class CompileError(PermanentError):
     """The fleet refers to something it does not define (`linefleet validate` catches these)."""
 
 
-def resolve_artifact_url(url: str, artifact_base: str) -> str:
+def resolve_artifact_url(url: str, artifact_base: str, mirror: str | None = None) -> str:
     """Absolute URL for a catalogue artifact; relative paths resolve against `artifact_base`.
 
     `https://…`, `http://…` and `file:///abs` stay as they are; `artifacts/x.onnx` and
     `file://artifacts/x.onnx` (a repository-relative path written as a file URL) become
-    `<artifact_base>/artifacts/x.onnx`.
+    `<artifact_base>/artifacts/x.onnx`. `oci://HOST/REPO@sha256:…` becomes
+    `oci://MIRROR/REPO@sha256:…` when the device's site names an artifact mirror (the same
+    digest: a pull-through cache serves the same bytes under the same repository name).
     """
+    if is_oci(url):
+        try:
+            ref = parse_ref(url)
+        except OciError as exc:
+            raise CompileError(f"artifact url {exc}") from None
+        return str(ref.with_host(mirror)) if mirror else str(ref)
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         return url
@@ -53,25 +62,29 @@ def resolve_artifact_url(url: str, artifact_base: str) -> str:
     elif parts.scheme == "":
         relative = url
     else:
-        raise CompileError(f"artifact url {url!r}: only file://, http:// and https:// URLs")
+        raise CompileError(f"artifact url {url!r}: only oci://, file://, http:// and https:// URLs")
     relative = posixpath.normpath(relative.lstrip("/"))
     if relative.startswith(".."):
         raise CompileError(f"artifact url {url!r} leaves the repository")
     return artifact_base.rstrip("/") + "/" + relative
 
 
-def _model(spec: FleetSpec, ref: str, where: str, artifact_base: str) -> ModelSpec:
+def _model(
+    spec: FleetSpec, ref: str, where: str, artifact_base: str, mirror: str | None
+) -> ModelSpec:
     version = spec.model_version(ref)
     if version is None:
         raise CompileError(f"{where}: unknown model {ref!r}")
-    return _model_spec(ref, version, artifact_base)
+    return _model_spec(ref, version, artifact_base, mirror)
 
 
-def _model_spec(ref: str, version: ModelVersion, artifact_base: str) -> ModelSpec:
+def _model_spec(
+    ref: str, version: ModelVersion, artifact_base: str, mirror: str | None
+) -> ModelSpec:
     return ModelSpec(
         ref=ref,
         artifact=ArtifactRef(
-            url=resolve_artifact_url(version.artifact.url, artifact_base),
+            url=resolve_artifact_url(version.artifact.url, artifact_base, mirror),
             sha256=version.artifact.sha256,
             size=version.artifact.size,
         ),
@@ -82,12 +95,14 @@ def _model_spec(ref: str, version: ModelVersion, artifact_base: str) -> ModelSpe
     )
 
 
-def _candidate(spec: FleetSpec, cand: Candidate, where: str, artifact_base: str) -> CandidateSpec:
+def _candidate(
+    spec: FleetSpec, cand: Candidate, where: str, artifact_base: str, mirror: str | None
+) -> CandidateSpec:
     version = spec.model_version(cand.model)
     if version is None:
         raise CompileError(f"{where}: unknown candidate model {cand.model!r}")
     fraction = None if cand.canary_fraction is None else float(cand.canary_fraction)
-    model = _model_spec(cand.model, version, artifact_base)
+    model = _model_spec(cand.model, version, artifact_base, mirror)
     return CandidateSpec.model_validate(
         {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
     )
@@ -117,6 +132,8 @@ def compile_line(
     spec: FleetSpec, line: Line, camera_ids: list[str], artifact_base: str
 ) -> LineSpec:
     where = line.key
+    site = spec.sites.get(line.site)
+    mirror = site.artifact_mirror if site is not None else None
     taxonomy = spec.taxonomies.get(line.taxonomy)
     if taxonomy is None:
         raise CompileError(f"{where}: unknown taxonomy {line.taxonomy!r}")
@@ -137,13 +154,13 @@ def compile_line(
             for cam in sorted(set(camera_ids))
         ],
         taxonomy=TaxonomySpec(ref=taxonomy.ref, classes=taxonomy.class_ids),
-        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base),
+        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base, mirror),
         candidate=None
         if rollout.candidate is None
-        else _candidate(spec, rollout.candidate, f"{where}: candidate", artifact_base),
+        else _candidate(spec, rollout.candidate, f"{where}: candidate", artifact_base, mirror),
         previous=None
         if rollout.previous is None
-        else _model(spec, rollout.previous, f"{where}: previous", artifact_base),
+        else _model(spec, rollout.previous, f"{where}: previous", artifact_base, mirror),
         telemetry=_telemetry(rollout.telemetry),
         health_gates=_gates(spec.policy.health_gates),
     )

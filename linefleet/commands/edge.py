@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "file:// artifact is refused, http(s):// ones are not affected)",
     )
     r.add_argument(
+        "--registry-credentials",
+        type=Path,
+        metavar="FILE",
+        help="JSON of read-only registry credentials for oci:// models, by HOST[:PORT]: "
+        '{"mirror.site:5000": {"token": "..."}} or {"username": ..., "password": ...} '
+        "(kept on the device, never in the signed desired state)",
+    )
+    r.add_argument(
         "--recent-frames",
         type=int,
         metavar="N",
@@ -143,6 +151,14 @@ def run_agent(ns: argparse.Namespace) -> int:
     for root in ns.artifact_root:
         if not root.is_dir():
             raise UsageError(f"--artifact-root {root}: no such directory")
+    credentials = {}
+    if ns.registry_credentials is not None:
+        from linefleet_core.oci import OciError, load_credentials
+
+        try:
+            credentials = load_credentials(ns.registry_credentials)
+        except OciError as exc:
+            raise UsageError(f"--registry-credentials {exc}") from None
     options = RunOptions(
         site=site,
         device=device,
@@ -154,6 +170,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         line=ns.line,
         max_frames=ns.max_frames,
         artifact_roots=tuple(ns.artifact_root),
+        credentials=credentials,
         **recent,
     )
     return run(options)
