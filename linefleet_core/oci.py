@@ -167,8 +167,22 @@ def push_file(
     timeout: float = 60.0,
 ) -> Pushed:
     """Upload `path` to `oci://HOST/REPO` as a one-layer OCI artifact; idempotent."""
+    return push_bytes(
+        path.read_bytes(), path.name, target, tag=tag, credentials=credentials, timeout=timeout
+    )
+
+
+def push_bytes(
+    data: bytes,
+    title: str,
+    target: str,
+    *,
+    tag: str | None = None,
+    credentials: Credentials | None = None,
+    timeout: float = 60.0,
+) -> Pushed:
+    """Upload `data` (named `title` in the manifest) to `oci://HOST/REPO`; idempotent."""
     host, repo = parse_repo(target)
-    data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     client = _Client(host, credentials, timeout)
     client.put_blob(repo, data, sha)
@@ -188,7 +202,7 @@ def push_file(
                     "mediaType": MODEL_MEDIA_TYPE,
                     "digest": f"sha256:{sha}",
                     "size": len(data),
-                    "annotations": {"org.opencontainers.image.title": path.name},
+                    "annotations": {"org.opencontainers.image.title": title},
                 }
             ],
         },
@@ -198,6 +212,23 @@ def push_file(
     manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     client.put_manifest(repo, tag or manifest_digest, manifest)
     return Pushed(OciRef(host, repo, sha), len(data), manifest_digest, tag)
+
+
+def fetch_blob(ref: OciRef, credentials: Credentials | None = None, timeout: float = 60.0) -> bytes:
+    """The blob's bytes, checked against the reference's digest."""
+    request = urllib.request.Request(
+        ref.blob_url(), headers={"Authorization": credentials.header()} if credentials else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: bytes = response.read()
+    except urllib.error.HTTPError as exc:
+        raise OciError(f"{ref}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise TemporaryError(f"{ref}: {exc}", delay=5.0) from None
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise OciError(f"{ref}: the registry sent bytes of another digest")
+    return data
 
 
 def blob_exists(ref: OciRef, credentials: Credentials | None = None, timeout: float = 10.0) -> bool:
