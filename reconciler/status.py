@@ -162,6 +162,17 @@ def condition(
                 "RefusedDocument",
                 f"refused generation {last.generation}: {why}",
             )
+    diverged = [
+        f"{row.line} serves {row.reported.serving}, git says {row.desired_serving}"
+        for row in rows
+        if row.reported and row.reported.phase == "rolled_back" and _diverges(row)
+    ]
+    if diverged:
+        return Condition(
+            ConditionType.DEGRADED,
+            "RolledBackByHand",
+            f"rolled back on the device, diverges from git: {'; '.join(diverged)}",
+        )
     rolled = [row.line for row in rows if row.reported and row.reported.phase == "rolled_back"]
     if rolled:
         return Condition(ConditionType.DEGRADED, "RolledBack", f"rolled back: {', '.join(rolled)}")
@@ -180,6 +191,17 @@ def condition(
         )
     return Condition(
         ConditionType.SYNCED, "Applied", f"runs generation {applied.generation} as desired"
+    )
+
+
+def _diverges(row: LineRow) -> bool:
+    """The device serves another model than git says (an operator's rollback by hand)."""
+    reported = row.reported
+    return (
+        reported is not None
+        and reported.serving is not None
+        and row.desired_serving is not None
+        and reported.serving != row.desired_serving
     )
 
 

@@ -1,5 +1,5 @@
-"""`linefleet edge run|status|override`: the agent on a device, its local view, and an
-inspector's correction of a decision.
+"""`linefleet edge run|status|override|rollback`: the agent on a device, its local view, an
+inspector's correction of a decision, and an operator's rollback by hand.
 
 Exit codes: 0 ok (including a clean SIGTERM shutdown), 1 unreadable local state or an override
 refused by the taxonomy, 2 usage (bad arguments, missing trust key, unknown frame source,
@@ -112,6 +112,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     o.set_defaults(run=queue_override)
 
+    b = verbs.add_parser(
+        "rollback",
+        help="switch a line to the model kept as previous, now, with no broker",
+        description="Roll LINE back to the model the device keeps loaded as its previous one, "
+        "at once and offline: through the running agent, or directly when none runs. The "
+        "device reports it (a rollback event, phase rolled_back) when it is back online; the "
+        "reconciler shows the divergence from git and proposes the revert pull request. The "
+        "line stays rolled back until a new desired state arrives. Exit codes: 0 rolled "
+        "back, 2 unknown line, no previous model or state directory, 4 the running agent did "
+        "not take it.",
+    )
+    b.add_argument("--state-dir", required=True, type=Path, help="the agent's state directory")
+    b.add_argument("--line", required=True, metavar="SITE/LINE")
+    b.add_argument("--operator", default="", metavar="NAME", help="who rolls back")
+    b.add_argument("--note", default="", metavar="TEXT", help="why (goes into the event)")
+    b.set_defaults(run=roll_back)
+
 
 def _site_and_device(device: str, site: str | None) -> tuple[str, str]:
     from linefleet_core.refs import ID_PATTERN  # pydantic: only for the commands that need it
@@ -183,6 +200,21 @@ def show_status(ns: argparse.Namespace) -> int:
         raise UsageError(f"--state-dir {ns.state_dir}: no such directory")
     status = local_status(ns.state_dir)
     print(render_json(status) if ns.format == "json" else render_text(status))
+    return int(ExitCode.OK)
+
+
+def roll_back(ns: argparse.Namespace) -> int:
+    from edge_puller.handrollback import Request
+    from edge_puller.handrollback import roll_back as apply
+
+    if not (ns.state_dir / "state.json").is_file():
+        raise UsageError(f"--state-dir {ns.state_dir}: no device state there")
+    done = apply(ns.state_dir, Request(ns.line, ns.operator, ns.note))
+    how = "by the running agent" if done.by_agent else "in the state (no agent running)"
+    print(
+        f"{done.line}: rolled back from {done.rolled_back} to {done.serving} {how}; "
+        "reported when the device is back online"
+    )
     return int(ExitCode.OK)
 
 

@@ -189,7 +189,7 @@ def test_promotion_with_a_registry_pushes_the_onnx_and_commits_yaml_only(
         )
         propose(proposal, forge_from_spec("local", clone), ws.frames, ws.taxonomies())
         branch = git.Repo(origin).commit("promote/surface-cnn-4")
-        paths = {d.a_path or d.b_path for d in branch.diff(branch.parents[0])}
+        paths = {str(d.a_path or d.b_path) for d in branch.diff(branch.parents[0])}
         assert paths and all(p.endswith(".yaml") for p in paths), paths
         spec, _ = load(gitrepo.GitSource(branch))
         mv = spec.model_version("surface-cnn@4")
