@@ -9,7 +9,9 @@ unknown frame id).
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from pathlib import Path
 
 from linefleet_core.errors import ExitCode, UsageError
@@ -31,7 +33,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
     r.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
-    r.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    source = r.add_mutually_exclusive_group(required=True)
+    source.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    source.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="FILE",
+        help="air-gapped: apply this signed site bundle (`linefleet bundle export`) with the "
+        "same checks as over MQTT, then run with no broker",
+    )
     r.add_argument("--state-dir", required=True, type=Path, help="local state directory")
     r.add_argument(
         "--frames", required=True, help="directory of images, video file, or camera index"
@@ -112,6 +122,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     o.set_defaults(run=queue_override)
 
+    i = verbs.add_parser(
+        "import",
+        help="apply a signed site bundle with no broker (air-gapped)",
+        description="Verify the bundle's signed manifest, run this device's document through "
+        "the MQTT path's checks (pinned keys, signature, content hash, replay floor), stage "
+        "its models (size, sha256), and converge. Exit codes: 0 applied, 1 refused (tampered, "
+        "stale, not for this device) or a model that does not load, 2 usage, or another agent "
+        "runs on the state directory (give it the bundle with `edge run --bundle`).",
+    )
+    i.add_argument("file", type=Path, metavar="FILE")
+    i.add_argument("--state-dir", required=True, type=Path)
+    i.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
+    i.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
+    i.add_argument("--trust-key", required=True, type=Path, action="append")
+    i.add_argument("--timeout", type=float, default=60.0, help="seconds to converge")
+    i.set_defaults(run=import_bundle_cli)
+
+    x = verbs.add_parser(
+        "export",
+        help="write the outbox and spooled frames to a file (the way back from an air gap)",
+        description="Reports, events, overrides and spooled frames, for `linefleet labels "
+        "ingest-events FILE` and `linefleet status --edge-export FILE` (both de-duplicate). "
+        "With --ack (no agent running) what was written is removed from the device.",
+    )
+    x.add_argument("--state-dir", required=True, type=Path)
+    x.add_argument("--out", required=True, type=Path)
+    x.add_argument("--ack", action="store_true", help="drop what was exported from the device")
+    x.set_defaults(run=export_cli)
+
     b = verbs.add_parser(
         "rollback",
         help="switch a line to the model kept as previous, now, with no broker",
@@ -179,7 +218,8 @@ def run_agent(ns: argparse.Namespace) -> int:
     options = RunOptions(
         site=site,
         device=device,
-        broker=BrokerAddress.parse(ns.broker),
+        broker=BrokerAddress.parse(ns.broker) if ns.broker else None,
+        bundle=ns.bundle,
         state_dir=ns.state_dir,
         frames=ns.frames,
         trusted_keys=keys,
@@ -200,6 +240,66 @@ def show_status(ns: argparse.Namespace) -> int:
         raise UsageError(f"--state-dir {ns.state_dir}: no such directory")
     status = local_status(ns.state_dir)
     print(render_json(status) if ns.format == "json" else render_text(status))
+    return int(ExitCode.OK)
+
+
+def import_bundle_cli(ns: argparse.Namespace) -> int:
+    import time
+
+    from edge_puller.agent import Agent
+    from edge_puller.airgap import import_bundle
+    from edge_puller.runner import lock_state_dir
+    from linefleet_core.signing import load_trusted_keys
+
+    site, device = _site_and_device(ns.device, ns.site)
+    if not ns.file.is_file():
+        raise UsageError(f"{ns.file}: no such file")
+    keys = load_trusted_keys(ns.trust_key)
+    if not keys:
+        raise UsageError("--trust-key: no public keys (*.pub)")
+    lock = lock_state_dir(ns.state_dir)
+    agent = Agent(site, device, ns.state_dir, keys)
+    try:
+        done = import_bundle(agent, ns.file)
+        deadline = time.monotonic() + ns.timeout
+        while time.monotonic() < deadline:
+            agent.tick()
+            if agent.state.applied_generation == done.generation or agent.waiting:
+                break
+            time.sleep(0.05)
+        agent.report()
+        state = agent.state
+    finally:
+        agent.recent.close()
+        agent.outbox.close()
+        os.close(lock)
+    if state.applied_generation != done.generation:
+        why = agent.waiting or agent.error or "not converged in time"
+        print(f"linefleet: error: generation {done.generation} not applied: {why}", file=sys.stderr)
+        return int(ExitCode.INVALID)
+    print(
+        f"applied generation {done.generation} (commit {done.commit[:12]}) from {ns.file}; "
+        f"{done.staged} model(s) staged from the bundle"
+    )
+    return int(ExitCode.OK)
+
+
+def export_cli(ns: argparse.Namespace) -> int:
+    from edge_puller.airgap import export_device
+
+    if not (ns.state_dir / "outbox.db").is_file():
+        raise UsageError(f"--state-dir {ns.state_dir}: no device outbox there")
+    lock = None
+    if ns.ack:
+        from edge_puller.runner import lock_state_dir
+
+        lock = lock_state_dir(ns.state_dir)  # an agent delivering at the same time: refused
+    try:
+        done = export_device(ns.state_dir, ns.out, ack=ns.ack)
+    finally:
+        if lock is not None:
+            os.close(lock)
+    print(f"wrote {ns.out}: {done.messages} message(s), {done.frames} spooled frame(s)")
     return int(ExitCode.OK)
 
 

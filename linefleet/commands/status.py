@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from reconciler.observed import Observations
     from reconciler.status import DeviceStatus, FleetStatus, LineRow
 
 
@@ -25,6 +26,7 @@ class StatusArgs:
     format: str
     quiet: float
     wait: float | None = None
+    edge_exports: tuple[Path, ...] = ()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +47,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
         "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
+    )
+    p.add_argument(
+        "--edge-export",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also read a device's air-gap export (`linefleet edge export`): its reports and "
+        "events count as received when they were written (repeatable; duplicates dropped)",
     )
     p.add_argument(
         "--wait",
@@ -95,15 +106,51 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
                 observations.reject(result)
         else:
             observations.ingest(name, msg.payload, now, known, live=False)
+    for path in args.edge_exports:
+        _ingest_export(observations, path, now, known)
     status = fleet_status(desired, observations, now, fleet)
     status.reconciler = recorded
     return status, now
 
 
+def _ingest_export(
+    observations: Observations, path: Path, now: float, known: set[tuple[str, str]] | None
+) -> None:
+    """Feed an edge export's reports and events in, each as of the time it was written."""
+    import datetime as dt
+
+    from linefleet_core.bundle import BundleError, read_export
+
+    if not path.is_file():
+        raise UsageError(f"--edge-export {path}: no such file")
+    try:
+        messages, _ = read_export(path)
+    except BundleError as exc:
+        raise UsageError(f"--edge-export {exc}") from None
+    for message in messages:
+        if message.kind not in ("report", "event"):
+            continue
+        at = now
+        try:
+            stamp = json.loads(message.payload).get("at")
+            at = min(now, dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
+        except (ValueError, AttributeError, TypeError):
+            pass
+        observations.ingest(message.topic, message.payload, at, known, live=False)
+
+
 def run(ns: argparse.Namespace) -> int:
     from reconciler.status import as_json
 
-    args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait)
+    args = StatusArgs(
+        ns.broker,
+        ns.repo,
+        ns.state_dir,
+        ns.format,
+        ns.quiet,
+        ns.wait,
+        tuple(ns.edge_export),
+    )
     if args.wait is not None and args.wait < 0:
         raise UsageError("--wait must be 0 or more seconds")
     status, now = collect(args) if args.wait is None else wait_synced(args)
