@@ -205,3 +205,18 @@ def compile_fleet(
 def document_body(doc: DesiredState) -> dict[str, object]:
     """The JSON object to sign: the document without its `signature`."""
     return doc.model_dump(mode="json", exclude={"signature"})
+
+
+def unreachable_urls(docs: dict[str, DesiredState]) -> list[str]:
+    """`device: model: url` for every `file://` URL in the documents (pure).
+
+    A `file://` URL names a path on the machine that publishes: only a device on that same
+    machine (tests, the demo without a registry) can open it.
+    """
+    found = set()
+    for doc in docs.values():
+        for line in doc.spec.lines:
+            for model in (line.serving, line.previous, line.candidate):
+                if model is not None and model.artifact.url.startswith("file:"):
+                    found.add(f"{doc.site}/{doc.device}: {model.ref}: {model.artifact.url}")
+    return sorted(found)

@@ -18,7 +18,7 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
-from reconciler.compile import compile_fleet, document_body
+from reconciler.compile import compile_fleet, document_body, unreachable_urls
 from reconciler.mqtt import Outgoing, Session, retained_snapshot
 
 
@@ -210,13 +210,24 @@ def publish(
     timeout: float = 30.0,
     signed: dict[str, Signed] | None = None,
     dry_run: bool = False,
+    refuse_file_urls: bool = False,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
-    With `dry_run`, the broker is only read: the result says what would be sent.
+    With `dry_run`, the broker is only read: the result says what would be sent. With
+    `refuse_file_urls` (CI), a document naming a `file://` artifact stops the publish.
     """
     if signed is None:
         docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
+        local = unreachable_urls(docs) if refuse_file_urls else []
+        if local:
+            shown = "; ".join(local[:5]) + (
+                f"; and {len(local) - 5} more" if len(local) > 5 else ""
+            )
+            raise PermanentError(
+                f"{len(local)} artifact URL(s) only this machine can open: {shown}. Push the "
+                "models to the registry (`linefleet artifacts push`) or pass --artifact-base"
+            )
         signed = sign_all(docs, key)
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)

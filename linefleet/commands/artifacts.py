@@ -38,6 +38,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     push.add_argument("--credentials", type=Path, metavar="FILE", help="registry credentials")
     push.add_argument("--format", choices=("yaml", "json"), default="yaml")
     push.set_defaults(run=run_push)
+    check = verbs.add_parser(
+        "check",
+        help="check that every oci:// model of the catalogue is in its registry",
+        description="HEAD each oci:// artifact of the model catalogue at REV in its registry "
+        "(credentials as for push). Exit 0 all present, 1 some missing, 4 a registry "
+        "unreachable. publish.yml runs it before publishing.",
+    )
+    check.add_argument("--repo", type=Path, default=Path(), help="fleet repository (default: .)")
+    check.add_argument("--rev", default="HEAD", help="fleet revision (default: HEAD)")
+    check.add_argument("--credentials", type=Path, metavar="FILE", help="registry credentials")
+    check.set_defaults(run=run_check)
 
 
 def credentials_for(host: str, path: Path | None) -> Credentials | None:
@@ -77,3 +88,29 @@ def run_push(ns: argparse.Namespace) -> int:
         print(f"  sha256: {entry['sha256']}")
         print(f"  size: {entry['size']}")
     return int(ExitCode.OK)
+
+
+def run_check(ns: argparse.Namespace) -> int:
+    from linefleet_core.oci import blob_exists, is_oci, parse_ref
+    from reconciler.publish import load_revision
+
+    if not ns.repo.is_dir():
+        raise UsageError(f"--repo {ns.repo}: no such directory")
+    spec = load_revision(ns.repo, ns.rev).spec
+    refs = sorted(
+        {
+            (f"{family.name}@{v.version}", v.artifact.url)
+            for family in spec.models.values()
+            for v in family.versions
+            if is_oci(v.artifact.url)
+        }
+    )
+    missing = []
+    for name, url in refs:
+        ref = parse_ref(url)
+        if not blob_exists(ref, credentials_for(ref.host, ns.credentials)):
+            missing.append(f"{name}: {url}")
+    for line in missing:
+        print(f"missing: {line}", file=sys.stderr)
+    print(f"{len(refs) - len(missing)} of {len(refs)} oci:// artifact(s) in their registry")
+    return int(ExitCode.INVALID if missing else ExitCode.OK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--artifact-base",
-        help="base URL for repository-relative artifacts (default: file:// URL of the repo)",
+        help="base URL for repository-relative artifacts (default: $LINEFLEET_ARTIFACT_BASE "
+        "if set, else the file:// URL of the repo)",
+    )
+    p.add_argument(
+        "--refuse-file-urls",
+        action="store_true",
+        help="exit 1 before publishing if a document would name a file:// artifact (CI: "
+        "devices cannot open the publishing machine's files)",
     )
     p.add_argument(
         "--dry-run",
@@ -64,8 +72,14 @@ def run(ns: argparse.Namespace) -> int:
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
     revision = load_revision(args.repo, args.rev)
-    base = args.artifact_base or default_artifact_base(args.repo)
-    result = publish(revision, address, key, base, dry_run=args.dry_run)
+    base = (
+        args.artifact_base
+        or os.environ.get("LINEFLEET_ARTIFACT_BASE")
+        or default_artifact_base(args.repo)
+    )
+    result = publish(
+        revision, address, key, base, dry_run=args.dry_run, refuse_file_urls=ns.refuse_file_urls
+    )
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

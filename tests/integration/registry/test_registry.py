@@ -189,7 +189,8 @@ def test_two_sites_converge_through_their_own_mirrors_never_the_central_registry
     try:
         with Mosquitto(tmp_path / "broker") as broker:
             publish = ["publish", "--broker", broker.url, "--repo", str(root)]
-            assert main([*publish, "--signing-key", keys["private_key"]]) == 0
+            signing = ["--signing-key", keys["private_key"], "--refuse-file-urls"]
+            assert main([*publish, *signing]) == 0  # CI's flags: no file:// URL is signed
             capsys.readouterr()
             trusted = load_trusted_keys([Path(keys["public_key"])])
             for site, device in (
@@ -242,3 +243,42 @@ def test_two_sites_converge_through_their_own_mirrors_never_the_central_registry
     for mirror in running:
         served = [r for r in mirror.requests() if "/blobs/sha256:" in r["http.request.uri"]]
         assert {r["http.request.useragent"].split("/")[0] for r in served} == {"Python-urllib"}
+
+
+def test_ci_publish_refuses_file_urls_and_checks_the_registry(
+    tmp_path: Path, central: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import urllib.request
+
+    local = tmp_path / "local"
+    minifleet.write_minifleet(local)
+    minifleet.use_real_artifacts(local)  # repository files: file:// URLs of this machine
+    minifleet.init_repo(local)
+    minifleet.commit_all(local, "models in git")
+    assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--format", "json"]) == 0
+    key = json.loads(capsys.readouterr().out)["private_key"]
+    with Mosquitto(tmp_path / "broker") as broker:
+        args = ["publish", "--broker", broker.url, "--repo", str(local), "--signing-key", key]
+        assert main([*args, "--refuse-file-urls"]) == 1
+        err = capsys.readouterr().err
+        assert "only this machine can open" in err and "file://" in err
+        assert main([*args, "--refuse-file-urls", "--dry-run", "--format", "json"]) == 1
+        capsys.readouterr()
+
+    root = tmp_path / "fleet"
+    minifleet.write_minifleet(root)
+    minifleet.use_registry_artifacts(root, central.address)
+    minifleet.init_repo(root)
+    minifleet.commit_all(root, "models in the registry")
+    assert main(["artifacts", "check", "--repo", str(root)]) == 0
+    assert "3 of 3 oci:// artifact(s) in their registry" in capsys.readouterr().out
+    text = minifleet.model_file(root).read_text()
+    url = next(w for w in text.split() if w.startswith("oci://"))
+    ref = parse_ref(url)
+    request = urllib.request.Request(
+        f"http://{ref.host}/v2/{ref.repo}/blobs/sha256:{ref.sha256}", method="DELETE"
+    )
+    assert urllib.request.urlopen(request).status == 202
+    assert main(["artifacts", "check", "--repo", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "missing: surface-cnn@" in captured.err and ref.sha256 in captured.err
