@@ -65,7 +65,8 @@ def start(demo: Demo, device: str, line: str) -> EdgeAgent:
         str(agent.results),
         "--line",
         line,
-    ]  # fmt: skip  (no --artifact-root: models come from the site mirror, never file://)
+    ]  # fmt: skip
+    # No --artifact-root: models come from the site's mirror by digest, never from file://.
     demo.console.command(["linefleet", *argv[:4], "..."])
     agent.process = demo.children.start(
         f"edge {device}", demo.argv(*argv), agent.log, env=demo.env()
