@@ -184,6 +184,10 @@ def test_two_sites_converge_through_their_own_mirrors_never_the_central_registry
     assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--format", "json"]) == 0
     keys = json.loads(capsys.readouterr().out)
     running = [_mirror(tmp_path, root, site, capsys).start() for site in mirrors]
+    assert main(["mirror", "warm", "--site", "toledo", "--repo", str(root)]) == 0
+    warmed = capsys.readouterr().out
+    assert f"site toledo: 3 model(s) in mirror {mirrors['toledo']}" in warmed
+    assert warmed.count(": stored (") == 3
     stop = threading.Event()
     threads = []
     try:
