@@ -127,10 +127,12 @@ def warm(
         local = ref.with_host(mirror)
         start = time.monotonic()
         status = _get(local, credentials, ranged=False)  # starts the mirror's own copy
-        while status != 206:
+        delay = poll
+        while status != 206:  # each poll of a blob not yet stored costs a few buffers' worth
             if time.monotonic() - start > timeout:
                 raise TemporaryError(f"{local}: not stored by the mirror after {timeout:.0f}s")
-            time.sleep(poll)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
             status = _get(local, credentials, ranged=True)
         done.append(Warmed(ref, time.monotonic() - start))
     return done
