@@ -143,7 +143,9 @@ def _get(ref: OciRef, credentials: Credentials | None, *, ranged: bool) -> int:
     base = registry_base(ref.host)
     scheme, _, hostport = base.partition("://")
     conn_type = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    headers = {"Range": "bytes=0-0"} if ranged else {}
+    headers = {"User-Agent": "linefleet-mirror-warm"}
+    if ranged:
+        headers["Range"] = "bytes=0-0"
     if credentials is not None:
         headers["Authorization"] = credentials.header()
     conn = conn_type(hostport, timeout=30)
