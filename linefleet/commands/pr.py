@@ -7,6 +7,7 @@
     linefleet pr open --head BRANCH [--base main] --title T [--body-file FILE|-] [--label L]
                       [--forge SPEC] [--repo DIR]
     linefleet pr comment --forge SPEC --number N --marker NAME --body-file FILE|-
+                                            # prints: created, updated or unchanged
 
 Exit codes: 0 done, 1 refused by the forge (no such PR, conflict, bad token...),
 2 usage, 4 forge unreachable (retry later).
@@ -182,7 +183,7 @@ def run_open(ns: argparse.Namespace) -> int:
 
 
 def run_comment(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec, marker_tag
+    from linefleet_core.forge import CommentOutcome, forge_from_spec, marker_tag
 
     try:
         marker_tag(ns.marker)
@@ -190,6 +191,11 @@ def run_comment(ns: argparse.Namespace) -> int:
         raise UsageError(f"--marker: {exc}") from None
     body = _read_body(ns.body_file)
     forge = forge_from_spec(ns.forge, ns.repo)
-    forge.upsert_comment(ns.number, ns.marker, body)
-    print(f"comment {ns.marker!r} on #{ns.number} is up to date")
+    outcome = forge.upsert_comment(ns.number, ns.marker, body)
+    said = {
+        CommentOutcome.CREATED: "created",
+        CommentOutcome.UPDATED: "updated",
+        CommentOutcome.UNCHANGED: "unchanged (same text already posted)",
+    }[outcome]
+    print(f"comment {ns.marker!r} on #{ns.number}: {said}")
     return int(ExitCode.OK)

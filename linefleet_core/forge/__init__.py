@@ -8,6 +8,7 @@ or the local forge that records pull requests inside the repository.
 
 from linefleet_core.forge.base import (
     Comment,
+    CommentOutcome,
     Forge,
     ForgeRefused,
     PullRequest,
@@ -18,6 +19,7 @@ from linefleet_core.forge.factory import forge_from_spec
 
 __all__ = [
     "Comment",
+    "CommentOutcome",
     "Forge",
     "ForgeRefused",
     "PullRequest",

@@ -22,6 +22,14 @@ class PullState(enum.StrEnum):
     MERGED = "merged"
 
 
+class CommentOutcome(enum.StrEnum):
+    """What `upsert_comment` did to the marked comment."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A pull request as every forge reports it (the subset linefleet relies on)."""
@@ -95,6 +103,9 @@ class Forge(Protocol):
         """PR `number`; `ForgeRefused` (404) if there is none."""
         ...
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> None:
-        """Create or update the one comment on PR `number` identified by `marker`."""
+    def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:
+        """Create or update the one comment on PR `number` identified by `marker`.
+
+        Returns what it did: created it, updated it, or left it alone (same text already).
+        """
         ...

@@ -30,6 +30,7 @@ from linefleet_core.atomic import write_atomic
 from linefleet_core.errors import PermanentError
 from linefleet_core.forge.base import (
     Comment,
+    CommentOutcome,
     ForgeRefused,
     PullRequest,
     PullState,
@@ -183,7 +184,7 @@ class LocalForge:
             )
             return self._write(LocalPull(pr=pr, created=now, updated=now)).pr
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> None:
+    def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:
         text = with_marker(marker, body)
         with self._locked():
             pull = self.record(number)
@@ -191,13 +192,16 @@ class LocalForge:
             if existing is None:
                 next_id = max((c.id for c in pull.comments), default=0) + 1
                 comments = (*pull.comments, Comment(next_id, text))
+                outcome = CommentOutcome.CREATED
             elif existing.body == text:
-                return
+                return CommentOutcome.UNCHANGED
             else:
                 comments = tuple(
                     Comment(c.id, text) if c.id == existing.id else c for c in pull.comments
                 )
+                outcome = CommentOutcome.UPDATED
             self._write(replace(pull, comments=comments, updated=self._now()))
+            return outcome
 
     def close(self, number: int) -> PullRequest:
         with self._locked():

@@ -13,6 +13,7 @@ from typing import Any
 from linefleet_core.errors import TemporaryError
 from linefleet_core.forge.base import (
     Comment,
+    CommentOutcome,
     ForgeRefused,
     PullRequest,
     PullState,
@@ -103,15 +104,16 @@ class RestForge:
         )
         return [Comment(int(c["id"]), str(c.get("body") or "")) for c in items]
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> None:
+    def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:
         text = fit_comment(with_marker(marker, body))
         existing = find_marked(self.comments(number), marker)
         if existing is None:
             self.client.call("POST", f"{self.prefix}/issues/{number}/comments", {"body": text})
-        elif existing.body != text:
-            self.client.call(
-                "PATCH", f"{self.prefix}/issues/comments/{existing.id}", {"body": text}
-            )
+            return CommentOutcome.CREATED
+        if existing.body == text:
+            return CommentOutcome.UNCHANGED
+        self.client.call("PATCH", f"{self.prefix}/issues/comments/{existing.id}", {"body": text})
+        return CommentOutcome.UPDATED
 
     # -- shared parsing ---------------------------------------------------------------------
     def parse_pull(self, data: Any) -> PullRequest:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from linefleet_core.forge import Forge, ForgeRefused, PullState
+from linefleet_core.forge import CommentOutcome, Forge, ForgeRefused, PullState
 from linefleet_core.forge.gitea import GiteaForge
 from linefleet_core.forge.github import GitHubForge
 from linefleet_core.forge.local import LocalForge
@@ -86,9 +86,9 @@ def test_missing_branch_is_refused(subject: Subject) -> None:
 def test_one_sticky_comment_per_marker(subject: Subject) -> None:
     subject.push("c")
     pr = subject.forge.open_pull_request("c", "main", "t", "")
-    for text in ("v1", "v2", "v2"):
-        subject.forge.upsert_comment(pr.number, "plan", text)
-    subject.forge.upsert_comment(pr.number, "status", "ok")
+    outcomes = [subject.forge.upsert_comment(pr.number, "plan", t) for t in ("v1", "v2", "v2")]
+    assert outcomes == [CommentOutcome.CREATED, CommentOutcome.UPDATED, CommentOutcome.UNCHANGED]
+    assert subject.forge.upsert_comment(pr.number, "status", "ok") is CommentOutcome.CREATED
     assert subject.comments(pr.number) == [
         "<!-- linefleet:plan -->\nv2",
         "<!-- linefleet:status -->\nok",
