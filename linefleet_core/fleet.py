@@ -36,6 +36,10 @@ class FreezePeriod(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError(
+                "start and end must both carry a UTC offset or both be the site's local time"
+            )
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self

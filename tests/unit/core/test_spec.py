@@ -98,3 +98,15 @@ def test_migration_steps_need_exactly_one_operation() -> None:
     _, findings = load(src)
     assert [f.field for f in findings] == ["migration[0]"]
     assert "exactly one of: rename, split, merge, add, deprecate" in findings[0].message
+
+
+def test_a_freeze_with_one_bound_in_utc_offset_and_one_local_is_located() -> None:
+    src = MemorySource()
+    src.edit("fleet/sites/toledo/site.yaml")["freeze_periods"] = [
+        {"start": "2026-12-23T00:00+01:00", "end": "2027-01-04", "reason": "year-end"}
+    ]
+    _, findings = load(src)  # compared naive with aware: a TypeError (exit 3) before
+    assert [f.render() for f in findings] == [
+        "fleet/sites/toledo/site.yaml:7:3: freeze_periods[0]: start and end must both carry a "
+        "UTC offset or both be the site's local time"
+    ]
