@@ -69,14 +69,14 @@ def test_wrong_api_version_kind_and_folder_are_located() -> None:
 
 def test_duplicates_across_files_name_the_first_definition() -> None:
     src = MemorySource()
-    src.docs["fleet/sites/toledo/lines/copy.yaml"] = dict(src.edit(LINE))
+    src.docs["fleet/sites/toledo/line-3.yaml"] = dict(src.edit(LINE))  # a copy, misfiled
     src.docs["fleet/policy2.yaml"] = dict(src.edit("fleet/policy.yaml"))
     _, findings = load(src)
     messages = sorted(f.render() for f in findings)
     assert messages == [
         "fleet/policy2.yaml:2:7: kind: a second Policy; the fleet has one, in fleet/policy.yaml",
         "fleet/sites/toledo/lines/line-3.yaml:3:5: id: duplicate 'toledo/line-3'; first defined in "
-        "fleet/sites/toledo/lines/copy.yaml",
+        "fleet/sites/toledo/line-3.yaml",
     ]
 
 
