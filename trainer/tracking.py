@@ -186,12 +186,29 @@ def _reason(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> int | None:
+@dataclass(frozen=True)
+class ChampionSync:
+    """What `sync_champion` found and did."""
+
+    serving: tuple[str, ...] = ()
+    """Catalogue versions of the model that serve on some line, newest first."""
+    champion: str | None = None
+    """The catalogue version now behind the `champion` alias (None: nothing to point at)."""
+    version: int | None = None
+    """Its registry version."""
+    changed: bool = False
+    """The alias moved (False: it already pointed there, or there was nothing to do)."""
+    skipped: tuple[str, ...] = ()
+    """Newer serving versions passed over, each with why (no run, or not in this store)."""
+
+
+def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> ChampionSync:
     """Point the registry's `champion` alias at what serves: level-triggered, idempotent.
 
     The champion is the newest catalogue version of `model` that serves on at least one
-    line and names an MLflow run; its registry version is the one made from that run.
-    Returns the registry version, or None when nothing serving came from a tracked run.
+    line and comes from a run in this tracking store; its registry version is the one made
+    from that run. Newer serving versions that name no run (the catalogue does not say
+    `mlflow_run_id`) or a run this store does not hold are skipped, each with the reason.
     """
     serving = sorted(
         {
@@ -199,18 +216,39 @@ def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> int | None:
             for line in spec.lines.values()
             if (mv := spec.model_version(line.rollout.serving)) is not None
             and line.rollout.serving.partition("@")[0] == model
-            and mv.mlflow_run_id
-        }.items()
+        }.items(),
+        reverse=True,
     )
-    if not serving:
+    refs = tuple(f"{model}@{number}" for number, _ in serving)
+    registered: dict[str, list[int]] = {}
+    for found in _versions(tracker, model) if serving else ():
+        registered.setdefault(str(found.run_id), []).append(int(found.version))
+    skipped: list[str] = []
+    for ref, (_, mv) in zip(refs, serving, strict=True):
+        if not mv.mlflow_run_id:
+            skipped.append(f"{ref}: the catalogue names no MLflow run (mlflow_run_id)")
+            continue
+        versions = registered.get(mv.mlflow_run_id)
+        if not versions:
+            skipped.append(
+                f"{ref}: its run {mv.mlflow_run_id} has no registered version in {tracker.uri}"
+            )
+            continue
+        version = max(versions)
+        changed = _alias_version(tracker, model, CHAMPION) != version
+        if changed:
+            tracker.client.set_registered_model_alias(model, CHAMPION, version)
+        return ChampionSync(refs, ref, version, changed, tuple(skipped))
+    return ChampionSync(refs, skipped=tuple(skipped))
+
+
+def _alias_version(tracker: Tracker, model: str, alias: str) -> int | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(tracker.client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
         return None
-    run_id = serving[-1][1].mlflow_run_id
-    found = [mv for mv in _versions(tracker, model) if mv.run_id == run_id]
-    if not found:
-        return None
-    version = max(int(mv.version) for mv in found)
-    tracker.client.set_registered_model_alias(model, CHAMPION, version)
-    return version
 
 
 def _versions(tracker: Tracker, model: str) -> list[Any]:
