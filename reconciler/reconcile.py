@@ -134,7 +134,9 @@ class Reconciler:
         if self.revision is None or self.revision.commit != commit:
             revision = load_revision(self.settings.repo, commit)
             base = self.settings.artifact_base
-            docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
+            docs = compile_fleet(
+                revision.spec, revision.commit, revision.generation, base, revision.approval
+            )
             self.signed = sign_all(docs, self.settings.key)
             self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
             self.known = {(d.site, d.id) for d in revision.spec.devices.values()}

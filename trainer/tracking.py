@@ -17,12 +17,14 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import PermanentError
 from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import Approval
 from trainer.metrics import Scores
 
 EXPERIMENT = "linefleet-trainer"
@@ -200,15 +202,38 @@ class ChampionSync:
     """The alias moved (False: it already pointed there, or there was nothing to do)."""
     skipped: tuple[str, ...] = ()
     """Newer serving versions passed over, each with why (no run, or not in this store)."""
+    approval: Approval | None = None
+    """Who approved the change that made the champion serve (tagged on its registry version)."""
 
 
-def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> ChampionSync:
+def approval_tags(approval: Approval) -> dict[str, str]:
+    """The registry version tags that record who approved it."""
+    tags = {
+        "linefleet.approved_by": approval.by,
+        "linefleet.approved_via": approval.via,
+        "linefleet.approved_commit": approval.commit,
+    }
+    if approval.pull is not None:
+        tags["linefleet.pull_request"] = str(approval.pull)
+    return tags
+
+
+def sync_champion(
+    tracker: Tracker,
+    spec: FleetSpec,
+    model: str,
+    lineage: Callable[[str], Approval | None] | None = None,
+) -> ChampionSync:
     """Point the registry's `champion` alias at what serves: level-triggered, idempotent.
 
     The champion is the newest catalogue version of `model` that serves on at least one
     line and comes from a run in this tracking store; its registry version is the one made
     from that run. Newer serving versions that name no run (the catalogue does not say
     `mlflow_run_id`) or a run this store does not hold are skipped, each with the reason.
+
+    `lineage(ref)` names who approved the change that made `ref` serve; the champion's
+    registry version is tagged with it (`linefleet.approved_by`, `…approved_via`,
+    `…approved_commit`, `…pull_request`), so the registry shows model -> run -> approver.
     """
     serving = sorted(
         {
@@ -238,7 +263,11 @@ def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> ChampionSync
         changed = _alias_version(tracker, model, CHAMPION) != version
         if changed:
             tracker.client.set_registered_model_alias(model, CHAMPION, version)
-        return ChampionSync(refs, ref, version, changed, tuple(skipped))
+        approval = lineage(ref) if lineage is not None else None
+        if approval is not None:
+            for key, value in approval_tags(approval).items():
+                tracker.client.set_model_version_tag(model, str(version), key, value)
+        return ChampionSync(refs, ref, version, changed, tuple(skipped), approval)
     return ChampionSync(refs, skipped=tuple(skipped))
 
 

@@ -138,7 +138,8 @@ def run_show(ns: argparse.Namespace) -> int:
         print(f"labels:  {', '.join(pr.labels)}")
     print(f"opened:  {pull.created}   updated: {pull.updated}")
     if pull.merged_at:
-        print(f"merged:  {pull.merged_at} as {pull.merge_commit}")
+        by = f" by {pull.merged_by}" if pull.merged_by else ""
+        print(f"merged:  {pull.merged_at} as {pull.merge_commit}{by}")
     if pull.closed_at:
         print(f"closed:  {pull.closed_at}")
     print(f"record:  {pr.url}")
@@ -150,7 +151,10 @@ def run_show(ns: argparse.Namespace) -> int:
 
 
 def run_merge(ns: argparse.Namespace) -> int:
-    pr = _local(ns.repo).merge(ns.number)
+    from linefleet_core.gitrepo import identity, open_repo
+
+    who = identity(open_repo(ns.repo))  # the approver: who merges, from where they work
+    pr = _local(ns.repo).merge(ns.number, merged_by=who)
     print(f"merged #{pr.number}: {pr.head} into {pr.base} (run `git pull` to fetch it)")
     return int(ExitCode.OK)
 

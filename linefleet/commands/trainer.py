@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linefleet.commands.labels import add_workspace_options
 from linefleet_core.errors import ExitCode
+
+if TYPE_CHECKING:
+    from linefleet_core.wire import Approval
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -145,12 +150,14 @@ def run_champion(ns: argparse.Namespace) -> int:
         known = ", ".join(sorted(spec.models)) or "none"
         raise UsageError(f"--model {ns.model}: not in the model catalogue (known: {known})")
     tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
-    result = sync_champion(tracker, spec, ns.model)
+    result = sync_champion(tracker, spec, ns.model, _lineage(ns.fleet_repo))
     for why in result.skipped:
         print(f"  skipped {why}")
     if result.champion is not None:
         moved = "->" if result.changed else "already at"
         print(f"{ns.model}: champion {moved} registry version {result.version} ({result.champion})")
+        if result.approval is not None:
+            print(f"  approved by {result.approval.by} via {result.approval.via}")
     elif not result.serving:
         print(f"{ns.model}: no version serves on any line; nothing to do")
     else:
@@ -162,3 +169,21 @@ def run_champion(ns: argparse.Namespace) -> int:
             "of the store that holds the runs the catalogue names."
         )
     return int(ExitCode.OK)
+
+
+def _lineage(fleet_repo: Path) -> Callable[[str], Approval | None] | None:
+    """Who approved the commit that made a catalogue version serve (None outside git)."""
+    from linefleet_core.approval import approval_of, promoted_in
+    from linefleet_core.errors import UsageError
+    from linefleet_core.gitrepo import open_repo
+
+    try:
+        repo = open_repo(fleet_repo)
+    except UsageError:
+        return None  # a folder, not a repository: no history to read the approver from
+
+    def lineage(ref: str) -> Approval | None:
+        commit = promoted_in(repo, "HEAD", ref)
+        return None if commit is None else approval_of(repo, commit)
+
+    return lineage

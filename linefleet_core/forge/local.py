@@ -58,6 +58,8 @@ class LocalPull:
     merged_at: str | None = None
     closed_at: str | None = None
     merge_commit: str | None = None
+    merged_by: str | None = None
+    """Who ran the merge (their git identity): the approver of what the merge publishes."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class LocalPull:
             "merged_at": self.merged_at,
             "closed_at": self.closed_at,
             "merge_commit": self.merge_commit,
+            "merged_by": self.merged_by,
         }
 
     @classmethod
@@ -97,6 +100,7 @@ class LocalPull:
             merged_at=doc.get("merged_at"),
             closed_at=doc.get("closed_at"),
             merge_commit=doc.get("merge_commit"),
+            merged_by=doc.get("merged_by"),
         )
 
 
@@ -210,16 +214,26 @@ class LocalForge:
             closed = replace(pull.pr, state=PullState.CLOSED)
             return self._write(replace(pull, pr=closed, closed_at=now, updated=now)).pr
 
-    def merge(self, number: int) -> PullRequest:
-        """Merge head into base with a merge commit, push it to the root, record it."""
+    def merge(self, number: int, merged_by: str | None = None) -> PullRequest:
+        """Merge head into base with a merge commit, push it to the root, record it.
+
+        `merged_by` (default: the root's git identity) is recorded as the approver.
+        """
         with self._locked():
             pull = self._open_record(number)
             sha = merge_and_push(self.root, pull.pr)
             now = self._now()
             merged = replace(pull.pr, state=PullState.MERGED)
+            who = merged_by or gitrepo.identity(self.root)
             return self._write(
-                replace(pull, pr=merged, merged_at=now, updated=now, merge_commit=sha)
+                replace(
+                    pull, pr=merged, merged_at=now, updated=now, merge_commit=sha, merged_by=who
+                )
             ).pr
+
+    def merged(self, commit: str) -> LocalPull | None:
+        """The merged pull request whose merge commit is `commit`, if any."""
+        return next((p for p in self.list(PullState.MERGED) if p.merge_commit == commit), None)
 
     # -- helpers -----------------------------------------------------------------------------
     def _open_record(self, number: int) -> LocalPull:

@@ -12,6 +12,7 @@ import pytest
 
 from linefleet.cli import main
 from linefleet_core.errors import PermanentError
+from linefleet_core.wire import Approval
 from trainer.run import TrainRequest, TrainResult, train_run
 from trainer.tracking import Tracker
 from trainer.train import load_images
@@ -130,9 +131,20 @@ def test_champion_follows_the_serving_catalogue_version(
     )
     versions[1]["mlflow_run_id"] = trained.run_id
     spec, _ = load_docs(docs)
-    result = sync_champion(tracker, spec, "surface-cnn")
+    approval = Approval(by="Quality Lead <ql@acme.example>", via="pull request #7 (local forge)",
+                        commit="c" * 40, pull=7)  # fmt: skip
+    asked: list[str] = []
+    result = sync_champion(tracker, spec, "surface-cnn", lambda ref: asked.append(ref) or approval)
     assert (result.champion, result.version, result.skipped) == ("surface-cnn@2", version, ())
     assert result.changed is False  # the same registry version: level-triggered, idempotent
+    assert asked == ["surface-cnn@2"] and result.approval == approval
+    tags = tracker.client.get_model_version("surface-cnn", str(version)).tags
+    assert {k: v for k, v in tags.items() if k.startswith("linefleet.")} == {
+        "linefleet.approved_by": "Quality Lead <ql@acme.example>",
+        "linefleet.approved_via": "pull request #7 (local forge)",
+        "linefleet.approved_commit": "c" * 40,
+        "linefleet.pull_request": "7",
+    }
     champion = tracker.client.get_model_version_by_alias("surface-cnn", "champion")
     assert champion.run_id == trained.run_id
     challenger = tracker.client.get_model_version_by_alias("surface-cnn", "challenger")
