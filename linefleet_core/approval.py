@@ -3,8 +3,9 @@
 A change reaches the fleet by a merge into the published branch. `approval_of(repo, commit)`
 names who approved `commit`:
 
-1. the forge's merge record: the local forge records who ran `linefleet pr merge` for the pull
-   request whose merge commit is `commit` (`pull request #12 (local forge)`);
+1. the forge's merge record for the pull request whose merge commit is `commit`: the local
+   forge records who ran `linefleet pr merge` (`pull request #12 (local forge)`); GitHub and
+   Gitea report `merged_by` (`@jdoe`, `pull request #12 (github)`);
 2. otherwise, when `commit` is a merge commit, its committer (`merge commit`);
 3. otherwise its committer (`commit`: pushed without a merge).
 
@@ -21,34 +22,46 @@ from typing import Any
 
 import yaml
 
+from linefleet_core.errors import TemporaryError
+from linefleet_core.forge.base import Forge
 from linefleet_core.wire import Approval
 
 LINE_FILE = re.compile(r"^(?:.*/)?fleet/sites/([^/]+)/lines/([^/]+)\.ya?ml$")
 MAX_COMMITS = 500
 
 
-def approval_of(repo: Any, commit: str) -> Approval:
-    """Who approved `commit` of `repo` (a `git.Repo`): forge merge record, else git."""
+def approval_of(repo: Any, commit: str, forge: Forge | None = None) -> Approval:
+    """Who approved `commit` of `repo` (a `git.Repo`): the forge's merge record, else git.
+
+    `forge` defaults to the local forge of `repo`. A forge that cannot be reached names no
+    one: the git committer is recorded, and `via` says the forge was unreachable.
+    """
+    found = repo.commit(commit)
+    sha = str(found.hexsha)
+    via = "merge commit" if len(found.parents) > 1 else "commit"
+    forge = forge if forge is not None else _local_forge(repo)
+    try:
+        merge = forge.merge_of(sha)
+    except TemporaryError as exc:
+        merge, via = None, f"{via} ({getattr(forge, 'name', 'forge')} unreachable: {exc})"
+    if merge is not None:
+        where = getattr(forge, "name", "forge")
+        return Approval(
+            by=merge.merged_by,
+            via=f"pull request #{merge.number} ({where})",
+            commit=sha,
+            pull=merge.number,
+        )
+    return Approval(by=_who(found.committer), via=via, commit=sha)
+
+
+def _local_forge(repo: Any) -> Forge:
     from linefleet_core.forge.local import LocalForge
     from linefleet_core.forge.localgit import local_origin
     from linefleet_core.gitrepo import open_repo
 
-    found = repo.commit(commit)
-    sha = str(found.hexsha)
-    committer = _who(found.committer)
     origin = local_origin(repo)
-    forge = LocalForge(open_repo(origin) if origin is not None else repo)
-    pull = forge.merged(sha)
-    if pull is not None:
-        number = pull.pr.number
-        return Approval(
-            by=pull.merged_by or committer,
-            via=f"pull request #{number} (local forge)",
-            commit=sha,
-            pull=number,
-        )
-    via = "merge commit" if len(found.parents) > 1 else "commit"
-    return Approval(by=committer, via=via, commit=sha)
+    return LocalForge(open_repo(origin) if origin is not None else repo)
 
 
 def promoted_in(repo: Any, rev: str, ref: str, limit: int = MAX_COMMITS) -> str | None:

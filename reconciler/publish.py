@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.forge.base import Forge
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
@@ -188,8 +189,9 @@ class Revision:
     """Who approved `commit` (`linefleet_core.approval`), recorded in every document."""
 
 
-def load_revision(repo: Path, rev: str) -> Revision:
-    """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
+def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> Revision:
+    """The validated fleet at `rev`, with its commit SHA, first-parent generation, and who
+    approved it (from `forge`'s merge record; default: the repository's local forge)."""
     from linefleet_core.approval import approval_of
     from linefleet_core.gitrepo import GitSource, open_repo, resolve
     from reconciler.check import load_checked
@@ -203,7 +205,8 @@ def load_revision(repo: Path, rev: str) -> Revision:
     if errors:
         raise FindingsError(errors)
     generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
-    return Revision(spec, commit.hexsha, generation, approval_of(git_repo, commit.hexsha))
+    approval = approval_of(git_repo, commit.hexsha, forge)
+    return Revision(spec, commit.hexsha, generation, approval)
 
 
 def default_artifact_base(repo: Path) -> str:

@@ -46,6 +46,15 @@ class PullRequest:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """A merged pull request as the forge records it: who merged it (the approver)."""
+
+    number: int
+    merged_by: str
+    """`@login` on GitHub/Gitea, a git identity (`Name <email>`) on the local forge."""
+
+
+@dataclass(frozen=True)
 class Comment:
     id: int
     body: str
@@ -101,6 +110,10 @@ class Forge(Protocol):
 
     def get(self, number: int) -> PullRequest:
         """PR `number`; `ForgeRefused` (404) if there is none."""
+        ...
+
+    def merge_of(self, commit: str) -> Merge | None:
+        """The merged pull request whose merge commit is `commit` (None: not merged by a PR)."""
         ...
 
     def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:

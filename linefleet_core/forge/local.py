@@ -32,6 +32,7 @@ from linefleet_core.forge.base import (
     Comment,
     CommentOutcome,
     ForgeRefused,
+    Merge,
     PullRequest,
     PullState,
     find_marked,
@@ -105,6 +106,8 @@ class LocalPull:
 
 
 class LocalForge:
+    name = "local forge"
+
     def __init__(self, root: Any, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         """`root` is the `git.Repo` that holds the branches and the records."""
         self.root = root
@@ -231,9 +234,11 @@ class LocalForge:
                 )
             ).pr
 
-    def merged(self, commit: str) -> LocalPull | None:
-        """The merged pull request whose merge commit is `commit`, if any."""
-        return next((p for p in self.list(PullState.MERGED) if p.merge_commit == commit), None)
+    def merge_of(self, commit: str) -> Merge | None:
+        pull = next((p for p in self.list(PullState.MERGED) if p.merge_commit == commit), None)
+        if pull is None or not pull.merged_by:
+            return None
+        return Merge(pull.pr.number, pull.merged_by)
 
     # -- helpers -----------------------------------------------------------------------------
     def _open_record(self, number: int) -> LocalPull:

@@ -104,3 +104,29 @@ def test_pr_merge_records_the_git_identity_of_whoever_merges(
     assert main(["pr", "show", "1", "--repo", clone.working_tree_dir]) == 0
     assert " by Test Engineer <test@linefleet.invalid>\n" in capsys.readouterr().out
     commit(clone, {"x": "x"}, "unrelated")  # the clone is usable afterwards
+
+
+def test_github_merge_information_names_the_approver_and_an_outage_falls_back_to_git(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from linefleet_core.forge.github import GitHubForge
+    from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
+
+    _, clone = origin_and_clone(tmp_path)
+    tip = str(clone.head.commit.hexsha)
+    with serve("github") as fake:
+        fake.branches.add("promote")
+        forge = GitHubForge(fake.base_url, OWNER, REPO, TOKEN, timeout=5)
+        pr = forge.open_pull_request("promote", "main", "Promote", "")
+        fake.pulls[pr.number].update(state="closed", merge_commit_sha=tip, merged_by="ql")
+        approval = approval_of(clone, tip, forge)
+    assert (approval.by, approval.via, approval.pull) == ("@ql", "pull request #1 (github)", 1)
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        down = GitHubForge(f"http://127.0.0.1:{sock.getsockname()[1]}", OWNER, REPO, TOKEN, 2)
+    approval = approval_of(clone, tip, down)
+    assert approval.by == "Test Engineer <test@linefleet.invalid>"
+    assert approval.via.startswith("commit (github unreachable: ")
