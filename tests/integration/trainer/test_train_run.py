@@ -131,10 +131,19 @@ def test_champion_follows_the_serving_catalogue_version(
     )
     versions[1]["mlflow_run_id"] = trained.run_id
     spec, _ = load_docs(docs)
-    approval = Approval(by="Quality Lead <ql@acme.example>", via="pull request #7 (local forge)",
-                        commit="c" * 40, pull=7)  # fmt: skip
+    approval = Approval(
+        by="Quality Lead <ql@acme.example>",
+        via="pull request #7 (local forge)",
+        commit="c" * 40,
+        pull=7,
+    )
     asked: list[str] = []
-    result = sync_champion(tracker, spec, "surface-cnn", lambda ref: asked.append(ref) or approval)
+
+    def lineage(ref: str) -> Approval:
+        asked.append(ref)
+        return approval
+
+    result = sync_champion(tracker, spec, "surface-cnn", lineage)
     assert (result.champion, result.version, result.skipped) == ("surface-cnn@2", version, ())
     assert result.changed is False  # the same registry version: level-triggered, idempotent
     assert asked == ["surface-cnn@2"] and result.approval == approval
