@@ -136,7 +136,10 @@ class Reconciler:
             return None
         from linefleet_core.forge.factory import forge_from_spec
 
-        return forge_from_spec(self.settings.forge, self.settings.repo)
+        try:
+            return forge_from_spec(self.settings.forge, self.settings.repo)
+        except LinefleetError:  # e.g. no token: name the git committer, keep publishing
+            return None
 
     def load(self, commit: str) -> Revision:
         """The revision at `commit`, compiled and signed once (cached until the head moves)."""
