@@ -37,6 +37,8 @@ class Rejection(enum.StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     FOREIGN_TOPIC = "foreign_topic"
     DUPLICATE_EVENT = "duplicate_event"
+    FOREIGN_LINE = "foreign_line"  # a reported line the device was not sent (status)
+    FOREIGN_MODEL = "foreign_model"  # a reported model its line was not sent (status)
 
 
 @dataclass(frozen=True)

@@ -66,11 +66,13 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
 
     address = BrokerAddress.parse(args.broker)
     fleet: set[str] | None = None
+    assigned: dict[str, frozenset[str]] | None = None
     if args.repo is not None:
         if not args.repo.is_dir():
             raise UsageError(f"--repo {args.repo}: no such directory")
         spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
         fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
+        assigned = fleetspec.assigned_lines(spec)
     observations = Observations()
     recorded: dict[str, str] = {}
     if args.state_dir is not None:
@@ -95,7 +97,7 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
                 observations.reject(result)
         else:
             observations.ingest(name, msg.payload, now, known, live=False)
-    status = fleet_status(desired, observations, now, fleet)
+    status = fleet_status(desired, observations, now, fleet, assigned)
     status.reconciler = recorded
     return status, now
 
