@@ -118,7 +118,8 @@ def test_a_device_cannot_open_a_rollback_for_a_line_it_was_not_sent(
     assert [row.line for row in dev.lines] == ["toledo/line-2"]
     assert dev.condition.type.value == "Synced"
     assert status.rejections["foreign_line"] == 1
-    assert "dresden/line-1: line not in the device's desired state" in (
-        status.last_rejection["foreign_line"]
+    assert (
+        "dresden/line-1: line not in the device's desired state"
+        in (status.last_rejection["foreign_line"])
     )
     rec.store.close()
