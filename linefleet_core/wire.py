@@ -279,13 +279,21 @@ class EventType(enum.StrEnum):
     SPOOL_DISCARDED = "spool-discarded"  # a retired line's spooled frames deleted unsent
 
 
+InstallId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,32}$")]
+
+
 class Event(Wire):
     protocol: ProtocolField
     kind: Literal["Event"]
     site: Id
     device: Id
     seq: int = Field(ge=1)
-    """Per-device, strictly increasing, persisted on the device; receivers drop `seq <= last`."""
+    """Per install, strictly increasing, persisted on the device; receivers drop
+    `seq <= last` of the same `install`."""
+    install: InstallId | None = None
+    """Random id of this installation (its event store): a reinstalled device, whose `seq`
+    starts again at 1, sends a new one, so its events are not taken for duplicates. Absent
+    from older agents (one sequence per device)."""
     at: Timestamp
     type: str = Field(min_length=1)
     line: LineKey | None = None

