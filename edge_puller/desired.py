@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
-from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify
-from linefleet_core.wire import Applied, DesiredState, LineSpec
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify, verify_document
+from linefleet_core.wire import Applied, DesiredState, LineSpec, Removal
 from linefleet_core.wire import ModelSpec as WireModel
 
 
@@ -29,6 +29,17 @@ def accept(
     target = to_target(doc)
     raw: dict[str, Any] = json.loads(payload)
     return raw, target
+
+
+def removal_of(
+    payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
+) -> Removal | None:
+    """The verified removal tombstone in `payload`, None when it holds a desired state (which
+    `accept` then verifies), or `VerifyError` for a tombstone that does not verify."""
+    if b'"Removed"' not in payload:  # cheap: only a tombstone is checked twice
+        return None
+    doc = verify_document(payload, keys, device=device, held=held)
+    return doc if isinstance(doc, Removal) else None
 
 
 def to_target(doc: DesiredState) -> Target:

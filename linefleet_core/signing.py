@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import ValidationError
 
 from linefleet_core.errors import PermanentError, UsageError
-from linefleet_core.wire import MAX_DESIRED_BYTES, PROTOCOL, Applied, DesiredState, speaks
+from linefleet_core.wire import (
+    MAX_DESIRED_BYTES,
+    PROTOCOL,
+    Applied,
+    DesiredState,
+    Removal,
+    speaks,
+)
 
 SIGNING_KEY_ENV = "LINEFLEET_SIGNING_KEY"
 PRIVATE_KEY_FILE = "signing.key"
@@ -163,6 +170,7 @@ class Refusal(enum.StrEnum):
     WRONG_DEVICE = "wrong-device"
     STALE = "stale-generation"
     GENERATION_CONFLICT = "generation-conflict"
+    UNSIGNED_REMOVAL = "unsigned-removal"  # an empty payload: removal must be a signed tombstone
 
 
 class VerifyError(PermanentError):
@@ -188,6 +196,57 @@ def verify(
     content hash, addressee (`device`), then freshness against the state the device `held`:
     an older generation is refused, and so is the same generation with different content.
     """
+    doc = verify_document(payload, trusted_keys, device=device, held=held)
+    if not isinstance(doc, DesiredState):
+        raise VerifyError(Refusal.MALFORMED, "kind: expected a DesiredState, not a removal")
+    return doc
+
+
+def verify_document(
+    payload: bytes,
+    trusted_keys: TrustedKeys,
+    *,
+    device: str | None = None,
+    held: Applied | None = None,
+) -> DesiredState | Removal:
+    """`verify()` for anything on a `desired` topic: a desired state or a signed removal
+    tombstone (`kind: "Removed"`), checked the same way (a removal has no content hash; it
+    must be newer than the generation held)."""
+    raw = _signed(payload, trusted_keys)
+    try:
+        if raw.get("kind") == "Removed":
+            doc: DesiredState | Removal = Removal.model_validate(raw)
+        else:
+            doc = DesiredState.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
+    if isinstance(doc, DesiredState) and content_hash(raw["spec"]) != doc.content_hash:
+        raise VerifyError(Refusal.CONTENT_HASH_MISMATCH, "content_hash does not match spec")
+    if device is not None and doc.device != device:
+        raise VerifyError(Refusal.WRONG_DEVICE, f"addressed to {doc.device!r}, not {device!r}")
+    if held is not None:
+        if doc.generation < held.generation or (
+            isinstance(doc, Removal) and doc.generation == held.generation
+        ):
+            raise VerifyError(
+                Refusal.STALE, f"generation {doc.generation} is older than {held.generation}"
+            )
+        if (
+            isinstance(doc, DesiredState)
+            and doc.generation == held.generation
+            and doc.content_hash != held.content_hash
+        ):
+            raise VerifyError(
+                Refusal.GENERATION_CONFLICT,
+                f"generation {doc.generation} with different content than the one held",
+            )
+    return doc
+
+
+def _signed(payload: bytes, trusted_keys: TrustedKeys) -> dict[str, Any]:
+    """Steps 1-4 of docs/protocol.md 4.1: size, JSON, protocol, a valid pinned signature."""
     if len(payload) > MAX_DESIRED_BYTES:
         raise VerifyError(Refusal.OVERSIZE, f"{len(payload)} bytes > {MAX_DESIRED_BYTES}")
     try:
@@ -218,24 +277,4 @@ def verify(
         key.verify(value, canonical_json(body))
     except (binascii.Error, InvalidSignature, ValueError):
         raise VerifyError(Refusal.BAD_SIGNATURE, "the signature does not match") from None
-    try:
-        doc = DesiredState.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
-    if content_hash(raw["spec"]) != doc.content_hash:
-        raise VerifyError(Refusal.CONTENT_HASH_MISMATCH, "content_hash does not match spec")
-    if device is not None and doc.device != device:
-        raise VerifyError(Refusal.WRONG_DEVICE, f"addressed to {doc.device!r}, not {device!r}")
-    if held is not None:
-        if doc.generation < held.generation:
-            raise VerifyError(
-                Refusal.STALE, f"generation {doc.generation} is older than {held.generation}"
-            )
-        if doc.generation == held.generation and doc.content_hash != held.content_hash:
-            raise VerifyError(
-                Refusal.GENERATION_CONFLICT,
-                f"generation {doc.generation} with different content than the one held",
-            )
-    return doc
+    return raw

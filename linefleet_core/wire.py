@@ -206,6 +206,20 @@ class DesiredState(Wire):
     signature: Signature | None = None
 
 
+class Removal(Wire):
+    """A signed tombstone, retained on a removed device's `desired` topic: "you are no longer
+    in the fleet as of `generation`". Signed like a desired state; a device refuses it below
+    its replay floor, and afterwards any desired state not newer than it."""
+
+    protocol: ProtocolField
+    kind: Literal["Removed"]
+    site: Id
+    device: Id
+    generation: int = Field(ge=1)
+    commit: CommitSha
+    signature: Signature | None = None
+
+
 # --- reported state, events, online (device -> reconciler) -----------------------------------
 
 
@@ -374,6 +388,7 @@ def decode_frame(payload: bytes) -> tuple[FrameMeta, bytes]:
 
 WIRE_SCHEMAS: dict[str, type[Wire]] = {
     "desired-state": DesiredState,
+    "removal": Removal,
     "reported-state": ReportedState,
     "event": Event,
     "online": Online,

@@ -21,6 +21,7 @@ from linefleet_core.wire import (
     DesiredState,
     Event,
     Online,
+    Removal,
     ReportedState,
     parse_topic,
     speaks,
@@ -53,7 +54,7 @@ class Accepted:
     site: str
     device: str
     channel: Channel
-    message: ReportedState | Event | Online | DesiredState | None  # None: retained cleared
+    message: ReportedState | Event | Online | DesiredState | Removal | None  # None: cleared
 
 
 def _json(payload: bytes) -> dict[str, object] | str:
@@ -99,8 +100,11 @@ def classify(
         return Rejected(
             topic, Rejection.UNKNOWN_PROTOCOL, f"protocol {raw.get('protocol')!r} is not 1"
         )
+    model: type[ReportedState | Event | Online | DesiredState | Removal] = _MODELS[channel]
+    if channel is Channel.DESIRED and raw.get("kind") == "Removed":
+        model = Removal  # a removed device's signed tombstone
     try:
-        message = _MODELS[channel].model_validate(raw)
+        message = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where_ = ".".join(str(p) for p in first["loc"]) or "(document)"

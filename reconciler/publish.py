@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ from linefleet_core.errors import FindingsError, PermanentError, Severity, Tempo
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
-from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
+from linefleet_core.wire import (
+    PROTOCOL,
+    Channel,
+    DesiredState,
+    Removal,
+    parse_topic,
+    topic,
+    topic_filter,
+)
 from reconciler.compile import compile_fleet, document_body
 from reconciler.mqtt import Outgoing, Session, retained_snapshot
 
@@ -44,6 +53,7 @@ class Retained:
     generation: int | None
     content_hash: str | None
     key_id: str | None
+    removal: bool = False  # a signed tombstone (`kind: Removed`)
 
     @classmethod
     def parse(cls, payload: bytes) -> Retained:
@@ -59,6 +69,7 @@ class Retained:
             generation if isinstance(generation, int) else None,
             doc.get("content_hash") if isinstance(doc.get("content_hash"), str) else None,
             sig.get("key_id") if isinstance(sig, dict) else None,
+            doc.get("kind") == "Removed",
         )
 
 
@@ -66,13 +77,20 @@ class Retained:
 class Plan:
     publish: tuple[Signed, ...]
     unchanged: tuple[Signed, ...]
-    prune: tuple[str, ...]  # topics of removed devices, cleared with an empty retained payload
+    prune: tuple[str, ...]  # desired topics of removed devices: a tombstone replaces them
     stale: tuple[tuple[Signed, int], ...] = ()  # (document, newer generation the broker holds)
 
-    def messages(self) -> list[Outgoing]:
-        return [Outgoing(s.topic, s.payload) for s in self.publish] + [
-            Outgoing(t, b"") for t in self.prune
-        ]
+    def messages(self, tombstone: Callable[[str, str], bytes]) -> list[Outgoing]:
+        """The documents, then per removed device its signed tombstone (`tombstone(site,
+        device)`) on `desired` and its retained `reported` and `online` cleared."""
+        out = [Outgoing(s.topic, s.payload) for s in self.publish]
+        for name in self.prune:
+            site, device, _ = name.split("/")[2:5]
+            out.append(Outgoing(name, tombstone(site, device)))
+            out += [
+                Outgoing(topic(site, device, c), b"") for c in (Channel.REPORTED, Channel.ONLINE)
+            ]
+        return out
 
 
 def plan(
@@ -114,7 +132,10 @@ def plan(
     prune = sorted(
         name
         for name, payload in retained.items()
-        if payload and name not in wanted and _is_desired(name)
+        if payload
+        and name not in wanted
+        and _is_desired(name)
+        and not Retained.parse(payload).removal
     )
     return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale))
 
@@ -130,6 +151,19 @@ def _verifies(payload: bytes, trusted: TrustedKeys, device: str) -> bool:
 def _is_desired(name: str) -> bool:
     parsed = parse_topic(name)
     return parsed is not None and parsed.channel is Channel.DESIRED
+
+
+def tombstone(site: str, device: str, commit: str, generation: int, key: SigningKey) -> bytes:
+    """The signed removal document for a device the fleet at `commit` no longer has."""
+    body = Removal(
+        protocol=PROTOCOL,
+        kind="Removed",
+        site=site,
+        device=device,
+        generation=generation,
+        commit=commit,
+    ).model_dump(mode="json", exclude={"signature"})
+    return canonical_json(key.sign(body))
 
 
 def sign_all(docs: dict[str, DesiredState], key: SigningKey) -> dict[str, Signed]:
@@ -231,7 +265,9 @@ def publish(
         )
     result = Result(revision.commit, revision.generation, len(signed))
     result.unchanged = len(the_plan.unchanged)
-    messages = the_plan.messages()
+    messages = the_plan.messages(
+        lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)
+    )
     result.dry_run = dry_run
     if messages and not dry_run:
         with Session(address, client_id) as session:
