@@ -10,6 +10,7 @@ migration is still a valid rollback target. The smoke test checks K against thos
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,8 +25,9 @@ from linefleet_core.wire import ModelSpec as WireModel
 def accept(
     payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
 ) -> tuple[dict[str, Any], Target]:
-    """The document as received and its `Target`, or `VerifyError` with a `Refusal` reason."""
-    doc = verify(payload, keys, device=device, held=held)
+    """The document as received and its `Target`, or `VerifyError` with a `Refusal` reason
+    (including `expired`: past its signed `expires_at` by this device's clock)."""
+    doc = verify(payload, keys, device=device, held=held, now=time.time())
     target = to_target(doc)
     raw: dict[str, Any] = json.loads(payload)
     return raw, target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import enum
 import hashlib
 import json
@@ -171,6 +172,7 @@ class Refusal(enum.StrEnum):
     STALE = "stale-generation"
     GENERATION_CONFLICT = "generation-conflict"
     UNSIGNED_REMOVAL = "unsigned-removal"  # an empty payload: removal must be a signed tombstone
+    EXPIRED = "expired"  # past its signed `expires_at`
 
 
 class VerifyError(PermanentError):
@@ -189,14 +191,16 @@ def verify(
     *,
     device: str | None = None,
     held: Applied | None = None,
+    now: float | None = None,
 ) -> DesiredState:
     """Check a desired-state payload end to end and return it typed, or raise `VerifyError`.
 
     Order: size, JSON, protocol, signature present, key pinned, signature valid, schema,
-    content hash, addressee (`device`), then freshness against the state the device `held`:
-    an older generation is refused, and so is the same generation with different content.
+    content hash, addressee (`device`), expiry (at `now`, when given and the document has an
+    `expires_at`), then freshness against the state the device `held`: an older generation is
+    refused, and so is the same generation with different content.
     """
-    doc = verify_document(payload, trusted_keys, device=device, held=held)
+    doc = verify_document(payload, trusted_keys, device=device, held=held, now=now)
     if not isinstance(doc, DesiredState):
         raise VerifyError(Refusal.MALFORMED, "kind: expected a DesiredState, not a removal")
     return doc
@@ -208,6 +212,7 @@ def verify_document(
     *,
     device: str | None = None,
     held: Applied | None = None,
+    now: float | None = None,
 ) -> DesiredState | Removal:
     """`verify()` for anything on a `desired` topic: a desired state or a signed removal
     tombstone (`kind: "Removed"`), checked the same way (a removal has no content hash; it
@@ -226,6 +231,9 @@ def verify_document(
         raise VerifyError(Refusal.CONTENT_HASH_MISMATCH, "content_hash does not match spec")
     if device is not None and doc.device != device:
         raise VerifyError(Refusal.WRONG_DEVICE, f"addressed to {doc.device!r}, not {device!r}")
+    expires = doc.expires_at if isinstance(doc, DesiredState) else None
+    if now is not None and expires is not None and now > _epoch(expires):
+        raise VerifyError(Refusal.EXPIRED, f"expired at {expires.isoformat()}")
     if held is not None:
         if doc.generation < held.generation or (
             isinstance(doc, Removal) and doc.generation == held.generation
@@ -243,6 +251,10 @@ def verify_document(
                 f"generation {doc.generation} with different content than the one held",
             )
     return doc
+
+
+def _epoch(moment: dt.datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _signed(payload: bytes, trusted_keys: TrustedKeys) -> dict[str, Any]:

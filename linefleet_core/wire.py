@@ -203,6 +203,10 @@ class DesiredState(Wire):
     commit: CommitSha
     content_hash: Sha256
     spec: DeviceSpec
+    expires_at: Timestamp | None = None
+    """Signed freshness bound (optional): a device refuses the document after this time
+    (`expired`), so a replay of an old document to a device whose storage was wiped fails.
+    The reconciler re-signs before it passes (`--max-age`)."""
     signature: Signature | None = None
 
 

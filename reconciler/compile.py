@@ -186,5 +186,7 @@ def compile_fleet(
 
 
 def document_body(doc: DesiredState) -> dict[str, object]:
-    """The JSON object to sign: the document without its `signature`."""
-    return doc.model_dump(mode="json", exclude={"signature"})
+    """The JSON object to sign: the document without its `signature` (and without an unset
+    `expires_at`, so documents without a freshness bound read as they always did)."""
+    unset = {"expires_at"} if doc.expires_at is None else set()
+    return doc.model_dump(mode="json", exclude={"signature", *unset})

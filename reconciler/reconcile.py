@@ -30,7 +30,15 @@ from reconciler import rollback
 from reconciler.compile import CompileError, compile_fleet
 from reconciler.mqtt import Session
 from reconciler.observed import Accepted, Observations
-from reconciler.publish import Result, Revision, Signed, load_revision, publish, sign_all
+from reconciler.publish import (
+    Result,
+    Revision,
+    Signed,
+    expiry,
+    load_revision,
+    publish,
+    sign_all,
+)
 from reconciler.status import fleet_status
 from reconciler.store import Store
 
@@ -50,6 +58,8 @@ class Settings:
     name: str = "main"
     forge: str | None = None
     """Open rollback pull requests through this forge (`local`, `github://…`); None: never."""
+    max_age: float | None = None
+    """Sign documents with `expires_at` (`reconciler.publish.expiry`); None: no freshness bound."""
 
 
 @dataclass
@@ -71,6 +81,7 @@ class Reconciler:
     revision: Revision | None = None
     signed: dict[str, Signed] | None = None
     desired: dict[str, DesiredState] = field(default_factory=dict)
+    expires_at: str | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Reconciler:
@@ -130,16 +141,25 @@ class Reconciler:
         return out
 
     def load(self, commit: str) -> Revision:
-        """The revision at `commit`, compiled and signed once (cached until the head moves)."""
+        """The revision at `commit`, compiled and signed once (cached until the head moves or,
+        with `max_age`, the expiry window does)."""
+        max_age = self.settings.max_age
+        expires = None if max_age is None else expiry(time.time(), max_age)
         if self.revision is None or self.revision.commit != commit:
             revision = load_revision(self.settings.repo, commit)
             base = self.settings.artifact_base
             docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
-            self.signed = sign_all(docs, self.settings.key)
+            self.signed = sign_all(docs, self.settings.key, expires)
             self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
             self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
-            self.revision = revision
+            self.revision, self.expires_at = revision, expires
+        elif expires != self.expires_at:  # the same documents, a fresh freshness bound
+            self.signed = sign_all(self.desired_by_device(), self.settings.key, expires)
+            self.expires_at = expires
         return self.revision
+
+    def desired_by_device(self) -> dict[str, DesiredState]:
+        return {doc.device: doc for doc in self.desired.values()}
 
     def guard(self) -> list[str]:
         """Propose a rollback in git for each line past its health gates (once per head)."""

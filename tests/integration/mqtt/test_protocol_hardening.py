@@ -86,3 +86,38 @@ def test_a_reinstalled_device_restarting_seq_at_1_loses_no_events(
     again = Store(tmp_path / "state").load().device("toledo", "toledo-edge-2")  # persisted
     assert again.install == Event.model_validate_json(second[0][1]).install
     assert again.last_seq == 2 and len(again.seqs) == 2
+
+
+def test_a_device_with_wiped_storage_refuses_an_old_replayed_document(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """With `--max-age`, documents carry a signed `expires_at`: a broker replaying an old
+    (validly signed) document to a device that lost its replay floor is refused `expired`."""
+    from edge_puller.agent import Agent
+    from reconciler.publish import load_revision, publish
+    from tests.integration.mqtt.conftest import retained
+
+    address = BrokerAddress.parse(mosquitto.url)
+    revision = load_revision(fleet_repo, "HEAD")
+    desired = "linefleet/v1/toledo/toledo-edge-1/desired"
+    old = publish(revision, address, key, "file:///x", max_age=60, now=time.time() - 600)
+    assert old.published == 3
+    replay = retained(mosquitto, desired)[desired]  # what a hostile broker keeps to replay
+    assert json.loads(replay)["expires_at"]
+    fresh = publish(revision, address, key, "file:///x", max_age=60)
+    assert fresh.published == 3  # same content, re-signed: the old bound has passed
+    current = retained(mosquitto, desired)[desired]
+    assert publish(revision, address, key, "file:///x", max_age=60).published == 0
+
+    wiped = Agent("toledo", "toledo-edge-1", tmp_path / "edge", {key.key_id: key.public})
+    try:
+        wiped.offer_desired(replay)
+        wiped.tick()
+        assert wiped.state.target is None
+        events = [json.loads(m[1]) for m in drain(wiped.outbox) if m[0].endswith("/events")]
+        assert [(e["type"], e["reason"]) for e in events][:1] == [("refused-document", "expired")]
+        wiped.offer_desired(current)
+        wiped.tick()
+        assert wiped.state.target is not None and wiped.state.generation == 1
+    finally:
+        wiped.outbox.close()
