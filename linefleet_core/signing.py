@@ -130,6 +130,25 @@ class SigningKey:
         public_path.write_bytes(public_pem(self.public))
         return private_path, public_path
 
+    def write_device(self, folder: Path, device: str) -> tuple[Path, Path]:
+        """A device's own key pair: `<device>.key` (0600) and `<device>.pub`; never overwrite."""
+        folder.mkdir(parents=True, exist_ok=True)
+        private_path = folder / f"{device}.key"
+        public_path = folder / f"{device}{PUBLIC_KEY_SUFFIX}"
+        pem = self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise UsageError(f"{private_path} exists; refusing to overwrite a key") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        public_path.write_bytes(public_pem(self.public))
+        return private_path, public_path
+
 
 TrustedKeys = Mapping[str, Ed25519PublicKey]
 
@@ -251,6 +270,36 @@ def verify_document(
                 f"generation {doc.generation} with different content than the one held",
             )
     return doc
+
+
+def signed_by(raw: Mapping[str, Any], key: Ed25519PublicKey) -> str | None:
+    """Why `raw` (a device's report or event) is not signed by `key`; None when it is."""
+    sig = raw.get("signature")
+    if not isinstance(sig, dict):
+        return "unsigned"
+    if sig.get("alg") != "ed25519" or sig.get("key_id") != key_id(key):
+        return "bad_signature"
+    try:
+        value = base64.b64decode(str(sig.get("value")), validate=True)
+        key.verify(value, canonical_json({k: v for k, v in raw.items() if k != "signature"}))
+    except (binascii.Error, InvalidSignature, ValueError):
+        return "bad_signature"
+    return None
+
+
+def load_device_keys(folder: Path) -> dict[str, Ed25519PublicKey]:
+    """`<device-id>.pub` files (from `linefleet keys device`): device id -> public key."""
+    if not folder.is_dir():
+        raise UsageError(f"--device-keys {folder}: no such directory")
+    keys = {}
+    for file in sorted(folder.glob(f"*{PUBLIC_KEY_SUFFIX}")):
+        try:
+            keys[file.name[: -len(PUBLIC_KEY_SUFFIX)]] = load_public_key(
+                file.read_bytes(), str(file)
+            )
+        except OSError as exc:
+            raise UsageError(f"{file}: {exc.strerror}") from None
+    return keys
 
 
 def _epoch(moment: dt.datetime) -> float:

@@ -281,6 +281,9 @@ class ReportedState(Wire):
     lines: list[LineStatus] = Field(default_factory=list)
     error: str = ""
     """Why the device cannot converge, empty when it can."""
+    signature: Signature | None = None
+    """The device's own Ed25519 signature (optional; required by a reconciler that has the
+    device's public key): over the canonical JSON without `signature`, as for desired state."""
 
 
 class EventType(enum.StrEnum):
@@ -319,6 +322,8 @@ class Event(Wire):
     reason: str = ""
     message: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
+    signature: Signature | None = None
+    """The device's own signature, as on `ReportedState`."""
 
 
 class Online(Wire):

@@ -11,10 +11,13 @@ import datetime as dt
 import enum
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from linefleet_core.signing import signed_by
 from linefleet_core.wire import (
     MAX_BYTES,
     Channel,
@@ -38,6 +41,8 @@ class Rejection(enum.StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     FOREIGN_TOPIC = "foreign_topic"
     DUPLICATE_EVENT = "duplicate_event"
+    UNSIGNED = "unsigned"  # a report or event without the device's signature (key known)
+    BAD_SIGNATURE = "bad_signature"  # signed, but not by the device's key
     FOREIGN_LINE = "foreign_line"  # a reported line the device was not sent (status)
     FOREIGN_MODEL = "foreign_model"  # a reported model its line was not sent (status)
 
@@ -78,9 +83,13 @@ _MODELS: dict[Channel, type[ReportedState | Event | Online | DesiredState]] = {
 
 
 def classify(
-    topic: str, payload: bytes, known: set[tuple[str, str]] | None = None
+    topic: str,
+    payload: bytes,
+    known: set[tuple[str, str]] | None = None,
+    device_keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> Accepted | Rejected:
-    """Parse one message; `known` (site, device) pairs, when given, reject strangers."""
+    """Parse one message; `known` (site, device) pairs, when given, reject strangers; a device
+    with a key in `device_keys` must sign its reports and events with it."""
     where = parse_topic(topic)
     if where is None or where.channel is Channel.FRAMES:
         return Rejected(topic, Rejection.FOREIGN_TOPIC, "not a linefleet v1 JSON topic")
@@ -115,6 +124,12 @@ def classify(
             Rejection.TOPIC_MISMATCH,
             f"payload is for {message.site}/{message.device}, topic for {site}/{device}",
         )
+    key = None if device_keys is None else device_keys.get(device)
+    if key is not None and isinstance(message, ReportedState | Event):
+        why = signed_by(raw, key)
+        if why is not None:
+            detail = f"not signed by {device}'s key" if why == "bad_signature" else "no signature"
+            return Rejected(topic, Rejection(why), detail)
     return Accepted(site, device, channel, message)
 
 
@@ -209,9 +224,10 @@ class Observations:
         known: set[tuple[str, str]] | None = None,
         *,
         live: bool = True,
+        device_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> Accepted | Rejected:
         """Classify and record one message; never raises on bad input."""
-        result = classify(topic, payload, known)
+        result = classify(topic, payload, known, device_keys)
         if isinstance(result, Accepted):
             duplicate = self.apply(result, received, live=live)
             if duplicate is not None:

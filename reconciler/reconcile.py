@@ -18,9 +18,11 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
@@ -60,6 +62,8 @@ class Settings:
     """Open rollback pull requests through this forge (`local`, `github://…`); None: never."""
     max_age: float | None = None
     """Sign documents with `expires_at` (`reconciler.publish.expiry`); None: no freshness bound."""
+    device_keys: Mapping[str, Ed25519PublicKey] | None = None
+    """Device id -> public key: those devices' reports and events must carry their signature."""
 
 
 @dataclass
@@ -201,7 +205,12 @@ class Reconciler:
         before = Counter(self.observations.rejections)
         for msg in messages:
             result = self.observations.ingest(
-                msg.topic, msg.payload, msg.received, self.known, live=not msg.retain
+                msg.topic,
+                msg.payload,
+                msg.received,
+                self.known,
+                live=not msg.retain,
+                device_keys=self.settings.device_keys,
             )
             if isinstance(result, Accepted):
                 dirty.add(f"{result.site}/{result.device}")

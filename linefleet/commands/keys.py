@@ -30,6 +30,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     show.add_argument("file", type=Path)
     show.set_defaults(run=run_show)
+    dev = actions.add_parser(
+        "device",
+        help="per-device Ed25519 keys that sign reports and events: <id>.key (0600, for "
+        "`edge run --device-key`) and <id>.pub (for `reconcile/status --device-keys`)",
+    )
+    dev.add_argument("names", nargs="*", metavar="DEVICE")
+    dev.add_argument("--out", type=Path, required=True)
+    dev.add_argument("--repo", type=Path, help="one for every device of this fleet")
+    dev.set_defaults(run=run_device)
     ca = actions.add_parser(
         "ca",
         help="create a fleet certificate authority: ca.pem (give to the broker) and ca.key (0600)",
@@ -119,4 +128,26 @@ def run_cert(ns: argparse.Namespace) -> int:
     for name in names:
         cert, key = pki.write_pair(ns.out, name, authority.issue(name, hosts=ns.host))
         print(f"{name}: {cert} {key}")
+    return int(ExitCode.OK)
+
+
+def run_device(ns: argparse.Namespace) -> int:
+    from linefleet_core.errors import UsageError
+    from linefleet_core.refs import ID_PATTERN
+    from linefleet_core.signing import SigningKey
+
+    names = list(ns.names)
+    if ns.repo is not None:
+        from linefleet_core import spec as fleetspec
+
+        spec, _ = fleetspec.load(fleetspec.DirectorySource(ns.repo))
+        names += sorted(d.id for d in spec.devices.values())
+    if not names:
+        raise UsageError("name at least one device (or pass --repo for every device)")
+    for name in names:
+        if not re.fullmatch(ID_PATTERN, name):
+            raise UsageError(f"{name!r}: not a device id (lowercase letters, digits, '-')")
+    for name in names:
+        private, public = SigningKey.generate().write_device(ns.out, name)
+        print(f"{name}: {private} (on the device) {public} (for the reconciler)")
     return int(ExitCode.OK)

@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "local, github://OWNER/REPO or gitea://HOST/OWNER/REPO (default: never)",
     )
     p.add_argument(
+        "--device-keys",
+        type=Path,
+        metavar="DIR",
+        help="<device-id>.pub files (`linefleet keys device`): those devices' reports and "
+        "events must be signed with their key (refused and counted otherwise)",
+    )
+    p.add_argument(
         "--max-age",
         type=float,
         metavar="SECONDS",
@@ -49,7 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core.mqtturl import BrokerAddress
-    from linefleet_core.signing import SigningKey
+    from linefleet_core.signing import SigningKey, load_device_keys
     from reconciler.publish import default_artifact_base
     from reconciler.reconcile import Reconciler, Settings, TickOutcome
 
@@ -71,6 +78,7 @@ def run(ns: argparse.Namespace) -> int:
         name=ns.name,
         forge=ns.forge,
         max_age=ns.max_age,
+        device_keys=None if ns.device_keys is None else load_device_keys(ns.device_keys),
     )
     stop = threading.Event()
 

@@ -121,3 +121,67 @@ def test_a_device_with_wiped_storage_refuses_an_old_replayed_document(
         assert wiped.state.target is not None and wiped.state.generation == 1
     finally:
         wiped.outbox.close()
+
+
+def test_reports_and_events_must_carry_the_devices_signature(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """A real agent behind a real link signs with its device key; the reconciler (with the
+    devices' public keys) accepts that and refuses an unsigned or wrongly signed forgery on
+    the same topic, from anyone who can write it (a broker, a stolen account)."""
+    from edge_puller.agent import Agent
+    from edge_puller.link import Link, sign_payload
+    from linefleet.cli import main
+    from linefleet_core.signing import load_device_keys
+
+    keys = tmp_path / "device-keys"
+    assert main(["keys", "device", "--out", str(keys), "toledo-edge-1", "toledo-edge-2"]) == 0
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(
+        fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None,
+        device_keys=load_device_keys(keys),
+    )  # fmt: skip
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+    tol1 = "linefleet/v1/toledo/toledo-edge-1"
+    agent = Agent("toledo", "toledo-edge-1", tmp_path / "edge", {key.key_id: key.public})
+    link = Link(
+        address, "toledo", "toledo-edge-1", agent.offer_desired, agent.outbox,
+        device_key=SigningKey.load(keys / "toledo-edge-1.key"),
+    )  # fmt: skip
+    subscriptions = [f"{tol1}/reported", f"{tol1}/events"]
+    with Session(address, "linefleet-test-signed", subscriptions=subscriptions) as s:
+        s.connect()
+        link.start()
+        try:
+            deadline = time.monotonic() + 10
+            while agent.state.target is None:
+                assert time.monotonic() < deadline
+                agent.tick()
+                time.sleep(0.05)
+            agent.emit("activation", "converged", "hello")
+            agent.report()
+            obs = rec.observations.device("toledo", "toledo-edge-1")
+            while obs.reported is None or not obs.events:
+                assert time.monotonic() < deadline, rec.observations.rejections
+                rec.absorb(s, 0.2)
+        finally:
+            link.stop()
+            agent.outbox.close()
+        genuine = obs.reported
+        assert genuine is not None and genuine.signature is not None
+        assert obs.events[-1].signature is not None
+
+        forged = genuine.model_dump(mode="json", exclude={"signature"})
+        forged["error"] = "disk on fire"
+        body = json.dumps(forged).encode()
+        other = SigningKey.load(keys / "toledo-edge-2.key")
+        send(mosquitto, [(f"{tol1}/reported", body, True)])
+        send(mosquitto, [(f"{tol1}/reported", sign_payload(other, body), True)])
+        while sum(rec.observations.rejections[r] for r in ("unsigned", "bad_signature")) < 2:
+            assert time.monotonic() < deadline + 5, rec.observations.rejections
+            rec.absorb(s, 0.2)
+    assert rec.observations.rejections["unsigned"] == 1
+    assert rec.observations.rejections["bad_signature"] == 1
+    assert obs.reported == genuine  # the forgeries changed nothing
+    rec.store.close()
