@@ -30,7 +30,7 @@ from edge_puller.report import AGENT
 from linefleet_core.errors import LinefleetError, UsageError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.oci import Credentials
-from linefleet_core.signing import TrustedKeys
+from linefleet_core.signing import SigningKey, TrustedKeys
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class RunOptions:
     """A signed site bundle to apply first (`linefleet bundle export`), with the MQTT checks."""
     credentials: Mapping[str, Credentials] = field(default_factory=dict)
     """Registry credentials by `HOST[:PORT]` (`--registry-credentials`), for `oci://` models."""
+    device_key: SigningKey | None = None
+    """Signs every report and event the device sends (`linefleet keys device`)."""
 
 
 def lock_state_dir(folder: Path) -> int:
@@ -113,6 +115,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
             agent.outbox,
             spools=agent.spool_list,
             agent=AGENT,
+            device_key=options.device_key,
         )
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

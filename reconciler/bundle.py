@@ -51,7 +51,7 @@ def export_bundle(
     docs = {
         device: doc
         for device, doc in compile_fleet(
-            spec, revision.commit, revision.generation, artifact_base
+            spec, revision.commit, revision.generation, artifact_base, revision.approval
         ).items()
         if doc.site == site
     }

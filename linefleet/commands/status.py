@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from linefleet_core.errors import ExitCode, UsageError
 
@@ -26,6 +26,7 @@ class StatusArgs:
     format: str
     quiet: float
     wait: float | None = None
+    device_keys: Path | None = None
     edge_exports: tuple[Path, ...] = ()
 
 
@@ -45,6 +46,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repo", type=Path, help="fleet repository: flags devices not in the fleet")
     p.add_argument("--state-dir", type=Path, help="state directory of `linefleet reconcile`")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--device-keys",
+        type=Path,
+        metavar="DIR",
+        help="<device-id>.pub files: those devices' reports must carry their signature",
+    )
     p.add_argument(
         "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
     )
@@ -69,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
     from linefleet_core import spec as fleetspec
     from linefleet_core.mqtturl import BrokerAddress
+    from linefleet_core.signing import load_device_keys
     from linefleet_core.wire import Channel, DesiredState, topic_filter
     from reconciler.mqtt import retained_snapshot
     from reconciler.observed import Accepted, Observations, classify
@@ -77,11 +85,13 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
 
     address = BrokerAddress.parse(args.broker)
     fleet: set[str] | None = None
+    assigned: dict[str, frozenset[str]] | None = None
     if args.repo is not None:
         if not args.repo.is_dir():
             raise UsageError(f"--repo {args.repo}: no such directory")
         spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
         fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
+        assigned = fleetspec.assigned_lines(spec)
     observations = Observations()
     recorded: dict[str, str] = {}
     if args.state_dir is not None:
@@ -91,6 +101,7 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
         observations = store.load()
         recorded = store.meta()
         store.close()
+    keys = None if args.device_keys is None else load_device_keys(args.device_keys)
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, filters, client, quiet=args.quiet)
@@ -105,16 +116,20 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
             elif not isinstance(result, Accepted):
                 observations.reject(result)
         else:
-            observations.ingest(name, msg.payload, now, known, live=False)
+            observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
     for path in args.edge_exports:
-        _ingest_export(observations, path, now, known)
-    status = fleet_status(desired, observations, now, fleet)
+        _ingest_export(observations, path, now, known, keys)
+    status = fleet_status(desired, observations, now, fleet, assigned)
     status.reconciler = recorded
     return status, now
 
 
 def _ingest_export(
-    observations: Observations, path: Path, now: float, known: set[tuple[str, str]] | None
+    observations: Observations,
+    path: Path,
+    now: float,
+    known: set[tuple[str, str]] | None,
+    keys: Any,
 ) -> None:
     """Feed an edge export's reports and events in, each as of the time it was written."""
     import datetime as dt
@@ -136,7 +151,7 @@ def _ingest_export(
             at = min(now, dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
         except (ValueError, AttributeError, TypeError):
             pass
-        observations.ingest(message.topic, message.payload, at, known, live=False)
+        observations.ingest(message.topic, message.payload, at, known, live=False, device_keys=keys)
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -149,6 +164,7 @@ def run(ns: argparse.Namespace) -> int:
         ns.format,
         ns.quiet,
         ns.wait,
+        ns.device_keys,
         tuple(ns.edge_export),
     )
     if args.wait is not None and args.wait < 0:
@@ -223,8 +239,18 @@ def _seen(dev: DeviceStatus, now: float) -> str:
     return f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
 
 
+def _approved(dev: DeviceStatus) -> str:
+    """Who approved the desired state's commit: a name (no e-mail), and the pull request."""
+    approval = None if dev.desired is None else dev.desired.approval
+    if approval is None:
+        return "-"
+    name = approval.by.split(" <")[0]
+    return f"{name} (#{approval.pull})" if approval.pull else name
+
+
 def render_table(status: FleetStatus, now: float) -> str:
-    header = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED", "MODEL", "CANDIDATE")
+    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED")
+    header += ("MODEL", "CANDIDATE", "APPROVED BY")
     rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
     for dev in status.devices:
         desired, applied = _gen(dev)
@@ -240,12 +266,15 @@ def render_table(status: FleetStatus, now: float) -> str:
                     applied,
                     _model(row),
                     _candidate(row),
+                    _approved(dev),
                     _seen(dev, now),
                 )
             )
         if not dev.lines:
             cond = dev.condition.type.value
-            rows.append((dev.site, name, "-", cond, desired, applied, "-", "-", _seen(dev, now)))
+            rows.append(
+                (dev.site, name, "-", cond, desired, applied, "-", "-", "-", _seen(dev, now))
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()

@@ -116,6 +116,8 @@ def test_publish_runs_on_main_one_at_a_time() -> None:
     assert check["env"]["LINEFLEET_REGISTRY_PASSWORD"] == (
         "${{ secrets.LINEFLEET_REGISTRY_PASSWORD }}"
     )
+    assert '--forge "github://$REPOSITORY"' in publish["run"]  # who merged: the approver
+    assert doc["permissions"]["pull-requests"] == "read"
     key = step(doc, "Write the signing key")
     assert key["env"]["SIGNING_KEY_PEM"] == "${{ secrets.LINEFLEET_SIGNING_KEY }}"
     assert "umask 077" in key["run"]
