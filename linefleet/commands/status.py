@@ -9,11 +9,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from reconciler.observed import Observations
     from reconciler.status import DeviceStatus, FleetStatus, LineRow
 
@@ -129,7 +131,7 @@ def _ingest_export(
     path: Path,
     now: float,
     known: set[tuple[str, str]] | None,
-    keys: Any,
+    keys: dict[str, Ed25519PublicKey] | None,
 ) -> None:
     """Feed an edge export's reports and events in, each as of the time it was written."""
     import datetime as dt
