@@ -125,6 +125,7 @@ PUBLISH_WORKFLOW = """\
 # (a queued or re-run job never publishes an older commit), one publish at a time.
 # Secrets: LINEFLEET_BROKER (mqtts://HOST:PORT) and LINEFLEET_SIGNING_KEY (the PEM of the key
 # `linefleet keys generate` wrote; its .pub is pinned on every device).
+# To upgrade linefleet, change `@v%(version)s` here and in fleet-check.yml.
 name: fleet publish
 
 on:

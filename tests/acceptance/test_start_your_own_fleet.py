@@ -125,12 +125,13 @@ def test_from_an_empty_folder_to_one_device_synced(tmp_path: Path) -> None:
         assert "published plant-1/edge-1" in published, published
         (tmp_path / "frames").mkdir()
         log = (tmp_path / "edge-1.log").open("wb")
+        edge_run = [
+            "linefleet", "edge", "run", "--device", "plant-1/edge-1", "--broker", broker.url,
+            "--state-dir", "../edge-1", "--frames", "../frames", "--trust-key", "../keys",
+            "--artifact-root", "fleet/artifacts",
+        ]  # fmt: skip
         agent = subprocess.Popen(
-            [
-                "linefleet", "edge", "run", "--device", "plant-1/edge-1", "--broker", broker.url,
-                "--state-dir", "../edge-1", "--frames", "../frames", "--trust-key", "../keys",
-                "--artifact-root", "fleet/artifacts",
-            ],  # fmt: skip
+            edge_run,
             cwd=fleet,
             env=env,
             stdout=log,

@@ -234,3 +234,11 @@ def test_actionlint_does_catch_a_broken_workflow(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "bad.yml:" in result.stdout
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in ACTIONS.glob("*/*.sh")))
+def test_action_scripts_are_valid_bash(script: str) -> None:
+    (path,) = ACTIONS.glob(f"*/{script}")
+    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert path.stat().st_mode & 0o111, f"{path} is not executable"
