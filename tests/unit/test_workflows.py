@@ -177,7 +177,8 @@ def linefleet_commands() -> list[tuple[str, list[str]]]:
         script = script.replace("\\\n", " ")
         for line in script.splitlines():
             m = re.search(
-                r'(?:^|[;&|(]\s*)(?:linefleet|lf|"[^"]*/linefleet")\s+([^|>;&)]*)', line.strip()
+                r'(?:^|[;&|(]\s*|PYTHONSAFEPATH=1\s+)(?:linefleet|lf|"[^"]*/linefleet"|"\$LINEFLEET")\s+([^|>;&)]*)',
+                line.strip(),
             )
             if m and not line.strip().startswith("#") and m.group(1).split()[0] != "--version":
                 text = re.sub(r"\$\{\{[^}]*\}\}", "1", m.group(1))

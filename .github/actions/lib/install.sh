@@ -51,6 +51,9 @@ linefleet_install() {
     *"$repo"/*) fail_setup "linefleet would run from the repository being checked: $where" ;;
   esac
   echo "linefleet from ${req}: $(head -n 1 <<<"$where")"
+  if [ -n "${GITHUB_OUTPUT:-}" ]; then
+    echo "linefleet=$LF" >> "$GITHUB_OUTPUT"
+  fi
 }
 
 # Run the installed linefleet from OUT, never with the fleet repository on the import path.
