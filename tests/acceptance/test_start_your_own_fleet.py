@@ -7,6 +7,7 @@ The three YAML files are taken from the README itself, so the documented edit is
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -145,6 +146,33 @@ def test_from_an_empty_folder_to_one_device_synced(tmp_path: Path) -> None:
             log.close()
         agent_log = (tmp_path / "edge-1.log").read_text(errors="replace")
         assert code == 0, agent_log
+
+        # What the generated fleet-publish.yml runs (the publish action's script), with the
+        # same wheel: nothing changed since, so nothing is sent, and the key file is gone.
+        runner_temp = tmp_path / "runner-temp"
+        runner_temp.mkdir()
+        script = ROOT / ".github" / "actions" / "publish" / "publish.sh"
+        again = subprocess.run(
+            ["bash", str(script)],
+            cwd=fleet,
+            env={
+                **env,
+                "BROKER": broker.url,
+                "SIGNING_KEY_PEM": (tmp_path / "keys" / "signing.key").read_text(),
+                "LINEFLEET_PACKAGE": str(wheel),
+                "LINEFLEET_PYTHON": str(venv.python),
+                "LINEFLEET_PIP_ARGS": "--no-index",
+                "OUT": str(tmp_path / "publish-out"),
+                "RUNNER_TEMP": str(runner_temp),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        result = json.loads((tmp_path / "publish-out" / "publish.json").read_text())
+        assert (result["published"], result["unchanged"]) == (0, 1), result
+        assert list(runner_temp.iterdir()) == []
     row = next(line for line in status.splitlines() if "edge-1" in line)
     assert "Synced" in row, status
     assert "defects@1" in status, status
