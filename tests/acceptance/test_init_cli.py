@@ -186,3 +186,10 @@ def test_a_brought_taxonomy_replaces_the_starter_and_its_errors_point_at_it(
         2,
         f"linefleet: error: --taxonomy {tmp_path / 'none'}: No such file or directory\n",
     )
+
+
+def test_version_names_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"linefleet {VERSION}\n"
