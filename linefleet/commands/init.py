@@ -97,7 +97,11 @@ def run(ns: argparse.Namespace) -> int:
         taxonomies=tuple((target, raw) for target, (_, raw) in brought.items()),
     )
     files = build(options, {target: origin for target, (origin, _) in brought.items()})
-    write_files(files, args.dir)
+    try:
+        write_files(files, args.dir)
+    except OSError as exc:
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
+        raise UsageError(f"{args.dir}: {reason}") from None
     if args.commit:
         commit(args.dir, sorted(files), f"Start the fleet: site {options.site_id}")
     print(f"created {args.dir}: {len(files)} files, site {options.site_id}")
