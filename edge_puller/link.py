@@ -1,8 +1,9 @@
 """The device's MQTT link: its own reconnect loop, the desired subscription, the outbox sender.
 
 - Persistent session (`clean_session=False`) with the stable id `linefleet-device-<id>`.
-- Last will `{"online": false}` (retained, QoS 1) set before connecting; birth
-  `{"online": true}` published after every connect; re-subscribe to `…/desired` every time.
+- Last will `{"online":false,"protocol":1}` (retained, QoS 1) set before connecting; birth
+  `{"online":true,"protocol":1}` (with `agent`) published after every connect; re-subscribe to
+  `…/desired` every time.
 - Reconnects with capped, jittered exponential backoff (reset after a successful connect).
 - A sender thread delivers the outbox strictly in order, one message in flight, and acks a
   message only after the broker's PUBACK; when the outbox is empty it uploads spooled frames.

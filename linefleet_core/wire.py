@@ -194,6 +194,18 @@ class Signature(Wire):
     """Base64 (standard alphabet, padded) of the 64-byte Ed25519 signature."""
 
 
+class Approval(Wire):
+    """Who approved a published change: the forge's merge record, else the git committer."""
+
+    by: str = Field(min_length=1)
+    """`Jane Doe <jane@acme.example>` (git identity) or a forge login (`@jdoe`)."""
+    via: str = Field(min_length=1)
+    """Where it comes from: `pull request #12 (local forge)`, `merge commit`, `commit`."""
+    commit: CommitSha
+    """The commit whose merge was approved (the published commit)."""
+    pull: int | None = None
+
+
 class DesiredState(Wire):
     protocol: ProtocolField
     kind: Literal["DesiredState"]
@@ -203,6 +215,8 @@ class DesiredState(Wire):
     commit: CommitSha
     content_hash: Sha256
     spec: DeviceSpec
+    approval: Approval | None = None
+    """Who approved the commit this content was published from (not part of `content_hash`)."""
     signature: Signature | None = None
 
 

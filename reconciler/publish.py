@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.forge.base import Forge
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
-from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
+from linefleet_core.wire import (
+    Approval,
+    Channel,
+    DesiredState,
+    parse_topic,
+    topic,
+    topic_filter,
+)
 from reconciler.compile import compile_fleet, document_body
 from reconciler.mqtt import Outgoing, Session, retained_snapshot
 
@@ -177,10 +185,14 @@ class Revision:
     spec: FleetSpec
     commit: str
     generation: int
+    approval: Approval | None = None
+    """Who approved `commit` (`linefleet_core.approval`), recorded in every document."""
 
 
-def load_revision(repo: Path, rev: str) -> Revision:
-    """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
+def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> Revision:
+    """The validated fleet at `rev`, with its commit SHA, first-parent generation, and who
+    approved it (from `forge`'s merge record; default: the repository's local forge)."""
+    from linefleet_core.approval import approval_of
     from linefleet_core.gitrepo import GitSource, open_repo, resolve
     from reconciler.check import load_checked
 
@@ -193,7 +205,8 @@ def load_revision(repo: Path, rev: str) -> Revision:
     if errors:
         raise FindingsError(errors)
     generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
-    return Revision(spec, commit.hexsha, generation)
+    approval = approval_of(git_repo, commit.hexsha, forge)
+    return Revision(spec, commit.hexsha, generation, approval)
 
 
 def default_artifact_base(repo: Path) -> str:
@@ -216,7 +229,9 @@ def publish(
     With `dry_run`, the broker is only read: the result says what would be sent.
     """
     if signed is None:
-        docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
+        docs = compile_fleet(
+            revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
+        )
         signed = sign_all(docs, key)
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
+from linefleet_core.forge.base import Forge
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
@@ -129,12 +130,25 @@ class Reconciler:
         self.store.put("last_error", out.error)
         return out
 
+    def _forge(self) -> Forge | None:
+        """The forge that names who merged a commit (None: the repository's local forge)."""
+        if self.settings.forge is None:
+            return None
+        from linefleet_core.forge.factory import forge_from_spec
+
+        try:
+            return forge_from_spec(self.settings.forge, self.settings.repo)
+        except LinefleetError:  # e.g. no token: name the git committer, keep publishing
+            return None
+
     def load(self, commit: str) -> Revision:
         """The revision at `commit`, compiled and signed once (cached until the head moves)."""
         if self.revision is None or self.revision.commit != commit:
-            revision = load_revision(self.settings.repo, commit)
+            revision = load_revision(self.settings.repo, commit, self._forge())
             base = self.settings.artifact_base
-            docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
+            docs = compile_fleet(
+                revision.spec, revision.commit, revision.generation, base, revision.approval
+            )
             self.signed = sign_all(docs, self.settings.key)
             self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
             self.known = {(d.site, d.id) for d in revision.spec.devices.values()}

@@ -237,6 +237,9 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
                     "generation": dev.desired.generation,
                     "commit": dev.desired.commit,
                     "content_hash": dev.desired.content_hash,
+                    "approval": None
+                    if dev.desired.approval is None
+                    else dev.desired.approval.model_dump(),
                 },
                 "accepted": None
                 if rep is None or rep.desired is None

@@ -20,6 +20,7 @@ class PublishArgs:
     artifact_base: str | None
     format: str
     dry_run: bool = False
+    forge: str | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +48,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="read the broker, say what would be sent, send nothing",
     )
+    p.add_argument(
+        "--forge",
+        help="read who merged the published commit from this forge (local, github://O/R, "
+        "gitea://H/O/R; default: the repository's local forge, else the git committer)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
@@ -57,13 +63,25 @@ def run(ns: argparse.Namespace) -> int:
     from reconciler.publish import default_artifact_base, load_revision, publish
 
     args = PublishArgs(
-        ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format, ns.dry_run
+        ns.broker,
+        ns.repo,
+        ns.rev,
+        ns.signing_key,
+        ns.artifact_base,
+        ns.format,
+        ns.dry_run,
+        ns.forge,
     )
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
-    revision = load_revision(args.repo, args.rev)
+    forge = None
+    if args.forge is not None:
+        from linefleet_core.forge import forge_from_spec
+
+        forge = forge_from_spec(args.forge, args.repo)
+    revision = load_revision(args.repo, args.rev, forge)
     base = args.artifact_base or default_artifact_base(args.repo)
     result = publish(revision, address, key, base, dry_run=args.dry_run)
     if args.format == "json":

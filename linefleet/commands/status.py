@@ -176,8 +176,18 @@ def _seen(dev: DeviceStatus, now: float) -> str:
     return f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
 
 
+def _approved(dev: DeviceStatus) -> str:
+    """Who approved the desired state's commit: a name (no e-mail), and the pull request."""
+    approval = None if dev.desired is None else dev.desired.approval
+    if approval is None:
+        return "-"
+    name = approval.by.split(" <")[0]
+    return f"{name} (#{approval.pull})" if approval.pull else name
+
+
 def render_table(status: FleetStatus, now: float) -> str:
-    header = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED", "MODEL", "CANDIDATE")
+    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED")
+    header += ("MODEL", "CANDIDATE", "APPROVED BY")
     rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
     for dev in status.devices:
         desired, applied = _gen(dev)
@@ -193,12 +203,15 @@ def render_table(status: FleetStatus, now: float) -> str:
                     applied,
                     _model(row),
                     _candidate(row),
+                    _approved(dev),
                     _seen(dev, now),
                 )
             )
         if not dev.lines:
             cond = dev.condition.type.value
-            rows.append((dev.site, name, "-", cond, desired, applied, "-", "-", _seen(dev, now)))
+            rows.append(
+                (dev.site, name, "-", cond, desired, applied, "-", "-", "-", _seen(dev, now))
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()

@@ -135,6 +135,7 @@ on:
 
 permissions:
   contents: read
+  pull-requests: read # who merged the published commit: the approver each document names
 
 concurrency:
   group: linefleet-publish

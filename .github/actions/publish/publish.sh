@@ -8,6 +8,8 @@
 #   SIGNING_KEY_PEM  the Ed25519 private key (PEM text, from a CI secret)
 #   FLEET_REPO       the fleet repository (default: .)
 #   BRANCH           the branch to publish (default: main); fetched from origin when there is one
+#   FORGE            optional: where to read who merged the commit (github://OWNER/REPO, with
+#                    GITHUB_TOKEN); without it the git committer is named
 #   OUT              results folder (default: ./linefleet-publish): publish.json, venv/
 #   and the install settings of ../lib/install.sh (LINEFLEET_VERSION or LINEFLEET_PACKAGE, ...).
 # Exit: that of `linefleet publish` (0 ok, 1 invalid fleet, 4 broker unreachable); 2 setup.
@@ -33,8 +35,10 @@ if git -C "$REPO" remote get-url origin > /dev/null 2>&1; then
   git -C "$REPO" fetch --quiet origin "$BRANCH" || exit 4
   rev="origin/$BRANCH"
 fi
-lf publish --broker "$BROKER" --signing-key "$key" --repo "$REPO" --rev "$rev" --format json \
-  > "$OUT/publish.json"
+forge=()
+[ -n "${FORGE:-}" ] && forge=(--forge "$FORGE")
+lf publish --broker "$BROKER" --signing-key "$key" --repo "$REPO" --rev "$rev" "${forge[@]}" \
+  --format json > "$OUT/publish.json"
 rc=$?
 cat "$OUT/publish.json"
 exit "$rc"

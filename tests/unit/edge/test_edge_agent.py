@@ -228,6 +228,24 @@ def test_removed_from_the_fleet_keeps_serving_and_says_so(
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
 
 
+def test_a_verified_duplicate_ends_the_removed_state_and_a_refused_document_does_not(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    document = desired(KEY, 1, line_doc(models["m1"]))
+    agent.offer_desired(document)
+    _converge(agent)
+    agent.offer_desired(b"")
+    agent.tick()
+    agent.offer_desired(b"{}")  # refused (malformed): still removed
+    agent.tick()
+    assert agent.removed
+    agent.offer_desired(document)  # the same generation and content again (docs/protocol.md 4.1)
+    agent.tick()
+    assert not agent.removed and agent.state.applied_generation == 1
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+
+
 def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
     tmp_path: Path, models: dict[str, ModelSpec]
 ) -> None:
