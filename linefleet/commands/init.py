@@ -125,14 +125,14 @@ def build(options: InitOptions, origins: dict[str, str] | None = None) -> dict[s
     `origins` maps a brought taxonomy's repository path to the file the user named, so that
     its findings point at that file.
     """
-    from linefleet.commands.codeowners import TARGET, owner_findings, render
+    from linefleet.commands.codeowners import TARGET, render
     from linefleet.scaffold import render as render_files
     from linefleet_core import spec as fleetspec
     from linefleet_core import validation
 
     files = render_files(options)
     spec, findings = fleetspec.load(_Files(files))
-    findings += validation.check(spec) + owner_findings(spec)
+    findings += validation.check(spec)
     errors = [_blame(f, options, origins or {}) for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FindingsError(errors)

@@ -141,10 +141,12 @@ def test_bad_choices_are_located_at_their_flags_and_nothing_is_written(
     )  # fmt: skip
     assert (code, out) == (1, "")
     assert err.splitlines() == [
-        "linefleet: error: --approver: owners.fleet_admins[0]: String should match pattern "
-        "'^(@[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9_.-]+)?|[^@\\s]+@[^@\\s]+)$'",
+        "linefleet: error: --approver: owners.fleet_admins[0]: 'not an owner' is not a "
+        "CODEOWNERS owner (@user, @org/team or an e-mail)",
         "--site: id: String should match pattern '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'",
         "--timezone: timezone: unknown IANA timezone 'Mars/Olympus' (for example 'Europe/Berlin')",
+        "--approver: approvers[0]: 'not an owner' is not a CODEOWNERS owner "
+        "(@user, @org/team or an e-mail)",
     ]
     assert not repo.exists()
     assert list(tmp_path.iterdir()) == []  # no staging folder left behind

@@ -184,6 +184,7 @@ def linefleet_commands() -> list[tuple[str, list[str]]]:
             )
             if m and not line.strip().startswith("#") and m.group(1).split()[0] != "--version":
                 text = re.sub(r"\$\{\{[^}]*\}\}", "1", m.group(1))
+                text = re.sub(r'"\$\{[a-z_]+\[@\]\}"', "", text)  # an optional argument list
                 text = re.sub(r"\$\{?[A-Za-z_]+\}?", "1", text)
                 found.append((f"{where}: linefleet {m.group(1).strip()}", shlex.split(text)))
     return found
