@@ -110,6 +110,14 @@ class FleetSpec:
         return [line for line in self.lines.values() if line.site == site]
 
 
+def assigned_lines(spec: FleetSpec) -> dict[str, frozenset[str]]:
+    """The lines (`site/line`) each device (`site/device`) serves, as the fleet declares."""
+    return {
+        f"{d.site}/{d.id}": frozenset(f"{d.site}/{s.line}" for s in d.serves)
+        for d in spec.devices.values()
+    }
+
+
 @dataclass(frozen=True)
 class Checked:
     """One file read and schema-checked: what depends on nothing but its path and bytes."""

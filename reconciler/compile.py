@@ -193,6 +193,7 @@ def compile_fleet(
 
 
 def document_body(doc: DesiredState) -> dict[str, object]:
-    """The JSON object to sign: the document without its `signature` (nor an absent approval)."""
-    skip = {"signature"} if doc.approval is not None else {"signature", "approval"}
-    return doc.model_dump(mode="json", exclude=skip)
+    """The JSON object to sign: the document without its `signature`, and without an unset
+    `approval` or `expires_at`, so documents without them read as they always did."""
+    unset = {k for k in ("approval", "expires_at") if getattr(doc, k) is None}
+    return doc.model_dump(mode="json", exclude={"signature", *unset})

@@ -53,6 +53,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="read who merged the published commit from this forge (local, github://O/R, "
         "gitea://H/O/R; default: the repository's local forge, else the git committer)",
     )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="sign documents with expires_at at most SECONDS ahead (re-signed every "
+        "SECONDS/2): a device refuses an older document even with its storage wiped "
+        "(default: no bound)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
@@ -83,7 +91,9 @@ def run(ns: argparse.Namespace) -> int:
         forge = forge_from_spec(args.forge, args.repo)
     revision = load_revision(args.repo, args.rev, forge)
     base = args.artifact_base or default_artifact_base(args.repo)
-    result = publish(revision, address, key, base, dry_run=args.dry_run)
+    if ns.max_age is not None and not ns.max_age > 0:
+        raise UsageError("--max-age must be positive")
+    result = publish(revision, address, key, base, dry_run=args.dry_run, max_age=ns.max_age)
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
