@@ -52,6 +52,7 @@ class TrainResult:
     per_line: dict[str, Scores]
     reference_stats: dict[str, float]
     model: TrainedModel
+    trained_on: tuple[str, ...] = ()
 
 
 def pick_taxonomy(request: TrainRequest, taxonomies: dict[str, Taxonomy]) -> Taxonomy:
@@ -146,6 +147,7 @@ def train_run(
         per_line=per_line,
         reference_stats=stats,
         model=model,
+        trained_on=trained_on,
     )
 
 
