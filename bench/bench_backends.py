@@ -42,7 +42,7 @@ from tests.support.trainer_data import write_taxonomies  # noqa: E402
 from trainer.cnn import CnnConfig  # noqa: E402
 from trainer.datasets import DatasetVersion, build  # noqa: E402
 from trainer.evaluate import ModelUnderTest, evaluate  # noqa: E402
-from trainer.evidence import factory_rates, show  # noqa: E402
+from trainer.evidence import factory_rates  # noqa: E402
 from trainer.folders import import_folder  # noqa: E402
 from trainer.imports import import_annotations  # noqa: E402
 from trainer.train import TrainConfig, fit  # noqa: E402
@@ -249,7 +249,8 @@ Better backend here: **{better}**; worst line: escape {escape:.3f}, accuracy {ac
 training {seconds} s (goal: escape <= {GOAL_ESCAPE}, accuracy >= {GOAL_ACCURACY}, <= 10 min:
 {"met" if met else "not met"}).
 
-**2. Cross-line** (`factory_sim`, 4 lines x {FRAMES} frames, 64 px; pilot = `{cross["pilot_line"]}`):
+**2. Cross-line** (`factory_sim`, 4 lines x {FRAMES} frames, 64 px; pilot =
+`{cross["pilot_line"]}`):
 
 | backend/scope | line | accuracy | escape | false reject | train s |
 |---|---|---|---|---|---|

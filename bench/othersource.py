@@ -43,8 +43,10 @@ def _texture(material: str, rng: np.random.Generator, size: int) -> np.ndarray:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         period = rng.uniform(5, 8)
         phase = rng.uniform(0, 2 * math.pi, 2)
-        base = 0.05 * np.sin(2 * math.pi * xx / period + phase[0]) * np.sin(
-            2 * math.pi * yy / period + phase[1]
+        base = (
+            0.05
+            * np.sin(2 * math.pi * xx / period + phase[0])
+            * np.sin(2 * math.pi * yy / period + phase[1])
         )
         base += _noise(rng, size, 8) * 0.02
     else:
@@ -86,7 +88,7 @@ def _particles(img: np.ndarray, rng: np.random.Generator) -> None:
         c = centre + rng.normal(0, size * 0.04, 2)
         r = rng.uniform(0.8, 2.2) * size / 128
         mask = np.zeros(img.shape[:2], np.float32)
-        cv2.circle(mask, (int(c[0]), int(c[1])), max(1, int(round(r))), 1.0, -1, cv2.LINE_AA)
+        cv2.circle(mask, (int(c[0]), int(c[1])), max(1, round(r)), 1.0, -1, cv2.LINE_AA)
         img += mask[:, :, None] * colour
 
 
