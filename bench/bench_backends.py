@@ -95,7 +95,7 @@ def score(ws: Workspace, version: DatasetVersion, config: TrainConfig) -> dict[s
     return {"train_seconds": round(seconds, 1), "train_frames": model.train_frames, "lines": lines}
 
 
-def independent(root: Path) -> tuple[Workspace, DatasetVersion, dict[str, Any]]:
+def independent_data(root: Path) -> tuple[Workspace, DatasetVersion]:
     repo = root / "repo"
     write_taxonomies(repo)
     log(f"independent source: 3 lines x {FRAMES} frames at 128 px")
@@ -103,7 +103,11 @@ def independent(root: Path) -> tuple[Workspace, DatasetVersion, dict[str, Any]]:
     ws = Workspace(state=root / "state", fleet_repo=repo)
     import_folder(root / "tree", ws.open_store(), ws.frames, levels=tuple(LEVELS.split("/")),
                   annotator="bench", taxonomy=TAXONOMY)  # fmt: skip
-    version = _dataset(ws, TAXONOMY)
+    return ws, _dataset(ws, TAXONOMY)
+
+
+def independent(root: Path) -> tuple[Workspace, DatasetVersion, dict[str, Any]]:
+    ws, version = independent_data(root)
     out = {}
     for name, config in configs().items():
         log(f"  {name}: training")
@@ -124,7 +128,7 @@ def cross_line(root: Path) -> dict[str, Any]:
                        annotator="sim", taxonomy="surface-defects@1")  # fmt: skip
     version = _dataset(ws, "surface-defects@1")
     pilot = version.lines()[0]
-    out: dict[str, Any] = {"pilot_line": pilot}
+    out: dict[str, Any] = {"pilot_line": pilot, "frames": FRAMES, "epochs": EPOCHS}
     for name, config in configs().items():
         size = 64
         base = TrainConfig(size=size, backend=config.backend,
@@ -180,7 +184,8 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
                 pick = pool[np.argsort(-scores, kind="stable")[:batch]]
             labelled += [int(i) for i in pick]
         results[strategy] = curve
-    return {"backend": backend, "batch": batch, "curves": results}
+    return {"backend": backend, "batch": batch, "curves": results, "train_frames": len(train),
+            "holdout_frames": len(hold)}  # fmt: skip
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -201,16 +206,47 @@ def _worst(result: dict[str, Any]) -> tuple[float, float]:
     return max(x["escape"]["value"] for x in lines), min(x["accuracy"] for x in lines)
 
 
+def _better(ind: dict[str, Any]) -> str:
+    return max(ind, key=lambda n: (statistics.mean(
+        x["accuracy"] for x in ind[n]["lines"].values()), -_worst(ind[n])[0]))  # fmt: skip
+
+
+def run_section(name: str, root: Path, better: str = "features") -> Any:
+    if name == "independent":
+        return independent(root)[2]
+    if name == "cross":
+        return cross_line(root)
+    ws, version = independent_data(root)
+    return active_learning(ws, version, better)
+
+
 def main() -> None:
+    """All sections, or one: `--section independent|cross|al OUT.json` (`al` takes the backend
+    from `--better NAME`); `--assemble IND.json CROSS.json AL.json` prints the runner JSON."""
+    args = sys.argv[1:]
+    if args[:1] == ["--section"]:
+        better = args[args.index("--better") + 1] if "--better" in args else "features"
+        with tempfile.TemporaryDirectory() as tmp:
+            doc = run_section(args[1], Path(tmp), better)
+        Path(args[2]).write_text(json.dumps(doc, indent=1))
+        return
+    if args[:1] == ["--assemble"]:
+        ind, cross, al = (json.loads(Path(a).read_text()) for a in args[1:4])
+        print(json.dumps(report(ind, cross, al)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ws, version, ind = independent(root / "independent")
-        worst = {name: _worst(r) for name, r in ind.items()}
-        better = max(ind, key=lambda n: (statistics.mean(
-            x["accuracy"] for x in ind[n]["lines"].values()), -worst[n][0]))  # fmt: skip
+        better = _better(ind)
         log(f"better backend on the independent source: {better}")
         cross = cross_line(root / "cross")
         al = active_learning(ws, version, better)
+    print(json.dumps(report(ind, cross, al)))
+
+
+def report(ind: dict[str, Any], cross: dict[str, Any], al: dict[str, Any]) -> dict[str, Any]:
+    worst = {name: _worst(r) for name, r in ind.items()}
+    better = _better(ind)
     escape, accuracy = worst[better]
     seconds = ind[better]["train_seconds"]
     met = escape <= GOAL_ESCAPE and accuracy >= GOAL_ACCURACY and seconds <= GOAL_SECONDS
@@ -223,7 +259,7 @@ def main() -> None:
         )
     cross_rows = []
     for key, r in cross.items():
-        if key == "pilot_line":
+        if not isinstance(r, dict):
             continue
         for line, x in sorted(r["lines"].items()):
             cross_rows.append(
@@ -249,8 +285,8 @@ Better backend here: **{better}**; worst line: escape {escape:.3f}, accuracy {ac
 training {seconds} s (goal: escape <= {GOAL_ESCAPE}, accuracy >= {GOAL_ACCURACY}, <= 10 min:
 {"met" if met else "not met"}).
 
-**2. Cross-line** (`factory_sim`, 4 lines x {FRAMES} frames, 64 px; pilot =
-`{cross["pilot_line"]}`):
+**2. Cross-line** (`factory_sim`, 4 lines x {cross["frames"]} frames, 64 px, CNN
+{cross["epochs"]} epochs; pilot = `{cross["pilot_line"]}`):
 
 | backend/scope | line | accuracy | escape | false reject | train s |
 |---|---|---|---|---|---|
@@ -263,7 +299,7 @@ holdout accuracy by labels:
 |---|---|
 {curves}
 """
-    print(json.dumps({
+    return {
         "benchmark": "backends",
         "title": "Training backends: features vs CNN, independent source and cross-line",
         "command": "nice -n 10 .venv/bin/python bench/bench_backends.py",
@@ -273,7 +309,7 @@ holdout accuracy by labels:
         "results": {"independent": ind, "better": better, "cross_line": cross,
                     "active_learning": al},
         "markdown": markdown,
-    }))  # fmt: skip
+    }  # fmt: skip
 
 
 if __name__ == "__main__":
