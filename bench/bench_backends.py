@@ -201,6 +201,28 @@ def _table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _cross_markdown(cross: dict[str, Any] | None, rows: list[str]) -> str:
+    if cross is None:
+        return "**2. Cross-line**: not measured in this run (see the note below)."
+    return f"""**2. Cross-line** (`factory_sim`, 4 lines x {cross["frames"]} frames, 64 px, CNN
+{cross["epochs"]} epochs; pilot = `{cross["pilot_line"]}`):
+
+| backend/scope | line | accuracy | escape | false reject | train s |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}"""
+
+
+def _al_markdown(al: dict[str, Any] | None, curves: str) -> str:
+    if al is None:
+        return "**3. Active learning** with the better backend: not measured in this run."
+    return f"""**3. Active learning** with the better backend ({al["backend"]}, batches of
+{al["batch"]}), holdout accuracy by labels:
+
+| strategy | labels: accuracy |
+|---|---|
+{curves}"""
+
+
 def _worst(result: dict[str, Any]) -> tuple[float, float]:
     lines = result["lines"].values()
     return max(x["escape"]["value"] for x in lines), min(x["accuracy"] for x in lines)
@@ -231,7 +253,10 @@ def main() -> None:
         Path(args[2]).write_text(json.dumps(doc, indent=1))
         return
     if args[:1] == ["--assemble"]:
-        ind, cross, al = (json.loads(Path(a).read_text()) for a in args[1:4])
+        ind, cross, al = (
+            json.loads(Path(a).read_text()) if Path(a).is_file() else None for a in args[1:4]
+        )
+        assert ind is not None, "the independent section is required"
         print(json.dumps(report(ind, cross, al)))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,7 +269,10 @@ def main() -> None:
     print(json.dumps(report(ind, cross, al)))
 
 
-def report(ind: dict[str, Any], cross: dict[str, Any], al: dict[str, Any]) -> dict[str, Any]:
+def report(
+    ind: dict[str, Any], cross: dict[str, Any] | None, al: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The runner's JSON; a section not measured (None) is said to be missing, never guessed."""
     worst = {name: _worst(r) for name, r in ind.items()}
     better = _better(ind)
     escape, accuracy = worst[better]
@@ -258,7 +286,7 @@ def report(ind: dict[str, Any], cross: dict[str, Any], al: dict[str, Any]) -> di
             "| recall |\n|---|---|---|---|---|---|\n" + _table(r)
         )
     cross_rows = []
-    for key, r in cross.items():
+    for key, r in (cross or {}).items():
         if not isinstance(r, dict):
             continue
         for line, x in sorted(r["lines"].items()):
@@ -268,7 +296,7 @@ def report(ind: dict[str, Any], cross: dict[str, Any], al: dict[str, Any]) -> di
             )
     curves = "\n".join(
         f"| {s} | " + ", ".join(f"{n}: {a:.3f}" for n, a in c) + " |"
-        for s, c in al["curves"].items()
+        for s, c in (al or {}).get("curves", {}).items()
     )
     markdown = f"""Both backends of `linefleet train`. CNN: {CNN_SIZE} px input, {TILES}x{TILES}
 tiles, {EPOCHS} epochs, augmentation on; features: {FEATURE_SIZE} px, logistic regression.
@@ -285,19 +313,9 @@ Better backend here: **{better}**; worst line: escape {escape:.3f}, accuracy {ac
 training {seconds} s (goal: escape <= {GOAL_ESCAPE}, accuracy >= {GOAL_ACCURACY}, <= 10 min:
 {"met" if met else "not met"}).
 
-**2. Cross-line** (`factory_sim`, 4 lines x {cross["frames"]} frames, 64 px, CNN
-{cross["epochs"]} epochs; pilot = `{cross["pilot_line"]}`):
+{_cross_markdown(cross, cross_rows)}
 
-| backend/scope | line | accuracy | escape | false reject | train s |
-|---|---|---|---|---|---|
-{chr(10).join(cross_rows)}
-
-**3. Active learning** with the better backend ({al["backend"]}, batches of {al["batch"]}),
-holdout accuracy by labels:
-
-| strategy | labels: accuracy |
-|---|---|
-{curves}
+{_al_markdown(al, curves)}
 """
     return {
         "benchmark": "backends",

@@ -33,7 +33,7 @@ PROBABILITIES = "probabilities"
 ML_OPSET = 3
 BACKENDS = ("features", "cnn")
 DEFAULT_BACKEND = "features"
-"""The better backend on the benchmarks (docs/benchmarks.md, "Backends")."""
+"""The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
 
 
 @dataclass(frozen=True)
