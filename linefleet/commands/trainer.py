@@ -97,6 +97,7 @@ def run_promote(ns: argparse.Namespace) -> int:
         base=ns.base,
         push_to=ns.push,
         push_credentials=push_credentials,
+        trained_on=run.trained_on,
     )
     result = propose(proposal, forge, ws.frames, ws.taxonomies())
     plan = result.plan
