@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linefleet_core import gitrepo
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import Finding, FindingsError, PermanentError, Severity, UsageError
-from linefleet_core.forge import Forge, PullRequest
 from linefleet_core.spec import DirectorySource, FleetSpec, load
 from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.validation import check
+from linefleet_forge import Forge, PullRequest, gitrepo
 from trainer.catalogue_edit import add_model_version, set_shadow_candidate
 from trainer.datasets import DatasetVersion
 from trainer.evaluate import ModelUnderTest, evaluate

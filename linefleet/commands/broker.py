@@ -76,7 +76,7 @@ def run(ns: argparse.Namespace) -> int:
     from linefleet_core import spec as fleetspec
     from linefleet_core.mqtturl import BrokerAddress
     from reconciler import broker
-    from reconciler.check import load_checked
+    from reconciler.review.check import load_checked
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from linefleet_core.forge.local import LocalForge, LocalPull
+    from linefleet_forge.local import LocalForge, LocalPull
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -88,7 +88,7 @@ def register(sub: Subparsers) -> None:
 
 
 def _local(repo: Path) -> LocalForge:
-    from linefleet_core.forge.local import LocalForge
+    from linefleet_forge.local import LocalForge
 
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
@@ -103,7 +103,7 @@ def _summary(pull: LocalPull) -> dict[str, Any]:
 
 
 def run_list(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import PullState
+    from linefleet_forge import PullState
 
     forge = _local(ns.repo)
     state = None if ns.state == "all" else PullState(ns.state)
@@ -172,7 +172,7 @@ def _read_body(name: str | None) -> str:
 
 
 def run_open(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec
+    from linefleet_forge import forge_from_spec
 
     body = _read_body(ns.body_file)
     forge = forge_from_spec(ns.forge, ns.repo)
@@ -182,7 +182,7 @@ def run_open(ns: argparse.Namespace) -> int:
 
 
 def run_comment(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec, marker_tag
+    from linefleet_forge import forge_from_spec, marker_tag
 
     try:
         marker_tag(ns.marker)

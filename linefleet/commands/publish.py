@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.publish import default_artifact_base, load_revision, publish
+    from reconciler.service.publish import default_artifact_base, load_revision, publish
 
     args = PublishArgs(
         ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format, ns.dry_run

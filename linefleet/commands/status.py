@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from reconciler.status import DeviceStatus, FleetStatus, LineRow
+    from reconciler.service.fleetstatus import DeviceStatus, FleetStatus, LineRow
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,10 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
     from linefleet_core import spec as fleetspec
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.wire import Channel, DesiredState, topic_filter
-    from reconciler.mqtt import retained_snapshot
-    from reconciler.observed import Accepted, Observations, classify
-    from reconciler.status import fleet_status
-    from reconciler.store import DB_NAME, Store
+    from reconciler.service.fleetstatus import fleet_status
+    from reconciler.service.mqtt import retained_snapshot
+    from reconciler.service.observed import Accepted, Observations, classify
+    from reconciler.service.store import DB_NAME, Store
 
     address = BrokerAddress.parse(args.broker)
     fleet: set[str] | None = None
@@ -101,7 +101,7 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from reconciler.status import as_json
+    from reconciler.service.fleetstatus import as_json
 
     args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait)
     if args.wait is not None and args.wait < 0:

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_promote(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec
+    from linefleet_forge import forge_from_spec
     from trainer.datasets import load_manifest
     from trainer.proposal import Proposal, propose
     from trainer.tracking import Tracker, default_uri, fetch_run

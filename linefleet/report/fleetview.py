@@ -14,7 +14,13 @@ from linefleet.report.history import History, merge, points, series
 from linefleet_core.fleet import HealthGates
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import HealthGatesSpec
-from reconciler.status import ConditionType, DeviceStatus, FleetStatus, LineRow, condition
+from reconciler.service.fleetstatus import (
+    ConditionType,
+    DeviceStatus,
+    FleetStatus,
+    LineRow,
+    condition,
+)
 
 
 def gates(found: HealthGatesSpec | HealthGates | None) -> Gates | None:

@@ -20,7 +20,7 @@ from linefleet_core.errors import UsageError
 
 if TYPE_CHECKING:
     from linefleet_core.spec import FleetSpec
-    from reconciler.status import FleetStatus
+    from reconciler.service.fleetstatus import FleetStatus
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ def _status(src: Sources, fleet: set[str] | None) -> tuple[FleetStatus, float]:
         from linefleet.commands.status import StatusArgs, collect
 
         return collect(StatusArgs(src.broker, src.repo, src.state_dir, "json", src.quiet))
-    from reconciler.observed import Observations
-    from reconciler.status import fleet_status
-    from reconciler.store import DB_NAME, Store
+    from reconciler.service.fleetstatus import fleet_status
+    from reconciler.service.observed import Observations
+    from reconciler.service.store import DB_NAME, Store
 
     assert src.state_dir is not None
     if not (src.state_dir / DB_NAME).is_file():
@@ -111,7 +111,7 @@ def collect(src: Sources) -> ReportData:
     timeline = None
     if src.repo is not None:
         from linefleet.report.timeline import read_timeline
-        from linefleet_core.gitrepo import open_repo
+        from linefleet_forge.gitrepo import open_repo
 
         try:
             repo = open_repo(src.repo)

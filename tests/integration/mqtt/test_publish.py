@@ -1,4 +1,4 @@
-"""`reconciler.publish` against a real Mosquitto and a real git repository."""
+"""`reconciler.service.publish` against a real Mosquitto and a real git repository."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify
-from reconciler.publish import Result, load_revision, publish
+from reconciler.service.publish import Result, load_revision, publish
 from tests.integration.mqtt.conftest import retained
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port

@@ -10,7 +10,7 @@ import pytest
 
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.reconcile import Reconciler, Settings, TickOutcome
+from reconciler.service.reconcile import Reconciler, Settings, TickOutcome
 from tests.integration.mqtt.conftest import ack, retained, send, wait_for
 from tests.support.mosquitto import Mosquitto
 

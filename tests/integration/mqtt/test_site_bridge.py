@@ -12,8 +12,8 @@ from linefleet.cli import main
 from linefleet_core.errors import PermanentError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify
-from reconciler.mqtt import Outgoing, Session, retained_snapshot
-from reconciler.publish import load_revision, publish
+from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
+from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack
 from tests.support.mosquitto import Mosquitto, free_port
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge_puller.agent import Agent
+from edge_puller.localstatus import local_status, render_text
 from edge_puller.outbox import Outbox
 from edge_puller.planner import RETIRED_SPOOL_GRACE
 from edge_puller.report import build_report
-from edge_puller.status import local_status, render_text
 from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event, ReportedState

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from reconciler import render
-from reconciler.plan import Action, Plan, Revision, plan
-from reconciler.policy import Verdict
-from reconciler.specdiff import FieldChange, diff, flatten
+from reconciler.review import render
+from reconciler.review.changeplan import Action, Plan, Revision, plan
+from reconciler.review.policy import Verdict
+from reconciler.review.specdiff import FieldChange, diff, flatten
 from tests.support.minifleet import documents, line_rel, load_docs
 
 Docs = dict[str, Any]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from linefleet_core.fleet import Site
-from reconciler import policy, windows
-from reconciler.policy import Move, Verdict
+from reconciler.review import policy, windows
+from reconciler.review.policy import Move, Verdict
 from tests.support.minifleet import IN_FREEZE, QUIET, documents, line_rel, load_docs
 
 Docs = dict[str, Any]

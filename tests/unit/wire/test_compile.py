@@ -9,8 +9,13 @@ import pytest
 
 from linefleet_core.signing import SigningKey, canonical_json, content_hash, verify
 from linefleet_core.spec import FleetSpec
-from reconciler.compile import CompileError, compile_fleet, document_body, resolve_artifact_url
-from reconciler.publish import Signed, plan, sign_all
+from reconciler.service.compile import (
+    CompileError,
+    compile_fleet,
+    document_body,
+    resolve_artifact_url,
+)
+from reconciler.service.publish import Signed, plan, sign_all
 from tests.support import minifleet
 
 BASE = "file:///srv/fleet"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.observed import Accepted, Observations, Rejected, Rejection, classify
+from reconciler.service.observed import Accepted, Observations, Rejected, Rejection, classify
 
 REPORTED = "linefleet/v1/toledo/edge-1/reported"
 EVENTS = "linefleet/v1/toledo/edge-1/events"

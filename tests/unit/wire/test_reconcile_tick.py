@@ -8,7 +8,7 @@ import pytest
 
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.reconcile import Reconciler, Settings, backoff
+from reconciler.service.reconcile import Reconciler, Settings, backoff
 from tests.support import minifleet
 from tests.support.mosquitto import free_port
 

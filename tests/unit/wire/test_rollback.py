@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.spec import DirectorySource, load
-from reconciler import rollback
-from reconciler.compile import compile_fleet
-from reconciler.observed import Observations
-from reconciler.rollback import Kind
-from reconciler.status import fleet_status
+from reconciler.service import rollback
+from reconciler.service.compile import compile_fleet
+from reconciler.service.fleetstatus import fleet_status
+from reconciler.service.observed import Observations
+from reconciler.service.rollback import Kind
 from tests.support import minifleet
 
 NOW = 1_800_000_000.0

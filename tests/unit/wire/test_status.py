@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from linefleet_core.wire import DesiredState, HealthGatesSpec, LineMetrics
-from reconciler.compile import compile_fleet
-from reconciler.gates import violations
-from reconciler.observed import Observations
-from reconciler.status import ConditionType, as_json, fleet_status
+from reconciler.service.compile import compile_fleet
+from reconciler.service.fleetstatus import ConditionType, as_json, fleet_status
+from reconciler.service.healthgates import violations
+from reconciler.service.observed import Observations
 from tests.support import minifleet
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC).timestamp()
@@ -156,7 +156,7 @@ def test_health_gates(stage: str | None, values: dict[str, float], broken: list[
 def test_no_shadow_comparisons_is_no_agreement_and_breaks_no_gate() -> None:
     from linefleet.commands.status import _candidate
     from linefleet_core.wire import LineStatus
-    from reconciler.status import LineRow
+    from reconciler.service.fleetstatus import LineRow
 
     quiet = LineMetrics.model_validate(metrics(candidate_frames=0))  # no shadow_agreement
     assert quiet.shadow_agreement is None

@@ -25,10 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from linefleet_core import gitrepo
 from linefleet_core.atomic import write_atomic
 from linefleet_core.errors import PermanentError
-from linefleet_core.forge.base import (
+from linefleet_forge import gitrepo
+from linefleet_forge.base import (
     Comment,
     ForgeRefused,
     PullRequest,
@@ -36,7 +36,7 @@ from linefleet_core.forge.base import (
     find_marked,
     with_marker,
 )
-from linefleet_core.forge.localgit import local_origin, merge_and_push
+from linefleet_forge.localgit import local_origin, merge_and_push
 
 STORE = "linefleet-forge"
 FORMAT_VERSION = 1

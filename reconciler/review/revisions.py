@@ -1,9 +1,10 @@
 """Read the fleet at two git revisions and plan the change between them.
 
-The executor side of `reconciler.plan`: it touches git (read-only, through git objects: no
-checkout, so a dirty working tree does not matter) or, on request, the working tree itself,
-and hands plain specs to the pure planner. Both revisions are read through one `GitObjects`
-and one `spec.Checks`, so a file the change did not touch is read, parsed and checked once.
+The executor side of `reconciler.review.changeplan`: it touches git (read-only, through git
+objects: no checkout, so a dirty working tree does not matter) or, on request, the working
+tree itself, and hands plain specs to the pure planner. Both revisions are read through one
+`GitObjects` and one `spec.Checks`, so a file the change did not touch is read, parsed and
+checked once.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import datetime as dt
 from pathlib import Path
 
 from linefleet_core.errors import Finding
-from linefleet_core.gitrepo import GitObjects, GitSource
 from linefleet_core.spec import Checks, DirectorySource, FleetSpec
-from reconciler.check import load_checked
-from reconciler.plan import Plan, Revision, plan
+from linefleet_forge.gitrepo import GitObjects, GitSource
+from reconciler.review.changeplan import Plan, Revision, plan
+from reconciler.review.check import load_checked
 
 WORKTREE = "working tree"
 

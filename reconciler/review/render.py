@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler.plan import Action, Change, DevicePlan, LinePlan, Plan
-from reconciler.policy import Verdict
-from reconciler.specdiff import FieldChange
+from reconciler.review.changeplan import Action, Change, DevicePlan, LinePlan, Plan
+from reconciler.review.policy import Verdict
+from reconciler.review.specdiff import FieldChange
 
 FORMAT_VERSION = 1
 MARKER = "<!-- linefleet-plan -->"

@@ -18,8 +18,8 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
-from reconciler.compile import compile_fleet, document_body
-from reconciler.mqtt import Outgoing, Session, retained_snapshot
+from reconciler.service.compile import compile_fleet, document_body
+from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,8 @@ class Revision:
 
 def load_revision(repo: Path, rev: str) -> Revision:
     """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
-    from linefleet_core.gitrepo import GitSource, open_repo, resolve
-    from reconciler.check import load_checked
+    from linefleet_forge.gitrepo import GitSource, open_repo, resolve
+    from reconciler.review.check import load_checked
 
     git_repo = open_repo(repo)
     commit = resolve(git_repo, rev)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from linefleet_core.forge.base import PullRequest
-from linefleet_core.forge.rest import RestForge
+from linefleet_forge.base import PullRequest
+from linefleet_forge.rest import RestForge
 
 
 class GitHubForge(RestForge):

@@ -2,7 +2,8 @@
 
 `classify()` is pure and total: any bytes on any topic become either an accepted message or
 a counted rejection (malformed, oversize, unknown protocol, unknown device, topic mismatch)
-— it never raises. `Observations` holds the result in memory; `reconciler.store` persists it.
+— it never raises. `Observations` holds the result in memory; `reconciler.service.store`
+persists it.
 """
 
 from __future__ import annotations

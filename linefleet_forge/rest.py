@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from linefleet_core.errors import TemporaryError
-from linefleet_core.forge.base import (
+from linefleet_forge.base import (
     Comment,
     ForgeRefused,
     PullRequest,
@@ -19,7 +19,7 @@ from linefleet_core.forge.base import (
     find_marked,
     with_marker,
 )
-from linefleet_core.forge.http import JsonClient
+from linefleet_forge.http import JsonClient
 
 MAX_COMMENT_CHARS = 65536  # GitHub refuses longer comment bodies with a 422
 TRUNCATED = "\n\n… (truncated: the full text is in the CI log)\n"

@@ -11,7 +11,7 @@ rules it breaks:
 - `rollout.previous` records the model a promotion replaced; only a promotion sets it;
 - nothing but rollbacks and aborts may land during a site freeze, or (if the policy says so)
   while a production window is open;
-- a published model version is immutable (`reconciler.published`).
+- a published model version is immutable (`reconciler.review.published`).
 
 Rollbacks (serving back to `previous`, abort, canary back to shadow, a smaller canary) are
 always allowed. Findings are located in the head revision's line file. This module is pure:
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import Candidate, Line, Site
 from linefleet_core.spec import FleetSpec
-from reconciler import published, windows
+from reconciler.review import published, windows
 
 Path = tuple[str | int, ...]
 EPSILON = 1e-9

@@ -4,7 +4,7 @@
 canary candidate whose metrics break the health gates (or that a device already rolled
 back), or restoring `previous` when the serving model itself fails its gates. `execute()`
 turns one action into a branch, a one-file commit (a round-trip YAML edit: comments and
-formatting stay) and a pull request through the forge (`linefleet_core.forge.proposal`),
+formatting stay) and a pull request through the forge (`linefleet_forge.proposal`),
 idempotently: proposing the same rollback twice updates the same pull request.
 """
 
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linefleet_core.forge.base import Forge
-from linefleet_core.forge.proposal import Proposal, Proposed, propose
 from linefleet_core.spec import FleetSpec
-from reconciler.status import FleetStatus
+from linefleet_forge.base import Forge
+from linefleet_forge.proposal import Proposal, Proposed, propose
+from reconciler.service.fleetstatus import FleetStatus
 
 LABELS = ("linefleet", "rollback")
 

@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from linefleet_core import gitrepo
 from linefleet_core.errors import UsageError
-from linefleet_core.forge.base import ForgeRefused, PullRequest
+from linefleet_forge import gitrepo
+from linefleet_forge.base import ForgeRefused, PullRequest
 
 MERGER = ("linefleet local forge", "forge@linefleet.invalid")
 

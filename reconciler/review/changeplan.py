@@ -1,9 +1,9 @@
 """The plan of a fleet change: what base -> head does to every line, device and catalogue entry.
 
 `plan()` is pure: two loaded specs (and their validation findings), the revisions they came
-from and a clock value in, a frozen `Plan` out. Reading git lives in `reconciler.revisions`;
-turning a plan into markdown, JSON or text lives in `reconciler.render`. Everything is sorted,
-so the same two revisions always give the same plan, byte for byte.
+from and a clock value in, a frozen `Plan` out. Reading git lives in `reconciler.review.revisions`;
+turning a plan into markdown, JSON or text lives in `reconciler.review.render`. Everything is
+sorted, so the same two revisions always give the same plan, byte for byte.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from linefleet_core.fleet import Line
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Mapping as ClassMapping
 from linefleet_core.taxonomy import Taxonomy, class_mapping
-from reconciler import policy, published
-from reconciler.specdiff import FieldChange, diff, flatten
+from reconciler.review import policy, published
+from reconciler.review.specdiff import FieldChange, diff, flatten
 
 HEADER = ("apiVersion", "kind")
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linefleet_core import gitrepo
 from linefleet_core.errors import UsageError
-from linefleet_core.forge.base import Forge, ForgeRefused, PullRequest
+from linefleet_forge import gitrepo
+from linefleet_forge.base import Forge, ForgeRefused, PullRequest
 
 BOT = ("linefleet", "linefleet@localhost")
 

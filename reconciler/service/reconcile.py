@@ -26,13 +26,13 @@ from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
-from reconciler import rollback
-from reconciler.compile import CompileError, compile_fleet
-from reconciler.mqtt import Session
-from reconciler.observed import Accepted, Observations
-from reconciler.publish import Result, Revision, Signed, load_revision, publish, sign_all
-from reconciler.status import fleet_status
-from reconciler.store import Store
+from reconciler.service import rollback
+from reconciler.service.compile import CompileError, compile_fleet
+from reconciler.service.fleetstatus import fleet_status
+from reconciler.service.mqtt import Session
+from reconciler.service.observed import Accepted, Observations
+from reconciler.service.publish import Result, Revision, Signed, load_revision, publish, sign_all
+from reconciler.service.store import Store
 
 MAX_BACKOFF = 60.0
 
@@ -80,7 +80,7 @@ class Reconciler:
     # --- git side -------------------------------------------------------------------------
 
     def head(self) -> str:
-        from linefleet_core.gitrepo import open_repo, resolve
+        from linefleet_forge.gitrepo import open_repo, resolve
 
         repo = open_repo(self.settings.repo)
         rev = self.settings.branch
@@ -145,8 +145,8 @@ class Reconciler:
         """Propose a rollback in git for each line past its health gates (once per head)."""
         if self.settings.forge is None or self.revision is None:
             return []
-        from linefleet_core.forge.factory import forge_from_spec
-        from linefleet_core.forge.proposal import remote_url
+        from linefleet_forge.factory import forge_from_spec
+        from linefleet_forge.proposal import remote_url
 
         status = fleet_status(self.desired, self.observations)
         done = []

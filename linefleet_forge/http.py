@@ -20,7 +20,7 @@ from email.message import Message
 from typing import Any
 
 from linefleet_core.errors import TemporaryError
-from linefleet_core.forge.base import ForgeRefused
+from linefleet_forge.base import ForgeRefused
 
 MAX_BODY = 16 * 1024 * 1024
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from linefleet_core.wire import Event, ReportedState
-from reconciler.observed import Observations
+from reconciler.service.observed import Observations
 
 DB_NAME = "reconciler.sqlite3"
 SCHEMA = """

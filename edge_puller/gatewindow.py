@@ -8,9 +8,9 @@ worth of bad frames instead of being diluted by its good past; and a bad start i
 once the window has moved past it.
 
 The thresholds are the line's `health_gates` (the same fields the reconciler judges reports
-against, `reconciler/gates.py`). The fleet contract has no window fields, so the sizes are
-fixed here: rates are judged once the window holds `MIN_GATE_FRAMES` frames (the reconciler's
-minimum too), latency once it holds `MIN_LATENCY_SAMPLES`.
+against, `reconciler/service/healthgates.py`). The fleet contract has no window fields, so
+the sizes are fixed here: rates are judged once the window holds `MIN_GATE_FRAMES` frames
+(the reconciler's minimum too), latency once it holds `MIN_LATENCY_SAMPLES`.
 
 - latency (shadow and canary: a slow shadow slows every frame): p95 over the window above
   `max_latency_p95_ms`;

@@ -2,7 +2,7 @@
 
 Deterministic: the same fleet, commit, generation and artifact base give byte-identical
 documents (devices, lines and cameras are sorted; every float is written as a float). The
-documents are unsigned; `reconciler.publish` signs them.
+documents are unsigned; `reconciler.service.publish` signs them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ or the local forge that records pull requests inside the repository.
     forge.upsert_comment(pr.number, "plan", markdown)
 """
 
-from linefleet_core.forge.base import (
+from linefleet_forge.base import (
     Comment,
     Forge,
     ForgeRefused,
@@ -14,7 +14,7 @@ from linefleet_core.forge.base import (
     PullState,
     marker_tag,
 )
-from linefleet_core.forge.factory import forge_from_spec
+from linefleet_forge.factory import forge_from_spec
 
 __all__ = [
     "Comment",

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from linefleet_core.errors import UsageError
-from linefleet_core.forge.base import Forge
+from linefleet_forge.base import Forge
 
 GITHUB_API = "https://api.github.com"
 _NAME = r"[A-Za-z0-9_.-]+"
@@ -37,16 +37,16 @@ def forge_from_spec(
     env = os.environ if env is None else env
     spec = spec.strip()
     if spec == "local":
-        from linefleet_core.forge.local import LocalForge
+        from linefleet_forge.local import LocalForge
 
         return LocalForge.for_repo(Path(repo_path))
     if m := _GITHUB.match(spec):
-        from linefleet_core.forge.github import GitHubForge
+        from linefleet_forge.github import GitHubForge
 
         api = env.get("LINEFLEET_GITHUB_API", "").strip() or GITHUB_API
         return GitHubForge(api, m["owner"], m["repo"], _token(env, "GITHUB_TOKEN", spec))
     if m := _GITEA.match(spec):
-        from linefleet_core.forge.gitea import GiteaForge
+        from linefleet_forge.gitea import GiteaForge
 
         api = f"{m['scheme'] or 'https'}://{m['host']}{m['prefix']}/api/v1"
         return GiteaForge(api, m["owner"], m["repo"], _token(env, "GITEA_TOKEN", spec))

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineStatus
-from reconciler.gates import Violation, violations
-from reconciler.observed import DeviceObservation, Observations
+from reconciler.service.healthgates import Violation, violations
+from reconciler.service.observed import DeviceObservation, Observations
 
 RECONCILER_KEYS = (
     "last_applied_commit",

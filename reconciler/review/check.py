@@ -41,9 +41,9 @@ def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None
     checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
     head, findings = load_checked(fleetspec.DirectorySource(repo), checks)
     if base is not None:
-        from linefleet_core.gitrepo import GitObjects, GitSource
-        from reconciler import policy
-        from reconciler.revisions import fleet_prefix
+        from linefleet_forge.gitrepo import GitObjects, GitSource
+        from reconciler.review import policy
+        from reconciler.review.revisions import fleet_prefix
 
         objects = GitObjects.open(repo)
         source = GitSource(objects.commit(base), fleet_prefix(objects, repo), objects)
