@@ -1,7 +1,7 @@
 """The planner and its renderers: tables for the pure planner, golden files for the output.
 
 Regenerate the golden files after an intended change of the output with
-    LINEFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/reconciler/test_plan.py
+    LINEFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/reconciler/review/test_changeplan.py
 and review the diff of tests/golden/plan/ like any other change.
 """
 
@@ -24,7 +24,7 @@ from reconciler.review.specdiff import FieldChange, diff, flatten
 from tests.support.minifleet import documents, line_rel, load_docs
 
 Docs = dict[str, Any]
-GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "plan"
+GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "plan"
 NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
 BASE = Revision("main", "1" * 40)
 HEAD = Revision("feature", "2" * 40)
