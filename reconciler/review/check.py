@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from linefleet_core import spec as fleetspec
-from linefleet_core import validation
 from linefleet_core.errors import Finding, Severity
+from linefleet_core.validation import load_checked
 
 
 @dataclass
@@ -23,18 +23,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def load_checked(
-    source: fleetspec.Source, checks: fleetspec.Checks | None = None
-) -> tuple[fleetspec.FleetSpec, list[Finding]]:
-    """Load one revision and run every single-revision check on it.
-
-    `checks` shares the per-file work with other revisions loaded with the same one.
-    """
-    spec, findings = fleetspec.load(source, checks)
-    findings.extend(validation.check(spec))
-    return spec, findings
 
 
 def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None) -> Report:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from linefleet_core.errors import Finding
 from linefleet_core.spec import Checks, DirectorySource, FleetSpec
+from linefleet_core.validation import load_checked
 from linefleet_forge.gitrepo import GitObjects, GitSource
 from reconciler.review.changeplan import Plan, Revision, plan
-from reconciler.review.check import load_checked
 
 WORKTREE = "working tree"
 

@@ -181,8 +181,8 @@ class Revision:
 
 def load_revision(repo: Path, rev: str) -> Revision:
     """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
+    from linefleet_core.validation import load_checked
     from linefleet_forge.gitrepo import GitSource, open_repo, resolve
-    from reconciler.review.check import load_checked
 
     git_repo = open_repo(repo)
     commit = resolve(git_repo, rev)

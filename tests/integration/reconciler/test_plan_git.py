@@ -10,9 +10,10 @@ import pytest
 
 from linefleet_core.errors import UsageError
 from linefleet_core.spec import Checks, DirectorySource
+from linefleet_core.validation import load_checked
 from linefleet_forge.gitrepo import GitObjects, GitSource
 from reconciler.review.changeplan import Action
-from reconciler.review.check import load_checked, validate
+from reconciler.review.check import validate
 from reconciler.review.policy import Verdict
 from reconciler.review.revisions import plan_revisions
 from tests.support.minifleet import (
