@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.artifacts import ArtifactStore
-from edge_puller.backoff import Backoff
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
@@ -41,6 +40,7 @@ from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from edge_puller.steps import LoadAndSmokeTest, Step, model_of
+from linefleet_core.backoff import Backoff
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.signing import TrustedKeys
 from linefleet_core.wire import Channel, ReportedState, topic
