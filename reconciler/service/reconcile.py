@@ -12,7 +12,6 @@ are delivered on reconnect) and are persisted before the next tick.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from linefleet_core.backoff import retry_delay
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
@@ -230,6 +230,6 @@ class Reconciler:
 
 
 def backoff(failures: int, base: float) -> float:
-    """Capped exponential backoff with full jitter on the upper half."""
-    ceiling = min(MAX_BACKOFF, max(base, 1.0) * 2.0 ** min(failures - 1, 10))
-    return float(ceiling / 2 + random.random() * ceiling / 2)
+    """The delay after `failures` failures in a row: `base` (at least a second) doubling per
+    failure up to `MAX_BACKOFF`, jittered (`linefleet_core.backoff`)."""
+    return retry_delay(failures, max(base, 1.0), MAX_BACKOFF)
