@@ -11,13 +11,12 @@ idempotently: proposing the same rollback twice updates the same pull request.
 from __future__ import annotations
 
 import enum
-import io
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from linefleet_core.spec import FleetSpec
+from linefleet_core.yamledit import edit
 from linefleet_forge.base import Forge
 from linefleet_forge.proposal import Proposal, Proposed, propose
 from reconciler.service.fleetstatus import FleetStatus
@@ -81,43 +80,18 @@ def line_path(line: str) -> str:
     return f"fleet/sites/{site}/lines/{line_id}.yaml"
 
 
-def _yaml() -> Any:
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 100
-    return yaml
-
-
 def apply(root: Path, action: Action) -> None:
     """Edit the line file under `root`: only the rollout keys the action names change."""
-    path = root / line_path(action.line)
-    yaml = _yaml()
-    text = path.read_text(encoding="utf-8")
-    indent = _sequence_style(text)
-    yaml.indent(mapping=2, sequence=indent[0], offset=indent[1])
-    doc = yaml.load(text)
-    rollout = doc["rollout"]
-    if action.kind is Kind.DROP_CANDIDATE:
-        rollout.pop("candidate", None)
-    else:
-        rollout["serving"] = action.target
-        rollout.pop("previous", None)
-    out = io.StringIO()
-    yaml.dump(doc, out)
-    path.write_text(out.getvalue(), encoding="utf-8")
 
+    def change(doc: Any) -> None:
+        rollout = doc["rollout"]
+        if action.kind is Kind.DROP_CANDIDATE:
+            rollout.pop("candidate", None)
+        else:
+            rollout["serving"] = action.target
+            rollout.pop("previous", None)
 
-def _sequence_style(text: str) -> tuple[int, int]:
-    """Keep the file's list style: `- x` flush with its key (2, 0) or indented (4, 2)."""
-    lines = text.splitlines()
-    for before, line in itertools.pairwise(lines):
-        if line.lstrip().startswith("- ") and before.rstrip().endswith(":"):
-            parent = len(before) - len(before.lstrip())
-            dash = len(line) - len(line.lstrip())
-            return (2, 0) if dash == parent else (dash - parent + 2, dash - parent)
-    return (4, 2)
+    edit(root / line_path(action.line), change)
 
 
 def body(action: Action) -> str:
