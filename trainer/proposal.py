@@ -6,20 +6,20 @@
 2. score the candidate and every eligible line's incumbent on that line's holdout (the
    incumbent's ONNX artifact read from git at the base commit; its sha256 checked);
 3. plan (pure, `trainer.promote`); no line qualifies -> an error, nothing written;
-4. in a temporary worktree on a branch recreated from the base (so a base that moved is not
-   a problem): copy the artifact to `fleet/artifacts/`, append the catalogue version with the
-   per-line evidence, put the candidate in shadow on the proposed lines (ruamel round-trip);
-5. load + validate that tree: any error -> FindingsError, nothing committed;
-6. commit, push the branch (a rejected push is an error), open or update the PR.
+4. propose the change through the one "change as a pull request" flow the rollbacks use too
+   (`linefleet_forge.proposal`: a temporary clone, a branch recreated from the base's tip, one
+   commit, a forced push, the PR opened or updated). The edit: copy the artifact to
+   `fleet/artifacts/`, append the catalogue version with the per-line evidence, put the
+   candidate in shadow on the proposed lines (`linefleet_core.yamledit`);
+5. load + validate the edited tree before the commit: any error -> FindingsError, nothing
+   committed or pushed.
 
-The user's own checkout is never touched (the work happens in a separate worktree).
+The user's own checkout is never touched.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +29,9 @@ from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import Finding, FindingsError, PermanentError, Severity, UsageError
 from linefleet_core.spec import DirectorySource, FleetSpec, load
 from linefleet_core.taxonomy import Taxonomy
-from linefleet_core.validation import check
+from linefleet_core.validation import load_checked
 from linefleet_forge import Forge, PullRequest, gitrepo
+from linefleet_forge import proposal as forge_proposal
 from trainer.catalogue_edit import add_model_version, set_shadow_candidate
 from trainer.datasets import DatasetVersion
 from trainer.evaluate import ModelUnderTest, evaluate
@@ -45,6 +46,7 @@ from trainer.promote import (
 )
 
 AUTHOR = ("linefleet-trainer", "trainer@linefleet.invalid")
+LABELS = ("promotion",)
 OPSET = 17
 
 
@@ -176,12 +178,23 @@ def propose(
     if not plan.included:
         reasons = "; ".join(f"{d.line}: {d.reason}" for d in plan.left_out) or "no eligible line"
         raise PermanentError(f"no line qualifies for {info.ref}, no pull request: {reasons}")
-    sha = _commit_branch(repo, commit, spec, plan, proposal)
-    gitrepo.push(repo, proposal.remote, f"refs/heads/{plan.branch}", force=True)
-    pull = forge.open_pull_request(
-        plan.branch, proposal.base, plan.title, render_body(plan), labels=["promotion"]
+    body = render_body(plan)
+    change = forge_proposal.Proposal(
+        branch=plan.branch,
+        base=proposal.base,
+        message=f"{plan.title}\n\n{body}",
+        title=plan.title,
+        body=body,
+        labels=LABELS,
+        author=AUTHOR,
     )
-    return ProposalResult(plan, pull, sha)
+    remote = forge_proposal.remote_url(proposal.repo, proposal.remote)
+    done = forge_proposal.propose(
+        remote, change, lambda root: _edit(root, spec, plan, proposal), forge
+    )
+    if done is None:  # cannot happen: the edit always adds the artifact
+        raise PermanentError(f"promoting {info.ref} changed nothing in the fleet repo")
+    return ProposalResult(plan, done.pull, done.commit)
 
 
 def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
@@ -217,41 +230,20 @@ def artifact_path(c: CandidateInfo) -> str:
     return f"fleet/artifacts/{c.model}-v{c.version}.onnx"
 
 
-def _commit_branch(
-    repo: Any, base: Any, spec: FleetSpec, plan: PromotionPlan, proposal: Proposal
-) -> str:
-    tmp = Path(tempfile.mkdtemp(prefix="linefleet-promote-"))
-    tree = tmp / "tree"
-    repo.git.worktree("add", "--force", "-B", plan.branch, str(tree), base.hexsha)
-    ok = False
-    try:
-        family = spec.models[proposal.model]
-        target = tree / artifact_path(plan.candidate)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(proposal.artifact)
-        add_model_version(tree / spec.located(family).path, catalogue_entry(plan, proposal))
-        for d in plan.included:
-            set_shadow_candidate(tree / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
-        _validate(tree)
-        import git
-
-        work = git.Repo(tree)
-        work.git.add("-A")
-        actor = git.Actor(*AUTHOR)
-        message = f"{plan.title}\n\n{render_body(plan)}"
-        done = work.index.commit(message, author=actor, committer=actor)
-        ok = True
-        return str(done.hexsha)
-    finally:
-        repo.git.worktree("remove", "--force", str(tree))
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not ok:
-            repo.git.branch("-D", plan.branch)  # nothing half-made is left behind
+def _edit(root: Path, spec: FleetSpec, plan: PromotionPlan, proposal: Proposal) -> None:
+    """The promotion's change under `root` (a clone at the base), validated before commit."""
+    family = spec.models[proposal.model]
+    target = root / artifact_path(plan.candidate)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(proposal.artifact)
+    add_model_version(root / spec.located(family).path, catalogue_entry(plan, proposal))
+    for d in plan.included:
+        set_shadow_candidate(root / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
+    _validate(root)
 
 
 def _validate(tree: Path) -> None:
-    spec, findings = load(DirectorySource(tree))
-    findings = findings + check(spec)
+    _, findings = load_checked(DirectorySource(tree))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FindingsError(
