@@ -7,16 +7,16 @@ fine for hours and then goes bad (a lighting change makes it disagree) trips wit
 worth of bad frames instead of being diluted by its good past; and a bad start is forgotten
 once the window has moved past it.
 
-The thresholds are the line's `health_gates` (the same fields the reconciler judges reports
-against, `reconciler/service/healthgates.py`). The fleet contract has no window fields, so
-the sizes are fixed here: rates are judged once the window holds `MIN_GATE_FRAMES` frames
-(the reconciler's minimum too), latency once it holds `MIN_LATENCY_SAMPLES`.
+Which gates the device judges at which stage, and the minimum frames, come from the one table
+the reconciler reads too (`linefleet_core.gaterules`); the thresholds are the line's
+`health_gates`. The window size is the device's own (the fleet contract has no window fields).
 
 - latency (shadow and canary: a slow shadow slows every frame): p95 over the window above
-  `max_latency_p95_ms`;
+  `max_latency_p95_ms`, once the window holds `MIN_LATENCY_SAMPLES` frames;
 - canary only (in shadow the candidate decides nothing, so disagreement is the reconciler's to
   judge): agreement with the serving model below `min_shadow_agreement`, or the candidate's
-  defect rate above the serving model's on the same frames by more than `max_defect_rate_jump`.
+  defect rate above the serving model's on the same frames by more than `max_defect_rate_jump`,
+  once the window holds `MIN_GATE_FRAMES` frames.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_puller.target import Stage
+from linefleet_core import gaterules
 from linefleet_core.fleet import HealthGates
+from linefleet_core.gaterules import Gate
 
 GATE_WINDOW = 200
 """Candidate frames the gates look back over."""
-MIN_GATE_FRAMES = 50
+MIN_GATE_FRAMES = gaterules.MIN_RATE_FRAMES
 """Agreement and defect rates are judged only once the window holds this many frames."""
-MIN_LATENCY_SAMPLES = 20
+MIN_LATENCY_SAMPLES = gaterules.MIN_LATENCY_FRAMES
 """Latency p95 is judged only once the window holds this many frames."""
 
 
@@ -96,26 +98,27 @@ def judge(
     """The first gate the candidate `ref` is past over `window`, or None (pure)."""
     n = window.frames
     last = f"the last {n} candidate frames"
-    if n >= min_latency_samples:
+    judged = gaterules.on_device(stage)
+    if Gate.LATENCY in judged and n >= min_latency_samples:
         p95 = window.latency_p95()
         if p95 > gates.max_latency_p95_ms:
             return Crossed(
-                "max_latency_p95_ms",
+                Gate.LATENCY.value,
                 f"{ref} p95 latency {p95:.2f} ms > {gates.max_latency_p95_ms:g} ms over {last}",
             )
-    if stage != "canary" or n < min_frames:
+    if n < min_frames:
         return None
     agreement = window.agreements / n
-    if agreement < gates.min_shadow_agreement:
+    if Gate.AGREEMENT in judged and agreement < gates.min_shadow_agreement:
         return Crossed(
-            "min_shadow_agreement",
+            Gate.AGREEMENT.value,
             f"{ref} agrees with the serving model on {agreement:.1%} of {last} "
             f"< {gates.min_shadow_agreement:.0%}",
         )
     jump = (window.candidate_defects - window.serving_defects) / n
-    if jump > gates.max_defect_rate_jump:
+    if Gate.DEFECT_JUMP in judged and jump > gates.max_defect_rate_jump:
         return Crossed(
-            "max_defect_rate_jump",
+            Gate.DEFECT_JUMP.value,
             f"{ref} defect rate is {jump:.1%} above the serving model's over {last} "
             f"> {gates.max_defect_rate_jump:.1%}",
         )

@@ -1,17 +1,18 @@
-"""Health gates: which reported line metrics are past the thresholds of its desired state (pure).
+"""Health gates on reported line metrics: which are past the thresholds of the desired state
+(pure). Which gates apply at which stage, on which model and over how many frames is the table
+in `linefleet_core.gaterules`, the one the edge reads too.
 
-The edge applies the same gates to roll a canary back at once; the reconciler uses them to
+The edge applies the same table to roll a candidate back at once; the reconciler uses it to
 show a line as Degraded and to propose the rollback in git.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
+from linefleet_core.gaterules import Gate, Rule, Subject, rules
 from linefleet_core.wire import HealthGatesSpec, LineMetrics
-
-MIN_FRAMES = 50
-"""Below this many (candidate) frames in the window, rates are too noisy to judge."""
 
 
 @dataclass(frozen=True)
@@ -19,40 +20,43 @@ class Violation:
     gate: str
     value: float
     threshold: float
+    subject: str = ""
+    """"candidate" when the gate is judged on both models at this stage (shadow latency)."""
 
     def render(self) -> str:
         sign = "<" if self.gate.startswith("min_") else ">"
-        return f"{self.gate}: {self.value:.3g} {sign} {self.threshold:.3g}"
+        who = f"{self.subject} " if self.subject else ""
+        return f"{who}{self.gate}: {self.value:.3g} {sign} {self.threshold:.3g}"
+
+
+def _measured(metrics: LineMetrics, rule: Rule) -> tuple[float | None, int]:
+    """The value a rule judges and how many frames it stands on."""
+    candidate = rule.subject is Subject.CANDIDATE
+    frames = metrics.candidate_frames if candidate else metrics.frames
+    values: dict[Gate, float | None] = {
+        Gate.DRIFT: metrics.drift_score,
+        Gate.AGREEMENT: metrics.shadow_agreement,
+        Gate.DEFECT_JUMP: metrics.candidate_defect_rate - metrics.defect_rate,
+        Gate.ERROR_RATE: metrics.candidate_error_rate if candidate else metrics.error_rate,
+        Gate.LATENCY: metrics.candidate_latency_p95_ms if candidate else metrics.latency_p95_ms,
+    }
+    return values[rule.gate], frames
 
 
 def violations(
-    metrics: LineMetrics, gates: HealthGatesSpec, *, stage: str | None, min_frames: int = MIN_FRAMES
+    metrics: LineMetrics, gates: HealthGatesSpec, *, stage: str | None
 ) -> list[Violation]:
-    """Gates broken by the model under test: the candidate in canary, else the serving model.
-
-    In shadow only agreement is judged (the candidate decides nothing, so its error and
-    defect rates say nothing about the line); drift is judged on the serving model always.
-    """
+    """Gates broken at `stage`: the candidate's in canary (its agreement in shadow too), the
+    serving model's otherwise, drift always (`linefleet_core.gaterules`)."""
+    table = rules(stage)
+    both = {g for g, n in Counter(r.gate for r in table).items() if n > 1}
     out: list[Violation] = []
-    if metrics.frames >= min_frames and metrics.drift_score > gates.max_drift_score:
-        out.append(Violation("max_drift_score", metrics.drift_score, gates.max_drift_score))
-    if stage in ("shadow", "canary") and metrics.candidate_frames >= min_frames:
-        agreement = metrics.shadow_agreement
-        if agreement is not None and agreement < gates.min_shadow_agreement:
-            out.append(Violation("min_shadow_agreement", agreement, gates.min_shadow_agreement))
-    if stage == "canary":
-        if metrics.candidate_frames < min_frames:
-            return out
-        error, latency = metrics.candidate_error_rate, metrics.candidate_latency_p95_ms
-        jump = metrics.candidate_defect_rate - metrics.defect_rate
-        if jump > gates.max_defect_rate_jump:
-            out.append(Violation("max_defect_rate_jump", jump, gates.max_defect_rate_jump))
-    elif metrics.frames >= min_frames:
-        error, latency = metrics.error_rate, metrics.latency_p95_ms
-    else:
-        return out
-    if error > gates.max_error_rate:
-        out.append(Violation("max_error_rate", error, gates.max_error_rate))
-    if latency > gates.max_latency_p95_ms:
-        out.append(Violation("max_latency_p95_ms", latency, gates.max_latency_p95_ms))
+    for rule in table:
+        value, frames = _measured(metrics, rule)
+        if value is None or frames < rule.gate.min_frames:
+            continue
+        threshold = float(getattr(gates, rule.gate.value))
+        if value < threshold if rule.gate.is_minimum else value > threshold:
+            named = rule.gate in both and rule.subject is Subject.CANDIDATE
+            out.append(Violation(rule.gate.value, value, threshold, "candidate" if named else ""))
     return out
