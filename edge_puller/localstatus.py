@@ -12,6 +12,7 @@ from edge_puller.outbox import Outbox
 from edge_puller.spool import spool_folder, spooled_lines
 from edge_puller.state import Failure, StateStore
 from edge_puller.target import Target
+from linefleet_core.conditions import Condition, ConditionType, Reason
 
 
 def local_status(state_dir: Path) -> dict[str, Any]:
@@ -43,19 +44,21 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         )
     last_sync = _iso(state.last_sync)
     removed_at = _iso(state.removed_at)
-    condition, reason = _condition(
+    condition = _condition(
         state.generation, state.applied_generation, lines, state.failures, target
     )
     if removed_at is not None:
-        condition = "Removed"
-        reason = (
+        condition = Condition(
+            ConditionType.REMOVED,
+            Reason.REMOVED_FROM_FLEET,
             f"removed from the fleet at {removed_at}; still serving what it ran "
-            f"(generation {state.applied_generation}) until it is added again"
+            f"(generation {state.applied_generation}) until it is added again",
         )
     return {
         "format_version": 1,
-        "condition": condition,
-        "reason": reason,
+        "condition": condition.type.value,
+        "reason": condition.reason.value,
+        "message": condition.message,
         "site": target.site if target else None,
         "device": target.device if target else None,
         "generation": state.generation,
@@ -112,28 +115,43 @@ def _condition(
     lines: list[dict[str, Any]],
     failures: dict[str, Failure],
     target: Target | None,
-) -> tuple[str, str]:
-    """One word for the operator: Waiting, Synced, Progressing, Degraded or Stalled (and
-    Removed, set by the caller, when the device was taken out of the fleet)."""
+) -> Condition:
+    """The device's own condition, in the fleet's vocabulary (`linefleet_core.conditions`):
+    Progressing, Synced, Degraded or Failed (and Removed, set by the caller, when the device
+    was taken out of the fleet)."""
     if target is None:
-        return "Waiting", "no desired state received yet"
+        return Condition(
+            ConditionType.PROGRESSING, Reason.NO_DESIRED_STATE, "no desired state received yet"
+        )
     serving_failed = [
         ln.serving.ref for ln in target.lines.values() if ln.serving.sha256 in failures
     ]
     if serving_failed:
-        return "Stalled", f"{', '.join(serving_failed)} cannot be installed; the old model serves"
+        return Condition(
+            ConditionType.FAILED,
+            Reason.SERVING_NOT_INSTALLABLE,
+            f"{', '.join(serving_failed)} cannot be installed; the old model serves",
+        )
     if held != applied:
-        return "Progressing", f"converging to generation {held} (applied {applied})"
+        return Condition(
+            ConditionType.PROGRESSING,
+            Reason.CONVERGING,
+            f"converging to generation {held} (applied {applied})",
+        )
     if failures:
-        return "Degraded", "a candidate or rollback model failed; the serving model runs"
+        return Condition(
+            ConditionType.DEGRADED,
+            Reason.MODEL_FAILED,
+            "a candidate or rollback model failed; the serving model runs",
+        )
     if not all(line["in_sync"] for line in lines):
-        return "Progressing", "switching models"
-    return "Synced", f"running generation {held}"
+        return Condition(ConditionType.PROGRESSING, Reason.SWITCHING, "switching models")
+    return Condition(ConditionType.SYNCED, Reason.APPLIED, f"running generation {held}")
 
 
 def render_text(status: dict[str, Any]) -> str:
     out = [
-        f"condition   {status['condition']}: {status['reason']}",
+        f"condition   {status['condition']} ({status['reason']}): {status['message']}",
         f"device      {status['site'] or '?'}/{status['device'] or '?'}",
         f"generation  {status['generation']} held, {status['applied_generation']} applied"
         + (f" (commit {status['commit'][:12]})" if status["commit"] else ""),

@@ -10,11 +10,11 @@ Unknown. An offline device is never shown as Synced.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from linefleet_core.conditions import Condition, ConditionType, Reason
 from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineStatus
 from reconciler.service.healthgates import Violation, violations
 from reconciler.service.observed import DeviceObservation, Observations
@@ -28,22 +28,6 @@ RECONCILER_KEYS = (
 )
 STALE_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 60
-
-
-class ConditionType(enum.StrEnum):
-    SYNCED = "Synced"
-    PROGRESSING = "Progressing"
-    DEGRADED = "Degraded"
-    FAILED = "Failed"
-    STALE = "Stale"
-    UNKNOWN = "Unknown"
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: ConditionType
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -131,22 +115,28 @@ def condition(
     heartbeat = DEFAULT_HEARTBEAT if desired is None else desired.spec.heartbeat_seconds
     window = STALE_HEARTBEATS * heartbeat
     if obs is None or obs.last_seen is None:
-        return Condition(ConditionType.UNKNOWN, "NeverReported", "no report from the device yet")
+        return Condition(
+            ConditionType.UNKNOWN, Reason.NEVER_REPORTED, "no report from the device yet"
+        )
     age = now - obs.last_seen
     if obs.online is False:
-        return Condition(ConditionType.STALE, "Offline", f"offline; last seen {_ago(age)} ago")
+        return Condition(ConditionType.STALE, Reason.OFFLINE, f"offline; last seen {_ago(age)} ago")
     if age > window:
         return Condition(
-            ConditionType.STALE, "HeartbeatMissed", f"last seen {_ago(age)} ago (window {window}s)"
+            ConditionType.STALE,
+            Reason.HEARTBEAT_MISSED,
+            f"last seen {_ago(age)} ago (window {window}s)",
         )
     rep = obs.reported
     if rep is None:
-        return Condition(ConditionType.UNKNOWN, "NeverReported", "online but no reported state")
+        return Condition(
+            ConditionType.UNKNOWN, Reason.NEVER_REPORTED, "online but no reported state"
+        )
     if rep.error:
-        return Condition(ConditionType.FAILED, "DeviceError", rep.error)
+        return Condition(ConditionType.FAILED, Reason.DEVICE_ERROR, rep.error)
     failed = [row.line for row in rows if row.reported and row.reported.phase == "failed"]
     if failed:
-        return Condition(ConditionType.FAILED, "LineFailed", f"failed: {', '.join(failed)}")
+        return Condition(ConditionType.FAILED, Reason.LINE_FAILED, f"failed: {', '.join(failed)}")
     if desired is not None:
         refused = [
             e
@@ -159,27 +149,31 @@ def condition(
             why = last.reason or last.message
             return Condition(
                 ConditionType.FAILED,
-                "RefusedDocument",
+                Reason.REFUSED_DOCUMENT,
                 f"refused generation {last.generation}: {why}",
             )
     rolled = [row.line for row in rows if row.reported and row.reported.phase == "rolled_back"]
     if rolled:
-        return Condition(ConditionType.DEGRADED, "RolledBack", f"rolled back: {', '.join(rolled)}")
+        return Condition(
+            ConditionType.DEGRADED, Reason.ROLLED_BACK, f"rolled back: {', '.join(rolled)}"
+        )
     broken = [f"{row.line} {v.render()}" for row in rows for v in row.violations]
     if broken:
-        return Condition(ConditionType.DEGRADED, "HealthGate", "; ".join(broken))
+        return Condition(ConditionType.DEGRADED, Reason.HEALTH_GATE, "; ".join(broken))
     if desired is None:
-        return Condition(ConditionType.PROGRESSING, "NoDesiredState", "no desired state published")
+        return Condition(
+            ConditionType.PROGRESSING, Reason.NO_DESIRED_STATE, "no desired state published"
+        )
     applied = rep.applied
     if applied is None or applied.content_hash != desired.content_hash:
         have = "nothing" if applied is None else f"generation {applied.generation}"
         return Condition(
             ConditionType.PROGRESSING,
-            "Converging",
+            Reason.CONVERGING,
             f"runs {have}, desired generation {desired.generation}",
         )
     return Condition(
-        ConditionType.SYNCED, "Applied", f"runs generation {applied.generation} as desired"
+        ConditionType.SYNCED, Reason.APPLIED, f"runs generation {applied.generation} as desired"
     )
 
 

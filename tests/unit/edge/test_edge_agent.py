@@ -245,7 +245,8 @@ def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
     assert again.serve("cam-1", "f", BRIGHT).model == "inc@1"  # still inspecting
     status = local_status(tmp_path / "state")
     assert status["condition"] == "Removed" and status["removed_at"] is not None
-    assert "still serving what it ran (generation 1)" in status["reason"]
+    assert status["reason"] == "RemovedFromFleet"
+    assert "still serving what it ran (generation 1)" in status["message"]
     again.offer_desired(desired(KEY, 2, line_doc(models["m2"])))  # added to the fleet again
     _converge(again)
     assert not again.removed and again.state.applied_generation == 2

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from linefleet_core.conditions import ConditionType
 from linefleet_core.wire import DesiredState, HealthGatesSpec, LineMetrics
 from reconciler.service.compile import compile_fleet
-from reconciler.service.fleetstatus import ConditionType, as_json, fleet_status
+from reconciler.service.fleetstatus import as_json, fleet_status
 from reconciler.service.healthgates import violations
 from reconciler.service.observed import Observations
 from tests.support import minifleet
