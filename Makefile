@@ -36,9 +36,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --config-file tests/mypy.ini tests
 
-# The fast inner loop: pure unit tests (no broker, no MLflow, no demo), one process.
+# The fast inner loop: pure unit tests (no broker, no database server, no MLflow, no demo),
+# spread over the machine's cores.
 unit: $(STAMP)
-	$(PYTEST) -m "not integration and not acceptance and not slow" tests/unit
+	$(PYTEST) -n auto -m "not integration and not acceptance and not slow" tests/unit
 
 # Everything: lint, types, and every test (slow ones included).
 test: setup lint typecheck
