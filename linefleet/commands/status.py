@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,48 +55,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
-    from linefleet_core import spec as fleetspec
-    from linefleet_core.mqtturl import BrokerAddress
-    from linefleet_core.wire import Channel, DesiredState, topic_filter
-    from reconciler.service.fleetstatus import fleet_status
-    from reconciler.service.mqtt import retained_snapshot
-    from reconciler.service.observed import Accepted, Observations, classify
-    from reconciler.service.store import DB_NAME, Store
+    from reconciler.service.statusread import read_status
 
-    address = BrokerAddress.parse(args.broker)
-    fleet: set[str] | None = None
-    if args.repo is not None:
-        if not args.repo.is_dir():
-            raise UsageError(f"--repo {args.repo}: no such directory")
-        spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
-        fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
-    observations = Observations()
-    recorded: dict[str, str] = {}
-    if args.state_dir is not None:
-        if not (args.state_dir / DB_NAME).is_file():
-            raise UsageError(f"--state-dir {args.state_dir}: no {DB_NAME} (run reconcile first)")
-        store = Store(args.state_dir)
-        observations = store.load()
-        recorded = store.meta()
-        store.close()
-    filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
-    client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
-    snapshot = retained_snapshot(address, filters, client, quiet=args.quiet)
-    now = time.time()
-    known = None if fleet is None else {(k.partition("/")[0], k.partition("/")[2]) for k in fleet}
-    desired: dict[str, DesiredState] = {}
-    for name, msg in sorted(snapshot.items()):
-        if name.endswith("/desired"):
-            result = classify(name, msg.payload)
-            if isinstance(result, Accepted) and isinstance(result.message, DesiredState):
-                desired[f"{result.site}/{result.device}"] = result.message
-            elif not isinstance(result, Accepted):
-                observations.reject(result)
-        else:
-            observations.ingest(name, msg.payload, now, known, live=False)
-    status = fleet_status(desired, observations, now, fleet)
-    status.reconciler = recorded
-    return status, now
+    return read_status(args.broker, repo=args.repo, state_dir=args.state_dir, quiet=args.quiet)
 
 
 def run(ns: argparse.Namespace) -> int:

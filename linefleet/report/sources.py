@@ -44,24 +44,11 @@ def _spec(repo: Path) -> FleetSpec:
 
 
 def _status(src: Sources, fleet: set[str] | None) -> tuple[FleetStatus, float]:
-    if src.broker is not None:
-        from linefleet.commands.status import StatusArgs, collect
+    from reconciler.service.statusread import read_status
 
-        return collect(StatusArgs(src.broker, src.repo, src.state_dir, "json", src.quiet))
-    from reconciler.service.fleetstatus import fleet_status
-    from reconciler.service.observed import Observations
-    from reconciler.service.store import DB_NAME, Store
-
-    assert src.state_dir is not None
-    if not (src.state_dir / DB_NAME).is_file():
-        raise UsageError(f"--state-dir {src.state_dir}: no {DB_NAME} (run reconcile first)")
-    store = Store(src.state_dir)
-    try:
-        observations: Observations = store.load()
-    finally:
-        store.close()
-    now = time.time()
-    return fleet_status({}, observations, now, fleet), now
+    return read_status(
+        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, fleet=fleet
+    )
 
 
 def _record(path: Path, status: FleetStatus, history: History) -> int:
