@@ -1,6 +1,6 @@
 """The plan of a fleet change: what base -> head does to every line, device and catalogue entry.
 
-`plan()` is pure: two loaded specs (and their validation findings), the revisions they came
+`plan_change()` is pure: two loaded specs (and their validation findings), the revisions they came
 from and a clock value in, a frozen `Plan` out. Reading git lives in `reconciler.review.revisions`;
 turning a plan into markdown, JSON or text lives in `reconciler.review.render`. Everything is
 sorted, so the same two revisions always give the same plan, byte for byte.
@@ -33,7 +33,7 @@ class Action(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Revision:
+class RevisionRef:
     ref: str
     sha: str = ""
 
@@ -102,8 +102,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class Plan:
-    base: Revision
-    head: Revision
+    base: RevisionRef
+    head: RevisionRef
     now: dt.datetime
     lines: tuple[LinePlan, ...]
     devices: tuple[DevicePlan, ...]
@@ -152,13 +152,13 @@ class Plan:
         )
 
 
-def plan(
+def plan_change(
     base: FleetSpec,
     head: FleetSpec,
     *,
     now: dt.datetime,
-    base_rev: Revision = Revision("base"),
-    head_rev: Revision = Revision("head"),
+    base_rev: RevisionRef = RevisionRef("base"),
+    head_rev: RevisionRef = RevisionRef("head"),
     head_findings: Sequence[Finding] = (),
     base_findings: Sequence[Finding] = (),
 ) -> Plan:

@@ -16,26 +16,26 @@ from linefleet_core.errors import Finding
 from linefleet_core.spec import Checks, DirectorySource, FleetSpec
 from linefleet_core.validation import load_checked
 from linefleet_forge.gitrepo import GitObjects, GitSource
-from reconciler.review.changeplan import Plan, Revision, plan
+from reconciler.review.changeplan import Plan, RevisionRef, plan_change
 
 WORKTREE = "working tree"
 
 
 def read_revision(
     objects: GitObjects, rev: str, prefix: str, checks: Checks | None = None
-) -> tuple[Revision, FleetSpec, list[Finding]]:
+) -> tuple[RevisionRef, FleetSpec, list[Finding]]:
     """Load and validate the fleet as it is at `rev`; a UsageError if `rev` does not exist."""
     commit = objects.commit(rev)
     spec, findings = load_checked(GitSource(commit, prefix, objects), checks)
-    return Revision(rev, commit.hexsha), spec, findings
+    return RevisionRef(rev, commit.hexsha), spec, findings
 
 
 def read_worktree(
     repo: Path, checks: Checks | None = None
-) -> tuple[Revision, FleetSpec, list[Finding]]:
+) -> tuple[RevisionRef, FleetSpec, list[Finding]]:
     """The fleet as it is on disk, uncommitted edits included."""
     spec, findings = load_checked(DirectorySource(repo), checks)
-    return Revision(WORKTREE), spec, findings
+    return RevisionRef(WORKTREE), spec, findings
 
 
 def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) -> Plan:
@@ -51,7 +51,7 @@ def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) ->
         head_rev, head_spec, head_findings = read_worktree(repo, checks)
     else:
         head_rev, head_spec, head_findings = read_revision(objects, head, prefix, checks)
-    return plan(
+    return plan_change(
         base_spec,
         head_spec,
         now=now,

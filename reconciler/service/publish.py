@@ -1,6 +1,6 @@
 """Publish the fleet at a commit: compile, sign, compare with what the broker retains, send.
 
-`plan()` is pure: from the signed payloads and the retained snapshot it decides what to
+`plan_publish()` is pure: from the signed payloads and the retained snapshot it decides what to
 publish, what is unchanged and which removed devices to prune. `publish()` is the executor:
 it reads the repository and the broker, runs the plan, and waits for every PUBACK.
 """
@@ -75,7 +75,7 @@ class Plan:
         ]
 
 
-def plan(
+def plan_publish(
     signed: dict[str, Signed],
     retained: dict[str, bytes],
     key_id: str,
@@ -173,13 +173,13 @@ class Result:
 
 
 @dataclass(frozen=True)
-class Revision:
+class LoadedRevision:
     spec: FleetSpec
     commit: str
     generation: int
 
 
-def load_revision(repo: Path, rev: str) -> Revision:
+def load_revision(repo: Path, rev: str) -> LoadedRevision:
     """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
     from linefleet_core.validation import load_checked
     from linefleet_forge.gitrepo import GitSource, open_repo, resolve
@@ -193,7 +193,7 @@ def load_revision(repo: Path, rev: str) -> Revision:
     if errors:
         raise FindingsError(errors)
     generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
-    return Revision(spec, commit.hexsha, generation)
+    return LoadedRevision(spec, commit.hexsha, generation)
 
 
 def default_artifact_base(repo: Path) -> str:
@@ -201,7 +201,7 @@ def default_artifact_base(repo: Path) -> str:
 
 
 def publish(
-    revision: Revision,
+    revision: LoadedRevision,
     address: BrokerAddress,
     key: SigningKey,
     artifact_base: str,
@@ -221,7 +221,7 @@ def publish(
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
     held = {t: m.payload for t, m in snapshot.items()}
-    the_plan = plan(signed, held, key.key_id, {key.key_id: key.public})
+    the_plan = plan_publish(signed, held, key.key_id, {key.key_id: key.public})
     if the_plan.stale:
         doc, newer = the_plan.stale[0]
         raise PermanentError(

@@ -31,7 +31,14 @@ from reconciler.service.compile import CompileError, compile_fleet
 from reconciler.service.fleetstatus import fleet_status
 from reconciler.service.mqtt import Session
 from reconciler.service.observed import Accepted, Observations
-from reconciler.service.publish import Result, Revision, Signed, load_revision, publish, sign_all
+from reconciler.service.publish import (
+    LoadedRevision,
+    Result,
+    Signed,
+    load_revision,
+    publish,
+    sign_all,
+)
 from reconciler.service.store import Store
 
 MAX_BACKOFF = 60.0
@@ -68,7 +75,7 @@ class Reconciler:
     observations: Observations = field(default_factory=Observations)
     failures: int = 0
     known: set[tuple[str, str]] | None = None
-    revision: Revision | None = None
+    revision: LoadedRevision | None = None
     signed: dict[str, Signed] | None = None
     desired: dict[str, DesiredState] = field(default_factory=dict)
 
@@ -129,7 +136,7 @@ class Reconciler:
         self.store.put("last_error", out.error)
         return out
 
-    def load(self, commit: str) -> Revision:
+    def load(self, commit: str) -> LoadedRevision:
         """The revision at `commit`, compiled and signed once (cached until the head moves)."""
         if self.revision is None or self.revision.commit != commit:
             revision = load_revision(self.settings.repo, commit)
@@ -150,7 +157,7 @@ class Reconciler:
 
         status = fleet_status(self.desired, self.observations)
         done = []
-        for action in rollback.plan(self.revision.spec, status):
+        for action in rollback.plan_rollbacks(self.revision.spec, status):
             key, mark = f"rollback:{action.line}", f"{self.revision.commit}:{action.model}"
             if self.store.get(key) == mark:
                 continue

@@ -1,6 +1,6 @@
 """Health gates → rollback written to git, so git and the fleet never fight.
 
-`plan()` is pure: from the fleet and its status it proposes, per line, either dropping a
+`plan_rollbacks()` is pure: from the fleet and its status it proposes, per line, either dropping a
 canary candidate whose metrics break the health gates (or that a device already rolled
 back), or restoring `previous` when the serving model itself fails its gates. `execute()`
 turns one action into a branch, a one-file commit (a round-trip YAML edit: comments and
@@ -46,7 +46,7 @@ class Action:
         return f"rollback({self.line}): {what} {self.model} -> {self.target}"
 
 
-def plan(spec: FleetSpec, status: FleetStatus) -> list[Action]:
+def plan_rollbacks(spec: FleetSpec, status: FleetStatus) -> list[Action]:
     """One action per line whose model under test failed on at least one device."""
     evidence: dict[str, list[str]] = {}
     for dev in status.devices:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from reconciler.review import render
-from reconciler.review.changeplan import Action, Plan, Revision, plan
+from reconciler.review.changeplan import Action, Plan, RevisionRef, plan_change
 from reconciler.review.policy import Verdict
 from reconciler.review.specdiff import FieldChange, diff, flatten
 from tests.support.minifleet import documents, line_rel, load_docs
@@ -26,8 +26,8 @@ from tests.support.minifleet import documents, line_rel, load_docs
 Docs = dict[str, Any]
 GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "plan"
 NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
-BASE = Revision("main", "1" * 40)
-HEAD = Revision("feature", "2" * 40)
+BASE = RevisionRef("main", "1" * 40)
+HEAD = RevisionRef("feature", "2" * 40)
 MODELS = "fleet/models/surface-cnn.yaml"
 
 
@@ -38,7 +38,7 @@ def make_plan(edit: Callable[[Docs], None], now: dt.datetime = NOW) -> Plan:
     base, base_findings = load_docs(base_docs)
     head, head_findings = load_docs(head_docs)
     assert not base_findings
-    return plan(
+    return plan_change(
         base,
         head,
         now=now,

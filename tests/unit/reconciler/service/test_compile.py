@@ -15,7 +15,7 @@ from reconciler.service.compile import (
     document_body,
     resolve_artifact_url,
 )
-from reconciler.service.publish import Signed, plan, sign_all
+from reconciler.service.publish import Signed, plan_publish, sign_all
 from tests.support import minifleet
 
 BASE = "file:///srv/fleet"
@@ -125,7 +125,7 @@ def test_plan_publishes_only_what_differs_and_prunes_removed_devices() -> None:
         "linefleet/v1/s/cleared/desired": b"",  # already cleared: nothing to do
         "linefleet/v1/s/junk/reported": b"x",  # not a desired topic: not ours to prune
     }
-    result = plan(ours, retained, "k" * 16)
+    result = plan_publish(ours, retained, "k" * 16)
     assert [s.device for s in result.publish] == ["b", "c", "d"]
     assert [s.device for s in result.unchanged] == ["a"]
     assert result.prune == ("linefleet/v1/s/gone/desired",)
@@ -135,7 +135,9 @@ def test_plan_publishes_only_what_differs_and_prunes_removed_devices() -> None:
 
 def test_plan_flags_a_publish_that_would_go_back_in_generation() -> None:
     ours = {"a": _signed("a", "new", generation=4)}
-    result = plan(ours, {"linefleet/v1/s/a/desired": _retained("old", generation=9)}, "k" * 16)
+    result = plan_publish(
+        ours, {"linefleet/v1/s/a/desired": _retained("old", generation=9)}, "k" * 16
+    )
     assert result.stale == ((ours["a"], 9),)
 
 
@@ -143,7 +145,7 @@ def test_another_keys_huge_generation_does_not_block_the_publish() -> None:
     """After a rotation the retained forgery of a stolen key must be overwritten, not obeyed."""
     ours = {"a": _signed("a", "new", generation=4)}
     forged = _retained("evil", key_id="o" * 16, generation=2**62)
-    result = plan(ours, {"linefleet/v1/s/a/desired": forged}, "k" * 16)
+    result = plan_publish(ours, {"linefleet/v1/s/a/desired": forged}, "k" * 16)
     assert result.stale == ()
     assert [s.device for s in result.publish] == ["a"]
 
@@ -151,7 +153,7 @@ def test_another_keys_huge_generation_does_not_block_the_publish() -> None:
 def test_plan_treats_garbage_on_the_broker_as_absent() -> None:
     ours = {"a": _signed("a", "1")}
     for junk in (b"\x00not json", b"[" * 100_000, b"[1]", b'{"generation": "x"}'):
-        result = plan(ours, {"linefleet/v1/s/a/desired": junk}, "k" * 16)
+        result = plan_publish(ours, {"linefleet/v1/s/a/desired": junk}, "k" * 16)
         assert [s.device for s in result.publish] == ["a"]
 
 
@@ -167,10 +169,10 @@ def test_plan_replaces_a_retained_document_that_does_not_verify() -> None:
     signed = sign_all(compile_fleet(fleet(), COMMIT, 7, BASE), key)
     trusted = {key.key_id: key.public}
     retained = {s.topic: s.payload for s in signed.values()}
-    assert plan(signed, retained, key.key_id, trusted).publish == ()
+    assert plan_publish(signed, retained, key.key_id, trusted).publish == ()
     forged = json.loads(signed["toledo-edge-2"].payload)
     forged["generation"] = 999  # same content hash and key id, broken signature
     retained[signed["toledo-edge-2"].topic] = canonical_json(forged)
-    result = plan(signed, retained, key.key_id, trusted)
+    result = plan_publish(signed, retained, key.key_id, trusted)
     assert [s.device for s in result.publish] == ["toledo-edge-2"]
     assert result.stale == ()  # a forged generation does not block the publish

@@ -48,7 +48,7 @@ def plan_for(docs: dict[str, Any], *reports: tuple[str, str, list[dict[str, Any]
     obs = Observations()
     for device, site, lines in reports:
         obs.ingest(f"linefleet/v1/{site}/{device}/reported", reported(device, site, lines), NOW)
-    return rollback.plan(spec, fleet_status(desired, obs, NOW))
+    return rollback.plan_rollbacks(spec, fleet_status(desired, obs, NOW))
 
 
 def test_a_failing_canary_is_dropped_and_a_healthy_one_is_left() -> None:
