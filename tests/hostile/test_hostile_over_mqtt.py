@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +29,12 @@ from reconciler.service.observed import Observations
 from tests.hostile import wire_corpus as wc
 from tests.support.mosquitto import Mosquitto
 from tests.support.onnx_models import write_model
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = f"linefleet/v1/{wc.SITE}/{wc.DEVICE}"
 # Deeply nested documents get a longer wait: the edge refuses them after parsing them once.
 NESTED = {"deeply-nested", "deeply-nested-within-size"}
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Watcher:
