@@ -1,6 +1,6 @@
 """Open the promotion pull request (the executor of a `PromotionPlan`).
 
-    pr = propose(Proposal(repo=Path("fleet"), artifact=onnx_bytes, ...), forge)
+    pr = propose(PromotionRequest(repo=Path("fleet"), artifact=onnx_bytes, ...), forge)
 
 1. fetch the remote; the base is `<remote>/<base>` as it is now;
 2. score the candidate and every eligible line's incumbent on that line's holdout (the
@@ -51,7 +51,7 @@ OPSET = 17
 
 
 @dataclass(frozen=True)
-class Proposal:
+class PromotionRequest:
     repo: Path
     model: str
     artifact: bytes
@@ -92,7 +92,7 @@ def _artifact_bytes(repo: Any, commit: Any, url: str) -> bytes:
 def score_lines(
     spec: FleetSpec,
     candidate: ModelUnderTest,
-    proposal: Proposal,
+    proposal: PromotionRequest,
     frames: FrameStore,
     taxonomies: Mapping[str, Taxonomy],
     repo: Any,
@@ -148,7 +148,7 @@ def _score_incumbent(
 
 
 def propose(
-    proposal: Proposal, forge: Forge, frames: FrameStore, taxonomies: Mapping[str, Taxonomy]
+    proposal: PromotionRequest, forge: Forge, frames: FrameStore, taxonomies: Mapping[str, Taxonomy]
 ) -> ProposalResult:
     repo = gitrepo.open_repo(proposal.repo)
     try:
@@ -197,7 +197,7 @@ def propose(
     return ProposalResult(plan, done.pull, done.commit)
 
 
-def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
+def catalogue_entry(plan: PromotionPlan, proposal: PromotionRequest) -> dict[str, Any]:
     c, ds = plan.candidate, proposal.dataset
     evaluation = {
         d.line: {
@@ -230,7 +230,7 @@ def artifact_path(c: CandidateInfo) -> str:
     return f"fleet/artifacts/{c.model}-v{c.version}.onnx"
 
 
-def _edit(root: Path, spec: FleetSpec, plan: PromotionPlan, proposal: Proposal) -> None:
+def _edit(root: Path, spec: FleetSpec, plan: PromotionPlan, proposal: PromotionRequest) -> None:
     """The promotion's change under `root` (a clone at the base), validated before commit."""
     family = spec.models[proposal.model]
     target = root / artifact_path(plan.candidate)

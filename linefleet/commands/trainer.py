@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_promote(ns: argparse.Namespace) -> int:
     from linefleet_forge import forge_from_spec
     from trainer.datasets import load_manifest
-    from trainer.proposal import Proposal, propose
+    from trainer.proposal import PromotionRequest, propose
     from trainer.tracking import Tracker, default_uri, fetch_run
     from trainer.workspace import Workspace
 
@@ -61,7 +61,7 @@ def run_promote(ns: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run = fetch_run(tracker, ns.run_id, Path(tmp))
         dataset = load_manifest(run.manifest)
-    proposal = Proposal(
+    proposal = PromotionRequest(
         repo=ns.fleet_repo,
         model=run.model,
         artifact=run.onnx,

@@ -17,7 +17,7 @@ from linefleet_core.validation import check
 from linefleet_forge import forge_from_spec, gitrepo
 from reconciler.review.check import validate
 from tests.support.minifleet import V1, V2, edit_yaml, model_file, write_minifleet
-from trainer.proposal import Proposal, propose
+from trainer.proposal import PromotionRequest, propose
 from trainer.run import TrainRequest, TrainResult, train_run
 from trainer.workspace import Workspace
 
@@ -76,8 +76,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Workspa
     return origin, clone, ws, result
 
 
-def _proposal(clone: Path, result: TrainResult) -> Proposal:
-    return Proposal(
+def _proposal(clone: Path, result: TrainResult) -> PromotionRequest:
+    return PromotionRequest(
         repo=clone,
         model="surface-cnn",
         artifact=result.artifact.read_bytes(),
