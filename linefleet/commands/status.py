@@ -24,6 +24,7 @@ class StatusArgs:
     format: str
     quiet: float
     wait: float | None = None
+    device_keys: Path | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", type=Path, help="state directory of `linefleet reconcile`")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
+        "--device-keys",
+        type=Path,
+        metavar="DIR",
+        help="<device-id>.pub files: those devices' reports must carry their signature",
+    )
+    p.add_argument(
         "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
     )
     p.add_argument(
@@ -57,13 +64,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
     from reconciler.service.statusread import read_status
 
-    return read_status(args.broker, repo=args.repo, state_dir=args.state_dir, quiet=args.quiet)
+    return read_status(
+        args.broker,
+        repo=args.repo,
+        state_dir=args.state_dir,
+        quiet=args.quiet,
+        device_keys=args.device_keys,
+    )
 
 
 def run(ns: argparse.Namespace) -> int:
     from reconciler.service.fleetstatus import as_json
 
-    args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait)
+    args = StatusArgs(
+        ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait, ns.device_keys
+    )
     if args.wait is not None and args.wait < 0:
         raise UsageError("--wait must be 0 or more seconds")
     status, now = collect(args) if args.wait is None else wait_synced(args)
@@ -136,8 +151,18 @@ def _seen(dev: DeviceStatus, now: float) -> str:
     return f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
 
 
+def _approved(dev: DeviceStatus) -> str:
+    """Who approved the desired state's commit: a name (no e-mail), and the pull request."""
+    approval = None if dev.desired is None else dev.desired.approval
+    if approval is None:
+        return "-"
+    name = approval.by.split(" <")[0]
+    return f"{name} (#{approval.pull})" if approval.pull else name
+
+
 def render_table(status: FleetStatus, now: float) -> str:
-    header = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED", "MODEL", "CANDIDATE")
+    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED")
+    header += ("MODEL", "CANDIDATE", "APPROVED BY")
     rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
     for dev in status.devices:
         desired, applied = _gen(dev)
@@ -153,12 +178,15 @@ def render_table(status: FleetStatus, now: float) -> str:
                     applied,
                     _model(row),
                     _candidate(row),
+                    _approved(dev),
                     _seen(dev, now),
                 )
             )
         if not dev.lines:
             cond = dev.condition.type.value
-            rows.append((dev.site, name, "-", cond, desired, applied, "-", "-", _seen(dev, now)))
+            rows.append(
+                (dev.site, name, "-", cond, desired, applied, "-", "-", "-", _seen(dev, now))
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()

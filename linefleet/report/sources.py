@@ -43,11 +43,11 @@ def _spec(repo: Path) -> FleetSpec:
     return spec
 
 
-def _status(src: Sources, fleet: set[str] | None) -> tuple[FleetStatus, float]:
+def _status(src: Sources, spec: FleetSpec | None) -> tuple[FleetStatus, float]:
     from reconciler.service.statusread import read_status
 
     return read_status(
-        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, fleet=fleet
+        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, spec=spec
     )
 
 
@@ -79,8 +79,7 @@ def collect(src: Sources) -> ReportData:
         history = read_history(src.history)
     status, now = None, time.time()
     if src.broker is not None or src.state_dir is not None:
-        fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
-        status, now = _status(src, fleet)
+        status, now = _status(src, spec)
         if src.broker is not None:
             sources.append(f"broker {src.broker}")
         if src.state_dir is not None:

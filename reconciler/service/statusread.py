@@ -13,6 +13,7 @@ from pathlib import Path
 from linefleet_core import spec as fleetspec
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import load_device_keys
 from linefleet_core.wire import Channel, DesiredState, topic_filter
 from reconciler.service.fleetstatus import FleetStatus, fleet_status
 from reconciler.service.mqtt import retained_snapshot
@@ -20,12 +21,12 @@ from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
 
 
-def fleet_devices(repo: Path) -> set[str]:
-    """`site/device` of every edge device the fleet repository at `repo` declares."""
+def read_spec(repo: Path) -> fleetspec.FleetSpec:
+    """The fleet repository at `repo` as declared (for its device list and line assignments)."""
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
     spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
-    return {f"{d.site}/{d.id}" for d in spec.devices.values()}
+    return spec
 
 
 def read_status(
@@ -34,15 +35,19 @@ def read_status(
     repo: Path | None = None,
     state_dir: Path | None = None,
     quiet: float = 0.5,
-    fleet: set[str] | None = None,
+    spec: fleetspec.FleetSpec | None = None,
+    device_keys: Path | None = None,
 ) -> tuple[FleetStatus, float]:
     """The fleet's status and the moment it was read.
 
-    `fleet` (keyed `site/device`) is read from `repo` unless given. Without a broker only the
-    recorded reports are known (no desired state).
+    `spec` is read from `repo` unless given: it flags strangers and says which lines each
+    device serves. Without a broker only the recorded reports are known (no desired state).
+    With `device_keys` (a folder of `<device>.pub`), reports must carry the device's signature.
     """
-    if fleet is None and repo is not None:
-        fleet = fleet_devices(repo)
+    if spec is None and repo is not None:
+        spec = read_spec(repo)
+    fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
+    assigned = None if spec is None else fleetspec.assigned_lines(spec)
     observations = Observations()
     recorded: dict[str, str] = {}
     if state_dir is not None:
@@ -56,7 +61,8 @@ def read_status(
             store.close()
     if broker is None:
         now = time.time()
-        return fleet_status({}, observations, now, fleet), now
+        return fleet_status({}, observations, now, fleet, assigned), now
+    keys = None if device_keys is None else load_device_keys(device_keys)
     address = BrokerAddress.parse(broker)
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
@@ -72,7 +78,7 @@ def read_status(
             elif not isinstance(result, Accepted):
                 observations.reject(result)
         else:
-            observations.ingest(name, msg.payload, now, known, live=False)
-    status = fleet_status(desired, observations, now, fleet)
+            observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
+    status = fleet_status(desired, observations, now, fleet, assigned)
     status.reconciler = recorded
     return status, now
