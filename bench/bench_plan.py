@@ -182,7 +182,7 @@ def _key(name: str) -> str:
 
 
 NOTES = """\
-Where the time went (cProfile of `reconciler.revisions.plan_revisions` on this fleet, one
+Where the time went (cProfile of `reconciler.review.revisions.plan_revisions` on this fleet, one
 process, times inflated by the profiler on a loaded machine):
 
 | | before | after |
@@ -198,7 +198,7 @@ What changed:
   both is parsed and schema-checked once, and both specs hold the same frozen objects (its
   findings keep their path, line and column; a file moved unchanged is checked again at its
   new path). `validate --base` shares them between the working tree and the base the same way.
-- Git objects are read by plain `git` (`linefleet_core.gitrepo.GitObjects`): one `ls-tree`
+- Git objects are read by plain `git` (`linefleet_forge.gitrepo.GitObjects`): one `ls-tree`
   per revision and one `cat-file --batch --buffer` for all blobs not read yet, instead of
   GitPython's request and reply per blob; the second revision reads only the changed blob.
 - What is left is about one `linefleet validate` (imports, parsing 2,045 files once) plus

@@ -8,7 +8,7 @@ Mosquitto (`max_queued_messages 0`) on a free loopback port; a separate process 
 Timed, in this process, through the same functions `linefleet publish` runs:
 1. full publish: load + validate the commit, compile, sign, read the broker's retained
    state, publish, wait for every PUBACK; and the time from the start of the publish until
-   `reconciler.status` shows all 1,000 devices Synced (target: under 3 s);
+   `reconciler.service.fleetstatus` shows all 1,000 devices Synced (target: under 3 s);
 2. after changing one line's rollout: messages sent must equal the devices serving it;
 3. a re-run with no change: zero messages.
 
@@ -84,13 +84,13 @@ def simulate_devices(host: str, port: int, ready: Any) -> None:
 
 
 class Watcher:
-    """Counts devices whose reported state `reconciler.status` calls Synced."""
+    """Counts devices whose reported state `reconciler.service.fleetstatus` calls Synced."""
 
     def __init__(self, host: str, port: int) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from reconciler.observed import Observations
+        from reconciler.service.observed import Observations
 
         self.observations = Observations()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-watcher")
@@ -102,7 +102,7 @@ class Watcher:
         self.client.loop_start()
 
     def synced(self, desired: dict[str, Any]) -> int:
-        from reconciler.status import fleet_status
+        from reconciler.service.fleetstatus import fleet_status
 
         status = fleet_status(desired, self.observations)
         return status.counts()["Synced"]
@@ -123,8 +123,8 @@ LOAD_AT_START = os.getloadavg()[0]
 def main() -> int:
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.compile import compile_fleet
-    from reconciler.publish import load_revision, publish, sign_all
+    from reconciler.service.compile import compile_fleet
+    from reconciler.service.publish import load_revision, publish, sign_all
     from tests.support.mosquitto import Mosquitto
 
     with tempfile.TemporaryDirectory(prefix="linefleet-bench-publish-") as tmp:
@@ -221,13 +221,13 @@ def main() -> int:
 | compile {len(docs)} desired states | {t_compile:.2f} s | - |
 | sign {len(docs)} documents (Ed25519) | {t_sign:.2f} s | - |
 | `publish()`: compile, sign, read the retained state, publish, wait for all PUBACKs | {t_publish:.2f} s | {first.published} |
-| publish start → all {len(docs)} devices Synced in `reconciler.status` | {t_synced:.2f} s | {first.published} + {synced} reported |
+| publish start → all {len(docs)} devices Synced in `reconciler.service.fleetstatus` | {t_synced:.2f} s | {first.published} + {synced} reported |
 | one line changed: load + publish | {t_second:.2f} s | {second.published} (devices serving the line: {affected}) |
 | nothing changed: load + publish | {t_third:.2f} s | {third.published} |
 
 Devices are simulated by one MQTT client in a separate process that answers each desired
 state with a reported state applying it; a watcher in the publishing process feeds the
-reported states to `reconciler.status.fleet_status` and stops the clock when every device
+reported states to `reconciler.service.fleetstatus.fleet_status` and stops the clock when every device
 is Synced. Reading the broker's retained state (ended by a barrier message) is part of every
 publish. Load average when the run started: {load:.1f} on {os.cpu_count()} cores (other work
 on the machine shares them: treat single runs as indicative).

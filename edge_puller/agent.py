@@ -27,7 +27,6 @@ from typing import Any
 
 from edge_puller import handrollback
 from edge_puller.artifacts import ArtifactStore
-from edge_puller.backoff import Backoff
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
@@ -42,6 +41,7 @@ from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from edge_puller.steps import LoadAndSmokeTest, Step, model_of
+from linefleet_core.backoff import Backoff
 from linefleet_core.errors import PermanentError, TemporaryError, UsageError
 from linefleet_core.oci import Credentials
 from linefleet_core.signing import TrustedKeys

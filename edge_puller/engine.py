@@ -10,7 +10,7 @@ pointer swap rather than a reload.
 - `canary`: the candidate decides a fixed, frame-id-hashed share of frames (the serving model
   still runs on those frames, so agreement is measured and a candidate error costs nothing).
 - Safety net: a candidate that raises is dropped on the spot (`fallback` event). A candidate
-  past a health gate over its rolling window of recent frames (`edge_puller/gates.py`) is
+  past a health gate over its rolling window of recent frames (`edge_puller/gatewindow.py`) is
   dropped too (`rollback` event, `reason` = the gate). The reconciler then writes the
   rollback to git.
 """
@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from edge_puller.gates import GateWindow, Sample, judge
+from edge_puller.gatewindow import GateWindow, Sample, judge
 from edge_puller.runtime import Frame, LoadedModel, Prediction, Tensor, preprocess
 from edge_puller.target import Stage
 from linefleet_core.fleet import HealthGates

@@ -7,14 +7,19 @@ when it stores the event: `event_builder` is the document waiting for that numbe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
 
-from edge_puller.report import now_iso
 from linefleet_core.wire import PROTOCOL
 
 MAX_MESSAGE = 2000
+
+
+def now_iso() -> str:
+    """Now in UTC, as the wire writes times (milliseconds, `Z`)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_document(

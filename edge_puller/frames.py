@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_puller.backoff import Backoff
 from edge_puller.runtime import Frame
+from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

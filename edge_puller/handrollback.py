@@ -12,7 +12,7 @@ lock); with an agent running, the command drops a request in `requests/` and the
 it at its next tick (within a second) and reports back. Either way a `rollback` event with
 reason `by-hand` is queued in the outbox and the line reports phase `rolled_back` serving the
 previous model: the reconciler sees the divergence from git when the device is back and
-proposes the revert pull request (`reconciler.rollback`).
+proposes the revert pull request (`reconciler.service.rollback`).
 """
 
 from __future__ import annotations

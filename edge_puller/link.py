@@ -21,9 +21,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from edge_puller.backoff import Backoff
 from edge_puller.outbox import Outbox
 from edge_puller.spool import Spool
+from linefleet_core.backoff import Backoff
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, canonical_json
 from linefleet_core.wire import Channel, client_id, online_payload, topic

@@ -8,10 +8,10 @@ the protocol's size limit by dropping per-camera and confusion details first.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from edge_puller.events import now_iso
 from edge_puller.handrollback import REASON
 from linefleet_core.wire import MAX_REPORTED_BYTES, PROTOCOL, Applied
 
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from edge_puller.agent import Agent
 
 AGENT = "linefleet-edge/0.1.0"
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build_report(agent: Agent) -> bytes:

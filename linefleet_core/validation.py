@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
+from linefleet_core import spec as fleetspec
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import EdgeDevice, Line
@@ -17,6 +18,19 @@ from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Taxonomy, class_mapping
 
 Path = tuple[str | int, ...]
+
+
+def load_checked(
+    source: fleetspec.Source, checks: fleetspec.Checks | None = None
+) -> tuple[FleetSpec, list[Finding]]:
+    """Load one revision and run every single-revision check on it (the PR check, publish,
+    the broker config and the promotion PR all read a fleet this way).
+
+    `checks` shares the per-file work with other revisions loaded with the same one.
+    """
+    spec, findings = fleetspec.load(source, checks)
+    findings.extend(check(spec))
+    return spec, findings
 
 
 def check(spec: FleetSpec) -> list[Finding]:

@@ -21,8 +21,8 @@ from linefleet_core.catalogue import Artifact
 from linefleet_core.errors import PermanentError, UsageError
 from linefleet_core.oci import Credentials, fetch_blob, is_oci, parse_ref
 from linefleet_core.signing import SigningKey
-from reconciler.compile import compile_fleet
-from reconciler.publish import Revision, sign_all
+from reconciler.service.compile import compile_fleet
+from reconciler.service.publish import LoadedRevision, sign_all
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Exported:
 
 
 def export_bundle(
-    revision: Revision,
+    revision: LoadedRevision,
     repo: Path,
     site: str,
     key: SigningKey,
@@ -105,7 +105,7 @@ def _fetch(repo: Path, commit: str, artifact: Artifact, credentials: Credentials
     path = url.removeprefix("file://")
     if url.startswith("file:///"):
         return Path(path).read_bytes()
-    from linefleet_core.gitrepo import open_repo
+    from linefleet_forge.gitrepo import open_repo
 
     git_repo = open_repo(repo)
     top = Path(str(git_repo.working_tree_dir)).resolve()

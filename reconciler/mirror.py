@@ -3,7 +3,8 @@
 A site's `artifact_mirror` (`site.yaml`) is a CNCF Distribution registry started with
 `proxy.remoteurl` set to the central registry: it serves `GET /v2/REPO/blobs/sha256:…` from
 its own storage and fetches what it lacks from the centre once. `publish` signs the site's
-documents with `oci://MIRROR/REPO@sha256:…` (`reconciler.compile`), so devices only ever talk
+documents with `oci://MIRROR/REPO@sha256:…` (`reconciler.service.compile`), so devices only
+ever talk
 to their site's mirror.
 
 Measured on Distribution 2.8 (docs/benchmarks.md): while a blob is not yet stored, *every*

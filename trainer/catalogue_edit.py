@@ -1,4 +1,5 @@
-"""Round-trip YAML edits of the fleet repo (ruamel.yaml): comments, quotes and key order stay.
+"""The promotion's edits of the fleet repo, through the one round-trip editor
+(`linefleet_core.yamledit`): comments, quotes and key order stay.
 
 add_model_version(path, entry)            # append to `versions:` of fleet/models/<name>.yaml
 set_shadow_candidate(path, "surface-cnn@5")   # rollout.candidate of one line file
@@ -10,55 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import UsageError
-
-
-def _yaml(text: str) -> Any:
-    """A round-trip loader whose list indentation is the file's own.
-
-    Fleet files come in two common styles (`- item` flush under its key, or indented by two
-    with the dash offset); rewriting one style into the other would turn a three-line change
-    into a diff of the whole file. The style is guessed from the file; a file with no block
-    list gets `mapping=2, sequence=4, offset=2`.
-    """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.util import load_yaml_guess_indent
-
-    _, indent, offset = load_yaml_guess_indent(text)
-    yaml = YAML()
-    if indent is None or offset is None:
-        yaml.indent(mapping=2, sequence=4, offset=2)
-    else:
-        yaml.indent(mapping=2, sequence=indent, offset=offset)
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    return yaml
-
-
-def _to_ruamel(value: Any) -> Any:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    if isinstance(value, dict):
-        out = CommentedMap()
-        for k, v in value.items():
-            out[k] = _to_ruamel(v)
-        return out
-    if isinstance(value, list):
-        return CommentedSeq([_to_ruamel(v) for v in value])
-    return value
-
-
-def _edit(path: Path, change: Any) -> None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
-    yaml = _yaml(text)
-    doc = yaml.load(text)
-    change(doc)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        yaml.dump(doc, fh)
-    tmp.replace(path)
+from linefleet_core.yamledit import edit, node
 
 
 def add_model_version(path: Path, entry: dict[str, Any]) -> None:
@@ -66,9 +19,9 @@ def add_model_version(path: Path, entry: dict[str, Any]) -> None:
         versions = doc.get("versions")
         if versions is None:
             raise UsageError(f"{path}: no `versions:` list to append to")
-        versions.append(_to_ruamel(entry))
+        versions.append(node(entry))
 
-    _edit(path, change)
+    edit(path, change)
 
 
 def set_shadow_candidate(path: Path, ref: str) -> None:
@@ -76,7 +29,7 @@ def set_shadow_candidate(path: Path, ref: str) -> None:
 
     def change(doc: Any) -> None:
         rollout = doc["rollout"]
-        candidate = _to_ruamel({"model": ref, "stage": "shadow"})
+        candidate = node({"model": ref, "stage": "shadow"})
         if "candidate" in rollout:
             rollout["candidate"] = candidate
         else:
@@ -84,4 +37,4 @@ def set_shadow_candidate(path: Path, ref: str) -> None:
             at = keys.index("serving") + 1 if "serving" in keys else len(keys)
             rollout.insert(at, "candidate", candidate)
 
-    _edit(path, change)
+    edit(path, change)

@@ -1,6 +1,6 @@
 """Open the promotion pull request (the executor of a `PromotionPlan`).
 
-    pr = propose(Proposal(repo=Path("fleet"), artifact=onnx_bytes, ...), forge)
+    pr = propose(PromotionRequest(repo=Path("fleet"), artifact=onnx_bytes, ...), forge)
 
 1. fetch the remote; the base is `<remote>/<base>` as it is now;
 2. score the candidate and every eligible line's incumbent on that line's holdout (the
@@ -8,34 +8,33 @@
 3. plan (pure, `trainer.promote`); no line qualifies -> an error, nothing written;
 4. with `push_to` (`oci://HOST/REPO`), push the ONNX to the registry (tagged `vN`) and
    catalogue it as `oci://HOST/REPO@sha256:…`: git then holds YAML only;
-5. in a temporary worktree on a branch recreated from the base (so a base that moved is not
-   a problem): without a registry copy the artifact to `fleet/artifacts/`; append the
-   catalogue version with the per-line evidence, put the candidate in shadow on the proposed
-   lines (ruamel round-trip);
-6. load + validate that tree: any error -> FindingsError, nothing committed;
-7. commit, push the branch (a rejected push is an error), open or update the PR.
+5. propose the change through the one "change as a pull request" flow the rollbacks use too
+   (`linefleet_forge.proposal`: a temporary clone, a branch recreated from the base's tip, one
+   commit, a forced push, the PR opened or updated). The edit: without a registry, copy the
+   artifact to `fleet/artifacts/`; append the catalogue version with the per-line evidence, put
+   the candidate in shadow on the proposed lines (`linefleet_core.yamledit`);
+6. load + validate the edited tree before the commit: any error -> FindingsError, nothing
+   committed or pushed.
 
-The user's own checkout is never touched (the work happens in a separate worktree).
+The user's own checkout is never touched.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linefleet_core import gitrepo
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import Finding, FindingsError, PermanentError, Severity, UsageError
-from linefleet_core.forge import Forge, PullRequest
 from linefleet_core.oci import Credentials, fetch_blob, is_oci, parse_ref, push_bytes
 from linefleet_core.spec import DirectorySource, FleetSpec, load
 from linefleet_core.taxonomy import Taxonomy
-from linefleet_core.validation import check
+from linefleet_core.validation import load_checked
+from linefleet_forge import Forge, PullRequest, gitrepo
+from linefleet_forge import proposal as forge_proposal
 from trainer.catalogue_edit import add_model_version, set_shadow_candidate
 from trainer.datasets import HOLDOUT_PERCENT, DatasetVersion
 from trainer.evaluate import ModelUnderTest, carry_forward, evaluate
@@ -51,11 +50,12 @@ from trainer.promote import (
 )
 
 AUTHOR = ("linefleet-trainer", "trainer@linefleet.invalid")
+LABELS = ("promotion",)
 OPSET = 17
 
 
 @dataclass(frozen=True)
-class Proposal:
+class PromotionRequest:
     repo: Path
     model: str
     artifact: bytes
@@ -104,7 +104,7 @@ def _artifact_bytes(repo: Any, commit: Any, url: str) -> bytes:
 def score_lines(
     spec: FleetSpec,
     candidate: ModelUnderTest,
-    proposal: Proposal,
+    proposal: PromotionRequest,
     frames: FrameStore,
     taxonomies: Mapping[str, Taxonomy],
     repo: Any,
@@ -212,7 +212,7 @@ def _score_incumbent(
 
 
 def propose(
-    proposal: Proposal, forge: Forge, frames: FrameStore, taxonomies: Mapping[str, Taxonomy]
+    proposal: PromotionRequest, forge: Forge, frames: FrameStore, taxonomies: Mapping[str, Taxonomy]
 ) -> ProposalResult:
     repo = gitrepo.open_repo(proposal.repo)
     try:
@@ -253,15 +253,26 @@ def propose(
             credentials=proposal.push_credentials,
         )
         url = str(pushed.ref)
-    sha = _commit_branch(repo, commit, spec, plan, proposal, url)
-    gitrepo.push(repo, proposal.remote, f"refs/heads/{plan.branch}", force=True)
-    pull = forge.open_pull_request(
-        plan.branch, proposal.base, plan.title, render_body(plan), labels=["promotion"]
+    body = render_body(plan)
+    change = forge_proposal.Proposal(
+        branch=plan.branch,
+        base=proposal.base,
+        message=f"{plan.title}\n\n{body}",
+        title=plan.title,
+        body=body,
+        labels=LABELS,
+        author=AUTHOR,
     )
-    return ProposalResult(plan, pull, sha)
+    remote = forge_proposal.remote_url(proposal.repo, proposal.remote)
+    done = forge_proposal.propose(
+        remote, change, lambda root: _edit(root, spec, plan, proposal, url), forge
+    )
+    if done is None:  # cannot happen: the edit always adds a catalogue version
+        raise PermanentError(f"promoting {info.ref} changed nothing in the fleet repo")
+    return ProposalResult(plan, done.pull, done.commit)
 
 
-def catalogue_entry(plan: PromotionPlan, proposal: Proposal, url: str) -> dict[str, Any]:
+def catalogue_entry(plan: PromotionPlan, proposal: PromotionRequest, url: str) -> dict[str, Any]:
     c, ds = plan.candidate, proposal.dataset
     evaluation = {
         d.line: d.evidence.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
@@ -288,42 +299,23 @@ def artifact_path(c: CandidateInfo) -> str:
     return f"fleet/artifacts/{c.model}-v{c.version}.onnx"
 
 
-def _commit_branch(
-    repo: Any, base: Any, spec: FleetSpec, plan: PromotionPlan, proposal: Proposal, url: str
-) -> str:
-    tmp = Path(tempfile.mkdtemp(prefix="linefleet-promote-"))
-    tree = tmp / "tree"
-    repo.git.worktree("add", "--force", "-B", plan.branch, str(tree), base.hexsha)
-    ok = False
-    try:
-        family = spec.models[proposal.model]
-        if url == artifact_path(plan.candidate):  # no registry: the file goes into git
-            target = tree / url
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(proposal.artifact)
-        add_model_version(tree / spec.located(family).path, catalogue_entry(plan, proposal, url))
-        for d in plan.included:
-            set_shadow_candidate(tree / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
-        _validate(tree)
-        import git
-
-        work = git.Repo(tree)
-        work.git.add("-A")
-        actor = git.Actor(*AUTHOR)
-        message = f"{plan.title}\n\n{render_body(plan)}"
-        done = work.index.commit(message, author=actor, committer=actor)
-        ok = True
-        return str(done.hexsha)
-    finally:
-        repo.git.worktree("remove", "--force", str(tree))
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not ok:
-            repo.git.branch("-D", plan.branch)  # nothing half-made is left behind
+def _edit(
+    root: Path, spec: FleetSpec, plan: PromotionPlan, proposal: PromotionRequest, url: str
+) -> None:
+    """The promotion's change under `root` (a clone at the base), validated before commit."""
+    family = spec.models[proposal.model]
+    if url == artifact_path(plan.candidate):  # no registry: the file goes into git
+        target = root / url
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(proposal.artifact)
+    add_model_version(root / spec.located(family).path, catalogue_entry(plan, proposal, url))
+    for d in plan.included:
+        set_shadow_candidate(root / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
+    _validate(root)
 
 
 def _validate(tree: Path) -> None:
-    spec, findings = load(DirectorySource(tree))
-    findings = findings + check(spec)
+    _, findings = load_checked(DirectorySource(tree))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FindingsError(

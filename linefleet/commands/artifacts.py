@@ -92,7 +92,7 @@ def run_push(ns: argparse.Namespace) -> int:
 
 def run_check(ns: argparse.Namespace) -> int:
     from linefleet_core.oci import blob_exists, is_oci, parse_ref
-    from reconciler.publish import load_revision
+    from reconciler.service.publish import load_revision
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")

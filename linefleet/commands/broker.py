@@ -133,8 +133,8 @@ def _read_credentials(path: Path) -> dict[str, str]:
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core import spec as fleetspec
     from linefleet_core.mqtturl import BrokerAddress
+    from linefleet_core.validation import load_checked
     from reconciler import broker
-    from reconciler.check import load_checked
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")

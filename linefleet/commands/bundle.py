@@ -43,7 +43,7 @@ def run_export(ns: argparse.Namespace) -> int:
     from linefleet_core.oci import is_oci, parse_ref
     from linefleet_core.signing import SigningKey
     from reconciler.bundle import export_bundle
-    from reconciler.publish import default_artifact_base, load_revision
+    from reconciler.service.publish import default_artifact_base, load_revision
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")

@@ -247,7 +247,7 @@ def run_agent(ns: argparse.Namespace) -> int:
 
 
 def show_status(ns: argparse.Namespace) -> int:
-    from edge_puller.status import local_status, render_json, render_text
+    from edge_puller.localstatus import local_status, render_json, render_text
 
     if not ns.state_dir.is_dir():
         raise UsageError(f"--state-dir {ns.state_dir}: no such directory")

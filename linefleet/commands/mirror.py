@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _load(repo: Path, site: str) -> FleetSpec:
     from linefleet_core import spec as fleetspec
-    from reconciler.check import load_checked
+    from linefleet_core.validation import load_checked
 
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")

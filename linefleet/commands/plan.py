@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from reconciler import render
-    from reconciler.revisions import plan_revisions
+    from reconciler.review import render
+    from reconciler.review.revisions import plan_revisions
 
     args = PlanArgs(
         repo=ns.repo,

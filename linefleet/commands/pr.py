@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from linefleet_core.forge.local import LocalForge, LocalPull
+    from linefleet_forge.local import LocalForge, LocalPull
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -89,7 +89,7 @@ def register(sub: Subparsers) -> None:
 
 
 def _local(repo: Path) -> LocalForge:
-    from linefleet_core.forge.local import LocalForge
+    from linefleet_forge.local import LocalForge
 
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
@@ -104,7 +104,7 @@ def _summary(pull: LocalPull) -> dict[str, Any]:
 
 
 def run_list(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import PullState
+    from linefleet_forge import PullState
 
     forge = _local(ns.repo)
     state = None if ns.state == "all" else PullState(ns.state)
@@ -151,7 +151,7 @@ def run_show(ns: argparse.Namespace) -> int:
 
 
 def run_merge(ns: argparse.Namespace) -> int:
-    from linefleet_core.gitrepo import identity, open_repo
+    from linefleet_forge.gitrepo import identity, open_repo
 
     who = identity(open_repo(ns.repo))  # the approver: who merges, from where they work
     pr = _local(ns.repo).merge(ns.number, merged_by=who)
@@ -177,7 +177,7 @@ def _read_body(name: str | None) -> str:
 
 
 def run_open(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec
+    from linefleet_forge import forge_from_spec
 
     body = _read_body(ns.body_file)
     forge = forge_from_spec(ns.forge, ns.repo)
@@ -187,7 +187,7 @@ def run_open(ns: argparse.Namespace) -> int:
 
 
 def run_comment(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import CommentOutcome, forge_from_spec, marker_tag
+    from linefleet_forge import CommentOutcome, forge_from_spec, marker_tag
 
     try:
         marker_tag(ns.marker)

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.publish import default_artifact_base, load_revision, publish
+    from reconciler.service.publish import default_artifact_base, load_revision, publish
 
     args = PublishArgs(
         ns.broker,
@@ -94,7 +94,7 @@ def run(ns: argparse.Namespace) -> int:
     key = SigningKey.load(args.signing_key)
     forge = None
     if args.forge is not None:
-        from linefleet_core.forge import forge_from_spec
+        from linefleet_forge import forge_from_spec
 
         forge = forge_from_spec(args.forge, args.repo)
     revision = load_revision(args.repo, args.rev, forge)

@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey, load_device_keys
-    from reconciler.publish import default_artifact_base
-    from reconciler.reconcile import Reconciler, Settings, TickOutcome
+    from reconciler.service.publish import default_artifact_base
+    from reconciler.service.reconcile import Reconciler, Settings, TickOutcome
 
     if not ns.repo.is_dir():
         raise UsageError(f"--repo {ns.repo}: no such directory")

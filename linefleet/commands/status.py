@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +13,7 @@ from typing import TYPE_CHECKING
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    from reconciler.observed import Observations
-    from reconciler.status import DeviceStatus, FleetStatus, LineRow
+    from reconciler.service.fleetstatus import DeviceStatus, FleetStatus, LineRow
 
 
 @dataclass(frozen=True)
@@ -76,88 +72,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
-    from linefleet_core import spec as fleetspec
-    from linefleet_core.mqtturl import BrokerAddress
-    from linefleet_core.signing import load_device_keys
-    from linefleet_core.wire import Channel, DesiredState, topic_filter
-    from reconciler.mqtt import retained_snapshot
-    from reconciler.observed import Accepted, Observations, classify
-    from reconciler.status import fleet_status
-    from reconciler.store import DB_NAME, Store
+    from reconciler.service.statusread import read_status
 
-    address = BrokerAddress.parse(args.broker)
-    fleet: set[str] | None = None
-    assigned: dict[str, frozenset[str]] | None = None
-    if args.repo is not None:
-        if not args.repo.is_dir():
-            raise UsageError(f"--repo {args.repo}: no such directory")
-        spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
-        fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
-        assigned = fleetspec.assigned_lines(spec)
-    observations = Observations()
-    recorded: dict[str, str] = {}
-    if args.state_dir is not None:
-        if not (args.state_dir / DB_NAME).is_file():
-            raise UsageError(f"--state-dir {args.state_dir}: no {DB_NAME} (run reconcile first)")
-        store = Store(args.state_dir)
-        observations = store.load()
-        recorded = store.meta()
-        store.close()
-    keys = None if args.device_keys is None else load_device_keys(args.device_keys)
-    filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
-    client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
-    snapshot = retained_snapshot(address, filters, client, quiet=args.quiet)
-    now = time.time()
-    known = None if fleet is None else {(k.partition("/")[0], k.partition("/")[2]) for k in fleet}
-    desired: dict[str, DesiredState] = {}
-    for name, msg in sorted(snapshot.items()):
-        if name.endswith("/desired"):
-            result = classify(name, msg.payload)
-            if isinstance(result, Accepted) and isinstance(result.message, DesiredState):
-                desired[f"{result.site}/{result.device}"] = result.message
-            elif not isinstance(result, Accepted):
-                observations.reject(result)
-        else:
-            observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
-    for path in args.edge_exports:
-        _ingest_export(observations, path, now, known, keys)
-    status = fleet_status(desired, observations, now, fleet, assigned)
-    status.reconciler = recorded
-    return status, now
-
-
-def _ingest_export(
-    observations: Observations,
-    path: Path,
-    now: float,
-    known: set[tuple[str, str]] | None,
-    keys: dict[str, Ed25519PublicKey] | None,
-) -> None:
-    """Feed an edge export's reports and events in, each as of the time it was written."""
-    import datetime as dt
-
-    from linefleet_core.bundle import BundleError, read_export
-
-    if not path.is_file():
-        raise UsageError(f"--edge-export {path}: no such file")
-    try:
-        messages, _ = read_export(path)
-    except BundleError as exc:
-        raise UsageError(f"--edge-export {exc}") from None
-    for message in messages:
-        if message.kind not in ("report", "event"):
-            continue
-        at = now
-        try:
-            stamp = json.loads(message.payload).get("at")
-            at = min(now, dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
-        except (ValueError, AttributeError, TypeError):
-            pass
-        observations.ingest(message.topic, message.payload, at, known, live=False, device_keys=keys)
+    return read_status(
+        args.broker,
+        repo=args.repo,
+        state_dir=args.state_dir,
+        quiet=args.quiet,
+        device_keys=args.device_keys,
+        edge_exports=args.edge_exports,
+    )
 
 
 def run(ns: argparse.Namespace) -> int:
-    from reconciler.status import as_json
+    from reconciler.service.fleetstatus import as_json
 
     args = StatusArgs(
         ns.broker,

@@ -63,9 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_promote(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec
+    from linefleet_forge import forge_from_spec
     from trainer.datasets import load_manifest
-    from trainer.proposal import Proposal, propose
+    from trainer.proposal import PromotionRequest, propose
     from trainer.tracking import Tracker, default_uri, fetch_run
     from trainer.workspace import Workspace
 
@@ -85,7 +85,7 @@ def run_promote(ns: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run = fetch_run(tracker, ns.run_id, Path(tmp))
         dataset = load_manifest(run.manifest)
-    proposal = Proposal(
+    proposal = PromotionRequest(
         repo=ns.fleet_repo,
         model=run.model,
         artifact=run.onnx,
@@ -192,9 +192,9 @@ def run_champion(ns: argparse.Namespace) -> int:
 
 def _lineage(fleet_repo: Path) -> Callable[[str], Approval | None] | None:
     """Who approved the commit that made a catalogue version serve (None outside git)."""
-    from linefleet_core.approval import approval_of, promoted_in
     from linefleet_core.errors import UsageError
-    from linefleet_core.gitrepo import open_repo
+    from linefleet_forge.approval import approval_of, promoted_in
+    from linefleet_forge.gitrepo import open_repo
 
     try:
         repo = open_repo(fleet_repo)

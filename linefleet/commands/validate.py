@@ -44,7 +44,7 @@ def parse_now(text: str | None) -> dt.datetime | None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from reconciler.check import validate
+    from reconciler.review.check import validate
 
     args = ValidateArgs(ns.repo, ns.base, ns.format, parse_now(ns.now))
     if not args.repo.is_dir():

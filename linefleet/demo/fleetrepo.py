@@ -4,9 +4,10 @@ round-trip YAML edits (ruamel.yaml) an engineer would make by hand in a pull req
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from linefleet_core.yamledit import edit
 
 # What the demo copies from this checkout's example fleet: the Toledo plant (3 edge devices,
 # 5 lines), the shared policy, the model catalogue with its artifacts, taxonomies and schemas.
@@ -79,23 +80,7 @@ def head(work: Path) -> str:
     return git.Repo(work).head.commit.hexsha
 
 
-# round-trip YAML edits ----------------------------------------------------------------------
-def _edit(path: Path, change: Callable[[Any], None]) -> None:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.util import load_yaml_guess_indent
-
-    text = path.read_text(encoding="utf-8")
-    _, indent, offset = load_yaml_guess_indent(text)
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=indent or 2, offset=offset or 0)
-    doc = yaml.load(text)
-    change(doc)
-    with path.open("w", encoding="utf-8") as out:
-        yaml.dump(doc, out)
-
-
+# round-trip YAML edits (linefleet_core.yamledit) -----------------------------------------------
 def line_file(work: Path, line: str) -> Path:
     site, _, name = line.partition("/")
     return work / "fleet" / "sites" / site / "lines" / f"{name}.yaml"
@@ -112,7 +97,7 @@ def set_rollout(work: Path, line: str, **fields: Any) -> None:
             else:
                 rollout[key] = value
 
-    _edit(line_file(work, line), change)
+    edit(line_file(work, line), change)
 
 
 def rollout(work: Path, line: str) -> dict[str, Any]:
@@ -127,7 +112,7 @@ def add_model_version(work: Path, model: str, entry: dict[str, Any]) -> None:
     def change(doc: Any) -> None:
         doc["versions"].append(entry)
 
-    _edit(work / "fleet" / "models" / f"{model}.yaml", change)
+    edit(work / "fleet" / "models" / f"{model}.yaml", change)
 
 
 def set_artifacts(work: Path, model: str, artifacts: dict[str, dict[str, Any]]) -> int:
@@ -142,7 +127,7 @@ def set_artifacts(work: Path, model: str, artifacts: dict[str, dict[str, Any]]) 
                 version["artifact"] = new
                 changed += 1
 
-    _edit(work / "fleet" / "models" / f"{model}.yaml", change)
+    edit(work / "fleet" / "models" / f"{model}.yaml", change)
     return changed
 
 
@@ -150,7 +135,7 @@ def set_site_field(work: Path, site: str, key: str, value: Any) -> None:
     def change(doc: Any) -> None:
         doc[key] = value
 
-    _edit(work / "fleet" / "sites" / site / "site.yaml", change)
+    edit(work / "fleet" / "sites" / site / "site.yaml", change)
 
 
 def set_min_holdout_frames(work: Path, frames: int) -> int:
@@ -168,7 +153,7 @@ def set_min_holdout_frames(work: Path, frames: int) -> int:
         doc["promotion"].pop("max_interval_width", None)
         doc.pop("floors", None)
 
-    _edit(work / "fleet" / "policy.yaml", change)
+    edit(work / "fleet" / "policy.yaml", change)
     return old
 
 
@@ -181,7 +166,7 @@ def set_heartbeat(work: Path, seconds: int) -> int:
         old = int(doc["heartbeat_seconds"])
         doc["heartbeat_seconds"] = seconds
 
-    _edit(work / "fleet" / "policy.yaml", change)
+    edit(work / "fleet" / "policy.yaml", change)
     return old
 
 
@@ -199,7 +184,7 @@ def keep_evidence_of(work: Path, model: str, site: str) -> int:
             if "evaluation" in version and not evaluation:
                 del version["evaluation"]
 
-    _edit(work / "fleet" / "models" / f"{model}.yaml", change)
+    edit(work / "fleet" / "models" / f"{model}.yaml", change)
     return removed
 
 

@@ -63,7 +63,7 @@ class TimelineEntry:
     changes: tuple[str, ...]
     """Plan-style summaries: `toledo/line-3: surface-cnn@3 shadow → canary`."""
     approved_by: str = ""
-    """Who approved the commit (`linefleet_core.approval`): `Jane Doe <jane@…> via pull request
+    """Who approved the commit (`linefleet_forge.approval`): `Jane Doe <jane@…> via pull request
     #12 (local forge)`."""
 
 

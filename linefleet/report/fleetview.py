@@ -11,10 +11,16 @@ from dataclasses import replace
 
 from linefleet.report.data import Gates, LineView
 from linefleet.report.history import History, merge, points, series
+from linefleet_core.conditions import ConditionType, Reason
 from linefleet_core.fleet import HealthGates
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import HealthGatesSpec
-from reconciler.status import ConditionType, DeviceStatus, FleetStatus, LineRow, condition
+from reconciler.service.fleetstatus import (
+    DeviceStatus,
+    FleetStatus,
+    LineRow,
+    condition,
+)
 
 
 def gates(found: HealthGatesSpec | HealthGates | None) -> Gates | None:
@@ -36,7 +42,7 @@ def _row_view(
     cond = condition(dev.desired, dev.observation, [row], now)
     state, reason, message = cond.type.value, cond.reason, cond.message
     if not desired_known and dev.desired is None and cond.type is ConditionType.PROGRESSING:
-        state, reason = ConditionType.UNKNOWN.value, "DesiredNotRead"
+        state, reason = ConditionType.UNKNOWN.value, Reason.DESIRED_NOT_READ
         message = "desired state not read: add --broker to compare it with the report"
     got = row.reported
     declared = None if spec is None else spec.lines.get(row.line)

@@ -20,7 +20,7 @@ from linefleet_core.errors import UsageError
 
 if TYPE_CHECKING:
     from linefleet_core.spec import FleetSpec
-    from reconciler.status import FleetStatus
+    from reconciler.service.fleetstatus import FleetStatus
 
 
 @dataclass(frozen=True)
@@ -44,28 +44,11 @@ def _spec(repo: Path) -> FleetSpec:
 
 
 def _status(src: Sources, spec: FleetSpec | None) -> tuple[FleetStatus, float]:
-    if src.broker is not None:
-        from linefleet.commands.status import StatusArgs, collect
+    from reconciler.service.statusread import read_status
 
-        return collect(StatusArgs(src.broker, src.repo, src.state_dir, "json", src.quiet))
-    from linefleet_core.spec import assigned_lines
-    from reconciler.observed import Observations
-    from reconciler.status import fleet_status
-    from reconciler.store import DB_NAME, Store
-
-    assert src.state_dir is not None
-    if not (src.state_dir / DB_NAME).is_file():
-        raise UsageError(f"--state-dir {src.state_dir}: no {DB_NAME} (run reconcile first)")
-    store = Store(src.state_dir)
-    try:
-        observations: Observations = store.load()
-    finally:
-        store.close()
-    now = time.time()
-    if spec is None:
-        return fleet_status({}, observations, now), now
-    fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
-    return fleet_status({}, observations, now, fleet, assigned_lines(spec)), now
+    return read_status(
+        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, spec=spec
+    )
 
 
 def _record(path: Path, status: FleetStatus, history: History) -> int:
@@ -114,7 +97,7 @@ def collect(src: Sources) -> ReportData:
     timeline = None
     if src.repo is not None:
         from linefleet.report.timeline import read_timeline
-        from linefleet_core.gitrepo import open_repo
+        from linefleet_forge.gitrepo import open_repo
 
         try:
             repo = open_repo(src.repo)

@@ -3,7 +3,7 @@
 `rollout_changes(key, before, after)` is pure and says what changed in plan style
 (`toledo/line-3: surface-cnn@3 shadow → canary`); `read_timeline(repo)` walks git history
 with GitPython, reads only the changed line files of each commit, and names who approved
-each commit (`linefleet_core.approval`).
+each commit (`linefleet_forge.approval`).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def read_timeline(
     repo: Any, rev: str = "HEAD", limit: int = MAX_COMMITS
 ) -> tuple[TimelineEntry, ...]:
     """Newest first: each commit (first-parent) that changed a line rollout, at most `limit`."""
-    from linefleet_core.approval import approval_of
+    from linefleet_forge.approval import approval_of
 
     entries = []
     for commit in repo.iter_commits(rev, max_count=limit, first_parent=True):

@@ -100,7 +100,7 @@ def test_status_of_a_fresh_device(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "state").mkdir()
     assert main(["edge", "status", "--state-dir", str(tmp_path / "state")]) == 0
     out = capsys.readouterr().out
-    assert "condition   Waiting: no desired state received yet" in out
+    assert "condition   Progressing (NoDesiredState): no desired state received yet" in out
     assert "generation  0 held, 0 applied" in out
     assert "none yet (no desired state received)" in out
 
@@ -111,7 +111,7 @@ def test_status_shows_models_generation_and_outbox_offline(
     state = _converged_state(tmp_path)
     assert main(["edge", "status", "--state-dir", str(state)]) == 0
     out = capsys.readouterr().out
-    assert "condition   Synced: running generation 4" in out
+    assert "condition   Synced (Applied): running generation 4" in out
     assert "device      plant/dev-1" in out
     assert "generation  4 held, 4 applied" in out
     assert "plant/line-1: serving inc@1 (slot a), standby -, canary cand@2" in out

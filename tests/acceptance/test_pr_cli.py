@@ -11,7 +11,7 @@ import git
 import pytest
 
 from linefleet.cli import main
-from linefleet_core.forge.local import LocalForge
+from linefleet_forge.local import LocalForge
 from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
 from tests.integration.forge.gitrepos import origin_and_clone, push_branch
 

@@ -404,8 +404,8 @@ def test_the_browser_check_catches_console_errors_and_outside_requests(tmp_path:
 def test_from_the_reconciler_state_dir_alone(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from reconciler.observed import Observations
-    from reconciler.store import Store
+    from reconciler.service.observed import Observations
+    from reconciler.service.store import Store
 
     obs = Observations()
     for rep in [

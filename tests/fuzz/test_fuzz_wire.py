@@ -3,7 +3,7 @@
 - `linefleet_core.signing.verify` / `edge_puller.desired.accept` (the device's intake of desired
   documents) raise nothing but `VerifyError`, for any bytes, any JSON, any mutation of a valid
   signed document; a mutation made after signing is always refused.
-- `reconciler.observed.classify` / `Observations.ingest` (the reconciler's intake of reported,
+- `reconciler.service.observed.classify` / `Observations.ingest` (the reconciler's intake of reported,
   events, online) never raise, on any topic, and deliver each event `seq` at most once, in
   increasing order.
 - `linefleet_core.wire.decode_frame` raises nothing but `FrameError`.
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from edge_puller.desired import accept
 from linefleet_core.signing import Refusal, VerifyError, canonical_json, content_hash, verify
 from linefleet_core.wire import FrameError, decode_frame
-from reconciler.observed import Accepted, Observations, Rejected, classify
+from reconciler.service.observed import Accepted, Observations, Rejected, classify
 from tests.hostile import wire_corpus as wc
 
 fuzz = settings(

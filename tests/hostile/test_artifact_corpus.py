@@ -218,7 +218,7 @@ def test_a_file_url_with_a_host_is_refused(store: ArtifactStore) -> None:
     ],
 )
 def test_relative_catalogue_urls_cannot_leave_the_repository(url: str) -> None:
-    from reconciler.compile import CompileError, resolve_artifact_url
+    from reconciler.service.compile import CompileError, resolve_artifact_url
 
     with pytest.raises(CompileError) as refused:
         resolve_artifact_url(url, "https://artifacts.example/fleet")
@@ -227,7 +227,7 @@ def test_relative_catalogue_urls_cannot_leave_the_repository(url: str) -> None:
 
 @pytest.mark.parametrize("url", ["ftp://x/m.onnx", "s3://bucket/m.onnx", "javascript:alert(1)"])
 def test_catalogue_urls_with_other_schemes_are_refused(url: str) -> None:
-    from reconciler.compile import CompileError, resolve_artifact_url
+    from reconciler.service.compile import CompileError, resolve_artifact_url
 
     with pytest.raises(CompileError):
         resolve_artifact_url(url, "https://artifacts.example/fleet")
@@ -235,6 +235,6 @@ def test_catalogue_urls_with_other_schemes_are_refused(url: str) -> None:
 
 def test_an_absolute_file_url_in_the_catalogue_is_kept_as_written() -> None:
     """What a merged pull request can make the reconciler sign (docs/security.md)."""
-    from reconciler.compile import resolve_artifact_url
+    from reconciler.service.compile import resolve_artifact_url
 
     assert resolve_artifact_url("file:///etc/shadow", "https://a.example") == "file:///etc/shadow"

@@ -4,7 +4,7 @@ Device: `linefleet edge run`'s loop (`edge_puller.runner.run`, in a thread) hold
 generation; every hostile desired document is published retained on its topic; each must
 come back as a `refused-document` event with the corpus's reason, in order, while the device
 keeps serving what it held. Reconciler: the hostile device messages go through the broker to
-a `reconciler.mqtt.Session` and `Observations.ingest` (what `linefleet reconcile` runs); all
+a `reconciler.service.mqtt.Session` and `Observations.ingest` (what `linefleet reconcile` runs); all
 are counted by reason, none recorded as device state, and a good report sent last still lands.
 """
 
@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +24,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_puller.runner import RunOptions, run
 from linefleet_core.mqtturl import BrokerAddress
-from reconciler.mqtt import Session
-from reconciler.observed import Observations
+from reconciler.service.mqtt import Session
+from reconciler.service.observed import Observations
 from tests.hostile import wire_corpus as wc
 from tests.support.mosquitto import Mosquitto
 from tests.support.onnx_models import write_model
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = f"linefleet/v1/{wc.SITE}/{wc.DEVICE}"
 # Deeply nested documents get a longer wait: the edge refuses them after parsing them once.
 NESTED = {"deeply-nested", "deeply-nested-within-size"}
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Watcher:

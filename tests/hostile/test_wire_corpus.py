@@ -2,7 +2,7 @@
 
 Device side: `linefleet_core.signing.verify` (the protocol's rules) and
 `edge_puller.desired.accept` (what the agent calls). Reconciler side:
-`reconciler.observed.classify` / `Observations.ingest`. Nothing may raise anything but the
+`reconciler.service.observed.classify` / `Observations.ingest`. Nothing may raise anything but the
 documented refusal, and each refusal must say why.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from edge_puller.desired import accept
 from linefleet_core.signing import VerifyError, verify
-from reconciler.observed import Accepted, Observations, Rejected, Rejection, classify
+from reconciler.service.observed import Accepted, Observations, Rejected, Rejection, classify
 from tests.hostile import wire_corpus as wc
 
 PINNED = {wc.KEY.key_id: wc.KEY.public}

@@ -6,7 +6,7 @@ Two lists, one per receiver:
   `Refusal` the device must answer with (`linefleet_core.signing.verify`, used by
   `edge_puller.desired.accept`). Built around a valid signed document for `plant/dev-1`.
 - `DEVICE_CASES`: (topic, payload) pairs sent *to the reconciler* on `reported` / `events` /
-  `online`, each with the `Rejection` `reconciler.observed.classify` must count.
+  `online`, each with the `Rejection` `reconciler.service.observed.classify` must count.
 
 Used by `tests/hostile/test_wire_corpus.py` (pure calls), by the real-Mosquitto tests next to it,
 and by the fuzzers in `tests/fuzz/` as seeds.
@@ -315,7 +315,7 @@ class DeviceCase(NamedTuple):
     name: str
     topic: str
     payload: bytes
-    rejection: str  # a `reconciler.observed.Rejection` value
+    rejection: str  # a `reconciler.service.observed.Rejection` value
     known_bug: str = ""
 
 

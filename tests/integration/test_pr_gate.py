@@ -6,7 +6,7 @@ runs `./base/.github/actions/check` with `package: base`, i.e. `base/.github/act
 check.sh`, which installs linefleet from `base/` and checks `change/` against `origin/main`.
 This test runs exactly that procedure on a real git repository (a bare origin, a base commit
 on main and a pull request branch) where the pull request weakens the validator
-(`reconciler/policy.py` accepts everything), disarms the check script, and promotes a line
+(`reconciler/review/policy.py` accepts everything), disarms the check script, and promotes a line
 straight from shadow to production, which the rollout policy forbids.
 """
 
@@ -65,7 +65,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = top / "work"
     git(top, "clone", "-q", str(top / "origin.git"), "work")
     git(work, "checkout", "-q", "-b", "weaken-the-gate")
-    policy = work / "reconciler" / "policy.py"
+    policy = work / "reconciler" / "review" / "policy.py"
     policy.write_text(policy.read_text() + WEAKENED)
     check_sh = work / ".github" / "actions" / "check" / "check.sh"
     check_sh.write_text(check_sh.read_text().replace("set -uo pipefail", "exit 0", 1))

@@ -1,7 +1,7 @@
 """The soak's receiver: a persistent-session subscriber that audits every delivery.
 
 It subscribes like `linefleet reconcile` does (stable client id, clean session off, re-subscribe
-on every connect) and passes every message through `reconciler.observed.Observations.ingest`,
+on every connect) and passes every message through `reconciler.service.observed.Observations.ingest`,
 the reconciler's own classification and event de-duplication. Around that it keeps the audit
 the reconciler does not need: every raw delivery, every `seq` and `report_seq` handed to the
 consumer, so the harness can count losses, redeliveries, and duplicates or reorders that got
@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from linefleet_core.wire import Event, ReportedState
-from reconciler.observed import Accepted, Observations
+from reconciler.service.observed import Accepted, Observations
 
 
 @dataclass

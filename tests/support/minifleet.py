@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from linefleet_core import yamledit
 from linefleet_core.errors import Finding
 from linefleet_core.spec import FleetSpec, load
 from linefleet_core.validation import check
@@ -297,13 +297,8 @@ def model_file(root: Path, name: str = "surface-cnn") -> Path:
 
 
 def edit_yaml(path: Path, mutate: Callable[[Any], None]) -> None:
-    """Round-trip edit one file with ruamel.yaml: comments, order and quotes are kept."""
-    rt = _ruamel()
-    doc = rt.load(path.read_text(encoding="utf-8"))
-    mutate(doc)
-    out = io.StringIO()
-    rt.dump(doc, out)
-    path.write_text(out.getvalue(), encoding="utf-8")
+    """Round-trip edit one file (`linefleet_core.yamledit`): comments, order and quotes stay."""
+    yamledit.edit(path, mutate)
 
 
 def edit_line(root: Path, key: str, mutate: Callable[[Any], None]) -> None:
@@ -359,16 +354,6 @@ def commit_all(root: Path, message: str) -> str:
         message, author=who, committer=who, author_date=FIXED_DATE, commit_date=FIXED_DATE
     )
     return str(commit.hexsha)
-
-
-def _ruamel() -> Any:
-    from ruamel.yaml import YAML
-
-    rt = YAML()
-    rt.indent(mapping=2, sequence=4, offset=2)
-    rt.preserve_quotes = True
-    rt.width = 100
-    return rt
 
 
 class _NoAliases(yaml.SafeDumper):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edge_puller.agent import Agent
-from edge_puller.gates import GATE_WINDOW
+from edge_puller.gatewindow import GATE_WINDOW
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event
 from tests.unit.edge.documents import desired, line_doc

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,10 @@ from edge_puller.outbox import Outbox
 from linefleet_core.mqtturl import BrokerAddress
 from tests.reliability.faults import TcpProxy
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 REPORTED = "linefleet/v1/plant/dev-1/reported"
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def retained_report(broker: Mosquitto) -> int:

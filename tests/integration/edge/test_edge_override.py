@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -26,6 +24,7 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from tests.support.mosquitto import Mosquitto
 from tests.support.trainer_data import taxonomies
+from tests.support.waiting import wait_for
 from tests.unit.edge.documents import desired, line_doc
 from tests.unit.edge.helpers import spec_for
 from trainer.events import EventKind
@@ -36,15 +35,6 @@ from trainer.store import LabelStore
 
 pytestmark = pytest.mark.integration
 KEY = SigningKey.generate()
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _decisions(results: Path) -> list[dict[str, object]]:
@@ -97,12 +87,12 @@ def test_override_from_the_cli_reaches_the_trainer_exactly_once(
                     cv2.imwrite(str(frames / f"f{shown:04d}.png"), image)
                 return False
 
-            _wait("a decision by inc@1", decided_by_the_model)
+            wait_for("a decision by inc@1", decided_by_the_model)
             frame_id = str(_decisions(results)[-1]["frame_id"])
             capsys.readouterr()
             argv = ["edge", "override", "--state-dir", str(state), "--frame", frame_id,
                     "--label", "scratch", "--inspector", "insp-7"]  # fmt: skip
-            _wait("the decision in the recent record", lambda: main(argv) != 2, timeout=10)
+            wait_for("the decision in the recent record", lambda: main(argv) != 2, timeout=10)
             assert "queued inspection-override" in capsys.readouterr().out
 
             events: list[bytes] = []
@@ -114,7 +104,7 @@ def test_override_from_the_cli_reaches_the_trainer_exactly_once(
                 received.extend(got_frames)
                 return any(json.loads(e)["type"] == OVERRIDE_TYPE for e in events)
 
-            _wait("the override at the trainer", override_arrived)
+            wait_for("the override at the trainer", override_arrived)
             events_now, frames_now = listen(broker.url, 0.5)  # nothing more comes
             events += events_now
             received += frames_now

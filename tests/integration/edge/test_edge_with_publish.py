@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -24,19 +22,11 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 CLASSES = {1: ("ok", "scratch", "contamination"), 2: ("ok", "scratch", "dust", "oil")}
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
@@ -100,7 +90,7 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
                 last = decided[-1]
                 return bool(last.get("candidate")) and last["model"] == "surface-cnn@2"
 
-            _wait("a frame served by @2 with @3 in shadow", shadow_decision)
+            wait_for("a frame served by @2 with @3 in shadow", shadow_decision)
 
             def synced() -> bool:
                 code = main(
@@ -112,7 +102,7 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
                 conditions = {d["device"]: d["condition"] for d in json.loads(out)["devices"]}
                 return conditions.get("toledo-edge-1") == "Synced"
 
-            _wait("linefleet status: toledo-edge-1 Synced", synced)
+            wait_for("linefleet status: toledo-edge-1 Synced", synced)
         finally:
             stop.set()
             device.join(15)

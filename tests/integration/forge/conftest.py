@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from linefleet_core.forge.gitea import GiteaForge
-from linefleet_core.forge.github import GitHubForge
+from linefleet_forge.gitea import GiteaForge
+from linefleet_forge.github import GitHubForge
 from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, ForgeState, serve
 
 

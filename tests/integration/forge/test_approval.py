@@ -1,4 +1,4 @@
-"""Who approved a change (`linefleet_core.approval`), against real git and the local forge."""
+"""Who approved a change (`linefleet_forge.approval`), against real git and the local forge."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from linefleet.cli import main
 from linefleet.report.timeline import read_timeline
-from linefleet_core.approval import approval_of, promoted_in
-from linefleet_core.forge.local import LocalForge
+from linefleet_forge.approval import approval_of, promoted_in
+from linefleet_forge.local import LocalForge
 from tests.integration.forge.gitrepos import commit, origin_and_clone, push_branch
 
 LINE = "fleet/sites/toledo/lines/line-1.yaml"
@@ -111,7 +111,7 @@ def test_github_merge_information_names_the_approver_and_an_outage_falls_back_to
 ) -> None:
     import socket
 
-    from linefleet_core.forge.github import GitHubForge
+    from linefleet_forge.github import GitHubForge
     from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
 
     _, clone = origin_and_clone(tmp_path)

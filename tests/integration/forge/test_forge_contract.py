@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from linefleet_core.forge import CommentOutcome, Forge, ForgeRefused, Merge, PullState
-from linefleet_core.forge.gitea import GiteaForge
-from linefleet_core.forge.github import GitHubForge
-from linefleet_core.forge.local import LocalForge
+from linefleet_forge import CommentOutcome, Forge, ForgeRefused, Merge, PullState
+from linefleet_forge.gitea import GiteaForge
+from linefleet_forge.github import GitHubForge
+from linefleet_forge.local import LocalForge
 from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
 from tests.integration.forge.gitrepos import origin_and_clone, push_branch
 

@@ -11,8 +11,8 @@ import git
 import pytest
 
 from linefleet_core.errors import PermanentError
-from linefleet_core.forge import ForgeRefused, PullState, forge_from_spec
-from linefleet_core.forge.local import LocalForge
+from linefleet_forge import ForgeRefused, PullState, forge_from_spec
+from linefleet_forge.local import LocalForge
 from tests.integration.forge.gitrepos import commit, configure, origin_and_clone, push_branch
 
 pytestmark = pytest.mark.integration

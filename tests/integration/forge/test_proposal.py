@@ -9,9 +9,9 @@ import git
 import pytest
 
 from linefleet_core.errors import UsageError
-from linefleet_core.forge import ForgeRefused
-from linefleet_core.forge.local import LocalForge
-from linefleet_core.forge.proposal import Proposal, propose, remote_url
+from linefleet_forge import ForgeRefused
+from linefleet_forge.local import LocalForge
+from linefleet_forge.proposal import Proposal, propose, remote_url
 from tests.integration.forge.gitrepos import commit, origin_and_clone
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from linefleet_core.errors import TemporaryError, UsageError
-from linefleet_core.forge import ForgeRefused, PullState, forge_from_spec
-from linefleet_core.forge.gitea import GiteaForge
-from linefleet_core.forge.github import GitHubForge
+from linefleet_forge import ForgeRefused, PullState, forge_from_spec
+from linefleet_forge.gitea import GiteaForge
+from linefleet_forge.github import GitHubForge
 from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, ForgeState, serve
 
 pytestmark = pytest.mark.integration

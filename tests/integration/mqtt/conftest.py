@@ -93,12 +93,3 @@ def ack(desired: bytes, /, *, at: float | None = None, **changes: object) -> byt
     }
     body.update(changes)
     return json.dumps(body).encode()
-
-
-def wait_for(predicate: object, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")

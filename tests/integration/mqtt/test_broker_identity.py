@@ -29,7 +29,7 @@ from linefleet.cli import main
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import client_id
-from reconciler.publish import load_revision, publish
+from reconciler.service.publish import load_revision, publish
 from tests.support.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration

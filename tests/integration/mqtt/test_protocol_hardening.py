@@ -17,9 +17,9 @@ from edge_puller.outbox import Outbox
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event
-from reconciler.mqtt import Session
-from reconciler.reconcile import Reconciler, Settings
-from reconciler.store import Store
+from reconciler.service.mqtt import Session
+from reconciler.service.reconcile import Reconciler, Settings
+from reconciler.service.store import Store
 from tests.integration.mqtt.conftest import send
 from tests.support.mosquitto import Mosquitto
 
@@ -94,7 +94,7 @@ def test_a_device_with_wiped_storage_refuses_an_old_replayed_document(
     """With `--max-age`, documents carry a signed `expires_at`: a broker replaying an old
     (validly signed) document to a device that lost its replay floor is refused `expired`."""
     from edge_puller.agent import Agent
-    from reconciler.publish import load_revision, publish
+    from reconciler.service.publish import load_revision, publish
     from tests.integration.mqtt.conftest import retained
 
     address = BrokerAddress.parse(mosquitto.url)

@@ -1,4 +1,4 @@
-"""`reconciler.publish` against a real Mosquitto and a real git repository."""
+"""`reconciler.service.publish` against a real Mosquitto and a real git repository."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify, verify_document
 from linefleet_core.wire import Applied, Removal, online_payload
-from reconciler.publish import Result, load_revision, publish
+from reconciler.service.publish import Result, load_revision, publish
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port

@@ -14,9 +14,10 @@ import git
 import pytest
 
 from linefleet_core.signing import SigningKey
-from tests.integration.mqtt.conftest import ack, retained, send, wait_for
+from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 T = "linefleet/v1"
@@ -97,7 +98,7 @@ def test_follows_the_branch_records_reports_and_survives_a_restart(
     reconciler: Reconciler, fleet_repo: Path, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     reconciler.start()
-    wait_for(lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 1, what="first publish")
+    wait_for("first publish", lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 1)
     first = retained(mosquitto, f"{TOL2}/desired")[f"{TOL2}/desired"]
     event = {
         "protocol": 1,
@@ -120,7 +121,7 @@ def test_follows_the_branch_records_reports_and_survives_a_restart(
     minifleet.edit_rollout(fleet_repo, "toledo/line-2", candidate=None)
     minifleet.commit_all(fleet_repo, "toledo/line-2: stop the shadow")
     minifleet_push(fleet_repo)
-    wait_for(lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 2, what="new commit")
+    wait_for("new commit", lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 2)
     code, out, err = reconciler.stop()
     assert code == 0, err
     assert "SIGTERM, stopping" in err
@@ -136,7 +137,7 @@ def test_follows_the_branch_records_reports_and_survives_a_restart(
             row = conn.execute("SELECT last_seq FROM device WHERE device='toledo-edge-2'")
             return row.fetchone() == (2,)
 
-    wait_for(has_seq_2, what="the event sent while the reconciler was down")
+    wait_for("the event sent while the reconciler was down", has_seq_2)
     code, _, err = reconciler.stop()
     assert code == 0, err
     with sqlite3.connect(db) as conn:
@@ -165,6 +166,6 @@ def test_an_invalid_commit_stalls_until_the_branch_moves(
     minifleet.edit_rollout(fleet_repo, "toledo/line-2", serving="surface-cnn@2")
     minifleet.commit_all(fleet_repo, "fixed")
     minifleet_push(fleet_repo)
-    wait_for(lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 3, what="the fix")
+    wait_for("the fix", lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 3)
     code, _, err = reconciler.stop()
     assert code == 0, err

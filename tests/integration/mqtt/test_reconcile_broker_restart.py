@@ -10,9 +10,10 @@ import pytest
 
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.reconcile import Reconciler, Settings, TickOutcome
-from tests.integration.mqtt.conftest import ack, retained, send, wait_for
+from reconciler.service.reconcile import Reconciler, Settings, TickOutcome
+from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TOL1 = "linefleet/v1/toledo/toledo-edge-1"
@@ -36,20 +37,25 @@ def test_broker_restart_and_wiped_retained_state(
     thread = threading.Thread(target=rec.run, args=(stop, outcomes.append), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: f"{TOL1}/desired" in retained(mosquitto, f"{TOL1}/desired", 0.2))
+        wait_for(
+            "the first publish",
+            lambda: f"{TOL1}/desired" in retained(mosquitto, f"{TOL1}/desired", 0.2),
+        )
         desired = retained(mosquitto, f"{TOL1}/desired")[f"{TOL1}/desired"]
 
         mosquitto.kill()  # a crash: the loop reports and retries, it does not die
-        wait_for(lambda: any(o.error for o in outcomes[-3:]), what="an error tick")
+        wait_for("an error tick", lambda: any(o.error for o in outcomes[-3:]))
         (tmp_path / "mosquitto" / "data" / "mosquitto.db").unlink(missing_ok=True)
         mosquitto.start()  # comes back empty: the next tick publishes everything again
-        wait_for(lambda: f"{TOL1}/desired" in retained(mosquitto, f"{TOL1}/desired", 0.2))
+        wait_for(
+            "a publish after the broker restart",
+            lambda: f"{TOL1}/desired" in retained(mosquitto, f"{TOL1}/desired", 0.2),
+        )
         assert retained(mosquitto, f"{TOL1}/desired")[f"{TOL1}/desired"] == desired
 
         send(mosquitto, [(f"{TOL1}/reported", ack(desired), False)])
         wait_for(
-            lambda: "toledo/toledo-edge-1" in rec.observations.devices,
-            what="a report after the restart",
+            "a report after the restart", lambda: "toledo/toledo-edge-1" in rec.observations.devices
         )
     finally:
         stop.set()

@@ -13,10 +13,11 @@ from linefleet_core.errors import PermanentError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify
 from linefleet_core.wire import client_id
-from reconciler.mqtt import Outgoing, Session, retained_snapshot
-from reconciler.publish import load_revision, publish
+from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
+from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 TOL1 = "linefleet/v1/toledo/toledo-edge-1"
@@ -48,15 +49,6 @@ class Net:
             return None
         message = snap.get(topic)
         return None if message is None else message.payload
-
-
-def until(predicate: object, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_a_site_converges_without_the_centre_and_reports_after_reconnection(

@@ -12,7 +12,7 @@ import pytest
 from linefleet.cli import main
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.publish import load_revision, publish
+from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto
 
@@ -89,8 +89,8 @@ def test_status_reads_what_the_reconciler_recorded(
 ) -> None:
     from collections import Counter
 
-    from reconciler.observed import Observations
-    from reconciler.store import Store
+    from reconciler.service.observed import Observations
+    from reconciler.service.store import Store
 
     publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
     desired = retained(mosquitto, f"{T}/+/+/desired")

@@ -15,7 +15,7 @@ import pytest
 from linefleet.cli import main
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.publish import load_revision, publish
+from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto
 

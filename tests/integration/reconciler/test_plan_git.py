@@ -9,12 +9,13 @@ import git
 import pytest
 
 from linefleet_core.errors import UsageError
-from linefleet_core.gitrepo import GitObjects, GitSource
 from linefleet_core.spec import Checks, DirectorySource
-from reconciler.check import load_checked, validate
-from reconciler.plan import Action
-from reconciler.policy import Verdict
-from reconciler.revisions import plan_revisions
+from linefleet_core.validation import load_checked
+from linefleet_forge.gitrepo import GitObjects, GitSource
+from reconciler.review.changeplan import Action
+from reconciler.review.check import validate
+from reconciler.review.policy import Verdict
+from reconciler.review.revisions import plan_revisions
 from tests.support.minifleet import (
     QUIET,
     TO_CANARY,

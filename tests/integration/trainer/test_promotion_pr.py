@@ -11,14 +11,13 @@ import pytest
 
 from factory_sim.onnx_fixtures import build_classifier
 from linefleet.cli import main
-from linefleet_core import gitrepo
 from linefleet_core.errors import PermanentError
-from linefleet_core.forge import forge_from_spec
 from linefleet_core.spec import DirectorySource, load
 from linefleet_core.validation import check
-from reconciler.check import validate
+from linefleet_forge import forge_from_spec, gitrepo
+from reconciler.review.check import validate
 from tests.support.minifleet import V1, V2, edit_yaml, model_file, write_minifleet
-from trainer.proposal import Proposal, propose
+from trainer.proposal import PromotionRequest, propose
 from trainer.run import TrainRequest, TrainResult, train_run
 from trainer.workspace import Workspace
 
@@ -77,8 +76,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Workspa
     return origin, clone, ws, result
 
 
-def _proposal(clone: Path, result: TrainResult) -> Proposal:
-    return Proposal(
+def _proposal(clone: Path, result: TrainResult) -> PromotionRequest:
+    return PromotionRequest(
         repo=clone,
         model="surface-cnn",
         artifact=result.artifact.read_bytes(),
@@ -218,7 +217,7 @@ def test_promotion_with_a_registry_pushes_the_onnx_and_commits_yaml_only(
 def test_a_forge_that_refuses_is_a_clear_error(
     setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
 ) -> None:
-    from linefleet_core.forge import ForgeRefused
+    from linefleet_forge import ForgeRefused
 
     _, clone, ws, result = setup
     elsewhere = git.Repo.init(tmp_path / "elsewhere", initial_branch="main")

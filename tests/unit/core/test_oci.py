@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from linefleet_core.oci import OciError, load_credentials, parse_ref, registry_base
-from reconciler.compile import CompileError, compile_fleet, resolve_artifact_url
 from reconciler.mirror import MirrorOptions, config_text, site_artifacts, upstream_of
+from reconciler.service.compile import CompileError, compile_fleet, resolve_artifact_url
 from tests.support import minifleet
 
 HEX = "ab" * 32

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge_puller.agent import Agent
+from edge_puller.localstatus import local_status, render_text
 from edge_puller.outbox import Outbox
 from edge_puller.planner import RETIRED_SPOOL_GRACE
 from edge_puller.report import build_report
-from edge_puller.status import local_status, render_text
 from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event, ReportedState
@@ -234,7 +234,7 @@ def test_removed_from_the_fleet_keeps_serving_and_says_so(
 
 
 def tombstone(generation: int, device: str = "dev-1") -> bytes:
-    from reconciler.publish import tombstone as signed_removal
+    from reconciler.service.publish import tombstone as signed_removal
 
     return signed_removal("plant", device, f"{generation:040x}", generation, KEY)
 
@@ -298,7 +298,8 @@ def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
     assert again.serve("cam-1", "f", BRIGHT).model == "inc@1"  # still inspecting
     status = local_status(tmp_path / "state")
     assert status["condition"] == "Removed" and status["removed_at"] is not None
-    assert "still serving what it ran (generation 1)" in status["reason"]
+    assert status["reason"] == "RemovedFromFleet"
+    assert "still serving what it ran (generation 1)" in status["message"]
     again.offer_desired(desired(KEY, 3, line_doc(models["m2"])))  # added to the fleet again
     _converge(again)
     assert not again.removed and again.state.applied_generation == 3

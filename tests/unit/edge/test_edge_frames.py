@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_puller.backoff import Backoff
 from edge_puller.frames import capture_loop, open_source
+from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_puller.gates import (
+from edge_puller.gatewindow import (
     GATE_WINDOW,
     MIN_GATE_FRAMES,
     MIN_LATENCY_SAMPLES,

@@ -11,7 +11,7 @@ HEAVY = ("mlflow", "sklearn", "skl2onnx", "git", "onnx", "reconciler", "trainer"
 
 def test_edge_modules_import_nothing_heavy() -> None:
     code = (
-        "import json, sys, edge_puller.runner, edge_puller.status, linefleet.commands.edge;"
+        "import json, sys, edge_puller.runner, edge_puller.localstatus, linefleet.commands.edge;"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_puller.engine import Engine, LineModels, in_canary
-from edge_puller.gates import MIN_GATE_FRAMES
+from edge_puller.gatewindow import MIN_GATE_FRAMES
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError, load_model, preprocess
 from edge_puller.target import ModelSpec
 from linefleet_core.fleet import HealthGates

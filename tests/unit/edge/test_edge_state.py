@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_puller.localstatus import local_status
 from edge_puller.state import ActiveLine, Failure, LocalState, StateStore
-from edge_puller.status import local_status
 from edge_puller.target import CandidateSpec, ModelSpec
 from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.errors import PermanentError

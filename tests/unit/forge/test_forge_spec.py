@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from linefleet_core.errors import UsageError
-from linefleet_core.forge import forge_from_spec
-from linefleet_core.forge.gitea import GiteaForge
-from linefleet_core.forge.github import GitHubForge
+from linefleet_forge import forge_from_spec
+from linefleet_forge.gitea import GiteaForge
+from linefleet_forge.github import GitHubForge
 
 ENV = {"GITHUB_TOKEN": "gh", "GITEA_TOKEN": "gt"}
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from linefleet_core.errors import TemporaryError
-from linefleet_core.forge.base import Comment, ForgeRefused, find_marked, marker_tag, with_marker
-from linefleet_core.forge.http import _http_error, forge_message
+from linefleet_forge.base import Comment, ForgeRefused, find_marked, marker_tag, with_marker
+from linefleet_forge.http import _http_error, forge_message
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_markers_that_would_break_the_html_comment_are_refused(bad: str) -> None
 
 
 def test_long_comments_are_cut_on_a_line_with_a_note() -> None:
-    from linefleet_core.forge.rest import TRUNCATED, fit_comment
+    from linefleet_forge.rest import TRUNCATED, fit_comment
 
     assert fit_comment("short") == "short"
     text = "".join(f"line {i:05d}\n" for i in range(10_000))  # 110,000 characters

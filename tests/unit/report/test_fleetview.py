@@ -13,8 +13,8 @@ from linefleet.report.history import read_history, record
 from linefleet.report.page import build_report
 from linefleet_core.errors import FindingsError
 from linefleet_core.wire import LineMetrics, LineStatus, ReportedState
-from reconciler.observed import Observations
-from reconciler.status import fleet_status
+from reconciler.service.fleetstatus import fleet_status
+from reconciler.service.observed import Observations
 from tests.support import minifleet
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)

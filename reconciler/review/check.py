@@ -1,0 +1,40 @@
+"""`linefleet validate`: schema and references of one revision, plus rollout policy on a change."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linefleet_core import spec as fleetspec
+from linefleet_core.errors import Finding, Severity
+from linefleet_core.validation import load_checked
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None) -> Report:
+    checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
+    head, findings = load_checked(fleetspec.DirectorySource(repo), checks)
+    if base is not None:
+        from linefleet_forge.gitrepo import GitObjects, GitSource
+        from reconciler.review import policy
+        from reconciler.review.revisions import fleet_prefix
+
+        objects = GitObjects.open(repo)
+        source = GitSource(objects.commit(base), fleet_prefix(objects, repo), objects)
+        base_spec, _ = fleetspec.load(source, checks)
+        findings.extend(policy.check_change(base_spec, head, now or dt.datetime.now(dt.UTC)))
+    return Report(sorted(set(findings)), files=len(head.docs))

@@ -1,0 +1,231 @@
+"""Compile the fleet at one commit into one desired-state document per edge device (pure).
+
+Deterministic: the same fleet, commit, generation and artifact base give byte-identical
+documents (devices, lines and cameras are sorted; every float is written as a float). The
+documents are unsigned; `reconciler.service.publish` signs them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from urllib.parse import urlsplit
+
+from linefleet_core.catalogue import ModelVersion
+from linefleet_core.errors import PermanentError
+from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, TelemetryPolicy
+from linefleet_core.oci import OciError, is_oci, parse_ref
+from linefleet_core.refs import line_key
+from linefleet_core.signing import content_hash
+from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import (
+    PROTOCOL,
+    Approval,
+    ArtifactRef,
+    CameraSpec,
+    CandidateSpec,
+    DesiredState,
+    DeviceSpec,
+    HealthGatesSpec,
+    LineSpec,
+    ModelInput,
+    ModelSpec,
+    TaxonomySpec,
+    TelemetrySpec,
+)
+
+
+class CompileError(PermanentError):
+    """The fleet refers to something it does not define (`linefleet validate` catches these)."""
+
+
+def resolve_artifact_url(url: str, artifact_base: str, mirror: str | None = None) -> str:
+    """Absolute URL for a catalogue artifact; relative paths resolve against `artifact_base`.
+
+    `https://…`, `http://…` and `file:///abs` stay as they are; `artifacts/x.onnx` and
+    `file://artifacts/x.onnx` (a repository-relative path written as a file URL) become
+    `<artifact_base>/artifacts/x.onnx`. `oci://HOST/REPO@sha256:…` becomes
+    `oci://MIRROR/REPO@sha256:…` when the device's site names an artifact mirror (the same
+    digest: a pull-through cache serves the same bytes under the same repository name).
+    """
+    if is_oci(url):
+        try:
+            ref = parse_ref(url)
+        except OciError as exc:
+            raise CompileError(f"artifact url {exc}") from None
+        return str(ref.with_host(mirror)) if mirror else str(ref)
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return url
+    if parts.scheme == "file":
+        if parts.netloc in ("", "localhost"):
+            return f"file://{parts.path}"
+        relative = parts.netloc + parts.path
+    elif parts.scheme == "":
+        relative = url
+    else:
+        raise CompileError(f"artifact url {url!r}: only oci://, file://, http:// and https:// URLs")
+    relative = posixpath.normpath(relative.lstrip("/"))
+    if relative.startswith(".."):
+        raise CompileError(f"artifact url {url!r} leaves the repository")
+    return artifact_base.rstrip("/") + "/" + relative
+
+
+def _model(
+    spec: FleetSpec, ref: str, where: str, artifact_base: str, mirror: str | None
+) -> ModelSpec:
+    version = spec.model_version(ref)
+    if version is None:
+        raise CompileError(f"{where}: unknown model {ref!r}")
+    return _model_spec(ref, version, artifact_base, mirror)
+
+
+def _model_spec(
+    ref: str, version: ModelVersion, artifact_base: str, mirror: str | None
+) -> ModelSpec:
+    return ModelSpec(
+        ref=ref,
+        artifact=ArtifactRef(
+            url=resolve_artifact_url(version.artifact.url, artifact_base, mirror),
+            sha256=version.artifact.sha256,
+            size=version.artifact.size,
+        ),
+        input=ModelInput(shape=list(version.input.shape), color=version.input.color),
+        output_classes=list(version.output_classes),
+        opset=version.opset,
+        reference_stats={k: float(v) for k, v in sorted(version.reference_stats.items())},
+    )
+
+
+def _candidate(
+    spec: FleetSpec, cand: Candidate, where: str, artifact_base: str, mirror: str | None
+) -> CandidateSpec:
+    version = spec.model_version(cand.model)
+    if version is None:
+        raise CompileError(f"{where}: unknown candidate model {cand.model!r}")
+    fraction = None if cand.canary_fraction is None else float(cand.canary_fraction)
+    model = _model_spec(cand.model, version, artifact_base, mirror)
+    return CandidateSpec.model_validate(
+        {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
+    )
+
+
+def _telemetry(policy: TelemetryPolicy) -> TelemetrySpec:
+    return TelemetrySpec(
+        uncertainty_band=[float(x) for x in policy.uncertainty_band],
+        daily_upload_budget_mb=float(policy.daily_upload_budget_mb),
+        spool_mb=float(policy.spool_mb),
+        keep_defects=policy.keep_defects,
+        keep_disagreements=policy.keep_disagreements,
+    )
+
+
+def _gates(gates: HealthGates) -> HealthGatesSpec:
+    return HealthGatesSpec(
+        max_error_rate=float(gates.max_error_rate),
+        max_latency_p95_ms=float(gates.max_latency_p95_ms),
+        min_shadow_agreement=float(gates.min_shadow_agreement),
+        max_defect_rate_jump=float(gates.max_defect_rate_jump),
+        max_drift_score=float(gates.max_drift_score),
+    )
+
+
+def compile_line(
+    spec: FleetSpec, line: Line, camera_ids: list[str], artifact_base: str
+) -> LineSpec:
+    where = line.key
+    site = spec.sites.get(line.site)
+    mirror = site.artifact_mirror if site is not None else None
+    taxonomy = spec.taxonomies.get(line.taxonomy)
+    if taxonomy is None:
+        raise CompileError(f"{where}: unknown taxonomy {line.taxonomy!r}")
+    cameras = {c.id: c for c in line.cameras}
+    missing = sorted(set(camera_ids) - set(cameras))
+    if missing:
+        raise CompileError(f"{where}: no camera {', '.join(missing)}")
+    rollout = line.rollout
+    return LineSpec(
+        line=line.key,
+        cameras=[
+            CameraSpec(
+                id=cam,
+                fps=float(cameras[cam].fps),
+                width=cameras[cam].resolution.width,
+                height=cameras[cam].resolution.height,
+            )
+            for cam in sorted(set(camera_ids))
+        ],
+        taxonomy=TaxonomySpec(ref=taxonomy.ref, classes=taxonomy.class_ids),
+        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base, mirror),
+        candidate=None
+        if rollout.candidate is None
+        else _candidate(spec, rollout.candidate, f"{where}: candidate", artifact_base, mirror),
+        previous=None
+        if rollout.previous is None
+        else _model(spec, rollout.previous, f"{where}: previous", artifact_base, mirror),
+        telemetry=_telemetry(rollout.telemetry),
+        health_gates=_gates(spec.policy.health_gates),
+    )
+
+
+def compile_device(
+    spec: FleetSpec, device: EdgeDevice, commit: str, generation: int, artifact_base: str
+) -> DesiredState:
+    lines = []
+    for serves in device.serves:
+        key = line_key(device.site, serves.line)
+        line = spec.lines.get(key)
+        if line is None:
+            raise CompileError(f"device {device.id}: serves unknown line {key!r}")
+        lines.append(compile_line(spec, line, list(serves.cameras), artifact_base))
+    body = DeviceSpec(
+        heartbeat_seconds=spec.policy.heartbeat_seconds,
+        lines=sorted(lines, key=lambda item: item.line),
+    )
+    return DesiredState(
+        protocol=PROTOCOL,
+        kind="DesiredState",
+        site=device.site,
+        device=device.id,
+        generation=generation,
+        commit=commit,
+        content_hash=content_hash(body.model_dump(mode="json")),
+        spec=body,
+    )
+
+
+def compile_fleet(
+    spec: FleetSpec,
+    commit: str,
+    generation: int,
+    artifact_base: str,
+    approval: Approval | None = None,
+) -> dict[str, DesiredState]:
+    """One unsigned desired state per device id, in device-id order."""
+    return {
+        device_id: compile_device(
+            spec, spec.devices[device_id], commit, generation, artifact_base
+        ).model_copy(update={"approval": approval})
+        for device_id in sorted(spec.devices)
+    }
+
+
+def document_body(doc: DesiredState) -> dict[str, object]:
+    """The JSON object to sign: the document without its `signature`, and without an unset
+    `approval` or `expires_at`, so documents without them read as they always did."""
+    unset = {k for k in ("approval", "expires_at") if getattr(doc, k) is None}
+    return doc.model_dump(mode="json", exclude={"signature", *unset})
+
+
+def unreachable_urls(docs: dict[str, DesiredState]) -> list[str]:
+    """`device: model: url` for every `file://` URL in the documents (pure).
+
+    A `file://` URL names a path on the machine that publishes: only a device on that same
+    machine (tests, the demo without a registry) can open it.
+    """
+    found = set()
+    for doc in docs.values():
+        for line in doc.spec.lines:
+            for model in (line.serving, line.previous, line.candidate):
+                if model is not None and model.artifact.url.startswith("file:"):
+                    found.add(f"{doc.site}/{doc.device}: {model.ref}: {model.artifact.url}")
+    return sorted(found)

@@ -1,0 +1,331 @@
+"""Publish the fleet at a commit: compile, sign, compare with what the broker retains, send.
+
+`plan_publish()` is pure: from the signed payloads and the retained snapshot it decides what to
+publish, what is unchanged and which removed devices to prune. `publish()` is the executor:
+it reads the repository and the broker, runs the plan, and waits for every PUBACK.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
+from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import (
+    PROTOCOL,
+    Approval,
+    Channel,
+    DesiredState,
+    Removal,
+    parse_topic,
+    topic,
+    topic_filter,
+)
+from linefleet_forge.base import Forge
+from reconciler.service.compile import compile_fleet, document_body, unreachable_urls
+from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A compiled, signed document ready for the wire."""
+
+    site: str
+    device: str
+    generation: int
+    content_hash: str
+    payload: bytes
+    expires_at: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return topic(self.site, self.device, Channel.DESIRED)
+
+
+@dataclass(frozen=True)
+class Retained:
+    """What the broker holds on one desired topic, read loosely (it may be anything)."""
+
+    generation: int | None
+    content_hash: str | None
+    key_id: str | None
+    removal: bool = False  # a signed tombstone (`kind: Removed`)
+    expires_at: str | None = None
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Retained:
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
+            return cls(None, None, None)
+        if not isinstance(doc, dict):
+            return cls(None, None, None)
+        sig = doc.get("signature")
+        generation = doc.get("generation")
+        return cls(
+            generation if isinstance(generation, int) else None,
+            doc.get("content_hash") if isinstance(doc.get("content_hash"), str) else None,
+            sig.get("key_id") if isinstance(sig, dict) else None,
+            doc.get("kind") == "Removed",
+            doc.get("expires_at") if isinstance(doc.get("expires_at"), str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    publish: tuple[Signed, ...]
+    unchanged: tuple[Signed, ...]
+    prune: tuple[str, ...]  # desired topics of removed devices: a tombstone replaces them
+    stale: tuple[tuple[Signed, int], ...] = ()  # (document, newer generation the broker holds)
+
+    def messages(self, tombstone: Callable[[str, str], bytes]) -> list[Outgoing]:
+        """The documents, then per removed device its signed tombstone (`tombstone(site,
+        device)`) on `desired` and its retained `reported` and `online` cleared."""
+        out = [Outgoing(s.topic, s.payload) for s in self.publish]
+        for name in self.prune:
+            site, device, _ = name.split("/")[2:5]
+            out.append(Outgoing(name, tombstone(site, device)))
+            out += [
+                Outgoing(topic(site, device, c), b"") for c in (Channel.REPORTED, Channel.ONLINE)
+            ]
+        return out
+
+
+def plan_publish(
+    signed: dict[str, Signed],
+    retained: dict[str, bytes],
+    key_id: str,
+    trusted: TrustedKeys | None = None,
+    now: float | None = None,
+) -> Plan:
+    """Publish a document when the broker lacks it, holds other content, or another key's
+    signature; leave it when only generation/commit differ (content is what devices run).
+
+    With `trusted`, a retained document that claims the same content is also verified the
+    way a device would; one that fails (corrupted, forged) is replaced. Only a retained
+    document signed with `key_id` can make a publish `stale` (go back in generation): devices
+    keep a replay floor per signing key, so after a rotation the old key's generations
+    (including a thief's forged huge one) no longer bind them.
+    """
+    publish: list[Signed] = []
+    unchanged: list[Signed] = []
+    stale: list[tuple[Signed, int]] = []
+    for doc in signed.values():
+        raw = retained.get(doc.topic)
+        held = Retained.parse(raw) if raw else None
+        ours = held is not None and held.key_id == key_id and trusted is not None
+        if ours and raw and trusted is not None and not _verifies(raw, trusted, doc.device, now):
+            held = None  # corrupted, forged or expired: devices refuse it: counts as absent
+        if held is not None and (held.content_hash, held.key_id, held.expires_at) == (
+            doc.content_hash,
+            key_id,
+            doc.expires_at,
+        ):
+            unchanged.append(doc)
+            continue
+        if (
+            held is not None
+            and held.key_id == key_id  # another key's generation does not bind devices that
+            and held.generation is not None  # unpinned it (e.g. a forgery with a stolen key)
+            and held.generation > doc.generation
+        ):
+            stale.append((doc, held.generation))
+        publish.append(doc)
+    wanted = {doc.topic for doc in signed.values()}
+    prune = sorted(
+        name
+        for name, payload in retained.items()
+        if payload
+        and name not in wanted
+        and _is_desired(name)
+        and not Retained.parse(payload).removal
+    )
+    return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale))
+
+
+def _verifies(payload: bytes, trusted: TrustedKeys, device: str, now: float | None) -> bool:
+    try:
+        verify(payload, trusted, device=device, now=now)
+    except VerifyError:
+        return False
+    return True
+
+
+def _is_desired(name: str) -> bool:
+    parsed = parse_topic(name)
+    return parsed is not None and parsed.channel is Channel.DESIRED
+
+
+def tombstone(site: str, device: str, commit: str, generation: int, key: SigningKey) -> bytes:
+    """The signed removal document for a device the fleet at `commit` no longer has."""
+    body = Removal(
+        protocol=PROTOCOL,
+        kind="Removed",
+        site=site,
+        device=device,
+        generation=generation,
+        commit=commit,
+    ).model_dump(mode="json", exclude={"signature"})
+    return canonical_json(key.sign(body))
+
+
+def expiry(now: float, max_age: float) -> str:
+    """The `expires_at` of documents signed at `now`: in (now + max_age/2, now + max_age],
+    quantized to max_age/2 so publishers in the same window sign identical bytes; it moves
+    (and every document is re-signed) once per max_age/2."""
+    step = max_age / 2
+    moment = (math.floor(now / step) + 2) * step
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def sign_all(
+    docs: dict[str, DesiredState], key: SigningKey, expires_at: str | None = None
+) -> dict[str, Signed]:
+    """Sign each document; with `expires_at`, as its signed freshness bound."""
+    out = {}
+    for device, doc in docs.items():
+        body = document_body(doc)
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        payload = canonical_json(key.sign(body))
+        out[device] = Signed(
+            doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
+        )
+    return out
+
+
+@dataclass
+class Result:
+    commit: str
+    generation: int
+    devices: int
+    published: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    published_devices: list[str] = field(default_factory=list)
+    pruned_topics: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": 1,
+            "commit": self.commit,
+            "generation": self.generation,
+            "devices": self.devices,
+            "published": self.published,
+            "unchanged": self.unchanged,
+            "pruned": self.pruned,
+            "published_devices": self.published_devices,
+            "pruned_topics": self.pruned_topics,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(frozen=True)
+class LoadedRevision:
+    spec: FleetSpec
+    commit: str
+    generation: int
+    approval: Approval | None = None
+    """Who approved `commit` (`linefleet_forge.approval`), recorded in every document."""
+
+
+def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> LoadedRevision:
+    """The validated fleet at `rev`, with its commit SHA, first-parent generation, and who
+    approved it (from `forge`'s merge record; default: the repository's local forge)."""
+    from linefleet_core.validation import load_checked
+    from linefleet_forge.approval import approval_of
+    from linefleet_forge.gitrepo import GitSource, open_repo, resolve
+
+    git_repo = open_repo(repo)
+    commit = resolve(git_repo, rev)
+    top = Path(str(git_repo.working_tree_dir)).resolve()
+    rel = repo.resolve().relative_to(top).as_posix()
+    spec, findings = load_checked(GitSource(commit, "" if rel == "." else rel))
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise FindingsError(errors)
+    generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
+    approval = approval_of(git_repo, commit.hexsha, forge)
+    return LoadedRevision(spec, commit.hexsha, generation, approval)
+
+
+def default_artifact_base(repo: Path) -> str:
+    return repo.resolve().as_uri()
+
+
+def publish(
+    revision: LoadedRevision,
+    address: BrokerAddress,
+    key: SigningKey,
+    artifact_base: str,
+    *,
+    quiet: float = 0.5,
+    timeout: float = 30.0,
+    signed: dict[str, Signed] | None = None,
+    dry_run: bool = False,
+    refuse_file_urls: bool = False,
+    max_age: float | None = None,
+    now: float | None = None,
+) -> Result:
+    """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
+
+    With `dry_run`, the broker is only read: the result says what would be sent. With
+    `refuse_file_urls` (CI), a document naming a `file://` artifact stops the publish.
+    With `max_age`, documents carry a signed `expires_at` (see `expiry`) and an expired or soon
+    re-windowed retained copy is re-signed.
+    """
+    moment = time.time() if now is None else now
+    if signed is None:
+        docs = compile_fleet(
+            revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
+        )
+        local = unreachable_urls(docs) if refuse_file_urls else []
+        if local:
+            shown = "; ".join(local[:5]) + (
+                f"; and {len(local) - 5} more" if len(local) > 5 else ""
+            )
+            raise PermanentError(
+                f"{len(local)} artifact URL(s) only this machine can open: {shown}. Push the "
+                "models to the registry (`linefleet artifacts push`) or pass --artifact-base"
+            )
+        signed = sign_all(docs, key, None if max_age is None else expiry(moment, max_age))
+    client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
+    snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
+    held = {t: m.payload for t, m in snapshot.items()}
+    the_plan = plan_publish(signed, held, key.key_id, {key.key_id: key.public}, moment)
+    if the_plan.stale:
+        doc, newer = the_plan.stale[0]
+        raise PermanentError(
+            f"the broker holds generation {newer} for {doc.site}/{doc.device}, newer than "
+            f"{doc.generation} (commit {revision.commit[:12]}); devices would refuse it. "
+            f"Publish a newer revision ({len(the_plan.stale)} device(s) affected)"
+        )
+    result = Result(revision.commit, revision.generation, len(signed))
+    result.unchanged = len(the_plan.unchanged)
+    messages = the_plan.messages(
+        lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)
+    )
+    result.dry_run = dry_run
+    if messages and not dry_run:
+        with Session(address, client_id) as session:
+            session.connect()
+            try:
+                session.publish_all(messages, timeout)
+            except TemporaryError as exc:
+                raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
+    result.published = len(the_plan.publish)
+    result.pruned = len(the_plan.prune)
+    result.published_devices = [f"{s.site}/{s.device}" for s in the_plan.publish]
+    result.pruned_topics = list(the_plan.prune)
+    return result

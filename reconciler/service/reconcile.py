@@ -1,0 +1,279 @@
+"""`linefleet reconcile`: follow the branch, publish each new head, record what devices report.
+
+Level-triggered: every tick fetches, resolves the branch head, and publishes it unless it is
+the commit last applied (publishing compares with what the broker retains anyway, so a
+repeated tick sends nothing). Status is kept apart: `last_applied_commit` moves only on
+success, `last_attempted_commit` on every try; an invalid commit is terminal (Stalled until
+the branch moves), an unreachable broker or remote is retried with capped, jittered backoff.
+Device messages arrive on a persistent MQTT session (QoS 1 messages sent while we were down
+are delivered on reconnect) and are persisted before the next tick.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from linefleet_core.backoff import retry_delay
+from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import SigningKey
+from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
+from linefleet_forge.base import Forge
+from reconciler.service import rollback
+from reconciler.service.compile import CompileError, compile_fleet
+from reconciler.service.fleetstatus import fleet_status
+from reconciler.service.mqtt import Session
+from reconciler.service.observed import Accepted, Observations
+from reconciler.service.publish import (
+    LoadedRevision,
+    Result,
+    Signed,
+    expiry,
+    load_revision,
+    publish,
+    sign_all,
+)
+from reconciler.service.store import Store
+
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    repo: Path
+    address: BrokerAddress
+    key: SigningKey
+    state_dir: Path
+    artifact_base: str
+    branch: str = "main"
+    remote: str | None = "origin"
+    interval: float = 10.0
+    name: str = "main"
+    forge: str | None = None
+    """Open rollback pull requests through this forge (`local`, `github://…`); None: never."""
+    max_age: float | None = None
+    """Sign documents with `expires_at` (`reconciler.service.publish.expiry`); None: no
+    freshness bound."""
+    device_keys: Mapping[str, Ed25519PublicKey] | None = None
+    """Device id -> public key: those devices' reports and events must carry their signature."""
+
+
+@dataclass
+class TickOutcome:
+    commit: str | None = None
+    published: Result | None = None
+    error: str = ""
+    retry_in: float = 0.0
+    rollbacks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reconciler:
+    settings: Settings
+    store: Store
+    observations: Observations = field(default_factory=Observations)
+    failures: int = 0
+    known: set[tuple[str, str]] | None = None
+    revision: LoadedRevision | None = None
+    signed: dict[str, Signed] | None = None
+    desired: dict[str, DesiredState] = field(default_factory=dict)
+    expires_at: str | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Reconciler:
+        store = Store(settings.state_dir)
+        return cls(settings, store, store.load())
+
+    # --- git side -------------------------------------------------------------------------
+
+    def head(self) -> str:
+        from linefleet_forge.gitrepo import open_repo, resolve
+
+        repo = open_repo(self.settings.repo)
+        rev = self.settings.branch
+        remote = self.settings.remote
+        if remote and remote in [r.name for r in repo.remotes]:
+            try:
+                repo.remote(remote).fetch(self.settings.branch)
+            except Exception as exc:  # GitCommandError and friends: the remote is away
+                raise TemporaryError(f"git fetch {remote}: {exc}".splitlines()[0]) from None
+            rev = f"{remote}/{self.settings.branch}"
+        return str(resolve(repo, rev).hexsha)
+
+    def tick(self) -> TickOutcome:
+        """One level-triggered pass over git and the broker's desired state."""
+        out = TickOutcome()
+        try:
+            out.commit = self.head()
+            stalled = self.store.get("stalled_commit")
+            if out.commit == stalled:
+                out.error = self.store.get("stalled_message") or "invalid commit"
+                return out
+            self.store.put("last_attempted_commit", out.commit)
+            revision = self.load(out.commit)
+            out.published = publish(
+                revision,
+                self.settings.address,
+                self.settings.key,
+                self.settings.artifact_base,
+                signed=self.signed,
+            )
+            self.store.put("last_applied_commit", out.commit)
+            self.store.put("last_result", json.dumps(out.published.as_dict()))
+            self.failures = 0
+            out.rollbacks = self.guard()
+        except TemporaryError as exc:
+            self.failures += 1
+            out.error = str(exc)
+            out.retry_in = backoff(self.failures, exc.delay)
+        except (FindingsError, CompileError) as exc:
+            out.error = str(exc)
+            if out.commit is not None:  # terminal for this commit: wait for the branch to move
+                self.store.put("stalled_commit", out.commit)
+                self.store.put("stalled_message", out.error)
+        except LinefleetError as exc:  # refused credentials, older generation: retry next tick
+            out.error = str(exc)
+        self.store.put("last_error", out.error)
+        return out
+
+    def _forge(self) -> Forge | None:
+        """The forge that names who merged a commit (None: the repository's local forge)."""
+        if self.settings.forge is None:
+            return None
+        from linefleet_forge.factory import forge_from_spec
+
+        try:
+            return forge_from_spec(self.settings.forge, self.settings.repo)
+        except LinefleetError:  # e.g. no token: name the git committer, keep publishing
+            return None
+
+    def load(self, commit: str) -> LoadedRevision:
+        """The revision at `commit`, compiled and signed once (cached until the head moves or,
+        with `max_age`, the expiry window does)."""
+        max_age = self.settings.max_age
+        expires = None if max_age is None else expiry(time.time(), max_age)
+        if self.revision is None or self.revision.commit != commit:
+            revision = load_revision(self.settings.repo, commit, self._forge())
+            base = self.settings.artifact_base
+            docs = compile_fleet(
+                revision.spec, revision.commit, revision.generation, base, revision.approval
+            )
+            self.signed = sign_all(docs, self.settings.key, expires)
+            self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
+            self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
+            self.revision, self.expires_at = revision, expires
+        elif expires != self.expires_at:  # the same documents, a fresh freshness bound
+            self.signed = sign_all(self.desired_by_device(), self.settings.key, expires)
+            self.expires_at = expires
+        return self.revision
+
+    def desired_by_device(self) -> dict[str, DesiredState]:
+        return {doc.device: doc for doc in self.desired.values()}
+
+    def guard(self) -> list[str]:
+        """Propose a rollback in git for each line past its health gates (once per head)."""
+        if self.settings.forge is None or self.revision is None:
+            return []
+        from linefleet_forge.factory import forge_from_spec
+        from linefleet_forge.proposal import remote_url
+
+        status = fleet_status(self.desired, self.observations)
+        done = []
+        for action in rollback.plan_rollbacks(self.revision.spec, status):
+            key, mark = f"rollback:{action.line}", f"{self.revision.commit}:{action.model}"
+            if self.store.get(key) == mark:
+                continue
+            forge = forge_from_spec(self.settings.forge, self.settings.repo)
+            remote = remote_url(self.settings.repo, self.settings.remote or "origin")
+            proposed = rollback.execute(remote, self.settings.branch, action, forge)
+            self.store.put(key, mark)
+            if proposed is not None:
+                done.append(f"{action.summary()}: {proposed.pull.url}")
+        return done
+
+    def safe_tick(self) -> TickOutcome:
+        """`tick()`, but a bug in one pass is logged and retried, never the end of the loop."""
+        try:
+            return self.tick()
+        except Exception as exc:
+            self.failures += 1
+            traceback.print_exc(file=sys.stderr)
+            message = f"unexpected {type(exc).__name__}: {exc} (a bug; retrying)"
+            return TickOutcome(error=message, retry_in=backoff(self.failures, 1.0))
+
+    # --- device side ----------------------------------------------------------------------
+
+    def absorb(self, session: Session, budget: float) -> int:
+        """Take device messages for up to `budget` seconds; persist them; return how many."""
+        messages = session.drain(quiet=budget, limit=budget)
+        dirty: set[str] = set()
+        before = Counter(self.observations.rejections)
+        for msg in messages:
+            result = self.observations.ingest(
+                msg.topic,
+                msg.payload,
+                msg.received,
+                self.known,
+                live=not msg.retain,
+                device_keys=self.settings.device_keys,
+            )
+            if isinstance(result, Accepted):
+                dirty.add(f"{result.site}/{result.device}")
+        added = Counter(self.observations.rejections)
+        added.subtract(before)
+        self.store.save(self.observations, dirty, +added)
+        return len(messages)
+
+    def run(
+        self, stop: threading.Event, on_tick: Callable[[TickOutcome], None] | None = None
+    ) -> None:
+        """Tick, then absorb device messages until the next tick, until `stop` is set."""
+        filters = [topic_filter(c) for c in (Channel.REPORTED, Channel.EVENTS, Channel.ONLINE)]
+        session = Session(
+            self.settings.address,
+            client_id("reconciler", self.settings.name),
+            clean_session=False,
+            subscriptions=filters,
+        )
+        connected = False
+        try:
+            while not stop.is_set():
+                outcome = self.safe_tick()
+                if on_tick is not None:
+                    on_tick(outcome)
+                wait = outcome.retry_in or self.settings.interval
+                if not connected:
+                    try:
+                        session.connect()
+                        connected = True
+                    except TemporaryError as exc:
+                        self.store.put("last_error", str(exc))
+                        wait = backoff(self.failures + 1, exc.delay)
+                deadline = time.monotonic() + wait
+                while not stop.is_set() and time.monotonic() < deadline:
+                    if connected:
+                        self.absorb(session, min(0.5, max(0.0, deadline - time.monotonic())))
+                    else:
+                        stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            if connected:
+                self.absorb(session, 0.1)
+        finally:
+            if connected:
+                session.close()
+            self.store.close()
+
+
+def backoff(failures: int, base: float) -> float:
+    """The delay after `failures` failures in a row: `base` (at least a second) doubling per
+    failure up to `MAX_BACKOFF`, jittered (`linefleet_core.backoff`)."""
+    return retry_delay(failures, max(base, 1.0), MAX_BACKOFF)

@@ -1,0 +1,121 @@
+"""Read the fleet's status: the retained desired, reported and online messages on the broker
+(when given), what `linefleet reconcile` recorded in its state directory (when given), and the
+fleet repository's device list (to flag strangers). `linefleet status` and `linefleet report`
+both read status this way; `fleetstatus` derives the conditions from what is read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from linefleet_core import spec as fleetspec
+from linefleet_core.errors import UsageError
+from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import load_device_keys
+from linefleet_core.wire import Channel, DesiredState, topic_filter
+from reconciler.service.fleetstatus import FleetStatus, fleet_status
+from reconciler.service.mqtt import retained_snapshot
+from reconciler.service.observed import Accepted, Observations, classify
+from reconciler.service.store import DB_NAME, Store
+
+
+def read_spec(repo: Path) -> fleetspec.FleetSpec:
+    """The fleet repository at `repo` as declared (for its device list and line assignments)."""
+    if not repo.is_dir():
+        raise UsageError(f"--repo {repo}: no such directory")
+    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
+    return spec
+
+
+def read_status(
+    broker: str | None,
+    *,
+    repo: Path | None = None,
+    state_dir: Path | None = None,
+    quiet: float = 0.5,
+    spec: fleetspec.FleetSpec | None = None,
+    device_keys: Path | None = None,
+    edge_exports: tuple[Path, ...] = (),
+) -> tuple[FleetStatus, float]:
+    """The fleet's status and the moment it was read.
+
+    `spec` is read from `repo` unless given: it flags strangers and says which lines each
+    device serves. Without a broker only the recorded reports are known (no desired state).
+    With `device_keys` (a folder of `<device>.pub`), reports must carry the device's signature.
+    `edge_exports` (`linefleet edge export` files from air-gapped devices) add their reports
+    and events as of the time each was written, de-duplicated as over MQTT.
+    """
+    if spec is None and repo is not None:
+        spec = read_spec(repo)
+    fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
+    assigned = None if spec is None else fleetspec.assigned_lines(spec)
+    observations = Observations()
+    recorded: dict[str, str] = {}
+    if state_dir is not None:
+        if not (state_dir / DB_NAME).is_file():
+            raise UsageError(f"--state-dir {state_dir}: no {DB_NAME} (run reconcile first)")
+        store = Store(state_dir)
+        try:
+            observations = store.load()
+            recorded = store.meta() if broker is not None else {}
+        finally:
+            store.close()
+    keys = None if device_keys is None else load_device_keys(device_keys)
+    known = None if fleet is None else {(k.partition("/")[0], k.partition("/")[2]) for k in fleet}
+    for path in edge_exports:
+        _ingest_export(observations, path, time.time(), known, keys)
+    if broker is None:
+        now = time.time()
+        return fleet_status({}, observations, now, fleet, assigned), now
+    address = BrokerAddress.parse(broker)
+    filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
+    client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
+    snapshot = retained_snapshot(address, filters, client, quiet=quiet)
+    now = time.time()
+    desired: dict[str, DesiredState] = {}
+    for name, msg in sorted(snapshot.items()):
+        if name.endswith("/desired"):
+            result = classify(name, msg.payload)
+            if isinstance(result, Accepted) and isinstance(result.message, DesiredState):
+                desired[f"{result.site}/{result.device}"] = result.message
+            elif not isinstance(result, Accepted):
+                observations.reject(result)
+        else:
+            observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
+    status = fleet_status(desired, observations, now, fleet, assigned)
+    status.reconciler = recorded
+    return status, now
+
+
+def _ingest_export(
+    observations: Observations,
+    path: Path,
+    now: float,
+    known: set[tuple[str, str]] | None,
+    keys: dict[str, Ed25519PublicKey] | None,
+) -> None:
+    """Feed an edge export's reports and events in, each as of the time it was written."""
+    from linefleet_core.bundle import BundleError, read_export
+
+    if not path.is_file():
+        raise UsageError(f"--edge-export {path}: no such file")
+    try:
+        messages, _ = read_export(path)
+    except BundleError as exc:
+        raise UsageError(f"--edge-export {exc}") from None
+    for message in messages:
+        if message.kind not in ("report", "event"):
+            continue
+        at = now
+        try:
+            stamp = json.loads(message.payload).get("at")
+            at = min(now, dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
+        except (ValueError, AttributeError, TypeError):
+            pass
+        observations.ingest(message.topic, message.payload, at, known, live=False, device_keys=keys)

@@ -1,0 +1,114 @@
+"""The reconciler's state directory: one SQLite database (WAL), written in small transactions.
+
+It keeps what devices told us (latest reported state, online flag, last-seen time, the last
+event `seq` and recent events), the rejection counters, and the reconcile bookkeeping
+(`last_applied_commit`, `last_attempted_commit`, ...), so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+from linefleet_core.wire import Event, ReportedState
+from reconciler.service.observed import Observations
+
+DB_NAME = "reconciler.sqlite3"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS device (
+    key TEXT PRIMARY KEY, site TEXT NOT NULL, device TEXT NOT NULL,
+    reported TEXT, last_seen REAL, online INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,
+    events TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS rejection (
+    reason TEXT PRIMARY KEY, count INTEGER NOT NULL, last TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# Columns added later (a state directory from an older version gains them on open):
+COLUMNS = {"install": "TEXT NOT NULL DEFAULT ''", "seqs": "TEXT NOT NULL DEFAULT '{}'"}
+
+
+class Store:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / DB_NAME
+        # One owner at a time (the reconcile loop, possibly on a worker thread): no sharing.
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(device)")}
+        for name, kind in COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE device ADD COLUMN {name} {kind}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def load(self) -> Observations:
+        obs = Observations()
+        rows = self.db.execute(
+            "SELECT site, device, reported, last_seen, online, last_seq, events, install, seqs "
+            "FROM device"
+        )
+        for site, device, reported, last_seen, online, last_seq, events, install, seqs in rows:
+            item = obs.device(site, device)
+            item.reported = (
+                None if reported is None else ReportedState.model_validate_json(reported)
+            )
+            item.last_seen = last_seen
+            item.online = None if online is None else bool(online)
+            item.last_seq = last_seq
+            item.install = install
+            item.seqs = {str(k): int(v) for k, v in json.loads(seqs).items()}
+            item.events = [Event.model_validate(e) for e in json.loads(events)]
+        for reason, count, last in self.db.execute("SELECT reason, count, last FROM rejection"):
+            obs.rejections[reason] = count
+            obs.last_rejection[reason] = last
+        return obs
+
+    def save(self, obs: Observations, dirty: set[str], rejections: Counter[str]) -> None:
+        """Write the devices in `dirty` and add `rejections` to the counters, atomically."""
+        if not dirty and not rejections:
+            return
+        with self.db:  # one transaction
+            self.db.execute("BEGIN")
+            for key in sorted(dirty):
+                item = obs.devices[key]
+                self.db.execute(
+                    "INSERT OR REPLACE INTO device (key, site, device, reported, last_seen, "
+                    "online, last_seq, events, install, seqs) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        item.site,
+                        item.device,
+                        None if item.reported is None else item.reported.model_dump_json(),
+                        item.last_seen,
+                        None if item.online is None else int(item.online),
+                        item.last_seq,
+                        json.dumps([e.model_dump(mode="json") for e in item.events]),
+                        item.install,
+                        json.dumps(item.seqs),
+                    ),
+                )
+            for reason, count in rejections.items():
+                last = obs.last_rejection.get(reason, "")
+                self.db.execute(
+                    "INSERT INTO rejection VALUES (?, ?, ?) ON CONFLICT(reason) DO UPDATE "
+                    "SET count = count + excluded.count, last = excluded.last",
+                    (reason, count, last),
+                )
+
+    def get(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def meta(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def put(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -1,0 +1,57 @@
+"""The one round-trip YAML editor: only the keys a change names move in the file's text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from linefleet_core import yamledit
+from linefleet_core.errors import UsageError
+
+FLUSH = """\
+# a line file, lists flush with their key
+kind: Line
+cameras:
+- id: cam-1   # top camera
+  taxonomy: 'surface@2'
+rollout:
+  serving: surface-cnn@2
+  candidate:
+    model: surface-cnn@3
+    stage: canary
+"""
+INDENTED = FLUSH.replace("- id: cam-1", "  - id: cam-1").replace("\n  taxonomy", "\n    taxonomy")
+
+
+def drop_candidate(doc: Any) -> None:
+    doc["rollout"].pop("candidate")
+
+
+@pytest.mark.parametrize("text", [FLUSH, INDENTED], ids=["flush", "indented"])
+def test_an_edit_changes_only_what_it_names(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "line.yaml"
+    path.write_text(text)
+    yamledit.edit(path, drop_candidate)
+    expected = text.split("  candidate:\n")[0]
+    assert path.read_text() == expected
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_added_mappings_dump_in_block_style(tmp_path: Path) -> None:
+    path = tmp_path / "model.yaml"
+    path.write_text("versions:\n  - version: 1\n")
+
+    def add(doc: Any) -> None:
+        doc["versions"].append(yamledit.node({"version": 2, "input": {"shape": [1, 3]}}))
+
+    yamledit.edit(path, add)
+    assert path.read_text() == (
+        "versions:\n  - version: 1\n  - version: 2\n    input:\n      shape:\n        - 1\n        - 3\n"
+    )
+
+
+def test_an_unreadable_file_is_a_located_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"missing\.yaml: cannot read"):
+        yamledit.edit(tmp_path / "missing.yaml", drop_candidate)
