@@ -36,6 +36,11 @@ class FreezePeriod(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError(
+                "start and end must both be site-local times or both carry a UTC offset "
+                f"(start {self.start.isoformat()}, end {self.end.isoformat()})"
+            )
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
@@ -209,6 +214,6 @@ class Policy(Header):
     promotion: PromotionPolicy = PromotionPolicy()
     max_canary_lines_per_site: int = Field(default=2, ge=1)
     health_gates: HealthGates = HealthGates()
-    heartbeat_seconds: int = Field(default=60, ge=5)
+    heartbeat_seconds: int = Field(default=60, ge=5, le=86400)
     hold_changes_during_production: bool = False
     """When true, rollout changes to a line are refused while a production window is open."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
+from linefleet_core import artifactref
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import EdgeDevice, Line
@@ -244,3 +245,24 @@ def _canary_limit(spec: FleetSpec) -> Iterator[Finding]:
                     f"{limit}",
                     code="policy",
                 )
+
+
+def artifacts(spec: FleetSpec, source: object, *, fetch: bool = False) -> list[Finding]:
+    """Every catalogue artifact missing or different from what the catalogue declares.
+
+    Repository files are read from `source` (when it can hand them out: a working tree or a
+    commit); remote ones are fetched only with `fetch` (`validate --check-artifacts`).
+    """
+    files = source if isinstance(source, artifactref.ArtifactFiles) else None
+    declared = []
+    for family in spec.models.values():
+        doc = spec.located(family)
+        for i, mv in enumerate(family.versions):
+            at: Path = ("versions", i, "artifact")
+
+            def finding(field: str, message: str, at: Path = at) -> Finding:
+                return doc.finding((*at, field), message, code="artifact")
+
+            art = mv.artifact
+            declared.append(artifactref.Declared(art.url, art.sha256, art.size, finding))
+    return artifactref.check(declared, files, fetch=fetch)

@@ -26,20 +26,33 @@ class Report:
 
 
 def load_checked(
-    source: fleetspec.Source, checks: fleetspec.Checks | None = None
+    source: fleetspec.Source,
+    checks: fleetspec.Checks | None = None,
+    *,
+    fetch_artifacts: bool = False,
 ) -> tuple[fleetspec.FleetSpec, list[Finding]]:
-    """Load one revision and run every single-revision check on it.
+    """Load one revision and run every single-revision check on it, artifacts included (the
+    repository's files in that revision; remote ones too with `fetch_artifacts`).
 
     `checks` shares the per-file work with other revisions loaded with the same one.
     """
     spec, findings = fleetspec.load(source, checks)
     findings.extend(validation.check(spec))
+    findings.extend(validation.artifacts(spec, source, fetch=fetch_artifacts))
     return spec, findings
 
 
-def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None) -> Report:
+def validate(
+    repo: Path,
+    base: str | None = None,
+    now: dt.datetime | None = None,
+    *,
+    check_artifacts: bool = False,
+) -> Report:
     checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
-    head, findings = load_checked(fleetspec.DirectorySource(repo), checks)
+    head, findings = load_checked(
+        fleetspec.DirectorySource(repo), checks, fetch_artifacts=check_artifacts
+    )
     if base is not None:
         from linefleet_core.gitrepo import GitObjects, GitSource
         from reconciler import policy

@@ -7,9 +7,7 @@ documents are unsigned; `reconciler.publish` signs them.
 
 from __future__ import annotations
 
-import posixpath
-from urllib.parse import urlsplit
-
+from linefleet_core import artifactref
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import PermanentError
 from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, TelemetryPolicy
@@ -37,27 +35,20 @@ class CompileError(PermanentError):
 
 
 def resolve_artifact_url(url: str, artifact_base: str) -> str:
-    """Absolute URL for a catalogue artifact; relative paths resolve against `artifact_base`.
+    """Absolute URL for a catalogue artifact; repository paths resolve against `artifact_base`.
 
-    `https://…`, `http://…` and `file:///abs` stay as they are; `artifacts/x.onnx` and
+    Remote URLs (`artifactref.REMOTE_SCHEMES`) stay as they are; `artifacts/x.onnx` and
     `file://artifacts/x.onnx` (a repository-relative path written as a file URL) become
-    `<artifact_base>/artifacts/x.onnx`.
+    `<artifact_base>/artifacts/x.onnx`. The rules are `artifactref.parse`, the ones `validate`
+    applies: what it accepts compiles.
     """
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
+    try:
+        where = artifactref.parse(url)
+    except ValueError as exc:
+        raise CompileError(str(exc)) from None
+    if isinstance(where, artifactref.Remote):
         return url
-    if parts.scheme == "file":
-        if parts.netloc in ("", "localhost"):
-            return f"file://{parts.path}"
-        relative = parts.netloc + parts.path
-    elif parts.scheme == "":
-        relative = url
-    else:
-        raise CompileError(f"artifact url {url!r}: only file://, http:// and https:// URLs")
-    relative = posixpath.normpath(relative.lstrip("/"))
-    if relative.startswith(".."):
-        raise CompileError(f"artifact url {url!r} leaves the repository")
-    return artifact_base.rstrip("/") + "/" + relative
+    return artifact_base.rstrip("/") + "/" + where.path
 
 
 def _model(spec: FleetSpec, ref: str, where: str, artifact_base: str) -> ModelSpec:

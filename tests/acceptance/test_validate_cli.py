@@ -17,11 +17,7 @@ LINE = "fleet/sites/toledo/lines/line-3.yaml"
 
 
 def write_fleet(root: Path, src: MemorySource | None = None) -> Path:
-    for rel, raw in (src or MemorySource()).files():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(raw)
-    return root
+    return (src or MemorySource()).write(root)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
