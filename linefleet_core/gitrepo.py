@@ -119,7 +119,7 @@ class GitObjects:
         rows = self._git("ls-tree", "-z", "-l", "--full-tree", sha, "--", path, sep=b"\0")
         for row in rows:
             meta, _, name = row.partition(b"\t")
-            mode, kind, oid, size = meta.split()
+            mode, _, oid, size = meta.split()
             if os.fsdecode(name) == path:
                 return mode.decode(), oid.decode(), -1 if size == b"-" else int(size)
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from linefleet_core import artifactref
+from linefleet_core import artifactref, yamlsafe
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import EdgeDevice, Line
@@ -260,7 +260,9 @@ def artifacts(spec: FleetSpec, source: object, *, fetch: bool = False) -> list[F
         for i, mv in enumerate(family.versions):
             at: Path = ("versions", i, "artifact")
 
-            def finding(field: str, message: str, at: Path = at) -> Finding:
+            def finding(
+                field: str, message: str, at: Path = at, doc: yamlsafe.Located = doc
+            ) -> Finding:
                 return doc.finding((*at, field), message, code="artifact")
 
             art = mv.artifact
