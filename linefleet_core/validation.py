@@ -29,7 +29,7 @@ def check(spec: FleetSpec) -> list[Finding]:
     for line in spec.lines.values():
         out.extend(_line(spec, line))
     out.extend(_devices(spec))
-    out.extend(_canary_limit(spec))
+    out.extend(canary_limit(spec, spec.policy.max_canary_lines_per_site))
     return out
 
 
@@ -229,8 +229,12 @@ def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> It
             )
 
 
-def _canary_limit(spec: FleetSpec) -> Iterator[Finding]:
-    limit = spec.policy.max_canary_lines_per_site
+def canary_limit(spec: FleetSpec, limit: int) -> list[Finding]:
+    """Every line of a site with more than `limit` lines in canary."""
+    return list(_canary_limit(spec, limit))
+
+
+def _canary_limit(spec: FleetSpec, limit: int) -> Iterator[Finding]:
     in_canary: dict[str, list[Line]] = defaultdict(list)
     for line in spec.lines.values():
         if line.rollout.candidate and line.rollout.candidate.stage == "canary":
