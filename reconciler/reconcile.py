@@ -11,6 +11,7 @@ are delivered on reconnect) and are persisted before the next tick.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import sys
@@ -30,7 +31,16 @@ from reconciler import rollback
 from reconciler.compile import CompileError, compile_fleet
 from reconciler.mqtt import Session
 from reconciler.observed import Accepted, Observations
-from reconciler.publish import Result, Revision, Signed, load_revision, publish, sign_all
+from reconciler.publish import (
+    LiveSpecs,
+    Result,
+    Revision,
+    Signed,
+    live_specs,
+    load_revision,
+    publish,
+    sign_all,
+)
 from reconciler.status import fleet_status
 from reconciler.store import Store
 
@@ -50,6 +60,8 @@ class Settings:
     name: str = "main"
     forge: str | None = None
     """Open rollback pull requests through this forge (`local`, `github://…`); None: never."""
+    now: dt.datetime | None = None
+    """Check freezes and production windows at this instant instead of the clock (tests)."""
 
 
 @dataclass
@@ -71,11 +83,13 @@ class Reconciler:
     revision: Revision | None = None
     signed: dict[str, Signed] | None = None
     desired: dict[str, DesiredState] = field(default_factory=dict)
+    live: LiveSpecs | None = None
+    """The fleet at the commit a retained document names (to hold changes during a freeze)."""
 
     @classmethod
     def open(cls, settings: Settings) -> Reconciler:
         store = Store(settings.state_dir)
-        return cls(settings, store, store.load())
+        return cls(settings, store, store.load(), live=live_specs(settings.repo))
 
     # --- git side -------------------------------------------------------------------------
 
@@ -110,6 +124,8 @@ class Reconciler:
                 self.settings.key,
                 self.settings.artifact_base,
                 signed=self.signed,
+                live=self.live,
+                now=self.settings.now,
             )
             self.store.put("last_applied_commit", out.commit)
             self.store.put("last_result", json.dumps(out.published.as_dict()))

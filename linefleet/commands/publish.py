@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class PublishArgs:
     artifact_base: str | None
     format: str
     dry_run: bool = False
+    now: dt.datetime | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,17 +49,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="read the broker, say what would be sent, send nothing",
     )
+    p.add_argument(
+        "--now",
+        help="check freezes and production windows at this ISO time (default: now); a "
+        "change that is not a rollback waits while its site is frozen",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
 
 def run(ns: argparse.Namespace) -> int:
+    from linefleet.commands.validate import parse_now
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.publish import default_artifact_base, load_revision, publish
+    from reconciler.publish import default_artifact_base, live_specs, load_revision, publish
 
     args = PublishArgs(
-        ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format, ns.dry_run
+        ns.broker,
+        ns.repo,
+        ns.rev,
+        ns.signing_key,
+        ns.artifact_base,
+        ns.format,
+        ns.dry_run,
+        parse_now(ns.now),
     )
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
@@ -65,7 +80,15 @@ def run(ns: argparse.Namespace) -> int:
     key = SigningKey.load(args.signing_key)
     revision = load_revision(args.repo, args.rev)
     base = args.artifact_base or default_artifact_base(args.repo)
-    result = publish(revision, address, key, base, dry_run=args.dry_run)
+    result = publish(
+        revision,
+        address,
+        key,
+        base,
+        dry_run=args.dry_run,
+        live=live_specs(args.repo),
+        now=args.now,
+    )
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -75,6 +98,8 @@ def run(ns: argparse.Namespace) -> int:
             print(f"{would}published {device} (generation {result.generation})")
         for name in result.pruned_topics:
             print(f"{would}pruned    {name}")
+        for note in result.held:
+            print(f"held      {note}")
         print(
             f"{'dry run: ' if result.dry_run else ''}"
             f"commit {result.commit[:12]} generation {result.generation}: "

@@ -36,10 +36,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="open rollback pull requests when a line breaks its health gates: "
         "local, github://OWNER/REPO or gitea://HOST/OWNER/REPO (default: never)",
     )
+    p.add_argument(
+        "--now",
+        help="check freezes and production windows at this ISO time instead of the clock "
+        "(for tests); a change that is not a rollback waits while its site is frozen",
+    )
     p.set_defaults(run=run)
 
 
 def run(ns: argparse.Namespace) -> int:
+    from linefleet.commands.validate import parse_now
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
     from reconciler.publish import default_artifact_base
@@ -60,6 +66,7 @@ def run(ns: argparse.Namespace) -> int:
         interval=ns.interval,
         name=ns.name,
         forge=ns.forge,
+        now=parse_now(ns.now),
     )
     stop = threading.Event()
 
@@ -84,6 +91,7 @@ def run(ns: argparse.Namespace) -> int:
                 f"commit {r.commit[:12]} generation {r.generation}: {r.published} published, "
                 f"{r.unchanged} unchanged, {r.pruned} pruned"
             )
+            line += "".join(f"\n  held {note}" for note in r.held)
         else:
             return
         if line != last[0] or (outcome.published is not None and outcome.published.published):
