@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.text import printable
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,9 +81,9 @@ def run(ns: argparse.Namespace) -> int:
 
     def on_tick(outcome: TickOutcome) -> None:
         for proposed in outcome.rollbacks:
-            print(f"proposed {proposed}", flush=True)
+            print(f"proposed {printable(proposed)}", flush=True)
         if outcome.error:
-            line = f"error at {(outcome.commit or '?')[:12]}: {outcome.error}"
+            line = f"error at {(outcome.commit or '?')[:12]}: {printable(outcome.error)}"
             if outcome.retry_in:
                 line += f" (retry in {outcome.retry_in:.1f}s)"
         elif outcome.published is not None:
@@ -91,7 +92,7 @@ def run(ns: argparse.Namespace) -> int:
                 f"commit {r.commit[:12]} generation {r.generation}: {r.published} published, "
                 f"{r.unchanged} unchanged, {r.pruned} pruned"
             )
-            line += "".join(f"\n  held {note}" for note in r.held)
+            line += "".join(f"\n  held {printable(note)}" for note in r.held)
         else:
             return
         if line != last[0] or (outcome.published is not None and outcome.published.published):
