@@ -14,7 +14,14 @@ from linefleet.report.history import History, merge, points, series
 from linefleet_core.fleet import HealthGates
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import HealthGatesSpec
-from reconciler.status import ConditionType, DeviceStatus, FleetStatus, LineRow, condition
+from reconciler.status import (
+    ConditionType,
+    DeviceStatus,
+    FleetStatus,
+    LineRow,
+    condition,
+    health,
+)
 
 
 def gates(found: HealthGatesSpec | HealthGates | None) -> Gates | None:
@@ -62,6 +69,8 @@ def _row_view(
         condition=state,
         reason=reason,
         message=message,
+        sync=dev.sync.value,
+        health=health(cond).value,
         device=dev.device if dev.in_fleet else f"{dev.device} (not in fleet)",
         serving=serving,
         candidate=candidate,
