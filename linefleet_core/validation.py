@@ -229,17 +229,24 @@ def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> It
             )
 
 
-def canary_limit(spec: FleetSpec, limit: int) -> list[Finding]:
-    """Every line of a site with more than `limit` lines in canary."""
-    return list(_canary_limit(spec, limit))
+def canary_limit(spec: FleetSpec, limit: int, sites: set[str] | None = None) -> list[Finding]:
+    """Every line of a site (of `sites`, default all) with more than `limit` lines in canary."""
+    return list(_canary_limit(spec, limit, sites))
 
 
-def _canary_limit(spec: FleetSpec, limit: int) -> Iterator[Finding]:
-    in_canary: dict[str, list[Line]] = defaultdict(list)
+def in_canary(spec: FleetSpec) -> dict[str, list[Line]]:
+    """The lines in canary, by site."""
+    out: dict[str, list[Line]] = defaultdict(list)
     for line in spec.lines.values():
         if line.rollout.candidate and line.rollout.candidate.stage == "canary":
-            in_canary[line.site].append(line)
-    for site, lines in sorted(in_canary.items()):
+            out[line.site].append(line)
+    return out
+
+
+def _canary_limit(spec: FleetSpec, limit: int, sites: set[str] | None) -> Iterator[Finding]:
+    for site, lines in sorted(in_canary(spec).items()):
+        if sites is not None and site not in sites:
+            continue
         if len(lines) > limit:
             names = ", ".join(sorted(line.key for line in lines))
             for line in lines:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import Candidate, Line, Site
 from linefleet_core.spec import FleetSpec
-from linefleet_core.validation import canary_limit
+from linefleet_core.validation import canary_limit, in_canary
 from reconciler import published, windows
 
 Path = tuple[str | int, ...]
@@ -93,23 +93,13 @@ class LineDecision:
 def check_change(base: FleetSpec, head: FleetSpec, now: dt.datetime) -> list[Finding]:
     """Every policy violation of the change base -> head, located in the head files."""
     lines = [f for d in decide(base, head, now).values() for f in d.findings]
-    limit = base.policy.max_canary_lines_per_site
-    canary = [f for f in canary_limit(head, limit) if _more_canaries(base, head, f)]
-    return sorted(lines + canary + published.check_catalogue(base, head) + rule_changes(base, head))
-
-
-def _more_canaries(base: FleetSpec, head: FleetSpec, finding: Finding) -> bool:
-    """Only a change that adds canaries is held to the base limit (not an untouched site)."""
-    site = finding.message.split()[1]
-
-    def count(spec: FleetSpec) -> int:
-        return sum(
-            1
-            for line in spec.lines_of(site)
-            if line.rollout.candidate and line.rollout.candidate.stage == "canary"
-        )
-
-    return count(head) > count(base)
+    # The base's canary limit, for the sites this change adds canaries to.
+    before, after = in_canary(base), in_canary(head)
+    grown = {site for site, group in after.items() if len(group) > len(before.get(site, []))}
+    canary = canary_limit(head, base.policy.max_canary_lines_per_site, grown)
+    return sorted(
+        lines + canary + published.check_catalogue(base, head) + rule_changes(base, head)
+    )
 
 
 def rule_changes(base: FleetSpec, head: FleetSpec) -> list[Finding]:
