@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from linefleet.cli import main
@@ -97,31 +97,57 @@ def _leaves(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-@st.composite
-def mutations(draw: st.DrawFn) -> tuple[str, bytes]:
-    """One file of the example fleet with one node replaced (or deleted, or a key added)."""
-    path = draw(st.sampled_from(PATHS))
+LEAVES = [(path, at) for path in PATHS for at in _leaves(DOCS[path])[1:]]
+
+
+def _numeric(path: str, at: tuple[Any, ...]) -> bool:
+    node = DOCS[path]
+    for part in at:
+        node = node[part]
+    return isinstance(node, int | float) and not isinstance(node, bool)
+
+
+NUMERIC = [leaf for leaf in LEAVES if _numeric(*leaf)]
+
+
+def _mutated(path: str, at: tuple[Any, ...], value: Any, raw_token: str | None = None) -> bytes:
+    """The file at `path` with the node at `at` replaced by `value` (deleted if `...`)."""
     doc = copy.deepcopy(DOCS[path])
-    where = draw(st.sampled_from(_leaves(doc)[1:]))
     parent = doc
-    for part in where[:-1]:
+    for part in at[:-1]:
         parent = parent[part]
-    raw_token = None
-    choice = draw(st.integers(0, 9))
-    if choice == 0:
-        del parent[where[-1]]
-        value: Any = None
-    elif choice <= 3:
-        raw_token = draw(st.sampled_from(RAW))
-        value = "@@RAW@@"
+    if value is ...:
+        del parent[at[-1]]
     else:
-        value = draw(st.sampled_from(VALUES))
-    if choice != 0:
-        parent[where[-1]] = value
+        parent[at[-1]] = "@@RAW@@" if raw_token is not None else value
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
     if raw_token is not None:
         text = text.replace("'@@RAW@@'", raw_token).replace("@@RAW@@", raw_token)
-    return path, text.encode()
+    return text.encode()
+
+
+@st.composite
+def mutations(draw: st.DrawFn) -> tuple[str, bytes]:
+    """One file of the example fleet with one node replaced or deleted: a number by a token
+    no dumper writes (non-finite, huge), or any node by a value of the wrong type or shape."""
+    choice = draw(st.integers(0, 9))
+    if choice <= 3:
+        path, at = draw(st.sampled_from(NUMERIC))
+        return path, _mutated(path, at, None, draw(st.sampled_from(RAW)))
+    path, at = draw(st.sampled_from(LEAVES))
+    return path, _mutated(path, at, ... if choice == 4 else draw(st.sampled_from(VALUES)))
+
+
+MODELS = "fleet/models/surface-cnn.yaml"
+_V2 = ("versions", 1, "artifact")
+REGRESSIONS = [  # issue 12: each passed validate, then publish refused (or only the device did)
+    (MODELS, _mutated(MODELS, ("versions", 0, "reference_stats", "brightness"), None, ".nan")),
+    (MODELS, _mutated(MODELS, ("versions", 0, "reference_stats", "contrast"), None, "1e999")),
+    (MODELS, _mutated(MODELS, (*_V2, "url"), "../../../../etc/passwd")),
+    (MODELS, _mutated(MODELS, (*_V2, "url"), "fleet/artifacts/surface-cnn-v9.onnx")),
+    (MODELS, _mutated(MODELS, (*_V2, "sha256"), "0" * 64)),
+    (MODELS, _mutated(MODELS, (*_V2, "size"), 4096)),
+]
 
 
 FILES = list(fleetspec.DirectorySource(ROOT).files())
@@ -160,6 +186,17 @@ def test_any_bytes_in_any_file_give_findings(path: str, raw: bytes) -> None:
     spec, findings = fleetspec.load(_Source(path, raw), CHECKS)
     findings += validation.check(spec)
     assert all(f.path for f in findings)
+
+
+def example_all(cases: list[tuple[str, bytes]]) -> Any:
+    """Always try each of `cases` (as hypothesis `@example`s) before the generated ones."""
+
+    def decorate(test: Any) -> Any:
+        for case in reversed(cases):
+            test = example(case)(test)
+        return test
+
+    return decorate
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -202,6 +239,7 @@ def test_every_revision_validate_accepts_publish_publishes(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
     @given(mutations())
+    @example_all(REGRESSIONS)
     def check(mutated: tuple[str, bytes]) -> None:
         path, raw = mutated
         assume(raw != (repo / path).read_bytes())
