@@ -97,9 +97,7 @@ def check_change(base: FleetSpec, head: FleetSpec, now: dt.datetime) -> list[Fin
     before, after = in_canary(base), in_canary(head)
     grown = {site for site, group in after.items() if len(group) > len(before.get(site, []))}
     canary = canary_limit(head, base.policy.max_canary_lines_per_site, grown)
-    return sorted(
-        lines + canary + published.check_catalogue(base, head) + rule_changes(base, head)
-    )
+    return sorted(lines + canary + published.check_catalogue(base, head) + rule_changes(base, head))
 
 
 def rule_changes(base: FleetSpec, head: FleetSpec) -> list[Finding]:
