@@ -27,7 +27,7 @@ from edge_puller.recent import DEFAULT_CAPACITY
 from edge_puller.report import AGENT
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
-from linefleet_core.signing import TrustedKeys
+from linefleet_core.signing import SigningKey, TrustedKeys
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class RunOptions:
     """The only folders `file://` artifacts may come from (none: every `file://` URL refused)."""
     recent_frames: int = DEFAULT_CAPACITY
     """Decisions kept with their frames for inspector overrides (`edge_puller/recent.py`)."""
+    device_key: SigningKey | None = None
+    """Signs every report and event the device sends (`linefleet keys device`)."""
 
 
 def lock_state_dir(folder: Path) -> int:
@@ -96,6 +98,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         agent.outbox,
         spools=agent.spool_list,
         agent=AGENT,
+        device_key=options.device_key,
     )
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -80,7 +80,7 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
                 f"expected [1, {channels}, height, width] for {mv.input.color} input",
             )
         for key, evidence in mv.evaluation.items():
-            if key not in spec.lines:
+            if not spec.exists("Line", key):
                 yield doc.finding(
                     (*at, "evaluation", key),
                     f"evidence for unknown line {key!r}",

@@ -61,6 +61,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep the last N decisions with their frames for inspector overrides "
         "(default 1000; 0: none)",
     )
+    r.add_argument(
+        "--device-key",
+        type=Path,
+        metavar="FILE",
+        help="this device's Ed25519 private key (`linefleet keys device`): every report and "
+        "event it sends is signed, for a reconciler that checks (--device-keys)",
+    )
     r.set_defaults(run=run_agent)
 
     s = verbs.add_parser(
@@ -140,6 +147,11 @@ def run_agent(ns: argparse.Namespace) -> int:
     if ns.recent_frames is not None and ns.recent_frames < 0:
         raise UsageError("--recent-frames must be 0 or more")
     recent = {} if ns.recent_frames is None else {"recent_frames": ns.recent_frames}
+    device_key = None
+    if ns.device_key is not None:
+        from linefleet_core.signing import SigningKey
+
+        device_key = SigningKey.load(ns.device_key)
     for root in ns.artifact_root:
         if not root.is_dir():
             raise UsageError(f"--artifact-root {root}: no such directory")
@@ -154,6 +166,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         line=ns.line,
         max_frames=ns.max_frames,
         artifact_roots=tuple(ns.artifact_root),
+        device_key=device_key,
         **recent,
     )
     return run(options)

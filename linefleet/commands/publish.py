@@ -21,6 +21,7 @@ class PublishArgs:
     artifact_base: str | None
     format: str
     dry_run: bool = False
+    forge: str | None = None
     now: dt.datetime | None = None
 
 
@@ -50,6 +51,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="read the broker, say what would be sent, send nothing",
     )
     p.add_argument(
+        "--forge",
+        help="read who merged the published commit from this forge (local, github://O/R, "
+        "gitea://H/O/R; default: the repository's local forge, else the git committer)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="sign documents with expires_at at most SECONDS ahead (re-signed every "
+        "SECONDS/2): a device refuses an older document even with its storage wiped "
+        "(default: no bound)",
+    )
+    p.add_argument(
         "--now",
         help="check freezes and production windows at this ISO time (default: now); a "
         "change that is not a rollback waits while its site is frozen",
@@ -72,22 +86,31 @@ def run(ns: argparse.Namespace) -> int:
         ns.artifact_base,
         ns.format,
         ns.dry_run,
+        ns.forge,
         parse_now(ns.now),
     )
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
-    revision = load_revision(args.repo, args.rev)
+    forge = None
+    if args.forge is not None:
+        from linefleet_core.forge import forge_from_spec
+
+        forge = forge_from_spec(args.forge, args.repo)
+    revision = load_revision(args.repo, args.rev, forge)
     base = args.artifact_base or default_artifact_base(args.repo)
+    if ns.max_age is not None and not ns.max_age > 0:
+        raise UsageError("--max-age must be positive")
     result = publish(
         revision,
         address,
         key,
         base,
         dry_run=args.dry_run,
+        max_age=ns.max_age,
         live=live_specs(args.repo),
-        now=args.now,
+        calendar_now=args.now,
     )
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
