@@ -221,9 +221,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def example_fleet(root: Path) -> Path:
-    """A copy of the example fleet committed in this repository."""
+    """A copy of the example fleet committed in this repository (its artifacts included:
+    `validate` checks they exist with the declared size and sha256)."""
     for top in ("fleet", "taxonomies"):
-        for path in (REPO / top).rglob("*.yaml"):
+        for path in (REPO / top).rglob("*"):
+            if not path.is_file():
+                continue
             target = root / path.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
