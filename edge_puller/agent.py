@@ -20,11 +20,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edge_puller import handrollback
 from edge_puller.artifacts import ArtifactStore
 from edge_puller.backoff import Backoff
 from edge_puller.engine import Decision, Engine
@@ -41,7 +42,8 @@ from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
 from edge_puller.state import Failure, LocalState, StateStore
 from edge_puller.steps import LoadAndSmokeTest, Step, model_of
-from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.errors import PermanentError, TemporaryError, UsageError
+from linefleet_core.oci import Credentials
 from linefleet_core.signing import TrustedKeys
 from linefleet_core.wire import Channel, ReportedState, topic
 
@@ -59,6 +61,7 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         file_roots: Sequence[Path] = (),
         recent_frames: int = DEFAULT_CAPACITY,
+        credentials: Mapping[str, Credentials] | None = None,
     ) -> None:
         self.site = site
         self.device = device
@@ -67,7 +70,9 @@ class Agent:
         self.clock = clock
         self._state_store = StateStore(state_dir)
         self.state: LocalState = self._state_store.load()
-        self.store = ArtifactStore(state_dir / "models", file_roots=file_roots)
+        self.store = ArtifactStore(
+            state_dir / "models", file_roots=file_roots, credentials=credentials
+        )
         self.cache = ModelCache()
         self.engine = Engine()
         self.outbox = Outbox(state_dir / "outbox.db")
@@ -124,6 +129,7 @@ class Agent:
     def tick(self) -> float:
         """One level-triggered pass; returns the seconds to wait before the next one."""
         take_desired(self)
+        self._take_rollbacks()
         self._take_engine_events()
         self.waiting = ""
         for step in plan(snapshot(self)):
@@ -221,6 +227,21 @@ class Agent:
             self.spools[key] = spool
         spool.policy = line.telemetry
         return spool
+
+    def _take_rollbacks(self) -> None:
+        """Rollbacks by hand (`linefleet edge rollback`) left for the running agent."""
+        for path, request in handrollback.pending(self.state_dir):
+            if request is None:
+                handrollback.settle(path, "unreadable request")
+                continue
+            try:
+                done = handrollback.rolled_back(self.state, request)
+            except UsageError as exc:
+                handrollback.settle(path, str(exc))
+                continue
+            self.save(done.state)  # the planner switches the line to its standby right after
+            self.emit(**done.event)
+            handrollback.settle(path)
 
     def _take_engine_events(self) -> None:
         for event in self.engine.drain_events():

@@ -10,6 +10,11 @@ download can never be activated.
 (`linefleet edge run --artifact-root DIR`); with no root, every `file://` URL is refused. The
 path is resolved (symlinks, `..`) before the containment check, and the resolved path is the
 one opened. `http(s)://` artifacts are not affected.
+
+`oci://HOST/REPO@sha256:…` artifacts are registry blobs fetched by digest over HTTP(S)
+(`linefleet_core.oci`); the digest in the URL must be the document's sha256. Credentials (a
+read-only token per registry host) come from the device's local configuration
+(`credentials`), never from the signed document.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from linefleet_core.atomic import fsync_dir
 from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.oci import Credentials, OciError, auth_headers, parse_ref
 
 CHUNK = 256 * 1024
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,9 +60,12 @@ class ArtifactStore:
         reserve_bytes: int = RESERVE_BYTES,
         timeout: float = 30.0,
         file_roots: Sequence[Path] = (),
+        credentials: Mapping[str, Credentials] | None = None,
     ):
-        """`file_roots`: the only folders `file://` artifacts may come from (none: refused)."""
+        """`file_roots`: the only folders `file://` artifacts may come from (none: refused);
+        `credentials`: registry credentials by `HOST[:PORT]` for `oci://` artifacts."""
         self.root = root
+        self.credentials = dict(credentials or {})
         self.reserve_bytes = reserve_bytes
         self.timeout = timeout
         self.file_roots = tuple(p.resolve() for p in file_roots)
@@ -90,8 +99,22 @@ class ArtifactStore:
         if have == size:
             return
         scheme = urllib.parse.urlsplit(url).scheme
-        if scheme not in ("file", "http", "https"):
-            raise ArtifactError("bad-url", f"{url}: only file://, http:// and https:// URLs")
+        if scheme not in ("oci", "file", "http", "https"):
+            raise ArtifactError(
+                "bad-url", f"{url}: only oci://, file://, http:// and https:// URLs"
+            )
+        headers: dict[str, str] = {}
+        if scheme == "oci":
+            try:
+                ref = parse_ref(url)
+            except OciError as exc:
+                raise ArtifactError("bad-url", str(exc)) from None
+            if ref.sha256 != sha256:
+                raise ArtifactError(
+                    "bad-url", f"{url}: the digest is not the document's sha256 {sha256}"
+                )
+            headers = auth_headers(ref.host, self.credentials)
+            url = ref.blob_url()
         source = self._file_source(url) if scheme == "file" else None
         free = shutil.disk_usage(self.root).free
         if free - (size - have) < self.reserve_bytes:
@@ -103,7 +126,7 @@ class ArtifactStore:
         if source is not None:
             self._copy_file(url, source, part, have, size)
         else:
-            self._fetch_http(url, part, have, size)
+            self._fetch_http(url, part, have, size, headers)
 
     def verify(self, sha256: str, size: int, resumed: bool) -> None:
         """Promote a complete `<sha>.part` to `<sha>` if its size and sha256 match."""
@@ -187,8 +210,11 @@ class ArtifactStore:
         except OSError as exc:
             raise TemporaryError(f"{url}: {exc}", delay=5.0) from None
 
-    def _fetch_http(self, url: str, part: Path, have: int, size: int) -> None:
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    def _fetch_http(
+        self, url: str, part: Path, have: int, size: int, headers: dict[str, str]
+    ) -> None:
+        ranged = {"Range": f"bytes={have}-"} if have else {}
+        request = urllib.request.Request(url, headers={**headers, **ranged})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 status = response.status
@@ -210,6 +236,10 @@ class ArtifactStore:
                 raise TemporaryError(f"{url}: range not satisfiable; restarting") from None
             if exc.code in (404, 410):
                 raise ArtifactError("not-found", f"{url}: HTTP {exc.code}") from None
+            if exc.code in (401, 403):  # credentials may be fixed on the device: retry later
+                raise TemporaryError(
+                    f"{url}: HTTP {exc.code} (check the device's registry credentials)", delay=60.0
+                ) from None
             raise TemporaryError(f"{url}: HTTP {exc.code}", delay=10.0) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise TemporaryError(f"{url}: {exc}", delay=5.0) from None

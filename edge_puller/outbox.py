@@ -133,6 +133,14 @@ class Outbox:
             return None
         return Message(row[0], row[1], row[2], bytes(row[3]), bool(row[4]))
 
+    def all(self) -> list[Message]:
+        """Every message waiting, in delivery order (for an air-gap export)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, topic, payload, retain FROM outbox ORDER BY id"
+            ).fetchall()
+        return [Message(r[0], r[1], r[2], bytes(r[3]), bool(r[4])) for r in rows]
+
     def ack(self, message_id: int) -> None:
         """The broker confirmed delivery (PUBACK): forget the message."""
         with self._lock:

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from edge_puller.handrollback import REASON
 from linefleet_core.wire import MAX_REPORTED_BYTES, PROTOCOL, Applied
 
 if TYPE_CHECKING:
@@ -73,7 +74,10 @@ def _line_status(agent: Agent, key: str) -> dict[str, Any]:
         candidate_failed = (
             wanted.candidate is not None and wanted.candidate.model.sha256 in agent.state.failures
         )
-        if serving_failed:
+        by_hand = agent.state.failures.get(wanted.serving.sha256)
+        if by_hand is not None and by_hand.reason == REASON:
+            phase = "rolled_back"  # an operator's rollback: it serves the previous model
+        elif serving_failed:
             phase = "failed"
         elif active is not None and active.serving == wanted.serving:
             phase = "rolled_back" if candidate_failed else "serving"

@@ -16,17 +16,20 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from edge_puller.agent import Agent
+from edge_puller.airgap import import_bundle
 from edge_puller.frames import Frames, open_source
 from edge_puller.link import Link
 from edge_puller.recent import DEFAULT_CAPACITY
 from edge_puller.report import AGENT
-from linefleet_core.errors import UsageError
+from linefleet_core.errors import LinefleetError, UsageError
 from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.oci import Credentials
 from linefleet_core.signing import SigningKey, TrustedKeys
 
 
@@ -34,7 +37,8 @@ from linefleet_core.signing import SigningKey, TrustedKeys
 class RunOptions:
     site: str
     device: str
-    broker: BrokerAddress
+    broker: BrokerAddress | None
+    """None: no broker at all (an air-gapped site fed by `bundle`)."""
     state_dir: Path
     frames: str
     trusted_keys: TrustedKeys
@@ -45,6 +49,10 @@ class RunOptions:
     """The only folders `file://` artifacts may come from (none: every `file://` URL refused)."""
     recent_frames: int = DEFAULT_CAPACITY
     """Decisions kept with their frames for inspector overrides (`edge_puller/recent.py`)."""
+    bundle: Path | None = None
+    """A signed site bundle to apply first (`linefleet bundle export`), with the MQTT checks."""
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    """Registry credentials by `HOST[:PORT]` (`--registry-credentials`), for `oci://` models."""
     device_key: SigningKey | None = None
     """Signs every report and event the device sends (`linefleet keys device`)."""
 
@@ -84,29 +92,39 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         options.trusted_keys,
         file_roots=options.artifact_roots,
         recent_frames=options.recent_frames,
+        credentials=options.credentials,
     )
     try:
         source = open_source(options.frames, stop, agent.frames_trouble)  # bad ones exit here
     except UsageError:
         agent.outbox.close()
         raise
-    link = Link(
-        options.broker,
-        options.site,
-        options.device,
-        agent.offer_desired,
-        agent.outbox,
-        spools=agent.spool_list,
-        agent=AGENT,
-        device_key=options.device_key,
-    )
+    if options.bundle is not None:
+        try:
+            import_bundle(agent, options.bundle)
+        except LinefleetError:
+            agent.outbox.close()
+            raise
+    link = None
+    if options.broker is not None:
+        link = Link(
+            options.broker,
+            options.site,
+            options.device,
+            agent.offer_desired,
+            agent.outbox,
+            spools=agent.spool_list,
+            agent=AGENT,
+            device_key=options.device_key,
+        )
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     loop = threading.Thread(target=agent.run, args=(stop,), name="converge", daemon=True)
     agent.tick()  # serve from the persisted state before the first frame, broker or not
     loop.start()
-    link.start()
+    if link is not None:
+        link.start()
     sink = _open_sink(options.results)
     try:
         _frames(agent, options, source, sink)
@@ -117,7 +135,8 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         loop.join(10.0)
         agent.report()
         agent.recent.close()
-        link.stop()
+        if link is not None:
+            link.stop()
         agent.outbox.close()
         if sink is not sys.stdout:
             sink.close()

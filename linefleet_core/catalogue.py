@@ -16,7 +16,8 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 class Artifact(Strict):
     url: str = Field(min_length=1, max_length=2048)
     """A path inside the repository (`fleet/artifacts/m.onnx`, or `file://fleet/...`), or a
-    URL with a scheme of `artifactref.REMOTE_SCHEMES`; `validate` checks the file is there."""
+    URL with a scheme of `artifactref.REMOTE_SCHEMES` (`oci://HOST/REPO@sha256:…`, a registry
+    blob from `linefleet artifacts push`; `https://`); `validate` checks the file is there."""
     sha256: Sha256
     size: int = Field(gt=0)
 

@@ -16,12 +16,15 @@ from pydantic import (
 )
 
 from linefleet_core.model import Header, Strict
+from linefleet_core.oci import HOST_PATTERN
 from linefleet_core.refs import Id, VersionedRef
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 LaxDateTime = Annotated[dt.datetime, Field(strict=False)]
+RegistryHost = Annotated[str, StringConstraints(pattern=HOST_PATTERN)]
+"""An OCI registry's `HOST[:PORT]`, as in `oci://HOST[:PORT]/REPO@sha256:…`."""
 """ISO 8601 (`2026-12-20` or `2026-12-20T06:00`); naive times are in the site's timezone."""
 
 
@@ -81,6 +84,9 @@ class Site(Header):
     """Who must approve changes to this site's fleet files (CODEOWNERS entries)."""
     production_windows: list[ProductionWindow] = Field(default_factory=list)
     freeze_periods: list[FreezePeriod] = Field(default_factory=list)
+    artifact_mirror: RegistryHost | None = None
+    """`HOST[:PORT]` of the site's OCI registry mirror (a pull-through cache of the central
+    registry, `linefleet mirror config`): the site's devices fetch `oci://` models from it."""
 
     @field_validator("timezone")
     @classmethod

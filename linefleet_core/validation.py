@@ -13,6 +13,7 @@ from linefleet_core import artifactref, yamlsafe
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import EdgeDevice, Line
+from linefleet_core.oci import REF_PATTERN, OciError, is_oci, parse_ref
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Taxonomy, class_mapping
 
@@ -30,6 +31,7 @@ def check(spec: FleetSpec) -> list[Finding]:
         out.extend(_line(spec, line))
     out.extend(_devices(spec))
     out.extend(canary_limit(spec, spec.policy.max_canary_lines_per_site))
+    out.extend(_mirrors(spec))
     out.extend(_floor_lines(spec))
     return out
 
@@ -87,6 +89,7 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
                 f"must be the classes of {mv.taxonomy} in order: {taxonomy.class_ids}",
                 code="taxonomy_mismatch",
             )
+        yield from _oci_artifact(spec, family, mv, (*at, "artifact"))
         channels = 1 if mv.input.color == "gray" else 3
         if mv.input.shape[0] != 1 or mv.input.shape[1] != channels:
             yield doc.finding(
@@ -106,6 +109,50 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
                     (*at, "evaluation", key, "incumbent_model"),
                     f"unknown model {evidence.incumbent_model!r}",
                 )
+
+
+def _oci_artifact(
+    spec: FleetSpec, family: ModelFamily, mv: ModelVersion, at: Path
+) -> Iterator[Finding]:
+    """An `oci://` artifact parses, and its digest is the artifact's sha256."""
+    url = mv.artifact.url
+    if not is_oci(url):
+        return
+    doc = spec.located(family)
+    try:
+        ref = parse_ref(url)
+    except OciError as exc:
+        yield doc.finding((*at, "url"), str(exc), code="artifact")
+        return
+    if ref.sha256 != mv.artifact.sha256:
+        yield doc.finding(
+            (*at, "sha256"),
+            f"the url's digest sha256:{ref.sha256[:12]}... is not this sha256 "
+            f"{mv.artifact.sha256[:12]}...: a registry blob is addressed by its own hash",
+            code="artifact",
+        )
+
+
+def _mirrors(spec: FleetSpec) -> Iterator[Finding]:
+    """A site mirror caches one registry: the catalogue's `oci://` models must share it."""
+    hosts = sorted(
+        {
+            parse_ref(v.artifact.url).host
+            for family in spec.models.values()
+            for v in family.versions
+            if REF_PATTERN.match(v.artifact.url)
+        }
+    )
+    if len(hosts) < 2:
+        return
+    for site in spec.sites.values():
+        if site.artifact_mirror:
+            yield spec.located(site).finding(
+                ("artifact_mirror",),
+                f"a site mirror caches one registry, but the model catalogue names "
+                f"{len(hosts)} ({', '.join(hosts)})",
+                code="artifact",
+            )
 
 
 def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:

@@ -116,7 +116,9 @@ class Wire(BaseModel):
 
 class ArtifactRef(Wire):
     url: str = Field(min_length=1)
-    """Absolute: `file://`, `http://` or `https://`."""
+    """Absolute: `oci://HOST/REPO@sha256:…` (fetched by digest from the site's mirror or the
+    registry), `https://`, `http://` or `file://`. Never carries credentials: a device reads
+    its registry credentials from its own local configuration."""
     sha256: Sha256
     size: int = Field(gt=0)
 

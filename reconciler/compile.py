@@ -11,6 +11,7 @@ from linefleet_core import artifactref
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import PermanentError
 from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, TelemetryPolicy
+from linefleet_core.oci import OciError, is_oci, parse_ref
 from linefleet_core.refs import line_key
 from linefleet_core.signing import content_hash
 from linefleet_core.spec import FleetSpec
@@ -35,35 +36,48 @@ class CompileError(PermanentError):
     """The fleet refers to something it does not define (`linefleet validate` catches these)."""
 
 
-def resolve_artifact_url(url: str, artifact_base: str) -> str:
-    """Absolute URL for a catalogue artifact; repository paths resolve against `artifact_base`.
+def resolve_artifact_url(url: str, artifact_base: str, mirror: str | None = None) -> str:
+    """Absolute URL for a catalogue artifact; relative paths resolve against `artifact_base`.
 
     Remote URLs (`artifactref.REMOTE_SCHEMES`) stay as they are; `artifacts/x.onnx` and
     `file://artifacts/x.onnx` (a repository-relative path written as a file URL) become
-    `<artifact_base>/artifacts/x.onnx`. The rules are `artifactref.parse`, the ones `validate`
-    applies: what it accepts compiles.
+    `<artifact_base>/artifacts/x.onnx`. `oci://HOST/REPO@sha256:…` becomes
+    `oci://MIRROR/REPO@sha256:…` when the device's site names an artifact mirror (the same
+    digest: a pull-through cache serves the same bytes under the same repository name). What
+    is allowed at all is `artifactref.parse`, the rules `validate` applies: what it accepts
+    compiles.
     """
     try:
         where = artifactref.parse(url)
     except ValueError as exc:
         raise CompileError(str(exc)) from None
+    if is_oci(url):
+        try:
+            ref = parse_ref(url)
+        except OciError as exc:
+            raise CompileError(f"artifact url {exc}") from None
+        return str(ref.with_host(mirror)) if mirror else str(ref)
     if isinstance(where, artifactref.Remote):
         return url
     return artifact_base.rstrip("/") + "/" + where.path
 
 
-def _model(spec: FleetSpec, ref: str, where: str, artifact_base: str) -> ModelSpec:
+def _model(
+    spec: FleetSpec, ref: str, where: str, artifact_base: str, mirror: str | None
+) -> ModelSpec:
     version = spec.model_version(ref)
     if version is None:
         raise CompileError(f"{where}: unknown model {ref!r}")
-    return _model_spec(ref, version, artifact_base)
+    return _model_spec(ref, version, artifact_base, mirror)
 
 
-def _model_spec(ref: str, version: ModelVersion, artifact_base: str) -> ModelSpec:
+def _model_spec(
+    ref: str, version: ModelVersion, artifact_base: str, mirror: str | None
+) -> ModelSpec:
     return ModelSpec(
         ref=ref,
         artifact=ArtifactRef(
-            url=resolve_artifact_url(version.artifact.url, artifact_base),
+            url=resolve_artifact_url(version.artifact.url, artifact_base, mirror),
             sha256=version.artifact.sha256,
             size=version.artifact.size,
         ),
@@ -74,12 +88,14 @@ def _model_spec(ref: str, version: ModelVersion, artifact_base: str) -> ModelSpe
     )
 
 
-def _candidate(spec: FleetSpec, cand: Candidate, where: str, artifact_base: str) -> CandidateSpec:
+def _candidate(
+    spec: FleetSpec, cand: Candidate, where: str, artifact_base: str, mirror: str | None
+) -> CandidateSpec:
     version = spec.model_version(cand.model)
     if version is None:
         raise CompileError(f"{where}: unknown candidate model {cand.model!r}")
     fraction = None if cand.canary_fraction is None else float(cand.canary_fraction)
-    model = _model_spec(cand.model, version, artifact_base)
+    model = _model_spec(cand.model, version, artifact_base, mirror)
     return CandidateSpec.model_validate(
         {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
     )
@@ -109,6 +125,8 @@ def compile_line(
     spec: FleetSpec, line: Line, camera_ids: list[str], artifact_base: str
 ) -> LineSpec:
     where = line.key
+    site = spec.sites.get(line.site)
+    mirror = site.artifact_mirror if site is not None else None
     taxonomy = spec.taxonomies.get(line.taxonomy)
     if taxonomy is None:
         raise CompileError(f"{where}: unknown taxonomy {line.taxonomy!r}")
@@ -129,13 +147,13 @@ def compile_line(
             for cam in sorted(set(camera_ids))
         ],
         taxonomy=TaxonomySpec(ref=taxonomy.ref, classes=taxonomy.class_ids),
-        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base),
+        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base, mirror),
         candidate=None
         if rollout.candidate is None
-        else _candidate(spec, rollout.candidate, f"{where}: candidate", artifact_base),
+        else _candidate(spec, rollout.candidate, f"{where}: candidate", artifact_base, mirror),
         previous=None
         if rollout.previous is None
-        else _model(spec, rollout.previous, f"{where}: previous", artifact_base),
+        else _model(spec, rollout.previous, f"{where}: previous", artifact_base, mirror),
         telemetry=_telemetry(rollout.telemetry),
         health_gates=_gates(spec.policy.health_gates),
     )
@@ -188,3 +206,18 @@ def document_body(doc: DesiredState) -> dict[str, object]:
     `approval` or `expires_at`, so documents without them read as they always did."""
     unset = {k for k in ("approval", "expires_at") if getattr(doc, k) is None}
     return doc.model_dump(mode="json", exclude={"signature", *unset})
+
+
+def unreachable_urls(docs: dict[str, DesiredState]) -> list[str]:
+    """`device: model: url` for every `file://` URL in the documents (pure).
+
+    A `file://` URL names a path on the machine that publishes: only a device on that same
+    machine (tests, the demo without a registry) can open it.
+    """
+    found = set()
+    for doc in docs.values():
+        for line in doc.spec.lines:
+            for model in (line.serving, line.previous, line.candidate):
+                if model is not None and model.artifact.url.startswith("file:"):
+                    found.add(f"{doc.site}/{doc.device}: {model.ref}: {model.artifact.url}")
+    return sorted(found)

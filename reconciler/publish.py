@@ -40,7 +40,7 @@ from linefleet_core.wire import (
     topic_filter,
 )
 from reconciler import holds
-from reconciler.compile import compile_device, compile_fleet, document_body
+from reconciler.compile import compile_device, compile_fleet, document_body, unreachable_urls
 from reconciler.mqtt import Outgoing, Session, retained_snapshot
 
 
@@ -348,6 +348,7 @@ def publish(
     timeout: float = 30.0,
     signed: dict[str, Signed] | None = None,
     dry_run: bool = False,
+    refuse_file_urls: bool = False,
     max_age: float | None = None,
     now: float | None = None,
     live: LiveSpecs | None = None,
@@ -356,8 +357,10 @@ def publish(
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
     With `dry_run`, the broker is only read: the result says what would be sent. With
-    `max_age`, documents carry a signed `expires_at` (see `expiry`) and an expired or soon
-    re-windowed retained copy is re-signed. With `live` (the fleet at a commit a retained
+    `refuse_file_urls` (CI), a document naming a `file://` artifact stops the publish.
+    With `max_age`, documents carry a signed `expires_at` (see `expiry`) and an expired or soon
+    re-windowed retained copy is re-signed.
+    With `live` (the fleet at a commit a retained
     document names), a change that is not a rollback waits while its site is frozen at
     `calendar_now` (default: the clock): the device keeps that line as it runs it, and the
     result says which lines wait and why.
@@ -367,6 +370,15 @@ def publish(
         docs = compile_fleet(
             revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
         )
+        local = unreachable_urls(docs) if refuse_file_urls else []
+        if local:
+            shown = "; ".join(local[:5]) + (
+                f"; and {len(local) - 5} more" if len(local) > 5 else ""
+            )
+            raise PermanentError(
+                f"{len(local)} artifact URL(s) only this machine can open: {shown}. Push the "
+                "models to the registry (`linefleet artifacts push`) or pass --artifact-base"
+            )
         signed = sign_all(docs, key, None if max_age is None else expiry(moment, max_age))
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)

@@ -50,11 +50,19 @@ class Action:
 def plan(spec: FleetSpec, status: FleetStatus) -> list[Action]:
     """One action per line whose model under test failed on at least one device."""
     evidence: dict[str, list[str]] = {}
+    by_hand: set[str] = set()
     for dev in status.devices:
         for row in dev.lines:
             found = [f"{dev.device}: {v.render()}" for v in row.violations]
-            if row.reported is not None and row.reported.phase == "rolled_back":
-                found.append(f"{dev.device}: rolled back on the device")
+            reported = row.reported
+            if reported is not None and reported.phase == "rolled_back":
+                line = spec.lines.get(row.line)
+                previous = line.rollout.previous if line is not None else None
+                if previous is not None and reported.serving == previous != row.desired_serving:
+                    by_hand.add(row.line)
+                    found.append(f"{dev.device}: rolled back by hand to {previous}")
+                else:
+                    found.append(f"{dev.device}: rolled back on the device")
             if found:
                 evidence.setdefault(row.line, []).extend(found)
     actions = []
@@ -63,7 +71,11 @@ def plan(spec: FleetSpec, status: FleetStatus) -> list[Action]:
         if line is None:
             continue
         rollout = line.rollout
-        if rollout.candidate is not None and rollout.candidate.stage == "canary":
+        if key in by_hand and rollout.previous is not None:  # git follows the operator
+            actions.append(
+                Action(key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items))
+            )
+        elif rollout.candidate is not None and rollout.candidate.stage == "canary":
             actions.append(
                 Action(
                     key, Kind.DROP_CANDIDATE, rollout.candidate.model, rollout.serving, tuple(items)

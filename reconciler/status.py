@@ -239,6 +239,17 @@ def condition(
                 "RefusedDocument",
                 f"refused generation {last.generation}: {why}",
             )
+    diverged = [
+        f"{row.line} serves {row.reported.serving}, git says {row.desired_serving}"
+        for row in rows
+        if row.reported and row.reported.phase == "rolled_back" and _diverges(row)
+    ]
+    if diverged:
+        return Condition(
+            ConditionType.DEGRADED,
+            "RolledBackByHand",
+            f"rolled back on the device, diverges from git: {'; '.join(diverged)}",
+        )
     rolled = [row.line for row in rows if row.reported and row.reported.phase == "rolled_back"]
     if rolled:
         return Condition(ConditionType.DEGRADED, "RolledBack", f"rolled back: {', '.join(rolled)}")
@@ -298,6 +309,17 @@ def health(cond: Condition) -> Verdict:
     if kind is None:
         return Verdict(HealthType.HEALTHY.value, "WithinGates", "no error, every gate holds")
     return Verdict(kind.value, cond.reason, cond.message)
+
+
+def _diverges(row: LineRow) -> bool:
+    """The device serves another model than git says (an operator's rollback by hand)."""
+    reported = row.reported
+    return (
+        reported is not None
+        and reported.serving is not None
+        and row.desired_serving is not None
+        and reported.serving != row.desired_serving
+    )
 
 
 def fleet_status(

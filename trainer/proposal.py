@@ -6,11 +6,14 @@
 2. score the candidate and every eligible line's incumbent on that line's holdout (the
    incumbent's ONNX artifact read from git at the base commit; its sha256 checked);
 3. plan (pure, `trainer.promote`); no line qualifies -> an error, nothing written;
-4. in a temporary worktree on a branch recreated from the base (so a base that moved is not
-   a problem): copy the artifact to `fleet/artifacts/`, append the catalogue version with the
-   per-line evidence, put the candidate in shadow on the proposed lines (ruamel round-trip);
-5. load + validate that tree: any error -> FindingsError, nothing committed;
-6. commit, push the branch (a rejected push is an error), open or update the PR.
+4. with `push_to` (`oci://HOST/REPO`), push the ONNX to the registry (tagged `vN`) and
+   catalogue it as `oci://HOST/REPO@sha256:…`: git then holds YAML only;
+5. in a temporary worktree on a branch recreated from the base (so a base that moved is not
+   a problem): without a registry copy the artifact to `fleet/artifacts/`; append the
+   catalogue version with the per-line evidence, put the candidate in shadow on the proposed
+   lines (ruamel round-trip);
+6. load + validate that tree: any error -> FindingsError, nothing committed;
+7. commit, push the branch (a rejected push is an error), open or update the PR.
 
 The user's own checkout is never touched (the work happens in a separate worktree).
 """
@@ -29,6 +32,7 @@ from linefleet_core import gitrepo
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import Finding, FindingsError, PermanentError, Severity, UsageError
 from linefleet_core.forge import Forge, PullRequest
+from linefleet_core.oci import Credentials, fetch_blob, is_oci, parse_ref, push_bytes
 from linefleet_core.spec import DirectorySource, FleetSpec, load
 from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.validation import check
@@ -61,6 +65,10 @@ class Proposal:
     reference_stats: Mapping[str, float]
     remote: str = "origin"
     base: str = "main"
+    push_to: str | None = None
+    """`oci://HOST/REPO`: push the ONNX to the registry and catalogue it by digest, instead of
+    committing it into the fleet repository."""
+    push_credentials: Credentials | None = None
     trained_on: tuple[str, ...] = ()
     """The `site/line` keys whose frames trained the candidate (from the MLflow run)."""
 
@@ -75,6 +83,8 @@ class ProposalResult:
 def _artifact_bytes(repo: Any, commit: Any, url: str) -> bytes:
     """An artifact named in the catalogue: repository-relative (read from git) or a file path."""
     path = url.removeprefix("file://")
+    if is_oci(url):
+        return fetch_blob(parse_ref(url))
     if url.startswith(("http://", "https://")):
         import urllib.request
 
@@ -233,7 +243,17 @@ def propose(
     if not plan.included:
         reasons = "; ".join(f"{d.line}: {d.reason}" for d in plan.left_out) or "no eligible line"
         raise PermanentError(f"no line qualifies for {info.ref}, no pull request: {reasons}")
-    sha = _commit_branch(repo, commit, spec, plan, proposal)
+    url = artifact_path(plan.candidate)
+    if proposal.push_to is not None:  # into the registry before anything names it
+        pushed = push_bytes(
+            proposal.artifact,
+            f"{info.model}-v{info.version}.onnx",
+            proposal.push_to,
+            tag=f"v{info.version}",
+            credentials=proposal.push_credentials,
+        )
+        url = str(pushed.ref)
+    sha = _commit_branch(repo, commit, spec, plan, proposal, url)
     gitrepo.push(repo, proposal.remote, f"refs/heads/{plan.branch}", force=True)
     pull = forge.open_pull_request(
         plan.branch, proposal.base, plan.title, render_body(plan), labels=["promotion"]
@@ -241,7 +261,7 @@ def propose(
     return ProposalResult(plan, pull, sha)
 
 
-def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
+def catalogue_entry(plan: PromotionPlan, proposal: Proposal, url: str) -> dict[str, Any]:
     c, ds = plan.candidate, proposal.dataset
     evaluation = {
         d.line: d.evidence.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
@@ -252,7 +272,7 @@ def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
         "version": c.version,
         "taxonomy": ds.taxonomy,
         "output_classes": list(ds.classes),
-        "artifact": {"url": artifact_path(c), "sha256": c.sha256, "size": c.size},
+        "artifact": {"url": url, "sha256": c.sha256, "size": c.size},
         "input": {"shape": [1, 3, proposal.input_size, proposal.input_size], "color": "rgb"},
         "opset": OPSET,
         "execution_providers": ["CPUExecutionProvider"],
@@ -269,7 +289,7 @@ def artifact_path(c: CandidateInfo) -> str:
 
 
 def _commit_branch(
-    repo: Any, base: Any, spec: FleetSpec, plan: PromotionPlan, proposal: Proposal
+    repo: Any, base: Any, spec: FleetSpec, plan: PromotionPlan, proposal: Proposal, url: str
 ) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="linefleet-promote-"))
     tree = tmp / "tree"
@@ -277,10 +297,11 @@ def _commit_branch(
     ok = False
     try:
         family = spec.models[proposal.model]
-        target = tree / artifact_path(plan.candidate)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(proposal.artifact)
-        add_model_version(tree / spec.located(family).path, catalogue_entry(plan, proposal))
+        if url == artifact_path(plan.candidate):  # no registry: the file goes into git
+            target = tree / url
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(proposal.artifact)
+        add_model_version(tree / spec.located(family).path, catalogue_entry(plan, proposal, url))
         for d in plan.included:
             set_shadow_candidate(tree / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
         _validate(tree)

@@ -1,5 +1,5 @@
-"""`linefleet edge run|status|override`: the agent on a device, its local view, and an
-inspector's correction of a decision.
+"""`linefleet edge run|status|override|rollback`: the agent on a device, its local view, an
+inspector's correction of a decision, and an operator's rollback by hand.
 
 Exit codes: 0 ok (including a clean SIGTERM shutdown), 1 unreadable local state or an override
 refused by the taxonomy, 2 usage (bad arguments, missing trust key, unknown frame source,
@@ -9,7 +9,9 @@ unknown frame id).
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from pathlib import Path
 
 from linefleet_core.errors import ExitCode, UsageError
@@ -31,7 +33,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
     r.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
-    r.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    source = r.add_mutually_exclusive_group(required=True)
+    source.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    source.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="FILE",
+        help="air-gapped: apply this signed site bundle (`linefleet bundle export`) with the "
+        "same checks as over MQTT, then run with no broker",
+    )
     r.add_argument("--state-dir", required=True, type=Path, help="local state directory")
     r.add_argument(
         "--frames", required=True, help="directory of images, video file, or camera index"
@@ -53,6 +63,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=[],
         help="accept file:// artifacts only under this folder (repeatable; without it every "
         "file:// artifact is refused, http(s):// ones are not affected)",
+    )
+    r.add_argument(
+        "--registry-credentials",
+        type=Path,
+        metavar="FILE",
+        help="JSON of read-only registry credentials for oci:// models, by HOST[:PORT]: "
+        '{"mirror.site:5000": {"token": "..."}} or {"username": ..., "password": ...} '
+        "(kept on the device, never in the signed desired state)",
     )
     r.add_argument(
         "--recent-frames",
@@ -111,6 +129,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     o.set_defaults(run=queue_override)
 
+    i = verbs.add_parser(
+        "import",
+        help="apply a signed site bundle with no broker (air-gapped)",
+        description="Verify the bundle's signed manifest, run this device's document through "
+        "the MQTT path's checks (pinned keys, signature, content hash, replay floor), stage "
+        "its models (size, sha256), and converge. Exit codes: 0 applied, 1 refused (tampered, "
+        "stale, not for this device) or a model that does not load, 2 usage, or another agent "
+        "runs on the state directory (give it the bundle with `edge run --bundle`).",
+    )
+    i.add_argument("file", type=Path, metavar="FILE")
+    i.add_argument("--state-dir", required=True, type=Path)
+    i.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
+    i.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
+    i.add_argument("--trust-key", required=True, type=Path, action="append")
+    i.add_argument("--timeout", type=float, default=60.0, help="seconds to converge")
+    i.set_defaults(run=import_bundle_cli)
+
+    x = verbs.add_parser(
+        "export",
+        help="write the outbox and spooled frames to a file (the way back from an air gap)",
+        description="Reports, events, overrides and spooled frames, for `linefleet labels "
+        "ingest-events FILE` and `linefleet status --edge-export FILE` (both de-duplicate). "
+        "With --ack (no agent running) what was written is removed from the device.",
+    )
+    x.add_argument("--state-dir", required=True, type=Path)
+    x.add_argument("--out", required=True, type=Path)
+    x.add_argument("--ack", action="store_true", help="drop what was exported from the device")
+    x.set_defaults(run=export_cli)
+
+    b = verbs.add_parser(
+        "rollback",
+        help="switch a line to the model kept as previous, now, with no broker",
+        description="Roll LINE back to the model the device keeps loaded as its previous one, "
+        "at once and offline: through the running agent, or directly when none runs. The "
+        "device reports it (a rollback event, phase rolled_back) when it is back online; the "
+        "reconciler shows the divergence from git and proposes the revert pull request. The "
+        "line stays rolled back until a new desired state arrives. Exit codes: 0 rolled "
+        "back, 2 unknown line, no previous model or state directory, 4 the running agent did "
+        "not take it.",
+    )
+    b.add_argument("--state-dir", required=True, type=Path, help="the agent's state directory")
+    b.add_argument("--line", required=True, metavar="SITE/LINE")
+    b.add_argument("--operator", default="", metavar="NAME", help="who rolls back")
+    b.add_argument("--note", default="", metavar="TEXT", help="why (goes into the event)")
+    b.set_defaults(run=roll_back)
+
 
 def _site_and_device(device: str, site: str | None) -> tuple[str, str]:
     from linefleet_core.refs import ID_PATTERN  # pydantic: only for the commands that need it
@@ -155,10 +219,19 @@ def run_agent(ns: argparse.Namespace) -> int:
     for root in ns.artifact_root:
         if not root.is_dir():
             raise UsageError(f"--artifact-root {root}: no such directory")
+    credentials = {}
+    if ns.registry_credentials is not None:
+        from linefleet_core.oci import OciError, load_credentials
+
+        try:
+            credentials = load_credentials(ns.registry_credentials)
+        except OciError as exc:
+            raise UsageError(f"--registry-credentials {exc}") from None
     options = RunOptions(
         site=site,
         device=device,
-        broker=BrokerAddress.parse(ns.broker),
+        broker=BrokerAddress.parse(ns.broker) if ns.broker else None,
+        bundle=ns.bundle,
         state_dir=ns.state_dir,
         frames=ns.frames,
         trusted_keys=keys,
@@ -166,6 +239,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         line=ns.line,
         max_frames=ns.max_frames,
         artifact_roots=tuple(ns.artifact_root),
+        credentials=credentials,
         device_key=device_key,
         **recent,
     )
@@ -179,6 +253,81 @@ def show_status(ns: argparse.Namespace) -> int:
         raise UsageError(f"--state-dir {ns.state_dir}: no such directory")
     status = local_status(ns.state_dir)
     print(render_json(status) if ns.format == "json" else render_text(status))
+    return int(ExitCode.OK)
+
+
+def import_bundle_cli(ns: argparse.Namespace) -> int:
+    import time
+
+    from edge_puller.agent import Agent
+    from edge_puller.airgap import import_bundle
+    from edge_puller.runner import lock_state_dir
+    from linefleet_core.signing import load_trusted_keys
+
+    site, device = _site_and_device(ns.device, ns.site)
+    if not ns.file.is_file():
+        raise UsageError(f"{ns.file}: no such file")
+    keys = load_trusted_keys(ns.trust_key)
+    if not keys:
+        raise UsageError("--trust-key: no public keys (*.pub)")
+    lock = lock_state_dir(ns.state_dir)
+    agent = Agent(site, device, ns.state_dir, keys)
+    try:
+        done = import_bundle(agent, ns.file)
+        deadline = time.monotonic() + ns.timeout
+        while time.monotonic() < deadline:
+            agent.tick()
+            if agent.state.applied_generation == done.generation or agent.waiting:
+                break
+            time.sleep(0.05)
+        agent.report()
+        state = agent.state
+    finally:
+        agent.recent.close()
+        agent.outbox.close()
+        os.close(lock)
+    if state.applied_generation != done.generation:
+        why = agent.waiting or agent.error or "not converged in time"
+        print(f"linefleet: error: generation {done.generation} not applied: {why}", file=sys.stderr)
+        return int(ExitCode.INVALID)
+    print(
+        f"applied generation {done.generation} (commit {done.commit[:12]}) from {ns.file}; "
+        f"{done.staged} model(s) staged from the bundle"
+    )
+    return int(ExitCode.OK)
+
+
+def export_cli(ns: argparse.Namespace) -> int:
+    from edge_puller.airgap import export_device
+
+    if not (ns.state_dir / "outbox.db").is_file():
+        raise UsageError(f"--state-dir {ns.state_dir}: no device outbox there")
+    lock = None
+    if ns.ack:
+        from edge_puller.runner import lock_state_dir
+
+        lock = lock_state_dir(ns.state_dir)  # an agent delivering at the same time: refused
+    try:
+        done = export_device(ns.state_dir, ns.out, ack=ns.ack)
+    finally:
+        if lock is not None:
+            os.close(lock)
+    print(f"wrote {ns.out}: {done.messages} message(s), {done.frames} spooled frame(s)")
+    return int(ExitCode.OK)
+
+
+def roll_back(ns: argparse.Namespace) -> int:
+    from edge_puller.handrollback import Request
+    from edge_puller.handrollback import roll_back as apply
+
+    if not (ns.state_dir / "state.json").is_file():
+        raise UsageError(f"--state-dir {ns.state_dir}: no device state there")
+    done = apply(ns.state_dir, Request(ns.line, ns.operator, ns.note))
+    how = "by the running agent" if done.by_agent else "in the state (no agent running)"
+    print(
+        f"{done.line}: rolled back from {done.rolled_back} to {done.serving} {how}; "
+        "reported when the device is back online"
+    )
     return int(ExitCode.OK)
 
 

@@ -99,7 +99,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     c = cmds.add_parser("ingest-events", help="queue inspector overrides sent by the edge")
     src = c.add_mutually_exclusive_group(required=True)
-    src.add_argument("file", nargs="?", type=Path, help="JSON Lines of edge events")
+    src.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help="JSON Lines of edge events, or an air-gap export (`linefleet edge export`)",
+    )
     src.add_argument("--broker", help="mqtt://HOST:PORT: read events and frames for a while")
     c.add_argument("--frames", type=Path, help="folder of LFF1 frame payloads (*.lff)")
     c.add_argument("--seconds", type=float, default=5.0, help="with --broker: listen this long")
@@ -257,6 +262,7 @@ def run_migrate(ns: argparse.Namespace) -> int:
 
 
 def run_ingest(ns: argparse.Namespace) -> int:
+    from linefleet_core.bundle import BundleError, is_export, read_export
     from trainer.overrides import ingest
 
     ws = workspace(ns)
@@ -264,6 +270,13 @@ def run_ingest(ns: argparse.Namespace) -> int:
         from trainer.mqtt_listen import listen
 
         events, frames = listen(ns.broker, ns.seconds)
+    elif is_export(ns.file):  # an air-gapped device's `linefleet edge export`
+        try:
+            messages, spooled = read_export(ns.file)
+        except BundleError as exc:
+            raise UsageError(str(exc)) from None
+        events = [m.payload for m in messages if m.kind == "event"]
+        frames = [m.payload for m in messages if m.kind == "frame"] + spooled
     else:
         try:
             events = [line.encode() for line in ns.file.read_text("utf-8").splitlines() if line]

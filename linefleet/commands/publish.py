@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--artifact-base",
-        help="base URL for repository-relative artifacts (default: file:// URL of the repo)",
+        help="base URL for repository-relative artifacts (default: $LINEFLEET_ARTIFACT_BASE "
+        "if set, else the file:// URL of the repo)",
+    )
+    p.add_argument(
+        "--refuse-file-urls",
+        action="store_true",
+        help="exit 1 before publishing if a document would name a file:// artifact (CI: "
+        "devices cannot open the publishing machine's files)",
     )
     p.add_argument(
         "--dry-run",
@@ -99,7 +107,11 @@ def run(ns: argparse.Namespace) -> int:
 
         forge = forge_from_spec(args.forge, args.repo)
     revision = load_revision(args.repo, args.rev, forge)
-    base = args.artifact_base or default_artifact_base(args.repo)
+    base = (
+        args.artifact_base
+        or os.environ.get("LINEFLEET_ARTIFACT_BASE")
+        or default_artifact_base(args.repo)
+    )
     if ns.max_age is not None and not ns.max_age > 0:
         raise UsageError("--max-age must be positive")
     result = publish(
@@ -109,6 +121,7 @@ def run(ns: argparse.Namespace) -> int:
         base,
         dry_run=args.dry_run,
         max_age=ns.max_age,
+        refuse_file_urls=ns.refuse_file_urls,
         live=live_specs(args.repo),
         calendar_now=args.now,
     )

@@ -16,6 +16,9 @@ from linefleet_core.errors import ExitCode, UsageError
 from linefleet_core.text import printable
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from reconciler.observed import Observations
     from reconciler.status import DeviceStatus, FleetStatus, LineRow
 
 
@@ -28,6 +31,7 @@ class StatusArgs:
     quiet: float
     wait: float | None = None
     device_keys: Path | None = None
+    edge_exports: tuple[Path, ...] = ()
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +63,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
+    )
+    p.add_argument(
+        "--edge-export",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also read a device's air-gap export (`linefleet edge export`): its reports and "
+        "events count as received when they were written (repeatable; duplicates dropped)",
     )
     p.add_argument(
         "--wait",
@@ -113,6 +126,8 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
                 observations.reject(result)
         else:
             observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
+    for path in args.edge_exports:
+        _ingest_export(observations, path, now, known, keys)
     behind: dict[str, str] = {}
     if args.repo is not None:
         from reconciler.behind import git_behind
@@ -123,11 +138,48 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
     return status, now
 
 
+def _ingest_export(
+    observations: Observations,
+    path: Path,
+    now: float,
+    known: set[tuple[str, str]] | None,
+    keys: dict[str, Ed25519PublicKey] | None,
+) -> None:
+    """Feed an edge export's reports and events in, each as of the time it was written."""
+    import datetime as dt
+
+    from linefleet_core.bundle import BundleError, read_export
+
+    if not path.is_file():
+        raise UsageError(f"--edge-export {path}: no such file")
+    try:
+        messages, _ = read_export(path)
+    except BundleError as exc:
+        raise UsageError(f"--edge-export {exc}") from None
+    for message in messages:
+        if message.kind not in ("report", "event"):
+            continue
+        at = now
+        try:
+            stamp = json.loads(message.payload).get("at")
+            at = min(now, dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
+        except (ValueError, AttributeError, TypeError):
+            pass
+        observations.ingest(message.topic, message.payload, at, known, live=False, device_keys=keys)
+
+
 def run(ns: argparse.Namespace) -> int:
     from reconciler.status import as_json
 
     args = StatusArgs(
-        ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait, ns.device_keys
+        ns.broker,
+        ns.repo,
+        ns.state_dir,
+        ns.format,
+        ns.quiet,
+        ns.wait,
+        ns.device_keys,
+        tuple(ns.edge_export),
     )
     if args.wait is not None and args.wait < 0:
         raise UsageError("--wait must be 0 or more seconds")

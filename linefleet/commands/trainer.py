@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from linefleet.commands.labels import add_workspace_options
-from linefleet_core.errors import ExitCode
+from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from linefleet_core.wire import Approval
@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--forge", default="local", help="local | github://O/R | gitea://H/O/R")
     c.add_argument("--remote", default="origin")
     c.add_argument("--base", default="main")
+    c.add_argument(
+        "--push",
+        metavar="oci://HOST/REPO",
+        help="push the ONNX to this OCI registry repository and catalogue it by digest instead "
+        "of committing it (credentials: LINEFLEET_REGISTRY_USERNAME/_PASSWORD or _TOKEN)",
+    )
     c.set_defaults(run=run_promote)
     register_watch(cmds)
     c = cmds.add_parser(
@@ -63,6 +69,16 @@ def run_promote(ns: argparse.Namespace) -> int:
     from trainer.tracking import Tracker, default_uri, fetch_run
     from trainer.workspace import Workspace
 
+    push_credentials = None
+    if ns.push is not None:
+        from linefleet.commands.artifacts import credentials_for
+        from linefleet_core.oci import OciError, parse_repo
+
+        try:
+            host, _ = parse_repo(ns.push)
+        except OciError as exc:
+            raise UsageError(f"--push {exc}") from None
+        push_credentials = credentials_for(host, None)
     ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
     forge = forge_from_spec(ns.forge, ns.fleet_repo)
     tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
@@ -79,6 +95,8 @@ def run_promote(ns: argparse.Namespace) -> int:
         reference_stats=run.reference_stats,
         remote=ns.remote,
         base=ns.base,
+        push_to=ns.push,
+        push_credentials=push_credentials,
         trained_on=run.trained_on,
     )
     result = propose(proposal, forge, ws.frames, ws.taxonomies())

@@ -66,6 +66,10 @@ class Demo:
     console: Console
     children: Children
     broker_url: str = ""
+    registry: str = ""
+    """The central OCI registry, `HOST:PORT`."""
+    mirror: str = ""
+    """Toledo's artifact mirror, `HOST:PORT`."""
     signing_key: Path | None = None
     trust_key: Path | None = None
     record: dict[str, Any] = field(default_factory=dict)

@@ -49,11 +49,24 @@ def start(demo: Demo, device: str, line: str) -> EdgeAgent:
     folder = demo.edge_dir(device)
     agent = EdgeAgent(device, line, folder, Camera(demo.data, line, folder / "camera"))
     argv = [
-        "edge", "run", "--device", device, "--broker", demo.broker_url,
-        "--state-dir", str(folder / "state"), "--frames", str(agent.camera.folder),
-        "--trust-key", str(demo.trust_key), "--results", str(agent.results), "--line", line,
-        "--artifact-root", str(demo.repo / "fleet" / "artifacts"),
+        "edge",
+        "run",
+        "--device",
+        device,
+        "--broker",
+        demo.broker_url,
+        "--state-dir",
+        str(folder / "state"),
+        "--frames",
+        str(agent.camera.folder),
+        "--trust-key",
+        str(demo.trust_key),
+        "--results",
+        str(agent.results),
+        "--line",
+        line,
     ]  # fmt: skip
+    # No --artifact-root: models come from the site's mirror by digest, never from file://.
     demo.console.command(["linefleet", *argv[:4], "..."])
     agent.process = demo.children.start(
         f"edge {device}", demo.argv(*argv), agent.log, env=demo.env()

@@ -130,6 +130,29 @@ def add_model_version(work: Path, model: str, entry: dict[str, Any]) -> None:
     _edit(work / "fleet" / "models" / f"{model}.yaml", change)
 
 
+def set_artifacts(work: Path, model: str, artifacts: dict[str, dict[str, Any]]) -> int:
+    """Replace each version's artifact whose url is a key of `artifacts`; return how many."""
+    changed = 0
+
+    def change(doc: Any) -> None:
+        nonlocal changed
+        for version in doc["versions"]:
+            new = artifacts.get(str(version["artifact"]["url"]))
+            if new is not None:
+                version["artifact"] = new
+                changed += 1
+
+    _edit(work / "fleet" / "models" / f"{model}.yaml", change)
+    return changed
+
+
+def set_site_field(work: Path, site: str, key: str, value: Any) -> None:
+    def change(doc: Any) -> None:
+        doc[key] = value
+
+    _edit(work / "fleet" / "sites" / site / "site.yaml", change)
+
+
 def set_min_holdout_frames(work: Path, frames: int) -> int:
     """Set the policy's `promotion.min_holdout_frames`; return the value it had.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from linefleet.demo import broker, fleetrepo
+from linefleet.demo import broker, fleetrepo, registry
 from linefleet.demo.context import DEMO_LINES, MARKER, Demo, StageFailed
 from linefleet.demo.steps import Story
 
@@ -32,6 +32,7 @@ def state_and_broker(demo: Demo, story: Story) -> None:
     demo.broker_url = broker.start(demo.children, demo.root / "broker")
     demo.record["broker"] = demo.broker_url
     demo.console.ok(f"Mosquitto listening on {demo.broker_url} (loopback only)")
+    registry.start_central(demo)
 
 
 def fleet_repository(demo: Demo, story: Story) -> None:
@@ -41,6 +42,8 @@ def fleet_repository(demo: Demo, story: Story) -> None:
     fleetrepo.create(example, demo.repo, demo.origin)
     demo.console.ok(f"{demo.repo} with origin {demo.origin} and the local forge")
     _demo_settings(demo)
+    registry.move_models_to_registry(demo, "toledo")
+    registry.start_mirror(demo, "toledo")
     demo.lf("validate", "--repo", str(demo.repo), limit=4)
 
 

@@ -17,6 +17,7 @@ from linefleet.demo.context import (
     Skip,
     StageFailed,
 )
+from linefleet.demo.registry import REPOSITORY
 from linefleet.demo.steps import MODEL, Story, change, publish, settle
 
 
@@ -91,8 +92,12 @@ def _inject_slow_model(demo: Demo) -> tuple[str, str]:
     newest = max(versions, key=lambda v: int(v["version"]))
     number = int(newest["version"]) + 1
     ref = f"{MODEL}@{number}"
-    artifact = f"fleet/artifacts/{MODEL}-v{number}.onnx"
-    sha, size = regression.build(demo.repo / artifact, len(newest["output_classes"]))
+    built = demo.root / "registry" / f"{MODEL}-v{number}.onnx"
+    regression.build(built, len(newest["output_classes"]))
+    pushed = demo.lf_json(
+        "artifacts", "push", str(built), "--to", f"oci://{demo.registry}/{REPOSITORY}",
+        "--tag", f"v{number}", "--format", "json",
+    )  # fmt: skip
     entry = {
         k: copy.deepcopy(v)
         for k, v in newest.items()
@@ -100,7 +105,7 @@ def _inject_slow_model(demo: Demo) -> tuple[str, str]:
     }
     entry.update(
         version=number,
-        artifact={"url": artifact, "sha256": sha, "size": size},
+        artifact=pushed["artifact"],
         input={"shape": [1, 3, regression.SIZE, regression.SIZE], "color": "rgb"},
     )
 

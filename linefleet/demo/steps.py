@@ -11,6 +11,7 @@ from typing import Any
 from linefleet.demo import fleetrepo, history
 from linefleet.demo.context import Demo, StageFailed
 from linefleet.demo.edges import EdgeAgent, converged, feed_and_wait, wait_for
+from linefleet.demo.registry import REPOSITORY
 
 MODEL = "surface-cnn"
 TAXONOMY = "surface-defects@2"
@@ -33,7 +34,7 @@ def publish(demo: Demo) -> None:
     assert demo.signing_key is not None
     demo.lf(
         "publish", "--broker", demo.broker_url, "--repo", str(demo.repo),
-        "--signing-key", str(demo.signing_key), limit=6,
+        "--signing-key", str(demo.signing_key), "--refuse-file-urls", limit=6,
     )  # fmt: skip
 
 
@@ -87,7 +88,8 @@ def promote_and_merge(demo: Demo, run_id: str) -> int:
     """The trainer opens a promotion PR; CI's checks run on it (plan); a reviewer merges it."""
     demo.lf(
         "trainer", "promote", "--state", str(demo.trainer), "--fleet-repo", str(demo.repo),
-        "--run", run_id, "--forge", "local", limit=6,
+        "--run", run_id, "--forge", "local",
+        "--push", f"oci://{demo.registry}/{REPOSITORY}", limit=6,
     )  # fmt: skip
     pulls = demo.lf_json("pr", "list", "--repo", str(demo.repo), "--format", "json")
     open_pulls = [p for p in _pull_list(pulls) if p["state"] == "open"]

@@ -113,6 +113,20 @@ def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         assert sum(1 for d in decided if d["label"] is not None) >= 30
     assert summary["qa_confirmed"] == summary["overrides"] > 0
 
+    # models travel through the registry and Toledo's mirror: git holds YAML only, and no
+    # signed document names a file:// URL
+    assert not (state / "fleet" / "fleet" / "artifacts").exists()
+    mirror = summary["mirror"]["toledo"]
+    for path in sorted((state / "edge").glob("*/state/state.json")):
+        document = json.loads(path.read_text())["document"]
+        urls = {
+            model["artifact"]["url"]
+            for line in document["spec"]["lines"]
+            for model in (line["serving"], line.get("previous"), line.get("candidate"))
+            if model
+        }
+        assert urls and all(u.startswith(f"oci://{mirror}/") for u in urls), (path, urls)
+
     # the report charts the rollout over time: more than one recorded report with metrics per
     # device (how many more depends on the machine's speed against the heartbeat)
     history = [json.loads(x) for x in (state / "history.jsonl").read_text().splitlines()]

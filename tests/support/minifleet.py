@@ -424,3 +424,37 @@ def use_real_artifacts(root: Path) -> Path:
 
     edit_yaml(model_file(root), mutate)
     return folder
+
+
+def use_registry_artifacts(root: Path, registry: str, repo: str = "models/surface-cnn") -> None:
+    """`use_real_artifacts`, then push each model to `registry` (`HOST:PORT`) and point the
+    catalogue at `oci://registry/repo@sha256:…`; the ONNX files leave the repository."""
+    from linefleet_core.oci import push_file
+
+    folder = use_real_artifacts(root)
+    pushed = {
+        path.name: push_file(path, f"oci://{registry}/{repo}")
+        for path in sorted(folder.glob("*.onnx"))
+    }
+
+    def mutate(doc: Any) -> None:
+        for entry in doc["versions"]:
+            name = entry["artifact"]["url"].rsplit("/", 1)[-1]
+            entry["artifact"]["url"] = str(pushed[name].ref)
+
+    edit_yaml(model_file(root), mutate)
+    for path in folder.glob("*.onnx"):
+        path.unlink()
+    folder.rmdir()
+
+
+def set_mirror(root: Path, site: str, mirror: str | None) -> None:
+    """Name (or with None, remove) the site's artifact mirror `HOST:PORT` in its site.yaml."""
+
+    def mutate(doc: Any) -> None:
+        if mirror is None:
+            doc.pop("artifact_mirror", None)
+        else:
+            doc["artifact_mirror"] = mirror
+
+    edit_site(root, site, mutate)

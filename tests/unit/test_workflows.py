@@ -151,6 +151,15 @@ def test_publish_runs_on_main_one_at_a_time() -> None:
     publish = step(doc, "Publish")
     assert publish["env"]["BROKER"] == "${{ secrets.LINEFLEET_BROKER }}"
     assert '--broker "$BROKER" --signing-key "$SIGNING_KEY_FILE"' in publish["run"]
+    assert "--refuse-file-urls" in publish["run"]  # no file:// URL is ever signed in CI
+    assert publish["env"]["LINEFLEET_ARTIFACT_BASE"] == "${{ vars.LINEFLEET_ARTIFACT_BASE }}"
+    names = [s.get("name") for s in steps(doc)]
+    assert names.index("Check the models are in the registry") < names.index("Publish")
+    check = step(doc, "Check the models are in the registry")
+    assert "linefleet artifacts check --repo . --rev origin/main" in check["run"]
+    assert check["env"]["LINEFLEET_REGISTRY_PASSWORD"] == (
+        "${{ secrets.LINEFLEET_REGISTRY_PASSWORD }}"
+    )
     assert '--forge "github://$REPOSITORY"' in publish["run"]  # who merged: the approver
     assert doc["permissions"]["pull-requests"] == "read"
     key = step(doc, "Write the signing key")
@@ -192,7 +201,14 @@ def linefleet_commands() -> list[tuple[str, list[str]]]:
 
 def test_every_linefleet_command_in_the_workflows_parses() -> None:
     commands = linefleet_commands()
-    assert {argv[0] for _, argv in commands} >= {"validate", "plan", "codeowners", "pr", "publish"}
+    assert {argv[0] for _, argv in commands} >= {
+        "validate",
+        "plan",
+        "codeowners",
+        "pr",
+        "publish",
+        "artifacts",
+    }
     parser = build_parser()
     for where, argv in commands:
         try:

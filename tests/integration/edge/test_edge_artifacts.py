@@ -95,7 +95,7 @@ def test_names_that_are_not_sha256_never_become_paths(tmp_path: Path, name: str)
 
 def test_unsupported_scheme_is_refused(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, reserve_bytes=0)
-    with pytest.raises(ArtifactError, match="only file://"):
+    with pytest.raises(ArtifactError, match="only oci://, file://"):
         store.download("ftp://example/m", SHA, 10)
 
 

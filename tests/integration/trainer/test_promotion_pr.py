@@ -184,6 +184,37 @@ def test_trainer_promote_cli_updates_the_same_pull_request(
     assert "not found" in capsys.readouterr().err
 
 
+def test_promotion_with_a_registry_pushes_the_onnx_and_commits_yaml_only(
+    setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from linefleet_core.oci import fetch_blob, parse_ref
+    from tests.support.registry import Registry
+
+    origin, clone, ws, result = setup
+    with Registry(tmp_path / "registry") as registry:
+        proposal = replace(
+            _proposal(clone, result), push_to=f"oci://{registry.address}/models/surface-cnn"
+        )
+        propose(proposal, forge_from_spec("local", clone), ws.frames, ws.taxonomies())
+        branch = git.Repo(origin).commit("promote/surface-cnn-4")
+        paths = {str(d.a_path or d.b_path) for d in branch.diff(branch.parents[0])}
+        assert paths and all(p.endswith(".yaml") for p in paths), paths
+        spec, _ = load(gitrepo.GitSource(branch))
+        mv = spec.model_version("surface-cnn@4")
+        assert mv is not None
+        ref = parse_ref(mv.artifact.url)
+        assert (ref.host, ref.repo, ref.sha256) == (
+            registry.address,
+            "models/surface-cnn",
+            mv.artifact.sha256,
+        )
+        assert fetch_blob(ref) == result.artifact.read_bytes()
+        tags = [r for r in registry.requests() if r["http.request.uri"].endswith("/manifests/v4")]
+        assert tags, "the artifact is tagged with its catalogue version"
+
+
 def test_a_forge_that_refuses_is_a_clear_error(
     setup: tuple[Path, Path, Workspace, TrainResult], tmp_path: Path
 ) -> None:

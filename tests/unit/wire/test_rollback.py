@@ -104,3 +104,26 @@ def test_apply_edits_only_the_rollout_and_keeps_the_file_style(tmp_path: Path) -
     spec, findings = load(DirectorySource(tmp_path))
     assert findings == []
     assert spec.lines["dresden/line-1"].rollout.candidate is None
+
+
+def test_a_rollback_by_hand_is_a_divergence_and_git_is_asked_to_follow() -> None:
+    docs = minifleet.documents()  # toledo/line-1 serves @2 with @1 as previous, @3 in shadow
+    by_hand = [{"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-cnn@1"}]
+    [action] = plan_for(docs, ("toledo-edge-1", "toledo", by_hand))
+    assert (action.line, action.kind, action.model, action.target) == (
+        "toledo/line-1",
+        Kind.RESTORE_PREVIOUS,
+        "surface-cnn@2",
+        "surface-cnn@1",
+    )
+    assert action.evidence == ("toledo-edge-1: rolled back by hand to surface-cnn@1",)
+    spec, _ = minifleet.load_docs(docs)
+    desired = {
+        f"{d.site}/{d.device}": d for d in compile_fleet(spec, "a" * 40, 1, "file:///x").values()
+    }
+    obs = Observations()
+    topic = "linefleet/v1/toledo/toledo-edge-1/reported"
+    obs.ingest(topic, reported("toledo-edge-1", "toledo", by_hand), NOW)
+    [device] = [d for d in fleet_status(desired, obs, NOW).devices if d.device == "toledo-edge-1"]
+    assert device.condition.reason == "RolledBackByHand"
+    assert "toledo/line-1 serves surface-cnn@1, git says surface-cnn@2" in device.condition.message
