@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
+from linefleet_core import artifactref
 from linefleet_core.model import Header, Strict
 from linefleet_core.refs import Id, VersionedRef
 
@@ -13,11 +14,18 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Artifact(Strict):
-    url: str = Field(min_length=1)
-    """`oci://HOST/REPO@sha256:…` (a registry blob, `linefleet artifacts push`), `https://`,
-    `http://`, `file://`; relative file paths resolve against the repository."""
+    url: str = Field(min_length=1, max_length=2048)
+    """A path inside the repository (`fleet/artifacts/m.onnx`, or `file://fleet/...`), or a
+    URL with a scheme of `artifactref.REMOTE_SCHEMES` (`oci://HOST/REPO@sha256:…`, a registry
+    blob from `linefleet artifacts push`; `https://`); `validate` checks the file is there."""
     sha256: Sha256
     size: int = Field(gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        artifactref.parse(value)
+        return value
 
 
 class InputSpec(Strict):

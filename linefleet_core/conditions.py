@@ -38,6 +38,7 @@ class Reason(enum.StrEnum):
     LINE_FAILED = "LineFailed"
     REFUSED_DOCUMENT = "RefusedDocument"
     ROLLED_BACK = "RolledBack"
+    OUT_OF_SYNC = "OutOfSync"  # git is ahead of what the broker holds for the device
     ROLLED_BACK_BY_HAND = "RolledBackByHand"  # `linefleet edge rollback`: diverges from git
     HEALTH_GATE = "HealthGate"
     # both views

@@ -263,6 +263,6 @@ class Policy(Header):
     max_canary_lines_per_site: int = Field(default=2, ge=1)
     health_gates: HealthGates = HealthGates()
     floors: Floors = Floors()
-    heartbeat_seconds: int = Field(default=60, ge=5)
+    heartbeat_seconds: int = Field(default=60, ge=5, le=86400)
     hold_changes_during_production: bool = False
     """When true, rollout changes to a line are refused while a production window is open."""

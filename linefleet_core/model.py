@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Strict(BaseModel):
-    """No coercion ("8" is not 8), no unknown keys (a typo is an error, not a silent default)."""
+    """No coercion ("8" is not 8), no unknown keys (a typo is an error, not a silent default),
+    no NaN or infinity (the wire is JSON: a non-finite number would stop every publish)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Header(Strict):

@@ -8,8 +8,10 @@ kept so that reference checks can still run on them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from linefleet_core import API_VERSION, placement, yamlsafe
+from linefleet_core import API_VERSION, artifactref, placement, yamlsafe
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import EdgeDevice, Line, Policy, Site
@@ -39,14 +41,39 @@ KINDS: dict[str, type[BaseModel]] = {
 KIND_DIR = {kind: TAXONOMY_DIR if kind == "Taxonomy" else FLEET_DIR for kind in KINDS}
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A path in fleet/ or taxonomies/ that is not read: not a regular file, or too large.
+
+    The working tree and git objects refuse the same things with the same words, so the
+    check (which reads the working tree) and the publisher (which reads git) see one fleet.
+    """
+
+    message: str
+
+
+SYMLINK = Refused(
+    "a symbolic link; fleet files must be regular files (git stores a link as its target's "
+    "name, so the check and the publisher would read different fleets)"
+)
+SUBMODULE = Refused("a git submodule; fleet files must be regular files of this repository")
+
+
+def too_large(size: int) -> Refused:
+    return Refused(
+        f"file is {size:,} bytes; fleet files may be at most {yamlsafe.MAX_FILE_BYTES:,}"
+    )
+
+
 class Source(Protocol):
     """Where fleet files come from: a working tree or a git revision."""
 
     @property
     def label(self) -> str: ...
 
-    def files(self) -> Iterable[tuple[str, bytes]]:
-        """Yield (repository-relative POSIX path, content) for every YAML file in scope."""
+    def files(self) -> Iterable[tuple[str, bytes | Refused]]:
+        """Yield (repository-relative POSIX path, content) for every YAML file in scope, and
+        a `Refused` for every symbolic link, non-regular or oversized file there."""
         ...
 
 
@@ -55,18 +82,107 @@ class DirectorySource:
     root: Path
     label: str = "working tree"
 
-    def files(self) -> Iterator[tuple[str, bytes]]:
+    def files(self) -> Iterator[tuple[str, bytes | Refused]]:
         for top in (FLEET_DIR, TAXONOMY_DIR):
             base = self.root / top
+            if base.is_symlink():
+                yield top, SYMLINK
+                continue
             if not base.is_dir():
                 continue
             for dirpath, dirnames, filenames in os.walk(base):
-                dirnames.sort()
                 folder = Path(dirpath)
                 rel = folder.relative_to(self.root).as_posix()  # once per folder, not per file
-                for name in sorted(filenames):
-                    if name.endswith(YAML_SUFFIXES):
-                        yield f"{rel}/{name}", (folder / name).read_bytes()
+                entries = sorted([(n, True) for n in dirnames] + [(n, False) for n in filenames])
+                dirnames[:] = []
+                for name, is_dir in entries:
+                    path = f"{rel}/{name}"
+                    if is_dir:
+                        refused = _directory_refusal(folder / name)
+                        if refused is not None:
+                            yield path, refused
+                        else:
+                            dirnames.append(name)  # os.walk goes on in this (sorted) order
+                        continue
+                    got = read_regular(folder / name, name.endswith(YAML_SUFFIXES))
+                    if got is not None:
+                        yield path, got
+
+    def artifact_digest(self, path: str, limit: int) -> artifactref.Digest | artifactref.Unreadable:
+        """Size and sha256 of a repository file, never through a symbolic link."""
+        here = self.root
+        parts = path.split("/")
+        for i, part in enumerate(parts):
+            here = here / part
+            try:
+                info = here.lstat()
+            except OSError:
+                return NOT_IN_REPO
+            if stat.S_ISLNK(info.st_mode):
+                return artifactref.Unreadable(f"{'/'.join(parts[: i + 1])} is {SYMLINK.message}")
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(here, flags)
+        except OSError as exc:
+            return artifactref.Unreadable(f"cannot be read: {exc.strerror}")
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            return artifactref.Unreadable(f"{_file_type(mode)}, not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            return artifactref.digest_of(iter(lambda: handle.read(1 << 20), b""), limit)
+
+
+NOT_IN_REPO = artifactref.Unreadable("no such file in the repository")
+
+
+def _directory_refusal(folder: Path) -> Refused | None:
+    if folder.is_symlink():
+        return SYMLINK
+    if (folder / ".git").exists():
+        return SUBMODULE
+    return None
+
+
+def read_regular(path: Path, wanted: bool) -> bytes | Refused | None:
+    """The bytes of a regular file (at most `MAX_FILE_BYTES` + 1 are read), a `Refused` for
+    anything else, or None for a regular file that is not `wanted` (not YAML).
+
+    Opened without following links and without blocking, then checked on the open file: a
+    FIFO cannot hang the reader and a device cannot feed it forever.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            return SYMLINK
+        return Refused(f"cannot be read: {exc.strerror}")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return Refused(f"{_file_type(info.st_mode)}; fleet files must be regular files")
+    with os.fdopen(fd, "rb") as handle:
+        if not wanted:
+            return None
+        if info.st_size > yamlsafe.MAX_FILE_BYTES:
+            return too_large(info.st_size)
+        raw = handle.read(yamlsafe.MAX_FILE_BYTES + 1)
+    if len(raw) > yamlsafe.MAX_FILE_BYTES:
+        return too_large(len(raw))
+    return raw
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
 
 
 @dataclass
@@ -169,6 +285,9 @@ def _load(source: Source, checks: Checks) -> tuple[FleetSpec, list[Finding]]:
     findings: list[Finding] = []
     policy_seen: yamlsafe.Located | None = None
     for path, raw in source.files():
+        if isinstance(raw, Refused):
+            findings.append(Finding(path, 0, 0, "", raw.message, code="file_type"))
+            continue
         checked = checks.get((path, raw))
         if checked is None:
             checked = checks[(path, raw)] = check_file(path, raw)
@@ -201,7 +320,7 @@ def check_file(path: str, raw: bytes) -> Checked:
         return _refused(
             doc, ("apiVersion",), f"must be {API_VERSION!r}", by_path, code="api_version"
         )
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         message = f"unknown kind {kind!r}; one of: {', '.join(KINDS)}"
         return _refused(doc, ("kind",), message, by_path)
     if not path.startswith(KIND_DIR[kind] + "/"):

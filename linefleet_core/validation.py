@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
+from linefleet_core import artifactref, yamlsafe
 from linefleet_core import spec as fleetspec
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding, Severity
@@ -21,15 +22,20 @@ Path = tuple[str | int, ...]
 
 
 def load_checked(
-    source: fleetspec.Source, checks: fleetspec.Checks | None = None
+    source: fleetspec.Source,
+    checks: fleetspec.Checks | None = None,
+    *,
+    fetch_artifacts: bool = False,
 ) -> tuple[FleetSpec, list[Finding]]:
-    """Load one revision and run every single-revision check on it (the PR check, publish,
-    the broker config and the promotion PR all read a fleet this way).
+    """Load one revision and run every single-revision check on it, artifacts included (the
+    repository's files in that revision; remote ones too with `fetch_artifacts`). The PR
+    check, publish, the broker config and the promotion PR all read a fleet this way.
 
     `checks` shares the per-file work with other revisions loaded with the same one.
     """
     spec, findings = fleetspec.load(source, checks)
     findings.extend(check(spec))
+    findings.extend(artifacts(spec, source, fetch=fetch_artifacts))
     return spec, findings
 
 
@@ -43,7 +49,7 @@ def check(spec: FleetSpec) -> list[Finding]:
     for line in spec.lines.values():
         out.extend(_line(spec, line))
     out.extend(_devices(spec))
-    out.extend(_canary_limit(spec))
+    out.extend(canary_limit(spec, spec.policy.max_canary_lines_per_site))
     out.extend(_mirrors(spec))
     out.extend(_floor_lines(spec))
     return out
@@ -303,13 +309,24 @@ def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> It
             )
 
 
-def _canary_limit(spec: FleetSpec) -> Iterator[Finding]:
-    limit = spec.policy.max_canary_lines_per_site
-    in_canary: dict[str, list[Line]] = defaultdict(list)
+def canary_limit(spec: FleetSpec, limit: int, sites: set[str] | None = None) -> list[Finding]:
+    """Every line of a site (of `sites`, default all) with more than `limit` lines in canary."""
+    return list(_canary_limit(spec, limit, sites))
+
+
+def in_canary(spec: FleetSpec) -> dict[str, list[Line]]:
+    """The lines in canary, by site."""
+    out: dict[str, list[Line]] = defaultdict(list)
     for line in spec.lines.values():
         if line.rollout.candidate and line.rollout.candidate.stage == "canary":
-            in_canary[line.site].append(line)
-    for site, lines in sorted(in_canary.items()):
+            out[line.site].append(line)
+    return out
+
+
+def _canary_limit(spec: FleetSpec, limit: int, sites: set[str] | None) -> Iterator[Finding]:
+    for site, lines in sorted(in_canary(spec).items()):
+        if sites is not None and site not in sites:
+            continue
         if len(lines) > limit:
             names = ", ".join(sorted(line.key for line in lines))
             for line in lines:
@@ -319,3 +336,26 @@ def _canary_limit(spec: FleetSpec) -> Iterator[Finding]:
                     f"{limit}",
                     code="policy",
                 )
+
+
+def artifacts(spec: FleetSpec, source: object, *, fetch: bool = False) -> list[Finding]:
+    """Every catalogue artifact missing or different from what the catalogue declares.
+
+    Repository files are read from `source` (when it can hand them out: a working tree or a
+    commit); remote ones are fetched only with `fetch` (`validate --check-artifacts`).
+    """
+    files = source if isinstance(source, artifactref.ArtifactFiles) else None
+    declared = []
+    for family in spec.models.values():
+        doc = spec.located(family)
+        for i, mv in enumerate(family.versions):
+            at: Path = ("versions", i, "artifact")
+
+            def finding(
+                field: str, message: str, at: Path = at, doc: yamlsafe.Located = doc
+            ) -> Finding:
+                return doc.finding((*at, field), message, code="artifact")
+
+            art = mv.artifact
+            declared.append(artifactref.Declared(art.url, art.sha256, art.size, finding))
+    return artifactref.check(declared, files, fetch=fetch)

@@ -27,6 +27,9 @@ from linefleet_core.errors import Finding
 
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_INT = 2**53
+"""Integers beyond ±2^53 are refused: JSON readers on the wire (and most languages) would
+round them, and Python refuses to convert integer text of more than 4,300 digits."""
 
 _Y = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = {
@@ -50,6 +53,10 @@ _FALSE = {"false", "False", "FALSE"}
 Path = tuple[str | int, ...]
 
 
+class _BadScalar(ValueError):
+    """A scalar the reader refuses; `parse` adds the position."""
+
+
 class YamlProblem(Exception):
     def __init__(self, message: str, line: int = 0, col: int = 0, field: str = "") -> None:
         super().__init__(message)
@@ -70,25 +77,42 @@ def _plain(value: str) -> Any:
     first = value[0]
     if first.isdigit() or first in "-+.":
         if _INT.fullmatch(value):
-            return int(value)
+            return _int(value, value, 10)
         if _INT_OCT.fullmatch(value):
-            return int(value[2:], 8)
+            return _int(value, value[2:], 8)
         if _INT_HEX.fullmatch(value):
-            return int(value[2:], 16)
+            return _int(value, value[2:], 16)
         if _FLOAT.fullmatch(value):
-            return float(value)
-        if _INF.fullmatch(value):
-            return -math.inf if value[0] == "-" else math.inf
-        if _NAN.fullmatch(value):
-            return math.nan
+            number = float(value)
+            if math.isinf(number):
+                raise _BadScalar(f"{_short(value)} is too large for a number (out of range)")
+            return number
+        if _INF.fullmatch(value) or _NAN.fullmatch(value):
+            raise _BadScalar(f"{value} is not a finite number; fleet values must be finite")
     return value
+
+
+def _int(text: str, digits: str, base: int) -> int:
+    if len(digits) > 20:  # more than 2^53 in any base we read: refuse before converting
+        raise _BadScalar(f"{_short(text)} is out of range (integers are at most ±2^53)")
+    number = int(digits, base)
+    if abs(number) > MAX_INT:
+        raise _BadScalar(f"{_short(text)} is out of range (integers are at most ±2^53)")
+    return number
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}…({len(text):,} characters)"
 
 
 def _tagged(value: str, tag: str, line: int, col: int) -> Any:
     kind = tag[len(_Y) :] if tag.startswith(_Y) else "str"
     if kind == "str":
         return value
-    resolved = _plain(value)
+    try:
+        resolved = _plain(value)
+    except _BadScalar as exc:
+        raise YamlProblem(str(exc), line, col) from None
     expected: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}.get(kind)
     if (
         expected is None
@@ -261,6 +285,14 @@ def _parse(text: str, with_marks: bool, make_loader: Any) -> Parsed:
                 documents += 1
                 if documents > 1:
                     raise _at(e, "only one YAML document per file is allowed")
+    except _BadScalar as exc:
+        raise _at(e, str(exc)) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _position(text, exc.position)
+        what = "a NUL byte" if exc.character in (0, "\0") else f"character #x{_code(exc):04x}"
+        raise YamlProblem(
+            f"YAML syntax: {what} is not allowed (control characters are not allowed)", line, col
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark: Any = exc.problem_mark or exc.context_mark
         if _PARSER_DEPTH_LIMIT in (exc.problem or ""):
@@ -278,6 +310,17 @@ def _parse(text: str, with_marks: bool, make_loader: Any) -> Parsed:
     finally:
         loader.dispose()
     return out
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character `index` of `text`."""
+    index = max(0, min(index, len(text)))
+    return text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _code(exc: yaml.reader.ReaderError) -> int:
+    char: object = exc.character
+    return ord(char) if isinstance(char, str) and len(char) == 1 else int(str(char or 0))
 
 
 def _path_of(stack: list[tuple[Any, bool, Any, Path]]) -> Path:

@@ -17,8 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from linefleet_core import artifactref
 from linefleet_core.errors import UsageError
-from linefleet_core.spec import FLEET_DIR, TAXONOMY_DIR, YAML_SUFFIXES
+from linefleet_core.spec import (
+    FLEET_DIR,
+    NOT_IN_REPO,
+    SUBMODULE,
+    SYMLINK,
+    TAXONOMY_DIR,
+    YAML_SUFFIXES,
+    Refused,
+    too_large,
+)
+from linefleet_core.yamlsafe import MAX_FILE_BYTES
 
 
 def open_repo(path: Path | str) -> Any:
@@ -87,23 +98,53 @@ class GitObjects:
             raise UsageError(f"unknown git revision {rev!r} in {self.work_tree}") from None
         return Commit(sha.decode())
 
-    def fleet_files(self, sha: str, prefix: str) -> Iterator[tuple[str, bytes]]:
-        """(path below `prefix`, content) of every YAML file under fleet/ and taxonomies/."""
+    def fleet_files(self, sha: str, prefix: str) -> Iterator[tuple[str, bytes | Refused]]:
+        """(path below `prefix`, content) of every YAML file under fleet/ and taxonomies/, and
+        a `Refused` for every symbolic link, submodule or oversized YAML file there (the same
+        refusals, in the same words, as `DirectorySource` gives for the working tree)."""
         base = f"{prefix}/" if prefix else ""
         tops = [f"{base}{top}" for top in (FLEET_DIR, TAXONOMY_DIR)]
-        listing = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", *tops, sep=b"\0")
-        found: dict[str, list[tuple[str, str]]] = {top: [] for top in tops}
+        listing = self._git("ls-tree", "-r", "-z", "-l", "--full-tree", sha, "--", *tops, sep=b"\0")
+        found: dict[str, list[tuple[str, str | Refused]]] = {top: [] for top in tops}
         for row in listing:
             meta, _, name = row.partition(b"\t")
-            _, kind, blob = meta.split()
+            mode, kind, blob, size = meta.split()
             full = os.fsdecode(name)
-            top = next((t for t in tops if full.startswith(f"{t}/")), None)
-            if kind == b"blob" and top is not None and full.endswith(YAML_SUFFIXES):
-                found[top].append((full[len(base) :], blob.decode()))
-        files = [item for top in tops for item in sorted(found[top])]
-        content = self.read(oid for _, oid in files)
+            top = next((t for t in tops if full.startswith(f"{t}/") or full == t), None)
+            if top is None:
+                continue
+            rel = full[len(base) :]
+            if mode == b"120000":
+                found[top].append((rel, SYMLINK))
+            elif kind == b"commit":
+                found[top].append((rel, SUBMODULE))
+            elif kind == b"blob" and full.endswith(YAML_SUFFIXES):
+                length = int(size)
+                refused = too_large(length) if length > MAX_FILE_BYTES else None
+                found[top].append((rel, refused or blob.decode()))
+        files = [item for top in tops for item in sorted(found[top], key=lambda x: x[0])]
+        content = self.read(oid for _, oid in files if isinstance(oid, str))
         for path, oid in files:
-            yield path, content[oid]
+            yield path, content[oid] if isinstance(oid, str) else oid
+
+    def entry(self, sha: str, path: str) -> tuple[str, str, int] | None:
+        """(mode, object id, size) of the file at `path` in commit `sha`, or None."""
+        rows = self._git("ls-tree", "-z", "-l", "--full-tree", sha, "--", path, sep=b"\0")
+        for row in rows:
+            meta, _, name = row.partition(b"\t")
+            mode, _, oid, size = meta.split()
+            if os.fsdecode(name) == path:
+                return mode.decode(), oid.decode(), -1 if size == b"-" else int(size)
+        return None
+
+    def stream(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The content of one blob in chunks, without holding it all in memory."""
+        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1"}
+        argv = ["git", f"--git-dir={self.git_dir}", "cat-file", "blob", oid]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, env=env) as proc:
+            assert proc.stdout is not None
+            while block := proc.stdout.read(chunk):
+                yield block
 
     def read(self, oids: Iterable[str]) -> dict[str, bytes]:
         """The content of each blob, from one `git cat-file --batch` for those not read yet."""
@@ -144,9 +185,29 @@ class GitSource:
     def label(self) -> str:
         return f"commit {self.commit.hexsha[:12]}"
 
-    def files(self) -> Iterator[tuple[str, bytes]]:
-        objects = self.objects or GitObjects(str(self.commit.repo.git_dir))
-        return objects.fleet_files(str(self.commit.hexsha), self.prefix)
+    def files(self) -> Iterator[tuple[str, bytes | Refused]]:
+        return self._objects().fleet_files(str(self.commit.hexsha), self.prefix)
+
+    def artifact_digest(self, path: str, limit: int) -> artifactref.Digest | artifactref.Unreadable:
+        """Size and sha256 of a repository file at this commit (links are not followed)."""
+        objects = self._objects()
+        full = f"{self.prefix}/{path}" if self.prefix else path
+        found = objects.entry(str(self.commit.hexsha), full)
+        if found is None:
+            return NOT_IN_REPO
+        mode, oid, _ = found
+        if mode == "120000":
+            return artifactref.Unreadable(f"{path} is {SYMLINK.message}")
+        if mode == "160000":
+            return artifactref.Unreadable(f"{path} is {SUBMODULE.message}")
+        if mode == "040000":
+            return artifactref.Unreadable("a directory, not a regular file")
+        return artifactref.digest_of(objects.stream(oid), limit)
+
+    def _objects(self) -> GitObjects:
+        if self.objects is None:
+            self.objects = GitObjects(str(self.commit.repo.git_dir))
+        return self.objects
 
 
 def _git(path: Path, *args: str) -> list[bytes]:

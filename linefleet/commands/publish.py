@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ class PublishArgs:
     format: str
     dry_run: bool = False
     forge: str | None = None
+    now: dt.datetime | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,14 +71,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "SECONDS/2): a device refuses an older document even with its storage wiped "
         "(default: no bound)",
     )
+    p.add_argument(
+        "--now",
+        help="check freezes and production windows at this ISO time (default: now); a "
+        "change that is not a rollback waits while its site is frozen",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
 
 def run(ns: argparse.Namespace) -> int:
+    from linefleet.commands.validate import parse_now
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.service.publish import default_artifact_base, load_revision, publish
+    from reconciler.service.publish import default_artifact_base, live_specs, load_revision, publish
 
     args = PublishArgs(
         ns.broker,
@@ -87,6 +95,7 @@ def run(ns: argparse.Namespace) -> int:
         ns.format,
         ns.dry_run,
         ns.forge,
+        parse_now(ns.now),
     )
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
@@ -113,6 +122,8 @@ def run(ns: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         max_age=ns.max_age,
         refuse_file_urls=ns.refuse_file_urls,
+        live=live_specs(args.repo),
+        calendar_now=args.now,
     )
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
@@ -123,6 +134,8 @@ def run(ns: argparse.Namespace) -> int:
             print(f"{would}published {device} (generation {result.generation})")
         for name in result.pruned_topics:
             print(f"{would}pruned    {name}")
+        for note in result.held:
+            print(f"held      {note}")
         print(
             f"{'dry run: ' if result.dry_run else ''}"
             f"commit {result.commit[:12]} generation {result.generation}: "

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.text import printable
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,10 +52,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "SECONDS/2): a device refuses an older document even with its storage wiped "
         "(default: no bound)",
     )
+    p.add_argument(
+        "--now",
+        help="check freezes and production windows at this ISO time instead of the clock "
+        "(for tests); a change that is not a rollback waits while its site is frozen",
+    )
     p.set_defaults(run=run)
 
 
 def run(ns: argparse.Namespace) -> int:
+    from linefleet.commands.validate import parse_now
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey, load_device_keys
     from reconciler.service.publish import default_artifact_base
@@ -79,6 +86,7 @@ def run(ns: argparse.Namespace) -> int:
         forge=ns.forge,
         max_age=ns.max_age,
         device_keys=None if ns.device_keys is None else load_device_keys(ns.device_keys),
+        now=parse_now(ns.now),
     )
     stop = threading.Event()
 
@@ -92,9 +100,9 @@ def run(ns: argparse.Namespace) -> int:
 
     def on_tick(outcome: TickOutcome) -> None:
         for proposed in outcome.rollbacks:
-            print(f"proposed {proposed}", flush=True)
+            print(f"proposed {printable(proposed)}", flush=True)
         if outcome.error:
-            line = f"error at {(outcome.commit or '?')[:12]}: {outcome.error}"
+            line = f"error at {(outcome.commit or '?')[:12]}: {printable(outcome.error)}"
             if outcome.retry_in:
                 line += f" (retry in {outcome.retry_in:.1f}s)"
         elif outcome.published is not None:
@@ -103,6 +111,7 @@ def run(ns: argparse.Namespace) -> int:
                 f"commit {r.commit[:12]} generation {r.generation}: {r.published} published, "
                 f"{r.unchanged} unchanged, {r.pruned} pruned"
             )
+            line += "".join(f"\n  held {printable(note)}" for note in r.held)
         else:
             return
         if line != last[0] or (outcome.published is not None and outcome.published.published):

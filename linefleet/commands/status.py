@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.text import printable
 
 if TYPE_CHECKING:
     from reconciler.service.fleetstatus import DeviceStatus, FleetStatus, LineRow
@@ -41,7 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    p.add_argument("--repo", type=Path, help="fleet repository: flags devices not in the fleet")
+    p.add_argument(
+        "--repo",
+        type=Path,
+        help="fleet repository: flags devices not in the fleet, and (in a git repository) "
+        "shows OutOfSync a device whose desired state lags the committed HEAD",
+    )
     p.add_argument("--state-dir", type=Path, help="state directory of `linefleet reconcile`")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
@@ -101,7 +108,7 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError("--wait must be 0 or more seconds")
     status, now = collect(args) if args.wait is None else wait_synced(args)
     if args.format == "json":
-        json.dump(as_json(status, now), sys.stdout, indent=2)
+        json.dump(as_json(status, now), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         print(render_table(status, now))
@@ -141,6 +148,15 @@ def _gen(dev: DeviceStatus) -> tuple[str, str]:
     return desired, applied
 
 
+def _metric(value: float, frames: int, spec: str) -> str:
+    """A metric, or `no frames` when nothing was measured (never a made-up 0)."""
+    if frames == 0:
+        return "no frames"
+    if not math.isfinite(value):
+        return "non-finite"
+    return format(value, spec)
+
+
 def _model(row: LineRow) -> str:
     got = None if row.reported is None else row.reported.serving
     want = row.desired_serving or "-"
@@ -156,9 +172,13 @@ def _candidate(row: LineRow) -> str:
         agreement = metrics.shadow_agreement
         text += f" agree={'-' if agreement is None else format(agreement, '.2f')}"
     if metrics is not None and row.stage == "canary":
-        text += (
-            f" err={metrics.candidate_error_rate:.3f} p95={metrics.candidate_latency_p95_ms:.0f}ms"
-        )
+        frames = metrics.candidate_frames
+        if frames == 0:
+            text += " no frames"
+        else:
+            err = _metric(metrics.candidate_error_rate, frames, ".3f")
+            p95 = _metric(metrics.candidate_latency_p95_ms, frames, ".0f")
+            text += f" err={err} p95={p95}ms"
     return text
 
 
@@ -179,40 +199,30 @@ def _approved(dev: DeviceStatus) -> str:
 
 
 def render_table(status: FleetStatus, now: float) -> str:
-    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED")
+    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "SYNC", "HEALTH", "DESIRED", "APPLIED")
     header += ("MODEL", "CANDIDATE", "APPROVED BY")
     rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
     for dev in status.devices:
         desired, applied = _gen(dev)
         name = dev.device if dev.in_fleet else f"{dev.device} (not in fleet)"
+        verdicts = (dev.sync.value, dev.health.value)
         for row in dev.lines or ():
-            rows.append(
-                (
-                    dev.site,
-                    name,
-                    row.line,
-                    dev.condition.type.value,
-                    desired,
-                    applied,
-                    _model(row),
-                    _candidate(row),
-                    _approved(dev),
-                    _seen(dev, now),
-                )
-            )
+            cells: tuple[str, ...] = (row.line, *verdicts, desired, applied, _model(row))
+            cells += (_candidate(row), _approved(dev), _seen(dev, now))
+            rows.append(tuple(printable(c) for c in (dev.site, name, *cells)))
         if not dev.lines:
-            cond = dev.condition.type.value
-            rows.append(
-                (dev.site, name, "-", cond, desired, applied, "-", "-", "-", _seen(dev, now))
-            )
+            cells = ("-", *verdicts, desired, applied, "-", "-", "-", _seen(dev, now))
+            rows.append(tuple(printable(c) for c in (dev.site, name, *cells)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
         for r in rows
     ]
     notes = [
-        f"{d.site}/{d.device}: {d.condition.type.value} ({d.condition.reason}): "
-        f"{d.condition.message}"
+        printable(
+            f"{d.site}/{d.device}: {d.condition.type.value} ({d.condition.reason}): "
+            f"{d.condition.message}"
+        )
         for d in status.devices
         if d.condition.type.value != "Synced"
     ]
@@ -234,9 +244,12 @@ def render_table(status: FleetStatus, now: float) -> str:
         ):
             lines.append(f"  stalled: {rec.get('stalled_message', '')}")
         if rec.get("last_error"):
-            lines.append(f"  last error: {rec['last_error']}")
+            lines.append(printable(f"  last error: {rec['last_error']}"))
     if status.rejections:
         bad = ", ".join(f"{n} {r}" for r, n in sorted(status.rejections.items()))
-        lines.append(f"rejected messages: {bad}")
-        lines += [f"  last {r}: {status.last_rejection[r]}" for r in sorted(status.last_rejection)]
+        lines.append(printable(f"rejected messages: {bad}"))
+        lines += [
+            printable(f"  last {r}: {status.last_rejection[r]}")
+            for r in sorted(status.last_rejection)
+        ]
     return "\n".join(lines)

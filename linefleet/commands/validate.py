@@ -18,6 +18,7 @@ class ValidateArgs:
     base: str | None
     format: str
     now: dt.datetime | None
+    check_artifacts: bool = False
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--base", help="git revision to compare with: also checks rollout policy")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--now", help="evaluate freeze windows at this ISO time (default: now)")
+    p.add_argument(
+        "--check-artifacts",
+        action="store_true",
+        help="also download every remote artifact (https://, oci://) and check size and sha256",
+    )
     p.set_defaults(run=run)
 
 
@@ -46,10 +52,10 @@ def parse_now(text: str | None) -> dt.datetime | None:
 def run(ns: argparse.Namespace) -> int:
     from reconciler.review.check import validate
 
-    args = ValidateArgs(ns.repo, ns.base, ns.format, parse_now(ns.now))
+    args = ValidateArgs(ns.repo, ns.base, ns.format, parse_now(ns.now), ns.check_artifacts)
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
-    report = validate(args.repo, args.base, args.now)
+    report = validate(args.repo, args.base, args.now, check_artifacts=args.check_artifacts)
     if args.format == "json":
         doc = {
             "format_version": 1,

@@ -16,10 +16,11 @@ class MetricPoint:
     """One reported metrics window of a line, at `at` (epoch seconds)."""
 
     at: float
-    latency_p95_ms: float
-    defect_rate: float
+    latency_p95_ms: float | None
+    """None (like the rates and drift): no frames in the window, so nothing was measured."""
+    defect_rate: float | None
     frames_per_s: float | None
-    drift_score: float
+    drift_score: float | None
     shadow_agreement: float | None = None
 
 
@@ -40,6 +41,10 @@ class LineView:
     """One of CONDITIONS (anything else is shown as given, in neutral colours)."""
     reason: str = ""
     message: str = ""
+    sync: str = ""
+    """Does the device run what git says (Synced, Progressing, OutOfSync, Unknown)."""
+    health: str = ""
+    """Are the line's errors, gates and drift fine (Healthy, Degraded, Failed, Stale, Unknown)."""
     device: str | None = None
     serving: str | None = None
     candidate: str | None = None

@@ -20,6 +20,7 @@ from reconciler.service.fleetstatus import (
     FleetStatus,
     LineRow,
     condition,
+    health,
 )
 
 
@@ -68,6 +69,8 @@ def _row_view(
         condition=state,
         reason=reason,
         message=message,
+        sync=dev.sync.value,
+        health=health(cond).value,
         device=dev.device if dev.in_fleet else f"{dev.device} (not in fleet)",
         serving=serving,
         candidate=candidate,

@@ -26,12 +26,13 @@ History = dict[Key, list[MetricPoint]]
 
 def point(at: float, metrics: LineMetrics) -> MetricPoint:
     window = metrics.window_seconds
+    measured = metrics.frames > 0  # no frames: no latency, rate or drift (not 0)
     return MetricPoint(
         at=at,
-        latency_p95_ms=metrics.latency_p95_ms,
-        defect_rate=metrics.defect_rate,
+        latency_p95_ms=metrics.latency_p95_ms if measured else None,
+        defect_rate=metrics.defect_rate if measured else None,
         frames_per_s=metrics.frames / window if window > 0 else None,
-        drift_score=metrics.drift_score,
+        drift_score=metrics.drift_score if measured else None,
         shadow_agreement=metrics.shadow_agreement,
     )
 

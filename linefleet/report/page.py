@@ -97,13 +97,15 @@ def _fleet_map(lines: tuple[LineView, ...] | None, now: float) -> str:
             note = line.message or line.reason
             rows.append(
                 f"<tr><td><b>{esc(line.line)}</b></td><td>{badge(line.condition)}</td>"
+                f"<td>{esc(line.sync or '—')}</td><td>{esc(line.health or '—')}</td>"
                 f"<td>{_model_cell(line)}</td><td>{_candidate_cell(line)}</td>"
                 f"<td>{esc(line.device or '—')}</td><td>{esc(ago(line.last_seen, now))}</td>"
                 f'<td class="note">{esc(note)}</td></tr>'
             )
         out.append(
             f'<section class="card"><h3>Site {esc(site)}</h3><table>'
-            "<thead><tr><th>Line</th><th>Condition</th><th>Serving model</th>"
+            "<thead><tr><th>Line</th><th>Condition</th><th>Sync</th><th>Health</th>"
+            "<th>Serving model</th>"
             "<th>Candidate</th><th>Device</th><th>Last report</th><th>Note</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></section>"
         )
@@ -119,7 +121,7 @@ def _series(
 def _figure(series: Series, absent: str | None = None) -> str:
     """A chart and its caption; `absent`: why the latest window has no value (no breach then)."""
     latest = f"<b>{esc(fmt(series.points[-1][1], series.unit))}</b> now" if series.points else ""
-    if absent is not None and series.points:
+    if absent is not None:
         latest = f"<b>—</b> now ({esc(absent)})"
     elif series.breached and series.threshold is not None:
         side = "below" if series.threshold_label == "min" else "above"
@@ -152,7 +154,8 @@ def _line_metrics(line: LineView) -> str:
             "max",
         ),
     ]
-    figures = [_figure(s) for s in charts]
+    no_frames = "no frames" if h and h[-1].latency_p95_ms is None else None
+    figures = [_figure(s, None if s.unit == "fps" else no_frames) for s in charts]
     agreement = _series(h, lambda p: p.shadow_agreement)
     if agreement or line.candidate:
         floor = None if gates is None else gates.min_shadow_agreement

@@ -25,9 +25,17 @@ class Report:
         return not self.errors
 
 
-def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None) -> Report:
+def validate(
+    repo: Path,
+    base: str | None = None,
+    now: dt.datetime | None = None,
+    *,
+    check_artifacts: bool = False,
+) -> Report:
     checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
-    head, findings = load_checked(fleetspec.DirectorySource(repo), checks)
+    head, findings = load_checked(
+        fleetspec.DirectorySource(repo), checks, fetch_artifacts=check_artifacts
+    )
     if base is not None:
         from linefleet_forge.gitrepo import GitObjects, GitSource
         from reconciler.review import policy

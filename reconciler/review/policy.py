@@ -16,6 +16,11 @@ rules it breaks:
 Rollbacks (serving back to `previous`, abort, canary back to shadow, a smaller canary) are
 always allowed. Findings are located in the head revision's line file. This module is pure:
 it reads two specs and a clock value and touches nothing.
+
+The rules come from the *base* revision: its freeze periods, production windows, promotion
+policy and canary limit. A pull request that deletes the active freeze (or lowers the
+evidence bar, or raises the canary limit) and promotes a line is judged by the rules it
+started from; the policy change itself is named in a warning and takes effect once merged.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from linefleet_core.catalogue import LineEvidence
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import Candidate, Line, Site
 from linefleet_core.spec import FleetSpec
+from linefleet_core.validation import canary_limit, in_canary
 from reconciler.review import published, windows
 
 Path = tuple[str | int, ...]
@@ -89,7 +95,40 @@ class LineDecision:
 def check_change(base: FleetSpec, head: FleetSpec, now: dt.datetime) -> list[Finding]:
     """Every policy violation of the change base -> head, located in the head files."""
     lines = [f for d in decide(base, head, now).values() for f in d.findings]
-    return sorted(lines + published.check_catalogue(base, head))
+    # The base's canary limit, for the sites this change adds canaries to.
+    before, after = in_canary(base), in_canary(head)
+    grown = {site for site, group in after.items() if len(group) > len(before.get(site, []))}
+    canary = canary_limit(head, base.policy.max_canary_lines_per_site, grown)
+    return sorted(lines + canary + published.check_catalogue(base, head) + rule_changes(base, head))
+
+
+def rule_changes(base: FleetSpec, head: FleetSpec) -> list[Finding]:
+    """A warning for each change to the rules themselves (a site's calendar or approvers, the
+    policy file): it takes effect once merged, never for the rollout changes beside it."""
+    out: list[Finding] = []
+    note = "; rollout changes in this pull request are judged by the base revision's rules"
+    for key in sorted(set(base.sites) & set(head.sites)):
+        was, now_ = base.sites[key], head.sites[key]
+        changed = [
+            name
+            for name in ("freeze_periods", "production_windows", "approvers", "timezone")
+            if getattr(was, name) != getattr(now_, name)
+        ]
+        if changed:
+            doc = head.located(now_)
+            out.append(
+                doc.finding(
+                    (changed[0],),
+                    f"site {key}: changes {', '.join(changed)}{note}",
+                    severity=Severity.WARNING,
+                    code="rules",
+                )
+            )
+    if base.policy != head.policy and id(head.policy) in head.docs:
+        doc = head.located(head.policy)
+        message = f"changes the fleet policy{note}"
+        out.append(doc.finding((), message, severity=Severity.WARNING, code="rules"))
+    return out
 
 
 def decide(base: FleetSpec, head: FleetSpec, now: dt.datetime) -> dict[str, LineDecision]:
@@ -252,7 +291,7 @@ class _Judge:
         mv = self.head.model_version(ref)
         if mv is None:
             return ""  # an unknown model is a validation error already
-        promo = self.head.policy.promotion
+        promo = self.base.policy.promotion  # the bar the change started from
         ev = mv.evaluation.get(self.key)
         if ev is None:
             self.problem(
@@ -318,25 +357,15 @@ class _Judge:
     def _calendar(self) -> None:
         line = self.after or self.before
         assert line is not None
-        site: Site | None = self.head.sites.get(line.site) or self.base.sites.get(line.site)
+        # The calendar the change started from: a PR that deletes the active freeze is still
+        # inside it. A site new in this change has no base calendar: its own applies.
+        site: Site | None = self.base.sites.get(line.site) or self.head.sites.get(line.site)
         if site is None:
             return  # an unknown site is a validation error already
         at: Path = ("rollout",) if self._rollout_changed() else ()
-        local = windows.local_time(site, self.now).strftime("%a %Y-%m-%d %H:%M")
-        freeze = windows.active_freeze(site, self.now)
-        if freeze is not None:
-            self.problem(
-                at,
-                f"no changes during {windows.describe_freeze(site, freeze)}; only rollbacks and "
-                f"aborts may land now ({local} at the site)",
-            )
-        window = windows.open_window(site, self.now)
-        if window is not None and self.head.policy.hold_changes_during_production:
-            self.problem(
-                at,
-                f"{windows.describe_window(site, window)} is open and the policy holds changes "
-                f"during production; only rollbacks and aborts may land now ({local} at the site)",
-            )
+        hold = self.base.policy.hold_changes_during_production
+        for message in calendar(site, hold, self.now):
+            self.problem(at, message)
 
     def _rollout_changed(self) -> bool:
         return (
@@ -356,3 +385,22 @@ class _Judge:
         assert self.before is not None
         where = self.base.located(self.before).path
         return [Finding(where, 0, 0, "", message, code="policy") for _, message in self.problems]
+
+
+def calendar(site: Site, hold_during_production: bool, now: dt.datetime) -> list[str]:
+    """Why no change but a rollback may land on `site` at `now` (empty: it may)."""
+    out = []
+    local = windows.local_time(site, now).strftime("%a %Y-%m-%d %H:%M")
+    freeze = windows.active_freeze(site, now)
+    if freeze is not None:
+        out.append(
+            f"no changes during {windows.describe_freeze(site, freeze)}; only rollbacks and "
+            f"aborts may land now ({local} at the site)"
+        )
+    window = windows.open_window(site, now)
+    if window is not None and hold_during_production:
+        out.append(
+            f"{windows.describe_window(site, window)} is open and the policy holds changes "
+            f"during production; only rollbacks and aborts may land now ({local} at the site)"
+        )
+    return out

@@ -7,9 +7,7 @@ documents are unsigned; `reconciler.service.publish` signs them.
 
 from __future__ import annotations
 
-import posixpath
-from urllib.parse import urlsplit
-
+from linefleet_core import artifactref
 from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import PermanentError
 from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, TelemetryPolicy
@@ -41,33 +39,27 @@ class CompileError(PermanentError):
 def resolve_artifact_url(url: str, artifact_base: str, mirror: str | None = None) -> str:
     """Absolute URL for a catalogue artifact; relative paths resolve against `artifact_base`.
 
-    `https://…`, `http://…` and `file:///abs` stay as they are; `artifacts/x.onnx` and
+    Remote URLs (`artifactref.REMOTE_SCHEMES`) stay as they are; `artifacts/x.onnx` and
     `file://artifacts/x.onnx` (a repository-relative path written as a file URL) become
     `<artifact_base>/artifacts/x.onnx`. `oci://HOST/REPO@sha256:…` becomes
     `oci://MIRROR/REPO@sha256:…` when the device's site names an artifact mirror (the same
-    digest: a pull-through cache serves the same bytes under the same repository name).
+    digest: a pull-through cache serves the same bytes under the same repository name). What
+    is allowed at all is `artifactref.parse`, the rules `validate` applies: what it accepts
+    compiles.
     """
+    try:
+        where = artifactref.parse(url)
+    except ValueError as exc:
+        raise CompileError(str(exc)) from None
     if is_oci(url):
         try:
             ref = parse_ref(url)
         except OciError as exc:
             raise CompileError(f"artifact url {exc}") from None
         return str(ref.with_host(mirror)) if mirror else str(ref)
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
+    if isinstance(where, artifactref.Remote):
         return url
-    if parts.scheme == "file":
-        if parts.netloc in ("", "localhost"):
-            return f"file://{parts.path}"
-        relative = parts.netloc + parts.path
-    elif parts.scheme == "":
-        relative = url
-    else:
-        raise CompileError(f"artifact url {url!r}: only oci://, file://, http:// and https:// URLs")
-    relative = posixpath.normpath(relative.lstrip("/"))
-    if relative.startswith(".."):
-        raise CompileError(f"artifact url {url!r} leaves the repository")
-    return artifact_base.rstrip("/") + "/" + relative
+    return artifact_base.rstrip("/") + "/" + where.path
 
 
 def _model(

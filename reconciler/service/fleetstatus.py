@@ -5,11 +5,20 @@ Stale (not heard from within 3 heartbeats, or its will says offline) > Failed (e
 line, or the current desired state refused) > Degraded (rolled back, or past a health gate) >
 Progressing (applied content differs from desired) > Synced. A device never heard from is
 Unknown. An offline device is never shown as Synced.
+
+Beside the one condition, two separate answers (as Argo CD shows them):
+- **sync**: does the device run what git says? Synced, Progressing (converging), OutOfSync
+  (git has a change the broker does not: `behind`, from the repository, names the commit),
+  Unknown (no report, or the device is stale);
+- **health**: are its errors, gates and drift fine? Healthy, Degraded, Failed, Stale, Unknown.
+A device OutOfSync is never shown as Synced by its condition either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +38,30 @@ RECONCILER_KEYS = (
 )
 STALE_HEARTBEATS = 3
 DEFAULT_HEARTBEAT = 60
+
+
+class SyncType(enum.StrEnum):
+    SYNCED = "Synced"
+    PROGRESSING = "Progressing"
+    OUT_OF_SYNC = "OutOfSync"
+    UNKNOWN = "Unknown"
+
+
+class HealthType(enum.StrEnum):
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+    STALE = "Stale"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One answer (sync or health) with its reason and message."""
+
+    value: str
+    reason: str
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +87,8 @@ class DeviceStatus:
     observation: DeviceObservation | None
     lines: tuple[LineRow, ...]
     in_fleet: bool = True
+    sync: Verdict = Verdict(SyncType.UNKNOWN.value, "NotComputed")
+    health: Verdict = Verdict(HealthType.UNKNOWN.value, "NotComputed")
 
     @property
     def last_seen(self) -> float | None:
@@ -231,6 +266,46 @@ def condition(
     )
 
 
+def sync(
+    desired: DesiredState | None, obs: DeviceObservation | None, cond: Condition, behind: str
+) -> Verdict:
+    """Does the device run what git says? (`behind`: why git is ahead of the broker.)"""
+    if behind:
+        return Verdict(SyncType.OUT_OF_SYNC.value, "GitAhead", behind)
+    if cond.type is ConditionType.STALE:
+        return Verdict(SyncType.UNKNOWN.value, "Stale", cond.message)
+    rep = None if obs is None else obs.reported
+    if desired is None:
+        return Verdict(SyncType.UNKNOWN.value, "NoDesiredState", "no desired state published")
+    if rep is None:
+        return Verdict(SyncType.UNKNOWN.value, "NeverReported", "no report from the device yet")
+    applied = rep.applied
+    if applied is None or applied.content_hash != desired.content_hash:
+        have = "nothing" if applied is None else f"generation {applied.generation}"
+        return Verdict(
+            SyncType.PROGRESSING.value,
+            "Converging",
+            f"runs {have}, desired generation {desired.generation}",
+        )
+    return Verdict(SyncType.SYNCED.value, "Applied", f"runs generation {applied.generation}")
+
+
+_HEALTH = {
+    ConditionType.STALE: HealthType.STALE,
+    ConditionType.FAILED: HealthType.FAILED,
+    ConditionType.DEGRADED: HealthType.DEGRADED,
+    ConditionType.UNKNOWN: HealthType.UNKNOWN,
+}
+
+
+def health(cond: Condition) -> Verdict:
+    """Are the device's errors, gates and drift fine? (The condition's health part.)"""
+    kind = _HEALTH.get(cond.type)
+    if kind is None:
+        return Verdict(HealthType.HEALTHY.value, "WithinGates", "no error, every gate holds")
+    return Verdict(kind.value, cond.reason, cond.message)
+
+
 def _diverges(row: LineRow) -> bool:
     """The device serves another model than git says (an operator's rollback by hand)."""
     reported = row.reported
@@ -248,10 +323,12 @@ def fleet_status(
     now: float | None = None,
     fleet: set[str] | None = None,
     assigned: Mapping[str, frozenset[str]] | None = None,
+    behind: dict[str, str] | None = None,
 ) -> FleetStatus:
     """`desired`, `fleet` and `assigned` are keyed `site/device`; `fleet` (from the repo) marks
     strangers; `assigned` (lines per device, from the repo) admits the reported lines of a
-    device whose desired state was not read (a report from the reconciler's state alone)."""
+    device whose desired state was not read (a report from the reconciler's state alone);
+    `behind` (from the repo's git) says, per device, which commit the broker is missing."""
     moment = dt.datetime.now(dt.UTC).timestamp() if now is None else now
     keys = set(desired) | set(observations.devices) | (fleet or set())
     out = []
@@ -266,15 +343,21 @@ def fleet_status(
         for item in foreign:
             rejections[item.reason.value] += 1
             last[item.reason.value] = item.detail(key)
+        cond = condition(doc, obs, rows, moment)
+        missing = (behind or {}).get(key, "")
+        if missing and cond.type in (ConditionType.SYNCED, ConditionType.PROGRESSING):
+            cond = Condition(ConditionType.PROGRESSING, Reason.OUT_OF_SYNC, missing)
         out.append(
             DeviceStatus(
                 site,
                 device,
-                condition(doc, obs, rows, moment),
+                cond,
                 doc,
                 obs,
                 tuple(rows),
                 in_fleet=fleet is None or key in fleet,
+                sync=sync(doc, obs, cond, missing),
+                health=health(cond),
             )
         )
     return FleetStatus(out, dict(rejections), last)
@@ -292,6 +375,16 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
                 "condition": dev.condition.type.value,
                 "reason": dev.condition.reason,
                 "message": dev.condition.message,
+                "sync": {
+                    "status": dev.sync.value,
+                    "reason": dev.sync.reason,
+                    "message": dev.sync.message,
+                },
+                "health": {
+                    "status": dev.health.value,
+                    "reason": dev.health.reason,
+                    "message": dev.health.message,
+                },
                 "last_seen": None
                 if dev.last_seen is None
                 else dt.datetime.fromtimestamp(dev.last_seen, dt.UTC).isoformat(),
@@ -324,16 +417,14 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
                         if row.reported is None
                         else row.reported.candidate,
                         "phase": None if row.reported is None else row.reported.phase,
-                        "metrics": None
-                        if row.metrics is None
-                        else row.metrics.model_dump(mode="json"),
+                        "metrics": None if row.metrics is None else metrics_json(row.metrics),
                         "violations": [v.render() for v in row.violations],
                     }
                     for row in dev.lines
                 ],
             }
         )
-    return {
+    doc = {
         "format_version": 1,
         "counts": status.counts(),
         "rejected": status.rejections,
@@ -343,3 +434,42 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
         else None,
         "devices": devices,
     }
+    flagged: list[str] = []
+    clean: dict[str, Any] = finite(doc, "", flagged)
+    clean["non_finite"] = flagged
+    return clean
+
+
+_NEEDS_FRAMES = {
+    "frames": ("error_rate", "latency_p95_ms", "defect_rate", "drift_score"),
+    "candidate_frames": (
+        "candidate_error_rate",
+        "candidate_latency_p95_ms",
+        "candidate_defect_rate",
+        "shadow_agreement",
+    ),
+}
+
+
+def metrics_json(metrics: LineMetrics) -> dict[str, Any]:
+    """A metrics window as JSON; a value with no frames behind it is null, not 0."""
+    out: dict[str, Any] = metrics.model_dump(mode="python")
+    for count, names in _NEEDS_FRAMES.items():
+        if out[count] == 0:
+            for name in names:
+                out[name] = None
+    return out
+
+
+def finite(value: Any, path: str, flagged: list[str]) -> Any:
+    """`value` with every NaN or infinity replaced by null; their paths go to `flagged`
+    (strict JSON: a device reporting `1e999` must not make `status --format json` emit
+    `Infinity`, which no JSON parser accepts)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        flagged.append(path)
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v, f"{path}.{k}" if path else str(k), flagged) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v, f"{path}[{i}]", flagged) for i, v in enumerate(value)]
+    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.errors import (
+    FindingsError,
+    LinefleetError,
+    PermanentError,
+    Severity,
+    TemporaryError,
+)
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
@@ -32,7 +39,13 @@ from linefleet_core.wire import (
     topic_filter,
 )
 from linefleet_forge.base import Forge
-from reconciler.service.compile import compile_fleet, document_body, unreachable_urls
+from reconciler import holds
+from reconciler.service.compile import (
+    compile_device,
+    compile_fleet,
+    document_body,
+    unreachable_urls,
+)
 from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 
 
@@ -61,6 +74,7 @@ class Retained:
     key_id: str | None
     removal: bool = False  # a signed tombstone (`kind: Removed`)
     expires_at: str | None = None
+    commit: str | None = None
 
     @classmethod
     def parse(cls, payload: bytes) -> Retained:
@@ -72,12 +86,16 @@ class Retained:
             return cls(None, None, None)
         sig = doc.get("signature")
         generation = doc.get("generation")
+        commit = doc.get("commit")
         return cls(
             generation if isinstance(generation, int) else None,
             doc.get("content_hash") if isinstance(doc.get("content_hash"), str) else None,
             sig.get("key_id") if isinstance(sig, dict) else None,
             doc.get("kind") == "Removed",
             doc.get("expires_at") if isinstance(doc.get("expires_at"), str) else None,
+            commit
+            if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40,64}", commit)
+            else None,
         )
 
 
@@ -215,6 +233,8 @@ class Result:
     published_devices: list[str] = field(default_factory=list)
     pruned_topics: list[str] = field(default_factory=list)
     dry_run: bool = False
+    held: list[str] = field(default_factory=list)
+    """`site/device: line waits: why` for each change held back by a freeze or window."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +248,7 @@ class Result:
             "published_devices": self.published_devices,
             "pruned_topics": self.pruned_topics,
             "dry_run": self.dry_run,
+            "held": self.held,
         }
 
 
@@ -260,6 +281,64 @@ def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> LoadedRev
     return LoadedRevision(spec, commit.hexsha, generation, approval)
 
 
+LiveSpecs = Callable[[str], FleetSpec | None]
+"""The fleet at a commit (None when unknown or unreadable): what a retained document runs."""
+
+
+def apply_holds(
+    revision: LoadedRevision,
+    signed: dict[str, Signed],
+    retained: dict[str, bytes],
+    live: LiveSpecs,
+    now: dt.datetime,
+    key: SigningKey,
+    artifact_base: str,
+    expires_at: str | None = None,
+) -> tuple[dict[str, Signed], list[str]]:
+    """`signed`, with each device whose change must wait re-signed keeping its held lines."""
+    out = dict(signed)
+    waiting: list[str] = []
+    specs: dict[str, FleetSpec | None] = {}
+    for name, doc in signed.items():
+        raw = retained.get(doc.topic)
+        commit = Retained.parse(raw).commit if raw else None
+        if commit is None or commit == revision.commit:
+            continue
+        if commit not in specs:
+            specs[commit] = live(commit)
+        then = specs[commit]
+        if then is None:
+            continue
+        device = revision.spec.devices[doc.device]
+        mine = {f"{device.site}/{s.line}" for s in device.serves}
+        held = {k: h for k, h in holds.held_lines(then, revision.spec, now).items() if k in mine}
+        if not held:
+            continue
+        merged = holds.with_held(then, revision.spec, held)
+        # The document keeps naming the commit the device runs: it does not run all of the
+        # new one yet (status shows it out of sync), and the next publish judges it again.
+        body = compile_device(merged, device, commit, revision.generation, artifact_base)
+        body = body.model_copy(update={"approval": revision.approval})
+        out[name] = sign_all({name: body}, key, expires_at)[name]
+        waiting += [f"{doc.site}/{doc.device}: {h.render()}" for h in held.values()]
+    return out, waiting
+
+
+def live_specs(repo: Path) -> LiveSpecs:
+    """Read the fleet at a commit of `repo` (cached); None when it is not there or invalid."""
+    cache: dict[str, FleetSpec | None] = {}
+
+    def read(commit: str) -> FleetSpec | None:
+        if commit not in cache:
+            try:
+                cache[commit] = load_revision(repo, commit).spec
+            except LinefleetError:
+                cache[commit] = None
+        return cache[commit]
+
+    return read
+
+
 def default_artifact_base(repo: Path) -> str:
     return repo.resolve().as_uri()
 
@@ -277,6 +356,8 @@ def publish(
     refuse_file_urls: bool = False,
     max_age: float | None = None,
     now: float | None = None,
+    live: LiveSpecs | None = None,
+    calendar_now: dt.datetime | None = None,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
@@ -284,6 +365,10 @@ def publish(
     `refuse_file_urls` (CI), a document naming a `file://` artifact stops the publish.
     With `max_age`, documents carry a signed `expires_at` (see `expiry`) and an expired or soon
     re-windowed retained copy is re-signed.
+    With `live` (the fleet at a commit a retained
+    document names), a change that is not a rollback waits while its site is frozen at
+    `calendar_now` (default: the clock): the device keeps that line as it runs it, and the
+    result says which lines wait and why.
     """
     moment = time.time() if now is None else now
     if signed is None:
@@ -303,6 +388,11 @@ def publish(
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
     held = {t: m.payload for t, m in snapshot.items()}
+    waiting: list[str] = []
+    if live is not None:
+        at = calendar_now or dt.datetime.fromtimestamp(moment, dt.UTC)
+        expires = None if max_age is None else expiry(moment, max_age)
+        signed, waiting = apply_holds(revision, signed, held, live, at, key, artifact_base, expires)
     the_plan = plan_publish(signed, held, key.key_id, {key.key_id: key.public}, moment)
     if the_plan.stale:
         doc, newer = the_plan.stale[0]
@@ -311,7 +401,7 @@ def publish(
             f"{doc.generation} (commit {revision.commit[:12]}); devices would refuse it. "
             f"Publish a newer revision ({len(the_plan.stale)} device(s) affected)"
         )
-    result = Result(revision.commit, revision.generation, len(signed))
+    result = Result(revision.commit, revision.generation, len(signed), held=waiting)
     result.unchanged = len(the_plan.unchanged)
     messages = the_plan.messages(
         lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)

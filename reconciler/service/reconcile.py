@@ -11,6 +11,7 @@ are delivered on reconnect) and are persisted before the next tick.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import threading
@@ -35,10 +36,12 @@ from reconciler.service.fleetstatus import fleet_status
 from reconciler.service.mqtt import Session
 from reconciler.service.observed import Accepted, Observations
 from reconciler.service.publish import (
+    LiveSpecs,
     LoadedRevision,
     Result,
     Signed,
     expiry,
+    live_specs,
     load_revision,
     publish,
     sign_all,
@@ -66,6 +69,8 @@ class Settings:
     freshness bound."""
     device_keys: Mapping[str, Ed25519PublicKey] | None = None
     """Device id -> public key: those devices' reports and events must carry their signature."""
+    now: dt.datetime | None = None
+    """Check freezes and production windows at this instant instead of the clock (tests)."""
 
 
 @dataclass
@@ -88,11 +93,13 @@ class Reconciler:
     signed: dict[str, Signed] | None = None
     desired: dict[str, DesiredState] = field(default_factory=dict)
     expires_at: str | None = None
+    live: LiveSpecs | None = None
+    """The fleet at the commit a retained document names (to hold changes during a freeze)."""
 
     @classmethod
     def open(cls, settings: Settings) -> Reconciler:
         store = Store(settings.state_dir)
-        return cls(settings, store, store.load())
+        return cls(settings, store, store.load(), live=live_specs(settings.repo))
 
     # --- git side -------------------------------------------------------------------------
 
@@ -127,6 +134,9 @@ class Reconciler:
                 self.settings.key,
                 self.settings.artifact_base,
                 signed=self.signed,
+                max_age=self.settings.max_age,
+                live=self.live,
+                calendar_now=self.settings.now,
             )
             self.store.put("last_applied_commit", out.commit)
             self.store.put("last_result", json.dumps(out.published.as_dict()))

@@ -131,3 +131,42 @@ def test_keys_show_prints_the_key_id(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "junk.pub").write_text("not a key")
     assert main(["keys", "show", str(tmp_path / "junk.pub")]) == 2
     assert "not a PEM public key" in capsys.readouterr().err
+
+
+def test_a_promotion_merged_during_a_freeze_waits_and_a_rollback_passes(
+    repo: Path, key_file: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: a change checked before a freeze and merged during it was published."""
+    in_freeze = minifleet.IN_FREEZE.isoformat()
+    assert publish(repo, mosquitto.url, key_file, "--now", in_freeze) == 0
+    capsys.readouterr()
+    canary = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+    minifleet.edit_rollout(repo, "toledo/line-1", candidate=canary)
+    minifleet.commit_all(repo, "promote toledo/line-1 to canary")
+
+    assert publish(repo, mosquitto.url, key_file, "--now", in_freeze, "--format", "json") == 0
+    held = json.loads(capsys.readouterr().out)
+    assert held["published_devices"] == []  # toledo-edge-1 keeps what it runs
+    [note] = held["held"]
+    assert note.startswith("toledo/toledo-edge-1: toledo/line-1 waits: promote surface-cnn@3")
+    assert "no changes during the freeze 'year-end inventory'" in note
+
+    assert publish(repo, mosquitto.url, key_file, "--now", in_freeze) == 0
+    assert "held      toledo/toledo-edge-1: toledo/line-1 waits" in capsys.readouterr().out
+
+    minifleet.edit_rollout(repo, "toledo/line-2", candidate=None)
+    minifleet.commit_all(repo, "abort the candidate of toledo/line-2")
+    assert publish(repo, mosquitto.url, key_file, "--now", in_freeze, "--format", "json") == 0
+    rolled = json.loads(capsys.readouterr().out)
+    # The abort lands on both devices serving line-2; line-1's canary still waits.
+    assert rolled["published_devices"] == ["toledo/toledo-edge-1", "toledo/toledo-edge-2"]
+    assert [n.split(" waits:")[0] for n in rolled["held"]] == [
+        "toledo/toledo-edge-1: toledo/line-1"
+    ]
+
+    after = minifleet.QUIET.replace(year=2027).isoformat()  # the freeze is over
+    assert publish(repo, mosquitto.url, key_file, "--now", after, "--format", "json") == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["held"] == [] and done["published_devices"] == ["toledo/toledo-edge-1"]
+    assert publish(repo, mosquitto.url, key_file, "--now", after, "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["published"] == 0

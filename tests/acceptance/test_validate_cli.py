@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,11 +18,7 @@ LINE = "fleet/sites/toledo/lines/line-3.yaml"
 
 
 def write_fleet(root: Path, src: MemorySource | None = None) -> Path:
-    for rel, raw in (src or MemorySource()).files():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(raw)
-    return root
+    return (src or MemorySource()).write(root)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -122,13 +119,114 @@ def test_the_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
     assert reported == {f"fleet/{case.name}.yaml" for case in CASES}
 
 
+def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: a link to an endless device ran out of memory, a FIFO hung validate, and a
+    link to a valid file outside the repo passed validate while publish read the link text."""
+    import os
+    import subprocess
+
+    from linefleet_forge.gitrepo import GitObjects
+    from reconciler.review.revisions import read_revision
+
+    root = write_fleet(tmp_path / "repo")
+    lines = root / "fleet" / "sites" / "toledo" / "lines"
+    outside = tmp_path / "outside.yaml"
+    outside.write_bytes((lines / "line-3.yaml").read_bytes().replace(b"line-3", b"line-9"))
+    (lines / "zero.yaml").symlink_to("/dev/zero")
+    (lines / "line-9.yaml").symlink_to(outside)
+    (root / "fleet" / "linked").symlink_to(lines)
+    os.mkfifo(lines / "pipe.yaml")
+
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    refused = {ln.split(": ", 1)[0]: ln.split(": ", 1)[1] for ln in out.splitlines()[:-1]}
+    assert refused == {
+        "fleet/linked": refused["fleet/linked"],
+        "fleet/sites/toledo/lines/line-9.yaml": refused["fleet/linked"],
+        "fleet/sites/toledo/lines/pipe.yaml": "a FIFO (named pipe); fleet files must be regular files",
+        "fleet/sites/toledo/lines/zero.yaml": refused["fleet/linked"],
+    }
+    assert refused["fleet/linked"].startswith("a symbolic link; fleet files must be regular")
+
+    (lines / "pipe.yaml").unlink()  # git cannot store a FIFO
+    for args in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True)
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "x"],
+        check=True,
+    )
+    _, _, from_git = read_revision(GitObjects.open(root), "HEAD", "")
+    assert {f.path: f.message for f in from_git if f.code == "file_type"} == {
+        k: v for k, v in refused.items() if not k.endswith("pipe.yaml")
+    }
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda src: src.edit("fleet/sites/toledo/devices/tol-edge-01.yaml").update(
+                kind=["EdgeDevice"]
+            ),
+            "kind: unknown kind ['EdgeDevice']",
+        ),
+        (
+            lambda src: src.edit("fleet/sites/toledo/site.yaml").update(
+                freeze_periods=[
+                    {"start": "2026-12-20T00:00+01:00", "end": "2027-01-04", "reason": "x"}
+                ]
+            ),
+            "freeze_periods[0]: start and end must both carry a UTC offset or both be the site",
+        ),
+        (
+            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
+                url="../../../../etc/passwd"
+            ),
+            "versions[1].artifact.url: artifact url '../../../../etc/passwd' leaves the repository",
+        ),
+        (
+            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
+                url="artifacts/v9.onnx"
+            ),
+            "versions[1].artifact.url: artifacts/v9.onnx: no such file in the repository",
+        ),
+        (
+            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
+                sha256="f" * 64
+            ),
+            "versions[1].artifact.sha256: artifacts/v2.onnx has sha256",
+        ),
+        (
+            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
+                size=10**6
+            ),
+            "versions[1].artifact.size: artifacts/v2.onnx is 90 bytes; the catalogue says 1,000,000",
+        ),
+    ],
+    ids=["kind-list", "mixed-timezones", "artifact-escape", "artifact-missing", "sha", "size"],
+)
+def test_what_crashed_or_passed_the_check_is_now_refused_with_a_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, expected: str
+) -> None:
+    src = MemorySource()
+    edit(src)
+    code, out, err = run(capsys, "--repo", str(write_fleet(tmp_path, src)))
+    assert code == 1 and not err
+    assert any(expected in ln and ln.split(":")[1].isdigit() for ln in out.splitlines()), out
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def example_fleet(root: Path) -> Path:
-    """A copy of the example fleet committed in this repository."""
+    """A copy of the example fleet committed in this repository (its artifacts included:
+    `validate` checks they exist with the declared size and sha256)."""
     for top in ("fleet", "taxonomies"):
-        for path in (REPO / top).rglob("*.yaml"):
+        for path in (REPO / top).rglob("*"):
+            if not path.is_file():
+                continue
             target = root / path.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())

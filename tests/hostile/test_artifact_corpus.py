@@ -233,8 +233,10 @@ def test_catalogue_urls_with_other_schemes_are_refused(url: str) -> None:
         resolve_artifact_url(url, "https://artifacts.example/fleet")
 
 
-def test_an_absolute_file_url_in_the_catalogue_is_kept_as_written() -> None:
-    """What a merged pull request can make the reconciler sign (docs/security.md)."""
-    from reconciler.service.compile import resolve_artifact_url
+def test_an_absolute_file_url_in_the_catalogue_is_refused() -> None:
+    """Issue 12: the catalogue may name repository files and https/oci URLs only; the
+    contract refuses the rest before anything is signed (docs/security.md)."""
+    from reconciler.service.compile import CompileError, resolve_artifact_url
 
-    assert resolve_artifact_url("file:///etc/shadow", "https://a.example") == "file:///etc/shadow"
+    with pytest.raises(CompileError, match="absolute path on the publishing machine"):
+        resolve_artifact_url("file:///etc/shadow", "https://a.example")

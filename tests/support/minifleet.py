@@ -85,15 +85,22 @@ def _evidence(candidate: float, incumbent: float, model: str, frames: int) -> di
     }
 
 
+def placeholder_artifact(version: int) -> bytes:
+    """The bytes `write_minifleet` writes for a version's artifact (not a model: `validate`
+    checks size and sha256 only; `use_real_artifacts` gives real ONNX models)."""
+    return (f"surface-cnn@{version}\n".encode() * 4096)[: 40960 + version]
+
+
 def _model_version(version: int, taxonomy: str, classes: list[str], **extra: Any) -> dict[str, Any]:
+    blob = placeholder_artifact(version)
     return {
         "version": version,
         "taxonomy": taxonomy,
         "output_classes": list(classes),  # a copy: tests mutate documents()
         "artifact": {
             "url": f"file://artifacts/surface-cnn-{version}.onnx",
-            "sha256": hashlib.sha256(f"surface-cnn@{version}".encode()).hexdigest(),
-            "size": 40960 + version,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "size": len(blob),
         },
         "input": {"shape": [1, 3, 64, 64], "color": "rgb"},
         "opset": 13,
@@ -273,9 +280,16 @@ def line_rel(key: str) -> str:
 
 
 def write_minifleet(root: Path) -> None:
-    """Write the mini fleet under `root` (created if missing)."""
-    for rel, doc in documents().items():
+    """Write the mini fleet under `root` (created if missing), with an artifact file for every
+    catalogue version (`validate` checks they exist with the declared size and sha256)."""
+    docs = documents()
+    for rel, doc in docs.items():
         write_doc(root / rel, doc)
+    for entry in docs["fleet/models/surface-cnn.yaml"]["versions"]:
+        version = int(entry["version"])
+        path = root / "artifacts" / f"surface-cnn-{version}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(placeholder_artifact(version))
 
 
 def write_doc(path: Path, doc: Any) -> None:

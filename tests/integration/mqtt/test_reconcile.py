@@ -169,3 +169,44 @@ def test_an_invalid_commit_stalls_until_the_branch_moves(
     wait_for("the fix", lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 3)
     code, _, err = reconciler.stop()
     assert code == 0, err
+
+
+def test_a_reconcile_tick_holds_a_promotion_during_a_freeze_and_lets_it_out_after(
+    fleet_repo: Path, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Issue 12: `reconcile` published what was merged, frozen site or not."""
+    import dataclasses
+
+    from linefleet_core.mqtturl import BrokerAddress
+    from reconciler.service.reconcile import Reconciler as Loop
+    from reconciler.service.reconcile import Settings
+
+    settings = Settings(
+        fleet_repo,
+        BrokerAddress.parse(mosquitto.url),
+        SigningKey.generate(),
+        tmp_path / "state",
+        "file:///x",
+        remote=None,
+        now=minifleet.IN_FREEZE,
+    )
+    loop = Loop.open(settings)
+    first = loop.tick()
+    assert first.error == "" and first.published is not None
+    canary = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+    minifleet.edit_rollout(fleet_repo, "toledo/line-1", candidate=canary)
+    minifleet.commit_all(fleet_repo, "promote toledo/line-1 to canary")
+
+    held = loop.tick().published
+    assert held is not None and held.published_devices == []
+    assert [n.split(" waits:")[0] for n in held.held] == ["toledo/toledo-edge-1: toledo/line-1"]
+    doc = json.loads(
+        retained(mosquitto, f"{T}/toledo/toledo-edge-1/desired")[
+            f"{T}/toledo/toledo-edge-1/desired"
+        ]
+    )
+    assert doc["commit"] == first.commit  # still names what the device runs
+
+    loop.settings = dataclasses.replace(settings, now=minifleet.QUIET.replace(year=2027))
+    out = loop.tick().published
+    assert out is not None and out.held == [] and out.published_devices == ["toledo/toledo-edge-1"]

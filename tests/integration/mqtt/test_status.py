@@ -64,7 +64,9 @@ def test_status_shows_each_condition_and_counts_bad_messages(
 
     assert main(argv) == 0
     table = capsys.readouterr().out
-    assert re.search(r"toledo-edge-1 +toledo/line-1 +Synced +g1 +g1 +surface-cnn@2 ", table)
+    assert re.search(
+        r"toledo-edge-1 +toledo/line-1 +Synced +Healthy +g1 +g1 +surface-cnn@2 ", table
+    )
     assert re.search(r"\bAPPROVED BY\b", table.splitlines()[0])
     assert re.search(r"toledo/line-1 +Synced .* +Fleet Tester +\d+s ago", table)
     assert "toledo/toledo-edge-2: Stale (HeartbeatMissed): last seen 60m ago" in table
@@ -134,3 +136,87 @@ def test_status_reads_what_the_reconciler_recorded(
     assert "reconciler: applied aaaaaaaaaaaa, attempted bbbbbbbbbbbb" in table
     assert "last error: broker mqtt://x:1 unreachable" in table
     assert main(["status", "--broker", mosquitto.url, "--state-dir", str(tmp_path / "nope")]) == 2
+
+
+def test_status_json_is_strict_and_device_text_is_escaped(
+    fleet_repo: Path,
+    mosquitto: Mosquitto,
+    key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 12: `latency_p95_ms: 1e999` made the JSON say `Infinity`; an `error` holding
+    terminal control sequences was printed raw by the table."""
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    desired = retained(mosquitto, f"{T}/+/+/desired")
+    tol1 = json.loads(desired[f"{T}/toledo/toledo-edge-1/desired"])
+    lines = [
+        {
+            "line": ln["line"],
+            "phase": "serving",
+            "serving": ln["serving"]["ref"],
+            "metrics": {"window_seconds": 60, "frames": 0, "latency_p95_ms": 0.0},
+        }
+        for ln in tol1["spec"]["lines"]
+    ]
+    lines[0]["metrics"] = {"window_seconds": 60, "frames": 100, "latency_p95_ms": "INF"}
+    report = ack(json.dumps(tol1).encode(), lines=lines, error="boom\x1b[2J\x1b]0;pwned\x07")
+    report = report.replace(b'"INF"', b"1e999")
+    send(mosquitto, [(f"{T}/toledo/toledo-edge-1/reported", report, True)])
+    argv = ["status", "--broker", mosquitto.url, "--quiet", "0.3"]
+
+    assert main([*argv, "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    assert "Infinity" not in text and "NaN" not in text
+    out = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    dev = next(d for d in out["devices"] if d["device"] == "toledo-edge-1")
+    first, second = dev["lines"][0]["metrics"], dev["lines"][1]["metrics"]
+    assert first["latency_p95_ms"] is None
+    assert second["frames"] == 0 and second["latency_p95_ms"] is None  # no frames: not 0 ms
+    index = next(i for i, d in enumerate(out["devices"]) if d["device"] == "toledo-edge-1")
+    assert out["non_finite"] == [f"devices[{index}].lines[0].metrics.latency_p95_ms"]
+    assert dev["health"]["status"] == "Failed" and dev["sync"]["status"] == "Synced"
+
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "\x1b" not in table and "\x07" not in table
+    assert "boom\\x1b[2J\\x1b]0;pwned\\x07" in table
+
+
+def test_status_with_the_repo_shows_a_device_out_of_sync_when_git_is_ahead(
+    fleet_repo: Path,
+    mosquitto: Mosquitto,
+    key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 12: a committed but unpublished change still showed the device Synced."""
+    from tests.support import minifleet
+
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    desired = retained(mosquitto, f"{T}/+/+/desired")
+    send(
+        mosquitto,
+        [
+            (f"{T}/toledo/{dev}/reported", ack(desired[f"{T}/toledo/{dev}/desired"]), True)
+            for dev in ("toledo-edge-1", "toledo-edge-2")
+        ],
+    )
+    argv = ["status", "--broker", mosquitto.url, "--repo", str(fleet_repo), "--quiet", "0.3"]
+    assert main([*argv, "--format", "json"]) == 0
+    before = {
+        d["device"]: d["sync"]["status"] for d in json.loads(capsys.readouterr().out)["devices"]
+    }
+    assert before["toledo-edge-1"] == before["toledo-edge-2"] == "Synced"
+
+    minifleet.edit_rollout(fleet_repo, "toledo/line-1", candidate=None)
+    head = minifleet.commit_all(fleet_repo, "abort the candidate of toledo/line-1")
+    assert main([*argv, "--format", "json"]) == 0
+    after = {d["device"]: d for d in json.loads(capsys.readouterr().out)["devices"]}
+    edge1 = after["toledo-edge-1"]
+    assert edge1["sync"]["status"] == "OutOfSync"
+    assert f"missing commit {head[:12]}" in edge1["sync"]["message"]
+    assert edge1["condition"] != "Synced" and edge1["health"]["status"] == "Healthy"
+    assert after["toledo-edge-2"]["sync"]["status"] == "Synced"  # line-2 did not change
+
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"toledo-edge-1 +toledo/line-1 +OutOfSync +Healthy ", table)

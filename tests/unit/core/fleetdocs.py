@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 SHA = "ab" * 32
+
+
+def artifact_bytes(version: int) -> bytes:
+    """The artifact file of catalogue version `version` (see `MemorySource.write`)."""
+    return f"model v{version}\n".encode() * 10
 
 
 class _Dumper(yaml.SafeDumper):
@@ -26,7 +33,11 @@ def _model_version(version: int, taxonomy: int, classes: list[str]) -> dict[str,
         "version": version,
         "taxonomy": f"surface-defects@{taxonomy}",
         "output_classes": classes,
-        "artifact": {"url": f"artifacts/v{version}.onnx", "sha256": SHA, "size": 100},
+        "artifact": {
+            "url": f"artifacts/v{version}.onnx",
+            "sha256": hashlib.sha256(artifact_bytes(version)).hexdigest(),
+            "size": len(artifact_bytes(version)),
+        },
         "input": {"shape": [1, 3, 64, 64], "color": "rgb"},
         "opset": 17,
     }
@@ -125,6 +136,18 @@ class MemorySource:
         }
         merged.update(self.raw)
         yield from sorted(merged.items())
+
+    def write(self, root: Path) -> Path:
+        """Write every file under `root`, with the catalogue's artifact files; return `root`."""
+        for rel, raw in self.files():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(raw)
+        for version in (1, 2, 3):
+            art = root / "artifacts" / f"v{version}.onnx"
+            art.parent.mkdir(parents=True, exist_ok=True)
+            art.write_bytes(artifact_bytes(version))
+        return root
 
     def edit(self, path: str) -> dict[str, Any]:
         """The document at `path`, to change in place before loading."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import yaml
 
@@ -21,7 +19,6 @@ from linefleet_core.yamlsafe import YamlProblem, parse
         ("a: 0777", 777),  # YAML 1.2: decimal, not octal
         ("a: 1.10", 1.1),
         ("a: 1e3", 1000.0),
-        ("a: .inf", math.inf),
         ("a: yes", "yes"),  # YAML 1.1 would say True
         ("a: no", "no"),
         ("a: on", "on"),
@@ -175,3 +172,40 @@ def test_other_malformed_input_gets_a_located_problem(text: str, message: str) -
     p = problem(text)
     assert message in p.message
     assert p.line >= 1
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "col"),
+    [
+        ("a: .nan", ".nan is not a finite number", 4),
+        ("a: .inf", ".inf is not a finite number", 4),
+        ("a: -.Inf", "-.Inf is not a finite number", 4),
+        ("a: 1e999", "1e999 is too large for a number", 4),
+        ("a: !!float .nan", ".nan is not a finite number", 4),
+        ("a: " + "9" * 5000, "(5,000 characters) is out of range", 4),
+        ("a: !!int " + "9" * 5000, "(5,000 characters) is out of range", 4),
+        ("a: 9007199254740993", "is out of range (integers are at most ±2^53)", 4),
+        ("a: 0x" + "f" * 40, "is out of range", 4),
+    ],
+)
+def test_numbers_the_wire_cannot_carry_are_refused_where_they_are(
+    text: str, fragment: str, col: int
+) -> None:
+    """Issue 12: `.nan` passed validate and then stopped every publish; 5,000 digits exited 3."""
+    problem = problem_of("x: 1\n" + text + "\n")
+    assert fragment in problem.message
+    assert (problem.line, problem.col) == (2, col)
+
+
+def test_a_nul_byte_is_refused_with_its_line_and_column() -> None:
+    problem = problem_of("a: 1\nid: to\x00ledo\n")
+    assert "NUL byte" in problem.message
+    assert (problem.line, problem.col) == (2, 7)
+
+
+def test_the_largest_json_safe_integer_still_reads() -> None:
+    assert parse("a: 9007199254740992").data == {"a": 2**53}
+
+
+def problem_of(text: str) -> YamlProblem:
+    return problem(text)

@@ -187,3 +187,24 @@ def test_a_breached_threshold_is_said_in_words() -> None:
     assert '<span class="breach">— above the 0.30 limit</span>' in page
     calm = build_report(ReportData(NOW, ("x",), (view,)))
     assert "breach" not in calm.split("</style>")[1]
+
+
+def test_sync_and_health_are_two_columns_and_no_frames_is_not_zero() -> None:
+    """Issue 12: a line above its drift gate showed only "Synced"; no frames read as 0 ms."""
+    from linefleet.report.history import point
+    from linefleet_core.wire import LineMetrics
+
+    quiet = point(NOW, LineMetrics(window_seconds=60, frames=0))
+    assert quiet.latency_p95_ms is None and quiet.drift_score is None
+    view = line(
+        "Degraded",
+        sync="Synced",
+        health="Degraded",
+        message="max_drift_score: 0.62 > 0.3",
+        history=(*points(40, 50), quiet),
+    )
+    page = build_report(ReportData(NOW, (), (view,), None, None))
+    text = " ".join(parse(page).text)
+    assert "Sync Health" in text
+    assert "Synced Degraded" in text
+    assert text.count("now (no frames)") == 3  # latency, defect rate, drift: not 0

@@ -14,7 +14,14 @@ import pytest
 from linefleet_core.fleet import Site
 from reconciler.review import policy, windows
 from reconciler.review.policy import Move, Verdict
-from tests.support.minifleet import IN_FREEZE, QUIET, documents, line_rel, load_docs
+from tests.support.minifleet import (
+    IN_FREEZE,
+    QUIET,
+    documents,
+    line_rel,
+    load_docs,
+    placeholder_artifact,
+)
 
 Docs = dict[str, Any]
 MODELS = "fleet/models/surface-cnn.yaml"
@@ -319,6 +326,29 @@ CASES = [
         IN_FREEZE,
     ),
     Case(
+        "a change that deletes the active freeze and promotes is judged by the base calendar",
+        "toledo/line-1",
+        chain(
+            lambda d: d["fleet/sites/toledo/site.yaml"].update(freeze_periods=[]),
+            PROMOTE_L1,
+        ),
+        Verdict.VIOLATION,
+        [Move.TO_CANARY],
+        ["toledo/line-1: no changes during the freeze 'year-end inventory'"],
+        IN_FREEZE,
+    ),
+    Case(
+        "a change that lowers the evidence bar and promotes is judged by the base bar",
+        "toledo/line-2",
+        chain(
+            lambda d: d[POLICY].update(promotion={"metric": "accuracy", "tolerance": 0.2}),
+            set_rollout("toledo/line-2", candidate=canary()),
+        ),
+        Verdict.VIOLATION,
+        [Move.TO_CANARY],
+        ["minus the tolerance"],
+    ),
+    Case(
         "freeze ends at its end",
         "toledo/line-1",
         PROMOTE_L1,
@@ -330,12 +360,23 @@ CASES = [
     Case(
         "production window open, policy holds",
         "dresden/line-1",
-        chain(
-            hold_during_production, set_rollout("dresden/line-1", candidate=canary(fraction=0.3))
-        ),
+        set_rollout("dresden/line-1", candidate=canary(fraction=0.3)),
         Verdict.VIOLATION,
         [Move.CANARY_UP],
         ["the production window mon,tue,wed,thu,fri,sat 06:00-14:00 (Europe/Berlin) is open"],
+        base=hold_during_production,
+    ),
+    Case(
+        "the change that turns the hold off is still held by the base policy",
+        "dresden/line-1",
+        chain(
+            lambda d: d[POLICY].update(hold_changes_during_production=False),
+            set_rollout("dresden/line-1", candidate=canary(fraction=0.3)),
+        ),
+        Verdict.VIOLATION,
+        [Move.CANARY_UP],
+        ["the policy holds changes during production"],
+        base=hold_during_production,
     ),
     Case(
         "production window open, policy does not hold",
@@ -358,11 +399,12 @@ CASES = [
     Case(
         "night shift window crosses midnight",
         "toledo/line-1",
-        chain(hold_during_production, PROMOTE_L1),
+        PROMOTE_L1,
         Verdict.VIOLATION,
         [Move.TO_CANARY],
         ["the production window mon,tue,wed,thu,fri 22:00-06:00 (America/New_York) is open"],
         dt.datetime(2026, 11, 7, 8, 0, tzinfo=dt.UTC),
+        base=hold_during_production,
     ),  # Sat 03:00 local: Friday's shift
     Case(
         "previous set without a promotion",
@@ -522,7 +564,7 @@ def _version(docs: Docs, version: int) -> dict[str, Any]:
                 (
                     "versions[1].artifact.sha256",
                     "surface-cnn@2 is published, so its artifact may not change (sha256 "
-                    f"{hashlib.sha256(b'surface-cnn@2').hexdigest()[:12]}…, "
+                    f"{hashlib.sha256(placeholder_artifact(2)).hexdigest()[:12]}…, "
                     "40962 bytes → sha256 ffffffffffff…, 40962 bytes); add it as version 4 "
                     "instead",
                 )
@@ -558,3 +600,35 @@ def test_published_model_versions_are_immutable(
         assert finding.path == MODELS and finding.line > 0 and finding.code == "policy"
         if message is not None:
             assert finding.message == message
+
+
+def test_raising_the_canary_limit_does_not_let_the_same_change_add_canaries() -> None:
+    """Issue 12: the canary limit comes from the base policy."""
+    base_docs = documents()
+    base_docs[POLICY]["max_canary_lines_per_site"] = 1
+    head_docs = copy.deepcopy(base_docs)
+    head_docs[POLICY]["max_canary_lines_per_site"] = 5
+    PROMOTE_L1(head_docs)
+    set_rollout("toledo/line-2", candidate=canary())(head_docs)
+    set_evidence("toledo/line-2", candidate=0.99)(head_docs)
+    base, _ = load_docs(base_docs)
+    head, head_findings = load_docs(head_docs)
+    assert not [f for f in head_findings if f.severity == "error"], "head alone is valid"
+
+    findings = policy.check_change(base, head, QUIET)
+
+    limits = [f for f in findings if "lines in canary" in f.message]
+    assert limits and all("the policy allows 1" in f.message for f in limits)
+    [rules] = [f for f in findings if f.code == "rules"]
+    assert rules.severity == "warning" and rules.path == POLICY
+    assert "judged by the base revision's rules" in rules.message
+
+
+def test_a_calendar_change_alone_is_named_as_a_rule_change() -> None:
+    base, _ = load_docs(documents())
+    docs = documents()
+    docs["fleet/sites/toledo/site.yaml"]["freeze_periods"] = []
+    head, _ = load_docs(docs)
+    [finding] = policy.check_change(base, head, IN_FREEZE)
+    assert finding.severity == "warning" and finding.code == "rules"
+    assert finding.message.startswith("site toledo: changes freeze_periods")
