@@ -125,7 +125,9 @@ class Plan:
 
     @property
     def violations(self) -> tuple[Finding, ...]:
-        return (*(f for line in self.lines for f in line.findings), *self.catalogue_violations)
+        """Policy findings that block the merge (warnings, e.g. weak evidence, are shown only)."""
+        found = (*(f for line in self.lines for f in line.findings), *self.catalogue_violations)
+        return tuple(f for f in found if f.severity is Severity.ERROR)
 
     @property
     def ok(self) -> bool:
@@ -146,8 +148,10 @@ class Plan:
             lines_changed=count(Action.UPDATE),
             lines_removed=count(Action.DELETE),
             devices_affected=len(self.devices),
-            violations=sum(1 for line in self.lines if line.findings)
-            + len(self.catalogue_violations),
+            violations=sum(
+                1 for line in self.lines if any(f.severity is Severity.ERROR for f in line.findings)
+            )
+            + sum(1 for f in self.catalogue_violations if f.severity is Severity.ERROR),
             rollbacks=sum(1 for line in self.lines if line.verdict is policy.Verdict.ROLLBACK),
             errors=len(self.errors),
         )

@@ -88,7 +88,12 @@ def read_status(
                 observations.reject(result)
         else:
             observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
-    status = fleet_status(desired, observations, now, fleet, assigned)
+    behind: dict[str, str] = {}
+    if repo is not None:  # git ahead of what the broker holds for a device: OutOfSync
+        from reconciler.service.behind import git_behind
+
+        behind = git_behind(repo, desired)
+    status = fleet_status(desired, observations, now, fleet, assigned, behind)
     status.reconciler = recorded
     return status, now
 

@@ -36,6 +36,8 @@ def run_publish(work: Any, broker: Mosquitto, key_pem: str) -> JobRun:
         ctx = {
             "secrets": {"LINEFLEET_BROKER": broker.url, "LINEFLEET_SIGNING_KEY": key_pem},
             "github": {"repository": f"{OWNER}/{REPO}", "token": TOKEN},
+            # the mini fleet's models are repository files: served from an https:// base
+            "vars": {"LINEFLEET_ARTIFACT_BASE": "https://models.example.test/fleet/"},
         }
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
