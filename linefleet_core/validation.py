@@ -338,6 +338,11 @@ def _canary_limit(spec: FleetSpec, limit: int, sites: set[str] | None) -> Iterat
                 )
 
 
+REPO_ARTIFACT_WARN_BYTES = 10 * 1024 * 1024
+"""Above this, a model file kept in the fleet repository is a warning: every clone carries every
+version of it forever; a registry (`linefleet artifacts push`) keeps git to YAML."""
+
+
 def artifacts(spec: FleetSpec, source: object, *, fetch: bool = False) -> list[Finding]:
     """Every catalogue artifact missing or different from what the catalogue declares.
 
@@ -346,6 +351,7 @@ def artifacts(spec: FleetSpec, source: object, *, fetch: bool = False) -> list[F
     """
     files = source if isinstance(source, artifactref.ArtifactFiles) else None
     declared = []
+    big: list[Finding] = []
     for family in spec.models.values():
         doc = spec.located(family)
         for i, mv in enumerate(family.versions):
@@ -358,4 +364,23 @@ def artifacts(spec: FleetSpec, source: object, *, fetch: bool = False) -> list[F
 
             art = mv.artifact
             declared.append(artifactref.Declared(art.url, art.sha256, art.size, finding))
-    return artifactref.check(declared, files, fetch=fetch)
+            if art.size > REPO_ARTIFACT_WARN_BYTES and _in_repo(art.url):
+                big.append(
+                    doc.finding(
+                        (*at, "size"),
+                        f"{art.size / 2**20:.0f} MiB model file in the fleet repository "
+                        f"(over {REPO_ARTIFACT_WARN_BYTES // 2**20} MiB): every clone carries "
+                        "it forever; push it to a registry with `linefleet artifacts push` and "
+                        "name it by digest",
+                        severity=Severity.WARNING,
+                        code="artifact_size",
+                    )
+                )
+    return [*artifactref.check(declared, files, fetch=fetch), *big]
+
+
+def _in_repo(url: str) -> bool:
+    try:
+        return isinstance(artifactref.parse(url), artifactref.InRepo)
+    except ValueError:
+        return False

@@ -129,3 +129,23 @@ def test_a_scheme_nothing_can_fetch_is_reported_not_verified(
     assert _validate(capsys, root)[0] == 0
     code, out = _validate(capsys, root, "--check-artifacts")
     assert code == 1 and "cannot fetch oci:// artifacts to check" in out
+
+
+def test_a_large_model_file_in_the_repository_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from linefleet_core.validation import REPO_ARTIFACT_WARN_BYTES
+
+    big = b"\0" * (REPO_ARTIFACT_WARN_BYTES + 1)
+    digest = hashlib.sha256(big).hexdigest()
+    root = _fleet(tmp_path / "repo", "artifacts/big.onnx", digest, len(big))
+    (root / "artifacts" / "big.onnx").write_bytes(big)
+    code, out = _validate(capsys, root)
+    assert code == 0
+    assert "warning: versions[1].artifact.size: 10 MiB model file in the fleet repository" in out
+    assert "linefleet artifacts push" in out
+    # the same size in a registry is what the warning asks for: no warning
+    url = f"https://models.example.test/{digest}.onnx"
+    remote = _fleet(tmp_path / "remote", url, digest, len(big))
+    code, out = _validate(capsys, remote)
+    assert code == 0 and "fleet repository" not in out
