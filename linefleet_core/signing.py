@@ -113,28 +113,15 @@ class SigningKey:
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """Write `signing.key` (mode 0600) and `<key_id>.pub`; refuse to overwrite a key."""
-        folder.mkdir(parents=True, exist_ok=True)
-        private_path = folder / PRIVATE_KEY_FILE
-        public_path = folder / f"{self.key_id}{PUBLIC_KEY_SUFFIX}"
-        pem = self.private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        try:
-            fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise UsageError(f"{private_path} exists; refusing to overwrite a key") from None
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-        public_path.write_bytes(public_pem(self.public))
-        return private_path, public_path
+        return self._write_pair(folder / PRIVATE_KEY_FILE, f"{self.key_id}{PUBLIC_KEY_SUFFIX}")
 
     def write_device(self, folder: Path, device: str) -> tuple[Path, Path]:
         """A device's own key pair: `<device>.key` (0600) and `<device>.pub`; never overwrite."""
-        folder.mkdir(parents=True, exist_ok=True)
-        private_path = folder / f"{device}.key"
-        public_path = folder / f"{device}{PUBLIC_KEY_SUFFIX}"
+        return self._write_pair(folder / f"{device}.key", f"{device}{PUBLIC_KEY_SUFFIX}")
+
+    def _write_pair(self, private_path: Path, public_name: str) -> tuple[Path, Path]:
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        public_path = private_path.parent / public_name
         pem = self.private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
