@@ -1,10 +1,10 @@
 # linefleet: every target sets itself up (virtualenv, packages, broker) on a fresh machine.
-# Packages come from the committed lock (requirements/dev.txt, with hashes), never from whatever
+# Packages come from the committed lock (requirements-dev.txt, with hashes), never from whatever
 # is newest today; `make lock` re-resolves it from pyproject.toml's ranges.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-LOCK   := requirements/dev.txt
+LOCK   := requirements-dev.txt
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -56,7 +56,7 @@ bench: setup
 soak: setup
 	$(BIN)/python -m tests.reliability.soak --devices 200 --edges 4 --cycles 2 --write-doc docs/reliability.md
 
-# Re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1 takes the newest releases).
+# Re-resolve requirements-*.txt from pyproject.toml (UPGRADE=1 takes the newest releases).
 lock: $(STAMP)
 	BIN=$(BIN) UPGRADE=$(UPGRADE) bash .ci/lock
 

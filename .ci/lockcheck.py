@@ -1,6 +1,6 @@
-"""Fail when the virtualenv differs from the lock: `pip freeze` must match requirements/dev.txt.
+"""Fail when the virtualenv differs from the lock: `pip freeze` must match requirements-dev.txt.
 
-Usage: python .ci/lockcheck.py requirements/dev.txt   (run with the virtualenv's python)
+Usage: python .ci/lockcheck.py requirements-dev.txt   (run with the virtualenv's python)
 """
 
 from __future__ import annotations
