@@ -407,10 +407,11 @@ def test_from_the_reconciler_state_dir_alone(
     from reconciler.service.observed import Observations
     from reconciler.service.store import Store
 
+    now = dt.datetime.now(dt.UTC)  # the module's clock may be minutes old in a full run
     obs = Observations()
     for rep in [
-        reported("toledo-edge-1", "toledo", NOW, [line("toledo/line-1", "surface-cnn@2", 40.0)]),
-        reported("dresden-edge-1", "dresden", NOW - dt.timedelta(hours=5), [
+        reported("toledo-edge-1", "toledo", now, [line("toledo/line-1", "surface-cnn@2", 40.0)]),
+        reported("dresden-edge-1", "dresden", now - dt.timedelta(hours=5), [
             line("dresden/line-1", "surface-cnn@2", 40.0),
         ]),
     ]:  # fmt: skip
