@@ -79,6 +79,10 @@ class Agent:
         self.waiting = ""
         self.error = ""
         self.frames_problem = ""  # why no frames come in (a camera gone), "" while they do
+        self.camera_problems: Callable[[], list[str]] | None = None
+        """With `edge run --sources`: each camera's trouble, read on every tick."""
+        self.camera_status: Callable[[], dict[str, dict[str, Any]]] | None = None
+        """With `edge run --sources`: per-camera counters for the report's `cameras` section."""
         self._frames_reported = ""
         self.backoff = Backoff()
         self._last_report = float("-inf")
@@ -125,6 +129,8 @@ class Agent:
         """One level-triggered pass; returns the seconds to wait before the next one."""
         take_desired(self)
         self._take_engine_events()
+        if self.camera_problems is not None:
+            self.frames_problem = "; ".join(self.camera_problems())
         self.waiting = ""
         for step in plan(snapshot(self)):
             try:

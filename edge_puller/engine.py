@@ -119,6 +119,7 @@ class Engine:
         self._lines: dict[str, LineModels] = {}
         self._swap = threading.Lock()  # writers only; `infer` reads the reference lock-free
         self._watch: dict[str, GateWindow] = {}
+        self._gate_lock = threading.Lock()  # inspection workers of several cameras share a line
         self.events: queue.Queue[EngineEvent] = queue.Queue()
 
     def lines(self) -> dict[str, LineModels]:
@@ -203,16 +204,16 @@ class Engine:
             message = f"{candidate.spec.ref} raised: {exc}"
             self._drop(models, "fallback", "candidate-error", message)
             return None, message
-        window = self._watch.setdefault(models.key, GateWindow())
-        window.add(
-            Sample(
-                latency_ms=outcome.latency_ms,
-                agrees=outcome.label == served.label,
-                candidate_defect=outcome.label != "ok",
-                serving_defect=served.label != "ok",
-            )
+        sample = Sample(
+            latency_ms=outcome.latency_ms,
+            agrees=outcome.label == served.label,
+            candidate_defect=outcome.label != "ok",
+            serving_defect=served.label != "ok",
         )
-        crossed = judge(window, models.gates, models.stage, candidate.spec.ref)
+        with self._gate_lock:
+            window = self._watch.setdefault(models.key, GateWindow())
+            window.add(sample)
+            crossed = judge(window, models.gates, models.stage, candidate.spec.ref)
         if crossed is not None:
             self._drop(models, "rollback", crossed.gate, crossed.message)
         return outcome, ""

@@ -33,8 +33,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
     r.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     r.add_argument("--state-dir", required=True, type=Path, help="local state directory")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--frames", help="one source for one line: directory of images, video file, or camera index"
+    )
+    where.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        help="every camera's source: a YAML file 'cameras: {CAMERA: folder|video|rtsp://…|USB "
+        "index}'; cameras are read at once and each frame is decided on every line the camera "
+        "serves (see docs/edge.md)",
+    )
     r.add_argument(
-        "--frames", required=True, help="directory of images, video file, or camera index"
+        "--workers",
+        type=int,
+        default=2,
+        help="inspection threads with --sources (default 2)",
     )
     r.add_argument(
         "--trust-key",
@@ -45,7 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--results", type=Path, help="JSON lines of decisions (default: stdout)")
     r.add_argument("--line", help="line the frames come from (default: the first line served)")
-    r.add_argument("--max-frames", type=int, help="stop reading frames after N (keep running)")
+    r.add_argument(
+        "--max-frames",
+        type=int,
+        help="stop reading frames after N (with --sources: N per camera); keep running",
+    )
     r.add_argument(
         "--artifact-root",
         type=Path,
@@ -140,6 +159,15 @@ def run_agent(ns: argparse.Namespace) -> int:
     if ns.recent_frames is not None and ns.recent_frames < 0:
         raise UsageError("--recent-frames must be 0 or more")
     recent = {} if ns.recent_frames is None else {"recent_frames": ns.recent_frames}
+    sources = None
+    if ns.sources is not None:
+        from edge_puller.sources import read_sources
+
+        if ns.line is not None:
+            raise UsageError("--line goes with --frames; --sources names each camera's lines")
+        if ns.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        sources = read_sources(ns.sources)
     for root in ns.artifact_root:
         if not root.is_dir():
             raise UsageError(f"--artifact-root {root}: no such directory")
@@ -154,6 +182,8 @@ def run_agent(ns: argparse.Namespace) -> int:
         line=ns.line,
         max_frames=ns.max_frames,
         artifact_roots=tuple(ns.artifact_root),
+        sources=sources,
+        workers=ns.workers,
         **recent,
     )
     return run(options)
