@@ -99,7 +99,10 @@ class Agent:
         """Decide one frame with the line's current models; count it, spool it if anomalous."""
         lines = self.engine.lines()
         key = line or (min(lines) if lines else "")
-        decision = self.engine.infer(key, camera, frame_id, frame)
+        target = self.state.target
+        wanted = target.lines.get(key) if target else None
+        roi = wanted.rois.get(camera) if wanted else None
+        decision = self.engine.infer(key, camera, frame_id, frame, roi)
         with self.lock:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
             spool = self._spool(key)
