@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
@@ -98,6 +99,17 @@ class Outputs(Strict):
     map: TensorName | None = None
     threshold: float | None = None
     """Anomaly score at or above which a frame is a defect."""
+
+
+def output_names(task: str, outputs: Mapping[str, object]) -> list[str]:
+    """The graph outputs a model of `task` is read from (`outputs` as a mapping of the set
+    fields): what the edge fetches and what `validate` looks for in the graph."""
+    if task == "detection":
+        return [str(outputs["boxes"])]
+    if task == "anomaly":
+        names = [str(outputs["score"])]
+        return names + ([str(outputs["map"])] if outputs.get("map") else [])
+    return [str(outputs.get("logits") or outputs.get("probabilities") or "probabilities")]
 
 
 def check_outputs(task: Task, outputs: Outputs, classes: list[str]) -> list[tuple[str, str]]:

@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from linefleet_core.catalogue import output_names
+
 Frame = npt.NDArray[np.uint8]
 Tensor = npt.NDArray[np.float32]
 Roi = tuple[int, int, int, int]
@@ -64,13 +66,8 @@ class Contract:
         )  # fmt: skip
 
     def output_names(self) -> list[str]:
-        """The graph outputs the task reads, in a fixed order."""
-        o = self.outputs
-        if self.task == "detection":
-            return [str(o["boxes"])]
-        if self.task == "anomaly":
-            return [str(o["score"])]
-        return [str(o.get("logits") or o.get("probabilities") or "probabilities")]
+        """The graph outputs the task reads, in a fixed order (the decision reads the first)."""
+        return output_names(self.task, self.outputs)
 
 
 @dataclass(frozen=True)

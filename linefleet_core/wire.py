@@ -139,7 +139,7 @@ class Sparse(Wire):
         return {k: v for k, v in data.items() if v is not None or k in _KEEP_NONE}
 
 
-_KEEP_NONE = frozenset({"candidate", "previous", "canary_fraction"})
+_KEEP_NONE = frozenset({"candidate", "previous", "canary_fraction", "candidate_predicted"})
 """Fields of protocol 1's first release that are written as `null` (kept as they were)."""
 
 
@@ -375,7 +375,16 @@ def online_payload(online: bool, agent: str = "") -> bytes:
 # --- frames (device -> centre): a binary envelope ------------------------------------------
 
 
-class FrameMeta(Wire):
+class DetectedBox(Wire):
+    """A detector's box on the frame (model contract v2), in frame pixels."""
+
+    label: str
+    score: Fraction
+    box: list[float] = Field(min_length=4, max_length=4)
+    """x1, y1, x2, y2."""
+
+
+class FrameMeta(Sparse):
     protocol: ProtocolField
     kind: Literal["Frame"]
     site: Id
@@ -390,6 +399,10 @@ class FrameMeta(Wire):
     confidence: Fraction
     candidate: VersionedRef | None = None
     candidate_predicted: str | None = None
+    boxes: list[DetectedBox] | None = None
+    """The deciding model's boxes (a detection model); absent otherwise."""
+    score: float | None = None
+    """The deciding model's anomaly score (an anomaly model); absent otherwise."""
     content_type: Literal["image/jpeg"] = "image/jpeg"
     sha256: Sha256
     size: int = Field(gt=0)

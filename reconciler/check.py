@@ -9,6 +9,7 @@ from pathlib import Path
 from linefleet_core import spec as fleetspec
 from linefleet_core import validation
 from linefleet_core.errors import Finding, Severity
+from reconciler.graphcheck import check_graphs
 
 
 @dataclass
@@ -40,6 +41,7 @@ def load_checked(
 def validate(repo: Path, base: str | None = None, now: dt.datetime | None = None) -> Report:
     checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
     head, findings = load_checked(fleetspec.DirectorySource(repo), checks)
+    findings.extend(check_graphs(head, repo))
     if base is not None:
         from linefleet_core.gitrepo import GitObjects, GitSource
         from reconciler import policy

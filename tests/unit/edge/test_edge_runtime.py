@@ -9,9 +9,9 @@ import pytest
 from edge_puller.engine import Engine, LineModels, in_canary
 from edge_puller.gates import MIN_GATE_FRAMES
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError, load_model, preprocess
-from linefleet_core.modelio import Contract, prepare
 from edge_puller.target import ModelSpec
 from linefleet_core.fleet import HealthGates
+from linefleet_core.modelio import Contract, prepare
 from tests.support.onnx_models import CLASSES
 from tests.unit.edge.helpers import spec_for
 
