@@ -1,33 +1,49 @@
 # linefleet: every target sets itself up (virtualenv, packages, broker) on a fresh machine.
+# Packages come from the committed lock (requirements/dev.txt, with hashes), never from whatever
+# is newest today; `make lock` re-resolves it from pyproject.toml's ranges.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+LOCK   := requirements/dev.txt
 STAMP  := $(VENV)/.installed
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 export MLFLOW_DISABLE_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test lint typecheck unit demo bench soak clean
+.PHONY: setup services test lint typecheck unit demo bench soak lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) services
+
+services:
+	@command -v mosquitto >/dev/null 2>&1 || bash .ci/install-mosquitto
 	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 
-$(STAMP): pyproject.toml
-	@command -v mosquitto >/dev/null 2>&1 || bash .ci/install-mosquitto
+# The lock pins pip and setuptools too; the project itself is installed from the checkout
+# without build isolation, so nothing unpinned is fetched.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python .ci/lockcheck.py $(LOCK)
 	@touch $(STAMP)
 
-lint: setup
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: setup
+typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file tests/mypy.ini tests
 
-test: lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+# The fast inner loop: pure unit tests (no broker, no database server, no MLflow, no demo),
+# spread over the machine's cores.
+unit: $(STAMP)
+	$(PYTEST) -n auto -m "not integration and not acceptance and not slow" tests/unit
+
+# Everything: lint, types, and every test (slow ones included).
+test: setup lint typecheck
+	$(PYTEST)
 
 demo: setup
 	$(BIN)/linefleet demo --state-dir .demo
@@ -38,6 +54,10 @@ bench: setup
 # The full soak (docs/reliability.md): 200 simulated devices + 4 real edge processes, faults.
 soak: setup
 	$(BIN)/python -m tests.reliability.soak --devices 200 --edges 4 --cycles 2 --write-doc docs/reliability.md
+
+# Re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1 takes the newest releases).
+lock: $(STAMP)
+	BIN=$(BIN) UPGRADE=$(UPGRADE) bash .ci/lock
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache

@@ -126,8 +126,40 @@ def decode(raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def parse(text: str, *, with_marks: bool = False) -> Parsed:
-    """Parse one YAML document into plain Python values; refuse anything unsafe or ambiguous."""
+_PARSER_DEPTH_LIMIT = "maximum nesting depth"
+"""How libyaml (from PyYAML 6.0.4 on) words its own nesting limit (about 1,000 levels)."""
+
+
+def _c_loader(text: str) -> Any:
+    return yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
+
+
+def parse(text: str, *, with_marks: bool = False, loader: Any = None) -> Parsed:
+    """Parse one YAML document into plain Python values; refuse anything unsafe or ambiguous.
+
+    Deep nesting is refused as `nested more than MAX_DEPTH levels deep` at the opening of the
+    first level too deep, whichever PyYAML is installed: newer libyaml scans ahead and stops
+    deep flow nesting itself, before our event loop sees the level; the file is then read again
+    with the pure-Python reader (no such limit, no recursion) to find the same place.
+    """
+    try:
+        return _parse(text, with_marks, loader or _c_loader)
+    except _ParserDepthLimit as exc:
+        try:
+            return _parse(text, with_marks, yaml.SafeLoader)
+        except _ParserDepthLimit:
+            raise YamlProblem(
+                f"nested more than {MAX_DEPTH} levels deep", exc.line, exc.col
+            ) from None
+
+
+class _ParserDepthLimit(Exception):
+    def __init__(self, line: int, col: int) -> None:
+        super().__init__(line, col)
+        self.line, self.col = line, col
+
+
+def _parse(text: str, with_marks: bool, make_loader: Any) -> Parsed:
     # The hot loop of `linefleet validate`: ~100 events per fleet file. The open container
     # lives in local variables (`container`, `is_dict`, `key`); `stack` keeps its parents.
     out = Parsed(None)
@@ -139,7 +171,7 @@ def parse(text: str, *, with_marks: bool = False) -> Parsed:
     key: Any = nokey  # the open mapping's pending key
     path: Path = ()  # the open container's path (kept only with marks)
     documents = 0
-    loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
+    loader = make_loader(text)
     get_event = loader.get_event
     allowed, maybe_not_text, plain = _ALLOWED_TAGS, _MAYBE_NOT_TEXT, _plain
     scalar_t, alias_t, doc_t = ev.ScalarEvent, ev.AliasEvent, ev.DocumentStartEvent
@@ -231,6 +263,10 @@ def parse(text: str, *, with_marks: bool = False) -> Parsed:
                     raise _at(e, "only one YAML document per file is allowed")
     except yaml.MarkedYAMLError as exc:
         mark: Any = exc.problem_mark or exc.context_mark
+        if _PARSER_DEPTH_LIMIT in (exc.problem or ""):
+            raise _ParserDepthLimit(
+                (mark.line + 1) if mark else 0, (mark.column + 1) if mark else 0
+            ) from None
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         raise YamlProblem(
             f"YAML syntax: {message}",

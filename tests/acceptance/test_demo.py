@@ -63,6 +63,7 @@ def _lf_json(*args: str) -> Any:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     proc = _demo(state)

@@ -138,7 +138,7 @@ def test_an_unwritable_place_is_a_usage_error(
 
 
 def test_every_generated_file_passes_its_exported_schema(tmp_path: Path) -> None:
-    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema
 
     from linefleet_core import yamlsafe
 

@@ -347,8 +347,8 @@ DEVICE_CASES: list[DeviceCase] = [
     DeviceCase("protocol-float", ONLINE, _b({"protocol": 1.5, "online": True}), "unknown_protocol"),
     DeviceCase("seq-zero", EVENTS, _b(event(seq=0)), "malformed"),
     DeviceCase("seq-negative", EVENTS, _b(event(seq=-5)), "malformed"),
-    DeviceCase("seq-string", EVENTS, _b(event(seq="7")), "malformed"),
-    DeviceCase("seq-float", EVENTS, _b(event(seq=7.0)), "malformed"),
+    DeviceCase("seq-string", EVENTS, _b(event(seq="7")), "malformed"),  # type: ignore[arg-type]
+    DeviceCase("seq-float", EVENTS, _b(event(seq=7.0)), "malformed"),  # type: ignore[arg-type]
     DeviceCase(
         "seq-overflow-float", EVENTS, b'{"protocol":1,"kind":"Event","seq":1e999}', "malformed"
     ),

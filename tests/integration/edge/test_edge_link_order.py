@@ -64,6 +64,7 @@ def test_a_reconnect_resends_the_backlog_before_anything_newer(
         address = BrokerAddress.parse(f"mqtt://{proxy.host}:{proxy.port}")
         link = Link(address, "plant", "dev-1", lambda _p: None, outbox, keepalive=1)
         connected = link.client.on_connect
+        assert connected is not None
 
         def slow_on_connect(*args: Any) -> None:
             connected(*args)

@@ -177,7 +177,9 @@ def test_converges_to_a_signed_desired_state_and_reports(
         "plant/line-1",
         "inc@1",
     )
-    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    assert image.shape == (48, 64, 3)
 
 
 def test_refused_document_is_reported_and_the_incumbent_keeps_serving(

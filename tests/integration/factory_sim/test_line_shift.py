@@ -51,9 +51,15 @@ def features(img: np.ndarray) -> np.ndarray:
     return np.concatenate([colour, centre.mean(axis=(0, 1)), np.asarray(stats, np.float32)])
 
 
+def _read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, path
+    return image
+
+
 def _load(manifest: Manifest, key: str) -> tuple[np.ndarray, np.ndarray]:
     records = manifest.for_line(key)
-    x = [features(cv2.imread(str(manifest.file(r)), cv2.IMREAD_COLOR)) for r in records]
+    x = [features(_read(manifest.file(r))) for r in records]
     return np.asarray(x), np.asarray([r.cls for r in records])
 
 

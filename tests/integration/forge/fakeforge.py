@@ -132,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str, path: str, query: dict[str, str], full: str) -> None:
         state = self.server.state
-        body = self._body() if method in ("POST", "PATCH") else None
+        body: Any = self._body() if method in ("POST", "PATCH") else {}
         if path == "/pulls" and method == "GET":
             pulls = [p for p in state.pulls.values() if p["state"] == query.get("state", "open")]
             if state.hide_open_once:

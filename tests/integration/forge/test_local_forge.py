@@ -47,8 +47,8 @@ def test_records_live_in_the_origin_and_every_clone_sees_them(
     assert doc["state"] == "open"
     assert doc["labels"] == ["rollback"]
     assert doc["created"].endswith("Z")
-    other = git.Repo.clone_from(origin, tmp_path / "other")
-    assert LocalForge.for_repo(other.working_tree_dir).find_open("rollback/toledo-line-3") == pr
+    git.Repo.clone_from(origin, tmp_path / "other")
+    assert LocalForge.for_repo(tmp_path / "other").find_open("rollback/toledo-line-3") == pr
     assert not (Path(clone.working_tree_dir) / "linefleet-forge").exists()
 
 
@@ -99,7 +99,7 @@ def test_merge_makes_a_merge_commit_on_the_origin(setup: tuple[Path, Any, LocalF
     assert merged.state is PullState.MERGED
     tip = git.Repo(origin).commit("main")
     assert [p.hexsha for p in tip.parents] == [main_before, head_sha]
-    assert tip.message.startswith("Merge pull request #1 from change")
+    assert str(tip.message).startswith("Merge pull request #1 from change")
     assert (tip.tree / "fleet/new.yaml").data_stream.read() == b"new: true\n"
     record = forge.record(pr.number)
     assert record.merge_commit == tip.hexsha

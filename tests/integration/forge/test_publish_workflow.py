@@ -59,7 +59,7 @@ def test_publishes_the_current_main_once_and_removes_the_key(tmp_path: Path) -> 
         with other.config_writer() as cfg:
             cfg.set_value("user", "name", "Engineer")
             cfg.set_value("user", "email", "engineer@example.com")
-        edit_rollout(Path(other.working_tree_dir), "toledo/line-2", candidate=None)
+        edit_rollout(Path(str(other.working_tree_dir)), "toledo/line-2", candidate=None)
         other.git.commit("-am", "abort the toledo/line-2 candidate")
         other.git.push("origin", "HEAD:main")
         third = run_publish(work, broker, key_pem)

@@ -30,7 +30,7 @@ class Device:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"linefleet-device-{user}")
         self.client.username_pw_set(user, password)
         self.connected = threading.Event()
-        self.client.on_message = lambda _c, _u, m: self.got.__setitem__(m.topic, m.payload)
+        self.client.on_message = lambda _c, _u, m: self.got.__setitem__(m.topic, bytes(m.payload))
         self.client.on_connect = lambda *_: self.connected.set()
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()

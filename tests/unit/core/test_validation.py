@@ -19,7 +19,7 @@ DEV = "fleet/sites/toledo/devices/tol-edge-01.yaml"
 MODEL = "fleet/models/surface-cnn.yaml"
 TAX2 = "taxonomies/surface-defects/v2.yaml"
 
-Mutation = Callable[[MemorySource], None]
+Mutation = Callable[[MemorySource], object]
 
 
 def findings_for(mutate: Mutation) -> list[tuple[str, str, str, str]]:

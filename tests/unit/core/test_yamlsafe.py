@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import yaml
 
 from linefleet_core import yamlsafe
 from linefleet_core.yamlsafe import YamlProblem, parse
@@ -99,11 +100,47 @@ def test_custom_and_unsafe_tags_are_refused(text: str) -> None:
 
 
 def test_deep_nesting_is_refused_without_crashing_the_interpreter() -> None:
-    # libyaml's C composer segfaults on this; the event reader stops at MAX_DEPTH.
+    # libyaml's C composer segfaults on this; PyYAML >= 6.0.4's scanner stops it at ~1,000
+    # levels; either way the user sees our refusal at the first level too deep.
     p = problem("[" * 200_000)
     assert f"nested more than {yamlsafe.MAX_DEPTH} levels" in p.message
+    assert (p.line, p.col) == (1, yamlsafe.MAX_DEPTH + 1)
     p = problem("".join(f"{' ' * i}k{i}:\n" for i in range(100)) + " " * 100 + "v: 1\n")
     assert "nested more than" in p.message
+    assert p.line == yamlsafe.MAX_DEPTH + 1
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_the_readers_own_limit_between_its_depth_and_the_parsers(opening: str) -> None:
+    # Deeper than MAX_DEPTH, far shallower than libyaml's own limit: our event loop refuses.
+    text = opening * (yamlsafe.MAX_DEPTH + 5)
+    p = problem(text)
+    assert p.message == f"nested more than {yamlsafe.MAX_DEPTH} levels deep"
+    assert (p.line, p.col) == (1, len(opening) * yamlsafe.MAX_DEPTH + 1)
+
+
+class _ParserWithDepthLimit:
+    """The C loader as PyYAML 6.0.4 behaves: libyaml refuses the nesting before we see it."""
+
+    def __init__(self, text: str) -> None:
+        self.mark = yaml.Mark("<unicode string>", 1000, 0, 1000, text, 1000)
+
+    def get_event(self) -> object:
+        raise yaml.scanner.ScannerError(
+            "while increasing flow level", self.mark, "exceeded maximum nesting depth", self.mark
+        )
+
+    def dispose(self) -> None:
+        pass
+
+
+def test_the_parsers_own_depth_error_becomes_the_same_located_refusal() -> None:
+    text = "[" * 2_000
+    with pytest.raises(yamlsafe.YamlProblem) as caught:
+        yamlsafe.parse(text, loader=_ParserWithDepthLimit)
+    p = caught.value
+    assert p.message == f"nested more than {yamlsafe.MAX_DEPTH} levels deep"
+    assert (p.line, p.col) == (1, yamlsafe.MAX_DEPTH + 1)
 
 
 def test_invalid_utf8_names_the_line_and_column_of_the_bad_byte() -> None:

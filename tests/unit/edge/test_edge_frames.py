@@ -14,7 +14,7 @@ from linefleet_core.errors import UsageError
 
 def write_video(path: Path, levels: list[int]) -> Path:
     """A real MJPG .avi (OpenCV writes it without a display or codec packs)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (32, 24))
     for level in levels:
         writer.write(np.full((24, 32, 3), level, dtype=np.uint8))
     writer.release()

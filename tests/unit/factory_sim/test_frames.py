@@ -50,6 +50,7 @@ def test_manifest_describes_every_frame(tmp_path: Path) -> None:
         data = manifest.file(record).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record.sha256
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         assert image.shape == (64, 64, 3)
         assert record.cls in CLASSES
         if record.cls == "ok":

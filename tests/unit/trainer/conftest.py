@@ -31,7 +31,7 @@ def frames(tmp_path: Path) -> FrameStore:
 __all__ = ["postgres"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A new, empty label store database on each backend."""
     if request.param == "sqlite":

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from linefleet_core.taxonomy import Taxonomy
 from tests.support.postgres import Postgres
 from trainer.datasets import HOLDOUT_PERCENT, Split, build, load_manifest, split_of
@@ -82,6 +84,7 @@ def test_confirmed_override_wins_ties_are_disputed_and_old_versions_are_left_out
     assert at_v2.items == () and at_v2.excluded == {"under surface-defects@1": 5}
 
 
+@pytest.mark.integration
 def test_the_same_events_give_the_same_dataset_hash_on_sqlite_and_postgresql(
     postgres: Postgres, taxes: dict[str, Taxonomy], tmp_path: Path
 ) -> None:

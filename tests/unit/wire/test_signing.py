@@ -138,7 +138,7 @@ def test_unknown_fields_are_signed_and_ignored() -> None:
         (signed(document(), SigningKey.generate()), Refusal.UNKNOWN_KEY),
         (signed(document(content_hash="0" * 64)), Refusal.CONTENT_HASH_MISMATCH),
         (signed(document(generation=0)), Refusal.MALFORMED),
-        (signed(document(generation="3")), Refusal.MALFORMED),
+        (signed(document(generation="3")), Refusal.MALFORMED),  # type: ignore[arg-type]
     ],
 )
 def test_refusals(payload: bytes, reason: Refusal) -> None:
