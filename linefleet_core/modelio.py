@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from linefleet_core.catalogue import output_names
+from linefleet_core.catalogue import ModelVersion, output_names
 
 Frame = npt.NDArray[np.uint8]
 Tensor = npt.NDArray[np.float32]
@@ -68,6 +68,36 @@ class Contract:
     def output_names(self) -> list[str]:
         """The graph outputs the task reads, in a fixed order (the decision reads the first)."""
         return output_names(self.task, self.outputs)
+
+
+def contract_of_version(mv: ModelVersion) -> Contract:
+    """The contract a catalogue entry declares (the trainer scores a model exactly so)."""
+    spec = mv.input
+    norm = spec.normalize
+    return Contract(
+        classes=tuple(mv.output_classes),
+        height=spec.height,
+        width=spec.width,
+        channels=spec.channels,
+        task=mv.task,
+        color=spec.color,
+        layout=spec.layout,
+        resize=spec.resize,
+        scale=norm.scale,
+        mean=None if norm.mean is None else tuple(norm.mean),
+        std=None if norm.std is None else tuple(norm.std),
+        tiling=None if spec.tiling is None else (spec.tiling.size, spec.tiling.overlap),
+        input_name=spec.name,
+        outputs=mv.outputs.model_dump(exclude_none=True, exclude_defaults=True),
+    )
+
+
+def run_session(session: Any, c: Contract, batch: Tensor) -> list[Any]:
+    """Run an onnxruntime session on a batch of inputs, one input at a time (any graph)."""
+    name = c.input_name or session.get_inputs()[0].name
+    names = c.output_names()
+    runs = [session.run(names, {name: batch[i : i + 1]}) for i in range(batch.shape[0])]
+    return [np.concatenate([np.asarray(r[k]) for r in runs]) for k in range(len(names))]
 
 
 @dataclass(frozen=True)

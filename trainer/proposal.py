@@ -26,13 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core import gitrepo
-from linefleet_core.catalogue import ModelVersion
+from linefleet_core.catalogue import InputSpec, ModelVersion, Outputs
 from linefleet_core.errors import Finding, FindingsError, PermanentError, Severity, UsageError
 from linefleet_core.forge import Forge, PullRequest
+from linefleet_core.modelio import contract_of_version
 from linefleet_core.spec import DirectorySource, FleetSpec, load
 from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.validation import check
-from trainer.catalogue_edit import add_model_version, set_shadow_candidate
+from trainer.catalogue_edit import (
+    add_model_version,
+    new_model_family,
+    set_shadow_candidate,
+    set_version_evaluation,
+)
 from trainer.datasets import DatasetVersion
 from trainer.evaluate import ModelUnderTest, evaluate
 from trainer.frames import FrameStore
@@ -60,6 +66,11 @@ class Proposal:
     reference_stats: Mapping[str, float]
     remote: str = "origin"
     base: str = "main"
+    version: int | None = None
+    """The catalogue version to propose (a registered model version); None: the next one."""
+    contract: Mapping[str, Any] | None = None
+    """A model brought from outside (`linefleet model add`): its catalogue fields (task,
+    output_classes, input, outputs, opset); None: a linefleet-trained classifier."""
 
 
 @dataclass(frozen=True)
@@ -136,11 +147,12 @@ def _score_incumbent(
         )
     model = ModelUnderTest(
         data,
-        mv.input.shape[2],
-        mv.input.shape[3],
+        mv.input.height,
+        mv.input.width,
         mv.input.color,
         tuple(mv.output_classes),
         mv.taxonomy,
+        contract_of_version(mv) if _is_v2(mv) else None,
     )
     scores, _ = evaluate(model, holdout, frames, ds.classes, ds.taxonomy, taxonomies)
     return scores.metric(metric)
@@ -157,9 +169,17 @@ def propose(
     commit = gitrepo.resolve(repo, f"{proposal.remote}/{proposal.base}")
     spec, _ = load(gitrepo.GitSource(commit))
     family = spec.models.get(proposal.model)
-    if family is None:
+    if family is None and proposal.contract is None:
         raise UsageError(f"model family {proposal.model!r} is not in the catalogue at the base")
-    version = max(v.version for v in family.versions) + 1
+    known = [v.version for v in family.versions] if family else []
+    version = proposal.version or max(known, default=0) + 1
+    sha = hashlib.sha256(proposal.artifact).hexdigest()
+    held = spec.model_version(f"{proposal.model}@{version}")
+    if held is not None and held.artifact.sha256 != sha:
+        raise PermanentError(
+            f"{proposal.model}@{version} is in the catalogue with another artifact "
+            f"({held.artifact.sha256[:12]}, not {sha[:12]})"
+        )
     ds = proposal.dataset
     info = CandidateInfo(
         proposal.model,
@@ -167,11 +187,24 @@ def propose(
         ds.taxonomy,
         ds.hash,
         proposal.run_id,
-        hashlib.sha256(proposal.artifact).hexdigest(),
+        sha,
         len(proposal.artifact),
     )
     size = proposal.input_size
     candidate = ModelUnderTest(proposal.artifact, size, size, "rgb", ds.classes, ds.taxonomy)
+    if proposal.contract is not None:
+        declared = ModelVersion.model_validate(
+            {**_entry_base(info, proposal), "evaluation": {}}, strict=False
+        )
+        candidate = ModelUnderTest(
+            proposal.artifact,
+            declared.input.height,
+            declared.input.width,
+            declared.input.color,
+            tuple(declared.output_classes),
+            declared.taxonomy,
+            contract_of_version(declared),
+        )
     scores = score_lines(spec, candidate, proposal, frames, taxonomies, repo, commit)
     plan = plan_promotion(spec, info, scores)
     if not plan.included:
@@ -185,9 +218,37 @@ def propose(
     return ProposalResult(plan, pull, sha)
 
 
-def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
-    c, ds = plan.candidate, proposal.dataset
-    evaluation = {
+def _is_v2(mv: ModelVersion) -> bool:
+    """Declares anything beyond contract v1 (v1 models are scored as they always were)."""
+    plain = InputSpec(shape=mv.input.shape, color=mv.input.color)
+    return mv.task != "classification" or mv.outputs != Outputs() or mv.input != plain
+
+
+def _entry_base(c: CandidateInfo, proposal: Proposal) -> dict[str, Any]:
+    """The version's fields other than its evidence."""
+    ds = proposal.dataset
+    entry: dict[str, Any] = {
+        "version": c.version,
+        "taxonomy": ds.taxonomy,
+        "output_classes": list(ds.classes),
+        "artifact": {"url": artifact_path(c), "sha256": c.sha256, "size": c.size},
+        "input": {"shape": [1, 3, proposal.input_size, proposal.input_size], "color": "rgb"},
+        "opset": OPSET,
+    }
+    if proposal.contract is not None:
+        entry = {**entry, **proposal.contract}
+        entry.pop("version", None)
+        entry = {"version": c.version, **entry}
+    entry["execution_providers"] = ["CPUExecutionProvider"]
+    entry["reference_stats"] = dict(proposal.reference_stats)
+    entry["mlflow_run_id"] = c.run_id
+    entry["dataset"] = ds.hash
+    return entry
+
+
+def evaluation_of(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
+    ds = proposal.dataset
+    return {
         d.line: {
             "metric": plan.metric,
             "candidate": d.scores.candidate,
@@ -199,19 +260,10 @@ def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
         for d in plan.included
         if d.scores is not None
     }
-    return {
-        "version": c.version,
-        "taxonomy": ds.taxonomy,
-        "output_classes": list(ds.classes),
-        "artifact": {"url": artifact_path(c), "sha256": c.sha256, "size": c.size},
-        "input": {"shape": [1, 3, proposal.input_size, proposal.input_size], "color": "rgb"},
-        "opset": OPSET,
-        "execution_providers": ["CPUExecutionProvider"],
-        "reference_stats": dict(proposal.reference_stats),
-        "mlflow_run_id": c.run_id,
-        "dataset": ds.hash,
-        "evaluation": evaluation,
-    }
+
+
+def catalogue_entry(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
+    return {**_entry_base(plan.candidate, proposal), "evaluation": evaluation_of(plan, proposal)}
 
 
 def artifact_path(c: CandidateInfo) -> str:
@@ -226,11 +278,21 @@ def _commit_branch(
     repo.git.worktree("add", "--force", "-B", plan.branch, str(tree), base.hexsha)
     ok = False
     try:
-        family = spec.models[proposal.model]
-        target = tree / artifact_path(plan.candidate)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(proposal.artifact)
-        add_model_version(tree / spec.located(family).path, catalogue_entry(plan, proposal))
+        family = spec.models.get(proposal.model)
+        held = spec.model_version(plan.candidate.ref)
+        if held is not None and family is not None:  # registered and catalogued already
+            path = tree / spec.located(family).path
+            set_version_evaluation(path, plan.candidate.version, evaluation_of(plan, proposal))
+        else:
+            target = tree / artifact_path(plan.candidate)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(proposal.artifact)
+            entry = catalogue_entry(plan, proposal)
+            if family is None:
+                path = tree / "fleet" / "models" / f"{proposal.model}.yaml"
+                new_model_family(path, proposal.model, entry, "brought from outside linefleet")
+            else:
+                add_model_version(tree / spec.located(family).path, entry)
         for d in plan.included:
             set_shadow_candidate(tree / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
         _validate(tree)
