@@ -91,5 +91,7 @@ def test_model_add_refuses_a_contract_the_graph_does_not_have(
     assert "the graph has no output 'scores' (['logits'])" in capsys.readouterr().err
     assert main(argv) == 2  # 3 logits for the taxonomy's 4 classes
     err = capsys.readouterr().err
-    assert "outputs.logits: 'logits' is [?, 3]; a classifier's output is [N, 4] for 4 classes" in err
+    assert (
+        "outputs.logits: 'logits' is [?, 3]; a classifier's output is [N, 4] for 4 classes" in err
+    )
     assert not (root / "fleet/models/bad.yaml").exists()
