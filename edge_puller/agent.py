@@ -160,15 +160,22 @@ class Agent:
             self.report()
         return IDLE_TICK
 
-    def run(self, stop: threading.Event) -> None:
-        """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving."""
+    def run(self, stop: threading.Event, alive: Callable[[], None] | None = None) -> None:
+        """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving.
+        `alive` (the systemd watchdog) is called at least every second while the loop runs."""
         while not stop.is_set():
             try:
                 delay = self.tick()
             except Exception:
                 log.exception("convergence tick failed; retrying")
                 delay = self.backoff.next(5.0)
-            self.wake.wait(delay)
+            deadline = self.clock() + delay
+            while not stop.is_set():
+                if alive is not None:
+                    alive()
+                left = deadline - self.clock()
+                if left <= 0 or self.wake.wait(min(left, 1.0)):
+                    break
             self.wake.clear()
 
     @property

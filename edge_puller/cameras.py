@@ -111,9 +111,12 @@ class CameraHub:
     def take(
         self, stop: threading.Event, timeout: float = 0.2
     ) -> tuple[CameraFeed, FrameItem] | None:
-        """The next frame round-robin across cameras; None when stopped or every source ended."""
+        """The next frame round-robin across cameras, waiting at most `timeout`; None when
+        there is none yet (see `exhausted`), or when stopped."""
         with self._cond:
-            while not stop.is_set():
+            for attempt in range(2):
+                if stop.is_set():
+                    return None
                 for offset in range(len(self._order)):
                     index = (self._next + offset) % len(self._order)
                     feed = self.feeds[self._order[index]]
@@ -122,10 +125,16 @@ class CameraHub:
                         item = feed.queue.popleft()
                         self._cond.notify_all()  # a recorded source may be waiting for room
                         return feed, item
-                if self._open <= 0:
+                if self._open <= 0 or attempt:
                     return None
                 self._cond.wait(timeout)
             return None
+
+    @property
+    def exhausted(self) -> bool:
+        """Every source ended and every queued frame was taken."""
+        with self._cond:
+            return self._open <= 0 and not any(f.queue for f in self.feeds.values())
 
     def done(self, feed: CameraFeed, decided: bool) -> None:
         with self._cond:

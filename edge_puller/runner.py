@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +28,7 @@ from edge_puller.link import Link
 from edge_puller.recent import DEFAULT_CAPACITY
 from edge_puller.report import AGENT
 from edge_puller.sources import Source, Sources, check_cameras, lines_of
+from edge_puller.systemd import Watchdog, notify, watchdog_seconds
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import TrustedKeys
@@ -52,8 +53,8 @@ class RunOptions:
     """Every camera's source (`edge run --sources`), instead of one `frames` source."""
     workers: int = 2
     """Inspection threads deciding frames (with `sources`); onnxruntime runs them in parallel."""
-    watchdog: Callable[[], None] | None = None
-    """Called from the convergence loop and the frame loops while they make progress."""
+    watchdog: Watchdog | None = None
+    """systemd's watchdog (`edge_puller/systemd.py`): every loop says it is alive to it."""
 
 
 def lock_state_dir(folder: Path) -> int:
@@ -113,10 +114,19 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    loop = threading.Thread(target=agent.run, args=(stop,), name="converge", daemon=True)
+    watchdog = options.watchdog
+    if watchdog is None and (period := watchdog_seconds()) is not None:
+        watchdog = Watchdog(period)
+    options = replace(options, watchdog=watchdog)
+    alive = (lambda: watchdog.alive("converge")) if watchdog is not None else None
+    loop = threading.Thread(target=agent.run, args=(stop, alive), name="converge", daemon=True)
     agent.tick()  # serve from the persisted state before the first frame, broker or not
     loop.start()
     link.start()
+    if watchdog is not None:
+        watchdog.alive("converge")
+        threading.Thread(target=watchdog.run, args=(stop,), name="watchdog", daemon=True).start()
+    notify("READY=1")
     sink = _open_sink(options.results)
     try:
         if source is not None:
@@ -126,6 +136,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
             every_camera(agent, options, options.sources, sink, stop)
         stop.wait()
     finally:
+        notify("STOPPING=1")
         stop.set()
         agent.wake.set()
         loop.join(10.0)
@@ -219,17 +230,25 @@ def _inspect(
     sink: IO[str],
     write: threading.Lock,
     stop: threading.Event,
-    watchdog: Callable[[], None] | None,
+    watchdog: Watchdog | None,
 ) -> None:
     """An inspection worker: the next frame of any camera, decided on each of its lines."""
-    while not stop.is_set() and not agent.engine.lines():
-        stop.wait(0.2)  # nothing serves yet: recorded sources wait, live ones drop the oldest
-    while True:
-        taken = hub.take(stop)
+    name = threading.current_thread().name
+
+    def alive() -> None:
         if watchdog is not None:
-            watchdog()
+            watchdog.alive(name)
+
+    while not stop.is_set() and not agent.engine.lines():
+        alive()
+        stop.wait(0.2)  # nothing serves yet: recorded sources wait, live ones drop the oldest
+    while not stop.is_set():
+        alive()  # a worker stuck in inference stops saying so: systemd restarts the agent
+        taken = hub.take(stop, timeout=0.5)
         if taken is None:
-            return
+            if hub.exhausted:
+                return
+            continue
         feed, (frame_id, frame) = taken
         camera = feed.source.camera
         lines = lines_of(camera, _served(agent))

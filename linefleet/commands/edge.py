@@ -82,6 +82,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.set_defaults(run=run_agent)
 
+    i = verbs.add_parser(
+        "install-service",
+        help="write the systemd unit of the agent (restart on failure, watchdog, journald)",
+        description="Write linefleet-edge.service: Type=notify with the watchdog fed from the "
+        "agent's loops, Restart=on-failure, logs to journald, state under /var/lib. Then: "
+        "systemctl daemon-reload && systemctl enable --now linefleet-edge.",
+    )
+    i.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
+    i.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
+    i.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    i.add_argument("--sources", required=True, type=Path, help="the device's sources file")
+    i.add_argument("--trust-key", required=True, type=Path, help="pinned key or key folder")
+    i.add_argument("--state-dir", type=Path, default=Path("/var/lib/linefleet/edge"))
+    i.add_argument("--artifact-root", type=Path, action="append", default=[])
+    i.add_argument("--user", default="linefleet", help="the service's user (default linefleet)")
+    i.add_argument("--watchdog-seconds", type=int, default=30)
+    i.add_argument("--executable", help="the linefleet command (default: the one running this)")
+    i.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/etc/systemd/system/linefleet-edge.service"),
+        help="where to write the unit ('-': standard output)",
+    )
+    i.set_defaults(run=install_service)
+
     s = verbs.add_parser(
         "status",
         help="show the local view (models, generation, outbox) with no network",
@@ -187,6 +212,45 @@ def run_agent(ns: argparse.Namespace) -> int:
         **recent,
     )
     return run(options)
+
+
+def install_service(ns: argparse.Namespace) -> int:
+    import shutil
+    import sys
+
+    from edge_puller.systemd import UnitOptions, unit_text
+    from linefleet_core.mqtturl import BrokerAddress
+
+    site, device = _site_and_device(ns.device, ns.site)
+    BrokerAddress.parse(ns.broker)
+    if not ns.state_dir.is_absolute() or not ns.sources.is_absolute():
+        raise UsageError("--state-dir and --sources must be absolute paths (systemd runs them)")
+    if ns.watchdog_seconds < 2:
+        raise UsageError("--watchdog-seconds must be at least 2")
+    executable = ns.executable or shutil.which("linefleet") or f"{sys.executable} -m linefleet"
+    text = unit_text(
+        UnitOptions(
+            site=site,
+            device=device,
+            broker=ns.broker,
+            sources=ns.sources,
+            trust_keys=ns.trust_key.absolute(),
+            state_dir=ns.state_dir,
+            executable=executable,
+            artifact_roots=tuple(p.absolute() for p in ns.artifact_root),
+            user=ns.user,
+            watchdog_seconds=ns.watchdog_seconds,
+        )
+    )
+    if str(ns.out) == "-":
+        print(text, end="")
+        return int(ExitCode.OK)
+    from linefleet_core.atomic import write_atomic
+
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(ns.out, text.encode())
+    print(f"wrote {ns.out}; next: systemctl daemon-reload && systemctl enable --now {ns.out.stem}")
+    return int(ExitCode.OK)
 
 
 def show_status(ns: argparse.Namespace) -> int:

@@ -48,9 +48,11 @@ def test_a_recorded_source_waits_for_room_and_loses_nothing() -> None:
     time.sleep(0.1)
     assert len(feed.queue) == 2  # blocked: the queue is bounded, nothing dropped
     taken = []
-    while (got := hub.take(stop, timeout=0.05)) is not None:
-        taken.append(got[1][0])
-        hub.done(got[0], True)
+    while not hub.exhausted:
+        got = hub.take(stop, timeout=0.05)
+        if got is not None:
+            taken.append(got[1][0])
+            hub.done(got[0], True)
     reader.join(5)
     assert taken == [f"f{n}" for n in range(6)]
     assert (feed.dropped, feed.decided, feed.state) == (0, 6, "ended")
