@@ -278,8 +278,9 @@ def main() -> None:
     )
     serving, shadow = results["saturated_serving"], results["saturated_shadow"]
     markdown = f"""One device (2 shared cores), one line, 8 cameras, 640x480 frames, a small CNN
-(64 px), 2 inspection workers, 4 frames queued per camera (oldest dropped). Frame keeping (spool, recent
-frames for overrides) is off: each kept frame costs a 640x480 JPEG encode and an fsync.
+(64 px), 2 inspection workers, 4 frames queued per camera (oldest dropped). Frame keeping
+(spool, recent frames for overrides) is off: each kept frame costs a 640x480 JPEG encode and
+an fsync.
 
 **Paced, 8 x 10 fps for {paced["seconds"]} s:** {paced["decided_per_s"]} frames decided/s in
 total (80 offered), {paced["dropped"]} dropped.
