@@ -211,6 +211,7 @@ class Agent:
             line=line,
             generation=generation if generation is not None else self.state.generation,
             details=details,
+            install=self.outbox.install,
         )
         seq = self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)

@@ -10,25 +10,38 @@ migration is still a valid rollback target. The smoke test checks K against thos
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from pydantic import ValidationError
 
 from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
-from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify
-from linefleet_core.wire import Applied, DesiredState, LineSpec
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify, verify_document
+from linefleet_core.wire import Applied, DesiredState, LineSpec, Removal
 from linefleet_core.wire import ModelSpec as WireModel
 
 
 def accept(
     payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
 ) -> tuple[dict[str, Any], Target]:
-    """The document as received and its `Target`, or `VerifyError` with a `Refusal` reason."""
-    doc = verify(payload, keys, device=device, held=held)
+    """The document as received and its `Target`, or `VerifyError` with a `Refusal` reason
+    (including `expired`: past its signed `expires_at` by this device's clock)."""
+    doc = verify(payload, keys, device=device, held=held, now=time.time())
     target = to_target(doc)
     raw: dict[str, Any] = json.loads(payload)
     return raw, target
+
+
+def removal_of(
+    payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
+) -> Removal | None:
+    """The verified removal tombstone in `payload`, None when it holds a desired state (which
+    `accept` then verifies), or `VerifyError` for a tombstone that does not verify."""
+    if b'"Removed"' not in payload:  # cheap: only a tombstone is checked twice
+        return None
+    doc = verify_document(payload, keys, device=device, held=held)
+    return doc if isinstance(doc, Removal) else None
 
 
 def to_target(doc: DesiredState) -> Target:

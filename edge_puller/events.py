@@ -28,9 +28,10 @@ def event_document(
     line: str | None,
     generation: int,
     details: dict[str, Any] | None = None,
+    install: str | None = None,
 ) -> bytes:
-    """The JSON bytes of one `Event` with sequence number `seq`, stamped now."""
-    event = {
+    """The JSON bytes of one `Event` with sequence number `seq` of installation `install`."""
+    event: dict[str, Any] = {
         "protocol": PROTOCOL,
         "kind": "Event",
         "site": site,
@@ -44,6 +45,8 @@ def event_document(
         "message": message[:MAX_MESSAGE],
         "details": details or {},
     }
+    if install is not None:
+        event["install"] = install
     return json.dumps(event, sort_keys=True).encode()
 
 
@@ -57,6 +60,7 @@ def event_builder(
     line: str | None,
     generation: int,
     details: dict[str, Any] | None = None,
+    install: str | None = None,
 ) -> Callable[[int], bytes]:
     """`seq -> event_document(...)`, for `Outbox.put_event`, which picks the number."""
 
@@ -71,6 +75,7 @@ def event_builder(
             line=line,
             generation=generation,
             details=details,
+            install=install,
         )
 
     return build

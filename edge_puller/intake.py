@@ -2,8 +2,10 @@
 acts on it.
 
 The MQTT thread only queues payloads (`Agent.offer_desired`); the loop takes them here at the
-start of each tick. An empty payload (the retained `desired` cleared) marks the device removed
-from the fleet. Anything else goes through `edge_puller/desired.py` (size, JSON, protocol,
+start of each tick. Removal from the fleet is a signed tombstone (`kind: Removed`), verified
+like a document and newer than the replay floor; an empty payload (the retained `desired`
+cleared: unsigned, anyone with write access could send it) is refused (`unsigned-removal`) and
+changes nothing. Anything else goes through `edge_puller/desired.py` (size, JSON, protocol,
 pinned key, signature, schema, content hash, addressee, generation against the replay floor of
 each pinned key); a refusal becomes a `refused-document` event and the incumbent keeps
 serving. A verified document that only repeats the one held (perhaps re-signed with another
@@ -19,10 +21,12 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from edge_puller.desired import accept
+from edge_puller.desired import accept, removal_of
 from linefleet_core.highwater import floor
 from linefleet_core.signing import Refusal, VerifyError
-from linefleet_core.wire import MAX_DESIRED_BYTES
+from linefleet_core.wire import MAX_DESIRED_BYTES, Applied
+
+UNSIGNED_REMOVAL = Refusal.UNSIGNED_REMOVAL.value
 
 if TYPE_CHECKING:
     from edge_puller.agent import Agent
@@ -40,12 +44,24 @@ def take_desired(agent: Agent) -> None:
 
 def _accept(agent: Agent, payload: bytes) -> None:
     if not payload:
-        if agent.state.removed_at is None:  # persisted: a restart still knows
-            agent.save(replace(agent.state, removed_at=time.time()))
-        agent.report()
+        agent.emit(
+            "refused-document",
+            UNSIGNED_REMOVAL,
+            "the retained desired state was cleared without a signed removal; keeping it",
+        )
         return
     held = floor(agent.state.marks, agent.trusted_keys)  # unpinned keys' marks do not bind
+    gone = agent.state.removed_generation
+    if gone and (held is None or gone >= held.generation):  # nothing older than the removal
+        held = Applied(generation=gone, content_hash="0" * 64)
     try:
+        removal = removal_of(payload, agent.trusted_keys, agent.device, held)
+        if removal is not None:
+            if agent.state.removed_at is None or removal.generation > gone:  # persisted
+                state = replace(agent.state, removed_at=time.time())
+                agent.save(replace(state, removed_generation=removal.generation))
+            agent.report()
+            return
         raw, target = accept(payload, agent.trusted_keys, agent.device, held)
     except RecursionError:  # JSON nested deeper than the parser's stack
         exc = VerifyError(Refusal.MALFORMED, "JSON nested too deeply")
@@ -59,7 +75,7 @@ def _accept(agent: Agent, payload: bytes) -> None:
             generation=_generation_of(payload),
         )
         return
-    if agent.state.removed_at is not None:  # a verified document: back in the fleet
+    if agent.state.removed_at is not None:  # a newer verified document: back in the fleet
         agent.save(replace(agent.state, removed_at=None))
     held_target = agent.state.target
     if (

@@ -1,8 +1,9 @@
 """The device's MQTT link: its own reconnect loop, the desired subscription, the outbox sender.
 
 - Persistent session (`clean_session=False`) with the stable id `linefleet-device-<id>`.
-- Last will `{"online": false}` (retained, QoS 1) set before connecting; birth
-  `{"online": true}` published after every connect; re-subscribe to `…/desired` every time.
+- Last will `{"online":false,"protocol":1}` (retained, QoS 1) set before connecting; birth
+  `{"online":true,"protocol":1}` (with `agent`) published after every connect; re-subscribe to
+  `…/desired` every time.
 - Reconnects with capped, jittered exponential backoff (reset after a successful connect).
 - A sender thread delivers the outbox strictly in order, one message in flight, and acks a
   message only after the broker's PUBACK; when the outbox is empty it uploads spooled frames.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -23,10 +25,21 @@ from edge_puller.backoff import Backoff
 from edge_puller.outbox import Outbox
 from edge_puller.spool import Spool
 from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import SigningKey, canonical_json
 from linefleet_core.wire import Channel, client_id, online_payload, topic
 
 PUBACK_TIMEOUT = 5.0
 log = logging.getLogger("linefleet.edge")
+
+
+def sign_payload(key: SigningKey, payload: bytes) -> bytes:
+    """A report or event signed with the device's key (canonical JSON, as the reconciler
+    checks it; Ed25519 is deterministic, so a re-sent message has the same bytes)."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return payload  # never ours; the receiver refuses it either way
+    return canonical_json(key.sign(body)) if isinstance(body, dict) else payload
 
 
 class Link:
@@ -40,6 +53,7 @@ class Link:
         spools: Callable[[], Iterable[Spool]] = lambda: (),
         keepalive: int = 30,
         agent: str = "",
+        device_key: SigningKey | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -53,6 +67,7 @@ class Link:
         self.spools = spools
         self.keepalive = keepalive
         self.agent = agent
+        self.device_key = device_key  # signs every report and event that leaves the device
         self.connected = threading.Event()
         self._connack = threading.Event()
         self.connects = 0
@@ -168,7 +183,10 @@ class Link:
             return
         message = self.outbox.first()
         if message is not None:
-            if self._publish(message.topic, message.payload, message.retain):
+            payload = message.payload
+            if self.device_key is not None and message.kind in ("report", "event"):
+                payload = sign_payload(self.device_key, payload)
+            if self._publish(message.topic, payload, message.retain):
                 self.outbox.ack(message.id)
             return
         if not self._upload_one():

@@ -4,7 +4,9 @@ SQLite in WAL mode with `synchronous=FULL`: a message is on disk when `put` retu
 device that restarts while offline loses nothing. Messages leave in insertion order, one at
 a time, and are deleted only after the broker's PUBACK (`ack`). Events get a per-device
 sequence number from a counter stored in the same transaction, strictly increasing across
-restarts, so the receiver drops duplicates (`seq <= last seen`).
+restarts, so the receiver drops duplicates (`seq <= last seen`). The sequence belongs to this
+outbox's `install` id, a random id created with the database: a reinstalled device (storage
+wiped, `seq` from 1 again) has a new one, so its events are not taken for duplicates.
 
 Reports are full snapshots (retained on the broker): a new report replaces any older report
 still waiting, so hours offline do not queue hours of heartbeats. Events are never merged.
@@ -18,6 +20,7 @@ locking (`BEGIN IMMEDIATE`, a busy timeout) keeps the sequence counter strict ac
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -56,6 +59,14 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR IGNORE INTO counters(name, value) VALUES('install_id', ?)",
+                (secrets.randbits(63) or 1,),
+            )
+        self.install = f"{self.counter('install_id'):016x}"
+        """This installation's id (16 hex digits), sent with every event as `install`."""
 
     def close(self) -> None:
         with self._lock:

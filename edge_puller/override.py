@@ -110,6 +110,7 @@ def queue_overrides(state_dir: Path, requests: Sequence[OverrideRequest]) -> lis
     if errors:
         kind = UsageError if any(isinstance(e, UsageError) for e in errors) else PermanentError
         raise kind("\n".join(str(e) for e in errors))
+    outbox = Outbox(state_dir / "outbox.db")
     builders = [
         (
             event_builder(
@@ -122,12 +123,12 @@ def queue_overrides(state_dir: Path, requests: Sequence[OverrideRequest]) -> lis
                 line=c.decided.line,
                 generation=state.generation,
                 details=c.details,
+                install=outbox.install,
             ),
             (topic(target.site, target.device, Channel.FRAMES), c.decided.frame),
         )
         for c in checked
     ]
-    outbox = Outbox(state_dir / "outbox.db")
     try:
         seqs = outbox.put_events(topic(target.site, target.device, Channel.EVENTS), builders)
     finally:

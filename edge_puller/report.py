@@ -105,9 +105,13 @@ def _line_status(agent: Agent, key: str) -> dict[str, Any]:
     return status
 
 
+SIGNATURE_ROOM = 512
+"""Bytes kept free for the device's signature (`edge_puller.link.sign_payload`)."""
+
+
 def fit(document: bytes) -> bytes:
     """Keep a report under the protocol's size limit: drop per-camera and confusion details."""
-    if len(document) <= MAX_REPORTED_BYTES:
+    if len(document) <= MAX_REPORTED_BYTES - SIGNATURE_ROOM:
         return document
     body = json.loads(document)
     for line in body["lines"]:

@@ -31,7 +31,7 @@ from edge_puller.sources import Source, Sources, check_cameras, lines_of
 from edge_puller.systemd import Watchdog, notify, watchdog_seconds
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
-from linefleet_core.signing import TrustedKeys
+from linefleet_core.signing import SigningKey, TrustedKeys
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class RunOptions:
     """Inspection threads deciding frames (with `sources`); onnxruntime runs them in parallel."""
     watchdog: Watchdog | None = None
     """systemd's watchdog (`edge_puller/systemd.py`): every loop says it is alive to it."""
+    device_key: SigningKey | None = None
+    """Signs every report and event the device sends (`linefleet keys device`)."""
 
 
 def lock_state_dir(folder: Path) -> int:
@@ -110,6 +112,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
         agent.outbox,
         spools=agent.spool_list,
         agent=AGENT,
+        device_key=options.device_key,
     )
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -104,7 +104,10 @@ class LocalState:
     last_sync: float | None = None
     """Unix time the device last received or confirmed its desired state from the broker."""
     removed_at: float | None = None
-    """Unix time the desired state was cleared (removed from the fleet); None while in it."""
+    """Unix time a signed removal arrived (removed from the fleet); None while in it."""
+    removed_generation: int = 0
+    """The generation of that removal: a desired state must be newer to bring the device back
+    (so replaying its last document cannot undo the removal)."""
     marks: dict[str, Applied] = field(default_factory=dict)
     """The newest document accepted per signing key (`linefleet_core.highwater`)."""
 
@@ -144,6 +147,7 @@ class LocalState:
             },
             "last_sync": self.last_sync,
             "removed_at": self.removed_at,
+            "removed_generation": self.removed_generation,
             "marks": {k: m.model_dump(mode="json") for k, m in sorted(self.marks.items())},
         }
 
@@ -166,8 +170,13 @@ class LocalState:
             },
             last_sync=data.get("last_sync"),
             removed_at=_optional_time(data.get("removed_at")),
+            removed_generation=_generation(data.get("removed_generation")),
             marks=_marks(data),
         )
+
+
+def _generation(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _marks(data: dict[str, Any]) -> dict[str, Applied]:

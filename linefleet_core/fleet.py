@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from linefleet_core.model import Header, Strict
 from linefleet_core.refs import Id, VersionedRef
@@ -16,6 +23,26 @@ ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 LaxDateTime = Annotated[dt.datetime, Field(strict=False)]
 """ISO 8601 (`2026-12-20` or `2026-12-20T06:00`); naive times are in the site's timezone."""
+
+
+CODE_OWNER_PATTERN = r"^(@[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9_.-]+)?|[^@\s]+@[^@\s]+)$"
+_CODE_OWNER = re.compile(CODE_OWNER_PATTERN)
+
+
+def _code_owner(value: object) -> object:
+    """Say what a CODEOWNERS owner looks like (before the pattern's generic message would)."""
+    if isinstance(value, str) and not _CODE_OWNER.match(value):
+        hint = f"; did you mean '@{value}'?" if _CODE_OWNER.match(f"@{value}") else ""
+        raise ValueError(
+            f"{value!r} is not a CODEOWNERS owner (@user, @org/team or an e-mail){hint}"
+        )
+    return value
+
+
+CodeOwner = Annotated[
+    str, StringConstraints(pattern=CODE_OWNER_PATTERN), BeforeValidator(_code_owner)
+]
+"""A CODEOWNERS owner: `@user`, `@org/team` or an e-mail address."""
 
 
 class ProductionWindow(Strict):
@@ -36,6 +63,10 @@ class FreezePeriod(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError(
+                "start and end must both carry a UTC offset or both be the site's local time"
+            )
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
@@ -46,7 +77,7 @@ class Site(Header):
     id: Id
     name: str = Field(min_length=1)
     timezone: str
-    approvers: list[str] = Field(default_factory=list)
+    approvers: list[CodeOwner] = Field(default_factory=list)
     """Who must approve changes to this site's fleet files (CODEOWNERS entries)."""
     production_windows: list[ProductionWindow] = Field(default_factory=list)
     freeze_periods: list[FreezePeriod] = Field(default_factory=list)
@@ -208,11 +239,6 @@ class HealthGates(Strict):
     min_shadow_agreement: Probability = 0.9
     max_defect_rate_jump: float = Field(default=0.05, ge=0)
     max_drift_score: float = Field(default=0.3, gt=0)
-
-
-CODE_OWNER_PATTERN = r"^(@[A-Za-z0-9][A-Za-z0-9-]*(/[A-Za-z0-9_.-]+)?|[^@\s]+@[^@\s]+)$"
-CodeOwner = Annotated[str, StringConstraints(pattern=CODE_OWNER_PATTERN)]
-"""A CODEOWNERS owner: `@user`, `@org/team` or an e-mail address."""
 
 
 class Owners(Strict):

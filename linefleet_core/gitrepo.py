@@ -31,6 +31,19 @@ def open_repo(path: Path | str) -> Any:
         raise UsageError(f"{path}: not a git repository") from None
 
 
+def identity(repo: Any) -> str:
+    """`Name <email>`: who git says is at work in `repo` (config, environment), else the OS user."""
+    import getpass
+
+    import git
+
+    try:
+        ident = str(repo.git.var("GIT_COMMITTER_IDENT"))
+        return ident[: ident.index(">") + 1]
+    except (git.GitCommandError, ValueError):
+        return getpass.getuser()
+
+
 def resolve(repo: Any, rev: str) -> Any:
     """The commit for `rev`, or a UsageError naming the revision."""
     import git

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import enum
 import hashlib
 import json
@@ -25,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import ValidationError
 
 from linefleet_core.errors import PermanentError, UsageError
-from linefleet_core.wire import MAX_DESIRED_BYTES, PROTOCOL, Applied, DesiredState, speaks
+from linefleet_core.wire import (
+    MAX_DESIRED_BYTES,
+    PROTOCOL,
+    Applied,
+    DesiredState,
+    Removal,
+    speaks,
+)
 
 SIGNING_KEY_ENV = "LINEFLEET_SIGNING_KEY"
 PRIVATE_KEY_FILE = "signing.key"
@@ -122,6 +130,25 @@ class SigningKey:
         public_path.write_bytes(public_pem(self.public))
         return private_path, public_path
 
+    def write_device(self, folder: Path, device: str) -> tuple[Path, Path]:
+        """A device's own key pair: `<device>.key` (0600) and `<device>.pub`; never overwrite."""
+        folder.mkdir(parents=True, exist_ok=True)
+        private_path = folder / f"{device}.key"
+        public_path = folder / f"{device}{PUBLIC_KEY_SUFFIX}"
+        pem = self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise UsageError(f"{private_path} exists; refusing to overwrite a key") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        public_path.write_bytes(public_pem(self.public))
+        return private_path, public_path
+
 
 TrustedKeys = Mapping[str, Ed25519PublicKey]
 
@@ -163,6 +190,8 @@ class Refusal(enum.StrEnum):
     WRONG_DEVICE = "wrong-device"
     STALE = "stale-generation"
     GENERATION_CONFLICT = "generation-conflict"
+    UNSIGNED_REMOVAL = "unsigned-removal"  # an empty payload: removal must be a signed tombstone
+    EXPIRED = "expired"  # past its signed `expires_at`
 
 
 class VerifyError(PermanentError):
@@ -181,13 +210,104 @@ def verify(
     *,
     device: str | None = None,
     held: Applied | None = None,
+    now: float | None = None,
 ) -> DesiredState:
     """Check a desired-state payload end to end and return it typed, or raise `VerifyError`.
 
     Order: size, JSON, protocol, signature present, key pinned, signature valid, schema,
-    content hash, addressee (`device`), then freshness against the state the device `held`:
-    an older generation is refused, and so is the same generation with different content.
+    content hash, addressee (`device`), expiry (at `now`, when given and the document has an
+    `expires_at`), then freshness against the state the device `held`: an older generation is
+    refused, and so is the same generation with different content.
     """
+    doc = verify_document(payload, trusted_keys, device=device, held=held, now=now)
+    if not isinstance(doc, DesiredState):
+        raise VerifyError(Refusal.MALFORMED, "kind: expected a DesiredState, not a removal")
+    return doc
+
+
+def verify_document(
+    payload: bytes,
+    trusted_keys: TrustedKeys,
+    *,
+    device: str | None = None,
+    held: Applied | None = None,
+    now: float | None = None,
+) -> DesiredState | Removal:
+    """`verify()` for anything on a `desired` topic: a desired state or a signed removal
+    tombstone (`kind: "Removed"`), checked the same way (a removal has no content hash; it
+    must be newer than the generation held)."""
+    raw = _signed(payload, trusted_keys)
+    try:
+        if raw.get("kind") == "Removed":
+            doc: DesiredState | Removal = Removal.model_validate(raw)
+        else:
+            doc = DesiredState.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
+    if isinstance(doc, DesiredState) and content_hash(raw["spec"]) != doc.content_hash:
+        raise VerifyError(Refusal.CONTENT_HASH_MISMATCH, "content_hash does not match spec")
+    if device is not None and doc.device != device:
+        raise VerifyError(Refusal.WRONG_DEVICE, f"addressed to {doc.device!r}, not {device!r}")
+    expires = doc.expires_at if isinstance(doc, DesiredState) else None
+    if now is not None and expires is not None and now > _epoch(expires):
+        raise VerifyError(Refusal.EXPIRED, f"expired at {expires.isoformat()}")
+    if held is not None:
+        if doc.generation < held.generation or (
+            isinstance(doc, Removal) and doc.generation == held.generation
+        ):
+            raise VerifyError(
+                Refusal.STALE, f"generation {doc.generation} is older than {held.generation}"
+            )
+        if (
+            isinstance(doc, DesiredState)
+            and doc.generation == held.generation
+            and doc.content_hash != held.content_hash
+        ):
+            raise VerifyError(
+                Refusal.GENERATION_CONFLICT,
+                f"generation {doc.generation} with different content than the one held",
+            )
+    return doc
+
+
+def signed_by(raw: Mapping[str, Any], key: Ed25519PublicKey) -> str | None:
+    """Why `raw` (a device's report or event) is not signed by `key`; None when it is."""
+    sig = raw.get("signature")
+    if not isinstance(sig, dict):
+        return "unsigned"
+    if sig.get("alg") != "ed25519" or sig.get("key_id") != key_id(key):
+        return "bad_signature"
+    try:
+        value = base64.b64decode(str(sig.get("value")), validate=True)
+        key.verify(value, canonical_json({k: v for k, v in raw.items() if k != "signature"}))
+    except (binascii.Error, InvalidSignature, ValueError):
+        return "bad_signature"
+    return None
+
+
+def load_device_keys(folder: Path) -> dict[str, Ed25519PublicKey]:
+    """`<device-id>.pub` files (from `linefleet keys device`): device id -> public key."""
+    if not folder.is_dir():
+        raise UsageError(f"--device-keys {folder}: no such directory")
+    keys = {}
+    for file in sorted(folder.glob(f"*{PUBLIC_KEY_SUFFIX}")):
+        try:
+            keys[file.name[: -len(PUBLIC_KEY_SUFFIX)]] = load_public_key(
+                file.read_bytes(), str(file)
+            )
+        except OSError as exc:
+            raise UsageError(f"{file}: {exc.strerror}") from None
+    return keys
+
+
+def _epoch(moment: dt.datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _signed(payload: bytes, trusted_keys: TrustedKeys) -> dict[str, Any]:
+    """Steps 1-4 of docs/protocol.md 4.1: size, JSON, protocol, a valid pinned signature."""
     if len(payload) > MAX_DESIRED_BYTES:
         raise VerifyError(Refusal.OVERSIZE, f"{len(payload)} bytes > {MAX_DESIRED_BYTES}")
     try:
@@ -218,24 +338,4 @@ def verify(
         key.verify(value, canonical_json(body))
     except (binascii.Error, InvalidSignature, ValueError):
         raise VerifyError(Refusal.BAD_SIGNATURE, "the signature does not match") from None
-    try:
-        doc = DesiredState.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
-    if content_hash(raw["spec"]) != doc.content_hash:
-        raise VerifyError(Refusal.CONTENT_HASH_MISMATCH, "content_hash does not match spec")
-    if device is not None and doc.device != device:
-        raise VerifyError(Refusal.WRONG_DEVICE, f"addressed to {doc.device!r}, not {device!r}")
-    if held is not None:
-        if doc.generation < held.generation:
-            raise VerifyError(
-                Refusal.STALE, f"generation {doc.generation} is older than {held.generation}"
-            )
-        if doc.generation == held.generation and doc.content_hash != held.content_hash:
-            raise VerifyError(
-                Refusal.GENERATION_CONFLICT,
-                f"generation {doc.generation} with different content than the one held",
-            )
-    return doc
+    return raw

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from linefleet_core import API_VERSION, yamlsafe
+from linefleet_core import API_VERSION, placement, yamlsafe
 from linefleet_core.catalogue import ModelFamily, ModelVersion
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import EdgeDevice, Line, Policy, Site
@@ -110,6 +110,14 @@ class FleetSpec:
         return [line for line in self.lines.values() if line.site == site]
 
 
+def assigned_lines(spec: FleetSpec) -> dict[str, frozenset[str]]:
+    """The lines (`site/line`) each device (`site/device`) serves, as the fleet declares."""
+    return {
+        f"{d.site}/{d.id}": frozenset(f"{d.site}/{s.line}" for s in d.serves)
+        for d in spec.devices.values()
+    }
+
+
 @dataclass(frozen=True)
 class Checked:
     """One file read and schema-checked: what depends on nothing but its path and bytes."""
@@ -117,8 +125,9 @@ class Checked:
     doc: yamlsafe.Located | None
     obj: BaseModel | None = None
     findings: tuple[Finding, ...] = ()
-    broken: str = ""
-    """`kind:key` when the document failed its schema."""
+    broken: tuple[str, ...] = ()
+    """`kind:key` of what the file declares (or, if unreadable, what its path says it declares)
+    when it did not load: references to it are the file's own error's consequences."""
 
 
 Checks = dict[tuple[str, bytes], Checked]
@@ -164,8 +173,7 @@ def _load(source: Source, checks: Checks) -> tuple[FleetSpec, list[Finding]]:
         if checked is None:
             checked = checks[(path, raw)] = check_file(path, raw)
         findings.extend(checked.findings)
-        if checked.broken:
-            spec.broken.add(checked.broken)
+        spec.broken.update(checked.broken)
         obj, doc = checked.obj, checked.doc
         if obj is None or doc is None:
             continue
@@ -177,33 +185,48 @@ def _load(source: Source, checks: Checks) -> tuple[FleetSpec, list[Finding]]:
 
 
 def check_file(path: str, raw: bytes) -> Checked:
-    """Parse one file and check it against the schema of its kind (and its folder)."""
+    """Parse one file and check it against the schema of its kind (and its place)."""
+    by_path = tuple(filter(None, [placement.declared(path)]))
     try:
         doc = yamlsafe.load(path, raw)
     except yamlsafe.YamlProblem as problem:
         where = (path, problem.line, problem.col, problem.field, problem.message)
-        return Checked(None, findings=(Finding(*where, code="yaml"),))
+        return Checked(None, findings=(Finding(*where, code="yaml"),), broken=by_path)
     data = doc.data
     if not isinstance(data, dict):
         kind_of = type(data).__name__
-        return _refused(doc, (), f"expected a mapping at the top level, got a {kind_of}")
+        return _refused(doc, (), f"expected a mapping at the top level, got a {kind_of}", by_path)
     kind = data.get("kind")
     if data.get("apiVersion") != API_VERSION:
-        return _refused(doc, ("apiVersion",), f"must be {API_VERSION!r}", code="api_version")
+        return _refused(
+            doc, ("apiVersion",), f"must be {API_VERSION!r}", by_path, code="api_version"
+        )
     if kind not in KINDS:
-        return _refused(doc, ("kind",), f"unknown kind {kind!r}; one of: {', '.join(KINDS)}")
+        message = f"unknown kind {kind!r}; one of: {', '.join(KINDS)}"
+        return _refused(doc, ("kind",), message, by_path)
     if not path.startswith(KIND_DIR[kind] + "/"):
-        return _refused(doc, ("kind",), f"a {kind} belongs under {KIND_DIR[kind]}/")
+        return _refused(doc, ("kind",), f"a {kind} belongs under {KIND_DIR[kind]}/", by_path)
     try:
         obj = KINDS[kind].model_validate(data)
     except ValidationError as exc:
         findings = schema_findings(doc, exc, tuple(KINDS.values()))
-        return Checked(doc, findings=tuple(findings), broken=f"{kind}:{_key_of(kind, data)}")
+        broken = tuple(dict.fromkeys((f"{kind}:{_key_of(kind, data)}", *by_path)))
+        return Checked(doc, findings=tuple(findings), broken=broken)
+    misplaced = tuple(placement.findings(path, doc, obj))
+    if misplaced:  # not registered: what refers to either name is a consequence of this error
+        broken = tuple(dict.fromkeys((f"{kind}:{_key_of(kind, data)}", *by_path)))
+        return Checked(doc, findings=misplaced, broken=broken)
     return Checked(doc, obj)
 
 
-def _refused(doc: yamlsafe.Located, path: yamlsafe.Path, message: str, **kw: Any) -> Checked:
-    return Checked(doc, findings=(doc.finding(path, message, **kw),))
+def _refused(
+    doc: yamlsafe.Located,
+    path: yamlsafe.Path,
+    message: str,
+    broken: tuple[str, ...],
+    **kw: Any,
+) -> Checked:
+    return Checked(doc, findings=(doc.finding(path, message, **kw),), broken=broken)
 
 
 def _key_of(kind: str, data: dict[str, Any]) -> str:

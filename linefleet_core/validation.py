@@ -85,7 +85,7 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
                     f"{len(values)} values for {channels} channel(s)",
                 )
         for key, evidence in mv.evaluation.items():
-            if key not in spec.lines:
+            if not spec.exists("Line", key):
                 yield doc.finding(
                     (*at, "evaluation", key),
                     f"evidence for unknown line {key!r}",

@@ -257,6 +257,18 @@ class Signature(Wire):
     """Base64 (standard alphabet, padded) of the 64-byte Ed25519 signature."""
 
 
+class Approval(Wire):
+    """Who approved a published change: the forge's merge record, else the git committer."""
+
+    by: str = Field(min_length=1)
+    """`Jane Doe <jane@acme.example>` (git identity) or a forge login (`@jdoe`)."""
+    via: str = Field(min_length=1)
+    """Where it comes from: `pull request #12 (local forge)`, `merge commit`, `commit`."""
+    commit: CommitSha
+    """The commit whose merge was approved (the published commit)."""
+    pull: int | None = None
+
+
 class DesiredState(Wire):
     protocol: ProtocolField
     kind: Literal["DesiredState"]
@@ -266,6 +278,26 @@ class DesiredState(Wire):
     commit: CommitSha
     content_hash: Sha256
     spec: DeviceSpec
+    approval: Approval | None = None
+    """Who approved the commit this content was published from (not part of `content_hash`)."""
+    expires_at: Timestamp | None = None
+    """Signed freshness bound (optional): a device refuses the document after this time
+    (`expired`), so a replay of an old document to a device whose storage was wiped fails.
+    The reconciler re-signs before it passes (`--max-age`)."""
+    signature: Signature | None = None
+
+
+class Removal(Wire):
+    """A signed tombstone, retained on a removed device's `desired` topic: "you are no longer
+    in the fleet as of `generation`". Signed like a desired state; a device refuses it below
+    its replay floor, and afterwards any desired state not newer than it."""
+
+    protocol: ProtocolField
+    kind: Literal["Removed"]
+    site: Id
+    device: Id
+    generation: int = Field(ge=1)
+    commit: CommitSha
     signature: Signature | None = None
 
 
@@ -326,6 +358,9 @@ class ReportedState(Wire):
     lines: list[LineStatus] = Field(default_factory=list)
     error: str = ""
     """Why the device cannot converge, empty when it can."""
+    signature: Signature | None = None
+    """The device's own Ed25519 signature (optional; required by a reconciler that has the
+    device's public key): over the canonical JSON without `signature`, as for desired state."""
 
 
 class EventType(enum.StrEnum):
@@ -342,13 +377,21 @@ class EventType(enum.StrEnum):
     SPOOL_DISCARDED = "spool-discarded"  # a retired line's spooled frames deleted unsent
 
 
+InstallId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,32}$")]
+
+
 class Event(Wire):
     protocol: ProtocolField
     kind: Literal["Event"]
     site: Id
     device: Id
     seq: int = Field(ge=1)
-    """Per-device, strictly increasing, persisted on the device; receivers drop `seq <= last`."""
+    """Per install, strictly increasing, persisted on the device; receivers drop
+    `seq <= last` of the same `install`."""
+    install: InstallId | None = None
+    """Random id of this installation (its event store): a reinstalled device, whose `seq`
+    starts again at 1, sends a new one, so its events are not taken for duplicates. Absent
+    from older agents (one sequence per device)."""
     at: Timestamp
     type: str = Field(min_length=1)
     line: LineKey | None = None
@@ -356,6 +399,8 @@ class Event(Wire):
     reason: str = ""
     message: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
+    signature: Signature | None = None
+    """The device's own signature, as on `ReportedState`."""
 
 
 class Online(Wire):
@@ -442,6 +487,7 @@ def decode_frame(payload: bytes) -> tuple[FrameMeta, bytes]:
 
 WIRE_SCHEMAS: dict[str, type[Wire]] = {
     "desired-state": DesiredState,
+    "removal": Removal,
     "reported-state": ReportedState,
     "event": Event,
     "online": Online,

@@ -18,6 +18,7 @@ from linefleet_core.signing import content_hash
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import (
     PROTOCOL,
+    Approval,
     ArtifactRef,
     CameraSpec,
     CandidateSpec,
@@ -227,15 +228,23 @@ def compile_device(
 
 
 def compile_fleet(
-    spec: FleetSpec, commit: str, generation: int, artifact_base: str
+    spec: FleetSpec,
+    commit: str,
+    generation: int,
+    artifact_base: str,
+    approval: Approval | None = None,
 ) -> dict[str, DesiredState]:
     """One unsigned desired state per device id, in device-id order."""
     return {
-        device_id: compile_device(spec, spec.devices[device_id], commit, generation, artifact_base)
+        device_id: compile_device(
+            spec, spec.devices[device_id], commit, generation, artifact_base
+        ).model_copy(update={"approval": approval})
         for device_id in sorted(spec.devices)
     }
 
 
 def document_body(doc: DesiredState) -> dict[str, object]:
-    """The JSON object to sign: the document without its `signature`."""
-    return doc.model_dump(mode="json", exclude={"signature"})
+    """The JSON object to sign: the document without its `signature`, and without an unset
+    `approval` or `expires_at`, so documents without them read as they always did."""
+    unset = {k for k in ("approval", "expires_at") if getattr(doc, k) is None}
+    return doc.model_dump(mode="json", exclude={"signature", *unset})

@@ -11,16 +11,20 @@ import datetime as dt
 import enum
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from linefleet_core.signing import signed_by
 from linefleet_core.wire import (
     MAX_BYTES,
     Channel,
     DesiredState,
     Event,
     Online,
+    Removal,
     ReportedState,
     parse_topic,
     speaks,
@@ -37,6 +41,10 @@ class Rejection(enum.StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     FOREIGN_TOPIC = "foreign_topic"
     DUPLICATE_EVENT = "duplicate_event"
+    UNSIGNED = "unsigned"  # a report or event without the device's signature (key known)
+    BAD_SIGNATURE = "bad_signature"  # signed, but not by the device's key
+    FOREIGN_LINE = "foreign_line"  # a reported line the device was not sent (status)
+    FOREIGN_MODEL = "foreign_model"  # a reported model its line was not sent (status)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class Accepted:
     site: str
     device: str
     channel: Channel
-    message: ReportedState | Event | Online | DesiredState | None  # None: retained cleared
+    message: ReportedState | Event | Online | DesiredState | Removal | None  # None: cleared
 
 
 def _json(payload: bytes) -> dict[str, object] | str:
@@ -75,9 +83,13 @@ _MODELS: dict[Channel, type[ReportedState | Event | Online | DesiredState]] = {
 
 
 def classify(
-    topic: str, payload: bytes, known: set[tuple[str, str]] | None = None
+    topic: str,
+    payload: bytes,
+    known: set[tuple[str, str]] | None = None,
+    device_keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> Accepted | Rejected:
-    """Parse one message; `known` (site, device) pairs, when given, reject strangers."""
+    """Parse one message; `known` (site, device) pairs, when given, reject strangers; a device
+    with a key in `device_keys` must sign its reports and events with it."""
     where = parse_topic(topic)
     if where is None or where.channel is Channel.FRAMES:
         return Rejected(topic, Rejection.FOREIGN_TOPIC, "not a linefleet v1 JSON topic")
@@ -97,8 +109,11 @@ def classify(
         return Rejected(
             topic, Rejection.UNKNOWN_PROTOCOL, f"protocol {raw.get('protocol')!r} is not 1"
         )
+    model: type[ReportedState | Event | Online | DesiredState | Removal] = _MODELS[channel]
+    if channel is Channel.DESIRED and raw.get("kind") == "Removed":
+        model = Removal  # a removed device's signed tombstone
     try:
-        message = _MODELS[channel].model_validate(raw)
+        message = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where_ = ".".join(str(p) for p in first["loc"]) or "(document)"
@@ -109,6 +124,12 @@ def classify(
             Rejection.TOPIC_MISMATCH,
             f"payload is for {message.site}/{message.device}, topic for {site}/{device}",
         )
+    key = None if device_keys is None else device_keys.get(device)
+    if key is not None and isinstance(message, ReportedState | Event):
+        why = signed_by(raw, key)
+        if why is not None:
+            detail = f"not signed by {device}'s key" if why == "bad_signature" else "no signature"
+            return Rejected(topic, Rejection(why), detail)
     return Accepted(site, device, channel, message)
 
 
@@ -125,8 +146,10 @@ class DeviceObservation:
     reported: ReportedState | None = None
     last_seen: float | None = None  # epoch seconds: the newest of message arrival and `at`
     online: bool | None = None
-    last_seq: int = 0
+    last_seq: int = 0  # of the current installation
     events: list[Event] = field(default_factory=list)  # newest last, at most RECENT_EVENTS
+    install: str = ""  # the installation the newest event came from ("": agents without one)
+    seqs: dict[str, int] = field(default_factory=dict)  # last seq per installation
 
     @property
     def key(self) -> str:
@@ -134,6 +157,17 @@ class DeviceObservation:
 
     def seen(self, when: float) -> None:
         self.last_seen = when if self.last_seen is None else max(self.last_seen, when)
+
+
+MAX_INSTALLS = 8
+
+
+def _newest(seqs: dict[str, int], current: str) -> dict[str, int]:
+    """Keep the current installation and a few earlier ones (late redeliveries)."""
+    if len(seqs) <= MAX_INSTALLS:
+        return seqs
+    older = [k for k in seqs if k != current][-(MAX_INSTALLS - 1) :]
+    return {k: seqs[k] for k in [*older, current]}
 
 
 @dataclass
@@ -169,10 +203,13 @@ class Observations:
             if live:
                 obs.seen(received)
         elif isinstance(msg, Event):
-            if msg.seq <= obs.last_seq:
+            install = msg.install or ""
+            last = obs.seqs.get(install, obs.last_seq if install == obs.install else 0)
+            if msg.seq <= last:
                 topic = f"{obs.key}/events"
                 return Rejected(topic, Rejection.DUPLICATE_EVENT, f"seq {msg.seq} already seen")
-            obs.last_seq = msg.seq
+            obs.seqs = _newest({**obs.seqs, install: msg.seq}, install)
+            obs.install, obs.last_seq = install, msg.seq
             obs.events = [*obs.events, msg][-RECENT_EVENTS:]
             obs.seen(received)
         elif msg is None and accepted.channel is Channel.REPORTED:
@@ -187,9 +224,10 @@ class Observations:
         known: set[tuple[str, str]] | None = None,
         *,
         live: bool = True,
+        device_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> Accepted | Rejected:
         """Classify and record one message; never raises on bad input."""
-        result = classify(topic, payload, known)
+        result = classify(topic, payload, known, device_keys)
         if isinstance(result, Accepted):
             duplicate = self.apply(result, received, live=live)
             if duplicate is not None:

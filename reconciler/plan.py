@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
 from linefleet_core.errors import Finding, Severity
-from linefleet_core.fleet import Line
+from linefleet_core.fleet import Line, Site
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Mapping as ClassMapping
 from linefleet_core.taxonomy import Taxonomy, class_mapping
-from reconciler import policy, published
+from reconciler import policy, published, windows
 from reconciler.specdiff import FieldChange, diff, flatten
 
 HEADER = ("apiVersion", "kind")
@@ -172,7 +173,7 @@ def plan(
         now=now,
         lines=lines,
         devices=_devices(base, head, changed_lines),
-        sites=_objects("site", base.sites, head.sites, exclude=("id",)),
+        sites=_objects("site", base.sites, head.sites, exclude=("id",), flat=_site_fields),
         catalogue=_models(base, head) + _taxonomies(base, head),
         settings=_objects("policy", {"fleet": base.policy}, {"fleet": head.policy}),
         catalogue_violations=tuple(published.check_catalogue(base, head)),
@@ -259,6 +260,7 @@ def _objects(
     base: Mapping[str, BaseModel],
     head: Mapping[str, BaseModel],
     exclude: Iterable[str] = (),
+    flat: Callable[[BaseModel, tuple[str, ...]], dict[str, str]] = flatten,
 ) -> tuple[Change, ...]:
     out = []
     skip = (*HEADER, *exclude)
@@ -266,11 +268,27 @@ def _objects(
         before, after = base.get(key), head.get(key)
         if before == after:
             continue
-        changes = diff(
-            flatten(before, skip) if before else {}, flatten(after, skip) if after else {}
-        )
+        changes = diff(flat(before, skip) if before else {}, flat(after, skip) if after else {})
         out.append(Change(kind, key, _action(before, after), changes if after else ()))
     return tuple(out)
+
+
+def _site_fields(site: BaseModel, skip: tuple[str, ...]) -> dict[str, str]:
+    """A site's fields, each freeze period named by its reason, its dates as the value.
+
+    `freeze_periods[year-end shutdown]` -> `2026-12-23 to 2027-01-04`: a reviewer reads which
+    freeze moved and where to, not `freeze_periods[0].end`. A reason used twice in one site
+    is told apart by the start date.
+    """
+    assert isinstance(site, Site)
+    out = flatten(site, (*skip, "freeze_periods"))
+    reasons = Counter(p.reason for p in site.freeze_periods)
+    for period in site.freeze_periods:
+        name = period.reason.replace("[", "(").replace("]", ")")
+        if reasons[period.reason] > 1:
+            name = f"{name} from {windows.fmt_bound(period.start)}"
+        out[f"freeze_periods[{name}]"] = windows.period_dates(period)
+    return out
 
 
 def _models(base: FleetSpec, head: FleetSpec) -> tuple[Change, ...]:

@@ -7,17 +7,31 @@ it reads the repository and the broker, runs the plan, and waits for every PUBAC
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import FindingsError, PermanentError, Severity, TemporaryError
+from linefleet_core.forge.base import Forge
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
-from linefleet_core.wire import Channel, DesiredState, parse_topic, topic, topic_filter
+from linefleet_core.wire import (
+    PROTOCOL,
+    Approval,
+    Channel,
+    DesiredState,
+    Removal,
+    parse_topic,
+    topic,
+    topic_filter,
+)
 from reconciler.compile import compile_fleet, document_body
 from reconciler.mqtt import Outgoing, Session, retained_snapshot
 
@@ -31,6 +45,7 @@ class Signed:
     generation: int
     content_hash: str
     payload: bytes
+    expires_at: str | None = None
 
     @property
     def topic(self) -> str:
@@ -44,6 +59,8 @@ class Retained:
     generation: int | None
     content_hash: str | None
     key_id: str | None
+    removal: bool = False  # a signed tombstone (`kind: Removed`)
+    expires_at: str | None = None
 
     @classmethod
     def parse(cls, payload: bytes) -> Retained:
@@ -59,6 +76,8 @@ class Retained:
             generation if isinstance(generation, int) else None,
             doc.get("content_hash") if isinstance(doc.get("content_hash"), str) else None,
             sig.get("key_id") if isinstance(sig, dict) else None,
+            doc.get("kind") == "Removed",
+            doc.get("expires_at") if isinstance(doc.get("expires_at"), str) else None,
         )
 
 
@@ -66,13 +85,20 @@ class Retained:
 class Plan:
     publish: tuple[Signed, ...]
     unchanged: tuple[Signed, ...]
-    prune: tuple[str, ...]  # topics of removed devices, cleared with an empty retained payload
+    prune: tuple[str, ...]  # desired topics of removed devices: a tombstone replaces them
     stale: tuple[tuple[Signed, int], ...] = ()  # (document, newer generation the broker holds)
 
-    def messages(self) -> list[Outgoing]:
-        return [Outgoing(s.topic, s.payload) for s in self.publish] + [
-            Outgoing(t, b"") for t in self.prune
-        ]
+    def messages(self, tombstone: Callable[[str, str], bytes]) -> list[Outgoing]:
+        """The documents, then per removed device its signed tombstone (`tombstone(site,
+        device)`) on `desired` and its retained `reported` and `online` cleared."""
+        out = [Outgoing(s.topic, s.payload) for s in self.publish]
+        for name in self.prune:
+            site, device, _ = name.split("/")[2:5]
+            out.append(Outgoing(name, tombstone(site, device)))
+            out += [
+                Outgoing(topic(site, device, c), b"") for c in (Channel.REPORTED, Channel.ONLINE)
+            ]
+        return out
 
 
 def plan(
@@ -80,6 +106,7 @@ def plan(
     retained: dict[str, bytes],
     key_id: str,
     trusted: TrustedKeys | None = None,
+    now: float | None = None,
 ) -> Plan:
     """Publish a document when the broker lacks it, holds other content, or another key's
     signature; leave it when only generation/commit differ (content is what devices run).
@@ -97,9 +124,13 @@ def plan(
         raw = retained.get(doc.topic)
         held = Retained.parse(raw) if raw else None
         ours = held is not None and held.key_id == key_id and trusted is not None
-        if ours and raw and trusted is not None and not _verifies(raw, trusted, doc.device):
-            held = None  # corrupted or forged: devices refuse it, so it counts as absent
-        if held is not None and (held.content_hash, held.key_id) == (doc.content_hash, key_id):
+        if ours and raw and trusted is not None and not _verifies(raw, trusted, doc.device, now):
+            held = None  # corrupted, forged or expired: devices refuse it: counts as absent
+        if held is not None and (held.content_hash, held.key_id, held.expires_at) == (
+            doc.content_hash,
+            key_id,
+            doc.expires_at,
+        ):
             unchanged.append(doc)
             continue
         if (
@@ -114,14 +145,17 @@ def plan(
     prune = sorted(
         name
         for name, payload in retained.items()
-        if payload and name not in wanted and _is_desired(name)
+        if payload
+        and name not in wanted
+        and _is_desired(name)
+        and not Retained.parse(payload).removal
     )
     return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale))
 
 
-def _verifies(payload: bytes, trusted: TrustedKeys, device: str) -> bool:
+def _verifies(payload: bytes, trusted: TrustedKeys, device: str, now: float | None) -> bool:
     try:
-        verify(payload, trusted, device=device)
+        verify(payload, trusted, device=device, now=now)
     except VerifyError:
         return False
     return True
@@ -132,17 +166,42 @@ def _is_desired(name: str) -> bool:
     return parsed is not None and parsed.channel is Channel.DESIRED
 
 
-def sign_all(docs: dict[str, DesiredState], key: SigningKey) -> dict[str, Signed]:
-    return {
-        device: Signed(
-            doc.site,
-            doc.device,
-            doc.generation,
-            doc.content_hash,
-            canonical_json(key.sign(document_body(doc))),
+def tombstone(site: str, device: str, commit: str, generation: int, key: SigningKey) -> bytes:
+    """The signed removal document for a device the fleet at `commit` no longer has."""
+    body = Removal(
+        protocol=PROTOCOL,
+        kind="Removed",
+        site=site,
+        device=device,
+        generation=generation,
+        commit=commit,
+    ).model_dump(mode="json", exclude={"signature"})
+    return canonical_json(key.sign(body))
+
+
+def expiry(now: float, max_age: float) -> str:
+    """The `expires_at` of documents signed at `now`: in (now + max_age/2, now + max_age],
+    quantized to max_age/2 so publishers in the same window sign identical bytes; it moves
+    (and every document is re-signed) once per max_age/2."""
+    step = max_age / 2
+    moment = (math.floor(now / step) + 2) * step
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def sign_all(
+    docs: dict[str, DesiredState], key: SigningKey, expires_at: str | None = None
+) -> dict[str, Signed]:
+    """Sign each document; with `expires_at`, as its signed freshness bound."""
+    out = {}
+    for device, doc in docs.items():
+        body = document_body(doc)
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        payload = canonical_json(key.sign(body))
+        out[device] = Signed(
+            doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
         )
-        for device, doc in docs.items()
-    }
+    return out
 
 
 @dataclass
@@ -177,10 +236,14 @@ class Revision:
     spec: FleetSpec
     commit: str
     generation: int
+    approval: Approval | None = None
+    """Who approved `commit` (`linefleet_core.approval`), recorded in every document."""
 
 
-def load_revision(repo: Path, rev: str) -> Revision:
-    """The validated fleet at `rev`, with its commit SHA and first-parent generation."""
+def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> Revision:
+    """The validated fleet at `rev`, with its commit SHA, first-parent generation, and who
+    approved it (from `forge`'s merge record; default: the repository's local forge)."""
+    from linefleet_core.approval import approval_of
     from linefleet_core.gitrepo import GitSource, open_repo, resolve
     from reconciler.check import load_checked
 
@@ -193,7 +256,8 @@ def load_revision(repo: Path, rev: str) -> Revision:
     if errors:
         raise FindingsError(errors)
     generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
-    return Revision(spec, commit.hexsha, generation)
+    approval = approval_of(git_repo, commit.hexsha, forge)
+    return Revision(spec, commit.hexsha, generation, approval)
 
 
 def default_artifact_base(repo: Path) -> str:
@@ -210,18 +274,25 @@ def publish(
     timeout: float = 30.0,
     signed: dict[str, Signed] | None = None,
     dry_run: bool = False,
+    max_age: float | None = None,
+    now: float | None = None,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
-    With `dry_run`, the broker is only read: the result says what would be sent.
+    With `dry_run`, the broker is only read: the result says what would be sent. With
+    `max_age`, documents carry a signed `expires_at` (see `expiry`) and an expired or soon
+    re-windowed retained copy is re-signed.
     """
+    moment = time.time() if now is None else now
     if signed is None:
-        docs = compile_fleet(revision.spec, revision.commit, revision.generation, artifact_base)
-        signed = sign_all(docs, key)
+        docs = compile_fleet(
+            revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
+        )
+        signed = sign_all(docs, key, None if max_age is None else expiry(moment, max_age))
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
     held = {t: m.payload for t, m in snapshot.items()}
-    the_plan = plan(signed, held, key.key_id, {key.key_id: key.public})
+    the_plan = plan(signed, held, key.key_id, {key.key_id: key.public}, moment)
     if the_plan.stale:
         doc, newer = the_plan.stale[0]
         raise PermanentError(
@@ -231,7 +302,9 @@ def publish(
         )
     result = Result(revision.commit, revision.generation, len(signed))
     result.unchanged = len(the_plan.unchanged)
-    messages = the_plan.messages()
+    messages = the_plan.messages(
+        lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)
+    )
     result.dry_run = dry_run
     if messages and not dry_run:
         with Session(address, client_id) as session:

@@ -18,11 +18,14 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
+from linefleet_core.forge.base import Forge
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
@@ -30,7 +33,15 @@ from reconciler import rollback
 from reconciler.compile import CompileError, compile_fleet
 from reconciler.mqtt import Session
 from reconciler.observed import Accepted, Observations
-from reconciler.publish import Result, Revision, Signed, load_revision, publish, sign_all
+from reconciler.publish import (
+    Result,
+    Revision,
+    Signed,
+    expiry,
+    load_revision,
+    publish,
+    sign_all,
+)
 from reconciler.status import fleet_status
 from reconciler.store import Store
 
@@ -50,6 +61,10 @@ class Settings:
     name: str = "main"
     forge: str | None = None
     """Open rollback pull requests through this forge (`local`, `github://…`); None: never."""
+    max_age: float | None = None
+    """Sign documents with `expires_at` (`reconciler.publish.expiry`); None: no freshness bound."""
+    device_keys: Mapping[str, Ed25519PublicKey] | None = None
+    """Device id -> public key: those devices' reports and events must carry their signature."""
 
 
 @dataclass
@@ -71,6 +86,7 @@ class Reconciler:
     revision: Revision | None = None
     signed: dict[str, Signed] | None = None
     desired: dict[str, DesiredState] = field(default_factory=dict)
+    expires_at: str | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Reconciler:
@@ -129,17 +145,39 @@ class Reconciler:
         self.store.put("last_error", out.error)
         return out
 
+    def _forge(self) -> Forge | None:
+        """The forge that names who merged a commit (None: the repository's local forge)."""
+        if self.settings.forge is None:
+            return None
+        from linefleet_core.forge.factory import forge_from_spec
+
+        try:
+            return forge_from_spec(self.settings.forge, self.settings.repo)
+        except LinefleetError:  # e.g. no token: name the git committer, keep publishing
+            return None
+
     def load(self, commit: str) -> Revision:
-        """The revision at `commit`, compiled and signed once (cached until the head moves)."""
+        """The revision at `commit`, compiled and signed once (cached until the head moves or,
+        with `max_age`, the expiry window does)."""
+        max_age = self.settings.max_age
+        expires = None if max_age is None else expiry(time.time(), max_age)
         if self.revision is None or self.revision.commit != commit:
-            revision = load_revision(self.settings.repo, commit)
+            revision = load_revision(self.settings.repo, commit, self._forge())
             base = self.settings.artifact_base
-            docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
-            self.signed = sign_all(docs, self.settings.key)
+            docs = compile_fleet(
+                revision.spec, revision.commit, revision.generation, base, revision.approval
+            )
+            self.signed = sign_all(docs, self.settings.key, expires)
             self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
             self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
-            self.revision = revision
+            self.revision, self.expires_at = revision, expires
+        elif expires != self.expires_at:  # the same documents, a fresh freshness bound
+            self.signed = sign_all(self.desired_by_device(), self.settings.key, expires)
+            self.expires_at = expires
         return self.revision
+
+    def desired_by_device(self) -> dict[str, DesiredState]:
+        return {doc.device: doc for doc in self.desired.values()}
 
     def guard(self) -> list[str]:
         """Propose a rollback in git for each line past its health gates (once per head)."""
@@ -181,7 +219,12 @@ class Reconciler:
         before = Counter(self.observations.rejections)
         for msg in messages:
             result = self.observations.ingest(
-                msg.topic, msg.payload, msg.received, self.known, live=not msg.retain
+                msg.topic,
+                msg.payload,
+                msg.received,
+                self.known,
+                live=not msg.retain,
+                device_keys=self.settings.device_keys,
             )
             if isinstance(result, Accepted):
                 dirty.add(f"{result.site}/{result.device}")

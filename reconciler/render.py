@@ -40,6 +40,7 @@ LABELS = (
     ("rollout.telemetry.", "telemetry "),
     ("cameras[", "camera "),
     ("serves[", "serves "),
+    ("freeze_periods[", "freeze period "),
 )
 LEGEND = (
     "`+` added · `~` changed · `-` removed · "

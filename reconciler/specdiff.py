@@ -3,9 +3,9 @@
 `flatten()` turns a pydantic model into `{"dotted.field": "rendered value"}`. Items of a list
 of mappings are keyed by their identity when they have one (`cameras[cam-2].resolution.width`,
 `serves[line-1].cameras`) so that inserting a camera does not show every later camera as
-changed, and by position otherwise (`freeze_periods[0].end`). `diff()` compares two
-flattenings and reports an item that appears or disappears as a whole as one change whose
-value summarises the item (`end=2027-01-04T00:00:00 reason=inventory`).
+changed, and by position otherwise (`production_windows[0].end`; the plan names freeze periods
+itself, by reason and dates). `diff()` compares two flattenings and reports an item that
+appears or disappears as a whole as one change whose value summarises the item.
 """
 
 from __future__ import annotations

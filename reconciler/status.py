@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineStatus
+from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineSpec, LineStatus
 from reconciler.gates import Violation, violations
-from reconciler.observed import DeviceObservation, Observations
+from reconciler.observed import DeviceObservation, Observations, Rejection
 
 RECONCILER_KEYS = (
     "last_applied_commit",
@@ -88,13 +89,36 @@ class FleetStatus:
         return {c.value: found.get(c.value, 0) for c in ConditionType}
 
 
-def _line_rows(desired: DesiredState | None, obs: DeviceObservation | None) -> list[LineRow]:
+def _models(spec: LineSpec) -> set[str]:
+    found = {spec.serving.ref}
+    found |= {m.ref for m in (spec.candidate, spec.previous) if m is not None}
+    return found
+
+
+def _line_rows(
+    desired: DesiredState | None,
+    obs: DeviceObservation | None,
+    assigned: frozenset[str] | None = None,
+) -> tuple[list[LineRow], list[Foreign]]:
+    """One row per line of the device's desired state, with what it reported for that line.
+
+    A device speaks only for what it was sent: a reported line outside its desired state (or,
+    with no desired state read, outside the lines `assigned` to it in the fleet repository),
+    or one naming a model that line was not sent, is refused and returned as `Foreign`, never
+    shown, judged against gates or turned into a rollback.
+    """
     reported = (
         {} if obs is None or obs.reported is None else {ln.line: ln for ln in obs.reported.lines}
     )
-    rows = []
+    rows, foreign = [], []
     for spec in [] if desired is None else desired.spec.lines:
         got = reported.pop(spec.line, None)
+        sent = _models(spec)
+        named = [] if got is None else [got.serving, got.candidate, got.previous]
+        strange = sorted({m for m in named if m is not None and m not in sent})
+        if got is not None and strange:
+            foreign.append(Foreign(Rejection.FOREIGN_MODEL, spec.line, ", ".join(strange)))
+            got = None
         cand = spec.candidate
         stage = None if cand is None else cand.stage
         broken: list[Violation] = []
@@ -110,8 +134,27 @@ def _line_rows(desired: DesiredState | None, obs: DeviceObservation | None) -> l
                 tuple(broken),
             )
         )
-    rows += [LineRow(key, None, None, got.stage, got) for key, got in sorted(reported.items())]
-    return rows
+    for key, got in sorted(reported.items()):
+        if desired is None and assigned is not None and key in assigned:
+            rows.append(LineRow(key, None, None, got.stage, got))
+        else:
+            foreign.append(Foreign(Rejection.FOREIGN_LINE, key, ""))
+    return rows, foreign
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """A reported line a device was not sent (or a model its line was not sent)."""
+
+    reason: Rejection
+    line: str
+    models: str
+
+    def detail(self, key: str) -> str:
+        where = f"{key}/reported: {self.line}"
+        if self.reason is Rejection.FOREIGN_LINE:
+            return f"{where}: line not in the device's desired state"
+        return f"{where}: model(s) {self.models} not sent to this line"
 
 
 def _ago(seconds: float) -> str:
@@ -188,16 +231,25 @@ def fleet_status(
     observations: Observations,
     now: float | None = None,
     fleet: set[str] | None = None,
+    assigned: Mapping[str, frozenset[str]] | None = None,
 ) -> FleetStatus:
-    """`desired` and `fleet` are keyed `site/device`; `fleet` (from the repo) marks strangers."""
+    """`desired`, `fleet` and `assigned` are keyed `site/device`; `fleet` (from the repo) marks
+    strangers; `assigned` (lines per device, from the repo) admits the reported lines of a
+    device whose desired state was not read (a report from the reconciler's state alone)."""
     moment = dt.datetime.now(dt.UTC).timestamp() if now is None else now
     keys = set(desired) | set(observations.devices) | (fleet or set())
     out = []
+    rejections = Counter(observations.rejections)
+    last = dict(observations.last_rejection)
     for key in sorted(keys):
         site, _, device = key.partition("/")
         doc = desired.get(key)
         obs = observations.devices.get(key)
-        rows = _line_rows(doc, obs)
+        mine = None if assigned is None else assigned.get(key, frozenset())
+        rows, foreign = _line_rows(doc, obs, mine)
+        for item in foreign:
+            rejections[item.reason.value] += 1
+            last[item.reason.value] = item.detail(key)
         out.append(
             DeviceStatus(
                 site,
@@ -209,7 +261,7 @@ def fleet_status(
                 in_fleet=fleet is None or key in fleet,
             )
         )
-    return FleetStatus(out, dict(observations.rejections), dict(observations.last_rejection))
+    return FleetStatus(out, dict(rejections), last)
 
 
 def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
@@ -237,6 +289,9 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
                     "generation": dev.desired.generation,
                     "commit": dev.desired.commit,
                     "content_hash": dev.desired.content_hash,
+                    "approval": None
+                    if dev.desired.approval is None
+                    else dev.desired.approval.model_dump(),
                 },
                 "accepted": None
                 if rep is None or rep.desired is None

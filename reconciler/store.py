@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS rejection (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Columns added later (a state directory from an older version gains them on open):
+COLUMNS = {"install": "TEXT NOT NULL DEFAULT ''", "seqs": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 class Store:
@@ -38,6 +40,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(device)")}
+        for name, kind in COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE device ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -45,9 +51,10 @@ class Store:
     def load(self) -> Observations:
         obs = Observations()
         rows = self.db.execute(
-            "SELECT site, device, reported, last_seen, online, last_seq, events FROM device"
+            "SELECT site, device, reported, last_seen, online, last_seq, events, install, seqs "
+            "FROM device"
         )
-        for site, device, reported, last_seen, online, last_seq, events in rows:
+        for site, device, reported, last_seen, online, last_seq, events, install, seqs in rows:
             item = obs.device(site, device)
             item.reported = (
                 None if reported is None else ReportedState.model_validate_json(reported)
@@ -55,6 +62,8 @@ class Store:
             item.last_seen = last_seen
             item.online = None if online is None else bool(online)
             item.last_seq = last_seq
+            item.install = install
+            item.seqs = {str(k): int(v) for k, v in json.loads(seqs).items()}
             item.events = [Event.model_validate(e) for e in json.loads(events)]
         for reason, count, last in self.db.execute("SELECT reason, count, last FROM rejection"):
             obs.rejections[reason] = count
@@ -70,7 +79,9 @@ class Store:
             for key in sorted(dirty):
                 item = obs.devices[key]
                 self.db.execute(
-                    "INSERT OR REPLACE INTO device VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO device (key, site, device, reported, last_seen, "
+                    "online, last_seq, events, install, seqs) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         item.site,
@@ -80,6 +91,8 @@ class Store:
                         None if item.online is None else int(item.online),
                         item.last_seq,
                         json.dumps([e.model_dump(mode="json") for e in item.events]),
+                        item.install,
+                        json.dumps(item.seqs),
                     ),
                 )
             for reason, count in rejections.items():

@@ -62,6 +62,21 @@ def describe_freeze(site: Site, period: FreezePeriod) -> str:
     )
 
 
+def period_dates(period: FreezePeriod) -> str:
+    """`2026-12-23 to 2027-01-04` (times only when not midnight, offsets only when written)."""
+    return f"{fmt_bound(period.start)} to {fmt_bound(period.end)}"
+
+
+def fmt_bound(value: dt.datetime) -> str:
+    """A freeze bound as written: the date, then the time unless midnight, then any offset."""
+    text = value.strftime("%Y-%m-%d")
+    if value.time() != dt.time(0, 0):
+        text += value.strftime(" %H:%M")
+    if value.tzinfo is not None:
+        text += value.strftime(" %z")
+    return text
+
+
 def describe_window(site: Site, window: ProductionWindow) -> str:
     days = ",".join(window.days)
     return f"the production window {days} {window.start}-{window.end} ({site.timezone})"

@@ -17,12 +17,14 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import PermanentError
 from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import Approval
 from trainer.metrics import Scores
 
 EXPERIMENT = "linefleet-trainer"
@@ -186,12 +188,52 @@ def _reason(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> int | None:
+@dataclass(frozen=True)
+class ChampionSync:
+    """What `sync_champion` found and did."""
+
+    serving: tuple[str, ...] = ()
+    """Catalogue versions of the model that serve on some line, newest first."""
+    champion: str | None = None
+    """The catalogue version now behind the `champion` alias (None: nothing to point at)."""
+    version: int | None = None
+    """Its registry version."""
+    changed: bool = False
+    """The alias moved (False: it already pointed there, or there was nothing to do)."""
+    skipped: tuple[str, ...] = ()
+    """Newer serving versions passed over, each with why (no run, or not in this store)."""
+    approval: Approval | None = None
+    """Who approved the change that made the champion serve (tagged on its registry version)."""
+
+
+def approval_tags(approval: Approval) -> dict[str, str]:
+    """The registry version tags that record who approved it."""
+    tags = {
+        "linefleet.approved_by": approval.by,
+        "linefleet.approved_via": approval.via,
+        "linefleet.approved_commit": approval.commit,
+    }
+    if approval.pull is not None:
+        tags["linefleet.pull_request"] = str(approval.pull)
+    return tags
+
+
+def sync_champion(
+    tracker: Tracker,
+    spec: FleetSpec,
+    model: str,
+    lineage: Callable[[str], Approval | None] | None = None,
+) -> ChampionSync:
     """Point the registry's `champion` alias at what serves: level-triggered, idempotent.
 
     The champion is the newest catalogue version of `model` that serves on at least one
-    line and names an MLflow run; its registry version is the one made from that run.
-    Returns the registry version, or None when nothing serving came from a tracked run.
+    line and comes from a run in this tracking store; its registry version is the one made
+    from that run. Newer serving versions that name no run (the catalogue does not say
+    `mlflow_run_id`) or a run this store does not hold are skipped, each with the reason.
+
+    `lineage(ref)` names who approved the change that made `ref` serve; the champion's
+    registry version is tagged with it (`linefleet.approved_by`, `…approved_via`,
+    `…approved_commit`, `…pull_request`), so the registry shows model -> run -> approver.
     """
     serving = sorted(
         {
@@ -199,18 +241,43 @@ def sync_champion(tracker: Tracker, spec: FleetSpec, model: str) -> int | None:
             for line in spec.lines.values()
             if (mv := spec.model_version(line.rollout.serving)) is not None
             and line.rollout.serving.partition("@")[0] == model
-            and mv.mlflow_run_id
-        }.items()
+        }.items(),
+        reverse=True,
     )
-    if not serving:
+    refs = tuple(f"{model}@{number}" for number, _ in serving)
+    registered: dict[str, list[int]] = {}
+    for found in _versions(tracker, model) if serving else ():
+        registered.setdefault(str(found.run_id), []).append(int(found.version))
+    skipped: list[str] = []
+    for ref, (_, mv) in zip(refs, serving, strict=True):
+        if not mv.mlflow_run_id:
+            skipped.append(f"{ref}: the catalogue names no MLflow run (mlflow_run_id)")
+            continue
+        versions = registered.get(mv.mlflow_run_id)
+        if not versions:
+            skipped.append(
+                f"{ref}: its run {mv.mlflow_run_id} has no registered version in {tracker.uri}"
+            )
+            continue
+        version = max(versions)
+        changed = _alias_version(tracker, model, CHAMPION) != version
+        if changed:
+            tracker.client.set_registered_model_alias(model, CHAMPION, version)
+        approval = lineage(ref) if lineage is not None else None
+        if approval is not None:
+            for key, value in approval_tags(approval).items():
+                tracker.client.set_model_version_tag(model, str(version), key, value)
+        return ChampionSync(refs, ref, version, changed, tuple(skipped), approval)
+    return ChampionSync(refs, skipped=tuple(skipped))
+
+
+def _alias_version(tracker: Tracker, model: str, alias: str) -> int | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(tracker.client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
         return None
-    run_id = serving[-1][1].mlflow_run_id
-    found = [mv for mv in _versions(tracker, model) if mv.run_id == run_id]
-    if not found:
-        return None
-    version = max(int(mv.version) for mv in found)
-    tracker.client.set_registered_model_alias(model, CHAMPION, version)
-    return version
 
 
 def _versions(tracker: Tracker, model: str) -> list[Any]:

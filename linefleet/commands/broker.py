@@ -35,6 +35,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg.add_argument("--tls-ca", help="CA file (PEM) for client certificates")
     cfg.add_argument("--tls-port", type=int, default=8883)
     cfg.add_argument("--require-client-cert", action="store_true")
+    cfg.add_argument(
+        "--tls",
+        action="store_true",
+        help="devices authenticate with a certificate from the fleet CA (--tls-ca; issue them "
+        "with `linefleet keys cert`): require_certificate + use_identity_as_username on "
+        "--tls-port; the reconciler and bridges use their passwords on --operator-port",
+    )
+    cfg.add_argument("--operator-port", type=int, default=8884, help="with --tls (default 8884)")
+    cfg.add_argument(
+        "--dynsec-plugin",
+        help="path of Mosquitto's mosquitto_dynamic_security.so, which binds each device's "
+        "client id to its account (default: found under /usr/lib)",
+    )
+    cfg.add_argument(
+        "--broker-user",
+        default="mosquitto",
+        help="the user Mosquitto drops to when started as root (default: mosquitto); run as "
+        "root, this command gives that user's group read access to the files and the "
+        "persistence directory",
+    )
     cfg.add_argument("--reconciler-user", default="linefleet-reconciler")
     cfg.add_argument("--site", help="generate a site broker for SITE, bridged to --central")
     cfg.add_argument("--central", help="the central broker a site broker bridges to (mqtt://)")
@@ -48,16 +68,54 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg.set_defaults(run=run)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write through a temp file and rename, so a reader never sees half a file."""
+def _write(path: Path, text: str, mode: int = 0o644, group: int | None = None) -> None:
+    """Write through a temp file and rename, so a reader never sees half a file; `group`
+    (root only) becomes the file's group, so the broker's user can read a 0640 file."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
+    if group is not None:
+        os.chown(tmp, 0, group)
     tmp.chmod(mode)
     tmp.replace(path)
+
+
+def find_dynsec_plugin() -> str | None:
+    from reconciler.broker import DYNSEC_PLUGIN
+
+    for folder in ("/usr/lib", "/usr/local/lib", "/usr/lib64"):
+        found = [*sorted(Path(folder).glob(f"*/{DYNSEC_PLUGIN}")), Path(folder) / DYNSEC_PLUGIN]
+        for path in found:
+            if path.is_file():
+                return str(path)
+    return None
+
+
+def _broker_ids(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of the broker's user when this runs as root and that user exists."""
+    import pwd
+
+    if user is None or os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _prepare_data_dir(path: Path, ids: tuple[int, int] | None) -> None:
+    """The persistence directory must exist and be writable by the broker's user."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if ids is not None:
+            os.chown(path, *ids)
+            path.chmod(0o750)
+    except OSError as exc:
+        raise UsageError(f"--data-dir {path}: {exc.strerror}") from None
 
 
 def _read_credentials(path: Path) -> dict[str, str]:
@@ -82,6 +140,14 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError(f"--repo {ns.repo}: no such directory")
     if bool(ns.tls_cert) != bool(ns.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
+    if ns.tls and not (ns.tls_cert and ns.tls_ca):
+        raise UsageError("--tls needs --tls-cert, --tls-key and --tls-ca (the fleet CA)")
+    plugin = ns.dynsec_plugin or find_dynsec_plugin()
+    if plugin is None:
+        raise UsageError(
+            "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) was not found: "
+            "pass --dynsec-plugin PATH (it binds each device's client id to its account)"
+        )
     if bool(ns.site) != bool(ns.central):
         raise UsageError("--site and --central go together (a site broker bridges to the centre)")
     spec, findings = load_checked(fleetspec.DirectorySource(ns.repo))
@@ -93,14 +159,24 @@ def run(ns: argparse.Namespace) -> int:
     out: Path = ns.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     devices = [(d.site, d.id) for d in spec.devices.values() if ns.site in (None, d.site)]
+    # With --tls, devices authenticate by certificate: no device passwords at all.
+    password_devices = [] if ns.tls else devices
     cred_path: Path = ns.credentials or out / CREDENTIALS
     existing = _read_credentials(cred_path) if cred_path.is_file() else {}
     tls = None
     if ns.tls_cert:
-        tls = broker.Tls(ns.tls_cert, ns.tls_key, ns.tls_ca, ns.tls_port, ns.require_client_cert)
+        tls = broker.Tls(
+            ns.tls_cert,
+            ns.tls_key,
+            ns.tls_ca,
+            ns.tls_port,
+            ns.require_client_cert,
+            client_certs=ns.tls,
+            operator_port=ns.operator_port,
+        )
     bridge = None
     if ns.site:  # a site broker: its devices' accounts, a bridge with the site's account
-        users = [device for _, device in devices] + [broker.bridge_user(ns.site)]
+        users = [device for _, device in password_devices] + [broker.bridge_user(ns.site)]
         missing = [u for u in users if u not in existing]
         if missing:
             raise UsageError(
@@ -118,16 +194,28 @@ def run(ns: argparse.Namespace) -> int:
             central.ca_file if central.tls else None,
         )
         acl = broker.acl_text(devices, None)
+        bound = broker.client_ids(password_devices, [])
     else:
         sites = sorted(spec.sites)
-        users = [ns.reconciler_user, *(d for _, d in devices), *map(broker.bridge_user, sites)]
+        users = [
+            ns.reconciler_user,
+            *(d for _, d in password_devices),
+            *map(broker.bridge_user, sites),
+        ]
         creds = broker.credentials(users, existing)
         _write(cred_path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
         acl = broker.acl_text(devices, ns.reconciler_user, sites)
-    options = broker.BrokerOptions(str(out), ns.data_dir, ns.port or None, ns.bind, tls, bridge)
-    _write(out / "passwd", broker.password_file(creds), 0o640)
-    _write(out / "acl", acl)
-    _write(out / "mosquitto.conf", broker.config_text(options), 0o640)
+        bound = broker.client_ids(password_devices, sites)
+    options = broker.BrokerOptions(
+        str(out), ns.data_dir, ns.port or None, ns.bind, tls, bridge, plugin, ns.broker_user
+    )
+    ids = _broker_ids(ns.broker_user)
+    group = None if ids is None else ids[1]
+    _prepare_data_dir(Path(ns.data_dir), ids)
+    _write(out / "passwd", broker.password_file(creds), 0o640, group)
+    _write(out / broker.DYNSEC_FILE, broker.dynsec_text(creds, bound), 0o640, group)
+    _write(out / "acl", acl, 0o644, group)
+    _write(out / "mosquitto.conf", broker.config_text(options), 0o640, group)
     new = sorted(set(creds) - set(existing))  # always empty for a site broker
     summary = {
         "config": str(out / "mosquitto.conf"),
@@ -136,6 +224,10 @@ def run(ns: argparse.Namespace) -> int:
         "accounts": len(creds),
         "new_accounts": new,
         "tls": tls is not None,
+        "client_certs": bool(ns.tls),
+        "client_id_binding": plugin,
+        "broker_user": ns.broker_user,
+        "readable_by_broker_user": ids is not None,
     }
     if ns.format == "json":
         json.dump(summary, sys.stdout, indent=2)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from linefleet_core.atomic import write_atomic
-from linefleet_core.errors import ExitCode, Finding, FindingsError, Severity, UsageError
+from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError
 
 if TYPE_CHECKING:
     from linefleet_core.fleet import Site
@@ -92,24 +91,6 @@ def site_patterns(spec: FleetSpec, site: Site) -> list[str]:
     return [f"/{f}" for f in files]
 
 
-def owner_findings(spec: FleetSpec) -> list[Finding]:
-    """Owners GitHub would not understand, located in their files."""
-    from linefleet_core.fleet import CODE_OWNER_PATTERN  # the contract loads only when used
-
-    owner = re.compile(CODE_OWNER_PATTERN)
-    findings = []
-    for site in spec.sites.values():
-        for i, who in enumerate(site.approvers):
-            if not owner.match(who):
-                findings.append(
-                    spec.located(site).finding(
-                        ("approvers", i),
-                        f"{who!r} is not a CODEOWNERS owner (@user, @org/team or an e-mail)",
-                    )
-                )
-    return findings
-
-
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core.spec import DirectorySource, load
 
@@ -117,7 +98,7 @@ def run(ns: argparse.Namespace) -> int:
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
     spec, findings = load(DirectorySource(repo))
-    errors = [f for f in findings if f.severity is Severity.ERROR] + owner_findings(spec)
+    errors = [f for f in findings if f.severity is Severity.ERROR]  # owners: a schema rule
     if errors:
         raise FindingsError(errors)
     text = render(spec)

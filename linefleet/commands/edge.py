@@ -80,6 +80,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep the last N decisions with their frames for inspector overrides "
         "(default 1000; 0: none)",
     )
+    r.add_argument(
+        "--device-key",
+        type=Path,
+        metavar="FILE",
+        help="this device's Ed25519 private key (`linefleet keys device`): every report and "
+        "event it sends is signed, for a reconciler that checks (--device-keys)",
+    )
     r.set_defaults(run=run_agent)
 
     i = verbs.add_parser(
@@ -193,6 +200,11 @@ def run_agent(ns: argparse.Namespace) -> int:
         if ns.workers < 1:
             raise UsageError("--workers must be at least 1")
         sources = read_sources(ns.sources)
+    device_key = None
+    if ns.device_key is not None:
+        from linefleet_core.signing import SigningKey
+
+        device_key = SigningKey.load(ns.device_key)
     for root in ns.artifact_root:
         if not root.is_dir():
             raise UsageError(f"--artifact-root {root}: no such directory")
@@ -209,6 +221,7 @@ def run_agent(ns: argparse.Namespace) -> int:
         artifact_roots=tuple(ns.artifact_root),
         sources=sources,
         workers=ns.workers,
+        device_key=device_key,
         **recent,
     )
     return run(options)

@@ -7,6 +7,7 @@
     linefleet pr open --head BRANCH [--base main] --title T [--body-file FILE|-] [--label L]
                       [--forge SPEC] [--repo DIR]
     linefleet pr comment --forge SPEC --number N --marker NAME --body-file FILE|-
+                                            # prints: created, updated or unchanged
 
 Exit codes: 0 done, 1 refused by the forge (no such PR, conflict, bad token...),
 2 usage, 4 forge unreachable (retry later).
@@ -137,7 +138,8 @@ def run_show(ns: argparse.Namespace) -> int:
         print(f"labels:  {', '.join(pr.labels)}")
     print(f"opened:  {pull.created}   updated: {pull.updated}")
     if pull.merged_at:
-        print(f"merged:  {pull.merged_at} as {pull.merge_commit}")
+        by = f" by {pull.merged_by}" if pull.merged_by else ""
+        print(f"merged:  {pull.merged_at} as {pull.merge_commit}{by}")
     if pull.closed_at:
         print(f"closed:  {pull.closed_at}")
     print(f"record:  {pr.url}")
@@ -149,7 +151,10 @@ def run_show(ns: argparse.Namespace) -> int:
 
 
 def run_merge(ns: argparse.Namespace) -> int:
-    pr = _local(ns.repo).merge(ns.number)
+    from linefleet_core.gitrepo import identity, open_repo
+
+    who = identity(open_repo(ns.repo))  # the approver: who merges, from where they work
+    pr = _local(ns.repo).merge(ns.number, merged_by=who)
     print(f"merged #{pr.number}: {pr.head} into {pr.base} (run `git pull` to fetch it)")
     return int(ExitCode.OK)
 
@@ -182,7 +187,7 @@ def run_open(ns: argparse.Namespace) -> int:
 
 
 def run_comment(ns: argparse.Namespace) -> int:
-    from linefleet_core.forge import forge_from_spec, marker_tag
+    from linefleet_core.forge import CommentOutcome, forge_from_spec, marker_tag
 
     try:
         marker_tag(ns.marker)
@@ -190,6 +195,11 @@ def run_comment(ns: argparse.Namespace) -> int:
         raise UsageError(f"--marker: {exc}") from None
     body = _read_body(ns.body_file)
     forge = forge_from_spec(ns.forge, ns.repo)
-    forge.upsert_comment(ns.number, ns.marker, body)
-    print(f"comment {ns.marker!r} on #{ns.number} is up to date")
+    outcome = forge.upsert_comment(ns.number, ns.marker, body)
+    said = {
+        CommentOutcome.CREATED: "created",
+        CommentOutcome.UPDATED: "updated",
+        CommentOutcome.UNCHANGED: "unchanged (same text already posted)",
+    }[outcome]
+    print(f"comment {ns.marker!r} on #{ns.number}: {said}")
     return int(ExitCode.OK)

@@ -20,6 +20,7 @@ class PublishArgs:
     artifact_base: str | None
     format: str
     dry_run: bool = False
+    forge: str | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +48,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="read the broker, say what would be sent, send nothing",
     )
+    p.add_argument(
+        "--forge",
+        help="read who merged the published commit from this forge (local, github://O/R, "
+        "gitea://H/O/R; default: the repository's local forge, else the git committer)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="sign documents with expires_at at most SECONDS ahead (re-signed every "
+        "SECONDS/2): a device refuses an older document even with its storage wiped "
+        "(default: no bound)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
@@ -57,15 +71,29 @@ def run(ns: argparse.Namespace) -> int:
     from reconciler.publish import default_artifact_base, load_revision, publish
 
     args = PublishArgs(
-        ns.broker, ns.repo, ns.rev, ns.signing_key, ns.artifact_base, ns.format, ns.dry_run
+        ns.broker,
+        ns.repo,
+        ns.rev,
+        ns.signing_key,
+        ns.artifact_base,
+        ns.format,
+        ns.dry_run,
+        ns.forge,
     )
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo}: no such directory")
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
-    revision = load_revision(args.repo, args.rev)
+    forge = None
+    if args.forge is not None:
+        from linefleet_core.forge import forge_from_spec
+
+        forge = forge_from_spec(args.forge, args.repo)
+    revision = load_revision(args.repo, args.rev, forge)
     base = args.artifact_base or default_artifact_base(args.repo)
-    result = publish(revision, address, key, base, dry_run=args.dry_run)
+    if ns.max_age is not None and not ns.max_age > 0:
+        raise UsageError("--max-age must be positive")
+    result = publish(revision, address, key, base, dry_run=args.dry_run, max_age=ns.max_age)
     if args.format == "json":
         json.dump(result.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -36,12 +36,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="open rollback pull requests when a line breaks its health gates: "
         "local, github://OWNER/REPO or gitea://HOST/OWNER/REPO (default: never)",
     )
+    p.add_argument(
+        "--device-keys",
+        type=Path,
+        metavar="DIR",
+        help="<device-id>.pub files (`linefleet keys device`): those devices' reports and "
+        "events must be signed with their key (refused and counted otherwise)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="sign documents with expires_at at most SECONDS ahead (re-signed every "
+        "SECONDS/2): a device refuses an older document even with its storage wiped "
+        "(default: no bound)",
+    )
     p.set_defaults(run=run)
 
 
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core.mqtturl import BrokerAddress
-    from linefleet_core.signing import SigningKey
+    from linefleet_core.signing import SigningKey, load_device_keys
     from reconciler.publish import default_artifact_base
     from reconciler.reconcile import Reconciler, Settings, TickOutcome
 
@@ -49,6 +64,8 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError(f"--repo {ns.repo}: no such directory")
     if ns.interval <= 0:
         raise UsageError("--interval must be positive")
+    if ns.max_age is not None and not ns.max_age >= 2 * ns.interval:
+        raise UsageError("--max-age must be at least twice --interval (documents are re-signed)")
     settings = Settings(
         repo=ns.repo,
         address=BrokerAddress.parse(ns.broker),
@@ -60,6 +77,8 @@ def run(ns: argparse.Namespace) -> int:
         interval=ns.interval,
         name=ns.name,
         forge=ns.forge,
+        max_age=ns.max_age,
+        device_keys=None if ns.device_keys is None else load_device_keys(ns.device_keys),
     )
     stop = threading.Event()
 

@@ -25,6 +25,7 @@ class StatusArgs:
     format: str
     quiet: float
     wait: float | None = None
+    device_keys: Path | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", type=Path, help="state directory of `linefleet reconcile`")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
+        "--device-keys",
+        type=Path,
+        metavar="DIR",
+        help="<device-id>.pub files: those devices' reports must carry their signature",
+    )
+    p.add_argument(
         "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
     )
     p.add_argument(
@@ -58,6 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
     from linefleet_core import spec as fleetspec
     from linefleet_core.mqtturl import BrokerAddress
+    from linefleet_core.signing import load_device_keys
     from linefleet_core.wire import Channel, DesiredState, topic_filter
     from reconciler.mqtt import retained_snapshot
     from reconciler.observed import Accepted, Observations, classify
@@ -66,11 +74,13 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
 
     address = BrokerAddress.parse(args.broker)
     fleet: set[str] | None = None
+    assigned: dict[str, frozenset[str]] | None = None
     if args.repo is not None:
         if not args.repo.is_dir():
             raise UsageError(f"--repo {args.repo}: no such directory")
         spec, _ = fleetspec.load(fleetspec.DirectorySource(args.repo))
         fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
+        assigned = fleetspec.assigned_lines(spec)
     observations = Observations()
     recorded: dict[str, str] = {}
     if args.state_dir is not None:
@@ -80,6 +90,7 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
         observations = store.load()
         recorded = store.meta()
         store.close()
+    keys = None if args.device_keys is None else load_device_keys(args.device_keys)
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
     snapshot = retained_snapshot(address, filters, client, quiet=args.quiet)
@@ -94,8 +105,8 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
             elif not isinstance(result, Accepted):
                 observations.reject(result)
         else:
-            observations.ingest(name, msg.payload, now, known, live=False)
-    status = fleet_status(desired, observations, now, fleet)
+            observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
+    status = fleet_status(desired, observations, now, fleet, assigned)
     status.reconciler = recorded
     return status, now
 
@@ -103,7 +114,9 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
 def run(ns: argparse.Namespace) -> int:
     from reconciler.status import as_json
 
-    args = StatusArgs(ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait)
+    args = StatusArgs(
+        ns.broker, ns.repo, ns.state_dir, ns.format, ns.quiet, ns.wait, ns.device_keys
+    )
     if args.wait is not None and args.wait < 0:
         raise UsageError("--wait must be 0 or more seconds")
     status, now = collect(args) if args.wait is None else wait_synced(args)
@@ -176,8 +189,18 @@ def _seen(dev: DeviceStatus, now: float) -> str:
     return f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
 
 
+def _approved(dev: DeviceStatus) -> str:
+    """Who approved the desired state's commit: a name (no e-mail), and the pull request."""
+    approval = None if dev.desired is None else dev.desired.approval
+    if approval is None:
+        return "-"
+    name = approval.by.split(" <")[0]
+    return f"{name} (#{approval.pull})" if approval.pull else name
+
+
 def render_table(status: FleetStatus, now: float) -> str:
-    header = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED", "MODEL", "CANDIDATE")
+    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "CONDITION", "DESIRED", "APPLIED")
+    header += ("MODEL", "CANDIDATE", "APPROVED BY")
     rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
     for dev in status.devices:
         desired, applied = _gen(dev)
@@ -193,12 +216,15 @@ def render_table(status: FleetStatus, now: float) -> str:
                     applied,
                     _model(row),
                     _candidate(row),
+                    _approved(dev),
                     _seen(dev, now),
                 )
             )
         if not dev.lines:
             cond = dev.condition.type.value
-            rows.append((dev.site, name, "-", cond, desired, applied, "-", "-", _seen(dev, now)))
+            rows.append(
+                (dev.site, name, "-", cond, desired, applied, "-", "-", "-", _seen(dev, now))
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
         "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()

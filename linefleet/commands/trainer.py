@@ -4,18 +4,23 @@
     linefleet trainer watch --model surface-cnn --min-new-labels 200 --broker mqtt://h:1883
 
 Exit codes: 0 pull request opened or updated, 1 no line qualifies / invalid change / forge
-refused, 2 usage, 4 forge or git remote unreachable.
+refused, 2 usage, 4 forge or git remote unreachable. `trainer champion` exits 0 also when
+there is nothing to point the alias at (it says why), 2 for a model not in the catalogue.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from linefleet.commands.labels import add_workspace_options
 from linefleet_core.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from linefleet_core.wire import Approval
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +51,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "champion",
         help="point the registry's champion alias at the model version that serves",
         description="Level-triggered: the newest catalogue version of --model that serves on "
-        "a line and names an MLflow run becomes the registry's `champion`.",
+        "a line and comes from a run in this tracking store becomes the registry's "
+        "`champion`; newer serving versions without such a run are skipped with a notice. "
+        "Exit 0 (also when there is nothing to do), 2 for a model not in the catalogue.",
     )
     add_workspace_options(c)
     c.add_argument("--model", required=True)
@@ -184,14 +191,49 @@ def run_watch(ns: argparse.Namespace) -> int:
 
 
 def run_champion(ns: argparse.Namespace) -> int:
+    from linefleet_core.errors import UsageError
     from linefleet_core.spec import DirectorySource, load
     from trainer.tracking import Tracker, default_uri, sync_champion
 
     spec, _ = load(DirectorySource(ns.fleet_repo))
+    if ns.model not in spec.models:
+        known = ", ".join(sorted(spec.models)) or "none"
+        raise UsageError(f"--model {ns.model}: not in the model catalogue (known: {known})")
     tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
-    version = sync_champion(tracker, spec, ns.model)
-    if version is None:
-        print(f"{ns.model}: no serving version comes from a run in {tracker.uri}; unchanged")
-        return int(ExitCode.INVALID)
-    print(f"{ns.model}: champion -> registry version {version}")
+    result = sync_champion(tracker, spec, ns.model, _lineage(ns.fleet_repo))
+    for why in result.skipped:
+        print(f"  skipped {why}")
+    if result.champion is not None:
+        moved = "->" if result.changed else "already at"
+        print(f"{ns.model}: champion {moved} registry version {result.version} ({result.champion})")
+        if result.approval is not None:
+            print(f"  approved by {result.approval.by} via {result.approval.via}")
+    elif not result.serving:
+        print(f"{ns.model}: no version serves on any line; nothing to do")
+    else:
+        print(
+            f"{ns.model}: no serving version comes from a run in {tracker.uri}; champion "
+            "unchanged, nothing to do.\n"
+            "  The champion follows models trained here: train with `linefleet train` and "
+            "propose with `linefleet trainer promote --run RUN`, or pass the --tracking-uri "
+            "of the store that holds the runs the catalogue names."
+        )
     return int(ExitCode.OK)
+
+
+def _lineage(fleet_repo: Path) -> Callable[[str], Approval | None] | None:
+    """Who approved the commit that made a catalogue version serve (None outside git)."""
+    from linefleet_core.approval import approval_of, promoted_in
+    from linefleet_core.errors import UsageError
+    from linefleet_core.gitrepo import open_repo
+
+    try:
+        repo = open_repo(fleet_repo)
+    except UsageError:
+        return None  # a folder, not a repository: no history to read the approver from
+
+    def lineage(ref: str) -> Approval | None:
+        commit = promoted_in(repo, "HEAD", ref)
+        return None if commit is None else approval_of(repo, commit)
+
+    return lineage

@@ -22,24 +22,23 @@ def free_port() -> int:
 
 
 def config_text(port: int, data_dir: Path) -> str:
-    """Anonymous access is acceptable only because the listener is bound to 127.0.0.1;
-    a plant's broker comes from `linefleet broker config` (accounts, ACL, TLS)."""
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
-        "max_queued_messages 0",  # the default of 1000 drops retained backlogs silently
-        "max_inflight_messages 0",
-        "persistence true",
-        f"persistence_location {data_dir}/",
-        "autosave_interval 5",
-        "log_dest stderr",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-    ]
-    if os.geteuid() == 0:
-        lines.append("user root")  # stay root: the state dir is not the mosquitto user's
-    return "\n".join(lines) + "\n"
+    """`linefleet broker config`'s generator in its anonymous loopback form. Anonymous access is
+    acceptable only because the listener is bound to 127.0.0.1; a plant's broker comes from
+    `linefleet broker config` (accounts, ACL, client ids bound to accounts, TLS)."""
+    from reconciler.broker import BrokerOptions
+    from reconciler.broker import config_text as generate
+
+    options = BrokerOptions(
+        str(data_dir.parent),
+        str(data_dir),
+        port,
+        "127.0.0.1",
+        anonymous=True,
+        # stay root: the state dir is not the mosquitto user's
+        user="root" if os.geteuid() == 0 else None,
+        autosave_interval=5,
+    )
+    return generate(options)
 
 
 def start(children: Children, folder: Path, timeout: float = 10.0) -> str:

@@ -162,6 +162,15 @@ def final_status(demo: Demo, story: Story) -> None:
     out = demo.root / "report.html"
     demo.lf(
         "report", "--out", str(out), "--broker", demo.broker_url, "--repo", str(demo.repo),
-        "--history", str(history.history_file(demo)), "--record",
+        "--history", str(history.history_file(demo)), "--record", *_label_store(demo),
     )  # fmt: skip
     demo.record["report"] = str(out)
+
+
+def _label_store(demo: Demo) -> list[str]:
+    """`--labels` with the trainer's label store, so the report shows the label queues
+    (nothing when the learning stage did not make one)."""
+    from trainer.store import default_url
+
+    url = default_url(demo.trainer)
+    return ["--labels", url] if Path(url.removeprefix("sqlite:///")).is_file() else []

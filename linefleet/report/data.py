@@ -62,6 +62,9 @@ class TimelineEntry:
     subject: str
     changes: tuple[str, ...]
     """Plan-style summaries: `toledo/line-3: surface-cnn@3 shadow → canary`."""
+    approved_by: str = ""
+    """Who approved the commit (`linefleet_core.approval`): `Jane Doe <jane@…> via pull request
+    #12 (local forge)`."""
 
 
 @dataclass(frozen=True)

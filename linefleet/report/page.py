@@ -190,9 +190,10 @@ def _timeline(entries: tuple[TimelineEntry, ...] | None) -> str:
     items = []
     for entry in entries:
         changes = "".join(f"<li>{esc(change)}</li>" for change in entry.changes)
+        approved = f" · approved by {esc(entry.approved_by)}" if entry.approved_by else ""
         items.append(
             f"<li><b>{esc(when(entry.at))}</b> · <code>{esc(entry.commit[:10])}</code> · "
-            f"{esc(entry.author)}<br>{esc(entry.subject)}<ul>{changes}</ul></li>"
+            f"{esc(entry.author)}{approved}<br>{esc(entry.subject)}<ul>{changes}</ul></li>"
         )
     return f'<ol class="timeline">{"".join(items)}</ol>'
 

@@ -43,11 +43,12 @@ def _spec(repo: Path) -> FleetSpec:
     return spec
 
 
-def _status(src: Sources, fleet: set[str] | None) -> tuple[FleetStatus, float]:
+def _status(src: Sources, spec: FleetSpec | None) -> tuple[FleetStatus, float]:
     if src.broker is not None:
         from linefleet.commands.status import StatusArgs, collect
 
         return collect(StatusArgs(src.broker, src.repo, src.state_dir, "json", src.quiet))
+    from linefleet_core.spec import assigned_lines
     from reconciler.observed import Observations
     from reconciler.status import fleet_status
     from reconciler.store import DB_NAME, Store
@@ -61,7 +62,10 @@ def _status(src: Sources, fleet: set[str] | None) -> tuple[FleetStatus, float]:
     finally:
         store.close()
     now = time.time()
-    return fleet_status({}, observations, now, fleet), now
+    if spec is None:
+        return fleet_status({}, observations, now), now
+    fleet = {f"{d.site}/{d.id}" for d in spec.devices.values()}
+    return fleet_status({}, observations, now, fleet, assigned_lines(spec)), now
 
 
 def _record(path: Path, status: FleetStatus, history: History) -> int:
@@ -92,8 +96,7 @@ def collect(src: Sources) -> ReportData:
         history = read_history(src.history)
     status, now = None, time.time()
     if src.broker is not None or src.state_dir is not None:
-        fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
-        status, now = _status(src, fleet)
+        status, now = _status(src, spec)
         if src.broker is not None:
             sources.append(f"broker {src.broker}")
         if src.state_dir is not None:

@@ -2,7 +2,8 @@
 
 `rollout_changes(key, before, after)` is pure and says what changed in plan style
 (`toledo/line-3: surface-cnn@3 shadow → canary`); `read_timeline(repo)` walks git history
-with GitPython and reads only the changed line files of each commit.
+with GitPython, reads only the changed line files of each commit, and names who approved
+each commit (`linefleet_core.approval`).
 """
 
 from __future__ import annotations
@@ -103,10 +104,13 @@ def read_timeline(
     repo: Any, rev: str = "HEAD", limit: int = MAX_COMMITS
 ) -> tuple[TimelineEntry, ...]:
     """Newest first: each commit (first-parent) that changed a line rollout, at most `limit`."""
+    from linefleet_core.approval import approval_of
+
     entries = []
     for commit in repo.iter_commits(rev, max_count=limit, first_parent=True):
         changes = commit_changes(commit)
         if changes:
+            approval = approval_of(repo, commit.hexsha)
             entries.append(
                 TimelineEntry(
                     at=float(commit.committed_date),
@@ -114,6 +118,7 @@ def read_timeline(
                     author=str(commit.author.name or commit.author.email or "?"),
                     subject=str(commit.summary),
                     changes=tuple(changes),
+                    approved_by=f"{approval.by} via {approval.via}",
                 )
             )
     return tuple(entries)

@@ -8,8 +8,10 @@ or the local forge that records pull requests inside the repository.
 
 from linefleet_core.forge.base import (
     Comment,
+    CommentOutcome,
     Forge,
     ForgeRefused,
+    Merge,
     PullRequest,
     PullState,
     marker_tag,
@@ -18,8 +20,10 @@ from linefleet_core.forge.factory import forge_from_spec
 
 __all__ = [
     "Comment",
+    "CommentOutcome",
     "Forge",
     "ForgeRefused",
+    "Merge",
     "PullRequest",
     "PullState",
     "forge_from_spec",

@@ -22,6 +22,14 @@ class PullState(enum.StrEnum):
     MERGED = "merged"
 
 
+class CommentOutcome(enum.StrEnum):
+    """What `upsert_comment` did to the marked comment."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A pull request as every forge reports it (the subset linefleet relies on)."""
@@ -35,6 +43,15 @@ class PullRequest:
     state: PullState
     url: str
     labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merged pull request as the forge records it: who merged it (the approver)."""
+
+    number: int
+    merged_by: str
+    """`@login` on GitHub/Gitea, a git identity (`Name <email>`) on the local forge."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,13 @@ class Forge(Protocol):
         """PR `number`; `ForgeRefused` (404) if there is none."""
         ...
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> None:
-        """Create or update the one comment on PR `number` identified by `marker`."""
+    def merge_of(self, commit: str) -> Merge | None:
+        """The merged pull request whose merge commit is `commit` (None: not merged by a PR)."""
+        ...
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:
+        """Create or update the one comment on PR `number` identified by `marker`.
+
+        Returns what it did: created it, updated it, or left it alone (same text already).
+        """
         ...

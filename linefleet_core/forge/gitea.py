@@ -7,6 +7,7 @@ attached by id (missing ones are created), and a duplicate PR is a 409.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from linefleet_core.forge.base import PullRequest
 from linefleet_core.forge.rest import RestForge
@@ -31,6 +32,9 @@ class GiteaForge(RestForge):
             if pr.head == head and pr.state == "open":
                 return pr
         return None
+
+    def merged_pulls(self, commit: str) -> list[Any]:
+        return [self.client.call("GET", f"{self.prefix}/commits/{commit}/pull").data]
 
     def add_labels(self, number: int, labels: Sequence[str]) -> None:
         known = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from linefleet_core.forge.base import PullRequest
 from linefleet_core.forge.rest import RestForge
@@ -28,6 +29,10 @@ class GitHubForge(RestForge):
         )
         pulls = [self.parse_pull(item) for item in reply.data or ()]
         return next((p for p in pulls if p.head == head), None)
+
+    def merged_pulls(self, commit: str) -> list[Any]:
+        reply = self.client.call("GET", f"{self.prefix}/commits/{commit}/pulls")
+        return list(reply.data or ())
 
     def add_labels(self, number: int, labels: Sequence[str]) -> None:
         # GitHub creates unknown labels on the fly.

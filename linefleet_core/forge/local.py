@@ -30,7 +30,9 @@ from linefleet_core.atomic import write_atomic
 from linefleet_core.errors import PermanentError
 from linefleet_core.forge.base import (
     Comment,
+    CommentOutcome,
     ForgeRefused,
+    Merge,
     PullRequest,
     PullState,
     find_marked,
@@ -57,6 +59,8 @@ class LocalPull:
     merged_at: str | None = None
     closed_at: str | None = None
     merge_commit: str | None = None
+    merged_by: str | None = None
+    """Who ran the merge (their git identity): the approver of what the merge publishes."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +78,7 @@ class LocalPull:
             "merged_at": self.merged_at,
             "closed_at": self.closed_at,
             "merge_commit": self.merge_commit,
+            "merged_by": self.merged_by,
         }
 
     @classmethod
@@ -96,10 +101,13 @@ class LocalPull:
             merged_at=doc.get("merged_at"),
             closed_at=doc.get("closed_at"),
             merge_commit=doc.get("merge_commit"),
+            merged_by=doc.get("merged_by"),
         )
 
 
 class LocalForge:
+    name = "local forge"
+
     def __init__(self, root: Any, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         """`root` is the `git.Repo` that holds the branches and the records."""
         self.root = root
@@ -183,7 +191,7 @@ class LocalForge:
             )
             return self._write(LocalPull(pr=pr, created=now, updated=now)).pr
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> None:
+    def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:
         text = with_marker(marker, body)
         with self._locked():
             pull = self.record(number)
@@ -191,13 +199,16 @@ class LocalForge:
             if existing is None:
                 next_id = max((c.id for c in pull.comments), default=0) + 1
                 comments = (*pull.comments, Comment(next_id, text))
+                outcome = CommentOutcome.CREATED
             elif existing.body == text:
-                return
+                return CommentOutcome.UNCHANGED
             else:
                 comments = tuple(
                     Comment(c.id, text) if c.id == existing.id else c for c in pull.comments
                 )
+                outcome = CommentOutcome.UPDATED
             self._write(replace(pull, comments=comments, updated=self._now()))
+            return outcome
 
     def close(self, number: int) -> PullRequest:
         with self._locked():
@@ -206,16 +217,28 @@ class LocalForge:
             closed = replace(pull.pr, state=PullState.CLOSED)
             return self._write(replace(pull, pr=closed, closed_at=now, updated=now)).pr
 
-    def merge(self, number: int) -> PullRequest:
-        """Merge head into base with a merge commit, push it to the root, record it."""
+    def merge(self, number: int, merged_by: str | None = None) -> PullRequest:
+        """Merge head into base with a merge commit, push it to the root, record it.
+
+        `merged_by` (default: the root's git identity) is recorded as the approver.
+        """
         with self._locked():
             pull = self._open_record(number)
             sha = merge_and_push(self.root, pull.pr)
             now = self._now()
             merged = replace(pull.pr, state=PullState.MERGED)
+            who = merged_by or gitrepo.identity(self.root)
             return self._write(
-                replace(pull, pr=merged, merged_at=now, updated=now, merge_commit=sha)
+                replace(
+                    pull, pr=merged, merged_at=now, updated=now, merge_commit=sha, merged_by=who
+                )
             ).pr
+
+    def merge_of(self, commit: str) -> Merge | None:
+        pull = next((p for p in self.list(PullState.MERGED) if p.merge_commit == commit), None)
+        if pull is None or not pull.merged_by:
+            return None
+        return Merge(pull.pr.number, pull.merged_by)
 
     # -- helpers -----------------------------------------------------------------------------
     def _open_record(self, number: int) -> LocalPull:

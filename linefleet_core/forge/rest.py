@@ -13,7 +13,9 @@ from typing import Any
 from linefleet_core.errors import TemporaryError
 from linefleet_core.forge.base import (
     Comment,
+    CommentOutcome,
     ForgeRefused,
+    Merge,
     PullRequest,
     PullState,
     find_marked,
@@ -57,6 +59,28 @@ class RestForge:
 
     def add_labels(self, number: int, labels: Sequence[str]) -> None:
         raise NotImplementedError
+
+    def merged_pulls(self, commit: str) -> list[Any]:
+        """The forge's pull request JSON objects associated with `commit`."""
+        raise NotImplementedError
+
+    def merge_of(self, commit: str) -> Merge | None:
+        try:
+            found = self.merged_pulls(commit)
+        except ForgeRefused as exc:
+            if exc.status in (404, 422):  # a commit the forge does not know
+                return None
+            raise
+        for item in found:
+            if not isinstance(item, dict) or item.get("merge_commit_sha") != commit:
+                continue
+            number = int(item["number"])
+            if "merged_by" not in item:  # a short form without it: read the pull request
+                item = self.client.call("GET", f"{self.prefix}/pulls/{number}").data
+            login = ((item or {}).get("merged_by") or {}).get("login")
+            if login:
+                return Merge(number, f"@{login}")
+        return None
 
     # -- the Forge protocol -----------------------------------------------------------------
     @property
@@ -103,15 +127,16 @@ class RestForge:
         )
         return [Comment(int(c["id"]), str(c.get("body") or "")) for c in items]
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> None:
+    def upsert_comment(self, number: int, marker: str, body: str) -> CommentOutcome:
         text = fit_comment(with_marker(marker, body))
         existing = find_marked(self.comments(number), marker)
         if existing is None:
             self.client.call("POST", f"{self.prefix}/issues/{number}/comments", {"body": text})
-        elif existing.body != text:
-            self.client.call(
-                "PATCH", f"{self.prefix}/issues/comments/{existing.id}", {"body": text}
-            )
+            return CommentOutcome.CREATED
+        if existing.body == text:
+            return CommentOutcome.UNCHANGED
+        self.client.call("PATCH", f"{self.prefix}/issues/comments/{existing.id}", {"body": text})
+        return CommentOutcome.UPDATED
 
     # -- shared parsing ---------------------------------------------------------------------
     def parse_pull(self, data: Any) -> PullRequest:

@@ -100,12 +100,12 @@ def test_site_files_outside_their_folder_are_owned_file_by_file(
     fleet: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site = fleet / "fleet" / "sites" / "toledo" / "site.yaml"
-    moved = fleet / "fleet" / "toledo-site.yaml"
+    moved = fleet / "fleet" / "toledo.yaml"  # the file name is the site's id
     moved.write_text(site.read_text())
     site.unlink()
     assert run(capsys, "codeowners", "--repo", str(fleet))[0] == 0
     text = (fleet / ".github" / "CODEOWNERS").read_text()
-    assert "/fleet/toledo-site.yaml      @acme/toledo-quality\n" in text
+    assert "/fleet/toledo.yaml           @acme/toledo-quality\n" in text
     assert "/fleet/sites/toledo/lines/line-1.yaml @acme/toledo-quality\n" in text
     assert "\n/fleet/sites/toledo/ " not in text
 

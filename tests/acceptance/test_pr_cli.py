@@ -132,9 +132,14 @@ def test_local_comment_is_posted_once_and_updated(
     args = ["pr", "comment", "--forge", "local", "--number", "1", "--marker", "plan"]
     args += ["--body-file", str(plan), "--repo", clone.working_tree_dir]
     plan.write_text("Plan: 1 to change\n")
-    assert run(capsys, *args) == (0, "comment 'plan' on #1 is up to date\n", "")
+    assert run(capsys, *args) == (0, "comment 'plan' on #1: created\n", "")
+    assert run(capsys, *args) == (
+        0,
+        "comment 'plan' on #1: unchanged (same text already posted)\n",
+        "",
+    )
     plan.write_text("Plan: 2 to change\n")
-    assert run(capsys, *args)[0] == 0
+    assert run(capsys, *args) == (0, "comment 'plan' on #1: updated\n", "")
 
     _, out, _ = run(capsys, "pr", "show", "1", "--repo", clone.working_tree_dir, "--format", "json")
     comments = json.loads(out)["comments"]
@@ -167,8 +172,13 @@ def test_github_comment_through_the_rest_api(
         )
 
         monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-        assert run(capsys, *args)[0] == 0
-        assert run(capsys, *args)[0] == 0
+        assert run(capsys, *args)[:2] == (0, "comment 'plan' on #1: created\n")
+        assert run(capsys, *args)[:2] == (
+            0,
+            "comment 'plan' on #1: unchanged (same text already posted)\n",
+        )
+        plan.write_text("# Plan\nPlan: 0 to add, 2 to change, 0 to remove\n")
+        assert run(capsys, *args)[:2] == (0, "comment 'plan' on #1: updated\n")
         assert [c["body"] for c in fake.comments[1]] == [
             f"<!-- linefleet:plan -->\n{plan.read_text()}"
         ]

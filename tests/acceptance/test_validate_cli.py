@@ -120,3 +120,89 @@ def test_the_installed_command_never_shows_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
     reported = {row.split(":")[0] for row in proc.stdout.splitlines() if row.startswith("fleet/")}
     assert reported == {f"fleet/{case.name}.yaml" for case in CASES}
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def example_fleet(root: Path) -> Path:
+    """A copy of the example fleet committed in this repository."""
+    for top in ("fleet", "taxonomies"):
+        for path in (REPO / top).rglob("*.yaml"):
+            target = root / path.relative_to(REPO)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    return root
+
+
+def edit_text(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_an_approver_without_the_at_sign_is_a_located_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = example_fleet(tmp_path)
+    edit_text(root / "fleet/sites/toledo/site.yaml", "- '@mkowalski'", "- mkowalski")
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert out.splitlines() == [
+        "fleet/sites/toledo/site.yaml:9:3: approvers[1]: 'mkowalski' is not a CODEOWNERS owner "
+        "(@user, @org/team or an e-mail); did you mean '@mkowalski'?",
+        "invalid: 1 error(s), 0 warning(s) in 27 document(s)",
+    ]
+
+
+def test_a_file_named_after_another_object_is_a_located_error_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = example_fleet(tmp_path)
+    edit_text(root / "fleet/sites/toledo/lines/paint-2.yaml", "id: paint-2", "id: paint-9")
+    edit_text(root / "fleet/sites/dresden/lines/body-1.yaml", "site: dresden", "site: pune")
+    edit_text(
+        root / "fleet/sites/pune/devices/pune-press-edge-1.yaml",
+        "id: pune-press-edge-1",
+        "id: pune-press-edge-2",
+    )
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    # The device serving toledo/paint-2 and the evidence for it are consequences: not repeated.
+    assert out.splitlines() == [
+        "fleet/sites/dresden/lines/body-1.yaml:5:7: site: site 'pune', but the file is in "
+        "fleet/sites/dresden/ (reviewed by that site's approvers); move it to "
+        "fleet/sites/pune/ or set site to 'dresden'",
+        "fleet/sites/pune/devices/pune-press-edge-1.yaml:4:5: id: 'pune-press-edge-2' does not "
+        "match the file name pune-press-edge-1.yaml; rename the file to pune-press-edge-2.yaml "
+        "or set id to 'pune-press-edge-1' (rollback pull requests, CODEOWNERS and the report "
+        "find an object by its file name)",
+        "fleet/sites/toledo/lines/paint-2.yaml:4:5: id: 'paint-9' does not match the file name "
+        "paint-2.yaml; rename the file to paint-9.yaml or set id to 'paint-2' (rollback pull "
+        "requests, CODEOWNERS and the report find an object by its file name)",
+        "invalid: 3 error(s), 0 warning(s) in 25 document(s)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rel", "old", "new"),
+    [
+        ("fleet/sites/toledo/site.yaml", "name: Toledo Stamping & Paint", "name: [Toledo"),
+        ("fleet/sites/toledo/site.yaml", "apiVersion: linefleet.io/v1", "apiVersion: v2"),
+        ("fleet/sites/toledo/site.yaml", "timezone: America/New_York", "timezone: [1, 2]"),
+        ("fleet/sites/toledo/lines/paint-1.yaml", "kind: Line", "kind: Line\n  x: 1"),
+        ("fleet/models/surface-cnn.yaml", "kind: Model", "kind: Model\n- x"),
+        ("taxonomies/surface-defects/v2.yaml", "kind: Taxonomy", "kind: [Taxonomy"),
+    ],
+    ids=["site yaml", "site api version", "site schema", "line yaml", "model yaml", "taxonomy"],
+)
+def test_one_broken_file_is_one_error_not_one_per_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rel: str, old: str, new: str
+) -> None:
+    root = example_fleet(tmp_path)
+    edit_text(root / rel, old, new)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    *findings, verdict = out.splitlines()
+    assert [f.partition(":")[0] for f in findings] == [rel], out
+    assert verdict.startswith("invalid: 1 error(s), 0 warning(s)")

@@ -110,6 +110,7 @@ def test_every_file_names_its_schema_and_the_schema_accepts_it(rel: str) -> None
         ("fleet/policy.yaml", lambda d: d.update(max_canaries=1)),
         ("fleet/sites/toledo/site.yaml", lambda d: d.pop("apiVersion")),
         ("fleet/sites/toledo/site.yaml", lambda d: d["freeze_periods"][0].update(start="soon")),
+        ("fleet/sites/toledo/site.yaml", lambda d: d["approvers"].append("mkowalski")),
         ("taxonomies/surface-defects/v2.yaml", lambda d: d["migration"].append({"fold": "x"})),
     ],
 )

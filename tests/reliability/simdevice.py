@@ -39,8 +39,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from linefleet_core import highwater
-from linefleet_core.signing import TrustedKeys, VerifyError, verify
-from linefleet_core.wire import Applied, DesiredState, client_id, online_payload
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify_document
+from linefleet_core.wire import Applied, DesiredState, Removal, client_id, online_payload
 
 AGENT = "linefleet-soak-sim/1"
 
@@ -203,16 +203,18 @@ class SimDevice:
                 self._next_report = now + self.heartbeat
 
     def _accept(self, payload: bytes) -> None:
-        if not payload:
-            self.disk.error = "removed from the fleet"
-            self.report()
-            return
         try:
+            if not payload:  # removal is a signed tombstone, never an empty payload
+                raise VerifyError(Refusal.UNSIGNED_REMOVAL, "empty desired payload")
             floor = highwater.floor(self.disk.marks, self.keys)
-            doc = verify(payload, self.keys, device=self.device, held=floor)
+            doc = verify_document(payload, self.keys, device=self.device, held=floor)
         except VerifyError as exc:
             self.counters.refused += 1
             self.event("refused-document", exc.reason.value, str(exc))
+            return
+        if isinstance(doc, Removal):
+            self.disk.error = "removed from the fleet"
+            self.report()
             return
         accepted = Applied(generation=doc.generation, content_hash=doc.content_hash)
         if doc.signature is not None:

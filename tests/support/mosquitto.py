@@ -3,15 +3,19 @@
     with Mosquitto(tmp_path / "broker") as broker:
         client.connect(broker.host, broker.port)
 
-`max_queued_messages 0` and `max_inflight_messages 0` are always set (Mosquitto's default
-queue of 1,000 silently drops retained backlogs of a large fleet). Extra configuration (ACL,
-password file, bridges) goes in through the constructor; `restart()` keeps the persistence
-directory and the port, so retained messages and persistent sessions survive it.
+The configuration is `linefleet broker config`'s generator (`reconciler.broker.config_text`)
+in its anonymous loopback form, so tests run the options the fleet's broker runs (queue limits
+off, packet size); extra configuration (ACL, password file, bridges) goes in through the
+constructor. A complete generated config can be passed as `config`. Run as root, the broker
+stays root (our temp folders are not the mosquitto user's) unless `drop_root=True`.
+`restart()` keeps the persistence directory and the port, so retained messages and persistent
+sessions survive it.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -61,6 +65,8 @@ class Mosquitto:
         extra_config: str = "",
         autosave_interval: int = 1,
         config: str | None = None,
+        drop_root: bool = False,
+        run_as: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -70,6 +76,8 @@ class Mosquitto:
         self.extra_config = extra_config
         self.autosave_interval = autosave_interval
         self.config = config  # a complete config (e.g. a generated one) used instead of ours
+        self.drop_root = drop_root  # root: let Mosquitto drop to its `user` as in production
+        self.run_as = run_as  # start the process as this user (root only)
         self.process: subprocess.Popen[bytes] | None = None
         self.data_dir = workdir / "data"
         self.config_path = workdir / "mosquitto.conf"
@@ -80,42 +88,52 @@ class Mosquitto:
         return f"mqtt://{self.host}:{self.port}"
 
     def config_text(self) -> str:
+        from reconciler.broker import BrokerOptions, config_text
+
+        stay_root = os.geteuid() == 0 and not self.drop_root and self.run_as is None
         if self.config is not None:
-            return self.config + ("user root\n" if os.geteuid() == 0 else "")
-        lines = [
-            f"listener {self.port} {self.host}",
-            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-            "persistence true",
-            f"persistence_location {self.data_dir}/",
-            f"autosave_interval {self.autosave_interval}",
-            "max_queued_messages 0",
-            "max_inflight_messages 0",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            "connection_messages true",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # stay root: our temp folders are not the mosquitto user's
+            if not stay_root:
+                return self.config
+            kept = [ln for ln in self.config.splitlines() if not ln.startswith("user ")]
+            return "\n".join(kept) + "\nuser root\n"
+        extra = ["log_type information"]
         if self.acl_file is not None:
-            lines.append(f"acl_file {self.acl_file}")
+            extra.append(f"acl_file {self.acl_file}")
         if self.password_file is not None:
-            lines.append(f"password_file {self.password_file}")
-        return "\n".join(lines) + "\n" + self.extra_config + "\n"
+            extra.append(f"password_file {self.password_file}")
+        text = config_text(
+            BrokerOptions(
+                str(self.workdir),
+                str(self.data_dir),
+                self.port,
+                self.host,
+                anonymous=True,
+                # stay root: our temp folders are not the mosquitto user's
+                user="root" if stay_root else None,
+                autosave_interval=self.autosave_interval,
+                extra=tuple(extra),
+            )
+        )
+        if not self.allow_anonymous:
+            text = text.replace("\nallow_anonymous true\n", "\nallow_anonymous false\n")
+        return text + self.extra_config + "\n"
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         if self.process is not None and self.process.poll() is None:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text(), encoding="utf-8")
+        who: dict[str, object] = {}
+        if self.run_as is not None:  # that user's own uid, primary group and nothing else
+            entry = pwd.getpwnam(self.run_as)
+            who = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # type: ignore[call-overload]
                 [MOSQUITTO, "-c", str(self.config_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                **who,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -107,6 +107,8 @@ def test_publish_runs_on_main_one_at_a_time() -> None:
     publish = step(doc, "Publish")
     assert publish["env"]["BROKER"] == "${{ secrets.LINEFLEET_BROKER }}"
     assert '--broker "$BROKER" --signing-key "$SIGNING_KEY_FILE"' in publish["run"]
+    assert '--forge "github://$REPOSITORY"' in publish["run"]  # who merged: the approver
+    assert doc["permissions"]["pull-requests"] == "read"
     key = step(doc, "Write the signing key")
     assert key["env"]["SIGNING_KEY_PEM"] == "${{ secrets.LINEFLEET_SIGNING_KEY }}"
     assert "umask 077" in key["run"]

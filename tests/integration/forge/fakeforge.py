@@ -50,6 +50,12 @@ class ForgeState:
     def calls(self, method: str) -> list[str]:
         return [path for m, path in self.requests if m == method]
 
+    def merge(self, number: int, login: str) -> str:
+        """Merge pull request `number` as `login` (what the forge's merge button does)."""
+        sha = f"{number:040x}"
+        self.pulls[number].update(state="closed", merge_commit_sha=sha, merged_by=login)
+        return sha
+
 
 def _pull_json(state: ForgeState, pr: dict[str, Any]) -> dict[str, Any]:
     head = {"ref": pr["head"], "label": f"{OWNER}:{pr['head']}", "sha": "0" * 40}
@@ -63,10 +69,13 @@ def _pull_json(state: ForgeState, pr: dict[str, Any]) -> dict[str, Any]:
         "head": head,
         "base": {"ref": pr["base"], "label": f"{OWNER}:{pr['base']}", "sha": "1" * 40},
         "labels": [{"id": state.labels.get(n, 0), "name": n} for n in pr["labels"]],
-        "merged_at": None,
+        "merged_at": "2026-12-01T10:00:00Z" if pr.get("merged_by") else None,
+        "merge_commit_sha": pr.get("merge_commit_sha"),
     }
+    if pr.get("merged_by"):
+        doc["merged_by"] = {"login": pr["merged_by"], "id": 7}
     if state.flavour == "gitea":
-        doc["merged"] = False
+        doc["merged"] = bool(pr.get("merged_by"))
     return doc
 
 
@@ -143,6 +152,18 @@ class Handler(BaseHTTPRequestHandler):
             self._page([_pull_json(state, p) for p in pulls], query, full)
         elif path == "/pulls" and method == "POST":
             self._create_pull(body)
+        elif m := re.fullmatch(r"/commits/([0-9a-f]{40})/pulls?", path):
+            found = [p for p in state.pulls.values() if p.get("merge_commit_sha") == m[1]]
+            if state.flavour == "github" and path.endswith("/pulls"):
+                short = [
+                    {k: v for k, v in _pull_json(state, p).items() if k != "merged_by"}
+                    for p in found
+                ]  # GitHub's list omits merged_by
+                self._reply(200, short)
+            elif state.flavour == "gitea" and path.endswith("/pull") and found:
+                self._reply(200, _pull_json(state, found[0]))
+            else:
+                self._reply(404, {"message": "Not Found"})
         elif m := re.fullmatch(r"/pulls/(\d+)", path):
             pr = state.pulls.get(int(m[1]))
             if pr is None:

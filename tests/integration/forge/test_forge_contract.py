@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from linefleet_core.forge import Forge, ForgeRefused, PullState
+from linefleet_core.forge import CommentOutcome, Forge, ForgeRefused, Merge, PullState
 from linefleet_core.forge.gitea import GiteaForge
 from linefleet_core.forge.github import GitHubForge
 from linefleet_core.forge.local import LocalForge
@@ -24,6 +24,8 @@ class Subject:
     push: Callable[[str], None]
     """Make a branch exist on the forge."""
     comments: Callable[[int], list[str]]
+    merge: Callable[[int, str], str]
+    """Merge a pull request as someone; returns the merge commit."""
 
 
 @pytest.fixture(params=["local", "github", "gitea"])
@@ -35,7 +37,12 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         def push(branch: str) -> None:
             push_branch(clone, branch, {f"fleet/{branch}.yaml": "x: 1\n"})
 
-        yield Subject(local, push, lambda n: [c.body for c in local.record(n).comments])
+        def merge(number: int, who: str) -> str:
+            local.merge(number, merged_by=who)
+            return str(local.record(number).merge_commit)
+
+        comments = lambda n: [c.body for c in local.record(n).comments]  # noqa: E731
+        yield Subject(local, push, comments, merge)
         return
     with serve(request.param) as fake:
         if request.param == "github":
@@ -46,6 +53,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
             rest,
             fake.branches.add,
             lambda n: [c["body"] for c in fake.comments.get(n, [])],
+            lambda number, who: fake.merge(number, who.removeprefix("@")),
         )
 
 
@@ -86,10 +94,22 @@ def test_missing_branch_is_refused(subject: Subject) -> None:
 def test_one_sticky_comment_per_marker(subject: Subject) -> None:
     subject.push("c")
     pr = subject.forge.open_pull_request("c", "main", "t", "")
-    for text in ("v1", "v2", "v2"):
-        subject.forge.upsert_comment(pr.number, "plan", text)
-    subject.forge.upsert_comment(pr.number, "status", "ok")
+    outcomes = [subject.forge.upsert_comment(pr.number, "plan", t) for t in ("v1", "v2", "v2")]
+    assert outcomes == [CommentOutcome.CREATED, CommentOutcome.UPDATED, CommentOutcome.UNCHANGED]
+    assert subject.forge.upsert_comment(pr.number, "status", "ok") is CommentOutcome.CREATED
     assert subject.comments(pr.number) == [
         "<!-- linefleet:plan -->\nv2",
         "<!-- linefleet:status -->\nok",
     ]
+
+
+def test_merge_of_names_who_merged_the_pull_request(subject: Subject) -> None:
+    subject.push("promote")
+    subject.push("other")
+    pr = subject.forge.open_pull_request("promote", "main", "Promote", "")
+    subject.forge.open_pull_request("other", "main", "Other", "")
+    who = "Quality Lead <ql@acme.example>" if isinstance(subject.forge, LocalForge) else "@ql"
+    sha = subject.merge(pr.number, who)
+    assert subject.forge.merge_of(sha) == Merge(pr.number, who)
+    assert subject.forge.get(pr.number).state is PullState.MERGED
+    assert subject.forge.merge_of("f" * 40) is None  # not a merge commit of any pull request

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from linefleet.cli import main
+from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
 from tests.integration.forge.workflow_runner import JobRun, run_job
+from tests.integration.mqtt.conftest import retained
 from tests.support.minifleet import commit_all, edit_rollout, init_repo, write_minifleet
 from tests.support.mosquitto import Mosquitto
 
@@ -24,9 +26,22 @@ WORKFLOW = yaml.safe_load(
 
 
 def run_publish(work: Any, broker: Mosquitto, key_pem: str) -> JobRun:
-    ctx = {"secrets": {"LINEFLEET_BROKER": broker.url, "LINEFLEET_SIGNING_KEY": key_pem}}
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    return run_job(WORKFLOW, ctx, Path(work.working_tree_dir), env, frozenset({"install"}))
+    """The job as Actions runs it; the GitHub API (who merged) is a fake one on loopback."""
+    with serve("github") as forge:
+        forge.pulls[1] = {
+            "number": 1, "head": "promote", "base": "main", "title": "Promote", "body": "",
+            "state": "closed", "labels": [], "merged_by": "quality-lead",
+            "merge_commit_sha": str(work.remote().refs.main.commit.hexsha),
+        }  # fmt: skip
+        ctx = {
+            "secrets": {"LINEFLEET_BROKER": broker.url, "LINEFLEET_SIGNING_KEY": key_pem},
+            "github": {"repository": f"{OWNER}/{REPO}", "token": TOKEN},
+        }
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "LINEFLEET_GITHUB_API": forge.base_url,
+        }
+        return run_job(WORKFLOW, ctx, Path(work.working_tree_dir), env, frozenset({"install"}))
 
 
 def published(work: Any) -> dict[str, Any]:
@@ -48,6 +63,11 @@ def test_publishes_the_current_main_once_and_removes_the_key(tmp_path: Path) -> 
         first = run_publish(work, broker, key_pem)
         assert not first.failed, first.logs
         assert published(work)["published"] > 0
+        # the approver is the forge's merged_by of the published commit (the PR's merge)
+        desired = retained(broker, "linefleet/v1/+/+/desired")
+        assert desired
+        for payload in desired.values():
+            assert json.loads(payload)["approval"]["by"] == "@quality-lead"
         assert not any((tmp_path / "runner-temp").iterdir())  # the key file is gone
 
         second = run_publish(work, broker, key_pem)

@@ -59,7 +59,7 @@ def secured(
         "toledo-edge-1",
         "toledo-edge-2",
     ]
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data").mkdir(exist_ok=True)
     creds = json.loads((out / "credentials.json").read_text())
     assert (out / "credentials.json").stat().st_mode & 0o777 == 0o600
     config = (out / "mosquitto.conf").read_text()

@@ -9,14 +9,16 @@ import pytest
 
 from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
-from linefleet_core.signing import SigningKey, verify
+from linefleet_core.signing import SigningKey, verify, verify_document
+from linefleet_core.wire import Applied, Removal, online_payload
 from reconciler.publish import Result, load_revision, publish
-from tests.integration.mqtt.conftest import retained
+from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 DESIRED = "linefleet/v1/+/+/desired"
+ONLINE = online_payload(True)
 
 
 def run(repo: Path, broker: Mosquitto, key: SigningKey, rev: str = "HEAD") -> Result:
@@ -66,12 +68,22 @@ def test_a_line_change_republishes_only_its_devices_and_removal_prunes(
     assert json.loads(after[dresden])["generation"] == 1  # untouched devices keep theirs
     assert json.loads(after["linefleet/v1/toledo/toledo-edge-2/desired"])["generation"] == 2
 
+    gone = "linefleet/v1/toledo/toledo-edge-2"
+    last = after[f"{gone}/desired"]
+    send(mosquitto, [(f"{gone}/reported", ack(last), True), (f"{gone}/online", ONLINE, True)])
     minifleet.device_file(fleet_repo, "toledo", "toledo-edge-2").unlink()
     minifleet.commit_all(fleet_repo, "retire toledo-edge-2")
     result = run(fleet_repo, mosquitto, key)
     assert (result.published, result.pruned, result.devices) == (0, 1, 2)
-    assert result.pruned_topics == ["linefleet/v1/toledo/toledo-edge-2/desired"]
-    assert "linefleet/v1/toledo/toledo-edge-2/desired" not in retained(mosquitto, DESIRED)
+    assert result.pruned_topics == [f"{gone}/desired"]
+    held = retained(mosquitto, f"{gone}/#")
+    assert sorted(held) == [f"{gone}/desired"]  # its reported and online are cleared
+    removal = verify_document(
+        held[f"{gone}/desired"], {key.key_id: key.public}, device="toledo-edge-2",
+        held=Applied(generation=2, content_hash=json.loads(last)["content_hash"]),
+    )  # fmt: skip
+    assert isinstance(removal, Removal) and removal.generation == 3  # signed, newer
+    assert run(fleet_repo, mosquitto, key).pruned == 0  # the tombstone stays as it is
 
 
 def test_retained_state_survives_a_broker_restart(

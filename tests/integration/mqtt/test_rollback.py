@@ -13,6 +13,7 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from reconciler.mqtt import Session
 from reconciler.reconcile import Reconciler, Settings
+from reconciler.status import fleet_status
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto
 
@@ -73,4 +74,52 @@ def test_a_failing_canary_is_rolled_back_in_git_once(
 
     assert rec.tick().rollbacks == []  # once per head: no second proposal
     assert len(LocalForge.for_repo(clone).list()) == 1
+    rec.store.close()
+
+
+def test_a_device_cannot_open_a_rollback_for_a_line_it_was_not_sent(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """toledo-edge-2 reports dresden/line-1 (another site's canary line) as rolled back on its
+    own `reported` topic, which the ACL allows: no rollback pull request, the row is counted."""
+    bare = tmp_path / "remote.git"
+    git.Repo.init(bare, bare=True, initial_branch="main")
+    git.Repo(fleet_repo).create_remote("origin", str(bare)).push("main:main").raise_if_error()
+    clone = tmp_path / "clone"
+    git.Repo.clone_from(str(bare), clone)
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(
+        clone, address, key, tmp_path / "state", "file:///x", interval=0.1, forge="local"
+    )
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+
+    toledo = "linefleet/v1/toledo/toledo-edge-2"
+    desired = retained(mosquitto, f"{toledo}/desired")[f"{toledo}/desired"]
+    lines = [
+        {"line": "toledo/line-2", "phase": "serving", "serving": "surface-cnn@2"},
+        {"line": "dresden/line-1", "phase": "rolled_back", "serving": "surface-cnn@2",
+         "previous": "surface-cnn@3"},
+    ]  # fmt: skip
+    with Session(address, "linefleet-test-foreign", subscriptions=["linefleet/v1/+/+/+"]) as s:
+        s.connect()
+        send(mosquitto, [(f"{toledo}/reported", ack(desired, lines=lines), True)])
+        deadline = time.monotonic() + 5
+        while "toledo/toledo-edge-2" not in rec.observations.devices:
+            assert time.monotonic() < deadline
+            rec.absorb(s, 0.2)
+
+    second = rec.tick()
+    assert second.error == ""
+    assert second.rollbacks == []
+    assert LocalForge.for_repo(clone).list() == []
+    status = fleet_status(rec.desired, rec.observations)
+    (dev,) = [d for d in status.devices if d.device == "toledo-edge-2"]
+    assert [row.line for row in dev.lines] == ["toledo/line-2"]
+    assert dev.condition.type.value == "Synced"
+    assert status.rejections["foreign_line"] == 1
+    assert (
+        "dresden/line-1: line not in the device's desired state"
+        in (status.last_rejection["foreign_line"])
+    )
     rec.store.close()

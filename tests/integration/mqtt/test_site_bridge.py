@@ -12,6 +12,7 @@ from linefleet.cli import main
 from linefleet_core.errors import PermanentError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify
+from linefleet_core.wire import client_id
 from reconciler.mqtt import Outgoing, Session, retained_snapshot
 from reconciler.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack
@@ -38,8 +39,11 @@ class Net:
         return BrokerAddress.parse(f"mqtt://{user}:{password}@{broker.host}:{broker.port}")
 
     def read(self, broker: Mosquitto, user: str, topic: str) -> bytes | None:
+        # a device account may only use its own client id (dynamic-security binding)
+        cid = user if user.startswith("linefleet-") else client_id("device", user)
+        cid = f"t-{time.monotonic_ns()}" if cid == user else cid
         try:
-            snap = retained_snapshot(self.at(broker, user), topic, f"t-{time.monotonic_ns()}")
+            snap = retained_snapshot(self.at(broker, user), topic, cid)
         except (PermanentError, OSError):
             return None
         message = snap.get(topic)

@@ -46,7 +46,7 @@ class TlsBroker:
         argv += ["--bind", "127.0.0.1", "--data-dir", str(folder / "data")]
         argv += ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-port", str(self.port)]
         assert main(argv) == 0
-        (folder / "data").mkdir()
+        (folder / "data").mkdir(exist_ok=True)
         self.creds: dict[str, str] = json.loads((out / "credentials.json").read_text())
         config = (out / "mosquitto.conf").read_text()
         self.broker = Mosquitto(folder / "run", port=self.port, config=config)

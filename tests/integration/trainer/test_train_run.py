@@ -12,6 +12,7 @@ import pytest
 
 from linefleet.cli import main
 from linefleet_core.errors import PermanentError
+from linefleet_core.wire import Approval
 from trainer.run import TrainRequest, TrainResult, train_run
 from trainer.tracking import Tracker
 from trainer.train import load_images
@@ -108,12 +109,69 @@ def test_champion_follows_the_serving_catalogue_version(
     tracker = Tracker.open(f"sqlite:///{labelled.state / 'mlflow.db'}")
     version = tracker.register("surface-cnn", trained.run_id, f"model/{trained.artifact.name}")
     docs = documents()
+    versions = docs["fleet/models/surface-cnn.yaml"]["versions"]
+    spec, _ = load_docs(docs)  # @2 serves on three lines, @1 on one; neither names a run
+    result = sync_champion(tracker, spec, "surface-cnn")
+    assert (result.serving, result.champion, result.changed) == (
+        ("surface-cnn@2", "surface-cnn@1"),
+        None,
+        False,
+    )
+    assert result.skipped == (
+        "surface-cnn@2: the catalogue names no MLflow run (mlflow_run_id)",
+        "surface-cnn@1: the catalogue names no MLflow run (mlflow_run_id)",
+    )
+    versions[1]["mlflow_run_id"] = "0" * 32  # trained somewhere else
+    versions[0]["mlflow_run_id"] = trained.run_id
     spec, _ = load_docs(docs)
-    assert sync_champion(tracker, spec, "surface-cnn") is None  # nothing serving has a run
-    docs["fleet/models/surface-cnn.yaml"]["versions"][1]["mlflow_run_id"] = trained.run_id
-    spec, _ = load_docs(docs)  # surface-cnn@2 serves on three lines
-    assert sync_champion(tracker, spec, "surface-cnn") == version
+    result = sync_champion(tracker, spec, "surface-cnn")
+    assert (result.champion, result.version, result.changed) == ("surface-cnn@1", version, True)
+    assert result.skipped == (
+        f"surface-cnn@2: its run {'0' * 32} has no registered version in {tracker.uri}",
+    )
+    versions[1]["mlflow_run_id"] = trained.run_id
+    spec, _ = load_docs(docs)
+    approval = Approval(
+        by="Quality Lead <ql@acme.example>",
+        via="pull request #7 (local forge)",
+        commit="c" * 40,
+        pull=7,
+    )
+    asked: list[str] = []
+
+    def lineage(ref: str) -> Approval:
+        asked.append(ref)
+        return approval
+
+    result = sync_champion(tracker, spec, "surface-cnn", lineage)
+    assert (result.champion, result.version, result.skipped) == ("surface-cnn@2", version, ())
+    assert result.changed is False  # the same registry version: level-triggered, idempotent
+    assert asked == ["surface-cnn@2"] and result.approval == approval
+    tags = tracker.client.get_model_version("surface-cnn", str(version)).tags
+    assert {k: v for k, v in tags.items() if k.startswith("linefleet.")} == {
+        "linefleet.approved_by": "Quality Lead <ql@acme.example>",
+        "linefleet.approved_via": "pull request #7 (local forge)",
+        "linefleet.approved_commit": "c" * 40,
+        "linefleet.pull_request": "7",
+    }
     champion = tracker.client.get_model_version_by_alias("surface-cnn", "champion")
     assert champion.run_id == trained.run_id
     challenger = tracker.client.get_model_version_by_alias("surface-cnn", "challenger")
     assert int(challenger.version) == version  # register() set it; champion is separate
+
+
+def test_champion_on_a_fleet_not_trained_here_says_what_to_do_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = Path(__file__).resolve().parents[3]  # the example fleet names runs of another store
+    args = ["trainer", "champion", "--fleet-repo", str(repo), "--state", str(tmp_path)]
+    assert main([*args, "--model", "surface-cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "  skipped surface-cnn@3: its run " in out
+    assert "surface-cnn: no serving version comes from a run in sqlite:///" in out
+    assert "linefleet trainer promote --run RUN" in out
+    code = main([*args, "--model", "surface-cn"])
+    assert code == 2
+    assert "--model surface-cn: not in the model catalogue (known: surface-cnn)" in (
+        capsys.readouterr().err
+    )

@@ -69,14 +69,14 @@ def test_wrong_api_version_kind_and_folder_are_located() -> None:
 
 def test_duplicates_across_files_name_the_first_definition() -> None:
     src = MemorySource()
-    src.docs["fleet/sites/toledo/lines/copy.yaml"] = dict(src.edit(LINE))
+    src.docs["fleet/sites/toledo/line-3.yaml"] = dict(src.edit(LINE))  # a copy, misfiled
     src.docs["fleet/policy2.yaml"] = dict(src.edit("fleet/policy.yaml"))
     _, findings = load(src)
     messages = sorted(f.render() for f in findings)
     assert messages == [
         "fleet/policy2.yaml:2:7: kind: a second Policy; the fleet has one, in fleet/policy.yaml",
         "fleet/sites/toledo/lines/line-3.yaml:3:5: id: duplicate 'toledo/line-3'; first defined in "
-        "fleet/sites/toledo/lines/copy.yaml",
+        "fleet/sites/toledo/line-3.yaml",
     ]
 
 
@@ -98,3 +98,15 @@ def test_migration_steps_need_exactly_one_operation() -> None:
     _, findings = load(src)
     assert [f.field for f in findings] == ["migration[0]"]
     assert "exactly one of: rename, split, merge, add, deprecate" in findings[0].message
+
+
+def test_a_freeze_with_one_bound_in_utc_offset_and_one_local_is_located() -> None:
+    src = MemorySource()
+    src.edit("fleet/sites/toledo/site.yaml")["freeze_periods"] = [
+        {"start": "2026-12-23T00:00+01:00", "end": "2027-01-04", "reason": "year-end"}
+    ]
+    _, findings = load(src)  # compared naive with aware: a TypeError (exit 3) before
+    assert [f.render() for f in findings] == [
+        "fleet/sites/toledo/site.yaml:7:3: freeze_periods[0]: start and end must both carry a "
+        "UTC offset or both be the site's local time"
+    ]

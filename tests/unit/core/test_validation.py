@@ -62,6 +62,11 @@ def add_v4(src: MemorySource) -> None:
     src.docs["taxonomies/surface-defects/v4.yaml"] = doc
 
 
+def unknown_site(src: MemorySource) -> None:
+    # Outside fleet/sites/ (inside, the folder would name the site): only the reference is wrong.
+    src.docs["fleet/line-3.yaml"] = dict(src.docs.pop(L3), site="toldeo")
+
+
 def two_canaries(src: MemorySource) -> None:
     for path in (L3, L4):
         src.edit(path)["rollout"]["candidate"] = {
@@ -74,11 +79,16 @@ def two_canaries(src: MemorySource) -> None:
 CASES: list[tuple[str, Mutation, list[tuple[str, str, str, str]]]] = [
     (
         "line names an unknown site",
-        set_in(L3, "site", value="toldeo"),
+        unknown_site,
         [
             (DEV, "serves[0].line", "error", "unknown line 'toledo/line-3'"),
-            (L3, "site", "error", "unknown site 'toldeo'"),
-            (L3, "cameras", "warning", "no edge device serves camera(s) cam-1, cam-2"),
+            ("fleet/line-3.yaml", "site", "error", "unknown site 'toldeo'"),
+            (
+                "fleet/line-3.yaml",
+                "cameras",
+                "warning",
+                "no edge device serves camera(s) cam-1, cam-2",
+            ),
         ],
     ),
     (

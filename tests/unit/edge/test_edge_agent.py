@@ -221,11 +221,64 @@ def test_removed_from_the_fleet_keeps_serving_and_says_so(
     agent = _agent(tmp_path / "state")
     agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
     _converge(agent)
-    agent.offer_desired(b"")  # the reconciler cleared the retained desired state
+    agent.offer_desired(b"")  # cleared without a signature: not a removal
+    agent.tick()
+    assert not agent.removed
+    refused = [e for _, e in _drain(agent.outbox) if e.get("type") == "refused-document"]
+    assert [e["reason"] for e in refused] == ["unsigned-removal"]
+    agent.offer_desired(tombstone(2))  # the reconciler's signed removal
     agent.tick()
     report = ReportedState.model_validate_json(build_report(agent))
     assert report.error == "removed from the fleet"
     assert agent.serve("cam-1", "f", BRIGHT).model == "inc@1"
+
+
+def tombstone(generation: int, device: str = "dev-1") -> bytes:
+    from reconciler.publish import tombstone as signed_removal
+
+    return signed_removal("plant", device, f"{generation:040x}", generation, KEY)
+
+
+def test_a_removal_must_be_signed_newer_and_addressed_to_the_device(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 3, line_doc(models["m1"])))
+    _converge(agent)
+    forged = json.loads(tombstone(4))
+    forged["generation"] = 5  # changed after signing
+    for payload in (tombstone(2), tombstone(3), tombstone(4, "dev-2"), json.dumps(forged).encode()):
+        agent.offer_desired(payload)
+        agent.tick()
+        assert not agent.removed
+    reasons = [e["reason"] for _, e in _drain(agent.outbox) if e.get("type") == "refused-document"]
+    assert reasons == ["stale-generation", "stale-generation", "wrong-device", "bad-signature"]
+    agent.offer_desired(tombstone(4))
+    agent.tick()
+    assert agent.removed and agent.state.removed_generation == 4
+    agent.offer_desired(desired(KEY, 3, line_doc(models["m1"])))  # its last document replayed
+    agent.tick()
+    assert agent.removed  # cannot undo the removal
+
+
+def test_only_a_newer_verified_document_ends_the_removed_state(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    document = desired(KEY, 1, line_doc(models["m1"]))
+    agent.offer_desired(document)
+    _converge(agent)
+    agent.offer_desired(tombstone(2))
+    agent.tick()
+    agent.offer_desired(b"{}")  # refused (malformed): still removed
+    agent.tick()
+    agent.offer_desired(document)  # the last document again: not newer than the tombstone
+    agent.tick()
+    assert agent.removed
+    agent.offer_desired(desired(KEY, 3, line_doc(models["m1"])))  # docs/protocol.md 4.1, 4.2
+    agent.tick()
+    assert not agent.removed and agent.state.applied_generation == 3
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
 
 
 def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
@@ -234,7 +287,7 @@ def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
     first = _agent(tmp_path / "state")
     first.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
     _converge(first)
-    first.offer_desired(b"")  # the reconciler cleared the retained desired state
+    first.offer_desired(tombstone(2))  # the reconciler's signed removal
     first.tick()
     first.outbox.close()
     again = _agent(tmp_path / "state")  # restarted; the broker has nothing retained to send
@@ -246,9 +299,9 @@ def test_removal_from_the_fleet_survives_a_restart_until_a_new_document_arrives(
     status = local_status(tmp_path / "state")
     assert status["condition"] == "Removed" and status["removed_at"] is not None
     assert "still serving what it ran (generation 1)" in status["reason"]
-    again.offer_desired(desired(KEY, 2, line_doc(models["m2"])))  # added to the fleet again
+    again.offer_desired(desired(KEY, 3, line_doc(models["m2"])))  # added to the fleet again
     _converge(again)
-    assert not again.removed and again.state.applied_generation == 2
+    assert not again.removed and again.state.applied_generation == 3
     again.outbox.close()
     assert not _agent(tmp_path / "state").removed
     assert local_status(tmp_path / "state")["condition"] == "Synced"

@@ -281,3 +281,94 @@ def test_specdiff_keys_list_items_by_identity() -> None:
     assert flat["serves[line-2].cameras"] == "[cam-1]"
     changed = dict(flat, **{"serves[line-3].cameras": "[cam-1]"})
     assert diff(flat, changed) == (FieldChange("serves[line-3]", None, "cameras=[cam-1]"),)
+
+
+SITE = "fleet/sites/toledo/site.yaml"
+
+
+def _freezes(*periods: tuple[str, str, str]) -> Callable[[Docs], None]:
+    def edit(docs: Docs) -> None:
+        docs[SITE]["freeze_periods"] = [
+            {"start": start, "end": end, "reason": reason} for start, end, reason in periods
+        ]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            _freezes(
+                ("2026-12-20T00:00", "2027-01-04T00:00", "year-end inventory"),
+                ("2027-07-03", "2027-07-12T18:30", "summer retooling"),
+            ),
+            [
+                FieldChange(
+                    "freeze_periods[summer retooling]", None, "2027-07-03 to 2027-07-12 18:30"
+                )
+            ],
+        ),
+        (
+            _freezes(
+                ("2027-07-03", "2027-07-12", "summer retooling"),
+                ("2026-12-20T00:00", "2027-01-04T00:00", "year-end inventory"),
+            ),
+            [FieldChange("freeze_periods[summer retooling]", None, "2027-07-03 to 2027-07-12")],
+        ),
+        (
+            _freezes(),
+            [FieldChange("freeze_periods[year-end inventory]", "2026-12-20 to 2027-01-04", None)],
+        ),
+        (
+            _freezes(("2026-12-21T00:00+01:00", "2027-01-04T06:00+01:00", "year-end inventory")),
+            [
+                FieldChange(
+                    "freeze_periods[year-end inventory]",
+                    "2026-12-20 to 2027-01-04",
+                    "2026-12-21 +0100 to 2027-01-04 06:00 +0100",
+                )
+            ],
+        ),
+        (
+            _freezes(("2026-12-20T00:00", "2027-01-04T00:00", "stocktake")),
+            [
+                FieldChange("freeze_periods[stocktake]", None, "2026-12-20 to 2027-01-04"),
+                FieldChange("freeze_periods[year-end inventory]", "2026-12-20 to 2027-01-04", None),
+            ],
+        ),
+        (
+            _freezes(
+                ("2026-12-20T00:00", "2027-01-04T00:00", "year-end inventory"),
+                ("2027-12-20", "2028-01-04", "year-end inventory"),
+            ),
+            [
+                FieldChange(
+                    "freeze_periods[year-end inventory from 2026-12-20]",
+                    None,
+                    "2026-12-20 to 2027-01-04",
+                ),
+                FieldChange(
+                    "freeze_periods[year-end inventory from 2027-12-20]",
+                    None,
+                    "2027-12-20 to 2028-01-04",
+                ),
+                FieldChange("freeze_periods[year-end inventory]", "2026-12-20 to 2027-01-04", None),
+            ],
+        ),
+    ],
+    ids=["added", "inserted first", "removed", "moved", "renamed", "reason twice"],
+)
+def test_freeze_periods_are_named_by_reason_and_dates(
+    edit: Callable[[Docs], None], expected: list[FieldChange]
+) -> None:
+    [site] = make_plan(edit).sites
+    assert list(site.changes) == expected
+
+
+def test_the_text_plan_names_a_moved_freeze_by_its_reason() -> None:
+    text = render.text(make_plan(_freezes(("2026-12-20", "2027-01-06", "year-end inventory"))))
+    assert (
+        "  ~ freeze period year-end inventory: 2026-12-20 to 2027-01-04 -> 2026-12-20 to 2027-01-06"
+    ) in text.splitlines()
+    assert "freeze_periods 0" not in text

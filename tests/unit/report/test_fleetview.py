@@ -53,9 +53,14 @@ def observed(*reports: ReportedState) -> Observations:
     return obs
 
 
+def served(*reports: ReportedState) -> dict[str, frozenset[str]]:
+    """The lines each device serves in the fleet repository (what it may report on)."""
+    return {f"{r.site}/{r.device}": frozenset(ln.line for ln in r.lines) for r in reports}
+
+
 def test_a_device_not_heard_from_is_shown_stale_never_synced() -> None:
     old = report("toledo-edge-1", NOW - dt.timedelta(hours=2), ("toledo/line-1", 40.0))
-    status = fleet_status({}, observed(old), NOW.timestamp())
+    status = fleet_status({}, observed(old), NOW.timestamp(), assigned=served(old))
     views = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False)
 
     assert views is not None and [(v.key, v.condition) for v in views] == [
@@ -69,7 +74,7 @@ def test_a_device_not_heard_from_is_shown_stale_never_synced() -> None:
 
 def test_without_desired_state_a_fresh_device_is_unknown_not_progressing() -> None:
     fresh = report("toledo-edge-1", NOW, ("toledo/line-1", 40.0))
-    status = fleet_status({}, observed(fresh), NOW.timestamp())
+    status = fleet_status({}, observed(fresh), NOW.timestamp(), assigned=served(fresh))
     [view] = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
     assert (view.condition, view.reason) == ("Unknown", "DesiredNotRead")
     assert view.serving == "surface-cnn@2"
@@ -80,7 +85,7 @@ def test_without_desired_state_a_fresh_device_is_unknown_not_progressing() -> No
 def test_repo_lines_nobody_reported_are_unknown_with_their_rollout_and_thresholds() -> None:
     spec, _ = minifleet.load_docs(minifleet.documents())
     fresh = report("toledo-edge-1", NOW, ("toledo/line-1", 40.0))
-    status = fleet_status({}, observed(fresh), NOW.timestamp())
+    status = fleet_status({}, observed(fresh), NOW.timestamp(), assigned=served(fresh))
     views = {
         v.key: v
         for v in line_views(status, spec, {}, now=NOW.timestamp(), desired_known=False) or ()
@@ -115,7 +120,7 @@ def test_history_round_trip_merges_the_current_report(tmp_path: Path) -> None:
     assert [p.latency_p95_ms for p in history[("toledo/line-1", "toledo-edge-1")]] == [50.0, 40.0]
 
     now = report("toledo-edge-1", NOW, ("toledo/line-1", 35.0))
-    status = fleet_status({}, observed(now), NOW.timestamp())
+    status = fleet_status({}, observed(now), NOW.timestamp(), assigned=served(now))
     [view] = line_views(status, None, history, now=NOW.timestamp(), desired_known=False) or ()
     assert [p.latency_p95_ms for p in view.history] == [50.0, 40.0, 35.0]
 
@@ -136,7 +141,7 @@ def test_a_rollback_degrades_its_own_line_not_the_devices_other_lines() -> None:
     rolled = rep.model_copy(
         update={"lines": [rep.lines[0].model_copy(update={"phase": "rolled_back"}), rep.lines[1]]}
     )
-    status = fleet_status({}, observed(rolled), NOW.timestamp())
+    status = fleet_status({}, observed(rolled), NOW.timestamp(), assigned=served(rolled))
     assert status.devices[0].condition.type.value == "Degraded"  # the device as a whole
     views = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
     assert {v.key: v.condition for v in views} == {
@@ -148,7 +153,7 @@ def test_a_rollback_degrades_its_own_line_not_the_devices_other_lines() -> None:
 def test_two_devices_on_one_line_keep_their_own_series() -> None:
     one = report("toledo-edge-1", NOW, ("toledo/line-2", 40.0))
     two = report("toledo-edge-2", NOW, ("toledo/line-2", 90.0))
-    status = fleet_status({}, observed(one, two), NOW.timestamp())
+    status = fleet_status({}, observed(one, two), NOW.timestamp(), assigned=served(one, two))
     views = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
     assert sorted((v.device, v.history[0].latency_p95_ms) for v in views) == [
         ("toledo-edge-1", 40.0),

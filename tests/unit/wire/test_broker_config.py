@@ -73,3 +73,43 @@ def test_site_bridges_get_their_own_central_account_and_a_bridge_block() -> None
     assert "address centre.example:1883" in cfg and "cleansession false" in cfg
     assert "topic linefleet/v1/toledo/+/desired in 1" in cfg
     assert "topic linefleet/v1/toledo/+/reported out 1" in cfg
+
+
+def test_device_and_bridge_accounts_are_bound_to_their_own_client_id() -> None:
+    import json
+
+    from reconciler.broker import client_ids, dynsec_text
+
+    bound = client_ids([("toledo", "t1")], ["toledo"])
+    assert bound == {
+        "t1": "linefleet-device-t1",
+        "linefleet-bridge-toledo": "linefleet-bridge-toledo",
+    }
+    creds = {"t1": "pw", "linefleet-bridge-toledo": "pw2", "linefleet-reconciler": "pw3"}
+    doc = json.loads(dynsec_text(creds, bound))
+    assert [(c["username"], c["clientid"]) for c in doc["clients"]] == [
+        ("linefleet-bridge-toledo", "linefleet-bridge-toledo"),
+        ("t1", "linefleet-device-t1"),
+    ]  # the reconciler (several sessions) is not bound: it falls through to the password file
+    salt = base64.b64decode(doc["clients"][1]["salt"])
+    digest = hashlib.pbkdf2_hmac("sha512", b"pw", salt, doc["clients"][1]["iterations"])
+    assert doc["clients"][1]["password"] == base64.b64encode(digest).decode()
+    assert doc["roles"] == [] and doc["defaultACLAccess"]["publishClientSend"] is False
+    cfg = config_text(BrokerOptions("/etc/lf", plugin="/usr/lib/x/mosquitto_dynamic_security.so"))
+    assert "plugin_opt_config_file /etc/lf/dynamic-security.json" in cfg
+    assert "\nuser mosquitto\n" in cfg
+
+
+def test_client_certificates_are_the_account_and_the_client_id() -> None:
+    tls = Tls("/c.pem", "/k.pem", "/ca.pem", 8883, client_certs=True, operator_port=8884)
+    cfg = config_text(BrokerOptions("/etc/lf", port=None, tls=tls))
+    devices, operators = cfg.split("listener 8883 0.0.0.0\n")[1].split("listener 8884 0.0.0.0\n")
+    assert "require_certificate true\nuse_identity_as_username true" in devices
+    assert "use_username_as_clientid true" in devices and "cafile /ca.pem" in devices
+    assert "require_certificate" not in operators and "certfile /c.pem" in operators
+
+
+def test_a_loopback_test_broker_is_anonymous_and_keeps_the_queue_limits_off() -> None:
+    cfg = config_text(BrokerOptions("/tmp/x", "/tmp/x/data", 1999, "127.0.0.1", anonymous=True))
+    assert "allow_anonymous true" in cfg and "password_file" not in cfg and "plugin" not in cfg
+    assert "max_queued_messages 0" in cfg and "listener 1999 127.0.0.1" in cfg

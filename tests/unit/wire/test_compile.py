@@ -118,6 +118,7 @@ def test_plan_publishes_only_what_differs_and_prunes_removed_devices() -> None:
         "linefleet/v1/s/c/desired": _retained("3", key_id="o" * 16),  # old key: re-sign
         "linefleet/v1/s/gone/desired": _retained("9"),  # removed device: prune
         "linefleet/v1/s/cleared/desired": b"",  # already cleared: nothing to do
+        "linefleet/v1/s/buried/desired": json.dumps({"kind": "Removed"}).encode(),  # tombstone
         "linefleet/v1/s/junk/reported": b"x",  # not a desired topic: not ours to prune
     }
     result = plan(ours, retained, "k" * 16)
@@ -125,7 +126,12 @@ def test_plan_publishes_only_what_differs_and_prunes_removed_devices() -> None:
     assert [s.device for s in result.unchanged] == ["a"]
     assert result.prune == ("linefleet/v1/s/gone/desired",)
     assert result.stale == ()
-    assert [m.payload for m in result.messages()][-1] == b""
+    sent = [(m.topic, m.payload) for m in result.messages(lambda s, d: f"RIP {s}/{d}".encode())]
+    assert sent[-3:] == [
+        ("linefleet/v1/s/gone/desired", b"RIP s/gone"),  # a signed tombstone, never empty
+        ("linefleet/v1/s/gone/reported", b""),  # its retained topics cleared
+        ("linefleet/v1/s/gone/online", b""),
+    ]
 
 
 def test_plan_flags_a_publish_that_would_go_back_in_generation() -> None:

@@ -224,3 +224,31 @@ def test_signing_key_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_verify_never_raises_anything_but_a_refusal(junk: bytes) -> None:
     with pytest.raises(VerifyError):
         verify(junk, TRUSTED)
+
+
+def test_a_signed_expiry_is_checked_at_the_receivers_clock() -> None:
+    import datetime as dt
+
+    from linefleet_core.signing import Refusal, SigningKey, VerifyError, canonical_json, verify
+    from reconciler.compile import document_body
+    from reconciler.publish import expiry, sign_all
+    from tests.unit.wire.test_status import desired
+
+    key = SigningKey.generate()
+    doc = desired()
+    assert "expires_at" not in document_body(doc)  # no bound: the bytes read as they always did
+    at = expiry(1_000_000.0, 60.0)
+    assert at == "1970-01-12T13:47:30Z"  # in (now + 30 s, now + 60 s], on a 30 s grid
+    assert expiry(1_000_019.0, 60.0) == at and expiry(1_000_021.0, 60.0) != at
+    payload = sign_all({doc.device: doc}, key, at)[doc.device].payload
+    trusted = {key.key_id: key.public}
+    bound = dt.datetime(1970, 1, 12, 13, 47, 30, tzinfo=dt.UTC).timestamp()
+    assert verify(payload, trusted, now=bound).expires_at is not None
+    assert verify(payload, trusted).generation == doc.generation  # no clock: not judged
+    with pytest.raises(VerifyError) as refused:
+        verify(payload, trusted, now=bound + 1)
+    assert refused.value.reason is Refusal.EXPIRED
+    moved = json.loads(payload)
+    moved["expires_at"] = "2099-01-01T00:00:00Z"  # extended after signing
+    with pytest.raises(VerifyError, match="bad-signature"):
+        verify(canonical_json(moved), trusted, now=bound + 1)

@@ -130,6 +130,30 @@ def test_json_status_lists_lines_with_desired_and_reported_models() -> None:
     assert (line["desired_candidate"], line["stage"]) == ("surface-cnn@3", "canary")
 
 
+def test_a_device_speaks_only_for_the_lines_and_models_it_was_sent() -> None:
+    """Rows for another line, or naming a model the line was not sent, are refused and
+    counted: no Degraded, no gate, nothing for a rollback to cite."""
+    doc = desired()
+    bad = metrics(candidate_error_rate=0.9, error_rate=0.9, frames=5000, candidate_frames=5000)
+    lines = [
+        {"line": "dresden/line-1", "phase": "serving", "serving": "surface-cnn@9", "metrics": bad},
+        {"line": "dresden/line-2", "phase": "serving", "serving": "surface-cnn@1"},
+        {"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-cnn@2"},
+    ]
+    obs = Observations()
+    obs.ingest(f"linefleet/v1/{doc.site}/{doc.device}/reported", report(doc, lines=lines), NOW)
+    status = fleet_status({f"{doc.site}/{doc.device}": doc}, obs, NOW)
+    (dev,) = status.devices
+    assert [(row.line, row.reported is None) for row in dev.lines] == [
+        ("dresden/line-1", True),
+        ("dresden/line-2", False),
+    ]
+    assert dev.condition.type is ConditionType.SYNCED
+    assert status.rejections == {"foreign_line": 1, "foreign_model": 1}
+    assert "surface-cnn@9 not sent to this line" in status.last_rejection["foreign_model"]
+    assert as_json(status, NOW)["rejected"] == {"foreign_line": 1, "foreign_model": 1}
+
+
 @pytest.mark.parametrize(
     ("stage", "values", "broken"),
     [

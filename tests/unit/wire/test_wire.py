@@ -105,7 +105,12 @@ def _doc_examples() -> list[dict[str, object]]:
 
 
 def test_the_protocol_document_examples_validate_against_the_schemas() -> None:
-    by_kind = {"DesiredState": "desired-state", "ReportedState": "reported-state", "Event": "event"}
+    by_kind = {
+        "DesiredState": "desired-state",
+        "Removed": "removal",
+        "ReportedState": "reported-state",
+        "Event": "event",
+    }
     examples = _doc_examples()
     assert {e["kind"] for e in examples} == set(by_kind)
     for example in examples:

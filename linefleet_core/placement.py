@@ -1,0 +1,103 @@
+"""Where a fleet file lives says what it declares: the file name is the object's name.
+
+    fleet/sites/<site>/site.yaml            site <site>
+    fleet/sites/<site>/lines/<line>.yaml    line <site>/<line>
+    fleet/sites/<site>/devices/<id>.yaml    edge device <id>
+    fleet/models/<name>.yaml                model family <name>
+    taxonomies/<name>/v<version>.yaml       taxonomy <name>@<version>
+
+Rollback pull requests edit a line at `fleet/sites/<site>/lines/<line>.yaml`, CODEOWNERS gives
+`fleet/sites/<site>/` to that site's approvers, and the report reads a line's history from
+its file. A file whose content names another object than its name (`id: paint-9` in
+`paint-2.yaml`), or another site than its folder, breaks all three: `findings()` makes that a
+located error. Files elsewhere under `fleet/` are allowed; their file name must still be the
+object's name. `declared()` reads the layout backwards: what a file that could not be read
+was meant to declare, so references to it are consequences of its own error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from pydantic import BaseModel
+
+from linefleet_core import yamlsafe
+from linefleet_core.catalogue import ModelFamily
+from linefleet_core.errors import Finding
+from linefleet_core.fleet import EdgeDevice, Line, Site
+from linefleet_core.taxonomy import Taxonomy
+
+SITE_FILE = "site"
+_VERSION_FILE = re.compile(r"^v([1-9][0-9]*)$")
+
+
+def declared(path: str) -> str:
+    """`kind:key` the layout says the file at `path` declares, or "" when it says nothing."""
+    p = PurePosixPath(path)
+    parts, stem = p.parts, p.stem
+    if parts[:2] == ("fleet", "sites") and len(parts) == 4 and stem == SITE_FILE:
+        return f"Site:{parts[2]}"
+    if parts[:2] == ("fleet", "sites") and len(parts) == 5 and parts[3] == "lines":
+        return f"Line:{parts[2]}/{stem}"
+    if parts[:2] == ("fleet", "sites") and len(parts) == 5 and parts[3] == "devices":
+        return f"EdgeDevice:{stem}"
+    if parts[:2] == ("fleet", "models") and len(parts) == 3:
+        return f"Model:{stem}"
+    version = _VERSION_FILE.match(stem)
+    if parts[0] == "taxonomies" and len(parts) == 3 and version:
+        return f"Taxonomy:{parts[1]}@{version.group(1)}"
+    return ""
+
+
+def findings(path: str, doc: yamlsafe.Located, obj: BaseModel) -> Iterator[Finding]:
+    """Errors where `obj` (loaded from `path`) names another object than its file or folder."""
+    p = PurePosixPath(path)
+    parts, stem = p.parts, p.stem
+    folder = parts[2] if parts[:2] == ("fleet", "sites") and len(parts) >= 4 else None
+    if isinstance(obj, Site):
+        if stem != SITE_FILE:
+            yield from _named(doc, p, "id", obj.id, stem)
+        yield from _in_site_folder(doc, "id", obj.id, folder)
+    elif isinstance(obj, (Line, EdgeDevice)):
+        yield from _named(doc, p, "id", obj.id, stem)
+        yield from _in_site_folder(doc, "site", obj.site, folder)
+    elif isinstance(obj, ModelFamily):
+        yield from _named(doc, p, "name", obj.name, stem)
+    elif isinstance(obj, Taxonomy):
+        yield from _named(doc, p, "version", f"v{obj.version}", stem)
+        if len(parts) == 3 and parts[1] != obj.name:
+            yield doc.finding(
+                ("name",),
+                f"{obj.name!r} is in the folder taxonomies/{parts[1]}/; move the file to "
+                f"taxonomies/{obj.name}/ or set name to {parts[1]!r}",
+                code="file_name",
+            )
+
+
+def _named(
+    doc: yamlsafe.Located, p: PurePosixPath, field: str, name: str, stem: str
+) -> Iterator[Finding]:
+    if name != stem:
+        said = name.removeprefix("v") if field == "version" else repr(name)
+        wanted = stem.removeprefix("v") if field == "version" else repr(stem)
+        yield doc.finding(
+            (field,),
+            f"{said} does not match the file name {p.name}; rename the file to "
+            f"{name}{p.suffix} or set {field} to {wanted} (rollback pull requests, CODEOWNERS "
+            "and the report find an object by its file name)",
+            code="file_name",
+        )
+
+
+def _in_site_folder(
+    doc: yamlsafe.Located, field: str, site: str, folder: str | None
+) -> Iterator[Finding]:
+    if folder is not None and folder != site:
+        yield doc.finding(
+            (field,),
+            f"site {site!r}, but the file is in fleet/sites/{folder}/ (reviewed by that site's "
+            f"approvers); move it to fleet/sites/{site}/ or set {field} to {folder!r}",
+            code="file_name",
+        )

@@ -1,0 +1,187 @@
+"""Protocol hardening (issue 12 item 8) on a real Mosquitto with the real reconciler.
+
+- A reinstalled device (a new event store: `seq` from 1 again) is not taken for duplicates.
+- Removal is a signed tombstone; the reconciler clears the removed device's retained topics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_puller.events import event_builder
+from edge_puller.outbox import Outbox
+from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.signing import SigningKey
+from linefleet_core.wire import Event
+from reconciler.mqtt import Session
+from reconciler.reconcile import Reconciler, Settings
+from reconciler.store import Store
+from tests.integration.mqtt.conftest import send
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+TOL2 = "linefleet/v1/toledo/toledo-edge-2"
+
+
+def drain(outbox: Outbox) -> list[tuple[str, bytes, bool]]:
+    """What the device's link would send, in order (and acknowledged)."""
+    out = []
+    while (msg := outbox.first()) is not None:
+        out.append((msg.topic, msg.payload, msg.retain))
+        outbox.ack(msg.id)
+    return out
+
+
+def emit(outbox: Outbox, n: int) -> None:
+    for i in range(n):
+        build = event_builder(
+            site="toledo",
+            device="toledo-edge-2",
+            type="activation",
+            reason="converged",
+            message=f"event {i}",
+            line="toledo/line-2",
+            generation=1,
+            install=outbox.install,
+        )
+        outbox.put_event(f"{TOL2}/events", build)
+
+
+def test_a_reinstalled_device_restarting_seq_at_1_loses_no_events(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None)
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+
+    before = Outbox(tmp_path / "device-1" / "outbox.db")
+    emit(before, 3)
+    first = drain(before)
+    before.close()
+    after = Outbox(tmp_path / "device-2" / "outbox.db")  # reinstalled: storage wiped
+    emit(after, 2)
+    second = drain(after)
+    after.close()
+    assert [json.loads(p)["seq"] for _, p, _ in first + second] == [1, 2, 3, 1, 2]
+
+    with Session(address, "linefleet-test-reinstall", subscriptions=[f"{TOL2}/events"]) as s:
+        s.connect()
+        send(mosquitto, first + second + second[-1:])  # the last one redelivered
+        deadline = time.monotonic() + 5
+        while len(rec.observations.device("toledo", "toledo-edge-2").events) < 5:
+            assert time.monotonic() < deadline, rec.observations.rejections
+            rec.absorb(s, 0.2)
+        rec.absorb(s, 0.3)
+    obs = rec.observations.device("toledo", "toledo-edge-2")
+    assert [(e.install is not None, e.seq) for e in obs.events] == [
+        (True, n) for n in (1, 2, 3, 1, 2)
+    ]
+    assert rec.observations.rejections["duplicate_event"] == 1  # only the real redelivery
+    rec.store.close()
+    again = Store(tmp_path / "state").load().device("toledo", "toledo-edge-2")  # persisted
+    assert again.install == Event.model_validate_json(second[0][1]).install
+    assert again.last_seq == 2 and len(again.seqs) == 2
+
+
+def test_a_device_with_wiped_storage_refuses_an_old_replayed_document(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """With `--max-age`, documents carry a signed `expires_at`: a broker replaying an old
+    (validly signed) document to a device that lost its replay floor is refused `expired`."""
+    from edge_puller.agent import Agent
+    from reconciler.publish import load_revision, publish
+    from tests.integration.mqtt.conftest import retained
+
+    address = BrokerAddress.parse(mosquitto.url)
+    revision = load_revision(fleet_repo, "HEAD")
+    desired = "linefleet/v1/toledo/toledo-edge-1/desired"
+    old = publish(revision, address, key, "file:///x", max_age=60, now=time.time() - 600)
+    assert old.published == 3
+    replay = retained(mosquitto, desired)[desired]  # what a hostile broker keeps to replay
+    assert json.loads(replay)["expires_at"]
+    fresh = publish(revision, address, key, "file:///x", max_age=60)
+    assert fresh.published == 3  # same content, re-signed: the old bound has passed
+    current = retained(mosquitto, desired)[desired]
+    assert publish(revision, address, key, "file:///x", max_age=60).published == 0
+
+    wiped = Agent("toledo", "toledo-edge-1", tmp_path / "edge", {key.key_id: key.public})
+    try:
+        wiped.offer_desired(replay)
+        wiped.tick()
+        assert wiped.state.target is None
+        events = [json.loads(m[1]) for m in drain(wiped.outbox) if m[0].endswith("/events")]
+        assert [(e["type"], e["reason"]) for e in events][:1] == [("refused-document", "expired")]
+        wiped.offer_desired(current)
+        wiped.tick()
+        assert wiped.state.target is not None and wiped.state.generation == 1
+    finally:
+        wiped.outbox.close()
+
+
+def test_reports_and_events_must_carry_the_devices_signature(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """A real agent behind a real link signs with its device key; the reconciler (with the
+    devices' public keys) accepts that and refuses an unsigned or wrongly signed forgery on
+    the same topic, from anyone who can write it (a broker, a stolen account)."""
+    from edge_puller.agent import Agent
+    from edge_puller.link import Link, sign_payload
+    from linefleet.cli import main
+    from linefleet_core.signing import load_device_keys
+
+    keys = tmp_path / "device-keys"
+    assert main(["keys", "device", "--out", str(keys), "toledo-edge-1", "toledo-edge-2"]) == 0
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(
+        fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None,
+        device_keys=load_device_keys(keys),
+    )  # fmt: skip
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+    tol1 = "linefleet/v1/toledo/toledo-edge-1"
+    agent = Agent("toledo", "toledo-edge-1", tmp_path / "edge", {key.key_id: key.public})
+    link = Link(
+        address, "toledo", "toledo-edge-1", agent.offer_desired, agent.outbox,
+        device_key=SigningKey.load(keys / "toledo-edge-1.key"),
+    )  # fmt: skip
+    subscriptions = [f"{tol1}/reported", f"{tol1}/events"]
+    with Session(address, "linefleet-test-signed", subscriptions=subscriptions) as s:
+        s.connect()
+        link.start()
+        try:
+            deadline = time.monotonic() + 10
+            while agent.state.target is None:
+                assert time.monotonic() < deadline
+                agent.tick()
+                time.sleep(0.05)
+            agent.emit("activation", "converged", "hello")
+            agent.report()
+            obs = rec.observations.device("toledo", "toledo-edge-1")
+            while obs.reported is None or not obs.events:
+                assert time.monotonic() < deadline, rec.observations.rejections
+                rec.absorb(s, 0.2)
+        finally:
+            link.stop()
+            agent.outbox.close()
+        genuine = obs.reported
+        assert genuine is not None and genuine.signature is not None
+        assert obs.events[-1].signature is not None
+
+        forged = genuine.model_dump(mode="json", exclude={"signature"})
+        forged["error"] = "disk on fire"
+        body = json.dumps(forged).encode()
+        other = SigningKey.load(keys / "toledo-edge-2.key")
+        send(mosquitto, [(f"{tol1}/reported", body, True)])
+        send(mosquitto, [(f"{tol1}/reported", sign_payload(other, body), True)])
+        while sum(rec.observations.rejections[r] for r in ("unsigned", "bad_signature")) < 2:
+            assert time.monotonic() < deadline + 5, rec.observations.rejections
+            rec.absorb(s, 0.2)
+    assert rec.observations.rejections["unsigned"] == 1
+    assert rec.observations.rejections["bad_signature"] == 1
+    assert obs.reported == genuine  # the forgeries changed nothing
+    rec.store.close()
