@@ -74,7 +74,8 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
             form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"
             yield doc.finding(
                 (*at, "input", "shape"),
-                f"expected [{form.format(channels)}] for {mv.input.color} {mv.input.layout} input",
+                f"expected [{form.format(channels)}] for {mv.input.color} input"
+                + ("" if mv.input.layout == "NCHW" else " (NHWC)"),
             )
         norm = mv.input.normalize
         for name in ("mean", "std"):
