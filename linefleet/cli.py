@@ -30,11 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 invalid input, 2 usage, 3 unexpected (see log), "
         "4 service unavailable, 130 interrupted.",
     )
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`: looked up only when asked (reading package metadata costs ~0.1-0.3 s)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("linefleet")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            text = "(not installed)"
+        print(f"linefleet {text}")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -148,6 +148,16 @@ def check_outputs(task: Task, outputs: Outputs, classes: list[str]) -> list[tupl
     return found
 
 
+class Rate(Strict):
+    """`count` of `of` frames, with its 95% Wilson interval [low, high]."""
+
+    value: float = Field(ge=0, le=1)
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+    count: int = Field(ge=0)
+    of: int = Field(ge=0)
+
+
 class LineEvidence(Strict):
     """The candidate and the line's incumbent scored on the same holdout of that line."""
 
@@ -157,6 +167,16 @@ class LineEvidence(Strict):
     incumbent_model: VersionedRef | None = None
     holdout_frames: int = Field(ge=1)
     dataset: str = Field(min_length=1)
+    escape_rate: Rate | None = None
+    """Defect frames the candidate called `ok`, of all defect frames of the holdout."""
+    false_reject_rate: Rate | None = None
+    """`ok` frames the candidate called a defect, of all `ok` frames of the holdout."""
+    recall: dict[Id, Rate] = Field(default_factory=dict)
+    """Per class of the taxonomy with holdout frames on this line."""
+    confusion: list[list[int]] | None = None
+    """Rows: truth, columns: prediction, in `output_classes` order."""
+    incumbent_flag: str | None = None
+    """Why the incumbent's score is not a fair comparison (scored 0, classes missing)."""
 
 
 class ModelVersion(Strict):
@@ -175,6 +195,8 @@ class ModelVersion(Strict):
     """Input statistics of the training frames (brightness, contrast, ...) for edge drift scores."""
     mlflow_run_id: str | None = None
     dataset: str | None = None
+    trained_on: list[str] = Field(default_factory=list)
+    """The `site/line` keys whose frames trained this version (empty: not recorded)."""
     evaluation: dict[str, LineEvidence] = Field(default_factory=dict)
     """Per-line evidence keyed by `site/line`."""
 

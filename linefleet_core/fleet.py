@@ -229,6 +229,27 @@ class PromotionPolicy(Strict):
     tolerance: float = Field(default=0.01, ge=0, le=0.2)
     """A candidate may be at most this much worse than the incumbent on a line."""
     min_holdout_frames: int = Field(default=50, ge=1)
+    """The documented floor: fewer holdout frames on a line is never enough evidence."""
+    max_interval_width: Probability = 1.0
+    """Sufficiency: the 95% Wilson interval of the escape and false-reject rates on a line's
+    holdout must be at most this wide (`linefleet_core.floors`); 1.0 turns the check off."""
+
+
+class Floor(Strict):
+    """Limits a candidate must meet on a line, judged on the 95% confidence bound."""
+
+    max_escape_rate: Probability | None = None
+    """Upper bound of the share of defect frames called `ok`."""
+    max_false_reject_rate: Probability | None = None
+    """Upper bound of the share of `ok` frames called a defect."""
+    min_recall: dict[Id, Probability] = Field(default_factory=dict)
+    """Lower bound of the recall of each named class."""
+
+
+class Floors(Floor):
+    """Fleet-wide defaults, and per-line limits (keyed `site/line`) that override them."""
+
+    lines: dict[str, Floor] = Field(default_factory=dict)
 
 
 class HealthGates(Strict):
@@ -256,6 +277,7 @@ class Policy(Header):
     promotion: PromotionPolicy = PromotionPolicy()
     max_canary_lines_per_site: int = Field(default=2, ge=1)
     health_gates: HealthGates = HealthGates()
+    floors: Floors = Floors()
     heartbeat_seconds: int = Field(default=60, ge=5)
     hold_changes_during_production: bool = False
     """When true, rollout changes to a line are refused while a production window is open."""

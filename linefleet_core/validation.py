@@ -30,7 +30,21 @@ def check(spec: FleetSpec) -> list[Finding]:
         out.extend(_line(spec, line))
     out.extend(_devices(spec))
     out.extend(_canary_limit(spec))
+    out.extend(_floor_lines(spec))
     return out
+
+
+def _floor_lines(spec: FleetSpec) -> Iterator[Finding]:
+    """Per-line floors must name lines of the fleet (a typo would silently not apply)."""
+    import difflib
+
+    doc = spec.docs.get(id(spec.policy))
+    for key in sorted(spec.policy.floors.lines):
+        if key in spec.lines or doc is None:
+            continue
+        close = difflib.get_close_matches(key, list(spec.lines), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        yield doc.finding(("floors", "lines", key), f"unknown line {key!r}{hint}", key=True)
 
 
 def _taxonomy(spec: FleetSpec, tax: Taxonomy) -> Iterator[Finding]:

@@ -24,7 +24,9 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
-from linefleet_core.errors import Finding
+from linefleet_core import floors
+from linefleet_core.catalogue import LineEvidence
+from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import Candidate, Line, Site
 from linefleet_core.spec import FleetSpec
 from reconciler import published, windows
@@ -75,7 +77,7 @@ class LineDecision:
 
     @property
     def verdict(self) -> Verdict:
-        if self.findings:
+        if any(f.severity is Severity.ERROR for f in self.findings):
             return Verdict.VIOLATION
         if not self.steps:
             return Verdict.UNCHANGED
@@ -110,6 +112,7 @@ class _Judge:
     now: dt.datetime
     steps: list[Step] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)
 
     def decide(self) -> LineDecision:
         if self.before is None and self.after is not None:
@@ -209,6 +212,7 @@ class _Judge:
                     Move.REPLACE_CANDIDATE,
                     f"replace candidate {old.model} ({old.stage}) with {new.model} ({new.stage})",
                 )
+                self._better_candidate(old.model, new.model)
             if new.stage != "shadow":
                 self._enters_at_shadow(new)
         elif old.stage == "shadow" and new.stage == "canary":
@@ -287,11 +291,27 @@ class _Judge:
         for ok, message in checks:
             if not ok:
                 self.problem(at, message)
+        self._floors(ref, ev, at)
         score = "?" if ev.incumbent is None else f"{ev.incumbent:.3f}"
         return (
             f" ({ev.metric} {ev.candidate:.3f} vs {score} for {ev.incumbent_model or '?'}, "
             f"{ev.holdout_frames} frames)"
         )
+
+    def _better_candidate(self, old: str, new: str) -> None:
+        was, will = self.head.model_version(old), self.head.model_version(new)
+        old_ev = was.evaluation.get(self.key) if was else None
+        new_ev = will.evaluation.get(self.key) if will else None
+        if old_ev is not None and new_ev is not None:
+            tolerance = self.head.policy.promotion.tolerance
+            if reason := floors.replaces_better(new, new_ev, old, old_ev, tolerance):
+                self.problem(("rollout", "candidate", "model"), reason)
+
+    def _floors(self, ref: str, ev: LineEvidence, at: Path) -> None:
+        """The policy's floors and sufficiency (`linefleet_core.floors`), beside the incumbent."""
+        problems, warnings = floors.judge(ev, self.head.policy, self.key)
+        self.problems.extend((at, f"{self.key}: {ref}: {m}") for m in problems)
+        self.warnings.extend((at, f"{self.key}: {ref}: {m}") for m in warnings)
 
     # -- calendar -----------------------------------------------------------------------------
 
@@ -328,7 +348,11 @@ class _Judge:
     def _findings(self) -> list[Finding]:
         if self.after is not None:
             doc = self.head.located(self.after)
-            return [doc.finding(path, message, code="policy") for path, message in self.problems]
+            found = [doc.finding(path, message, code="policy") for path, message in self.problems]
+            return found + [
+                doc.finding(path, message, severity=Severity.WARNING, code="policy")
+                for path, message in self.warnings
+            ]
         assert self.before is not None
         where = self.base.located(self.before).path
         return [Finding(where, 0, 0, "", message, code="policy") for _, message in self.problems]

@@ -1,4 +1,6 @@
-"""Import annotations from a JSON Lines file: one labelled frame per line.
+"""Import annotations: JSON Lines here; folder trees and MVTec AD in `trainer.folders`.
+
+JSON Lines: one labelled frame per line.
 
     {"image": "frames/0001.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
      "class": "scratch", "annotator": "ana", "taxonomy": "surface-defects@2"}
@@ -8,12 +10,15 @@ or absolute; `frame` (a sha256 already in the frame store) may be given instead.
 fields are ignored. `annotator` and `taxonomy` default to the command's options.
 
 Every line is read and checked first; any problem -> every problem is reported as
-`FILE:LINE: field: message` and nothing is written (frames included).
+`FILE:LINE: field: message` and nothing is written (frames included). When the fleet repo
+declares lines, site, line and camera are checked against it (`trainer.places`), with a
+did-you-mean, so a typo fails the import instead of surfacing later as "no holdout frames".
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from linefleet_core.refs import Id, VersionedRef
 from trainer.checks import RefusedEvents, check_batch, check_class
 from trainer.events import EventKind, NewEvent
 from trainer.frames import FrameStore, decode, sha256_of
+from trainer.places import Places
 from trainer.store import FrameInfo, LabelStore
 from trainer.views import LabelState
 
@@ -48,44 +54,63 @@ class ImportResult:
     new_frames: int
 
 
-def import_annotations(
-    path: Path,
+@dataclass(frozen=True)
+class Located:
+    """Where a row came from, for findings: a file and line, or a folder (line 0)."""
+
+    path: str
+    line: int = 0
+    col: int = 1
+
+
+def stage(
+    rows: Iterable[tuple[Located, AnnotationLine]],
+    base: Path,
     store: LabelStore,
     frames: FrameStore,
-    *,
-    annotator: str | None = None,
-    taxonomy: str | None = None,
-) -> ImportResult:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read ({exc})") from None
-    findings: list[Finding] = []
+    places: Places | None,
+    findings: list[Finding],
+) -> list[tuple[AnnotationLine, str, bytes | None]]:
+    """Check every row (annotator, class, fleet place, image); collect findings, keep the rest.
+
+    A problem shared by many rows of one folder (a misspelt line folder) is reported once.
+    """
     staged: list[tuple[AnnotationLine, str, bytes | None]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{number}"
-        row = _parse(raw, str(path), number, findings)
-        if row is None:
-            continue
-        row = row.model_copy(
-            update={"annotator": row.annotator or annotator, "taxonomy": row.taxonomy or taxonomy}
-        )
+    seen: set[tuple[str, int, str, str]] = set()
+
+    def add(at: Located, field: str, message: str) -> None:
+        key = (at.path, at.line, field, message)
+        if key not in seen:
+            seen.add(key)
+            findings.append(Finding(at.path, at.line, at.col, field, message))
+
+    for at, row in rows:
+        problems: list[tuple[str, str]] = []
         if not row.annotator:
-            findings.append(Finding(str(path), number, 1, "annotator", "missing (or --annotator)"))
-            continue
+            problems.append(("annotator", "missing (or --annotator)"))
         if problem := check_class(store.taxonomies, row.taxonomy, row.cls):
-            findings.append(Finding(str(path), number, 1, "class", problem))
+            problems.append(("class", problem))
+        if places is not None:
+            problems += places.check(row.site, row.line, row.camera)
+        for field, message in problems:
+            add(at, field, message)
+        if problems:
             continue
         try:
-            sha, data = _frame_of(row, path.parent, frames, where)
+            sha, data = _frame_of(row, base, frames, at.path)
         except LinefleetError as exc:
-            findings.append(Finding(str(path), number, 1, "image", str(exc)))
+            add(at, "image", str(exc))
             continue
         staged.append((row, sha, data))
-    if findings:
-        raise FindingsError(findings)
+    return staged
+
+
+def write_staged(
+    staged: list[tuple[AnnotationLine, str, bytes | None]],
+    store: LabelStore,
+    frames: FrameStore,
+    source: str,
+) -> ImportResult:
     infos = {sha: FrameInfo(sha, r.site, r.line, r.camera) for r, sha, _ in staged}
     batch = [
         NewEvent(EventKind.ANNOTATION, r.annotator or "", frame=sha, cls=r.cls, taxonomy=r.taxonomy)
@@ -95,12 +120,43 @@ def import_annotations(
     try:  # annotations only: checked without replaying the log
         check_batch(batch, LabelState(), {**infos, **known}, store.taxonomies)
     except RefusedEvents as exc:
-        raise RefusedEvents([f"{path}: {p}" for p in exc.problems]) from None
+        raise RefusedEvents([f"{source}: {p}" for p in exc.problems]) from None
     for _, _, data in staged:
         if data is not None:
             frames.put(data)
     ids = store.append(batch, new_frames=list(infos.values()))
     return ImportResult(len(ids), len(set(infos) - set(known)))
+
+
+def import_annotations(
+    path: Path,
+    store: LabelStore,
+    frames: FrameStore,
+    *,
+    annotator: str | None = None,
+    taxonomy: str | None = None,
+    places: Places | None = None,
+) -> ImportResult:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    findings: list[Finding] = []
+    rows: list[tuple[Located, AnnotationLine]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        row = _parse(raw, str(path), number, findings)
+        if row is None:
+            continue
+        row = row.model_copy(
+            update={"annotator": row.annotator or annotator, "taxonomy": row.taxonomy or taxonomy}
+        )
+        rows.append((Located(str(path), number), row))
+    staged = stage(rows, path.parent, store, frames, places, findings)
+    if findings:
+        raise FindingsError(findings)
+    return write_staged(staged, store, frames, str(path))
 
 
 def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> AnnotationLine | None:
@@ -125,6 +181,7 @@ def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> Annotat
 def _frame_of(
     row: AnnotationLine, base: Path, frames: FrameStore, where: str
 ) -> tuple[str, bytes | None]:
+    """The frame's sha256, and its bytes when it is not in the frame store yet."""
     if row.frame is not None:
         if row.frame not in frames:
             raise UsageError(f"frame {row.frame[:12]} is not in the frame store")

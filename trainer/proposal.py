@@ -39,8 +39,9 @@ from trainer.catalogue_edit import (
     set_shadow_candidate,
     set_version_evaluation,
 )
-from trainer.datasets import DatasetVersion
-from trainer.evaluate import ModelUnderTest, evaluate
+from trainer.datasets import HOLDOUT_PERCENT, DatasetVersion
+from trainer.evaluate import ModelUnderTest, carry_forward, evaluate
+from trainer.evidence import factory_rates
 from trainer.frames import FrameStore
 from trainer.promote import (
     CandidateInfo,
@@ -71,6 +72,8 @@ class Proposal:
     contract: Mapping[str, Any] | None = None
     """A model brought from outside (`linefleet model add`): its catalogue fields (task,
     output_classes, input, outputs, opset); None: a linefleet-trained classifier."""
+    trained_on: tuple[str, ...] = ()
+    """The `site/line` keys whose frames trained the candidate (from the MLflow run)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ def score_lines(
     repo: Any,
     commit: Any,
 ) -> dict[str, LineScores]:
+    """Candidate, incumbent and any shadow rival on each eligible line's holdout."""
     metric = spec.policy.promotion.metric
     ds = proposal.dataset
     out: dict[str, LineScores] = {}
@@ -119,15 +123,66 @@ def score_lines(
         serving = line.rollout.serving
         mv = spec.model_version(serving)
         incumbent: float | None = None
+        flag: str | None = None
         if mv is not None:
             incumbent = _score_incumbent(mv, holdout, frames, ds, taxonomies, repo, commit, metric)
+            flag = _incumbent_flag(mv, serving, incumbent, holdout, ds, taxonomies)
+        rival, rival_score = _rival(
+            spec, line.rollout.candidate, holdout, frames, ds, taxonomies, (repo, commit)
+        )
         out[line.key] = LineScores(
             round(cand.metric(metric), 4),
             None if incumbent is None else round(incumbent, 4),
             serving,
             len(holdout),
+            rates=factory_rates(cand.confusion, ds.classes),
+            incumbent_flag=flag,
+            rival=rival,
+            rival_score=rival_score,
         )
     return out
+
+
+def _incumbent_flag(
+    mv: ModelVersion,
+    ref: str,
+    score: float,
+    holdout: Any,
+    ds: DatasetVersion,
+    taxonomies: Mapping[str, Taxonomy],
+) -> str | None:
+    """Why the incumbent cannot have been scored properly on this holdout, or None."""
+    if score <= 0.0:
+        return f"{ref} scored {score:.3f} on this line's holdout"
+    knows = {carry_forward(c, mv.taxonomy, ds.taxonomy, taxonomies) for c in mv.output_classes}
+    seen = {i.cls for i in holdout}
+    missing = sorted(c for c in knows - seen if c is not None)
+    if missing:
+        names = ", ".join(f"`{c}`" for c in missing)
+        return f"the holdout has no frames of {names}, which {ref} must know"
+    return None
+
+
+def _rival(
+    spec: FleetSpec,
+    cand: Any,
+    holdout: Any,
+    frames: FrameStore,
+    ds: DatasetVersion,
+    taxonomies: Mapping[str, Taxonomy],
+    source: tuple[Any, Any],
+) -> tuple[str | None, float | None]:
+    """The candidate already in shadow on the line, scored on the same holdout."""
+    if cand is None or cand.stage != "shadow":
+        return None, None
+    mv = spec.model_version(cand.model)
+    if mv is None:
+        return None, None
+    repo, commit = source
+    score = _score_incumbent(
+        mv, holdout, frames, ds, taxonomies, repo, commit, spec.policy.promotion.metric
+    )
+    return cand.model, round(score, 4)
 
 
 def _score_incumbent(
@@ -189,6 +244,7 @@ def propose(
         proposal.run_id,
         sha,
         len(proposal.artifact),
+        tuple(proposal.trained_on),
     )
     size = proposal.input_size
     candidate = ModelUnderTest(proposal.artifact, size, size, "rgb", ds.classes, ds.taxonomy)
@@ -206,7 +262,7 @@ def propose(
             contract_of_version(declared),
         )
     scores = score_lines(spec, candidate, proposal, frames, taxonomies, repo, commit)
-    plan = plan_promotion(spec, info, scores)
+    plan = plan_promotion(spec, info, scores, HOLDOUT_PERCENT / 100)
     if not plan.included:
         reasons = "; ".join(f"{d.line}: {d.reason}" for d in plan.left_out) or "no eligible line"
         raise PermanentError(f"no line qualifies for {info.ref}, no pull request: {reasons}")
@@ -243,22 +299,15 @@ def _entry_base(c: CandidateInfo, proposal: Proposal) -> dict[str, Any]:
     entry["reference_stats"] = dict(proposal.reference_stats)
     entry["mlflow_run_id"] = c.run_id
     entry["dataset"] = ds.hash
+    entry["trained_on"] = list(c.trained_on)
     return entry
 
 
 def evaluation_of(plan: PromotionPlan, proposal: Proposal) -> dict[str, Any]:
-    ds = proposal.dataset
     return {
-        d.line: {
-            "metric": plan.metric,
-            "candidate": d.scores.candidate,
-            "incumbent": d.scores.incumbent,
-            "incumbent_model": d.scores.incumbent_model,
-            "holdout_frames": d.scores.holdout_frames,
-            "dataset": ds.hash,
-        }
+        d.line: d.evidence.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         for d in plan.included
-        if d.scores is not None
+        if d.evidence is not None
     }
 
 

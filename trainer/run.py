@@ -3,9 +3,10 @@
     result = train_run(TrainRequest(workspace, model="surface-cnn", tracking_uri=uri))
 
 Steps stop at the first error: an empty or one-class dataset, an unusable MLflow store, a
-frame missing from the store. The artifact is written to `state/models/` (temp + rename)
-before it is logged, so a failure after fitting leaves a usable file and no half-logged
-registry version.
+frame missing from the store. The artifact is written to `state/models/<model>-<run id>.onnx`
+(temp + rename; one file per run, so a second run on the same dataset never overwrites the
+file the first run points at) before it is logged, so a failure after fitting leaves a
+usable file and no half-logged registry version.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class TrainResult:
     per_line: dict[str, Scores]
     reference_stats: dict[str, float]
     model: TrainedModel
+    trained_on: tuple[str, ...] = ()
 
 
 def pick_taxonomy(request: TrainRequest, taxonomies: dict[str, Taxonomy]) -> Taxonomy:
@@ -105,7 +107,15 @@ def train_run(
         i for i in version.train() if not request.config.lines or i.line_key in request.config.lines
     ]
     stats = reference_stats(ws.frames.load(i.frame) for i in train_items)
-    artifact = _write_artifact(ws.state / "models", f"{request.model}-{version.short}", model.onnx)
+    trained_on = tuple(sorted({i.line_key for i in train_items}))
+    run_id = tracker.start(
+        {
+            "linefleet.model": request.model,
+            "linefleet.dataset": version.hash,
+            "linefleet.trained_on": ",".join(trained_on),
+        }
+    )
+    artifact = _write_artifact(ws.state / "models", f"{request.model}-{run_id}", model.onnx)
     record = RunRecord(
         params={**request.config.params(), "model": request.model},
         dataset=version.hash,
@@ -117,8 +127,9 @@ def train_run(
         manifest_file=manifest,
         reference_stats=stats,
         tags={"linefleet.model": request.model},
+        trained_on=trained_on,
     )
-    run_id = tracker.log(record)
+    tracker.log(record, run_id)
     registry_version = (
         tracker.register(request.model, run_id, f"model/{artifact.name}", CHALLENGER)
         if request.register
@@ -136,6 +147,7 @@ def train_run(
         per_line=per_line,
         reference_stats=stats,
         model=model,
+        trained_on=trained_on,
     )
 
 

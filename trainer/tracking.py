@@ -4,9 +4,12 @@
     run_id = tracker.log(record)                              # params, metrics, artifacts
     version = tracker.register("surface-cnn", run_id, "model/surface-cnn-5.onnx")
 
-Metrics: `holdout_accuracy`, `holdout_macro_f1`, `holdout_defect_recall` overall and
-per line (`<metric>.<site>.<line>`). Artifacts: the ONNX model, the dataset manifest, the
-confusion matrices (JSON, per line and overall), the reference input statistics. The
+Metrics: `holdout_accuracy`, `holdout_macro_f1`, `holdout_defect_recall`, the factory
+evidence (`escape_rate`, `false_reject_rate` with `_low`/`_high` 95% Wilson bounds,
+`recall_<class>` and `recall_<class>_low`) overall and per line (`<metric>.<site>.<line>`).
+Tags: dataset, taxonomy, `linefleet.trained_on` (the lines whose frames trained the model).
+Artifacts: the ONNX model, the dataset manifest, the confusion matrices (JSON, per line and
+overall), `evidence.json` (rates with intervals per line), the reference input statistics. The
 registry uses aliases (`challenger` for a fresh candidate, `champion` for what serves),
 never the deprecated stages. A store that cannot be read is a clear error, not a traceback.
 """
@@ -25,6 +28,7 @@ from typing import Any
 from linefleet_core.errors import PermanentError
 from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import Approval
+from trainer.evidence import factory_rates
 from trainer.metrics import Scores
 
 EXPERIMENT = "linefleet-trainer"
@@ -48,6 +52,7 @@ class RunRecord:
     manifest_file: Path
     reference_stats: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
+    trained_on: tuple[str, ...] = ()
 
 
 class Tracker:
@@ -83,12 +88,25 @@ class Tracker:
             return str(found.experiment_id)
         return str(self.client.create_experiment(name, artifact_location=self.artifact_root))
 
-    def log(self, record: RunRecord) -> str:
+    def start(self, tags: dict[str, str]) -> str:
+        """Open a run (its id names the artifact before anything is logged)."""
+        run = self.client.create_run(self.experiment(), tags=tags)
+        run_id: str = run.info.run_id
+        return run_id
+
+    def log(self, record: RunRecord, run_id: str | None = None) -> str:
         from mlflow.entities import Metric, Param
 
-        tags = {"linefleet.dataset": record.dataset, "linefleet.taxonomy": record.taxonomy}
-        run = self.client.create_run(self.experiment(), tags={**tags, **record.tags})
-        run_id: str = run.info.run_id
+        tags = {
+            "linefleet.dataset": record.dataset,
+            "linefleet.taxonomy": record.taxonomy,
+            "linefleet.trained_on": ",".join(record.trained_on),
+        }
+        if run_id is None:
+            run_id = self.start({**tags, **record.tags})
+        else:
+            for key, value in {**tags, **record.tags}.items():
+                self.client.set_tag(run_id, key, value)
         try:
             params = [Param(k, str(v)) for k, v in sorted(record.params.items())]
             params += [Param("dataset", record.dataset), Param("taxonomy", record.taxonomy)]
@@ -131,6 +149,8 @@ class FetchedRun:
     manifest: Path
     reference_stats: dict[str, float]
     input_size: int
+    trained_on: tuple[str, ...] = ()
+    backend: str = "features"
 
 
 def fetch_run(tracker: Tracker, run_id: str, dest: Path) -> FetchedRun:
@@ -157,6 +177,8 @@ def fetch_run(tracker: Tracker, run_id: str, dest: Path) -> FetchedRun:
         manifests[0],
         {str(k): float(v) for k, v in stats.items()},
         int(params.get("input_size", "64")),
+        tuple(k for k in run.data.tags.get("linefleet.trained_on", "").split(",") if k),
+        params.get("backend", "features"),
     )
 
 
@@ -168,11 +190,31 @@ def _metrics(record: RunRecord) -> dict[str, float]:
         out[f"holdout_macro_f1{suffix}"] = scores.macro_f1
         out[f"holdout_defect_recall{suffix}"] = scores.defect_recall
         out[f"holdout_frames{suffix}"] = float(scores.frames)
+        out.update(factory_rates(scores.confusion, record.classes).metrics(suffix))
     return out
 
 
 def _json_artifacts(record: RunRecord) -> dict[str, Any]:
     docs: dict[str, Any] = {"reference_stats.json": record.reference_stats}
+    docs["evidence.json"] = {
+        "trained_on": list(record.trained_on),
+        "dataset": record.dataset,
+        "lines": {
+            key: {
+                "holdout_frames": scores.frames,
+                **{
+                    name: rate.model_dump()
+                    for name, rate in (
+                        ("escape_rate", rates.escape),
+                        ("false_reject_rate", rates.false_reject),
+                    )
+                },
+                "recall": {c: r.model_dump() for c, r in rates.recall.items()},
+            }
+            for key, scores in [("all", record.overall), *record.per_line.items()]
+            for rates in [factory_rates(scores.confusion, record.classes)]
+        },
+    }
     for key, scores in [("all", record.overall), *record.per_line.items()]:
         docs[f"confusion-{key.replace('/', '--')}.json"] = {
             "classes": list(record.classes),

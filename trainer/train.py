@@ -1,5 +1,8 @@
 """Fit a classifier on a dataset version and export ONE ONNX artifact that follows the contract.
 
+Two backends: `features` (below) and `cnn` (`trainer.cnn`: a small PyTorch network with
+augmentation, ROI and tiling, exported with torch.onnx). Both export the same contract.
+
     model = fit(version, frames, TrainConfig(size=64))
     model.onnx            # bytes: image [1, 3, S, S] -> probabilities [1, K] (+ label)
     model.predict(x)      # probabilities from the artifact itself, [N, K]
@@ -21,12 +24,16 @@ from typing import Any
 import numpy as np
 
 from linefleet_core.errors import PermanentError
+from trainer.cnn import CnnConfig, fit_cnn
 from trainer.datasets import DatasetVersion, Item
 from trainer.features import INPUT, OPSET, extract, feature_graph, to_tensor
 from trainer.frames import FrameStore
 
 PROBABILITIES = "probabilities"
 ML_OPSET = 3
+BACKENDS = ("features", "cnn")
+DEFAULT_BACKEND = "features"
+"""The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
 
 
 @dataclass(frozen=True)
@@ -37,15 +44,24 @@ class TrainConfig:
     seed: int = 0
     lines: tuple[str, ...] = ()
     """Train on these lines only (empty: every line). Evaluation always covers every line."""
+    backend: str = DEFAULT_BACKEND
+    """`features` (hand-made ONNX features + logistic regression) or `cnn` (PyTorch)."""
+    cnn: CnnConfig = field(default_factory=CnnConfig)
 
     def params(self) -> dict[str, Any]:
-        return {
+        common = {
+            "backend": self.backend,
             "input_size": self.size,
+            "seed": self.seed,
+            "train_lines": ",".join(self.lines) or "all",
+        }
+        if self.backend == "cnn":
+            return {**common, "classifier": "cnn", **self.cnn.params()}
+        return {
+            **common,
             "classifier": "StandardScaler+LogisticRegression",
             "C": self.c,
             "max_iter": self.max_iter,
-            "seed": self.seed,
-            "train_lines": ",".join(self.lines) or "all",
         }
 
 
@@ -101,6 +117,16 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
             f"dataset {version.short} ({version.taxonomy}) has {len(items)} training frame(s) "
             f"with {len(present)} class(es); training needs at least two classes{hint}"
         )
+    if config.backend == "cnn":
+        images = load_images(frames, items, config.size)
+        labels = np.array([version.classes.index(i.cls) for i in items])
+        cnn = CnnConfig(**{**config.cnn.__dict__, "size": config.size, "seed": config.seed})
+        fitted = fit_cnn(images, labels, version.classes, present, cnn)
+        return TrainedModel(
+            tuple(version.classes), fitted.onnx, None, None, config.size, len(items)
+        )
+    if config.backend != "features":
+        raise PermanentError(f"unknown backend {config.backend!r} (one of {', '.join(BACKENDS)})")
     features = feature_graph(config.size)
     x = extract(features, load_images(frames, items, config.size))
     y = np.array([present.index(i.cls) for i in items])

@@ -30,8 +30,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("labels", help="the label store: import, tasks, review, QA, datasets")
     cmds = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
 
-    c = cmds.add_parser("import", help="import annotations from a JSON Lines file")
-    c.add_argument("file", type=Path, help="JSON Lines (or `linefleet data generate`'s manifest)")
+    c = cmds.add_parser(
+        "import",
+        help="import annotations: JSON Lines, a folder per class, or an MVTec AD category",
+        description="Site, line and camera are checked against the fleet in --fleet-repo "
+        "(when it declares lines); every problem is located; nothing is written unless all "
+        "is well.",
+    )
+    c.add_argument(
+        "file",
+        type=Path,
+        help="JSON Lines file (or `linefleet data generate`'s manifest), a folder tree, or an "
+        "MVTec AD category folder",
+    )
+    c.add_argument(
+        "--layout",
+        choices=("auto", "jsonl", "folder", "mvtec"),
+        default="auto",
+        help="auto: a file is JSON Lines; a folder with train/ and test/ is MVTec AD; any "
+        "other folder is a tree of class folders",
+    )
+    c.add_argument(
+        "--levels",
+        default="class",
+        help="folder: the sub-folder levels above each image, e.g. site/line/camera/class "
+        "(default: class)",
+    )
+    c.add_argument("--site", help="folder/mvtec: the site of every image (or a `site` level)")
+    c.add_argument("--line", help="folder/mvtec: the line of every image (or a `line` level)")
+    c.add_argument("--camera", help="folder/mvtec: the camera (or a `camera` level)")
+    c.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FOLDER=CLASS",
+        help="folder/mvtec: a folder name that is not a class name (repeatable; MVTec's "
+        "`good` is `ok`)",
+    )
     c.add_argument("--annotator", help="for rows without an annotator")
     c.add_argument("--taxonomy", help="for rows without a taxonomy version (name@N)")
     c.set_defaults(run=run_import)
@@ -100,13 +135,45 @@ def workspace(ns: argparse.Namespace) -> Any:
 
 
 def run_import(ns: argparse.Namespace) -> int:
+    from trainer.folders import import_folder, import_mvtec
     from trainer.imports import import_annotations
+    from trainer.places import Places
 
     ws = workspace(ns)
-    result = import_annotations(
-        ns.file, ws.open_store(), ws.frames, annotator=ns.annotator, taxonomy=ns.taxonomy
-    )
-    print(f"imported {result.events} annotation(s), {result.new_frames} new frame(s)")
+    layout = ns.layout
+    if layout == "auto":
+        if ns.file.is_dir():
+            mvtec = (ns.file / "train").is_dir() and (ns.file / "test").is_dir()
+            layout = "mvtec" if mvtec else "folder"
+        else:
+            layout = "jsonl"
+    places = Places.load(ns.fleet_repo)
+    if places is None:
+        print(
+            f"note: {ns.fleet_repo} declares no lines; site, line and camera are not checked",
+            file=sys.stderr,
+        )
+    mapping: dict[str, str] = {}
+    for item in ns.map:
+        folder, sep, cls = item.partition("=")
+        if not sep or not folder or not cls:
+            raise UsageError(f"--map {item!r}: expected FOLDER=CLASS")
+        mapping[folder] = cls
+    fixed = {"site": ns.site, "line": ns.line, "camera": ns.camera}
+    store = ws.open_store()
+    common: dict[str, Any] = {
+        "annotator": ns.annotator, "taxonomy": ns.taxonomy, "places": places,
+    }  # fmt: skip
+    if layout == "jsonl":
+        result = import_annotations(ns.file, store, ws.frames, **common)
+    elif layout == "mvtec":
+        result = import_mvtec(ns.file, store, ws.frames, fixed=fixed, class_map=mapping, **common)
+    else:
+        levels = tuple(v for v in ns.levels.split("/") if v)
+        result = import_folder(
+            ns.file, store, ws.frames, levels=levels, fixed=fixed, class_map=mapping, **common
+        )
+    print(f"imported {result.events} annotation(s), {result.new_frames} new frame(s) ({layout})")
     return int(ExitCode.OK)
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 
 from linefleet.commands.labels import add_workspace_options
-from linefleet_core.errors import ExitCode
+from linefleet_core.errors import ExitCode, UsageError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,6 +24,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--taxonomy", help="taxonomy version (default: newest of the family's)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     p.add_argument("--size", type=int, default=64, help="input size in pixels (default 64)")
+    p.add_argument(
+        "--backend",
+        choices=("features", "cnn"),
+        default=None,
+        help="features (hand-made ONNX features + logistic regression) or cnn (PyTorch); "
+        "default: the better one on the benchmarks (docs/benchmarks.md)",
+    )
+    p.add_argument("--epochs", type=int, default=30, help="cnn: training epochs (default 30)")
+    p.add_argument(
+        "--roi",
+        default="0,0,1,1",
+        help="cnn: region of interest x0,y0,x1,y1 as fractions of the frame (default whole)",
+    )
+    p.add_argument(
+        "--tiles", type=int, default=1, help="cnn: tiles per side of the ROI (default 1)"
+    )
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
     p.add_argument("--no-register", action="store_true", help="log the run, do not register")
@@ -32,19 +48,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
+    from trainer.cnn import CnnConfig
+    from trainer.evidence import factory_rates, show
     from trainer.run import TrainRequest, train_run
     from trainer.tracking import default_uri
-    from trainer.train import TrainConfig
+    from trainer.train import DEFAULT_BACKEND, TrainConfig
     from trainer.workspace import Workspace
 
     ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
     lines = tuple(k.strip() for k in ns.lines.split(",") if k.strip())
+    try:
+        x0, y0, x1, y1 = (float(v) for v in ns.roi.split(","))
+    except ValueError:
+        raise UsageError(f"--roi {ns.roi!r}: expected four numbers x0,y0,x1,y1") from None
+    cnn = CnnConfig(size=ns.size, epochs=ns.epochs, roi=(x0, y0, x1, y1), tiles=ns.tiles)
+    cnn.roi_pixels()  # a bad ROI or tiling fails before the slow part
+    config = TrainConfig(
+        size=ns.size, c=ns.c, lines=lines, backend=ns.backend or DEFAULT_BACKEND, cnn=cnn
+    )
     request = TrainRequest(
         workspace=ws,
         model=ns.model,
         tracking_uri=ns.tracking_uri or default_uri(ns.state),
         taxonomy=ns.taxonomy,
-        config=TrainConfig(size=ns.size, c=ns.c, lines=lines),
+        config=config,
         register=not ns.no_register,
     )
     result = train_run(request)
@@ -61,9 +88,19 @@ def run(ns: argparse.Namespace) -> int:
                 "size": result.size,
             },
             "holdout": {"accuracy": result.overall.accuracy, "frames": result.overall.frames},
+            "backend": config.backend,
+            "trained_on": list(result.trained_on),
             "lines": {
-                k: {"accuracy": s.accuracy, "macro_f1": s.macro_f1, "frames": s.frames}
+                k: {
+                    "accuracy": s.accuracy,
+                    "macro_f1": s.macro_f1,
+                    "frames": s.frames,
+                    "escape_rate": rates.escape.model_dump(),
+                    "false_reject_rate": rates.false_reject.model_dump(),
+                    "recall": {c: r.model_dump() for c, r in rates.recall.items()},
+                }
                 for k, s in result.per_line.items()
+                for rates in [factory_rates(s.confusion, result.dataset.classes)]
             },
             "reference_stats": result.reference_stats,
         }
@@ -73,11 +110,15 @@ def run(ns: argparse.Namespace) -> int:
     ds = result.dataset
     print(
         f"dataset {ds.short} ({ds.taxonomy}): {len(ds.items)} frame(s), trained on "
-        f"{result.model.train_frames}"
+        f"{result.model.train_frames} of {', '.join(result.trained_on)} ({config.backend})"
     )
     print(f"holdout accuracy {result.overall.accuracy:.3f} on {result.overall.frames} frame(s)")
     for key, s in result.per_line.items():
-        print(f"  {key:<24} accuracy {s.accuracy:.3f}  macro-F1 {s.macro_f1:.3f}  ({s.frames})")
+        r = factory_rates(s.confusion, ds.classes)
+        print(
+            f"  {key:<24} accuracy {s.accuracy:.3f}  macro-F1 {s.macro_f1:.3f}  escape "
+            f"{show(r.escape)}  false-reject {show(r.false_reject)}  ({s.frames})"
+        )
     alias = (
         f", registered as version {result.registry_version} (challenger)"
         if (result.registry_version is not None)

@@ -86,6 +86,7 @@ def run_promote(ns: argparse.Namespace) -> int:
         reference_stats=run.reference_stats,
         remote=ns.remote,
         base=ns.base,
+        trained_on=run.trained_on,
     )
     result = propose(proposal, forge, ws.frames, ws.taxonomies())
     _print(result)

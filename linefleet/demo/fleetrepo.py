@@ -131,13 +131,19 @@ def add_model_version(work: Path, model: str, entry: dict[str, Any]) -> None:
 
 
 def set_min_holdout_frames(work: Path, frames: int) -> int:
-    """Set the policy's `promotion.min_holdout_frames`; return the value it had."""
+    """Set the policy's `promotion.min_holdout_frames`; return the value it had.
+
+    The demo's holdout is a dozen frames a line: no interval that small is narrow enough for
+    the example's floors and interval width, so those are lifted too (and said so).
+    """
     old = 0
 
     def change(doc: Any) -> None:
         nonlocal old
         old = int(doc["promotion"]["min_holdout_frames"])
         doc["promotion"]["min_holdout_frames"] = frames
+        doc["promotion"].pop("max_interval_width", None)
+        doc.pop("floors", None)
 
     _edit(work / "fleet" / "policy.yaml", change)
     return old

@@ -66,7 +66,8 @@ def _demo_settings(demo: Demo) -> None:
     )
     demo.console.note(f"committed {commit[:12]}: the example fleet, adjusted for one machine:")
     demo.console.output(
-        f"policy min_holdout_frames {was} -> {holdout} (the demo's dataset is small)\n"
+        f"policy min_holdout_frames {was} -> {holdout}, no floors, no interval width (the "
+        "demo's dataset is small)\n"
         f"policy heartbeat_seconds {heartbeat} -> {HEARTBEAT} (devices report often enough "
         "for the report's charts to show each stage)\n"
         f"rollback target {OLD_TAXONOMY_MODEL} removed from {len(dropped)} line(s): it speaks "

@@ -52,7 +52,7 @@ class Client:
         self.got: dict[str, bytes] = {}
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_: self.dropped.set()
-        self.client.on_message = lambda _c, _u, m: self.got.__setitem__(m.topic, m.payload)
+        self.client.on_message = lambda _c, _u, m: self.got.__setitem__(m.topic, bytes(m.payload))
 
     def _on_connect(self, _c: object, _u: object, _f: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
@@ -152,7 +152,7 @@ def test_the_generated_config_starts_as_root_or_as_the_broker_user(
     config = (out / "mosquitto.conf").read_text()
     assert "\nuser mosquitto\n" in config
     kind = {"drop_root": True} if how == "started-as-root" else {"run_as": "mosquitto"}
-    broker = Mosquitto(shared_tmp / "run", port=port, config=config, **kind)  # type: ignore[arg-type]
+    broker = Mosquitto(shared_tmp / "run", port=port, config=config, **kind)
     (shared_tmp / "run").mkdir()
     (shared_tmp / "run").chmod(0o755)
     with broker:

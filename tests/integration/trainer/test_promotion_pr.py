@@ -87,6 +87,7 @@ def _proposal(clone: Path, result: TrainResult) -> Proposal:
         dataset=result.dataset,
         run_id=result.run_id,
         reference_stats=result.reference_stats,
+        trained_on=result.trained_on,
     )
 
 
@@ -116,6 +117,15 @@ def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
     mv = spec.model_version("surface-cnn@4")
     assert mv is not None and mv.mlflow_run_id == result.run_id
     assert set(mv.evaluation) == included
+    assert tuple(mv.trained_on) == result.trained_on and len(mv.trained_on) == 4
+    for key in included:
+        ev = mv.evaluation[key]
+        assert ev.escape_rate is not None and ev.false_reject_rate is not None
+        assert ev.escape_rate.low <= ev.escape_rate.value <= ev.escape_rate.high
+        assert ev.confusion is not None and sum(map(sum, ev.confusion)) == ev.holdout_frames
+    assert "- trained on: `dresden/line-1`, `dresden/line-2`, `toledo/line-1`" in out.pull.body
+    assert "escape rate | false-reject rate | decision |" in out.pull.body
+    assert "Recall per class on each line's holdout (95% interval):" in out.pull.body
     data = (check_out / mv.artifact.url).read_bytes()
     assert hashlib.sha256(data).hexdigest() == mv.artifact.sha256
     for key in included:

@@ -1,0 +1,117 @@
+"""`labels import` of folder trees and MVTec AD categories, checked against the fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from linefleet.cli import main
+from tests.support.minifleet import write_minifleet
+from tests.support.trainer_data import png
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    write_minifleet(tmp_path / "fleet-repo")  # toledo/line-1 (cam-1, cam-2), line-2, dresden/...
+    return tmp_path / "fleet-repo"
+
+
+def lf(repo: Path, *args: str) -> int:
+    state = repo.parent / "state"
+    return main(["labels", *args, "--state", str(state), "--fleet-repo", str(repo)])
+
+
+def _images(folder: Path, n: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{i:03d}.png").write_bytes(png(seed * 100 + i))
+
+
+def _dataset(repo: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert lf(repo, "dataset", "--taxonomy", "surface-defects@2", "--format", "json") == 0
+    doc: dict[str, object] = json.loads(capsys.readouterr().out)
+    return doc
+
+
+def test_a_folder_per_class_with_line_levels_and_site_by_flag(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "tree"
+    _images(root / "line-1" / "ok", 3, 1)
+    _images(root / "line-1" / "scratch", 2, 2)
+    _images(root / "line-2" / "dust", 2, 3)
+    args = ["import", str(root), "--levels", "line/class", "--site", "toledo"]
+    args += ["--camera", "cam-1", "--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 0
+    assert "imported 7 annotation(s), 7 new frame(s) (folder)" in capsys.readouterr().out
+    doc = _dataset(repo, capsys)
+    assert doc["frames"] == 7
+    lines = doc["lines"]
+    assert isinstance(lines, dict)
+    assert {k: v["train"] + v["holdout"] for k, v in lines.items()} == {
+        "toledo/line-1": 5,
+        "toledo/line-2": 2,
+    }
+
+
+def test_unknown_line_and_camera_are_located_with_a_did_you_mean_and_nothing_is_written(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "tree"
+    _images(root / "lnie-1" / "cam-1" / "ok", 3, 1)  # a typo in a line folder, 3 images
+    _images(root / "line-1" / "cam-3" / "ok", 1, 2)  # a camera the line does not have
+    _images(root / "line-1" / "cam-1" / "rust", 1, 3)  # not a class of the taxonomy
+    _images(root / "line-1" / "cam-1" / "ok", 1, 4)
+    args = ["import", str(root), "--levels", "line/camera/class", "--site", "toledo"]
+    args += ["--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    err = capsys.readouterr().err
+    assert err.count("unknown line") == 1  # once per folder, not once per image
+    assert f"{root}/lnie-1: line: unknown line 'toledo/lnie-1'; did you mean 'line-1'?" in err
+    assert (
+        f"{root}/line-1/cam-3: camera: no camera 'cam-3' on toledo/line-1; did you mean "
+        "'cam-2'? (cameras: cam-1, cam-2)" in err
+    )
+    assert f"{root}/line-1/cam-1/rust: class: unknown class 'rust' in surface-defects@2" in err
+    assert "map it with --map rust=CLASS" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "state" / "frames").exists()
+
+
+def test_jsonl_rows_are_checked_against_the_fleet_too(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "0.png").write_bytes(png(0))
+    row = {"image": "0.png", "site": "toldeo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:1:1: site: unknown site 'toldeo'; did you mean 'toledo'?" in err
+
+
+def test_mvtec_ad_category_with_a_class_map(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cat = tmp_path / "mvtec" / "metal_nut"
+    _images(cat / "train" / "good", 4, 1)
+    _images(cat / "test" / "good", 1, 2)
+    _images(cat / "test" / "scratch", 2, 3)
+    _images(cat / "test" / "color", 2, 4)
+    _images(cat / "ground_truth" / "scratch", 2, 5)  # masks: not labels
+    args = ["import", str(cat), "--site", "toledo", "--line", "line-2", "--camera", "cam-1"]
+    args += ["--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    err = capsys.readouterr().err
+    assert f"{cat}/test/color: class: unknown class 'color' in surface-defects@2" in err
+    assert "map it with --map color=CLASS" in err
+    assert lf(repo, *args, "--map", "color=oil") == 0
+    assert "imported 9 annotation(s), 9 new frame(s) (mvtec)" in capsys.readouterr().out
+    assert lf(repo, "import", str(cat), "--annotator", "ana", "--taxonomy", "x@1") == 2
+    assert "give --site, or a `site` level in --levels" in capsys.readouterr().err
