@@ -31,6 +31,10 @@ def test_model_add_then_promote_model_version_opens_a_pr_that_passes_validate_ba
     write_minifleet(author)
     _real_incumbents(author)
     edit_yaml(author / "fleet/policy.yaml", lambda d: d["promotion"].__setitem__("tolerance", 0.2))
+    # a shadow candidate that scores better would not be replaced (policy): start without one
+    edit_yaml(
+        author / "fleet/sites/toledo/lines/line-1.yaml", lambda d: d["rollout"].pop("candidate")
+    )
     repo = git.Repo.init(author, initial_branch="main")
     with repo.config_writer() as cfg:
         cfg.set_value("user", "name", "t").set_value("user", "email", "t@example.invalid")
