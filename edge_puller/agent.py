@@ -84,6 +84,10 @@ class Agent:
         self.waiting = ""
         self.error = ""
         self.frames_problem = ""  # why no frames come in (a camera gone), "" while they do
+        self.camera_problems: Callable[[], list[str]] | None = None
+        """With `edge run --sources`: each camera's trouble, read on every tick."""
+        self.camera_status: Callable[[], dict[str, dict[str, Any]]] | None = None
+        """With `edge run --sources`: per-camera counters for the report's `cameras` section."""
         self._frames_reported = ""
         self.backoff = Backoff()
         self._last_report = float("-inf")
@@ -100,7 +104,10 @@ class Agent:
         """Decide one frame with the line's current models; count it, spool it if anomalous."""
         lines = self.engine.lines()
         key = line or (min(lines) if lines else "")
-        decision = self.engine.infer(key, camera, frame_id, frame)
+        target = self.state.target
+        wanted = target.lines.get(key) if target else None
+        roi = wanted.rois.get(camera) if wanted else None
+        decision = self.engine.infer(key, camera, frame_id, frame, roi)
         with self.lock:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
             spool = self._spool(key)
@@ -131,6 +138,8 @@ class Agent:
         take_desired(self)
         self._take_rollbacks()
         self._take_engine_events()
+        if self.camera_problems is not None:
+            self.frames_problem = "; ".join(self.camera_problems())
         self.waiting = ""
         for step in plan(snapshot(self)):
             try:
@@ -157,15 +166,22 @@ class Agent:
             self.report()
         return IDLE_TICK
 
-    def run(self, stop: threading.Event) -> None:
-        """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving."""
+    def run(self, stop: threading.Event, alive: Callable[[], None] | None = None) -> None:
+        """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving.
+        `alive` (the systemd watchdog) is called at least every second while the loop runs."""
         while not stop.is_set():
             try:
                 delay = self.tick()
             except Exception:
                 log.exception("convergence tick failed; retrying")
                 delay = self.backoff.next(5.0)
-            self.wake.wait(delay)
+            deadline = self.clock() + delay
+            while not stop.is_set():
+                if alive is not None:
+                    alive()
+                left = deadline - self.clock()
+                if left <= 0 or self.wake.wait(min(left, 1.0)):
+                    break
             self.wake.clear()
 
     @property

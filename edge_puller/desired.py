@@ -64,23 +64,37 @@ def to_target(doc: DesiredState) -> Target:
 
 def _model(spec: WireModel, line: LineSpec, role: str) -> ModelSpec:
     where = f"spec.lines[{line.line}].{role}"
-    n, c, h, w = spec.input.shape
+    n, a, b, c = spec.input.shape
+    layout = spec.input.layout or "NCHW"
+    channels, h, w = (a, b, c) if layout == "NCHW" else (c, a, b)
     expected_c = 1 if spec.input.color == "gray" else 3
-    if n != 1 or c != expected_c or h < 1 or w < 1:
+    if n < 1 or channels != expected_c or h < 1 or w < 1:
+        form = "[N, {0}, H, W]" if layout == "NCHW" else "[N, H, W, {0}]"
         raise VerifyError(
             Refusal.MALFORMED,
-            f"{where}.input.shape {spec.input.shape} is not [1, {expected_c}, H, W] "
+            f"{where}.input.shape {spec.input.shape} is not {form.format(expected_c)} "
             f"for color {spec.input.color!r}",
         )
+    norm = spec.input.normalize
+    tiling = spec.input.tiling
     return ModelSpec(
         ref=spec.ref,
         sha256=spec.artifact.sha256,
         size=spec.artifact.size,
         url=spec.artifact.url,
         classes=tuple(spec.output_classes),
-        input_shape=(n, c, h, w),
+        input_shape=(n, a, b, c),
         color=spec.input.color,
         reference_stats=dict(spec.reference_stats),
+        task=spec.task or "classification",
+        input_name=spec.input.name,
+        layout=layout,
+        resize=spec.input.resize or "stretch",
+        scale=norm.scale if norm else 1 / 255,
+        mean=tuple(norm.mean) if norm and norm.mean else None,
+        std=tuple(norm.std) if norm and norm.std else None,
+        tiling=(tiling.size, tiling.overlap) if tiling else None,
+        outputs=spec.outputs.model_dump(exclude_none=True) if spec.outputs else {},
     )
 
 
@@ -101,4 +115,5 @@ def _line(spec: LineSpec) -> LineTarget:
         previous=_model(spec.previous, spec, "previous") if spec.previous else None,
         telemetry=TelemetryPolicy.model_validate(telemetry, strict=False),
         gates=HealthGates.model_validate(spec.health_gates.model_dump(), strict=False),
+        rois={c.id: (c.roi[0], c.roi[1], c.roi[2], c.roi[3]) for c in spec.cameras if c.roi},
     )

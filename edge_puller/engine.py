@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from edge_puller.gatewindow import GateWindow, Sample, judge
-from edge_puller.runtime import Frame, LoadedModel, Prediction, Tensor, preprocess
-from edge_puller.target import Stage
+from edge_puller.runtime import Frame, Inputs, LoadedModel, Prediction, preprocess
+from edge_puller.target import Roi, Stage
 from linefleet_core.fleet import HealthGates
+from linefleet_core.modelio import Box
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Outcome:
     label: str
     confidence: float
     latency_ms: float
+    boxes: tuple[Box, ...] = ()
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,17 @@ class Decision:
 def _outcome(outcome: Outcome | None) -> dict[str, Any] | None:
     if outcome is None:
         return None
-    return {
+    out: dict[str, Any] = {
         "model": outcome.model,
         "label": outcome.label,
         "confidence": round(outcome.confidence, 6),
         "latency_ms": round(outcome.latency_ms, 3),
     }
+    if outcome.boxes:
+        out["boxes"] = [box.to_json() for box in outcome.boxes]
+    if outcome.score is not None:
+        out["score"] = round(outcome.score, 6)
+    return out
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ class Engine:
         self._lines: dict[str, LineModels] = {}
         self._swap = threading.Lock()  # writers only; `infer` reads the reference lock-free
         self._watch: dict[str, GateWindow] = {}
+        self._gate_lock = threading.Lock()  # inspection workers of several cameras share a line
         self.events: queue.Queue[EngineEvent] = queue.Queue()
 
     def lines(self) -> dict[str, LineModels]:
@@ -142,20 +151,22 @@ class Engine:
             except queue.Empty:
                 return found
 
-    def infer(self, line: str, camera: str, frame_id: str, frame: Frame) -> Decision:
+    def infer(
+        self, line: str, camera: str, frame_id: str, frame: Frame, roi: Roi | None = None
+    ) -> Decision:
         models = self._lines.get(line)
         if models is None:
             return Decision(line, camera, frame_id, "none", None, 0.0, None, error="no model")
-        tensors: dict[tuple[tuple[int, int, int, int], str], Tensor] = {}
+        prepared: dict[tuple[Any, ...], Inputs] = {}
 
-        def tensor_for(model: LoadedModel) -> Tensor:
-            key = (model.spec.input_shape, model.spec.color)
-            if key not in tensors:
-                tensors[key] = preprocess(frame, model.spec.input_shape, model.spec.color)
-            return tensors[key]
+        def predict(model: LoadedModel) -> Prediction:
+            key = model.contract.prep_key
+            if key not in prepared:  # the candidate shares the serving model's input if it can
+                prepared[key] = preprocess(frame, model, roi)
+            return model.predict(*prepared[key])
 
         try:
-            served = _outcome_of(models.serving, models.serving.predict(tensor_for(models.serving)))
+            served = _outcome_of(models.serving, predict(models.serving))
         except Exception as exc:  # a broken frame or model must not stop inspection
             return Decision(
                 line,
@@ -178,7 +189,7 @@ class Engine:
         tried: Outcome | None = None
         failure = ""
         if candidate is not None and runs_candidate:
-            tried, failure = self._try_candidate(models, candidate, served, tensor_for)
+            tried, failure = self._try_candidate(models, candidate, served, predict)
             decides = decides and tried is not None
         chosen = tried if decides and tried is not None else served
         return Decision(
@@ -195,24 +206,24 @@ class Engine:
         )
 
     def _try_candidate(
-        self, models: LineModels, candidate: LoadedModel, served: Outcome, tensor_for: Any
+        self, models: LineModels, candidate: LoadedModel, served: Outcome, predict: Any
     ) -> tuple[Outcome | None, str]:
         try:
-            outcome = _outcome_of(candidate, candidate.predict(tensor_for(candidate)))
+            outcome = _outcome_of(candidate, predict(candidate))
         except Exception as exc:
             message = f"{candidate.spec.ref} raised: {exc}"
             self._drop(models, "fallback", "candidate-error", message)
             return None, message
-        window = self._watch.setdefault(models.key, GateWindow())
-        window.add(
-            Sample(
-                latency_ms=outcome.latency_ms,
-                agrees=outcome.label == served.label,
-                candidate_defect=outcome.label != "ok",
-                serving_defect=served.label != "ok",
-            )
+        sample = Sample(
+            latency_ms=outcome.latency_ms,
+            agrees=outcome.label == served.label,
+            candidate_defect=outcome.label != "ok",
+            serving_defect=served.label != "ok",
         )
-        crossed = judge(window, models.gates, models.stage, candidate.spec.ref)
+        with self._gate_lock:
+            window = self._watch.setdefault(models.key, GateWindow())
+            window.add(sample)
+            crossed = judge(window, models.gates, models.stage, candidate.spec.ref)
         if crossed is not None:
             self._drop(models, "rollback", crossed.gate, crossed.message)
         return outcome, ""
@@ -233,5 +244,10 @@ class Engine:
 
 def _outcome_of(model: LoadedModel, prediction: Prediction) -> Outcome:
     return Outcome(
-        model.spec.ref, model.label(prediction), prediction.confidence, prediction.latency_ms
+        model.spec.ref,
+        prediction.label,
+        prediction.confidence,
+        prediction.latency_ms,
+        prediction.boxes,
+        prediction.score,
     )

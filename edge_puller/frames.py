@@ -61,6 +61,19 @@ def open_source(source: str, stop: threading.Event, on_problem: ProblemSink = _i
     raise UsageError(f"--frames {source}: no such directory, video file or camera index")
 
 
+def open_camera(
+    kind: str, location: str, camera: str, stop: threading.Event, on_problem: ProblemSink
+) -> Frames:
+    """The frames of one camera of a sources file (`edge_puller/sources.py`), named after it:
+    `<camera>/<file>` for a folder, `<camera>-<n>` for a capture. Live sources (a USB index, a
+    stream URL) are reopened with backoff when they stop; a video file ends with its stream."""
+    if kind == "folder":
+        return _directory(Path(location), stop, on_problem, prefix=f"{camera}/")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no warning per retry
+    device: int | str = int(location) if kind == "usb" else location
+    return capture_loop(device, camera, stop, on_problem, reopen=kind != "video")
+
+
 def _read_image(path: Path) -> Frame | None:
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -70,17 +83,40 @@ def _read_image(path: Path) -> Frame | None:
     return None if image is None else np.asarray(image, dtype=np.uint8)
 
 
-def _directory(folder: Path, stop: threading.Event) -> Frames:
+def _directory(
+    folder: Path,
+    stop: threading.Event,
+    on_problem: ProblemSink = _ignore,
+    prefix: str = "",
+    backoff: Backoff | None = None,
+) -> Frames:
+    """Images of `folder` in name order, then new ones as they appear. A folder that goes away
+    (an unmounted share) is reported through `on_problem` and looked for again with backoff."""
+    retry = backoff or Backoff(base=POLL_SECONDS, cap=CAMERA_RETRY_CAP)
     seen: set[str] = set()
+    problem = ""
     while not stop.is_set():
-        fresh = sorted(
-            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in seen
-        )
+        try:
+            names = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        except OSError as exc:
+            name = prefix.rstrip("/") or folder
+            message = f"frames {name}: {folder}: {exc.strerror or exc}; retrying"
+            if message != problem:
+                log.warning("%s", message)
+                problem = message
+                on_problem(message)
+            stop.wait(retry.next())
+            continue
+        if problem:
+            problem = ""
+            retry.reset()
+            on_problem("")
+        fresh = sorted(p for p in names if p.name not in seen)
         for path in fresh:
             if stop.is_set():
                 return
             seen.add(path.name)
-            yield path.name, _read_image(path)
+            yield prefix + path.name, _read_image(path)
         if not fresh:
             stop.wait(POLL_SECONDS)
 

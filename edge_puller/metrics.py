@@ -36,7 +36,11 @@ def _percentile(values: list[float], q: float) -> float:
 @dataclass
 class _Camera:
     frames: int = 0
+    """Frames whose input statistics were sampled."""
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0.0))
+    decided: int = 0
+    defects: int = 0
+    latencies: list[float] = field(default_factory=list)
 
     def means(self) -> dict[str, float]:
         return {k: v / self.frames for k, v in self.sums.items()} if self.frames else {}
@@ -67,6 +71,7 @@ class LineMetrics:
         self.line = line
         self.stats_every = stats_every
         self._window = _Window(time.monotonic())
+        self._seen: dict[str, int] = {}
         self._lock = threading.Lock()  # the frame loop observes, the agent loop snapshots
 
     def unreadable(self) -> None:
@@ -76,7 +81,11 @@ class LineMetrics:
 
     def observe(self, decision: Decision, frame: Frame | None = None) -> None:
         stats = None
-        if frame is not None and self._window.frames % self.stats_every == 0:
+        # Sampled per camera: a line-wide counter over interleaved cameras would sample one
+        # camera only (five cameras, every tenth frame: always the same camera).
+        seen = self._seen.get(decision.camera, 0)
+        self._seen[decision.camera] = seen + 1
+        if frame is not None and seen % self.stats_every == 0:
             stats = frame_stats(frame)
         with self._lock:
             self._observe(decision, stats)
@@ -99,8 +108,13 @@ class LineMetrics:
             w.candidate_defects += decision.candidate.label != "ok"
             w.agreements += decision.candidate.label == decision.serving.label
             w.confusion[decision.serving.label][decision.candidate.label] += 1
+        camera = w.cameras[decision.camera]
+        if decision.label is not None:
+            camera.decided += 1
+            camera.defects += decision.label != "ok"
+        if decision.serving is not None and not decision.error:
+            camera.latencies.append(decision.serving.latency_ms)
         if stats is not None:
-            camera = w.cameras[decision.camera]
             camera.frames += 1
             for key, value in stats.items():
                 camera.sums[key] += value
@@ -115,7 +129,14 @@ class LineMetrics:
         defects = decided - w.decided.get("ok", 0)
         drifts = {cam: drift_score(c.means(), reference) for cam, c in w.cameras.items()}
         cameras = {
-            cam: {"frames": c.frames, "stats": c.means(), "drift_score": drifts[cam]}
+            cam: {
+                "frames": c.frames,
+                "stats": c.means(),
+                "drift_score": drifts[cam],
+                "decided": c.decided,
+                "defects": c.defects,
+                "latency_p95_ms": _percentile(c.latencies, 95),
+            }
             for cam, c in sorted(w.cameras.items())
         }
         drift = max(drifts.values(), default=0.0)

@@ -53,6 +53,8 @@ def build_report(agent: Agent) -> bytes:
         "error": error[:2000],
         "outbox": agent.outbox.size(),
     }
+    if agent.camera_status is not None:
+        body["cameras"] = agent.camera_status()
     return json.dumps(body, sort_keys=True).encode()
 
 
@@ -118,4 +120,6 @@ def fit(document: bytes) -> bytes:
             metrics.pop(key, None)
         line.pop("spool", None)
         line["message"] = line["message"][:200]
+    if len(json.dumps(body)) > MAX_REPORTED_BYTES:
+        body.pop("cameras", None)
     return json.dumps(body, sort_keys=True).encode()

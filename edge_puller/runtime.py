@@ -1,9 +1,10 @@
-"""ONNX models on the device: load, smoke-test, preprocess frames per the model contract.
+"""ONNX models on the device: load, smoke-test, run per the model contract.
 
-Preprocessing is exactly the contract's: BGR frame → `cv2.resize(..., INTER_AREA)` to the
-model's WxH → its colour order → float32 / 255 → CHW → batch of one. Everything else is
-inside the graph. A model is only usable after `load_model` has run one smoke inference and
-checked that `probabilities` is `[1, K]` with K the taxonomy's class count, finite, summing to 1.
+Preprocessing and decisions are the contract's (`linefleet_core/modelio.py`, v1 and v2): the
+camera's ROI, tiles, resize, colour order, normalisation, layout; then probabilities, logits,
+boxes or an anomaly score by task. A model is only usable after `load_model` has run one smoke
+inference and checked its declared outputs (a v1 classifier: `probabilities` is `[1, K]` with K
+the taxonomy's class count, finite, summing to 1).
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 
-from edge_puller.target import Color, ModelSpec
+from edge_puller.target import ModelSpec
 from linefleet_core.errors import PermanentError
+from linefleet_core.modelio import (
+    Box,
+    Contract,
+    Frame,
+    Placement,
+    Roi,
+    Tensor,
+    decide,
+    is_dynamic,
+    prepare,
+)
 
-OUTPUT = "probabilities"
-Tensor = npt.NDArray[np.float32]
-Frame = npt.NDArray[np.uint8]
+Inputs = tuple[Tensor, list[Placement]]
+__all__ = ["Frame", "Tensor"]
 
 
 class ModelLoadError(PermanentError):
@@ -36,13 +45,32 @@ class ModelLoadError(PermanentError):
 
 @dataclass(frozen=True)
 class Prediction:
-    probabilities: npt.NDArray[np.float32]
-    index: int
+    label: str
+    confidence: float
     latency_ms: float
+    boxes: tuple[Box, ...] = ()
+    score: float | None = None
 
-    @property
-    def confidence(self) -> float:
-        return float(self.probabilities[self.index])
+
+def contract_of(spec: ModelSpec) -> Contract:
+    """The model contract of a device model (v1 defaults where the desired state says nothing)."""
+    height, width = spec.height_width
+    return Contract(
+        classes=spec.classes,
+        height=height,
+        width=width,
+        channels=1 if spec.color == "gray" else 3,
+        task=spec.task,
+        color=spec.color,
+        layout=spec.layout,
+        resize=spec.resize,
+        scale=spec.scale,
+        mean=spec.mean,
+        std=spec.std,
+        tiling=spec.tiling,
+        input_name=spec.input_name,
+        outputs=dict(spec.outputs),
+    )
 
 
 class LoadedModel:
@@ -51,34 +79,42 @@ class LoadedModel:
     def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
         self.spec = spec
         self.session = session
-        self.input_name: str = session.get_inputs()[0].name
+        self.contract = contract_of(spec)
+        first = session.get_inputs()[0]
+        self.input_name: str = spec.input_name or first.name
+        declared = {i.name: i for i in session.get_inputs()}.get(self.input_name, first)
+        self.batched = bool(declared.shape) and is_dynamic(declared.shape[0])
+        """The graph takes any batch size: all tiles of a frame go in one run."""
+        self.outputs = self.contract.output_names()
 
-    def predict(self, tensor: Tensor) -> Prediction:
+    def run(self, batch: Tensor) -> tuple[list[Any], float]:
+        """The outputs for a batch of inputs (one run, or one per input) and the time taken."""
         start = time.perf_counter()
-        (probabilities,) = self.session.run([OUTPUT], {self.input_name: tensor})
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        row = np.asarray(probabilities, dtype=np.float32).reshape(-1)
-        if row.shape != (len(self.spec.classes),) or not np.all(np.isfinite(row)):
+        if self.batched or batch.shape[0] == 1:
+            outputs = list(self.session.run(self.outputs, {self.input_name: batch}))
+        else:
+            runs = [self.session.run(self.outputs, {self.input_name: batch[i : i + 1]})
+                    for i in range(batch.shape[0])]  # fmt: skip
+            outputs = [
+                np.concatenate([np.asarray(r[k]) for r in runs]) for k in range(len(runs[0]))
+            ]
+        return outputs, (time.perf_counter() - start) * 1000.0
+
+    def predict(self, batch: Tensor, places: list[Placement]) -> Prediction:
+        outputs, latency_ms = self.run(batch)
+        try:
+            verdict = decide(self.contract, outputs, places)
+        except ValueError as exc:
             # argmax over NaN is 0 ("ok" in most taxonomies): never let that pass as a decision
-            raise ValueError(f"{self.spec.ref}: {OUTPUT} is not a finite [1, K] row: {row}")
-        return Prediction(row, int(np.argmax(row)), latency_ms)
+            raise ValueError(f"{self.spec.ref}: {exc}") from None
+        return Prediction(
+            verdict.label, verdict.confidence, latency_ms, verdict.boxes, verdict.score
+        )
 
-    def label(self, prediction: Prediction) -> str:
-        return self.spec.classes[prediction.index]
 
-
-def preprocess(frame: Frame, shape: tuple[int, int, int, int], color: Color) -> Tensor:
-    """A BGR uint8 frame as the model's input tensor `[1, C, H, W]` in [0, 1]."""
-    _, _, height, width = shape
-    resized = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    if color == "rgb":
-        converted = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-    elif color == "gray":
-        converted = cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)[:, :, np.newaxis]
-    else:
-        converted = resized
-    chw = np.transpose(converted.astype(np.float32) / 255.0, (2, 0, 1))
-    return np.ascontiguousarray(chw[np.newaxis])
+def preprocess(frame: Frame, model: LoadedModel, roi: Roi | None = None) -> Inputs:
+    """A BGR uint8 frame as the model's inputs (one per tile) per its contract."""
+    return prepare(frame, model.contract, roi)
 
 
 def load_model(path: Path, spec: ModelSpec, threads: int = 1) -> LoadedModel:
@@ -103,27 +139,42 @@ def load_model(path: Path, spec: ModelSpec, threads: int = 1) -> LoadedModel:
 
 def _smoke_test(model: LoadedModel) -> None:
     spec = model.spec
+    inputs = [i.name for i in model.session.get_inputs()]
+    if model.input_name not in inputs:
+        raise ModelLoadError("smoke-failed", f"{spec.ref}: no input named {model.input_name!r}")
     outputs = [o.name for o in model.session.get_outputs()]
-    if OUTPUT not in outputs:
-        raise ModelLoadError("smoke-failed", f"{spec.ref}: no output named {OUTPUT!r} ({outputs})")
+    for name in model.outputs:
+        if name not in outputs:
+            raise ModelLoadError(
+                "smoke-failed", f"{spec.ref}: no output named {name!r} ({outputs})"
+            )
     # A seeded noise texture, not a flat frame: some feature graphs divide by the frame's own
     # variation (the serving path refuses their non-finite outputs per frame instead).
     texture = np.random.default_rng(0).random(spec.input_shape, dtype=np.float32)
     try:
-        raw: Any = model.session.run([OUTPUT], {model.input_name: texture})[0]
+        raw: list[Any] = model.session.run(model.outputs, {model.input_name: texture})
     except Exception as exc:
         raise ModelLoadError("smoke-failed", f"{spec.ref}: smoke inference failed: {exc}") from None
-    out = np.asarray(raw)
-    expected = (1, len(spec.classes))
+    if spec.task == "classification" and not spec.outputs.get("logits"):
+        _smoke_probabilities(spec, model.outputs[0], np.asarray(raw[0]))
+    place = Placement(0, 0, 1.0, 1.0)
+    try:
+        decide(model.contract, raw, [place] * spec.input_shape[0])
+    except ValueError as exc:
+        raise ModelLoadError("smoke-failed", f"{spec.ref}: {exc}") from None
+
+
+def _smoke_probabilities(spec: ModelSpec, name: str, out: Any) -> None:
+    expected = (spec.input_shape[0], len(spec.classes))
     if out.shape != expected:
         raise ModelLoadError(
             "smoke-failed",
-            f"{spec.ref}: {OUTPUT} has shape {list(out.shape)}, expected {list(expected)} "
+            f"{spec.ref}: {name} has shape {list(out.shape)}, expected {list(expected)} "
             f"(the taxonomy has {len(spec.classes)} classes)",
         )
-    if not np.all(np.isfinite(out)) or abs(float(out.sum()) - 1.0) > 1e-3:
+    if not np.all(np.isfinite(out)) or np.any(np.abs(out.sum(axis=1) - 1.0) > 1e-3):
         raise ModelLoadError(
-            "smoke-failed", f"{spec.ref}: {OUTPUT} is not a probability distribution"
+            "smoke-failed", f"{spec.ref}: {name} is not a probability distribution"
         )
 
 

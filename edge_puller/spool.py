@@ -30,7 +30,7 @@ from edge_puller.engine import Decision
 from edge_puller.runtime import Frame
 from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.fleet import TelemetryPolicy
-from linefleet_core.wire import FrameMeta, encode_frame
+from linefleet_core.wire import DetectedBox, FrameMeta, encode_frame
 
 MB = 1024 * 1024
 Reason = Literal["defect", "uncertain", "disagreement"]
@@ -74,6 +74,7 @@ def envelope(
         return None
     jpeg = encoded.tobytes()
     candidate = decision.candidate
+    chosen = candidate if decision.decided_by == "candidate" and candidate else decision.serving
     meta = FrameMeta(
         protocol=1,
         kind="Frame",
@@ -89,6 +90,8 @@ def envelope(
         confidence=min(1.0, max(0.0, decision.confidence)),
         candidate=candidate.model if candidate else None,
         candidate_predicted=candidate.label if candidate else None,
+        boxes=[DetectedBox.model_validate(b.to_json()) for b in chosen.boxes] or None,
+        score=chosen.score,
         sha256=hashlib.sha256(jpeg).hexdigest(),
         size=len(jpeg),
     )

@@ -14,6 +14,9 @@ from linefleet_core.fleet import HealthGates, TelemetryPolicy
 
 Stage = Literal["shadow", "canary"]
 Color = Literal["rgb", "bgr", "gray"]
+Task = Literal["classification", "detection", "anomaly"]
+Roi = tuple[int, int, int, int]
+"""x, y, width, height in frame pixels."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,23 @@ class ModelSpec:
     input_shape: tuple[int, int, int, int]
     color: Color = "rgb"
     reference_stats: dict[str, float] = field(default_factory=dict, hash=False, compare=True)
+    # model contract v2 (the defaults are contract v1)
+    task: Task = "classification"
+    input_name: str | None = None
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    resize: Literal["stretch", "letterbox"] = "stretch"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    tiling: tuple[int, int] | None = None
+    """Tile size and overlap in frame pixels."""
+    outputs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+    """The wire's `outputs` (only the fields set)."""
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        _, a, b, c = self.input_shape
+        return (b, c) if self.layout == "NCHW" else (a, b)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +59,15 @@ class ModelSpec:
             "input_shape": list(self.input_shape),
             "color": self.color,
             "reference_stats": dict(self.reference_stats),
+            "task": self.task,
+            "input_name": self.input_name,
+            "layout": self.layout,
+            "resize": self.resize,
+            "scale": self.scale,
+            "mean": None if self.mean is None else list(self.mean),
+            "std": None if self.std is None else list(self.std),
+            "tiling": None if self.tiling is None else list(self.tiling),
+            "outputs": dict(self.outputs),
         }
 
     @classmethod
@@ -53,6 +82,15 @@ class ModelSpec:
             input_shape=(n, c, h, w),
             color=data.get("color", "rgb"),
             reference_stats={str(k): float(v) for k, v in data.get("reference_stats", {}).items()},
+            task=data.get("task", "classification"),
+            input_name=data.get("input_name"),
+            layout=data.get("layout", "NCHW"),
+            resize=data.get("resize", "stretch"),
+            scale=float(data.get("scale", 1 / 255)),
+            mean=None if data.get("mean") is None else tuple(float(v) for v in data["mean"]),
+            std=None if data.get("std") is None else tuple(float(v) for v in data["std"]),
+            tiling=None if data.get("tiling") is None else (data["tiling"][0], data["tiling"][1]),
+            outputs=dict(data.get("outputs") or {}),
         )
 
 
@@ -89,6 +127,8 @@ class LineTarget:
     previous: ModelSpec | None = None
     telemetry: TelemetryPolicy = field(default_factory=TelemetryPolicy)
     gates: HealthGates = field(default_factory=HealthGates)
+    rois: dict[str, Roi] = field(default_factory=dict, hash=False, compare=True)
+    """Per camera: the region of interest its frames are cut to before any model sees them."""
 
     def models(self) -> list[ModelSpec]:
         """Every model the line needs on disk and loaded, serving first."""
@@ -108,6 +148,7 @@ class LineTarget:
             "previous": self.previous.to_dict() if self.previous else None,
             "telemetry": self.telemetry.model_dump(mode="json"),
             "gates": self.gates.model_dump(mode="json"),
+            "rois": {camera: list(roi) for camera, roi in sorted(self.rois.items())},
         }
 
     @classmethod
@@ -120,6 +161,7 @@ class LineTarget:
             previous=ModelSpec.from_dict(data["previous"]) if data.get("previous") else None,
             telemetry=TelemetryPolicy.model_validate(data.get("telemetry", {}), strict=False),
             gates=HealthGates.model_validate(data.get("gates", {}), strict=False),
+            rois={str(c): (r[0], r[1], r[2], r[3]) for c, r in data.get("rois", {}).items()},
         )
 
 

@@ -139,7 +139,19 @@ def fetch_https(url: str, limit: int, timeout: float = 30.0) -> Digest | Unreada
         return Unreadable(f"could not be fetched: {reason}")
 
 
-FETCHERS: dict[str, Fetcher] = {"https": fetch_https}
+def fetch_oci(url: str, limit: int, timeout: float = 30.0) -> Digest | Unreadable:
+    """The registry blob an `oci://HOST/REPO@sha256:…` reference names (`GET /v2/…/blobs/…`),
+    read anonymously: a registry that wants credentials answers 401, reported as unreadable."""
+    from linefleet_core.oci import OciError, parse_ref
+
+    try:
+        blob = parse_ref(url).blob_url()
+    except OciError as exc:
+        return Unreadable(str(exc))
+    return fetch_https(blob, limit, timeout)
+
+
+FETCHERS: dict[str, Fetcher] = {"https": fetch_https, "oci": fetch_oci}
 """How `--check-artifacts` downloads each remote scheme (a scheme missing here is reported as
 not checked, never as verified)."""
 

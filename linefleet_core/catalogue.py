@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from linefleet_core import artifactref
 from linefleet_core.model import Header, Strict
@@ -28,10 +29,132 @@ class Artifact(Strict):
         return value
 
 
+Task = Literal["classification", "detection", "anomaly"]
+Layout = Literal["NCHW", "NHWC"]
+ResizeMode = Literal["stretch", "letterbox"]
+BoxFormat = Literal["yolov8", "yolov5"]
+TensorName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class Normalize(Strict):
+    """Model input = (pixel * scale - mean) / std, per channel in the model's colour order."""
+
+    scale: float = Field(default=1 / 255, gt=0)
+    mean: list[float] | None = Field(default=None, min_length=1, max_length=3)
+    std: list[float] | None = Field(default=None, min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _positive_std(self) -> Self:
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("std values must be > 0")
+        return self
+
+
+class Tiling(Strict):
+    """Cut the frame (after the camera's ROI) into `size`-px tiles overlapping by `overlap` px;
+    each tile is one model input and the frame's decision is the worst tile's."""
+
+    size: int = Field(ge=16, le=16384)
+    overlap: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> Self:
+        if self.overlap >= self.size:
+            raise ValueError("overlap must be smaller than size")
+        return self
+
+
 class InputSpec(Strict):
     shape: list[int] = Field(min_length=4, max_length=4)
-    """NCHW: [1, channels, height, width] (a batch of one frame)."""
+    """In `layout` order: NCHW [1, channels, height, width], NHWC [1, height, width, channels]."""
     color: Literal["rgb", "bgr", "gray"] = "rgb"
+    name: TensorName | None = None
+    """The graph's input (default: its first input)."""
+    layout: Layout = "NCHW"
+    resize: ResizeMode = "stretch"
+    """`stretch` to the input size, or `letterbox` (keep the aspect ratio, pad with grey 114)."""
+    normalize: Normalize = Normalize()
+    tiling: Tiling | None = None
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1] if self.layout == "NCHW" else self.shape[3]
+
+    @property
+    def height(self) -> int:
+        return self.shape[2] if self.layout == "NCHW" else self.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.shape[3] if self.layout == "NCHW" else self.shape[2]
+
+
+class Outputs(Strict):
+    """The graph outputs the task reads, by name. Classification: `probabilities` (default
+    `probabilities`) or `logits` (turned into probabilities by softmax). Detection: `boxes` in
+    `box_format` (`yolov8`: [1, 4+K, N] of cx, cy, w, h, class scores; `yolov5`: [1, N, 5+K] with
+    objectness), a frame is a defect when a box's score passes its class's threshold. Anomaly:
+    `score` (one number per frame), optional `map`, defect when score >= `threshold`."""
+
+    probabilities: TensorName | None = None
+    logits: TensorName | None = None
+    boxes: TensorName | None = None
+    box_format: BoxFormat = "yolov8"
+    score_thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per class id (detection); classes not named use `default_score_threshold`."""
+    default_score_threshold: float = Field(default=0.5, gt=0, le=1)
+    iou_threshold: float = Field(default=0.45, gt=0, le=1)
+    score: TensorName | None = None
+    map: TensorName | None = None
+    threshold: float | None = None
+    """Anomaly score at or above which a frame is a defect."""
+
+
+def output_names(task: str, outputs: Mapping[str, object]) -> list[str]:
+    """The graph outputs a model of `task` is read from (`outputs` as a mapping of the set
+    fields): what the edge fetches and what `validate` looks for in the graph."""
+    if task == "detection":
+        return [str(outputs["boxes"])]
+    if task == "anomaly":
+        names = [str(outputs["score"])]
+        return names + ([str(outputs["map"])] if outputs.get("map") else [])
+    return [str(outputs.get("logits") or outputs.get("probabilities") or "probabilities")]
+
+
+def check_outputs(task: Task, outputs: Outputs, classes: list[str]) -> list[tuple[str, str]]:
+    """Problems of an `outputs` block for `task` as (field, message) pairs (pure)."""
+    found: list[tuple[str, str]] = []
+    if task == "classification":
+        if outputs.probabilities and outputs.logits:
+            found.append(("logits", "name either probabilities or logits, not both"))
+        if len(classes) < 2:
+            found.append(("output_classes", "a classifier has at least two classes"))
+    other = {
+        "classification": ("boxes", "score", "map", "threshold"),
+        "detection": ("probabilities", "logits", "score", "map", "threshold"),
+        "anomaly": ("probabilities", "logits", "boxes"),
+    }[task]
+    for field in other:
+        if getattr(outputs, field) is not None:
+            found.append((field, f"not an output of a {task} model"))
+    if task == "detection":
+        if outputs.boxes is None:
+            found.append(("boxes", "a detection model names its boxes output"))
+        if "ok" in classes:
+            found.append(("output_classes", "a detector's classes are defect classes, not 'ok'"))
+        for name, value in outputs.score_thresholds.items():
+            if name not in classes:
+                found.append((f"score_thresholds.{name}", "not one of the output_classes"))
+            elif not 0 < value <= 1:
+                found.append((f"score_thresholds.{name}", "a score threshold is in (0, 1]"))
+    if task == "anomaly":
+        if outputs.score is None:
+            found.append(("score", "an anomaly model names its score output"))
+        if outputs.threshold is None:
+            found.append(("threshold", "an anomaly model needs a decision threshold"))
+        if len(classes) != 2 or classes[0] != "ok":
+            found.append(("output_classes", "an anomaly model's classes are [ok, DEFECT_CLASS]"))
+    return found
 
 
 class Rate(Strict):
@@ -68,10 +191,13 @@ class LineEvidence(Strict):
 class ModelVersion(Strict):
     version: int = Field(ge=1)
     taxonomy: VersionedRef
-    output_classes: list[Id] = Field(min_length=2)
-    """In output order; must equal the taxonomy version's classes."""
+    task: Task = "classification"
+    output_classes: list[Id] = Field(min_length=1)
+    """In output order. Classification: the taxonomy version's classes. Detection: the
+    detector's class index -> taxonomy class (no `ok`). Anomaly: [ok, the defect class]."""
     artifact: Artifact
     input: InputSpec
+    outputs: Outputs = Outputs()
     opset: int = Field(ge=7, le=30)
     execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     reference_stats: dict[str, float] = Field(default_factory=dict)
@@ -82,6 +208,13 @@ class ModelVersion(Strict):
     """The `site/line` keys whose frames trained this version (empty: not recorded)."""
     evaluation: dict[str, LineEvidence] = Field(default_factory=dict)
     """Per-line evidence keyed by `site/line`."""
+
+    @model_validator(mode="after")
+    def _task_outputs(self) -> Self:
+        problems = check_outputs(self.task, self.outputs, self.output_classes)
+        if problems:
+            raise ValueError("; ".join(f"outputs.{f}: {m}" for f, m in problems))
+        return self
 
 
 class ModelFamily(Header):

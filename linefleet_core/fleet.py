@@ -116,6 +116,15 @@ class Mount(Strict):
     height_mm: float = Field(gt=0)
 
 
+class Roi(Strict):
+    """The part of the camera's frame the models see (pixels, origin top left)."""
+
+    x: int = Field(ge=0)
+    y: int = Field(ge=0)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+
+
 class Camera(Strict):
     id: Id
     resolution: Resolution
@@ -123,6 +132,18 @@ class Camera(Strict):
     mount: Mount
     conveyor_side: Literal["left", "right", "top", "bottom"]
     fps: float = Field(default=10.0, gt=0, le=1000)
+    roi: Roi | None = None
+    """Region of interest: the models of the line see only this part of the frame."""
+
+    @model_validator(mode="after")
+    def _roi_inside(self) -> Self:
+        roi, res = self.roi, self.resolution
+        if roi is not None and (roi.x + roi.width > res.width or roi.y + roi.height > res.height):
+            raise ValueError(
+                f"roi {roi.width}x{roi.height}+{roi.x}+{roi.y} leaves the "
+                f"{res.width}x{res.height} frame"
+            )
+        return self
 
 
 class TelemetryPolicy(Strict):

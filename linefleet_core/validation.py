@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 from linefleet_core import artifactref, yamlsafe
 from linefleet_core import spec as fleetspec
@@ -102,19 +103,25 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
         taxonomy = spec.taxonomies.get(mv.taxonomy)
         if not spec.exists("Taxonomy", mv.taxonomy):
             yield doc.finding((*at, "taxonomy"), f"unknown taxonomy version {mv.taxonomy!r}")
-        elif taxonomy is not None and mv.output_classes != taxonomy.class_ids:
-            yield doc.finding(
-                (*at, "output_classes"),
-                f"must be the classes of {mv.taxonomy} in order: {taxonomy.class_ids}",
-                code="taxonomy_mismatch",
-            )
+        elif taxonomy is not None:
+            yield from _classes(doc, at, mv, taxonomy)
         yield from _oci_artifact(spec, family, mv, (*at, "artifact"))
         channels = 1 if mv.input.color == "gray" else 3
-        if mv.input.shape[0] != 1 or mv.input.shape[1] != channels:
+        if mv.input.shape[0] != 1 or mv.input.channels != channels:
+            form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"
             yield doc.finding(
                 (*at, "input", "shape"),
-                f"expected [1, {channels}, height, width] for {mv.input.color} input",
+                f"expected [{form.format(channels)}] for {mv.input.color} input"
+                + ("" if mv.input.layout == "NCHW" else " (NHWC)"),
             )
+        norm = mv.input.normalize
+        for name in ("mean", "std"):
+            values = getattr(norm, name)
+            if values is not None and len(values) not in (1, channels):
+                yield doc.finding(
+                    (*at, "input", "normalize", name),
+                    f"{len(values)} values for {channels} channel(s)",
+                )
         for key, evidence in mv.evaluation.items():
             if not spec.exists("Line", key):
                 yield doc.finding(
@@ -174,6 +181,27 @@ def _mirrors(spec: FleetSpec) -> Iterator[Finding]:
             )
 
 
+def _classes(doc: Any, at: Path, mv: ModelVersion, taxonomy: Taxonomy) -> Iterator[Finding]:
+    """Classification: the taxonomy's classes in order; detection: taxonomy classes other than
+    `ok`; anomaly: `ok` and one taxonomy class."""
+    ids = taxonomy.class_ids
+    if mv.task == "classification":
+        if mv.output_classes != ids:
+            yield doc.finding(
+                (*at, "output_classes"),
+                f"must be the classes of {mv.taxonomy} in order: {ids}",
+                code="taxonomy_mismatch",
+            )
+        return
+    unknown = [c for c in mv.output_classes if c not in ids]
+    if unknown:
+        yield doc.finding(
+            (*at, "output_classes"),
+            f"{', '.join(unknown)} not in {mv.taxonomy} ({ids})",
+            code="taxonomy_mismatch",
+        )
+
+
 def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
     doc = spec.located(line)
     if not spec.exists("Site", line.site):
@@ -221,7 +249,9 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
                 code="taxonomy_mismatch",
             )
         for i, camera in enumerate(line.cameras):
-            height, width = mv.input.shape[2], mv.input.shape[3]
+            height, width = mv.input.height, mv.input.width
+            if mv.input.tiling is not None:
+                continue  # tiles are resized to the input, whatever the frame's size
             if camera.resolution.width < width or camera.resolution.height < height:
                 res = camera.resolution
                 yield doc.finding(

@@ -16,7 +16,15 @@ import re
 import struct
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from linefleet_core.refs import ID_PATTERN, Id, VersionedRef
 
@@ -123,18 +131,71 @@ class ArtifactRef(Wire):
     size: int = Field(gt=0)
 
 
-class ModelInput(Wire):
+class Sparse(Wire):
+    """Optional fields added after protocol 1's first release are left out while unset, so a
+    document that does not use them keeps its bytes (and its content hash)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in _KEEP_NONE}
+
+
+_KEEP_NONE = frozenset({"candidate", "previous", "canary_fraction", "candidate_predicted"})
+"""Fields of protocol 1's first release that are written as `null` (kept as they were)."""
+
+
+class Normalization(Wire):
+    """Model input = (pixel * scale - mean) / std per channel (model contract v2)."""
+
+    scale: float = Field(gt=0)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+class TilingSpec(Wire):
+    size: int = Field(gt=0)
+    overlap: int = Field(ge=0)
+
+
+class ModelInput(Sparse):
     shape: list[int] = Field(min_length=4, max_length=4)
+    """In `layout` order (NCHW unless said otherwise)."""
     color: Literal["rgb", "bgr", "gray"]
+    # model contract v2 (absent: the v1 contract: first input, NCHW, stretch, pixels / 255)
+    name: str | None = None
+    layout: Literal["NCHW", "NHWC"] | None = None
+    resize: Literal["stretch", "letterbox"] | None = None
+    normalize: Normalization | None = None
+    tiling: TilingSpec | None = None
 
 
-class ModelSpec(Wire):
+class ModelOutputs(Sparse):
+    """Which graph outputs the task reads (model contract v2; see the catalogue's `Outputs`)."""
+
+    probabilities: str | None = None
+    logits: str | None = None
+    boxes: str | None = None
+    box_format: Literal["yolov8", "yolov5"] | None = None
+    score_thresholds: dict[str, float] | None = None
+    default_score_threshold: float | None = None
+    iou_threshold: float | None = None
+    score: str | None = None
+    map: str | None = None
+    threshold: float | None = None
+
+
+class ModelSpec(Sparse):
     ref: VersionedRef
     artifact: ArtifactRef
     input: ModelInput
-    output_classes: list[str] = Field(min_length=2)
+    output_classes: list[str] = Field(min_length=1)
     opset: int
     reference_stats: dict[str, float] = Field(default_factory=dict)
+    task: Literal["classification", "detection", "anomaly"] | None = None
+    """Absent: `classification` (contract v1)."""
+    outputs: ModelOutputs | None = None
+    """Absent: the v1 contract's one output, `probabilities` [1, K]."""
 
 
 class CandidateSpec(ModelSpec):
@@ -142,11 +203,13 @@ class CandidateSpec(ModelSpec):
     canary_fraction: float | None = None
 
 
-class CameraSpec(Wire):
+class CameraSpec(Sparse):
     id: Id
     fps: float = Field(gt=0)
     width: int = Field(gt=0)
     height: int = Field(gt=0)
+    roi: list[int] | None = Field(default=None, min_length=4, max_length=4)
+    """[x, y, width, height] of the frame the line's models see; absent: the whole frame."""
 
 
 class TaxonomySpec(Wire):
@@ -359,7 +422,16 @@ def online_payload(online: bool, agent: str = "") -> bytes:
 # --- frames (device -> centre): a binary envelope ------------------------------------------
 
 
-class FrameMeta(Wire):
+class DetectedBox(Wire):
+    """A detector's box on the frame (model contract v2), in frame pixels."""
+
+    label: str
+    score: Fraction
+    box: list[float] = Field(min_length=4, max_length=4)
+    """x1, y1, x2, y2."""
+
+
+class FrameMeta(Sparse):
     protocol: ProtocolField
     kind: Literal["Frame"]
     site: Id
@@ -374,6 +446,10 @@ class FrameMeta(Wire):
     confidence: Fraction
     candidate: VersionedRef | None = None
     candidate_predicted: str | None = None
+    boxes: list[DetectedBox] | None = None
+    """The deciding model's boxes (a detection model); absent otherwise."""
+    score: float | None = None
+    """The deciding model's anomaly score (an anomaly model); absent otherwise."""
     content_type: Literal["image/jpeg"] = "image/jpeg"
     sha256: Sha256
     size: int = Field(gt=0)

@@ -38,3 +38,44 @@ def set_shadow_candidate(path: Path, ref: str) -> None:
             rollout.insert(at, "candidate", candidate)
 
     edit(path, change)
+
+
+def set_version_evaluation(path: Path, version: int, evaluation: dict[str, Any]) -> None:
+    """Merge per-line evidence into the `evaluation` of an existing catalogue version."""
+
+    def change(doc: Any) -> None:
+        for entry in doc.get("versions") or []:
+            if entry.get("version") == version:
+                held = entry.get("evaluation")
+                if held is None:
+                    entry["evaluation"] = node(evaluation)
+                else:
+                    for key, value in evaluation.items():
+                        held[key] = node(value)
+                return
+        raise UsageError(f"{path}: no version {version} to add evidence to")
+
+    edit(path, change)
+
+
+def new_model_family(path: Path, name: str, entry: dict[str, Any], description: str = "") -> None:
+    """Write `fleet/models/<name>.yaml` for a family the catalogue does not have yet."""
+    from ruamel.yaml import YAML
+
+    doc = node(
+        {
+            "apiVersion": "linefleet.io/v1",
+            "kind": "Model",
+            "name": name,
+            "description": description,
+            "versions": [entry],
+        }
+    )
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write("# yaml-language-server: $schema=../../schema/model.schema.json\n")
+        yaml.dump(doc, fh)
+    tmp.replace(path)

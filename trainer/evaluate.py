@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from linefleet_core.errors import PermanentError
+from linefleet_core.modelio import Contract, decide, prepare, run_session
 from linefleet_core.taxonomy import Taxonomy, class_mapping
 from trainer.datasets import Item
 from trainer.features import to_tensor
@@ -32,6 +33,8 @@ class ModelUnderTest:
     color: str
     output_classes: tuple[str, ...]
     taxonomy: str
+    contract: Contract | None = None
+    """Model contract v2 (preprocessing and task as the catalogue declares); None: v1."""
 
 
 def carry_forward(
@@ -70,10 +73,24 @@ def evaluate(
     truth: list[int] = []
     predicted: list[int] = []
     by_line: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+    by_label: dict[str, int] = {}
+
+    def index_of(label: str) -> int:
+        if label not in by_label:
+            moved = carry_forward(label, model.taxonomy, taxonomy, taxonomies)
+            by_label[label] = list(classes).index(moved) if moved and moved in classes else -1
+        return by_label[label]
+
     for item in items:
-        x = to_tensor(frames.load(item.frame), model.height, model.width, model.color)
-        probs = predict_with(session, x)
-        t, p = list(classes).index(item.cls), index[int(np.argmax(probs[0]))]
+        image = frames.load(item.frame)
+        if model.contract is not None:
+            batch, places = prepare(image, model.contract)
+            verdict = decide(model.contract, run_session(session, model.contract, batch), places)
+            p = index_of(verdict.label)
+        else:
+            x = to_tensor(image, model.height, model.width, model.color)
+            p = index[int(np.argmax(predict_with(session, x)[0]))]
+        t = list(classes).index(item.cls)
         truth.append(t)
         predicted.append(p)
         by_line[item.line_key][0].append(t)

@@ -27,15 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linefleet_core.catalogue import ModelVersion
+from linefleet_core.catalogue import InputSpec, ModelVersion, Outputs
 from linefleet_core.errors import Finding, FindingsError, PermanentError, Severity, UsageError
+from linefleet_core.modelio import contract_of_version
 from linefleet_core.oci import Credentials, fetch_blob, is_oci, parse_ref, push_bytes
 from linefleet_core.spec import DirectorySource, FleetSpec, load
 from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.validation import load_checked
 from linefleet_forge import Forge, PullRequest, gitrepo
 from linefleet_forge import proposal as forge_proposal
-from trainer.catalogue_edit import add_model_version, set_shadow_candidate
+from trainer.catalogue_edit import (
+    add_model_version,
+    new_model_family,
+    set_shadow_candidate,
+    set_version_evaluation,
+)
 from trainer.datasets import HOLDOUT_PERCENT, DatasetVersion
 from trainer.evaluate import ModelUnderTest, carry_forward, evaluate
 from trainer.evidence import factory_rates
@@ -69,6 +75,11 @@ class PromotionRequest:
     """`oci://HOST/REPO`: push the ONNX to the registry and catalogue it by digest, instead of
     committing it into the fleet repository."""
     push_credentials: Credentials | None = None
+    version: int | None = None
+    """The catalogue version to propose (a registered model version); None: the next one."""
+    contract: Mapping[str, Any] | None = None
+    """A model brought from outside (`linefleet model add`): its catalogue fields (task,
+    output_classes, input, outputs, opset); None: a linefleet-trained classifier."""
     trained_on: tuple[str, ...] = ()
     """The `site/line` keys whose frames trained the candidate (from the MLflow run)."""
 
@@ -201,11 +212,12 @@ def _score_incumbent(
         )
     model = ModelUnderTest(
         data,
-        mv.input.shape[2],
-        mv.input.shape[3],
+        mv.input.height,
+        mv.input.width,
         mv.input.color,
         tuple(mv.output_classes),
         mv.taxonomy,
+        contract_of_version(mv) if _is_v2(mv) else None,
     )
     scores, _ = evaluate(model, holdout, frames, ds.classes, ds.taxonomy, taxonomies)
     return scores.metric(metric)
@@ -222,9 +234,17 @@ def propose(
     commit = gitrepo.resolve(repo, f"{proposal.remote}/{proposal.base}")
     spec, _ = load(gitrepo.GitSource(commit))
     family = spec.models.get(proposal.model)
-    if family is None:
+    if family is None and proposal.contract is None:
         raise UsageError(f"model family {proposal.model!r} is not in the catalogue at the base")
-    version = max(v.version for v in family.versions) + 1
+    known = [v.version for v in family.versions] if family else []
+    version = proposal.version or max(known, default=0) + 1
+    sha = hashlib.sha256(proposal.artifact).hexdigest()
+    held = spec.model_version(f"{proposal.model}@{version}")
+    if held is not None and held.artifact.sha256 != sha:
+        raise PermanentError(
+            f"{proposal.model}@{version} is in the catalogue with another artifact "
+            f"({held.artifact.sha256[:12]}, not {sha[:12]})"
+        )
     ds = proposal.dataset
     info = CandidateInfo(
         proposal.model,
@@ -232,12 +252,25 @@ def propose(
         ds.taxonomy,
         ds.hash,
         proposal.run_id,
-        hashlib.sha256(proposal.artifact).hexdigest(),
+        sha,
         len(proposal.artifact),
         tuple(proposal.trained_on),
     )
     size = proposal.input_size
     candidate = ModelUnderTest(proposal.artifact, size, size, "rgb", ds.classes, ds.taxonomy)
+    if proposal.contract is not None:
+        declared = ModelVersion.model_validate(
+            {**_entry_base(info, proposal, artifact_path(info)), "evaluation": {}}, strict=False
+        )
+        candidate = ModelUnderTest(
+            proposal.artifact,
+            declared.input.height,
+            declared.input.width,
+            declared.input.color,
+            tuple(declared.output_classes),
+            declared.taxonomy,
+            contract_of_version(declared),
+        )
     scores = score_lines(spec, candidate, proposal, frames, taxonomies, repo, commit)
     plan = plan_promotion(spec, info, scores, HOLDOUT_PERCENT / 100)
     if not plan.included:
@@ -272,26 +305,47 @@ def propose(
     return ProposalResult(plan, done.pull, done.commit)
 
 
-def catalogue_entry(plan: PromotionPlan, proposal: PromotionRequest, url: str) -> dict[str, Any]:
-    c, ds = plan.candidate, proposal.dataset
-    evaluation = {
-        d.line: d.evidence.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-        for d in plan.included
-        if d.evidence is not None
-    }
-    return {
+def _is_v2(mv: ModelVersion) -> bool:
+    """Declares anything beyond contract v1 (v1 models are scored as they always were)."""
+    plain = InputSpec(shape=mv.input.shape, color=mv.input.color)
+    return mv.task != "classification" or mv.outputs != Outputs() or mv.input != plain
+
+
+def _entry_base(c: CandidateInfo, proposal: PromotionRequest, url: str) -> dict[str, Any]:
+    """The version's fields other than its evidence."""
+    ds = proposal.dataset
+    entry: dict[str, Any] = {
         "version": c.version,
         "taxonomy": ds.taxonomy,
         "output_classes": list(ds.classes),
         "artifact": {"url": url, "sha256": c.sha256, "size": c.size},
         "input": {"shape": [1, 3, proposal.input_size, proposal.input_size], "color": "rgb"},
         "opset": OPSET,
-        "execution_providers": ["CPUExecutionProvider"],
-        "reference_stats": dict(proposal.reference_stats),
-        "mlflow_run_id": c.run_id,
-        "dataset": ds.hash,
-        "trained_on": list(c.trained_on),
-        "evaluation": evaluation,
+    }
+    if proposal.contract is not None:
+        entry = {**entry, **proposal.contract}
+        entry.pop("version", None)
+        entry = {"version": c.version, **entry}
+    entry["execution_providers"] = ["CPUExecutionProvider"]
+    entry["reference_stats"] = dict(proposal.reference_stats)
+    entry["mlflow_run_id"] = c.run_id
+    entry["dataset"] = ds.hash
+    entry["trained_on"] = list(c.trained_on)
+    return entry
+
+
+def evaluation_of(plan: PromotionPlan, proposal: PromotionRequest) -> dict[str, Any]:
+    return {
+        d.line: d.evidence.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        for d in plan.included
+        if d.evidence is not None
+    }
+
+
+def catalogue_entry(plan: PromotionPlan, proposal: PromotionRequest, url: str) -> dict[str, Any]:
+    return {
+        **_entry_base(plan.candidate, proposal, url),
+        "evaluation": evaluation_of(plan, proposal),
     }
 
 
@@ -303,12 +357,22 @@ def _edit(
     root: Path, spec: FleetSpec, plan: PromotionPlan, proposal: PromotionRequest, url: str
 ) -> None:
     """The promotion's change under `root` (a clone at the base), validated before commit."""
-    family = spec.models[proposal.model]
-    if url == artifact_path(plan.candidate):  # no registry: the file goes into git
-        target = root / url
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(proposal.artifact)
-    add_model_version(root / spec.located(family).path, catalogue_entry(plan, proposal, url))
+    family = spec.models.get(proposal.model)
+    held = spec.model_version(plan.candidate.ref)
+    if held is not None and family is not None:  # registered and catalogued already
+        path = root / spec.located(family).path
+        set_version_evaluation(path, plan.candidate.version, evaluation_of(plan, proposal))
+    else:
+        if url == artifact_path(plan.candidate):  # no registry: the file goes into git
+            target = root / url
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(proposal.artifact)
+        entry = catalogue_entry(plan, proposal, url)
+        if family is None:
+            path = root / "fleet" / "models" / f"{proposal.model}.yaml"
+            new_model_family(path, proposal.model, entry, "brought from outside linefleet")
+        else:
+            add_model_version(root / spec.located(family).path, entry)
     for d in plan.included:
         set_shadow_candidate(root / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
     _validate(root)

@@ -43,8 +43,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "same checks as over MQTT, then run with no broker",
     )
     r.add_argument("--state-dir", required=True, type=Path, help="local state directory")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--frames", help="one source for one line: directory of images, video file, or camera index"
+    )
+    where.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        help="every camera's source: a YAML file 'cameras: {CAMERA: folder|video|rtsp://…|USB "
+        "index}'; cameras are read at once and each frame is decided on every line the camera "
+        "serves (see docs/edge.md)",
+    )
     r.add_argument(
-        "--frames", required=True, help="directory of images, video file, or camera index"
+        "--workers",
+        type=int,
+        default=2,
+        help="inspection threads with --sources (default 2)",
     )
     r.add_argument(
         "--trust-key",
@@ -55,7 +70,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--results", type=Path, help="JSON lines of decisions (default: stdout)")
     r.add_argument("--line", help="line the frames come from (default: the first line served)")
-    r.add_argument("--max-frames", type=int, help="stop reading frames after N (keep running)")
+    r.add_argument(
+        "--max-frames",
+        type=int,
+        help="stop reading frames after N (with --sources: N per camera); keep running",
+    )
     r.add_argument(
         "--artifact-root",
         type=Path,
@@ -87,6 +106,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "event it sends is signed, for a reconciler that checks (--device-keys)",
     )
     r.set_defaults(run=run_agent)
+
+    i = verbs.add_parser(
+        "install-service",
+        help="write the systemd unit of the agent (restart on failure, watchdog, journald)",
+        description="Write linefleet-edge.service: Type=notify with the watchdog fed from the "
+        "agent's loops, Restart=on-failure, logs to journald, state under /var/lib. Then: "
+        "systemctl daemon-reload && systemctl enable --now linefleet-edge.",
+    )
+    i.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
+    i.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
+    i.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    i.add_argument("--sources", required=True, type=Path, help="the device's sources file")
+    i.add_argument("--trust-key", required=True, type=Path, help="pinned key or key folder")
+    i.add_argument("--state-dir", type=Path, default=Path("/var/lib/linefleet/edge"))
+    i.add_argument("--artifact-root", type=Path, action="append", default=[])
+    i.add_argument("--user", default="linefleet", help="the service's user (default linefleet)")
+    i.add_argument("--watchdog-seconds", type=int, default=30)
+    i.add_argument("--executable", help="the linefleet command (default: the one running this)")
+    i.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/etc/systemd/system/linefleet-edge.service"),
+        help="where to write the unit ('-': standard output)",
+    )
+    i.set_defaults(run=install_service)
 
     s = verbs.add_parser(
         "status",
@@ -211,6 +255,15 @@ def run_agent(ns: argparse.Namespace) -> int:
     if ns.recent_frames is not None and ns.recent_frames < 0:
         raise UsageError("--recent-frames must be 0 or more")
     recent = {} if ns.recent_frames is None else {"recent_frames": ns.recent_frames}
+    sources = None
+    if ns.sources is not None:
+        from edge_puller.sources import read_sources
+
+        if ns.line is not None:
+            raise UsageError("--line goes with --frames; --sources names each camera's lines")
+        if ns.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        sources = read_sources(ns.sources)
     device_key = None
     if ns.device_key is not None:
         from linefleet_core.signing import SigningKey
@@ -240,10 +293,51 @@ def run_agent(ns: argparse.Namespace) -> int:
         max_frames=ns.max_frames,
         artifact_roots=tuple(ns.artifact_root),
         credentials=credentials,
+        sources=sources,
+        workers=ns.workers,
         device_key=device_key,
         **recent,
     )
     return run(options)
+
+
+def install_service(ns: argparse.Namespace) -> int:
+    import shutil
+    import sys
+
+    from edge_puller.systemd import UnitOptions, unit_text
+    from linefleet_core.mqtturl import BrokerAddress
+
+    site, device = _site_and_device(ns.device, ns.site)
+    BrokerAddress.parse(ns.broker)
+    if not ns.state_dir.is_absolute() or not ns.sources.is_absolute():
+        raise UsageError("--state-dir and --sources must be absolute paths (systemd runs them)")
+    if ns.watchdog_seconds < 2:
+        raise UsageError("--watchdog-seconds must be at least 2")
+    executable = ns.executable or shutil.which("linefleet") or f"{sys.executable} -m linefleet"
+    text = unit_text(
+        UnitOptions(
+            site=site,
+            device=device,
+            broker=ns.broker,
+            sources=ns.sources,
+            trust_keys=ns.trust_key.absolute(),
+            state_dir=ns.state_dir,
+            executable=executable,
+            artifact_roots=tuple(p.absolute() for p in ns.artifact_root),
+            user=ns.user,
+            watchdog_seconds=ns.watchdog_seconds,
+        )
+    )
+    if str(ns.out) == "-":
+        print(text, end="")
+        return int(ExitCode.OK)
+    from linefleet_core.atomic import write_atomic
+
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(ns.out, text.encode())
+    print(f"wrote {ns.out}; next: systemctl daemon-reload && systemctl enable --now {ns.out.stem}")
+    return int(ExitCode.OK)
 
 
 def show_status(ns: argparse.Namespace) -> int:

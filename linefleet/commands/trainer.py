@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from linefleet.commands.labels import add_workspace_options
 from linefleet_core.errors import ExitCode, UsageError
@@ -33,8 +33,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "incumbent; propose it in shadow where it matches or beats it (policy tolerance).",
     )
     add_workspace_options(c)
-    c.add_argument(
-        "--run", dest="run_id", required=True, help="MLflow run id (from `linefleet train`)"
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", dest="run_id", help="MLflow run id (from `linefleet train`)")
+    which.add_argument(
+        "--model-version",
+        metavar="NAME@V",
+        help="a registered model version (from `linefleet model add`); scored on the label "
+        "store's current dataset for its taxonomy",
     )
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     c.add_argument("--forge", default="local", help="local | github://O/R | gitea://H/O/R")
@@ -82,6 +87,8 @@ def run_promote(ns: argparse.Namespace) -> int:
     ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
     forge = forge_from_spec(ns.forge, ns.fleet_repo)
     tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
+    if ns.model_version:
+        return _promote_version(ns, ws, forge, tracker)
     with tempfile.TemporaryDirectory() as tmp:
         run = fetch_run(tracker, ns.run_id, Path(tmp))
         dataset = load_manifest(run.manifest)
@@ -100,6 +107,14 @@ def run_promote(ns: argparse.Namespace) -> int:
         trained_on=run.trained_on,
     )
     result = propose(proposal, forge, ws.frames, ws.taxonomies())
+    _print(result)
+    if result.pull is not None:
+        tracker.client.set_tag(run.run_id, "linefleet.proposed", result.plan.candidate.ref)
+        tracker.client.set_tag(run.run_id, "linefleet.pull_request", str(result.pull.number))
+    return int(ExitCode.OK)
+
+
+def _print(result: Any) -> None:
     plan = result.plan
     for d in plan.included:
         print(f"  proposed  {d.line:<24} {d.reason}")
@@ -107,8 +122,43 @@ def run_promote(ns: argparse.Namespace) -> int:
         print(f"  left out  {d.line:<24} {d.reason}")
     if result.pull is not None:
         print(f"pull request #{result.pull.number}: {plan.title} ({result.pull.url})")
-        tracker.client.set_tag(run.run_id, "linefleet.proposed", plan.candidate.ref)
-        tracker.client.set_tag(run.run_id, "linefleet.pull_request", str(result.pull.number))
+
+
+def _promote_version(ns: argparse.Namespace, ws: Any, forge: Any, tracker: Any) -> int:
+    """`--model-version NAME@V`: a model from `linefleet model add`, scored and proposed like
+    a run of ours, on the label store's current dataset version for its taxonomy."""
+    from trainer.byom import fetch_model_version
+    from trainer.datasets import build
+    from trainer.proposal import PromotionRequest, propose
+
+    fetched = fetch_model_version(tracker, ns.model_version)
+    taxonomy = ws.taxonomies().get(str(fetched.entry.get("taxonomy")))
+    if taxonomy is None:
+        raise UsageError(f"{ns.model_version}: taxonomy {fetched.entry.get('taxonomy')} unknown")
+    store = ws.open_store()
+    try:
+        dataset = build(store.state(), taxonomy)
+        dataset.write(ws.datasets)
+    finally:
+        store.close()
+    proposal = PromotionRequest(
+        repo=ns.fleet_repo,
+        model=fetched.model,
+        artifact=fetched.onnx,
+        input_size=0,
+        dataset=dataset,
+        run_id=fetched.run_id,
+        reference_stats={},
+        remote=ns.remote,
+        base=ns.base,
+        version=fetched.version,
+        contract=fetched.entry,
+    )
+    result = propose(proposal, forge, ws.frames, ws.taxonomies())
+    _print(result)
+    if result.pull is not None:
+        tracker.client.set_tag(fetched.run_id, "linefleet.proposed", result.plan.candidate.ref)
+        tracker.client.set_tag(fetched.run_id, "linefleet.pull_request", str(result.pull.number))
     return int(ExitCode.OK)
 
 

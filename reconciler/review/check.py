@@ -9,6 +9,7 @@ from pathlib import Path
 from linefleet_core import spec as fleetspec
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.validation import load_checked
+from reconciler.graphcheck import check_graphs
 
 
 @dataclass
@@ -36,6 +37,7 @@ def validate(
     head, findings = load_checked(
         fleetspec.DirectorySource(repo), checks, fetch_artifacts=check_artifacts
     )
+    findings.extend(check_graphs(head, repo))
     if base is not None:
         from linefleet_forge.gitrepo import GitObjects, GitSource
         from reconciler.review import policy

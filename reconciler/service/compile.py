@@ -8,9 +8,9 @@ documents are unsigned; `reconciler.service.publish` signs them.
 from __future__ import annotations
 
 from linefleet_core import artifactref
-from linefleet_core.catalogue import ModelVersion
+from linefleet_core.catalogue import InputSpec, ModelVersion, Normalize, Outputs
 from linefleet_core.errors import PermanentError
-from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, TelemetryPolicy
+from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, Roi, TelemetryPolicy
 from linefleet_core.oci import OciError, is_oci, parse_ref
 from linefleet_core.refs import line_key
 from linefleet_core.signing import content_hash
@@ -26,9 +26,12 @@ from linefleet_core.wire import (
     HealthGatesSpec,
     LineSpec,
     ModelInput,
+    ModelOutputs,
     ModelSpec,
+    Normalization,
     TaxonomySpec,
     TelemetrySpec,
+    TilingSpec,
 )
 
 
@@ -81,11 +84,54 @@ def _model_spec(
             sha256=version.artifact.sha256,
             size=version.artifact.size,
         ),
-        input=ModelInput(shape=list(version.input.shape), color=version.input.color),
+        input=_input(version.input),
         output_classes=list(version.output_classes),
         opset=version.opset,
         reference_stats={k: float(v) for k, v in sorted(version.reference_stats.items())},
+        task=None if version.task == "classification" else version.task,
+        outputs=_outputs(version.outputs),
     )
+
+
+def _input(spec: InputSpec) -> ModelInput:
+    """Contract v2 fields only where they differ from v1 (a v1 model keeps its bytes)."""
+    norm = spec.normalize
+    return ModelInput(
+        shape=list(spec.shape),
+        color=spec.color,
+        name=spec.name,
+        layout=None if spec.layout == "NCHW" else spec.layout,
+        resize=None if spec.resize == "stretch" else spec.resize,
+        normalize=None
+        if norm == Normalize()
+        else Normalization(
+            scale=float(norm.scale),
+            mean=None if norm.mean is None else [float(v) for v in norm.mean],
+            std=None if norm.std is None else [float(v) for v in norm.std],
+        ),
+        tiling=None
+        if spec.tiling is None
+        else TilingSpec(size=spec.tiling.size, overlap=spec.tiling.overlap),
+    )
+
+
+def _outputs(outputs: Outputs) -> ModelOutputs | None:
+    if outputs == Outputs():
+        return None
+    default = Outputs()
+    changed = {
+        name: value
+        for name, value in outputs.model_dump().items()
+        if value != getattr(default, name)
+    }
+    for name in ("default_score_threshold", "iou_threshold", "threshold"):
+        if changed.get(name) is not None:
+            changed[name] = float(changed[name])
+    if "score_thresholds" in changed:
+        changed["score_thresholds"] = {
+            k: float(v) for k, v in sorted(changed["score_thresholds"].items())
+        }
+    return ModelOutputs.model_validate(changed)
 
 
 def _candidate(
@@ -99,6 +145,10 @@ def _candidate(
     return CandidateSpec.model_validate(
         {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
     )
+
+
+def _roi(roi: Roi | None) -> list[int] | None:
+    return None if roi is None else [roi.x, roi.y, roi.width, roi.height]
 
 
 def _telemetry(policy: TelemetryPolicy) -> TelemetrySpec:
@@ -143,6 +193,7 @@ def compile_line(
                 fps=float(cameras[cam].fps),
                 width=cameras[cam].resolution.width,
                 height=cameras[cam].resolution.height,
+                roi=_roi(cameras[cam].roi),
             )
             for cam in sorted(set(camera_ids))
         ],

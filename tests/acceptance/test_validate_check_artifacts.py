@@ -117,18 +117,32 @@ def test_an_untrusted_certificate_is_refused(
     assert code == 1 and "could not be fetched" in out and "CERTIFICATE_VERIFY_FAILED" in out
 
 
-def test_a_scheme_nothing_can_fetch_is_reported_not_verified(
+def test_oci_artifacts_are_fetched_from_the_registry_and_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from linefleet_core import artifactref
+    from linefleet_core.oci import push_bytes
+    from tests.support.registry import Registry
 
-    if "oci" in artifactref.FETCHERS:
-        pytest.skip("oci:// artifacts can be fetched now")
-    digest = hashlib.sha256(artifact_bytes(2)).hexdigest()
-    root = _fleet(tmp_path, f"oci://127.0.0.1:1/models/surface-cnn@sha256:{digest}")
-    assert _validate(capsys, root)[0] == 0
+    data = artifact_bytes(2)
+    digest = hashlib.sha256(data).hexdigest()
+    with Registry(tmp_path / "registry") as central:
+        pushed = push_bytes(data, "v2.onnx", f"oci://{central.address}/models/surface-cnn")
+        root = _fleet(tmp_path / "ok", str(pushed.ref), digest, len(data))
+        assert _validate(capsys, root, "--check-artifacts")[0] == 0
+        # the size the catalogue declares is not the blob's
+        root = _fleet(tmp_path / "size", str(pushed.ref), digest, len(data) + 1)
+        code, out = _validate(capsys, root, "--check-artifacts")
+        assert code == 1 and "size" in out
+        # a digest the registry does not hold
+        other = hashlib.sha256(b"never pushed").hexdigest()
+        missing = f"oci://{central.address}/models/surface-cnn@sha256:{other}"
+        root = _fleet(tmp_path / "missing", missing, other, 12)
+        code, out = _validate(capsys, root, "--check-artifacts")
+        assert code == 1 and "HTTP 404" in out
+    root = _fleet(tmp_path / "away", str(pushed.ref), digest, len(data))
+    assert _validate(capsys, root)[0] == 0  # without the flag nothing is fetched
     code, out = _validate(capsys, root, "--check-artifacts")
-    assert code == 1 and "cannot fetch oci:// artifacts to check" in out
+    assert code == 1 and "could not be fetched" in out
 
 
 def test_a_large_model_file_in_the_repository_is_a_warning(

@@ -73,9 +73,9 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     frames = FrameStore(small.state / "frames")
     shas = sorted(p.name for p in (small.state / "frames").glob("*/*"))[:5]
     for sha in shas:
-        decision = served.predict(preprocess(frames.load(sha), spec.input_shape, "rgb"))
-        assert served.label(decision) in classes
-        assert abs(float(decision.probabilities.sum()) - 1.0) < 1e-4
+        decision = served.predict(*preprocess(frames.load(sha), served))
+        assert decision.label in classes  # the smoke test checked the probabilities sum to 1
+        assert 0.0 < decision.confidence <= 1.0
 
     # A second run on the same dataset keeps the first run's file.
     args[args.index("--backend") + 1] = "features"

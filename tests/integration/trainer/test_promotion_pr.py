@@ -9,7 +9,7 @@ from typing import Any
 import git
 import pytest
 
-from factory_sim.onnx_fixtures import build_classifier
+from factory_sim.onnx_fixtures import OPSET, build_classifier
 from linefleet.cli import main
 from linefleet_core.errors import PermanentError
 from linefleet_core.spec import DirectorySource, load
@@ -39,6 +39,7 @@ def _real_incumbents(root: Path) -> None:
             mv["artifact"]["url"] = rel
             mv["artifact"]["sha256"] = built.sha256
             mv["artifact"]["size"] = built.size
+            mv["opset"] = OPSET  # what the graph imports (validate reads it)
 
     edit_yaml(model_file(root), mutate)
     edit_yaml(

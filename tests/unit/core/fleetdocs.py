@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,9 +15,14 @@ import yaml
 SHA = "ab" * 32
 
 
+@functools.cache
 def artifact_bytes(version: int) -> bytes:
-    """The artifact file of catalogue version `version` (see `MemorySource.write`)."""
-    return f"model v{version}\n".encode() * 10
+    """The artifact file of catalogue version `version` (see `MemorySource.write`): a real ONNX
+    classifier with the version's classes and input, so validate's graph check can read it."""
+    from tests.support.onnx_models import build
+
+    classes = V1 if version == 1 else V2
+    return build(classes=tuple(classes), height=64, width=64, threshold=0.4 + version / 100)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -11,6 +11,7 @@ from edge_puller.gatewindow import MIN_GATE_FRAMES
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError, load_model, preprocess
 from edge_puller.target import ModelSpec
 from linefleet_core.fleet import HealthGates
+from linefleet_core.modelio import Contract, prepare
 from tests.support.onnx_models import CLASSES
 from tests.unit.edge.helpers import spec_for
 
@@ -22,12 +23,12 @@ DARK = np.full((48, 64, 3), 30, dtype=np.uint8)
 def test_preprocess_follows_the_model_contract() -> None:
     frame = np.zeros((10, 20, 3), dtype=np.uint8)
     frame[:, :, 2] = 255  # pure red in BGR
-    rgb = preprocess(frame, (1, 3, 5, 4), "rgb")
+    rgb, _ = prepare(frame, Contract(CLASSES, height=5, width=4, color="rgb"))
     assert rgb.shape == (1, 3, 5, 4) and rgb.dtype == np.float32
     assert rgb[0, 0].min() == 1.0 and rgb[0, 2].max() == 0.0  # red first in RGB
-    bgr = preprocess(frame, (1, 3, 5, 4), "bgr")
+    bgr, _ = prepare(frame, Contract(CLASSES, height=5, width=4, color="bgr"))
     assert bgr[0, 2].min() == 1.0
-    gray = preprocess(frame, (1, 1, 5, 4), "gray")
+    gray, _ = prepare(frame, Contract(CLASSES, height=5, width=4, channels=1, color="gray"))
     assert gray.shape == (1, 1, 5, 4)
     assert 0.29 < float(gray.mean()) < 0.31  # OpenCV's luma weight for red
 
@@ -35,10 +36,10 @@ def test_preprocess_follows_the_model_contract() -> None:
 def test_model_loads_and_predicts_by_brightness(tmp_path: Path) -> None:
     spec = spec_for(tmp_path, "m", 1)
     model = load_model(Path(spec.url.removeprefix("file://")), spec)
-    bright = model.predict(preprocess(BRIGHT, spec.input_shape, "rgb"))
-    dark = model.predict(preprocess(DARK, spec.input_shape, "rgb"))
-    assert model.label(bright) == "ok" and model.label(dark) == "scratch"
-    assert abs(float(bright.probabilities.sum()) - 1.0) < 1e-5
+    bright = model.predict(*preprocess(BRIGHT, model))
+    dark = model.predict(*preprocess(DARK, model))
+    assert bright.label == "ok" and dark.label == "scratch"
+    assert 0.5 < bright.confidence <= 1.0
 
 
 def test_smoke_test_refuses_wrong_class_count(tmp_path: Path) -> None:

@@ -173,3 +173,27 @@ def test_one_statistic_that_moves_is_drift_whatever_its_scale() -> None:
     defocused = {**reference, "sharpness": 0.002}  # a bumped camera: sharpness halves
     assert drift_score(defocused, reference) == 0.5
     assert drift_score({**reference, "brightness": 0.55}, reference) == pytest.approx(0.1)
+
+
+def test_a_detectors_boxes_and_an_anomaly_score_travel_in_the_spooled_metadata() -> None:
+    import datetime as dt
+
+    from edge_puller.engine import Decision, Outcome
+    from edge_puller.spool import envelope
+    from linefleet_core.modelio import Box
+    from linefleet_core.wire import decode_frame
+
+    box = Box("scratch", 0.91, 10.0, 20.0, 30.5, 40.0)
+    served = Outcome("yolo@1", "scratch", 0.91, 2.0, boxes=(box,))
+    shadow = Outcome("anomaly@1", "dent", 0.8, 1.0, score=0.83)
+    decision = Decision("p/l", "cam-1", "f1", "serving", "scratch", 0.91, served, shadow)
+    frame = np.full((20, 20, 3), 100, dtype=np.uint8)
+    at = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    payload = envelope(decision, frame, "p", "d", at, "defect")
+    assert payload is not None
+    meta, _ = decode_frame(payload)
+    assert meta.boxes is not None and meta.boxes[0].box == [10.0, 20.0, 30.5, 40.0]
+    assert (meta.boxes[0].label, meta.score, meta.candidate_predicted) == ("scratch", None, "dent")
+    plain = Decision("p/l", "cam-1", "f2", "serving", "ok", 0.9, Outcome("m@1", "ok", 0.9, 1.0))
+    raw = envelope(plain, frame, "p", "d", at, "sample")
+    assert raw is not None and b'"boxes"' not in raw and b'"score"' not in raw  # v1 bytes
