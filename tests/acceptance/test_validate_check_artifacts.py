@@ -149,7 +149,6 @@ def test_a_large_model_file_in_the_repository_is_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from linefleet_core.validation import REPO_ARTIFACT_WARN_BYTES
-
     from tests.support.onnx_models import build
     from tests.unit.core.fleetdocs import V2
 
