@@ -91,7 +91,7 @@ def _feature_nodes(size: int, patch: int) -> tuple[list[Any], list[Any]]:
     """Nodes and constants from `image` [1, 3, S, S] to `patch_features` [1, DIMS, G, G]."""
     from onnx import helper
 
-    pool = {"kernel_shape": [patch, patch], "strides": [patch, patch]}
+    pool: dict[str, Any] = {"kernel_shape": [patch, patch], "strides": [patch, patch]}
     sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32) / 8
     kernels = np.stack([sobel_x, sobel_x.T])[:, None]  # [2, 1, 3, 3]
     laplace = np.array([[[[0, 1, 0], [1, -4, 1], [0, 1, 0]]]], np.float32)
@@ -129,9 +129,7 @@ def _feature_nodes(size: int, patch: int) -> tuple[list[Any], list[Any]]:
     return nodes, consts
 
 
-def _graph(
-    size: int, patch: int, tail: list[Any], tail_consts: list[Any], output: Any
-) -> bytes:
+def _graph(size: int, patch: int, tail: list[Any], tail_consts: list[Any], output: Any) -> bytes:
     import onnx
     from onnx import TensorProto, helper
 

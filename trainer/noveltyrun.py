@@ -31,7 +31,7 @@ from linefleet_core.errors import PermanentError, UsageError
 from linefleet_core.floors import rate
 from linefleet_core.modelio import Contract, prepare
 from linefleet_core.taxonomy import Taxonomy
-from trainer.byom import AddRequest, Added, add_model
+from trainer.byom import Added, AddRequest, add_model
 from trainer.datasets import DatasetVersion, Item, build
 from trainer.frames import FrameStore
 from trainer.metrics import OK
