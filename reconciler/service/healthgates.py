@@ -67,8 +67,9 @@ def violations(
 
 def field_escape_violation(estimate: Rate | None, limit: float | None) -> Violation | None:
     """The field escape gate: broken when even the lower 95% bound of the line's escape rate
-    estimated from labelled audit samples is above `limit` (a few unlucky samples never break
-    it; the value shown is that bound)."""
+    estimated from labelled audit samples is above `limit`, that is when the samples are
+    evidence that the line lets more through (a high rate on too few samples is not; the value
+    shown is that bound)."""
     if estimate is None or limit is None or estimate.of == 0 or estimate.low <= limit:
         return None
     return Violation(FIELD_ESCAPE, estimate.low, limit, "lower bound of")
