@@ -4,6 +4,7 @@ escape rate (defective among the frames the model called ok) with a 95% Wilson i
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from trainer.views import TaskKind, replay
 TAX = "surface-defects@2"
 
 
-def meta(reason: str, predicted: str = "ok", line: str = "toledo/line-1") -> FrameMeta:
+def meta(reason: Any, predicted: str = "ok", line: str = "toledo/line-1") -> FrameMeta:
     """Frame metadata as the edge sends it (built without the wire's reason check, so the
     `audit` reason the edge may adopt is covered too)."""
     return FrameMeta.model_construct(

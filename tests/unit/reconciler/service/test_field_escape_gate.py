@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from linefleet_core.catalogue import Rate
 from linefleet_core.conditions import ConditionType, Reason
 from linefleet_core.floors import rate
 from reconciler.service.fleetstatus import fleet_status
@@ -51,9 +52,9 @@ def test_a_broken_field_gate_makes_the_lines_device_degraded() -> None:
     obs.ingest(f"linefleet/v1/{doc.site}/{doc.device}/reported", report(doc), NOW, live=False)
     key = f"{doc.site}/{doc.device}"
 
-    def condition(escapes: dict[str, object], limit: float | None) -> tuple[str, str]:
+    def condition(escapes: dict[str, Rate], limit: float | None) -> tuple[str, str]:
         dev = fleet_status(
-            {key: doc}, obs, NOW, field_escapes=escapes, max_field_escape_rate=limit  # type: ignore[arg-type]
+            {key: doc}, obs, NOW, field_escapes=escapes, max_field_escape_rate=limit
         ).devices[0]
         return dev.condition.type.value, dev.condition.reason
 
