@@ -142,7 +142,7 @@ class LabelState:
         for ev in self.samples.values():
             if ev.frame is not None and ev.frame not in labelled:
                 said = f"{ev.model_version} said {ev.model_said}"
-                summary = f"label the {ev.detail} sample from {ev.actor}: {said}"
+                summary = f"label this {ev.detail} frame from {ev.actor}: {said}"
                 out.append(Task(ev.id, TaskKind.SAMPLE, ev.frame, ev.line_key, summary))
         return sorted(out, key=lambda t: t.id)
 

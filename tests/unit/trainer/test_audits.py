@@ -68,7 +68,7 @@ def test_samples_are_label_tasks_until_their_frame_has_a_label(store: LabelStore
     assert [(t.id, t.frame, t.line_key) for t in tasks] == [
         (i, sha, "toledo/line-1") for i, sha in zip(ids, shas, strict=True)
     ]
-    assert "audit sample from tol-edge-01: surface-cnn@2 said ok" in tasks[0].summary
+    assert "label this audit frame from tol-edge-01: surface-cnn@2 said ok" in tasks[0].summary
     store.append([sample_label(store.state(), ids[1], "scratch", "lead", TAX)])
     store.append([_label(shas[2], "ok")])  # labelled any other way closes it too
     assert [t.id for t in store.state().tasks() if t.kind is TaskKind.SAMPLE] == [ids[0]]
