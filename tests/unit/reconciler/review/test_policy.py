@@ -565,8 +565,8 @@ def _version(docs: Docs, version: int) -> dict[str, Any]:
                     "versions[1].artifact.sha256",
                     "surface-cnn@2 is published, so its artifact may not change (sha256 "
                     f"{hashlib.sha256(placeholder_artifact(2)).hexdigest()[:12]}…, "
-                    "40962 bytes → sha256 ffffffffffff…, 40962 bytes); add it as version 4 "
-                    "instead",
+                    f"{len(placeholder_artifact(2))} bytes → sha256 ffffffffffff…, "
+                    f"{len(placeholder_artifact(2))} bytes); add it as version 4 instead",
                 )
             ],
         ),
