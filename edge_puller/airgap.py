@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,6 @@ from linefleet_core.wire import MAX_DESIRED_BYTES
 
 if TYPE_CHECKING:
     from edge_puller.agent import Agent
-
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,12 +84,7 @@ def _stage(agent: Agent, reader: BundleReader, target: Target, sizes: dict[str, 
             raise BundleError(
                 f"{reader.path}: {model.ref}: {size} bytes, document says {model.size}"
             )
-        part = agent.store.part_path(sha)
-        with part.open("wb") as out:
-            shutil.copyfileobj(stream, out, CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        agent.store.verify(sha, model.size, resumed=False)  # hash mismatch: part removed
+        agent.store.receive(sha, model.size, stream)  # hash mismatch: nothing is kept
         staged += 1
     return staged
 
