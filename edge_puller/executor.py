@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from edge_puller import handrollback
 from edge_puller.engine import LineModels
+from edge_puller.events import Emitter
 from edge_puller.planner import fingerprint
 from edge_puller.runtime import LoadedModel, ModelLoadError
 from edge_puller.snapshot import Observable, snapshot
@@ -50,22 +51,13 @@ from linefleet_core.fleet import HealthGates, TelemetryPolicy
 from linefleet_core.wire import EventType
 
 
-class Context(Observable, Protocol):
+class Context(Observable, Emitter, Protocol):
     """The parts the executors act on: what a snapshot reads, plus the state's one writer
     (`save`), the event and report senders, and what the loop is waiting for."""
 
     waiting: str
 
     def save(self, state: LocalState) -> None: ...
-
-    def emit(
-        self,
-        type: str,
-        reason: str,
-        message: str,
-        line: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None: ...
 
     def send_report(self) -> None:
         """Queue a report of what the device holds, runs and measures now (no state change)."""

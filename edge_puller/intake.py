@@ -23,9 +23,10 @@ import json
 import queue
 import time
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from edge_puller.desired import accept, removal_of
+from edge_puller.events import Emitter
 from edge_puller.state import LocalState
 from linefleet_core.backoff import Backoff
 from linefleet_core.highwater import floor
@@ -35,7 +36,7 @@ from linefleet_core.wire import MAX_DESIRED_BYTES, Applied
 UNSIGNED_REMOVAL = Refusal.UNSIGNED_REMOVAL.value
 
 
-class Intake(Protocol):
+class Intake(Emitter, Protocol):
     """What intake needs: the queued payloads, who the device is and whom it trusts, the
     state to persist into, the backoff a new document resets, and a way to speak."""
 
@@ -46,16 +47,6 @@ class Intake(Protocol):
     backoff: Backoff
 
     def save(self, state: LocalState) -> None: ...
-
-    def emit(
-        self,
-        type: str,
-        reason: str,
-        message: str,
-        line: str | None = None,
-        details: dict[str, Any] | None = None,
-        generation: int | None = None,
-    ) -> None: ...
 
     def report(self) -> None: ...
 
