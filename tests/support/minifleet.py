@@ -36,6 +36,7 @@ import yaml
 
 from linefleet_core import yamledit
 from linefleet_core.errors import Finding
+from linefleet_core.placement import line_path
 from linefleet_core.spec import FleetSpec, load
 from linefleet_core.validation import check
 
@@ -281,8 +282,7 @@ def load_docs(docs: dict[str, Any]) -> tuple[FleetSpec, list[Finding]]:
 
 def line_rel(key: str) -> str:
     """The repository-relative path of a line's file: `fleet/sites/<site>/lines/<line>.yaml`."""
-    site, _, line = key.partition("/")
-    return f"fleet/sites/{site}/lines/{line}.yaml"
+    return line_path(key)
 
 
 def write_minifleet(root: Path) -> None:
