@@ -71,12 +71,13 @@ def _model(
     version = spec.model_version(ref)
     if version is None:
         raise CompileError(f"{where}: unknown model {ref!r}")
-    return _model_spec(ref, version, artifact_base, mirror)
+    return model_spec(ref, version, artifact_base, mirror)
 
 
-def _model_spec(
+def model_spec(
     ref: str, version: ModelVersion, artifact_base: str, mirror: str | None
 ) -> ModelSpec:
+    """One catalogue version as documents carry it."""
     return ModelSpec(
         ref=ref,
         artifact=ArtifactRef(
@@ -141,7 +142,7 @@ def _candidate(
     if version is None:
         raise CompileError(f"{where}: unknown candidate model {cand.model!r}")
     fraction = None if cand.canary_fraction is None else float(cand.canary_fraction)
-    model = _model_spec(cand.model, version, artifact_base, mirror)
+    model = model_spec(cand.model, version, artifact_base, mirror)
     return CandidateSpec.model_validate(
         {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
     )
