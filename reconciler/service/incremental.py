@@ -42,7 +42,7 @@ from linefleet_core.wire import Channel, topic
 from linefleet_core.yamlsafe import MAX_FILE_BYTES
 from linefleet_forge.base import Forge
 from linefleet_forge.gitrepo import GitObjects, GitSource, open_repo
-from reconciler.service.compile import compile_device
+from reconciler.service.compile import Memo, compile_device
 from reconciler.service.depindex import POLICY, DependencyIndex, changed_keys, entries, object_key
 from reconciler.service.marker import MARKER_TOPIC, Marker
 from reconciler.service.mqtt import retained_snapshot
@@ -340,9 +340,10 @@ def publish_commit(
             save_index(objects, DependencyIndex.build(revision.spec, commit))
         return result
     generation, approval = provenance(open_repo(repo), commit, forge)
+    memo: Memo = {}  # a model version is compiled once, not once per line
     docs = {
         d: compile_device(
-            found.spec, found.spec.devices[d], commit, generation, artifact_base
+            found.spec, found.spec.devices[d], commit, generation, artifact_base, memo
         ).model_copy(update={"approval": approval})
         for d in found.devices
     }

@@ -216,7 +216,7 @@ def sign_all(
         body = document_body(doc)
         if expires_at is not None:
             body["expires_at"] = expires_at
-        payload = canonical_json(key.sign(body))
+        payload = key.signed_payload(body, "spec")
         out[device] = Signed(
             doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
         )
