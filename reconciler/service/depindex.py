@@ -157,12 +157,13 @@ class DependencyIndex:
         return {d for d, e in self.devices.items() if not wanted.isdisjoint(e.lines)}
 
     def to_json(self) -> bytes:
-        """Compact: only the paths that are not where `placement` puts them are written."""
+        """Compact: a line or device file where `placement` puts it is not written (every
+        line and device has an entry, so its key is known); the other paths are."""
+        usual = self._usual_paths()
         doc = {
             "format_version": FORMAT_VERSION,
             "commit": self.commit,
-            "paths": {k: p for k, p in sorted(self.paths.items()) if self._usual(k) != p},
-            "kept": sorted(k for k, p in self.paths.items() if self._usual(k) == p),
+            "paths": {k: p for k, p in sorted(self.paths.items()) if usual.get(k) != p},
             "devices": {d: [e.site, list(e.lines)] for d, e in sorted(self.devices.items())},
             "lines": {k: [list(e.refs), e.canary] for k, e in sorted(self.lines.items())},
         }
@@ -177,23 +178,29 @@ class DependencyIndex:
                 return None
             index = cls(
                 str(doc["commit"]),
-                {str(k): str(v) for k, v in doc["paths"].items()},
+                {},
                 {
                     str(d): DeviceEntry(str(site), tuple(lines))
                     for d, (site, lines) in doc["devices"].items()
                 },
                 {str(k): LineEntry(tuple(refs), bool(c)) for k, (refs, c) in doc["lines"].items()},
             )
-            for key in doc["kept"]:
-                index.paths[key] = str(index._usual(key))
+            index.paths.update(index._usual_paths())
+            index.paths.update({str(k): str(v) for k, v in doc["paths"].items()})
             return index
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
-    def _usual(self, key: str) -> str | None:
-        kind, _, name = key.partition(":")
-        device = self.devices.get(name) if kind == "EdgeDevice" else None
-        return usual_path(key, device.site if device is not None else None)
+    def _usual_paths(self) -> dict[str, str]:
+        """Where `placement` puts each line and device of the index (`usual_path`)."""
+        out = {
+            f"EdgeDevice:{d}": f"fleet/sites/{e.site}/devices/{d}.yaml"
+            for d, e in self.devices.items()
+        }
+        for key in self.lines:
+            site, _, line = key.partition("/")
+            out[f"Line:{key}"] = f"fleet/sites/{site}/lines/{line}.yaml"
+        return out
 
 
 def usual_path(key: str, site: str | None = None) -> str | None:

@@ -18,6 +18,7 @@ The caller then runs the full pass, which is also what runs with no previous sta
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -78,6 +79,8 @@ class Scope:
     """Desired topics to read back: the devices' topics now and, if they moved, before."""
     index: DependencyIndex
     changed_files: int
+    base: str
+    """The commit the change is measured from."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ class _Sides:
 def scope(objects: GitObjects, prefix: str, old: DependencyIndex, commit: str) -> Scope:
     """What publishing `commit` after `old.commit` touches; raises `FullPass` or
     `FindingsError` (the change breaks the fleet: the full load would refuse it too)."""
-    changes = objects.changes(old.commit, commit, prefix)
+    changes = [] if old.commit == commit else objects.changes(old.commit, commit, prefix)
+    if not changes:  # nothing under fleet/ or taxonomies/ changed: no document can
+        return Scope(FleetSpec(), (), (), dataclasses.replace(old, commit=commit), 0, old.commit)
     findings: list[Finding] = []
     sides: dict[str, _Sides] = {}
     checks: fleetspec.Checks = {}  # each file is parsed and schema-checked once
@@ -176,6 +181,7 @@ def scope(objects: GitObjects, prefix: str, old: DependencyIndex, commit: str) -
         tuple(sorted(topics)),
         index,
         len(changes),
+        old.commit,
     )
 
 
@@ -357,8 +363,8 @@ def publish_commit(
     result.mode = "incremental"
     result.devices = len(found.index.devices)
     result.unchanged = result.devices - result.published
-    if not dry_run:
-        save_index(objects, found.index)
+    if not dry_run and found.index.commit != found.base:
+        save_index(objects, found.index)  # (the index of a commit never changes)
     return result
 
 
