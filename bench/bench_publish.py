@@ -178,8 +178,8 @@ def main() -> int:
         log(f"generating {sites * per_site} devices ...")
         subprocess.run(generate, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-        for key, value in (("user.name", "bench"), ("user.email", "bench@linefleet.invalid")):
-            subprocess.run(["git", "config", key, value], cwd=repo, check=True)
+        for name, value in (("user.name", "bench"), ("user.email", "bench@linefleet.invalid")):
+            subprocess.run(["git", "config", name, value], cwd=repo, check=True)
         commit_all(repo, "generated fleet")
         key = SigningKey.generate()
         base = repo.resolve().as_uri()
