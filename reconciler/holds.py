@@ -53,7 +53,7 @@ def calendar_closed(head: FleetSpec, site: str, now: dt.datetime) -> bool:
     an open site, so a publisher need not read what its devices run)."""
     found = head.sites.get(site)
     hold = head.policy.hold_changes_during_production
-    return found is not None and bool(policy.calendar(found, hold, now))
+    return found is not None and bool(rollout.calendar(found, hold, now))
 
 
 def with_held(live: FleetSpec, head: FleetSpec, held: dict[str, Hold]) -> FleetSpec:
