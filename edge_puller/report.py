@@ -9,6 +9,7 @@ the protocol's size limit by dropping per-camera and confusion details first.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from edge_puller.events import now_iso
@@ -101,7 +102,11 @@ def _line_status(agent: Agent, key: str) -> dict[str, Any]:
     with agent.lock:
         spool = agent.spools.get(key)
     if spool is not None:
-        status["spool"] = {**vars(spool.counters), "pending": spool.pending()}
+        status["spool"] = {
+            **asdict(spool.counters),
+            "pending": spool.pending(),
+            "pending_by_reason": spool.pending_by_reason(),
+        }
     return status
 
 
