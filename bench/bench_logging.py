@@ -37,7 +37,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
@@ -234,7 +233,7 @@ def budget_binds(classifier: LoadedModel, novelty: dict[str, LoadedModel], kept_
 def table(title: str, r: dict[str, Any]) -> list[str]:
     kept, defects = r["kept_by_reason"], r["defects_kept_by_reason"]
     share = r["novelty_alone_share_of_missed"]
-    rows = [
+    return [
         f"**{title}**, {r['defect_rate']:.0%} defects: {r['frames']} frames, "
         f"{r['defect_frames']} defect frames; the classifier's own recall "
         f"{r['classifier_recall']:.1%} ({r['classifier_missed']} called `ok`: "
@@ -259,7 +258,6 @@ def table(title: str, r: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
-    return rows
 
 
 def main() -> int:

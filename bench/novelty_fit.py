@@ -6,11 +6,12 @@ of task `anomaly` (model contract v2): input an RGB frame [1, 3, S, S] (`x / 255
 `score` [1, 1], higher = less normal; the frame is `novel` at or above `threshold`.
 
 Features (all relative to the frame itself, so a per-frame gain, colour cast or lighting
-gradient cancels): colour, log R/G and log B/G smoothed over 9x9 (clipped pixels left out) minus the frame's mean, peak
-per 16x16 patch (a dent's added light, a particle's colour shift a tinted surface); grey
-divided by the frame's mean, peak per 32x32 patch of its x/y gradients (Sobel after a 5x5 mean),
-a band-pass (5x5 mean minus a wide mean: dents, smears) and fine detail (pixel minus its 3x3
-mean: hairlines), as log(value) minus the frame's mean over patches. Fitting keeps each
+gradient cancels): colour, log R/G and log B/G smoothed over 9x9 (clipped pixels left out)
+minus the frame's mean, peak per 16x16 patch (a dent's added light, a particle's colour shift
+a tinted surface); grey divided by the frame's mean, peak per 32x32 patch of its x/y
+gradients (Sobel after a 5x5 mean), a band-pass (5x5 mean minus a wide mean: dents, smears)
+and fine detail (pixel minus its 3x3 mean: hairlines), as log(value) minus the frame's mean
+over patches. Fitting keeps each
 feature's mean and standard deviation per patch position over the line's `ok` frames; the
 score is the largest z-score (above normal) over all patches and features. The threshold is
 the `1 - false_rate` quantile of the scores of `ok` frames held out of the fit.

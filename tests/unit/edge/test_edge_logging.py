@@ -70,12 +70,8 @@ def test_audit_frames_are_spooled_with_their_reason_and_counted_per_camera(
     tmp_path: Path,
 ) -> None:
     spool = Spool(tmp_path, TelemetryPolicy(audit_rate=0.25))
-    reasons = [
-        spool.consider(
-            _decision("ok", frame_id=f"f{i}", camera=f"cam-{i % 2}"), FRAME, "plant", "dev-1", NOW
-        )  # fmt: skip
-        for i in range(80)
-    ]
+    decisions = [_decision("ok", frame_id=f"f{i}", camera=f"cam-{i % 2}") for i in range(80)]
+    reasons = [spool.consider(d, FRAME, "plant", "dev-1", NOW) for d in decisions]
     assert reasons.count("audit") == 20
     assert spool.counters.audit == {
         "cam-0": {"population": 40, "sampled": 10},
