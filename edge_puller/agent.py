@@ -1,13 +1,15 @@
 """The edge agent: accepts desired states, converges (level-triggered), serves, reports.
 
 One thread runs `tick()` in a loop: take newly received desired documents (verify, persist,
-then act: `edge_puller/intake.py`), fold the engine's own fallbacks into the local state,
-observe (`edge_puller/snapshot.py`), plan (`edge_puller/planner.py`), execute
+then act: `edge_puller/intake.py`), execute what arrived since the last tick (rollbacks by
+hand, the engine's own fallbacks: `edge_puller/arrivals.py`), observe
+(`edge_puller/snapshot.py`), plan (`edge_puller/planner.py`), execute
 (`edge_puller/executor.py`). Temporary errors back off (capped, jittered, reset by a new
-desired state); a model that fails for good is recorded against this generation, so the next
-plan routes around it and nothing retries it until the desired state changes. Frames are
-served from another thread through `serve()`, which only reads the engine's current
-assignment.
+desired state); a model that fails for good becomes a `RecordFailure` step against this
+generation, so the next plan routes around it and nothing retries it until the desired state
+changes. Only intake and the executors change the local state; the agent holds the parts and
+runs the loop. Frames are served from another thread through `serve()`, which only reads the
+engine's current assignment.
 
 Everything that leaves the device goes through the outbox: events at once, reports whenever
 what they say changes and at least every `heartbeat_seconds`.
@@ -21,11 +23,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge_puller import handrollback
+from edge_puller.arrivals import arrived, failed
 from edge_puller.artifacts import ArtifactStore
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
@@ -33,16 +34,16 @@ from edge_puller.executor import execute
 from edge_puller.intake import take_desired
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
-from edge_puller.planner import fingerprint, plan
+from edge_puller.planner import plan
 from edge_puller.recent import DEFAULT_CAPACITY, RecentDecisions
 from edge_puller.report import build_report, fit
 from edge_puller.runtime import Frame, ModelCache
 from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
-from edge_puller.state import Failure, LocalState, StateStore
-from edge_puller.steps import LoadAndSmokeTest, Step, model_of
+from edge_puller.state import LocalState, StateStore
+from edge_puller.steps import Report
 from linefleet_core.backoff import Backoff
-from linefleet_core.errors import PermanentError, TemporaryError, UsageError
+from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.oci import Credentials
 from linefleet_core.signing import TrustedKeys
 from linefleet_core.wire import Channel, ReportedState, topic
@@ -138,8 +139,8 @@ class Agent:
     def tick(self) -> float:
         """One level-triggered pass; returns the seconds to wait before the next one."""
         take_desired(self)
-        self._take_rollbacks()
-        self._take_engine_events()
+        for arrival in arrived(self.state_dir, self.engine.drain_events()):
+            execute(self, arrival)
         if self.camera_problems is not None:
             self.frames_problem = "; ".join(self.camera_problems())
         self.waiting = ""
@@ -150,11 +151,11 @@ class Agent:
                 self._set_error(str(exc))
                 return self.backoff.next(exc.delay)
             except PermanentError as exc:
-                sha = model_of(step)
-                if sha is None:
+                failure = failed(step, exc)
+                if failure is None:
                     self._set_error(str(exc))
                     return self.backoff.next(30.0)
-                self._fail(sha, getattr(exc, "reason", "failed"), str(exc), step)
+                execute(self, failure)
                 return 0.0
         self.backoff.reset()
         if self.error:  # the problem went away: say so now, not at the next heartbeat
@@ -195,7 +196,11 @@ class Agent:
         with self.lock:
             return list(self.spools.values())
 
-    # --- the executor's context -----------------------------------------------------------------
+    def report(self) -> None:
+        """Report now (the `Report` step: queue the document, record what it said)."""
+        execute(self, Report())
+
+    # --- the executors' context (`edge_puller.executor.Context`) ------------------------------
 
     def save(self, state: LocalState) -> None:
         self._state_store.save(state)
@@ -224,12 +229,11 @@ class Agent:
         seq = self.outbox.put_event(topic(self.site, self.device, Channel.EVENTS), build)
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
-    def report(self) -> None:
+    def send_report(self) -> None:
         self._frames_reported = self.frames_problem
         document = fit(build_report(self))
         ReportedState.model_validate_json(document)  # never send what the protocol refuses
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
-        self.save(replace(self.state, reported=fingerprint(snapshot(self))))
         self._last_report = self.clock()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -245,48 +249,6 @@ class Agent:
             self.spools[key] = spool
         spool.policy = line.telemetry
         return spool
-
-    def _take_rollbacks(self) -> None:
-        """Rollbacks by hand (`linefleet edge rollback`) left for the running agent."""
-        for path, request in handrollback.pending(self.state_dir):
-            if request is None:
-                handrollback.settle(path, "unreadable request")
-                continue
-            try:
-                done = handrollback.rolled_back(self.state, request)
-            except UsageError as exc:
-                handrollback.settle(path, str(exc))
-                continue
-            self.save(done.state)  # the planner switches the line to its standby right after
-            self.emit(**done.event)
-            handrollback.settle(path)
-
-    def _take_engine_events(self) -> None:
-        for event in self.engine.drain_events():
-            failures = {
-                **self.state.failures,
-                event.sha256: Failure(event.reason, event.message, self.state.generation),
-            }
-            self.save(replace(self.state, failures=failures))
-            self.emit(
-                event.type,
-                event.reason,
-                event.message + "; the incumbent keeps serving",
-                line=event.line,
-                details={"model": event.model},
-            )
-
-    def _fail(self, sha: str, reason: str, message: str, step: Step) -> None:
-        failures = {**self.state.failures, sha: Failure(reason, message, self.state.generation)}
-        self.save(replace(self.state, failures=failures))
-        kind = "fallback" if isinstance(step, LoadAndSmokeTest) else "download-failed"
-        model = getattr(step, "model", None)
-        self.emit(
-            kind,
-            reason,
-            message + "; the incumbent keeps serving",
-            details={"model": model.ref if model else None, "sha256": sha},
-        )
 
     def _set_error(self, message: str) -> None:
         if message != self.error:

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from edge_puller.artifacts import ArtifactStore
 from edge_puller.desired import accept
+from edge_puller.events import Emitter
 from edge_puller.outbox import Outbox
 from edge_puller.spool import SUFFIX
+from edge_puller.state import LocalState
 from edge_puller.target import Target
 from linefleet_core.atomic import fsync_dir
 from linefleet_core.bundle import (
@@ -36,13 +38,21 @@ from linefleet_core.bundle import (
     verify_manifest,
 )
 from linefleet_core.highwater import floor
-from linefleet_core.signing import VerifyError
+from linefleet_core.signing import TrustedKeys, VerifyError
 from linefleet_core.wire import MAX_DESIRED_BYTES
 
-if TYPE_CHECKING:
-    from edge_puller.agent import Agent
 
-CHUNK = 1024 * 1024
+class Receiver(Emitter, Protocol):
+    """What a bundle is applied to: who the device is and whom it trusts, what it holds, its
+    artifact store, and the inbox intake takes documents from (the agent has them all)."""
+
+    site: str
+    device: str
+    trusted_keys: TrustedKeys
+    state: LocalState
+    store: ArtifactStore
+
+    def offer_desired(self, payload: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class Imported:
     """Models copied from the bundle (the others were on the device already)."""
 
 
-def import_bundle(agent: Agent, path: Path) -> Imported:
+def import_bundle(agent: Receiver, path: Path) -> Imported:
     with BundleReader(path) as reader:
         manifest = verify_manifest(reader.read(MANIFEST, MAX_MANIFEST_BYTES), agent.trusted_keys)
         if manifest.site != agent.site:
@@ -75,7 +85,7 @@ def import_bundle(agent: Agent, path: Path) -> Imported:
     return Imported(target.generation, target.commit, staged)
 
 
-def _stage(agent: Agent, reader: BundleReader, target: Target, sizes: dict[str, int]) -> int:
+def _stage(agent: Receiver, reader: BundleReader, target: Target, sizes: dict[str, int]) -> int:
     staged = 0
     for sha, model in sorted(target.models().items()):
         if agent.store.has(sha):
@@ -87,12 +97,7 @@ def _stage(agent: Agent, reader: BundleReader, target: Target, sizes: dict[str, 
             raise BundleError(
                 f"{reader.path}: {model.ref}: {size} bytes, document says {model.size}"
             )
-        part = agent.store.part_path(sha)
-        with part.open("wb") as out:
-            shutil.copyfileobj(stream, out, CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        agent.store.verify(sha, model.size, resumed=False)  # hash mismatch: part removed
+        agent.store.receive(sha, model.size, stream)  # hash mismatch: nothing is kept
         staged += 1
     return staged
 

@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from linefleet_core.atomic import fsync_dir
 from linefleet_core.errors import PermanentError, TemporaryError
@@ -89,6 +89,15 @@ class ArtifactStore:
     def present(self) -> frozenset[str]:
         return frozenset(p.name for p in self.root.iterdir() if SHA256.match(p.name))
 
+    def partials(self) -> dict[str, int]:
+        """Downloads in progress: sha256 -> bytes written so far."""
+        found = {}
+        for entry in self.root.glob("*.part"):
+            sha = entry.name.removesuffix(".part")
+            if SHA256.match(sha):
+                found[sha] = entry.stat().st_size
+        return found
+
     def download(self, url: str, sha256: str, size: int) -> None:
         """Bring `<sha>.part` to `size` bytes from `url`, resuming what is there."""
         part = self.part_path(sha256)
@@ -127,6 +136,15 @@ class ArtifactStore:
             self._copy_file(url, source, part, have, size)
         else:
             self._fetch_http(url, part, have, size, headers)
+
+    def receive(self, sha256: str, size: int, source: IO[bytes]) -> None:
+        """Stage a model read from `source` (a bundle): written as `<sha>.part`, then `verify`."""
+        part = self.part_path(sha256)
+        with part.open("wb") as out:
+            shutil.copyfileobj(source, out, CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        self.verify(sha256, size, resumed=False)  # hash mismatch: the part is removed
 
     def verify(self, sha256: str, size: int, resumed: bool) -> None:
         """Promote a complete `<sha>.part` to `<sha>` if its size and sha256 match."""

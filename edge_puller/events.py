@@ -10,11 +10,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from linefleet_core.wire import PROTOCOL
 
 MAX_MESSAGE = 2000
+
+
+class Emitter(Protocol):
+    """Something that queues the device's events (the agent does: `Agent.emit`)."""
+
+    def emit(
+        self,
+        type: str,
+        reason: str,
+        message: str,
+        line: str | None = None,
+        details: dict[str, Any] | None = None,
+        generation: int | None = None,
+    ) -> None:
+        """Queue one event; `generation` defaults to the one the device holds."""
 
 
 def now_iso() -> str:

@@ -1,6 +1,10 @@
 """Executors: one function per step kind, the only code that acts (disk, sessions, engine).
 
-`EXECUTORS` maps each step type to its function; `execute` dispatches. Executors raise
+`EXECUTORS` maps each step type to its function; `execute` dispatches. Besides intake
+(persisting a verified desired state), only these functions change the local state: a plan's
+steps, and what arrived between ticks (a rollback by hand, a model failed for good: see
+`edge_puller/arrivals.py`). A report, too, is a step: it queues the document, then records
+what it said, so the planner knows when the next one is due. Executors raise
 `TemporaryError` (retry later with backoff) or a `PermanentError` subclass with a `reason`
 (the model is recorded as failed for this generation); the loop decides what happens next.
 The desired state is persisted before any step runs. `activate` switches the engine first and
@@ -11,26 +15,29 @@ itself never waits for a disk write.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Protocol
 
-from edge_puller.artifacts import ArtifactStore
-from edge_puller.engine import Engine, LineModels
-from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError
+from edge_puller import handrollback
+from edge_puller.engine import LineModels
+from edge_puller.events import Emitter
+from edge_puller.planner import fingerprint
+from edge_puller.runtime import LoadedModel, ModelLoadError
+from edge_puller.snapshot import Observable, snapshot
 from edge_puller.spool import Spool, spool_folder
-from edge_puller.state import ActiveLine, LocalState
+from edge_puller.state import ActiveLine, Failure, LocalState
 from edge_puller.steps import (
     Activate,
     DeleteSpool,
     Download,
+    HandRollback,
     LoadAndSmokeTest,
     MarkApplied,
     MarkSpool,
     Prune,
+    RecordFailure,
     Report,
     Resume,
     Retire,
@@ -39,33 +46,21 @@ from edge_puller.steps import (
     Verify,
     Wait,
 )
-from linefleet_core.errors import TemporaryError
+from linefleet_core.errors import TemporaryError, UsageError
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
 from linefleet_core.wire import EventType
 
 
-class Context(Protocol):
-    store: ArtifactStore
-    cache: ModelCache
-    engine: Engine
-    state: LocalState
+class Context(Observable, Emitter, Protocol):
+    """The parts the executors act on: what a snapshot reads, plus the state's one writer
+    (`save`), the event and report senders, and what the loop is waiting for."""
+
     waiting: str
-    state_dir: Path
-    spools: dict[str, Spool]
-    lock: threading.Lock
 
     def save(self, state: LocalState) -> None: ...
 
-    def emit(
-        self,
-        type: str,
-        reason: str,
-        message: str,
-        line: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None: ...
-
-    def report(self) -> None: ...
+    def send_report(self) -> None:
+        """Queue a report of what the device holds, runs and measures now (no state change)."""
 
 
 def line_models(ctx: Context, key: str, active: ActiveLine, gates: HealthGates) -> LineModels:
@@ -211,11 +206,40 @@ def prune(ctx: Context, step: Prune) -> None:
 
 
 def report(ctx: Context, step: Report) -> None:
-    ctx.report()
+    ctx.send_report()
+    ctx.save(replace(ctx.state, reported=fingerprint(snapshot(ctx))))
 
 
 def wait(ctx: Context, step: Wait) -> None:
     ctx.waiting = step.reason
+
+
+def hand_rollback(ctx: Context, step: HandRollback) -> None:
+    """Switch the line to its standby in the state (the next plan switches the engine), or
+    leave the refusal beside the request for `linefleet edge rollback` to read."""
+    if step.request is None:
+        handrollback.settle(step.path, "unreadable request")
+        return
+    try:
+        done = handrollback.rolled_back(ctx.state, step.request)
+    except UsageError as exc:
+        handrollback.settle(step.path, str(exc))
+        return
+    ctx.save(done.state)
+    ctx.emit(**done.event)
+    handrollback.settle(step.path)
+
+
+def record_failure(ctx: Context, step: RecordFailure) -> None:
+    failure = Failure(step.reason, step.message, ctx.state.generation)
+    ctx.save(replace(ctx.state, failures={**ctx.state.failures, step.sha256: failure}))
+    ctx.emit(
+        step.event,
+        step.reason,
+        step.message + "; the incumbent keeps serving",
+        line=step.line,
+        details=dict(step.details),
+    )
 
 
 EXECUTORS: dict[type[Any], Callable[[Context, Any], None]] = {
@@ -232,6 +256,8 @@ EXECUTORS: dict[type[Any], Callable[[Context, Any], None]] = {
     Prune: prune,
     Report: report,
     Wait: wait,
+    HandRollback: hand_rollback,
+    RecordFailure: record_failure,
 }
 
 

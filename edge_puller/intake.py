@@ -11,6 +11,10 @@ each pinned key); a refusal becomes a `refused-document` event and the incumbent
 serving. A verified document that only repeats the one held (perhaps re-signed with another
 key) just records who signed it; a new one is written to `state.json` atomically, and only the
 plan that follows acts on it.
+
+Intake is the one writer of the local state besides the executors: persisting a verified
+document before anything acts on it is its whole job. It reads and writes through `Intake`,
+the few parts it needs (the agent has them).
 """
 
 from __future__ import annotations
@@ -19,20 +23,35 @@ import json
 import queue
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edge_puller.desired import accept, removal_of
+from edge_puller.events import Emitter
+from edge_puller.state import LocalState
+from linefleet_core.backoff import Backoff
 from linefleet_core.highwater import floor
-from linefleet_core.signing import Refusal, VerifyError
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
 from linefleet_core.wire import MAX_DESIRED_BYTES, Applied
 
 UNSIGNED_REMOVAL = Refusal.UNSIGNED_REMOVAL.value
 
-if TYPE_CHECKING:
-    from edge_puller.agent import Agent
+
+class Intake(Emitter, Protocol):
+    """What intake needs: the queued payloads, who the device is and whom it trusts, the
+    state to persist into, the backoff a new document resets, and a way to speak."""
+
+    inbox: queue.Queue[bytes]
+    device: str
+    trusted_keys: TrustedKeys
+    state: LocalState
+    backoff: Backoff
+
+    def save(self, state: LocalState) -> None: ...
+
+    def report(self) -> None: ...
 
 
-def take_desired(agent: Agent) -> None:
+def take_desired(agent: Intake) -> None:
     """Verify and persist every payload received since the last tick, in arrival order."""
     while True:
         try:
@@ -42,7 +61,7 @@ def take_desired(agent: Agent) -> None:
         _accept(agent, payload)
 
 
-def _accept(agent: Agent, payload: bytes) -> None:
+def _accept(agent: Intake, payload: bytes) -> None:
     if not payload:
         agent.emit(
             "refused-document",

@@ -4,25 +4,55 @@ One `ReportedState` snapshot (protocol section 6): the desired and applied gener
 line the phase, the models running, messages about failed models, and the metrics window
 (which each report takes and restarts), plus the spool counters. `fit` keeps a report under
 the protocol's size limit by dropping per-camera and confusion details first.
+
+The report reads the device through `Reporting`, the few parts it needs (the agent has them);
+it changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from edge_puller.artifacts import ArtifactStore
+from edge_puller.engine import Engine
 from edge_puller.events import now_iso
 from edge_puller.handrollback import REASON
+from edge_puller.metrics import LineMetrics
+from edge_puller.outbox import Outbox
+from edge_puller.spool import Spool
+from edge_puller.state import LocalState
 from linefleet_core.wire import MAX_REPORTED_BYTES, PROTOCOL, Applied
-
-if TYPE_CHECKING:
-    from edge_puller.agent import Agent
 
 AGENT = "linefleet-edge/0.1.0"
 
 
-def build_report(agent: Agent) -> bytes:
+class Reporting(Protocol):
+    """What a report reads: identity, state, the engine and store, problems, counters."""
+
+    site: str
+    device: str
+    state: LocalState
+    engine: Engine
+    store: ArtifactStore
+    outbox: Outbox
+    error: str
+    waiting: str
+    frames_problem: str
+    camera_status: Callable[[], dict[str, dict[str, Any]]] | None
+    metrics: dict[str, LineMetrics]
+    spools: dict[str, Spool]
+    lock: threading.Lock
+    """Guards `metrics` and `spools` (frames are served on other threads)."""
+
+    @property
+    def removed(self) -> bool: ...
+
+
+def build_report(agent: Reporting) -> bytes:
     """The `ReportedState` snapshot (JSON bytes) of what the agent holds, runs and measures."""
     state, target = agent.state, agent.state.target
     desired = applied = None
@@ -59,7 +89,7 @@ def build_report(agent: Agent) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
 
 
-def _line_status(agent: Agent, key: str) -> dict[str, Any]:
+def _line_status(agent: Reporting, key: str) -> dict[str, Any]:
     target = agent.state.target
     wanted = target.lines.get(key) if target else None
     active = agent.state.active.get(key)

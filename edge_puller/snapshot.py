@@ -2,24 +2,41 @@
 the state says, and the spools on disk, as one `Observed` value.
 
 The only place the loop looks at the world before planning; the planner itself reads nothing
-else, so a tick is `plan(snapshot(agent))` and then the executors.
+else, so a tick is `plan(snapshot(parts))` and then the executors. `Observable` names the
+parts it reads (the agent has them; so does the executors' `Context`, which extends it).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
+from edge_puller.artifacts import ArtifactStore
+from edge_puller.engine import Engine
 from edge_puller.observed import Observed, Running, SpoolView
-from edge_puller.spool import peek, spooled_lines
+from edge_puller.runtime import ModelCache
+from edge_puller.spool import Spool, peek, spooled_lines
+from edge_puller.state import LocalState
 
-if TYPE_CHECKING:
-    from edge_puller.agent import Agent
+
+class Observable(Protocol):
+    """The parts of a device a snapshot reads."""
+
+    store: ArtifactStore
+    cache: ModelCache
+    engine: Engine
+    state: LocalState
+    state_dir: Path
+    spools: dict[str, Spool]
+    lock: threading.Lock
+    """Guards `spools` (the link uploads from them on its own thread)."""
 
 
-def snapshot(agent: Agent) -> Observed:
+def snapshot(parts: Observable) -> Observed:
     running = {}
-    for key, models in agent.engine.lines().items():
+    for key, models in parts.engine.lines().items():
         candidate = models.candidate
         running[key] = Running(
             serving=models.serving.spec.sha256,
@@ -28,32 +45,30 @@ def snapshot(agent: Agent) -> Observed:
             stage=models.stage,
             canary_fraction=models.canary_fraction,
         )
-    parts = {}
-    for entry in agent.store.root.glob("*.part"):
-        parts[entry.name.removesuffix(".part")] = entry.stat().st_size
+    state = parts.state
     return Observed(
-        target=agent.state.target,
-        active=agent.state.active,
-        stored=agent.store.present(),
-        partial=parts,
-        loaded=agent.cache.loaded(),
+        target=state.target,
+        active=state.active,
+        stored=parts.store.present(),
+        partial=parts.store.partials(),
+        loaded=parts.cache.loaded(),
         running=running,
-        failures=agent.state.failures,
-        applied_generation=agent.state.applied_generation,
-        reported=agent.state.reported,
-        spools=_spool_views(agent),
+        failures=state.failures,
+        applied_generation=state.applied_generation,
+        reported=state.reported,
+        spools=_spool_views(parts),
         now=time.time(),
     )
 
 
-def _spool_views(agent: Agent) -> dict[str, SpoolView]:
+def _spool_views(parts: Observable) -> dict[str, SpoolView]:
     """Spool folders on disk; frames are counted only for lines no longer served."""
-    target = agent.state.target
+    target = parts.state.target
     served = set(target.lines) if target else set()
-    with agent.lock:
-        loaded = dict(agent.spools)
+    with parts.lock:
+        loaded = dict(parts.spools)
     views = {}
-    for key, folder in spooled_lines(agent.state_dir / "spool").items():
+    for key, folder in spooled_lines(parts.state_dir / "spool").items():
         spool = loaded.get(key)
         if spool is None:
             pending, retired_at = peek(folder) if key not in served else (0, None)

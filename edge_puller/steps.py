@@ -1,13 +1,19 @@
-"""What the planner returns: the steps between what the device has and what it should run.
+"""The steps the agent takes: what the planner returns, and what arrived between two ticks.
 
 Frozen values, one class per kind of step; `edge_puller/executor.py` has one function per
-kind. A plan lists them in the order they must run (see `edge_puller/planner.py`).
+kind, and only those functions change the local state. A plan lists its steps in the order they
+must run (see `edge_puller/planner.py`). Three kinds do not come from the planner but from
+what happened since the last look (`edge_puller/arrivals.py`): `HandRollback` (an operator's
+request), `RecordFailure` (a model the engine dropped, or a staging step that failed for good).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from edge_puller.handrollback import Request
 from edge_puller.state import ActiveLine
 from edge_puller.target import ModelSpec
 from linefleet_core.fleet import HealthGates
@@ -92,6 +98,28 @@ class Wait:
     reason: str
 
 
+@dataclass(frozen=True)
+class HandRollback:
+    """Apply (or refuse) an operator's rollback request left in `requests/`."""
+
+    path: Path
+    request: Request | None
+    """None: the request could not be read (it is discarded with that reason)."""
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """Record a model as failed for this generation and say so: the next plan routes around it."""
+
+    sha256: str
+    reason: str
+    message: str
+    event: str
+    """The event's type (`fallback`, `download-failed`)."""
+    line: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 Step = (
     Resume
     | Download
@@ -106,11 +134,6 @@ Step = (
     | Prune
     | Report
     | Wait
+    | HandRollback
+    | RecordFailure
 )
-
-
-def model_of(step: Step) -> str | None:
-    """The sha256 of the model a staging step works on (a failure there fails that model)."""
-    if isinstance(step, Download | Verify | LoadAndSmokeTest):
-        return step.model.sha256
-    return None

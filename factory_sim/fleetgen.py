@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import yaml
 
 from factory_sim.onnx_fixtures import OPSET, build_classifier
 from factory_sim.surface_defects import TAXONOMY_NAME, taxonomy_documents
+from linefleet_core.atomic import write_tree
 
 API_VERSION = "linefleet.io/v1"
 MODEL_NAME = "surface-cnn"
@@ -345,23 +344,4 @@ def write(files: dict[str, bytes], out: Path, *, force: bool = False) -> None:
         raise FileExistsError("exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FileExistsError("not empty (use --force to replace its fleet)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for rel, data in files.items():
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if not out.exists():
-            staging.rename(out)
-            return
-        for top in sorted({rel.split("/", 1)[0] for rel in files}):
-            dest = out / top
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            elif dest.exists():
-                dest.unlink()
-            (staging / top).rename(dest)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    write_tree(files, out, replace_folders=True)

@@ -296,6 +296,10 @@ class HealthGates(Strict):
     min_shadow_agreement: Probability = 0.9
     max_defect_rate_jump: float = Field(default=0.05, ge=0)
     max_drift_score: float = Field(default=0.3, gt=0)
+    max_field_escape_rate: Probability | None = None
+    """The share of frames the serving model calls `ok` that are defective, estimated from
+    labelled audit samples (`trainer/audits.py`); broken when the lower 95% bound is above it.
+    Judged by `linefleet status --labels` and the report, never sent to a device. None: off."""
 
 
 class Owners(Strict):

@@ -16,6 +16,12 @@ table the reconciler (`reconciler.service.healthgates`, judging reported metrics
 | canary | `max_error_rate`       | candidate | no (2)                          |
 | canary | `max_latency_p95_ms`   | candidate | yes                             |
 
+One gate is the fleet's alone: `max_field_escape_rate` (any stage, on the serving model) is
+judged from the labels of the edge's audit samples, which only the trainer's label store holds;
+`linefleet status --labels` and the report judge it on the estimate's lower 95% bound
+(`reconciler.service.healthgates.field_escape_violation`). It is not in this table and never
+reaches a device.
+
 (1) In shadow the candidate decides nothing: low agreement is evidence against promoting it,
 shown as Degraded, not a reason to stop collecting that evidence. (2) The device's window
 counts no errors; a candidate that fails to load or run is its own event.

@@ -33,6 +33,12 @@ SITE_FILE = "site"
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)$")
 
 
+def line_path(key: str) -> str:
+    """The repository-relative file of line `<site>/<line>` (rollbacks and the demo edit it)."""
+    site, _, line = key.partition("/")
+    return f"fleet/sites/{site}/lines/{line}.yaml"
+
+
 def declared(path: str) -> str:
     """`kind:key` the layout says the file at `path` declares, or "" when it says nothing."""
     p = PurePosixPath(path)

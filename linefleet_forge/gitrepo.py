@@ -90,6 +90,12 @@ class GitObjects:
             raise UsageError(f"{path}: not a git repository") from None
         return cls(os.fsdecode(git_dir), _as_spelled(path, Path(os.fsdecode(top))))
 
+    def subfolder(self, path: Path) -> str:
+        """Where `path` (a fleet repository) sits inside the work tree ('' at its root), as the
+        prefix of its files in a commit's tree."""
+        rel = path.resolve().relative_to(Path(self.work_tree).resolve()).as_posix()
+        return "" if rel == "." else rel
+
     def commit(self, rev: str) -> Commit:
         """The commit for `rev`, or a UsageError naming the revision."""
         try:

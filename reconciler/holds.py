@@ -16,7 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from linefleet_core.spec import FleetSpec
-from reconciler.review import policy
+from reconciler.rules import rollout
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,17 @@ class Hold:
 def held_lines(live: FleetSpec, head: FleetSpec, now: dt.datetime) -> dict[str, Hold]:
     """The lines of `head` whose change from `live` may not land at `now`, by `site/line`."""
     out: dict[str, Hold] = {}
-    for key, decision in policy.decide(live, head, now).items():
+    for key, decision in rollout.decide(live, head, now).items():
         if key not in live.lines or key not in head.lines:
             continue  # a line that does not run yet (or no longer exists) is not a promotion
-        if not any(step.move not in policy.ROLLBACK_MOVES for step in decision.steps):
+        if not any(step.move not in rollout.ROLLBACK_MOVES for step in decision.steps):
             continue  # unchanged, or only rollbacks and aborts: always allowed
         line = head.lines[key]
         site = head.sites.get(line.site)
         if site is None:
             continue
         hold = head.policy.hold_changes_during_production
-        reasons = policy.calendar(site, hold, now)
+        reasons = rollout.calendar(site, hold, now)
         if reasons:
             moves = ", ".join(step.text for step in decision.steps)
             out[key] = Hold(key, f"{moves}: {reasons[0]}")

@@ -59,6 +59,8 @@ class AddRequest:
     threshold: float | None = None
     score_thresholds: Mapping[str, float] | None = None
     box_format: str = "yolov8"
+    description: str = "brought from outside linefleet"
+    """The family's description when `model add` creates its catalogue file."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,17 @@ def _check(entry: dict[str, Any], data: bytes, where: str) -> None:
         )
 
 
-def add_model(req: AddRequest, tracker: Tracker, fleet_repo: Path) -> Added:
+def add_model(
+    req: AddRequest,
+    tracker: Tracker,
+    fleet_repo: Path,
+    *,
+    run_id: str | None = None,
+    alias: str = "external",
+) -> Added:
+    """Check, register and catalogue `req.onnx`. With `run_id` (a run the caller opened and
+    logged its own evidence to, such as `linefleet trainer novelty`'s fit), the file and the
+    entry are logged to that run instead of a new one; `alias` is set on the new version."""
     where = str(req.onnx)
     try:
         data = req.onnx.read_bytes()
@@ -172,7 +184,7 @@ def add_model(req: AddRequest, tracker: Tracker, fleet_repo: Path) -> Added:
     catalogue = fleet_repo / "fleet" / "models" / f"{req.model}.yaml"
     if not (fleet_repo / "fleet").is_dir():
         raise UsageError(f"--fleet-repo {fleet_repo}: no fleet/ folder")
-    run_id, version = _register(tracker, req.model, req.onnx.name, data, entry)
+    run_id, version = _register(tracker, req.model, req.onnx.name, data, entry, run_id, alias)
     sha = hashlib.sha256(data).hexdigest()
     artifact = f"fleet/artifacts/{req.model}-v{version}.onnx"
     full = {
@@ -189,16 +201,23 @@ def add_model(req: AddRequest, tracker: Tracker, fleet_repo: Path) -> Added:
     if catalogue.exists():
         add_model_version(catalogue, full)
     else:
-        new_model_family(catalogue, req.model, full, "brought from outside linefleet")
+        new_model_family(catalogue, req.model, full, req.description)
     return Added(f"{req.model}@{version}", run_id, artifact, catalogue, full)
 
 
 def _register(
-    tracker: Tracker, name: str, filename: str, data: bytes, entry: dict[str, Any]
+    tracker: Tracker,
+    name: str,
+    filename: str,
+    data: bytes,
+    entry: dict[str, Any],
+    run_id: str | None,
+    alias: str,
 ) -> tuple[str, int]:
-    tags = {"linefleet.external": "true", "linefleet.taxonomy": str(entry["taxonomy"])}
-    run = tracker.client.create_run(tracker.experiment(), tags=tags, run_name=f"add {name}")
-    run_id: str = run.info.run_id
+    if run_id is None:
+        tags = {"linefleet.external": "true", "linefleet.taxonomy": str(entry["taxonomy"])}
+        run = tracker.client.create_run(tracker.experiment(), tags=tags, run_name=f"add {name}")
+        run_id = str(run.info.run_id)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             model = Path(tmp) / filename
@@ -212,7 +231,7 @@ def _register(
     except Exception:
         tracker.client.set_terminated(run_id, "FAILED")
         raise
-    version = tracker.register(name, run_id, f"model/{filename}", alias="external")
+    version = tracker.register(name, run_id, f"model/{filename}", alias=alias)
     return run_id, version
 
 

@@ -80,6 +80,8 @@ def _check_one(
         if problem := check_class(taxonomies, new.taxonomy, new.cls):
             out.append(problem)
         return out
+    if new.kind is EventKind.SAMPLE:
+        return [] if new.frame in frames else [f"frame {str(new.frame)[:12]} is not stored"]
     if new.kind is EventKind.QA:
         return _check_qa(new, state)
     if new.kind is EventKind.REVIEW:

@@ -122,7 +122,7 @@ def build(state: LabelState, taxonomy: Taxonomy) -> DatasetVersion:
             by_frame[label.frame].append(label)
     items = []
     for frame, labels in by_frame.items():
-        cls = _resolve(labels)
+        cls = frame_class(labels)
         if cls is None:
             excluded["disputed (tied annotators)"] += 1
             continue
@@ -139,7 +139,8 @@ def build(state: LabelState, taxonomy: Taxonomy) -> DatasetVersion:
     )
 
 
-def _resolve(labels: list[Label]) -> str | None:
+def frame_class(labels: list[Label]) -> str | None:
+    """The class of a frame from its current labels (None: disputed by tied annotators)."""
     if len(labels) == 1:  # most frames: one label, an override or a single annotator's
         return labels[0].cls
     overrides = [lab for lab in labels if lab.origin is EventKind.OVERRIDE]

@@ -6,6 +6,9 @@
     migration   a label moves to the next taxonomy version: automatically (same, renamed,
                 merged: `cls` set) or pending a human decision (split, deprecated: `cls` empty)
     review      a human resolves a pending migration by choosing the class
+    sample      the edge sent frame F as an audit sample of frames its model called `ok`
+                confidently (`detail`: the frame's reason, `audit` or `sample`); labelling the
+                frame estimates the line's field escape rate (`trainer/audits.py`)
 
 `target` links an event to the one it acts on: qa -> override/annotation, migration -> the
 label's first event (annotation or override), review -> migration.
@@ -36,6 +39,7 @@ class EventKind(enum.StrEnum):
     QA = "qa"
     MIGRATION = "migration"
     REVIEW = "review"
+    SAMPLE = "sample"
 
 
 class Decision(enum.StrEnum):
@@ -54,11 +58,13 @@ class NewEvent:
     taxonomy: str | None = None
     target: int | None = None
     detail: str | None = None
-    """qa: confirm/reject; migration: the mapping kind (same, renamed, merged, split, ...)."""
+    """qa: confirm/reject; migration: the mapping kind (same, renamed, merged, split, ...);
+    sample: the frame's reason on the wire."""
     model_said: str | None = None
     model_version: str | None = None
     source_id: str | None = None
-    """For overrides: the edge's event id, so ingesting the same events twice is a no-op."""
+    """For overrides: the edge's event id, for samples `sample:<frame>`, so ingesting the same
+    events or frames twice is a no-op."""
     at: dt.datetime | None = None
 
 

@@ -13,6 +13,10 @@ The frame itself arrives on `.../frames` (an `LFF1` envelope, checked by
 `linefleet_core.wire.decode_frame`). Events are deduplicated by `device:seq`. An override
 whose frame has not arrived yet is reported as waiting and not written; ingesting again
 later picks it up. Other event types are counted and ignored.
+
+A frame the edge sent as an audit sample (reason `audit` or `sample`: its model called it `ok`
+with confidence) also becomes a `sample` event, so it waits in `labels tasks --kind sample`
+for a label; the labels estimate the line's field escape rate (`trainer/audits.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from linefleet_core import wire
 from linefleet_core.refs import Id, VersionedRef
+from trainer.audits import sample_event
 from trainer.checks import check_class
 from trainer.events import EventKind, NewEvent
 from trainer.frames import FrameStore, UnreadableFrame
@@ -52,6 +57,8 @@ class IngestReport:
     queued: int = 0
     duplicates: int = 0
     frames: int = 0
+    samples: int = 0
+    """Audit samples queued for a label (new ones; a sample ingested twice counts once)."""
     waiting_for_frame: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
@@ -66,6 +73,7 @@ def ingest(
     """Store the frames, then queue every valid override whose frame is known; one transaction."""
     report = IngestReport()
     infos: dict[str, FrameInfo] = {}
+    samples: list[NewEvent] = []
     for payload in frame_payloads:
         try:
             meta, jpeg = wire.decode_frame(payload)
@@ -75,6 +83,8 @@ def ingest(
             continue
         site, _, line = meta.line.partition("/")
         infos[sha] = FrameInfo(sha, site, line, meta.camera)
+        if (sample := sample_event(meta, sha)) is not None:
+            samples.append(sample)
     report.frames = len(infos)
     parsed = [new for raw in events if (new := _override(raw, store, report)) is not None]
     known = {**store.frames(e.frame for e in parsed if e.frame), **infos}
@@ -84,9 +94,12 @@ def ingest(
             report.waiting_for_frame.append(new.source_id or "")
         else:
             batch.append(new)
-    ids = store.append(batch, new_frames=list(infos.values()))
-    report.queued = len(ids)
-    report.duplicates = len(batch) - len(ids)
+    ids = store.append([*batch, *samples], new_frames=list(infos.values()))
+    fresh = set(ids)
+    kinds = Counter(e.kind for e in store.events(min(ids) - 1) if e.id in fresh) if ids else {}
+    report.queued = kinds.get(EventKind.OVERRIDE, 0)
+    report.samples = kinds.get(EventKind.SAMPLE, 0)
+    report.duplicates = len(batch) - report.queued
     return report
 
 

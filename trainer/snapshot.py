@@ -23,7 +23,7 @@ from trainer import views
 from trainer.events import Decision, Event, EventKind
 from trainer.views import Label, LabelState
 
-FORMAT = 1
+FORMAT = 2
 
 
 def fingerprint(taxonomies: Mapping[str, Taxonomy]) -> str:
@@ -44,6 +44,7 @@ def encode(state: LabelState) -> bytes:
         ],
         "audit_queue": state.audit_queue,
         "annotated": list(state.annotated.items()),
+        "samples": [_event(v) for v in state.samples.values()],
         "last_event": state.last_event,
     }
     return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
@@ -54,6 +55,7 @@ def decode(blob: bytes) -> LabelState:
     labels = [_to_label(row) for row in doc["labels"]]
     rejected = [_to_label(row) for row in doc["rejected"]]
     overrides = [_to_event(row) for row in doc["overrides"]]
+    samples = [_to_event(row) for row in doc["samples"]]
     return LabelState(
         labels={lab.id: lab for lab in labels},
         rejected={lab.id: lab for lab in rejected},
@@ -62,6 +64,7 @@ def decode(blob: bytes) -> LabelState:
         migrations={k: (label, tuple(choices)) for k, label, choices in doc["migrations"]},
         audit_queue=list(doc["audit_queue"]),
         annotated=dict(doc["annotated"]),
+        samples={ev.id: ev for ev in samples},
         last_event=doc["last_event"],
     )
 

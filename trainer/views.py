@@ -8,7 +8,9 @@ state and folds only what was appended since: `LabelStore.state()`). The state h
 - `labels`: every live label by its first event's id, with its current class and taxonomy
   version (after migrations and reviews) and the version it was made under;
 - `tasks`: what waits for a human: re-review of a split or deprecated class, the audit of a
-  new annotator's first labels, and inspector overrides waiting for QA.
+  new annotator's first labels, inspector overrides waiting for QA, and field samples (frames
+  the edge's model called `ok` confidently, sent for audit) that no label covers yet;
+- `samples`: every field sample, by its event id (`trainer/audits.py` estimates escapes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class TaskKind(enum.StrEnum):
     REVIEW = "review"  # a taxonomy migration that needs a human decision
     AUDIT = "audit"  # one of a new annotator's first labels
     OVERRIDE = "override"  # an inspector override waiting for QA
+    SAMPLE = "sample"  # a field audit sample without a label
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class Label:
 @dataclass(frozen=True)
 class Task:
     id: int
-    """The event to act on: the migration (review), the annotation (audit), the override (qa)."""
+    """The event to act on: the migration (review), the annotation (audit), the override (qa),
+    the sample (label its frame)."""
     kind: TaskKind
     frame: str
     line_key: str
@@ -78,6 +82,8 @@ class LabelState:
     audit_queue: list[int] = field(default_factory=list)
     annotated: dict[str, int] = field(default_factory=dict)
     """How many annotations each annotator made (the first AUDIT_FIRST are audited)."""
+    samples: dict[int, Event] = field(default_factory=dict)
+    """Field audit samples from the edge, by event id."""
     last_event: int = 0
     """The newest event folded in (0: none)."""
 
@@ -91,6 +97,7 @@ class LabelState:
             migrations=dict(self.migrations),
             audit_queue=list(self.audit_queue),
             annotated=dict(self.annotated),
+            samples=dict(self.samples),
             last_event=self.last_event,
         )
 
@@ -131,6 +138,12 @@ class LabelState:
                     f"{ov.actor} overrode {ov.model_version}: {ov.model_said} -> {ov.cls}",
                 )
             )
+        labelled = {lab.frame for lab in self.labels.values()}
+        for ev in self.samples.values():
+            if ev.frame is not None and ev.frame not in labelled:
+                said = f"{ev.model_version} said {ev.model_said}"
+                summary = f"label this {ev.detail} frame from {ev.actor}: {said}"
+                out.append(Task(ev.id, TaskKind.SAMPLE, ev.frame, ev.line_key, summary))
         return sorted(out, key=lambda t: t.id)
 
 
@@ -154,6 +167,8 @@ def fold(
                 state.audit_queue.append(ev.id)
         elif ev.kind is EventKind.OVERRIDE:
             state.overrides[ev.id] = ev
+        elif ev.kind is EventKind.SAMPLE:
+            state.samples[ev.id] = ev
         elif ev.kind is EventKind.QA and ev.target is not None:
             _qa(state, ev)
         elif ev.kind is EventKind.MIGRATION and ev.target in state.labels:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from linefleet.scaffold import InitOptions
+from linefleet_core.atomic import write_tree
 from linefleet_core.errors import ExitCode, Finding, FindingsError, Severity, UsageError
 
 ACTIONS_REPO = "linefleet/linefleet"
@@ -98,7 +98,7 @@ def run(ns: argparse.Namespace) -> int:
     )
     files = build(options, {target: origin for target, (origin, _) in brought.items()})
     try:
-        write_files(files, args.dir)
+        write_tree(files, args.dir)
     except OSError as exc:
         reason = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
         raise UsageError(f"{args.dir}: {reason}") from None
@@ -214,31 +214,6 @@ def _check_target(args: InitArgs) -> None:
         raise UsageError(f"{args.dir}: not empty (use --force to write the new fleet into it)")
     if args.commit and shutil.which("git") is None:
         raise UsageError("git is not installed (or use --no-commit)")
-
-
-def write_files(files: dict[str, bytes], out: Path) -> None:
-    """Stage every file next to `out`, then move them in: a failure leaves nothing half-written.
-
-    A new `out` appears at once (one rename); into an existing one, each file is replaced
-    atomically and files that are not ours are kept.
-    """
-    out = out.absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-init-", dir=out.parent))
-    try:
-        for rel, data in files.items():
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if not out.exists():
-            staging.rename(out)
-            return
-        for rel in sorted(files):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            (staging / rel).replace(out / rel)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def commit(repo: Path, paths: list[str], message: str) -> None:

@@ -71,16 +71,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--taxonomy", help="for rows without a taxonomy version (name@N)")
     c.set_defaults(run=run_import)
 
-    c = cmds.add_parser("tasks", help="list open tasks: re-reviews, audits, overrides to QA")
-    c.add_argument("--kind", choices=("review", "audit", "override"))
+    c = cmds.add_parser(
+        "tasks", help="list open tasks: re-reviews, audits, overrides to QA, field samples"
+    )
+    c.add_argument("--kind", choices=("review", "audit", "override", "sample"))
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.set_defaults(run=run_tasks)
 
-    c = cmds.add_parser("review", help="resolve a re-review task by choosing the class")
+    c = cmds.add_parser(
+        "review", help="resolve a re-review task, or label a field sample, by choosing the class"
+    )
     c.add_argument("task", type=int)
     c.add_argument("--class", dest="cls", required=True)
     c.add_argument("--reviewer", required=True)
+    c.add_argument(
+        "--taxonomy", help="sample tasks: the label's taxonomy version (default: the line's)"
+    )
     c.set_defaults(run=run_review)
+
+    c = cmds.add_parser(
+        "escapes",
+        help="field escape rate per line from labelled audit samples (Wilson 95%%)",
+        description="Of the frames the edge sampled among those its model called ok, the "
+        "share a human labelled as a defect, per line, with its 95%% Wilson interval.",
+    )
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(run=run_escapes)
 
     c = cmds.add_parser(
         "qa",
@@ -210,8 +226,11 @@ def run_tasks(ns: argparse.Namespace) -> int:
 def run_review(ns: argparse.Namespace) -> int:
     from trainer.events import EventKind, NewEvent
 
-    store = workspace(ns).open_store()
+    ws = workspace(ns)
+    store = ws.open_store()
     state = store.state()
+    if ns.task in state.samples:
+        return _label_sample(ws, store, state, ns)
     pending = state.migrations.get(ns.task)
     if pending is None:
         raise UsageError(f"task {ns.task} is not an open re-review task (see `labels tasks`)")
@@ -224,6 +243,44 @@ def run_review(ns: argparse.Namespace) -> int:
         ]
     )
     print(f"label {label.id} is now {ns.cls} ({label.taxonomy}); run `labels migrate` to carry on")
+    return int(ExitCode.OK)
+
+
+def _label_sample(ws: Any, store: Any, state: Any, ns: argparse.Namespace) -> int:
+    from linefleet_core.spec import DirectorySource, load
+    from trainer.audits import sample_label
+
+    line = state.samples[ns.task].line_key
+    taxonomy = ns.taxonomy
+    if taxonomy is None:
+        spec, _ = load(DirectorySource(ws.fleet_repo))
+        declared = spec.lines.get(line)
+        if declared is None:
+            raise UsageError(f"task {ns.task}: {line} is not a line of {ws.fleet_repo}; give "
+                             "--taxonomy")  # fmt: skip
+        taxonomy = declared.taxonomy
+    store.append([sample_label(state, ns.task, ns.cls, ns.reviewer, taxonomy)])
+    print(f"sample {ns.task} on {line} labelled {ns.cls} ({taxonomy})")
+    return int(ExitCode.OK)
+
+
+def run_escapes(ns: argparse.Namespace) -> int:
+    from trainer.audits import field_escapes
+    from trainer.evidence import show
+
+    found = field_escapes(workspace(ns).open_store().state())
+    if ns.format == "json":
+        doc = {line: f.to_json() for line, f in found.items()}
+        json.dump({"format_version": 1, "field_escapes": doc}, sys.stdout, indent=2)
+        print()
+        return int(ExitCode.OK)
+    for line, f in found.items():
+        estimate = "no labelled samples yet" if f.rate is None else (
+            f"{f.rate.count} of {f.rate.of} defective: {show(f.rate)}"
+        )  # fmt: skip
+        print(f"{line:<24} {f.sampled:>5} sampled, {f.labelled:>5} labelled  {estimate}")
+    if not found:
+        print("no audit samples from the edge yet (`labels ingest-events` stores them)")
     return int(ExitCode.OK)
 
 
@@ -289,6 +346,7 @@ def run_ingest(ns: argparse.Namespace) -> int:
     ignored = sum(report.ignored.values())
     print(
         f"queued {report.queued} override(s) for QA, {report.frames} frame(s) stored, "
+        f"{report.samples} audit sample(s) to label, "
         f"{report.duplicates} duplicate(s), {len(report.waiting_for_frame)} waiting for "
         f"their frame, {len(report.invalid)} invalid, {ignored} other event(s) ignored"
     )

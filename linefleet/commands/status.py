@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from linefleet_core.text import printable
 
 if TYPE_CHECKING:
     from reconciler.service.fleetstatus import DeviceStatus, FleetStatus, LineRow
+    from trainer.audits import FieldEscapes
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class StatusArgs:
     wait: float | None = None
     device_keys: Path | None = None
     edge_exports: tuple[Path, ...] = ()
+    labels: str | None = None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,6 +73,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "events count as received when they were written (repeatable; duplicates dropped)",
     )
     p.add_argument(
+        "--labels",
+        metavar="URL|FILE",
+        help="the trainer's label store: show each line's field escape rate from labelled "
+        "audit samples, and judge the policy's max_field_escape_rate (with --repo)",
+    )
+    p.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
@@ -78,7 +87,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run)
 
 
-def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
+def collect(
+    args: StatusArgs, escapes: Mapping[str, FieldEscapes] | None = None
+) -> tuple[FleetStatus, float]:
     from reconciler.service.statusread import read_status
 
     return read_status(
@@ -88,7 +99,21 @@ def collect(args: StatusArgs) -> tuple[FleetStatus, float]:
         quiet=args.quiet,
         device_keys=args.device_keys,
         edge_exports=args.edge_exports,
+        field_escapes=None
+        if escapes is None
+        else {k: e.rate for k, e in escapes.items() if e.rate},
     )
+
+
+def read_escapes(args: StatusArgs) -> dict[str, FieldEscapes] | None:
+    """The field escape estimates from the label store (`--labels`), else None."""
+    if args.labels is None:
+        return None
+    from linefleet.report.labels import read_field_escapes, store_url
+    from reconciler.service.statusread import read_spec
+
+    taxonomies = {} if args.repo is None else dict(read_spec(args.repo).taxonomies)
+    return read_field_escapes(store_url(args.labels), taxonomies)
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -103,15 +128,22 @@ def run(ns: argparse.Namespace) -> int:
         ns.wait,
         ns.device_keys,
         tuple(ns.edge_export),
+        ns.labels,
     )
     if args.wait is not None and args.wait < 0:
         raise UsageError("--wait must be 0 or more seconds")
-    status, now = collect(args) if args.wait is None else wait_synced(args)
+    escapes = read_escapes(args)
+    status, now = collect(args, escapes) if args.wait is None else wait_synced(args, escapes)
     if args.format == "json":
-        json.dump(as_json(status, now), sys.stdout, indent=2, allow_nan=False)
+        doc = as_json(status, now)
+        if escapes is not None:
+            doc["field_escapes"] = {line: e.to_json() for line, e in escapes.items()}
+        json.dump(doc, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         print(render_table(status, now))
+        if escapes is not None:
+            print(render_escapes(escapes))
     if args.wait is not None and not all_synced(status):
         print(f"not every device is Synced after {args.wait:g}s", file=sys.stderr)
         return int(ExitCode.INVALID)
@@ -123,13 +155,15 @@ def all_synced(status: FleetStatus) -> bool:
     return bool(status.devices) and all(d.condition.type.value == "Synced" for d in status.devices)
 
 
-def wait_synced(args: StatusArgs, poll: float = 1.0) -> tuple[FleetStatus, float]:
+def wait_synced(
+    args: StatusArgs, escapes: Mapping[str, FieldEscapes] | None = None, poll: float = 1.0
+) -> tuple[FleetStatus, float]:
     """Re-read the broker until every device is Synced or `args.wait` seconds have passed;
     say on stderr what is still outstanding whenever that changes."""
     deadline = time.monotonic() + (args.wait or 0.0)
     said = ""
     while True:
-        status, now = collect(args)
+        status, now = collect(args, escapes)
         if all_synced(status) or time.monotonic() >= deadline:
             return status, now
         pending = [d for d in status.devices if d.condition.type.value != "Synced"]
@@ -252,4 +286,21 @@ def render_table(status: FleetStatus, now: float) -> str:
             printable(f"  last {r}: {status.last_rejection[r]}")
             for r in sorted(status.last_rejection)
         ]
+    return "\n".join(lines)
+
+
+def render_escapes(escapes: Mapping[str, FieldEscapes]) -> str:
+    """The field escape section: per line, defective of the labelled audit samples."""
+    lines = ["", "field escapes (audit samples the model called ok, labelled by people):"]
+    for line, e in escapes.items():
+        if e.rate is None:
+            estimate = "none labelled yet"
+        else:
+            r = e.rate
+            estimate = (
+                f"{r.count} of {r.of} defective: {r.value:.3f} (95% {r.low:.3f}-{r.high:.3f})"
+            )
+        lines.append(printable(f"  {line:<24} {e.sampled:>5} sampled  {estimate}"))
+    if not escapes:
+        lines.append("  no audit samples in the label store yet")
     return "\n".join(lines)

@@ -1,11 +1,15 @@
-"""`linefleet trainer …`: promotion pull requests, and the watcher that starts training runs.
+"""`linefleet trainer …`: promotion pull requests, the watcher that starts training runs, and
+the lines' novelty models.
 
     linefleet trainer promote --run RUN_ID --fleet-repo DIR --forge local
     linefleet trainer watch --model surface-cnn --min-new-labels 200 --broker mqtt://h:1883
+    linefleet trainer novelty --line toledo/line-1 --false-alarm-rate 0.01
 
 Exit codes: 0 pull request opened or updated, 1 no line qualifies / invalid change / forge
 refused, 2 usage, 4 forge or git remote unreachable. `trainer champion` exits 0 also when
 there is nothing to point the alias at (it says why), 2 for a model not in the catalogue.
+`trainer novelty` exits 0 when every line got its model, 1 when a line has too few ok frames
+or the entry fails the catalogue's checks, 2 on usage.
 """
 
 from __future__ import annotations
@@ -65,6 +69,100 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--model", required=True)
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     c.set_defaults(run=run_champion)
+    register_novelty(cmds)
+
+
+def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from trainer.novelty import NoveltyConfig
+
+    defaults = NoveltyConfig()
+    c = cmds.add_parser(
+        "novelty",
+        help="fit a novelty model per line on its ok frames; register and catalogue it",
+        description="Fit Gaussian statistics of patch features on each line's ok frames (train "
+        "split of the label store's dataset), choose the threshold on its held-out ok frames "
+        "at --false-alarm-rate, record the run in MLflow, register it and write the catalogue "
+        "entry (task anomaly) and artifact into --fleet-repo, as `linefleet model add` does.",
+    )
+    add_workspace_options(c)
+    c.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="SITE/LINE",
+        help="a line to fit (repeatable; default: every line of the fleet repository)",
+    )
+    c.add_argument("--taxonomy", help="taxonomy version (default: each line's declared one)")
+    c.add_argument("--model", help="catalogue family (one line; default novelty-SITE-LINE)")
+    c.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=defaults.false_alarm_rate,
+        help=f"share of held-out ok frames allowed over the threshold "
+        f"(default {defaults.false_alarm_rate})",
+    )
+    c.add_argument("--size", type=int, default=defaults.size, help="input size in pixels")
+    c.add_argument("--patch", type=int, default=defaults.patch, help="patch side in pixels")
+    c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(run=run_novelty)
+
+
+def run_novelty(ns: argparse.Namespace) -> int:
+    import json
+
+    from trainer.novelty import NoveltyConfig
+    from trainer.noveltyrun import NoveltyRequest, novelty_runs
+    from trainer.tracking import default_uri
+    from trainer.workspace import Workspace
+
+    if not 0 < ns.false_alarm_rate < 1:
+        raise UsageError(f"--false-alarm-rate {ns.false_alarm_rate}: a fraction in (0, 1)")
+    if ns.size < 8 or ns.patch < 2 or ns.size % ns.patch:
+        raise UsageError(f"--size {ns.size} must be a multiple of --patch {ns.patch} (>= 2)")
+    request = NoveltyRequest(
+        workspace=Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels),
+        lines=tuple(ns.line),
+        tracking_uri=ns.tracking_uri or default_uri(ns.state),
+        taxonomy=ns.taxonomy,
+        config=NoveltyConfig(size=ns.size, patch=ns.patch, false_alarm_rate=ns.false_alarm_rate),
+        model=ns.model,
+    )
+    results = novelty_runs(request)
+    if ns.format == "json":
+        doc = [
+            {
+                "line": r.line,
+                "model_version": r.added.ref,
+                "mlflow_run_id": r.added.run_id,
+                "artifact": r.added.artifact,
+                "threshold": r.threshold,
+                "train_ok_frames": r.train_frames,
+                "heldout_false_alarms": r.false_alarms.model_dump(),
+                "defects_flagged": None
+                if r.defects_flagged is None
+                else r.defects_flagged.model_dump(),
+                "dataset": r.dataset,
+            }
+            for r in results
+        ]
+        print(json.dumps({"format_version": 1, "novelty": doc}, indent=2, sort_keys=True))
+        return int(ExitCode.OK)
+    from trainer.evidence import show
+
+    for r in results:
+        name, _, version = r.added.ref.partition("@")
+        flagged = "no labelled defect frames" if r.defects_flagged is None else (
+            f"defect frames flagged {r.defects_flagged.count} of {r.defects_flagged.of}: "
+            f"{show(r.defects_flagged)}"
+        )  # fmt: skip
+        print(f"{r.line}: {r.added.ref} (run {r.added.run_id}), threshold {r.threshold:.4g}")
+        print(f"  fitted on {r.train_frames} ok frame(s); held-out ok frames over the threshold "
+              f"{r.false_alarms.count} of {r.false_alarms.of}: {show(r.false_alarms)}")  # fmt: skip
+        print(f"  {flagged}")
+        print(f"  wrote {r.added.artifact} and {r.added.catalogue}")
+        print(f"  name it on the line: novelty: {{model: {name}, version: {version}}}")
+    return int(ExitCode.OK)
 
 
 def run_promote(ns: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from linefleet_core.placement import line_path
 from linefleet_core.yamledit import edit
 
 # What the demo copies from this checkout's example fleet: the Toledo plant (3 edge devices,
@@ -82,8 +83,7 @@ def head(work: Path) -> str:
 
 # round-trip YAML edits (linefleet_core.yamledit) -----------------------------------------------
 def line_file(work: Path, line: str) -> Path:
-    site, _, name = line.partition("/")
-    return work / "fleet" / "sites" / site / "lines" / f"{name}.yaml"
+    return work / line_path(line)
 
 
 def set_rollout(work: Path, line: str, **fields: Any) -> None:

@@ -87,6 +87,22 @@ class LabelQueues:
 
 
 @dataclass(frozen=True)
+class EscapeView:
+    """A line's field escape rate: defective of the labelled audit samples (Wilson 95%)."""
+
+    line: str
+    sampled: int
+    labelled: int
+    defects: int
+    low: float = 0.0
+    high: float = 1.0
+    limit: float | None = None
+    """The policy's `max_field_escape_rate` (None: not set or not known)."""
+    broken: bool = False
+    """The lower bound is past the limit (`reconciler.service.healthgates`)."""
+
+
+@dataclass(frozen=True)
 class ReportData:
     generated_at: float
     sources: tuple[str, ...] = ()
@@ -94,5 +110,7 @@ class ReportData:
     lines: tuple[LineView, ...] | None = None
     timeline: tuple[TimelineEntry, ...] | None = None
     labels: LabelQueues | None = None
+    escapes: tuple[EscapeView, ...] | None = None
+    """None: no label store given."""
     notes: tuple[str, ...] = ()
     """Anything the reader should know about gaps in the data."""

@@ -2,17 +2,22 @@
 
 Open tasks come from `trainer.views.replay` (the same fold `linefleet labels tasks` uses);
 "confirmed since the last dataset version" counts QA confirmations of overrides newer than the
-newest event a recorded dataset version covered.
+newest event a recorded dataset version covered. The field escape estimates (`trainer.audits`)
+come from the same fold; `linefleet status --labels` reads them here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linefleet.report.data import LabelQueues
 from linefleet_core.errors import UsageError
 from linefleet_core.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from trainer.audits import FieldEscapes
 
 
 def store_url(value: str) -> str:
@@ -72,3 +77,17 @@ def _utc(moment: object) -> float:
 
     assert isinstance(moment, dt.datetime)
     return moment.replace(tzinfo=dt.UTC).timestamp()
+
+
+def read_field_escapes(url: str, taxonomies: Mapping[str, Taxonomy]) -> dict[str, FieldEscapes]:
+    """Per line, the field escape rate estimated from labelled audit samples (read-only)."""
+    from trainer.audits import field_escapes
+    from trainer.store import LabelStore
+    from trainer.views import replay
+
+    store = LabelStore.open(url, taxonomies)
+    try:
+        events = store.events()
+    finally:
+        store.close()
+    return field_escapes(replay(events, taxonomies))

@@ -13,6 +13,7 @@ from html import escape
 
 from linefleet.report.data import (
     CONDITIONS,
+    EscapeView,
     LabelQueues,
     LineView,
     MetricPoint,
@@ -221,6 +222,33 @@ def _labels(queues: LabelQueues | None) -> str:
     )
 
 
+def _escapes(rows: tuple[EscapeView, ...] | None) -> str:
+    if rows is None:
+        return nodata("No label data: pass --labels (the trainer's label store).")
+    if not rows:
+        return nodata("No audit samples from the edge in the label store yet.")
+    body = []
+    for r in rows:
+        if r.labelled:
+            rate = f"{r.defects / r.labelled:.3f} ({r.low:.3f}-{r.high:.3f})"
+        else:
+            rate = "none labelled yet"
+        limit = "-" if r.limit is None else f"{r.limit:.3f}"
+        verdict = badge("Degraded") + " past the gate" if r.broken else ""
+        body.append(
+            f"<tr><td>{esc(r.line)}</td><td>{r.sampled}</td><td>{r.labelled}</td>"
+            f"<td>{r.defects}</td><td><b>{esc(rate)}</b></td><td>{limit} {verdict}</td></tr>"
+        )
+    return (
+        '<section class="card"><p class="muted">Frames the serving model called ok, sampled '
+        "at random on the device and labelled by people: the share that is defective, with its "
+        "95% Wilson interval. The gate breaks when even the lower bound is past the limit.</p>"
+        "<table><thead><tr><th>Line</th><th>Sampled</th><th>Labelled</th><th>Defective</th>"
+        "<th>Field escape rate</th><th>Limit</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></section>"
+    )
+
+
 def build_report(data: ReportData) -> str:
     now = data.generated_at
     sources = "; ".join(data.sources) or "no sources"
@@ -237,6 +265,7 @@ def build_report(data: ReportData) -> str:
         f'<h2 id="metrics">Line metrics over time</h2>{_metrics(data.lines)}'
         f'<h2 id="rollouts">Rollout timeline</h2>{_timeline(data.timeline)}'
         f'<h2 id="labels">Label queues</h2>{_labels(data.labels)}'
+        f'<h2 id="escapes">Field escapes (audit samples)</h2>{_escapes(data.escapes)}'
         "</main><footer>Conditions: ✓ Synced runs what git says · ↻ Progressing is converging · "
         "▲ Degraded rolled back or past a health gate · ✕ Failed cannot converge · "
         "◷ Stale has not reported within 3 heartbeats. Dashed lines are health-gate limits."

@@ -9,11 +9,12 @@ state directory, or both; metrics history from a JSON Lines file (see `history.p
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from linefleet.report.data import ReportData
+from linefleet.report.data import EscapeView, ReportData
 from linefleet.report.fleetview import line_views
 from linefleet.report.history import History, read_history, record
 from linefleet_core.errors import UsageError
@@ -21,6 +22,7 @@ from linefleet_core.errors import UsageError
 if TYPE_CHECKING:
     from linefleet_core.spec import FleetSpec
     from reconciler.service.fleetstatus import FleetStatus
+    from trainer.audits import FieldEscapes
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,44 @@ def _spec(repo: Path) -> FleetSpec:
     return spec
 
 
-def _status(src: Sources, spec: FleetSpec | None) -> tuple[FleetStatus, float]:
+def _status(
+    src: Sources, spec: FleetSpec | None, escapes: Mapping[str, FieldEscapes] | None
+) -> tuple[FleetStatus, float]:
     from reconciler.service.statusread import read_status
 
+    rates = None if escapes is None else {k: e.rate for k, e in escapes.items() if e.rate}
     return read_status(
-        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, spec=spec
+        src.broker,
+        repo=src.repo,
+        state_dir=src.state_dir,
+        quiet=src.quiet,
+        spec=spec,
+        field_escapes=rates,
     )
+
+
+def escape_views(
+    escapes: Mapping[str, FieldEscapes], spec: FleetSpec | None
+) -> tuple[EscapeView, ...]:
+    from reconciler.service.healthgates import field_escape_violation
+
+    limit = None if spec is None else spec.policy.health_gates.max_field_escape_rate
+    views = []
+    for line, e in escapes.items():
+        r = e.rate
+        views.append(
+            EscapeView(
+                line,
+                e.sampled,
+                e.labelled,
+                0 if r is None else r.count,
+                0.0 if r is None else r.low,
+                1.0 if r is None else r.high,
+                limit,
+                field_escape_violation(r, limit) is not None,
+            )
+        )
+    return tuple(views)
 
 
 def _record(path: Path, status: FleetStatus, history: History) -> int:
@@ -67,7 +101,7 @@ def _record(path: Path, status: FleetStatus, history: History) -> int:
 
 
 def collect(src: Sources) -> ReportData:
-    from linefleet.report.labels import read_queues, store_url
+    from linefleet.report.labels import read_field_escapes, read_queues, store_url
 
     sources: list[str] = []
     notes: list[str] = []
@@ -77,9 +111,13 @@ def collect(src: Sources) -> ReportData:
     history: History = {}
     if src.history is not None and (src.history.is_file() or not src.record):
         history = read_history(src.history)
+    escapes = None
+    if src.labels is not None:
+        taxonomies = {} if spec is None else dict(spec.taxonomies)
+        escapes = read_field_escapes(store_url(src.labels), taxonomies)
     status, now = None, time.time()
     if src.broker is not None or src.state_dir is not None:
-        status, now = _status(src, spec)
+        status, now = _status(src, spec, escapes)
         if src.broker is not None:
             sources.append(f"broker {src.broker}")
         if src.state_dir is not None:
@@ -119,5 +157,6 @@ def collect(src: Sources) -> ReportData:
         lines=line_views(status, spec, history, now=now, desired_known=src.broker is not None),
         timeline=timeline,
         labels=labels,
+        escapes=None if escapes is None else escape_views(escapes, spec),
         notes=tuple(notes),
     )

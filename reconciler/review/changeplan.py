@@ -21,8 +21,9 @@ from linefleet_core.fleet import Line, Site
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Mapping as ClassMapping
 from linefleet_core.taxonomy import Taxonomy, class_mapping
-from reconciler.review import policy, published, windows
+from reconciler.review import published
 from reconciler.review.specdiff import FieldChange, diff, flatten
+from reconciler.rules import rollout, windows
 
 HEADER = ("apiVersion", "kind")
 
@@ -58,9 +59,9 @@ class LinePlan:
     key: str
     action: Action
     changes: tuple[FieldChange, ...]
-    steps: tuple[policy.Step, ...]
+    steps: tuple[rollout.Step, ...]
     findings: tuple[Finding, ...]
-    verdict: policy.Verdict
+    verdict: rollout.Verdict
     devices: tuple[str, ...]
     """Edge devices that serve the line (in head, or in base for a removed line)."""
 
@@ -152,7 +153,7 @@ class Plan:
                 1 for line in self.lines if any(f.severity is Severity.ERROR for f in line.findings)
             )
             + sum(1 for f in self.catalogue_violations if f.severity is Severity.ERROR),
-            rollbacks=sum(1 for line in self.lines if line.verdict is policy.Verdict.ROLLBACK),
+            rollbacks=sum(1 for line in self.lines if line.verdict is rollout.Verdict.ROLLBACK),
             errors=len(self.errors),
         )
 
@@ -168,7 +169,7 @@ def plan_change(
     base_findings: Sequence[Finding] = (),
 ) -> Plan:
     """Compare two fleet revisions; judge every changed line by the rollout policy at `now`."""
-    decisions = policy.decide(base, head, now)
+    decisions = rollout.decide(base, head, now)
     lines = tuple(_line(base, head, key, decisions[key]) for key in decisions)
     changed_lines = {line.key for line in lines}
     return Plan(
@@ -186,7 +187,7 @@ def plan_change(
     )
 
 
-def _line(base: FleetSpec, head: FleetSpec, key: str, decision: policy.LineDecision) -> LinePlan:
+def _line(base: FleetSpec, head: FleetSpec, key: str, decision: rollout.LineDecision) -> LinePlan:
     before, after = base.lines.get(key), head.lines.get(key)
     exclude = (*HEADER, "id", "site")
     changes = diff(

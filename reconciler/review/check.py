@@ -41,10 +41,9 @@ def validate(
     if base is not None:
         from linefleet_forge.gitrepo import GitObjects, GitSource
         from reconciler.review import policy
-        from reconciler.review.revisions import fleet_prefix
 
         objects = GitObjects.open(repo)
-        source = GitSource(objects.commit(base), fleet_prefix(objects, repo), objects)
+        source = GitSource(objects.commit(base), objects.subfolder(repo), objects)
         base_spec, _ = fleetspec.load(source, checks)
         findings.extend(policy.check_change(base_spec, head, now or dt.datetime.now(dt.UTC)))
     return Report(sorted(set(findings)), files=len(head.docs))

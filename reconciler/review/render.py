@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from reconciler.review.changeplan import Action, Change, DevicePlan, LinePlan, Plan
-from reconciler.review.policy import Verdict
 from reconciler.review.specdiff import FieldChange
+from reconciler.rules.rollout import Verdict
 
 FORMAT_VERSION = 1
 MARKER = "<!-- linefleet-plan -->"

@@ -44,7 +44,7 @@ def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) ->
     `head=None` plans the working tree (uncommitted edits included) against `base`.
     """
     objects = GitObjects.open(repo)
-    prefix = fleet_prefix(objects, repo)
+    prefix = objects.subfolder(repo)
     checks: Checks = {}
     base_rev, base_spec, base_findings = read_revision(objects, base, prefix, checks)
     if head is None:
@@ -60,10 +60,3 @@ def plan_revisions(repo: Path, base: str, head: str | None, now: dt.datetime) ->
         head_findings=head_findings,
         base_findings=base_findings,
     )
-
-
-def fleet_prefix(objects: GitObjects, repo: Path) -> str:
-    """Where the fleet repository sits inside the git work tree ('' at its root)."""
-    top = Path(objects.work_tree).resolve()
-    rel = repo.resolve().relative_to(top).as_posix()
-    return "" if rel == "." else rel

@@ -15,7 +15,6 @@ from linefleet_core.spec import Checks, FleetSpec
 from linefleet_core.validation import load_checked
 from linefleet_core.wire import DesiredState
 from linefleet_forge.gitrepo import GitObjects, GitSource
-from reconciler.review.revisions import fleet_prefix
 from reconciler.service.compile import compile_device
 
 _BASE = "file:///linefleet-status"  # any base: both sides compile with the same one
@@ -25,7 +24,7 @@ def git_behind(repo: Path, desired: dict[str, DesiredState], rev: str = "HEAD") 
     """`site/device` -> why the broker is behind git (empty when git is not readable)."""
     try:
         objects = GitObjects.open(repo)
-        prefix = fleet_prefix(objects, repo)
+        prefix = objects.subfolder(repo)
         head = objects.commit(rev)
     except LinefleetError:
         return {}

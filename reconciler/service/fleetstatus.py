@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from linefleet_core.catalogue import Rate
 from linefleet_core.conditions import Condition, ConditionType, Reason
 from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineSpec, LineStatus
-from reconciler.service.healthgates import Violation, violations
+from reconciler.service.healthgates import Violation, field_escape_violation, violations
 from reconciler.service.observed import DeviceObservation, Observations, Rejection
 
 RECONCILER_KEYS = (
@@ -118,6 +119,7 @@ def _line_rows(
     desired: DesiredState | None,
     obs: DeviceObservation | None,
     assigned: frozenset[str] | None = None,
+    field: Mapping[str, Violation] | None = None,
 ) -> tuple[list[LineRow], list[Foreign]]:
     """One row per line of the device's desired state, with what it reported for that line.
 
@@ -143,6 +145,8 @@ def _line_rows(
         broken: list[Violation] = []
         if got is not None and got.metrics is not None:
             broken = violations(got.metrics, spec.health_gates, stage=stage)
+        if field and spec.line in field:
+            broken.append(field[spec.line])
         rows.append(
             LineRow(
                 spec.line,
@@ -155,7 +159,8 @@ def _line_rows(
         )
     for key, got in sorted(reported.items()):
         if desired is None and assigned is not None and key in assigned:
-            rows.append(LineRow(key, None, None, got.stage, got))
+            escapes = () if not field or key not in field else (field[key],)
+            rows.append(LineRow(key, None, None, got.stage, got, escapes))
         else:
             foreign.append(Foreign(Rejection.FOREIGN_LINE, key, ""))
     return rows, foreign
@@ -324,22 +329,31 @@ def fleet_status(
     fleet: set[str] | None = None,
     assigned: Mapping[str, frozenset[str]] | None = None,
     behind: dict[str, str] | None = None,
+    field_escapes: Mapping[str, Rate] | None = None,
+    max_field_escape_rate: float | None = None,
 ) -> FleetStatus:
     """`desired`, `fleet` and `assigned` are keyed `site/device`; `fleet` (from the repo) marks
     strangers; `assigned` (lines per device, from the repo) admits the reported lines of a
     device whose desired state was not read (a report from the reconciler's state alone);
-    `behind` (from the repo's git) says, per device, which commit the broker is missing."""
+    `behind` (from the repo's git) says, per device, which commit the broker is missing;
+    `field_escapes` (per `site/line`, from labelled audit samples) is judged against
+    `max_field_escape_rate` on every row of that line."""
     moment = dt.datetime.now(dt.UTC).timestamp() if now is None else now
     keys = set(desired) | set(observations.devices) | (fleet or set())
     out = []
     rejections = Counter(observations.rejections)
     last = dict(observations.last_rejection)
+    field = {
+        line: broken
+        for line, estimate in (field_escapes or {}).items()
+        if (broken := field_escape_violation(estimate, max_field_escape_rate)) is not None
+    }
     for key in sorted(keys):
         site, _, device = key.partition("/")
         doc = desired.get(key)
         obs = observations.devices.get(key)
         mine = None if assigned is None else assigned.get(key, frozenset())
-        rows, foreign = _line_rows(doc, obs, mine)
+        rows, foreign = _line_rows(doc, obs, mine, field)
         for item in foreign:
             rejections[item.reason.value] += 1
             last[item.reason.value] = item.detail(key)

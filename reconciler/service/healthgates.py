@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from linefleet_core.catalogue import Rate
 from linefleet_core.gaterules import Gate, Rule, Subject, rules
 from linefleet_core.wire import HealthGatesSpec, LineMetrics
+
+FIELD_ESCAPE = "max_field_escape_rate"
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,13 @@ def violations(
             named = rule.gate in both and rule.subject is Subject.CANDIDATE
             out.append(Violation(rule.gate.value, value, threshold, "candidate" if named else ""))
     return out
+
+
+def field_escape_violation(estimate: Rate | None, limit: float | None) -> Violation | None:
+    """The field escape gate: broken when even the lower 95% bound of the line's escape rate
+    estimated from labelled audit samples is above `limit`, that is when the samples are
+    evidence that the line lets more through (a high rate on too few samples is not; the value
+    shown is that bound)."""
+    if estimate is None or limit is None or estimate.of == 0 or estimate.low <= limit:
+        return None
+    return Violation(FIELD_ESCAPE, estimate.low, limit, "lower bound of")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from linefleet_core.placement import line_path
 from linefleet_core.spec import FleetSpec
 from linefleet_core.yamledit import edit
 from linefleet_forge.base import Forge
@@ -85,11 +86,6 @@ def plan_rollbacks(spec: FleetSpec, status: FleetStatus) -> list[Action]:
                 Action(key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items))
             )
     return actions
-
-
-def line_path(line: str) -> str:
-    site, _, line_id = line.partition("/")
-    return f"fleet/sites/{site}/lines/{line_id}.yaml"
 
 
 def apply(root: Path, action: Action) -> None:

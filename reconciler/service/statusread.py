@@ -10,11 +10,13 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from linefleet_core import spec as fleetspec
+from linefleet_core.catalogue import Rate
 from linefleet_core.errors import UsageError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_device_keys
@@ -42,6 +44,7 @@ def read_status(
     spec: fleetspec.FleetSpec | None = None,
     device_keys: Path | None = None,
     edge_exports: tuple[Path, ...] = (),
+    field_escapes: Mapping[str, Rate] | None = None,
 ) -> tuple[FleetStatus, float]:
     """The fleet's status and the moment it was read.
 
@@ -50,11 +53,14 @@ def read_status(
     With `device_keys` (a folder of `<device>.pub`), reports must carry the device's signature.
     `edge_exports` (`linefleet edge export` files from air-gapped devices) add their reports
     and events as of the time each was written, de-duplicated as over MQTT.
+    `field_escapes` (per line, from the trainer's labelled audit samples, read by the CLI) are
+    judged against the policy's `max_field_escape_rate` (with `spec` or `repo`).
     """
     if spec is None and repo is not None:
         spec = read_spec(repo)
     fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
     assigned = None if spec is None else fleetspec.assigned_lines(spec)
+    limit = None if spec is None else spec.policy.health_gates.max_field_escape_rate
     observations = Observations()
     recorded: dict[str, str] = {}
     if state_dir is not None:
@@ -72,7 +78,8 @@ def read_status(
         _ingest_export(observations, path, time.time(), known, keys)
     if broker is None:
         now = time.time()
-        return fleet_status({}, observations, now, fleet, assigned), now
+        status = fleet_status({}, observations, now, fleet, assigned, None, field_escapes, limit)
+        return status, now
     address = BrokerAddress.parse(broker)
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
@@ -93,7 +100,7 @@ def read_status(
         from reconciler.service.behind import git_behind
 
         behind = git_behind(repo, desired)
-    status = fleet_status(desired, observations, now, fleet, assigned, behind)
+    status = fleet_status(desired, observations, now, fleet, assigned, behind, field_escapes, limit)
     status.reconciler = recorded
     return status, now
 

@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -150,12 +151,13 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     (state / ".linefleet-demo").write_text("")  # a previous run's state dir: wiped, rerunnable
     (state / "old-run.txt").write_text("stale")
     proc = _demo(state)
-    deadline = time.monotonic() + 120
+
+    def training() -> bool:
+        assert proc.poll() is None, proc.communicate()[0]
+        return (state / "trainer").exists() and len(_processes_using(state)) >= 2
+
     try:
-        while not (state / "trainer").exists() or len(_processes_using(state)) < 2:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the demo never reached the training stage"
-            time.sleep(0.2)
+        wait_for("the demo's training stage", training, 120, interval=0.2)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from linefleet.cli import main
 from linefleet_core.signing import SigningKey
 from tests.integration.mqtt.conftest import retained, send
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import until
 from tests.unit.edge.documents import desired, line_doc
 from tests.unit.edge.helpers import spec_for
 
@@ -52,13 +52,16 @@ def test_an_agent_without_its_camera_converges_reports_it_and_stops_cleanly(
         )  # fmt: skip
         try:
             report: dict[str, object] = {}
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and proc.poll() is None:
+
+            def camera_trouble_reported() -> bool:
+                nonlocal report
                 got = retained(broker, reported_topic, quiet=0.2).get(reported_topic)
                 report = json.loads(got) if got else {}
-                if report.get("applied") and "camera" in str(report.get("error")):
-                    break
-                time.sleep(0.3)
+                if proc.poll() is not None:
+                    return True  # exited: the assertion below says so
+                return bool(report.get("applied")) and "camera" in str(report.get("error"))
+
+            until(camera_trouble_reported, 30, interval=0.3)
             assert proc.poll() is None, "the agent exited without its camera"
             assert report.get("applied"), f"no converged report: {report}"
             capsys.readouterr()

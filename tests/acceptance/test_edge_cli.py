@@ -21,6 +21,7 @@ from edge_puller.agent import Agent
 from linefleet.cli import main
 from linefleet_core.signing import SigningKey
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.waiting import wait_for
 from tests.unit.edge.documents import desired, line_doc
 from tests.unit.edge.helpers import spec_for
 
@@ -85,15 +86,18 @@ def _edge_run(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict[str, object]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = [json.loads(x) for x in path.read_text().split("\n")[:-1] if x]
-            if len(lines) >= count:
-                return lines
-        time.sleep(0.1)
-    raise AssertionError(f"{path}: fewer than {count} results after {timeout}s")
+def _lines(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().split("\n")[:-1] if x]
+
+
+def _wait_lines(path: Path, count: int) -> list[dict[str, object]]:
+    def enough() -> list[dict[str, object]]:
+        lines = _lines(path)
+        return lines if len(lines) >= count else []
+
+    return wait_for(f"{count} results in {path}", enough)
 
 
 def test_status_of_a_fresh_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,17 +207,14 @@ def test_run_converges_from_the_broker_and_says_goodbye(
             "--artifact-root", str(tmp_path / "src"),
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+
+            def served_by_inc() -> bool:
                 (frames / f"g{time.monotonic_ns()}.png").write_bytes(
                     cv2.imencode(".png", np.full((48, 64, 3), 200, np.uint8))[1].tobytes()
-                )
-                lines = _wait_lines(results, 1)
-                if lines[-1].get("model") == "inc@1":
-                    break
-                time.sleep(0.2)
-            else:
-                raise AssertionError("the device never served inc@1")
+                )  # one more frame to decide
+                return _wait_lines(results, 1)[-1].get("model") == "inc@1"
+
+            wait_for("the device serving inc@1", served_by_inc, interval=0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
@@ -221,11 +222,9 @@ def test_run_converges_from_the_broker_and_says_goodbye(
         seen: list[bytes] = []
         publisher.on_message = lambda _c, _u, msg: seen.append(bytes(msg.payload))
         publisher.subscribe("linefleet/v1/plant/dev-1/online", qos=1)
-        deadline = time.monotonic() + 5
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for("the retained online message", lambda: seen, 5)
         publisher.loop_stop()
-        assert seen and json.loads(seen[-1])["online"] is False  # the clean goodbye, retained
+        assert json.loads(seen[-1])["online"] is False  # the clean goodbye, retained
     assert main(["edge", "status", "--state-dir", str(tmp_path / "state")]) == 0
 
 

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from linefleet.cli import main
 from linefleet_core.signing import SigningKey
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import until
 from tests.unit.edge.documents import desired, line_doc
 from tests.unit.edge.helpers import spec_for
 
@@ -98,14 +98,15 @@ def test_the_example_device_decides_all_five_cameras_each_credited_to_its_camera
             "--trust-key", keys["public_key"], "--results", str(results),
             "--artifact-root", str(root / "fleet" / "artifacts"),
         )  # fmt: skip
+        decided: list[dict[str, object]] = []
+
+        def every_frame_decided() -> bool:
+            nonlocal decided
+            decided = [r for r in _results(results) if r.get("label")]
+            return len(decided) >= 5 * PER_CAMERA or proc.poll() is not None  # exited: see below
+
         try:
-            deadline = time.monotonic() + 60
-            decided: list[dict[str, object]] = []
-            while time.monotonic() < deadline and proc.poll() is None:
-                decided = [r for r in _results(results) if r.get("label")]
-                if len(decided) >= 5 * PER_CAMERA:
-                    break
-                time.sleep(0.2)
+            until(every_frame_decided, 60, interval=0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from tests.support.external_models import (
     yolo_detector,
 )
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -166,16 +166,18 @@ def test_three_external_model_kinds_deploy_and_decide_frames_on_the_example_devi
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+        decided: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def fifteen_decided() -> bool:
+            if results.exists():
+                for row in results.read_text().split("\n")[:-1]:
+                    record = json.loads(row)
+                    if record.get("label"):
+                        decided[(record["camera"], record["frame_id"])] = record
+            return len(decided) >= 15 or proc.poll() is not None  # exited: see below
+
         try:
-            decided: dict[tuple[str, str], dict[str, Any]] = {}
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None and len(decided) < 15:
-                if results.exists():
-                    for row in results.read_text().split("\n")[:-1]:
-                        record = json.loads(row)
-                        if record.get("label"):
-                            decided[(record["camera"], record["frame_id"])] = record
-                time.sleep(0.2)
+            until(fifteen_decided, 60, interval=0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)

@@ -149,8 +149,11 @@ def test_a_large_model_file_in_the_repository_is_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from linefleet_core.validation import REPO_ARTIFACT_WARN_BYTES
+    from tests.support.onnx_models import build
+    from tests.unit.core.fleetdocs import V2
 
-    big = b"\0" * (REPO_ARTIFACT_WARN_BYTES + 1)
+    # version 2's classifier, padded with an unused initializer past the threshold
+    big = build(classes=tuple(V2), height=64, width=64, pad_bytes=REPO_ARTIFACT_WARN_BYTES + 1)
     digest = hashlib.sha256(big).hexdigest()
     root = _fleet(tmp_path / "repo", "artifacts/big.onnx", digest, len(big))
     (root / "artifacts" / "big.onnx").write_bytes(big)

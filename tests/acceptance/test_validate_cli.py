@@ -12,7 +12,7 @@ import pytest
 
 from linefleet.cli import main
 from tests.hostile.yaml_corpus import CASES, Case
-from tests.unit.core.fleetdocs import MemorySource
+from tests.unit.core.fleetdocs import MemorySource, artifact_bytes
 
 LINE = "fleet/sites/toledo/lines/line-3.yaml"
 
@@ -202,7 +202,8 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
             lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
                 size=10**6
             ),
-            "versions[1].artifact.size: artifacts/v2.onnx is 90 bytes; the catalogue says 1,000,000",
+            f"versions[1].artifact.size: artifacts/v2.onnx is {len(artifact_bytes(2)):,} bytes;"
+            " the catalogue says 1,000,000",
         ),
     ],
     ids=["kind-list", "mixed-timezones", "artifact-escape", "artifact-missing", "sha", "size"],

@@ -41,6 +41,7 @@ from tests.reliability.consumer import Consumer
 from tests.reliability.faults import EdgeProcess, TcpProxy
 from tests.reliability.simdevice import SimDevice
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import until
 
 SITES = ("plant-a", "plant-b")
 
@@ -220,11 +221,8 @@ class Soak:
     def wait_converged(self, since: float, keys: list[str] | None = None) -> float | None:
         """Seconds from `since` until every device (or `keys`) applied its expected state."""
         wanted = {k: self.expected[k] for k in (keys or self.expected)}
-        deadline = time.monotonic() + self.cfg.converge_timeout
-        while time.monotonic() < deadline:
-            if not self.consumer.converged(wanted):
-                return round(time.monotonic() - since, 2)
-            time.sleep(0.1)
+        if until(lambda: not self.consumer.converged(wanted), self.cfg.converge_timeout, 0.1):
+            return round(time.monotonic() - since, 2)
         return None
 
     def _pick(self, fraction: float) -> list[SimDevice]:

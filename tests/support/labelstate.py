@@ -13,5 +13,6 @@ def assert_same_state(got: LabelState, want: LabelState) -> None:
     assert list(got.migrations.items()) == list(want.migrations.items())
     assert got.audit_queue == want.audit_queue
     assert list(got.annotated.items()) == list(want.annotated.items())
+    assert list(got.samples.items()) == list(want.samples.items())
     assert got.last_event == want.last_event
     assert got.tasks() == want.tasks()

@@ -26,6 +26,7 @@ The fleet (every line is valid in every file, and `linefleet validate` passes):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ import yaml
 
 from linefleet_core import yamledit
 from linefleet_core.errors import Finding
+from linefleet_core.placement import line_path
 from linefleet_core.spec import FleetSpec, load
 from linefleet_core.validation import check
 
@@ -85,10 +87,15 @@ def _evidence(candidate: float, incumbent: float, model: str, frames: int) -> di
     }
 
 
+@functools.cache
 def placeholder_artifact(version: int) -> bytes:
-    """The bytes `write_minifleet` writes for a version's artifact (not a model: `validate`
-    checks size and sha256 only; `use_real_artifacts` gives real ONNX models)."""
-    return (f"surface-cnn@{version}\n".encode() * 4096)[: 40960 + version]
+    """The bytes `write_minifleet` writes for a version's artifact: a real tiny ONNX classifier
+    with the version's output classes and a 64x64 input (`validate` reads the graph of every
+    artifact it can open); version 3 is inverted, as in `use_real_artifacts`."""
+    from tests.support.onnx_models import build
+
+    classes = V1 if version == 1 else V2
+    return build(classes=tuple(classes), height=64, width=64, invert=version == 3)
 
 
 def _model_version(version: int, taxonomy: str, classes: list[str], **extra: Any) -> dict[str, Any]:
@@ -275,8 +282,7 @@ def load_docs(docs: dict[str, Any]) -> tuple[FleetSpec, list[Finding]]:
 
 def line_rel(key: str) -> str:
     """The repository-relative path of a line's file: `fleet/sites/<site>/lines/<line>.yaml`."""
-    site, _, line = key.partition("/")
-    return f"fleet/sites/{site}/lines/{line}.yaml"
+    return line_path(key)
 
 
 def write_minifleet(root: Path) -> None:

@@ -21,21 +21,18 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
-from tests.support.mosquitto import accepts, free_port
+from tests.support.server import ServerError, ServerProcess, accepts
 
 RUN_AS = "postgres"
 
 
-class PostgresError(RuntimeError):
+class PostgresError(ServerError):
     pass
 
 
@@ -58,65 +55,62 @@ def find_bindir() -> Path | None:
     )
 
 
-class Postgres:
+class Postgres(ServerProcess):
     """One PostgreSQL cluster in a temp folder, bound to 127.0.0.1 on a free port."""
 
-    host = "127.0.0.1"
+    name = "postgres"
+    error = PostgresError
+    log_name = "postgres.log"
+    stop_signal = signal.SIGINT  # fast shutdown
+    poll_interval = 0.05
     user = "postgres"
 
     def __init__(self, bindir: Path | None = None, *, port: int | None = None) -> None:
         found = bindir or find_bindir()
         if found is None:
             raise PostgresError("PostgreSQL binaries (initdb, postgres) not found")
+        super().__init__(None, port=port)  # a temp folder, deleted on stop()
         self.bindir = found
-        self.port = port or free_port()
-        self.root: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
         self._names = itertools.count(1)
 
     @property
     def data(self) -> Path:
-        assert self.root is not None, "start() first"
-        return self.root / "data"
+        return self.workdir / "data"
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
-    def start(self, timeout: float = 30.0) -> Postgres:
-        if self.running:
-            return self
-        self.root = Path(tempfile.mkdtemp(prefix="linefleet-pg-"))
-        self.root.chmod(0o700)
-        as_user = _as_user()
-        if as_user:
+    def start(self, timeout: float = 30.0) -> Self:
+        return super().start(timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Fast shutdown (SIGINT), then delete the cluster's folder."""
+        super().stop(timeout)
+
+    def prepare(self) -> None:
+        if self.popen_options():
             entry = pwd.getpwnam(RUN_AS)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
         initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user]
         initdb += ["--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"]
-        done = subprocess.run(initdb, capture_output=True, text=True, check=False, **as_user)
+        done = subprocess.run(
+            initdb, capture_output=True, text=True, check=False, **self.popen_options()
+        )
         if done.returncode != 0:
-            self._remove()
             raise PostgresError(f"initdb exited with {done.returncode}:\n{done.stderr[-2000:]}")
+
+    def command(self) -> list[str]:
         server = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
-        server += ["-h", self.host, "-k", str(self.root)]
+        server += ["-h", self.host, "-k", str(self.workdir)]
         for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
             server += ["-c", setting]
-        with (self.root / "postgres.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                server, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **as_user
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                text = self.log()
-                self.process = None
-                self._remove()
-                raise PostgresError(f"postgres exited:\n{text[-2000:]}")
-            if accepts(self.host, self.port) and self._ready():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise PostgresError(f"postgres did not accept connections in {timeout}s")
+        return server
+
+    def popen_options(self) -> dict[str, Any]:
+        return _as_user()
+
+    def ready(self) -> bool:
+        return accepts(self.host, self.port) and self._ready()
 
     def create_database(self, prefix: str = "t") -> str:
         """A new empty database; returns its SQLAlchemy URL."""
@@ -127,31 +121,6 @@ class Postgres:
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT), then delete the cluster's folder."""
-        proc = self.process
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.process = None
-        self._remove()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        if self.root is None:
-            return ""
-        try:
-            return (self.root / "postgres.log").read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def _ready(self) -> bool:
         try:
@@ -166,22 +135,6 @@ class Postgres:
         conninfo = f"host={self.host} port={self.port} user={self.user} dbname=postgres"
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql.encode())
-
-    def _remove(self) -> None:
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-
-    def __enter__(self) -> Postgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _as_user() -> dict[str, Any]:

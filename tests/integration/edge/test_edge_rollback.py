@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -25,17 +23,9 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Device:
@@ -107,8 +97,8 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         assert main([*publish, "--signing-key", keys["private_key"]]) == 0
         toledo.start()
         dresden.start()
-        _wait("toledo serves @2", lambda: toledo.decided_by("surface-cnn@2"))
-        _wait("dresden serves @2", lambda: dresden.decided_by("surface-cnn@2"))
+        wait_for("toledo serves @2", lambda: toledo.decided_by("surface-cnn@2"))
+        wait_for("dresden serves @2", lambda: dresden.decided_by("surface-cnn@2"))
         toledo.halt()
         broker.stop()
         capsys.readouterr()
@@ -122,7 +112,7 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         args = ["edge", "rollback", "--state-dir", str(dresden.state_dir)]
         assert main([*args, "--line", "dresden/line-1", "--note", "scratches missed"]) == 0
         assert "to surface-cnn@1 by the running agent" in capsys.readouterr().out
-        _wait("dresden decides with @1, offline", lambda: dresden.decided_by("surface-cnn@1"))
+        wait_for("dresden decides with @1, offline", lambda: dresden.decided_by("surface-cnn@1"))
         # dresden/line-2 keeps no previous model: refused, nothing changes.
         assert main([*args, "--line", "dresden/line-2"]) == 2
         assert "no previous model" in capsys.readouterr().err
@@ -130,7 +120,7 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         capsys.readouterr()
 
         toledo.start()  # restarts offline on the rolled-back assignment
-        _wait("toledo decides with @1, offline", lambda: toledo.decided_by("surface-cnn@1"))
+        wait_for("toledo decides with @1, offline", lambda: toledo.decided_by("surface-cnn@1"))
 
         broker.start()  # back online: the events and reports go out
 
@@ -141,7 +131,7 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
                 for d in ("toledo-edge-1", "dresden-edge-1")
             )
 
-        _wait("status: both rolled back by hand", both_diverge)
+        wait_for("status: both rolled back by hand", both_diverge)
         main(status)
         devices = {d["device"]: d for d in json.loads(capsys.readouterr().out)["devices"]}
         assert (

@@ -19,6 +19,7 @@ from reconciler.service.mqtt import retained_snapshot
 from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 T = "linefleet/v1"
@@ -85,12 +86,7 @@ def test_devices_only_reach_their_own_topics(
         a.client.subscribe(f"{T}/toledo/toledo-edge-2/desired", 1)  # B's: must stay silent
         a.client.subscribe(f"{T}/#", 1)
         own = f"{T}/toledo/toledo-edge-1"
-        mine = None
-        deadline = time.monotonic() + 5
-        while mine is None and time.monotonic() < deadline:
-            mine = a.got.get(f"{own}/desired")
-            time.sleep(0.05)
-        assert mine is not None
+        mine = wait_for("its own desired state", lambda: a.got.get(f"{own}/desired"), 5)
         a.client.publish(f"{own}/reported", ack(mine), qos=1, retain=True).wait_for_publish(5)
         time.sleep(0.3)
         a.close()

@@ -31,6 +31,7 @@ from linefleet_core.signing import SigningKey
 from linefleet_core.wire import client_id
 from reconciler.service.publish import load_revision, publish
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.waiting import until, wait_for
 
 pytestmark = pytest.mark.integration
 T = "linefleet/v1"
@@ -78,11 +79,8 @@ class Client:
             self.answered.set()
             return self
         self.client.loop_start()
-        deadline = time.monotonic() + timeout  # a refused TLS handshake only disconnects
-        while not (self.answered.is_set() or self.dropped.is_set()):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        # a refused TLS handshake only disconnects
+        until(lambda: self.answered.is_set() or self.dropped.is_set(), timeout, interval=0.01)
         return self
 
     def close(self) -> None:
@@ -164,10 +162,7 @@ def test_the_generated_config_starts_as_root_or_as_the_broker_user(
                         password=creds["toledo-edge-1"]).connect()  # fmt: skip
         assert device.up.is_set(), device.refused
         device.client.subscribe(f"{TOL1}/desired", qos=1)
-        deadline = time.monotonic() + 5
-        while f"{TOL1}/desired" not in device.got:
-            assert time.monotonic() < deadline, broker.log()
-            time.sleep(0.05)
+        wait_for("the device's desired state", lambda: f"{TOL1}/desired" in device.got, 5)
         device.close()
     assert "Error" not in broker.log(), broker.log()
     assert any(p.name.endswith(".db") for p in data.iterdir())  # persistence written

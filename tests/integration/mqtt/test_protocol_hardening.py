@@ -22,6 +22,7 @@ from reconciler.service.reconcile import Reconciler, Settings
 from reconciler.service.store import Store
 from tests.integration.mqtt.conftest import send
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TOL2 = "linefleet/v1/toledo/toledo-edge-2"
@@ -72,10 +73,12 @@ def test_a_reinstalled_device_restarting_seq_at_1_loses_no_events(
     with Session(address, "linefleet-test-reinstall", subscriptions=[f"{TOL2}/events"]) as s:
         s.connect()
         send(mosquitto, first + second + second[-1:])  # the last one redelivered
-        deadline = time.monotonic() + 5
-        while len(rec.observations.device("toledo", "toledo-edge-2").events) < 5:
-            assert time.monotonic() < deadline, rec.observations.rejections
-            rec.absorb(s, 0.2)
+        wait_for(
+            "five events",
+            lambda: len(rec.observations.device("toledo", "toledo-edge-2").events) >= 5,
+            5,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
         rec.absorb(s, 0.3)
     obs = rec.observations.device("toledo", "toledo-edge-2")
     assert [(e.install is not None, e.seq) for e in obs.events] == [
@@ -154,17 +157,16 @@ def test_reports_and_events_must_carry_the_devices_signature(
         s.connect()
         link.start()
         try:
-            deadline = time.monotonic() + 10
-            while agent.state.target is None:
-                assert time.monotonic() < deadline
-                agent.tick()
-                time.sleep(0.05)
+            wait_for("the desired state", lambda: agent.state.target, 10, meanwhile=agent.tick)
             agent.emit("activation", "converged", "hello")
             agent.report()
             obs = rec.observations.device("toledo", "toledo-edge-1")
-            while obs.reported is None or not obs.events:
-                assert time.monotonic() < deadline, rec.observations.rejections
-                rec.absorb(s, 0.2)
+            wait_for(
+                "the signed report and event",
+                lambda: obs.reported is not None and obs.events,
+                10,
+                meanwhile=lambda: rec.absorb(s, 0.2),
+            )
         finally:
             link.stop()
             agent.outbox.close()
@@ -178,9 +180,12 @@ def test_reports_and_events_must_carry_the_devices_signature(
         other = SigningKey.load(keys / "toledo-edge-2.key")
         send(mosquitto, [(f"{tol1}/reported", body, True)])
         send(mosquitto, [(f"{tol1}/reported", sign_payload(other, body), True)])
-        while sum(rec.observations.rejections[r] for r in ("unsigned", "bad_signature")) < 2:
-            assert time.monotonic() < deadline + 5, rec.observations.rejections
-            rec.absorb(s, 0.2)
+        wait_for(
+            "both forgeries rejected",
+            lambda: sum(rec.observations.rejections[r] for r in ("unsigned", "bad_signature")) >= 2,
+            15,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
     assert rec.observations.rejections["unsigned"] == 1
     assert rec.observations.rejections["bad_signature"] == 1
     assert obs.reported == genuine  # the forgeries changed nothing

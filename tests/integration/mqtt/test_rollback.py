@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import git
@@ -16,6 +15,7 @@ from reconciler.service.mqtt import Session
 from reconciler.service.reconcile import Reconciler, Settings
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 DRESDEN = "linefleet/v1/dresden/dresden-edge-1"
@@ -53,10 +53,12 @@ def test_a_failing_canary_is_rolled_back_in_git_once(
     with Session(address, "linefleet-test-rollback", subscriptions=["linefleet/v1/+/+/+"]) as s:
         s.connect()
         send(mosquitto, [(f"{DRESDEN}/reported", ack(desired, lines=lines), True)])
-        deadline = time.monotonic() + 5
-        while "dresden/dresden-edge-1" not in rec.observations.devices:
-            assert time.monotonic() < deadline
-            rec.absorb(s, 0.2)
+        wait_for(
+            "dresden/dresden-edge-1's report",
+            lambda: "dresden/dresden-edge-1" in rec.observations.devices,
+            5,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
 
     second = rec.tick()
     assert second.error == ""
@@ -104,10 +106,12 @@ def test_a_device_cannot_open_a_rollback_for_a_line_it_was_not_sent(
     with Session(address, "linefleet-test-foreign", subscriptions=["linefleet/v1/+/+/+"]) as s:
         s.connect()
         send(mosquitto, [(f"{toledo}/reported", ack(desired, lines=lines), True)])
-        deadline = time.monotonic() + 5
-        while "toledo/toledo-edge-2" not in rec.observations.devices:
-            assert time.monotonic() < deadline
-            rec.absorb(s, 0.2)
+        wait_for(
+            "toledo/toledo-edge-2's report",
+            lambda: "toledo/toledo-edge-2" in rec.observations.devices,
+            5,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
 
     second = rec.tick()
     assert second.error == ""

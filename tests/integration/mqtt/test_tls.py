@@ -30,6 +30,7 @@ from reconciler.service.mqtt import retained_snapshot
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.pki import write_pki
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 RECONCILER = "linefleet-reconciler"
@@ -138,15 +139,16 @@ def test_publish_edge_and_status_over_tls_and_an_untrusting_client_is_refused(
         try:
             conditions: dict[str, str] = {}
             models: set[str | None] = set()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and (
-                conditions.get("toledo-edge-1") != "Synced" or "surface-cnn@2" not in models
-            ):
-                image = np.full((64, 64, 3), 200, dtype=np.uint8)
+
+            def synced() -> bool:
+                nonlocal conditions, models
+                image = np.full((64, 64, 3), 200, dtype=np.uint8)  # one more frame to decide
                 cv2.imwrite(str(frames / f"f{time.monotonic_ns()}.png"), image)
-                time.sleep(0.5)
                 conditions = _status(tls.url(host="localhost"), capsys)
                 models = _models(tmp_path / "toledo-edge-1.jsonl")
+                return conditions.get("toledo-edge-1") == "Synced" and "surface-cnn@2" in models
+
+            until(synced, timeout=60, interval=0.5)
             assert conditions.get("toledo-edge-1") == "Synced", conditions
             assert "surface-cnn@2" in models  # it inspects with what came over TLS
             assert conditions.get("dresden-edge-1") == "Unknown"  # never got through

@@ -14,8 +14,8 @@ from linefleet_core.validation import load_checked
 from linefleet_forge.gitrepo import GitObjects, GitSource
 from reconciler.review.changeplan import Action
 from reconciler.review.check import validate
-from reconciler.review.policy import Verdict
 from reconciler.review.revisions import plan_revisions
+from reconciler.rules.rollout import Verdict
 from tests.support.minifleet import (
     QUIET,
     TO_CANARY,

@@ -9,7 +9,6 @@ import io
 import json
 import tarfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,17 +22,9 @@ from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
 from tests.support.registry import Registry
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _rewrite(src: Path, dst: Path, change: Callable[[str, bytes], bytes]) -> None:
@@ -168,7 +159,7 @@ def test_round_trip_run_with_a_bundle_export_ingest_loses_nothing(
         return bool(rows) and rows[-1].get("model") == "surface-cnn@2"
 
     try:
-        _wait("a decision by surface-cnn@2 with no broker", decided)
+        wait_for("a decision by surface-cnn@2 with no broker", decided)
     finally:
         stop.set()
         thread.join(15)

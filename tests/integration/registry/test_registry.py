@@ -8,9 +8,8 @@ import hashlib
 import json
 import os
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.registry import Registry
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,6 @@ SHA = hashlib.sha256(DATA).hexdigest()
 def central(tmp_path: Path) -> Iterator[Registry]:
     with Registry(tmp_path / "central") as reg:
         yield reg
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_push_prints_the_catalogue_entry_and_a_second_push_sends_nothing(
@@ -221,7 +212,7 @@ def test_two_sites_converge_through_their_own_mirrors_never_the_central_registry
                 devices = json.loads(capsys.readouterr().out)["devices"]
                 return len(devices) == 3 and all(d["condition"] == "Synced" for d in devices)
 
-            _wait("all three devices Synced", all_synced)
+            wait_for("all three devices Synced", all_synced, timeout=40.0)
             for device, site in (("toledo-edge-1", "toledo"), ("dresden-edge-1", "dresden")):
                 state = json.loads((tmp_path / device / "state" / "state.json").read_text())
                 urls = {

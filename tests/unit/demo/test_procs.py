@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from linefleet.demo.procs import Children, Interrupted
+from tests.support.waiting import wait_for
 
 
 def _alive(pid: int) -> bool:
@@ -22,11 +22,10 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_pid_file(path: Path) -> int:
-    deadline = time.monotonic() + 10
-    while not path.exists() or not path.read_text().strip():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return int(path.read_text())
+    def pid() -> str:
+        return path.read_text().strip() if path.exists() else ""
+
+    return int(wait_for(f"the pid in {path.name}", pid, 10))
 
 
 def test_stop_all_ends_the_child_and_its_grandchildren(tmp_path: Path) -> None:
@@ -39,10 +38,7 @@ def test_stop_all_ends_the_child_and_its_grandchildren(tmp_path: Path) -> None:
     assert children.alive() == ["shell"]
     children.stop_all()
     assert child.poll() is not None
-    deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(grandchild)
+    wait_for("the grandchild to end", lambda: not _alive(grandchild), 5)
     assert children.alive() == []
 
 

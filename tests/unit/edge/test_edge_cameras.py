@@ -15,6 +15,7 @@ import numpy as np
 from edge_puller.cameras import CameraFeed, CameraHub, FrameItem, read_camera
 from edge_puller.frames import open_camera
 from edge_puller.sources import Source, check_cameras, lines_of
+from tests.support.waiting import wait_for
 
 FRAME = np.zeros((4, 4, 3), dtype=np.uint8)
 
@@ -93,16 +94,16 @@ def test_a_camera_whose_folder_goes_away_is_reported_and_read_again_while_others
     for reader in readers:
         reader.start()
     try:
-        _until(lambda: feeds["gone"].read == 1 and feeds["fine"].read == 1)
+        wait_for("a frame from each camera", lambda: feeds["gone"].read == feeds["fine"].read == 1)
         shutil.rmtree(gone)
-        _until(lambda: feeds["gone"].state == "retrying")
+        wait_for("the vanished camera retrying", lambda: feeds["gone"].state == "retrying")
         assert "gone" in feeds["gone"].message and "retrying" in feeds["gone"].message
         assert hub.problems() == [feeds["gone"].message]
         cv2.imwrite(str(fine / "b.png"), FRAME)  # the other camera goes on meanwhile
-        _until(lambda: feeds["fine"].read == 2)
+        wait_for("the other camera's next frame", lambda: feeds["fine"].read == 2)
         gone.mkdir()
         cv2.imwrite(str(gone / "c.png"), FRAME)
-        _until(lambda: feeds["gone"].read == 2)
+        wait_for("the camera back with a frame", lambda: feeds["gone"].read == 2)
         assert feeds["gone"].state == "streaming" and hub.problems() == []
         assert feeds["gone"].retries == 1
     finally:
@@ -123,12 +124,3 @@ def test_camera_ids_are_checked_against_the_lines_the_device_serves() -> None:
         "sources: no source for camera c",
     ]
     assert lines_of("b", lines) == ["p/paint-1", "p/paint-2"]  # one camera, two lines
-
-
-def _until(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")

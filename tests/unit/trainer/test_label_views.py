@@ -41,6 +41,7 @@ ops = st.one_of(
     st.tuples(st.just("migrate"), st.integers(2, 3)),
     st.tuples(st.just("review"), st.integers(0, 9), st.integers(0, 9)),
     st.tuples(st.just("reopen")),
+    st.tuples(st.just("sample"), st.integers(0, 3)),
 )
 
 
@@ -86,6 +87,12 @@ def _events(store: LabelStore, op: Op) -> list[NewEvent]:
         return [
             NewEvent(EventKind.OVERRIDE, "insp", frame=FRAMES[op[1]], cls=cls, taxonomy=tax.ref)
         ]
+    if kind == "sample":
+        sha = FRAMES[op[1]]
+        return [
+            NewEvent(EventKind.SAMPLE, "tol-edge-01", frame=sha, detail="audit", model_said="ok",
+                     model_version="surface-cnn@2", source_id=f"sample:{sha}")
+        ]  # fmt: skip
     state = store.state()
     if kind == "qa":  # an open override, a label, or an event that is neither (refused)
         targets = [*sorted(state.overrides), *sorted(state.labels), 10_000]

@@ -19,8 +19,8 @@ import pytest
 
 from reconciler.review import render
 from reconciler.review.changeplan import Action, Plan, RevisionRef, plan_change
-from reconciler.review.policy import Verdict
 from reconciler.review.specdiff import FieldChange, diff, flatten
+from reconciler.rules.rollout import Verdict
 from tests.support.minifleet import documents, line_rel, load_docs
 
 Docs = dict[str, Any]

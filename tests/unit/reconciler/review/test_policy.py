@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from linefleet_core.fleet import Site
-from reconciler.review import policy, windows
-from reconciler.review.policy import Move, Verdict
+from reconciler.review import policy
+from reconciler.rules import windows
+from reconciler.rules.rollout import LineDecision, Move, Verdict, decide
 from tests.support.minifleet import (
     IN_FREEZE,
     QUIET,
@@ -440,14 +441,14 @@ CASES = [
 ]
 
 
-def _decide(case: Case) -> policy.LineDecision:
+def _decide(case: Case) -> LineDecision:
     base_docs = documents()
     case.base(base_docs)
     head_docs = copy.deepcopy(base_docs)
     case.head(head_docs)
     base, _ = load_docs(base_docs)
     head, _ = load_docs(head_docs)
-    decisions = policy.decide(base, head, case.now)
+    decisions = decide(base, head, case.now)
     assert list(decisions) == [case.key], "only the edited line changes"
     return decisions[case.key]
 
@@ -484,7 +485,7 @@ def test_findings_point_at_the_head_line_file() -> None:
 def test_unchanged_fleet_has_no_decisions() -> None:
     base, _ = load_docs(documents())
     head, _ = load_docs(documents())
-    assert policy.decide(base, head, IN_FREEZE) == {}
+    assert decide(base, head, IN_FREEZE) == {}
     assert policy.check_change(base, head, IN_FREEZE) == []
 
 
@@ -499,7 +500,7 @@ def test_new_and_removed_lines() -> None:
     base, _ = load_docs(base_docs)
     head, _ = load_docs(head_docs)
 
-    decisions = policy.decide(base, head, IN_FREEZE)
+    decisions = decide(base, head, IN_FREEZE)
 
     added, removed = decisions["dresden/line-3"], decisions["toledo/line-2"]
     assert [s.move for s in added.steps] == [Move.ADD_LINE, Move.NEW_CANDIDATE]
@@ -565,8 +566,8 @@ def _version(docs: Docs, version: int) -> dict[str, Any]:
                     "versions[1].artifact.sha256",
                     "surface-cnn@2 is published, so its artifact may not change (sha256 "
                     f"{hashlib.sha256(placeholder_artifact(2)).hexdigest()[:12]}…, "
-                    "40962 bytes → sha256 ffffffffffff…, 40962 bytes); add it as version 4 "
-                    "instead",
+                    f"{len(placeholder_artifact(2))} bytes → sha256 ffffffffffff…, "
+                    f"{len(placeholder_artifact(2))} bytes); add it as version 4 instead",
                 )
             ],
         ),

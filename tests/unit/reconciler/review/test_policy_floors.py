@@ -8,8 +8,7 @@ from typing import Any
 
 from linefleet_core.errors import Severity
 from linefleet_core.floors import rate
-from reconciler.review import policy
-from reconciler.review.policy import Verdict
+from reconciler.rules.rollout import LineDecision, Verdict, decide
 from tests.support.minifleet import QUIET, documents, load_docs
 
 from .test_policy import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
@@ -17,13 +16,13 @@ from .test_policy import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
 KEY = "toledo/line-1"  # surface-cnn@3 in shadow, evidence 0.95 vs 0.93 on 500 frames
 
 
-def _decide(edit: Callable[[Docs], None], key: str = KEY) -> policy.LineDecision:
+def _decide(edit: Callable[[Docs], None], key: str = KEY) -> LineDecision:
     base_docs, head_docs = documents(), documents()
     edit(head_docs)
     base, _ = load_docs(base_docs)
     head, findings = load_docs(head_docs)
     assert not [f for f in findings if f.severity is Severity.ERROR], findings
-    return policy.decide(base, head, QUIET)[key]
+    return decide(base, head, QUIET)[key]
 
 
 def _rates(escaped: int, defects: int, rejected: int, oks: int) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""The novelty fitter: a valid plain-ONNX graph that onnxruntime runs, equal to the statistics it
+was fitted with, and scoring a line's defect frames and frames of another source above the
+threshold chosen on held-out ok frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from factory_sim.profiles import draw_profile
+from factory_sim.render import frame_rng, render_frame
+from linefleet_core.errors import PermanentError
+from linefleet_core.modelio import Contract, prepare
+from tests.support.othersource import foreign_frames
+from trainer.novelty import (
+    DIMS,
+    INPUT,
+    OPSET,
+    SCORE,
+    NoveltyConfig,
+    fit_novelty,
+    gaussians,
+    patch_features,
+    threshold_for,
+)
+
+SIZE = 64
+CONTRACT = Contract(classes=("ok", "scratch"), height=SIZE, width=SIZE, task="anomaly")
+PROFILE = draw_profile("toledo", "line-1", seed=4)
+
+
+def _inputs(frames: list[Any]) -> Any:
+    return np.concatenate([prepare(f, CONTRACT)[0] for f in frames])
+
+
+def _line(cls: str, first: int, count: int) -> Any:
+    return _inputs(
+        [render_frame(PROFILE, cls, frame_rng(9, PROFILE, first + i), SIZE) for i in range(count)]
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Any:
+    return fit_novelty(
+        _line("ok", 0, 60), _line("ok", 1000, 40), NoveltyConfig(false_alarm_rate=0.05)
+    )
+
+
+def test_the_graph_is_plain_onnx_with_the_declared_input_and_one_score(fitted: Any) -> None:
+    model = onnx.load_model_from_string(fitted.onnx)
+    onnx.checker.check_model(model, full_check=True)
+    assert {(o.domain, o.version) for o in model.opset_import} == {("", OPSET)}
+    assert {n.domain for n in model.graph.node} == {""}
+    (inp,) = model.graph.input
+    assert inp.name == INPUT
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 3, SIZE, SIZE]
+    assert [o.name for o in model.graph.output] == [SCORE]
+    scores = fitted.score(_line("ok", 2000, 3))
+    assert scores.shape == (3,) and np.all(np.isfinite(scores)) and np.all(scores >= 0)
+
+
+def test_the_score_is_the_largest_patch_mahalanobis_distance_of_the_fitted_gaussians() -> None:
+    train, probe = _line("ok", 0, 30), _line("scratch", 500, 4)
+    config = NoveltyConfig(false_alarm_rate=0.2)
+    model = fit_novelty(train, _line("ok", 1000, 10), config)
+    mean, precision = gaussians(patch_features(train, SIZE, config.patch))
+    feats = patch_features(probe, SIZE, config.patch)  # [N, P, DIMS]
+    assert feats.shape == (4, (SIZE // config.patch) ** 2, DIMS)
+    delta = feats - mean
+    expected = np.sqrt(np.einsum("npi,pij,npj->np", delta, precision, delta)).max(axis=1)
+    np.testing.assert_allclose(model.score(probe), expected, rtol=2e-3)
+
+
+def test_normal_frames_stay_under_the_threshold_defects_and_foreign_frames_do_not(
+    fitted: Any,
+) -> None:
+    normal = fitted.score(_line("ok", 3000, 40))
+    defects = fitted.score(
+        np.concatenate([_line(c, 4000 + 100 * k, 10) for k, c in enumerate(("scratch", "dent"))])
+    )
+    foreign = fitted.score(_inputs(foreign_frames(24, seed=1)))
+    assert np.mean(normal >= fitted.threshold) <= 0.15  # asked 0.05 on 40 other frames
+    assert np.mean(defects >= fitted.threshold) >= 0.8
+    assert np.all(foreign >= fitted.threshold)
+    assert np.median(foreign) > 2 * np.median(normal)
+
+
+def test_the_threshold_is_set_on_the_heldout_frames_at_the_false_alarm_rate(fitted: Any) -> None:
+    held = np.asarray(fitted.heldout_scores)
+    assert len(held) == 40
+    assert np.sum(held >= fitted.threshold) == 2  # floor(0.05 * 40)
+
+
+@pytest.mark.parametrize(
+    ("scores", "rate", "expected"),
+    [
+        ([1.0, 2.0, 3.0, 4.0], 0.25, 4.0),  # one of four may be at or above
+        ([1.0, 2.0, 3.0, 4.0], 0.5, 3.0),
+        ([4.0, 1.0, 3.0, 2.0], 0.5, 3.0),  # order does not matter
+        (list(range(1, 101)), 0.01, 100),
+    ],
+)
+def test_threshold_for_allows_at_most_the_rate(
+    scores: list[float], rate: float, expected: float
+) -> None:
+    threshold = threshold_for(scores, rate)
+    assert threshold == expected
+    assert sum(s >= threshold for s in scores) <= rate * len(scores)
+
+
+def test_below_one_in_n_the_threshold_sits_just_above_every_heldout_score() -> None:
+    threshold = threshold_for([1.0, 2.0, 3.0], 0.01)
+    assert threshold > 3.0 and threshold == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("train", "heldout", "config", "message"),
+    [
+        (5, 10, NoveltyConfig(), "at least 10"),
+        (20, 2, NoveltyConfig(), "threshold needs at least 5"),
+        (20, 10, NoveltyConfig(patch=7), "not a multiple"),
+        (20, 10, NoveltyConfig(false_alarm_rate=0.0), "fraction"),
+    ],
+)
+def test_too_little_or_wrong_input_is_a_clear_error(
+    train: int, heldout: int, config: NoveltyConfig, message: str
+) -> None:
+    with pytest.raises(PermanentError, match=message):
+        fit_novelty(_line("ok", 0, train), _line("ok", 1000, heldout), config)
