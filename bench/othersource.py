@@ -34,7 +34,7 @@ def _texture(material: str, rng: np.random.Generator, size: int) -> np.ndarray:
     """A grey texture around 0.5 (float32 [size, size])."""
     if material == "brushed":
         streaks = rng.standard_normal((size, 1)).astype(np.float32)
-        base = np.repeat(streaks, size, axis=1)
+        base: np.ndarray = np.repeat(streaks, size, axis=1)
         base = cv2.GaussianBlur(base, (1, 9), 0) * 0.06 + _noise(rng, size, 16) * 0.03
         angle = rng.uniform(-10, 10)
         matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)

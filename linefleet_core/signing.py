@@ -47,6 +47,18 @@ def canonical_json(obj: Any) -> bytes:
     ).encode("utf-8")
 
 
+def _joined(obj: Mapping[str, Any], encoded: Mapping[str, bytes]) -> bytes:
+    """`canonical_json(obj)` with the values in `encoded` already encoded: a canonical object
+    is its sorted members, each `"key":value` in canonical form, joined by commas."""
+    parts = [
+        json.dumps(k, ensure_ascii=False).encode("utf-8")
+        + b":"
+        + (encoded[k] if k in encoded else canonical_json(obj[k]))
+        for k in sorted(obj)
+    ]
+    return b"{" + b",".join(parts) + b"}"
+
+
 def content_hash(spec: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of a document's `spec`: what the device must run."""
     return hashlib.sha256(canonical_json(spec)).hexdigest()
@@ -80,6 +92,15 @@ class SigningKey:
         body = {k: v for k, v in document.items() if k != "signature"}
         value = base64.b64encode(self.private.sign(canonical_json(body))).decode("ascii")
         return {**body, "signature": {"alg": "ed25519", "key_id": self.key_id, "value": value}}
+
+    def signed_payload(self, document: Mapping[str, Any], big: str) -> bytes:
+        """`canonical_json(self.sign(document))`, encoding the value under the key `big` once
+        (it is both signed and sent): the bytes are the same, the work about a third."""
+        body = {k: v for k, v in document.items() if k != "signature"}
+        encoded = {big: canonical_json(body[big])} if big in body else {}
+        value = base64.b64encode(self.private.sign(_joined(body, encoded))).decode("ascii")
+        signature = {"alg": "ed25519", "key_id": self.key_id, "value": value}
+        return _joined({**body, "signature": signature}, encoded)
 
     @classmethod
     def generate(cls) -> SigningKey:

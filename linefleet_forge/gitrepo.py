@@ -72,6 +72,25 @@ class Commit:
     hexsha: str
 
 
+@dataclass(frozen=True)
+class Change:
+    """One file that differs between two commits (an all-zero id on the side it is absent)."""
+
+    path: str
+    old_mode: str
+    new_mode: str
+    old_oid: str
+    new_oid: str
+
+    @property
+    def added(self) -> bool:
+        return not self.old_oid.strip("0")
+
+    @property
+    def deleted(self) -> bool:
+        return not self.new_oid.strip("0")
+
+
 @dataclass
 class GitObjects:
     """One repository's commits, trees and blobs, read through plain `git`; blobs kept by id."""
@@ -169,6 +188,40 @@ class GitObjects:
                 self.blobs[oid] = out[end + 1 : end + 1 + size]
                 at = end + 2 + size  # content, then a newline
         return {oid: self.blobs[oid] for oid in wanted}
+
+    def changes(self, old: str, new: str, prefix: str) -> list[Change]:
+        """Every file under fleet/ and taxonomies/ (below `prefix`) that differs between two
+        commits, with its mode and blob id on each side (renames count as delete + add)."""
+        base = f"{prefix}/" if prefix else ""
+        tops = [f"{base}{top}" for top in (FLEET_DIR, TAXONOMY_DIR)]
+        rows = self._git(
+            "diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new, "--", *tops,
+            sep=b"\0",
+        )  # fmt: skip
+        out = []
+        for meta, name in zip(rows[::2], rows[1::2], strict=True):
+            old_mode, new_mode, old_oid, new_oid, _status = meta.decode().lstrip(":").split()
+            out.append(Change(os.fsdecode(name)[len(base) :], old_mode, new_mode, old_oid, new_oid))
+        return out
+
+    def sizes(self, sha: str, paths: Iterable[str]) -> dict[str, tuple[str, str, int]]:
+        """(mode, blob id, size) of each of `paths` (repository-relative) that `sha` has."""
+        wanted = list(paths)
+        out: dict[str, tuple[str, str, int]] = {}
+        for start in range(0, len(wanted), 2000):  # keep the command line short
+            rows = self._git(
+                "ls-tree", "-z", "-l", "--full-tree", sha, "--", *wanted[start : start + 2000],
+                sep=b"\0",
+            )  # fmt: skip
+            for row in rows:
+                meta, _, name = row.partition(b"\t")
+                mode, _, oid, size = meta.split()
+                out[os.fsdecode(name)] = (
+                    mode.decode(),
+                    oid.decode(),
+                    -1 if size == b"-" else int(size),
+                )
+        return out
 
     def _git(self, *args: str, sep: bytes = b"\n") -> list[bytes]:
         return [row for row in self._run(*args).split(sep) if row]

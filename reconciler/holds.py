@@ -48,6 +48,14 @@ def held_lines(live: FleetSpec, head: FleetSpec, now: dt.datetime) -> dict[str, 
     return out
 
 
+def calendar_closed(head: FleetSpec, site: str, now: dt.datetime) -> bool:
+    """True when only rollbacks may land on `site` at `now` (`held_lines` holds nothing on
+    an open site, so a publisher need not read what its devices run)."""
+    found = head.sites.get(site)
+    hold = head.policy.hold_changes_during_production
+    return found is not None and bool(policy.calendar(found, hold, now))
+
+
 def with_held(live: FleetSpec, head: FleetSpec, held: dict[str, Hold]) -> FleetSpec:
     """`head` with each held line as it is in `live` (what the device runs now)."""
     lines = {key: live.lines[key] if key in held else line for key, line in head.lines.items()}

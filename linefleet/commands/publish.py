@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=(
             "Publish the fleet at a revision to the broker. Only documents whose content "
             "differs from what the broker retains are sent; removed devices are cleared. "
+            "When the broker's publish marker names an earlier commit this repository "
+            "published, only the devices the change touches are compiled, signed and "
+            "compared (docs/reconciler.md); --full compares every device. "
             "Exit 0 ok, 1 invalid fleet, 2 usage, 4 broker unreachable (re-run to finish)."
         ),
     )
@@ -76,6 +79,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check freezes and production windows at this ISO time (default: now); a "
         "change that is not a rollback waits while its site is frozen",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="compile, sign and compare every device, whatever changed since the last "
+        "publish (the default when the broker holds no marker of ours)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
 
@@ -84,7 +93,8 @@ def run(ns: argparse.Namespace) -> int:
     from linefleet.commands.validate import parse_now
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.service.publish import default_artifact_base, live_specs, load_revision, publish
+    from reconciler.service.incremental import publish_commit
+    from reconciler.service.publish import default_artifact_base, live_specs
 
     args = PublishArgs(
         ns.broker,
@@ -106,7 +116,6 @@ def run(ns: argparse.Namespace) -> int:
         from linefleet_forge import forge_from_spec
 
         forge = forge_from_spec(args.forge, args.repo)
-    revision = load_revision(args.repo, args.rev, forge)
     base = (
         args.artifact_base
         or os.environ.get("LINEFLEET_ARTIFACT_BASE")
@@ -114,11 +123,14 @@ def run(ns: argparse.Namespace) -> int:
     )
     if ns.max_age is not None and not ns.max_age > 0:
         raise UsageError("--max-age must be positive")
-    result = publish(
-        revision,
+    result = publish_commit(
+        args.repo,
+        args.rev,
         address,
         key,
         base,
+        full=ns.full,
+        forge=forge,
         dry_run=args.dry_run,
         max_age=ns.max_age,
         refuse_file_urls=ns.refuse_file_urls,
@@ -136,10 +148,15 @@ def run(ns: argparse.Namespace) -> int:
             print(f"{would}pruned    {name}")
         for note in result.held:
             print(f"held      {note}")
+        if result.mode == "incremental":
+            print("incremental: only the devices the change touches were compiled and compared")
+        else:
+            print(f"full pass: {result.full_reason or 'every device compared'}")
         print(
             f"{'dry run: ' if result.dry_run else ''}"
             f"commit {result.commit[:12]} generation {result.generation}: "
             f"{result.published} {would}published, {result.unchanged} unchanged, "
             f"{result.pruned} {would}pruned, {result.devices} device(s)"
         )
+
     return int(ExitCode.OK)

@@ -73,9 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from trainer.novelty import NoveltyConfig
-
-    defaults = NoveltyConfig()
+    # the defaults are NoveltyConfig's, filled in by run_novelty: building the parser must not
+    # import the trainer (an edge device parses `linefleet edge ...` without it)
     c = cmds.add_parser(
         "novelty",
         help="fit a novelty model per line on its ok frames; register and catalogue it",
@@ -97,12 +96,10 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c.add_argument(
         "--false-alarm-rate",
         type=float,
-        default=defaults.false_alarm_rate,
-        help=f"share of held-out ok frames allowed over the threshold "
-        f"(default {defaults.false_alarm_rate})",
+        help="share of held-out ok frames allowed over the threshold (default 0.01)",
     )
-    c.add_argument("--size", type=int, default=defaults.size, help="input size in pixels")
-    c.add_argument("--patch", type=int, default=defaults.patch, help="patch side in pixels")
+    c.add_argument("--size", type=int, help="input size in pixels (default 64)")
+    c.add_argument("--patch", type=int, help="patch side in pixels (default 8)")
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.set_defaults(run=run_novelty)
@@ -116,6 +113,10 @@ def run_novelty(ns: argparse.Namespace) -> int:
     from trainer.tracking import default_uri
     from trainer.workspace import Workspace
 
+    defaults = NoveltyConfig()
+    for name in ("false_alarm_rate", "size", "patch"):
+        if getattr(ns, name) is None:
+            setattr(ns, name, getattr(defaults, name))
     if not 0 < ns.false_alarm_rate < 1:
         raise UsageError(f"--false-alarm-rate {ns.false_alarm_rate}: a fraction in (0, 1)")
     if ns.size < 8 or ns.patch < 2 or ns.size % ns.patch:

@@ -7,6 +7,9 @@ documents are unsigned; `reconciler.service.publish` signs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from linefleet_core import artifactref
 from linefleet_core.catalogue import InputSpec, ModelVersion, Normalize, Outputs
 from linefleet_core.errors import PermanentError
@@ -15,6 +18,7 @@ from linefleet_core.oci import OciError, is_oci, parse_ref
 from linefleet_core.refs import line_key
 from linefleet_core.signing import content_hash
 from linefleet_core.spec import FleetSpec
+from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.wire import (
     PROTOCOL,
     Approval,
@@ -33,6 +37,8 @@ from linefleet_core.wire import (
     TelemetrySpec,
     TilingSpec,
 )
+
+T = TypeVar("T")
 
 
 class CompileError(PermanentError):
@@ -65,18 +71,34 @@ def resolve_artifact_url(url: str, artifact_base: str, mirror: str | None = None
     return artifact_base.rstrip("/") + "/" + where.path
 
 
+Memo = dict[tuple[str, ...], object]
+"""Parts compiled once per fleet and shared by every line that names them (a model version,
+a taxonomy, the health gates): pass one to `compile_device` for all devices of one spec."""
+
+
 def _model(
-    spec: FleetSpec, ref: str, where: str, artifact_base: str, mirror: str | None
+    spec: FleetSpec,
+    ref: str,
+    where: str,
+    artifact_base: str,
+    mirror: str | None,
+    memo: Memo,
 ) -> ModelSpec:
+    key = ("model", ref, artifact_base, mirror or "")
+    found = memo.get(key)
+    if isinstance(found, ModelSpec):
+        return found
     version = spec.model_version(ref)
     if version is None:
         raise CompileError(f"{where}: unknown model {ref!r}")
-    return _model_spec(ref, version, artifact_base, mirror)
+    memo[key] = compiled = model_spec(ref, version, artifact_base, mirror)
+    return compiled
 
 
-def _model_spec(
+def model_spec(
     ref: str, version: ModelVersion, artifact_base: str, mirror: str | None
 ) -> ModelSpec:
+    """One catalogue version as documents carry it."""
     return ModelSpec(
         ref=ref,
         artifact=ArtifactRef(
@@ -135,13 +157,17 @@ def _outputs(outputs: Outputs) -> ModelOutputs | None:
 
 
 def _candidate(
-    spec: FleetSpec, cand: Candidate, where: str, artifact_base: str, mirror: str | None
+    spec: FleetSpec,
+    cand: Candidate,
+    where: str,
+    artifact_base: str,
+    mirror: str | None,
+    memo: Memo,
 ) -> CandidateSpec:
-    version = spec.model_version(cand.model)
-    if version is None:
+    if spec.model_version(cand.model) is None:
         raise CompileError(f"{where}: unknown candidate model {cand.model!r}")
     fraction = None if cand.canary_fraction is None else float(cand.canary_fraction)
-    model = _model_spec(cand.model, version, artifact_base, mirror)
+    model = _model(spec, cand.model, where, artifact_base, mirror, memo)
     return CandidateSpec.model_validate(
         {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
     )
@@ -179,8 +205,13 @@ def _gates(gates: HealthGates) -> HealthGatesSpec:
 
 
 def compile_line(
-    spec: FleetSpec, line: Line, camera_ids: list[str], artifact_base: str
+    spec: FleetSpec,
+    line: Line,
+    camera_ids: list[str],
+    artifact_base: str,
+    memo: Memo | None = None,
 ) -> LineSpec:
+    memo = {} if memo is None else memo
     where = line.key
     site = spec.sites.get(line.site)
     mirror = site.artifact_mirror if site is not None else None
@@ -204,24 +235,41 @@ def compile_line(
             )
             for cam in sorted(set(camera_ids))
         ],
-        taxonomy=TaxonomySpec(ref=taxonomy.ref, classes=taxonomy.class_ids),
-        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base, mirror),
+        taxonomy=_shared(memo, ("taxonomy", taxonomy.ref), lambda: _taxonomy(taxonomy)),
+        serving=_model(spec, rollout.serving, f"{where}: serving", artifact_base, mirror, memo),
         candidate=None
         if rollout.candidate is None
-        else _candidate(spec, rollout.candidate, f"{where}: candidate", artifact_base, mirror),
+        else _candidate(
+            spec, rollout.candidate, f"{where}: candidate", artifact_base, mirror, memo
+        ),
         previous=None
         if rollout.previous is None
-        else _model(spec, rollout.previous, f"{where}: previous", artifact_base, mirror),
+        else _model(spec, rollout.previous, f"{where}: previous", artifact_base, mirror, memo),
         telemetry=_telemetry(rollout.telemetry),
-        health_gates=_gates(spec.policy.health_gates),
+        health_gates=_shared(memo, ("gates",), lambda: _gates(spec.policy.health_gates)),
         novelty=None
         if rollout.novelty is None
-        else _model(spec, rollout.novelty.ref, f"{where}: novelty", artifact_base, mirror),
+        else _model(spec, rollout.novelty.ref, f"{where}: novelty", artifact_base, mirror, memo),
     )
 
 
+def _taxonomy(taxonomy: Taxonomy) -> TaxonomySpec:
+    return TaxonomySpec(ref=taxonomy.ref, classes=taxonomy.class_ids)
+
+
+def _shared(memo: Memo, key: tuple[str, ...], build: Callable[[], T]) -> T:
+    if key not in memo:
+        memo[key] = build()
+    return memo[key]  # type: ignore[return-value]  # built by `build` under this key
+
+
 def compile_device(
-    spec: FleetSpec, device: EdgeDevice, commit: str, generation: int, artifact_base: str
+    spec: FleetSpec,
+    device: EdgeDevice,
+    commit: str,
+    generation: int,
+    artifact_base: str,
+    memo: Memo | None = None,
 ) -> DesiredState:
     lines = []
     for serves in device.serves:
@@ -229,7 +277,7 @@ def compile_device(
         line = spec.lines.get(key)
         if line is None:
             raise CompileError(f"device {device.id}: serves unknown line {key!r}")
-        lines.append(compile_line(spec, line, list(serves.cameras), artifact_base))
+        lines.append(compile_line(spec, line, list(serves.cameras), artifact_base, memo))
     body = DeviceSpec(
         heartbeat_seconds=spec.policy.heartbeat_seconds,
         lines=sorted(lines, key=lambda item: item.line),
@@ -254,9 +302,10 @@ def compile_fleet(
     approval: Approval | None = None,
 ) -> dict[str, DesiredState]:
     """One unsigned desired state per device id, in device-id order."""
+    memo: Memo = {}
     return {
         device_id: compile_device(
-            spec, spec.devices[device_id], commit, generation, artifact_base
+            spec, spec.devices[device_id], commit, generation, artifact_base, memo
         ).model_copy(update={"approval": approval})
         for device_id in sorted(spec.devices)
     }

@@ -13,7 +13,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from reconciler.service.compile import (
     document_body,
     unreachable_urls,
 )
+from reconciler.service.marker import MARKER_TOPIC, Marker
 from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 
 
@@ -215,7 +216,7 @@ def sign_all(
         body = document_body(doc)
         if expires_at is not None:
             body["expires_at"] = expires_at
-        payload = canonical_json(key.sign(body))
+        payload = key.signed_payload(body, "spec")
         out[device] = Signed(
             doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
         )
@@ -235,6 +236,11 @@ class Result:
     dry_run: bool = False
     held: list[str] = field(default_factory=list)
     """`site/device: line waits: why` for each change held back by a freeze or window."""
+    mode: str = "full"
+    """`full` (every device compiled and compared) or `incremental` (only those the change
+    since the last published commit touches: `reconciler.service.incremental`)."""
+    full_reason: str | None = None
+    """Why the full pass ran (no marker, `--full`, a policy change, ...)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -249,6 +255,8 @@ class Result:
             "pruned_topics": self.pruned_topics,
             "dry_run": self.dry_run,
             "held": self.held,
+            "mode": self.mode,
+            "full_reason": self.full_reason,
         }
 
 
@@ -265,7 +273,6 @@ def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> LoadedRev
     """The validated fleet at `rev`, with its commit SHA, first-parent generation, and who
     approved it (from `forge`'s merge record; default: the repository's local forge)."""
     from linefleet_core.validation import load_checked
-    from linefleet_forge.approval import approval_of
     from linefleet_forge.gitrepo import GitSource, open_repo, resolve
 
     git_repo = open_repo(repo)
@@ -276,9 +283,16 @@ def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> LoadedRev
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FindingsError(errors)
-    generation = int(git_repo.git.rev_list("--count", "--first-parent", commit.hexsha))
-    approval = approval_of(git_repo, commit.hexsha, forge)
+    generation, approval = provenance(git_repo, commit.hexsha, forge)
     return LoadedRevision(spec, commit.hexsha, generation, approval)
+
+
+def provenance(git_repo: Any, sha: str, forge: Forge | None) -> tuple[int, Approval]:
+    """The first-parent generation of commit `sha` of `git_repo` and who approved it."""
+    from linefleet_forge.approval import approval_of
+
+    generation = int(git_repo.git.rev_list("--count", "--first-parent", sha))
+    return generation, approval_of(git_repo, sha, forge)
 
 
 LiveSpecs = Callable[[str], FleetSpec | None]
@@ -304,12 +318,14 @@ def apply_holds(
         commit = Retained.parse(raw).commit if raw else None
         if commit is None or commit == revision.commit:
             continue
+        device = revision.spec.devices[doc.device]
+        if not holds.calendar_closed(revision.spec, device.site, now):
+            continue  # no freeze or held window there now: nothing waits (no old fleet read)
         if commit not in specs:
             specs[commit] = live(commit)
         then = specs[commit]
         if then is None:
             continue
-        device = revision.spec.devices[doc.device]
         mine = {f"{device.site}/{s.line}" for s in device.serves}
         held = {k: h for k, h in holds.held_lines(then, revision.spec, now).items() if k in mine}
         if not held:
@@ -339,6 +355,35 @@ def live_specs(repo: Path) -> LiveSpecs:
     return read
 
 
+def _send(
+    address: BrokerAddress,
+    client_id: str,
+    messages: list[Outgoing],
+    marker: list[Outgoing],
+    timeout: float,
+) -> None:
+    """Send `messages` and wait for their PUBACKs, then the marker: it is never stored
+    before the documents it vouches for."""
+    with Session(address, client_id) as session:
+        session.connect()
+        try:
+            session.publish_all(messages, timeout)
+            session.publish_all(marker, timeout)
+        except TemporaryError as exc:
+            raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
+
+
+def refuse_local(docs: dict[str, DesiredState]) -> None:
+    """Stop (`PermanentError`) when a document names a `file://` artifact (`--refuse-file-urls`)."""
+    local = unreachable_urls(docs)
+    if local:
+        shown = "; ".join(local[:5]) + (f"; and {len(local) - 5} more" if len(local) > 5 else "")
+        raise PermanentError(
+            f"{len(local)} artifact URL(s) only this machine can open: {shown}. Push the "
+            "models to the registry (`linefleet artifacts push`) or pass --artifact-base"
+        )
+
+
 def default_artifact_base(repo: Path) -> str:
     return repo.resolve().as_uri()
 
@@ -358,6 +403,7 @@ def publish(
     now: float | None = None,
     live: LiveSpecs | None = None,
     calendar_now: dt.datetime | None = None,
+    topics: Sequence[str] | None = None,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
@@ -369,24 +415,23 @@ def publish(
     document names), a change that is not a rollback waits while its site is frozen at
     `calendar_now` (default: the clock): the device keeps that line as it runs it, and the
     result says which lines wait and why.
+    With `topics` (the incremental pass), only those desired topics are read back and
+    compared (`signed` holds their documents); by default every retained desired document.
+    Unless `dry_run`, the publish marker (`reconciler.service.marker`) is cleared before the
+    first document is sent and written after the last PUBACK, unless a change waits.
     """
     moment = time.time() if now is None else now
     if signed is None:
         docs = compile_fleet(
             revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
         )
-        local = unreachable_urls(docs) if refuse_file_urls else []
-        if local:
-            shown = "; ".join(local[:5]) + (
-                f"; and {len(local) - 5} more" if len(local) > 5 else ""
-            )
-            raise PermanentError(
-                f"{len(local)} artifact URL(s) only this machine can open: {shown}. Push the "
-                "models to the registry (`linefleet artifacts push`) or pass --artifact-base"
-            )
+        if refuse_file_urls:
+            refuse_local(docs)
         signed = sign_all(docs, key, None if max_age is None else expiry(moment, max_age))
     client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
-    snapshot = retained_snapshot(address, topic_filter(Channel.DESIRED), client_id, quiet=quiet)
+    filters = [topic_filter(Channel.DESIRED)] if topics is None else list(topics)
+    snapshot = retained_snapshot(address, [*filters, MARKER_TOPIC], client_id, quiet=quiet)
+    marker_then = snapshot.pop(MARKER_TOPIC, None)
     held = {t: m.payload for t, m in snapshot.items()}
     waiting: list[str] = []
     if live is not None:
@@ -407,13 +452,21 @@ def publish(
         lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)
     )
     result.dry_run = dry_run
-    if messages and not dry_run:
-        with Session(address, client_id) as session:
-            session.connect()
-            try:
-                session.publish_all(messages, timeout)
-            except TemporaryError as exc:
-                raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
+    marker = Marker(
+        revision.commit,
+        revision.generation,
+        key.key_id,
+        artifact_base,
+        None if max_age is None else expiry(moment, max_age),
+    )
+    was = Marker.parse(marker_then.payload if marker_then else None, key)
+    vouch = not waiting  # a held change: the broker holds less than the commit says
+    clear = marker_then is not None and (bool(messages) or not vouch)
+    write = vouch and (bool(messages) or was != marker)
+    if not dry_run and (clear or messages or write):
+        first = [Outgoing(MARKER_TOPIC, b"")] if clear else []
+        last = [Outgoing(MARKER_TOPIC, marker.payload(key))] if write else []
+        _send(address, client_id, [*first, *messages], last, timeout)
     result.published = len(the_plan.publish)
     result.pruned = len(the_plan.prune)
     result.published_devices = [f"{s.site}/{s.device}" for s in the_plan.publish]

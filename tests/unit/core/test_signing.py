@@ -252,3 +252,35 @@ def test_a_signed_expiry_is_checked_at_the_receivers_clock() -> None:
     moved["expires_at"] = "2099-01-01T00:00:00Z"  # extended after signing
     with pytest.raises(VerifyError, match="bad-signature"):
         verify(canonical_json(moved), trusted, now=bound + 1)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"spec": {"b": [1, 2.5, "é"], "a": None}, "kind": "DesiredState", "generation": 3},
+        {"kind": "Removed", "zeta": {"x": "\u2028"}, "signature": {"stale": True}},
+        {"spec": [], "aaa": 1, "zzz": {"nested": {"k": "v"}}},
+    ],
+)
+def test_signed_payload_is_the_canonical_signed_document(doc: dict[str, Any]) -> None:
+    key = SigningKey.generate()
+    assert key.signed_payload(doc, "spec") == canonical_json(key.sign(doc))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(["spec", "kind", "a", "ß", "zz"]), JSON, max_size=5))
+def test_signed_payload_matches_for_any_document(doc: dict[str, Any]) -> None:
+    key = SIGNED_PAYLOAD_KEY
+    assert key.signed_payload(doc, "spec") == canonical_json(key.sign(doc))
+
+
+SIGNED_PAYLOAD_KEY = SigningKey.generate()
