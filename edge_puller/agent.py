@@ -115,7 +115,9 @@ class Agent:
         metrics.observe(decision, frame)
         now = dt.datetime.now(dt.UTC)
         if spool is not None:
-            spool.consider(decision, frame, self.site, self.device, now)
+            novelty = wanted.novelty if wanted else None
+            model = self.cache.get(novelty.sha256) if novelty else None
+            spool.consider(decision, frame, self.site, self.device, now, model, roi)
         self.recent.record(decision, frame, now)  # for an inspector's override
         return decision
 

@@ -116,4 +116,17 @@ def _line(spec: LineSpec) -> LineTarget:
         telemetry=TelemetryPolicy.model_validate(telemetry, strict=False),
         gates=HealthGates.model_validate(spec.health_gates.model_dump(), strict=False),
         rois={c.id: (c.roi[0], c.roi[1], c.roi[2], c.roi[3]) for c in spec.cameras if c.roi},
+        novelty=_novelty(spec),
     )
+
+
+def _novelty(spec: LineSpec) -> ModelSpec | None:
+    if spec.novelty is None:
+        return None
+    if spec.novelty.task != "anomaly":
+        raise VerifyError(
+            Refusal.MALFORMED,
+            f"spec.lines[{spec.line}].novelty: task {spec.novelty.task or 'classification'!r}, "
+            "a novelty model is an anomaly model",
+        )
+    return _model(spec.novelty, spec, "novelty")

@@ -96,6 +96,7 @@ def _spool(state_dir: Path, key: str) -> dict[str, Any]:
         "kept": counters.get("kept", 0),
         "evicted": counters.get("evicted", 0),
         "uploaded": counters.get("uploaded", 0),
+        "by_reason": counters.get("reasons", {}),
     }
 
 
@@ -172,6 +173,11 @@ def render_text(status: dict[str, Any]) -> str:
             f"spool       {spool['waiting']} frame(s) waiting ({spool['waiting_bytes']} bytes), "
             f"{spool['kept']} kept, {spool['uploaded']} uploaded, {spool['evicted']} evicted"
         )
+        for reason, c in sorted(spool["by_reason"].items()):
+            out.append(
+                f"  {reason:<12}{c.get('kept', 0)} kept, {c.get('uploaded', 0)} uploaded, "
+                f"{c.get('dropped', 0)} dropped"
+            )
     for spool in status["retired_spools"]:
         out.append(
             f"retired     {spool['line']}: no longer served; {spool['waiting']} frame(s) "

@@ -139,12 +139,14 @@ def plan(observed: Observed) -> list[Step]:
     if target is None:
         return _finish(steps, observed, keep=None)
 
-    # 2. Stage: serving models first (they decide), then rollback targets, then candidates.
+    # 2. Stage: serving models first (they decide), then rollback targets, then candidates,
+    # then novelty models (a line serves without one: frame-statistics novelty meanwhile).
     lines = [target.lines[k] for k in sorted(target.lines)]
     by_role = (
         [ln.serving for ln in lines]
         + [ln.previous for ln in lines if ln.previous is not None]
         + [ln.candidate.model for ln in lines if ln.candidate is not None]
+        + [ln.novelty for ln in lines if ln.novelty is not None]
     )
     for model in by_role:
         steps += _stage(model, observed, planned)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from edge_puller.artifacts import ArtifactStore
@@ -131,7 +132,11 @@ def _line_status(agent: Reporting, key: str) -> dict[str, Any]:
     with agent.lock:
         spool = agent.spools.get(key)
     if spool is not None:
-        status["spool"] = {**vars(spool.counters), "pending": spool.pending()}
+        status["spool"] = {
+            **asdict(spool.counters),
+            "pending": spool.pending(),
+            "pending_by_reason": spool.pending_by_reason(),
+        }
     return status
 
 

@@ -1,12 +1,23 @@
-"""Anomaly-native logging: keep only the frames worth a human's look, within budgets.
+"""Anomaly-native logging: keep the frames worth a human's look, within budgets.
 
-Per line's telemetry policy a frame is kept when the decided class is a defect
-(`keep_defects`), its top confidence lies inside the uncertainty band, or the shadow/canary
-candidate disagrees with the serving model (`keep_disagreements`). Every other frame is only
-counted. Kept frames are JPEG-encoded into the wire's frame envelope and written to a bounded
-on-disk spool (`spool_mb`; the oldest are evicted first, and evictions are counted). When the
-device is connected, `next_upload` hands out the oldest spooled frame while the day's upload
-(`daily_upload_budget_mb`, UTC days) allows it; `uploaded` deletes it after the broker's PUBACK.
+Keep rules (`keep_reason`; docs/edge.md, "Anomaly-native logging"), first match wins:
+`defect` (the deciding model's class is not `ok`, with `keep_defects`), `novel` (the frame's
+input-novelty score, `edge_puller/novelty.py`, says it is far from normal for its camera:
+independent of the classifier), `uncertain` (top confidence at or below the policy's
+`uncertain_at`: no lower edge), `disagreement` (the shadow/canary candidate decided another
+class, with `keep_disagreements`), `audit` (a stratified random sample of the remaining
+confidently-`ok` frames, `audit_rate` per camera: labelled, they estimate the escape rate).
+Every other frame is only counted.
+
+Kept frames are JPEG-encoded into the wire's frame envelope (with the reason and the novelty
+score) and written to a bounded on-disk spool, one file per frame named
+`<seq>-<reason>.lff`. When a budget binds, the most informative frames win (`PRIORITY`:
+defect, novel, uncertain, disagreement, audit): a full spool (`spool_mb`) evicts the least
+informative frames first, oldest first among equals, and refuses a new frame only when
+everything left is more informative; `next_upload` hands out the most informative frame
+first while the day's upload (`daily_upload_budget_mb`, UTC days) allows it, and `uploaded`
+deletes it after the broker's PUBACK. `counters.json` keeps per reason what was kept,
+uploaded and dropped (evicted or refused), and per camera the audit population.
 
 A line the device no longer serves keeps its spool until it is drained: it is marked retired
 (`retired_at` in `counters.json`, so a restart remembers), keeps uploading within its budget,
@@ -18,34 +29,42 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import random
 import shutil
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import cv2
 
 from edge_puller.engine import Decision
-from edge_puller.runtime import Frame
+from edge_puller.novelty import Novelty, NoveltyScorer
+from edge_puller.runtime import Frame, LoadedModel
+from edge_puller.target import Roi
 from linefleet_core.atomic import clean_temps, write_atomic
 from linefleet_core.fleet import TelemetryPolicy
 from linefleet_core.wire import DetectedBox, FrameMeta, encode_frame
 
 MB = 1024 * 1024
-Reason = Literal["defect", "uncertain", "disagreement"]
-FrameReason = Literal["defect", "uncertain", "disagreement", "sample"]
+Reason = Literal["defect", "novel", "uncertain", "disagreement", "audit"]
+FrameReason = Literal["defect", "novel", "uncertain", "disagreement", "audit", "sample"]
+PRIORITY: tuple[Reason, ...] = ("defect", "novel", "uncertain", "disagreement", "audit")
+"""Most informative first: the order of uploads, and the reverse order of evictions."""
 SUFFIX = ".lff"
 
 
-def keep_reason(decision: Decision, policy: TelemetryPolicy) -> Reason | None:
-    """Why this frame is worth keeping (`defect`, `uncertain`, `disagreement`), or None."""
+def keep_reason(
+    decision: Decision, policy: TelemetryPolicy, novelty: Novelty | None = None
+) -> Reason | None:
+    """Why this frame is worth keeping, before the audit sample (`AuditSampler`), or None."""
     if decision.label is None:
         return None
     if policy.keep_defects and decision.label != "ok":
         return "defect"
-    low, high = policy.uncertainty_band
-    if low <= decision.confidence <= high:
+    if novelty is not None and novelty.novel:
+        return "novel"
+    if decision.confidence <= policy.uncertain_at:
         return "uncertain"
     if (
         policy.keep_disagreements
@@ -57,6 +76,25 @@ def keep_reason(decision: Decision, policy: TelemetryPolicy) -> Reason | None:
     return None
 
 
+class AuditSampler:
+    """Stratified random sampling of confidently-`ok` frames, per camera: of every block of
+    round(1 / rate) such frames of a camera, one at a random place in the block."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self._blocks: dict[str, tuple[int, int, int]] = {}  # camera -> (size, position, pick)
+
+    def take(self, camera: str, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        size = max(1, round(1 / rate))
+        block, position, pick = self._blocks.get(camera, (0, size, 0))
+        if block != size or position >= size:  # a new block (or the rate changed)
+            block, position, pick = size, 0, self._rng.randrange(size)
+        self._blocks[camera] = (block, position + 1, pick)
+        return position == pick
+
+
 def envelope(
     decision: Decision,
     frame: Frame,
@@ -65,6 +103,7 @@ def envelope(
     captured_at: dt.datetime,
     reason: FrameReason,
     jpeg_quality: int = 90,
+    novelty: Novelty | None = None,
 ) -> bytes | None:
     """The frame as the wire's `LFF1` envelope (JPEG plus metadata), or None if not decided."""
     if decision.serving is None or decision.label is None:
@@ -92,10 +131,37 @@ def envelope(
         candidate_predicted=candidate.label if candidate else None,
         boxes=[DetectedBox.model_validate(b.to_json()) for b in chosen.boxes] or None,
         score=chosen.score,
+        novelty=None if novelty is None else round(novelty.score, 6),
+        novelty_by=None if novelty is None else novelty.by,
         sha256=hashlib.sha256(jpeg).hexdigest(),
         size=len(jpeg),
     )
     return encode_frame(meta, jpeg)
+
+
+def reason_of(path: Path) -> str:
+    """The reason in a spooled file's name (`<seq>-<reason>.lff`); `legacy` for `<seq>.lff`."""
+    _, _, reason = path.stem.partition("-")
+    return reason or "legacy"
+
+
+_RANKS: dict[str, int] = {reason: rank for rank, reason in enumerate(PRIORITY)}
+
+
+def _rank(reason: str) -> int:
+    """0 = most informative; a spool written before reasons were named drains first."""
+    return _RANKS.get(reason, 0)
+
+
+@dataclass
+class ReasonCounters:
+    kept: int = 0
+    kept_bytes: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    dropped: int = 0
+    """Evicted from a full spool, or refused because everything spooled was more informative."""
+    dropped_bytes: int = 0
 
 
 @dataclass
@@ -111,6 +177,20 @@ class SpoolCounters:
     bytes_today: int = 0
     retired_at: float | None = None
     """Unix time the line stopped being served (its frames still upload); None while served."""
+    reasons: dict[str, ReasonCounters] = field(default_factory=dict)
+    """Per keep reason: frames and bytes kept, uploaded and dropped."""
+    audit: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per camera: `population` (confidently-`ok` frames, the audit's population) and `sampled`."""
+
+    def reason(self, name: str) -> ReasonCounters:
+        return self.reasons.setdefault(name, ReasonCounters())
+
+    def dropped(self, reason: str, size: int) -> None:
+        self.evicted += 1
+        self.evicted_bytes += size
+        counters = self.reason(reason)
+        counters.dropped += 1
+        counters.dropped_bytes += size
 
 
 class Spool:
@@ -118,11 +198,15 @@ class Spool:
         self.folder = folder
         self.policy = policy
         self.jpeg_quality = jpeg_quality
+        self.novelty = NoveltyScorer()
+        self.sampler = AuditSampler()
         folder.mkdir(parents=True, exist_ok=True)
         clean_temps(folder)
         self._counters_path = folder / "counters.json"
         self.counters = self._load_counters()
-        self._bytes = sum(p.stat().st_size for p in self._files())
+        self._index = {p: p.stat().st_size for p in sorted(folder.glob(f"*{SUFFIX}"))}
+        """Spooled files and their sizes, oldest first (the names sort by sequence)."""
+        self._bytes = sum(self._index.values())
         self._lock = threading.Lock()  # the frame loop adds, the MQTT sender uploads
         self._deleted = False
 
@@ -137,48 +221,76 @@ class Spool:
         site: str,
         device: str,
         captured_at: dt.datetime,
+        novelty_model: LoadedModel | None = None,
+        roi: Roi | None = None,
     ) -> str | None:
-        """Keep the frame if the policy says so; return the reason it was kept."""
+        """Score the frame's novelty, keep it if a rule says so; return the reason it was kept."""
         self.counters.seen += 1
-        reason = keep_reason(decision, self.policy)
-        if reason is None or decision.serving is None or decision.label is None:
+        if decision.serving is None or decision.label is None:
             return None
-        payload = envelope(decision, frame, site, device, captured_at, reason, self.jpeg_quality)
+        novelty = self.novelty.score(
+            decision.camera, frame, novelty_model, roi, self.policy.novelty_threshold
+        )
+        reason = keep_reason(decision, self.policy, novelty)
+        if reason is None and decision.label == "ok":
+            reason = self._audit(decision.camera)
+        if reason is None:
+            return None
+        payload = envelope(
+            decision, frame, site, device, captured_at, reason, self.jpeg_quality, novelty
+        )
         if payload is None:
             return None
         with self._lock:
-            self._store(payload)
-        return reason
+            return reason if self._store(payload, reason) else None
+
+    def _audit(self, camera: str) -> Reason | None:
+        with self._lock:
+            stratum = self.counters.audit.setdefault(camera, {"population": 0, "sampled": 0})
+            stratum["population"] += 1
+            if not self.sampler.take(camera, self.policy.audit_rate or 0.0):
+                return None
+            stratum["sampled"] += 1
+            return "audit"
 
     def next_upload(self, today: dt.date | None = None) -> tuple[Path, bytes] | None:
-        """The oldest spooled frame, if today's upload budget still has room for it."""
+        """The most informative spooled frame (oldest first among equals), if today's upload
+        budget still has room for it."""
         with self._lock:
-            if self._deleted:
+            if self._deleted or not self._index:
                 return None
             self._roll_day(today)
             budget = int(self.policy.daily_upload_budget_mb * MB)
-            for path in self._files():
-                payload = path.read_bytes()
-                if self.counters.bytes_today + len(payload) > budget:
-                    return None
-                return path, payload
-            return None
+            path = min(self._index, key=lambda p: (_rank(reason_of(p)), p.name))
+            if self.counters.bytes_today + self._index[path] > budget:
+                return None
+            return path, path.read_bytes()
 
     def uploaded(self, path: Path, size: int, today: dt.date | None = None) -> None:
         with self._lock:
             if self._deleted:  # the spool went away while the frame was on its way
                 return
             self._roll_day(today)
-            if path.exists():  # it may have been evicted while it was on its way
-                path.unlink()
+            if self._index.pop(path, None) is not None:  # it may have been evicted meanwhile
+                path.unlink(missing_ok=True)
                 self._bytes -= size
             self.counters.uploaded += 1
             self.counters.uploaded_bytes += size
             self.counters.bytes_today += size
+            counters = self.counters.reason(reason_of(path))
+            counters.uploaded += 1
+            counters.uploaded_bytes += size
             self.flush()
 
     def pending(self) -> int:
-        return len(self._files())
+        return len(self._index)
+
+    def pending_by_reason(self) -> dict[str, int]:
+        with self._lock:
+            found: dict[str, int] = {}
+            for path in self._index:
+                found[reason_of(path)] = found.get(reason_of(path), 0) + 1
+            return found
 
     def mark_retired(self, at: float | None) -> None:
         """Record when the line stopped being served (None: it is served again)."""
@@ -191,38 +303,52 @@ class Spool:
         """Remove the spool folder; return the frames and bytes that were still waiting."""
         with self._lock:
             self._deleted = True
-            files = self._files()
-            left = (len(files), sum(p.stat().st_size for p in files))
+            left = (len(self._index), self._bytes)
+            self._index.clear()
             shutil.rmtree(self.folder, ignore_errors=True)
             return left
 
     def flush(self) -> None:
         write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
 
-    def _store(self, payload: bytes) -> None:
+    def _store(self, payload: bytes, reason: Reason) -> bool:
+        """Spool the frame, evicting less (or equally) informative ones if it must."""
         if self._deleted:
-            return
+            return False
         limit = int(self.policy.spool_mb * MB)
-        if len(payload) > limit:
-            self.counters.evicted += 1
-            self.counters.evicted_bytes += len(payload)
-            return
-        files = self._files()
-        while files and self._bytes + len(payload) > limit:
-            oldest = files.pop(0)
-            size = oldest.stat().st_size
-            oldest.unlink()
+        rank = _rank(reason)
+        victims: list[Path] = []
+        room = limit - self._bytes
+        if room < len(payload):
+            evictable = sorted(
+                (p for p in self._index if _rank(reason_of(p)) >= rank),
+                key=lambda p: (-_rank(reason_of(p)), p.name),
+            )
+            for path in evictable:
+                if room >= len(payload):
+                    break
+                victims.append(path)
+                room += self._index[path]
+        if room < len(payload):  # everything spooled is more informative: refuse this one
+            self.counters.dropped(reason, len(payload))
+            self.flush()
+            return False
+        for path in victims:
+            size = self._index.pop(path)
+            path.unlink(missing_ok=True)
             self._bytes -= size
-            self.counters.evicted += 1
-            self.counters.evicted_bytes += size
+            self.counters.dropped(reason_of(path), size)
         self.counters.seq += 1
         self.counters.kept += 1
-        write_atomic(self.folder / f"{self.counters.seq:012d}{SUFFIX}", payload)
+        counters = self.counters.reason(reason)
+        counters.kept += 1
+        counters.kept_bytes += len(payload)
+        path = self.folder / f"{self.counters.seq:012d}-{reason}{SUFFIX}"
+        write_atomic(path, payload)
+        self._index[path] = len(payload)
         self._bytes += len(payload)
         self.flush()
-
-    def _files(self) -> list[Path]:
-        return sorted(self.folder.glob(f"*{SUFFIX}"))
+        return True
 
     def _roll_day(self, today: dt.date | None) -> None:
         day = (today or dt.datetime.now(dt.UTC).date()).isoformat()
@@ -232,8 +358,10 @@ class Spool:
 
     def _load_counters(self) -> SpoolCounters:
         try:
-            return SpoolCounters(**json.loads(self._counters_path.read_bytes()))
-        except (FileNotFoundError, ValueError, TypeError):
+            data = json.loads(self._counters_path.read_bytes())
+            reasons = {k: ReasonCounters(**v) for k, v in data.pop("reasons", {}).items()}
+            return SpoolCounters(**data, reasons=reasons)
+        except (FileNotFoundError, ValueError, TypeError, AttributeError):
             return SpoolCounters()
 
 

@@ -129,6 +129,8 @@ class LineTarget:
     gates: HealthGates = field(default_factory=HealthGates)
     rois: dict[str, Roi] = field(default_factory=dict, hash=False, compare=True)
     """Per camera: the region of interest its frames are cut to before any model sees them."""
+    novelty: ModelSpec | None = None
+    """The line's input-novelty model (an anomaly model); None: frame-statistics novelty."""
 
     def models(self) -> list[ModelSpec]:
         """Every model the line needs on disk and loaded, serving first."""
@@ -137,6 +139,8 @@ class LineTarget:
             found.append(self.candidate.model)
         if self.previous is not None:
             found.append(self.previous)
+        if self.novelty is not None:
+            found.append(self.novelty)
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +153,7 @@ class LineTarget:
             "telemetry": self.telemetry.model_dump(mode="json"),
             "gates": self.gates.model_dump(mode="json"),
             "rois": {camera: list(roi) for camera, roi in sorted(self.rois.items())},
+            "novelty": self.novelty.to_dict() if self.novelty else None,
         }
 
     @classmethod
@@ -162,6 +167,7 @@ class LineTarget:
             telemetry=TelemetryPolicy.model_validate(data.get("telemetry", {}), strict=False),
             gates=HealthGates.model_validate(data.get("gates", {}), strict=False),
             rois={str(c): (r[0], r[1], r[2], r[3]) for c, r in data.get("rois", {}).items()},
+            novelty=ModelSpec.from_dict(data["novelty"]) if data.get("novelty") else None,
         )
 
 

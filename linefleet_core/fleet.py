@@ -147,14 +147,25 @@ class Camera(Strict):
 
 
 class TelemetryPolicy(Strict):
-    """What leaves the edge: defect frames, uncertain frames, disagreements; within a budget."""
+    """What leaves the edge (docs/edge.md, "Anomaly-native logging"): defect, novel, uncertain,
+    disagreeing and audit-sampled frames, within a spool and a daily upload budget."""
 
     uncertainty_band: list[Probability] = Field(default=[0.35, 0.65], min_length=2, max_length=2)
-    """Top-class confidence in [low, high] counts as uncertain and is kept."""
+    """Kept for documents written before `uncertain_below`: only its upper edge counts (a top
+    confidence at or below it is uncertain); the lower edge no longer drops anything."""
+    uncertain_below: Probability | None = None
+    """Top-class confidence at or below this is uncertain and kept (default: the band's upper
+    edge). No lower edge: the least confident frames are the most uncertain."""
     daily_upload_budget_mb: float = Field(default=50.0, gt=0)
     spool_mb: float = Field(default=500.0, gt=0)
     keep_defects: bool = True
     keep_disagreements: bool = True
+    audit_rate: Probability | None = None
+    """Share of confidently-`ok` frames kept as `audit` (stratified per camera): labelled, they
+    estimate the line's escape rate. Unset or 0: no audit sample."""
+    novelty_threshold: float | None = Field(default=None, gt=0)
+    """With no novelty model on the line: a frame whose input statistics lie this many standard
+    deviations from its camera's running normal is kept as `novel` (default 4)."""
 
     @model_validator(mode="after")
     def _band(self) -> Self:
@@ -162,6 +173,23 @@ class TelemetryPolicy(Strict):
         if low > high:
             raise ValueError("uncertainty_band must be [low, high] with low <= high")
         return self
+
+    @property
+    def uncertain_at(self) -> float:
+        """The top confidence at or below which a frame is uncertain."""
+        return self.uncertainty_band[1] if self.uncertain_below is None else self.uncertain_below
+
+
+class NoveltyRef(Strict):
+    """The line's novelty model: a catalogue model of task `anomaly` (higher score = less
+    normal, its `threshold` decides `novel`), run on every decided frame beside the classifier."""
+
+    model: Id
+    version: int = Field(ge=1, le=999999)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}@{self.version}"
 
 
 class Candidate(Strict):
@@ -186,6 +214,8 @@ class Rollout(Strict):
     previous: VersionedRef | None = None
     """The model the line served before `serving`: the rollback target the edge keeps hot."""
     telemetry: TelemetryPolicy = TelemetryPolicy()
+    novelty: NoveltyRef | None = None
+    """An input-novelty model for every camera of the line (none: the frame-statistics fallback)."""
 
 
 class Line(Header):

@@ -224,6 +224,8 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
             )
     if rollout.previous:
         refs.append((("rollout", "previous"), rollout.previous))
+    if rollout.novelty:
+        yield from _novelty(spec, line)
     for path, ref in refs:
         mv = spec.model_version(ref)
         family = ref.partition("@")[0]
@@ -259,6 +261,28 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
                     f"{res.width}x{res.height} is smaller than the input {width}x{height} of {ref}",
                     code="capability",
                 )
+
+
+def _novelty(spec: FleetSpec, line: Line) -> Iterator[Finding]:
+    """The novelty model must be in the catalogue and be an anomaly model (a score per frame)."""
+    novelty = line.rollout.novelty
+    if novelty is None:
+        return
+    doc = spec.located(line)
+    mv = spec.model_version(novelty.ref)
+    if mv is None:
+        if novelty.model in spec.models or not spec.exists("Model", novelty.model):
+            yield doc.finding(
+                ("rollout", "novelty"),
+                f"unknown model {novelty.ref!r} (not in the model catalogue)",
+                code="reference",
+            )
+        return
+    if mv.task != "anomaly":
+        yield doc.finding(
+            ("rollout", "novelty", "model"),
+            f"{novelty.ref} is a {mv.task} model; a novelty model has task 'anomaly'",
+        )
 
 
 def _same_or_later(model_taxonomy: str, line_taxonomy: str) -> bool:
@@ -318,6 +342,7 @@ def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> It
         rollout.serving,
         rollout.previous,
         rollout.candidate.model if rollout.candidate else None,
+        rollout.novelty.ref if rollout.novelty else None,
     ]
     for ref in refs:
         mv: ModelVersion | None = spec.model_version(ref) if ref else None

@@ -217,12 +217,17 @@ class TaxonomySpec(Wire):
     classes: list[str] = Field(min_length=2)
 
 
-class TelemetrySpec(Wire):
+class TelemetrySpec(Sparse):
     uncertainty_band: list[Fraction] = Field(min_length=2, max_length=2)
+    """Only the upper edge counts (see `uncertain_below`)."""
     daily_upload_budget_mb: float = Field(gt=0)
     spool_mb: float = Field(gt=0)
     keep_defects: bool
     keep_disagreements: bool
+    # issue 20 (absent: the defaults of `linefleet_core.fleet.TelemetryPolicy`)
+    uncertain_below: Fraction | None = None
+    audit_rate: Fraction | None = None
+    novelty_threshold: float | None = Field(default=None, gt=0)
 
 
 class HealthGatesSpec(Wire):
@@ -233,7 +238,7 @@ class HealthGatesSpec(Wire):
     max_drift_score: float
 
 
-class LineSpec(Wire):
+class LineSpec(Sparse):
     line: LineKey
     cameras: list[CameraSpec] = Field(min_length=1)
     taxonomy: TaxonomySpec
@@ -243,6 +248,8 @@ class LineSpec(Wire):
     """The rollback target the device keeps on disk, ready to switch to."""
     telemetry: TelemetrySpec
     health_gates: HealthGatesSpec
+    novelty: ModelSpec | None = None
+    """The line's input-novelty model (task `anomaly`); absent: frame-statistics novelty."""
 
 
 class DeviceSpec(Wire):
@@ -440,7 +447,9 @@ class FrameMeta(Sparse):
     camera: Id
     frame_id: str = Field(min_length=1, max_length=128)
     captured_at: Timestamp
-    reason: Literal["defect", "uncertain", "disagreement", "sample"]
+    reason: Literal["defect", "novel", "uncertain", "disagreement", "audit", "sample"]
+    """Why it was kept (docs/protocol.md section 9); `audit`: a random sample of confidently-`ok`
+    frames (an escape-rate estimate once labelled); `sample`: sent for another reason."""
     model: VersionedRef
     predicted: str
     confidence: Fraction
@@ -450,6 +459,10 @@ class FrameMeta(Sparse):
     """The deciding model's boxes (a detection model); absent otherwise."""
     score: float | None = None
     """The deciding model's anomaly score (an anomaly model); absent otherwise."""
+    novelty: float | None = None
+    """The frame's input-novelty score (higher = less normal); absent from older devices."""
+    novelty_by: str | None = None
+    """What scored it: the novelty model's ref, or `frame-stats` (the fallback)."""
     content_type: Literal["image/jpeg"] = "image/jpeg"
     sha256: Sha256
     size: int = Field(gt=0)

@@ -162,7 +162,7 @@ def run_novelty(ns: argparse.Namespace) -> int:
               f"{r.false_alarms.count} of {r.false_alarms.of}: {show(r.false_alarms)}")  # fmt: skip
         print(f"  {flagged}")
         print(f"  wrote {r.added.artifact} and {r.added.catalogue}")
-        print(f"  name it on the line: novelty: {{model: {name}, version: {version}}}")
+        print(f"  name it under the line's rollout: novelty: {{model: {name}, version: {version}}}")
     return int(ExitCode.OK)
 
 

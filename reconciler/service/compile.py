@@ -184,7 +184,14 @@ def _telemetry(policy: TelemetryPolicy) -> TelemetrySpec:
         spool_mb=float(policy.spool_mb),
         keep_defects=policy.keep_defects,
         keep_disagreements=policy.keep_disagreements,
+        uncertain_below=_float(policy.uncertain_below),
+        audit_rate=_float(policy.audit_rate),
+        novelty_threshold=_float(policy.novelty_threshold),
     )
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _gates(gates: HealthGates) -> HealthGatesSpec:
@@ -240,6 +247,9 @@ def compile_line(
         else _model(spec, rollout.previous, f"{where}: previous", artifact_base, mirror, memo),
         telemetry=_telemetry(rollout.telemetry),
         health_gates=_shared(memo, ("gates",), lambda: _gates(spec.policy.health_gates)),
+        novelty=None
+        if rollout.novelty is None
+        else _model(spec, rollout.novelty.ref, f"{where}: novelty", artifact_base, mirror, memo),
     )
 
 
@@ -317,7 +327,7 @@ def unreachable_urls(docs: dict[str, DesiredState]) -> list[str]:
     found = set()
     for doc in docs.values():
         for line in doc.spec.lines:
-            for model in (line.serving, line.previous, line.candidate):
+            for model in (line.serving, line.previous, line.candidate, line.novelty):
                 if model is not None and model.artifact.url.startswith("file:"):
                     found.add(f"{doc.site}/{doc.device}: {model.ref}: {model.artifact.url}")
     return sorted(found)

@@ -59,6 +59,8 @@ def line_deps(line: Line) -> frozenset[str]:
     models = [rollout.serving, rollout.previous]
     if rollout.candidate is not None:
         models.append(rollout.candidate.model)
+    if rollout.novelty is not None:
+        models.append(rollout.novelty.ref)
     return frozenset(
         {f"Line:{line.key}", f"Site:{line.site}", f"Taxonomy:{line.taxonomy}"}
         | {f"Model:{ref}" for ref in models if ref}

@@ -1,0 +1,194 @@
+"""Anomaly-native logging (issue 20): keep rules that do not rest on the classifier alone, the
+audit sample, novelty, and which frames win when a budget binds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from edge_puller.engine import Decision, Outcome
+from edge_puller.novelty import FRAME_STATS, WARMUP, Novelty, NoveltyScorer
+from edge_puller.runtime import load_model
+from edge_puller.spool import AuditSampler, Spool, keep_reason, reason_of
+from edge_puller.target import ModelSpec
+from linefleet_core.fleet import TelemetryPolicy
+from linefleet_core.wire import decode_frame
+from tests.support.external_models import anomaly_model
+
+LINE = "plant/line-1"
+NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+FRAME = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+NOVEL = Novelty(9.0, True, "novelty@1")
+NORMAL = Novelty(0.5, False, "novelty@1")
+
+
+def _decision(label: str, confidence: float = 0.95, frame_id: str = "f", camera: str = "cam-1",
+              candidate: str | None = None) -> Decision:  # fmt: skip
+    serving = Outcome("inc@1", label, confidence, 2.0)
+    tried = Outcome("cand@2", candidate, 0.9, 3.0) if candidate else None
+    return Decision(LINE, camera, frame_id, "serving", label, confidence, serving, tried)
+
+
+def test_the_band_has_no_lower_edge_and_uncertain_below_replaces_it() -> None:
+    band = TelemetryPolicy(uncertainty_band=[0.35, 0.65])
+    # a dent called "ok" at 0.27 among seven classes is the most uncertain frame: kept
+    assert keep_reason(_decision("ok", 0.27), band) == "uncertain"
+    assert keep_reason(_decision("ok", 0.14), band) == "uncertain"
+    assert keep_reason(_decision("ok", 0.65), band) == "uncertain"
+    assert keep_reason(_decision("ok", 0.66), band) is None
+    below = TelemetryPolicy(uncertain_below=0.8)
+    assert keep_reason(_decision("ok", 0.79), below) == "uncertain"
+    assert keep_reason(_decision("ok", 0.81), below) is None
+
+
+def test_novelty_keeps_a_confident_ok_and_the_order_of_reasons_holds() -> None:
+    policy = TelemetryPolicy()
+    assert keep_reason(_decision("ok", 0.97), policy, NOVEL) == "novel"
+    assert keep_reason(_decision("ok", 0.97), policy, NORMAL) is None
+    assert keep_reason(_decision("dent", 0.97), policy, NOVEL) == "defect"
+    assert keep_reason(_decision("ok", 0.3), policy, NOVEL) == "novel"
+    assert keep_reason(_decision("ok", 0.97, candidate="dent"), policy, NORMAL) == "disagreement"
+    assert keep_reason(_decision("ok", 0.97), policy, None) is None
+
+
+def test_audit_sample_is_stratified_per_camera() -> None:
+    sampler = AuditSampler(random.Random(3))
+    taken = {"a": 0, "b": 0}
+    # 900 frames of one camera for every 100 of the other, interleaved unevenly
+    for i in range(1000):
+        camera = "b" if i % 10 == 0 else "a"
+        taken[camera] += sampler.take(camera, 0.1)
+    assert taken == {"a": 90, "b": 10}
+    assert not any(AuditSampler().take("a", 0.0) for _ in range(100))
+
+
+def test_audit_frames_are_spooled_with_their_reason_and_counted_per_camera(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, TelemetryPolicy(audit_rate=0.25))
+    decisions = [_decision("ok", frame_id=f"f{i}", camera=f"cam-{i % 2}") for i in range(80)]
+    reasons = [spool.consider(d, FRAME, "plant", "dev-1", NOW) for d in decisions]
+    assert reasons.count("audit") == 20
+    assert spool.counters.audit == {
+        "cam-0": {"population": 40, "sampled": 10},
+        "cam-1": {"population": 40, "sampled": 10},
+    }
+    files = sorted(tmp_path.glob("*.lff"))
+    assert len(files) == 20 and all(reason_of(p) == "audit" for p in files)
+    meta, _ = decode_frame(files[0].read_bytes())
+    assert meta.reason == "audit" and meta.predicted == "ok"
+    # no frame kept for another reason is part of the audit's population
+    spool.consider(_decision("scratch", frame_id="d"), FRAME, "plant", "dev-1", NOW)
+    spool.consider(_decision("ok", 0.2, frame_id="u"), FRAME, "plant", "dev-1", NOW)
+    assert sum(c["population"] for c in spool.counters.audit.values()) == 80
+
+
+def _fill(spool: Spool, reason: str, n: int, start: int = 0) -> None:
+    decisions = {
+        "defect": lambda i: _decision("scratch", frame_id=f"d{i}"),
+        "uncertain": lambda i: _decision("ok", 0.3, frame_id=f"u{i}"),
+        "audit": lambda i: _decision("ok", frame_id=f"a{i}"),
+    }
+    for i in range(start, start + n):
+        spool.consider(decisions[reason](i), FRAME, "plant", "dev-1", NOW)
+
+
+def test_a_full_spool_evicts_the_least_informative_first_and_refuses_below_it(
+    tmp_path: Path,
+) -> None:
+    size = len(next(iter(_sizes(tmp_path / "probe"))))
+    policy = TelemetryPolicy(audit_rate=1.0, spool_mb=(size * 4.5) / (1024 * 1024))
+    spool = Spool(tmp_path / "s", policy)
+    _fill(spool, "audit", 4)
+    _fill(spool, "uncertain", 2)  # two audits make room
+    _fill(spool, "defect", 3)  # the other two audits, then the oldest uncertain
+    assert spool.pending_by_reason() == {"defect": 3, "uncertain": 1}
+    _fill(spool, "audit", 2, start=10)  # nothing less informative left to evict: refused
+    assert spool.pending_by_reason() == {"defect": 3, "uncertain": 1}
+    c = spool.counters.reasons
+    assert (c["audit"].kept, c["audit"].dropped) == (4, 6)
+    assert (c["uncertain"].kept, c["uncertain"].dropped) == (2, 1)
+    assert (c["defect"].kept, c["defect"].dropped) == (3, 0)
+    _fill(spool, "defect", 2, start=10)  # a defect still finds room: the oldest defect goes
+    assert spool.pending_by_reason() == {"defect": 4}
+
+
+def _sizes(folder: Path) -> list[bytes]:
+    spool = Spool(folder, TelemetryPolicy())
+    spool.consider(_decision("scratch"), FRAME, "plant", "dev-1", NOW)
+    return [p.read_bytes() for p in folder.glob("*.lff")]
+
+
+def test_uploads_go_most_informative_first_and_are_counted_per_reason(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, TelemetryPolicy(audit_rate=1.0))
+    _fill(spool, "audit", 2)
+    _fill(spool, "uncertain", 1)
+    _fill(spool, "defect", 1)
+    order = []
+    while (upload := spool.next_upload()) is not None:
+        path, payload = upload
+        order.append(decode_frame(payload)[0].reason)
+        spool.uploaded(path, len(payload))
+    assert order == ["defect", "uncertain", "audit", "audit"]
+    assert spool.counters.reasons["audit"].uploaded == 2
+    saved = json.loads((tmp_path / "counters.json").read_bytes())
+    assert saved["reasons"]["defect"]["uploaded"] == 1
+    again = Spool(tmp_path, TelemetryPolicy())  # a restart keeps the per-reason counters
+    assert again.counters.reasons["audit"].kept == 2
+
+
+def test_a_spool_written_before_reasons_were_named_still_drains(tmp_path: Path) -> None:
+    old = _sizes(tmp_path / "probe")[0]
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "000000000001.lff").write_bytes(old)
+    (tmp_path / "s" / "counters.json").write_text('{"seq": 1, "kept": 1}')
+    spool = Spool(tmp_path / "s", TelemetryPolicy())
+    assert spool.counters.kept == 1 and spool.pending() == 1
+    upload = spool.next_upload()
+    assert upload is not None and upload[0].name == "000000000001.lff"
+    spool.uploaded(upload[0], len(upload[1]))
+    assert spool.pending() == 0 and spool.counters.reasons["legacy"].uploaded == 1
+
+
+def test_frame_statistics_novelty_learns_a_camera_then_flags_what_is_far_off() -> None:
+    rng = np.random.default_rng(1)
+    scorer = NoveltyScorer()
+
+    def normal() -> np.ndarray:
+        base = rng.integers(120, 136, (48, 64, 3), dtype=np.uint8)
+        return np.asarray(base, dtype=np.uint8)
+
+    assert all(scorer.score("cam-1", normal()) is None for _ in range(WARMUP))
+    usual = [scorer.score("cam-1", normal()) for _ in range(50)]
+    assert all(n is not None and not n.novel and n.by == FRAME_STATS for n in usual)
+    dark = scorer.score("cam-1", np.zeros((48, 64, 3), np.uint8))
+    assert dark is not None and dark.novel
+    # each camera has its own normal: another camera is still warming up
+    assert scorer.score("cam-2", np.zeros((48, 64, 3), np.uint8)) is None
+
+
+def test_a_novelty_model_scores_the_frame_and_its_threshold_decides(tmp_path: Path) -> None:
+    built = anomaly_model(tmp_path / "novelty.onnx")
+    spec = ModelSpec(
+        ref="novelty@1", sha256=built.sha256, size=built.size, url=built.path.as_uri(),
+        classes=("ok", "novel"), input_shape=(1, 64, 64, 3), layout="NHWC", task="anomaly",
+        outputs={"score": "score_column", "threshold": 0.5},
+    )  # fmt: skip
+    model = load_model(built.path, spec)
+    bright = np.full((48, 64, 3), 220, np.uint8)
+    patched = bright.copy()
+    patched[8:24, 8:24] = 0  # one dark patch: the model's darkest cell
+    scorer = NoveltyScorer()
+    quiet, loud = scorer.score("cam-1", bright, model), scorer.score("cam-1", patched, model)
+    assert quiet is not None and not quiet.novel and quiet.by == "novelty@1"
+    assert loud is not None and loud.novel and loud.score > 0.5
+    spool = Spool(tmp_path / "spool", TelemetryPolicy())
+    reason = spool.consider(_decision("ok", 0.97), patched, "plant", "dev-1", NOW, model)
+    assert reason == "novel"
+    meta, _ = decode_frame(next((tmp_path / "spool").glob("*.lff")).read_bytes())
+    assert meta.reason == "novel" and meta.novelty_by == "novelty@1"
+    assert meta.novelty is not None and meta.novelty > 0.5
