@@ -15,6 +15,7 @@
 Goal (issue 15): with the better backend, worst-line escape rate <= 5% and accuracy >= 0.90
 on the independent source, within 10 minutes of training on 2 cores.
 Knobs (environment): BENCH_CNN_EPOCHS (default 20), BENCH_CNN_SIZE (96), BENCH_CNN_TILES (2),
+BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn),
 BENCH_FRAMES (400 per line).
 """
 
@@ -53,7 +54,8 @@ FRAMES = int(os.environ.get("BENCH_FRAMES", "400"))
 EPOCHS = int(os.environ.get("BENCH_CNN_EPOCHS", "20"))
 CNN_SIZE = int(os.environ.get("BENCH_CNN_SIZE", "96"))
 TILES = int(os.environ.get("BENCH_CNN_TILES", "2"))
-FEATURE_SIZE = 64
+FEATURE_SIZE = int(os.environ.get("BENCH_FEATURE_SIZE", "0"))  # 0: auto, as `linefleet train`
+BACKENDS = tuple(os.environ.get("BENCH_BACKENDS", "features,cnn").split(","))
 GOAL_ESCAPE, GOAL_ACCURACY, GOAL_SECONDS = 0.05, 0.90, 600.0
 
 
@@ -63,10 +65,11 @@ def log(msg: str) -> None:
 
 def configs() -> dict[str, TrainConfig]:
     cnn = CnnConfig(size=CNN_SIZE, epochs=EPOCHS, tiles=TILES)
-    return {
+    every = {
         "features": TrainConfig(size=FEATURE_SIZE, backend="features"),
         "cnn": TrainConfig(size=CNN_SIZE, backend="cnn", cnn=cnn),
     }
+    return {name: every[name] for name in BACKENDS}
 
 
 def _dataset(ws: Workspace, taxonomy: str) -> DatasetVersion:
@@ -78,7 +81,7 @@ def score(ws: Workspace, version: DatasetVersion, config: TrainConfig) -> dict[s
     started = time.perf_counter()
     model = fit(version, ws.frames, config)
     seconds = time.perf_counter() - started
-    under = ModelUnderTest(model.onnx, config.size, config.size, "rgb", version.classes,
+    under = ModelUnderTest(model.onnx, model.size, model.size, "rgb", version.classes,
                            version.taxonomy)  # fmt: skip
     _, per_line = evaluate(under, version.holdout(), ws.frames, version.classes,
                            version.taxonomy, ws.taxonomies())  # fmt: skip
@@ -92,7 +95,8 @@ def score(ws: Workspace, version: DatasetVersion, config: TrainConfig) -> dict[s
             "false_reject": r.false_reject.model_dump(),
             "recall": {c: x.model_dump() for c, x in r.recall.items()},
         }
-    return {"train_seconds": round(seconds, 1), "train_frames": model.train_frames, "lines": lines}
+    return {"train_seconds": round(seconds, 1), "train_frames": model.train_frames,
+            "input_size": model.size, "fitted": model.fitted, "lines": lines}  # fmt: skip
 
 
 def independent_data(root: Path) -> tuple[Workspace, DatasetVersion]:
