@@ -16,7 +16,7 @@ Goal (issue 15): with the better backend, worst-line escape rate <= 5% and accur
 on the independent source, within 10 minutes of training on 2 cores.
 Knobs (environment): BENCH_CNN_EPOCHS (default 20), BENCH_CNN_SIZE (96), BENCH_CNN_TILES (2),
 BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn),
-BENCH_FRAMES (400 per line).
+BENCH_FRAMES (400 per line), BENCH_AL (active learning batch,start,cap).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,7 @@ def cross_line(root: Path) -> dict[str, Any]:
 def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dict[str, Any]:
     """Margin vs random on the independent source, with `backend` (batches of 40 for cnn)."""
     from trainer.active import uncertainty
-    from trainer.train import load_images
+    from trainer.train import auto_size, load_images
 
     train, hold = version.train(), version.holdout()
     config = configs()[backend]
@@ -156,6 +157,10 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
                              cnn=CnnConfig(size=config.size, epochs=max(4, EPOCHS // 3),
                                            tiles=TILES))  # fmt: skip
     batch, start, cap = (40, 80, 400) if backend == "cnn" else (10, 20, 600)
+    if os.environ.get("BENCH_AL"):  # batch,start,cap
+        batch, start, cap = (int(v) for v in os.environ["BENCH_AL"].split(","))
+    if not config.size:  # auto: fixed once, so every round sees the same input size
+        config = replace(config, size=auto_size(ws.frames, train))
     images = load_images(ws.frames, train, config.size)
     yt = [i.cls for i in hold]
     results: dict[str, list[tuple[int, float]]] = {}
