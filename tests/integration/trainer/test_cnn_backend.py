@@ -100,3 +100,7 @@ def test_bad_roi_and_tiles_are_usage_errors(
     assert "--roi '0.5,0.5': expected four numbers" in capsys.readouterr().err
     assert main([*base, "--tiles", "5"]) == 1
     assert "tiles under 16 px" in capsys.readouterr().err
+    assert main([*base, "--size", "8"]) == 2
+    assert "--size '8': expected `auto` or pixels between 16 and 1024" in capsys.readouterr().err
+    assert main([*base, "--max-escape", "1.5"]) == 2
+    assert "--max-escape '1.5': expected a rate in [0, 1] or `argmax`" in capsys.readouterr().err
