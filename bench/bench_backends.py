@@ -307,9 +307,13 @@ def report(
         f"| {s} | " + ", ".join(f"{n}: {a:.3f}" for n, a in c) + " |"
         for s, c in (al or {}).get("curves", {}).items()
     )
-    markdown = f"""Both backends of `linefleet train`. CNN: {CNN_SIZE} px input, {TILES}x{TILES}
-tiles, {EPOCHS} epochs, augmentation on; features: {FEATURE_SIZE} px, logistic regression.
-Training time is wall-clock on this shared machine (`nice -n 10`).
+    measured = []
+    if "cnn" in ind:
+        measured.append(f"cnn: {CNN_SIZE} px input, {TILES}x{TILES} tiles, {EPOCHS} epochs")
+    if "features" in ind:
+        measured.append(f"features: {FEATURE_SIZE or 'auto'} px, logistic regression")
+    markdown = f"""Backends of `linefleet train` measured: {"; ".join(measured)}.
+Training time is wall-clock on this shared machine.
 
 **1. Independent source** (`bench/othersource.py`: brushed metal, woven fabric, speckled
 polymer; gradient, vignette and colour-cast lighting; curved hairline scratches, particle
