@@ -15,7 +15,8 @@
 Goal (issue 15): with the better backend, worst-line escape rate <= 5% and accuracy >= 0.90
 on the independent source, within 10 minutes of training on 2 cores.
 Knobs (environment): BENCH_CNN_EPOCHS (default 20), BENCH_CNN_SIZE (96), BENCH_CNN_TILES (2),
-BENCH_FRAMES (400 per line).
+BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn),
+BENCH_FRAMES (400 per line), BENCH_AL (active learning batch,start,cap).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,8 @@ FRAMES = int(os.environ.get("BENCH_FRAMES", "400"))
 EPOCHS = int(os.environ.get("BENCH_CNN_EPOCHS", "20"))
 CNN_SIZE = int(os.environ.get("BENCH_CNN_SIZE", "96"))
 TILES = int(os.environ.get("BENCH_CNN_TILES", "2"))
-FEATURE_SIZE = 64
+FEATURE_SIZE = int(os.environ.get("BENCH_FEATURE_SIZE", "0"))  # 0: auto, as `linefleet train`
+BACKENDS = tuple(os.environ.get("BENCH_BACKENDS", "features,cnn").split(","))
 GOAL_ESCAPE, GOAL_ACCURACY, GOAL_SECONDS = 0.05, 0.90, 600.0
 
 
@@ -63,10 +66,11 @@ def log(msg: str) -> None:
 
 def configs() -> dict[str, TrainConfig]:
     cnn = CnnConfig(size=CNN_SIZE, epochs=EPOCHS, tiles=TILES)
-    return {
+    every = {
         "features": TrainConfig(size=FEATURE_SIZE, backend="features"),
         "cnn": TrainConfig(size=CNN_SIZE, backend="cnn", cnn=cnn),
     }
+    return {name: every[name] for name in BACKENDS}
 
 
 def _dataset(ws: Workspace, taxonomy: str) -> DatasetVersion:
@@ -78,7 +82,7 @@ def score(ws: Workspace, version: DatasetVersion, config: TrainConfig) -> dict[s
     started = time.perf_counter()
     model = fit(version, ws.frames, config)
     seconds = time.perf_counter() - started
-    under = ModelUnderTest(model.onnx, config.size, config.size, "rgb", version.classes,
+    under = ModelUnderTest(model.onnx, model.size, model.size, "rgb", version.classes,
                            version.taxonomy)  # fmt: skip
     _, per_line = evaluate(under, version.holdout(), ws.frames, version.classes,
                            version.taxonomy, ws.taxonomies())  # fmt: skip
@@ -92,7 +96,8 @@ def score(ws: Workspace, version: DatasetVersion, config: TrainConfig) -> dict[s
             "false_reject": r.false_reject.model_dump(),
             "recall": {c: x.model_dump() for c, x in r.recall.items()},
         }
-    return {"train_seconds": round(seconds, 1), "train_frames": model.train_frames, "lines": lines}
+    return {"train_seconds": round(seconds, 1), "train_frames": model.train_frames,
+            "input_size": model.size, "fitted": model.fitted, "lines": lines}  # fmt: skip
 
 
 def independent_data(root: Path) -> tuple[Workspace, DatasetVersion]:
@@ -143,7 +148,7 @@ def cross_line(root: Path) -> dict[str, Any]:
 def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dict[str, Any]:
     """Margin vs random on the independent source, with `backend` (batches of 40 for cnn)."""
     from trainer.active import uncertainty
-    from trainer.train import load_images
+    from trainer.train import auto_size, load_images
 
     train, hold = version.train(), version.holdout()
     config = configs()[backend]
@@ -152,6 +157,10 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
                              cnn=CnnConfig(size=config.size, epochs=max(4, EPOCHS // 3),
                                            tiles=TILES))  # fmt: skip
     batch, start, cap = (40, 80, 400) if backend == "cnn" else (10, 20, 600)
+    if os.environ.get("BENCH_AL"):  # batch,start,cap
+        batch, start, cap = (int(v) for v in os.environ["BENCH_AL"].split(","))
+    if not config.size:  # auto: fixed once, so every round sees the same input size
+        config = replace(config, size=auto_size(ws.frames, train))
     images = load_images(ws.frames, train, config.size)
     yt = [i.cls for i in hold]
     results: dict[str, list[tuple[int, float]]] = {}
@@ -298,9 +307,13 @@ def report(
         f"| {s} | " + ", ".join(f"{n}: {a:.3f}" for n, a in c) + " |"
         for s, c in (al or {}).get("curves", {}).items()
     )
-    markdown = f"""Both backends of `linefleet train`. CNN: {CNN_SIZE} px input, {TILES}x{TILES}
-tiles, {EPOCHS} epochs, augmentation on; features: {FEATURE_SIZE} px, logistic regression.
-Training time is wall-clock on this shared machine (`nice -n 10`).
+    measured = []
+    if "cnn" in ind:
+        measured.append(f"cnn: {CNN_SIZE} px input, {TILES}x{TILES} tiles, {EPOCHS} epochs")
+    if "features" in ind:
+        measured.append(f"features: {FEATURE_SIZE or 'auto'} px, logistic regression")
+    markdown = f"""Backends of `linefleet train` measured: {"; ".join(measured)}.
+Training time is wall-clock on this shared machine.
 
 **1. Independent source** (`bench/othersource.py`: brushed metal, woven fabric, speckled
 polymer; gradient, vignette and colour-cast lighting; curved hairline scratches, particle

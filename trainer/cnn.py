@@ -24,7 +24,7 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +49,16 @@ class CnnConfig:
     batch: int = 32
     lr: float = 3e-3
     width: int = 16
-    """Channels of the first block (doubling twice)."""
+    """Channels of the stem (doubling at each of the three pooling stages)."""
     augment: bool = True
+    validation: float = 0.15
+    """Share of the training frames kept apart (stratified by line and class) to pick the best
+    epoch and the operating point; 0, or too few frames, trains on everything for `epochs`."""
+    patience: int = 8
+    """Stop when the validation score has not improved for this many epochs."""
+    max_escape: float | None = 0.05
+    """Operating point: the `ok` decision is biased until the validation escape rate is at most
+    this (None: plain argmax)."""
     seed: int = 0
     threads: int = 2
 
@@ -63,10 +71,12 @@ class CnnConfig:
             "cnn_lr": self.lr,
             "cnn_width": self.width,
             "cnn_augment": self.augment,
+            "cnn_validation": self.validation,
+            "cnn_max_escape": "argmax" if self.max_escape is None else self.max_escape,
         }
 
     def roi_pixels(self) -> tuple[int, int, int, int]:
-        """y0, y1, x0, x1 in input pixels, each side a multiple of `tiles` (at least 8 per tile)."""
+        """y0, y1, x0, x1 in input pixels, each side a multiple of `tiles` (16+ px per tile)."""
         x0, y0, x1, y1 = self.roi
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise PermanentError(f"--roi {self.roi}: need 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
@@ -76,10 +86,10 @@ class CnnConfig:
         def span(lo: float, hi: float) -> tuple[int, int]:
             a, b = round(lo * self.size), round(hi * self.size)
             side = ((b - a) // self.tiles) * self.tiles
-            if side // self.tiles < 8:
+            if side // self.tiles < 16:
                 raise PermanentError(
                     f"ROI {self.roi} at {self.size} px in {self.tiles}x{self.tiles} tiles leaves "
-                    "tiles under 8 px; use a larger --size or fewer tiles"
+                    "tiles under 16 px; use a larger --size or fewer tiles"
                 )
             return a, a + side
 
@@ -99,16 +109,26 @@ def _torch() -> Any:
     return torch
 
 
-def build_net(config: CnnConfig, k: int, present_mask: Sequence[bool]) -> Any:
+def build_net(config: CnnConfig, k: int, present_mask: Sequence[bool], ok: int = -1) -> Any:
+    """The network; `forward` gives probabilities (the contract), `logits` what training needs.
+
+    A 3x3 stem with stride 2 reads every input pixel (a one-pixel scratch still reaches it)
+    and is max-pooled at once (the strongest response of each 4x4 patch survives), so the
+    three conv stages after it (BatchNorm, max-pooling) cost what a quarter-size input would;
+    then global max and mean pooling, dropout and a linear head.
+    `ok_bias` (a buffer, 0 at first) is added to the `ok` logit: the operating point."""
     torch = _torch()
     nn = torch.nn
     ya, yb, xa, xb = config.roi_pixels()
     t = config.tiles
     w = config.width
 
-    def block(cin: int, cout: int, pool: bool) -> list[Any]:
-        layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
-        return [*layers, nn.MaxPool2d(2)] if pool else layers
+    def conv(cin: int, cout: int, stride: int = 1) -> list[Any]:
+        return [
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+        ]
 
     module: Any = nn.Module
 
@@ -116,16 +136,22 @@ def build_net(config: CnnConfig, k: int, present_mask: Sequence[bool]) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.trunk = nn.Sequential(
-                *block(3, w, True),
-                *block(w, 2 * w, True),
-                *block(2 * w, 4 * w, True),
-                *block(4 * w, 4 * w, False),
+                *conv(3, w, 2),
+                nn.MaxPool2d(2),
+                *conv(w, 2 * w),
+                nn.MaxPool2d(2),
+                *conv(2 * w, 4 * w),
+                nn.MaxPool2d(2),
+                *conv(4 * w, 8 * w),
             )
-            self.head = nn.Linear(8 * w, k)
+            self.drop = nn.Dropout(0.2)
+            self.head = nn.Linear(16 * w, k)
             mask = torch.tensor([0.0 if p else -1e4 for p in present_mask])
             self.register_buffer("mask", mask)
+            self.register_buffer("ok_bias", torch.zeros(k))
+            self.ok = ok
 
-        def forward(self, x: Any) -> Any:
+        def logits(self, x: Any) -> Any:
             x = x[:, :, ya:yb, xa:xb]
             b, c = x.shape[0], x.shape[1]
             th, tw = (yb - ya) // t, (xb - xa) // t
@@ -136,16 +162,23 @@ def build_net(config: CnnConfig, k: int, present_mask: Sequence[bool]) -> Any:
             f = self.trunk(x)
             pooled = torch.cat([f.amax(dim=(2, 3)), f.mean(dim=(2, 3))], dim=1)
             pooled = pooled.reshape(b, t * t, -1).amax(dim=1)
-            return torch.softmax(self.head(pooled) + self.mask, dim=1)
+            return self.head(self.drop(pooled)) + self.mask
+
+        def forward(self, x: Any) -> Any:
+            return torch.softmax(self.logits(x) + self.ok_bias, dim=1)
 
     return Net()
 
 
 def augment(x: Any, generator: Any) -> Any:
-    """Lighting, angle and scale jitter of a batch [B, 3, S, S] in [0, 1] (torch)."""
+    """Lighting, angle and scale jitter of a batch [B, 3, S, S] in [0, 1] (torch).
+
+    Lighting: overall gain, per-channel gain (colour cast), gamma, an offset, a linear
+    illumination gradient in a random direction, a vignette and sensor noise. Angle: a
+    rotation of up to 15 degrees on top of flips and quarter turns. Scale: zoom 0.8-1.25."""
     torch = _torch()
     f = torch.nn.functional
-    b = x.shape[0]
+    b, size = x.shape[0], x.shape[-1]
 
     def u(lo: float, hi: float, *shape: int) -> Any:
         return lo + (hi - lo) * torch.rand(b, *shape, generator=generator)
@@ -165,9 +198,16 @@ def augment(x: Any, generator: Any) -> Any:
     )
     grid = f.affine_grid(theta, list(x.shape), align_corners=False)
     x = f.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    gain = u(0.6, 1.4, 1, 1, 1) * u(0.85, 1.15, 3, 1, 1)
+    ramp = torch.linspace(-0.5, 0.5, size)
+    yy, xx = ramp[:, None].expand(size, size), ramp[None, :].expand(size, size)
+    direction = u(0, 2 * math.pi, 1, 1)
+    slope = u(0.0, 0.4, 1, 1)
+    field = 1 + slope * (torch.cos(direction) * xx + torch.sin(direction) * yy)
+    field = field * (1 - u(0.0, 0.5, 1, 1) * (xx * xx + yy * yy) * 2)
+    gain = u(0.6, 1.4, 1, 1, 1) * u(0.85, 1.15, 3, 1, 1) * field[:, None]
     gamma = u(0.7, 1.4, 1, 1, 1)
-    return (x.clamp(1e-4, 1) ** gamma * gain + u(-0.08, 0.08, 1, 1, 1)).clamp(0, 1)
+    noise = torch.randn(x.shape, generator=generator) * u(0.0, 0.02, 1, 1, 1)
+    return (x.clamp(1e-4, 1) ** gamma * gain + u(-0.08, 0.08, 1, 1, 1) + noise).clamp(0, 1)
 
 
 @dataclass
@@ -175,30 +215,106 @@ class FittedCnn:
     onnx: bytes
     seconds: float
     epochs: int
+    """Epochs run (early stopping may end before `CnnConfig.epochs`)."""
+    best_epoch: int = 0
+    ok_bias: float = 0.0
+    """Added to the `ok` logit (the operating point chosen on the validation frames)."""
+    validation_frames: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "cnn_epochs_run": self.epochs,
+            "cnn_best_epoch": self.best_epoch,
+            "cnn_ok_bias": round(self.ok_bias, 3),
+            "cnn_validation_frames": self.validation_frames,
+            "cnn_train_seconds": round(self.seconds, 1),
+        }
+
+
+def balanced_weights(labels: Sequence[int], groups: Sequence[str]) -> Any:
+    """Sampling weights giving every (group, class) cell the same total weight, so a rare
+    defect class, or a line with few frames, is drawn as often as the others (numpy)."""
+    cells = list(zip(groups, labels, strict=True))
+    counts: dict[tuple[str, int], int] = {}
+    for cell in cells:
+        counts[cell] = counts.get(cell, 0) + 1
+    return np.array([1.0 / counts[c] for c in cells])
+
+
+def validation_split(
+    labels: Sequence[int], groups: Sequence[str], share: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Training and validation indices, each (group, class) cell split by `share` (at least
+    one frame of a cell stays in training). No validation when it would be under 20 frames."""
+    if share <= 0:
+        return list(range(len(labels))), []
+    rng = np.random.default_rng(seed)
+    cells: dict[tuple[str, int], list[int]] = {}
+    for i, cell in enumerate(zip(groups, labels, strict=True)):
+        cells.setdefault(cell, []).append(i)
+    held: list[int] = []
+    for members in cells.values():
+        n = min(len(members) - 1, round(len(members) * share))
+        if n > 0:
+            held += [int(i) for i in rng.permutation(members)[:n]]
+    if len(held) < 20:
+        return list(range(len(labels))), []
+    keep = sorted(set(range(len(labels))) - set(held))
+    return keep, sorted(held)
+
+
+def operating_bias(logits: Any, labels: Any, ok: int, max_escape: float) -> float:
+    """The bias on the `ok` logit nearest 0 (never towards `ok`) whose escape rate on these
+    frames is at most `max_escape` (numpy logits [N, K], labels [N]); the most negative bias
+    tried if none is. Defect frames called another defect are not escapes."""
+    defects = labels != ok
+    if ok < 0 or not defects.any():
+        return 0.0
+    margin = logits[defects, ok] - np.delete(logits[defects], ok, axis=1).max(axis=1)
+    for bias in np.arange(0.0, -8.01, -0.25):
+        if float(np.mean(margin + bias >= 0)) <= max_escape:
+            return float(bias)
+    return -8.0
 
 
 def fit_cnn(
-    x: Any, y: Any, classes: Sequence[str], present: Sequence[str], config: CnnConfig
+    x: Any,
+    y: Any,
+    classes: Sequence[str],
+    present: Sequence[str],
+    config: CnnConfig,
+    groups: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FittedCnn:
-    """Train on images `x` [N, 3, S, S] (float32, [0, 1]) with labels `y` (taxonomy indices)."""
+    """Train on images `x` [N, 3, S, S] (float32, [0, 1]) with labels `y` (taxonomy indices);
+    `groups` (e.g. each frame's line) stratifies sampling and the validation split;
+    `progress` gets one line per epoch."""
     torch = _torch()
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     torch.set_num_threads(max(1, config.threads))
     generator = torch.Generator().manual_seed(config.seed)
     k = len(classes)
-    net = build_net(config, k, [c in present for c in classes])
-    images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    counts = torch.bincount(labels, minlength=k).float()
-    weights = (1.0 / counts.clamp(min=1))[labels]
+    ok = list(classes).index("ok") if "ok" in classes else -1
+    net = build_net(config, k, [c in present for c in classes], ok)
+    y = np.asarray(y, dtype=np.int64)
+    groups = list(groups) if groups is not None else [""] * len(y)
+    train_idx, val_idx = validation_split(y, groups, config.validation, config.seed)
+    images = torch.from_numpy(np.ascontiguousarray(x[train_idx], dtype=np.float32))
+    labels = torch.from_numpy(y[train_idx])
+    weights = torch.from_numpy(balanced_weights(y[train_idx], [groups[i] for i in train_idx]))
+    val_images = torch.from_numpy(np.ascontiguousarray(x[val_idx], dtype=np.float32))
+    val_labels = y[val_idx]
+    val_weights = balanced_weights(val_labels, [groups[i] for i in val_idx]) if val_idx else None
     steps = max(1, math.ceil(len(labels) / config.batch))
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.lr, total_steps=steps * max(1, config.epochs)
     )
-    net.train()
-    for _ in range(config.epochs):
+    best: tuple[float, int, dict[str, Any]] | None = None
+    ran = 0
+    for epoch in range(config.epochs):
+        net.train()
         order = torch.multinomial(weights, len(labels), replacement=True, generator=generator)
         for s in range(steps):
             idx = order[s * config.batch : (s + 1) * config.batch]
@@ -207,14 +323,52 @@ def fit_cnn(
             batch = images[idx]
             if config.augment:
                 batch = augment(batch, generator)
-            probs = net(batch)
-            loss = torch.nn.functional.nll_loss(torch.log(probs + 1e-7), labels[idx])
+            loss = torch.nn.functional.cross_entropy(
+                net.logits(batch), labels[idx], label_smoothing=0.05
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
+        ran = epoch + 1
+        if val_weights is None:
+            if progress:
+                progress(f"epoch {ran}/{config.epochs}")
+            continue
+        logits = _logits(net, val_images)
+        right = logits.argmax(axis=1) == val_labels
+        score = float(np.sum(val_weights * right) / np.sum(val_weights))
+        if progress:
+            elapsed = time.perf_counter() - started
+            progress(f"epoch {ran}/{config.epochs}: validation {score:.3f} ({elapsed:.0f} s)")
+        if best is None or score >= best[0]:
+            best = (score, ran, {n: v.clone() for n, v in net.state_dict().items()})
+        elif ran - best[1] >= config.patience:
+            break
+    bias, best_epoch = 0.0, ran
+    if best is not None:
+        net.load_state_dict(best[2])
+        best_epoch = best[1]
+        if config.max_escape is not None and ok >= 0:
+            bias = operating_bias(_logits(net, val_images), val_labels, ok, config.max_escape)
+            net.ok_bias[ok] = bias
     net.eval()
-    return FittedCnn(export_onnx(net, config.size), time.perf_counter() - started, config.epochs)
+    return FittedCnn(
+        export_onnx(net, config.size),
+        time.perf_counter() - started,
+        ran,
+        best_epoch,
+        bias,
+        len(val_idx),
+    )
+
+
+def _logits(net: Any, images: Any) -> Any:
+    torch = _torch()
+    net.eval()
+    with torch.no_grad():
+        rows = [net.logits(images[i : i + 64]) for i in range(0, len(images), 64)]
+    return torch.cat(rows).numpy()
 
 
 def export_onnx(net: Any, size: int) -> bytes:

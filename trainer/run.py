@@ -117,7 +117,7 @@ def train_run(
     )
     artifact = _write_artifact(ws.state / "models", f"{request.model}-{run_id}", model.onnx)
     record = RunRecord(
-        params={**request.config.params(), "model": request.model},
+        params={**request.config.params(), **model.fitted, "model": request.model},
         dataset=version.hash,
         taxonomy=version.taxonomy,
         classes=version.classes,

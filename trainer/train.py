@@ -36,9 +36,25 @@ DEFAULT_BACKEND = "features"
 """The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
 
 
+AUTO_SIZES = (64, 96, 128)
+"""`--size auto` picks the largest of these that the training frames fill (their median side)."""
+
+
+def auto_size(frames: FrameStore, items: Sequence[Item], sample: int = 64) -> int:
+    """The input size for frames like `items`: the largest of `AUTO_SIZES` not above the
+    median shorter side of (up to `sample` of) them, so a frame is never shrunk further than
+    it must (a small defect on a 128 px frame keeps twice the pixels it has at 64 px) and
+    never enlarged beyond 64 px. Larger frames are capped at 128: use the CNN ROI and tiles."""
+    step = max(1, len(items) // sample)
+    sides = sorted(min(frames.load(i.frame).shape[:2]) for i in items[::step][:sample])
+    median = sides[len(sides) // 2] if sides else AUTO_SIZES[0]
+    return max([s for s in AUTO_SIZES if s <= median], default=AUTO_SIZES[0])
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     size: int = 64
+    """Model input side in pixels; 0: `auto_size` of the training frames."""
     c: float = 1.0
     max_iter: int = 3000
     seed: int = 0
@@ -73,6 +89,8 @@ class TrainedModel:
     feature_model: Any
     size: int
     train_frames: int
+    fitted: dict[str, Any] = field(default_factory=dict)
+    """What the fit itself decided (cnn: epochs run, best epoch, operating point), for MLflow."""
     _session: Any = field(default=None, repr=False)
 
     def predict(self, images: Any) -> Any:
@@ -117,26 +135,30 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
             f"dataset {version.short} ({version.taxonomy}) has {len(items)} training frame(s) "
             f"with {len(present)} class(es); training needs at least two classes{hint}"
         )
+    size = config.size or auto_size(frames, items)
+    chosen = {"input_size": size}
     if config.backend == "cnn":
-        images = load_images(frames, items, config.size)
+        images = load_images(frames, items, size)
         labels = np.array([version.classes.index(i.cls) for i in items])
-        cnn = CnnConfig(**{**config.cnn.__dict__, "size": config.size, "seed": config.seed})
-        fitted = fit_cnn(images, labels, version.classes, present, cnn)
+        cnn = CnnConfig(**{**config.cnn.__dict__, "size": size, "seed": config.seed})
+        groups = [i.line_key for i in items]
+        fitted = fit_cnn(images, labels, version.classes, present, cnn, groups)
         return TrainedModel(
-            tuple(version.classes), fitted.onnx, None, None, config.size, len(items)
-        )
+            tuple(version.classes), fitted.onnx, None, None, size, len(items),
+            {**chosen, **fitted.params()},
+        )  # fmt: skip
     if config.backend != "features":
         raise PermanentError(f"unknown backend {config.backend!r} (one of {', '.join(BACKENDS)})")
-    features = feature_graph(config.size)
-    x = extract(features, load_images(frames, items, config.size))
+    features = feature_graph(size)
+    x = extract(features, load_images(frames, items, size))
     y = np.array([present.index(i.cls) for i in items])
     pipeline = make_pipeline(
         StandardScaler(), LogisticRegression(C=config.c, max_iter=config.max_iter)
     )
     pipeline.fit(x, y)
-    artifact = export(features, pipeline, present, version.classes, config.size)
+    artifact = export(features, pipeline, present, version.classes, size)
     return TrainedModel(
-        tuple(version.classes), artifact, pipeline, features, config.size, len(items)
+        tuple(version.classes), artifact, pipeline, features, size, len(items), chosen
     )
 
 

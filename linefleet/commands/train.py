@@ -23,7 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model", required=True, help="model family name, e.g. surface-cnn")
     p.add_argument("--taxonomy", help="taxonomy version (default: newest of the family's)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
-    p.add_argument("--size", type=int, default=64, help="input size in pixels (default 64)")
+    p.add_argument(
+        "--size",
+        default="auto",
+        help="input size in pixels, or auto (default): 64, 96 or 128, the largest the "
+        "training frames fill, so small defects on larger frames are not shrunk away",
+    )
     p.add_argument(
         "--backend",
         choices=("features", "cnn"),
@@ -40,11 +45,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--tiles", type=int, default=1, help="cnn: tiles per side of the ROI (default 1)"
     )
+    p.add_argument(
+        "--max-escape",
+        default="0.05",
+        help="cnn: operating point, the escape rate allowed on the validation frames: the "
+        "`ok` decision is biased until it is met (default 0.05; `argmax` for none)",
+    )
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
     p.add_argument("--no-register", action="store_true", help="log the run, do not register")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(run=run)
+
+
+def _size(text: str) -> int:
+    """0 for `auto`, else the size in pixels."""
+    if text == "auto":
+        return 0
+    if not text.isdigit() or not 16 <= int(text) <= 1024:
+        raise UsageError(f"--size {text!r}: expected `auto` or pixels between 16 and 1024")
+    return int(text)
+
+
+def _max_escape(text: str) -> float | None:
+    if text == "argmax":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--max-escape {text!r}: expected a rate in [0, 1] or `argmax`")
+    return value
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -61,10 +93,18 @@ def run(ns: argparse.Namespace) -> int:
         x0, y0, x1, y1 = (float(v) for v in ns.roi.split(","))
     except ValueError:
         raise UsageError(f"--roi {ns.roi!r}: expected four numbers x0,y0,x1,y1") from None
-    cnn = CnnConfig(size=ns.size, epochs=ns.epochs, roi=(x0, y0, x1, y1), tiles=ns.tiles)
-    cnn.roi_pixels()  # a bad ROI or tiling fails before the slow part
+    size = _size(ns.size)
+    cnn = CnnConfig(
+        size=size or 64,
+        epochs=ns.epochs,
+        roi=(x0, y0, x1, y1),
+        tiles=ns.tiles,
+        max_escape=_max_escape(ns.max_escape),
+    )
+    if size:
+        cnn.roi_pixels()  # a bad ROI or tiling fails before the slow part
     config = TrainConfig(
-        size=ns.size, c=ns.c, lines=lines, backend=ns.backend or DEFAULT_BACKEND, cnn=cnn
+        size=size, c=ns.c, lines=lines, backend=ns.backend or DEFAULT_BACKEND, cnn=cnn
     )
     request = TrainRequest(
         workspace=ws,

@@ -63,9 +63,12 @@ def train(demo: Demo) -> str:
     args = ("--state", str(demo.trainer), "--fleet-repo", str(demo.repo))
     demo.console.command(["linefleet", "train", "--model", MODEL, "--taxonomy", TAXONOMY, "..."])
     began = time.monotonic()
+    # The features backend at 64 px: the simulator's defects are large, and it keeps the demo's
+    # training and the devices' inference fast (`--size auto` would take 128 px frames at 128).
     doc: dict[str, Any] = demo.lf_json(
-        "train", *args, "--model", MODEL, "--taxonomy", TAXONOMY, "--format", "json"
-    )
+        "train", *args, "--model", MODEL, "--taxonomy", TAXONOMY, "--format", "json",
+        "--backend", "features", "--size", "64",
+    )  # fmt: skip
     holdout = doc["holdout"]
     demo.console.output(
         "\n".join(

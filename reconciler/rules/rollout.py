@@ -300,13 +300,16 @@ class _Judge:
         old_ev = was.evaluation.get(self.key) if was else None
         new_ev = will.evaluation.get(self.key) if will else None
         if old_ev is not None and new_ev is not None:
-            tolerance = self.head.policy.promotion.tolerance
+            tolerance = self.base.policy.promotion.tolerance  # the bar the change started from
             if reason := floors.replaces_better(new, new_ev, old, old_ev, tolerance):
                 self.problem(("rollout", "candidate", "model"), reason)
 
     def _floors(self, ref: str, ev: LineEvidence, at: Path) -> None:
-        """The policy's floors and sufficiency (`linefleet_core.floors`), beside the incumbent."""
-        problems, warnings = floors.judge(ev, self.head.policy, self.key)
+        """The policy's floors and sufficiency (`linefleet_core.floors`), beside the incumbent.
+
+        The base revision's policy: a pull request that loosens the floors is judged by the
+        floors it started from (the loosening takes effect once merged, `rule_changes`)."""
+        problems, warnings = floors.judge(ev, self.base.policy, self.key)
         self.problems.extend((at, f"{self.key}: {ref}: {m}") for m in problems)
         self.warnings.extend((at, f"{self.key}: {ref}: {m}") for m in warnings)
 

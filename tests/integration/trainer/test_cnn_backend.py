@@ -1,4 +1,4 @@
-"""`linefleet train --backend cnn`: trains (1 epoch, 32 px), exports ONNX, serves on the edge.
+"""`linefleet train --backend cnn`: trains (1 epoch, 48 px), exports ONNX, serves on the edge.
 
 Kept to seconds on purpose: the real comparison of the backends is `bench/bench_backends.py`.
 """
@@ -39,7 +39,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     args = [
         "train", "--model", "surface-cnn", "--taxonomy", V1, "--state", str(small.state),
         "--fleet-repo", str(small.fleet_repo), "--tracking-uri", uri, "--format", "json",
-        "--backend", "cnn", "--epochs", "1", "--size", "32", "--roi", "0.125,0.125,0.875,0.875",
+        "--backend", "cnn", "--epochs", "1", "--size", "48", "--roi", "0.125,0.125,0.875,0.875",
         "--tiles", "2",
     ]  # fmt: skip
     capsys.readouterr()
@@ -52,7 +52,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     assert artifact.name == f"surface-cnn-{doc['run_id']}.onnx"  # one file per run
     model = onnx.load(str(artifact))
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 32, 32] and model.graph.output[0].name == "probabilities"
+    assert dims == [1, 3, 48, 48] and model.graph.output[0].name == "probabilities"
     run = Tracker.open(uri).client.get_run(doc["run_id"])
     assert (run.data.params["backend"], run.data.params["cnn_tiles"]) == ("cnn", "2")
     assert "escape_rate_high.toledo.line-1" in run.data.metrics
@@ -67,7 +67,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
         size=len(data),
         url=artifact.as_uri(),
         classes=classes,
-        input_shape=(1, 3, 32, 32),
+        input_shape=(1, 3, 48, 48),
     )
     served = load_model(artifact, spec)
     frames = FrameStore(small.state / "frames")
@@ -99,4 +99,8 @@ def test_bad_roi_and_tiles_are_usage_errors(
     assert main([*base, "--roi", "0.5,0.5"]) == 2
     assert "--roi '0.5,0.5': expected four numbers" in capsys.readouterr().err
     assert main([*base, "--tiles", "5"]) == 1
-    assert "tiles under 8 px" in capsys.readouterr().err
+    assert "tiles under 16 px" in capsys.readouterr().err
+    assert main([*base, "--size", "8"]) == 2
+    assert "--size '8': expected `auto` or pixels between 16 and 1024" in capsys.readouterr().err
+    assert main([*base, "--max-escape", "1.5"]) == 2
+    assert "--max-escape '1.5': expected a rate in [0, 1] or `argmax`" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from typing import Any
 
 from linefleet_core.errors import Severity
 from linefleet_core.floors import rate
+from reconciler.review.policy import check_change
 from reconciler.rules.rollout import LineDecision, Verdict, decide
 from tests.support.minifleet import QUIET, documents, load_docs
 
@@ -16,9 +17,15 @@ from .test_policy import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
 KEY = "toledo/line-1"  # surface-cnn@3 in shadow, evidence 0.95 vs 0.93 on 500 frames
 
 
-def _decide(edit: Callable[[Docs], None], key: str = KEY) -> LineDecision:
+def _decide(
+    edit: Callable[[Docs], None], key: str = KEY, policy_in_base: bool = True
+) -> LineDecision:
+    """`edit` applied to the head; the base has the head's policy unless `policy_in_base` is
+    False (then the base keeps the fixture's policy, as a PR that changes the policy)."""
     base_docs, head_docs = documents(), documents()
     edit(head_docs)
+    if policy_in_base:
+        base_docs[POLICY] = copy.deepcopy(head_docs[POLICY])
     base, _ = load_docs(base_docs)
     head, findings = load_docs(head_docs)
     assert not [f for f in findings if f.severity is Severity.ERROR], findings
@@ -52,6 +59,35 @@ def test_a_candidate_better_than_the_incumbent_that_breaks_a_floor_is_refused() 
         "bound above the policy's 0.100"
     )
     assert finding.field == "rollout.candidate.stage"
+
+
+def test_floors_come_from_the_base_revision_a_pr_cannot_loosen_its_own() -> None:
+    strict = {"max_escape_rate": 0.1}
+    bad = _rates(40, 100, 2, 400)
+
+    def loosen(docs: Docs) -> None:  # the base has strict floors; the PR drops them
+        _promote_with({}, **bad)(docs)
+
+    def base_strict(docs: Docs) -> None:
+        docs[POLICY]["floors"] = strict
+
+    base_docs, head_docs = documents(), documents()
+    base_strict(base_docs)
+    base_strict(head_docs)
+    loosen(head_docs)
+    base, _ = load_docs(base_docs)
+    head, _ = load_docs(head_docs)
+    decision = decide(base, head, QUIET)[KEY]
+    assert decision.verdict is Verdict.VIOLATION
+    assert [f.message for f in decision.findings] == [
+        "toledo/line-1: surface-cnn@3: escape rate 0.400 (95% CI 0.309-0.498, 40/100): upper "
+        "bound above the policy's 0.100"
+    ]
+    findings = check_change(base, head, QUIET)
+    assert any(f.code == "rules" and "changes the fleet policy" in f.message for f in findings)
+    # The same PR against a base without floors passes: the head's floors wait for the merge.
+    tighten = _decide(_promote_with(strict, **bad), policy_in_base=False)
+    assert tighten.verdict is Verdict.ALLOWED, [f.message for f in tighten.findings]
 
 
 def test_per_line_floor_recall_floor_and_evidence_without_rates() -> None:
