@@ -17,42 +17,29 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
 import pytest
+
+from tests.support.server import ServerError, ServerProcess, accepts, free_port
+
+__all__ = ["BrokerError", "Mosquitto", "accepts", "bridge_config", "free_port", "mosquitto"]
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(ServerError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-class Mosquitto:
+class Mosquitto(ServerProcess):
     """One Mosquitto process bound to 127.0.0.1 with its own folder (config, data, log)."""
 
-    host = "127.0.0.1"
+    name = "mosquitto"
+    log_name = "mosquitto.log"
+    error = BrokerError
 
     def __init__(
         self,
@@ -68,8 +55,7 @@ class Mosquitto:
         drop_root: bool = False,
         run_as: str | None = None,
     ) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
+        super().__init__(workdir, port=port)
         self.allow_anonymous = allow_anonymous
         self.acl_file = acl_file
         self.password_file = password_file
@@ -78,10 +64,8 @@ class Mosquitto:
         self.config = config  # a complete config (e.g. a generated one) used instead of ours
         self.drop_root = drop_root  # root: let Mosquitto drop to its `user` as in production
         self.run_as = run_as  # start the process as this user (root only)
-        self.process: subprocess.Popen[bytes] | None = None
         self.data_dir = workdir / "data"
         self.config_path = workdir / "mosquitto.conf"
-        self.log_path = workdir / "mosquitto.log"
 
     @property
     def url(self) -> str:
@@ -118,83 +102,18 @@ class Mosquitto:
             text = text.replace("\nallow_anonymous true\n", "\nallow_anonymous false\n")
         return text + self.extra_config + "\n"
 
-    def start(self, timeout: float = 10.0) -> Mosquitto:
-        if self.process is not None and self.process.poll() is None:
-            return self
+    def write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text(), encoding="utf-8")
-        who: dict[str, object] = {}
-        if self.run_as is not None:  # that user's own uid, primary group and nothing else
-            entry = pwd.getpwnam(self.run_as)
-            who = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # type: ignore[call-overload]
-                [MOSQUITTO, "-c", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                **who,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BrokerError(
-                    f"mosquitto exited with {self.process.returncode}:\n{self.log()[-2000:]}"
-                )
-            if accepts(self.host, self.port):
-                return self
-            time.sleep(0.02)
-        self.kill()
-        raise BrokerError(f"mosquitto did not accept connections in {timeout}s:\n{self.log()}")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: Mosquitto saves its persistence database and exits."""
-        self._signal(signal.SIGTERM, timeout)
+    def command(self) -> list[str]:
+        return [MOSQUITTO, "-c", str(self.config_path)]
 
-    def kill(self) -> None:
-        """SIGKILL: a crash; only what the last autosave wrote survives."""
-        self._signal(signal.SIGKILL, 10.0)
-
-    def restart(self, timeout: float = 10.0) -> Mosquitto:
-        self.stop()
-        return self.start(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def _signal(self, sig: signal.Signals, timeout: float) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.process = None
-        deadline = time.monotonic() + timeout  # the port is free once nothing accepts on it
-        while accepts(self.host, self.port) and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def popen_options(self) -> dict[str, Any]:
+        if self.run_as is None:
+            return {}
+        entry = pwd.getpwnam(self.run_as)  # that user's own uid, primary group and nothing else
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def bridge_config(

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.mosquitto import accepts, free_port
+from tests.support.server import accepts, free_port
 
 RUN_AS = "postgres"
 

@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
-from tests.support.mosquitto import accepts, free_port
+from tests.support.server import ServerError, ServerProcess
 
 DOCKER_REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ServerError):
     pass
 
 
@@ -35,17 +31,17 @@ def available() -> bool:
     return Path(DOCKER_REGISTRY).exists()
 
 
-class Registry:
-    host = "127.0.0.1"
+class Registry(ServerProcess):
+    name = "docker-registry"
+    log_name = "registry.log"
+    error = RegistryError
+    poll_interval = 0.05
 
     def __init__(self, workdir: Path, *, port: int | None = None, config: str | None = None):
-        self.workdir = workdir
-        self.port = port or free_port()
+        super().__init__(workdir, port=port)
         self.config = config
         self.data_dir = workdir / "data"
         self.config_path = workdir / "config.yml"
-        self.log_path = workdir / "registry.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -64,47 +60,17 @@ class Registry:
             f"http:\n  addr: {self.address}\n"
         )
 
-    def start(self, timeout: float = 15.0) -> Registry:
-        if not available():
-            pytest.skip("docker-registry is not installed (bash .ci/install-docker-registry)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text(), encoding="utf-8")
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [DOCKER_REGISTRY, "serve", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RegistryError(f"docker-registry exited:\n{self.log()[-2000:]}")
-            if accepts(self.host, self.port):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RegistryError(f"docker-registry did not listen in {timeout}s:\n{self.log()}")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.process = None
+    def command(self) -> list[str]:
+        return [DOCKER_REGISTRY, "serve", str(self.config_path)]
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
+    def start(self, timeout: float = 15.0) -> Self:
+        if not available():
+            pytest.skip("docker-registry is not installed (bash .ci/install-docker-registry)")
+        return super().start(timeout)
 
     def requests(self) -> list[dict[str, Any]]:
         """The access log's request entries (method, uri, user agent, status, bytes)."""
@@ -117,17 +83,6 @@ class Registry:
             if isinstance(entry, dict) and "http.request.uri" in entry:
                 found.append(entry)
         return found
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @pytest.fixture
