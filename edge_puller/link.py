@@ -4,7 +4,9 @@
 - Last will `{"online":false,"protocol":1}` (retained, QoS 1) set before connecting; birth
   `{"online":true,"protocol":1}` (with `agent`) published after every connect; re-subscribe to
   `…/desired` every time.
-- Reconnects with capped, jittered exponential backoff (reset after a successful connect).
+- Reconnects with capped, jittered exponential backoff (reset after a successful connect); with
+  a cluster's nodes (`mqtt://A:1883,B:1883,C:1883`) each retry goes to the next node, and the
+  persistent session, kept by the cluster, resumes there.
 - A sender thread delivers the outbox strictly in order, one message in flight, and acks a
   message only after the broker's PUBACK; when the outbox is empty it uploads spooled frames.
   After a reconnect it starts only once paho has re-sent what it still held unacknowledged
@@ -87,6 +89,7 @@ class Link:
         broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self.client = client
         self._mqtt_success = mqtt.MQTT_ERR_SUCCESS
@@ -118,11 +121,18 @@ class Link:
             return
         self._backoff.reset()
         self.connects += 1
-        log.info("connected to %s:%d", self.broker.host, self.broker.port)
+        log.info("connected to %s:%d", client.host, client.port)
         client.subscribe(self.desired_topic, qos=1)
         client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
         self.last_error = ""
         self._connack.set()  # `connected` once this `loop()` returns: paho re-sends first
+
+    def _on_subscribe(self, client: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if any(code.is_failure for code in codes):
+            # Without the subscription no desired state arrives: start over (reconnect with
+            # backoff, subscribe again) rather than stay connected and deaf.
+            self._problem(f"broker refused the subscription to {self.desired_topic}")
+            client.disconnect()
 
     def _problem(self, message: str) -> None:
         """Log why the broker cannot be reached once (not at every retry); serving goes on."""
@@ -152,7 +162,9 @@ class Link:
                     self.client.reconnect()
             except (OSError, ValueError) as exc:
                 first = first and isinstance(exc, ValueError)
-                self._problem(f"broker {self.broker.host}:{self.broker.port}: {exc}")
+                where = f"{self.client.host or self.broker.host}:{self.client.port}"
+                self._problem(f"broker {where}: {exc}")
+                self.broker.fail_over(self.client)
                 self._stop.wait(self._backoff.next())
                 continue
             while not self._stop.is_set():
@@ -168,6 +180,7 @@ class Link:
             self._connack.clear()
             self.connected.clear()
             if not self._stop.is_set():
+                self.broker.fail_over(self.client)
                 self._stop.wait(self._backoff.next())
 
     def _send(self) -> None:
