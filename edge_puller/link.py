@@ -12,6 +12,9 @@
   After a reconnect it starts only once paho has re-sent what it still held unacknowledged
   (paho does that right after `on_connect`): a newer message sent earlier would overtake it.
 - Received desired payloads go straight to the agent's inbox; the agent verifies them.
+- Level-triggered: while connected it subscribes to `…/desired` again every `resync` seconds,
+  so the broker hands back the retained document (a duplicate the agent ignores, unless a
+  live delivery was lost, as a NATS cluster losing a node was seen to do).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,6 +35,7 @@ from linefleet_core.signing import SigningKey, canonical_json
 from linefleet_core.wire import Channel, client_id, online_payload, topic
 
 PUBACK_TIMEOUT = 5.0
+RESYNC_SECONDS = 300.0
 log = logging.getLogger("linefleet.edge")
 
 
@@ -56,6 +61,7 @@ class Link:
         keepalive: int = 30,
         agent: str = "",
         device_key: SigningKey | None = None,
+        resync: float = RESYNC_SECONDS,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -70,6 +76,8 @@ class Link:
         self.keepalive = keepalive
         self.agent = agent
         self.device_key = device_key  # signs every report and event that leaves the device
+        self.resync = resync
+        self._subscribed_at = 0.0
         self.connected = threading.Event()
         self._connack = threading.Event()
         self.connects = 0
@@ -123,6 +131,7 @@ class Link:
         self.connects += 1
         log.info("connected to %s:%d", client.host, client.port)
         client.subscribe(self.desired_topic, qos=1)
+        self._subscribed_at = time.monotonic()
         client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
         self.last_error = ""
         self._connack.set()  # `connected` once this `loop()` returns: paho re-sends first
@@ -177,6 +186,9 @@ class Link:
                 if self._connack.is_set():  # the CONNACK is handled, paho's re-sends queued
                     self._connack.clear()
                     self.connected.set()
+                if self.connected.is_set() and time.monotonic() - self._subscribed_at > self.resync:
+                    self.client.subscribe(self.desired_topic, qos=1)  # the retained copy again
+                    self._subscribed_at = time.monotonic()
             self._connack.clear()
             self.connected.clear()
             if not self._stop.is_set():

@@ -109,18 +109,20 @@ class Session:
         self.address.fail_over(client)
 
     def _on_subscribe(self, client: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        with self._lock:
+            ours = mid in self._pending_subs  # the session's own filters, not a later one
+            self._pending_subs.discard(mid)
         refused = [
             f"{f} ({code})"
             for f, code in zip(self.subscriptions, codes, strict=False)
-            if code.is_failure
+            if ours and code.is_failure
         ]
         if refused:  # e.g. a NATS node that could not create the JetStream consumer in time
             self._sub_refused = ", ".join(refused)
             if not self._closing:  # a long-lived session tries again (connect() gives up)
                 threading.Timer(2.0, self._resubscribe, args=(client,)).start()
         with self._lock:
-            self._pending_subs.discard(mid)
-            if not self._pending_subs:
+            if ours and not self._pending_subs:
                 self.subscribed.set()
 
     def _resubscribe(self, client: Any) -> None:

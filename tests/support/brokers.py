@@ -6,9 +6,12 @@
 
 - `mosquitto`: one Mosquitto (tests/support/mosquitto.py), fresh per test;
 - `nats-cluster`: three NATS nodes with JetStream and MQTT, replicas on all three
-  (tests/support/nats.py), fresh per test; `url` lists every node, so clients fail over;
-- `rabbitmq`: one private RabbitMQ node with `rabbitmq_mqtt` (tests/support/rabbitmq.py),
-  shared by the session because it needs ~10-25 s to boot: tests on it use their own topics.
+  (tests/support/nats.py); `url` lists every node, so clients fail over;
+- `rabbitmq`: one private RabbitMQ node with `rabbitmq_mqtt` (tests/support/rabbitmq.py).
+The NATS cluster (~7 s to elect its JetStream leaders) and RabbitMQ (10 s to minutes to boot)
+are shared by the session: tests on them use their own topics or, publishing a fleet, their
+own signing key (so nothing retained by an earlier test passes for theirs). A test that kills
+nodes starts its own cluster.
 
 Without the broker's binary the test is skipped, naming the package to install; under `CI=true`
 it fails instead (`.ci/run` installs all three).
@@ -78,21 +81,24 @@ def rabbitmq_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rabbitmq
         node.stop()
 
 
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nats.NatsCluster]:
+    require("nats-cluster")
+    cluster = nats.NatsCluster(tmp_path_factory.mktemp("nats")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     """The broker named by the test's parameter (`indirect=True`), running."""
     engine: str = request.param
     require(engine)
-    if engine == "rabbitmq":
-        yield request.getfixturevalue("rabbitmq_node")
+    shared = {"nats-cluster": "nats_cluster", "rabbitmq": "rabbitmq_node"}
+    if engine in shared:
+        yield request.getfixturevalue(shared[engine])
         return
-    server: Mosquitto | nats.NatsCluster
-    if engine == "mosquitto":
-        server = Mosquitto(tmp_path / "mosquitto")
-    else:
-        server = nats.NatsCluster(tmp_path / "nats")
-    server.start()
-    try:
+    with Mosquitto(tmp_path / "mosquitto") as server:
         yield server
-    finally:
-        server.stop()

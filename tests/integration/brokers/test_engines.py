@@ -51,10 +51,10 @@ class Client:
         self.client.loop_start()
 
     def subscribe(self, topic_filter: str) -> None:
-        _, mid = self.client.subscribe(topic_filter, qos=1)
-        deadline = time.monotonic() + 10
         acked: list[int] = []
         self.client.on_subscribe = lambda _c, _u, m, _r, _p: acked.append(m)
+        _, mid = self.client.subscribe(topic_filter, qos=1)
+        deadline = time.monotonic() + 10
         while mid not in acked and time.monotonic() < deadline:
             time.sleep(0.01)
         assert mid in acked, f"no SUBACK for {topic_filter}"
