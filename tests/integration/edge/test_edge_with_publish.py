@@ -23,11 +23,10 @@ from linefleet.cli import main
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_trusted_keys
 from tests.support import minifleet
-from tests.support.brokers import FULL, Broker, broker, nats_cluster, rabbitmq_node, url_via
+from tests.support.brokers import FULL, Broker, url_via
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-__all__ = ["broker", "nats_cluster", "rabbitmq_node"]
 
 CLASSES = {1: ("ok", "scratch", "contamination"), 2: ("ok", "scratch", "dust", "oil")}
 
