@@ -16,6 +16,7 @@ setup: $(STAMP) services
 
 services:
 	@command -v mosquitto >/dev/null 2>&1 || bash .ci/install-mosquitto
+	@bash .ci/install-brokers
 	@command -v docker-registry >/dev/null 2>&1 || bash .ci/install-docker-registry
 	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 

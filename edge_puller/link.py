@@ -4,12 +4,17 @@
 - Last will `{"online":false,"protocol":1}` (retained, QoS 1) set before connecting; birth
   `{"online":true,"protocol":1}` (with `agent`) published after every connect; re-subscribe to
   `…/desired` every time.
-- Reconnects with capped, jittered exponential backoff (reset after a successful connect).
+- Reconnects with capped, jittered exponential backoff (reset after a successful connect); with
+  a cluster's nodes (`mqtt://A:1883,B:1883,C:1883`) each retry goes to the next node, and the
+  persistent session, kept by the cluster, resumes there.
 - A sender thread delivers the outbox strictly in order, one message in flight, and acks a
   message only after the broker's PUBACK; when the outbox is empty it uploads spooled frames.
   After a reconnect it starts only once paho has re-sent what it still held unacknowledged
   (paho does that right after `on_connect`): a newer message sent earlier would overtake it.
 - Received desired payloads go straight to the agent's inbox; the agent verifies them.
+- Level-triggered: while connected it subscribes to `…/desired` again every `resync` seconds,
+  so the broker hands back the retained document (a duplicate the agent ignores, unless a
+  live delivery was lost, as a NATS cluster losing a node was seen to do).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,6 +35,7 @@ from linefleet_core.signing import SigningKey, canonical_json
 from linefleet_core.wire import Channel, client_id, online_payload, topic
 
 PUBACK_TIMEOUT = 5.0
+RESYNC_SECONDS = 300.0
 log = logging.getLogger("linefleet.edge")
 
 
@@ -54,6 +61,7 @@ class Link:
         keepalive: int = 30,
         agent: str = "",
         device_key: SigningKey | None = None,
+        resync: float = RESYNC_SECONDS,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -68,6 +76,8 @@ class Link:
         self.keepalive = keepalive
         self.agent = agent
         self.device_key = device_key  # signs every report and event that leaves the device
+        self.resync = resync
+        self._subscribed_at = 0.0
         self.connected = threading.Event()
         self._connack = threading.Event()
         self.connects = 0
@@ -87,6 +97,7 @@ class Link:
         broker.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self.client = client
         self._mqtt_success = mqtt.MQTT_ERR_SUCCESS
@@ -118,11 +129,19 @@ class Link:
             return
         self._backoff.reset()
         self.connects += 1
-        log.info("connected to %s:%d", self.broker.host, self.broker.port)
+        log.info("connected to %s:%d", client.host, client.port)
         client.subscribe(self.desired_topic, qos=1)
+        self._subscribed_at = time.monotonic()
         client.publish(self.online_topic, online_payload(True, self.agent), qos=1, retain=True)
         self.last_error = ""
         self._connack.set()  # `connected` once this `loop()` returns: paho re-sends first
+
+    def _on_subscribe(self, client: Any, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if any(code.is_failure for code in codes):
+            # Without the subscription no desired state arrives: start over (reconnect with
+            # backoff, subscribe again) rather than stay connected and deaf.
+            self._problem(f"broker refused the subscription to {self.desired_topic}")
+            client.disconnect()
 
     def _problem(self, message: str) -> None:
         """Log why the broker cannot be reached once (not at every retry); serving goes on."""
@@ -152,7 +171,9 @@ class Link:
                     self.client.reconnect()
             except (OSError, ValueError) as exc:
                 first = first and isinstance(exc, ValueError)
-                self._problem(f"broker {self.broker.host}:{self.broker.port}: {exc}")
+                where = f"{self.client.host or self.broker.host}:{self.client.port}"
+                self._problem(f"broker {where}: {exc}")
+                self.broker.fail_over(self.client)
                 self._stop.wait(self._backoff.next())
                 continue
             while not self._stop.is_set():
@@ -165,9 +186,13 @@ class Link:
                 if self._connack.is_set():  # the CONNACK is handled, paho's re-sends queued
                     self._connack.clear()
                     self.connected.set()
+                if self.connected.is_set() and time.monotonic() - self._subscribed_at > self.resync:
+                    self.client.subscribe(self.desired_topic, qos=1)  # the retained copy again
+                    self._subscribed_at = time.monotonic()
             self._connack.clear()
             self.connected.clear()
             if not self._stop.is_set():
+                self.broker.fail_over(self.client)
                 self._stop.wait(self._backoff.next())
 
     def _send(self) -> None:

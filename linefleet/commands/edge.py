@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
     r.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
     source = r.add_mutually_exclusive_group(required=True)
-    source.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    source.add_argument(
+        "--broker",
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT; a cluster: mqtt://A:PORT,B:PORT,...",
+    )
     source.add_argument(
         "--bundle",
         type=Path,
@@ -116,7 +119,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     i.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
     i.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
-    i.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    i.add_argument(
+        "--broker",
+        required=True,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT; a cluster: mqtt://A:PORT,B:PORT,...",
+    )
     i.add_argument("--sources", required=True, type=Path, help="the device's sources file")
     i.add_argument("--trust-key", required=True, type=Path, help="pinned key or key folder")
     i.add_argument("--state-dir", type=Path, default=Path("/var/lib/linefleet/edge"))

@@ -39,7 +39,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Exit 0 ok, 1 invalid fleet, 2 usage, 4 broker unreachable (re-run to finish)."
         ),
     )
-    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument(
+        "--broker",
+        required=True,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT; a cluster: mqtt://A:PORT,B:PORT,...",
+    )
     p.add_argument("--repo", type=Path, default=Path(), help="fleet repository (default: .)")
     p.add_argument("--rev", default="HEAD", help="git revision to publish (default: HEAD)")
     p.add_argument(

@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "(SQLite) so a restart loses nothing. Stops cleanly on SIGTERM or Ctrl-C (exit 0)."
         ),
     )
-    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument(
+        "--broker",
+        required=True,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT; a cluster: mqtt://A:PORT,B:PORT,...",
+    )
     p.add_argument("--repo", type=Path, default=Path(), help="clone of the fleet repository")
     p.add_argument("--branch", default="main")
     p.add_argument("--remote", default="origin", help="remote to fetch (skipped if absent)")

@@ -45,7 +45,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "re-read until every device is Synced, exit 1 if one is not when time runs out."
         ),
     )
-    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument(
+        "--broker",
+        required=True,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT; a cluster: mqtt://A:PORT,B:PORT,...",
+    )
     p.add_argument(
         "--repo",
         type=Path,

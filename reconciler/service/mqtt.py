@@ -2,8 +2,9 @@
 
 Callbacks run on paho's network thread and only put messages on a queue; everything else
 happens on the caller's thread, so the reconciler stays single-threaded in its logic.
-A session re-subscribes on every (re)connect. Network failures become `TemporaryError`
-(exit 4), a refused CONNECT (bad credentials, ACL) a `PermanentError`.
+A session re-subscribes on every (re)connect; given a cluster's nodes, it connects to the
+first that answers and fails over to the next when its node goes away. Network failures
+become `TemporaryError` (exit 4), a refused CONNECT (bad credentials, ACL) a `PermanentError`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Session:
         self._refused: str | None = None
         self._lock = threading.Lock()
         self._pending_subs: set[int] = set()
+        self._closing = False
+        self._sub_refused: str | None = None
         self.keepalive = keepalive
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -71,6 +74,7 @@ class Session:
         address.configure(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self.client = client
@@ -84,22 +88,46 @@ class Session:
             return
         self._refused = None
         self.subscribed.clear()
+        self._subscribe(client)
+        self.connected.set()
+
+    def _subscribe(self, client: Any) -> None:
+        self._sub_refused = None
         if self.subscriptions:
             _, mid = client.subscribe([(f, 1) for f in self.subscriptions])
             with self._lock:
                 self._pending_subs = {mid}
         else:
             self.subscribed.set()
-        self.connected.set()
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+    def _on_disconnect(self, client: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         self.connected.clear()
+        if not self._closing:
+            self.address.fail_over(client)  # paho's loop reconnects, to the next node
 
-    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
+    def _on_connect_fail(self, client: Any, _u: Any) -> None:
+        self.address.fail_over(client)
+
+    def _on_subscribe(self, client: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
         with self._lock:
+            ours = mid in self._pending_subs  # the session's own filters, not a later one
             self._pending_subs.discard(mid)
-            if not self._pending_subs:
+        refused = [
+            f"{f} ({code})"
+            for f, code in zip(self.subscriptions, codes, strict=False)
+            if ours and code.is_failure
+        ]
+        if refused:  # e.g. a NATS node that could not create the JetStream consumer in time
+            self._sub_refused = ", ".join(refused)
+            if not self._closing:  # a long-lived session tries again (connect() gives up)
+                threading.Timer(2.0, self._resubscribe, args=(client,)).start()
+        with self._lock:
+            if ours and not self._pending_subs:
                 self.subscribed.set()
+
+    def _resubscribe(self, client: Any) -> None:
+        if not self._closing and self.connected.is_set():
+            self._subscribe(client)
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         self.inbox.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
@@ -108,12 +136,21 @@ class Session:
 
     def connect(self, timeout: float = 5.0) -> Session:
         where = self.address.url
-        try:
-            self.client.connect(self.address.host, self.address.port, self.keepalive)
-        except ssl.SSLCertVerificationError as exc:  # a configuration problem, not an outage
-            raise PermanentError(f"broker {where}: TLS certificate not trusted: {exc}") from None
-        except (OSError, ValueError) as exc:
-            raise TemporaryError(f"broker {where} unreachable: {exc}", delay=2.0) from None
+        failures = []
+        for host, port in self.address.endpoints:  # the first node that answers
+            try:
+                self.client.connect(host, port, self.keepalive)
+                break
+            except ssl.SSLCertVerificationError as exc:  # a configuration problem, not an outage
+                raise PermanentError(
+                    f"broker {where}: TLS certificate not trusted: {exc}"
+                ) from None
+            except (OSError, ValueError) as exc:
+                failures.append(f"{host}:{port}: {exc}" if self.address.others else str(exc))
+        else:
+            raise TemporaryError(
+                f"broker {where} unreachable: {'; '.join(failures)}", delay=2.0
+            ) from None
         self.client.loop_start()
         if not self.connected.wait(timeout):
             self.close()
@@ -124,9 +161,14 @@ class Session:
         if not self.subscribed.wait(timeout):
             self.close()
             raise TemporaryError(f"broker {where}: no SUBACK within {timeout:g}s", delay=2.0)
+        if self._sub_refused is not None:
+            refused = self._sub_refused
+            self.close()
+            raise TemporaryError(f"broker {where} refused the subscription to {refused}", delay=2.0)
         return self
 
     def close(self) -> None:
+        self._closing = True
         try:
             self.client.disconnect()
         finally:
@@ -187,6 +229,11 @@ def _acked(info: Any) -> bool:
 
 
 BARRIER_ROOT = "linefleet/v1/_barrier"
+RETAINED_PROBE = f"{BARRIER_ROOT}/_retained"
+
+
+class RetainedUnsupported(PermanentError):
+    """The broker does not hand retained messages to a wildcard subscription."""
 
 
 def retained_snapshot(
@@ -205,13 +252,23 @@ def retained_snapshot(
     we subscribe to) comes back, the snapshot is complete. If the barrier never comes back
     (a broker ACL without `linefleet/v1/_barrier/#`), `quiet` seconds without a message end
     the snapshot instead.
+
+    Before that, a retained probe (`RETAINED_PROBE`) is published and read back through the
+    wildcard `linefleet/v1/_barrier/+`: a broker that keeps no retained messages, or hands
+    them only to exact-topic subscriptions (RabbitMQ's MQTT plugin), would make every
+    snapshot silently empty, so it is refused (`RetainedUnsupported`, exit 1).
     """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
     barrier = f"{BARRIER_ROOT}/{client_id}"
-    with Session(address, client_id, subscriptions=[*filters, barrier]) as session:
+    with Session(address, client_id, subscriptions=filters) as session:
         session.connect(timeout)
+        session.publish_all([Outgoing(RETAINED_PROBE, b"1")], timeout)
+        # In order on one connection: the probe is stored, the subscription queues what is
+        # retained (the probe included), then the barrier follows them.
+        session.client.subscribe(f"{BARRIER_ROOT}/+", qos=1)
         session.client.publish(barrier, b"", qos=1, retain=False)
         found: dict[str, Message] = {}
+        probed = False
         end = time.monotonic() + limit
         while (wait := min(quiet, end - time.monotonic())) > 0:
             try:
@@ -219,7 +276,18 @@ def retained_snapshot(
             except queue.Empty:
                 break
             if msg.topic == barrier:
+                if not probed:
+                    raise RetainedUnsupported(
+                        f"broker {address.url} does not deliver retained messages to wildcard "
+                        f"subscriptions (a retained probe on {RETAINED_PROBE} did not come back "
+                        f"to {BARRIER_ROOT}/+): linefleet reads the fleet's retained state "
+                        "that way, so it cannot publish or show status through this broker. "
+                        "RabbitMQ's rabbitmq_mqtt plugin behaves so; see docs/protocol.md, "
+                        "'Brokers'"
+                    )
                 break
-            if msg.retain:
+            if msg.topic == RETAINED_PROBE:
+                probed = probed or msg.retain
+            elif msg.retain and not msg.topic.startswith(f"{BARRIER_ROOT}/"):
                 found[msg.topic] = msg
         return found
