@@ -35,7 +35,8 @@ FULL = ("mosquitto", "nats-cluster")
 
 
 class Broker(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def host(self) -> str: ...

@@ -123,12 +123,12 @@ class RabbitMQ(ServerProcess):
         super().stop(timeout)
         self._stop_epmd()
 
-    def _signal(self, sig: signal.Signals, timeout: float) -> None:
+    def _signal(self, sig: signal.Signals, timeout: float, *, keep_workdir: bool = False) -> None:
         proc = self.process
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)  # the group we started: the VM and its helpers
-        super()._signal(sig, timeout)
+        super()._signal(sig, timeout, keep_workdir=keep_workdir)
 
     def _stop_epmd(self) -> None:
         if self.epmd is not None and self.epmd.poll() is None:
