@@ -37,7 +37,12 @@ class Outgoing:
 
 
 class Session:
-    """One MQTT connection. Use as a context manager; messages arrive on `inbox`."""
+    """One MQTT connection. Use as a context manager; messages arrive on `inbox`.
+
+    With `reconnect=False` a lost connection stays lost (paho would otherwise reconnect and
+    send again every unacknowledged message: `reconciler.service.fence` must not); `will` is
+    the last will the broker publishes if the connection ends without a DISCONNECT.
+    """
 
     def __init__(
         self,
@@ -47,6 +52,8 @@ class Session:
         clean_session: bool = True,
         subscriptions: Sequence[str] = (),
         keepalive: int = 30,
+        reconnect: bool = True,
+        will: Outgoing | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -65,7 +72,10 @@ class Session:
             client_id=client_id,
             clean_session=clean_session,
             protocol=MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=reconnect,
         )
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.max_inflight_messages_set(0)  # 0: no client-side limit (the broker has none)
         client.max_queued_messages_set(0)
         address.configure(client)
@@ -207,19 +217,30 @@ def retained_snapshot(
     the snapshot instead.
     """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
-    barrier = f"{BARRIER_ROOT}/{client_id}"
-    with Session(address, client_id, subscriptions=[*filters, barrier]) as session:
-        session.connect(timeout)
-        session.client.publish(barrier, b"", qos=1, retain=False)
-        found: dict[str, Message] = {}
-        end = time.monotonic() + limit
-        while (wait := min(quiet, end - time.monotonic())) > 0:
-            try:
-                msg = session.inbox.get(timeout=wait)
-            except queue.Empty:
-                break
-            if msg.topic == barrier:
-                break
-            if msg.retain:
-                found[msg.topic] = msg
-        return found
+    with Session(address, client_id, subscriptions=[*filters, barrier_topic(client_id)]) as s:
+        s.connect(timeout)
+        return collect_retained(s, barrier_topic(client_id), quiet=quiet, limit=limit)
+
+
+def barrier_topic(client_id: str) -> str:
+    return f"{BARRIER_ROOT}/{client_id}"
+
+
+def collect_retained(
+    session: Session, barrier: str, *, quiet: float = 0.5, limit: float = 30.0
+) -> dict[str, Message]:
+    """The retained messages of a session that has just subscribed (to its filters and to
+    `barrier`): publishes the barrier and reads until it comes back (see `retained_snapshot`)."""
+    session.client.publish(barrier, b"", qos=1, retain=False)
+    found: dict[str, Message] = {}
+    end = time.monotonic() + limit
+    while (wait := min(quiet, end - time.monotonic())) > 0:
+        try:
+            msg = session.inbox.get(timeout=wait)
+        except queue.Empty:
+            break
+        if msg.topic == barrier:
+            break
+        if msg.retain:
+            found[msg.topic] = msg
+    return found
