@@ -38,7 +38,7 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 DESIRED = "linefleet/v1/+/+/desired"
-SITES, DEVICES = 8, 100  # 1,200 devices, one line each: a publish long enough to cut
+SITES, DEVICES = 8, 100  # 800 devices, one line each: a publish long enough to cut
 
 
 class Observer:
