@@ -19,7 +19,7 @@ from linefleet.report.history import History, read_history, record
 from linefleet_core.errors import UsageError
 
 if TYPE_CHECKING:
-    from linefleet_core.spec import FleetSpec
+    from linefleet_core.spec import Checks, FleetSpec
     from reconciler.service.fleetstatus import FleetStatus
 
 
@@ -34,21 +34,13 @@ class Sources:
     quiet: float = 0.5
 
 
-def _spec(repo: Path) -> FleetSpec:
-    from linefleet_core import spec as fleetspec
-
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo}: no such directory")
-    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
-    return spec
-
-
-def _status(src: Sources, spec: FleetSpec | None) -> tuple[FleetStatus, float]:
+def _status(src: Sources, spec: FleetSpec | None, checks: Checks) -> tuple[FleetStatus, float]:
     from reconciler.service.statusread import read_status
 
     return read_status(
-        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, spec=spec
-    )
+        src.broker, repo=src.repo, state_dir=src.state_dir, quiet=src.quiet, spec=spec,
+        checks=checks,
+    )  # fmt: skip
 
 
 def _record(path: Path, status: FleetStatus, history: History) -> int:
@@ -71,7 +63,10 @@ def collect(src: Sources) -> ReportData:
 
     sources: list[str] = []
     notes: list[str] = []
-    spec = None if src.repo is None else _spec(src.repo)
+    from reconciler.service.statusread import read_spec
+
+    checks: Checks = {}  # files parsed once for the spec and for git (status --repo)
+    spec = None if src.repo is None else read_spec(src.repo, checks)
     if src.record and (src.history is None or (src.broker is None and src.state_dir is None)):
         raise UsageError("--record needs --history FILE and --broker or --state-dir")
     history: History = {}
@@ -79,7 +74,7 @@ def collect(src: Sources) -> ReportData:
         history = read_history(src.history)
     status, now = None, time.time()
     if src.broker is not None or src.state_dir is not None:
-        status, now = _status(src, spec)
+        status, now = _status(src, spec, checks)
         if src.broker is not None:
             sources.append(f"broker {src.broker}")
         if src.state_dir is not None:

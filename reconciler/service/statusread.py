@@ -25,11 +25,14 @@ from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
 
 
-def read_spec(repo: Path) -> fleetspec.FleetSpec:
-    """The fleet repository at `repo` as declared (for its device list and line assignments)."""
+def read_spec(repo: Path, checks: fleetspec.Checks | None = None) -> fleetspec.FleetSpec:
+    """The fleet repository at `repo` as declared (for its device list and line assignments).
+
+    Pass the same `checks` to `read_status`: the git side of `--repo` then reuses every file
+    parsed here (the working tree and HEAD share nearly all of them)."""
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
-    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
+    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo), checks)
     return spec
 
 
@@ -42,6 +45,7 @@ def read_status(
     spec: fleetspec.FleetSpec | None = None,
     device_keys: Path | None = None,
     edge_exports: tuple[Path, ...] = (),
+    checks: fleetspec.Checks | None = None,
 ) -> tuple[FleetStatus, float]:
     """The fleet's status and the moment it was read.
 
@@ -51,8 +55,9 @@ def read_status(
     `edge_exports` (`linefleet edge export` files from air-gapped devices) add their reports
     and events as of the time each was written, de-duplicated as over MQTT.
     """
+    checks = {} if checks is None else checks
     if spec is None and repo is not None:
-        spec = read_spec(repo)
+        spec = read_spec(repo, checks)
     fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
     assigned = None if spec is None else fleetspec.assigned_lines(spec)
     observations = Observations()
@@ -92,7 +97,7 @@ def read_status(
     if repo is not None:  # git ahead of what the broker holds for a device: OutOfSync
         from reconciler.service.behind import git_behind
 
-        behind = git_behind(repo, desired)
+        behind = git_behind(repo, desired, checks=checks)
     status = fleet_status(desired, observations, now, fleet, assigned, behind)
     status.reconciler = recorded
     return status, now
