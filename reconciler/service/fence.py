@@ -60,7 +60,11 @@ class Fenced:
     def __enter__(self) -> Fenced:
         self.session.connect(self.timeout)
         if self.claim is not None:
-            self.publish_all([Outgoing(LEASE_TOPIC, self.claim.payload())], self.timeout)
+            try:
+                self.publish_all([Outgoing(LEASE_TOPIC, self.claim.payload())], self.timeout)
+            except BaseException:
+                self.session.close()
+                raise
         return self
 
     def __exit__(
