@@ -214,7 +214,8 @@ def retained_snapshot(
     the SUBACK, so once our own barrier message (published after the SUBACK, on a topic only
     we subscribe to) comes back, the snapshot is complete. If the barrier never comes back
     (a broker ACL without `linefleet/v1/_barrier/#`), `quiet` seconds without a message end
-    the snapshot instead.
+    the snapshot instead; a pause after which messages were still arriving (a busy machine)
+    only sends the barrier again.
     """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
     with Session(address, client_id, subscriptions=[*filters, barrier_topic(client_id)]) as s:
@@ -234,13 +235,20 @@ def collect_retained(
     session.client.publish(barrier, b"", qos=1, retain=False)
     found: dict[str, Message] = {}
     end = time.monotonic() + limit
+    arrived = 0  # messages since the last barrier was sent
     while (wait := min(quiet, end - time.monotonic())) > 0:
         try:
             msg = session.inbox.get(timeout=wait)
         except queue.Empty:
-            break
+            if not arrived:
+                break  # silent since the last barrier: nothing more is coming
+            # Messages were still arriving: a pause on a busy machine, not the end. Ask again.
+            session.client.publish(barrier, b"", qos=1, retain=False)
+            arrived = 0
+            continue
         if msg.topic == barrier:
             break
+        arrived += 1
         if msg.retain:
             found[msg.topic] = msg
     return found
