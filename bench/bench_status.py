@@ -183,7 +183,7 @@ def main() -> int:
             "",
             f"**`linefleet status` on {devices:,} devices takes {med['status']:.2f} s** "
             f"(target: under {TARGET_STATUS_S:g} s). The report page is {page_bytes / 1024:.0f} "
-            "KiB: above `linefleet.report.page.DETAIL_LINES` lines it groups by site and "
+            "KiB: above `linefleet.report.sites.DETAIL_LINES` lines it groups by site and "
             "summarises each site's lines instead of drawing every line's charts.",
         ]
     )
