@@ -35,7 +35,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", type=Path, default=Path(".linefleet/reconciler"))
     p.add_argument("--signing-key", type=Path, help="default: $LINEFLEET_SIGNING_KEY")
     p.add_argument("--artifact-base", help="base URL for repository-relative artifacts")
-    p.add_argument("--name", default="main", help="reconciler name (stable MQTT client id)")
+    p.add_argument(
+        "--name",
+        default="main",
+        help="reconciler name (stable MQTT client id; give each reconciler of a fleet its own)",
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="how long the publish lease holds unrenewed, i.e. how soon a standby reconciler "
+        "takes over from one that died between publishes (default: 3 x --interval, at least 30)",
+    )
     p.add_argument(
         "--forge",
         help="open rollback pull requests when a line breaks its health gates: "
@@ -75,6 +86,8 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError(f"--repo {ns.repo}: no such directory")
     if ns.interval <= 0:
         raise UsageError("--interval must be positive")
+    if ns.lease_seconds is not None and not ns.lease_seconds > ns.interval:
+        raise UsageError("--lease-seconds must be longer than --interval (the lease is renewed)")
     if ns.max_age is not None and not ns.max_age >= 2 * ns.interval:
         raise UsageError("--max-age must be at least twice --interval (documents are re-signed)")
     settings = Settings(
@@ -91,6 +104,7 @@ def run(ns: argparse.Namespace) -> int:
         max_age=ns.max_age,
         device_keys=None if ns.device_keys is None else load_device_keys(ns.device_keys),
         now=parse_now(ns.now),
+        lease_seconds=ns.lease_seconds or max(30.0, 3 * ns.interval),
     )
     stop = threading.Event()
 
@@ -105,7 +119,9 @@ def run(ns: argparse.Namespace) -> int:
     def on_tick(outcome: TickOutcome) -> None:
         for proposed in outcome.rollbacks:
             print(f"proposed {printable(proposed)}", flush=True)
-        if outcome.error:
+        if outcome.standby:
+            line = f"commit {(outcome.commit or '?')[:12]}: {printable(outcome.standby)}"
+        elif outcome.error:
             line = f"error at {(outcome.commit or '?')[:12]}: {printable(outcome.error)}"
             if outcome.retry_in:
                 line += f" (retry in {outcome.retry_in:.1f}s)"

@@ -111,15 +111,14 @@ def line_views(
             view = _row_view(dev, row, spec, desired_known, now)
             views.append(replace(view, history=series(history, row.line, dev.device)))
     declared = {} if spec is None else spec.lines
-    devices = {} if spec is None else spec.devices
+    serving_of: dict[str, list[str]] = {}  # `site/line` -> devices serving it (one pass)
+    for d in {} if spec is None else spec.devices.values():
+        for key in dict.fromkeys(f"{d.site}/{s.line}" for s in d.serves):
+            serving_of.setdefault(key, []).append(d.id)
     for key in sorted((set(declared) | {line for line, _ in history}) - seen):
         line = declared.get(key)
         site, _, line_id = key.partition("/")
-        serving = [
-            d.id
-            for d in devices.values()
-            if d.site == site and any(s.line == line_id for s in d.serves)
-        ]
+        serving = serving_of.get(key, [])
         why = "no status source given" if status is None else "no device has reported this line"
         views.append(
             replace(

@@ -20,6 +20,7 @@ from linefleet.report.data import (
     ReportData,
     TimelineEntry,
 )
+from linefleet.report.sites import DETAIL_LINES, SiteSummary, severity, summarise
 from linefleet.report.style import CSS
 from linefleet.report.svg import Series, fmt, line_chart
 
@@ -31,6 +32,12 @@ SYMBOLS = {
     "Stale": "◷",
     "Unknown": "?",
 }
+
+
+ATTENTION_ROWS = 25
+"""A large fleet: lines not Synced listed per site (the rest are counted)."""
+CHART_LINES = 12
+"""A large fleet: charts drawn for at most this many lines (the worst not Synced)."""
 
 
 def esc(value: object) -> str:
@@ -91,25 +98,106 @@ def _fleet_map(lines: tuple[LineView, ...] | None, now: float) -> str:
         return nodata("No fleet data: pass --repo, --broker or --state-dir.")
     if not lines:
         return nodata("The fleet has no lines yet.")
-    out = []
-    for site in sorted({line.site for line in lines}):
-        rows = []
-        for line in sorted((ln for ln in lines if ln.site == site), key=lambda ln: ln.line):
-            note = line.message or line.reason
-            rows.append(
-                f"<tr><td><b>{esc(line.line)}</b></td><td>{badge(line.condition)}</td>"
-                f"<td>{esc(line.sync or '—')}</td><td>{esc(line.health or '—')}</td>"
-                f"<td>{_model_cell(line)}</td><td>{_candidate_cell(line)}</td>"
-                f"<td>{esc(line.device or '—')}</td><td>{esc(ago(line.last_seen, now))}</td>"
-                f'<td class="note">{esc(note)}</td></tr>'
-            )
-        out.append(
-            f'<section class="card"><h3>Site {esc(site)}</h3><table>'
-            "<thead><tr><th>Line</th><th>Condition</th><th>Sync</th><th>Health</th>"
-            "<th>Serving model</th>"
-            "<th>Candidate</th><th>Device</th><th>Last report</th><th>Note</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></section>"
+    if len(lines) > DETAIL_LINES:
+        return _sites_map(summarise(lines), now)
+    by_site: dict[str, list[LineView]] = {}
+    for line in sorted(lines, key=lambda ln: (ln.site, ln.line)):
+        by_site.setdefault(line.site, []).append(line)
+    return "".join(
+        f'<section class="card"><h3>Site {esc(site)}</h3>{_line_table(rows, now)}</section>'
+        for site, rows in by_site.items()
+    )
+
+
+def _line_table(lines: Iterable[LineView], now: float) -> str:
+    rows = []
+    for line in lines:
+        note = line.message or line.reason
+        rows.append(
+            f"<tr><td><b>{esc(line.line)}</b></td><td>{badge(line.condition)}</td>"
+            f"<td>{esc(line.sync or '—')}</td><td>{esc(line.health or '—')}</td>"
+            f"<td>{_model_cell(line)}</td><td>{_candidate_cell(line)}</td>"
+            f"<td>{esc(line.device or '—')}</td><td>{esc(ago(line.last_seen, now))}</td>"
+            f'<td class="note">{esc(note)}</td></tr>'
         )
+    return (
+        "<table><thead><tr><th>Line</th><th>Condition</th><th>Sync</th><th>Health</th>"
+        "<th>Serving model</th>"
+        "<th>Candidate</th><th>Device</th><th>Last report</th><th>Note</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _counted(items: tuple[tuple[str, int], ...], shown: int = 3) -> str:
+    if not items:
+        return "—"
+    cells = [f"<code>{esc(name)}</code> ({n})" for name, n in items[:shown]]
+    if len(items) > shown:
+        cells.append(f"+{len(items) - shown} more")
+    return "<br>".join(cells)
+
+
+def _sites_map(sites: tuple[SiteSummary, ...], now: float) -> str:
+    """A large fleet: one row per site, then each site's lines that are not Synced."""
+    rows = []
+    for site in sites:
+        conditions = " ".join(f"{badge(c)} {n}" for c, n in site.conditions)
+        rows.append(
+            f"<tr><td><b>{esc(site.site)}</b></td><td>{site.lines}</td><td>{site.devices}</td>"
+            f"<td>{conditions}</td><td>{_counted(site.serving)}</td>"
+            f"<td>{_counted(site.candidates)}</td><td>{len(site.attention)}</td></tr>"
+        )
+    total = sum(site.lines for site in sites)
+    out = [
+        f'<p class="muted">{total} lines at {len(sites)} sites: each site is summed up in one '
+        f"row (a fleet over {DETAIL_LINES} lines); lines that are not Synced are listed below "
+        "it. `linefleet status` lists every device.</p>"
+        '<section class="card"><table><thead><tr><th>Site</th><th>Lines</th><th>Devices</th>'
+        "<th>Conditions (lines)</th><th>Serving</th><th>Candidates</th><th>Not Synced</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    ]
+    for site in sites:
+        if not site.attention:
+            continue
+        more = len(site.attention) - ATTENTION_ROWS
+        tail = f'<p class="muted">and {more} more lines not Synced at {esc(site.site)}.</p>'
+        out.append(
+            f'<section class="card"><h3>Site {esc(site.site)}: {len(site.attention)} of '
+            f"{site.lines} lines not Synced</h3>"
+            f"{_line_table(site.attention[:ATTENTION_ROWS], now)}{tail if more > 0 else ''}"
+            "</section>"
+        )
+    return "".join(out)
+
+
+def _sites_metrics(lines: tuple[LineView, ...]) -> str:
+    """A large fleet's metrics: per site, the latest windows summed up; charts only for the
+    worst lines needing a look."""
+    sites = summarise(lines)
+    rows = []
+    for site in sites:
+        latency = site.latency_p95_ms
+        rows.append(
+            f"<tr><td><b>{esc(site.site)}</b></td><td>{site.reporting} of {site.lines}</td>"
+            f"<td>{'—' if latency is None else esc(fmt(latency[0], 'ms'))}</td>"
+            f"<td>{'—' if latency is None else esc(fmt(latency[1], 'ms'))}</td>"
+            f"<td>{'—' if site.defect_rate is None else esc(fmt(site.defect_rate, '%'))}</td>"
+            f"<td>{'—' if site.drift_max is None else esc(fmt(site.drift_max, ''))}</td></tr>"
+        )
+    out = [
+        '<section class="card"><table><thead><tr><th>Site</th><th>Lines reporting</th>'
+        "<th>p95 latency (median)</th><th>p95 latency (worst)</th>"
+        "<th>Defect rate (median)</th><th>Drift (worst)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    ]
+    worst = sorted((v for s in sites for v in s.attention if v.history), key=severity)
+    if worst:
+        shown = worst[:CHART_LINES]
+        out.append(
+            f'<p class="muted">Charts of the {len(shown)} worst lines not Synced (of '
+            f"{len(worst)} with metrics):</p>"
+        )
+        out += [_line_metrics(line) for line in shown]
     return "".join(out)
 
 
@@ -176,6 +264,8 @@ def _line_metrics(line: LineView) -> str:
 def _metrics(lines: tuple[LineView, ...] | None) -> str:
     if lines is None:
         return nodata("No metrics: pass --broker, --state-dir or --history.")
+    if len(lines) > DETAIL_LINES:
+        return _sites_metrics(lines)
     measured = [ln for ln in sorted(lines, key=lambda ln: ln.key) if ln.history]
     silent = [ln.key for ln in sorted(lines, key=lambda ln: ln.key) if not ln.history]
     out = [_line_metrics(line) for line in measured]

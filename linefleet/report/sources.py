@@ -20,7 +20,7 @@ from linefleet.report.history import History, read_history, record
 from linefleet_core.errors import UsageError
 
 if TYPE_CHECKING:
-    from linefleet_core.spec import FleetSpec
+    from linefleet_core.spec import Checks, FleetSpec
     from reconciler.service.fleetstatus import FleetStatus
     from trainer.audits import FieldEscapes
 
@@ -36,17 +36,11 @@ class Sources:
     quiet: float = 0.5
 
 
-def _spec(repo: Path) -> FleetSpec:
-    from linefleet_core import spec as fleetspec
-
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo}: no such directory")
-    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
-    return spec
-
-
 def _status(
-    src: Sources, spec: FleetSpec | None, escapes: Mapping[str, FieldEscapes] | None
+    src: Sources,
+    spec: FleetSpec | None,
+    checks: Checks,
+    escapes: Mapping[str, FieldEscapes] | None,
 ) -> tuple[FleetStatus, float]:
     from reconciler.service.statusread import read_status
 
@@ -57,6 +51,7 @@ def _status(
         state_dir=src.state_dir,
         quiet=src.quiet,
         spec=spec,
+        checks=checks,
         field_escapes=rates,
     )
 
@@ -105,7 +100,10 @@ def collect(src: Sources) -> ReportData:
 
     sources: list[str] = []
     notes: list[str] = []
-    spec = None if src.repo is None else _spec(src.repo)
+    from reconciler.service.statusread import read_spec
+
+    checks: Checks = {}  # files parsed once for the spec and for git (status --repo)
+    spec = None if src.repo is None else read_spec(src.repo, checks)
     if src.record and (src.history is None or (src.broker is None and src.state_dir is None)):
         raise UsageError("--record needs --history FILE and --broker or --state-dir")
     history: History = {}
@@ -117,7 +115,7 @@ def collect(src: Sources) -> ReportData:
         escapes = read_field_escapes(store_url(src.labels), taxonomies)
     status, now = None, time.time()
     if src.broker is not None or src.state_dir is not None:
-        status, now = _status(src, spec, escapes)
+        status, now = _status(src, spec, checks, escapes)
         if src.broker is not None:
             sources.append(f"broker {src.broker}")
         if src.state_dir is not None:

@@ -20,15 +20,22 @@ from reconciler.service.compile import compile_device
 _BASE = "file:///linefleet-status"  # any base: both sides compile with the same one
 
 
-def git_behind(repo: Path, desired: dict[str, DesiredState], rev: str = "HEAD") -> dict[str, str]:
-    """`site/device` -> why the broker is behind git (empty when git is not readable)."""
+def git_behind(
+    repo: Path,
+    desired: dict[str, DesiredState],
+    rev: str = "HEAD",
+    checks: Checks | None = None,
+) -> dict[str, str]:
+    """`site/device` -> why the broker is behind git (empty when git is not readable).
+
+    `checks`, shared with whoever read the working tree, spares parsing files again."""
     try:
         objects = GitObjects.open(repo)
         prefix = objects.subfolder(repo)
         head = objects.commit(rev)
     except LinefleetError:
         return {}
-    checks: Checks = {}
+    checks = {} if checks is None else checks
     head_spec = _spec(objects, head.hexsha, prefix, checks)
     if head_spec is None:
         return {}

@@ -8,6 +8,7 @@ show a line as Degraded and to propose the rollback in git.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -46,13 +47,19 @@ def _measured(metrics: LineMetrics, rule: Rule) -> tuple[float | None, int]:
     return values[rule.gate], frames
 
 
+@functools.cache
+def _judged_twice(table: tuple[Rule, ...]) -> frozenset[Gate]:
+    """Gates a stage judges on both models (named "candidate" when the candidate breaks it)."""
+    return frozenset(g for g, n in Counter(r.gate for r in table).items() if n > 1)
+
+
 def violations(
     metrics: LineMetrics, gates: HealthGatesSpec, *, stage: str | None
 ) -> list[Violation]:
     """Gates broken at `stage`: the candidate's in canary (its agreement in shadow too), the
     serving model's otherwise, drift always (`linefleet_core.gaterules`)."""
     table = rules(stage)
-    both = {g for g, n in Counter(r.gate for r in table).items() if n > 1}
+    both = _judged_twice(table)
     out: list[Violation] = []
     for rule in table:
         value, frames = _measured(metrics, rule)

@@ -38,7 +38,12 @@ class Outgoing:
 
 
 class Session:
-    """One MQTT connection. Use as a context manager; messages arrive on `inbox`."""
+    """One MQTT connection. Use as a context manager; messages arrive on `inbox`.
+
+    With `reconnect=False` a lost connection stays lost (paho would otherwise reconnect and
+    send again every unacknowledged message: `reconciler.service.fence` must not); `will` is
+    the last will the broker publishes if the connection ends without a DISCONNECT.
+    """
 
     def __init__(
         self,
@@ -48,6 +53,8 @@ class Session:
         clean_session: bool = True,
         subscriptions: Sequence[str] = (),
         keepalive: int = 30,
+        reconnect: bool = True,
+        will: Outgoing | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -68,7 +75,10 @@ class Session:
             client_id=client_id,
             clean_session=clean_session,
             protocol=MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=reconnect,
         )
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.max_inflight_messages_set(0)  # 0: no client-side limit (the broker has none)
         client.max_queued_messages_set(0)
         address.configure(client)
@@ -251,7 +261,8 @@ def retained_snapshot(
     the SUBACK, so once our own barrier message (published after the SUBACK, on a topic only
     we subscribe to) comes back, the snapshot is complete. If the barrier never comes back
     (a broker ACL without `linefleet/v1/_barrier/#`), `quiet` seconds without a message end
-    the snapshot instead.
+    the snapshot instead; a pause after which messages were still arriving (a busy machine)
+    only sends the barrier again.
 
     Before that, a retained probe (`RETAINED_PROBE`) is published and read back through the
     wildcard `linefleet/v1/_barrier/+`: a broker that keeps no retained messages, or hands
@@ -259,35 +270,54 @@ def retained_snapshot(
     snapshot silently empty, so it is refused (`RetainedUnsupported`, exit 1).
     """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
-    barrier = f"{BARRIER_ROOT}/{client_id}"
     with Session(address, client_id, subscriptions=filters) as session:
         session.connect(timeout)
-        session.publish_all([Outgoing(RETAINED_PROBE, b"1")], timeout)
-        # In order on one connection: the probe is stored, the subscription queues what is
-        # retained (the probe included), then the barrier follows them.
-        session.client.subscribe(f"{BARRIER_ROOT}/+", qos=1)
-        session.client.publish(barrier, b"", qos=1, retain=False)
-        found: dict[str, Message] = {}
-        probed = False
-        end = time.monotonic() + limit
-        while (wait := min(quiet, end - time.monotonic())) > 0:
-            try:
-                msg = session.inbox.get(timeout=wait)
-            except queue.Empty:
-                break
-            if msg.topic == barrier:
-                if not probed:
-                    raise RetainedUnsupported(
-                        f"broker {address.url} does not deliver retained messages to wildcard "
-                        f"subscriptions (a retained probe on {RETAINED_PROBE} did not come back "
-                        f"to {BARRIER_ROOT}/+): linefleet reads the fleet's retained state "
-                        "that way, so it cannot publish or show status through this broker. "
-                        "RabbitMQ's rabbitmq_mqtt plugin behaves so; see docs/protocol.md, "
-                        "'Brokers'"
-                    )
-                break
-            if msg.topic == RETAINED_PROBE:
-                probed = probed or msg.retain
-            elif msg.retain and not msg.topic.startswith(f"{BARRIER_ROOT}/"):
-                found[msg.topic] = msg
-        return found
+        return collect_retained(session, barrier_topic(client_id), quiet=quiet, limit=limit)
+
+
+def barrier_topic(client_id: str) -> str:
+    return f"{BARRIER_ROOT}/{client_id}"
+
+
+def collect_retained(
+    session: Session, barrier: str, *, quiet: float = 0.5, limit: float = 30.0
+) -> dict[str, Message]:
+    """The retained messages of a session that has just subscribed to its filters: probes that
+    the broker hands retained messages to wildcards, publishes `barrier` and reads until it
+    comes back (see `retained_snapshot`)."""
+    session.publish_all([Outgoing(RETAINED_PROBE, b"1")], limit)
+    # In order on one connection: the probe is stored, the subscription queues what is
+    # retained (the probe included), then the barrier follows them.
+    session.client.subscribe(f"{BARRIER_ROOT}/+", qos=1)
+    session.client.publish(barrier, b"", qos=1, retain=False)
+    found: dict[str, Message] = {}
+    probed = False
+    end = time.monotonic() + limit
+    arrived = 0  # messages since the last barrier was sent
+    while (wait := min(quiet, end - time.monotonic())) > 0:
+        try:
+            msg = session.inbox.get(timeout=wait)
+        except queue.Empty:
+            if not arrived:
+                break  # silent since the last barrier: nothing more is coming
+            # Messages were still arriving: a pause on a busy machine, not the end. Ask again.
+            session.client.publish(barrier, b"", qos=1, retain=False)
+            arrived = 0
+            continue
+        if msg.topic == barrier:
+            if not probed:
+                raise RetainedUnsupported(
+                    f"broker {session.address.url} does not deliver retained messages to "
+                    f"wildcard subscriptions (a retained probe on {RETAINED_PROBE} did not come "
+                    f"back to {BARRIER_ROOT}/+): linefleet reads the fleet's retained state "
+                    "that way, so it cannot publish or show status through this broker. "
+                    "RabbitMQ's rabbitmq_mqtt plugin behaves so; see docs/protocol.md, "
+                    "'Brokers'"
+                )
+            break
+        arrived += 1
+        if msg.topic == RETAINED_PROBE:
+            probed = probed or msg.retain
+        elif msg.retain and not msg.topic.startswith(f"{BARRIER_ROOT}/"):
+            found[msg.topic] = msg
+    return found

@@ -71,6 +71,31 @@ def _json(payload: bytes) -> dict[str, object] | str:
     return value if isinstance(value, dict) else "expected a JSON object"
 
 
+def _quick(
+    model: type[ReportedState | Event | Online | DesiredState], payload: bytes
+) -> ReportedState | Event | Online | DesiredState | None:
+    """The message validated straight from its bytes by pydantic's JSON parser, or None.
+
+    Several times faster than `json.loads` then validation (a status of 10,000 devices reads
+    30,000 messages). Only a well-formed message is taken this way, and only when the careful
+    path would accept the same message: text that `_json` refuses and this parser might
+    accept (not UTF-8, a byte-order mark, `NaN` or `Infinity`) never comes here, and anything
+    this parser refuses goes the careful way, which names the reason.
+    """
+    if b"NaN" in payload or b"Infinity" in payload:
+        return None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.startswith("\ufeff"):
+        return None
+    try:
+        return model.model_validate_json(text)
+    except (ValueError, RecursionError):  # ValidationError is a ValueError
+        return None
+
+
 def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -103,6 +128,13 @@ def classify(
         )
     if not payload:
         return Accepted(site, device, channel, None)
+    key = None if device_keys is None else device_keys.get(device)
+    if key is None:
+        quick = _quick(_MODELS[channel], payload)
+        if isinstance(quick, Online) or (
+            quick is not None and (quick.site, quick.device) == (site, device)
+        ):
+            return Accepted(site, device, channel, quick)
     raw = _json(payload)
     if isinstance(raw, str):
         return Rejected(topic, Rejection.MALFORMED, raw)
@@ -125,7 +157,6 @@ def classify(
             Rejection.TOPIC_MISMATCH,
             f"payload is for {message.site}/{message.device}, topic for {site}/{device}",
         )
-    key = None if device_keys is None else device_keys.get(device)
     if key is not None and isinstance(message, ReportedState | Event):
         why = signed_by(raw, key)
         if why is not None:

@@ -7,6 +7,7 @@ it reads the repository and the broker, runs the plan, and waits for every PUBAC
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -46,8 +47,10 @@ from reconciler.service.compile import (
     document_body,
     unreachable_urls,
 )
+from reconciler.service.fence import Fenced
+from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
-from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
+from reconciler.service.mqtt import Outgoing, retained_snapshot
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class Plan:
     unchanged: tuple[Signed, ...]
     prune: tuple[str, ...]  # desired topics of removed devices: a tombstone replaces them
     stale: tuple[tuple[Signed, int], ...] = ()  # (document, newer generation the broker holds)
+    stale_prune: tuple[tuple[str, int], ...] = ()
+    """(desired topic, generation the broker holds): a device this fleet does not have, in a
+    document at least as new as the tombstone would be (a newer fleet added it)."""
 
     def messages(self, tombstone: Callable[[str, str], bytes]) -> list[Outgoing]:
         """The documents, then per removed device its signed tombstone (`tombstone(site,
@@ -126,6 +132,7 @@ def plan_publish(
     key_id: str,
     trusted: TrustedKeys | None = None,
     now: float | None = None,
+    generation: int | None = None,
 ) -> Plan:
     """Publish a document when the broker lacks it, holds other content, or another key's
     signature; leave it when only generation/commit differ (content is what devices run).
@@ -135,6 +142,10 @@ def plan_publish(
     document signed with `key_id` can make a publish `stale` (go back in generation): devices
     keep a replay floor per signing key, so after a rotation the old key's generations
     (including a thief's forged huge one) no longer bind them.
+
+    With `generation` (the one tombstones carry), a retained document of a device the fleet
+    does not have, signed with `key_id` at that generation or later, is `stale_prune`, not
+    pruned: a newer fleet added the device (devices would refuse the tombstone anyway).
     """
     publish: list[Signed] = []
     unchanged: list[Signed] = []
@@ -161,15 +172,37 @@ def plan_publish(
             stale.append((doc, held.generation))
         publish.append(doc)
     wanted = {doc.topic for doc in signed.values()}
-    prune = sorted(
-        name
-        for name, payload in retained.items()
-        if payload
-        and name not in wanted
-        and _is_desired(name)
-        and not Retained.parse(payload).removal
-    )
-    return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale))
+    prune: list[str] = []
+    stale_prune: list[tuple[str, int]] = []
+    for name, payload in sorted(retained.items()):
+        if not payload or name in wanted or not _is_desired(name):
+            continue
+        gone = Retained.parse(payload)
+        if gone.removal:
+            continue
+        if (
+            generation is not None
+            and gone.key_id == key_id
+            and gone.generation is not None
+            and gone.generation >= generation
+        ):
+            stale_prune.append((name, gone.generation))
+        else:
+            prune.append(name)
+    return Plan(tuple(publish), tuple(unchanged), tuple(prune), tuple(stale), tuple(stale_prune))
+
+
+def refuse_older(plan: Plan, revision: LoadedRevision) -> None:
+    """Raise when the broker holds a newer generation than `revision` where it would publish."""
+    found = [(f"{d.site}/{d.device}", newer) for d, newer in plan.stale]
+    found += [("/".join(t.split("/")[2:4]), newer) for t, newer in plan.stale_prune]
+    if found:
+        where, newer = found[0]
+        raise PermanentError(
+            f"the broker holds generation {newer} for {where}, newer than "
+            f"{revision.generation} (commit {revision.commit[:12]}); devices would refuse it. "
+            f"Publish a newer revision ({len(found)} device(s) affected)"
+        )
 
 
 def _verifies(payload: bytes, trusted: TrustedKeys, device: str, now: float | None) -> bool:
@@ -313,6 +346,7 @@ def apply_holds(
     out = dict(signed)
     waiting: list[str] = []
     specs: dict[str, FleetSpec | None] = {}
+    lines: dict[str, dict[str, holds.Hold]] = {}
     for name, doc in signed.items():
         raw = retained.get(doc.topic)
         commit = Retained.parse(raw).commit if raw else None
@@ -323,11 +357,14 @@ def apply_holds(
             continue  # no freeze or held window there now: nothing waits (no old fleet read)
         if commit not in specs:
             specs[commit] = live(commit)
+            then = specs[commit]
+            # once per commit devices run, not per device (a fleet-wide comparison)
+            lines[commit] = {} if then is None else holds.held_lines(then, revision.spec, now)
         then = specs[commit]
         if then is None:
             continue
         mine = {f"{device.site}/{s.line}" for s in device.serves}
-        held = {k: h for k, h in holds.held_lines(then, revision.spec, now).items() if k in mine}
+        held = {k: h for k, h in lines[commit].items() if k in mine}
         if not held:
             continue
         merged = holds.with_held(then, revision.spec, held)
@@ -353,24 +390,6 @@ def live_specs(repo: Path) -> LiveSpecs:
         return cache[commit]
 
     return read
-
-
-def _send(
-    address: BrokerAddress,
-    client_id: str,
-    messages: list[Outgoing],
-    marker: list[Outgoing],
-    timeout: float,
-) -> None:
-    """Send `messages` and wait for their PUBACKs, then the marker: it is never stored
-    before the documents it vouches for."""
-    with Session(address, client_id) as session:
-        session.connect()
-        try:
-            session.publish_all(messages, timeout)
-            session.publish_all(marker, timeout)
-        except TemporaryError as exc:
-            raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
 
 
 def refuse_local(docs: dict[str, DesiredState]) -> None:
@@ -404,6 +423,7 @@ def publish(
     live: LiveSpecs | None = None,
     calendar_now: dt.datetime | None = None,
     topics: Sequence[str] | None = None,
+    claim: Lease | None = None,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
@@ -419,6 +439,10 @@ def publish(
     compared (`signed` holds their documents); by default every retained desired document.
     Unless `dry_run`, the publish marker (`reconciler.service.marker`) is cleared before the
     first document is sent and written after the last PUBACK, unless a change waits.
+    Reading the broker and publishing happen on one fenced connection
+    (`reconciler.service.fence`): another publisher connecting in between fails this one
+    (`TemporaryError`) rather than letting it act on what it read. With `claim`, that
+    connection also takes the publish lease (`reconciler.service.lease`).
     """
     moment = time.time() if now is None else now
     if signed is None:
@@ -428,45 +452,53 @@ def publish(
         if refuse_file_urls:
             refuse_local(docs)
         signed = sign_all(docs, key, None if max_age is None else expiry(moment, max_age))
-    client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
-    filters = [topic_filter(Channel.DESIRED)] if topics is None else list(topics)
-    snapshot = retained_snapshot(address, [*filters, MARKER_TOPIC], client_id, quiet=quiet)
-    marker_then = snapshot.pop(MARKER_TOPIC, None)
-    held = {t: m.payload for t, m in snapshot.items()}
-    waiting: list[str] = []
-    if live is not None:
-        at = calendar_now or dt.datetime.fromtimestamp(moment, dt.UTC)
-        expires = None if max_age is None else expiry(moment, max_age)
-        signed, waiting = apply_holds(revision, signed, held, live, at, key, artifact_base, expires)
-    the_plan = plan_publish(signed, held, key.key_id, {key.key_id: key.public}, moment)
-    if the_plan.stale:
-        doc, newer = the_plan.stale[0]
-        raise PermanentError(
-            f"the broker holds generation {newer} for {doc.site}/{doc.device}, newer than "
-            f"{doc.generation} (commit {revision.commit[:12]}); devices would refuse it. "
-            f"Publish a newer revision ({len(the_plan.stale)} device(s) affected)"
+    desired = [topic_filter(Channel.DESIRED)] if topics is None else list(topics)
+    filters = [*desired, MARKER_TOPIC]
+    # A dry run only reads: it need not take the publishing connection from anyone.
+    fence = None if dry_run else Fenced(address, filters, claim=claim)
+    with fence or contextlib.nullcontext():
+        if fence is None:
+            client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
+            snapshot = retained_snapshot(address, filters, client_id, quiet=quiet)
+        else:
+            snapshot = fence.snapshot(quiet=quiet)
+        marker_then = snapshot.pop(MARKER_TOPIC, None)
+        held = {t: m.payload for t, m in snapshot.items()}
+        waiting: list[str] = []
+        if live is not None:
+            at = calendar_now or dt.datetime.fromtimestamp(moment, dt.UTC)
+            expires = None if max_age is None else expiry(moment, max_age)
+            base = artifact_base
+            signed, waiting = apply_holds(revision, signed, held, live, at, key, base, expires)
+        trusted = {key.key_id: key.public}
+        the_plan = plan_publish(signed, held, key.key_id, trusted, moment, revision.generation)
+        refuse_older(the_plan, revision)
+        result = Result(revision.commit, revision.generation, len(signed), held=waiting)
+        result.unchanged = len(the_plan.unchanged)
+        messages = the_plan.messages(
+            lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)
         )
-    result = Result(revision.commit, revision.generation, len(signed), held=waiting)
-    result.unchanged = len(the_plan.unchanged)
-    messages = the_plan.messages(
-        lambda site, device: tombstone(site, device, revision.commit, revision.generation, key)
-    )
-    result.dry_run = dry_run
-    marker = Marker(
-        revision.commit,
-        revision.generation,
-        key.key_id,
-        artifact_base,
-        None if max_age is None else expiry(moment, max_age),
-    )
-    was = Marker.parse(marker_then.payload if marker_then else None, key)
-    vouch = not waiting  # a held change: the broker holds less than the commit says
-    clear = marker_then is not None and (bool(messages) or not vouch)
-    write = vouch and (bool(messages) or was != marker)
-    if not dry_run and (clear or messages or write):
-        first = [Outgoing(MARKER_TOPIC, b"")] if clear else []
-        last = [Outgoing(MARKER_TOPIC, marker.payload(key))] if write else []
-        _send(address, client_id, [*first, *messages], last, timeout)
+        result.dry_run = dry_run
+        marker = Marker(
+            revision.commit,
+            revision.generation,
+            key.key_id,
+            artifact_base,
+            None if max_age is None else expiry(moment, max_age),
+        )
+        was = Marker.parse(marker_then.payload if marker_then else None, key)
+        vouch = not waiting  # a held change: the broker holds less than the commit says
+        clear = marker_then is not None and (bool(messages) or not vouch)
+        write = vouch and (bool(messages) or was != marker)
+        if fence is not None and (clear or messages or write):
+            first = [Outgoing(MARKER_TOPIC, b"")] if clear else []
+            last = [Outgoing(MARKER_TOPIC, marker.payload(key))] if write else []
+            try:
+                # the marker is never stored before the documents it vouches for
+                fence.publish_all([*first, *messages], timeout)
+                fence.publish_all(last, timeout)
+            except TemporaryError as exc:
+                raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
     result.published = len(the_plan.publish)
     result.pruned = len(the_plan.prune)
     result.published_devices = [f"{s.site}/{s.device}" for s in the_plan.publish]

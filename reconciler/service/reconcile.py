@@ -7,6 +7,11 @@ success, `last_attempted_commit` on every try; an invalid commit is terminal (St
 the branch moves), an unreachable broker or remote is retried with capped, jittered backoff.
 Device messages arrive on a persistent MQTT session (QoS 1 messages sent while we were down
 are delivered on reconnect) and are persisted before the next tick.
+
+Several reconcilers may follow one fleet (each with its own `name`): the one holding the
+publish lease publishes, the others record device messages and stand by
+(`reconciler.service.lease`); a publish is safe even when the lease is wrong
+(`reconciler.service.fence`, and no publish goes back in generation).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from linefleet_forge.base import Forge
 from reconciler.service import rollback
 from reconciler.service.compile import CompileError, compile_fleet
 from reconciler.service.fleetstatus import fleet_status
-from reconciler.service.mqtt import Session
+from reconciler.service.lease import LEASE_TOPIC, Lease, decide
+from reconciler.service.mqtt import Session, retained_snapshot
 from reconciler.service.observed import Accepted, Observations
 from reconciler.service.publish import (
     LiveSpecs,
@@ -71,6 +77,9 @@ class Settings:
     """Device id -> public key: those devices' reports and events must carry their signature."""
     now: dt.datetime | None = None
     """Check freezes and production windows at this instant instead of the clock (tests)."""
+    lease_seconds: float = 30.0
+    """How long the publish lease holds unrenewed (`reconciler.service.lease`): how long
+    another reconciler waits before it takes over from one that died between publishes."""
 
 
 @dataclass
@@ -80,6 +89,8 @@ class TickOutcome:
     error: str = ""
     retry_in: float = 0.0
     rollbacks: list[str] = field(default_factory=list)
+    standby: str = ""
+    """Why this reconciler did not publish: another one holds the publish lease."""
 
 
 @dataclass
@@ -128,6 +139,11 @@ class Reconciler:
                 return out
             self.store.put("last_attempted_commit", out.commit)
             revision = self.load(out.commit)
+            claim = self.claim(revision.generation)
+            if isinstance(claim, str):
+                out.standby = claim
+                self.store.put("last_error", "")
+                return out
             out.published = publish(
                 revision,
                 self.settings.address,
@@ -137,6 +153,7 @@ class Reconciler:
                 max_age=self.settings.max_age,
                 live=self.live,
                 calendar_now=self.settings.now,
+                claim=claim,
             )
             self.store.put("last_applied_commit", out.commit)
             self.store.put("last_result", json.dumps(out.published.as_dict()))
@@ -155,6 +172,17 @@ class Reconciler:
             out.error = str(exc)
         self.store.put("last_error", out.error)
         return out
+
+    def claim(self, generation: int) -> Lease | str:
+        """The publish lease to take for `generation`, or why another reconciler keeps it."""
+        name = self.settings.name
+        reader = client_id("reconciler", f"{name}-lease")
+        found = retained_snapshot(self.settings.address, LEASE_TOPIC, reader, quiet=0.2)
+        held = Lease.parse(found[LEASE_TOPIC].payload) if LEASE_TOPIC in found else None
+        moment = time.time()
+        why = decide(held, name, generation, moment)
+        expires = moment + self.settings.lease_seconds
+        return why if why is not None else Lease(name, generation, expires)
 
     def _forge(self) -> Forge | None:
         """The forge that names who merged a commit (None: the repository's local forge)."""

@@ -27,11 +27,14 @@ from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
 
 
-def read_spec(repo: Path) -> fleetspec.FleetSpec:
-    """The fleet repository at `repo` as declared (for its device list and line assignments)."""
+def read_spec(repo: Path, checks: fleetspec.Checks | None = None) -> fleetspec.FleetSpec:
+    """The fleet repository at `repo` as declared (for its device list and line assignments).
+
+    Pass the same `checks` to `read_status`: the git side of `--repo` then reuses every file
+    parsed here (the working tree and HEAD share nearly all of them)."""
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
-    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo))
+    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo), checks)
     return spec
 
 
@@ -45,6 +48,7 @@ def read_status(
     device_keys: Path | None = None,
     edge_exports: tuple[Path, ...] = (),
     field_escapes: Mapping[str, Rate] | None = None,
+    checks: fleetspec.Checks | None = None,
 ) -> tuple[FleetStatus, float]:
     """The fleet's status and the moment it was read.
 
@@ -56,8 +60,9 @@ def read_status(
     `field_escapes` (per line, from the trainer's labelled audit samples, read by the CLI) are
     judged against the policy's `max_field_escape_rate` (with `spec` or `repo`).
     """
+    checks = {} if checks is None else checks
     if spec is None and repo is not None:
-        spec = read_spec(repo)
+        spec = read_spec(repo, checks)
     fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
     assigned = None if spec is None else fleetspec.assigned_lines(spec)
     limit = None if spec is None else spec.policy.health_gates.max_field_escape_rate
@@ -99,7 +104,7 @@ def read_status(
     if repo is not None:  # git ahead of what the broker holds for a device: OutOfSync
         from reconciler.service.behind import git_behind
 
-        behind = git_behind(repo, desired)
+        behind = git_behind(repo, desired, checks=checks)
     status = fleet_status(desired, observations, now, fleet, assigned, behind, field_escapes, limit)
     status.reconciler = recorded
     return status, now

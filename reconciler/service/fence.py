@@ -1,0 +1,96 @@
+"""The one connection on which a publisher reads and writes desired state.
+
+Every publisher (`linefleet publish`, each `linefleet reconcile`) connects with the same client
+id, `FENCE_ID`, reads the retained desired documents and publishes its changes on that one
+connection. MQTT 3.1.1 (section 3.1.4) says a broker MUST disconnect a connected client when
+another connects with the same client id, so once a second publisher is connected the first
+one's connection is closed and nothing more it sends is processed. A publisher's messages are
+either processed before the next publisher connects (which then reads them in its snapshot) or
+not at all: what a publisher sends was decided on a snapshot no other publisher has changed.
+The connection never reconnects on its own (paho would send unacknowledged messages again on
+a new connection, after another publisher's): a lost connection fails the publish with a
+`TemporaryError` and the next attempt reads the broker again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+
+from linefleet_core.errors import TemporaryError
+from linefleet_core.mqtturl import BrokerAddress
+from reconciler.service.lease import LEASE_TOPIC, Lease
+from reconciler.service.mqtt import (
+    Message,
+    Outgoing,
+    Session,
+    barrier_topic,
+    collect_retained,
+)
+
+FENCE_ID = "linefleet-publisher"
+
+
+class Fenced:
+    """A publisher's connection: `snapshot()` then `publish_all()`, as a context manager.
+
+    With `claim`, the connection first publishes that lease (retained) and carries a last will
+    that clears it: a publisher killed mid-publish frees the lease at once.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        filters: list[str],
+        *,
+        claim: Lease | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.barrier = barrier_topic(FENCE_ID)
+        self.claim = claim
+        self.timeout = timeout
+        self.session = Session(
+            address,
+            FENCE_ID,
+            subscriptions=[*filters, self.barrier],
+            reconnect=False,
+            will=None if claim is None else Outgoing(LEASE_TOPIC, b""),
+        )
+
+    def __enter__(self) -> Fenced:
+        self.session.connect(self.timeout)
+        if self.claim is not None:
+            try:
+                self.publish_all([Outgoing(LEASE_TOPIC, self.claim.payload())], self.timeout)
+            except BaseException:
+                self.session.close()
+                raise
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.session.close()
+
+    def snapshot(self, quiet: float = 0.5, limit: float = 30.0) -> dict[str, Message]:
+        """The retained messages under the filters, read on this connection."""
+        found = collect_retained(self.session, self.barrier, quiet=quiet, limit=limit)
+        self.check()
+        return found
+
+    def publish_all(self, messages: Iterable[Outgoing], timeout: float = 30.0) -> int:
+        self.check()
+        return self.session.publish_all(messages, timeout)
+
+    def check(self) -> None:
+        """Raise when the connection is gone (another publisher took it over, or the broker
+        went away): what was read on it no longer stands."""
+        if not self.session.connected.is_set():
+            raise TemporaryError(
+                f"broker {self.session.address.url}: the publishing connection was closed "
+                "(another publisher connected, or the broker went away)",
+                delay=1.0,
+            )

@@ -1,0 +1,62 @@
+"""The publish lease: which of several `linefleet reconcile` processes does the publishing.
+
+A retained message on `LEASE_TOPIC` names the holder, the generation it publishes and until
+when the lease holds. Each tick, a reconciler reads it (`decide`, pure) and publishes only when
+the lease is free, expired, its own, or held for an older generation (a reconciler on a newer
+commit takes over from one on a stale checkout); otherwise it stands by and only records device
+messages. The holder renews the lease on every publish; its publishing connection carries a
+last will that clears the lease, so a holder killed mid-publish is replaced at the next tick
+of another reconciler, and one that dies between publishes when the lease expires.
+
+The lease only decides who does the work. Safety does not rest on it (clocks may disagree,
+two reconcilers may both see it free): `reconciler.service.fence` makes each publish read and
+write on one connection no other publisher can share, and a publish never replaces a retained
+document of a newer generation (`reconciler.service.publish.plan_publish`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from linefleet_core.wire import TOPIC_ROOT
+
+LEASE_TOPIC = f"{TOPIC_ROOT}/_lease/publisher"
+"""Retained, QoS 1; outside `linefleet/v1/<site>/<device>/<channel>`: no device reads it."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder: str
+    """The reconciler's `--name`."""
+    generation: int
+    """The generation the holder publishes."""
+    expires: float
+    """Seconds since the epoch (the holder's clock)."""
+
+    def payload(self) -> bytes:
+        body = {"holder": self.holder, "generation": self.generation, "expires": self.expires}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Lease | None:
+        """The lease in a retained payload; None for an empty (released) or unreadable one."""
+        try:
+            doc = json.loads(payload) if payload else None
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(doc, dict):
+            return None
+        holder, generation, expires = doc.get("holder"), doc.get("generation"), doc.get("expires")
+        if not isinstance(holder, str) or type(generation) is not int:
+            return None
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            return None
+        return cls(holder, generation, float(expires))
+
+
+def decide(held: Lease | None, me: str, generation: int, now: float) -> str | None:
+    """None when `me`, about to publish `generation`, may claim the lease; else why not."""
+    if held is None or held.holder == me or held.expires <= now or held.generation < generation:
+        return None
+    return f"standing by: {held.holder} holds the publish lease (generation {held.generation})"

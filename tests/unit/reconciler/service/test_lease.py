@@ -1,0 +1,39 @@
+"""The publish lease (pure): who may publish, and the lease's wire form."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.service.lease import Lease, decide
+
+NOW = 1_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("held", "me", "generation", "free"),
+    [
+        (None, "a", 5, True),  # nobody holds it
+        (Lease("a", 5, NOW + 10), "a", 5, True),  # mine: renew
+        (Lease("a", 5, NOW + 10), "a", 3, True),  # mine, even for an older commit (publish refuses)
+        (Lease("b", 5, NOW + 10), "a", 5, False),  # another's, alive, same generation
+        (Lease("b", 5, NOW + 10), "a", 4, False),  # another's, for a newer generation
+        (Lease("b", 5, NOW - 1), "a", 4, True),  # expired
+        (Lease("b", 5, NOW), "a", 5, True),  # expires now
+        (Lease("b", 5, NOW + 10), "a", 6, True),  # a stale holder: the newer commit takes over
+    ],
+)
+def test_who_may_publish(held: Lease | None, me: str, generation: int, free: bool) -> None:
+    why = decide(held, me, generation, NOW)
+    assert (why is None) is free
+    if held is not None and not free:
+        assert why == f"standing by: b holds the publish lease (generation {held.generation})"
+
+
+def test_a_lease_round_trips_and_garbage_reads_as_free() -> None:
+    lease = Lease("plant-a", 42, NOW + 30.5)
+    assert Lease.parse(lease.payload()) == lease
+    for junk in (b"", b"not json", b"[1]", b'{"holder": 1, "generation": 2, "expires": 3}',
+                 b'{"holder": "a", "generation": true, "expires": 3}',
+                 b'{"holder": "a", "generation": 2, "expires": "soon"}',
+                 b'{"holder": "a", "generation": 2, "expires": false}', b"[" * 100_000):  # fmt: skip
+        assert Lease.parse(junk) is None, junk[:40]
