@@ -6,7 +6,8 @@
   `reply_delay` holds the broker's first bytes on a new connection (its CONNACK) that long:
   a slow reconnect, during which a client may already be publishing. `stall()` makes the
   current connections a black hole (bytes vanish, no reset): a dead link the client only
-  notices through its keepalive.
+  notices through its keepalive. `upload_rate` (bytes per second, None: unlimited) makes the
+  client-to-broker direction a slow uplink from the moment it is set.
 - `EdgeProcess`: `linefleet edge run` as a child process (through `edge_child`, which adds a
   fillable disk), with a frames folder the harness feeds. `kill()` is SIGKILL.
 """
@@ -39,6 +40,7 @@ class TcpProxy:
         self.port = free_port()
         self.open = True
         self.reply_delay = 0.0  # seconds the broker's first reply (CONNACK) is held back
+        self.upload_rate: float | None = None  # client -> broker bytes per second
         self._conns: list[socket.socket] = []
         self._stalled: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -68,16 +70,22 @@ class TcpProxy:
             down.settimeout(None)
             with self._lock:
                 self._conns += [down, up]
-            for a, b, delay in ((down, up, 0.0), (up, down, self.reply_delay)):
-                threading.Thread(target=self._pump, args=(a, b, delay), daemon=True).start()
+            for a, b, delay, rated in ((down, up, 0.0, True), (up, down, self.reply_delay, False)):
+                args = (a, b, delay, rated)
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, delay: float = 0.0, rated: bool = False
+    ) -> None:
         time.sleep(delay)
         try:
             while True:
-                data = src.recv(65536)
+                rate = self.upload_rate if rated else None
+                data = src.recv(65536 if rate is None else 1024)
                 if not data:
                     break
+                if rate is not None:
+                    time.sleep(len(data) / rate)
                 if src not in self._stalled:
                     dst.sendall(data)
         except OSError:

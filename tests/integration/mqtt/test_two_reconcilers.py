@@ -33,6 +33,7 @@ from reconciler.service.fence import Fenced
 from reconciler.service.lease import LEASE_TOPIC, Lease
 from reconciler.service.mqtt import Outgoing
 from tests.integration.mqtt.conftest import retained
+from tests.reliability.faults import TcpProxy
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_for
 
@@ -88,10 +89,12 @@ class Observer:
 class Reconcile:
     """One `linefleet reconcile` process; its output collected on a thread."""
 
-    def __init__(self, name: str, clone: Path, broker: Mosquitto, key: Path, state: Path) -> None:
+    def __init__(
+        self, name: str, clone: Path, broker: Mosquitto, key: Path, state: Path, url: str = ""
+    ) -> None:
         self.name = name
         self.argv = [
-            sys.executable, "-m", "linefleet", "reconcile", "--broker", broker.url,
+            sys.executable, "-m", "linefleet", "reconcile", "--broker", url or broker.url,
             "--repo", str(clone), "--state-dir", str(state), "--signing-key", str(key),
             "--interval", "0.3", "--lease-seconds", "20", "--name", name,
         ]  # fmt: skip
@@ -181,10 +184,20 @@ def test_leader_killed_mid_publish_standby_finishes_and_a_stale_checkout_never_r
     private, _ = SigningKey.generate().write(tmp_path / "keys")
     total = SITES * DEVICES
     observer = Observer(mosquitto)
+    # the leader reaches the broker over a link the test can slow down (a site uplink), so that
+    # its kill lands mid-publish however fast this machine is
+    uplink = TcpProxy(mosquitto.port)
     try:
         work = clone(big_fleet, tmp_path / "work")
         first = int(git.Repo(work).git.rev_list("--count", "--first-parent", "HEAD"))
-        a = Reconcile("a", clone(big_fleet, tmp_path / "a"), mosquitto, private, tmp_path / "sa")
+        a = Reconcile(
+            "a",
+            clone(big_fleet, tmp_path / "a"),
+            mosquitto,
+            private,
+            tmp_path / "sa",
+            url=f"mqtt://127.0.0.1:{uplink.port}",
+        )
         b = Reconcile("b", clone(big_fleet, tmp_path / "b"), mosquitto, private, tmp_path / "sb")
         procs += [a.start()]
         waiting(procs, "a to publish the whole fleet", lambda: observer.at(first) == total)
@@ -201,6 +214,7 @@ def test_leader_killed_mid_publish_standby_finishes_and_a_stale_checkout_never_r
                 killed_at.append(observer.at(generation))
 
         observer.on_generation = kill_a
+        uplink.upload_rate = 64 * 1024  # the new fleet's ~800 documents take seconds to send
         second = commit_heartbeat(work, 45)
         waiting(procs, "the leader to be killed mid-publish", lambda: killed_at)
         observer.on_generation = None
@@ -224,6 +238,7 @@ def test_leader_killed_mid_publish_standby_finishes_and_a_stale_checkout_never_r
         assert observer.regressions() == []
     finally:
         observer.close()
+        uplink.close()
 
 
 def test_a_publisher_whose_connection_was_taken_over_sends_nothing_more(
