@@ -355,11 +355,6 @@ def features(
     return np.ascontiguousarray(patches), chroma, grey
 
 
-def patch_features(inputs: npt.NDArray[np.float32], size: int, patch: int) -> npt.NDArray[Any]:
-    """[N, P, DIMS]: every input's patch features."""
-    return features(inputs, size, patch)[0]
-
-
 def gaussians(
     features: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
