@@ -9,8 +9,9 @@ with `trainer.train.export`, 64 px):
   measurement (a model of the line's own kind, whose features were tuned elsewhere);
 - `factory_sim`: trained on `factory_sim` frames only, then served on these lines (a model
   that never saw this kind of surface at all).
-Each line also gets a novelty model (`bench/novelty_fit.py`: Gaussian statistics of patch
-features of the line's `ok` frames, an ONNX anomaly graph) fitted on ok frames of that line.
+Each line also gets a novelty model made by the trainer's fitter (`trainer/novelty.py`, what
+`linefleet trainer novelty` catalogues: an ONNX anomaly graph, 128 px) fitted on 70% of
+NOVELTY_OK ok frames of that line, its threshold at a 2% false-alarm rate on the other 30%.
 
 Fresh frames of each line (new seeds) at 2% and 10% defects go through the serving engine and
 the real `Spool` (keep rules, novelty, audit sample, envelopes), with budgets that do not bind:
@@ -43,7 +44,6 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-import novelty_fit  # noqa: E402
 from othersource import CLASSES, MATERIALS, render  # noqa: E402
 
 from edge_puller.engine import Engine, LineModels  # noqa: E402
@@ -52,12 +52,18 @@ from edge_puller.runtime import LoadedModel, load_model  # noqa: E402
 from edge_puller.spool import Spool, envelope  # noqa: E402
 from edge_puller.target import ModelSpec  # noqa: E402
 from linefleet_core.fleet import TelemetryPolicy  # noqa: E402
+from linefleet_core.modelio import Contract, prepare  # noqa: E402
+from trainer.novelty import NoveltyConfig, fit_novelty  # noqa: E402
 
 SIZE = 64
 TRAIN_PER_LINE = int(os.environ.get("BENCH_LOG_TRAIN", "300"))
 NOVELTY_OK = int(os.environ.get("BENCH_LOG_NOVELTY_OK", "400"))
 SERVE_PER_LINE = int(os.environ.get("BENCH_LOG_FRAMES", "2000"))
 RATES = (0.02, 0.10)
+NOVELTY = NoveltyConfig(size=128, patch=16, false_alarm_rate=0.02)
+NOVELTY_CONTRACT = Contract(
+    classes=("ok", "novel"), height=NOVELTY.size, width=NOVELTY.size, task="anomaly"
+)
 POLICY = TelemetryPolicy(
     uncertain_below=0.5, audit_rate=0.01, spool_mb=10_000, daily_upload_budget_mb=10_000
 )
@@ -120,14 +126,16 @@ def novelty_models(folder: Path) -> dict[str, LoadedModel]:
     found = {}
     for n, material in enumerate(MATERIALS):
         oks = [img for _, img in frames(material, NOVELTY_OK, 0.0, seed=100 + n)]
-        fitted = novelty_fit.fit(oks)
+        x = np.concatenate([prepare(img, NOVELTY_CONTRACT)[0] for img in oks])
+        cut = int(len(x) * 0.7)
+        fitted = fit_novelty(x[:cut], x[cut:], NOVELTY)
         spec = _spec(
-            folder, f"{material}-novelty@1", fitted.data, ("ok", "novel"),
-            input_shape=(1, 3, fitted.size, fitted.size), task="anomaly",
+            folder, f"{material}-novelty@1", fitted.onnx, ("ok", "novel"),
+            input_shape=(1, 3, NOVELTY.size, NOVELTY.size), task="anomaly",
             outputs={"score": "score", "threshold": fitted.threshold},
         )  # fmt: skip
         found[material] = _load(spec)
-        log(f"novelty model {material}: threshold {fitted.threshold}")
+        log(f"novelty model {material}: threshold {fitted.threshold:.4f}")
     return found
 
 
@@ -297,8 +305,11 @@ def main() -> int:
     )
     markdown: list[str] = [
         f"Policy: `uncertain_below: 0.5`, `audit_rate: 0.01`, budgets that do not bind; one "
-        f"novelty model per line fitted on {NOVELTY_OK} `ok` frames of it (its threshold: the "
-        f"98th percentile of held-out `ok` frames). {SERVE_PER_LINE} fresh frames per line, "
+        f"novelty model per line made by the trainer's fitter (`trainer/novelty.py`, "
+        f"{NOVELTY.size} px, patch {NOVELTY.patch}) on {int(NOVELTY_OK * 0.7)} `ok` frames of "
+        f"it, its threshold at a {NOVELTY.false_alarm_rate:.0%} false-alarm rate on "
+        f"{NOVELTY_OK - int(NOVELTY_OK * 0.7)} other `ok` frames). {SERVE_PER_LINE} fresh "
+        "frames per line, "
         f"3 lines. Classifier trained on {TRAIN_PER_LINE} labelled frames per line (50% "
         "defects).",
         "",

@@ -33,7 +33,7 @@ from factory_sim.render import frame_rng, render_frame  # noqa: E402
 from linefleet_core.modelio import Contract, prepare  # noqa: E402
 from trainer.novelty import NoveltyConfig, _session, fit_novelty  # noqa: E402
 
-SIZE = 64
+SIZE = NoveltyConfig().size  # the fitter's defaults, as `linefleet trainer novelty` uses
 CONTRACT = Contract(classes=("ok", "scratch"), height=SIZE, width=SIZE, task="anomaly")
 FALSE_ALARM = 0.01
 
@@ -145,17 +145,17 @@ def main() -> None:
             f"at a {FALSE_ALARM:.0%} false-alarm rate, then {n['fresh']} fresh ok frames, "
             f"{n['defect']} frames of each defect class, {n['foreign']} frames of the other "
             f"generator and {n['foreign']} ok frames of another line of the same generator "
-            f"(shares at or above the threshold; {SIZE} px, patch 8; score: median of 200 "
+            f"(shares at or above the threshold; {SIZE} px, patch {NoveltyConfig().patch}; score: "
+            "median of 200 "
             "single-frame runs, onnxruntime, one thread).",
             "",
             *rows,
             "",
             "The score alone, with no classifier: frames of another generator or another "
-            "line are far from normal on every patch and are all flagged; a defect is far on "
-            "one patch, and how often that passes the threshold depends on how much the line's "
-            "normal frames vary (see each line's threshold in the results). As a keep rule "
-            "beside the classifier it catches what is foreign; it is not a defect detector on "
-            "every line. With "
+            "line are far from normal on every patch (the patch statistics part); a defect "
+            "lifts one block of the colour or grey deviation maps, and how often that passes "
+            "the threshold depends on how much the line's normal frames vary (see each line's "
+            "threshold in the results). With "
             f"only {n['held']} held-out frames the 1% setting means the threshold sits at the "
             "highest of them; the fresh ok frames show the false-alarm rate it gives.",
         ]

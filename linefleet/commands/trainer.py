@@ -78,8 +78,9 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c = cmds.add_parser(
         "novelty",
         help="fit a novelty model per line on its ok frames; register and catalogue it",
-        description="Fit Gaussian statistics of patch features on each line's ok frames (train "
-        "split of the label store's dataset), choose the threshold on its held-out ok frames "
+        description="Fit Gaussian statistics of patch features and of colour and grey deviation "
+        "maps on each line's ok frames (train split of the label store's dataset), choose the "
+        "threshold on its held-out ok frames "
         "at --false-alarm-rate, record the run in MLflow, register it and write the catalogue "
         "entry (task anomaly) and artifact into --fleet-repo, as `linefleet model add` does.",
     )
@@ -98,8 +99,8 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         help="share of held-out ok frames allowed over the threshold (default 0.01)",
     )
-    c.add_argument("--size", type=int, help="input size in pixels (default 64)")
-    c.add_argument("--patch", type=int, help="patch side in pixels (default 8)")
+    c.add_argument("--size", type=int, help="input size in pixels, a multiple of 32 (default 128)")
+    c.add_argument("--patch", type=int, help="patch side in pixels (default 16)")
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.set_defaults(run=run_novelty)
@@ -108,7 +109,7 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_novelty(ns: argparse.Namespace) -> int:
     import json
 
-    from trainer.novelty import NoveltyConfig
+    from trainer.novelty import GREY_BLOCK, NoveltyConfig
     from trainer.noveltyrun import NoveltyRequest, novelty_runs
     from trainer.tracking import default_uri
     from trainer.workspace import Workspace
@@ -119,8 +120,10 @@ def run_novelty(ns: argparse.Namespace) -> int:
             setattr(ns, name, getattr(defaults, name))
     if not 0 < ns.false_alarm_rate < 1:
         raise UsageError(f"--false-alarm-rate {ns.false_alarm_rate}: a fraction in (0, 1)")
-    if ns.size < 8 or ns.patch < 2 or ns.size % ns.patch:
-        raise UsageError(f"--size {ns.size} must be a multiple of --patch {ns.patch} (>= 2)")
+    if ns.size < GREY_BLOCK or ns.patch < 2 or ns.size % ns.patch or ns.size % GREY_BLOCK:
+        raise UsageError(
+            f"--size {ns.size} must be a multiple of --patch {ns.patch} (>= 2) and of {GREY_BLOCK}"
+        )
     request = NoveltyRequest(
         workspace=Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels),
         lines=tuple(ns.line),

@@ -15,7 +15,8 @@ from tests.support.minifleet import write_minifleet
     ("extra", "code", "message"),
     [
         (["--line", "toledo/line-1", "--false-alarm-rate", "1.5"], 2, "a fraction in (0, 1)"),
-        (["--line", "toledo/line-1", "--size", "60"], 2, "multiple of --patch 8"),
+        (["--line", "toledo/line-1", "--size", "60"], 2, "multiple of --patch 16 (>= 2) and of 32"),
+        (["--line", "toledo/line-1", "--size", "48", "--patch", "8"], 2, "and of 32"),
         (
             ["--line", "nowhere/line-9"],
             2,

@@ -1,6 +1,7 @@
 """The novelty fitter: a valid plain-ONNX graph that onnxruntime runs, equal to the statistics it
-was fitted with, and scoring a line's defect frames and frames of another source above the
-threshold chosen on held-out ok frames."""
+was fitted with (patch Gaussians, colour and grey deviation maps, each part over its scale), and
+scoring a line's defect frames and frames of another source above the threshold chosen on
+held-out ok frames."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from trainer.novelty import (
     OPSET,
     SCORE,
     NoveltyConfig,
+    features,
     fit_novelty,
+    fit_statistics,
     gaussians,
-    patch_features,
+    novelty_model,
     threshold_for,
 )
 
-SIZE = 64
+SIZE = 128
 CONTRACT = Contract(classes=("ok", "scratch"), height=SIZE, width=SIZE, task="anomaly")
 PROFILE = draw_profile("toledo", "line-1", seed=4)
 
@@ -62,15 +65,30 @@ def test_the_graph_is_plain_onnx_with_the_declared_input_and_one_score(fitted: A
     assert scores.shape == (3,) and np.all(np.isfinite(scores)) and np.all(scores >= 0)
 
 
-def test_the_score_is_the_largest_patch_mahalanobis_distance_of_the_fitted_gaussians() -> None:
-    train, probe = _line("ok", 0, 30), _line("scratch", 500, 4)
+def test_the_score_is_the_largest_part_over_its_scale_from_the_fitted_statistics() -> None:
+    train, held, probe = _line("ok", 0, 30), _line("ok", 1000, 10), _line("scratch", 500, 4)
     config = NoveltyConfig(false_alarm_rate=0.2)
-    model = fit_novelty(train, _line("ok", 1000, 10), config)
-    mean, precision = gaussians(patch_features(train, SIZE, config.patch))
-    feats = patch_features(probe, SIZE, config.patch)  # [N, P, DIMS]
-    assert feats.shape == (4, (SIZE // config.patch) ** 2, DIMS)
-    delta = feats - mean
-    expected = np.sqrt(np.einsum("npi,pij,npj->np", delta, precision, delta)).max(axis=1)
+    model = fit_novelty(train, held, config)
+    stats = fit_statistics(train, held, config)
+    assert model.onnx == novelty_model(SIZE, config.patch, stats)
+    train_patches, train_chroma, train_grey = features(train, SIZE, config.patch)
+    mean, precision = gaussians(train_patches)
+    np.testing.assert_allclose(stats.mean, mean)
+    np.testing.assert_allclose(stats.chroma_mu, train_chroma.mean(0))
+    np.testing.assert_allclose(stats.grey_sd, train_grey.std(0) + 0.02)
+
+    def parts(x: Any) -> Any:
+        patches, chroma, grey = features(x, SIZE, config.patch)  # [N, P, DIMS], maps
+        assert patches.shape == (len(x), (SIZE // config.patch) ** 2, DIMS)
+        delta = patches - mean
+        maha = np.sqrt(np.einsum("npi,pij,npj->np", delta, precision, delta)).max(axis=1)
+        colour = ((chroma - stats.chroma_mu) / stats.chroma_sd).max(axis=(1, 2, 3))
+        grey_z = ((grey - stats.grey_mu) / stats.grey_sd).max(axis=(1, 2, 3))
+        return np.stack([maha, colour, grey_z], axis=1)
+
+    scales = np.median(parts(held), axis=0)
+    np.testing.assert_allclose(stats.scales, scales, rtol=2e-3)
+    expected = (parts(probe) / scales).max(axis=1)
     np.testing.assert_allclose(model.score(probe), expected, rtol=2e-3)
 
 
@@ -122,6 +140,7 @@ def test_below_one_in_n_the_threshold_sits_just_above_every_heldout_score() -> N
         (5, 10, NoveltyConfig(), "at least 10"),
         (20, 2, NoveltyConfig(), "threshold needs at least 5"),
         (20, 10, NoveltyConfig(patch=7), "not a multiple"),
+        (20, 10, NoveltyConfig(size=80, patch=16), "not a multiple of patch 16 and of 32"),
         (20, 10, NoveltyConfig(false_alarm_rate=0.0), "fraction"),
     ],
 )
