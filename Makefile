@@ -43,9 +43,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PYTEST) -n auto -m "not integration and not acceptance and not slow" tests/unit
 
-# Everything: lint, types, and every test (slow ones included).
+# Everything: lint, types, and every test (slow ones included), spread over the cores
+# (each test starts its own brokers and servers on free ports, so workers never share one).
 test: setup lint typecheck
-	$(PYTEST)
+	$(PYTEST) -n auto
 
 demo: setup
 	$(BIN)/linefleet demo --state-dir .demo
