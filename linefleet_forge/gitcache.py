@@ -9,6 +9,8 @@ written whole under a temporary name, then renamed over the old one.
   (`reconciler.service.incremental`);
 - `parsed-yaml/`: fleet documents parsed from YAML, by git blob id (`load_parsed`), which
   `plan` and `validate --base` read back instead of parsing the files nobody changed.
+- `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.graphcheck`), by the
+  model version's declaration and artifact digest.
 
 The caches are pickles: whoever can write in the git folder can already run code (hooks).
 """
@@ -69,18 +71,22 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 @cache
-def parser_version() -> str:
+def parser_version() -> str | None:
     """Changes whenever parsing the same bytes could give something else: the reader's own
-    code, PyYAML (and whether its C reader is there), Python."""
-    digest = hashlib.sha256(Path(yamlsafe.__file__).read_bytes())
+    code, PyYAML (and whether its C reader is there), Python. None (no cache) if the reader's
+    source cannot be read."""
+    try:
+        digest = hashlib.sha256(Path(yamlsafe.__file__).read_bytes())
+    except OSError:
+        return None
     digest.update(f"{yaml.__version__} {hasattr(yaml, 'CSafeLoader')} {sys.version}".encode())
     return digest.hexdigest()
 
 
 def load_parsed(objects: GitObjects) -> ParsedBlobs:
     """The documents the last run parsed (nothing if there is no usable cache)."""
-    path = folder(objects, PARSED) / "documents.pickle"
-    found = read_pickle(path, parser_version())
+    version = parser_version()
+    found = None if version is None else read_pickle(_documents(objects), version)
     if not isinstance(found, dict):
         return ParsedBlobs()
     return ParsedBlobs(known=found)
@@ -89,6 +95,11 @@ def load_parsed(objects: GitObjects) -> ParsedBlobs:
 def save_parsed(objects: GitObjects, parsed: ParsedBlobs) -> None:
     """Keep what this run used, when that differs from what it read back: the cache holds
     the revisions last compared, not the history of the fleet."""
-    if parsed.used.keys() == parsed.known.keys():
+    version = parser_version()
+    if version is None or parsed.used.keys() == parsed.known.keys():
         return
-    write_pickle(folder(objects, PARSED) / "documents.pickle", parser_version(), parsed.used)
+    write_pickle(_documents(objects), version, parsed.used)
+
+
+def _documents(objects: GitObjects) -> Path:
+    return folder(objects, PARSED) / "documents.pickle"

@@ -10,7 +10,7 @@ from linefleet_core import spec as fleetspec
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.validation import load_checked
 from linefleet_core.yamlsafe import ParsedBlobs
-from reconciler.graphcheck import check_graphs
+from reconciler.graphcheck import GraphResults, check_graphs, checker_version
 
 
 @dataclass
@@ -46,10 +46,16 @@ def validate(
     objects = GitObjects.open(repo)
     commit = objects.commit(base)
     parsed = gitcache.load_parsed(objects)  # YAML an earlier run parsed, by blob id
-    head, findings = _load_head(repo, checks, check_artifacts, parsed)
+    graphs_at = gitcache.folder(objects, "graph-checks") / "results.pickle"
+    version = checker_version()
+    kept = None if version is None else gitcache.read_pickle(graphs_at, version)
+    graphs = GraphResults(kept if isinstance(kept, dict) else {})
+    head, findings = _load_head(repo, checks, check_artifacts, parsed, graphs)
     source = GitSource(commit, objects.subfolder(repo), objects)
     base_spec, _ = fleetspec.load(source, checks, parsed)
     gitcache.save_parsed(objects, parsed)
+    if version is not None and graphs.used.keys() != graphs.known.keys():
+        gitcache.write_pickle(graphs_at, version, graphs.used)
     findings.extend(policy.check_change(base_spec, head, now or dt.datetime.now(dt.UTC)))
     return Report(sorted(set(findings)), files=len(head.docs))
 
@@ -59,8 +65,9 @@ def _load_head(
     checks: fleetspec.Checks,
     check_artifacts: bool,
     parsed: ParsedBlobs | None = None,
+    graphs: GraphResults | None = None,
 ) -> tuple[fleetspec.FleetSpec, list[Finding]]:
     source = fleetspec.DirectorySource(repo)
     head, findings = load_checked(source, checks, fetch_artifacts=check_artifacts, parsed=parsed)
-    findings.extend(check_graphs(head, repo))
+    findings.extend(check_graphs(head, repo, graphs))
     return head, findings

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from linefleet_core.yamlsafe import blob_id
 from linefleet_forge import gitcache
 from linefleet_forge.gitrepo import GitObjects
+from reconciler.graphcheck import checker_version
 from reconciler.review import render
 from reconciler.review.changeplan import Plan
 from reconciler.review.check import Report, validate
@@ -22,7 +24,9 @@ from tests.support.minifleet import (
     committed_minifleet,
     edit_line,
     edit_rollout,
+    edit_yaml,
     line_file,
+    model_file,
 )
 
 pytestmark = pytest.mark.integration
@@ -125,3 +129,29 @@ def test_an_unusable_cache_is_ignored_and_replaced(fleet: Path, garbage: bytes |
         gitcache.load_parsed(GitObjects.open(fleet)).known.keys()
         == pickle.loads(good)["content"].keys()
     )
+
+
+def test_graph_checks_are_kept_by_contract_and_digest_and_say_the_same(fleet: Path) -> None:
+    def smaller_input(doc: Any) -> None:
+        doc["versions"][0]["input"]["shape"] = [1, 3, 32, 32]  # the graph's is 64 x 64
+
+    edit_yaml(model_file(fleet), smaller_input)
+    first = report_of(fleet)
+    assert any("dim 2: graph 64, declared 32" in f for f in first)
+    kept = gitcache.folder(GitObjects.open(fleet), "graph-checks") / "results.pickle"
+    stored = pickle.loads(kept.read_bytes())["content"]
+    assert len(stored) == 3  # one per catalogue version whose artifact is in the repository
+
+    assert report_of(fleet) == first  # from the cache: the graphs are not read again
+    for garbage in (b"garbage", pickle.dumps({"format": "0" * 64, "content": {}})):
+        kept.write_bytes(garbage)
+        assert report_of(fleet) == first
+    # A poisoned cache of another checker changes nothing either.
+    poisoned = dict.fromkeys(stored, ())
+    gitcache.write_pickle(kept, "0" * 64, poisoned)
+    assert report_of(fleet) == first
+    # (A hit is what the report says: the graphs are not read when the cache has them.)
+    version = checker_version()
+    assert version is not None
+    gitcache.write_pickle(kept, version, poisoned)
+    assert [f for f in report_of(fleet) if "dim 2" in f] == []
