@@ -1,11 +1,14 @@
-"""The parsed-YAML cache of `plan` and `validate --base` (`linefleet_forge.gitcache`), in real
-git repositories: it changes how much is parsed, never what a plan or a report says."""
+"""What `plan` and `validate --base` keep in `.git/linefleet/` (`linefleet_forge.gitcache`:
+parsed YAML by blob id, ONNX graph checks), in real git repositories: it changes how much is
+parsed and read, never what a plan or a report says."""
 
 from __future__ import annotations
 
 import pickle
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +33,7 @@ from tests.support.minifleet import (
 )
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -37,10 +41,15 @@ def fleet(tmp_path: Path) -> Path:
     """The mini fleet with one committed change on top of `base`: line-1 to canary."""
     root = committed_minifleet(tmp_path / "fleet")
     commit_all(root, "base")
-    GitObjects.open(root)._git("tag", "base")
+    git(root, "tag", "base")
     edit_rollout(root, "toledo/line-1", candidate=TO_CANARY)
     commit_all(root, "toledo/line-1 to canary")
     return root
+
+
+def git(root: Path, *args: str) -> list[str]:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+    return proc.stdout.splitlines()
 
 
 def cache_file(root: Path) -> Path:
@@ -57,9 +66,9 @@ def report_of(root: Path) -> list[str]:
     return [str(f) for f in report.findings]
 
 
-def uncached(root: Path, run: object) -> object:
+def uncached(root: Path, run: Callable[[Path], T]) -> T:
+    """What `run` gives with no cache (and none left behind)."""
     cache_file(root).unlink(missing_ok=True)
-    assert callable(run)
     found = run(root)
     cache_file(root).unlink()
     return found
@@ -73,9 +82,10 @@ def test_the_cache_holds_every_file_by_its_git_blob_id_and_a_second_run_says_the
 
     objects = GitObjects.open(fleet)
     kept = gitcache.load_parsed(objects).known
-    listed = objects._git("ls-tree", "-r", "HEAD", "--", "fleet", "taxonomies")
-    head_blobs = {row.split()[2].decode() for row in listed}
-    base_only = {row.split()[2].decode() for row in objects._git("ls-tree", "-r", "base", "fleet")}
+    head_blobs = {
+        row.split()[2] for row in git(fleet, "ls-tree", "-r", "HEAD", "fleet", "taxonomies")
+    }
+    base_only = {row.split()[2] for row in git(fleet, "ls-tree", "-r", "base", "fleet")}
     assert head_blobs <= kept.keys() and base_only <= kept.keys()
     assert len(kept) == len(head_blobs | base_only)  # both revisions, each file once
     stamp = cache_file(fleet).stat().st_mtime_ns
