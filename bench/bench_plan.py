@@ -11,6 +11,12 @@ command runs in a fresh process (no in-process cache survives), once untimed fir
 objects and files in the page cache), then REPEAT times, the commands interleaved; we
 report medians and the load average before and after.
 
+`plan` and `validate --base` keep the YAML they parsed in `.git/linefleet/parsed-yaml/`
+(by git blob id), and `validate --base` its ONNX graph checks in `.git/linefleet/graph-checks/`:
+each is timed warm (the cache of the run before: a developer's repeated
+runs, or CI that keeps the folder between jobs) and cold (the cache removed before every
+run: a fresh clone).
+
 With BENCH_PLAN_BASELINE=<a checkout of linefleet> the same commands also run on that
 code (its folder first on PYTHONPATH), interleaved with ours: before/after figures taken
 in the same conditions on this shared machine.
@@ -33,7 +39,7 @@ from bench_validate import _stats, interleaved, log
 
 SITES, LINES, CAMERAS = 40, 40, 4
 REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
-TARGET_S = 2.0
+TARGET_S = 1.0  # issue 17 (it was 2 s before)
 BIN = Path(sys.executable).parent
 BASELINE = os.environ.get("BENCH_PLAN_BASELINE", "")
 CHANGED = "fleet/sites/curitiba/lines/line-13.yaml"
@@ -45,6 +51,7 @@ COMMANDS = {
     "validate": ["validate"],  # one revision: the floor for the two above
 }
 COMPARED = ("plan", "validate --base")
+CACHE = ".git/linefleet"  # parsed-yaml/ and graph-checks/
 
 
 def git(repo: Path, *args: str) -> str:
@@ -88,6 +95,11 @@ def main() -> int:
         files = make_repo(repo)
         ours = check_plan(repo)
         commands = {name: [[str(BIN / "linefleet"), *args]] for name, args in COMMANDS.items()}
+        cold = Path(tmp) / "cold"  # the cache removed first: a fresh clone's first run
+        cold.write_text(f'#!/bin/sh\nrm -rf {CACHE}\nexec "{BIN / "linefleet"}" "$@"\n')
+        cold.chmod(0o755)
+        for name in COMPARED:
+            commands[f"{name} (cold)"] = [[str(cold), *COMMANDS[name]]]
         wrapper = Path(tmp) / "baseline"
         if BASELINE:
             # The baseline's code first on the path, ahead of our editable install.
@@ -107,10 +119,12 @@ def main() -> int:
     wall = {name: [w for w, _ in runs] for name, runs in times.items()}
     cpu = {name: [c for _, c in runs] for name, runs in times.items()}
     med = {name: statistics.median(values) for name, values in wall.items()}
-    met = med["plan"] < TARGET_S and med["validate --base"] < TARGET_S
+    met_warm = med["plan"] < TARGET_S and med["validate --base"] < TARGET_S
+    met = met_warm and med["plan (cold)"] < TARGET_S and med["validate --base (cold)"] < TARGET_S
+    verdict = "met" if met else "met warm only" if met_warm else "not met"
     rows = [
-        f"| `linefleet {' '.join(COMMANDS[name.removesuffix(' (baseline)')])}`"
-        f"{' — baseline' if name.endswith('(baseline)') else ''} | {med[name]:.3f} s | "
+        f"| `linefleet {' '.join(COMMANDS[name.split(' (')[0]])}`{_label(name)} | "
+        f"{med[name]:.3f} s | "
         f"{min(wall[name]):.3f} s | {max(wall[name]):.3f} s | "
         f"{statistics.median(cpu[name]):.3f} s |"
         for name in commands
@@ -120,8 +134,8 @@ def main() -> int:
         commit = git(Path(BASELINE), "rev-parse", "--short", "HEAD")
         baseline_note = [
             "",
-            f"Baseline: the same commands on the code of commit `{commit}` (before this "
-            "benchmark's optimisations), interleaved with ours in the same runs: "
+            f"Baseline: the same commands on the code of commit `{commit}` (main, without "
+            "these caches), interleaved with ours in the same runs, against ours warm: "
             + ", ".join(
                 f"`{name}` {med[f'{name} (baseline)'] / med[name]:.1f}x faster now"
                 for name in COMPARED
@@ -145,10 +159,12 @@ def main() -> int:
             *rows,
             *baseline_note,
             "",
-            f"**`linefleet plan` takes {med['plan']:.2f} s and `linefleet validate --base` "
-            f"{med['validate --base']:.2f} s** (target: each under {TARGET_S:g} s); "
-            f"`linefleet validate` of one revision, the floor of both, {med['validate']:.2f} s "
-            "in the same runs.",
+            f"**Warm, `linefleet plan` takes {med['plan']:.2f} s and `linefleet validate "
+            f"--base` {med['validate --base']:.2f} s; cold (a fresh clone), "
+            f"{med['plan (cold)']:.2f} s and {med['validate --base (cold)']:.2f} s** (target: "
+            f"each under {TARGET_S:g} s: {verdict}"
+            f"); `linefleet validate` of one revision (no cache), {med['validate']:.2f} s in "
+            "the same runs.",
             "",
             NOTES,
         ]
@@ -161,6 +177,7 @@ def main() -> int:
         "linefleet validate --base base; linefleet validate)",
         "target": f"plan and validate --base each under {TARGET_S:g} s on 1,600 lines",
         "met": met,
+        "met_warm": met_warm,
         "results": {
             "files": files,
             "repeat": REPEAT,
@@ -176,33 +193,49 @@ def main() -> int:
     return 0
 
 
+def _label(name: str) -> str:
+    """` — warm`, ` — cold`, ` — baseline` after the command."""
+    if "(" in name:
+        return f" — {name.split('(')[1].rstrip(')')}"
+    return " — warm (cache kept)" if name in COMPARED else ""
+
+
 def _key(name: str) -> str:
     """`validate --base (baseline)` -> `validate_base_baseline`."""
     return "_".join(name.replace("-", " ").replace("(", " ").replace(")", " ").split())
 
 
 NOTES = """\
-Where the time went (cProfile of `reconciler.review.revisions.plan_revisions` on this fleet, one
-process, times inflated by the profiler on a loaded machine):
+What changed for issue 17 (on 2026-11-22 this measured 2.59 s and 2.30 s; since then `validate`
+reads ONNX graphs, which the baseline row above pays for; cold is about the baseline: it
+parses everything and writes the cache):
+- Parsing YAML was ~70% of the per-file work. The documents parsed are kept in
+  `.git/linefleet/parsed-yaml/documents.pickle`, by the git blob id of the file's bytes (sha1
+  of `blob <size>\\0<bytes>`, so the working tree is keyed like a commit); a later run parses
+  only files whose bytes it has not seen. The schema checks and the objects are not cached:
+  unpickling 2,045 pydantic objects took longer (0.8 s) than validating them again (0.6 s).
+  The cache is versioned by a hash of the YAML reader's code, PyYAML and Python; anything
+  unreadable or of another version is ignored (tests/integration/reconciler/test_parse_cache.py).
+- `validate` checks each catalogue artifact in the repository against its declared contract
+  by reading the ONNX graph: importing `onnx` (numpy, ml_dtypes) alone took 1.5-2 s of every
+  run (this fleet's three artifacts are files in the repository). `validate --base` keeps
+  the results in `.git/linefleet/graph-checks/`, by the version's declaration (artifact
+  digest included; the file on disk is still hashed every run) and versioned by the checking
+  code and `onnx`'s version; with a hit, `onnx` is not imported. Without a local artifact it
+  is never imported.
 
-| | before | after |
-|---|---|---|
-| total | 10.6 s | 4.5 s |
-| YAML parse | 4.9 s (4,090 files: both revisions) | 3.0 s (2,046 files) |
-| reading blobs from git | 3.8 s (GitPython, one `cat-file` round trip per blob) | 0.5 s |
-| cross-file checks (both revisions) | 0.55 s | 0.56 s |
-| importing GitPython | 0.25 s | not imported |
+Where a warm `plan` spends its time (one process, timed in place, load average ~3): imports
+0.62 s (no bytecode cache: the benchmark's environment sets PYTHONDONTWRITEBYTECODE; pydantic
+building the fleet's models is 0.39 s of it), reading the cache 0.14 s, the base revision
+0.38 s (`git ls-tree` and `cat-file`, schema checks of 2,045 files), the head 0.06 s (one
+changed file), cross-file checks 0.12 s + 0.14 s. Cold adds parsing 2,045 files (~0.8 s)
+and writing the cache (~0.1 s).
 
-What changed:
-- Both revisions are loaded with one `spec.Checks`: a file with the same path and bytes in
-  both is parsed and schema-checked once, and both specs hold the same frozen objects (its
-  findings keep their path, line and column; a file moved unchanged is checked again at its
-  new path). `validate --base` shares them between the working tree and the base the same way.
-- Git objects are read by plain `git` (`linefleet_forge.gitrepo.GitObjects`): one `ls-tree`
-  per revision and one `cat-file --batch --buffer` for all blobs not read yet, instead of
-  GitPython's request and reply per blob; the second revision reads only the changed blob.
-- What is left is about one `linefleet validate` (imports, parsing 2,045 files once) plus
-  the second revision's cross-file checks (its `base_errors` count is part of the plan)."""
+What is left for "under 1 s" (not done): skip reading unchanged blobs (the per-file results
+are keyed by bytes today, not by blob id); run the cross-file checks of the base once per
+base tree; cut the import time of the pydantic models. Plain `validate` keeps no cache (it
+may run outside git): it pays for `onnx` on this fleet.
+"""
 
 
 if __name__ == "__main__":

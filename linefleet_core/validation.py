@@ -27,14 +27,16 @@ def load_checked(
     checks: fleetspec.Checks | None = None,
     *,
     fetch_artifacts: bool = False,
+    parsed: yamlsafe.ParsedBlobs | None = None,
 ) -> tuple[FleetSpec, list[Finding]]:
     """Load one revision and run every single-revision check on it, artifacts included (the
     repository's files in that revision; remote ones too with `fetch_artifacts`). The PR
     check, publish, the broker config and the promotion PR all read a fleet this way.
 
-    `checks` shares the per-file work with other revisions loaded with the same one.
+    `checks` shares the per-file work with other revisions loaded with the same one;
+    `parsed` reuses documents parsed by an earlier run (`fleetspec.load`).
     """
-    spec, findings = fleetspec.load(source, checks)
+    spec, findings = fleetspec.load(source, checks, parsed)
     findings.extend(check(spec))
     findings.extend(artifacts(spec, source, fetch=fetch_artifacts))
     return spec, findings

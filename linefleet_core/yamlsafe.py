@@ -15,6 +15,7 @@ parses it again with positions: only bad files pay for them.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -380,10 +381,42 @@ class Located:
         return Finding(self.path, line, col, _render_path(path), message, **kw)
 
 
-def load(path: str, raw: bytes) -> Located:
-    """Decode and parse one file; raise YamlProblem (with a position) if it is not usable YAML."""
+def load(path: str, raw: bytes, parsed: ParsedBlobs | None = None) -> Located:
+    """Decode and parse one file; raise YamlProblem (with a position) if it is not usable YAML.
+
+    With `parsed`, bytes parsed before (by any path) are not parsed again.
+    """
     text = decode(raw)
-    parsed = parse(text)
-    if parsed.data is None:
+    if parsed is not None:
+        oid = blob_id(raw)
+        data = parsed.known.get(oid)
+        if data is not None:
+            parsed.used[oid] = data
+            return Located(path, text, data)
+    data = parse(text).data
+    if data is None:
         raise YamlProblem("the file is empty; expected a mapping with apiVersion and kind", 1, 1)
-    return Located(path, text, parsed.data)
+    if parsed is not None:
+        parsed.used[oid] = data
+    return Located(path, text, data)
+
+
+def blob_id(raw: bytes) -> str:
+    """The id git gives these bytes as a blob (`git hash-object`)."""
+    return hashlib.sha1(b"blob %d\0" % len(raw) + raw, usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class ParsedBlobs:
+    """Documents parsed before, by the git blob id of their bytes: what a persistent cache
+    (`linefleet_forge.gitcache`) read back, and what this run parsed or reused.
+
+    Parsing depends on nothing but the bytes (the path only names the file in findings), so
+    an unchanged file, at any path and in any revision, is parsed once. Only documents that
+    parse are kept: a file with a problem is parsed again, and reports it again.
+    """
+
+    known: dict[str, Any] = field(default_factory=dict)
+    """Blob id -> document, as read back (nothing if the cache was missing or unusable)."""
+    used: dict[str, Any] = field(default_factory=dict)
+    """Blob id -> document of every file this run parsed or reused: what to keep."""

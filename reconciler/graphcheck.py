@@ -13,9 +13,13 @@ Findings are located on the model file (`versions[i].…`).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from linefleet_core import catalogue, graphcontract
+from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import Finding
 from linefleet_core.graphcontract import graph_problems
 from linefleet_core.spec import FleetSpec
@@ -33,28 +37,68 @@ def artifact_path(url: str, repo: Path) -> Path | None:
     return None
 
 
-def check_graphs(spec: FleetSpec, repo: Path) -> list[Finding]:
+Problems = tuple[tuple[tuple[str | int, ...], str, str], ...]
+"""(field path under the model version, message, finding code) of one artifact's check."""
+
+
+@dataclass
+class GraphResults:
+    """Graph checks done before, by artifact digest and declared contract (a persistent
+    cache, `linefleet_forge.gitcache`): a hit needs neither `onnx` (~1 s to import) nor the
+    graph parsed. `known`: as read back; `used`: what this run checked or reused."""
+
+    known: dict[str, Problems] = field(default_factory=dict)
+    used: dict[str, Problems] = field(default_factory=dict)
+
+
+def checker_version() -> str | None:
+    """Changes with this module, the contract rules or the `onnx` package (None if absent)."""
     try:
-        import onnx
-    except ImportError:  # validate runs without the trainer extra: nothing to read graphs with
-        return []
+        onnx_version = metadata.version("onnx")
+        modules = (__file__, graphcontract.__file__, catalogue.__file__)
+        code = b"".join(Path(m).read_bytes() for m in modules)
+    except (metadata.PackageNotFoundError, OSError):
+        return None
+    return hashlib.sha256(code + onnx_version.encode()).hexdigest()
+
+
+def check_graphs(spec: FleetSpec, repo: Path, results: GraphResults | None = None) -> list[Finding]:
+    local = [
+        (family, i, mv, path)
+        for family in spec.models.values()
+        for i, mv in enumerate(family.versions)
+        if (path := artifact_path(mv.artifact.url, repo)) is not None and path.is_file()
+    ]
     out: list[Finding] = []
-    for family in spec.models.values():
+    for family, i, mv, path in local:
         doc = spec.located(family)
-        for i, mv in enumerate(family.versions):
-            path = artifact_path(mv.artifact.url, repo)
-            if path is None or not path.is_file():
-                continue
-            try:
-                raw = path.read_bytes()
-                if hashlib.sha256(raw).hexdigest() != mv.artifact.sha256:
-                    continue  # a different file: the artifact's own check reports it
-                graph = onnx.load_model_from_string(raw)
-            except Exception as exc:  # a corrupt file raises the protobuf library's errors
-                out.append(
-                    doc.finding(("versions", i, "artifact", "url"), f"not an ONNX model: {exc}")
-                )
-                continue
-            for field, message in graph_problems(graph, mv):
-                out.append(doc.finding(("versions", i, *field), message, code="contract"))
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            out.append(doc.finding(("versions", i, "artifact", "url"), f"not an ONNX model: {exc}"))
+            continue
+        if hashlib.sha256(raw).hexdigest() != mv.artifact.sha256:
+            continue  # a different file: the artifact's own check reports it
+        key = hashlib.sha256(mv.model_dump_json().encode()).hexdigest()  # digest included
+        problems = None if results is None else results.known.get(key)
+        if problems is None:
+            problems = _problems(raw, mv)
+            if problems is None:  # no `onnx` (validate without the trainer extra)
+                return []
+        if results is not None:
+            results.used[key] = problems
+        for where, message, code in problems:
+            out.append(doc.finding(("versions", i, *where), message, code=code))
     return out
+
+
+def _problems(raw: bytes, mv: ModelVersion) -> Problems | None:
+    try:
+        import onnx  # the usual fleet needs it only for artifacts it has not checked before
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load_model_from_string(raw)
+    except Exception as exc:  # a corrupt file raises the protobuf library's errors
+        return ((("artifact", "url"), f"not an ONNX model: {exc}", "invalid"),)
+    return tuple((fld, message, "contract") for fld, message in graph_problems(graph, mv))

@@ -9,7 +9,8 @@ from pathlib import Path
 from linefleet_core import spec as fleetspec
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.validation import load_checked
-from reconciler.graphcheck import check_graphs
+from linefleet_core.yamlsafe import ParsedBlobs
+from reconciler.graphcheck import GraphResults, check_graphs, checker_version
 
 
 @dataclass
@@ -34,16 +35,39 @@ def validate(
     check_artifacts: bool = False,
 ) -> Report:
     checks: fleetspec.Checks = {}  # the base shares the work on files the change left alone
-    head, findings = load_checked(
-        fleetspec.DirectorySource(repo), checks, fetch_artifacts=check_artifacts
-    )
-    findings.extend(check_graphs(head, repo))
-    if base is not None:
-        from linefleet_forge.gitrepo import GitObjects, GitSource
-        from reconciler.review import policy
+    if base is None:
+        head, findings = _load_head(repo, checks, check_artifacts)
+        return Report(sorted(set(findings)), files=len(head.docs))
 
-        objects = GitObjects.open(repo)
-        source = GitSource(objects.commit(base), objects.subfolder(repo), objects)
-        base_spec, _ = fleetspec.load(source, checks)
-        findings.extend(policy.check_change(base_spec, head, now or dt.datetime.now(dt.UTC)))
+    from linefleet_forge import gitcache
+    from linefleet_forge.gitrepo import GitObjects, GitSource
+    from reconciler.review import policy
+
+    objects = GitObjects.open(repo)
+    commit = objects.commit(base)
+    parsed = gitcache.load_parsed(objects)  # YAML an earlier run parsed, by blob id
+    graphs_at = gitcache.folder(objects, "graph-checks") / "results.pickle"
+    version = checker_version()
+    kept = None if version is None else gitcache.read_pickle(graphs_at, version)
+    graphs = GraphResults(kept if isinstance(kept, dict) else {})
+    head, findings = _load_head(repo, checks, check_artifacts, parsed, graphs)
+    source = GitSource(commit, objects.subfolder(repo), objects)
+    base_spec, _ = fleetspec.load(source, checks, parsed)
+    gitcache.save_parsed(objects, parsed)
+    if version is not None and graphs.used.keys() != graphs.known.keys():
+        gitcache.write_pickle(graphs_at, version, graphs.used)
+    findings.extend(policy.check_change(base_spec, head, now or dt.datetime.now(dt.UTC)))
     return Report(sorted(set(findings)), files=len(head.docs))
+
+
+def _load_head(
+    repo: Path,
+    checks: fleetspec.Checks,
+    check_artifacts: bool,
+    parsed: ParsedBlobs | None = None,
+    graphs: GraphResults | None = None,
+) -> tuple[fleetspec.FleetSpec, list[Finding]]:
+    source = fleetspec.DirectorySource(repo)
+    head, findings = load_checked(source, checks, fetch_artifacts=check_artifacts, parsed=parsed)
+    findings.extend(check_graphs(head, repo, graphs))
+    return head, findings

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import pickle
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +40,7 @@ from linefleet_core.signing import SigningKey
 from linefleet_core.spec import FleetSpec, Refused, check_file
 from linefleet_core.wire import Channel, topic
 from linefleet_core.yamlsafe import MAX_FILE_BYTES
+from linefleet_forge import gitcache
 from linefleet_forge.base import Forge
 from linefleet_forge.gitrepo import GitObjects, GitSource, open_repo
 from reconciler.service.compile import Memo, compile_device
@@ -65,7 +64,7 @@ SMALL_KINDS = ("Site:", "Model:", "Taxonomy:", POLICY)
 REGULAR = ("100644", "100755")
 KEEP_INDEXES = 8
 PARSED = "small-kinds.pickle"
-PARSED_FORMAT = 1
+PARSED_FORMAT = 2  # 2: written through linefleet_forge.gitcache
 
 
 class FullPass(Exception):
@@ -274,30 +273,17 @@ def _read(
 def _load_parsed(objects: GitObjects) -> fleetspec.Checks:
     """The small kinds' files as the last incremental pass parsed and checked them (the
     catalogue grows with the fleet's evidence: reading it back is ~5x cheaper than parsing).
-    A pickle in the repository's own git folder: whoever can write there can run hooks."""
-    try:
-        found = pickle.loads((index_dir(objects) / PARSED).read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
-        return {}
-    if not isinstance(found, dict) or found.get("format") != PARSED_FORMAT:
-        return {}
-    checks: fleetspec.Checks = found["checks"]
-    return checks
+    A pickle in the repository's own git folder (`linefleet_forge.gitcache`)."""
+    found = gitcache.read_pickle(index_dir(objects) / PARSED, PARSED_FORMAT)
+    return found if isinstance(found, dict) else {}
 
 
 def _save_parsed(objects: GitObjects, checks: fleetspec.Checks) -> None:
-    folder = index_dir(objects)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{PARSED}.{os.getpid()}.tmp"
-        tmp.write_bytes(pickle.dumps({"format": PARSED_FORMAT, "checks": checks}, protocol=5))
-        tmp.replace(folder / PARSED)
-    except OSError:
-        pass
+    gitcache.write_pickle(index_dir(objects) / PARSED, PARSED_FORMAT, checks)
 
 
 def index_dir(objects: GitObjects) -> Path:
-    return Path(objects.git_dir) / "linefleet" / "publish-index"
+    return gitcache.folder(objects, "publish-index")
 
 
 def load_index(objects: GitObjects, commit: str) -> DependencyIndex | None:
@@ -313,11 +299,8 @@ def save_index(objects: GitObjects, index: DependencyIndex) -> None:
     """Write atomically; keep the newest `KEEP_INDEXES`. Best effort: a read-only repository
     only costs the next publish its incremental pass."""
     folder = index_dir(objects)
+    gitcache.write_bytes(folder / f"{index.commit}.json", index.to_json())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{index.commit}.{os.getpid()}.tmp"
-        tmp.write_bytes(index.to_json())
-        tmp.replace(folder / f"{index.commit}.json")
         old = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in old[KEEP_INDEXES:]:
             stale.unlink(missing_ok=True)

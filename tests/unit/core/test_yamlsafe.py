@@ -209,3 +209,28 @@ def test_the_largest_json_safe_integer_still_reads() -> None:
 
 def problem_of(text: str) -> YamlProblem:
     return problem(text)
+
+
+def test_parsed_blobs_reuse_a_document_by_content_whatever_the_path() -> None:
+    raw = b"apiVersion: linefleet/v1\nkind: Site\n"
+    parsed = yamlsafe.ParsedBlobs()
+    first = yamlsafe.load("fleet/sites/a/site.yaml", raw, parsed)
+    assert parsed.used == {yamlsafe.blob_id(raw): first.data}
+    kept = yamlsafe.ParsedBlobs(known=dict(parsed.used))
+    again = yamlsafe.load("fleet/sites/b/site.yaml", raw, kept)
+    assert again.data is first.data and again.path == "fleet/sites/b/site.yaml"
+    assert kept.used == kept.known
+
+
+def test_blob_id_is_the_id_git_gives_the_bytes() -> None:
+    # `printf 'hello\n' | git hash-object --stdin`; the empty blob's id is git's well-known one.
+    assert yamlsafe.blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert yamlsafe.blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+
+
+def test_a_file_that_does_not_parse_is_not_kept() -> None:
+    parsed = yamlsafe.ParsedBlobs()
+    for raw in (b"", b"a: [1\n"):
+        with pytest.raises(yamlsafe.YamlProblem):
+            yamlsafe.load("fleet/x.yaml", raw, parsed)
+    assert parsed.used == {}

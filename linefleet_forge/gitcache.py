@@ -1,0 +1,105 @@
+"""What linefleet keeps beside a repository's objects, in `<git dir>/linefleet/`.
+
+Everything there is derived from git objects by linefleet itself and can be rebuilt, so a
+reader treats a missing, unreadable, corrupt or other-version file as absent, and a writer
+is best effort: a read-only repository only costs the next run its head start. Files are
+written whole under a temporary name, then renamed over the old one.
+
+- `publish-index/`: the dependency index of published commits, and the small kinds parsed
+  (`reconciler.service.incremental`);
+- `parsed-yaml/`: fleet documents parsed from YAML, by git blob id (`load_parsed`), which
+  `plan` and `validate --base` read back instead of parsing the files nobody changed.
+- `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.graphcheck`), by the
+  model version's declaration and artifact digest.
+
+The caches are pickles: whoever can write in the git folder can already run code (hooks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from linefleet_core import yamlsafe
+from linefleet_core.yamlsafe import ParsedBlobs
+from linefleet_forge.gitrepo import GitObjects
+
+ROOT = "linefleet"
+PARSED = "parsed-yaml"
+
+
+def folder(objects: GitObjects, name: str) -> Path:
+    return Path(objects.git_dir) / ROOT / name
+
+
+def read_pickle(path: Path, version: object) -> Any | None:
+    """What `write_pickle` wrote at `path` with this `version`, else None (never raises:
+    a file cut short or garbled can fail to unpickle in many ways)."""
+    try:
+        found = pickle.loads(path.read_bytes())
+    except Exception:
+        return None
+    if not isinstance(found, dict) or found.get("format") != version:
+        return None
+    return found.get("content")
+
+
+def write_pickle(path: Path, version: object, content: Any) -> None:
+    try:
+        data = pickle.dumps({"format": version, "content": content}, protocol=5)
+    except (pickle.PicklingError, TypeError, ValueError, RecursionError):
+        return
+    write_bytes(path, data)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write atomically (temporary file, rename); best effort."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+@cache
+def parser_version() -> str | None:
+    """Changes whenever parsing the same bytes could give something else: the reader's own
+    code, PyYAML (and whether its C reader is there), Python. None (no cache) if the reader's
+    source cannot be read."""
+    try:
+        digest = hashlib.sha256(Path(yamlsafe.__file__).read_bytes())
+    except OSError:
+        return None
+    digest.update(f"{yaml.__version__} {hasattr(yaml, 'CSafeLoader')} {sys.version}".encode())
+    return digest.hexdigest()
+
+
+def load_parsed(objects: GitObjects) -> ParsedBlobs:
+    """The documents the last run parsed (nothing if there is no usable cache)."""
+    version = parser_version()
+    found = None if version is None else read_pickle(_documents(objects), version)
+    if not isinstance(found, dict):
+        return ParsedBlobs()
+    return ParsedBlobs(known=found)
+
+
+def save_parsed(objects: GitObjects, parsed: ParsedBlobs) -> None:
+    """Keep what this run used, when that differs from what it read back: the cache holds
+    the revisions last compared, not the history of the fleet."""
+    version = parser_version()
+    if version is None or parsed.used.keys() == parsed.known.keys():
+        return
+    write_pickle(_documents(objects), version, parsed.used)
+
+
+def _documents(objects: GitObjects) -> Path:
+    return folder(objects, PARSED) / "documents.pickle"
