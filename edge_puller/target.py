@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
+from linefleet_core.refs import CandidateStage
 
-Stage = Literal["shadow", "canary"]
+Stage = CandidateStage
 Color = Literal["rgb", "bgr", "gray"]
 Task = Literal["classification", "detection", "anomaly"]
 Roi = tuple[int, int, int, int]

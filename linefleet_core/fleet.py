@@ -17,7 +17,7 @@ from pydantic import (
 
 from linefleet_core.model import Header, Strict
 from linefleet_core.oci import HOST_PATTERN
-from linefleet_core.refs import Id, VersionedRef
+from linefleet_core.refs import CandidateStage, Id, VersionedRef
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -194,7 +194,7 @@ class NoveltyRef(Strict):
 
 class Candidate(Strict):
     model: VersionedRef
-    stage: Literal["shadow", "canary"]
+    stage: CandidateStage
     canary_fraction: float | None = Field(default=None, gt=0.0, le=0.5)
     """Share of frames the candidate decides in canary (0 < f <= 0.5); not set in shadow."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import StringConstraints
 
@@ -14,6 +14,10 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 VersionedRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
 """`name@version`, for example `surface-defects@2` or `surface-cnn@5`."""
+
+CandidateStage = Literal["shadow", "canary"]
+"""Where a line's candidate model runs: beside the serving model (`shadow`) or deciding a share
+of the frames (`canary`). Declared once: the fleet YAML, the wire and the edge all use it."""
 
 
 class Ref(NamedTuple):

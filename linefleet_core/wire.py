@@ -26,7 +26,7 @@ from pydantic import (
     model_serializer,
 )
 
-from linefleet_core.refs import ID_PATTERN, Id, VersionedRef
+from linefleet_core.refs import ID_PATTERN, CandidateStage, Id, VersionedRef
 
 PROTOCOL: Literal[1] = 1
 TOPIC_ROOT = "linefleet/v1"
@@ -199,7 +199,7 @@ class ModelSpec(Sparse):
 
 
 class CandidateSpec(ModelSpec):
-    stage: Literal["shadow", "canary"]
+    stage: CandidateStage
     canary_fraction: float | None = None
 
 
@@ -346,7 +346,7 @@ class LineStatus(Wire):
     phase: LinePhase
     serving: VersionedRef | None = None
     candidate: VersionedRef | None = None
-    stage: Literal["shadow", "canary"] | None = None
+    stage: CandidateStage | None = None
     previous: VersionedRef | None = None
     message: str = ""
     metrics: LineMetrics | None = None
