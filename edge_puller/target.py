@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
-from linefleet_core.refs import CandidateStage
+from linefleet_core.refs import CandidateStage, ColorOrder, ModelTask
 
 Stage = CandidateStage
-Color = Literal["rgb", "bgr", "gray"]
-Task = Literal["classification", "detection", "anomaly"]
+Color = ColorOrder
+Task = ModelTask
 Roi = tuple[int, int, int, int]
 """x, y, width, height in frame pixels."""
 

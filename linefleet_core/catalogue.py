@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from linefleet_core import artifactref
 from linefleet_core.model import Header, Strict
-from linefleet_core.refs import Id, VersionedRef
+from linefleet_core.refs import ColorOrder, Id, ModelTask, VersionedRef
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -29,7 +29,7 @@ class Artifact(Strict):
         return value
 
 
-Task = Literal["classification", "detection", "anomaly"]
+Task = ModelTask
 Layout = Literal["NCHW", "NHWC"]
 ResizeMode = Literal["stretch", "letterbox"]
 BoxFormat = Literal["yolov8", "yolov5"]
@@ -67,7 +67,7 @@ class Tiling(Strict):
 class InputSpec(Strict):
     shape: list[int] = Field(min_length=4, max_length=4)
     """In `layout` order: NCHW [1, channels, height, width], NHWC [1, height, width, channels]."""
-    color: Literal["rgb", "bgr", "gray"] = "rgb"
+    color: ColorOrder = "rgb"
     name: TensorName | None = None
     """The graph's input (default: its first input)."""
     layout: Layout = "NCHW"

@@ -1,4 +1,6 @@
-"""References between fleet objects: `name@version` for models and taxonomies, ids for the rest."""
+"""References between fleet objects (`name@version` for models and taxonomies, ids for the
+rest), and the few words every document shares (a candidate's stage, a model's task, a colour
+order): declared once, used by the fleet YAML, the catalogue, the wire and the edge."""
 
 from __future__ import annotations
 
@@ -17,7 +19,13 @@ VersionedRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
 
 CandidateStage = Literal["shadow", "canary"]
 """Where a line's candidate model runs: beside the serving model (`shadow`) or deciding a share
-of the frames (`canary`). Declared once: the fleet YAML, the wire and the edge all use it."""
+of the frames (`canary`)."""
+
+ModelTask = Literal["classification", "detection", "anomaly"]
+"""What a model's outputs mean (model contract v2; absent on the wire: classification)."""
+
+ColorOrder = Literal["rgb", "bgr", "gray"]
+"""The channel order a model's input expects."""
 
 
 class Ref(NamedTuple):

@@ -26,7 +26,7 @@ from pydantic import (
     model_serializer,
 )
 
-from linefleet_core.refs import ID_PATTERN, CandidateStage, Id, VersionedRef
+from linefleet_core.refs import ID_PATTERN, CandidateStage, ColorOrder, Id, ModelTask, VersionedRef
 
 PROTOCOL: Literal[1] = 1
 TOPIC_ROOT = "linefleet/v1"
@@ -161,7 +161,7 @@ class TilingSpec(Wire):
 class ModelInput(Sparse):
     shape: list[int] = Field(min_length=4, max_length=4)
     """In `layout` order (NCHW unless said otherwise)."""
-    color: Literal["rgb", "bgr", "gray"]
+    color: ColorOrder
     # model contract v2 (absent: the v1 contract: first input, NCHW, stretch, pixels / 255)
     name: str | None = None
     layout: Literal["NCHW", "NHWC"] | None = None
@@ -192,7 +192,7 @@ class ModelSpec(Sparse):
     output_classes: list[str] = Field(min_length=1)
     opset: int
     reference_stats: dict[str, float] = Field(default_factory=dict)
-    task: Literal["classification", "detection", "anomaly"] | None = None
+    task: ModelTask | None = None
     """Absent: `classification` (contract v1)."""
     outputs: ModelOutputs | None = None
     """Absent: the v1 contract's one output, `probabilities` [1, K]."""
