@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def _quick(
     accept (not UTF-8, a byte-order mark, `NaN` or `Infinity`) never comes here, and anything
     this parser refuses goes the careful way, which names the reason.
     """
-    if b"NaN" in payload or b"Infinity" in payload:
+    if b"NaN" in payload or b"Infinity" in payload or _HUGE_NUMBER.search(payload):
         return None
     try:
         text = payload.decode("utf-8")
@@ -94,6 +95,11 @@ def _quick(
         return model.model_validate_json(text)
     except (ValueError, RecursionError):  # ValidationError is a ValueError
         return None
+
+
+_HUGE_NUMBER = re.compile(rb"[0-9]{300}")
+"""A number this long may not fit a float: pydantic's JSON parser reads it as infinity where
+the careful path refuses it (`float(int)` overflows), so such a message goes the careful way."""
 
 
 def _no_constants(name: str) -> object:
