@@ -26,20 +26,13 @@ import yaml
 from factory_sim.onnx_fixtures import OPSET, build_classifier
 from factory_sim.surface_defects import TAXONOMY_NAME, taxonomy_documents
 from linefleet_core.atomic import write_tree
+from linefleet_core.fleetschema import modeline
 
 API_VERSION = "linefleet.io/v1"
 MODEL_NAME = "surface-cnn"
 INPUT_SHAPE = [1, 3, 64, 64]
 # model version -> taxonomy version; the fleet's catalogue
 MODEL_TAXONOMY = {1: 1, 2: 2, 3: 2, 4: 3}
-SCHEMA_FILES = {
-    "Site": "site",
-    "Line": "line",
-    "EdgeDevice": "edge-device",
-    "Model": "model",
-    "Policy": "policy",
-    "Taxonomy": "taxonomy",
-}
 
 _PLANTS = [
     ("toledo", "Toledo Stamping", "America/New_York"),
@@ -92,12 +85,6 @@ class FleetShape:
         return self.devices_per_site or math.ceil(self.lines_per_site / 4)
 
 
-def schema_modeline(path: str, kind: str) -> str:
-    """The yaml-language-server comment that points an editor at the file's JSON Schema."""
-    up = "../" * path.count("/")
-    return f"# yaml-language-server: $schema={up}schema/{SCHEMA_FILES[kind]}.schema.json\n"
-
-
 class _Dumper(yaml.CSafeDumper):
     """Block-style YAML without anchors: fleet files refuse aliases."""
 
@@ -108,7 +95,7 @@ class _Dumper(yaml.CSafeDumper):
 def dump(path: str, doc: dict[str, Any]) -> bytes:
     """One fleet file: the schema modeline, then block-style YAML in the document's key order."""
     body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
-    return (schema_modeline(path, doc["kind"]) + body).encode("utf-8")
+    return (modeline(path, doc["kind"]) + body).encode("utf-8")
 
 
 def site_ids(count: int) -> list[str]:

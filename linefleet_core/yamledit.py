@@ -2,6 +2,7 @@
 the file's own list style stay, so a bot's pull request shows only the keys it meant to change.
 
     edit(path, lambda doc: doc["rollout"].pop("candidate", None))
+    create(path, {"apiVersion": ..., "kind": "Model", ...}, header=modeline)
 
 Used by rollbacks (reconciler), promotions (trainer) and the demo's hand-made changes. Reading
 for checks goes through `yamlsafe` (strict, positions kept); this module only rewrites.
@@ -62,7 +63,20 @@ def edit(path: Path, change: Callable[[Any], None]) -> None:
     yaml = _yaml(text)
     doc = yaml.load(text)
     change(doc)
+    _write(path, yaml, doc)
+
+
+def create(path: Path, doc: dict[str, Any], header: str = "") -> None:
+    """Write a new fleet file holding `doc` in the style `edit` keeps (`header` first: a
+    modeline or a comment), creating its folder."""
+    yaml = _yaml("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, yaml, node(doc), header)
+
+
+def _write(path: Path, yaml: Any, doc: Any, header: str = "") -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(header)
         yaml.dump(doc, fh)
     tmp.replace(path)

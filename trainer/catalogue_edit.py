@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import UsageError
-from linefleet_core.yamledit import edit, node
+from linefleet_core.fleetschema import modeline
+from linefleet_core.yamledit import create, edit, node
 
 
 def add_model_version(path: Path, entry: dict[str, Any]) -> None:
@@ -60,22 +61,11 @@ def set_version_evaluation(path: Path, version: int, evaluation: dict[str, Any])
 
 def new_model_family(path: Path, name: str, entry: dict[str, Any], description: str = "") -> None:
     """Write `fleet/models/<name>.yaml` for a family the catalogue does not have yet."""
-    from ruamel.yaml import YAML
-
-    doc = node(
-        {
-            "apiVersion": "linefleet.io/v1",
-            "kind": "Model",
-            "name": name,
-            "description": description,
-            "versions": [entry],
-        }
-    )
-    yaml = YAML()
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write("# yaml-language-server: $schema=../../schema/model.schema.json\n")
-        yaml.dump(doc, fh)
-    tmp.replace(path)
+    doc = {
+        "apiVersion": "linefleet.io/v1",
+        "kind": "Model",
+        "name": name,
+        "description": description,
+        "versions": [entry],
+    }
+    create(path, doc, header=modeline(f"fleet/models/{name}.yaml", "Model"))

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from linefleet.options import credentials_for
 from linefleet_core.errors import ExitCode, UsageError
-
-if TYPE_CHECKING:
-    from linefleet_core.oci import Credentials
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,22 +45,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument("--rev", default="HEAD", help="fleet revision (default: HEAD)")
     check.add_argument("--credentials", type=Path, metavar="FILE", help="registry credentials")
     check.set_defaults(run=run_check)
-
-
-def credentials_for(host: str, path: Path | None) -> Credentials | None:
-    """Push credentials for `host`: from `path` (JSON by host) or the environment."""
-    from linefleet_core.oci import Credentials, OciError, load_credentials
-
-    if path is not None:
-        try:
-            return load_credentials(path).get(host)
-        except OciError as exc:
-            raise UsageError(f"--credentials {exc}") from None
-    token = os.environ.get("LINEFLEET_REGISTRY_TOKEN", "")
-    user = os.environ.get("LINEFLEET_REGISTRY_USERNAME", "")
-    if token or user:
-        return Credentials(user, os.environ.get("LINEFLEET_REGISTRY_PASSWORD", ""), token)
-    return None
 
 
 def run_push(ns: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_export(ns: argparse.Namespace) -> int:
-    from linefleet.commands.artifacts import credentials_for
+    from linefleet.options import credentials_for
     from linefleet_core.oci import is_oci, parse_ref
     from linefleet_core.signing import SigningKey
     from reconciler.bundle import export_bundle

@@ -65,7 +65,7 @@ def _positive(text: str) -> int:
 
 def run_generate(ns: argparse.Namespace) -> int:
     from factory_sim import fleetgen
-    from linefleet.commands.schema import schema_documents
+    from linefleet_core.fleetschema import schema_documents
 
     args = GenerateArgs(
         ns.out,

@@ -125,8 +125,8 @@ def build(options: InitOptions, origins: dict[str, str] | None = None) -> dict[s
     `origins` maps a brought taxonomy's repository path to the file the user named, so that
     its findings point at that file.
     """
-    from linefleet.commands.codeowners import TARGET, render
     from linefleet.scaffold import render as render_files
+    from linefleet.scaffold.codeowners import TARGET, render
     from linefleet_core import spec as fleetspec
     from linefleet_core import validation
 

@@ -11,19 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from linefleet.options import add_workspace_options
 from linefleet_core.errors import ExitCode, UsageError
-
-DEFAULT_STATE = Path(".linefleet/trainer")
-
-
-def add_workspace_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE, help=f"trainer state (default {DEFAULT_STATE})"
-    )
-    p.add_argument("--labels", help="label store SQLAlchemy URL (default: SQLite under --state)")
-    p.add_argument(
-        "--fleet-repo", type=Path, default=Path(), help="fleet repo with taxonomies/ (default .)"
-    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -96,7 +96,7 @@ def run_config(ns: argparse.Namespace) -> int:
 
 
 def run_warm(ns: argparse.Namespace) -> int:
-    from linefleet.commands.artifacts import credentials_for
+    from linefleet.options import credentials_for
     from reconciler.mirror import MirrorError, site_artifacts, warm
 
     spec = _load(ns.repo, ns.site)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from linefleet.commands.labels import add_workspace_options
+from linefleet.options import add_workspace_options
 from linefleet_core.errors import ExitCode, UsageError
 
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from linefleet.commands.validate import parse_now
+from linefleet.options import parse_now
 from linefleet_core.errors import ExitCode, UsageError
 
 FORMATS = ("markdown", "json", "text")

@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from linefleet.commands.validate import parse_now
+    from linefleet.options import parse_now
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
     from reconciler.service.incremental import publish_commit

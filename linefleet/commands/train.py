@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from linefleet.commands.labels import add_workspace_options
+from linefleet.options import add_workspace_options
 from linefleet_core.errors import ExitCode, UsageError
 
 

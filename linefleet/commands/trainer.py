@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from linefleet.commands.labels import add_workspace_options
+from linefleet.options import add_workspace_options
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def run_promote(ns: argparse.Namespace) -> int:
 
     push_credentials = None
     if ns.push is not None:
-        from linefleet.commands.artifacts import credentials_for
+        from linefleet.options import credentials_for
         from linefleet_core.oci import OciError, parse_repo
 
         try:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from linefleet.options import parse_now
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -37,16 +38,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also download every remote artifact (https://, oci://) and check size and sha256",
     )
     p.set_defaults(run=run)
-
-
-def parse_now(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--now: {text!r} is not an ISO 8601 time") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def run(ns: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def _fleet_files(o: InitOptions) -> Iterator[tuple[str, bytes]]:
 
 
 def _repository_files(o: InitOptions) -> Iterator[tuple[str, bytes]]:
-    from linefleet.commands.schema import schema_documents
+    from linefleet_core.fleetschema import schema_documents
 
     for name, text in schema_documents().items():
         yield f"schema/{name}", text.encode()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from linefleet.cli import main
-from linefleet.commands.schema import schema_documents
+from linefleet_core.fleetschema import schema_documents
 
 pytestmark = pytest.mark.acceptance
 VERSION = version("linefleet")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from factory_sim import fleetgen
-from factory_sim.fleetgen import FleetShape, generate, schema_modeline, write
+from factory_sim.fleetgen import FleetShape, generate, write
 from linefleet_core import yamlsafe
+from linefleet_core.fleetschema import modeline
 
 
 def docs_of(files: dict[str, bytes], kind: str) -> list[dict[str, object]]:
@@ -108,33 +109,12 @@ def test_impossible_shapes_are_refused(kwargs: dict[str, int], message: str) -> 
         FleetShape(**kwargs)
 
 
-@pytest.mark.parametrize(
-    ("path", "kind", "expected"),
-    [
-        ("fleet/policy.yaml", "Policy", "../schema/policy.schema.json"),
-        ("fleet/models/m.yaml", "Model", "../../schema/model.schema.json"),
-        ("fleet/sites/a/site.yaml", "Site", "../../../schema/site.schema.json"),
-        ("fleet/sites/a/lines/l.yaml", "Line", "../../../../schema/line.schema.json"),
-        (
-            "fleet/sites/a/devices/d.yaml",
-            "EdgeDevice",
-            "../../../../schema/edge-device.schema.json",
-        ),
-        ("taxonomies/t/v1.yaml", "Taxonomy", "../../schema/taxonomy.schema.json"),
-    ],
-)
-def test_modeline_points_at_the_schema_relative_to_the_file(
-    path: str, kind: str, expected: str
-) -> None:
-    assert schema_modeline(path, kind) == f"# yaml-language-server: $schema={expected}\n"
-
-
 def test_generated_files_start_with_their_modeline_and_have_no_anchors() -> None:
     files = generate(FleetShape(sites=1, lines_per_site=2, cameras_per_line=2))
     for path, raw in files.items():
         if path.endswith(".yaml"):
             kind = yamlsafe.load(path, raw).data["kind"]
-            assert raw.decode().startswith(schema_modeline(path, kind))
+            assert raw.decode().startswith(modeline(path, kind))
             assert b"&id" not in raw
 
 
@@ -159,10 +139,3 @@ def test_write_creates_a_missing_directory(tmp_path: Path) -> None:
     out = tmp_path / "a" / "fleet-repo"
     write({"fleet/policy.yaml": b"p", "taxonomies/t/v1.yaml": b"t"}, out)
     assert (out / "taxonomies" / "t" / "v1.yaml").read_bytes() == b"t"
-
-
-def test_modelines_name_the_files_the_schema_command_writes() -> None:
-    from linefleet.commands.schema import SCHEMA_FILES, schema_documents
-
-    assert fleetgen.SCHEMA_FILES == SCHEMA_FILES
-    assert {f"{name}.schema.json" for name in SCHEMA_FILES.values()} == set(schema_documents())
