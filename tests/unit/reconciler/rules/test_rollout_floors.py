@@ -12,7 +12,7 @@ from reconciler.review.policy import check_change
 from reconciler.rules.rollout import LineDecision, Verdict, decide
 from tests.support.minifleet import QUIET, documents, load_docs
 
-from .test_policy import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
+from .test_rollout import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
 
 KEY = "toledo/line-1"  # surface-cnn@3 in shadow, evidence 0.95 vs 0.93 on 500 frames
 
