@@ -85,3 +85,17 @@ def test_an_incumbent_scored_zero_is_doubted_and_warned_about() -> None:
         "the incumbent scored 0.000: it cannot have been scored properly; the comparison with it "
         "proves nothing, the floors decide"
     ]
+
+
+def test_a_floor_for_a_line_that_does_not_exist_is_a_located_error() -> None:
+    from linefleet_core.validation import check
+    from tests.support.minifleet import documents, load_docs
+
+    docs = documents()
+    docs["fleet/policy.yaml"]["floors"] = {"lines": {"toledo/lnie-1": {"max_escape_rate": 0.1}}}
+    spec, _ = load_docs(docs)
+    [finding] = [f for f in check(spec) if f.field.startswith("floors")]
+    assert finding.path == "fleet/policy.yaml" and finding.line > 0
+    assert finding.render().endswith(
+        "floors.lines.toledo/lnie-1: unknown line 'toledo/lnie-1'; did you mean 'toledo/line-1'?"
+    )

@@ -1,19 +1,15 @@
-"""Rollout policy on a change: one table row per rule, on the mini fleet held in memory."""
+"""The rollout rules on a change (`reconciler.rules.rollout.decide`): one table row per rule, on
+the mini fleet held in memory."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from linefleet_core.fleet import Site
-from reconciler.review import policy
-from reconciler.rules import windows
 from reconciler.rules.rollout import LineDecision, Move, Verdict, decide
 from tests.support.minifleet import (
     IN_FREEZE,
@@ -21,57 +17,17 @@ from tests.support.minifleet import (
     documents,
     line_rel,
     load_docs,
-    placeholder_artifact,
 )
-
-Docs = dict[str, Any]
-MODELS = "fleet/models/surface-cnn.yaml"
-POLICY = "fleet/policy.yaml"
-
-
-def rollout(docs: Docs, key: str) -> dict[str, Any]:
-    roll: dict[str, Any] = docs[line_rel(key)]["rollout"]
-    return roll
-
-
-def evidence(docs: Docs, version: int, key: str) -> dict[str, Any]:
-    ev: dict[str, Any] = docs[MODELS]["versions"][version - 1]["evaluation"][key]
-    return ev
-
-
-def canary(model: str = "surface-cnn@3", fraction: float = 0.1) -> dict[str, Any]:
-    return {"model": model, "stage": "canary", "canary_fraction": fraction}
-
-
-def shadow(model: str = "surface-cnn@3") -> dict[str, Any]:
-    return {"model": model, "stage": "shadow"}
-
-
-def set_rollout(key: str, **changes: Any) -> Callable[[Docs], None]:
-    def apply(docs: Docs) -> None:
-        roll = rollout(docs, key)
-        for name, value in changes.items():
-            if value is None:
-                roll.pop(name, None)
-            else:
-                roll[name] = value
-
-    return apply
-
-
-def chain(*edits: Callable[[Docs], None]) -> Callable[[Docs], None]:
-    def apply(docs: Docs) -> None:
-        for edit in edits:
-            edit(docs)
-
-    return apply
-
-
-def set_evidence(key: str, **changes: Any) -> Callable[[Docs], None]:
-    def apply(docs: Docs) -> None:
-        evidence(docs, 3, key).update(changes)
-
-    return apply
+from tests.unit.reconciler.docedits import (
+    MODELS,
+    POLICY,
+    Docs,
+    canary,
+    chain,
+    set_evidence,
+    set_rollout,
+    shadow,
+)
 
 
 def hold_during_production(docs: Docs) -> None:
@@ -467,26 +423,10 @@ def test_rollout_policy(case: Case) -> None:
         assert finding.code == "policy"
 
 
-def test_findings_point_at_the_head_line_file() -> None:
-    base, _ = load_docs(documents())
-    docs = documents()
-    set_rollout("toledo/line-1", serving="surface-cnn@3", candidate=None, previous="surface-cnn@2")(
-        docs
-    )
-    head, _ = load_docs(docs)
-    [finding] = policy.check_change(base, head, QUIET)
-    assert finding.path == "fleet/sites/toledo/lines/line-1.yaml"
-    assert finding.field == "rollout.serving"
-    assert (finding.line, finding.col) == head.located(head.lines["toledo/line-1"]).where(
-        ("rollout", "serving")
-    )
-
-
 def test_unchanged_fleet_has_no_decisions() -> None:
     base, _ = load_docs(documents())
     head, _ = load_docs(documents())
     assert decide(base, head, IN_FREEZE) == {}
-    assert policy.check_change(base, head, IN_FREEZE) == []
 
 
 def test_new_and_removed_lines() -> None:
@@ -512,124 +452,3 @@ def test_new_and_removed_lines() -> None:
     [frozen] = removed.findings  # removing a line is a change too: not during Toledo's freeze
     assert (frozen.path, frozen.line) == (line_rel("toledo/line-2"), 0)
     assert "no changes during the freeze 'year-end inventory'" in frozen.message
-
-
-def _site(**fields: Any) -> Site:
-    return Site(kind="Site", id="s", name="S", timezone="Europe/Berlin", **fields)
-
-
-# Berlin is UTC+1 in winter: 2026-11-06 is a Friday.
-@pytest.mark.parametrize(
-    ("utc", "open_"),
-    [
-        ("2026-11-06T20:59", False),  # Fri 21:59
-        ("2026-11-06T21:00", True),  # Fri 22:00
-        ("2026-11-06T23:30", True),  # Sat 00:30, still Friday's shift
-        ("2026-11-07T04:59", True),  # Sat 05:59
-        ("2026-11-07T05:00", False),  # Sat 06:00: the shift ended
-        ("2026-11-07T21:30", False),  # Sat 22:30: no shift starts on Saturday
-        ("2026-11-08T23:30", True),  # Mon 00:30: Sunday's shift
-    ],
-)
-def test_production_window_across_midnight(utc: str, open_: bool) -> None:
-    site = _site(
-        production_windows=[
-            {"days": ["mon", "tue", "wed", "thu", "fri", "sun"], "start": "22:00", "end": "06:00"}
-        ]
-    )
-    now = dt.datetime.fromisoformat(utc).replace(tzinfo=dt.UTC)
-    assert (windows.open_window(site, now) is not None) is open_
-
-
-def test_freeze_bounds_are_site_local_and_half_open() -> None:
-    site = _site(
-        freeze_periods=[{"start": "2026-12-24T00:00", "end": "2026-12-27T00:00", "reason": "x"}]
-    )
-    at = dt.datetime(2026, 12, 23, 23, 0, tzinfo=dt.UTC)  # 00:00 on the 24th in Berlin
-    assert windows.active_freeze(site, at) is not None
-    assert windows.active_freeze(site, at - dt.timedelta(minutes=1)) is None
-    assert windows.active_freeze(site, dt.datetime(2026, 12, 26, 23, 0, tzinfo=dt.UTC)) is None
-
-
-def _version(docs: Docs, version: int) -> dict[str, Any]:
-    mv: dict[str, Any] = docs[MODELS]["versions"][version - 1]
-    return mv
-
-
-@pytest.mark.parametrize(
-    ("edit", "expected"),
-    [
-        (
-            lambda d: _version(d, 2)["artifact"].update(sha256="f" * 64),
-            [
-                (
-                    "versions[1].artifact.sha256",
-                    "surface-cnn@2 is published, so its artifact may not change (sha256 "
-                    f"{hashlib.sha256(placeholder_artifact(2)).hexdigest()[:12]}…, "
-                    f"{len(placeholder_artifact(2))} bytes → sha256 ffffffffffff…, "
-                    f"{len(placeholder_artifact(2))} bytes); add it as version 4 instead",
-                )
-            ],
-        ),
-        (lambda d: _version(d, 3).update(opset=15), [("versions[2].opset", None)]),
-        (
-            lambda d: _version(d, 1)["output_classes"].reverse(),
-            [("versions[0].output_classes", None)],
-        ),
-        (lambda d: _version(d, 2)["artifact"].update(url="https://mirror.example/2.onnx"), []),
-        (
-            lambda d: _version(d, 2)["evaluation"].update(
-                {"dresden/line-1": {**evidence(d, 3, "dresden/line-1")}}
-            ),
-            [],
-        ),
-    ],
-    ids=["artifact swapped", "opset", "class order", "artifact moved", "evidence added"],
-)
-def test_published_model_versions_are_immutable(
-    edit: Callable[[Docs], None], expected: list[tuple[str, str | None]]
-) -> None:
-    base, _ = load_docs(documents())
-    docs = documents()
-    edit(docs)
-    head, _ = load_docs(docs)
-
-    findings = policy.check_change(base, head, IN_FREEZE)  # a catalogue change has no calendar
-
-    assert [f.field for f in findings] == [field for field, _ in expected]
-    for finding, (_, message) in zip(findings, expected, strict=True):
-        assert finding.path == MODELS and finding.line > 0 and finding.code == "policy"
-        if message is not None:
-            assert finding.message == message
-
-
-def test_raising_the_canary_limit_does_not_let_the_same_change_add_canaries() -> None:
-    """Issue 12: the canary limit comes from the base policy."""
-    base_docs = documents()
-    base_docs[POLICY]["max_canary_lines_per_site"] = 1
-    head_docs = copy.deepcopy(base_docs)
-    head_docs[POLICY]["max_canary_lines_per_site"] = 5
-    PROMOTE_L1(head_docs)
-    set_rollout("toledo/line-2", candidate=canary())(head_docs)
-    set_evidence("toledo/line-2", candidate=0.99)(head_docs)
-    base, _ = load_docs(base_docs)
-    head, head_findings = load_docs(head_docs)
-    assert not [f for f in head_findings if f.severity == "error"], "head alone is valid"
-
-    findings = policy.check_change(base, head, QUIET)
-
-    limits = [f for f in findings if "lines in canary" in f.message]
-    assert limits and all("the policy allows 1" in f.message for f in limits)
-    [rules] = [f for f in findings if f.code == "rules"]
-    assert rules.severity == "warning" and rules.path == POLICY
-    assert "judged by the base revision's rules" in rules.message
-
-
-def test_a_calendar_change_alone_is_named_as_a_rule_change() -> None:
-    base, _ = load_docs(documents())
-    docs = documents()
-    docs["fleet/sites/toledo/site.yaml"]["freeze_periods"] = []
-    head, _ = load_docs(docs)
-    [finding] = policy.check_change(base, head, IN_FREEZE)
-    assert finding.severity == "warning" and finding.code == "rules"
-    assert finding.message.startswith("site toledo: changes freeze_periods")

@@ -1,4 +1,5 @@
-"""`validate --base`: the policy's floors and sufficiency, beside "no worse than the incumbent"."""
+"""The rollout rules' promotion bar (`reconciler.rules.rollout`): the policy's floors and sufficiency,
+beside "no worse than the incumbent"."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from linefleet_core.floors import rate
 from reconciler.review.policy import check_change
 from reconciler.rules.rollout import LineDecision, Verdict, decide
 from tests.support.minifleet import QUIET, documents, load_docs
-
-from .test_rollout import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
+from tests.unit.reconciler.docedits import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
 
 KEY = "toledo/line-1"  # surface-cnn@3 in shadow, evidence 0.95 vs 0.93 on 500 frames
 
@@ -142,16 +142,3 @@ def test_a_candidate_never_replaces_a_better_candidate() -> None:
         "toledo/line-1: surface-cnn@4 (accuracy 0.800) would replace surface-cnn@3, which scores "
         "0.950 on this line: a candidate never replaces a better one"
     ]
-
-
-def test_a_floor_for_a_line_that_does_not_exist_is_a_located_error() -> None:
-    from linefleet_core.validation import check
-
-    docs = documents()
-    docs[POLICY]["floors"] = {"lines": {"toledo/lnie-1": {"max_escape_rate": 0.1}}}
-    spec, _ = load_docs(docs)
-    [finding] = [f for f in check(spec) if f.field.startswith("floors")]
-    assert finding.path == POLICY and finding.line > 0
-    assert finding.render().endswith(
-        "floors.lines.toledo/lnie-1: unknown line 'toledo/lnie-1'; did you mean 'toledo/line-1'?"
-    )
