@@ -3,7 +3,9 @@
 
 A condition is a type (one word, first match wins in each view), a reason code from `Reason`
 (stable, for machines and alerts) and a free-text message (for people). Both views use the
-same types; each has reasons only it can know.
+same types; each has reasons only it can know. The fleet view's two verdicts (sync: does the
+device run what git says; health: are its errors and gates fine) give their reasons from the
+same `Reason`; no reason is ever a free-text string.
 """
 
 from __future__ import annotations
@@ -50,8 +52,14 @@ class Reason(enum.StrEnum):
     MODEL_FAILED = "ModelFailed"
     SWITCHING = "Switching"
     REMOVED_FROM_FLEET = "RemovedFromFleet"
+    # the fleet view's sync and health verdicts (reconciler.service.fleetstatus)
+    GIT_AHEAD = "GitAhead"  # the sync verdict of OUT_OF_SYNC
+    STALE = "Stale"  # the sync verdict of a Stale device: it cannot say
+    WITHIN_GATES = "WithinGates"
+    NOT_COMPUTED = "NotComputed"
     # the report's view (linefleet.report): it may read the reports without the desired state
     DESIRED_NOT_READ = "DesiredNotRead"
+    NO_REPORT = "NoReport"  # a declared line no device has reported
 
 
 @dataclass(frozen=True)

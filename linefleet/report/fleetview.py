@@ -126,7 +126,7 @@ def line_views(
                     site=site,
                     line=line_id,
                     condition=ConditionType.UNKNOWN.value,
-                    reason="NoReport",
+                    reason=Reason.NO_REPORT,
                     message=why,
                     device=", ".join(sorted(serving)) or None,
                     serving=None if line is None else line.rollout.serving,

@@ -61,7 +61,7 @@ class Verdict:
     """One answer (sync or health) with its reason and message."""
 
     value: str
-    reason: str
+    reason: Reason
     message: str = ""
 
 
@@ -88,8 +88,8 @@ class DeviceStatus:
     observation: DeviceObservation | None
     lines: tuple[LineRow, ...]
     in_fleet: bool = True
-    sync: Verdict = Verdict(SyncType.UNKNOWN.value, "NotComputed")
-    health: Verdict = Verdict(HealthType.UNKNOWN.value, "NotComputed")
+    sync: Verdict = Verdict(SyncType.UNKNOWN.value, Reason.NOT_COMPUTED)
+    health: Verdict = Verdict(HealthType.UNKNOWN.value, Reason.NOT_COMPUTED)
 
     @property
     def last_seen(self) -> float | None:
@@ -276,23 +276,27 @@ def sync(
 ) -> Verdict:
     """Does the device run what git says? (`behind`: why git is ahead of the broker.)"""
     if behind:
-        return Verdict(SyncType.OUT_OF_SYNC.value, "GitAhead", behind)
+        return Verdict(SyncType.OUT_OF_SYNC.value, Reason.GIT_AHEAD, behind)
     if cond.type is ConditionType.STALE:
-        return Verdict(SyncType.UNKNOWN.value, "Stale", cond.message)
+        return Verdict(SyncType.UNKNOWN.value, Reason.STALE, cond.message)
     rep = None if obs is None else obs.reported
     if desired is None:
-        return Verdict(SyncType.UNKNOWN.value, "NoDesiredState", "no desired state published")
+        return Verdict(
+            SyncType.UNKNOWN.value, Reason.NO_DESIRED_STATE, "no desired state published"
+        )
     if rep is None:
-        return Verdict(SyncType.UNKNOWN.value, "NeverReported", "no report from the device yet")
+        return Verdict(
+            SyncType.UNKNOWN.value, Reason.NEVER_REPORTED, "no report from the device yet"
+        )
     applied = rep.applied
     if applied is None or applied.content_hash != desired.content_hash:
         have = "nothing" if applied is None else f"generation {applied.generation}"
         return Verdict(
             SyncType.PROGRESSING.value,
-            "Converging",
+            Reason.CONVERGING,
             f"runs {have}, desired generation {desired.generation}",
         )
-    return Verdict(SyncType.SYNCED.value, "Applied", f"runs generation {applied.generation}")
+    return Verdict(SyncType.SYNCED.value, Reason.APPLIED, f"runs generation {applied.generation}")
 
 
 _HEALTH = {
@@ -307,7 +311,7 @@ def health(cond: Condition) -> Verdict:
     """Are the device's errors, gates and drift fine? (The condition's health part.)"""
     kind = _HEALTH.get(cond.type)
     if kind is None:
-        return Verdict(HealthType.HEALTHY.value, "WithinGates", "no error, every gate holds")
+        return Verdict(HealthType.HEALTHY.value, Reason.WITHIN_GATES, "no error, every gate holds")
     return Verdict(kind.value, cond.reason, cond.message)
 
 
