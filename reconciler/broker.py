@@ -79,6 +79,31 @@ class BrokerOptions:
     """More configuration lines, appended before the listeners."""
 
 
+def loopback(
+    folder: str,
+    data_dir: str,
+    port: int,
+    *,
+    stay_root: bool = False,
+    autosave_interval: int = 60,
+    extra: tuple[str, ...] = (),
+) -> BrokerOptions:
+    """The throw-away broker the demo and the tests run: anonymous, bound to 127.0.0.1 (which
+    alone makes anonymous access acceptable), otherwise every option a fleet's broker has.
+    `stay_root`: when started as root, do not drop to the `mosquitto` user (whose folders these
+    are not)."""
+    return BrokerOptions(
+        folder,
+        data_dir,
+        port,
+        "127.0.0.1",
+        anonymous=True,
+        user="root" if stay_root else None,
+        autosave_interval=autosave_interval,
+        extra=extra,
+    )
+
+
 def bridge_user(site: str) -> str:
     return BRIDGE_USER.format(site=site)
 

@@ -4,41 +4,29 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 from linefleet.demo.context import StageFailed
-from linefleet.demo.procs import Children
+from linefleet.demo.procs import Children, wait_listening
+from linefleet_core.loopback import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def config_text(port: int, data_dir: Path) -> str:
     """`linefleet broker config`'s generator in its anonymous loopback form. Anonymous access is
     acceptable only because the listener is bound to 127.0.0.1; a plant's broker comes from
     `linefleet broker config` (accounts, ACL, client ids bound to accounts, TLS)."""
-    from reconciler.broker import BrokerOptions
     from reconciler.broker import config_text as generate
+    from reconciler.broker import loopback
 
-    options = BrokerOptions(
-        str(data_dir.parent),
-        str(data_dir),
-        port,
-        "127.0.0.1",
-        anonymous=True,
-        # stay root: the state dir is not the mosquitto user's
-        user="root" if os.geteuid() == 0 else None,
-        autosave_interval=5,
+    # stay root: the state dir is not the mosquitto user's
+    stay_root = os.geteuid() == 0
+    return generate(
+        loopback(
+            str(data_dir.parent), str(data_dir), port, stay_root=stay_root, autosave_interval=5
+        )
     )
-    return generate(options)
 
 
 def start(children: Children, folder: Path, timeout: float = 10.0) -> str:
@@ -52,13 +40,7 @@ def start(children: Children, folder: Path, timeout: float = 10.0) -> str:
     conf.write_text(config_text(port, data))
     log = folder / "mosquitto.log"
     process = children.start("mosquitto", [MOSQUITTO, "-c", str(conf)], log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StageFailed("Mosquitto exited at start", log.read_text(errors="replace"))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return f"mqtt://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    raise StageFailed(f"Mosquitto did not listen on port {port}", log.read_text(errors="replace"))
+    why = wait_listening(process, port, timeout)
+    if why is not None:
+        raise StageFailed(f"Mosquitto {why}", log.read_text(errors="replace"))
+    return f"mqtt://127.0.0.1:{port}"

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from linefleet_core.loopback import accepts
 
 GRACE_SECONDS = 5.0
 
@@ -148,12 +150,16 @@ class Children:
             os.killpg(process.pid, signum)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
-    """Poll `check()` until it is true or `timeout` seconds pass."""
+def wait_listening(
+    process: subprocess.Popen[bytes], port: int, timeout: float, interval: float = 0.1
+) -> str | None:
+    """Wait until the server `process` started accepts connections on 127.0.0.1:`port`: None
+    then, else why not ("exited at start", "did not listen on port N")."""
     deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited at start"
+        if accepts("127.0.0.1", port):
+            return None
         time.sleep(interval)
+    return f"did not listen on port {port}"

@@ -9,14 +9,13 @@ devices fetch through the mirror, so no signed document carries a `file://` URL.
 from __future__ import annotations
 
 import shutil
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 from linefleet.demo import fleetrepo
-from linefleet.demo.broker import free_port
 from linefleet.demo.context import Demo, StageFailed
+from linefleet.demo.procs import wait_listening
+from linefleet_core.loopback import free_port
 
 DOCKER_REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 REPOSITORY = "models/surface-cnn"
@@ -35,16 +34,9 @@ def serve(demo: Demo, name: str, config: Path, port: int, timeout: float = 15.0)
         raise StageFailed("docker-registry is not installed (run `make setup`)")
     log = config.with_suffix(".log")
     process = demo.children.start(name, [DOCKER_REGISTRY, "serve", str(config)], log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StageFailed(f"{name} exited at start", log.read_text(errors="replace"))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise StageFailed(f"{name} did not listen on port {port}", log.read_text(errors="replace"))
+    why = wait_listening(process, port, timeout)
+    if why is not None:
+        raise StageFailed(f"{name} {why}", log.read_text(errors="replace"))
 
 
 def start_central(demo: Demo) -> None:

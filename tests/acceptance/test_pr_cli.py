@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from linefleet.cli import main
 from linefleet_forge.local import LocalForge
 from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
 from tests.integration.forge.gitrepos import origin_and_clone, push_branch
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.acceptance
 
@@ -187,9 +187,7 @@ def test_github_comment_through_the_rest_api(
         assert code == 1
         assert "HTTP 404" in err
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("LINEFLEET_GITHUB_API", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    monkeypatch.setenv("LINEFLEET_GITHUB_API", f"http://127.0.0.1:{free_port()}")
     code, _, err = run(capsys, *args)
     assert code == 4
     assert "cannot connect" in err

@@ -74,7 +74,7 @@ class Mosquitto(ServerProcess):
         return f"mqtt://{self.host}:{self.port}"
 
     def config_text(self) -> str:
-        from reconciler.broker import BrokerOptions, config_text
+        from reconciler.broker import config_text, loopback
 
         stay_root = os.geteuid() == 0 and not self.drop_root and self.run_as is None
         if self.config is not None:
@@ -88,14 +88,11 @@ class Mosquitto(ServerProcess):
         if self.password_file is not None:
             extra.append(f"password_file {self.password_file}")
         text = config_text(
-            BrokerOptions(
+            loopback(
                 str(self.workdir),
                 str(self.data_dir),
                 self.port,
-                self.host,
-                anonymous=True,
-                # stay root: our temp folders are not the mosquitto user's
-                user="root" if stay_root else None,
+                stay_root=stay_root,  # our temp folders are not the mosquitto user's
                 autosave_interval=self.autosave_interval,
                 extra=tuple(extra),
             )

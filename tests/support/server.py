@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,29 +31,16 @@ from typing import Any, ClassVar, Self
 
 import pytest
 
+from linefleet_core.loopback import accepts, free_port
+
+__all__ = ["ServerError", "ServerProcess", "accepts", "free_port"]
+
 LOG_TAIL = 2000
 """Characters of the server's log quoted in an error."""
 
 
 class ServerError(RuntimeError):
     """A test server did not start; the message ends with its log."""
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def accepts(host: str, port: int) -> bool:
-    """True when something accepts a TCP connection on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 class ServerProcess:

@@ -13,6 +13,7 @@ from linefleet.report.timeline import read_timeline
 from linefleet_forge.approval import approval_of, promoted_in
 from linefleet_forge.local import LocalForge
 from tests.integration.forge.gitrepos import commit, origin_and_clone, push_branch
+from tests.support.server import free_port
 
 LINE = "fleet/sites/toledo/lines/line-1.yaml"
 
@@ -109,8 +110,6 @@ def test_pr_merge_records_the_git_identity_of_whoever_merges(
 def test_github_merge_information_names_the_approver_and_an_outage_falls_back_to_git(
     tmp_path: Path,
 ) -> None:
-    import socket
-
     from linefleet_forge.github import GitHubForge
     from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, serve
 
@@ -124,9 +123,7 @@ def test_github_merge_information_names_the_approver_and_an_outage_falls_back_to
         approval = approval_of(clone, tip, forge)
     assert (approval.by, approval.via, approval.pull) == ("@ql", "pull request #1 (github)", 1)
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        down = GitHubForge(f"http://127.0.0.1:{sock.getsockname()[1]}", OWNER, REPO, TOKEN, 2)
+    down = GitHubForge(f"http://127.0.0.1:{free_port()}", OWNER, REPO, TOKEN, 2)  # nobody there
     approval = approval_of(clone, tip, down)
     assert approval.by == "Test Engineer <test@linefleet.invalid>"
     assert approval.via.startswith("commit (github unreachable: ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from linefleet_forge import ForgeRefused, PullState, forge_from_spec
 from linefleet_forge.gitea import GiteaForge
 from linefleet_forge.github import GitHubForge
 from tests.integration.forge.fakeforge import OWNER, REPO, TOKEN, ForgeState, serve
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.integration
 Rest = GitHubForge | GiteaForge
@@ -185,10 +185,7 @@ def test_slow_server_times_out_as_temporary(fake: ForgeState) -> None:
 
 
 def test_unreachable_forge_is_temporary() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    forge = GitHubForge(f"http://127.0.0.1:{port}", OWNER, REPO, TOKEN, timeout=2)
+    forge = GitHubForge(f"http://127.0.0.1:{free_port()}", OWNER, REPO, TOKEN, timeout=2)
     with pytest.raises(TemporaryError, match="cannot connect"):
         forge.find_open("x")
 
