@@ -5,7 +5,7 @@ and yields (field path under the version, message) for each disagreement: the de
 opset; the input (its declared name, else the first non-initializer input: float, rank 4,
 fixed dimensions equal to `input.shape`); the outputs the task reads (present; a classifier's
 [N, K], a YOLO-style detector's [N, 4+K, boxes] or [N, boxes, 5+K]). Used by `validate`
-(`reconciler/graphcheck.py`) and by `linefleet model add` (`trainer/byom.py`).
+(`reconciler/review/graphcheck.py`) and by `linefleet model add` (`trainer/byom.py`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ written whole under a temporary name, then renamed over the old one.
   (`reconciler.service.incremental`);
 - `parsed-yaml/`: fleet documents parsed from YAML, by git blob id (`load_parsed`), which
   `plan` and `validate --base` read back instead of parsing the files nobody changed.
-- `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.graphcheck`), by the
+- `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.review.graphcheck`), by the
   model version's declaration and artifact digest.
 
 The caches are pickles: whoever can write in the git folder can already run code (hooks).

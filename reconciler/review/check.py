@@ -10,7 +10,7 @@ from linefleet_core import spec as fleetspec
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.validation import load_checked
 from linefleet_core.yamlsafe import ParsedBlobs
-from reconciler.graphcheck import GraphResults, check_graphs, checker_version
+from reconciler.review.graphcheck import GraphResults, check_graphs, checker_version
 
 
 @dataclass

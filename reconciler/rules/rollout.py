@@ -18,7 +18,7 @@ it reads two specs and a clock value and touches nothing.
 
 Both halves of the reconciler read these rules, so they live beside them, not in either: the
 pull-request check (`reconciler.review.policy.check_change`, with the base revision's rules)
-and publish-time holds (`reconciler.holds`, with the live revision's).
+and publish-time holds (`reconciler.service.holds`, with the live revision's).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class HealthType(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Assessment:
     """One answer (sync or health) with its reason and message."""
 
     value: str
@@ -88,8 +88,8 @@ class DeviceStatus:
     observation: DeviceObservation | None
     lines: tuple[LineRow, ...]
     in_fleet: bool = True
-    sync: Verdict = Verdict(SyncType.UNKNOWN.value, Reason.NOT_COMPUTED)
-    health: Verdict = Verdict(HealthType.UNKNOWN.value, Reason.NOT_COMPUTED)
+    sync: Assessment = Assessment(SyncType.UNKNOWN.value, Reason.NOT_COMPUTED)
+    health: Assessment = Assessment(HealthType.UNKNOWN.value, Reason.NOT_COMPUTED)
 
     @property
     def last_seen(self) -> float | None:
@@ -273,30 +273,32 @@ def condition(
 
 def sync(
     desired: DesiredState | None, obs: DeviceObservation | None, cond: Condition, behind: str
-) -> Verdict:
+) -> Assessment:
     """Does the device run what git says? (`behind`: why git is ahead of the broker.)"""
     if behind:
-        return Verdict(SyncType.OUT_OF_SYNC.value, Reason.GIT_AHEAD, behind)
+        return Assessment(SyncType.OUT_OF_SYNC.value, Reason.GIT_AHEAD, behind)
     if cond.type is ConditionType.STALE:
-        return Verdict(SyncType.UNKNOWN.value, Reason.STALE, cond.message)
+        return Assessment(SyncType.UNKNOWN.value, Reason.STALE, cond.message)
     rep = None if obs is None else obs.reported
     if desired is None:
-        return Verdict(
+        return Assessment(
             SyncType.UNKNOWN.value, Reason.NO_DESIRED_STATE, "no desired state published"
         )
     if rep is None:
-        return Verdict(
+        return Assessment(
             SyncType.UNKNOWN.value, Reason.NEVER_REPORTED, "no report from the device yet"
         )
     applied = rep.applied
     if applied is None or applied.content_hash != desired.content_hash:
         have = "nothing" if applied is None else f"generation {applied.generation}"
-        return Verdict(
+        return Assessment(
             SyncType.PROGRESSING.value,
             Reason.CONVERGING,
             f"runs {have}, desired generation {desired.generation}",
         )
-    return Verdict(SyncType.SYNCED.value, Reason.APPLIED, f"runs generation {applied.generation}")
+    return Assessment(
+        SyncType.SYNCED.value, Reason.APPLIED, f"runs generation {applied.generation}"
+    )
 
 
 _HEALTH = {
@@ -307,12 +309,14 @@ _HEALTH = {
 }
 
 
-def health(cond: Condition) -> Verdict:
+def health(cond: Condition) -> Assessment:
     """Are the device's errors, gates and drift fine? (The condition's health part.)"""
     kind = _HEALTH.get(cond.type)
     if kind is None:
-        return Verdict(HealthType.HEALTHY.value, Reason.WITHIN_GATES, "no error, every gate holds")
-    return Verdict(kind.value, cond.reason, cond.message)
+        return Assessment(
+            HealthType.HEALTHY.value, Reason.WITHIN_GATES, "no error, every gate holds"
+        )
+    return Assessment(kind.value, cond.reason, cond.message)
 
 
 def _diverges(row: LineRow) -> bool:

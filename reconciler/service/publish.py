@@ -40,7 +40,7 @@ from linefleet_core.wire import (
     topic_filter,
 )
 from linefleet_forge.base import Forge
-from reconciler import holds
+from reconciler.service import holds
 from reconciler.service.compile import (
     compile_device,
     compile_fleet,

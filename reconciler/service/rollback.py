@@ -31,7 +31,9 @@ class Kind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Action:
+class Rollback:
+    """A rollback to propose as a pull request: which line, how, and the evidence."""
+
     line: str  # site/line
     kind: Kind
     model: str  # the model being rolled back
@@ -47,7 +49,7 @@ class Action:
         return f"rollback({self.line}): {what} {self.model} -> {self.target}"
 
 
-def plan_rollbacks(spec: FleetSpec, status: FleetStatus) -> list[Action]:
+def plan_rollbacks(spec: FleetSpec, status: FleetStatus) -> list[Rollback]:
     """One action per line whose model under test failed on at least one device."""
     evidence: dict[str, list[str]] = {}
     by_hand: set[str] = set()
@@ -73,22 +75,26 @@ def plan_rollbacks(spec: FleetSpec, status: FleetStatus) -> list[Action]:
         rollout = line.rollout
         if key in by_hand and rollout.previous is not None:  # git follows the operator
             actions.append(
-                Action(key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items))
+                Rollback(
+                    key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items)
+                )
             )
         elif rollout.candidate is not None and rollout.candidate.stage == "canary":
             actions.append(
-                Action(
+                Rollback(
                     key, Kind.DROP_CANDIDATE, rollout.candidate.model, rollout.serving, tuple(items)
                 )
             )
         elif rollout.candidate is None and rollout.previous is not None:
             actions.append(
-                Action(key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items))
+                Rollback(
+                    key, Kind.RESTORE_PREVIOUS, rollout.serving, rollout.previous, tuple(items)
+                )
             )
     return actions
 
 
-def apply(root: Path, action: Action) -> None:
+def apply(root: Path, action: Rollback) -> None:
     """Edit the line file under `root`: only the rollout keys the action names change."""
 
     def change(doc: Any) -> None:
@@ -102,7 +108,7 @@ def apply(root: Path, action: Action) -> None:
     edit(root / line_path(action.line), change)
 
 
-def body(action: Action) -> str:
+def body(action: Rollback) -> str:
     what = (
         f"Drop the canary candidate `{action.model}`; the line keeps serving `{action.target}`."
         if action.kind is Kind.DROP_CANDIDATE
@@ -123,7 +129,7 @@ def body(action: Action) -> str:
     return "\n".join(lines)
 
 
-def execute(remote: str, base: str, action: Action, forge: Forge) -> Proposed | None:
+def execute(remote: str, base: str, action: Rollback, forge: Forge) -> Proposed | None:
     proposal = Proposal(
         branch=action.branch,
         base=base,

@@ -107,7 +107,7 @@ class Chromium:
                 return result
             self.events.append(got)
 
-    def wait_for(self, method: str, timeout: float = 30) -> None:
+    def wait_event(self, method: str, timeout: float = 30) -> None:
         if any(e.get("method") == method for e in self.events):
             return
         deadline = time.monotonic() + timeout
@@ -161,7 +161,7 @@ def open_page(path: Path, profile: Path, screenshot: Path) -> tuple[str, list[st
             mobile=False,
         )
         browser.call("Page.navigate", session, url=path.resolve().as_uri())
-        browser.wait_for("Page.loadEventFired")
+        browser.wait_event("Page.loadEventFired")
         text = browser.call(
             "Runtime.evaluate", session, expression="document.body.innerText", returnByValue=True
         )["result"]["value"]

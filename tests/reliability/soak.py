@@ -396,11 +396,7 @@ class Soak:
         for sim in self.sims:
             sim.event_every = 0.0
             sim.heartbeat = 1e9
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(not s.disk.outbox for s in self.sims):
-                break
-            time.sleep(0.2)
+        until(lambda: all(not s.disk.outbox for s in self.sims), timeout, 0.2)
         for edge in self.edges:
             edge.stop()  # SIGTERM: a last report, `online: false`, outbox flushed when connected
         time.sleep(1.0)

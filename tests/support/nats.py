@@ -19,12 +19,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from linefleet_core.wire import MAX_FRAME_BYTES
 from tests.support.server import ServerError, ServerProcess, free_port
+from tests.support.waiting import until
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 MAX_PAYLOAD = MAX_FRAME_BYTES + 1024 * 1024
@@ -129,13 +131,12 @@ class NatsCluster:
         deadline = time.monotonic() + timeout
         for index in indexes:
             node = self.nodes[index]
-            while not _session_opens(node.host, node.port):
-                if time.monotonic() > deadline:
-                    raise NatsError(
-                        f"NATS node {node.node} accepted no MQTT session in {timeout}s:\n"
-                        f"{node.log()[-2000:]}"
-                    )
-                time.sleep(0.2)
+            left = max(0.0, deadline - time.monotonic())
+            if not until(partial(_session_opens, node.host, node.port), left, 0.2):
+                raise NatsError(
+                    f"NATS node {node.node} accepted no MQTT session in {timeout}s:\n"
+                    f"{node.log()[-2000:]}"
+                )
 
     def stop(self) -> None:
         for node in self.nodes:

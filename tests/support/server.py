@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Self
 import pytest
 
 from linefleet_core.loopback import accepts, free_port
+from tests.support.waiting import until
 
 __all__ = ["ServerError", "ServerProcess", "accepts", "free_port"]
 
@@ -162,9 +163,8 @@ class ServerProcess:
                     proc.kill()
                     proc.wait()
             self.process = None
-            deadline = time.monotonic() + timeout  # the port is free once nothing accepts on it
-            while accepts(self.host, self.port) and time.monotonic() < deadline:
-                time.sleep(self.poll_interval)
+            # the port is free once nothing accepts on it
+            until(lambda: not accepts(self.host, self.port), timeout, self.poll_interval)
         if not keep_workdir:
             self._remove_workdir()
 

@@ -28,6 +28,7 @@ from linefleet_core.wire import MAX_FRAME_BYTES
 from reconciler.service.mqtt import RetainedUnsupported, retained_snapshot
 from tests.support import minifleet
 from tests.support.brokers import ENGINES, Broker, url_via
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +55,7 @@ class Client:
         acked: list[int] = []
         self.client.on_subscribe = lambda _c, _u, m, _r, _p: acked.append(m)
         _, mid = self.client.subscribe(topic_filter, qos=1)
-        deadline = time.monotonic() + 10
-        while mid not in acked and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert mid in acked, f"no SUBACK for {topic_filter}"
+        wait_for(f"a SUBACK for {topic_filter}", lambda: mid in acked, timeout=10, interval=0.01)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(15)

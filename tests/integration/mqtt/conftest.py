@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from linefleet_core.signing import SigningKey
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, mosquitto
+from tests.support.waiting import until
 
 __all__ = ["mosquitto"]
 
@@ -48,8 +49,9 @@ def retained(broker: Mosquitto, topic_filter: str, quiet: float = 0.4) -> dict[s
     client.loop_start()
     try:
         time.sleep(quiet)
-        while time.monotonic() - last[0] < quiet:
-            time.sleep(0.05)
+        until(
+            lambda: time.monotonic() - last[0] >= quiet, interval=0.05
+        )  # nothing new for `quiet` s
     finally:
         client.disconnect()
         client.loop_stop()

@@ -15,10 +15,10 @@ import pytest
 from linefleet_core.yamlsafe import blob_id
 from linefleet_forge import gitcache
 from linefleet_forge.gitrepo import GitObjects
-from reconciler.graphcheck import checker_version
 from reconciler.review import render
 from reconciler.review.changeplan import Plan
 from reconciler.review.check import Report, validate
+from reconciler.review.graphcheck import checker_version
 from reconciler.review.revisions import plan_revisions
 from tests.support.minifleet import (
     QUIET,

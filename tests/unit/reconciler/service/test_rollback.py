@@ -92,7 +92,7 @@ def test_apply_edits_only_the_rollout_and_keeps_the_file_style(tmp_path: Path) -
     path = minifleet.line_file(tmp_path, "dresden/line-1")
     original = "# owned by dresden quality\n" + path.read_text()
     path.write_text(original)
-    action = rollback.Action("dresden/line-1", Kind.DROP_CANDIDATE, "surface-cnn@3", "x", ())
+    action = rollback.Rollback("dresden/line-1", Kind.DROP_CANDIDATE, "surface-cnn@3", "x", ())
     rollback.apply(tmp_path, action)
     edited = path.read_text()
     assert edited.startswith("# owned by dresden quality\n")
