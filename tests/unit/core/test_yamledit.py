@@ -55,3 +55,20 @@ def test_added_mappings_dump_in_block_style(tmp_path: Path) -> None:
 def test_an_unreadable_file_is_a_located_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"missing\.yaml: cannot read"):
         yamledit.edit(tmp_path / "missing.yaml", drop_candidate)
+
+
+def test_create_writes_a_new_file_in_the_style_edit_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "fleet" / "models" / "m.yaml"
+    header = "# yaml-language-server: $schema=../../schema/model.schema.json\n"
+    doc = {"kind": "Model", "name": "m", "versions": [{"version": 1, "tags": ["a", "b"]}]}
+
+    yamledit.create(path, doc, header=header)
+
+    assert path.read_text(encoding="utf-8") == (
+        header
+        + "kind: Model\nname: m\nversions:\n  - version: 1\n    tags:\n      - a\n      - b\n"
+    )
+    before = path.read_text(encoding="utf-8")
+    yamledit.edit(path, lambda d: None)  # an edit that changes nothing changes no byte
+    assert path.read_text(encoding="utf-8") == before
+    assert not list(path.parent.glob("*.tmp"))
