@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from linefleet_core.catalogue import Rate
 from linefleet_core.gaterules import Gate, Rule, Subject, rules
 from linefleet_core.wire import HealthGatesSpec, LineMetrics
+
+if TYPE_CHECKING:
+    from linefleet_core.catalogue import Rate
 
 FIELD_ESCAPE = "max_field_escape_rate"
 
