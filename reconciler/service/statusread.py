@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from linefleet_core.errors import UsageError
+from linefleet_core.errors import LinefleetError, UsageError
 from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_device_keys
@@ -35,12 +35,23 @@ def read_spec(repo: Path, checks: fleetspec.Checks | None = None) -> fleetspec.F
     """The fleet repository at `repo` as declared (for its device list and line assignments).
 
     Pass the same `checks` to `read_status`: the git side of `--repo` then reuses every file
-    parsed here (the working tree and HEAD share nearly all of them)."""
+    parsed here (the working tree and HEAD share nearly all of them). In a git repository the
+    parsed YAML is kept by blob id in the git folder (`linefleet_forge.gitcache`, as `validate`
+    and `plan` keep it): the next run parses only the files that changed; every check runs."""
     from linefleet_core import spec as fleetspec
+    from linefleet_forge import gitcache
+    from linefleet_forge.gitrepo import GitObjects
 
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
-    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo), checks)
+    try:  # in a git repository: YAML parsed by an earlier run, by blob id (`gitcache`)
+        objects: GitObjects | None = GitObjects.open(repo)
+    except LinefleetError:
+        objects = None
+    parsed = None if objects is None else gitcache.load_parsed(objects)
+    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo), checks, parsed)
+    if objects is not None and parsed is not None:
+        gitcache.save_parsed(objects, parsed)
     return spec
 
 
