@@ -174,6 +174,10 @@ def all_synced(status: FleetStatus) -> bool:
     return bool(status.devices) and all(d.condition.type.value == "Synced" for d in status.devices)
 
 
+WAIT_NAMES = 10
+"""`--wait` names this many of the devices it waits for (then says how many more)."""
+
+
 def wait_synced(
     args: StatusArgs, escapes: Mapping[str, FieldEscapes] | None = None, poll: float = 1.0
 ) -> tuple[FleetStatus, float]:
@@ -186,8 +190,10 @@ def wait_synced(
         if all_synced(status) or time.monotonic() >= deadline:
             return status, now
         pending = [d for d in status.devices if d.condition.type.value != "Synced"]
-        summary = ", ".join(f"{d.site}/{d.device} {d.condition.type.value}" for d in pending)
-        line = f"waiting for {len(pending)} device(s): {summary or 'no devices yet'}"
+        named = [f"{d.site}/{d.device} {d.condition.type.value}" for d in pending[:WAIT_NAMES]]
+        if len(pending) > WAIT_NAMES:
+            named.append(f"and {len(pending) - WAIT_NAMES} more")
+        line = f"waiting for {len(pending)} device(s): {', '.join(named) or 'no devices yet'}"
         if line != said:
             print(line, file=sys.stderr, flush=True)
             said = line
