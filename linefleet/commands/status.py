@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,12 @@ class StatusArgs:
     device_keys: Path | None = None
     edge_exports: tuple[Path, ...] = ()
     labels: str | None = None
+    every: bool = False
+
+
+SUMMARY_ABOVE = 200
+"""Above this many devices the table summarises (counts per site and condition, then only the
+devices that need a look); `--all` lists every device at any size."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +48,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--state-dir, what `linefleet reconcile` recorded: events, rejected messages). "
             "A device not heard from within 3 heartbeats is Stale, never Synced. Exit 0, or "
             "4 when the broker is unreachable. With --wait SECONDS (for CI after a publish): "
-            "re-read until every device is Synced, exit 1 if one is not when time runs out."
+            "re-read until every device is Synced, exit 1 if one is not when time runs out. "
+            f"Above {SUMMARY_ABOVE} devices the table counts devices per site and condition "
+            "and lists only those not Synced (and any not in the fleet); --all lists every "
+            "device. --format json always lists every device, one per line."
         ),
     )
     p.add_argument(
@@ -58,6 +67,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--state-dir", type=Path, help="state directory of `linefleet reconcile`")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--all",
+        dest="every",
+        action="store_true",
+        help=f"table: a row for every device and line, also above {SUMMARY_ABOVE} devices",
+    )
     p.add_argument(
         "--device-keys",
         type=Path,
@@ -121,7 +136,7 @@ def read_escapes(args: StatusArgs) -> dict[str, FieldEscapes] | None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from reconciler.service.fleetstatus import as_json
+    from reconciler.service.fleetstatus import json_chunks
 
     args = StatusArgs(
         ns.broker,
@@ -133,19 +148,19 @@ def run(ns: argparse.Namespace) -> int:
         ns.device_keys,
         tuple(ns.edge_export),
         ns.labels,
+        ns.every,
     )
     if args.wait is not None and args.wait < 0:
         raise UsageError("--wait must be 0 or more seconds")
     escapes = read_escapes(args)
     status, now = collect(args, escapes) if args.wait is None else wait_synced(args, escapes)
     if args.format == "json":
-        doc = as_json(status, now)
+        extra = None
         if escapes is not None:
-            doc["field_escapes"] = {line: e.to_json() for line, e in escapes.items()}
-        json.dump(doc, sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
+            extra = {"field_escapes": {line: e.to_json() for line, e in escapes.items()}}
+        sys.stdout.writelines(json_chunks(status, now, extra))
     else:
-        print(render_table(status, now))
+        print(render_table(status, now, every=args.every or None))
         if escapes is not None:
             print(render_escapes(escapes))
     if args.wait is not None and not all_synced(status):
@@ -157,6 +172,10 @@ def run(ns: argparse.Namespace) -> int:
 def all_synced(status: FleetStatus) -> bool:
     """Every device Synced, and at least one device (an empty broker is not a rollout)."""
     return bool(status.devices) and all(d.condition.type.value == "Synced" for d in status.devices)
+
+
+WAIT_NAMES = 10
+"""`--wait` names this many of the devices it waits for (then says how many more)."""
 
 
 def wait_synced(
@@ -171,8 +190,10 @@ def wait_synced(
         if all_synced(status) or time.monotonic() >= deadline:
             return status, now
         pending = [d for d in status.devices if d.condition.type.value != "Synced"]
-        summary = ", ".join(f"{d.site}/{d.device} {d.condition.type.value}" for d in pending)
-        line = f"waiting for {len(pending)} device(s): {summary or 'no devices yet'}"
+        named = [f"{d.site}/{d.device} {d.condition.type.value}" for d in pending[:WAIT_NAMES]]
+        if len(pending) > WAIT_NAMES:
+            named.append(f"and {len(pending) - WAIT_NAMES} more")
+        line = f"waiting for {len(pending)} device(s): {', '.join(named) or 'no devices yet'}"
         if line != said:
             print(line, file=sys.stderr, flush=True)
             said = line
@@ -236,26 +257,30 @@ def _approved(dev: DeviceStatus) -> str:
     return f"{name} (#{approval.pull})" if approval.pull else name
 
 
-def render_table(status: FleetStatus, now: float) -> str:
-    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "SYNC", "HEALTH", "DESIRED", "APPLIED")
-    header += ("MODEL", "CANDIDATE", "APPROVED BY")
-    rows: list[tuple[str, ...]] = [(*header, "LAST SEEN")]
-    for dev in status.devices:
-        desired, applied = _gen(dev)
-        name = dev.device if dev.in_fleet else f"{dev.device} (not in fleet)"
-        verdicts = (dev.sync.value, dev.health.value)
-        for row in dev.lines or ():
-            cells: tuple[str, ...] = (row.line, *verdicts, desired, applied, _model(row))
-            cells += (_candidate(row), _approved(dev), _seen(dev, now))
-            rows.append(tuple(printable(c) for c in (dev.site, name, *cells)))
-        if not dev.lines:
-            cells = ("-", *verdicts, desired, applied, "-", "-", "-", _seen(dev, now))
-            rows.append(tuple(printable(c) for c in (dev.site, name, *cells)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
-        for r in rows
-    ]
+def needs_look(dev: DeviceStatus) -> bool:
+    """Listed in the summary: a device not Synced, or one the fleet repository does not know."""
+    return dev.condition.type.value != "Synced" or not dev.in_fleet
+
+
+def render_table(status: FleetStatus, now: float, *, every: bool | None = None) -> str:
+    """The status as text: a row per device and line (`every`; by default up to
+    `SUMMARY_ABOVE` devices), else a summary (devices per site and condition, then the rows of
+    the devices that `needs_look`); then each device not Synced with its reason and message,
+    the counts, what the reconciler recorded and the rejected messages."""
+    if every is None:
+        every = len(status.devices) <= SUMMARY_ABOVE
+    if every:
+        lines = _device_rows(status.devices, now)
+    else:
+        shown = [d for d in status.devices if needs_look(d)]
+        lines = [
+            *_site_rows(status.devices),
+            "",
+            f"{len(shown)} of {len(status.devices)} device(s) not Synced or not in the fleet "
+            "(every device: --all)" + (":" if shown else ""),
+        ]
+        if shown:
+            lines += _device_rows(shown, now)
     notes = [
         printable(
             f"{d.site}/{d.device}: {d.condition.type.value} ({d.condition.reason}): "
@@ -291,6 +316,58 @@ def render_table(status: FleetStatus, now: float) -> str:
             for r in sorted(status.last_rejection)
         ]
     return "\n".join(lines)
+
+
+def _columns(rows: list[tuple[str, ...]], right: int = 0) -> list[str]:
+    """Rows as aligned text; columns from `right` on are right-aligned (numbers)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.rjust(w) if i >= right > 0 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def _device_rows(devices: list[DeviceStatus], now: float) -> list[str]:
+    """A header and one row per device and line (a device without lines: one row)."""
+    header: tuple[str, ...] = ("SITE", "DEVICE", "LINE", "SYNC", "HEALTH", "DESIRED", "APPLIED")
+    header += ("MODEL", "CANDIDATE", "APPROVED BY", "LAST SEEN")
+    rows: list[tuple[str, ...]] = [header]
+    for dev in devices:
+        desired, applied = _gen(dev)
+        name = dev.device if dev.in_fleet else f"{dev.device} (not in fleet)"
+        verdicts = (dev.sync.value, dev.health.value)
+        seen, approved = _seen(dev, now), _approved(dev)
+        for row in dev.lines or ():
+            cells: tuple[str, ...] = (row.line, *verdicts, desired, applied, _model(row))
+            cells += (_candidate(row), approved, seen)
+            rows.append(tuple(printable(c) for c in (dev.site, name, *cells)))
+        if not dev.lines:
+            cells = ("-", *verdicts, desired, applied, "-", "-", "-", seen)
+            rows.append(tuple(printable(c) for c in (dev.site, name, *cells)))
+    return _columns(rows)
+
+
+FLEET_CONDITIONS = ("Synced", "Progressing", "Degraded", "Failed", "Stale", "Unknown")
+"""The conditions of the fleet's view (`Removed` is the device's own view only)."""
+
+
+def _site_rows(devices: list[DeviceStatus]) -> list[str]:
+    """Devices per site and condition, and a total row."""
+    per_site: dict[str, Counter[str]] = {}
+    for dev in devices:
+        per_site.setdefault(dev.site, Counter())[dev.condition.type.value] += 1
+    total: Counter[str] = Counter()
+    for found in per_site.values():
+        total.update(found)
+    header = ("SITE", "DEVICES", *(c.upper() for c in FLEET_CONDITIONS))
+    rows = [header]
+    for site, found in [*sorted(per_site.items()), ("all sites", total)]:
+        counts = [str(found[c]) for c in FLEET_CONDITIONS]
+        rows.append((printable(site), str(sum(found.values())), *counts))
+    return _columns(rows, right=1)
 
 
 def render_escapes(escapes: Mapping[str, FieldEscapes]) -> str:

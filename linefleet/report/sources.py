@@ -18,6 +18,7 @@ from linefleet.report.data import EscapeView, ReportData
 from linefleet.report.fleetview import line_views
 from linefleet.report.history import History, read_history, record
 from linefleet_core.errors import UsageError
+from linefleet_core.gcpause import paused_gc
 
 if TYPE_CHECKING:
     from linefleet_core.spec import Checks, FleetSpec
@@ -96,6 +97,13 @@ def _record(path: Path, status: FleetStatus, history: History) -> int:
 
 
 def collect(src: Sources) -> ReportData:
+    """The report's data from every source given (a fleet of 10,000 devices builds about a
+    million objects: Python's cycle collector waits until they are built, as for status)."""
+    with paused_gc():
+        return _collect(src)
+
+
+def _collect(src: Sources) -> ReportData:
     from linefleet.report.labels import read_field_escapes, read_queues, store_url
 
     sources: list[str] = []

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from linefleet_core.catalogue import Rate
 from linefleet_core.conditions import Condition, ConditionType, Reason
 from linefleet_core.wire import DesiredState, EventType, LineMetrics, LineSpec, LineStatus
 from reconciler.service.healthgates import Violation, field_escape_violation, violations
 from reconciler.service.observed import DeviceObservation, Observations, Rejection
+
+if TYPE_CHECKING:
+    from linefleet_core.catalogue import Rate
 
 RECONCILER_KEYS = (
     "last_applied_commit",
@@ -385,68 +388,69 @@ def fleet_status(
     return FleetStatus(out, dict(rejections), last)
 
 
-def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
-    devices = []
-    for dev in status.devices:
-        rep = None if dev.observation is None else dev.observation.reported
-        devices.append(
+def device_json(dev: DeviceStatus, now: float) -> dict[str, Any]:
+    """One device of `--format json` (floats as reported: see `json_chunks` for strictness)."""
+    rep = None if dev.observation is None else dev.observation.reported
+    desired = dev.desired
+    return {
+        "site": dev.site,
+        "device": dev.device,
+        "in_fleet": dev.in_fleet,
+        "condition": dev.condition.type.value,
+        "reason": dev.condition.reason,
+        "message": dev.condition.message,
+        "sync": {"status": dev.sync.value, "reason": dev.sync.reason, "message": dev.sync.message},
+        "health": {
+            "status": dev.health.value,
+            "reason": dev.health.reason,
+            "message": dev.health.message,
+        },
+        "last_seen": None
+        if dev.last_seen is None
+        else dt.datetime.fromtimestamp(dev.last_seen, dt.UTC).isoformat(),
+        "last_seen_seconds_ago": None if dev.last_seen is None else round(now - dev.last_seen, 1),
+        "online": None if dev.observation is None else dev.observation.online,
+        "desired": None
+        if desired is None
+        else {
+            "generation": desired.generation,
+            "commit": desired.commit,
+            "content_hash": desired.content_hash,
+            "approval": None if desired.approval is None else desired.approval.model_dump(),
+        },
+        "accepted": None if rep is None or rep.desired is None else rep.desired.model_dump(),
+        "applied": None if rep is None or rep.applied is None else rep.applied.model_dump(),
+        "lines": [
             {
-                "site": dev.site,
-                "device": dev.device,
-                "in_fleet": dev.in_fleet,
-                "condition": dev.condition.type.value,
-                "reason": dev.condition.reason,
-                "message": dev.condition.message,
-                "sync": {
-                    "status": dev.sync.value,
-                    "reason": dev.sync.reason,
-                    "message": dev.sync.message,
-                },
-                "health": {
-                    "status": dev.health.value,
-                    "reason": dev.health.reason,
-                    "message": dev.health.message,
-                },
-                "last_seen": None
-                if dev.last_seen is None
-                else dt.datetime.fromtimestamp(dev.last_seen, dt.UTC).isoformat(),
-                "last_seen_seconds_ago": None
-                if dev.last_seen is None
-                else round(now - dev.last_seen, 1),
-                "online": None if dev.observation is None else dev.observation.online,
-                "desired": None
-                if dev.desired is None
-                else {
-                    "generation": dev.desired.generation,
-                    "commit": dev.desired.commit,
-                    "content_hash": dev.desired.content_hash,
-                    "approval": None
-                    if dev.desired.approval is None
-                    else dev.desired.approval.model_dump(),
-                },
-                "accepted": None
-                if rep is None or rep.desired is None
-                else rep.desired.model_dump(),
-                "applied": None if rep is None or rep.applied is None else rep.applied.model_dump(),
-                "lines": [
-                    {
-                        "line": row.line,
-                        "desired_serving": row.desired_serving,
-                        "desired_candidate": row.desired_candidate,
-                        "stage": row.stage,
-                        "reported_serving": None if row.reported is None else row.reported.serving,
-                        "reported_candidate": None
-                        if row.reported is None
-                        else row.reported.candidate,
-                        "phase": None if row.reported is None else row.reported.phase,
-                        "metrics": None if row.metrics is None else metrics_json(row.metrics),
-                        "violations": [v.render() for v in row.violations],
-                    }
-                    for row in dev.lines
-                ],
+                "line": row.line,
+                "desired_serving": row.desired_serving,
+                "desired_candidate": row.desired_candidate,
+                "stage": row.stage,
+                "reported_serving": None if row.reported is None else row.reported.serving,
+                "reported_candidate": None if row.reported is None else row.reported.candidate,
+                "phase": None if row.reported is None else row.reported.phase,
+                "metrics": None if row.metrics is None else metrics_json(row.metrics),
+                "violations": [v.render() for v in row.violations],
             }
-        )
-    doc = {
+            for row in dev.lines
+        ],
+    }
+
+
+def json_chunks(
+    status: FleetStatus, now: float, extra: Mapping[str, Any] | None = None
+) -> Iterator[str]:
+    """`linefleet status --format json` as strict JSON text, in pieces to write as they come.
+
+    One object: `format_version`, `counts`, `rejected`, `last_rejected`, `reconciler`, then
+    `devices` with one device per line (10,000 devices are 10,000 lines, not a million), then
+    `non_finite` and the `extra` keys. A NaN or infinity a device reported becomes null and its
+    path is listed in `non_finite` (strict JSON: no parser accepts `Infinity`). Each device is
+    encoded by the standard library's C encoder; only one that holds a non-finite number is
+    walked value by value.
+    """
+    flagged: list[str] = []
+    head = {
         "format_version": 1,
         "counts": status.counts(),
         "rejected": status.rejections,
@@ -454,12 +458,33 @@ def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
         "reconciler": {k: status.reconciler.get(k) for k in RECONCILER_KEYS}
         if status.reconciler
         else None,
-        "devices": devices,
     }
-    flagged: list[str] = []
-    clean: dict[str, Any] = finite(doc, "", flagged)
-    clean["non_finite"] = flagged
-    return clean
+    yield "{\n"
+    for key, value in head.items():
+        yield f"  {json.dumps(key)}: {_strict(value, key, flagged)},\n"
+    yield '  "devices": ['
+    for i, dev in enumerate(status.devices):
+        yield ",\n    " if i else "\n    "
+        yield _strict(device_json(dev, now), f"devices[{i}]", flagged)
+    yield "\n  ]" if status.devices else "]"
+    rest = [(key, _strict(value, key, flagged)) for key, value in (extra or {}).items()]
+    yield f',\n  "non_finite": {json.dumps(flagged)}'
+    for key, text in rest:
+        yield f",\n  {json.dumps(key)}: {text}"
+    yield "\n}\n"
+
+
+def _strict(value: Any, path: str, flagged: list[str]) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere in it
+        return json.dumps(finite(value, path, flagged), allow_nan=False)
+
+
+def as_json(status: FleetStatus, now: float) -> dict[str, Any]:
+    """The JSON document of `json_chunks`, parsed (for callers that want the values)."""
+    doc: dict[str, Any] = json.loads("".join(json_chunks(status, now)))
+    return doc
 
 
 _NEEDS_FRAMES = {

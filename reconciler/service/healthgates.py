@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from linefleet_core.catalogue import Rate
 from linefleet_core.gaterules import Gate, Rule, Subject, rules
 from linefleet_core.wire import HealthGatesSpec, LineMetrics
+
+if TYPE_CHECKING:
+    from linefleet_core.catalogue import Rate
 
 FIELD_ESCAPE = "max_field_escape_rate"
 
@@ -37,20 +40,41 @@ def _measured(metrics: LineMetrics, rule: Rule) -> tuple[float | None, int]:
     """The value a rule judges and how many frames it stands on."""
     candidate = rule.subject is Subject.CANDIDATE
     frames = metrics.candidate_frames if candidate else metrics.frames
-    values: dict[Gate, float | None] = {
-        Gate.DRIFT: metrics.drift_score,
-        Gate.AGREEMENT: metrics.shadow_agreement,
-        Gate.DEFECT_JUMP: metrics.candidate_defect_rate - metrics.defect_rate,
-        Gate.ERROR_RATE: metrics.candidate_error_rate if candidate else metrics.error_rate,
-        Gate.LATENCY: metrics.candidate_latency_p95_ms if candidate else metrics.latency_p95_ms,
-    }
-    return values[rule.gate], frames
+    gate = rule.gate
+    if gate is Gate.DRIFT:
+        return metrics.drift_score, frames
+    if gate is Gate.AGREEMENT:
+        return metrics.shadow_agreement, frames
+    if gate is Gate.DEFECT_JUMP:
+        return metrics.candidate_defect_rate - metrics.defect_rate, frames
+    if gate is Gate.ERROR_RATE:
+        return (metrics.candidate_error_rate if candidate else metrics.error_rate), frames
+    return (metrics.candidate_latency_p95_ms if candidate else metrics.latency_p95_ms), frames
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One rule of a stage's table, with what judging it needs worked out once."""
+
+    rule: Rule
+    min_frames: int
+    is_minimum: bool
+    name: str
+    """"candidate" when the gate is judged on both models at this stage."""
 
 
 @functools.cache
-def _judged_twice(table: tuple[Rule, ...]) -> frozenset[Gate]:
-    """Gates a stage judges on both models (named "candidate" when the candidate breaks it)."""
-    return frozenset(g for g, n in Counter(r.gate for r in table).items() if n > 1)
+def _checks(table: tuple[Rule, ...]) -> tuple[_Check, ...]:
+    both = frozenset(g for g, n in Counter(r.gate for r in table).items() if n > 1)
+    return tuple(
+        _Check(
+            rule,
+            rule.gate.min_frames,
+            rule.gate.is_minimum,
+            "candidate" if rule.gate in both and rule.subject is Subject.CANDIDATE else "",
+        )
+        for rule in table
+    )
 
 
 def violations(
@@ -58,17 +82,15 @@ def violations(
 ) -> list[Violation]:
     """Gates broken at `stage`: the candidate's in canary (its agreement in shadow too), the
     serving model's otherwise, drift always (`linefleet_core.gaterules`)."""
-    table = rules(stage)
-    both = _judged_twice(table)
     out: list[Violation] = []
-    for rule in table:
-        value, frames = _measured(metrics, rule)
-        if value is None or frames < rule.gate.min_frames:
+    for check in _checks(rules(stage)):
+        value, frames = _measured(metrics, check.rule)
+        if value is None or frames < check.min_frames:
             continue
-        threshold = float(getattr(gates, rule.gate.value))
-        if value < threshold if rule.gate.is_minimum else value > threshold:
-            named = rule.gate in both and rule.subject is Subject.CANDIDATE
-            out.append(Violation(rule.gate.value, value, threshold, "candidate" if named else ""))
+        gate = check.rule.gate.value
+        threshold = float(getattr(gates, gate))
+        if value < threshold if check.is_minimum else value > threshold:
+            out.append(Violation(gate, value, threshold, check.name))
     return out
 
 

@@ -55,12 +55,14 @@ class Session:
         keepalive: int = 30,
         reconnect: bool = True,
         will: Outgoing | None = None,
+        qos: int = 1,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
         self.address = address
         self.subscriptions = list(subscriptions)
+        self.qos = qos  # of the subscriptions (0: a one-off read of retained state, below)
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -104,7 +106,7 @@ class Session:
     def _subscribe(self, client: Any) -> None:
         self._sub_refused = None
         if self.subscriptions:
-            _, mid = client.subscribe([(f, 1) for f in self.subscriptions])
+            _, mid = client.subscribe([(f, self.qos) for f in self.subscriptions])
             with self._lock:
                 self._pending_subs = {mid}
         else:
@@ -254,6 +256,7 @@ def retained_snapshot(
     quiet: float = 0.5,
     limit: float = 30.0,
     timeout: float = 5.0,
+    qos: int = 1,
 ) -> dict[str, Message]:
     """Every retained message under the filter(s), by topic.
 
@@ -268,9 +271,15 @@ def retained_snapshot(
     wildcard `linefleet/v1/_barrier/+`: a broker that keeps no retained messages, or hands
     them only to exact-topic subscriptions (RabbitMQ's MQTT plugin), would make every
     snapshot silently empty, so it is refused (`RetainedUnsupported`, exit 1).
+
+    `qos=0` subscribes at QoS 0 (the barrier's filter too, so everything arrives in one
+    class of service): a read-only snapshot in a clean session gains nothing from QoS 1 (a lost
+    connection fails the read either way, and nothing is queued for later), and it spares a
+    PUBACK per message on both sides (`linefleet status` reads 30,000 messages at 10,000
+    devices).
     """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
-    with Session(address, client_id, subscriptions=filters) as session:
+    with Session(address, client_id, subscriptions=filters, qos=qos) as session:
         session.connect(timeout)
         return collect_retained(session, barrier_topic(client_id), quiet=quiet, limit=limit)
 
@@ -288,7 +297,7 @@ def collect_retained(
     session.publish_all([Outgoing(RETAINED_PROBE, b"1")], limit)
     # In order on one connection: the probe is stored, the subscription queues what is
     # retained (the probe included), then the barrier follows them.
-    session.client.subscribe(f"{BARRIER_ROOT}/+", qos=1)
+    session.client.subscribe(f"{BARRIER_ROOT}/+", qos=session.qos)
     session.client.publish(barrier, b"", qos=1, retain=False)
     found: dict[str, Message] = {}
     probed = False

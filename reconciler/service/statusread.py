@@ -12,29 +12,46 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from linefleet_core import spec as fleetspec
-from linefleet_core.catalogue import Rate
-from linefleet_core.errors import UsageError
+from linefleet_core.errors import LinefleetError, UsageError
+from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_device_keys
 from linefleet_core.wire import Channel, DesiredState, topic_filter
 from reconciler.service.fleetstatus import FleetStatus, fleet_status
-from reconciler.service.mqtt import retained_snapshot
+from reconciler.service.mqtt import Message, retained_snapshot
 from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
+
+if TYPE_CHECKING:  # loading a fleet repository is for --repo only: imported when needed
+    from linefleet_core import spec as fleetspec
+    from linefleet_core.catalogue import Rate
 
 
 def read_spec(repo: Path, checks: fleetspec.Checks | None = None) -> fleetspec.FleetSpec:
     """The fleet repository at `repo` as declared (for its device list and line assignments).
 
     Pass the same `checks` to `read_status`: the git side of `--repo` then reuses every file
-    parsed here (the working tree and HEAD share nearly all of them)."""
+    parsed here (the working tree and HEAD share nearly all of them). In a git repository the
+    parsed YAML is kept by blob id in the git folder (`linefleet_forge.gitcache`, as `validate`
+    and `plan` keep it): the next run parses only the files that changed; every check runs."""
+    from linefleet_core import spec as fleetspec
+    from linefleet_forge import gitcache
+    from linefleet_forge.gitrepo import GitObjects
+
     if not repo.is_dir():
         raise UsageError(f"--repo {repo}: no such directory")
-    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo), checks)
+    try:  # in a git repository: YAML parsed by an earlier run, by blob id (`gitcache`)
+        objects: GitObjects | None = GitObjects.open(repo)
+    except LinefleetError:
+        objects = None
+    parsed = None if objects is None else gitcache.load_parsed(objects)
+    spec, _ = fleetspec.load(fleetspec.DirectorySource(repo), checks, parsed)
+    if objects is not None and parsed is not None:
+        gitcache.save_parsed(objects, parsed)
     return spec
 
 
@@ -60,11 +77,32 @@ def read_status(
     `field_escapes` (per line, from the trainer's labelled audit samples, read by the CLI) are
     judged against the policy's `max_field_escape_rate` (with `spec` or `repo`).
     """
+    with paused_gc():  # 10,000 devices: about a million objects, no garbage cycles
+        return _read_status(
+            broker, repo, state_dir, quiet, spec, device_keys, edge_exports, field_escapes, checks
+        )
+
+
+def _read_status(
+    broker: str | None,
+    repo: Path | None,
+    state_dir: Path | None,
+    quiet: float,
+    spec: fleetspec.FleetSpec | None,
+    device_keys: Path | None,
+    edge_exports: tuple[Path, ...],
+    field_escapes: Mapping[str, Rate] | None,
+    checks: fleetspec.Checks | None,
+) -> tuple[FleetStatus, float]:
     checks = {} if checks is None else checks
     if spec is None and repo is not None:
         spec = read_spec(repo, checks)
     fleet = None if spec is None else {f"{d.site}/{d.id}" for d in spec.devices.values()}
-    assigned = None if spec is None else fleetspec.assigned_lines(spec)
+    assigned = None
+    if spec is not None:
+        from linefleet_core.spec import assigned_lines
+
+        assigned = assigned_lines(spec)
     limit = None if spec is None else spec.policy.health_gates.max_field_escape_rate
     observations = Observations()
     recorded: dict[str, str] = {}
@@ -85,11 +123,36 @@ def read_status(
         now = time.time()
         status = fleet_status({}, observations, now, fleet, assigned, None, field_escapes, limit)
         return status, now
-    address = BrokerAddress.parse(broker)
+    snapshot = read_snapshot(BrokerAddress.parse(broker), quiet)
+    now = time.time()
+    desired = intake(snapshot, observations, now, known, keys)
+    behind: dict[str, str] = {}
+    if repo is not None:  # git ahead of what the broker holds for a device: OutOfSync
+        from reconciler.service.behind import git_behind
+
+        behind = git_behind(repo, desired, checks=checks)
+    status = fleet_status(desired, observations, now, fleet, assigned, behind, field_escapes, limit)
+    status.reconciler = recorded
+    return status, now
+
+
+def read_snapshot(address: BrokerAddress, quiet: float = 0.5) -> dict[str, Message]:
+    """The retained desired, reported and online messages of every device, by topic (a QoS 0
+    subscription in a fresh clean session: `reconciler.service.mqtt.retained_snapshot`)."""
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
-    snapshot = retained_snapshot(address, filters, client, quiet=quiet)
-    now = time.time()
+    return retained_snapshot(address, filters, client, quiet=quiet, qos=0)
+
+
+def intake(
+    snapshot: Mapping[str, Message],
+    observations: Observations,
+    now: float,
+    known: set[tuple[str, str]] | None = None,
+    keys: Mapping[str, Ed25519PublicKey] | None = None,
+) -> dict[str, DesiredState]:
+    """Classify a snapshot: reports and births go into `observations` (as of `now`, a retained
+    replay), refusals are counted there; returns the desired documents by `site/device`."""
     desired: dict[str, DesiredState] = {}
     for name, msg in sorted(snapshot.items()):
         if name.endswith("/desired"):
@@ -100,14 +163,7 @@ def read_status(
                 observations.reject(result)
         else:
             observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
-    behind: dict[str, str] = {}
-    if repo is not None:  # git ahead of what the broker holds for a device: OutOfSync
-        from reconciler.service.behind import git_behind
-
-        behind = git_behind(repo, desired, checks=checks)
-    status = fleet_status(desired, observations, now, fleet, assigned, behind, field_escapes, limit)
-    status.reconciler = recorded
-    return status, now
+    return desired
 
 
 def _ingest_export(

@@ -75,3 +75,24 @@ def test_a_number_too_large_for_a_float_goes_the_careful_way() -> None:
     payload = json.dumps(doc).encode()
     assert careful(DesiredState, payload) is None
     assert _quick(DesiredState, payload) is None
+
+
+@pytest.mark.parametrize("digits", [299, 300, 301, 330])
+def test_long_digit_runs_around_the_limit(digits: int) -> None:
+    """The quick path's guard is a run of 300 ASCII digits (a byte search): below it a number
+    is read alike by both paths; from it on the message goes the careful way."""
+    doc = copy.deepcopy(SIGNED)
+    doc["spec"]["lines"][0]["telemetry"]["daily_upload_budget_mb"] = 10 ** (digits - 1)
+    payload = json.dumps(doc).encode()
+    assert (_quick(DesiredState, payload) is None) == (digits >= 300)
+    agrees(DesiredState, payload)
+
+
+def test_digits_apart_are_not_one_long_run() -> None:
+    """300 digits split by a slash are two short runs: the message is still taken quickly."""
+    doc = copy.deepcopy(SIGNED)
+    doc["spec"]["lines"][0]["serving"]["artifact"]["url"] = f"file:///{'7' * 150}/{'7' * 150}"
+    payload = json.dumps(doc).encode()
+    assert careful(DesiredState, payload) is not None
+    assert _quick(DesiredState, payload) is not None
+    agrees(DesiredState, payload)

@@ -206,6 +206,8 @@ def test_status_with_the_repo_shows_a_device_out_of_sync_when_git_is_ahead(
         d["device"]: d["sync"]["status"] for d in json.loads(capsys.readouterr().out)["devices"]
     }
     assert before["toledo-edge-1"] == before["toledo-edge-2"] == "Synced"
+    # the YAML it parsed is kept by blob id; the edit below is parsed afresh, not read back
+    assert (fleet_repo / ".git" / "linefleet" / "parsed-yaml" / "documents.pickle").is_file()
 
     minifleet.edit_rollout(fleet_repo, "toledo/line-1", candidate=None)
     head = minifleet.commit_all(fleet_repo, "abort the candidate of toledo/line-1")
@@ -220,3 +222,40 @@ def test_status_with_the_repo_shows_a_device_out_of_sync_when_git_is_ahead(
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert re.search(r"toledo-edge-1 +toledo/line-1 +OutOfSync +Healthy ", table)
+
+
+def test_a_fleet_above_the_summary_size_is_summarised_and_all_lists_every_device(
+    fleet_repo: Path,
+    mosquitto: Mosquitto,
+    key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above `SUMMARY_ABOVE` devices the table counts per site and condition and lists only
+    the devices not Synced; `--all` lists every one; JSON always lists every device."""
+    from linefleet.commands import status as cmd
+
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    desired = retained(mosquitto, f"{T}/+/+/desired")
+    tol1 = desired[f"{T}/toledo/toledo-edge-1/desired"]
+    send(mosquitto, [(f"{T}/toledo/toledo-edge-1/reported", ack(tol1), True)])
+    monkeypatch.setattr(cmd, "SUMMARY_ABOVE", 2)
+    argv = ["status", "--broker", mosquitto.url, "--quiet", "0.3"]
+
+    assert main(argv) == 0
+    summary = capsys.readouterr().out
+    assert re.search(r"^SITE +DEVICES +SYNCED +PROGRESSING +DEGRADED +FAILED +STALE +UNKNOWN$",
+                     summary, re.MULTILINE)  # fmt: skip
+    assert re.search(r"^toledo +2 +1 +0 +0 +0 +0 +1$", summary, re.MULTILINE)
+    assert re.search(r"^all sites +3 +1 +0 +0 +0 +0 +2$", summary, re.MULTILINE)
+    assert "2 of 3 device(s) not Synced or not in the fleet (every device: --all):" in summary
+    assert "toledo-edge-2" in summary and "dresden-edge-1" in summary
+    assert "toledo-edge-1" not in summary  # Synced: counted, not listed
+
+    assert main([*argv, "--all"]) == 0
+    every = capsys.readouterr().out
+    assert re.search(r"toledo-edge-1 +toledo/line-1 +Synced +Healthy ", every)
+    assert "DEVICES" not in every and "3 device(s): 1 Synced, 2 Unknown" in every
+
+    assert main([*argv, "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["devices"]) == 3

@@ -51,6 +51,24 @@ def test_wait_fails_with_exit_1_naming_the_devices_that_are_not_synced(
     assert main([*argv, "--wait", "-1"]) == 2
 
 
+def test_wait_names_a_few_devices_and_counts_the_rest(
+    fleet_repo: Path,
+    mosquitto: Mosquitto,
+    key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 10,000 devices the line would name thousands: it names `WAIT_NAMES` of them."""
+    from linefleet.commands import status as cmd
+
+    publish(load_revision(fleet_repo, "HEAD"), BrokerAddress.parse(mosquitto.url), key, "file:///x")
+    monkeypatch.setattr(cmd, "WAIT_NAMES", 1)
+    argv = ["status", "--broker", mosquitto.url, "--quiet", "0.3", "--wait", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "waiting for 3 device(s): dresden/dresden-edge-1 Unknown, and 2 more\n" in err
+
+
 def test_wait_returns_0_once_the_last_device_reports_synced(
     fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, capsys: pytest.CaptureFixture[str]
 ) -> None:
