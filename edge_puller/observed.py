@@ -30,11 +30,11 @@ class Running:
             return None
         candidate = active.candidate
         return cls(
-            serving=active.serving.sha256,
-            standby=active.standby.sha256 if active.standby else None,
-            candidate=candidate.model.sha256 if candidate else None,
+            serving=active.serving.artifact.sha256,
+            standby=active.standby.artifact.sha256 if active.standby else None,
+            candidate=candidate.artifact.sha256 if candidate else None,
             stage=candidate.stage if candidate else None,
-            canary_fraction=candidate.canary_fraction if candidate else 0.0,
+            canary_fraction=(candidate.canary_fraction or 0.0) if candidate else 0.0,
         )
 
 
