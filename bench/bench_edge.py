@@ -173,7 +173,7 @@ def bench_rollback(a: ModelSpec, b: ModelSpec, frames: list[np.ndarray]) -> dict
 
     key = SigningKey.generate()
     with tempfile.TemporaryDirectory() as tmp:
-        roots = {Path(m.url.removeprefix("file://")).parent for m in (a, b)}
+        roots = {Path(m.artifact.url.removeprefix("file://")).parent for m in (a, b)}
         agent = Agent("bench", "dev-1", Path(tmp), {key.key_id: key.public}, file_roots=[*roots])
         for generation, doc in (
             (1, line_doc(a, line=LINE)),
@@ -320,8 +320,8 @@ def main() -> int:
         folder = Path(tmp)
         log("training the serving model on factory_sim frames ...")
         lr, cnn = train(folder), fixture_cnn(folder)
-        serving = load_model(Path(lr.url.removeprefix("file://")), lr)
-        candidate = load_model(Path(cnn.url.removeprefix("file://")), cnn)
+        serving = load_model(Path(lr.artifact.url.removeprefix("file://")), lr)
+        candidate = load_model(Path(cnn.artifact.url.removeprefix("file://")), cnn)
         camera = [cv2.resize(img, (640, 480)) for _, img in render(50, seed=5, defect_rate=0.1)]
         log("serving vs shadow ...")
         serving_results = bench_serving(serving, candidate, camera)

@@ -99,7 +99,7 @@ def _spec(folder: Path, ref: str, data: bytes, classes: tuple[str, ...], **kw: A
 
 
 def _load(spec: ModelSpec) -> LoadedModel:
-    return load_model(Path(spec.url.removeprefix("file://")), spec)
+    return load_model(Path(spec.artifact.url.removeprefix("file://")), spec)
 
 
 def train_classifier(folder: Path, data: list[tuple[str, Any]], classes: tuple[str, ...],

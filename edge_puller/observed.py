@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from edge_puller.state import ActiveLine, Failure
 from edge_puller.target import Target
+from linefleet_core.refs import CandidateStage
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Running:
     serving: str
     standby: str | None = None
     candidate: str | None = None
-    stage: str | None = None
+    stage: CandidateStage | None = None
     canary_fraction: float = 0.0
 
     @classmethod
