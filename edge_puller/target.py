@@ -30,7 +30,7 @@ class Target:
     """The desired state the device holds, with its lines by key (derived once)."""
 
     document: DesiredState
-    lines: dict[str, LineSpec] = field(init=False, compare=False)
+    lines: dict[str, LineSpec] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lines", {line.line: line for line in self.document.spec.lines})
