@@ -47,11 +47,11 @@ from edge_puller.engine import Engine, LineModels  # noqa: E402
 from edge_puller.runner import _inspect  # noqa: E402
 from edge_puller.runtime import load_model  # noqa: E402
 from edge_puller.sources import Source  # noqa: E402
-from edge_puller.target import ModelSpec  # noqa: E402
 from factory_sim.onnx_fixtures import build_classifier  # noqa: E402
 from linefleet_core.modelio import prepare  # noqa: E402
 from linefleet_core.signing import SigningKey, canonical_json  # noqa: E402
 from tests.support.wiredocs import desired_envelope  # noqa: E402
+from tests.support.wiremodels import model_spec  # noqa: E402
 
 CAMERAS = 8
 FPS = 10.0
@@ -220,7 +220,7 @@ def tiling(folder: Path, count: int = 10) -> dict[str, Any]:
     path.write_bytes(data)
     import hashlib
 
-    spec = ModelSpec("tile@1", hashlib.sha256(data).hexdigest(), len(data), path.as_uri(),
+    spec = model_spec("tile@1", hashlib.sha256(data).hexdigest(), len(data), path.as_uri(),
                      tuple(CLASSES), (1, 3, 64, 64), tiling=(256, 0))  # fmt: skip
     engine = Engine()
     engine.activate(LineModels(LINE, load_model(path, spec)))

@@ -47,10 +47,17 @@ from edge_puller.agent import Agent  # noqa: E402
 from edge_puller.engine import Engine, LineModels  # noqa: E402
 from edge_puller.runtime import load_model  # noqa: E402
 from edge_puller.spool import Spool  # noqa: E402
-from edge_puller.target import ModelSpec  # noqa: E402
-from linefleet_core.fleet import HealthGates, TelemetryPolicy  # noqa: E402
 from linefleet_core.signing import SigningKey  # noqa: E402
-from linefleet_core.wire import FrameMeta, encode_frame  # noqa: E402
+from linefleet_core.wire import (  # noqa: E402
+    FrameMeta,
+    ModelSpec,
+    encode_frame,
+)
+from tests.support.wiremodels import (  # noqa: E402
+    gates,
+    model_spec,
+    telemetry,
+)
 
 CLASSES = ("ok", "scratch", "dent", "dust", "oil")
 SIZE = 64
@@ -115,7 +122,7 @@ def _write(folder: Path, ref: str, data: bytes) -> ModelSpec:
 
     path = folder / f"{ref.replace('@', '-')}.onnx"
     path.write_bytes(data)
-    return ModelSpec(
+    return model_spec(
         ref=ref,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
@@ -139,7 +146,7 @@ def bench_serving(serving: Any, candidate: Any, frames: list[np.ndarray]) -> dic
                 serving,
                 candidate=candidate if mode == "shadow" else None,
                 stage="shadow" if mode == "shadow" else None,
-                gates=HealthGates(max_latency_p95_ms=1e9, min_shadow_agreement=0.0),
+                gates=gates(max_latency_p95_ms=1e9, min_shadow_agreement=0.0),
             )
         )
         for i in range(50):  # warm-up
@@ -166,7 +173,7 @@ def bench_rollback(a: ModelSpec, b: ModelSpec, frames: list[np.ndarray]) -> dict
 
     key = SigningKey.generate()
     with tempfile.TemporaryDirectory() as tmp:
-        roots = {Path(m.url.removeprefix("file://")).parent for m in (a, b)}
+        roots = {Path(m.artifact.url.removeprefix("file://")).parent for m in (a, b)}
         agent = Agent("bench", "dev-1", Path(tmp), {key.key_id: key.public}, file_roots=[*roots])
         for generation, doc in (
             (1, line_doc(a, line=LINE)),
@@ -224,7 +231,7 @@ def bench_rollback(a: ModelSpec, b: ModelSpec, frames: list[np.ndarray]) -> dict
 def bench_logging(serving: Any, shift: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
     engine = Engine()
     engine.activate(LineModels(LINE, serving))
-    policy = TelemetryPolicy(daily_upload_budget_mb=10_000, spool_mb=10_000)
+    policy = telemetry(daily_upload_budget_mb=10_000, spool_mb=10_000)
     now = dt.datetime.now(dt.UTC)
     all_bytes = 0
     defects = kept_defects = kept = 0
@@ -313,8 +320,8 @@ def main() -> int:
         folder = Path(tmp)
         log("training the serving model on factory_sim frames ...")
         lr, cnn = train(folder), fixture_cnn(folder)
-        serving = load_model(Path(lr.url.removeprefix("file://")), lr)
-        candidate = load_model(Path(cnn.url.removeprefix("file://")), cnn)
+        serving = load_model(Path(lr.artifact.url.removeprefix("file://")), lr)
+        candidate = load_model(Path(cnn.artifact.url.removeprefix("file://")), cnn)
         camera = [cv2.resize(img, (640, 480)) for _, img in render(50, seed=5, defect_rate=0.1)]
         log("serving vs shadow ...")
         serving_results = bench_serving(serving, candidate, camera)

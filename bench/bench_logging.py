@@ -50,9 +50,9 @@ from edge_puller.engine import Engine, LineModels  # noqa: E402
 from edge_puller.novelty import NoveltyScorer  # noqa: E402
 from edge_puller.runtime import LoadedModel, load_model  # noqa: E402
 from edge_puller.spool import Spool, envelope  # noqa: E402
-from edge_puller.target import ModelSpec  # noqa: E402
-from linefleet_core.fleet import TelemetryPolicy  # noqa: E402
 from linefleet_core.modelio import Contract, prepare  # noqa: E402
+from linefleet_core.wire import ModelSpec, TelemetrySpec  # noqa: E402
+from tests.support.wiremodels import model_spec, telemetry  # noqa: E402
 from trainer.novelty import NoveltyConfig, fit_novelty  # noqa: E402
 
 SIZE = 64
@@ -64,7 +64,7 @@ NOVELTY = NoveltyConfig(size=128, patch=16, false_alarm_rate=0.02)
 NOVELTY_CONTRACT = Contract(
     classes=("ok", "novel"), height=NOVELTY.size, width=NOVELTY.size, task="anomaly"
 )
-POLICY = TelemetryPolicy(
+POLICY = telemetry(
     uncertain_below=0.5, audit_rate=0.01, spool_mb=10_000, daily_upload_budget_mb=10_000
 )
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
@@ -87,7 +87,7 @@ def frames(material: str, count: int, defect_rate: float, seed: int) -> list[tup
 def _spec(folder: Path, ref: str, data: bytes, classes: tuple[str, ...], **kw: Any) -> ModelSpec:
     path = folder / f"{ref.replace('@', '-')}.onnx"
     path.write_bytes(data)
-    return ModelSpec(
+    return model_spec(
         ref=ref,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
@@ -99,7 +99,7 @@ def _spec(folder: Path, ref: str, data: bytes, classes: tuple[str, ...], **kw: A
 
 
 def _load(spec: ModelSpec) -> LoadedModel:
-    return load_model(Path(spec.url.removeprefix("file://")), spec)
+    return load_model(Path(spec.artifact.url.removeprefix("file://")), spec)
 
 
 def train_classifier(folder: Path, data: list[tuple[str, Any]], classes: tuple[str, ...],
@@ -143,7 +143,7 @@ def run(
     classifier: LoadedModel,
     novelty: dict[str, LoadedModel] | None,
     rate: float,
-    policy: TelemetryPolicy = POLICY,
+    policy: TelemetrySpec = POLICY,
     seed: int = 7,
 ) -> dict[str, Any]:
     """Every line's fresh frames through the engine and the spool; what was kept and why."""

@@ -36,17 +36,18 @@ from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
 from edge_puller.planner import plan
 from edge_puller.recent import DEFAULT_CAPACITY, RecentDecisions
-from edge_puller.report import build_report, fit
+from edge_puller.report import build_report
 from edge_puller.runtime import Frame, ModelCache
 from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
 from edge_puller.state import LocalState, StateStore
 from edge_puller.steps import Report
+from edge_puller.target import roi as camera_roi
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.oci import Credentials
 from linefleet_core.signing import TrustedKeys
-from linefleet_core.wire import Channel, ReportedState, topic
+from linefleet_core.wire import Channel, topic
 
 log = logging.getLogger("linefleet.edge")
 IDLE_TICK = 1.0
@@ -107,7 +108,7 @@ class Agent:
         key = line or (min(lines) if lines else "")
         target = self.state.target
         wanted = target.lines.get(key) if target else None
-        roi = wanted.rois.get(camera) if wanted else None
+        roi = camera_roi(wanted, camera) if wanted else None
         decision = self.engine.infer(key, camera, frame_id, frame, roi)
         with self.lock:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
@@ -116,7 +117,7 @@ class Agent:
         now = dt.datetime.now(dt.UTC)
         if spool is not None:
             novelty = wanted.novelty if wanted else None
-            model = self.cache.get(novelty.sha256) if novelty else None
+            model = self.cache.get(novelty.artifact.sha256) if novelty else None
             spool.consider(decision, frame, self.site, self.device, now, model, roi)
         self.recent.record(decision, frame, now)  # for an inspector's override
         return decision
@@ -162,7 +163,7 @@ class Agent:
             self.error = ""
             self.report()
         target = self.state.target
-        heartbeat = target.heartbeat_seconds if target else 60
+        heartbeat = target.document.spec.heartbeat_seconds if target else 60
         if self.frames_problem != self._frames_reported or (
             self.clock() - self._last_report >= heartbeat
         ):
@@ -231,8 +232,7 @@ class Agent:
 
     def send_report(self) -> None:
         self._frames_reported = self.frames_problem
-        document = fit(build_report(self))
-        ReportedState.model_validate_json(document)  # never send what the protocol refuses
+        document = build_report(self)  # checked as a `ReportedState` once, fitted, encoded
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
         self._last_report = self.clock()
 

@@ -82,7 +82,7 @@ def import_bundle(agent: Receiver, path: Path) -> Imported:
             raise BundleError(f"{path}: {exc}") from None
         staged = _stage(agent, reader, target, manifest.artifacts)
     agent.offer_desired(payload)  # intake verifies it again, persists it, then the plan acts
-    return Imported(target.generation, target.commit, staged)
+    return Imported(target.document.generation, target.document.commit, staged)
 
 
 def _stage(agent: Receiver, reader: BundleReader, target: Target, sizes: dict[str, int]) -> int:
@@ -90,14 +90,14 @@ def _stage(agent: Receiver, reader: BundleReader, target: Target, sizes: dict[st
     for sha, model in sorted(target.models().items()):
         if agent.store.has(sha):
             continue
-        if sizes.get(sha) != model.size:
+        if sizes.get(sha) != model.artifact.size:
             raise BundleError(f"{reader.path}: {model.ref} ({sha[:12]}) is not in the bundle")
         stream, size = reader.open(f"artifacts/{sha}")
-        if size != model.size:
+        if size != model.artifact.size:
             raise BundleError(
-                f"{reader.path}: {model.ref}: {size} bytes, document says {model.size}"
+                f"{reader.path}: {model.ref}: {size} bytes, document says {model.artifact.size}"
             )
-        agent.store.receive(sha, model.size, stream)  # hash mismatch: nothing is kept
+        agent.store.receive(sha, model.artifact.size, stream)  # hash mismatch: nothing is kept
         staged += 1
     return staged
 

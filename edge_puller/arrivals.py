@@ -42,7 +42,7 @@ def failed(step: Step, exc: PermanentError) -> RecordFailure | None:
     step works on no model, so there is nothing to route around)."""
     if not isinstance(step, Download | Verify | LoadAndSmokeTest):
         return None
-    sha = step.model.sha256
+    sha = step.model.artifact.sha256
     return RecordFailure(
         sha,
         getattr(exc, "reason", "failed"),

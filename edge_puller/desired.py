@@ -1,69 +1,102 @@
-"""Accept a desired-state payload: verify it (signature, schema, generation), translate it.
+"""Accept a desired-state payload: verify it (signature, schema, generation), check it, hold it.
 
-Verification is `linefleet_core.signing.verify` (the protocol's rules, shared with every
-receiver); this module adds the edge's own check (input shapes are usable) and turns the wire
-document into a `Target`. A model decides in its own `output_classes` (its taxonomy version),
-which may differ from the line's current taxonomy: a `previous` model from before a taxonomy
-migration is still a valid rollback target. The smoke test checks K against those classes.
+Verification is `linefleet_core.signing.verified` (the protocol's rules, shared with every
+receiver; it parses the payload once and returns the typed document with the JSON object as
+received); this module adds the edge's own checks (input shapes are usable, a novelty model is
+an anomaly model, gates and telemetry keep the fleet's rules) and wraps the typed document in a
+`Target`. A model decides in its own `output_classes` (its taxonomy version), which may differ
+from the line's current taxonomy: a `previous` model from before a taxonomy migration is still
+a valid rollback target. The smoke test checks K against those classes.
 """
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
+from edge_puller.target import Target
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
-from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verify, verify_document
-from linefleet_core.wire import Applied, DesiredState, LineSpec, Removal
-from linefleet_core.wire import ModelSpec as WireModel
+from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verified
+from linefleet_core.wire import Applied, DesiredState, LineSpec, ModelSpec, Removal
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A verified, checked desired state: the JSON object as received and its `Target`."""
+
+    raw: dict[str, Any]
+    target: Target
+
+
+def receive(
+    payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
+) -> Accepted | Removal:
+    """Anything on the `desired` topic, verified once: a desired state (`Accepted`) or a signed
+    removal tombstone, else `VerifyError` with a `Refusal` reason (including `expired`: past
+    its signed `expires_at` by this device's clock) and the generation the payload claims."""
+    checked = verified(payload, keys, device=device, held=held, now=time.time())
+    if isinstance(checked.document, Removal):
+        return checked.document
+    return Accepted(checked.raw, to_target(checked.document))
 
 
 def accept(
     payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
 ) -> tuple[dict[str, Any], Target]:
-    """The document as received and its `Target`, or `VerifyError` with a `Refusal` reason
-    (including `expired`: past its signed `expires_at` by this device's clock)."""
-    doc = verify(payload, keys, device=device, held=held, now=time.time())
-    target = to_target(doc)
-    raw: dict[str, Any] = json.loads(payload)
-    return raw, target
-
-
-def removal_of(
-    payload: bytes, keys: TrustedKeys, device: str, held: Applied | None
-) -> Removal | None:
-    """The verified removal tombstone in `payload`, None when it holds a desired state (which
-    `accept` then verifies), or `VerifyError` for a tombstone that does not verify."""
-    if b'"Removed"' not in payload:  # cheap: only a tombstone is checked twice
-        return None
-    doc = verify_document(payload, keys, device=device, held=held)
-    return doc if isinstance(doc, Removal) else None
+    """A desired state only (a removal is refused as `malformed`): the document as received
+    and its `Target`, or `VerifyError`."""
+    found = receive(payload, keys, device, held)
+    if isinstance(found, Removal):
+        raise VerifyError(
+            Refusal.MALFORMED,
+            "kind: expected a DesiredState, not a removal",
+            generation=found.generation,
+        )
+    return found.raw, found.target
 
 
 def to_target(doc: DesiredState) -> Target:
+    """`doc` as the device holds it, after the edge's own checks (`VerifyError` otherwise)."""
     try:
-        lines = {spec.line: _line(spec) for spec in doc.spec.lines}
+        for line in doc.spec.lines:
+            _check_line(line)
+    except VerifyError as exc:
+        exc.generation = doc.generation
+        raise
+    return Target(doc)
+
+
+def _check_line(spec: LineSpec) -> None:
+    """In the order the checks always ran: models by role, telemetry, gates, novelty."""
+    where = f"spec.lines[{spec.line}]"
+    for role, model in (
+        ("candidate", spec.candidate),
+        ("serving", spec.serving),
+        ("previous", spec.previous),
+    ):
+        if model is not None:
+            _check_model(model, f"{where}.{role}")
+    try:  # the wire leaves their ranges to the fleet's rules: a device applies them too
+        TelemetryPolicy.model_validate(spec.telemetry.model_dump(), strict=False)
+        HealthGates.model_validate(spec.health_gates.model_dump(), strict=False)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise VerifyError(Refusal.MALFORMED, f"{where}: {first['msg']}") from None
-    return Target(
-        site=doc.site,
-        device=doc.device,
-        generation=doc.generation,
-        commit=doc.commit,
-        content_hash=doc.content_hash,
-        lines=lines,
-        heartbeat_seconds=doc.spec.heartbeat_seconds,
-    )
+        loc = ".".join(str(p) for p in first["loc"])
+        raise VerifyError(Refusal.MALFORMED, f"{loc}: {first['msg']}") from None
+    if spec.novelty is not None:
+        if spec.novelty.task != "anomaly":
+            raise VerifyError(
+                Refusal.MALFORMED,
+                f"{where}.novelty: task {spec.novelty.task or 'classification'!r}, "
+                "a novelty model is an anomaly model",
+            )
+        _check_model(spec.novelty, f"{where}.novelty")
 
 
-def _model(spec: WireModel, line: LineSpec, role: str) -> ModelSpec:
-    where = f"spec.lines[{line.line}].{role}"
+def _check_model(spec: ModelSpec, where: str) -> None:
     n, a, b, c = spec.input.shape
     layout = spec.input.layout or "NCHW"
     channels, h, w = (a, b, c) if layout == "NCHW" else (c, a, b)
@@ -75,58 +108,3 @@ def _model(spec: WireModel, line: LineSpec, role: str) -> ModelSpec:
             f"{where}.input.shape {spec.input.shape} is not {form.format(expected_c)} "
             f"for color {spec.input.color!r}",
         )
-    norm = spec.input.normalize
-    tiling = spec.input.tiling
-    return ModelSpec(
-        ref=spec.ref,
-        sha256=spec.artifact.sha256,
-        size=spec.artifact.size,
-        url=spec.artifact.url,
-        classes=tuple(spec.output_classes),
-        input_shape=(n, a, b, c),
-        color=spec.input.color,
-        reference_stats=dict(spec.reference_stats),
-        task=spec.task or "classification",
-        input_name=spec.input.name,
-        layout=layout,
-        resize=spec.input.resize or "stretch",
-        scale=norm.scale if norm else 1 / 255,
-        mean=tuple(norm.mean) if norm and norm.mean else None,
-        std=tuple(norm.std) if norm and norm.std else None,
-        tiling=(tiling.size, tiling.overlap) if tiling else None,
-        outputs=spec.outputs.model_dump(exclude_none=True) if spec.outputs else {},
-    )
-
-
-def _line(spec: LineSpec) -> LineTarget:
-    candidate = None
-    if spec.candidate is not None:
-        candidate = CandidateSpec(
-            model=_model(spec.candidate, spec, "candidate"),
-            stage=spec.candidate.stage,
-            canary_fraction=spec.candidate.canary_fraction or 0.0,
-        )
-    telemetry = spec.telemetry.model_dump()
-    return LineTarget(
-        key=spec.line,
-        cameras=tuple(c.id for c in spec.cameras),
-        serving=_model(spec.serving, spec, "serving"),
-        candidate=candidate,
-        previous=_model(spec.previous, spec, "previous") if spec.previous else None,
-        telemetry=TelemetryPolicy.model_validate(telemetry, strict=False),
-        gates=HealthGates.model_validate(spec.health_gates.model_dump(), strict=False),
-        rois={c.id: (c.roi[0], c.roi[1], c.roi[2], c.roi[3]) for c in spec.cameras if c.roi},
-        novelty=_novelty(spec),
-    )
-
-
-def _novelty(spec: LineSpec) -> ModelSpec | None:
-    if spec.novelty is None:
-        return None
-    if spec.novelty.task != "anomaly":
-        raise VerifyError(
-            Refusal.MALFORMED,
-            f"spec.lines[{spec.line}].novelty: task {spec.novelty.task or 'classification'!r}, "
-            "a novelty model is an anomaly model",
-        )
-    return _model(spec.novelty, spec, "novelty")

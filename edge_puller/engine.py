@@ -20,14 +20,15 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from edge_puller.gatewindow import GateWindow, Sample, judge
 from edge_puller.runtime import Frame, Inputs, LoadedModel, Prediction, preprocess
-from edge_puller.target import Roi, Stage
-from linefleet_core.fleet import HealthGates
+from edge_puller.target import DEFAULT_GATES, Roi
 from linefleet_core.modelio import Box
+from linefleet_core.refs import CandidateStage
+from linefleet_core.wire import HealthGatesSpec
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ class LineModels:
     serving: LoadedModel
     standby: LoadedModel | None = None
     candidate: LoadedModel | None = None
-    stage: Stage | None = None
+    stage: CandidateStage | None = None
     canary_fraction: float = 0.0
-    gates: HealthGates = field(default_factory=HealthGates)
+    gates: HealthGatesSpec = DEFAULT_GATES
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Decision:
     confidence: float
     serving: Outcome | None
     candidate: Outcome | None = None
-    stage: Stage | None = None
+    stage: CandidateStage | None = None
     error: str = ""
     candidate_error: str = ""
 
@@ -239,7 +240,9 @@ class Engine:
                 **self._lines,
                 models.key: replace(current, candidate=None, stage=None, canary_fraction=0.0),
             }
-        self.events.put(EngineEvent(kind, models.key, reason, message, spec.ref, spec.sha256))
+        self.events.put(
+            EngineEvent(kind, models.key, reason, message, spec.ref, spec.artifact.sha256)
+        )
 
 
 def _outcome_of(model: LoadedModel, prediction: Prediction) -> Outcome:

@@ -46,9 +46,9 @@ from edge_puller.steps import (
     Verify,
     Wait,
 )
+from edge_puller.target import DEFAULT_GATES, DEFAULT_TELEMETRY
 from linefleet_core.errors import TemporaryError, UsageError
-from linefleet_core.fleet import HealthGates, TelemetryPolicy
-from linefleet_core.wire import EventType
+from linefleet_core.wire import EventType, HealthGatesSpec
 
 
 class Context(Observable, Emitter, Protocol):
@@ -63,33 +63,35 @@ class Context(Observable, Emitter, Protocol):
         """Queue a report of what the device holds, runs and measures now (no state change)."""
 
 
-def line_models(ctx: Context, key: str, active: ActiveLine, gates: HealthGates) -> LineModels:
+def line_models(ctx: Context, key: str, active: ActiveLine, gates: HealthGatesSpec) -> LineModels:
     """The engine's view of an A/B assignment, from sessions already loaded."""
 
     def session(sha: str | None) -> LoadedModel | None:
         return ctx.cache.get(sha) if sha else None
 
-    serving = session(active.serving.sha256 if active.serving else None)
+    serving = session(active.serving.artifact.sha256 if active.serving else None)
     if serving is None:
         raise RuntimeError(f"{key}: serving model is not loaded")  # the planner loads it first
     candidate = active.candidate
-    loaded_candidate = session(candidate.model.sha256) if candidate else None
+    loaded_candidate = session(candidate.artifact.sha256) if candidate else None
     return LineModels(
         key=key,
         serving=serving,
-        standby=session(active.standby.sha256 if active.standby else None),
+        standby=session(active.standby.artifact.sha256 if active.standby else None),
         candidate=loaded_candidate,
         stage=candidate.stage if candidate and loaded_candidate else None,
-        canary_fraction=candidate.canary_fraction if candidate and loaded_candidate else 0.0,
+        canary_fraction=(candidate.canary_fraction or 0.0)
+        if candidate and loaded_candidate
+        else 0.0,
         gates=gates,
     )
 
 
-def _gates(ctx: Context, line: str) -> HealthGates:
+def _gates(ctx: Context, line: str) -> HealthGatesSpec:
     target = ctx.state.target
     if target is not None and line in target.lines:
-        return target.lines[line].gates
-    return HealthGates()
+        return target.lines[line].health_gates
+    return DEFAULT_GATES
 
 
 def resume(ctx: Context, step: Resume) -> None:
@@ -97,21 +99,23 @@ def resume(ctx: Context, step: Resume) -> None:
 
 
 def download(ctx: Context, step: Download) -> None:
-    ctx.store.download(step.model.url, step.model.sha256, step.model.size)
+    artifact = step.model.artifact
+    ctx.store.download(artifact.url, artifact.sha256, artifact.size)
 
 
 def verify(ctx: Context, step: Verify) -> None:
-    ctx.store.verify(step.model.sha256, step.model.size, step.resumed)
+    ctx.store.verify(step.model.artifact.sha256, step.model.artifact.size, step.resumed)
 
 
 def load(ctx: Context, step: LoadAndSmokeTest) -> None:
+    sha = step.model.artifact.sha256
     try:
-        ctx.cache.load(ctx.store.path(step.model.sha256), step.model)
+        ctx.cache.load(ctx.store.path(sha), step.model)
     except ModelLoadError:
-        if ctx.store.intact(step.model.sha256):
+        if ctx.store.intact(sha):
             raise  # the model itself is bad: a permanent failure for this generation
         # The stored copy rotted on disk: drop it, and the next plan downloads it again.
-        ctx.store.discard(step.model.sha256)
+        ctx.store.discard(sha)
         message = f"{step.model.ref}: stored copy is corrupt; downloading again"
         raise TemporaryError(message) from None
 
@@ -130,14 +134,14 @@ def activate(ctx: Context, step: Activate) -> None:
         "standby-switch" if from_standby else "desired-state",
         f"{step.line}: serving {new}"
         + (f" (was {old})" if old and old != new else "")
-        + (f", {candidate.stage} {candidate.model.ref}" if candidate else ""),
+        + (f", {candidate.stage} {candidate.ref}" if candidate else ""),
         line=step.line,
         details={
             "from": old,
             "to": new,
             "slot": step.active.serving_slot,
             "standby": step.active.standby.ref if step.active.standby else None,
-            "candidate": candidate.model.ref if candidate else None,
+            "candidate": candidate.ref if candidate else None,
             "stage": candidate.stage if candidate else None,
         },
     )
@@ -145,13 +149,14 @@ def activate(ctx: Context, step: Activate) -> None:
 
 def mark_applied(ctx: Context, step: MarkApplied) -> None:
     target = ctx.state.target
-    assert target is not None and target.generation == step.generation
+    assert target is not None and target.document.generation == step.generation
+    doc = target.document
     ctx.save(
         replace(
             ctx.state,
-            applied_generation=target.generation,
-            applied_hash=target.content_hash,
-            applied_commit=target.commit,
+            applied_generation=doc.generation,
+            applied_hash=doc.content_hash,
+            applied_commit=doc.commit,
         )
     )
 
@@ -169,7 +174,7 @@ def mark_spool(ctx: Context, step: MarkSpool) -> None:
         with ctx.lock:  # the link uploads from the spools it finds here
             spool = ctx.spools.get(step.line)
             if spool is None:
-                policy = line.telemetry if line else TelemetryPolicy()  # retired: default budget
+                policy = line.telemetry if line else DEFAULT_TELEMETRY  # retired: default budget
                 spool = Spool(spool_folder(ctx.state_dir / "spool", step.line), policy)
                 ctx.spools[step.line] = spool
         if not step.retired:

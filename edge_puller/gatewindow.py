@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_puller.target import Stage
 from linefleet_core import gaterules
-from linefleet_core.fleet import HealthGates
 from linefleet_core.gaterules import Gate
+from linefleet_core.refs import CandidateStage
+from linefleet_core.wire import HealthGatesSpec
 
 GATE_WINDOW = 200
 """Candidate frames the gates look back over."""
@@ -89,8 +89,8 @@ class GateWindow:
 
 def judge(
     window: GateWindow,
-    gates: HealthGates,
-    stage: Stage | None,
+    gates: HealthGatesSpec,
+    stage: CandidateStage | None,
     ref: str,
     min_frames: int = MIN_GATE_FRAMES,
     min_latency_samples: int = MIN_LATENCY_SAMPLES,

@@ -83,7 +83,7 @@ def rolled_back(state: LocalState, request: Request) -> Done:
     new = replace(
         state,
         active={**state.active, request.line: swapped},
-        failures={**state.failures, bad.sha256: failure},
+        failures={**state.failures, bad.artifact.sha256: failure},
     )
     event = {
         "type": "rollback",
@@ -183,7 +183,7 @@ def _directly(state_dir: Path, request: Request) -> Outcome:
     store.save(done.state)  # the agent resumes this assignment when it starts
     outbox = Outbox(state_dir / "outbox.db")
     try:
-        site, device = state.target.site, state.target.device
+        site, device = state.target.document.site, state.target.document.device
         build = event_builder(site=site, device=device, generation=state.generation, **done.event)
         outbox.put_event(topic(site, device, Channel.EVENTS), build)
     finally:

@@ -5,12 +5,14 @@ The MQTT thread only queues payloads (`Agent.offer_desired`); the loop takes the
 start of each tick. Removal from the fleet is a signed tombstone (`kind: Removed`), verified
 like a document and newer than the replay floor; an empty payload (the retained `desired`
 cleared: unsigned, anyone with write access could send it) is refused (`unsigned-removal`) and
-changes nothing. Anything else goes through `edge_puller/desired.py` (size, JSON, protocol,
-pinned key, signature, schema, content hash, addressee, generation against the replay floor of
-each pinned key); a refusal becomes a `refused-document` event and the incumbent keeps
-serving. A verified document that only repeats the one held (perhaps re-signed with another
-key) just records who signed it; a new one is written to `state.json` atomically, and only the
-plan that follows acts on it.
+changes nothing. Every other payload goes once through `edge_puller/desired.receive` (size,
+JSON, protocol, pinned key, signature, schema, content hash, addressee, generation against the
+replay floor of each pinned key, then the edge's own checks), which parses it once and answers
+a typed removal or a typed document with the JSON object as received; a refusal becomes a
+`refused-document` event (with the generation the payload claims, read in that same parse) and
+the incumbent keeps serving. A verified document that only repeats the one held (perhaps
+re-signed with another key) just records who signed it; a new one is written to `state.json`
+atomically, and only the plan that follows acts on it.
 
 Intake is the one writer of the local state besides the executors: persisting a verified
 document before anything acts on it is its whole job. It reads and writes through `Intake`,
@@ -19,19 +21,18 @@ the few parts it needs (the agent has them).
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from dataclasses import replace
 from typing import Protocol
 
-from edge_puller.desired import accept, removal_of
+from edge_puller.desired import receive
 from edge_puller.events import Emitter
 from edge_puller.state import LocalState
 from linefleet_core.backoff import Backoff
 from linefleet_core.highwater import floor
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError
-from linefleet_core.wire import MAX_DESIRED_BYTES, Applied
+from linefleet_core.wire import Applied, Removal
 
 UNSIGNED_REMOVAL = Refusal.UNSIGNED_REMOVAL.value
 
@@ -74,47 +75,30 @@ def _accept(agent: Intake, payload: bytes) -> None:
     if gone and (held is None or gone >= held.generation):  # nothing older than the removal
         held = Applied(generation=gone, content_hash="0" * 64)
     try:
-        removal = removal_of(payload, agent.trusted_keys, agent.device, held)
-        if removal is not None:
-            if agent.state.removed_at is None or removal.generation > gone:  # persisted
-                state = replace(agent.state, removed_at=time.time())
-                agent.save(replace(state, removed_generation=removal.generation))
-            agent.report()
-            return
-        raw, target = accept(payload, agent.trusted_keys, agent.device, held)
+        found = receive(payload, agent.trusted_keys, agent.device, held)  # parsed once
     except RecursionError:  # JSON nested deeper than the parser's stack
         exc = VerifyError(Refusal.MALFORMED, "JSON nested too deeply")
         agent.emit("refused-document", exc.reason.value, str(exc))
         return
     except VerifyError as exc:
-        agent.emit(
-            "refused-document",
-            exc.reason.value,
-            str(exc),
-            generation=_generation_of(payload),
-        )
+        agent.emit("refused-document", exc.reason.value, str(exc), generation=exc.generation)
+        return
+    if isinstance(found, Removal):
+        if agent.state.removed_at is None or found.generation > gone:  # persisted
+            state = replace(agent.state, removed_at=time.time())
+            agent.save(replace(state, removed_generation=found.generation))
+        agent.report()
         return
     if agent.state.removed_at is not None:  # a newer verified document: back in the fleet
         agent.save(replace(agent.state, removed_at=None))
-    held_target = agent.state.target
+    held_target, doc = agent.state.target, found.target.document
     if (
         held_target is not None
-        and target.generation == held_target.generation
-        and target.content_hash == held_target.content_hash
+        and doc.generation == held_target.document.generation
+        and doc.content_hash == held_target.document.content_hash
     ):
         # A duplicate (perhaps re-signed with another key): only remember who signed it.
-        agent.save(replace(agent.state.with_mark(raw, target), last_sync=time.time()))
+        agent.save(replace(agent.state.with_mark(found.target), last_sync=time.time()))
         return
-    agent.save(agent.state.with_desired(raw, target))  # persist before acting
+    agent.save(agent.state.with_desired(found.raw, found.target))  # persist before acting
     agent.backoff.reset()
-
-
-def _generation_of(payload: bytes) -> int | None:
-    """The generation a refused document claims, if it can be read cheaply and safely."""
-    if len(payload) > MAX_DESIRED_BYTES:
-        return None
-    try:
-        value = json.loads(payload).get("generation")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

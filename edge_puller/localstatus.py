@@ -35,7 +35,7 @@ def local_status(state_dir: Path) -> dict[str, Any]:
                 "serving": active.serving.ref if active and active.serving else None,
                 "serving_slot": active.serving_slot if active else None,
                 "standby": active.standby.ref if active and active.standby else None,
-                "candidate": candidate.model.ref if candidate else None,
+                "candidate": candidate.ref if candidate else None,
                 "stage": candidate.stage if candidate else None,
                 "desired_serving": wanted.serving.ref if wanted else None,
                 "spool": _spool(state_dir, key),
@@ -59,11 +59,11 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         "condition": condition.type.value,
         "reason": condition.reason.value,
         "message": condition.message,
-        "site": target.site if target else None,
-        "device": target.device if target else None,
+        "site": target.document.site if target else None,
+        "device": target.document.device if target else None,
         "generation": state.generation,
         "applied_generation": state.applied_generation,
-        "commit": target.commit if target else None,
+        "commit": target.document.commit if target else None,
         "last_sync": last_sync,
         "removed_at": removed_at,
         "outbox": outbox,
@@ -125,7 +125,7 @@ def _condition(
             ConditionType.PROGRESSING, Reason.NO_DESIRED_STATE, "no desired state received yet"
         )
     serving_failed = [
-        ln.serving.ref for ln in target.lines.values() if ln.serving.sha256 in failures
+        ln.serving.ref for ln in target.lines.values() if ln.serving.artifact.sha256 in failures
     ]
     if serving_failed:
         return Condition(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from edge_puller.state import ActiveLine, Failure
 from edge_puller.target import Target
+from linefleet_core.refs import CandidateStage
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Running:
     serving: str
     standby: str | None = None
     candidate: str | None = None
-    stage: str | None = None
+    stage: CandidateStage | None = None
     canary_fraction: float = 0.0
 
     @classmethod
@@ -30,11 +31,11 @@ class Running:
             return None
         candidate = active.candidate
         return cls(
-            serving=active.serving.sha256,
-            standby=active.standby.sha256 if active.standby else None,
-            candidate=candidate.model.sha256 if candidate else None,
+            serving=active.serving.artifact.sha256,
+            standby=active.standby.artifact.sha256 if active.standby else None,
+            candidate=candidate.artifact.sha256 if candidate else None,
             stage=candidate.stage if candidate else None,
-            canary_fraction=candidate.canary_fraction if candidate else 0.0,
+            canary_fraction=(candidate.canary_fraction or 0.0) if candidate else 0.0,
         )
 
 

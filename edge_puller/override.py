@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from edge_puller.events import event_builder
 from edge_puller.outbox import Outbox
 from edge_puller.recent import Recorded, lookup
 from edge_puller.state import LocalState, StateStore
+from edge_puller.target import Target
 from linefleet_core.errors import LinefleetError, PermanentError, UsageError
-from linefleet_core.wire import Channel, DesiredState, EventType, FrameError, decode_frame, topic
+from linefleet_core.wire import Channel, EventType, FrameError, decode_frame, topic
 
 MAX_INSPECTOR = 128
 MAX_NOTE = 1000
@@ -86,12 +85,12 @@ def queue_overrides(state_dir: Path, requests: Sequence[OverrideRequest]) -> lis
     is a `UsageError` if any of them is one (an unknown frame may just not be recorded yet)."""
     state = _read_state(state_dir)
     target = state.target
-    if target is None or state.document is None:
+    if target is None:
         raise UsageError(
             f"--state-dir {state_dir}: no desired state received yet, so no taxonomy to check "
             "the class against"
         )
-    taxonomies = _taxonomies(state.document, state_dir)
+    taxonomies = _taxonomies(target)
     checked: list[_Checked] = []
     errors: list[LinefleetError] = []
     seen: dict[tuple[str, str], OverrideRequest] = {}
@@ -114,8 +113,8 @@ def queue_overrides(state_dir: Path, requests: Sequence[OverrideRequest]) -> lis
     builders = [
         (
             event_builder(
-                site=target.site,
-                device=target.device,
+                site=target.document.site,
+                device=target.document.device,
                 type=EventType.INSPECTION_OVERRIDE.value,
                 reason="inspector",
                 message=f"{c.details['inspector']}: frame {c.request.frame_id} is "
@@ -125,12 +124,14 @@ def queue_overrides(state_dir: Path, requests: Sequence[OverrideRequest]) -> lis
                 details=c.details,
                 install=outbox.install,
             ),
-            (topic(target.site, target.device, Channel.FRAMES), c.decided.frame),
+            (topic(target.document.site, target.document.device, Channel.FRAMES), c.decided.frame),
         )
         for c in checked
     ]
     try:
-        seqs = outbox.put_events(topic(target.site, target.device, Channel.EVENTS), builders)
+        seqs = outbox.put_events(
+            topic(target.document.site, target.document.device, Channel.EVENTS), builders
+        )
     finally:
         outbox.close()
     return [
@@ -224,10 +225,6 @@ def _read_state(state_dir: Path) -> LocalState:
         raise PermanentError(f"{path}: unreadable local state: {exc}") from None
 
 
-def _taxonomies(document: dict[str, Any], state_dir: Path) -> dict[str, tuple[str, list[str]]]:
-    """Per line of the persisted desired document: its taxonomy ref and classes."""
-    try:
-        desired = DesiredState.model_validate(document)
-    except ValidationError as exc:
-        raise PermanentError(f"{state_dir / StateStore.FILE}: desired document: {exc}") from None
-    return {s.line: (s.taxonomy.ref, list(s.taxonomy.classes)) for s in desired.spec.lines}
+def _taxonomies(target: Target) -> dict[str, tuple[str, list[str]]]:
+    """Per line of the held desired document: its taxonomy ref and classes."""
+    return {key: (s.taxonomy.ref, list(s.taxonomy.classes)) for key, s in target.lines.items()}

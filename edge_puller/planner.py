@@ -38,7 +38,8 @@ from edge_puller.steps import (
     Verify,
     Wait,
 )
-from edge_puller.target import CandidateSpec, LineTarget, ModelSpec, Target
+from edge_puller.target import Target
+from linefleet_core.wire import CandidateSpec, LineSpec, ModelSpec
 
 RETIRED_SPOOL_GRACE = 14 * 24 * 3600.0
 """How long a retired line's spool may keep uploading before what is left is discarded."""
@@ -48,7 +49,7 @@ def fingerprint(observed: Observed) -> str:
     """What a report says; a new report is due when it changes."""
     target = observed.target
     parts = [
-        f"g{target.generation if target else 0}",
+        f"g{target.document.generation if target else 0}",
         f"a{observed.applied_generation}",
         *(
             f"{line}={r.serving[:12]}/{(r.candidate or '-')[:12]}/{r.stage}"
@@ -60,22 +61,22 @@ def fingerprint(observed: Observed) -> str:
 
 
 def desired_active(
-    line: LineTarget, current: ActiveLine | None, failures: dict[str, Failure]
+    line: LineSpec, current: ActiveLine | None, failures: dict[str, Failure]
 ) -> ActiveLine | None:
     """The A/B assignment a line should have, or None when its serving model failed."""
-    if line.serving.sha256 in failures:
+    serving = line.serving.artifact.sha256
+    if serving in failures:
         return None
     candidate: CandidateSpec | None = line.candidate
-    if candidate is not None and candidate.model.sha256 in failures:
+    if candidate is not None and candidate.artifact.sha256 in failures:
         candidate = None
-    standby = line.previous if line.previous and line.previous.sha256 not in failures else None
+    previous = line.previous
+    standby = previous if previous and previous.artifact.sha256 not in failures else None
     if standby is None and current is not None and current.serving is not None:
         # No rollback target named: keep the model that served until now hot.
-        if current.serving.sha256 != line.serving.sha256:
-            standby = current.serving
-        else:
-            standby = current.standby
-    if standby is not None and standby.sha256 == line.serving.sha256:
+        moved = current.serving.artifact.sha256 != serving
+        standby = current.serving if moved else current.standby
+    if standby is not None and standby.artifact.sha256 == serving:
         standby = None
     if current is None:
         return ActiveLine(line.serving, standby, "a", candidate)
@@ -84,7 +85,7 @@ def desired_active(
 
 def _without_failed_candidate(active: ActiveLine, failures: dict[str, Failure]) -> ActiveLine:
     """A candidate the engine dropped (or that failed) is never resumed, even for a moment."""
-    if active.candidate is not None and active.candidate.model.sha256 in failures:
+    if active.candidate is not None and active.candidate.artifact.sha256 in failures:
         return ActiveLine(active.slot_a, active.slot_b, active.serving_slot, None)
     return active
 
@@ -92,20 +93,20 @@ def _without_failed_candidate(active: ActiveLine, failures: dict[str, Failure]) 
 def _active_models(active: ActiveLine) -> list[ModelSpec]:
     found = [m for m in (active.serving, active.standby) if m is not None]
     if active.candidate is not None:
-        found.append(active.candidate.model)
+        found.append(active.candidate)
     return found
 
 
 def _stage(model: ModelSpec, observed: Observed, planned: set[str]) -> list[Step]:
     """Steps that make `model` loaded, given what is stored, partial and loaded."""
-    sha = model.sha256
+    sha = model.artifact.sha256
     if sha in planned or sha in observed.loaded or sha in observed.failures:
         return []
     planned.add(sha)
     if sha in observed.stored:
         return [LoadAndSmokeTest(model)]
     have = observed.partial.get(sha, 0)
-    steps: list[Step] = [] if have == model.size else [Download(model)]
+    steps: list[Step] = [] if have == model.artifact.size else [Download(model)]
     return [*steps, Verify(model, resumed=have > 0), LoadAndSmokeTest(model)]
 
 
@@ -116,10 +117,10 @@ def plan(observed: Observed) -> list[Step]:
     # 1. After a restart, serve what the state says is active, before anything else.
     for key, persisted in sorted(observed.active.items()):
         active = _without_failed_candidate(persisted, observed.failures)
-        if active.serving is None or active.serving.sha256 not in observed.stored:
+        if active.serving is None or active.serving.artifact.sha256 not in observed.stored:
             # The serving model's file is gone (rotted and discarded): inspect with the
             # standby until staging below brings the serving model back.
-            if active.standby is None or active.standby.sha256 not in observed.stored:
+            if active.standby is None or active.standby.artifact.sha256 not in observed.stored:
                 continue
             if active.serving_slot == "a":
                 active = ActiveLine(None, active.slot_b, "b")
@@ -128,10 +129,11 @@ def plan(observed: Observed) -> list[Step]:
         runs = Running.of(active)
         if runs is None or observed.running.get(key) == runs:
             continue
-        usable = [m for m in _active_models(active) if m.sha256 in observed.stored]
+        usable = [m for m in _active_models(active) if m.artifact.sha256 in observed.stored]
         for model in usable:
-            if model.sha256 not in observed.loaded and model.sha256 not in planned:
-                planned.add(model.sha256)
+            sha = model.artifact.sha256
+            if sha not in observed.loaded and sha not in planned:
+                planned.add(sha)
                 steps.append(LoadAndSmokeTest(model))
         steps.append(Resume(key, active))
 
@@ -145,7 +147,7 @@ def plan(observed: Observed) -> list[Step]:
     by_role = (
         [ln.serving for ln in lines]
         + [ln.previous for ln in lines if ln.previous is not None]
-        + [ln.candidate.model for ln in lines if ln.candidate is not None]
+        + [ln.candidate for ln in lines if ln.candidate is not None]
         + [ln.novelty for ln in lines if ln.novelty is not None]
     )
     for model in by_role:
@@ -155,17 +157,18 @@ def plan(observed: Observed) -> list[Step]:
     stalled: list[str] = []
     converged = True
     for line in lines:
-        current = observed.active.get(line.key)
+        current = observed.active.get(line.line)
         wanted = desired_active(line, current, observed.failures)
         if wanted is None:
-            failure = observed.failures[line.serving.sha256]
-            stalled.append(f"{line.key}: {line.serving.ref} {failure.reason}: {failure.message}")
+            failure = observed.failures[line.serving.artifact.sha256]
+            stalled.append(f"{line.line}: {line.serving.ref} {failure.reason}: {failure.message}")
             converged = False
             continue
         if wanted != current:
-            steps.append(Activate(line.key, wanted, line.gates))
-    if converged and observed.applied_generation != target.generation:
-        steps.append(MarkApplied(target.generation))
+            steps.append(Activate(line.line, wanted, line.health_gates))
+    generation = target.document.generation
+    if converged and observed.applied_generation != generation:
+        steps.append(MarkApplied(generation))
 
     # 4. Retire lines the target no longer names; keep every model still referenced.
     for key in sorted(set(observed.active) - set(target.lines)):
@@ -173,11 +176,11 @@ def plan(observed: Observed) -> list[Step]:
     keep = {sha for sha in target.models() if sha not in observed.failures}
     for key, active in observed.active.items():
         if key in target.lines:
-            keep.update(m.sha256 for m in _active_models(active))
+            keep.update(m.artifact.sha256 for m in _active_models(active))
     for line in lines:
-        wanted = desired_active(line, observed.active.get(line.key), observed.failures)
+        wanted = desired_active(line, observed.active.get(line.line), observed.failures)
         if wanted is not None:
-            keep.update(m.sha256 for m in _active_models(wanted))
+            keep.update(m.artifact.sha256 for m in _active_models(wanted))
     steps = _finish(steps, observed, keep=frozenset(keep))
     steps += _spool_steps(observed, target)  # last: a spool problem never holds up the rest
     if stalled:

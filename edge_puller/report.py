@@ -2,8 +2,12 @@
 
 One `ReportedState` snapshot (protocol section 6): the desired and applied generations, per
 line the phase, the models running, messages about failed models, and the metrics window
-(which each report takes and restarts), plus the spool counters. `fit` keeps a report under
-the protocol's size limit by dropping per-camera and confusion details first.
+(which each report takes and restarts), plus the spool counters. The body is built once, checked
+once as the typed `ReportedState` (never send what the protocol refuses), and encoded once;
+`fit` keeps it under the protocol's size limit by dropping per-camera and confusion details
+first. It is not re-encoded from the typed model: the protocol's optional untyped parts
+(`outbox`, `cameras`, `lines[].spool`, the extra metrics) travel beside the typed fields, and
+the bytes stay the ones receivers always got.
 
 The report reads the device through `Reporting`, the few parts it needs (the agent has them);
 it changes nothing.
@@ -25,7 +29,7 @@ from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
 from edge_puller.spool import Spool
 from edge_puller.state import LocalState
-from linefleet_core.wire import MAX_REPORTED_BYTES, PROTOCOL, Applied
+from linefleet_core.wire import MAX_REPORTED_BYTES, PROTOCOL, Applied, ReportedState
 
 AGENT = "linefleet-edge/0.1.0"
 
@@ -53,12 +57,14 @@ class Reporting(Protocol):
 
 
 def build_report(agent: Reporting) -> bytes:
-    """The `ReportedState` snapshot (JSON bytes) of what the agent holds, runs and measures."""
+    """The `ReportedState` snapshot (JSON bytes, checked and fitted) of what the agent holds,
+    runs and measures."""
     state, target = agent.state, agent.state.target
     desired = applied = None
     if target is not None:
+        doc = target.document
         desired = Applied(
-            generation=target.generation, content_hash=target.content_hash, commit=target.commit
+            generation=doc.generation, content_hash=doc.content_hash, commit=doc.commit
         ).model_dump()
     if state.applied_generation and state.applied_hash:
         applied = Applied(
@@ -86,7 +92,8 @@ def build_report(agent: Reporting) -> bytes:
     }
     if agent.camera_status is not None:
         body["cameras"] = agent.camera_status()
-    return json.dumps(body, sort_keys=True).encode()
+    ReportedState.model_validate(body)  # never send what the protocol refuses
+    return fit(body)
 
 
 def _line_status(agent: Reporting, key: str) -> dict[str, Any]:
@@ -97,22 +104,25 @@ def _line_status(agent: Reporting, key: str) -> dict[str, Any]:
     messages = []
     phase = "pending"
     if wanted is not None:
-        failed = {m.sha256: agent.state.failures.get(m.sha256) for m in wanted.models()}
+        failures = agent.state.failures
+        shas = [m.artifact.sha256 for m in wanted.models()]
+        failed = {sha: failures.get(sha) for sha in shas}
         messages = [f"{sha[:12]} {f.reason}: {f.message}" for sha, f in failed.items() if f]
-        serving_failed = wanted.serving.sha256 in agent.state.failures
+        serving = wanted.serving.artifact.sha256
+        serving_failed = serving in failures
         candidate_failed = (
-            wanted.candidate is not None and wanted.candidate.model.sha256 in agent.state.failures
+            wanted.candidate is not None and wanted.candidate.artifact.sha256 in failures
         )
-        by_hand = agent.state.failures.get(wanted.serving.sha256)
+        by_hand = failures.get(serving)
         if by_hand is not None and by_hand.reason == REASON:
             phase = "rolled_back"  # an operator's rollback: it serves the previous model
         elif serving_failed:
             phase = "failed"
         elif active is not None and active.serving == wanted.serving:
             phase = "rolled_back" if candidate_failed else "serving"
-        elif agent.store.has(wanted.serving.sha256):
+        elif agent.store.has(serving):
             phase = "staged"
-        elif agent.store.partial_size(wanted.serving.sha256):
+        elif agent.store.partial_size(serving):
             phase = "downloading"
     elif active is not None:
         messages = ["no longer in the desired state"]
@@ -144,11 +154,12 @@ SIGNATURE_ROOM = 512
 """Bytes kept free for the device's signature (`edge_puller.link.sign_payload`)."""
 
 
-def fit(document: bytes) -> bytes:
-    """Keep a report under the protocol's size limit: drop per-camera and confusion details."""
+def fit(body: dict[str, Any]) -> bytes:
+    """`body` encoded, under the protocol's size limit: per-camera and confusion details are
+    dropped from it first when it would not fit."""
+    document = json.dumps(body, sort_keys=True).encode()
     if len(document) <= MAX_REPORTED_BYTES - SIGNATURE_ROOM:
         return document
-    body = json.loads(document)
     for line in body["lines"]:
         metrics = line.get("metrics") or {}
         for key in ("cameras", "confusion", "defect_rate_by_class"):

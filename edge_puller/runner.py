@@ -30,6 +30,7 @@ from edge_puller.recent import DEFAULT_CAPACITY
 from edge_puller.report import AGENT
 from edge_puller.sources import Source, Sources, check_cameras, lines_of
 from edge_puller.systemd import Watchdog, notify, watchdog_seconds
+from edge_puller.target import camera_ids
 from linefleet_core.errors import LinefleetError, UsageError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.oci import Credentials
@@ -189,7 +190,7 @@ def _frames(agent: Agent, options: RunOptions, source: Frames, sink: IO[str]) ->
 def _served(agent: Agent) -> dict[str, tuple[str, ...]]:
     """Each line of the current desired state and its cameras."""
     target = agent.state.target
-    return {key: line.cameras for key, line in target.lines.items()} if target else {}
+    return {key: camera_ids(line) for key, line in target.lines.items()} if target else {}
 
 
 def _check_sources(agent: Agent, sources: Sources) -> None:
@@ -297,7 +298,7 @@ def _camera(agent: Agent, line: str | None) -> str:
         return "camera"
     key = line or min(target.lines, default="")
     wanted = target.lines.get(key)
-    return wanted.cameras[0] if wanted else "camera"
+    return wanted.cameras[0].id if wanted else "camera"
 
 
 def _open_sink(path: Path | None) -> IO[str]:

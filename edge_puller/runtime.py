@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edge_puller.target import ModelSpec
 from linefleet_core.errors import PermanentError
 from linefleet_core.modelio import (
     Box,
@@ -30,6 +29,7 @@ from linefleet_core.modelio import (
     is_dynamic,
     prepare,
 )
+from linefleet_core.wire import ModelSpec
 
 Inputs = tuple[Tensor, list[Placement]]
 __all__ = ["Frame", "Tensor"]
@@ -54,22 +54,26 @@ class Prediction:
 
 def contract_of(spec: ModelSpec) -> Contract:
     """The model contract of a device model (v1 defaults where the desired state says nothing)."""
-    height, width = spec.height_width
+    given = spec.input
+    layout = given.layout or "NCHW"
+    _, a, b, c = given.shape
+    height, width = (b, c) if layout == "NCHW" else (a, b)
+    norm, tiling = given.normalize, given.tiling
     return Contract(
-        classes=spec.classes,
+        classes=tuple(spec.output_classes),
         height=height,
         width=width,
-        channels=1 if spec.color == "gray" else 3,
-        task=spec.task,
-        color=spec.color,
-        layout=spec.layout,
-        resize=spec.resize,
-        scale=spec.scale,
-        mean=spec.mean,
-        std=spec.std,
-        tiling=spec.tiling,
-        input_name=spec.input_name,
-        outputs=dict(spec.outputs),
+        channels=1 if given.color == "gray" else 3,
+        task=spec.task or "classification",
+        color=given.color,
+        layout=layout,
+        resize=given.resize or "stretch",
+        scale=norm.scale if norm else 1 / 255,
+        mean=tuple(norm.mean) if norm and norm.mean else None,
+        std=tuple(norm.std) if norm and norm.std else None,
+        tiling=(tiling.size, tiling.overlap) if tiling else None,
+        input_name=given.name,
+        outputs=spec.outputs.model_dump(exclude_none=True) if spec.outputs else {},
     )
 
 
@@ -81,7 +85,7 @@ class LoadedModel:
         self.session = session
         self.contract = contract_of(spec)
         first = session.get_inputs()[0]
-        self.input_name: str = spec.input_name or first.name
+        self.input_name: str = spec.input.name or first.name
         declared = {i.name: i for i in session.get_inputs()}.get(self.input_name, first)
         self.batched = bool(declared.shape) and is_dynamic(declared.shape[0])
         """The graph takes any batch size: all tiles of a frame go in one run."""
@@ -150,27 +154,27 @@ def _smoke_test(model: LoadedModel) -> None:
             )
     # A seeded noise texture, not a flat frame: some feature graphs divide by the frame's own
     # variation (the serving path refuses their non-finite outputs per frame instead).
-    texture = np.random.default_rng(0).random(spec.input_shape, dtype=np.float32)
+    texture = np.random.default_rng(0).random(spec.input.shape, dtype=np.float32)
     try:
         raw: list[Any] = model.session.run(model.outputs, {model.input_name: texture})
     except Exception as exc:
         raise ModelLoadError("smoke-failed", f"{spec.ref}: smoke inference failed: {exc}") from None
-    if spec.task == "classification" and not spec.outputs.get("logits"):
+    if model.contract.task == "classification" and not model.contract.outputs.get("logits"):
         _smoke_probabilities(spec, model.outputs[0], np.asarray(raw[0]))
     place = Placement(0, 0, 1.0, 1.0)
     try:
-        decide(model.contract, raw, [place] * spec.input_shape[0])
+        decide(model.contract, raw, [place] * spec.input.shape[0])
     except ValueError as exc:
         raise ModelLoadError("smoke-failed", f"{spec.ref}: {exc}") from None
 
 
 def _smoke_probabilities(spec: ModelSpec, name: str, out: Any) -> None:
-    expected = (spec.input_shape[0], len(spec.classes))
+    expected = (spec.input.shape[0], len(spec.output_classes))
     if out.shape != expected:
         raise ModelLoadError(
             "smoke-failed",
             f"{spec.ref}: {name} has shape {list(out.shape)}, expected {list(expected)} "
-            f"(the taxonomy has {len(spec.classes)} classes)",
+            f"(the taxonomy has {len(spec.output_classes)} classes)",
         )
     if not np.all(np.isfinite(out)) or np.any(np.abs(out.sum(axis=1) - 1.0) > 1e-3):
         raise ModelLoadError(
@@ -192,10 +196,10 @@ class ModelCache:
         return frozenset(self._models)
 
     def load(self, path: Path, spec: ModelSpec) -> LoadedModel:
-        model = self._models.get(spec.sha256)
+        model = self._models.get(spec.artifact.sha256)
         if model is None:
             model = load_model(path, spec, self.threads)
-            self._models[spec.sha256] = model
+            self._models[spec.artifact.sha256] = model
         return model
 
     def unload(self, sha256: str) -> None:

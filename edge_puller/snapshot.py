@@ -39,9 +39,9 @@ def snapshot(parts: Observable) -> Observed:
     for key, models in parts.engine.lines().items():
         candidate = models.candidate
         running[key] = Running(
-            serving=models.serving.spec.sha256,
-            standby=models.standby.spec.sha256 if models.standby else None,
-            candidate=candidate.spec.sha256 if candidate else None,
+            serving=models.serving.spec.artifact.sha256,
+            standby=models.standby.spec.artifact.sha256 if models.standby else None,
+            candidate=candidate.spec.artifact.sha256 if candidate else None,
             stage=models.stage,
             canary_fraction=models.canary_fraction,
         )

@@ -43,8 +43,7 @@ from edge_puller.novelty import Novelty, NoveltyScorer
 from edge_puller.runtime import Frame, LoadedModel
 from edge_puller.target import Roi
 from linefleet_core.atomic import clean_temps, write_atomic
-from linefleet_core.fleet import TelemetryPolicy
-from linefleet_core.wire import DetectedBox, FrameMeta, encode_frame
+from linefleet_core.wire import DetectedBox, FrameMeta, TelemetrySpec, encode_frame
 
 MB = 1024 * 1024
 Reason = Literal["defect", "novel", "uncertain", "disagreement", "audit"]
@@ -55,7 +54,7 @@ SUFFIX = ".lff"
 
 
 def keep_reason(
-    decision: Decision, policy: TelemetryPolicy, novelty: Novelty | None = None
+    decision: Decision, policy: TelemetrySpec, novelty: Novelty | None = None
 ) -> Reason | None:
     """Why this frame is worth keeping, before the audit sample (`AuditSampler`), or None."""
     if decision.label is None:
@@ -194,7 +193,7 @@ class SpoolCounters:
 
 
 class Spool:
-    def __init__(self, folder: Path, policy: TelemetryPolicy, jpeg_quality: int = 90) -> None:
+    def __init__(self, folder: Path, policy: TelemetrySpec, jpeg_quality: int = 90) -> None:
         self.folder = folder
         self.policy = policy
         self.jpeg_quality = jpeg_quality

@@ -15,8 +15,7 @@ from typing import Any
 
 from edge_puller.handrollback import Request
 from edge_puller.state import ActiveLine
-from edge_puller.target import ModelSpec
-from linefleet_core.fleet import HealthGates
+from linefleet_core.wire import HealthGatesSpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Activate:
 
     line: str
     active: ActiveLine
-    gates: HealthGates
+    gates: HealthGatesSpec
 
 
 @dataclass(frozen=True)

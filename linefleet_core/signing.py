@@ -203,9 +203,20 @@ class Refusal(enum.StrEnum):
 
 
 class VerifyError(PermanentError):
-    def __init__(self, reason: Refusal, message: str) -> None:
+    def __init__(self, reason: Refusal, message: str, generation: int | None = None) -> None:
         super().__init__(f"refused desired state ({reason.value}): {message}")
         self.reason = reason
+        self.generation = generation
+        """The generation the refused document claims, when it was readable JSON."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A verified payload on a `desired` topic: typed, and the JSON object as received (what
+    was signed, unknown fields included), parsed once."""
+
+    document: DesiredState | Removal
+    raw: dict[str, Any]
 
 
 def _reject_constant(name: str) -> Any:
@@ -244,7 +255,39 @@ def verify_document(
     """`verify()` for anything on a `desired` topic: a desired state or a signed removal
     tombstone (`kind: "Removed"`), checked the same way (a removal has no content hash; it
     must be newer than the generation held)."""
-    raw = _signed(payload, trusted_keys)
+    return verified(payload, trusted_keys, device=device, held=held, now=now).document
+
+
+def verified(
+    payload: bytes,
+    trusted_keys: TrustedKeys,
+    *,
+    device: str | None = None,
+    held: Applied | None = None,
+    now: float | None = None,
+) -> Verified:
+    """`verify_document()` returning the typed document with the JSON object it was read from
+    (a receiver that keeps the document as received need not parse the payload again). A
+    `VerifyError` carries the generation the payload claims, when it was readable."""
+    raw = _json_object(payload)
+    try:
+        return Verified(_checked(raw, trusted_keys, device=device, held=held, now=now), raw)
+    except VerifyError as exc:
+        claimed = raw.get("generation")
+        if type(claimed) is int:
+            exc.generation = claimed
+        raise
+
+
+def _checked(
+    raw: dict[str, Any],
+    trusted_keys: TrustedKeys,
+    *,
+    device: str | None,
+    held: Applied | None,
+    now: float | None,
+) -> DesiredState | Removal:
+    _signed(raw, trusted_keys)
     try:
         if raw.get("kind") == "Removed":
             doc: DesiredState | Removal = Removal.model_validate(raw)
@@ -314,8 +357,8 @@ def _epoch(moment: dt.datetime) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def _signed(payload: bytes, trusted_keys: TrustedKeys) -> dict[str, Any]:
-    """Steps 1-4 of docs/protocol.md 4.1: size, JSON, protocol, a valid pinned signature."""
+def _json_object(payload: bytes) -> dict[str, Any]:
+    """Steps 1-2 of docs/protocol.md 4.1: size, JSON (an object)."""
     if len(payload) > MAX_DESIRED_BYTES:
         raise VerifyError(Refusal.OVERSIZE, f"{len(payload)} bytes > {MAX_DESIRED_BYTES}")
     try:
@@ -324,6 +367,11 @@ def _signed(payload: bytes, trusted_keys: TrustedKeys) -> dict[str, Any]:
         raise VerifyError(Refusal.MALFORMED, f"not UTF-8 JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise VerifyError(Refusal.MALFORMED, "expected a JSON object")
+    return raw
+
+
+def _signed(raw: dict[str, Any], trusted_keys: TrustedKeys) -> None:
+    """Steps 3-4 of docs/protocol.md 4.1: protocol, a valid pinned signature."""
     if not speaks(raw.get("protocol")):
         raise VerifyError(
             Refusal.UNSUPPORTED_PROTOCOL,
@@ -346,4 +394,3 @@ def _signed(payload: bytes, trusted_keys: TrustedKeys) -> dict[str, Any]:
         key.verify(value, canonical_json(body))
     except (binascii.Error, InvalidSignature, ValueError):
         raise VerifyError(Refusal.BAD_SIGNATURE, "the signature does not match") from None
-    return raw

@@ -229,6 +229,11 @@ class TelemetrySpec(Sparse):
     audit_rate: Fraction | None = None
     novelty_threshold: float | None = Field(default=None, gt=0)
 
+    @property
+    def uncertain_at(self) -> float:
+        """The top confidence at or below which a frame is uncertain (as the policy's)."""
+        return self.uncertainty_band[1] if self.uncertain_below is None else self.uncertain_below
+
 
 class HealthGatesSpec(Wire):
     max_error_rate: float
@@ -250,6 +255,14 @@ class LineSpec(Sparse):
     health_gates: HealthGatesSpec
     novelty: ModelSpec | None = None
     """The line's input-novelty model (task `anomaly`); absent: frame-statistics novelty."""
+
+    def models(self) -> list[ModelSpec]:
+        """Every model the line needs on disk and loaded: serving, candidate, previous, novelty."""
+        found = [self.serving]
+        for model in (self.candidate, self.previous, self.novelty):
+            if model is not None:
+                found.append(model)
+        return found
 
 
 class DeviceSpec(Wire):

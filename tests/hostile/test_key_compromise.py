@@ -84,7 +84,7 @@ def test_a_forged_huge_generation_no_longer_binds_after_the_rotation(tmp_path: P
 
     def serving(agent: Agent) -> str:
         active = agent.state.active["plant/line-1"].serving
-        return active.sha256 if active else ""
+        return active.artifact.sha256 if active else ""
 
     # Rotation: both keys pinned; the reconciler re-signs what the device holds with the new key.
     agent = device(OLD, NEW)

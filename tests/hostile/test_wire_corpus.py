@@ -37,7 +37,7 @@ def test_the_baseline_document_is_accepted() -> None:
     doc = verify(payload, PINNED, device=wc.DEVICE, held=wc.held())
     assert doc.generation == wc.HELD + 1
     _, target = accept(payload, PINNED, wc.DEVICE, wc.held())
-    assert target.device == wc.DEVICE
+    assert target.document.device == wc.DEVICE
 
 
 @pytest.mark.parametrize("case", _params(wc.DESIRED_CASES))

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 from edge_puller.agent import Agent
-from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
+from linefleet_core.wire import ModelSpec
 from tests.unit.edge.documents import desired, line_doc
 
 
 def main(state_dir: Path, models_json: Path, key_pem: Path, artifact_root: Path) -> None:
     key = SigningKey.from_pem(key_pem.read_bytes(), str(key_pem))
-    models = [ModelSpec.from_dict(m) for m in json.loads(models_json.read_text())]
+    models = [ModelSpec.model_validate(m) for m in json.loads(models_json.read_text())]
     keys = {key.key_id: key.public}
     agent = Agent("plant", "dev-1", state_dir, keys, file_roots=[artifact_root])
     generation = agent.state.generation

@@ -111,9 +111,9 @@ def test_prune_keeps_only_what_is_asked(tmp_path: Path) -> None:
 
 def test_agent_converges_through_a_flaky_http_server(tmp_path: Path) -> None:
     from edge_puller.agent import Agent
-    from edge_puller.target import ModelSpec
     from linefleet_core.signing import SigningKey
     from tests.support.onnx_models import CLASSES, build
+    from tests.support.wiremodels import model_spec
     from tests.unit.edge.documents import desired, line_doc
 
     data = build(pad_bytes=400_000)
@@ -121,7 +121,7 @@ def test_agent_converges_through_a_flaky_http_server(tmp_path: Path) -> None:
     key = SigningKey.generate()
     agent = Agent("plant", "dev-1", tmp_path / "state", {key.key_id: key.public})
     with serve(files) as base:
-        spec = ModelSpec(
+        spec = model_spec(
             "m@1",
             hashlib.sha256(data).hexdigest(),
             len(data),

@@ -62,7 +62,7 @@ def test_canary_that_turns_bad_after_a_good_start_is_dropped(tmp_path: Path) -> 
     assert (after.decided_by, after.model, after.label) == ("serving", "inc@1", "scratch")
 
     agent.tick()  # the engine's decision becomes a local failure and an event
-    assert candidate.sha256 in agent.state.failures
+    assert candidate.artifact.sha256 in agent.state.failures
     events = []
     while (message := agent.outbox.first()) is not None:
         if message.topic.endswith("/events"):

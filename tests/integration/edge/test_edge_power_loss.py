@@ -43,9 +43,9 @@ def _check(state_dir: Path) -> str | None:
     if active is None or active.serving is None:
         return None
     spec = active.serving
-    path = state_dir / "models" / spec.sha256
+    path = state_dir / "models" / spec.artifact.sha256
     assert path.is_file(), f"active model {spec.ref} is missing"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.artifact.sha256
     load_model(path, spec)  # loads and passes the smoke test
     return spec.ref
 
@@ -65,7 +65,7 @@ def test_sigkill_at_random_moments_never_corrupts_state(tmp_path: Path) -> None:
         for n in (1, 2, 3)
     ]
     catalogue = tmp_path / "models.json"
-    catalogue.write_text(json.dumps([m.to_dict() for m in models]))
+    catalogue.write_text(json.dumps([m.model_dump(mode="json") for m in models]))
     state_dir = tmp_path / "state"
     rng = random.Random(int(os.environ.get("LINEFLEET_POWERLOSS_SEED", "7")))
     served: list[str | None] = []

@@ -111,7 +111,7 @@ def test_bundle_import_applies_offline_and_refuses_tampering(
             if (state / "state.json").exists()
             else {}
         )
-        assert held.get("target") is None, f"{what}: nothing may be accepted"
+        assert held.get("document") is None, f"{what}: nothing may be accepted"
         assert not list((state / "models").glob("*[0-9a-f]")) or what != "a model's bytes"
     assert _import(path, tmp_path / "unpinned", _pub(other)) == 1
     assert "not pinned" in capsys.readouterr().err
@@ -120,7 +120,7 @@ def test_bundle_import_applies_offline_and_refuses_tampering(
     assert _import(path, state, keys["public"]) == 0, capsys.readouterr().err
     assert "3 model(s) staged from the bundle" in capsys.readouterr().out
     held = json.loads((state / "state.json").read_text())
-    assert held["applied_generation"] == manifest["generation"] == held["generation"]
+    assert held["applied_generation"] == manifest["generation"] == held["document"]["generation"]
     assert _import(path, state, keys["public"]) == 0  # again: the same document, nothing new
     assert "0 model(s) staged" in capsys.readouterr().out
 

@@ -216,8 +216,8 @@ def test_two_sites_converge_through_their_own_mirrors_never_the_central_registry
             for device, site in (("toledo-edge-1", "toledo"), ("dresden-edge-1", "dresden")):
                 state = json.loads((tmp_path / device / "state" / "state.json").read_text())
                 urls = {
-                    m["url"]
-                    for line in state["target"]["lines"].values()
+                    m["artifact"]["url"]
+                    for line in state["document"]["spec"]["lines"]
                     for m in (line["serving"], line["previous"] or line["serving"])
                 }
                 assert {parse_ref(u).host for u in urls} == {mirrors[site]}

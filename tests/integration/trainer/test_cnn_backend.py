@@ -13,9 +13,9 @@ import onnx
 import pytest
 
 from edge_puller.runtime import load_model, preprocess
-from edge_puller.target import ModelSpec
 from linefleet.cli import main
 from tests.support.torchreq import require_torch
+from tests.support.wiremodels import model_spec
 from trainer.frames import FrameStore
 from trainer.tracking import Tracker
 from trainer.workspace import Workspace
@@ -61,7 +61,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     # The edge's own runtime: load + smoke test, the contract's preprocessing, decisions.
     data = artifact.read_bytes()
     classes = ("ok", "scratch", "contamination", "spot")
-    spec = ModelSpec(
+    spec = model_spec(
         ref="surface-cnn@9",
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from edge_puller.state import LocalState
 from edge_puller.target import Target
 from linefleet_core.highwater import floor, marked, signer
 from linefleet_core.signing import SigningKey
-from linefleet_core.wire import Applied
+from linefleet_core.wire import Applied, DesiredState
+from tests.support.wiredocs import desired_envelope
+from tests.support.wiremodels import model_spec
+from tests.unit.edge.documents import line_doc
 
 A, B, C = (SigningKey.generate() for _ in range(3))
+MODEL = model_spec("m@1", "1" * 64, 10, "file:///m1", ("ok", "scratch"), (1, 3, 8, 8))
 PINNED = {A.key_id: A.public, B.key_id: B.public}
 
 
@@ -37,19 +43,23 @@ def test_the_signer_is_read_loosely() -> None:
     assert signer({}) is None
 
 
-def _target(generation: int) -> Target:
-    return Target("plant", "dev-1", generation, "0" * 40, f"{generation:064x}", {}, 60)
+def _signed(generation: int) -> tuple[dict[str, Any], Target]:
+    """A document signed by A (as received) and the device's `Target` of it."""
+    spec = {"heartbeat_seconds": 60, "lines": [line_doc(MODEL)]}
+    document = A.sign(desired_envelope("plant", "dev-1", generation, spec))
+    return document, Target(DesiredState.model_validate(document))
 
 
 def test_edge_state_marks_the_signing_key_and_keeps_the_marks_across_a_restart() -> None:
-    document = {"generation": 7, "signature": {"key_id": A.key_id}}
-    state = LocalState().with_desired(document, _target(7))
-    assert state.marks == {A.key_id: mark(7)}
+    document, target = _signed(7)
+    state = LocalState().with_desired(document, target)
+    assert state.marks == {A.key_id: Applied(generation=7, content_hash=document["content_hash"])}
     assert LocalState.from_dict(state.to_dict()).marks == state.marks
 
 
 def test_a_state_written_before_marks_existed_marks_its_documents_key() -> None:
-    document = {"generation": 7, "signature": {"key_id": A.key_id}}
-    old = LocalState().with_desired(document, _target(7)).to_dict()
+    document, target = _signed(7)
+    old = LocalState().with_desired(document, target).to_dict()
     del old["marks"]
-    assert LocalState.from_dict(old).marks == {A.key_id: mark(7)}
+    held = Applied(generation=7, content_hash=document["content_hash"])
+    assert LocalState.from_dict(old).marks == {A.key_id: held}

@@ -19,6 +19,7 @@ from linefleet_core.signing import (
     canonical_json,
     content_hash,
     load_trusted_keys,
+    verified,
     verify,
 )
 from linefleet_core.wire import MAX_DESIRED_BYTES, Applied
@@ -96,6 +97,26 @@ def test_a_signed_document_verifies_and_round_trips() -> None:
     assert doc.generation == 3
     assert doc.signature is not None and doc.signature.key_id == KEY.key_id
     assert doc.spec.lines[0].serving.ref == "surface-cnn@2"
+
+
+def test_verified_gives_the_typed_document_and_the_object_as_received() -> None:
+    payload = signed({**document(), "added_later": {"x": 1}})
+    checked = verified(payload, TRUSTED, device="tol-edge-01")
+    assert checked.raw == json.loads(payload)  # unknown fields kept: what was signed
+    assert checked.document == verify(payload, TRUSTED, device="tol-edge-01")
+
+
+def test_a_refusal_names_the_generation_the_payload_claims() -> None:
+    with pytest.raises(VerifyError) as stale:
+        verified(signed(document(2)), TRUSTED, held=Applied(generation=3, content_hash="0" * 64))
+    assert (stale.value.reason, stale.value.generation) == (Refusal.STALE, 2)
+    with pytest.raises(VerifyError) as forged:
+        verified(signed(document(7), SigningKey.generate()), TRUSTED)
+    assert (forged.value.reason, forged.value.generation) == (Refusal.UNKNOWN_KEY, 7)
+    for junk in (b"{not json", b"[7]", canonical_json({"generation": True})):
+        with pytest.raises(VerifyError) as unreadable:
+            verified(junk, TRUSTED)
+        assert unreadable.value.generation is None
 
 
 def test_canonical_json_is_sorted_compact_utf8_and_refuses_nan() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey, canonical_json
+from linefleet_core.wire import ModelSpec
 from tests.support.wiredocs import desired_envelope
 
 LINE = "plant/line-1"
@@ -13,14 +13,8 @@ TAXONOMY = {"ref": "surface-defects@1", "classes": ["ok", "scratch", "dent"]}
 
 
 def model_doc(spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "ref": spec.ref,
-        "artifact": {"url": spec.url, "sha256": spec.sha256, "size": spec.size},
-        "input": {"shape": list(spec.input_shape), "color": spec.color},
-        "output_classes": list(spec.classes),
-        "opset": 13,
-        "reference_stats": dict(spec.reference_stats),
-    }
+    """The model as a desired state writes it (a candidate's `stage` is the line's to add)."""
+    return spec.model_dump(mode="json", exclude={"stage", "canary_fraction"})
 
 
 def line_doc(
@@ -36,7 +30,7 @@ def line_doc(
     doc: dict[str, Any] = {
         "line": line,
         "cameras": [{"id": "cam-1", "fps": 10.0, "width": 64, "height": 48}],
-        "taxonomy": {**TAXONOMY, "classes": list(serving.classes)},
+        "taxonomy": {**TAXONOMY, "classes": list(serving.output_classes)},
         "serving": model_doc(serving),
         "telemetry": {
             "uncertainty_band": [0.35, 0.65],

@@ -14,9 +14,9 @@ from edge_puller.localstatus import local_status, render_text
 from edge_puller.outbox import Outbox
 from edge_puller.planner import RETIRED_SPOOL_GRACE
 from edge_puller.report import build_report
-from edge_puller.target import ModelSpec
 from linefleet_core.signing import SigningKey
-from linefleet_core.wire import Event, ReportedState
+from linefleet_core.wire import Event, ModelSpec, ReportedState
+from tests.support.wiremodels import model_spec
 from tests.unit.edge.documents import LINE, desired, line_doc
 from tests.unit.edge.helpers import spec_for
 
@@ -122,6 +122,21 @@ def test_forged_signature_is_refused(tmp_path: Path, models: dict[str, ModelSpec
     assert agent.state.target is None
 
 
+def test_a_document_the_edge_cannot_use_is_refused_with_its_generation(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    unusable = models["m1"].model_copy(
+        update={"input": models["m1"].input.model_copy(update={"shape": [1, 5, 32, 32]})}
+    )  # five channels for an rgb model: verified by signature, refused by the edge's check
+    agent.offer_desired(desired(KEY, 4, line_doc(unusable)))
+    _converge(agent, 1)
+    refused = [e for e in _events(agent) if e.type == "refused-document"]
+    assert [(e.reason, e.generation) for e in refused] == [("malformed", 4)]
+    assert "input.shape [1, 5, 32, 32]" in refused[0].message
+    assert agent.state.target is None
+
+
 def test_replayed_older_generation_is_refused(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
     agent = _agent(tmp_path / "state")
     old = desired(KEY, 1, line_doc(models["m1"]))
@@ -159,9 +174,8 @@ def test_wrong_hash_artifact_is_refused_and_the_incumbent_keeps_serving(
     tmp_path: Path, models: dict[str, ModelSpec]
 ) -> None:
     m1 = models["m1"]
-    bad = ModelSpec(
-        "inc@9", "e" * 64, models["m2"].size, models["m2"].url, m1.classes, m1.input_shape
-    )
+    art = models["m2"].artifact
+    bad = model_spec("inc@9", "e" * 64, art.size, art.url, m1.output_classes, m1.input.shape)
     agent = _agent(tmp_path / "state")
     agent.offer_desired(desired(KEY, 1, line_doc(m1)))
     _converge(agent)
@@ -178,8 +192,8 @@ def test_wrong_hash_artifact_is_refused_and_the_incumbent_keeps_serving(
 
 def test_wrong_class_count_model_falls_back(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
     two = spec_for(tmp_path / "src", "two", 4, classes=("ok", "scratch"))
-    liar = ModelSpec(  # the document claims 3 classes, the graph outputs 2
-        two.ref, two.sha256, two.size, two.url, models["m1"].classes, two.input_shape
+    liar = two.model_copy(  # the document claims 3 classes, the graph outputs 2
+        update={"output_classes": models["m1"].output_classes}
     )
     agent = _agent(tmp_path / "state")
     agent.offer_desired(desired(KEY, 1, line_doc(models["m1"], candidate=liar, stage="shadow")))
@@ -353,7 +367,7 @@ def test_oversize_report_drops_details_to_fit_the_protocol() -> None:
             {"line": LINE, "message": "x" * 5000, "metrics": {"frames": 3, "cameras": cameras}}
         ]
     }
-    fitted = json.loads(_fit(json.dumps(body).encode()))
+    fitted = json.loads(_fit(body))
     assert len(json.dumps(fitted)) <= MAX_REPORTED_BYTES
     assert fitted["lines"][0]["metrics"] == {"frames": 3}
     assert len(fitted["lines"][0]["message"]) == 200
@@ -393,8 +407,8 @@ def test_without_an_artifact_root_every_file_url_is_refused(
     assert [e.reason for e in refused] == ["no-artifact-root"]
     assert "no --artifact-root given" in refused[0].message
     assert agent.state.applied_generation == 0
-    assert not agent.store.has(models["m1"].sha256)
-    assert agent.state.failures[models["m1"].sha256].reason == "no-artifact-root"
+    assert not agent.store.has(models["m1"].artifact.sha256)
+    assert agent.state.failures[models["m1"].artifact.sha256].reason == "no-artifact-root"
 
 
 def test_a_stored_model_that_rotted_on_disk_is_downloaded_again(
@@ -404,12 +418,12 @@ def test_a_stored_model_that_rotted_on_disk_is_downloaded_again(
     first.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
     _converge(first)
     first.outbox.close()
-    stored = tmp_path / "state" / "models" / models["m1"].sha256
+    stored = tmp_path / "state" / "models" / models["m1"].artifact.sha256
     stored.write_bytes(b"\0" * stored.stat().st_size)  # bit rot while powered off
     again = _agent(tmp_path / "state")
     _converge(again)
     assert again.serve("cam-1", "f", BRIGHT).model == "inc@1"
-    assert hashlib.sha256(stored.read_bytes()).hexdigest() == models["m1"].sha256
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == models["m1"].artifact.sha256
     assert again.state.failures == {}
 
 
@@ -423,15 +437,17 @@ def test_the_standby_inspects_while_a_rotted_serving_model_is_fetched_again(
     first.offer_desired(desired(KEY, 2, line_doc(m2, previous=m1)))
     _converge(first)
     first.outbox.close()
-    Path(m2.url.removeprefix("file://")).rename(tmp_path / "away.onnx")  # source unreachable
-    stored = tmp_path / "state" / "models" / m2.sha256
+    Path(m2.artifact.url.removeprefix("file://")).rename(
+        tmp_path / "away.onnx"
+    )  # source unreachable
+    stored = tmp_path / "state" / "models" / m2.artifact.sha256
     stored.write_bytes(b"\0" * stored.stat().st_size)  # and the local copy rotted
     again = _agent(tmp_path / "state")
     _converge(again)
     decision = again.serve("cam-1", "f", BRIGHT)
     assert decision.model == "inc@1"  # never without a model: the standby inspects
     assert ("download-failed", "not-found") in [(e.type, e.reason) for e in _events(again)]
-    (tmp_path / "away.onnx").rename(m2.url.removeprefix("file://"))  # the file is back
+    (tmp_path / "away.onnx").rename(m2.artifact.url.removeprefix("file://"))  # the file is back
     again.offer_desired(desired(KEY, 3, line_doc(m2, previous=m1)))  # and published again
     _converge(again)
     assert again.serve("cam-1", "g", BRIGHT).model == "cand@2"

@@ -22,10 +22,10 @@ from edge_puller.steps import (
     Verify,
     Wait,
 )
-from edge_puller.target import ModelSpec
+from tests.support.wiremodels import model_spec
 
 SHA = "a" * 64
-MODEL = ModelSpec("m@2", SHA, 10, "file:///m", ("ok", "scratch"), (1, 3, 32, 32))
+MODEL = model_spec("m@2", SHA, 10, "file:///m", ("ok", "scratch"), (1, 3, 32, 32))
 
 
 def test_a_staging_step_that_fails_for_good_fails_its_model() -> None:

@@ -12,10 +12,10 @@ from edge_puller.gatewindow import (
     Sample,
     judge,
 )
-from edge_puller.target import Stage
-from linefleet_core.fleet import HealthGates
+from linefleet_core.refs import CandidateStage as Stage
+from tests.support.wiremodels import gates
 
-GATES = HealthGates(max_latency_p95_ms=10.0, min_shadow_agreement=0.9, max_defect_rate_jump=0.05)
+GATES = gates(max_latency_p95_ms=10.0, min_shadow_agreement=0.9, max_defect_rate_jump=0.05)
 GOOD = Sample(latency_ms=2.0, agrees=True, candidate_defect=False, serving_defect=False)
 DISAGREES = Sample(latency_ms=2.0, agrees=False, candidate_defect=False, serving_defect=True)
 SLOW = Sample(latency_ms=50.0, agrees=True, candidate_defect=False, serving_defect=False)

@@ -14,10 +14,9 @@ from edge_puller.engine import Decision, Outcome
 from edge_puller.novelty import FRAME_STATS, WARMUP, Novelty, NoveltyScorer
 from edge_puller.runtime import load_model
 from edge_puller.spool import AuditSampler, Spool, keep_reason, reason_of
-from edge_puller.target import ModelSpec
-from linefleet_core.fleet import TelemetryPolicy
 from linefleet_core.wire import decode_frame
 from tests.support.external_models import anomaly_model
+from tests.support.wiremodels import model_spec, telemetry
 
 LINE = "plant/line-1"
 NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
@@ -34,19 +33,19 @@ def _decision(label: str, confidence: float = 0.95, frame_id: str = "f", camera:
 
 
 def test_the_band_has_no_lower_edge_and_uncertain_below_replaces_it() -> None:
-    band = TelemetryPolicy(uncertainty_band=[0.35, 0.65])
+    band = telemetry(uncertainty_band=[0.35, 0.65])
     # a dent called "ok" at 0.27 among seven classes is the most uncertain frame: kept
     assert keep_reason(_decision("ok", 0.27), band) == "uncertain"
     assert keep_reason(_decision("ok", 0.14), band) == "uncertain"
     assert keep_reason(_decision("ok", 0.65), band) == "uncertain"
     assert keep_reason(_decision("ok", 0.66), band) is None
-    below = TelemetryPolicy(uncertain_below=0.8)
+    below = telemetry(uncertain_below=0.8)
     assert keep_reason(_decision("ok", 0.79), below) == "uncertain"
     assert keep_reason(_decision("ok", 0.81), below) is None
 
 
 def test_novelty_keeps_a_confident_ok_and_the_order_of_reasons_holds() -> None:
-    policy = TelemetryPolicy()
+    policy = telemetry()
     assert keep_reason(_decision("ok", 0.97), policy, NOVEL) == "novel"
     assert keep_reason(_decision("ok", 0.97), policy, NORMAL) is None
     assert keep_reason(_decision("dent", 0.97), policy, NOVEL) == "defect"
@@ -69,7 +68,7 @@ def test_audit_sample_is_stratified_per_camera() -> None:
 def test_audit_frames_are_spooled_with_their_reason_and_counted_per_camera(
     tmp_path: Path,
 ) -> None:
-    spool = Spool(tmp_path, TelemetryPolicy(audit_rate=0.25))
+    spool = Spool(tmp_path, telemetry(audit_rate=0.25))
     decisions = [_decision("ok", frame_id=f"f{i}", camera=f"cam-{i % 2}") for i in range(80)]
     reasons = [spool.consider(d, FRAME, "plant", "dev-1", NOW) for d in decisions]
     assert reasons.count("audit") == 20
@@ -101,7 +100,7 @@ def test_a_full_spool_evicts_the_least_informative_first_and_refuses_below_it(
     tmp_path: Path,
 ) -> None:
     size = len(next(iter(_sizes(tmp_path / "probe"))))
-    policy = TelemetryPolicy(audit_rate=1.0, spool_mb=(size * 4.5) / (1024 * 1024))
+    policy = telemetry(audit_rate=1.0, spool_mb=(size * 4.5) / (1024 * 1024))
     spool = Spool(tmp_path / "s", policy)
     _fill(spool, "audit", 4)
     _fill(spool, "uncertain", 2)  # two audits make room
@@ -118,13 +117,13 @@ def test_a_full_spool_evicts_the_least_informative_first_and_refuses_below_it(
 
 
 def _sizes(folder: Path) -> list[bytes]:
-    spool = Spool(folder, TelemetryPolicy())
+    spool = Spool(folder, telemetry())
     spool.consider(_decision("scratch"), FRAME, "plant", "dev-1", NOW)
     return [p.read_bytes() for p in folder.glob("*.lff")]
 
 
 def test_uploads_go_most_informative_first_and_are_counted_per_reason(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, TelemetryPolicy(audit_rate=1.0))
+    spool = Spool(tmp_path, telemetry(audit_rate=1.0))
     _fill(spool, "audit", 2)
     _fill(spool, "uncertain", 1)
     _fill(spool, "defect", 1)
@@ -137,7 +136,7 @@ def test_uploads_go_most_informative_first_and_are_counted_per_reason(tmp_path: 
     assert spool.counters.reasons["audit"].uploaded == 2
     saved = json.loads((tmp_path / "counters.json").read_bytes())
     assert saved["reasons"]["defect"]["uploaded"] == 1
-    again = Spool(tmp_path, TelemetryPolicy())  # a restart keeps the per-reason counters
+    again = Spool(tmp_path, telemetry())  # a restart keeps the per-reason counters
     assert again.counters.reasons["audit"].kept == 2
 
 
@@ -146,7 +145,7 @@ def test_a_spool_written_before_reasons_were_named_still_drains(tmp_path: Path) 
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "000000000001.lff").write_bytes(old)
     (tmp_path / "s" / "counters.json").write_text('{"seq": 1, "kept": 1}')
-    spool = Spool(tmp_path / "s", TelemetryPolicy())
+    spool = Spool(tmp_path / "s", telemetry())
     assert spool.counters.kept == 1 and spool.pending() == 1
     upload = spool.next_upload()
     assert upload is not None and upload[0].name == "000000000001.lff"
@@ -173,7 +172,7 @@ def test_frame_statistics_novelty_learns_a_camera_then_flags_what_is_far_off() -
 
 def test_a_novelty_model_scores_the_frame_and_its_threshold_decides(tmp_path: Path) -> None:
     built = anomaly_model(tmp_path / "novelty.onnx")
-    spec = ModelSpec(
+    spec = model_spec(
         ref="novelty@1", sha256=built.sha256, size=built.size, url=built.path.as_uri(),
         classes=("ok", "novel"), input_shape=(1, 64, 64, 3), layout="NHWC", task="anomaly",
         outputs={"score": "score_column", "threshold": 0.5},
@@ -186,7 +185,7 @@ def test_a_novelty_model_scores_the_frame_and_its_threshold_decides(tmp_path: Pa
     quiet, loud = scorer.score("cam-1", bright, model), scorer.score("cam-1", patched, model)
     assert quiet is not None and not quiet.novel and quiet.by == "novelty@1"
     assert loud is not None and loud.novel and loud.score > 0.5
-    spool = Spool(tmp_path / "spool", TelemetryPolicy())
+    spool = Spool(tmp_path / "spool", telemetry())
     reason = spool.consider(_decision("ok", 0.97), patched, "plant", "dev-1", NOW, model)
     assert reason == "novel"
     meta, _ = decode_frame(next((tmp_path / "spool").glob("*.lff")).read_bytes())

@@ -25,22 +25,22 @@ from edge_puller.steps import (
     Verify,
     Wait,
 )
-from edge_puller.target import CandidateSpec, ModelSpec
-from linefleet_core.fleet import HealthGates
+from linefleet_core.wire import ModelSpec
+from tests.support.wiremodels import candidate, gates, model_spec
 from tests.unit.edge.helpers import target
 
 L = "plant/line-1"
 
 
 def _m(n: int) -> ModelSpec:
-    return ModelSpec(f"m@{n}", f"{n:064x}", 100 * n, f"file:///m{n}", ("ok", "x"), (1, 3, 8, 8))
+    return model_spec(f"m@{n}", f"{n:064x}", 100 * n, f"file:///m{n}", ("ok", "x"), (1, 3, 8, 8))
 
 
 M1, M2, M3 = _m(1), _m(2), _m(3)
-SHADOW = CandidateSpec(M3, "shadow")
-CANARY = CandidateSpec(M3, "canary", 0.1)
+SHADOW = candidate(M3, "shadow")
+CANARY = candidate(M3, "canary", 0.1)
 FAIL = Failure("hash-mismatch", "sha256 differs", 1)
-GATES = HealthGates()
+GATES = gates()
 
 
 def _settled(observed: Observed) -> Observed:
@@ -51,7 +51,7 @@ def _settled(observed: Observed) -> Observed:
 
 
 def _sha(*models: ModelSpec) -> frozenset[str]:
-    return frozenset(m.sha256 for m in models)
+    return frozenset(m.artifact.sha256 for m in models)
 
 
 CASES: list[tuple[str, Observed, list[Step]]] = [
@@ -70,7 +70,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
     ),
     (
         "complete part file: verify only",
-        _settled(Observed(target=target(M1), partial={M1.sha256: M1.size})),
+        _settled(Observed(target=target(M1), partial={M1.artifact.sha256: M1.artifact.size})),
         [
             Verify(M1, resumed=True),
             LoadAndSmokeTest(M1),
@@ -80,7 +80,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
     ),
     (
         "interrupted download resumes",
-        _settled(Observed(target=target(M1), partial={M1.sha256: 7})),
+        _settled(Observed(target=target(M1), partial={M1.artifact.sha256: 7})),
         [
             Download(M1),
             Verify(M1, resumed=True),
@@ -153,9 +153,9 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             )
         ),
         [
-            Download(M3),
-            Verify(M3, resumed=False),
-            LoadAndSmokeTest(M3),
+            Download(SHADOW),  # the candidate's model, as the line names it
+            Verify(SHADOW, resumed=False),
+            LoadAndSmokeTest(SHADOW),
             Activate(L, ActiveLine(M1, None, "a", SHADOW), GATES),
             MarkApplied(2),
         ],
@@ -168,7 +168,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 active={L: ActiveLine(M1, None, "a", CANARY)},
                 stored=_sha(M1, M3),
                 loaded=_sha(M1, M3),
-                failures={M3.sha256: FAIL},
+                failures={M3.artifact.sha256: FAIL},
                 applied_generation=1,
             )
         ),
@@ -187,11 +187,11 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                     active={L: ActiveLine(M1, None, "a", CANARY)},
                     stored=_sha(M1, M3),
                     loaded=_sha(M1, M3),
-                    failures={M3.sha256: FAIL},
+                    failures={M3.artifact.sha256: FAIL},
                     applied_generation=2,
                 )
             ),
-            running={L: Running(M1.sha256)},  # the engine already runs without it
+            running={L: Running(M1.artifact.sha256)},  # the engine already runs without it
         ),
         [Activate(L, ActiveLine(M1, None, "a"), GATES), Report()],
     ),
@@ -203,11 +203,11 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 active={L: ActiveLine(M1, None, "a")},
                 stored=_sha(M1, M3),
                 loaded=_sha(M1, M3),
-                failures={M3.sha256: FAIL},
+                failures={M3.artifact.sha256: FAIL},
                 applied_generation=2,
             )
         ),
-        [Unload(M3.sha256), Prune(_sha(M1))],
+        [Unload(M3.artifact.sha256), Prune(_sha(M1))],
     ),
     (
         "failed serving model: keep serving the old one and wait",
@@ -217,7 +217,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
                 active={L: ActiveLine(M1, None, "a")},
                 stored=_sha(M1),
                 loaded=_sha(M1),
-                failures={M2.sha256: FAIL},
+                failures={M2.artifact.sha256: FAIL},
                 applied_generation=1,
             )
         ),
@@ -284,7 +284,7 @@ CASES: list[tuple[str, Observed, list[Step]]] = [
             Activate("plant/line-2", ActiveLine(M1, None, "a"), GATES),
             MarkApplied(2),
             Retire(L),
-            Unload(M2.sha256),
+            Unload(M2.artifact.sha256),
             Prune(_sha(M1)),
         ],
     ),
@@ -299,7 +299,9 @@ def test_plan(observed: Observed, expected: list[Step]) -> None:
 
 
 def test_plan_is_pure_and_deterministic() -> None:
-    observed = Observed(target=target(M2, previous=M1, candidate=CANARY), partial={M3.sha256: 5})
+    observed = Observed(
+        target=target(M2, previous=M1, candidate=CANARY), partial={M3.artifact.sha256: 5}
+    )
     assert plan(observed) == plan(observed)
 
 

@@ -9,10 +9,10 @@ import pytest
 from edge_puller.engine import Engine, LineModels, in_canary
 from edge_puller.gatewindow import MIN_GATE_FRAMES
 from edge_puller.runtime import LoadedModel, ModelCache, ModelLoadError, load_model, preprocess
-from edge_puller.target import ModelSpec
-from linefleet_core.fleet import HealthGates
 from linefleet_core.modelio import Contract, prepare
+from linefleet_core.wire import ModelSpec
 from tests.support.onnx_models import CLASSES
+from tests.support.wiremodels import gates, model_spec
 from tests.unit.edge.helpers import spec_for
 
 LINE = "plant/line-1"
@@ -35,7 +35,7 @@ def test_preprocess_follows_the_model_contract() -> None:
 
 def test_model_loads_and_predicts_by_brightness(tmp_path: Path) -> None:
     spec = spec_for(tmp_path, "m", 1)
-    model = load_model(Path(spec.url.removeprefix("file://")), spec)
+    model = load_model(Path(spec.artifact.url.removeprefix("file://")), spec)
     bright = model.predict(*preprocess(BRIGHT, model))
     dark = model.predict(*preprocess(DARK, model))
     assert bright.label == "ok" and dark.label == "scratch"
@@ -45,21 +45,21 @@ def test_model_loads_and_predicts_by_brightness(tmp_path: Path) -> None:
 def test_smoke_test_refuses_wrong_class_count(tmp_path: Path) -> None:
     spec = spec_for(tmp_path, "m", 1, classes=("ok", "scratch"))  # taxonomy says 3
     with pytest.raises(ModelLoadError, match=r"shape \[1, 2\], expected \[1, 3\]") as err:
-        load_model(Path(spec.url.removeprefix("file://")), spec)
+        load_model(Path(spec.artifact.url.removeprefix("file://")), spec)
     assert err.value.reason == "smoke-failed"
 
 
 def test_garbage_file_is_a_load_failure(tmp_path: Path) -> None:
     path = tmp_path / "x.onnx"
     path.write_bytes(b"not a model")
-    spec = ModelSpec("m@1", "0" * 64, 11, path.as_uri(), CLASSES, (1, 3, 32, 32))
+    spec = model_spec("m@1", "0" * 64, 11, path.as_uri(), CLASSES, (1, 3, 32, 32))
     with pytest.raises(ModelLoadError, match="cannot load") as err:
         load_model(path, spec)
     assert err.value.reason == "load-failed"
 
 
 def _cache_load(cache: ModelCache, spec: ModelSpec) -> LoadedModel:
-    return cache.load(Path(spec.url.removeprefix("file://")), spec)
+    return cache.load(Path(spec.artifact.url.removeprefix("file://")), spec)
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_canary_candidate_decides_its_fraction_deterministically(
             candidate=models["cand"],
             stage="canary",
             canary_fraction=0.25,
-            gates=HealthGates(min_shadow_agreement=0.0, max_defect_rate_jump=1.0),
+            gates=gates(min_shadow_agreement=0.0, max_defect_rate_jump=1.0),
         )
     )
     ids = [f"frame-{i}" for i in range(400)]
@@ -143,7 +143,7 @@ def test_candidate_over_latency_budget_is_dropped(models: dict[str, LoadedModel]
             models["inc"],
             candidate=models["cand"],
             stage="shadow",
-            gates=HealthGates(max_latency_p95_ms=1e-6),
+            gates=gates(max_latency_p95_ms=1e-6),
         )
     )
     for n in range(30):
@@ -185,7 +185,7 @@ def test_non_finite_output_is_an_error_not_an_ok(tmp_path: Path) -> None:
     model.ir_version = 8
     path = tmp_path / "ratio.onnx"
     path.write_bytes(model.SerializeToString())
-    spec = ModelSpec("ratio@1", "0" * 64, 1, path.as_uri(), CLASSES, (1, 3, 32, 32))
+    spec = model_spec("ratio@1", "0" * 64, 1, path.as_uri(), CLASSES, (1, 3, 32, 32))
     loaded = load_model(path, spec)  # the smoke test uses texture: it loads
     engine = Engine()
     engine.activate(LineModels(LINE, loaded))

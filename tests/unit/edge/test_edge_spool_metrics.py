@@ -9,10 +9,10 @@ import pytest
 from edge_puller.engine import Decision, Outcome
 from edge_puller.metrics import LineMetrics
 from edge_puller.spool import Spool, keep_reason
-from linefleet_core.fleet import TelemetryPolicy
 from linefleet_core.framestats import drift_score, frame_stats
 from linefleet_core.wire import LineMetrics as WireLineMetrics
 from linefleet_core.wire import decode_frame
+from tests.support.wiremodels import telemetry
 
 LINE = "plant/line-1"
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
@@ -43,19 +43,19 @@ def _decision(
 
 
 def test_keep_reasons_follow_the_policy() -> None:
-    policy = TelemetryPolicy(uncertainty_band=[0.4, 0.6])
+    policy = telemetry(uncertainty_band=[0.4, 0.6])
     assert keep_reason(_decision("scratch"), policy) == "defect"
     assert keep_reason(_decision("ok", 0.5), policy) == "uncertain"
     assert keep_reason(_decision("ok", candidate="dent"), policy) == "disagreement"
     assert keep_reason(_decision("ok", candidate="ok"), policy) is None
     assert keep_reason(_decision("ok"), policy) is None
-    quiet = TelemetryPolicy(keep_defects=False, keep_disagreements=False)
+    quiet = telemetry(keep_defects=False, keep_disagreements=False)
     assert keep_reason(_decision("scratch"), quiet) is None
     assert keep_reason(_decision("ok", candidate="dent"), quiet) is None
 
 
 def test_only_anomalies_are_spooled_and_they_decode(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, TelemetryPolicy())
+    spool = Spool(tmp_path, telemetry())
     assert spool.consider(_decision("ok"), FRAME, "plant", "dev-1", NOW) is None
     assert spool.consider(_decision("scratch", frame_id="f2"), FRAME, "plant", "dev-1", NOW)
     assert (spool.counters.seen, spool.counters.kept, spool.pending()) == (2, 1, 1)
@@ -72,7 +72,7 @@ def test_only_anomalies_are_spooled_and_they_decode(tmp_path: Path) -> None:
 
 
 def test_spool_is_bounded_and_evicts_oldest_first(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, TelemetryPolicy(spool_mb=0.02))  # ~20 KB: a few noisy frames
+    spool = Spool(tmp_path, telemetry(spool_mb=0.02))  # ~20 KB: a few noisy frames
     for n in range(12):
         spool.consider(_decision("dent", frame_id=f"f{n}"), FRAME, "plant", "dev-1", NOW)
     assert spool.counters.evicted > 0
@@ -84,7 +84,7 @@ def test_spool_is_bounded_and_evicts_oldest_first(tmp_path: Path) -> None:
 
 
 def test_daily_budget_holds_uploads_until_the_next_day(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, TelemetryPolicy(daily_upload_budget_mb=0.01))  # ~10 KB a day
+    spool = Spool(tmp_path, telemetry(daily_upload_budget_mb=0.01))  # ~10 KB a day
     for n in range(3):
         spool.consider(_decision("dent", frame_id=f"f{n}"), FRAME, "plant", "dev-1", NOW)
     sent = 0
@@ -96,9 +96,9 @@ def test_daily_budget_holds_uploads_until_the_next_day(tmp_path: Path) -> None:
 
 
 def test_counters_survive_a_restart(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, TelemetryPolicy())
+    spool = Spool(tmp_path, telemetry())
     spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
-    again = Spool(tmp_path, TelemetryPolicy())
+    again = Spool(tmp_path, telemetry())
     assert (again.counters.kept, again.pending(), again.spooled_bytes) == (
         1,
         1,
@@ -109,10 +109,10 @@ def test_counters_survive_a_restart(tmp_path: Path) -> None:
 def test_a_deleted_spool_ignores_an_upload_in_flight_and_keeps_nothing_new(
     tmp_path: Path,
 ) -> None:
-    spool = Spool(tmp_path / "spool", TelemetryPolicy())
+    spool = Spool(tmp_path / "spool", telemetry())
     spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
     spool.mark_retired(1000.0)
-    assert Spool(tmp_path / "spool", TelemetryPolicy()).counters.retired_at == 1000.0
+    assert Spool(tmp_path / "spool", telemetry()).counters.retired_at == 1000.0
     in_flight = spool.next_upload(NOW.date())  # the link took it, then the spool goes
     assert in_flight is not None
     frames, size = spool.delete()

@@ -67,7 +67,7 @@ def test_the_novelty_model_is_compiled_beside_the_serving_model_and_accepted_by_
     assert target.novelty in target.models()  # fetched, verified and loaded like any model
     assert target.telemetry.audit_rate == 0.02 and target.telemetry.uncertain_at == 0.5
     # the local state keeps it across a restart
-    assert type(target).from_dict(json.loads(json.dumps(target.to_dict()))) == target
+    assert type(target).model_validate_json(target.model_dump_json()) == target
 
 
 def test_lines_without_the_new_fields_compile_to_the_documents_they_always_were() -> None:
