@@ -151,13 +151,15 @@ def main() -> None:
             "",
             *rows,
             "",
-            "The score alone, with no classifier: frames of another generator or another "
-            "line are far from normal on every patch (the patch statistics part); a defect "
-            "lifts one block of the colour or grey deviation maps, and how often that passes "
-            "the threshold depends on how much the line's normal frames vary (see each line's "
-            "threshold in the results). With "
-            f"only {n['held']} held-out frames the 1% setting means the threshold sits at the "
-            "highest of them; the fresh ok frames show the false-alarm rate it gives.",
+            "The score alone, with no classifier. Four parts, each standardised on the "
+            "held-out ok frames (log, minus its median, over 1.4826 x its median absolute "
+            "deviation) and the largest taken: the patch descriptor against each position's "
+            "Gaussian (frames of another generator or line move every patch), the same "
+            "descriptor relative to its frame's mean (a local defect), and the colour and grey "
+            "deviation maps. With "
+            f"only {n['held']} held-out frames the {FALSE_ALARM:.0%} setting means the "
+            "threshold sits at the highest of them; the fresh ok frames show the false-alarm "
+            "rate it gives.",
         ]
     )
     print(
