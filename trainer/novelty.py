@@ -27,10 +27,11 @@ Three parts, each measured against the line's `ok` frames:
   peak of the x/y gradients after a 5x5 mean, of the band-pass and of the fine detail, as logs
   minus the frame's mean log over blocks, z-scored per block the same way.
 
-The parts are combined on a common scale: each part's log is standardised by its median and
-its median absolute deviation (x 1.4826) over the held-out `ok` frames, so every part's normal
-spread counts alike and no part's heavier tail hides another part's large deviation; the score
-is exp(the largest standardised part) (1 = a median normal frame on its most deviating part;
+The parts are combined on a common scale: each part's log minus its median over the held-out
+`ok` frames, divided by the distance from that median to its 95% quantile, so every part's
+normal upper tail counts alike and no part's heavier tail hides another part's large deviation
+(dividing each part by its median alone let one part's tail set the threshold); the score is
+exp(the largest standardised part) (1 = a median normal frame on its most deviating part;
 positive, as the anomaly contract needs). The held-out `ok` frames (the dataset's stable
 holdout split, never fitted on) give the standardisation and the threshold, the higher
 (1 - false_alarm_rate) quantile of their scores. The graph is plain ONNX (opset 17, default
@@ -68,6 +69,10 @@ GREY_FLOOR = 0.02
 frames must not score infinity."""
 SPREAD_FLOOR = 0.02
 """Floor under a part's spread (of its log over held-out frames)."""
+TAIL = 0.95
+"""The held-out quantile a part's spread reaches to: parts are put on one scale by their upper
+tails, where the threshold sits (a part whose normal frames have a long tail then needs a
+larger deviation to count, and no part's tail sets the threshold for the others)."""
 Z_CAP = 40.0
 """The largest standardised part the score's exp is taken of (a frame far beyond any threshold
 must not overflow to infinity)."""
@@ -126,7 +131,7 @@ class Statistics:
     loc: tuple[float, ...]
     """Median over held-out ok frames of the log of each part (`PARTS`)."""
     spread: tuple[float, ...]
-    """Their median absolute deviation x 1.4826 (at least SPREAD_FLOOR)."""
+    """Their TAIL quantile minus the median (at least SPREAD_FLOOR)."""
 
 
 @dataclass(frozen=True)
@@ -503,14 +508,14 @@ def local(patches: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def standardise(
     raw: Sequence[npt.NDArray[np.float64]],
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Each part's median and spread (median absolute deviation x 1.4826, at least
+    """Each part's median and spread (its TAIL quantile minus its median, at least
     SPREAD_FLOOR) of its log over held-out frames."""
     locs, spreads = [], []
     for values in raw:
         logs = np.log(np.maximum(values, 0.0) + EPS)
         loc = float(np.median(logs))
         locs.append(loc)
-        spreads.append(max(SPREAD_FLOOR, 1.4826 * float(np.median(np.abs(logs - loc)))))
+        spreads.append(max(SPREAD_FLOOR, float(np.quantile(logs, TAIL)) - loc))
     return tuple(locs), tuple(spreads)
 
 
