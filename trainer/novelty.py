@@ -502,7 +502,8 @@ def threshold_for(scores: Sequence[float], false_alarm_rate: float) -> float:
 def local(patches: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Descriptors [N, P, DIMS] minus their frame's mean descriptor (what the graph's
     `local_features` are)."""
-    return patches - patches.mean(axis=1, keepdims=True)
+    centred: npt.NDArray[np.float64] = patches - patches.mean(axis=1, keepdims=True)
+    return centred
 
 
 def standardise(
