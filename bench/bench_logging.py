@@ -20,8 +20,11 @@ kept (the logger's recall), the bytes kept against the bytes of every frame in t
 envelope, and the limit (at D% defects a perfect logger keeps only the defect frames: it saves
 at most the share of bytes that are not defect frames, ≈ 100 - D%). Also: the novelty score
 alone (classifier ignored) on the defects the classifier called `ok`; the frame-statistics
-fallback (no novelty model) in place of the model; and a spool a quarter the size of what was
-kept (the budget binds): what each reason kept and dropped.
+fallback (no novelty model) in place of the model; the same with `doubt_defects_below: 0.3`
+(a `defect` call the novelty model finds normal is not kept as `defect`); the share of `ok`
+frames the novelty models flag; a what-if table of other keep rules (`uncertain_margin`,
+other `doubt_defects_below`) on the same frames' records; and a spool a quarter the size of
+what was kept (the budget binds): what each reason kept and dropped.
 
 Prints the JSON result for bench/run.py on stdout; progress on stderr.
 """
@@ -47,8 +50,8 @@ sys.path.insert(0, str(BENCH))
 from othersource import CLASSES, MATERIALS, render  # noqa: E402
 
 from edge_puller.engine import Engine, LineModels  # noqa: E402
-from edge_puller.novelty import NoveltyScorer  # noqa: E402
-from edge_puller.runtime import LoadedModel, load_model  # noqa: E402
+from edge_puller.novelty import Novelty, NoveltyScorer  # noqa: E402
+from edge_puller.runtime import LoadedModel, load_model, preprocess  # noqa: E402
 from edge_puller.spool import Spool, envelope  # noqa: E402
 from linefleet_core.modelio import Contract, prepare  # noqa: E402
 from linefleet_core.wire import ModelSpec, TelemetrySpec  # noqa: E402
@@ -139,14 +142,28 @@ def novelty_models(folder: Path) -> dict[str, LoadedModel]:
     return found
 
 
+class _Recording(NoveltyScorer):
+    """The spool's novelty scorer, keeping the last score (the frame is scored once)."""
+
+    last: Novelty | None = None
+
+    def score(self, *args: Any, **kwargs: Any) -> Novelty | None:
+        self.last = super().score(*args, **kwargs)
+        return self.last
+
+
 def run(
     classifier: LoadedModel,
     novelty: dict[str, LoadedModel] | None,
     rate: float,
     policy: TelemetrySpec = POLICY,
     seed: int = 7,
+    records: list[tuple[Any, ...]] | None = None,
 ) -> dict[str, Any]:
-    """Every line's fresh frames through the engine and the spool; what was kept and why."""
+    """Every line's fresh frames through the engine and the spool; what was kept and why.
+    With `records`, one row per frame is appended: (true defect, called defect, top
+    confidence, top-1 minus top-2 probability, novelty score over its threshold, novel, envelope
+    bytes, kept reason or "")."""
     kept_by = Counter[str]()
     defects_by = Counter[str]()
     classes_missed = Counter[str]()
@@ -160,13 +177,26 @@ def run(
             spool = Spool(Path(tmp) / material, policy)
             spools.append(spool)
             model = novelty[material] if novelty else None
-            probe = NoveltyScorer()  # the novelty score alone, on every frame
+            probe = _Recording()  # the novelty score alone, on every frame: the spool's own
+            spool.novelty = probe
             for i, (truth, image) in enumerate(frames(material, SERVE_PER_LINE, rate, seed + n)):
                 decision = engine.infer(line, "cam-1", f"{material}-{i}", image)
+                probe.last = None
                 reason = spool.consider(decision, image, "bench", "dev-1", NOW, model)
-                alone = probe.score("cam-1", image, model, None, policy.novelty_threshold)
+                alone = probe.last
                 every = envelope(decision, image, "bench", "dev-1", NOW, "sample")
                 assert every is not None
+                if records is not None:
+                    outputs, _ = classifier.run(preprocess(image, classifier, None)[0])
+                    top = np.sort(np.asarray(outputs[0]).ravel())
+                    records.append((
+                        truth != "ok", decision.label != "ok", decision.confidence,
+                        float(top[-1] - top[-2]), alone.ratio if alone else 0.0,
+                        bool(alone and alone.novel), len(every), reason or "",
+                    ))  # fmt: skip
+                if truth == "ok":
+                    totals["ok_frames"] += 1
+                    totals["ok_novel_alone"] += bool(alone and alone.novel)
                 totals["frames"] += 1
                 totals["bytes_all"] += len(every)
                 defect = truth != "ok"
@@ -184,6 +214,7 @@ def run(
                         totals["missed_novel"] += bool(alone and alone.novel)
         spool_bytes = sum(s.spooled_bytes for s in spools)
         audit = sum(c["population"] for s in spools for c in s.counters.audit.values())
+        doubted = sum(s.counters.doubted for s in spools)
     defects = totals["defects"]
     saved = 1 - totals["bytes_kept"] / totals["bytes_all"]
     limit = 1 - totals["defect_bytes"] / totals["bytes_all"]
@@ -208,6 +239,10 @@ def run(
         if missed
         else None,
         "audit_population": audit,
+        "novelty_alone_ok_flagged_share": round(
+            totals["ok_novel_alone"] / max(1, totals["ok_frames"]), 4
+        ),
+        "doubted": doubted,
     }
 
 
@@ -236,6 +271,39 @@ def budget_binds(classifier: LoadedModel, novelty: dict[str, LoadedModel], kept_
         "spool_mb_per_line": round(per_line / (1024 * 1024), 3),
         "by_reason": {r: dict(reasons.get(r, Counter())) for r in REASONS},
     }
+
+
+DOUBT = 0.3
+"""`doubt_defects_below` of the doubting runs (a share of the novelty model's threshold)."""
+
+
+def what_if(records: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Other keep rules on the same frames, from their per-frame records (what each rule would
+    keep; the audit sample as it was drawn)."""
+    rows = np.array([r[:7] for r in records], dtype=np.float64)
+    truth, called, conf, margin, ratio, novel, size = rows.T
+    reason = np.array([r[7] for r in records])
+    truth, called, novel = truth > 0, called > 0, novel > 0
+    audit = reason == "audit"
+    uncertain = conf <= POLICY.uncertain_at
+    variants = {
+        "as run": reason != "",
+        "rules recomputed (check)": called | novel | uncertain | audit,
+        "+ uncertain_margin 0.1": called | novel | uncertain | audit | (margin < 0.1),
+        "+ uncertain_margin 0.2": called | novel | uncertain | audit | (margin < 0.2),
+        "doubt_defects_below 0.3": (called & (ratio >= 0.3)) | novel | uncertain | audit,
+        "doubt_defects_below 0.5": (called & (ratio >= 0.5)) | novel | uncertain | audit,
+    }
+    return [
+        {
+            "rule": name,
+            "kept": int(keep.sum()),
+            "defects_kept": int((keep & truth).sum()),
+            "defects": int(truth.sum()),
+            "bytes_saved": round(1 - float(size[keep].sum() / size.sum()), 4),
+        }
+        for name, keep in variants.items()
+    ]
 
 
 def table(title: str, r: dict[str, Any]) -> list[str]:
@@ -286,12 +354,20 @@ def main() -> int:
                                "factory-sim-lr@1")  # fmt: skip
         log("fitting the novelty models ...")
         novelty = novelty_models(folder)
+        records: dict[float, list[tuple[Any, ...]]] = {rate: [] for rate in RATES}
         for name, classifier in (("othersource", own), ("factory_sim", sim)):
             for rate in RATES:
                 log(f"{name} classifier, {rate:.0%} defects ...")
-                out = run(classifier, novelty, rate)
+                kept = records[rate] if name == "othersource" else None
+                out = run(classifier, novelty, rate, records=kept)
                 log(json.dumps(out))
                 results[f"{name}@{rate:.2f}"] = out
+        doubting = POLICY.model_copy(update={"doubt_defects_below": DOUBT})
+        for rate in RATES[:1]:  # the what-if table has the other rate
+            log(f"doubt_defects_below {DOUBT}, {rate:.0%} defects ...")
+            results[f"doubt@{rate:.2f}"] = run(own, novelty, rate, doubting)
+            log(json.dumps(results[f"doubt@{rate:.2f}"]))
+        variants = {f"{rate:.2f}": what_if(records[rate]) for rate in RATES}
         log("frame-statistics fallback (no novelty model) ...")
         results["fallback@0.02"] = run(own, None, 0.02)
         log("a spool a quarter of what is kept ...")
@@ -325,6 +401,40 @@ def main() -> int:
         "source)",
         results["fallback@0.02"],
     )
+    for rate in RATES[:1]:
+        markdown += table(
+            f"`doubt_defects_below: {DOUBT}` (classifier trained on this source; a `defect` call "
+            "on a frame the novelty model scores below 0.3 of its threshold is not kept as "
+            "`defect`)",
+            results[f"doubt@{rate:.2f}"],
+        )
+        markdown[-2] += f" Doubted and not kept: {results[f'doubt@{rate:.2f}']['doubted']}."
+    markdown += [
+        "**Novelty alone on ok frames** (classifier trained on this source): the share of "
+        "fresh `ok` frames the novelty models flag, asked 2%: "
+        + ", ".join(
+            f"{results[f'othersource@{rate:.2f}']['novelty_alone_ok_flagged_share']:.2%} "
+            f"({rate:.0%} run)"
+            for rate in RATES
+        )
+        + ".",
+        "",
+        "**What-if** (classifier trained on this source): other keep rules on the same frames, "
+        "from per-frame records (top-1 minus top-2 probability from the classifier's output; "
+        "the audit sample as drawn). `uncertain_margin` keeps a frame whose top two classes "
+        "are closer than the margin.",
+        "",
+        "| rule | defects | frames kept | defect frames kept | bytes saved |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {v['rule']} | {float(rate):.0%} | {v['kept']} | {v['defects_kept']} of "
+            f"{v['defects']} ({v['defects_kept'] / max(1, v['defects']):.1%}) | "
+            f"{v['bytes_saved']:.1%} |"
+            for rate, rows in variants.items()
+            for v in rows
+        ),
+        "",
+    ]
     markdown += [
         f"**Budget binds** (2%, classifier trained on this source): a spool of "
         f"{binding['spool_mb_per_line']} MB per line, a quarter of what the rules keep.",
@@ -346,7 +456,7 @@ def main() -> int:
                 "target": "at 2% defects: >= 99% of defect frames kept, >= 90% of bytes saved; "
                 "novelty alone keeps >= 90% of the defects the classifier misses",
                 "met": met,
-                "results": {**results, "budget_binds": binding},
+                "results": {**results, "budget_binds": binding, "what_if": variants},
                 "markdown": "\n".join(markdown),
             }
         )

@@ -39,6 +39,8 @@ class Novelty:
     novel: bool
     by: str
     """The novelty model's ref, or `frame-stats`."""
+    ratio: float
+    """The score over the threshold that decides `novel` (1 and above: novel)."""
 
 
 @dataclass
@@ -92,7 +94,9 @@ class NoveltyScorer:
                 return None
             if prediction.score is None or not math.isfinite(prediction.score):
                 return None
-            return Novelty(prediction.score, prediction.label != "ok", model.spec.ref)
+            limit = float(model.contract.outputs.get("threshold") or 0.0)
+            ratio = prediction.score / limit if limit > 0 else float(prediction.label != "ok")
+            return Novelty(prediction.score, prediction.label != "ok", model.spec.ref, ratio)
         if roi is not None:
             x, y, w, h = roi
             frame = frame[y : y + h, x : x + w]
@@ -104,4 +108,4 @@ class NoveltyScorer:
             normal.learn(stats)
         if value is None:
             return None
-        return Novelty(value, value >= limit, FRAME_STATS)
+        return Novelty(value, value >= limit, FRAME_STATS, value / limit)

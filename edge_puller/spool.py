@@ -1,7 +1,9 @@
 """Anomaly-native logging: keep the frames worth a human's look, within budgets.
 
 Keep rules (`keep_reason`; docs/edge.md, "Anomaly-native logging"), first match wins:
-`defect` (the deciding model's class is not `ok`, with `keep_defects`), `novel` (the frame's
+`defect` (the deciding model's class is not `ok`, with `keep_defects`; with
+`doubt_defects_below`, not when the line's novelty model finds the frame normal: `doubted`,
+counted, and left to the other rules), `novel` (the frame's
 input-novelty score, `edge_puller/novelty.py`, says it is far from normal for its camera:
 independent of the classifier), `uncertain` (top confidence at or below the policy's
 `uncertain_at`: no lower edge), `disagreement` (the shadow/canary candidate decided another
@@ -39,7 +41,7 @@ from typing import Literal
 import cv2
 
 from edge_puller.engine import Decision
-from edge_puller.novelty import Novelty, NoveltyScorer
+from edge_puller.novelty import FRAME_STATS, Novelty, NoveltyScorer
 from edge_puller.runtime import Frame, LoadedModel
 from edge_puller.target import Roi
 from linefleet_core.atomic import clean_temps, write_atomic
@@ -53,13 +55,26 @@ PRIORITY: tuple[Reason, ...] = ("defect", "novel", "uncertain", "disagreement", 
 SUFFIX = ".lff"
 
 
+def doubted(decision: Decision, policy: TelemetrySpec, novelty: Novelty | None) -> bool:
+    """A `defect` call the line's novelty model finds as normal as most `ok` frames (score
+    below `doubt_defects_below` x its threshold): not kept as `defect` (counted as `doubted`).
+    Never with the policy unset, nor on frame statistics (too coarse to judge a small defect)."""
+    return (
+        policy.doubt_defects_below is not None
+        and decision.label not in (None, "ok")
+        and novelty is not None
+        and novelty.by != FRAME_STATS
+        and novelty.ratio < policy.doubt_defects_below
+    )
+
+
 def keep_reason(
     decision: Decision, policy: TelemetrySpec, novelty: Novelty | None = None
 ) -> Reason | None:
     """Why this frame is worth keeping, before the audit sample (`AuditSampler`), or None."""
     if decision.label is None:
         return None
-    if policy.keep_defects and decision.label != "ok":
+    if policy.keep_defects and decision.label != "ok" and not doubted(decision, policy, novelty):
         return "defect"
     if novelty is not None and novelty.novel:
         return "novel"
@@ -180,6 +195,9 @@ class SpoolCounters:
     """Per keep reason: frames and bytes kept, uploaded and dropped."""
     audit: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per camera: `population` (confidently-`ok` frames, the audit's population) and `sampled`."""
+    doubted: int = 0
+    """`defect` calls the novelty model found normal (`doubt_defects_below`) that no other rule
+    kept: seen and counted, not spooled."""
 
     def reason(self, name: str) -> ReasonCounters:
         return self.reasons.setdefault(name, ReasonCounters())
@@ -234,6 +252,9 @@ class Spool:
         if reason is None and decision.label == "ok":
             reason = self._audit(decision.camera)
         if reason is None:
+            if doubted(decision, self.policy, novelty):
+                with self._lock:
+                    self.counters.doubted += 1
             return None
         payload = envelope(
             decision, frame, site, device, captured_at, reason, self.jpeg_quality, novelty

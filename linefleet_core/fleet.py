@@ -166,6 +166,11 @@ class TelemetryPolicy(Strict):
     novelty_threshold: float | None = Field(default=None, gt=0)
     """With no novelty model on the line: a frame whose input statistics lie this many standard
     deviations from its camera's running normal is kept as `novel` (default 4)."""
+    doubt_defects_below: Probability | None = None
+    """With a novelty model on the line: a `defect` call on a frame whose novelty score is below
+    this share of the model's threshold (the frame looks as normal as most `ok` frames) is
+    doubted, not kept as `defect`; another rule may still keep it, and the spool counts it as
+    `doubted`. Unset (the default): every `defect` call is kept."""
 
     @model_validator(mode="after")
     def _band(self) -> Self:

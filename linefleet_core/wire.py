@@ -228,6 +228,7 @@ class TelemetrySpec(Sparse):
     uncertain_below: Fraction | None = None
     audit_rate: Fraction | None = None
     novelty_threshold: float | None = Field(default=None, gt=0)
+    doubt_defects_below: Fraction | None = None
 
     @property
     def uncertain_at(self) -> float:

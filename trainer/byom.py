@@ -181,7 +181,6 @@ def add_model(
         raise UsageError(f"{where}: {exc.strerror or exc}") from None
     entry = build_entry(read_graph(data, where), req, where)
     _check(entry, data, where)
-    catalogue = fleet_repo / "fleet" / "models" / f"{req.model}.yaml"
     if not (fleet_repo / "fleet").is_dir():
         raise UsageError(f"--fleet-repo {fleet_repo}: no fleet/ folder")
     run_id, version = _register(tracker, req.model, req.onnx.name, data, entry, run_id, alias)
@@ -195,14 +194,25 @@ def add_model(
         "mlflow_run_id": run_id,
     }
     ModelVersion.model_validate(full, strict=False)
-    target = fleet_repo / artifact
+    catalogue = write_catalogued(fleet_repo, req.model, full, data, req.description)
+    return Added(f"{req.model}@{version}", run_id, artifact, catalogue, full)
+
+
+def write_catalogued(
+    fleet_repo: Path, model: str, entry: dict[str, Any], data: bytes, description: str
+) -> Path:
+    """Write a registered version's artifact (`entry.artifact.url`, a path in the repo) and its
+    catalogue entry (a new version of `fleet/models/<model>.yaml`, or a new family)."""
+    catalogue = fleet_repo / "fleet" / "models" / f"{model}.yaml"
+    target = fleet_repo / str(entry["artifact"]["url"])
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     if catalogue.exists():
-        add_model_version(catalogue, full)
+        add_model_version(catalogue, entry)
     else:
-        new_model_family(catalogue, req.model, full, req.description)
-    return Added(f"{req.model}@{version}", run_id, artifact, catalogue, full)
+        catalogue.parent.mkdir(parents=True, exist_ok=True)
+        new_model_family(catalogue, model, entry, description)
+    return catalogue
 
 
 def _register(

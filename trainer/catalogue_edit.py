@@ -3,6 +3,7 @@
 
 add_model_version(path, entry)            # append to `versions:` of fleet/models/<name>.yaml
 set_shadow_candidate(path, "surface-cnn@5")   # rollout.candidate of one line file
+set_novelty(path, "novelty-toledo-line-1", 2)  # rollout.novelty of one line file
 """
 
 from __future__ import annotations
@@ -69,3 +70,17 @@ def new_model_family(path: Path, name: str, entry: dict[str, Any], description: 
         "versions": [entry],
     }
     create(path, doc, header=modeline(f"fleet/models/{name}.yaml", "Model"))
+
+
+def set_novelty(path: Path, model: str, version: int) -> None:
+    """Name `model@version` as the line's novelty model (`rollout.novelty`, replacing one)."""
+
+    def change(doc: Any) -> None:
+        rollout = doc["rollout"]
+        ref = node({"model": model, "version": version})
+        if "novelty" in rollout:
+            rollout["novelty"] = ref
+        else:
+            rollout.insert(len(rollout), "novelty", ref)
+
+    edit(path, change)

@@ -11,10 +11,17 @@ Wilson interval. The artifact is then registered and catalogued exactly as `line
 does (`trainer.byom.add_model`: model contract v2, task `anomaly`, output `score`, the
 threshold), as `novelty-<site>-<line>` unless named. A line names it with
 `novelty: {model: NAME, version: V}`.
+
+With `propose` (`Propose`: a forge, a remote and a base branch) nothing is written into the
+working tree: the fits run as above, and the artifacts, the catalogue entries and each line's
+`rollout.novelty` go into one pull request through the shared proposal flow
+(`linefleet_forge.proposal`, as promotions and rollbacks), checked by the fleet's own checks
+before it is committed; its body carries each line's threshold and held-out evidence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Sequence
@@ -31,6 +38,8 @@ from linefleet_core.errors import PermanentError, UsageError
 from linefleet_core.floors import rate
 from linefleet_core.modelio import Contract, prepare
 from linefleet_core.taxonomy import Taxonomy
+from linefleet_forge import proposal as forge_proposal
+from linefleet_forge.base import Forge, PullRequest
 from trainer.byom import Added, AddRequest, add_model
 from trainer.datasets import DatasetVersion, Item, build
 from trainer.frames import FrameStore
@@ -51,6 +60,21 @@ class NoveltyRequest:
     config: NoveltyConfig = field(default_factory=NoveltyConfig)
     model: str | None = None
     """Catalogue family name (one line only); default `novelty-<site>-<line>`."""
+    propose: Propose | None = None
+    """Open a pull request naming the models on their lines instead of writing the tree."""
+
+
+@dataclass(frozen=True)
+class Propose:
+    forge: Forge
+    remote: str = "origin"
+    base: str = "main"
+
+
+@dataclass(frozen=True)
+class Proposed:
+    pull: PullRequest
+    commit: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,11 @@ class NoveltyResult:
     false_alarms: Rate
     defects_flagged: Rate | None
     dataset: str
+
+
+_DESCRIPTION = (
+    "novelty of a line's frames (linefleet trainer novelty): higher is less like its ok frames"
+)
 
 
 def model_name(line: str) -> str:
@@ -76,6 +105,82 @@ def inputs(frames: FrameStore, items: Sequence[Item], contract: Contract) -> npt
 
 
 def novelty_runs(request: NoveltyRequest) -> list[NoveltyResult]:
+    """Fit, register and catalogue each line's model into the fleet repository's tree."""
+    if request.propose is not None:
+        raise UsageError("novelty_runs writes the tree; propose_novelty opens a pull request")
+    return _runs(request, request.workspace.fleet_repo)
+
+
+def propose_novelty(request: NoveltyRequest) -> tuple[list[NoveltyResult], Proposed]:
+    """Fit and register each line's model; propose the catalogue entries, the artifacts and
+    each line's `rollout.novelty` as one pull request."""
+    to = request.propose
+    if to is None:
+        raise UsageError("propose_novelty needs request.propose")
+    from linefleet_core.spec import DirectorySource, load
+    from trainer.byom import write_catalogued
+    from trainer.catalogue_edit import set_novelty
+    from trainer.proposal import validate_proposed
+
+    with tempfile.TemporaryDirectory(prefix="linefleet-novelty-") as tmp:
+        stage = Path(tmp)  # the fits catalogue here; the pull request carries what they wrote
+        (stage / "fleet").mkdir()
+        results = _runs(request, stage)
+        artifacts = {r.line: (stage / r.added.artifact).read_bytes() for r in results}
+
+        def edit(root: Path) -> None:
+            spec, _ = load(DirectorySource(root))
+            for r in results:
+                line = spec.lines.get(r.line)
+                if line is None:
+                    raise UsageError(f"--line {r.line}: not a line at {to.base}")
+                name, _, version = r.added.ref.partition("@")
+                write_catalogued(root, name, r.added.entry, artifacts[r.line], _DESCRIPTION)
+                set_novelty(root / spec.located(line).path, name, int(version))
+            validate_proposed(root)
+
+        keys = [r.line for r in results]
+        slug = "-".join(k.replace("/", "-") for k in keys) if len(keys) <= 3 else (
+            f"{len(keys)}-lines-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:8]
+        )  # fmt: skip
+        title, body = _title(results), _body(results)
+        change = forge_proposal.Proposal(
+            branch=f"linefleet/novelty-{slug}", base=to.base, message=f"{title}\n\n{body}",
+            title=title, body=body, labels=("novelty",),
+        )  # fmt: skip
+        remote = forge_proposal.remote_url(request.workspace.fleet_repo, to.remote)
+        done = forge_proposal.propose(remote, change, edit, to.forge)
+    if done is None:  # cannot happen: each fit registers and catalogues a new version
+        raise PermanentError("proposing novelty models changed nothing in the fleet repo")
+    return results, Proposed(done.pull, done.commit)
+
+
+def _title(results: Sequence[NoveltyResult]) -> str:
+    return "novelty: " + ", ".join(f"{r.added.ref} on {r.line}" for r in results)
+
+
+def _body(results: Sequence[NoveltyResult]) -> str:
+    rows = [
+        "Input-novelty models fitted by `linefleet trainer novelty` on each line's `ok` frames "
+        "(train split), threshold on its held-out `ok` frames. Each line keeps frames far "
+        "from its normal as `novel`, whatever the classifier says.",
+        "",
+        "| line | model | threshold | held-out ok over it | labelled defects over it | dataset |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        alarms = f"{r.false_alarms.count} of {r.false_alarms.of}"
+        flagged = "—" if r.defects_flagged is None else (
+            f"{r.defects_flagged.count} of {r.defects_flagged.of}"
+        )  # fmt: skip
+        rows.append(
+            f"| {r.line} | `{r.added.ref}` | {r.threshold:.4g} | {alarms} | {flagged} | "
+            f"{r.dataset[:12]} |"
+        )
+    return "\n".join(rows)
+
+
+def _runs(request: NoveltyRequest, target: Path) -> list[NoveltyResult]:
     ws = request.workspace
     if request.model and len(request.lines) != 1:
         raise UsageError("--model names one line's novelty model: give exactly one --line")
@@ -103,7 +208,7 @@ def novelty_runs(request: NoveltyRequest) -> list[NoveltyResult]:
             datasets[ref] = build(state, taxonomy)
             datasets[ref].write(ws.datasets)
         name = request.model or model_name(line)
-        results.append(_one_line(ws, tracker, datasets[ref], taxonomy, line, name, request))
+        results.append(_one_line(ws, tracker, datasets[ref], taxonomy, line, name, request, target))
     return results
 
 
@@ -122,6 +227,7 @@ def _one_line(
     line: str,
     name: str,
     request: NoveltyRequest,
+    target: Path,
 ) -> NoveltyResult:
     config = request.config
     defect_classes = [c for c in taxonomy.class_ids if c != OK]
@@ -155,11 +261,10 @@ def _one_line(
         classes=list(contract.classes),
         outputs={"score": SCORE},
         threshold=model.threshold,
-        description=f"novelty of {line}'s frames (linefleet trainer novelty): higher is "
-        "less like the line's ok frames",
+        description=_DESCRIPTION,
     )
     try:
-        added = add_model(request_add, tracker, ws.fleet_repo, run_id=run_id, alias=CHALLENGER)
+        added = add_model(request_add, tracker, target, run_id=run_id, alias=CHALLENGER)
     except Exception:
         tracker.client.set_terminated(run_id, "FAILED")
         raise

@@ -375,10 +375,11 @@ def _edit(
             add_model_version(root / spec.located(family).path, entry)
     for d in plan.included:
         set_shadow_candidate(root / spec.located(spec.lines[d.line]).path, plan.candidate.ref)
-    _validate(root)
+    validate_proposed(root)
 
 
-def _validate(tree: Path) -> None:
+def validate_proposed(tree: Path) -> None:
+    """Refuse a proposed change under `tree` that the fleet's checks would refuse."""
     _, findings = load_checked(DirectorySource(tree))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +83,9 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "maps on each line's ok frames (train split of the label store's dataset), choose the "
         "threshold on its held-out ok frames "
         "at --false-alarm-rate, record the run in MLflow, register it and write the catalogue "
-        "entry (task anomaly) and artifact into --fleet-repo, as `linefleet model add` does.",
+        "entry (task anomaly) and artifact into --fleet-repo, as `linefleet model add` does; "
+        "with --propose, open one pull request instead that adds them and names each model "
+        "under its line's `rollout.novelty`.",
     )
     add_workspace_options(c)
     c.add_argument(
@@ -102,6 +105,14 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c.add_argument("--size", type=int, help="input size in pixels, a multiple of 32 (default 128)")
     c.add_argument("--patch", type=int, help="patch side in pixels (default 16)")
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
+    c.add_argument(
+        "--propose",
+        action="store_true",
+        help="propose the models on their lines as a pull request (nothing written locally)",
+    )
+    c.add_argument("--forge", default="local", help="with --propose: local | github://O/R | ...")
+    c.add_argument("--remote", default="origin", help="with --propose: the fleet repo's remote")
+    c.add_argument("--base", default="main", help="with --propose: the branch to propose onto")
     c.add_argument("--format", choices=("text", "json"), default="text")
     c.set_defaults(run=run_novelty)
 
@@ -110,7 +121,7 @@ def run_novelty(ns: argparse.Namespace) -> int:
     import json
 
     from trainer.novelty import GREY_BLOCK, NoveltyConfig
-    from trainer.noveltyrun import NoveltyRequest, novelty_runs
+    from trainer.noveltyrun import NoveltyRequest, Propose, novelty_runs, propose_novelty
     from trainer.tracking import default_uri
     from trainer.workspace import Workspace
 
@@ -132,7 +143,14 @@ def run_novelty(ns: argparse.Namespace) -> int:
         config=NoveltyConfig(size=ns.size, patch=ns.patch, false_alarm_rate=ns.false_alarm_rate),
         model=ns.model,
     )
-    results = novelty_runs(request)
+    pulled = None
+    if ns.propose:
+        from linefleet_forge import forge_from_spec
+
+        to = Propose(forge_from_spec(ns.forge, ns.fleet_repo), ns.remote, ns.base)
+        results, pulled = propose_novelty(replace(request, propose=to))
+    else:
+        results = novelty_runs(request)
     if ns.format == "json":
         doc = [
             {
@@ -150,7 +168,10 @@ def run_novelty(ns: argparse.Namespace) -> int:
             }
             for r in results
         ]
-        print(json.dumps({"format_version": 1, "novelty": doc}, indent=2, sort_keys=True))
+        out: dict[str, Any] = {"format_version": 1, "novelty": doc}
+        if pulled is not None:
+            out["pull_request"] = {"number": pulled.pull.number, "url": pulled.pull.url}
+        print(json.dumps(out, indent=2, sort_keys=True))
         return int(ExitCode.OK)
     from trainer.evidence import show
 
@@ -164,8 +185,13 @@ def run_novelty(ns: argparse.Namespace) -> int:
         print(f"  fitted on {r.train_frames} ok frame(s); held-out ok frames over the threshold "
               f"{r.false_alarms.count} of {r.false_alarms.of}: {show(r.false_alarms)}")  # fmt: skip
         print(f"  {flagged}")
-        print(f"  wrote {r.added.artifact} and {r.added.catalogue}")
-        print(f"  name it under the line's rollout: novelty: {{model: {name}, version: {version}}}")
+        if pulled is None:
+            print(f"  wrote {r.added.artifact} and {r.added.catalogue}")
+            print(f"  name it under the line's rollout: novelty: {{model: {name}, "
+                  f"version: {version}}}")  # fmt: skip
+    if pulled is not None:
+        print(f"pull request #{pulled.pull.number}: rollout.novelty on {len(results)} line(s) "
+              f"({pulled.pull.url})")  # fmt: skip
     return int(ExitCode.OK)
 
 

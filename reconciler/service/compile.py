@@ -187,6 +187,7 @@ def _telemetry(policy: TelemetryPolicy) -> TelemetrySpec:
         uncertain_below=_float(policy.uncertain_below),
         audit_rate=_float(policy.audit_rate),
         novelty_threshold=_float(policy.novelty_threshold),
+        doubt_defects_below=_float(policy.doubt_defects_below),
     )
 
 

@@ -88,3 +88,64 @@ def test_novelty_fits_records_registers_and_catalogues_a_model_per_line(
     assert sum(defects) / len(defects) >= 0.8
     assert sum(held_ok) / len(held_ok) <= 0.05
     assert sum(foreign) == len(foreign)
+
+
+def test_novelty_propose_opens_a_pr_naming_the_model_on_the_line_and_writes_nothing_locally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import git
+
+    from reconciler.review.check import validate
+
+    origin = tmp_path / "origin.git"
+    git.Repo.init(origin, bare=True, initial_branch="main")
+    author = tmp_path / "author"
+    write_minifleet(author)
+    repo = git.Repo.init(author, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "t").set_value("user", "email", "t@example.invalid")
+    repo.git.add("-A")
+    repo.index.commit("fleet")
+    repo.create_remote("origin", str(origin)).push("main")
+    clone = tmp_path / "clone"
+    git.Repo.clone_from(str(origin), clone)
+    ws = labelled_workspace(
+        tmp_path, 90, repo=clone, classes=V2, taxonomy="surface-defects@2", lines=(1, 2)
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["trainer", "novelty", "--line", "toledo/line-1", "--false-alarm-rate", "0.05"]
+    argv += ["--state", str(ws.state), "--fleet-repo", str(clone), "--tracking-uri", uri]
+    assert main([*argv, "--propose", "--forge", "local", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (result,) = out["novelty"]
+    assert result["model_version"] == "novelty-toledo-line-1@1"
+    assert out["pull_request"]["number"] >= 1
+    # nothing in the working tree: the change is in the pull request only
+    assert git.Repo(clone).git.status("--porcelain", "--", "fleet") == ""
+
+    check_out = tmp_path / "check"
+    git.Repo.clone_from(str(origin), check_out, branch="linefleet/novelty-toledo-line-1")
+    report = validate(check_out, "origin/main", None)
+    assert report.ok, [f.render() for f in report.findings]
+    spec, _ = load(DirectorySource(check_out))
+    novelty = spec.lines["toledo/line-1"].rollout.novelty
+    assert novelty is not None and novelty.ref == "novelty-toledo-line-1@1"
+    assert spec.lines["toledo/line-2"].rollout.novelty is None
+    mv = spec.model_version("novelty-toledo-line-1@1")
+    assert isinstance(mv, ModelVersion) and mv.task == "anomaly"
+    assert mv.outputs.threshold == pytest.approx(result["threshold"])
+    assert mv.mlflow_run_id == result["mlflow_run_id"]
+    tracker = Tracker.open(uri)
+    version = tracker.client.get_model_version("novelty-toledo-line-1", "1")
+    registered = Path(tracker.client.download_artifacts(version.run_id, "model", str(tmp_path)))
+    assert [p.read_bytes() for p in registered.glob("*.onnx")] == [
+        (check_out / mv.artifact.url).read_bytes()
+    ]
+    log = git.Repo(check_out).head.commit.message
+    assert "novelty-toledo-line-1@1 on toledo/line-1" in log and "threshold" in log
+
+    # proposing again re-fits (a new registry version) and updates the same pull request
+    assert main([*argv, "--propose", "--forge", "local", "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["novelty"][0]["model_version"] == "novelty-toledo-line-1@2"
+    assert again["pull_request"]["number"] == out["pull_request"]["number"]

@@ -21,8 +21,8 @@ from tests.support.wiremodels import model_spec, telemetry
 LINE = "plant/line-1"
 NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
 FRAME = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-NOVEL = Novelty(9.0, True, "novelty@1")
-NORMAL = Novelty(0.5, False, "novelty@1")
+NOVEL = Novelty(9.0, True, "novelty@1", 3.0)
+NORMAL = Novelty(0.5, False, "novelty@1", 0.5 / 3.0)
 
 
 def _decision(label: str, confidence: float = 0.95, frame_id: str = "f", camera: str = "cam-1",
@@ -52,6 +52,45 @@ def test_novelty_keeps_a_confident_ok_and_the_order_of_reasons_holds() -> None:
     assert keep_reason(_decision("ok", 0.3), policy, NOVEL) == "novel"
     assert keep_reason(_decision("ok", 0.97, candidate="dent"), policy, NORMAL) == "disagreement"
     assert keep_reason(_decision("ok", 0.97), policy, None) is None
+
+
+def test_doubt_defects_below_leaves_defect_calls_the_novelty_model_finds_normal_to_other_rules(
+    tmp_path: Path,
+) -> None:
+    doubting = telemetry(doubt_defects_below=0.3, uncertain_below=0.5)
+    very_normal = Novelty(0.2, False, "novelty@1", 0.2 / 3.0)
+    # unset (the default): every defect call is kept, however normal the frame looks
+    assert keep_reason(_decision("dent", 0.97), telemetry(), very_normal) == "defect"
+    assert keep_reason(_decision("dent", 0.97), doubting, very_normal) is None
+    assert keep_reason(_decision("dent", 0.45), doubting, very_normal) == "uncertain"
+    assert keep_reason(_decision("dent", 0.97, candidate="ok"), doubting, very_normal) == (
+        "disagreement"
+    )
+    # at or above the share of the threshold, or novel: kept as a defect as before
+    assert keep_reason(_decision("dent", 0.97), doubting, Novelty(0.9, False, "n@1", 0.3)) == (
+        "defect"
+    )
+    assert keep_reason(_decision("dent", 0.97), doubting, NOVEL) == "defect"
+    # no novelty score, or only frame statistics: no doubt
+    assert keep_reason(_decision("dent", 0.97), doubting, None) == "defect"
+    stats = Novelty(0.1, False, FRAME_STATS, 0.1 / 4)
+    assert keep_reason(_decision("dent", 0.97), doubting, stats) == "defect"
+    # the spool counts what it doubted and did not keep; an ok frame is never "doubted"
+    built = anomaly_model(tmp_path / "novelty.onnx")
+    spec = ModelSpec(
+        ref="novelty@1", sha256=built.sha256, size=built.size, url=built.path.as_uri(),
+        classes=("ok", "novel"), input_shape=(1, 64, 64, 3), layout="NHWC", task="anomaly",
+        outputs={"score": "score_column", "threshold": 0.5},
+    )  # fmt: skip
+    model = load_model(built.path, spec)
+    bright = np.full((48, 64, 3), 220, np.uint8)
+    spool = Spool(tmp_path / "spool", doubting)
+    assert spool.consider(_decision("dent", 0.97), bright, "p", "d", NOW, model) is None
+    assert spool.consider(_decision("ok", 0.97), bright, "p", "d", NOW, model) is None
+    assert spool.consider(_decision("dent", 0.45), bright, "p", "d", NOW, model) == "uncertain"
+    assert spool.counters.doubted == 1
+    spool.flush()
+    assert json.loads((tmp_path / "spool" / "counters.json").read_text())["doubted"] == 1
 
 
 def test_audit_sample_is_stratified_per_camera() -> None:
@@ -185,6 +224,7 @@ def test_a_novelty_model_scores_the_frame_and_its_threshold_decides(tmp_path: Pa
     quiet, loud = scorer.score("cam-1", bright, model), scorer.score("cam-1", patched, model)
     assert quiet is not None and not quiet.novel and quiet.by == "novelty@1"
     assert loud is not None and loud.novel and loud.score > 0.5
+    assert quiet.ratio == quiet.score / 0.5 < 1 <= loud.ratio == loud.score / 0.5
     spool = Spool(tmp_path / "spool", telemetry())
     reason = spool.consider(_decision("ok", 0.97), patched, "plant", "dev-1", NOW, model)
     assert reason == "novel"

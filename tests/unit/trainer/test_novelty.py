@@ -1,5 +1,6 @@
 """The novelty fitter: a valid plain-ONNX graph that onnxruntime runs, equal to the statistics it
-was fitted with (patch Gaussians, colour and grey deviation maps, each part over its scale), and
+was fitted with (patch Gaussians, absolute and frame-relative, colour and grey deviation maps, each
+part standardised on held-out frames), and
 scoring a line's defect frames and frames of another source above the threshold chosen on
 held-out ok frames."""
 
@@ -26,7 +27,9 @@ from trainer.novelty import (
     fit_novelty,
     fit_statistics,
     gaussians,
+    local,
     novelty_model,
+    standardise,
     threshold_for,
 )
 
@@ -65,31 +68,63 @@ def test_the_graph_is_plain_onnx_with_the_declared_input_and_one_score(fitted: A
     assert scores.shape == (3,) and np.all(np.isfinite(scores)) and np.all(scores >= 0)
 
 
-def test_the_score_is_the_largest_part_over_its_scale_from_the_fitted_statistics() -> None:
+def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics() -> None:
     train, held, probe = _line("ok", 0, 30), _line("ok", 1000, 10), _line("scratch", 500, 4)
     config = NoveltyConfig(false_alarm_rate=0.2)
     model = fit_novelty(train, held, config)
     stats = fit_statistics(train, held, config)
-    assert model.onnx == novelty_model(SIZE, config.patch, stats)
-    train_patches, train_chroma, train_grey = features(train, SIZE, config.patch)
-    mean, precision = gaussians(train_patches)
+    assert model.onnx == novelty_model(config, stats)
+    train_patches, train_chroma, train_grey = features(train, config)
+    assert train_patches.shape == (len(train), config.grid**2, DIMS) and config.grid == 15
+    mean, precision = gaussians(train_patches, config.grid)
     np.testing.assert_allclose(stats.mean, mean)
+    # a position's Gaussian pools its neighbours: the corner's mean is its 2 x 2 block's
+    laid = train_patches.reshape(len(train), config.grid, config.grid, DIMS)
+    np.testing.assert_allclose(mean[0], laid[:, :2, :2].reshape(-1, DIMS).mean(0))
+    local_mean, local_precision = gaussians(local(train_patches), config.grid)
+    np.testing.assert_allclose(stats.local_mean, local_mean)
     np.testing.assert_allclose(stats.chroma_mu, train_chroma.mean(0))
     np.testing.assert_allclose(stats.grey_sd, train_grey.std(0) + 0.02)
 
     def parts(x: Any) -> Any:
-        patches, chroma, grey = features(x, SIZE, config.patch)  # [N, P, DIMS], maps
-        assert patches.shape == (len(x), (SIZE // config.patch) ** 2, DIMS)
-        delta = patches - mean
-        maha = np.sqrt(np.einsum("npi,pij,npj->np", delta, precision, delta)).max(axis=1)
+        patches, chroma, grey = features(x, config)  # [N, P, DIMS], maps
+
+        def worst(f: Any, mu: Any, prec: Any) -> Any:
+            d = f - mu
+            return np.sqrt(np.einsum("npi,pij,npj->np", d, prec, d)).max(axis=1)
+
         colour = ((chroma - stats.chroma_mu) / stats.chroma_sd).max(axis=(1, 2, 3))
         grey_z = ((grey - stats.grey_mu) / stats.grey_sd).max(axis=(1, 2, 3))
-        return np.stack([maha, colour, grey_z], axis=1)
+        return np.stack(
+            [
+                worst(patches, mean, precision),
+                worst(local(patches), local_mean, local_precision),
+                colour,
+                grey_z,
+            ],
+            axis=1,
+        )
 
-    scales = np.median(parts(held), axis=0)
-    np.testing.assert_allclose(stats.scales, scales, rtol=2e-3)
-    expected = (parts(probe) / scales).max(axis=1)
-    np.testing.assert_allclose(model.score(probe), expected, rtol=2e-3)
+    logs = np.log(np.maximum(parts(held), 0) + 1e-3)
+    loc = np.median(logs, axis=0)
+    spread = np.maximum(0.02, 1.4826 * np.median(np.abs(logs - loc), axis=0))
+    np.testing.assert_allclose(stats.loc, loc, atol=2e-3)
+    np.testing.assert_allclose(stats.spread, spread, rtol=2e-2, atol=2e-3)
+    z = (np.log(np.maximum(parts(probe), 0) + 1e-3) - loc) / spread
+    expected = np.exp(np.minimum(z.max(axis=1), 40.0))
+    np.testing.assert_allclose(model.score(probe), expected, rtol=2e-2)
+
+
+def test_each_part_is_standardised_by_the_median_and_robust_spread_of_its_log() -> None:
+    # one long-tailed held-out value does not widen a part's spread (a median absolute
+    # deviation, not a standard deviation), and a part that never varied gets the floor
+    logs = np.array([0.0, 0.1, -0.1, 0.2, -0.2, 0.05, 3.0])
+    tight = np.exp(logs) - 1e-3
+    flat = np.array([2.0] * 7)
+    loc, spread = standardise([tight, flat])
+    assert loc[0] == pytest.approx(0.05) and loc[1] == pytest.approx(np.log(2.001))
+    assert spread[0] == pytest.approx(1.4826 * 0.15)
+    assert spread[1] == 0.02
 
 
 def test_normal_frames_stay_under_the_threshold_defects_and_foreign_frames_do_not(

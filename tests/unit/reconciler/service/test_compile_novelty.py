@@ -43,7 +43,9 @@ def _docs(task: str = "anomaly", version: int = 1) -> dict[str, Any]:
     docs["fleet/models/surface-novelty.yaml"] = _novelty_family(task)
     rollout = docs[LINE]["rollout"]
     rollout["novelty"] = {"model": "surface-novelty", "version": version}
-    rollout["telemetry"] = {"uncertain_below": 0.5, "audit_rate": 0.02}
+    rollout["telemetry"] = {
+        "uncertain_below": 0.5, "audit_rate": 0.02, "doubt_defects_below": 0.3,
+    }  # fmt: skip
     return docs
 
 
@@ -62,10 +64,12 @@ def test_the_novelty_model_is_compiled_beside_the_serving_model_and_accepted_by_
     assert (line.novelty.ref, line.novelty.task) == ("surface-novelty@1", "anomaly")
     assert line.novelty.artifact.url == "file:///srv/fleet/artifacts/surface-cnn-1.onnx"
     assert line.telemetry.audit_rate == 0.02 and line.telemetry.uncertain_below == 0.5
+    assert line.telemetry.doubt_defects_below == 0.3
     target = to_target(doc).lines["toledo/line-1"]
     assert target.novelty is not None and target.novelty.task == "anomaly"
     assert target.novelty in target.models()  # fetched, verified and loaded like any model
     assert target.telemetry.audit_rate == 0.02 and target.telemetry.uncertain_at == 0.5
+    assert target.telemetry.doubt_defects_below == 0.3  # the edge reads it as policy
     # the local state keeps it across a restart
     assert type(target).model_validate_json(target.model_dump_json()) == target
 
