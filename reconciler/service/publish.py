@@ -26,6 +26,7 @@ from linefleet_core.errors import (
     Severity,
     TemporaryError,
 )
+from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
@@ -39,12 +40,14 @@ from linefleet_core.wire import (
     topic,
     topic_filter,
 )
+from linefleet_core.wiredump import Dumper
 from linefleet_forge.base import Forge
 from reconciler.service import holds
 from reconciler.service.compile import (
     compile_device,
     compile_fleet,
     document_body,
+    encoded_spec,
     unreachable_urls,
 )
 from reconciler.service.fence import Fenced
@@ -245,14 +248,16 @@ def sign_all(
 ) -> dict[str, Signed]:
     """Sign each document; with `expires_at`, as its signed freshness bound."""
     out = {}
-    for device, doc in docs.items():
-        body = document_body(doc)
-        if expires_at is not None:
-            body["expires_at"] = expires_at
-        payload = key.signed_payload(body, "spec")
-        out[device] = Signed(
-            doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
-        )
+    dumper = Dumper()  # what documents share (model versions, taxonomies) is dumped once
+    with paused_gc():  # (the payloads survive; the dumps go with the dumper)
+        for device, doc in docs.items():
+            body = document_body(doc, dumper, spec=False)
+            if expires_at is not None:
+                body["expires_at"] = expires_at
+            payload = key.signed_payload(body, encoded={"spec": encoded_spec(doc.spec, dumper)})
+            out[device] = Signed(
+                doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
+            )
     return out
 
 
