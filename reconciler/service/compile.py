@@ -356,8 +356,8 @@ def encoded_spec(spec: DeviceSpec, dumper: Dumper | None = None) -> bytes:
     raw = canonical_json((dumper or Dumper()).dump(spec))
 
     def forget(ref: weakref.ref[DeviceSpec]) -> None:
-        if _ENCODED.get(key, (None, b""))[0] is ref:
-            del _ENCODED[key]
+        if _ENCODED.get(key, (None, b""))[0] is ref:  # (not a newer object's entry)
+            _ENCODED.pop(key, None)
 
     _ENCODED[key] = (weakref.ref(spec, forget), raw)
     return raw
