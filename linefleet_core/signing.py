@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,28 +41,45 @@ PRIVATE_KEY_FILE = "signing.key"
 PUBLIC_KEY_SUFFIX = ".pub"
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+"""What `json.dumps` builds on every call with these options: built once (it keeps no state
+between calls)."""
+_KEY = json.encoder.encode_basestring  # a string as `_CANONICAL` writes it
+
+
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8, no NaN/Infinity: the bytes that are hashed and signed."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
-def _joined(obj: Mapping[str, Any], encoded: Mapping[str, bytes]) -> bytes:
-    """`canonical_json(obj)` with the values in `encoded` already encoded: a canonical object
-    is its sorted members, each `"key":value` in canonical form, joined by commas."""
-    parts = [
-        json.dumps(k, ensure_ascii=False).encode("utf-8")
-        + b":"
-        + (encoded[k] if k in encoded else canonical_json(obj[k]))
-        for k in sorted(obj)
-    ]
-    return b"{" + b",".join(parts) + b"}"
+def _parts(obj: Mapping[str, Any], encoded: Mapping[str, bytes], gap: str) -> list[bytes]:
+    """The canonical JSON of `obj` with the members of `encoded` added (already canonical), in
+    pieces: the members in key order, those of `encoded` as given, the others in runs encoded
+    at once, and an empty piece where a member named `gap` (in neither) would go. A canonical
+    object is its members in key order joined by commas, so the pieces joined by commas (the
+    empty one dropped) are it."""
+    parts: list[bytes] = []
+    run: dict[str, Any] = {}
+    for k in sorted({*obj, *encoded, gap}):
+        if k != gap and k not in encoded:
+            run[k] = obj[k]
+            continue
+        if run:
+            parts.append(canonical_json(run)[1:-1])  # `{a,b}` -> `a,b`
+            run = {}
+        parts.append(b"" if k == gap else _KEY(k).encode("utf-8") + b":" + encoded[k])
+    if run:
+        parts.append(canonical_json(run)[1:-1])
+    return parts
 
 
-def content_hash(spec: Mapping[str, Any]) -> str:
-    """sha256 (hex) of the canonical JSON of a document's `spec`: what the device must run."""
-    return hashlib.sha256(canonical_json(spec)).hexdigest()
+def content_hash(spec: Mapping[str, Any] | bytes) -> str:
+    """sha256 (hex) of the canonical JSON of a document's `spec`: what the device must run
+    (given as bytes: that canonical JSON itself)."""
+    raw = spec if isinstance(spec, bytes) else canonical_json(spec)
+    return hashlib.sha256(raw).hexdigest()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -83,7 +101,7 @@ class SigningKey:
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         return key_id(self.public)
 
@@ -93,14 +111,34 @@ class SigningKey:
         value = base64.b64encode(self.private.sign(canonical_json(body))).decode("ascii")
         return {**body, "signature": {"alg": "ed25519", "key_id": self.key_id, "value": value}}
 
-    def signed_payload(self, document: Mapping[str, Any], big: str) -> bytes:
-        """`canonical_json(self.sign(document))`, encoding the value under the key `big` once
-        (it is both signed and sent): the bytes are the same, the work about a third."""
-        body = {k: v for k, v in document.items() if k != "signature"}
-        encoded = {big: canonical_json(body[big])} if big in body else {}
-        value = base64.b64encode(self.private.sign(_joined(body, encoded))).decode("ascii")
-        signature = {"alg": "ed25519", "key_id": self.key_id, "value": value}
-        return _joined({**body, "signature": signature}, encoded)
+    def signed_payload(
+        self,
+        document: Mapping[str, Any],
+        big: str | None = None,
+        *,
+        encoded: Mapping[str, bytes] | None = None,
+    ) -> bytes:
+        """`canonical_json(self.sign(document))`, encoding each member once (the value under
+        the key `big` is both signed and sent): the bytes are the same, the work about a third.
+
+        `encoded` holds members of the document that the caller has already encoded, by key:
+        their canonical JSON (what `canonical_json` gives for the value), in place of any
+        value `document` has under that key.
+        """
+        done = {k: v for k, v in (encoded or {}).items() if k != "signature"}
+        body = {k: v for k, v in document.items() if k != "signature" and k not in done}
+        if big is not None and big in body and big not in done:
+            done[big] = canonical_json(body[big])
+        parts = _parts(body, done, "signature")
+        at = parts.index(b"")
+        value = base64.b64encode(
+            self.private.sign(b"{" + b",".join(parts[:at] + parts[at + 1 :]) + b"}")
+        )
+        parts[at] = b'"signature":{"alg":"ed25519","key_id":%s,"value":"%s"}' % (
+            _KEY(self.key_id).encode("utf-8"),
+            value,
+        )
+        return b"{" + b",".join(parts) + b"}"
 
     @classmethod
     def generate(cls) -> SigningKey:

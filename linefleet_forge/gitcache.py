@@ -8,7 +8,8 @@ written whole under a temporary name, then renamed over the old one.
 - `publish-index/`: the dependency index of published commits, and the small kinds parsed
   (`reconciler.service.incremental`);
 - `parsed-yaml/`: fleet documents parsed from YAML, by git blob id (`load_parsed`), which
-  `plan` and `validate --base` read back instead of parsing the files nobody changed.
+  `plan`, `validate --base` and publish's full pass (`load_revision`) read back instead of
+  parsing the files nobody changed.
 - `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.review.graphcheck`), by the
   model version's declaration and artifact digest.
 

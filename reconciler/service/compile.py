@@ -7,6 +7,7 @@ documents are unsigned; `reconciler.service.publish` signs them.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,9 +15,10 @@ from linefleet_core import artifactref
 from linefleet_core.catalogue import InputSpec, ModelVersion, Normalize, Outputs
 from linefleet_core.errors import PermanentError
 from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, Roi, TelemetryPolicy
+from linefleet_core.gcpause import paused_gc
 from linefleet_core.oci import OciError, is_oci, parse_ref
 from linefleet_core.refs import line_key
-from linefleet_core.signing import content_hash
+from linefleet_core.signing import canonical_json, content_hash
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.wire import (
@@ -37,6 +39,7 @@ from linefleet_core.wire import (
     TelemetrySpec,
     TilingSpec,
 )
+from linefleet_core.wiredump import Dumper
 
 T = TypeVar("T")
 
@@ -168,8 +171,13 @@ def _candidate(
         raise CompileError(f"{where}: unknown candidate model {cand.model!r}")
     fraction = None if cand.canary_fraction is None else float(cand.canary_fraction)
     model = _model(spec, cand.model, where, artifact_base, mirror, memo)
-    return CandidateSpec.model_validate(
-        {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
+    key = ("candidate", cand.model, artifact_base, mirror or "", cand.stage, repr(fraction))
+    return _shared(
+        memo,
+        key,
+        lambda: CandidateSpec.model_validate(
+            {**dict(model), "stage": cand.stage, "canary_fraction": fraction}
+        ),
     )
 
 
@@ -271,7 +279,9 @@ def compile_device(
     generation: int,
     artifact_base: str,
     memo: Memo | None = None,
+    approval: Approval | None = None,
 ) -> DesiredState:
+    memo = {} if memo is None else memo
     lines = []
     for serves in device.serves:
         key = line_key(device.site, serves.line)
@@ -283,6 +293,7 @@ def compile_device(
         heartbeat_seconds=spec.policy.heartbeat_seconds,
         lines=sorted(lines, key=lambda item: item.line),
     )
+    dumper = _shared(memo, ("dumper",), Dumper)  # the shared parts are dumped once
     return DesiredState(
         protocol=PROTOCOL,
         kind="DesiredState",
@@ -290,8 +301,9 @@ def compile_device(
         device=device.id,
         generation=generation,
         commit=commit,
-        content_hash=content_hash(body.model_dump(mode="json")),
+        content_hash=content_hash(encoded_spec(body, dumper)),
         spec=body,
+        approval=approval,
     )
 
 
@@ -304,19 +316,52 @@ def compile_fleet(
 ) -> dict[str, DesiredState]:
     """One unsigned desired state per device id, in device-id order."""
     memo: Memo = {}
-    return {
-        device_id: compile_device(
-            spec, spec.devices[device_id], commit, generation, artifact_base, memo
-        ).model_copy(update={"approval": approval})
-        for device_id in sorted(spec.devices)
-    }
+    with paused_gc():  # every object built here survives: cycle collection would find nothing
+        return {
+            device_id: compile_device(
+                spec, spec.devices[device_id], commit, generation, artifact_base, memo, approval
+            )
+            for device_id in sorted(spec.devices)
+        }
 
 
-def document_body(doc: DesiredState) -> dict[str, object]:
+def document_body(
+    doc: DesiredState, dumper: Dumper | None = None, *, spec: bool = True
+) -> dict[str, object]:
     """The JSON object to sign: the document without its `signature`, and without an unset
-    `approval` or `expires_at`, so documents without them read as they always did."""
-    unset = {k for k in ("approval", "expires_at") if getattr(doc, k) is None}
-    return doc.model_dump(mode="json", exclude={"signature", *unset})
+    `approval` or `expires_at`, so documents without them read as they always did.
+
+    With `dumper` (one for many documents), parts the documents share are dumped once.
+    Without `spec`, the `spec` member is left out (`encoded_spec` gives it already encoded).
+    """
+    drop = {"signature", *(k for k in ("approval", "expires_at") if getattr(doc, k) is None)}
+    if not spec:
+        drop.add("spec")
+    if dumper is None:
+        return doc.model_dump(mode="json", exclude=drop)
+    return dumper.dump(doc, exclude=drop)
+
+
+_ENCODED: dict[int, tuple[weakref.ref[DeviceSpec], bytes]] = {}
+
+
+def encoded_spec(spec: DeviceSpec, dumper: Dumper | None = None) -> bytes:
+    """`canonical_json(spec.model_dump(mode="json"))`: the bytes a document's `content_hash`
+    is the sha256 of, and that its signature covers. Encoded once per `DeviceSpec` object
+    (compiling a document encodes its spec for the hash; signing it reuses the bytes): the
+    models are frozen, and an object's bytes are forgotten when it goes."""
+    key = id(spec)
+    found = _ENCODED.get(key)
+    if found is not None and found[0]() is spec:
+        return found[1]
+    raw = canonical_json((dumper or Dumper()).dump(spec))
+
+    def forget(ref: weakref.ref[DeviceSpec]) -> None:
+        if _ENCODED.get(key, (None, b""))[0] is ref:  # (not a newer object's entry)
+            _ENCODED.pop(key, None)
+
+    _ENCODED[key] = (weakref.ref(spec, forget), raw)
+    return raw
 
 
 def unreachable_urls(docs: dict[str, DesiredState]) -> list[str]:

@@ -354,11 +354,13 @@ def publish_commit(
             except FullPass as exc:
                 reason = str(exc)
     if found is None:
-        revision = load_revision(repo, commit, forge)
+        parsed = gitcache.load_parsed(objects)
+        revision = load_revision(repo, commit, forge, parsed)
         result = publish(
             revision, address, key, artifact_base, refuse_file_urls=refuse_file_urls, **common
         )
         result.full_reason = reason
+        gitcache.save_parsed(objects, parsed)  # after the last PUBACK, not before the first
         if not dry_run:
             save_index(objects, DependencyIndex.build(revision.spec, commit))
         return result

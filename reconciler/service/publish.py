@@ -26,6 +26,7 @@ from linefleet_core.errors import (
     Severity,
     TemporaryError,
 )
+from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
@@ -39,12 +40,15 @@ from linefleet_core.wire import (
     topic,
     topic_filter,
 )
+from linefleet_core.wiredump import Dumper
+from linefleet_core.yamlsafe import ParsedBlobs
 from linefleet_forge.base import Forge
 from reconciler.service import holds
 from reconciler.service.compile import (
     compile_device,
     compile_fleet,
     document_body,
+    encoded_spec,
     unreachable_urls,
 )
 from reconciler.service.fence import Fenced
@@ -245,14 +249,16 @@ def sign_all(
 ) -> dict[str, Signed]:
     """Sign each document; with `expires_at`, as its signed freshness bound."""
     out = {}
-    for device, doc in docs.items():
-        body = document_body(doc)
-        if expires_at is not None:
-            body["expires_at"] = expires_at
-        payload = key.signed_payload(body, "spec")
-        out[device] = Signed(
-            doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
-        )
+    dumper = Dumper()  # what documents share (model versions, taxonomies) is dumped once
+    with paused_gc():  # (the payloads survive; the dumps go with the dumper)
+        for device, doc in docs.items():
+            body = document_body(doc, dumper, spec=False)
+            if expires_at is not None:
+                body["expires_at"] = expires_at
+            payload = key.signed_payload(body, encoded={"spec": encoded_spec(doc.spec, dumper)})
+            out[device] = Signed(
+                doc.site, doc.device, doc.generation, doc.content_hash, payload, expires_at
+            )
     return out
 
 
@@ -302,17 +308,30 @@ class LoadedRevision:
     """Who approved `commit` (`linefleet_forge.approval`), recorded in every document."""
 
 
-def load_revision(repo: Path, rev: str, forge: Forge | None = None) -> LoadedRevision:
+def load_revision(
+    repo: Path, rev: str, forge: Forge | None = None, parsed: ParsedBlobs | None = None
+) -> LoadedRevision:
     """The validated fleet at `rev`, with its commit SHA, first-parent generation, and who
-    approved it (from `forge`'s merge record; default: the repository's local forge)."""
+    approved it (from `forge`'s merge record; default: the repository's local forge).
+
+    Files an earlier run parsed are not parsed again (`linefleet_forge.gitcache`, by blob id;
+    every check still runs on them). With `parsed`, the caller holds that cache (and saves it
+    when it suits, `gitcache.save_parsed`); without, it is read here and saved when it changed.
+    """
     from linefleet_core.validation import load_checked
-    from linefleet_forge.gitrepo import GitSource, open_repo, resolve
+    from linefleet_forge import gitcache
+    from linefleet_forge.gitrepo import GitObjects, GitSource, open_repo, resolve
 
     git_repo = open_repo(repo)
     commit = resolve(git_repo, rev)
     top = Path(str(git_repo.working_tree_dir)).resolve()
     rel = repo.resolve().relative_to(top).as_posix()
-    spec, findings = load_checked(GitSource(commit, "" if rel == "." else rel))
+    objects = GitObjects(str(git_repo.git_dir))
+    blobs = gitcache.load_parsed(objects) if parsed is None else parsed
+    source = GitSource(commit, "" if rel == "." else rel, objects)
+    spec, findings = load_checked(source, parsed=blobs)
+    if parsed is None:
+        gitcache.save_parsed(objects, blobs)
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise FindingsError(errors)
@@ -378,13 +397,24 @@ def apply_holds(
 
 
 def live_specs(repo: Path) -> LiveSpecs:
-    """Read the fleet at a commit of `repo` (cached); None when it is not there or invalid."""
+    """Read the fleet at a commit of `repo` (cached); None when it is not there or invalid.
+    (Files parsed for the fleet being published are reused, and the older fleets' own are
+    not kept: the parse cache holds what publishing the newest commit reads.)"""
     cache: dict[str, FleetSpec | None] = {}
+    parsed: list[ParsedBlobs] = []
 
     def read(commit: str) -> FleetSpec | None:
         if commit not in cache:
+            if not parsed:
+                from linefleet_forge import gitcache
+                from linefleet_forge.gitrepo import GitObjects
+
+                try:
+                    parsed.append(gitcache.load_parsed(GitObjects.open(repo)))
+                except LinefleetError:
+                    parsed.append(ParsedBlobs())
             try:
-                cache[commit] = load_revision(repo, commit).spec
+                cache[commit] = load_revision(repo, commit, parsed=parsed[0]).spec
             except LinefleetError:
                 cache[commit] = None
         return cache[commit]
@@ -407,6 +437,7 @@ def default_artifact_base(repo: Path) -> str:
     return repo.resolve().as_uri()
 
 
+@paused_gc()  # ~10 objects per document survive until the last PUBACK: collecting finds none
 def publish(
     revision: LoadedRevision,
     address: BrokerAddress,
