@@ -38,7 +38,8 @@ def _gauss(sigma: float) -> np.ndarray:
     radius = max(1, math.ceil(3 * sigma))
     x = np.arange(-radius, radius + 1, dtype=np.float32)
     k: np.ndarray = np.exp(-(x * x) / (2 * sigma * sigma)).astype(np.float32)
-    return k / k.sum()
+    k /= k.sum()
+    return k
 
 
 def _blur(g: Graph, x: str, ones: str, sigma: float) -> str:
