@@ -272,8 +272,9 @@ def run_section(name: str, root: Path, better: str = "features") -> Any:
 
 def main() -> None:
     """All sections, or one: `--section independent|cross|al OUT.json` (`al` takes the backend
-    from `--better NAME`); `--assemble IND.json[,IND2.json] CROSS.json AL.json` prints the
-    runner JSON (several independent files, e.g. one per backend, are merged)."""
+    from `--better NAME`); `--assemble IND.json[,IND2.json] CROSS.json AL.json [NOTE.md]`
+    prints the runner JSON (several independent files, e.g. one per backend, are merged; a
+    missing CROSS or AL file is reported as not measured; NOTE.md is appended)."""
     args = sys.argv[1:]
     if args[:1] == ["--section"]:
         better = args[args.index("--better") + 1] if "--better" in args else "features"
@@ -289,7 +290,10 @@ def main() -> None:
             json.loads(Path(a).read_text()) if Path(a).is_file() else None for a in args[2:4]
         )
         assert ind, "the independent section is required"
-        print(json.dumps(report(ind, cross, al)))
+        doc = report(ind, cross, al)
+        if len(args) > 4:  # NOTE.md: what this run did and did not re-measure, appended
+            doc["markdown"] += "\n" + Path(args[4]).read_text()
+        print(json.dumps(doc))
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -342,14 +346,14 @@ def report(
             "(`trainer/texturestats.py`), gradient-boosted trees"
         )
     markdown = f"""Backends of `linefleet train` measured: {"; ".join(measured)}.
-Training time is wall-clock on this shared machine.
+Training time: wall clock on this shared machine, and (where recorded) CPU seconds over 2.
 
 **1. Independent source** (`bench/othersource.py`: brushed metal, woven fabric, speckled
 polymer; gradient, vignette and colour-cast lighting; curved hairline scratches, particle
 clusters, shaded dents; 3 lines x {FRAMES} frames at 128 px, 50% defects; imported as a
 folder tree).
 
-{chr(10).join(sections)}
+{(chr(10) * 2).join(sections)}
 
 Better backend here: **{better}**; worst line: escape {escape:.3f}, accuracy {accuracy:.3f},
 training {seconds} s wall, {two_core:.0f} s of 2 cores (goal: escape <= {GOAL_ESCAPE},
