@@ -43,6 +43,8 @@ from trainer.defectshape import shape_features
 from trainer.detectors import COUNT as DETECTOR_COUNT
 from trainer.detectors import detector_features
 from trainer.onnxgraph import Graph
+from trainer.texturestats import COUNT as TEXTURE_COUNT
+from trainer.texturestats import texture_features
 
 OPSET = 17
 IR_VERSION = 8
@@ -60,8 +62,14 @@ def _centre(size: int) -> tuple[int, int]:
     return lo, lo + side
 
 
-def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
-    """An ONNX model: `image` float32 [batch, 3, size, size] -> `features` [batch, F]."""
+def feature_count(texture: bool = False) -> int:
+    """Features per frame: `FEATURE_COUNT`, plus `trainer.texturestats`' with `texture`."""
+    return FEATURE_COUNT + (TEXTURE_COUNT if texture else 0)
+
+
+def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False) -> Any:
+    """An ONNX model: `image` float32 [batch, 3, size, size] -> `features` [batch, F];
+    `texture` appends the along-the-grain and blob statistics of `trainer.texturestats`."""
     from onnx import TensorProto, helper
 
     if size < 32 or size % GRID:
@@ -190,12 +198,14 @@ def feature_graph(size: int = 64, batch: int | str = "N") -> Any:
         *detector_features(g, grey_frame, valid, level, size, lo, hi),
         *shape_features(g, image, luma_kernel, (resid, band), (med, bmed), lo, hi, on_product),
     ]
+    if texture:
+        parts += texture_features(g, grey_frame, size)
     g.nodes.append(helper.make_node("Concat", parts, [OUTPUT], axis=1))
     graph = helper.make_graph(
         g.nodes,
         "linefleet-features",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [batch, 3, size, size])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [batch, FEATURE_COUNT])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [batch, feature_count(texture)])],
         g.inits,
     )
     model = helper.make_model(
@@ -218,7 +228,8 @@ def extract(model: Any, images: Any, batch: int = 256) -> Any:
         session.run([OUTPUT], {INPUT: images[i : i + batch]})[0]
         for i in range(0, len(images), batch)
     ]
-    return np.concatenate(out, axis=0) if out else np.zeros((0, FEATURE_COUNT), np.float32)
+    width = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    return np.concatenate(out, axis=0) if out else np.zeros((0, width), np.float32)
 
 
 def to_tensor(bgr: Any, height: int, width: int | None = None, color: str = "rgb") -> Any:

@@ -36,6 +36,7 @@ DEFAULT_BACKEND = "features"
 """The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
 
 
+BOOSTED_ROUNDS = 200
 AUTO_SIZES = (64, 96, 128)
 """`--size auto` picks the largest of these that the training frames fill (their median side)."""
 
@@ -62,6 +63,11 @@ class TrainConfig:
     """Train on these lines only (empty: every line). Evaluation always covers every line."""
     backend: str = DEFAULT_BACKEND
     """`features` (hand-made ONNX features + logistic regression) or `cnn` (PyTorch)."""
+    classifier: str = "logistic"
+    """features: `logistic` (scaler + logistic regression) or `boosted` (gradient-boosted
+    trees, depth 3; skl2onnx exports them as an ai.onnx.ml TreeEnsembleClassifier)."""
+    texture: bool = False
+    """features: add the along-the-grain and blob statistics (`trainer.texturestats`)."""
     cnn: CnnConfig = field(default_factory=CnnConfig)
 
     def params(self) -> dict[str, Any]:
@@ -73,9 +79,13 @@ class TrainConfig:
         }
         if self.backend == "cnn":
             return {**common, "classifier": "cnn", **self.cnn.params()}
+        if self.classifier == "boosted":
+            return {**common, "classifier": "GradientBoosting", "texture": self.texture,
+                    "max_iter": BOOSTED_ROUNDS}  # fmt: skip
         return {
             **common,
             "classifier": "StandardScaler+LogisticRegression",
+            "texture": self.texture,
             "C": self.c,
             "max_iter": self.max_iter,
         }
@@ -121,11 +131,29 @@ def load_images(frames: FrameStore, items: Sequence[Item], size: int) -> Any:
     return np.concatenate([to_tensor(frames.load(i.frame), size) for i in items])
 
 
-def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> TrainedModel:
-    from sklearn.linear_model import LogisticRegression
+def classifier(config: TrainConfig) -> Any:
+    """The scikit-learn pipeline of the features backend (unfitted)."""
     from sklearn.pipeline import make_pipeline
+
+    if config.classifier == "boosted":
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        # skl2onnx 1.20 cannot convert scikit-learn 1.9's HistGradientBoosting (numpy uint32
+        # node ids); the exact-split trees convert and are fast enough at these sizes
+        trees = GradientBoostingClassifier(
+            n_estimators=BOOSTED_ROUNDS, learning_rate=0.05, max_depth=3, subsample=0.8,
+            random_state=config.seed,
+        )  # fmt: skip
+        return make_pipeline(trees)
+    if config.classifier != "logistic":
+        raise PermanentError(f"unknown classifier {config.classifier!r} (logistic or boosted)")
+    from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(C=config.c, max_iter=config.max_iter))
+
+
+def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> TrainedModel:
     items = [i for i in version.train() if not config.lines or i.line_key in config.lines]
     present = sorted({i.cls for i in items}, key=version.classes.index)
     if len(present) < 2:
@@ -149,14 +177,12 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
         )  # fmt: skip
     if config.backend != "features":
         raise PermanentError(f"unknown backend {config.backend!r} (one of {', '.join(BACKENDS)})")
-    features = feature_graph(size)
+    features = feature_graph(size, texture=config.texture)
     x = extract(features, load_images(frames, items, size))
     y = np.array([present.index(i.cls) for i in items])
-    pipeline = make_pipeline(
-        StandardScaler(), LogisticRegression(C=config.c, max_iter=config.max_iter)
-    )
+    pipeline = classifier(config)
     pipeline.fit(x, y)
-    artifact = export(features, pipeline, present, version.classes, size)
+    artifact = export(features, pipeline, present, version.classes, size, config.texture)
     return TrainedModel(
         tuple(version.classes), artifact, pipeline, features, size, len(items), chosen
     )
@@ -168,6 +194,7 @@ def export(
     present: Sequence[str],
     classes: Sequence[str],
     size: int,
+    texture: bool = False,
 ) -> bytes:
     """Feature graph + classifier + class placement, as one model with a batch of one."""
     from onnx import TensorProto, compose, helper, numpy_helper
@@ -182,7 +209,7 @@ def export(
         options={id(pipeline.steps[-1][1]): {"zipmap": False}},
     )
     clf.ir_version = features.ir_version
-    head = feature_graph(size, batch=1)
+    head = feature_graph(size, batch=1, texture=texture)
     merged = compose.merge_models(
         compose.add_prefix(head, "feat_"),
         compose.add_prefix(clf, "clf_"),
