@@ -131,6 +131,7 @@ def run(ns: argparse.Namespace) -> int:
                 f"commit {r.commit[:12]} generation {r.generation}: {r.published} published, "
                 f"{r.unchanged} unchanged, {r.pruned} pruned"
             )
+            line += " (incremental)" if r.mode == "incremental" else f" (full: {r.full_reason})"
             line += "".join(f"\n  held {printable(note)}" for note in r.held)
         else:
             return
