@@ -240,35 +240,32 @@ def _key(name: str) -> str:
 
 
 NOTES = """\
-What changed for issue 17 (on 2026-11-22 this measured 2.59 s and 2.30 s; since then `validate`
-reads ONNX graphs, which the baseline row above pays for; cold is about the baseline: it
-parses everything and writes the cache):
-- Parsing YAML was ~70% of the per-file work. The documents parsed are kept in
-  `.git/linefleet/parsed-yaml/documents.pickle`, by the git blob id of the file's bytes (sha1
-  of `blob <size>\\0<bytes>`, so the working tree is keyed like a commit); a later run parses
-  only files whose bytes it has not seen. The schema checks and the objects are not cached:
-  unpickling 2,045 pydantic objects took longer (0.8 s) than validating them again (0.6 s).
-  The cache is versioned by a hash of the YAML reader's code, PyYAML and Python; anything
-  unreadable or of another version is ignored (tests/integration/reconciler/test_parse_cache.py).
-- `validate` checks each catalogue artifact in the repository against its declared contract
-  by reading the ONNX graph: importing `onnx` (numpy, ml_dtypes) alone took 1.5-2 s of every
-  run (this fleet's three artifacts are files in the repository). `validate --base` keeps
-  the results in `.git/linefleet/graph-checks/`, by the version's declaration (artifact
-  digest included; the file on disk is still hashed every run) and versioned by the checking
-  code and `onnx`'s version; with a hit, `onnx` is not imported. Without a local artifact it
-  is never imported.
+What `plan` and `validate --base` do to be quick (issue 17):
+- Parsed YAML is kept in `.git/linefleet/parsed-yaml/`, by git blob id of the file's bytes
+  (the working tree is keyed like a commit); a later run parses only bytes it has not seen.
+  The schema checks run again on every file (validating is cheaper than unpickling pydantic
+  objects); versioned by the YAML reader's code, PyYAML and Python
+  (tests/integration/reconciler/test_parse_cache.py).
+- `plan` keeps its base commit's own cross-file and artifact findings in
+  `.git/linefleet/revision-checks/`, by commit and by a digest of the checking code
+  (linefleet_core, the git reader, pydantic, PyYAML): every push to a pull request plans
+  from the same base, which is then loaded but checked once. Artifact blobs' digests are
+  kept by blob id (`artifact-digests/`), and the artifacts under `fleet/` are found from the
+  one `git ls-tree` of the fleet (tests/integration/reconciler/test_revision_cache.py).
+- The ONNX contract check reads the graph's opsets, inputs, outputs and initializer names
+  straight from the protobuf wire format (`reconciler/onnxread.py`, compared field by field
+  with `onnx` in tests/unit/reconciler/test_onnxread.py): importing `onnx` (numpy,
+  ml_dtypes) was 1-2 s of a cold `validate --base`. Results are still kept by declaration
+  and artifact digest (`graph-checks/`).
+- Start-up: the CLI imports only the named command's module (not all 23), the HTTP client
+  is imported only where an artifact is fetched or pushed, and the layout checks use string
+  operations instead of `PurePosixPath` (run for every file of every revision).
 
-Where a warm `plan` spends its time (one process, timed in place, load average ~3): imports
-0.62 s (no bytecode cache: the benchmark's environment sets PYTHONDONTWRITEBYTECODE; pydantic
-building the fleet's models is 0.39 s of it), reading the cache 0.14 s, the base revision
-0.38 s (`git ls-tree` and `cat-file`, schema checks of 2,045 files), the head 0.06 s (one
-changed file), cross-file checks 0.12 s + 0.14 s. Cold adds parsing 2,045 files (~0.8 s)
-and writing the cache (~0.1 s).
-
-What is left for "under 1 s" (not done): skip reading unchanged blobs (the per-file results
-are keyed by bytes today, not by blob id); run the cross-file checks of the base once per
-base tree; cut the import time of the pydantic models. Plain `validate` keeps no cache (it
-may run outside git): it pays for `onnx` on this fleet.
+What is left: a cold run still parses every file of the head (and of the base's files the
+change did not touch, once); both commands still build and schema-check every object of one
+revision (the cross-file checks need them), and importing the fleet's pydantic models is a
+fixed cost. On this shared 2-core machine the wall times above follow the load average more
+than the code: the CPU medians are the steadier figure.
 """
 
 
