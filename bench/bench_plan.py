@@ -154,12 +154,13 @@ def main() -> int:
         for name in commands
     ]
     baseline_note = []
+    commit = ""
     if BASELINE:
         commit = git(Path(BASELINE), "rev-parse", "--short", "HEAD")
         baseline_note = [
             "",
-            f"Baseline: the same commands on the code of commit `{commit}` (main, without "
-            "these caches), interleaved with ours in the same runs, against ours warm: "
+            f"Baseline: the same commands on the code of commit `{commit}` (main before "
+            "this change), interleaved with ours in the same runs, against ours warm: "
             + ", ".join(
                 f"`{name}` {med[f'{name} (baseline)'] / med[name]:.1f}x faster now"
                 for name in COMPARED
@@ -199,7 +200,8 @@ def main() -> int:
         "benchmark": "plan",
         "title": f"linefleet plan and validate --base, {SITES} sites x {LINES} lines "
         f"x {CAMERAS} cameras",
-        "command": "python bench/bench_plan.py (times: linefleet plan --base base --head HEAD; "
+        "command": (f"BENCH_PLAN_BASELINE=<a checkout of {commit}> " if BASELINE else "")
+        + "python bench/bench_plan.py (times: linefleet plan --base base --head HEAD; "
         "linefleet validate --base base; linefleet validate)",
         "target": f"plan and validate --base each under {TARGET_S:g} s on 1,600 lines",
         "met": met,
