@@ -3,7 +3,8 @@
 Both run from the command line as a CI job would, each in a fresh process every time (no
 in-process cache survives), repeated; we report medians and their ratio, measured in this
 one run on this machine. Each command runs once untimed first, so both find the files in
-the OS page cache: "cold" means a cold interpreter, not a cold disk.
+the OS page cache: "cold" means a cold interpreter, not a cold disk. Both run byte-compiled
+(a private PYTHONPYCACHEPREFIX, filled by the untimed run), as installed packages are.
 
 check-jsonschema checks one schema per invocation, so it runs once per kind (6 processes,
 as a CI job would write it) against the schemas `linefleet schema` exports. We tried one
@@ -123,6 +124,11 @@ def interleaved(
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="linefleet-bench-") as tmp:
+        # Both tools byte-compiled, as pip installs them: this machine sets
+        # PYTHONDONTWRITEBYTECODE, and linefleet runs from an editable checkout (its modules
+        # were compiled on every run while check-jsonschema's came compiled from the venv).
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         repo = Path(tmp) / "fleet-repo"
         generate = [
             str(BIN / "linefleet"), "fleet", "generate", "--out", str(repo),

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -129,6 +127,9 @@ Fetcher = Callable[[str, int], Digest | Unreadable]
 
 
 def fetch_https(url: str, limit: int, timeout: float = 30.0) -> Digest | Unreadable:
+    import urllib.error  # only here: validate and plan import this module and never fetch
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return digest_of(iter(lambda: resp.read(1 << 20), b""), limit)

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linefleet_core.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    from email.message import Message
 
 SCHEME = "oci"
 MODEL_MEDIA_TYPE = "application/vnd.onnx.model"
@@ -216,6 +216,10 @@ def push_bytes(
 
 def fetch_blob(ref: OciRef, credentials: Credentials | None = None, timeout: float = 60.0) -> bytes:
     """The blob's bytes, checked against the reference's digest."""
+    import http.client  # imported where it is used: validate and plan never speak HTTP
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         ref.blob_url(), headers={"Authorization": credentials.header()} if credentials else {}
     )
@@ -249,6 +253,10 @@ class _Client:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Message[str, str]]:
+        import http.client
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(
             url, data=body, method=method, headers={**self.headers, **(headers or {})}
         )

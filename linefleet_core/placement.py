@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 
 from pydantic import BaseModel
 
@@ -39,10 +38,22 @@ def line_path(key: str) -> str:
     return f"fleet/sites/{site}/lines/{line}.yaml"
 
 
+def _split(path: str) -> tuple[tuple[str, ...], str, str]:
+    """(parts, stem, suffix) of a repository-relative POSIX path, as `PurePosixPath` gives
+    them (string operations: this runs for every file of every revision read)."""
+    parts = tuple(part for part in path.split("/") if part and part != ".")
+    name = parts[-1] if parts else ""
+    dot = name.rfind(".")
+    if 0 < dot < len(name) - 1:
+        return parts, name[:dot], name[dot:]
+    return parts, name, ""
+
+
 def declared(path: str) -> str:
     """`kind:key` the layout says the file at `path` declares, or "" when it says nothing."""
-    p = PurePosixPath(path)
-    parts, stem = p.parts, p.stem
+    parts, stem, _ = _split(path)
+    if not parts:
+        return ""
     if parts[:2] == ("fleet", "sites") and len(parts) == 4 and stem == SITE_FILE:
         return f"Site:{parts[2]}"
     if parts[:2] == ("fleet", "sites") and len(parts) == 5 and parts[3] == "lines":
@@ -59,8 +70,8 @@ def declared(path: str) -> str:
 
 def findings(path: str, doc: yamlsafe.Located, obj: BaseModel) -> Iterator[Finding]:
     """Errors where `obj` (loaded from `path`) names another object than its file or folder."""
-    p = PurePosixPath(path)
-    parts, stem = p.parts, p.stem
+    parts, stem, suffix = _split(path)
+    p = (stem + suffix, suffix)
     folder = parts[2] if parts[:2] == ("fleet", "sites") and len(parts) >= 4 else None
     if isinstance(obj, Site):
         if stem != SITE_FILE:
@@ -83,15 +94,16 @@ def findings(path: str, doc: yamlsafe.Located, obj: BaseModel) -> Iterator[Findi
 
 
 def _named(
-    doc: yamlsafe.Located, p: PurePosixPath, field: str, name: str, stem: str
+    doc: yamlsafe.Located, p: tuple[str, str], field: str, name: str, stem: str
 ) -> Iterator[Finding]:
+    """`p`: the file's name and suffix."""
     if name != stem:
         said = name.removeprefix("v") if field == "version" else repr(name)
         wanted = stem.removeprefix("v") if field == "version" else repr(stem)
         yield doc.finding(
             (field,),
-            f"{said} does not match the file name {p.name}; rename the file to "
-            f"{name}{p.suffix} or set {field} to {wanted} (rollback pull requests, CODEOWNERS "
+            f"{said} does not match the file name {p[0]}; rename the file to "
+            f"{name}{p[1]} or set {field} to {wanted} (rollback pull requests, CODEOWNERS "
             "and the report find an object by its file name)",
             code="file_name",
         )

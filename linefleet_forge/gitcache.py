@@ -12,16 +12,21 @@ written whole under a temporary name, then renamed over the old one.
   parsing the files nobody changed.
 - `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.review.graphcheck`), by the
   model version's declaration and artifact digest.
+- `artifact-digests/`: size and sha256 of artifact blobs, by blob id (`load_digests`).
+- `revision-checks/`: `plan`'s findings on its base revision, by the revision's fleet files
+  and the checking code (`reconciler.review.revisions`).
 
 The caches are pickles: whoever can write in the git folder can already run code (hooks).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import pickle
 import sys
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -43,10 +48,15 @@ def folder(objects: GitObjects, name: str) -> Path:
 def read_pickle(path: Path, version: object) -> Any | None:
     """What `write_pickle` wrote at `path` with this `version`, else None (never raises:
     a file cut short or garbled can fail to unpickle in many ways)."""
+    paused = gc.isenabled()
+    gc.disable()  # unpickling builds ~10^5 objects that all survive: scans would free nothing
     try:
         found = pickle.loads(path.read_bytes())
     except Exception:
         return None
+    finally:
+        if paused:
+            gc.enable()
     if not isinstance(found, dict) or found.get("format") != version:
         return None
     return found.get("content")
@@ -100,6 +110,40 @@ def save_parsed(objects: GitObjects, parsed: ParsedBlobs) -> None:
     if version is None or parsed.used.keys() == parsed.known.keys():
         return
     write_pickle(_documents(objects), version, parsed.used)
+
+
+def code_version(sources: Iterable[Path], *extra: str) -> str | None:
+    """A digest of the `sources` (and `extra` words, e.g. package versions) and Python's
+    version: what a result computed by that code is filed under. None if one is unreadable."""
+    digest = hashlib.sha256(" ".join((sys.version, *extra)).encode())
+    try:
+        for source in sources:
+            digest.update(source.read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+DIGESTS_FORMAT = 1
+
+
+def load_digests(objects: GitObjects) -> int:
+    """Add the artifact digests (by blob id) earlier runs computed to `objects.digests`;
+    return how many it then holds (for `save_digests`)."""
+    found = read_pickle(_digests(objects), DIGESTS_FORMAT)
+    if isinstance(found, dict):
+        objects.digests.update({**found, **objects.digests})
+    return len(objects.digests)
+
+
+def save_digests(objects: GitObjects, known: int) -> None:
+    """Keep `objects.digests` when this run added to the `known` it started with."""
+    if len(objects.digests) > known:
+        write_pickle(_digests(objects), DIGESTS_FORMAT, dict(objects.digests))
+
+
+def _digests(objects: GitObjects) -> Path:
+    return folder(objects, "artifact-digests") / "digests.pickle"
 
 
 def _documents(objects: GitObjects) -> Path:

@@ -99,6 +99,12 @@ class GitObjects:
     work_tree: str = ""
     """The working tree's folder, as the caller spelled its path ('' when not opened by path)."""
     blobs: dict[str, bytes] = field(default_factory=dict)
+    digests: dict[tuple[str, int], artifactref.Digest] = field(default_factory=dict)
+    """(blob id, limit) -> size and sha256 of the blob: the same file in two revisions (or,
+    kept by `linefleet_forge.gitcache`, two runs) is hashed once."""
+    listed: dict[str, dict[str, tuple[str, str, int]]] = field(default_factory=dict)
+    """commit -> path -> (mode, object id, size) of every file `fleet_files` listed there:
+    `entry` answers from it without asking git again."""
 
     @classmethod
     def open(cls, path: Path) -> GitObjects:
@@ -131,6 +137,7 @@ class GitObjects:
         tops = [f"{base}{top}" for top in (FLEET_DIR, TAXONOMY_DIR)]
         listing = self._git("ls-tree", "-r", "-z", "-l", "--full-tree", sha, "--", *tops, sep=b"\0")
         found: dict[str, list[tuple[str, str | Refused]]] = {top: [] for top in tops}
+        entries = self.listed.setdefault(sha, {})
         for row in listing:
             meta, _, name = row.partition(b"\t")
             mode, kind, blob, size = meta.split()
@@ -138,6 +145,7 @@ class GitObjects:
             top = next((t for t in tops if full.startswith(f"{t}/") or full == t), None)
             if top is None:
                 continue
+            entries[full] = (mode.decode(), blob.decode(), -1 if size == b"-" else int(size))
             rel = full[len(base) :]
             if mode == b"120000":
                 found[top].append((rel, SYMLINK))
@@ -154,6 +162,9 @@ class GitObjects:
 
     def entry(self, sha: str, path: str) -> tuple[str, str, int] | None:
         """(mode, object id, size) of the file at `path` in commit `sha`, or None."""
+        known = self.listed.get(sha, {}).get(path)
+        if known is not None:
+            return known  # (a folder, or a file outside fleet/: git is asked below)
         rows = self._git("ls-tree", "-z", "-l", "--full-tree", sha, "--", path, sep=b"\0")
         for row in rows:
             meta, _, name = row.partition(b"\t")
@@ -261,7 +272,12 @@ class GitSource:
             return artifactref.Unreadable(f"{path} is {SUBMODULE.message}")
         if mode == "040000":
             return artifactref.Unreadable("a directory, not a regular file")
-        return artifactref.digest_of(objects.stream(oid), limit)
+        digest = objects.digests.get((oid, limit))
+        if digest is None:
+            digest = objects.digests[(oid, limit)] = artifactref.digest_of(
+                objects.stream(oid), limit
+            )
+        return digest
 
     def _objects(self) -> GitObjects:
         if self.objects is None:

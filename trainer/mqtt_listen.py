@@ -1,7 +1,10 @@
 """Listen to the edge's events and frames on a broker for a while (paho-mqtt 2).
 
 A persistent session with a stable client id (`linefleet-trainer-ingest`), so QoS 1 events
-sent while the trainer was away are delivered on the next run.
+sent while the trainer was away are delivered on the next run. A clustered broker
+(`mqtt://A:P,B:P,C:P`) is used as the other clients use it (`linefleet_core.mqtturl`): the
+first node that answers, and the next one in the list when that node goes away (the
+subscriptions are made again on every connection).
 """
 
 from __future__ import annotations
@@ -18,13 +21,26 @@ CLIENT_ID = "linefleet-trainer-ingest"
 
 
 def _connect(client: Any, url: str) -> str:
-    """Connect `client` to the broker at `url` (credentials and TLS as every client of ours)."""
+    """Connect `client` to the first node of the broker at `url` that answers (credentials and
+    TLS as every client of ours); when that node goes away, paho's loop reconnects to the
+    next one (`BrokerAddress.fail_over`)."""
     address = BrokerAddress.parse(url)
     address.configure(client)
-    try:
-        client.connect(address.host, address.port, keepalive=30)
-    except OSError as exc:
-        raise TemporaryError(f"broker {address.url} unreachable: {exc}") from None
+    failures = []
+    for host, port in address.endpoints:
+        try:
+            client.connect(host, port, keepalive=30)
+            break
+        except (OSError, ValueError) as exc:
+            failures.append(f"{host}:{port}: {exc}" if address.others else str(exc))
+    else:
+        raise TemporaryError(f"broker {address.url} unreachable: {'; '.join(failures)}")
+
+    def fail_over(client: Any, *_: object) -> None:
+        address.fail_over(client)
+
+    client.on_disconnect = fail_over
+    client.on_connect_fail = fail_over
     return address.url
 
 

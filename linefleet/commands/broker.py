@@ -64,6 +64,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="credentials.json to reuse (default: OUT/credentials.json; for --site: the "
         "central broker's, so devices and the bridge share its passwords)",
     )
+    cfg.add_argument(
+        "--engine",
+        choices=("mosquitto", "nats"),
+        default="mosquitto",
+        help="nats: one nats.conf for a NATS server's MQTT gateway (JetStream in --data-dir), "
+        "the same accounts and topic rules as NATS permissions (docs/protocol.md, 14); no "
+        "site bridges, TLS or client-id binding",
+    )
+    cfg.add_argument(
+        "--nats-port", type=int, default=4222, help="with --engine nats: NATS's own port"
+    )
     cfg.add_argument("--format", choices=("text", "json"), default="text")
     cfg.set_defaults(run=run)
 
@@ -130,6 +141,59 @@ def _read_credentials(path: Path) -> dict[str, str]:
     return doc
 
 
+def _nats(ns: argparse.Namespace) -> int:
+    """`--engine nats`: nats.conf (0600: it holds the passwords) and credentials.json."""
+    from linefleet_core import spec as fleetspec
+    from linefleet_core.validation import load_checked
+    from reconciler import broker
+
+    unsupported = [
+        flag
+        for flag, value in (
+            ("--site", ns.site),
+            ("--central", ns.central),
+            ("--tls", ns.tls),
+            ("--tls-cert", ns.tls_cert),
+            ("--dynsec-plugin", ns.dynsec_plugin),
+        )
+        if value
+    ]
+    if unsupported:
+        raise UsageError(f"--engine nats: {', '.join(unsupported)} not supported (Mosquitto only)")
+    if not ns.port:
+        raise UsageError("--engine nats needs --port (the MQTT listener)")
+    spec, findings = load_checked(fleetspec.DirectorySource(ns.repo))
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if errors:
+        raise FindingsError(errors)
+    out: Path = ns.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    devices = [(d.site, d.id) for d in spec.devices.values()]
+    cred_path: Path = ns.credentials or out / CREDENTIALS
+    existing = _read_credentials(cred_path) if cred_path.is_file() else {}
+    creds = broker.credentials([ns.reconciler_user, *(d for _, d in devices)], existing)
+    _write(cred_path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
+    options = broker.NatsOptions(ns.data_dir, ns.port, ns.bind, ns.nats_port)
+    _write(
+        out / broker.NATS_CONF, broker.nats_text(options, devices, creds, ns.reconciler_user), 0o600
+    )
+    new = sorted(set(creds) - set(existing))
+    if ns.format == "json":
+        summary = {
+            "config": str(out / broker.NATS_CONF),
+            "engine": "nats",
+            "devices": len(devices),
+            "accounts": len(creds),
+            "new_accounts": new,
+        }
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"wrote {out}/{broker.NATS_CONF} and {cred_path} (keep both secret)")
+        print(f"{len(creds)} account(s) ({len(devices)} devices); {len(new)} new")
+    return int(ExitCode.OK)
+
+
 def run(ns: argparse.Namespace) -> int:
     from linefleet_core import spec as fleetspec
     from linefleet_core.mqtturl import BrokerAddress
@@ -142,6 +206,8 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together")
     if ns.tls and not (ns.tls_cert and ns.tls_ca):
         raise UsageError("--tls needs --tls-cert, --tls-key and --tls-ca (the fleet CA)")
+    if ns.engine == "nats":
+        return _nats(ns)
     plugin = ns.dynsec_plugin or find_dynsec_plugin()
     if plugin is None:
         raise UsageError(

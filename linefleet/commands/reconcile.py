@@ -32,6 +32,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--branch", default="main")
     p.add_argument("--remote", default="origin", help="remote to fetch (skipped if absent)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    p.add_argument(
+        "--full-every",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="compare every device with the broker at least this often (and on start); in "
+        "between, a tick publishes only what changed since the commit the broker's publish "
+        "marker names (default: 3600)",
+    )
     p.add_argument("--state-dir", type=Path, default=Path(".linefleet/reconciler"))
     p.add_argument("--signing-key", type=Path, help="default: $LINEFLEET_SIGNING_KEY")
     p.add_argument("--artifact-base", help="base URL for repository-relative artifacts")
@@ -88,6 +97,8 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive")
     if ns.lease_seconds is not None and not ns.lease_seconds > ns.interval:
         raise UsageError("--lease-seconds must be longer than --interval (the lease is renewed)")
+    if not ns.full_every >= 0:
+        raise UsageError("--full-every must not be negative")
     if ns.max_age is not None and not ns.max_age >= 2 * ns.interval:
         raise UsageError("--max-age must be at least twice --interval (documents are re-signed)")
     settings = Settings(
@@ -105,6 +116,7 @@ def run(ns: argparse.Namespace) -> int:
         device_keys=None if ns.device_keys is None else load_device_keys(ns.device_keys),
         now=parse_now(ns.now),
         lease_seconds=ns.lease_seconds or max(30.0, 3 * ns.interval),
+        full_every=ns.full_every,
     )
     stop = threading.Event()
 
@@ -131,6 +143,7 @@ def run(ns: argparse.Namespace) -> int:
                 f"commit {r.commit[:12]} generation {r.generation}: {r.published} published, "
                 f"{r.unchanged} unchanged, {r.pruned} pruned"
             )
+            line += " (incremental)" if r.mode == "incremental" else f" (full: {r.full_reason})"
             line += "".join(f"\n  held {printable(note)}" for note in r.held)
         else:
             return

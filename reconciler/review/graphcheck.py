@@ -1,8 +1,8 @@
 """`validate`: each catalogue entry's declared contract against its ONNX graph, when it can be read.
 
 For every model version whose artifact is a file in the repository (a relative path or a
-`file://` URL; remote artifacts are not fetched), the graph is opened with the `onnx` package
-(installed with `linefleet[trainer]`; without it these checks are skipped) and compared with
+`file://` URL; remote artifacts are not fetched), the graph's interface is read
+(`reconciler.onnxread`, no `onnx` package needed) and compared with
 what the catalogue declares: the opset of the default domain, the input (its name when declared,
 otherwise the first non-initializer input; rank 4, float, every fixed dimension equal to the
 declared `input.shape`), and the outputs the task reads (they exist; a classifier's is [N, K]
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import Finding
 from linefleet_core.graphcontract import graph_problems
 from linefleet_core.spec import FleetSpec
+from reconciler import onnxread
 
 
 def artifact_path(url: str, repo: Path) -> Path | None:
@@ -44,22 +44,21 @@ Problems = tuple[tuple[tuple[str | int, ...], str, str], ...]
 @dataclass
 class GraphResults:
     """Graph checks done before, by artifact digest and declared contract (a persistent
-    cache, `linefleet_forge.gitcache`): a hit needs neither `onnx` (~1 s to import) nor the
-    graph parsed. `known`: as read back; `used`: what this run checked or reused."""
+    cache, `linefleet_forge.gitcache`): a hit needs no graph read. `known`: as read back;
+    `used`: what this run checked or reused."""
 
     known: dict[str, Problems] = field(default_factory=dict)
     used: dict[str, Problems] = field(default_factory=dict)
 
 
 def checker_version() -> str | None:
-    """Changes with this module, the contract rules or the `onnx` package (None if absent)."""
+    """Changes with this module, the graph reader or the contract rules (None if unreadable)."""
     try:
-        onnx_version = metadata.version("onnx")
-        modules = (__file__, graphcontract.__file__, catalogue.__file__)
+        modules = (__file__, onnxread.__file__, graphcontract.__file__, catalogue.__file__)
         code = b"".join(Path(m).read_bytes() for m in modules)
-    except (metadata.PackageNotFoundError, OSError):
+    except OSError:
         return None
-    return hashlib.sha256(code + onnx_version.encode()).hexdigest()
+    return hashlib.sha256(code).hexdigest()
 
 
 def check_graphs(spec: FleetSpec, repo: Path, results: GraphResults | None = None) -> list[Finding]:
@@ -83,8 +82,6 @@ def check_graphs(spec: FleetSpec, repo: Path, results: GraphResults | None = Non
         problems = None if results is None else results.known.get(key)
         if problems is None:
             problems = _problems(raw, mv)
-            if problems is None:  # no `onnx` (validate without the trainer extra)
-                return []
         if results is not None:
             results.used[key] = problems
         for where, message, code in problems:
@@ -92,13 +89,9 @@ def check_graphs(spec: FleetSpec, repo: Path, results: GraphResults | None = Non
     return out
 
 
-def _problems(raw: bytes, mv: ModelVersion) -> Problems | None:
+def _problems(raw: bytes, mv: ModelVersion) -> Problems:
     try:
-        import onnx  # the usual fleet needs it only for artifacts it has not checked before
-    except ImportError:
-        return None
-    try:
-        graph = onnx.load_model_from_string(raw)
-    except Exception as exc:  # a corrupt file raises the protobuf library's errors
+        graph = onnxread.load(raw)
+    except onnxread.NotOnnx as exc:
         return ((("artifact", "url"), f"not an ONNX model: {exc}", "invalid"),)
     return tuple((fld, message, "contract") for fld, message in graph_problems(graph, mv))

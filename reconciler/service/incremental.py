@@ -38,13 +38,14 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.refs import line_key
 from linefleet_core.signing import SigningKey
 from linefleet_core.spec import FleetSpec, Refused, check_file
-from linefleet_core.wire import Channel, topic
+from linefleet_core.wire import Channel, DesiredState, topic
 from linefleet_core.yamlsafe import MAX_FILE_BYTES
 from linefleet_forge import gitcache
 from linefleet_forge.base import Forge
 from linefleet_forge.gitrepo import GitObjects, GitSource, open_repo
-from reconciler.service.compile import Memo, compile_device
+from reconciler.service.compile import Memo, compile_device, compile_fleet
 from reconciler.service.depindex import POLICY, DependencyIndex, changed_keys, entries, object_key
+from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
 from reconciler.service.mqtt import retained_snapshot
 from reconciler.service.publish import (
@@ -311,6 +312,23 @@ def save_index(objects: GitObjects, index: DependencyIndex) -> None:
 # --- the pass: incremental when the broker and the index agree, else full ---------------
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One publish and what it compiled: the running reconciler keeps the documents."""
+
+    result: Result
+    revision: LoadedRevision
+    """The whole fleet at the commit (full pass), or the part the change touched."""
+    docs: dict[str, DesiredState]
+    """Compiled documents by device id: every device (full pass) or those compared."""
+    index: DependencyIndex
+    """Every device and line of the fleet at the commit (not built on a dry run's full pass)."""
+
+    @property
+    def full(self) -> bool:
+        return self.result.mode == "full"
+
+
 def publish_commit(
     repo: Path,
     rev: str,
@@ -330,6 +348,43 @@ def publish_commit(
     publish marker names when that marker is ours (key, artifact base, expiry window) and
     this repository kept that commit's dependency index; otherwise (or with `full`) the full
     pass, which leaves the index of `rev` for the next one."""
+    return publish_pass(
+        repo,
+        rev,
+        address,
+        key,
+        artifact_base,
+        full="--full" if full else None,
+        forge=forge,
+        dry_run=dry_run,
+        refuse_file_urls=refuse_file_urls,
+        max_age=max_age,
+        live=live,
+        calendar_now=calendar_now,
+    ).result
+
+
+def publish_pass(
+    repo: Path,
+    rev: str,
+    address: BrokerAddress,
+    key: SigningKey,
+    artifact_base: str,
+    *,
+    full: str | None = None,
+    forge: Forge | None = None,
+    dry_run: bool = False,
+    refuse_file_urls: bool = False,
+    max_age: float | None = None,
+    live: LiveSpecs | None = None,
+    calendar_now: dt.datetime | None = None,
+    claim: Lease | None = None,
+    revision: LoadedRevision | None = None,
+) -> Pass:
+    """`publish_commit`, returning what it compiled too; `full` names why a full pass must
+    run (None: incremental when the marker allows), `claim` is the publish lease to take
+    (`reconciler.service.lease`) on the publishing connection, `revision` the fleet at `rev`
+    if the caller has read it already (a full pass then does not read it again)."""
     objects = GitObjects.open(repo)
     commit = objects.commit(rev).hexsha
     top = Path(objects.work_tree).resolve()
@@ -343,8 +398,9 @@ def publish_commit(
         "now": moment,
         "live": live,
         "calendar_now": calendar_now,
+        "claim": claim,
     }
-    reason = "--full" if full else None
+    reason = full
     found: Scope | None = None
     if reason is None:
         reason, old = _previous(objects, address, key, artifact_base, expires)
@@ -355,36 +411,42 @@ def publish_commit(
                 reason = str(exc)
     if found is None:
         parsed = gitcache.load_parsed(objects)
-        revision = load_revision(repo, commit, forge, parsed)
-        result = publish(
-            revision, address, key, artifact_base, refuse_file_urls=refuse_file_urls, **common
+        if revision is None or revision.commit != commit:
+            revision = load_revision(repo, commit, forge, parsed)
+        docs = compile_fleet(
+            revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
         )
+        if refuse_file_urls:
+            refuse_local(docs)
+        signed = sign_all(docs, key, expires)
+        result = publish(revision, address, key, artifact_base, signed=signed, **common)
         result.full_reason = reason
         gitcache.save_parsed(objects, parsed)  # after the last PUBACK, not before the first
+        index = DependencyIndex.build(revision.spec, commit)
         if not dry_run:
-            save_index(objects, DependencyIndex.build(revision.spec, commit))
-        return result
+            save_index(objects, index)
+        return Pass(result, revision, docs, index)
     generation, approval = provenance(open_repo(repo), commit, forge)
     memo: Memo = {}  # a model version is compiled once, not once per line
-    docs = {
+    compiled = {
         d: compile_device(
-            found.spec, found.spec.devices[d], commit, generation, artifact_base, memo
-        ).model_copy(update={"approval": approval})
+            found.spec, found.spec.devices[d], commit, generation, artifact_base, memo, approval
+        )
         for d in found.devices
     }
     if refuse_file_urls:
-        refuse_local(docs)
-    revision = LoadedRevision(found.spec, commit, generation, approval)
-    signed = sign_all(docs, key, expires)
+        refuse_local(compiled)
+    part = LoadedRevision(found.spec, commit, generation, approval)
+    signed = sign_all(compiled, key, expires)
     result = publish(
-        revision, address, key, artifact_base, signed=signed, topics=found.topics, **common
+        part, address, key, artifact_base, signed=signed, topics=found.topics, **common
     )
     result.mode = "incremental"
     result.devices = len(found.index.devices)
     result.unchanged = result.devices - result.published
     if not dry_run and found.index.commit != found.base:
         save_index(objects, found.index)  # (the index of a commit never changes)
-    return result
+    return Pass(result, part, compiled, found.index)
 
 
 def _previous(

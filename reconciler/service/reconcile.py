@@ -1,8 +1,12 @@
 """`linefleet reconcile`: follow the branch, publish each new head, record what devices report.
 
-Level-triggered: every tick fetches, resolves the branch head, and publishes it unless it is
-the commit last applied (publishing compares with what the broker retains anyway, so a
-repeated tick sends nothing). Status is kept apart: `last_applied_commit` moves only on
+Level-triggered: every tick fetches, resolves the branch head, and publishes it. A publish
+runs in proportion to the change (`reconciler.service.incremental`): from the commit the
+broker's publish marker names to the head, only the devices the change touches are compiled,
+signed and compared; with no marker of ours (a first publish, a wiped broker, another key,
+a held change), or at least every `full_every` seconds (and on start), the full pass
+compares every device with what the broker retains, so a tick with nothing new reads the
+marker and sends nothing. Status is kept apart: `last_applied_commit` moves only on
 success, `last_attempted_commit` on every try; an invalid commit is terminal (Stalled until
 the branch moves), an unreachable broker or remote is retried with capped, jittered backoff.
 Device messages arrive on a persistent MQTT session (QoS 1 messages sent while we were down
@@ -38,20 +42,11 @@ from linefleet_forge.base import Forge
 from reconciler.service import rollback
 from reconciler.service.compile import CompileError, compile_fleet
 from reconciler.service.fleetstatus import fleet_status
+from reconciler.service.incremental import Pass, publish_pass
 from reconciler.service.lease import LEASE_TOPIC, Lease, decide
-from reconciler.service.mqtt import Session, retained_snapshot
+from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 from reconciler.service.observed import Accepted, Observations
-from reconciler.service.publish import (
-    LiveSpecs,
-    LoadedRevision,
-    Result,
-    Signed,
-    expiry,
-    live_specs,
-    load_revision,
-    publish,
-    sign_all,
-)
+from reconciler.service.publish import LiveSpecs, LoadedRevision, Result, live_specs, load_revision
 from reconciler.service.store import Store
 
 MAX_BACKOFF = 60.0
@@ -80,6 +75,9 @@ class Settings:
     lease_seconds: float = 30.0
     """How long the publish lease holds unrenewed (`reconciler.service.lease`): how long
     another reconciler waits before it takes over from one that died between publishes."""
+    full_every: float = 3600.0
+    """A full pass at least this often (and on start): it also repairs a retained document
+    changed behind the publish marker's back, which the incremental pass does not read."""
 
 
 @dataclass
@@ -101,11 +99,16 @@ class Reconciler:
     failures: int = 0
     known: set[tuple[str, str]] | None = None
     revision: LoadedRevision | None = None
-    signed: dict[str, Signed] | None = None
+    """The whole fleet at the commit last published (for the health gates' rollbacks)."""
     desired: dict[str, DesiredState] = field(default_factory=dict)
-    expires_at: str | None = None
+    """Compiled documents at that commit, by `site/device` (for fleet status)."""
     live: LiveSpecs | None = None
     """The fleet at the commit a retained document names (to hold changes during a freeze)."""
+    last_full: float | None = None
+    """When (monotonic) the last full pass ran; None: not since start."""
+    generations: dict[str, int] = field(default_factory=dict)
+    loaded: LoadedRevision | None = None
+    """The fleet a full pass read, until that pass is done."""
 
     @classmethod
     def open(cls, settings: Settings) -> Reconciler:
@@ -138,23 +141,17 @@ class Reconciler:
                 out.error = self.store.get("stalled_message") or "invalid commit"
                 return out
             self.store.put("last_attempted_commit", out.commit)
-            revision = self.load(out.commit)
-            claim = self.claim(revision.generation)
+            reason = self.full_due()
+            # A full pass reads (and validates) the fleet before it asks the broker anything.
+            loaded = None if reason is None else self.load(out.commit)
+            claim = self.claim(self.generation(out.commit) if loaded is None else loaded.generation)
             if isinstance(claim, str):
                 out.standby = claim
                 self.store.put("last_error", "")
                 return out
-            out.published = publish(
-                revision,
-                self.settings.address,
-                self.settings.key,
-                self.settings.artifact_base,
-                signed=self.signed,
-                max_age=self.settings.max_age,
-                live=self.live,
-                calendar_now=self.settings.now,
-                claim=claim,
-            )
+            done = self.publish(out.commit, claim, reason, loaded)
+            out.published = done.result
+            self.adopt(done)
             self.store.put("last_applied_commit", out.commit)
             self.store.put("last_result", json.dumps(out.published.as_dict()))
             self.failures = 0
@@ -174,15 +171,24 @@ class Reconciler:
         return out
 
     def claim(self, generation: int) -> Lease | str:
-        """The publish lease to take for `generation`, or why another reconciler keeps it."""
+        """The publish lease to take for `generation`, or why another reconciler keeps it.
+
+        A lease taken for a newer generation than the one held is written at once: the pass
+        that follows may read the whole fleet first (seconds), and meanwhile another
+        reconciler must see the lease as this one's, not as one held for an older commit."""
         name = self.settings.name
         reader = client_id("reconciler", f"{name}-lease")
         found = retained_snapshot(self.settings.address, LEASE_TOPIC, reader, quiet=0.2)
         held = Lease.parse(found[LEASE_TOPIC].payload) if LEASE_TOPIC in found else None
         moment = time.time()
         why = decide(held, name, generation, moment)
-        expires = moment + self.settings.lease_seconds
-        return why if why is not None else Lease(name, generation, expires)
+        if why is not None:
+            return why
+        lease = Lease(name, generation, moment + self.settings.lease_seconds)
+        if held is None or (held.holder, held.generation) != (name, generation):
+            with Session(self.settings.address, reader).connect() as session:
+                session.publish_all([Outgoing(LEASE_TOPIC, lease.payload())])
+        return lease
 
     def _forge(self) -> Forge | None:
         """The forge that names who merged a commit (None: the repository's local forge)."""
@@ -195,28 +201,76 @@ class Reconciler:
         except LinefleetError:  # e.g. no token: name the git committer, keep publishing
             return None
 
-    def load(self, commit: str) -> LoadedRevision:
-        """The revision at `commit`, compiled and signed once (cached until the head moves or,
-        with `max_age`, the expiry window does)."""
-        max_age = self.settings.max_age
-        expires = None if max_age is None else expiry(time.time(), max_age)
-        if self.revision is None or self.revision.commit != commit:
-            revision = load_revision(self.settings.repo, commit, self._forge())
-            base = self.settings.artifact_base
-            docs = compile_fleet(
-                revision.spec, revision.commit, revision.generation, base, revision.approval
-            )
-            self.signed = sign_all(docs, self.settings.key, expires)
-            self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
-            self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
-            self.revision, self.expires_at = revision, expires
-        elif expires != self.expires_at:  # the same documents, a fresh freshness bound
-            self.signed = sign_all(self.desired_by_device(), self.settings.key, expires)
-            self.expires_at = expires
-        return self.revision
+    def generation(self, commit: str) -> int:
+        """The first-parent generation of `commit` (what the publish lease is taken for)."""
+        if commit not in self.generations:
+            from linefleet_forge.gitrepo import open_repo
 
-    def desired_by_device(self) -> dict[str, DesiredState]:
-        return {doc.device: doc for doc in self.desired.values()}
+            repo = open_repo(self.settings.repo)
+            count = repo.git.rev_list("--count", "--first-parent", commit)
+            self.generations = {commit: int(count)}
+        return self.generations[commit]
+
+    def full_due(self) -> str | None:
+        """Why this tick must run the full pass (None: incremental when the marker allows)."""
+        if self.last_full is None:
+            return "the reconciler started"
+        if time.monotonic() - self.last_full >= self.settings.full_every:
+            return "a periodic full pass"
+        return None
+
+    def load(self, commit: str) -> LoadedRevision:
+        """The validated fleet at `commit` (kept while a full pass of it is retried)."""
+        if self.loaded is None or self.loaded.commit != commit:
+            self.loaded = load_revision(self.settings.repo, commit, self._forge())
+        return self.loaded
+
+    def publish(
+        self, commit: str, claim: Lease, full: str | None, loaded: LoadedRevision | None
+    ) -> Pass:
+        """Publish `commit`: the incremental pass from the marker's commit when it can, else
+        (no marker of ours, or `full` names why) every device."""
+        started = time.monotonic()
+        done = publish_pass(
+            self.settings.repo,
+            commit,
+            self.settings.address,
+            self.settings.key,
+            self.settings.artifact_base,
+            full=full,
+            revision=loaded,
+            forge=self._forge(),
+            max_age=self.settings.max_age,
+            live=self.live,
+            calendar_now=self.settings.now,
+            claim=claim,
+        )
+        if done.full:
+            self.last_full, self.loaded = started, None
+        return done
+
+    def adopt(self, done: Pass) -> None:
+        """Keep the fleet and documents of the commit just published: a full pass hands them
+        over; after an incremental one (devices already have their documents) the whole
+        fleet is read again for status and the health gates, once per commit."""
+        commit = done.revision.commit
+        if done.full:
+            revision, docs = done.revision, done.docs
+        elif self.revision is not None and self.revision.commit == commit:
+            return
+        else:
+            revision = self.load(commit)
+            self.loaded = None
+            docs = compile_fleet(
+                revision.spec,
+                revision.commit,
+                revision.generation,
+                self.settings.artifact_base,
+                revision.approval,
+            )
+        self.revision = revision
+        self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
+        self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
 
     def guard(self) -> list[str]:
         """Propose a rollback in git for each line past its health gates (once per head)."""

@@ -223,7 +223,8 @@ def test_leader_killed_mid_publish_standby_finishes_and_a_stale_checkout_never_r
         assert 0 < sent < total, f"a was killed after {sent} of {total}: not mid-publish"
 
         waiting(procs, "b to take over and finish", lambda: observer.at(second) == total)
-        assert b.said(f"generation {second}:")
+        # (b prints its line once the marker is written too, just after the last document)
+        waiting(procs, "b to report its publish", lambda: b.said(f"generation {second}:"))
 
         # a stale checkout (the first commit, no remote) takes the lease once b is gone: it
         # must refuse, not send the older fleet
