@@ -17,6 +17,8 @@ one working tree, and another's stored result may not be committed yet.
 
 Usage: python bench/run.py [NAME ...]   (NAME: `validate` runs bench/bench_validate.py)
        python bench/run.py --render     (rewrite the document from the stored results only)
+       python bench/run.py --reading NAME FILE   (store FILE as the reading of NAME's last run)
+       python bench/run.py --check      (exit 1 if the document is not what the results render)
 """
 
 from __future__ import annotations
@@ -144,11 +146,47 @@ def section(result: dict[str, Any]) -> list[str]:
     if verdict:
         out += [verdict, ""]
     out += [result["markdown"].rstrip(), ""]
+    if result.get("reading"):
+        out += [result["reading"].strip(), ""]
     return out
+
+
+def stored_results() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("*.json"))]
+
+
+def add_reading(name: str, text_file: Path) -> int:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        print(f"bench: no stored result {path.relative_to(ROOT)}: run it first", file=sys.stderr)
+        return 2
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["reading"] = text_file.read_text(encoding="utf-8").strip()
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    DOC.write_text(splice(DOC.read_text(encoding="utf-8"), [result]), encoding="utf-8")
+    print(f"wrote the reading of {name} into {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+def check() -> int:
+    """The document must be exactly what the stored results render (nothing edited by hand)."""
+    want = render(stored_results())
+    if DOC.read_text(encoding="utf-8") == want:
+        return 0
+    print(
+        f"bench: {DOC.relative_to(ROOT)} differs from what bench/results/ renders; "
+        "re-run the benchmark or store a reading with --reading",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(argv: list[str]) -> int:
     scripts = sorted(BENCH.glob("bench_*.py"))
+    if argv == ["--check"]:
+        return check()
+    if len(argv) == 3 and argv[0] == "--reading":
+        return add_reading(argv[1], Path(argv[2]))
     if argv == ["--render"]:
         scripts = []
     elif argv:
@@ -174,8 +212,7 @@ def main(argv: list[str]) -> int:
     if argv and argv != ["--render"] and DOC.is_file():
         DOC.write_text(splice(DOC.read_text(encoding="utf-8"), fresh), encoding="utf-8")
     else:
-        stored = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-        DOC.write_text(render(stored), encoding="utf-8")
+        DOC.write_text(render(stored_results()), encoding="utf-8")
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     if failed:
         print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
