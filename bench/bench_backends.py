@@ -17,7 +17,9 @@ on the independent source, within 10 minutes of training on 2 cores.
 Knobs (environment): BENCH_CNN_EPOCHS (default 20), BENCH_CNN_SIZE (96), BENCH_CNN_TILES (2),
 BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn; also
 features-boosted: texture statistics + gradient-boosted trees),
-BENCH_FRAMES (400 per line), BENCH_AL (active learning batch,start,cap).
+BENCH_MAX_ESCAPE (0.05: the features backends' operating point, as `linefleet train
+--max-escape`; `argmax` for none), BENCH_FRAMES (400 per line),
+BENCH_AL (active learning batch,start,cap).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ TILES = int(os.environ.get("BENCH_CNN_TILES", "2"))
 FEATURE_SIZE = int(os.environ.get("BENCH_FEATURE_SIZE", "0"))  # 0: auto, as `linefleet train`
 BACKENDS = tuple(os.environ.get("BENCH_BACKENDS", "features,cnn").split(","))
 GOAL_ESCAPE, GOAL_ACCURACY, GOAL_SECONDS = 0.05, 0.90, 600.0
+_ESCAPE = os.environ.get("BENCH_MAX_ESCAPE", "0.05")
+MAX_ESCAPE = None if _ESCAPE == "argmax" else float(_ESCAPE)
+"""The features backends' operating point (as `linefleet train --max-escape`; cnn: its own)."""
 
 
 def log(msg: str) -> None:
@@ -68,11 +73,15 @@ def log(msg: str) -> None:
 def configs() -> dict[str, TrainConfig]:
     cnn = CnnConfig(size=CNN_SIZE, epochs=EPOCHS, tiles=TILES)
     every = {
-        "features": TrainConfig(size=FEATURE_SIZE, backend="features"),
+        "features": TrainConfig(size=FEATURE_SIZE, backend="features", max_escape=MAX_ESCAPE),
         "cnn": TrainConfig(size=CNN_SIZE, backend="cnn", cnn=cnn),
         # the features backend with the texture statistics and boosted trees
         "features-boosted": TrainConfig(
-            size=FEATURE_SIZE, backend="features", classifier="boosted", texture=True
+            size=FEATURE_SIZE,
+            backend="features",
+            classifier="boosted",
+            texture=True,
+            max_escape=MAX_ESCAPE,
         ),
     }
     return {name: every[name] for name in BACKENDS}
@@ -336,14 +345,19 @@ def report(
         for s, c in (al or {}).get("curves", {}).items()
     )
     measured = []
+    point = (
+        f", operating point max escape {MAX_ESCAPE} on a validation split"
+        if MAX_ESCAPE is not None
+        else ", argmax"
+    )
     if "cnn" in ind:
         measured.append(f"cnn: {CNN_SIZE} px input, {TILES}x{TILES} tiles, {EPOCHS} epochs")
     if "features" in ind:
-        measured.append(f"features: {FEATURE_SIZE or 'auto'} px, logistic regression")
+        measured.append(f"features: {FEATURE_SIZE or 'auto'} px, logistic regression{point}")
     if "features-boosted" in ind:
         measured.append(
             f"features-boosted: {FEATURE_SIZE or 'auto'} px, features + texture statistics "
-            "(`trainer/texturestats.py`), gradient-boosted trees"
+            f"(`trainer/texturestats.py`), gradient-boosted trees{point}"
         )
     markdown = f"""Backends of `linefleet train` measured: {"; ".join(measured)}.
 Training time: wall clock on this shared machine, and (where recorded) CPU seconds over 2.

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from linefleet_core.errors import PermanentError
-from trainer.cnn import CnnConfig, fit_cnn
+from trainer.cnn import CnnConfig, fit_cnn, operating_bias, validation_split
 from trainer.datasets import DatasetVersion, Item
 from trainer.features import INPUT, OPSET, extract, feature_graph, to_tensor
 from trainer.frames import FrameStore
@@ -68,6 +68,12 @@ class TrainConfig:
     trees, depth 3; skl2onnx exports them as an ai.onnx.ml TreeEnsembleClassifier)."""
     texture: bool = False
     """features: add the along-the-grain and blob statistics (`trainer.texturestats`)."""
+    max_escape: float | None = None
+    """features: operating point, the escape rate allowed on a validation split of the
+    training frames (`feature_operating_point`); None: plain argmax. (cnn: `cnn.max_escape`.)"""
+    validation: float = 0.2
+    """features: share of the training frames (stratified by line and class) that choose the
+    operating point; the classifier is then refitted on every training frame."""
     cnn: CnnConfig = field(default_factory=CnnConfig)
 
     def params(self) -> dict[str, Any]:
@@ -79,13 +85,15 @@ class TrainConfig:
         }
         if self.backend == "cnn":
             return {**common, "classifier": "cnn", **self.cnn.params()}
+        escape = "argmax" if self.max_escape is None else self.max_escape
         if self.classifier == "boosted":
             return {**common, "classifier": "GradientBoosting", "texture": self.texture,
-                    "max_iter": BOOSTED_ROUNDS}  # fmt: skip
+                    "max_iter": BOOSTED_ROUNDS, "max_escape": escape}  # fmt: skip
         return {
             **common,
             "classifier": "StandardScaler+LogisticRegression",
             "texture": self.texture,
+            "max_escape": escape,
             "C": self.c,
             "max_iter": self.max_iter,
         }
@@ -101,6 +109,8 @@ class TrainedModel:
     train_frames: int
     fitted: dict[str, Any] = field(default_factory=dict)
     """What the fit itself decided (cnn: epochs run, best epoch, operating point), for MLflow."""
+    ok_scale: float = 1.0
+    """features: the operating point's factor on P(ok), baked into `onnx`."""
     _session: Any = field(default=None, repr=False)
 
     def predict(self, images: Any) -> Any:
@@ -180,12 +190,77 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
     features = feature_graph(size, texture=config.texture)
     x = extract(features, load_images(frames, items, size))
     y = np.array([present.index(i.cls) for i in items])
+    point = feature_operating_point(x, y, present, [i.line_key for i in items], config)
     pipeline = classifier(config)
     pipeline.fit(x, y)
-    artifact = export(features, pipeline, present, version.classes, size, config.texture)
-    return TrainedModel(
-        tuple(version.classes), artifact, pipeline, features, size, len(items), chosen
+    artifact = export(
+        features, pipeline, present, version.classes, size, config.texture, point.ok_scale
     )
+    return TrainedModel(
+        tuple(version.classes), artifact, pipeline, features, size, len(items),
+        {**chosen, **point.params()}, ok_scale=point.ok_scale,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The features backend's bias toward "defect": `ok_scale` multiplies P(ok) before the
+    decision (1.0: plain argmax); `ok_bias` is its natural log, as the CNN's `cnn_ok_bias`."""
+
+    ok_scale: float = 1.0
+    validation_frames: int = 0
+    validation_escape: float | None = None
+    """The escape rate on the validation frames at this point (None: not chosen)."""
+
+    @property
+    def ok_bias(self) -> float:
+        return float(np.log(self.ok_scale))
+
+    def params(self) -> dict[str, Any]:
+        if self.validation_escape is None:
+            return {}
+        return {
+            "ok_bias": round(self.ok_bias, 3),
+            "ok_scale": round(self.ok_scale, 6),
+            "validation_frames": self.validation_frames,
+            "validation_escape": round(self.validation_escape, 4),
+        }
+
+
+def feature_operating_point(
+    x: Any, y: Any, present: Sequence[str], groups: Sequence[str], config: TrainConfig
+) -> OperatingPoint:
+    """Fit the classifier on part of the training features, and on the rest (a split
+    stratified by line and class, `config.validation`) pick the bias on log P(ok) nearest 0
+    whose escape rate is at most `config.max_escape` (`trainer.cnn.operating_bias`, the
+    CNN's rule). None without `max_escape`, an `ok` class, or 20 validation frames."""
+    if config.max_escape is None or "ok" not in present:
+        return OperatingPoint()
+    fit_idx, val_idx = validation_split(y, groups, config.validation, config.seed)
+    if not val_idx or len({int(v) for v in y[fit_idx]}) < len(present):
+        return OperatingPoint()
+    probe = classifier(config)
+    probe.fit(x[fit_idx], y[fit_idx])
+    proba = np.zeros((len(val_idx), len(present)))
+    proba[:, probe.classes_] = probe.predict_proba(x[val_idx])
+    log_p = np.log(np.clip(proba, 1e-12, None))
+    ok = list(present).index("ok")
+    labels = y[val_idx]
+    bias = operating_bias(log_p, labels, ok, config.max_escape)
+    scaled = log_p.copy()
+    scaled[:, ok] += bias
+    defects = labels != ok
+    escape = float(np.mean(scaled[defects].argmax(axis=1) == ok)) if defects.any() else 0.0
+    return OperatingPoint(float(np.exp(bias)), len(val_idx), escape)
+
+
+def decide_scaled(probabilities: Any, classes: Sequence[str], ok_scale: float) -> Any:
+    """The class indices the operating point decides: argmax with P(ok) times `ok_scale`
+    (what the exported graph's renormalised probabilities give under a plain argmax)."""
+    scaled = np.array(probabilities, dtype=np.float64)
+    if "ok" in classes:
+        scaled[:, list(classes).index("ok")] *= ok_scale
+    return scaled.argmax(axis=1)
 
 
 def export(
@@ -195,8 +270,13 @@ def export(
     classes: Sequence[str],
     size: int,
     texture: bool = False,
+    ok_scale: float = 1.0,
 ) -> bytes:
-    """Feature graph + classifier + class placement, as one model with a batch of one."""
+    """Feature graph + classifier + class placement, as one model with a batch of one.
+
+    `ok_scale` != 1 (the operating point) multiplies P(ok) in the placement and renormalises
+    the row, so the edge's plain argmax decides at that point and rows still sum to 1; the
+    classifier's own `label` output (plain argmax) is then dropped."""
     from onnx import TensorProto, compose, helper, numpy_helper
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
@@ -218,15 +298,22 @@ def export(
     graph = merged.graph
     placement = np.zeros((len(present), len(classes)), np.float32)
     for row, cls in enumerate(present):
-        placement[row, list(classes).index(cls)] = 1.0
+        placement[row, list(classes).index(cls)] = ok_scale if cls == "ok" else 1.0
     graph.initializer.append(numpy_helper.from_array(placement, "class_placement"))
+    placed = PROBABILITIES if ok_scale == 1.0 else "placed_scores"
     graph.node.append(
-        helper.make_node("MatMul", ["clf_probabilities", "class_placement"], [PROBABILITIES])
+        helper.make_node("MatMul", ["clf_probabilities", "class_placement"], [placed])
     )
+    if ok_scale != 1.0:
+        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "sum_axes"))
+        graph.node.extend([
+            helper.make_node("ReduceSum", [placed, "sum_axes"], ["placed_sum"], keepdims=1),
+            helper.make_node("Div", [placed, "placed_sum"], [PROBABILITIES]),
+        ])  # fmt: skip
     graph.input[0].name = INPUT
     for node in graph.node:
         node.input[:] = [INPUT if n == "feat_" + INPUT else n for n in node.input]
-    outputs = [o for o in graph.output if o.name == "clf_label"]
+    outputs = [o for o in graph.output if o.name == "clf_label" and ok_scale == 1.0]
     del graph.output[:]
     probabilities = helper.make_tensor_value_info(
         PROBABILITIES, TensorProto.FLOAT, [1, len(classes)]

@@ -36,6 +36,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="features (hand-made ONNX features + logistic regression) or cnn (PyTorch); "
         "default: the better one on the benchmarks (docs/benchmarks.md)",
     )
+    p.add_argument(
+        "--classifier",
+        choices=("logistic", "boosted"),
+        default="logistic",
+        help="features: logistic (scaler + logistic regression, default) or boosted "
+        "(gradient-boosted trees)",
+    )
+    p.add_argument(
+        "--texture",
+        action="store_true",
+        help="features: add the along-the-grain and blob texture statistics",
+    )
     p.add_argument("--epochs", type=int, default=30, help="cnn: training epochs (default 30)")
     p.add_argument(
         "--roi",
@@ -48,8 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--max-escape",
         default="0.05",
-        help="cnn: operating point, the escape rate allowed on the validation frames: the "
-        "`ok` decision is biased until it is met (default 0.05; `argmax` for none)",
+        help="operating point (both backends): the escape rate allowed on a validation split "
+        "of the training frames; the `ok` decision is biased until it is met, and the bias is "
+        "baked into the exported model (default 0.05; `argmax` for none)",
     )
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
@@ -94,18 +107,23 @@ def run(ns: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--roi {ns.roi!r}: expected four numbers x0,y0,x1,y1") from None
     size = _size(ns.size)
+    backend = ns.backend or DEFAULT_BACKEND
+    if backend != "features" and (ns.texture or ns.classifier != "logistic"):
+        raise UsageError(f"--classifier and --texture apply to the features backend, not {backend}")
+    max_escape = _max_escape(ns.max_escape)
     cnn = CnnConfig(
         size=size or 64,
         epochs=ns.epochs,
         roi=(x0, y0, x1, y1),
         tiles=ns.tiles,
-        max_escape=_max_escape(ns.max_escape),
+        max_escape=max_escape,
     )
     if size:
         cnn.roi_pixels()  # a bad ROI or tiling fails before the slow part
     config = TrainConfig(
-        size=size, c=ns.c, lines=lines, backend=ns.backend or DEFAULT_BACKEND, cnn=cnn
-    )
+        size=size, c=ns.c, lines=lines, backend=backend, cnn=cnn, classifier=ns.classifier,
+        texture=ns.texture, max_escape=max_escape,
+    )  # fmt: skip
     request = TrainRequest(
         workspace=ws,
         model=ns.model,
@@ -129,6 +147,7 @@ def run(ns: argparse.Namespace) -> int:
             },
             "holdout": {"accuracy": result.overall.accuracy, "frames": result.overall.frames},
             "backend": config.backend,
+            "fitted": result.model.fitted,
             "trained_on": list(result.trained_on),
             "lines": {
                 k: {
@@ -153,6 +172,12 @@ def run(ns: argparse.Namespace) -> int:
         f"{result.model.train_frames} of {', '.join(result.trained_on)} ({config.backend})"
     )
     print(f"holdout accuracy {result.overall.accuracy:.3f} on {result.overall.frames} frame(s)")
+    fitted = result.model.fitted
+    if "ok_scale" in fitted:
+        print(
+            f"operating point: P(ok) x {fitted['ok_scale']:.3g} (validation escape "
+            f"{fitted['validation_escape']:.3f} on {fitted['validation_frames']} frame(s))"
+        )
     for key, s in result.per_line.items():
         r = factory_rates(s.confusion, ds.classes)
         print(

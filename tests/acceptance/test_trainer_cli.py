@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,47 @@ def test_queue_ranks_unlabelled_edge_frames_by_uncertainty(
     assert doc["unlabelled"] == 4 and len(scores) == 3 and scores == sorted(scores, reverse=True)
     assert lf(repo, "queue", "--model", str(tmp_path / "missing.onnx")) == 2
     assert "not a loadable ONNX model" in capsys.readouterr().err
+
+
+def test_train_with_boosted_trees_texture_and_an_operating_point(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from factory_sim.dataset import generate
+
+    classes = ["ok", "scratch", "contamination", "spot"]
+    generate(tmp_path / "sim", taxonomy=classes, lines=(1, 2), frames_per_line=60, seed=3,
+             defect_rate=0.6, size=64)  # fmt: skip
+    manifest = str(tmp_path / "sim" / "manifest.jsonl")
+    assert (
+        lf(repo, "import", manifest, "--annotator", "sim", "--taxonomy", "surface-defects@1") == 0
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["train", "--model", "surface-gb", "--taxonomy", "surface-defects@1", "--size", "64",
+              "--state", str(tmp_path / "state"), "--fleet-repo", str(repo),
+              "--tracking-uri", uri, "--no-register"]  # fmt: skip
+    capsys.readouterr()
+    args = [*common, "--classifier", "boosted", "--texture", "--max-escape", "0.05"]
+    assert main([*args, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    fitted = doc["fitted"]
+    assert 0.0 < fitted["ok_scale"] <= 1.0 and fitted["validation_escape"] <= 0.05
+    params = MlflowClient(uri).get_run(doc["run_id"]).data.params
+    assert params["classifier"] == "GradientBoosting" and params["texture"] == "True"
+    assert params["max_escape"] == "0.05" and params["ok_scale"] == str(fitted["ok_scale"])
+    assert float(params["ok_bias"]) == pytest.approx(math.log(fitted["ok_scale"]), abs=1e-3)
+    # logistic regression at plain argmax records no operating point
+    assert main([*common, "--max-escape", "argmax", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    params = MlflowClient(uri).get_run(doc["run_id"]).data.params
+    assert params["classifier"] == "StandardScaler+LogisticRegression" and "ok_scale" not in params
+    assert params["texture"] == "False" and params["max_escape"] == "argmax"
+    # the features-only options are refused for the CNN, before any training
+    assert main([*common, "--backend", "cnn", "--texture"]) == 2
+    err = capsys.readouterr().err
+    assert "--classifier and --texture apply to the features backend, not cnn" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as bad:
+        main([*common, "--classifier", "forest"])
+    assert bad.value.code == 2 and "invalid choice: 'forest'" in capsys.readouterr().err
