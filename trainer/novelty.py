@@ -143,7 +143,11 @@ class NoveltyModel:
     onnx: bytes
     threshold: float
     heldout_scores: tuple[float, ...]
+    """The held-out ok frames' scores, from the artifact."""
     train_frames: int
+    calibration_scores: tuple[float, ...] = ()
+    """The scores the threshold was chosen on: every fit frame's out-of-fold score, then the
+    held-out frames'."""
 
     def score(self, inputs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """One score per prepared input ([N, 3, S, S] RGB in [0, 1]), from the artifact."""
@@ -543,28 +547,126 @@ def check(config: NoveltyConfig) -> None:
         raise PermanentError("the false-alarm rate is a fraction in (0, 1)")
 
 
-def fit_statistics(
-    train: npt.NDArray[np.float32], heldout: npt.NDArray[np.float32], config: NoveltyConfig
+def _moments(
+    patches: npt.NDArray[np.float64],
+    chroma: npt.NDArray[np.float64],
+    grey: npt.NDArray[np.float64],
+    grid: int,
 ) -> Statistics:
-    """The statistics of the `train` inputs; each part's standardisation from `heldout`."""
-    patches, chroma, grey = features(train, config)
-    mean, precision = gaussians(patches, config.grid)
-    local_mean, local_precision = gaussians(local(patches), config.grid)
-    unscaled = Statistics(
+    """The statistics of some ok frames' features, not yet standardised."""
+    mean, precision = gaussians(patches, grid)
+    local_mean, local_precision = gaussians(local(patches), grid)
+    return Statistics(
         mean, precision, local_mean, local_precision, chroma.mean(0),
         chroma.std(0) + CHROMA_FLOOR, grey.mean(0), grey.std(0) + GREY_FLOOR,
         (0.0,) * len(PARTS), (1.0,) * len(PARTS),
     )  # fmt: skip
-    raw = _outputs(parts_model(config, unscaled), PARTS, heldout)
-    loc, spread = standardise([r.ravel() for r in raw])
-    return replace(unscaled, loc=loc, spread=spread)
+
+
+def _worst_distance(
+    rows: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], precision: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    delta = rows - mean[None]  # [N, P, DIMS]
+    d2 = np.einsum("npi,pij,npj->np", delta, precision, delta)
+    worst: npt.NDArray[np.float64] = np.sqrt(np.maximum(d2, 0.0)).max(axis=1)
+    return worst
+
+
+def raw_parts(
+    stats: Statistics,
+    patches: npt.NDArray[np.float64],
+    chroma: npt.NDArray[np.float64],
+    grey: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """[N, len(PARTS)]: the parts' raw values as the graph computes them (`parts_model`), here
+    in numpy from features already extracted (the cross-fitting scores every ok frame with
+    several fold statistics, and one feature pass serves them all)."""
+    count = len(patches)
+    columns = [
+        _worst_distance(patches, stats.mean, stats.precision),
+        _worst_distance(local(patches), stats.local_mean, stats.local_precision),
+        ((chroma - stats.chroma_mu[None]) / stats.chroma_sd[None]).reshape(count, -1).max(1),
+        ((grey - stats.grey_mu[None]) / stats.grey_sd[None]).reshape(count, -1).max(1),
+    ]
+    return np.stack(columns, axis=1)
+
+
+def scores_of(
+    raw: npt.NDArray[np.float64], loc: Sequence[float], spread: Sequence[float]
+) -> npt.NDArray[np.float64]:
+    """The score the graph gives parts `raw` [N, len(PARTS)] standardised by `loc`, `spread`."""
+    logs = np.log(np.maximum(raw, 0.0) + EPS)
+    z = (logs - np.asarray(loc)[None]) / np.asarray(spread)[None]
+    out: npt.NDArray[np.float64] = np.exp(np.minimum(z.max(axis=1), Z_CAP))
+    return out
+
+
+FOLDS = 5
+"""Cross-fitting folds: the fit frames are split this many ways, each part scored by
+statistics fitted on the other parts, so every ok frame (not only the held-out ones) gives an
+out-of-fold score for the standardisation and the threshold."""
+
+
+def fold_of(count: int, folds: int) -> npt.NDArray[np.intp]:
+    """Each of `count` frames' fold (interleaved, so a fold spans the whole capture)."""
+    return np.arange(count) % folds
+
+
+def out_of_fold_parts(
+    patches: npt.NDArray[np.float64],
+    chroma: npt.NDArray[np.float64],
+    grey: npt.NDArray[np.float64],
+    grid: int,
+    folds: int = FOLDS,
+) -> npt.NDArray[np.float64]:
+    """[N, len(PARTS)]: each frame's raw parts under statistics fitted without its fold."""
+    fold = fold_of(len(patches), folds)
+    raw = np.empty((len(patches), len(PARTS)))
+    for f in range(folds):
+        inside, out = fold != f, fold == f
+        stats = _moments(patches[inside], chroma[inside], grey[inside], grid)
+        raw[out] = raw_parts(stats, patches[out], chroma[out], grey[out])
+    return raw
+
+
+@dataclass(frozen=True)
+class Fit:
+    stats: Statistics
+    """The statistics of every fit frame, standardised."""
+    calibration: tuple[float, ...]
+    """Out-of-fold scores of the fit frames, then the held-out frames' scores (numpy)."""
+
+
+def fit_statistics(
+    train: npt.NDArray[np.float32],
+    heldout: npt.NDArray[np.float32],
+    config: NoveltyConfig,
+    folds: int = FOLDS,
+) -> Fit:
+    """The statistics of the `train` inputs, each part standardised on the out-of-fold parts of
+    the `train` inputs (`folds` ways) together with the `heldout` inputs' parts: frames the
+    statistics that scored them never saw."""
+    patches, chroma, grey = features(train, config)
+    held_patches, held_chroma, held_grey = features(heldout, config)
+    unscaled = _moments(patches, chroma, grey, config.grid)
+    raw = np.concatenate(
+        [
+            out_of_fold_parts(patches, chroma, grey, config.grid, folds),
+            raw_parts(unscaled, held_patches, held_chroma, held_grey),
+        ]
+    )
+    loc, spread = standardise([raw[:, k] for k in range(len(PARTS))])
+    scores = scores_of(raw, loc, spread)
+    return Fit(replace(unscaled, loc=loc, spread=spread), tuple(float(s) for s in scores))
 
 
 def fit_novelty(
     train: npt.NDArray[np.float32], heldout: npt.NDArray[np.float32], config: NoveltyConfig
 ) -> NoveltyModel:
     """Fit on `train` ok inputs ([N, 3, S, S] RGB in [0, 1]); standardise the parts and choose
-    the threshold on `heldout` ok inputs the fit never saw."""
+    the threshold on frames the statistics scoring them never saw: the `train` inputs
+    cross-fitted (`FOLDS` ways) and the `heldout` ok inputs, so the (1 - false_alarm_rate)
+    quantile is taken over every ok frame given, not over the held-out few alone."""
     check(config)
     if len(train) < MIN_FIT_FRAMES:
         raise PermanentError(
@@ -575,8 +677,9 @@ def fit_novelty(
             f"{len(heldout)} held-out ok frame(s); the threshold needs at least "
             f"{MIN_HELDOUT_FRAMES}"
         )
-    stats = fit_statistics(train, heldout, config)
-    data = novelty_model(config, stats)
+    fit = fit_statistics(train, heldout, config)
+    data = novelty_model(config, fit.stats)
     model = NoveltyModel(data, 0.0, (), len(train))
-    scores = tuple(float(s) for s in model.score(heldout))
-    return NoveltyModel(data, threshold_for(scores, config.false_alarm_rate), scores, len(train))
+    held = tuple(float(s) for s in model.score(heldout))
+    threshold = threshold_for(fit.calibration, config.false_alarm_rate)
+    return NoveltyModel(data, threshold, held, len(train), fit.calibration)

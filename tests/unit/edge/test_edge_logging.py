@@ -77,9 +77,9 @@ def test_doubt_defects_below_leaves_defect_calls_the_novelty_model_finds_normal_
     assert keep_reason(_decision("dent", 0.97), doubting, stats) == "defect"
     # the spool counts what it doubted and did not keep; an ok frame is never "doubted"
     built = anomaly_model(tmp_path / "novelty.onnx")
-    spec = ModelSpec(
-        ref="novelty@1", sha256=built.sha256, size=built.size, url=built.path.as_uri(),
-        classes=("ok", "novel"), input_shape=(1, 64, 64, 3), layout="NHWC", task="anomaly",
+    spec = model_spec(
+        "novelty@1", built.sha256, built.size, built.path.as_uri(), ("ok", "novel"),
+        (1, 64, 64, 3), layout="NHWC", task="anomaly",
         outputs={"score": "score_column", "threshold": 0.5},
     )  # fmt: skip
     model = load_model(built.path, spec)
