@@ -156,9 +156,10 @@ def main() -> None:
             *rows,
             "",
             "The score alone, with no classifier. Four parts, each standardised on the "
-            "held-out ok frames (log, minus its median, over 1.4826 x its median absolute "
+            "out-of-fold ok scores (log, minus its median, over 1.4826 x its median absolute "
             "deviation) and the largest taken: the patch descriptor against each position's "
-            "Gaussian (frames of another generator or line move every patch), the same "
+            "Gaussian, the largest mean over 3 x 3 neighbouring positions (frames of "
+            "another generator or line move every patch), the same "
             "descriptor relative to its frame's mean (a local defect), and the colour and grey "
             "deviation maps. The standardisation and the threshold come from "
             f"{n['train'] + n['held']} ok scores no statistics were fitted on (each fit "
