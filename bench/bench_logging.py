@@ -11,7 +11,8 @@ with `trainer.train.export`, 64 px):
   that never saw this kind of surface at all).
 Each line also gets a novelty model made by the trainer's fitter (`trainer/novelty.py`, what
 `linefleet trainer novelty` catalogues: an ONNX anomaly graph, 128 px) fitted on 70% of
-NOVELTY_OK ok frames of that line, its threshold at a 2% false-alarm rate on the other 30%.
+NOVELTY_OK ok frames of that line, its threshold at a 2% false-alarm rate on those frames
+scored out of fold (5-fold cross-fitting) and the other 30%.
 
 Fresh frames of each line (new seeds) at 2% and 10% defects go through the serving engine and
 the real `Spool` (keep rules, novelty, audit sample, envelopes), with budgets that do not bind:
@@ -383,7 +384,8 @@ def main() -> int:
         f"Policy: `uncertain_below: 0.5`, `audit_rate: 0.01`, budgets that do not bind; one "
         f"novelty model per line made by the trainer's fitter (`trainer/novelty.py`, "
         f"{NOVELTY.size} px, patch {NOVELTY.patch}) on {int(NOVELTY_OK * 0.7)} `ok` frames of "
-        f"it, its threshold at a {NOVELTY.false_alarm_rate:.0%} false-alarm rate on "
+        f"it, its threshold at a {NOVELTY.false_alarm_rate:.0%} false-alarm rate on those "
+        "frames scored out of fold (5-fold cross-fitting) and "
         f"{NOVELTY_OK - int(NOVELTY_OK * 0.7)} other `ok` frames). {SERVE_PER_LINE} fresh "
         "frames per line, "
         f"3 lines. Classifier trained on {TRAIN_PER_LINE} labelled frames per line (50% "

@@ -2,8 +2,9 @@
 classifier, tells a line's defects and foreign frames from its normal frames.
 
 For each line (three factory_sim lines, and one line of the independent source
-`bench/othersource.py`): fit on 200 ok frames, choose the threshold on 60 other ok frames at a
-1% false-alarm rate (as the trainer does on the holdout split), then score fresh frames the
+`bench/othersource.py`): fit on 200 ok frames, choose the threshold at a 1% false-alarm rate on
+those 200 scored out of fold (5-fold cross-fitting) and 60 other ok frames (as the trainer does
+with its train and holdout splits), then score fresh frames the
 fit and the threshold never saw: 300 ok frames (false alarms), 50 frames of each defect class,
 60 frames of the other generator and 60 of another line of the same generator.
 
@@ -143,8 +144,9 @@ def main() -> None:
         )
     markdown = "\n".join(
         [
-            f"Per line: fit on {n['train']} ok frames, threshold on {n['held']} other ok frames "
-            f"at a {FALSE_ALARM:.0%} false-alarm rate, then {n['fresh']} fresh ok frames, "
+            f"Per line: fit on {n['train']} ok frames, threshold at a {FALSE_ALARM:.0%} "
+            f"false-alarm rate on those frames scored out of fold (5-fold cross-fitting) and "
+            f"{n['held']} other ok frames, then {n['fresh']} fresh ok frames, "
             f"{n['defect']} frames of each defect class, {n['foreign']} frames of the other "
             f"generator and {n['foreign']} ok frames of another line of the same generator "
             f"(shares at or above the threshold; {SIZE} px, patch {NoveltyConfig().patch}; "
@@ -154,14 +156,16 @@ def main() -> None:
             *rows,
             "",
             "The score alone, with no classifier. Four parts, each standardised on the "
-            "held-out ok frames (log, minus its median, over 1.4826 x its median absolute "
+            "out-of-fold ok scores (log, minus its median, over 1.4826 x its median absolute "
             "deviation) and the largest taken: the patch descriptor against each position's "
-            "Gaussian (frames of another generator or line move every patch), the same "
+            "Gaussian, the largest mean over 3 x 3 neighbouring positions (frames of "
+            "another generator or line move every patch), the same "
             "descriptor relative to its frame's mean (a local defect), and the colour and grey "
-            "deviation maps. With "
-            f"only {n['held']} held-out frames the {FALSE_ALARM:.0%} setting means the "
-            "threshold sits at the highest of them; the fresh ok frames show the false-alarm "
-            "rate it gives.",
+            "deviation maps. The standardisation and the threshold come from "
+            f"{n['train'] + n['held']} ok scores no statistics were fitted on (each fit "
+            "frame scored by statistics fitted on the other four fifths), so the "
+            f"{FALSE_ALARM:.0%} quantile rests on {n['train'] + n['held']} frames, not "
+            f"{n['held']}; the fresh ok frames show the false-alarm rate it gives.",
         ]
     )
     print(

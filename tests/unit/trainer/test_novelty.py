@@ -72,47 +72,67 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     train, held, probe = _line("ok", 0, 30), _line("ok", 1000, 10), _line("scratch", 500, 4)
     config = NoveltyConfig(false_alarm_rate=0.2)
     model = fit_novelty(train, held, config)
-    stats = fit_statistics(train, held, config)
+    fit = fit_statistics(train, held, config)
+    stats = fit.stats
     assert model.onnx == novelty_model(config, stats)
     train_patches, train_chroma, train_grey = features(train, config)
     assert train_patches.shape == (len(train), config.grid**2, DIMS) and config.grid == 15
-    mean, precision = gaussians(train_patches, config.grid)
+    mean, _ = gaussians(train_patches, config.grid)
     np.testing.assert_allclose(stats.mean, mean)
     # a position's Gaussian pools its neighbours: the corner's mean is its 2 x 2 block's
     laid = train_patches.reshape(len(train), config.grid, config.grid, DIMS)
     np.testing.assert_allclose(mean[0], laid[:, :2, :2].reshape(-1, DIMS).mean(0))
-    local_mean, local_precision = gaussians(local(train_patches), config.grid)
+    local_mean, _ = gaussians(local(train_patches), config.grid)
     np.testing.assert_allclose(stats.local_mean, local_mean)
     np.testing.assert_allclose(stats.chroma_mu, train_chroma.mean(0))
     np.testing.assert_allclose(stats.grey_sd, train_grey.std(0) + 0.02)
 
-    def parts(x: Any) -> Any:
+    def worst(f: Any, mu: Any, prec: Any) -> Any:
+        # the largest mean over 3 x 3 neighbouring positions of the 15 x 15 distance map
+        d = f - mu
+        dist = np.sqrt(np.einsum("npi,pij,npj->np", d, prec, d)).reshape(len(f), 15, 15)
+        windows = np.lib.stride_tricks.sliding_window_view(dist, (3, 3), axis=(1, 2))
+        return windows.mean(axis=(3, 4)).max(axis=(1, 2))
+
+    def parts(x: Any, fitted_on: Any) -> Any:
+        """Raw parts of inputs `x` under statistics of the train frames `fitted_on` selects."""
         patches, chroma, grey = features(x, config)  # [N, P, DIMS], maps
-
-        def worst(f: Any, mu: Any, prec: Any) -> Any:
-            d = f - mu
-            return np.sqrt(np.einsum("npi,pij,npj->np", d, prec, d)).max(axis=1)
-
-        colour = ((chroma - stats.chroma_mu) / stats.chroma_sd).max(axis=(1, 2, 3))
-        grey_z = ((grey - stats.grey_mu) / stats.grey_sd).max(axis=(1, 2, 3))
+        base = train_patches[fitted_on]
+        mu, prec = gaussians(base, config.grid)
+        lmu, lprec = gaussians(local(base), config.grid)
+        c_mu, c_sd = train_chroma[fitted_on].mean(0), train_chroma[fitted_on].std(0) + 1e-3
+        g_mu, g_sd = train_grey[fitted_on].mean(0), train_grey[fitted_on].std(0) + 0.02
         return np.stack(
             [
-                worst(patches, mean, precision),
-                worst(local(patches), local_mean, local_precision),
-                colour,
-                grey_z,
+                worst(patches, mu, prec),
+                worst(local(patches), lmu, lprec),
+                ((chroma - c_mu) / c_sd).max(axis=(1, 2, 3)),
+                ((grey - g_mu) / g_sd).max(axis=(1, 2, 3)),
             ],
             axis=1,
         )
 
-    logs = np.log(np.maximum(parts(held), 0) + 1e-3)
+    # every train frame is scored by statistics fitted without its fold (5 interleaved
+    # folds), the held-out frames by the full statistics; the parts are standardised on both
+    everything = np.ones(len(train), bool)
+    fold = np.arange(len(train)) % 5
+    pooled = np.concatenate(
+        [parts(train[fold == f], fold != f) for f in range(5)] + [parts(held, everything)]
+    )
+    logs = np.log(np.maximum(pooled, 0) + 1e-3)
     loc = np.median(logs, axis=0)
     spread = np.maximum(0.02, 1.4826 * np.median(np.abs(logs - loc), axis=0))
     np.testing.assert_allclose(stats.loc, loc, atol=2e-3)
     np.testing.assert_allclose(stats.spread, spread, rtol=2e-2, atol=2e-3)
-    z = (np.log(np.maximum(parts(probe), 0) + 1e-3) - loc) / spread
+    z = (np.log(np.maximum(parts(probe, everything), 0) + 1e-3) - loc) / spread
     expected = np.exp(np.minimum(z.max(axis=1), 40.0))
     np.testing.assert_allclose(model.score(probe), expected, rtol=2e-2)
+    # the threshold is the 80% quantile of those 40 pooled scores: 8 of them at or above it
+    calibration = np.asarray(model.calibration_scores)
+    assert len(calibration) == 40
+    assert np.sum(calibration >= model.threshold) == 8
+    # and the held-out frames' numpy scores are the artifact's
+    np.testing.assert_allclose(calibration[30:], model.heldout_scores, rtol=2e-2)
 
 
 def test_each_part_is_standardised_by_the_median_and_robust_spread_of_its_log() -> None:
@@ -141,10 +161,31 @@ def test_normal_frames_stay_under_the_threshold_defects_and_foreign_frames_do_no
     assert np.median(foreign) > 2 * np.median(normal)
 
 
-def test_the_threshold_is_set_on_the_heldout_frames_at_the_false_alarm_rate(fitted: Any) -> None:
-    held = np.asarray(fitted.heldout_scores)
-    assert len(held) == 40
-    assert np.sum(held >= fitted.threshold) == 2  # floor(0.05 * 40)
+def test_the_threshold_is_set_on_every_ok_frame_out_of_fold_at_the_false_alarm_rate(
+    fitted: Any,
+) -> None:
+    # 60 fit frames scored out of fold and 40 held-out frames: floor(0.05 * 100) = 5 at or
+    # above the threshold, where the 40 held-out frames alone could only resolve 1 in 40
+    pooled = np.asarray(fitted.calibration_scores)
+    assert len(pooled) == 100 and len(fitted.heldout_scores) == 40
+    assert np.sum(pooled >= fitted.threshold) == 5
+
+
+def test_fresh_ok_frames_are_flagged_near_the_asked_rate() -> None:
+    # the asked rate is honoured on frames neither the fit nor the threshold saw: 400 fresh
+    # ok frames of another line at 5% asked (a binomial spread of about 1.1%, and the
+    # threshold's own from 150 calibration frames; the band is wide enough not to flake)
+    profile = draw_profile("toledo", "line-2", seed=8)
+
+    def frames(first: int, count: int) -> Any:
+        return _inputs(
+            [render_frame(profile, "ok", frame_rng(5, profile, first + i), SIZE)
+             for i in range(count)]
+        )  # fmt: skip
+
+    model = fit_novelty(frames(0, 120), frames(500, 30), NoveltyConfig(false_alarm_rate=0.05))
+    fresh = model.score(frames(2000, 400))
+    assert 0.02 <= float(np.mean(fresh >= model.threshold)) <= 0.09
 
 
 @pytest.mark.parametrize(
