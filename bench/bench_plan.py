@@ -50,7 +50,7 @@ TARGET_S = 1.0  # issue 17 (it was 2 s before)
 BIN = Path(sys.executable).parent
 BASELINE = os.environ.get("BENCH_PLAN_BASELINE", "")
 CHANGED = "fleet/sites/curitiba/lines/line-13.yaml"
-CHANGE = "  candidate:\n    model: surface-cnn@3\n    stage: shadow\n"
+CHANGE = "  candidate:\n    model: surface-classifier@3\n    stage: shadow\n"
 EXPECTED = "Plan: 0 lines to add, 1 to change, 0 to remove; 1 device affected; policy: 0 violations"
 COMMANDS = {
     "plan": ["plan", "--base", "base", "--head", "HEAD"],
@@ -83,7 +83,7 @@ def make_repo(repo: Path) -> int:
         raise SystemExit(f"{CHANGED}: the generator changed; pick another line to change")
     line.write_text(text + CHANGE, encoding="utf-8")
     git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
-        "commit", "-q", "-am", "curitiba/line-13: surface-cnn@3 in shadow")  # fmt: skip
+        "commit", "-q", "-am", "curitiba/line-13: surface-classifier@3 in shadow")  # fmt: skip
     git(repo, "gc", "-q")  # packed, as in a clone (a CI checkout), not one file per object
     return len(git(repo, "ls-files", "*.yaml").splitlines())
 

@@ -6,7 +6,7 @@ half-written tree behind. The fleet it describes:
 
 - taxonomy `surface-defects` v1 -> v2 (`contamination` split into `dust` + `oil`) -> v3
   (`discoloration` renamed `stain`, `crack` added);
-- model family `surface-cnn`: v1 (taxonomy v1), v2 and v3 (v2), v4 (v3), each a real tiny
+- model family `surface-classifier`: v1 (taxonomy v1), v2 and v3 (v2), v4 (v3), each a real tiny
   ONNX file under `fleet/artifacts/`;
 - per site: a `site.yaml`, lines with varied cameras, and edge devices that serve every camera;
 - rollouts: most lines serve v2, some still v1, some have v3 promoted, a few run v3 in shadow
@@ -29,7 +29,7 @@ from linefleet_core.atomic import write_tree
 from linefleet_core.fleetschema import modeline
 
 API_VERSION = "linefleet.io/v1"
-MODEL_NAME = "surface-cnn"
+MODEL_NAME = "surface-classifier"
 INPUT_SHAPE = [1, 3, 64, 64]
 # model version -> taxonomy version; the fleet's catalogue
 MODEL_TAXONOMY = {1: 1, 2: 2, 3: 2, 4: 3}
@@ -289,7 +289,7 @@ def device_doc(
 def model_family(
     evidence: dict[int, dict[str, Any]],
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The `surface-cnn` catalogue and its ONNX artifacts (real, tiny, deterministic)."""
+    """The `surface-classifier` catalogue and its ONNX artifacts (real, tiny, deterministic)."""
     classes = {v: [c["id"] for c in doc["classes"]] for v, doc in taxonomy_documents().items()}
     versions, artifacts = [], {}
     for version, tax_version in MODEL_TAXONOMY.items():
@@ -314,7 +314,7 @@ def model_family(
         "apiVersion": API_VERSION,
         "kind": "Model",
         "name": MODEL_NAME,
-        "description": "Small CNN for surface defects on stamped and painted panels.",
+        "description": "Surface-defect classifier for stamped and painted panels.",
         "versions": versions,
     }
     return doc, artifacts

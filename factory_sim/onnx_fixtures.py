@@ -38,7 +38,7 @@ def build_classifier(
     height: int = 64,
     width: int = 64,
     seed: int = 0,
-    name: str = "surface-cnn",
+    name: str = "surface-classifier",
 ) -> BuiltModel:
     """Serialise a deterministic CNN with input `[1, channels, height, width]` and K outputs."""
     from onnx import TensorProto, helper, numpy_helper

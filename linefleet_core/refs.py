@@ -15,7 +15,7 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 """Lower-case letters, digits and dashes: safe in paths, MQTT topics and git branch names."""
 
 VersionedRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
-"""`name@version`, for example `surface-defects@2` or `surface-cnn@5`."""
+"""`name@version`, for example `surface-defects@2` or `surface-classifier@5`."""
 
 CandidateStage = Literal["shadow", "canary"]
 """Where a line's candidate model runs: beside the serving model (`shadow`) or deciding a share

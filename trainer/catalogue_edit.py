@@ -2,7 +2,7 @@
 (`linefleet_core.yamledit`): comments, quotes and key order stay.
 
 add_model_version(path, entry)            # append to `versions:` of fleet/models/<name>.yaml
-set_shadow_candidate(path, "surface-cnn@5")   # rollout.candidate of one line file
+set_shadow_candidate(path, "surface-classifier@5")   # rollout.candidate of one line file
 set_novelty(path, "novelty-toledo-line-1", 2)  # rollout.novelty of one line file
 """
 

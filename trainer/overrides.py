@@ -6,7 +6,7 @@ An inspector who disagrees with the model on a frame makes the edge send an even
     {"protocol": 1, "kind": "Event", "site": "toledo", "device": "tol-edge-01", "seq": 7,
      "at": "...", "type": "inspection-override", "line": "toledo/line-1",
      "details": {"frame_sha256": "<sha256 of the JPEG sent on .../frames>", "camera": "cam-1",
-                 "model": "surface-cnn@2", "predicted": "ok", "inspector": "insp-7",
+                 "model": "surface-classifier@2", "predicted": "ok", "inspector": "insp-7",
                  "label": "scratch", "taxonomy": "surface-defects@2"}}
 
 The frame itself arrives on `.../frames` (an `LFF1` envelope, checked by

@@ -1,6 +1,6 @@
 """One training run, end to end: dataset version -> fit -> evaluate -> MLflow -> registry.
 
-    result = train_run(TrainRequest(workspace, model="surface-cnn", tracking_uri=uri))
+    result = train_run(TrainRequest(workspace, model="surface-classifier", tracking_uri=uri))
 
 Steps stop at the first error: an empty or one-class dataset, an unusable MLflow store, a
 frame missing from the store. The artifact is written to `state/models/<model>-<run id>.onnx`

@@ -2,7 +2,7 @@
 
     tracker = Tracker.open("sqlite:///state/mlflow.db")     # any tracking URI; no network
     run_id = tracker.log(record)                              # params, metrics, artifacts
-    version = tracker.register("surface-cnn", run_id, "model/surface-cnn-5.onnx")
+    version = tracker.register("surface-classifier", run_id, "model/surface-classifier-5.onnx")
 
 Metrics: `holdout_accuracy`, `holdout_macro_f1`, `holdout_defect_recall`, the factory
 evidence (`escape_rate`, `false_reject_rate` with `_low`/`_high` 95% Wilson bounds,

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Train on a new dataset version; metrics per line; ONNX artifact in MLflow.",
     )
     add_workspace_options(p)
-    p.add_argument("--model", required=True, help="model family name, e.g. surface-cnn")
+    p.add_argument("--model", required=True, help="model family name, e.g. surface-classifier")
     p.add_argument("--taxonomy", help="taxonomy version (default: newest of the family's)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     p.add_argument(

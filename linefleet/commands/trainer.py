@@ -2,7 +2,7 @@
 the lines' novelty models.
 
     linefleet trainer promote --run RUN_ID --fleet-repo DIR --forge local
-    linefleet trainer watch --model surface-cnn --min-new-labels 200 --broker mqtt://h:1883
+    linefleet trainer watch --model surface-classifier --min-new-labels 200 --broker mqtt://h:1883
     linefleet trainer novelty --line toledo/line-1 --false-alarm-rate 0.01
 
 Exit codes: 0 pull request opened or updated, 1 no line qualifies / invalid change / forge

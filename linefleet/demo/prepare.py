@@ -9,7 +9,7 @@ from linefleet.demo import broker, fleetrepo, registry
 from linefleet.demo.context import DEMO_LINES, MARKER, Demo, StageFailed
 from linefleet.demo.steps import Story
 
-OLD_TAXONOMY_MODEL = "surface-cnn@1"  # classes of surface-defects@1
+OLD_TAXONOMY_MODEL = "surface-classifier@1"  # classes of surface-defects@1
 HEARTBEAT = 5  # seconds between device reports: several report points per stage
 
 

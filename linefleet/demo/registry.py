@@ -2,7 +2,7 @@
 cache made by `linefleet mirror config`), both CNCF Distribution on loopback ports.
 
 The example fleet's ONNX files are pushed with `linefleet artifacts push` and the catalogue
-names them `oci://REGISTRY/models/surface-cnn@sha256:…`; git keeps YAML only. Toledo's
+names them `oci://REGISTRY/models/surface-classifier@sha256:…`; git keeps YAML only. Toledo's
 devices fetch through the mirror, so no signed document carries a `file://` URL.
 """
 
@@ -18,7 +18,7 @@ from linefleet.demo.procs import wait_listening
 from linefleet_core.loopback import free_port
 
 DOCKER_REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-REPOSITORY = "models/surface-cnn"
+REPOSITORY = "models/surface-classifier"
 
 
 def central_config(data: Path, port: int) -> str:
@@ -61,7 +61,7 @@ def move_models_to_registry(demo: Demo, site: str) -> None:
         pushed[rel] = doc["artifact"]
     demo.console.command(["linefleet", "artifacts", "push", "FILE", "--to", target])
     demo.console.output(f"{len(pushed)} model(s) pushed to {target}")
-    moved = fleetrepo.set_artifacts(demo.repo, "surface-cnn", pushed)
+    moved = fleetrepo.set_artifacts(demo.repo, "surface-classifier", pushed)
     shutil.rmtree(demo.repo / "fleet" / "artifacts")
     demo.mirror = f"127.0.0.1:{free_port()}"
     fleetrepo.set_site_field(demo.repo, site, "artifact_mirror", demo.mirror)

@@ -13,7 +13,7 @@ from linefleet.demo.context import Demo, StageFailed
 from linefleet.demo.edges import EdgeAgent, converged, feed_and_wait, wait_for
 from linefleet.demo.registry import REPOSITORY
 
-MODEL = "surface-cnn"
+MODEL = "surface-classifier"
 TAXONOMY = "surface-defects@2"
 
 

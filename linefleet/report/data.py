@@ -66,7 +66,7 @@ class TimelineEntry:
     author: str
     subject: str
     changes: tuple[str, ...]
-    """Plan-style summaries: `toledo/line-3: surface-cnn@3 shadow → canary`."""
+    """Plan-style summaries: `toledo/line-3: surface-classifier@3 shadow → canary`."""
     approved_by: str = ""
     """Who approved the commit (`linefleet_forge.approval`): `Jane Doe <jane@…> via pull request
     #12 (local forge)`."""

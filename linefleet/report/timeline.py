@@ -1,7 +1,7 @@
 """The rollout timeline: commits of the fleet repo that changed a line's rollout.
 
 `rollout_changes(key, before, after)` is pure and says what changed in plan style
-(`toledo/line-3: surface-cnn@3 shadow → canary`); `read_timeline(repo)` walks git history
+(`toledo/line-3: surface-classifier@3 shadow → canary`); `read_timeline(repo)` walks git history
 with GitPython, reads only the changed line files of each commit, and names who approved
 each commit (`linefleet_forge.approval`).
 """

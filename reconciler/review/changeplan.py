@@ -111,7 +111,7 @@ class Plan:
     devices: tuple[DevicePlan, ...]
     sites: tuple[Change, ...]
     catalogue: tuple[Change, ...]
-    """Model versions (`surface-cnn@5`) and taxonomy versions (`surface-defects@3`)."""
+    """Model versions (`surface-classifier@5`) and taxonomy versions (`surface-defects@3`)."""
     settings: tuple[Change, ...]
     """The fleet policy."""
     catalogue_violations: tuple[Finding, ...] = field(default=())

@@ -1,6 +1,6 @@
 """Published model versions are immutable: a change may add evidence, never swap the model.
 
-If `surface-cnn@2` could get a new artifact in place, every line serving it would run a
+If `surface-classifier@2` could get a new artifact in place, every line serving it would run a
 different network without passing shadow, canary or any evidence check. So once a version
 is in the base revision, the fields that define what runs on the edge may not change; a new
 model is a new version. Evidence, descriptions and provenance may still be added.

@@ -118,7 +118,9 @@ def test_the_example_device_decides_all_five_cameras_each_credited_to_its_camera
         camera = str(record["camera"])
         assert str(record["frame_id"]).startswith(f"{camera}/")  # its own frames, not another's
         assert camera in CAMERAS[str(record["line"])]  # on the line the camera belongs to
-        assert record["model"] == "surface-cnn@3" or str(record["model"]).startswith("surface-cnn")
+        assert record["model"] == "surface-classifier@3" or str(record["model"]).startswith(
+            "surface-classifier"
+        )
 
 
 def test_a_bad_sources_file_is_refused_with_every_problem_located(

@@ -39,7 +39,7 @@ def spooled(folder: Path, n: int, reason: Literal["sample", "defect"], cls: str 
         meta = FrameMeta(
             protocol=1, kind="Frame", site="toledo", device="toledo-edge-1", line=LINE,
             camera="cam-1", frame_id=f"{reason}-{i}", captured_at=AT + dt.timedelta(seconds=i),
-            reason=reason, model="surface-cnn@2", predicted="ok" if reason == "sample" else cls,
+            reason=reason, model="surface-classifier@2", predicted="ok" if reason == "sample" else cls,
             confidence=0.96, sha256=hashlib.sha256(jpeg).hexdigest(), size=len(jpeg),
         )  # fmt: skip
         (folder / f"{reason}-{i:03d}.lff").write_bytes(encode_frame(meta, jpeg))
@@ -105,7 +105,7 @@ def test_audit_samples_become_tasks_labels_and_a_field_escape_estimate(
     report = ReportedState(
         protocol=1, kind="ReportedState", site="toledo", device="toledo-edge-1",
         at=dt.datetime.now(dt.UTC),
-        lines=[LineStatus(line=LINE, phase="serving", serving="surface-cnn@2")],
+        lines=[LineStatus(line=LINE, phase="serving", serving="surface-classifier@2")],
     )  # fmt: skip
     item = obs.device("toledo", "toledo-edge-1")
     item.reported, item.last_seen, item.online = report, report.at.timestamp(), True

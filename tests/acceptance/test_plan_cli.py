@@ -53,7 +53,11 @@ def test_a_policy_violation_exits_1_and_says_why(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     edit_rollout(
-        repo, "toledo/line-1", serving="surface-cnn@3", candidate=None, previous="surface-cnn@2"
+        repo,
+        "toledo/line-1",
+        serving="surface-classifier@3",
+        candidate=None,
+        previous="surface-classifier@2",
     )
     commit_all(repo, "skip canary")
 
@@ -64,7 +68,7 @@ def test_a_policy_violation_exits_1_and_says_why(
     assert code == 1
     assert "  # toledo/line-1 will be updated  [violation]" in out
     assert (
-        "    ! toledo/line-1: surface-cnn@3 goes from shadow straight to production; "
+        "    ! toledo/line-1: surface-classifier@3 goes from shadow straight to production; "
         "promote to canary first"
     ) in out
     assert out.endswith("policy: 1 violation\n")
@@ -91,7 +95,9 @@ def test_a_freeze_blocks_a_promotion_but_not_a_rollback(
 
 def test_json_plan(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base_sha = commit_all(repo, "base")
-    edit_rollout(repo, "dresden/line-2", candidate={"model": "surface-cnn@3", "stage": "shadow"})
+    edit_rollout(
+        repo, "dresden/line-2", candidate={"model": "surface-classifier@3", "stage": "shadow"}
+    )
     head_sha = commit_all(repo, "shadow on dresden/line-2")
 
     code, out, _ = run(
@@ -106,7 +112,7 @@ def test_json_plan(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["summary"]["lines_changed"] == 1
     [line] = doc["lines"]
     assert line["steps"] == [
-        {"move": "new-candidate", "text": "new candidate surface-cnn@3 in shadow"}
+        {"move": "new-candidate", "text": "new candidate surface-classifier@3 in shadow"}
     ]
 
 
@@ -190,4 +196,4 @@ def test_the_installed_command(repo: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "## ❌ linefleet plan: 1 violation of the rollout policy" in proc.stdout
-    assert "below surface-cnn@2's 0.940 minus the tolerance 0.010" in proc.stdout
+    assert "below surface-classifier@2's 0.940 minus the tolerance 0.010" in proc.stdout

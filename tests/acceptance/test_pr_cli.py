@@ -22,12 +22,14 @@ pytestmark = pytest.mark.acceptance
 def repos(tmp_path: Path) -> tuple[Path, Any]:
     origin, clone = origin_and_clone(tmp_path)
     push_branch(clone, "rollback/toledo-line-3", {"fleet/a.yaml": "a: 1\n"})
-    push_branch(clone, "promote/surface-cnn-5", {"fleet/b.yaml": "b: 1\n"})
+    push_branch(clone, "promote/surface-classifier-5", {"fleet/b.yaml": "b: 1\n"})
     forge = LocalForge.for_repo(clone.working_tree_dir)
     forge.open_pull_request(
         "rollback/toledo-line-3", "main", "Roll back toledo/line-3", "Canary failed.", ["rollback"]
     )
-    forge.open_pull_request("promote/surface-cnn-5", "main", "Promote surface-cnn@5", "Evidence")
+    forge.open_pull_request(
+        "promote/surface-classifier-5", "main", "Promote surface-classifier@5", "Evidence"
+    )
     return origin, clone
 
 
@@ -47,7 +49,7 @@ def test_list_show_merge_close(repos: tuple[Path, Any], capsys: pytest.CaptureFi
         out.splitlines()[0]
         == "#1    open    rollback/toledo-line-3 -> main  Roll back toledo/line-3  [rollback]"
     )
-    assert out.splitlines()[1].startswith("#2    open    promote/surface-cnn-5 -> main")
+    assert out.splitlines()[1].startswith("#2    open    promote/surface-classifier-5 -> main")
     assert (
         out.splitlines()[2] == f"2 open pull request(s) in {origin / 'linefleet-forge' / 'pulls'}"
     )
@@ -69,7 +71,7 @@ def test_list_show_merge_close(repos: tuple[Path, Any], capsys: pytest.CaptureFi
     assert (tip.tree / "fleet/a.yaml").data_stream.read() == b"a: 1\n"
 
     code, out, _ = run(capsys, "pr", "close", "2", "--repo", repo)
-    assert (code, out) == (0, "closed #2: Promote surface-cnn@5\n")
+    assert (code, out) == (0, "closed #2: Promote surface-classifier@5\n")
 
     code, out, _ = run(capsys, "pr", "list", "--repo", repo, "--state", "all", "--format", "json")
     doc = json.loads(out)

@@ -85,7 +85,7 @@ def test_unreachable_broker_exits_4(
 def test_invalid_fleet_exits_1_and_names_the_file(
     repo: Path, key_file: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    minifleet.edit_rollout(repo, "dresden/line-2", serving="surface-cnn@42")
+    minifleet.edit_rollout(repo, "dresden/line-2", serving="surface-classifier@42")
     minifleet.commit_all(repo, "broken")
     assert publish(repo, mosquitto.url, key_file) == 1
     assert "fleet/sites/dresden/lines/line-2.yaml" in capsys.readouterr().err
@@ -140,7 +140,7 @@ def test_a_promotion_merged_during_a_freeze_waits_and_a_rollback_passes(
     in_freeze = minifleet.IN_FREEZE.isoformat()
     assert publish(repo, mosquitto.url, key_file, "--now", in_freeze) == 0
     capsys.readouterr()
-    canary = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+    canary = {"model": "surface-classifier@3", "stage": "canary", "canary_fraction": 0.1}
     minifleet.edit_rollout(repo, "toledo/line-1", candidate=canary)
     minifleet.commit_all(repo, "promote toledo/line-1 to canary")
 
@@ -148,7 +148,9 @@ def test_a_promotion_merged_during_a_freeze_waits_and_a_rollback_passes(
     held = json.loads(capsys.readouterr().out)
     assert held["published_devices"] == []  # toledo-edge-1 keeps what it runs
     [note] = held["held"]
-    assert note.startswith("toledo/toledo-edge-1: toledo/line-1 waits: promote surface-cnn@3")
+    assert note.startswith(
+        "toledo/toledo-edge-1: toledo/line-1 waits: promote surface-classifier@3"
+    )
     assert "no changes during the freeze 'year-end inventory'" in note
 
     assert publish(repo, mosquitto.url, key_file, "--now", in_freeze) == 0

@@ -189,7 +189,7 @@ def test_a_held_change_leaves_no_marker_so_the_next_publish_is_full(
 ) -> None:
     in_freeze = minifleet.IN_FREEZE.isoformat()
     publish(capsys, repo, mosquitto.url, key_file, "--now", in_freeze)
-    canary = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+    canary = {"model": "surface-classifier@3", "stage": "canary", "canary_fraction": 0.1}
     minifleet.edit_rollout(repo, "toledo/line-1", candidate=canary)
     minifleet.commit_all(repo, "promote toledo/line-1 to canary")
     held = publish(capsys, repo, mosquitto.url, key_file, "--now", in_freeze)

@@ -217,9 +217,9 @@ def repo(tmp_path: Path) -> Path:
     minifleet.write_minifleet(root)
     minifleet.init_repo(root)
     minifleet.commit_all(root, "the mini fleet")
-    canary = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+    canary = {"model": "surface-classifier@3", "stage": "canary", "canary_fraction": 0.1}
     minifleet.edit_rollout(root, "toledo/line-1", candidate=canary)
-    minifleet.commit_all(root, "toledo/line-1: surface-cnn@3 to canary")
+    minifleet.commit_all(root, "toledo/line-1: surface-classifier@3 to canary")
     return root
 
 
@@ -265,9 +265,9 @@ def label_store(path: Path, repo: Path) -> None:
     first, _ = store.append(
         [
             NewEvent(EventKind.OVERRIDE, "insp-7", frame="a" * 64, cls="scratch", taxonomy=tax,
-                     model_said="ok", model_version="surface-cnn@2", source_id="e-1"),
+                     model_said="ok", model_version="surface-classifier@2", source_id="e-1"),
             NewEvent(EventKind.OVERRIDE, "insp-7", frame="b" * 64, cls="dust", taxonomy=tax,
-                     model_said="ok", model_version="surface-cnn@2", source_id="e-2"),
+                     model_said="ok", model_version="surface-classifier@2", source_id="e-2"),
         ]
     )  # fmt: skip
     store.append([NewEvent(EventKind.QA, "qa-lead", target=first, detail="confirm")])
@@ -290,7 +290,7 @@ def test_report_renders_in_chromium_without_console_errors(
         history,
         [
             reported("toledo-edge-1", "toledo", NOW - dt.timedelta(minutes=m), [
-                line("toledo/line-1", "surface-cnn@2", 30 + m, candidate="surface-cnn@3",
+                line("toledo/line-1", "surface-classifier@2", 30 + m, candidate="surface-classifier@3",
                      stage="canary", agreement=0.97),
             ])
             for m in (50, 40, 30, 20, 10)
@@ -300,17 +300,17 @@ def test_report_renders_in_chromium_without_console_errors(
         mosquitto,
         [
             reported("toledo-edge-1", "toledo", NOW, [
-                line("toledo/line-1", "surface-cnn@2", 42.0, candidate="surface-cnn@3",
+                line("toledo/line-1", "surface-classifier@2", 42.0, candidate="surface-classifier@3",
                      stage="canary", agreement=0.96),
-                line("toledo/line-2", "surface-cnn@2", 38.0),
+                line("toledo/line-2", "surface-classifier@2", 38.0),
             ], held["toledo-edge-1"]),
             reported("toledo-edge-2", "toledo", NOW - dt.timedelta(hours=3), [
-                line("toledo/line-2", "surface-cnn@2", 35.0),
+                line("toledo/line-2", "surface-classifier@2", 35.0),
             ], held["toledo-edge-2"]),
             reported("dresden-edge-1", "dresden", NOW, [
-                line("dresden/line-1", "surface-cnn@2", 51.0, drift=0.45,
+                line("dresden/line-1", "surface-classifier@2", 51.0, drift=0.45,
                      phase="rolled_back", message="<b>bold</b> & rolled back"),
-                line("dresden/line-2", "surface-cnn@1", 47.0),
+                line("dresden/line-2", "surface-classifier@1", 47.0),
             ], held["dresden-edge-1"]),
         ],
     )  # fmt: skip
@@ -342,7 +342,7 @@ def test_report_renders_in_chromium_without_console_errors(
         "✓ Synced",
         "▲ Degraded",
         "◷ Stale",
-        "toledo/line-1: surface-cnn@3 shadow → canary",
+        "toledo/line-1: surface-classifier@3 shadow → canary",
         "Latency p95 42.0 ms now",
         "Drift score 0.45 now — above the 0.30 limit",
         "Shadow agreement 96.0% now",
@@ -410,9 +410,9 @@ def test_from_the_reconciler_state_dir_alone(
     now = dt.datetime.now(dt.UTC)  # the module's clock may be minutes old in a full run
     obs = Observations()
     for rep in [
-        reported("toledo-edge-1", "toledo", now, [line("toledo/line-1", "surface-cnn@2", 40.0)]),
+        reported("toledo-edge-1", "toledo", now, [line("toledo/line-1", "surface-classifier@2", 40.0)]),
         reported("dresden-edge-1", "dresden", now - dt.timedelta(hours=5), [
-            line("dresden/line-1", "surface-cnn@2", 40.0),
+            line("dresden/line-1", "surface-classifier@2", 40.0),
         ]),
     ]:  # fmt: skip
         item = obs.device(rep.site, rep.device)

@@ -39,13 +39,17 @@ def test_skipping_canary_exits_1_with_a_located_message(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     edit_rollout(
-        repo, "toledo/line-1", serving="surface-cnn@3", candidate=None, previous="surface-cnn@2"
+        repo,
+        "toledo/line-1",
+        serving="surface-classifier@3",
+        candidate=None,
+        previous="surface-classifier@2",
     )
     code, out, _ = run(capsys, repo, "--now", QUIET)
     assert code == 1
     assert out.splitlines() == [
         "fleet/sites/toledo/lines/line-1.yaml:34:12: rollout.serving: toledo/line-1: "
-        "surface-cnn@3 goes from shadow straight to production; promote to canary first",
+        "surface-classifier@3 goes from shadow straight to production; promote to canary first",
         "invalid: 1 error(s), 0 warning(s) in 13 document(s)",
     ]
 
@@ -59,7 +63,7 @@ def test_weak_evidence_names_the_numbers(repo: Path, capsys: pytest.CaptureFixtu
     assert finding["code"] == "policy"
     assert finding["field"] == "rollout.candidate.stage"
     assert finding["message"] == (
-        "toledo/line-2: surface-cnn@3 scores accuracy 0.900, below surface-cnn@2's 0.940 minus "
+        "toledo/line-2: surface-classifier@3 scores accuracy 0.900, below surface-classifier@2's 0.940 minus "
         "the tolerance 0.010 (needs at least 0.930)"
     )
 

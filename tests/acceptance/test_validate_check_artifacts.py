@@ -21,7 +21,7 @@ from tests.support.pki import write_pki
 from tests.unit.core.fleetdocs import MemorySource, artifact_bytes
 
 pytestmark = pytest.mark.acceptance
-MODELS = "fleet/models/surface-cnn.yaml"
+MODELS = "fleet/models/surface-classifier.yaml"
 
 
 class _Files(BaseHTTPRequestHandler):
@@ -126,7 +126,7 @@ def test_oci_artifacts_are_fetched_from_the_registry_and_checked(
     data = artifact_bytes(2)
     digest = hashlib.sha256(data).hexdigest()
     with Registry(tmp_path / "registry") as central:
-        pushed = push_bytes(data, "v2.onnx", f"oci://{central.address}/models/surface-cnn")
+        pushed = push_bytes(data, "v2.onnx", f"oci://{central.address}/models/surface-classifier")
         root = _fleet(tmp_path / "ok", str(pushed.ref), digest, len(data))
         assert _validate(capsys, root, "--check-artifacts")[0] == 0
         # the size the catalogue declares is not the blob's
@@ -135,7 +135,7 @@ def test_oci_artifacts_are_fetched_from_the_registry_and_checked(
         assert code == 1 and "size" in out
         # a digest the registry does not hold
         other = hashlib.sha256(b"never pushed").hexdigest()
-        missing = f"oci://{central.address}/models/surface-cnn@sha256:{other}"
+        missing = f"oci://{central.address}/models/surface-classifier@sha256:{other}"
         root = _fleet(tmp_path / "missing", missing, other, 12)
         code, out = _validate(capsys, root, "--check-artifacts")
         assert code == 1 and "HTTP 404" in out

@@ -37,12 +37,12 @@ def test_an_invalid_fleet_exits_1_with_every_error_located(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = MemorySource()
-    src.edit(LINE)["rollout"]["serving"] = "surface-cnn@9"
+    src.edit(LINE)["rollout"]["serving"] = "surface-classifier@9"
     src.edit("fleet/sites/toledo/site.yaml")["timezone"] = "Europe/Toledo"
     code, out, _ = run(capsys, "--repo", str(write_fleet(tmp_path, src)))
     assert code == 1
     assert out.splitlines() == [
-        f"{LINE}:33:12: rollout.serving: unknown model 'surface-cnn@9' (not in the model catalogue)",
+        f"{LINE}:33:12: rollout.serving: unknown model 'surface-classifier@9' (not in the model catalogue)",
         "fleet/sites/toledo/site.yaml:5:11: timezone: unknown IANA timezone 'Europe/Toledo' "
         "(for example 'Europe/Berlin')",
         "invalid: 2 error(s), 0 warning(s) in 7 document(s)",
@@ -181,27 +181,27 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
             "freeze_periods[0]: start and end must both carry a UTC offset or both be the site",
         ),
         (
-            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
-                url="../../../../etc/passwd"
-            ),
+            lambda src: src.edit("fleet/models/surface-classifier.yaml")["versions"][1][
+                "artifact"
+            ].update(url="../../../../etc/passwd"),
             "versions[1].artifact.url: artifact url '../../../../etc/passwd' leaves the repository",
         ),
         (
-            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
-                url="artifacts/v9.onnx"
-            ),
+            lambda src: src.edit("fleet/models/surface-classifier.yaml")["versions"][1][
+                "artifact"
+            ].update(url="artifacts/v9.onnx"),
             "versions[1].artifact.url: artifacts/v9.onnx: no such file in the repository",
         ),
         (
-            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
-                sha256="f" * 64
-            ),
+            lambda src: src.edit("fleet/models/surface-classifier.yaml")["versions"][1][
+                "artifact"
+            ].update(sha256="f" * 64),
             "versions[1].artifact.sha256: artifacts/v2.onnx has sha256",
         ),
         (
-            lambda src: src.edit("fleet/models/surface-cnn.yaml")["versions"][1]["artifact"].update(
-                size=10**6
-            ),
+            lambda src: src.edit("fleet/models/surface-classifier.yaml")["versions"][1][
+                "artifact"
+            ].update(size=10**6),
             f"versions[1].artifact.size: artifacts/v2.onnx is {len(artifact_bytes(2)):,} bytes;"
             " the catalogue says 1,000,000",
         ),
@@ -290,7 +290,7 @@ def test_a_file_named_after_another_object_is_a_located_error_and_nothing_else(
         ("fleet/sites/toledo/site.yaml", "apiVersion: linefleet.io/v1", "apiVersion: v2"),
         ("fleet/sites/toledo/site.yaml", "timezone: America/New_York", "timezone: [1, 2]"),
         ("fleet/sites/toledo/lines/paint-1.yaml", "kind: Line", "kind: Line\n  x: 1"),
-        ("fleet/models/surface-cnn.yaml", "kind: Model", "kind: Model\n- x"),
+        ("fleet/models/surface-classifier.yaml", "kind: Model", "kind: Model\n- x"),
         ("taxonomies/surface-defects/v2.yaml", "kind: Taxonomy", "kind: [Taxonomy"),
     ],
     ids=["site yaml", "site api version", "site schema", "line yaml", "model yaml", "taxonomy"],

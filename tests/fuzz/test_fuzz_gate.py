@@ -68,7 +68,7 @@ VALUES: list[Any] = [
     "fleet/artifacts/missing.onnx",
     "2026-12-23T00:00:00+01:00",
     "2026-12-23",
-    "surface-cnn@99",
+    "surface-classifier@99",
     "toledo",
     "a" * 64,
 ]
@@ -138,13 +138,13 @@ def mutations(draw: st.DrawFn) -> tuple[str, bytes]:
     return path, _mutated(path, at, ... if choice == 4 else draw(st.sampled_from(VALUES)))
 
 
-MODELS = "fleet/models/surface-cnn.yaml"
+MODELS = "fleet/models/surface-classifier.yaml"
 _V2 = ("versions", 1, "artifact")
 REGRESSIONS = [  # issue 12: each passed validate, then publish refused (or only the device did)
     (MODELS, _mutated(MODELS, ("versions", 0, "reference_stats", "brightness"), None, ".nan")),
     (MODELS, _mutated(MODELS, ("versions", 0, "reference_stats", "contrast"), None, "1e999")),
     (MODELS, _mutated(MODELS, (*_V2, "url"), "../../../../etc/passwd")),
-    (MODELS, _mutated(MODELS, (*_V2, "url"), "fleet/artifacts/surface-cnn-v9.onnx")),
+    (MODELS, _mutated(MODELS, (*_V2, "url"), "fleet/artifacts/surface-classifier-v9.onnx")),
     (MODELS, _mutated(MODELS, (*_V2, "sha256"), "0" * 64)),
     (MODELS, _mutated(MODELS, (*_V2, "size"), 4096)),
 ]

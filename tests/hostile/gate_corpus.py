@@ -27,7 +27,7 @@ from linefleet.cli import main
 from tests.hostile.yaml_corpus import CASES as YAML_CASES
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = "fleet/models/surface-cnn.yaml"
+MODELS = "fleet/models/surface-classifier.yaml"
 SITE = "fleet/sites/toledo/site.yaml"
 LINE = "fleet/sites/toledo/lines/stamping-1.yaml"
 DEVICE = "fleet/sites/toledo/devices/toledo-press-edge-1.yaml"
@@ -82,7 +82,7 @@ CASES: list[Case] = [
         "5000-digit-integer",
         _sub(POLICY, "heartbeat_seconds: 60", "heartbeat_seconds: " + "9" * 5000),
     ),
-    Case("integer-beyond-2^53", _sub(MODELS, "size: 1548", "size: 9007199254740993")),
+    Case("integer-beyond-2^53", _sub(MODELS, "size: 1555", "size: 9007199254740993")),
     Case("kind-as-a-list", _sub(DEVICE, "kind: EdgeDevice", "kind: [EdgeDevice]")),
     Case("kind-as-a-mapping", _sub(SITE, "kind: Site", "kind: {Site: 1}")),
     Case(
@@ -93,36 +93,48 @@ CASES: list[Case] = [
     Case("escape-character", _raw(LINE, b"apiVersion: linefleet.io/v1\nkind: Line\nid: \x1b[2J\n")),
     Case(
         "artifact-escapes-the-repo",
-        _sub(MODELS, "url: fleet/artifacts/surface-cnn-v2.onnx", "url: ../../../../etc/passwd"),
+        _sub(
+            MODELS, "url: fleet/artifacts/surface-classifier-v2.onnx", "url: ../../../../etc/passwd"
+        ),
     ),
     Case(
         "artifact-absolute-file-url",
-        _sub(MODELS, "url: fleet/artifacts/surface-cnn-v2.onnx", "url: file:///etc/shadow"),
+        _sub(MODELS, "url: fleet/artifacts/surface-classifier-v2.onnx", "url: file:///etc/shadow"),
     ),
     Case(
         "artifact-http",
-        _sub(MODELS, "url: fleet/artifacts/surface-cnn-v2.onnx", "url: http://evil.example/m"),
+        _sub(
+            MODELS, "url: fleet/artifacts/surface-classifier-v2.onnx", "url: http://evil.example/m"
+        ),
     ),
     Case(
         "artifact-credentials-in-url",
-        _sub(MODELS, "url: fleet/artifacts/surface-cnn-v2.onnx", "url: https://u:p@x.example/m"),
+        _sub(
+            MODELS,
+            "url: fleet/artifacts/surface-classifier-v2.onnx",
+            "url: https://u:p@x.example/m",
+        ),
     ),
     Case(
         "artifact-missing",
-        _sub(MODELS, "url: fleet/artifacts/surface-cnn-v2.onnx", "url: fleet/artifacts/v9.onnx"),
+        _sub(
+            MODELS,
+            "url: fleet/artifacts/surface-classifier-v2.onnx",
+            "url: fleet/artifacts/v9.onnx",
+        ),
     ),
-    Case("artifact-size-made-up", _sub(MODELS, "size: 1548", "size: 1549")),
+    Case("artifact-size-made-up", _sub(MODELS, "size: 1555", "size: 1556")),
     Case(
         "artifact-sha256-made-up",
         _sub(
             MODELS,
-            "sha256: ecd44cc988db6d04898019d51ef3484ce48c742e5bf3c7523eefcd5e8ed06470",
+            "sha256: 0936682da32f5b00c4f6c2ff0c9177c361646398ab498390d14bb3357f80eaa5",
             "sha256: " + "0" * 64,
         ),
     ),
     Case(
         "artifact-is-a-directory",
-        _sub(MODELS, "url: fleet/artifacts/surface-cnn-v2.onnx", "url: fleet/artifacts"),
+        _sub(MODELS, "url: fleet/artifacts/surface-classifier-v2.onnx", "url: fleet/artifacts"),
     ),
     Case("link-to-dev-zero", _link("fleet/sites/toledo/lines/zero.yaml", "/dev/zero")),
     Case("link-to-a-valid-file-outside", _outside_link),

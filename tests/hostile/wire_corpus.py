@@ -34,7 +34,7 @@ def line_spec(
     url: str = "file:///srv/fleet/artifacts/m-2.onnx", sha: str = SHA, size: int = 4096
 ) -> dict[str, Any]:
     model = {
-        "ref": "surface-cnn@2",
+        "ref": "surface-classifier@2",
         "artifact": {"url": url, "sha256": sha, "size": size},
         "input": {"shape": [1, 3, 32, 32], "color": "rgb"},
         "output_classes": ["ok", "scratch", "dent"],

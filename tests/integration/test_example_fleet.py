@@ -136,16 +136,16 @@ class OneFile:
         yield self.path, self.raw
 
 
-@pytest.mark.parametrize("version", [v.version for v in SPEC.models["surface-cnn"].versions])
+@pytest.mark.parametrize("version", [v.version for v in SPEC.models["surface-classifier"].versions])
 def test_each_artifact_matches_its_catalogue_entry_and_runs(version: int) -> None:
-    entry = SPEC.model_version(f"surface-cnn@{version}")
+    entry = SPEC.model_version(f"surface-classifier@{version}")
     assert entry is not None
     data = (REPO / entry.artifact.url).read_bytes()
     assert hashlib.sha256(data).hexdigest() == entry.artifact.sha256
     assert len(data) == entry.artifact.size
     classes = SPEC.taxonomies[entry.taxonomy].class_ids
     if version in MODEL_TAXONOMY:  # the fixtures: the committed bytes are what the builder makes
-        assert data == build_classifier(len(classes), seed=version, name="surface-cnn").data
+        assert data == build_classifier(len(classes), seed=version, name="surface-classifier").data
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     assert inp.shape == entry.input.shape

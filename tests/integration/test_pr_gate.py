@@ -26,15 +26,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 LINE = "fleet/sites/pune/lines/machining-1.yaml"
 SHADOW = """\
-  serving: surface-cnn@2
-  previous: surface-cnn@1
+  serving: surface-classifier@2
+  previous: surface-classifier@1
   candidate:
-    model: surface-cnn@3
+    model: surface-classifier@3
     stage: shadow
 """
 STRAIGHT_TO_PRODUCTION = """\
-  serving: surface-cnn@3
-  previous: surface-cnn@2
+  serving: surface-classifier@3
+  previous: surface-classifier@2
 """
 WEAKENED = "\n\ndef check_change(*args: object, **kwargs: object) -> list[object]:\n    return []\n"
 AUTHOR = {
@@ -119,7 +119,7 @@ def test_a_pull_request_that_weakens_the_validator_is_still_refused(
     assert done.returncode == 1, done.stdout + done.stderr
     findings = (workspace / "out" / "validate.txt").read_text()
     assert f"{LINE}:" in findings
-    assert "surface-cnn@3 goes from shadow straight to production" in findings
+    assert "surface-classifier@3 goes from shadow straight to production" in findings
     assert findings.splitlines()[-1].startswith("invalid: ")
     comment = (workspace / "out" / "comment.md").read_text()
     assert comment.startswith("#### linefleet validate: :x: invalid")

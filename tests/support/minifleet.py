@@ -3,8 +3,8 @@
     write_minifleet(root)                       # fleet/ and taxonomies/ under root
     repo = init_repo(root)                      # git init, user configured, nothing committed
     base = commit_all(root, "initial fleet")    # commit everything; returns the SHA
-    edit_rollout(root, "toledo/line-1", serving="surface-cnn@3", candidate=None,
-                 previous="surface-cnn@2")      # None removes a key
+    edit_rollout(root, "toledo/line-1", serving="surface-classifier@3", candidate=None,
+                 previous="surface-classifier@2")      # None removes a key
     edit_line(root, "toledo/line-1", lambda doc: doc["cameras"].pop())
     spec, findings = load_docs(documents())     # in memory, no files: for pure unit tests
 
@@ -14,7 +14,7 @@ The fleet (every line is valid in every file, and `linefleet validate` passes):
   production mon-sat 06:00-14:00; no freeze);
 - taxonomy `surface-defects` v1 (ok, scratch, contamination) and v2 (contamination split into
   dust and oil);
-- model family `surface-cnn`: v1 on taxonomy v1, v2 and v3 on taxonomy v2;
+- model family `surface-classifier`: v1 on taxonomy v1, v2 and v3 on taxonomy v2;
 - lines:
   `toledo/line-1`  serving @2, previous @1, candidate @3 in shadow (evidence: 0.95 vs 0.93, good)
   `toledo/line-2`  serving @2, candidate @3 in shadow (evidence: 0.90 vs 0.94, too weak)
@@ -46,8 +46,8 @@ FIXED_DATE = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 QUIET = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
 # Inside Toledo's year-end freeze (2026-12-20 -> 2027-01-04).
 IN_FREEZE = dt.datetime(2026, 12, 23, 12, 0, tzinfo=dt.UTC)
-# The next step for a line with surface-cnn@3 in shadow.
-TO_CANARY = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+# The next step for a line with surface-classifier@3 in shadow.
+TO_CANARY = {"model": "surface-classifier@3", "stage": "canary", "canary_fraction": 0.1}
 
 
 def _camera(cam_id: str, side: str = "top") -> dict[str, Any]:
@@ -105,7 +105,7 @@ def _model_version(version: int, taxonomy: str, classes: list[str], **extra: Any
         "taxonomy": taxonomy,
         "output_classes": list(classes),  # a copy: tests mutate documents()
         "artifact": {
-            "url": f"file://artifacts/surface-cnn-{version}.onnx",
+            "url": f"file://artifacts/surface-classifier-{version}.onnx",
             "sha256": hashlib.sha256(blob).hexdigest(),
             "size": len(blob),
         },
@@ -166,10 +166,10 @@ def documents() -> dict[str, dict[str, Any]]:
             "classes": tax_classes(V2),
             "migration": [{"split": "contamination", "into": ["dust", "oil"]}],
         },
-        "fleet/models/surface-cnn.yaml": {
+        "fleet/models/surface-classifier.yaml": {
             "apiVersion": API,
             "kind": "Model",
-            "name": "surface-cnn",
+            "name": "surface-classifier",
             "versions": [
                 _model_version(1, "surface-defects@1", V1),
                 _model_version(
@@ -177,7 +177,7 @@ def documents() -> dict[str, dict[str, Any]]:
                     "surface-defects@2",
                     V2,
                     evaluation={
-                        "toledo/line-1": _evidence(0.93, 0.91, "surface-cnn@1", 400),
+                        "toledo/line-1": _evidence(0.93, 0.91, "surface-classifier@1", 400),
                     },
                 ),
                 _model_version(
@@ -185,9 +185,9 @@ def documents() -> dict[str, dict[str, Any]]:
                     "surface-defects@2",
                     V2,
                     evaluation={
-                        "toledo/line-1": _evidence(0.95, 0.93, "surface-cnn@2", 500),
-                        "toledo/line-2": _evidence(0.90, 0.94, "surface-cnn@2", 300),
-                        "dresden/line-1": _evidence(0.945, 0.95, "surface-cnn@2", 250),
+                        "toledo/line-1": _evidence(0.95, 0.93, "surface-classifier@2", 500),
+                        "toledo/line-2": _evidence(0.90, 0.94, "surface-classifier@2", 300),
+                        "dresden/line-1": _evidence(0.945, 0.95, "surface-classifier@2", 250),
                     },
                 ),
             ],
@@ -227,25 +227,25 @@ def documents() -> dict[str, dict[str, Any]]:
         "fleet/sites/toledo/lines/line-1.yaml": _line(
             "toledo",
             "line-1",
-            "surface-cnn@2",
-            candidate={"model": "surface-cnn@3", "stage": "shadow"},
-            previous="surface-cnn@1",
+            "surface-classifier@2",
+            candidate={"model": "surface-classifier@3", "stage": "shadow"},
+            previous="surface-classifier@1",
         ),
         "fleet/sites/toledo/lines/line-2.yaml": _line(
             "toledo",
             "line-2",
-            "surface-cnn@2",
-            candidate={"model": "surface-cnn@3", "stage": "shadow"},
+            "surface-classifier@2",
+            candidate={"model": "surface-classifier@3", "stage": "shadow"},
         ),
         "fleet/sites/dresden/lines/line-1.yaml": _line(
             "dresden",
             "line-1",
-            "surface-cnn@2",
-            candidate={"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1},
-            previous="surface-cnn@1",
+            "surface-classifier@2",
+            candidate={"model": "surface-classifier@3", "stage": "canary", "canary_fraction": 0.1},
+            previous="surface-classifier@1",
         ),
         "fleet/sites/dresden/lines/line-2.yaml": _line(
-            "dresden", "line-2", "surface-cnn@1", taxonomy="surface-defects@1"
+            "dresden", "line-2", "surface-classifier@1", taxonomy="surface-defects@1"
         ),
         "fleet/sites/toledo/devices/toledo-edge-1.yaml": _device(
             "toledo", "toledo-edge-1", [("line-1", ["cam-1", "cam-2"]), ("line-2", ["cam-1"])]
@@ -291,9 +291,9 @@ def write_minifleet(root: Path) -> None:
     docs = documents()
     for rel, doc in docs.items():
         write_doc(root / rel, doc)
-    for entry in docs["fleet/models/surface-cnn.yaml"]["versions"]:
+    for entry in docs["fleet/models/surface-classifier.yaml"]["versions"]:
         version = int(entry["version"])
-        path = root / "artifacts" / f"surface-cnn-{version}.onnx"
+        path = root / "artifacts" / f"surface-classifier-{version}.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(placeholder_artifact(version))
 
@@ -312,7 +312,7 @@ def device_file(root: Path, site: str, device: str) -> Path:
     return root / "fleet" / "sites" / site / "devices" / f"{device}.yaml"
 
 
-def model_file(root: Path, name: str = "surface-cnn") -> Path:
+def model_file(root: Path, name: str = "surface-classifier") -> Path:
     return root / "fleet" / "models" / f"{name}.yaml"
 
 
@@ -403,13 +403,13 @@ def use_real_artifacts(root: Path) -> Path:
         for entry in doc["versions"]:
             version = int(entry["version"])
             built = write_model(
-                folder / f"surface-cnn-{version}.onnx",
+                folder / f"surface-classifier-{version}.onnx",
                 classes=tuple(entry["output_classes"]),
                 height=64,
                 width=64,
                 invert=version == 3,
             )
-            entry["artifact"]["url"] = f"file://artifacts/surface-cnn-{version}.onnx"
+            entry["artifact"]["url"] = f"file://artifacts/surface-classifier-{version}.onnx"
             entry["artifact"]["sha256"] = built.sha256
             entry["artifact"]["size"] = built.size
 
@@ -417,7 +417,9 @@ def use_real_artifacts(root: Path) -> Path:
     return folder
 
 
-def use_registry_artifacts(root: Path, registry: str, repo: str = "models/surface-cnn") -> None:
+def use_registry_artifacts(
+    root: Path, registry: str, repo: str = "models/surface-classifier"
+) -> None:
     """`use_real_artifacts`, then push each model to `registry` (`HOST:PORT`) and point the
     catalogue at `oci://registry/repo@sha256:…`; the ONNX files leave the repository."""
     from linefleet_core.oci import push_file

@@ -80,7 +80,7 @@ def override_event(
         "details": {
             "frame_sha256": frame_sha,
             "camera": "cam-1",
-            "model": "surface-cnn@2",
+            "model": "surface-classifier@2",
             "predicted": predicted,
             "inspector": "insp-7",
             "label": label,
@@ -104,7 +104,7 @@ def frame_payload(jpeg: bytes, frame_id: str, device: str = "tol-edge-01") -> by
         frame_id=frame_id,
         captured_at=dt.datetime(2026, 11, 21, 23, 57, tzinfo=dt.UTC),
         reason="disagreement",
-        model="surface-cnn@2",
+        model="surface-classifier@2",
         predicted="ok",
         confidence=0.6,
         sha256=hashlib.sha256(jpeg).hexdigest(),

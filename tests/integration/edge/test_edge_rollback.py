@@ -97,8 +97,8 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         assert main([*publish, "--signing-key", keys["private_key"]]) == 0
         toledo.start()
         dresden.start()
-        wait_for("toledo serves @2", lambda: toledo.decided_by("surface-cnn@2"))
-        wait_for("dresden serves @2", lambda: dresden.decided_by("surface-cnn@2"))
+        wait_for("toledo serves @2", lambda: toledo.decided_by("surface-classifier@2"))
+        wait_for("dresden serves @2", lambda: dresden.decided_by("surface-classifier@2"))
         toledo.halt()
         broker.stop()
         capsys.readouterr()
@@ -107,12 +107,14 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         args = ["edge", "rollback", "--state-dir", str(toledo.state_dir)]
         assert main([*args, "--line", "toledo/line-1", "--operator", "ana"]) == 0
         out = capsys.readouterr().out
-        assert "rolled back from surface-cnn@2 to surface-cnn@1 in the state" in out
+        assert "rolled back from surface-classifier@2 to surface-classifier@1 in the state" in out
         # dresden-edge-1's agent runs (broker gone): it makes the switch at its next tick.
         args = ["edge", "rollback", "--state-dir", str(dresden.state_dir)]
         assert main([*args, "--line", "dresden/line-1", "--note", "scratches missed"]) == 0
-        assert "to surface-cnn@1 by the running agent" in capsys.readouterr().out
-        wait_for("dresden decides with @1, offline", lambda: dresden.decided_by("surface-cnn@1"))
+        assert "to surface-classifier@1 by the running agent" in capsys.readouterr().out
+        wait_for(
+            "dresden decides with @1, offline", lambda: dresden.decided_by("surface-classifier@1")
+        )
         # dresden/line-2 keeps no previous model: refused, nothing changes.
         assert main([*args, "--line", "dresden/line-2"]) == 2
         assert "no previous model" in capsys.readouterr().err
@@ -120,7 +122,9 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         capsys.readouterr()
 
         toledo.start()  # restarts offline on the rolled-back assignment
-        wait_for("toledo decides with @1, offline", lambda: toledo.decided_by("surface-cnn@1"))
+        wait_for(
+            "toledo decides with @1, offline", lambda: toledo.decided_by("surface-classifier@1")
+        )
 
         broker.start()  # back online: the events and reports go out
 
@@ -135,7 +139,7 @@ def test_edge_rollback_works_with_the_broker_stopped_and_is_reported_when_back(
         main(status)
         devices = {d["device"]: d for d in json.loads(capsys.readouterr().out)["devices"]}
         assert (
-            "toledo/line-1 serves surface-cnn@1, git says surface-cnn@2"
+            "toledo/line-1 serves surface-classifier@1, git says surface-classifier@2"
             in (devices["toledo-edge-1"]["message"])
         )
     finally:

@@ -90,7 +90,7 @@ def test_the_device_converges_to_what_publish_sent_and_status_shows_it_synced(
             if not decided:  # the sink exists from the start; nothing decided yet
                 return False
             last = decided[-1]
-            return bool(last.get("candidate")) and last["model"] == "surface-cnn@2"
+            return bool(last.get("candidate")) and last["model"] == "surface-classifier@2"
 
         wait_for("a frame served by @2 with @3 in shadow", shadow_decision)
 

@@ -26,13 +26,13 @@ def line(serving: str) -> str:
 def merged(tmp_path: Path) -> tuple[Any, str]:
     """A clone whose main has a promotion merged through the local forge by the quality lead."""
     _, clone = origin_and_clone(tmp_path)
-    push_branch(clone, "start", {LINE: line("surface-cnn@2")})
+    push_branch(clone, "start", {LINE: line("surface-classifier@2")})
     forge = LocalForge.for_repo(clone.working_tree_dir)
     first = forge.open_pull_request("start", "main", "Add toledo/line-1", "")
     forge.merge(first.number, merged_by="Ops Bot <ops@acme.example>")
     clone.git.fetch("origin")
-    push_branch(clone, "promote", {LINE: line("surface-cnn@3")})
-    pr = forge.open_pull_request("promote", "main", "Promote surface-cnn@3", "evidence")
+    push_branch(clone, "promote", {LINE: line("surface-classifier@3")})
+    pr = forge.open_pull_request("promote", "main", "Promote surface-classifier@3", "evidence")
     forge.merge(pr.number, merged_by="Quality Lead <ql@acme.example>")
     clone.git.checkout("main")
     clone.git.pull("origin", "main")
@@ -83,15 +83,17 @@ def test_without_a_forge_record_the_committer_approved(tmp_path: Path) -> None:
 
 def test_promoted_in_finds_the_merge_that_made_a_version_serve(merged: tuple[Any, str]) -> None:
     clone, tip = merged
-    assert promoted_in(clone, "HEAD", "surface-cnn@3") == tip
-    assert promoted_in(clone, "HEAD", "surface-cnn@2") == str(clone.head.commit.parents[0].hexsha)
-    assert promoted_in(clone, "HEAD", "surface-cnn@9") is None
+    assert promoted_in(clone, "HEAD", "surface-classifier@3") == tip
+    assert promoted_in(clone, "HEAD", "surface-classifier@2") == str(
+        clone.head.commit.parents[0].hexsha
+    )
+    assert promoted_in(clone, "HEAD", "surface-classifier@9") is None
 
 
 def test_the_rollout_timeline_names_the_approver(merged: tuple[Any, str]) -> None:
     clone, _ = merged
     newest = read_timeline(clone)[0]
-    assert newest.changes == ("toledo/line-1: serving surface-cnn@2 → surface-cnn@3",)
+    assert newest.changes == ("toledo/line-1: serving surface-classifier@2 → surface-classifier@3",)
     assert newest.approved_by == "Quality Lead <ql@acme.example> via pull request #2 (local forge)"
 
 
@@ -99,7 +101,7 @@ def test_pr_merge_records_the_git_identity_of_whoever_merges(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, clone = origin_and_clone(tmp_path)
-    push_branch(clone, "change", {LINE: line("surface-cnn@2")})
+    push_branch(clone, "change", {LINE: line("surface-classifier@2")})
     LocalForge.for_repo(clone.working_tree_dir).open_pull_request("change", "main", "t", "")
     assert main(["pr", "merge", "1", "--repo", clone.working_tree_dir]) == 0
     assert main(["pr", "show", "1", "--repo", clone.working_tree_dir]) == 0

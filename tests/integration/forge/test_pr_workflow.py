@@ -148,7 +148,7 @@ def test_valid_change_gets_one_comment_updated_on_every_push_also_from_a_fork(
 def test_invalid_change_is_explained_then_fails_the_job(
     clone: Any, fake: ForgeState, base: tuple[Path, freshvenv.Venv]
 ) -> None:
-    run = run_pr_job(clone, fake, push_change(clone, serving="surface-cnn@9"), base[1])
+    run = run_pr_job(clone, fake, push_change(clone, serving="surface-classifier@9"), base[1])
 
     assert run.failed
     assert "validate: failure" in run.logs[CHECK]
@@ -159,5 +159,5 @@ def test_invalid_change_is_explained_then_fails_the_job(
     (comment,) = plan_comments(fake)
     assert "#### linefleet validate: :x: invalid" in comment
     assert "fleet/sites/toledo/lines/line-2.yaml:" in comment
-    assert "surface-cnn@9" in comment
+    assert "surface-classifier@9" in comment
     assert "#### linefleet validate: :x: invalid" in run.summary

@@ -45,7 +45,7 @@ def test_publish_then_nothing_the_second_time(
     )
     assert doc.commit == first.commit
     artifact = doc.spec.lines[0].serving.artifact.url
-    assert artifact == (fleet_repo.resolve() / "artifacts/surface-cnn-2.onnx").as_uri()
+    assert artifact == (fleet_repo.resolve() / "artifacts/surface-classifier-2.onnx").as_uri()
 
     second = run(fleet_repo, mosquitto, key)
     assert (second.published, second.unchanged, second.pruned) == (0, 3, 0)
@@ -117,9 +117,9 @@ def test_publishing_an_older_revision_is_refused(
 def test_an_invalid_fleet_is_never_published(
     fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
 ) -> None:
-    minifleet.edit_rollout(fleet_repo, "toledo/line-1", serving="surface-cnn@9")
+    minifleet.edit_rollout(fleet_repo, "toledo/line-1", serving="surface-classifier@9")
     minifleet.commit_all(fleet_repo, "typo")
-    with pytest.raises(FindingsError, match="surface-cnn@9"):
+    with pytest.raises(FindingsError, match="surface-classifier@9"):
         run(fleet_repo, mosquitto, key)
     assert retained(mosquitto, DESIRED) == {}
 

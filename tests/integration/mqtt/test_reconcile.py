@@ -156,14 +156,14 @@ def test_follows_the_branch_records_reports_and_survives_a_restart(
 def test_an_invalid_commit_stalls_until_the_branch_moves(
     reconciler: Reconciler, fleet_repo: Path, mosquitto: Mosquitto
 ) -> None:
-    minifleet.edit_rollout(fleet_repo, "toledo/line-2", serving="surface-cnn@99")
+    minifleet.edit_rollout(fleet_repo, "toledo/line-2", serving="surface-classifier@99")
     minifleet.commit_all(fleet_repo, "broken")
     minifleet_push(fleet_repo)
     reconciler.start()
     assert reconciler.proc is not None and reconciler.proc.stdout is not None
     line = reconciler.proc.stdout.readline()
-    assert "error at" in line and "surface-cnn@99" in line
-    minifleet.edit_rollout(fleet_repo, "toledo/line-2", serving="surface-cnn@2")
+    assert "error at" in line and "surface-classifier@99" in line
+    minifleet.edit_rollout(fleet_repo, "toledo/line-2", serving="surface-classifier@2")
     minifleet.commit_all(fleet_repo, "fixed")
     minifleet_push(fleet_repo)
     wait_for("the fix", lambda: desired_generation(mosquitto, f"{TOL2}/desired") == 3)
@@ -193,7 +193,7 @@ def test_a_reconcile_tick_holds_a_promotion_during_a_freeze_and_lets_it_out_afte
     loop = Loop.open(settings)
     first = loop.tick()
     assert first.error == "" and first.published is not None
-    canary = {"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.1}
+    canary = {"model": "surface-classifier@3", "stage": "canary", "canary_fraction": 0.1}
     minifleet.edit_rollout(fleet_repo, "toledo/line-1", candidate=canary)
     minifleet.commit_all(fleet_repo, "promote toledo/line-1 to canary")
 

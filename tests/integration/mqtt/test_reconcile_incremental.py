@@ -123,12 +123,12 @@ def test_an_invalid_change_stalls_on_the_incremental_path_too(
     loop: Reconciler, fleet_repo: Path, mosquitto: Mosquitto
 ) -> None:
     published(loop.tick())
-    bad = change_line_1(fleet_repo, "typo", serving="surface-cnn@77")
+    bad = change_line_1(fleet_repo, "typo", serving="surface-classifier@77")
     before = retained(mosquitto, DESIRED)
     outcome = loop.tick()
-    assert "surface-cnn@77" in outcome.error and outcome.retry_in == 0
+    assert "surface-classifier@77" in outcome.error and outcome.retry_in == 0
     assert loop.store.get("stalled_commit") == bad
     assert retained(mosquitto, DESIRED) == before
-    head = change_line_1(fleet_repo, "fixed", serving="surface-cnn@2", candidate=None)
+    head = change_line_1(fleet_repo, "fixed", serving="surface-classifier@2", candidate=None)
     assert published(loop.tick()) == ("incremental", None, ["toledo/toledo-edge-1"])
     assert loop.store.get("last_applied_commit") == head

@@ -46,9 +46,9 @@ def test_a_failing_canary_is_rolled_back_in_git_once(
         "shadow_agreement": 0.97,
     }
     lines = [
-        {"line": "dresden/line-1", "phase": "serving", "serving": "surface-cnn@2",
-         "candidate": "surface-cnn@3", "stage": "canary", "metrics": metrics},
-        {"line": "dresden/line-2", "phase": "serving", "serving": "surface-cnn@1"},
+        {"line": "dresden/line-1", "phase": "serving", "serving": "surface-classifier@2",
+         "candidate": "surface-classifier@3", "stage": "canary", "metrics": metrics},
+        {"line": "dresden/line-2", "phase": "serving", "serving": "surface-classifier@1"},
     ]  # fmt: skip
     with Session(address, "linefleet-test-rollback", subscriptions=["linefleet/v1/+/+/+"]) as s:
         s.connect()
@@ -64,14 +64,14 @@ def test_a_failing_canary_is_rolled_back_in_git_once(
     assert second.error == ""
     assert len(second.rollbacks) == 1
     assert second.rollbacks[0].startswith(
-        "rollback(dresden/line-1): drop canary surface-cnn@3 -> surface-cnn@2"
+        "rollback(dresden/line-1): drop canary surface-classifier@3 -> surface-classifier@2"
     )
     pull = LocalForge.for_repo(clone).find_open("linefleet/rollback/dresden-line-1")
     assert pull is not None and pull.base == "main"
     assert "max_error_rate: 0.08 > 0.01" in pull.body
     branch = git.Repo(bare).commit("linefleet/rollback/dresden-line-1")
     line = (branch.tree / "fleet/sites/dresden/lines/line-1.yaml").data_stream.read().decode()
-    assert "candidate" not in line and "serving: surface-cnn@2" in line
+    assert "candidate" not in line and "serving: surface-classifier@2" in line
     assert [p.hexsha for p in branch.parents] == [git.Repo(bare).commit("main").hexsha]
 
     assert rec.tick().rollbacks == []  # once per head: no second proposal
@@ -99,9 +99,9 @@ def test_a_device_cannot_open_a_rollback_for_a_line_it_was_not_sent(
     toledo = "linefleet/v1/toledo/toledo-edge-2"
     desired = retained(mosquitto, f"{toledo}/desired")[f"{toledo}/desired"]
     lines = [
-        {"line": "toledo/line-2", "phase": "serving", "serving": "surface-cnn@2"},
-        {"line": "dresden/line-1", "phase": "rolled_back", "serving": "surface-cnn@2",
-         "previous": "surface-cnn@3"},
+        {"line": "toledo/line-2", "phase": "serving", "serving": "surface-classifier@2"},
+        {"line": "dresden/line-1", "phase": "rolled_back", "serving": "surface-classifier@2",
+         "previous": "surface-classifier@3"},
     ]  # fmt: skip
     with Session(address, "linefleet-test-foreign", subscriptions=["linefleet/v1/+/+/+"]) as s:
         s.connect()

@@ -53,7 +53,7 @@ def test_status_shows_each_condition_and_counts_bad_messages(
     assert out["rejected"] == {"unknown_device": 1, "malformed": 1, "unknown_protocol": 1}
     edge1 = next(d for d in out["devices"] if d["device"] == "toledo-edge-1")
     line = edge1["lines"][0]
-    assert line["desired_candidate"] == "surface-cnn@3" and line["stage"] == "shadow"
+    assert line["desired_candidate"] == "surface-classifier@3" and line["stage"] == "shadow"
     # publish recorded who approved the commit: here a direct commit, so its committer
     assert edge1["desired"]["approval"] == {
         "by": "Fleet Tester <fleet-tester@example.com>",
@@ -65,7 +65,7 @@ def test_status_shows_each_condition_and_counts_bad_messages(
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert re.search(
-        r"toledo-edge-1 +toledo/line-1 +Synced +Healthy +g1 +g1 +surface-cnn@2 ", table
+        r"toledo-edge-1 +toledo/line-1 +Synced +Healthy +g1 +g1 +surface-classifier@2 ", table
     )
     assert re.search(r"\bAPPROVED BY\b", table.splitlines()[0])
     assert re.search(r"toledo/line-1 +Synced .* +Fleet Tester +\d+s ago", table)

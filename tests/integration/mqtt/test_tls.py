@@ -146,11 +146,13 @@ def test_publish_edge_and_status_over_tls_and_an_untrusting_client_is_refused(
                 cv2.imwrite(str(frames / f"f{time.monotonic_ns()}.png"), image)
                 conditions = _status(tls.url(host="localhost"), capsys)
                 models = _models(tmp_path / "toledo-edge-1.jsonl")
-                return conditions.get("toledo-edge-1") == "Synced" and "surface-cnn@2" in models
+                return (
+                    conditions.get("toledo-edge-1") == "Synced" and "surface-classifier@2" in models
+                )
 
             until(synced, timeout=60, interval=0.5)
             assert conditions.get("toledo-edge-1") == "Synced", conditions
-            assert "surface-cnn@2" in models  # it inspects with what came over TLS
+            assert "surface-classifier@2" in models  # it inspects with what came over TLS
             assert conditions.get("dresden-edge-1") == "Unknown"  # never got through
             assert trusting.poll() is None and untrusting.poll() is None
 

@@ -71,7 +71,7 @@ def edit_budget(repo: Path, rng: random.Random) -> str:
 def edit_serving(repo: Path, rng: random.Random) -> str:
     path = rng.choice(sorted(repo.glob("fleet/sites/*/lines/*.yaml")))
     doc = read(path)
-    doc["rollout"]["serving"] = f"surface-cnn@{rng.randint(1, 4)}"  # may break the line
+    doc["rollout"]["serving"] = f"surface-classifier@{rng.randint(1, 4)}"  # may break the line
     write(repo, path, doc)
     return f"serving {path.name}"
 
@@ -114,7 +114,7 @@ def double_serve(repo: Path, rng: random.Random) -> str:
 
 
 def edit_model(repo: Path, rng: random.Random) -> str:
-    path = repo / "fleet/models/surface-cnn.yaml"
+    path = repo / "fleet/models/surface-classifier.yaml"
     doc = read(path)
     if rng.random() < 0.5:
         doc["description"] = f"edited {rng.randint(0, 99)}"  # no document changes

@@ -92,7 +92,7 @@ def test_the_cache_holds_every_file_by_its_git_blob_id_and_a_second_run_says_the
 
     assert (plan_of(fleet), report_of(fleet)) == (first_plan, first_report)
     assert cache_file(fleet).stat().st_mtime_ns == stamp  # all hits: nothing to write
-    assert "surface-cnn@3" in first_plan[0] and first_plan[1] == []
+    assert "surface-classifier@3" in first_plan[0] and first_plan[1] == []
 
 
 def test_a_changed_file_is_parsed_again(fleet: Path) -> None:

@@ -50,7 +50,7 @@ def clone(tmp_path: Path) -> tuple[Path, Any]:
 def test_plan_of_a_pull_request_branch(clone: tuple[Path, Any]) -> None:
     work, repo = clone
     edit_rollout(work, "toledo/line-1", candidate=TO_CANARY)
-    head_sha = commit_all(work, "toledo/line-1: surface-cnn@3 to canary")
+    head_sha = commit_all(work, "toledo/line-1: surface-classifier@3 to canary")
 
     plan = plan_revisions(work, "origin/main", "HEAD", NOW)
 
@@ -64,7 +64,7 @@ def test_a_violation_on_a_later_commit_fails_the_plan(clone: tuple[Path, Any]) -
     work, _ = clone
     edit_rollout(work, "toledo/line-1", candidate=TO_CANARY)
     first = commit_all(work, "to canary")
-    edit_rollout(work, "toledo/line-2", serving="surface-cnn@3", candidate=None)
+    edit_rollout(work, "toledo/line-2", serving="surface-classifier@3", candidate=None)
     commit_all(work, "toledo/line-2 straight to production")
 
     whole = plan_revisions(work, "origin/main", "HEAD", NOW)
@@ -75,7 +75,7 @@ def test_a_violation_on_a_later_commit_fails_the_plan(clone: tuple[Path, Any]) -
     assert not step.ok
     [finding] = step.violations
     assert finding.message == (
-        "toledo/line-2: surface-cnn@3 goes from shadow straight to production; "
+        "toledo/line-2: surface-classifier@3 goes from shadow straight to production; "
         "promote to canary first"
     )
 

@@ -49,7 +49,7 @@ def test_a_changed_file_is_parsed_again_and_the_rest_reused(tmp_path: Path) -> N
     repo = committed_minifleet(tmp_path / "fleet")
     payloads(repo)
     before = cached(repo)
-    edit_rollout(repo, "toledo/line-1", serving="surface-cnn@3", candidate=None)
+    edit_rollout(repo, "toledo/line-1", serving="surface-classifier@3", candidate=None)
     commit_all(repo, "line-1 serves v3 (its candidate promoted)")
     warm = payloads(repo)
     assert warm == payloads(repo, parsed=ParsedBlobs())  # as a cold load signs them

@@ -65,7 +65,7 @@ def broken_base(tmp_path: Path) -> Path:
 
     line = root / "fleet/sites/toledo/lines/line-2.yaml"
     edit_yaml(line, unknown_model)
-    (root / "artifacts/surface-cnn-1.onnx").write_bytes(b"not the catalogued model")
+    (root / "artifacts/surface-classifier-1.onnx").write_bytes(b"not the catalogued model")
     commit_all(root, "base")
     git(root, "tag", "base")
     edit_rollout(root, "toledo/line-1", candidate=TO_CANARY)
@@ -113,7 +113,7 @@ def test_an_artifact_changed_in_head_is_digested_apart_from_the_base_one(
 ) -> None:
     """The same path, another blob: each revision's artifact finding is its own."""
     plan_text(broken_base)  # the base's artifact digests are kept
-    (broken_base / "artifacts/surface-cnn-2.onnx").write_bytes(b"replaced in head")
+    (broken_base / "artifacts/surface-classifier-2.onnx").write_bytes(b"replaced in head")
     commit_all(broken_base, "replace version 2's file")
     expected = uncached(broken_base)
     assert "The base revision has 2 validation error(s) itself" in expected
@@ -127,7 +127,7 @@ def test_artifacts_inside_fleet_are_judged_from_its_listing(tmp_path: Path) -> N
     there is still refused as one."""
     root = committed_minifleet(tmp_path / "fleet")
     (root / "fleet/artifacts").mkdir()
-    (root / "artifacts/surface-cnn-1.onnx").rename(root / "fleet/artifacts/v1.onnx")
+    (root / "artifacts/surface-classifier-1.onnx").rename(root / "fleet/artifacts/v1.onnx")
 
     def move(doc: Any) -> None:
         doc["versions"][0]["artifact"]["url"] = "file://fleet/artifacts/v1.onnx"

@@ -156,10 +156,10 @@ def test_round_trip_run_with_a_bundle_export_ingest_loses_nothing(
         count += 1
         cv2.imwrite(str(frames / f"f{count:05d}.png"), np.full((480, 640, 3), 200, np.uint8))
         rows = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
-        return bool(rows) and rows[-1].get("model") == "surface-cnn@2"
+        return bool(rows) and rows[-1].get("model") == "surface-classifier@2"
 
     try:
-        wait_for("a decision by surface-cnn@2 with no broker", decided)
+        wait_for("a decision by surface-classifier@2 with no broker", decided)
     finally:
         stop.set()
         thread.join(15)

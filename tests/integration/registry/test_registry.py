@@ -278,4 +278,4 @@ def test_ci_publish_refuses_file_urls_and_checks_the_registry(
     assert urllib.request.urlopen(request).status == 202
     assert main(["artifacts", "check", "--repo", str(root)]) == 1
     captured = capsys.readouterr()
-    assert "missing: surface-cnn@" in captured.err and ref.sha256 in captured.err
+    assert "missing: surface-classifier@" in captured.err and ref.sha256 in captured.err

@@ -37,7 +37,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     require_torch()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [
-        "train", "--model", "surface-cnn", "--taxonomy", V1, "--state", str(small.state),
+        "train", "--model", "surface-classifier", "--taxonomy", V1, "--state", str(small.state),
         "--fleet-repo", str(small.fleet_repo), "--tracking-uri", uri, "--format", "json",
         "--backend", "cnn", "--epochs", "1", "--size", "48", "--roi", "0.125,0.125,0.875,0.875",
         "--tiles", "2",
@@ -49,7 +49,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     line = doc["lines"]["toledo/line-1"]
     assert set(line["escape_rate"]) == {"value", "low", "high", "count", "of"}
     artifact = Path(doc["artifact"]["path"])
-    assert artifact.name == f"surface-cnn-{doc['run_id']}.onnx"  # one file per run
+    assert artifact.name == f"surface-classifier-{doc['run_id']}.onnx"  # one file per run
     model = onnx.load(str(artifact))
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 48, 48] and model.graph.output[0].name == "probabilities"
@@ -62,7 +62,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     data = artifact.read_bytes()
     classes = ("ok", "scratch", "contamination", "spot")
     spec = model_spec(
-        ref="surface-cnn@9",
+        ref="surface-classifier@9",
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         url=artifact.as_uri(),
@@ -92,7 +92,7 @@ def test_bad_roi_and_tiles_are_usage_errors(
 ) -> None:
     require_torch()
     base = [
-        "train", "--model", "surface-cnn", "--taxonomy", V1, "--state", str(small.state),
+        "train", "--model", "surface-classifier", "--taxonomy", V1, "--state", str(small.state),
         "--fleet-repo", str(small.fleet_repo), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
         "--backend", "cnn", "--epochs", "1", "--size", "32",
     ]  # fmt: skip

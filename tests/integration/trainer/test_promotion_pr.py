@@ -33,7 +33,7 @@ def _real_incumbents(root: Path) -> None:
         for mv in doc["versions"]:
             classes = V1 if mv["taxonomy"] == "surface-defects@1" else V2
             built = build_classifier(len(classes), seed=mv["version"])
-            rel = f"fleet/artifacts/surface-cnn-v{mv['version']}.onnx"
+            rel = f"fleet/artifacts/surface-classifier-v{mv['version']}.onnx"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(built.data)
             mv["artifact"]["url"] = rel
@@ -73,14 +73,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Workspa
         root, 40, repo=clone, classes=V2, taxonomy="surface-defects@2", lines=(2, 2)
     )
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    result = train_run(TrainRequest(ws, "surface-cnn", uri))
+    result = train_run(TrainRequest(ws, "surface-classifier", uri))
     return origin, clone, ws, result
 
 
 def _proposal(clone: Path, result: TrainResult) -> PromotionRequest:
     return PromotionRequest(
         repo=clone,
-        model="surface-cnn",
+        model="surface-classifier",
         artifact=result.artifact.read_bytes(),
         input_size=64,
         dataset=result.dataset,
@@ -99,21 +99,21 @@ def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
     forge = forge_from_spec("local", clone)
     out = propose(_proposal(clone, result), forge, ws.frames, ws.taxonomies())
     plan = out.plan
-    assert plan.candidate.ref == "surface-cnn@4"
+    assert plan.candidate.ref == "surface-classifier@4"
     included = {d.line for d in plan.included}
     left = {d.line: d.reason for d in plan.left_out}
     assert "dresden/line-1" in left and "canary" in left["dresden/line-1"]
     assert included  # untrained incumbents are easy to beat
-    assert out.pull is not None and out.pull.head == "promote/surface-cnn-4"
+    assert out.pull is not None and out.pull.head == "promote/surface-classifier-4"
     assert "| `dresden/line-1` |" in out.pull.body and "left out" in out.pull.body
     assert result.run_id in out.pull.body and result.dataset.hash in out.pull.body
 
     check_out = tmp_path / "check"
-    branch_repo = git.Repo.clone_from(str(origin), check_out, branch="promote/surface-cnn-4")
+    branch_repo = git.Repo.clone_from(str(origin), check_out, branch="promote/surface-classifier-4")
     spec, findings = load(DirectorySource(check_out))
     errors = [f for f in findings + check(spec) if f.severity.value == "error"]
     assert errors == []
-    mv = spec.model_version("surface-cnn@4")
+    mv = spec.model_version("surface-classifier@4")
     assert mv is not None and mv.mlflow_run_id == result.run_id
     assert set(mv.evaluation) == included
     assert tuple(mv.trained_on) == result.trained_on and len(mv.trained_on) == 4
@@ -129,9 +129,9 @@ def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
     assert hashlib.sha256(data).hexdigest() == mv.artifact.sha256
     for key in included:
         cand = spec.lines[key].rollout.candidate
-        assert cand is not None and (cand.model, cand.stage) == ("surface-cnn@4", "shadow")
-    assert spec.lines["dresden/line-1"].rollout.candidate.model == "surface-cnn@3"  # type: ignore[union-attr]
-    text = (check_out / "fleet/models/surface-cnn.yaml").read_text()
+        assert cand is not None and (cand.model, cand.stage) == ("surface-classifier@4", "shadow")
+    assert spec.lines["dresden/line-1"].rollout.candidate.model == "surface-classifier@3"  # type: ignore[union-attr]
+    text = (check_out / "fleet/models/surface-classifier.yaml").read_text()
     assert text.startswith("# the surface model family: reviewed by quality\n")
     line2 = (check_out / "fleet/sites/toledo/lines/line-2.yaml").read_text()
     assert "product: 'door-panel'  # p/n 4711" in line2
@@ -142,7 +142,7 @@ def test_promotion_pr_edits_catalogue_and_lines_and_passes_validation(
     plan_text = capsys.readouterr().out
     for key in included:
         assert key in plan_text
-    assert "surface-cnn@4" in plan_text
+    assert "surface-classifier@4" in plan_text
     assert branch_repo.head.commit.parents[0].hexsha == git.Repo(origin).commit("main").hexsha
     assert git.Repo(clone).is_dirty(untracked_files=True) is False  # user's checkout untouched
 
@@ -161,7 +161,7 @@ def test_base_moved_the_branch_is_recreated_from_the_new_base(
     other.remote("origin").push("main")
     forge = forge_from_spec("local", clone)
     out = propose(_proposal(clone, result), forge, ws.frames, ws.taxonomies())
-    head = git.Repo(origin).commit("promote/surface-cnn-4")
+    head = git.Repo(origin).commit("promote/surface-classifier-4")
     assert head.parents[0].hexsha == git.Repo(origin).commit("main").hexsha
     assert out.pull is not None and len(forge.list()) == 1  # type: ignore[attr-defined]
 
@@ -179,7 +179,10 @@ def test_trainer_promote_cli_updates_the_same_pull_request(
     from trainer.tracking import Tracker
 
     tags = Tracker.open(uri).client.get_run(result.run_id).data.tags
-    assert (tags["linefleet.proposed"], tags["linefleet.pull_request"]) == ("surface-cnn@4", "1")
+    assert (tags["linefleet.proposed"], tags["linefleet.pull_request"]) == (
+        "surface-classifier@4",
+        "1",
+    )
     assert main([*args[:3], "nope", *args[4:]]) == 1
     assert "not found" in capsys.readouterr().err
 
@@ -195,19 +198,19 @@ def test_promotion_with_a_registry_pushes_the_onnx_and_commits_yaml_only(
     origin, clone, ws, result = setup
     with Registry(tmp_path / "registry") as registry:
         proposal = replace(
-            _proposal(clone, result), push_to=f"oci://{registry.address}/models/surface-cnn"
+            _proposal(clone, result), push_to=f"oci://{registry.address}/models/surface-classifier"
         )
         propose(proposal, forge_from_spec("local", clone), ws.frames, ws.taxonomies())
-        branch = git.Repo(origin).commit("promote/surface-cnn-4")
+        branch = git.Repo(origin).commit("promote/surface-classifier-4")
         paths = {str(d.a_path or d.b_path) for d in branch.diff(branch.parents[0])}
         assert paths and all(p.endswith(".yaml") for p in paths), paths
         spec, _ = load(gitrepo.GitSource(branch))
-        mv = spec.model_version("surface-cnn@4")
+        mv = spec.model_version("surface-classifier@4")
         assert mv is not None
         ref = parse_ref(mv.artifact.url)
         assert (ref.host, ref.repo, ref.sha256) == (
             registry.address,
-            "models/surface-cnn",
+            "models/surface-classifier",
             mv.artifact.sha256,
         )
         assert fetch_blob(ref) == result.artifact.read_bytes()
@@ -226,7 +229,7 @@ def test_a_forge_that_refuses_is_a_clear_error(
     elsewhere.git.add("README")
     elsewhere.index.commit("init")
     forge = forge_from_spec("local", tmp_path / "elsewhere")  # knows no promote/ branch
-    with pytest.raises(ForgeRefused, match="promote/surface-cnn-4"):
+    with pytest.raises(ForgeRefused, match="promote/surface-classifier-4"):
         propose(_proposal(clone, result), forge, ws.frames, ws.taxonomies())
 
 

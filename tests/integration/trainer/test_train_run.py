@@ -107,27 +107,33 @@ def test_champion_follows_the_serving_catalogue_version(
     from trainer.tracking import sync_champion
 
     tracker = Tracker.open(f"sqlite:///{labelled.state / 'mlflow.db'}")
-    version = tracker.register("surface-cnn", trained.run_id, f"model/{trained.artifact.name}")
+    version = tracker.register(
+        "surface-classifier", trained.run_id, f"model/{trained.artifact.name}"
+    )
     docs = documents()
-    versions = docs["fleet/models/surface-cnn.yaml"]["versions"]
+    versions = docs["fleet/models/surface-classifier.yaml"]["versions"]
     spec, _ = load_docs(docs)  # @2 serves on three lines, @1 on one; neither names a run
-    result = sync_champion(tracker, spec, "surface-cnn")
+    result = sync_champion(tracker, spec, "surface-classifier")
     assert (result.serving, result.champion, result.changed) == (
-        ("surface-cnn@2", "surface-cnn@1"),
+        ("surface-classifier@2", "surface-classifier@1"),
         None,
         False,
     )
     assert result.skipped == (
-        "surface-cnn@2: the catalogue names no MLflow run (mlflow_run_id)",
-        "surface-cnn@1: the catalogue names no MLflow run (mlflow_run_id)",
+        "surface-classifier@2: the catalogue names no MLflow run (mlflow_run_id)",
+        "surface-classifier@1: the catalogue names no MLflow run (mlflow_run_id)",
     )
     versions[1]["mlflow_run_id"] = "0" * 32  # trained somewhere else
     versions[0]["mlflow_run_id"] = trained.run_id
     spec, _ = load_docs(docs)
-    result = sync_champion(tracker, spec, "surface-cnn")
-    assert (result.champion, result.version, result.changed) == ("surface-cnn@1", version, True)
+    result = sync_champion(tracker, spec, "surface-classifier")
+    assert (result.champion, result.version, result.changed) == (
+        "surface-classifier@1",
+        version,
+        True,
+    )
     assert result.skipped == (
-        f"surface-cnn@2: its run {'0' * 32} has no registered version in {tracker.uri}",
+        f"surface-classifier@2: its run {'0' * 32} has no registered version in {tracker.uri}",
     )
     versions[1]["mlflow_run_id"] = trained.run_id
     spec, _ = load_docs(docs)
@@ -143,20 +149,24 @@ def test_champion_follows_the_serving_catalogue_version(
         asked.append(ref)
         return approval
 
-    result = sync_champion(tracker, spec, "surface-cnn", lineage)
-    assert (result.champion, result.version, result.skipped) == ("surface-cnn@2", version, ())
+    result = sync_champion(tracker, spec, "surface-classifier", lineage)
+    assert (result.champion, result.version, result.skipped) == (
+        "surface-classifier@2",
+        version,
+        (),
+    )
     assert result.changed is False  # the same registry version: level-triggered, idempotent
-    assert asked == ["surface-cnn@2"] and result.approval == approval
-    tags = tracker.client.get_model_version("surface-cnn", str(version)).tags
+    assert asked == ["surface-classifier@2"] and result.approval == approval
+    tags = tracker.client.get_model_version("surface-classifier", str(version)).tags
     assert {k: v for k, v in tags.items() if k.startswith("linefleet.")} == {
         "linefleet.approved_by": "Quality Lead <ql@acme.example>",
         "linefleet.approved_via": "pull request #7 (local forge)",
         "linefleet.approved_commit": "c" * 40,
         "linefleet.pull_request": "7",
     }
-    champion = tracker.client.get_model_version_by_alias("surface-cnn", "champion")
+    champion = tracker.client.get_model_version_by_alias("surface-classifier", "champion")
     assert champion.run_id == trained.run_id
-    challenger = tracker.client.get_model_version_by_alias("surface-cnn", "challenger")
+    challenger = tracker.client.get_model_version_by_alias("surface-classifier", "challenger")
     assert int(challenger.version) == version  # register() set it; champion is separate
 
 
@@ -165,13 +175,13 @@ def test_champion_on_a_fleet_not_trained_here_says_what_to_do_and_exits_0(
 ) -> None:
     repo = Path(__file__).resolve().parents[3]  # the example fleet names runs of another store
     args = ["trainer", "champion", "--fleet-repo", str(repo), "--state", str(tmp_path)]
-    assert main([*args, "--model", "surface-cnn"]) == 0
+    assert main([*args, "--model", "surface-classifier"]) == 0
     out = capsys.readouterr().out
-    assert "  skipped surface-cnn@3: its run " in out
-    assert "surface-cnn: no serving version comes from a run in sqlite:///" in out
+    assert "  skipped surface-classifier@3: its run " in out
+    assert "surface-classifier: no serving version comes from a run in sqlite:///" in out
     assert "linefleet trainer promote --run RUN" in out
     code = main([*args, "--model", "surface-cn"])
     assert code == 2
-    assert "--model surface-cn: not in the model catalogue (known: surface-cnn)" in (
+    assert "--model surface-cn: not in the model catalogue (known: surface-classifier)" in (
         capsys.readouterr().err
     )

@@ -78,7 +78,7 @@ def baseline() -> dict[str, dict[str, Any]]:
             "product": "door-panel",
             "taxonomy": "surface-defects@2",
             "cameras": [_camera("cam-1"), _camera("cam-2")],
-            "rollout": {"serving": "surface-cnn@2"},
+            "rollout": {"serving": "surface-classifier@2"},
         },
         "fleet/sites/toledo/lines/line-4.yaml": {
             **header,
@@ -88,7 +88,7 @@ def baseline() -> dict[str, dict[str, Any]]:
             "product": "hood",
             "taxonomy": "surface-defects@2",
             "cameras": [_camera("cam-1")],
-            "rollout": {"serving": "surface-cnn@2"},
+            "rollout": {"serving": "surface-classifier@2"},
         },
         "fleet/sites/toledo/devices/tol-edge-01.yaml": {
             **header,
@@ -102,10 +102,10 @@ def baseline() -> dict[str, dict[str, Any]]:
             "hardware": {"cpu": "i5-8365UE", "cores": 4, "memory_mb": 8192},
             "onnx": {"max_opset": 17, "execution_providers": ["CPUExecutionProvider"]},
         },
-        "fleet/models/surface-cnn.yaml": {
+        "fleet/models/surface-classifier.yaml": {
             **header,
             "kind": "Model",
-            "name": "surface-cnn",
+            "name": "surface-classifier",
             "versions": [
                 _model_version(1, 1, V1),
                 _model_version(2, 2, V2),

@@ -21,7 +21,7 @@ TAX2 = "taxonomies/surface-defects/v2.yaml"
         ("fleet/sites/toledo/site.yaml", "Site:toledo"),
         ("fleet/sites/toledo/lines/line-3.yaml", "Line:toledo/line-3"),
         ("fleet/sites/toledo/devices/tol-edge-01.yml", "EdgeDevice:tol-edge-01"),
-        ("fleet/models/surface-cnn.yaml", "Model:surface-cnn"),
+        ("fleet/models/surface-classifier.yaml", "Model:surface-classifier"),
         ("taxonomies/surface-defects/v2.yaml", "Taxonomy:surface-defects@2"),
         ("taxonomies/surface-defects/draft.yaml", ""),
         ("fleet/policy.yaml", ""),
@@ -41,8 +41,8 @@ def _move(src: MemorySource, old: str, new: str) -> None:
     ("edit", "expected"),
     [
         (
-            lambda s: s.edit("fleet/models/surface-cnn.yaml").update(name="surface-net"),
-            [("fleet/models/surface-cnn.yaml", "name", "'surface-net' does not match")],
+            lambda s: s.edit("fleet/models/surface-classifier.yaml").update(name="surface-net"),
+            [("fleet/models/surface-classifier.yaml", "name", "'surface-net' does not match")],
         ),
         (
             lambda s: _move(s, TAX2, "taxonomies/surface-defects/v3.yaml"),

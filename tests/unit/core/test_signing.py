@@ -30,7 +30,7 @@ TRUSTED = {KEY.key_id: KEY.public}
 
 def spec() -> dict[str, Any]:
     model = {
-        "ref": "surface-cnn@2",
+        "ref": "surface-classifier@2",
         "artifact": {"url": "file:///srv/a.onnx", "sha256": "a" * 64, "size": 10},
         "input": {"shape": [1, 3, 32, 32], "color": "rgb"},
         "output_classes": ["ok", "scratch"],
@@ -96,7 +96,7 @@ def test_a_signed_document_verifies_and_round_trips() -> None:
     doc = verify(signed(document()), TRUSTED, device="tol-edge-01")
     assert doc.generation == 3
     assert doc.signature is not None and doc.signature.key_id == KEY.key_id
-    assert doc.spec.lines[0].serving.ref == "surface-cnn@2"
+    assert doc.spec.lines[0].serving.ref == "surface-classifier@2"
 
 
 def test_verified_gives_the_typed_document_and_the_object_as_received() -> None:

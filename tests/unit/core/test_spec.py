@@ -19,8 +19,8 @@ def test_the_baseline_loads_without_findings() -> None:
     assert findings == []
     assert set(spec.lines) == {"toledo/line-3", "toledo/line-4"}
     assert set(spec.taxonomies) == {"surface-defects@1", "surface-defects@2"}
-    assert spec.model_version("surface-cnn@2") is not None
-    assert spec.model_version("surface-cnn@9") is None
+    assert spec.model_version("surface-classifier@2") is not None
+    assert spec.model_version("surface-classifier@9") is None
     assert spec.policy.max_canary_lines_per_site == 1
 
 
@@ -82,7 +82,7 @@ def test_duplicates_across_files_name_the_first_definition() -> None:
 
 def test_cross_field_rules_are_located_at_the_object() -> None:
     src = MemorySource()
-    src.edit(LINE)["rollout"]["candidate"] = {"model": "surface-cnn@3", "stage": "canary"}
+    src.edit(LINE)["rollout"]["candidate"] = {"model": "surface-classifier@3", "stage": "canary"}
     src.edit("fleet/sites/toledo/site.yaml")["timezone"] = "Mars/Olympus"
     _, findings = load(src)
     assert [f.render() for f in findings] == [

@@ -16,7 +16,7 @@ from .fleetdocs import MemorySource
 L3 = "fleet/sites/toledo/lines/line-3.yaml"
 L4 = "fleet/sites/toledo/lines/line-4.yaml"
 DEV = "fleet/sites/toledo/devices/tol-edge-01.yaml"
-MODEL = "fleet/models/surface-cnn.yaml"
+MODEL = "fleet/models/surface-classifier.yaml"
 TAX2 = "taxonomies/surface-defects/v2.yaml"
 
 Mutation = Callable[[MemorySource], object]
@@ -70,7 +70,7 @@ def unknown_site(src: MemorySource) -> None:
 def two_canaries(src: MemorySource) -> None:
     for path in (L3, L4):
         src.edit(path)["rollout"]["candidate"] = {
-            "model": "surface-cnn@3",
+            "model": "surface-classifier@3",
             "stage": "canary",
             "canary_fraction": 0.1,
         }
@@ -100,39 +100,43 @@ CASES: list[tuple[str, Mutation, list[tuple[str, str, str, str]]]] = [
                 L4,
                 "taxonomy",
                 "error",
-                "the line uses surface-defects@7 but its serving model surface-cnn@2 outputs "
+                "the line uses surface-defects@7 but its serving model surface-classifier@2 outputs "
                 "surface-defects@2",
             ),
         ],
     ),
     (
         "serving model not in the catalogue",
-        set_in(L4, "rollout", "serving", value="surface-cnn@9"),
+        set_in(L4, "rollout", "serving", value="surface-classifier@9"),
         [
             (
                 L4,
                 "rollout.serving",
                 "error",
-                "unknown model 'surface-cnn@9' (not in the model catalogue)",
+                "unknown model 'surface-classifier@9' (not in the model catalogue)",
             )
         ],
     ),
     (
         "candidate for an older taxonomy version",
-        set_in(L4, "rollout", "candidate", value={"model": "surface-cnn@1", "stage": "shadow"}),
+        set_in(
+            L4, "rollout", "candidate", value={"model": "surface-classifier@1", "stage": "shadow"}
+        ),
         [
             (
                 L4,
                 "rollout.candidate.model",
                 "error",
-                "candidate surface-cnn@1 outputs surface-defects@1; the line uses surface-defects@2 (a "
+                "candidate surface-classifier@1 outputs surface-defects@1; the line uses surface-defects@2 (a "
                 "candidate may move the line to a later version of its taxonomy, not another)",
             )
         ],
     ),
     (
         "candidate is the serving model",
-        set_in(L4, "rollout", "candidate", value={"model": "surface-cnn@2", "stage": "shadow"}),
+        set_in(
+            L4, "rollout", "candidate", value={"model": "surface-classifier@2", "stage": "shadow"}
+        ),
         [(L4, "rollout.candidate.model", "error", "the candidate is the serving model already")],
     ),
     (
@@ -169,7 +173,7 @@ CASES: list[tuple[str, Mutation, list[tuple[str, str, str, str]]]] = [
                 L4,
                 "cameras[0].resolution",
                 "error",
-                "48x48 is smaller than the input 64x64 of surface-cnn@2",
+                "48x48 is smaller than the input 64x64 of surface-classifier@2",
             )
         ],
     ),
@@ -185,27 +189,27 @@ CASES: list[tuple[str, Mutation, list[tuple[str, str, str, str]]]] = [
                 DEV,
                 "onnx.execution_providers",
                 "error",
-                "surface-cnn@2 (for toledo/line-3) runs on ['CPUExecutionProvider']; the device offers "
+                "surface-classifier@2 (for toledo/line-3) runs on ['CPUExecutionProvider']; the device offers "
                 "['OpenVINOExecutionProvider']",
             ),
             (
                 DEV,
                 "onnx.execution_providers",
                 "error",
-                "surface-cnn@2 (for toledo/line-4) runs on ['CPUExecutionProvider']; the device offers "
+                "surface-classifier@2 (for toledo/line-4) runs on ['CPUExecutionProvider']; the device offers "
                 "['OpenVINOExecutionProvider']",
             ),
             (
                 DEV,
                 "onnx.max_opset",
                 "error",
-                "surface-cnn@2 (for toledo/line-3) needs opset 17; this device supports up to 13",
+                "surface-classifier@2 (for toledo/line-3) needs opset 17; this device supports up to 13",
             ),
             (
                 DEV,
                 "onnx.max_opset",
                 "error",
-                "surface-cnn@2 (for toledo/line-4) needs opset 17; this device supports up to 13",
+                "surface-classifier@2 (for toledo/line-4) needs opset 17; this device supports up to 13",
             ),
         ],
     ),
@@ -319,10 +323,10 @@ def test_cross_file_checks(mutate: Mutation, expected: list[tuple[str, str, str,
 
 def test_findings_carry_positions_in_the_offending_file() -> None:
     src = MemorySource()
-    set_in(L4, "rollout", "serving", value="surface-cnn@9")(src)
+    set_in(L4, "rollout", "serving", value="surface-classifier@9")(src)
     spec, _ = fleetspec.load(src)
     (finding,) = validation.check(spec)
     assert finding.render() == (
-        f"{L4}:21:12: rollout.serving: unknown model 'surface-cnn@9' (not in the model catalogue)"
+        f"{L4}:21:12: rollout.serving: unknown model 'surface-classifier@9' (not in the model catalogue)"
     )
     assert finding.severity is Severity.ERROR

@@ -51,7 +51,7 @@ def meta(jpeg: bytes, **changes: object) -> FrameMeta:
         "frame_id": "cam-1-000017",
         "captured_at": "2026-11-21T23:55:34.120Z",
         "reason": "defect",
-        "model": "surface-cnn@2",
+        "model": "surface-classifier@2",
         "predicted": "scratch",
         "confidence": 0.93,
         "sha256": hashlib.sha256(jpeg).hexdigest(),

@@ -35,7 +35,7 @@ from linefleet_core.wiredump import Dumper, walkable
 
 KEY = SigningKey.generate()
 ids = st.sampled_from(["a", "toledo", "line-1", "edge-07", "x" * 63])
-refs = st.sampled_from(["surface-cnn@1", "surface-defects@2", "m@999999"])
+refs = st.sampled_from(["surface-classifier@1", "surface-defects@2", "m@999999"])
 hexes = st.sampled_from(["0" * 64, "ab" * 32, "0123456789abcdef" * 4])
 commits = st.sampled_from(["0" * 40, "f" * 40, "c0ffee" * 6 + "abcd"])
 numbers = st.floats(allow_nan=False, allow_infinity=False)

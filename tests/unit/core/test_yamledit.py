@@ -17,9 +17,9 @@ cameras:
 - id: cam-1   # top camera
   taxonomy: 'surface@2'
 rollout:
-  serving: surface-cnn@2
+  serving: surface-classifier@2
   candidate:
-    model: surface-cnn@3
+    model: surface-classifier@3
     stage: canary
 """
 INDENTED = FLUSH.replace("- id: cam-1", "  - id: cam-1").replace("\n  taxonomy", "\n    taxonomy")

@@ -105,16 +105,16 @@ def test_the_outcome_reads_as_sentences_from_the_record() -> None:
         "merged_pulls": [1, 2],
         "overrides": 12,
         "qa_confirmed": 12,
-        "walked": {"line": "toledo/stamping-3", "model": "surface-cnn@6"},
-        "edge_local_rollback": {"line": "toledo/paint-1", "model": "surface-cnn@7"},
+        "walked": {"line": "toledo/stamping-3", "model": "surface-classifier@6"},
+        "edge_local_rollback": {"line": "toledo/paint-1", "model": "surface-classifier@7"},
         "git_revert": "0123456789abcdef",
         "status_counts": {"Synced": 2, "Degraded": 1, "Stale": 0},
     }
     assert _outcome(record) == [
         "2 promotion pull request(s) merged (#1, #2)",
         "12 inspector correction(s), 12 QA-confirmed, learned by the retrained model",
-        "toledo/stamping-3 runs surface-cnn@6 in production",
-        "regression surface-cnn@7 on toledo/paint-1: dropped by the device on its own, "
+        "toledo/stamping-3 runs surface-classifier@6 in production",
+        "regression surface-classifier@7 on toledo/paint-1: dropped by the device on its own, "
         "then reverted in git (0123456789ab)",
         "fleet: 2 Synced, 1 Degraded",
     ]

@@ -71,11 +71,11 @@ def test_rollouts_vary_and_respect_the_canary_limit() -> None:
             stages[f"{candidate['model']} {candidate['stage']}"] += 1
             if candidate["stage"] == "canary":
                 canaries_per_site[str(line["site"])] += 1
-    for wanted in ("surface-cnn@1", "surface-cnn@2", "surface-cnn@3"):
+    for wanted in ("surface-classifier@1", "surface-classifier@2", "surface-classifier@3"):
         assert stages[wanted] > 0
-    assert stages["surface-cnn@3 shadow"] > 0
-    assert stages["surface-cnn@3 canary"] > 0
-    assert stages["surface-cnn@4 shadow"] > 0
+    assert stages["surface-classifier@3 shadow"] > 0
+    assert stages["surface-classifier@3 canary"] > 0
+    assert stages["surface-classifier@4 shadow"] > 0
     assert max(canaries_per_site.values()) == 1
 
 

@@ -32,7 +32,7 @@ def _line(site: str, lid: str, product: str, cameras: list[dict[str, Any]],
             "product": product,
             "taxonomy": taxonomy,
             "cameras": cameras,
-            "rollout": {"serving": "surface-cnn@2"},
+            "rollout": {"serving": "surface-classifier@2"},
         }
     )
 

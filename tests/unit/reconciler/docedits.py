@@ -9,7 +9,7 @@ from typing import Any
 from tests.support.minifleet import line_rel
 
 Docs = dict[str, Any]
-MODELS = "fleet/models/surface-cnn.yaml"
+MODELS = "fleet/models/surface-classifier.yaml"
 POLICY = "fleet/policy.yaml"
 
 
@@ -23,11 +23,11 @@ def evidence(docs: Docs, version: int, key: str) -> dict[str, Any]:
     return ev
 
 
-def canary(model: str = "surface-cnn@3", fraction: float = 0.1) -> dict[str, Any]:
+def canary(model: str = "surface-classifier@3", fraction: float = 0.1) -> dict[str, Any]:
     return {"model": model, "stage": "canary", "canary_fraction": fraction}
 
 
-def shadow(model: str = "surface-cnn@3") -> dict[str, Any]:
+def shadow(model: str = "surface-classifier@3") -> dict[str, Any]:
     return {"model": model, "stage": "shadow"}
 
 

@@ -33,7 +33,7 @@ def report(
             LineStatus(
                 line=key,
                 phase="serving",
-                serving="surface-cnn@2",
+                serving="surface-classifier@2",
                 metrics=LineMetrics(
                     window_seconds=60, frames=600, latency_p95_ms=p95, drift_score=0.1
                 ),
@@ -77,7 +77,7 @@ def test_without_desired_state_a_fresh_device_is_unknown_not_progressing() -> No
     status = fleet_status({}, observed(fresh), NOW.timestamp(), assigned=served(fresh))
     [view] = line_views(status, None, {}, now=NOW.timestamp(), desired_known=False) or ()
     assert (view.condition, view.reason) == ("Unknown", "DesiredNotRead")
-    assert view.serving == "surface-cnn@2"
+    assert view.serving == "surface-classifier@2"
     assert [p.latency_p95_ms for p in view.history] == [40.0]
     assert view.history[0].frames_per_s == 10.0
 
@@ -95,14 +95,14 @@ def test_repo_lines_nobody_reported_are_unknown_with_their_rollout_and_threshold
     canary = views["dresden/line-1"]
     assert (canary.condition, canary.candidate, canary.stage) == (
         "Unknown",
-        "surface-cnn@3",
+        "surface-classifier@3",
         "canary",
     )
     assert (
         canary.device == "dresden-edge-1" and canary.message == "no device has reported this line"
     )
     assert views["toledo/line-1"].gates is not None
-    assert views["toledo/line-1"].candidate == "surface-cnn@3"  # from the repo: not reported
+    assert views["toledo/line-1"].candidate == "surface-classifier@3"  # from the repo: not reported
 
 
 def test_no_source_at_all_is_none() -> None:

@@ -58,7 +58,7 @@ def line(condition: str = "Synced", **extra: object) -> LineView:
         "line": "line-3",
         "condition": condition,
         "device": "toledo-edge-1",
-        "serving": "surface-cnn@2",
+        "serving": "surface-classifier@2",
         "last_seen": NOW - 30,
     }
     fields.update(extra)
@@ -120,18 +120,18 @@ def test_each_condition_is_text_and_symbol_not_colour_alone() -> None:
 
 def test_fleet_map_groups_by_site_and_shows_serving_and_candidate_stage() -> None:
     views = (
-        line(candidate="surface-cnn@3", stage="canary"),
-        line(site="dresden", line="paint-1", serving="surface-cnn@1"),
+        line(candidate="surface-classifier@3", stage="canary"),
+        line(site="dresden", line="paint-1", serving="surface-classifier@1"),
     )
     page = build_report(ReportData(NOW, ("x",), views))
     assert page.index("Site dresden") < page.index("Site toledo")
-    assert '<code>surface-cnn@3</code> <span class="stage">canary</span>' in page
+    assert '<code>surface-classifier@3</code> <span class="stage">canary</span>' in page
     assert "30 s ago" in page
 
 
 def test_metric_charts_draw_threshold_lines_with_labels() -> None:
     view = line(
-        candidate="surface-cnn@3",
+        candidate="surface-classifier@3",
         stage="shadow",
         gates=Gates(max_latency_p95_ms=80.0, min_shadow_agreement=0.9, max_drift_score=0.3),
         history=points(40, 55, 61),
@@ -165,7 +165,7 @@ def test_agreement_without_shadow_comparisons_is_no_value_not_a_breach() -> None
     page = build_report(ReportData(NOW, ("x",), (line(gates=gates, history=(dropped, *since)),)))
     assert "below the" not in page
     assert "<b>—</b> now (no candidate)" in page
-    waiting = line(candidate="surface-cnn@3", stage="shadow", gates=gates, history=since)
+    waiting = line(candidate="surface-classifier@3", stage="shadow", gates=gates, history=since)
     page = build_report(ReportData(NOW, ("x",), (waiting,)))
     assert "below the" not in page and "no data" in page  # nothing measured: an empty chart
 

@@ -33,8 +33,8 @@ def fleet() -> tuple[LineView, ...]:
                     line=f"line-{n}",
                     condition=condition,
                     device=f"{site}-edge-{n}",
-                    serving="surface-cnn@2" if n % 4 else "surface-cnn@1",
-                    candidate="surface-cnn@3" if site == "toledo" and n < 3 else None,
+                    serving="surface-classifier@2" if n % 4 else "surface-classifier@1",
+                    candidate="surface-classifier@3" if site == "toledo" and n < 3 else None,
                     stage="shadow" if site == "toledo" and n < 3 else None,
                     last_seen=NOW - 30,
                     history=metrics(10.0 + n, 0.01 * (n % 3), 0.1 if n != 99 else 0.9),
@@ -50,8 +50,8 @@ def test_each_site_is_summed_up() -> None:
     assert pune.conditions == (("Synced", 68), ("Progressing", 30), ("Failed", 2))
     assert [v.line for v in pune.attention[:2]] == ["line-40", "line-41"]  # worst first
     assert len(pune.attention) == 32
-    assert dresden.serving == (("surface-cnn@2", 75), ("surface-cnn@1", 25))
-    assert toledo.candidates == (("surface-cnn@3 shadow", 3),)
+    assert dresden.serving == (("surface-classifier@2", 75), ("surface-classifier@1", 25))
+    assert toledo.candidates == (("surface-classifier@3 shadow", 3),)
     assert toledo.reporting == 100
     assert toledo.latency_p95_ms == (59.5, 109.0)
     assert toledo.drift_max == 0.9

@@ -25,42 +25,50 @@ def doc(serving: str, candidate: str | None = None, stage: str = "shadow", **ext
     ("before", "after", "expected"),
     [
         (
-            doc("surface-cnn@2", "surface-cnn@3"),
-            doc("surface-cnn@2", "surface-cnn@3", "canary"),
-            ["toledo/line-3: surface-cnn@3 shadow → canary"],
+            doc("surface-classifier@2", "surface-classifier@3"),
+            doc("surface-classifier@2", "surface-classifier@3", "canary"),
+            ["toledo/line-3: surface-classifier@3 shadow → canary"],
         ),
         (
-            doc("surface-cnn@2"),
-            doc("surface-cnn@2", "surface-cnn@3"),
-            ["toledo/line-3: surface-cnn@3 → shadow (new candidate)"],
+            doc("surface-classifier@2"),
+            doc("surface-classifier@2", "surface-classifier@3"),
+            ["toledo/line-3: surface-classifier@3 → shadow (new candidate)"],
         ),
         (
-            doc("surface-cnn@2", "surface-cnn@3", "canary"),
-            doc("surface-cnn@3", previous="surface-cnn@2"),
-            ["toledo/line-3: surface-cnn@3 canary → production (was surface-cnn@2)"],
+            doc("surface-classifier@2", "surface-classifier@3", "canary"),
+            doc("surface-classifier@3", previous="surface-classifier@2"),
+            ["toledo/line-3: surface-classifier@3 canary → production (was surface-classifier@2)"],
         ),
         (
-            doc("surface-cnn@3", previous="surface-cnn@2"),
-            doc("surface-cnn@2", previous="surface-cnn@3"),
-            ["toledo/line-3: rolled back surface-cnn@3 → surface-cnn@2"],
+            doc("surface-classifier@3", previous="surface-classifier@2"),
+            doc("surface-classifier@2", previous="surface-classifier@3"),
+            ["toledo/line-3: rolled back surface-classifier@3 → surface-classifier@2"],
         ),
         (
-            doc("surface-cnn@2", "surface-cnn@3", "canary"),
-            doc("surface-cnn@2"),
-            ["toledo/line-3: candidate surface-cnn@3 (canary) withdrawn"],
+            doc("surface-classifier@2", "surface-classifier@3", "canary"),
+            doc("surface-classifier@2"),
+            ["toledo/line-3: candidate surface-classifier@3 (canary) withdrawn"],
         ),
         (
-            doc("surface-cnn@2", "surface-cnn@3"),
-            doc("surface-cnn@2", "surface-cnn@4"),
-            ["toledo/line-3: candidate surface-cnn@3 shadow → surface-cnn@4 shadow"],
+            doc("surface-classifier@2", "surface-classifier@3"),
+            doc("surface-classifier@2", "surface-classifier@4"),
+            ["toledo/line-3: candidate surface-classifier@3 shadow → surface-classifier@4 shadow"],
         ),
-        (None, doc("surface-cnn@2"), ["toledo/line-3: line added, serving surface-cnn@2"]),
-        (doc("surface-cnn@2"), None, ["toledo/line-3: line removed (was serving surface-cnn@2)"]),
-        (doc("surface-cnn@2", name="old"), doc("surface-cnn@2", name="new"), []),
+        (
+            None,
+            doc("surface-classifier@2"),
+            ["toledo/line-3: line added, serving surface-classifier@2"],
+        ),
+        (
+            doc("surface-classifier@2"),
+            None,
+            ["toledo/line-3: line removed (was serving surface-classifier@2)"],
+        ),
+        (doc("surface-classifier@2", name="old"), doc("surface-classifier@2", name="new"), []),
         (
             "not: [a mapping",
-            doc("surface-cnn@2"),
-            ["toledo/line-3: line added, serving surface-cnn@2"],
+            doc("surface-classifier@2"),
+            ["toledo/line-3: line added, serving surface-classifier@2"],
         ),
     ],
 )
@@ -69,8 +77,8 @@ def test_rollout_changes(before: Any, after: Any, expected: list[str]) -> None:
 
 
 def test_a_canary_share_change_is_named() -> None:
-    before = doc("surface-cnn@2", "surface-cnn@3", "canary", fraction=0.1)
-    after = doc("surface-cnn@2", "surface-cnn@3", "canary", fraction=0.25)
+    before = doc("surface-classifier@2", "surface-classifier@3", "canary", fraction=0.1)
+    after = doc("surface-classifier@2", "surface-classifier@3", "canary", fraction=0.25)
     assert rollout_changes(KEY, before, after) == [
-        "toledo/line-3: surface-cnn@3 canary share 0.1 → 0.25"
+        "toledo/line-3: surface-classifier@3 canary share 0.1 → 0.25"
     ]

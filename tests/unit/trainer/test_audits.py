@@ -24,7 +24,7 @@ def meta(reason: Any, predicted: str = "ok", line: str = "toledo/line-1") -> Fra
     return FrameMeta.model_construct(
         protocol=1, kind="Frame", site="toledo", device="tol-edge-01", line=line,
         camera="cam-1", frame_id="f-1", captured_at=dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC),
-        reason=reason, model="surface-cnn@2", predicted=predicted, confidence=0.97,
+        reason=reason, model="surface-classifier@2", predicted=predicted, confidence=0.97,
         sha256="0" * 64, size=1,
     )  # fmt: skip
 
@@ -37,7 +37,7 @@ def test_both_audit_reasons_make_a_sample_event(reason: str) -> None:
         EventKind.SAMPLE, "tol-edge-01", "a" * 64, reason,
     )  # fmt: skip
     assert (new.model_said, new.model_version, new.source_id) == (
-        "ok", "surface-cnn@2", f"sample:{'a' * 64}",
+        "ok", "surface-classifier@2", f"sample:{'a' * 64}",
     )  # fmt: skip
     assert new.at == dt.datetime(2026, 12, 1, 8)  # UTC, no zone, as the store keeps times
 
@@ -47,7 +47,7 @@ def test_frames_kept_for_other_reasons_are_not_samples(reason: str) -> None:
     assert sample_event(meta(reason), "a" * 64) is None
 
 
-def _sample(sha: str, said: str = "ok", model: str = "surface-cnn@2") -> NewEvent:
+def _sample(sha: str, said: str = "ok", model: str = "surface-classifier@2") -> NewEvent:
     return NewEvent(
         EventKind.SAMPLE, "tol-edge-01", frame=sha, detail="audit", model_said=said,
         model_version=model, source_id=f"sample:{sha}",
@@ -68,7 +68,9 @@ def test_samples_are_label_tasks_until_their_frame_has_a_label(store: LabelStore
     assert [(t.id, t.frame, t.line_key) for t in tasks] == [
         (i, sha, "toledo/line-1") for i, sha in zip(ids, shas, strict=True)
     ]
-    assert "label this audit frame from tol-edge-01: surface-cnn@2 said ok" in tasks[0].summary
+    assert (
+        "label this audit frame from tol-edge-01: surface-classifier@2 said ok" in tasks[0].summary
+    )
     store.append([sample_label(store.state(), ids[1], "scratch", "lead", TAX)])
     store.append([_label(shas[2], "ok")])  # labelled any other way closes it too
     assert [t.id for t in store.state().tasks() if t.kind is TaskKind.SAMPLE] == [ids[0]]
@@ -86,7 +88,7 @@ def test_the_escape_rate_is_defective_of_labelled_samples_with_its_wilson_interv
     shas = list(frames)
     batch = [_sample(sha) for sha in shas[:10]]
     batch.append(_sample(shas[10], said="scratch"))  # not called ok: no part of the estimate
-    batch.append(_sample(shas[11], model="surface-cnn@3"))
+    batch.append(_sample(shas[11], model="surface-classifier@3"))
     batch += [_sample(sha) for sha in shas[12:]]
     store.append(batch)
     # line-1: 8 labelled (2 defective); 2 never labelled; one disputed (annotators tie)
@@ -105,7 +107,7 @@ def test_the_escape_rate_is_defective_of_labelled_samples_with_its_wilson_interv
     assert one.rate.low == pytest.approx(0.0715, abs=2e-4)
     assert one.rate.high == pytest.approx(0.5907, abs=2e-4)
     assert {m: (r.count, r.of) for m, r in one.by_model.items()} == {
-        "surface-cnn@2": (2, 7), "surface-cnn@3": (0, 1),
+        "surface-classifier@2": (2, 7), "surface-classifier@3": (0, 1),
     }  # fmt: skip
     two = found["dresden/line-2"]
     assert (two.sampled, two.labelled, two.rate) == (3, 0, None)

@@ -66,7 +66,7 @@ def test_confirmed_override_wins_ties_are_disputed_and_old_versions_are_left_out
                 cls="scratch",
                 taxonomy=V1,
                 model_said="ok",
-                model_version="surface-cnn@1",
+                model_version="surface-classifier@1",
             )
         ]
     )

@@ -93,7 +93,7 @@ def test_override_needs_qa_and_confirmed_becomes_a_label(
         cls="scratch",
         taxonomy="surface-defects@1",
         model_said="ok",
-        model_version="surface-cnn@2",
+        model_version="surface-classifier@2",
         source_id="edge-1:42",
     )
     (ov,) = store.append([override])

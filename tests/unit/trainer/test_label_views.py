@@ -91,7 +91,7 @@ def _events(store: LabelStore, op: Op) -> list[NewEvent]:
         sha = FRAMES[op[1]]
         return [
             NewEvent(EventKind.SAMPLE, "tol-edge-01", frame=sha, detail="audit", model_said="ok",
-                     model_version="surface-cnn@2", source_id=f"sample:{sha}")
+                     model_version="surface-classifier@2", source_id=f"sample:{sha}")
         ]  # fmt: skip
     state = store.state()
     if kind == "qa":  # an open override, a label, or an event that is neither (refused)

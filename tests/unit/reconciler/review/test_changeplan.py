@@ -28,7 +28,7 @@ GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "plan"
 NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)
 BASE = RevisionRef("main", "1" * 40)
 HEAD = RevisionRef("feature", "2" * 40)
-MODELS = "fleet/models/surface-cnn.yaml"
+MODELS = "fleet/models/surface-classifier.yaml"
 
 
 def make_plan(edit: Callable[[Docs], None], now: dt.datetime = NOW) -> Plan:
@@ -53,18 +53,18 @@ def big_change(docs: Docs) -> None:
     """One change of every kind the plan shows."""
     # toledo/line-1: shadow -> canary with good evidence (allowed)
     docs[line_rel("toledo/line-1")]["rollout"]["candidate"] = {
-        "model": "surface-cnn@3",
+        "model": "surface-classifier@3",
         "stage": "canary",
         "canary_fraction": 0.1,
     }
     # toledo/line-2: shadow straight to production (violation)
     roll = docs[line_rel("toledo/line-2")]["rollout"]
-    roll.update(serving="surface-cnn@3", previous="surface-cnn@2")
+    roll.update(serving="surface-classifier@3", previous="surface-classifier@2")
     del roll["candidate"]
     # dresden/line-1: roll back to v1 (and its taxonomy), abort the canary
     line = docs[line_rel("dresden/line-1")]
     line["taxonomy"] = "surface-defects@1"
-    line["rollout"] = {"serving": "surface-cnn@1"}
+    line["rollout"] = {"serving": "surface-classifier@1"}
     # dresden/line-2: a camera replaced, a bigger upload budget
     line = docs[line_rel("dresden/line-2")]
     cam3 = copy.deepcopy(line["cameras"][1])
@@ -81,7 +81,7 @@ def big_change(docs: Docs) -> None:
     docs["fleet/sites/dresden/devices/dresden-edge-2.yaml"] = device
     edge1 = docs["fleet/sites/dresden/devices/dresden-edge-1.yaml"]
     edge1["serves"][1]["cameras"] = ["cam-1", "cam-3"]
-    # the catalogue: taxonomy v3 adds `dent`; surface-cnn@4 outputs it
+    # the catalogue: taxonomy v3 adds `dent`; surface-classifier@4 outputs it
     v3 = copy.deepcopy(docs["taxonomies/surface-defects/v2.yaml"])
     v3["version"] = 3
     v3["classes"].append({"id": "dent", "definition": "a local deformation", "severity": "major"})
@@ -102,7 +102,7 @@ def no_change(docs: Docs) -> None:
 
 
 def invalid_head(docs: Docs) -> None:
-    docs[line_rel("toledo/line-1")]["rollout"]["serving"] = "surface-cnn@9"
+    docs[line_rel("toledo/line-1")]["rollout"]["serving"] = "surface-classifier@9"
 
 
 SCENARIOS = {"change": big_change, "unchanged": no_change, "invalid": invalid_head}
@@ -153,7 +153,7 @@ def test_big_change_summary_and_verdicts() -> None:
         ("toledo-edge-2", Action.UPDATE, ("toledo/line-2",)),
     ]
     assert [(c.kind, c.key, c.action) for c in p.catalogue] == [
-        ("model", "surface-cnn@4", Action.CREATE),
+        ("model", "surface-classifier@4", Action.CREATE),
         ("taxonomy", "surface-defects@3", Action.CREATE),
     ]
     tax = p.catalogue[1]
@@ -169,7 +169,11 @@ def test_big_change_summary_and_verdicts() -> None:
     [
         (
             lambda d: d[line_rel("toledo/line-1")]["rollout"].update(
-                candidate={"model": "surface-cnn@3", "stage": "canary", "canary_fraction": 0.2}
+                candidate={
+                    "model": "surface-classifier@3",
+                    "stage": "canary",
+                    "canary_fraction": 0.2,
+                }
             ),
             "toledo/line-1",
             [
@@ -191,7 +195,7 @@ def test_big_change_summary_and_verdicts() -> None:
             lambda d: d[line_rel("toledo/line-2")]["rollout"].pop("candidate"),
             "toledo/line-2",
             [
-                FieldChange("rollout.candidate.model", "surface-cnn@3", None),
+                FieldChange("rollout.candidate.model", "surface-classifier@3", None),
                 FieldChange("rollout.candidate.stage", "shadow", None),
             ],
         ),
@@ -237,7 +241,7 @@ def test_changed_artifact_of_a_published_version_is_shown() -> None:
 
     p = make_plan(swap)
     [change] = p.catalogue
-    assert (change.key, change.action) == ("surface-cnn@2", Action.UPDATE)
+    assert (change.key, change.action) == ("surface-classifier@2", Action.UPDATE)
     assert [c.field for c in change.changes] == ["artifact.sha256"]
     assert p.lines == () and p.devices == ()
     [violation] = p.violations  # every line serving @2 would silently run another network
@@ -250,7 +254,7 @@ def test_changed_artifact_of_a_published_version_is_shown() -> None:
 def test_invalid_head_fails_the_plan() -> None:
     p = make_plan(invalid_head)
     assert not p.ok
-    assert any("unknown model 'surface-cnn@9'" in f.message for f in p.errors)
+    assert any("unknown model 'surface-classifier@9'" in f.message for f in p.errors)
     assert "head is invalid" in p.summary.text
 
 
@@ -269,7 +273,7 @@ def test_markdown_starts_with_the_comment_marker() -> None:
     assert md.splitlines()[0] == "<!-- linefleet-plan -->"
     assert "#### ❌ `toledo/line-2` will be updated" in md
     assert (
-        "> ❌ toledo/line-2: surface-cnn@3 goes from shadow straight to production; "
+        "> ❌ toledo/line-2: surface-classifier@3 goes from shadow straight to production; "
         "promote to canary first"
     ) in md
 

@@ -34,9 +34,12 @@ PROMOTE_L1 = set_rollout("toledo/line-1", candidate=canary())
 def test_findings_point_at_the_head_line_file() -> None:
     base, _ = load_docs(documents())
     docs = documents()
-    set_rollout("toledo/line-1", serving="surface-cnn@3", candidate=None, previous="surface-cnn@2")(
-        docs
-    )
+    set_rollout(
+        "toledo/line-1",
+        serving="surface-classifier@3",
+        candidate=None,
+        previous="surface-classifier@2",
+    )(docs)
     head, _ = load_docs(docs)
     [finding] = policy.check_change(base, head, QUIET)
     assert finding.path == "fleet/sites/toledo/lines/line-1.yaml"
@@ -65,7 +68,7 @@ def _version(docs: Docs, version: int) -> dict[str, Any]:
             [
                 (
                     "versions[1].artifact.sha256",
-                    "surface-cnn@2 is published, so its artifact may not change (sha256 "
+                    "surface-classifier@2 is published, so its artifact may not change (sha256 "
                     f"{hashlib.sha256(placeholder_artifact(2)).hexdigest()[:12]}…, "
                     f"{len(placeholder_artifact(2))} bytes → sha256 ffffffffffff…, "
                     f"{len(placeholder_artifact(2))} bytes); add it as version 4 instead",

@@ -63,7 +63,7 @@ CASES = [
         Verdict.VIOLATION,
         [Move.TO_CANARY],
         [
-            "toledo/line-2: surface-cnn@3 scores accuracy 0.900, below surface-cnn@2's 0.940 minus "
+            "toledo/line-2: surface-classifier@3 scores accuracy 0.900, below surface-classifier@2's 0.940 minus "
             "the tolerance 0.010 (needs at least 0.930)"
         ],
     ),
@@ -71,7 +71,10 @@ CASES = [
         "within tolerance is enough",
         "dresden/line-1",
         set_rollout(
-            "dresden/line-1", serving="surface-cnn@3", candidate=None, previous="surface-cnn@2"
+            "dresden/line-1",
+            serving="surface-classifier@3",
+            candidate=None,
+            previous="surface-classifier@2",
         ),
         Verdict.ALLOWED,
         [Move.TO_PRODUCTION],
@@ -80,24 +83,27 @@ CASES = [
         "shadow straight to production",
         "toledo/line-1",
         set_rollout(
-            "toledo/line-1", serving="surface-cnn@3", candidate=None, previous="surface-cnn@2"
+            "toledo/line-1",
+            serving="surface-classifier@3",
+            candidate=None,
+            previous="surface-classifier@2",
         ),
         Verdict.VIOLATION,
         [Move.TO_PRODUCTION],
         [
-            "toledo/line-1: surface-cnn@3 goes from shadow straight to production; "
+            "toledo/line-1: surface-classifier@3 goes from shadow straight to production; "
             "promote to canary first"
         ],
     ),
     Case(
         "production without recording previous",
         "dresden/line-1",
-        set_rollout("dresden/line-1", serving="surface-cnn@3", candidate=None),
+        set_rollout("dresden/line-1", serving="surface-classifier@3", candidate=None),
         Verdict.VIOLATION,
         [Move.TO_PRODUCTION],
         [
-            "rollout.previous must be surface-cnn@2, the model surface-cnn@3 replaces, so the "
-            "edge keeps it for a rollback (found surface-cnn@1)"
+            "rollout.previous must be surface-classifier@2, the model surface-classifier@3 replaces, so the "
+            "edge keeps it for a rollback (found surface-classifier@1)"
         ],
     ),
     Case(
@@ -105,9 +111,9 @@ CASES = [
         "dresden/line-1",
         set_rollout(
             "dresden/line-1",
-            serving="surface-cnn@3",
-            previous="surface-cnn@2",
-            candidate=shadow("surface-cnn@1"),
+            serving="surface-classifier@3",
+            previous="surface-classifier@2",
+            candidate=shadow("surface-classifier@1"),
         ),
         Verdict.ALLOWED,
         [Move.TO_PRODUCTION, Move.NEW_CANDIDATE],
@@ -117,13 +123,13 @@ CASES = [
         "dresden/line-1",
         set_rollout(
             "dresden/line-1",
-            serving="surface-cnn@3",
-            previous="surface-cnn@2",
-            candidate=canary("surface-cnn@1"),
+            serving="surface-classifier@3",
+            previous="surface-classifier@2",
+            candidate=canary("surface-classifier@1"),
         ),
         Verdict.VIOLATION,
         [Move.TO_PRODUCTION, Move.NEW_CANDIDATE],
-        ["new candidate surface-cnn@1 enters at canary; a new candidate enters at shadow"],
+        ["new candidate surface-classifier@1 enters at canary; a new candidate enters at shadow"],
     ),
     Case(
         "new candidate at shadow",
@@ -139,29 +145,29 @@ CASES = [
         Verdict.VIOLATION,
         [Move.NEW_CANDIDATE],
         [
-            "dresden/line-2: new candidate surface-cnn@3 enters at canary; a new candidate enters "
+            "dresden/line-2: new candidate surface-classifier@3 enters at canary; a new candidate enters "
             "at shadow, then is promoted to canary"
         ],
     ),
     Case(
         "replace candidate at canary",
         "toledo/line-1",
-        set_rollout("toledo/line-1", candidate=canary("surface-cnn@1")),
+        set_rollout("toledo/line-1", candidate=canary("surface-classifier@1")),
         Verdict.VIOLATION,
         [Move.REPLACE_CANDIDATE],
-        ["new candidate surface-cnn@1 enters at canary"],
+        ["new candidate surface-classifier@1 enters at canary"],
     ),
     Case(
         "serving becomes a model that was no candidate",
         "dresden/line-2",
         chain(
-            set_rollout("dresden/line-2", serving="surface-cnn@2"),
+            set_rollout("dresden/line-2", serving="surface-classifier@2"),
             lambda d: d[line_rel("dresden/line-2")].update(taxonomy="surface-defects@2"),
         ),
         Verdict.VIOLATION,
         [Move.REPLACE_SERVING],
         [
-            "serving changes surface-cnn@1 → surface-cnn@2, but surface-cnn@2 was not the canary "
+            "serving changes surface-classifier@1 → surface-classifier@2, but surface-classifier@2 was not the canary "
             "candidate"
         ],
     ),
@@ -169,7 +175,9 @@ CASES = [
         "rollback to previous",
         "toledo/line-1",
         chain(
-            set_rollout("toledo/line-1", serving="surface-cnn@1", previous=None, candidate=None),
+            set_rollout(
+                "toledo/line-1", serving="surface-classifier@1", previous=None, candidate=None
+            ),
             lambda d: d[line_rel("toledo/line-1")].update(taxonomy="surface-defects@1"),
         ),
         Verdict.ROLLBACK,
@@ -180,7 +188,9 @@ CASES = [
     Case(
         "rollback keeps working in a freeze",
         "dresden/line-1",
-        set_rollout("dresden/line-1", serving="surface-cnn@1", previous=None, candidate=None),
+        set_rollout(
+            "dresden/line-1", serving="surface-classifier@1", previous=None, candidate=None
+        ),
         Verdict.ROLLBACK,
         [Move.ROLLBACK, Move.ABORT],
         now=IN_FREEZE,
@@ -188,10 +198,12 @@ CASES = [
     Case(
         "rollback must not point previous elsewhere",
         "dresden/line-1",
-        set_rollout("dresden/line-1", serving="surface-cnn@1", previous="surface-cnn@2"),
+        set_rollout(
+            "dresden/line-1", serving="surface-classifier@1", previous="surface-classifier@2"
+        ),
         Verdict.VIOLATION,
         [Move.ROLLBACK],
-        ["after rolling back to surface-cnn@1, rollout.previous must be removed"],
+        ["after rolling back to surface-classifier@1, rollout.previous must be removed"],
     ),
     Case(
         "abort in a freeze",
@@ -229,7 +241,7 @@ CASES = [
         Verdict.VIOLATION,
         [Move.TO_CANARY],
         [
-            "toledo/line-1: no evaluation evidence for surface-cnn@3 on this line; add "
+            "toledo/line-1: no evaluation evidence for surface-classifier@3 on this line; add "
             "evaluation['toledo/line-1'] to version 3 in the model catalogue before promoting to "
             "canary"
         ],
@@ -240,17 +252,17 @@ CASES = [
         chain(PROMOTE_L1, set_evidence("toledo/line-1", metric="macro_f1")),
         Verdict.VIOLATION,
         [Move.TO_CANARY],
-        ["the evidence for surface-cnn@3 is in macro_f1; the policy promotes on accuracy"],
+        ["the evidence for surface-classifier@3 is in macro_f1; the policy promotes on accuracy"],
     ),
     Case(
         "evidence against another incumbent",
         "toledo/line-1",
-        chain(PROMOTE_L1, set_evidence("toledo/line-1", incumbent_model="surface-cnn@1")),
+        chain(PROMOTE_L1, set_evidence("toledo/line-1", incumbent_model="surface-classifier@1")),
         Verdict.VIOLATION,
         [Move.TO_CANARY],
         [
-            "the evidence for surface-cnn@3 compares against surface-cnn@1; the line serves "
-            "surface-cnn@2"
+            "the evidence for surface-classifier@3 compares against surface-classifier@1; the line serves "
+            "surface-classifier@2"
         ],
     ),
     Case(
@@ -366,10 +378,10 @@ CASES = [
     Case(
         "previous set without a promotion",
         "toledo/line-2",
-        set_rollout("toledo/line-2", previous="surface-cnn@1"),
+        set_rollout("toledo/line-2", previous="surface-classifier@1"),
         Verdict.VIOLATION,
         [Move.PREVIOUS],
-        ["rollout.previous changes none → surface-cnn@1 without a promotion"],
+        ["rollout.previous changes none → surface-classifier@1 without a promotion"],
     ),
     Case(
         "previous forgotten",
@@ -445,7 +457,7 @@ def test_new_and_removed_lines() -> None:
     added, removed = decisions["dresden/line-3"], decisions["toledo/line-2"]
     assert [s.move for s in added.steps] == [Move.ADD_LINE, Move.NEW_CANDIDATE]
     assert [f.message for f in added.findings] == [
-        "dresden/line-3: new candidate surface-cnn@3 enters at canary; a new candidate enters at "
+        "dresden/line-3: new candidate surface-classifier@3 enters at canary; a new candidate enters at "
         "shadow, then is promoted to canary"
     ]
     assert [s.move for s in removed.steps] == [Move.REMOVE_LINE]

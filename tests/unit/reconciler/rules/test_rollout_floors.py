@@ -14,7 +14,7 @@ from reconciler.rules.rollout import LineDecision, Verdict, decide
 from tests.support.minifleet import QUIET, documents, load_docs
 from tests.unit.reconciler.docedits import MODELS, POLICY, Docs, canary, evidence, rollout, shadow
 
-KEY = "toledo/line-1"  # surface-cnn@3 in shadow, evidence 0.95 vs 0.93 on 500 frames
+KEY = "toledo/line-1"  # surface-classifier@3 in shadow, evidence 0.95 vs 0.93 on 500 frames
 
 
 def _decide(
@@ -55,7 +55,7 @@ def test_a_candidate_better_than_the_incumbent_that_breaks_a_floor_is_refused() 
     assert decision.verdict is Verdict.VIOLATION
     [finding] = decision.findings
     assert finding.message == (
-        "toledo/line-1: surface-cnn@3: escape rate 0.400 (95% CI 0.309-0.498, 40/100): upper "
+        "toledo/line-1: surface-classifier@3: escape rate 0.400 (95% CI 0.309-0.498, 40/100): upper "
         "bound above the policy's 0.100"
     )
     assert finding.field == "rollout.candidate.stage"
@@ -80,7 +80,7 @@ def test_floors_come_from_the_base_revision_a_pr_cannot_loosen_its_own() -> None
     decision = decide(base, head, QUIET)[KEY]
     assert decision.verdict is Verdict.VIOLATION
     assert [f.message for f in decision.findings] == [
-        "toledo/line-1: surface-cnn@3: escape rate 0.400 (95% CI 0.309-0.498, 40/100): upper "
+        "toledo/line-1: surface-classifier@3: escape rate 0.400 (95% CI 0.309-0.498, 40/100): upper "
         "bound above the policy's 0.100"
     ]
     findings = check_change(base, head, QUIET)
@@ -99,9 +99,9 @@ def test_per_line_floor_recall_floor_and_evidence_without_rates() -> None:
     assert ok.verdict is Verdict.ALLOWED, [f.message for f in ok.findings]
     missing = _decide(_promote_with(floors))
     assert [f.message for f in missing.findings] == [
-        "toledo/line-1: surface-cnn@3: the evidence has no escape rate; the policy caps it at "
+        "toledo/line-1: surface-classifier@3: the evidence has no escape rate; the policy caps it at "
         "0.200",
-        "toledo/line-1: surface-cnn@3: no holdout frames of `scratch`: its recall cannot be "
+        "toledo/line-1: surface-classifier@3: no holdout frames of `scratch`: its recall cannot be "
         "shown to reach the policy's 0.500",
     ]
 
@@ -113,7 +113,7 @@ def test_an_interval_too_wide_is_not_enough_evidence() -> None:
 
     decision = _decide(edit)
     assert [f.message for f in decision.findings] == [
-        "toledo/line-1: surface-cnn@3: escape rate interval 0.000-0.490 is 0.490 wide on 4 "
+        "toledo/line-1: surface-classifier@3: escape rate interval 0.000-0.490 is 0.490 wide on 4 "
         "defect frame(s); the policy allows 0.300: needs 5 more defect frame(s) in the holdout"
     ]
 
@@ -124,21 +124,23 @@ def test_an_incumbent_scored_zero_is_a_warning_not_a_silent_comparison() -> None
     [warning] = decision.findings
     assert warning.severity is Severity.WARNING
     assert warning.message == (
-        "toledo/line-1: surface-cnn@3: the incumbent scored 0.000: it cannot have been scored "
+        "toledo/line-1: surface-classifier@3: the incumbent scored 0.000: it cannot have been scored "
         "properly; the comparison with it proves nothing, the floors decide"
     )
 
 
 def test_a_candidate_never_replaces_a_better_candidate() -> None:
     def edit(docs: Docs) -> None:
-        newer = copy.deepcopy(docs[MODELS]["versions"][2])  # surface-cnn@4 replaces @3 (0.95)
+        newer = copy.deepcopy(
+            docs[MODELS]["versions"][2]
+        )  # surface-classifier@4 replaces @3 (0.95)
         newer["version"] = 4
         newer["evaluation"] = {KEY: {**evidence(docs, 3, KEY), "candidate": 0.80}}
         docs[MODELS]["versions"].append(newer)
-        rollout(docs, KEY)["candidate"] = shadow("surface-cnn@4")
+        rollout(docs, KEY)["candidate"] = shadow("surface-classifier@4")
 
     decision = _decide(edit)
     assert [f.message for f in decision.findings] == [
-        "toledo/line-1: surface-cnn@4 (accuracy 0.800) would replace surface-cnn@3, which scores "
+        "toledo/line-1: surface-classifier@4 (accuracy 0.800) would replace surface-classifier@3, which scores "
         "0.950 on this line: a candidate never replaces a better one"
     ]

@@ -70,9 +70,9 @@ def test_one_document_per_device_with_its_lines_and_cameras() -> None:
     assert [ln.line for ln in tol.spec.lines] == ["toledo/line-1", "toledo/line-2"]
     line1 = tol.spec.lines[0]
     assert [c.id for c in line1.cameras] == ["cam-1", "cam-2"]
-    assert line1.serving.ref == "surface-cnn@2"
-    assert line1.serving.artifact.url == f"{BASE}/artifacts/surface-cnn-2.onnx"
-    assert line1.previous is not None and line1.previous.ref == "surface-cnn@1"
+    assert line1.serving.ref == "surface-classifier@2"
+    assert line1.serving.artifact.url == f"{BASE}/artifacts/surface-classifier-2.onnx"
+    assert line1.previous is not None and line1.previous.ref == "surface-classifier@1"
     assert line1.candidate is not None and line1.candidate.stage == "shadow"
     assert line1.taxonomy.classes == ["ok", "scratch", "dust", "oil"]
     assert [c.id for c in tol.spec.lines[1].cameras] == ["cam-1"]
@@ -98,7 +98,7 @@ def test_compile_is_deterministic_and_hash_ignores_generation() -> None:
 def test_a_line_change_changes_only_the_devices_serving_it() -> None:
     def promote(docs: dict[str, Any]) -> None:
         rollout = docs[minifleet.line_rel("toledo/line-1")]["rollout"]
-        rollout.update(serving="surface-cnn@3", previous="surface-cnn@2")
+        rollout.update(serving="surface-classifier@3", previous="surface-classifier@2")
         rollout.pop("candidate")
 
     before = compile_fleet(fleet(), COMMIT, 7, BASE)

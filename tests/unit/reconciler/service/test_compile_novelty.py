@@ -62,7 +62,7 @@ def test_the_novelty_model_is_compiled_beside_the_serving_model_and_accepted_by_
     line = next(ln for ln in doc.spec.lines if ln.line == "toledo/line-1")
     assert line.novelty is not None
     assert (line.novelty.ref, line.novelty.task) == ("surface-novelty@1", "anomaly")
-    assert line.novelty.artifact.url == "file:///srv/fleet/artifacts/surface-cnn-1.onnx"
+    assert line.novelty.artifact.url == "file:///srv/fleet/artifacts/surface-classifier-1.onnx"
     assert line.telemetry.audit_rate == 0.02 and line.telemetry.uncertain_below == 0.5
     assert line.telemetry.doubt_defects_below == 0.3
     target = to_target(doc).lines["toledo/line-1"]

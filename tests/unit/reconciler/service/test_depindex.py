@@ -111,7 +111,7 @@ def test_other_objects_change_as_a_whole() -> None:
         ("Line:toledo/line-3", None, "fleet/sites/toledo/lines/line-3.yaml"),
         ("EdgeDevice:toledo-edge-1", "toledo", "fleet/sites/toledo/devices/toledo-edge-1.yaml"),
         ("EdgeDevice:toledo-edge-1", None, None),
-        ("Model:surface-cnn", None, "fleet/models/surface-cnn.yaml"),
+        ("Model:surface-classifier", None, "fleet/models/surface-classifier.yaml"),
         ("Taxonomy:surface-defects@2", None, "taxonomies/surface-defects/v2.yaml"),
         (POLICY, None, None),
     ],

@@ -127,8 +127,8 @@ def test_json_status_lists_lines_with_desired_and_reported_models() -> None:
     assert out["counts"]["Synced"] == 1
     assert out["rejected"] == {"malformed": 1}
     line = out["devices"][0]["lines"][0]
-    assert (line["desired_serving"], line["reported_serving"]) == ("surface-cnn@2",) * 2
-    assert (line["desired_candidate"], line["stage"]) == ("surface-cnn@3", "canary")
+    assert (line["desired_serving"], line["reported_serving"]) == ("surface-classifier@2",) * 2
+    assert (line["desired_candidate"], line["stage"]) == ("surface-classifier@3", "canary")
 
 
 def test_a_device_speaks_only_for_the_lines_and_models_it_was_sent() -> None:
@@ -137,9 +137,14 @@ def test_a_device_speaks_only_for_the_lines_and_models_it_was_sent() -> None:
     doc = desired()
     bad = metrics(candidate_error_rate=0.9, error_rate=0.9, frames=5000, candidate_frames=5000)
     lines = [
-        {"line": "dresden/line-1", "phase": "serving", "serving": "surface-cnn@9", "metrics": bad},
-        {"line": "dresden/line-2", "phase": "serving", "serving": "surface-cnn@1"},
-        {"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-cnn@2"},
+        {
+            "line": "dresden/line-1",
+            "phase": "serving",
+            "serving": "surface-classifier@9",
+            "metrics": bad,
+        },
+        {"line": "dresden/line-2", "phase": "serving", "serving": "surface-classifier@1"},
+        {"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-classifier@2"},
     ]
     obs = Observations()
     obs.ingest(f"linefleet/v1/{doc.site}/{doc.device}/reported", report(doc, lines=lines), NOW)
@@ -151,7 +156,7 @@ def test_a_device_speaks_only_for_the_lines_and_models_it_was_sent() -> None:
     ]
     assert dev.condition.type is ConditionType.SYNCED
     assert status.rejections == {"foreign_line": 1, "foreign_model": 1}
-    assert "surface-cnn@9 not sent to this line" in status.last_rejection["foreign_model"]
+    assert "surface-classifier@9 not sent to this line" in status.last_rejection["foreign_model"]
     assert as_json(status, NOW)["rejected"] == {"foreign_line": 1, "foreign_model": 1}
 
 
@@ -187,8 +192,10 @@ def test_no_shadow_comparisons_is_no_agreement_and_breaks_no_gate() -> None:
     assert quiet.shadow_agreement is None
     assert violations(quiet, GATES, stage="shadow") == []
     reported = LineStatus(line="dresden/line-1", phase="serving", metrics=quiet)
-    row = LineRow("dresden/line-1", "surface-cnn@2", "surface-cnn@3", "shadow", reported)
-    assert _candidate(row) == "surface-cnn@3 shadow agree=-"
+    row = LineRow(
+        "dresden/line-1", "surface-classifier@2", "surface-classifier@3", "shadow", reported
+    )
+    assert _candidate(row) == "surface-classifier@3 shadow agree=-"
     agreed = LineMetrics.model_validate(metrics(shadow_agreement=0.97))
     measured = reported.model_copy(update={"metrics": agreed})
     assert "agree=0.97" in _candidate(LineRow("dresden/line-1", "m@2", "m@3", "shadow", measured))

@@ -34,10 +34,10 @@ def test_an_unreachable_broker_is_retried_with_growing_backoff(rec: Reconciler) 
 
 
 def test_an_invalid_commit_is_terminal_until_the_branch_moves(rec: Reconciler) -> None:
-    minifleet.edit_rollout(rec.settings.repo, "toledo/line-1", serving="surface-cnn@77")
+    minifleet.edit_rollout(rec.settings.repo, "toledo/line-1", serving="surface-classifier@77")
     minifleet.commit_all(rec.settings.repo, "typo")
     out = rec.tick()
-    assert "surface-cnn@77" in out.error and out.retry_in == 0
+    assert "surface-classifier@77" in out.error and out.retry_in == 0
     assert rec.store.get("stalled_commit") == out.commit
     again = rec.tick()
     assert again.error == out.error  # not retried: nothing new to try

@@ -60,8 +60,8 @@ def test_a_failing_canary_is_dropped_and_a_healthy_one_is_left() -> None:
     assert (action.line, action.kind, action.model, action.target) == (
         "dresden/line-1",
         Kind.DROP_CANDIDATE,
-        "surface-cnn@3",
-        "surface-cnn@2",
+        "surface-classifier@3",
+        "surface-classifier@2",
     )
     assert action.evidence == ("dresden-edge-1: max_error_rate: 0.2 > 0.01",)
     assert action.branch == "linefleet/rollback/dresden-line-1"
@@ -71,12 +71,12 @@ def test_a_device_side_rollback_of_a_promotion_restores_previous() -> None:
     docs = minifleet.documents()
     rollout = docs[minifleet.line_rel("toledo/line-1")]["rollout"]
     rollout.pop("candidate")
-    rolled = [{"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-cnn@1"}]
+    rolled = [{"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-classifier@1"}]
     [action] = plan_for(docs, ("toledo-edge-1", "toledo", rolled))
     assert (action.kind, action.model, action.target) == (
         Kind.RESTORE_PREVIOUS,
-        "surface-cnn@2",
-        "surface-cnn@1",
+        "surface-classifier@2",
+        "surface-classifier@1",
     )
 
 
@@ -92,7 +92,9 @@ def test_apply_edits_only_the_rollout_and_keeps_the_file_style(tmp_path: Path) -
     path = minifleet.line_file(tmp_path, "dresden/line-1")
     original = "# owned by dresden quality\n" + path.read_text()
     path.write_text(original)
-    action = rollback.Rollback("dresden/line-1", Kind.DROP_CANDIDATE, "surface-cnn@3", "x", ())
+    action = rollback.Rollback(
+        "dresden/line-1", Kind.DROP_CANDIDATE, "surface-classifier@3", "x", ()
+    )
     rollback.apply(tmp_path, action)
     edited = path.read_text()
     assert edited.startswith("# owned by dresden quality\n")
@@ -108,15 +110,15 @@ def test_apply_edits_only_the_rollout_and_keeps_the_file_style(tmp_path: Path) -
 
 def test_a_rollback_by_hand_is_a_divergence_and_git_is_asked_to_follow() -> None:
     docs = minifleet.documents()  # toledo/line-1 serves @2 with @1 as previous, @3 in shadow
-    by_hand = [{"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-cnn@1"}]
+    by_hand = [{"line": "toledo/line-1", "phase": "rolled_back", "serving": "surface-classifier@1"}]
     [action] = plan_for(docs, ("toledo-edge-1", "toledo", by_hand))
     assert (action.line, action.kind, action.model, action.target) == (
         "toledo/line-1",
         Kind.RESTORE_PREVIOUS,
-        "surface-cnn@2",
-        "surface-cnn@1",
+        "surface-classifier@2",
+        "surface-classifier@1",
     )
-    assert action.evidence == ("toledo-edge-1: rolled back by hand to surface-cnn@1",)
+    assert action.evidence == ("toledo-edge-1: rolled back by hand to surface-classifier@1",)
     spec, _ = minifleet.load_docs(docs)
     desired = {
         f"{d.site}/{d.device}": d for d in compile_fleet(spec, "a" * 40, 1, "file:///x").values()
@@ -126,4 +128,7 @@ def test_a_rollback_by_hand_is_a_divergence_and_git_is_asked_to_follow() -> None
     obs.ingest(topic, reported("toledo-edge-1", "toledo", by_hand), NOW)
     [device] = [d for d in fleet_status(desired, obs, NOW).devices if d.device == "toledo-edge-1"]
     assert device.condition.reason == "RolledBackByHand"
-    assert "toledo/line-1 serves surface-cnn@1, git says surface-cnn@2" in device.condition.message
+    assert (
+        "toledo/line-1 serves surface-classifier@1, git says surface-classifier@2"
+        in device.condition.message
+    )
