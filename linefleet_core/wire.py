@@ -94,16 +94,20 @@ def topic_filter(channel: Channel | str, site: str = "+", device: str = "+") -> 
     return f"{TOPIC_ROOT}/{site}/{device}/{Channel(channel).value}"
 
 
+_CHANNELS = {c.value: c for c in Channel}
+_ID = re.compile(ID_PATTERN).fullmatch
+
+
 def parse_topic(name: str) -> Topic | None:
-    """The (site, device, channel) of a linefleet topic, or None for anything else."""
+    """The (site, device, channel) of a linefleet topic, or None for anything else.
+
+    (Called for each of the 30,000 messages of a 10,000-device status: the pattern is
+    compiled once and the channel looked up in a dict, not through `Channel(...)`.)"""
     parts = name.split("/")
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
         return None
-    try:
-        channel = Channel(parts[4])
-    except ValueError:
-        return None
-    if not (re.fullmatch(ID_PATTERN, parts[2]) and re.fullmatch(ID_PATTERN, parts[3])):
+    channel = _CHANNELS.get(parts[4])
+    if channel is None or not (_ID(parts[2]) and _ID(parts[3])):
         return None
     return Topic(parts[2], parts[3], channel)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from linefleet.options import parse_now
 from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.gcpause import paused_gc
 
 FORMATS = ("markdown", "json", "text")
 
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run)
 
 
+@paused_gc()  # a one-shot command: no cycle collection until what it read is freed
 def run(ns: argparse.Namespace) -> int:
     from reconciler.review import render
     from reconciler.review.revisions import plan_revisions

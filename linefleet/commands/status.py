@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.gcpause import paused_gc
 from linefleet_core.text import printable
 
 if TYPE_CHECKING:
@@ -135,7 +136,14 @@ def read_escapes(args: StatusArgs) -> dict[str, FieldEscapes] | None:
     return read_field_escapes(store_url(args.labels), taxonomies)
 
 
+@paused_gc()
 def run(ns: argparse.Namespace) -> int:
+    """The command, with the cycle collector paused until what it read is freed.
+
+    At 10,000 devices status builds about a million objects, none in a garbage cycle: with the
+    pause ending inside `read_status`, its closing young-generation collection walked all of
+    them (0.2-0.4 s); ended here, after the command has returned and reference counting has
+    freed them, it walks only what is left."""
     from reconciler.service.fleetstatus import json_chunks
 
     args = StatusArgs(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from linefleet.options import parse_now
 from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.gcpause import paused_gc
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run)
 
 
+@paused_gc()  # a one-shot command: no cycle collection until what it read is freed
 def run(ns: argparse.Namespace) -> int:
     from reconciler.review.check import validate
 

@@ -34,6 +34,7 @@ from linefleet_core import validation
 from linefleet_core.catalogue import ModelFamily
 from linefleet_core.errors import Finding, FindingsError, Severity, UsageError
 from linefleet_core.fleet import EdgeDevice, Line, Policy
+from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.refs import line_key
 from linefleet_core.signing import SigningKey
@@ -384,7 +385,48 @@ def publish_pass(
     """`publish_commit`, returning what it compiled too; `full` names why a full pass must
     run (None: incremental when the marker allows), `claim` is the publish lease to take
     (`reconciler.service.lease`) on the publishing connection, `revision` the fleet at `rev`
-    if the caller has read it already (a full pass then does not read it again)."""
+    if the caller has read it already (a full pass then does not read it again).
+
+    The cycle collector is paused for the pass (`linefleet_core.gcpause`): in a process that
+    holds a fleet (the reconcile loop keeps one; 770,000 objects at 10,000 devices) a full
+    collection triggered by the pass's allocations walked all of it, adding 0.5-1 s to a
+    one-line change's 0.3 s at random; the pass's own young objects are collected after it."""
+    with paused_gc():
+        return _publish_pass(
+            repo,
+            rev,
+            address,
+            key,
+            artifact_base,
+            full=full,
+            forge=forge,
+            dry_run=dry_run,
+            refuse_file_urls=refuse_file_urls,
+            max_age=max_age,
+            live=live,
+            calendar_now=calendar_now,
+            claim=claim,
+            revision=revision,
+        )
+
+
+def _publish_pass(
+    repo: Path,
+    rev: str,
+    address: BrokerAddress,
+    key: SigningKey,
+    artifact_base: str,
+    *,
+    full: str | None,
+    forge: Forge | None,
+    dry_run: bool,
+    refuse_file_urls: bool,
+    max_age: float | None,
+    live: LiveSpecs | None,
+    calendar_now: dt.datetime | None,
+    claim: Lease | None,
+    revision: LoadedRevision | None,
+) -> Pass:
     objects = GitObjects.open(repo)
     commit = objects.commit(rev).hexsha
     top = Path(objects.work_tree).resolve()

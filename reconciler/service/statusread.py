@@ -22,7 +22,8 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_device_keys
 from linefleet_core.wire import Channel, DesiredState, topic_filter
 from reconciler.service.fleetstatus import FleetStatus, fleet_status
-from reconciler.service.mqtt import Message, retained_snapshot
+from reconciler.service.mqtt import Message
+from reconciler.service.mqttread import read_retained
 from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
 
@@ -138,10 +139,11 @@ def _read_status(
 
 def read_snapshot(address: BrokerAddress, quiet: float = 0.5) -> dict[str, Message]:
     """The retained desired, reported and online messages of every device, by topic (a QoS 0
-    subscription in a fresh clean session: `reconciler.service.mqtt.retained_snapshot`)."""
+    subscription in a fresh clean session, read without paho: `reconciler.service.mqttread`,
+    which returns what `reconciler.service.mqtt.retained_snapshot(..., qos=0)` does)."""
     filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
-    return retained_snapshot(address, filters, client, quiet=quiet, qos=0)
+    return read_retained(address, filters, client, quiet=quiet)
 
 
 def intake(

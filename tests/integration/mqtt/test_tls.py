@@ -9,6 +9,7 @@ the reason and keeps retrying.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -114,6 +115,7 @@ def _models(results: Path) -> set[str | None]:
 
 def _status(url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     assert main(["status", "--broker", url, "--format", "json"]) == 0
+    assert gc.isenabled()  # status pauses the collector for its run only
     return {d["device"]: d["condition"] for d in json.loads(capsys.readouterr().out)["devices"]}
 
 

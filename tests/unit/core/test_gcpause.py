@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import socket
+import weakref
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,27 @@ def test_garbage_cycles_made_while_paused_do_not_outlive_the_pause() -> None:
         with paused_gc():
             Client()
     assert open_fds() - before < 10  # 100 descriptors if each pause left its cycle behind
+
+
+def test_as_a_decorator_the_pause_ends_after_the_function_s_locals_are_freed() -> None:
+    """Commands (`status`, `validate`, `plan`) pause collection for their whole run: what
+    they built is freed by reference counting when they return, so the closing collection
+    walks only what is left, and cycles they dropped are still freed by it."""
+    seen: list[bool] = []
+    dropped: list[object] = []
+
+    class Node:
+        other: object = None
+
+    @paused_gc()
+    def command() -> int:
+        seen.append(gc.isenabled())
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # garbage once the command returns
+        dropped.append(weakref.ref(a))
+        return 7
+
+    assert command() == 7
+    assert seen == [False]
+    assert gc.isenabled()
+    assert dropped[0]() is None  # type: ignore[operator]  # the closing collection freed it

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from linefleet_core import wire
 from linefleet_core.wire import Channel, FrameError, FrameMeta, Topic
@@ -122,3 +124,35 @@ def test_the_protocol_document_examples_validate_against_the_schemas() -> None:
 def test_models_accept_only_the_integer_protocol(value: object) -> None:
     with pytest.raises(ValueError, match="protocol"):
         wire.Online.model_validate({"protocol": value, "online": True})
+
+
+def _parse_topic_reference(name: str) -> Topic | None:
+    """The straightforward reading `parse_topic` must agree with."""
+    parts = name.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != wire.TOPIC_ROOT:
+        return None
+    try:
+        channel = Channel(parts[4])
+    except ValueError:
+        return None
+    if not all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", p) for p in parts[2:4]):
+        return None
+    return Topic(parts[2], parts[3], channel)
+
+
+_PIECES = ["linefleet", "v1", "v2", "s", "a-b", "-a", "A", "a" * 63, "a" * 64, "", "é", "x\n"]
+
+
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(_PIECES + [c.value for c in Channel]), st.text(max_size=6)),
+        min_size=1,
+        max_size=7,
+    )
+)
+def test_parse_topic_agrees_with_the_straightforward_reading(parts: list[str]) -> None:
+    name = "/".join(parts)
+    assert wire.parse_topic(name) == _parse_topic_reference(name)
+    assert wire.parse_topic(f"linefleet/v1/{name}") == _parse_topic_reference(
+        f"linefleet/v1/{name}"
+    )

@@ -123,3 +123,34 @@ def test_no_input_crashes_ingest(channel: str, payload: bytes) -> None:
     obs = Observations()
     result = obs.ingest(f"linefleet/v1/toledo/edge-1/{channel}", payload, 1.0)
     assert isinstance(result, Accepted | Rejected)
+
+
+ONLINE_PAYLOADS = [
+    b'{"online":true,"protocol":1}',
+    b'{"online": false, "protocol": 1, "agent": "edge/1"}',
+    b'{"online":true,"protocol":1,"extra":[1,2]}',
+    b'{"online":true,"protocol":true}',
+    b'{"online":"yes","protocol":1}',
+    b'{"online":true,"protocol":1,"x":NaN}',
+    b"\xef\xbb\xbf" + b'{"online":true,"protocol":1}',
+    b"[]",
+]
+
+
+@pytest.mark.parametrize("payload", ONLINE_PAYLOADS)
+def test_an_online_payload_seen_before_is_classified_as_the_first_time(payload: bytes) -> None:
+    """Births repeat byte for byte across devices and are accepted from memory the second
+    time; the result must be what parsing them gives, on every topic, stranger or not."""
+    from reconciler.service import observed
+
+    topics = [f"linefleet/v1/toledo/edge-{n}/online" for n in range(3)]
+    known = {("toledo", "edge-0"), ("toledo", "edge-1")}
+    fresh = []
+    for name in topics:
+        observed._ONLINE_SEEN.clear()
+        fresh.append(classify(name, payload, known))
+    observed._ONLINE_SEEN.clear()
+    again = [classify(name, payload, known) for name in topics * 2]
+    assert again == fresh * 2
+    assert isinstance(again[2], Rejected) and again[2].reason is Rejection.UNKNOWN_DEVICE
+    assert len(observed._ONLINE_SEEN) <= observed.ONLINE_KEPT
