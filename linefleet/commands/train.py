@@ -60,9 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--max-escape",
         default="0.05",
-        help="operating point (both backends): the escape rate allowed on a validation split "
-        "of the training frames; the `ok` decision is biased until it is met, and the bias is "
-        "baked into the exported model (default 0.05; `argmax` for none)",
+        help="operating point (both backends): the escape rate allowed on frames the "
+        "classifier did not train on (features: out of fold on every training frame, overall "
+        "and on every line; cnn: a validation split); the `ok` decision is biased until it is "
+        "met, and the bias is baked into the exported model (default 0.05; `argmax` for none)",
     )
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
@@ -175,8 +176,10 @@ def run(ns: argparse.Namespace) -> int:
     fitted = result.model.fitted
     if "ok_scale" in fitted:
         print(
-            f"operating point: P(ok) x {fitted['ok_scale']:.3g} (validation escape "
-            f"{fitted['validation_escape']:.3f} on {fitted['validation_frames']} frame(s))"
+            f"operating point: P(ok) x {fitted['ok_scale']:.3g} (out-of-fold escape "
+            f"{fitted['validation_escape']:.3f}, worst line "
+            f"{fitted['validation_escape_worst_line']:.3f}, on {fitted['validation_frames']} "
+            f"frame(s) in {fitted['validation_folds']} folds)"
         )
     for key, s in result.per_line.items():
         r = factory_rates(s.confusion, ds.classes)
