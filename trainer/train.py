@@ -34,6 +34,11 @@ ML_OPSET = 3
 BACKENDS = ("features", "cnn")
 DEFAULT_BACKEND = "features"
 """The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
+DEFAULT_CLASSIFIER = "boosted"
+DEFAULT_TEXTURE = True
+"""`linefleet train`'s features backend: boosted trees on the features + texture statistics,
+the better configuration on the same benchmark. `TrainConfig`'s own defaults stay the light
+logistic regression on the plain features (a library caller chooses)."""
 
 
 BOOSTED_ROUNDS = 300

@@ -33,20 +33,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--backend",
         choices=("features", "cnn"),
         default=None,
-        help="features (hand-made ONNX features + logistic regression) or cnn (PyTorch); "
+        help="features (hand-made ONNX features + a classifier, see --classifier) or cnn "
+        "(PyTorch); "
         "default: the better one on the benchmarks (docs/benchmarks.md)",
     )
     p.add_argument(
         "--classifier",
         choices=("logistic", "boosted"),
-        default="logistic",
-        help="features: logistic (scaler + logistic regression, default) or boosted "
-        "(gradient-boosted trees)",
+        default=None,
+        help="features: boosted (gradient-boosted trees, default) or logistic (scaler + "
+        "logistic regression: lighter, weaker on textured surfaces)",
     )
     p.add_argument(
         "--texture",
-        action="store_true",
-        help="features: add the along-the-grain and blob texture statistics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="features: add the texture statistics (along the grain, blobs, grain-free low "
+        "frequencies; default on; --no-texture for a lighter model on plain surfaces)",
     )
     p.add_argument("--epochs", type=int, default=30, help="cnn: training epochs (default 30)")
     p.add_argument(
@@ -98,7 +101,7 @@ def run(ns: argparse.Namespace) -> int:
     from trainer.evidence import factory_rates, show
     from trainer.run import TrainRequest, train_run
     from trainer.tracking import default_uri
-    from trainer.train import DEFAULT_BACKEND, TrainConfig
+    from trainer.train import DEFAULT_BACKEND, DEFAULT_CLASSIFIER, DEFAULT_TEXTURE, TrainConfig
     from trainer.workspace import Workspace
 
     ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
@@ -109,8 +112,9 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError(f"--roi {ns.roi!r}: expected four numbers x0,y0,x1,y1") from None
     size = _size(ns.size)
     backend = ns.backend or DEFAULT_BACKEND
-    if backend != "features" and (ns.texture or ns.classifier != "logistic"):
+    if backend != "features" and (ns.texture is not None or ns.classifier is not None):
         raise UsageError(f"--classifier and --texture apply to the features backend, not {backend}")
+    texture = DEFAULT_TEXTURE if ns.texture is None else ns.texture
     max_escape = _max_escape(ns.max_escape)
     cnn = CnnConfig(
         size=size or 64,
@@ -122,8 +126,8 @@ def run(ns: argparse.Namespace) -> int:
     if size:
         cnn.roi_pixels()  # a bad ROI or tiling fails before the slow part
     config = TrainConfig(
-        size=size, c=ns.c, lines=lines, backend=backend, cnn=cnn, classifier=ns.classifier,
-        texture=ns.texture, max_escape=max_escape,
+        size=size, c=ns.c, lines=lines, backend=backend, cnn=cnn,
+        classifier=ns.classifier or DEFAULT_CLASSIFIER, texture=texture, max_escape=max_escape,
     )  # fmt: skip
     request = TrainRequest(
         workspace=ws,
