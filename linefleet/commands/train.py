@@ -185,6 +185,13 @@ def run(ns: argparse.Namespace) -> int:
             f"{fitted['validation_escape_worst_line']:.3f}, on {fitted['validation_frames']} "
             f"frame(s) in {fitted['validation_folds']} folds)"
         )
+        if max(fitted["validation_escape"], fitted["validation_escape_worst_line"]) > (
+            config.max_escape or 0.0
+        ):
+            print(
+                f"  the target escape {config.max_escape} is not reached out of fold even at "
+                "the largest bias tried: more labels or another backend"
+            )
     for key, s in result.per_line.items():
         r = factory_rates(s.confusion, ds.classes)
         print(
