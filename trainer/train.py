@@ -9,10 +9,10 @@ augmentation, ROI and tiling, exported with torch.onnx). Both export the same co
 
 The features come from `trainer.features.feature_graph`, run with onnxruntime, so training
 sees exactly the numbers the edge will compute. A scikit-learn pipeline (standard scaler +
-logistic regression, or gradient-boosted trees: `classifier`) is fitted on them, converted with skl2onnx (no ZipMap), appended to the
-feature graph with `onnx.compose.merge_models`, and followed by a fixed MatMul that places
-the classifier's classes in the taxonomy's order (a class absent from training gets
-probability 0, and rows still sum to 1).
+logistic regression, or gradient-boosted trees: `classifier`) is fitted on them, converted
+with skl2onnx (no ZipMap), appended to the feature graph with `onnx.compose.merge_models`,
+and followed by a fixed MatMul that places the classifier's classes in the taxonomy's order
+(a class absent from training gets probability 0, and rows still sum to 1).
 """
 
 from __future__ import annotations
