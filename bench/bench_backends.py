@@ -8,7 +8,8 @@
    every line's training split and is scored on each line's holdout: accuracy, escape rate,
    false-reject rate (95% Wilson intervals), recall per class, training time.
 2. The cross-line benchmark on `factory_sim` (4 lines x 400 frames, 64 px): a pilot model
-   trained on one line and a model trained on every line, both backends, scored per line.
+   trained on one line and a model trained on every line, each backend of BENCH_BACKENDS as
+   configured for (1) (classifier, texture, operating point), scored per line.
 3. Active learning (margin vs random) re-run on the independent source with the better
    backend of (1).
 
@@ -30,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from othersource import LEVELS, TAXONOMY, write_tree  # noqa: E402
 
 from factory_sim.dataset import generate  # noqa: E402
 from tests.support.trainer_data import write_taxonomies  # noqa: E402
+from trainer.active import uncertainty  # noqa: E402
 from trainer.cnn import CnnConfig  # noqa: E402
 from trainer.datasets import DatasetVersion, build  # noqa: E402
 from trainer.evaluate import ModelUnderTest, evaluate  # noqa: E402
@@ -150,19 +153,22 @@ def cross_line(root: Path) -> dict[str, Any]:
     pilot = version.lines()[0]
     out: dict[str, Any] = {"pilot_line": pilot, "frames": FRAMES, "epochs": EPOCHS}
     for name, config in configs().items():
-        size = 64
-        base = TrainConfig(size=size, backend=config.backend,
-                           cnn=CnnConfig(size=size, epochs=EPOCHS, tiles=1))  # fmt: skip
+        # each backend as configured above (classifier, texture, operating point), at 64 px
+        cnn = CnnConfig(size=64, epochs=EPOCHS, tiles=1)
         for scope, lines in (("pilot", (pilot,)), ("all", ())):
-            cfg = TrainConfig(size=size, backend=base.backend, cnn=base.cnn, lines=lines)
+            cfg = replace(config, size=64, cnn=cnn, lines=lines)
             log(f"  {name} {scope}: training")
             out[f"{name}/{scope}"] = score(ws, version, cfg)
     return out
 
 
 def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dict[str, Any]:
-    """Margin vs random on the independent source, with `backend` (batches of 40 for cnn)."""
-    from trainer.active import uncertainty
+    """Margin vs random on the independent source, with `backend` (batches of 40 for cnn).
+
+    A features backend computes the feature graph once for every frame and fits the
+    classifier and its operating point on the labelled rows each round (what `fit` does,
+    without re-running the graph and the ONNX export; tests/unit/trainer hold the export
+    equal to the pipeline), deciding as the exported model does (P(ok) x `ok_scale`)."""
     from trainer.train import auto_size, load_images
 
     train, hold = version.train(), version.holdout()
@@ -177,39 +183,90 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
     if not config.size:  # auto: fixed once, so every round sees the same input size
         config = replace(config, size=auto_size(ws.frames, train))
     images = load_images(ws.frames, train, config.size)
-    yt = [i.cls for i in hold]
+    hold_images = load_images(ws.frames, hold, config.size)
+    rounds = _feature_rounds if config.backend == "features" else _cnn_rounds
+    predict = rounds(ws, version, config, images, hold_images)
+    yt = np.array([version.classes.index(i.cls) for i in hold])
     results: dict[str, list[tuple[int, float]]] = {}
     for strategy in ("random", "margin"):
         rng = np.random.default_rng(0)
         labelled = list(rng.choice(len(train), start, replace=False))
         curve = []
         while len(labelled) <= min(cap, len(train)):
-            subset = DatasetVersion("al", version.taxonomy, version.classes,
-                                    tuple(train[i] for i in labelled) + tuple(hold))  # fmt: skip
-            try:
-                model = fit(subset, ws.frames, config)
-            except Exception:  # one class only so far
+            pool = np.setdiff1d(np.arange(len(train)), labelled)
+            scored = predict(labelled, pool)
+            if scored is None:  # one class only so far
                 curve.append((len(labelled), 0.0))
-                pool = np.setdiff1d(np.arange(len(train)), labelled)
                 labelled += [int(i) for i in rng.choice(pool, batch, replace=False)]
                 continue
-            probs_hold = model.predict(load_images(ws.frames, hold, config.size))
-            acc = float(np.mean([version.classes[int(np.argmax(p))] == t
-                                 for p, t in zip(probs_hold, yt, strict=True)]))  # fmt: skip
+            probs_hold, probs_pool = scored
+            acc = float(np.mean(probs_hold.argmax(axis=1) == yt))
             curve.append((len(labelled), round(acc, 4)))
             log(f"    AL {backend} {strategy} {len(labelled)} labels: {acc:.3f}")
-            pool = np.setdiff1d(np.arange(len(train)), labelled)
             if len(pool) == 0:
                 break
             if strategy == "random":
                 pick = rng.choice(pool, min(batch, len(pool)), replace=False)
             else:
-                scores = uncertainty(model.predict(images[pool]), "margin")
+                scores = uncertainty(probs_pool, "margin")
                 pick = pool[np.argsort(-scores, kind="stable")[:batch]]
             labelled += [int(i) for i in pick]
         results[strategy] = curve
     return {"backend": backend, "batch": batch, "curves": results, "train_frames": len(train),
             "holdout_frames": len(hold)}  # fmt: skip
+
+
+Predict = Callable[[list[int], Any], "tuple[Any, Any] | None"]
+"""(labelled rows, pool rows) -> (holdout, pool) probabilities; None: one class only so far."""
+
+
+def _feature_rounds(
+    ws: Workspace, version: DatasetVersion, config: TrainConfig, images: Any, hold_images: Any
+) -> Predict:
+    from trainer.features import extract, feature_graph
+    from trainer.train import classifier, feature_operating_point
+
+    graph = feature_graph(config.size, texture=config.texture)
+    x, x_hold = extract(graph, images), extract(graph, hold_images)
+    train = version.train()
+    y = np.array([version.classes.index(i.cls) for i in train])
+    groups = [i.line_key for i in train]
+    classes = list(version.classes)
+
+    def scaled(pipeline: Any, rows: Any, ok_scale: float) -> Any:
+        p = np.zeros((len(rows), len(classes)))
+        p[:, pipeline.classes_] = pipeline.predict_proba(rows)
+        if "ok" in classes:
+            p[:, classes.index("ok")] *= ok_scale
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(labelled: list[int], pool: Any) -> Any:
+        rows = np.array(labelled)
+        if len(set(y[rows].tolist())) < 2:
+            return None
+        point = feature_operating_point(x[rows], y[rows], classes,
+                                        [groups[i] for i in rows], config)  # fmt: skip
+        pipeline = classifier(config).fit(x[rows], y[rows])
+        return scaled(pipeline, x_hold, point.ok_scale), scaled(pipeline, x[pool], point.ok_scale)
+
+    return predict
+
+
+def _cnn_rounds(
+    ws: Workspace, version: DatasetVersion, config: TrainConfig, images: Any, hold_images: Any
+) -> Predict:
+    train, hold = version.train(), version.holdout()
+
+    def predict(labelled: list[int], pool: Any) -> Any:
+        subset = DatasetVersion("al", version.taxonomy, version.classes,
+                                tuple(train[i] for i in labelled) + tuple(hold))  # fmt: skip
+        try:
+            model = fit(subset, ws.frames, config)
+        except Exception:  # one class only so far
+            return None
+        return model.predict(hold_images), model.predict(images[pool])
+
+    return predict
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -228,8 +285,10 @@ def _table(result: dict[str, Any]) -> str:
 def _cross_markdown(cross: dict[str, Any] | None, rows: list[str]) -> str:
     if cross is None:
         return "**2. Cross-line**: not measured in this run (see the note below)."
-    return f"""**2. Cross-line** (`factory_sim`, 4 lines x {cross["frames"]} frames, 64 px, CNN
-{cross["epochs"]} epochs; pilot = `{cross["pilot_line"]}`):
+    cnn = any(k.startswith("cnn/") for k in cross)
+    epochs = f", CNN {cross['epochs']} epochs" if cnn else ""
+    return f"""**2. Cross-line** (`factory_sim`, 4 lines x {cross["frames"]} frames, 64 px{epochs};
+each backend as in (1); pilot = `{cross["pilot_line"]}`):
 
 | backend/scope | line | accuracy | escape | false reject | train s |
 |---|---|---|---|---|---|
@@ -314,6 +373,16 @@ def main() -> None:
     print(json.dumps(report(ind, cross, al)))
 
 
+KNOBS = ("BENCH_BACKENDS", "BENCH_MAX_ESCAPE", "BENCH_FRAMES", "BENCH_AL", "BENCH_CNN_EPOCHS",
+         "BENCH_CNN_SIZE", "BENCH_CNN_TILES", "BENCH_FEATURE_SIZE", "OMP_NUM_THREADS")  # fmt: skip
+
+
+def command() -> str:
+    """The command line of this run, with the knobs that were set."""
+    env = " ".join(f"{k}={os.environ[k]}" for k in KNOBS if k in os.environ)
+    return f"{env} nice -n 10 .venv/bin/python bench/run.py backends".strip()
+
+
 def report(
     ind: dict[str, Any], cross: dict[str, Any] | None, al: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -346,7 +415,8 @@ def report(
     )
     measured = []
     point = (
-        f", operating point max escape {MAX_ESCAPE} on a validation split"
+        f", operating point max escape {MAX_ESCAPE} out of fold (5-fold cross-fitting on the "
+        "training frames, overall and on every line)"
         if MAX_ESCAPE is not None
         else ", argmax"
     )
@@ -357,7 +427,8 @@ def report(
     if "features-boosted" in ind:
         measured.append(
             f"features-boosted: {FEATURE_SIZE or 'auto'} px, features + texture statistics "
-            f"(`trainer/texturestats.py`), gradient-boosted trees{point}"
+            f"(`trainer/texturestats.py`, `trainer/grainfree.py`), gradient-boosted "
+            f"trees{point}"
         )
     markdown = f"""Backends of `linefleet train` measured: {"; ".join(measured)}.
 Training time: wall clock on this shared machine, and (where recorded) CPU seconds over 2.
@@ -380,7 +451,7 @@ accuracy >= {GOAL_ACCURACY}, <= 10 min of 2 cores: {"met" if met else "not met"}
     return {
         "benchmark": "backends",
         "title": "Training backends: features vs CNN, independent source and cross-line",
-        "command": "nice -n 10 .venv/bin/python bench/bench_backends.py",
+        "command": command(),
         "target": "worst-line escape <= 0.05 and accuracy >= 0.90 on the independent source, "
                   "better backend, <= 10 min training on 2 cores",
         "met": met,

@@ -42,6 +42,8 @@ from trainer.defectshape import COUNT as SHAPE_COUNT
 from trainer.defectshape import shape_features
 from trainer.detectors import COUNT as DETECTOR_COUNT
 from trainer.detectors import detector_features
+from trainer.grainfree import COUNT as GRAINFREE_COUNT
+from trainer.grainfree import grainfree_features
 from trainer.onnxgraph import Graph
 from trainer.texturestats import COUNT as TEXTURE_COUNT
 from trainer.texturestats import texture_features
@@ -63,13 +65,15 @@ def _centre(size: int) -> tuple[int, int]:
 
 
 def feature_count(texture: bool = False) -> int:
-    """Features per frame: `FEATURE_COUNT`, plus `trainer.texturestats`' with `texture`."""
-    return FEATURE_COUNT + (TEXTURE_COUNT if texture else 0)
+    """Features per frame: `FEATURE_COUNT`, plus `trainer.texturestats`' and
+    `trainer.grainfree`'s with `texture`."""
+    return FEATURE_COUNT + (TEXTURE_COUNT + GRAINFREE_COUNT if texture else 0)
 
 
 def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False) -> Any:
     """An ONNX model: `image` float32 [batch, 3, size, size] -> `features` [batch, F];
-    `texture` appends the along-the-grain and blob statistics of `trainer.texturestats`."""
+    `texture` appends the along-the-grain and blob statistics of `trainer.texturestats` and
+    the grain-free low-frequency ones of `trainer.grainfree`."""
     from onnx import TensorProto, helper
 
     if size < 32 or size % GRID:
@@ -200,6 +204,7 @@ def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False)
     ]
     if texture:
         parts += texture_features(g, grey_frame, size)
+        parts += grainfree_features(g, grey_frame, size)
     g.nodes.append(helper.make_node("Concat", parts, [OUTPUT], axis=1))
     graph = helper.make_graph(
         g.nodes,

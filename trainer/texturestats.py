@@ -42,7 +42,7 @@ def _gauss(sigma: float) -> np.ndarray:
     return k
 
 
-def _blur(g: Graph, x: str, ones: str, sigma: float) -> str:
+def blur(g: Graph, x: str, ones: str, sigma: float) -> str:
     """Separable Gaussian blur of [N, 1, H, W] `x`, divided by the blurred `ones` (same shape
     as one frame) so the zero padding does not darken the border."""
     k = _gauss(sigma)
@@ -57,7 +57,7 @@ def _blur(g: Graph, x: str, ones: str, sigma: float) -> str:
     return g.op("Div", [sep(x), sep(ones)])
 
 
-def _cell_z(g: Graph, m: str, cell: int, n_cells: int) -> tuple[str, str, str]:
+def cell_z(g: Graph, m: str, cell: int, n_cells: int) -> tuple[str, str, str]:
     """Of the cell means of map `m`: (max - median)/MAD, (top-4 mean - median)/MAD, max/median."""
     cells = g.flat(g.op("AveragePool", [m], kernel_shape=[cell] * 2, strides=[cell] * 2))
     eps = g.const(np.float32(1e-6))
@@ -98,7 +98,7 @@ def texture_features(g: Graph, grey_frame: str, size: int) -> list[str]:
     parts: list[str] = []
     for scale in SCALES:
         sigma = scale * k
-        smooth = _blur(g, grey, ones, sigma)
+        smooth = blur(g, grey, ones, sigma)
         deriv = crop(g.op("Abs", [g.op("Conv", [smooth, directions], pads=[1, 1, 1, 1])]))
         energy = g.op("ReduceMean", [deriv], axes=[2, 3], keepdims=0)  # [N, 8]
         least = g.op("ReduceMin", [energy], axes=[1], keepdims=1)
@@ -115,7 +115,7 @@ def texture_features(g: Graph, grey_frame: str, size: int) -> list[str]:
         med = g.op("Add", [g.kth_largest(flat, pixels // 2 + 1), g.const(np.float32(1e-6))])
         p995 = g.kth_largest(flat, max(1, math.ceil(pixels * 0.005)))
         top = g.op("ReduceMax", [flat], axes=[1], keepdims=1)
-        z_max, z_top, _ = _cell_z(g, along, cell, n_cells)
+        z_max, z_top, _ = cell_z(g, along, cell, n_cells)
         parts += [
             g.op("Div", [least, g.op("Add", [most, g.const(np.float32(1e-6))])]),
             z_max,
@@ -123,7 +123,7 @@ def texture_features(g: Graph, grey_frame: str, size: int) -> list[str]:
             g.op("Div", [p995, med]),
             g.op("Div", [top, med]),
         ]
-        wide = _blur(g, grey, ones, sigma * 2.5)
+        wide = blur(g, grey, ones, sigma * 2.5)
         band = crop(g.op("Abs", [g.op("Sub", [smooth, wide])]))
-        parts += list(_cell_z(g, band, cell, n_cells))
+        parts += list(cell_z(g, band, cell, n_cells))
     return parts

@@ -33,20 +33,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--backend",
         choices=("features", "cnn"),
         default=None,
-        help="features (hand-made ONNX features + logistic regression) or cnn (PyTorch); "
+        help="features (hand-made ONNX features + a classifier, see --classifier) or cnn "
+        "(PyTorch); "
         "default: the better one on the benchmarks (docs/benchmarks.md)",
     )
     p.add_argument(
         "--classifier",
         choices=("logistic", "boosted"),
-        default="logistic",
-        help="features: logistic (scaler + logistic regression, default) or boosted "
-        "(gradient-boosted trees)",
+        default=None,
+        help="features: boosted (gradient-boosted trees, default) or logistic (scaler + "
+        "logistic regression: lighter, weaker on textured surfaces)",
     )
     p.add_argument(
         "--texture",
-        action="store_true",
-        help="features: add the along-the-grain and blob texture statistics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="features: add the texture statistics (along the grain, blobs, grain-free low "
+        "frequencies; default on; --no-texture for a lighter model on plain surfaces)",
     )
     p.add_argument("--epochs", type=int, default=30, help="cnn: training epochs (default 30)")
     p.add_argument(
@@ -60,9 +63,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--max-escape",
         default="0.05",
-        help="operating point (both backends): the escape rate allowed on a validation split "
-        "of the training frames; the `ok` decision is biased until it is met, and the bias is "
-        "baked into the exported model (default 0.05; `argmax` for none)",
+        help="operating point (both backends): the escape rate allowed on frames the "
+        "classifier did not train on (features: out of fold on every training frame, overall "
+        "and on every line; cnn: a validation split); the `ok` decision is biased until it is "
+        "met, and the bias is baked into the exported model (default 0.05; `argmax` for none)",
     )
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
@@ -97,7 +101,7 @@ def run(ns: argparse.Namespace) -> int:
     from trainer.evidence import factory_rates, show
     from trainer.run import TrainRequest, train_run
     from trainer.tracking import default_uri
-    from trainer.train import DEFAULT_BACKEND, TrainConfig
+    from trainer.train import DEFAULT_BACKEND, DEFAULT_CLASSIFIER, DEFAULT_TEXTURE, TrainConfig
     from trainer.workspace import Workspace
 
     ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
@@ -108,8 +112,9 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError(f"--roi {ns.roi!r}: expected four numbers x0,y0,x1,y1") from None
     size = _size(ns.size)
     backend = ns.backend or DEFAULT_BACKEND
-    if backend != "features" and (ns.texture or ns.classifier != "logistic"):
+    if backend != "features" and (ns.texture is not None or ns.classifier is not None):
         raise UsageError(f"--classifier and --texture apply to the features backend, not {backend}")
+    texture = DEFAULT_TEXTURE if ns.texture is None else ns.texture
     max_escape = _max_escape(ns.max_escape)
     cnn = CnnConfig(
         size=size or 64,
@@ -121,8 +126,8 @@ def run(ns: argparse.Namespace) -> int:
     if size:
         cnn.roi_pixels()  # a bad ROI or tiling fails before the slow part
     config = TrainConfig(
-        size=size, c=ns.c, lines=lines, backend=backend, cnn=cnn, classifier=ns.classifier,
-        texture=ns.texture, max_escape=max_escape,
+        size=size, c=ns.c, lines=lines, backend=backend, cnn=cnn,
+        classifier=ns.classifier or DEFAULT_CLASSIFIER, texture=texture, max_escape=max_escape,
     )  # fmt: skip
     request = TrainRequest(
         workspace=ws,
@@ -175,9 +180,18 @@ def run(ns: argparse.Namespace) -> int:
     fitted = result.model.fitted
     if "ok_scale" in fitted:
         print(
-            f"operating point: P(ok) x {fitted['ok_scale']:.3g} (validation escape "
-            f"{fitted['validation_escape']:.3f} on {fitted['validation_frames']} frame(s))"
+            f"operating point: P(ok) x {fitted['ok_scale']:.3g} (out-of-fold escape "
+            f"{fitted['validation_escape']:.3f}, worst line "
+            f"{fitted['validation_escape_worst_line']:.3f}, on {fitted['validation_frames']} "
+            f"frame(s) in {fitted['validation_folds']} folds)"
         )
+        if max(fitted["validation_escape"], fitted["validation_escape_worst_line"]) > (
+            config.max_escape or 0.0
+        ):
+            print(
+                f"  the target escape {config.max_escape} is not reached out of fold even at "
+                "the largest bias tried: more labels or another backend"
+            )
     for key, s in result.per_line.items():
         r = factory_rates(s.confusion, ds.classes)
         print(

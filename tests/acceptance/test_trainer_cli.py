@@ -263,8 +263,8 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
               "--state", str(tmp_path / "state"), "--fleet-repo", str(repo),
               "--tracking-uri", uri, "--no-register"]  # fmt: skip
     capsys.readouterr()
-    args = [*common, "--classifier", "boosted", "--texture", "--max-escape", "0.05"]
-    assert main([*args, "--format", "json"]) == 0
+    # the defaults: boosted trees on the features + texture statistics, max escape 0.05
+    assert main([*common, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     fitted = doc["fitted"]
     assert 0.0 < fitted["ok_scale"] <= 1.0 and fitted["validation_escape"] <= 0.05
@@ -272,8 +272,10 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
     assert params["classifier"] == "GradientBoosting" and params["texture"] == "True"
     assert params["max_escape"] == "0.05" and params["ok_scale"] == str(fitted["ok_scale"])
     assert float(params["ok_bias"]) == pytest.approx(math.log(fitted["ok_scale"]), abs=1e-3)
+    assert fitted["validation_folds"] == 5 and fitted["validation_escape_worst_line"] <= 0.05
     # logistic regression at plain argmax records no operating point
-    assert main([*common, "--max-escape", "argmax", "--format", "json"]) == 0
+    args = [*common, "--classifier", "logistic", "--no-texture", "--max-escape", "argmax"]
+    assert main([*args, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     params = MlflowClient(uri).get_run(doc["run_id"]).data.params
     assert params["classifier"] == "StandardScaler+LogisticRegression" and "ok_scale" not in params

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from trainer.features import FEATURE_COUNT, extract, feature_count, feature_graph
+from trainer.grainfree import COUNT as GRAINFREE
 from trainer.texturestats import COUNT
 from trainer.train import TrainConfig, classifier, export, predict_with, session_for
 
@@ -41,7 +42,7 @@ def test_a_dent_on_grain_stands_out_along_the_grain_whatever_its_direction() -> 
     for angle in (0.1, 1.2, 2.0):
         plain = _grain(rng, angle)
         f = extract(graph, np.concatenate([plain, _dent(plain), np.clip(plain * 1.4, 0, 1)]))
-        assert f.shape == (3, FEATURE_COUNT + COUNT) and np.isfinite(f).all()
+        assert f.shape == (3, FEATURE_COUNT + COUNT + GRAINFREE) and np.isfinite(f).all()
         tex = f[:, FEATURE_COUNT:]
         # per scale: [directional ratio, cell z max, top-4 z, p99.5/median, max/median, blob ...]
         assert tex[0, 0] < 0.5  # the grain is directional: little energy along it
@@ -64,4 +65,4 @@ def test_boosted_trees_export_equals_the_pipeline_and_is_served_by_onnxruntime()
     probs = predict_with(session_for(data), x)
     expected = pipeline.predict_proba(f)
     np.testing.assert_allclose(probs[:, [0, 2]], expected, atol=1e-4)
-    assert (probs[:, 1] == 0).all() and feature_count(True) == FEATURE_COUNT + COUNT
+    assert (probs[:, 1] == 0).all() and feature_count(True) == FEATURE_COUNT + COUNT + GRAINFREE

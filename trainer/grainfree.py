@@ -1,0 +1,113 @@
+"""Low-contrast, low-frequency defects (shaded dents, soft stains) with the grain taken out.
+
+    parts = grainfree_features(g, grey_frame, size)    # ONNX tensor names, [N, 1] each
+
+On a directional texture (brushed metal, extruded or rolled stock) the grain's streaks are
+as strong as a shallow dent, and an isotropic blur keeps them (a long streak stays a long
+streak). What a streak does not do is change along itself. So, on the grey frame divided by
+its mean and pooled to about 64 px:
+
+- the mean along a short line through every pixel, in each of `DIRECTIONS` directions (a
+  normalised convolution, so the frame's border does not read as an edge); the residual
+  `pixel - line mean` of the direction with the least residual energy over the centre is the
+  frame without its grain (a linear light gradient along the line cancels too; on an
+  isotropic texture every direction leaves about the same and any one will do);
+- that residual smoothed at two blob scales; of its magnitude and of its gradient magnitude
+  (a shaded dent is a lit rim beside a shadowed one): the strongest cell and the mean of the
+  4 strongest cells as robust z-scores against the frame's own cells (median, MAD), and the
+  strongest cell over the median cell; plus how directional the frame is (least over most
+  directional residual energy).
+
+Plain opset 17; the work is done at the pooled size, so it stays cheap on larger frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trainer.onnxgraph import Graph
+from trainer.texturestats import blur, cell_z
+
+DIRECTIONS = 16
+"""Line directions over 180 degrees: a grain at most 5.6 degrees off one of them."""
+BLOB_SIGMAS = (1.0, 2.0)
+"""Smoothing of the grain-free residual, in pooled pixels (pooled side ~64)."""
+COUNT = 1 + len(BLOB_SIGMAS) * 6
+"""Features added by `grainfree_features`."""
+
+
+def line_kernels(radius: int, directions: int = DIRECTIONS) -> np.ndarray:
+    """[directions, 1, 2r+1, 2r+1]: each a line segment through the centre at angle
+    k*180/directions, sampled every half pixel and spread bilinearly; each sums to 1."""
+    side = 2 * radius + 1
+    out = np.zeros((directions, 1, side, side), np.float32)
+    steps = np.arange(-radius, radius + 0.25, 0.5)
+    for d in range(directions):
+        theta = d * math.pi / directions
+        for t in steps:
+            x, y = radius + t * math.cos(theta), radius + t * math.sin(theta)
+            x0, y0 = math.floor(x), math.floor(y)
+            fx, fy = x - x0, y - y0
+            for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                              (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):  # fmt: skip
+                xi, yi = x0 + dx, y0 + dy
+                if w > 0 and 0 <= xi < side and 0 <= yi < side:
+                    out[d, 0, yi, xi] += w
+        out[d] /= out[d].sum()
+    return out
+
+
+def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
+    """`COUNT` features of the grey frame [N, 1, size, size] (see the module docstring)."""
+    factor = max(1, size // 64)
+    side = size // factor
+    eps = g.const(np.float32(1e-3))
+    level = g.op("Add", [g.mean(grey_frame, [2, 3]), eps])
+    grey = g.op("Div", [grey_frame, level])
+    if factor > 1:
+        grey = g.op("AveragePool", [grey], kernel_shape=[factor] * 2, strides=[factor] * 2)
+    radius = max(3, round(side / 10))
+    kernels = g.const(line_kernels(radius), "lines")
+    pads = [radius] * 4
+    ones = g.const(np.ones((1, 1, side, side), np.float32), "ones")
+    line_mean = g.op(
+        "Div",
+        [g.op("Conv", [grey, kernels], pads=pads), g.op("Conv", [ones, kernels], pads=pads)],
+    )  # [N, D, side, side]
+    resid = g.op("Sub", [grey, line_mean])
+    cell = 4
+    lo = round(side * 0.1)
+    inner = ((side - 2 * lo) // cell) * cell
+    hi = lo + inner
+    n_cells = (inner // cell) ** 2
+    starts = g.const(np.array([lo, lo], np.int64))
+    ends = g.const(np.array([hi, hi], np.int64))
+    axes = g.const(np.array([2, 3], np.int64))
+
+    def crop(x: str) -> str:
+        return g.op("Slice", [x, starts, ends, axes])
+
+    energy = g.op("ReduceMean", [crop(g.op("Abs", [resid]))], axes=[2, 3], keepdims=0)  # [N, D]
+    least = g.op("ReduceMin", [energy], axes=[1], keepdims=1)
+    most = g.op("ReduceMax", [energy], axes=[1], keepdims=1)
+    pick = g.op("Cast", [g.op("Equal", [energy, least])], to=1)  # FLOAT
+    pick = g.op(
+        "Div", [pick, g.op("ReduceSum", [pick, g.const(np.array([1], np.int64))], keepdims=1)]
+    )
+    pick4 = g.op("Unsqueeze", [pick, g.const(np.array([2, 3], np.int64))])
+    free = g.op(
+        "ReduceSum", [g.op("Mul", [resid, pick4]), g.const(np.array([1], np.int64))], keepdims=1
+    )  # [N, 1, side, side]: the frame without its grain
+    parts = [g.op("Div", [least, g.op("Add", [most, g.const(np.float32(1e-6))])])]
+    sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+    grads = g.const(np.stack([sobel, sobel.T])[:, None, :, :], "sobel")
+    for sigma in BLOB_SIGMAS:
+        smooth = blur(g, free, ones, sigma)
+        magnitude = crop(g.op("Abs", [smooth]))
+        d = g.op("Conv", [smooth, grads], pads=[1, 1, 1, 1])
+        slope = crop(g.op("Sqrt", [g.op("ReduceSumSquare", [d], axes=[1], keepdims=1)]))
+        parts += list(cell_z(g, magnitude, cell, n_cells))
+        parts += list(cell_z(g, slope, cell, n_cells))
+    return parts
