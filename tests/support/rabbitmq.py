@@ -46,8 +46,10 @@ class RabbitMQ(ServerProcess):
     error = RabbitError
     poll_interval = 0.2
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, keep_retained: bool = True) -> None:
         super().__init__(workdir)
+        self.keep_retained = keep_retained
+        """False: the plugin's no-op retained store (a broker that keeps no retained messages)."""
         self.amqp_port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
@@ -65,7 +67,12 @@ class RabbitMQ(ServerProcess):
             f"listeners.tcp.default = {self.host}:{self.amqp_port}\n"
             f"mqtt.listeners.tcp.default = {self.host}:{self.port}\n"
             "mqtt.allow_anonymous = true\n"
-            "loopback_users = none\n",
+            "loopback_users = none\n"
+            + (
+                ""
+                if self.keep_retained
+                else "mqtt.retained_message_store = rabbit_mqtt_retained_msg_store_noop\n"
+            ),
             encoding="utf-8",
         )
         cookie = w / ".erlang.cookie"
