@@ -140,11 +140,17 @@ def _read_status(
 
 def exact_note(broker: str, devices: int) -> str:
     """What a status read by exact topics could not see (`reconciler.service.mqtt.Snapshot`)."""
+    address = BrokerAddress.parse(broker)
+    why = (
+        "?retained=exact"
+        if address.retained == "exact"
+        else "it hands retained messages only to exact-topic subscriptions"
+    )
     return (
-        f"broker {BrokerAddress.parse(broker).url} hands retained messages only to exact-topic "
-        f"subscriptions: the {devices} device(s) of the fleet repository were read one by one; "
-        "a device that is not in it (a stranger, or a removed device that kept its documents) "
-        "is invisible here, unless `linefleet reconcile` recorded it (--state-dir)"
+        f"broker {address.url} was read by exact topic ({why}): the {devices} device(s) of "
+        "the fleet repository were read; a device that is not in it (a stranger, or a removed "
+        "device that kept its documents) is invisible here, unless `linefleet reconcile` "
+        "recorded it (--state-dir)"
     )
 
 

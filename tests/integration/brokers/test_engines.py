@@ -186,4 +186,4 @@ def test_publish_twice_and_status_on_every_engine(
     }
     assert ours == {"toledo-edge-1", "toledo-edge-2", "dresden-edge-1"}
     exact = broker.name == "rabbitmq-server"  # retained only for exact-topic subscriptions
-    assert any("only to exact-topic" in n for n in status.get("notes", [])) == exact
+    assert any("read by exact topic" in n for n in status.get("notes", [])) == exact

@@ -166,7 +166,8 @@ def test_status_reads_the_fleet_by_exact_topic_and_says_what_it_cannot_see(
     )
     assert by["toledo/toledo-edge-1"]["condition"] == "Synced"
     (note,) = status["notes"]
-    assert "only to exact-topic subscriptions" in note and "invisible" in note
+    assert "read by exact topic" in note and "invisible" in note
+    assert ("only to exact-topic" in note) == (broker.name == "rabbitmq-server")
 
     assert main(["status", "--broker", url, "--repo", str(repo)]) == 0
     table = capsys.readouterr().out
