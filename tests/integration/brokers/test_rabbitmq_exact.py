@@ -7,17 +7,23 @@ exact topic, so `publish` and `status` read each known device's topics one by on
 tombstone (from the publish marker's commit, and with the marker gone, from the commit its
 old document names) and its reported and online state are cleared; `status --repo` reads
 every device of the fleet and says that a device outside it is invisible, and without --repo
-it refuses. A RabbitMQ that keeps no retained messages at all is still refused, clearly.
+it refuses; `linefleet reconcile` follows a branch, records a live event and tombstones a
+removed device. A RabbitMQ that keeps no retained messages at all is still refused, clearly.
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import signal
+import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import git
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -32,6 +38,7 @@ from tests.integration.mqtt.conftest import ack
 from tests.support import minifleet
 from tests.support.brokers import Broker, require
 from tests.support.rabbitmq import RabbitMQ
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 EXACT = ("mosquitto", "rabbitmq")
@@ -197,3 +204,70 @@ def test_a_rabbitmq_that_keeps_no_retained_messages_stays_refused(
         assert "keeps no retained messages" in capsys.readouterr().err
         with pytest.raises(RetainedUnsupported, match="keeps no retained"):
             retained_snapshot(BrokerAddress.parse(node.url), MARKER_TOPIC, "lf-x-marker")
+
+
+@pytest.mark.parametrize("broker", EXACT, indirect=True)
+def test_reconcile_follows_the_branch_and_tombstones_by_exact_topic(
+    broker: Broker, tmp_path: Path
+) -> None:
+    repo = tmp_path / "fleet"
+    minifleet.write_minifleet(repo)
+    minifleet.init_repo(repo)
+    minifleet.commit_all(repo, "initial fleet")
+    bare = tmp_path / "remote.git"
+    git.Repo.init(bare, bare=True, initial_branch="main")
+    git.Repo(repo).create_remote("origin", str(bare))
+    git.Repo(repo).remote("origin").push("main:main").raise_if_error()
+    clone = tmp_path / "clone"
+    git.Repo.clone_from(str(bare), clone)
+    key, _ = SigningKey.generate().write(tmp_path / "keys")
+    state = tmp_path / "state"
+    name = f"rabbit-{uuid.uuid4().hex[:6]}"  # its own persistent session on a shared broker
+    argv = [sys.executable, "-m", "linefleet", "reconcile", "--broker", exact_url(broker)]
+    argv += ["--repo", str(clone), "--state-dir", str(state), "--signing-key", str(key)]
+    argv += ["--interval", "0.3", "--name", name]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gone = "linefleet/v1/toledo/toledo-edge-2"
+    try:
+
+        def document(topic: str) -> dict[str, Any]:
+            doc = json.loads(held(broker, topic) or b"{}")
+            return doc if isinstance(doc, dict) else {}
+
+        head = git.Repo(repo).head.commit.hexsha
+        wait_for("the first publish", lambda: document(f"{gone}/desired").get("commit") == head)
+        event = {
+            "protocol": 1,
+            "kind": "Event",
+            "site": "toledo",
+            "device": "toledo-edge-1",
+            "at": "2026-11-21T10:00:00Z",
+            "type": "activation",
+            "seq": 1,
+        }
+        c = client(broker)  # a live event: the reconciler's wildcard session records it
+        c.publish(
+            "linefleet/v1/toledo/toledo-edge-1/events", json.dumps(event).encode(), qos=1
+        ).wait_for_publish(15)
+        c.disconnect()
+        c.loop_stop()
+
+        def recorded() -> bool:
+            with sqlite3.connect(state / "reconciler.sqlite3") as conn:
+                row = conn.execute("SELECT last_seq FROM device WHERE device='toledo-edge-1'")
+                return row.fetchone() == (1,)
+
+        wait_for("the live event recorded", recorded)
+        minifleet.device_file(repo, "toledo", "toledo-edge-2").unlink()
+        minifleet.commit_all(repo, "retire toledo-edge-2")
+        git.Repo(repo).remote("origin").push("main:main").raise_if_error()
+        wait_for("the tombstone", lambda: document(f"{gone}/desired").get("kind") == "Removed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "1 pruned" in out, out
+    with sqlite3.connect(state / "reconciler.sqlite3") as conn:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    assert meta["last_applied_commit"] == git.Repo(repo).head.commit.hexsha
+    assert meta["last_error"] == ""
