@@ -308,6 +308,17 @@ class NatsOptions:
     client_port: int = 4222
     """NATS's own protocol, on the loopback only (nothing of linefleet speaks it)."""
     server_name: str = "linefleet"
+    """Unique per node of a cluster (JetStream needs it)."""
+    cluster_listen: str | None = None
+    """`HOST:PORT` where this node takes the other nodes' routes (None: a single server)."""
+    routes: tuple[str, ...] = ()
+    """The other nodes' route addresses, `HOST:PORT`."""
+    replicas: int = 1
+    """Copies of each MQTT stream and consumer (3 in a three-node cluster: one node may go)."""
+
+
+NATS_ROUTE_USER = "linefleet-nats-route"
+"""The account nodes of a cluster route to each other with (its password in credentials.json)."""
 
 
 def subject(mqtt_topic: str) -> str:
@@ -350,7 +361,13 @@ def nats_text(
         f"listen: 127.0.0.1:{options.client_port}",
         f"max_payload: {MAX_FRAME_BYTES + 1024 * 1024}  # a frame upload, with room",
         f"jetstream {{ store_dir: {json.dumps(options.store_dir)} }}",
-        f"mqtt {{ listen: {json.dumps(f'{options.bind}:{options.port}')} }}",
+        *_nats_cluster(options, creds),
+        f"mqtt {{ listen: {json.dumps(f'{options.bind}:{options.port}')}"
+        + (
+            f", stream_replicas: {options.replicas}, consumer_replicas: {options.replicas} }}"
+            if options.replicas > 1
+            else " }"
+        ),
         "authorization {",
         "  users = [",
         *users,
@@ -377,6 +394,24 @@ class RabbitOptions:
     bind: str = "0.0.0.0"
     amqp_port: int = 5672
     """RabbitMQ's own protocol, on the loopback only (nothing of linefleet speaks it)."""
+
+
+def _nats_cluster(options: NatsOptions, creds: Mapping[str, str]) -> list[str]:
+    """The `cluster` block of one node: it listens for routes and routes to the others, every
+    route authenticated with `NATS_ROUTE_USER`'s password (the same on every node)."""
+    if options.cluster_listen is None:
+        return []
+    secret = creds[NATS_ROUTE_USER]
+    routes = [f"nats-route://{NATS_ROUTE_USER}:{secret}@{r}" for r in options.routes]
+    return [
+        "cluster {",
+        '  name: "linefleet"',
+        f"  listen: {json.dumps(options.cluster_listen)}",
+        f"  authorization {{ user: {json.dumps(NATS_ROUTE_USER)}, "
+        f"password: {json.dumps(secret)} }}",
+        f"  routes: {json.dumps(routes)}",
+        "}",
+    ]
 
 
 def routing_key(mqtt_topic: str) -> str:

@@ -77,6 +77,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--nats-port", type=int, default=4222, help="with --engine nats: NATS's own port"
     )
     cfg.add_argument(
+        "--server-name", help="with --engine nats: this node's name (unique in a cluster)"
+    )
+    cfg.add_argument(
+        "--cluster-listen",
+        metavar="HOST:PORT",
+        help="with --engine nats: a cluster node; where it takes the other nodes' routes",
+    )
+    cfg.add_argument(
+        "--routes",
+        metavar="HOST:PORT,...",
+        help="with --engine nats: the other nodes' --cluster-listen addresses",
+    )
+    cfg.add_argument(
+        "--replicas",
+        type=int,
+        help="with --engine nats: copies of the MQTT streams and consumers (default: the "
+        "cluster's nodes, at most 3)",
+    )
+    cfg.add_argument(
         "--amqp-port", type=int, default=5672, help="with --engine rabbitmq: AMQP's own port"
     )
     cfg.add_argument("--format", choices=("text", "json"), default="text")
@@ -146,7 +165,7 @@ def _read_credentials(path: Path) -> dict[str, str]:
 
 
 def _accounts(
-    ns: argparse.Namespace, engine: str
+    ns: argparse.Namespace, engine: str, extra: list[str] | None = None
 ) -> tuple[Path, Path, list[tuple[str, str]], dict[str, str], list[str]]:
     """For an engine other than Mosquitto: (out folder, credentials file, devices, every
     account's password, the new accounts), credentials.json written (0600)."""
@@ -180,7 +199,8 @@ def _accounts(
     devices = [(d.site, d.id) for d in spec.devices.values()]
     cred_path: Path = ns.credentials or out / CREDENTIALS
     existing = _read_credentials(cred_path) if cred_path.is_file() else {}
-    creds = broker.credentials([ns.reconciler_user, *(d for _, d in devices)], existing)
+    users = [ns.reconciler_user, *(d for _, d in devices), *(extra or [])]
+    creds = broker.credentials(users, existing)
     _write(cred_path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
     return out, cred_path, devices, creds, sorted(set(creds) - set(existing))
 
@@ -220,8 +240,27 @@ def _nats(ns: argparse.Namespace) -> int:
     """`--engine nats`: nats.conf (0600: it holds the passwords) and credentials.json."""
     from reconciler import broker
 
-    out, cred_path, devices, creds, new = _accounts(ns, "nats")
-    options = broker.NatsOptions(ns.data_dir, ns.port, ns.bind, ns.nats_port)
+    routes = tuple(r for r in (ns.routes or "").split(",") if r)
+    if bool(routes) != bool(ns.cluster_listen) or (routes and not ns.server_name):
+        raise UsageError(
+            "a NATS cluster node needs --server-name (unique per node), --cluster-listen "
+            "HOST:PORT and --routes HOST:PORT,... (the other nodes)"
+        )
+    extra = [broker.NATS_ROUTE_USER] if routes else []
+    out, cred_path, devices, creds, new = _accounts(ns, "nats", extra)
+    replicas = ns.replicas or min(3, len(routes) + 1)
+    if replicas > len(routes) + 1:
+        raise UsageError(f"--replicas {replicas}: more than the cluster's {len(routes) + 1} nodes")
+    options = broker.NatsOptions(
+        ns.data_dir,
+        ns.port,
+        ns.bind,
+        ns.nats_port,
+        ns.server_name or "linefleet",
+        ns.cluster_listen,
+        routes,
+        replicas,
+    )
     _write(
         out / broker.NATS_CONF, broker.nats_text(options, devices, creds, ns.reconciler_user), 0o600
     )
