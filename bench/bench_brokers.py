@@ -14,8 +14,10 @@ state with a reported state that applies it; a watcher feeds the reports to
 
 Timed: `reconciler.service.publish.publish()` of the whole fleet (load + validate, compile,
 sign, read the retained state, publish, every PUBACK), and from its start until all devices
-are Synced. A broker linefleet refuses (RabbitMQ: retained messages are not handed to
-wildcard subscriptions) is shown with the refusal instead of a time.
+are Synced. On RabbitMQ (retained messages are handed only to exact-topic subscriptions)
+`publish()` reads the retained state by exact topic, one filter per device
+(docs/protocol.md, section 14). A broker linefleet refuses would be shown with the refusal
+instead of a time.
 
 Usage: python bench/bench_brokers.py [--small]   (--small: 3 sites x 10 devices, for a check)
 Prints the JSON result for bench/run.py on stdout; progress on stderr.
@@ -81,6 +83,7 @@ def measure(engine: str, repo: Path, workdir: Path) -> dict[str, Any]:
     from linefleet_core.signing import SigningKey
     from reconciler.service.compile import compile_fleet
     from reconciler.service.publish import load_revision, publish
+    from reconciler.service.statusread import read_snapshot
 
     if reason := unavailable(engine):
         return {"engine": engine, "skipped": reason}
@@ -111,6 +114,11 @@ def measure(engine: str, repo: Path, workdir: Path) -> dict[str, Any]:
                 time.sleep(0.05)
             t_synced = time.perf_counter() - t0
             synced = watcher.synced(desired)
+            # `linefleet status`'s read: desired, reported and online of every device
+            known = {(d.site, d.device) for d in docs.values()}
+            t1 = time.perf_counter()
+            snapshot = read_snapshot(BrokerAddress.parse(f"mqtt://{whost}:{wport}"), devices=known)
+            t_status = time.perf_counter() - t1
         finally:
             watcher.close()
             devices.terminate()
@@ -124,6 +132,9 @@ def measure(engine: str, repo: Path, workdir: Path) -> dict[str, Any]:
         "publish_s": round(t_publish, 3),
         "publish_to_all_synced_s": round(t_synced, 3),
         "synced": synced,
+        "status_read_s": round(t_status, 3),
+        "status_read_messages": len(snapshot),
+        "read_by": "exact topic" if snapshot.exact else "wildcard",
     }
 
 
@@ -135,14 +146,15 @@ def row(r: dict[str, Any], reference: float | None) -> str:
     }
     name = names[r["engine"]]
     if "skipped" in r:
-        return f"| {name} | not run: {r['skipped']} | | | |"
+        return f"| {name} | not run: {r['skipped']} | | | | |"
     if "refused" in r:
         why = r["refused"].split(" (")[0]  # "broker mqtt://… does not deliver retained …"
-        return f"| {name} | refused by linefleet: {why} | | | {r['start_s']:.0f} s |"
+        return f"| {name} | refused by linefleet: {why} | | | | {r['start_s']:.0f} s |"
     ratio = "" if not reference else f"{r['publish_to_all_synced_s'] / reference:.1f}x"
     return (
         f"| {name} | {r['publish_s']:.2f} s | {r['publish_to_all_synced_s']:.2f} s "
-        f"({r['synced']}/{r['devices']}) | {ratio} | {r['start_s']:.0f} s |"
+        f"({r['synced']}/{r['devices']}) | {ratio} | {r['status_read_s']:.2f} s "
+        f"({r['status_read_messages']} messages, by {r['read_by']}) | {r['start_s']:.0f} s |"
     )
 
 
@@ -171,15 +183,19 @@ def main(argv: list[str]) -> int:
     devices = sites * per_site
     table = "\n".join(row(r, reference) for r in runs)
     markdown = f"""\
-| broker | `publish()` (load → every PUBACK) | publish start → all Synced | vs Mosquitto | broker start |
-|---|---|---|---|---|
+| broker | `publish()` (load → every PUBACK) | publish start → all Synced | vs Mosquitto | status read | broker start |
+|---|---|---|---|---|---|
 {table}
 
 One fleet of {devices} devices, published once to a fresh broker of each engine in the same
 run. On the NATS cluster, `publish` connects to node 0 (its URL lists all three), the
 simulated devices to node 1 and the status watcher to node 2. RabbitMQ's MQTT plugin keeps
-retained messages but hands them only to exact-topic subscriptions, so linefleet's retained
-probe refuses it before publishing (docs/protocol.md, section 14). Load average when the run
+retained messages but hands them only to exact-topic subscriptions: `publish` finds that out
+with its retained probe and reads the broker by exact topic, {devices} filters plus its
+marker (docs/protocol.md, section 14). "status read" is `linefleet status`'s read of the
+retained state once all are Synced (`statusread.read_snapshot`, QoS 0: every device's
+`desired`, `reported` and `online`; on RabbitMQ {3 * devices} exact-topic filters, on node 2
+of the NATS cluster). Load average when the run
 started: {LOAD_AT_START:.1f} on {os.cpu_count()} cores (the machine is shared: single runs are
 indicative).
 """  # noqa: E501
@@ -191,8 +207,13 @@ indicative).
                 "title": f"publish → all Synced on each MQTT engine ({devices} devices)",
                 "command": "python bench/bench_brokers.py"
                 + (" --small" if size == "small" else ""),
-                "target": "the NATS cluster's figure beside Mosquitto's, in one run",
-                "met": bool(reference and nats.get("synced") == devices),
+                "target": "the NATS cluster's and RabbitMQ's figures beside Mosquitto's, in "
+                "one run",
+                "met": bool(
+                    reference
+                    and nats.get("synced") == devices
+                    and by["rabbitmq"].get("synced") == devices
+                ),
                 "results": {"runs": runs, "load_average_at_start": round(LOAD_AT_START, 2)},
                 "markdown": markdown,
             }

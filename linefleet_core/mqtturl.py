@@ -3,7 +3,10 @@
 A clustered broker is a list of nodes, `mqtt://HOST1:PORT1,HOST2:PORT2,...`: a client connects
 to the first that answers and, when its node goes away, reconnects to the next one in the list
 (`BrokerAddress.endpoints`, `fail_over()`); the persistent session lives in the cluster, so it
-resumes there. Shared by every MQTT client of ours (reconciler, edge, trainer). Credentials come
+resumes there. `?retained=exact` tells the reconciler's readers to read retained state by
+exact-topic subscriptions only (a broker that hides retained messages from wildcard filters;
+`reconciler.service.mqtt.collect_retained`); by default (`auto`) they find that out themselves.
+Shared by every MQTT client of ours (reconciler, edge, trainer). Credentials come
 from the URL (`mqtt://user:pass@host`) or from the environment, so they stay out of process
 listings; a TLS client certificate and key from `$LINEFLEET_MQTT_CERT` / `$LINEFLEET_MQTT_KEY`.
 """
@@ -23,6 +26,7 @@ PASSWORD_ENV = "LINEFLEET_MQTT_PASSWORD"
 CA_ENV = "LINEFLEET_MQTT_CA"
 CERT_ENV = "LINEFLEET_MQTT_CERT"
 KEY_ENV = "LINEFLEET_MQTT_KEY"
+RETAINED_READS = ("auto", "exact")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class BrokerAddress:
     key_file: str | None = None
     others: tuple[tuple[str, int], ...] = ()
     """The cluster's other nodes, in the order a client fails over to them."""
+    retained: str = "auto"
+    """How the reconciler reads retained state: `auto` (wildcards, exact topics if the broker
+    hides retained messages from them) or `exact` (exact topics only): `?retained=` in the URL."""
 
     @property
     def endpoints(self) -> tuple[tuple[str, int], ...]:
@@ -61,7 +68,17 @@ class BrokerAddress:
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
         """`mqtt://HOST[:1883]` or `mqtts://HOST[:8883]`, credentials in the URL or environment;
-        a cluster as `mqtt://HOST1[:PORT1],HOST2[:PORT2],...`."""
+        a cluster as `mqtt://HOST1[:PORT1],HOST2[:PORT2],...`; `?retained=exact|auto`."""
+        url, _, query = url.partition("?")
+        retained = "auto"
+        for pair in filter(None, query.split("&")):
+            name, _, value = pair.partition("=")
+            if name != "retained" or value not in RETAINED_READS:
+                raise UsageError(
+                    f"--broker {url}?{query}: unknown option {pair!r} "
+                    f"(expected retained={'|'.join(RETAINED_READS)})"
+                )
+            retained = value
         scheme, sep, rest = url.partition("://")
         creds, at, nodes = rest.split("/", 1)[0].rpartition("@")
         names = nodes.split(",")
@@ -86,7 +103,7 @@ class BrokerAddress:
             raise UsageError(f"${CERT_ENV} and ${KEY_ENV} go together (a client certificate)")
         ca = os.environ.get(CA_ENV)
         (host, port), *others = endpoints
-        return cls(host, port, tls, username, password, ca, cert, key, tuple(others))
+        return cls(host, port, tls, username, password, ca, cert, key, tuple(others), retained)
 
     def fail_over(self, client: Any) -> None:
         """Point a paho-mqtt client that lost (or could not reach) its node at the next one, so

@@ -66,14 +66,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     cfg.add_argument(
         "--engine",
-        choices=("mosquitto", "nats"),
+        choices=("mosquitto", "nats", "rabbitmq"),
         default="mosquitto",
         help="nats: one nats.conf for a NATS server's MQTT gateway (JetStream in --data-dir), "
-        "the same accounts and topic rules as NATS permissions (docs/protocol.md, 14); no "
-        "site bridges, TLS or client-id binding",
+        "the same accounts and topic rules as NATS permissions; rabbitmq: rabbitmq.conf and "
+        "definitions.json for a RabbitMQ node with rabbitmq_mqtt, the rules as topic "
+        "permissions (docs/protocol.md, 14); neither: site bridges, TLS, client-id binding",
     )
     cfg.add_argument(
         "--nats-port", type=int, default=4222, help="with --engine nats: NATS's own port"
+    )
+    cfg.add_argument(
+        "--server-name", help="with --engine nats: this node's name (unique in a cluster)"
+    )
+    cfg.add_argument(
+        "--cluster-listen",
+        metavar="HOST:PORT",
+        help="with --engine nats: a cluster node; where it takes the other nodes' routes",
+    )
+    cfg.add_argument(
+        "--routes",
+        metavar="HOST:PORT,...",
+        help="with --engine nats: the other nodes' --cluster-listen addresses",
+    )
+    cfg.add_argument(
+        "--replicas",
+        type=int,
+        help="with --engine nats: copies of the MQTT streams and consumers (default: the "
+        "cluster's nodes, at most 3)",
+    )
+    cfg.add_argument(
+        "--amqp-port", type=int, default=5672, help="with --engine rabbitmq: AMQP's own port"
     )
     cfg.add_argument("--format", choices=("text", "json"), default="text")
     cfg.set_defaults(run=run)
@@ -141,8 +164,11 @@ def _read_credentials(path: Path) -> dict[str, str]:
     return doc
 
 
-def _nats(ns: argparse.Namespace) -> int:
-    """`--engine nats`: nats.conf (0600: it holds the passwords) and credentials.json."""
+def _accounts(
+    ns: argparse.Namespace, engine: str, extra: list[str] | None = None
+) -> tuple[Path, Path, list[tuple[str, str]], dict[str, str], list[str]]:
+    """For an engine other than Mosquitto: (out folder, credentials file, devices, every
+    account's password, the new accounts), credentials.json written (0600)."""
     from linefleet_core import spec as fleetspec
     from linefleet_core.validation import load_checked
     from reconciler import broker
@@ -159,9 +185,11 @@ def _nats(ns: argparse.Namespace) -> int:
         if value
     ]
     if unsupported:
-        raise UsageError(f"--engine nats: {', '.join(unsupported)} not supported (Mosquitto only)")
+        raise UsageError(
+            f"--engine {engine}: {', '.join(unsupported)} not supported (Mosquitto only)"
+        )
     if not ns.port:
-        raise UsageError("--engine nats needs --port (the MQTT listener)")
+        raise UsageError(f"--engine {engine} needs --port (the MQTT listener)")
     spec, findings = load_checked(fleetspec.DirectorySource(ns.repo))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
@@ -171,13 +199,71 @@ def _nats(ns: argparse.Namespace) -> int:
     devices = [(d.site, d.id) for d in spec.devices.values()]
     cred_path: Path = ns.credentials or out / CREDENTIALS
     existing = _read_credentials(cred_path) if cred_path.is_file() else {}
-    creds = broker.credentials([ns.reconciler_user, *(d for _, d in devices)], existing)
+    users = [ns.reconciler_user, *(d for _, d in devices), *(extra or [])]
+    creds = broker.credentials(users, existing)
     _write(cred_path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
-    options = broker.NatsOptions(ns.data_dir, ns.port, ns.bind, ns.nats_port)
+    return out, cred_path, devices, creds, sorted(set(creds) - set(existing))
+
+
+def _rabbitmq(ns: argparse.Namespace) -> int:
+    """`--engine rabbitmq`: rabbitmq.conf, definitions.json (0600: password hashes) and
+    credentials.json."""
+    from reconciler import broker
+
+    out, cred_path, devices, creds, new = _accounts(ns, "rabbitmq")
+    definitions = out / broker.RABBITMQ_DEFINITIONS
+    text = broker.rabbitmq_definitions(devices, creds, ns.reconciler_user)
+    _write(definitions, text, 0o600)
+    options = broker.RabbitOptions(str(definitions), ns.port, ns.bind, ns.amqp_port)
+    _write(out / broker.RABBITMQ_CONF, broker.rabbitmq_conf(options), 0o644)
+    if ns.format == "json":
+        summary = {
+            "config": str(out / broker.RABBITMQ_CONF),
+            "definitions": str(definitions),
+            "engine": "rabbitmq",
+            "devices": len(devices),
+            "accounts": len(creds),
+            "new_accounts": new,
+        }
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(
+            f"wrote {out}/{broker.RABBITMQ_CONF}, {definitions} and {cred_path} "
+            "(keep the last two secret)"
+        )
+        print(f"{len(creds)} account(s) ({len(devices)} devices); {len(new)} new")
+    return int(ExitCode.OK)
+
+
+def _nats(ns: argparse.Namespace) -> int:
+    """`--engine nats`: nats.conf (0600: it holds the passwords) and credentials.json."""
+    from reconciler import broker
+
+    routes = tuple(r for r in (ns.routes or "").split(",") if r)
+    if bool(routes) != bool(ns.cluster_listen) or (routes and not ns.server_name):
+        raise UsageError(
+            "a NATS cluster node needs --server-name (unique per node), --cluster-listen "
+            "HOST:PORT and --routes HOST:PORT,... (the other nodes)"
+        )
+    extra = [broker.NATS_ROUTE_USER] if routes else []
+    out, cred_path, devices, creds, new = _accounts(ns, "nats", extra)
+    replicas = ns.replicas or min(3, len(routes) + 1)
+    if replicas > len(routes) + 1:
+        raise UsageError(f"--replicas {replicas}: more than the cluster's {len(routes) + 1} nodes")
+    options = broker.NatsOptions(
+        ns.data_dir,
+        ns.port,
+        ns.bind,
+        ns.nats_port,
+        ns.server_name or "linefleet",
+        ns.cluster_listen,
+        routes,
+        replicas,
+    )
     _write(
         out / broker.NATS_CONF, broker.nats_text(options, devices, creds, ns.reconciler_user), 0o600
     )
-    new = sorted(set(creds) - set(existing))
     if ns.format == "json":
         summary = {
             "config": str(out / broker.NATS_CONF),
@@ -208,6 +294,8 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError("--tls needs --tls-cert, --tls-key and --tls-ca (the fleet CA)")
     if ns.engine == "nats":
         return _nats(ns)
+    if ns.engine == "rabbitmq":
+        return _rabbitmq(ns)
     plugin = ns.dynsec_plugin or find_dynsec_plugin()
     if plugin is None:
         raise UsageError(

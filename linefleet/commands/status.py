@@ -316,6 +316,7 @@ def render_table(status: FleetStatus, now: float, *, every: bool | None = None) 
             lines.append(f"  stalled: {rec.get('stalled_message', '')}")
         if rec.get("last_error"):
             lines.append(printable(f"  last error: {rec['last_error']}"))
+    lines += [printable(f"note: {n}") for n in status.notes]
     if status.rejections:
         bad = ", ".join(f"{n} {r}" for r, n in sorted(status.rejections.items()))
         lines.append(printable(f"rejected messages: {bad}"))

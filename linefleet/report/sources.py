@@ -124,6 +124,7 @@ def _collect(src: Sources) -> ReportData:
     status, now = None, time.time()
     if src.broker is not None or src.state_dir is not None:
         status, now = _status(src, spec, checks, escapes)
+        notes += [f"{n[0].upper()}{n[1:]}." for n in status.notes]
         if src.broker is not None:
             sources.append(f"broker {src.broker}")
         if src.state_dir is not None:

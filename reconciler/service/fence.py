@@ -21,11 +21,13 @@ from linefleet_core.errors import TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from reconciler.service.lease import LEASE_TOPIC, Lease
 from reconciler.service.mqtt import (
-    Message,
+    Expand,
     Outgoing,
     Session,
+    Snapshot,
     barrier_topic,
     collect_retained,
+    reading_filters,
 )
 
 FENCE_ID = "linefleet-publisher"
@@ -35,7 +37,9 @@ class Fenced:
     """A publisher's connection: `snapshot()` then `publish_all()`, as a context manager.
 
     With `claim`, the connection first publishes that lease (retained) and carries a last will
-    that clears it: a publisher killed mid-publish frees the lease at once.
+    that clears it: a publisher killed mid-publish frees the lease at once. `expand` names
+    the exact topics to read when the broker hides retained messages from `filters`' wildcards
+    (`reconciler.service.mqtt.collect_retained`).
     """
 
     def __init__(
@@ -45,8 +49,11 @@ class Fenced:
         *,
         claim: Lease | None = None,
         timeout: float = 5.0,
+        expand: Expand | None = None,
     ) -> None:
         self.barrier = barrier_topic(FENCE_ID)
+        self.expand = expand
+        filters = reading_filters(address, filters, expand is not None)
         self.claim = claim
         self.timeout = timeout
         self.session = Session(
@@ -75,9 +82,11 @@ class Fenced:
     ) -> None:
         self.session.close()
 
-    def snapshot(self, quiet: float = 0.5, limit: float = 30.0) -> dict[str, Message]:
+    def snapshot(self, quiet: float = 0.5, limit: float = 30.0) -> Snapshot:
         """The retained messages under the filters, read on this connection."""
-        found = collect_retained(self.session, self.barrier, quiet=quiet, limit=limit)
+        found = collect_retained(
+            self.session, self.barrier, quiet=quiet, limit=limit, expand=self.expand
+        )
         self.check()
         return found
 

@@ -106,6 +106,8 @@ class FleetStatus:
     last_rejection: dict[str, str] = field(default_factory=dict)
     reconciler: dict[str, str] = field(default_factory=dict)
     """What `linefleet reconcile` recorded: last applied/attempted/stalled commit, last error."""
+    notes: list[str] = field(default_factory=list)
+    """What the read could not see (e.g. devices outside the fleet on an exact-topic broker)."""
 
     def counts(self) -> dict[str, int]:
         found = Counter(d.condition.type.value for d in self.devices)
@@ -469,6 +471,8 @@ def json_chunks(
     yield "\n  ]" if status.devices else "]"
     rest = [(key, _strict(value, key, flagged)) for key, value in (extra or {}).items()]
     yield f',\n  "non_finite": {json.dumps(flagged)}'
+    if status.notes:
+        yield f',\n  "notes": {json.dumps(status.notes)}'
     for key, text in rest:
         yield f",\n  {json.dumps(key)}: {text}"
     yield "\n}\n"

@@ -50,6 +50,7 @@ from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
 from reconciler.service.mqtt import retained_snapshot
 from reconciler.service.publish import (
+    KnownAt,
     LiveSpecs,
     LoadedRevision,
     Result,
@@ -59,6 +60,7 @@ from reconciler.service.publish import (
     publish,
     refuse_local,
     sign_all,
+    topics_at,
 )
 
 SMALL_KINDS = ("Site:", "Model:", "Taxonomy:", POLICY)
@@ -442,6 +444,7 @@ def _publish_pass(
         "calendar_now": calendar_now,
         "claim": claim,
     }
+    known_at = _known_at(objects, live)
     reason = full
     found: Scope | None = None
     if reason is None:
@@ -461,7 +464,9 @@ def _publish_pass(
         if refuse_file_urls:
             refuse_local(docs)
         signed = sign_all(docs, key, expires)
-        result = publish(revision, address, key, artifact_base, signed=signed, **common)
+        result = publish(
+            revision, address, key, artifact_base, signed=signed, known_at=known_at, **common
+        )
         result.full_reason = reason
         gitcache.save_parsed(objects, parsed)  # after the last PUBACK, not before the first
         index = DependencyIndex.build(revision.spec, commit)
@@ -489,6 +494,20 @@ def _publish_pass(
     if not dry_run and found.index.commit != found.base:
         save_index(objects, found.index)  # (the index of a commit never changes)
     return Pass(result, part, compiled, found.index)
+
+
+def _known_at(objects: GitObjects, live: LiveSpecs | None) -> KnownAt:
+    """The desired topics of the devices at a commit: from its dependency index when this
+    repository kept one (cheap), else from the fleet at that commit (`live`)."""
+    fallback = None if live is None else topics_at(live)
+
+    def known(commit: str) -> list[str]:
+        index = load_index(objects, commit)
+        if index is not None:
+            return [topic(e.site, d, Channel.DESIRED) for d, e in index.devices.items()]
+        return [] if fallback is None else list(fallback(commit))
+
+    return known
 
 
 def _previous(

@@ -13,7 +13,7 @@ import queue
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ class Session:
         self.subscribed = threading.Event()
         self._refused: str | None = None
         self._lock = threading.Lock()
-        self._pending_subs: set[int] = set()
+        self._pending_subs: dict[int, list[str]] = {}  # SUBSCRIBE packet id -> its filters
         self._closing = False
         self._sub_refused: str | None = None
         self.keepalive = keepalive
@@ -105,12 +105,43 @@ class Session:
 
     def _subscribe(self, client: Any) -> None:
         self._sub_refused = None
-        if self.subscriptions:
-            _, mid = client.subscribe([(f, self.qos) for f in self.subscriptions])
+        with self._lock:
+            self._pending_subs = {}
+        self._send_subscribe(client, self.subscriptions)
+
+    def _send_subscribe(self, client: Any, filters: Sequence[str], qos: int | None = None) -> None:
+        """SUBSCRIBE `filters`, `SUBSCRIBE_BATCH` to a packet; `subscribed` is set once every
+        packet's SUBACK is in (at once for none)."""
+        if not filters:
             with self._lock:
-                self._pending_subs = {mid}
-        else:
-            self.subscribed.set()
+                if not self._pending_subs:
+                    self.subscribed.set()
+            return
+        with self._lock:  # (the SUBACK callback waits for the packet id to be recorded)
+            self.subscribed.clear()
+            for start in range(0, len(filters), SUBSCRIBE_BATCH):
+                chunk = list(filters[start : start + SUBSCRIBE_BATCH])
+                _, mid = client.subscribe([(f, self.qos if qos is None else qos) for f in chunk])
+                self._pending_subs[mid] = chunk
+
+    def subscribe_more(
+        self, filters: Sequence[str], timeout: float = 30.0, qos: int | None = None
+    ) -> None:
+        """Add `filters` to the session's subscriptions (kept for a reconnect, at the
+        session's QoS) and wait for their SUBACKs; a refused filter is a `TemporaryError`, as
+        in `connect()`. `qos`: of these subscriptions (default: the session's)."""
+        if not filters:
+            return
+        self.subscriptions.extend(filters)
+        self._sub_refused = None
+        self._send_subscribe(self.client, filters, qos)
+        where = self.address.url
+        if not self.subscribed.wait(timeout):
+            raise TemporaryError(f"broker {where}: no SUBACK within {timeout:g}s", delay=2.0)
+        if self._sub_refused is not None:
+            raise TemporaryError(
+                f"broker {where} refused the subscription to {self._sub_refused}", delay=2.0
+            )
 
     def _on_disconnect(self, client: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         self.connected.clear()
@@ -122,12 +153,10 @@ class Session:
 
     def _on_subscribe(self, client: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
         with self._lock:
-            ours = mid in self._pending_subs  # the session's own filters, not a later one
-            self._pending_subs.discard(mid)
+            chunk = self._pending_subs.pop(mid, None)  # the session's own filters, or not ours
+        ours = chunk is not None
         refused = [
-            f"{f} ({code})"
-            for f, code in zip(self.subscriptions, codes, strict=False)
-            if ours and code.is_failure
+            f"{f} ({code})" for f, code in zip(chunk or (), codes, strict=False) if code.is_failure
         ]
         if refused:  # e.g. a NATS node that could not create the JetStream consumer in time
             self._sub_refused = ", ".join(refused)
@@ -242,10 +271,47 @@ def _acked(info: Any) -> bool:
 
 BARRIER_ROOT = "linefleet/v1/_barrier"
 RETAINED_PROBE = f"{BARRIER_ROOT}/_retained"
+SUBSCRIBE_BATCH = 500
+"""Filters per SUBSCRIBE packet (an exact-topic read subscribes three per device)."""
 
 
 class RetainedUnsupported(PermanentError):
-    """The broker does not hand retained messages to a wildcard subscription."""
+    """The broker keeps no retained messages, or hides them from the wildcard filters of a read
+    that has no exact topics to fall back on."""
+
+
+NEEDS_TOPICS = (
+    "`status` and `report` read the fleet's devices by exact topic when given --repo; "
+    "see docs/protocol.md, 'Brokers'"
+)
+
+Expand = Callable[[Mapping[str, Message]], Iterable[str]]
+"""Given what a read has found so far, the exact topics it should read (see `collect_retained`)."""
+
+
+class Snapshot(dict[str, Message]):
+    """Retained messages by topic, and how they were read."""
+
+    exact: bool = False
+    """Read by exact-topic subscriptions: only the topics asked for were seen (a retained
+    message on any other topic, e.g. of a device no known fleet revision has, was not)."""
+
+
+def is_wildcard(topic_filter: str) -> bool:
+    return "+" in topic_filter or "#" in topic_filter
+
+
+def reading_filters(address: BrokerAddress, filters: Sequence[str], expand: bool) -> list[str]:
+    """The filters a read subscribes to first: with `?retained=exact`, none of the wildcards
+    (refused when the read has no exact topics to read instead, `expand`)."""
+    if address.retained != "exact":
+        return list(filters)
+    if not expand and any(is_wildcard(f) for f in filters):
+        raise RetainedUnsupported(
+            f"broker {address.url} is read by exact topic only (?retained=exact), and this "
+            f"read knows no exact topics to read. {NEEDS_TOPICS}"
+        )
+    return [f for f in filters if not is_wildcard(f)]
 
 
 def retained_snapshot(
@@ -257,20 +323,10 @@ def retained_snapshot(
     limit: float = 30.0,
     timeout: float = 5.0,
     qos: int = 1,
-) -> dict[str, Message]:
-    """Every retained message under the filter(s), by topic.
-
-    The broker queues a subscription's retained messages before anything published after
-    the SUBACK, so once our own barrier message (published after the SUBACK, on a topic only
-    we subscribe to) comes back, the snapshot is complete. If the barrier never comes back
-    (a broker ACL without `linefleet/v1/_barrier/#`), `quiet` seconds without a message end
-    the snapshot instead; a pause after which messages were still arriving (a busy machine)
-    only sends the barrier again.
-
-    Before that, a retained probe (`RETAINED_PROBE`) is published and read back through the
-    wildcard `linefleet/v1/_barrier/+`: a broker that keeps no retained messages, or hands
-    them only to exact-topic subscriptions (RabbitMQ's MQTT plugin), would make every
-    snapshot silently empty, so it is refused (`RetainedUnsupported`, exit 1).
+    expand: Expand | None = None,
+) -> Snapshot:
+    """Every retained message under the filter(s), by topic (see `collect_retained`, which
+    also says what `expand` does).
 
     `qos=0` subscribes at QoS 0 (the barrier's filter too, so everything arrives in one
     class of service): a read-only snapshot in a clean session gains nothing from QoS 1 (a lost
@@ -279,9 +335,12 @@ def retained_snapshot(
     devices).
     """
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+    filters = reading_filters(address, filters, expand is not None)
     with Session(address, client_id, subscriptions=filters, qos=qos) as session:
         session.connect(timeout)
-        return collect_retained(session, barrier_topic(client_id), quiet=quiet, limit=limit)
+        return collect_retained(
+            session, barrier_topic(client_id), quiet=quiet, limit=limit, expand=expand
+        )
 
 
 def barrier_topic(client_id: str) -> str:
@@ -289,44 +348,130 @@ def barrier_topic(client_id: str) -> str:
 
 
 def collect_retained(
-    session: Session, barrier: str, *, quiet: float = 0.5, limit: float = 30.0
-) -> dict[str, Message]:
-    """The retained messages of a session that has just subscribed to its filters: probes that
-    the broker hands retained messages to wildcards, publishes `barrier` and reads until it
-    comes back (see `retained_snapshot`)."""
+    session: Session,
+    barrier: str,
+    *,
+    quiet: float = 0.5,
+    limit: float = 30.0,
+    expand: Expand | None = None,
+) -> Snapshot:
+    """The retained messages of a session that has just subscribed to its filters.
+
+    The broker queues a subscription's retained messages before anything published after
+    the SUBACK, so once our own barrier message (published after the SUBACK, on a topic only
+    we subscribe to) comes back, the snapshot is complete. If the barrier never comes back
+    (a broker ACL without `linefleet/v1/_barrier/#`), `quiet` seconds without a message end
+    the snapshot instead; a pause after which messages were still arriving (a busy machine)
+    only sends the barrier again.
+
+    First a retained probe (`RETAINED_PROBE`) is published. With wildcard filters it is read
+    back through the wildcard `linefleet/v1/_barrier/+`: a broker that hands retained messages
+    only to exact-topic subscriptions (RabbitMQ's MQTT plugin) would make the read silently
+    empty. Then, given `expand` (what the caller knows it must read: every known device's
+    topics), the read goes on by exact-topic subscriptions (`SUBSCRIBE_BATCH` filters a
+    packet): `expand(found)` is asked again after each round, so what was found (a publish
+    marker, a document naming an older commit) can name more topics, until it names none
+    that is new. The result is then `Snapshot.exact`: a retained message on a topic nobody
+    named is not in it. Without `expand`, such a broker is refused (`RetainedUnsupported`,
+    exit 1). A read of exact topics only (or `?retained=exact` on the broker URL) goes
+    straight to exact subscriptions; the probe, subscribed by its exact topic there, still
+    refuses a broker that keeps no retained messages at all.
+    """
+    end = time.monotonic() + limit
     session.publish_all([Outgoing(RETAINED_PROBE, b"1")], limit)
     # In order on one connection: the probe is stored, the subscription queues what is
     # retained (the probe included), then the barrier follows them.
-    session.client.subscribe(f"{BARRIER_ROOT}/+", qos=session.qos)
-    session.client.publish(barrier, b"", qos=1, retain=False)
-    found: dict[str, Message] = {}
+    found = Snapshot()
+    barriers = _Barrier(session, barrier)
+    if any(is_wildcard(f) for f in session.subscriptions):
+        session.client.subscribe(f"{BARRIER_ROOT}/+", qos=session.qos)
+        probed, back = _read_round(session, barriers, found, quiet, end)
+        if probed or not back:
+            return found
+        if expand is None:
+            raise RetainedUnsupported(
+                f"broker {session.address.url} does not deliver retained messages to "
+                f"wildcard subscriptions (a retained probe on {RETAINED_PROBE} did not come "
+                f"back to {BARRIER_ROOT}/+), and this read knows no exact topics to read "
+                f"instead. RabbitMQ's rabbitmq_mqtt plugin behaves so. {NEEDS_TOPICS}"
+            )
+        first = [RETAINED_PROBE]
+    else:
+        first = [f"{BARRIER_ROOT}/+", RETAINED_PROBE]
+    found.exact = expand is not None
+    asked = set(session.subscriptions)
     probed = False
-    end = time.monotonic() + limit
+    # Exact-topic rounds (thousands of filters) subscribe at QoS 0, the barrier's filter too,
+    # so a round's messages arrive in one class of service: a read in a clean session gains
+    # nothing from QoS 1 (see `retained_snapshot`), and RabbitMQ makes each QoS 1 filter a
+    # durable binding, at twice the cost.
+    qos = session.qos
+    if expand is not None:
+        qos = 0
+        first.insert(0, f"{BARRIER_ROOT}/+")
+    while True:
+        new = [] if expand is None else sorted(set(expand(found)) - asked)
+        if not first and not new:
+            return found
+        asked.update(new)
+        wanted = list(dict.fromkeys([*first, *new]))
+        session.subscribe_more(wanted, max(1.0, end - time.monotonic()), qos=qos)
+        round_probed, back = _read_round(session, barriers, found, quiet, end)
+        if first and back and not round_probed:
+            raise RetainedUnsupported(
+                f"broker {session.address.url} keeps no retained messages (a retained probe "
+                f"on {RETAINED_PROBE} did not come back, even to a subscription of its exact "
+                "topic): linefleet keeps the fleet's desired state as retained messages, so "
+                "it cannot publish or show status through this broker. See docs/protocol.md, "
+                "'Brokers'"
+            )
+        probed = probed or round_probed
+        first = []
+        if not back:  # no barrier: an ACL without the barrier's topic; quiet ended the read
+            return found
+
+
+class _Barrier:
+    """The barrier messages of one read: each round's carries its own number, so a copy the
+    last round sent again (a pause) cannot end the next round early."""
+
+    def __init__(self, session: Session, topic: str) -> None:
+        self.session, self.topic, self.round = session, topic, 0
+
+    def start(self) -> None:
+        self.round += 1
+        self.send()
+
+    def send(self) -> None:
+        self.session.client.publish(self.topic, str(self.round).encode(), qos=1, retain=False)
+
+    def ends(self, msg: Message) -> bool:
+        return msg.topic == self.topic and msg.payload == str(self.round).encode()
+
+
+def _read_round(
+    session: Session, barrier: _Barrier, found: dict[str, Message], quiet: float, end: float
+) -> tuple[bool, bool]:
+    """Read retained messages into `found` until this round's barrier comes back; return
+    whether the retained probe came, and whether the barrier did."""
+    barrier.start()
+    probed = False
     arrived = 0  # messages since the last barrier was sent
     while (wait := min(quiet, end - time.monotonic())) > 0:
         try:
             msg = session.inbox.get(timeout=wait)
         except queue.Empty:
             if not arrived:
-                break  # silent since the last barrier: nothing more is coming
+                return probed, False  # silent since the last barrier: nothing more is coming
             # Messages were still arriving: a pause on a busy machine, not the end. Ask again.
-            session.client.publish(barrier, b"", qos=1, retain=False)
+            barrier.send()
             arrived = 0
             continue
-        if msg.topic == barrier:
-            if not probed:
-                raise RetainedUnsupported(
-                    f"broker {session.address.url} does not deliver retained messages to "
-                    f"wildcard subscriptions (a retained probe on {RETAINED_PROBE} did not come "
-                    f"back to {BARRIER_ROOT}/+): linefleet reads the fleet's retained state "
-                    "that way, so it cannot publish or show status through this broker. "
-                    "RabbitMQ's rabbitmq_mqtt plugin behaves so; see docs/protocol.md, "
-                    "'Brokers'"
-                )
-            break
+        if barrier.ends(msg):
+            return probed, True
         arrived += 1
         if msg.topic == RETAINED_PROBE:
             probed = probed or msg.retain
         elif msg.retain and not msg.topic.startswith(f"{BARRIER_ROOT}/"):
             found[msg.topic] = msg
-    return found
+    return probed, False

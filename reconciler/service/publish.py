@@ -14,7 +14,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from reconciler.service.compile import (
 from reconciler.service.fence import Fenced
 from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
-from reconciler.service.mqtt import Outgoing, retained_snapshot
+from reconciler.service.mqtt import Expand, Message, Outgoing, retained_snapshot
 
 
 @dataclass(frozen=True)
@@ -422,6 +422,57 @@ def live_specs(repo: Path) -> LiveSpecs:
     return read
 
 
+KnownAt = Callable[[str], Iterable[str]]
+"""The desired topics of the fleet's devices at a commit (none when it cannot be read)."""
+
+
+def topics_at(live: LiveSpecs) -> KnownAt:
+    """`KnownAt` from the fleet at a commit."""
+
+    def known(commit: str) -> list[str]:
+        spec = live(commit)
+        if spec is None:
+            return []
+        return [topic(d.site, d.id, Channel.DESIRED) for d in spec.devices.values()]
+
+    return known
+
+
+def exact_topics(
+    signed: dict[str, Signed], commit: str, key: SigningKey, known_at: KnownAt | None
+) -> Expand:
+    """What a full publish reads on a broker that hides retained messages from wildcards: the
+    desired topic of every device it signs, the marker, and the devices of every other commit
+    that the publish marker (ours, `key`) or a retained document found so far names (so a
+    device removed since is found and gets its tombstone). Read round by round until no commit
+    is new (`reconciler.service.mqtt.collect_retained`). Not seen: a retained document of a
+    device that is in none of those commits' fleets (nor in `signed`)."""
+    base = [s.topic for s in signed.values()] + [MARKER_TOPIC]
+    seen = {commit}
+    extra: list[str] = []
+
+    read: set[str] = set()  # topics whose commit is taken already
+
+    def expand(found: Mapping[str, Message]) -> list[str]:
+        named: set[str] = set()
+        marker = found.get(MARKER_TOPIC)
+        was = Marker.parse(marker.payload if marker else None, key)
+        if was is not None:
+            named.add(was.commit)
+        for name, msg in found.items():
+            if name not in read and _is_desired(name):
+                read.add(name)
+                if (then := Retained.parse(msg.payload).commit) is not None:
+                    named.add(then)
+        for new in sorted(named - seen):
+            seen.add(new)
+            if known_at is not None:
+                extra.extend(known_at(new))
+        return [*base, *extra]
+
+    return expand
+
+
 def refuse_local(docs: dict[str, DesiredState]) -> None:
     """Stop (`PermanentError`) when a document names a `file://` artifact (`--refuse-file-urls`)."""
     local = unreachable_urls(docs)
@@ -455,6 +506,7 @@ def publish(
     calendar_now: dt.datetime | None = None,
     topics: Sequence[str] | None = None,
     claim: Lease | None = None,
+    known_at: KnownAt | None = None,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
@@ -474,6 +526,10 @@ def publish(
     (`reconciler.service.fence`): another publisher connecting in between fails this one
     (`TemporaryError`) rather than letting it act on what it read. With `claim`, that
     connection also takes the publish lease (`reconciler.service.lease`).
+    On a broker that hands retained messages only to exact-topic subscriptions, the full pass
+    reads the desired topics of `revision`'s devices and of the devices at each commit the
+    publish marker or a retained document names (`known_at`, by default from `live`): see
+    `exact_topics`.
     """
     moment = time.time() if now is None else now
     if signed is None:
@@ -485,12 +541,15 @@ def publish(
         signed = sign_all(docs, key, None if max_age is None else expiry(moment, max_age))
     desired = [topic_filter(Channel.DESIRED)] if topics is None else list(topics)
     filters = [*desired, MARKER_TOPIC]
+    if known_at is None and live is not None:
+        known_at = topics_at(live)
+    expand = None if topics is not None else exact_topics(signed, revision.commit, key, known_at)
     # A dry run only reads: it need not take the publishing connection from anyone.
-    fence = None if dry_run else Fenced(address, filters, claim=claim)
+    fence = None if dry_run else Fenced(address, filters, claim=claim, expand=expand)
     with fence or contextlib.nullcontext():
         if fence is None:
             client_id = f"linefleet-publish-{uuid.uuid4().hex[:12]}"
-            snapshot = retained_snapshot(address, filters, client_id, quiet=quiet)
+            snapshot = retained_snapshot(address, filters, client_id, quiet=quiet, expand=expand)
         else:
             snapshot = fence.snapshot(quiet=quiet)
         marker_then = snapshot.pop(MARKER_TOPIC, None)

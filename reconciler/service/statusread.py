@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +20,9 @@ from linefleet_core.errors import LinefleetError, UsageError
 from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_device_keys
-from linefleet_core.wire import Channel, DesiredState, topic_filter
+from linefleet_core.wire import Channel, DesiredState, topic, topic_filter
 from reconciler.service.fleetstatus import FleetStatus, fleet_status
-from reconciler.service.mqtt import Message
+from reconciler.service.mqtt import Message, RetainedUnsupported, Snapshot, retained_snapshot
 from reconciler.service.mqttread import read_retained
 from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
@@ -124,7 +124,7 @@ def _read_status(
         now = time.time()
         status = fleet_status({}, observations, now, fleet, assigned, None, field_escapes, limit)
         return status, now
-    snapshot = read_snapshot(BrokerAddress.parse(broker), quiet)
+    snapshot = read_snapshot(BrokerAddress.parse(broker), quiet, known)
     now = time.time()
     desired = intake(snapshot, observations, now, known, keys)
     behind: dict[str, str] = {}
@@ -134,16 +134,51 @@ def _read_status(
         behind = git_behind(repo, desired, checks=checks)
     status = fleet_status(desired, observations, now, fleet, assigned, behind, field_escapes, limit)
     status.reconciler = recorded
+    if snapshot.exact:
+        status.notes.append(exact_note(broker, len(known or ())))
     return status, now
 
 
-def read_snapshot(address: BrokerAddress, quiet: float = 0.5) -> dict[str, Message]:
+def exact_note(broker: str, devices: int) -> str:
+    """What a status read by exact topics could not see (`reconciler.service.mqtt.Snapshot`)."""
+    address = BrokerAddress.parse(broker)
+    why = (
+        "?retained=exact"
+        if address.retained == "exact"
+        else "it hands retained messages only to exact-topic subscriptions"
+    )
+    return (
+        f"broker {address.url} was read by exact topic ({why}): the {devices} device(s) of "
+        "the fleet repository were read; a device that is not in it (a stranger, or a removed "
+        "device that kept its documents) is invisible here, unless `linefleet reconcile` "
+        "recorded it (--state-dir)"
+    )
+
+
+def read_snapshot(
+    address: BrokerAddress, quiet: float = 0.5, devices: Iterable[tuple[str, str]] | None = None
+) -> Snapshot:
     """The retained desired, reported and online messages of every device, by topic (a QoS 0
-    subscription in a fresh clean session, read without paho: `reconciler.service.mqttread`,
-    which returns what `reconciler.service.mqtt.retained_snapshot(..., qos=0)` does)."""
-    filters = [topic_filter(c) for c in (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)]
+    subscription in a fresh clean session).
+
+    Through wildcards the snapshot is read without paho (`reconciler.service.mqttread`, which
+    returns what `reconciler.service.mqtt.retained_snapshot(..., qos=0)` does). On a broker
+    that hides retained messages from wildcards (the raw reader's probe says so), or with
+    `?retained=exact`, those of `devices` (site, device) are read by exact topic through
+    `retained_snapshot` (`Snapshot.exact`); without `devices`, it is refused there."""
+    channels = (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)
+    filters = [topic_filter(c) for c in channels]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
-    return read_retained(address, filters, client, quiet=quiet)
+    if address.retained != "exact":
+        try:
+            return Snapshot(read_retained(address, filters, client, quiet=quiet))
+        except RetainedUnsupported:
+            pass  # read by exact topic below (or refused there, saying what it needs)
+    expand = None
+    if devices is not None:
+        exact = [topic(site, device, c) for site, device in sorted(devices) for c in channels]
+        expand = lambda _found: exact  # noqa: E731 (the same topics whatever was found)
+    return retained_snapshot(address, filters, client, quiet=quiet, qos=0, expand=expand)
 
 
 def intake(

@@ -30,8 +30,9 @@ from tests.support import nats, rabbitmq
 from tests.support.mosquitto import MOSQUITTO, Mosquitto
 
 ENGINES = ("mosquitto", "nats-cluster", "rabbitmq")
-FULL = ("mosquitto", "nats-cluster")
-"""The engines linefleet's reconciler runs on (RabbitMQ's plugin is refused: docs/protocol.md)."""
+FULL = ENGINES
+"""The engines linefleet's reconciler runs on: all three (on RabbitMQ's plugin it reads the
+fleet's retained state by exact-topic subscriptions: docs/protocol.md, section 14)."""
 
 
 class Broker(Protocol):

@@ -46,8 +46,13 @@ class RabbitMQ(ServerProcess):
     error = RabbitError
     poll_interval = 0.2
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, keep_retained: bool = True) -> None:
         super().__init__(workdir)
+        self.keep_retained = keep_retained
+        """False: the plugin's no-op retained store (a broker that keeps no retained messages)."""
+        self.config: str | None = None
+        """rabbitmq.conf to boot with instead of ours (e.g. `broker config --engine rabbitmq`'s,
+        made for `port` and `amqp_port`)."""
         self.amqp_port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
@@ -61,17 +66,28 @@ class RabbitMQ(ServerProcess):
     def prepare(self) -> None:
         w = self.workdir
         (w / "enabled_plugins").write_text("[rabbitmq_mqtt].\n", encoding="utf-8")
-        (w / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = {self.host}:{self.amqp_port}\n"
-            f"mqtt.listeners.tcp.default = {self.host}:{self.port}\n"
-            "mqtt.allow_anonymous = true\n"
-            "loopback_users = none\n",
-            encoding="utf-8",
-        )
+        if self.config is not None:
+            (w / "rabbitmq.conf").write_text(self.config, encoding="utf-8")
+        else:
+            self._write_config()
         cookie = w / ".erlang.cookie"
         if not cookie.exists():
             cookie.write_text(os.urandom(16).hex(), encoding="utf-8")
             cookie.chmod(0o400)
+
+    def _write_config(self) -> None:
+        (self.workdir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = {self.host}:{self.amqp_port}\n"
+            f"mqtt.listeners.tcp.default = {self.host}:{self.port}\n"
+            "mqtt.allow_anonymous = true\n"
+            "loopback_users = none\n"
+            + (
+                ""
+                if self.keep_retained
+                else "mqtt.retained_message_store = rabbit_mqtt_retained_msg_store_noop\n"
+            ),
+            encoding="utf-8",
+        )
 
     def environment(self) -> dict[str, str]:
         w = self.workdir

@@ -2,10 +2,10 @@
 
 Plain paho clients speak to Mosquitto, a three-node NATS cluster and RabbitMQ's MQTT plugin:
 QoS 1 redelivery to a persistent session, wills, the largest message of the protocol, and
-retained messages through exact and wildcard subscriptions. Then linefleet itself: on the two
-engines that keep retained messages for wildcards, `publish` works; on RabbitMQ, which hands
-them only to exact-topic subscriptions, `publish` and `status` refuse with a message naming
-the broker (exit 1), rather than reading an empty fleet.
+retained messages through exact and wildcard subscriptions. Then linefleet itself: `publish`
+twice and `status` work on all three; on RabbitMQ, which hands retained messages only to
+exact-topic subscriptions, linefleet reads each known device's topics exactly, and status says
+so (tests/integration/brokers/test_rabbitmq_exact.py goes further).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def test_retained_messages_for_exact_and_wildcard_subscriptions(broker: Broker) 
 
 
 @pytest.mark.parametrize("broker", ENGINES, indirect=True)
-def test_publish_twice_or_refuse_naming_the_broker(
+def test_publish_twice_and_status_on_every_engine(
     broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = tmp_path / "fleet"
@@ -168,16 +168,22 @@ def test_publish_twice_or_refuse_naming_the_broker(
     minifleet.commit_all(repo, "initial fleet")
     key, _ = SigningKey.generate().write(tmp_path / "keys")
     args = ["publish", "--broker", broker.url, "--repo", str(repo), "--signing-key", str(key)]
-    first = main([*args, "--format", "json"])
-    out, err = capsys.readouterr()
-    if broker.name == "rabbitmq-server":
-        assert first == 1
-        assert f"broker {broker.url} does not deliver retained messages to wildcard" in err
-        assert "Traceback" not in out + err
-        status = main(["status", "--broker", broker.url, "--repo", str(repo)])
-        assert status == 1 and "does not deliver retained" in capsys.readouterr().err
-        return
-    assert first == 0 and json.loads(out)["published"] == 3
+    assert main([*args, "--format", "json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["published"] == 3
     assert main([*args, "--format", "json"]) == 0  # from what the broker retained: no change
     again = json.loads(capsys.readouterr().out)
     assert (again["published"], again["unchanged"]) == (0, 3)
+    assert main([*args, "--format", "json", "--full"]) == 0  # every device read back
+    full = json.loads(capsys.readouterr().out)
+    assert (full["mode"], full["published"], full["unchanged"]) == ("full", 0, 3)
+    assert main(["status", "--broker", broker.url, "--repo", str(repo), "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    ours = {
+        d["device"]
+        for d in status["devices"]
+        if (d["desired"] or {}).get("commit") == first["commit"]
+    }
+    assert ours == {"toledo-edge-1", "toledo-edge-2", "dresden-edge-1"}
+    exact = broker.name == "rabbitmq-server"  # retained only for exact-topic subscriptions
+    assert any("read by exact topic" in n for n in status.get("notes", [])) == exact

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.support import minifleet
 from tests.support.brokers import require
 from tests.support.nats import NATS_SERVER, NatsError
 from tests.support.server import ServerProcess, free_port
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 T = "linefleet/v1"
@@ -144,3 +146,77 @@ def test_a_device_reads_only_its_own_desired_state_on_nats(
         assert [p for t, p in edge.got if t != OWN] == []
         edge.close()
         reconciler.close()
+
+
+def session_opens(port: int, user: str, password: str) -> bool:
+    """A persistent session opens on the node (its JetStream is ready: a fresh cluster
+    needs seconds to elect its leaders)."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"ready-{uuid.uuid4().hex[:8]}", clean_session=False
+    )
+    client.username_pw_set(user, password)
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return False
+    outcome: list[bool] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: outcome.append(not reason.is_failure)
+    deadline = time.monotonic() + 6.0
+    while not outcome and time.monotonic() < deadline:
+        if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+            break
+    client.disconnect()
+    return bool(outcome and outcome[0])
+
+
+def test_a_generated_three_node_cluster_carries_the_fleet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--server-name`, `--cluster-listen` and `--routes` per node, sharing credentials.json:
+    the nodes route to each other (authenticated), linefleet publishes through node 0 and a
+    device reads its document, and only its own, from node 2."""
+    require("nats-cluster")
+    repo = tmp_path / "fleet"
+    minifleet.write_minifleet(repo)
+    mqtt_ports = [free_port() for _ in range(3)]
+    route_ports = [free_port() for _ in range(3)]
+    creds_file = tmp_path / "credentials.json"
+    confs = []
+    for i in range(3):
+        out = tmp_path / f"node{i}"
+        others = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(route_ports) if j != i)
+        argv = ["broker", "config", "--engine", "nats", "--repo", str(repo), "--out", str(out)]
+        argv += ["--port", str(mqtt_ports[i]), "--bind", "127.0.0.1"]
+        argv += ["--nats-port", str(free_port()), "--data-dir", str(tmp_path / f"js{i}")]
+        argv += ["--server-name", f"n{i}", "--cluster-listen", f"127.0.0.1:{route_ports[i]}"]
+        argv += ["--routes", others, "--credentials", str(creds_file)]
+        assert main(argv) == 0
+        confs.append(out / NATS_CONF)
+    capsys.readouterr()
+    text = confs[0].read_text()
+    assert "stream_replicas: 3, consumer_replicas: 3" in text and "nats-route://" in text
+    creds = json.loads(creds_file.read_text())
+    rec = "linefleet-reconciler"
+    nodes = [GeneratedNats(tmp_path / f"run{i}", confs[i], mqtt_ports[i]) for i in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        for port in mqtt_ports:
+            assert until(partial(session_opens, port, rec, creds[rec]), 90, 0.5), port
+        key = SigningKey.generate().write(tmp_path / "keys")[0]
+        minifleet.init_repo(repo)
+        minifleet.commit_all(repo, "fleet")
+        hosts = ",".join(f"127.0.0.1:{p}" for p in mqtt_ports)
+        url = f"mqtt://{rec}:{creds[rec]}@{hosts}"
+        publish = ["publish", "--broker", url, "--repo", str(repo), "--signing-key", str(key)]
+        assert main([*publish, "--artifact-base", "file:///x"]) == 0
+        assert "3 published" in capsys.readouterr().out
+
+        edge = Client(mqtt_ports[2], "toledo-edge-1", creds["toledo-edge-1"])
+        assert edge.subscribe(OWN)  # on node 2: the retained copy came over the routes
+        assert json.loads(wait_for_message(edge, OWN)[0])["device"] == "toledo-edge-1"
+        assert not edge.subscribe(OTHER)
+        edge.close()
+    finally:
+        for node in nodes:
+            node.stop()

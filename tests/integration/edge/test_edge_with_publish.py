@@ -4,8 +4,9 @@ The mini fleet's catalogue gets real ONNX artifacts (tiny models with the right 
 counts); the reconciler compiles, signs and publishes it; the edge agent for
 `toledo/toledo-edge-1` converges, serves `toledo/line-1` with its shadow candidate, and
 `linefleet status` (the reconciler's view of what the device reported) shows it Synced.
-It runs on every broker engine the reconciler supports (tests/support/brokers.py): Mosquitto
-and a three-node NATS cluster (whose URL lists every node).
+It runs on every broker engine the reconciler supports (tests/support/brokers.py): Mosquitto,
+a three-node NATS cluster (whose URL lists every node) and RabbitMQ's MQTT plugin (where
+publish and status read retained state by exact topic).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -64,3 +66,12 @@ def test_fail_over_moves_a_client_to_the_next_node_and_round() -> None:
     lone = paho_client("a", 1)
     single.fail_over(lone)
     assert (lone.host, lone.port) == ("a", 1)
+
+
+def test_retained_reads_come_from_the_url_query() -> None:
+    assert BrokerAddress.parse("mqtt://a:1").retained == "auto"
+    exact = BrokerAddress.parse("mqtt://u:p@a:1,b:2?retained=exact")
+    assert (exact.retained, exact.url, exact.username) == ("exact", "mqtt://a:1,b:2", "u")
+    for bad in ("mqtt://a:1?retained=wild", "mqtt://a:1?qos=2"):
+        with pytest.raises(UsageError, match=re.escape("expected retained=auto|exact")):
+            BrokerAddress.parse(bad)

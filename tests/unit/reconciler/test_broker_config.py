@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
+
+import pytest
 
 from reconciler.broker import (
     BrokerOptions,
@@ -113,3 +116,38 @@ def test_a_loopback_test_broker_is_anonymous_and_keeps_the_queue_limits_off() ->
     cfg = config_text(BrokerOptions("/tmp/x", "/tmp/x/data", 1999, "127.0.0.1", anonymous=True))
     assert "allow_anonymous true" in cfg and "password_file" not in cfg and "plugin" not in cfg
     assert "max_queued_messages 0" in cfg and "listener 1999 127.0.0.1" in cfg
+
+
+def test_a_nats_cluster_node_needs_its_name_listen_and_routes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from linefleet.cli import main
+    from tests.support import minifleet
+
+    repo = tmp_path / "fleet"
+    minifleet.write_minifleet(repo)
+    base = ["broker", "config", "--engine", "nats", "--repo", str(repo), "--out", str(tmp_path)]
+    assert main([*base, "--routes", "h2:6222"]) == 2
+    assert "--cluster-listen" in capsys.readouterr().err
+    node = ["--server-name", "n1", "--cluster-listen", "h1:6222", "--routes", "h2:6222"]
+    assert main([*base, *node, "--replicas", "3"]) == 2
+    assert "more than the cluster's 2 nodes" in capsys.readouterr().err
+    assert main([*base, *node]) == 0
+    text = (tmp_path / "nats.conf").read_text()
+    assert "stream_replicas: 2, consumer_replicas: 2" in text
+    assert 'server_name: "n1"' in text and "@h2:6222" in text
+
+
+def test_rabbitmq_definitions_give_each_device_its_own_routing_keys_and_queues() -> None:
+    import json
+
+    from reconciler.broker import rabbitmq_definitions
+
+    creds = {"linefleet-reconciler": "r", "t-1": "p"}
+    doc = json.loads(rabbitmq_definitions([("toledo", "t-1")], creds))
+    topics = {t["user"]: t for t in doc["topic_permissions"]}
+    assert topics["t-1"]["read"] == r"^(linefleet\.v1\.toledo\.t\-1\.desired)$"
+    assert r"linefleet\.v1\.toledo\.t\-1\.reported" in topics["t-1"]["write"]
+    assert "desired" not in topics["t-1"]["write"]
+    perms = {p["user"]: p for p in doc["permissions"]}
+    assert perms["t-1"]["configure"] == r"^mqtt-subscription-linefleet\-device\-t\-1qos[01]$"
