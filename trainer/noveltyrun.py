@@ -8,10 +8,10 @@ choose the threshold at the requested false-alarm rate; its `ok` frames of the s
 split take no part in either, so their false-alarm rate is an independent check of the asked
 one. The run in MLflow gets the parameters, the threshold, that held-out false-alarm rate and
 the share of the line's labelled defect frames (none of which the fit saw) at or above the
-threshold, each with its 95% Wilson interval. The artifact is then registered and catalogued exactly as `linefleet model add`
-does (`trainer.byom.add_model`: model contract v2, task `anomaly`, output `score`, the
-threshold), as `novelty-<site>-<line>` unless named. A line names it with
-`novelty: {model: NAME, version: V}`.
+threshold, each with its 95% Wilson interval. The artifact is then registered and catalogued
+exactly as `linefleet model add` does (`trainer.byom.add_model`: model contract v2, task
+`anomaly`, output `score`, the threshold), as `novelty-<site>-<line>` unless named. A line
+names it with `novelty: {model: NAME, version: V}`.
 
 With `propose` (`Propose`: a forge, a remote and a base branch) nothing is written into the
 working tree: the fits run as above, and the artifacts, the catalogue entries and each line's
