@@ -68,6 +68,16 @@ from trainer.novelty import NoveltyConfig, fit_novelty  # noqa: E402
 from trainer.train import TrainConfig, fit  # noqa: E402
 
 TRAIN_PER_LINE = int(os.environ.get("BENCH_LOG_TRAIN", "300"))
+KNOBS = (
+    "BENCH_LOG_TRAIN",
+    "BENCH_LOG_NOVELTY_OK",
+    "BENCH_LOG_FRAMES",
+    "BENCH_LOG_SIM_TRAIN",
+    "BENCH_LOG_CLASSIFIER",
+    "BENCH_LOG_TEXTURE",
+    "BENCH_LOG_MAX_ESCAPE",
+)
+"""Environment knobs; those set are shown in the recorded command."""
 SIM_TRAIN = int(os.environ.get("BENCH_LOG_SIM_TRAIN", "1200"))
 NOVELTY_OK = int(os.environ.get("BENCH_LOG_NOVELTY_OK", "400"))
 SERVE_PER_LINE = int(os.environ.get("BENCH_LOG_FRAMES", "2000"))
@@ -513,7 +523,12 @@ def main() -> int:
             {
                 "benchmark": "logging",
                 "title": "Anomaly-native logging on frames the model was not tuned for",
-                "command": "python bench/bench_logging.py",
+                "command": " ".join(
+                    [
+                        *(f"{k}={os.environ[k]}" for k in KNOBS if k in os.environ),
+                        "python bench/bench_logging.py",
+                    ]
+                ),
                 "target": "at 2% defects: >= 99% of defect frames kept, >= 90% of bytes saved; "
                 "novelty alone keeps >= 90% of the defects the classifier misses",
                 "met": met,
