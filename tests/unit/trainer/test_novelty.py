@@ -135,7 +135,8 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     calibration = np.asarray(model.calibration_scores)
     assert len(calibration) == 30
     assert np.sum(calibration >= model.threshold) == 6
-    np.testing.assert_allclose(calibration, scores_of(pooled, loc, spread), rtol=2e-2)
+    expected_calibration = scores_of(pooled, tuple(loc.tolist()), tuple(spread.tolist()))
+    np.testing.assert_allclose(calibration, np.asarray(expected_calibration), rtol=2e-2)
     # the held-out frames took no part: their scores are the artifact's, by the full statistics
     held_z = (np.log(np.maximum(parts(held, everything), 0) + 1e-3) - loc) / spread
     np.testing.assert_allclose(
