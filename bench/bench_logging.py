@@ -233,6 +233,8 @@ def run(
     kept_by = Counter[str]()
     defects_by = Counter[str]()
     classes_missed = Counter[str]()
+    by_line: dict[str, Counter[str]] = {m: Counter() for m in MATERIALS}
+    """Per line: the classifier's misses by class, and `novel:<class>` those novelty flags."""
     totals = Counter[str]()
     spools: list[Spool] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,6 +280,8 @@ def run(
                         totals["missed_by_classifier"] += 1
                         classes_missed[truth] += 1
                         totals["missed_novel"] += bool(alone and alone.novel)
+                        by_line[material][truth] += 1
+                        by_line[material][f"novel:{truth}"] += bool(alone and alone.novel)
         spool_bytes = sum(s.spooled_bytes for s in spools)
         audit = sum(c["population"] for s in spools for c in s.counters.audit.values())
         doubted = sum(s.counters.doubted for s in spools)
@@ -300,6 +304,7 @@ def run(
         "bytes_saved_limit": round(limit, 4),
         "classifier_missed": missed,
         "classifier_missed_by_class": dict(sorted(classes_missed.items())),
+        "classifier_missed_by_line": {m: dict(sorted(c.items())) for m, c in by_line.items()},
         "novelty_alone_keeps_of_missed": totals["missed_novel"],
         "novelty_alone_share_of_missed": round(totals["missed_novel"] / missed, 4)
         if missed
@@ -397,9 +402,25 @@ def table(title: str, r: dict[str, Any]) -> list[str]:
             f"classifier missed ({share:.1%})."
             if share is not None
             else "— (the classifier missed none)."
-        ),
+        )
+        + misses_by_line(r),
         "",
     ]
+
+
+def misses_by_line(r: dict[str, Any]) -> str:
+    """ " Per line, the classifier's misses (novelty alone flagged): ..." or ""."""
+    parts = []
+    for line, counts in r.get("classifier_missed_by_line", {}).items():
+        missed = [(c, n) for c, n in counts.items() if not c.startswith("novel:") and n]
+        if missed:
+            text = ", ".join(f"{c} {n} ({counts.get(f'novel:{c}', 0)})" for c, n in missed)
+            parts.append(f"{line}: {text}")
+    return (
+        (" Per line, its misses (flagged by novelty alone): " + "; ".join(parts) + ".")
+        if parts
+        else ""
+    )
 
 
 def main() -> int:
