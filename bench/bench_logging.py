@@ -409,7 +409,8 @@ def table(title: str, r: dict[str, Any]) -> list[str]:
 
 
 def misses_by_line(r: dict[str, Any]) -> str:
-    """ " Per line, the classifier's misses (novelty alone flagged): ..." or ""."""
+    """The sentence naming, per line, the classifier's misses by class and how many of them the
+    novelty model alone flagged ("" when it missed none)."""
     parts = []
     for line, counts in r.get("classifier_missed_by_line", {}).items():
         missed = [(c, n) for c, n in counts.items() if not c.startswith("novel:") and n]
