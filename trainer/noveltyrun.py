@@ -3,14 +3,15 @@
     results = novelty_runs(NoveltyRequest(workspace, lines=("toledo/line-1",), tracking_uri=uri))
 
 For each line: the dataset version of the line's taxonomy (the label store as it is now); the
-line's `ok` frames of the train split fit the model (`trainer.novelty`), its `ok` frames of the
-stable holdout split choose the threshold at the requested false-alarm rate. The run in MLflow
-gets the parameters, the threshold, the held-out false-alarm rate and the share of the line's
-labelled defect frames (none of which the fit saw) at or above the threshold, each with its 95%
-Wilson interval. The artifact is then registered and catalogued exactly as `linefleet model add`
-does (`trainer.byom.add_model`: model contract v2, task `anomaly`, output `score`, the
-threshold), as `novelty-<site>-<line>` unless named. A line names it with
-`novelty: {model: NAME, version: V}`.
+line's `ok` frames of the train split fit the model (`trainer.novelty`) and, scored out of fold,
+choose the threshold at the requested false-alarm rate; its `ok` frames of the stable holdout
+split take no part in either, so their false-alarm rate is an independent check of the asked
+one. The run in MLflow gets the parameters, the threshold, that held-out false-alarm rate and
+the share of the line's labelled defect frames (none of which the fit saw) at or above the
+threshold, each with its 95% Wilson interval. The artifact is then registered and catalogued
+exactly as `linefleet model add` does (`trainer.byom.add_model`: model contract v2, task
+`anomaly`, output `score`, the threshold), as `novelty-<site>-<line>` unless named. A line
+names it with `novelty: {model: NAME, version: V}`.
 
 With `propose` (`Propose`: a forge, a remote and a base branch) nothing is written into the
 working tree: the fits run as above, and the artifacts, the catalogue entries and each line's
@@ -162,8 +163,9 @@ def _title(results: Sequence[NoveltyResult]) -> str:
 def _body(results: Sequence[NoveltyResult]) -> str:
     rows = [
         "Input-novelty models fitted by `linefleet trainer novelty` on each line's `ok` frames "
-        "(train split), threshold on its held-out `ok` frames. Each line keeps frames far "
-        "from its normal as `novel`, whatever the classifier says.",
+        "(train split; the threshold on those frames scored out of fold). The held-out `ok` "
+        "frames, which neither the fit nor the threshold saw, check the false-alarm rate. "
+        "Each line keeps frames far from its normal as `novel`, whatever the classifier says.",
         "",
         "| line | model | threshold | held-out ok over it | labelled defects over it | dataset |",
         "|---|---|---|---|---|---|",

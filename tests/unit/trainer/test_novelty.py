@@ -1,6 +1,6 @@
 """The novelty fitter: a valid plain-ONNX graph that onnxruntime runs, equal to the statistics it
 was fitted with (patch Gaussians, absolute and frame-relative, colour and grey deviation maps, each
-part standardised on held-out frames), and
+part standardised on the fit frames scored out of fold), and
 scoring a line's defect frames and frames of another source above the threshold chosen on
 held-out ok frames."""
 
@@ -29,7 +29,9 @@ from trainer.novelty import (
     gaussians,
     local,
     novelty_model,
+    scores_of,
     standardise,
+    tail_level,
     threshold_for,
 )
 
@@ -72,7 +74,7 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     train, held, probe = _line("ok", 0, 30), _line("ok", 1000, 10), _line("scratch", 500, 4)
     config = NoveltyConfig(false_alarm_rate=0.2)
     model = fit_novelty(train, held, config)
-    fit = fit_statistics(train, held, config)
+    fit = fit_statistics(train, config)
     stats = fit.stats
     assert model.onnx == novelty_model(config, stats)
     train_patches, train_chroma, train_grey = features(train, config)
@@ -112,39 +114,64 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
             axis=1,
         )
 
-    # every train frame is scored by statistics fitted without its fold (5 interleaved
-    # folds), the held-out frames by the full statistics; the parts are standardised on both
+    # every train frame is scored by statistics fitted without its fold (10 interleaved
+    # folds); the parts are standardised on those out-of-fold parts alone
     everything = np.ones(len(train), bool)
-    fold = np.arange(len(train)) % 5
-    pooled = np.concatenate(
-        [parts(train[fold == f], fold != f) for f in range(5)] + [parts(held, everything)]
-    )
+    fold = np.arange(len(train)) % 10
+    pooled = np.empty((len(train), 4))
+    for f in range(10):
+        pooled[fold == f] = parts(train[fold == f], fold != f)
     logs = np.log(np.maximum(pooled, 0) + 1e-3)
     loc = np.median(logs, axis=0)
-    spread = np.maximum(0.02, 1.4826 * np.median(np.abs(logs - loc), axis=0))
+    # the tail spread: with 30 frames, measured to the 75% quantile (10 frames above it would
+    # need a level under 75%), in units of the normal's 75% quantile (0.6745)
+    spread = np.maximum(0.02, (np.quantile(logs, 0.75, axis=0) - loc) / 0.67449)
     np.testing.assert_allclose(stats.loc, loc, atol=2e-3)
     np.testing.assert_allclose(stats.spread, spread, rtol=2e-2, atol=2e-3)
     z = (np.log(np.maximum(parts(probe, everything), 0) + 1e-3) - loc) / spread
     expected = np.exp(np.minimum(z.max(axis=1), 40.0))
     np.testing.assert_allclose(model.score(probe), expected, rtol=2e-2)
-    # the threshold is the 80% quantile of those 40 pooled scores: 8 of them at or above it
+    # the threshold is the 80% quantile of those 30 out-of-fold scores: 6 at or above it
     calibration = np.asarray(model.calibration_scores)
-    assert len(calibration) == 40
-    assert np.sum(calibration >= model.threshold) == 8
-    # and the held-out frames' numpy scores are the artifact's
-    np.testing.assert_allclose(calibration[30:], model.heldout_scores, rtol=2e-2)
+    assert len(calibration) == 30
+    assert np.sum(calibration >= model.threshold) == 6
+    expected_calibration = scores_of(pooled, tuple(loc.tolist()), tuple(spread.tolist()))
+    np.testing.assert_allclose(calibration, np.asarray(expected_calibration), rtol=2e-2)
+    # the held-out frames took no part: their scores are the artifact's, by the full statistics
+    held_z = (np.log(np.maximum(parts(held, everything), 0) + 1e-3) - loc) / spread
+    np.testing.assert_allclose(
+        model.heldout_scores, np.exp(np.minimum(held_z.max(axis=1), 40.0)), rtol=2e-2
+    )
 
 
-def test_each_part_is_standardised_by_the_median_and_robust_spread_of_its_log() -> None:
-    # one long-tailed held-out value does not widen a part's spread (a median absolute
-    # deviation, not a standard deviation), and a part that never varied gets the floor
-    logs = np.array([0.0, 0.1, -0.1, 0.2, -0.2, 0.05, 3.0])
-    tight = np.exp(logs) - 1e-3
-    flat = np.array([2.0] * 7)
-    loc, spread = standardise([tight, flat])
-    assert loc[0] == pytest.approx(0.05) and loc[1] == pytest.approx(np.log(2.001))
-    assert spread[0] == pytest.approx(1.4826 * 0.15)
-    assert spread[1] == 0.02
+def test_each_part_is_standardised_by_its_median_and_the_spread_of_its_upper_tail() -> None:
+    # the spread is measured to the 95% quantile (10 of 200 frames above it), in units of the
+    # normal's 95% quantile: a normal part's spread is its standard deviation
+    rng = np.random.default_rng(0)
+    normal = np.exp(rng.normal(1.0, 0.5, 4000)) - 1e-3
+    loc, spread = standardise([normal])
+    assert loc[0] == pytest.approx(1.0, abs=0.03) and spread[0] == pytest.approx(0.5, rel=0.06)
+    # two parts alike in the bulk, one with a long upper tail (a tenth of its frames far up):
+    # the tail spread gives the long-tailed part a wider spread, so both reach a standardised
+    # value that only a few per cent of their normal frames reach about equally often
+    bulk = rng.normal(0.0, 1.0, 400)
+    tailed = bulk.copy()
+    tailed[::10] += 6.0
+    loc, spread = standardise([np.exp(bulk) - 1e-3, np.exp(tailed) - 1e-3])
+    assert spread[1] > 2 * spread[0]
+    for values, at, width in zip((bulk, tailed), loc, spread, strict=True):
+        assert 0.02 <= np.mean((values - at) / width > 1.645) <= 0.08
+    # a part that never varied gets the floor
+    assert standardise([np.array([2.0] * 50)])[1] == (0.02,)
+
+
+@pytest.mark.parametrize(
+    ("count", "level"), [(400, 0.95), (200, 0.95), (100, 0.9), (40, 0.75), (30, 0.75), (3, 0.75)]
+)
+def test_the_tail_is_measured_where_ten_calibration_frames_lie_above_it(
+    count: int, level: float
+) -> None:
+    assert tail_level(count) == pytest.approx(level)
 
 
 def test_normal_frames_stay_under_the_threshold_defects_and_foreign_frames_do_not(
@@ -161,14 +188,25 @@ def test_normal_frames_stay_under_the_threshold_defects_and_foreign_frames_do_no
     assert np.median(foreign) > 2 * np.median(normal)
 
 
-def test_the_threshold_is_set_on_every_ok_frame_out_of_fold_at_the_false_alarm_rate(
+def test_the_threshold_is_set_on_the_fit_frames_out_of_fold_at_the_false_alarm_rate(
     fitted: Any,
 ) -> None:
-    # 60 fit frames scored out of fold and 40 held-out frames: floor(0.05 * 100) = 5 at or
-    # above the threshold, where the 40 held-out frames alone could only resolve 1 in 40
+    # 60 fit frames scored out of fold: floor(0.05 * 60) = 3 at or above the threshold; the
+    # 40 held-out frames are not among the calibration scores (an independent check)
     pooled = np.asarray(fitted.calibration_scores)
-    assert len(pooled) == 100 and len(fitted.heldout_scores) == 40
-    assert np.sum(pooled >= fitted.threshold) == 5
+    assert len(pooled) == 60 and len(fitted.heldout_scores) == 40
+    assert np.sum(pooled >= fitted.threshold) == 3
+
+
+def test_the_held_out_frames_do_not_move_the_model_or_its_threshold() -> None:
+    # the same fit frames with other held-out frames give the same artifact and threshold:
+    # the held-out false-alarm rate checks the asked one, it is not tuned to it
+    train, config = _line("ok", 0, 30), NoveltyConfig(false_alarm_rate=0.1)
+    one = fit_novelty(train, _line("ok", 1000, 10), config)
+    other = fit_novelty(train, _line("scratch", 1500, 10), config)
+    assert one.onnx == other.onnx and one.threshold == other.threshold
+    assert one.calibration_scores == other.calibration_scores
+    assert one.heldout_scores != other.heldout_scores
 
 
 def test_fresh_ok_frames_are_flagged_near_the_asked_rate() -> None:
@@ -214,7 +252,7 @@ def test_below_one_in_n_the_threshold_sits_just_above_every_heldout_score() -> N
     ("train", "heldout", "config", "message"),
     [
         (5, 10, NoveltyConfig(), "at least 10"),
-        (20, 2, NoveltyConfig(), "threshold needs at least 5"),
+        (20, 2, NoveltyConfig(), "false-alarm check needs at least 5"),
         (20, 10, NoveltyConfig(patch=7), "not a multiple"),
         (20, 10, NoveltyConfig(size=80, patch=16), "not a multiple of patch 16 and of 32"),
         (20, 10, NoveltyConfig(false_alarm_rate=0.0), "fraction"),
