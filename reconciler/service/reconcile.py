@@ -329,7 +329,8 @@ class Reconciler:
     def run(
         self, stop: threading.Event, on_tick: Callable[[TickOutcome], None] | None = None
     ) -> None:
-        """Tick, then absorb device messages until the next tick, until `stop` is set."""
+        """Subscribe to the devices' messages, tick, then absorb them until the next tick, until
+        `stop` is set (subscribed first, so nothing a device sends during a tick is missed)."""
         filters = [topic_filter(c) for c in (Channel.REPORTED, Channel.EVENTS, Channel.ONLINE)]
         session = Session(
             self.settings.address,
@@ -340,17 +341,22 @@ class Reconciler:
         connected = False
         try:
             while not stop.is_set():
-                outcome = self.safe_tick()
-                if on_tick is not None:
-                    on_tick(outcome)
-                wait = outcome.retry_in or self.settings.interval
+                # Subscribed before the tick: what devices send while a (long, first) publish
+                # runs is queued for this session instead of lost before it exists.
+                unreachable: TemporaryError | None = None
                 if not connected:
                     try:
                         session.connect()
                         connected = True
                     except TemporaryError as exc:
-                        self.store.put("last_error", str(exc))
-                        wait = backoff(self.failures + 1, exc.delay)
+                        unreachable = exc
+                outcome = self.safe_tick()
+                if on_tick is not None:
+                    on_tick(outcome)
+                wait = outcome.retry_in or self.settings.interval
+                if unreachable is not None:
+                    self.store.put("last_error", str(unreachable))
+                    wait = backoff(self.failures + 1, unreachable.delay)
                 deadline = time.monotonic() + wait
                 while not stop.is_set() and time.monotonic() < deadline:
                     if connected:

@@ -210,3 +210,61 @@ def test_a_reconcile_tick_holds_a_promotion_during_a_freeze_and_lets_it_out_afte
     loop.settings = dataclasses.replace(settings, now=minifleet.QUIET.replace(year=2027))
     out = loop.tick().published
     assert out is not None and out.held == [] and out.published_devices == ["toledo/toledo-edge-1"]
+
+
+def test_what_a_device_sends_during_the_first_tick_is_recorded(
+    fleet_repo: Path, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The loop subscribes before it ticks: a live event sent while the first (at scale, long)
+    publish runs is queued for the reconciler's session, not lost before the session exists."""
+    import threading
+
+    from linefleet_core.mqtturl import BrokerAddress
+    from reconciler.service.reconcile import Reconciler as Loop
+    from reconciler.service.reconcile import Settings, TickOutcome
+
+    settings = Settings(
+        fleet_repo,
+        BrokerAddress.parse(mosquitto.url),
+        SigningKey.generate(),
+        tmp_path / "state",
+        "file:///x",
+        remote=None,
+        interval=0.3,
+    )
+    event = {
+        "protocol": 1,
+        "kind": "Event",
+        "site": "toledo",
+        "device": "toledo-edge-1",
+        "at": "2026-11-21T10:00:00Z",
+        "type": "activation",
+        "seq": 1,
+    }
+    sent: list[str] = []
+
+    def during_the_first_tick(outcome: TickOutcome) -> None:
+        if not sent:  # before the loop absorbs anything: as if sent while it published
+            send(
+                mosquitto, [(f"{T}/toledo/toledo-edge-1/events", json.dumps(event).encode(), False)]
+            )
+            sent.append(outcome.commit or "")
+
+    def recorded() -> bool:
+        db = tmp_path / "state" / "reconciler.sqlite3"
+        if not db.is_file():
+            return False
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT last_seq FROM device WHERE device='toledo-edge-1'")
+            return row.fetchone() == (1,)
+
+    stop = threading.Event()
+    loop = Loop.open(settings)
+    runner = threading.Thread(target=loop.run, args=(stop, during_the_first_tick), daemon=True)
+    runner.start()
+    try:
+        wait_for("the event sent during the first tick recorded", recorded, timeout=15)
+    finally:
+        stop.set()
+        runner.join(20)
+    assert sent and not runner.is_alive()
