@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from trainer.onnxgraph import Graph
-from trainer.texturestats import blur, cell_z
+from trainer.texturestats import blur, cell_z, least_energy_map
 
 DIRECTIONS = 16
 """Line directions over 180 degrees: a grain at most 5.6 degrees off one of them."""
@@ -90,16 +90,7 @@ def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
         return g.op("Slice", [x, starts, ends, axes])
 
     energy = g.op("ReduceMean", [crop(g.op("Abs", [resid]))], axes=[2, 3], keepdims=0)  # [N, D]
-    least = g.op("ReduceMin", [energy], axes=[1], keepdims=1)
-    most = g.op("ReduceMax", [energy], axes=[1], keepdims=1)
-    pick = g.op("Cast", [g.op("Equal", [energy, least])], to=1)  # FLOAT
-    pick = g.op(
-        "Div", [pick, g.op("ReduceSum", [pick, g.const(np.array([1], np.int64))], keepdims=1)]
-    )
-    pick4 = g.op("Unsqueeze", [pick, g.const(np.array([2, 3], np.int64))])
-    free = g.op(
-        "ReduceSum", [g.op("Mul", [resid, pick4]), g.const(np.array([1], np.int64))], keepdims=1
-    )  # [N, 1, side, side]: the frame without its grain
+    least, most, free = least_energy_map(g, resid, energy)  # free: the frame without its grain
     parts = [g.op("Div", [least, g.op("Add", [most, g.const(np.float32(1e-6))])])]
     sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
     grads = g.const(np.stack([sobel, sobel.T])[:, None, :, :], "sobel")

@@ -71,6 +71,22 @@ def cell_z(g: Graph, m: str, cell: int, n_cells: int) -> tuple[str, str, str]:
     return z_max, z_top, ratio
 
 
+def least_energy_map(g: Graph, maps: str, energy: str) -> tuple[str, str, str]:
+    """Of `maps` [N, D, H, W], the one whose `energy` [N, D] is least (ties averaged), as
+    [N, 1, H, W]; with the least and the largest energy, each [N, 1]."""
+    least = g.op("ReduceMin", [energy], axes=[1], keepdims=1)
+    most = g.op("ReduceMax", [energy], axes=[1], keepdims=1)
+    pick = g.op("Cast", [g.op("Equal", [energy, least])], to=1)  # FLOAT
+    pick = g.op(
+        "Div", [pick, g.op("ReduceSum", [pick, g.const(np.array([1], np.int64))], keepdims=1)]
+    )
+    pick4 = g.op("Unsqueeze", [pick, g.const(np.array([2, 3], np.int64))])
+    chosen = g.op(
+        "ReduceSum", [g.op("Mul", [maps, pick4]), g.const(np.array([1], np.int64))], keepdims=1
+    )
+    return least, most, chosen
+
+
 def texture_features(g: Graph, grey_frame: str, size: int) -> list[str]:
     """`COUNT` features of the grey frame [N, 1, size, size] (see the module docstring)."""
     k = size / 64
@@ -101,16 +117,7 @@ def texture_features(g: Graph, grey_frame: str, size: int) -> list[str]:
         smooth = blur(g, grey, ones, sigma)
         deriv = crop(g.op("Abs", [g.op("Conv", [smooth, directions], pads=[1, 1, 1, 1])]))
         energy = g.op("ReduceMean", [deriv], axes=[2, 3], keepdims=0)  # [N, 8]
-        least = g.op("ReduceMin", [energy], axes=[1], keepdims=1)
-        most = g.op("ReduceMax", [energy], axes=[1], keepdims=1)
-        pick = g.op("Cast", [g.op("Equal", [energy, least])], to=1)  # FLOAT
-        pick = g.op(
-            "Div", [pick, g.op("ReduceSum", [pick, g.const(np.array([1], np.int64))], keepdims=1)]
-        )
-        pick4 = g.op("Unsqueeze", [pick, g.const(np.array([2, 3], np.int64))])
-        along = g.op(
-            "ReduceSum", [g.op("Mul", [deriv, pick4]), g.const(np.array([1], np.int64))], keepdims=1
-        )
+        least, most, along = least_energy_map(g, deriv, energy)
         flat = g.flat(along)
         med = g.op("Add", [g.kth_largest(flat, pixels // 2 + 1), g.const(np.float32(1e-6))])
         p995 = g.kth_largest(flat, max(1, math.ceil(pixels * 0.005)))
