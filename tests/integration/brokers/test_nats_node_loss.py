@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ from tests.support.waiting import until, wait_for
 
 pytestmark = pytest.mark.integration
 RESYNC = 10.0
+PUBLISH_PATIENCE = 180.0
 """The links' re-subscribe period (300 s in production): a live delivery lost in the node's
 fall is made good by the retained copy (seen on NATS 2.9: a device on a surviving node, never
 disconnected, missed its new document)."""
@@ -72,9 +74,13 @@ class Device:
 
 
 def publish_until_done(repo: Path, url: str, key: SigningKey) -> Result:
-    """`publish`, retried as the reconcile loop retries a temporary failure."""
+    """`publish`, retried as the reconcile loop retries a temporary failure: after a pause,
+    for up to `PUBLISH_PATIENCE` seconds. A NATS cluster that has just lost a node refuses
+    sessions (no CONNACK, no SUBACK) until JetStream has elected new leaders: about 15 s on a
+    quiet machine, over 100 s once when the 2 cores were running the whole suite."""
     last: Exception | None = None
-    for _ in range(20):
+    end = time.monotonic() + PUBLISH_PATIENCE
+    while time.monotonic() < end:
         try:
             return publish(
                 load_revision(repo, "HEAD"), BrokerAddress.parse(url), key, "file:///x", quiet=0.3
@@ -82,7 +88,8 @@ def publish_until_done(repo: Path, url: str, key: SigningKey) -> Result:
         except TemporaryError as exc:  # "k of N message(s) acknowledged"; the node is gone
             print(f"publish: {exc}; retrying")  # shown with -s: where the kill landed
             last = exc
-    raise AssertionError(f"publish never completed: {last}")
+            time.sleep(1.0)
+    raise AssertionError(f"publish never completed in {PUBLISH_PATIENCE:g} s: {last}")
 
 
 def holds_everything(repo: Path, url: str, key: SigningKey) -> bool:
@@ -109,6 +116,7 @@ def change_every_line(repo: Path) -> None:
     minifleet.commit_all(repo, "every line: smaller upload budget")
 
 
+@pytest.mark.timeout(600)  # two publishes, each may wait out a leader election
 def test_killing_a_node_mid_rollout_loses_nothing(tmp_path: Path) -> None:
     require("nats-cluster")
     repo = tmp_path / "fleet"
