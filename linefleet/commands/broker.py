@@ -205,6 +205,31 @@ def _accounts(
     return out, cred_path, devices, creds, sorted(set(creds) - set(existing))
 
 
+def _summary(
+    ns: argparse.Namespace,
+    engine: str,
+    files: dict[str, str],
+    wrote: str,
+    devices: int,
+    creds: dict[str, str],
+    new: list[str],
+) -> None:
+    """What an engine other than Mosquitto wrote: JSON (`files` and counts) or two lines."""
+    if ns.format == "json":
+        summary = {
+            **files,
+            "engine": engine,
+            "devices": devices,
+            "accounts": len(creds),
+            "new_accounts": new,
+        }
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"wrote {wrote}")
+        print(f"{len(creds)} account(s) ({devices} devices); {len(new)} new")
+
+
 def _rabbitmq(ns: argparse.Namespace) -> int:
     """`--engine rabbitmq`: rabbitmq.conf, definitions.json (0600: password hashes) and
     credentials.json."""
@@ -216,23 +241,11 @@ def _rabbitmq(ns: argparse.Namespace) -> int:
     _write(definitions, text, 0o600)
     options = broker.RabbitOptions(str(definitions), ns.port, ns.bind, ns.amqp_port)
     _write(out / broker.RABBITMQ_CONF, broker.rabbitmq_conf(options), 0o644)
-    if ns.format == "json":
-        summary = {
-            "config": str(out / broker.RABBITMQ_CONF),
-            "definitions": str(definitions),
-            "engine": "rabbitmq",
-            "devices": len(devices),
-            "accounts": len(creds),
-            "new_accounts": new,
-        }
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(
-            f"wrote {out}/{broker.RABBITMQ_CONF}, {definitions} and {cred_path} "
-            "(keep the last two secret)"
-        )
-        print(f"{len(creds)} account(s) ({len(devices)} devices); {len(new)} new")
+    files = {"config": str(out / broker.RABBITMQ_CONF), "definitions": str(definitions)}
+    wrote = (
+        f"{out}/{broker.RABBITMQ_CONF}, {definitions} and {cred_path} (keep the last two secret)"
+    )
+    _summary(ns, "rabbitmq", files, wrote, len(devices), creds, new)
     return int(ExitCode.OK)
 
 
@@ -264,19 +277,9 @@ def _nats(ns: argparse.Namespace) -> int:
     _write(
         out / broker.NATS_CONF, broker.nats_text(options, devices, creds, ns.reconciler_user), 0o600
     )
-    if ns.format == "json":
-        summary = {
-            "config": str(out / broker.NATS_CONF),
-            "engine": "nats",
-            "devices": len(devices),
-            "accounts": len(creds),
-            "new_accounts": new,
-        }
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"wrote {out}/{broker.NATS_CONF} and {cred_path} (keep both secret)")
-        print(f"{len(creds)} account(s) ({len(devices)} devices); {len(new)} new")
+    files = {"config": str(out / broker.NATS_CONF)}
+    wrote = f"{out}/{broker.NATS_CONF} and {cred_path} (keep both secret)"
+    _summary(ns, "nats", files, wrote, len(devices), creds, new)
     return int(ExitCode.OK)
 
 

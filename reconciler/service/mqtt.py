@@ -285,6 +285,18 @@ NEEDS_TOPICS = (
     "see docs/protocol.md, 'Brokers'"
 )
 
+
+def wildcards_hide_retained(url: str) -> RetainedUnsupported:
+    """The refusal of a wildcard read whose retained probe did not come back, by a reader
+    that knows no exact topics to read instead."""
+    return RetainedUnsupported(
+        f"broker {url} does not deliver retained messages to wildcard subscriptions (a "
+        f"retained probe on {RETAINED_PROBE} did not come back to {BARRIER_ROOT}/+), and this "
+        f"read knows no exact topics to read instead. RabbitMQ's rabbitmq_mqtt plugin behaves "
+        f"so. {NEEDS_TOPICS}"
+    )
+
+
 Expand = Callable[[Mapping[str, Message]], Iterable[str]]
 """Given what a read has found so far, the exact topics it should read (see `collect_retained`)."""
 
@@ -389,12 +401,7 @@ def collect_retained(
         if probed or not back:
             return found
         if expand is None:
-            raise RetainedUnsupported(
-                f"broker {session.address.url} does not deliver retained messages to "
-                f"wildcard subscriptions (a retained probe on {RETAINED_PROBE} did not come "
-                f"back to {BARRIER_ROOT}/+), and this read knows no exact topics to read "
-                f"instead. RabbitMQ's rabbitmq_mqtt plugin behaves so. {NEEDS_TOPICS}"
-            )
+            raise wildcards_hide_retained(session.address.url)
         first = [RETAINED_PROBE]
     else:
         first = [f"{BARRIER_ROOT}/+", RETAINED_PROBE]

@@ -35,8 +35,8 @@ from reconciler.service.mqtt import (
     BARRIER_ROOT,
     RETAINED_PROBE,
     Message,
-    RetainedUnsupported,
     barrier_topic,
+    wildcards_hide_retained,
 )
 
 CONNACK_REFUSALS = {
@@ -275,14 +275,7 @@ class _Reader:
 
     def _barrier(self) -> None:
         if not self.probed:
-            raise RetainedUnsupported(
-                f"broker {self.where} does not deliver retained messages to "
-                f"wildcard subscriptions (a retained probe on {RETAINED_PROBE} did not come "
-                f"back to {BARRIER_ROOT}/+): linefleet reads the fleet's retained state "
-                "that way, so it cannot publish or show status through this broker. "
-                "RabbitMQ's rabbitmq_mqtt plugin behaves so; see docs/protocol.md, "
-                "'Brokers'"
-            )
+            raise wildcards_hide_retained(self.where)
         self.barrier_back = True
 
     def close(self) -> None:

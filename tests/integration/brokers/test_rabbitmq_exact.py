@@ -34,7 +34,7 @@ from linefleet_core.signing import SigningKey
 from linefleet_core.wire import online_payload
 from reconciler.service.marker import MARKER_TOPIC
 from reconciler.service.mqtt import RetainedUnsupported, retained_snapshot
-from tests.integration.mqtt.conftest import ack
+from tests.integration.mqtt.conftest import ACTIVATION, EVENT_TOPIC, ack, activation_recorded
 from tests.support import minifleet
 from tests.support.brokers import Broker, require
 from tests.support.rabbitmq import RabbitMQ
@@ -239,30 +239,12 @@ def test_reconcile_follows_the_branch_and_tombstones_by_exact_topic(
             return (doc.get("signature") or {}).get("key_id") == signing.key_id
 
         wait_for("the first publish", lambda: ours(document(f"{gone}/desired")))
-        event = {
-            "protocol": 1,
-            "kind": "Event",
-            "site": "toledo",
-            "device": "toledo-edge-1",
-            "at": "2026-11-21T10:00:00Z",
-            "type": "activation",
-            "seq": 1,
-        }
         c = client(broker)  # a live event: the reconciler's wildcard session records it
-        c.publish(
-            "linefleet/v1/toledo/toledo-edge-1/events", json.dumps(event).encode(), qos=1
-        ).wait_for_publish(15)
+        c.publish(EVENT_TOPIC, ACTIVATION, qos=1).wait_for_publish(15)
         c.disconnect()
         c.loop_stop()
 
-        def recorded() -> bool:
-            if not (state / "reconciler.sqlite3").is_file():
-                return False
-            with sqlite3.connect(state / "reconciler.sqlite3") as conn:
-                row = conn.execute("SELECT last_seq FROM device WHERE device='toledo-edge-1'")
-                return row.fetchone() == (1,)
-
-        wait_for("the live event recorded", recorded)
+        wait_for("the live event recorded", lambda: activation_recorded(state))
         minifleet.device_file(repo, "toledo", "toledo-edge-2").unlink()
         minifleet.commit_all(repo, "retire toledo-edge-2")
         git.Repo(repo).remote("origin").push("main:main").raise_if_error()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -95,3 +97,28 @@ def ack(desired: bytes, /, *, at: float | None = None, **changes: object) -> byt
     }
     body.update(changes)
     return json.dumps(body).encode()
+
+
+EVENT_TOPIC = "linefleet/v1/toledo/toledo-edge-1/events"
+ACTIVATION = json.dumps(
+    {
+        "protocol": 1,
+        "kind": "Event",
+        "site": "toledo",
+        "device": "toledo-edge-1",
+        "at": "2026-11-21T10:00:00Z",
+        "type": "activation",
+        "seq": 1,
+    }
+).encode()
+"""A live event of toledo-edge-1 (sequence 1), for the reconciler's device session."""
+
+
+def activation_recorded(state_dir: Path) -> bool:
+    """The reconciler's store (in `state_dir`) has recorded `ACTIVATION`."""
+    db = state_dir / "reconciler.sqlite3"
+    if not db.is_file():
+        return False
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT last_seq FROM device WHERE device='toledo-edge-1'")
+        return bool(row.fetchone() == (1,))

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import git
 import pytest
 
+from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from tests.integration.mqtt.conftest import ack, retained, send
+from reconciler.service.reconcile import Reconciler as Loop
+from reconciler.service.reconcile import Settings, TickOutcome
+from tests.integration.mqtt.conftest import (
+    ACTIVATION,
+    EVENT_TOPIC,
+    ack,
+    activation_recorded,
+    retained,
+    send,
+)
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_for
@@ -92,6 +105,19 @@ def reconciler(
 def desired_generation(broker: Mosquitto, topic: str) -> int | None:
     payload = retained(broker, topic, quiet=0.2).get(topic)
     return None if not payload else int(json.loads(payload)["generation"])
+
+
+def loop_settings(fleet_repo: Path, broker: Mosquitto, tmp_path: Path, **kw: Any) -> Settings:
+    """The in-process loop's settings: the fleet repository itself (no remote), a new key."""
+    return Settings(
+        fleet_repo,
+        BrokerAddress.parse(broker.url),
+        SigningKey.generate(),
+        tmp_path / "state",
+        "file:///x",
+        remote=None,
+        **kw,
+    )
 
 
 def test_follows_the_branch_records_reports_and_survives_a_restart(
@@ -175,21 +201,8 @@ def test_a_reconcile_tick_holds_a_promotion_during_a_freeze_and_lets_it_out_afte
     fleet_repo: Path, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     """Issue 12: `reconcile` published what was merged, frozen site or not."""
-    import dataclasses
 
-    from linefleet_core.mqtturl import BrokerAddress
-    from reconciler.service.reconcile import Reconciler as Loop
-    from reconciler.service.reconcile import Settings
-
-    settings = Settings(
-        fleet_repo,
-        BrokerAddress.parse(mosquitto.url),
-        SigningKey.generate(),
-        tmp_path / "state",
-        "file:///x",
-        remote=None,
-        now=minifleet.IN_FREEZE,
-    )
+    settings = loop_settings(fleet_repo, mosquitto, tmp_path, now=minifleet.IN_FREEZE)
     loop = Loop.open(settings)
     first = loop.tick()
     assert first.error == "" and first.published is not None
@@ -217,53 +230,25 @@ def test_what_a_device_sends_during_the_first_tick_is_recorded(
 ) -> None:
     """The loop subscribes before it ticks: a live event sent while the first (at scale, long)
     publish runs is queued for the reconciler's session, not lost before the session exists."""
-    import threading
 
-    from linefleet_core.mqtturl import BrokerAddress
-    from reconciler.service.reconcile import Reconciler as Loop
-    from reconciler.service.reconcile import Settings, TickOutcome
-
-    settings = Settings(
-        fleet_repo,
-        BrokerAddress.parse(mosquitto.url),
-        SigningKey.generate(),
-        tmp_path / "state",
-        "file:///x",
-        remote=None,
-        interval=0.3,
-    )
-    event = {
-        "protocol": 1,
-        "kind": "Event",
-        "site": "toledo",
-        "device": "toledo-edge-1",
-        "at": "2026-11-21T10:00:00Z",
-        "type": "activation",
-        "seq": 1,
-    }
+    settings = loop_settings(fleet_repo, mosquitto, tmp_path, interval=0.3)
     sent: list[str] = []
 
     def during_the_first_tick(outcome: TickOutcome) -> None:
         if not sent:  # before the loop absorbs anything: as if sent while it published
-            send(
-                mosquitto, [(f"{T}/toledo/toledo-edge-1/events", json.dumps(event).encode(), False)]
-            )
+            send(mosquitto, [(EVENT_TOPIC, ACTIVATION, False)])
             sent.append(outcome.commit or "")
-
-    def recorded() -> bool:
-        db = tmp_path / "state" / "reconciler.sqlite3"
-        if not db.is_file():
-            return False
-        with sqlite3.connect(db) as conn:
-            row = conn.execute("SELECT last_seq FROM device WHERE device='toledo-edge-1'")
-            return row.fetchone() == (1,)
 
     stop = threading.Event()
     loop = Loop.open(settings)
     runner = threading.Thread(target=loop.run, args=(stop, during_the_first_tick), daemon=True)
     runner.start()
     try:
-        wait_for("the event sent during the first tick recorded", recorded, timeout=15)
+        wait_for(
+            "the event sent during the first tick recorded",
+            lambda: activation_recorded(tmp_path / "state"),
+            timeout=15,
+        )
     finally:
         stop.set()
         runner.join(20)
