@@ -1,4 +1,6 @@
-"""paho-mqtt plumbing for the reconciler: broker URLs, one session, retained snapshots, PUBACKs.
+"""paho-mqtt plumbing shared by the reconciler and the trainer: one session, retained
+snapshots (by wildcard, or by exact topic where the broker hides retained messages from
+wildcards), PUBACKs.
 
 Callbacks run on paho's network thread and only put messages on a queue; everything else
 happens on the caller's thread, so the reconciler stays single-threaded in its logic.
