@@ -90,6 +90,22 @@ class NatsNode(ServerProcess):
             return json.load(response)
 
 
+class GeneratedNats(ServerProcess):
+    """nats-server on a configuration `linefleet broker config --engine nats` wrote; `port` is
+    the MQTT listener it names."""
+
+    name = "nats-server"
+    log_name = "nats.log"
+    error = NatsError
+
+    def __init__(self, workdir: Path, config: Path, port: int) -> None:
+        super().__init__(workdir, port=port)
+        self.config = config
+
+    def command(self) -> list[str]:
+        return [NATS_SERVER, "-c", str(self.config)]
+
+
 class NatsCluster:
     """Three (or `size`) routed NATS nodes with JetStream and MQTT, replicas on every node."""
 
