@@ -29,10 +29,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from tests.support.server import ServerError, ServerProcess, free_port
+from tests.support.server import Cluster, ServerError, ServerProcess, free_port
 
 RABBITMQ_SERVER = os.environ.get(
     "LINEFLEET_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server"
@@ -213,7 +212,7 @@ def stop_epmd(epmd: subprocess.Popen[bytes] | None) -> None:
         epmd.wait(10)
 
 
-class RabbitCluster:
+class RabbitCluster(Cluster[RabbitMQ]):
     """`size` RabbitMQ nodes with `rabbitmq_mqtt`, clustered; `nodes[i].port` is node i's MQTT
     listener. Node 0 boots first, the others then join it."""
 
@@ -230,24 +229,7 @@ class RabbitCluster:
             for i in range(1, size)
         ]
 
-    @property
-    def host(self) -> str:
-        return self.nodes[0].host
-
-    @property
-    def port(self) -> int:
-        return self.nodes[0].port
-
-    @property
-    def url(self) -> str:
-        return self.url_from(0)
-
-    def url_from(self, index: int) -> str:
-        """Every node, starting at node `index` (the one a client connects to first)."""
-        order = self.nodes[index:] + self.nodes[:index]
-        return "mqtt://" + ",".join(f"{n.host}:{n.port}" for n in order)
-
-    def start(self, timeout: float = 240.0) -> RabbitCluster:
+    def start(self, timeout: float = 240.0) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.epmd is None or self.epmd.poll() is not None:
             self.epmd = start_epmd(self.workdir, self.epmd_port)
@@ -290,14 +272,3 @@ class RabbitCluster:
 
     def log(self) -> str:
         return "\n".join(f"--- {n.node}\n{n.log()[-3000:]}" for n in self.nodes)
-
-    def __enter__(self) -> RabbitCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
