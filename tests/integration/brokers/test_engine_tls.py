@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from linefleet.cli import main
-from linefleet_core.mqtturl import CA_ENV
+from linefleet_core.mqtturl import CA_ENV, CERT_ENV, KEY_ENV
 from linefleet_core.signing import SigningKey
 from reconciler.broker import NATS_CONF, RABBITMQ_CONF
 from tests.support import minifleet
@@ -87,6 +87,35 @@ def test_a_generated_nats_config_serves_linefleet_over_tls(
     assert "tls {" in conf and f'listen: "127.0.0.1:{port}"' in conf
     with GeneratedNats(tmp_path / "nats", tmp_path / "broker" / NATS_CONF, port):
         over_tls(port, repo, key, creds, monkeypatch, capsys)
+
+
+def test_a_generated_nats_config_can_require_a_client_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require("nats-cluster")
+    port = free_port()
+    more = ["--port", "0", "--tls-port", str(port), "--nats-port", str(free_port())]
+    more += ["--require-client-cert", "--data-dir", str(tmp_path / "js")]
+    repo, key, ca, creds = configure(tmp_path, "nats", *more)
+    capsys.readouterr()
+    assert "verify: true" in (tmp_path / "broker" / NATS_CONF).read_text()
+    account = f"linefleet-reconciler:{creds['linefleet-reconciler']}@127.0.0.1:{port}"
+    publish = ["publish", "--repo", str(repo), "--signing-key", str(key)]
+    publish += ["--artifact-base", "file:///x", "--broker", f"mqtts://{account}"]
+    monkeypatch.setenv(CA_ENV, str(ca))
+    with GeneratedNats(tmp_path / "nats", tmp_path / "broker" / NATS_CONF, port):
+        monkeypatch.setenv(CERT_ENV, str(ca.parent / "client.pem"))
+        monkeypatch.setenv(KEY_ENV, str(ca.parent / "client.key"))
+        assert until(lambda: main(publish) != 4, 60, 1.0)  # (JetStream starting: retried)
+        assert "3 published" in capsys.readouterr().out
+        monkeypatch.delenv(CERT_ENV)
+        monkeypatch.delenv(KEY_ENV)
+        # no client certificate: NATS ends the TLS 1.3 session after the handshake, which
+        # the client sees as "no CONNACK" (a temporary error, exit 4: it says nothing of the
+        # certificate)
+        assert main(publish) == 4
+        err = capsys.readouterr().err
+        assert "no CONNACK" in err and "Traceback" not in err, err
 
 
 def test_nats_refuses_a_plain_port_beside_tls(
