@@ -81,9 +81,9 @@ def fill_broker(repo: Path, url: str) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from linefleet_core.mqttsession import retained_snapshot
     from linefleet_core.mqtturl import BrokerAddress
     from linefleet_core.signing import SigningKey
-    from reconciler.service.mqtt import retained_snapshot
     from reconciler.service.publish import load_revision, publish
 
     address = BrokerAddress.parse(url)

@@ -5,7 +5,7 @@ to the first that answers and, when its node goes away, reconnects to the next o
 (`BrokerAddress.endpoints`, `fail_over()`); the persistent session lives in the cluster, so it
 resumes there. `?retained=exact` tells the reconciler's readers to read retained state by
 exact-topic subscriptions only (a broker that hides retained messages from wildcard filters;
-`reconciler.service.mqtt.collect_retained`); by default (`auto`) they find that out themselves.
+`linefleet_core.mqttsession.collect_retained`); by default (`auto`) they find that out themselves.
 Shared by every MQTT client of ours (reconciler, edge, trainer). Credentials come
 from the URL (`mqtt://user:pass@host`) or from the environment, so they stay out of process
 listings; a TLS client certificate and key from `$LINEFLEET_MQTT_CERT` / `$LINEFLEET_MQTT_KEY`.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from linefleet_core import wire
@@ -97,39 +98,34 @@ def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
         return list(events), list(frames)
 
 
-def read_drift(url: str, seconds: float = 1.0) -> dict[str, float]:
-    """The newest drift score per line, from the devices' retained reported states."""
+def read_drift(
+    url: str, devices: Iterable[tuple[str, str]] = (), quiet: float = 0.5
+) -> dict[str, float]:
+    """The newest drift score per line, from the devices' retained reported states.
+
+    Read as every reader of retained state reads it (`linefleet_core.mqttsession`): through
+    the wildcard, and, on a broker that hands retained messages only to exact-topic
+    subscriptions (RabbitMQ's MQTT plugin, or `?retained=exact` on the URL), by the exact
+    topics of `devices` (site, device): the fleet's. A device outside them is not seen there;
+    with no `devices` such a broker is refused (`RetainedUnsupported`, exit 1)."""
     import json
+    import uuid
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from linefleet_core.mqttsession import retained_snapshot
 
-    states: dict[str, bytes] = {}
-    lock = threading.Lock()
-
-    def on_connect(client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
-        client.subscribe(wire.topic_filter(wire.Channel.REPORTED), qos=1)
-
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            states[msg.topic] = bytes(msg.payload)
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{CLIENT_ID}-drift")
-    client.on_connect = on_connect
-    client.on_message = on_message
-    _connect(client, url)
-    client.loop_start()
-    try:
-        time.sleep(seconds)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    exact = [wire.topic(site, device, wire.Channel.REPORTED) for site, device in sorted(devices)]
+    snapshot = retained_snapshot(
+        BrokerAddress.parse(url),
+        wire.topic_filter(wire.Channel.REPORTED),
+        f"{CLIENT_ID}-drift-{uuid.uuid4().hex[:8]}",
+        quiet=quiet,
+        qos=0,
+        expand=(lambda _found: exact) if exact else None,
+    )
     drift: dict[str, float] = {}
-    with lock:
-        payloads = list(states.values())
-    for payload in payloads:
+    for msg in snapshot.values():
         try:
-            state = wire.ReportedState.model_validate(json.loads(payload))
+            state = wire.ReportedState.model_validate(json.loads(msg.payload))
         except ValueError:
             continue  # not ours to judge here; the reconciler reports bad documents
         for line in state.lines:

@@ -1,4 +1,5 @@
-"""`linefleet broker config --out DIR`: Mosquitto config, ACL and passwords from the fleet."""
+"""`linefleet broker config --out DIR`: broker config, accounts and ACLs from the fleet (Mosquitto,
+NATS or RabbitMQ)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError
+
+if TYPE_CHECKING:
+    from reconciler.broker import Tls
 
 CREDENTIALS = "credentials.json"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("broker", help="generate Mosquitto configuration for the fleet")
+    p = sub.add_parser(
+        "broker", help="generate broker configuration for the fleet (Mosquitto, NATS, RabbitMQ)"
+    )
     actions = p.add_subparsers(dest="broker_action", metavar="ACTION", required=True)
     cfg = actions.add_parser(
         "config",
@@ -71,7 +78,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="nats: one nats.conf for a NATS server's MQTT gateway (JetStream in --data-dir), "
         "the same accounts and topic rules as NATS permissions; rabbitmq: rabbitmq.conf and "
         "definitions.json for a RabbitMQ node with rabbitmq_mqtt, the rules as topic "
-        "permissions (docs/protocol.md, 14); neither: site bridges, TLS, client-id binding",
+        "permissions (docs/protocol.md, 14); both take --tls-cert/--tls-key/--tls-ca/"
+        "--tls-port/--require-client-cert (NATS: its one MQTT listener, with --port 0); "
+        "neither: site bridges, --tls (certificate accounts), client-id binding",
     )
     cfg.add_argument(
         "--nats-port", type=int, default=4222, help="with --engine nats: NATS's own port"
@@ -179,7 +188,6 @@ def _accounts(
             ("--site", ns.site),
             ("--central", ns.central),
             ("--tls", ns.tls),
-            ("--tls-cert", ns.tls_cert),
             ("--dynsec-plugin", ns.dynsec_plugin),
         )
         if value
@@ -188,8 +196,8 @@ def _accounts(
         raise UsageError(
             f"--engine {engine}: {', '.join(unsupported)} not supported (Mosquitto only)"
         )
-    if not ns.port:
-        raise UsageError(f"--engine {engine} needs --port (the MQTT listener)")
+    if not ns.port and not ns.tls_cert:
+        raise UsageError(f"--engine {engine} needs --port or --tls-cert (an MQTT listener)")
     spec, findings = load_checked(fleetspec.DirectorySource(ns.repo))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:
@@ -230,16 +238,35 @@ def _summary(
         print(f"{len(creds)} account(s) ({devices} devices); {len(new)} new")
 
 
+def _server_tls(ns: argparse.Namespace) -> Tls | None:
+    """The TLS listener of an engine other than Mosquitto (`--tls-cert`, `--tls-key`, optional
+    `--tls-ca`, `--tls-port`, `--require-client-cert`)."""
+    from reconciler import broker
+
+    if not ns.tls_cert:
+        if ns.require_client_cert:
+            raise UsageError("--require-client-cert needs --tls-cert, --tls-key and --tls-ca")
+        return None
+    if ns.require_client_cert and not ns.tls_ca:
+        raise UsageError(
+            "--require-client-cert needs --tls-ca (the CA of the clients' certificates)"
+        )
+    return broker.Tls(
+        ns.tls_cert, ns.tls_key, ns.tls_ca, ns.tls_port, require_certificate=ns.require_client_cert
+    )
+
+
 def _rabbitmq(ns: argparse.Namespace) -> int:
     """`--engine rabbitmq`: rabbitmq.conf, definitions.json (0600: password hashes) and
     credentials.json."""
     from reconciler import broker
 
+    tls = _server_tls(ns)
     out, cred_path, devices, creds, new = _accounts(ns, "rabbitmq")
     definitions = out / broker.RABBITMQ_DEFINITIONS
     text = broker.rabbitmq_definitions(devices, creds, ns.reconciler_user)
     _write(definitions, text, 0o600)
-    options = broker.RabbitOptions(str(definitions), ns.port, ns.bind, ns.amqp_port)
+    options = broker.RabbitOptions(str(definitions), ns.port, ns.bind, ns.amqp_port, tls)
     _write(out / broker.RABBITMQ_CONF, broker.rabbitmq_conf(options), 0o644)
     files = {"config": str(out / broker.RABBITMQ_CONF), "definitions": str(definitions)}
     wrote = (
@@ -259,6 +286,12 @@ def _nats(ns: argparse.Namespace) -> int:
             "a NATS cluster node needs --server-name (unique per node), --cluster-listen "
             "HOST:PORT and --routes HOST:PORT,... (the other nodes)"
         )
+    tls = _server_tls(ns)
+    if tls is not None and ns.port:
+        raise UsageError(
+            "--engine nats: NATS has one MQTT listener; with --tls-cert it is the TLS one on "
+            "--tls-port: pass --port 0"
+        )
     extra = [broker.NATS_ROUTE_USER] if routes else []
     out, cred_path, devices, creds, new = _accounts(ns, "nats", extra)
     replicas = ns.replicas or min(3, len(routes) + 1)
@@ -273,6 +306,7 @@ def _nats(ns: argparse.Namespace) -> int:
         ns.cluster_listen,
         routes,
         replicas,
+        tls,
     )
     _write(
         out / broker.NATS_CONF, broker.nats_text(options, devices, creds, ns.reconciler_user), 0o600

@@ -328,7 +328,8 @@ def run_watch(ns: argparse.Namespace) -> int:
     )
     while True:
         spec, _ = load(DirectorySource(ns.fleet_repo))
-        drift = read_drift(ns.broker) if ns.broker else {}
+        devices = [(d.site, d.id) for d in spec.devices.values()]
+        drift = read_drift(ns.broker, devices) if ns.broker else {}
         result = tick(request, ns.min_new_labels, drift, spec.policy.health_gates.max_drift_score)
         run = f" -> MLflow run {result.run_id}" if result.run_id else ""
         print(f"{result.decision.verdict.value}: {result.decision.reason}{run}", flush=True)

@@ -18,9 +18,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from linefleet_core.errors import TemporaryError
-from linefleet_core.mqtturl import BrokerAddress
-from reconciler.service.lease import LEASE_TOPIC, Lease
-from reconciler.service.mqtt import (
+from linefleet_core.mqttsession import (
     Expand,
     Outgoing,
     Session,
@@ -29,6 +27,8 @@ from reconciler.service.mqtt import (
     collect_retained,
     reading_filters,
 )
+from linefleet_core.mqtturl import BrokerAddress
+from reconciler.service.lease import LEASE_TOPIC, Lease
 
 FENCE_ID = "linefleet-publisher"
 
@@ -39,7 +39,7 @@ class Fenced:
     With `claim`, the connection first publishes that lease (retained) and carries a last will
     that clears it: a publisher killed mid-publish frees the lease at once. `expand` names
     the exact topics to read when the broker hides retained messages from `filters`' wildcards
-    (`reconciler.service.mqtt.collect_retained`).
+    (`linefleet_core.mqttsession.collect_retained`).
     """
 
     def __init__(

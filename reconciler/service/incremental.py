@@ -35,6 +35,7 @@ from linefleet_core.catalogue import ModelFamily
 from linefleet_core.errors import Finding, FindingsError, Severity, UsageError
 from linefleet_core.fleet import EdgeDevice, Line, Policy
 from linefleet_core.gcpause import paused_gc
+from linefleet_core.mqttsession import retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.refs import line_key
 from linefleet_core.signing import SigningKey
@@ -48,7 +49,6 @@ from reconciler.service.compile import Memo, compile_device, compile_fleet
 from reconciler.service.depindex import POLICY, DependencyIndex, changed_keys, entries, object_key
 from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
-from reconciler.service.mqtt import retained_snapshot
 from reconciler.service.publish import (
     KnownAt,
     LiveSpecs,

@@ -3,7 +3,7 @@
 `linefleet status` reads every device's retained desired, reported and online message (30,000
 at 10,000 devices). Through paho each one costs its Python packet reader, a `MQTTMessage`, a
 callback and a queue hand-off between threads (about 40 µs a message: a second of CPU at
-10,000 devices). This reader does the same exchange as `reconciler.service.mqtt.
+10,000 devices). This reader does the same exchange as `linefleet_core.mqttsession.
 retained_snapshot` with `qos=0` on one thread, parsing the broker's bytes in large reads:
 
 CONNECT (clean session) → CONNACK; SUBSCRIBE the filters at QoS 0 → SUBACK; the retained
@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from linefleet_core.errors import PermanentError, TemporaryError
-from linefleet_core.mqtturl import BrokerAddress
-from reconciler.service.mqtt import (
+from linefleet_core.mqttsession import (
     BARRIER_ROOT,
     RETAINED_PROBE,
     Message,
     barrier_topic,
     wildcards_hide_retained,
 )
+from linefleet_core.mqtturl import BrokerAddress
 
 CONNACK_REFUSALS = {
     1: "Unacceptable protocol version",

@@ -27,6 +27,7 @@ from linefleet_core.errors import (
     TemporaryError,
 )
 from linefleet_core.gcpause import paused_gc
+from linefleet_core.mqttsession import Expand, Message, Outgoing, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, TrustedKeys, VerifyError, canonical_json, verify
 from linefleet_core.spec import FleetSpec
@@ -54,7 +55,6 @@ from reconciler.service.compile import (
 from reconciler.service.fence import Fenced
 from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
-from reconciler.service.mqtt import Expand, Message, Outgoing, retained_snapshot
 
 
 @dataclass(frozen=True)
@@ -445,7 +445,7 @@ def exact_topics(
     desired topic of every device it signs, the marker, and the devices of every other commit
     that the publish marker (ours, `key`) or a retained document found so far names (so a
     device removed since is found and gets its tombstone). Read round by round until no commit
-    is new (`reconciler.service.mqtt.collect_retained`). Not seen: a retained document of a
+    is new (`linefleet_core.mqttsession.collect_retained`). Not seen: a retained document of a
     device that is in none of those commits' fleets (nor in `signed`)."""
     base = [s.topic for s in signed.values()] + [MARKER_TOPIC]
     seen = {commit}

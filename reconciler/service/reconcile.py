@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from linefleet_core.backoff import retry_delay
 from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
+from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
@@ -44,7 +45,6 @@ from reconciler.service.compile import CompileError, compile_fleet
 from reconciler.service.fleetstatus import fleet_status
 from reconciler.service.incremental import Pass, publish_pass
 from reconciler.service.lease import LEASE_TOPIC, Lease, decide
-from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 from reconciler.service.observed import Accepted, Observations
 from reconciler.service.publish import LiveSpecs, LoadedRevision, Result, live_specs, load_revision
 from reconciler.service.store import Store

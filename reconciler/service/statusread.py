@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from linefleet_core.errors import LinefleetError, UsageError
 from linefleet_core.gcpause import paused_gc
+from linefleet_core.mqttsession import Message, RetainedUnsupported, Snapshot, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import load_device_keys
 from linefleet_core.wire import Channel, DesiredState, topic, topic_filter
 from reconciler.service.fleetstatus import FleetStatus, fleet_status
-from reconciler.service.mqtt import Message, RetainedUnsupported, Snapshot, retained_snapshot
 from reconciler.service.mqttread import read_retained
 from reconciler.service.observed import Accepted, Observations, classify
 from reconciler.service.store import DB_NAME, Store
@@ -140,7 +140,7 @@ def _read_status(
 
 
 def exact_note(broker: str, devices: int) -> str:
-    """What a status read by exact topics could not see (`reconciler.service.mqtt.Snapshot`)."""
+    """What a status read by exact topics could not see (`linefleet_core.mqttsession.Snapshot`)."""
     address = BrokerAddress.parse(broker)
     why = (
         "?retained=exact"
@@ -162,7 +162,7 @@ def read_snapshot(
     subscription in a fresh clean session).
 
     Through wildcards the snapshot is read without paho (`reconciler.service.mqttread`, which
-    returns what `reconciler.service.mqtt.retained_snapshot(..., qos=0)` does). On a broker
+    returns what `linefleet_core.mqttsession.retained_snapshot(..., qos=0)` does). On a broker
     that hides retained messages from wildcards (the raw reader's probe says so), or with
     `?retained=exact`, those of `devices` (site, device) are read by exact topic through
     `retained_snapshot` (`Snapshot.exact`); without `devices`, it is refused there."""

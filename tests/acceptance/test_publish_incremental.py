@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from linefleet.cli import main
+from linefleet_core.mqttsession import retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from reconciler.service.marker import MARKER_TOPIC
-from reconciler.service.mqtt import retained_snapshot
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, mosquitto
 

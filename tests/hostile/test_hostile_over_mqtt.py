@@ -4,7 +4,7 @@ Device: `linefleet edge run`'s loop (`edge_puller.runner.run`, in a thread) hold
 generation; every hostile desired document is published retained on its topic; each must
 come back as a `refused-document` event with the corpus's reason, in order, while the device
 keeps serving what it held. Reconciler: the hostile device messages go through the broker to
-a `reconciler.service.mqtt.Session` and `Observations.ingest` (what `linefleet reconcile` runs); all
+a `linefleet_core.mqttsession.Session` and `Observations.ingest` (what `linefleet reconcile` runs); all
 are counted by reason, none recorded as device state, and a good report sent last still lands.
 """
 
@@ -23,8 +23,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_puller.runner import RunOptions, run
+from linefleet_core.mqttsession import Session
 from linefleet_core.mqtturl import BrokerAddress
-from reconciler.service.mqtt import Session
 from reconciler.service.observed import Observations
 from tests.hostile import wire_corpus as wc
 from tests.support.mosquitto import Mosquitto

@@ -28,6 +28,7 @@ import pytest
 
 from tests.support import nats, rabbitmq
 from tests.support.mosquitto import MOSQUITTO, Mosquitto
+from tests.support.server import Cluster
 
 ENGINES = ("mosquitto", "nats-cluster", "rabbitmq")
 FULL = ENGINES
@@ -52,7 +53,7 @@ class Broker(Protocol):
 def url_via(broker: Broker, index: int) -> str:
     """The broker's URL for a client that should start on node `index` of a cluster (and fail
     over to the others); a single broker's URL otherwise."""
-    return broker.url_from(index) if isinstance(broker, nats.NatsCluster) else broker.url
+    return broker.url_from(index) if isinstance(broker, Cluster) else broker.url
 
 
 def unavailable(engine: str) -> str:

@@ -21,11 +21,10 @@ import uuid
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from linefleet_core.wire import MAX_FRAME_BYTES
-from tests.support.server import ServerError, ServerProcess, free_port
+from tests.support.server import Cluster, ServerError, ServerProcess, free_port
 from tests.support.waiting import until
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -90,7 +89,23 @@ class NatsNode(ServerProcess):
             return json.load(response)
 
 
-class NatsCluster:
+class GeneratedNats(ServerProcess):
+    """nats-server on a configuration `linefleet broker config --engine nats` wrote; `port` is
+    the MQTT listener it names."""
+
+    name = "nats-server"
+    log_name = "nats.log"
+    error = NatsError
+
+    def __init__(self, workdir: Path, config: Path, port: int) -> None:
+        super().__init__(workdir, port=port)
+        self.config = config
+
+    def command(self) -> list[str]:
+        return [NATS_SERVER, "-c", str(self.config)]
+
+
+class NatsCluster(Cluster[NatsNode]):
     """Three (or `size`) routed NATS nodes with JetStream and MQTT, replicas on every node."""
 
     def __init__(self, workdir: Path, size: int = 3) -> None:
@@ -100,24 +115,6 @@ class NatsCluster:
             node.routes = [other.route_port for other in self.nodes if other is not node]
 
     name = "nats-cluster"
-
-    @property
-    def host(self) -> str:
-        return self.nodes[0].host
-
-    @property
-    def port(self) -> int:
-        return self.nodes[0].port
-
-    @property
-    def url(self) -> str:
-        """Every node, first the first: a client fails over along the list."""
-        return self.url_from(0)
-
-    def url_from(self, index: int) -> str:
-        """Every node, starting at node `index` (the one a client connects to first)."""
-        order = self.nodes[index:] + self.nodes[:index]
-        return "mqtt://" + ",".join(f"{n.host}:{n.port}" for n in order)
 
     def start(self, timeout: float = 60.0) -> Self:
         for node in self.nodes:
@@ -157,17 +154,6 @@ class NatsCluster:
                 for stream in account.get("stream_detail", [])
             }
         return {}
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _session_opens(host: str, port: int) -> bool:

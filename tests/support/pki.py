@@ -44,19 +44,25 @@ def _certificate(
 
 
 def write_pki(folder: Path) -> tuple[Path, Path, Path]:
-    """Write `ca.pem`, `server.pem` and `server.key` into FOLDER; return their paths."""
+    """Write `ca.pem`, `server.pem` and `server.key` into FOLDER; return their paths. Also
+    `client.pem` and `client.key`: a client certificate from the same CA."""
     folder.mkdir(parents=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("linefleet test CA", ca_key, None, ca_key)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("127.0.0.1", server_key, ca.subject, ca_key)
+    ca_path = folder / "ca.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for name in ("client", "server"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate("127.0.0.1", key, ca.subject, ca_key)
+        _write_pair(folder, name, cert, key)
+    return ca_path, folder / "server.pem", folder / "server.key"
+
+
+def _write_pair(
+    folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> None:
     pem = serialization.Encoding.PEM
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(pem))
-    paths[1].write_bytes(server.public_bytes(pem))
-    paths[2].write_bytes(
-        server_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    (folder / f"{name}.pem").write_bytes(cert.public_bytes(pem))
+    (folder / f"{name}.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    return paths

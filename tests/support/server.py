@@ -27,14 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import pytest
 
 from linefleet_core.loopback import accepts, free_port
 from tests.support.waiting import until
 
-__all__ = ["ServerError", "ServerProcess", "accepts", "free_port"]
+__all__ = ["Cluster", "ServerError", "ServerProcess", "accepts", "free_port"]
 
 LOG_TAIL = 2000
 """Characters of the server's log quoted in an error."""
@@ -44,7 +44,28 @@ class ServerError(RuntimeError):
     """A test server did not start; the message ends with its log."""
 
 
-class ServerProcess:
+class Startable:
+    """`with thing:` starts it and stops it, whatever happens inside."""
+
+    def start(self, timeout: float = 60.0) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServerProcess(Startable):
     """One server process on 127.0.0.1:`port` with its own folder and log file."""
 
     name: ClassVar[str] = "server"
@@ -173,13 +194,30 @@ class ServerProcess:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+Node = TypeVar("Node", bound=ServerProcess)
+
+
+class Cluster(Startable, Generic[Node]):
+    """Several server nodes serving as one (`nodes`; a subclass starts and stops them):
+    `host`/`port` are node 0's, `url` lists every node for clients that fail over."""
+
+    nodes: list[Node]
+
+    @property
+    def host(self) -> str:
+        return self.nodes[0].host
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def url(self) -> str:
+        """Every node, first the first: a client fails over along the list."""
+        return self.url_from(0)
+
+    def url_from(self, index: int) -> str:
+        """Every node, starting at node `index` (the one a client connects to first)."""
+        order = [*self.nodes[index:], *self.nodes[:index]]
+        return "mqtt://" + ",".join(f"{n.host}:{n.port}" for n in order)

@@ -22,10 +22,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from linefleet.cli import main
+from linefleet_core.mqttsession import RetainedUnsupported, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import MAX_FRAME_BYTES
-from reconciler.service.mqtt import RetainedUnsupported, retained_snapshot
 from tests.support import minifleet
 from tests.support.brokers import ENGINES, Broker, url_via
 from tests.support.waiting import wait_for

@@ -20,29 +20,14 @@ from linefleet_core.signing import SigningKey
 from reconciler.broker import NATS_CONF, subject
 from tests.support import minifleet
 from tests.support.brokers import require
-from tests.support.nats import NATS_SERVER, NatsError
-from tests.support.server import ServerProcess, free_port
+from tests.support.nats import GeneratedNats
+from tests.support.server import free_port
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 T = "linefleet/v1"
 OWN = f"{T}/toledo/toledo-edge-1/desired"
 OTHER = f"{T}/toledo/toledo-edge-2/desired"
-
-
-class GeneratedNats(ServerProcess):
-    """nats-server on the configuration `broker config --engine nats` wrote."""
-
-    name = "nats-server"
-    log_name = "nats.log"
-    error = NatsError
-
-    def __init__(self, workdir: Path, config: Path, port: int) -> None:
-        super().__init__(workdir, port=port)
-        self.config = config
-
-    def command(self) -> list[str]:
-        return [NATS_SERVER, "-c", str(self.config)]
 
 
 class Client:

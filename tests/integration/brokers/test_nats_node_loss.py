@@ -31,10 +31,10 @@ from edge_puller.link import Link
 from edge_puller.outbox import Outbox
 from linefleet.cli import main
 from linefleet_core.errors import TemporaryError
+from linefleet_core.mqttsession import Session
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, VerifyError, verify
 from linefleet_core.wire import Channel, topic_filter
-from reconciler.service.mqtt import Session
 from reconciler.service.publish import Result, load_revision, publish
 from tests.support import minifleet
 from tests.support.brokers import require

@@ -29,11 +29,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from linefleet.cli import main
+from linefleet_core.mqttsession import RetainedUnsupported, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import online_payload
 from reconciler.service.marker import MARKER_TOPIC
-from reconciler.service.mqtt import RetainedUnsupported, retained_snapshot
 from tests.integration.mqtt.conftest import ACTIVATION, EVENT_TOPIC, ack, activation_recorded
 from tests.support import minifleet
 from tests.support.brokers import Broker, require

@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from linefleet_core.mqttsession import RetainedUnsupported, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
-from reconciler.service.mqtt import RetainedUnsupported, retained_snapshot
 from tests.support.brokers import ENGINES, Broker
 
 pytestmark = pytest.mark.integration

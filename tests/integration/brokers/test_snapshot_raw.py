@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.loopback import free_port
+from linefleet_core.mqttsession import RetainedUnsupported, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
-from reconciler.service.mqtt import RetainedUnsupported, retained_snapshot
 from reconciler.service.mqttread import read_retained
 from tests.support.brokers import ENGINES, Broker
 from tests.support.mosquitto import Mosquitto

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from linefleet_core.signing import SigningKey
 from tests.support import minifleet
+from tests.support.brokers import Broker
 from tests.support.mosquitto import Mosquitto, mosquitto
 from tests.support.waiting import until
 
@@ -60,7 +61,7 @@ def retained(broker: Mosquitto, topic_filter: str, quiet: float = 0.4) -> dict[s
     return got
 
 
-def send(broker: Mosquitto, messages: list[tuple[str, bytes, bool]], client_id: str = "") -> None:
+def send(broker: Broker, messages: list[tuple[str, bytes, bool]], client_id: str = "") -> None:
     """Publish (topic, payload, retain) at QoS 1 and wait for every PUBACK."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex)
     client.connect(broker.host, broker.port)

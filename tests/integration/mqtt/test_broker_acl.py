@@ -13,9 +13,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from linefleet.cli import main
 from linefleet_core.errors import PermanentError
+from linefleet_core.mqttsession import retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.service.mqtt import retained_snapshot
 from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack
 from tests.support.mosquitto import Mosquitto, free_port

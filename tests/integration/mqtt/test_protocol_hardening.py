@@ -14,10 +14,10 @@ import pytest
 
 from edge_puller.events import event_builder
 from edge_puller.outbox import Outbox
+from linefleet_core.mqttsession import Session
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event
-from reconciler.service.mqtt import Session
 from reconciler.service.reconcile import Reconciler, Settings
 from reconciler.service.store import Store
 from tests.integration.mqtt.conftest import send

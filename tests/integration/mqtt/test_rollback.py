@@ -7,11 +7,11 @@ from pathlib import Path
 import git
 import pytest
 
+from linefleet_core.mqttsession import Session
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_forge.local import LocalForge
 from reconciler.service.fleetstatus import fleet_status
-from reconciler.service.mqtt import Session
 from reconciler.service.reconcile import Reconciler, Settings
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto

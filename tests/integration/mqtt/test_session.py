@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from linefleet_core.errors import PermanentError, TemporaryError
+from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
-from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration

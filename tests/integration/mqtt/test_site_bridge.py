@@ -10,10 +10,10 @@ import pytest
 
 from linefleet.cli import main
 from linefleet_core.errors import PermanentError
+from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify
 from linefleet_core.wire import client_id
-from reconciler.service.mqtt import Outgoing, Session, retained_snapshot
 from reconciler.service.publish import load_revision, publish
 from tests.integration.mqtt.conftest import ack
 from tests.support.mosquitto import Mosquitto, free_port

@@ -25,9 +25,9 @@ import pytest
 
 from linefleet.cli import main
 from linefleet_core.errors import TemporaryError
+from linefleet_core.mqttsession import retained_snapshot
 from linefleet_core.mqtturl import CA_ENV, PASSWORD_ENV, USERNAME_ENV, BrokerAddress
 from linefleet_core.signing import SigningKey
-from reconciler.service.mqtt import retained_snapshot
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.pki import write_pki

@@ -27,11 +27,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from linefleet_core.errors import TemporaryError
+from linefleet_core.mqttsession import Outgoing
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from reconciler.service.fence import Fenced
 from reconciler.service.lease import LEASE_TOPIC, Lease
-from reconciler.service.mqtt import Outgoing
 from tests.integration.mqtt.conftest import retained
 from tests.reliability.faults import TcpProxy
 from tests.support.mosquitto import Mosquitto

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import time
 
+from linefleet_core.mqttsession import Message
 from linefleet_core.signing import SigningKey
 from reconciler.service.marker import MARKER_TOPIC, Marker
-from reconciler.service.mqtt import Message
 from reconciler.service.publish import Signed, exact_topics
 
 KEY = SigningKey.generate()

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from linefleet_core.mqttsession import Message
 from linefleet_core.wire import DesiredState
 from reconciler.service import observed
 from reconciler.service.fleetstatus import fleet_status, json_chunks
-from reconciler.service.mqtt import Message
 from reconciler.service.observed import Observations
 from reconciler.service.statusread import intake
 from tests.fuzz.test_fuzz_wire import SIGNED

@@ -1,4 +1,6 @@
-"""paho-mqtt plumbing for the reconciler: broker URLs, one session, retained snapshots, PUBACKs.
+"""paho-mqtt plumbing shared by the reconciler and the trainer: one session, retained
+snapshots (by wildcard, or by exact topic where the broker hides retained messages from
+wildcards), PUBACKs.
 
 Callbacks run on paho's network thread and only put messages on a queue; everything else
 happens on the caller's thread, so the reconciler stays single-threaded in its logic.
@@ -61,6 +63,7 @@ class Session:
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
         self.address = address
+        self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.qos = qos  # of the subscriptions (0: a one-off read of retained state, below)
         self.inbox: queue.Queue[Message] = queue.Queue()
@@ -387,7 +390,8 @@ def collect_retained(
     named is not in it. Without `expand`, such a broker is refused (`RetainedUnsupported`,
     exit 1). A read of exact topics only (or `?retained=exact` on the broker URL) goes
     straight to exact subscriptions; the probe, subscribed by its exact topic there, still
-    refuses a broker that keeps no retained messages at all.
+    refuses a broker that keeps no retained messages at all, and given several nodes, one
+    whose nodes each keep their own (`check_shared_retained`).
     """
     end = time.monotonic() + limit
     session.publish_all([Outgoing(RETAINED_PROBE, b"1")], limit)
@@ -424,6 +428,8 @@ def collect_retained(
         wanted = list(dict.fromkeys([*first, *new]))
         session.subscribe_more(wanted, max(1.0, end - time.monotonic()), qos=qos)
         round_probed, back = _read_round(session, barriers, found, quiet, end)
+        if first and back and round_probed and session.address.others:
+            check_shared_retained(session, quiet, end)
         if first and back and not round_probed:
             raise RetainedUnsupported(
                 f"broker {session.address.url} keeps no retained messages (a retained probe "
@@ -436,6 +442,67 @@ def collect_retained(
         first = []
         if not back:  # no barrier: an ACL without the barrier's topic; quiet ended the read
             return found
+
+
+def check_shared_retained(session: Session, quiet: float, end: float) -> None:
+    """On a broker of several nodes read by exact topic: a retained message published through
+    the session's node must be held by every other node that answers, or a device connected
+    to another node would never get its desired state (RabbitMQ's MQTT plugin keeps retained
+    messages on the node they were published to, in a cluster too). Refused otherwise
+    (`RetainedUnsupported`). A node that does not answer, or answers without our barrier (an
+    ACL), proves nothing and is passed over."""
+    import dataclasses
+    import uuid
+
+    address = session.address
+    here = (session.client.host, session.client.port)
+    nonce = f"{RETAINED_PROBE}/{uuid.uuid4().hex[:12]}"
+    session.publish_all([Outgoing(nonce, b"1")], max(1.0, end - time.monotonic()))
+    try:
+        for host, port in address.endpoints:
+            if (host, port) == here:
+                continue
+            node = dataclasses.replace(address, host=host, port=port, others=())
+            client_id = f"{session.client_id}-node"
+            try:
+                held, back = _holds(node, client_id, nonce, quiet, end)
+            except TemporaryError:
+                continue  # that node is away: nothing to compare
+            if back and not held:
+                raise RetainedUnsupported(
+                    f"broker {address.url}: a retained message published through "
+                    f"{here[0]}:{here[1]} is not held by {host}:{port}: its nodes each keep "
+                    "their own retained messages (RabbitMQ's MQTT plugin does so in a "
+                    "cluster), so a device connected to another node than the reconciler's "
+                    "would never get its desired state, and status would not see its reports. "
+                    "Point every linefleet client at the same node, or use a broker whose nodes "
+                    "share retained messages; see docs/protocol.md, 'Brokers'"
+                )
+    finally:
+        session.publish_all([Outgoing(nonce, b"")], max(1.0, end - time.monotonic()))
+
+
+SHARED_RETAINED_TRIES = 3
+"""Reads of another node before its missing copy of a retained message counts (a cluster
+that replicates retained messages may take a moment: one second between reads)."""
+
+
+def _holds(
+    node: BrokerAddress, client_id: str, topic: str, quiet: float, end: float
+) -> tuple[bool, bool]:
+    """Whether `node` holds a retained message on `topic`; and whether our barrier came back
+    (False: the read proves nothing)."""
+    held = back = False
+    for attempt in range(SHARED_RETAINED_TRIES):
+        if attempt:
+            time.sleep(1.0)
+        barrier = barrier_topic(client_id)
+        with Session(node, client_id, subscriptions=[barrier, topic], qos=0) as other:
+            other.connect(max(1.0, min(5.0, end - time.monotonic())))
+            held, back = _read_round(other, _Barrier(other, barrier), {}, quiet, end, topic)
+        if held or not back:
+            break
+    return held, back
 
 
 class _Barrier:
@@ -457,10 +524,15 @@ class _Barrier:
 
 
 def _read_round(
-    session: Session, barrier: _Barrier, found: dict[str, Message], quiet: float, end: float
+    session: Session,
+    barrier: _Barrier,
+    found: dict[str, Message],
+    quiet: float,
+    end: float,
+    probe: str = RETAINED_PROBE,
 ) -> tuple[bool, bool]:
     """Read retained messages into `found` until this round's barrier comes back; return
-    whether the retained probe came, and whether the barrier did."""
+    whether the retained `probe` came, and whether the barrier did."""
     barrier.start()
     probed = False
     arrived = 0  # messages since the last barrier was sent
@@ -477,7 +549,7 @@ def _read_round(
         if barrier.ends(msg):
             return probed, True
         arrived += 1
-        if msg.topic == RETAINED_PROBE:
+        if msg.topic == probe:
             probed = probed or msg.retain
         elif msg.retain and not msg.topic.startswith(f"{BARRIER_ROOT}/"):
             found[msg.topic] = msg
