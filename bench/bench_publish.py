@@ -19,7 +19,8 @@ and the watcher are up before the clock starts):
    times on different lines (median): the incremental pass; messages sent must equal the
    devices serving the line; once more with `--full` for the ratio;
 3. nothing changed, REPEAT times (median): zero messages.
-The full pass's parts (load + validate cold and warm, compile, sign) are timed once apart.
+The full pass's parts (load + validate cold and warm, compile, sign, and the send: `publish` given
+the signed documents, to a fresh broker nobody else uses) are timed once apart.
 
 Prints the JSON result for bench/run.py on stdout; progress on stderr.
 """
@@ -193,6 +194,27 @@ class Rig:
         self.broker.stop()
 
 
+def send_alone(
+    revision: Any, signed: dict[str, Any], key: Any, base: str, folder: Path
+) -> tuple[float, float]:
+    """Wall and CPU seconds of `reconciler.service.publish.publish` given the signed documents,
+    to a fresh broker with nobody else connected: the fenced connection, the read, the plan,
+    every document sent and acknowledged, the marker."""
+    from linefleet_core.mqtturl import BrokerAddress
+    from reconciler.service.publish import publish
+    from tests.support.mosquitto import Mosquitto
+
+    broker = Mosquitto(folder).start()
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        result = publish(revision, BrokerAddress.parse(broker.url), key, base, signed=signed)
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        broker.stop()
+    assert result.published == len(signed), result.published
+    return took, cpu
+
+
 def commit_all(repo: Path, message: str) -> None:
     for argv in (["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
         subprocess.run(argv, cwd=repo, check=True)
@@ -249,10 +271,11 @@ def main() -> int:
         docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
         t_compile, cpu["compile"] = time.perf_counter() - t1, time.process_time() - cpu["compile"]
         t2, cpu["sign"] = time.perf_counter(), time.process_time()
-        sign_all(docs, key)
+        signed = sign_all(docs, key)
         t_sign, cpu["sign"] = time.perf_counter() - t2, time.process_time() - cpu["sign"]
+        t_send, cpu["send"] = send_alone(revision, signed, key, base, Path(tmp) / "broker-send")
         desired = {f"{d.site}/{d.device}": d for d in docs.values()}
-        del revision, docs
+        del revision, docs, signed
 
         firsts: dict[str, FirstPublish] = {}
         shutil.rmtree(caches, ignore_errors=True)
@@ -322,6 +345,7 @@ def main() -> int:
         "load_validate_warm_s": round(t_load_warm, 3),
         "compile_s": round(t_compile, 3),
         "sign_s": round(t_sign, 3),
+        "send_s": round(t_send, 3),
         "first_publish_s": round(cold.publish_s, 3),
         "first_publish_cpu_s": round(cold.cpu_s, 3),
         "messages_first": cold.published,
@@ -354,6 +378,7 @@ def main() -> int:
 | load + validate the commit with the parse cache a first publish left, timed apart | {t_load_warm:.2f} s (CPU {cpu["load_warm"]:.2f} s) | - |
 | compile {n_devices} desired states, timed apart | {t_compile:.2f} s (CPU {cpu["compile"]:.2f} s) | - |
 | sign {n_devices} documents (Ed25519), timed apart | {t_sign:.2f} s (CPU {cpu["sign"]:.2f} s) | - |
+| send them: `publish` given the signed documents (read, plan, send, every PUBACK), to an empty broker with no devices or watcher, timed apart | {t_send:.2f} s (CPU {cpu["send"]:.2f} s) | {n_devices} |
 | first publish, cold (no `.git/linefleet/` caches): `publish_commit` to its last PUBACK | {cold.publish_s:.2f} s (CPU {cold.cpu_s:.2f} s) | {cold.published} |
 | first publish, cold: its start → all {n_devices} devices Synced in `reconciler.service.fleetstatus` | **{cold.synced_s:.2f} s** | {cold.published} + {cold.synced} reported |
 | first publish to another empty broker, warm (parse cache): start to last PUBACK | {warm.publish_s:.2f} s (CPU {warm.cpu_s:.2f} s) | {warm.published} |

@@ -146,6 +146,15 @@ class Session:
                 f"broker {where} refused the subscription to {self._sub_refused}", delay=2.0
             )
 
+    def unsubscribe(self, filters: Sequence[str]) -> None:
+        """Drop `filters` from the session's subscriptions. The UNSUBACK is not awaited: a
+        broker handles a connection's packets in order, so what this session publishes next
+        no longer comes back through them, and a message that still does is only read."""
+        gone = [f for f in filters if f in self.subscriptions]
+        if gone:
+            self.subscriptions = [f for f in self.subscriptions if f not in gone]
+            self.client.unsubscribe(gone)
+
     def _on_disconnect(self, client: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         self.connected.clear()
         if not self._closing:

@@ -25,6 +25,7 @@ from linefleet_core.mqttsession import (
     Snapshot,
     barrier_topic,
     collect_retained,
+    is_wildcard,
     reading_filters,
 )
 from linefleet_core.mqtturl import BrokerAddress
@@ -34,7 +35,7 @@ FENCE_ID = "linefleet-publisher"
 
 
 class Fenced:
-    """A publisher's connection: `snapshot()` then `publish_all()`, as a context manager.
+    """A publisher's connection: `snapshot()` (once) then `publish_all()`, as a context manager.
 
     With `claim`, the connection first publishes that lease (retained) and carries a last will
     that clears it: a publisher killed mid-publish frees the lease at once. `expand` names
@@ -52,6 +53,7 @@ class Fenced:
         expand: Expand | None = None,
     ) -> None:
         self.barrier = barrier_topic(FENCE_ID)
+        self.read = False
         self.expand = expand
         filters = reading_filters(address, filters, expand is not None)
         self.claim = claim
@@ -83,10 +85,19 @@ class Fenced:
         self.session.close()
 
     def snapshot(self, quiet: float = 0.5, limit: float = 30.0) -> Snapshot:
-        """The retained messages under the filters, read on this connection."""
+        """The retained messages under the filters, read on this connection (once: the
+        wildcard filters are dropped after the read)."""
+        if self.read:
+            raise RuntimeError("a fenced connection reads the broker once")
+        self.read = True
         found = collect_retained(
             self.session, self.barrier, quiet=quiet, limit=limit, expand=self.expand
         )
+        # Read: the wildcards would hand every document this publisher sends back to it
+        # (10,000 deliveries, each acknowledged and queued, at 10,000 devices: a third of the
+        # publisher's CPU). Exact filters stay (on RabbitMQ, dropping thousands of them costs
+        # about what the echo does).
+        self.session.unsubscribe([f for f in self.session.subscriptions if is_wildcard(f)])
         self.check()
         return found
 

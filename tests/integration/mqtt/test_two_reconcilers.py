@@ -264,3 +264,23 @@ def test_a_publisher_whose_connection_was_taken_over_sends_nothing_more(
             held = retained(mosquitto, LEASE_TOPIC, quiet=0.2)
             assert Lease.parse(held[LEASE_TOPIC]) == Lease.parse(second.claim.payload())  # type: ignore[union-attr]
     assert retained(mosquitto, topic, quiet=0.2) == {topic: b'{"from":"b"}'}
+
+
+def test_a_publisher_does_not_receive_its_own_documents_back(mosquitto: Mosquitto) -> None:
+    """After its read, the publishing connection drops its wildcard filters: the documents it
+    sends are not delivered back to it (one delivery and PUBACK each), and it still sends and
+    the broker still retains all of them. It reads the broker once."""
+    address = BrokerAddress.parse(mosquitto.url)
+    topics = [f"linefleet/v1/toledo/toledo-edge-{n}/desired" for n in range(50)]
+    with Fenced(address, [DESIRED]) as fence:
+        assert fence.snapshot(quiet=0.2) == {}
+        assert fence.publish_all([Outgoing(t, b'{"n":1}') for t in topics], timeout=10) == 50
+        # the broker handles one connection's packets in order: this comes back after any echo
+        fence.publish_all([Outgoing(fence.barrier, b"after", retain=False)], timeout=10)
+        got: list[str] = []
+        while fence.barrier not in got:  # (queue.Empty after 10 s: it never came back)
+            got.append(fence.session.inbox.get(timeout=10).topic)
+        assert [t for t in got if t != fence.barrier] == []
+        with pytest.raises(RuntimeError, match="once"):
+            fence.snapshot(quiet=0.2)
+    assert retained(mosquitto, DESIRED, quiet=0.2) == dict.fromkeys(topics, b'{"n":1}')
