@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from yaml import events as ev
 
+from linefleet_core import yamlquick
 from linefleet_core.errors import Finding
 
 MAX_DEPTH = 64
@@ -167,6 +168,10 @@ def parse(text: str, *, with_marks: bool = False, loader: Any = None) -> Parsed:
     deep flow nesting itself, before our event loop sees the level; the file is then read again
     with the pure-Python reader (no such limit, no recursion) to find the same place.
     """
+    if not with_marks and loader is None:
+        data = yamlquick.read(text, _plain, _MAYBE_NOT_TEXT)
+        if data is not None:
+            return Parsed(data)
     try:
         return _parse(text, with_marks, loader or _c_loader)
     except _ParserDepthLimit as exc:

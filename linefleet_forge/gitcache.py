@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from linefleet_core import yamlsafe
+from linefleet_core import yamlquick, yamlsafe
 from linefleet_core.yamlsafe import ParsedBlobs
 from linefleet_forge.gitrepo import GitObjects
 
@@ -84,10 +84,12 @@ def write_bytes(path: Path, data: bytes) -> None:
 @cache
 def parser_version() -> str | None:
     """Changes whenever parsing the same bytes could give something else: the reader's own
-    code, PyYAML (and whether its C reader is there), Python. None (no cache) if the reader's
-    source cannot be read."""
+    code and its quick reader's, PyYAML (and whether its C reader is there), Python. None
+    (no cache) if the readers' source cannot be read."""
+    digest = hashlib.sha256()
     try:
-        digest = hashlib.sha256(Path(yamlsafe.__file__).read_bytes())
+        for source in (yamlsafe.__file__, yamlquick.__file__):
+            digest.update(Path(str(source)).read_bytes())
     except OSError:
         return None
     digest.update(f"{yaml.__version__} {hasattr(yaml, 'CSafeLoader')} {sys.version}".encode())
