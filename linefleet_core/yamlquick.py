@@ -84,12 +84,6 @@ def _build(
     nokey = _NOKEY
     pending: Any = nokey  # a key of `container` waiting for its block value (`key:`)
 
-    def scalar(value: str) -> Any:
-        first = value[0]
-        if first == "'" or first == '"':
-            return value[1:-1]
-        return plain(value) if first in maybe_not_text else value
-
     for indent_s, dash, key, key_value, item, rest in rows:
         indent = len(indent_s)
         if key_value and indent == at and is_dict and pending is nokey and not dash:
@@ -141,7 +135,13 @@ def _build(
                 raise _NotPlain
         if dash:
             if not key:
-                container.append(scalar(item))
+                first = item[0]
+                if first in maybe_not_text:
+                    container.append(plain(item))
+                elif first == "'" or first == '"':
+                    container.append(item[1:-1])
+                else:
+                    container.append(item)
                 continue
             mapping: dict[Any, Any] = {}
             container.append(mapping)
@@ -155,7 +155,13 @@ def _build(
         if type(name) is not str or name in container:
             raise _NotPlain  # a null/bool key or a duplicate: libyaml's path says where
         if key_value:
-            container[name] = scalar(key_value)
+            first = key_value[0]
+            if first in maybe_not_text:
+                container[name] = plain(key_value)
+            elif first == "'" or first == '"':
+                container[name] = key_value[1:-1]
+            else:
+                container[name] = key_value
         else:
             pending = name
     if pending is not nokey or not root:

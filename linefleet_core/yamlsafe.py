@@ -68,8 +68,24 @@ class YamlProblem(Exception):
         self.field = field
 
 
+_RESOLVED: dict[str, Any] = {}
+"""Plain scalars resolved before, and what they resolved to: fleet files repeat most values
+(`1920`, `true`, `15.0`, `diffuse-dome`). Refused ones are not kept (they raise each time)."""
+_RESOLVED_MAX = 1 << 16
+_UNRESOLVED = object()
+
+
 def _plain(value: str) -> Any:
     """Resolve a plain (unquoted, untagged) scalar by the YAML 1.2 core schema."""
+    found = _RESOLVED.get(value, _UNRESOLVED)
+    if found is _UNRESOLVED:
+        found = _resolve(value)
+        if len(_RESOLVED) < _RESOLVED_MAX:
+            _RESOLVED[value] = found
+    return found
+
+
+def _resolve(value: str) -> Any:
     if value in _NULLS:
         return None
     if value in _TRUE:
@@ -78,6 +94,8 @@ def _plain(value: str) -> Any:
         return False
     first = value[0]
     if first.isdigit() or first in "-+.":
+        if len(value) < 16 and value.isdigit() and value.isascii():
+            return int(value)  # the common case of `_INT` below: at most 15 digits, no sign
         if _INT.fullmatch(value):
             return _int(value, value, 10)
         if _INT_OCT.fullmatch(value):
