@@ -9,20 +9,23 @@ written whole under a temporary name, then renamed over the old one.
   (`reconciler.service.incremental`);
 - `parsed-yaml/`: fleet documents parsed from YAML, by git blob id (`load_parsed`), which
   `plan`, `validate --base` and publish's full pass (`load_revision`) read back instead of
-  parsing the files nobody changed.
+  parsing the files nobody changed. Kept with `marshal` (plain dicts, lists and scalars:
+  written ~7x and read ~1.3x faster than a pickle of the same documents).
 - `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.review.graphcheck`), by the
   model version's declaration and artifact digest.
 - `artifact-digests/`: size and sha256 of artifact blobs, by blob id (`load_digests`).
 - `revision-checks/`: `plan`'s findings on its base revision, by the revision's fleet files
   and the checking code (`reconciler.review.revisions`).
 
-The caches are pickles: whoever can write in the git folder can already run code (hooks).
+The caches are pickles (and the parsed documents a marshal dump): whoever can write in the
+git folder can already run code (hooks).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import marshal
 import os
 import pickle
 import sys
@@ -39,6 +42,7 @@ from linefleet_forge.gitrepo import GitObjects
 
 ROOT = "linefleet"
 PARSED = "parsed-yaml"
+DOCUMENTS = "documents.marshal"
 
 
 def folder(objects: GitObjects, name: str) -> Path:
@@ -60,6 +64,31 @@ def read_pickle(path: Path, version: object) -> Any | None:
     if not isinstance(found, dict) or found.get("format") != version:
         return None
     return found.get("content")
+
+
+def read_marshal(path: Path, version: str) -> Any | None:
+    """What `write_marshal` wrote at `path` with this `version`, else None (never raises)."""
+    paused = gc.isenabled()
+    gc.disable()  # as in read_pickle
+    try:
+        found = marshal.loads(path.read_bytes())
+    except Exception:
+        return None
+    finally:
+        if paused:
+            gc.enable()
+    if not isinstance(found, dict) or found.get("format") != version:
+        return None
+    return found.get("content")
+
+
+def write_marshal(path: Path, version: str, content: Any) -> None:
+    """Keep plain data (dicts, lists, strings, numbers, booleans, None); best effort."""
+    try:
+        data = marshal.dumps({"format": version, "content": content})
+    except (ValueError, TypeError):
+        return
+    write_bytes(path, data)
 
 
 def write_pickle(path: Path, version: object, content: Any) -> None:
@@ -99,7 +128,7 @@ def parser_version() -> str | None:
 def load_parsed(objects: GitObjects) -> ParsedBlobs:
     """The documents the last run parsed (nothing if there is no usable cache)."""
     version = parser_version()
-    found = None if version is None else read_pickle(_documents(objects), version)
+    found = None if version is None else read_marshal(_documents(objects), version)
     if not isinstance(found, dict):
         return ParsedBlobs()
     return ParsedBlobs(known=found)
@@ -111,7 +140,7 @@ def save_parsed(objects: GitObjects, parsed: ParsedBlobs) -> None:
     version = parser_version()
     if version is None or parsed.used.keys() == parsed.known.keys():
         return
-    write_pickle(_documents(objects), version, parsed.used)
+    write_marshal(_documents(objects), version, parsed.used)
 
 
 def code_version(sources: Iterable[Path], *extra: str) -> str | None:
@@ -149,4 +178,4 @@ def _digests(objects: GitObjects) -> Path:
 
 
 def _documents(objects: GitObjects) -> Path:
-    return folder(objects, PARSED) / "documents.pickle"
+    return folder(objects, PARSED) / DOCUMENTS
