@@ -86,84 +86,72 @@ def _build(
 
     for indent_s, dash, key, key_value, item, rest in rows:
         indent = len(indent_s)
-        if key_value and indent == at and is_dict and pending is nokey and not dash:
-            # The common line: `key: value` in the open mapping.
+        if not (key_value and indent == at and is_dict and pending is nokey and not dash):
+            # Not the common line (`key: value` in the open mapping): find where it goes.
+            if not (dash or key or item):
+                if rest:
+                    raise _NotPlain  # a line this reader does not take
+                continue  # blank line or comment
+            if not root and pending is nokey and (indent or dash or not key):
+                raise _NotPlain  # the top-level mapping opens at column 1
+            if pending is not nokey:  # the line opens the value of `key:`
+                if indent > at:
+                    child: Any = [] if dash else {}
+                    opened = (indent, child, not dash, False)
+                elif indent == at and dash:
+                    child = []
+                    opened = (indent, child, False, True)
+                else:
+                    raise _NotPlain  # a null value: libyaml's path reads those
+                container[pending] = child
+                pending = nokey
+                stack.append((at, container, is_dict, indentless))
+                at, container, is_dict, indentless = opened
+            while at > indent:
+                if not stack:
+                    raise _NotPlain
+                at, container, is_dict, indentless = stack.pop()
+            if at != indent:
+                raise _NotPlain  # between two levels: a continuation line or an error
+            if is_dict and dash:
+                raise _NotPlain
+            if not is_dict and not dash:
+                if not indentless:
+                    raise _NotPlain
+                # The indentless sequence ends; the line is its mapping's next key.
+                at, container, is_dict, indentless = stack.pop()
+                if at != indent or not is_dict:
+                    raise _NotPlain
+            if dash and key:  # `- key: ...` opens a mapping in the sequence
+                mapping: dict[Any, Any] = {}
+                container.append(mapping)
+                stack.append((at, container, is_dict, indentless))
+                at, container, is_dict, indentless = indent + len(dash), mapping, True, False
+            elif not dash and not key:
+                raise _NotPlain
+            if len(stack) >= _MAX_DEPTH:
+                raise _NotPlain
+        if key:
             name = plain(key) if key[0] in maybe_not_text else key
             if type(name) is not str or name in container or len(key) > _MAX_KEY:
                 raise _NotPlain  # a null/bool key or a duplicate: libyaml's path says where
-            first = key_value[0]
-            if first in maybe_not_text:
-                container[name] = plain(key_value)
-            elif first == "'" or first == '"':
-                container[name] = key_value[1:-1]
-            else:
-                container[name] = key_value
-            continue
-        if not (dash or key or item):
-            if rest:
-                raise _NotPlain  # a line this reader does not take
-            continue  # blank line or comment
-        if not root and pending is nokey and (indent or dash or not key):
-            raise _NotPlain  # the top-level mapping opens at column 1
-        if pending is not nokey:  # the line opens the value of `key:`
-            if indent > at:
-                child: Any = [] if dash else {}
-                opened = (indent, child, not dash, False)
-            elif indent == at and dash:
-                child = []
-                opened = (indent, child, False, True)
-            else:
-                raise _NotPlain  # a null value: libyaml's path reads those
-            container[pending] = child
-            pending = nokey
-            stack.append((at, container, is_dict, indentless))
-            at, container, is_dict, indentless = opened
-        while at > indent:
-            if not stack:
-                raise _NotPlain
-            at, container, is_dict, indentless = stack.pop()
-        if at != indent:
-            raise _NotPlain  # between two levels: a continuation line or an error
-        if is_dict and dash:
-            raise _NotPlain
-        if not is_dict and not dash:
-            if not indentless:
-                raise _NotPlain
-            # The indentless sequence ends; the line is its mapping's next key.
-            at, container, is_dict, indentless = stack.pop()
-            if at != indent or not is_dict:
-                raise _NotPlain
-        if dash:
-            if not key:
-                first = item[0]
-                if first in maybe_not_text:
-                    container.append(plain(item))
-                elif first == "'" or first == '"':
-                    container.append(item[1:-1])
-                else:
-                    container.append(item)
+            if not key_value:
+                pending = name
                 continue
-            mapping: dict[Any, Any] = {}
-            container.append(mapping)
-            stack.append((at, container, is_dict, indentless))
-            at, container, is_dict, indentless = indent + len(dash), mapping, True, False
-        elif not key:
-            raise _NotPlain
-        if len(stack) >= _MAX_DEPTH or len(key) > _MAX_KEY:
-            raise _NotPlain
-        name = plain(key) if key[0] in maybe_not_text else key
-        if type(name) is not str or name in container:
-            raise _NotPlain  # a null/bool key or a duplicate: libyaml's path says where
-        if key_value:
-            first = key_value[0]
-            if first in maybe_not_text:
-                container[name] = plain(key_value)
-            elif first == "'" or first == '"':
-                container[name] = key_value[1:-1]
-            else:
-                container[name] = key_value
+            text = key_value
         else:
-            pending = name
+            text = item  # `- value`
+        first = text[0]
+        if first in maybe_not_text:
+            value = plain(text)
+        elif first == "'" or first == '"':
+            value = text[1:-1]
+        else:
+            value = text
+        if key:
+            container[name] = value
+        else:
+            container.append(value)
     if pending is not nokey or not root:
         raise _NotPlain
     return root

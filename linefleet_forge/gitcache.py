@@ -29,7 +29,7 @@ import marshal
 import os
 import pickle
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,14 @@ def folder(objects: GitObjects, name: str) -> Path:
 def read_pickle(path: Path, version: object) -> Any | None:
     """What `write_pickle` wrote at `path` with this `version`, else None (never raises:
     a file cut short or garbled can fail to unpickle in many ways)."""
+    return _read(path, version, pickle.loads)
+
+
+def _read(path: Path, version: object, loads: Callable[[bytes], Any]) -> Any | None:
     paused = gc.isenabled()
     gc.disable()  # unpickling builds ~10^5 objects that all survive: scans would free nothing
     try:
-        found = pickle.loads(path.read_bytes())
+        found = loads(path.read_bytes())
     except Exception:
         return None
     finally:
@@ -68,18 +72,7 @@ def read_pickle(path: Path, version: object) -> Any | None:
 
 def read_marshal(path: Path, version: str) -> Any | None:
     """What `write_marshal` wrote at `path` with this `version`, else None (never raises)."""
-    paused = gc.isenabled()
-    gc.disable()  # as in read_pickle
-    try:
-        found = marshal.loads(path.read_bytes())
-    except Exception:
-        return None
-    finally:
-        if paused:
-            gc.enable()
-    if not isinstance(found, dict) or found.get("format") != version:
-        return None
-    return found.get("content")
+    return _read(path, version, marshal.loads)
 
 
 def write_marshal(path: Path, version: str, content: Any) -> None:
