@@ -28,7 +28,7 @@ from tests.hostile.yaml_corpus import CASES
 
 EXAMPLES = int(os.environ.get("LINEFLEET_FUZZ_EXAMPLES", "150"))
 fuzz = settings(
-    max_examples=EXAMPLES * 4, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 FLEET = {
     path: raw.decode()
