@@ -103,7 +103,9 @@ class DirectorySource:
                         else:
                             dirnames.append(name)  # os.walk goes on in this (sorted) order
                         continue
-                    got = read_regular(folder / name, name.endswith(YAML_SUFFIXES))
+                    # (a string, not `folder / name`: a Path per file cost more than its read)
+                    file = f"{dirpath}/{name}"
+                    got = read_regular(file, name.endswith(YAML_SUFFIXES))
                     if got is not None:
                         yield path, got
 
@@ -143,7 +145,7 @@ def _directory_refusal(folder: Path) -> Refused | None:
     return None
 
 
-def read_regular(path: Path, wanted: bool) -> bytes | Refused | None:
+def read_regular(path: Path | str, wanted: bool) -> bytes | Refused | None:
     """The bytes of a regular file (at most `MAX_FILE_BYTES` + 1 are read), a `Refused` for
     anything else, or None for a regular file that is not `wanted` (not YAML).
 
@@ -154,19 +156,26 @@ def read_regular(path: Path, wanted: bool) -> bytes | Refused | None:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        if exc.errno == errno.ELOOP or path.is_symlink():
+        if exc.errno == errno.ELOOP or Path(path).is_symlink():
             return SYMLINK
         return Refused(f"cannot be read: {exc.strerror}")
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         return Refused(f"{_file_type(info.st_mode)}; fleet files must be regular files")
-    with os.fdopen(fd, "rb") as handle:
+    try:
         if not wanted:
             return None
         if info.st_size > yamlsafe.MAX_FILE_BYTES:
             return too_large(info.st_size)
-        raw = handle.read(yamlsafe.MAX_FILE_BYTES + 1)
+        chunks = []  # plain reads on the descriptor: no buffered file object per file
+        left = yamlsafe.MAX_FILE_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+    finally:
+        os.close(fd)
     if len(raw) > yamlsafe.MAX_FILE_BYTES:
         return too_large(len(raw))
     return raw

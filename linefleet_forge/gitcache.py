@@ -9,36 +9,40 @@ written whole under a temporary name, then renamed over the old one.
   (`reconciler.service.incremental`);
 - `parsed-yaml/`: fleet documents parsed from YAML, by git blob id (`load_parsed`), which
   `plan`, `validate --base` and publish's full pass (`load_revision`) read back instead of
-  parsing the files nobody changed.
+  parsing the files nobody changed. Kept with `marshal` (plain dicts, lists and scalars:
+  written ~7x and read ~1.3x faster than a pickle of the same documents).
 - `graph-checks/`: `validate --base`'s ONNX graph checks (`reconciler.review.graphcheck`), by the
   model version's declaration and artifact digest.
 - `artifact-digests/`: size and sha256 of artifact blobs, by blob id (`load_digests`).
 - `revision-checks/`: `plan`'s findings on its base revision, by the revision's fleet files
   and the checking code (`reconciler.review.revisions`).
 
-The caches are pickles: whoever can write in the git folder can already run code (hooks).
+The caches are pickles (and the parsed documents a marshal dump): whoever can write in the
+git folder can already run code (hooks).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import marshal
 import os
 import pickle
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from linefleet_core import yamlsafe
+from linefleet_core import yamlquick, yamlsafe
 from linefleet_core.yamlsafe import ParsedBlobs
 from linefleet_forge.gitrepo import GitObjects
 
 ROOT = "linefleet"
 PARSED = "parsed-yaml"
+DOCUMENTS = "documents.marshal"
 
 
 def folder(objects: GitObjects, name: str) -> Path:
@@ -48,10 +52,14 @@ def folder(objects: GitObjects, name: str) -> Path:
 def read_pickle(path: Path, version: object) -> Any | None:
     """What `write_pickle` wrote at `path` with this `version`, else None (never raises:
     a file cut short or garbled can fail to unpickle in many ways)."""
+    return _read(path, version, pickle.loads)
+
+
+def _read(path: Path, version: object, loads: Callable[[bytes], Any]) -> Any | None:
     paused = gc.isenabled()
     gc.disable()  # unpickling builds ~10^5 objects that all survive: scans would free nothing
     try:
-        found = pickle.loads(path.read_bytes())
+        found = loads(path.read_bytes())
     except Exception:
         return None
     finally:
@@ -60,6 +68,20 @@ def read_pickle(path: Path, version: object) -> Any | None:
     if not isinstance(found, dict) or found.get("format") != version:
         return None
     return found.get("content")
+
+
+def read_marshal(path: Path, version: str) -> Any | None:
+    """What `write_marshal` wrote at `path` with this `version`, else None (never raises)."""
+    return _read(path, version, marshal.loads)
+
+
+def write_marshal(path: Path, version: str, content: Any) -> None:
+    """Keep plain data (dicts, lists, strings, numbers, booleans, None); best effort."""
+    try:
+        data = marshal.dumps({"format": version, "content": content})
+    except (ValueError, TypeError):
+        return
+    write_bytes(path, data)
 
 
 def write_pickle(path: Path, version: object, content: Any) -> None:
@@ -84,10 +106,12 @@ def write_bytes(path: Path, data: bytes) -> None:
 @cache
 def parser_version() -> str | None:
     """Changes whenever parsing the same bytes could give something else: the reader's own
-    code, PyYAML (and whether its C reader is there), Python. None (no cache) if the reader's
-    source cannot be read."""
+    code and its quick reader's, PyYAML (and whether its C reader is there), Python. None
+    (no cache) if the readers' source cannot be read."""
+    digest = hashlib.sha256()
     try:
-        digest = hashlib.sha256(Path(yamlsafe.__file__).read_bytes())
+        for source in (yamlsafe.__file__, yamlquick.__file__):
+            digest.update(Path(str(source)).read_bytes())
     except OSError:
         return None
     digest.update(f"{yaml.__version__} {hasattr(yaml, 'CSafeLoader')} {sys.version}".encode())
@@ -97,7 +121,7 @@ def parser_version() -> str | None:
 def load_parsed(objects: GitObjects) -> ParsedBlobs:
     """The documents the last run parsed (nothing if there is no usable cache)."""
     version = parser_version()
-    found = None if version is None else read_pickle(_documents(objects), version)
+    found = None if version is None else read_marshal(_documents(objects), version)
     if not isinstance(found, dict):
         return ParsedBlobs()
     return ParsedBlobs(known=found)
@@ -109,7 +133,7 @@ def save_parsed(objects: GitObjects, parsed: ParsedBlobs) -> None:
     version = parser_version()
     if version is None or parsed.used.keys() == parsed.known.keys():
         return
-    write_pickle(_documents(objects), version, parsed.used)
+    write_marshal(_documents(objects), version, parsed.used)
 
 
 def code_version(sources: Iterable[Path], *extra: str) -> str | None:
@@ -147,4 +171,4 @@ def _digests(objects: GitObjects) -> Path:
 
 
 def _documents(objects: GitObjects) -> Path:
-    return folder(objects, PARSED) / "documents.pickle"
+    return folder(objects, PARSED) / DOCUMENTS

@@ -207,7 +207,7 @@ def test_status_with_the_repo_shows_a_device_out_of_sync_when_git_is_ahead(
     }
     assert before["toledo-edge-1"] == before["toledo-edge-2"] == "Synced"
     # the YAML it parsed is kept by blob id; the edit below is parsed afresh, not read back
-    assert (fleet_repo / ".git" / "linefleet" / "parsed-yaml" / "documents.pickle").is_file()
+    assert (fleet_repo / ".git" / "linefleet" / "parsed-yaml" / "documents.marshal").is_file()
 
     minifleet.edit_rollout(fleet_repo, "toledo/line-1", candidate=None)
     head = minifleet.commit_all(fleet_repo, "abort the candidate of toledo/line-1")

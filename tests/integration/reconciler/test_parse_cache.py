@@ -4,6 +4,7 @@ parsed and read, never what a plan or a report says."""
 
 from __future__ import annotations
 
+import marshal
 import pickle
 import subprocess
 from collections.abc import Callable
@@ -53,7 +54,7 @@ def git(root: Path, *args: str) -> list[str]:
 
 
 def cache_file(root: Path) -> Path:
-    return gitcache.folder(GitObjects.open(root), gitcache.PARSED) / "documents.pickle"
+    return gitcache.folder(GitObjects.open(root), gitcache.PARSED) / gitcache.DOCUMENTS
 
 
 def plan_of(root: Path) -> tuple[str, list[str]]:
@@ -111,8 +112,8 @@ def test_a_changed_file_is_parsed_again(fleet: Path) -> None:
     "garbage",
     [
         b"",
-        b"not a pickle at all",
-        pickle.dumps({"format": "an older parser", "content": {}}, protocol=5),
+        b"not a marshal dump at all",
+        marshal.dumps({"format": "an older parser", "content": {}}),
         "truncated",
         "stale",
     ],
@@ -126,9 +127,9 @@ def test_an_unusable_cache_is_ignored_and_replaced(fleet: Path, garbage: bytes |
     if garbage == "truncated":
         garbage = good[: len(good) // 2]
     elif garbage == "stale":  # what an older linefleet kept: every document poisoned
-        content = pickle.loads(good)["content"]
+        content = marshal.loads(good)["content"]
         poisoned = {oid: {"kind": "Line", "apiVersion": "bogus"} for oid in content}
-        garbage = pickle.dumps({"format": "0" * 64, "content": poisoned}, protocol=5)
+        garbage = marshal.dumps({"format": "0" * 64, "content": poisoned})
     assert isinstance(garbage, bytes)
     path.write_bytes(garbage)
 
@@ -137,7 +138,7 @@ def test_an_unusable_cache_is_ignored_and_replaced(fleet: Path, garbage: bytes |
     assert report_of(fleet) == expected_report
     assert (
         gitcache.load_parsed(GitObjects.open(fleet)).known.keys()
-        == pickle.loads(good)["content"].keys()
+        == marshal.loads(good)["content"].keys()
     )
 
 
