@@ -19,6 +19,7 @@ from linefleet_core.modelio import Contract, prepare
 from tests.support.othersource import foreign_frames
 from trainer.novelty import (
     DIMS,
+    GF_DIMS,
     INPUT,
     OPSET,
     SCORE,
@@ -77,7 +78,7 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     fit = fit_statistics(train, config)
     stats = fit.stats
     assert model.onnx == novelty_model(config, stats)
-    train_patches, train_chroma, train_grey = features(train, config)
+    train_patches, train_chroma, train_grey, train_free = features(train, config)
     assert train_patches.shape == (len(train), config.grid**2, DIMS) and config.grid == 15
     mean, _ = gaussians(train_patches, config.grid)
     np.testing.assert_allclose(stats.mean, mean)
@@ -88,28 +89,35 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     np.testing.assert_allclose(stats.local_mean, local_mean)
     np.testing.assert_allclose(stats.chroma_mu, train_chroma.mean(0))
     np.testing.assert_allclose(stats.grey_sd, train_grey.std(0) + 0.02)
+    # the grain-free neighbourhoods: 25 samples 3 px apart every 4 px of the 64 px map
+    assert train_free.shape == (len(train), 13 * 13, GF_DIMS) and config.gf_grid == 13
+    gf_mean, _ = gaussians(train_free, config.gf_grid)
+    np.testing.assert_allclose(stats.gf_mean, gf_mean)
 
     def worst(f: Any, mu: Any, prec: Any) -> Any:
-        # the largest mean over 3 x 3 neighbouring positions of the 15 x 15 distance map
+        # the largest mean over 3 x 3 neighbouring positions of the G x G distance map
         d = f - mu
-        dist = np.sqrt(np.einsum("npi,pij,npj->np", d, prec, d)).reshape(len(f), 15, 15)
+        grid = round(np.sqrt(f.shape[1]))
+        dist = np.sqrt(np.einsum("npi,pij,npj->np", d, prec, d)).reshape(len(f), grid, grid)
         windows = np.lib.stride_tricks.sliding_window_view(dist, (3, 3), axis=(1, 2))
         return windows.mean(axis=(3, 4)).max(axis=(1, 2))
 
     def parts(x: Any, fitted_on: Any) -> Any:
         """Raw parts of inputs `x` under statistics of the train frames `fitted_on` selects."""
-        patches, chroma, grey = features(x, config)  # [N, P, DIMS], maps
+        patches, chroma, grey, free = features(x, config)  # [N, P, DIMS], maps, [N, Pg, 25]
         base = train_patches[fitted_on]
         mu, prec = gaussians(base, config.grid)
         lmu, lprec = gaussians(local(base), config.grid)
         c_mu, c_sd = train_chroma[fitted_on].mean(0), train_chroma[fitted_on].std(0) + 1e-3
         g_mu, g_sd = train_grey[fitted_on].mean(0), train_grey[fitted_on].std(0) + 0.02
+        f_mu, f_prec = gaussians(train_free[fitted_on], config.gf_grid)
         return np.stack(
             [
                 worst(patches, mu, prec),
                 worst(local(patches), lmu, lprec),
                 ((chroma - c_mu) / c_sd).max(axis=(1, 2, 3)),
                 ((grey - g_mu) / g_sd).max(axis=(1, 2, 3)),
+                worst(free, f_mu, f_prec),
             ],
             axis=1,
         )
@@ -118,7 +126,7 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     # folds); the parts are standardised on those out-of-fold parts alone
     everything = np.ones(len(train), bool)
     fold = np.arange(len(train)) % 10
-    pooled = np.empty((len(train), 4))
+    pooled = np.empty((len(train), 5))
     for f in range(10):
         pooled[fold == f] = parts(train[fold == f], fold != f)
     logs = np.log(np.maximum(pooled, 0) + 1e-3)
