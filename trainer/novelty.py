@@ -159,8 +159,8 @@ class NoveltyConfig:
         return {
             "kind": "novelty",
             "features": "patch colour, oriented gradient, band-pass and detail statistics; "
-            "colour and grey deviation maps; grain-free neighbourhoods; parts standardised and threshold chosen on the "
-            "fit frames scored out of fold",
+            "colour and grey deviation maps; grain-free neighbourhoods; parts standardised "
+            "and threshold chosen on the fit frames scored out of fold",
             "input_size": self.size,
             "patch": self.patch,
             "stride": self.stride,
