@@ -160,13 +160,15 @@ def main() -> None:
             "",
             *rows,
             "",
-            "The score alone, with no classifier. Four parts, each standardised on the "
+            "The score alone, with no classifier. Five parts, each standardised on the "
             "out-of-fold ok scores by its upper tail (log, minus its median, over the distance "
             "from the median to its 95% quantile in units of the normal's) and the largest "
             "taken: the patch descriptor against each position's Gaussian, the largest mean "
             "over 3 x 3 neighbouring positions (frames of another generator or line move every "
             "patch), the same descriptor relative to its frame's mean (a local defect), and the "
-            "colour and grey deviation maps. The standardisation and the threshold come from "
+            "colour and grey deviation maps, and the grain-free neighbourhoods (the frame "
+            "without its grain, blurred at blob scale, 5 x 5 samples per position) against "
+            "each position's Gaussian. The standardisation and the threshold come from "
             f"the {n['train']} fit frames' scores by statistics that never saw them (each "
             f"scored by statistics fitted on the other nine tenths); the {n['held']} held-out "
             "and the fresh ok frames show the false-alarm rate it gives.",

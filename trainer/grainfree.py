@@ -59,8 +59,10 @@ def line_kernels(radius: int, directions: int = DIRECTIONS) -> np.ndarray:
     return out
 
 
-def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
-    """`COUNT` features of the grey frame [N, 1, size, size] (see the module docstring)."""
+def grain_free(g: Graph, grey_frame: str, size: int) -> tuple[str, str, str, str, int]:
+    """The grey frame [N, 1, size, size] without its grain, at the pooled size `side` (about
+    64 px): (`free` [N, 1, side, side], the least and the largest directional residual energy
+    [N, 1] each, `ones` [1, 1, side, side], side)."""
     factor = max(1, size // 64)
     side = size // factor
     eps = g.const(np.float32(1e-3))
@@ -77,11 +79,32 @@ def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
         [g.op("Conv", [grey, kernels], pads=pads), g.op("Conv", [ones, kernels], pads=pads)],
     )  # [N, D, side, side]
     resid = g.op("Sub", [grey, line_mean])
-    cell = 4
+    lo, hi = centre(side)
+    starts = g.const(np.array([lo, lo], np.int64))
+    ends = g.const(np.array([hi, hi], np.int64))
+    axes = g.const(np.array([2, 3], np.int64))
+    centred = g.op("Slice", [g.op("Abs", [resid]), starts, ends, axes])
+    energy = g.op("ReduceMean", [centred], axes=[2, 3], keepdims=0)  # [N, D]
+    least, most, free = least_energy_map(g, resid, energy)
+    return free, least, most, ones, side
+
+
+CELL = 4
+"""Cell side of the grain-free statistics, in pooled pixels."""
+
+
+def centre(side: int) -> tuple[int, int]:
+    """The centre square [lo, hi) of a `side` map the statistics are taken over: 10% of the
+    side off each border, a whole number of `CELL`s."""
     lo = round(side * 0.1)
-    inner = ((side - 2 * lo) // cell) * cell
-    hi = lo + inner
-    n_cells = (inner // cell) ** 2
+    return lo, lo + ((side - 2 * lo) // CELL) * CELL
+
+
+def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
+    """`COUNT` features of the grey frame [N, 1, size, size] (see the module docstring)."""
+    free, least, most, ones, side = grain_free(g, grey_frame, size)
+    lo, hi = centre(side)
+    n_cells = ((hi - lo) // CELL) ** 2
     starts = g.const(np.array([lo, lo], np.int64))
     ends = g.const(np.array([hi, hi], np.int64))
     axes = g.const(np.array([2, 3], np.int64))
@@ -89,8 +112,6 @@ def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
     def crop(x: str) -> str:
         return g.op("Slice", [x, starts, ends, axes])
 
-    energy = g.op("ReduceMean", [crop(g.op("Abs", [resid]))], axes=[2, 3], keepdims=0)  # [N, D]
-    least, most, free = least_energy_map(g, resid, energy)  # free: the frame without its grain
     parts = [g.op("Div", [least, g.op("Add", [most, g.const(np.float32(1e-6))])])]
     sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
     grads = g.const(np.stack([sobel, sobel.T])[:, None, :, :], "sobel")
@@ -99,6 +120,6 @@ def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
         magnitude = crop(g.op("Abs", [smooth]))
         d = g.op("Conv", [smooth, grads], pads=[1, 1, 1, 1])
         slope = crop(g.op("Sqrt", [g.op("ReduceSumSquare", [d], axes=[1], keepdims=1)]))
-        parts += list(cell_z(g, magnitude, cell, n_cells))
-        parts += list(cell_z(g, slope, cell, n_cells))
+        parts += list(cell_z(g, magnitude, CELL, n_cells))
+        parts += list(cell_z(g, slope, CELL, n_cells))
     return parts

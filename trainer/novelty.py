@@ -6,7 +6,7 @@
     model.heldout_scores  # ok_heldout's scores: an independent false-alarm check
     model.score(x)    # scores of prepared inputs, from the artifact itself
 
-Four parts, each measured against the line's `ok` frames (the patch descriptor counts twice:
+Five parts, each measured against the line's `ok` frames (the patch descriptor counts twice:
 as it is, and minus its frame's mean descriptor, where a local defect stands out even in a
 frame whose every patch moved a little):
 
@@ -30,6 +30,16 @@ frame whose every patch moved a little):
 - **grey deviation** (a scratch, a dent or a particle on a busy texture): per 32x32 block the
   peak of the x/y gradients after a 5x5 mean, of the band-pass and of the fine detail, as logs
   minus the frame's mean log over blocks, z-scored per block the same way.
+
+- **grain-free neighbourhoods** (a shallow dent or a soft stain on a grained or mottled
+  surface): the frame without its grain (`trainer.grainfree.grain_free`: each pixel of the
+  ~64 px grey level minus its mean along a short line in the direction of least residual, so a
+  directional grain cancels and a shallow dent stays), blurred at blob scale, sampled as 5 x 5
+  neighbourhoods (samples 3 px apart, every 4 px); a Gaussian per position as for the patch
+  descriptor, the part the same smoothed largest distance. The other parts judge energies and
+  peaks, which a dent the size and contrast of the surface's own mottling does not move; its
+  shape (a lit rim beside a shadowed one) is what the camera's normal neighbourhoods rarely
+  show, and a per-camera covariance of the raw neighbourhood is what tells it apart.
 
 The parts are combined on a common scale where the threshold lives, their upper tails: each
 part's log minus its median over the calibration scores (below), over a tail spread (the
@@ -73,6 +83,7 @@ FEATURES = "patch_features"
 CHROMA = "colour_deviation"
 GREY = "grey_deviation"
 LOCAL = "local_features"
+GRAINFREE = "grainfree_neighbourhoods"
 EPS = 1e-3
 ENERGY_EPS = 1e-6
 DIMS = 17
@@ -106,6 +117,17 @@ frame's largest distance is one patch's noise. On the benchmark lines this caugh
 dents and contamination the single largest distance missed, at the same false alarms."""
 NEIGHBOURS = 1
 """A position's Gaussian learns from the positions up to this far away in the grid too."""
+GF_SIGMA = 1.5
+"""Blur of the grain-free frame (`trainer.grainfree.grain_free`, about 64 px) before its
+neighbourhoods are sampled, in its pixels: a fine weave or pixel noise averages out, a blob
+the size of a dent stays."""
+GF_SIDE = 5
+GF_DILATION = 3
+"""A grain-free neighbourhood: GF_SIDE x GF_SIDE samples GF_DILATION pixels apart (about 12
+of the ~64 px map, a fifth of the frame across: a dent and its surroundings)."""
+GF_STRIDE = 4
+"""Neighbourhood positions, in pixels of the ~64 px map."""
+GF_DIMS = GF_SIDE * GF_SIDE
 
 
 @dataclass(frozen=True)
@@ -127,12 +149,18 @@ class NoveltyConfig:
         """Patch positions per side."""
         return (self.size - self.patch) // self.stride + 1
 
+    @property
+    def gf_grid(self) -> int:
+        """Grain-free neighbourhood positions per side."""
+        side = self.size // max(1, self.size // 64)  # `trainer.grainfree.grain_free`'s
+        return (side - GF_DILATION * (GF_SIDE - 1) - 1) // GF_STRIDE + 1
+
     def params(self) -> dict[str, Any]:
         return {
             "kind": "novelty",
             "features": "patch colour, oriented gradient, band-pass and detail statistics; "
-            "colour and grey deviation maps; parts standardised and threshold chosen on the "
-            "fit frames scored out of fold",
+            "colour and grey deviation maps; grain-free neighbourhoods; parts standardised "
+            "and threshold chosen on the fit frames scored out of fold",
             "input_size": self.size,
             "patch": self.patch,
             "stride": self.stride,
@@ -158,6 +186,10 @@ class Statistics:
     grey_mu: npt.NDArray[np.float64]
     """[4, S/32, S/32] grey deviation means; then its standard deviations."""
     grey_sd: npt.NDArray[np.float64]
+    gf_mean: npt.NDArray[np.float64]
+    """[Pg, GF_DIMS] grain-free neighbourhood means, positions row by row; then their inverse
+    covariances [Pg, GF_DIMS, GF_DIMS]."""
+    gf_precision: npt.NDArray[np.float64]
     loc: tuple[float, ...]
     """Median over the fit frames' out-of-fold parts of the log of each part (`PARTS`)."""
     spread: tuple[float, ...]
@@ -269,6 +301,29 @@ def _maps_nodes() -> tuple[list[Any], list[Any]]:
     return nodes, consts
 
 
+def _grainfree_nodes(size: int) -> tuple[list[Any], list[Any]]:
+    """`g` -> `grainfree_neighbourhoods` [1, GF_DIMS, Gg, Gg]: the frame without its grain
+    (`trainer.grainfree.grain_free`: each pixel minus its mean along a short line in the
+    direction of least residual, so a directional grain cancels and a shallow dent stays),
+    blurred by GF_SIGMA, sampled as GF_SIDE x GF_SIDE neighbourhoods GF_DILATION apart every
+    GF_STRIDE pixels. Their Gaussians per position learn the camera's own low-frequency
+    mottling, so a dent is judged against it, not against a fixed contrast."""
+    from onnx import helper
+
+    from trainer.grainfree import grain_free
+    from trainer.onnxgraph import Graph
+    from trainer.texturestats import blur
+
+    g = Graph()
+    free, _, _, ones, _ = grain_free(g, "g", size)
+    smooth = blur(g, free, ones, GF_SIGMA)
+    samples = np.eye(GF_DIMS, dtype=np.float32).reshape(GF_DIMS, 1, GF_SIDE, GF_SIDE)
+    strides = [GF_STRIDE] * 2
+    taps = g.const(samples, "gf_samples")
+    out = g.op("Conv", [smooth, taps], dilations=[GF_DILATION] * 2, strides=strides)
+    return [*g.nodes, helper.make_node("Identity", [out], [GRAINFREE])], g.inits
+
+
 def _descriptor_nodes(patch: int, stride: int) -> tuple[list[Any], list[Any]]:
     """The maps -> `patch_features` [1, DIMS, G, G] (overlapping patches, `stride` apart)."""
     from onnx import helper
@@ -350,12 +405,13 @@ def _graph(config: NoveltyConfig, tail: list[Any], tail_consts: list[Any], outpu
 
     maps, map_consts = _maps_nodes()
     desc, desc_consts = _descriptor_nodes(config.patch, config.stride)
+    free, free_consts = _grainfree_nodes(config.size)
     graph = helper.make_graph(
-        maps + desc + tail,
+        maps + desc + free + tail,
         "linefleet-novelty",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, 3, config.size, config.size])],
         outputs,
-        initializer=map_consts + desc_consts + tail_consts,
+        initializer=map_consts + desc_consts + free_consts + tail_consts,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="linefleet-trainer"
@@ -367,7 +423,8 @@ def _graph(config: NoveltyConfig, tail: list[Any], tail_consts: list[Any], outpu
 
 def feature_model(config: NoveltyConfig) -> bytes:
     """The features alone: `patch_features` [1, DIMS, G, G], `colour_deviation`
-    [1, 2, S/16, S/16] and `grey_deviation` [1, 4, S/32, S/32]: what the fitter learns from."""
+    [1, 2, S/16, S/16], `grey_deviation` [1, 4, S/32, S/32] and `grainfree_neighbourhoods`
+    [1, GF_DIMS, Gg, Gg]: what the fitter learns from."""
     from onnx import TensorProto, helper
 
     size, grid = config.size, config.grid
@@ -377,6 +434,9 @@ def feature_model(config: NoveltyConfig) -> bytes:
             CHROMA, TensorProto.FLOAT, [1, 2, *[size // CHROMA_BLOCK] * 2]
         ),
         helper.make_tensor_value_info(GREY, TensorProto.FLOAT, [1, 4, *[size // GREY_BLOCK] * 2]),
+        helper.make_tensor_value_info(
+            GRAINFREE, TensorProto.FLOAT, [1, GF_DIMS, config.gf_grid, config.gf_grid]
+        ),
     ]
     return _graph(config, [], [], outs)
 
@@ -386,7 +446,9 @@ def smoothing(grid: int) -> int:
     return min(SMOOTH, grid)
 
 
-def _mahalanobis(source: str, mu: str, precision: str, part: str, grid: int) -> list[Any]:
+def _mahalanobis(
+    source: str, mu: str, precision: str, part: str, grid: int, shapes: str = ""
+) -> list[Any]:
     """`source` [1, DIMS, G, G] -> `part` [1, 1]: the largest mean, over a window of
     `smoothing(grid)` x `smoothing(grid)` positions, of the Mahalanobis distance of a
     position's descriptor from its position's Gaussian."""
@@ -395,7 +457,7 @@ def _mahalanobis(source: str, mu: str, precision: str, part: str, grid: int) -> 
     n = helper.make_node
     k = smoothing(grid)
     return [
-        n("Reshape", [source, "flat_shape"], [f"{part}_flat"]),
+        n("Reshape", [source, f"{shapes}flat_shape"], [f"{part}_flat"]),
         n("Transpose", [f"{part}_flat"], [f"{part}_rows"], perm=[1, 0]),  # [P, DIMS]
         n("Sub", [f"{part}_rows", mu], [f"{part}_delta"]),
         n("Unsqueeze", [f"{part}_delta", "axis1"], [f"{part}_row"]),  # [P, 1, DIMS]
@@ -404,15 +466,15 @@ def _mahalanobis(source: str, mu: str, precision: str, part: str, grid: int) -> 
         n("ReduceSum", [f"{part}_terms", "axis2"], [f"{part}_d2"], keepdims=0),  # [P, 1]
         n("Relu", [f"{part}_d2"], [f"{part}_d2_pos"]),
         n("Sqrt", [f"{part}_d2_pos"], [f"{part}_distance"]),
-        n("Reshape", [f"{part}_distance", "map_shape"], [f"{part}_map"]),  # [1, 1, G, G]
+        n("Reshape", [f"{part}_distance", f"{shapes}map_shape"], [f"{part}_map"]),  # [1,1,G,G]
         n("AveragePool", [f"{part}_map"], [f"{part}_smooth"], kernel_shape=[k, k]),
         n("ReduceMax", [f"{part}_smooth"], [f"{part}_worst"], keepdims=0),
         n("Reshape", [f"{part}_worst", "score_shape"], [part]),
     ]
 
 
-def _part_nodes(stats: Statistics, grid: int) -> tuple[list[Any], list[Any]]:
-    """The three parts' raw values: `patch_part`, `colour_part`, `grey_part`, each [1, 1]."""
+def _part_nodes(stats: Statistics, grid: int, gf_grid: int) -> tuple[list[Any], list[Any]]:
+    """The parts' raw values (`PARTS`), each [1, 1]."""
     from onnx import helper
 
     n = helper.make_node
@@ -431,6 +493,10 @@ def _part_nodes(stats: Statistics, grid: int) -> tuple[list[Any], list[Any]]:
     consts += [
         _const("local_mu", stats.local_mean),
         _const("local_precision", stats.local_precision),
+        _const("gf_flat_shape", [GF_DIMS, gf_grid * gf_grid], np.int64),
+        _const("gf_map_shape", [1, 1, gf_grid, gf_grid], np.int64),
+        _const("gf_mu", stats.gf_mean),
+        _const("gf_precision", stats.gf_precision),
     ]
     nodes = [
         n("ReduceMean", [FEATURES], ["frame_features"], axes=[2, 3], keepdims=1),
@@ -441,6 +507,7 @@ def _part_nodes(stats: Statistics, grid: int) -> tuple[list[Any], list[Any]]:
         (LOCAL, "local_mu", "local_precision", "local_part"),
     ):
         nodes += _mahalanobis(source, mu, precision, part, grid)
+    nodes += _mahalanobis(GRAINFREE, "gf_mu", "gf_precision", "grainfree_part", gf_grid, "gf_")
     for source, part in ((CHROMA, "colour_part"), (GREY, "grey_part")):
         nodes += [
             n("Sub", [source, f"{source}_mu"], [f"{source}_c"]),
@@ -451,14 +518,14 @@ def _part_nodes(stats: Statistics, grid: int) -> tuple[list[Any], list[Any]]:
     return nodes, consts
 
 
-PARTS = ("patch_part", "local_part", "colour_part", "grey_part")
+PARTS = ("patch_part", "local_part", "colour_part", "grey_part", "grainfree_part")
 
 
 def parts_model(config: NoveltyConfig, stats: Statistics) -> bytes:
-    """The three parts' raw values, before they are standardised."""
+    """The parts' raw values, before they are standardised."""
     from onnx import TensorProto, helper
 
-    nodes, consts = _part_nodes(stats, config.grid)
+    nodes, consts = _part_nodes(stats, config.grid, config.gf_grid)
     outs = [helper.make_tensor_value_info(p, TensorProto.FLOAT, [1, 1]) for p in PARTS]
     return _graph(config, nodes, consts, outs)
 
@@ -467,7 +534,7 @@ def novelty_model(config: NoveltyConfig, stats: Statistics) -> bytes:
     """The scoring graph: `score` [1, 1] = exp(the largest standardised log part)."""
     from onnx import TensorProto, helper
 
-    nodes, consts = _part_nodes(stats, config.grid)
+    nodes, consts = _part_nodes(stats, config.grid, config.gf_grid)
     n = helper.make_node
     consts += [_const("part_eps", EPS), _const("z_cap", Z_CAP)]
     for part, loc, spread in zip(PARTS, stats.loc, stats.spread, strict=True):
@@ -494,14 +561,30 @@ def _outputs(data: bytes, names: Sequence[str], inputs: npt.NDArray[np.float32])
     return [np.concatenate([r[k] for r in runs]).astype(np.float64) for k in range(len(names))]
 
 
-def features(
-    inputs: npt.NDArray[np.float32], config: NoveltyConfig
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Every input's patch descriptors [N, P, DIMS], colour deviation [N, 2, S/16, S/16] and
-    grey deviation [N, 4, S/32, S/32], computed by the same graph the edge runs."""
-    stacked, chroma, grey = _outputs(feature_model(config), (FEATURES, CHROMA, GREY), inputs)
-    patches = stacked.reshape(len(inputs), DIMS, -1).transpose(0, 2, 1)
-    return np.ascontiguousarray(patches), chroma, grey
+Array = npt.NDArray[np.float64]
+Features = tuple[Array, Array, Array, Array]
+"""Patch descriptors [N, P, DIMS], colour deviation [N, 2, S/16, S/16], grey deviation
+[N, 4, S/32, S/32] and grain-free neighbourhoods [N, Pg, GF_DIMS]."""
+
+
+def _rows(stacked: Array) -> Array:
+    """[N, D, G, G] -> [N, G*G, D], positions row by row."""
+    count, dims = stacked.shape[:2]
+    return np.ascontiguousarray(stacked.reshape(count, dims, -1).transpose(0, 2, 1))
+
+
+def features(inputs: npt.NDArray[np.float32], config: NoveltyConfig) -> Features:
+    """Every input's features (`Features`), computed by the same graph the edge runs."""
+    stacked, chroma, grey, free = _outputs(
+        feature_model(config), (FEATURES, CHROMA, GREY, GRAINFREE), inputs
+    )
+    return _rows(stacked), chroma, grey, _rows(free)
+
+
+def select(feats: Features, which: Any) -> Features:
+    """The features of the frames `which` (an index or mask) selects."""
+    patches, chroma, grey, free = feats
+    return patches[which], chroma[which], grey[which], free[which]
 
 
 def gaussians(
@@ -593,19 +676,16 @@ def check(config: NoveltyConfig) -> None:
         raise PermanentError("the false-alarm rate is a fraction in (0, 1)")
 
 
-def _moments(
-    patches: npt.NDArray[np.float64],
-    chroma: npt.NDArray[np.float64],
-    grey: npt.NDArray[np.float64],
-    grid: int,
-) -> Statistics:
+def _moments(feats: Features, config: NoveltyConfig) -> Statistics:
     """The statistics of some ok frames' features, not yet standardised."""
-    mean, precision = gaussians(patches, grid)
-    local_mean, local_precision = gaussians(local(patches), grid)
+    patches, chroma, grey, free = feats
+    mean, precision = gaussians(patches, config.grid)
+    local_mean, local_precision = gaussians(local(patches), config.grid)
+    gf_mean, gf_precision = gaussians(free, config.gf_grid)
     return Statistics(
         mean, precision, local_mean, local_precision, chroma.mean(0),
         chroma.std(0) + CHROMA_FLOOR, grey.mean(0), grey.std(0) + GREY_FLOOR,
-        (0.0,) * len(PARTS), (1.0,) * len(PARTS),
+        gf_mean, gf_precision, (0.0,) * len(PARTS), (1.0,) * len(PARTS),
     )  # fmt: skip
 
 
@@ -631,21 +711,18 @@ def _worst_distance(
     return smoothed_max(np.sqrt(np.maximum(d2, 0.0)), grid)
 
 
-def raw_parts(
-    stats: Statistics,
-    patches: npt.NDArray[np.float64],
-    chroma: npt.NDArray[np.float64],
-    grey: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
+def raw_parts(stats: Statistics, feats: Features) -> npt.NDArray[np.float64]:
     """[N, len(PARTS)]: the parts' raw values as the graph computes them (`parts_model`), here
     in numpy from features already extracted (the cross-fitting scores every ok frame with
     several fold statistics, and one feature pass serves them all)."""
+    patches, chroma, grey, free = feats
     count = len(patches)
     columns = [
         _worst_distance(patches, stats.mean, stats.precision),
         _worst_distance(local(patches), stats.local_mean, stats.local_precision),
         ((chroma - stats.chroma_mu[None]) / stats.chroma_sd[None]).reshape(count, -1).max(1),
         ((grey - stats.grey_mu[None]) / stats.grey_sd[None]).reshape(count, -1).max(1),
+        _worst_distance(free, stats.gf_mean, stats.gf_precision),
     ]
     return np.stack(columns, axis=1)
 
@@ -672,19 +749,14 @@ def fold_of(count: int, folds: int) -> npt.NDArray[np.intp]:
 
 
 def out_of_fold_parts(
-    patches: npt.NDArray[np.float64],
-    chroma: npt.NDArray[np.float64],
-    grey: npt.NDArray[np.float64],
-    grid: int,
-    folds: int = FOLDS,
+    feats: Features, config: NoveltyConfig, folds: int = FOLDS
 ) -> npt.NDArray[np.float64]:
     """[N, len(PARTS)]: each frame's raw parts under statistics fitted without its fold."""
-    fold = fold_of(len(patches), folds)
-    raw = np.empty((len(patches), len(PARTS)))
+    fold = fold_of(len(feats[0]), folds)
+    raw = np.empty((len(feats[0]), len(PARTS)))
     for f in range(folds):
-        inside, out = fold != f, fold == f
-        stats = _moments(patches[inside], chroma[inside], grey[inside], grid)
-        raw[out] = raw_parts(stats, patches[out], chroma[out], grey[out])
+        stats = _moments(select(feats, fold != f), config)
+        raw[fold == f] = raw_parts(stats, select(feats, fold == f))
     return raw
 
 
@@ -701,9 +773,9 @@ def fit_statistics(
 ) -> Fit:
     """The statistics of the `train` inputs, each part standardised on the out-of-fold parts of
     the `train` inputs (`folds` ways): every frame scored by statistics that never saw it."""
-    patches, chroma, grey = features(train, config)
-    unscaled = _moments(patches, chroma, grey, config.grid)
-    raw = out_of_fold_parts(patches, chroma, grey, config.grid, folds)
+    feats = features(train, config)
+    unscaled = _moments(feats, config)
+    raw = out_of_fold_parts(feats, config, folds)
     loc, spread = standardise([raw[:, k] for k in range(len(PARTS))])
     scores = scores_of(raw, loc, spread)
     return Fit(replace(unscaled, loc=loc, spread=spread), tuple(float(s) for s in scores))
