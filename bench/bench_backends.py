@@ -20,7 +20,9 @@ BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn
 features-boosted: texture statistics + gradient-boosted trees),
 BENCH_MAX_ESCAPE (0.05: the features backends' operating point, as `linefleet train
 --max-escape`; `argmax` for none), BENCH_FRAMES (400 per line),
-BENCH_AL (active learning batch,start,cap).
+BENCH_AL (active learning batch,start,cap), BENCH_SEED (5: the independent source's seed;
+another seed is a fresh draw of the same generator, for a check away from the frames the
+features were developed on).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from trainer.views import replay  # noqa: E402
 from trainer.workspace import Workspace  # noqa: E402
 
 FRAMES = int(os.environ.get("BENCH_FRAMES", "400"))
+SEED = int(os.environ.get("BENCH_SEED", "5"))
 EPOCHS = int(os.environ.get("BENCH_CNN_EPOCHS", "20"))
 CNN_SIZE = int(os.environ.get("BENCH_CNN_SIZE", "96"))
 TILES = int(os.environ.get("BENCH_CNN_TILES", "2"))
@@ -121,8 +124,8 @@ def score(ws: Workspace, version: DatasetVersion, config: TrainConfig) -> dict[s
 def independent_data(root: Path) -> tuple[Workspace, DatasetVersion]:
     repo = root / "repo"
     write_taxonomies(repo)
-    log(f"independent source: 3 lines x {FRAMES} frames at 128 px")
-    write_tree(root / "tree", lines=3, frames_per_line=FRAMES, seed=5)
+    log(f"independent source: 3 lines x {FRAMES} frames at 128 px, seed {SEED}")
+    write_tree(root / "tree", lines=3, frames_per_line=FRAMES, seed=SEED)
     ws = Workspace(state=root / "state", fleet_repo=repo)
     import_folder(root / "tree", ws.open_store(), ws.frames, levels=tuple(LEVELS.split("/")),
                   annotator="bench", taxonomy=TAXONOMY)  # fmt: skip
@@ -373,8 +376,9 @@ def main() -> None:
     print(json.dumps(report(ind, cross, al)))
 
 
-KNOBS = ("BENCH_BACKENDS", "BENCH_MAX_ESCAPE", "BENCH_FRAMES", "BENCH_AL", "BENCH_CNN_EPOCHS",
-         "BENCH_CNN_SIZE", "BENCH_CNN_TILES", "BENCH_FEATURE_SIZE", "OMP_NUM_THREADS")  # fmt: skip
+KNOBS = ("BENCH_BACKENDS", "BENCH_MAX_ESCAPE", "BENCH_FRAMES", "BENCH_AL", "BENCH_SEED",
+         "BENCH_CNN_EPOCHS", "BENCH_CNN_SIZE", "BENCH_CNN_TILES", "BENCH_FEATURE_SIZE",
+         "OMP_NUM_THREADS")  # fmt: skip
 
 
 def command() -> str:

@@ -12,11 +12,19 @@ its mean and pooled to about 64 px:
   `pixel - line mean` of the direction with the least residual energy over the centre is the
   frame without its grain (a linear light gradient along the line cancels too; on an
   isotropic texture every direction leaves about the same and any one will do);
-- that residual smoothed at two blob scales; of its magnitude and of its gradient magnitude
-  (a shaded dent is a lit rim beside a shadowed one): the strongest cell and the mean of the
-  4 strongest cells as robust z-scores against the frame's own cells (median, MAD), and the
-  strongest cell over the median cell; plus how directional the frame is (least over most
-  directional residual energy).
+- that residual smoothed at two blob scales; of its magnitude, of its gradient magnitude
+  (a shaded dent is a lit rim beside a shadowed one) and of its curvature (the Hessian's
+  Frobenius norm): the strongest cell and the mean of the 4 strongest cells as robust
+  z-scores against the frame's own cells (median, MAD), and the strongest cell over the
+  median cell; plus how directional the frame is (least over most directional residual
+  energy).
+
+Curvature is what tells a compact defect from the material's own broad mottling (uneven
+finish, coating thickness, slow lighting): at equal depth, a bump or shading pattern k times
+wider has k times less slope but k^2 times less curvature, so the second derivative is a
+whitening filter for texture whose energy sits at low spatial frequencies, the usual case on
+real surfaces. On a brushed-metal-like benchmark line it alone separates dents from good
+parts far better than magnitude or slope (docs/benchmarks.md, "Training backends").
 
 Plain opset 17; the work is done at the pooled size, so it stays cheap on larger frames.
 """
@@ -34,7 +42,9 @@ DIRECTIONS = 16
 """Line directions over 180 degrees: a grain at most 5.6 degrees off one of them."""
 BLOB_SIGMAS = (1.0, 2.0)
 """Smoothing of the grain-free residual, in pooled pixels (pooled side ~64)."""
-COUNT = 1 + len(BLOB_SIGMAS) * 6
+PER_SCALE = 9
+"""Features per blob scale: magnitude, slope and curvature, 3 cell statistics each."""
+COUNT = 1 + len(BLOB_SIGMAS) * PER_SCALE
 """Features added by `grainfree_features`."""
 
 
@@ -56,6 +66,16 @@ def line_kernels(radius: int, directions: int = DIRECTIONS) -> np.ndarray:
                 if w > 0 and 0 <= xi < side and 0 <= yi < side:
                     out[d, 0, yi, xi] += w
         out[d] /= out[d].sum()
+    return out
+
+
+def hessian_kernels() -> np.ndarray:
+    """[3, 1, 3, 3]: d2/dx2, d2/dy2 and sqrt(2) d2/dxdy (central differences), so the norm
+    of the three responses is the Hessian's Frobenius norm."""
+    out = np.zeros((3, 1, 3, 3), np.float32)
+    out[0, 0, 1] = [1, -2, 1]
+    out[1, 0, :, 1] = [1, -2, 1]
+    out[2, 0] = np.array([[1, 0, -1], [0, 0, 0], [-1, 0, 1]]) * math.sqrt(2) / 4
     return out
 
 
@@ -115,11 +135,15 @@ def grainfree_features(g: Graph, grey_frame: str, size: int) -> list[str]:
     parts = [g.op("Div", [least, g.op("Add", [most, g.const(np.float32(1e-6))])])]
     sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
     grads = g.const(np.stack([sobel, sobel.T])[:, None, :, :], "sobel")
+    hessian = g.const(hessian_kernels(), "hessian")
     for sigma in BLOB_SIGMAS:
         smooth = blur(g, free, ones, sigma)
         magnitude = crop(g.op("Abs", [smooth]))
         d = g.op("Conv", [smooth, grads], pads=[1, 1, 1, 1])
         slope = crop(g.op("Sqrt", [g.op("ReduceSumSquare", [d], axes=[1], keepdims=1)]))
+        h = g.op("Conv", [smooth, hessian], pads=[1, 1, 1, 1])
+        curvature = crop(g.op("Sqrt", [g.op("ReduceSumSquare", [h], axes=[1], keepdims=1)]))
         parts += list(cell_z(g, magnitude, CELL, n_cells))
         parts += list(cell_z(g, slope, CELL, n_cells))
+        parts += list(cell_z(g, curvature, CELL, n_cells))
     return parts
