@@ -3,7 +3,8 @@ classifier, tells a line's defects and foreign frames from its normal frames.
 
 For each line (three factory_sim lines, and one line of the independent source
 `bench/othersource.py`): fit on 200 ok frames, choose the threshold at a 1% false-alarm rate on
-those 200 scored out of fold (10-fold cross-fitting), and check it on 60 other ok frames that
+those 200 scored out of fold (10-fold cross-fitting; an exponential tail fitted to their largest
+tenth's logs), and check it on 60 other ok frames that
 take no part in the fit (as the trainer does with its train and holdout splits); then score
 fresh frames the fit and the threshold never saw: 300 ok frames (false alarms), 50 frames of
 each defect class, 60 frames of the other generator and 60 of another line of the same
@@ -148,7 +149,8 @@ def main() -> None:
     markdown = "\n".join(
         [
             f"Per line: fit on {n['train']} ok frames, threshold at a {FALSE_ALARM:.0%} "
-            f"false-alarm rate on those frames scored out of fold (10-fold cross-fitting); "
+            f"false-alarm rate on those frames scored out of fold (10-fold cross-fitting; "
+            "from an exponential tail fitted to the logs of their largest tenth); "
             f"{n['held']} other ok frames, which take no part in the fit or the threshold, "
             f"check it as the trainer does (its held-out rate); then {n['fresh']} fresh ok "
             "frames, "

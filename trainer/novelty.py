@@ -2,7 +2,7 @@
 
     model = fit_novelty(ok_train, ok_heldout, NoveltyConfig(size=128, false_alarm_rate=0.01))
     model.onnx        # bytes: image [1, 3, S, S] RGB in [0, 1] -> score [1, 1]
-    model.threshold   # the (1 - false_alarm_rate) quantile of the fit frames' out-of-fold scores
+    model.threshold   # the fit frames' out-of-fold scores' tail at the false-alarm rate
     model.heldout_scores  # ok_heldout's scores: an independent false-alarm check
     model.score(x)    # scores of prepared inputs, from the artifact itself
 
@@ -53,9 +53,10 @@ absolute deviation) let the longest-tailed part set the threshold: a dent that m
 short-tailed part well past its own normal tail stayed under it (woven dents flagged 0.22 of
 the time, see docs/benchmarks.md).
 
-The standardisation and the threshold (the higher (1 - false_alarm_rate) quantile) come from
-scores of ok frames the statistics scoring them never saw: every fit frame scored out of fold
-(cross-fitting: the fit frames split FOLDS ways, each fold scored by statistics of the others).
+The standardisation and the threshold (`threshold_for`: at the false-alarm rate, from a tail
+model of the scores) come from scores of ok frames the statistics scoring them never saw: every
+fit frame scored out of fold (cross-fitting: the fit frames split FOLDS ways, each fold scored
+by statistics of the others).
 A quantile on a held-out few alone (60-120 frames) missed the asked rate by half or more; on
 every fit frame it lands near it (fold statistics see 9/10 of the frames, so they err slightly
 high, towards fewer false alarms: with 5 folds, 1.3% of fresh frames where 5% was asked at 120
@@ -614,10 +615,33 @@ def gaussians(
     return mean, precision
 
 
+TAIL_SHARE = 0.10
+"""The threshold's tail model is fitted to this share of the calibration scores, their
+largest (`threshold_for`)."""
+
+
 def threshold_for(scores: Sequence[float], false_alarm_rate: float) -> float:
-    """The smallest score at or above which at most `false_alarm_rate` of `scores` fall
-    (the higher (1 - rate) quantile; with n scores the smallest rate reachable is 1/n, and
-    below that the threshold is the largest score, nudged up so none of them is flagged)."""
+    """The score that `false_alarm_rate` of ok frames reach, estimated from `scores` (the fit
+    frames' out-of-fold scores, positive).
+
+    Where fewer than TAIL_MIN_ABOVE of the n scores would lie above it (rate * n < 10; at 1% of
+    200, two) and n >= TAIL_MIN_ABOVE / TAIL_SHARE, from a tail model: the log scores (the
+    largest standardised part) over the lower edge u of the k = TAIL_SHARE * n (rounded down)
+    largest (u the (k+1)-th largest) taken as exponential (peaks over a threshold, generalised
+    Pareto with shape 0: the maximum of parts with light, Gaussian-like tails lies in its
+    domain), its scale the mean excess over u (maximum likelihood), the threshold where that
+    tail falls from k/n to the rate: exp(u + scale * ln(k / (n * rate))). It rests on the k
+    largest scores, where an order statistic rests on the two or three largest. Otherwise the
+    higher (1 - rate) quantile: the smallest score at or above which at most the rate fall
+    (with n scores the smallest rate reachable is 1/n, and below that the largest score,
+    nudged up so none of them is flagged)."""
+    count = len(scores)
+    tail = int(np.floor(TAIL_SHARE * count))
+    if false_alarm_rate * count < TAIL_MIN_ABOVE <= tail < count:
+        logs = np.sort(np.log(np.asarray(scores, dtype=np.float64)))
+        edge = float(logs[count - tail - 1])
+        scale = float(np.mean(logs[count - tail :] - edge))
+        return float(np.exp(edge + scale * np.log(tail / (count * false_alarm_rate))))
     ordered = sorted(float(s) for s in scores)
     allowed = int(np.floor(false_alarm_rate * len(ordered)))
     if allowed == 0:

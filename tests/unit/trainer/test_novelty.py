@@ -243,7 +243,7 @@ def test_fresh_ok_frames_are_flagged_near_the_asked_rate() -> None:
         ([1.0, 2.0, 3.0, 4.0], 0.25, 4.0),  # one of four may be at or above
         ([1.0, 2.0, 3.0, 4.0], 0.5, 3.0),
         ([4.0, 1.0, 3.0, 2.0], 0.5, 3.0),  # order does not matter
-        (list(range(1, 101)), 0.01, 100),
+        (list(range(1, 101)), 0.1, 91),  # ten above it: the quantile itself
     ],
 )
 def test_threshold_for_allows_at_most_the_rate(
@@ -252,6 +252,34 @@ def test_threshold_for_allows_at_most_the_rate(
     threshold = threshold_for(scores, rate)
     assert threshold == expected
     assert sum(s >= threshold for s in scores) <= rate * len(scores)
+
+
+def test_under_ten_scores_above_it_the_threshold_comes_from_an_exponential_tail_of_the_logs() -> (
+    None
+):
+    # 200 scores at 1%: the 20 largest logs over the 21st largest, their mean excess the
+    # scale, extrapolated from 20/200 to 1/100
+    rng = np.random.default_rng(3)
+    scores = np.exp(rng.normal(0.0, 1.0, 200))
+    logs = np.sort(np.log(scores))
+    edge, scale = logs[-21], np.mean(logs[-20:] - logs[-21])
+    expected = np.exp(edge + scale * np.log(10.0))
+    assert threshold_for(scores.tolist(), 0.01) == pytest.approx(expected, rel=1e-12)
+    # below 100 scores the top tenth is under ten: the quantile (here the 2nd largest of 60)
+    assert threshold_for(scores[:60].tolist(), 0.04) == np.sort(scores[:60])[-2]
+
+
+def test_the_tail_threshold_lands_on_the_asked_rate() -> None:
+    # log scores exponential (so a frame reaches log t with probability exp(-log t)): over
+    # 400 draws of 200 calibration scores, the true rate of the threshold at 1% centres on 1%
+    # and stays under 2.5% in nine draws of ten
+    rng = np.random.default_rng(1)
+    true = np.array(
+        [1.0 / threshold_for(np.exp(rng.exponential(1.0, 200)).tolist(), 0.01)
+         for _ in range(400)]
+    )  # fmt: skip
+    assert 0.009 <= float(np.median(true)) <= 0.013
+    assert float(np.quantile(true, 0.9)) <= 0.025
 
 
 def test_below_one_in_n_the_threshold_sits_just_above_every_heldout_score() -> None:
