@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from linefleet_core import pydanticstart  # noqa: F401  (before the first model is built)
+
 
 class Strict(BaseModel):
     """No coercion ("8" is not 8), no unknown keys (a typo is an error, not a silent default),

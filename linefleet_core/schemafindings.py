@@ -7,7 +7,6 @@ at the line and column of the offending key or value.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from typing import Any
 
@@ -30,6 +29,8 @@ def schema_findings(
             out.append(doc.finding(path, message, code="missing"))
         elif kind == "extra_forbidden":
             name = str(err["loc"][-1])
+            import difflib  # only for an unknown field: not on a valid fleet's path
+
             near = difflib.get_close_matches(name, _vocabulary(kinds), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             out.append(doc.finding(path, f"unknown field {name!r}{hint}", key=True, code="unknown"))

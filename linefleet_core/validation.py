@@ -65,12 +65,12 @@ def check(spec: FleetSpec) -> list[Finding]:
 
 def _floor_lines(spec: FleetSpec) -> Iterator[Finding]:
     """Per-line floors must name lines of the fleet (a typo would silently not apply)."""
-    import difflib
-
     doc = spec.docs.get(id(spec.policy))
     for key in sorted(spec.policy.floors.lines):
         if key in spec.lines or doc is None:
             continue
+        import difflib  # only for a typo: not on a valid fleet's path
+
         close = difflib.get_close_matches(key, list(spec.lines), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         yield doc.finding(("floors", "lines", key), f"unknown line {key!r}{hint}", key=True)

@@ -26,6 +26,7 @@ from pydantic import (
     model_serializer,
 )
 
+from linefleet_core import pydanticstart  # noqa: F401  (before the first model is built)
 from linefleet_core.refs import ID_PATTERN, CandidateStage, ColorOrder, Id, ModelTask, VersionedRef
 
 PROTOCOL: Literal[1] = 1

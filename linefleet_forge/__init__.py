@@ -6,17 +6,20 @@ or the local forge that records pull requests inside the repository.
     forge.upsert_comment(pr.number, "plan", markdown)
 """
 
-from linefleet_forge.base import (
-    Comment,
-    CommentOutcome,
-    Forge,
-    ForgeRefused,
-    Merge,
-    PullRequest,
-    PullState,
-    marker_tag,
-)
-from linefleet_forge.factory import forge_from_spec
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from linefleet_forge.base import (
+        Comment,
+        CommentOutcome,
+        Forge,
+        ForgeRefused,
+        Merge,
+        PullRequest,
+        PullState,
+        marker_tag,
+    )
+    from linefleet_forge.factory import forge_from_spec
 
 __all__ = [
     "Comment",
@@ -29,3 +32,17 @@ __all__ = [
     "forge_from_spec",
     "marker_tag",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The adapters are imported on first use: `validate` and `plan` import this package only
+    for `linefleet_forge.gitcache` and `gitrepo`, and never open a pull request."""
+    if name == "forge_from_spec":
+        from linefleet_forge import factory
+
+        return factory.forge_from_spec
+    if name in __all__:
+        from linefleet_forge import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
