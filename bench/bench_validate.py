@@ -230,10 +230,11 @@ def main() -> int:
 
 NOTES = """\
 What made it fast (profiled with `python -X importtime` and cProfile on this fleet):
-- YAML: PyYAML's C parser emits events and we build the documents ourselves (no
-  positions unless a file turns out to be invalid); the event loop keeps the open
-  container in local variables and resolves only plain scalars that can be non-text
-  (~20% less parse time than the first version; the C parser's events alone are ~2/3).
+- YAML: plain block YAML (every file of a generated fleet) is read by
+  `linefleet_core/yamlquick.py`, one regular expression per file and a loop over its
+  lines, which declines anything it is not sure of; declined files go through PyYAML's C
+  parser's events, from which we build the documents ourselves (no positions unless a
+  file turns out to be invalid). Plain scalars are resolved once per distinct text.
 - Cycle collection is paused while a fleet loads (everything built survives), and the
   built objects are then counted as old: the collector had cost 0.2-0.5 s of the run.
 - Tried and not adopted: parsing half the files in a forked process (results sent back
