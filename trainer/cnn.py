@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from linefleet_core.errors import PermanentError
-from linefleet_core.floors import wilson
 
 INPUT = "image"
 OUTPUT = "probabilities"
@@ -264,30 +263,16 @@ def validation_split(
     return keep, sorted(held)
 
 
-def allowed_escapes(defects: int, max_escape: float, z: float = 0.0) -> int:
-    """The most escapes of `defects` frames whose Wilson upper bound at `z` standard normal
-    deviates is still at most `max_escape` (z = 0: the plain rate); 0 when even none is (a
-    few defect frames cannot show a low rate with confidence, so none may escape)."""
-    allowed = 0
-    for k in range(defects + 1):
-        if wilson(k, defects, z)[1] > max_escape + 1e-12:
-            break
-        allowed = k
-    return allowed
-
-
-def operating_bias(logits: Any, labels: Any, ok: int, max_escape: float, z: float = 0.0) -> float:
-    """The bias on the `ok` logit nearest 0 (never towards `ok`) whose escapes on these
-    frames number at most `allowed_escapes` (numpy logits [N, K], labels [N]): with z = 0
-    an escape rate at most `max_escape`, with z > 0 one whose Wilson upper bound is; the
-    most negative bias tried if none is. Defect frames called another defect are not escapes."""
+def operating_bias(logits: Any, labels: Any, ok: int, max_escape: float) -> float:
+    """The bias on the `ok` logit nearest 0 (never towards `ok`) whose escape rate on these
+    frames is at most `max_escape` (numpy logits [N, K], labels [N]); the most negative bias
+    tried if none is. Defect frames called another defect are not escapes."""
     defects = labels != ok
     if ok < 0 or not defects.any():
         return 0.0
-    allowed = allowed_escapes(int(defects.sum()), max_escape, z)
     margin = logits[defects, ok] - np.delete(logits[defects], ok, axis=1).max(axis=1)
     for bias in np.arange(0.0, -8.01, -0.25):
-        if int(np.sum(margin + bias >= 0)) <= allowed:
+        if float(np.mean(margin + bias >= 0)) <= max_escape:
             return float(bias)
     return -8.0
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -79,12 +78,6 @@ class TrainConfig:
     """features: operating point, the escape rate allowed out of fold on the training frames,
     overall and per line (`feature_operating_point`); None: plain argmax. (cnn:
     `cnn.max_escape`.)"""
-    escape_confidence: float = 0.80
-    """features: the one-sided confidence with which each binding set of frames (every frame,
-    each line with `MIN_LINE_DEFECTS` defect frames) must show its escape rate at most
-    `max_escape`: the Wilson upper bound of its out-of-fold escapes, not their rate, must be
-    within the target, so a line with fewer defect frames keeps a wider margin. 0.5: the plain
-    out-of-fold rate (z = 0)."""
     folds: int = 5
     """features: cross-fitting folds that choose the operating point (stratified by line and
     class); the classifier is then refitted on every training frame."""
@@ -103,14 +96,12 @@ class TrainConfig:
         if self.classifier == "boosted":
             return {**common, "classifier": "GradientBoosting", "texture": self.texture,
                     "max_iter": BOOSTED_ROUNDS, "max_features": "sqrt", "min_samples_leaf": 8,
-                    "max_escape": escape, "escape_confidence": self.escape_confidence,
-                    "folds": self.folds}  # fmt: skip
+                    "max_escape": escape, "folds": self.folds}  # fmt: skip
         return {
             **common,
             "classifier": "StandardScaler+LogisticRegression",
             "texture": self.texture,
             "max_escape": escape,
-            "escape_confidence": self.escape_confidence,
             "folds": self.folds,
             "C": self.c,
             "max_iter": self.max_iter,
@@ -320,8 +311,7 @@ def feature_operating_point(
         if int((defect & (lines == line)).sum()) >= MIN_LINE_DEFECTS
     }
     binding = [np.ones(len(y), bool), *own.values()]
-    z = NormalDist().inv_cdf(config.escape_confidence)
-    bias = min(operating_bias(log_p[m], y[m], ok, config.max_escape, z) for m in binding)
+    bias = min(operating_bias(log_p[m], y[m], ok, config.max_escape) for m in binding)
     scaled = log_p.copy()
     scaled[:, ok] += bias
     escaped = (scaled.argmax(axis=1) == ok) & defect

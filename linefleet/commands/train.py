@@ -65,9 +65,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="0.05",
         help="operating point (both backends): the escape rate allowed on frames the "
         "classifier did not train on (features: out of fold on every training frame, overall "
-        "and on every line, with 80%% confidence (Wilson upper bound); cnn: the rate on a "
-        "validation split); the `ok` decision is biased until it is met, and the bias is baked "
-        "into the exported model (default 0.05; `argmax` for none)",
+        "and on every line; cnn: a validation split); the `ok` decision is biased until it is "
+        "met, and the bias is baked into the exported model (default 0.05; `argmax` for none)",
     )
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")

@@ -271,7 +271,6 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
     params = MlflowClient(uri).get_run(doc["run_id"]).data.params
     assert params["classifier"] == "GradientBoosting" and params["texture"] == "True"
     assert params["max_escape"] == "0.05" and params["ok_scale"] == str(fitted["ok_scale"])
-    assert params["escape_confidence"] == "0.8"
     assert float(params["ok_bias"]) == pytest.approx(math.log(fitted["ok_scale"]), abs=1e-3)
     assert fitted["validation_folds"] == 5 and fitted["validation_escape_worst_line"] <= 0.05
     # logistic regression at plain argmax records no operating point

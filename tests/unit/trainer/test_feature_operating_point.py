@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import numpy as np
 import onnx
 import pytest
 
-from linefleet_core.floors import wilson
-from trainer.cnn import allowed_escapes, operating_bias
+from trainer.cnn import operating_bias
 from trainer.features import extract, feature_graph
 from trainer.train import (
     TrainConfig,
@@ -53,45 +50,6 @@ def test_the_chosen_point_meets_the_escape_target_out_of_fold() -> None:
     assert feature_operating_point(x, y, PRESENT, groups, TrainConfig()).params() == {}
     few = feature_operating_point(x[:30], y[:30], PRESENT, groups[:30], config)
     assert few.ok_scale == 1.0 and few.params() == {}
-
-
-Z80 = NormalDist().inv_cdf(0.80)
-
-
-def test_allowed_escapes_keep_a_margin_that_narrows_as_defect_frames_grow() -> None:
-    # z = 0 is the plain rate: 8 of 160 is 5%
-    assert [allowed_escapes(n, 0.05) for n in (10, 40, 160)] == [0, 2, 8]
-    # at 80% one-sided confidence the Wilson upper bound, not the rate, must be within 5%
-    allowed = {n: allowed_escapes(n, 0.05, Z80) for n in (10, 46, 100, 160, 480, 1000)}
-    assert allowed == {10: 0, 46: 1, 100: 3, 160: 5, 480: 19, 1000: 44}
-    for n, k in allowed.items():
-        assert k == 0 or wilson(k, n, Z80)[1] <= 0.05
-        assert wilson(k + 1, n, Z80)[1] > 0.05  # the next escape would break the bound
-    margins = [0.05 - k / n for n, k in allowed.items() if n >= 100]
-    assert margins == sorted(margins, reverse=True)  # more frames, less margin
-    assert allowed_escapes(20, 0.30, Z80) == 4 and allowed_escapes(20, 1.0, Z80) == 20
-
-
-def test_the_point_holds_each_line_within_the_target_at_the_stated_confidence() -> None:
-    x, y, groups = _overlapping(400, seed=1)
-    plain = feature_operating_point(
-        x, y, PRESENT, groups, TrainConfig(max_escape=0.05, escape_confidence=0.5)
-    )
-    sure = feature_operating_point(x, y, PRESENT, groups, TrainConfig(max_escape=0.05))
-    assert TrainConfig().escape_confidence == 0.80
-    assert sure.ok_bias < plain.ok_bias  # a stricter point: further from ok
-    for line, escape in sure.line_escape.items():  # 100 defect frames per line
-        assert wilson(round(escape * 100), 100, Z80)[1] <= 0.05, line
-    # the plain rule sits at the edge: some line's bound is above the target
-    assert max(wilson(round(e * 100), 100, Z80)[1] for e in plain.line_escape.values()) > 0.05
-    assert max(plain.line_escape.values()) <= 0.05
-    # with z = 0 the CNN's rule is unchanged: the rate, not a bound
-    margins = np.array([-3.0, -2.0, -2.0, -1.0, -1.0, -0.5, -0.5, 0.1, 0.6, 1.1])
-    logits = np.zeros((10, 2))
-    logits[:, 0] = margins
-    labels = np.ones(10, np.int64)
-    assert operating_bias(logits, labels, 0, 0.30) == 0.0  # 3 of 10 may escape
-    assert operating_bias(logits, labels, 0, 0.30, Z80) == -0.75  # 1 of 10 may
 
 
 def test_a_harder_line_binds_the_point_even_when_the_pooled_rate_is_met() -> None:
