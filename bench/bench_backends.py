@@ -420,8 +420,7 @@ def report(
     measured = []
     point = (
         f", operating point max escape {MAX_ESCAPE} out of fold (5-fold cross-fitting on the "
-        "training frames, overall and on every line with 10+ defect frames, held at 80% "
-        "one-sided confidence: Wilson upper bound)"
+        "training frames, overall and on every line with 10+ defect frames)"
         if MAX_ESCAPE is not None
         else ", argmax"
     )
