@@ -214,7 +214,10 @@ def test_leader_killed_mid_publish_standby_finishes_and_a_stale_checkout_never_r
                 killed_at.append(observer.at(generation))
 
         observer.on_generation = kill_a
-        uplink.upload_rate = 64 * 1024  # the new fleet's ~800 documents take seconds to send
+        # the new fleet's ~800 documents take tens of seconds to send: the kill must land
+        # mid-publish even when this test's observer waits seconds for a core (under the whole
+        # suite at load 10, 64 KiB/s once let all 800 through before the kill)
+        uplink.upload_rate = 16 * 1024
         second = commit_heartbeat(work, 45)
         waiting(procs, "the leader to be killed mid-publish", lambda: killed_at)
         observer.on_generation = None
