@@ -79,11 +79,17 @@ def hessian_kernels() -> np.ndarray:
     return out
 
 
+def pool_factor(size: int) -> int:
+    """How many pixels of a `size` frame one pixel of the grain-free map averages (per side):
+    the map is about 64 px across, `size // pool_factor(size)`."""
+    return max(1, size // 64)
+
+
 def grain_free(g: Graph, grey_frame: str, size: int) -> tuple[str, str, str, str, int]:
     """The grey frame [N, 1, size, size] without its grain, at the pooled size `side` (about
     64 px): (`free` [N, 1, side, side], the least and the largest directional residual energy
     [N, 1] each, `ones` [1, 1, side, side], side)."""
-    factor = max(1, size // 64)
+    factor = pool_factor(size)
     side = size // factor
     eps = g.const(np.float32(1e-3))
     level = g.op("Add", [g.mean(grey_frame, [2, 3]), eps])

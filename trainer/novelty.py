@@ -153,7 +153,9 @@ class NoveltyConfig:
     @property
     def gf_grid(self) -> int:
         """Grain-free neighbourhood positions per side."""
-        side = self.size // max(1, self.size // 64)  # `trainer.grainfree.grain_free`'s
+        from trainer.grainfree import pool_factor
+
+        side = self.size // pool_factor(self.size)  # the grain-free map's side
         return (side - GF_DILATION * (GF_SIDE - 1) - 1) // GF_STRIDE + 1
 
     def params(self) -> dict[str, Any]:
