@@ -14,6 +14,7 @@ a new connection, after another publisher's): a lost connection fails the publis
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -82,7 +83,23 @@ class Fenced:
         _value: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
-        self.session.close()
+        try:
+            if _type is None:
+                self.renew()
+        finally:
+            self.session.close()
+
+    def renew(self) -> None:
+        """Renew the claimed lease from now: a pass that went through holds it from its end, not
+        only from its start (thousands of documents on a slow uplink may outlast the lease,
+        leaving it expired to a standby while this publisher is alive and well). Best effort:
+        the pass is done, and a lease not renewed only lets a standby take over."""
+        if self.claim is None or not self.session.connected.is_set():
+            return
+        renewed = self.claim.renewed()
+        if renewed is not self.claim:
+            with contextlib.suppress(TemporaryError):
+                self.session.publish_all([Outgoing(LEASE_TOPIC, renewed.payload())], self.timeout)
 
     def snapshot(self, quiet: float = 0.5, limit: float = 30.0) -> Snapshot:
         """The retained messages under the filters, read on this connection (once: the

@@ -4,9 +4,11 @@ A retained message on `LEASE_TOPIC` names the holder, the generation it publishe
 when the lease holds. Each tick, a reconciler reads it (`decide`, pure) and publishes only when
 the lease is free, expired, its own, or held for an older generation (a reconciler on a newer
 commit takes over from one on a stale checkout); otherwise it stands by and only records device
-messages. The holder renews the lease on every publish; its publishing connection carries a
-last will that clears the lease, so a holder killed mid-publish is replaced at the next tick
-of another reconciler, and one that dies between publishes when the lease expires.
+messages. The holder renews the lease on every publish, as the pass starts and again when it
+ends (a pass of thousands of documents on a slow link may outlast the lease); its publishing
+connection carries a last will that clears the lease, so a holder killed mid-publish is
+replaced at the next tick of another reconciler, and one that dies between publishes when the
+lease expires.
 
 The lease only decides who does the work. Safety does not rest on it (clocks may disagree,
 two reconcilers may both see it free): `reconciler.service.fence` makes each publish read and
@@ -17,7 +19,8 @@ document of a newer generation (`reconciler.service.publish.plan_publish`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 
 from linefleet_core.wire import TOPIC_ROOT
 
@@ -33,6 +36,15 @@ class Lease:
     """The generation the holder publishes."""
     expires: float
     """Seconds since the epoch (the holder's clock)."""
+    seconds: float = field(default=0.0, compare=False)
+    """How long the holder's lease lasts from each renewal (0: not known, as for a lease read
+    from the broker); not on the wire."""
+
+    def renewed(self, now: float | None = None) -> Lease:
+        """The same lease, running `seconds` from `now` (itself when `seconds` is not known)."""
+        if self.seconds <= 0:
+            return self
+        return replace(self, expires=(time.time() if now is None else now) + self.seconds)
 
     def payload(self) -> bytes:
         body = {"holder": self.holder, "generation": self.generation, "expires": self.expires}

@@ -184,7 +184,9 @@ class Reconciler:
         why = decide(held, name, generation, moment)
         if why is not None:
             return why
-        lease = Lease(name, generation, moment + self.settings.lease_seconds)
+        lease = Lease(
+            name, generation, moment + self.settings.lease_seconds, self.settings.lease_seconds
+        )
         if held is None or (held.holder, held.generation) != (name, generation):
             with Session(self.settings.address, reader).connect() as session:
                 session.publish_all([Outgoing(LEASE_TOPIC, lease.payload())])

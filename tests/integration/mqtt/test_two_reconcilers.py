@@ -202,8 +202,10 @@ def test_leader_killed_mid_publish_standby_finishes_and_a_stale_checkout_never_r
         procs += [a.start()]
         waiting(procs, "a to publish the whole fleet", lambda: observer.at(first) == total)
         procs += [b.start()]
-        wait_for("b to stand by", lambda: b.said("standing by: a holds the publish lease"), 60)
-        assert not b.said("published")
+        waiting(procs, "b to stand by", lambda: b.said("standing by: a holds the publish lease"))
+        assert not b.said("published"), "\n".join(
+            f"--- {p.name}:\n{''.join(p.lines)}" for p in procs
+        )
 
         # a new commit changes every document; kill the leader once the first one lands
         killed_at: list[int] = []
@@ -267,6 +269,27 @@ def test_a_publisher_whose_connection_was_taken_over_sends_nothing_more(
             held = retained(mosquitto, LEASE_TOPIC, quiet=0.2)
             assert Lease.parse(held[LEASE_TOPIC]) == Lease.parse(second.claim.payload())  # type: ignore[union-attr]
     assert retained(mosquitto, topic, quiet=0.2) == {topic: b'{"from":"b"}'}
+
+
+def test_a_pass_that_went_through_renews_its_lease_from_its_end(mosquitto: Mosquitto) -> None:
+    """A long pass must not hand a standby an expired lease: the lease written as the pass
+    starts is written again, running from now, when it ends; a pass that failed leaves it."""
+    address = BrokerAddress.parse(mosquitto.url)
+    start = time.time()
+    with Fenced(address, [DESIRED], claim=Lease("a", 7, start + 0.5, seconds=30)) as fence:
+        fence.snapshot(quiet=0.1)
+        held = Lease.parse(retained(mosquitto, LEASE_TOPIC, quiet=0.1)[LEASE_TOPIC])
+        assert held is not None and held.expires == start + 0.5
+        time.sleep(0.6)  # the pass outlasts the lease it started with
+    held = Lease.parse(retained(mosquitto, LEASE_TOPIC, quiet=0.1)[LEASE_TOPIC])
+    assert held is not None and held.holder == "a" and held.expires >= start + 30.6
+    with (
+        pytest.raises(TemporaryError),
+        Fenced(address, [DESIRED], claim=Lease("a", 7, start + 0.5, seconds=30)),
+    ):
+        raise TemporaryError("the pass failed")
+    held = Lease.parse(retained(mosquitto, LEASE_TOPIC, quiet=0.1)[LEASE_TOPIC])
+    assert held is not None and held.expires == start + 0.5
 
 
 def test_a_publisher_does_not_receive_its_own_documents_back(mosquitto: Mosquitto) -> None:

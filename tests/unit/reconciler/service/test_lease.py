@@ -37,3 +37,12 @@ def test_a_lease_round_trips_and_garbage_reads_as_free() -> None:
                  b'{"holder": "a", "generation": 2, "expires": "soon"}',
                  b'{"holder": "a", "generation": 2, "expires": false}', b"[" * 100_000):  # fmt: skip
         assert Lease.parse(junk) is None, junk[:40]
+
+
+def test_a_renewed_lease_runs_its_length_from_the_renewal() -> None:
+    lease = Lease("plant-a", 42, NOW + 20, seconds=20)
+    later = lease.renewed(NOW + 15)
+    assert (later.holder, later.generation, later.expires) == ("plant-a", 42, NOW + 35)
+    assert Lease.parse(later.payload()) == later  # the length is not on the wire
+    read = Lease.parse(lease.payload())
+    assert read is not None and read.renewed(NOW + 15) is read  # length unknown: unchanged
