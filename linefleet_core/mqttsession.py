@@ -11,6 +11,7 @@ become `TemporaryError` (exit 4), a refused CONNECT (bad credentials, ACL) a `Pe
 
 from __future__ import annotations
 
+import logging
 import queue
 import ssl
 import threading
@@ -19,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from linefleet_core.errors import PermanentError, TemporaryError
-from linefleet_core.mqtturl import BrokerAddress
+from linefleet_core.errors import LinefleetError, PermanentError, TemporaryError
+from linefleet_core.mqtturl import CERT_ENV, KEY_ENV, BrokerAddress
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,32 @@ class Outgoing:
     payload: bytes
     retain: bool = True
     qos: int = 1
+
+
+CLIENT_CERT_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+)
+"""TLS alerts a broker sends when it wants a client certificate or does not trust the one it
+got (NATS sends bad_certificate for a missing one)."""
+
+
+class _LastError(logging.Handler):
+    """Keeps the last error paho logs (a socket or TLS failure it otherwise only counts as a
+    lost connection). Its logger is private and passes errors only: paho formats nothing for
+    its per-packet debug lines."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+        self.logger = logging.Logger(f"linefleet.mqtt.{name}", logging.ERROR)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
 
 
 class Session:
@@ -87,6 +114,8 @@ class Session:
         client.max_inflight_messages_set(0)  # 0: no client-side limit (the broker has none)
         client.max_queued_messages_set(0)
         address.configure(client)
+        self._errors = _LastError(client_id)
+        client.enable_logger(self._errors.logger)  # only paho's errors reach the handler
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -207,7 +236,7 @@ class Session:
         self.client.loop_start()
         if not self.connected.wait(timeout):
             self.close()
-            raise TemporaryError(f"broker {where}: no CONNACK within {timeout:g}s", delay=2.0)
+            raise self._no_connack(timeout)
         if self._refused is not None:
             self.close()
             raise PermanentError(f"broker {where} refused the connection: {self._refused}")
@@ -219,6 +248,27 @@ class Session:
             self.close()
             raise TemporaryError(f"broker {where} refused the subscription to {refused}", delay=2.0)
         return self
+
+    def _no_connack(self, timeout: float) -> LinefleetError:
+        """Why no CONNACK came: what paho saw go wrong on the socket, when it saw anything (a
+        broker that ends the TLS session for want of a client certificate looks like an
+        outage otherwise)."""
+        where = self.address.url
+        seen = self._errors.last
+        alert = seen is not None and any(a in seen for a in CLIENT_CERT_ALERTS)
+        if alert and self.address.cert_file is None:
+            return PermanentError(
+                f"broker {where} ended the TLS session ({seen}): it requires a client "
+                f"certificate; set ${CERT_ENV} and ${KEY_ENV} to this client's PEM "
+                "certificate and key"
+            )
+        if alert:
+            return PermanentError(
+                f"broker {where} refused this client's TLS certificate ({seen}): "
+                f"${CERT_ENV} must be signed by a CA the broker trusts"
+            )
+        why = "" if seen is None else f" ({seen})"
+        return TemporaryError(f"broker {where}: no CONNACK within {timeout:g}s{why}", delay=2.0)
 
     def close(self) -> None:
         self._closing = True

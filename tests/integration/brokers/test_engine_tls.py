@@ -110,12 +110,19 @@ def test_a_generated_nats_config_can_require_a_client_certificate(
         assert "3 published" in capsys.readouterr().out
         monkeypatch.delenv(CERT_ENV)
         monkeypatch.delenv(KEY_ENV)
-        # no client certificate: NATS ends the TLS 1.3 session after the handshake, which
-        # the client sees as "no CONNACK" (a temporary error, exit 4: it says nothing of the
-        # certificate)
-        assert main(publish) == 4
+        # no client certificate: NATS ends the TLS session after the handshake (an alert
+        # paho only logs): a configuration error naming what to set, not an outage
+        assert main(publish) == 1
         err = capsys.readouterr().err
-        assert "no CONNACK" in err and "Traceback" not in err, err
+        assert "requires a client certificate" in err and CERT_ENV in err, err
+        assert "Traceback" not in err
+        # a certificate from a CA the broker does not trust
+        other, _, _ = write_pki(tmp_path / "other-pki")
+        monkeypatch.setenv(CERT_ENV, str(other.parent / "client.pem"))
+        monkeypatch.setenv(KEY_ENV, str(other.parent / "client.key"))
+        assert main(publish) == 1
+        err = capsys.readouterr().err
+        assert "refused this client's TLS certificate" in err and "Traceback" not in err, err
 
 
 def test_nats_refuses_a_plain_port_beside_tls(
