@@ -86,12 +86,20 @@ class Authority:
         return cls(cert, key)
 
     def issue(
-        self, common_name: str, *, hosts: Sequence[str] = (), now: dt.datetime | None = None
+        self,
+        common_name: str,
+        *,
+        hosts: Sequence[str] = (),
+        peer: bool = False,
+        now: dt.datetime | None = None,
     ) -> Issued:
-        """A client certificate for `common_name`, or a server one naming `hosts`."""
+        """A client certificate for `common_name`, or a server one naming `hosts`; with `peer`,
+        a server one that is a client one too (a cluster node opening routes to the others)."""
         moment = now or dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+        usage = [ExtendedKeyUsageOID.SERVER_AUTH] if hosts else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if hosts and peer:
+            usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
@@ -101,7 +109,7 @@ class Authority:
             .not_valid_before(moment - dt.timedelta(minutes=5))
             .not_valid_after(moment + dt.timedelta(days=CERT_DAYS))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         )
         if hosts:
             names: list[x509.GeneralName] = []

@@ -406,11 +406,25 @@ def _nats_cluster(options: NatsOptions, creds: Mapping[str, str]) -> list[str]:
         "cluster {",
         '  name: "linefleet"',
         f"  listen: {json.dumps(options.cluster_listen)}",
+        *_nats_route_tls(options.tls),
         f"  authorization {{ user: {json.dumps(NATS_ROUTE_USER)}, "
         f"password: {json.dumps(secret)} }}",
         f"  routes: {json.dumps(routes)}",
         "}",
     ]
+
+
+def _nats_route_tls(tls: Tls | None) -> list[str]:
+    """Routes over mutual TLS when the node has a certificate: each node verifies the other's
+    against the CA (the route password would otherwise cross the plant network in clear). A
+    node's certificate then serves as a client one too (`linefleet keys cert --peer`)."""
+    if tls is None:
+        return []
+    if tls.cafile is None:
+        raise ValueError("TLS routes need the CA the nodes verify each other with")
+    files = {"cert_file": tls.certfile, "key_file": tls.keyfile, "ca_file": tls.cafile}
+    given = ", ".join(f"{k}: {json.dumps(v)}" for k, v in files.items())
+    return [f"  tls {{ {given}, verify: true, timeout: 5 }}"]
 
 
 def _nats_mqtt(options: NatsOptions) -> list[str]:

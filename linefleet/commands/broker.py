@@ -292,6 +292,12 @@ def _nats(ns: argparse.Namespace) -> int:
             "--engine nats: NATS has one MQTT listener; with --tls-cert it is the TLS one on "
             "--tls-port: pass --port 0"
         )
+    if tls is not None and routes and tls.cafile is None:
+        raise UsageError(
+            "--engine nats: a cluster with --tls-cert runs its routes over mutual TLS, and "
+            "needs --tls-ca (the CA the nodes verify each other with; their certificates come "
+            "from `linefleet keys cert --peer`)"
+        )
     extra = [broker.NATS_ROUTE_USER] if routes else []
     out, cred_path, devices, creds, new = _accounts(ns, "nats", extra)
     replicas = ns.replicas or min(3, len(routes) + 1)

@@ -61,6 +61,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cert.add_argument("--repo", type=Path, help="issue one for every device of this fleet")
     cert.add_argument("--server", action="store_true", help="a broker (server) certificate")
     cert.add_argument("--host", action="append", default=[], help="with --server: a DNS name or IP")
+    cert.add_argument(
+        "--peer",
+        action="store_true",
+        help="with --server: a node of a broker cluster, whose certificate also opens its "
+        "routes to the other nodes (client use too)",
+    )
     cert.set_defaults(run=run_cert)
 
 
@@ -121,12 +127,14 @@ def run_cert(ns: argparse.Namespace) -> int:
         raise UsageError("--server needs at least one --host")
     if ns.host and not ns.server:
         raise UsageError("--host goes with --server")
+    if ns.peer and not ns.server:
+        raise UsageError("--peer goes with --server (a cluster node's certificate)")
     for name in names:
         if not ns.server and not re.fullmatch(ID_PATTERN, name):
             raise UsageError(f"{name!r}: not a device id (lowercase letters, digits, '-')")
     authority = pki.Authority.load(ns.ca)
     for name in names:
-        cert, key = pki.write_pair(ns.out, name, authority.issue(name, hosts=ns.host))
+        cert, key = pki.write_pair(ns.out, name, authority.issue(name, hosts=ns.host, peer=ns.peer))
         print(f"{name}: {cert} {key}")
     return int(ExitCode.OK)
 

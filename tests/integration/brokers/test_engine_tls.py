@@ -10,6 +10,8 @@ gets nowhere on the TLS listener.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,7 @@ def over_tls(
     assert main([*publish, f"mqtt://{account}"]) == 4  # plain MQTT on the TLS listener
     capsys.readouterr()
 
-    monkeypatch.setenv(CA_ENV, str(repo.parent / "pki" / "ca.pem"))
+    monkeypatch.setenv(CA_ENV, str(repo.parent / "pki" / "ca.pem"))  # (the test's CA)
     # a fresh NATS server may refuse sessions for a moment (JetStream starting): exit 4, retried
     assert until(lambda: main([*publish, f"mqtts://{account}"]) != 4, 60, 1.0)
     out = capsys.readouterr().out
@@ -75,18 +77,62 @@ def over_tls(
     assert "3 device(s)" in capsys.readouterr().out
 
 
-def test_a_generated_nats_config_serves_linefleet_over_tls(
+def test_a_generated_nats_cluster_serves_linefleet_over_tls_and_routes_over_mutual_tls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Two nodes from `broker config --engine nats`, with certificates from `linefleet keys`
+    (`cert --server --peer`: a node's certificate opens its routes too): MQTT over TLS on
+    each, and routes that take TLS only. linefleet publishes through node 0 and `status` on
+    node 1 sees the whole fleet: the retained documents crossed the TLS routes."""
     require("nats-cluster")
-    port = free_port()
-    more = ["--port", "0", "--tls-port", str(port), "--nats-port", str(free_port())]
-    repo, key, _, creds = configure(tmp_path, "nats", *more, "--data-dir", str(tmp_path / "js"))
+    repo = tmp_path / "fleet"
+    minifleet.write_minifleet(repo)
+    minifleet.init_repo(repo)
+    minifleet.commit_all(repo, "fleet")
+    key, _ = SigningKey.generate().write(tmp_path / "keys")
+    pki = tmp_path / "pki"
+    assert main(["keys", "ca", "--out", str(pki)]) == 0
+    node_cert = ["keys", "cert", "--ca", str(pki), "--out", str(pki), "--server", "--peer"]
+    assert main([*node_cert, "--host", "127.0.0.1", "node"]) == 0
+    tls_ports, route_ports = [free_port(), free_port()], [free_port(), free_port()]
+    creds_file = tmp_path / "credentials.json"
+    confs = []
+    for i in (0, 1):
+        out = tmp_path / f"node{i}"
+        argv = ["broker", "config", "--engine", "nats", "--repo", str(repo), "--out", str(out)]
+        argv += ["--bind", "127.0.0.1", "--port", "0", "--tls-port", str(tls_ports[i])]
+        argv += ["--tls-cert", str(pki / "node.pem"), "--tls-key", str(pki / "node.key")]
+        argv += ["--nats-port", str(free_port()), "--data-dir", str(tmp_path / f"js{i}")]
+        argv += ["--server-name", f"n{i}", "--cluster-listen", f"127.0.0.1:{route_ports[i]}"]
+        argv += ["--routes", f"127.0.0.1:{route_ports[1 - i]}", "--credentials", str(creds_file)]
+        assert main(argv) == 2  # routes over TLS need the CA the nodes verify each other with
+        assert "needs --tls-ca" in capsys.readouterr().err
+        assert not out.exists() and (i == 1 or not creds_file.exists())
+        assert main([*argv, "--tls-ca", str(pki / "ca.pem")]) == 0
+        confs.append(out / NATS_CONF)
     capsys.readouterr()
-    conf = (tmp_path / "broker" / NATS_CONF).read_text()
-    assert "tls {" in conf and f'listen: "127.0.0.1:{port}"' in conf
-    with GeneratedNats(tmp_path / "nats", tmp_path / "broker" / NATS_CONF, port):
-        over_tls(port, repo, key, creds, monkeypatch, capsys)
+    creds = json.loads(creds_file.read_text())
+    rec = f"linefleet-reconciler:{creds['linefleet-reconciler']}"
+    nodes = [GeneratedNats(tmp_path / f"run{i}", confs[i], tls_ports[i]) for i in (0, 1)]
+    try:
+        for node in nodes:
+            node.start()
+        # a route port takes TLS only, and only with a certificate from the CA
+        trusting = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        with (
+            socket.create_connection(("127.0.0.1", route_ports[0]), timeout=10) as raw,
+            pytest.raises(ssl.SSLError, match="CERTIFICATE"),
+            trusting.wrap_socket(raw, server_hostname="127.0.0.1") as route,
+        ):
+            route.recv(1)  # (TLS 1.3: the node's verdict on the client arrives after the handshake)
+        over_tls(tls_ports[0], repo, key, creds, monkeypatch, capsys)
+        status = ["status", "--repo", str(repo), "--broker", f"mqtts://{rec}@127.0.0.1:"]
+        status[-1] += str(tls_ports[1])
+        assert main(status) == 0
+        assert "3 device(s)" in capsys.readouterr().out
+    finally:
+        for node in nodes:
+            node.stop()
 
 
 def test_a_generated_nats_config_can_require_a_client_certificate(
