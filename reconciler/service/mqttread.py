@@ -63,11 +63,16 @@ def read_retained(
     quiet: float = 0.5,
     limit: float = 30.0,
     timeout: float = 5.0,
+    each: Callable[[Message], object] | None = None,
 ) -> dict[str, Message]:
     """Every retained message under the filter(s), by topic (a QoS 0 subscription in a clean
-    session): what `retained_snapshot(..., qos=0)` returns, read without paho."""
+    session): what `retained_snapshot(..., qos=0)` returns, read without paho.
+
+    `each` is called with every retained message as it is read (a topic that arrives twice is
+    passed twice; the snapshot keeps the last), so the caller can work on the messages while
+    the broker is still sending the rest."""
     filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
-    reader = _Reader(address, client_id, timeout)
+    reader = _Reader(address, client_id, timeout, each)
     try:
         return reader.snapshot(filters, quiet, limit)
     finally:
@@ -114,7 +119,14 @@ def publish_packet(topic: str, payload: bytes, packet_id: int, *, retain: bool) 
 
 
 class _Reader:
-    def __init__(self, address: BrokerAddress, client_id: str, timeout: float) -> None:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        timeout: float,
+        each: Callable[[Message], object] | None = None,
+    ) -> None:
+        self.each = each
         self.address = address
         self.where = address.url
         self.sock = _open(address, timeout)
@@ -259,7 +271,9 @@ class _Reader:
                 elif topic == RETAINED_PROBE:
                     self.probed = self.probed or bool(first & 1)
                 elif first & 1 and not topic.startswith(root):
-                    found[topic] = Message(topic, buf[start:nxt], True, received)
+                    found[topic] = message = Message(topic, buf[start:nxt], True, received)
+                    if self.each is not None:
+                        self.each(message)
                 continue
             body = buf[index:nxt]
             if kind == 2:  # CONNACK

@@ -287,7 +287,13 @@ class Observations:
         device_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> Accepted | Rejected:
         """Classify and record one message; never raises on bad input."""
-        result = classify(topic, payload, known, device_keys)
+        return self.record(classify(topic, payload, known, device_keys), received, live=live)
+
+    def record(
+        self, result: Accepted | Rejected, received: float, *, live: bool = True
+    ) -> Accepted | Rejected:
+        """Record what `classify` made of one message (`ingest` with the classification done
+        beforehand, e.g. while a snapshot was still arriving)."""
         if isinstance(result, Accepted):
             duplicate = self.apply(result, received, live=live)
             if duplicate is not None:

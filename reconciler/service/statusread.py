@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from linefleet_core.signing import load_device_keys
 from linefleet_core.wire import Channel, DesiredState, topic, topic_filter
 from reconciler.service.fleetstatus import FleetStatus, fleet_status
 from reconciler.service.mqttread import read_retained
-from reconciler.service.observed import Accepted, Observations, classify
+from reconciler.service.observed import Accepted, Observations, Rejected, classify
 from reconciler.service.store import DB_NAME, Store
 
 if TYPE_CHECKING:  # loading a fleet repository is for --repo only: imported when needed
@@ -124,9 +124,10 @@ def _read_status(
         now = time.time()
         status = fleet_status({}, observations, now, fleet, assigned, None, field_escapes, limit)
         return status, now
-    snapshot = read_snapshot(BrokerAddress.parse(broker), quiet, known)
+    early = Early(known, keys)  # classifies each message while the broker sends the rest
+    snapshot = read_snapshot(BrokerAddress.parse(broker), quiet, known, early)
     now = time.time()
-    desired = intake(snapshot, observations, now, known, keys)
+    desired = intake(snapshot, observations, now, early=early)
     behind: dict[str, str] = {}
     if repo is not None:  # git ahead of what the broker holds for a device: OutOfSync
         from reconciler.service.behind import git_behind
@@ -156,7 +157,10 @@ def exact_note(broker: str, devices: int) -> str:
 
 
 def read_snapshot(
-    address: BrokerAddress, quiet: float = 0.5, devices: Iterable[tuple[str, str]] | None = None
+    address: BrokerAddress,
+    quiet: float = 0.5,
+    devices: Iterable[tuple[str, str]] | None = None,
+    each: Callable[[Message], object] | None = None,
 ) -> Snapshot:
     """The retained desired, reported and online messages of every device, by topic (a QoS 0
     subscription in a fresh clean session).
@@ -165,13 +169,15 @@ def read_snapshot(
     returns what `linefleet_core.mqttsession.retained_snapshot(..., qos=0)` does). On a broker
     that hides retained messages from wildcards (the raw reader's probe says so), or with
     `?retained=exact`, those of `devices` (site, device) are read by exact topic through
-    `retained_snapshot` (`Snapshot.exact`); without `devices`, it is refused there."""
+    `retained_snapshot` (`Snapshot.exact`); without `devices`, it is refused there.
+    `each` sees every message as the raw reader reads it (`read_retained`; not by exact
+    topic: there the snapshot is all there is)."""
     channels = (Channel.DESIRED, Channel.REPORTED, Channel.ONLINE)
     filters = [topic_filter(c) for c in channels]
     client = f"linefleet-status-{uuid.uuid4().hex[:12]}"
     if address.retained != "exact":
         try:
-            return Snapshot(read_retained(address, filters, client, quiet=quiet))
+            return Snapshot(read_retained(address, filters, client, quiet=quiet, each=each))
         except RetainedUnsupported:
             pass  # read by exact topic below (or refused there, saying what it needs)
     expand = None
@@ -181,25 +187,66 @@ def read_snapshot(
     return retained_snapshot(address, filters, client, quiet=quiet, qos=0, expand=expand)
 
 
+class Early:
+    """Classify retained messages as they arrive (`classify` is pure: the result depends on
+    the topic, the bytes, `known` and `keys` only), so that the CPU work of the intake runs
+    while the broker is still sending the rest of a 30,000-message snapshot.
+
+    Nothing is recorded here: `intake` records, in topic order, the classification of the
+    bytes each topic holds in the snapshot, taking it from here only when it was made of
+    those very bytes (a topic that arrived twice keeps its last message in both)."""
+
+    def __init__(
+        self,
+        known: set[tuple[str, str]] | None = None,
+        keys: Mapping[str, Ed25519PublicKey] | None = None,
+    ) -> None:
+        self.known = known
+        self.keys = keys
+        self.done: dict[str, tuple[bytes, Accepted | Rejected]] = {}
+
+    def __call__(self, msg: Message) -> None:
+        self.done[msg.topic] = (msg.payload, self.classify(msg.topic, msg.payload))
+
+    def classify(self, name: str, payload: bytes) -> Accepted | Rejected:
+        """A desired document is anybody's to read (not judged against `known` or `keys`:
+        a stranger's is still shown); a device's own messages are."""
+        if name.endswith("/desired"):
+            return classify(name, payload)
+        return classify(name, payload, self.known, self.keys)
+
+    def result(self, name: str, payload: bytes) -> Accepted | Rejected:
+        got = self.done.get(name)
+        if got is not None and got[0] is payload:
+            return got[1]
+        return self.classify(name, payload)
+
+
 def intake(
     snapshot: Mapping[str, Message],
     observations: Observations,
     now: float,
     known: set[tuple[str, str]] | None = None,
     keys: Mapping[str, Ed25519PublicKey] | None = None,
+    *,
+    early: Early | None = None,
 ) -> dict[str, DesiredState]:
     """Classify a snapshot: reports and births go into `observations` (as of `now`, a retained
-    replay), refusals are counted there; returns the desired documents by `site/device`."""
+    replay), refusals are counted there; returns the desired documents by `site/device`.
+    `early` (which then holds `known` and `keys`) has classified messages as they were read."""
+    if early is not None and (known is not None or keys is not None):
+        raise ValueError("intake: with `early`, `known` and `keys` are early's")
+    reader = Early(known, keys) if early is None else early
     desired: dict[str, DesiredState] = {}
     for name, msg in sorted(snapshot.items()):
+        result = reader.result(name, msg.payload)
         if name.endswith("/desired"):
-            result = classify(name, msg.payload)
             if isinstance(result, Accepted) and isinstance(result.message, DesiredState):
                 desired[f"{result.site}/{result.device}"] = result.message
             elif not isinstance(result, Accepted):
                 observations.reject(result)
         else:
-            observations.ingest(name, msg.payload, now, known, live=False, device_keys=keys)
+            observations.record(result, now, live=False)
     return desired
 
 

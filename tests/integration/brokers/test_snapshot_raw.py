@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.loopback import free_port
-from linefleet_core.mqttsession import RetainedUnsupported, retained_snapshot
+from linefleet_core.mqttsession import Message, RetainedUnsupported, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from reconciler.service.mqttread import read_retained
 from tests.support.brokers import ENGINES, Broker
@@ -87,8 +87,11 @@ def test_the_raw_reading_equals_paho_s(broker: Broker) -> None:
     paho = retained_snapshot(address, filters, "lf-paho-0", qos=0)
     assert {t: m.payload for t, m in paho.items()} == expected  # the reference reads it all
     for attempt in range(2):
-        raw = read_retained(address, filters, f"lf-raw-{attempt}")
+        seen: list[Message] = []  # `each`: every retained message as it is read
+        raw = read_retained(address, filters, f"lf-raw-{attempt}", each=seen.append)
         assert {t: m.payload for t, m in raw.items()} == expected
+        assert sorted(m.topic for m in seen) == sorted(expected)
+        assert all(raw[m.topic] is m for m in seen)
         assert all(m.retain and isinstance(m.payload, bytes) for m in raw.values())
         assert {t: (m.topic, m.retain) for t, m in raw.items()} == {
             t: (m.topic, m.retain) for t, m in paho.items()

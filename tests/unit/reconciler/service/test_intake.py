@@ -23,7 +23,7 @@ from linefleet_core.wire import DesiredState
 from reconciler.service import observed
 from reconciler.service.fleetstatus import fleet_status, json_chunks
 from reconciler.service.observed import Observations
-from reconciler.service.statusread import intake
+from reconciler.service.statusread import Early, intake
 from tests.fuzz.test_fuzz_wire import SIGNED
 from tests.hostile import wire_corpus as wc
 
@@ -160,3 +160,59 @@ def test_a_fleet_of_good_and_bad_documents(monkeypatch: pytest.MonkeyPatch) -> N
                 assert (kind, dumped) == ("DesiredState", full.model_dump_json())
             reported = [key for key, (rep, _, _) in read["devices"].items() if rep is not None]
             assert len(reported) == len(devices) - (0 if k is None else 4)
+
+
+def _fleet_messages() -> dict[str, bytes]:
+    """Three devices: good documents and reports, one malformed report, a stranger's birth."""
+    out: dict[str, bytes] = {}
+    for n, device in enumerate(("dev-1", "dev-2", "dev-3")):
+        root = f"linefleet/v1/{wc.SITE}/{device}"
+        out[f"{root}/desired"] = _b(_doc(device, generation=n + 1))
+        out[f"{root}/reported"] = b"{not json" if n == 1 else _b(wc.reported(device=device))
+        out[f"{root}/online"] = _b({"protocol": 1, "online": True})
+    out[f"linefleet/v1/{wc.SITE}/stranger/online"] = _b({"protocol": 1, "online": True})
+    return out
+
+
+def test_early_classification_reads_as_the_intake_alone() -> None:
+    """Messages classified as they arrived (`Early`, fed by the raw reader) are recorded
+    exactly as the intake records a snapshot it classifies itself, `known` and `keys` held."""
+    snapshot = _snapshot(_fleet_messages())
+    known = {(wc.SITE, d) for d in ("dev-1", "dev-2", "dev-3")}
+    keys = {"dev-3": wc.KEY.public}
+    plain = Observations()
+    alone = intake(snapshot, plain, NOW, known, keys)
+    early = Early(known, keys)
+    for msg in reversed(list(snapshot.values())):  # in any order the broker sends them
+        early(msg)
+    observations = Observations()
+    read = intake(snapshot, observations, NOW, early=early)
+    assert read == alone and len(read) == 3
+    assert observations == plain
+    assert observations.rejections == {"malformed": 1, "unknown_device": 1, "unsigned": 1}
+
+
+def test_early_classification_of_other_bytes_is_not_used() -> None:
+    """A topic that arrived twice during the read: the snapshot keeps the last message, and
+    the intake judges those bytes, never what an earlier message on the topic was."""
+    messages = _fleet_messages()
+    name = f"linefleet/v1/{wc.SITE}/dev-1/desired"
+    snapshot = _snapshot(messages)
+    early = Early()
+    early(Message(name, b"{broken", True, NOW))  # the first message on the topic, replaced
+    for other, msg in snapshot.items():
+        if other != name:
+            early(msg)
+    observations = Observations()
+    read = intake(snapshot, observations, NOW, early=early)
+    assert f"{wc.SITE}/dev-1" in read and observations.rejections == {"malformed": 1}
+    fixed = {**snapshot, name: Message(name, b"{broken", True, NOW)}
+    early(snapshot[name])  # the other way round: classified good, the snapshot holds bad bytes
+    observations = Observations()
+    read = intake(fixed, observations, NOW, early=early)
+    assert f"{wc.SITE}/dev-1" not in read and observations.rejections == {"malformed": 2}
+
+
+def test_early_holds_known_and_keys() -> None:
+    with pytest.raises(ValueError, match="early"):
+        intake({}, Observations(), NOW, {(wc.SITE, wc.DEVICE)}, early=Early())
