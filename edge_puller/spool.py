@@ -13,9 +13,10 @@ Every other frame is only counted.
 
 Kept frames are JPEG-encoded into the wire's frame envelope (with the reason and the novelty
 score) and written to a bounded on-disk spool, one file per frame named
-`<seq>-<reason>.lff`. When a budget binds, the most informative frames win (`PRIORITY`:
-defect, novel, uncertain, disagreement, audit): a full spool (`spool_mb`) evicts the least
-informative frames first, oldest first among equals, and refuses a new frame only when
+`<seq>-<reason>-<score>.lff` (`keep_score`: how informative the frame is within its reason).
+When a budget binds, the most informative frames win: first by reason (`PRIORITY`: defect,
+novel, uncertain, disagreement, audit), then by score, oldest first among equals. A full spool
+(`spool_mb`) evicts the least informative frames first and refuses a new frame only when
 everything left is more informative; `next_upload` hands out the most informative frame
 first while the day's upload (`daily_upload_budget_mb`, UTC days) allows it, and `uploaded`
 deletes it after the broker's PUBACK. `counters.json` keeps per reason what was kept,
@@ -90,6 +91,28 @@ def keep_reason(
     return None
 
 
+def keep_score(
+    reason: Reason, decision: Decision, novelty: Novelty | None, rng: random.Random
+) -> float:
+    """How informative a kept frame is within its reason (higher: kept and uploaded first).
+
+    - `defect`: the deciding model's confidence in its defect class (the surest defects first:
+      a call made only because the operating point leans to `defect` goes before one the model
+      is sure of);
+    - `novel`: the novelty score over its threshold (the farthest from normal first);
+    - `uncertain`, `disagreement`: the deciding model's doubt, 1 - its top confidence;
+    - `audit`: a uniform random draw, so whatever a full spool leaves of the sample is still a
+      random sample of the same population (the escape estimate stays unbiased).
+    """
+    if reason == "defect":
+        return decision.confidence
+    if reason == "novel":
+        return novelty.ratio if novelty is not None else 0.0
+    if reason in ("uncertain", "disagreement"):
+        return 1.0 - decision.confidence
+    return rng.random()
+
+
 class AuditSampler:
     """Stratified random sampling of confidently-`ok` frames, per camera: of every block of
     round(1 / rate) such frames of a camera, one at a random place in the block."""
@@ -154,9 +177,25 @@ def envelope(
 
 
 def reason_of(path: Path) -> str:
-    """The reason in a spooled file's name (`<seq>-<reason>.lff`); `legacy` for `<seq>.lff`."""
-    _, _, reason = path.stem.partition("-")
-    return reason or "legacy"
+    """The reason in a spooled file's name (`<seq>-<reason>[-<score>].lff`); `legacy` for
+    `<seq>.lff`."""
+    parts = path.stem.split("-")
+    return parts[1] if len(parts) > 1 and parts[1] else "legacy"
+
+
+def score_of(path: Path) -> float:
+    """The within-reason score in a spooled file's name; 0 for names written without one."""
+    parts = path.stem.split("-")
+    try:
+        return float(parts[2]) if len(parts) > 2 else 0.0
+    except ValueError:
+        return 0.0
+
+
+def file_name(seq: int, reason: str, score: float) -> str:
+    """`<seq>-<reason>-<score>.lff`: the score clamped to [0, 1e6], fixed-point (no sign)."""
+    score = min(max(score, 0.0), 1e6) if score == score else 0.0  # NaN -> 0
+    return f"{seq:012d}-{reason}-{score:.6f}{SUFFIX}"
 
 
 _RANKS: dict[str, int] = {reason: rank for rank, reason in enumerate(PRIORITY)}
@@ -167,9 +206,16 @@ def _rank(reason: str) -> int:
     return _RANKS.get(reason, 0)
 
 
+def informative(path: Path) -> tuple[int, float, str]:
+    """The order of a spooled file: smaller is more informative (reason, then score, then the
+    older first: the names sort by sequence)."""
+    return _rank(reason_of(path)), -score_of(path), path.name
+
+
 @dataclass
 class ReasonCounters:
     kept: int = 0
+    """Frames the keep rules chose, spooled or not: kept = uploaded + dropped + still spooled."""
     kept_bytes: int = 0
     uploaded: int = 0
     uploaded_bytes: int = 0
@@ -217,6 +263,8 @@ class Spool:
         self.jpeg_quality = jpeg_quality
         self.novelty = NoveltyScorer()
         self.sampler = AuditSampler()
+        self.draws = random.Random()
+        """The audit frames' scores (a random order among them)."""
         folder.mkdir(parents=True, exist_ok=True)
         clean_temps(folder)
         self._counters_path = folder / "counters.json"
@@ -261,8 +309,9 @@ class Spool:
         )
         if payload is None:
             return None
+        score = keep_score(reason, decision, novelty, self.draws)
         with self._lock:
-            return reason if self._store(payload, reason) else None
+            return reason if self._store(payload, reason, score) else None
 
     def _audit(self, camera: str) -> Reason | None:
         with self._lock:
@@ -281,7 +330,7 @@ class Spool:
                 return None
             self._roll_day(today)
             budget = int(self.policy.daily_upload_budget_mb * MB)
-            path = min(self._index, key=lambda p: (_rank(reason_of(p)), p.name))
+            path = min(self._index, key=informative)
             if self.counters.bytes_today + self._index[path] > budget:
                 return None
             return path, path.read_bytes()
@@ -331,39 +380,41 @@ class Spool:
     def flush(self) -> None:
         write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
 
-    def _store(self, payload: bytes, reason: Reason) -> bool:
-        """Spool the frame, evicting less (or equally) informative ones if it must."""
+    def _store(self, payload: bytes, reason: Reason, score: float) -> bool:
+        """Spool the frame, evicting less (or equally) informative ones if it must: the least
+        informative reason first, the lowest score first within it, the oldest among equals."""
         if self._deleted:
             return False
         limit = int(self.policy.spool_mb * MB)
-        rank = _rank(reason)
+        path = self.folder / file_name(self.counters.seq + 1, reason, score)
+        order = informative(path)[:2]
         victims: list[Path] = []
         room = limit - self._bytes
         if room < len(payload):
+            ranked = {p: informative(p) for p in self._index}
             evictable = sorted(
-                (p for p in self._index if _rank(reason_of(p)) >= rank),
-                key=lambda p: (-_rank(reason_of(p)), p.name),
+                (p for p, key in ranked.items() if key[:2] >= order),
+                key=lambda p: (-ranked[p][0], -ranked[p][1], p.name),
             )
-            for path in evictable:
+            for candidate in evictable:
                 if room >= len(payload):
                     break
-                victims.append(path)
-                room += self._index[path]
-        if room < len(payload):  # everything spooled is more informative: refuse this one
-            self.counters.dropped(reason, len(payload))
-            self.flush()
-            return False
-        for path in victims:
-            size = self._index.pop(path)
-            path.unlink(missing_ok=True)
-            self._bytes -= size
-            self.counters.dropped(reason_of(path), size)
-        self.counters.seq += 1
+                victims.append(candidate)
+                room += self._index[candidate]
         self.counters.kept += 1
         counters = self.counters.reason(reason)
         counters.kept += 1
         counters.kept_bytes += len(payload)
-        path = self.folder / f"{self.counters.seq:012d}-{reason}{SUFFIX}"
+        if room < len(payload):  # everything spooled is more informative: refuse this one
+            self.counters.dropped(reason, len(payload))
+            self.flush()
+            return False
+        for victim in victims:
+            size = self._index.pop(victim)
+            victim.unlink(missing_ok=True)
+            self._bytes -= size
+            self.counters.dropped(reason_of(victim), size)
+        self.counters.seq += 1
         write_atomic(path, payload)
         self._index[path] = len(payload)
         self._bytes += len(payload)

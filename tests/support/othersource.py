@@ -10,7 +10,10 @@ import numpy as np
 from bench.othersource import MATERIALS, render
 
 
-def foreign_frames(count: int, *, seed: int, cls: str = "ok") -> list[Any]:
-    """`count` BGR uint8 frames (128 px) of `cls`, cycling through the source's materials."""
+def foreign_frames(
+    count: int, *, seed: int, cls: str = "ok", materials: tuple[str, ...] = MATERIALS
+) -> list[Any]:
+    """`count` BGR uint8 frames (128 px) of `cls`, cycling through `materials` (default: all
+    of the source's)."""
     rng = np.random.default_rng(seed)
-    return [render(MATERIALS[i % len(MATERIALS)], cls, rng) for i in range(count)]
+    return [render(materials[i % len(materials)], cls, rng) for i in range(count)]

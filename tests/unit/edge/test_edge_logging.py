@@ -10,13 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_puller.engine import Decision, Outcome
+from edge_puller.engine import Decision, Engine, LineModels, Outcome
 from edge_puller.novelty import FRAME_STATS, WARMUP, Novelty, NoveltyScorer
 from edge_puller.runtime import load_model
-from edge_puller.spool import AuditSampler, Spool, keep_reason, reason_of
+from edge_puller.spool import (
+    MB,
+    AuditSampler,
+    Spool,
+    file_name,
+    informative,
+    keep_reason,
+    reason_of,
+    score_of,
+)
 from linefleet_core.wire import decode_frame
 from tests.support.external_models import anomaly_model
+from tests.support.othersource import foreign_frames
 from tests.support.wiremodels import model_spec, telemetry
+from tests.unit.edge.helpers import spec_for
 
 LINE = "plant/line-1"
 NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
@@ -148,7 +159,7 @@ def test_a_full_spool_evicts_the_least_informative_first_and_refuses_below_it(
     _fill(spool, "audit", 2, start=10)  # nothing less informative left to evict: refused
     assert spool.pending_by_reason() == {"defect": 3, "uncertain": 1}
     c = spool.counters.reasons
-    assert (c["audit"].kept, c["audit"].dropped) == (4, 6)
+    assert (c["audit"].kept, c["audit"].dropped) == (6, 6)  # kept by the rules, 2 refused
     assert (c["uncertain"].kept, c["uncertain"].dropped) == (2, 1)
     assert (c["defect"].kept, c["defect"].dropped) == (3, 0)
     _fill(spool, "defect", 2, start=10)  # a defect still finds room: the oldest defect goes
@@ -231,3 +242,82 @@ def test_a_novelty_model_scores_the_frame_and_its_threshold_decides(tmp_path: Pa
     meta, _ = decode_frame(next((tmp_path / "spool").glob("*.lff")).read_bytes())
     assert meta.reason == "novel" and meta.novelty_by == "novelty@1"
     assert meta.novelty is not None and meta.novelty > 0.5
+
+
+def test_spooled_names_carry_reason_and_score_and_older_names_still_read() -> None:
+    name = Path(file_name(7, "novel", 2.5))
+    assert (reason_of(name), score_of(name)) == ("novel", 2.5)
+    assert score_of(Path(file_name(8, "defect", float("nan")))) == 0.0
+    assert score_of(Path(file_name(9, "defect", -1.0))) == 0.0
+    old = Path("000000000003-audit.lff")
+    assert (reason_of(old), score_of(old)) == ("audit", 0.0)
+    assert reason_of(Path("000000000003.lff")) == "legacy"
+    # more informative first: the reason, then the score, then the older
+    names = [Path(file_name(1, "audit", 0.9)), Path(file_name(2, "defect", 0.6)),
+             Path(file_name(3, "defect", 0.9)), Path(file_name(4, "defect", 0.9))]  # fmt: skip
+    assert [p.name[:12] for p in sorted(names, key=informative)] == [
+        f"{n:012d}" for n in (3, 4, 2, 1)
+    ]
+
+
+def test_when_the_spool_binds_the_surest_defects_and_the_farthest_novel_frames_stay(
+    tmp_path: Path,
+) -> None:
+    """Real frames (the independent source, one material so sizes are alike) through a real
+    engine (a tiny ONNX classifier whose confidence follows brightness), a real novelty model
+    and the real spool, a third the size of what the rules keep: within each reason the frames
+    kept are the most informative ones, uploads go in that order, and every kept frame is
+    counted as uploaded, dropped or still spooled."""
+    frames = foreign_frames(33, seed=4, materials=("brushed",))
+    frames += foreign_frames(11, seed=5, cls="dent", materials=("brushed",))
+    serving = spec_for(tmp_path, "inc", 1, threshold=0.62)
+    engine = Engine()
+    engine.activate(LineModels(LINE, load_model(Path(serving.artifact.url[7:]), serving)))
+    built = anomaly_model(tmp_path / "novelty.onnx")
+    novelty = load_model(built.path, model_spec(
+        ref="novelty@1", sha256=built.sha256, size=built.size, url=built.path.as_uri(),
+        classes=("ok", "novel"), input_shape=(1, 64, 64, 3), layout="NHWC", task="anomaly",
+        outputs={"score": "score_column", "threshold": 0.5},
+    ))  # fmt: skip
+    policy = telemetry(uncertain_below=0.65, audit_rate=0.5)
+    loose = Spool(tmp_path / "loose", policy)
+    decisions = [engine.infer(LINE, "cam-1", f"f{i}", f) for i, f in enumerate(frames)]
+    for decision, frame in zip(decisions, frames, strict=True):
+        loose.consider(decision, frame, "plant", "dev-1", NOW, novelty)
+    needed = loose.spooled_bytes
+    everything = {reason_of(p): score_of(p) for p in (tmp_path / "loose").glob("*.lff")}
+    assert set(everything) == {"defect", "novel", "uncertain", "audit"}  # all four at stake
+    tight = Spool(tmp_path / "tight", policy.model_copy(update={"spool_mb": needed / 3 / MB}))
+    for decision, frame in zip(decisions, frames, strict=True):
+        tight.consider(decision, frame, "plant", "dev-1", NOW, novelty)
+    kept = {p.name: p for p in (tmp_path / "tight").glob("*.lff")}
+    by_reason = tight.counters.reasons
+    assert by_reason["audit"].dropped > 0 and by_reason["defect"].dropped > 0
+    # per reason, the scores that stayed are the highest of all that reason kept loosely
+    for reason in everything:
+        stayed = sorted((score_of(p) for p in kept.values() if reason_of(p) == reason),
+                        reverse=True)  # fmt: skip
+        all_scores = sorted(
+            (score_of(p) for p in (tmp_path / "loose").glob("*.lff") if reason_of(p) == reason),
+            reverse=True,
+        )
+        assert stayed == all_scores[: len(stayed)], reason
+    # the surest defect calls stayed: none dropped was surer than one spooled
+    confidences = {d.frame_id: d.confidence for d in decisions}
+    spooled = [decode_frame(p.read_bytes())[0] for p in kept.values()]
+    assert min(m.confidence for m in spooled if m.reason == "defect") >= max(
+        confidences[m.frame_id] for m in (
+            decode_frame(p.read_bytes())[0] for p in (tmp_path / "loose").glob("*.lff")
+        ) if m.reason == "defect" and m.frame_id not in {s.frame_id for s in spooled}
+    )  # fmt: skip
+    # uploads: the most informative first, then per reason kept = uploaded + dropped + left
+    order = []
+    while (upload := tight.next_upload(NOW.date())) is not None:
+        order.append(informative(upload[0])[:2])
+        tight.uploaded(upload[0], len(upload[1]), NOW.date())
+        if len(order) == len(kept) // 2:
+            break
+    assert order == sorted(order) and len(order) == len(kept) // 2
+    left = tight.pending_by_reason()
+    for reason, c in by_reason.items():
+        assert c.kept == c.uploaded + c.dropped + left.get(reason, 0), reason
