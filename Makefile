@@ -55,8 +55,10 @@ unit: $(STAMP)
 
 # Everything: lint, types, and every test (slow ones included), spread over the cores
 # (each test starts its own brokers and servers on free ports, so workers never share one).
+# `loadgroup` here is tests/conftest.py's scheduler: tests sharing a module fixture or a
+# session broker stay on one worker, and the slow tests start first.
 test: setup lint typecheck
-	$(PYTEST) -n auto
+	$(PYTEST) -n auto --dist loadgroup --no-loadscope-reorder
 
 demo: setup
 	$(BIN)/linefleet demo --state-dir .demo
