@@ -57,9 +57,12 @@ unit: $(STAMP)
 # Everything: lint, types, and every test (slow ones included), spread over the cores
 # (each test starts its own brokers and servers on free ports, so workers never share one).
 # `loadgroup` here is tests/conftest.py's scheduler: tests sharing a module fixture or a
-# session broker stay on one worker, and the slow tests start first.
+# session broker stay on one worker, and the slow tests start first. The suite waits more than
+# it computes (brokers booting, leader elections, reconnects, timeouts: ~420 CPU seconds in a
+# 625 s run on 2 cores), so it runs more workers than cores (TEST_WORKERS=auto: one per core).
+TEST_WORKERS ?= 4
 test: setup lint typecheck
-	$(PYTEST) -n auto --dist loadgroup --no-loadscope-reorder
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 demo: setup
 	$(BIN)/linefleet demo --state-dir .demo
