@@ -49,6 +49,8 @@ class Client:
         )
         self.connected: list[Any] = []
         self.client.on_connect = lambda _c, _u, _f, rc, _p: self.connected.append(rc)
+        self.closed = False  # the broker closed the connection (how RabbitMQ refuses)
+        self.client.on_disconnect = lambda _c, _u, _f, _rc, _p: setattr(self, "closed", True)
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
         deadline = time.monotonic() + 20
@@ -64,7 +66,7 @@ class Client:
         because the broker closed the connection, is a refusal."""
         _, mid = self.client.subscribe(topic_filter, qos=1)
         deadline = time.monotonic() + 10
-        while mid not in self.subacks and time.monotonic() < deadline:
+        while mid not in self.subacks and not self.closed and time.monotonic() < deadline:
             time.sleep(0.05)
         return mid in self.subacks and not self.subacks[mid][0].is_failure
 
