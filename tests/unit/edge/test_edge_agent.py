@@ -518,3 +518,24 @@ def test_a_retired_spool_keeps_uploading_after_a_restart_and_is_discarded_after_
     assert [(e.line, e.reason, e.details["frames"]) for e in discarded] == [
         (OLD_LINE, "retired-line", 2)
     ]
+
+
+def test_a_folder_waits_for_the_first_model_instead_of_spending_its_frames(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    import threading
+
+    from edge_puller.runner import wait_for_a_model
+
+    agent = _agent(tmp_path / "state")
+    stop = threading.Event()
+    waiter = threading.Thread(target=wait_for_a_model, args=(agent, LINE, stop))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # no desired state yet: the frames are not read
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    waiter.join(2.0)
+    assert not waiter.is_alive()
+    assert agent.serve("cam-1", "f1", BRIGHT, LINE).model == "inc@1"
+    wait_for_a_model(agent, "plant/no-such-line", stop)  # a wrong --line does not hang
