@@ -205,7 +205,8 @@ def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False)
     if texture:
         parts += texture_features(g, grey_frame, size)
         parts += grainfree_features(g, grey_frame, size)
-    g.nodes.append(helper.make_node("Concat", parts, [OUTPUT], axis=1))
+    raw = g.op("Concat", parts, axis=1)
+    g.nodes.append(helper.make_node("Identity", [finite(g, raw)], [OUTPUT]))
     graph = helper.make_graph(
         g.nodes,
         "linefleet-features",
@@ -218,6 +219,21 @@ def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False)
     )
     model.ir_version = IR_VERSION
     return model
+
+
+FEATURE_LIMIT = 1e6
+
+
+def finite(g: Graph, x: str) -> str:
+    """`x` with NaN as 0 and every value within +-FEATURE_LIMIT. A black, white or flat frame
+    (a lens cap, the lights off, a saturated or 12-bit frame read as 8) makes some ratios 0/0
+    or x/0; unguarded, one such frame among the training frames stopped `linefleet train`
+    (scikit-learn refuses non-finite input) and on the edge decided by NaN."""
+    zero = g.const(np.array(0.0, np.float32), "zero")
+    cleaned = g.op("Where", [g.op("IsNaN", [x]), zero, x])
+    low = g.const(np.array(-FEATURE_LIMIT, np.float32), "feature_min")
+    high = g.const(np.array(FEATURE_LIMIT, np.float32), "feature_max")
+    return g.op("Clip", [cleaned, low, high])
 
 
 def extract(model: Any, images: Any, batch: int = 256) -> Any:
