@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from linefleet_core.modelio import interpolation
 from trainer.beltmask import product_mask
 from trainer.defectshape import COUNT as SHAPE_COUNT
 from trainer.defectshape import shape_features
@@ -254,10 +255,14 @@ def extract(model: Any, images: Any, batch: int = 256) -> Any:
 
 
 def to_tensor(bgr: Any, height: int, width: int | None = None, color: str = "rgb") -> Any:
-    """The model contract's preprocessing: BGR uint8 -> float32 [1, C, H, W] in [0, 1]."""
+    """The model contract's preprocessing: BGR uint8 -> float32 [1, C, H, W] in [0, 1], resized
+    as the edge resizes (`linefleet_core.modelio.interpolation`): a line-scan strip lower than
+    the input was area-averaged here and interpolated there, a skew of 0.23 per pixel."""
     import cv2
 
-    resized = cv2.resize(bgr, (width or height, height), interpolation=cv2.INTER_AREA)
+    size = (width or height, height)
+    inter = interpolation(bgr.shape[1], bgr.shape[0], *size)  # as the edge (contract v1)
+    resized = cv2.resize(bgr, size, interpolation=inter)
     if color == "gray":
         converted = cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)[:, :, None]
     elif color == "rgb":
