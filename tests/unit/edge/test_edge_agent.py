@@ -333,6 +333,22 @@ def test_unreadable_frames_are_counted_in_the_report(
     body = json.loads(build_report(agent))
     metrics = body["lines"][0]["metrics"]
     assert (metrics["frames"], metrics["unreadable_frames"]) == (1, 1)
+    assert body["error"] == ""  # some frames decided: counted, not an error
+
+
+def test_a_line_whose_frames_are_all_unreadable_is_a_device_error(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """A camera writing 12-bit TIFFs OpenCV cannot read left the device Healthy in status."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    for _ in range(3):
+        agent.unreadable()
+    error = ReportedState.model_validate_json(build_report(agent)).error
+    assert error == f"frames {LINE}: 3 unreadable frame(s) and none decided since the last report"
+    agent.serve("cam-1", "f1", BRIGHT)
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
 
 
 def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
