@@ -2,7 +2,10 @@
 
 Each yields `(frame_id, frame)` with `frame` an 8-bit BGR image as OpenCV decodes it. An
 unreadable file is yielded as `(frame_id, None)` so the caller can count and report it; it
-never stops inspection. A directory source keeps watching for new files until stopped.
+never stops inspection. In a folder, a file that does not decode yet and was modified in the
+last SETTLE_SECONDS is taken as still being written (a camera or a copy that has not finished)
+and read again on a later poll, not counted as unreadable. A directory source keeps watching
+for new files until stopped.
 
 Cameras and video files share one capture loop over `cv2.VideoCapture`. A video file is
 opened at once (a file OpenCV cannot read is a usage error) and ends with its stream. A
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,10 +29,12 @@ import numpy as np
 from edge_puller.runtime import Frame
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
+from linefleet_core.imagefile import decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
 POLL_SECONDS = 0.2
+SETTLE_SECONDS = 2.0  # an unreadable file younger than this may still be being written
 CAMERA_RETRY_CAP = 10.0
 log = logging.getLogger("linefleet.edge")
 
@@ -75,12 +81,22 @@ def open_camera(
 
 
 def _read_image(path: Path) -> Frame | None:
+    """The frame as the trainer read its training frames (`linefleet_core.imagefile`)."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = path.read_bytes()
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = decode_image(data)
     return None if image is None else np.asarray(image, dtype=np.uint8)
+
+
+def _still_written(path: Path, now: float | None = None) -> bool:
+    """Whether `path` was modified in the last SETTLE_SECONDS (a file gone counts as settled)."""
+    try:
+        modified = path.stat().st_mtime
+    except OSError:
+        return False
+    return (time.time() if now is None else now) - modified < SETTLE_SECONDS
 
 
 def _directory(
@@ -112,12 +128,17 @@ def _directory(
             retry.reset()
             on_problem("")
         fresh = sorted(p for p in names if p.name not in seen)
+        waiting = 0
         for path in fresh:
             if stop.is_set():
                 return
+            image = _read_image(path)
+            if image is None and _still_written(path):
+                waiting += 1  # looked at again on the next poll
+                continue
             seen.add(path.name)
-            yield prefix + path.name, _read_image(path)
-        if not fresh:
+            yield prefix + path.name, image
+        if len(fresh) == waiting:
             stop.wait(POLL_SECONDS)
 
 

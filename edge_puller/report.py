@@ -56,6 +56,21 @@ class Reporting(Protocol):
     def removed(self) -> bool: ...
 
 
+def unreadable_only(lines: list[dict[str, Any]]) -> list[str]:
+    """Lines whose last window had unreadable frames and no decided one: the line is blind (a
+    camera writing a format OpenCV cannot read, truncated files), a device error as a camera
+    that cannot be opened is, so `linefleet status` does not show it Healthy."""
+    found = []
+    for line in lines:
+        metrics = line.get("metrics") or {}
+        if metrics.get("unreadable_frames") and not metrics.get("frames"):
+            found.append(
+                f"frames {line['line']}: {metrics['unreadable_frames']} unreadable frame(s) and "
+                "none decided since the last report"
+            )
+    return found
+
+
 def build_report(agent: Reporting) -> bytes:
     """The `ReportedState` snapshot (JSON bytes, checked and fitted) of what the agent holds,
     runs and measures."""
@@ -74,7 +89,10 @@ def build_report(agent: Reporting) -> bytes:
         ).model_dump()
     keys = sorted(set(target.lines if target else ()) | set(state.active))
     lines = [_line_status(agent, key) for key in keys]
-    error = "; ".join(text for text in (agent.error or agent.waiting, agent.frames_problem) if text)
+    blind = "; ".join(unreadable_only(lines))
+    error = "; ".join(
+        text for text in (agent.error or agent.waiting, agent.frames_problem, blind) if text
+    )
     if agent.removed:
         error = "removed from the fleet"
     body = {

@@ -36,6 +36,8 @@ from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.oci import Credentials
 from linefleet_core.signing import SigningKey, TrustedKeys
 
+log = logging.getLogger("linefleet.edge")
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -151,7 +153,7 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
     sink = _open_sink(options.results)
     try:
         if source is not None:
-            _frames(agent, options, source, sink)
+            _frames(agent, options, source, sink, stop)
         else:
             assert options.sources is not None
             every_camera(agent, options, options.sources, sink, stop)
@@ -171,7 +173,28 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
     return 0
 
 
-def _frames(agent: Agent, options: RunOptions, source: Frames, sink: IO[str]) -> None:
+def wait_for_a_model(agent: Agent, line: str | None, stop: threading.Event) -> None:
+    """Until `line` (any line without one) has a model loaded: a folder's or a video's frames
+    are not read before, so a backlog is decided by a model instead of being spent as "no
+    model" while the first download runs (as `--sources` workers wait, `_inspect`)."""
+    while not stop.is_set():
+        served = agent.engine.lines()
+        if (line in served) if line else served:
+            return
+        target = agent.state.target
+        if line and target is not None and line not in target.lines:
+            log.warning(
+                "--line %s: this device serves no such line (it serves %s); its frames get "
+                "no model", line, ", ".join(sorted(target.lines)) or "none",
+            )  # fmt: skip
+            return
+        stop.wait(0.2)
+
+
+def _frames(
+    agent: Agent, options: RunOptions, source: Frames, sink: IO[str], stop: threading.Event
+) -> None:
+    wait_for_a_model(agent, options.line, stop)
     for served, (frame_id, frame) in enumerate(source, start=1):
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         record: dict[str, Any]

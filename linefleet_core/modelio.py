@@ -169,6 +169,12 @@ def tiles(width: int, height: int, tiling: tuple[int, int] | None) -> list[Roi]:
     ]
 
 
+def interpolation(width: int, height: int, to_width: int, to_height: int) -> int:
+    """How a frame is stretched to the model's input, here and in the trainer
+    (`trainer.features.to_tensor`): area averaging when both sides shrink, else bilinear."""
+    return cv2.INTER_AREA if to_width <= width and to_height <= height else cv2.INTER_LINEAR
+
+
 def _resize(image: Frame, c: Contract, x0: int, y0: int) -> tuple[Frame, Placement]:
     h, w = image.shape[:2]
     if (h, w) == (c.height, c.width):
@@ -182,8 +188,9 @@ def _resize(image: Frame, c: Contract, x0: int, y0: int) -> tuple[Frame, Placeme
         boxed = np.full((c.height, c.width, image.shape[2]), LETTERBOX_FILL, dtype=np.uint8)
         boxed[top : top + nh, left : left + nw] = scaled
         return boxed, Placement(x0, y0, nw / w, nh / h, float(left), float(top))
-    inter = cv2.INTER_AREA if c.width <= w and c.height <= h else cv2.INTER_LINEAR
-    out = cv2.resize(image, (c.width, c.height), interpolation=inter)
+    out = cv2.resize(
+        image, (c.width, c.height), interpolation=interpolation(w, h, c.width, c.height)
+    )
     return np.asarray(out, dtype=np.uint8), Placement(x0, y0, c.width / w, c.height / h)
 
 

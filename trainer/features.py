@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from linefleet_core.modelio import interpolation
 from trainer.beltmask import product_mask
 from trainer.defectshape import COUNT as SHAPE_COUNT
 from trainer.defectshape import shape_features
@@ -205,7 +206,8 @@ def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False)
     if texture:
         parts += texture_features(g, grey_frame, size)
         parts += grainfree_features(g, grey_frame, size)
-    g.nodes.append(helper.make_node("Concat", parts, [OUTPUT], axis=1))
+    raw = g.op("Concat", parts, axis=1)
+    g.nodes.append(helper.make_node("Identity", [finite(g, raw)], [OUTPUT]))
     graph = helper.make_graph(
         g.nodes,
         "linefleet-features",
@@ -218,6 +220,21 @@ def feature_graph(size: int = 64, batch: int | str = "N", texture: bool = False)
     )
     model.ir_version = IR_VERSION
     return model
+
+
+FEATURE_LIMIT = 1e6
+
+
+def finite(g: Graph, x: str) -> str:
+    """`x` with NaN as 0 and every value within +-FEATURE_LIMIT. A black, white or flat frame
+    (a lens cap, the lights off, a saturated or 12-bit frame read as 8) makes some ratios 0/0
+    or x/0; unguarded, one such frame among the training frames stopped `linefleet train`
+    (scikit-learn refuses non-finite input) and on the edge decided by NaN."""
+    zero = g.const(np.array(0.0, np.float32), "zero")
+    cleaned = g.op("Where", [g.op("IsNaN", [x]), zero, x])
+    low = g.const(np.array(-FEATURE_LIMIT, np.float32), "feature_min")
+    high = g.const(np.array(FEATURE_LIMIT, np.float32), "feature_max")
+    return g.op("Clip", [cleaned, low, high])
 
 
 def extract(model: Any, images: Any, batch: int = 256) -> Any:
@@ -238,10 +255,14 @@ def extract(model: Any, images: Any, batch: int = 256) -> Any:
 
 
 def to_tensor(bgr: Any, height: int, width: int | None = None, color: str = "rgb") -> Any:
-    """The model contract's preprocessing: BGR uint8 -> float32 [1, C, H, W] in [0, 1]."""
+    """The model contract's preprocessing: BGR uint8 -> float32 [1, C, H, W] in [0, 1], resized
+    as the edge resizes (`linefleet_core.modelio.interpolation`): a line-scan strip lower than
+    the input was area-averaged here and interpolated there, a skew of 0.23 per pixel."""
     import cv2
 
-    resized = cv2.resize(bgr, (width or height, height), interpolation=cv2.INTER_AREA)
+    size = (width or height, height)
+    inter = interpolation(bgr.shape[1], bgr.shape[0], *size)  # as the edge (contract v1)
+    resized = cv2.resize(bgr, size, interpolation=inter)
     if color == "gray":
         converted = cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)[:, :, None]
     elif color == "rgb":

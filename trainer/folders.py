@@ -18,6 +18,7 @@ it comes from (`ROOT/toledo/lnie-1: line: unknown line 'toledo/lnie-1'; did you 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from trainer.imports import AnnotationLine, ImportResult, Located, stage, write_
 from trainer.places import Places
 from trainer.store import LabelStore
 
-IMAGES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+IMAGES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})  # as the edge
 PLACE = ("site", "line", "camera")
+DEFAULT_MAP = {"good": "ok"}
 
 
 def _images(folder: Path) -> list[Path]:
@@ -57,6 +59,29 @@ def _row(
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def _quoted(folder: str) -> str:
+    """`FOLDER=CLASS` as the shell needs it (a folder name with a space is quoted)."""
+    return shlex.quote(f"{folder}=CLASS")
+
+
+def class_of(
+    folder: str,
+    class_map: Mapping[str, str],
+    taxonomies: Mapping[str, Taxonomy],
+    taxonomy: str | None,
+) -> str:
+    """The class a class folder holds: `--map` first, then the folder's name; a name that is
+    no class as written is matched without case, with spaces and underscores as hyphens
+    (`Scratch`, `DENT`, `oil_film`), and `good` is `ok` (as in MVTec AD)."""
+    if folder in class_map:
+        return class_map[folder]
+    if not check_class(taxonomies, taxonomy, folder):
+        return folder
+    plain = "-".join(folder.strip().lower().replace("_", " ").split())
+    plain = class_map.get(plain, DEFAULT_MAP.get(plain, plain))
+    return plain if not check_class(taxonomies, taxonomy, plain) else folder
 
 
 def _check_levels(levels: Sequence[str], fixed: Mapping[str, str]) -> None:
@@ -104,12 +129,12 @@ def folder_rows(
             zip(levels, (root.joinpath(*parts[: i + 1]) for i in range(len(parts))), strict=True)
         )
         values = {**fixed, **dict(zip(levels, parts, strict=True))}
-        values["class"] = class_map.get(values["class"], values["class"])
+        values["class"] = class_of(values["class"], class_map, taxonomies, taxonomy)
         bad = places.check(values["site"], values["line"], values["camera"]) if places else []
         for field, message in bad:
             add(folder.get(field, root), field, message)
         if problem := check_class(taxonomies, taxonomy, values["class"]):
-            hint = "" if parts[-1] in class_map else f"; map it with --map {parts[-1]}=CLASS"
+            hint = "" if parts[-1] in class_map else f"; map it with --map {_quoted(parts[-1])}"
             add(folder["class"], "class", problem + hint)
             continue
         if bad:
@@ -167,7 +192,7 @@ def import_mvtec(
     fixed = {k: v for k, v in fixed.items() if v}
     _check_levels(("class",), fixed)
     _need(annotator, taxonomy)
-    mapping = {"good": "ok", **(class_map or {})}
+    mapping = {**DEFAULT_MAP, **(class_map or {})}
     findings: list[Finding] = []
     rows = []
     for split in ("train", "test"):
@@ -194,8 +219,8 @@ def _finish(
     places: Places | None,
 ) -> ImportResult:
     if not rows and not findings:
-        raise UsageError(f"{root}: no images (*.png, *.jpg, *.bmp) under it")
-    staged = stage(rows, root, store, frames, places, findings)
+        raise UsageError(f"{root}: no images (*.png, *.jpg, *.bmp, *.tif, *.webp) under it")
+    staged = stage(rows, Path(), store, frames, places, findings)  # rows name root/... already
     if findings:
         raise FindingsError(findings)
     return write_staged(staged, store, frames, str(root))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import PermanentError, UsageError
+from linefleet_core.imagefile import decode_image
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -33,15 +34,18 @@ def sha256_of(data: bytes) -> str:
 
 
 def decode(data: bytes, where: str) -> Any:
-    """Decode image bytes to a BGR uint8 array, or raise `UnreadableFrame` naming `where`."""
-    import cv2
-    import numpy as np
+    """Decode image bytes to a BGR uint8 array, or raise `UnreadableFrame` naming `where`.
 
+    Grey, 16-bit and colour frames are read as the edge reads them
+    (`linefleet_core.imagefile.decode_image`)."""
     if not data:
         raise UnreadableFrame(f"{where}: empty file, not an image")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise UnreadableFrame(f"{where}: not an image OpenCV can read (PNG, JPEG, BMP, ...)")
+    image = decode_image(data)
+    if image is None:
+        raise UnreadableFrame(
+            f"{where}: not an image OpenCV can read (PNG, JPEG, BMP, TIFF, WebP; truncated, "
+            "or a header declaring more pixels than OpenCV allows)"
+        )
     return image
 
 

@@ -227,6 +227,12 @@ def propose(
     proposal: PromotionRequest, forge: Forge, frames: FrameStore, taxonomies: Mapping[str, Taxonomy]
 ) -> ProposalResult:
     repo = gitrepo.open_repo(proposal.repo)
+    if proposal.remote not in [r.name for r in repo.remotes]:
+        raise UsageError(
+            f"{proposal.repo}: no git remote {proposal.remote!r} to push the proposal to (remotes: "
+            f"{', '.join(r.name for r in repo.remotes) or 'none'}); add one (`git remote add "
+            f"{proposal.remote} URL`, a bare repository on this machine will do) or give --remote"
+        )
     try:
         repo.remote(proposal.remote).fetch()
     except Exception as exc:

@@ -46,15 +46,49 @@ AUTO_SIZES = (64, 96, 128)
 """`--size auto` picks the largest of these that the training frames fill (their median side)."""
 
 
-def auto_size(frames: FrameStore, items: Sequence[Item], sample: int = 64) -> int:
+def frame_shapes(
+    frames: FrameStore, items: Sequence[Item], sample: int = 64
+) -> list[tuple[int, int]]:
+    """(height, width) of up to `sample` of `items`, spread over them."""
+    step = max(1, len(items) // sample)
+    return [frames.load(i.frame).shape[:2] for i in items[::step][:sample]]
+
+
+def auto_size(
+    frames: FrameStore,
+    items: Sequence[Item],
+    sample: int = 64,
+    shapes: Sequence[tuple[int, int]] | None = None,
+) -> int:
     """The input size for frames like `items`: the largest of `AUTO_SIZES` not above the
     median shorter side of (up to `sample` of) them, so a frame is never shrunk further than
     it must (a small defect on a 128 px frame keeps twice the pixels it has at 64 px) and
     never enlarged beyond 64 px. Larger frames are capped at 128: use the CNN ROI and tiles."""
-    step = max(1, len(items) // sample)
-    sides = sorted(min(frames.load(i.frame).shape[:2]) for i in items[::step][:sample])
+    found = frame_shapes(frames, items, sample) if shapes is None else shapes
+    sides = sorted(min(shape) for shape in found)
     median = sides[len(sides) // 2] if sides else AUTO_SIZES[0]
     return max([s for s in AUTO_SIZES if s <= median], default=AUTO_SIZES[0])
+
+
+def input_note(width: int, height: int, size: int) -> str:
+    """What the square input does to frames of median `width` x `height` ("" when little):
+    shrunk more than 4x (a defect of a few pixels may vanish) or stretched from an aspect of
+    1.5 or more (a line-scan strip), said so at training instead of silently."""
+    if not width or not height:
+        return ""
+    shrink = min(width, height) / size
+    aspect = max(width, height) / min(width, height)
+    said = []
+    if shrink > 4:
+        said.append(f"shrunk {shrink:.1f}x (a defect under ~{shrink:.0f} px is below a pixel)")
+    if aspect >= 1.5:
+        said.append(f"aspect {aspect:.1f}:1 stretched to 1:1")
+    if not said:
+        return ""
+    return (
+        f"input {size} x {size} px from frames of median {width} x {height} px: "
+        f"{', '.join(said)}; for small defects: --backend cnn with --roi and --tiles"
+    )
 
 
 @dataclass(frozen=True)
@@ -185,8 +219,14 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
             f"dataset {version.short} ({version.taxonomy}) has {len(items)} training frame(s) "
             f"with {len(present)} class(es); training needs at least two classes{hint}"
         )
-    size = config.size or auto_size(frames, items)
-    chosen = {"input_size": size}
+    shapes = frame_shapes(frames, items)
+    size = config.size or auto_size(frames, items, shapes=shapes)
+    heights, widths = sorted(h for h, _ in shapes), sorted(w for _, w in shapes)
+    chosen = {
+        "input_size": size,
+        "frame_width_median": widths[len(widths) // 2] if widths else 0,
+        "frame_height_median": heights[len(heights) // 2] if heights else 0,
+    }
     if config.backend == "cnn":
         images = load_images(frames, items, size)
         labels = np.array([version.classes.index(i.cls) for i in items])

@@ -101,7 +101,13 @@ def run(ns: argparse.Namespace) -> int:
     from trainer.evidence import factory_rates, show
     from trainer.run import TrainRequest, train_run
     from trainer.tracking import default_uri
-    from trainer.train import DEFAULT_BACKEND, DEFAULT_CLASSIFIER, DEFAULT_TEXTURE, TrainConfig
+    from trainer.train import (
+        DEFAULT_BACKEND,
+        DEFAULT_CLASSIFIER,
+        DEFAULT_TEXTURE,
+        TrainConfig,
+        input_note,
+    )
     from trainer.workspace import Workspace
 
     ws = Workspace(state=ns.state, fleet_repo=ns.fleet_repo, labels_url=ns.labels)
@@ -178,6 +184,15 @@ def run(ns: argparse.Namespace) -> int:
     )
     print(f"holdout accuracy {result.overall.accuracy:.3f} on {result.overall.frames} frame(s)")
     fitted = result.model.fitted
+    tiled = config.backend == "cnn" and config.cnn.tiles > 1
+    if not tiled and (
+        note := input_note(
+            int(fitted.get("frame_width_median", 0)),
+            int(fitted.get("frame_height_median", 0)),
+            int(fitted.get("input_size", 0)) or 1,
+        )
+    ):
+        print(note)
     if "ok_scale" in fitted:
         print(
             f"operating point: P(ok) x {fitted['ok_scale']:.3g} (out-of-fold escape "

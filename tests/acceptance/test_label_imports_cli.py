@@ -115,3 +115,33 @@ def test_mvtec_ad_category_with_a_class_map(
     assert "imported 9 annotation(s), 9 new frame(s) (mvtec)" in capsys.readouterr().out
     assert lf(repo, "import", str(cat), "--annotator", "ana", "--taxonomy", "x@1") == 2
     assert "give --site, or a `site` level in --levels" in capsys.readouterr().err
+
+
+def test_a_plant_tree_given_relative_with_camera_folder_names_and_a_hostile_header(
+    repo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "export"
+    _images(root / "Good", 2, 1)  # `good` is `ok`, as in MVTec AD
+    _images(root / "SCRATCH", 2, 2)  # case is not a different class
+    _images(root / "oil stain", 1, 3)
+    monkeypatch.chdir(tmp_path)
+    args = ["import", "export", "--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
+    args += ["--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    err = capsys.readouterr().err
+    assert "export/oil stain: class: unknown class 'oil stain'" in err
+    assert "map it with --map 'oil stain=CLASS'" in err  # as the shell needs it
+    assert "Good" not in err and "SCRATCH" not in err
+    header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\xea`\x00\x00\xea`\x08\x00\x00\x00\x00"
+    (root / "Good" / "huge.png").write_bytes(header + b"\x00" * 16)  # 60000 x 60000
+    assert lf(repo, *args, "--map", "oil stain=oil") == 1
+    err = capsys.readouterr().err
+    assert "export/Good: image: export/Good/huge.png: not an image OpenCV can read" in err
+    (root / "Good" / "huge.png").unlink()
+    assert lf(repo, *args, "--map", "oil stain=oil") == 0
+    assert "imported 5 annotation(s), 5 new frame(s) (folder)" in capsys.readouterr().out
+    doc = _dataset(repo, capsys)
+    assert doc["frames"] == 5

@@ -333,6 +333,22 @@ def test_unreadable_frames_are_counted_in_the_report(
     body = json.loads(build_report(agent))
     metrics = body["lines"][0]["metrics"]
     assert (metrics["frames"], metrics["unreadable_frames"]) == (1, 1)
+    assert body["error"] == ""  # some frames decided: counted, not an error
+
+
+def test_a_line_whose_frames_are_all_unreadable_is_a_device_error(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """A camera writing 12-bit TIFFs OpenCV cannot read left the device Healthy in status."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    for _ in range(3):
+        agent.unreadable()
+    error = ReportedState.model_validate_json(build_report(agent)).error
+    assert error == f"frames {LINE}: 3 unreadable frame(s) and none decided since the last report"
+    agent.serve("cam-1", "f1", BRIGHT)
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
 
 
 def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
@@ -518,3 +534,24 @@ def test_a_retired_spool_keeps_uploading_after_a_restart_and_is_discarded_after_
     assert [(e.line, e.reason, e.details["frames"]) for e in discarded] == [
         (OLD_LINE, "retired-line", 2)
     ]
+
+
+def test_a_folder_waits_for_the_first_model_instead_of_spending_its_frames(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    import threading
+
+    from edge_puller.runner import wait_for_a_model
+
+    agent = _agent(tmp_path / "state")
+    stop = threading.Event()
+    waiter = threading.Thread(target=wait_for_a_model, args=(agent, LINE, stop))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # no desired state yet: the frames are not read
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    waiter.join(2.0)
+    assert not waiter.is_alive()
+    assert agent.serve("cam-1", "f1", BRIGHT, LINE).model == "inc@1"
+    wait_for_a_model(agent, "plant/no-such-line", stop)  # a wrong --line does not hang

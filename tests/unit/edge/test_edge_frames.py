@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -25,6 +27,7 @@ def test_directory_yields_images_in_order_and_unreadable_ones_as_none(tmp_path: 
     for name, level in (("b.png", 10), ("a.jpg", 200)):
         cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), level, dtype=np.uint8))
     (tmp_path / "c.png").write_bytes(b"garbage")
+    os.utime(tmp_path / "c.png", (time.time() - 60, time.time() - 60))  # settled: unreadable
     (tmp_path / "notes.txt").write_text("ignored")
     stop = threading.Event()
     found = []
@@ -34,6 +37,29 @@ def test_directory_yields_images_in_order_and_unreadable_ones_as_none(tmp_path: 
             stop.set()
     assert [f[0] for f in found] == ["a.jpg", "b.png", "c.png"]
     assert found[1][1] == 10 and found[2][1] is None
+
+
+def test_a_frame_still_being_written_is_read_once_complete_not_counted_unreadable(
+    tmp_path: Path,
+) -> None:
+    _, buf = cv2.imencode(".png", np.full((24, 64), 77, dtype=np.uint8))
+    data = buf.tobytes()
+    (tmp_path / "a.png").write_bytes(data[: len(data) // 2])  # the camera is still writing
+    stop = threading.Event()
+    frames = open_source(str(tmp_path), stop)
+    found: list[tuple[str, int | None]] = []
+
+    def finish() -> None:
+        time.sleep(0.3)
+        (tmp_path / "a.png").write_bytes(data)
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    for frame_id, frame in frames:
+        found.append((frame_id, None if frame is None else int(frame.mean())))
+        stop.set()
+    writer.join()
+    assert found == [("a.png", 77)]
 
 
 def test_video_file_yields_every_frame(tmp_path: Path) -> None:

@@ -116,3 +116,14 @@ def test_the_exported_scores_decide_what_the_scaled_pipeline_decides() -> None:
     np.testing.assert_allclose(
         probs[:, 0], expected[:, 0] * scale / (expected[:, 0] * scale + expected[:, 1]), atol=1e-5
     )
+
+
+def test_training_says_when_the_square_input_shrinks_or_stretches_the_frames() -> None:
+    from trainer.train import input_note
+
+    assert input_note(128, 128, 128) == "" and input_note(640, 480, 128) == ""
+    strip = input_note(1280, 400, 128)
+    assert "aspect 3.2:1 stretched to 1:1" in strip and "shrunk" not in strip
+    big = input_note(2592, 1944, 128)
+    assert "shrunk 15.2x" in big and "--roi and --tiles" in big and "aspect" not in big
+    assert input_note(0, 0, 128) == ""

@@ -10,7 +10,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from trainer.features import FEATURE_COUNT, GRID, extract, feature_graph, to_tensor
+from trainer.features import (
+    FEATURE_COUNT,
+    FEATURE_LIMIT,
+    GRID,
+    extract,
+    feature_graph,
+    to_tensor,
+)
 from trainer.train import PROBABILITIES, export, predict_with, session_for
 
 
@@ -109,3 +116,21 @@ def test_extent_tells_a_line_from_a_cluster_of_points() -> None:
     f = extract(feature_graph(64), np.concatenate([line, points]))
     elongation = FEATURE_COUNT - 18 + 1  # extent of the fine residual above 3x its median
     assert f[0, elongation] > 0.8 > f[1, elongation] + 0.3
+
+
+def test_black_white_and_flat_frames_give_finite_features() -> None:
+    """A lens cap or a saturated frame made ratios 0/0: `linefleet train` stopped (exit 3)."""
+    frames = [np.full((48, 80, 3), level, np.uint8) for level in (0, 7, 255)]
+    x = extract(feature_graph(64, texture=True), np.concatenate([to_tensor(f, 64) for f in frames]))
+    assert np.isfinite(x).all() and np.abs(x).max() <= FEATURE_LIMIT
+
+
+@pytest.mark.parametrize("shape", [(40, 1280), (48, 48), (400, 1280), (300, 40)])
+def test_training_frames_are_resized_as_the_edge_resizes_them(shape: tuple[int, int]) -> None:
+    """A line-scan strip lower than the input was area-averaged in training and interpolated
+    on the device (0.23 mean difference per pixel at 1280 x 96 -> 128)."""
+    from linefleet_core.modelio import Contract, prepare
+
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3)).astype(np.uint8)
+    edge, _ = prepare(frame, Contract(("ok", "scratch"), height=64, width=64))
+    assert np.allclose(to_tensor(frame, 64), edge, atol=1e-6)
