@@ -49,7 +49,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--seed", type=int, default=0, help="varies cameras and rollout stages (default: 0)"
     )
     g.add_argument("--force", action="store_true", help="replace the fleet in a non-empty --out")
-    g.add_argument("--git", action="store_true", help="initialise a git repository and commit")
+    g.add_argument(
+        "--git",
+        action="store_true",
+        help="initialise a git repository and commit (with the .gitignore `linefleet init` writes)",
+    )
     g.set_defaults(run=run_generate)
 
 
@@ -104,12 +108,17 @@ def run_generate(ns: argparse.Namespace) -> int:
 def _commit(out: Path, shape: FleetShape) -> None:
     import git
 
+    from linefleet.scaffold.templates import GITIGNORE
+
     repo = git.Repo(out) if (out / ".git").exists() else git.Repo.init(out, initial_branch="main")
+    ignore = out / ".gitignore"
+    if not ignore.exists():  # as `linefleet init` writes: keys and commands' local state stay out
+        ignore.write_text(GITIGNORE, encoding="utf-8")
     with repo.config_writer() as config:
         if not config.has_option("user", "name"):
             config.set_value("user", "name", "linefleet generator")
             config.set_value("user", "email", "generator@linefleet.invalid")
-    repo.git.add("--all", "fleet", "taxonomies", "schema")
+    repo.git.add("--all", "fleet", "taxonomies", "schema", ".gitignore")
     repo.index.commit(
         f"Generate fleet: {shape.sites} sites x {shape.lines_per_site} lines x "
         f"{shape.cameras_per_line} cameras (seed {shape.seed})"

@@ -94,6 +94,12 @@ def test_git_initialises_and_commits(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not repo.is_dirty(untracked_files=True)
     assert str(repo.head.commit.message).startswith("Generate fleet: 1 sites x 4 lines x 3 cameras")
     assert "fleet/policy.yaml" in repo.git.ls_files().splitlines()
+    # commands run in the repository keep their state out of it, as after `linefleet init`
+    (tmp_path / "repo" / ".linefleet" / "trainer").mkdir(parents=True)
+    (tmp_path / "repo" / ".linefleet" / "trainer" / "mlflow.db").write_bytes(b"x")
+    (tmp_path / "repo" / "signing.key").write_bytes(b"secret")
+    assert not repo.is_dirty(untracked_files=True)
+    assert ".gitignore" in repo.git.ls_files().splitlines()
 
 
 @pytest.mark.parametrize(
