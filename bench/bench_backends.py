@@ -271,8 +271,8 @@ def _cnn_rounds(
             model = fit(subset, ws.frames, config)
         except Exception:  # one class only so far
             return None
-        ok_scale = float(np.exp(model.fitted.get("cnn_ok_bias", 0.0)))
-        return model.predict(hold_images), model.predict(images[pool]), ok_scale
+        # 1.0: `labels queue` cannot read a CNN's ok_bias back from its artifact (trainer.active)
+        return model.predict(hold_images), model.predict(images[pool]), 1.0
 
     return predict
 
