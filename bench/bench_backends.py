@@ -48,7 +48,7 @@ from othersource import LEVELS, TAXONOMY, write_tree  # noqa: E402
 
 from factory_sim.dataset import generate  # noqa: E402
 from tests.support.trainer_data import write_taxonomies  # noqa: E402
-from trainer.active import uncertainty  # noqa: E402
+from trainer.active import uncertainty, unscale  # noqa: E402
 from trainer.cnn import CnnConfig  # noqa: E402
 from trainer.datasets import DatasetVersion, build  # noqa: E402
 from trainer.evaluate import ModelUnderTest, evaluate  # noqa: E402
@@ -202,7 +202,7 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
                 curve.append((len(labelled), 0.0))
                 labelled += [int(i) for i in rng.choice(pool, batch, replace=False)]
                 continue
-            probs_hold, probs_pool = scored
+            probs_hold, probs_pool, ok_scale = scored
             acc = float(np.mean(probs_hold.argmax(axis=1) == yt))
             curve.append((len(labelled), round(acc, 4)))
             log(f"    AL {backend} {strategy} {len(labelled)} labels: {acc:.3f}")
@@ -211,7 +211,9 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
             if strategy == "random":
                 pick = rng.choice(pool, min(batch, len(pool)), replace=False)
             else:
-                scores = uncertainty(probs_pool, "margin")
+                # as `labels queue`: on the classifier's own probabilities (operating point out)
+                ok = version.classes.index("ok") if "ok" in version.classes else None
+                scores = uncertainty(unscale(probs_pool, ok, ok_scale), "margin")
                 pick = pool[np.argsort(-scores, kind="stable")[:batch]]
             labelled += [int(i) for i in pick]
         results[strategy] = curve
@@ -219,8 +221,9 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
             "holdout_frames": len(hold)}  # fmt: skip
 
 
-Predict = Callable[[list[int], Any], "tuple[Any, Any] | None"]
-"""(labelled rows, pool rows) -> (holdout, pool) probabilities; None: one class only so far."""
+Predict = Callable[[list[int], Any], "tuple[Any, Any, float] | None"]
+"""(labelled rows, pool rows) -> (holdout, pool) probabilities as the exported model gives them
+(operating point in) and the operating point's P(ok) factor; None: one class only so far."""
 
 
 def _feature_rounds(
@@ -250,7 +253,8 @@ def _feature_rounds(
         point = feature_operating_point(x[rows], y[rows], classes,
                                         [groups[i] for i in rows], config)  # fmt: skip
         pipeline = classifier(config).fit(x[rows], y[rows])
-        return scaled(pipeline, x_hold, point.ok_scale), scaled(pipeline, x[pool], point.ok_scale)
+        return (scaled(pipeline, x_hold, point.ok_scale), scaled(pipeline, x[pool], point.ok_scale),
+                point.ok_scale)  # fmt: skip
 
     return predict
 
@@ -267,7 +271,8 @@ def _cnn_rounds(
             model = fit(subset, ws.frames, config)
         except Exception:  # one class only so far
             return None
-        return model.predict(hold_images), model.predict(images[pool])
+        # 1.0: `labels queue` cannot read a CNN's ok_bias back from its artifact (trainer.active)
+        return model.predict(hold_images), model.predict(images[pool]), 1.0
 
     return predict
 

@@ -413,7 +413,7 @@ def run_quality(ns: argparse.Namespace) -> int:
 def run_queue(ns: argparse.Namespace) -> int:
     import numpy as np
 
-    from trainer.active import rank
+    from trainer.active import artifact_operating_point, rank
     from trainer.features import to_tensor
     from trainer.train import predict_with, session_for
 
@@ -424,7 +424,9 @@ def run_queue(ns: argparse.Namespace) -> int:
     busy |= {ov.frame for ov in state.overrides.values() if ov.frame}
     todo = sorted(sha for sha in store.frames() if sha not in busy)
     try:
-        session = session_for(ns.model.read_bytes())
+        model = ns.model.read_bytes()
+        session = session_for(model)
+        ok, ok_scale = artifact_operating_point(model)  # ranked with it divided back out
     except Exception as exc:
         raise UsageError(f"--model {ns.model}: not a loadable ONNX model ({exc})") from None
     _, _, height, width = session.get_inputs()[0].shape
@@ -432,7 +434,7 @@ def run_queue(ns: argparse.Namespace) -> int:
         predict_with(session, to_tensor(ws.frames.load(sha), height, width, ns.color))[0]
         for sha in todo
     ]
-    ranked = rank(todo, np.array(probs), ns.strategy)[: ns.limit] if todo else []
+    ranked = rank(todo, np.array(probs), ns.strategy, ok, ok_scale)[: ns.limit] if todo else []
     if ns.format == "json":
         doc = {"format_version": 1, "strategy": ns.strategy, "unlabelled": len(todo)}
         doc["queue"] = [{"frame": f, "uncertainty": round(u, 6)} for f, u in ranked]

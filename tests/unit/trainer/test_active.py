@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.active import rank, uncertainty
+from trainer.active import rank, uncertainty, unscale
 
 P = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
 
@@ -26,3 +26,19 @@ def test_bad_input_is_refused() -> None:
         uncertainty(np.ones((3, 1)), "margin")
     with pytest.raises(ValueError, match="unknown strategy"):
         uncertainty(P, "random")  # type: ignore[arg-type]
+
+
+def test_ranking_divides_the_operating_point_back_out() -> None:
+    # the classifier's own P: a is a coin flip ok/scratch, b is surely ok, c surely scratch
+    own = np.array([[0.5, 0.5], [0.999, 0.001], [0.001, 0.999]])
+    scale = 1e-3  # an operating point that multiplies P(ok) by 1e-3 (export: renormalised)
+    placed = own * [scale, 1.0]
+    placed /= placed.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(unscale(placed, 0, scale), own)
+    # on the placed probabilities the surely-ok frame b looks the most uncertain...
+    assert rank(["a", "b", "c"], placed, "margin")[0][0] == "b"
+    # ...on the classifier's own, the coin flip a is first
+    assert [f for f, _ in rank(["a", "b", "c"], placed, "margin", 0, scale)] == ["a", "b", "c"]
+    np.testing.assert_array_equal(unscale(placed, None, scale), placed)
+    with pytest.raises(ValueError, match="ok_scale"):
+        unscale(placed, 0, 0.0)

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
+from trainer.active import artifact_operating_point, unscale
 from trainer.cnn import operating_bias
 from trainer.features import extract, feature_graph
 from trainer.train import (
@@ -116,6 +117,14 @@ def test_the_exported_scores_decide_what_the_scaled_pipeline_decides() -> None:
     np.testing.assert_allclose(
         probs[:, 0], expected[:, 0] * scale / (expected[:, 0] * scale + expected[:, 1]), atol=1e-5
     )
+    # the label queue reads the point back from the artifact and divides it out
+    ok, found = artifact_operating_point(data)
+    assert ok == 0 and found == pytest.approx(scale, rel=1e-6)
+    own = unscale(probs, ok, found)
+    np.testing.assert_allclose(own[:, [0, 2]], expected, atol=1e-4)
+    assert artifact_operating_point(export(graph, pipeline, list(PRESENT), classes, 64)) == (
+        None, 1.0,
+    )  # fmt: skip
 
 
 def test_training_says_when_the_square_input_shrinks_or_stretches_the_frames() -> None:
