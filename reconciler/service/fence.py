@@ -15,6 +15,7 @@ a new connection, after another publisher's): a lost connection fails the publis
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -94,10 +95,13 @@ class Fenced:
         only from its start (thousands of documents on a slow uplink may outlast the lease,
         leaving it expired to a standby while this publisher is alive and well). Best effort:
         the pass is done, and a lease not renewed only lets a standby take over."""
-        if self.claim is None or not self.session.connected.is_set():
+        claim = self.claim
+        if claim is None or claim.seconds <= 0 or not self.session.connected.is_set():
             return
-        renewed = self.claim.renewed()
-        if renewed is not self.claim:
+        if claim.expires - time.time() > claim.seconds * 2 / 3:
+            return  # a short pass: the lease written as it started still has most of its time
+        renewed = claim.renewed()
+        if renewed is not claim:
             with contextlib.suppress(TemporaryError):
                 self.session.publish_all([Outgoing(LEASE_TOPIC, renewed.payload())], self.timeout)
 
