@@ -100,10 +100,10 @@ class Fenced:
             return
         if claim.expires - time.time() > claim.seconds * 2 / 3:
             return  # a short pass: the lease written as it started still has most of its time
-        renewed = claim.renewed()
-        if renewed is not claim:
-            with contextlib.suppress(TemporaryError):
-                self.session.publish_all([Outgoing(LEASE_TOPIC, renewed.payload())], self.timeout)
+        with contextlib.suppress(TemporaryError):
+            self.session.publish_all(
+                [Outgoing(LEASE_TOPIC, claim.renewed().payload())], self.timeout
+            )
 
     def snapshot(self, quiet: float = 0.5, limit: float = 30.0) -> Snapshot:
         """The retained messages under the filters, read on this connection (once: the

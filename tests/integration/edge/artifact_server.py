@@ -51,7 +51,10 @@ def _handler(files: Files) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client hung up on purpose (a body longer than it was signed for)
 
     return Handler
 
