@@ -169,7 +169,7 @@ def main() -> None:
             "over 3 x 3 neighbouring positions (frames of another generator or line move every "
             "patch), the same descriptor relative to its frame's mean (a local defect), and the "
             "colour and grey deviation maps, and the grain-free neighbourhoods (the frame "
-            "without its grain, blurred at blob scale, 5 x 5 samples per position) against "
+            "without its grain, blurred at blob scale, 7 x 7 samples 2 px apart per position) against "
             "each position's Gaussian. The standardisation and the threshold come from "
             f"the {n['train']} fit frames' scores by statistics that never saw them (each "
             f"scored by statistics fitted on the other nine tenths); the {n['held']} held-out "
