@@ -163,14 +163,14 @@ def main() -> None:
             *rows,
             "",
             "The score alone, with no classifier. Five parts, each standardised on the "
-            "out-of-fold ok scores by its upper tail (log, minus its median, over the distance "
-            "from the median to its 95% quantile in units of the normal's) and the largest "
-            "taken: the patch descriptor against each position's Gaussian, the largest mean "
-            "over 3 x 3 neighbouring positions (frames of another generator or line move every "
-            "patch), the same descriptor relative to its frame's mean (a local defect), and the "
-            "colour and grey deviation maps, and the grain-free neighbourhoods (the frame "
-            "without its grain, blurred at blob scale, 5 x 5 samples per position) against "
-            "each position's Gaussian. The standardisation and the threshold come from "
+            "out-of-fold ok scores by its upper tail (log, minus the edge of its largest tenth, "
+            "over their mean excess above it: an exponential tail, as the threshold's) and the "
+            "largest taken: the patch descriptor against each position's Gaussian, the largest "
+            "mean over 3 x 3 neighbouring positions (frames of another generator or line move "
+            "every patch), the same descriptor relative to its frame's mean (a local defect), and "
+            "the colour and grey deviation maps, and the grain-free neighbourhoods (the frame "
+            "without its grain, blurred by 1 px, 7 x 7 samples 2 px apart per position) "
+            "against each position's Gaussian. The standardisation and the threshold come from "
             f"the {n['train']} fit frames' scores by statistics that never saw them (each "
             f"scored by statistics fitted on the other nine tenths); the {n['held']} held-out "
             "and the fresh ok frames show the false-alarm rate it gives.",

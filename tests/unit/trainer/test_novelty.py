@@ -35,7 +35,7 @@ from trainer.novelty import (
     raw_parts,
     scores_of,
     standardise,
-    tail_level,
+    tail_size,
     threshold_for,
 )
 
@@ -133,10 +133,11 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     for f in range(10):
         pooled[fold == f] = parts(train[fold == f], fold != f)
     logs = np.log(np.maximum(pooled, 0) + 1e-3)
-    loc = np.median(logs, axis=0)
-    # the tail spread: with 30 frames, measured to the 75% quantile (10 frames above it would
-    # need a level under 75%), in units of the normal's 75% quantile (0.6745)
-    spread = np.maximum(0.02, (np.quantile(logs, 0.75, axis=0) - loc) / 0.67449)
+    # the tail: with 30 frames, the 10 largest logs above the 11th largest, u; the scale their
+    # mean excess over u
+    ordered = np.sort(logs, axis=0)
+    loc = ordered[-11]
+    spread = np.maximum(0.02, np.mean(ordered[-10:] - loc, axis=0))
     np.testing.assert_allclose(stats.loc, loc, atol=2e-3)
     np.testing.assert_allclose(stats.spread, spread, rtol=2e-2, atol=2e-3)
     z = (np.log(np.maximum(parts(probe, everything), 0) + 1e-3) - loc) / spread
@@ -155,34 +156,40 @@ def test_the_score_is_the_largest_standardised_part_from_the_fitted_statistics()
     )
 
 
-def test_each_part_is_standardised_by_its_median_and_the_spread_of_its_upper_tail() -> None:
-    # the spread is measured to the 95% quantile (10 of 200 frames above it), in units of the
-    # normal's 95% quantile: a normal part's spread is its standard deviation
+def test_each_part_is_standardised_by_an_exponential_fit_to_its_largest_tenth() -> None:
+    # exponential log values: the edge is the 361st largest of 400 and the scale the mean excess
     rng = np.random.default_rng(0)
-    normal = np.exp(rng.normal(1.0, 0.5, 4000)) - 1e-3
-    loc, spread = standardise([normal])
-    assert loc[0] == pytest.approx(1.0, abs=0.03) and spread[0] == pytest.approx(0.5, rel=0.06)
-    # two parts alike in the bulk, one with a long upper tail (a tenth of its frames far up):
-    # the tail spread gives the long-tailed part a wider spread, so both reach a standardised
-    # value that only a few per cent of their normal frames reach about equally often
+    logs = 1.0 + rng.exponential(0.5, 400)
+    loc, spread = standardise([np.exp(logs) - 1e-3])
+    ordered = np.sort(logs)
+    assert loc[0] == pytest.approx(ordered[-41], abs=1e-6)
+    assert spread[0] == pytest.approx(np.mean(ordered[-40:] - ordered[-41]), rel=1e-6)
+    assert spread[0] == pytest.approx(0.5, rel=0.25)
+    # two parts alike in the bulk, one with a heavier far tail (a fiftieth of its frames far
+    # up): measured by their bulk they look alike; measured where the threshold lies, the
+    # heavy-tailed part gets the wider scale, so both exceed a standardised value about
+    # equally often on fresh frames of the same kind
     bulk = rng.normal(0.0, 1.0, 400)
-    tailed = bulk.copy()
-    tailed[::10] += 6.0
-    loc, spread = standardise([np.exp(bulk) - 1e-3, np.exp(tailed) - 1e-3])
+    heavy = bulk.copy()
+    heavy[::50] += rng.exponential(6.0, 8)
+    loc, spread = standardise([np.exp(bulk) - 1e-3, np.exp(heavy) - 1e-3])
     assert spread[1] > 2 * spread[0]
-    for values, at, width in zip((bulk, tailed), loc, spread, strict=True):
-        assert 0.02 <= np.mean((values - at) / width > 1.645) <= 0.08
-    # a part that never varied gets the floor
+    fresh = rng.normal(0.0, 1.0, 40000)
+    fresh_heavy = fresh.copy()
+    fresh_heavy[::50] += rng.exponential(6.0, 800)
+    rates = [np.mean((v - at) / width > 2.3) for v, at, width in
+             zip((fresh, fresh_heavy), loc, spread, strict=True)]  # fmt: skip
+    assert all(0.002 <= r <= 0.03 for r in rates) and max(rates) < 4 * min(rates)
+    # a part that never varied gets the floor; a single value is its own edge
     assert standardise([np.array([2.0] * 50)])[1] == (0.02,)
+    assert standardise([np.array([2.0])]) == ((pytest.approx(np.log(2.001)),), (0.02,))
 
 
-@pytest.mark.parametrize(
-    ("count", "level"), [(400, 0.95), (200, 0.95), (100, 0.9), (40, 0.75), (30, 0.75), (3, 0.75)]
-)
-def test_the_tail_is_measured_where_ten_calibration_frames_lie_above_it(
-    count: int, level: float
+@pytest.mark.parametrize(("count", "size"), [(400, 40), (200, 20), (100, 10), (40, 10), (5, 4)])
+def test_the_tail_is_a_tenth_of_the_calibration_frames_and_at_least_ten(
+    count: int, size: int
 ) -> None:
-    assert tail_level(count) == pytest.approx(level)
+    assert tail_size(count) == size
 
 
 def test_normal_frames_stay_under_the_threshold_defects_and_foreign_frames_do_not(
