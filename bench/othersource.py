@@ -14,6 +14,7 @@ Classes are those of `surface-defects@3`: ok, scratch, particle, dent.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -129,10 +130,13 @@ def render(material: str, cls: str, rng: np.random.Generator, size: int = 128) -
 
 
 def write_tree(
-    out: Path, lines: int = 3, frames_per_line: int = 400, seed: int = 5, size: int = 128,
-    defect_rate: float = 0.5,
+    out: Path, lines: int = 3, frames_per_line: int = 400, seed: int | Sequence[int] = 5,
+    size: int = 128, defect_rate: float = 0.5,
 ) -> list[str]:  # fmt: skip
-    """Write `out/<site>/<line>/<camera>/<class>/<n>.png`; return the `site/line` keys."""
+    """Write `out/<site>/<line>/<camera>/<class>/<n>.png`; return the `site/line` keys.
+
+    `seed` is numpy's seed: an int, or a sequence such as `(5, 1)` for a draw independent of
+    seed 5's (numpy's SeedSequence), with the same lines, materials and classes."""
     rng = np.random.default_rng(seed)
     keys = []
     for n in range(lines):
