@@ -18,7 +18,8 @@
 
 Goal (issue 15): with the better backend, worst-line escape rate <= 5% and accuracy >= 0.90
 on the independent source, within 10 minutes of training on 2 cores.
-Knobs (environment): BENCH_CNN_EPOCHS (default 20), BENCH_CNN_SIZE (96), BENCH_CNN_TILES (2),
+Knobs (environment): BENCH_CNN_EPOCHS (default 30, as `linefleet train`), BENCH_CNN_SIZE (0:
+auto, as `linefleet train`), BENCH_CNN_TILES (1),
 BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn; also
 features-boosted: texture statistics + gradient-boosted trees),
 BENCH_MAX_ESCAPE (0.05: the features backends' operating point, as `linefleet train
@@ -68,9 +69,9 @@ SEED = int(os.environ.get("BENCH_SEED", "5"))
 TEST_FRAMES = int(os.environ.get("BENCH_TEST_FRAMES", "500"))
 TEST_SEED = (SEED, 1)
 """The independent section's test draw: numpy seed (BENCH_SEED, 1), a stream of its own."""
-EPOCHS = int(os.environ.get("BENCH_CNN_EPOCHS", "20"))
-CNN_SIZE = int(os.environ.get("BENCH_CNN_SIZE", "96"))
-TILES = int(os.environ.get("BENCH_CNN_TILES", "2"))
+EPOCHS = int(os.environ.get("BENCH_CNN_EPOCHS", "30"))
+CNN_SIZE = int(os.environ.get("BENCH_CNN_SIZE", "0"))  # 0: auto, as `linefleet train`
+TILES = int(os.environ.get("BENCH_CNN_TILES", "1"))
 FEATURE_SIZE = int(os.environ.get("BENCH_FEATURE_SIZE", "0"))  # 0: auto, as `linefleet train`
 BACKENDS = tuple(os.environ.get("BENCH_BACKENDS", "features,cnn").split(","))
 GOAL_ESCAPE, GOAL_ACCURACY, GOAL_SECONDS = 0.05, 0.90, 600.0
@@ -492,7 +493,9 @@ def report(
         else ", argmax"
     )
     if "cnn" in ind:
-        measured.append(f"cnn: {CNN_SIZE} px input, {TILES}x{TILES} tiles, {EPOCHS} epochs")
+        measured.append(
+            f"cnn: {CNN_SIZE or 'auto'} px input, {TILES}x{TILES} tiles, {EPOCHS} epochs"
+        )
     if "features" in ind:
         measured.append(f"features: {FEATURE_SIZE or 'auto'} px, logistic regression{point}")
     if "features-boosted" in ind:

@@ -16,6 +16,7 @@ import pytest
 from tests.support.torchreq import require_torch
 from trainer.cnn import (
     CnnConfig,
+    augment,
     balanced_weights,
     build_net,
     export_onnx,
@@ -98,6 +99,25 @@ def test_the_exported_graph_applies_the_operating_point() -> None:
         before[0, 0] / before[0, 1] * np.exp(-2), 1e-3
     )
     assert after[0, 1] / after[0, 2] == pytest.approx(before[0, 1] / before[0, 2], 1e-4)
+
+
+def test_augment_turns_half_the_frames_exactly_so_a_one_pixel_scratch_stays_sharp() -> None:
+    require_torch()
+    import torch
+
+    # 64 frames with a one-pixel bright line on a random texture: without lighting, a frame is
+    # either an exact flip/quarter turn of its original (no interpolation) or a free rotation.
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 3, 24, 24), dtype=np.float32) * 0.5
+    x[:, :, 9, 3:20] = 1.0
+    out = augment(torch.from_numpy(x), torch.Generator().manual_seed(1), lighting=0.0).numpy()
+    exact = 0
+    for a, b in zip(x, out, strict=True):
+        turns = [np.rot90(f, k, axes=(1, 2)) for f in (a, a[:, :, ::-1]) for k in range(4)]
+        exact += any(np.allclose(b, t, atol=1e-5) for t in turns)
+    assert 20 <= exact <= 44  # about half: the others are rotated and zoomed freely
+    lit = augment(torch.from_numpy(x), torch.Generator().manual_seed(1), lighting=1.0).numpy()
+    assert lit.min() >= 0 and not np.allclose(lit, out, atol=0.01)  # lighting changes frames
 
 
 @pytest.mark.parametrize(
