@@ -40,7 +40,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
         "train", "--model", "surface-classifier", "--taxonomy", V1, "--state", str(small.state),
         "--fleet-repo", str(small.fleet_repo), "--tracking-uri", uri, "--format", "json",
         "--backend", "cnn", "--epochs", "1", "--size", "48", "--roi", "0.125,0.125,0.875,0.875",
-        "--tiles", "2",
+        "--tiles", "2", "--lighting", "0.5",
     ]  # fmt: skip
     capsys.readouterr()
     assert main(args) == 0
@@ -55,6 +55,7 @@ def test_cnn_trains_exports_and_serves_on_the_edge_runtime(
     assert dims == [1, 3, 48, 48] and model.graph.output[0].name == "probabilities"
     run = Tracker.open(uri).client.get_run(doc["run_id"])
     assert (run.data.params["backend"], run.data.params["cnn_tiles"]) == ("cnn", "2")
+    assert run.data.params["cnn_lighting"] == "0.5"  # the augmentation asked for was used
     assert "escape_rate_high.toledo.line-1" in run.data.metrics
     assert run.data.tags["linefleet.trained_on"] == "toledo/line-1,toledo/line-2"
 
@@ -104,3 +105,5 @@ def test_bad_roi_and_tiles_are_usage_errors(
     assert "--size '8': expected `auto` or pixels between 16 and 1024" in capsys.readouterr().err
     assert main([*base, "--max-escape", "1.5"]) == 2
     assert "--max-escape '1.5': expected a rate in [0, 1] or `argmax`" in capsys.readouterr().err
+    assert main([*base, "--lighting", "2"]) == 2
+    assert "--lighting 2.0: expected a strength from 0 to 1" in capsys.readouterr().err
