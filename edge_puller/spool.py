@@ -124,7 +124,10 @@ class AuditSampler:
     def take(self, camera: str, rate: float) -> bool:
         if rate <= 0:
             return False
-        size = max(1, round(1 / rate))
+        try:
+            size = max(1, round(1 / rate))
+        except OverflowError:  # a rate so small (under ~1e-308) that 1 / rate is infinite
+            return False  # samples less than one frame in any device's lifetime: none
         block, position, pick = self._blocks.get(camera, (0, size, 0))
         if block != size or position >= size:  # a new block (or the rate changed)
             block, position, pick = size, 0, self._rng.randrange(size)
