@@ -114,13 +114,8 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
             yield from _classes(doc, at, mv, taxonomy)
         yield from _oci_artifact(spec, family, mv, (*at, "artifact"))
         channels = 1 if mv.input.color == "gray" else 3
-        if mv.input.shape[0] != 1 or mv.input.channels != channels:
-            form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"
-            yield doc.finding(
-                (*at, "input", "shape"),
-                f"expected [{form.format(channels)}] for {mv.input.color} input"
-                + ("" if mv.input.layout == "NCHW" else " (NHWC)"),
-            )
+        if (problem := input_shape_problem(mv)) is not None:
+            yield doc.finding((*at, "input", "shape"), problem)
         norm = mv.input.normalize
         for name in ("mean", "std"):
             values = getattr(norm, name)
@@ -142,6 +137,18 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
                     (*at, "evaluation", key, "incumbent_model"),
                     f"unknown model {evidence.incumbent_model!r}",
                 )
+
+
+def input_shape_problem(mv: ModelVersion) -> str | None:
+    """Why the input shape does not fit its colour and layout (one image, 1 or 3 channels where
+    the layout puts them), or None."""
+    channels = 1 if mv.input.color == "gray" else 3
+    if mv.input.shape[0] == 1 and mv.input.channels == channels:
+        return None
+    form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"
+    return f"expected [{form.format(channels)}] for {mv.input.color} input" + (
+        "" if mv.input.layout == "NCHW" else " (NHWC)"
+    )
 
 
 def _oci_artifact(
