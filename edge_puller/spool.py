@@ -32,7 +32,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import random
+import re
 import shutil
 import threading
 from dataclasses import asdict, dataclass, field
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 import cv2
+from pydantic import TypeAdapter, ValidationError
 
 from edge_puller.engine import Decision
 from edge_puller.novelty import FRAME_STATS, Novelty, NoveltyScorer
@@ -54,6 +57,10 @@ FrameReason = Literal["defect", "novel", "uncertain", "disagreement", "audit", "
 PRIORITY: tuple[Reason, ...] = ("defect", "novel", "uncertain", "disagreement", "audit")
 """Most informative first: the order of uploads, and the reverse order of evictions."""
 SUFFIX = ".lff"
+SPOOLED = re.compile(r"(\d{1,18})(?:-[a-z]+(?:-[0-9.]+)?)?\.lff")
+"""A spooled file's name (`<seq>-<reason>-<score>.lff`, or an older agent's `<seq>.lff`)."""
+
+log = logging.getLogger(__name__)
 
 
 def doubted(decision: Decision, policy: TelemetrySpec, novelty: Novelty | None) -> bool:
@@ -195,6 +202,21 @@ def score_of(path: Path) -> float:
         return 0.0
 
 
+def spooled_files(folder: Path) -> list[Path]:
+    """The spool's own frame files in `folder`, by name: regular files named as the spool names
+    them. Anything else (a folder or a dangling link named `*.lff`, a file someone put there)
+    is neither counted nor uploaded."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if SPOOLED.fullmatch(p.name) and p.is_file()]
+
+
+def seq_of(path: Path) -> int:
+    return int(path.name.split("-")[0].removesuffix(SUFFIX))
+
+
 def file_name(seq: int, reason: str, score: float) -> str:
     """`<seq>-<reason>-<score>.lff`: the score clamped to [0, 1e6], fixed-point (no sign)."""
     score = min(max(score, 0.0), 1e6) if score == score else 0.0  # NaN -> 0
@@ -272,8 +294,19 @@ class Spool:
         clean_temps(folder)
         self._counters_path = folder / "counters.json"
         self.counters = self._load_counters()
-        self._index = {p: p.stat().st_size for p in sorted(folder.glob(f"*{SUFFIX}"))}
+        self._index: dict[Path, int] = {}
         """Spooled files and their sizes, oldest first (the names sort by sequence)."""
+        for path in spooled_files(folder):
+            try:
+                self._index[path] = path.stat().st_size
+            except OSError:  # gone meanwhile
+                continue
+        foreign = [p.name for p in folder.glob(f"*{SUFFIX}") if p not in self._index]
+        if foreign:
+            log.warning("spool %s: not a spooled frame, left alone: %s", folder, ", ".join(foreign))
+        # counters.json lost or reset while frames stayed: never reuse a spooled frame's name
+        # (a new frame would overwrite it)
+        self.counters.seq = max([self.counters.seq, *(seq_of(p) for p in self._index)])
         self._bytes = sum(self._index.values())
         self._lock = threading.Lock()  # the frame loop adds, the MQTT sender uploads
         self._deleted = False
@@ -432,11 +465,24 @@ class Spool:
 
     def _load_counters(self) -> SpoolCounters:
         try:
-            data = json.loads(self._counters_path.read_bytes())
-            reasons = {k: ReasonCounters(**v) for k, v in data.pop("reasons", {}).items()}
-            return SpoolCounters(**data, reasons=reasons)
-        except (FileNotFoundError, ValueError, TypeError, AttributeError):
+            data = self._counters_path.read_bytes()
+        except FileNotFoundError:
             return SpoolCounters()
+        except OSError as exc:
+            log.warning("spool %s: counters.json unreadable (%s); counting anew", self.folder, exc)
+            return SpoolCounters()
+        try:  # typed: a counter of the wrong type would fail every frame later
+            return _COUNTERS.validate_json(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(document)"
+            log.warning(
+                "spool %s: counters.json: %s: %s; counting anew", self.folder, where, err["msg"]
+            )
+            return SpoolCounters()
+
+
+_COUNTERS = TypeAdapter(SpoolCounters)
 
 
 def spool_folder(root: Path, line: str) -> Path:
@@ -459,4 +505,4 @@ def peek(folder: Path) -> tuple[int, float | None]:
         retired_at = float(value) if isinstance(value, int | float) else None
     except (OSError, ValueError, AttributeError):
         pass
-    return len(list(folder.glob(f"*{SUFFIX}"))), retired_at
+    return len(spooled_files(folder)), retired_at

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edge_puller.engine import Decision, Outcome
+from edge_puller.localstatus import local_status
 from edge_puller.metrics import LineMetrics
 from edge_puller.spool import Spool, keep_reason
 from linefleet_core.framestats import drift_score, frame_stats
@@ -104,6 +105,64 @@ def test_counters_survive_a_restart(tmp_path: Path) -> None:
         1,
         spool.spooled_bytes,
     )
+
+
+def test_a_spool_whose_counters_were_lost_never_overwrites_a_spooled_frame(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, telemetry())
+    for _ in range(3):
+        spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.lff")}
+    (tmp_path / "counters.json").unlink()  # lost (or reset) while the frames stayed
+    again = Spool(tmp_path, telemetry())
+    again.consider(_decision("scratch"), FRAME, "plant", "dev-1", NOW)
+    # the sequence restarted at 1 and the new frame replaced 000000000001-defect-...
+    after = {p.name: p.read_bytes() for p in tmp_path.glob("*.lff")}
+    assert len(after) == again.pending() == 4
+    assert all(after[name] == data for name, data in before.items())
+    assert again.spooled_bytes == sum(len(d) for d in after.values())
+
+
+@pytest.mark.parametrize(
+    "counters",
+    [
+        '{"seq": "x"}',
+        '{"seq": 1e400}',
+        '{"reasons": {"defect": {"kept": "many"}}}',
+        '{"audit": {"cam-1": 5}}',
+        '{"bytes_today": null}',
+        "[1, 2]",
+    ],
+)
+def test_counters_of_the_wrong_type_are_counted_anew_instead_of_failing_every_frame(
+    tmp_path: Path, counters: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    Spool(tmp_path, telemetry()).consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    (tmp_path / "counters.json").write_text(counters)
+    spool = Spool(tmp_path, telemetry(audit_rate=1.0))
+    assert "counters.json" in caplog.text and "counting anew" in caplog.text
+    assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) == "defect"
+    assert spool.consider(_decision("ok", 0.99), FRAME, "plant", "dev-1", NOW) == "audit"
+    assert spool.pending() == 3 and spool.next_upload(NOW.date()) is not None
+
+
+def test_foreign_entries_named_like_frames_are_neither_counted_nor_uploaded(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "spool" / "plant__line-1"
+    Spool(folder, telemetry()).consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    (folder / "000000000007-defect-0.5.lff").mkdir()  # read_bytes() on upload: IsADirectoryError
+    (folder / "000000000008-defect-0.5.lff").symlink_to(tmp_path / "gone")  # stat(): a crash
+    (folder / "notes.lff").write_bytes(b"not a frame")  # ranked first ("legacy") and uploaded
+    spool = Spool(folder, telemetry())
+    assert spool.pending() == 1
+    path, payload = spool.next_upload(NOW.date()) or (None, b"")
+    assert path is not None and decode_frame(payload)[0].reason == "defect"
+    spool.uploaded(path, len(payload), NOW.date())
+    assert spool.next_upload(NOW.date()) is None
+    (retired,) = local_status(tmp_path)["retired_spools"]  # `edge status` reads it too
+    assert (retired["line"], retired["waiting"]) == ("plant/line-1", 0)
 
 
 def test_a_deleted_spool_ignores_an_upload_in_flight_and_keeps_nothing_new(
