@@ -309,6 +309,8 @@ class Spool:
         self.counters.seq = max([self.counters.seq, *(seq_of(p) for p in self._index)])
         self._bytes = sum(self._index.values())
         self._lock = threading.Lock()  # the frame loop adds, the MQTT sender uploads
+        self._troubles: set[str] = set()
+        """Write problems logged since the last frame written (each once)."""
         self._deleted = False
 
     @property
@@ -414,7 +416,16 @@ class Spool:
             return left
 
     def flush(self) -> None:
-        write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
+        try:  # a full disk must not stop inspection: the counters are written again next time
+            write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
+        except OSError as exc:
+            self._trouble(f"counters.json not written ({exc.strerror or exc})")
+
+    def _trouble(self, message: str) -> None:
+        """Log a write problem once, not once per frame (a full disk lasts)."""
+        if message not in self._troubles:
+            log.warning("spool %s: %s", self.folder, message)
+            self._troubles.add(message)
 
     def _store(self, payload: bytes, reason: Reason, score: float) -> bool:
         """Spool the frame, evicting less (or equally) informative ones if it must: the least
@@ -451,7 +462,14 @@ class Spool:
             self._bytes -= size
             self.counters.dropped(reason_of(victim), size)
         self.counters.seq += 1
-        write_atomic(path, payload)
+        try:
+            write_atomic(path, payload)
+        except OSError as exc:  # a full or failing disk: the frame is dropped, inspection goes on
+            self._trouble(f"frame not spooled ({exc.strerror or exc})")
+            self.counters.dropped(reason, len(payload))
+            self.flush()
+            return False
+        self._troubles.clear()
         self._index[path] = len(payload)
         self._bytes += len(payload)
         self.flush()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +257,22 @@ def test_a_detectors_boxes_and_an_anomaly_score_travel_in_the_spooled_metadata()
     plain = Decision("p/l", "cam-1", "f2", "serving", "ok", 0.9, Outcome("m@1", "ok", 0.9, 1.0))
     raw = envelope(plain, frame, "p", "d", at, "sample")
     assert raw is not None and b'"boxes"' not in raw and b'"score"' not in raw  # v1 bytes
+
+
+def test_a_spool_that_cannot_write_drops_the_frame_counts_it_and_inspection_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "spool"
+    spool = Spool(folder, telemetry())
+    spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    shutil.rmtree(folder)
+    folder.write_bytes(b"")  # every write under it now fails (NotADirectoryError), as a full disk
+    for _ in range(3):  # raised OSError out of Agent.serve, stopping the frame loop
+        assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) is None
+    defect = spool.counters.reasons["defect"]
+    assert (defect.kept, defect.dropped, spool.pending()) == (4, 3, 1)
+    assert caplog.text.count("frame not spooled") == 1  # once, not once per frame
+    folder.unlink()
+    folder.mkdir()  # room again
+    assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) == "defect"
+    assert Spool(folder, telemetry()).counters.reasons["defect"].kept == 5
