@@ -240,6 +240,7 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
         refs.append((("rollout", "previous"), rollout.previous))
     if rollout.novelty:
         yield from _novelty(spec, line)
+    yield from _telemetry(spec, line)
     for path, ref in refs:
         mv = spec.model_version(ref)
         family = ref.partition("@")[0]
@@ -275,6 +276,34 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
                     f"{res.width}x{res.height} is smaller than the input {width}x{height} of {ref}",
                     code="capability",
                 )
+
+
+def _telemetry(spec: FleetSpec, line: Line) -> Iterator[Finding]:
+    """Keep rules that are valid but cannot do what they are set for (warnings)."""
+    policy = line.rollout.telemetry
+    doc = spec.located(line)
+    at: Path = ("rollout", "telemetry")
+    if policy.uncertain_at >= 1.0:
+        field = "uncertain_below" if policy.uncertain_below is not None else "uncertainty_band"
+        audit = (
+            "; the audit sample (audit_rate) never gets a frame, so the line has no field "
+            "escape estimate"
+            if policy.audit_rate
+            else ""
+        )
+        yield doc.finding(
+            (*at, field),
+            "a top confidence is at most 1, so every decided frame is kept as uncertain and "
+            f"uploaded within the budgets{audit}",
+            severity=Severity.WARNING,
+        )
+    if policy.doubt_defects_below is not None and line.rollout.novelty is None:
+        yield doc.finding(
+            (*at, "doubt_defects_below"),
+            "has no effect without a novelty model on the line (rollout.novelty): every "
+            "defect call is kept",
+            severity=Severity.WARNING,
+        )
 
 
 def _novelty(spec: FleetSpec, line: Line) -> Iterator[Finding]:
