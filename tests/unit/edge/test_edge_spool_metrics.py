@@ -276,3 +276,30 @@ def test_a_spool_that_cannot_write_drops_the_frame_counts_it_and_inspection_goes
     folder.mkdir()  # room again
     assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) == "defect"
     assert Spool(folder, telemetry()).counters.reasons["defect"].kept == 5
+
+
+def test_an_export_takes_the_spooled_frames_only_and_ack_leaves_foreign_entries_alone(
+    tmp_path: Path,
+) -> None:
+    from edge_puller.airgap import export_device
+    from linefleet_core.bundle import read_export
+
+    state = tmp_path / "state"
+    folder = state / "spool" / "plant__line-1"
+    spool = Spool(folder, telemetry())
+    for _ in range(2):
+        spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    (folder / "000000000009-defect-0.5.lff").mkdir()  # `--ack` raised IsADirectoryError
+    (folder / "000000000010-defect-0.5.lff").symlink_to(tmp_path / "gone")
+    (folder / "copy.lff").write_bytes(b"not a frame")
+    done = export_device(state, tmp_path / "dev.export", ack=True)
+    _, frames = read_export(tmp_path / "dev.export")
+    assert done.frames == len(frames) == 2
+    assert {decode_frame(f)[0].reason for f in frames} == {"defect"}
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == [
+        "000000000009-defect-0.5.lff",
+        "000000000010-defect-0.5.lff",
+        "copy.lff",
+        "counters.json",
+    ]
