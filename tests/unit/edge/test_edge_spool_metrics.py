@@ -162,8 +162,9 @@ def test_foreign_entries_named_like_frames_are_neither_counted_nor_uploaded(
     assert path is not None and decode_frame(payload)[0].reason == "defect"
     spool.uploaded(path, len(payload), NOW.date())
     assert spool.next_upload(NOW.date()) is None
+    (folder / "counters.json").write_text("[1, 2]")  # not an object: .get() raised
     (retired,) = local_status(tmp_path)["retired_spools"]  # `edge status` reads it too
-    assert (retired["line"], retired["waiting"]) == ("plant/line-1", 0)
+    assert (retired["line"], retired["waiting"], retired["kept"]) == ("plant/line-1", 0, 0)
 
 
 def test_a_deleted_spool_ignores_an_upload_in_flight_and_keeps_nothing_new(
