@@ -25,7 +25,7 @@ from edge_puller.artifacts import ArtifactStore
 from edge_puller.desired import accept
 from edge_puller.events import Emitter
 from edge_puller.outbox import Outbox
-from edge_puller.spool import SUFFIX
+from edge_puller.spool import spooled_files, spooled_lines
 from edge_puller.state import LocalState
 from edge_puller.target import Target
 from linefleet_core.atomic import fsync_dir
@@ -114,7 +114,8 @@ def export_device(state_dir: Path, out: Path, *, ack: bool = False) -> DeviceExp
     outbox = Outbox(state_dir / "outbox.db")
     try:
         messages = outbox.all()
-        frames = sorted((state_dir / "spool").glob(f"*/*{SUFFIX}"))
+        frames = [p for folder in spooled_lines(state_dir / "spool").values()
+                  for p in spooled_files(folder)]  # fmt: skip
         tmp = out.with_name(f".{out.name}.tmp")
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             lines = "".join(

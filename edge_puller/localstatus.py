@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.outbox import Outbox
-from edge_puller.spool import spool_folder, spooled_lines
+from edge_puller.spool import spool_folder, spooled_files, spooled_lines
 from edge_puller.state import Failure, StateStore
 from edge_puller.target import Target
 from linefleet_core.conditions import Condition, ConditionType, Reason
@@ -89,10 +89,15 @@ def _spool(state_dir: Path, key: str) -> dict[str, Any]:
     counters: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         counters = json.loads((folder / "counters.json").read_bytes())
-    waiting = list(folder.glob("*.lff")) if folder.is_dir() else []
+    if not isinstance(counters, dict):
+        counters = {}
+    sizes = []
+    for path in spooled_files(folder):
+        with contextlib.suppress(OSError):  # uploaded meanwhile
+            sizes.append(path.stat().st_size)
     return {
-        "waiting": len(waiting),
-        "waiting_bytes": sum(p.stat().st_size for p in waiting),
+        "waiting": len(sizes),
+        "waiting_bytes": sum(sizes),
         "kept": counters.get("kept", 0),
         "evicted": counters.get("evicted", 0),
         "uploaded": counters.get("uploaded", 0),

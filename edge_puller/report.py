@@ -28,7 +28,7 @@ from edge_puller.handrollback import REASON
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
 from edge_puller.spool import Spool
-from edge_puller.state import LocalState
+from edge_puller.state import Failure, LocalState
 from linefleet_core.wire import MAX_REPORTED_BYTES, PROTOCOL, Applied, ReportedState
 
 AGENT = "linefleet-edge/0.1.0"
@@ -114,6 +114,12 @@ def build_report(agent: Reporting) -> bytes:
     return fit(body)
 
 
+def _failure(ref: str, sha: str, failure: Failure) -> str:
+    """`REF (SHA12) REASON: MESSAGE`: which of the line's models (serving, previous, candidate,
+    novelty) failed, not only its digest."""
+    return f"{ref} ({sha[:12]}) {failure.reason}: {failure.message.removeprefix(ref + ': ')}"
+
+
 def _line_status(agent: Reporting, key: str) -> dict[str, Any]:
     target = agent.state.target
     wanted = target.lines.get(key) if target else None
@@ -123,9 +129,9 @@ def _line_status(agent: Reporting, key: str) -> dict[str, Any]:
     phase = "pending"
     if wanted is not None:
         failures = agent.state.failures
-        shas = [m.artifact.sha256 for m in wanted.models()]
-        failed = {sha: failures.get(sha) for sha in shas}
-        messages = [f"{sha[:12]} {f.reason}: {f.message}" for sha, f in failed.items() if f]
+        refs = {m.artifact.sha256: m.ref for m in wanted.models()}
+        failed = {sha: failures.get(sha) for sha in refs}
+        messages = [_failure(refs[sha], sha, f) for sha, f in failed.items() if f]
         serving = wanted.serving.artifact.sha256
         serving_failed = serving in failures
         candidate_failed = (

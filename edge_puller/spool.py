@@ -32,7 +32,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import random
+import re
 import shutil
 import threading
 from dataclasses import asdict, dataclass, field
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 import cv2
+from pydantic import TypeAdapter, ValidationError
 
 from edge_puller.engine import Decision
 from edge_puller.novelty import FRAME_STATS, Novelty, NoveltyScorer
@@ -54,6 +57,10 @@ FrameReason = Literal["defect", "novel", "uncertain", "disagreement", "audit", "
 PRIORITY: tuple[Reason, ...] = ("defect", "novel", "uncertain", "disagreement", "audit")
 """Most informative first: the order of uploads, and the reverse order of evictions."""
 SUFFIX = ".lff"
+SPOOLED = re.compile(r"(\d{1,18})(?:-[a-z]+(?:-[0-9.]+)?)?\.lff")
+"""A spooled file's name (`<seq>-<reason>-<score>.lff`, or an older agent's `<seq>.lff`)."""
+
+log = logging.getLogger(__name__)
 
 
 def doubted(decision: Decision, policy: TelemetrySpec, novelty: Novelty | None) -> bool:
@@ -124,7 +131,10 @@ class AuditSampler:
     def take(self, camera: str, rate: float) -> bool:
         if rate <= 0:
             return False
-        size = max(1, round(1 / rate))
+        try:
+            size = max(1, round(1 / rate))
+        except OverflowError:  # a rate so small (under ~1e-308) that 1 / rate is infinite
+            return False  # samples less than one frame in any device's lifetime: none
         block, position, pick = self._blocks.get(camera, (0, size, 0))
         if block != size or position >= size:  # a new block (or the rate changed)
             block, position, pick = size, 0, self._rng.randrange(size)
@@ -190,6 +200,21 @@ def score_of(path: Path) -> float:
         return float(parts[2]) if len(parts) > 2 else 0.0
     except ValueError:
         return 0.0
+
+
+def spooled_files(folder: Path) -> list[Path]:
+    """The spool's own frame files in `folder`, by name: regular files named as the spool names
+    them. Anything else (a folder or a dangling link named `*.lff`, a file someone put there)
+    is neither counted nor uploaded."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if SPOOLED.fullmatch(p.name) and p.is_file()]
+
+
+def seq_of(path: Path) -> int:
+    return int(path.name.split("-")[0].removesuffix(SUFFIX))
 
 
 def file_name(seq: int, reason: str, score: float) -> str:
@@ -269,10 +294,23 @@ class Spool:
         clean_temps(folder)
         self._counters_path = folder / "counters.json"
         self.counters = self._load_counters()
-        self._index = {p: p.stat().st_size for p in sorted(folder.glob(f"*{SUFFIX}"))}
+        self._index: dict[Path, int] = {}
         """Spooled files and their sizes, oldest first (the names sort by sequence)."""
+        for path in spooled_files(folder):
+            try:
+                self._index[path] = path.stat().st_size
+            except OSError:  # gone meanwhile
+                continue
+        foreign = [p.name for p in folder.glob(f"*{SUFFIX}") if p not in self._index]
+        if foreign:
+            log.warning("spool %s: not a spooled frame, left alone: %s", folder, ", ".join(foreign))
+        # counters.json lost or reset while frames stayed: never reuse a spooled frame's name
+        # (a new frame would overwrite it)
+        self.counters.seq = max([self.counters.seq, *(seq_of(p) for p in self._index)])
         self._bytes = sum(self._index.values())
         self._lock = threading.Lock()  # the frame loop adds, the MQTT sender uploads
+        self._troubles: set[str] = set()
+        """Write problems logged since the last frame written (each once)."""
         self._deleted = False
 
     @property
@@ -378,7 +416,16 @@ class Spool:
             return left
 
     def flush(self) -> None:
-        write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
+        try:  # a full disk must not stop inspection: the counters are written again next time
+            write_atomic(self._counters_path, json.dumps(asdict(self.counters)).encode())
+        except OSError as exc:
+            self._trouble(f"counters.json not written ({exc.strerror or exc})")
+
+    def _trouble(self, message: str) -> None:
+        """Log a write problem once, not once per frame (a full disk lasts)."""
+        if message not in self._troubles:
+            log.warning("spool %s: %s", self.folder, message)
+            self._troubles.add(message)
 
     def _store(self, payload: bytes, reason: Reason, score: float) -> bool:
         """Spool the frame, evicting less (or equally) informative ones if it must: the least
@@ -415,7 +462,14 @@ class Spool:
             self._bytes -= size
             self.counters.dropped(reason_of(victim), size)
         self.counters.seq += 1
-        write_atomic(path, payload)
+        try:
+            write_atomic(path, payload)
+        except OSError as exc:  # a full or failing disk: the frame is dropped, inspection goes on
+            self._trouble(f"frame not spooled ({exc.strerror or exc})")
+            self.counters.dropped(reason, len(payload))
+            self.flush()
+            return False
+        self._troubles.clear()
         self._index[path] = len(payload)
         self._bytes += len(payload)
         self.flush()
@@ -429,11 +483,24 @@ class Spool:
 
     def _load_counters(self) -> SpoolCounters:
         try:
-            data = json.loads(self._counters_path.read_bytes())
-            reasons = {k: ReasonCounters(**v) for k, v in data.pop("reasons", {}).items()}
-            return SpoolCounters(**data, reasons=reasons)
-        except (FileNotFoundError, ValueError, TypeError, AttributeError):
+            data = self._counters_path.read_bytes()
+        except FileNotFoundError:
             return SpoolCounters()
+        except OSError as exc:
+            log.warning("spool %s: counters.json unreadable (%s); counting anew", self.folder, exc)
+            return SpoolCounters()
+        try:  # typed: a counter of the wrong type would fail every frame later
+            return _COUNTERS.validate_json(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(document)"
+            log.warning(
+                "spool %s: counters.json: %s: %s; counting anew", self.folder, where, err["msg"]
+            )
+            return SpoolCounters()
+
+
+_COUNTERS = TypeAdapter(SpoolCounters)
 
 
 def spool_folder(root: Path, line: str) -> Path:
@@ -456,4 +523,4 @@ def peek(folder: Path) -> tuple[int, float | None]:
         retired_at = float(value) if isinstance(value, int | float) else None
     except (OSError, ValueError, AttributeError):
         pass
-    return len(list(folder.glob(f"*{SUFFIX}"))), retired_at
+    return len(spooled_files(folder)), retired_at

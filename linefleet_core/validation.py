@@ -114,13 +114,8 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
             yield from _classes(doc, at, mv, taxonomy)
         yield from _oci_artifact(spec, family, mv, (*at, "artifact"))
         channels = 1 if mv.input.color == "gray" else 3
-        if mv.input.shape[0] != 1 or mv.input.channels != channels:
-            form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"
-            yield doc.finding(
-                (*at, "input", "shape"),
-                f"expected [{form.format(channels)}] for {mv.input.color} input"
-                + ("" if mv.input.layout == "NCHW" else " (NHWC)"),
-            )
+        if (problem := input_shape_problem(mv)) is not None:
+            yield doc.finding((*at, "input", "shape"), problem)
         norm = mv.input.normalize
         for name in ("mean", "std"):
             values = getattr(norm, name)
@@ -142,6 +137,18 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
                     (*at, "evaluation", key, "incumbent_model"),
                     f"unknown model {evidence.incumbent_model!r}",
                 )
+
+
+def input_shape_problem(mv: ModelVersion) -> str | None:
+    """Why the input shape does not fit its colour and layout (one image, 1 or 3 channels where
+    the layout puts them), or None."""
+    channels = 1 if mv.input.color == "gray" else 3
+    if mv.input.shape[0] == 1 and mv.input.channels == channels:
+        return None
+    form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"
+    return f"expected [{form.format(channels)}] for {mv.input.color} input" + (
+        "" if mv.input.layout == "NCHW" else " (NHWC)"
+    )
 
 
 def _oci_artifact(
@@ -233,6 +240,7 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
         refs.append((("rollout", "previous"), rollout.previous))
     if rollout.novelty:
         yield from _novelty(spec, line)
+    yield from _telemetry(spec, line)
     for path, ref in refs:
         mv = spec.model_version(ref)
         family = ref.partition("@")[0]
@@ -268,6 +276,34 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
                     f"{res.width}x{res.height} is smaller than the input {width}x{height} of {ref}",
                     code="capability",
                 )
+
+
+def _telemetry(spec: FleetSpec, line: Line) -> Iterator[Finding]:
+    """Keep rules that are valid but cannot do what they are set for (warnings)."""
+    policy = line.rollout.telemetry
+    doc = spec.located(line)
+    at: Path = ("rollout", "telemetry")
+    if policy.uncertain_at >= 1.0:
+        field = "uncertain_below" if policy.uncertain_below is not None else "uncertainty_band"
+        audit = (
+            "; the audit sample (audit_rate) never gets a frame, so the line has no field "
+            "escape estimate"
+            if policy.audit_rate
+            else ""
+        )
+        yield doc.finding(
+            (*at, field),
+            "a top confidence is at most 1, so every decided frame is kept as uncertain and "
+            f"uploaded within the budgets{audit}",
+            severity=Severity.WARNING,
+        )
+    if policy.doubt_defects_below is not None and line.rollout.novelty is None:
+        yield doc.finding(
+            (*at, "doubt_defects_below"),
+            "has no effect without a novelty model on the line (rollout.novelty): every "
+            "defect call is kept",
+            severity=Severity.WARNING,
+        )
 
 
 def _novelty(spec: FleetSpec, line: Line) -> Iterator[Finding]:

@@ -27,6 +27,7 @@ from linefleet_core.catalogue import ModelVersion
 from linefleet_core.errors import PermanentError, UsageError
 from linefleet_core.graphcontract import graph_problems
 from linefleet_core.taxonomy import Taxonomy
+from linefleet_core.validation import input_shape_problem
 from trainer.catalogue_edit import add_model_version, new_model_family
 from trainer.tracking import Tracker
 
@@ -157,6 +158,13 @@ def _check(entry: dict[str, Any], data: bytes, where: str) -> None:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise UsageError(f"{where}: " + "; ".join(problems)) from None
     found = list(graph_problems(onnx.load_model_from_string(data), mv))
+    if (problem := input_shape_problem(mv)) is not None:
+        shape = mv.input.shape
+        other = "NHWC" if mv.input.layout == "NCHW" else "NCHW"
+        channels = shape[3] if other == "NHWC" else shape[1]
+        if shape[0] == 1 and channels in (1, 3):
+            problem += f"; the graph's input {shape} looks {other}: give --layout {other}"
+        found.insert(0, (("input", "shape"), problem))
     if found:
         raise UsageError(
             f"{where}: " + "; ".join(f"{'.'.join(field)}: {message}" for field, message in found)

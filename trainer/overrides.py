@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -69,24 +69,35 @@ def ingest(
     frames: FrameStore,
     events: Iterable[bytes],
     frame_payloads: Iterable[bytes] = (),
+    *,
+    event_names: Sequence[str] = (),
+    frame_names: Sequence[str] = (),
 ) -> IngestReport:
-    """Store the frames, then queue every valid override whose frame is known; one transaction."""
+    """Store the frames, then queue every valid override whose frame is known; one transaction.
+
+    `event_names` and `frame_names` say where each payload came from (`FILE:LINE`, a frame's
+    file), in order, so a refused one is named; without them, `event N` / `frames payload N`."""
     report = IngestReport()
     infos: dict[str, FrameInfo] = {}
     samples: list[NewEvent] = []
-    for payload in frame_payloads:
+    for n, payload in enumerate(frame_payloads):
+        where = frame_names[n] if n < len(frame_names) else f"frames payload {n + 1}"
         try:
             meta, jpeg = wire.decode_frame(payload)
             sha = frames.put(jpeg, f"frame {meta.device}/{meta.frame_id}")
         except (wire.FrameError, UnreadableFrame, ValueError) as exc:
-            report.invalid.append(f"frames payload: {exc}")
+            report.invalid.append(f"{where}: {exc}")
             continue
         site, _, line = meta.line.partition("/")
         infos[sha] = FrameInfo(sha, site, line, meta.camera)
         if (sample := sample_event(meta, sha)) is not None:
             samples.append(sample)
     report.frames = len(infos)
-    parsed = [new for raw in events if (new := _override(raw, store, report)) is not None]
+    parsed = [
+        new
+        for n, raw in enumerate(events)
+        if (new := _override(raw, store, report, _name(event_names, n, "event"))) is not None
+    ]
     known = {**store.frames(e.frame for e in parsed if e.frame), **infos}
     batch: list[NewEvent] = []
     for new in parsed:
@@ -103,11 +114,21 @@ def ingest(
     return report
 
 
-def _override(raw: bytes, store: LabelStore, report: IngestReport) -> NewEvent | None:
+def _name(names: Sequence[str], n: int, what: str) -> str:
+    return names[n] if n < len(names) else f"{what} {n + 1}"
+
+
+def _override(raw: bytes, store: LabelStore, report: IngestReport, where: str) -> NewEvent | None:
     try:
         event = wire.Event.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
-        report.invalid.append(f"event: {str(exc).splitlines()[0]}")
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(document)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        report.invalid.append(f"{where}: {field}: {err['msg']}{more}")
+        return None
+    except ValueError as exc:
+        report.invalid.append(f"{where}: {str(exc).splitlines()[0]}")
         return None
     source = f"{event.device}:{event.seq}"
     if event.type != OVERRIDE_TYPE:

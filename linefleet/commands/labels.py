@@ -312,6 +312,9 @@ def run_ingest(ns: argparse.Namespace) -> int:
     from trainer.overrides import ingest
 
     ws = workspace(ns)
+    event_names: list[str] = []
+    frame_names: list[str] = []
+    unreadable: list[str] = []
     if ns.broker:
         from trainer.mqtt_listen import listen
 
@@ -325,11 +328,32 @@ def run_ingest(ns: argparse.Namespace) -> int:
         frames = [m.payload for m in messages if m.kind == "frame"] + spooled
     else:
         try:
-            events = [line.encode() for line in ns.file.read_text("utf-8").splitlines() if line]
+            lines = ns.file.read_text("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{ns.file}: cannot read ({exc})") from None
-        frames = [p.read_bytes() for p in sorted(ns.frames.glob("*.lff"))] if ns.frames else []
-    report = ingest(ws.open_store(), ws.frames, events, frames)
+        numbered = [(n, line) for n, line in enumerate(lines, 1) if line]
+        events = [line.encode() for _, line in numbered]
+        event_names = [f"{ns.file}:{n}" for n, _ in numbered]
+        frames = []
+        if ns.frames:
+            if not ns.frames.is_dir():
+                raise UsageError(f"--frames {ns.frames}: no such directory")
+            for path in sorted(ns.frames.glob("*.lff")):
+                try:  # one unreadable file (a folder, a dangling link) must not stop the rest
+                    frames.append(path.read_bytes())
+                except OSError as exc:
+                    unreadable.append(f"{path}: cannot read ({exc.strerror or exc})")
+                    continue
+                frame_names.append(str(path))
+    report = ingest(
+        ws.open_store(),
+        ws.frames,
+        events,
+        frames,
+        event_names=event_names,
+        frame_names=frame_names,
+    )
+    report.invalid[:0] = unreadable
     for problem in report.invalid:
         print(f"skipped: {problem}", file=sys.stderr)
     ignored = sum(report.ignored.values())

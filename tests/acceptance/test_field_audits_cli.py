@@ -133,3 +133,37 @@ def test_audit_samples_become_tasks_labels_and_a_field_escape_estimate(
     section = html.split('id="escapes"')[1].split("</section>")[0]
     assert "<td>toledo/line-1</td><td>12</td><td>10</td><td>4</td>" in section
     assert "0.400 (0.168-0.687)" in section and "past the gate" in section
+
+
+def test_ingest_names_each_frame_file_and_event_line_it_skips_and_takes_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "fleet"
+    minifleet.write_minifleet(repo)
+    frames = tmp_path / "upload"
+    spooled(frames, 3, "sample")
+    good = (frames / "sample-000.lff").read_bytes()
+    (frames / "half.lff").write_bytes(good[: len(good) // 2])  # an upload cut off mid-write
+    (frames / "junk.lff").write_bytes(b"LFF1\x00\x00\x00\xffnot an envelope")
+    (frames / "folder.lff").mkdir()  # read_bytes() raised IsADirectoryError: a crash, exit 3
+    (frames / "gone.lff").symlink_to(tmp_path / "nowhere")
+    events = tmp_path / "events.jsonl"
+    events.write_text('\n{"not json\n{"protocol": 1}\n')
+    ws = ["--state", str(tmp_path / "trainer"), "--fleet-repo", str(repo)]
+    capsys.readouterr()
+
+    assert main(["labels", "ingest-events", str(events), "--frames", str(frames), *ws]) == 1
+    out, err = capsys.readouterr()
+    assert "3 frame(s) stored, 3 audit sample(s) to label" in out and "6 invalid" in out
+    skipped = err.splitlines()
+    assert f"skipped: {frames / 'folder.lff'}: cannot read (Is a directory)" in skipped
+    assert f"skipped: {frames / 'gone.lff'}: cannot read (No such file or directory)" in skipped
+    assert any(s.startswith(f"skipped: {frames / 'half.lff'}: image bytes") for s in skipped)
+    assert any(s.startswith(f"skipped: {frames / 'junk.lff'}: ") for s in skipped)
+    assert any(s.startswith(f"skipped: {events}:2: Unterminated string") for s in skipped)
+    assert any(s.startswith(f"skipped: {events}:3: ") and "more)" in s for s in skipped)
+    assert "Traceback" not in err
+
+    missing = ["labels", "ingest-events", str(events), "--frames", str(tmp_path / "nope"), *ws]
+    assert main(missing) == 2  # was: 0 frames found, exit 0, as if the folder were empty
+    assert f"--frames {tmp_path / 'nope'}: no such directory" in capsys.readouterr().err

@@ -99,3 +99,25 @@ def test_model_add_refuses_a_contract_the_graph_does_not_have(
         "outputs.logits: 'logits' is [?, 3]; a classifier's output is [N, 4] for 4 classes" in err
     )
     assert not (root / "fleet/models/bad.yaml").exists()
+
+
+def test_model_add_refuses_an_input_layout_validate_would_refuse_and_names_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an anomaly model exported channels-last (anomalib, Keras); `model add` used to write an
+    # NCHW entry for it that `linefleet validate` then refused (input.shape), in the fleet repo
+    from tests.support.external_models import anomaly_model
+
+    root = tmp_path / "repo"
+    write_minifleet(root)
+    built = anomaly_model(tmp_path / "nhwc.onnx")
+    argv = ["model", "add", str(built.path), "--model", "nov", "--taxonomy", "surface-defects@2"]
+    argv += ["--task", "anomaly", "--classes", "ok,scratch", "--output", "score=score_column"]
+    argv += ["--threshold", "0.5", "--fleet-repo", str(root), "--state", str(tmp_path / "state")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "input.shape: expected [1, 3, height, width] for rgb input" in err
+    assert "looks NHWC: give --layout NHWC" in err
+    assert not (root / "fleet/models/nov.yaml").exists()
+    assert main([*argv, "--layout", "NHWC"]) == 0
+    assert main(["validate", "--repo", str(root)]) == 0

@@ -321,6 +321,25 @@ def test_cross_file_checks(mutate: Mutation, expected: list[tuple[str, str, str,
     assert findings_for(mutate) == sorted(expected)
 
 
+def test_keep_rules_that_cannot_do_what_they_are_set_for_are_warned_of() -> None:
+    def odd(src: MemorySource) -> None:
+        src.edit(L4)["rollout"]["telemetry"] = {
+            "uncertain_below": 1.0,  # every frame is "uncertain": nothing left to audit
+            "audit_rate": 0.01,
+            "doubt_defects_below": 0.3,  # no novelty model on the line: no effect
+        }
+
+    (doubt, uncertain) = findings_for(odd)  # sorted by field
+    assert doubt[:3] == (L4, "rollout.telemetry.doubt_defects_below", "warning")
+    assert "without a novelty model on the line" in doubt[3]
+    assert uncertain[:3] == (L4, "rollout.telemetry.uncertain_below", "warning")
+    assert "every decided frame is kept as uncertain" in uncertain[3]
+    assert "audit sample (audit_rate) never gets a frame" in uncertain[3]
+    band = findings_for(set_in(L4, "rollout", "telemetry", value={"uncertainty_band": [0.2, 1.0]}))
+    assert [f[1] for f in band] == ["rollout.telemetry.uncertainty_band"]
+    assert findings_for(set_in(L4, "rollout", "telemetry", value={"uncertain_below": 0.99})) == []
+
+
 def test_findings_carry_positions_in_the_offending_file() -> None:
     src = MemorySource()
     set_in(L4, "rollout", "serving", value="surface-classifier@9")(src)

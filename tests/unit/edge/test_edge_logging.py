@@ -115,6 +115,15 @@ def test_audit_sample_is_stratified_per_camera() -> None:
     assert not any(AuditSampler().take("a", 0.0) for _ in range(100))
 
 
+def test_a_vanishingly_small_audit_rate_samples_nothing_and_does_not_stop_inspection() -> None:
+    # `audit_rate: 1e-320` is a finite probability, so `linefleet validate` accepts it; 1 / rate
+    # overflows to infinity and used to raise OverflowError out of every confidently-ok frame
+    sampler = AuditSampler(random.Random(1))
+    for rate in (1e-309, 5e-324):
+        assert not any(sampler.take("a", rate) for _ in range(100))
+    assert sum(sampler.take("a", 0.5) for _ in range(100)) == 50
+
+
 def test_audit_frames_are_spooled_with_their_reason_and_counted_per_camera(
     tmp_path: Path,
 ) -> None:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_puller.engine import Decision, Outcome
+from edge_puller.localstatus import local_status
 from edge_puller.metrics import LineMetrics
 from edge_puller.spool import Spool, keep_reason
 from linefleet_core.framestats import drift_score, frame_stats
@@ -106,6 +108,65 @@ def test_counters_survive_a_restart(tmp_path: Path) -> None:
     )
 
 
+def test_a_spool_whose_counters_were_lost_never_overwrites_a_spooled_frame(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, telemetry())
+    for _ in range(3):
+        spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.lff")}
+    (tmp_path / "counters.json").unlink()  # lost (or reset) while the frames stayed
+    again = Spool(tmp_path, telemetry())
+    again.consider(_decision("scratch"), FRAME, "plant", "dev-1", NOW)
+    # the sequence restarted at 1 and the new frame replaced 000000000001-defect-...
+    after = {p.name: p.read_bytes() for p in tmp_path.glob("*.lff")}
+    assert len(after) == again.pending() == 4
+    assert all(after[name] == data for name, data in before.items())
+    assert again.spooled_bytes == sum(len(d) for d in after.values())
+
+
+@pytest.mark.parametrize(
+    "counters",
+    [
+        '{"seq": "x"}',
+        '{"seq": 1e400}',
+        '{"reasons": {"defect": {"kept": "many"}}}',
+        '{"audit": {"cam-1": 5}}',
+        '{"bytes_today": null}',
+        "[1, 2]",
+    ],
+)
+def test_counters_of_the_wrong_type_are_counted_anew_instead_of_failing_every_frame(
+    tmp_path: Path, counters: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    Spool(tmp_path, telemetry()).consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    (tmp_path / "counters.json").write_text(counters)
+    spool = Spool(tmp_path, telemetry(audit_rate=1.0))
+    assert "counters.json" in caplog.text and "counting anew" in caplog.text
+    assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) == "defect"
+    assert spool.consider(_decision("ok", 0.99), FRAME, "plant", "dev-1", NOW) == "audit"
+    assert spool.pending() == 3 and spool.next_upload(NOW.date()) is not None
+
+
+def test_foreign_entries_named_like_frames_are_neither_counted_nor_uploaded(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "spool" / "plant__line-1"
+    Spool(folder, telemetry()).consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    (folder / "000000000007-defect-0.5.lff").mkdir()  # read_bytes() on upload: IsADirectoryError
+    (folder / "000000000008-defect-0.5.lff").symlink_to(tmp_path / "gone")  # stat(): a crash
+    (folder / "notes.lff").write_bytes(b"not a frame")  # ranked first ("legacy") and uploaded
+    spool = Spool(folder, telemetry())
+    assert spool.pending() == 1
+    path, payload = spool.next_upload(NOW.date()) or (None, b"")
+    assert path is not None and decode_frame(payload)[0].reason == "defect"
+    spool.uploaded(path, len(payload), NOW.date())
+    assert spool.next_upload(NOW.date()) is None
+    (folder / "counters.json").write_text("[1, 2]")  # not an object: .get() raised
+    (retired,) = local_status(tmp_path)["retired_spools"]  # `edge status` reads it too
+    assert (retired["line"], retired["waiting"], retired["kept"]) == ("plant/line-1", 0, 0)
+
+
 def test_a_deleted_spool_ignores_an_upload_in_flight_and_keeps_nothing_new(
     tmp_path: Path,
 ) -> None:
@@ -197,3 +258,49 @@ def test_a_detectors_boxes_and_an_anomaly_score_travel_in_the_spooled_metadata()
     plain = Decision("p/l", "cam-1", "f2", "serving", "ok", 0.9, Outcome("m@1", "ok", 0.9, 1.0))
     raw = envelope(plain, frame, "p", "d", at, "sample")
     assert raw is not None and b'"boxes"' not in raw and b'"score"' not in raw  # v1 bytes
+
+
+def test_a_spool_that_cannot_write_drops_the_frame_counts_it_and_inspection_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "spool"
+    spool = Spool(folder, telemetry())
+    spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    shutil.rmtree(folder)
+    folder.write_bytes(b"")  # every write under it now fails (NotADirectoryError), as a full disk
+    for _ in range(3):  # raised OSError out of Agent.serve, stopping the frame loop
+        assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) is None
+    defect = spool.counters.reasons["defect"]
+    assert (defect.kept, defect.dropped, spool.pending()) == (4, 3, 1)
+    assert caplog.text.count("frame not spooled") == 1  # once, not once per frame
+    folder.unlink()
+    folder.mkdir()  # room again
+    assert spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW) == "defect"
+    assert Spool(folder, telemetry()).counters.reasons["defect"].kept == 5
+
+
+def test_an_export_takes_the_spooled_frames_only_and_ack_leaves_foreign_entries_alone(
+    tmp_path: Path,
+) -> None:
+    from edge_puller.airgap import export_device
+    from linefleet_core.bundle import read_export
+
+    state = tmp_path / "state"
+    folder = state / "spool" / "plant__line-1"
+    spool = Spool(folder, telemetry())
+    for _ in range(2):
+        spool.consider(_decision("dent"), FRAME, "plant", "dev-1", NOW)
+    (folder / "000000000009-defect-0.5.lff").mkdir()  # `--ack` raised IsADirectoryError
+    (folder / "000000000010-defect-0.5.lff").symlink_to(tmp_path / "gone")
+    (folder / "copy.lff").write_bytes(b"not a frame")
+    done = export_device(state, tmp_path / "dev.export", ack=True)
+    _, frames = read_export(tmp_path / "dev.export")
+    assert done.frames == len(frames) == 2
+    assert {decode_frame(f)[0].reason for f in frames} == {"defect"}
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == [
+        "000000000009-defect-0.5.lff",
+        "000000000010-defect-0.5.lff",
+        "copy.lff",
+        "counters.json",
+    ]
