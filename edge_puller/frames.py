@@ -18,6 +18,8 @@ is called once per change of the message, with `""` when frames flow again.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,9 +83,18 @@ def open_camera(
 
 
 def _read_image(path: Path) -> Frame | None:
-    """The frame as the trainer read its training frames (`linefleet_core.imagefile`)."""
+    """The frame as the trainer read its training frames (`linefleet_core.imagefile`). Only a
+    regular file (or a link to one) is opened: a named pipe or a device node called `x.png`
+    would block the capture loop forever; it is unreadable instead."""
+    try:  # O_NONBLOCK: opening a pipe with no writer returns at once (no effect on files)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
     try:
-        data = path.read_bytes()
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return None
+            data = stream.read()
     except OSError:
         return None
     image = decode_image(data)

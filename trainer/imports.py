@@ -188,6 +188,8 @@ def _frame_of(
         return row.frame, None
     image = Path(row.image or "")
     image = image if image.is_absolute() else base / image
+    if image.exists() and not image.is_file():  # a folder, or a pipe that would block the import
+        raise UsageError(f"{image}: not a regular file")
     try:
         data = image.read_bytes()
     except OSError as exc:

@@ -145,3 +145,18 @@ def test_a_plant_tree_given_relative_with_camera_folder_names_and_a_hostile_head
     assert "imported 5 annotation(s), 5 new frame(s) (folder)" in capsys.readouterr().out
     doc = _dataset(repo, capsys)
     assert doc["frames"] == 5
+
+
+def test_a_jsonl_row_naming_a_pipe_is_refused_not_waited_on(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "0.png")  # no writer: reading it would block the import for ever
+    row = {"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert f"{path}:1:1: image: {tmp_path / '0.png'}: not a regular file" in capsys.readouterr().err
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0

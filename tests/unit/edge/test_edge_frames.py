@@ -39,6 +39,31 @@ def test_directory_yields_images_in_order_and_unreadable_ones_as_none(tmp_path: 
     assert found[1][1] == 10 and found[2][1] is None
 
 
+def test_a_named_pipe_or_folder_called_like_a_frame_is_unreadable_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    os.mkfifo(tmp_path / "a.png")  # nobody writes to it: reading it would block for ever
+    (tmp_path / "b.png").mkdir()
+    cv2.imwrite(str(tmp_path / "c.png"), np.full((8, 8, 3), 40, dtype=np.uint8))
+    old = time.time() - 60
+    for name in ("a.png", "b.png"):
+        os.utime(tmp_path / name, (old, old))  # settled: not a frame still being written
+    stop = threading.Event()
+    found: list[tuple[str, int | None]] = []
+
+    def read() -> None:
+        for frame_id, frame in open_source(str(tmp_path), stop):
+            found.append((frame_id, None if frame is None else int(frame.mean())))
+            if len(found) == 3:
+                stop.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    stop.set()
+    assert found == [("a.png", None), ("b.png", None), ("c.png", 40)]
+
+
 def test_a_frame_still_being_written_is_read_once_complete_not_counted_unreadable(
     tmp_path: Path,
 ) -> None:
