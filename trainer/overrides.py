@@ -26,6 +26,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,6 +37,9 @@ from trainer.checks import check_class
 from trainer.events import EventKind, NewEvent
 from trainer.frames import FrameStore, UnreadableFrame
 from trainer.store import FrameInfo, LabelStore
+
+if TYPE_CHECKING:
+    from trainer.places import Places
 
 OVERRIDE_TYPE = wire.EventType.INSPECTION_OVERRIDE.value
 
@@ -72,11 +76,14 @@ def ingest(
     *,
     event_names: Sequence[str] = (),
     frame_names: Sequence[str] = (),
+    places: Places | None = None,
 ) -> IngestReport:
     """Store the frames, then queue every valid override whose frame is known; one transaction.
 
     `event_names` and `frame_names` say where each payload came from (`FILE:LINE`, a frame's
-    file), in order, so a refused one is named; without them, `event N` / `frames payload N`."""
+    file), in order, so a refused one is named; without them, `event N` / `frames payload N`.
+    With `places` (the fleet), a frame from a device that does not serve the line and camera it
+    names is refused: it would count in that line's audit sample and escape estimate."""
     report = IngestReport()
     infos: dict[str, FrameInfo] = {}
     samples: list[NewEvent] = []
@@ -84,6 +91,9 @@ def ingest(
         where = frame_names[n] if n < len(frame_names) else f"frames payload {n + 1}"
         try:
             meta, jpeg = wire.decode_frame(payload)
+            if places is not None and (why := places.serves(meta.device, meta.line, meta.camera)):
+                report.invalid.append(f"{where}: {why}")
+                continue
             sha = frames.put(jpeg, f"frame {meta.device}/{meta.frame_id}")
         except (wire.FrameError, UnreadableFrame, ValueError) as exc:
             report.invalid.append(f"{where}: {exc}")

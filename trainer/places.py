@@ -5,13 +5,18 @@
 
 A label for a line or camera the fleet does not have would only surface much later (as a
 line with no holdout frames); the import refuses it at once, with a did-you-mean.
+
+    places.serves("toledo-edge-1", "toledo/line-1", "cam-1")  # None, or why not
+
+A frame uploaded by a device names its line and camera itself: one that the device does not
+serve (a hand-written or misconfigured client) would count in another line's escape estimate.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from linefleet_core.spec import FleetSpec
@@ -27,13 +32,31 @@ class Places:
     sites: frozenset[str]
     cameras: dict[str, frozenset[str]]
     """`site/line` -> camera ids."""
+    served: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    """device id -> the (`site/line`, camera) pairs it serves."""
 
     @classmethod
     def of(cls, spec: FleetSpec) -> Places:
         return cls(
             frozenset(spec.sites) | {line.site for line in spec.lines.values()},
             {k: frozenset(c.id for c in line.cameras) for k, line in spec.lines.items()},
+            {
+                d.id: frozenset(
+                    (f"{d.site}/{s.line}", camera) for s in d.serves for camera in s.cameras
+                )
+                for d in spec.devices.values()
+            },
         )
+
+    def serves(self, device: str, line: str, camera: str) -> str | None:
+        """None when `device` serves camera `camera` of line `line` (`site/line`), else why not."""
+        pairs = self.served.get(device)
+        if pairs is None:
+            return f"unknown device {device!r}{did_you_mean(device, self.served)}"
+        if (line, camera) not in pairs:
+            mine = ", ".join(f"{k} {c}" for k, c in sorted(pairs))
+            return f"device {device!r} does not serve {line} {camera} (it serves {mine})"
+        return None
 
     @classmethod
     def load(cls, fleet_repo: Path) -> Places | None:

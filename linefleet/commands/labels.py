@@ -310,6 +310,7 @@ def run_migrate(ns: argparse.Namespace) -> int:
 def run_ingest(ns: argparse.Namespace) -> int:
     from linefleet_core.bundle import BundleError, is_export, read_export
     from trainer.overrides import ingest
+    from trainer.places import Places
 
     ws = workspace(ns)
     event_names: list[str] = []
@@ -352,6 +353,7 @@ def run_ingest(ns: argparse.Namespace) -> int:
         frames,
         event_names=event_names,
         frame_names=frame_names,
+        places=Places.load(ws.fleet_repo),
     )
     report.invalid[:0] = unreadable
     for problem in report.invalid:

@@ -29,20 +29,29 @@ LINE = "toledo/line-1"
 AT = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
 
-def spooled(folder: Path, n: int, reason: Literal["sample", "defect"], cls: str = "ok") -> None:
-    """`n` frames as the edge uploads them (`LFF1` envelope), the model having said ok."""
+def spooled(
+    folder: Path,
+    n: int,
+    reason: Literal["sample", "defect"],
+    cls: str = "ok",
+    claims: tuple[str, str, str] = ("toledo-edge-1", LINE, "cam-1"),
+) -> None:
+    """`n` frames as the edge uploads them (`LFF1` envelope), the model having said ok;
+    `claims`: the device, line and camera the envelope names."""
+    device, line, camera = claims
     profile = draw_profile("toledo", "line-1", seed=1)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         image = render_frame(profile, cls, frame_rng(5, profile, i + 100 * len(reason)), 64)
         jpeg = bytes(cv2.imencode(".jpg", image)[1])
         meta = FrameMeta(
-            protocol=1, kind="Frame", site="toledo", device="toledo-edge-1", line=LINE,
-            camera="cam-1", frame_id=f"{reason}-{i}", captured_at=AT + dt.timedelta(seconds=i),
+            protocol=1, kind="Frame", site=line.partition("/")[0], device=device, line=line,
+            camera=camera, frame_id=f"{device}-{reason}-{i}", captured_at=AT + dt.timedelta(seconds=i),
             reason=reason, model="surface-classifier@2", predicted="ok" if reason == "sample" else cls,
             confidence=0.96, sha256=hashlib.sha256(jpeg).hexdigest(), size=len(jpeg),
         )  # fmt: skip
-        (folder / f"{reason}-{i:03d}.lff").write_bytes(encode_frame(meta, jpeg))
+        name = f"{reason}-{i:03d}.lff" if claims[0] == "toledo-edge-1" else f"{device}-{i}.lff"
+        (folder / name).write_bytes(encode_frame(meta, jpeg))
 
 
 def test_audit_samples_become_tasks_labels_and_a_field_escape_estimate(
@@ -167,3 +176,32 @@ def test_ingest_names_each_frame_file_and_event_line_it_skips_and_takes_the_rest
     missing = ["labels", "ingest-events", str(events), "--frames", str(tmp_path / "nope"), *ws]
     assert main(missing) == 2  # was: 0 frames found, exit 0, as if the folder were empty
     assert f"--frames {tmp_path / 'nope'}: no such directory" in capsys.readouterr().err
+
+
+def test_a_frame_from_a_device_that_does_not_serve_its_line_and_camera_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An envelope names its own line: a hand-written client's frame for a line its device does
+    not serve would otherwise count in that line's audit sample and escape estimate."""
+    repo = tmp_path / "fleet"
+    minifleet.write_minifleet(repo)
+    frames = tmp_path / "upload"
+    spooled(frames, 2, "sample")  # toledo-edge-1 on toledo/line-1 cam-1: served
+    spooled(frames, 1, "sample", claims=("toledo-edge-2", "toledo/line-2", "cam-1"))
+    spooled(frames, 1, "sample", claims=("toledo-egde-1", LINE, "cam-1"))
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    ws = ["--state", str(tmp_path / "trainer"), "--fleet-repo", str(repo)]
+    capsys.readouterr()
+
+    assert main(["labels", "ingest-events", str(events), "--frames", str(frames), *ws]) == 1
+    out, err = capsys.readouterr()
+    assert "2 frame(s) stored, 2 audit sample(s) to label" in out and "2 invalid" in out
+    assert (
+        f"skipped: {frames / 'toledo-edge-2-0.lff'}: device 'toledo-edge-2' does not serve "
+        "toledo/line-2 cam-1 (it serves toledo/line-2 cam-2)" in err
+    )
+    assert (
+        f"skipped: {frames / 'toledo-egde-1-0.lff'}: unknown device 'toledo-egde-1'; "
+        "did you mean 'toledo-edge-1'?" in err
+    )
