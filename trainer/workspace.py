@@ -54,5 +54,16 @@ class Workspace:
     def taxonomies(self) -> dict[str, Taxonomy]:
         return load_taxonomies(self.fleet_repo)
 
-    def open_store(self) -> LabelStore:
-        return LabelStore.open(self.url, self.taxonomies())
+    def open_store(self, existing: bool = False) -> LabelStore:
+        """The label store; with `existing` (commands that only read or act on what is there),
+        a SQLite store that does not exist yet is an error naming `--state` rather than an
+        empty store created at a mistyped path."""
+        taxonomies = self.taxonomies()  # a wrong --fleet-repo is named first
+        if existing and self.labels_url is None:
+            path = Path(self.url.removeprefix("sqlite:///"))
+            if not path.is_file():
+                raise UsageError(
+                    f"no label store at {path} (is --state right? `linefleet labels import` "
+                    "or `labels ingest-events` creates it)"
+                )
+        return LabelStore.open(self.url, taxonomies)

@@ -188,7 +188,7 @@ def run_import(ns: argparse.Namespace) -> int:
 
 
 def run_tasks(ns: argparse.Namespace) -> int:
-    store = workspace(ns).open_store()
+    store = workspace(ns).open_store(existing=True)
     tasks = [t for t in store.state().tasks() if ns.kind in (None, t.kind.value)]
     if ns.format == "json":
         doc = [
@@ -216,7 +216,7 @@ def run_review(ns: argparse.Namespace) -> int:
     from trainer.events import EventKind, NewEvent
 
     ws = workspace(ns)
-    store = ws.open_store()
+    store = ws.open_store(existing=True)
     state = store.state()
     if ns.task in state.samples:
         return _label_sample(ws, store, state, ns)
@@ -257,7 +257,7 @@ def run_escapes(ns: argparse.Namespace) -> int:
     from trainer.audits import field_escapes
     from trainer.evidence import show
 
-    found = field_escapes(workspace(ns).open_store().state())
+    found = field_escapes(workspace(ns).open_store(existing=True).state())
     if ns.format == "json":
         doc = {line: f.to_json() for line, f in found.items()}
         json.dump({"format_version": 1, "field_escapes": doc}, sys.stdout, indent=2)
@@ -279,7 +279,7 @@ def run_qa(ns: argparse.Namespace) -> int:
     twice = sorted({i for i in ns.ids if ns.ids.count(i) > 1})
     if twice:
         raise UsageError(f"ID {', '.join(map(str, twice))}: given more than once")
-    store = workspace(ns).open_store()
+    store = workspace(ns).open_store(existing=True)
     decision = Decision.CONFIRM if ns.confirm else Decision.REJECT
     store.append(
         [NewEvent(EventKind.QA, ns.reviewer, target=i, detail=decision.value) for i in ns.ids]
@@ -372,7 +372,7 @@ def run_dataset(ns: argparse.Namespace) -> int:
     from trainer.datasets import build
 
     ws = workspace(ns)
-    store = ws.open_store()
+    store = ws.open_store(existing=True)
     taxonomy = store.taxonomies.get(ns.taxonomy)
     if taxonomy is None:
         raise UsageError(f"--taxonomy {ns.taxonomy}: no such taxonomy version in {ws.fleet_repo}")
@@ -410,7 +410,7 @@ def run_quality(ns: argparse.Namespace) -> int:
 
     from trainer.quality import report
 
-    store = workspace(ns).open_store()
+    store = workspace(ns).open_store(existing=True)
     rep = report(store.state())
     if ns.format == "json":
         json.dump({"format_version": 1, **asdict(rep)}, sys.stdout, indent=2)
@@ -444,7 +444,7 @@ def run_queue(ns: argparse.Namespace) -> int:
     from trainer.train import predict_with, session_for
 
     ws = workspace(ns)
-    store = ws.open_store()
+    store = ws.open_store(existing=True)
     state = store.state()
     busy = {lab.frame for lab in state.labels.values()}
     busy |= {ov.frame for ov in state.overrides.values() if ov.frame}

@@ -215,6 +215,9 @@ def test_an_unreachable_postgresql_url_is_a_clear_error(
 def test_quality_report_and_unknown_fleet_repo(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert lf(repo, "quality") == 2  # a mistyped --state is not an empty store made for it
+    assert "no label store at " in capsys.readouterr().err
+    assert lf(repo, "migrate") == 0  # creates the (empty) store
     assert lf(repo, "quality") == 0
     assert "double-labelled frames: 0" in capsys.readouterr().out
     assert lf(tmp_path / "nowhere", "quality") == 2
