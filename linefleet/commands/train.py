@@ -131,7 +131,9 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError(f"--lighting {ns.lighting}: expected a strength from 0 to 1")
     backend = ns.backend or DEFAULT_BACKEND
     if backend == "cnn" and (ns.texture is not None or ns.classifier is not None):
-        raise UsageError(f"--classifier and --texture apply to the features backend, not {backend}")
+        raise UsageError(
+            f"--classifier and --texture apply to the features and blend backends, not {backend}"
+        )
     texture = DEFAULT_TEXTURE if ns.texture is None else ns.texture
     max_escape = _max_escape(ns.max_escape)
     cnn = CnnConfig(
