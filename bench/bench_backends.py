@@ -1,4 +1,4 @@
-"""The two training backends (`features`, `cnn`) on two sources of labelled frames.
+"""The training backends (`features`, `cnn`, `blend`) on two sources of labelled frames.
 
     nice -n 10 python bench/bench_backends.py        (or: python bench/run.py backends)
 
