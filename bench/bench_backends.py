@@ -1,4 +1,4 @@
-"""The two training backends (`features`, `cnn`) on two sources of labelled frames.
+"""The training backends (`features`, `cnn`, `blend`) on two sources of labelled frames.
 
     nice -n 10 python bench/bench_backends.py        (or: python bench/run.py backends)
 
@@ -21,7 +21,8 @@ on the independent source, within 10 minutes of training on 2 cores.
 Knobs (environment): BENCH_CNN_EPOCHS (default 30, as `linefleet train`), BENCH_CNN_SIZE (0:
 auto, as `linefleet train`), BENCH_CNN_TILES (1),
 BENCH_FEATURE_SIZE (0: auto, as `linefleet train`), BENCH_BACKENDS (features,cnn; also
-features-boosted: texture statistics + gradient-boosted trees),
+features-boosted: texture statistics + gradient-boosted trees; blend: features-boosted and
+the CNN stacked out of fold in one graph, `linefleet train --backend blend`),
 BENCH_MAX_ESCAPE (0.05: the features backends' operating point, as `linefleet train
 --max-escape`; `argmax` for none), BENCH_FRAMES (400 per line),
 BENCH_AL (active learning batch,start,cap), BENCH_SEED (5: the independent source's seed;
@@ -96,6 +97,15 @@ def configs() -> dict[str, TrainConfig]:
             classifier="boosted",
             texture=True,
             max_escape=MAX_ESCAPE,
+        ),
+        # both, stacked out of fold in one graph (the features part as features-boosted)
+        "blend": TrainConfig(
+            size=FEATURE_SIZE,
+            backend="blend",
+            classifier="boosted",
+            texture=True,
+            max_escape=MAX_ESCAPE,
+            cnn=cnn,
         ),
     }
     return {name: every[name] for name in BACKENDS}
@@ -205,7 +215,8 @@ def cross_line(root: Path) -> dict[str, Any]:
 
 
 def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dict[str, Any]:
-    """Margin vs random on the independent source, with `backend` (batches of 40 for cnn).
+    """Margin vs random on the independent source, with `backend` (batches of 40 for cnn;
+    blend: its features part).
 
     A features backend computes the feature graph once for every frame and fits the
     classifier and its operating point on the labelled rows each round (what `fit` does,
@@ -215,6 +226,8 @@ def active_learning(ws: Workspace, version: DatasetVersion, backend: str) -> dic
 
     train, hold = version.train(), version.holdout()
     config = configs()[backend]
+    if backend == "blend":  # a blend per round (~340 CPU s) is out of reach: its features part
+        config = replace(config, backend="features")
     if backend == "cnn":
         config = TrainConfig(size=config.size, backend="cnn",
                              cnn=CnnConfig(size=config.size, epochs=max(4, EPOCHS // 3),
@@ -498,6 +511,11 @@ def report(
         )
     if "features" in ind:
         measured.append(f"features: {FEATURE_SIZE or 'auto'} px, logistic regression{point}")
+    if "blend" in ind:
+        measured.append(
+            f"blend: features-boosted and the cnn, stacked by a logistic regression on "
+            f"out-of-fold log-probabilities (3 CNN folds), one graph{point}"
+        )
     if "features-boosted" in ind:
         measured.append(
             f"features-boosted: {FEATURE_SIZE or 'auto'} px, features + texture statistics "

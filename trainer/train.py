@@ -1,7 +1,9 @@
 """Fit a classifier on a dataset version and export ONE ONNX artifact that follows the contract.
 
-Two backends: `features` (below) and `cnn` (`trainer.cnn`: a small PyTorch network with
-augmentation, ROI and tiling, exported with torch.onnx). Both export the same contract.
+Three backends: `features` (below), `cnn` (`trainer.cnn`: a small PyTorch network with
+augmentation, ROI and tiling, exported with torch.onnx) and `blend` (`trainer.blend`: both,
+stacked by a logistic regression on their out-of-fold log-probabilities, in one graph). All
+export the same contract.
 
     model = fit(version, frames, TrainConfig(size=64))
     model.onnx            # bytes: image [1, 3, S, S] -> probabilities [1, K] (+ label)
@@ -17,7 +19,7 @@ and followed by a fixed MatMul that places the classifier's classes in the taxon
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ from trainer.frames import FrameStore
 
 PROBABILITIES = "probabilities"
 ML_OPSET = 3
-BACKENDS = ("features", "cnn")
+BACKENDS = ("features", "cnn", "blend")
 DEFAULT_BACKEND = "features"
 """The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
 DEFAULT_CLASSIFIER = "boosted"
@@ -127,6 +129,13 @@ class TrainConfig:
         if self.backend == "cnn":
             return {**common, "classifier": "cnn", **self.cnn.params()}
         escape = "argmax" if self.max_escape is None else self.max_escape
+        if self.backend == "blend":
+            from trainer.blend import CNN_FOLDS
+
+            features = TrainConfig(**{**self.__dict__, "backend": "features"}).params()
+            return {**features, **self.cnn.params(), "backend": "blend",
+                    "blend_stacker": "StandardScaler+LogisticRegression",
+                    "blend_cnn_folds": CNN_FOLDS}  # fmt: skip
         if self.classifier == "boosted":
             return {**common, "classifier": "GradientBoosting", "texture": self.texture,
                     "max_iter": BOOSTED_ROUNDS, "max_features": "sqrt", "min_samples_leaf": 8,
@@ -237,10 +246,19 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
             tuple(version.classes), fitted.onnx, None, None, size, len(items),
             {**chosen, **fitted.params()},
         )  # fmt: skip
-    if config.backend != "features":
+    if config.backend not in ("features", "blend"):
         raise PermanentError(f"unknown backend {config.backend!r} (one of {', '.join(BACKENDS)})")
     features = feature_graph(size, texture=config.texture)
-    x = extract(features, load_images(frames, items, size))
+    images = load_images(frames, items, size)
+    x = extract(features, images)
+    if config.backend == "blend":
+        labels = np.array([version.classes.index(i.cls) for i in items])
+        blend, pipeline = _fit_blend(images, labels, version.classes,
+                                    [i.line_key for i in items], features, x, config)  # fmt: skip
+        return TrainedModel(
+            tuple(version.classes), blend.onnx, pipeline, features, size, len(items),
+            {**chosen, **blend.fitted},
+        )  # fmt: skip
     y = np.array([present.index(i.cls) for i in items])
     point = feature_operating_point(x, y, present, [i.line_key for i in items], config)
     pipeline = classifier(config)
@@ -252,6 +270,94 @@ def fit(version: DatasetVersion, frames: FrameStore, config: TrainConfig) -> Tra
         tuple(version.classes), artifact, pipeline, features, size, len(items),
         {**chosen, **point.params()}, ok_scale=point.ok_scale,
     )  # fmt: skip
+
+
+def _fit_blend(
+    images: Any,
+    y: Any,
+    classes: Sequence[str],
+    groups: Sequence[str],
+    features: Any,
+    x: Any,
+    config: TrainConfig,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, Any]:
+    """Fit both backends and the stacker on training `images` (float32 [N, 3, S, S]) with
+    taxonomy indices `y`, lines `groups`, the feature graph `features` and its rows `x`;
+    `config` is the `TrainConfig` (its classifier/texture for the features part, `cnn` for
+    the network, `max_escape`, `folds`, `seed`). Returns the model and the features pipeline."""
+    from trainer.blend import (
+        CNN_FOLDS,
+        FittedBlend,
+        cnn_log_probabilities,
+        compose,
+        log_probabilities,
+        stack_point,
+        stacker_weights,
+    )
+
+    say = progress or (lambda _msg: None)
+    k = len(classes)
+    y = np.asarray(y)
+    present = sorted(set(y.tolist()))
+    ok = list(classes).index("ok") if "ok" in classes else -1
+    feat_config = _features_config(config)
+    folds = max(2, config.folds)
+    fold = cross_folds(y, groups, folds, config.seed)
+    oof_f = log_probabilities(out_of_fold(x, y, k, fold, feat_config))
+    pipeline = classifier(feat_config).fit(x, y)
+    say("features fitted")
+    cnn = CnnConfig(**{**config.cnn.__dict__, "size": images.shape[-1], "seed": config.seed})
+    present_names = [classes[i] for i in present]
+    cnn_fold = cross_folds(y, groups, CNN_FOLDS, config.seed)
+    oof_c = np.zeros((len(y), k))
+    for f in range(CNN_FOLDS):
+        held = cnn_fold == f
+        if not held.any() or held.all() or len(set(y[~held].tolist())) < 2:
+            continue
+        part = fit_cnn(images[~held], y[~held], classes,
+                       [classes[i] for i in sorted(set(y[~held].tolist()))], cnn,
+                       [g for g, h in zip(groups, held, strict=True) if not h])  # fmt: skip
+        oof_c[held] = cnn_log_probabilities(part, images[held], ok)
+        say(f"cnn fold {f + 1}/{CNN_FOLDS}")
+    full = fit_cnn(images, y, classes, present_names, cnn, list(groups))
+    say("cnn fitted")
+    stacked = np.hstack([oof_f, oof_c])
+    stacker = _stacker_config(config)
+    oof_s = log_probabilities(out_of_fold(stacked, y, k, fold, stacker))
+    bias, line_escape = stack_point(oof_s, y, ok, groups, config.max_escape, MIN_LINE_DEFECTS)
+    stack = classifier(stacker).fit(stacked, y)
+    w, b = stacker_weights(stack, k)
+    if ok >= 0:
+        b[ok] += bias
+    size = images.shape[-1]
+    feat_onnx = export(features, pipeline, [classes[i] for i in present], classes, size,
+                       feat_config.texture, 1.0)  # fmt: skip
+    cnn_shift = np.zeros(k, np.float32)
+    if ok >= 0:
+        cnn_shift[ok] = full.ok_bias
+    artifact = compose(feat_onnx, full.onnx, cnn_shift, w, b)
+    fitted = {
+        "blend_ok_bias": round(bias, 3),
+        "blend_validation_frames": len(y),
+        "blend_validation_escape_worst_line": round(max(line_escape.values(), default=0.0), 4),
+        "blend_cnn_folds": CNN_FOLDS,
+        **full.params(),
+    }
+    return FittedBlend(artifact, bias, fitted), pipeline
+
+
+def _features_config(config: TrainConfig) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(config, backend="features")
+
+
+def _stacker_config(config: TrainConfig) -> TrainConfig:
+    """The stacker: scaler + logistic regression (C=1), as the features backend builds it."""
+    from dataclasses import replace
+
+    return replace(config, backend="features", classifier="logistic", c=1.0)
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("features", "cnn"),
+        choices=("features", "cnn", "blend"),
         default=None,
-        help="features (hand-made ONNX features + a classifier, see --classifier) or cnn "
-        "(PyTorch); "
+        help="features (hand-made ONNX features + a classifier, see --classifier), cnn "
+        "(PyTorch), or blend (both, stacked by a logistic regression fitted out of fold, one "
+        "graph; ~4x the CNN's training time and the edge cost of both); "
         "default: the better one on the benchmarks (docs/benchmarks.md)",
     )
     p.add_argument(
@@ -129,8 +130,10 @@ def run(ns: argparse.Namespace) -> int:
     if not 0.0 <= ns.lighting <= 1.0:
         raise UsageError(f"--lighting {ns.lighting}: expected a strength from 0 to 1")
     backend = ns.backend or DEFAULT_BACKEND
-    if backend != "features" and (ns.texture is not None or ns.classifier is not None):
-        raise UsageError(f"--classifier and --texture apply to the features backend, not {backend}")
+    if backend == "cnn" and (ns.texture is not None or ns.classifier is not None):
+        raise UsageError(
+            f"--classifier and --texture apply to the features and blend backends, not {backend}"
+        )
     texture = DEFAULT_TEXTURE if ns.texture is None else ns.texture
     max_escape = _max_escape(ns.max_escape)
     cnn = CnnConfig(

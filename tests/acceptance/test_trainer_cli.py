@@ -286,7 +286,7 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
     # the features-only options are refused for the CNN, before any training
     assert main([*common, "--backend", "cnn", "--texture"]) == 2
     err = capsys.readouterr().err
-    assert "--classifier and --texture apply to the features backend, not cnn" in err
+    assert "--classifier and --texture apply to the features and blend backends, not cnn" in err
     assert "Traceback" not in err
     with pytest.raises(SystemExit) as bad:
         main([*common, "--classifier", "forest"])

@@ -107,3 +107,48 @@ def test_bad_roi_and_tiles_are_usage_errors(
     assert "--max-escape '1.5': expected a rate in [0, 1] or `argmax`" in capsys.readouterr().err
     assert main([*base, "--lighting", "2"]) == 2
     assert "--lighting 2.0: expected a strength from 0 to 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~9 s: five fits (three CNN folds, the CNN, the trees) at 32 px, 1 epoch
+def test_blend_trains_one_graph_of_both_backends_that_serves_on_the_edge_runtime(
+    small: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_torch()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "train", "--model", "surface-classifier", "--taxonomy", V1, "--state", str(small.state),
+        "--fleet-repo", str(small.fleet_repo), "--tracking-uri", uri, "--format", "json",
+        "--backend", "blend", "--epochs", "1", "--size", "32", "--no-texture",
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["backend"] == "blend" and doc["fitted"]["blend_cnn_folds"] == 3
+    artifact = Path(doc["artifact"]["path"])
+    model = onnx.load(str(artifact))
+    assert [i.name for i in model.graph.input] == ["image"]  # one input, shared by both parts
+    assert [o.name for o in model.graph.output] == ["probabilities"]
+    names = {n.name for n in model.graph.initializer}
+    assert any(n.startswith("bf_") for n in names) and any(n.startswith("bc_") for n in names)
+    run = Tracker.open(uri).client.get_run(doc["run_id"])
+    assert run.data.params["backend"] == "blend"
+    assert run.data.params["classifier"] == "GradientBoosting"  # the features part's
+    assert run.data.params["blend_stacker"] == "StandardScaler+LogisticRegression"
+
+    data = artifact.read_bytes()
+    classes = ("ok", "scratch", "contamination", "spot")
+    spec = model_spec(
+        ref="surface-classifier@10",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        url=artifact.as_uri(),
+        classes=classes,
+        input_shape=(1, 3, 32, 32),
+    )
+    served = load_model(artifact, spec)
+    frames = FrameStore(small.state / "frames")
+    shas = sorted(p.name for p in (small.state / "frames").glob("*/*"))[:5]
+    for sha in shas:
+        decision = served.predict(*preprocess(frames.load(sha), served))
+        assert decision.label in classes
+        assert 0.0 < decision.confidence <= 1.0
