@@ -11,6 +11,7 @@ become `TemporaryError` (exit 4), a refused CONNECT (bad credentials, ACL) a `Pe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -537,8 +538,15 @@ def check_shared_retained(session: Session, quiet: float, end: float) -> None:
                     "Point every linefleet client at the same node, or use a broker whose nodes "
                     "share retained messages; see docs/protocol.md, 'Brokers'"
                 )
-    finally:
-        session.publish_all([Outgoing(nonce, b"")], max(1.0, end - time.monotonic()))
+    except BaseException:  # the refusal (or outage) is what the caller must see, not a
+        with contextlib.suppress(TemporaryError):  # failed clean-up of the probe after it
+            session.publish_all([Outgoing(nonce, b"")], max(CLEAR_SECONDS, end - time.monotonic()))
+        raise
+    session.publish_all([Outgoing(nonce, b"")], max(CLEAR_SECONDS, end - time.monotonic()))
+
+
+CLEAR_SECONDS = 5.0
+"""At least this long to clear the retained probe (a loaded broker acknowledges slowly)."""
 
 
 SHARED_RETAINED_TRIES = 3

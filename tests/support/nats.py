@@ -111,14 +111,32 @@ class NatsCluster(Cluster[NatsNode]):
     def __init__(self, workdir: Path, size: int = 3) -> None:
         self.workdir = workdir
         self.nodes = [NatsNode(workdir / f"n{i}", f"n{i}", replicas=size) for i in range(size)]
+        self._route()
+
+    name = "nats-cluster"
+    attempts = 3
+    """Starts tried: a port found free can be taken by another process (another test's broker,
+    a RabbitMQ node) before nats-server binds it; it then exits 'address already in use'."""
+
+    def _route(self) -> None:
         for node in self.nodes:
             node.routes = [other.route_port for other in self.nodes if other is not node]
 
-    name = "nats-cluster"
-
     def start(self, timeout: float = 60.0) -> Self:
-        for node in self.nodes:
-            node.start()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                for node in self.nodes:
+                    node.start()
+                break
+            except NatsError as exc:
+                if "address already in use" not in str(exc) or attempt == self.attempts:
+                    raise
+                self.stop()
+                for node in self.nodes:  # new ports, and no state from the failed start
+                    node.port, node.client_port = free_port(), free_port()
+                    node.route_port, node.http_port = free_port(), free_port()
+                    shutil.rmtree(node.workdir / "jetstream", ignore_errors=True)
+                self._route()
         self.wait_ready(range(len(self.nodes)), timeout)
         return self
 
