@@ -34,8 +34,10 @@ from trainer.frames import FrameStore
 PROBABILITIES = "probabilities"
 ML_OPSET = 3
 BACKENDS = ("features", "cnn", "blend")
-DEFAULT_BACKEND = "features"
-"""The better backend on `bench/bench_backends.py` (docs/benchmarks.md, "Training backends")."""
+DEFAULT_BACKEND = "blend"
+"""What `linefleet train` uses without `--backend`: the better backend on
+`bench/bench_backends.py` (docs/benchmarks.md, "Training backends"). `TrainConfig` itself
+defaults to `features` (the light one) for callers that build it in code."""
 DEFAULT_CLASSIFIER = "boosted"
 DEFAULT_TEXTURE = True
 """`linefleet train`'s features backend: boosted trees on the features + texture statistics,
@@ -102,8 +104,9 @@ class TrainConfig:
     seed: int = 0
     lines: tuple[str, ...] = ()
     """Train on these lines only (empty: every line). Evaluation always covers every line."""
-    backend: str = DEFAULT_BACKEND
-    """`features` (hand-made ONNX features + logistic regression) or `cnn` (PyTorch)."""
+    backend: str = "features"
+    """`features` (hand-made ONNX features + a classifier), `cnn` (PyTorch) or `blend` (both,
+    stacked)."""
     classifier: str = "logistic"
     """features: `logistic` (scaler + logistic regression) or `boosted` (gradient-boosted
     trees, depth 3, sqrt(F) features per split, 8 frames per leaf; skl2onnx exports them as

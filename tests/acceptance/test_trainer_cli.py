@@ -266,8 +266,9 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
               "--state", str(tmp_path / "state"), "--fleet-repo", str(repo),
               "--tracking-uri", uri, "--no-register"]  # fmt: skip
     capsys.readouterr()
-    # the defaults: boosted trees on the features + texture statistics, max escape 0.05
-    assert main([*common, "--format", "json"]) == 0
+    # the features backend's defaults: boosted trees on the features + texture statistics,
+    # max escape 0.05 (the CLI's default backend, blend, is trained in test_cnn_backend.py)
+    assert main([*common, "--backend", "features", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     fitted = doc["fitted"]
     assert 0.0 < fitted["ok_scale"] <= 1.0 and fitted["validation_escape"] <= 0.05
@@ -277,7 +278,8 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
     assert float(params["ok_bias"]) == pytest.approx(math.log(fitted["ok_scale"]), abs=1e-3)
     assert fitted["validation_folds"] == 5 and fitted["validation_escape_worst_line"] <= 0.05
     # logistic regression at plain argmax records no operating point
-    args = [*common, "--classifier", "logistic", "--no-texture", "--max-escape", "argmax"]
+    args = [*common, "--backend", "features", "--classifier", "logistic", "--no-texture"]
+    args += ["--max-escape", "argmax"]
     assert main([*args, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     params = MlflowClient(uri).get_run(doc["run_id"]).data.params

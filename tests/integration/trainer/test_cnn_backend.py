@@ -115,10 +115,11 @@ def test_blend_trains_one_graph_of_both_backends_that_serves_on_the_edge_runtime
 ) -> None:
     require_torch()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # no --backend: blend is `linefleet train`'s default
     args = [
         "train", "--model", "surface-classifier", "--taxonomy", V1, "--state", str(small.state),
         "--fleet-repo", str(small.fleet_repo), "--tracking-uri", uri, "--format", "json",
-        "--backend", "blend", "--epochs", "1", "--size", "32", "--no-texture",
+        "--epochs", "1", "--size", "32", "--no-texture",
     ]  # fmt: skip
     capsys.readouterr()
     assert main(args) == 0

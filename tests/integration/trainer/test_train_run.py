@@ -87,6 +87,7 @@ def test_train_cli_json_and_one_line_training(
         "train", "--model", "surface-lr", "--taxonomy", V1, "--state", str(labelled.state),
         "--fleet-repo", str(labelled.fleet_repo), "--tracking-uri",
         f"sqlite:///{tmp_path / 'm.db'}", "--lines", key, "--format", "json", "--no-register",
+        "--backend", "features",
     ]  # fmt: skip
     capsys.readouterr()
     assert main(args) == 0
