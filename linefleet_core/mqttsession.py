@@ -272,9 +272,15 @@ class Session:
         return TemporaryError(f"broker {where}: no CONNACK within {timeout:g}s{why}", delay=2.0)
 
     def close(self) -> None:
+        """DISCONNECT, waited for (briefly) before the network thread stops: a socket closed
+        with the packet unsent is an unclean end to the broker, which then publishes the
+        session's will (a fenced publisher's will clears its lease while it is alive)."""
         self._closing = True
         try:
-            self.client.disconnect()
+            if self.client.disconnect() == 0:
+                end = time.monotonic() + CLOSE_SECONDS
+                while self.connected.is_set() and time.monotonic() < end:
+                    time.sleep(0.002)  # until paho has written DISCONNECT and closed
         finally:
             self.client.loop_stop()
 
@@ -548,6 +554,9 @@ def check_shared_retained(session: Session, quiet: float, end: float) -> None:
 CLEAR_SECONDS = 5.0
 """At least this long to clear the retained probe (a loaded broker acknowledges slowly)."""
 
+
+CLOSE_SECONDS = 2.0
+"""At most this long for a DISCONNECT to go out when a session closes."""
 
 SHARED_RETAINED_TRIES = 3
 """Reads of another node before its missing copy of a retained message counts (a cluster
