@@ -274,7 +274,7 @@ class Session:
     def close(self) -> None:
         """DISCONNECT, waited for (briefly) before the network thread stops: a socket closed
         with the packet unsent is an unclean end to the broker, which then publishes the
-        session's will (a fenced publisher's will clears its lease while it is alive)."""
+        session's will (a fenced publisher's will cuts its lease short while it is alive)."""
         self._closing = True
         try:
             if self.client.disconnect() == 0:

@@ -40,7 +40,8 @@ class Fenced:
     """A publisher's connection: `snapshot()` (once) then `publish_all()`, as a context manager.
 
     With `claim`, the connection first publishes that lease (retained) and carries a last will
-    that clears it: a publisher killed mid-publish frees the lease at once. `expand` names
+    that cuts it short (`Lease.will`): a publisher killed mid-publish frees the lease within
+    seconds. `expand` names
     the exact topics to read when the broker hides retained messages from `filters`' wildcards
     (`linefleet_core.mqttsession.collect_retained`).
     """
@@ -65,7 +66,7 @@ class Fenced:
             FENCE_ID,
             subscriptions=[*filters, self.barrier],
             reconnect=False,
-            will=None if claim is None else Outgoing(LEASE_TOPIC, b""),
+            will=None if claim is None else Outgoing(LEASE_TOPIC, claim.will().payload()),
         )
 
     def __enter__(self) -> Fenced:

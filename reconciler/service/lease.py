@@ -6,9 +6,13 @@ the lease is free, expired, its own, or held for an older generation (a reconcil
 commit takes over from one on a stale checkout); otherwise it stands by and only records device
 messages. The holder renews the lease on every publish, as the pass starts and again when it
 ends (a pass of thousands of documents on a slow link may outlast the lease); its publishing
-connection carries a last will that clears the lease, so a holder killed mid-publish is
-replaced at the next tick of another reconciler, and one that dies between publishes when the
-lease expires.
+connection carries a last will that cuts the lease short (`Lease.will`: still the holder's,
+but only until `WILL_GRACE` seconds after the connection began), so a holder killed mid-publish
+is replaced within seconds by another reconciler, and one that dies between publishes when the
+lease expires. The will does not clear the lease outright: a broker also publishes the will of
+a connection that is taken over or whose DISCONNECT was lost (Mosquitto does, on the holder's
+own next connection with the fenced client id), and a cleared lease would then hand a standby
+the fleet while its holder is alive and about to write its lease again.
 
 The lease only decides who does the work. Safety does not rest on it (clocks may disagree,
 two reconcilers may both see it free): `reconciler.service.fence` makes each publish read and
@@ -26,6 +30,11 @@ from linefleet_core.wire import TOPIC_ROOT
 
 LEASE_TOPIC = f"{TOPIC_ROOT}/_lease/publisher"
 """Retained, QoS 1; outside `linefleet/v1/<site>/<device>/<channel>`: no device reads it."""
+
+WILL_GRACE = 5.0
+"""Seconds from a publishing connection's start for which its will still holds the lease: a
+will fired while the holder lives (its own next connection took this one over) is overwritten
+by the holder's next claim long before then; a holder killed later in a pass is replaced at once."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,13 @@ class Lease:
         if self.seconds <= 0:
             return self
         return replace(self, expires=(time.time() if now is None else now) + self.seconds)
+
+    def will(self, now: float | None = None) -> Lease:
+        """The lease a publishing connection leaves as its last will, from the connection's
+        start `now`: the same holder and generation, held `WILL_GRACE` seconds (never beyond
+        this lease's own expiry)."""
+        start = time.time() if now is None else now
+        return replace(self, expires=min(self.expires, start + WILL_GRACE))
 
     def payload(self) -> bytes:
         body = {"holder": self.holder, "generation": self.generation, "expires": self.expires}

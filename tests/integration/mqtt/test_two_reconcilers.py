@@ -31,7 +31,7 @@ from linefleet_core.mqttsession import Outgoing
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from reconciler.service.fence import Fenced
-from reconciler.service.lease import LEASE_TOPIC, Lease
+from reconciler.service.lease import LEASE_TOPIC, WILL_GRACE, Lease
 from tests.integration.mqtt.conftest import retained
 from tests.reliability.faults import TcpProxy
 from tests.support.mosquitto import Mosquitto
@@ -270,6 +270,42 @@ def test_a_publisher_whose_connection_was_taken_over_sends_nothing_more(
             held = retained(mosquitto, LEASE_TOPIC, quiet=0.2)
             assert Lease.parse(held[LEASE_TOPIC]) == Lease.parse(second.claim.payload())  # type: ignore[union-attr]
     assert retained(mosquitto, topic, quiet=0.2) == {topic: b'{"from":"b"}'}
+
+
+def test_a_holders_own_next_connection_never_leaves_the_lease_free(mosquitto: Mosquitto) -> None:
+    """Mosquitto publishes the will of a connection taken over by the same client id: a
+    holder's next tick, connecting before its last connection is closed at the broker (a slow
+    uplink, a lost DISCONNECT), fires that will. A standby reading the lease at that moment
+    must still see it held, or it takes over from a holder that is alive. A holder that dies
+    mid-pass is still replaced within seconds (`WILL_GRACE` from its connection's start)."""
+    address = BrokerAddress.parse(mosquitto.url)
+    seen: list[tuple[float, bytes]] = []
+    watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:8]}")
+    watch.on_message = lambda _c, _u, msg: seen.append((time.time(), msg.payload))
+    watch.connect(mosquitto.host, mosquitto.port)
+    watch.subscribe(LEASE_TOPIC, qos=1)
+    watch.loop_start()
+    try:
+        first = Fenced(address, [DESIRED], claim=Lease("a", 7, time.time() + 60, seconds=60))
+        again = Fenced(address, [DESIRED], claim=Lease("a", 7, time.time() + 60, seconds=60))
+        with first, again:
+            wait_for(
+                "the first connection to be taken over",
+                lambda: not first.session.connected.is_set(),
+                10,
+            )
+            # the will (a's lease, cut short) and then the second connection's claim
+            wait_for("the will and the new claim", lambda: len(seen) >= 3, 10)
+        leases = [(at, Lease.parse(payload)) for at, payload in seen]
+        assert all(lease is not None and lease.holder == "a" for _, lease in leases), seen
+        assert all(lease is not None and lease.expires > at for at, lease in leases), seen
+        # the will: held by a for seconds from its connection's start, not for the lease's minute
+        assert any(
+            lease is not None and lease.expires <= at + WILL_GRACE for at, lease in leases
+        ), seen
+    finally:
+        watch.disconnect()
+        watch.loop_stop()
 
 
 def test_a_pass_that_went_through_renews_its_lease_from_its_end(mosquitto: Mosquitto) -> None:

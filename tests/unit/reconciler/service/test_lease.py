@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.service.lease import Lease, decide
+from reconciler.service.lease import WILL_GRACE, Lease, decide
 
 NOW = 1_000_000.0
 
@@ -46,3 +46,15 @@ def test_a_renewed_lease_runs_its_length_from_the_renewal() -> None:
     assert Lease.parse(later.payload()) == later  # the length is not on the wire
     read = Lease.parse(lease.payload())
     assert read is not None and read.renewed(NOW + 15) is read  # length unknown: unchanged
+
+
+def test_a_connections_will_keeps_the_lease_its_holders_for_seconds_only() -> None:
+    """The will a publishing connection leaves: still the holder's (a will fired while the
+    holder lives hands nothing to a standby), cut to `WILL_GRACE` from the connection's start,
+    never beyond the lease's own expiry."""
+    lease = Lease("plant-a", 42, NOW + 30, seconds=30)
+    will = lease.will(NOW)
+    assert (will.holder, will.generation, will.expires) == ("plant-a", 42, NOW + WILL_GRACE)
+    assert decide(will, "plant-b", 42, NOW + 1) is not None  # fired at once: still held
+    assert decide(will, "plant-b", 42, NOW + WILL_GRACE) is None  # later: free
+    assert Lease("plant-a", 42, NOW + 1).will(NOW).expires == NOW + 1
