@@ -281,7 +281,7 @@ def test_a_holders_own_next_connection_never_leaves_the_lease_free(mosquitto: Mo
     address = BrokerAddress.parse(mosquitto.url)
     seen: list[tuple[float, bytes]] = []
     watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:8]}")
-    watch.on_message = lambda _c, _u, msg: seen.append((time.time(), msg.payload))
+    watch.on_message = lambda _c, _u, msg: seen.append((time.time(), bytes(msg.payload)))
     watch.connect(mosquitto.host, mosquitto.port)
     watch.subscribe(LEASE_TOPIC, qos=1)
     watch.loop_start()
