@@ -824,7 +824,9 @@ def colour_gaussian(
 
 
 def colour_distance(
-    colour: npt.NDArray[np.float64], mean: npt.NDArray[np.float64], precision: npt.NDArray[np.float64]
+    colour: npt.NDArray[np.float64],
+    mean: npt.NDArray[np.float64],
+    precision: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     """[N, COLOUR_DIMS] -> [N]: each frame colour's Mahalanobis distance (`frame_colour_part`)."""
     delta = colour - mean[None]

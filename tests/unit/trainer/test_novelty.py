@@ -409,7 +409,9 @@ def _grey(frame: Any) -> Any:
 
 
 def _frames(cls: str, first: int, count: int) -> list[Any]:
-    return [render_frame(PROFILE, cls, frame_rng(9, PROFILE, first + i), SIZE) for i in range(count)]
+    return [
+        render_frame(PROFILE, cls, frame_rng(9, PROFILE, first + i), SIZE) for i in range(count)
+    ]
 
 
 def test_a_grey_or_channel_swapped_frame_on_a_colour_line_is_far_above_the_threshold(
