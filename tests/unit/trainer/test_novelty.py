@@ -392,7 +392,8 @@ def test_a_threshold_on_cross_standardised_scores_keeps_fresh_false_alarms_at_th
     # threshold at 1% flags more than 1% of fresh frames over 300 draws of 200; standardised
     # without their fold, about the asked rate
     rng = np.random.default_rng(11)
-    own, crossed = [], []
+    own: list[float] = []
+    crossed: list[float] = []
     for _ in range(300):
         raw = np.exp(rng.normal(0.0, 1.0, (200, 6)))
         fresh = np.exp(rng.normal(0.0, 1.0, (4000, 6)))
