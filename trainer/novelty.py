@@ -189,8 +189,9 @@ class NoveltyConfig:
         return {
             "kind": "novelty",
             "features": "patch colour, oriented gradient, band-pass and detail statistics; "
-            "colour and grey deviation maps; grain-free neighbourhoods; parts standardised "
-            "and threshold chosen on the fit frames scored out of fold",
+            "colour and grey deviation maps; grain-free neighbourhoods; the frame's colour; "
+            "parts standardised on the fit frames scored out of fold, the threshold on them "
+            "standardised out of fold too (predictive exponential tail)",
             "input_size": self.size,
             "patch": self.patch,
             "stride": self.stride,
