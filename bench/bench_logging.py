@@ -15,9 +15,9 @@ BENCH_LOG_TEXTURE and BENCH_LOG_MAX_ESCAPE change them):
 Each line also gets a novelty model made by the trainer's fitter (`trainer/novelty.py`, what
 `linefleet trainer novelty` catalogues: an ONNX anomaly graph, 128 px) fitted on 70% of
 NOVELTY_OK ok frames of that line, its threshold at the trainer's default 1% false-alarm rate
-on those frames scored out of fold (10-fold cross-fitting; the same fits with the threshold at
-2%, what this benchmark asked before, are compared); the other 30% take no part (the trainer's
-held-out check).
+on those frames scored out of fold (10-fold cross-fitting, each frame's parts standardised
+without its fold as well; the same fits with the threshold at 2%, what this benchmark asked
+before, are compared); the other 30% take no part (the trainer's held-out check).
 
 Fresh frames of each line (new seeds) at 2% and 10% defects go through the serving engine once
 (`served`: each frame's decision, top-1 minus top-2 margin and envelope size are kept, so the
@@ -613,7 +613,8 @@ def main() -> int:
         f"it, its threshold at the trainer's default {NOVELTY.false_alarm_rate:.0%} "
         "false-alarm rate (`linefleet trainer novelty`; the same fits at "
         f"{COMPARED_RATE:.0%} are compared below) on those "
-        "frames scored out of fold (10-fold cross-fitting; "
+        "frames scored out of fold (10-fold cross-fitting, each frame's parts standardised "
+        "without its fold as well; "
         f"{NOVELTY_OK - int(NOVELTY_OK * 0.7)} other `ok` frames are the trainer's held-out "
         f"check and take no part). {SERVE_PER_LINE} fresh frames per line, 3 lines. "
         f"Classifiers trained as `linefleet train {PLANT_FLAGS}` trains one "

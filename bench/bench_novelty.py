@@ -8,7 +8,8 @@ tenth's logs), and check it on 60 other ok frames that
 take no part in the fit (as the trainer does with its train and holdout splits); then score
 fresh frames the fit and the threshold never saw: 300 ok frames (false alarms), 50 frames of
 each defect class, 60 frames of the other generator and 60 of another line of the same
-generator.
+generator; and 60 fresh ok frames of the line itself converted to grey (a camera gone grey),
+and the same with red and blue swapped (a channel order changed).
 
     python bench/bench_novelty.py [--quick]
 """
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +72,14 @@ class Other:
         return [othersource.render(self.material, cls, self.rng) for _ in range(n)]
 
 
+def grey(frame: Any) -> Any:
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def swapped(frame: Any) -> Any:
+    return np.ascontiguousarray(frame[:, :, ::-1])
+
+
 def share(scores: Any, threshold: float) -> float:
     return round(float(np.mean(np.asarray(scores) >= threshold)), 4)
 
@@ -85,6 +95,9 @@ def measure(
     fresh = model.score(inputs(line.frames("ok", n["fresh"])))
     per_class = {c: share(model.score(inputs(line.frames(c, n["defect"]))), model.threshold)
                  for c in classes}  # fmt: skip
+    own = line.frames("ok", n["foreign"])
+    greyed = model.score(inputs([grey(f) for f in own]))
+    swaps = model.score(inputs([swapped(f) for f in own]))
     session = _session(model.onnx)
     one = inputs(line.frames("ok", 1))
     times, cpu = [], []
@@ -104,6 +117,10 @@ def measure(
         "other_line": share(
             model.score(inputs(neighbour.frames("ok", n["foreign"]))), model.threshold
         ),
+        "grey": share(greyed, model.threshold),
+        "grey_least_over_threshold": round(float(greyed.min() / model.threshold), 1),
+        "swapped": share(swaps, model.threshold),
+        "swapped_least_over_threshold": round(float(swaps.min() / model.threshold), 2),
         "score_us": round(statistics.median(times) * 1e6, 1),
         "score_cpu_us": round(statistics.median(cpu) * 1e6, 1),
         "bytes": len(model.onnx),
@@ -135,34 +152,41 @@ def main() -> None:
     met = worst_foreign >= 0.99 and worst_alarm <= 0.03
     rows = [
         "| line | fit | false alarms (fresh ok) | held-out check | defects flagged | per class "
-        "| other generator | other line | score (wall) | score (CPU) | size |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| other generator | other line | grey | red-blue swapped | score (wall) | score (CPU) "
+        "| size |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in lines.items():
         classes = ", ".join(f"{c} {r:.2f}" for c, r in v["defects"].items())
         rows.append(
             f"| {name} | {v['fit_s']:.1f} s | {v['false_alarms']:.3f} | "
             f"{v['heldout_false_alarms']:.3f} | {v['defects_all']:.3f} | "
-            f"{classes} | {v['foreign']:.3f} | {v['other_line']:.3f} | {v['score_us']:.0f} us | "
+            f"{classes} | {v['foreign']:.3f} | {v['other_line']:.3f} | "
+            f"{v['grey']:.3f} (least {v['grey_least_over_threshold']:.3g}x) | "
+            f"{v['swapped']:.3f} (least {v['swapped_least_over_threshold']:.3g}x) | "
+            f"{v['score_us']:.0f} us | "
             f"{v['score_cpu_us']:.0f} us | {v['bytes'] / 1024:.0f} KiB |"
         )
     markdown = "\n".join(
         [
             f"Per line: fit on {n['train']} ok frames, threshold at a {FALSE_ALARM:.0%} "
-            f"false-alarm rate on those frames scored out of fold (10-fold cross-fitting; "
-            "from an exponential tail fitted to the logs of their largest tenth); "
+            f"false-alarm rate on those frames scored out of fold (10-fold cross-fitting, each "
+            "frame's parts standardised without its fold as well; from an exponential tail "
+            "fitted to the logs of their largest tenth, its scale's uncertainty allowed for); "
             f"{n['held']} other ok frames, which take no part in the fit or the threshold, "
             f"check it as the trainer does (its held-out rate); then {n['fresh']} fresh ok "
             "frames, "
             f"{n['defect']} frames of each defect class, {n['foreign']} frames of the other "
-            f"generator and {n['foreign']} ok frames of another line of the same generator "
-            f"(shares at or above the threshold; {SIZE} px, patch {NoveltyConfig().patch}; "
+            f"generator, {n['foreign']} ok frames of another line of the same generator, and "
+            f"{n['foreign']} fresh ok frames of the line turned grey and with red and blue "
+            "swapped (shares at or above the threshold, and the least score over the "
+            f"threshold; {SIZE} px, patch {NoveltyConfig().patch}; "
             "score: median of 200 single-frame runs, onnxruntime, one thread, wall clock and "
             "the process's CPU time, which a loaded machine inflates less).",
             "",
             *rows,
             "",
-            "The score alone, with no classifier. Five parts, each standardised on the "
+            "The score alone, with no classifier. Six parts, each standardised on the "
             "out-of-fold ok scores by its upper tail (log, minus the edge of its largest tenth, "
             "over their mean excess above it: an exponential tail, as the threshold's) and the "
             "largest taken: the patch descriptor against each position's Gaussian, the largest "
@@ -170,10 +194,13 @@ def main() -> None:
             "every patch), the same descriptor relative to its frame's mean (a local defect), and "
             "the colour and grey deviation maps, and the grain-free neighbourhoods (the frame "
             "without its grain, blurred by 1 px, 7 x 7 samples 2 px apart per position) "
-            "against each position's Gaussian. The standardisation and the threshold come from "
-            f"the {n['train']} fit frames' scores by statistics that never saw them (each "
-            f"scored by statistics fitted on the other nine tenths); the {n['held']} held-out "
-            "and the fresh ok frames show the false-alarm rate it gives.",
+            "against each position's Gaussian, and the frame's colour (mean log R/G and log B/G "
+            "and their variance over its pixels) against one Gaussian. The standardisation "
+            f"and the threshold come from the {n['train']} fit frames' scores by statistics "
+            "that never saw them (each scored by statistics fitted on the other nine tenths; "
+            "for the threshold, each frame's parts also standardised by the other nine tenths' "
+            f"tails); the {n['held']} held-out and the fresh ok frames show the false-alarm "
+            "rate it gives.",
         ]
     )
     print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 
 from linefleet.cli import main
@@ -84,6 +85,12 @@ def test_novelty_fits_records_registers_and_catalogues_a_model_per_line(
     held_ok = [novel(ws.frames.load(i.frame)) for i in dataset.holdout("toledo/line-1")
                if i.cls == "ok"]  # fmt: skip
     foreign = [novel(f) for f in foreign_frames(30, seed=2)]
+    # the line's own ok frames from a camera gone grey (three equal channels): novel
+    held_frames = [ws.frames.load(i.frame) for i in dataset.holdout("toledo/line-1")
+                   if i.cls == "ok"]  # fmt: skip
+    greyed = [novel(cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+              for f in held_frames]  # fmt: skip
+    assert greyed and all(greyed)
     assert result["defects_flagged"]["of"] == len(defects)
     assert sum(defects) / len(defects) >= 0.8
     assert sum(held_ok) / len(held_ok) <= 0.05
