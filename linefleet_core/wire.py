@@ -37,6 +37,8 @@ MAX_REPORTED_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 16 * 1024
 MAX_ONLINE_BYTES = 1024
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_SEQ = 2**63 - 1
+"""An event `seq` is a signed 64-bit integer: receivers store it as one (SQLite INTEGER)."""
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
@@ -413,7 +415,7 @@ class Event(Wire):
     kind: Literal["Event"]
     site: Id
     device: Id
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     """Per install, strictly increasing, persisted on the device; receivers drop
     `seq <= last` of the same `install`."""
     install: InstallId | None = None
