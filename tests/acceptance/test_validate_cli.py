@@ -163,6 +163,35 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
     }
 
 
+def test_a_refused_file_is_one_error_not_also_unknown_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line file replaced by a link (or a FIFO) is refused; the devices serving that line
+    are not reported as well with "unknown line", as for a file with a YAML error."""
+    import os
+
+    root = write_fleet(tmp_path / "repo")
+    line = root / "fleet" / "sites" / "toledo" / "lines" / "line-3.yaml"
+    outside = tmp_path / "line-3.yaml"
+    outside.write_bytes(line.read_bytes())
+    line.unlink()
+    line.symlink_to(outside)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert out.splitlines()[:-1] == [
+        "fleet/sites/toledo/lines/line-3.yaml: a symbolic link; fleet files must be regular "
+        "files (git stores a link as its target's name, so the check and the publisher would "
+        "read different fleets)"
+    ]
+    line.unlink()
+    os.mkfifo(line)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert [row.split(": ")[0] for row in out.splitlines()[:-1]] == [
+        "fleet/sites/toledo/lines/line-3.yaml"
+    ]
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
