@@ -138,12 +138,12 @@ def import_annotations(
     places: Places | None = None,
 ) -> ImportResult:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     findings: list[Finding] = []
     rows: list[tuple[Located, AnnotationLine]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_lines(data, str(path), findings), start=1):
         if not raw.strip():
             continue
         row = _parse(raw, str(path), number, findings)
@@ -157,6 +157,22 @@ def import_annotations(
     if findings:
         raise FindingsError(findings)
     return write_staged(staged, store, frames, str(path))
+
+
+def _lines(data: bytes, path: str, findings: list[Finding]) -> list[str]:
+    """The file's lines, split at `\\n` only (JSON text may hold U+2028 and other breaks that
+    `str.splitlines` splits at), each decoded as UTF-8; a line that is not is a finding and
+    reads as empty. A byte-order mark at the start is dropped."""
+    out = []
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        try:
+            out.append(raw.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as exc:
+            byte = raw[exc.start]
+            message = f"not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"
+            findings.append(Finding(path, number, exc.start + 1, "", message))
+            out.append("")
+    return out
 
 
 def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> AnnotationLine | None:
