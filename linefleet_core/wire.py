@@ -37,6 +37,9 @@ MAX_REPORTED_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 16 * 1024
 MAX_ONLINE_BYTES = 1024
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_INPUT_SIDE = 8192
+"""A model input's height and width at most: its smoke-test tensor alone is 800 MB at 8192 x
+8192 x 3 float32 (a vendor graph declaring 2^40 made the device allocate until it died)."""
 MAX_SEQ = 2**63 - 1
 """An event `seq` is a signed 64-bit integer: receivers store it as one (SQLite INTEGER)."""
 
