@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationError,
     model_serializer,
 )
 
@@ -516,6 +517,11 @@ def decode_frame(payload: bytes) -> tuple[FrameMeta, bytes]:
         raise FrameError("metadata length runs past the end of the payload")
     try:
         meta = FrameMeta.model_validate_json(payload[8 : 8 + length])
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        where = ".".join(str(p) for p in errors[0]["loc"]) or "(metadata)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise FrameError(f"bad frame metadata: {where}: {errors[0]['msg']}{more}") from None
     except ValueError as exc:
         raise FrameError(f"bad frame metadata: {exc}") from None
     image = payload[8 + length :]

@@ -317,9 +317,11 @@ def run_ingest(ns: argparse.Namespace) -> int:
     frame_names: list[str] = []
     unreadable: list[str] = []
     if ns.broker:
-        from trainer.mqtt_listen import listen
+        from trainer.mqtt_listen import listen_named
 
-        events, frames = listen(ns.broker, ns.seconds)
+        events, frames, topics, frame_topics = listen_named(ns.broker, ns.seconds)
+        event_names = [f"{t} message {n}" for n, t in enumerate(topics, 1)]
+        frame_names = [f"{t} message {n}" for n, t in enumerate(frame_topics, 1)]
     elif is_export(ns.file):  # an air-gapped device's `linefleet edge export`
         try:
             messages, spooled = read_export(ns.file)
