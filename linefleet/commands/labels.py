@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from linefleet.options import add_workspace_options
+from linefleet.options import add_workspace_options, seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     src.add_argument("--broker", help="mqtt://HOST:PORT: read events and frames for a while")
     c.add_argument("--frames", type=Path, help="folder of LFF1 frame payloads (*.lff)")
-    c.add_argument("--seconds", type=float, default=5.0, help="with --broker: listen this long")
+    c.add_argument("--seconds", type=seconds, default=5.0, help="with --broker: listen this long")
     c.set_defaults(run=run_ingest)
 
     c = cmds.add_parser("dataset", help="build and record a dataset version")
