@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from linefleet_core import jsonlines
 from linefleet_core.errors import Finding, FindingsError, LinefleetError, UsageError
 from linefleet_core.refs import Id, VersionedRef
 from trainer.checks import RefusedEvents, check_batch, check_class
@@ -160,18 +161,13 @@ def import_annotations(
 
 
 def _lines(data: bytes, path: str, findings: list[Finding]) -> list[str]:
-    """The file's lines, split at `\\n` only (JSON text may hold U+2028 and other breaks that
-    `str.splitlines` splits at), each decoded as UTF-8; a line that is not is a finding and
-    reads as empty. A byte-order mark at the start is dropped."""
+    """The file's lines (`linefleet_core.jsonlines`); one that is not UTF-8 is a finding and
+    reads as empty."""
     out = []
-    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
-        try:
-            out.append(raw.decode("utf-8").removesuffix("\r"))
-        except UnicodeDecodeError as exc:
-            byte = raw[exc.start]
-            message = f"not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8"
-            findings.append(Finding(path, number, exc.start + 1, "", message))
-            out.append("")
+    for number, text, problem in jsonlines.lines(data):
+        if problem is not None:
+            findings.append(Finding(path, number, 1, "", f"{problem}; save the file as UTF-8"))
+        out.append(text)
     return out
 
 

@@ -330,13 +330,16 @@ def run_ingest(ns: argparse.Namespace) -> int:
         events = [m.payload for m in messages if m.kind == "event"]
         frames = [m.payload for m in messages if m.kind == "frame"] + spooled
     else:
+        from linefleet_core import jsonlines
+
         try:
-            lines = ns.file.read_text("utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{ns.file}: cannot read ({exc})") from None
-        numbered = [(n, line) for n, line in enumerate(lines, 1) if line]
-        events = [line.encode() for _, line in numbered]
-        event_names = [f"{ns.file}:{n}" for n, _ in numbered]
+            data = ns.file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{ns.file}: cannot read ({exc.strerror or exc})") from None
+        numbered = [row for row in jsonlines.lines(data) if row[1].strip() or row[2]]
+        unreadable += [f"{ns.file}:{n}: {problem}" for n, _, problem in numbered if problem]
+        events = [text.encode() for _, text, problem in numbered if not problem]
+        event_names = [f"{ns.file}:{n}" for n, _, problem in numbered if not problem]
         frames = []
         if ns.frames:
             if not ns.frames.is_dir():

@@ -177,7 +177,7 @@ def test_jsonl_lines_not_utf8_are_located_and_u2028_in_a_note_is_no_line_break(
     assert lf(repo, "import", str(path)) == 1
     err = capsys.readouterr().err
     col = latin1.index(b"\xe9") + 1
-    assert f"{path}:2:{col}: not valid UTF-8 (byte 0xe9); save the file as UTF-8" in err
-    assert ":1:" not in err  # the BOM, the CRLF and the U+2028 are fine
+    assert f"{path}:2:1: not valid UTF-8 (byte 0xe9 at column {col}); save the file as UTF-8" in err
+    assert f"{path}:1:" not in err  # the BOM, the CRLF and the U+2028 are fine
     path.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n")
     assert lf(repo, "import", str(path)) == 0
