@@ -7,6 +7,7 @@ golden files in `tests/golden/plan/` pin the output byte for byte.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from reconciler.review.changeplan import Action, Change, DevicePlan, LinePlan, Plan
@@ -65,8 +66,27 @@ def value(change: FieldChange, side: str | None) -> str:
         try:
             return f"{float(side):.0%}"
         except ValueError:
-            return side
-    return side
+            return shown(side)
+    return shown(side)
+
+
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """A value from a fleet file as one visible line: control characters, line breaks and
+    bidirectional controls become escapes (`\\n`, `\\x1b`, `\\u202e`), so a pull request
+    cannot forge a line of the plan (`Plan: ... 0 violations`), drive the reader's terminal,
+    or reorder what the approver reads."""
+    return _HIDDEN.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\n":
+        return "\\n"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 # -- markdown -------------------------------------------------------------------------------
@@ -145,7 +165,7 @@ def _md_table(changes: tuple[FieldChange, ...]) -> list[str]:
     for c in changes:
         sign = "+" if c.before is None else "-" if c.after is None else "~"
         rows.append(
-            f"| `{sign}` | {_cell(label(c.field))} | {_code(value(c, c.before))} | "
+            f"| `{sign}` | {_cell(shown(label(c.field)))} | {_code(value(c, c.before))} | "
             f"{_code(value(c, c.after))} |"
         )
     return [*rows, ""]
@@ -173,7 +193,15 @@ def _s(n: int) -> str:
 
 
 def _code(text: str) -> str:
-    return "—" if text == "—" else f"`{_cell(text)}`"
+    """A code span that holds any text: a backtick in a value cannot end it (and turn the rest
+    into markdown: links, images, @mentions in the plan comment)."""
+    if text == "—":
+        return text
+    body = _cell(text)
+    longest = max((len(run) for run in re.findall("`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 def _cell(text: str) -> str:
@@ -222,11 +250,11 @@ def _text_changes(changes: tuple[FieldChange, ...]) -> list[str]:
     out = []
     for c in changes:
         if c.before is None:
-            out.append(f"  + {label(c.field)}: {value(c, c.after)}")
+            out.append(f"  + {shown(label(c.field))}: {value(c, c.after)}")
         elif c.after is None:
-            out.append(f"  - {label(c.field)}: {value(c, c.before)}")
+            out.append(f"  - {shown(label(c.field))}: {value(c, c.before)}")
         else:
-            out.append(f"  ~ {label(c.field)}: {value(c, c.before)} -> {value(c, c.after)}")
+            out.append(f"  ~ {shown(label(c.field))}: {value(c, c.before)} -> {value(c, c.after)}")
     return out
 
 
