@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from linefleet_core.text import printable
 from reconciler.review.changeplan import Action, Change, DevicePlan, LinePlan, Plan
 from reconciler.review.specdiff import FieldChange
 from reconciler.rules.rollout import Verdict
@@ -70,23 +71,12 @@ def value(change: FieldChange, side: str | None) -> str:
     return shown(side)
 
 
-_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
 def shown(text: str) -> str:
-    """A value from a fleet file as one visible line: control characters, line breaks and
-    bidirectional controls become escapes (`\\n`, `\\x1b`, `\\u202e`), so a pull request
-    cannot forge a line of the plan (`Plan: ... 0 violations`), drive the reader's terminal,
-    or reorder what the approver reads."""
-    return _HIDDEN.sub(_escaped, text)
-
-
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
-    if char == "\n":
-        return "\\n"
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    """A value from a fleet file as one visible line (`linefleet_core.text.printable`: line
+    breaks, control and bidirectional characters as escapes), so a pull request cannot forge a
+    line of the plan (`Plan: ... 0 violations`), drive the reader's terminal, or reorder what
+    the approver reads."""
+    return printable(text)
 
 
 # -- markdown -------------------------------------------------------------------------------

@@ -93,6 +93,22 @@ def test_hostile_yaml_is_refused_with_a_located_reason(
     assert err == ""
 
 
+def test_a_key_with_escapes_cannot_forge_a_finding_or_drive_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown key holding ESC[2J and a newline printed them raw: the CI log showed a
+    cleared screen and a forged `fleet/x.yaml:1:1: ...` line."""
+    root = write_fleet(tmp_path)
+    line = root / "fleet/sites/toledo/lines/line-3.yaml"
+    hostile = b'"x\\e[2J\\nfleet/x.yaml:1:1: all good": 1\n'
+    line.write_bytes(line.read_bytes() + hostile)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert "\x1b" not in out
+    assert [row for row in out.splitlines() if row.startswith("fleet/x.yaml")] == []
+    assert "x\\x1b[2J\\x0afleet/x.yaml:1:1: all good: unknown field" in out
+
+
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--repo", str(tmp_path / "nowhere"))
     assert code == 2

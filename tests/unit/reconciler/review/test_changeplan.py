@@ -394,11 +394,11 @@ def test_a_value_cannot_forge_plan_lines_drive_a_terminal_or_escape_its_code_spa
     text = render.text(p)
     assert [row for row in text.splitlines() if row.startswith("Plan:")] == [p.summary.text]
     assert not any(c in text for c in "\x1b\u202e")
-    assert "door\\x1b[2J\\nPlan: 0 lines" in text
+    assert "door\\x1b[2J\\x0aPlan: 0 lines" in text
     md = render.markdown(p)
     [row] = [row for row in md.splitlines() if row.startswith("| `~` | product")]
     assert row.endswith(
-        "| `` door\\x1b[2J\\nPlan: 0 lines to add, 0 to change, 0 to remove; 0 devices "
-        "affected; policy: 0 violations\\nx` \\| **APPROVED** [a](https://evil.example) `y "
+        "| `` door\\x1b[2J\\x0aPlan: 0 lines to add, 0 to change, 0 to remove; 0 devices "
+        "affected; policy: 0 violations\\x0ax` \\| **APPROVED** [a](https://evil.example) `y "
         "\\u202edi `` |"
     )
