@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.override import OverrideRequest
+from linefleet_core import jsonlines
 from linefleet_core.errors import UsageError
 
 MAX_ROWS = 10_000
@@ -36,19 +37,18 @@ def read_corrections(
         raise UsageError(f"--from {name}: cannot read ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
         raise UsageError(f"--from {name}: larger than {MAX_BYTES // 2**20} MB")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--from {name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     given = {"inspector": inspector, "line": line, "note": note or None}
     defaults = {key: value for key, value in given.items() if value is not None}
     requests: list[OverrideRequest] = []
     errors: list[str] = []
-    rows = [(n, raw) for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    rows = [row for row in jsonlines.lines(data) if row[1].strip() or row[2]]
     if len(rows) > MAX_ROWS:
         raise UsageError(f"--from {name}: {len(rows)} corrections, at most {MAX_ROWS} at once")
-    for number, raw in rows:
+    for number, raw, problem in rows:
         where = f"{name}:{number}"
+        if problem is not None:
+            errors.append(f"{where}: {problem}; save the file as UTF-8")
+            continue
         try:
             requests.append(_row(raw, where, defaults))
         except ValueError as exc:

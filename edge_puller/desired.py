@@ -20,7 +20,14 @@ from pydantic import ValidationError
 from edge_puller.target import Target
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verified
-from linefleet_core.wire import Applied, DesiredState, LineSpec, ModelSpec, Removal
+from linefleet_core.wire import (
+    MAX_INPUT_SIDE,
+    Applied,
+    DesiredState,
+    LineSpec,
+    ModelSpec,
+    Removal,
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ def _check_model(spec: ModelSpec, where: str) -> None:
     layout = spec.input.layout or "NCHW"
     channels, h, w = (a, b, c) if layout == "NCHW" else (c, a, b)
     expected_c = 1 if spec.input.color == "gray" else 3
-    if n < 1 or channels != expected_c or h < 1 or w < 1:
+    sides_ok = 1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE
+    if n < 1 or channels != expected_c or not sides_ok:
         form = "[N, {0}, H, W]" if layout == "NCHW" else "[N, H, W, {0}]"
         raise VerifyError(
             Refusal.MALFORMED,

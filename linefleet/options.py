@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,25 @@ if TYPE_CHECKING:
 
 DEFAULT_STATE = Path(".linefleet/trainer")
 """The trainer's state folder (label store, frames, datasets) unless `--state` says otherwise."""
+
+
+def number(text: str) -> float:
+    """argparse type: a finite number (`float` alone takes `nan`, `inf` and `1e999`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds, 0 or more."""
+    value = number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
+    return value
 
 
 def parse_now(text: str | None) -> dt.datetime | None:

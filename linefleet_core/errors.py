@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from linefleet_core.text import printable
+
 
 class ExitCode(enum.IntEnum):
     """Exit codes of the `linefleet` command; documented in the README."""
@@ -39,7 +41,7 @@ class Finding:
 
     def render(self) -> str:
         where = self.path if self.line == 0 else f"{self.path}:{self.line}:{self.col}"
-        what = f"{self.field}: " if self.field else ""
+        what = f"{printable(self.field)}: " if self.field else ""  # a YAML key may hold ESC
         tag = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
         return f"{where}: {tag}{what}{self.message}"
 

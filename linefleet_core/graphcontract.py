@@ -2,8 +2,9 @@
 
 `graph_problems(model, version)` takes a loaded `onnx.ModelProto` (any object with its fields)
 and yields (field path under the version, message) for each disagreement: the default domain's
-opset; the input (its declared name, else the first non-initializer input: float, rank 4,
-fixed dimensions equal to `input.shape`); the outputs the task reads (present; a classifier's
+opset; weights kept in another file (external data: an artifact is one file); the input (its
+declared name, else the first non-initializer input: float, rank 4, fixed dimensions equal to
+`input.shape`); the outputs the task reads (present; a classifier's
 [N, K], a YOLO-style detector's [N, 4+K, boxes] or [N, boxes, 5+K]). Used by `validate`
 (`reconciler/review/graphcheck.py`) and by `linefleet model add` (`trainer/byom.py`).
 """
@@ -16,6 +17,7 @@ from typing import Any
 from linefleet_core.catalogue import ModelVersion, output_names
 
 FLOAT = 1  # onnx.TensorProto.FLOAT
+EXTERNAL = 1  # onnx.TensorProto.EXTERNAL: a tensor whose data is in another file
 
 
 def _dims(value_info: Any) -> list[int | None]:
@@ -34,6 +36,16 @@ def graph_problems(model: Any, mv: ModelVersion) -> Iterator[tuple[tuple[str, ..
             "checked against the catalogue's opset)",
         )
     graph = model.graph
+    outside = [t for t in graph.initializer if t.data_location == EXTERNAL]
+    if outside:
+        where = {e.key: e.value for e in outside[0].external_data}.get("location", "?")
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        yield (
+            ("artifact",),
+            f"initializer {outside[0].name!r}{more} keeps its data in another file "
+            f"({where!r}), which neither the catalogue nor a device has: save the model "
+            "with its weights inside (onnx.save(model, path, save_as_external_data=False))",
+        )
     constants = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in constants]
     by_name = {i.name: i for i in inputs}

@@ -18,13 +18,19 @@ What plant cameras write, and how it is read:
   steps, 10 and 14 as well, would change one camera's gain between its dim and bright frames.)
 - Anything OpenCV refuses (empty, truncated, not an image, a header declaring more pixels than
   OpenCV's limit) is None, never an exception: the caller names the file.
+- A header declaring more than MAX_PIXELS (PNG, JPEG, BMP, WebP, TIFF: `declared_size` reads
+  it without decoding) is None too, before OpenCV allocates anything: a 1 MB PNG of 20,000 x
+  20,000 zeros otherwise decodes to 1.2 GB (OpenCV's own limit, 2^30 pixels, is 3 GB a frame).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 DEPTHS = (12, 16)
+MAX_PIXELS = 1 << 27
+"""134 million pixels (e.g. 16,384 x 8,192; 400 MB decoded): above any area-scan camera's frame."""
 
 
 def significant_bits(image: Any) -> int:
@@ -33,12 +39,89 @@ def significant_bits(image: Any) -> int:
     return next((bits for bits in DEPTHS if peak < (1 << bits)), 16)
 
 
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the image's header declares them, read without decoding; None for a
+    format or header this does not know (OpenCV then decides)."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:2] == b"BM":
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+    except struct.error:  # a header cut short: OpenCV refuses it
+        return None
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        return width, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            at += 2
+            continue
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return width, height
+        at += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    found: dict[int, int] = {}
+    for i in range(min(count, 4096)):
+        entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+            fmt = "H" if kind == 3 else "I"
+            found[tag] = struct.unpack(order + fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def too_many_pixels(data: bytes) -> tuple[int, int] | None:
+    """The declared (width, height) when they exceed MAX_PIXELS, else None."""
+    size = declared_size(data)
+    return size if size is not None and size[0] * size[1] > MAX_PIXELS else None
+
+
 def decode_image(data: bytes) -> Any | None:
-    """BGR uint8 H x W x 3, or None when the bytes are not an image OpenCV can read."""
+    """BGR uint8 H x W x 3, or None when the bytes are not an image OpenCV can read (or
+    declare more than MAX_PIXELS)."""
     import cv2
     import numpy as np
 
-    if not data:
+    if not data or too_many_pixels(data) is not None:
         return None
     try:
         image = cv2.imdecode(

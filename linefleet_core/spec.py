@@ -282,6 +282,7 @@ def _load(
     for path, raw in source.files():
         if isinstance(raw, Refused):
             findings.append(Finding(path, 0, 0, "", raw.message, code="file_type"))
+            spec.broken.update(filter(None, [placement.declared(path)]))  # one error, not two
             continue
         checked = checks.get((path, raw))
         if checked is None:

@@ -19,6 +19,7 @@ from linefleet_core.gcpause import paused_gc
 from linefleet_core.oci import REF_PATTERN, OciError, is_oci, parse_ref
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Taxonomy, class_mapping
+from linefleet_core.wire import MAX_INPUT_SIDE
 
 Path = tuple[str | int, ...]
 
@@ -141,8 +142,14 @@ def _model_family(spec: FleetSpec, family: ModelFamily) -> Iterator[Finding]:
 
 def input_shape_problem(mv: ModelVersion) -> str | None:
     """Why the input shape does not fit its colour and layout (one image, 1 or 3 channels where
-    the layout puts them), or None."""
+    the layout puts them, 1 to MAX_INPUT_SIDE pixels a side), or None."""
     channels = 1 if mv.input.color == "gray" else 3
+    sides = (mv.input.height, mv.input.width)
+    if not all(1 <= side <= MAX_INPUT_SIDE for side in sides):
+        return (
+            f"height and width must be 1 to {MAX_INPUT_SIDE}, not {sides[0]} x {sides[1]} "
+            "(larger frames: declare input.tiling)"
+        )
     if mv.input.shape[0] == 1 and mv.input.channels == channels:
         return None
     form = "1, {0}, height, width" if mv.input.layout == "NCHW" else "1, height, width, {0}"

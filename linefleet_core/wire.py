@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationError,
     model_serializer,
 )
 
@@ -37,6 +38,11 @@ MAX_REPORTED_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 16 * 1024
 MAX_ONLINE_BYTES = 1024
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_INPUT_SIDE = 8192
+"""A model input's height and width at most: its smoke-test tensor alone is 800 MB at 8192 x
+8192 x 3 float32 (a vendor graph declaring 2^40 made the device allocate until it died)."""
+MAX_SEQ = 2**63 - 1
+"""An event `seq` is a signed 64-bit integer: receivers store it as one (SQLite INTEGER)."""
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 CommitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
@@ -413,7 +419,7 @@ class Event(Wire):
     kind: Literal["Event"]
     site: Id
     device: Id
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     """Per install, strictly increasing, persisted on the device; receivers drop
     `seq <= last` of the same `install`."""
     install: InstallId | None = None
@@ -511,6 +517,11 @@ def decode_frame(payload: bytes) -> tuple[FrameMeta, bytes]:
         raise FrameError("metadata length runs past the end of the payload")
     try:
         meta = FrameMeta.model_validate_json(payload[8 : 8 + length])
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        where = ".".join(str(p) for p in errors[0]["loc"]) or "(metadata)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise FrameError(f"bad frame metadata: {where}: {errors[0]['msg']}{more}") from None
     except ValueError as exc:
         raise FrameError(f"bad frame metadata: {exc}") from None
     image = payload[8 + length :]

@@ -9,10 +9,10 @@ everything else (nodes, weights) by length, unread.
 
 `load(raw)` returns objects with the attribute names of `onnx.ModelProto` that
 `linefleet_core.graphcontract.graph_problems` reads (`opset_import`, `graph.input`,
-`graph.output`, `graph.initializer`, `type.tensor_type.elem_type`, `shape.dim`, and a
-dimension's `dim_value` with `HasField`), or raises `NotOnnx` for bytes that are not a
-protobuf message of that shape. Field numbers are those of onnx/onnx.proto, frozen by ONNX's
-compatibility rules.
+`graph.output`, `graph.initializer` (name, `data_location`, `external_data`),
+`type.tensor_type.elem_type`, `shape.dim`, and a dimension's `dim_value` with `HasField`), or
+raises `NotOnnx` for bytes that are not a protobuf message of that shape. Field numbers are
+those of onnx/onnx.proto, frozen by ONNX's compatibility rules.
 """
 
 from __future__ import annotations
@@ -66,8 +66,16 @@ class ValueInfo:
 
 
 @dataclass
+class Entry:
+    key: str = ""
+    value: str = ""
+
+
+@dataclass
 class Initializer:
     name: str = ""
+    data_location: int = 0  # 1: EXTERNAL, the data is in another file
+    external_data: list[Entry] = field(default_factory=list)
 
 
 @dataclass
@@ -112,7 +120,21 @@ def _graph(data: memoryview) -> Graph:
         elif number == 12:
             out.output.append(_value_info(_message(value)))
         elif number == 5:
-            out.initializer.append(Initializer(_name(_message(value), 8)))
+            out.initializer.append(_initializer(_message(value)))
+    return out
+
+
+def _initializer(data: memoryview) -> Initializer:
+    """A TensorProto's name (8), external_data (13) and data_location (14); its data unread."""
+    out = Initializer()
+    for number, value in _fields(data):
+        if number == 8:
+            out.name = _text(value)
+        elif number == 13:
+            entry = _message(value)
+            out.external_data.append(Entry(_name(entry, 1), _name(entry, 2)))
+        elif number == 14:
+            out.data_location = _int(value)
     return out
 
 

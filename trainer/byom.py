@@ -74,6 +74,8 @@ class Added:
 
 
 def read_graph(data: bytes, where: str) -> GraphInfo:
+    if not data:  # protobuf reads no bytes as an empty model: "no image input" misleads
+        raise UsageError(f"{where}: empty file, not an ONNX model")
     try:
         import onnx
 

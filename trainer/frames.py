@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import PermanentError, UsageError
-from linefleet_core.imagefile import decode_image
+from linefleet_core.imagefile import MAX_PIXELS, decode_image, too_many_pixels
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -40,6 +40,11 @@ def decode(data: bytes, where: str) -> Any:
     (`linefleet_core.imagefile.decode_image`)."""
     if not data:
         raise UnreadableFrame(f"{where}: empty file, not an image")
+    if (size := too_many_pixels(data)) is not None:
+        raise UnreadableFrame(
+            f"{where}: its header declares {size[0]:,} x {size[1]:,} pixels; at most "
+            f"{MAX_PIXELS:,} are read (a decompression bomb, or a frame to tile before import)"
+        )
     image = decode_image(data)
     if image is None:
         raise UnreadableFrame(

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from linefleet_core import jsonlines
 from linefleet_core.errors import Finding, FindingsError, LinefleetError, UsageError
 from linefleet_core.refs import Id, VersionedRef
 from trainer.checks import RefusedEvents, check_batch, check_class
@@ -138,12 +139,12 @@ def import_annotations(
     places: Places | None = None,
 ) -> ImportResult:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     findings: list[Finding] = []
     rows: list[tuple[Located, AnnotationLine]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_lines(data, str(path), findings), start=1):
         if not raw.strip():
             continue
         row = _parse(raw, str(path), number, findings)
@@ -157,6 +158,17 @@ def import_annotations(
     if findings:
         raise FindingsError(findings)
     return write_staged(staged, store, frames, str(path))
+
+
+def _lines(data: bytes, path: str, findings: list[Finding]) -> list[str]:
+    """The file's lines (`linefleet_core.jsonlines`); one that is not UTF-8 is a finding and
+    reads as empty."""
+    out = []
+    for number, text, problem in jsonlines.lines(data):
+        if problem is not None:
+            findings.append(Finding(path, number, 1, "", f"{problem}; save the file as UTF-8"))
+        out.append(text)
+    return out
 
 
 def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> AnnotationLine | None:

@@ -47,11 +47,20 @@ def _connect(client: Any, url: str) -> str:
 
 def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
     """(event payloads, frame payloads) received within `seconds` after subscribing."""
+    events, frames, _, _ = listen_named(url, seconds)
+    return events, frames
+
+
+def listen_named(url: str, seconds: float) -> tuple[list[bytes], list[bytes], list[str], list[str]]:
+    """As `listen`, with the topic of each event and frame payload (in the same order), so a
+    refused one names the device that sent it."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     events: list[bytes] = []
     frames: list[bytes] = []
+    event_topics: list[str] = []
+    frame_topics: list[str] = []
     subscribed = threading.Event()
     lock = threading.Lock()
 
@@ -73,8 +82,10 @@ def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
         with lock:
             if topic.channel == wire.Channel.EVENTS:
                 events.append(bytes(msg.payload))
+                event_topics.append(msg.topic)
             elif topic.channel == wire.Channel.FRAMES:
                 frames.append(bytes(msg.payload))
+                frame_topics.append(msg.topic)
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -95,7 +106,7 @@ def listen(url: str, seconds: float) -> tuple[list[bytes], list[bytes]]:
         client.disconnect()
         client.loop_stop()
     with lock:
-        return list(events), list(frames)
+        return list(events), list(frames), list(event_topics), list(frame_topics)
 
 
 def read_drift(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from linefleet.options import number
 from linefleet_core.errors import ExitCode, PermanentError, UsageError
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     group.add_argument("--classes", help="comma-separated class ids instead of a taxonomy")
     p.add_argument("--repo", type=Path, default=Path(), help="where name@N refs are looked up")
-    p.add_argument("--defect-rate", type=float, default=0.3, help="fraction of defect frames")
+    p.add_argument("--defect-rate", type=number, default=0.3, help="fraction of defect frames")
     p.add_argument("--size", type=int, default=128, help="frame size in pixels (default 128)")
     p.add_argument(
         "--drift",

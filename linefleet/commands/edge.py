@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from linefleet.options import seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -194,7 +195,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument("--device", required=True, help="device id, or SITE/DEVICE")
     i.add_argument("--site", help="site id (unless --device is SITE/DEVICE)")
     i.add_argument("--trust-key", required=True, type=Path, action="append")
-    i.add_argument("--timeout", type=float, default=60.0, help="seconds to converge")
+    i.add_argument("--timeout", type=seconds, default=60.0, help="seconds to converge")
     i.set_defaults(run=import_bundle_cli)
 
     x = verbs.add_parser(

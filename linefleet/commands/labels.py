@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from linefleet.options import add_workspace_options
+from linefleet.options import add_workspace_options, seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     src.add_argument("--broker", help="mqtt://HOST:PORT: read events and frames for a while")
     c.add_argument("--frames", type=Path, help="folder of LFF1 frame payloads (*.lff)")
-    c.add_argument("--seconds", type=float, default=5.0, help="with --broker: listen this long")
+    c.add_argument("--seconds", type=seconds, default=5.0, help="with --broker: listen this long")
     c.set_defaults(run=run_ingest)
 
     c = cmds.add_parser("dataset", help="build and record a dataset version")
@@ -317,9 +317,11 @@ def run_ingest(ns: argparse.Namespace) -> int:
     frame_names: list[str] = []
     unreadable: list[str] = []
     if ns.broker:
-        from trainer.mqtt_listen import listen
+        from trainer.mqtt_listen import listen_named
 
-        events, frames = listen(ns.broker, ns.seconds)
+        events, frames, topics, frame_topics = listen_named(ns.broker, ns.seconds)
+        event_names = [f"{t} message {n}" for n, t in enumerate(topics, 1)]
+        frame_names = [f"{t} message {n}" for n, t in enumerate(frame_topics, 1)]
     elif is_export(ns.file):  # an air-gapped device's `linefleet edge export`
         try:
             messages, spooled = read_export(ns.file)
@@ -328,13 +330,16 @@ def run_ingest(ns: argparse.Namespace) -> int:
         events = [m.payload for m in messages if m.kind == "event"]
         frames = [m.payload for m in messages if m.kind == "frame"] + spooled
     else:
+        from linefleet_core import jsonlines
+
         try:
-            lines = ns.file.read_text("utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{ns.file}: cannot read ({exc})") from None
-        numbered = [(n, line) for n, line in enumerate(lines, 1) if line]
-        events = [line.encode() for _, line in numbered]
-        event_names = [f"{ns.file}:{n}" for n, _ in numbered]
+            data = ns.file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{ns.file}: cannot read ({exc.strerror or exc})") from None
+        numbered = [row for row in jsonlines.lines(data) if row[1].strip() or row[2]]
+        unreadable += [f"{ns.file}:{n}: {problem}" for n, _, problem in numbered if problem]
+        events = [text.encode() for _, text, problem in numbered if not problem]
+        event_names = [f"{ns.file}:{n}" for n, _, problem in numbered if not problem]
         frames = []
         if ns.frames:
             if not ns.frames.is_dir():

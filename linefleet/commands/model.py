@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from linefleet.options import add_workspace_options
+from linefleet.options import add_workspace_options, number
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -51,11 +51,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--color", choices=("rgb", "bgr", "gray"), default="rgb")
     a.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW")
     a.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch")
-    a.add_argument("--scale", type=float, help="pixel scale (default 1/255)")
+    a.add_argument("--scale", type=number, help="pixel scale (default 1/255)")
     a.add_argument("--mean", help="per-channel mean after scaling, e.g. 0.485,0.456,0.406")
     a.add_argument("--std", help="per-channel std after scaling, e.g. 0.229,0.224,0.225")
     a.add_argument("--tile", metavar="SIZE[:OVERLAP]", help="tile frames (pixels)")
-    a.add_argument("--threshold", type=float, help="anomaly score threshold")
+    a.add_argument("--threshold", type=number, help="anomaly score threshold")
     a.add_argument(
         "--score-threshold",
         action="append",

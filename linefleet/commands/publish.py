@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from linefleet.options import seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -72,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--max-age",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="sign documents with expires_at at most SECONDS ahead (re-signed every "
         "SECONDS/2): a device refuses an older document even with its storage wiped "

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from linefleet.options import seconds
 from linefleet_core.errors import ExitCode, UsageError
 from linefleet_core.text import printable
 
@@ -31,10 +32,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repo", type=Path, default=Path(), help="clone of the fleet repository")
     p.add_argument("--branch", default="main")
     p.add_argument("--remote", default="origin", help="remote to fetch (skipped if absent)")
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    p.add_argument("--interval", type=seconds, default=10.0, help="seconds between polls")
     p.add_argument(
         "--full-every",
-        type=float,
+        type=seconds,
         default=3600.0,
         metavar="SECONDS",
         help="compare every device with the broker at least this often (and on start); in "
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--lease-seconds",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="how long the publish lease holds unrenewed, i.e. how soon a standby reconciler "
         "takes over from one that died between publishes (default: 3 x --interval, at least 30)",
@@ -70,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--max-age",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="sign documents with expires_at at most SECONDS ahead (re-signed every "
         "SECONDS/2): a device refuses an older document even with its storage wiped "

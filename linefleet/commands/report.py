@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from linefleet.options import seconds
 from linefleet_core.atomic import write_atomic
 from linefleet_core.errors import ExitCode, UsageError
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="append the devices' current reports to --history before rendering",
     )
     p.add_argument(
-        "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
+        "--quiet", type=seconds, default=0.5, help="seconds without a retained message = done"
     )
     p.set_defaults(run=run)
 

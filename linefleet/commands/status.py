@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from linefleet.options import seconds
 from linefleet_core.errors import ExitCode, UsageError
 from linefleet_core.gcpause import paused_gc
 from linefleet_core.text import printable
@@ -81,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="<device-id>.pub files: those devices' reports must carry their signature",
     )
     p.add_argument(
-        "--quiet", type=float, default=0.5, help="seconds without a retained message = done"
+        "--quiet", type=seconds, default=0.5, help="seconds without a retained message = done"
     )
     p.add_argument(
         "--edge-export",
@@ -100,7 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--wait",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="wait until every device is Synced (0: check once); exit 1 if not in time",
     )

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from linefleet.options import add_workspace_options
+from linefleet.options import add_workspace_options, number
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--epochs", type=int, default=30, help="cnn: training epochs (default 30)")
     p.add_argument(
         "--lighting",
-        type=float,
+        type=number,
         default=0.0,
         help="cnn: strength of the lighting augmentation (gain, colour cast, gamma, gradient, "
         "vignette, noise), 0-1 (default 0: the network already normalises each tile's level "
@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "and on every line; cnn: a validation split); the `ok` decision is biased until it is "
         "met, and the bias is baked into the exported model (default 0.05; `argmax` for none)",
     )
-    p.add_argument("--c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
+    p.add_argument("--c", type=number, default=1.0, help="inverse regularisation (default 1.0)")
     p.add_argument("--lines", default="", help="train on these site/line keys only (comma list)")
     p.add_argument("--no-register", action="store_true", help="log the run, do not register")
     p.add_argument("--format", choices=("text", "json"), default="text")

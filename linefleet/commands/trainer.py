@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from linefleet.options import add_workspace_options
+from linefleet.options import add_workspace_options, number, seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def register_novelty(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c.add_argument("--model", help="catalogue family (one line; default novelty-SITE-LINE)")
     c.add_argument(
         "--false-alarm-rate",
-        type=float,
+        type=number,
         help="share of held-out ok frames allowed over the threshold (default 0.01)",
     )
     c.add_argument("--size", type=int, help="input size in pixels, a multiple of 32 (default 128)")
@@ -304,7 +304,7 @@ def register_watch(cmds: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --state)")
     c.add_argument("--min-new-labels", type=int, default=200)
     c.add_argument("--broker", help="mqtt://HOST:PORT: read the lines' drift scores")
-    c.add_argument("--interval", type=float, default=60.0)
+    c.add_argument("--interval", type=seconds, default=60.0)
     c.add_argument("--once", action="store_true", help="one pass, then exit")
     c.set_defaults(run=run_watch)
 

@@ -7,8 +7,10 @@ golden files in `tests/golden/plan/` pin the output byte for byte.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from linefleet_core.text import printable
 from reconciler.review.changeplan import Action, Change, DevicePlan, LinePlan, Plan
 from reconciler.review.specdiff import FieldChange
 from reconciler.rules.rollout import Verdict
@@ -65,8 +67,16 @@ def value(change: FieldChange, side: str | None) -> str:
         try:
             return f"{float(side):.0%}"
         except ValueError:
-            return side
-    return side
+            return shown(side)
+    return shown(side)
+
+
+def shown(text: str) -> str:
+    """A value from a fleet file as one visible line (`linefleet_core.text.printable`: line
+    breaks, control and bidirectional characters as escapes), so a pull request cannot forge a
+    line of the plan (`Plan: ... 0 violations`), drive the reader's terminal, or reorder what
+    the approver reads."""
+    return printable(text)
 
 
 # -- markdown -------------------------------------------------------------------------------
@@ -145,7 +155,7 @@ def _md_table(changes: tuple[FieldChange, ...]) -> list[str]:
     for c in changes:
         sign = "+" if c.before is None else "-" if c.after is None else "~"
         rows.append(
-            f"| `{sign}` | {_cell(label(c.field))} | {_code(value(c, c.before))} | "
+            f"| `{sign}` | {_cell(shown(label(c.field)))} | {_code(value(c, c.before))} | "
             f"{_code(value(c, c.after))} |"
         )
     return [*rows, ""]
@@ -173,7 +183,15 @@ def _s(n: int) -> str:
 
 
 def _code(text: str) -> str:
-    return "—" if text == "—" else f"`{_cell(text)}`"
+    """A code span that holds any text: a backtick in a value cannot end it (and turn the rest
+    into markdown: links, images, @mentions in the plan comment)."""
+    if text == "—":
+        return text
+    body = _cell(text)
+    longest = max((len(run) for run in re.findall("`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 def _cell(text: str) -> str:
@@ -222,11 +240,11 @@ def _text_changes(changes: tuple[FieldChange, ...]) -> list[str]:
     out = []
     for c in changes:
         if c.before is None:
-            out.append(f"  + {label(c.field)}: {value(c, c.after)}")
+            out.append(f"  + {shown(label(c.field))}: {value(c, c.after)}")
         elif c.after is None:
-            out.append(f"  - {label(c.field)}: {value(c, c.before)}")
+            out.append(f"  - {shown(label(c.field))}: {value(c, c.before)}")
         else:
-            out.append(f"  ~ {label(c.field)}: {value(c, c.before)} -> {value(c, c.after)}")
+            out.append(f"  ~ {shown(label(c.field))}: {value(c, c.before)} -> {value(c, c.after)}")
     return out
 
 

@@ -139,7 +139,7 @@ def test_a_plant_tree_given_relative_with_camera_folder_names_and_a_hostile_head
     (root / "Good" / "huge.png").write_bytes(header + b"\x00" * 16)  # 60000 x 60000
     assert lf(repo, *args, "--map", "oil stain=oil") == 1
     err = capsys.readouterr().err
-    assert "export/Good: image: export/Good/huge.png: not an image OpenCV can read" in err
+    assert "export/Good: image: export/Good/huge.png: its header declares 60,000 x 60,000" in err
     (root / "Good" / "huge.png").unlink()
     assert lf(repo, *args, "--map", "oil stain=oil") == 0
     assert "imported 5 annotation(s), 5 new frame(s) (folder)" in capsys.readouterr().out
@@ -160,3 +160,24 @@ def test_a_jsonl_row_naming_a_pipe_is_refused_not_waited_on(
     assert lf(repo, "import", str(path)) == 1
     assert f"{path}:1:1: image: {tmp_path / '0.png'}: not a regular file" in capsys.readouterr().err
     assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
+def test_jsonl_lines_not_utf8_are_located_and_u2028_in_a_note_is_no_line_break(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line in Latin-1 refused the whole file as a usage error (exit 2) with a byte offset;
+    a U+2028 inside a JSON string (valid JSON) split the row in two."""
+    (tmp_path / "0.png").write_bytes(png(0))
+    row = {"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    good = json.dumps(row | {"note": "left\u2028edge"}, ensure_ascii=False).encode()
+    latin1 = json.dumps(row | {"annotator": "jos\u00e9"}, ensure_ascii=False).encode("latin-1")
+    path = tmp_path / "labels.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n" + latin1 + b"\n")
+    assert lf(repo, "import", str(path)) == 1
+    err = capsys.readouterr().err
+    col = latin1.index(b"\xe9") + 1
+    assert f"{path}:2:1: not valid UTF-8 (byte 0xe9 at column {col}); save the file as UTF-8" in err
+    assert f"{path}:1:" not in err  # the BOM, the CRLF and the U+2028 are fine
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n")
+    assert lf(repo, "import", str(path)) == 0

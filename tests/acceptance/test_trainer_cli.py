@@ -170,6 +170,28 @@ def test_overrides_from_the_edge_reach_the_dataset_after_qa(
     assert [(i["frame"], i["class"]) for i in manifest["items"]] == [(shas[0], "scratch")]
 
 
+def test_an_events_file_line_not_utf8_is_named_and_u2028_in_a_note_splits_nothing(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One Latin-1 line refused the whole events file (exit 2, a byte offset); a U+2028 in
+    an inspector's note (valid JSON) split that event in two."""
+    import hashlib
+
+    frames = tmp_path / "frames-in"
+    frames.mkdir()
+    data = jpeg(0)
+    (frames / "0.lff").write_bytes(frame_payload(data, "f-0"))
+    event = json.loads(override_event(1, hashlib.sha256(data).hexdigest(), "scratch"))
+    event["details"]["note"] = "left\u2028edge"
+    events = tmp_path / "events.jsonl"
+    latin1 = json.dumps({"note": "d\u00e9nt"}, ensure_ascii=False).encode("latin-1")
+    events.write_bytes(json.dumps(event, ensure_ascii=False).encode() + b"\n" + latin1 + b"\n")
+    assert lf(repo, "ingest-events", str(events), "--frames", str(frames)) == 1
+    out, err = capsys.readouterr()
+    assert f"skipped: {events}:2: not valid UTF-8 (byte 0xe9 at column 12)" in err
+    assert f"{events}:1" not in err and "queued 1 override(s)" in out
+
+
 def test_qa_of_several_overrides_in_one_call_is_all_or_none(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -93,6 +93,22 @@ def test_hostile_yaml_is_refused_with_a_located_reason(
     assert err == ""
 
 
+def test_a_key_with_escapes_cannot_forge_a_finding_or_drive_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown key holding ESC[2J and a newline printed them raw: the CI log showed a
+    cleared screen and a forged `fleet/x.yaml:1:1: ...` line."""
+    root = write_fleet(tmp_path)
+    line = root / "fleet/sites/toledo/lines/line-3.yaml"
+    hostile = b'"x\\e[2J\\nfleet/x.yaml:1:1: all good": 1\n'
+    line.write_bytes(line.read_bytes() + hostile)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert "\x1b" not in out
+    assert [row for row in out.splitlines() if row.startswith("fleet/x.yaml")] == []
+    assert "x\\x1b[2J\\x0afleet/x.yaml:1:1: all good: unknown field" in out
+
+
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--repo", str(tmp_path / "nowhere"))
     assert code == 2
@@ -161,6 +177,35 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
     assert {f.path: f.message for f in from_git if f.code == "file_type"} == {
         k: v for k, v in refused.items() if not k.endswith("pipe.yaml")
     }
+
+
+def test_a_refused_file_is_one_error_not_also_unknown_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line file replaced by a link (or a FIFO) is refused; the devices serving that line
+    are not reported as well with "unknown line", as for a file with a YAML error."""
+    import os
+
+    root = write_fleet(tmp_path / "repo")
+    line = root / "fleet" / "sites" / "toledo" / "lines" / "line-3.yaml"
+    outside = tmp_path / "line-3.yaml"
+    outside.write_bytes(line.read_bytes())
+    line.unlink()
+    line.symlink_to(outside)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert out.splitlines()[:-1] == [
+        "fleet/sites/toledo/lines/line-3.yaml: a symbolic link; fleet files must be regular "
+        "files (git stores a link as its target's name, so the check and the publisher would "
+        "read different fleets)"
+    ]
+    line.unlink()
+    os.mkfifo(line)
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    assert [row.split(": ")[0] for row in out.splitlines()[:-1]] == [
+        "fleet/sites/toledo/lines/line-3.yaml"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -349,6 +349,7 @@ DEVICE_CASES: list[DeviceCase] = [
     DeviceCase("seq-negative", EVENTS, _b(event(seq=-5)), "malformed"),
     DeviceCase("seq-string", EVENTS, _b(event(seq="7")), "malformed"),  # type: ignore[arg-type]
     DeviceCase("seq-float", EVENTS, _b(event(seq=7.0)), "malformed"),  # type: ignore[arg-type]
+    DeviceCase("seq-beyond-64-bit", EVENTS, _b(event(seq=2**63)), "malformed"),
     DeviceCase(
         "seq-overflow-float", EVENTS, b'{"protocol":1,"kind":"Event","seq":1e999}', "malformed"
     ),

@@ -91,6 +91,36 @@ def test_a_reinstalled_device_restarting_seq_at_1_loses_no_events(
     assert again.last_seq == 2 and len(again.seqs) == 2
 
 
+def test_an_event_seq_beyond_64_bits_is_refused_and_the_reconciler_keeps_its_store(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """A buggy or hostile device once stopped `linefleet reconcile` (exit 3, OverflowError
+    from SQLite) with one event whose `seq` did not fit a 64-bit integer."""
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None)
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+    outbox = Outbox(tmp_path / "device" / "outbox.db")
+    emit(outbox, 1)
+    (good,) = drain(outbox)
+    outbox.close()
+    huge = {**json.loads(good[1]), "seq": 2**64}
+    with Session(address, "linefleet-test-huge-seq", subscriptions=[f"{TOL2}/events"]) as s:
+        s.connect()
+        send(mosquitto, [(good[0], json.dumps(huge).encode(), False), good])
+        wait_for(
+            "the good event",
+            lambda: len(rec.observations.device("toledo", "toledo-edge-2").events) >= 1,
+            5,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
+    assert rec.observations.rejections["malformed"] == 1
+    assert "seq" in rec.observations.last_rejection["malformed"]
+    rec.store.close()
+    again = Store(tmp_path / "state").load().device("toledo", "toledo-edge-2")
+    assert again.last_seq == 1
+
+
 def test_a_device_with_wiped_storage_refuses_an_old_replayed_document(
     fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
 ) -> None:

@@ -56,3 +56,26 @@ def test_overrides_sent_while_the_trainer_was_away_are_queued(
         assert "queued 1 override(s) for QA, 1 frame(s) stored" in capsys.readouterr().out
     assert main(["labels", "ingest-events", "--broker", broker.url, *ws]) == 4
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_a_refused_frame_names_its_topic_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A frame with broken metadata printed pydantic's whole report (40 lines with links per
+    frame) as `frames payload N`, without the device that sent it."""
+    repo = tmp_path / "repo"
+    write_taxonomies(repo)
+    topic = wire.topic("toledo", "tol-edge-01", wire.Channel.FRAMES)
+    meta = b'{"protocol": 1}'
+    broken = b"LFF1" + len(meta).to_bytes(4, "big") + meta + jpeg(1)
+    with Mosquitto(tmp_path / "broker") as broker:
+        assert listen(broker.url, 0.1) == ([], [])  # the persistent session starts
+        _publish(broker, [(topic, broken), (topic, frame_payload(jpeg(2), "f2"))])
+        args = ["labels", "ingest-events", "--broker", broker.url, "--seconds", "0.5"]
+        ws = ["--state", str(tmp_path / "state"), "--fleet-repo", str(repo)]
+        assert main([*args, *ws]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"skipped: {topic} message 1: bad frame metadata: kind: Field required (and 12 more)"
+    ]
+    assert "1 frame(s) stored" in out

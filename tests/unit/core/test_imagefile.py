@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_puller.frames import _read_image
-from linefleet_core.imagefile import decode_image
+from linefleet_core.imagefile import MAX_PIXELS, declared_size, decode_image
 from trainer.frames import UnreadableFrame, decode
 
 
@@ -54,11 +54,12 @@ def test_colour_jpeg_stays_bgr() -> None:
     assert image is not None and image[:, :, 2].mean() > 190 and image[:, :, 0].mean() < 10
 
 
-def _huge_header_png() -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+def chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
+
+def _huge_header_png() -> bytes:
     ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
@@ -79,3 +80,46 @@ def test_the_edge_reads_a_frame_as_the_trainer_does(tmp_path: Path) -> None:
     (tmp_path / "f.png").write_bytes(data)
     edge = _read_image(tmp_path / "f.png")
     assert edge is not None and np.array_equal(edge, decode(data, "f.png"))
+
+
+def _bomb_png() -> bytes:
+    """A valid 1-bit grey PNG of just over MAX_PIXELS zeros: ~20 KB that OpenCV decodes to
+    ~400 MB of BGR (below OpenCV's own limit of 2^30 pixels)."""
+    side = int(MAX_PIXELS**0.5) + 1
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
+    bomb = _bomb_png()
+    side = int(MAX_PIXELS**0.5) + 1
+    assert len(bomb) < 100_000 and declared_size(bomb) == (side, side)
+    assert decode_image(bomb) is None
+    with pytest.raises(UnreadableFrame, match=rf"x\.png: its header declares {side:,} x {side:,}"):
+        decode(bomb, "x.png")
+
+
+@pytest.mark.parametrize(
+    ("ext", "image", "params"),
+    [
+        (".png", np.zeros((37, 53, 3), np.uint8), []),
+        (".png", np.zeros((37, 53), np.uint16), []),
+        (".jpg", np.zeros((37, 53, 3), np.uint8), []),
+        (".jpg", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        (".bmp", np.zeros((37, 53, 3), np.uint8), []),
+        (".tiff", np.zeros((37, 53), np.uint16), []),
+        (".tiff", np.zeros((37, 53, 3), np.float32), []),
+        (".webp", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 80]),
+        (".webp", np.zeros((37, 53, 3), np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 101]),
+        (".webp", np.zeros((37, 53, 4), np.uint8), []),
+    ],
+)
+def test_the_declared_size_is_read_from_every_format_opencv_writes(
+    ext: str, image: np.ndarray, params: list[int]
+) -> None:
+    ok, buf = cv2.imencode(ext, image, params)
+    assert ok and declared_size(buf.tobytes()) == (53, 37)
+    assert declared_size(buf.tobytes()[:12]) is None  # cut short: OpenCV decides

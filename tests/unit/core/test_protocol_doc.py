@@ -118,3 +118,38 @@ def test_the_base64_the_document_names_is_standard_and_padded() -> None:
     doc = json.loads(signed(document()))
     value = doc["signature"]["value"]
     assert len(base64.b64decode(value, validate=True)) == 64 and value.endswith("=")
+
+
+def _first_codes(text: str, after: str, until: str) -> list[str]:
+    start = text.index(after) + len(after)
+    return re.findall(r"`([a-z_\[\].]+)`", text[start : text.index(until, start)])
+
+
+def test_the_required_fields_of_reports_and_events_are_the_schemas() -> None:
+    """A client written from the document once guessed which fields it could leave out or
+    send as null, and its reports were dropped as malformed without a word."""
+    from linefleet_core import wire
+
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    schemas = wire.json_schemas()
+    report, event = schemas["reported-state"], schemas["event"]
+    assert _first_codes(text, "A report must have", ";") == report["required"]
+    line = report["$defs"]["LineStatus"]["required"]
+    assert _first_codes(text, "each `lines[]` entry must have", ";") == line
+    metrics = report["$defs"]["LineMetrics"]["required"]
+    assert _first_codes(text, "`metrics`, when present, must have", "(") == metrics
+    section7 = text[text.index("## 7. Events") :]
+    assert _first_codes(section7, "- Required:", ".") == event["required"]
+    # What the document says may be null is nullable in the models, and what it says may not is not.
+    nullable = _first_codes(text, "Everything else may be left out.", "may be `null`")
+    not_null = _first_codes(text, "the text fields (", ")")
+    status = wire.LineStatus.model_fields
+    metric = wire.LineMetrics.model_fields
+    for name in nullable:
+        field = (wire.ReportedState.model_fields | status | metric)[name]
+        assert field.annotation is not None and type(None) in getattr(
+            field.annotation, "__args__", ()
+        ), name
+    for name in not_null:
+        field = (wire.ReportedState.model_fields | status)[name.removeprefix("lines[].")]
+        assert field.annotation is str, name

@@ -166,6 +166,18 @@ CASES: list[tuple[str, Mutation, list[tuple[str, str, str, str]]]] = [
         ],
     ),
     (
+        "a model input of 2^40 pixels a side",
+        set_in(MODEL, "versions", 2, "input", value={"shape": [1, 3, 2**40, 64], "color": "rgb"}),
+        [
+            (
+                MODEL,
+                "versions[2].input.shape",
+                "error",
+                f"height and width must be 1 to 8192, not {2**40} x 64 (larger frames: declare input.tiling)",
+            )
+        ],
+    ),
+    (
         "camera smaller than the model input",
         set_in(L4, "cameras", 0, "resolution", value={"width": 48, "height": 48}),
         [

@@ -122,18 +122,23 @@ def test_forged_signature_is_refused(tmp_path: Path, models: dict[str, ModelSpec
     assert agent.state.target is None
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [[1, 5, 32, 32], [1, 3, 2**40, 2**40]],
+    ids=["five channels for rgb", "a side of 2^40 (the smoke test allocated until it died)"],
+)
 def test_a_document_the_edge_cannot_use_is_refused_with_its_generation(
-    tmp_path: Path, models: dict[str, ModelSpec]
+    tmp_path: Path, models: dict[str, ModelSpec], shape: list[int]
 ) -> None:
     agent = _agent(tmp_path / "state")
     unusable = models["m1"].model_copy(
-        update={"input": models["m1"].input.model_copy(update={"shape": [1, 5, 32, 32]})}
-    )  # five channels for an rgb model: verified by signature, refused by the edge's check
+        update={"input": models["m1"].input.model_copy(update={"shape": shape})}
+    )  # verified by signature, refused by the edge's check
     agent.offer_desired(desired(KEY, 4, line_doc(unusable)))
     _converge(agent, 1)
     refused = [e for e in _events(agent) if e.type == "refused-document"]
     assert [(e.reason, e.generation) for e in refused] == [("malformed", 4)]
-    assert "input.shape [1, 5, 32, 32]" in refused[0].message
+    assert f"input.shape {shape}" in refused[0].message
     assert agent.state.target is None
 
 

@@ -213,3 +213,15 @@ def test_corrections_from_json_lines_take_defaults_and_report_every_bad_row(
         read_corrections(str(path), inspector="insp-7")
     with pytest.raises(UsageError, match="cannot read"):
         read_corrections(str(tmp_path / "missing.jsonl"), inspector="insp-7")
+    # A note pasted with a line separator (U+2028, valid inside a JSON string) is one row; a
+    # Latin-1 row is located (it refused the whole file by byte offset, and U+2028 split a row).
+    note = json.dumps({"frame": "f-1", "label": "dent", "note": "a\u2028b"}, ensure_ascii=False)
+    path.write_bytes(note.encode() + b"\r\n" + b'{"frame": "f-2", "label": "d\xe9nt"}\n')
+    with pytest.raises(UsageError) as refused:
+        read_corrections(str(path), inspector="insp-7")
+    assert str(refused.value) == (
+        f"{path}:2: not valid UTF-8 (byte 0xe9 at column 29); save the file as UTF-8"
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + note.encode() + b"\r\n")
+    (only,) = read_corrections(str(path), inspector="insp-7")
+    assert only.note == "a\u2028b"

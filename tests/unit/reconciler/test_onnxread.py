@@ -39,7 +39,10 @@ def view(model: Any) -> dict[str, Any]:
         "opsets": [(o.domain, o.version) for o in model.opset_import],
         "inputs": values(model.graph.input),
         "outputs": values(model.graph.output),
-        "initializers": [t.name for t in model.graph.initializer],
+        "initializers": [
+            (t.name, t.data_location, [(e.key, e.value) for e in t.external_data])
+            for t in model.graph.initializer
+        ],
     }
 
 
@@ -65,12 +68,25 @@ def odd_model() -> bytes:
     return bytes(model.SerializeToString())
 
 
+def external_model() -> bytes:
+    """The tiny classifier with its weights moved to 'weights.bin' (ONNX external data)."""
+    model = onnx.load_model_from_string(onnx_models.build())
+    for tensor in model.graph.initializer:
+        tensor.ClearField("raw_data")
+        tensor.ClearField("float_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="weights.bin")
+        tensor.external_data.add(key="length", value="12")
+    return bytes(model.SerializeToString())
+
+
 MODELS = {
     "tiny": onnx_models.build(),
     "tiny gray padded": onnx_models.build(channels=1, pad_bytes=5000, classes=("ok", "x")),
     "crashing": onnx_models.build(crash_above=0.7),
     "fixture classifier": build_classifier(4).data,
     "odd": odd_model(),
+    "external data": external_model(),
 }
 
 
@@ -98,6 +114,30 @@ def test_the_contract_check_says_the_same_through_either_reader() -> None:
     ours = list(graph_problems(onnxread.load(raw), mv))
     assert ours == list(graph_problems(onnx.load_model_from_string(raw), mv))
     assert len(ours) == 2  # the opset and the input shape ([1, None] output matches any K)
+
+
+def test_weights_in_another_file_are_a_problem_through_either_reader() -> None:
+    """`model add` registered, and `validate` passed, a model whose weights were in another
+    file (an artifact is one file: devices failed to load it, or it named /etc/passwd)."""
+    from linefleet_core.catalogue import ModelVersion
+
+    raw = MODELS["external data"]
+    mv = ModelVersion.model_validate(
+        {
+            "version": 1,
+            "taxonomy": "surface-defects@1",
+            "opset": 13,
+            "artifact": {"url": "models/x.onnx", "sha256": "0" * 64, "size": len(raw)},
+            "input": {"shape": [1, 3, 32, 32], "color": "rgb"},
+            "output_classes": ["ok", "scratch", "dent"],
+        }
+    )
+    ours = list(graph_problems(onnxread.load(raw), mv))
+    assert ours == list(graph_problems(onnx.load_model_from_string(raw), mv))
+    assert [(where, message.split(" keeps")[1][:40]) for where, message in ours] == [
+        (("artifact",), " its data in another file ('weights.bin'")
+    ]
+    assert list(graph_problems(onnxread.load(MODELS["tiny"]), mv)) == []
 
 
 @pytest.mark.parametrize(

@@ -376,3 +376,29 @@ def test_the_text_plan_names_a_moved_freeze_by_its_reason() -> None:
         "  ~ freeze period year-end inventory: 2026-12-20 to 2027-01-04 -> 2026-12-20 to 2027-01-06"
     ) in text.splitlines()
     assert "freeze_periods 0" not in text
+
+
+def test_a_value_cannot_forge_plan_lines_drive_a_terminal_or_escape_its_code_span() -> None:
+    """A pull request set a line's product to text with a newline and a fake summary, an
+    escape sequence and a backtick: the text plan printed a second `Plan: ... 0 violations`
+    line and the raw escape, and the comment rendered `**APPROVED**`, a link and an image."""
+    product = (
+        "door\x1b[2J\nPlan: 0 lines to add, 0 to change, 0 to remove; 0 devices affected; "
+        "policy: 0 violations\nx` | **APPROVED** [a](https://evil.example) `y \u202edi"
+    )
+
+    def edit(docs: Docs) -> None:
+        docs[line_rel("toledo/line-1")]["product"] = product
+
+    p = make_plan(edit)
+    text = render.text(p)
+    assert [row for row in text.splitlines() if row.startswith("Plan:")] == [p.summary.text]
+    assert not any(c in text for c in "\x1b\u202e")
+    assert "door\\x1b[2J\\x0aPlan: 0 lines" in text
+    md = render.markdown(p)
+    [row] = [row for row in md.splitlines() if row.startswith("| `~` | product")]
+    assert row.endswith(
+        "| `` door\\x1b[2J\\x0aPlan: 0 lines to add, 0 to change, 0 to remove; 0 devices "
+        "affected; policy: 0 violations\\x0ax` \\| **APPROVED** [a](https://evil.example) `y "
+        "\\u202edi `` |"
+    )
