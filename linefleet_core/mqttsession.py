@@ -290,17 +290,28 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def publish_all(self, messages: Iterable[Outgoing], timeout: float = 30.0) -> int:
+    def publish_all(
+        self,
+        messages: Iterable[Outgoing],
+        timeout: float = 30.0,
+        *,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> int:
         """Publish and wait for every PUBACK; return how many were acknowledged.
 
         Raises `TemporaryError` naming how many were acknowledged when the broker goes away
         or does not acknowledge in time, so a caller can say what was half done.
+        `meanwhile` runs once every message is handed to paho, before the wait for their
+        PUBACKs (which `timeout` counts from its end): work that needs no broker, done while
+        the broker and its subscribers work through the messages.
         """
         infos = []
         for msg in messages:
             infos.append(
                 self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
             )
+        if meanwhile is not None:
+            meanwhile()
         deadline = time.monotonic() + timeout
         done = 0
         for info in infos:

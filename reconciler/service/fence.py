@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from linefleet_core.errors import TemporaryError
@@ -123,9 +123,15 @@ class Fenced:
         self.check()
         return found
 
-    def publish_all(self, messages: Iterable[Outgoing], timeout: float = 30.0) -> int:
+    def publish_all(
+        self,
+        messages: Iterable[Outgoing],
+        timeout: float = 30.0,
+        *,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> int:
         self.check()
-        return self.session.publish_all(messages, timeout)
+        return self.session.publish_all(messages, timeout, meanwhile=meanwhile)
 
     def check(self) -> None:
         """Raise when the connection is gone (another publisher took it over, or the broker

@@ -469,15 +469,31 @@ def _publish_pass(
         if refuse_file_urls:
             refuse_local(docs)
         signed = sign_all(docs, key, expires)
+        loaded = revision
+        built: list[DependencyIndex] = []
+
+        def keep() -> None:
+            """The caches, written while the broker and the devices work through the
+            documents (~0.3 s of CPU at 10,000 devices, once after the last PUBACK): not
+            before the first document, and never delaying the marker. (The index of a commit
+            is what that commit's fleet is, published or not: the marker says what is.)"""
+            gitcache.save_parsed(objects, parsed)
+            built.append(DependencyIndex.build(loaded.spec, commit))
+            if not dry_run:
+                save_index(objects, built[0])
+
         result = publish(
-            revision, address, key, artifact_base, signed=signed, known_at=known_at, **common
+            revision,
+            address,
+            key,
+            artifact_base,
+            signed=signed,
+            known_at=known_at,
+            meanwhile=keep,
+            **common,
         )
         result.full_reason = reason
-        gitcache.save_parsed(objects, parsed)  # after the last PUBACK, not before the first
-        index = DependencyIndex.build(revision.spec, commit)
-        if not dry_run:
-            save_index(objects, index)
-        return Pass(result, revision, docs, index)
+        return Pass(result, revision, docs, built[0])
     generation, approval = provenance(open_repo(repo), commit, forge)
     memo: Memo = {}  # a model version is compiled once, not once per line
     compiled = {

@@ -507,6 +507,7 @@ def publish(
     topics: Sequence[str] | None = None,
     claim: Lease | None = None,
     known_at: KnownAt | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Result:
     """Compile and sign `revision` (unless `signed` already holds it), then publish the diff.
 
@@ -530,7 +531,16 @@ def publish(
     reads the desired topics of `revision`'s devices and of the devices at each commit the
     publish marker or a retained document names (`known_at`, by default from `live`): see
     `exact_topics`.
+    `meanwhile` (the caller's work that needs no broker: saving its caches) runs once: while
+    the documents' PUBACKs are awaited, or, when nothing is sent (a dry run, no change), once
+    the broker is read. Not when the read or the sending fails before.
     """
+    pending = [] if meanwhile is None else [meanwhile]
+
+    def aside() -> None:
+        while pending:
+            pending.pop()()
+
     moment = time.time() if now is None else now
     if signed is None:
         docs = compile_fleet(
@@ -585,10 +595,11 @@ def publish(
             last = [Outgoing(MARKER_TOPIC, marker.payload(key))] if write else []
             try:
                 # the marker is never stored before the documents it vouches for
-                fence.publish_all([*first, *messages], timeout)
+                fence.publish_all([*first, *messages], timeout, meanwhile=aside)
                 fence.publish_all(last, timeout)
             except TemporaryError as exc:
                 raise TemporaryError(f"{exc}; publish incomplete, run it again") from None
+    aside()  # (nothing was sent)
     result.published = len(the_plan.publish)
     result.pruned = len(the_plan.prune)
     result.published_devices = [f"{s.site}/{s.device}" for s in the_plan.publish]

@@ -12,10 +12,12 @@ from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify, verify_document
 from linefleet_core.wire import Applied, Removal, online_payload
+from reconciler.service.marker import MARKER_TOPIC
 from reconciler.service.publish import Result, load_revision, publish
 from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support import minifleet
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 DESIRED = "linefleet/v1/+/+/desired"
@@ -158,3 +160,36 @@ def test_publish_commit_collects_after_the_pass_is_freed(
     assert result.published == 3
     assert alive, "no collection ran at the end of the pass"
     assert all(result.commit not in commits for commits in alive)
+
+
+def test_meanwhile_runs_once_while_the_documents_are_acknowledged(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """The caller's broker-free work (`meanwhile`) runs once per publish: when documents are
+    sent, after they are out and before the marker vouches for them; when nothing is sent
+    (nothing changed, a dry run), once the broker is read."""
+    address = BrokerAddress.parse(mosquitto.url)
+    revision = load_revision(fleet_repo, "HEAD")
+    base = fleet_repo.resolve().as_uri()
+    calls: list[tuple[int, bool]] = []  # (documents retained, marker retained) at each call
+
+    def meanwhile() -> None:
+        held: dict[str, bytes] = {}
+
+        def documents() -> int:  # (a message that arrives as we subscribe is not `retained`)
+            held.clear()
+            held.update(retained(mosquitto, "linefleet/v1/#", quiet=0.1))
+            return sum(1 for t in held if t.endswith("/desired"))
+
+        until(lambda: documents() == 3)
+        calls.append((documents(), MARKER_TOPIC in held))
+
+    first = publish(revision, address, key, base, quiet=0.2, meanwhile=meanwhile)
+    assert first.published == 3
+    assert calls == [(3, False)]
+    assert MARKER_TOPIC in retained(mosquitto, "linefleet/v1/#")
+    again = publish(revision, address, key, base, quiet=0.2, meanwhile=meanwhile)
+    assert again.published == 0
+    dry = publish(revision, address, key, base, quiet=0.2, dry_run=True, meanwhile=meanwhile)
+    assert dry.dry_run
+    assert calls == [(3, False), (3, True), (3, True)]

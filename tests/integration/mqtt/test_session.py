@@ -10,6 +10,7 @@ from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +67,36 @@ def test_snapshot_of_a_large_retained_set_is_complete(mosquitto: Mosquitto) -> N
         )
     snap = retained_snapshot(address, "linefleet/v1/+/+/desired", "linefleet-t-many", quiet=2.0)
     assert len(snap) == 2000
+
+
+def test_publish_all_runs_meanwhile_once_the_messages_are_handed_over(
+    mosquitto: Mosquitto,
+) -> None:
+    """`meanwhile` runs after every message went to paho and before the PUBACK wait: while it
+    runs, another subscriber receives all of them (so the work it does delays none)."""
+    address = BrokerAddress.parse(mosquitto.url)
+    topics = [f"linefleet/v1/s/m{i}/desired" for i in range(40)]
+    seen: list[set[str]] = []
+    with (
+        Session(
+            address, "linefleet-test-other", subscriptions=["linefleet/v1/s/+/desired"]
+        ) as other,
+        Session(address, "linefleet-test-meanwhile") as session,
+    ):
+        other.connect()
+        session.connect()
+
+        def meanwhile() -> None:
+            got: set[str] = set()
+
+            def all_arrived() -> bool:
+                got.update(m.topic for m in other.drain(0.05, 0.5))
+                return got >= set(topics)
+
+            until(all_arrived)
+            seen.append(got)
+
+        sent = session.publish_all([Outgoing(t, b"x") for t in topics], meanwhile=meanwhile)
+    assert sent == len(topics)
+    assert len(seen) == 1
+    assert seen[0] == set(topics)
