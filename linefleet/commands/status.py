@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from linefleet.options import seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode
 from linefleet_core.gcpause import paused_gc
 from linefleet_core.text import printable
 
@@ -159,8 +159,6 @@ def run(ns: argparse.Namespace) -> int:
         ns.labels,
         ns.every,
     )
-    if args.wait is not None and args.wait < 0:
-        raise UsageError("--wait must be 0 or more seconds")
     escapes = read_escapes(args)
     status, now = collect(args, escapes) if args.wait is None else wait_synced(args, escapes)
     if args.format == "json":

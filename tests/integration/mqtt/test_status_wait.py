@@ -48,7 +48,10 @@ def test_wait_fails_with_exit_1_naming_the_devices_that_are_not_synced(
     )
     assert err.rstrip().endswith("not every device is Synced after 1.5s")
     assert err.count("waiting for") == 1  # said again only when what is outstanding changes
-    assert main([*argv, "--wait", "-1"]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse: a usage error, exit 2
+        main([*argv, "--wait", "-1"])
+    assert refused.value.code == 2
+    assert "seconds cannot be negative" in capsys.readouterr().err
 
 
 def test_wait_names_a_few_devices_and_counts_the_rest(
