@@ -562,3 +562,57 @@ def test_a_folder_waits_for_the_first_model_instead_of_spending_its_frames(
     assert not waiter.is_alive()
     assert agent.serve("cam-1", "f1", BRIGHT, LINE).model == "inc@1"
     wait_for_a_model(agent, "plant/no-such-line", stop)  # a wrong --line does not hang
+
+
+def _roi_line(models: dict[str, ModelSpec]) -> dict[str, object]:
+    """The line with a camera declared 64x48 whose ROI is columns 32-47 (all rows)."""
+    doc = line_doc(models["m1"])
+    doc["cameras"][0]["roi"] = [32, 0, 16, 48]
+    return doc
+
+
+def test_a_frame_at_another_scale_than_declared_has_its_roi_scaled_and_says_so(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """A camera delivering 32x24 instead of the declared 64x48 had its ROI clipped to the last
+    column and decided on that strip, with no word in the report."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, _roi_line(models)))
+    _converge(agent)
+    half = np.full((24, 32, 3), 220, dtype=np.uint8)
+    half[:, 16:24] = 0  # the ROI's part of the scene is dark (scratch) at this scale
+    assert agent.serve("cam-1", "f1", half).label == "scratch"
+    error = ReportedState.model_validate_json(build_report(agent)).error
+    assert error == (
+        f"frames cam-1 ({LINE}): 32x24, the fleet declares 64x48: ROI scaled by 0.5 and decided"
+    )
+    agent.tick()
+    said = [b for ch, b in _drain(agent.outbox) if ch == "reported"]
+    assert said and said[-1]["error"] == error  # reported at once, not at the next heartbeat
+    agent.serve("cam-1", "f2", BRIGHT)  # the declared size again
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+
+
+def test_a_frame_of_another_aspect_than_declared_is_refused_and_named(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, _roi_line(models)))
+    _converge(agent)
+    decision = agent.serve("cam-1", "f1", np.full((48, 48, 3), 220, dtype=np.uint8))
+    assert (decision.decided_by, decision.label) == ("none", None)
+    body = json.loads(build_report(agent))
+    assert body["lines"][0]["metrics"]["unreadable_frames"] == 1
+    assert body["error"].startswith(
+        f"frames cam-1 ({LINE}): 48x48, the fleet declares 64x48 (another aspect): not decided"
+    )
+
+
+def test_a_camera_without_an_roi_is_decided_at_any_size(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    assert agent.serve("cam-1", "f1", np.full((48, 48, 3), 220, dtype=np.uint8)).label == "ok"
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
