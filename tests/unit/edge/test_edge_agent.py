@@ -616,3 +616,29 @@ def test_a_camera_without_an_roi_is_decided_at_any_size(
     _converge(agent)
     assert agent.serve("cam-1", "f1", np.full((48, 48, 3), 220, dtype=np.uint8)).label == "ok"
     assert ReportedState.model_validate_json(build_report(agent)).error == ""
+
+
+def test_the_tombstone_already_applied_sent_again_is_a_duplicate_not_a_refusal(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """Each re-subscribe of a removed device delivered its retained tombstone again, and each
+    time the device sent a `refused-document` (`stale-generation`) event."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    agent.offer_desired(tombstone(2))
+    agent.tick()
+    _drain(agent.outbox)
+    for _ in range(2):  # reconnects
+        agent.offer_desired(tombstone(2))
+        agent.tick()
+    assert agent.removed and _events(agent) == []
+    forged = json.loads(tombstone(2))
+    forged["commit"] = "f" * 40  # changed after signing: still refused
+    agent.offer_desired(json.dumps(forged).encode())
+    agent.offer_desired(tombstone(1))  # an older one: still stale
+    agent.tick()
+    assert [(e.type, e.reason) for e in _events(agent)] == [
+        ("refused-document", "bad-signature"),
+        ("refused-document", "stale-generation"),
+    ]
