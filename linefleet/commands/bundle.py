@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,14 +39,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_export(ns: argparse.Namespace) -> int:
-    from linefleet.options import credentials_for
+    from linefleet.options import credentials_for, need_directory
     from linefleet_core.oci import is_oci, parse_ref
     from linefleet_core.signing import SigningKey
     from reconciler.bundle import export_bundle
     from reconciler.service.publish import default_artifact_base, load_revision
 
-    if not ns.repo.is_dir():
-        raise UsageError(f"--repo {ns.repo}: no such directory")
+    need_directory("--repo", ns.repo)
     key = SigningKey.load(ns.signing_key)
     revision = load_revision(ns.repo, ns.rev)
     hosts = {

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from linefleet.options import add_workspace_options, seconds
+from linefleet.options import add_workspace_options, need_directory, seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -342,8 +342,7 @@ def run_ingest(ns: argparse.Namespace) -> int:
         event_names = [f"{ns.file}:{n}" for n, _, problem in numbered if not problem]
         frames = []
         if ns.frames:
-            if not ns.frames.is_dir():
-                raise UsageError(f"--frames {ns.frames}: no such directory")
+            need_directory("--frames", ns.frames)
             for path in sorted(ns.frames.glob("*.lff")):
                 try:  # one unreadable file (a folder, a dangling link) must not stop the rest
                     frames.append(path.read_bytes())

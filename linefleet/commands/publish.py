@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from linefleet.options import seconds
+from linefleet.options import need_directory, seconds
 from linefleet_core.errors import ExitCode, UsageError
 
 
@@ -112,8 +112,7 @@ def run(ns: argparse.Namespace) -> int:
         ns.forge,
         parse_now(ns.now),
     )
-    if not args.repo.is_dir():
-        raise UsageError(f"--repo {args.repo}: no such directory")
+    need_directory("--repo", args.repo)
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
     forge = None

@@ -113,6 +113,10 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, _, err = run(capsys, "--repo", str(tmp_path / "nowhere"))
     assert code == 2
     assert "no such directory" in err
+    (tmp_path / "fleet.yaml").write_text("sites: []\n")
+    code, _, err = run(capsys, "--repo", str(tmp_path / "fleet.yaml"))
+    assert code == 2
+    assert f"--repo {tmp_path / 'fleet.yaml'}: a file, not a directory" in err
     with pytest.raises(SystemExit) as info:
         main(["validate", "--format", "xml"])
     assert info.value.code == 2
