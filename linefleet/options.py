@@ -1,7 +1,6 @@
 """What more than one command reads from its arguments: a `--now` time, the trainer's workspace
-options, registry credentials, a folder that must exist. A command module never imports
-another one; what two commands share lives here (parsing) or in the component below
-(everything else).
+options, registry credentials. A command module never imports another one; what two commands
+share lives here (parsing) or in the component below (everything else).
 """
 
 from __future__ import annotations
@@ -20,15 +19,6 @@ if TYPE_CHECKING:
 
 DEFAULT_STATE = Path(".linefleet/trainer")
 """The trainer's state folder (label store, frames, datasets) unless `--state` says otherwise."""
-
-
-def need_directory(flag: str, path: Path) -> None:
-    """Refuse (`UsageError`, exit 2) a `flag` that names no directory, saying what it names."""
-    if path.is_dir():
-        return
-    if path.exists():
-        raise UsageError(f"{flag} {path}: a file, not a directory")
-    raise UsageError(f"{flag} {path}: no such directory")
 
 
 def number(text: str) -> float:

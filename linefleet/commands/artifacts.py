@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from linefleet.options import credentials_for, need_directory
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet.options import credentials_for
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from linefleet.options import need_directory
-from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError
+from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError, need_directory
 
 if TYPE_CHECKING:
     from reconciler.broker import Tls

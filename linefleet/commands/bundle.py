@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from linefleet_core.errors import ExitCode
+from linefleet_core.errors import ExitCode, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_export(ns: argparse.Namespace) -> int:
-    from linefleet.options import credentials_for, need_directory
+    from linefleet.options import credentials_for
     from linefleet_core.oci import is_oci, parse_ref
     from linefleet_core.signing import SigningKey
     from reconciler.bundle import export_bundle

@@ -11,10 +11,9 @@ import difflib
 import sys
 from pathlib import Path
 
-from linefleet.options import need_directory
 from linefleet.scaffold.codeowners import TARGET, render
 from linefleet_core.atomic import write_atomic
-from linefleet_core.errors import ExitCode, FindingsError, Severity
+from linefleet_core.errors import ExitCode, FindingsError, Severity, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

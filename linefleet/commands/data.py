@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from linefleet.options import need_directory, number
-from linefleet_core.errors import ExitCode, PermanentError, UsageError
+from linefleet.options import number
+from linefleet_core.errors import ExitCode, PermanentError, UsageError, need_directory
 
 if TYPE_CHECKING:
     from linefleet_core.fleet import Line

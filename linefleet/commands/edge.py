@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from linefleet.options import need_directory, seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet.options import seconds
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from linefleet.options import add_workspace_options, need_directory, seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet.options import add_workspace_options, seconds
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

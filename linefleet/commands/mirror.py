@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(repo: Path, site: str) -> FleetSpec:
-    from linefleet.options import need_directory
     from linefleet_core import spec as fleetspec
+    from linefleet_core.errors import need_directory
     from linefleet_core.validation import load_checked
 
     need_directory("--repo", repo)

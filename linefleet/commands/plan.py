@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from linefleet.options import need_directory, parse_now
-from linefleet_core.errors import ExitCode
+from linefleet.options import parse_now
+from linefleet_core.errors import ExitCode, need_directory
 from linefleet_core.gcpause import paused_gc
 
 FORMATS = ("markdown", "json", "text")

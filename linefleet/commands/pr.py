@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from linefleet.options import need_directory
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 if TYPE_CHECKING:
     from linefleet_forge.local import LocalForge, LocalPull

@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from linefleet.options import need_directory, seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet.options import seconds
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from linefleet.options import need_directory, seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet.options import seconds
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 from linefleet_core.text import printable
 
 
