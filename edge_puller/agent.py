@@ -43,6 +43,7 @@ from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
 from edge_puller.state import LocalState, StateStore
 from edge_puller.steps import Report
+from edge_puller.target import camera_ids
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.oci import Credentials
@@ -138,9 +139,16 @@ class Agent:
         self.wake.set()
 
     def frame_size_problems(self) -> list[str]:
-        """Cameras whose last frame did not have the size the fleet declares (`framesize`)."""
+        """Cameras whose last frame did not have the size the fleet declares (`framesize`),
+        of the lines and cameras the desired state still names."""
+        target = self.state.target
         with self.lock:
-            return [text for _, text in sorted(self._frame_sizes.items()) if text]
+            return [
+                text
+                for (line, camera), text in sorted(self._frame_sizes.items())
+                if text and target is not None and line in target.lines
+                and camera in camera_ids(target.lines[line])
+            ]  # fmt: skip
 
     def unreadable(self, line: str | None = None) -> None:
         """Count a frame that could not be decoded (it is reported, never decided)."""

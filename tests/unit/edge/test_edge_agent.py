@@ -591,6 +591,12 @@ def test_a_frame_at_another_scale_than_declared_has_its_roi_scaled_and_says_so(
     assert said and said[-1]["error"] == error  # reported at once, not at the next heartbeat
     agent.serve("cam-1", "f2", BRIGHT)  # the declared size again
     assert ReportedState.model_validate_json(build_report(agent)).error == ""
+    agent.serve("cam-1", "f3", half)
+    other = _roi_line(models)
+    other["cameras"][0]["id"] = "cam-2"
+    agent.offer_desired(desired(KEY, 2, other))  # cam-1 is no longer the line's
+    _converge(agent)
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
 
 
 def test_a_frame_of_another_aspect_than_declared_is_refused_and_named(
