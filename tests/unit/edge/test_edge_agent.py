@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -564,7 +565,7 @@ def test_a_folder_waits_for_the_first_model_instead_of_spending_its_frames(
     wait_for_a_model(agent, "plant/no-such-line", stop)  # a wrong --line does not hang
 
 
-def _roi_line(models: dict[str, ModelSpec]) -> dict[str, object]:
+def _roi_line(models: dict[str, ModelSpec]) -> dict[str, Any]:
     """The line with a camera declared 64x48 whose ROI is columns 32-47 (all rows)."""
     doc = line_doc(models["m1"])
     doc["cameras"][0]["roi"] = [32, 0, 16, 48]
