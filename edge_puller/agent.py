@@ -31,6 +31,7 @@ from edge_puller.artifacts import ArtifactStore
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
+from edge_puller.framesize import camera_spec, fit
 from edge_puller.intake import take_desired
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
@@ -42,7 +43,7 @@ from edge_puller.snapshot import snapshot
 from edge_puller.spool import Spool
 from edge_puller.state import LocalState, StateStore
 from edge_puller.steps import Report
-from edge_puller.target import roi as camera_roi
+from edge_puller.target import camera_ids
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import PermanentError, TemporaryError
 from linefleet_core.oci import Credentials
@@ -90,7 +91,9 @@ class Agent:
         """With `edge run --sources`: each camera's trouble, read on every tick."""
         self.camera_status: Callable[[], dict[str, dict[str, Any]]] | None = None
         """With `edge run --sources`: per-camera counters for the report's `cameras` section."""
-        self._frames_reported = ""
+        self._frames_reported: tuple[str, ...] = ()
+        self._frame_sizes: dict[tuple[str, str], str] = {}
+        """(line, camera) -> why its last frame did not have the declared size ("" if it did)."""
         self.backoff = Backoff()
         self._last_report = float("-inf")
         self.lock = threading.Lock()
@@ -108,7 +111,15 @@ class Agent:
         key = line or (min(lines) if lines else "")
         target = self.state.target
         wanted = target.lines.get(key) if target else None
-        roi = camera_roi(wanted, camera) if wanted else None
+        spec = camera_spec(wanted.cameras, camera) if wanted else None
+        height, width = frame.shape[:2]
+        placed = fit(spec, key, width, height)
+        with self.lock:
+            self._frame_sizes[(key, camera)] = placed.problem
+        if placed.refused:
+            self.unreadable(key)
+            return Decision(key, camera, frame_id, "none", None, 0.0, None, error=placed.problem)
+        roi = placed.roi
         decision = self.engine.infer(key, camera, frame_id, frame, roi)
         with self.lock:
             metrics = self.metrics.setdefault(key, LineMetrics(key))
@@ -126,6 +137,18 @@ class Agent:
         """Called by the frame loop: why frames stopped coming in (`""` once they flow again)."""
         self.frames_problem = message
         self.wake.set()
+
+    def frame_size_problems(self) -> list[str]:
+        """Cameras whose last frame did not have the size the fleet declares (`framesize`),
+        of the lines and cameras the desired state still names."""
+        target = self.state.target
+        with self.lock:
+            return [
+                text
+                for (line, camera), text in sorted(self._frame_sizes.items())
+                if text and target is not None and line in target.lines
+                and camera in camera_ids(target.lines[line])
+            ]  # fmt: skip
 
     def unreadable(self, line: str | None = None) -> None:
         """Count a frame that could not be decoded (it is reported, never decided)."""
@@ -164,7 +187,7 @@ class Agent:
             self.report()
         target = self.state.target
         heartbeat = target.document.spec.heartbeat_seconds if target else 60
-        if self.frames_problem != self._frames_reported or (
+        if self._frames_said() != self._frames_reported or (
             self.clock() - self._last_report >= heartbeat
         ):
             self.report()
@@ -231,7 +254,7 @@ class Agent:
         log.info("event %d %s (%s)%s: %s", seq, type, reason, f" {line}" if line else "", message)
 
     def send_report(self) -> None:
-        self._frames_reported = self.frames_problem
+        self._frames_reported = self._frames_said()
         document = build_report(self)  # checked as a `ReportedState` once, fitted, encoded
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
         self._last_report = self.clock()
@@ -249,6 +272,10 @@ class Agent:
             self.spools[key] = spool
         spool.policy = line.telemetry
         return spool
+
+    def _frames_said(self) -> tuple[str, ...]:
+        """What the report says about frames (a report goes out when it changes)."""
+        return (self.frames_problem, *self.frame_size_problems())
 
     def _set_error(self, message: str) -> None:
         if message != self.error:

@@ -18,8 +18,6 @@ is called once per change of the message, with `""` when frames flow again.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +29,7 @@ import numpy as np
 from edge_puller.runtime import Frame
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
-from linefleet_core.imagefile import decode_image
+from linefleet_core.imagefile import ImageFileRefused, decode_image, read_image_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
@@ -84,18 +82,15 @@ def open_camera(
 
 def _read_image(path: Path) -> Frame | None:
     """The frame as the trainer read its training frames (`linefleet_core.imagefile`). Only a
-    regular file (or a link to one) is opened: a named pipe or a device node called `x.png`
-    would block the capture loop forever; it is unreadable instead."""
-    try:  # O_NONBLOCK: opening a pipe with no writer returns at once (no effect on files)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    regular file (or a link to one) of at most `MAX_FILE_BYTES` is read: a named pipe or a
+    device node called `x.png` would block the capture loop for ever, a 2 GB file would be
+    read whole before its header is checked; either is unreadable, and logged by name."""
+    try:
+        data = read_image_file(path)
     except OSError:
         return None
-    try:
-        with os.fdopen(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                return None
-            data = stream.read()
-    except OSError:
+    except ImageFileRefused as exc:
+        log.warning("frames folder: %s; counted as unreadable", exc)
         return None
     image = decode_image(data)
     return None if image is None else np.asarray(image, dtype=np.uint8)

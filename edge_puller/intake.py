@@ -8,11 +8,13 @@ cleared: unsigned, anyone with write access could send it) is refused (`unsigned
 changes nothing. Every other payload goes once through `edge_puller/desired.receive` (size,
 JSON, protocol, pinned key, signature, schema, content hash, addressee, generation against the
 replay floor of each pinned key, then the edge's own checks), which parses it once and answers
-a typed removal or a typed document with the JSON object as received; a refusal becomes a
-`refused-document` event (with the generation the payload claims, read in that same parse) and
-the incumbent keeps serving. A verified document that only repeats the one held (perhaps
-re-signed with another key) just records who signed it; a new one is written to `state.json`
-atomically, and only the plan that follows acts on it.
+a typed removal or a typed document with the JSON object as received; the tombstone of the
+removal already held, delivered again (every re-subscribe), is a duplicate and changes
+nothing; any other refusal becomes a `refused-document` event (with the generation the
+payload claims, read in that same parse) and the incumbent keeps serving. A verified document
+that only repeats the one held (perhaps re-signed with another key) just records who signed
+it; a new one is written to `state.json` atomically, and only the plan that follows acts on
+it.
 
 Intake is the one writer of the local state besides the executors: persisting a verified
 document before anything acts on it is its whole job. It reads and writes through `Intake`,
@@ -81,6 +83,8 @@ def _accept(agent: Intake, payload: bytes) -> None:
         agent.emit("refused-document", exc.reason.value, str(exc))
         return
     except VerifyError as exc:
+        if agent.state.removed_at is not None and _repeats_removal(exc, held, gone):
+            return  # the tombstone already applied, sent again (a re-subscribe): nothing to do
         agent.emit("refused-document", exc.reason.value, str(exc), generation=exc.generation)
         return
     if isinstance(found, Removal):
@@ -102,3 +106,16 @@ def _accept(agent: Intake, payload: bytes) -> None:
         return
     agent.save(agent.state.with_desired(found.raw, found.target))  # persist before acting
     agent.backoff.reset()
+
+
+def _repeats_removal(exc: VerifyError, held: Applied | None, gone: int) -> bool:
+    """A verified tombstone of the removal the device holds (docs/protocol.md 4.2). With the
+    removal as the floor, `stale-generation` at exactly its generation is raised only for a
+    tombstone whose signature, schema and addressee held: a document at that generation is a
+    `generation-conflict`, anything older is below it."""
+    return (
+        exc.reason is Refusal.STALE
+        and held is not None
+        and held.generation == gone
+        and exc.generation == gone
+    )

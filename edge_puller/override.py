@@ -25,7 +25,7 @@ from edge_puller.outbox import Outbox
 from edge_puller.recent import Recorded, lookup
 from edge_puller.state import LocalState, StateStore
 from edge_puller.target import Target
-from linefleet_core.errors import LinefleetError, PermanentError, UsageError
+from linefleet_core.errors import LinefleetError, PermanentError, UsageError, need_directory
 from linefleet_core.wire import Channel, EventType, FrameError, decode_frame, topic
 
 MAX_INSPECTOR = 128
@@ -214,8 +214,7 @@ def _check(
 
 def _read_state(state_dir: Path) -> LocalState:
     """The persisted state, read without touching the folder (the agent may be writing it)."""
-    if not state_dir.is_dir():
-        raise UsageError(f"--state-dir {state_dir}: no such directory")
+    need_directory("--state-dir", state_dir)
     path = state_dir / StateStore.FILE
     try:
         return LocalState.from_dict(json.loads(path.read_bytes()))

@@ -46,6 +46,9 @@ class Reporting(Protocol):
     error: str
     waiting: str
     frames_problem: str
+
+    def frame_size_problems(self) -> list[str]: ...
+
     camera_status: Callable[[], dict[str, dict[str, Any]]] | None
     metrics: dict[str, LineMetrics]
     spools: dict[str, Spool]
@@ -91,7 +94,14 @@ def build_report(agent: Reporting) -> bytes:
     lines = [_line_status(agent, key) for key in keys]
     blind = "; ".join(unreadable_only(lines))
     error = "; ".join(
-        text for text in (agent.error or agent.waiting, agent.frames_problem, blind) if text
+        text
+        for text in (
+            agent.error or agent.waiting,
+            agent.frames_problem,
+            *agent.frame_size_problems(),
+            blind,
+        )
+        if text
     )
     if agent.removed:
         error = "removed from the fleet"

@@ -3,9 +3,9 @@
 The edge declares no model, candidate, gates or telemetry types of its own: a line is the wire's
 `LineSpec`, a model its `ModelSpec` (a candidate is a `CandidateSpec`, the model with its
 `stage`), a line's gates and telemetry are its `HealthGatesSpec` and `TelemetrySpec`. `Target`
-only adds what the device derives from the document: its lines by key, its models by sha256,
-a camera's region of interest. `state.json` keeps the document as received; the `Target` is
-derived from it again on start (`edge_puller/state.py`).
+only adds what the device derives from the document: its lines by key, its models by sha256.
+`state.json` keeps the document as received; the `Target` is derived from it again on start
+(`edge_puller/state.py`).
 """
 
 from __future__ import annotations
@@ -38,15 +38,6 @@ class Target:
     def models(self) -> dict[str, ModelSpec]:
         """Every model any line needs, by sha256."""
         return {m.artifact.sha256: m for line in self.lines.values() for m in line.models()}
-
-
-def roi(line: LineSpec, camera: str) -> Roi | None:
-    """The region of `camera`'s frames the line's models see; None: the whole frame."""
-    for spec in line.cameras:
-        if spec.id == camera and spec.roi is not None:
-            x, y, width, height = spec.roi
-            return (x, y, width, height)
-    return None
 
 
 def camera_ids(line: LineSpec) -> tuple[str, ...]:

@@ -1,9 +1,11 @@
-"""Findings (located problems) and the two kinds of error every component raises."""
+"""Findings (located problems), the two kinds of error every component raises, and the one
+refusal of a folder option that names no folder (`need_directory`)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from linefleet_core.text import printable
 
@@ -91,3 +93,12 @@ class FindingsError(LinefleetError):
 
     def __str__(self) -> str:
         return "\n".join(f.render() for f in self.findings)
+
+
+def need_directory(flag: str, path: Path) -> None:
+    """Refuse (`UsageError`, exit 2) a `flag` that names no directory, saying what it names."""
+    if path.is_dir():
+        return
+    if path.exists():
+        raise UsageError(f"{flag} {path}: a file, not a directory")
+    raise UsageError(f"{flag} {path}: no such directory")

@@ -18,6 +18,9 @@ What plant cameras write, and how it is read:
   steps, 10 and 14 as well, would change one camera's gain between its dim and bright frames.)
 - Anything OpenCV refuses (empty, truncated, not an image, a header declaring more pixels than
   OpenCV's limit) is None, never an exception: the caller names the file.
+- A file larger than MAX_FILE_BYTES is not read at all (`read_image_file`, for a label
+  import and the edge's frames folder): its size is checked before a byte is read, where the
+  pixel count of its header could only be checked after the whole file was in memory.
 - A header declaring more than MAX_PIXELS (PNG, JPEG, BMP, WebP, TIFF: `declared_size` reads
   it without decoding) is None too, before OpenCV allocates anything: a 1 MB PNG of 20,000 x
   20,000 zeros otherwise decodes to 1.2 GB (OpenCV's own limit, 2^30 pixels, is 3 GB a frame).
@@ -25,12 +28,45 @@ What plant cameras write, and how it is read:
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
+from pathlib import Path
 from typing import Any
 
 DEPTHS = (12, 16)
 MAX_PIXELS = 1 << 27
 """134 million pixels (e.g. 16,384 x 8,192; 400 MB decoded): above any area-scan camera's frame."""
+MAX_FILE_BYTES = 3 * MAX_PIXELS + (1 << 20)
+"""385 MiB (403,701,760 bytes): a frame of MAX_PIXELS stored uncompressed in 8-bit colour,
+plus 1 MiB of headers and metadata. A 16-bit colour frame that large is not read either: it
+would decode above MAX_PIXELS's 400 MB anyway."""
+
+
+class ImageFileRefused(ValueError):
+    """A path that is not read as an image: not a regular file, or larger than MAX_FILE_BYTES
+    (the message names the file)."""
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of the image file `path`, its size checked before anything is read. Only a
+    regular file (or a link to one) is opened without blocking: a named pipe or a device node
+    called `x.png` would block the reader for ever. Raises `ImageFileRefused`, or `OSError`
+    when the file cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe with no writer: returns at once
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageFileRefused(f"{path}: not a regular file")
+        if info.st_size <= MAX_FILE_BYTES:
+            data = stream.read(MAX_FILE_BYTES + 1)  # a file still growing stops here too
+            if len(data) <= MAX_FILE_BYTES:
+                return data
+    size = f"{info.st_size:,}" if info.st_size > MAX_FILE_BYTES else "grew past that many"
+    raise ImageFileRefused(
+        f"{path}: {size} bytes; an image file is read only up to {MAX_FILE_BYTES:,} bytes "
+        "(a frame of the pixel limit, uncompressed)"
+    )
 
 
 def significant_bits(image: Any) -> int:

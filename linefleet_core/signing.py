@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
-from linefleet_core.errors import PermanentError, UsageError
+from linefleet_core.errors import PermanentError, UsageError, need_directory
 from linefleet_core.wire import (
     MAX_DESIRED_BYTES,
     PROTOCOL,
@@ -378,8 +378,7 @@ def signed_by(raw: Mapping[str, Any], key: Ed25519PublicKey) -> str | None:
 
 def load_device_keys(folder: Path) -> dict[str, Ed25519PublicKey]:
     """`<device-id>.pub` files (from `linefleet keys device`): device id -> public key."""
-    if not folder.is_dir():
-        raise UsageError(f"--device-keys {folder}: no such directory")
+    need_directory("--device-keys", folder)
     keys = {}
     for file in sorted(folder.glob(f"*{PUBLIC_KEY_SUFFIX}")):
         try:

@@ -56,6 +56,10 @@ SYMLINK = Refused(
     "name, so the check and the publisher would read different fleets)"
 )
 SUBMODULE = Refused("a git submodule; fleet files must be regular files of this repository")
+YAML_NAMED_DIR = Refused(
+    "a directory named like a YAML file; fleet files must be regular files (its contents are "
+    "not read)"
+)
 
 
 def too_large(size: int) -> Refused:
@@ -140,6 +144,8 @@ NOT_IN_REPO = artifactref.Unreadable("no such file in the repository")
 def _directory_refusal(folder: Path) -> Refused | None:
     if folder.is_symlink():
         return SYMLINK
+    if folder.name.endswith(YAML_SUFFIXES):
+        return YAML_NAMED_DIR
     if (folder / ".git").exists():
         return SUBMODULE
     return None

@@ -110,7 +110,7 @@ def _resolve(value: str) -> Any:
                 raise _BadScalar(f"{_short(value)} is too large for a number (out of range)")
             return number
         if _INF.fullmatch(value) or _NAN.fullmatch(value):
-            raise _BadScalar(f"{value} is not a finite number; fleet values must be finite")
+            raise _BadScalar(f"{value} is not a finite number; values must be finite")
     return value
 
 
@@ -158,7 +158,7 @@ def decode(raw: bytes) -> str:
     """Decode UTF-8 (an optional BOM is dropped); a bad byte raises a located problem."""
     if len(raw) > MAX_FILE_BYTES:
         raise YamlProblem(
-            f"file is {len(raw):,} bytes; fleet files may be at most {MAX_FILE_BYTES:,}"
+            f"file is {len(raw):,} bytes; linefleet's YAML files may be at most {MAX_FILE_BYTES:,}"
         )
     try:
         text = raw.decode("utf-8")
@@ -236,7 +236,7 @@ def _parse(text: str, with_marks: bool, make_loader: Any) -> Parsed:
             t = type(e)
             if t is scalar_t:
                 if e.anchor is not None:
-                    raise _at(e, "anchors and aliases are not allowed in fleet files")
+                    raise _at(e, "anchors and aliases are not allowed in linefleet's YAML files")
                 tag = e.tag
                 if tag is None or tag == "!":
                     value: Any = e.value
@@ -277,7 +277,7 @@ def _parse(text: str, with_marks: bool, make_loader: Any) -> Parsed:
                     out.data = value
             elif t is map_t or t is seq_t:
                 if e.anchor is not None:
-                    raise _at(e, "anchors and aliases are not allowed in fleet files")
+                    raise _at(e, "anchors and aliases are not allowed in linefleet's YAML files")
                 if e.tag not in allowed:
                     raise _at(e, f"custom tag {e.tag!r} is not allowed")
                 if len(stack) + (container is not None) >= MAX_DEPTH:
@@ -306,7 +306,7 @@ def _parse(text: str, with_marks: bool, make_loader: Any) -> Parsed:
                 else:
                     container.append(done)
             elif t is alias_t:
-                raise _at(e, "anchors and aliases are not allowed in fleet files")
+                raise _at(e, "anchors and aliases are not allowed in linefleet's YAML files")
             elif t is doc_t:
                 documents += 1
                 if documents > 1:

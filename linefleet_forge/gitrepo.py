@@ -25,6 +25,7 @@ from linefleet_core.spec import (
     SUBMODULE,
     SYMLINK,
     TAXONOMY_DIR,
+    YAML_NAMED_DIR,
     YAML_SUFFIXES,
     Refused,
     too_large,
@@ -147,6 +148,11 @@ class GitObjects:
                 continue
             entries[full] = (mode.decode(), blob.decode(), -1 if size == b"-" else int(size))
             rel = full[len(base) :]
+            folder = _yaml_named_folder(rel)
+            if folder is not None:  # its files are not read, the folder is refused once
+                if (folder, YAML_NAMED_DIR) not in found[top]:
+                    found[top].append((folder, YAML_NAMED_DIR))
+                continue
             if mode == b"120000":
                 found[top].append((rel, SYMLINK))
             elif kind == b"commit":
@@ -323,3 +329,13 @@ def push(repo: Any, remote: str, refspec: str, *, force: bool = False) -> None:
     for info in infos:
         if info.flags & (info.ERROR | info.REJECTED | info.REMOTE_REJECTED | info.REMOTE_FAILURE):
             raise UsageError(f"git push {remote} {refspec} was rejected: {info.summary.strip()}")
+
+
+def _yaml_named_folder(rel: str) -> str | None:
+    """The first folder of `rel` (below fleet/ or taxonomies/) named like a YAML file, as the
+    working tree refuses it (`linefleet_core.spec.YAML_NAMED_DIR`), else None."""
+    parts = rel.split("/")
+    for i in range(1, len(parts) - 1):
+        if parts[i].endswith(YAML_SUFFIXES):
+            return "/".join(parts[: i + 1])
+    return None

@@ -173,17 +173,17 @@ def _check(entry: dict[str, Any], data: bytes, where: str) -> None:
         )
 
 
-def add_model(
-    req: AddRequest,
-    tracker: Tracker,
-    fleet_repo: Path,
-    *,
-    run_id: str | None = None,
-    alias: str = "external",
-) -> Added:
-    """Check, register and catalogue `req.onnx`. With `run_id` (a run the caller opened and
-    logged its own evidence to, such as `linefleet trainer novelty`'s fit), the file and the
-    entry are logged to that run instead of a new one; `alias` is set on the new version."""
+@dataclass(frozen=True)
+class CheckedModel:
+    """`req.onnx` read and judged as the catalogue will judge it, before anything is written."""
+
+    data: bytes
+    entry: dict[str, Any]
+
+
+def check_model(req: AddRequest, fleet_repo: Path) -> CheckedModel:
+    """Read `req.onnx` and check its entry and the fleet repository; raise `UsageError` naming
+    the file, having written nothing (no MLflow store is opened for a model that is refused)."""
     where = str(req.onnx)
     try:
         data = req.onnx.read_bytes()
@@ -193,6 +193,24 @@ def add_model(
     _check(entry, data, where)
     if not (fleet_repo / "fleet").is_dir():
         raise UsageError(f"--fleet-repo {fleet_repo}: no fleet/ folder")
+    return CheckedModel(data, entry)
+
+
+def add_model(
+    req: AddRequest,
+    tracker: Tracker,
+    fleet_repo: Path,
+    *,
+    run_id: str | None = None,
+    alias: str = "external",
+    checked: CheckedModel | None = None,
+) -> Added:
+    """Check (unless `checked` already is), register and catalogue `req.onnx`. With `run_id`
+    (a run the caller opened and logged its own evidence to, such as `linefleet trainer
+    novelty`'s fit), the file and the entry are logged to that run instead of a new one;
+    `alias` is set on the new version."""
+    checked = checked or check_model(req, fleet_repo)
+    data, entry = checked.data, checked.entry
     run_id, version = _register(tracker, req.model, req.onnx.name, data, entry, run_id, alias)
     sha = hashlib.sha256(data).hexdigest()
     artifact = f"fleet/artifacts/{req.model}-v{version}.onnx"

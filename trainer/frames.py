@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from linefleet_core.errors import PermanentError, UsageError
-from linefleet_core.imagefile import MAX_PIXELS, decode_image, too_many_pixels
+from linefleet_core.imagefile import (
+    MAX_PIXELS,
+    ImageFileRefused,
+    decode_image,
+    read_image_file,
+    too_many_pixels,
+)
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -88,7 +94,9 @@ class FrameStore:
 
     def put_file(self, path: Path) -> str:
         try:
-            data = path.read_bytes()
+            data = read_image_file(path)
+        except ImageFileRefused as exc:
+            raise UsageError(str(exc)) from None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
         return self.put(data, str(path))

@@ -27,6 +27,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from linefleet_core import jsonlines
 from linefleet_core.errors import Finding, FindingsError, LinefleetError, UsageError
+from linefleet_core.imagefile import ImageFileRefused, read_image_file
 from linefleet_core.refs import Id, VersionedRef
 from trainer.checks import RefusedEvents, check_batch, check_class
 from trainer.events import EventKind, NewEvent
@@ -200,10 +201,10 @@ def _frame_of(
         return row.frame, None
     image = Path(row.image or "")
     image = image if image.is_absolute() else base / image
-    if image.exists() and not image.is_file():  # a folder, or a pipe that would block the import
-        raise UsageError(f"{image}: not a regular file")
-    try:
-        data = image.read_bytes()
+    try:  # not a folder, a pipe that would block the import, nor a file too big to read
+        data = read_image_file(image)
+    except ImageFileRefused as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{image}: cannot read ({exc.strerror})") from None
     decode(data, str(image))

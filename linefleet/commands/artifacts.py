@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from linefleet.options import credentials_for
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,8 +74,7 @@ def run_check(ns: argparse.Namespace) -> int:
     from linefleet_core.oci import blob_exists, is_oci, parse_ref
     from reconciler.service.publish import load_revision
 
-    if not ns.repo.is_dir():
-        raise UsageError(f"--repo {ns.repo}: no such directory")
+    need_directory("--repo", ns.repo)
     spec = load_revision(ns.repo, ns.rev).spec
     refs = sorted(
         {

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError
+from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError, need_directory
 
 if TYPE_CHECKING:
     from reconciler.broker import Tls
@@ -329,8 +329,7 @@ def run(ns: argparse.Namespace) -> int:
     from linefleet_core.validation import load_checked
     from reconciler import broker
 
-    if not ns.repo.is_dir():
-        raise UsageError(f"--repo {ns.repo}: no such directory")
+    need_directory("--repo", ns.repo)
     if bool(ns.tls_cert) != bool(ns.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
     if ns.tls and not (ns.tls_cert and ns.tls_ca):

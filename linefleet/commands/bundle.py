@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,8 +45,7 @@ def run_export(ns: argparse.Namespace) -> int:
     from reconciler.bundle import export_bundle
     from reconciler.service.publish import default_artifact_base, load_revision
 
-    if not ns.repo.is_dir():
-        raise UsageError(f"--repo {ns.repo}: no such directory")
+    need_directory("--repo", ns.repo)
     key = SigningKey.load(ns.signing_key)
     revision = load_revision(ns.repo, ns.rev)
     hosts = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from linefleet.scaffold.codeowners import TARGET, render
 from linefleet_core.atomic import write_atomic
-from linefleet_core.errors import ExitCode, FindingsError, Severity, UsageError
+from linefleet_core.errors import ExitCode, FindingsError, Severity, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,8 +32,7 @@ def run(ns: argparse.Namespace) -> int:
     from linefleet_core.spec import DirectorySource, load
 
     repo: Path = ns.repo
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo}: no such directory")
+    need_directory("--repo", repo)
     spec, findings = load(DirectorySource(repo))
     errors = [f for f in findings if f.severity is Severity.ERROR]  # owners: a schema rule
     if errors:

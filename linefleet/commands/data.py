@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from linefleet.options import number
-from linefleet_core.errors import ExitCode, PermanentError, UsageError
+from linefleet_core.errors import ExitCode, PermanentError, UsageError, need_directory
 
 if TYPE_CHECKING:
     from linefleet_core.fleet import Line
@@ -103,8 +103,7 @@ def parse(ns: argparse.Namespace) -> GenerateArgs:
     if ns.fleet is not None:
         if ns.sites is not None or ns.lines is not None:
             raise UsageError("--sites/--lines make up lines; with --fleet, use --select instead")
-        if not ns.fleet.is_dir():
-            raise UsageError(f"--fleet {ns.fleet}: no such directory")
+        need_directory("--fleet", ns.fleet)
     elif ns.select:
         raise UsageError("--select needs --fleet")
     for name in ("sites", "lines", "frames"):

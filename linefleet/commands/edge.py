@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from linefleet.options import seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -278,8 +278,7 @@ def run_agent(ns: argparse.Namespace) -> int:
 
         device_key = SigningKey.load(ns.device_key)
     for root in ns.artifact_root:
-        if not root.is_dir():
-            raise UsageError(f"--artifact-root {root}: no such directory")
+        need_directory("--artifact-root", root)
     credentials = {}
     if ns.registry_credentials is not None:
         from linefleet_core.oci import OciError, load_credentials
@@ -351,8 +350,7 @@ def install_service(ns: argparse.Namespace) -> int:
 def show_status(ns: argparse.Namespace) -> int:
     from edge_puller.localstatus import local_status, render_json, render_text
 
-    if not ns.state_dir.is_dir():
-        raise UsageError(f"--state-dir {ns.state_dir}: no such directory")
+    need_directory("--state-dir", ns.state_dir)
     status = local_status(ns.state_dir)
     print(render_json(status) if ns.format == "json" else render_text(status))
     return int(ExitCode.OK)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from linefleet.options import add_workspace_options, seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -342,8 +342,7 @@ def run_ingest(ns: argparse.Namespace) -> int:
         event_names = [f"{ns.file}:{n}" for n, _, problem in numbered if not problem]
         frames = []
         if ns.frames:
-            if not ns.frames.is_dir():
-                raise UsageError(f"--frames {ns.frames}: no such directory")
+            need_directory("--frames", ns.frames)
             for path in sorted(ns.frames.glob("*.lff")):
                 try:  # one unreadable file (a folder, a dangling link) must not stop the rest
                     frames.append(path.read_bytes())

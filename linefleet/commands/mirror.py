@@ -55,10 +55,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _load(repo: Path, site: str) -> FleetSpec:
     from linefleet_core import spec as fleetspec
+    from linefleet_core.errors import need_directory
     from linefleet_core.validation import load_checked
 
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo}: no such directory")
+    need_directory("--repo", repo)
     spec, findings = load_checked(fleetspec.DirectorySource(repo))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if errors:

@@ -90,7 +90,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def run_add(ns: argparse.Namespace) -> int:
-    from trainer.byom import AddRequest, add_model
+    from trainer.byom import AddRequest, add_model, check_model
     from trainer.tracking import Tracker, default_uri
     from trainer.workspace import load_taxonomies
 
@@ -132,8 +132,9 @@ def run_add(ns: argparse.Namespace) -> int:
         score_thresholds=thresholds or None,
         box_format=ns.box_format,
     )
+    checked = check_model(request, ns.fleet_repo)  # a refused model leaves no MLflow store
     tracker = Tracker.open(ns.tracking_uri or default_uri(ns.state))
-    added = add_model(request, tracker, ns.fleet_repo)
+    added = add_model(request, tracker, ns.fleet_repo, checked=checked)
     if ns.format == "json":
         print(
             json.dumps(

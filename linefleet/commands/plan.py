@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linefleet.options import parse_now
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, need_directory
 from linefleet_core.gcpause import paused_gc
 
 FORMATS = ("markdown", "json", "text")
@@ -71,8 +71,7 @@ def run(ns: argparse.Namespace) -> int:
         now=parse_now(ns.now) or dt.datetime.now(dt.UTC),
         out=ns.out,
     )
-    if not args.repo.is_dir():
-        raise UsageError(f"--repo {args.repo}: no such directory")
+    need_directory("--repo", args.repo)
     plan = plan_revisions(args.repo, args.base, args.head, args.now)
     output = {
         "markdown": render.markdown,

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 if TYPE_CHECKING:
     from linefleet_forge.local import LocalForge, LocalPull
@@ -91,8 +91,7 @@ def register(sub: Subparsers) -> None:
 def _local(repo: Path) -> LocalForge:
     from linefleet_forge.local import LocalForge
 
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo}: no such directory")
+    need_directory("--repo", repo)
     return LocalForge.for_repo(repo)
 
 

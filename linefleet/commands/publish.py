@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linefleet.options import seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,7 @@ def run(ns: argparse.Namespace) -> int:
         ns.forge,
         parse_now(ns.now),
     )
-    if not args.repo.is_dir():
-        raise UsageError(f"--repo {args.repo}: no such directory")
+    need_directory("--repo", args.repo)
     address = BrokerAddress.parse(args.broker)
     key = SigningKey.load(args.signing_key)
     forge = None

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from linefleet.options import seconds
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, UsageError, need_directory
 from linefleet_core.text import printable
 
 
@@ -92,8 +92,7 @@ def run(ns: argparse.Namespace) -> int:
     from reconciler.service.publish import default_artifact_base
     from reconciler.service.reconcile import Reconciler, Settings, TickOutcome
 
-    if not ns.repo.is_dir():
-        raise UsageError(f"--repo {ns.repo}: no such directory")
+    need_directory("--repo", ns.repo)
     if ns.interval <= 0:
         raise UsageError("--interval must be positive")
     if ns.lease_seconds is not None and not ns.lease_seconds > ns.interval:

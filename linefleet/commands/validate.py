@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linefleet.options import parse_now
-from linefleet_core.errors import ExitCode, UsageError
+from linefleet_core.errors import ExitCode, need_directory
 from linefleet_core.gcpause import paused_gc
 
 
@@ -46,8 +46,7 @@ def run(ns: argparse.Namespace) -> int:
     from reconciler.review.check import validate
 
     args = ValidateArgs(ns.repo, ns.base, ns.format, parse_now(ns.now), ns.check_artifacts)
-    if not args.repo.is_dir():
-        raise UsageError(f"--repo {args.repo}: no such directory")
+    need_directory("--repo", args.repo)
     report = validate(args.repo, args.base, args.now, check_artifacts=args.check_artifacts)
     if args.format == "json":
         doc = {

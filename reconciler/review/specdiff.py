@@ -88,7 +88,7 @@ def _walk(value: Any, prefix: str, out: dict[str, str]) -> None:
     elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
         for i, item in enumerate(value):
             _walk(item, f"{prefix}[{i}]", out)
-    elif value is not None:  # an unset optional field is absent, not "null"
+    elif value is not None and value != "":  # an unset optional field or text is absent
         out[prefix] = render_value(value)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from linefleet_core.errors import LinefleetError, UsageError
+from linefleet_core.errors import LinefleetError, UsageError, need_directory
 from linefleet_core.gcpause import paused_gc
 from linefleet_core.mqttsession import Message, RetainedUnsupported, Snapshot, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
@@ -43,8 +43,7 @@ def read_spec(repo: Path, checks: fleetspec.Checks | None = None) -> fleetspec.F
     from linefleet_forge import gitcache
     from linefleet_forge.gitrepo import GitObjects
 
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo}: no such directory")
+    need_directory("--repo", repo)
     try:  # in a git repository: YAML parsed by an earlier run, by blob id (`gitcache`)
         objects: GitObjects | None = GitObjects.open(repo)
     except LinefleetError:

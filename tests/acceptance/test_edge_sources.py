@@ -138,6 +138,11 @@ def test_a_bad_sources_file_is_refused_with_every_problem_located(
     assert f"{path}:3:3: cameras.Roof: lower-case letters, digits and dashes only" in err
     assert f"{path}:4:11: cameras.tunnel: a folder, a video file, an rtsp:// URL or a USB " in err
     assert not (tmp_path / "s").exists()  # nothing half-done
+    path.write_text(f"cameras:\n  left: &f {tmp_path / 'f'}\n  right: *f\n")
+    assert main([*argv, "--sources", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:2:9: anchors and aliases are not allowed in linefleet's YAML files" in err
+    assert "fleet file" not in err  # a sources file is the device's, not a fleet file
 
 
 def test_a_camera_the_desired_state_does_not_have_is_refused(

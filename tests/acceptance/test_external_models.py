@@ -100,10 +100,12 @@ def external_fleet(root: Path) -> Path:
         minifleet.write_doc(root / "fleet" / "models" / f"{name}.yaml", doc)
     lines = root / "fleet" / "sites" / "dresden" / "lines"
     paint1 = yaml.safe_load((lines / "paint-1.yaml").read_text())
+    paint2 = yaml.safe_load((lines / "paint-2.yaml").read_text())
+    for camera in paint1["cameras"] + paint2["cameras"]:  # what `_frames` delivers
+        camera["resolution"] = {"width": 160, "height": 120}
     paint1["cameras"][0]["roi"] = ROI
     paint1["rollout"] = {"serving": "ext-cnn@1"}
     minifleet.write_doc(lines / "paint-1.yaml", paint1)
-    paint2 = yaml.safe_load((lines / "paint-2.yaml").read_text())
     paint2["rollout"] = {
         "serving": "ext-yolo@1",
         "candidate": {"model": "ext-anomaly@1", "stage": "shadow"},

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from linefleet.cli import main
+from linefleet_core.imagefile import MAX_FILE_BYTES
 from tests.support.minifleet import write_minifleet
 from tests.support.trainer_data import png
 
@@ -181,3 +182,23 @@ def test_jsonl_lines_not_utf8_are_located_and_u2028_in_a_note_is_no_line_break(
     assert f"{path}:1:" not in err  # the BOM, the CRLF and the U+2028 are fine
     path.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n")
     assert lf(repo, "import", str(path)) == 0
+
+
+def test_an_image_over_the_file_size_limit_is_refused_by_name_before_it_is_read(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A valid PNG padded past MAX_FILE_BYTES (sparse) was read whole into memory first."""
+    import os
+
+    (tmp_path / "0.png").write_bytes(png(0))
+    os.truncate(tmp_path / "0.png", MAX_FILE_BYTES + 1)
+    row = {"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert (
+        f"{path}:1:1: image: {tmp_path / '0.png'}: {MAX_FILE_BYTES + 1:,} bytes; an image file "
+        f"is read only up to {MAX_FILE_BYTES:,} bytes"
+    ) in capsys.readouterr().err
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0

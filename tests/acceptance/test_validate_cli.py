@@ -113,6 +113,10 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, _, err = run(capsys, "--repo", str(tmp_path / "nowhere"))
     assert code == 2
     assert "no such directory" in err
+    (tmp_path / "fleet.yaml").write_text("sites: []\n")
+    code, _, err = run(capsys, "--repo", str(tmp_path / "fleet.yaml"))
+    assert code == 2
+    assert f"--repo {tmp_path / 'fleet.yaml'}: a file, not a directory" in err
     with pytest.raises(SystemExit) as info:
         main(["validate", "--format", "xml"])
     assert info.value.code == 2
@@ -350,3 +354,35 @@ def test_one_broken_file_is_one_error_not_one_per_reference(
     *findings, verdict = out.splitlines()
     assert [f.partition(":")[0] for f in findings] == [rel], out
     assert verdict.startswith("invalid: 1 error(s), 0 warning(s)")
+
+
+def test_a_folder_named_like_a_yaml_file_is_an_error_from_the_working_tree_and_git(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder `line-9.yaml` (where a line file was meant to be) was skipped silently."""
+    import subprocess
+
+    from linefleet_forge.gitrepo import GitObjects
+    from reconciler.review.revisions import read_revision
+
+    root = write_fleet(tmp_path / "repo")
+    folder = root / "fleet" / "sites" / "toledo" / "lines" / "line-9.yaml"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("the line file was meant to go here\n")
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert code == 1
+    message = (
+        "a directory named like a YAML file; fleet files must be regular files (its contents "
+        "are not read)"
+    )
+    assert out.splitlines()[:-1] == [f"fleet/sites/toledo/lines/line-9.yaml: {message}"]
+    for args in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True)
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "x"],
+        check=True,
+    )
+    _, _, from_git = read_revision(GitObjects.open(root), "HEAD", "")
+    assert {f.path: f.message for f in from_git if f.code == "file_type"} == {
+        "fleet/sites/toledo/lines/line-9.yaml": message
+    }

@@ -92,7 +92,9 @@ def test_model_add_refuses_a_contract_the_graph_does_not_have(
     argv = ["model", "add", str(built.path), "--model", "bad", "--taxonomy", "surface-defects@2"]
     argv += ["--fleet-repo", str(root), "--state", str(tmp_path / "state")]
     assert main([*argv, "--output", "logits=scores"]) == 2
-    assert "the graph has no output 'scores' (['logits'])" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the graph has no output 'scores' (['logits'])" in err
+    assert "INFO" not in err and not (tmp_path / "state").exists()  # no MLflow store made
     assert main(argv) == 2  # 3 logits for the taxonomy's 4 classes
     err = capsys.readouterr().err
     assert (

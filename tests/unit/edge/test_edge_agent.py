@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -562,3 +563,89 @@ def test_a_folder_waits_for_the_first_model_instead_of_spending_its_frames(
     assert not waiter.is_alive()
     assert agent.serve("cam-1", "f1", BRIGHT, LINE).model == "inc@1"
     wait_for_a_model(agent, "plant/no-such-line", stop)  # a wrong --line does not hang
+
+
+def _roi_line(models: dict[str, ModelSpec]) -> dict[str, Any]:
+    """The line with a camera declared 64x48 whose ROI is columns 32-47 (all rows)."""
+    doc = line_doc(models["m1"])
+    doc["cameras"][0]["roi"] = [32, 0, 16, 48]
+    return doc
+
+
+def test_a_frame_at_another_scale_than_declared_has_its_roi_scaled_and_says_so(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """A camera delivering 32x24 instead of the declared 64x48 had its ROI clipped to the last
+    column and decided on that strip, with no word in the report."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, _roi_line(models)))
+    _converge(agent)
+    half = np.full((24, 32, 3), 220, dtype=np.uint8)
+    half[:, 16:24] = 0  # the ROI's part of the scene is dark (scratch) at this scale
+    assert agent.serve("cam-1", "f1", half).label == "scratch"
+    error = ReportedState.model_validate_json(build_report(agent)).error
+    assert error == (
+        f"frames cam-1 ({LINE}): 32x24, the fleet declares 64x48: ROI scaled by 0.5 and decided"
+    )
+    agent.tick()
+    said = [b for ch, b in _drain(agent.outbox) if ch == "reported"]
+    assert said and said[-1]["error"] == error  # reported at once, not at the next heartbeat
+    agent.serve("cam-1", "f2", BRIGHT)  # the declared size again
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+    agent.serve("cam-1", "f3", half)
+    other = _roi_line(models)
+    other["cameras"][0]["id"] = "cam-2"
+    agent.offer_desired(desired(KEY, 2, other))  # cam-1 is no longer the line's
+    _converge(agent)
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+
+
+def test_a_frame_of_another_aspect_than_declared_is_refused_and_named(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, _roi_line(models)))
+    _converge(agent)
+    decision = agent.serve("cam-1", "f1", np.full((48, 48, 3), 220, dtype=np.uint8))
+    assert (decision.decided_by, decision.label) == ("none", None)
+    body = json.loads(build_report(agent))
+    assert body["lines"][0]["metrics"]["unreadable_frames"] == 1
+    assert body["error"].startswith(
+        f"frames cam-1 ({LINE}): 48x48, the fleet declares 64x48 (another aspect): not decided"
+    )
+
+
+def test_a_camera_without_an_roi_is_decided_at_any_size(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    assert agent.serve("cam-1", "f1", np.full((48, 48, 3), 220, dtype=np.uint8)).label == "ok"
+    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+
+
+def test_the_tombstone_already_applied_sent_again_is_a_duplicate_not_a_refusal(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """Each re-subscribe of a removed device delivered its retained tombstone again, and each
+    time the device sent a `refused-document` (`stale-generation`) event."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    agent.offer_desired(tombstone(2))
+    agent.tick()
+    _drain(agent.outbox)
+    for _ in range(2):  # reconnects
+        agent.offer_desired(tombstone(2))
+        agent.tick()
+    assert agent.removed and _events(agent) == []
+    forged = json.loads(tombstone(2))
+    forged["commit"] = "f" * 40  # changed after signing: still refused
+    agent.offer_desired(json.dumps(forged).encode())
+    agent.offer_desired(tombstone(1))  # an older one: still stale
+    agent.tick()
+    assert [(e.type, e.reason) for e in _events(agent)] == [
+        ("refused-document", "bad-signature"),
+        ("refused-document", "stale-generation"),
+    ]

@@ -12,6 +12,7 @@ import pytest
 from edge_puller.frames import capture_loop, open_source
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
+from linefleet_core.imagefile import MAX_FILE_BYTES
 
 
 def write_video(path: Path, levels: list[int]) -> Path:
@@ -163,3 +164,26 @@ def test_unknown_sources_are_usage_errors(tmp_path: Path, source: str) -> None:
         source = str(tmp_path / "README")
     with pytest.raises(UsageError, match="--frames"):
         open_source(source, threading.Event())
+
+
+def test_an_image_file_over_the_size_limit_is_not_read_and_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid PNG padded past MAX_FILE_BYTES (sparse: no disk used) was read whole, then
+    decoded; it is refused by its size before a byte is read."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((8, 8, 3), 40, dtype=np.uint8))
+    os.truncate(tmp_path / "a.png", MAX_FILE_BYTES + 1)
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((8, 8, 3), 90, dtype=np.uint8))
+    old = time.time() - 60
+    os.utime(tmp_path / "a.png", (old, old))  # settled: not a frame still being written
+    stop = threading.Event()
+    found: list[tuple[str, int | None]] = []
+    for frame_id, frame in open_source(str(tmp_path), stop):
+        found.append((frame_id, None if frame is None else int(frame.mean())))
+        if len(found) == 2:
+            stop.set()
+    assert found == [("a.png", None), ("b.png", 90)]
+    assert (
+        f"frames folder: {tmp_path / 'a.png'}: {MAX_FILE_BYTES + 1:,} bytes; an image file is "
+        f"read only up to {MAX_FILE_BYTES:,} bytes" in caplog.text
+    )

@@ -402,3 +402,22 @@ def test_a_value_cannot_forge_plan_lines_drive_a_terminal_or_escape_its_code_spa
         "affected; policy: 0 violations\\x0ax` \\| **APPROVED** [a](https://evil.example) `y "
         "\\u202edi `` |"
     )
+
+
+def test_a_new_line_without_a_name_shows_no_empty_name_row() -> None:
+    """A line added without `name` showed `+ name: ` (nothing after it) in the plan."""
+
+    def add(docs: Docs) -> None:
+        new = copy.deepcopy(docs[line_rel("dresden/line-2")])
+        new.update(id="line-3")
+        new.pop("name", None)
+        docs[line_rel("dresden/line-3")] = new
+
+    p = make_plan(add)
+    [line] = [ln for ln in p.lines if ln.key == "dresden/line-3"]
+    assert line.changes and all(c.field != "name" for c in line.changes)
+    assert "+ name:" not in render.text(p)
+    named = make_plan(lambda d: d[line_rel("dresden/line-2")].update(name="Paint 2"))
+    unnamed = make_plan(lambda d: d[line_rel("dresden/line-2")].pop("name", None))
+    assert next(c for ln in named.lines for c in ln.changes if c.field == "name").after == "Paint 2"
+    assert next(c for ln in unnamed.lines for c in ln.changes if c.field == "name").after is None

@@ -1,0 +1,60 @@
+"""A camera's frames against the resolution the fleet declares for it.
+
+The fleet declares each camera's resolution, and the camera's ROI is in those pixels
+(`validate` checks that it lies inside). A camera that delivers frames of another size would
+have its ROI clipped to whatever part of the frame it still covers, so the device compares
+every frame of a camera with an ROI with the declaration (docs/edge.md, "Frame size"; without
+an ROI the models see the whole frame at any size, and nothing is checked):
+
+- the same frame at another scale (both sides scaled alike, to within a pixel): the ROI is
+  scaled to the frame, so the models see the same part of the scene, and the frame is decided;
+- another aspect (a crop, a rotated or another sensor mode): the ROI cannot be placed, so the
+  frame is refused (counted as unreadable, never decided).
+
+Either way `problem` says so, and the agent puts it in its report's `error` until the frames
+match the declaration again: `linefleet status` shows the device `Failed` (`DeviceError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_puller.target import Roi
+from linefleet_core.wire import CameraSpec
+
+
+@dataclass(frozen=True)
+class Fit:
+    roi: Roi | None
+    """The ROI in the frame's pixels (None: the whole frame)."""
+    refused: bool = False
+    problem: str = ""
+    """Empty when the frame has the declared size."""
+
+
+def fit(spec: CameraSpec | None, line: str, width: int, height: int) -> Fit:
+    """Place `spec`'s ROI on a `width` x `height` frame of its camera (of `line`)."""
+    if spec is None or spec.roi is None:
+        return Fit(None)  # the models see the whole frame, whatever its size
+    roi = (spec.roi[0], spec.roi[1], spec.roi[2], spec.roi[3])
+    if (width, height) == (spec.width, spec.height):
+        return Fit(roi)
+    where = (
+        f"frames {spec.id} ({line}): {width}x{height}, the fleet declares "
+        f"{spec.width}x{spec.height}"
+    )
+    sx, sy = width / spec.width, height / spec.height
+    if abs(sx - sy) * max(spec.width, spec.height) > 1:
+        return Fit(None, refused=True, problem=f"{where} (another aspect): not decided")
+    x, y, w, h = roi
+    scaled = (
+        min(round(x * sx), width - 1),
+        min(round(y * sy), height - 1),
+        max(1, round(w * sx)),
+        max(1, round(h * sy)),
+    )
+    return Fit(scaled, problem=f"{where}: ROI scaled by {sx:.3g} and decided")
+
+
+def camera_spec(cameras: list[CameraSpec], camera: str) -> CameraSpec | None:
+    return next((c for c in cameras if c.id == camera), None)
