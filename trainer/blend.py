@@ -10,22 +10,21 @@ backends' log-probabilities learns how far to trust each. It is fitted on out-of
 log-probabilities (`CNN_FOLDS` CNN fits and `TrainConfig.folds` feature-classifier fits on
 the cross-fitting folds, `trainer.train.cross_folds`; the fit is `trainer.train._fit_blend`),
 so it never learns how a backend scores frames it trained on. The operating point is the
-features backend's rule (max escape out of fold, overall and per line) on the stacker's own
-out-of-fold log-probabilities, baked into the graph as a bias on the `ok` logit. The
-exported graph (`compose`) runs the feature graph + classifier and the CNN on the same
-`image` input, then Log, the stacker's MatMul, the bias and a Softmax; classes absent from
-training get probability 0.
+features backend's rule (`trainer.operating.shared_point`: max escape out of fold, pooled and
+per line) on the stacker's own out-of-fold log-probabilities, baked into the graph as a bias
+on the `ok` logit. The exported graph (`compose`) runs the feature graph + classifier and
+the CNN on the same `image` input, then Log, the stacker's MatMul, the bias and a Softmax;
+classes absent from training get probability 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from trainer.cnn import INPUT, OUTPUT, operating_bias
+from trainer.cnn import INPUT, OUTPUT
 
 FLOOR = 1e-12
 """Probabilities are clipped to this before the log (a backend's 0 stays finite)."""
@@ -43,36 +42,6 @@ class FittedBlend:
 
 def log_probabilities(p: Any) -> Any:
     return np.log(np.clip(np.asarray(p, np.float64), FLOOR, None))
-
-
-def stack_point(
-    log_p: Any,
-    y: Any,
-    ok: int,
-    groups: Sequence[str],
-    max_escape: float | None,
-    min_line_defects: int = 10,
-) -> tuple[float, dict[str, float]]:
-    """The bias on log P(ok) (`operating_bias`, nearest 0) whose escape rate on these
-    out-of-fold log-probabilities is at most `max_escape` overall and on every line with at
-    least `min_line_defects` defect frames (the features backend's rule); (0, {}) without
-    `max_escape`, an `ok` class or defect frames. Also each line's escape rate at it."""
-    y = np.asarray(y)
-    defect = y != ok
-    if max_escape is None or ok < 0 or not defect.any():
-        return 0.0, {}
-    lines = np.asarray(groups)
-    own = {
-        line: lines == line
-        for line in sorted(set(groups))
-        if int((defect & (lines == line)).sum()) >= min_line_defects
-    }
-    masks = [np.ones(len(y), bool), *own.values()]
-    bias = min(operating_bias(log_p[m], y[m], ok, max_escape) for m in masks)
-    scaled = log_p.copy()
-    scaled[:, ok] += bias
-    escaped = (scaled.argmax(axis=1) == ok) & defect
-    return bias, {line: float(escaped[m].sum() / (defect & m).sum()) for line, m in own.items()}
 
 
 def cnn_log_probabilities(fitted: Any, images: Any, ok: int) -> Any:

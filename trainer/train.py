@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from linefleet_core.errors import PermanentError
-from trainer.cnn import CnnConfig, fit_cnn, operating_bias
+from trainer.cnn import CnnConfig, fit_cnn
 from trainer.datasets import DatasetVersion, Item
 from trainer.features import INPUT, OPSET, extract, feature_graph, to_tensor
 from trainer.frames import FrameStore
+from trainer.operating import MIN_LINE_DEFECTS, shared_point
 
 PROBABILITIES = "probabilities"
 ML_OPSET = 3
@@ -295,7 +296,6 @@ def _fit_blend(
         cnn_log_probabilities,
         compose,
         log_probabilities,
-        stack_point,
         stacker_weights,
     )
 
@@ -328,7 +328,8 @@ def _fit_blend(
     stacked = np.hstack([oof_f, oof_c])
     stacker = _stacker_config(config)
     oof_s = log_probabilities(out_of_fold(stacked, y, k, fold, stacker))
-    bias, line_escape = stack_point(oof_s, y, ok, groups, config.max_escape, MIN_LINE_DEFECTS)
+    point = shared_point(oof_s, y, ok, groups, config.max_escape, MIN_LINE_DEFECTS)
+    bias = point.bias
     stack = classifier(stacker).fit(stacked, y)
     w, b = stacker_weights(stack, k)
     if ok >= 0:
@@ -343,7 +344,12 @@ def _fit_blend(
     fitted = {
         "blend_ok_bias": round(bias, 3),
         "blend_validation_frames": len(y),
-        "blend_validation_escape_worst_line": round(max(line_escape.values(), default=0.0), 4),
+        "blend_validation_escape_worst_line": round(
+            max(point.line_escape.values(), default=0.0), 4
+        ),
+        "blend_validation_escape_worst_line_estimate": round(
+            max(point.line_estimate.values(), default=0.0), 4
+        ),
         "blend_cnn_folds": CNN_FOLDS,
         **full.params(),
     }
@@ -376,6 +382,9 @@ class OperatingPoint:
     line_escape: dict[str, float] = field(default_factory=dict)
     """Per line with at least `MIN_LINE_DEFECTS` defect frames: its out-of-fold escape rate."""
     folds: int = 0
+    line_estimate: dict[str, float] = field(default_factory=dict)
+    """The same lines' rates shrunk toward the pooled one (`trainer.operating`): what the
+    point holds within `max_escape`."""
 
     @property
     def ok_bias(self) -> float:
@@ -392,13 +401,14 @@ class OperatingPoint:
             "validation_folds": self.folds,
             "validation_escape": round(self.validation_escape, 4),
             "validation_escape_worst_line": round(worst, 4),
+            "validation_escape_worst_line_estimate": round(
+                max(self.line_estimate.values(), default=self.validation_escape), 4
+            ),
         }
 
 
 MIN_DEFECTS = 20
 """Defect frames below which no operating point is chosen (plain argmax)."""
-MIN_LINE_DEFECTS = 10
-"""Defect frames a line needs for its own escape rate to bind the operating point."""
 
 
 def cross_folds(labels: Any, groups: Sequence[str], folds: int, seed: int) -> Any:
@@ -437,11 +447,12 @@ def feature_operating_point(
 ) -> OperatingPoint:
     """Cross-fitted: every training frame is scored by a classifier fitted on the other
     `config.folds` - 1 folds (stratified by line and class), and the bias on log P(ok) is
-    the one nearest 0 (`trainer.cnn.operating_bias`, the CNN's rule) whose out-of-fold escape
-    rate is at most `config.max_escape` over every frame AND on every line with at least
-    `MIN_LINE_DEFECTS` defect frames, so no line's escapes hide behind the others'. Every
-    frame chooses, none is spent on a split. None without `max_escape`, an `ok` class, or
-    `MIN_DEFECTS` defect frames."""
+    `trainer.operating.shared_point`'s on those out-of-fold scores (the blend's rule too): the
+    one nearest 0 whose escape rate is at most `config.max_escape` over every frame and, for
+    every line with at least `MIN_LINE_DEFECTS` defect frames, in that line's estimate (its
+    own rate shrunk toward the pooled one), so no line's escapes hide behind the others'.
+    Every frame chooses, none is spent on a split. None without `max_escape`, an `ok` class,
+    or `MIN_DEFECTS` defect frames."""
     if config.max_escape is None or "ok" not in present:
         return OperatingPoint()
     ok = list(present).index("ok")
@@ -452,21 +463,9 @@ def feature_operating_point(
     fold = cross_folds(y, groups, folds, config.seed)
     proba = out_of_fold(x, y, len(present), fold, config)
     log_p = np.log(np.clip(proba, 1e-12, None))
-    lines = np.asarray(groups)
-    defect = y != ok
-    own = {
-        line: lines == line
-        for line in sorted(set(groups))
-        if int((defect & (lines == line)).sum()) >= MIN_LINE_DEFECTS
-    }
-    binding = [np.ones(len(y), bool), *own.values()]
-    bias = min(operating_bias(log_p[m], y[m], ok, config.max_escape) for m in binding)
-    scaled = log_p.copy()
-    scaled[:, ok] += bias
-    escaped = (scaled.argmax(axis=1) == ok) & defect
-    per_line = {line: float(escaped[m].sum() / (defect & m).sum()) for line, m in own.items()}
-    escape = float(escaped.sum() / defect.sum())
-    return OperatingPoint(float(np.exp(bias)), len(y), escape, per_line, folds)
+    point = shared_point(log_p, y, ok, groups, config.max_escape, MIN_LINE_DEFECTS)
+    return OperatingPoint(float(np.exp(point.bias)), len(y), point.escape, point.line_escape,
+                          folds, point.line_estimate)  # fmt: skip
 
 
 def decide_scaled(probabilities: Any, classes: Sequence[str], ok_scale: float) -> Any:

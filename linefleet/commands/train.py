@@ -212,10 +212,11 @@ def run(ns: argparse.Namespace) -> int:
         print(
             f"operating point: P(ok) x {fitted['ok_scale']:.3g} (out-of-fold escape "
             f"{fitted['validation_escape']:.3f}, worst line "
-            f"{fitted['validation_escape_worst_line']:.3f}, on {fitted['validation_frames']} "
-            f"frame(s) in {fitted['validation_folds']} folds)"
+            f"{fitted['validation_escape_worst_line']:.3f}, estimated "
+            f"{fitted['validation_escape_worst_line_estimate']:.3f}, on "
+            f"{fitted['validation_frames']} frame(s) in {fitted['validation_folds']} folds)"
         )
-        if max(fitted["validation_escape"], fitted["validation_escape_worst_line"]) > (
+        if max(fitted["validation_escape"], fitted["validation_escape_worst_line_estimate"]) > (
             config.max_escape or 0.0
         ):
             print(

@@ -298,7 +298,9 @@ def test_train_with_boosted_trees_texture_and_an_operating_point(
     assert params["classifier"] == "GradientBoosting" and params["texture"] == "True"
     assert params["max_escape"] == "0.05" and params["ok_scale"] == str(fitted["ok_scale"])
     assert float(params["ok_bias"]) == pytest.approx(math.log(fitted["ok_scale"]), abs=1e-3)
-    assert fitted["validation_folds"] == 5 and fitted["validation_escape_worst_line"] <= 0.05
+    assert fitted["validation_folds"] == 5
+    assert fitted["validation_escape_worst_line_estimate"] <= 0.05
+    assert fitted["validation_escape_worst_line"] <= 0.1  # a line's own frames weigh half
     # logistic regression at plain argmax records no operating point
     args = [*common, "--backend", "features", "--classifier", "logistic", "--no-texture"]
     args += ["--max-escape", "argmax"]

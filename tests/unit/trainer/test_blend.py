@@ -1,11 +1,12 @@
-"""The blend backend's stacker as the graph computes it, and its operating point."""
+"""The blend backend's stacker as the graph computes it (its operating point, shared with the
+features backend: test_operating_point.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainer.blend import stack_point, stacker_weights
+from trainer.blend import stacker_weights
 from trainer.train import TrainConfig, classifier
 
 
@@ -27,20 +28,6 @@ def test_the_folded_affine_map_gives_the_stackers_probabilities(seen: tuple[int,
     np.testing.assert_allclose(got, want, atol=1e-4)
     absent = [c for c in range(4) if c not in seen]
     assert got[:, absent].max() < 1e-6  # a class never trained on gets probability 0
-
-
-def test_the_operating_point_binds_on_the_worst_line_not_the_mean() -> None:
-    # two lines of 20 defect frames; line b's defects look like ok (margins +1), line a's not
-    y = np.array([1] * 40 + [0] * 40)
-    groups = ["a"] * 20 + ["b"] * 20 + ["a"] * 20 + ["b"] * 20
-    log_p = np.zeros((80, 2))
-    log_p[:20, 1] = 3.0  # a: clearly defects
-    log_p[20:40, 0] = np.linspace(0.1, 1.0, 20)  # b: escapes at bias 0
-    log_p[40:, 0] = 3.0
-    bias, per_line = stack_point(log_p, y, 0, groups, 0.05)
-    assert bias == -1.0  # the first step (0.25) that lets at most 1 of b's 20 defects through
-    assert per_line["b"] <= 0.05 and per_line["a"] == 0.0
-    assert stack_point(log_p, y, 0, groups, None) == (0.0, {})
 
 
 def _tiny(reduce: str) -> bytes:

@@ -39,10 +39,11 @@ def test_the_chosen_point_meets_the_escape_target_out_of_fold() -> None:
     assert point.validation_escape is not None and point.validation_escape <= 0.05
     # every training frame was scored out of fold, and each line meets the target on its own
     assert point.ok_scale < 1.0 and point.validation_frames == 400 and point.folds == 5
-    assert set(point.line_escape) == {"toledo/line-1", "toledo/line-2"}
-    assert max(point.line_escape.values()) <= 0.05
+    assert set(point.line_escape) == set(point.line_estimate) == {"toledo/line-1", "toledo/line-2"}
+    assert max(point.line_estimate.values()) <= 0.05
     assert point.params()["ok_bias"] == pytest.approx(np.log(point.ok_scale), abs=1e-3)
-    assert point.params()["validation_escape_worst_line"] <= 0.05
+    assert point.params()["validation_escape_worst_line_estimate"] <= 0.05
+    assert point.params()["validation_escape_worst_line"] == max(point.line_escape.values())
     # the plain argmax of the same out-of-fold scores escapes more than the target allows
     loose = feature_operating_point(x, y, PRESENT, groups, TrainConfig(max_escape=1.0))
     assert loose.ok_scale == 1.0 and loose.validation_escape is not None
@@ -65,7 +66,7 @@ def test_a_harder_line_binds_the_point_even_when_the_pooled_rate_is_met() -> Non
     x = rng.standard_normal((2 * n, 3)) + (y * shift)[:, None] * [1.0, 0.5, 0.0]
     x = np.column_stack([x, np.arange(2 * n) >= n]).astype(np.float32)  # which line
     point = feature_operating_point(x, y, PRESENT, lines, TrainConfig(max_escape=0.05))
-    assert point.line_escape["toledo/line-1"] <= 0.05
+    assert point.line_estimate["toledo/line-1"] <= 0.05
     assert point.line_escape["toledo/line-2"] <= point.line_escape["toledo/line-1"]
     # the pooled rule alone stops earlier (a bias nearer 0) and line 1 escapes more
     fold = cross_folds(y, lines, 5, 0)
