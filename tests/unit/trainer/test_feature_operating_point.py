@@ -41,6 +41,8 @@ def test_the_chosen_point_meets_the_escape_target_out_of_fold() -> None:
     assert point.ok_scale < 1.0 and point.validation_frames == 400 and point.folds == 5
     assert set(point.line_escape) == set(point.line_estimate) == {"toledo/line-1", "toledo/line-2"}
     assert max(point.line_estimate.values()) <= 0.05
+    # the features backend holds each line on its own rate (no shrinkage toward the pool)
+    assert point.line_estimate == point.line_escape
     assert point.params()["ok_bias"] == pytest.approx(np.log(point.ok_scale), abs=1e-3)
     assert point.params()["validation_escape_worst_line_estimate"] <= 0.05
     assert point.params()["validation_escape_worst_line"] == max(point.line_escape.values())
