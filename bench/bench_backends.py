@@ -515,6 +515,11 @@ def report(
         measured.append(
             f"blend: features-boosted and the cnn, stacked by a logistic regression on "
             f"out-of-fold log-probabilities (3 CNN folds), one graph{point}"
+            + (
+                ", each line's rate shrunk toward the pooled one (`trainer/operating.py`)"
+                if MAX_ESCAPE is not None
+                else ""
+            )
         )
     if "features-boosted" in ind:
         measured.append(
