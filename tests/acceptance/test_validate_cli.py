@@ -145,7 +145,6 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
     """Issue 12: a link to an endless device ran out of memory, a FIFO hung validate, and a
     link to a valid file outside the repo passed validate while publish read the link text."""
     import os
-    import subprocess
 
     from linefleet_forge.gitrepo import GitObjects
     from reconciler.review.revisions import read_revision
@@ -171,12 +170,7 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
     assert refused["fleet/linked"].startswith("a symbolic link; fleet files must be regular")
 
     (lines / "pipe.yaml").unlink()  # git cannot store a FIFO
-    for args in (["init", "-q"], ["add", "-A"]):
-        subprocess.run(["git", "-C", str(root), *args], check=True)
-    subprocess.run(
-        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "x"],
-        check=True,
-    )
+    _commit_all(root)
     _, _, from_git = read_revision(GitObjects.open(root), "HEAD", "")
     assert {f.path: f.message for f in from_git if f.code == "file_type"} == {
         k: v for k, v in refused.items() if not k.endswith("pipe.yaml")
@@ -360,7 +354,6 @@ def test_a_folder_named_like_a_yaml_file_is_an_error_from_the_working_tree_and_g
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A folder `line-9.yaml` (where a line file was meant to be) was skipped silently."""
-    import subprocess
 
     from linefleet_forge.gitrepo import GitObjects
     from reconciler.review.revisions import read_revision
@@ -376,13 +369,18 @@ def test_a_folder_named_like_a_yaml_file_is_an_error_from_the_working_tree_and_g
         "are not read)"
     )
     assert out.splitlines()[:-1] == [f"fleet/sites/toledo/lines/line-9.yaml: {message}"]
+    _commit_all(root)
+    _, _, from_git = read_revision(GitObjects.open(root), "HEAD", "")
+    assert {f.path: f.message for f in from_git if f.code == "file_type"} == {
+        "fleet/sites/toledo/lines/line-9.yaml": message
+    }
+
+
+def _commit_all(root: Path) -> None:
+    """`git init` (if need be), add and commit everything under `root`."""
     for args in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", "-C", str(root), *args], check=True)
     subprocess.run(
         ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "x"],
         check=True,
     )
-    _, _, from_git = read_revision(GitObjects.open(root), "HEAD", "")
-    assert {f.path: f.message for f in from_git if f.code == "file_type"} == {
-        "fleet/sites/toledo/lines/line-9.yaml": message
-    }
