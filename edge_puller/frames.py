@@ -81,19 +81,25 @@ def open_camera(
 
 
 def _read_image(path: Path) -> Frame | None:
-    """The frame as the trainer read its training frames (`linefleet_core.imagefile`). Only a
-    regular file (or a link to one) of at most `MAX_FILE_BYTES` is read: a named pipe or a
-    device node called `x.png` would block the capture loop for ever, a 2 GB file would be
-    read whole before its header is checked; either is unreadable, and logged by name."""
+    """The frame as the trainer read its training frames (`linefleet_core.imagefile`), or
+    None (`_load`)."""
+    return _load(path)[0]
+
+
+def _load(path: Path) -> tuple[Frame | None, str]:
+    """The frame, or None and why it was refused unread ("" for a file that does not decode).
+    Only a regular file (or a link to one) of at most `MAX_FILE_BYTES` is read: a named pipe
+    or a device node called `x.png` would block the capture loop for ever, a 2 GB file would be
+    read whole before its header is checked; either is unreadable (the folder loop logs it by
+    name, once the file has settled)."""
     try:
         data = read_image_file(path)
     except OSError:
-        return None
+        return None, ""
     except ImageFileRefused as exc:
-        log.warning("frames folder: %s; counted as unreadable", exc)
-        return None
+        return None, str(exc)
     image = decode_image(data)
-    return None if image is None else np.asarray(image, dtype=np.uint8)
+    return (None if image is None else np.asarray(image, dtype=np.uint8)), ""
 
 
 def _still_written(path: Path, now: float | None = None) -> bool:
@@ -138,10 +144,12 @@ def _directory(
         for path in fresh:
             if stop.is_set():
                 return
-            image = _read_image(path)
+            image, refused = _load(path)
             if image is None and _still_written(path):
-                waiting += 1  # looked at again on the next poll
+                waiting += 1  # looked at again on the next poll (and said nothing yet)
                 continue
+            if refused:
+                log.warning("frames folder: %s; counted as unreadable", refused)
             seen.add(path.name)
             yield prefix + path.name, image
         if len(fresh) == waiting:

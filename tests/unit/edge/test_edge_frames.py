@@ -187,3 +187,31 @@ def test_an_image_file_over_the_size_limit_is_not_read_and_is_named(
         f"frames folder: {tmp_path / 'a.png'}: {MAX_FILE_BYTES + 1:,} bytes; an image file is "
         f"read only up to {MAX_FILE_BYTES:,} bytes" in caplog.text
     )
+
+
+def test_an_oversized_file_still_being_written_is_named_once_when_it_settles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file over the size limit that was still being written was logged at every poll of the
+    folder (five a second); it is looked at again quietly, and named once it has settled."""
+    (tmp_path / "a.png").touch()
+    os.truncate(tmp_path / "a.png", MAX_FILE_BYTES + 1)
+    soon = time.time() + 60
+    os.utime(tmp_path / "a.png", (soon, soon))  # still being written, however slow this run
+    stop = threading.Event()
+    found: list[tuple[str, bool]] = []
+
+    def read() -> None:
+        for frame_id, frame in open_source(str(tmp_path), stop):
+            found.append((frame_id, frame is None))
+            stop.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(1.0)  # five polls while it is still "being written"
+    assert found == [] and "a.png" not in caplog.text
+    old = time.time() - 60
+    os.utime(tmp_path / "a.png", (old, old))  # settled
+    reader.join(timeout=10)
+    assert found == [("a.png", True)]
+    assert caplog.text.count("an image file is read only up to") == 1
