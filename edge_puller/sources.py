@@ -19,7 +19,9 @@ lines a desired state gives the device (pure).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Literal
 
 from linefleet_core.errors import UsageError
 from linefleet_core.refs import ID_PATTERN
-from linefleet_core.yamlsafe import YamlProblem, load
+from linefleet_core.yamlsafe import MAX_FILE_BYTES, YamlProblem, load
 
 SourceKind = Literal["folder", "video", "stream", "usb"]
 DEFAULT_QUEUE_FRAMES = 4
@@ -64,13 +66,28 @@ def classify(location: str) -> SourceKind:
     return "folder"
 
 
+def _read_config(path: Path, shown: str) -> bytes:
+    """The file's bytes: a regular file (a link to one is followed: configuration management
+    often links it) of at most the YAML reader's `MAX_FILE_BYTES`, opened without blocking so a
+    FIFO named as the sources file cannot hang the agent's start."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"--sources {shown}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"--sources {shown}: not a regular file")
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise UsageError(f"--sources {shown}: larger than {MAX_FILE_BYTES:,} bytes")
+    return raw
+
+
 def read_sources(path: Path) -> Sources:
     """Parse and check the sources file; every problem at once, located."""
     shown = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"--sources {shown}: {exc.strerror or exc}") from None
+    raw = _read_config(path, shown)
     try:
         doc = load(shown, raw)
     except YamlProblem as exc:

@@ -145,6 +145,27 @@ def test_a_bad_sources_file_is_refused_with_every_problem_located(
     assert "fleet file" not in err  # a sources file is the device's, not a fleet file
 
 
+def test_a_sources_file_that_is_a_pipe_or_too_large_is_refused_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--sources` named a FIFO: the agent's start blocked for ever on it; a huge file was
+    read whole before the YAML reader's size check. Both are refused (exit 2), unread."""
+    from linefleet_core.yamlsafe import MAX_FILE_BYTES
+
+    _, public = SigningKey.generate().write(tmp_path / "keys")
+    argv = ["edge", "run", "--device", "p/d", "--broker", "mqtt://127.0.0.1:1"]
+    argv += ["--state-dir", str(tmp_path / "s"), "--trust-key", str(public)]
+    os.mkfifo(tmp_path / "pipe.yaml")  # nobody writes to it
+    assert main([*argv, "--sources", str(tmp_path / "pipe.yaml")]) == 2
+    assert f"--sources {tmp_path / 'pipe.yaml'}: not a regular file" in capsys.readouterr().err
+    big = tmp_path / "big.yaml"
+    big.touch()
+    os.truncate(big, MAX_FILE_BYTES + 1)  # sparse: no disk used
+    assert main([*argv, "--sources", str(big)]) == 2
+    assert f"--sources {big}: larger than {MAX_FILE_BYTES:,} bytes" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # nothing half-done
+
+
 def test_a_camera_the_desired_state_does_not_have_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
