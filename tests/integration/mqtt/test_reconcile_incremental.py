@@ -132,3 +132,21 @@ def test_an_invalid_change_stalls_on_the_incremental_path_too(
     head = change_line_1(fleet_repo, "fixed", serving="surface-classifier@2", candidate=None)
     assert published(loop.tick()) == ("incremental", None, ["toledo/toledo-edge-1"])
     assert loop.store.get("last_applied_commit") == head
+
+
+def test_a_folder_named_like_a_yaml_file_is_refused_as_validate_refuses_it(
+    loop: Reconciler, fleet_repo: Path, mosquitto: Mosquitto
+) -> None:
+    """`validate` refuses a folder `line-9.yaml` (a line file meant, a folder made); the
+    incremental pass read only the changed paths under it and never saw the folder itself."""
+    assert published(loop.tick())[:2] == ("full", "the reconciler started")
+    before = retained(mosquitto, DESIRED)
+    lines = fleet_repo / "fleet" / "sites" / "toledo" / "lines"
+    folder = lines / "line-9.yaml"
+    folder.mkdir()
+    (folder / "line-1.yaml").write_bytes((lines / "line-1.yaml").read_bytes())
+    minifleet.commit_all(fleet_repo, "a folder where a line file was meant")
+    outcome = loop.tick()
+    assert outcome.published is None
+    assert "line-9.yaml: a directory named like a YAML file" in outcome.error, outcome.error
+    assert retained(mosquitto, DESIRED) == before
