@@ -19,15 +19,14 @@ lines a desired state gives the device (pure).
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from linefleet_core.errors import UsageError
+from linefleet_core.readfile import NotRegular, TooLarge, read_bounded
 from linefleet_core.refs import ID_PATTERN
 from linefleet_core.yamlsafe import MAX_FILE_BYTES, YamlProblem, load
 
@@ -67,21 +66,16 @@ def classify(location: str) -> SourceKind:
 
 
 def _read_config(path: Path, shown: str) -> bytes:
-    """The file's bytes: a regular file (a link to one is followed: configuration management
-    often links it) of at most the YAML reader's `MAX_FILE_BYTES`, opened without blocking so a
-    FIFO named as the sources file cannot hang the agent's start."""
+    """The file's bytes, at most the YAML reader's `MAX_FILE_BYTES`; a FIFO named as the
+    sources file cannot hang the agent's start (`linefleet_core.readfile`)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        return read_bounded(path, MAX_FILE_BYTES)
     except OSError as exc:
         raise UsageError(f"--sources {shown}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"--sources {shown}: not a regular file")
-        raw = handle.read(MAX_FILE_BYTES + 1)
-    if len(raw) > MAX_FILE_BYTES:
-        raise UsageError(f"--sources {shown}: larger than {MAX_FILE_BYTES:,} bytes")
-    return raw
+    except NotRegular:
+        raise UsageError(f"--sources {shown}: not a regular file") from None
+    except TooLarge:
+        raise UsageError(f"--sources {shown}: larger than {MAX_FILE_BYTES:,} bytes") from None
 
 
 def read_sources(path: Path) -> Sources:

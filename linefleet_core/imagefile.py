@@ -28,11 +28,11 @@ What plant cameras write, and how it is read:
 
 from __future__ import annotations
 
-import os
-import stat
 import struct
 from pathlib import Path
 from typing import Any
+
+from linefleet_core.readfile import NotRegular, TooLarge, read_bounded
 
 DEPTHS = (12, 16)
 MAX_PIXELS = 1 << 27
@@ -49,24 +49,19 @@ class ImageFileRefused(ValueError):
 
 
 def read_image_file(path: Path) -> bytes:
-    """The bytes of the image file `path`, its size checked before anything is read. Only a
-    regular file (or a link to one) is opened without blocking: a named pipe or a device node
-    called `x.png` would block the reader for ever. Raises `ImageFileRefused`, or `OSError`
-    when the file cannot be read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe with no writer: returns at once
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageFileRefused(f"{path}: not a regular file")
-        if info.st_size <= MAX_FILE_BYTES:
-            data = stream.read(MAX_FILE_BYTES + 1)  # a file still growing stops here too
-            if len(data) <= MAX_FILE_BYTES:
-                return data
-    size = f"{info.st_size:,}" if info.st_size > MAX_FILE_BYTES else "grew past that many"
-    raise ImageFileRefused(
-        f"{path}: {size} bytes; an image file is read only up to {MAX_FILE_BYTES:,} bytes "
-        "(a frame of the pixel limit, uncompressed)"
-    )
+    """The bytes of the image file `path`, its size checked before anything is read, never
+    blocking on a named pipe or a device node called `x.png` (`linefleet_core.readfile`).
+    Raises `ImageFileRefused`, or `OSError` when the file cannot be read."""
+    try:
+        return read_bounded(path, MAX_FILE_BYTES)
+    except NotRegular:
+        raise ImageFileRefused(f"{path}: not a regular file") from None
+    except TooLarge as exc:
+        size = "grew past that many" if exc.size is None else f"{exc.size:,}"
+        raise ImageFileRefused(
+            f"{path}: {size} bytes; an image file is read only up to {MAX_FILE_BYTES:,} bytes "
+            "(a frame of the pixel limit, uncompressed)"
+        ) from None
 
 
 def significant_bits(image: Any) -> int:
