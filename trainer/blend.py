@@ -9,10 +9,10 @@ brushed metal's grain a scratch. A small logistic regression (scaler folded in) 
 backends' log-probabilities learns how far to trust each. It is fitted on out-of-fold
 log-probabilities (`CNN_FOLDS` CNN fits and `TrainConfig.folds` feature-classifier fits on
 the cross-fitting folds, `trainer.train.cross_folds`; the fit is `trainer.train._fit_blend`),
-so it never learns how a backend scores frames it trained on. The operating point is the
-features backend's rule (`trainer.operating.shared_point`: max escape out of fold, pooled and
-per line) on the stacker's own out-of-fold log-probabilities, baked into the graph as a bias
-on the `ok` logit. The exported graph (`compose`) runs the feature graph + classifier and
+so it never learns how a backend scores frames it trained on. The operating point is
+`trainer.operating.shared_point` (max escape out of fold, pooled and on each line's rate shrunk
+toward the pooled one) on the stacker's own out-of-fold log-probabilities, baked into the graph
+as a bias on the `ok` logit. The exported graph (`compose`) runs the feature graph + classifier and
 the CNN on the same `image` input, then Log, the stacker's MatMul, the bias and a Softmax;
 classes absent from training get probability 0.
 """

@@ -287,15 +287,11 @@ def validation_split(
 def operating_bias(logits: Any, labels: Any, ok: int, max_escape: float) -> float:
     """The bias on the `ok` logit nearest 0 (never towards `ok`) whose escape rate on these
     frames is at most `max_escape` (numpy logits [N, K], labels [N]); the most negative bias
-    tried if none is. Defect frames called another defect are not escapes."""
-    defects = labels != ok
-    if ok < 0 or not defects.any():
-        return 0.0
-    margin = logits[defects, ok] - np.delete(logits[defects], ok, axis=1).max(axis=1)
-    for bias in np.arange(0.0, -8.01, -0.25):
-        if float(np.mean(margin + bias >= 0)) <= max_escape:
-            return float(bias)
-    return -8.0
+    tried if none is. Defect frames called another defect are not escapes. (The pooled rule
+    of `trainer.operating.shared_point`, no line binding.)"""
+    from trainer.operating import shared_point
+
+    return shared_point(np.asarray(logits), labels, ok, None, max_escape).bias
 
 
 def fit_cnn(

@@ -15,7 +15,9 @@ frames one frame moves its rate by 0.6%) can no longer drive the shared bias a l
 the other lines are well inside it. The loosening is bounded: a line may pass at most
 P x (max_escape - pooled rate) escapes beyond its own share of the target, none while the
 pooled rate sits at the target, and never more than twice the target on its own frames.
-Lines with fewer than `MIN_LINE_DEFECTS` defect frames are counted in the pool only. Why this
+Lines with fewer than `MIN_LINE_DEFECTS` defect frames are counted in the pool only. The
+blend shrinks (`PRIOR_FRAMES`); the features backend binds on each line's own rate (prior 0:
+measured, shrinking let its test escapes past the target on more draws). Why this
 rule and not the strict per-line one, a cost trade-off or a bias per line: docs/trainer.md
 ("Operating point").
 """
@@ -61,24 +63,25 @@ def shared_point(
     log_p: Any,
     y: Any,
     ok: int,
-    groups: Sequence[str],
+    groups: Sequence[str] | None,
     max_escape: float | None,
     min_line_defects: int = MIN_LINE_DEFECTS,
     prior: float = PRIOR_FRAMES,
 ) -> SharedPoint:
     """The shared bias (module docstring) on out-of-fold `log_p` [N, K] with labels `y`, the
-    `ok` class index and each frame's line `groups`; SharedPoint() (bias 0, nothing chosen)
+    `ok` class index and each frame's line `groups` (None: one pool, no line binds: the CNN's
+    own point, `trainer.cnn.operating_bias`); SharedPoint() (bias 0, nothing chosen)
     without `max_escape`, an `ok` class or defect frames."""
     y = np.asarray(y)
     defect = y != ok
     if max_escape is None or ok < 0 or not defect.any():
         return SharedPoint()
     margin = escape_margins(log_p, y, ok)
-    lines = np.asarray(groups)[defect]
+    lines = np.asarray(groups if groups is not None else [""] * len(y))[defect]
     own = {
         line: lines == line
         for line in sorted(set(lines.tolist()))
-        if int((lines == line).sum()) >= min_line_defects
+        if groups is not None and int((lines == line).sum()) >= min_line_defects
     }
 
     def at(bias: float) -> tuple[float, dict[str, float], dict[str, float]]:

@@ -383,8 +383,8 @@ class OperatingPoint:
     """Per line with at least `MIN_LINE_DEFECTS` defect frames: its out-of-fold escape rate."""
     folds: int = 0
     line_estimate: dict[str, float] = field(default_factory=dict)
-    """The same lines' rates shrunk toward the pooled one (`trainer.operating`): what the
-    point holds within `max_escape`."""
+    """The same lines' rates as the point holds them within `max_escape` (`trainer.operating`;
+    the features backend does not shrink them, so they equal `line_escape`)."""
 
     @property
     def ok_bias(self) -> float:
