@@ -40,6 +40,22 @@ DOC = ROOT / "docs" / "benchmarks.md"
 REQUIRED = ("benchmark", "title", "command", "results", "markdown")
 
 
+def python_speed() -> float:
+    """Milliseconds one core takes for a fixed pure-Python workload (the best of 5 runs): the
+    same machine model can be twice as fast one day as another (shared hosts), so a reading
+    carries this figure to be compared with readings taken elsewhere."""
+    import time
+
+    def work() -> float:
+        start = time.perf_counter()
+        table: dict[int, str] = {}
+        for i in range(200_000):
+            table[i & 1023] = f"{i}:{i * 7 % 13}"
+        return time.perf_counter() - start
+
+    return round(min(work() for _ in range(5)) * 1000, 1)
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -60,6 +76,7 @@ def machine() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "python_speed_ms": python_speed(),
     }
 
 
@@ -139,7 +156,13 @@ def section(result: dict[str, Any]) -> list[str]:
         "",
         f"- Script: `{result['script']}`, run {result['date']} at commit `{result['commit']}`",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
-        f"Python {m['python']}, load average {m.get('load_average_1m', '?')} at the start",
+        f"Python {m['python']}, load average {m.get('load_average_1m', '?')} at the start"
+        + (
+            f"; reference Python workload {m['python_speed_ms']} ms (`bench/run.py`"
+            " `python_speed`: lower is faster; compare readings by it)"
+            if "python_speed_ms" in m
+            else ""
+        ),
         f"- Command: `{result['command']}`",
         "",
     ]
