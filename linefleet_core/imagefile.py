@@ -18,6 +18,10 @@ What plant cameras write, and how it is read:
   steps, 10 and 14 as well, would change one camera's gain between its dim and bright frames.)
 - Anything OpenCV refuses (empty, truncated, not an image, a header declaring more pixels than
   OpenCV's limit) is None, never an exception: the caller names the file.
+- Only those five formats are decoded, recognised by their content (a `.png` that holds a GIF
+  is a GIF), whatever the file is called. The other formats OpenCV reads (GIF, JPEG 2000, AVIF,
+  Radiance HDR, PFM, PNM, Sun raster, BigTIFF) are None: their header's size is not checked
+  here, and a 54-byte GIF declaring 12,000 x 12,000 pixels took 1.1 GB to refuse.
 - A file larger than MAX_FILE_BYTES is not read at all (`read_image_file`, for a label
   import and the edge's frames folder): its size is checked before a byte is read, where the
   pixel count of its header could only be checked after the whole file was in memory.
@@ -72,11 +76,13 @@ def significant_bits(image: Any) -> int:
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) as the image's header declares them, read without decoding; None for a
-    format or header this does not know (OpenCV then decides)."""
+    format this does not read, or a header cut short (`decode_image` refuses both)."""
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
             return struct.unpack(">II", data[16:24])
         if data[:2] == b"BM":
+            if data[14:18] == b"\x0c\x00\x00\x00":  # an OS/2 1.x header: 16-bit sizes
+                return struct.unpack("<HH", data[18:22])
             width, height = struct.unpack("<ii", data[18:26])
             return abs(width), abs(height)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -107,9 +113,14 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     at = 2
     while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
+        if data[at] != 0xFF:  # stray bytes before a marker: libjpeg skips them too
+            at = data.find(b"\xff", at)
+            if at < 0:
+                return None
+            continue
         marker = data[at + 1]
+        if marker == 0xDA:  # a scan before any frame header: not a JPEG libjpeg reads
+            return None
         if marker == 0xFF:  # fill byte
             at += 1
             continue
@@ -147,12 +158,13 @@ def too_many_pixels(data: bytes) -> tuple[int, int] | None:
 
 
 def decode_image(data: bytes) -> Any | None:
-    """BGR uint8 H x W x 3, or None when the bytes are not an image OpenCV can read (or
-    declare more than MAX_PIXELS)."""
+    """BGR uint8 H x W x 3, or None when the bytes are not a PNG, JPEG, BMP, TIFF or WebP
+    image OpenCV can read (or declare more than MAX_PIXELS)."""
     import cv2
     import numpy as np
 
-    if not data or too_many_pixels(data) is not None:
+    size = declared_size(data)
+    if size is None or size[0] * size[1] > MAX_PIXELS:
         return None
     try:
         image = cv2.imdecode(

@@ -54,8 +54,8 @@ def decode(data: bytes, where: str) -> Any:
     image = decode_image(data)
     if image is None:
         raise UnreadableFrame(
-            f"{where}: not an image OpenCV can read (PNG, JPEG, BMP, TIFF, WebP; truncated, "
-            "or a header declaring more pixels than OpenCV allows)"
+            f"{where}: not a PNG, JPEG, BMP, TIFF or WebP image OpenCV can read (by its "
+            "content, whatever its name; truncated, or another format such as GIF)"
         )
     return image
 

@@ -123,3 +123,52 @@ def test_the_declared_size_is_read_from_every_format_opencv_writes(
     ok, buf = cv2.imencode(ext, image, params)
     assert ok and declared_size(buf.tobytes()) == (53, 37)
     assert declared_size(buf.tobytes()[:12]) is None  # cut short: OpenCV decides
+
+
+def _gif_declaring(width: int, height: int) -> bytes:
+    """A 1x1 GIF whose screen and image descriptor declare `width` x `height` (54 bytes)."""
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00" * 6
+    image = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0)
+    return header + image + b"\x02\x02\x44\x01\x00;"
+
+
+def test_a_tiny_gif_declaring_a_huge_frame_is_refused_without_decoding() -> None:
+    """A GIF (or JPEG 2000, AVIF, HDR: formats OpenCV reads whose size is not checked here)
+    is refused by content: the 54 bytes below took 1.1 GB and 1.8 s of CPU to refuse."""
+    import resource
+
+    bomb = _gif_declaring(12000, 12000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert decode_image(bomb) is None
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+    with pytest.raises(UnreadableFrame, match=r"x\.png: not a PNG, JPEG, BMP, TIFF or WebP"):
+        decode(bomb, "x.png")
+
+
+@pytest.mark.parametrize("ext", [".gif", ".jp2", ".avif", ".hdr", ".ppm", ".ras"])
+def test_formats_outside_the_five_are_refused_even_when_opencv_reads_them(ext: str) -> None:
+    image = np.full((37, 53, 3), 100, np.uint8)
+    ok, buf = cv2.imencode(ext, image.astype(np.float32) / 255 if ext == ".hdr" else image)
+    assert ok and cv2.imdecode(buf, cv2.IMREAD_COLOR) is not None
+    assert decode_image(buf.tobytes()) is None
+
+
+def test_an_os2_bitmap_is_read_with_its_16_bit_sizes() -> None:
+    """A BITMAPCOREHEADER (12 bytes) stores width and height in 16 bits: read as 32-bit
+    values they declared 3,407,925 x 1,572,865 pixels and the frame was refused as a bomb."""
+    row = b"\x00\x00\xff" * 53 + b"\x00" * ((4 - 53 * 3 % 4) % 4)
+    pixels = row * 37
+    info = struct.pack("<IHHHH", 12, 53, 37, 1, 24)
+    data = b"BM" + struct.pack("<IHHI", 26 + len(pixels), 0, 0, 26) + info + pixels
+    assert declared_size(data) == (53, 37)
+    image = decode_image(data)
+    assert image is not None and image.shape == (37, 53, 3) and image[:, :, 2].min() == 255
+
+
+def test_a_jpeg_with_stray_bytes_before_a_marker_is_read_as_libjpeg_reads_it() -> None:
+    _, buf = cv2.imencode(".jpg", np.full((37, 53, 3), 80, np.uint8))
+    data = buf.tobytes()
+    padded = data[:20] + b"\x00\x00" + data[20:]  # after APP0: padding some firmwares write
+    assert cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_COLOR) is not None
+    image = decode_image(padded)
+    assert image is not None and image.shape == (37, 53, 3)
