@@ -31,7 +31,7 @@ from edge_puller.artifacts import ArtifactStore
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
-from edge_puller.framesize import camera_spec, fit
+from edge_puller.framesize import Fit, camera_spec, fit
 from edge_puller.intake import take_desired
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
@@ -92,8 +92,8 @@ class Agent:
         self.camera_status: Callable[[], dict[str, dict[str, Any]]] | None = None
         """With `edge run --sources`: per-camera counters for the report's `cameras` section."""
         self._frames_reported: tuple[str, ...] = ()
-        self._frame_sizes: dict[tuple[str, str], str] = {}
-        """(line, camera) -> why its last frame did not have the declared size ("" if it did)."""
+        self._frame_sizes: dict[tuple[str, str], Fit] = {}
+        """(line, camera) -> how its last frame fit the declared size (`problem` "" if it did)."""
         self.backoff = Backoff()
         self._last_report = float("-inf")
         self.lock = threading.Lock()
@@ -115,7 +115,7 @@ class Agent:
         height, width = frame.shape[:2]
         placed = fit(spec, key, width, height)
         with self.lock:
-            self._frame_sizes[(key, camera)] = placed.problem
+            self._frame_sizes[(key, camera)] = placed
         if placed.refused:
             self.unreadable(key)
             return Decision(key, camera, frame_id, "none", None, 0.0, None, error=placed.problem)
@@ -139,15 +139,24 @@ class Agent:
         self.wake.set()
 
     def frame_size_problems(self) -> list[str]:
-        """Cameras whose last frame did not have the size the fleet declares (`framesize`),
-        of the lines and cameras the desired state still names."""
+        """Cameras whose last frame had another aspect than the fleet declares, so it was
+        refused (`framesize`): the report's `error`."""
+        return self._frame_size_texts(refused=True)
+
+    def frame_size_warnings(self) -> list[str]:
+        """Cameras whose last frame was at another scale, so its ROI was scaled and the frame
+        decided (`framesize`): the report's `warning`."""
+        return self._frame_size_texts(refused=False)
+
+    def _frame_size_texts(self, *, refused: bool) -> list[str]:
+        """Of the lines and cameras the desired state still names."""
         target = self.state.target
         with self.lock:
             return [
-                text
-                for (line, camera), text in sorted(self._frame_sizes.items())
-                if text and target is not None and line in target.lines
-                and camera in camera_ids(target.lines[line])
+                placed.problem
+                for (line, camera), placed in sorted(self._frame_sizes.items())
+                if placed.problem and placed.refused is refused and target is not None
+                and line in target.lines and camera in camera_ids(target.lines[line])
             ]  # fmt: skip
 
     def unreadable(self, line: str | None = None) -> None:
@@ -275,7 +284,7 @@ class Agent:
 
     def _frames_said(self) -> tuple[str, ...]:
         """What the report says about frames (a report goes out when it changes)."""
-        return (self.frames_problem, *self.frame_size_problems())
+        return (self.frames_problem, *self.frame_size_problems(), *self.frame_size_warnings())
 
     def _set_error(self, message: str) -> None:
         if message != self.error:

@@ -11,8 +11,10 @@ an ROI the models see the whole frame at any size, and nothing is checked):
 - another aspect (a crop, a rotated or another sensor mode): the ROI cannot be placed, so the
   frame is refused (counted as unreadable, never decided).
 
-Either way `problem` says so, and the agent puts it in its report's `error` until the frames
-match the declaration again: `linefleet status` shows the device `Failed` (`DeviceError`).
+Either way `problem` says so until the frames match the declaration again: a refused frame in
+the report's `error` (`linefleet status`: `Failed`, `DeviceError`: the camera cannot be
+inspected), a scaled one in its `warning` (`Degraded`, `DeviceWarning`: it is inspected, not
+at the size its line's evaluation evidence was taken at; its sync stays `Synced`).
 """
 
 from __future__ import annotations

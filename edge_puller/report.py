@@ -49,6 +49,8 @@ class Reporting(Protocol):
 
     def frame_size_problems(self) -> list[str]: ...
 
+    def frame_size_warnings(self) -> list[str]: ...
+
     camera_status: Callable[[], dict[str, dict[str, Any]]] | None
     metrics: dict[str, LineMetrics]
     spools: dict[str, Spool]
@@ -116,6 +118,7 @@ def build_report(agent: Reporting) -> bytes:
         "applied": applied,
         "lines": lines,
         "error": error[:2000],
+        "warning": "; ".join(agent.frame_size_warnings())[:2000],
         "outbox": agent.outbox.size(),
     }
     if agent.camera_status is not None:

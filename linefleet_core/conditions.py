@@ -20,7 +20,8 @@ class ConditionType(enum.StrEnum):
     PROGRESSING = "Progressing"
     """Converging: desired state differs from what runs, or none was received yet."""
     DEGRADED = "Degraded"
-    """Serves, but a model under test was rolled back, failed or is past a health gate."""
+    """Serves, but a model under test was rolled back, failed or is past a health gate, or it
+    inspects not quite as declared (frames at another scale: the report's `warning`)."""
     FAILED = "Failed"
     """Cannot converge: an error, a failed line, a refused document, an uninstallable model."""
     STALE = "Stale"
@@ -37,6 +38,7 @@ class Reason(enum.StrEnum):
     OFFLINE = "Offline"
     HEARTBEAT_MISSED = "HeartbeatMissed"
     DEVICE_ERROR = "DeviceError"
+    DEVICE_WARNING = "DeviceWarning"  # inspects, not quite as declared (the report's `warning`)
     LINE_FAILED = "LineFailed"
     REFUSED_DOCUMENT = "RefusedDocument"
     ROLLED_BACK = "RolledBack"

@@ -391,7 +391,11 @@ class ReportedState(Wire):
     """The desired state the device has fully converged to (models staged and switched)."""
     lines: list[LineStatus] = Field(default_factory=list)
     error: str = ""
-    """Why the device cannot converge, empty when it can."""
+    """Why the device cannot converge or cannot inspect, empty when it can."""
+    warning: str = ""
+    """Why the device inspects, but not exactly as declared (frames at another scale than the
+    camera declares: the ROI is scaled), empty when it inspects as declared. Optional: agents
+    before it never send it, and receivers that do not know it ignore it."""
     signature: Signature | None = None
     """The device's own Ed25519 signature (optional; required by a reconciler that has the
     device's public key): over the canonical JSON without `signature`, as for desired state."""

@@ -2,7 +2,8 @@
 
 Conditions, first match wins (see `docs/protocol.md` section 6):
 Stale (not heard from within 3 heartbeats, or its will says offline) > Failed (error, a failed
-line, or the current desired state refused) > Degraded (rolled back, or past a health gate) >
+line, or the current desired state refused) > Degraded (rolled back, past a health gate, or a
+`warning`: it inspects, not quite as declared) >
 Progressing (applied content differs from desired) > Synced. A device never heard from is
 Unknown. An offline device is never shown as Synced.
 
@@ -259,6 +260,8 @@ def condition(
     broken = [f"{row.line} {v.render()}" for row in rows for v in row.violations]
     if broken:
         return Condition(ConditionType.DEGRADED, Reason.HEALTH_GATE, "; ".join(broken))
+    if rep.warning:
+        return Condition(ConditionType.DEGRADED, Reason.DEVICE_WARNING, rep.warning)
     if desired is None:
         return Condition(
             ConditionType.PROGRESSING, Reason.NO_DESIRED_STATE, "no desired state published"
@@ -422,6 +425,8 @@ def device_json(dev: DeviceStatus, now: float) -> dict[str, Any]:
         },
         "accepted": None if rep is None or rep.desired is None else rep.desired.model_dump(),
         "applied": None if rep is None or rep.applied is None else rep.applied.model_dump(),
+        "error": None if rep is None else rep.error,
+        "warning": None if rep is None else rep.warning,
         "lines": [
             {
                 "line": row.line,

@@ -576,28 +576,33 @@ def test_a_frame_at_another_scale_than_declared_has_its_roi_scaled_and_says_so(
     tmp_path: Path, models: dict[str, ModelSpec]
 ) -> None:
     """A camera delivering 32x24 instead of the declared 64x48 had its ROI clipped to the last
-    column and decided on that strip, with no word in the report."""
+    column and decided on that strip, with no word in the report. It is inspected, so the
+    report says so in its `warning`, not its `error` (which made `status` show it Failed)."""
     agent = _agent(tmp_path / "state")
     agent.offer_desired(desired(KEY, 1, _roi_line(models)))
     _converge(agent)
     half = np.full((24, 32, 3), 220, dtype=np.uint8)
     half[:, 16:24] = 0  # the ROI's part of the scene is dark (scratch) at this scale
     assert agent.serve("cam-1", "f1", half).label == "scratch"
-    error = ReportedState.model_validate_json(build_report(agent)).error
-    assert error == (
+    report = ReportedState.model_validate_json(build_report(agent))
+    assert report.warning == (
         f"frames cam-1 ({LINE}): 32x24, the fleet declares 64x48: ROI scaled by 0.5 and decided"
     )
+    assert report.error == ""
     agent.tick()
     said = [b for ch, b in _drain(agent.outbox) if ch == "reported"]
-    assert said and said[-1]["error"] == error  # reported at once, not at the next heartbeat
+    assert said and said[-1]["warning"] == report.warning  # at once, not at the next heartbeat
     agent.serve("cam-1", "f2", BRIGHT)  # the declared size again
-    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+    assert ReportedState.model_validate_json(build_report(agent)).warning == ""
+    agent.tick()
+    said = [b for ch, b in _drain(agent.outbox) if ch == "reported"]
+    assert said and said[-1]["warning"] == ""  # the all-clear is reported at once too
     agent.serve("cam-1", "f3", half)
     other = _roi_line(models)
     other["cameras"][0]["id"] = "cam-2"
     agent.offer_desired(desired(KEY, 2, other))  # cam-1 is no longer the line's
     _converge(agent)
-    assert ReportedState.model_validate_json(build_report(agent)).error == ""
+    assert ReportedState.model_validate_json(build_report(agent)).warning == ""
 
 
 def test_a_frame_of_another_aspect_than_declared_is_refused_and_named(
@@ -613,6 +618,7 @@ def test_a_frame_of_another_aspect_than_declared_is_refused_and_named(
     assert body["error"].startswith(
         f"frames cam-1 ({LINE}): 48x48, the fleet declares 64x48 (another aspect): not decided"
     )
+    assert body["warning"] == ""  # it cannot be inspected: an error, not a warning
 
 
 def test_a_camera_without_an_roi_is_decided_at_any_size(

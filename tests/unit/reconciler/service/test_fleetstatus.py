@@ -103,6 +103,15 @@ def test_conditions() -> None:
         ((("reported", report(doc, lines=failed_line)),), ("Failed", "LineFailed")),
         ((("reported", report(doc, lines=rolled)),), ("Degraded", "RolledBack")),
         ((("reported", report(doc, lines=canary_bad)),), ("Degraded", "HealthGate")),
+        ((("reported", report(doc, warning="ROI scaled")),), ("Degraded", "DeviceWarning")),
+        (
+            (("reported", report(doc, warning="ROI scaled", error="disk full")),),
+            ("Failed", "DeviceError"),
+        ),
+        (
+            (("reported", report(doc, warning="ROI scaled", lines=rolled)),),
+            ("Degraded", "RolledBack"),
+        ),
         (
             (("reported", report(doc, applied=old, desired=old)), ("events", refused)),
             ("Failed", "RefusedDocument"),
@@ -110,6 +119,33 @@ def test_conditions() -> None:
     ]
     for messages, expected in table:
         assert status_of(doc, *messages) == expected, messages
+
+
+def test_a_device_inspecting_on_a_scaled_roi_stays_synced_with_its_health_degraded() -> None:
+    """Frames at another scale than the camera declares: the device scales the ROI and decides
+    them, and says so in its report's `warning`. It was Failed (the text came in `error`); it
+    runs what git says and inspects, so its sync is Synced and its health Degraded."""
+    doc = desired()
+    why = "frames cam-1 (dresden/line-1): 960x600, the fleet declares 1920x1200: ROI scaled"
+    obs = Observations()
+    obs.ingest(f"linefleet/v1/{doc.site}/{doc.device}/reported", report(doc, warning=why), NOW)
+    (dev,) = fleet_status({f"{doc.site}/{doc.device}": doc}, obs, NOW).devices
+    assert (dev.sync.value, dev.health.value, dev.health.message) == ("Synced", "Degraded", why)
+    device = as_json(fleet_status({f"{doc.site}/{doc.device}": doc}, obs, NOW), NOW)["devices"][0]
+    assert (device["condition"], device["reason"], device["warning"]) == (
+        "Degraded",
+        "DeviceWarning",
+        why,
+    )
+    assert device["error"] == ""
+
+
+def test_a_report_without_a_warning_field_is_read_as_before() -> None:
+    """A client written from docs/protocol.md before `warning` existed still reaches Synced."""
+    doc = desired()
+    body = json.loads(report(doc))
+    assert "warning" not in body
+    assert status_of(doc, ("reported", json.dumps(body).encode())) == ("Synced", "Applied")
 
 
 def test_stale_is_never_synced_even_when_applied_matches() -> None:
