@@ -18,6 +18,7 @@ from pathlib import Path
 
 from linefleet import commands
 from linefleet_core.errors import ExitCode, LinefleetError
+from linefleet_core.text import printable_lines
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except LinefleetError as exc:
-        print(f"linefleet: error: {exc}", file=sys.stderr)
+        print(f"linefleet: error: {printable_lines(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("linefleet: interrupted", file=sys.stderr)

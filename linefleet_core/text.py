@@ -20,3 +20,9 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """`text` with control, bidi-override and line-separator characters escaped (`\\x1b`)."""
     return _UNSAFE.sub(_escape, text)
+
+
+def printable_lines(text: str) -> str:
+    """`printable`, line by line: a message of several lines keeps its line breaks (one error
+    a line), while what a line quotes (a file name holding `ESC[2J`) is escaped."""
+    return "\n".join(printable(line) for line in text.split("\n"))

@@ -10,7 +10,7 @@ import pytest
 from linefleet.cli import main
 from linefleet_core.imagefile import MAX_FILE_BYTES
 from tests.support.minifleet import write_minifleet
-from tests.support.trainer_data import png
+from tests.support.trainer_data import gif_declaring, png
 
 pytestmark = pytest.mark.acceptance
 
@@ -201,4 +201,24 @@ def test_an_image_over_the_file_size_limit_is_refused_by_name_before_it_is_read(
         f"{path}:1:1: image: {tmp_path / '0.png'}: {MAX_FILE_BYTES + 1:,} bytes; an image file "
         f"is read only up to {MAX_FILE_BYTES:,} bytes"
     ) in capsys.readouterr().err
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
+def test_a_gif_named_png_and_a_file_name_with_escapes_are_refused_by_name_safely(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GIF is refused by its content whatever it is called (OpenCV decoded it with no size
+    check: 54 bytes could declare gigabytes); a file name holding ESC sequences reached the
+    terminal raw through the error message (`ESC[2J` clears the reader's screen)."""
+    ok = tmp_path / "tree" / "line-1" / "ok"
+    _images(ok, 1, 1)
+    (ok / "bomb.png").write_bytes(gif_declaring(12000, 12000))
+    (ok / "\x1b[2Jclear.png").write_bytes(b"not an image")
+    args = ["import", str(tmp_path / "tree"), "--levels", "line/class", "--site", "toledo"]
+    args += ["--camera", "cam-1", "--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    err = capsys.readouterr().err
+    assert f"{ok / 'bomb.png'}: not a PNG, JPEG, BMP, TIFF or WebP image" in err
+    assert "\x1b" not in err and f"{ok}/\\x1b[2Jclear.png: not a PNG" in err
+    assert "Traceback" not in err
     assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0

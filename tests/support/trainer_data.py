@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ def png(seed: int, size: int = 32) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     assert ok
     return bytes(buf)
+
+
+def gif_declaring(width: int, height: int) -> bytes:
+    """A 1x1 GIF whose screen and image descriptor declare `width` x `height` (54 bytes)."""
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00" * 6
+    image = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0)
+    return header + image + b"\x02\x02\x44\x01\x00;"
 
 
 def write_taxonomies(root: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from edge_puller.frames import _read_image
 from linefleet_core.imagefile import MAX_PIXELS, declared_size, decode_image
+from tests.support.trainer_data import gif_declaring
 from trainer.frames import UnreadableFrame, decode
 
 
@@ -125,19 +126,12 @@ def test_the_declared_size_is_read_from_every_format_opencv_writes(
     assert declared_size(buf.tobytes()[:12]) is None  # cut short: OpenCV decides
 
 
-def _gif_declaring(width: int, height: int) -> bytes:
-    """A 1x1 GIF whose screen and image descriptor declare `width` x `height` (54 bytes)."""
-    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00" * 6
-    image = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0)
-    return header + image + b"\x02\x02\x44\x01\x00;"
-
-
 def test_a_tiny_gif_declaring_a_huge_frame_is_refused_without_decoding() -> None:
     """A GIF (or JPEG 2000, AVIF, HDR: formats OpenCV reads whose size is not checked here)
     is refused by content: the 54 bytes below took 1.1 GB and 1.8 s of CPU to refuse."""
     import resource
 
-    bomb = _gif_declaring(12000, 12000)
+    bomb = gif_declaring(12000, 12000)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert decode_image(bomb) is None
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
