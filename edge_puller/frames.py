@@ -30,6 +30,7 @@ from edge_puller.runtime import Frame
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
 from linefleet_core.imagefile import ImageFileRefused, decode_image, read_image_file
+from linefleet_core.text import printable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
@@ -102,6 +103,14 @@ def _load(path: Path) -> tuple[Frame | None, str]:
     return (None if image is None else np.asarray(image, dtype=np.uint8)), ""
 
 
+def frame_name(name: str) -> str:
+    """A file's name as its frame id: a byte that is not UTF-8 (a name written by a Windows
+    share in Latin-1, `b\\xff.png`) is written `\\xff`, as `ls -b` does. Python keeps such a
+    byte as a lone surrogate, which no UTF-8 text can hold: the first one reached the canary
+    split's hash and stopped the agent (exit 3) on every start, the file still there."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _still_written(path: Path, now: float | None = None) -> bool:
     """Whether `path` was modified in the last SETTLE_SECONDS (a file gone counts as settled)."""
     try:
@@ -149,9 +158,9 @@ def _directory(
                 waiting += 1  # looked at again on the next poll (and said nothing yet)
                 continue
             if refused:
-                log.warning("frames folder: %s; counted as unreadable", refused)
+                log.warning("frames folder: %s; counted as unreadable", printable(refused))
             seen.add(path.name)
-            yield prefix + path.name, image
+            yield prefix + frame_name(path.name), image
         if len(fresh) == waiting:
             stop.wait(POLL_SECONDS)
 

@@ -282,3 +282,33 @@ def test_override_takes_a_batch_of_corrections_from_a_file_or_stdin(
     assert main(["edge", "status", "--state-dir", str(state), "--format", "json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["events_sent_or_queued"] == first + 1  # the refused batch queued nothing
+
+
+def test_a_frame_file_whose_name_is_not_utf8_is_decided_not_a_crash(
+    tmp_path: Path, trust_key: Path
+) -> None:
+    """`b\\xff.png` (a Latin-1 name from a Windows share) became a frame id holding a lone
+    surrogate; the canary split's hash could not encode it and the agent exited 3, and again on
+    every start while the file stayed in the folder."""
+    state = _converged_state(tmp_path)  # a canary: every frame id is hashed
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    image = cv2.imencode(".png", np.full((48, 64, 3), 30, np.uint8))[1].tobytes()
+    (Path(os.fsdecode(os.fsencode(folder) + b"/b\xff.png"))).write_bytes(image)
+    (folder / "c.png").write_bytes(image)
+    results = tmp_path / "results.jsonl"
+    proc = _edge_run(
+        "--device", "plant/dev-1", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+        "--state-dir", str(state), "--frames", str(folder), "--trust-key", str(trust_key),
+        "--results", str(results), "--artifact-root", str(tmp_path / "src"),
+    )  # fmt: skip
+    try:
+        lines = _wait_lines(results, 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert [(line["frame_id"], line["label"]) for line in lines] == [
+        ("b\\xff.png", "scratch"),
+        ("c.png", "scratch"),
+    ]
