@@ -18,6 +18,7 @@ from typing import Any
 from edge_puller.override import OverrideRequest
 from linefleet_core import jsonlines
 from linefleet_core.errors import UsageError
+from linefleet_core.text import NOT_UNICODE, lone_surrogate
 
 MAX_ROWS = 10_000
 MAX_BYTES = 16 * 1024 * 1024
@@ -72,6 +73,8 @@ def _row(raw: str, where: str, defaults: dict[str, str]) -> OverrideRequest:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
+    if (field := lone_surrogate(row)) is not None:
+        raise ValueError(f"{field}: {NOT_UNICODE}")
     known = ", ".join(FIELDS)
     problems = [f"{key}: unknown field (known: {known})" for key in row if key not in FIELDS]
     problems += [f"{key}: required" for key in REQUIRED if key not in row]

@@ -29,6 +29,7 @@ from linefleet_core import jsonlines
 from linefleet_core.errors import Finding, FindingsError, LinefleetError, UsageError
 from linefleet_core.imagefile import ImageFileRefused, read_image_file
 from linefleet_core.refs import Id, VersionedRef
+from linefleet_core.text import NOT_UNICODE, lone_surrogate
 from trainer.checks import RefusedEvents, check_batch, check_class
 from trainer.events import EventKind, NewEvent
 from trainer.frames import FrameStore, decode, sha256_of
@@ -177,6 +178,9 @@ def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> Annotat
         doc: Any = json.loads(raw)
     except json.JSONDecodeError as exc:
         findings.append(Finding(path, number, exc.colno, "", f"not JSON: {exc.msg}"))
+        return None
+    if (field := lone_surrogate(doc)) is not None:
+        findings.append(Finding(path, number, 1, field, NOT_UNICODE))
         return None
     try:
         row = AnnotationLine.model_validate(doc)

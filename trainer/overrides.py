@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from linefleet_core import wire
 from linefleet_core.refs import Id, VersionedRef
+from linefleet_core.text import NOT_UNICODE, lone_surrogate
 from trainer.audits import sample_event
 from trainer.checks import check_class
 from trainer.events import EventKind, NewEvent
@@ -130,7 +131,10 @@ def _name(names: Sequence[str], n: int, what: str) -> str:
 
 def _override(raw: bytes, store: LabelStore, report: IngestReport, where: str) -> NewEvent | None:
     try:
-        event = wire.Event.model_validate(json.loads(raw))
+        doc = json.loads(raw)
+        if (field := lone_surrogate(doc)) is not None:
+            raise ValueError(f"{field}: {NOT_UNICODE}")
+        event = wire.Event.model_validate(doc)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in err["loc"]) or "(document)"

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from linefleet_core.signing import signed_by
+from linefleet_core.text import NOT_UNICODE, lone_surrogate
 from linefleet_core.wire import (
     MAX_BYTES,
     Channel,
@@ -68,7 +69,11 @@ def _json(payload: bytes) -> dict[str, object] | str:
         value = json.loads(payload.decode("utf-8"), parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nesting too deep
         return f"not UTF-8 JSON: {exc}"
-    return value if isinstance(value, dict) else "expected a JSON object"
+    if not isinstance(value, dict):
+        return "expected a JSON object"
+    if rb"\u" in payload and (field := lone_surrogate(value)) is not None:  # only an escape
+        return f"{field}: {NOT_UNICODE}"
+    return value
 
 
 def _quick(

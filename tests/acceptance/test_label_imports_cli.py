@@ -222,3 +222,15 @@ def test_a_gif_named_png_and_a_file_name_with_escapes_are_refused_by_name_safely
     assert "\x1b" not in err and f"{ok}/\\x1b[2Jclear.png: not a PNG" in err
     assert "Traceback" not in err
     assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
+def test_a_jsonl_image_path_with_a_lone_surrogate_escape_is_located_not_a_crash(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`"image": "\\ud800.png"` reached `open()`, which cannot encode it: exit 3."""
+    row = {"site": "toledo", "line": "line-1", "camera": "cam-1", "class": "ok",
+           "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps({"image": "\ud800.png", **row}) + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert f"{path}:1:1: image: a string holds a lone surrogate escape" in capsys.readouterr().err

@@ -326,6 +326,8 @@ DEVICE_CASES: list[DeviceCase] = [
     DeviceCase("not-json", EVENTS, b"seq=1", "malformed"),
     DeviceCase("json-array", REPORTED, b"[]", "malformed"),
     DeviceCase("nan", REPORTED, b'{"protocol": 1, "x": NaN}', "malformed"),
+    DeviceCase("lone-surrogate-error", REPORTED, _b(reported(error="\ud800")), "malformed"),
+    DeviceCase("lone-surrogate-message", EVENTS, _b(event(message="x\udfff")), "malformed"),
     DeviceCase("infinity", EVENTS, b'{"protocol": 1, "x": -Infinity}', "malformed"),
     DeviceCase(
         "deeply-nested-within-size",

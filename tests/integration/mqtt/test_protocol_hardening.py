@@ -20,7 +20,7 @@ from linefleet_core.signing import SigningKey
 from linefleet_core.wire import Event
 from reconciler.service.reconcile import Reconciler, Settings
 from reconciler.service.store import Store
-from tests.integration.mqtt.conftest import send
+from tests.integration.mqtt.conftest import ack, retained, send
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_for
 
@@ -119,6 +119,47 @@ def test_an_event_seq_beyond_64_bits_is_refused_and_the_reconciler_keeps_its_sto
     rec.store.close()
     again = Store(tmp_path / "state").load().device("toledo", "toledo-edge-2")
     assert again.last_seq == 1
+
+
+def test_a_report_with_a_lone_surrogate_escape_is_refused_and_the_reconciler_keeps_going(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """`"error": "\\ud800"` is valid JSON that no UTF-8 text can hold: the report was accepted,
+    and saving it raised out of `absorb`, so `linefleet reconcile` stopped (exit 3) with the
+    other devices' reports of that batch unsaved, and again on every restart (it is retained)."""
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None)
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+    desired = retained(mosquitto, "linefleet/v1/toledo/+/desired")
+    tol1 = "linefleet/v1/toledo/toledo-edge-1"
+    hostile = ack(desired[f"{TOL2}/desired"]).replace(b'"lines"', b'"error": "\\ud800", "lines"')
+    with Session(
+        address, "linefleet-test-surrogate", subscriptions=["linefleet/v1/+/+/reported"]
+    ) as s:
+        s.connect()
+        send(
+            mosquitto,
+            [
+                (f"{TOL2}/reported", hostile, True),
+                (f"{tol1}/reported", ack(desired[f"{tol1}/desired"]), True),
+            ],
+        )
+        wait_for(
+            "the good report",
+            lambda: rec.observations.device("toledo", "toledo-edge-1").reported is not None,
+            5,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
+    assert rec.observations.rejections["malformed"] == 1
+    assert rec.observations.last_rejection["malformed"].endswith(
+        "reported: error: a string holds a lone surrogate escape (\\ud800-\\udfff unpaired): "
+        "not Unicode text"
+    )
+    assert rec.observations.device("toledo", "toledo-edge-2").reported is None
+    rec.store.close()
+    saved = Store(tmp_path / "state").load()
+    assert saved.device("toledo", "toledo-edge-1").reported is not None
 
 
 def test_a_device_with_wiped_storage_refuses_an_old_replayed_document(

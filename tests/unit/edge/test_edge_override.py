@@ -225,3 +225,11 @@ def test_corrections_from_json_lines_take_defaults_and_report_every_bad_row(
     path.write_bytes(b"\xef\xbb\xbf" + note.encode() + b"\r\n")
     (only,) = read_corrections(str(path), inspector="insp-7")
     assert only.note == "a\u2028b"
+
+
+def test_a_correction_with_a_lone_surrogate_escape_is_refused_by_field(tmp_path: Path) -> None:
+    """The inspector's name `"insp\\ud800"` went into an event no receiver can store."""
+    path = tmp_path / "hmi.jsonl"
+    path.write_text('{"frame": "f-1", "label": "dent", "inspector": "insp\\ud800"}\n')
+    with pytest.raises(UsageError, match=rf"{path}:1: inspector: a string holds a lone surrogate"):
+        read_corrections(str(path))

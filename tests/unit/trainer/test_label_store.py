@@ -222,6 +222,22 @@ def test_override_ingest_dedupes_by_device_and_seq(
     assert len(store.events()) == 1
 
 
+def test_an_override_with_a_lone_surrogate_escape_is_invalid_not_a_crash(
+    store: LabelStore, frames: FrameStore
+) -> None:
+    """`"predicted": "ok\\ud800"` parsed, passed validation, and stopped the ingest with
+    UnicodeEncodeError from the database driver (exit 3 for `labels ingest-events`)."""
+    data = jpeg(5)
+    sha = hashlib.sha256(data).hexdigest()
+    events = [override_event(7, sha, "oil", predicted="ok\ud800"), override_event(8, sha, "oil")]
+    report = ingest(store, frames, events, [frame_payload(data, "f-7")])
+    assert report.invalid == [
+        "event 1: details.predicted: a string holds a lone surrogate escape "
+        "(\\ud800-\\udfff unpaired): not Unicode text"
+    ]
+    assert report.queued == 1 and [e.source_id for e in store.events()] == ["tol-edge-01:8"]
+
+
 def test_concurrent_writers_decide_an_override_once_and_keep_ids_in_order(
     store: LabelStore, store_url: str, frame_ids: list[str]
 ) -> None:
