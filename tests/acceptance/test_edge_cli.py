@@ -166,22 +166,31 @@ def test_run_refuses_bad_arguments(
     assert message in capsys.readouterr().err
 
 
-def test_run_serves_from_persisted_state_with_no_broker_and_stops_on_sigterm(
-    tmp_path: Path, trust_key: Path, frames: Path
-) -> None:
-    state = _converged_state(tmp_path)
+def _serve_with_no_broker(
+    tmp_path: Path, trust_key: Path, frames: Path, count: int
+) -> list[dict[str, object]]:
+    """`edge run` of a converged state (a canary) on `frames`, no broker: its first `count`
+    results, once SIGTERM stopped it cleanly."""
     results = tmp_path / "results.jsonl"
     proc = _edge_run(
         "--device", "plant/dev-1", "--broker", f"mqtt://127.0.0.1:{free_port()}",
-        "--state-dir", str(state), "--frames", str(frames), "--trust-key", str(trust_key),
-        "--results", str(results), "--artifact-root", str(tmp_path / "src"),
+        "--state-dir", str(_converged_state(tmp_path)), "--frames", str(frames),
+        "--trust-key", str(trust_key), "--results", str(results),
+        "--artifact-root", str(tmp_path / "src"),
     )  # fmt: skip
     try:
-        lines = _wait_lines(results, 4)
+        lines = _wait_lines(results, count)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    return lines
+
+
+def test_run_serves_from_persisted_state_with_no_broker_and_stops_on_sigterm(
+    tmp_path: Path, trust_key: Path, frames: Path
+) -> None:
+    lines = _serve_with_no_broker(tmp_path, trust_key, frames, 4)
     by_frame = {line["frame_id"]: line for line in lines}
     assert by_frame["f9.png"]["error"] == "unreadable frame"
     assert by_frame["f1.png"]["serving"]["label"] == "scratch"  # type: ignore[index]
@@ -290,24 +299,12 @@ def test_a_frame_file_whose_name_is_not_utf8_is_decided_not_a_crash(
     """`b\\xff.png` (a Latin-1 name from a Windows share) became a frame id holding a lone
     surrogate; the canary split's hash could not encode it and the agent exited 3, and again on
     every start while the file stayed in the folder."""
-    state = _converged_state(tmp_path)  # a canary: every frame id is hashed
     folder = tmp_path / "frames"
     folder.mkdir()
     image = cv2.imencode(".png", np.full((48, 64, 3), 30, np.uint8))[1].tobytes()
     (Path(os.fsdecode(os.fsencode(folder) + b"/b\xff.png"))).write_bytes(image)
     (folder / "c.png").write_bytes(image)
-    results = tmp_path / "results.jsonl"
-    proc = _edge_run(
-        "--device", "plant/dev-1", "--broker", f"mqtt://127.0.0.1:{free_port()}",
-        "--state-dir", str(state), "--frames", str(folder), "--trust-key", str(trust_key),
-        "--results", str(results), "--artifact-root", str(tmp_path / "src"),
-    )  # fmt: skip
-    try:
-        lines = _wait_lines(results, 2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    lines = _serve_with_no_broker(tmp_path, trust_key, folder, 2)  # a canary: ids are hashed
     assert [(line["frame_id"], line["label"]) for line in lines] == [
         ("b\\xff.png", "scratch"),
         ("c.png", "scratch"),
