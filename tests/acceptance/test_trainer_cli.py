@@ -124,7 +124,7 @@ def test_a_bad_import_is_refused_with_locations_and_writes_nothing(
     (tmp_path / "in" / "0.png").write_bytes(b"truncated")
     assert lf(repo, "import", str(path)) == 1
     err = capsys.readouterr().err
-    assert f"{path}:1:1: image:" in err and "not an image" in err
+    assert f"{path}:1:1: image:" in err and "not a PNG, JPEG, BMP, TIFF or WebP image" in err
     assert f"{path}:2:1: class: unknown class 'rust'" in err
     assert f"{path}:3:1: class: taxonomy version 'surface-defects@7' does not exist" in err
     assert "Traceback" not in err
