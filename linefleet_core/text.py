@@ -30,6 +30,9 @@ def printable_lines(text: str) -> str:
 
 NOT_UNICODE = "a string holds a lone surrogate escape (\\ud800-\\udfff unpaired): not Unicode text"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""In JSON bytes, the escape of a surrogate (of a pair, or lone): only where it occurs can
+`json.loads` give a lone one, so a hot path walks the parsed value only then."""
 
 
 def lone_surrogate(value: object) -> str | None:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from linefleet_core.signing import signed_by
-from linefleet_core.text import NOT_UNICODE, lone_surrogate
+from linefleet_core.text import NOT_UNICODE, SURROGATE_ESCAPE, lone_surrogate
 from linefleet_core.wire import (
     MAX_BYTES,
     Channel,
@@ -71,7 +71,7 @@ def _json(payload: bytes) -> dict[str, object] | str:
         return f"not UTF-8 JSON: {exc}"
     if not isinstance(value, dict):
         return "expected a JSON object"
-    if rb"\u" in payload and (field := lone_surrogate(value)) is not None:  # only an escape
+    if SURROGATE_ESCAPE.search(payload) and (field := lone_surrogate(value)) is not None:
         return f"{field}: {NOT_UNICODE}"
     return value
 
