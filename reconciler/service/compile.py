@@ -8,7 +8,7 @@ documents are unsigned; `reconciler.service.publish` signs them.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from linefleet_core import artifactref
@@ -315,14 +315,62 @@ def compile_fleet(
     approval: Approval | None = None,
 ) -> dict[str, DesiredState]:
     """One unsigned desired state per device id, in device-id order."""
-    memo: Memo = {}
-    with paused_gc():  # every object built here survives: cycle collection would find nothing
-        return {
-            device_id: compile_device(
-                spec, spec.devices[device_id], commit, generation, artifact_base, memo, approval
+    docs = Documents(spec, commit, generation, artifact_base, approval)
+    return docs.compile(list(docs))
+
+
+class Documents(Mapping[str, DesiredState]):
+    """The unsigned desired state of every device of `spec`, by device id in id order, each
+    compiled when first asked for (`compile` compiles many at once), all sharing one `Memo`.
+    Documents another process compiled and signed (`reconciler.service.publish`) are compiled
+    here only if someone reads them."""
+
+    def __init__(
+        self,
+        spec: FleetSpec,
+        commit: str,
+        generation: int,
+        artifact_base: str,
+        approval: Approval | None = None,
+    ) -> None:
+        self.spec, self.commit, self.generation = spec, commit, generation
+        self.artifact_base, self.approval = artifact_base, approval
+        self._ids = sorted(spec.devices)
+        self._done: dict[str, DesiredState] = {}
+        self._memo: Memo = {}
+
+    def compile(self, ids: Iterable[str]) -> dict[str, DesiredState]:
+        """The documents of `ids` (in that order)."""
+        with paused_gc():  # every object built here survives: cycle collection finds nothing
+            return {device: self[device] for device in ids}
+
+    def __getitem__(self, device: str) -> DesiredState:
+        found = self._done.get(device)
+        if found is None:
+            found = self._done[device] = compile_device(
+                self.spec,
+                self.spec.devices[device],
+                self.commit,
+                self.generation,
+                self.artifact_base,
+                self._memo,
+                self.approval,
             )
-            for device_id in sorted(spec.devices)
-        }
+        return found
+
+    @property
+    def built(self) -> int:
+        """How many documents this process has compiled so far."""
+        return len(self._done)
+
+    def __contains__(self, device: object) -> bool:
+        return device in self.spec.devices
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def document_body(
@@ -364,7 +412,7 @@ def encoded_spec(spec: DeviceSpec, dumper: Dumper | None = None) -> bytes:
     return raw
 
 
-def unreachable_urls(docs: dict[str, DesiredState]) -> list[str]:
+def unreachable_urls(docs: Mapping[str, DesiredState]) -> list[str]:
     """`device: model: url` for every `file://` URL in the documents (pure).
 
     A `file://` URL names a path on the machine that publishes: only a device on that same

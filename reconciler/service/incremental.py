@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from linefleet_core.yamlsafe import MAX_FILE_BYTES
 from linefleet_forge import gitcache
 from linefleet_forge.base import Forge
 from linefleet_forge.gitrepo import GitObjects, GitSource, open_repo
-from reconciler.service.compile import Memo, compile_device, compile_fleet
+from reconciler.service.compile import Memo, compile_device, unreachable_urls
 from reconciler.service.depindex import POLICY, DependencyIndex, changed_keys, entries, object_key
 from reconciler.service.lease import Lease
 from reconciler.service.marker import MARKER_TOPIC, Marker
@@ -54,6 +54,7 @@ from reconciler.service.publish import (
     LiveSpecs,
     LoadedRevision,
     Result,
+    compile_and_sign,
     expiry,
     load_revision,
     provenance,
@@ -322,7 +323,7 @@ class Pass:
     result: Result
     revision: LoadedRevision
     """The whole fleet at the commit (full pass), or the part the change touched."""
-    docs: dict[str, DesiredState]
+    docs: Mapping[str, DesiredState]
     """Compiled documents by device id: every device (full pass) or those compared."""
     index: DependencyIndex
     """Every device and line of the fleet at the commit (not built on a dry run's full pass)."""
@@ -463,12 +464,9 @@ def _publish_pass(
         parsed = gitcache.load_parsed(objects)
         if revision is None or revision.commit != commit:
             revision = load_revision(repo, commit, forge, parsed)
-        docs = compile_fleet(
-            revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
+        docs, signed = compile_and_sign(
+            revision, artifact_base, key, expires, refuse_file_urls=refuse_file_urls
         )
-        if refuse_file_urls:
-            refuse_local(docs)
-        signed = sign_all(docs, key, expires)
         loaded = revision
         built: list[DependencyIndex] = []
 
@@ -503,7 +501,7 @@ def _publish_pass(
         for d in found.devices
     }
     if refuse_file_urls:
-        refuse_local(compiled)
+        refuse_local(unreachable_urls(compiled))
     part = LoadedRevision(found.spec, commit, generation, approval)
     signed = sign_all(compiled, key, expires)
     result = publish(

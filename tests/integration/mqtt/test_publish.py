@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from linefleet_core.errors import FindingsError, PermanentError, TemporaryError
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey, verify, verify_document
 from linefleet_core.wire import Applied, Removal, online_payload
+from reconciler.service import publish as publish_module
+from reconciler.service.compile import CompileError
+from reconciler.service.forkwork import spare_core
 from reconciler.service.marker import MARKER_TOPIC
 from reconciler.service.publish import Result, load_revision, publish
 from tests.integration.mqtt.conftest import ack, retained, send
@@ -193,3 +197,38 @@ def test_meanwhile_runs_once_while_the_documents_are_acknowledged(
     dry = publish(revision, address, key, base, quiet=0.2, dry_run=True, meanwhile=meanwhile)
     assert dry.dry_run
     assert calls == [(3, False), (3, True), (3, True)]
+
+
+@pytest.mark.skipif(not spare_core(), reason="one core: no worker is forked")
+def test_a_worker_out_of_time_still_publishes_every_document_then_the_marker(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked worker signs half of the fleet; one that fails (here: no time left) is
+    killed and its half signed in the publishing process: every document, then the marker."""
+    monkeypatch.setattr(publish_module, "WORKER_MIN_DEVICES", 0)
+    monkeypatch.setattr(publish_module, "WORKER_GRACE", -math.inf)
+    result = run(fleet_repo, mosquitto, key)
+    assert result.published == 3
+    held = retained(mosquitto, "linefleet/v1/#")
+    assert MARKER_TOPIC in held
+    docs = {t: p for t, p in held.items() if t.endswith("/desired")}
+    assert len(docs) == 3
+    for name, payload in docs.items():
+        verify(payload, {key.key_id: key.public}, device=name.split("/")[3])
+
+
+@pytest.mark.skipif(not spare_core(), reason="one core: no worker is forked")
+def test_a_compile_error_in_the_worker_s_half_publishes_nothing(
+    fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish_module, "WORKER_MIN_DEVICES", 0)
+    revision = load_revision(fleet_repo, "HEAD")
+    device = revision.spec.devices[max(revision.spec.devices)]
+    serves = [device.serves[0].model_copy(update={"line": "nope"})]
+    revision.spec.devices["zz-broken"] = device.model_copy(
+        update={"id": "zz-broken", "serves": serves}
+    )  # sorts last: in the worker's half
+    address = BrokerAddress.parse(mosquitto.url)
+    with pytest.raises(CompileError, match="zz-broken: serves unknown line"):
+        publish(revision, address, key, fleet_repo.resolve().as_uri(), quiet=0.2)
+    assert retained(mosquitto, "linefleet/v1/#") == {}

@@ -1,10 +1,12 @@
 """Compiling and signing the fleet the fast way (shared parts dumped and encoded once, each
-spec encoded once for its hash and its signature) sends exactly the bytes the straightforward
-way does: pydantic's dump of each whole document, hashed and signed on its own."""
+spec encoded once for its hash and its signature, half of a large fleet in a forked worker)
+sends exactly the bytes the straightforward way does: pydantic's dump of each whole document,
+hashed and signed on its own."""
 
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +18,10 @@ from linefleet_core.signing import SigningKey, canonical_json, content_hash, ver
 from linefleet_core.spec import FleetSpec, load
 from linefleet_core.validation import check
 from linefleet_core.wire import Approval, DesiredState
-from reconciler.service.compile import compile_device, compile_fleet, encoded_spec
-from reconciler.service.publish import sign_all
+from reconciler.service import publish as publish_module
+from reconciler.service.compile import CompileError, compile_device, compile_fleet, encoded_spec
+from reconciler.service.forkwork import spare_core
+from reconciler.service.publish import LoadedRevision, compile_and_sign, sign_all
 from tests.support import minifleet
 
 KEY = SigningKey.generate()
@@ -133,3 +137,43 @@ def test_a_spec_is_encoded_once_and_forgotten_with_it() -> None:
     del doc, copy
     gc.collect()
     assert len(module._ENCODED) < before
+
+
+needs_two_cores = pytest.mark.skipif(not spare_core(), reason="one core: no worker is forked")
+
+
+@needs_two_cores
+@pytest.mark.parametrize("expires_at", [None, EXPIRES])
+def test_a_forked_worker_signs_half_with_the_same_bytes(expires_at: str | None) -> None:
+    spec = generated(4, 2)
+    revision = LoadedRevision(spec, COMMIT, 7, APPROVAL)
+    docs, signed = compile_and_sign(revision, BASE, KEY, expires_at, worker_min=0)
+    assert docs.built == len(spec.devices) // 2  # the worker compiled the other half
+    serial = sign_all(compile_fleet(spec, COMMIT, 7, BASE, APPROVAL), KEY, expires_at)
+    assert list(signed) == sorted(spec.devices) == list(docs)
+    assert signed == serial  # the same documents, hashes and bytes, in the same order
+    assert dict(docs) == compile_fleet(spec, COMMIT, 7, BASE, APPROVAL)  # compiled on reading
+
+
+@needs_two_cores
+def test_a_worker_out_of_time_is_killed_and_its_half_signed_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(The worker dying is the same to this process: `forkwork.Forked.result` gives None.)"""
+    spec = generated(5, 1)
+    monkeypatch.setattr(publish_module, "WORKER_GRACE", -math.inf)  # no time left at all
+    docs, signed = compile_and_sign(LoadedRevision(spec, COMMIT, 7), BASE, KEY, worker_min=0)
+    assert docs.built == len(spec.devices)  # every document compiled here
+    assert signed == sign_all(compile_fleet(spec, COMMIT, 7, BASE), KEY)
+
+
+@needs_two_cores
+def test_a_compile_error_in_the_worker_s_half_is_raised_here() -> None:
+    spec = generated(6, 1)
+    device = spec.devices[max(spec.devices)]
+    broken = device.model_copy(
+        update={"id": "zz-broken", "serves": [device.serves[0].model_copy(update={"line": "nope"})]}
+    )
+    spec.devices["zz-broken"] = broken  # sorts last: in the worker's half
+    with pytest.raises(CompileError, match="zz-broken: serves unknown line"):
+        compile_and_sign(LoadedRevision(spec, COMMIT, 7), BASE, KEY, worker_min=0)

@@ -1,0 +1,127 @@
+"""Run one pure computation in a forked child, on the machine's other core.
+
+The child inherits the parent's memory as it is at the fork (a validated fleet of 10,000
+devices costs it nothing to get), runs `work()`, writes the pickled result to a pipe and ends
+with `os._exit`: it runs no other code of the parent's (no `atexit`, no flushing of the
+parent's buffers, none of its threads, which a fork does not copy). The parent reads the
+result when it wants it, with a time limit.
+
+Whatever goes wrong in the child (an exception, a signal, a lock some other thread of the
+parent held at the fork and the child then waits for forever) makes `result()` return None,
+the child killed and reaped: the caller then does the work itself and meets the real error,
+if there is one, in its own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import resource
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+READ_CHUNK = 1 << 20
+
+
+def spare_core() -> bool:
+    """True when this process may run on more than one core (and can fork)."""
+    return hasattr(os, "fork") and len(os.sched_getaffinity(0)) > 1
+
+
+class Forked(Generic[T]):
+    """`work()` computed in a forked child; `result()` once, or `cancel()`."""
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        self.pid = pid
+        self._fd: int | None = read_fd
+        self.cpu = 0.0
+        """The child's CPU seconds (user + system), known once it is reaped."""
+
+    @classmethod
+    def start(cls, work: Callable[[], T]) -> Forked[T] | None:
+        """Fork a child computing `work()`; None when the fork fails (no memory, no fork)."""
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            return None
+        if pid == 0:  # the child: compute, write, leave (never returns)
+            code = 1
+            try:
+                os.close(read_fd)
+                _write_all(write_fd, pickle.dumps(work(), pickle.HIGHEST_PROTOCOL))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        return cls(pid, read_fd)
+
+    def result(self, timeout: float) -> T | None:
+        """The child's result; None (the child killed and reaped) when it failed, died or
+        did not finish within `timeout` seconds."""
+        chunks = self._read(time.monotonic() + timeout)
+        if chunks is None:
+            self.cancel()
+            return None
+        if self._reap(0) != 0:
+            return None
+        try:
+            return pickle.loads(b"".join(chunks))  # type: ignore[no-any-return]
+        except Exception:  # a truncated write: the child wrote part and died
+            return None
+
+    def cancel(self) -> None:
+        """Kill the child (if it still runs) and reap it."""
+        if self.pid == 0:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self._reap(0)
+
+    def _read(self, end: float) -> list[bytes] | None:
+        """Everything the child writes until it closes the pipe; None at `end`."""
+        assert self._fd is not None
+        chunks: list[bytes] = []
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                if not selector.select(left):
+                    continue
+                chunk = os.read(self._fd, READ_CHUNK)
+                if not chunk:
+                    return chunks
+                chunks.append(chunk)
+
+    def _reap(self, options: int) -> int:
+        """Wait for the child; its exit code (negative: the signal that ended it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.pid == 0:
+            return -1
+        _, status, usage = os.wait4(self.pid, options)
+        self.pid = 0
+        self.cpu = _cpu(usage)
+        return os.waitstatus_to_exitcode(status)
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.close(fd)
