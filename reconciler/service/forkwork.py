@@ -15,11 +15,13 @@ if there is one, in its own process.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import pickle
 import resource
 import selectors
 import signal
+import struct
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -125,3 +127,46 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         view = view[os.write(fd, view) :]
     os.close(fd)
+
+
+class Ends:
+    """A list of `count` items worked through from both ends at once, by this process from the
+    front and a forked worker from the back, each taking `take` items at a time until they
+    meet: when the worker gets no core (a busy machine), this process just does more.
+
+    The two positions live in memory shared across the fork, each written by one side only.
+    They only divide the work: which items a side did is what it returns (the worker: in its
+    result), so a stale read near the meeting point costs at most one batch done twice."""
+
+    _LAYOUT = struct.Struct("qq")  # front (this process), back (the worker)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._shared = mmap.mmap(-1, self._LAYOUT.size)  # anonymous and shared: kept by fork
+        self._LAYOUT.pack_into(self._shared, 0, 0, count)
+
+    def _read(self) -> tuple[int, int]:
+        front, back = self._LAYOUT.unpack_from(self._shared, 0)
+        return int(front), int(back)
+
+    def front(self, take: int) -> range | None:
+        """The next items from the front (this process), or None where the worker has been."""
+        front, back = self._read()
+        if front >= back:
+            return None
+        end = min(front + take, back)
+        struct.pack_into("q", self._shared, 0, end)
+        return range(front, end)
+
+    def back(self, take: int) -> range | None:
+        """The next items from the back (the worker), or None where this process has been."""
+        front, back = self._read()
+        if back <= front:
+            return None
+        start = max(back - take, front)
+        struct.pack_into("q", self._shared, 8, start)
+        return range(start, back)
+
+    def worker_started(self) -> bool:
+        """The worker has taken items."""
+        return self._read()[1] < self.count

@@ -464,9 +464,10 @@ def _publish_pass(
         parsed = gitcache.load_parsed(objects)
         if revision is None or revision.commit != commit:
             revision = load_revision(repo, commit, forge, parsed)
-        docs, signed = compile_and_sign(
+        done = compile_and_sign(
             revision, artifact_base, key, expires, refuse_file_urls=refuse_file_urls
         )
+        docs, signed = done.docs, done.signed
         loaded = revision
         built: list[DependencyIndex] = []
 

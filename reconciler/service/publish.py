@@ -263,27 +263,40 @@ def sign_all(
 
 
 WORKER_MIN_DEVICES = 2_000
-"""From this many devices on, a forked worker compiles and signs half (`compile_and_sign`)."""
+"""From this many devices on, a forked worker compiles and signs some (`compile_and_sign`)."""
+WORKER_BATCH = 200
+"""Devices each side takes at a time (~40 ms of work)."""
 WORKER_GRACE = 10.0
-"""Seconds the worker may take beyond twice what this process took for its own half."""
+"""Seconds the worker may take, once this process is done, beyond twice what it took."""
+
+
+def _sign_back(
+    docs: Documents, ends: forkwork.Ends, key: SigningKey, expires_at: str | None
+) -> tuple[list[tuple[str, str, int, str, bytes]], list[str]]:
+    """The worker: batches from the back until it meets this process; per device (device,
+    site, generation, content hash, payload), and the `file://` URLs its documents name."""
+    ids = list(docs)
+    rows: list[tuple[str, str, int, str, bytes]] = []
+    local: list[str] = []
+    while (batch := ends.back(WORKER_BATCH)) is not None:
+        part = docs.compile(ids[i] for i in batch)
+        for d, s in sign_all(part, key, expires_at).items():
+            rows.append((d, s.site, s.generation, s.content_hash, s.payload))
+        local += unreachable_urls(part)
+    return rows, local
 
 
 @dataclass(frozen=True)
-class _Part:
-    """What the worker sends back: (device, site, generation, content hash, payload) per
-    device in id order, and the `file://` URLs its documents name."""
+class Compiled:
+    """`compile_and_sign`'s documents, and who did the work."""
 
-    signed: list[tuple[str, str, int, str, bytes]]
-    local: list[str]
-
-
-def _sign_part(
-    docs: Documents, ids: Sequence[str], key: SigningKey, expires_at: str | None
-) -> _Part:
-    part = docs.compile(ids)
-    signed = sign_all(part, key, expires_at)
-    rows = [(d, s.site, s.generation, s.content_hash, s.payload) for d, s in signed.items()]
-    return _Part(rows, unreachable_urls(part))
+    docs: Documents
+    signed: dict[str, Signed]
+    """By device id, in id order."""
+    by_worker: int = 0
+    """Documents the forked worker compiled and signed."""
+    redone: int = 0
+    """Documents the worker had taken, compiled and signed here after it failed."""
 
 
 def compile_and_sign(
@@ -294,16 +307,17 @@ def compile_and_sign(
     *,
     refuse_file_urls: bool = False,
     worker_min: int | None = None,
-) -> tuple[Documents, dict[str, Signed]]:
+) -> Compiled:
     """Every device's document, compiled and signed (`sign_all`), in device-id order.
 
     From `worker_min` devices on (default `WORKER_MIN_DEVICES`), on a machine with a second
-    core, a forked worker (`reconciler.service.forkwork`) compiles and signs the second half of the devices while
-    this process does the first: compiling and signing a large fleet takes about half the
-    time. If the worker fails (dies, is killed, does not finish in time, sends back anything
-    but its half), this process compiles and signs that half itself: the result is the same
-    bytes either way (compiling and signing are deterministic; Ed25519 signatures too), and a
-    real error (`CompileError`) is raised here. The documents of the worker's half are
+    core, a forked worker (`reconciler.service.forkwork`) compiles and signs devices from the
+    back of the list while this process works from the front, until they meet
+    (`forkwork.Ends`): with a core to spare, a large fleet takes about half the time; without,
+    this process does what the worker did not get to. If the worker fails (dies, is killed,
+    does not finish in time), this process compiles and signs what it had taken: the result is
+    the same bytes either way (compiling and signing are deterministic, Ed25519 signatures
+    too), and a real error (`CompileError`) is raised here. The worker's documents are
     compiled in this process only if someone reads them (`Documents`).
     With `refuse_file_urls`, a document naming a `file://` artifact stops it (`refuse_local`).
     """
@@ -312,27 +326,36 @@ def compile_and_sign(
     )
     ids = list(docs)
     least = WORKER_MIN_DEVICES if worker_min is None else worker_min
-    cut = len(ids) // 2 if len(ids) >= max(least, 2) and forkwork.spare_core() else len(ids)
-    theirs = ids[cut:]
+    ends = forkwork.Ends(len(ids))
     worker = None
-    if theirs:
-        worker = forkwork.Forked.start(lambda: _sign_part(docs, theirs, key, expires_at))
+    if len(ids) >= max(least, 2) and forkwork.spare_core():
+        worker = forkwork.Forked.start(lambda: _sign_back(docs, ends, key, expires_at))
+    signed: dict[str, Signed] = {}
+    local: list[str] = []
     try:
         started = time.monotonic()
-        mine = docs.compile(ids[:cut])
-        signed, local = sign_all(mine, key, expires_at), unreachable_urls(mine)
+        while (batch := ends.front(WORKER_BATCH if worker else len(ids))) is not None:
+            mine = docs.compile(ids[i] for i in batch)
+            signed.update(sign_all(mine, key, expires_at))
+            local += unreachable_urls(mine)
         took = time.monotonic() - started
-        part = None if worker is None else worker.result(WORKER_GRACE + 2 * took)
+        theirs = None
+        if worker is not None and ends.worker_started():
+            theirs = worker.result(WORKER_GRACE + 2 * took)
     finally:
         if worker is not None:
             worker.cancel()
-    if part is None or [row[0] for row in part.signed] != theirs:
-        part = _sign_part(docs, theirs, key, expires_at)
-    for device, site, generation, digest, payload in part.signed:
-        signed[device] = Signed(site, device, generation, digest, payload, expires_at)
+    rows, more = theirs or ([], [])
+    here = len(signed)
+    for device, site, generation, digest, payload in rows:
+        if device not in signed:
+            signed[device] = Signed(site, device, generation, digest, payload, expires_at)
+    by_worker = len(signed) - here
+    rest = docs.compile([d for d in ids if d not in signed])  # the worker's, if it failed
+    signed.update(sign_all(rest, key, expires_at))
     if refuse_file_urls:
-        refuse_local(local + part.local)
-    return docs, signed
+        refuse_local(local + more + unreachable_urls(rest))
+    return Compiled(docs, {d: signed[d] for d in ids}, by_worker, len(rest))
 
 
 @dataclass
@@ -549,6 +572,7 @@ def exact_topics(
 def refuse_local(local: Sequence[str]) -> None:
     """Stop (`PermanentError`) when documents name `file://` artifacts (`--refuse-file-urls`):
     `local` is what `unreachable_urls` found in them."""
+    local = sorted(set(local))
     if local:
         shown = "; ".join(local[:5]) + (f"; and {len(local) - 5} more" if len(local) > 5 else "")
         raise PermanentError(
@@ -619,7 +643,7 @@ def publish(
         expires = None if max_age is None else expiry(moment, max_age)
         signed = compile_and_sign(
             revision, artifact_base, key, expires, refuse_file_urls=refuse_file_urls
-        )[1]
+        ).signed
     desired = [topic_filter(Channel.DESIRED)] if topics is None else list(topics)
     filters = [*desired, MARKER_TOPIC]
     if known_at is None and live is not None:

@@ -203,9 +203,10 @@ def test_meanwhile_runs_once_while_the_documents_are_acknowledged(
 def test_a_worker_out_of_time_still_publishes_every_document_then_the_marker(
     fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A forked worker signs half of the fleet; one that fails (here: no time left) is
-    killed and its half signed in the publishing process: every document, then the marker."""
+    """A forked worker signs part of the fleet; one that fails (here: no time left) is
+    killed and its part signed in the publishing process: every document, then the marker."""
     monkeypatch.setattr(publish_module, "WORKER_MIN_DEVICES", 0)
+    monkeypatch.setattr(publish_module, "WORKER_BATCH", 1)
     monkeypatch.setattr(publish_module, "WORKER_GRACE", -math.inf)
     result = run(fleet_repo, mosquitto, key)
     assert result.published == 3
@@ -218,16 +219,17 @@ def test_a_worker_out_of_time_still_publishes_every_document_then_the_marker(
 
 
 @pytest.mark.skipif(not spare_core(), reason="one core: no worker is forked")
-def test_a_compile_error_in_the_worker_s_half_publishes_nothing(
+def test_a_compile_error_in_the_worker_s_part_publishes_nothing(
     fleet_repo: Path, mosquitto: Mosquitto, key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(publish_module, "WORKER_MIN_DEVICES", 0)
+    monkeypatch.setattr(publish_module, "WORKER_BATCH", 1)
     revision = load_revision(fleet_repo, "HEAD")
     device = revision.spec.devices[max(revision.spec.devices)]
     serves = [device.serves[0].model_copy(update={"line": "nope"})]
     revision.spec.devices["zz-broken"] = device.model_copy(
         update={"id": "zz-broken", "serves": serves}
-    )  # sorts last: in the worker's half
+    )  # sorts last: the worker's first, or the publisher's last
     address = BrokerAddress.parse(mosquitto.url)
     with pytest.raises(CompileError, match="zz-broken: serves unknown line"):
         publish(revision, address, key, fleet_repo.resolve().as_uri(), quiet=0.2)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from reconciler.service.forkwork import Forked
+from reconciler.service.forkwork import Ends, Forked
 
 
 def gone(pid: int) -> bool:
@@ -72,3 +72,24 @@ def test_cancel_kills_and_reaps_a_running_child() -> None:
     worker.cancel()
     assert gone(pid)
     worker.cancel()  # twice is harmless
+
+
+def test_two_ends_meet_once_and_cover_every_item() -> None:
+    ends = Ends(10)
+    front, back = ends.front(3), ends.back(4)
+    assert (front, back) == (range(0, 3), range(6, 10))
+    assert ends.worker_started()
+    assert ends.front(3) == range(3, 6)
+    assert ends.back(4) is None  # met
+    assert ends.front(3) is None
+
+
+def test_the_worker_takes_what_this_process_leaves_across_the_fork() -> None:
+    ends = Ends(100)
+    assert ends.front(10) == range(0, 10)
+    worker = Forked.start(lambda: [list(r) for r in iter(lambda: ends.back(7), None)])
+    assert worker is not None
+    taken = worker.result(30)
+    assert taken is not None
+    assert sorted(i for r in taken for i in r) == list(range(10, 100))
+    assert ends.front(10) is None  # the worker's progress is seen here
