@@ -54,15 +54,17 @@ def canonical_json(obj: Any) -> bytes:
     return _CANONICAL.encode(obj).encode("utf-8")
 
 
-def _parts(obj: Mapping[str, Any], encoded: Mapping[str, bytes], gap: str) -> list[bytes]:
+def _parts(
+    obj: Mapping[str, Any], encoded: Mapping[str, bytes], gap: str | None = None
+) -> list[bytes]:
     """The canonical JSON of `obj` with the members of `encoded` added (already canonical), in
     pieces: the members in key order, those of `encoded` as given, the others in runs encoded
-    at once, and an empty piece where a member named `gap` (in neither) would go. A canonical
-    object is its members in key order joined by commas, so the pieces joined by commas (the
-    empty one dropped) are it."""
+    at once, and (given `gap`) an empty piece where a member named `gap` (in neither) would
+    go. A canonical object is its members in key order joined by commas, so the pieces joined
+    by commas (the empty one dropped) are it."""
     parts: list[bytes] = []
     run: dict[str, Any] = {}
-    for k in sorted({*obj, *encoded, gap}):
+    for k in sorted({*obj, *encoded} if gap is None else {*obj, *encoded, gap}):
         if k != gap and k not in encoded:
             run[k] = obj[k]
             continue
@@ -73,6 +75,14 @@ def _parts(obj: Mapping[str, Any], encoded: Mapping[str, bytes], gap: str) -> li
     if run:
         parts.append(canonical_json(run)[1:-1])
     return parts
+
+
+def canonical_with(obj: Mapping[str, Any], encoded: Mapping[str, bytes]) -> bytes:
+    """`canonical_json` of `obj` with the members of `encoded` added, given already encoded
+    (their canonical JSON): a part many objects share is encoded once."""
+    if not encoded:
+        return canonical_json(obj)
+    return b"{" + b",".join(_parts(obj, encoded)) + b"}"
 
 
 def content_hash(spec: Mapping[str, Any] | bytes) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from linefleet_core.signing import canonical_json
 from linefleet_core.wire import _KEEP_NONE, Sparse
 
 _OMIT_UNSET = Sparse.__dict__["_omit_unset"]
@@ -81,6 +82,17 @@ class Dumper:
 
     def __init__(self) -> None:
         self._seen: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+        self._encoded: dict[int, tuple[BaseModel, bytes]] = {}
+
+    def encoded(self, message: BaseModel) -> bytes:
+        """`canonical_json(self.dump(message))`, encoded once per object while the dumper
+        lives (a part many documents share, spliced into each: `signing.canonical_with`)."""
+        found = self._encoded.get(id(message))
+        if found is not None and found[0] is message:
+            return found[1]
+        raw = canonical_json(self.dump(message))
+        self._encoded[id(message)] = (message, raw)
+        return raw
 
     def dump(self, message: BaseModel, exclude: Collection[str] = ()) -> dict[str, Any]:
         """`message.model_dump(mode="json", exclude=set(exclude))` (top-level field names)."""

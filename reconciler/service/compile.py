@@ -18,7 +18,7 @@ from linefleet_core.fleet import Candidate, EdgeDevice, HealthGates, Line, Roi, 
 from linefleet_core.gcpause import paused_gc
 from linefleet_core.oci import OciError, is_oci, parse_ref
 from linefleet_core.refs import line_key
-from linefleet_core.signing import canonical_json, content_hash
+from linefleet_core.signing import canonical_with, content_hash
 from linefleet_core.spec import FleetSpec
 from linefleet_core.taxonomy import Taxonomy
 from linefleet_core.wire import (
@@ -402,7 +402,7 @@ def encoded_spec(spec: DeviceSpec, dumper: Dumper | None = None) -> bytes:
     found = _ENCODED.get(key)
     if found is not None and found[0]() is spec:
         return found[1]
-    raw = canonical_json((dumper or Dumper()).dump(spec))
+    raw = _encode_spec(spec, dumper or Dumper())
 
     def forget(ref: weakref.ref[DeviceSpec]) -> None:
         if _ENCODED.get(key, (None, b""))[0] is ref:  # (not a newer object's entry)
@@ -410,6 +410,24 @@ def encoded_spec(spec: DeviceSpec, dumper: Dumper | None = None) -> bytes:
 
     _ENCODED[key] = (weakref.ref(spec, forget), raw)
     return raw
+
+
+SHARED_PARTS = ("taxonomy", "serving", "candidate", "previous", "health_gates", "novelty")
+"""`LineSpec` members a compile shares between lines (`Memo`): encoded once, then spliced."""
+
+
+def _encode_spec(spec: DeviceSpec, dumper: Dumper) -> bytes:
+    """`canonical_json(dumper.dump(spec))`, each shared part of a line encoded once."""
+    lines = []
+    for line in spec.lines:
+        shared = {}
+        for name in SHARED_PARTS:
+            part = getattr(line, name)
+            if part is not None:  # (an unset one is left to the dump: `null` or absent)
+                shared[name] = dumper.encoded(part)
+        lines.append(canonical_with(dumper.dump(line, exclude=shared), shared))
+    encoded_lines = b"[" + b",".join(lines) + b"]"
+    return canonical_with(dumper.dump(spec, exclude=("lines",)), {"lines": encoded_lines})
 
 
 def unreachable_urls(docs: Mapping[str, DesiredState]) -> list[str]:

@@ -17,6 +17,7 @@ from linefleet_core.signing import (
     SigningKey,
     VerifyError,
     canonical_json,
+    canonical_with,
     content_hash,
     load_trusted_keys,
     verified,
@@ -305,3 +306,16 @@ def test_signed_payload_matches_for_any_document(doc: dict[str, Any]) -> None:
 
 
 SIGNED_PAYLOAD_KEY = SigningKey.generate()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["spec", "kind", "a", "ß", "zz", ""]), JSON, max_size=5),
+    st.sets(st.sampled_from(["spec", "kind", "a", "ß", "zz", ""])),
+)
+def test_canonical_with_spliced_members_is_the_canonical_json(
+    doc: dict[str, Any], spliced: set[str]
+) -> None:
+    encoded = {k: canonical_json(doc[k]) for k in spliced if k in doc}
+    rest = {k: v for k, v in doc.items() if k not in encoded}
+    assert canonical_with(rest, encoded) == canonical_json(doc)

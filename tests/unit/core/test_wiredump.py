@@ -175,6 +175,9 @@ def test_dumps_what_pydantic_dumps(docs: list[DesiredState]) -> None:
         assert canonical_json(dumper.dump(doc.spec)) == canonical_json(
             doc.spec.model_dump(mode="json")
         )
+        for line in doc.spec.lines:  # encoded once per object, spliced into every line naming it
+            assert dumper.encoded(line.serving) == canonical_json(line.serving.model_dump())
+            assert dumper.encoded(line.serving) is dumper.encoded(line.serving)
         drop = {"signature", "spec", "approval"}
         assert dumper.dump(doc, exclude=drop) == doc.model_dump(mode="json", exclude=drop)
 
