@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,10 +307,13 @@ class Session:
         the broker and its subscribers work through the messages.
         """
         infos = []
-        for msg in messages:
-            infos.append(
-                self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-            )
+        with self._woken_in_batches() as wake:
+            for n, msg in enumerate(messages, 1):
+                infos.append(
+                    self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                )
+                if n % WAKE_EVERY == 0:
+                    wake()
         if meanwhile is not None:
             meanwhile()
         deadline = time.monotonic() + timeout
@@ -326,6 +330,32 @@ class Session:
                 time.sleep(0.001)
             done += 1
         return done
+
+    @contextlib.contextmanager
+    def _woken_in_batches(self) -> Iterator[Callable[[], None]]:
+        """paho wakes its network thread for every message it is handed (a byte through its
+        socket pair), and the thread then takes the interpreter from the caller to write that
+        one message: at 10,000 messages, 10,000 thread switches. Inside this block it is woken
+        by `wake()` (every `WAKE_EVERY` messages) and once at the end, and writes everything
+        queued at each wake-up. (Through paho 2's private `_sockpairW`; a paho without it is
+        left to wake itself.)"""
+        client = self.client
+        pair = getattr(client, "_sockpairW", None)
+        if not isinstance(pair, socket.socket):
+            yield lambda: None
+            return
+
+        def wake() -> None:
+            with contextlib.suppress(OSError):  # (full: the thread is awake already)
+                pair.send(b"0")
+
+        client._sockpairW = None
+        try:
+            yield wake
+        finally:
+            if client._sockpairW is None:
+                client._sockpairW = pair
+            wake()
 
     def drain(self, quiet: float, limit: float) -> list[Message]:
         """Messages until none arrived for `quiet` seconds (or `limit` seconds in all)."""
@@ -352,6 +382,8 @@ def _acked(info: Any) -> bool:
 BARRIER_ROOT = "linefleet/v1/_barrier"
 RETAINED_PROBE = f"{BARRIER_ROOT}/_retained"
 SUBSCRIBE_BATCH = 500
+WAKE_EVERY = 500
+"""Messages `Session.publish_all` hands to paho between wake-ups of its network thread."""
 """Filters per SUBSCRIBE packet (an exact-topic read subscribes three per device)."""
 
 

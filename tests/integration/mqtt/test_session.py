@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from linefleet_core.errors import PermanentError, TemporaryError
-from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
+from linefleet_core.mqttsession import WAKE_EVERY, Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
@@ -100,3 +101,31 @@ def test_publish_all_runs_meanwhile_once_the_messages_are_handed_over(
     assert sent == len(topics)
     assert len(seen) == 1
     assert seen[0] == set(topics)
+
+
+def test_publish_all_sends_while_it_is_still_handed_messages(mosquitto: Mosquitto) -> None:
+    """paho's network thread is woken once per `WAKE_EVERY` messages, not per message: the
+    messages handed over so far still go out then (not all at the end), in order, each
+    acknowledged."""
+    address = BrokerAddress.parse(mosquitto.url)
+    count = 2 * WAKE_EVERY + 7
+    with Session(address, "linefleet-test-watch", subscriptions=["t/#"]) as watch:
+        watch.connect()
+        seen: list[bytes] = []
+
+        def arrived() -> int:
+            seen.extend(m.payload for m in watch.drain(0.01, 0.05))
+            return len(seen)
+
+        def messages() -> Iterator[Outgoing]:
+            for i in range(count):
+                if i == WAKE_EVERY + 1:  # the first batch reaches the broker meanwhile, woken
+                    # (paho's thread wakes by itself only once a second)
+                    assert until(lambda: arrived() >= WAKE_EVERY, timeout=0.6, interval=0.01)
+                yield Outgoing(f"t/{i % 7}", str(i).encode(), retain=False)
+
+        with Session(address, "linefleet-test-batches") as session:
+            session.connect()
+            assert session.publish_all(messages()) == count
+        assert until(lambda: arrived() == count, timeout=10)
+        assert seen == [str(i).encode() for i in range(count)]
