@@ -37,17 +37,23 @@ def spare_core() -> bool:
 
 
 class Forked(Generic[T]):
-    """`work()` computed in a forked child; `result()` once, or `cancel()`."""
+    """`work()` computed in a forked child: `result()` once, then (given `then`) `wait()` for
+    the rest; `cancel()` at any time."""
 
     def __init__(self, pid: int, read_fd: int) -> None:
         self.pid = pid
         self._fd: int | None = read_fd
         self.cpu = 0.0
         """The child's CPU seconds (user + system), known once it is reaped."""
+        self._code: int | None = None
 
     @classmethod
-    def start(cls, work: Callable[[], T]) -> Forked[T] | None:
-        """Fork a child computing `work()`; None when the fork fails (no memory, no fork)."""
+    def start(
+        cls, work: Callable[[], T], then: Callable[[], object] | None = None
+    ) -> Forked[T] | None:
+        """Fork a child computing `work()` and, once its result is written, `then()` (work
+        whose result nobody waits for: its exit code says whether it went well). None when
+        the fork fails (no memory, no fork)."""
         read_fd, write_fd = os.pipe()
         try:
             pid = os.fork()
@@ -60,6 +66,8 @@ class Forked(Generic[T]):
             try:
                 os.close(read_fd)
                 _write_all(write_fd, pickle.dumps(work(), pickle.HIGHEST_PROTOCOL))
+                if then is not None:
+                    then()
                 code = 0
             finally:
                 os._exit(code)
@@ -67,18 +75,28 @@ class Forked(Generic[T]):
         return cls(pid, read_fd)
 
     def result(self, timeout: float) -> T | None:
-        """The child's result; None (the child killed and reaped) when it failed, died or
-        did not finish within `timeout` seconds."""
+        """The child's result, once it has written all of it; None (the child killed and
+        reaped) when it failed, died or did not write it within `timeout` seconds."""
         chunks = self._read(time.monotonic() + timeout)
-        if chunks is None:
-            self.cancel()
-            return None
-        if self._reap(0) != 0:
-            return None
-        try:
-            return pickle.loads(b"".join(chunks))  # type: ignore[no-any-return]
-        except Exception:  # a truncated write: the child wrote part and died
-            return None
+        if chunks is not None:
+            try:
+                return pickle.loads(b"".join(chunks))  # type: ignore[no-any-return]
+            except Exception:  # nothing, or part: the child wrote that and died
+                pass
+        self.cancel()
+        return None
+
+    def poll(self) -> int | None:
+        """The child's exit code (negative: the signal that ended it) once it has ended and
+        is reaped; None while it runs."""
+        return self._reap(os.WNOHANG)
+
+    def wait(self, timeout: float) -> int | None:
+        """`poll()` until the child ends, for at most `timeout` seconds (None: it still runs)."""
+        end = time.monotonic() + timeout
+        while (code := self.poll()) is None and time.monotonic() < end:
+            time.sleep(0.01)
+        return code
 
     def cancel(self) -> None:
         """Kill the child (if it still runs) and reap it."""
@@ -90,7 +108,8 @@ class Forked(Generic[T]):
 
     def _read(self, end: float) -> list[bytes] | None:
         """Everything the child writes until it closes the pipe; None at `end`."""
-        assert self._fd is not None
+        if self._fd is None:
+            return None
         chunks: list[bytes] = []
         with selectors.DefaultSelector() as selector:
             selector.register(self._fd, selectors.EVENT_READ)
@@ -105,17 +124,20 @@ class Forked(Generic[T]):
                     return chunks
                 chunks.append(chunk)
 
-    def _reap(self, options: int) -> int:
-        """Wait for the child; its exit code (negative: the signal that ended it)."""
+    def _reap(self, options: int) -> int | None:
+        """Wait for the child (`options`: `os.WNOHANG` not to); its exit code."""
+        if self.pid == 0:
+            return self._code
+        pid, status, usage = os.wait4(self.pid, options)
+        if pid == 0:
+            return None  # still running
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self.pid == 0:
-            return -1
-        _, status, usage = os.wait4(self.pid, options)
         self.pid = 0
         self.cpu = _cpu(usage)
-        return os.waitstatus_to_exitcode(status)
+        self._code = os.waitstatus_to_exitcode(status)
+        return self._code
 
 
 def _cpu(usage: resource.struct_rusage) -> float:

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -325,12 +326,19 @@ class Pass:
     """The whole fleet at the commit (full pass), or the part the change touched."""
     docs: Mapping[str, DesiredState]
     """Compiled documents by device id: every device (full pass) or those compared."""
-    index: DependencyIndex
-    """Every device and line of the fleet at the commit (not built on a dry run's full pass)."""
+    built: DependencyIndex | None = None
+    """The incremental pass's index (a full pass's is built and saved aside: `keep`)."""
 
     @property
     def full(self) -> bool:
         return self.result.mode == "full"
+
+    @cached_property
+    def index(self) -> DependencyIndex:
+        """Every device and line of the fleet at the commit (a full pass's: built on asking)."""
+        if self.built is not None:
+            return self.built
+        return DependencyIndex.build(self.revision.spec, self.revision.commit)
 
 
 def publish_commit(
@@ -464,35 +472,38 @@ def _publish_pass(
         parsed = gitcache.load_parsed(objects)
         if revision is None or revision.commit != commit:
             revision = load_revision(repo, commit, forge, parsed)
-        done = compile_and_sign(
-            revision, artifact_base, key, expires, refuse_file_urls=refuse_file_urls
-        )
-        docs, signed = done.docs, done.signed
         loaded = revision
-        built: list[DependencyIndex] = []
 
         def keep() -> None:
-            """The caches, written while the broker and the devices work through the
-            documents (~0.3 s of CPU at 10,000 devices, once after the last PUBACK): not
-            before the first document, and never delaying the marker. (The index of a commit
-            is what that commit's fleet is, published or not: the marker says what is.)"""
+            """The caches: the parse cache, and (unless a dry run) the commit's dependency
+            index (~0.3 s of CPU at 10,000 devices). Written by the forked worker once its
+            documents are back, while this process sends; without a worker, while the
+            broker and the devices work through the documents (once after the last PUBACK):
+            never before the first document, and never delaying the marker. (The index of a
+            commit is what that commit's fleet is, published or not: the marker says what
+            is.)"""
             gitcache.save_parsed(objects, parsed)
-            built.append(DependencyIndex.build(loaded.spec, commit))
             if not dry_run:
-                save_index(objects, built[0])
+                save_index(objects, DependencyIndex.build(loaded.spec, commit))
 
-        result = publish(
-            revision,
-            address,
-            key,
-            artifact_base,
-            signed=signed,
-            known_at=known_at,
-            meanwhile=keep,
-            **common,
+        done = compile_and_sign(
+            revision, artifact_base, key, expires, refuse_file_urls=refuse_file_urls, then=keep
         )
+        try:
+            result = publish(
+                revision,
+                address,
+                key,
+                artifact_base,
+                signed=done.signed,
+                known_at=known_at,
+                meanwhile=done.aside.meanwhile,
+                **common,
+            )
+        finally:
+            done.aside.close()
         result.full_reason = reason
-        return Pass(result, revision, docs, built[0])
+        return Pass(result, revision, done.docs)
     generation, approval = provenance(open_repo(repo), commit, forge)
     memo: Memo = {}  # a model version is compiled once, not once per line
     compiled = {

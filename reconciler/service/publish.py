@@ -297,6 +297,45 @@ class Compiled:
     """Documents the forked worker compiled and signed."""
     redone: int = 0
     """Documents the worker had taken, compiled and signed here after it failed."""
+    aside: Aside = field(default_factory=lambda: Aside(None))
+    """`compile_and_sign`'s `then`: done by the worker, or to be done here."""
+
+
+class Aside:
+    """Work that needs neither the broker nor anything this process does next (saving caches:
+    `compile_and_sign`'s `then`): the worker does it once its documents are sent back; this
+    process does it when there is no worker, or the worker fails at it. `meanwhile` (once,
+    while the documents are acknowledged: `publish`'s hook) and `close` (always, after)."""
+
+    def __init__(self, work: Callable[[], None] | None, worker: Any = None) -> None:
+        self._work = work
+        self._worker: forkwork.Forked[Any] | None = worker
+        self._asked = False
+
+    def meanwhile(self) -> None:
+        """Do the work here unless the worker is doing it or has done it."""
+        self._asked = True
+        code = None if self._worker is None else self._worker.poll()
+        if self._worker is not None and code in (None, 0):
+            return  # running (`close` waits for it), or done
+        self._run()
+
+    def close(self) -> None:
+        """Wait for the worker (at most `WORKER_GRACE` seconds, then it is killed); if the
+        publish went well (`meanwhile` ran) and the worker did not do the work, do it here."""
+        if self._worker is None:
+            return
+        code = self._worker.wait(WORKER_GRACE)
+        if code is None:
+            self._worker.cancel()
+        self._worker = None
+        if code != 0 and self._asked:
+            self._run()
+
+    def _run(self) -> None:
+        work, self._work = self._work, None
+        if work is not None:
+            work()
 
 
 def compile_and_sign(
@@ -307,6 +346,7 @@ def compile_and_sign(
     *,
     refuse_file_urls: bool = False,
     worker_min: int | None = None,
+    then: Callable[[], None] | None = None,
 ) -> Compiled:
     """Every device's document, compiled and signed (`sign_all`), in device-id order.
 
@@ -320,6 +360,8 @@ def compile_and_sign(
     too), and a real error (`CompileError`) is raised here. The worker's documents are
     compiled in this process only if someone reads them (`Documents`).
     With `refuse_file_urls`, a document naming a `file://` artifact stops it (`refuse_local`).
+    `then` (work that needs no broker, e.g. saving caches) is done by the worker once its
+    documents are back, while this process sends; else here: see `Compiled.aside`.
     """
     docs = Documents(
         revision.spec, revision.commit, revision.generation, artifact_base, revision.approval
@@ -329,7 +371,7 @@ def compile_and_sign(
     ends = forkwork.Ends(len(ids))
     worker = None
     if len(ids) >= max(least, 2) and forkwork.spare_core():
-        worker = forkwork.Forked.start(lambda: _sign_back(docs, ends, key, expires_at))
+        worker = forkwork.Forked.start(lambda: _sign_back(docs, ends, key, expires_at), then)
     signed: dict[str, Signed] = {}
     local: list[str] = []
     try:
@@ -343,8 +385,9 @@ def compile_and_sign(
         if worker is not None and ends.worker_started():
             theirs = worker.result(WORKER_GRACE + 2 * took)
     finally:
-        if worker is not None:
-            worker.cancel()
+        if worker is not None and (theirs is None or then is None):
+            worker.cancel()  # (alive only to do `then`, or not at all)
+    aside = Aside(then, None if theirs is None else worker)
     rows, more = theirs or ([], [])
     here = len(signed)
     for device, site, generation, digest, payload in rows:
@@ -355,7 +398,7 @@ def compile_and_sign(
     signed.update(sign_all(rest, key, expires_at))
     if refuse_file_urls:
         refuse_local(local + more + unreachable_urls(rest))
-    return Compiled(docs, {d: signed[d] for d in ids}, by_worker, len(rest))
+    return Compiled(docs, {d: signed[d] for d in ids}, by_worker, len(rest), aside)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,7 @@ def test_the_result_comes_back_from_another_process() -> None:
     child, rows = got
     assert child == pid != os.getpid()
     assert rows == [b"x" * 100_000] * 20
+    assert worker.wait(10) == 0
     assert gone(pid)
 
 
@@ -93,3 +95,24 @@ def test_the_worker_takes_what_this_process_leaves_across_the_fork() -> None:
     assert taken is not None
     assert sorted(i for r in taken for i in r) == list(range(10, 100))
     assert ends.front(10) is None  # the worker's progress is seen here
+
+
+def test_then_runs_after_the_result_is_back_and_its_exit_code_says_how_it_went(
+    tmp_path: Path,
+) -> None:
+    done = tmp_path / "then"
+
+    def then() -> None:
+        time.sleep(0.3)
+        done.write_text("written by the child")
+
+    worker = Forked.start(lambda: 42, then)
+    assert worker is not None
+    assert worker.result(30) == 42
+    assert not done.exists()  # the result came back first
+    assert worker.wait(30) == 0
+    assert done.read_text() == "written by the child"
+    failing = Forked.start(lambda: 7, fail)
+    assert failing is not None
+    assert failing.result(30) == 7
+    assert failing.wait(30) == 1
