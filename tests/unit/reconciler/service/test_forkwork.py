@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,8 @@ def leave() -> int:
 
 
 @pytest.mark.parametrize("work", [fail, die, leave], ids=["raises", "killed", "writes nothing"])
-def test_a_child_that_fails_gives_nothing(work: object) -> None:
-    worker = Forked.start(work)  # type: ignore[arg-type]
+def test_a_child_that_fails_gives_nothing(work: Callable[[], int]) -> None:
+    worker = Forked.start(work)
     assert worker is not None
     pid = worker.pid
     assert worker.result(30) is None
