@@ -307,9 +307,11 @@ class Aside:
     process does it when there is no worker, or the worker fails at it. `meanwhile` (once,
     while the documents are acknowledged: `publish`'s hook) and `close` (always, after)."""
 
-    def __init__(self, work: Callable[[], None] | None, worker: Any = None) -> None:
+    def __init__(
+        self, work: Callable[[], None] | None, worker: forkwork.Forked[Any] | None = None
+    ) -> None:
         self._work = work
-        self._worker: forkwork.Forked[Any] | None = worker
+        self._worker = worker
         self._asked = False
 
     def meanwhile(self) -> None:
@@ -374,6 +376,7 @@ def compile_and_sign(
         worker = forkwork.Forked.start(lambda: _sign_back(docs, ends, key, expires_at), then)
     signed: dict[str, Signed] = {}
     local: list[str] = []
+    theirs = None
     try:
         started = time.monotonic()
         while (batch := ends.front(WORKER_BATCH if worker else len(ids))) is not None:
@@ -381,13 +384,13 @@ def compile_and_sign(
             signed.update(sign_all(mine, key, expires_at))
             local += unreachable_urls(mine)
         took = time.monotonic() - started
-        theirs = None
         if worker is not None and ends.worker_started():
             theirs = worker.result(WORKER_GRACE + 2 * took)
     finally:
         if worker is not None and (theirs is None or then is None):
-            worker.cancel()  # (alive only to do `then`, or not at all)
-    aside = Aside(then, None if theirs is None else worker)
+            worker.cancel()  # (kept alive only to do `then`)
+            worker = None
+    aside = Aside(then, worker)
     rows, more = theirs or ([], [])
     here = len(signed)
     for device, site, generation, digest, payload in rows:

@@ -201,14 +201,17 @@ def test_a_worker_out_of_time_is_killed_and_what_it_took_signed_here(
 
 
 @needs_two_cores
-def test_a_compile_error_in_the_worker_s_part_is_raised_here(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("broken", ["zz-broken", "aa-broken"])
+def test_a_compile_error_on_either_side_is_raised_here(
+    broken: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Last in id order: the worker's first (or this process's last); first: this process's
+    first, with the worker running."""
     monkeypatch.setattr(publish_module, "WORKER_BATCH", 1)
     spec = big(6)
     device = spec.devices[max(spec.devices)]
     serves = [device.serves[0].model_copy(update={"line": "nope"})]
-    spec.devices["zz-broken"] = device.model_copy(update={"id": "zz-broken", "serves": serves})
-    for _ in range(3):  # sorts last: the worker's first, or this process's last
-        with pytest.raises(CompileError, match="zz-broken: serves unknown line"):
+    spec.devices[broken] = device.model_copy(update={"id": broken, "serves": serves})
+    for _ in range(3):
+        with pytest.raises(CompileError, match=f"{broken}: serves unknown line"):
             compile_and_sign(LoadedRevision(spec, COMMIT, 7), BASE, KEY, worker_min=0)
