@@ -234,3 +234,21 @@ def test_a_jsonl_image_path_with_a_lone_surrogate_escape_is_located_not_a_crash(
     path.write_text(json.dumps({"image": "\ud800.png", **row}) + "\n")
     assert lf(repo, "import", str(path)) == 1
     assert f"{path}:1:1: image: a string holds a lone surrogate escape" in capsys.readouterr().err
+
+
+def test_a_file_name_holding_a_newline_stays_on_its_error_line(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name is data: its newline is escaped (`\\x0a`), so a refused file is one line of the
+    error, while the message's own line breaks (one problem a line) stay."""
+    ok = tmp_path / "tree" / "line-1" / "ok"
+    _images(ok, 1, 1)
+    (ok / "two\nlines.png").write_bytes(b"not an image")
+    (ok / "other.png").write_bytes(b"not an image either")
+    args = ["import", str(tmp_path / "tree"), "--levels", "line/class", "--site", "toledo"]
+    args += ["--camera", "cam-1", "--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    err = capsys.readouterr().err
+    assert f"{ok}/two\\x0alines.png: not a PNG" in err
+    assert f"{ok}/other.png: not a PNG" in err and len(err.strip().split("\n")) == 2
+    assert "Traceback" not in err
