@@ -290,7 +290,7 @@ def _approved(dev: DeviceStatus) -> str:
 
 def needs_look(dev: DeviceStatus) -> bool:
     """Listed in the summary: a device not Synced, or one the fleet repository does not know."""
-    return dev.condition.type.value != "Synced" or not dev.in_fleet
+    return dev.condition.type.value != "Synced" or dev.in_fleet is False
 
 
 def render_table(status: FleetStatus, now: float, *, every: bool | None = None) -> str:
@@ -369,7 +369,7 @@ def _device_rows(devices: list[DeviceStatus], now: float) -> list[str]:
     rows: list[tuple[str, ...]] = [header]
     for dev in devices:
         desired, applied = _gen(dev)
-        name = dev.device if dev.in_fleet else f"{dev.device} (not in fleet)"
+        name = f"{dev.device} (not in fleet)" if dev.in_fleet is False else dev.device
         verdicts = (dev.sync.value, dev.health.value)
         seen, approved = _seen(dev, now), _approved(dev)
         for row in dev.lines or ():
