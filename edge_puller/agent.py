@@ -33,6 +33,7 @@ from edge_puller.events import event_builder
 from edge_puller.executor import execute
 from edge_puller.framesize import Fit, camera_spec, fit
 from edge_puller.intake import take_desired
+from edge_puller.localstatus import keep_report
 from edge_puller.metrics import LineMetrics
 from edge_puller.outbox import Outbox
 from edge_puller.planner import plan
@@ -266,6 +267,7 @@ class Agent:
         self._frames_reported = self._frames_said()
         document = build_report(self)  # checked as a `ReportedState` once, fitted, encoded
         self.outbox.put_report(topic(self.site, self.device, Channel.REPORTED), document)
+        keep_report(self.state_dir, document)  # `edge status` shows its error and warning
         self._last_report = self.clock()
 
     # --- helpers ----------------------------------------------------------------------------

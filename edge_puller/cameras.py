@@ -100,7 +100,11 @@ class CameraHub:
         self.on_change()
 
     def finished(self, feed: CameraFeed, state: str, message: str = "") -> None:
+        """The reader stopped; a source that ended while its problem stood (a video refused
+        for its frame size) has failed with that problem, still in the report."""
         with self._cond:
+            if state == "ended" and not message and feed.message:
+                state, message = "failed", feed.message
             feed.state, feed.message = state, message
             self._open -= 1
             self._cond.notify_all()

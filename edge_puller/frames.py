@@ -13,6 +13,14 @@ camera is a device that comes and goes (a USB cable): when it cannot be opened o
 delivering frames, the loop says why through `on_problem`, waits (capped backoff) and opens
 it again until stopped, so the agent around it keeps converging and reporting. `on_problem`
 is called once per change of the message, with `""` when frames flow again.
+
+A capture has the still images' pixel limit (`linefleet_core.imagefile.MAX_PIXELS`, 2^27): a
+video or stream whose declared width x height is above it is refused before a frame is read,
+and so is a decoded frame above it (a stream changing resolution, or declaring none). A
+misconfigured or hostile stream declaring 16,384 x 8,193 pixels would otherwise cost 400 MB
+a frame, times the camera's queue. The refusal is said through `on_problem` (the report's
+`error`); a video file then ends, a camera or stream is reopened with backoff (it may be
+reconfigured). `--frames` refuses a video declaring too many pixels at start (exit 2).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 from edge_puller.runtime import Frame
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
-from linefleet_core.imagefile import ImageFileRefused, decode_image, read_image_file
+from linefleet_core.imagefile import MAX_PIXELS, ImageFileRefused, decode_image, read_image_file
 from linefleet_core.text import printable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -60,6 +68,9 @@ def open_source(source: str, stop: threading.Event, on_problem: ProblemSink = _i
         if not video.isOpened():
             video.release()
             raise UsageError(f"--frames {source}: OpenCV cannot read this video file")
+        if refused := over_limit("declares", _declared(video)):
+            video.release()
+            raise UsageError(f"--frames {source}: {refused}")
         return capture_loop(str(path), path.stem, stop, on_problem, reopen=False, opened=video)
     if path.is_file():
         raise UsageError(
@@ -79,6 +90,22 @@ def open_camera(
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no warning per retry
     device: int | str = int(location) if kind == "usb" else location
     return capture_loop(device, camera, stop, on_problem, reopen=kind != "video")
+
+
+def _declared(capture: cv2.VideoCapture) -> tuple[int, int]:
+    """(width, height) as the capture declares them; 0 when it does not say."""
+    return int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+
+def over_limit(what: str, size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> str:
+    """Why a capture's frames of `size` (width, height) are refused, or "" within the limit."""
+    width, height = size
+    if width * height <= max_pixels:
+        return ""
+    return (
+        f"{what} {width:,} x {height:,} pixels, above the limit of {max_pixels:,} a frame "
+        "(as for still images); refused"
+    )
 
 
 def _read_image(path: Path) -> Frame | None:
@@ -174,12 +201,16 @@ def capture_loop(
     reopen: bool,
     opened: cv2.VideoCapture | None = None,
     backoff: Backoff | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> Frames:
     """Frames read from `cv2.VideoCapture(device)`, named `<name>-<n>` (n counts on across
     reopenings). With `reopen` (a camera), a failed open or read is reported and retried until
-    `stop`; without it (a video file), the loop ends when the stream does."""
+    `stop`; without it (a video file), the loop ends when the stream does. A capture declaring
+    more than `max_pixels` a frame, or a frame decoded larger, is refused (reported; a video
+    ends, a camera is reopened with backoff)."""
     retry = backoff or Backoff(base=1.0, cap=CAMERA_RETRY_CAP)
     capture = opened
+    checked = False  # the declared size, once per opening
     problem = ""
     index = 0
 
@@ -203,13 +234,24 @@ def capture_loop(
                     trouble(f"frames {name}: OpenCV cannot open {device!r}; retrying")
                     stop.wait(retry.next())
                     continue
-            ok, frame = capture.read()
-            if not ok or frame is None:
+                checked = False
+            refused = "" if checked else over_limit("declares", _declared(capture), max_pixels)
+            checked = True
+            ok, frame = (False, None) if refused else capture.read()
+            if ok and frame is not None:
+                size = (frame.shape[1], frame.shape[0])
+                refused = over_limit("delivered a frame of", size, max_pixels)
+            if refused or not ok or frame is None:
                 capture.release()
                 capture = None
+                if refused:
+                    trouble(
+                        f"frames {name}: {device!r} {refused}" + ("; retrying" if reopen else "")
+                    )
                 if not reopen:
                     return
-                trouble(f"frames {name}: {device!r} stopped delivering frames; reopening")
+                if not refused:
+                    trouble(f"frames {name}: {device!r} stopped delivering frames; reopening")
                 stop.wait(retry.next())
                 continue
             if problem:

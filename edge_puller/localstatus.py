@@ -1,4 +1,11 @@
-"""`linefleet edge status`: the device's own view, from its state directory, with no network."""
+"""`linefleet edge status`: the device's own view, from its state directory, with no network.
+
+The agent keeps its last report there (`reported.json`, the bytes it queued for the broker):
+its `error` and `warning` (a camera that cannot be opened, frames of another aspect refused, a
+scaled ROI) are what `linefleet status` judges, so the device's own view shows them and judges
+them the same way (`Failed`, `DeviceError`; `Degraded`, `DeviceWarning`), with the report's
+time.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,25 @@ from edge_puller.outbox import Outbox
 from edge_puller.spool import spool_folder, spooled_files, spooled_lines
 from edge_puller.state import Failure, StateStore
 from edge_puller.target import Target
+from linefleet_core.atomic import write_atomic
 from linefleet_core.conditions import Condition, ConditionType, Reason
+from linefleet_core.text import printable
+
+LAST_REPORT = "reported.json"
+
+
+def keep_report(state_dir: Path, document: bytes) -> None:
+    """Keep the report the agent just queued, for `edge status` (replaced atomically)."""
+    write_atomic(state_dir / LAST_REPORT, document)
+
+
+def _last_report(state_dir: Path) -> dict[str, Any]:
+    """The last report kept, or {} (none yet, or unreadable: the view goes without it)."""
+    with contextlib.suppress(OSError, ValueError):
+        found = json.loads((state_dir / LAST_REPORT).read_bytes())
+        if isinstance(found, dict):
+            return found
+    return {}
 
 
 def local_status(state_dir: Path) -> dict[str, Any]:
@@ -44,8 +69,12 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         )
     last_sync = _iso(state.last_sync)
     removed_at = _iso(state.removed_at)
-    condition = _condition(
-        state.generation, state.applied_generation, lines, state.failures, target
+    report = _last_report(state_dir)
+    error, warning = str(report.get("error") or ""), str(report.get("warning") or "")
+    condition = _reported(
+        _condition(state.generation, state.applied_generation, lines, state.failures, target),
+        error,
+        warning,
     )
     if removed_at is not None:
         condition = Condition(
@@ -66,6 +95,9 @@ def local_status(state_dir: Path) -> dict[str, Any]:
         "commit": target.document.commit if target else None,
         "last_sync": last_sync,
         "removed_at": removed_at,
+        "error": error,
+        "warning": warning,
+        "reported_at": report.get("at"),
         "outbox": outbox,
         "events_sent_or_queued": events,
         "lines": lines,
@@ -155,15 +187,29 @@ def _condition(
     return Condition(ConditionType.SYNCED, Reason.APPLIED, f"running generation {held}")
 
 
+def _reported(base: Condition, error: str, warning: str) -> Condition:
+    """The condition with the last report's `error` and `warning` judged as the fleet judges
+    them (`docs/protocol.md` section 6): an error is `Failed`, a warning `Degraded` over
+    `Progressing` and `Synced`."""
+    if error and base.type is not ConditionType.FAILED:
+        return Condition(ConditionType.FAILED, Reason.DEVICE_ERROR, error)
+    if warning and base.type in (ConditionType.SYNCED, ConditionType.PROGRESSING):
+        return Condition(ConditionType.DEGRADED, Reason.DEVICE_WARNING, warning)
+    return base
+
+
 def render_text(status: dict[str, Any]) -> str:
     out = [
-        f"condition   {status['condition']} ({status['reason']}): {status['message']}",
+        printable(f"condition   {status['condition']} ({status['reason']}): {status['message']}"),
         f"device      {status['site'] or '?'}/{status['device'] or '?'}",
         f"generation  {status['generation']} held, {status['applied_generation']} applied"
         + (f" (commit {status['commit'][:12]})" if status["commit"] else ""),
         f"last sync   {status['last_sync'] or 'never'}",
         f"outbox      {status['outbox']} message(s) waiting",
     ]
+    said = f" (reported {status['reported_at']})"
+    out += [printable(f"error       {status['error']}{said}")] if status["error"] else []
+    out += [printable(f"warning     {status['warning']}{said}")] if status["warning"] else []
     if not status["lines"]:
         out.append("lines       none yet (no desired state received)")
     for line in status["lines"]:

@@ -31,6 +31,9 @@ class Finding:
     """One problem, located as `path:line:col: field: message`.
 
     `line` and `col` are 1-based; 0 means the position is unknown (a whole-file problem).
+    A finding renders as one line: its path, field and message are data (a file name may hold
+    a newline or `ESC[2J`), so every control character in them is escaped (`\\x0a`); only the
+    line breaks between findings (`FindingsError`) stay.
     """
 
     path: str
@@ -43,9 +46,9 @@ class Finding:
 
     def render(self) -> str:
         where = self.path if self.line == 0 else f"{self.path}:{self.line}:{self.col}"
-        what = f"{printable(self.field)}: " if self.field else ""  # a YAML key may hold ESC
+        what = f"{self.field}: " if self.field else ""  # a YAML key may hold ESC
         tag = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
-        return f"{where}: {tag}{what}{self.message}"
+        return printable(f"{where}: {tag}{what}{self.message}")
 
     def as_dict(self) -> dict[str, object]:
         return {

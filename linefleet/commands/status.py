@@ -50,7 +50,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--state-dir, what `linefleet reconcile` recorded: events, rejected messages). "
             "A device not heard from within 3 heartbeats is Stale, never Synced. Exit 0, or "
             "4 when the broker is unreachable. With --wait SECONDS (for CI after a publish): "
-            "re-read until every device is Synced, exit 1 if one is not when time runs out. "
+            "re-read until every device has converged, i.e. applied the desired state (its "
+            "sync Synced, its health Healthy or Degraded); exit 1 if one has not when time "
+            "runs out. A Degraded device (a warning: it inspects, not quite as declared, e.g. "
+            "on a scaled ROI; a candidate rolled back) has converged and is named on stderr; "
+            "a Failed, Stale or Unknown one has not. "
             f"Above {SUMMARY_ABOVE} devices the table counts devices per site and condition "
             "and lists only those not Synced (and any not in the fleet); --all lists every "
             "device. --format json always lists every device, one per line."
@@ -103,7 +107,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--wait",
         type=seconds,
         metavar="SECONDS",
-        help="wait until every device is Synced (0: check once); exit 1 if not in time",
+        help="wait until every device has applied the desired state (sync Synced; health "
+        "Healthy, or Degraded: named as a warning) (0: check once); exit 1 if not in time",
     )
     p.set_defaults(run=run)
 
@@ -160,7 +165,7 @@ def run(ns: argparse.Namespace) -> int:
         ns.every,
     )
     escapes = read_escapes(args)
-    status, now = collect(args, escapes) if args.wait is None else wait_synced(args, escapes)
+    status, now = collect(args, escapes) if args.wait is None else wait_converged(args, escapes)
     if args.format == "json":
         extra = None
         if escapes is not None:
@@ -170,33 +175,52 @@ def run(ns: argparse.Namespace) -> int:
         print(render_table(status, now, every=args.every or None))
         if escapes is not None:
             print(render_escapes(escapes))
-    if args.wait is not None and not all_synced(status):
-        print(f"not every device is Synced after {args.wait:g}s", file=sys.stderr)
+    if args.wait is None:
+        return int(ExitCode.OK)
+    if not all_converged(status):
+        print(f"not every device has converged after {args.wait:g}s", file=sys.stderr)
         return int(ExitCode.INVALID)
+    for dev in status.devices:
+        if dev.health.value == "Degraded":
+            print(
+                printable(
+                    f"warning: {dev.site}/{dev.device} converged but Degraded "
+                    f"({dev.health.reason}): {dev.health.message}"
+                ),
+                file=sys.stderr,
+            )
     return int(ExitCode.OK)
 
 
-def all_synced(status: FleetStatus) -> bool:
-    """Every device Synced, and at least one device (an empty broker is not a rollout)."""
-    return bool(status.devices) and all(d.condition.type.value == "Synced" for d in status.devices)
+def converged(dev: DeviceStatus) -> bool:
+    """`--wait`'s test: the device applied the desired state (sync Synced) and inspects with
+    it (health Healthy, or Degraded: a warning to show, such as a scaled ROI or a rolled-back
+    candidate). Failed (cannot converge or inspect), Stale, Unknown, Progressing and OutOfSync
+    have not converged."""
+    return dev.sync.value == "Synced" and dev.health.value in ("Healthy", "Degraded")
+
+
+def all_converged(status: FleetStatus) -> bool:
+    """Every device converged, and at least one device (an empty broker is not a rollout)."""
+    return bool(status.devices) and all(converged(d) for d in status.devices)
 
 
 WAIT_NAMES = 10
 """`--wait` names this many of the devices it waits for (then says how many more)."""
 
 
-def wait_synced(
+def wait_converged(
     args: StatusArgs, escapes: Mapping[str, FieldEscapes] | None = None, poll: float = 1.0
 ) -> tuple[FleetStatus, float]:
-    """Re-read the broker until every device is Synced or `args.wait` seconds have passed;
-    say on stderr what is still outstanding whenever that changes."""
+    """Re-read the broker until every device has `converged` or `args.wait` seconds have
+    passed; say on stderr what is still outstanding whenever that changes."""
     deadline = time.monotonic() + (args.wait or 0.0)
     said = ""
     while True:
         status, now = collect(args, escapes)
-        if all_synced(status) or time.monotonic() >= deadline:
+        if all_converged(status) or time.monotonic() >= deadline:
             return status, now
-        pending = [d for d in status.devices if d.condition.type.value != "Synced"]
+        pending = [d for d in status.devices if not converged(d)]
         named = [f"{d.site}/{d.device} {d.condition.type.value}" for d in pending[:WAIT_NAMES]]
         if len(pending) > WAIT_NAMES:
             named.append(f"and {len(pending) - WAIT_NAMES} more")
@@ -266,7 +290,7 @@ def _approved(dev: DeviceStatus) -> str:
 
 def needs_look(dev: DeviceStatus) -> bool:
     """Listed in the summary: a device not Synced, or one the fleet repository does not know."""
-    return dev.condition.type.value != "Synced" or not dev.in_fleet
+    return dev.condition.type.value != "Synced" or dev.in_fleet is False
 
 
 def render_table(status: FleetStatus, now: float, *, every: bool | None = None) -> str:
@@ -345,7 +369,7 @@ def _device_rows(devices: list[DeviceStatus], now: float) -> list[str]:
     rows: list[tuple[str, ...]] = [header]
     for dev in devices:
         desired, applied = _gen(dev)
-        name = dev.device if dev.in_fleet else f"{dev.device} (not in fleet)"
+        name = f"{dev.device} (not in fleet)" if dev.in_fleet is False else dev.device
         verdicts = (dev.sync.value, dev.health.value)
         seen, approved = _seen(dev, now), _approved(dev)
         for row in dev.lines or ():

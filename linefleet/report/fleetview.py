@@ -71,7 +71,7 @@ def _row_view(
         message=message,
         sync=dev.sync.value,
         health=health(cond).value,
-        device=dev.device if dev.in_fleet else f"{dev.device} (not in fleet)",
+        device=f"{dev.device} (not in fleet)" if dev.in_fleet is False else dev.device,
         serving=serving,
         candidate=candidate,
         stage=stage,

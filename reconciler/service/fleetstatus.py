@@ -42,6 +42,7 @@ RECONCILER_KEYS = (
     "last_error",
 )
 STALE_HEARTBEATS = 3
+NO_DESIRED = "no desired state published for this device"
 DEFAULT_HEARTBEAT = 60
 
 
@@ -91,7 +92,10 @@ class DeviceStatus:
     desired: DesiredState | None
     observation: DeviceObservation | None
     lines: tuple[LineRow, ...]
-    in_fleet: bool = True
+    in_fleet: bool | None = True
+    """In the fleet repository (`--repo`); without it, True when a desired state is published
+    for the device, else None: a report from a device no document names (a device at another
+    site's topic, a stranger) may or may not be in the fleet, and is not said to be."""
     sync: Assessment = Assessment(SyncType.UNKNOWN.value, Reason.NOT_COMPUTED)
     health: Assessment = Assessment(HealthType.UNKNOWN.value, Reason.NOT_COMPUTED)
 
@@ -263,9 +267,7 @@ def condition(
     if rep.warning:
         return Condition(ConditionType.DEGRADED, Reason.DEVICE_WARNING, rep.warning)
     if desired is None:
-        return Condition(
-            ConditionType.PROGRESSING, Reason.NO_DESIRED_STATE, "no desired state published"
-        )
+        return Condition(ConditionType.PROGRESSING, Reason.NO_DESIRED_STATE, NO_DESIRED)
     applied = rep.applied
     if applied is None or applied.content_hash != desired.content_hash:
         have = "nothing" if applied is None else f"generation {applied.generation}"
@@ -289,9 +291,7 @@ def sync(
         return Assessment(SyncType.UNKNOWN.value, Reason.STALE, cond.message)
     rep = None if obs is None else obs.reported
     if desired is None:
-        return Assessment(
-            SyncType.UNKNOWN.value, Reason.NO_DESIRED_STATE, "no desired state published"
-        )
+        return Assessment(SyncType.UNKNOWN.value, Reason.NO_DESIRED_STATE, NO_DESIRED)
     if rep is None:
         return Assessment(
             SyncType.UNKNOWN.value, Reason.NEVER_REPORTED, "no report from the device yet"
@@ -385,12 +385,20 @@ def fleet_status(
                 doc,
                 obs,
                 tuple(rows),
-                in_fleet=fleet is None or key in fleet,
+                in_fleet=_in_fleet(key, doc, fleet),
                 sync=sync(doc, obs, cond, missing),
                 health=health(cond),
             )
         )
     return FleetStatus(out, dict(rejections), last)
+
+
+def _in_fleet(key: str, doc: DesiredState | None, fleet: set[str] | None) -> bool | None:
+    """`DeviceStatus.in_fleet`: from the repository's device list, else known only when a
+    desired state is published for the device."""
+    if fleet is not None:
+        return key in fleet
+    return True if doc is not None else None
 
 
 def device_json(dev: DeviceStatus, now: float) -> dict[str, Any]:

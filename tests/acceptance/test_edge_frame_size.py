@@ -71,6 +71,8 @@ def test_frames_at_half_the_declared_size_keep_the_device_synced_and_flag_its_he
             device = json.loads(capsys.readouterr().out)["devices"][0]
             assert main(["status", "--broker", broker.url]) == 0
             table = capsys.readouterr().out
+            assert main(["edge", "status", "--state-dir", str(tmp_path / "state")]) == 0
+            local = capsys.readouterr().out
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
@@ -84,3 +86,14 @@ def test_frames_at_half_the_declared_size_keep_the_device_synced_and_flag_its_he
     )
     assert (device["sync"]["status"], device["health"]["status"]) == ("Synced", "Degraded")
     assert f"plant/dev-1: Degraded (DeviceWarning): {why}" in table
+    # the operator at the line sees the same on the device, while it runs and after it stopped
+    assert f"condition   Degraded (DeviceWarning): {why}\n" in local
+    assert f"warning     {why} (reported " in local
+    assert main(["edge", "status", "--state-dir", str(tmp_path / "state"), "--format", "json"]) == 0
+    mine = json.loads(capsys.readouterr().out)
+    assert (mine["condition"], mine["reason"], mine["warning"], mine["error"]) == (
+        "Degraded",
+        "DeviceWarning",
+        why,
+        "",
+    )

@@ -209,17 +209,21 @@ def test_a_gif_named_png_and_a_file_name_with_escapes_are_refused_by_name_safely
 ) -> None:
     """A GIF is refused by its content whatever it is called (OpenCV decoded it with no size
     check: 54 bytes could declare gigabytes); a file name holding ESC sequences reached the
-    terminal raw through the error message (`ESC[2J` clears the reader's screen)."""
+    terminal raw through the error message (`ESC[2J` clears the reader's screen); a name is
+    data: its newline is escaped (`\\x0a`) too, so each refused file is one line of the error,
+    while the message's own line breaks (one problem a line) stay."""
     ok = tmp_path / "tree" / "line-1" / "ok"
     _images(ok, 1, 1)
     (ok / "bomb.png").write_bytes(gif_declaring(12000, 12000))
     (ok / "\x1b[2Jclear.png").write_bytes(b"not an image")
+    (ok / "two\nlines.png").write_bytes(b"not an image either")
     args = ["import", str(tmp_path / "tree"), "--levels", "line/class", "--site", "toledo"]
     args += ["--camera", "cam-1", "--annotator", "ana", "--taxonomy", "surface-defects@2"]
     assert lf(repo, *args) == 1
     err = capsys.readouterr().err
     assert f"{ok / 'bomb.png'}: not a PNG, JPEG, BMP, TIFF or WebP image" in err
     assert "\x1b" not in err and f"{ok}/\\x1b[2Jclear.png: not a PNG" in err
+    assert f"{ok}/two\\x0alines.png: not a PNG" in err and len(err.strip().split("\n")) == 3
     assert "Traceback" not in err
     assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
 

@@ -359,6 +359,33 @@ def test_a_line_whose_frames_are_all_unreadable_is_a_device_error(
     assert ReportedState.model_validate_json(build_report(agent)).error == ""
 
 
+def test_edge_status_judges_the_last_report_error_as_the_fleet_does(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """`edge status` read only state.json: a blind line (an `error` the fleet shows Failed)
+    was `Synced` on the device. It reads the agent's last report too."""
+    agent = _agent(tmp_path / "state")
+    agent.offer_desired(desired(KEY, 1, line_doc(models["m1"])))
+    _converge(agent)
+    for _ in range(2):
+        agent.unreadable()
+    agent.send_report()
+    status = local_status(tmp_path / "state")
+    blind = f"frames {LINE}: 2 unreadable frame(s) and none decided since the last report"
+    assert (status["condition"], status["reason"], status["message"]) == (
+        "Failed",
+        "DeviceError",
+        blind,
+    )
+    assert status["error"] == blind and status["reported_at"] is not None
+    assert f"error       {blind} (reported " in render_text(status)
+    agent.serve("cam-1", "f1", BRIGHT)
+    agent.send_report()
+    status = local_status(tmp_path / "state")
+    assert (status["condition"], status["error"], status["warning"]) == ("Synced", "", "")
+    assert "error " not in render_text(status)
+
+
 def test_full_disk_is_reported_and_the_incumbent_keeps_serving(
     tmp_path: Path, models: dict[str, ModelSpec]
 ) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import struct
 import threading
 import time
 from pathlib import Path
@@ -9,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_puller.frames import capture_loop, open_source
+from edge_puller.cameras import CameraFeed, CameraHub, read_camera
+from edge_puller.frames import Frames, ProblemSink, capture_loop, open_camera, open_source
+from edge_puller.sources import Source
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
-from linefleet_core.imagefile import MAX_FILE_BYTES
+from linefleet_core.imagefile import MAX_FILE_BYTES, MAX_PIXELS
 
 
 def write_video(path: Path, levels: list[int]) -> Path:
@@ -215,3 +220,99 @@ def test_an_oversized_file_still_being_written_is_named_once_when_it_settles(
     reader.join(timeout=10)
     assert found == [("a.png", True)]
     assert caplog.text.count("an image file is read only up to") == 1
+
+
+def video_declaring(path: Path, width: int, height: int) -> Path:
+    """A real 3-frame MJPG .avi of a few KB whose frames and headers declare `width` x
+    `height`: what a misconfigured or hostile camera stream says before its first frame."""
+    data = bytearray(write_video(path, [40, 80, 120]).read_bytes())
+    at = data.find(b"\xff\xc0")  # each JPEG's start of frame: height, then width
+    while at >= 0:
+        struct.pack_into(">HH", data, at + 5, height, width)
+        at = data.find(b"\xff\xc0", at + 2)
+    struct.pack_into("<ii", data, data.find(b"strf") + 12, width, height)  # BITMAPINFOHEADER
+    struct.pack_into("<II", data, data.find(b"avih") + 40, width, height)  # main AVI header
+    path.write_bytes(bytes(data))
+    return path
+
+
+HUGE = (16384, 8193)  # 134,234,112 pixels: just above MAX_PIXELS, 400 MB a decoded frame
+REFUSED = f"declares 16,384 x 8,193 pixels, above the limit of {MAX_PIXELS:,} a frame"
+
+
+def test_a_video_declaring_more_pixels_than_an_image_may_have_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    video = video_declaring(tmp_path / "huge.avi", *HUGE)
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_WIDTH) == HUGE[0]  # as declared
+    with pytest.raises(UsageError, match=f"--frames {video}: {REFUSED}"):
+        open_source(str(video), threading.Event())
+
+
+def test_a_sources_video_declaring_too_many_pixels_fails_its_camera_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """No frame is read (each would decode to 400 MB, times the camera's queue); the camera
+    is `failed` with the reason, which the report's `error` carries (`hub.problems`)."""
+    video = video_declaring(tmp_path / "huge.avi", *HUGE)
+    feed = CameraFeed(Source("cam-1", str(video), "video"), 4)
+    hub = CameraHub({"cam-1": feed})
+
+    def opener(source: Source, halt: threading.Event, trouble: ProblemSink) -> Frames:
+        return open_camera(source.kind, source.location, source.camera, halt, trouble)
+
+    read_camera(hub, feed, opener, threading.Event())
+    assert (feed.state, feed.read) == ("failed", 0)
+    assert hub.problems() == [
+        f"frames cam-1: {str(video)!r} {REFUSED} (as for still images); refused"
+    ]
+
+
+def test_a_stream_declaring_too_many_pixels_is_refused_and_retried(tmp_path: Path) -> None:
+    """A stream (served over HTTP here, as a camera's MJPEG stream is) may be reconfigured:
+    it is refused, said, and opened again with backoff, never read."""
+    video_declaring(tmp_path / "huge.avi", *HUGE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/huge.avi"
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def on_problem(message: str) -> None:
+        problems.append(message)
+        stop.set()
+
+    try:
+        loop = capture_loop(url, "cam-1", stop, on_problem, reopen=True)
+        assert list(loop) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert problems == [f"frames cam-1: {url!r} {REFUSED} (as for still images); refused; retrying"]
+
+
+def test_a_decoded_frame_larger_than_the_limit_ends_a_video_said_not_queued(
+    tmp_path: Path,
+) -> None:
+    """The declared size is checked once per opening; a frame decoded larger (a capture
+    changing resolution, or declaring none) is refused too. OpenCV's image-sequence capture
+    declares its first image's size and delivers each at its own."""
+    cv2.imwrite(str(tmp_path / "f001.png"), np.full((24, 32, 3), 50, np.uint8))
+    cv2.imwrite(str(tmp_path / "f002.png"), np.full((48, 64, 3), 50, np.uint8))
+    pattern = str(tmp_path / "f%03d.png")
+    capture = cv2.VideoCapture(pattern, cv2.CAP_IMAGES)
+    problems: list[str] = []
+    frames = list(
+        capture_loop(
+            pattern, "cam", threading.Event(), problems.append, reopen=False, opened=capture,
+            max_pixels=32 * 24,
+        )
+    )  # fmt: skip
+    assert [(frame_id, f.shape if f is not None else None) for frame_id, f in frames] == [
+        ("cam-00000001", (24, 32, 3))
+    ]
+    assert problems == [
+        f"frames cam: {pattern!r} delivered a frame of 64 x 48 pixels, above the limit of 768 "
+        "a frame (as for still images); refused"
+    ]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from linefleet.commands.status import render_table
 from linefleet_core.conditions import ConditionType
 from linefleet_core.wire import DesiredState, HealthGatesSpec, LineMetrics
 from reconciler.service.compile import compile_fleet
@@ -235,3 +236,32 @@ def test_no_shadow_comparisons_is_no_agreement_and_breaks_no_gate() -> None:
     agreed = LineMetrics.model_validate(metrics(shadow_agreement=0.97))
     measured = reported.model_copy(update={"metrics": agreed})
     assert "agree=0.97" in _candidate(LineRow("dresden/line-1", "m@2", "m@3", "shadow", measured))
+
+
+def test_without_the_repository_a_device_no_document_names_is_not_said_to_be_in_the_fleet() -> None:
+    """A report from a device at a site that has no such device (its agent given the wrong
+    site): without `--repo`, status cannot know whether it is in the fleet. It used to say
+    `in_fleet: true`; it says null, and that no desired state was published for it. With the
+    repository's device list it is not in the fleet."""
+    doc = desired()
+    obs = Observations()
+    stray = report(doc, site="toledo")
+    obs.ingest(f"linefleet/v1/toledo/{doc.device}/reported", stray, NOW, live=False)
+    key = f"{doc.site}/{doc.device}"
+    status = fleet_status({key: doc}, obs, NOW)
+    stranger = next(d for d in status.devices if d.site == "toledo")
+    assert stranger.in_fleet is None
+    assert stranger.condition.reason == "NoDesiredState"
+    assert stranger.condition.message == "no desired state published for this device"
+    assert stranger.sync.message == "no desired state published for this device"
+    doc_json = as_json(status, NOW)["devices"]
+    assert [(d["site"], d["in_fleet"]) for d in doc_json] == [("dresden", True), ("toledo", None)]
+    table = render_table(status, NOW)
+    assert f"toledo/{doc.device}: Progressing (NoDesiredState): no desired state published" in table
+    assert "(not in fleet)" not in table
+    with_repo = fleet_status({key: doc}, obs, NOW, fleet={key})
+    assert f"{doc.device} (not in fleet)" in render_table(with_repo, NOW)
+    assert [(d.site, d.in_fleet) for d in with_repo.devices] == [
+        ("dresden", True),
+        ("toledo", False),
+    ]
