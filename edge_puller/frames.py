@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -53,6 +54,23 @@ ProblemSink = Callable[[str], None]
 
 def _ignore(_message: str) -> None:
     return None
+
+
+def shown(device: int | str) -> str:
+    """How a capture is named in logs and reports: a stream URL's password (`rtsp://user:
+    secret@host/...`, as many IP cameras want it) is written `***`: the report travels over
+    MQTT and `linefleet status` prints it."""
+    if isinstance(device, int):
+        return repr(device)
+    try:
+        parts = urlsplit(device)
+        secret = parts.password
+    except ValueError:  # (not a URL a password could be read from)
+        return repr(device)
+    if secret is None:
+        return repr(device)
+    host = parts.netloc.rpartition("@")[2]
+    return repr(parts._replace(netloc=f"{parts.username}:***@{host}").geturl())
 
 
 def open_source(source: str, stop: threading.Event, on_problem: ProblemSink = _ignore) -> Frames:
@@ -231,7 +249,7 @@ def capture_loop(
                 if not capture.isOpened():
                     capture.release()
                     capture = None
-                    trouble(f"frames {name}: OpenCV cannot open {device!r}; retrying")
+                    trouble(f"frames {name}: OpenCV cannot open {shown(device)}; retrying")
                     stop.wait(retry.next())
                     continue
                 checked = False
@@ -246,12 +264,13 @@ def capture_loop(
                 capture = None
                 if refused:
                     trouble(
-                        f"frames {name}: {device!r} {refused}" + ("; retrying" if reopen else "")
+                        f"frames {name}: {shown(device)} {refused}"
+                        + ("; retrying" if reopen else "")
                     )
                 if not reopen:
                     return
                 if not refused:
-                    trouble(f"frames {name}: {device!r} stopped delivering frames; reopening")
+                    trouble(f"frames {name}: {shown(device)} stopped delivering frames; reopening")
                 stop.wait(retry.next())
                 continue
             if problem:

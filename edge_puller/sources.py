@@ -43,9 +43,6 @@ class Source:
     location: str
     kind: SourceKind
 
-    def describe(self) -> str:
-        return f"{self.kind} {self.location}"
-
 
 @dataclass(frozen=True)
 class Sources:

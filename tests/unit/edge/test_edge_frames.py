@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import socket
 import struct
 import threading
 import time
@@ -13,7 +14,14 @@ import numpy as np
 import pytest
 
 from edge_puller.cameras import CameraFeed, CameraHub, read_camera
-from edge_puller.frames import Frames, ProblemSink, capture_loop, open_camera, open_source
+from edge_puller.frames import (
+    Frames,
+    ProblemSink,
+    capture_loop,
+    open_camera,
+    open_source,
+    shown,
+)
 from edge_puller.sources import Source
 from linefleet_core.backoff import Backoff
 from linefleet_core.errors import UsageError
@@ -316,3 +324,27 @@ def test_a_decoded_frame_larger_than_the_limit_ends_a_video_said_not_queued(
         f"frames cam: {pattern!r} delivered a frame of 64 x 48 pixels, above the limit of 768 "
         "a frame (as for still images); refused"
     ]
+
+
+def test_a_stream_password_never_reaches_the_report(tmp_path: Path) -> None:
+    """IP cameras often want `rtsp://user:password@host/...`: the sources file keeps it on the
+    device, but a problem's text goes into the report (over MQTT, into `linefleet status`), so
+    the password is written `***` there; the user and host stay, to find the camera by."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://viewer:s3cr%40t@127.0.0.1:{port}/cam.mjpg"
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def on_problem(message: str) -> None:
+        problems.append(message)
+        stop.set()
+
+    assert list(capture_loop(url, "cam-1", stop, on_problem, reopen=True)) == []
+    shown_url = f"'http://viewer:***@127.0.0.1:{port}/cam.mjpg'"
+    assert problems == [f"frames cam-1: OpenCV cannot open {shown_url}; retrying"]
+    assert shown("rtsp://cam.local/1") == "'rtsp://cam.local/1'"
+    assert shown("rtsp://viewer@cam.local/1") == "'rtsp://viewer@cam.local/1'"
+    assert shown("rtsp://viewer:pw@[fe80::1]:554/1") == "'rtsp://viewer:***@[fe80::1]:554/1'"
+    assert shown(0) == "0"
