@@ -1,51 +1,43 @@
-"""Run one pure computation in a forked child, on the machine's other core.
+"""One pure computation in a forked child (`linefleet_core.forked`), its result sent back
+pickled; and a list worked through from both ends, by this process and the child.
 
-The child inherits the parent's memory as it is at the fork (a validated fleet of 10,000
-devices costs it nothing to get), runs `work()`, writes the pickled result to a pipe and ends
-with `os._exit`: it runs no other code of the parent's (no `atexit`, no flushing of the
-parent's buffers, none of its threads, which a fork does not copy). The parent reads the
-result when it wants it, with a time limit.
-
-Whatever goes wrong in the child (an exception, a signal, a lock some other thread of the
-parent held at the fork and the child then waits for forever) makes `result()` return None,
-the child killed and reaped: the caller then does the work itself and meets the real error,
-if there is one, in its own process.
+`Forked.result()` gives the child's result once it has written all of it, or None (the child
+killed and reaped) when it failed, died or ran out of time: the caller then does the work
+itself and meets the real error, if there is one, in its own process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import pickle
-import resource
 import selectors
-import signal
 import struct
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from linefleet_core.forked import Child, spare_core, write_all
+
+__all__ = ["Ends", "Forked", "spare_core"]
 
 T = TypeVar("T")
 
 READ_CHUNK = 1 << 20
 
 
-def spare_core() -> bool:
-    """True when this process may run on more than one core (and can fork)."""
-    return hasattr(os, "fork") and len(os.sched_getaffinity(0)) > 1
-
-
 class Forked(Generic[T]):
     """`work()` computed in a forked child: `result()` once, then (given `then`) `wait()` for
     the rest; `cancel()` at any time."""
 
-    def __init__(self, pid: int, read_fd: int) -> None:
-        self.pid = pid
-        self._fd: int | None = read_fd
-        self.cpu = 0.0
-        """The child's CPU seconds (user + system), known once it is reaped."""
-        self._code: int | None = None
+    def __init__(self, child: Child) -> None:
+        self._child = child
+        self._fd: int | None = child.fd
+
+    @property
+    def pid(self) -> int:
+        """The child's process id; 0 once it is reaped."""
+        return self._child.pid
 
     @classmethod
     def start(
@@ -54,25 +46,15 @@ class Forked(Generic[T]):
         """Fork a child computing `work()` and, once its result is written, `then()` (work
         whose result nobody waits for: its exit code says whether it went well). None when
         the fork fails (no memory, no fork)."""
-        read_fd, write_fd = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read_fd)
-            os.close(write_fd)
-            return None
-        if pid == 0:  # the child: compute, write, leave (never returns)
-            code = 1
-            try:
-                os.close(read_fd)
-                _write_all(write_fd, pickle.dumps(work(), pickle.HIGHEST_PROTOCOL))
-                if then is not None:
-                    then()
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        return cls(pid, read_fd)
+
+        def body(fd: int) -> None:
+            write_all(fd, pickle.dumps(work(), pickle.HIGHEST_PROTOCOL))
+            os.close(fd)  # (the result is whole: the reader sees its end)
+            if then is not None:
+                then()
+
+        child = Child.start(body)
+        return None if child is None else cls(child)
 
     def result(self, timeout: float) -> T | None:
         """The child's result, once it has written all of it; None (the child killed and
@@ -89,22 +71,22 @@ class Forked(Generic[T]):
     def poll(self) -> int | None:
         """The child's exit code (negative: the signal that ended it) once it has ended and
         is reaped; None while it runs."""
-        return self._reap(os.WNOHANG)
+        return self._closed(self._child.poll())
 
     def wait(self, timeout: float) -> int | None:
         """`poll()` until the child ends, for at most `timeout` seconds (None: it still runs)."""
-        end = time.monotonic() + timeout
-        while (code := self.poll()) is None and time.monotonic() < end:
-            time.sleep(0.01)
-        return code
+        return self._closed(self._child.wait(timeout))
 
     def cancel(self) -> None:
         """Kill the child (if it still runs) and reap it."""
-        if self.pid == 0:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self._reap(0)
+        self._child.cancel()
+        self._closed(0)
+
+    def _closed(self, code: int | None) -> int | None:
+        if code is not None and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        return code
 
     def _read(self, end: float) -> list[bytes] | None:
         """Everything the child writes until it closes the pipe; None at `end`."""
@@ -123,32 +105,6 @@ class Forked(Generic[T]):
                 if not chunk:
                     return chunks
                 chunks.append(chunk)
-
-    def _reap(self, options: int) -> int | None:
-        """Wait for the child (`options`: `os.WNOHANG` not to); its exit code."""
-        if self.pid == 0:
-            return self._code
-        pid, status, usage = os.wait4(self.pid, options)
-        if pid == 0:
-            return None  # still running
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self.pid = 0
-        self.cpu = _cpu(usage)
-        self._code = os.waitstatus_to_exitcode(status)
-        return self._code
-
-
-def _cpu(usage: resource.struct_rusage) -> float:
-    return float(usage.ru_utime + usage.ru_stime)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.close(fd)
 
 
 class Ends:
