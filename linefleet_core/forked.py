@@ -13,6 +13,12 @@ could hold at the fork (no logging, no new connections). Whatever goes wrong in 
 (an exception, a signal, a lock it waits for forever) shows here as an early end of what it
 writes, or a time limit the caller sets: the caller then does the work itself.
 
+While a child lives, this process's cycle collector leaves alone the objects it had at the
+fork (`gc.freeze`): a collection writes into every object it scans, and each page written
+after a fork is copied, in this process too. Measured on 10,000 devices' compile and sign
+(the child doing half): without the freeze, this process spent as much CPU on its half as on
+the whole without a child (1.4-2.2 s against 1.8 s); with it, 1.1 s.
+
 Who uses it: the full publish's load (`linefleet_forge.catfile`: parsing fleet files) and its
 compile and sign (`reconciler.service.forkwork`).
 """
@@ -37,6 +43,10 @@ def spare_core() -> bool:
         return (os.cpu_count() or 1) > 1
 
 
+_live = 0
+"""Children started and not yet reaped (the objects of the fork stay frozen while any lives)."""
+
+
 class Child:
     """A forked child running `body(fd)`; `fd` here reads what it writes. Every way out
     (`poll` seeing it end, `wait`, `cancel`) reaps it; the pipe is the caller's to close."""
@@ -56,11 +66,14 @@ class Child:
             read_fd, write_fd = os.pipe()
         except OSError:
             return None
+        global _live
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError:
             os.close(read_fd)
             os.close(write_fd)
+            _thaw()
             return None
         if pid == 0:  # the child (never returns)
             code = 1
@@ -74,6 +87,7 @@ class Child:
             finally:
                 os._exit(code)
         os.close(write_fd)
+        _live += 1
         return cls(pid, read_fd)
 
     def poll(self) -> int | None:
@@ -103,9 +117,17 @@ class Child:
         if pid == 0:
             return None  # still running
         self.pid = 0
+        global _live
+        _live -= 1
+        _thaw()
         self.cpu = float(usage.ru_utime + usage.ru_stime)
         self._code = os.waitstatus_to_exitcode(status)
         return self._code
+
+
+def _thaw() -> None:
+    if _live == 0:
+        gc.unfreeze()
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -3,6 +3,7 @@ the body does; every way out reaps it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -45,6 +46,7 @@ def test_a_body_that_raises_exits_1_and_nothing_of_this_process_runs_there(
 def test_ctrl_c_ends_the_child_at_once_instead_of_raising_there() -> None:
     """A KeyboardInterrupt inside the child would run this process's `finally` blocks and
     handlers there; the child takes the default action instead (it dies of the signal)."""
+
     def body(fd: int) -> None:
         os.write(fd, b".")
         time.sleep(60)
@@ -67,3 +69,19 @@ def test_cancel_kills_and_reaps() -> None:
     child.cancel()  # twice is harmless
     assert child.poll() == -signal.SIGKILL
     os.close(child.fd)
+
+
+def test_the_objects_of_the_fork_are_left_to_the_child_until_every_child_is_reaped() -> None:
+    """A collection here would write into every object the child shares, and so copy every
+    page of the heap: the objects of the fork are frozen while a child lives, not after."""
+    gc.unfreeze()
+    first = Child.start(lambda fd: time.sleep(60))
+    second = Child.start(lambda fd: time.sleep(60))
+    assert first is not None and second is not None
+    assert gc.get_freeze_count() > 0
+    first.cancel()
+    assert gc.get_freeze_count() > 0  # (the second still shares them)
+    second.cancel()
+    assert gc.get_freeze_count() == 0
+    os.close(first.fd)
+    os.close(second.fd)
