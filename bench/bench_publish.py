@@ -338,8 +338,9 @@ def main() -> int:
         for name, value in (("user.name", "bench"), ("user.email", "bench@linefleet.invalid")):
             subprocess.run(["git", "config", name, value], cwd=repo, check=True)
         commit_all(repo, "generated fleet")
-        loose, repo = repo, Path(tmp) / "clone"
-        subprocess.run(["git", "clone", "-q", str(loose), str(repo)], check=True)
+        loose, repo = repo, Path(tmp) / "clone"  # (--no-local: fetched as from a remote,
+        # in one pack; a local clone would hard-link the loose objects)
+        subprocess.run(["git", "clone", "-q", "--no-local", str(loose), str(repo)], check=True)
         for name, value in (("user.name", "bench"), ("user.email", "bench@linefleet.invalid")):
             subprocess.run(["git", "config", name, value], cwd=repo, check=True)
         caches = repo / ".git" / "linefleet"
