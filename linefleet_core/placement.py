@@ -41,7 +41,10 @@ def line_path(key: str) -> str:
 def _split(path: str) -> tuple[tuple[str, ...], str, str]:
     """(parts, stem, suffix) of a repository-relative POSIX path, as `PurePosixPath` gives
     them (string operations: this runs for every file of every revision read)."""
-    parts = tuple(part for part in path.split("/") if part and part != ".")
+    split = path.split("/")
+    if "" in split or "." in split:  # (`a//b`, `./a`, a trailing `/`: rare)
+        split = [part for part in split if part and part != "."]
+    parts = tuple(split)
     name = parts[-1] if parts else ""
     dot = name.rfind(".")
     if 0 < dot < len(name) - 1:

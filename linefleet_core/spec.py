@@ -38,6 +38,7 @@ KINDS: dict[str, type[BaseModel]] = {
     "Taxonomy": Taxonomy,
 }
 KIND_DIR = {kind: TAXONOMY_DIR if kind == "Taxonomy" else FLEET_DIR for kind in KINDS}
+_KIND_PREFIX = {kind: f"{folder}/" for kind, folder in KIND_DIR.items()}
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,11 @@ class FleetSpec:
     broken: set[str] = field(default_factory=set)
     """`kind:key` of documents that failed their schema: references to them are not reported
     again as unknown (the schema error already says what is wrong)."""
+    _versions: dict[int, tuple[ModelFamily, dict[int, ModelVersion]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """id(family) -> (family, its versions by number): `model_version` runs for every
+    reference of every line and device."""
 
     def exists(self, kind: str, key: str) -> bool:
         """True when the object is declared, loaded or not (broken ones count as declared)."""
@@ -234,7 +240,11 @@ class FleetSpec:
         family = self.models.get(name)
         if family is None or not version.isdigit():
             return None
-        return next((v for v in family.versions if v.version == int(version)), None)
+        found = self._versions.get(id(family))
+        if found is None or found[0] is not family:  # (the first of a version listed twice)
+            index = {v.version: v for v in reversed(family.versions)}
+            found = self._versions[id(family)] = (family, index)
+        return found[1].get(int(version)) if found[1] else None
 
     def lines_of(self, site: str) -> list[Line]:
         return [line for line in self.lines.values() if line.site == site]
@@ -288,7 +298,7 @@ def _load(
     for path, raw in source.files():
         if isinstance(raw, Refused):
             findings.append(Finding(path, 0, 0, "", raw.message, code="file_type"))
-            spec.broken.update(filter(None, [placement.declared(path)]))  # one error, not two
+            spec.broken.update(_by_path(path))  # one error, not two
             continue
         checked = checks.get((path, raw))
         if checked is None:
@@ -311,37 +321,44 @@ def check_file(path: str, raw: bytes, parsed: yamlsafe.ParsedBlobs | None = None
     With `parsed`, a document parsed before is reused; the checks always run (they are
     most of what a change of linefleet changes, and the objects they build are not cached).
     """
-    by_path = tuple(filter(None, [placement.declared(path)]))
     try:
         doc = yamlsafe.load(path, raw, parsed)
     except yamlsafe.YamlProblem as problem:
         where = (path, problem.line, problem.col, problem.field, problem.message)
-        return Checked(None, findings=(Finding(*where, code="yaml"),), broken=by_path)
+        return Checked(None, findings=(Finding(*where, code="yaml"),), broken=_by_path(path))
     data = doc.data
     if not isinstance(data, dict):
         kind_of = type(data).__name__
-        return _refused(doc, (), f"expected a mapping at the top level, got a {kind_of}", by_path)
+        message = f"expected a mapping at the top level, got a {kind_of}"
+        return _refused(doc, (), message, _by_path(path))
     kind = data.get("kind")
     if data.get("apiVersion") != API_VERSION:
         return _refused(
-            doc, ("apiVersion",), f"must be {API_VERSION!r}", by_path, code="api_version"
+            doc, ("apiVersion",), f"must be {API_VERSION!r}", _by_path(path), code="api_version"
         )
-    if not isinstance(kind, str) or kind not in KINDS:
+    if not isinstance(kind, str) or (model := KINDS.get(kind)) is None:
         message = f"unknown kind {kind!r}; one of: {', '.join(KINDS)}"
-        return _refused(doc, ("kind",), message, by_path)
-    if not path.startswith(KIND_DIR[kind] + "/"):
-        return _refused(doc, ("kind",), f"a {kind} belongs under {KIND_DIR[kind]}/", by_path)
+        return _refused(doc, ("kind",), message, _by_path(path))
+    if not path.startswith(_KIND_PREFIX[kind]):
+        message = f"a {kind} belongs under {KIND_DIR[kind]}/"
+        return _refused(doc, ("kind",), message, _by_path(path))
     try:
-        obj = KINDS[kind].model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
         findings = schema_findings(doc, exc, tuple(KINDS.values()))
-        broken = tuple(dict.fromkeys((f"{kind}:{_key_of(kind, data)}", *by_path)))
+        broken = tuple(dict.fromkeys((f"{kind}:{_key_of(kind, data)}", *_by_path(path))))
         return Checked(doc, findings=tuple(findings), broken=broken)
     misplaced = tuple(placement.findings(path, doc, obj))
     if misplaced:  # not registered: what refers to either name is a consequence of this error
-        broken = tuple(dict.fromkeys((f"{kind}:{_key_of(kind, data)}", *by_path)))
+        broken = tuple(dict.fromkeys((f"{kind}:{_key_of(kind, data)}", *_by_path(path))))
         return Checked(doc, findings=misplaced, broken=broken)
     return Checked(doc, obj)
+
+
+def _by_path(path: str) -> tuple[str, ...]:
+    """What the file's place says it declares (`placement.declared`), for a file that did not
+    load: references to it are consequences of its own error."""
+    return tuple(filter(None, [placement.declared(path)]))
 
 
 def _refused(

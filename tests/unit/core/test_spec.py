@@ -24,6 +24,22 @@ def test_the_baseline_loads_without_findings() -> None:
     assert spec.policy.max_canary_lines_per_site == 1
 
 
+def test_a_model_version_is_the_first_listed_with_that_number_in_the_family_held_now() -> None:
+    src = MemorySource()
+    versions = src.edit("fleet/models/surface-classifier.yaml")["versions"]
+    versions.append({**versions[1], "opset": versions[1]["opset"] + 1})  # version 2 again
+    spec, _ = load(src)
+    first = spec.models["surface-classifier"].versions[1]
+    assert spec.model_version("surface-classifier@2") is first
+    assert spec.model_version("surface-classifier@4") is None
+    assert spec.model_version("surface-classifier@x") is None
+    assert spec.model_version("other@2") is None
+    family = spec.models["surface-classifier"]
+    spec.models["surface-classifier"] = family.model_copy(update={"versions": family.versions[:1]})
+    assert spec.model_version("surface-classifier@2") is None  # the family replaced is read again
+    assert spec.model_version("surface-classifier@1") is family.versions[0]
+
+
 def test_no_coercion_and_every_error_is_reported_with_its_location() -> None:
     src = MemorySource()
     line = src.edit(LINE)
