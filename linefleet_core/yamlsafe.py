@@ -415,6 +415,8 @@ def load(path: str, raw: bytes, parsed: ParsedBlobs | None = None) -> Located:
     if parsed is not None:
         oid = blob_id(raw)
         data = parsed.known.get(oid)
+        if data is None:
+            data = parsed.ahead.get(oid)
         if data is not None:
             parsed.used[oid] = data
             return Located(path, text, data)
@@ -424,6 +426,15 @@ def load(path: str, raw: bytes, parsed: ParsedBlobs | None = None) -> Located:
     if parsed is not None:
         parsed.used[oid] = data
     return Located(path, text, data)
+
+
+def document(raw: bytes) -> Any:
+    """The document `load` gives for `raw`, or None where it would raise (the file's problem
+    is then found, and located, when it is loaded). Depends on nothing but the bytes."""
+    try:
+        return parse(decode(raw)).data
+    except YamlProblem:
+        return None
 
 
 def blob_id(raw: bytes) -> str:
@@ -445,3 +456,6 @@ class ParsedBlobs:
     """Blob id -> document, as read back (nothing if the cache was missing or unusable)."""
     used: dict[str, Any] = field(default_factory=dict)
     """Blob id -> document of every file this run parsed or reused: what to keep."""
+    ahead: dict[str, Any] = field(default_factory=dict)
+    """Blob id -> document parsed ahead in this run, before its file was loaded (by
+    `linefleet_forge.gitrepo`, while it reads the files from git); `load` takes them."""

@@ -10,14 +10,15 @@ by id, so a second revision of the same repository reads only the blobs that cha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from linefleet_core import artifactref
+from linefleet_core import artifactref, yamlsafe
 from linefleet_core.errors import UsageError
 from linefleet_core.spec import (
     FLEET_DIR,
@@ -28,9 +29,9 @@ from linefleet_core.spec import (
     YAML_NAMED_DIR,
     YAML_SUFFIXES,
     Refused,
-    too_large,
 )
-from linefleet_core.yamlsafe import MAX_FILE_BYTES
+from linefleet_core.yamlsafe import MAX_FILE_BYTES, ParsedBlobs
+from linefleet_forge import catfile
 
 
 def open_repo(path: Path | str) -> Any:
@@ -103,8 +104,8 @@ class GitObjects:
     digests: dict[tuple[str, int], artifactref.Digest] = field(default_factory=dict)
     """(blob id, limit) -> size and sha256 of the blob: the same file in two revisions (or,
     kept by `linefleet_forge.gitcache`, two runs) is hashed once."""
-    listed: dict[str, dict[str, tuple[str, str, int]]] = field(default_factory=dict)
-    """commit -> path -> (mode, object id, size) of every file `fleet_files` listed there:
+    listed: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    """commit -> path -> (mode, object id) of every file `fleet_files` listed there:
     `entry` answers from it without asking git again."""
 
     @classmethod
@@ -130,23 +131,31 @@ class GitObjects:
             raise UsageError(f"unknown git revision {rev!r} in {self.work_tree}") from None
         return Commit(sha.decode())
 
-    def fleet_files(self, sha: str, prefix: str) -> Iterator[tuple[str, bytes | Refused]]:
+    def fleet_files(
+        self, sha: str, prefix: str, parsed: ParsedBlobs | None = None
+    ) -> Iterator[tuple[str, bytes | Refused]]:
         """(path below `prefix`, content) of every YAML file under fleet/ and taxonomies/, and
         a `Refused` for every symbolic link, submodule or oversized YAML file there (the same
-        refusals, in the same words, as `DirectorySource` gives for the working tree)."""
+        refusals, in the same words, as `DirectorySource` gives for the working tree).
+
+        The contents stream from one `git cat-file --batch` while the caller works on the
+        files already handed over: git reads and inflates the next objects on the other core.
+        The listing asks git for no sizes (`ls-tree -l` opens every loose object once more):
+        an oversized file is refused by the size git gives when it answers. With `parsed`, the
+        files' documents are parsed ahead into it (`contents`)."""
         base = f"{prefix}/" if prefix else ""
         tops = [f"{base}{top}" for top in (FLEET_DIR, TAXONOMY_DIR)]
-        listing = self._git("ls-tree", "-r", "-z", "-l", "--full-tree", sha, "--", *tops, sep=b"\0")
+        listing = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", *tops, sep=b"\0")
         found: dict[str, list[tuple[str, str | Refused]]] = {top: [] for top in tops}
         entries = self.listed.setdefault(sha, {})
         for row in listing:
             meta, _, name = row.partition(b"\t")
-            mode, kind, blob, size = meta.split()
+            mode, kind, blob = meta.split()
             full = os.fsdecode(name)
             top = next((t for t in tops if full.startswith(f"{t}/") or full == t), None)
             if top is None:
                 continue
-            entries[full] = (mode.decode(), blob.decode(), -1 if size == b"-" else int(size))
+            entries[full] = (mode.decode(), blob.decode())
             rel = full[len(base) :]
             folder = _yaml_named_folder(rel)
             if folder is not None:  # its files are not read, the folder is refused once
@@ -158,25 +167,24 @@ class GitObjects:
             elif kind == b"commit":
                 found[top].append((rel, SUBMODULE))
             elif kind == b"blob" and full.endswith(YAML_SUFFIXES):
-                length = int(size)
-                refused = too_large(length) if length > MAX_FILE_BYTES else None
-                found[top].append((rel, refused or blob.decode()))
+                found[top].append((rel, blob.decode()))
         files = [item for top in tops for item in sorted(found[top], key=lambda x: x[0])]
-        content = self.read(oid for _, oid in files if isinstance(oid, str))
-        for path, oid in files:
-            yield path, content[oid] if isinstance(oid, str) else oid
+        oids = [oid for _, oid in files if isinstance(oid, str)]
+        with contextlib.closing(self.contents(oids, MAX_FILE_BYTES, parsed)) as content:
+            for path, oid in files:
+                yield path, oid if isinstance(oid, Refused) else next(content)
 
-    def entry(self, sha: str, path: str) -> tuple[str, str, int] | None:
-        """(mode, object id, size) of the file at `path` in commit `sha`, or None."""
+    def entry(self, sha: str, path: str) -> tuple[str, str] | None:
+        """(mode, object id) of the file at `path` in commit `sha`, or None."""
         known = self.listed.get(sha, {}).get(path)
         if known is not None:
             return known  # (a folder, or a file outside fleet/: git is asked below)
-        rows = self._git("ls-tree", "-z", "-l", "--full-tree", sha, "--", path, sep=b"\0")
+        rows = self._git("ls-tree", "-z", "--full-tree", sha, "--", path, sep=b"\0")
         for row in rows:
             meta, _, name = row.partition(b"\t")
-            mode, _, oid, size = meta.split()
+            mode, _, oid = meta.split()
             if os.fsdecode(name) == path:
-                return mode.decode(), oid.decode(), -1 if size == b"-" else int(size)
+                return mode.decode(), oid.decode()
         return None
 
     def stream(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
@@ -191,20 +199,41 @@ class GitObjects:
     def read(self, oids: Iterable[str]) -> dict[str, bytes]:
         """The content of each blob, from one `git cat-file --batch` for those not read yet."""
         wanted = list(dict.fromkeys(oids))
-        missing = [oid for oid in wanted if oid not in self.blobs]
-        if missing:
-            request = "".join(f"{oid}\n" for oid in missing).encode()
-            out = self._run("cat-file", "--batch", "--buffer", stdin=request)
-            at = 0
-            for oid in missing:
-                end = out.index(b"\n", at)
-                header = out[at:end].split()
-                if len(header) != 3 or header[0].decode() != oid:
-                    raise UsageError(f"git cat-file: object {oid} is missing in {self.git_dir}")
-                size = int(header[2])
-                self.blobs[oid] = out[end + 1 : end + 1 + size]
-                at = end + 2 + size  # content, then a newline
+        for _ in self.contents(wanted):
+            pass  # (kept in `blobs` as they come)
         return {oid: self.blobs[oid] for oid in wanted}
+
+    def contents(
+        self, oids: list[str], limit: int | None = None, parsed: ParsedBlobs | None = None
+    ) -> Generator[bytes | Refused, None, None]:
+        """The content of each of `oids`, in order, streamed from one `git cat-file --batch`
+        (`linefleet_forge.catfile`; blobs read before come from memory, the rest are kept); a
+        blob over `limit` bytes is refused as too large, its content skipped, not kept. A
+        missing object is a UsageError when the iteration reaches it.
+
+        With `parsed`, each blob read whose document it does not know yet is parsed on the
+        way (`yamlsafe.document`; in a worker process when there are many), into
+        `parsed.ahead` by its git blob id."""
+        missing = [oid for oid in dict.fromkeys(oids) if oid not in self.blobs]
+        streamed: Generator[tuple[str, bytes | Refused, Any], None, None]
+        if parsed is None:
+            streamed = ((o, c, None) for o, c in catfile.batch(self.git_dir, missing, limit))
+        else:
+            streamed = catfile.parsed_batch(
+                self.git_dir, missing, limit, yamlsafe.document, parsed.known
+            )
+        refused: dict[str, Refused] = {}
+        with contextlib.closing(streamed):
+            for oid in oids:
+                while oid not in self.blobs and oid not in refused:
+                    got, data, doc = next(streamed)
+                    if isinstance(data, Refused):
+                        refused[got] = data
+                        continue
+                    self.blobs[got] = data
+                    if doc is not None and parsed is not None:
+                        parsed.ahead[got] = doc
+                yield refused.get(oid) or self.blobs[oid]
 
     def changes(self, old: str, new: str, prefix: str) -> list[Change]:
         """Every file under fleet/ and taxonomies/ (below `prefix`) that differs between two
@@ -256,13 +285,16 @@ class GitSource:
     prefix: str = ""  # the fleet repository's folder inside the git repository, if not the root
     objects: GitObjects | None = None
     """Where to read it (and keep what was read); by default the GitPython commit's repository."""
+    parsed: ParsedBlobs | None = None
+    """Parse the files' documents ahead into this (`GitObjects.contents`): pass the same to
+    `linefleet_core.spec.load`, which then parses none of them itself."""
 
     @property
     def label(self) -> str:
         return f"commit {self.commit.hexsha[:12]}"
 
     def files(self) -> Iterator[tuple[str, bytes | Refused]]:
-        return self._objects().fleet_files(str(self.commit.hexsha), self.prefix)
+        return self._objects().fleet_files(str(self.commit.hexsha), self.prefix, self.parsed)
 
     def artifact_digest(self, path: str, limit: int) -> artifactref.Digest | artifactref.Unreadable:
         """Size and sha256 of a repository file at this commit (links are not followed)."""
@@ -271,7 +303,7 @@ class GitSource:
         found = objects.entry(str(self.commit.hexsha), full)
         if found is None:
             return NOT_IN_REPO
-        mode, oid, _ = found
+        mode, oid = found
         if mode == "120000":
             return artifactref.Unreadable(f"{path} is {SYMLINK.message}")
         if mode == "160000":

@@ -470,7 +470,7 @@ def load_revision(
     rel = repo.resolve().relative_to(top).as_posix()
     objects = GitObjects(str(git_repo.git_dir))
     blobs = gitcache.load_parsed(objects) if parsed is None else parsed
-    source = GitSource(commit, "" if rel == "." else rel, objects)
+    source = GitSource(commit, "" if rel == "." else rel, objects, parsed=blobs)
     spec, findings = load_checked(source, parsed=blobs)
     if parsed is None:
         gitcache.save_parsed(objects, blobs)
