@@ -98,7 +98,7 @@ def test_the_worker_parses_what_this_process_would(store: tuple[str, list[str]])
         None if i == 120 else yamlsafe.document(_content(i)) for i in range(COUNT)
     ]
     assert docs[50] is None and docs[120] is None
-    assert children() == before
+    assert not children() - before  # (what other tests left may end meanwhile)
 
 
 @needs_two_cores
@@ -129,7 +129,7 @@ def test_a_worker_that_dies_leaves_the_rest_to_this_process(store: tuple[str, li
     here = [i for i, mine in enumerate(by) if mine]
     assert here[0] > 0 and here[0] <= 100  # the worker handed over the first frames...
     assert not any(mine is False for mine in by[here[0] :])  # ...and this process the rest
-    assert children() == before
+    assert not children() - before  # (what other tests left may end meanwhile)
 
 
 @pytest.mark.parametrize("worker_from", [1, catfile.WORKER_FROM])
@@ -146,7 +146,7 @@ def test_a_missing_object_is_refused_where_it_is_reached(
         ):
             got.append(oid)
     assert got == oids[:150]
-    assert children() == before
+    assert not children() - before  # (what other tests left may end meanwhile)
 
 
 @pytest.mark.parametrize(
@@ -166,4 +166,4 @@ def test_a_reader_that_stops_early_leaves_no_process_behind(
         next(stream)
     assert children() - before  # git (and the worker) at work
     stream.close()
-    assert children() == before
+    assert not children() - before  # (what other tests left may end meanwhile)
