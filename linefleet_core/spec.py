@@ -200,6 +200,16 @@ def _file_type(mode: int) -> str:
     return "not a regular file"
 
 
+_TABLES = {
+    "Site": "sites",
+    "Line": "lines",
+    "EdgeDevice": "devices",
+    "Model": "models",
+    "Taxonomy": "taxonomies",
+}
+"""The table of `FleetSpec` each kind is kept in (`exists`)."""
+
+
 @dataclass
 class FleetSpec:
     """Everything the fleet declares, indexed by id; `docs` keeps each object's source file."""
@@ -223,14 +233,8 @@ class FleetSpec:
 
     def exists(self, kind: str, key: str) -> bool:
         """True when the object is declared, loaded or not (broken ones count as declared)."""
-        tables: dict[str, dict[str, Any]] = {
-            "Site": self.sites,
-            "Line": self.lines,
-            "EdgeDevice": self.devices,
-            "Model": self.models,
-            "Taxonomy": self.taxonomies,
-        }
-        return key in tables[kind] or f"{kind}:{key}" in self.broken
+        table: dict[str, Any] = getattr(self, _TABLES[kind])
+        return key in table or f"{kind}:{key}" in self.broken
 
     def located(self, obj: object) -> yamlsafe.Located:
         return self.docs[id(obj)]

@@ -386,7 +386,6 @@ def _device(
 
 
 def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> Iterator[Finding]:
-    doc = spec.located(device)
     rollout = line.rollout
     refs = [
         rollout.serving,
@@ -394,19 +393,20 @@ def _capability(spec: FleetSpec, device: EdgeDevice, line: Line, at: Path) -> It
         rollout.candidate.model if rollout.candidate else None,
         rollout.novelty.ref if rollout.novelty else None,
     ]
+    offered = device.onnx.execution_providers
     for ref in refs:
         mv: ModelVersion | None = spec.model_version(ref) if ref else None
         if mv is None:
             continue
         if mv.opset > device.onnx.max_opset:
-            yield doc.finding(
+            yield spec.located(device).finding(
                 ("onnx", "max_opset"),
                 f"{ref} (for {line.key}) needs opset {mv.opset}; this device supports up to "
                 f"{device.onnx.max_opset}",
                 code="capability",
             )
-        if not set(mv.execution_providers) & set(device.onnx.execution_providers):
-            yield doc.finding(
+        if set(mv.execution_providers).isdisjoint(offered):
+            yield spec.located(device).finding(
                 ("onnx", "execution_providers"),
                 f"{ref} (for {line.key}) runs on {mv.execution_providers}; the device offers "
                 f"{device.onnx.execution_providers}",
