@@ -101,9 +101,9 @@ class _CatFile:
             self.proc = subprocess.Popen(
                 argv, stdin=self.request, stdout=subprocess.PIPE, stderr=self.errors, env=env
             )
-        except FileNotFoundError as exc:
+        except OSError as exc:
             self._close_files()
-            if exc.filename == "git":
+            if isinstance(exc, FileNotFoundError) and exc.filename == "git":
                 raise UsageError("git is not installed (or not on PATH)") from None
             raise
         assert self.proc.stdout is not None
