@@ -13,9 +13,8 @@ object git does not have is a UsageError when the iteration reaches it.
 blob to the caller). With many blobs to parse and two cores it forks a worker that reads git's
 answer instead of this process, parses, and sends the contents and documents back in frames
 (`marshal`); this process only unpacks them, so a fleet's parsing runs beside its checking.
-The worker only computes and writes to its pipe: it imports nothing, takes no lock another
-thread could hold (no logging, no hashing, no file but its two pipes), runs no cycle collection
-(no finalizer of this process's objects runs there) and leaves by `os._exit`, whatever happens.
+The worker is a `linefleet_core.forked.Child`: it only computes and writes to its pipe (it
+imports nothing, takes no lock another thread could hold, hashes nothing, opens no file).
 Where it stops early (it died, met an object git does not have, could not start), what it did
 not hand over is read and parsed here, as `batch` does: the same contents, documents and
 errors either way.
@@ -23,15 +22,13 @@ errors either way.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import marshal
 import os
-import signal
 import subprocess
 from collections.abc import Callable, Container, Generator, Iterator
 from typing import IO, Any
 
+from linefleet_core import forked
 from linefleet_core.errors import UsageError
 from linefleet_core.spec import Refused, too_large
 
@@ -68,7 +65,7 @@ def parsed_batch(
     too-large blob and for those in `skip` (not parsed). Parsed in a forked worker when there
     are `worker_from` blobs to parse or more and two cores to run on, else here."""
     done = 0
-    if sum(oid not in skip for oid in oids) >= worker_from and _cores() >= 2:
+    if sum(oid not in skip for oid in oids) >= worker_from and forked.spare_core():
         with _CatFile(git_dir, oids) as cat, _Worker(cat, oids, limit, parse, skip) as worker:
             for item in worker.results():
                 done += 1
@@ -76,13 +73,6 @@ def parsed_batch(
     for oid, content in batch(git_dir, oids[done:], limit):  # all, or what the worker left
         doc = parse(content) if isinstance(content, bytes) and oid not in skip else None
         yield oid, content, doc
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # (not on Linux)
-        return os.cpu_count() or 1
 
 
 class _CatFile:
@@ -162,7 +152,8 @@ def _scratch() -> IO[bytes]:
 
 
 class _Worker:
-    """A forked process reading `cat`'s answer and parsing it; here, its frames are read."""
+    """A forked child (`linefleet_core.forked`) reading `cat`'s answer and parsing it; here,
+    its frames are read."""
 
     def __init__(
         self,
@@ -173,23 +164,11 @@ class _Worker:
         skip: Container[str],
     ) -> None:
         self.oids = oids
-        self.pid = 0
         self.frames: IO[bytes] | None = None
-        try:
-            read_end, write_end = os.pipe()
-        except OSError:
-            return  # (no worker: `results` hands over nothing, the caller reads it all)
-        try:
-            self.pid = os.fork()
-        except OSError:
-            os.close(read_end)
-            os.close(write_end)
-            return
-        if self.pid == 0:
-            _work(cat, oids, limit, parse, skip, write_end)  # (never returns)
-        os.close(write_end)
-        cat.out.close()  # the worker reads git's answer; this process, the frames
-        self.frames = os.fdopen(read_end, "rb")
+        self.child = forked.Child.start(lambda out: _work(cat, oids, limit, parse, skip, out))
+        if self.child is not None:
+            cat.out.close()  # the worker reads git's answer; this process, the frames
+            self.frames = os.fdopen(self.child.fd, "rb")
 
     def __enter__(self) -> _Worker:
         return self
@@ -197,10 +176,8 @@ class _Worker:
     def __exit__(self, *_: object) -> None:
         if self.frames is not None:
             self.frames.close()
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):  # (gone already when it finished)
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        if self.child is not None:
+            self.child.cancel()  # (reaps it; nothing to stop when it has finished)
 
     def results(self) -> Iterator[tuple[str, bytes | Refused, Any]]:
         """What the worker handed over, in order; stops where it stopped."""
@@ -224,30 +201,23 @@ def _work(
     skip: Container[str],
     out: int,
 ) -> None:
-    """The worker: frames of (content, or the size of a too-large blob; document) until done
-    or the first problem (an object git does not give, anything), then `os._exit`. Each frame
-    goes with its length first: the reader takes only whole frames."""
-    try:
-        gc.disable()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # stopped by Ctrl-C, never raising here
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        frame: list[tuple[bytes | int, Any]] = []
-        for oid in oids:
-            content = cat.entry(oid, limit)
-            if content is None:
-                break  # (the reader finds it missing itself, and says so)
-            doc = parse(content) if isinstance(content, bytes) and oid not in skip else None
-            frame.append((content, doc))
-            if len(frame) == _FRAME_FILES:
-                _send(out, marshal.dumps(frame))
-                frame = []
-        if frame:
-            _send(out, marshal.dumps(frame))
-    finally:
-        os._exit(0)
+    """The worker's body: frames of (content, or the size of a too-large blob; document) until
+    done or the first object git does not give. Each frame goes with its length first: the
+    reader takes only whole frames."""
+    frame: list[tuple[bytes | int, Any]] = []
+    for oid in oids:
+        content = cat.entry(oid, limit)
+        if content is None:
+            break  # (the reader finds it missing itself, and says so)
+        doc = parse(content) if isinstance(content, bytes) and oid not in skip else None
+        frame.append((content, doc))
+        if len(frame) == _FRAME_FILES:
+            _send(out, frame)
+            frame = []
+    if frame:
+        _send(out, frame)
 
 
-def _send(fd: int, body: bytes) -> None:
-    view = memoryview(len(body).to_bytes(_LENGTH, "big") + body)
-    while view:
-        view = view[os.write(fd, view) :]
+def _send(fd: int, frame: list[tuple[bytes | int, Any]]) -> None:
+    body = marshal.dumps(frame)
+    forked.write_all(fd, len(body).to_bytes(_LENGTH, "big") + body)
