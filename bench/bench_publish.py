@@ -295,6 +295,15 @@ def cpu_rows(parts: dict[str, float]) -> str:
     return "; ".join(shown) + f"; in all {sum(parts.values()):.2f}"
 
 
+def configure(repo: Path) -> None:
+    """A committer, and no `git gc --auto`: a commit of ~20,000 new objects would start one in
+    the background, packing the repository while it is timed and taking a core."""
+    for name, value in (
+        ("user.name", "bench"), ("user.email", "bench@linefleet.invalid"), ("gc.auto", "0")
+    ):  # fmt: skip
+        subprocess.run(["git", "config", name, value], cwd=repo, check=True)
+
+
 def commit_all(repo: Path, message: str) -> None:
     for argv in (["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
         subprocess.run(argv, cwd=repo, check=True)
@@ -335,14 +344,12 @@ def main() -> int:
         log(f"generating {sites * per_site} devices ...")
         subprocess.run(generate, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-        for name, value in (("user.name", "bench"), ("user.email", "bench@linefleet.invalid")):
-            subprocess.run(["git", "config", name, value], cwd=repo, check=True)
+        configure(repo)
         commit_all(repo, "generated fleet")
         loose, repo = repo, Path(tmp) / "clone"  # (--no-local: fetched as from a remote,
         # in one pack; a local clone would hard-link the loose objects)
         subprocess.run(["git", "clone", "-q", "--no-local", str(loose), str(repo)], check=True)
-        for name, value in (("user.name", "bench"), ("user.email", "bench@linefleet.invalid")):
-            subprocess.run(["git", "config", name, value], cwd=repo, check=True)
+        configure(repo)
         caches = repo / ".git" / "linefleet"
         key = SigningKey.generate()
         base = repo.resolve().as_uri()
