@@ -276,6 +276,19 @@ def test_a_sources_video_declaring_too_many_pixels_fails_its_camera_with_the_rea
     ]
 
 
+def first_problem(url: str) -> list[str]:
+    """What a live capture of `url` (camera `cam-1`) reports first; the loop then stops."""
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def on_problem(message: str) -> None:
+        problems.append(message)
+        stop.set()
+
+    assert list(capture_loop(url, "cam-1", stop, on_problem, reopen=True)) == []
+    return problems
+
+
 def test_a_stream_declaring_too_many_pixels_is_refused_and_retried(tmp_path: Path) -> None:
     """A stream (served over HTTP here, as a camera's MJPEG stream is) may be reconfigured:
     it is refused, said, and opened again with backoff, never read."""
@@ -284,16 +297,8 @@ def test_a_stream_declaring_too_many_pixels_is_refused_and_retried(tmp_path: Pat
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/huge.avi"
-    stop = threading.Event()
-    problems: list[str] = []
-
-    def on_problem(message: str) -> None:
-        problems.append(message)
-        stop.set()
-
     try:
-        loop = capture_loop(url, "cam-1", stop, on_problem, reopen=True)
-        assert list(loop) == []
+        problems = first_problem(url)
     finally:
         server.shutdown()
         server.server_close()
@@ -334,14 +339,7 @@ def test_a_stream_password_never_reaches_the_report(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://viewer:s3cr%40t@127.0.0.1:{port}/cam.mjpg"
-    stop = threading.Event()
-    problems: list[str] = []
-
-    def on_problem(message: str) -> None:
-        problems.append(message)
-        stop.set()
-
-    assert list(capture_loop(url, "cam-1", stop, on_problem, reopen=True)) == []
+    problems = first_problem(url)
     shown_url = f"'http://viewer:***@127.0.0.1:{port}/cam.mjpg'"
     assert problems == [f"frames cam-1: OpenCV cannot open {shown_url}; retrying"]
     assert shown("rtsp://cam.local/1") == "'rtsp://cam.local/1'"
