@@ -382,9 +382,9 @@ def _acked(info: Any) -> bool:
 BARRIER_ROOT = "linefleet/v1/_barrier"
 RETAINED_PROBE = f"{BARRIER_ROOT}/_retained"
 SUBSCRIBE_BATCH = 500
+"""Filters per SUBSCRIBE packet (an exact-topic read subscribes three per device)."""
 WAKE_EVERY = 500
 """Messages `Session.publish_all` hands to paho between wake-ups of its network thread."""
-"""Filters per SUBSCRIBE packet (an exact-topic read subscribes three per device)."""
 
 
 class RetainedUnsupported(PermanentError):
