@@ -126,14 +126,9 @@ def over_limit(what: str, size: tuple[int, int], max_pixels: int = MAX_PIXELS) -
     )
 
 
-def _read_image(path: Path) -> Frame | None:
-    """The frame as the trainer read its training frames (`linefleet_core.imagefile`), or
-    None (`_load`)."""
-    return _load(path)[0]
-
-
 def _load(path: Path) -> tuple[Frame | None, str]:
-    """The frame, or None and why it was refused unread ("" for a file that does not decode).
+    """The frame as the trainer read its training frames (`linefleet_core.imagefile`), or
+    None and why it was refused unread ("" for a file that does not decode).
     Only a regular file (or a link to one) of at most `MAX_FILE_BYTES` is read: a named pipe
     or a device node called `x.png` would block the capture loop for ever, a 2 GB file would be
     read whole before its header is checked; either is unreadable (the folder loop logs it by

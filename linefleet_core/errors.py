@@ -46,7 +46,7 @@ class Finding:
 
     def render(self) -> str:
         where = self.path if self.line == 0 else f"{self.path}:{self.line}:{self.col}"
-        what = f"{self.field}: " if self.field else ""  # a YAML key may hold ESC
+        what = f"{self.field}: " if self.field else ""
         tag = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
         return printable(f"{where}: {tag}{what}{self.message}")
 

@@ -248,7 +248,7 @@ class FleetSpec:
         if found is None or found[0] is not family:  # (the first of a version listed twice)
             index = {v.version: v for v in reversed(family.versions)}
             found = self._versions[id(family)] = (family, index)
-        return found[1].get(int(version)) if found[1] else None
+        return found[1].get(int(version))
 
     def lines_of(self, site: str) -> list[Line]:
         return [line for line in self.lines.values() if line.site == site]

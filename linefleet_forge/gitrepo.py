@@ -272,8 +272,8 @@ class GitObjects:
     def _git(self, *args: str, sep: bytes = b"\n") -> list[bytes]:
         return [row for row in self._run(*args).split(sep) if row]
 
-    def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
-        return _run(["git", f"--git-dir={self.git_dir}", *args], None, stdin)
+    def _run(self, *args: str) -> bytes:
+        return _run(["git", f"--git-dir={self.git_dir}", *args], None)
 
 
 @dataclass
@@ -327,10 +327,10 @@ def _git(path: Path, *args: str) -> list[bytes]:
     return [row for row in _run(["git", *args], path).split(b"\n") if row]
 
 
-def _run(argv: list[str], cwd: Path | None, stdin: bytes | None = None) -> bytes:
+def _run(argv: list[str], cwd: Path | None) -> bytes:
     env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1"}  # paths are paths, not patterns
     try:
-        proc = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, env=env, check=True)
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, env=env, check=True)
     except FileNotFoundError as exc:
         if exc.filename == "git":
             raise UsageError("git is not installed (or not on PATH)") from None

@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -326,19 +325,10 @@ class Pass:
     """The whole fleet at the commit (full pass), or the part the change touched."""
     docs: Mapping[str, DesiredState]
     """Compiled documents by device id: every device (full pass) or those compared."""
-    built: DependencyIndex | None = None
-    """The incremental pass's index (a full pass's is built and saved aside: `keep`)."""
 
     @property
     def full(self) -> bool:
         return self.result.mode == "full"
-
-    @cached_property
-    def index(self) -> DependencyIndex:
-        """Every device and line of the fleet at the commit (a full pass's: built on asking)."""
-        if self.built is not None:
-            return self.built
-        return DependencyIndex.build(self.revision.spec, self.revision.commit)
 
 
 def publish_commit(
@@ -524,7 +514,7 @@ def _publish_pass(
     result.unchanged = result.devices - result.published
     if not dry_run and found.index.commit != found.base:
         save_index(objects, found.index)  # (the index of a commit never changes)
-    return Pass(result, part, compiled, found.index)
+    return Pass(result, part, compiled)
 
 
 def _known_at(objects: GitObjects, live: LiveSpecs | None) -> KnownAt:

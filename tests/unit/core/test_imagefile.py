@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_puller.frames import _read_image
+from edge_puller.frames import _load
 from linefleet_core.imagefile import MAX_PIXELS, declared_size, decode_image
 from tests.support.trainer_data import gif_declaring
 from trainer.frames import UnreadableFrame, decode
@@ -79,8 +79,8 @@ def test_hostile_files_are_none_here_and_a_named_error_in_the_trainer(data: byte
 def test_the_edge_reads_a_frame_as_the_trainer_does(tmp_path: Path) -> None:
     data = _png(_surface(3).astype(np.uint16) * 16)
     (tmp_path / "f.png").write_bytes(data)
-    edge = _read_image(tmp_path / "f.png")
-    assert edge is not None and np.array_equal(edge, decode(data, "f.png"))
+    edge, refused = _load(tmp_path / "f.png")
+    assert refused == "" and edge is not None and np.array_equal(edge, decode(data, "f.png"))
 
 
 def _bomb_png() -> bytes:
