@@ -27,6 +27,10 @@ The full pass's parts (load + validate cold and warm, compile, sign, and the sen
 the signed documents, to a fresh broker nobody else uses) are timed once apart.
 
 Prints the JSON result for bench/run.py on stdout; progress on stderr.
+
+Before and after on one machine: this script also runs in a checkout of an older commit
+(`git worktree add /tmp/before REV && cp bench/bench_publish.py /tmp/before/bench/ &&
+(cd /tmp/before && python bench/bench_publish.py)`), the same measuring stick for both.
 """
 
 from __future__ import annotations
@@ -330,9 +334,19 @@ def main() -> int:
 
     from linefleet_core.signing import SigningKey
     from linefleet_core.yamlsafe import ParsedBlobs
+    from reconciler.service import publish
     from reconciler.service.compile import compile_fleet
     from reconciler.service.incremental import publish_commit
-    from reconciler.service.publish import compile_and_sign, load_revision, sign_all
+    from reconciler.service.publish import load_revision, sign_all
+
+    def compile_and_sign(revision: Any, base: str, key: Any) -> None:
+        """`publish.compile_and_sign`; in a commit from before it (this script copied into an
+        older checkout, to measure before and after on one machine), compile then sign."""
+        if hasattr(publish, "compile_and_sign"):
+            publish.compile_and_sign(revision, base, key)
+        else:
+            docs = compile_fleet(revision.spec, revision.commit, revision.generation, base)
+            sign_all(docs, key)
 
     with tempfile.TemporaryDirectory(prefix="linefleet-bench-publish-") as tmp:
         repo = Path(tmp) / "fleet-repo"
