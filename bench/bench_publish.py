@@ -6,7 +6,10 @@ per site, 1,000 devices, for CI-size runs), committed to a git repository, and c
 clone is the repository published from, as a reconciler publishes from its clone of the fleet
 repository: its objects arrive in one pack); a fresh Mosquitto
 (`max_queued_messages 0`) on a free loopback port; a separate process simulating every device
-(it answers each desired state with a reported state that applies it).
+(it answers each desired state with a reported state that applies it); a watcher thread in
+this process recording every report. The devices' simulator and the watcher are minimal MQTT
+clients on plain sockets (`PlainClient`: the rig's share of the two cores kept small); up to
+2ac446e they were paho clients (run that commit's script for the rig as it was).
 
 Timed, in this process, through `reconciler.service.incremental.publish_commit`, the function
 `linefleet publish` runs (the process, its imports and its broker connections for the devices
@@ -36,6 +39,7 @@ Before and after on one machine: this script also runs in a checkout of an older
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -47,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,21 +75,120 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class PlainClient:
+    """A minimal MQTT 3.1.1 client on a plain socket, for the rig's devices and watcher: one
+    subscription at QoS 1 (clean session); every PUBLISH that arrives is acknowledged and
+    handed to `on_message(topic, payload)`, which returns what to publish in answer (QoS 1).
+
+    The rig stands for 10,000 devices on their own hardware and for an operator's view of
+    them (`linefleet status` reads on a plain socket too: `reconciler/service/mqttread.py`),
+    yet it shares the publisher's two cores. Through paho, each message costs its
+    per-message Python (about 60 µs in, the same out, on a 28 ms `python_speed` machine),
+    and the watcher's share runs under the publisher's interpreter lock: the rig's
+    overhead, not the publisher's, but charged to its measurement. Here a read takes what
+    the socket holds (up to 1 MiB) and the acknowledgements and answers to all of it are
+    written at once."""
+
+    def __init__(
+        self, host: str, port: int, client_id: str, topic_filter: str, subscribed: Any = None
+    ) -> None:
+        """`subscribed` (an event: `threading`'s or `multiprocessing`'s) is set at the SUBACK."""
+        import socket
+        import struct
+
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        name, wanted = client_id.encode(), topic_filter.encode()
+        connect = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack("!H", len(name)) + name
+        subscribe = struct.pack("!HH", 1, len(wanted)) + wanted + b"\x01"  # QoS 1
+        self.sock.sendall(
+            bytes([0x10, len(connect)]) + connect + bytes([0x82, len(subscribe)]) + subscribe
+        )
+        self.subscribed = threading.Event() if subscribed is None else subscribed
+        self.next_id = 1
+
+    def publish(self, topic: str, payload: bytes) -> bytes:
+        """A retained QoS 1 PUBLISH packet."""
+        import struct
+
+        name = topic.encode()
+        body = struct.pack("!H", len(name)) + name + struct.pack("!H", self.next_id) + payload
+        self.next_id = self.next_id % 65535 + 1
+        length, head = len(body), bytearray([0x33])
+        while True:
+            digit, length = length & 0x7F, length >> 7
+            head.append(digit | 0x80 if length else digit)
+            if not length:
+                return bytes(head) + body
+
+    def run(self, on_message: Callable[[str, bytes], bytes | None]) -> None:
+        """Until the connection closes (`close`); a PINGREQ after 20 s without traffic."""
+        sock, buf = self.sock, b""
+        sock.settimeout(20.0)
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except TimeoutError:
+                sock.sendall(b"\xc0\x00")
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            buf = buf + data if buf else data
+            out: list[bytes] = []
+            pos, end = 0, len(buf)
+            while end - pos >= 2:
+                first, index, length, shift = buf[pos], pos + 1, 0, 0
+                while index < end:
+                    digit = buf[index]
+                    index += 1
+                    length |= (digit & 0x7F) << shift
+                    if digit < 0x80:
+                        break
+                    shift += 7
+                else:
+                    break  # the length is not all here yet
+                if index + length > end:
+                    break
+                kind, body = first >> 4, buf[index : index + length]
+                pos = index + length
+                if kind == 9:  # SUBACK
+                    self.subscribed.set()
+                if kind != 3:  # (CONNACK, SUBACK, the PUBACKs of what we publish)
+                    continue
+                size = (body[0] << 8) | body[1]
+                topic, start = body[2 : 2 + size], 2 + size
+                if (first >> 1) & 3:
+                    out.append(b"\x40\x02" + body[start : start + 2])
+                    start += 2
+                answer = on_message(topic.decode(), body[start:])
+                if answer is not None:
+                    out.append(answer)
+            buf = buf[pos:]
+            if out:
+                sock.sendall(b"".join(out))
+
+    def close(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
 def simulate_devices(host: str, port: int, ready: Any) -> None:
-    """One MQTT client playing every device: desired in, reported (applied) out."""
+    """Every device in one process: each desired document in, a reported state that applies
+    it out (QoS 1 both ways, the report retained, as an agent sends it)."""
     import datetime as dt
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    client = PlainClient(host, port, "bench-devices", "linefleet/v1/+/+/desired", ready)
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-devices")
-    client.max_inflight_messages_set(0)
-    client.max_queued_messages_set(0)
-
-    def on_message(c: Any, _u: Any, msg: Any) -> None:
-        if not msg.payload:
-            return
-        doc = json.loads(msg.payload)
+    def answer(name: str, payload: bytes) -> bytes | None:
+        if not payload:
+            return None  # a cleared document
+        doc = json.loads(payload)
         applied = {"generation": doc["generation"], "content_hash": doc["content_hash"]}
         report = {
             "protocol": 1,
@@ -99,42 +203,40 @@ def simulate_devices(host: str, port: int, ready: Any) -> None:
                 for ln in doc["spec"]["lines"]
             ],
         }
-        topic = msg.topic.rsplit("/", 1)[0] + "/reported"
-        c.publish(topic, json.dumps(report).encode(), qos=1, retain=True)
+        reported = name.rsplit("/", 1)[0] + "/reported"
+        return client.publish(reported, json.dumps(report).encode())
 
-    def on_connect(c: Any, *_: Any) -> None:
-        c.subscribe("linefleet/v1/+/+/desired", qos=1)
-
-    client.on_message = on_message
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *_: ready.set()
-    client.connect(host, port)
-    client.loop_forever()
+    client.run(answer)
 
 
 class Watcher:
-    """Counts devices whose reported state `reconciler.service.fleetstatus` calls Synced."""
+    """Counts devices whose reported state `reconciler.service.fleetstatus` calls Synced: each
+    report is classified and recorded by `reconciler.service.observed.Observations` as it
+    arrives, on a thread of this (the publishing) process."""
 
     def __init__(self, host: str, port: int) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         from reconciler.service.observed import Observations
 
         self.observations = Observations()
         self.received = 0  # reports seen: fleet_status runs only once enough have come
         self.last_at = 0.0  # perf_counter() at the newest report
         self.first_at = 0.0  # and at the first one
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-watcher")
-        self.client.on_message = self._ingest
-        self.client.connect(host, port)
-        self.client.subscribe("linefleet/v1/+/+/reported", qos=1)
-        self.client.loop_start()
-        thread = getattr(self.client, "_thread", None)
-        self.thread_id = thread.native_id if thread is not None else threading.get_native_id()
+        self.client = PlainClient(host, port, "bench-watcher", "linefleet/v1/+/+/reported")
+        started = threading.Event()
+        self.thread_id = 0
 
-    def _ingest(self, _c: Any, _u: Any, msg: Any) -> None:
-        self.observations.ingest(msg.topic, bytes(msg.payload), time.time())
+        def run() -> None:
+            self.thread_id = threading.get_native_id()
+            started.set()
+            self.client.run(self._ingest)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        started.wait()
+        self.client.subscribed.wait(10)
+
+    def _ingest(self, name: str, payload: bytes) -> None:
+        self.observations.ingest(name, payload, time.time())
         self.received += 1
         self.last_at = time.perf_counter()
         if self.received == 1:
@@ -164,8 +266,8 @@ class Watcher:
         return status.counts()["Synced"]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.close()
+        self.thread.join(5)
 
 
 @dataclass(frozen=True)
@@ -288,8 +390,10 @@ def send_alone(
 CPU_NAMES = {
     "publisher": "the publishing thread (`publish_commit`, to its last PUBACK)",
     "children": "the publisher's forked workers and git processes",
-    "watcher": "the watcher's thread (paho, classify and record 10,000 reports; same process)",
-    "devices": "the devices' simulator (one paho client answering every document)",
+    "watcher": (
+        "the watcher's thread (plain socket; classify and record 10,000 reports; same process)"
+    ),
+    "devices": "the devices' simulator (one plain-socket MQTT client answering every document)",
     "broker": "Mosquitto",
 }
 
