@@ -8,6 +8,7 @@ itself and meets the real error, if there is one, in its own process.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
@@ -24,6 +25,10 @@ __all__ = ["Ends", "Forked", "spare_core"]
 T = TypeVar("T")
 
 READ_CHUNK = 1 << 20
+THEN_NICE = 10
+"""How much lower the child's priority is once its result is written and it does `then`: no
+one waits for that work (e.g. writing caches while the publisher sends), so on a busy machine
+it takes what the processes someone waits for (the publisher, the broker, the devices) leave."""
 
 
 class Forked(Generic[T]):
@@ -44,13 +49,15 @@ class Forked(Generic[T]):
         cls, work: Callable[[], T], then: Callable[[], object] | None = None
     ) -> Forked[T] | None:
         """Fork a child computing `work()` and, once its result is written, `then()` (work
-        whose result nobody waits for: its exit code says whether it went well). None when
-        the fork fails (no memory, no fork)."""
+        whose result nobody waits for, run at `THEN_NICE` lower priority: its exit code says
+        whether it went well). None when the fork fails (no memory, no fork)."""
 
         def body(fd: int) -> None:
             write_all(fd, pickle.dumps(work(), pickle.HIGHEST_PROTOCOL))
             os.close(fd)  # (the result is whole: the reader sees its end)
             if then is not None:
+                with contextlib.suppress(OSError):
+                    os.nice(THEN_NICE)
                 then()
 
         child = Child.start(body)
