@@ -125,8 +125,13 @@ def test_forged_signature_is_refused(tmp_path: Path, models: dict[str, ModelSpec
 
 @pytest.mark.parametrize(
     "shape",
-    [[1, 5, 32, 32], [1, 3, 2**40, 2**40]],
-    ids=["five channels for rgb", "a side of 2^40 (the smoke test allocated until it died)"],
+    [[1, 5, 32, 32], [1, 3, 2**40, 2**40], [2**40, 3, 32, 32], [0, 3, 32, 32]],
+    ids=[
+        "five channels for rgb",
+        "a side of 2^40 (the smoke test allocated until it died)",
+        "a batch of 2^40 (MemoryError in every convergence tick, nothing reported)",
+        "a batch of 0",
+    ],
 )
 def test_a_document_the_edge_cannot_use_is_refused_with_its_generation(
     tmp_path: Path, models: dict[str, ModelSpec], shape: list[int]
