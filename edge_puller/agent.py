@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.arrivals import arrived, failed
-from edge_puller.artifacts import ArtifactStore
+from edge_puller.artifacts import ArtifactStore, DownloadPaused
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
@@ -75,8 +75,14 @@ class Agent:
         self._state_store = StateStore(state_dir)
         self.state: LocalState = self._state_store.load()
         self.store = ArtifactStore(
-            state_dir / "models", file_roots=file_roots, credentials=credentials
+            state_dir / "models",
+            file_roots=file_roots,
+            credentials=credentials,
+            progress=self._downloading,
         )
+        self._stop: threading.Event | None = None
+        self._alive: Callable[[], None] | None = None
+        """`run`'s stop and the watchdog's `alive`, for a download in progress."""
         self.cache = ModelCache()
         self.engine = Engine()
         self.outbox = Outbox(state_dir / "outbox.db")
@@ -181,6 +187,9 @@ class Agent:
         for step in plan(snapshot(self)):
             try:
                 execute(self, step)
+            except DownloadPaused as exc:
+                log.info("download left for now (%s); its part is kept", exc)
+                return 0.0
             except TemporaryError as exc:
                 self._set_error(str(exc))
                 return self.backoff.next(exc.delay)
@@ -205,7 +214,9 @@ class Agent:
 
     def run(self, stop: threading.Event, alive: Callable[[], None] | None = None) -> None:
         """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving.
-        `alive` (the systemd watchdog) is called at least every second while the loop runs."""
+        `alive` (the systemd watchdog) is called at least every second while the loop runs,
+        and after every piece a download receives."""
+        self._stop, self._alive = stop, alive
         while not stop.is_set():
             try:
                 delay = self.tick()
@@ -271,6 +282,21 @@ class Agent:
         self._last_report = self.clock()
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _downloading(self) -> None:
+        """After each piece a download receives (within a tick, however long it runs): say the
+        loop is alive, report at the heartbeat, and leave the download for a stop or a newer
+        desired state (the next tick plans again; a still-needed model resumes its part)."""
+        if self._alive is not None:
+            self._alive()
+        if self._stop is not None and self._stop.is_set():
+            raise DownloadPaused("stopping")
+        if not self.inbox.empty():
+            raise DownloadPaused("a desired state arrived")
+        target = self.state.target
+        heartbeat = target.document.spec.heartbeat_seconds if target else 60
+        if self.clock() - self._last_report >= heartbeat:
+            self.report()
 
     def _spool(self, key: str) -> Spool | None:
         target = self.state.target
