@@ -80,6 +80,7 @@ class Agent:
             credentials=credentials,
             progress=self._downloading,
         )
+        self._downloads = True
         self._stop: threading.Event | None = None
         self._alive: Callable[[], None] | None = None
         """`run`'s stop and the watchdog's `alive`, for a download in progress."""
@@ -176,8 +177,11 @@ class Agent:
 
     # --- the loop -----------------------------------------------------------------------------
 
-    def tick(self) -> float:
-        """One level-triggered pass; returns the seconds to wait before the next one."""
+    def tick(self, *, downloads: bool = True) -> float:
+        """One level-triggered pass; returns the seconds to wait before the next one.
+        `downloads=False` (the pass before the loop, cameras and link start) leaves a needed
+        download to the loop: what the device runs serves meanwhile."""
+        self._downloads = downloads
         take_desired(self)
         for arrival in arrived(self.state_dir, self.engine.drain_events()):
             execute(self, arrival)
@@ -284,11 +288,13 @@ class Agent:
     # --- helpers ----------------------------------------------------------------------------
 
     def _downloading(self) -> None:
-        """After each piece a download receives (within a tick, however long it runs): say the
+        """Before a download and after each piece it receives (within a tick): say the
         loop is alive, report at the heartbeat, and leave the download for a stop or a newer
         desired state (the next tick plans again; a still-needed model resumes its part)."""
         if self._alive is not None:
             self._alive()
+        if not self._downloads:
+            raise DownloadPaused("not before the agent has started")
         if self._stop is not None and self._stop.is_set():
             raise DownloadPaused("stopping")
         if not self.inbox.empty():

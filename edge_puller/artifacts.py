@@ -11,10 +11,10 @@ download can never be activated.
 path is resolved (symlinks, `..`) before the containment check, and the resolved path is the
 one opened. `http(s)://` artifacts are not affected.
 
-A download runs within the agent's convergence loop: `progress` is called after every piece
-received (what arrived, not a whole chunk), so the loop tells systemd's watchdog it is alive,
-reports at its heartbeat, and gives way (`DownloadPaused`, the part kept) to a stop or a newer
-desired state, however slowly the server sends.
+A download runs within the agent's convergence loop: `progress` is called before it starts
+and after every piece received (what arrived, not a whole chunk), so the loop tells systemd's
+watchdog it is alive, reports at its heartbeat, and gives way (`DownloadPaused`, the part
+kept) to a stop or a newer desired state, however slowly the server sends.
 
 `oci://HOST/REPO@sha256:…` artifacts are registry blobs fetched by digest over HTTP(S)
 (`linefleet_core.oci`); the digest in the URL must be the document's sha256. Credentials (a
@@ -74,7 +74,8 @@ class ArtifactStore:
     ):
         """`file_roots`: the only folders `file://` artifacts may come from (none: refused);
         `credentials`: registry credentials by `HOST[:PORT]` for `oci://` artifacts;
-        `progress`: called after each piece a download receives (may raise DownloadPaused)."""
+        `progress`: called before a download and after each piece it receives (may raise
+        DownloadPaused)."""
         self.progress = progress
         self.root = root
         self.credentials = dict(credentials or {})
@@ -144,6 +145,7 @@ class ArtifactStore:
                 f"{free} free, {self.reserve_bytes} reserved",
                 delay=60.0,
             )
+        self.progress()
         if source is not None:
             self._copy_file(url, source, part, have, size)
         else:
