@@ -289,8 +289,10 @@ class Agent:
 
     def _downloading(self) -> None:
         """Before a download and after each piece it receives (within a tick): say the
-        loop is alive, report at the heartbeat, and leave the download for a stop or a newer
-        desired state (the next tick plans again; a still-needed model resumes its part)."""
+        loop is alive, take what arrived as the tick does, report at the heartbeat, and leave
+        the download for a stop or a new desired state or removal (the next tick plans again;
+        a still-needed model resumes its part). A duplicate (the retained copy a re-subscribe
+        brings) leaves it running: a server that ignores `Range` would start it over."""
         if self._alive is not None:
             self._alive()
         if not self._downloads:
@@ -298,11 +300,20 @@ class Agent:
         if self._stop is not None and self._stop.is_set():
             raise DownloadPaused("stopping")
         if not self.inbox.empty():
-            raise DownloadPaused("a desired state arrived")
+            before = self._holds()
+            take_desired(self)  # verified and persisted before anything acts on it
+            if self._holds() != before:
+                raise DownloadPaused("a desired state arrived")
         target = self.state.target
         heartbeat = target.document.spec.heartbeat_seconds if target else 60
         if self.clock() - self._last_report >= heartbeat:
             self.report()
+
+    def _holds(self) -> tuple[tuple[int, str], float | None]:
+        """What the device holds, as far as a download in progress is concerned."""
+        target = self.state.target
+        doc = target.document if target else None
+        return (doc.generation, doc.content_hash) if doc else (0, ""), self.state.removed_at
 
     def _spool(self, key: str) -> Spool | None:
         target = self.state.target

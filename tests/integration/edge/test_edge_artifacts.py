@@ -178,7 +178,8 @@ def test_a_slow_download_keeps_the_agent_alive_and_gives_way_to_a_newer_document
     the loop did not say it was alive (systemd's watchdog, WatchdogSec=30 in the unit `edge
     install-service` writes, then restarts the agent), and a newer desired state waited for
     it, and no report went out (status: Stale): a server that trickles bytes held the device
-    on that download for good."""
+    on that download for good. The retained copy the broker sends again on every re-subscribe
+    must not restart it (from scratch where the server ignores `Range`)."""
     slow = spec_for(tmp_path / "src", "slow", 1, pad_bytes=64 * 1024)
     fast = spec_for(tmp_path / "src", "fast", 2)
     source = Path(slow.artifact.url.removeprefix("file://"))
@@ -209,6 +210,10 @@ def test_a_slow_download_keeps_the_agent_alive_and_gives_way_to_a_newer_document
             assert stalled == set()
             assert len(reports) >= 2  # the heartbeat (1 s) went on
             assert not agent.state.applied_generation  # still downloading
+            asked = len(files.requests)
+            agent.offer_desired(desired(key, 1, served, heartbeat_seconds=1))  # a re-subscribe
+            time.sleep(0.3)
+            assert len(files.requests) == asked  # a duplicate does not restart the download
             agent.offer_desired(desired(key, 2, line_doc(fast)))
             wait_for("generation 2", lambda: agent.state.applied_generation == 2, 5)
             assert agent.error == ""
