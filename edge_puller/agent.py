@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_puller.arrivals import arrived, failed
-from edge_puller.artifacts import ArtifactStore
+from edge_puller.artifacts import ArtifactStore, DownloadPaused
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
@@ -75,8 +75,15 @@ class Agent:
         self._state_store = StateStore(state_dir)
         self.state: LocalState = self._state_store.load()
         self.store = ArtifactStore(
-            state_dir / "models", file_roots=file_roots, credentials=credentials
+            state_dir / "models",
+            file_roots=file_roots,
+            credentials=credentials,
+            progress=self._downloading,
         )
+        self._downloads = True
+        self._stop: threading.Event | None = None
+        self._alive: Callable[[], None] | None = None
+        """`run`'s stop and the watchdog's `alive`, for a download in progress."""
         self.cache = ModelCache()
         self.engine = Engine()
         self.outbox = Outbox(state_dir / "outbox.db")
@@ -170,8 +177,11 @@ class Agent:
 
     # --- the loop -----------------------------------------------------------------------------
 
-    def tick(self) -> float:
-        """One level-triggered pass; returns the seconds to wait before the next one."""
+    def tick(self, *, downloads: bool = True) -> float:
+        """One level-triggered pass; returns the seconds to wait before the next one.
+        `downloads=False` (the pass before the loop, cameras and link start) leaves a needed
+        download to the loop: what the device runs serves meanwhile."""
+        self._downloads = downloads
         take_desired(self)
         for arrival in arrived(self.state_dir, self.engine.drain_events()):
             execute(self, arrival)
@@ -181,6 +191,9 @@ class Agent:
         for step in plan(snapshot(self)):
             try:
                 execute(self, step)
+            except DownloadPaused as exc:
+                log.info("download left for now (%s); its part is kept", exc)
+                return 0.0
             except TemporaryError as exc:
                 self._set_error(str(exc))
                 return self.backoff.next(exc.delay)
@@ -205,7 +218,9 @@ class Agent:
 
     def run(self, stop: threading.Event, alive: Callable[[], None] | None = None) -> None:
         """Tick until `stop`; a bug in one tick is logged and retried, never fatal to serving.
-        `alive` (the systemd watchdog) is called at least every second while the loop runs."""
+        `alive` (the systemd watchdog) is called at least every second while the loop runs,
+        and after every piece a download receives."""
+        self._stop, self._alive = stop, alive
         while not stop.is_set():
             try:
                 delay = self.tick()
@@ -271,6 +286,34 @@ class Agent:
         self._last_report = self.clock()
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _downloading(self) -> None:
+        """Before a download and after each piece it receives (within a tick): say the
+        loop is alive, take what arrived as the tick does, report at the heartbeat, and leave
+        the download for a stop or a new desired state or removal (the next tick plans again;
+        a still-needed model resumes its part). A duplicate (the retained copy a re-subscribe
+        brings) leaves it running: a server that ignores `Range` would start it over."""
+        if self._alive is not None:
+            self._alive()
+        if not self._downloads:
+            raise DownloadPaused("not before the agent has started")
+        if self._stop is not None and self._stop.is_set():
+            raise DownloadPaused("stopping")
+        if not self.inbox.empty():
+            before = self._holds()
+            take_desired(self)  # verified and persisted before anything acts on it
+            if self._holds() != before:
+                raise DownloadPaused("a desired state arrived")
+        target = self.state.target
+        heartbeat = target.document.spec.heartbeat_seconds if target else 60
+        if self.clock() - self._last_report >= heartbeat:
+            self.report()
+
+    def _holds(self) -> tuple[tuple[int, str], float | None]:
+        """What the device holds, as far as a download in progress is concerned."""
+        target = self.state.target
+        doc = target.document if target else None
+        return (doc.generation, doc.content_hash) if doc else (0, ""), self.state.removed_at
 
     def _spool(self, key: str) -> Spool | None:
         target = self.state.target

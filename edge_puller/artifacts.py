@@ -11,6 +11,11 @@ download can never be activated.
 path is resolved (symlinks, `..`) before the containment check, and the resolved path is the
 one opened. `http(s)://` artifacts are not affected.
 
+A download runs within the agent's convergence loop: `progress` is called before it starts
+and after every piece received (what arrived, not a whole chunk), so the loop tells systemd's
+watchdog it is alive, reports at its heartbeat, and gives way (`DownloadPaused`, the part
+kept) to a stop or a newer desired state, however slowly the server sends.
+
 `oci://HOST/REPO@sha256:…` artifacts are registry blobs fetched by digest over HTTP(S)
 (`linefleet_core.oci`); the digest in the URL must be the document's sha256. Credentials (a
 read-only token per registry host) come from the device's local configuration
@@ -27,7 +32,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -49,6 +54,10 @@ class ArtifactError(PermanentError):
         self.reason = reason
 
 
+class DownloadPaused(Exception):
+    """Raised by a store's `progress` to leave a download (its part kept for a resume)."""
+
+
 class DiskFullError(TemporaryError):
     reason = "disk-full"
 
@@ -61,9 +70,13 @@ class ArtifactStore:
         timeout: float = 30.0,
         file_roots: Sequence[Path] = (),
         credentials: Mapping[str, Credentials] | None = None,
+        progress: Callable[[], None] = lambda: None,
     ):
         """`file_roots`: the only folders `file://` artifacts may come from (none: refused);
-        `credentials`: registry credentials by `HOST[:PORT]` for `oci://` artifacts."""
+        `credentials`: registry credentials by `HOST[:PORT]` for `oci://` artifacts;
+        `progress`: called before a download and after each piece it receives (may raise
+        DownloadPaused)."""
+        self.progress = progress
         self.root = root
         self.credentials = dict(credentials or {})
         self.reserve_bytes = reserve_bytes
@@ -132,6 +145,7 @@ class ArtifactStore:
                 f"{free} free, {self.reserve_bytes} reserved",
                 delay=60.0,
             )
+        self.progress()
         if source is not None:
             self._copy_file(url, source, part, have, size)
         else:
@@ -222,7 +236,7 @@ class ArtifactStore:
                         "size-mismatch", f"{url}: {total} bytes, the document says {size}"
                     )
                 src.seek(have)
-                _append(src, part, size - have)
+                _append(src, part, size - have, self.progress)
         except FileNotFoundError:
             raise ArtifactError("not-found", f"{url}: no such file") from None
         except OSError as exc:
@@ -247,7 +261,7 @@ class ArtifactStore:
                         "size-mismatch",
                         f"{url}: server sends {have + int(length)} bytes, document says {size}",
                     )
-                _append(response, part, size - have)
+                _append(response, part, size - have, self.progress)
         except urllib.error.HTTPError as exc:
             if exc.code == 416:  # our part is longer than the file: drop it and retry
                 part.unlink(missing_ok=True)
@@ -263,16 +277,20 @@ class ArtifactStore:
             raise TemporaryError(f"{url}: {exc}", delay=5.0) from None
 
 
-def _append(src: BinaryIO, part: Path, remaining: int) -> None:
-    """Append up to `remaining` bytes; fsync what was written even when the source breaks."""
+def _append(src: BinaryIO, part: Path, remaining: int, progress: Callable[[], None]) -> None:
+    """Append up to `remaining` bytes, calling `progress` after each piece as it arrives
+    (`read1`: `read` waits for a whole chunk, minutes on a slow link); fsync what was written
+    even when the source breaks or `progress` leaves."""
+    read = getattr(src, "read1", src.read)
     with part.open("ab") as out:
         try:
             while remaining > 0:
-                chunk = src.read(min(CHUNK, remaining))
+                chunk = read(min(CHUNK, remaining))
                 if not chunk:
                     break
                 out.write(chunk)
                 remaining -= len(chunk)
+                progress()
         finally:
             out.flush()
             os.fsync(out.fileno())

@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edge_puller.target import Target
+from linefleet_core.catalogue import Normalize, Tiling
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
+from linefleet_core.model import Strict
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verified
 from linefleet_core.wire import (
     MAX_INPUT_SIDE,
@@ -109,10 +111,27 @@ def _check_model(spec: ModelSpec, where: str) -> None:
     channels, h, w = (a, b, c) if layout == "NCHW" else (c, a, b)
     expected_c = 1 if spec.input.color == "gray" else 3
     sides_ok = 1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE
-    if n < 1 or channels != expected_c or not sides_ok:
-        form = "[N, {0}, H, W]" if layout == "NCHW" else "[N, H, W, {0}]"
+    # One image a run (tiles are batched only where the graph's batch is dynamic): the smoke
+    # test allocates the whole shape, so a batch of 2^40 was a MemoryError in every tick.
+    if n != 1 or channels != expected_c or not sides_ok:
+        form = "[1, {0}, H, W]" if layout == "NCHW" else "[1, H, W, {0}]"
         raise VerifyError(
             Refusal.MALFORMED,
             f"{where}.input.shape {spec.input.shape} is not {form.format(expected_c)} "
             f"for color {spec.input.color!r}",
         )
+    # The catalogue's rules (the wire leaves them to it): one-pixel tiles, millions a frame,
+    # or a tile its overlap does not advance through; a std of 0.
+    _fleet_rules(spec.input.tiling, Tiling, f"{where}.input.tiling")
+    _fleet_rules(spec.input.normalize, Normalize, f"{where}.input.normalize")
+
+
+def _fleet_rules(value: BaseModel | None, rules: type[Strict], at: str) -> None:
+    if value is None:
+        return
+    try:
+        rules.model_validate(value.model_dump(), strict=False)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = "".join(f".{p}" for p in first["loc"])
+        raise VerifyError(Refusal.MALFORMED, f"{at}{loc}: {first['msg']}") from None

@@ -142,7 +142,9 @@ def _run(options: RunOptions, stop: threading.Event) -> int:
     options = replace(options, watchdog=watchdog)
     alive = (lambda: watchdog.alive("converge")) if watchdog is not None else None
     loop = threading.Thread(target=agent.run, args=(stop, alive), name="converge", daemon=True)
-    agent.tick()  # serve from the persisted state before the first frame, broker or not
+    # Serve from the persisted state before the first frame, broker or not; a model still to
+    # download is the loop's (a restart mid-download would otherwise wait for it to inspect).
+    agent.tick(downloads=False)
     loop.start()
     if link is not None:
         link.start()

@@ -8,9 +8,13 @@ event `seq` and recent events), the rejection counters, and the reconcile bookke
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import Counter
 from pathlib import Path
+
+from pydantic import ValidationError
+from pydantic_core import to_json
 
 from linefleet_core.wire import Event, ReportedState
 from reconciler.service.observed import Observations
@@ -27,6 +31,7 @@ CREATE TABLE IF NOT EXISTS rejection (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+log = logging.getLogger(__name__)
 # Columns added later (a state directory from an older version gains them on open):
 COLUMNS = {"install": "TEXT NOT NULL DEFAULT ''", "seqs": "TEXT NOT NULL DEFAULT '{}'"}
 
@@ -56,9 +61,7 @@ class Store:
         )
         for site, device, reported, last_seen, online, last_seq, events, install, seqs in rows:
             item = obs.device(site, device)
-            item.reported = (
-                None if reported is None else ReportedState.model_validate_json(reported)
-            )
+            item.reported = None if reported is None else _reported(site, device, reported)
             item.last_seen = last_seen
             item.online = None if online is None else bool(online)
             item.last_seq = last_seq
@@ -86,7 +89,7 @@ class Store:
                         key,
                         item.site,
                         item.device,
-                        None if item.reported is None else item.reported.model_dump_json(),
+                        None if item.reported is None else _stored(item.reported),
                         item.last_seen,
                         None if item.online is None else int(item.online),
                         item.last_seq,
@@ -112,3 +115,31 @@ class Store:
 
     def put(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def _stored(report: ReportedState) -> str:
+    """The report as JSON that `_reported` reads back. A device may report an infinite metric
+    (`1e999` is a JSON number that parses as infinity, and the protocol accepts it), which
+    `model_dump_json` writes as `null`, a value no float field takes back: the next
+    `reconcile` and every `status --state-dir` stopped (exit 3) reading it. It is written
+    `Infinity` instead, which pydantic reads (NaN cannot arrive: receivers refuse the literal)."""
+    return to_json(report.model_dump(), inf_nan_mode="constants").decode()
+
+
+def _reported(site: str, device: str, text: str) -> ReportedState | None:
+    """A stored report, or None (and a warning) for one that does not read back, such as the
+    `null` metric an older reconciler wrote: the device's next report replaces it."""
+    try:
+        return ReportedState.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        log.warning(
+            "state directory: the stored report of %s/%s does not read back (%s: %s); "
+            "dropped until the device reports again",
+            site,
+            device,
+            where,
+            first["msg"],
+        )
+        return None

@@ -1,12 +1,15 @@
 """A real HTTP server on 127.0.0.1 serving files with `Range` support, that can cut connections.
 
 `cut_after` makes every response stop after that many body bytes (the connection is closed
-mid-file, as a flaky factory network does); `ignore_range` makes it answer 200 to everything.
+mid-file, as a flaky factory network does); `ignore_range` makes it answer 200 to everything;
+`trickle=(n, seconds)` sends the body n bytes at a time, a pause between (a slow link), until
+`stop` is set.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +22,8 @@ class Files:
     cut_after: int | None = None
     ignore_range: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    trickle: tuple[int, float] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 def _handler(files: Files) -> type[BaseHTTPRequestHandler]:
@@ -52,7 +57,13 @@ def _handler(files: Files) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             try:
-                self.wfile.write(body)
+                step, pause = files.trickle or (len(body), 0.0)
+                for at in range(0, len(body), max(1, step)):
+                    if files.stop.is_set():
+                        return
+                    self.wfile.write(body[at : at + step])
+                    self.wfile.flush()
+                    time.sleep(pause)
             except (BrokenPipeError, ConnectionResetError):
                 return  # the client hung up on purpose (a body longer than it was signed for)
 

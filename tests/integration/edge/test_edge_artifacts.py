@@ -1,14 +1,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
+import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from edge_puller.agent import Agent
 from edge_puller.artifacts import ArtifactError, ArtifactStore, DiskFullError
+from edge_puller.intake import take_desired
+from edge_puller.localstatus import LAST_REPORT
+from edge_puller.runner import RunOptions, run
+from edge_puller.systemd import Watchdog
 from linefleet_core.errors import TemporaryError
+from linefleet_core.signing import SigningKey
 from tests.integration.edge.artifact_server import Files, serve
+from tests.support.waiting import wait_for
+from tests.unit.edge.documents import desired, line_doc
+from tests.unit.edge.helpers import spec_for
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +169,118 @@ def test_file_urls_outside_the_artifact_roots_are_refused(tmp_path: Path) -> Non
         assert refused.value.reason == "outside-artifact-roots"
     store.download(inside.as_uri(), SHA, len(DATA))
     assert store.partial_size(SHA) == len(DATA)
+
+
+def test_a_slow_download_keeps_the_agent_alive_and_gives_way_to_a_newer_document(
+    tmp_path: Path,
+) -> None:
+    """A model was fetched within one convergence tick, so for a slow download's whole length
+    the loop did not say it was alive (systemd's watchdog, WatchdogSec=30 in the unit `edge
+    install-service` writes, then restarts the agent), and a newer desired state waited for
+    it, and no report went out (status: Stale): a server that trickles bytes held the device
+    on that download for good. The retained copy the broker sends again on every re-subscribe
+    must not restart it (from scratch where the server ignores `Range`)."""
+    slow = spec_for(tmp_path / "src", "slow", 1, pad_bytes=64 * 1024)
+    fast = spec_for(tmp_path / "src", "fast", 2)
+    source = Path(slow.artifact.url.removeprefix("file://"))
+    files = Files({"/slow.onnx": source.read_bytes()}, trickle=(64, 0.05))  # ~50 s
+    key = SigningKey.generate()
+    agent = Agent("plant", "dev-1", tmp_path / "state", {key.key_id: key.public},
+                  file_roots=[tmp_path / "src"])  # fmt: skip
+    watchdog = Watchdog(0.5, send=lambda _: None)
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=agent.run, args=(stop, lambda: watchdog.alive("converge")), daemon=True
+    )
+    with serve(files) as base:
+        artifact = slow.artifact.model_copy(update={"url": f"{base}/slow.onnx"})
+        served = line_doc(slow.model_copy(update={"artifact": artifact}))
+        agent.offer_desired(desired(key, 1, served, heartbeat_seconds=1))
+        watchdog.alive("converge")
+        loop.start()
+        try:
+            last_report = tmp_path / "state" / LAST_REPORT
+            wait_for("a report while downloading", last_report.exists, 5)
+            stalled: set[str] = set()
+            reports: set[str] = set()
+            for _ in range(30):  # 1.5 s, three watchdog periods, into the download
+                stalled.update(watchdog.stalled())
+                reports.add(json.loads(last_report.read_bytes())["at"])
+                time.sleep(0.05)
+            assert stalled == set()
+            assert len(reports) >= 2  # the heartbeat (1 s) went on
+            assert not agent.state.applied_generation  # still downloading
+            asked = len(files.requests)
+            agent.offer_desired(desired(key, 1, served, heartbeat_seconds=1))  # a re-subscribe
+            time.sleep(0.3)
+            assert len(files.requests) == asked  # a duplicate does not restart the download
+            agent.offer_desired(desired(key, 2, line_doc(fast)))
+            wait_for("generation 2", lambda: agent.state.applied_generation == 2, 5)
+            assert agent.error == ""
+        finally:
+            files.stop.set()
+            stop.set()
+            agent.wake.set()
+            loop.join(10)
+    assert not loop.is_alive()
+    assert not agent.store.has(slow.artifact.sha256)  # never completed, so never loaded
+
+
+def test_an_agent_restarted_mid_download_inspects_with_what_it_runs_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """`edge run` converged once before its loop, link and cameras started, and that tick
+    downloaded: an agent restarted (power loss, watchdog) while a new model was still to come
+    decided no frame, connected to no broker and told systemd nothing (`READY=1`; a unit's
+    start times out after 90 s) until the whole remaining download was in."""
+    slow = spec_for(tmp_path / "src", "slow", 2, pad_bytes=64 * 1024)
+    running = spec_for(tmp_path / "src", "running", 1)
+    source = Path(slow.artifact.url.removeprefix("file://"))
+    files = Files({"/slow.onnx": source.read_bytes()}, trickle=(64, 0.05))  # ~50 s
+    key = SigningKey.generate()
+    state = tmp_path / "state"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    with serve(files) as base:
+        before = Agent("plant", "dev-1", state, {key.key_id: key.public},
+                       file_roots=[tmp_path / "src"])  # fmt: skip
+        before.offer_desired(desired(key, 1, line_doc(running)))
+        for _ in range(5):
+            before.tick()
+        assert before.state.applied_generation == 1
+        artifact = slow.artifact.model_copy(update={"url": f"{base}/slow.onnx"})
+        before.offer_desired(
+            desired(key, 2, line_doc(slow.model_copy(update={"artifact": artifact})))
+        )
+        take_desired(before)  # accepted and persisted; the power went before the download
+        before.outbox.close()
+        for n in range(3):
+            cv2.imwrite(str(frames / f"f{n}.png"), np.full((48, 64, 3), 200, np.uint8))
+        results = tmp_path / "results.jsonl"
+        options = RunOptions(
+            site="plant",
+            device="dev-1",
+            broker=None,
+            state_dir=state,
+            frames=str(frames),
+            trusted_keys={key.key_id: key.public},
+            results=results,
+            artifact_roots=(tmp_path / "src",),
+        )
+        stop = threading.Event()
+        agent = threading.Thread(target=run, args=(options, stop), daemon=True)
+        agent.start()
+        try:
+
+            def decided() -> list[str]:
+                text = results.read_text() if results.exists() else ""
+                return [json.loads(line).get("model") for line in text.splitlines()]
+
+            wait_for("three frames decided", lambda: len(decided()) >= 3, 5)
+            assert decided() == ["running@1"] * 3
+            assert files.requests  # the download runs meanwhile
+        finally:
+            files.stop.set()
+            stop.set()
+            agent.join(15)
+    assert not agent.is_alive()

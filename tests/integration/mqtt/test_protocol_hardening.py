@@ -262,3 +262,65 @@ def test_reports_and_events_must_carry_the_devices_signature(
     assert rec.observations.rejections["bad_signature"] == 1
     assert obs.reported == genuine  # the forgeries changed nothing
     rec.store.close()
+
+
+def test_a_report_with_an_infinite_metric_is_kept_and_the_reconciler_restarts_on_its_store(
+    fleet_repo: Path, tmp_path: Path, mosquitto: Mosquitto, key: SigningKey
+) -> None:
+    """`"latency_p95_ms": 1e999` is a finite JSON number that parses as infinity, and the
+    protocol accepts it (status writes it as null, listed in `non_finite`). The store wrote it
+    as null, which is no number: the next `linefleet reconcile` and every `status --state-dir`
+    stopped with exit 3 while reading the state directory, until the device reported again."""
+    address = BrokerAddress.parse(mosquitto.url)
+    settings = Settings(fleet_repo, address, key, tmp_path / "state", "file:///x", remote=None)
+    rec = Reconciler.open(settings)
+    assert rec.tick().error == ""
+    desired = retained(mosquitto, "linefleet/v1/toledo/+/desired")
+    doc = json.loads(desired[f"{TOL2}/desired"])
+    metrics = '{"window_seconds": 60.0, "frames": 100, "latency_p95_ms": 1e999}'
+    lines = [{"line": ln["line"], "phase": "serving"} for ln in doc["spec"]["lines"]]
+    report = ack(desired[f"{TOL2}/desired"], lines=lines).replace(
+        b'"phase": "serving"', b'"phase": "serving", "metrics": ' + metrics.encode()
+    )
+    with Session(address, "linefleet-test-inf", subscriptions=["linefleet/v1/+/+/reported"]) as s:
+        s.connect()
+        send(mosquitto, [(f"{TOL2}/reported", report, True)])
+        wait_for(
+            "the report",
+            lambda: rec.observations.device("toledo", "toledo-edge-2").reported is not None,
+            5,
+            meanwhile=lambda: rec.absorb(s, 0.2),
+        )
+    assert not rec.observations.rejections
+    rec.store.close()
+    again = Reconciler.open(settings)  # a restart reads the state directory
+    saved = again.observations.device("toledo", "toledo-edge-2").reported
+    assert saved is not None and saved.lines[0].metrics is not None
+    assert saved.lines[0].metrics.latency_p95_ms == float("inf")
+    again.store.close()
+
+
+def test_a_stored_report_an_older_reconciler_wrote_with_a_null_metric_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """Such a state directory (the `null` above) opens: that report is dropped (the device's
+    next one replaces it), the device's other state and every other device are kept."""
+    store = Store(tmp_path / "state")
+    at = "2026-11-21T23:55:34Z"
+    null_metric = (
+        '{"protocol": 1, "kind": "ReportedState", "site": "toledo", "device": "toledo-edge-2",'
+        f' "at": "{at}", "lines": [{{"line": "toledo/line-2", "phase": "serving", "metrics":'
+        ' {"window_seconds": 60.0, "frames": 100, "latency_p95_ms": null}}]}'
+    )
+    good = null_metric.replace("toledo-edge-2", "toledo-edge-1").replace("null", "4.0")
+    for device, text in (("toledo-edge-2", null_metric), ("toledo-edge-1", good)):
+        store.db.execute(
+            "INSERT INTO device (key, site, device, reported, last_seen, online, last_seq) "
+            "VALUES (?, 'toledo', ?, ?, 100.0, 1, 7)",
+            (f"toledo/{device}", device, text),
+        )
+    store.close()
+    loaded = Store(tmp_path / "state").load()
+    dropped = loaded.device("toledo", "toledo-edge-2")
+    assert dropped.reported is None and dropped.last_seq == 7 and dropped.online
+    assert loaded.device("toledo", "toledo-edge-1").reported is not None

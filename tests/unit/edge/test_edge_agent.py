@@ -125,8 +125,13 @@ def test_forged_signature_is_refused(tmp_path: Path, models: dict[str, ModelSpec
 
 @pytest.mark.parametrize(
     "shape",
-    [[1, 5, 32, 32], [1, 3, 2**40, 2**40]],
-    ids=["five channels for rgb", "a side of 2^40 (the smoke test allocated until it died)"],
+    [[1, 5, 32, 32], [1, 3, 2**40, 2**40], [2**40, 3, 32, 32], [0, 3, 32, 32]],
+    ids=[
+        "five channels for rgb",
+        "a side of 2^40 (the smoke test allocated until it died)",
+        "a batch of 2^40 (MemoryError in every convergence tick, nothing reported)",
+        "a batch of 0",
+    ],
 )
 def test_a_document_the_edge_cannot_use_is_refused_with_its_generation(
     tmp_path: Path, models: dict[str, ModelSpec], shape: list[int]
@@ -140,6 +145,31 @@ def test_a_document_the_edge_cannot_use_is_refused_with_its_generation(
     refused = [e for e in _events(agent) if e.type == "refused-document"]
     assert [(e.reason, e.generation) for e in refused] == [("malformed", 4)]
     assert f"input.shape {shape}" in refused[0].message
+    assert agent.state.target is None
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"tiling": {"size": 1, "overlap": 0}}, "tiling.size"),  # 67 million tiles a frame
+        ({"tiling": {"size": 32, "overlap": 32}}, "overlap must be smaller than size"),
+        ({"normalize": {"scale": 1.0, "std": [0.0]}}, "std values must be > 0"),
+    ],
+    ids=["one-pixel tiles", "an overlap as large as the tile", "a zero std"],
+)
+def test_preprocessing_the_catalogue_refuses_is_refused_by_the_edge(
+    tmp_path: Path, models: dict[str, ModelSpec], change: dict[str, Any], says: str
+) -> None:
+    """A signed document the catalogue could never have produced: the device converged to it,
+    and then failed every frame (or built millions of tiles a frame) instead of refusing it."""
+    agent = _agent(tmp_path / "state")
+    doc = line_doc(models["m1"])
+    doc["serving"]["input"] |= change
+    agent.offer_desired(desired(KEY, 4, doc))
+    _converge(agent, 1)
+    refused = [e for e in _events(agent) if e.type == "refused-document"]
+    assert [(e.reason, e.generation) for e in refused] == [("malformed", 4)]
+    assert "serving.input" in refused[0].message and says in refused[0].message
     assert agent.state.target is None
 
 
