@@ -62,6 +62,25 @@ YAML_NAMED_DIR = Refused(
     "not read)"
 )
 
+NOT_UTF8_NAME = Refused(
+    "a name that is not UTF-8 (each such byte written \\xNN here); fleet files are named after "
+    "what they declare (ids: a-z, 0-9 and -)"
+)
+
+
+def shown_name(path: str) -> str:
+    """`path` (from `os.fsdecode`) with each byte that is not UTF-8 written `\\xNN`, as `ls -b`
+    does: Python keeps such a byte as a lone surrogate, which no UTF-8 output can hold
+    (`plan --out` stopped with exit 3 on a pull request adding `b\\xff.yaml`)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def named(path: str, read: bytes | Refused) -> tuple[str, bytes | Refused]:
+    """(path, what was read there), or, where the name is not UTF-8, (`shown_name`, refused):
+    the working tree and git refuse such a file alike."""
+    shown = shown_name(path)
+    return (path, read) if shown == path else (shown, NOT_UTF8_NAME)
+
 
 def too_large(size: int) -> Refused:
     return Refused(
@@ -104,7 +123,7 @@ class DirectorySource:
                     if is_dir:
                         refused = _directory_refusal(folder / name)
                         if refused is not None:
-                            yield path, refused
+                            yield named(path, refused)
                         else:
                             dirnames.append(name)  # os.walk goes on in this (sorted) order
                         continue
@@ -112,7 +131,7 @@ class DirectorySource:
                     file = f"{dirpath}/{name}"
                     got = read_regular(file, name.endswith(YAML_SUFFIXES))
                     if got is not None:
-                        yield path, got
+                        yield named(path, got)
 
     def artifact_digest(self, path: str, limit: int) -> artifactref.Digest | artifactref.Unreadable:
         """Size and sha256 of a repository file, never through a symbolic link."""
