@@ -68,6 +68,10 @@ NOT_UTF8_NAME = Refused(
 )
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+"""How a Git LFS pointer file starts (what git holds for a file LFS tracks)."""
+
+
 def shown_name(path: str) -> str:
     """`path` (from `os.fsdecode`) with each byte that is not UTF-8 written `\\xNN`, as `ls -b`
     does: Python keeps such a byte as a lone surrogate, which no UTF-8 output can hold
@@ -353,6 +357,12 @@ def check_file(path: str, raw: bytes, parsed: yamlsafe.ParsedBlobs | None = None
     if not isinstance(data, dict):
         kind_of = type(data).__name__
         message = f"expected a mapping at the top level, got a {kind_of}"
+        if raw.startswith(LFS_POINTER):
+            message = (
+                "a Git LFS pointer, not the file's YAML: fleet files must be committed as they "
+                "are (no LFS or other filter for them in .gitattributes): the publisher reads "
+                "git's objects"
+            )
         return _refused(doc, (), message, _by_path(path))
     kind = data.get("kind")
     if data.get("apiVersion") != API_VERSION:
