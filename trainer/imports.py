@@ -175,9 +175,12 @@ def _lines(data: bytes, path: str, findings: list[Finding]) -> list[str]:
 
 def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> AnnotationLine | None:
     try:
-        doc: Any = json.loads(raw)
+        doc: Any = jsonlines.loads(raw)
     except json.JSONDecodeError as exc:
         findings.append(Finding(path, number, exc.colno, "", f"not JSON: {exc.msg}"))
+        return None
+    except jsonlines.DuplicateKey as exc:
+        findings.append(Finding(path, number, 1, exc.key, str(exc)))
         return None
     if (field := lone_surrogate(doc)) is not None:
         findings.append(Finding(path, number, 1, field, NOT_UNICODE))

@@ -184,6 +184,24 @@ def test_jsonl_lines_not_utf8_are_located_and_u2028_in_a_note_is_no_line_break(
     assert lf(repo, "import", str(path)) == 0
 
 
+def test_a_jsonl_row_giving_a_field_twice_is_located_and_nothing_is_written(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another tool's row `{"class": "ok", ..., "class": "dent"}` was imported as dent
+    without a word (json.loads keeps the last value)."""
+    (tmp_path / "0.png").write_bytes(png(0))
+    row = ('{"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1", '
+           '"class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2", "class": "dent"}')  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(row + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {path}:1:1: class: given twice in one object; keep the value that "
+        "is meant"
+    )
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
 def test_an_image_over_the_file_size_limit_is_refused_by_name_before_it_is_read(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
