@@ -202,6 +202,40 @@ def test_a_jsonl_row_giving_a_field_twice_is_located_and_nothing_is_written(
     assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
 
 
+def test_one_image_given_two_classes_by_one_annotator_is_located_and_nothing_is_written(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same picture in two class folders (or on two rows) of one export was imported as
+    two labels of one annotator, and the dataset kept whichever came later (here, by folder
+    name) without a word. The same row twice is taken once."""
+    root = tmp_path / "tree"
+    _images(root / "ok", 2, 1)
+    _images(root / "scratch", 1, 1)  # scratch/000.png is ok/000.png
+    args = ["import", str(root), "--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
+    args += ["--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {root}/scratch: class: {root}/scratch/000.png is the same image as "
+        f"{root}/ok/000.png, which says 'ok' on toledo/line-1 cam-1; one annotator gives an "
+        "image one class and place"
+    )
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+    row = {"image": "tree/ok/001.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    rows = [row, row, row | {"camera": "cam-2"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert lf(repo, "import", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {path}:3:1: class: tree/ok/001.png is the same image as {path}:1, "
+        "which says 'ok' on toledo/line-1 cam-1; one annotator gives an image one class and place"
+    )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    assert lf(repo, "import", str(path)) == 0
+    assert "imported 1 annotation(s), 1 new frame(s) (jsonl)" in capsys.readouterr().out
+
+
 def test_an_image_over_the_file_size_limit_is_refused_by_name_before_it_is_read(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
