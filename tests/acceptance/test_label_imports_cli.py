@@ -97,6 +97,25 @@ def test_jsonl_rows_are_checked_against_the_fleet_too(
     assert f"{path}:1:1: site: unknown site 'toldeo'; did you mean 'toledo'?" in err
 
 
+def test_a_row_for_a_line_whose_fleet_file_does_not_load_says_so(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line file with a YAML error (or a Git LFS pointer) in --fleet-repo: the import said
+    "unknown line 'toledo/line-1'; did you mean 'line-2'?" of a line the fleet declares."""
+    line = repo / "fleet" / "sites" / "toledo" / "lines" / "line-1.yaml"
+    line.write_bytes(line.read_bytes().replace(b"cameras:", b"cameras:\n\t- oops", 1))
+    (tmp_path / "0.png").write_bytes(png(0))
+    row = {"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {path}:1:1: line: line 'toledo/line-1': its file in the fleet "
+        "repository does not load (`linefleet validate` says why)"
+    )
+
+
 def test_mvtec_ad_category_with_a_class_map(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
