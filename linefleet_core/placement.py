@@ -4,6 +4,7 @@
     fleet/sites/<site>/lines/<line>.yaml    line <site>/<line>
     fleet/sites/<site>/devices/<id>.yaml    edge device <id>
     fleet/models/<name>.yaml                model family <name>
+    fleet/policy.yaml                       the fleet's policy (a file that did not load)
     taxonomies/<name>/v<version>.yaml       taxonomy <name>@<version>
 
 Rollback pull requests edit a line at `fleet/sites/<site>/lines/<line>.yaml`, CODEOWNERS gives
@@ -65,6 +66,8 @@ def declared(path: str) -> str:
         return f"EdgeDevice:{stem}"
     if parts[:2] == ("fleet", "models") and len(parts) == 3:
         return f"Model:{stem}"
+    if parts[0] == "fleet" and len(parts) == 2 and stem == "policy":
+        return "Policy:fleet"
     version = _VERSION_FILE.match(stem)
     if parts[0] == "taxonomies" and len(parts) == 3 and version:
         return f"Taxonomy:{parts[1]}@{version.group(1)}"

@@ -412,6 +412,8 @@ def _key_of(kind: str, data: dict[str, Any]) -> str:
         return str(data.get("name"))
     if kind == "Taxonomy":
         return f"{data.get('name')}@{data.get('version')}"
+    if kind == "Policy":
+        return "fleet"  # (the fleet has one)
     return str(data.get("id"))
 
 

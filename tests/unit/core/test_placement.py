@@ -24,7 +24,7 @@ TAX2 = "taxonomies/surface-defects/v2.yaml"
         ("fleet/models/surface-classifier.yaml", "Model:surface-classifier"),
         ("taxonomies/surface-defects/v2.yaml", "Taxonomy:surface-defects@2"),
         ("taxonomies/surface-defects/draft.yaml", ""),
-        ("fleet/policy.yaml", ""),
+        ("fleet/policy.yaml", "Policy:fleet"),
         ("fleet/toledo.yaml", ""),
         ("fleet/sites/toledo/extra/line-3.yaml", ""),
     ],
