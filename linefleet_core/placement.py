@@ -5,6 +5,7 @@
     fleet/sites/<site>/devices/<id>.yaml    edge device <id>
     fleet/models/<name>.yaml                model family <name>
     fleet/policy.yaml                       the fleet's policy (a file that did not load)
+    fleet, taxonomies                       every file in it (a folder that was not read)
     taxonomies/<name>/v<version>.yaml       taxonomy <name>@<version>
 
 Rollback pull requests edit a line at `fleet/sites/<site>/lines/<line>.yaml`, CODEOWNERS gives
@@ -68,6 +69,8 @@ def declared(path: str) -> str:
         return f"Model:{stem}"
     if parts[0] == "fleet" and len(parts) == 2 and stem == "policy":
         return "Policy:fleet"
+    if parts in (("fleet",), ("taxonomies",)):  # (a link, say: none of its files is read)
+        return f"Folder:{parts[0]}"
     version = _VERSION_FILE.match(stem)
     if parts[0] == "taxonomies" and len(parts) == 3 and version:
         return f"Taxonomy:{parts[1]}@{version.group(1)}"

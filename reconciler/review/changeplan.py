@@ -171,7 +171,10 @@ def plan_change(
     """Compare two fleet revisions; judge every changed line by the rollout policy at `now`.
 
     An object whose file in the head does not load (`FleetSpec.broken`: its error is in
-    `head_findings`) is left out: it is not removed, and what it changes cannot be told."""
+    `head_findings`) is left out: it is not removed, and what it changes cannot be told; a
+    head whose fleet/ or taxonomies/ folder was not read at all (a link) shows no change."""
+    if "Folder:fleet" in head.broken or "Folder:taxonomies" in head.broken:  # none was read
+        head = base
     decisions = rollout.decide(base, head, now)
     lines = tuple(
         _line(base, head, key, decisions[key])

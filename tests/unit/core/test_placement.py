@@ -25,6 +25,7 @@ TAX2 = "taxonomies/surface-defects/v2.yaml"
         ("taxonomies/surface-defects/v2.yaml", "Taxonomy:surface-defects@2"),
         ("taxonomies/surface-defects/draft.yaml", ""),
         ("fleet/policy.yaml", "Policy:fleet"),
+        ("fleet", "Folder:fleet"),
         ("fleet/toledo.yaml", ""),
         ("fleet/sites/toledo/extra/line-3.yaml", ""),
     ],
