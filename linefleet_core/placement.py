@@ -28,10 +28,12 @@ from linefleet_core import yamlsafe
 from linefleet_core.catalogue import ModelFamily
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import EdgeDevice, Line, Site
+from linefleet_core.refs import ID_PATTERN
 from linefleet_core.taxonomy import Taxonomy
 
 SITE_FILE = "site"
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)$")
+_ID = re.compile(ID_PATTERN)
 
 
 def line_path(key: str) -> str:
@@ -109,11 +111,14 @@ def _named(
     if name != stem:
         said = name.removeprefix("v") if field == "version" else repr(name)
         wanted = stem.removeprefix("v") if field == "version" else repr(stem)
+        # (a file name no id can match, `LINE-1.yaml` beside `line-1.yaml`: rename it)
+        valid = field == "version" or _ID.match(stem) is not None
+        instead = f" or set {field} to {wanted}" if valid else ""
         yield doc.finding(
             (field,),
             f"{said} does not match the file name {p[0]}; rename the file to "
-            f"{name}{p[1]} or set {field} to {wanted} (rollback pull requests, CODEOWNERS "
-            "and the report find an object by its file name)",
+            f"{name}{p[1]}{instead} (rollback pull requests, CODEOWNERS and the report find an "
+            "object by its file name)",
             code="file_name",
         )
 
