@@ -116,6 +116,23 @@ def test_a_row_for_a_line_whose_fleet_file_does_not_load_says_so(
     )
 
 
+def test_an_image_link_whose_target_is_gone_is_named_not_left_out(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class folder copied with a link to an image that is not there any more: the import
+    said 'imported 2' of 3 images and nothing of the third."""
+    root = tmp_path / "tree"
+    _images(root / "ok", 2, 1)
+    (root / "ok" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    args = ["import", str(root), "--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
+    assert lf(repo, *args, "--annotator", "ana", "--taxonomy", "surface-defects@2") == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {root}/ok: image: {root}/ok/gone.png: cannot read (No such file or "
+        "directory)"
+    )
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
 def test_mvtec_ad_category_with_a_class_map(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
