@@ -133,8 +133,12 @@ def main() -> int:
             python = f'PYTHONPATH="{BASELINE}" exec "{sys.executable}"'
             wrapper.write_text(f'#!/bin/sh\n{python} -m linefleet.cli "$@"\n')
             wrapper.chmod(0o755)
+            cold_baseline = Path(tmp) / "baseline-cold"
+            cold_baseline.write_text(f'#!/bin/sh\nrm -rf {CACHE}\nexec "{wrapper}" "$@"\n')
+            cold_baseline.chmod(0o755)
             for name in COMPARED:
                 commands[f"{name} (baseline)"] = [[str(wrapper), *COMMANDS[name]]]
+                commands[f"{name} (baseline cold)"] = [[str(cold_baseline), *COMMANDS[name]]]
         log(f"{files} YAML files; {REPEAT} runs each after a warm-up, interleaved")
         load_before = os.getloadavg()[0]
         times = interleaved(commands, repo)
@@ -160,10 +164,11 @@ def main() -> int:
         baseline_note = [
             "",
             f"Baseline: the same commands on the code of commit `{commit}` (main before "
-            "this change), interleaved with ours in the same runs, against ours warm: "
+            "this change), interleaved with ours in the same runs, against ours: "
             + ", ".join(
-                f"`{name}` {med[f'{name} (baseline)'] / med[name]:.1f}x faster now"
+                f"`{name}` {kind} {med[f'{name} (baseline{suffix})'] / med[ours]:.2f}x faster"
                 for name in COMPARED
+                for kind, suffix, ours in (("warm", "", name), ("cold", " cold", f"{name} (cold)"))
             )
             + ".",
         ]

@@ -10,7 +10,6 @@ queued unless the whole file reads. What the rows say is then checked against th
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,9 @@ def _read(path: Path) -> bytes:
 
 def _row(raw: str, where: str, defaults: dict[str, str]) -> OverrideRequest:
     try:
-        row: Any = json.loads(raw)
+        row: Any = jsonlines.loads(raw)
+    except jsonlines.DuplicateKey as exc:
+        raise ValueError(f"{exc.key}: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(row, dict):

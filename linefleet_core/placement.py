@@ -4,6 +4,8 @@
     fleet/sites/<site>/lines/<line>.yaml    line <site>/<line>
     fleet/sites/<site>/devices/<id>.yaml    edge device <id>
     fleet/models/<name>.yaml                model family <name>
+    fleet/policy.yaml                       the fleet's policy (a file that did not load)
+    fleet, taxonomies                       every file in it (a folder that was not read)
     taxonomies/<name>/v<version>.yaml       taxonomy <name>@<version>
 
 Rollback pull requests edit a line at `fleet/sites/<site>/lines/<line>.yaml`, CODEOWNERS gives
@@ -26,10 +28,12 @@ from linefleet_core import yamlsafe
 from linefleet_core.catalogue import ModelFamily
 from linefleet_core.errors import Finding
 from linefleet_core.fleet import EdgeDevice, Line, Site
+from linefleet_core.refs import ID_PATTERN
 from linefleet_core.taxonomy import Taxonomy
 
 SITE_FILE = "site"
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)$")
+_ID = re.compile(ID_PATTERN)
 
 
 def line_path(key: str) -> str:
@@ -65,6 +69,10 @@ def declared(path: str) -> str:
         return f"EdgeDevice:{stem}"
     if parts[:2] == ("fleet", "models") and len(parts) == 3:
         return f"Model:{stem}"
+    if parts[0] == "fleet" and len(parts) == 2 and stem == "policy":
+        return "Policy:fleet"
+    if parts in (("fleet",), ("taxonomies",)):  # (a link, say: none of its files is read)
+        return f"Folder:{parts[0]}"
     version = _VERSION_FILE.match(stem)
     if parts[0] == "taxonomies" and len(parts) == 3 and version:
         return f"Taxonomy:{parts[1]}@{version.group(1)}"
@@ -103,11 +111,14 @@ def _named(
     if name != stem:
         said = name.removeprefix("v") if field == "version" else repr(name)
         wanted = stem.removeprefix("v") if field == "version" else repr(stem)
+        # (a file name no id can match, `LINE-1.yaml` beside `line-1.yaml`: rename it)
+        valid = field == "version" or _ID.match(stem) is not None
+        instead = f" or set {field} to {wanted}" if valid else ""
         yield doc.finding(
             (field,),
             f"{said} does not match the file name {p[0]}; rename the file to "
-            f"{name}{p[1]} or set {field} to {wanted} (rollback pull requests, CODEOWNERS "
-            "and the report find an object by its file name)",
+            f"{name}{p[1]}{instead} (rollback pull requests, CODEOWNERS and the report find an "
+            "object by its file name)",
             code="file_name",
         )
 

@@ -62,6 +62,29 @@ YAML_NAMED_DIR = Refused(
     "not read)"
 )
 
+NOT_UTF8_NAME = Refused(
+    "a name that is not UTF-8 (each such byte written \\xNN here); fleet files are named after "
+    "what they declare (ids: a-z, 0-9 and -)"
+)
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+"""How a Git LFS pointer file starts (what git holds for a file LFS tracks)."""
+
+
+def shown_name(path: str) -> str:
+    """`path` (from `os.fsdecode`) with each byte that is not UTF-8 written `\\xNN`, as `ls -b`
+    does: Python keeps such a byte as a lone surrogate, which no UTF-8 output can hold
+    (`plan --out` stopped with exit 3 on a pull request adding `b\\xff.yaml`)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def named(path: str, read: bytes | Refused) -> tuple[str, bytes | Refused]:
+    """(path, what was read there), or, where the name is not UTF-8, (`shown_name`, refused):
+    the working tree and git refuse such a file alike."""
+    shown = shown_name(path)
+    return (path, read) if shown == path else (shown, NOT_UTF8_NAME)
+
 
 def too_large(size: int) -> Refused:
     return Refused(
@@ -104,7 +127,7 @@ class DirectorySource:
                     if is_dir:
                         refused = _directory_refusal(folder / name)
                         if refused is not None:
-                            yield path, refused
+                            yield named(path, refused)
                         else:
                             dirnames.append(name)  # os.walk goes on in this (sorted) order
                         continue
@@ -112,7 +135,7 @@ class DirectorySource:
                     file = f"{dirpath}/{name}"
                     got = read_regular(file, name.endswith(YAML_SUFFIXES))
                     if got is not None:
-                        yield path, got
+                        yield named(path, got)
 
     def artifact_digest(self, path: str, limit: int) -> artifactref.Digest | artifactref.Unreadable:
         """Size and sha256 of a repository file, never through a symbolic link."""
@@ -334,6 +357,12 @@ def check_file(path: str, raw: bytes, parsed: yamlsafe.ParsedBlobs | None = None
     if not isinstance(data, dict):
         kind_of = type(data).__name__
         message = f"expected a mapping at the top level, got a {kind_of}"
+        if raw.startswith(LFS_POINTER):
+            message = (
+                "a Git LFS pointer, not the file's YAML: fleet files must be committed as they "
+                "are (no LFS or other filter for them in .gitattributes): the publisher reads "
+                "git's objects"
+            )
         return _refused(doc, (), message, _by_path(path))
     kind = data.get("kind")
     if data.get("apiVersion") != API_VERSION:
@@ -383,6 +412,8 @@ def _key_of(kind: str, data: dict[str, Any]) -> str:
         return str(data.get("name"))
     if kind == "Taxonomy":
         return f"{data.get('name')}@{data.get('version')}"
+    if kind == "Policy":
+        return "fleet"  # (the fleet has one)
     return str(data.get("id"))
 
 

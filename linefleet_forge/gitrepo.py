@@ -29,6 +29,7 @@ from linefleet_core.spec import (
     YAML_NAMED_DIR,
     YAML_SUFFIXES,
     Refused,
+    named,
 )
 from linefleet_core.yamlsafe import MAX_FILE_BYTES, ParsedBlobs
 from linefleet_forge import catfile
@@ -172,7 +173,7 @@ class GitObjects:
         oids = [oid for _, oid in files if isinstance(oid, str)]
         with contextlib.closing(self.contents(oids, MAX_FILE_BYTES, parsed)) as content:
             for path, oid in files:
-                yield path, oid if isinstance(oid, Refused) else next(content)
+                yield named(path, oid if isinstance(oid, Refused) else next(content))
 
     def entry(self, sha: str, path: str) -> tuple[str, str] | None:
         """(mode, object id) of the file at `path` in commit `sha`, or None."""

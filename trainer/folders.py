@@ -38,7 +38,9 @@ DEFAULT_MAP = {"good": "ok"}
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGES and p.is_file())
+    """Every file named as an image under `folder`: a link whose target is gone (or a pipe)
+    is one too, refused by name when it is read, not left out without a word."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGES and not p.is_dir())
 
 
 def _row(

@@ -77,9 +77,14 @@ def stage(
     """Check every row (annotator, class, fleet place, image); collect findings, keep the rest.
 
     A problem shared by many rows of one folder (a misspelt line folder) is reported once.
+    One annotator gives one image one class and one place in an import: the same image again
+    with another (in two class folders, or on two rows) is a finding, since which one is meant
+    cannot be told (the store would keep the later without a word); the same again is taken
+    once.
     """
     staged: list[tuple[AnnotationLine, str, bytes | None]] = []
     seen: set[tuple[str, int, str, str]] = set()
+    first: dict[tuple[str, str], tuple[Located, AnnotationLine]] = {}
 
     def add(at: Located, field: str, message: str) -> None:
         key = (at.path, at.line, field, message)
@@ -104,8 +109,25 @@ def stage(
         except LinefleetError as exc:
             add(at, "image", str(exc))
             continue
+        earlier = first.setdefault((sha, row.annotator or ""), (at, row))
+        if earlier[1] is not row:
+            if _said(earlier[1]) != _said(row):
+                was = earlier[0]
+                there = f"{was.path}:{was.line}" if was.line else earlier[1].image
+                add(
+                    at,
+                    "class",
+                    f"{row.image or row.frame} is the same image as {there}, which says "
+                    f"{_said(earlier[1])}; one annotator gives an image one class and place",
+                )
+            continue
         staged.append((row, sha, data))
     return staged
+
+
+def _said(row: AnnotationLine) -> str:
+    """What a row says of its image: class and place."""
+    return f"{row.cls!r} on {row.site}/{row.line} {row.camera}"
 
 
 def write_staged(
@@ -175,9 +197,12 @@ def _lines(data: bytes, path: str, findings: list[Finding]) -> list[str]:
 
 def _parse(raw: str, path: str, number: int, findings: list[Finding]) -> AnnotationLine | None:
     try:
-        doc: Any = json.loads(raw)
+        doc: Any = jsonlines.loads(raw)
     except json.JSONDecodeError as exc:
         findings.append(Finding(path, number, exc.colno, "", f"not JSON: {exc.msg}"))
+        return None
+    except jsonlines.DuplicateKey as exc:
+        findings.append(Finding(path, number, 1, exc.key, str(exc)))
         return None
     if (field := lone_surrogate(doc)) is not None:
         findings.append(Finding(path, number, 1, field, NOT_UNICODE))

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from linefleet_core.spec import FleetSpec
 
+BROKEN = "its file in the fleet repository does not load (`linefleet validate` says why)"
+
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
@@ -34,6 +36,8 @@ class Places:
     """`site/line` -> camera ids."""
     served: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
     """device id -> the (`site/line`, camera) pairs it serves."""
+    broken: frozenset[str] = frozenset()
+    """What files that did not load declare (`FleetSpec.broken`: `Line:site/line`, ...)."""
 
     @classmethod
     def of(cls, spec: FleetSpec) -> Places:
@@ -46,11 +50,14 @@ class Places:
                 )
                 for d in spec.devices.values()
             },
+            frozenset(spec.broken),
         )
 
     def serves(self, device: str, line: str, camera: str) -> str | None:
         """None when `device` serves camera `camera` of line `line` (`site/line`), else why not."""
         pairs = self.served.get(device)
+        if pairs is None and f"EdgeDevice:{device}" in self.broken:
+            return f"device {device!r}: {BROKEN}"
         if pairs is None:
             return f"unknown device {device!r}{did_you_mean(device, self.served)}"
         if (line, camera) not in pairs:
@@ -71,9 +78,13 @@ class Places:
     def check(self, site: str, line: str, camera: str) -> list[tuple[str, str]]:
         """(field, message) for each of site, line, camera the fleet does not know."""
         if site not in self.sites:
+            if f"Site:{site}" in self.broken:
+                return [("site", f"site {site!r}: {BROKEN}")]
             return [("site", f"unknown site {site!r}{did_you_mean(site, self.sites)}")]
         key = f"{site}/{line}"
         cameras = self.cameras.get(key)
+        if cameras is None and f"Line:{key}" in self.broken:
+            return [("line", f"line {key!r}: {BROKEN}")]
         if cameras is None:
             mine = {k.partition("/")[2] for k in self.cameras if k.startswith(f"{site}/")}
             return [("line", f"unknown line {key!r}{did_you_mean(line, mine)}")]

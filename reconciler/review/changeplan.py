@@ -168,9 +168,19 @@ def plan_change(
     head_findings: Sequence[Finding] = (),
     base_findings: Sequence[Finding] = (),
 ) -> Plan:
-    """Compare two fleet revisions; judge every changed line by the rollout policy at `now`."""
+    """Compare two fleet revisions; judge every changed line by the rollout policy at `now`.
+
+    An object whose file in the head does not load (`FleetSpec.broken`: its error is in
+    `head_findings`) is left out: it is not removed, and what it changes cannot be told; a
+    head whose fleet/ or taxonomies/ folder was not read at all (a link) shows no change."""
+    if "Folder:fleet" in head.broken or "Folder:taxonomies" in head.broken:  # none was read
+        head = base
     decisions = rollout.decide(base, head, now)
-    lines = tuple(_line(base, head, key, decisions[key]) for key in decisions)
+    lines = tuple(
+        _line(base, head, key, decisions[key])
+        for key in decisions
+        if f"Line:{key}" not in head.broken
+    )
     changed_lines = {line.key for line in lines}
     return Plan(
         base=base_rev,
@@ -178,9 +188,13 @@ def plan_change(
         now=now,
         lines=lines,
         devices=_devices(base, head, changed_lines),
-        sites=_objects("site", base.sites, head.sites, exclude=("id",), flat=_site_fields),
-        catalogue=_models(base, head) + _taxonomies(base, head),
-        settings=_objects("policy", {"fleet": base.policy}, {"fleet": head.policy}),
+        sites=_readable(
+            head, _objects("site", base.sites, head.sites, exclude=("id",), flat=_site_fields)
+        ),
+        catalogue=_readable(head, _models(base, head) + _taxonomies(base, head)),
+        settings=()
+        if "Policy:fleet" in head.broken
+        else _objects("policy", {"fleet": base.policy}, {"fleet": head.policy}),
         catalogue_violations=tuple(published.check_catalogue(base, head)),
         validation=tuple(sorted(set(head_findings))),
         base_errors=sum(1 for f in base_findings if f.severity is Severity.ERROR),
@@ -230,9 +244,23 @@ def _camera_summaries(*lines: Line | None) -> dict[str, str]:
     return out
 
 
+def _readable(head: FleetSpec, changes: tuple[Change, ...]) -> tuple[Change, ...]:
+    """`changes` without those of objects whose head file did not load (a model version by its
+    family's file)."""
+    kinds = {"site": "Site", "model": "Model", "taxonomy": "Taxonomy"}
+
+    def declared(change: Change) -> str:
+        key = change.key.partition("@")[0] if change.kind == "model" else change.key
+        return f"{kinds.get(change.kind, change.kind)}:{key}"
+
+    return tuple(c for c in changes if declared(c) not in head.broken)
+
+
 def _devices(base: FleetSpec, head: FleetSpec, changed_lines: set[str]) -> tuple[DevicePlan, ...]:
     out = []
     for key in sorted(set(base.devices) | set(head.devices)):
+        if f"EdgeDevice:{key}" in head.broken:
+            continue
         before, after = base.devices.get(key), head.devices.get(key)
         exclude = (*HEADER, "id")
         changes = (

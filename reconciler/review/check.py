@@ -50,9 +50,11 @@ def validate(
     version = checker_version()
     kept = None if version is None else gitcache.read_pickle(graphs_at, version)
     graphs = GraphResults(kept if isinstance(kept, dict) else {})
-    head, findings = _load_head(repo, checks, check_artifacts, parsed, graphs)
-    source = GitSource(commit, objects.subfolder(repo), objects)
+    # The base first: its files stream from git and are parsed in a worker (many files, two
+    # cores) while they are checked here; the working tree's unchanged files are then checked.
+    source = GitSource(commit, objects.subfolder(repo), objects, parsed)
     base_spec, _ = fleetspec.load(source, checks, parsed)
+    head, findings = _load_head(repo, checks, check_artifacts, parsed, graphs)
     gitcache.save_parsed(objects, parsed)
     if version is not None and graphs.used.keys() != graphs.known.keys():
         gitcache.write_pickle(graphs_at, version, graphs.used)

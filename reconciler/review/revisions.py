@@ -43,7 +43,7 @@ def read_revision(
 ) -> tuple[RevisionRef, FleetSpec, list[Finding]]:
     """Load and validate the fleet as it is at `rev`; a UsageError if `rev` does not exist."""
     commit = objects.commit(rev)
-    spec, findings = load_checked(GitSource(commit, prefix, objects), checks, parsed=parsed)
+    spec, findings = load_checked(GitSource(commit, prefix, objects, parsed), checks, parsed=parsed)
     return RevisionRef(rev, commit.hexsha), spec, findings
 
 
@@ -57,7 +57,7 @@ def read_base(
     """`read_revision`, with the cross-file and artifact findings of the commit kept in the
     git folder (by commit and checking code): what a commit holds never changes."""
     commit = objects.commit(rev)
-    source = GitSource(commit, prefix, objects)
+    source = GitSource(commit, prefix, objects, parsed)
     spec, findings = load(source, checks, parsed)
     version = _checks_version()
     at = gitcache.folder(objects, "revision-checks") / "findings.pickle"

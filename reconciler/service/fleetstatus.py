@@ -339,7 +339,7 @@ def _diverges(row: LineRow) -> bool:
 
 
 def fleet_status(
-    desired: dict[str, DesiredState],
+    desired: Mapping[str, DesiredState],
     observations: Observations,
     now: float | None = None,
     fleet: set[str] | None = None,

@@ -106,6 +106,8 @@ def scope(objects: GitObjects, prefix: str, old: DependencyIndex, commit: str) -
     sides: dict[str, _Sides] = {}
     checks: fleetspec.Checks = {}  # each file is parsed and schema-checked once
     for change in changes:
+        if fleetspec.shown_name(change.path) != change.path:  # (the full pass refuses it)
+            raise FullPass(f"{fleetspec.shown_name(change.path)}: a name that is not UTF-8")
         if not change.path.endswith(fleetspec.YAML_SUFFIXES):
             raise FullPass(f"{change.path} changed (not a fleet file)")
         if not change.deleted and change.new_mode not in REGULAR:

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +38,11 @@ from linefleet_core.errors import FindingsError, LinefleetError, TemporaryError
 from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
+from linefleet_core.spec import FleetSpec
 from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
 from linefleet_forge.base import Forge
 from reconciler.service import rollback
-from reconciler.service.compile import CompileError, compile_fleet
+from reconciler.service.compile import CompileError, Documents
 from reconciler.service.fleetstatus import fleet_status
 from reconciler.service.incremental import Pass, publish_pass
 from reconciler.service.lease import LEASE_TOPIC, Lease, decide
@@ -100,8 +101,9 @@ class Reconciler:
     known: set[tuple[str, str]] | None = None
     revision: LoadedRevision | None = None
     """The whole fleet at the commit last published (for the health gates' rollbacks)."""
-    desired: dict[str, DesiredState] = field(default_factory=dict)
-    """Compiled documents at that commit, by `site/device` (for fleet status)."""
+    desired: Mapping[str, DesiredState] = field(default_factory=dict)
+    """The documents at that commit, by `site/device` (for fleet status): those the
+    forked worker signed, or not compiled yet, are compiled when first read."""
     live: LiveSpecs | None = None
     """The fleet at the commit a retained document names (to hold changes during a freeze)."""
     last_full: float | None = None
@@ -263,7 +265,7 @@ class Reconciler:
         else:
             revision = self.load(commit)
             self.loaded = None
-            docs = compile_fleet(
+            docs = Documents(
                 revision.spec,
                 revision.commit,
                 revision.generation,
@@ -271,7 +273,7 @@ class Reconciler:
                 revision.approval,
             )
         self.revision = revision
-        self.desired = {f"{d.site}/{d.device}": d for d in docs.values()}
+        self.desired = BySiteDevice(revision.spec, docs)
         self.known = {(d.site, d.id) for d in revision.spec.devices.values()}
 
     def guard(self) -> list[str]:
@@ -371,6 +373,30 @@ class Reconciler:
             if connected:
                 session.close()
             self.store.close()
+
+
+class BySiteDevice(Mapping[str, DesiredState]):
+    """`docs` (by device id) by `site/device`. Reading one compiles every document `docs`
+    has not compiled yet, at once (`Documents.compile`); until then nothing is compiled: a
+    reconciler without a forge (no health-gate rollbacks) never reads them."""
+
+    def __init__(self, spec: FleetSpec, docs: Mapping[str, DesiredState]) -> None:
+        self._ids = {f"{d.site}/{d.id}": d.id for d in spec.devices.values()}
+        self._docs = docs
+        self._whole = not isinstance(docs, Documents)
+
+    def __getitem__(self, key: str) -> DesiredState:
+        device = self._ids[key]
+        if not self._whole and isinstance(self._docs, Documents):
+            self._docs.compile(self._ids.values())  # (those compiled already are kept)
+            self._whole = True
+        return self._docs[device]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def backoff(failures: int, base: float) -> float:

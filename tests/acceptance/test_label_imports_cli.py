@@ -97,6 +97,42 @@ def test_jsonl_rows_are_checked_against_the_fleet_too(
     assert f"{path}:1:1: site: unknown site 'toldeo'; did you mean 'toledo'?" in err
 
 
+def test_a_row_for_a_line_whose_fleet_file_does_not_load_says_so(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line file with a YAML error (or a Git LFS pointer) in --fleet-repo: the import said
+    "unknown line 'toledo/line-1'; did you mean 'line-2'?" of a line the fleet declares."""
+    line = repo / "fleet" / "sites" / "toledo" / "lines" / "line-1.yaml"
+    line.write_bytes(line.read_bytes().replace(b"cameras:", b"cameras:\n\t- oops", 1))
+    (tmp_path / "0.png").write_bytes(png(0))
+    row = {"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {path}:1:1: line: line 'toledo/line-1': its file in the fleet "
+        "repository does not load (`linefleet validate` says why)"
+    )
+
+
+def test_an_image_link_whose_target_is_gone_is_named_not_left_out(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A class folder copied with a link to an image that is not there any more: the import
+    said 'imported 2' of 3 images and nothing of the third."""
+    root = tmp_path / "tree"
+    _images(root / "ok", 2, 1)
+    (root / "ok" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    args = ["import", str(root), "--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
+    assert lf(repo, *args, "--annotator", "ana", "--taxonomy", "surface-defects@2") == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {root}/ok: image: {root}/ok/gone.png: cannot read (No such file or "
+        "directory)"
+    )
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
 def test_mvtec_ad_category_with_a_class_map(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -182,6 +218,58 @@ def test_jsonl_lines_not_utf8_are_located_and_u2028_in_a_note_is_no_line_break(
     assert f"{path}:1:" not in err  # the BOM, the CRLF and the U+2028 are fine
     path.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n")
     assert lf(repo, "import", str(path)) == 0
+
+
+def test_a_jsonl_row_giving_a_field_twice_is_located_and_nothing_is_written(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another tool's row `{"class": "ok", ..., "class": "dent"}` was imported as dent
+    without a word (json.loads keeps the last value)."""
+    (tmp_path / "0.png").write_bytes(png(0))
+    row = ('{"image": "0.png", "site": "toledo", "line": "line-1", "camera": "cam-1", '
+           '"class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2", "class": "dent"}')  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    path.write_text(row + "\n")
+    assert lf(repo, "import", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {path}:1:1: class: given twice in one object; keep the value that "
+        "is meant"
+    )
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+
+def test_one_image_given_two_classes_by_one_annotator_is_located_and_nothing_is_written(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same picture in two class folders (or on two rows) of one export was imported as
+    two labels of one annotator, and the dataset kept whichever came later (here, by folder
+    name) without a word. The same row twice is taken once."""
+    root = tmp_path / "tree"
+    _images(root / "ok", 2, 1)
+    _images(root / "scratch", 1, 1)  # scratch/000.png is ok/000.png
+    args = ["import", str(root), "--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
+    args += ["--annotator", "ana", "--taxonomy", "surface-defects@2"]
+    assert lf(repo, *args) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {root}/scratch: class: {root}/scratch/000.png is the same image as "
+        f"{root}/ok/000.png, which says 'ok' on toledo/line-1 cam-1; one annotator gives an "
+        "image one class and place"
+    )
+    assert not (repo.parent / "state").exists() or _dataset(repo, capsys)["frames"] == 0
+
+    row = {"image": "tree/ok/001.png", "site": "toledo", "line": "line-1", "camera": "cam-1",
+           "class": "ok", "annotator": "ana", "taxonomy": "surface-defects@2"}  # fmt: skip
+    path = tmp_path / "labels.jsonl"
+    rows = [row, row, row | {"camera": "cam-2"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert lf(repo, "import", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"linefleet: error: {path}:3:1: class: tree/ok/001.png is the same image as {path}:1, "
+        "which says 'ok' on toledo/line-1 cam-1; one annotator gives an image one class and place"
+    )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    assert lf(repo, "import", str(path)) == 0
+    assert "imported 1 annotation(s), 1 new frame(s) (jsonl)" in capsys.readouterr().out
 
 
 def test_an_image_over_the_file_size_limit_is_refused_by_name_before_it_is_read(

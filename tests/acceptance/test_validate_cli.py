@@ -177,6 +177,44 @@ def test_links_fifos_and_devices_are_refused_alike_from_the_working_tree_and_git
     }
 
 
+def test_a_file_name_that_is_not_utf8_is_refused_alike_and_written_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pull request adding `li\\xffne.yaml` (a name from a Latin-1 tool): the byte reached
+    every output as a lone surrogate, and `plan --out` (the pull-request check) stopped with
+    exit 3 writing it. Now the working tree and git refuse the file alike, the byte written
+    `\\xff`, and the plan is written (exit 1: the head is invalid)."""
+    import os
+    import shutil
+
+    from linefleet_forge.gitrepo import GitObjects
+    from reconciler.review.revisions import read_revision
+
+    root = write_fleet(tmp_path / "repo")
+    _commit_all(root)
+    lines = root / "fleet" / "sites" / "toledo" / "lines"
+    shutil.copy(lines / "line-3.yaml", os.fsdecode(os.fsencode(lines) + b"/li\xffne.yaml"))
+    shown = "fleet/sites/toledo/lines/li\\xffne.yaml"
+    refusal = (
+        f"{shown}: a name that is not UTF-8 (each such byte written \\xNN here); fleet files "
+        "are named after what they declare (ids: a-z, 0-9 and -)"
+    )
+
+    code, out, _ = run(capsys, "--repo", str(root))
+    assert (code, out.splitlines()[0]) == (1, refusal)
+    code, out, _ = run(capsys, "--repo", str(root), "--format", "json")
+    assert [f["path"] for f in json.loads(out)["findings"]] == [shown]
+
+    _commit_all(root)
+    _, _, from_git = read_revision(GitObjects.open(root), "HEAD", "")
+    assert [f.render() for f in from_git] == [refusal]
+    plan = tmp_path / "plan.md"
+    code = main(["plan", "--repo", str(root), "--base", "HEAD~1", "--format", "markdown",
+                 "--out", str(plan)])  # fmt: skip
+    assert code == 1
+    assert shown in plan.read_text(encoding="utf-8")
+
+
 def test_a_refused_file_is_one_error_not_also_unknown_references(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

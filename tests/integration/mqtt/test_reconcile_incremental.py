@@ -150,3 +150,27 @@ def test_a_folder_named_like_a_yaml_file_is_refused_as_validate_refuses_it(
     assert outcome.published is None
     assert "line-9.yaml: a directory named like a YAML file" in outcome.error, outcome.error
     assert retained(mosquitto, DESIRED) == before
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_as_validate_refuses_it(
+    loop: Reconciler, fleet_repo: Path, mosquitto: Mosquitto
+) -> None:
+    """`li\\xffne.yaml` on the incremental path: the change goes to the full pass, which
+    refuses the file, named with its byte written `\\xff` (as a lone surrogate it could not
+    be stored as the loop's last error: every tick ended as a bug)."""
+    import os
+    import subprocess
+
+    assert published(loop.tick())[:2] == ("full", "the reconciler started")
+    before = retained(mosquitto, DESIRED)
+    lines = fleet_repo / "fleet" / "sites" / "toledo" / "lines"
+    name = os.fsdecode(os.fsencode(lines) + b"/li\xffne.yaml")
+    Path(name).write_bytes((lines / "line-1.yaml").read_bytes())
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@x"]  # (GitPython's index cannot)
+    for args in (["add", "-A"], ["commit", "-qm", "a line file from a Latin-1 tool"]):
+        subprocess.run([*git, *args], cwd=fleet_repo, check=True)
+    outcome = loop.tick()
+    assert outcome.published is None
+    assert "lines/li\\xffne.yaml: a name that is not UTF-8" in outcome.error, outcome.error
+    assert loop.store.get("last_error") == outcome.error
+    assert retained(mosquitto, DESIRED) == before

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 
 from factory_sim import fleetgen
+from linefleet_core import forked
 from linefleet_core.errors import UsageError
 from linefleet_core.spec import DirectorySource, too_large
 from linefleet_core.validation import load_checked
 from linefleet_core.yamlsafe import MAX_FILE_BYTES, ParsedBlobs
 from linefleet_forge import catfile
 from linefleet_forge.gitrepo import GitObjects, GitSource
+from reconciler.review import render
+from reconciler.review.check import validate
+from reconciler.review.revisions import plan_revisions
 from reconciler.service.publish import load_revision
-from tests.support.minifleet import commit_all, init_repo, write_minifleet
+from tests.support.minifleet import QUIET, commit_all, init_repo, write_minifleet
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +109,33 @@ def test_a_missing_object_stops_the_load_with_a_usage_error(
 
     with pytest.raises(UsageError, match=f"git cat-file: object {oid} is missing in "):
         load_revision(copy, "HEAD", parsed=ParsedBlobs())
+
+
+def test_plan_and_validate_base_parse_the_git_revisions_in_the_worker(
+    big_fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cold (a fresh clone: no parse cache), `plan` and `validate --base` read a large
+    revision from git as publish does, parsed in the forked worker, and say the same as
+    when everything is parsed here."""
+    started: list[int] = []
+    enter = catfile._Worker.__enter__
+
+    def counted(worker: catfile._Worker) -> catfile._Worker:
+        started.append(len(worker.oids))
+        return enter(worker)
+
+    monkeypatch.setattr(catfile._Worker, "__enter__", counted)
+
+    def both(name: str) -> tuple[str, list[str]]:
+        for each in ("plan", "validate"):  # each in a fresh copy: no .git/linefleet yet
+            shutil.copytree(big_fleet, tmp_path / name / each)
+        plan = plan_revisions(tmp_path / name / "plan", "HEAD", "HEAD", QUIET)
+        report = validate(tmp_path / name / "validate", "HEAD", QUIET)
+        return render.markdown(plan), [str(f) for f in report.findings]
+
+    with_worker = both("worker")
+    assert len(started) == 2 and min(started) >= catfile.WORKER_FROM  # plan's, validate's base
+    monkeypatch.setattr(forked, "spare_core", lambda: False)
+    assert both("here") == with_worker
+    assert len(started) == 2
+    assert "line-7.yaml" in with_worker[0] and with_worker[1]  # (the broken files are named)

@@ -209,3 +209,18 @@ def test_git_objects_lists_the_fleet_files_of_a_revision_in_order(tmp_path: Path
     assert objects.work_tree == str(root)
     with pytest.raises(UsageError, match="unknown git revision '--all'"):
         objects.commit("--all")
+
+
+def test_a_fleet_folder_replaced_by_a_link_plans_no_change_only_its_error(tmp_path: Path) -> None:
+    """`fleet` committed as a link to another folder: none of its files is read, so every
+    line, device, model and the policy were planned as removed (or back to defaults)."""
+    root = committed_minifleet(tmp_path / "fleet")
+    (root / "fleet").rename(root / "elsewhere")
+    (root / "fleet").symlink_to("elsewhere")
+    commit_all(root, "fleet/ is a link now")
+    plan = plan_revisions(root, "HEAD~1", "HEAD", NOW)
+    assert [f.path for f in plan.validation] == ["fleet"]
+    assert (plan.lines, plan.devices, plan.sites, plan.catalogue, plan.settings) == (
+        (), (), (), (), ()
+    )  # fmt: skip
+    assert plan.summary.text.endswith("head is invalid: 1 error")

@@ -13,6 +13,7 @@ from linefleet_core import spec as fleetspec
 from .fleetdocs import MemorySource
 
 TAX2 = "taxonomies/surface-defects/v2.yaml"
+LINE = "fleet/sites/toledo/lines/line-3.yaml"
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,8 @@ TAX2 = "taxonomies/surface-defects/v2.yaml"
         ("fleet/models/surface-classifier.yaml", "Model:surface-classifier"),
         ("taxonomies/surface-defects/v2.yaml", "Taxonomy:surface-defects@2"),
         ("taxonomies/surface-defects/draft.yaml", ""),
-        ("fleet/policy.yaml", ""),
+        ("fleet/policy.yaml", "Policy:fleet"),
+        ("fleet", "Folder:fleet"),
         ("fleet/toledo.yaml", ""),
         ("fleet/sites/toledo/extra/line-3.yaml", ""),
     ],
@@ -88,3 +90,16 @@ def test_a_misfiled_object_is_not_loaded_and_what_refers_to_it_is_not_an_error()
     assert [f.field for f in findings] == ["id"]
     assert "toledo/line-9" not in spec.lines and "toledo/line-3" not in spec.lines
     assert spec.exists("Line", "toledo/line-3") and spec.exists("Line", "toledo/line-9")
+
+
+def test_a_file_name_no_id_can_match_is_only_to_be_renamed() -> None:
+    """`LINE-3.yaml` beside `line-3.yaml` (a case-colliding copy): 'set id to LINE-3' was
+    suggested, an id the schema refuses."""
+    src = MemorySource()
+    _move(src, LINE, LINE.replace("line-3.yaml", "LINE-3.yaml"))
+    _, findings = fleetspec.load(src)
+    assert [f.render() for f in findings] == [
+        f"{LINE.replace('line-3.yaml', 'LINE-3.yaml')}:3:5: id: 'line-3' does not match the file "
+        "name LINE-3.yaml; rename the file to line-3.yaml (rollback pull requests, CODEOWNERS "
+        "and the report find an object by its file name)"
+    ]

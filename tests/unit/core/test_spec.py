@@ -83,6 +83,23 @@ def test_wrong_api_version_kind_and_folder_are_located() -> None:
     ]
 
 
+def test_a_git_lfs_pointer_in_place_of_a_fleet_file_is_named_as_such() -> None:
+    """A repository whose .gitattributes gives *.yaml to LFS holds pointers in git: the
+    message said only 'expected a mapping at the top level, got a str'."""
+    src = MemorySource()
+    src.raw[LINE] = (
+        b"version https://git-lfs.github.com/spec/v1\n"
+        b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+        b"size 1234\n"
+    )
+    _, findings = load(src)
+    assert [f.render() for f in findings] == [
+        f"{LINE}:1:1: a Git LFS pointer, not the file's YAML: fleet files must be committed as "
+        "they are (no LFS or other filter for them in .gitattributes): the publisher reads "
+        "git's objects"
+    ]
+
+
 def test_duplicates_across_files_name_the_first_definition() -> None:
     src = MemorySource()
     src.docs["fleet/sites/toledo/line-3.yaml"] = dict(src.edit(LINE))  # a copy, misfiled

@@ -233,3 +233,15 @@ def test_a_correction_with_a_lone_surrogate_escape_is_refused_by_field(tmp_path:
     path.write_text('{"frame": "f-1", "label": "dent", "inspector": "insp\\ud800"}\n')
     with pytest.raises(UsageError, match=rf"{path}:1: inspector: a string holds a lone surrogate"):
         read_corrections(str(path))
+
+
+def test_a_correction_giving_a_field_twice_is_refused_by_field(tmp_path: Path) -> None:
+    """`{"label": "ok", ..., "label": "dent"}` from an HMI export was sent as dent, silently
+    (json.loads keeps the last value)."""
+    path = tmp_path / "hmi.jsonl"
+    path.write_text('{"frame": "f-1", "label": "ok", "inspector": "insp-7", "label": "dent"}\n')
+    with pytest.raises(UsageError) as refused:
+        read_corrections(str(path))
+    assert str(refused.value) == (
+        f"{path}:1: label: given twice in one object; keep the value that is meant"
+    )

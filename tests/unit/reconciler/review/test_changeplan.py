@@ -235,6 +235,28 @@ def test_removed_line_and_device() -> None:
     assert p.ok
 
 
+def test_what_a_head_file_that_does_not_load_declares_is_not_shown_as_removed() -> None:
+    """A line, device, model family or policy file that does not load in the head was planned
+    as removed ("toledo/line-2 will be removed [allowed]", the policy back to its defaults):
+    its error is the plan's, and nothing is said of a change that cannot be told."""
+
+    def break_files(docs: Docs) -> None:
+        docs[line_rel("toledo/line-2")]["cameras"] = "not a list"
+        docs["fleet/sites/toledo/devices/toledo-edge-2.yaml"]["hardware"] = "x"
+        docs[MODELS]["versions"] = "none"
+        docs["fleet/policy.yaml"]["promotion"] = "strict"
+
+    p = make_plan(break_files)
+    assert {f.path for f in p.validation if f.severity == "error"} >= {
+        line_rel("toledo/line-2"),
+        "fleet/sites/toledo/devices/toledo-edge-2.yaml",
+        MODELS,
+        "fleet/policy.yaml",
+    }
+    assert (p.lines, p.devices, p.catalogue, p.settings) == ((), (), (), ())
+    assert "0 to remove" in p.summary.text and "head is invalid" in p.summary.text
+
+
 def test_changed_artifact_of_a_published_version_is_shown() -> None:
     def swap(docs: Docs) -> None:
         docs[MODELS]["versions"][1]["artifact"]["sha256"] = "f" * 64

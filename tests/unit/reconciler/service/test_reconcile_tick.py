@@ -1,13 +1,22 @@
-"""The reconcile tick's error handling: temporary, terminal, and bugs (no broker needed)."""
+"""The reconcile tick's error handling: temporary, terminal, and bugs; what it keeps of a
+publish for status (no broker needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from linefleet_core.fleet import EdgeDevice
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
+from linefleet_core.spec import FleetSpec
+from linefleet_core.wire import DesiredState
+from reconciler.service import compile as compiling
+from reconciler.service.compile import Documents, compile_fleet
+from reconciler.service.incremental import Pass
+from reconciler.service.publish import Result, load_revision
 from reconciler.service.reconcile import Reconciler, Settings, backoff
 from tests.support import minifleet
 from tests.support.mosquitto import free_port
@@ -59,3 +68,37 @@ def test_backoff_is_capped_and_jittered() -> None:
     values = [backoff(n, 1.0) for n in range(1, 30)]
     assert all(0.5 <= v <= 60.0 for v in values)
     assert max(values) > 20.0
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_the_documents_kept_for_status_are_compiled_only_when_read(
+    rec: Reconciler, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """After a full pass the loop keeps its documents as they are (those the forked worker
+    signed are not compiled here), after an incremental one the fleet at the commit: either
+    is compiled when fleet status first reads it, and not before (a loop without a forge
+    never does)."""
+    revision = load_revision(rec.settings.repo, "HEAD")
+    at = (revision.spec, revision.commit, revision.generation, "file:///x", revision.approval)
+    docs = Documents(*at)
+    docs.compile(["toledo-edge-1"])  # what the publisher compiled; the worker signed the rest
+    compiled: list[str] = []
+    real = compiling.compile_device
+
+    def counted(spec: FleetSpec, device: EdgeDevice, *rest: Any) -> DesiredState:
+        compiled.append(device.id)
+        return real(spec, device, *rest)
+
+    monkeypatch.setattr(compiling, "compile_device", counted)
+    result = Result(revision.commit, revision.generation, len(docs), mode=mode)
+
+    rec.adopt(Pass(result, revision, docs if mode == "full" else {}))
+
+    assert compiled == []
+    assert rec.known == {("toledo", "toledo-edge-1"), ("toledo", "toledo-edge-2"),
+                         ("dresden", "dresden-edge-1")}  # fmt: skip
+    assert rec.desired["toledo/toledo-edge-2"].device == "toledo-edge-2"
+    kept = dict(rec.desired)
+    assert sorted(compiled) == sorted(["dresden-edge-1", "toledo-edge-2"] if mode == "full"
+                                      else ["dresden-edge-1", "toledo-edge-1", "toledo-edge-2"])  # fmt: skip
+    assert kept == {f"{d.site}/{d.device}": d for d in compile_fleet(*at).values()}
