@@ -35,6 +35,7 @@ class ConditionType(enum.StrEnum):
 class Reason(enum.StrEnum):
     # the fleet's view (reconciler.service.fleetstatus)
     NEVER_REPORTED = "NeverReported"
+    REPORT_REFUSED = "ReportRefused"  # nothing accepted from it; its last message was refused
     OFFLINE = "Offline"
     HEARTBEAT_MISSED = "HeartbeatMissed"
     DEVICE_ERROR = "DeviceError"

@@ -208,23 +208,22 @@ def condition(
     heartbeat = DEFAULT_HEARTBEAT if desired is None else desired.spec.heartbeat_seconds
     window = STALE_HEARTBEATS * heartbeat
     if obs is None or obs.last_seen is None:
-        return Condition(
-            ConditionType.UNKNOWN, Reason.NEVER_REPORTED, "no report from the device yet"
-        )
+        return _unreported(obs, "no report from the device yet")
     age = now - obs.last_seen
+    later = refused_since(obs)
     if obs.online is False:
-        return Condition(ConditionType.STALE, Reason.OFFLINE, f"offline; last seen {_ago(age)} ago")
+        return Condition(
+            ConditionType.STALE, Reason.OFFLINE, f"offline; last seen {_ago(age)} ago{later}"
+        )
     if age > window:
         return Condition(
             ConditionType.STALE,
             Reason.HEARTBEAT_MISSED,
-            f"last seen {_ago(age)} ago (window {window}s)",
+            f"last seen {_ago(age)} ago (window {window}s){later}",
         )
     rep = obs.reported
     if rep is None:
-        return Condition(
-            ConditionType.UNKNOWN, Reason.NEVER_REPORTED, "online but no reported state"
-        )
+        return _unreported(obs, "online but no reported state")
     if rep.error:
         return Condition(ConditionType.FAILED, Reason.DEVICE_ERROR, rep.error)
     failed = [row.line for row in rows if row.reported and row.reported.phase == "failed"]
@@ -281,6 +280,33 @@ def condition(
     )
 
 
+def refused_text(obs: DeviceObservation) -> str:
+    """The device's last refused message: topic, reason and what was wrong (field, why)."""
+    got = obs.refused
+    return "" if got is None else f"{got.topic}: {got.reason.value}: {got.detail}"
+
+
+def refused_since(obs: DeviceObservation) -> str:
+    """A note on a Stale device whose last refused message came after the last one accepted
+    (its reports arrive but are refused: e.g. an agent speaking another protocol)."""
+    if obs.refused is None or obs.refused_at is None or obs.last_seen is None:
+        return ""
+    if obs.refused_at <= obs.last_seen:
+        return ""
+    return f"; its messages since are refused, the last: {refused_text(obs)}"
+
+
+def _unreported(obs: DeviceObservation | None, message: str) -> Condition:
+    """Unknown: no report accepted; the reason says whether one was refused, and why."""
+    if obs is None or obs.refused is None:
+        return Condition(ConditionType.UNKNOWN, Reason.NEVER_REPORTED, message)
+    return Condition(
+        ConditionType.UNKNOWN,
+        Reason.REPORT_REFUSED,
+        f"no report accepted; the last message was refused: {refused_text(obs)}",
+    )
+
+
 def sync(
     desired: DesiredState | None, obs: DeviceObservation | None, cond: Condition, behind: str
 ) -> Assessment:
@@ -293,9 +319,8 @@ def sync(
     if desired is None:
         return Assessment(SyncType.UNKNOWN.value, Reason.NO_DESIRED_STATE, NO_DESIRED)
     if rep is None:
-        return Assessment(
-            SyncType.UNKNOWN.value, Reason.NEVER_REPORTED, "no report from the device yet"
-        )
+        unreported = _unreported(obs, "no report from the device yet")
+        return Assessment(SyncType.UNKNOWN.value, unreported.reason, unreported.message)
     applied = rep.applied
     if applied is None or applied.content_hash != desired.content_hash:
         have = "nothing" if applied is None else f"generation {applied.generation}"
@@ -423,6 +448,7 @@ def device_json(dev: DeviceStatus, now: float) -> dict[str, Any]:
         else dt.datetime.fromtimestamp(dev.last_seen, dt.UTC).isoformat(),
         "last_seen_seconds_ago": None if dev.last_seen is None else round(now - dev.last_seen, 1),
         "online": None if dev.observation is None else dev.observation.online,
+        "last_refused": _refused_json(dev.observation),
         "desired": None
         if desired is None
         else {
@@ -449,6 +475,19 @@ def device_json(dev: DeviceStatus, now: float) -> dict[str, Any]:
             }
             for row in dev.lines
         ],
+    }
+
+
+def _refused_json(obs: DeviceObservation | None) -> dict[str, Any] | None:
+    got = None if obs is None else obs.refused
+    if obs is None or got is None:
+        return None
+    at = obs.refused_at
+    return {
+        "topic": got.topic,
+        "reason": got.reason.value,
+        "detail": got.detail,
+        "at": None if at is None else dt.datetime.fromtimestamp(at, dt.UTC).isoformat(),
     }
 
 

@@ -215,6 +215,8 @@ class DeviceObservation:
     events: list[Event] = field(default_factory=list)  # newest last, at most RECENT_EVENTS
     install: str = ""  # the installation the newest event came from ("": agents without one)
     seqs: dict[str, int] = field(default_factory=dict)  # last seq per installation
+    refused: Rejected | None = None  # the last message on its topics the reconciler refused
+    refused_at: float | None = None  # when it arrived (epoch seconds)
 
     @property
     def key(self) -> str:
@@ -235,6 +237,10 @@ def _newest(seqs: dict[str, int], current: str) -> dict[str, int]:
     return {k: seqs[k] for k in [*older, current]}
 
 
+_FLEET_WIDE = {Rejection.FOREIGN_TOPIC, Rejection.UNKNOWN_DEVICE, Rejection.DUPLICATE_EVENT}
+_DEVICE_CHANNELS = {Channel.REPORTED, Channel.EVENTS, Channel.ONLINE}
+
+
 @dataclass
 class Observations:
     devices: dict[str, DeviceObservation] = field(default_factory=dict)
@@ -247,9 +253,22 @@ class Observations:
             self.devices[key] = DeviceObservation(site, device)
         return self.devices[key]
 
-    def reject(self, rejected: Rejected) -> None:
+    def reject(self, rejected: Rejected, received: float | None = None) -> str | None:
+        """Count a refused message; one that a device's own topic carried (a report, event
+        or birth) is also kept as that device's last refusal (one per device, replacing the
+        one before). Returns that device's `site/device`, or None for a refusal kept only
+        fleet-wide: a topic that names no device, a device not in the fleet, a desired
+        document, a duplicate event (a store-and-forward redelivery, not a fault)."""
         self.rejections[rejected.reason.value] += 1
         self.last_rejection[rejected.reason.value] = f"{rejected.topic}: {rejected.detail}"
+        if rejected.reason in _FLEET_WIDE:
+            return None
+        where = parse_topic(rejected.topic)
+        if where is None or where.channel not in _DEVICE_CHANNELS:
+            return None
+        obs = self.device(where.site, where.device)
+        obs.refused, obs.refused_at = rejected, received
+        return obs.key
 
     def apply(self, accepted: Accepted, received: float, *, live: bool = True) -> Rejected | None:
         """Record one accepted message; `live=False` for a retained replay (arrival is not news).
@@ -302,8 +321,8 @@ class Observations:
         if isinstance(result, Accepted):
             duplicate = self.apply(result, received, live=live)
             if duplicate is not None:
-                self.reject(duplicate)
+                self.reject(duplicate, received)
                 return duplicate
         else:
-            self.reject(result)
+            self.reject(result, received)
         return result

@@ -39,7 +39,7 @@ from linefleet_core.mqttsession import Outgoing, Session, retained_snapshot
 from linefleet_core.mqtturl import BrokerAddress
 from linefleet_core.signing import SigningKey
 from linefleet_core.spec import FleetSpec
-from linefleet_core.wire import Channel, DesiredState, client_id, topic_filter
+from linefleet_core.wire import Channel, DesiredState, client_id, parse_topic, topic_filter
 from linefleet_forge.base import Forge
 from reconciler.service import rollback
 from reconciler.service.compile import CompileError, Documents
@@ -325,6 +325,10 @@ class Reconciler:
             )
             if isinstance(result, Accepted):
                 dirty.add(f"{result.site}/{result.device}")
+            elif (where := parse_topic(result.topic)) is not None:
+                refused = self.observations.devices.get(f"{where.site}/{where.device}")
+                if refused is not None and refused.refused is result:
+                    dirty.add(refused.key)  # its last refusal, kept per device
         added = Counter(self.observations.rejections)
         added.subtract(before)
         self.store.save(self.observations, dirty, +added)

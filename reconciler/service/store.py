@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from linefleet_core.wire import Event, ReportedState
-from reconciler.service.observed import Observations
+from reconciler.service.observed import DeviceObservation, Observations, Rejected, Rejection
 
 DB_NAME = "reconciler.sqlite3"
 SCHEMA = """
@@ -33,7 +33,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 log = logging.getLogger(__name__)
 # Columns added later (a state directory from an older version gains them on open):
-COLUMNS = {"install": "TEXT NOT NULL DEFAULT ''", "seqs": "TEXT NOT NULL DEFAULT '{}'"}
+COLUMNS = {
+    "install": "TEXT NOT NULL DEFAULT ''",
+    "seqs": "TEXT NOT NULL DEFAULT '{}'",
+    "refused": "TEXT",  # the device's last refused message (JSON), or NULL
+}
 
 
 class Store:
@@ -56,10 +60,11 @@ class Store:
     def load(self) -> Observations:
         obs = Observations()
         rows = self.db.execute(
-            "SELECT site, device, reported, last_seen, online, last_seq, events, install, seqs "
-            "FROM device"
+            "SELECT site, device, reported, last_seen, online, last_seq, events, install, seqs, "
+            "refused FROM device"
         )
-        for site, device, reported, last_seen, online, last_seq, events, install, seqs in rows:
+        for row in rows:
+            site, device, reported, last_seen, online, last_seq, events, install, seqs, no = row
             item = obs.device(site, device)
             item.reported = None if reported is None else _reported(site, device, reported)
             item.last_seen = last_seen
@@ -68,6 +73,7 @@ class Store:
             item.install = install
             item.seqs = {str(k): int(v) for k, v in json.loads(seqs).items()}
             item.events = [Event.model_validate(e) for e in json.loads(events)]
+            item.refused, item.refused_at = _refusal(no)
         for reason, count, last in self.db.execute("SELECT reason, count, last FROM rejection"):
             obs.rejections[reason] = count
             obs.last_rejection[reason] = last
@@ -83,8 +89,8 @@ class Store:
                 item = obs.devices[key]
                 self.db.execute(
                     "INSERT OR REPLACE INTO device (key, site, device, reported, last_seen, "
-                    "online, last_seq, events, install, seqs) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "online, last_seq, events, install, seqs, refused) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         item.site,
@@ -96,6 +102,7 @@ class Store:
                         json.dumps([e.model_dump(mode="json") for e in item.events]),
                         item.install,
                         json.dumps(item.seqs),
+                        None if item.refused is None else _refused(item),
                     ),
                 )
             for reason, count in rejections.items():
@@ -115,6 +122,33 @@ class Store:
 
     def put(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def _refused(item: DeviceObservation) -> str:
+    got = item.refused
+    assert got is not None
+    return json.dumps(
+        {
+            "topic": got.topic,
+            "reason": got.reason.value,
+            "detail": got.detail,
+            "at": item.refused_at,
+        }
+    )
+
+
+def _refusal(text: str | None) -> tuple[Rejected | None, float | None]:
+    """A stored refusal, or none for one that does not read back (a reason of a later
+    version): it is a note, and the counters keep the count."""
+    if text is None:
+        return None, None
+    try:
+        raw = json.loads(text)
+        at = raw.get("at")
+        got = Rejected(str(raw["topic"]), Rejection(raw["reason"]), str(raw["detail"]))
+        return got, None if at is None else float(at)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None
 
 
 def _stored(report: ReportedState) -> str:

@@ -51,6 +51,12 @@ def test_status_shows_each_condition_and_counts_bad_messages(
         "dresden-edge-1": "Unknown",
     }
     assert out["rejected"] == {"unknown_device": 1, "malformed": 1, "unknown_protocol": 1}
+    dresden = next(d for d in out["devices"] if d["device"] == "dresden-edge-1")
+    assert (dresden["reason"], dresden["message"]) == (
+        "ReportRefused",
+        "no report accepted; the last message was refused: "
+        f"{T}/dresden/dresden-edge-1/reported: unknown_protocol: protocol 7 is not 1",
+    )
     edge1 = next(d for d in out["devices"] if d["device"] == "toledo-edge-1")
     line = edge1["lines"][0]
     assert line["desired_candidate"] == "surface-classifier@3" and line["stage"] == "shadow"

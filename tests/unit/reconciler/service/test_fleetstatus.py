@@ -265,3 +265,76 @@ def test_without_the_repository_a_device_no_document_names_is_not_said_to_be_in_
         ("dresden", True),
         ("toledo", False),
     ]
+
+
+def test_a_device_whose_reports_are_all_refused_says_so_on_its_own_row() -> None:
+    """A device that speaks, but every report of which is refused (a field the protocol does
+    not take), was shown as 'no report from the device yet': only the fleet-wide 'last
+    malformed' named its topic. Its own condition says its last message was refused, with the
+    topic, the reason and the field; one refusal is kept per device, the newest."""
+    doc = desired()
+    obs = Observations()
+    topic = f"linefleet/v1/{doc.site}/{doc.device}/reported"
+    obs.ingest(topic, b"not json", NOW - 20, live=False)
+    obs.ingest(topic, report(doc, lines=[{"line": "dresden/line-1", "phase": "x"}]), NOW - 10)
+    key = f"{doc.site}/{doc.device}"
+    status = fleet_status({key: doc}, obs, NOW)
+    (dev,) = status.devices
+    assert (dev.condition.type.value, dev.condition.reason) == ("Unknown", "ReportRefused")
+    assert dev.condition.message.startswith(
+        f"no report accepted; the last message was refused: {topic}: malformed: lines.0.phase: "
+    )
+    assert (dev.sync.reason, dev.health.reason) == ("ReportRefused", "ReportRefused")
+    refused = as_json(status, NOW)["devices"][0]["last_refused"]
+    assert refused["topic"] == topic and refused["reason"] == "malformed"
+    assert refused["detail"].startswith("lines.0.phase: ")
+    assert refused["at"] == dt.datetime.fromtimestamp(NOW - 10, dt.UTC).isoformat()
+    assert f"{key}: Unknown (ReportRefused): no report accepted; the last message" in (
+        render_table(status, NOW)
+    )
+    # a report accepted later: the condition is the report's; the refusal stays a note
+    obs.ingest(topic, report(doc), NOW)
+    (dev,) = fleet_status({key: doc}, obs, NOW).devices
+    assert dev.condition.type is ConditionType.SYNCED
+    assert as_json(fleet_status({key: doc}, obs, NOW), NOW)["devices"][0]["last_refused"]
+
+
+def test_a_refusal_belongs_to_the_device_its_topic_names_and_no_other() -> None:
+    """Garbage on one device's topic, even naming another device in its payload, is that
+    topic's device's refusal: the other device keeps its state. A topic that names no device
+    (or a device outside the fleet) stays a fleet-wide count and adds no row."""
+    doc = desired()
+    key = f"{doc.site}/{doc.device}"
+    obs = Observations()
+    obs.ingest(f"linefleet/v1/{doc.site}/{doc.device}/reported", report(doc), NOW)
+    mine = f"linefleet/v1/{doc.site}/other-edge/reported"
+    obs.ingest(mine, report(doc), NOW)  # a payload for dresden-edge-1 on other-edge's topic
+    obs.ingest("linefleet/v1/dresden/../reported", b"x", NOW)
+    obs.ingest("linefleet/v1/dresden/ghost-1/reported", b"x", NOW, known={(doc.site, "x")})
+    status = fleet_status({key: doc}, obs, NOW)
+    rows = {d.device: d for d in status.devices}
+    assert sorted(rows) == [doc.device, "other-edge"]
+    assert rows[doc.device].condition.type is ConditionType.SYNCED
+    assert rows[doc.device].observation is not None
+    assert rows[doc.device].observation.refused is None
+    other = rows["other-edge"].condition
+    assert (other.reason, other.message) == (
+        "ReportRefused",
+        f"no report accepted; the last message was refused: {mine}: topic_mismatch: "
+        f"payload is for {key}, topic for {doc.site}/other-edge",
+    )
+    assert status.rejections == {"topic_mismatch": 1, "foreign_topic": 1, "unknown_device": 1}
+
+
+def test_a_stale_device_whose_messages_since_were_refused_says_so() -> None:
+    doc = desired()
+    key = f"{doc.site}/{doc.device}"
+    topic = f"linefleet/v1/{doc.site}/{doc.device}/reported"
+    obs = Observations()
+    obs.ingest(topic, report(doc, age=3600), NOW - 3600)
+    obs.ingest(topic, b'{"protocol": 2}', NOW - 60)
+    (dev,) = fleet_status({key: doc}, obs, NOW).devices
+    assert dev.condition.reason == "HeartbeatMissed"
+    assert dev.condition.message.endswith(
+        f"; its messages since are refused, the last: {topic}: unknown_protocol: protocol 2 is not 1"
+    )

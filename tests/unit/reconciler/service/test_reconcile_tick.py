@@ -102,3 +102,35 @@ def test_the_documents_kept_for_status_are_compiled_only_when_read(
     assert sorted(compiled) == sorted(["dresden-edge-1", "toledo-edge-2"] if mode == "full"
                                       else ["dresden-edge-1", "toledo-edge-1", "toledo-edge-2"])  # fmt: skip
     assert kept == {f"{d.site}/{d.device}": d for d in compile_fleet(*at).values()}
+
+
+def test_the_loop_keeps_a_devices_last_refused_report_across_a_restart(rec: Reconciler) -> None:
+    """The reconcile loop writes a device's last refused message with the device (it wrote
+    only the fleet-wide counters): a restarted reconciler, and `status --state-dir`, still say
+    why the device's reports are refused. A stranger's garbage adds no device."""
+    import time
+
+    from linefleet_core.mqttsession import Message
+    from reconciler.service.fleetstatus import fleet_status
+    from reconciler.service.store import Store
+
+    class Drained:
+        def drain(self, quiet: float, limit: float) -> list[Message]:
+            now = time.time()
+            return [
+                Message("linefleet/v1/dresden/dresden-edge-1/reported", b"{", False, now),
+                Message("linefleet/v1/dresden/ghost-1/reported", b"{", False, now),
+            ]
+
+    rec.known = {("dresden", "dresden-edge-1")}
+    assert rec.absorb(Drained(), 0.0) == 2  # type: ignore[arg-type]
+    rec.store.close()
+    again = Store(rec.settings.state_dir).load()
+    assert sorted(again.devices) == ["dresden/dresden-edge-1"]
+    (dev,) = fleet_status({}, again).devices
+    assert dev.condition.reason == "ReportRefused"
+    assert dev.condition.message.startswith(
+        "no report accepted; the last message was refused: "
+        "linefleet/v1/dresden/dresden-edge-1/reported: malformed: not UTF-8 JSON"
+    )
+    assert again.rejections == {"malformed": 1, "unknown_device": 1}
