@@ -315,8 +315,7 @@ def test_a_refusal_belongs_to_the_device_its_topic_names_and_no_other() -> None:
     rows = {d.device: d for d in status.devices}
     assert sorted(rows) == [doc.device, "other-edge"]
     assert rows[doc.device].condition.type is ConditionType.SYNCED
-    assert rows[doc.device].observation is not None
-    assert rows[doc.device].observation.refused is None
+    assert obs.devices[key].refused is None
     other = rows["other-edge"].condition
     assert (other.reason, other.message) == (
         "ReportRefused",
