@@ -1,8 +1,8 @@
 """`linefleet init DIR`: a new fleet repository with one site, checked, written and committed.
 
-Exit 0 created, 1 a brought taxonomy (or a choice) makes an invalid fleet, 2 usage (DIR not
-empty without --force, bad flag values, git missing). Nothing is written unless every file of
-the new fleet validates.
+Exit 0 created, 1 a brought taxonomy makes an invalid fleet, 2 usage (DIR not empty without
+--force, a flag's value the fleet refuses, such as `--site Bad_Id`, git missing). Nothing is
+written unless every file of the new fleet validates.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "site, an empty model catalogue, a starter taxonomy, schema/ for editors, "
         ".github/CODEOWNERS, the pull-request check and publish workflows (pinned to this "
         "linefleet version), a README and .gitignore; then commit. Exit 0 created, 1 invalid "
-        "(e.g. a brought taxonomy), 2 usage (DIR not empty without --force).",
+        "(e.g. a brought taxonomy), 2 usage (a bad option value, DIR not empty without --force).",
     )
     p.add_argument("dir", type=Path, metavar="DIR", help="directory to create (or an empty one)")
     p.add_argument("--site", default="plant-1", help="the first site's id (default: plant-1)")
@@ -134,10 +134,18 @@ def build(options: InitOptions, origins: dict[str, str] | None = None) -> dict[s
     spec, findings = fleetspec.load(_Files(files))
     findings += validation.check(spec)
     errors = [_blame(f, options, origins or {}) for f in findings if f.severity is Severity.ERROR]
+    if any(f.path.startswith("--") for f in errors):
+        raise OptionFindings(errors)  # the command line is wrong: a usage error
     if errors:
         raise FindingsError(errors)
     files[TARGET.as_posix()] = render(spec).encode()
     return files
+
+
+class OptionFindings(FindingsError):
+    """Findings at least one of which is a flag's value (`--site Bad_Id`): exit 2, usage."""
+
+    exit_code = ExitCode.USAGE
 
 
 @dataclass

@@ -139,7 +139,7 @@ def test_bad_choices_are_located_at_their_flags_and_nothing_is_written(
         capsys, str(repo), "--site", "Plant_1", "--timezone", "Mars/Olympus",
         "--approver", "not an owner",
     )  # fmt: skip
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")  # usage: the flags are wrong
     assert err.splitlines() == [
         "linefleet: error: --approver: owners.fleet_admins[0]: 'not an owner' is not a "
         "CODEOWNERS owner (@user, @org/team or an e-mail)",
@@ -195,3 +195,25 @@ def test_version_names_the_installed_release(capsys: pytest.CaptureFixture[str])
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"linefleet {VERSION}\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--site", "Bad_Id", "--site: id: String should match pattern"),
+        ("--timezone", "Mars/Olympus", "--timezone: timezone: unknown IANA timezone"),
+        ("--approver", "nobody", "--approver: approvers[0]: 'nobody' is not a CODEOWNERS owner"),
+        ("--admin", "x", "--admin: owners.fleet_admins[0]: 'x' is not a CODEOWNERS owner"),
+        ("--actions", "bad", "--actions 'bad': expected OWNER/REPO"),
+    ],
+)
+def test_a_bad_option_value_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, said: str
+) -> None:
+    """A value the fleet refuses, given on the command line, is a usage error (exit 2, as the
+    README's exit codes say), not invalid input (1, which `--site Bad_Id` gave): the user's
+    command is wrong, not a file. Nothing is written."""
+    code, out, err = init(capsys, str(tmp_path / "fleet"), flag, value, "--approver", "@qa")
+    assert (code, out) == (2, "")
+    assert said in err
+    assert not (tmp_path / "fleet").exists()
