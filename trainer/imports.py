@@ -55,6 +55,9 @@ class AnnotationLine(BaseModel):
 class ImportResult:
     events: int
     new_frames: int
+    already: int = 0
+    """Annotations skipped as already imported: each said what its annotator's latest
+    annotation of that image says (class, taxonomy version)."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,8 @@ def write_staged(
     for _, _, data in staged:
         if data is not None:
             frames.put(data)
-    ids = store.append(batch, new_frames=list(infos.values()))
-    return ImportResult(len(ids), len(set(infos) - set(known)))
+    ids = store.append(batch, new_frames=list(infos.values()), repeats=False)
+    return ImportResult(len(ids), len(set(infos) - set(known)), len(batch) - len(ids))
 
 
 def import_annotations(

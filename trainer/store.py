@@ -110,18 +110,33 @@ class LabelStore:
 
     # -- events -----------------------------------------------------------------------------
 
-    def append(self, batch: Sequence[NewEvent], new_frames: Sequence[FrameInfo] = ()) -> list[int]:
+    def append(
+        self,
+        batch: Sequence[NewEvent],
+        new_frames: Sequence[FrameInfo] = (),
+        *,
+        repeats: bool = True,
+    ) -> list[int]:
         """Check the whole batch, then write it (and `new_frames`) in one transaction.
 
         Returns the new event ids. Overrides whose `source_id` is already stored are skipped
         (ingesting the same edge events twice is a no-op); frames already known keep their
-        first provenance. Only batches that act on earlier events (QA, review, migration)
-        need the current views to be checked; annotations and overrides are checked by lookups.
+        first provenance. With `repeats=False` an annotation that says what its annotator's
+        latest annotation of that frame says (class and taxonomy version) is skipped too
+        (importing the same file twice is a no-op), decided under the write lock. Only
+        batches that act on earlier events (QA, review, migration) need the current views to
+        be checked; annotations and overrides are checked by lookups.
         """
         with self._write() as conn:
             known_sources = self._known_sources(conn, [e.source_id for e in batch if e.source_id])
+            said = {} if repeats else self._latest_annotations(conn, batch)
             fresh = []
             for new in batch:
+                if new.kind is EventKind.ANNOTATION and not repeats:
+                    key = (new.frame or "", new.actor)
+                    if said.get(key) == (new.cls, new.taxonomy):
+                        continue
+                    said[key] = (new.cls, new.taxonomy)
                 if new.source_id is None or new.source_id not in known_sources:
                     fresh.append(new)
                     if new.source_id is not None:
@@ -201,6 +216,23 @@ class LabelStore:
         except IntegrityError:
             pass  # another process saved its checkpoint at the same moment: either will do
         self._checkpointed = view.last_event
+
+    def _latest_annotations(
+        self, conn: Connection, batch: Sequence[NewEvent]
+    ) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """(frame, annotator) -> (class, taxonomy) of the newest stored annotation, for the
+        frames the batch annotates."""
+        t = EventRow.__table__
+        wanted = sorted({e.frame for e in batch if e.kind is EventKind.ANNOTATION and e.frame})
+        out: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        for chunk in _chunks(wanted) if wanted else []:
+            query = (
+                select(t.c.frame, t.c.actor, t.c.cls, t.c.taxonomy)
+                .where(t.c.kind == EventKind.ANNOTATION.value, t.c.frame.in_(chunk or []))
+                .order_by(t.c.id)
+            )
+            out.update(((r[0], r[1]), (r[2], r[3])) for r in conn.execute(query))
+        return out
 
     def _known_sources(self, conn: Connection, sources: list[str]) -> set[str]:
         t = EventRow.__table__

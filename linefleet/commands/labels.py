@@ -183,7 +183,11 @@ def run_import(ns: argparse.Namespace) -> int:
         result = import_folder(
             ns.file, store, ws.frames, levels=levels, fixed=fixed, class_map=mapping, **common
         )
-    print(f"imported {result.events} annotation(s), {result.new_frames} new frame(s) ({layout})")
+    already = f"; {result.already} already imported" if result.already else ""
+    print(
+        f"imported {result.events} annotation(s), {result.new_frames} new frame(s) "
+        f"({layout}){already}"
+    )
     return int(ExitCode.OK)
 
 

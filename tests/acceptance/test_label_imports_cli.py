@@ -326,3 +326,54 @@ def test_a_jsonl_image_path_with_a_lone_surrogate_escape_is_located_not_a_crash(
     path.write_text(json.dumps({"image": "\ud800.png", **row}) + "\n")
     assert lf(repo, "import", str(path)) == 1
     assert f"{path}:1:1: image: a string holds a lone surrogate escape" in capsys.readouterr().err
+
+
+def test_importing_the_same_annotations_again_is_a_no_op_that_says_so(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two annotators label the same 20 images; both folders imported twice. The second run
+    added every annotation again: the dataset did not change (latest per annotator), but each
+    annotator's label count doubled, and the agreement trend (which needs 40 shared labels to
+    say anything) read 20 frames twice as 40. Now an annotation that says what its
+    annotator's latest one of that image says is skipped and counted; a changed one is new."""
+    ana, bob = tmp_path / "ana", tmp_path / "bob"
+    _images(ana / "ok", 12, 1)
+    _images(ana / "scratch", 8, 2)
+    _images(bob / "ok", 10, 1)
+    _images(bob / "scratch", 8, 2)
+    (bob / "scratch" / "110.png").write_bytes((ana / "ok" / "010.png").read_bytes())
+    (bob / "scratch" / "111.png").write_bytes((ana / "ok" / "011.png").read_bytes())
+    common = ["--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
+    common += ["--taxonomy", "surface-defects@2"]
+
+    def quality() -> dict[str, object]:
+        capsys.readouterr()
+        assert lf(repo, "quality", "--format", "json") == 0
+        doc: dict[str, object] = json.loads(capsys.readouterr().out)
+        return doc
+
+    for who, root in (("ana", ana), ("bob", bob)):
+        assert lf(repo, "import", str(root), "--annotator", who, *common) == 0
+        assert "imported 20 annotation(s)" in capsys.readouterr().out
+    before = quality()
+    assert before["double_labelled"] == 20
+    assert [(a["name"], a["labels"]) for a in before["annotators"]] == [("ana", 20), ("bob", 20)]
+    said = []
+    for who, root in (("ana", ana), ("bob", bob)):
+        assert lf(repo, "import", str(root), "--annotator", who, *common) == 0
+        said.append(capsys.readouterr().out)
+    again = quality()
+    assert [(a["name"], a["agreement_early"]) for a in again["annotators"]] == [
+        ("ana", None),
+        ("bob", None),
+    ]  # 20 shared frames: too few to compare early and recent agreement
+    assert again == before
+    for out in said:
+        assert "imported 0 annotation(s), 0 new frame(s) (folder); 20 already imported" in out
+
+    (ana / "ok" / "011.png").rename(ana / "scratch" / "111.png")  # ana changed her mind
+    assert lf(repo, "import", str(ana), "--annotator", "ana", *common) == 0
+    out = capsys.readouterr().out
+    assert "imported 1 annotation(s), 0 new frame(s) (folder); 19 already imported" in out
+    after = quality()
+    assert [(a["name"], a["labels"]) for a in after["annotators"]] == [("ana", 21), ("bob", 20)]
