@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from edge_puller.target import Target
-from linefleet_core.catalogue import Normalize, Tiling
+from linefleet_core.catalogue import Normalize, Tiling, too_many_tiles
 from linefleet_core.fleet import HealthGates, TelemetryPolicy
 from linefleet_core.model import Strict
 from linefleet_core.signing import Refusal, TrustedKeys, VerifyError, verified
@@ -88,6 +88,7 @@ def _check_line(spec: LineSpec) -> None:
     ):
         if model is not None:
             _check_model(model, f"{where}.{role}")
+    _check_tiles(spec, where)
     try:  # the wire leaves their ranges to the fleet's rules: a device applies them too
         TelemetryPolicy.model_validate(spec.telemetry.model_dump(), strict=False)
         HealthGates.model_validate(spec.health_gates.model_dump(), strict=False)
@@ -124,6 +125,25 @@ def _check_model(spec: ModelSpec, where: str) -> None:
     # or a tile its overlap does not advance through; a std of 0.
     _fleet_rules(spec.input.tiling, Tiling, f"{where}.input.tiling")
     _fleet_rules(spec.input.normalize, Normalize, f"{where}.input.normalize")
+
+
+def _check_tiles(spec: LineSpec, where: str) -> None:
+    """No model may cut a camera's frame (its ROI, else its declared size) into more than
+    MAX_TILES_PER_FRAME tiles: a tiling within the catalogue's rules (16-px tiles overlapping
+    by 15) made millions of tiles a frame, each decided in turn."""
+    roles = [("serving", spec.serving), ("candidate", spec.candidate)]
+    roles += [("previous", spec.previous), ("novelty", spec.novelty)]
+    for role, model in roles:
+        tiling = None if model is None else model.input.tiling
+        if tiling is None:
+            continue
+        for camera in spec.cameras:
+            width, height = (camera.width, camera.height) if camera.roi is None else camera.roi[2:]
+            many = too_many_tiles(width, height, tiling.size, tiling.overlap)
+            if many is not None:
+                raise VerifyError(
+                    Refusal.MALFORMED, f"{where}.{role}.input.tiling: camera {camera.id}: {many}"
+                )
 
 
 def _fleet_rules(value: BaseModel | None, rules: type[Strict], at: str) -> None:

@@ -64,6 +64,38 @@ class Tiling(Strict):
         return self
 
 
+MAX_TILES_PER_FRAME = 4096
+"""The most tiles a tiling may cut one camera frame into (`validate` refuses more on a line's
+camera, a device refuses such a desired state). The edge benchmark (`docs/benchmarks.md`,
+"Tiling") decides 80 tiles of a 2448x2048 frame in 0.156 s, about 2 ms a tile on a 2-core
+device: 4,096 tiles are some 8 s of inference a frame, already far behind any camera, and
+are what the largest resolution the fleet admits (16384 x 16384) makes in 256-px tiles
+without overlap. The catalogue's own limits allowed 16-px tiles overlapping by 15 px: 134
+million tiles on a 2^27-pixel frame, days of work and gigabytes of tile list per frame."""
+
+
+def tile_count(width: int, height: int, size: int, overlap: int) -> int:
+    """How many tiles `linefleet_core.modelio.tiles` cuts a width x height image into (counted,
+    not listed: the list of a bad tiling is what must not be built)."""
+
+    def along(length: int) -> int:
+        return 1 if length <= size else -(-(length - size) // (size - overlap)) + 1
+
+    return along(width) * along(height)
+
+
+def too_many_tiles(width: int, height: int, size: int, overlap: int) -> str | None:
+    """Why a tiling cuts a width x height frame into more than MAX_TILES_PER_FRAME tiles."""
+    count = tile_count(width, height, size, overlap)
+    if count <= MAX_TILES_PER_FRAME:
+        return None
+    return (
+        f"tiling size {size}, overlap {overlap} cuts a {width}x{height} frame into "
+        f"{count:,} tiles; at most {MAX_TILES_PER_FRAME:,} a frame (larger tiles, or less "
+        "overlap)"
+    )
+
+
 class InputSpec(Strict):
     shape: list[int] = Field(min_length=4, max_length=4)
     """In `layout` order: NCHW [1, channels, height, width], NHWC [1, height, width, channels]."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from linefleet_core import artifactref, yamlsafe
 from linefleet_core import spec as fleetspec
-from linefleet_core.catalogue import ModelFamily, ModelVersion
+from linefleet_core.catalogue import ModelFamily, ModelVersion, too_many_tiles
 from linefleet_core.errors import Finding, Severity
 from linefleet_core.fleet import EdgeDevice, Line
 from linefleet_core.gcpause import paused_gc
@@ -272,6 +272,7 @@ def _line(spec: FleetSpec, line: Line) -> Iterator[Finding]:
                 "(a candidate may move the line to a later version of its taxonomy, not another)",
                 code="taxonomy_mismatch",
             )
+        yield from _tiles(doc, path, ref, mv, line)
         for i, camera in enumerate(line.cameras):
             height, width = mv.input.height, mv.input.width
             if mv.input.tiling is not None:
@@ -333,6 +334,22 @@ def _novelty(spec: FleetSpec, line: Line) -> Iterator[Finding]:
             ("rollout", "novelty", "model"),
             f"{novelty.ref} is a {mv.task} model; a novelty model has task 'anomaly'",
         )
+    yield from _tiles(doc, ("rollout", "novelty"), novelty.ref, mv, line)
+
+
+def _tiles(
+    doc: yamlsafe.Located, path: Path, ref: str, mv: ModelVersion, line: Line
+) -> Iterator[Finding]:
+    """A tiling that cuts a camera's frame (its ROI, else its resolution: what the models see)
+    into more tiles than a device decides in reasonable time (`MAX_TILES_PER_FRAME`)."""
+    tiling = mv.input.tiling
+    if tiling is None:
+        return
+    for camera in line.cameras:
+        seen = camera.roi or camera.resolution
+        many = too_many_tiles(seen.width, seen.height, tiling.size, tiling.overlap)
+        if many is not None:
+            yield doc.finding(path, f"{ref} on camera {camera.id}: {many}", code="capability")
 
 
 def _same_or_later(model_taxonomy: str, line_taxonomy: str) -> bool:

@@ -361,3 +361,32 @@ def test_findings_carry_positions_in_the_offending_file() -> None:
         f"{L4}:21:12: rollout.serving: unknown model 'surface-classifier@9' (not in the model catalogue)"
     )
     assert finding.severity is Severity.ERROR
+
+
+def test_a_tiling_that_cuts_a_cameras_frame_into_too_many_tiles_is_refused_on_the_line() -> None:
+    """16-px tiles overlapping by 15 px are within the catalogue's rules, and cut a 640x480
+    frame into 290,625 tiles, each decided in turn on the device: validate refused nothing.
+    Each camera of a line whose model tiles its frame (its ROI, else its resolution) into more
+    than MAX_TILES_PER_FRAME is a finding at the line's model reference, with its position; a
+    camera whose ROI is small enough is not."""
+    src = MemorySource()
+    set_in(MODEL, "versions", 1, "input", "tiling", value={"size": 16, "overlap": 15})(src)
+    set_in(L4, "cameras", 0, "roi", value={"x": 0, "y": 0, "width": 64, "height": 48})(src)
+    spec, schema_findings = fleetspec.load(src)
+    assert schema_findings == []
+    found = [f for f in validation.check(spec) if "tiles" in f.message]
+    many = (
+        "tiling size 16, overlap 15 cuts a 640x480 frame into 290,625 tiles; at most 4,096 a "
+        "frame (larger tiles, or less overlap)"
+    )
+    assert [(f.path, f.field, f.severity.value, f.message) for f in found] == [
+        (L3, "rollout.serving", "error", f"surface-classifier@2 on camera cam-1: {many}"),
+        (L3, "rollout.serving", "error", f"surface-classifier@2 on camera cam-2: {many}"),
+    ]
+    assert all(f.line > 0 for f in found)
+    assert (
+        findings_for(
+            set_in(MODEL, "versions", 1, "input", "tiling", value={"size": 16, "overlap": 6})
+        )
+        == []
+    )  # 64 x 48 = 3,072 tiles a 640x480 frame: within the cap

@@ -173,6 +173,32 @@ def test_preprocessing_the_catalogue_refuses_is_refused_by_the_edge(
     assert agent.state.target is None
 
 
+def test_a_tiling_that_cuts_a_cameras_frame_into_too_many_tiles_is_refused(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """16-px tiles overlapping by 15 are within the catalogue's rules, and cut a 4000x3000
+    frame into 11.9 million tiles, each decided in turn: the device refuses the document as
+    malformed and keeps what it runs. The same tiling on a camera whose ROI is 64x48 px (what
+    the models see) is 1,617 tiles a frame, and is taken."""
+    agent = _agent(tmp_path / "state")
+    doc = line_doc(models["m1"])
+    doc["cameras"] = [{"id": "cam-1", "fps": 10.0, "width": 4000, "height": 3000}]
+    doc["serving"]["input"] |= {"tiling": {"size": 16, "overlap": 15}}
+    agent.offer_desired(desired(KEY, 4, doc))
+    _converge(agent, 1)
+    refused = [e for e in _events(agent) if e.type == "refused-document"]
+    assert [(e.reason, e.generation) for e in refused] == [("malformed", 4)]
+    assert refused[0].message.endswith(
+        "serving.input.tiling: camera cam-1: tiling size 16, overlap 15 cuts a 4000x3000 "
+        "frame into 11,895,225 tiles; at most 4,096 a frame (larger tiles, or less overlap)"
+    )
+    assert agent.state.target is None
+    doc["cameras"][0]["roi"] = [100, 100, 64, 48]
+    agent.offer_desired(desired(KEY, 5, doc))
+    _converge(agent, 1)
+    assert agent.state.target is not None and agent.state.target.document.generation == 5
+
+
 def test_replayed_older_generation_is_refused(tmp_path: Path, models: dict[str, ModelSpec]) -> None:
     agent = _agent(tmp_path / "state")
     old = desired(KEY, 1, line_doc(models["m1"]))
