@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -346,10 +347,10 @@ def test_importing_the_same_annotations_again_is_a_no_op_that_says_so(
     common = ["--site", "toledo", "--line", "line-1", "--camera", "cam-1"]
     common += ["--taxonomy", "surface-defects@2"]
 
-    def quality() -> dict[str, object]:
+    def quality() -> dict[str, Any]:
         capsys.readouterr()
         assert lf(repo, "quality", "--format", "json") == 0
-        doc: dict[str, object] = json.loads(capsys.readouterr().out)
+        doc: dict[str, Any] = json.loads(capsys.readouterr().out)
         return doc
 
     for who, root in (("ana", ana), ("bob", bob)):
