@@ -293,7 +293,7 @@ def refused_since(obs: DeviceObservation) -> str:
         return ""
     if obs.refused_at <= obs.last_seen:
         return ""
-    return f"; its messages since are refused, the last: {refused_text(obs)}"
+    return f"; messages on its topics since were refused, the last: {refused_text(obs)}"
 
 
 def _unreported(obs: DeviceObservation | None, message: str) -> Condition:
@@ -303,7 +303,7 @@ def _unreported(obs: DeviceObservation | None, message: str) -> Condition:
     return Condition(
         ConditionType.UNKNOWN,
         Reason.REPORT_REFUSED,
-        f"no report accepted; the last message was refused: {refused_text(obs)}",
+        f"no report accepted; the last message on its topics was refused: {refused_text(obs)}",
     )
 
 

@@ -54,7 +54,7 @@ def test_status_shows_each_condition_and_counts_bad_messages(
     dresden = next(d for d in out["devices"] if d["device"] == "dresden-edge-1")
     assert (dresden["reason"], dresden["message"]) == (
         "ReportRefused",
-        "no report accepted; the last message was refused: "
+        "no report accepted; the last message on its topics was refused: "
         f"{T}/dresden/dresden-edge-1/reported: unknown_protocol: protocol 7 is not 1",
     )
     edge1 = next(d for d in out["devices"] if d["device"] == "toledo-edge-1")

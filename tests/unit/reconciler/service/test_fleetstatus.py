@@ -282,7 +282,7 @@ def test_a_device_whose_reports_are_all_refused_says_so_on_its_own_row() -> None
     (dev,) = status.devices
     assert (dev.condition.type.value, dev.condition.reason) == ("Unknown", "ReportRefused")
     assert dev.condition.message.startswith(
-        f"no report accepted; the last message was refused: {topic}: malformed: lines.0.phase: "
+        f"no report accepted; the last message on its topics was refused: {topic}: malformed: lines.0.phase: "
     )
     assert (dev.sync.reason, dev.health.reason) == ("ReportRefused", "ReportRefused")
     refused = as_json(status, NOW)["devices"][0]["last_refused"]
@@ -319,7 +319,7 @@ def test_a_refusal_belongs_to_the_device_its_topic_names_and_no_other() -> None:
     other = rows["other-edge"].condition
     assert (other.reason, other.message) == (
         "ReportRefused",
-        f"no report accepted; the last message was refused: {mine}: topic_mismatch: "
+        f"no report accepted; the last message on its topics was refused: {mine}: topic_mismatch: "
         f"payload is for {key}, topic for {doc.site}/other-edge",
     )
     assert status.rejections == {"topic_mismatch": 1, "foreign_topic": 1, "unknown_device": 1}
@@ -335,5 +335,5 @@ def test_a_stale_device_whose_messages_since_were_refused_says_so() -> None:
     (dev,) = fleet_status({key: doc}, obs, NOW).devices
     assert dev.condition.reason == "HeartbeatMissed"
     assert dev.condition.message.endswith(
-        f"; its messages since are refused, the last: {topic}: unknown_protocol: protocol 2 is not 1"
+        f"; messages on its topics since were refused, the last: {topic}: unknown_protocol: protocol 2 is not 1"
     )

@@ -130,7 +130,7 @@ def test_the_loop_keeps_a_devices_last_refused_report_across_a_restart(rec: Reco
     (dev,) = fleet_status({}, again).devices
     assert dev.condition.reason == "ReportRefused"
     assert dev.condition.message.startswith(
-        "no report accepted; the last message was refused: "
+        "no report accepted; the last message on its topics was refused: "
         "linefleet/v1/dresden/dresden-edge-1/reported: malformed: not UTF-8 JSON"
     )
     assert again.rejections == {"malformed": 1, "unknown_device": 1}
