@@ -31,7 +31,7 @@ from edge_puller.artifacts import ArtifactStore, DownloadPaused
 from edge_puller.engine import Decision, Engine
 from edge_puller.events import event_builder
 from edge_puller.executor import execute
-from edge_puller.framesize import Fit, camera_spec, fit
+from edge_puller.framesize import Fit, camera_spec, fit, within_tiles
 from edge_puller.intake import take_desired
 from edge_puller.localstatus import keep_report
 from edge_puller.metrics import LineMetrics
@@ -121,7 +121,7 @@ class Agent:
         wanted = target.lines.get(key) if target else None
         spec = camera_spec(wanted.cameras, camera) if wanted else None
         height, width = frame.shape[:2]
-        placed = fit(spec, key, width, height)
+        placed = within_tiles(fit(spec, key, width, height), wanted, camera, width, height)
         with self.lock:
             self._frame_sizes[(key, camera)] = placed
         if placed.refused:

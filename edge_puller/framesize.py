@@ -11,6 +11,11 @@ an ROI the models see the whole frame at any size, and nothing is checked):
 - another aspect (a crop, a rotated or another sensor mode): the ROI cannot be placed, so the
   frame is refused (counted as unreadable, never decided).
 
+A frame larger than declared (any size on a camera without an ROI, or a scaled ROI) may also
+be cut by a model's tiling into more tiles than `MAX_TILES_PER_FRAME`, which the desired
+state's check (`edge_puller.desired`) could only count at the declared size: such a frame is
+refused too, naming the count, and never tiled (`within_tiles`).
+
 Either way `problem` says so until the frames match the declaration again: a refused frame in
 the report's `error` (`linefleet status`: `Failed`, `DeviceError`: the camera cannot be
 inspected), a scaled one in its `warning` (`Degraded`, `DeviceWarning`: it is inspected, not
@@ -22,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_puller.target import Roi
-from linefleet_core.wire import CameraSpec
+from linefleet_core.catalogue import too_many_tiles
+from linefleet_core.wire import CameraSpec, LineSpec
 
 
 @dataclass(frozen=True)
@@ -60,3 +66,18 @@ def fit(spec: CameraSpec | None, line: str, width: int, height: int) -> Fit:
 
 def camera_spec(cameras: list[CameraSpec], camera: str) -> CameraSpec | None:
     return next((c for c in cameras if c.id == camera), None)
+
+
+def within_tiles(placed: Fit, line: LineSpec | None, camera: str, width: int, height: int) -> Fit:
+    """`placed`, or a refusal when a model of `line` would cut what it sees of this
+    `width` x `height` frame (the placed ROI, else the whole frame) into too many tiles."""
+    if line is None or placed.refused:
+        return placed
+    seen = (placed.roi[2], placed.roi[3]) if placed.roi is not None else (width, height)
+    for model in line.models():
+        tiling = model.input.tiling
+        many = None if tiling is None else too_many_tiles(*seen, tiling.size, tiling.overlap)
+        if many is not None:
+            problem = f"frames {camera} ({line.line}): {width}x{height}: {many}: not decided"
+            return Fit(None, refused=True, problem=problem)
+    return placed

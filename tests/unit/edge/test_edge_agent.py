@@ -714,6 +714,32 @@ def test_a_camera_without_an_roi_is_decided_at_any_size(
     assert ReportedState.model_validate_json(build_report(agent)).error == ""
 
 
+def test_a_frame_larger_than_declared_that_its_tiling_cuts_into_too_many_tiles_is_refused(
+    tmp_path: Path, models: dict[str, ModelSpec]
+) -> None:
+    """A camera without an ROI is decided at any size, so the desired state's check counts
+    tiles only at the declared size: 16-px tiles are 12 on the declared 64x48, and 16,384 on
+    a 2048x2048 frame the camera sends instead, each decided in turn. Such a frame is refused
+    and named, never tiled; frames of the declared size are decided as before."""
+    agent = _agent(tmp_path / "state")
+    doc = line_doc(models["m1"])
+    doc["serving"]["input"] |= {"tiling": {"size": 16, "overlap": 0}}
+    agent.offer_desired(desired(KEY, 1, doc))
+    _converge(agent)
+    assert agent.serve("cam-1", "f1", BRIGHT).label == "ok"
+    huge = np.full((2048, 2048, 3), 220, dtype=np.uint8)
+    decision = agent.serve("cam-1", "f2", huge)
+    assert (decision.decided_by, decision.label) == ("none", None)
+    body = json.loads(build_report(agent))
+    assert body["lines"][0]["metrics"]["unreadable_frames"] == 1
+    assert body["error"].startswith(
+        f"frames cam-1 ({LINE}): 2048x2048: tiling size 16, overlap 0 cuts a 2048x2048 frame "
+        "into 16,384 tiles; at most 4,096 a frame (larger tiles, or less overlap): not decided"
+    )
+    assert agent.serve("cam-1", "f3", BRIGHT).label == "ok"
+    assert json.loads(build_report(agent))["error"] == ""
+
+
 def test_the_tombstone_already_applied_sent_again_is_a_duplicate_not_a_refusal(
     tmp_path: Path, models: dict[str, ModelSpec]
 ) -> None:
