@@ -253,22 +253,21 @@ class Observations:
             self.devices[key] = DeviceObservation(site, device)
         return self.devices[key]
 
-    def reject(self, rejected: Rejected, received: float | None = None) -> str | None:
+    def reject(self, rejected: Rejected, received: float | None = None) -> None:
         """Count a refused message; one that a device's own topic carried (a report, event
         or birth) is also kept as that device's last refusal (one per device, replacing the
-        one before). Returns that device's `site/device`, or None for a refusal kept only
-        fleet-wide: a topic that names no device, a device not in the fleet, a desired
-        document, a duplicate event (a store-and-forward redelivery, not a fault)."""
+        one before). Kept only fleet-wide: a topic that names no device, a device not in the
+        fleet, a desired document, a duplicate event (a store-and-forward redelivery, not a
+        fault)."""
         self.rejections[rejected.reason.value] += 1
         self.last_rejection[rejected.reason.value] = f"{rejected.topic}: {rejected.detail}"
         if rejected.reason in _FLEET_WIDE:
-            return None
+            return
         where = parse_topic(rejected.topic)
         if where is None or where.channel not in _DEVICE_CHANNELS:
-            return None
+            return
         obs = self.device(where.site, where.device)
         obs.refused, obs.refused_at = rejected, received
-        return obs.key
 
     def apply(self, accepted: Accepted, received: float, *, live: bool = True) -> Rejected | None:
         """Record one accepted message; `live=False` for a retained replay (arrival is not news).
